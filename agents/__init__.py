@@ -1,0 +1,1 @@
+"""Policies (ACT, Diffusion Policy, TD-MPC), normalization, training and evaluation."""

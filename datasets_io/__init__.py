@@ -1,0 +1,1 @@
+"""LeRobot v3 datasets: writer, reader, validator, hub transfer and the recorder loop."""

@@ -1,0 +1,1 @@
+"""The hardware bridge: servo buses, calibration, cameras, teleoperation, real envs, virtual servo bus."""

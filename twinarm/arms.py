@@ -1,0 +1,33 @@
+"""The registry of supported arms: name -> ArmSpec. Limits come from each arm's model in `assets/`."""
+
+from __future__ import annotations
+
+from twinarm.spec import ArmSpec, CameraSpec, JointSpec
+
+SO101 = ArmSpec(
+    name="so101",
+    display_name="SO-101",
+    robot_type="so101_follower",
+    joints=(
+        JointSpec("shoulder_pan", -1.91986, 1.91986, motor_id=1, motor_model="sts3215"),
+        JointSpec("shoulder_lift", -1.74533, 1.74533, motor_id=2, motor_model="sts3215"),
+        JointSpec("elbow_flex", -1.69, 1.69, motor_id=3, motor_model="sts3215"),
+        JointSpec("wrist_flex", -1.65806, 1.65806, motor_id=4, motor_model="sts3215"),
+        JointSpec("wrist_roll", -2.74385, 2.84121, motor_id=5, motor_model="sts3215"),
+        JointSpec("gripper", 0.0, 1.0, kind="gripper", motor_id=6, motor_model="sts3215"),
+    ),
+    control_hz=30,
+    cameras=(CameraSpec("front"), CameraSpec("wrist")),
+    lerobot_units="degrees",
+    motor_bus="feetech",
+)
+
+ARMS: dict[str, ArmSpec] = {spec.name: spec for spec in (SO101,)}
+
+
+def get_arm(name: str) -> ArmSpec:
+    """Look an arm up by its short name (`so101`, ...), with a helpful error."""
+    try:
+        return ARMS[name.lower()]
+    except KeyError:
+        raise KeyError(f"unknown arm {name!r}; known arms: {sorted(ARMS)}") from None

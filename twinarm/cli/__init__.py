@@ -1,0 +1,1 @@
+"""The `twinarm` command line."""

@@ -1,0 +1,101 @@
+"""Every env id twinarm provides, registered with Gymnasium from one table.
+
+Sim ids are `twinarm/<Arm>-<Task>-v<N>`; each has a real twin that differs only by the `-Real`
+marker (`twinarm/SO101-PickCube-Real-v0`) and is built from the same arm spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+
+NAMESPACE = "twinarm"
+REAL_MARKER = "Real"
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task as every side sees it: its sim entry point, episode length and language instruction."""
+
+    name: str
+    entry_point: str
+    max_episode_steps: int
+    instruction: str
+
+
+TASKS: dict[str, TaskInfo] = {
+    t.name: t
+    for t in (
+        TaskInfo("Reach", "twinarm.envs.tasks.reach:ReachEnv", 100, "Move the gripper to the target."),
+        TaskInfo("PickCube", "twinarm.envs.tasks.pick_cube:PickCubeEnv", 150, "Pick up the cube."),
+        TaskInfo(
+            "PickPlace", "twinarm.envs.tasks.pick_place:PickPlaceEnv", 220, "Pick the cube and place it on the plate."
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """One registered (arm, task) pair; `arm_token` is the id spelling (`SO101`), `arm` the spec name."""
+
+    arm_token: str
+    arm: str
+    task: str
+    version: int = 0
+
+    @property
+    def sim_id(self) -> str:
+        return f"{NAMESPACE}/{self.arm_token}-{self.task}-v{self.version}"
+
+    @property
+    def real_id(self) -> str:
+        return f"{NAMESPACE}/{self.arm_token}-{self.task}-{REAL_MARKER}-v{self.version}"
+
+    @property
+    def task_info(self) -> TaskInfo:
+        return TASKS[self.task]
+
+
+ENV_ENTRIES: tuple[EnvEntry, ...] = (
+    EnvEntry("SO101", "so101", "Reach"),
+    EnvEntry("SO101", "so101", "PickCube"),
+    EnvEntry("SO101", "so101", "PickPlace"),
+)
+
+
+def sim_ids() -> list[str]:
+    return [e.sim_id for e in ENV_ENTRIES]
+
+
+def real_ids() -> list[str]:
+    return [e.real_id for e in ENV_ENTRIES]
+
+
+def entry_for(env_id: str) -> EnvEntry:
+    """The table row behind a sim or real id."""
+    for e in ENV_ENTRIES:
+        if env_id in (e.sim_id, e.real_id):
+            return e
+    raise KeyError(f"{env_id!r} is not a twinarm env id; see `twinarm envs` for the list")
+
+
+def register_all() -> None:
+    """Register every sim id and its real twin (idempotent, lazy string entry points)."""
+    for e in ENV_ENTRIES:
+        info = e.task_info
+        if e.sim_id not in gym.registry:
+            gym.register(
+                id=e.sim_id,
+                entry_point=info.entry_point,
+                max_episode_steps=info.max_episode_steps,
+                kwargs={"arm": e.arm},
+            )
+        if e.real_id not in gym.registry:
+            gym.register(
+                id=e.real_id,
+                entry_point="twinarm.real.env:RealArmEnv",
+                max_episode_steps=info.max_episode_steps,
+                kwargs={"arm": e.arm, "task": e.task},
+            )

@@ -1,0 +1,228 @@
+"""Arm specs: the single source of truth for joints, limits, units, control rate and cameras.
+
+Sim envs, real envs, dataset features and the conversion to LeRobot's units are all derived from
+an `ArmSpec`, so a policy trained on one side sees exactly the same spaces on the other.
+Units are SI: revolute joints in radians, grippers as an opening fraction in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+from gymnasium import spaces
+
+ObsType = Literal["state", "pixels", "pixels_agent_pos"]
+OBS_TYPES: tuple[str, ...] = ("state", "pixels", "pixels_agent_pos")
+
+#: Observations may stray a little past the joint limits (soft limits, encoder noise); the
+#: observation box is widened by this margin so in-range arms always lie inside it.
+STATE_MARGIN_RAD = 0.25
+STATE_MARGIN_GRIPPER = 0.25
+#: Finite bound for `environment_state` entries (metres / unit quaternions); Gymnasium warns on inf.
+ENV_STATE_BOUND = 10.0
+
+
+@dataclass(frozen=True)
+class JointSpec:
+    """One actuated joint: LeRobot motor name, SI limits, and the servo behind it on the real arm."""
+
+    name: str
+    lower: float
+    upper: float
+    kind: Literal["revolute", "gripper"] = "revolute"
+    motor_id: int = 0
+    motor_model: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.lower < self.upper:
+            raise ValueError(f"joint {self.name!r}: lower limit {self.lower} must be below upper {self.upper}")
+        if self.kind == "gripper" and (self.lower != 0.0 or self.upper != 1.0):
+            raise ValueError(f"gripper joint {self.name!r} must span [0, 1], got [{self.lower}, {self.upper}]")
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """A camera by the name the real setup uses (`front`, `wrist`, `top`), with image size and rate."""
+
+    name: str
+    height: int = 480
+    width: int = 640
+    fps: int = 30
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, 3)
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """Everything about an arm that sim and real must agree on.
+
+    `lerobot_units` says how LeRobot reports this arm: `"degrees"` (SO-100/101, Koch: revolute joints
+    in degrees, gripper 0..100) or `"radians"` (ALOHA datasets: radians, gripper 0..1).
+    """
+
+    name: str
+    display_name: str
+    robot_type: str
+    joints: tuple[JointSpec, ...]
+    control_hz: int
+    cameras: tuple[CameraSpec, ...]
+    lerobot_units: Literal["degrees", "radians"] = "degrees"
+    motor_bus: Literal["feetech", "dynamixel"] = "feetech"
+    optional_cameras: tuple[CameraSpec, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        names = [j.name for j in self.joints]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arm {self.name!r}: duplicate joint names {names}")
+        cams = [c.name for c in self.cameras + self.optional_cameras]
+        if len(set(cams)) != len(cams):
+            raise ValueError(f"arm {self.name!r}: duplicate camera names {cams}")
+
+    # ----- joints -------------------------------------------------------------------------------
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return tuple(j.name for j in self.joints)
+
+    @property
+    def dof(self) -> int:
+        return len(self.joints)
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.array([j.lower for j in self.joints], dtype=np.float64)
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.array([j.upper for j in self.joints], dtype=np.float64)
+
+    @property
+    def gripper_mask(self) -> np.ndarray:
+        return np.array([j.kind == "gripper" for j in self.joints], dtype=bool)
+
+    @property
+    def control_period(self) -> float:
+        return 1.0 / self.control_hz
+
+    def clip_action(self, action: np.ndarray) -> np.ndarray:
+        """Clamp joint targets to the limits (the safety clamp shared by sim and real)."""
+        return np.clip(np.asarray(action, dtype=np.float64), self.lower, self.upper)
+
+    # ----- cameras ------------------------------------------------------------------------------
+    def camera(self, name: str) -> CameraSpec:
+        for cam in self.cameras + self.optional_cameras:
+            if cam.name == name:
+                return cam
+        known = [c.name for c in self.cameras + self.optional_cameras]
+        raise KeyError(f"arm {self.name!r} has no camera {name!r}; known cameras: {known}")
+
+    def resolve_cameras(
+        self,
+        names: tuple[str, ...] | list[str] | None = None,
+        image_size: tuple[int, int] | None = None,
+    ) -> tuple[CameraSpec, ...]:
+        """The cameras an env exposes: the default set (or `names`), optionally resized to (h, w)."""
+        cams = self.cameras if names is None else tuple(self.camera(n) for n in names)
+        if image_size is not None:
+            h, w = (int(v) for v in image_size)
+            if h <= 0 or w <= 0:
+                raise ValueError(f"image_size must be positive (height, width), got {image_size}")
+            cams = tuple(replace(c, height=h, width=w) for c in cams)
+        return cams
+
+    # ----- Gymnasium spaces ---------------------------------------------------------------------
+    def action_space(self) -> spaces.Box:
+        """Absolute joint targets in SI units, bounded by the joint limits."""
+        return spaces.Box(self.lower.astype(np.float32), self.upper.astype(np.float32), dtype=np.float32)
+
+    def state_space(self) -> spaces.Box:
+        margin = np.where(self.gripper_mask, STATE_MARGIN_GRIPPER, STATE_MARGIN_RAD)
+        low = (self.lower - margin).astype(np.float32)
+        high = (self.upper + margin).astype(np.float32)
+        return spaces.Box(low, high, dtype=np.float32)
+
+    def observation_space(
+        self,
+        obs_type: str = "pixels_agent_pos",
+        cameras: tuple[CameraSpec, ...] | None = None,
+        env_state_dim: int | None = None,
+    ) -> spaces.Dict:
+        """The observation Dict for `obs_type`; `environment_state` exists only in the sim `state` variant."""
+        if obs_type not in OBS_TYPES:
+            raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
+        cams = self.cameras if cameras is None else cameras
+        out: dict[str, spaces.Space] = {}
+        if obs_type in ("pixels", "pixels_agent_pos"):
+            out["pixels"] = spaces.Dict(
+                {c.name: spaces.Box(0, 255, shape=c.shape, dtype=np.uint8) for c in cams}
+            )
+        if obs_type in ("state", "pixels_agent_pos"):
+            out["agent_pos"] = self.state_space()
+        if obs_type == "state":
+            if env_state_dim is None:
+                raise ValueError(
+                    f"arm {self.name!r}: obs_type='state' needs environment_state, which only a simulated "
+                    "task provides; use 'pixels_agent_pos' or 'pixels' on the real arm"
+                )
+            out["environment_state"] = spaces.Box(
+                -ENV_STATE_BOUND, ENV_STATE_BOUND, shape=(env_state_dim,), dtype=np.float32
+            )
+        return spaces.Dict(out)
+
+    # ----- LeRobot units and features -----------------------------------------------------------
+    @property
+    def lerobot_scale(self) -> np.ndarray:
+        """Per-joint factor from SI units to LeRobot's units (the only unit conversion in twinarm)."""
+        if self.lerobot_units == "radians":
+            return np.ones(self.dof)
+        return np.where(self.gripper_mask, 100.0, 180.0 / np.pi)
+
+    def to_lerobot(self, x: np.ndarray) -> np.ndarray:
+        """SI (rad, gripper 0..1) -> LeRobot (deg, gripper 0..100 for degree-reporting arms)."""
+        x = np.asarray(x)
+        self._check_last_dim(x, "to_lerobot")
+        return (x.astype(np.float64) * self.lerobot_scale).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+
+    def from_lerobot(self, x: np.ndarray) -> np.ndarray:
+        """LeRobot units -> SI units; inverse of `to_lerobot`."""
+        x = np.asarray(x)
+        self._check_last_dim(x, "from_lerobot")
+        return (x.astype(np.float64) / self.lerobot_scale).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+
+    def _check_last_dim(self, x: np.ndarray, what: str) -> None:
+        if x.ndim == 0 or x.shape[-1] != self.dof:
+            raise ValueError(f"{what}: arm {self.name!r} has {self.dof} joints, got array of shape {x.shape}")
+
+    @property
+    def motor_feature_names(self) -> list[str]:
+        """LeRobot's per-motor feature names, e.g. `shoulder_pan.pos`."""
+        return [f"{n}.pos" for n in self.joint_names]
+
+    def lerobot_features(
+        self,
+        cameras: tuple[CameraSpec, ...] | None = None,
+        use_videos: bool = True,
+        env_state_dim: int | None = None,
+    ) -> dict[str, dict]:
+        """Dataset features in LeRobot's `info.json` form (without the default index features)."""
+        cams = self.cameras if cameras is None else cameras
+        feats: dict[str, dict] = {
+            "observation.state": {"dtype": "float32", "shape": [self.dof], "names": self.motor_feature_names},
+            "action": {"dtype": "float32", "shape": [self.dof], "names": self.motor_feature_names},
+        }
+        if env_state_dim:
+            feats["observation.environment_state"] = {
+                "dtype": "float32",
+                "shape": [env_state_dim],
+                "names": None,
+            }
+        for c in cams:
+            feats[f"observation.images.{c.name}"] = {
+                "dtype": "video" if use_videos else "image",
+                "shape": [c.height, c.width, 3],
+                "names": ["height", "width", "channels"],
+            }
+        return feats

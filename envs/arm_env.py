@@ -1,0 +1,132 @@
+"""Gymnasium glue: an arm's physics + a task + cameras, with spaces taken from the arm spec.
+
+Observations: `agent_pos` (spec units), `pixels/<camera>` (uint8 HWC) and, for `obs_type="state"`,
+`environment_state`. Actions are absolute joint targets in spec units. `info["is_success"]` always.
+Episodes never terminate on their own; truncation comes from `max_episode_steps` at registration.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from twinarm.envs.physics import ArmPhysics
+from twinarm.envs.render import CameraRenderer
+from twinarm.envs.task import Task
+
+from twinarm.arms import get_arm
+from twinarm.spec import OBS_TYPES
+
+
+class ArmEnv(gym.Env):
+    """A single-arm MuJoCo task env; subclasses only name their `task_cls`."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
+    task_cls: ClassVar[type[Task]]
+
+    def __init__(
+        self,
+        arm: str = "so101",
+        obs_type: str = "pixels_agent_pos",
+        render_mode: str | None = None,
+        image_size: tuple[int, int] | None = None,
+        cameras: tuple[str, ...] | list[str] | None = None,
+        n_substeps: int | None = None,
+        high_quality_render: bool = False,
+    ):
+        if obs_type not in OBS_TYPES:
+            raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self._init_kwargs = dict(
+            arm=arm, obs_type=obs_type, render_mode=render_mode, image_size=image_size,
+            cameras=cameras, n_substeps=n_substeps, high_quality_render=high_quality_render,
+        )  # fmt: skip
+        self.spec_arm = get_arm(arm)
+        self.obs_type = obs_type
+        self.render_mode = render_mode
+        self.high_quality_render = high_quality_render
+        self.task = self.task_cls(self.spec_arm)
+        self.physics = ArmPhysics.from_arm(self.spec_arm, n_substeps, scene_hooks=(self.task.build_scene,))
+        self.task.bind(self.physics)
+        self.cameras = self.spec_arm.resolve_cameras(cameras, image_size)
+        self.observation_space = self.spec_arm.observation_space(
+            obs_type, self.cameras, self.task.env_state_dim if obs_type == "state" else None
+        )
+        self.action_space = self.spec_arm.action_space()
+        self.metadata = {**self.metadata, "render_fps": self.spec_arm.control_hz}
+        self._state_space = self.spec_arm.state_space()
+        self._renderer: CameraRenderer | None = None
+        self._last_frames: dict[str, np.ndarray] | None = None
+
+    # ----- Gymnasium API ------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.physics.reset()
+        self.task.initialize_episode(self.physics, self.np_random)
+        self._last_frames = None
+        return self._observation(), self._info(reward_terms={})
+
+    def step(self, action: np.ndarray):
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape} (joints {self.spec_arm.joint_names}), got {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"action contains NaN or inf: {action}")
+        self.physics.set_targets(action)
+        self.physics.step_control()
+        self._last_frames = None
+        reward, terms = self.task.reward(self.physics)
+        return self._observation(), float(reward), False, False, self._info(terms)
+
+    def render(self) -> np.ndarray | None:
+        """The first camera's image (the one already rendered for this step if there is one)."""
+        if self.render_mode != "rgb_array":
+            return None
+        frames = self._frames()
+        return frames[self.cameras[0].name]
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # ----- internals ----------------------------------------------------------------------------
+    def _frames(self) -> dict[str, np.ndarray]:
+        if self._last_frames is None:
+            if self._renderer is None:
+                self._renderer = CameraRenderer(self.physics.model, self.cameras, self.high_quality_render)
+            self._last_frames = self._renderer.render(self.physics.data)
+        return self._last_frames
+
+    def _observation(self) -> dict[str, Any]:
+        obs: dict[str, Any] = {}
+        if self.obs_type != "state":
+            obs["pixels"] = dict(self._frames())
+        if self.obs_type != "pixels":
+            pos = self.physics.joint_positions().astype(np.float32)
+            obs["agent_pos"] = np.clip(pos, self._state_space.low, self._state_space.high)
+        if self.obs_type == "state":
+            obs["environment_state"] = self.task.environment_state(self.physics).astype(np.float32)
+        return obs
+
+    def _info(self, reward_terms: dict[str, float]) -> dict[str, Any]:
+        return {"is_success": bool(self.task.is_success(self.physics)), **reward_terms}
+
+    # ----- pickling: rebuild from constructor arguments, then restore physics and RNG ------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "kwargs": self._init_kwargs,
+            "physics_state": self.physics.get_state(),
+            "ctrl": self.physics.data.ctrl.copy(),
+            "np_random": None if self._np_random is None else self._np_random.bit_generator.state,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state["kwargs"])
+        self.physics.set_state(state["physics_state"])
+        self.physics.data.ctrl[:] = state["ctrl"]
+        if state["np_random"] is not None:
+            self._np_random = np.random.Generator(np.random.PCG64())
+            self._np_random.bit_generator.state = state["np_random"]

@@ -1,0 +1,141 @@
+"""The simulated arm: a compiled MuJoCo scene plus the mapping between spec units and MuJoCo state.
+
+This is the only place that knows how spec joints map to qpos/ctrl (revolute joints 1:1 in radians,
+grippers as an opening fraction of the jaw joint's range), so envs and the virtual servo bus share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import mujoco
+import numpy as np
+from twinarm.assets import scene_path
+
+from twinarm.arms import get_arm
+from twinarm.spec import ArmSpec
+
+#: Physics timestep the substep count aims for; the exact timestep is control_period / n_substeps.
+TARGET_TIMESTEP = 0.002
+
+SceneHook = Callable[[mujoco.MjSpec], None]
+
+
+def substeps_for(control_hz: int, target_timestep: float = TARGET_TIMESTEP) -> int:
+    """Number of physics steps per control step, so that the timestep divides the period exactly."""
+    return max(1, round(1.0 / (control_hz * target_timestep)))
+
+
+def load_scene(spec: ArmSpec, n_substeps: int, scene_hooks: tuple[SceneHook, ...] = ()) -> mujoco.MjModel:
+    """Compile the arm's scene.xml after letting each hook add task objects to the MjSpec."""
+    path = scene_path(spec.name)
+    try:
+        mjspec = mujoco.MjSpec.from_file(str(path))
+    except Exception as exc:  # mujoco raises ValueError with the parser message
+        raise ValueError(f"cannot parse scene {path}: {exc}") from exc
+    for hook in scene_hooks:
+        hook(mjspec)
+    mjspec.option.timestep = 1.0 / (spec.control_hz * n_substeps)
+    return mjspec.compile()
+
+
+class ArmPhysics:
+    """A MuJoCo model/data pair driven in the arm spec's units, one control period at a time."""
+
+    def __init__(self, spec: ArmSpec, model: mujoco.MjModel, n_substeps: int):
+        self.spec = spec
+        self.model = model
+        self.data = mujoco.MjData(model)
+        self.n_substeps = int(n_substeps)
+        period = self.model.opt.timestep * self.n_substeps
+        if abs(period - spec.control_period) > 1e-9:
+            raise ValueError(
+                f"{spec.name}: {self.n_substeps} substeps of {self.model.opt.timestep} s do not divide the "
+                f"control period {spec.control_period} s"
+            )
+        missing = [n for n in spec.joint_names if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n) < 0]
+        missing += [
+            f"actuator {n}" for n in spec.joint_names if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, n) < 0
+        ]
+        if missing:
+            raise ValueError(f"{spec.name}: model lacks joints/actuators named after the spec: {missing}")
+        joint_ids = [model.joint(n).id for n in spec.joint_names]
+        self.qpos_adr = np.array([model.jnt_qposadr[j] for j in joint_ids])
+        self.dof_adr = np.array([model.jnt_dofadr[j] for j in joint_ids])
+        self.actuator_ids = np.array([model.actuator(n).id for n in spec.joint_names])
+        # Spec value x maps to qpos as offset + scale * x: identity for revolute joints, the jaw's range for grippers.
+        ranges = model.jnt_range[joint_ids]
+        grip = spec.gripper_mask
+        self._offset = np.where(grip, ranges[:, 0], 0.0)
+        self._scale = np.where(grip, ranges[:, 1] - ranges[:, 0], 1.0)
+        self._home_key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
+
+    @classmethod
+    def from_arm(
+        cls, arm: str | ArmSpec, n_substeps: int | None = None, scene_hooks: tuple[SceneHook, ...] = ()
+    ) -> ArmPhysics:
+        """Load an arm's scene (with optional task objects added by `scene_hooks`)."""
+        spec = get_arm(arm) if isinstance(arm, str) else arm
+        n = n_substeps or substeps_for(spec.control_hz)
+        return cls(spec, load_scene(spec, n, scene_hooks), n)
+
+    # ----- unit mapping -------------------------------------------------------------------------
+    def spec_to_qpos(self, x: np.ndarray) -> np.ndarray:
+        return self._offset + self._scale * np.asarray(x, dtype=np.float64)
+
+    def qpos_to_spec(self, q: np.ndarray) -> np.ndarray:
+        return (np.asarray(q, dtype=np.float64) - self._offset) / self._scale
+
+    # ----- state --------------------------------------------------------------------------------
+    def joint_positions(self) -> np.ndarray:
+        """Joint positions in spec units (rad; gripper opening 0..1), spec order."""
+        return self.qpos_to_spec(self.data.qpos[self.qpos_adr])
+
+    def joint_velocities(self) -> np.ndarray:
+        """Joint velocities in spec units per second."""
+        return self.data.qvel[self.dof_adr] / self._scale
+
+    def actuator_efforts(self) -> np.ndarray:
+        """Actuator torques (N*m) in spec order."""
+        return self.data.actuator_force[self.actuator_ids].copy()
+
+    def targets(self) -> np.ndarray:
+        """The current joint targets in spec units."""
+        return self.qpos_to_spec(self.data.ctrl[self.actuator_ids])
+
+    def set_targets(self, x: np.ndarray) -> None:
+        """Command absolute joint targets (spec units), clamped to the spec's limits."""
+        self.data.ctrl[self.actuator_ids] = self.spec_to_qpos(self.spec.clip_action(x))
+
+    def step_control(self) -> None:
+        """Advance one control period."""
+        mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
+
+    def reset(self, joints: np.ndarray | None = None) -> None:
+        """Reset to the `home` keyframe (or qpos0), optionally with the arm at `joints` (spec units)."""
+        if self._home_key >= 0:
+            mujoco.mj_resetDataKeyframe(self.model, self.data, self._home_key)
+        else:
+            mujoco.mj_resetData(self.model, self.data)
+        if joints is not None:
+            q = self.spec_to_qpos(joints)
+            self.data.qpos[self.qpos_adr] = q
+            self.data.ctrl[self.actuator_ids] = q
+        mujoco.mj_forward(self.model, self.data)
+
+    def home_joints(self) -> np.ndarray:
+        """The home keyframe's arm pose in spec units."""
+        if self._home_key < 0:
+            return self.qpos_to_spec(self.model.qpos0[self.qpos_adr])
+        return self.qpos_to_spec(self.model.key_qpos[self._home_key][self.qpos_adr])
+
+    def get_state(self) -> np.ndarray:
+        """Full physics state (for pickling and exact replays)."""
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(self.model, spec))
+        mujoco.mj_getState(self.model, self.data, state, spec)
+        return state
+
+    def set_state(self, state: np.ndarray) -> None:
+        mujoco.mj_setState(self.model, self.data, np.asarray(state, dtype=np.float64), mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_forward(self.model, self.data)

@@ -1,0 +1,90 @@
+"""The task interface (dm_control-style): scene additions, episode initialisation, reward, success.
+
+A task knows nothing about Gymnasium; `ArmEnv` glues a task to an arm's physics. Tasks read arm
+geometry from named model elements (`tcp` site, `*_pad` finger geoms, `workspace` site) so one task
+file serves every single-arm model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import mujoco
+import numpy as np
+from twinarm.envs.physics import ArmPhysics
+
+from twinarm.spec import ArmSpec
+
+
+class Task(ABC):
+    """Base class of single-arm tasks; subclasses fill in the hooks below.
+
+    Tasks keep no Python-side episode state: objects and targets live in MuJoCo (free joints, mocap
+    bodies), so the physics state alone restores an episode.
+    """
+
+    name: ClassVar[str] = ""
+    env_state_dim: ClassVar[int] = 0
+
+    def __init__(self, spec: ArmSpec):
+        self.spec = spec
+
+    # ----- model --------------------------------------------------------------------------------
+    def build_scene(self, mjspec: mujoco.MjSpec) -> None:
+        """Add the task's objects (bodies, sites) to the arm's scene before compilation."""
+
+    def bind(self, physics: ArmPhysics) -> None:
+        """Cache ids of named elements once, after compilation."""
+        m = physics.model
+        self.tcp_site = _require(m, mujoco.mjtObj.mjOBJ_SITE, "tcp")
+        ws = _require(m, mujoco.mjtObj.mjOBJ_SITE, "workspace")
+        self.workspace_center = m.site_pos[ws].copy()
+        self.workspace_half = m.site_size[ws].copy()
+        self.pad_geoms = tuple(
+            g for g in range(m.ngeom) if (mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) or "").endswith("_pad")
+        )
+
+    # ----- episode ------------------------------------------------------------------------------
+    def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
+        """Place objects and targets for a new episode using only `rng`."""
+
+    def environment_state(self, physics: ArmPhysics) -> np.ndarray:
+        """Object poses and targets, float32 of length `env_state_dim`."""
+        return np.zeros(0, dtype=np.float32)
+
+    @abstractmethod
+    def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
+        """Dense reward and its named terms."""
+
+    @abstractmethod
+    def is_success(self, physics: ArmPhysics) -> bool:
+        """Whether the episode's goal holds in the current state."""
+
+    # ----- helpers shared by tasks ---------------------------------------------------------------
+    def sample_in_workspace(self, rng: np.random.Generator, margin: float = 0.0) -> np.ndarray:
+        """A uniform xy point in the arm's workspace rectangle (shrunk by `margin`)."""
+        half = np.maximum(self.workspace_half[:2] - margin, 1e-3)
+        return self.workspace_center[:2] + rng.uniform(-half, half)
+
+    def tcp_pos(self, physics: ArmPhysics) -> np.ndarray:
+        return physics.data.site_xpos[self.tcp_site].copy()
+
+    def pads_touching(self, physics: ArmPhysics, geom_id: int) -> int:
+        """How many finger pads are in contact with `geom_id` (2 means it is pinched)."""
+        d = physics.data
+        touching = set()
+        for i in range(d.ncon):
+            g1, g2 = d.contact.geom1[i], d.contact.geom2[i]
+            if g1 == geom_id and g2 in self.pad_geoms:
+                touching.add(g2)
+            elif g2 == geom_id and g1 in self.pad_geoms:
+                touching.add(g1)
+        return len(touching)
+
+
+def _require(model: mujoco.MjModel, objtype: mujoco.mjtObj, name: str) -> int:
+    idx = mujoco.mj_name2id(model, objtype, name)
+    if idx < 0:
+        raise ValueError(f"model {model.names[:20]!r}... lacks the {objtype.name[6:].lower()} {name!r} tasks rely on")
+    return idx

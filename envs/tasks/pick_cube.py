@@ -1,0 +1,83 @@
+"""PickCube: grasp a cube placed at a random pose on the table and lift it at least 5 cm.
+
+Observation `environment_state` (7): cube position and quaternion (w, x, y, z). Reward terms:
+reach (tool point to cube), grasp (both finger pads touch the cube) and lift (height, capped at 5 cm).
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+from twinarm.envs.arm_env import ArmEnv
+from twinarm.envs.physics import ArmPhysics
+from twinarm.envs.props import CUBE_HALF, add_cube, yaw_quat
+from twinarm.envs.task import Task
+
+LIFT_HEIGHT = 0.05
+
+
+class CubeTask(Task):
+    """Shared cube handling for the pick tasks."""
+
+    def build_scene(self, mjspec: mujoco.MjSpec) -> None:
+        add_cube(mjspec)
+
+    def bind(self, physics: ArmPhysics) -> None:
+        super().bind(physics)
+        m = physics.model
+        self.cube_geom = m.geom("cube").id
+        self.cube_body = m.body("cube").id
+        self.cube_qadr = m.jnt_qposadr[m.joint("cube_joint").id]
+        self.cube_vadr = m.jnt_dofadr[m.joint("cube_joint").id]
+        self.cube_half = float(m.geom_size[self.cube_geom][0])
+
+    def place_cube(self, physics: ArmPhysics, xy: np.ndarray, yaw: float) -> None:
+        q = physics.data.qpos
+        q[self.cube_qadr : self.cube_qadr + 3] = [xy[0], xy[1], self.cube_half]
+        q[self.cube_qadr + 3 : self.cube_qadr + 7] = yaw_quat(yaw)
+        physics.data.qvel[self.cube_vadr : self.cube_vadr + 6] = 0.0
+
+    def cube_pose(self, physics: ArmPhysics) -> np.ndarray:
+        return physics.data.qpos[self.cube_qadr : self.cube_qadr + 7].copy()
+
+    def cube_height(self, physics: ArmPhysics) -> float:
+        """Height of the cube's centre above its resting height."""
+        return float(physics.data.xpos[self.cube_body][2] - self.cube_half)
+
+    def grasped(self, physics: ArmPhysics) -> bool:
+        return self.pads_touching(physics, self.cube_geom) >= 2
+
+    def reach_term(self, physics: ArmPhysics) -> float:
+        dist = np.linalg.norm(self.tcp_pos(physics) - physics.data.xpos[self.cube_body])
+        return float(1.0 - np.tanh(10.0 * dist))
+
+
+class PickCube(CubeTask):
+    name = "PickCube"
+    env_state_dim = 7
+
+    def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
+        self.place_cube(physics, self.sample_in_workspace(rng), rng.uniform(-np.pi / 4, np.pi / 4))
+        mujoco.mj_forward(physics.model, physics.data)
+
+    def environment_state(self, physics: ArmPhysics) -> np.ndarray:
+        return self.cube_pose(physics).astype(np.float32)
+
+    def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
+        reach = self.reach_term(physics)
+        grasp = float(self.grasped(physics))
+        lift = float(np.clip(self.cube_height(physics) / LIFT_HEIGHT, 0.0, 1.0)) * grasp
+        total = 0.25 * reach + 0.25 * grasp + 0.5 * lift
+        return total, {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift}
+
+    def is_success(self, physics: ArmPhysics) -> bool:
+        return self.cube_height(physics) >= LIFT_HEIGHT
+
+
+class PickCubeEnv(ArmEnv):
+    """`twinarm/<Arm>-PickCube-v0`."""
+
+    task_cls = PickCube
+
+
+__all__ = ["CUBE_HALF", "LIFT_HEIGHT", "CubeTask", "PickCube", "PickCubeEnv"]

@@ -1,0 +1,75 @@
+"""PickPlace: "Pick the cube and place it on the plate."
+
+Observation `environment_state` (10): cube position + quaternion, plate position. Success: the
+cube rests on the plate (centre within the rim, bottom on the plate surface) and is released.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+from twinarm.envs.arm_env import ArmEnv
+from twinarm.envs.physics import ArmPhysics
+from twinarm.envs.props import PLATE_HALF_HEIGHT, PLATE_RADIUS, add_plate
+from twinarm.envs.tasks.pick_cube import CubeTask
+
+MIN_SEPARATION = 0.10
+CARRY_HEIGHT = 0.04
+
+
+class PickPlace(CubeTask):
+    name = "PickPlace"
+    env_state_dim = 10
+
+    def build_scene(self, mjspec: mujoco.MjSpec) -> None:
+        super().build_scene(mjspec)
+        add_plate(mjspec)
+
+    def bind(self, physics: ArmPhysics) -> None:
+        super().bind(physics)
+        self.plate_mocap = physics.model.body("plate").mocapid[0]
+
+    def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
+        cube_xy = self.sample_in_workspace(rng)
+        for _ in range(100):
+            plate_xy = self.sample_in_workspace(rng, margin=0.01)
+            if np.linalg.norm(plate_xy - cube_xy) >= MIN_SEPARATION:
+                break
+        else:
+            raise RuntimeError(f"{self.spec.name}: workspace too small to separate cube and plate by {MIN_SEPARATION} m")
+        self.place_cube(physics, cube_xy, rng.uniform(-np.pi / 4, np.pi / 4))
+        physics.data.mocap_pos[self.plate_mocap] = [plate_xy[0], plate_xy[1], PLATE_HALF_HEIGHT]
+        mujoco.mj_forward(physics.model, physics.data)
+
+    def plate_pos(self, physics: ArmPhysics) -> np.ndarray:
+        return physics.data.mocap_pos[self.plate_mocap].copy()
+
+    def environment_state(self, physics: ArmPhysics) -> np.ndarray:
+        return np.concatenate([self.cube_pose(physics), self.plate_pos(physics)]).astype(np.float32)
+
+    def _xy_offset(self, physics: ArmPhysics) -> float:
+        return float(np.linalg.norm(physics.data.xpos[self.cube_body][:2] - self.plate_pos(physics)[:2]))
+
+    def on_plate(self, physics: ArmPhysics) -> bool:
+        bottom = physics.data.xpos[self.cube_body][2] - self.cube_half
+        top = 2 * PLATE_HALF_HEIGHT
+        return self._xy_offset(physics) < PLATE_RADIUS - 0.01 and abs(bottom - top) < 0.01
+
+    def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
+        reach = self.reach_term(physics)
+        grasp = float(self.grasped(physics))
+        lift = float(np.clip(self.cube_height(physics) / CARRY_HEIGHT, 0.0, 1.0)) * grasp
+        place = float(1.0 - np.tanh(10.0 * self._xy_offset(physics)))
+        placed = float(self.is_success(physics))
+        total = 0.15 * reach + 0.15 * grasp + 0.2 * lift + 0.2 * place + 0.3 * placed
+        terms = {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift, "reward_place": place}
+        return total, terms
+
+    def is_success(self, physics: ArmPhysics) -> bool:
+        return self.on_plate(physics) and not self.grasped(physics)
+
+
+class PickPlaceEnv(ArmEnv):
+    """`twinarm/<Arm>-PickPlace-v0`."""
+
+    task_cls = PickPlace

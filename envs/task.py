@@ -31,6 +31,7 @@ class Task(ABC):
         self.spec = spec
 
     # ----- model --------------------------------------------------------------------------------
+    @abstractmethod
     def build_scene(self, mjspec: mujoco.MjSpec) -> None:
         """Add the task's objects (bodies, sites) to the arm's scene before compilation."""
 
@@ -46,12 +47,13 @@ class Task(ABC):
         )
 
     # ----- episode ------------------------------------------------------------------------------
+    @abstractmethod
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
         """Place objects and targets for a new episode using only `rng`."""
 
+    @abstractmethod
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
         """Object poses and targets, float32 of length `env_state_dim`."""
-        return np.zeros(0, dtype=np.float32)
 
     @abstractmethod
     def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:

@@ -1,0 +1,159 @@
+"""Scripted experts for the single-arm tasks: Cartesian waypoints tracked by damped least-squares IK.
+
+An expert reads the privileged sim state (object poses) at the start of the episode, plans phases
+(approach, descend, grasp, lift, carry, place, release) and returns absolute joint targets in the
+arm spec's units, so its actions are exactly what a policy or a real arm would receive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from twinarm.envs.arm_env import ArmEnv
+from twinarm.envs.ik import TcpIK, down_rotation
+from twinarm.envs.props import PLATE_HALF_HEIGHT, quat_yaw
+
+GRIPPER_OPEN = 0.6
+GRIPPER_CLOSED = 0.0
+#: Tool point height above the cube centre when grasping (keeps the fingertips off the table).
+GRASP_OFFSET = 0.008
+APPROACH_HEIGHT = 0.07
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    """Reach `pos` (tool point, world frame) with gripper `grip` over `steps` control steps."""
+
+    steps: int
+    pos: np.ndarray
+    grip: float
+    yaw: float
+
+
+class ScriptedExpert:
+    """Tracks a task-specific list of waypoints; call `reset()` at each episode start."""
+
+    def __init__(self, env: gym.Env, planner: Callable[[ArmEnv], list[Waypoint]], rot_weight: float = 0.3):
+        self.env: ArmEnv = env.unwrapped  # type: ignore[assignment]
+        self.planner = planner
+        self.ik = TcpIK(self.env.physics, rot_weight=rot_weight)
+        self._plan: list[Waypoint] | None = None
+
+    def reset(self) -> None:
+        self._plan = None
+
+    def _start(self) -> None:
+        phys = self.env.physics
+        q = phys.joint_positions()
+        grip = phys.spec.gripper_mask
+        self._q = q[~grip].copy()
+        pos, rot = self.ik.tcp_pose(self._q)
+        self._start_wp = Waypoint(0, pos, float(q[grip][0]), float(np.arctan2(rot[1, 0], rot[0, 0])))
+        self._plan = self.planner(self.env)
+        self._t = 0
+
+    def __call__(self, obs: object = None) -> np.ndarray:
+        """Next action (joint targets in spec units); `obs` is accepted for the policy-callable API."""
+        if self._plan is None:
+            self._start()
+        assert self._plan is not None
+        t, prev = self._t, self._start_wp
+        for wp in self._plan:
+            if t < wp.steps:
+                break
+            t -= wp.steps
+            prev = wp
+        else:
+            wp, t = self._plan[-1], wp.steps
+        s = min(1.0, (t + 1) / wp.steps)
+        s = s * s * (3 - 2 * s)  # smoothstep: gentle starts and stops
+        pos = prev.pos + s * (wp.pos - prev.pos)
+        yaw = prev.yaw + s * _wrap(wp.yaw - prev.yaw)
+        grip = prev.grip + s * (wp.grip - prev.grip)
+        rot = down_rotation(yaw) if self.ik.rot_weight > 0 else None
+        self._q, _ = self.ik.solve(self._q, pos, rot, iters=15)
+        self._t += 1
+        return np.concatenate([self._q, [grip]]).astype(np.float32)
+
+
+def _wrap(a: float) -> float:
+    return float((a + np.pi) % (2 * np.pi) - np.pi)
+
+
+def grasp_yaw(cube_quat: np.ndarray, xy: np.ndarray) -> float:
+    """Jaw yaw that closes on two opposite cube faces with the least wrist roll from radial."""
+    radial = float(np.arctan2(xy[1], xy[0]))
+    yaw = quat_yaw(cube_quat)
+    candidates = [yaw + k * np.pi / 2 for k in range(-4, 5)]
+    return min(candidates, key=lambda c: abs(_wrap(c - radial)) + 10 * (abs(c - radial) > np.pi))
+
+
+def _pick_waypoints(env: ArmEnv) -> tuple[list[Waypoint], float, np.ndarray]:
+    task = env.task
+    pose = task.cube_pose(env.physics)  # type: ignore[attr-defined]
+    xy = pose[:2]
+    yaw = grasp_yaw(pose[3:7], xy)
+    z = pose[2] + GRASP_OFFSET
+    above = np.array([xy[0], xy[1], z + APPROACH_HEIGHT])
+    grasp = np.array([xy[0], xy[1], z])
+    return (
+        [
+            Waypoint(25, above, GRIPPER_OPEN, yaw),
+            Waypoint(18, grasp, GRIPPER_OPEN, yaw),
+            Waypoint(12, grasp, GRIPPER_CLOSED, yaw),
+        ],
+        yaw,
+        grasp,
+    )
+
+
+def plan_pick_cube(env: ArmEnv) -> list[Waypoint]:
+    wps, yaw, grasp = _pick_waypoints(env)
+    lifted = grasp + np.array([0.0, 0.0, 0.09])
+    return wps + [Waypoint(28, lifted, GRIPPER_CLOSED, yaw), Waypoint(1000, lifted, GRIPPER_CLOSED, yaw)]
+
+
+def plan_pick_place(env: ArmEnv) -> list[Waypoint]:
+    wps, yaw, grasp = _pick_waypoints(env)
+    plate = env.task.plate_pos(env.physics)  # type: ignore[attr-defined]
+    carry_z = grasp[2] + 0.07
+    lifted = np.array([grasp[0], grasp[1], carry_z])
+    over = np.array([plate[0], plate[1], carry_z])
+    place_yaw = yaw + _wrap(float(np.arctan2(plate[1], plate[0]) - np.arctan2(grasp[1], grasp[0])))
+    place = np.array([plate[0], plate[1], 2 * PLATE_HALF_HEIGHT + grasp[2] + 0.004])
+    retreat = place + np.array([0.0, 0.0, 0.06])
+    return wps + [
+        Waypoint(22, lifted, GRIPPER_CLOSED, yaw),
+        Waypoint(35, over, GRIPPER_CLOSED, place_yaw),
+        Waypoint(22, place, GRIPPER_CLOSED, place_yaw),
+        Waypoint(12, place, GRIPPER_OPEN, place_yaw),
+        Waypoint(20, retreat, GRIPPER_OPEN, place_yaw),
+        Waypoint(1000, retreat, GRIPPER_OPEN, place_yaw),
+    ]
+
+
+def plan_reach(env: ArmEnv) -> list[Waypoint]:
+    target = env.task.target(env.physics)  # type: ignore[attr-defined]
+    yaw = float(np.arctan2(target[1], target[0]))
+    return [Waypoint(40, target, 0.3, yaw), Waypoint(1000, target, 0.3, yaw)]
+
+
+#: Task name -> (planner, orientation weight). Reach cares about position only (weight 0).
+PLANNERS: dict[str, tuple[Callable[[ArmEnv], list[Waypoint]], float]] = {
+    "Reach": (plan_reach, 0.0),
+    "PickCube": (plan_pick_cube, 0.3),
+    "PickPlace": (plan_pick_place, 0.3),
+}
+
+
+def make_expert(env: gym.Env) -> ScriptedExpert:
+    """The scripted expert for `env`'s task (any twinarm single-arm sim env, wrapped or not)."""
+    base = env.unwrapped
+    name = getattr(getattr(base, "task", None), "name", None)
+    if name not in PLANNERS:
+        raise ValueError(f"no scripted expert for task {name!r}; experts exist for {sorted(PLANNERS)}")
+    planner, rot_weight = PLANNERS[name]
+    return ScriptedExpert(env, planner, rot_weight)

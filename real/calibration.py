@@ -1,0 +1,149 @@
+"""Calibration in LeRobot's JSON format and the ONE conversion between motor ticks and spec SI units.
+
+File format (LeRobot `MotorCalibration`): `{motor: {id, drive_mode, homing_offset, range_min, range_max}}`.
+Revolute joints use LeRobot's DEGREES convention, in radians: q = s * (ticks - mid) * 2 pi / (res - 1) with
+mid = (range_min + range_max) / 2; grippers use RANGE_0_100 as a fraction: (ticks - range_min) / span.
+s = -1 when drive_mode is set and the bus applies it in software (Feetech); Dynamixel servos apply
+drive_mode in hardware (the Drive_Mode register), so there s = +1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from twinarm.real.errors import CalibrationError
+
+from twinarm.spec import ArmSpec
+
+#: The tick a half-turn homed joint reads at the middle of its range (4096-count encoders).
+REVOLUTE_CENTER = 2047
+
+
+@dataclass(frozen=True)
+class MotorCalibration:
+    """One motor's calibration, field for field LeRobot's."""
+
+    id: int
+    drive_mode: int
+    homing_offset: int
+    range_min: int
+    range_max: int
+
+    def __post_init__(self) -> None:
+        if self.range_max <= self.range_min:
+            raise CalibrationError(f"motor id {self.id}: range_max {self.range_max} must exceed range_min "
+                                   f"{self.range_min}")
+
+    @property
+    def mid(self) -> float:
+        return (self.range_min + self.range_max) / 2.0
+
+
+class Calibration:
+    """A calibration for a set of named motors; loads and saves LeRobot's JSON files."""
+
+    def __init__(self, motors: Mapping[str, MotorCalibration]) -> None:
+        self.motors: dict[str, MotorCalibration] = dict(motors)
+
+    def __getitem__(self, name: str) -> MotorCalibration:
+        return self.motors[name]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Calibration) and self.motors == other.motors
+
+    def __repr__(self) -> str:
+        return f"Calibration({self.motors!r})"
+
+    # ----- files ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, dict[str, int]]:
+        return {name: asdict(m) for name, m in self.motors.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Mapping[str, int]], source: str = "calibration") -> Calibration:
+        motors = {}
+        fields = ("id", "drive_mode", "homing_offset", "range_min", "range_max")
+        for name, entry in data.items():
+            if not isinstance(entry, Mapping):
+                raise CalibrationError(f"{source}: entry {name!r} must be a mapping of {fields}")
+            missing = [f for f in fields if f not in entry]
+            if missing:
+                raise CalibrationError(f"{source}: motor {name!r} lacks {missing} (LeRobot format needs {fields})")
+            motors[name] = MotorCalibration(**{f: int(entry[f]) for f in fields})
+        return cls(motors)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        path = Path(path)
+        if not path.is_file():
+            raise CalibrationError(f"calibration file {path} not found; run `twinarm calibrate` to make one")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CalibrationError(f"calibration file {path} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise CalibrationError(f"calibration file {path} must hold a mapping of motor names")
+        return cls.from_dict(data, source=str(path))
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=4) + "\n")
+        return path
+
+    def check_matches(self, spec: ArmSpec, source: str = "calibration") -> None:
+        """Raise CalibrationError unless this calibration names exactly the spec's motors with its ids."""
+        expected = {j.name: j.motor_id for j in spec.joints}
+        missing = sorted(set(expected) - set(self.motors))
+        extra = sorted(set(self.motors) - set(expected))
+        wrong = sorted(f"{n} (file id {self.motors[n].id}, arm id {i})" for n, i in expected.items()
+                       if n in self.motors and self.motors[n].id != i)
+        if missing or extra or wrong:
+            parts = [f"missing motors {missing}" if missing else "", f"unknown motors {extra}" if extra else "",
+                     f"id mismatch: {', '.join(wrong)}" if wrong else ""]
+            raise CalibrationError(f"{source} does not match arm {spec.name!r}: " + "; ".join(p for p in parts if p))
+
+    # ----- the unit conversion --------------------------------------------------------------------
+    def to_si(self, spec: ArmSpec, ticks: Mapping[str, float], resolution: int = 4096,
+              software_drive_mode: bool = True) -> np.ndarray:
+        """Present positions (ticks, by motor name) -> joint positions in spec order (rad, gripper 0..1)."""
+        out = np.empty(spec.dof)
+        for i, joint in enumerate(spec.joints):
+            c = self.motors[joint.name]
+            t = float(ticks[joint.name])
+            inverted = software_drive_mode and bool(c.drive_mode)
+            if joint.kind == "gripper":
+                frac = (t - c.range_min) / (c.range_max - c.range_min)
+                out[i] = 1.0 - frac if inverted else frac
+            else:
+                q = (t - c.mid) * 2 * math.pi / (resolution - 1)
+                out[i] = -q if inverted else q
+        return out
+
+    def from_si(self, spec: ArmSpec, q: np.ndarray, resolution: int = 4096,
+                software_drive_mode: bool = True) -> dict[str, int]:
+        """Joint targets in SI units (spec order) -> goal ticks by motor name, clamped to the range."""
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != (spec.dof,):
+            raise ValueError(f"arm {spec.name!r} has {spec.dof} joints, got targets of shape {q.shape}")
+        out: dict[str, int] = {}
+        for i, joint in enumerate(spec.joints):
+            c = self.motors[joint.name]
+            inverted = software_drive_mode and bool(c.drive_mode)
+            if joint.kind == "gripper":
+                frac = 1.0 - q[i] if inverted else q[i]
+                t = c.range_min + frac * (c.range_max - c.range_min)
+            else:
+                qi = -q[i] if inverted else q[i]
+                t = c.mid + qi * (resolution - 1) / (2 * math.pi)
+            out[joint.name] = int(min(c.range_max, max(c.range_min, round(t))))
+        return out
+
+
+def default_calibration_path(arm: str, robot_id: str = "default") -> Path:
+    """Where `twinarm calibrate` saves by default: `~/.cache/twinarm/calibration/<arm>/<id>.json`."""
+    return Path.home() / ".cache" / "twinarm" / "calibration" / arm / f"{robot_id}.json"

@@ -1,0 +1,80 @@
+"""Named errors of the hardware bridge; every message says which motor, which port and what to try."""
+
+from __future__ import annotations
+
+
+class RealArmError(RuntimeError):
+    """Base class of every error raised by `twinarm.real`."""
+
+
+class PortNotFoundError(RealArmError):
+    """The serial port does not exist or cannot be opened."""
+
+    def __init__(self, port: str, reason: str = "") -> None:
+        self.port = port
+        super().__init__(
+            f"serial port {port!r} cannot be opened{': ' + reason if reason else ''}; "
+            "run `twinarm find-port` to find the arm's port (and check permissions, e.g. the dialout group)"
+        )
+
+
+class MotorNotRespondingError(RealArmError):
+    """A motor did not answer within the bounded number of tries."""
+
+    def __init__(self, motor: str, motor_id: int, port: str, tries: int = 1, detail: str = "") -> None:
+        self.motor, self.motor_id, self.port, self.tries = motor, motor_id, port, tries
+        super().__init__(
+            f"motor {motor!r} (id {motor_id}) on port {port} is not responding after {tries} tr"
+            f"{'y' if tries == 1 else 'ies'}{' (' + detail + ')' if detail else ''}; "
+            "check its cable, power supply and id (`twinarm setup-motors`)"
+        )
+
+
+class CommunicationError(RealArmError):
+    """Replies arrived but were corrupt (bad checksum/CRC, wrong length) on every try."""
+
+    def __init__(self, what: str, port: str, tries: int, detail: str = "", motor: str | None = None) -> None:
+        self.port, self.tries, self.motor = port, tries, motor
+        who = f" from motor {motor!r}" if motor else ""
+        super().__init__(
+            f"{what} on port {port}: corrupt replies{who} after {tries} tries ({detail}); "
+            "check for loose connectors, electrical noise, or two motors sharing one id"
+        )
+
+
+class BaudRateError(RealArmError):
+    """No motor answers at the configured baud rate (possibly they answer at another one)."""
+
+    def __init__(self, port: str, baud: int, found_baud: int | None = None) -> None:
+        self.port, self.baud, self.found_baud = port, baud, found_baud
+        hint = (f"the motors answer at {found_baud} baud: pass baud={found_baud} or set them to {baud} with "
+                "`twinarm setup-motors`" if found_baud else "no motor answered at any supported baud rate; "
+                "check power and wiring")
+        super().__init__(f"no motor answers on port {port} at {baud} baud; {hint}")
+
+
+class MotorModelMismatchError(RealArmError):
+    """The motor at an id is a different model than the arm spec says."""
+
+    def __init__(self, motor: str, motor_id: int, port: str, expected: str, found: int) -> None:
+        self.motor, self.motor_id, self.port = motor, motor_id, port
+        super().__init__(
+            f"motor {motor!r} (id {motor_id}) on port {port} reports model number {found}, expected {expected}; "
+            "is the right arm connected to this port?"
+        )
+
+
+class MotorHardwareError(RealArmError):
+    """A motor reported an error in its status packet (overload, overheat, access, data range...)."""
+
+    def __init__(self, motor: str, motor_id: int, port: str, detail: str) -> None:
+        self.motor, self.motor_id, self.port = motor, motor_id, port
+        super().__init__(f"motor {motor!r} (id {motor_id}) on port {port} reported an error: {detail}")
+
+
+class CalibrationError(RealArmError):
+    """A calibration file is missing, malformed, or does not match the connected motors."""
+
+
+class NotConnectedError(RealArmError):
+    """An operation needs a connected bus/camera/env."""

@@ -1,0 +1,154 @@
+"""Feature dicts (`info.json` form): validation, Arrow schemas for the data files, and frame checks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from twinarm.datasets_io.layout import DEFAULT_FEATURES, DatasetError
+
+NUMERIC_DTYPES = ("float32", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+VISUAL_DTYPES = ("image", "video")
+ALL_DTYPES = NUMERIC_DTYPES + VISUAL_DTYPES + ("string",)
+#: Keys the writer fills in itself; a frame passed to `add_frame` must not need them.
+AUTO_KEYS = tuple(DEFAULT_FEATURES)
+
+
+def check_features(features: dict[str, dict[str, Any]]) -> None:
+    """Raise DatasetError if a feature dict breaks the rules LeRobot relies on (name, dtype, shape)."""
+    if not isinstance(features, dict) or not features:
+        raise DatasetError("features must be a non-empty dict of name -> {dtype, shape, names}")
+    for name, ft in features.items():
+        if "/" in name:
+            raise DatasetError(f"feature {name!r}: names may not contain '/'")
+        if not isinstance(ft, dict) or "dtype" not in ft or "shape" not in ft:
+            raise DatasetError(f"feature {name!r}: needs 'dtype' and 'shape', got {ft!r}")
+        if ft["dtype"] not in ALL_DTYPES:
+            raise DatasetError(f"feature {name!r}: dtype {ft['dtype']!r} is not one of {ALL_DTYPES}")
+        shape = tuple(ft["shape"])
+        if not shape or any(not isinstance(s, int) or s <= 0 for s in shape):
+            raise DatasetError(f"feature {name!r}: shape must be positive ints, got {ft['shape']!r}")
+        if ft["dtype"] in VISUAL_DTYPES:
+            if len(shape) != 3 or shape[2] not in (1, 3):
+                raise DatasetError(f"feature {name!r}: {ft['dtype']} shape must be (height, width, 1|3), got {shape}")
+        elif len(shape) != 1:
+            raise DatasetError(f"feature {name!r}: only 1-D shapes are supported for {ft['dtype']}, got {shape}")
+
+
+def with_default_features(features: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The user's features followed by LeRobot's index columns, copied, shapes as lists."""
+    out = {k: {**v, "shape": list(v["shape"])} for k, v in features.items() if k not in DEFAULT_FEATURES}
+    out.update({k: dict(v) for k, v in DEFAULT_FEATURES.items()})
+    return out
+
+
+def video_keys(features: dict[str, dict]) -> list[str]:
+    return [k for k, ft in features.items() if ft["dtype"] == "video"]
+
+
+def image_keys(features: dict[str, dict]) -> list[str]:
+    return [k for k, ft in features.items() if ft["dtype"] == "image"]
+
+
+def camera_keys(features: dict[str, dict]) -> list[str]:
+    return [k for k, ft in features.items() if ft["dtype"] in VISUAL_DTYPES]
+
+
+def tabular_keys(features: dict[str, dict]) -> list[str]:
+    """Features stored as data-parquet columns (everything but videos)."""
+    return [k for k, ft in features.items() if ft["dtype"] != "video"]
+
+
+IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+def arrow_type(ft: dict[str, Any]) -> pa.DataType:
+    """The Arrow column type LeRobot (through HF `datasets`) uses for one feature."""
+    dtype = ft["dtype"]
+    if dtype == "image":
+        return IMAGE_STRUCT
+    if dtype == "string":
+        return pa.string()
+    base = pa.from_numpy_dtype(np.dtype(dtype))
+    shape = tuple(ft["shape"])
+    if shape == (1,):
+        return base
+    return pa.list_(base, shape[0])
+
+
+def hf_feature(ft: dict[str, Any]) -> dict[str, Any]:
+    """The HF `datasets` feature description LeRobot stores in the parquet schema metadata."""
+    dtype = ft["dtype"]
+    if dtype == "image":
+        return {"_type": "Image"}
+    if tuple(ft["shape"]) == (1,) or dtype == "string":
+        return {"dtype": dtype, "_type": "Value"}
+    return {"feature": {"dtype": dtype, "_type": "Value"}, "length": int(ft["shape"][0]), "_type": "List"}
+
+
+def data_schema(features: dict[str, dict[str, Any]]) -> pa.Schema:
+    """Arrow schema of a data parquet file: every non-video feature, in feature order."""
+    keys = tabular_keys(features)
+    meta = {"huggingface": json.dumps({"info": {"features": {k: hf_feature(features[k]) for k in keys}}})}
+    return pa.schema([pa.field(k, arrow_type(features[k])) for k in keys], metadata=meta)
+
+
+def _image_to_hwc_uint8(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(value)
+    h, w, c = shape
+    if arr.shape == (c, h, w) and arr.shape != (h, w, c):
+        arr = np.transpose(arr, (1, 2, 0))
+    if arr.shape != (h, w, c):
+        raise DatasetError(f"feature {name!r}: expected an image of shape {(h, w, c)} (HWC) or {(c, h, w)} (CHW), got {arr.shape}")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype.kind == "f":
+        if arr.size and (float(arr.min()) < 0.0 or float(arr.max()) > 1.0):
+            raise DatasetError(f"feature {name!r}: float images must lie in [0, 1], got range [{arr.min()}, {arr.max()}]")
+        return np.ascontiguousarray(np.round(arr * 255.0).astype(np.uint8))
+    raise DatasetError(f"feature {name!r}: images must be uint8 (or float in [0, 1]), got dtype {arr.dtype}")
+
+
+def _vector(name: str, value: Any, ft: dict[str, Any]) -> np.ndarray:
+    target = np.dtype(ft["dtype"])
+    arr = np.asarray(value)
+    shape = tuple(ft["shape"])
+    if arr.shape != shape and not (shape == (1,) and arr.shape == ()):
+        raise DatasetError(f"feature {name!r}: expected shape {shape}, got {arr.shape}")
+    if arr.dtype.kind == "O" or (arr.dtype != target and not np.can_cast(arr.dtype, target, casting="same_kind")):
+        raise DatasetError(f"feature {name!r}: expected dtype {target}, got {arr.dtype}")
+    if target.kind in "iub" and arr.dtype.kind == "f":
+        raise DatasetError(f"feature {name!r}: expected dtype {target}, got {arr.dtype}")
+    return arr.astype(target, copy=False).reshape(shape)
+
+
+def validate_frame(frame: dict[str, Any], features: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Check one frame against the features; returns it normalized (numpy, HWC uint8 images).
+
+    Raises DatasetError naming the feature on a missing/extra key or a wrong shape/dtype.
+    """
+    expected = [k for k in features if k not in AUTO_KEYS]
+    given = set(frame) - {"task", "timestamp"}
+    missing = [k for k in expected if k not in frame]
+    extra = sorted(given - set(features))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing feature(s) {missing}")
+        if extra:
+            parts.append(f"unknown feature(s) {extra}")
+        raise DatasetError("frame: " + "; ".join(parts) + f" (dataset features: {expected})")
+    out: dict[str, Any] = {}
+    for k in expected:
+        ft = features[k]
+        if ft["dtype"] in VISUAL_DTYPES:
+            out[k] = _image_to_hwc_uint8(k, frame[k], tuple(ft["shape"]))
+        elif ft["dtype"] == "string":
+            if not isinstance(frame[k], str):
+                raise DatasetError(f"feature {k!r}: expected a str, got {type(frame[k]).__name__}")
+            out[k] = frame[k]
+        else:
+            out[k] = _vector(k, frame[k], ft)
+    return out

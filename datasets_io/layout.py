@@ -1,0 +1,115 @@
+"""LeRobot v3.0 on-disk layout: path templates, size limits, default features and atomic file writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+CODEBASE_VERSION = "v3.0"
+CHUNKS_SIZE = 1000  # files per chunk directory
+DATA_FILES_SIZE_IN_MB = 100
+VIDEO_FILES_SIZE_IN_MB = 200
+
+INFO_PATH = "meta/info.json"
+STATS_PATH = "meta/stats.json"
+TASKS_PATH = "meta/tasks.parquet"
+EPISODES_DIR = "meta/episodes"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+DATA_DIR = "data"
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+#: twinarm's commit journal: present only while an episode's files are being swapped in (see writer.py).
+JOURNAL_PATH = "meta/.twinarm_journal.json"
+TMP_MARK = ".twinarm-tmp"
+
+#: Columns every LeRobot dataset carries, whatever the robot.
+DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
+    "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+    "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+    "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+    "index": {"dtype": "int64", "shape": [1], "names": None},
+    "task_index": {"dtype": "int64", "shape": [1], "names": None},
+}
+
+
+class DatasetError(Exception):
+    """A dataset file or value that breaks the LeRobot v3 rules; the message names the file/feature."""
+
+
+def next_chunk_file(chunk_index: int, file_index: int, chunks_size: int) -> tuple[int, int]:
+    """The (chunk, file) pair after this one: files fill a chunk directory, then a new chunk starts."""
+    if file_index + 1 >= chunks_size:
+        return chunk_index + 1, 0
+    return chunk_index, file_index + 1
+
+
+def tmp_path_for(path: Path) -> Path:
+    """A sibling temp name that LeRobot's `*/*.parquet` / `*.mp4` globs never match."""
+    return path.with_name(f"{path.name}{TMP_MARK}-{os.getpid()}")
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_tmp(path: Path, data: bytes) -> Path:
+    """Write `data` to a temp sibling of `path` (flushed to disk); the caller renames it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
+def json_bytes(data: Any) -> bytes:
+    return (json.dumps(data, indent=4, ensure_ascii=False) + "\n").encode()
+
+
+def write_parquet_tmp(path: Path, table: pa.Table) -> Path:
+    """Write a whole parquet file to a temp sibling of `path` (closed and flushed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(path)
+    pq.write_table(table, tmp, compression="snappy")
+    fsync_file(tmp)
+    return tmp
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace a JSON file in one step (temp file + os.replace), so readers never see half a file."""
+    os.replace(write_bytes_tmp(path, json_bytes(data)), path)
+
+
+def load_json(path: Path) -> Any:
+    """Read a JSON file; a missing or corrupt file raises DatasetError naming it."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: corrupt JSON ({exc})") from None
+
+
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a parquet file; a missing or corrupt file raises DatasetError naming it."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DatasetError(f"{path}: corrupt parquet ({exc})") from None
+
+
+def sorted_parquet_files(directory: Path) -> list[Path]:
+    """The `chunk-*/file-*.parquet` files under a directory, in the order LeRobot concatenates them."""
+    return sorted(directory.glob("*/*.parquet"))

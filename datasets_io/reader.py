@@ -1,0 +1,376 @@
+"""`LeRobotDatasetReader`: a torch Dataset over a LeRobot v3 dataset (local root or Hub repo id).
+
+All tabular data is loaded into numpy arrays at construction, so `ds[i]` (with `delta_timestamps`
+action chunks) is array slicing; video frames are decoded a GOP at a time into a bounded LRU cache, with
+decoders opened lazily in each DataLoader worker.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from twinarm.datasets_io import stats as st
+from twinarm.datasets_io.features import image_keys, video_keys
+from twinarm.datasets_io.layout import (
+    INFO_PATH,
+    JOURNAL_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    DatasetError,
+    load_json,
+    read_parquet,
+    sorted_parquet_files,
+)
+from twinarm.datasets_io.video import VideoPool
+from twinarm.datasets_io.writer import check_version, repair
+
+DEFAULT_TOLERANCE_S = 1e-4
+
+
+def column_to_numpy(col: pa.ChunkedArray | pa.Array, where: str) -> np.ndarray:
+    """A numeric parquet column as numpy: scalars -> (N,), fixed/variable lists -> (N, D)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    t = arr.type
+    if pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t):
+        n = len(arr)
+        flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False)
+        if n and flat.size % n:
+            raise DatasetError(f"{where}: rows of unequal length")
+        return flat.reshape(n, flat.size // n if n else 0)
+    if arr.null_count:
+        raise DatasetError(f"{where}: column has null values")
+    return arr.to_numpy(zero_copy_only=False)
+
+
+class DatasetMeta:
+    """`meta/` of a dataset: info, tasks, per-episode ranges and video locations, and stats."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        if (self.root / JOURNAL_PATH).exists():
+            repair(self.root)  # an interrupted commit: finish it before reading
+        self.info: dict[str, Any] = load_json(self.root / INFO_PATH)
+        check_version(self.info, self.root / INFO_PATH)
+        for key in ("fps", "features", "data_path", "total_episodes", "total_frames"):
+            if key not in self.info:
+                raise DatasetError(f"{self.root / INFO_PATH}: missing key {key!r}")
+        self.features: dict[str, dict[str, Any]] = self.info["features"]
+        self.fps: int = int(self.info["fps"])
+        self.video_keys = video_keys(self.features)
+        self.image_keys = image_keys(self.features)
+        self.camera_keys = [k for k in self.features if k in self.video_keys or k in self.image_keys]
+        t = read_parquet(self.root / TASKS_PATH)
+        if "task_index" not in t.column_names or "task" not in t.column_names:
+            raise DatasetError(f"{self.root / TASKS_PATH}: needs columns 'task' and 'task_index', has {t.column_names}")
+        order = np.argsort(np.asarray(t.column("task_index")))
+        ti = np.asarray(t.column("task_index"))[order]
+        if not np.array_equal(ti, np.arange(len(ti))):
+            raise DatasetError(f"{self.root / TASKS_PATH}: task_index must be 0..{len(ti) - 1}, got {ti.tolist()}")
+        self.tasks: list[str] = [t.column("task")[int(i)].as_py() for i in order]
+        self.episodes = self._load_episodes()
+        self.stats = st.from_jsonable(load_json(self.root / STATS_PATH)) if (self.root / STATS_PATH).exists() else None
+
+    def _load_episodes(self) -> dict[str, np.ndarray]:
+        files = sorted_parquet_files(self.root / "meta/episodes")
+        if not files:
+            raise DatasetError(f"{self.root / 'meta/episodes'}: no episodes parquet files")
+        want = ["episode_index", "length", "dataset_from_index", "dataset_to_index", "data/chunk_index", "data/file_index"]
+        for k in self.video_keys:
+            want += [f"videos/{k}/{c}" for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")]
+        parts: dict[str, list[np.ndarray]] = {c: [] for c in want}
+        tasks: list[list[str]] = []
+        for f in files:
+            try:
+                names = pq.read_schema(f).names
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise DatasetError(f"{f}: corrupt parquet ({exc})") from None
+            missing = [c for c in want if c not in names]
+            if missing:
+                raise DatasetError(f"{f}: missing column(s) {missing}")
+            t = read_parquet(f, columns=want + (["tasks"] if "tasks" in names else []))
+            for c in want:
+                parts[c].append(column_to_numpy(t.column(c), f"{f}:{c}"))
+            tasks += t.column("tasks").to_pylist() if "tasks" in names else [[] for _ in range(t.num_rows)]
+        eps = {c: np.concatenate(v) for c, v in parts.items()}
+        idx = eps["episode_index"]
+        if not np.array_equal(idx, np.arange(len(idx))):
+            raise DatasetError(f"{self.root / 'meta/episodes'}: episode_index must run 0..{len(idx) - 1} in file order")
+        eps["tasks"] = np.asarray(tasks, dtype=object) if tasks else np.empty(0, dtype=object)
+        return eps
+
+    @property
+    def total_episodes(self) -> int:
+        return len(self.episodes["episode_index"])
+
+    @property
+    def total_frames(self) -> int:
+        return int(self.episodes["dataset_to_index"][-1]) if self.total_episodes else 0
+
+    def video_path(self, key: str, ep: int) -> Path:
+        e = self.episodes
+        return self.root / self.info["video_path"].format(
+            video_key=key, chunk_index=int(e[f"videos/{key}/chunk_index"][ep]), file_index=int(e[f"videos/{key}/file_index"][ep])
+        )
+
+
+def resolve_root(repo_id_or_root: str | Path, root: str | Path | None = None, revision: str | None = None) -> Path:
+    """A local dataset directory for a path or a Hub repo id (downloaded into the HF cache)."""
+    if root is not None:
+        p = Path(root)
+        if (p / INFO_PATH).exists():
+            return p
+        from twinarm.datasets_io.hub import download
+
+        return download(str(repo_id_or_root), local_dir=p, revision=revision)
+    p = Path(repo_id_or_root)
+    if p.exists():
+        if not (p / INFO_PATH).exists():
+            raise DatasetError(f"{p}: not a dataset (no {INFO_PATH})")
+        return p
+    from twinarm.datasets_io.hub import download
+
+    return download(str(repo_id_or_root), revision=revision)
+
+
+def check_delta_timestamps(delta_timestamps: dict[str, Sequence[float]], fps: int, tolerance_s: float) -> dict[str, np.ndarray]:
+    """LeRobot's rule: every delta must be a multiple of 1/fps within `tolerance_s`; returns frame offsets."""
+    out = {}
+    for key, deltas in delta_timestamps.items():
+        bad = [d for d in deltas if abs(d * fps - round(d * fps)) / fps > tolerance_s]
+        if bad:
+            raise DatasetError(f"delta_timestamps[{key!r}]: {bad} are not multiples of 1/{fps} s (tolerance {tolerance_s} s)")
+        out[key] = np.asarray([round(d * fps) for d in deltas], dtype=np.int64)
+    return out
+
+
+class LeRobotDatasetReader(torch.utils.data.Dataset):
+    """A LeRobot v3 dataset as a torch Dataset returning LeRobot's sample dicts.
+
+    Args:
+        repo_id_or_root: a local dataset directory or a Hub repo id (`user/name`).
+        root: local directory for a Hub download (default: the HF cache; `HF_HUB_OFFLINE=1` works).
+        episodes: restrict to these episode indices.
+        delta_timestamps: {feature: [seconds...]} gives stacked values plus `<feature>_is_pad`.
+        tolerance_s: LeRobot's timestamp tolerance for deltas and video frames.
+        image_transforms: applied to every camera image (float CHW tensor).
+        frame_cache_mb: bound of the decoded-frame cache, per process.
+        decode_to_memory: decode every video once on first use (small datasets; cache unbounded).
+        uint8_images: return uint8 CHW images instead of float32 in [0, 1] (less DataLoader traffic).
+    """
+
+    def __init__(
+        self,
+        repo_id_or_root: str | Path,
+        *,
+        root: str | Path | None = None,
+        episodes: Sequence[int] | None = None,
+        delta_timestamps: dict[str, Sequence[float]] | None = None,
+        tolerance_s: float = DEFAULT_TOLERANCE_S,
+        image_transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        revision: str | None = None,
+        frame_cache_mb: int = 1024,
+        decode_to_memory: bool = False,
+        uint8_images: bool = False,
+    ) -> None:
+        super().__init__()
+        self.root = resolve_root(repo_id_or_root, root, revision)
+        self.repo_id = str(repo_id_or_root)
+        self.meta = DatasetMeta(self.root)
+        self.fps = self.meta.fps
+        self.features = self.meta.features
+        self.tolerance_s = float(tolerance_s)
+        self.image_transforms = image_transforms
+        self.uint8_images = uint8_images
+        self.decode_to_memory = decode_to_memory
+        self._load_data()
+        n_eps = self.meta.total_episodes
+        if episodes is not None:
+            episodes = [int(e) for e in episodes]
+            bad = [e for e in episodes if not 0 <= e < n_eps]
+            if bad:
+                raise DatasetError(f"{self.root}: episodes {bad} do not exist (dataset has {n_eps})")
+            keep = np.isin(self._cols["episode_index"], np.asarray(episodes, dtype=np.int64))
+            self._rows = np.flatnonzero(keep)
+        else:
+            self._rows = np.arange(self._n_total)
+        self.episodes = episodes
+        self.delta_indices = (
+            check_delta_timestamps(delta_timestamps, self.fps, self.tolerance_s) if delta_timestamps else None
+        )
+        if self.delta_indices:
+            unknown = [k for k in self.delta_indices if k not in self.features]
+            if unknown:
+                raise DatasetError(f"delta_timestamps: unknown feature(s) {unknown}; features: {list(self.features)}")
+        self.delta_timestamps = delta_timestamps
+        e = self.meta.episodes
+        self._ep_from = e["dataset_from_index"].astype(np.int64)
+        self._ep_to = e["dataset_to_index"].astype(np.int64)
+        cache = math.inf if decode_to_memory else frame_cache_mb * 1024 * 1024
+        self._videos = VideoPool(cache)
+        self._preloaded = -1  # pid that decoded everything (decode_to_memory)
+
+    # ----- loading ------------------------------------------------------------------------------
+    def _load_data(self) -> None:
+        files = sorted_parquet_files(self.root / "data")
+        if not files:
+            raise DatasetError(f"{self.root / 'data'}: no data parquet files")
+        want = [k for k, ft in self.features.items() if ft["dtype"] not in ("video",)]
+        parts: dict[str, list[Any]] = {k: [] for k in want}
+        for f in files:
+            t = read_parquet(f)
+            missing = [k for k in want if k not in t.column_names]
+            if missing:
+                raise DatasetError(f"{f}: missing column(s) {missing} listed in info.json features")
+            for k in want:
+                ft = self.features[k]
+                if ft["dtype"] == "image":
+                    col = t.column(k).combine_chunks()
+                    parts[k].append(col.field("bytes") if pa.types.is_struct(col.type) else col)
+                elif ft["dtype"] == "string":
+                    parts[k].append(np.asarray(t.column(k).to_pylist(), dtype=object))
+                else:
+                    a = column_to_numpy(t.column(k), f"{f}:{k}")
+                    shape = tuple(ft["shape"])
+                    if shape != (1,) and a.shape[1:] != shape:
+                        raise DatasetError(f"{f}: column {k!r} has shape {a.shape[1:]}, info.json says {shape}")
+                    parts[k].append(a.astype(ft["dtype"], copy=False))
+        self._cols: dict[str, np.ndarray] = {}
+        self._images: dict[str, pa.Array] = {}
+        for k, chunks in parts.items():
+            if self.features[k]["dtype"] == "image":
+                self._images[k] = pa.concat_arrays(chunks)
+            else:
+                self._cols[k] = np.concatenate(chunks)
+        self._n_total = len(self._cols["index"])
+        if not np.array_equal(self._cols["index"], np.arange(self._n_total)):
+            raise DatasetError(f"{self.root / 'data'}: column 'index' must run 0..N-1 across the data files in order")
+        if self._n_total != self.meta.total_frames:
+            raise DatasetError(
+                f"{self.root}: data files hold {self._n_total} frames but meta/episodes ends at {self.meta.total_frames}"
+            )
+        # torch views of the numeric columns, so items are cheap slices
+        self._t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self._cols.items() if v.dtype != object}
+
+    # ----- torch Dataset ------------------------------------------------------------------------
+    @property
+    def num_frames(self) -> int:
+        return len(self._rows)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episodes) if self.episodes is not None else self.meta.total_episodes
+
+    @property
+    def stats(self) -> dict[str, dict[str, np.ndarray]] | None:
+        return self.meta.stats
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -len(self._rows) <= i < len(self._rows):
+            raise IndexError(f"index {i} out of range for {len(self._rows)} frames")
+        r = int(self._rows[i])
+        ep = int(self._cols["episode_index"][r])
+        item: dict[str, Any] = {}
+        for k, t in self._t.items():
+            item[k] = t[r].clone()
+        for k, v in self._cols.items():
+            if v.dtype == object:
+                item[k] = v[r]
+        query: dict[str, np.ndarray] = {}
+        if self.delta_indices:
+            lo, hi = self._ep_from[ep], self._ep_to[ep]
+            for k, d in self.delta_indices.items():
+                target = r + d
+                idx = np.clip(target, lo, hi - 1)
+                item[f"{k}_is_pad"] = torch.from_numpy((target < lo) | (target >= hi))
+                if k in self._t:
+                    item[k] = self._t[k][torch.from_numpy(idx)]
+                query[k] = idx
+        for k in self.meta.camera_keys:
+            rows = query.get(k)
+            frames = self._frames(k, ep, np.asarray([r]) if rows is None else rows)
+            img = frames[0] if rows is None else frames
+            if self.image_transforms is not None:
+                img = self.image_transforms(img)
+            item[k] = img
+        item["task"] = self.meta.tasks[int(self._cols["task_index"][r])]
+        return item
+
+    def _frames(self, key: str, ep: int, rows: np.ndarray) -> torch.Tensor:
+        """Frames of camera `key` for absolute rows of episode `ep`, as (T, C, H, W)."""
+        if key in self._images:
+            hwc = [self._image(key, int(r)) for r in rows]
+        else:
+            if self.decode_to_memory and self._preloaded != os.getpid():
+                self.preload_videos()
+            vf = self._videos.get(self.meta.video_path(key, ep))
+            q = self.meta.episodes[f"videos/{key}/from_timestamp"][ep] + self._cols["timestamp"][rows].astype(np.float64)
+            try:
+                pos = vf.positions_for_times(q, self.tolerance_s)
+            except DatasetError as exc:
+                raise DatasetError(f"{exc} (feature {key!r}, episode {ep})") from None
+            hwc = [vf.frame(int(p)) for p in pos]
+        arr = np.stack(hwc).transpose(0, 3, 1, 2)
+        if self.uint8_images:
+            return torch.from_numpy(np.ascontiguousarray(arr))
+        out = np.empty(arr.shape, dtype=np.float32)
+        np.divide(arr, np.float32(255), out=out, dtype=np.float32)
+        return torch.from_numpy(out)
+
+    def _image(self, key: str, r: int) -> np.ndarray:
+        cache = self._videos.cache
+        ck = (-1 - list(self._images).index(key), r)
+        hit = cache.get(ck)
+        if hit is not None:
+            return hit
+        raw = self._images[key][r].as_py()
+        if raw is None:
+            raise DatasetError(f"{self.root}: image {key!r} of frame {r} has no bytes")
+        img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise DatasetError(f"{self.root}: image {key!r} of frame {r} is not a decodable image")
+        if img.ndim == 2:
+            img = np.repeat(img[:, :, None], 3, axis=2)
+        elif img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        else:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        cache.put(ck, img)
+        return img
+
+    def preload_videos(self) -> None:
+        """Decode every video frame of the selected episodes into the (then unbounded) cache."""
+        self._videos.cache.max_bytes = math.inf
+        self._preloaded = os.getpid()
+        eps = sorted(set(self._cols["episode_index"][self._rows].tolist()))
+        for key in self.meta.video_keys:
+            for ep in eps:
+                vf = self._videos.get(self.meta.video_path(key, ep))
+                a, b = self._ep_from[ep], self._ep_to[ep]
+                q = self.meta.episodes[f"videos/{key}/from_timestamp"][ep] + self._cols["timestamp"][a:b].astype(np.float64)
+                for p in vf.positions_for_times(q, self.tolerance_s):
+                    vf.frame(int(p))
+
+    def episode_rows(self, ep: int) -> range:
+        """Absolute frame indices of episode `ep`."""
+        return range(int(self._ep_from[ep]), int(self._ep_to[ep]))
+
+    def column(self, key: str) -> np.ndarray:
+        """A whole numeric column (all episodes) as numpy, e.g. for stats or plotting."""
+        return self._cols[key]
+
+    def __repr__(self) -> str:
+        return (f"LeRobotDatasetReader(root={str(self.root)!r}, episodes={self.num_episodes}, frames={self.num_frames}, "
+                f"fps={self.fps}, features={list(self.features)})")

@@ -1,0 +1,365 @@
+"""Video through PyAV: per-episode encoding into memory, concatenation into multi-episode mp4 files,
+and a decoder with keyframe-aware seeking and a bounded frame cache."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+from av.video.reformatter import VideoReformatter
+from twinarm.datasets_io.layout import DatasetError
+
+#: codec name in info.json -> (PyAV encoder, default options). H.264 decodes fast everywhere; a short
+#: GOP without B-frames keeps a random seek to a few frames of decoding.
+CODECS: dict[str, tuple[str, dict[str, str]]] = {
+    "h264": ("libx264", {"preset": "veryfast", "crf": "23", "g": "8", "bf": "0"}),
+    "av1": ("libsvtav1", {"preset": "12", "crf": "30", "g": "2"}),
+    "hevc": ("libx265", {"preset": "veryfast", "crf": "28", "g": "8", "bf": "0"}),
+}
+PIX_FMT = "yuv420p"
+
+
+def rgb_to_i420(img: np.ndarray) -> np.ndarray:
+    """HWC uint8 RGB -> planar I420 (BT.601 limited range, as FFmpeg assumes for untagged video)."""
+    return cv2.cvtColor(img, cv2.COLOR_RGB2YUV_I420)
+
+
+def frame_to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
+    """A decoded frame as HWC uint8 RGB through swscale (bit-identical to LeRobot's PyAV and torchcodec
+    decoders); a reused reformatter keeps the conversion context warm."""
+    ref = reformatter if reformatter is not None else VideoReformatter()
+    return ref.reformat(frame, format="rgb24", interpolation="BILINEAR").to_ndarray()
+
+
+def encoder_options(codec: str, crf: int | None = None, gop: int | None = None, preset: str | None = None) -> dict[str, str]:
+    """The encoder options for `codec` with optional overrides."""
+    if codec not in CODECS:
+        raise DatasetError(f"video codec {codec!r} is not supported; choose one of {sorted(CODECS)}")
+    opts = dict(CODECS[codec][1])
+    if crf is not None:
+        opts["crf"] = str(int(crf))
+    if gop is not None:
+        opts["g"] = str(int(gop))
+    if preset is not None:
+        opts["preset"] = str(preset)
+    return opts
+
+
+class EpisodeEncoder:
+    """Encodes one episode of one camera into an in-memory mp4 as frames arrive (no PNG staging)."""
+
+    def __init__(self, width: int, height: int, fps: int, codec: str = "h264", options: dict[str, str] | None = None,
+                 threads: int = 0) -> None:
+        if codec not in CODECS:
+            raise DatasetError(f"video codec {codec!r} is not supported; choose one of {sorted(CODECS)}")
+        if width % 2 or height % 2:
+            raise DatasetError(f"video frames must have even width and height for {PIX_FMT}, got {width}x{height}")
+        self.width, self.height, self.fps = width, height, fps
+        self._buf = io.BytesIO()
+        self._out = av.open(self._buf, "w", format="mp4")
+        opts = dict(options if options is not None else CODECS[codec][1])
+        self._stream = self._out.add_stream(CODECS[codec][0], rate=fps)
+        self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, PIX_FMT
+        if "g" in opts:
+            self._stream.codec_context.gop_size = int(opts["g"])
+        if codec != "av1":
+            self._stream.codec_context.max_b_frames = int(opts.get("bf", 0))
+        self._stream.codec_context.options = opts
+        self._stream.thread_count = threads
+        self.n = 0
+
+    def add(self, rgb: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(rgb_to_i420(rgb), format=PIX_FMT)
+        frame.pts = self.n
+        self.n += 1
+        for pkt in self._stream.encode(frame):
+            self._out.mux(pkt)
+
+    def finish(self) -> bytes:
+        """Flush the encoder and return the episode's mp4 bytes."""
+        for pkt in self._stream.encode(None):
+            self._out.mux(pkt)
+        self._out.close()
+        return self._buf.getvalue()
+
+    def abort(self) -> None:
+        try:
+            self._out.close()
+        except (av.error.FFmpegError, ValueError):
+            pass
+
+
+def concatenate(episodes: list[tuple[bytes, int]], out_path: Path, fps: int) -> None:
+    """Remux episode mp4s (bytes, frame count) back to back into one mp4; episode k starts at the
+    sum of the earlier frame counts / fps. No re-encoding."""
+    out = av.open(str(out_path), "w", format="mp4", options={"movflags": "faststart"})
+    try:
+        ost = None
+        offset_frames = 0
+        for blob, n_frames in episodes:
+            inp = av.open(io.BytesIO(blob))
+            try:
+                ist = inp.streams.video[0]
+                if ost is None:
+                    ost = out.add_stream_from_template(ist)
+                shift = int(round(Fraction(offset_frames, fps) / ist.time_base))
+                for pkt in inp.demux(ist):
+                    if pkt.dts is None:
+                        continue
+                    pkt.pts += shift
+                    pkt.dts += shift
+                    pkt.stream = ost
+                    out.mux(pkt)
+            finally:
+                inp.close()
+            offset_frames += n_frames
+    finally:
+        out.close()
+
+
+def video_info(path: Path) -> dict[str, Any]:
+    """The `info` block LeRobot stores for a video feature, read from the file."""
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            cc = s.codec_context
+            return {
+                "video.height": cc.height,
+                "video.width": cc.width,
+                "video.codec": cc.name if cc.name != "libdav1d" else "av1",
+                "video.pix_fmt": cc.pix_fmt,
+                "video.is_depth_map": False,
+                "video.fps": int(round(float(s.average_rate or s.guessed_rate))),
+                "video.channels": 3,
+                "has_audio": len(c.streams.audio) > 0,
+            }
+    except av.error.FFmpegError as exc:
+        raise DatasetError(f"{path}: unreadable video ({exc})") from None
+
+
+@dataclass
+class VideoIndex:
+    """Every frame of an mp4 in presentation order: pts (stream units), time (s), and keyframe flags."""
+
+    pts: np.ndarray
+    times: np.ndarray
+    is_key: np.ndarray
+    #: for each frame, the position of the keyframe its GOP starts at
+    gop_start: np.ndarray
+    #: for each frame, the position one past its GOP's last frame
+    gop_end: np.ndarray
+
+
+def build_index(container: av.container.InputContainer, path: Path) -> VideoIndex:
+    """Read packet headers (no decoding) to list frames and keyframes."""
+    stream = container.streams.video[0]
+    pts, keys = [], []
+    try:
+        for pkt in container.demux(stream):
+            if pkt.pts is None:
+                continue
+            pts.append(pkt.pts)
+            keys.append(bool(pkt.is_keyframe))
+    except av.error.FFmpegError as exc:
+        raise DatasetError(f"{path}: corrupt video ({exc})") from None
+    if not pts:
+        raise DatasetError(f"{path}: video has no frames")
+    order = np.argsort(np.asarray(pts), kind="stable")
+    p = np.asarray(pts, dtype=np.int64)[order]
+    k = np.asarray(keys, dtype=bool)[order]
+    k[0] = True
+    start = np.maximum.accumulate(np.where(k, np.arange(len(p)), 0))
+    key_pos = np.flatnonzero(k)
+    nxt = np.append(key_pos[1:], len(p))
+    end = nxt[np.searchsorted(key_pos, np.arange(len(p)), side="right") - 1]
+    start_time = stream.start_time or 0
+    times = (p - start_time) * float(stream.time_base)
+    container.seek(0, stream=stream, backward=True)
+    return VideoIndex(p, times, k, start, end)
+
+
+class FrameCache:
+    """LRU cache of decoded RGB frames, bounded in bytes; keys are (file id, frame position)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._d: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[int, int]) -> np.ndarray | None:
+        arr = self._d.get(key)
+        if arr is None:
+            self.misses += 1
+            return None
+        self._d.move_to_end(key)
+        self.hits += 1
+        return arr
+
+    def __contains__(self, key: tuple[int, int]) -> bool:
+        return key in self._d
+
+    def put(self, key: tuple[int, int], arr: np.ndarray) -> None:
+        if key in self._d or self.max_bytes <= 0:
+            return
+        self._d[key] = arr
+        self.nbytes += arr.nbytes
+        while self.nbytes > self.max_bytes and len(self._d) > 1:
+            _, old = self._d.popitem(last=False)
+            self.nbytes -= old.nbytes
+
+    def clear(self) -> None:
+        self._d.clear()
+        self.nbytes = 0
+
+
+class VideoFile:
+    """One open mp4: frame index, GOP-at-a-time decoding into a shared FrameCache."""
+
+    def __init__(self, path: Path, file_id: int, cache: FrameCache, threads: int = 1) -> None:
+        self.path = path
+        self.file_id = file_id
+        self.cache = cache
+        try:
+            self._c = av.open(str(path))
+        except (av.error.FFmpegError, FileNotFoundError) as exc:
+            raise DatasetError(f"{path}: cannot open video ({exc})") from None
+        if not self._c.streams.video:
+            raise DatasetError(f"{path}: no video stream")
+        self._s = self._c.streams.video[0]
+        self._s.thread_count = threads
+        self.index = build_index(self._c, path)
+        self._reformatter = VideoReformatter()
+        self._next_pos = 0  # decoder position after a sequential read (avoids re-seeking)
+        self._pending: list[av.VideoFrame] = []
+
+    def close(self) -> None:
+        self._c.close()
+
+    def positions_for_times(self, query: np.ndarray, tolerance_s: float) -> np.ndarray:
+        """Nearest frame position for each query time (s); raises if one is `tolerance_s` or more away."""
+        t = self.index.times
+        j = np.clip(np.searchsorted(t, query), 1, len(t) - 1) if len(t) > 1 else np.zeros(len(query), np.int64)
+        if len(t) > 1:
+            left_better = np.abs(query - t[j - 1]) <= np.abs(t[j] - query)
+            j = np.where(left_better, j - 1, j)
+        err = np.abs(t[j] - query)
+        bad = err >= tolerance_s
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DatasetError(
+                f"{self.path}: no frame within {tolerance_s} s of t={query[i]:.6f} s (nearest {t[j[i]]:.6f} s); "
+                "the video timestamps do not match the data timestamps"
+            )
+        return j.astype(np.int64)
+
+    def frame(self, pos: int) -> np.ndarray:
+        """RGB frame at position `pos` (presentation order), decoding its GOP on a cache miss."""
+        key = (self.file_id, pos)
+        arr = self.cache.get(key)
+        if arr is not None:
+            return arr
+        self._decode_gop(pos)
+        arr = self.cache.get(key)
+        if arr is None:  # cache too small to keep a whole GOP: decode again, keep the one frame
+            return self._decode_gop(pos, want=pos)
+        return arr
+
+    def _decode_gop(self, pos: int, want: int | None = None) -> np.ndarray | None:
+        idx = self.index
+        start, end = int(idx.gop_start[pos]), int(idx.gop_end[pos])
+        if self._next_pos != start:
+            try:
+                self._c.seek(int(idx.pts[start]), stream=self._s, backward=True, any_frame=False)
+            except av.error.FFmpegError as exc:
+                raise DatasetError(f"{self.path}: seek failed ({exc})") from None
+        pts_to_pos = {int(p): start + i for i, p in enumerate(idx.pts[start:end])}
+        last_pts = int(idx.pts[end - 1])
+        got = None
+        done = False
+        try:
+            for pkt in self._c.demux(self._s):
+                for fr in pkt.decode():
+                    if fr.pts is None:
+                        continue
+                    p = pts_to_pos.get(int(fr.pts))
+                    if p is not None:
+                        rgb = frame_to_rgb(fr, self._reformatter)
+                        self.cache.put((self.file_id, p), rgb)
+                        if p == want:
+                            got = rgb
+                    if fr.pts >= last_pts:
+                        done = True
+                        break
+                if done:
+                    break
+        except av.error.FFmpegError as exc:
+            raise DatasetError(f"{self.path}: corrupt video data near frame {pos} ({exc})") from None
+        if not done:
+            self._next_pos = -1
+            if got is None and (want is not None or (self.file_id, pos) not in self.cache):
+                raise DatasetError(f"{self.path}: frame {pos} could not be decoded (truncated or corrupt video)")
+            return got
+        # The decoder has consumed exactly this GOP; the next GOP can be read without a seek only if
+        # no frames are buffered inside the decoder (no B-frames), which holds when pts are in order.
+        self._next_pos = end if not self._s.codec_context.has_b_frames else -1
+        return got
+
+
+class VideoPool:
+    """Open video files of one process (reopened after fork) sharing one frame cache."""
+
+    def __init__(self, cache_bytes: int, threads: int = 1) -> None:
+        self.cache_bytes = cache_bytes
+        self.threads = threads
+        self._pid = os.getpid()
+        self._files: dict[Path, VideoFile] = {}
+        self.cache = FrameCache(cache_bytes)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cache_bytes": self.cache_bytes, "threads": self.threads}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["cache_bytes"], state["threads"])
+
+    def get(self, path: Path) -> VideoFile:
+        if os.getpid() != self._pid:  # forked into a DataLoader worker: never share decoders
+            self._pid = os.getpid()
+            self._files = {}
+            self.cache = FrameCache(self.cache_bytes)
+        vf = self._files.get(path)
+        if vf is None:
+            vf = VideoFile(path, len(self._files), self.cache, self.threads)
+            self._files[path] = vf
+        return vf
+
+    def close(self) -> None:
+        for vf in self._files.values():
+            vf.close()
+        self._files = {}
+        self.cache.clear()
+
+
+def decode_all(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame of a video as (N, H, W, 3) uint8 plus frame times in seconds (for tools/tests)."""
+    frames, times = [], []
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            start = s.start_time or 0
+            ref = VideoReformatter()
+            for fr in c.decode(s):
+                frames.append(frame_to_rgb(fr, ref))
+                times.append((fr.pts - start) * float(s.time_base))
+    except av.error.FFmpegError as exc:
+        raise DatasetError(f"{path}: corrupt video ({exc})") from None
+    return np.stack(frames), np.asarray(times)

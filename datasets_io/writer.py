@@ -1,0 +1,494 @@
+"""`DatasetWriter`: records episodes into a LeRobot v3.0 dataset, one crash-safe commit per episode.
+
+Each `save_episode()` writes every changed file (video, data, episodes, tasks, stats, info) under a temp
+name, records the planned renames in a journal, renames them into place and removes the journal. A kill
+at any moment leaves the previous episode's state, or a journal that `repair()` rolls forward; the
+committed files only ever grow by appending, so LeRobot can load the finished episodes either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow as pa
+from twinarm.datasets_io import stats as st
+from twinarm.datasets_io.features import (
+    camera_keys,
+    check_features,
+    data_schema,
+    image_keys,
+    validate_frame,
+    video_keys,
+    with_default_features,
+)
+from twinarm.datasets_io.layout import (
+    CHUNKS_SIZE,
+    CODEBASE_VERSION,
+    DATA_FILES_SIZE_IN_MB,
+    DATA_PATH,
+    EPISODES_PATH,
+    INFO_PATH,
+    JOURNAL_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    TMP_MARK,
+    VIDEO_FILES_SIZE_IN_MB,
+    VIDEO_PATH,
+    DatasetError,
+    json_bytes,
+    load_json,
+    next_chunk_file,
+    read_parquet,
+    sorted_parquet_files,
+    write_bytes_tmp,
+    write_json_atomic,
+    write_parquet_tmp,
+)
+from twinarm.datasets_io.video import CODECS, EpisodeEncoder, concatenate, encoder_options, video_info
+
+MB = 1024 * 1024
+
+
+def check_version(info: dict[str, Any], where: Path) -> None:
+    """Raise DatasetError unless the dataset is LeRobot format v3.x."""
+    version = str(info.get("codebase_version", ""))
+    if not version.startswith("v3."):
+        hint = " (v2.x: convert it with `python -m lerobot.scripts.convert_dataset_v21_to_v30`)" if version.startswith("v2") else ""
+        raise DatasetError(f"{where}: unknown dataset version {version!r}; twinarm reads LeRobot v3.x{hint}")
+
+
+def repair(root: Path) -> bool:
+    """Finish an interrupted commit (roll the journal forward) and delete stray temp files.
+
+    Returns True if anything was changed. Safe to call on any dataset root.
+    """
+    root = Path(root)
+    changed = False
+    journal = root / JOURNAL_PATH
+    if journal.is_file():
+        try:
+            plan = json.loads(journal.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            plan = None  # the journal itself is written atomically, so this only happens on disk damage
+        if plan is not None:
+            for tmp, dst in plan["renames"]:
+                if (root / tmp).exists():
+                    os.replace(root / tmp, root / dst)
+        journal.unlink()
+        changed = True
+    for p in root.rglob(f"*{TMP_MARK}*"):
+        if p.is_file():
+            p.unlink()
+            changed = True
+    return changed
+
+
+def tasks_table(tasks: list[str]) -> pa.Table:
+    """`meta/tasks.parquet` as pandas writes it: column task_index, index column `task`."""
+    pandas_meta = {
+        "index_columns": ["task"],
+        "column_indexes": [
+            {"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
+             "metadata": {"encoding": "UTF-8"}}
+        ],
+        "columns": [
+            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64",
+             "metadata": None},
+            {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object", "metadata": None},
+        ],
+        "attributes": {},
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": "2.2.0",
+    }
+    schema = pa.schema([("task_index", pa.int64()), ("task", pa.string())],
+                       metadata={"pandas": json.dumps(pandas_meta)})
+    return pa.table({"task_index": list(range(len(tasks))), "task": tasks}, schema=schema)
+
+
+class DatasetWriter:
+    """Append-only writer of a LeRobot v3.0 dataset (see module docstring for the commit protocol)."""
+
+    def __init__(self, root: Path, info: dict[str, Any], *, video_codec: str, video_options: dict[str, str],
+                 encoder_threads: int, png_compression: int) -> None:
+        self.root = Path(root)
+        self.info = info
+        self.features: dict[str, dict[str, Any]] = info["features"]
+        self.fps: int = int(info["fps"])
+        self.video_codec = video_codec
+        self.video_options = video_options
+        self.encoder_threads = encoder_threads
+        self.png_compression = png_compression
+        self.tasks: list[str] = []
+        self.stats: dict[str, dict[str, np.ndarray]] | None = None
+        self._vkeys = video_keys(self.features)
+        self._ikeys = image_keys(self.features)
+        self._schema = data_schema(self.features)
+        # the files currently being appended to (start fresh files on resume, as LeRobot does)
+        self._data_cf = (0, 0)
+        self._data_tables: list[pa.Table] = []
+        self._data_bytes = 0
+        self._meta_cf = (0, 0)
+        self._meta_rows: list[dict[str, Any]] = []
+        self._video_cf: dict[str, tuple[int, int]] = {k: (0, 0) for k in self._vkeys}
+        self._video_eps: dict[str, list[tuple[bytes, int]]] = {k: [] for k in self._vkeys}
+        self._last_episode: dict[str, Any] | None = None
+        self._finalized = False
+        self._reset_buffer()
+
+    # ----- construction ---------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        root: str | Path,
+        fps: int,
+        features: dict[str, dict[str, Any]],
+        *,
+        robot_type: str | None = None,
+        repo_id: str | None = None,
+        use_videos: bool = True,
+        video_codec: str = "h264",
+        crf: int | None = None,
+        gop: int | None = None,
+        preset: str | None = None,
+        encoder_threads: int = 0,
+        png_compression: int = 1,
+        chunks_size: int = CHUNKS_SIZE,
+        data_files_size_in_mb: int = DATA_FILES_SIZE_IN_MB,
+        video_files_size_in_mb: int = VIDEO_FILES_SIZE_IN_MB,
+    ) -> DatasetWriter:
+        """Start a new dataset in an empty (or missing) directory. `features` as `ArmSpec.lerobot_features()`.
+
+        With `use_videos=False`, video features are stored as embedded PNG images instead.
+        """
+        root = Path(root)
+        if (root / INFO_PATH).exists():
+            raise DatasetError(f"{root}: a dataset already exists here; use DatasetWriter.resume() to append")
+        if root.exists() and any(root.iterdir()):
+            raise DatasetError(f"{root}: directory is not empty")
+        if int(fps) <= 0:
+            raise DatasetError(f"fps must be positive, got {fps}")
+        check_features(features)
+        feats = with_default_features(features)
+        if not use_videos:
+            for ft in feats.values():
+                if ft["dtype"] == "video":
+                    ft["dtype"] = "image"
+        opts = encoder_options(video_codec, crf=crf, gop=gop, preset=preset)
+        for k in video_keys(feats):
+            h, w, c = feats[k]["shape"]
+            if c != 3 or h % 2 or w % 2:
+                raise DatasetError(f"feature {k!r}: videos need 3 channels and even height/width, got {(h, w, c)}")
+            feats[k]["info"] = {
+                "video.height": h,
+                "video.width": w,
+                "video.codec": video_codec,
+                "video.pix_fmt": "yuv420p",
+                "video.fps": int(fps),
+                "video.channels": 3,
+                "has_audio": False,
+                "video.g": int(opts["g"]),
+                "video.crf": int(opts["crf"]),
+                "video.preset": opts["preset"],
+                "video.fast_decode": 0,
+                "video.video_backend": "pyav",
+                "video.extra_options": {k2: v for k2, v in opts.items() if k2 not in ("g", "crf", "preset")},
+                "is_depth_map": False,
+            }
+        info = {
+            "codebase_version": CODEBASE_VERSION,
+            "fps": int(fps),
+            "features": feats,
+            "total_episodes": 0,
+            "total_frames": 0,
+            "total_tasks": 0,
+            "chunks_size": int(chunks_size),
+            "data_files_size_in_mb": int(data_files_size_in_mb),
+            "video_files_size_in_mb": int(video_files_size_in_mb),
+            "data_path": DATA_PATH,
+            "video_path": VIDEO_PATH if video_keys(feats) else None,
+            "robot_type": robot_type,
+            "splits": {},
+        }
+        if repo_id:
+            info["repo_id"] = repo_id
+        (root / "meta").mkdir(parents=True, exist_ok=True)
+        write_json_atomic(root / INFO_PATH, info)
+        return cls(root, info, video_codec=video_codec, video_options=opts, encoder_threads=encoder_threads,
+                   png_compression=png_compression)
+
+    @classmethod
+    def resume(cls, root: str | Path, *, encoder_threads: int = 0, png_compression: int = 1) -> DatasetWriter:
+        """Reopen a dataset to append episodes (after repairing an interrupted commit); new episodes go
+        to new data/video/episodes files."""
+        root = Path(root)
+        repair(root)
+        info = load_json(root / INFO_PATH)
+        check_version(info, root / INFO_PATH)
+        vkeys = video_keys(info["features"])
+        codec = "h264"
+        opts = encoder_options(codec)
+        if vkeys:
+            vinfo = info["features"][vkeys[0]].get("info", {})
+            codec = {"libx264": "h264", "libsvtav1": "av1", "libaom-av1": "av1", "libx265": "hevc"}.get(
+                vinfo.get("video.codec", "h264"), vinfo.get("video.codec", "h264"))
+            if codec not in CODECS:
+                codec = "h264"
+            opts = encoder_options(codec, crf=vinfo.get("video.crf"), gop=vinfo.get("video.g"),
+                                   preset=None if codec != vinfo.get("video.codec") else vinfo.get("video.preset"))
+        w = cls(root, info, video_codec=codec, video_options=opts, encoder_threads=encoder_threads,
+                png_compression=png_compression)
+        if (root / TASKS_PATH).is_file():
+            t = read_parquet(root / TASKS_PATH)
+            order = np.argsort(np.asarray(t.column("task_index")))
+            w.tasks = [t.column("task")[int(i)].as_py() for i in order]
+        if (root / STATS_PATH).is_file():
+            w.stats = st.from_jsonable(load_json(root / STATS_PATH))
+        meta_files = sorted_parquet_files(root / "meta/episodes")
+        if meta_files:
+            cols = ["episode_index", "dataset_to_index", "data/chunk_index", "data/file_index",
+                    "meta/episodes/chunk_index", "meta/episodes/file_index"]
+            cols += [f"videos/{k}/{c}" for k in vkeys for c in ("chunk_index", "file_index")]
+            last = read_parquet(meta_files[-1], columns=cols).to_pylist()[-1]
+            n_eps = last["episode_index"] + 1
+            if n_eps != info["total_episodes"] or last["dataset_to_index"] != info["total_frames"]:
+                raise DatasetError(
+                    f"{root}: meta/episodes says {n_eps} episodes / {last['dataset_to_index']} frames but "
+                    f"info.json says {info['total_episodes']} / {info['total_frames']}; run `twinarm dataset check`"
+                )
+            cs = int(info["chunks_size"])
+            w._data_cf = next_chunk_file(last["data/chunk_index"], last["data/file_index"], cs)
+            w._meta_cf = next_chunk_file(last["meta/episodes/chunk_index"], last["meta/episodes/file_index"], cs)
+            for k in vkeys:
+                w._video_cf[k] = next_chunk_file(last[f"videos/{k}/chunk_index"], last[f"videos/{k}/file_index"], cs)
+            w._last_episode = last
+        return w
+
+    # ----- recording ------------------------------------------------------------------------------
+    @property
+    def num_episodes(self) -> int:
+        return int(self.info["total_episodes"])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.info["total_frames"])
+
+    @property
+    def episode_length(self) -> int:
+        """Frames added to the episode being recorded."""
+        return self._n
+
+    def _reset_buffer(self) -> None:
+        self._n = 0
+        self._cols: dict[str, list[Any]] = {k: [] for k, ft in self.features.items() if ft["dtype"] != "video"}
+        self._frame_tasks: list[str] = []
+        self._timestamps: list[float] = []
+        self._encoders: dict[str, EpisodeEncoder] = {}
+        self._stat_frames: dict[str, list[np.ndarray]] = {k: [] for k in camera_keys(self.features)}
+
+    def add_frame(self, frame: dict[str, Any], task: str | None = None) -> None:
+        """Buffer one frame (every feature except the index columns; images HWC uint8). Videos are
+        encoded as frames arrive. `task` may also be given as `frame["task"]`."""
+        if self._finalized:
+            raise DatasetError(f"{self.root}: writer is finalized")
+        task = task if task is not None else frame.get("task")
+        if not isinstance(task, str) or not task:
+            raise DatasetError("frame: a non-empty task string is required (add_frame(frame, task=...))")
+        clean = validate_frame(frame, self.features)
+        for k, v in clean.items():
+            ft = self.features[k]
+            if ft["dtype"] == "video":
+                enc = self._encoders.get(k)
+                if enc is None:
+                    h, w, _ = ft["shape"]
+                    enc = EpisodeEncoder(w, h, self.fps, self.video_codec, self.video_options, self.encoder_threads)
+                    self._encoders[k] = enc
+                enc.add(v)
+            elif ft["dtype"] == "image":
+                ok, png = cv2.imencode(".png", cv2.cvtColor(v, cv2.COLOR_RGB2BGR) if v.shape[2] == 3 else v,
+                                       [cv2.IMWRITE_PNG_COMPRESSION, self.png_compression])
+                if not ok:
+                    raise DatasetError(f"feature {k!r}: PNG encoding failed")
+                self._cols[k].append({"bytes": png.tobytes(), "path": f"frame-{self._n:06d}.png"})
+            else:
+                self._cols[k].append(v)
+            if k in self._stat_frames:
+                s = st.image_stride(v.shape[0], v.shape[1])
+                self._stat_frames[k].append(v[::s, ::s].copy())
+        ts = frame.get("timestamp")
+        self._timestamps.append(float(np.asarray(ts).reshape(-1)[0]) if ts is not None else self._n / self.fps)
+        self._frame_tasks.append(task)
+        self._n += 1
+
+    def clear_episode(self) -> None:
+        """Drop the frames buffered for the current episode."""
+        for enc in self._encoders.values():
+            enc.abort()
+        self._reset_buffer()
+
+    def save_episode(self) -> int:
+        """Commit the buffered frames as one episode (crash-safe); returns its episode index."""
+        if self._n == 0:
+            raise DatasetError("save_episode: no frames were added")
+        n = self._n
+        ep = self.num_episodes
+        start = self.num_frames
+        root = self.root
+        cs = int(self.info["chunks_size"])
+        renames: list[tuple[Path, Path]] = []
+
+        # tasks
+        new_tasks = [t for t in dict.fromkeys(self._frame_tasks) if t not in self.tasks]
+        tasks = self.tasks + new_tasks
+        tindex = {t: i for i, t in enumerate(tasks)}
+        if new_tasks:
+            renames.append((write_parquet_tmp(root / TASKS_PATH, tasks_table(tasks)), root / TASKS_PATH))
+
+        # data columns
+        cols: dict[str, Any] = {}
+        for k, vals in self._cols.items():
+            if k in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
+                continue
+            cols[k] = vals
+        cols["timestamp"] = np.asarray(self._timestamps, dtype=np.float32)
+        cols["frame_index"] = np.arange(n, dtype=np.int64)
+        cols["episode_index"] = np.full(n, ep, dtype=np.int64)
+        cols["index"] = np.arange(start, start + n, dtype=np.int64)
+        cols["task_index"] = np.asarray([tindex[t] for t in self._frame_tasks], dtype=np.int64)
+
+        # per-episode stats
+        ep_stats: dict[str, dict[str, np.ndarray]] = {}
+        for k, ft in self.features.items():
+            if ft["dtype"] in ("video", "image"):
+                frames = self._stat_frames[k]
+                ep_stats[k] = st.image_stats(np.stack([frames[i] for i in st.sample_positions(len(frames))]))
+            elif ft["dtype"] != "string":
+                ep_stats[k] = st.vector_stats(np.stack([np.asarray(v) for v in cols[k]]))
+
+        arrays = []
+        for field in self._schema:
+            v = cols[field.name]
+            if isinstance(v, np.ndarray) and v.ndim == 2:
+                arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1]))
+            elif isinstance(v, list) and v and isinstance(v[0], np.ndarray):
+                mat = np.stack(v)
+                if mat.ndim == 2:
+                    arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(mat.reshape(-1)), mat.shape[1]))
+                else:
+                    arrays.append(pa.array(mat, type=field.type))
+            else:
+                arrays.append(pa.array(v, type=field.type))
+        table = pa.Table.from_arrays(arrays, schema=self._schema)
+
+        # data file roll-over by size
+        limit = float(self.info["data_files_size_in_mb"]) * MB
+        if self._data_tables and self._data_bytes + table.nbytes > limit:
+            self._data_cf = next_chunk_file(*self._data_cf, cs)
+            self._data_tables, self._data_bytes = [], 0
+        self._data_tables.append(table)
+        self._data_bytes += table.nbytes
+        dpath = root / DATA_PATH.format(chunk_index=self._data_cf[0], file_index=self._data_cf[1])
+        renames.append((write_parquet_tmp(dpath, pa.concat_tables(self._data_tables)), dpath))
+
+        # videos
+        row: dict[str, Any] = {
+            "episode_index": ep,
+            "tasks": list(dict.fromkeys(self._frame_tasks)),
+            "length": n,
+            "data/chunk_index": self._data_cf[0],
+            "data/file_index": self._data_cf[1],
+            "dataset_from_index": start,
+            "dataset_to_index": start + n,
+        }
+        vlimit = float(self.info["video_files_size_in_mb"]) * MB
+        new_video_paths = []
+        for k in self._vkeys:
+            blob = self._encoders.pop(k).finish()
+            eps = self._video_eps[k]
+            if eps and sum(len(b) for b, _ in eps) + len(blob) > vlimit:
+                self._video_cf[k] = next_chunk_file(*self._video_cf[k], cs)
+                eps.clear()
+            from_frames = sum(m for _, m in eps)
+            eps.append((blob, n))
+            vpath = root / VIDEO_PATH.format(video_key=k, chunk_index=self._video_cf[k][0],
+                                             file_index=self._video_cf[k][1])
+            tmp = vpath.with_name(f"{vpath.name}{TMP_MARK}-{os.getpid()}")
+            vpath.parent.mkdir(parents=True, exist_ok=True)
+            concatenate(eps, tmp, self.fps)
+            renames.append((tmp, vpath))
+            new_video_paths.append((k, tmp))
+            row[f"videos/{k}/chunk_index"] = self._video_cf[k][0]
+            row[f"videos/{k}/file_index"] = self._video_cf[k][1]
+            row[f"videos/{k}/from_timestamp"] = from_frames / self.fps
+            row[f"videos/{k}/to_timestamp"] = (from_frames + n) / self.fps
+        for k, s in ep_stats.items():
+            for sk in st.STAT_KEYS:
+                row[f"stats/{k}/{sk}"] = np.asarray(s[sk]).tolist()
+
+        # episodes metadata (roll over by size, like the data files)
+        if self._meta_rows and len(self._meta_rows) * 8192 > limit:
+            self._meta_cf = next_chunk_file(*self._meta_cf, cs)
+            self._meta_rows = []
+        row["meta/episodes/chunk_index"] = self._meta_cf[0]
+        row["meta/episodes/file_index"] = self._meta_cf[1]
+        self._meta_rows.append(row)
+        mpath = root / EPISODES_PATH.format(chunk_index=self._meta_cf[0], file_index=self._meta_cf[1])
+        renames.append((write_parquet_tmp(mpath, self._episodes_table(self._meta_rows)), mpath))
+
+        # stats + info
+        self.stats = ep_stats if self.stats is None else st.aggregate([self.stats, ep_stats])
+        renames.append((write_bytes_tmp(root / STATS_PATH, json_bytes(st.to_jsonable(self.stats))), root / STATS_PATH))
+        info = json.loads(json.dumps(self.info))
+        for k, tmp in new_video_paths:
+            if ep == 0 or not info["features"][k].get("info"):
+                info["features"][k]["info"] = {**info["features"][k].get("info", {}), **video_info(tmp)}
+        info["total_episodes"] = ep + 1
+        info["total_frames"] = start + n
+        info["total_tasks"] = len(tasks)
+        info["splits"] = {"train": f"0:{ep + 1}"}
+        renames.append((write_bytes_tmp(root / INFO_PATH, json_bytes(info)), root / INFO_PATH))
+
+        # commit: journal, renames (appends first, info.json last), drop journal
+        journal = {"episode_index": ep, "renames": [[str(a.relative_to(root)), str(b.relative_to(root))]
+                                                    for a, b in renames]}
+        write_json_atomic(root / JOURNAL_PATH, journal)
+        for tmp, dst in renames:
+            os.replace(tmp, dst)
+        (root / JOURNAL_PATH).unlink()
+
+        self.info = info
+        self.tasks = tasks
+        self._reset_buffer()
+        return ep
+
+    def _episodes_table(self, rows: list[dict[str, Any]]) -> pa.Table:
+        cols = list(rows[0])
+        types: dict[str, pa.DataType] = {"tasks": pa.list_(pa.string())}
+        for c in cols:
+            if c.endswith("/from_timestamp") or c.endswith("/to_timestamp"):
+                types[c] = pa.float64()
+            elif c.startswith("stats/"):
+                depth = np.asarray(rows[0][c]).ndim
+                t: pa.DataType = pa.int64() if c.endswith("/count") else pa.float64()
+                for _ in range(depth):
+                    t = pa.list_(t)
+                types[c] = t
+            elif c != "tasks":
+                types[c] = pa.int64()
+        return pa.table({c: pa.array([r[c] for r in rows], type=types[c]) for c in cols})
+
+    def finalize(self) -> None:
+        """Close the writer (every saved episode is already on disk); drops an unsaved episode. Idempotent."""
+        if self._n:
+            self.clear_episode()
+        self._finalized = True
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finalize()

@@ -107,5 +107,12 @@ class PhysicsBackend:
         self.physics.step_control()
 
     def move_to(self, q: np.ndarray) -> None:
-        self.physics.reset(qpos=np.asarray(q, dtype=np.float64))
-        self.physics.set_targets(np.asarray(q, dtype=np.float64))
+        """Set the arm's joints (and targets) to `q` at rest, leaving the rest of the scene as it is."""
+        import mujoco
+
+        p = self.physics
+        x = np.asarray(q, dtype=np.float64)
+        p.data.qpos[p.qpos_adr] = p.spec_to_qpos(x)
+        p.data.qvel[p.dof_adr] = 0.0
+        p.set_targets(x)
+        mujoco.mj_forward(p.model, p.data)

@@ -1,0 +1,289 @@
+"""`RealArmEnv`: the real twin of a sim env id, built from the same ArmSpec (same spaces, same units).
+
+Observations come from the motor bus (through the calibration) and the cameras; actions are absolute
+joint targets in SI units, clamped to the joint limits and to `max_relative_target` per step, sent as
+one sync write. Torque goes off on close(), on any exception inside step/reset and on SIGINT. A step
+waits out the control period and warns when the loop overran it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from twinarm.real.buses import make_bus
+from twinarm.real.calibration import Calibration
+from twinarm.real.cameras import Camera, make_camera
+from twinarm.real.errors import CalibrationError
+from twinarm.real.motor_bus import MotorBus
+
+from twinarm.arms import get_arm
+from twinarm.registration import TASKS
+from twinarm.spec import OBS_TYPES, ArmSpec
+
+log = logging.getLogger(__name__)
+
+
+class LoopOverrunWarning(RuntimeWarning):
+    """A control step took longer than the control period."""
+
+
+def configure_motors(bus: MotorBus, spec: ArmSpec) -> None:
+    """Put every motor in position control (Dynamixel: extended position; gripper current-based where
+    the model has it) with no reply delay, then torque on."""
+    for j in spec.joints:
+        m = bus.motor(j.name)
+        bus.write_eeprom("Return_Delay_Time", j.name, 0)
+        if bus.protocol == "feetech":
+            bus.write_eeprom("Operating_Mode", j.name, 0)
+            bus.write("Acceleration", j.name, 254)
+        else:
+            mode = 5 if j.kind == "gripper" and 5 in m.model.modes else 4
+            bus.write_eeprom("Operating_Mode", j.name, mode)
+    bus.enable_torque()
+
+
+class RealArmEnv(gym.Env):
+    """A real arm on a serial port (or the virtual bus) with cameras, as a Gymnasium env.
+
+    kwargs: `arm`/`task` (set by the registered id), `port`, `calibration` (file path, dict in LeRobot
+    format or Calibration), `cameras` ({name: {"type": "opencv"|"realsense", ...} or Camera}),
+    `obs_type`, `image_size`, `max_relative_target` (rad / gripper fraction per step, scalar or per joint),
+    `write_calibration` (store the file's calibration in the motors when they differ), `success_fn`
+    (obs -> bool; otherwise `is_success` is always False), `pace` (wait out the control period).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        arm: str | ArmSpec = "so101",
+        task: str | None = None,
+        port: str | None = None,
+        calibration: str | Path | Mapping | Calibration | None = None,
+        cameras: Mapping[str, Mapping[str, Any] | Camera] | None = None,
+        obs_type: str = "pixels_agent_pos",
+        image_size: tuple[int, int] | None = None,
+        render_mode: str | None = None,
+        max_relative_target: float | list[float] | None = None,
+        write_calibration: bool = True,
+        success_fn: Callable[[dict[str, Any]], bool] | None = None,
+        pace: bool = True,
+        baud: int = 1_000_000,
+        bus: MotorBus | None = None,
+        handle_sigint: bool = True,
+    ) -> None:
+        if obs_type not in OBS_TYPES:
+            raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
+        if obs_type == "state":
+            raise ValueError("obs_type='state' needs the simulator's object poses; on the real arm use "
+                             "'pixels_agent_pos' or 'pixels'")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
+        self.spec_arm = arm if isinstance(arm, ArmSpec) else get_arm(arm)
+        self.task = task
+        self.instruction = TASKS[task].instruction if task in TASKS else ""
+        self.obs_type, self.render_mode, self.pace = obs_type, render_mode, pace
+        self.success_fn = success_fn
+        self.metadata = {**self.metadata, "render_fps": self.spec_arm.control_hz}
+        uses_pixels = obs_type != "state" and obs_type in ("pixels", "pixels_agent_pos")
+        camera_cfgs = dict(cameras or {})
+        if uses_pixels and not camera_cfgs:
+            raise ValueError(f"obs_type {obs_type!r} needs cameras: pass cameras={{name: config}} for "
+                             f"{[c.name for c in self.spec_arm.cameras]}")
+        self.camera_specs = self.spec_arm.resolve_cameras(list(camera_cfgs), image_size) if uses_pixels else ()
+        self.observation_space = self.spec_arm.observation_space(obs_type, self.camera_specs)
+        self.action_space = self.spec_arm.action_space()
+        self._state_space = self.spec_arm.state_space()
+        self.max_relative_target = None if max_relative_target is None else \
+            np.broadcast_to(np.asarray(max_relative_target, dtype=np.float64), (self.spec_arm.dof,)).copy()
+
+        if port is None and bus is None:
+            raise ValueError("RealArmEnv needs port= (the arm's serial port, or a `twinarm virtual-arm` pty)")
+        self.bus = bus if bus is not None else make_bus(self.spec_arm, str(port), baud=baud)
+        self.calibration = self._load_calibration(calibration)
+        self.cameras: dict[str, Camera] = {}
+        self._last_obs: dict[str, Any] | None = None
+        self._next_t: float | None = None
+        self._prev_sigint: Any = None
+        self.overruns = 0
+        try:
+            self.bus.connect()
+            self._apply_calibration(write_calibration)
+            configure_motors(self.bus, self.spec_arm)
+            for c in self.camera_specs:
+                cam = make_camera(camera_cfgs[c.name], name=c.name)
+                cam.connect()
+                self.cameras[c.name] = cam
+        except BaseException:
+            self.close()
+            raise
+        if handle_sigint and threading.current_thread() is threading.main_thread():
+            self._prev_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    # ----- setup --------------------------------------------------------------------------------
+    def _load_calibration(self, calibration: Any) -> Calibration:
+        if calibration is None:
+            raise CalibrationError(f"arm {self.spec_arm.name!r} needs a calibration (a LeRobot-format JSON file); "
+                                   f"run `twinarm calibrate --arm {self.spec_arm.name} --port ...`")
+        if isinstance(calibration, Calibration):
+            cal = calibration
+        elif isinstance(calibration, Mapping):
+            cal = Calibration.from_dict(calibration)
+        else:
+            cal = Calibration.load(calibration)
+        cal.check_matches(self.spec_arm, source=f"calibration {calibration if isinstance(calibration, (str, Path)) else ''}".strip())
+        return cal
+
+    def _apply_calibration(self, write: bool) -> None:
+        if self.bus.calibration_matches(self.calibration):
+            return
+        if not write:
+            raise CalibrationError(f"the motors on {self.bus.port} hold a different calibration than the one given; "
+                                   "pass write_calibration=True to store it, or recalibrate")
+        log.info("writing calibration to the motors on %s", self.bus.port)
+        self.bus.write_calibration(self.calibration)
+        if not self.bus.calibration_matches(self.calibration):
+            raise CalibrationError(f"the motors on {self.bus.port} did not keep the calibration written to them")
+
+    # ----- units --------------------------------------------------------------------------------
+    def joint_positions(self) -> np.ndarray:
+        """Present joint positions in SI units (spec order)."""
+        ticks = self.bus.positions()
+        return self.calibration.to_si(self.spec_arm, ticks, software_drive_mode=self.bus.software_drive_mode)
+
+    def _send(self, q: np.ndarray) -> None:
+        goals = self.calibration.from_si(self.spec_arm, q, software_drive_mode=self.bus.software_drive_mode)
+        self.bus.sync_write("Goal_Position", goals)
+
+    # ----- Gymnasium API ------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        with self._safety():
+            self._next_t = None
+            obs = self._observation()
+        return obs, self._info(obs)
+
+    def step(self, action: np.ndarray):
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape} (joints {self.spec_arm.joint_names}), "
+                             f"got {action.shape}")
+        with self._safety():
+            target = self.safe_target(action)
+            self._send(target)
+            self._wait_period()
+            obs = self._observation()
+        return obs, 0.0, False, False, self._info(obs)
+
+    def safe_target(self, action: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+        """Clamp to the joint limits, then to at most `max_relative_target` away from the present position."""
+        target = self.spec_arm.clip_action(action)
+        if self.max_relative_target is not None:
+            cur = self._last_agent_pos() if present is None else present
+            target = np.clip(target, cur - self.max_relative_target, cur + self.max_relative_target)
+        return target
+
+    def _last_agent_pos(self) -> np.ndarray:
+        if self._last_obs is not None and "agent_pos" in self._last_obs:
+            return self._last_obs["agent_pos"].astype(np.float64)
+        return self.joint_positions()
+
+    def _wait_period(self) -> None:
+        period = self.spec_arm.control_period
+        now = time.perf_counter()
+        if self._next_t is None:
+            self._next_t = now
+        self._next_t += period
+        late = now - self._next_t
+        if late > 0:
+            self.overruns += 1
+            warnings.warn(f"control loop overran its {period * 1e3:.1f} ms period by {late * 1e3:.1f} ms",
+                          LoopOverrunWarning, stacklevel=3)
+            self._next_t = now
+            return
+        if self.pace:
+            while True:
+                left = self._next_t - time.perf_counter()
+                if left <= 0:
+                    break
+                time.sleep(left - 5e-4 if left > 1e-3 else 0)
+
+    def _observation(self) -> dict[str, Any]:
+        obs: dict[str, Any] = {}
+        q = self.joint_positions()
+        if self.obs_type != "pixels":
+            obs["agent_pos"] = q.astype(np.float32)
+        if self.obs_type != "state" and self.camera_specs:
+            pixels = {}
+            for c in self.camera_specs:
+                frame = self.cameras[c.name].read_latest()
+                if frame.shape != c.shape:
+                    frame = cv2.resize(frame, (c.width, c.height), interpolation=cv2.INTER_AREA)
+                pixels[c.name] = frame.copy() if frame is self.cameras[c.name].read_latest() else frame
+            obs["pixels"] = pixels
+        self._last_obs = obs if "agent_pos" in obs else {**obs, "agent_pos": q.astype(np.float32)}
+        return obs
+
+    def _info(self, obs: dict[str, Any]) -> dict[str, Any]:
+        success = bool(self.success_fn(obs)) if self.success_fn is not None else False
+        return {"is_success": success, "overruns": self.overruns}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array" or not self.cameras:
+            return None
+        return next(iter(self.cameras.values())).read_latest()
+
+    # ----- safety -------------------------------------------------------------------------------
+    def _safety(self) -> _TorqueOffOnError:
+        return _TorqueOffOnError(self)
+
+    def torque_off(self) -> None:
+        """Take torque off every motor (best effort; never raises)."""
+        try:
+            if self.bus.is_connected:
+                self.bus.disable_torque()
+        except Exception as exc:
+            log.warning("could not disable torque on %s: %s", self.bus.port, exc)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.torque_off()
+        prev = self._prev_sigint
+        if callable(prev) and prev not in (signal.SIG_IGN, signal.SIG_DFL):
+            prev(signum, frame)
+        raise KeyboardInterrupt
+
+    def close(self) -> None:
+        for cam in self.cameras.values():
+            try:
+                cam.disconnect()
+            except Exception as exc:
+                log.warning("camera %s did not close cleanly: %s", cam.name, exc)
+        self.cameras = {}
+        if getattr(self, "bus", None) is not None:
+            self.torque_off()
+            self.bus.close()
+        if self._prev_sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._prev_sigint)
+            self._prev_sigint = None
+
+
+class _TorqueOffOnError:
+    def __init__(self, env: RealArmEnv) -> None:
+        self.env = env
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.env.torque_off()

@@ -13,6 +13,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+
 from twinarm.assets import arm_dir
 
 

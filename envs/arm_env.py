@@ -11,11 +11,11 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+
+from twinarm.arms import get_arm
 from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.render import CameraRenderer
 from twinarm.envs.task import Task
-
-from twinarm.arms import get_arm
 from twinarm.spec import OBS_TYPES
 
 

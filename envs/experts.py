@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+
 from twinarm.envs.arm_env import ArmEnv
 from twinarm.envs.ik import TcpIK, down_rotation
 from twinarm.envs.props import PLATE_HALF_HEIGHT, quat_yaw

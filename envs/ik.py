@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import mujoco
 import numpy as np
+
 from twinarm.envs.physics import ArmPhysics
 
 

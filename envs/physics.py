@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import mujoco
 import numpy as np
-from twinarm.assets import scene_path
 
 from twinarm.arms import get_arm
+from twinarm.assets import scene_path
 from twinarm.spec import ArmSpec
 
 #: Physics timestep the substep count aims for; the exact timestep is control_period / n_substeps.

@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import mujoco
 import numpy as np
-from twinarm.envs.physics import ArmPhysics
 
+from twinarm.envs.physics import ArmPhysics
 from twinarm.spec import ArmSpec
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mujoco
 import numpy as np
+
 from twinarm.envs.arm_env import ArmEnv
 from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.props import CUBE_HALF, add_cube, yaw_quat

@@ -1,0 +1,91 @@
+"""The arm spec: spaces, LeRobot features and the one unit conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twinarm.arms import ARMS, get_arm
+from twinarm.spec import ArmSpec, CameraSpec, JointSpec
+
+ARM_NAMES = sorted(ARMS)
+
+
+@pytest.mark.parametrize("arm", ARM_NAMES)
+@pytest.mark.parametrize("obs_type", ["pixels", "pixels_agent_pos"])
+def test_spaces_built_twice_are_equal(arm: str, obs_type: str) -> None:
+    spec = get_arm(arm)
+    assert spec.observation_space(obs_type) == spec.observation_space(obs_type)
+    assert spec.action_space() == spec.action_space()
+
+
+@pytest.mark.parametrize("arm", ARM_NAMES)
+def test_action_space_is_joint_limits_in_si_units(arm: str) -> None:
+    spec = get_arm(arm)
+    space = spec.action_space()
+    assert space.shape == (spec.dof,)
+    np.testing.assert_allclose(space.low, spec.lower.astype(np.float32))
+    np.testing.assert_allclose(space.high, spec.upper.astype(np.float32))
+    assert np.all(space.low[spec.gripper_mask] == 0) and np.all(space.high[spec.gripper_mask] == 1)
+
+
+@pytest.mark.parametrize("arm", ARM_NAMES)
+def test_unit_round_trip_is_exact(arm: str) -> None:
+    spec = get_arm(arm)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(spec.lower, spec.upper, size=(1000, spec.dof))
+    back = spec.from_lerobot(spec.to_lerobot(x))
+    np.testing.assert_array_max_ulp(back, x, maxulp=2)
+    x32 = x.astype(np.float32)
+    assert spec.to_lerobot(x32).dtype == np.float32
+    np.testing.assert_array_max_ulp(spec.from_lerobot(spec.to_lerobot(x32)), x32, maxulp=1)
+
+
+def test_so101_lerobot_units_are_degrees_and_percent() -> None:
+    spec = get_arm("so101")
+    x = np.array([np.pi / 2, -np.pi / 4, 0.0, np.pi, -np.pi / 2, 0.25])
+    np.testing.assert_allclose(spec.to_lerobot(x), [90.0, -45.0, 0.0, 180.0, -90.0, 25.0])
+    with pytest.raises(ValueError, match="6 joints"):
+        spec.to_lerobot(np.zeros(5))
+
+
+@pytest.mark.parametrize("arm", ARM_NAMES)
+def test_lerobot_features_follow_the_spec(arm: str) -> None:
+    spec = get_arm(arm)
+    feats = spec.lerobot_features()
+    names = [f"{j}.pos" for j in spec.joint_names]
+    assert feats["observation.state"] == {"dtype": "float32", "shape": [spec.dof], "names": names}
+    assert feats["action"]["names"] == names
+    for cam in spec.cameras:
+        f = feats[f"observation.images.{cam.name}"]
+        assert f["dtype"] == "video" and f["shape"] == [cam.height, cam.width, 3]
+        assert f["names"] == ["height", "width", "channels"]
+    small = spec.resolve_cameras(image_size=(96, 128))
+    assert all(f["shape"] == [96, 128, 3] for k, f in spec.lerobot_features(small, use_videos=False).items() if "images" in k)
+    assert spec.lerobot_features(env_state_dim=7)["observation.environment_state"]["shape"] == [7]
+
+
+def test_so101_joint_names_are_lerobot_motor_names() -> None:
+    assert get_arm("so101").joint_names == (
+        "shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper",
+    )  # fmt: skip
+
+
+def test_state_variant_needs_environment_state() -> None:
+    with pytest.raises(ValueError, match="environment_state"):
+        get_arm("so101").observation_space("state")
+    with pytest.raises(ValueError, match="obs_type"):
+        get_arm("so101").observation_space("depth")
+
+
+def test_spec_rejects_inconsistent_definitions() -> None:
+    with pytest.raises(ValueError, match="lower limit"):
+        JointSpec("j", 1.0, -1.0)
+    with pytest.raises(ValueError, match="gripper"):
+        JointSpec("g", 0.0, 2.0, kind="gripper")
+    with pytest.raises(ValueError, match="duplicate joint"):
+        ArmSpec("x", "X", "x", (JointSpec("a", -1, 1), JointSpec("a", -1, 1)), 30, (CameraSpec("c"),))
+    with pytest.raises(KeyError, match="known cameras"):
+        get_arm("so101").camera("top")
+    with pytest.raises(KeyError, match="known arms"):
+        get_arm("ur5")

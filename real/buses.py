@@ -7,7 +7,6 @@ from typing import Any
 from twinarm.real.dynamixel_bus import DynamixelBus
 from twinarm.real.feetech_bus import FeetechBus
 from twinarm.real.motor_bus import MotorBus
-
 from twinarm.spec import ArmSpec
 
 BUSES: dict[str, type[MotorBus]] = {"feetech": FeetechBus, "dynamixel": DynamixelBus}

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from twinarm.real.errors import CalibrationError
 
+from twinarm.real.errors import CalibrationError
 from twinarm.spec import ArmSpec
 
 #: The tick a half-turn homed joint reads at the middle of its range (4096-count encoders).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import dynamixel_sdk
+
 from twinarm.real.calibration import MotorCalibration
 from twinarm.real.motor_bus import MotorBus
 

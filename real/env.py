@@ -20,13 +20,13 @@ from typing import Any, ClassVar
 import cv2
 import gymnasium as gym
 import numpy as np
+
+from twinarm.arms import get_arm
 from twinarm.real.buses import make_bus
 from twinarm.real.calibration import Calibration
 from twinarm.real.cameras import Camera, make_camera
 from twinarm.real.errors import CalibrationError
 from twinarm.real.motor_bus import MotorBus
-
-from twinarm.arms import get_arm
 from twinarm.registration import TASKS
 from twinarm.spec import OBS_TYPES, ArmSpec
 
@@ -56,7 +56,7 @@ class RealArmEnv(gym.Env):
     """A real arm on a serial port (or the virtual bus) with cameras, as a Gymnasium env.
 
     kwargs: `arm`/`task` (set by the registered id), `port`, `calibration` (file path, dict in LeRobot
-    format or Calibration), `cameras` ({name: {"type": "opencv"|"realsense", ...} or Camera}),
+    format or Calibration), `cameras` ({name: {"type": "opencv"|"realsense", ...} or Camera}; `{}` for none),
     `obs_type`, `image_size`, `max_relative_target` (rad / gripper fraction per step, scalar or per joint),
     `write_calibration` (store the file's calibration in the motors when they differ), `success_fn`
     (obs -> bool; otherwise `is_success` is always False), `pace` (wait out the control period).
@@ -97,9 +97,9 @@ class RealArmEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": self.spec_arm.control_hz}
         uses_pixels = obs_type != "state" and obs_type in ("pixels", "pixels_agent_pos")
         camera_cfgs = dict(cameras or {})
-        if uses_pixels and not camera_cfgs:
+        if uses_pixels and cameras is None:
             raise ValueError(f"obs_type {obs_type!r} needs cameras: pass cameras={{name: config}} for "
-                             f"{[c.name for c in self.spec_arm.cameras]}")
+                             f"{[c.name for c in self.spec_arm.cameras]} (cameras={{}} means none)")
         self.camera_specs = self.spec_arm.resolve_cameras(list(camera_cfgs), image_size) if uses_pixels else ()
         self.observation_space = self.spec_arm.observation_space(obs_type, self.camera_specs)
         self.action_space = self.spec_arm.action_space()
@@ -229,7 +229,9 @@ class RealArmEnv(gym.Env):
                 frame = self.cameras[c.name].read_latest()
                 if frame.shape != c.shape:
                     frame = cv2.resize(frame, (c.width, c.height), interpolation=cv2.INTER_AREA)
-                pixels[c.name] = frame.copy() if frame is self.cameras[c.name].read_latest() else frame
+                else:
+                    frame = frame.copy()  # the camera keeps its own buffer; each observation owns its pixels
+                pixels[c.name] = frame
             obs["pixels"] = pixels
         self._last_obs = obs if "agent_pos" in obs else {**obs, "agent_pos": q.astype(np.float32)}
         return obs

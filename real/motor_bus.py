@@ -28,7 +28,6 @@ from twinarm.real.errors import (
     NotConnectedError,
     PortNotFoundError,
 )
-
 from twinarm.spec import ArmSpec
 
 log = logging.getLogger(__name__)

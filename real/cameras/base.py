@@ -13,6 +13,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from twinarm.real.errors import NotConnectedError, RealArmError
 
 _ROTATIONS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, -90: cv2.ROTATE_90_COUNTERCLOCKWISE,

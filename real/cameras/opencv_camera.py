@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from twinarm.real.cameras.base import Camera, CameraError, register_camera
 
 

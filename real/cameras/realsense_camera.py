@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from twinarm.real.cameras.base import Camera, CameraError, register_camera
 
 

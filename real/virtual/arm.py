@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
 from twinarm.real.calibration import REVOLUTE_CENTER, Calibration, MotorCalibration
 from twinarm.real.control_tables import get_model
 from twinarm.real.virtual.backend import InMemoryBackend, JointBackend
 from twinarm.real.virtual.servo import VirtualServo
-
 from twinarm.spec import ArmSpec
 
 StepMode = Literal["manual", "lockstep", "realtime"]

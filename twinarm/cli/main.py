@@ -14,6 +14,8 @@ from twinarm.cli.config import load_config_file
 COMMANDS: tuple[str, ...] = (
     "envs_cmd",
     "demo_cmd",
+    "real_cmd",
+    "virtual_arm_cmd",
     # Later issues add: record_cmd, dataset_cmd, train_cmd, eval_cmd, real_cmd (calibrate, setup-motors,
     # find-port, teleop), virtual_arm_cmd.
 )

@@ -1,0 +1,216 @@
+"""Teleoperation: a leader arm (or the keyboard) produces joint targets in SI units, a follower env takes them.
+
+Leader/follower pairs: SO-100/101 leader -> follower (same STS3215 motors), Koch leader (XL330-M077) ->
+Koch follower, ALOHA: two leaders -> one 14-joint follower (`BimanualLeader`). The loop reports its rate.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from twinarm.real.buses import BUSES
+from twinarm.real.calibration import Calibration
+from twinarm.real.control_tables import get_model
+from twinarm.real.motor_bus import Motor, MotorBus
+from twinarm.spec import ArmSpec
+
+#: Leader arms differ from their followers only in servo model (and are moved by hand, torque off).
+LEADER_MOTOR_MODELS: dict[str, str] = {"koch": "xl330-m077"}
+
+
+class Teleoperator(Protocol):
+    """Anything that yields the next joint targets (SI units, follower spec order)."""
+
+    def get_action(self) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class LeaderArm:
+    """A leader arm on its own port: torque off, present positions through its calibration."""
+
+    def __init__(self, spec: ArmSpec, port: str, calibration: str | Path | Calibration,
+                 motor_model: str | None = None, baud: int = 1_000_000, bus: MotorBus | None = None) -> None:
+        self.spec = spec
+        model_name = motor_model or LEADER_MOTOR_MODELS.get(spec.name)
+        motors = [Motor(j.name, j.motor_id, get_model(model_name or j.motor_model)) for j in spec.joints]
+        self.bus = bus if bus is not None else BUSES[spec.motor_bus](port, motors, baud=baud)
+        self.calibration = calibration if isinstance(calibration, Calibration) else Calibration.load(calibration)
+        self.calibration.check_matches(spec, source="leader calibration")
+        self.bus.connect()
+        self.bus.disable_torque()
+        if not self.bus.calibration_matches(self.calibration):
+            self.bus.write_calibration(self.calibration)
+
+    def get_action(self) -> np.ndarray:
+        ticks = self.bus.positions()
+        return self.calibration.to_si(self.spec, ticks, software_drive_mode=self.bus.software_drive_mode)
+
+    def close(self) -> None:
+        self.bus.close()
+
+
+class BimanualLeader:
+    """Two leaders whose actions are concatenated (ALOHA: left joints, then right joints)."""
+
+    def __init__(self, left: Teleoperator, right: Teleoperator) -> None:
+        self.left, self.right = left, right
+
+    def get_action(self) -> np.ndarray:
+        return np.concatenate([self.left.get_action(), self.right.get_action()])
+
+    def close(self) -> None:
+        self.left.close()
+        self.right.close()
+
+
+#: Keyboard layout: (increase, decrease) key per joint in spec order.
+KEY_PAIRS: tuple[tuple[str, str], ...] = (("q", "a"), ("w", "s"), ("e", "d"), ("r", "f"), ("t", "g"),
+                                          ("y", "h"), ("u", "j"), ("i", "k"))
+
+
+class KeyboardTeleop:
+    """Joint-space keyboard control of one arm: each key pair nudges one joint by `step` per press.
+
+    Keys come from a terminal (stdin in cbreak mode, read by a thread) or from `press()` (tests, GUIs).
+    """
+
+    def __init__(self, spec: ArmSpec, start: np.ndarray, step: float = 0.03, gripper_step: float = 0.05,
+                 read_stdin: bool = False) -> None:
+        if spec.dof > len(KEY_PAIRS):
+            raise ValueError(f"keyboard teleop supports up to {len(KEY_PAIRS)} joints, {spec.name} has {spec.dof}")
+        self.spec = spec
+        self.target = spec.clip_action(np.asarray(start, dtype=np.float64))
+        self.steps = np.where(spec.gripper_mask, gripper_step, step)
+        self._keys: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._term: Any = None
+        if read_stdin:
+            self._start_stdin()
+
+    @staticmethod
+    def help_text(spec: ArmSpec) -> str:
+        return ", ".join(f"{j.name}: {up}/{down}" for j, (up, down) in zip(spec.joints, KEY_PAIRS, strict=False))
+
+    def press(self, key: str) -> None:
+        with self._lock:
+            self._keys.append(key)
+
+    def get_action(self) -> np.ndarray:
+        with self._lock:
+            keys, self._keys = list(self._keys), deque()
+        for key in keys:
+            for i, (up, down) in enumerate(KEY_PAIRS[: self.spec.dof]):
+                if key == up:
+                    self.target[i] += self.steps[i]
+                elif key == down:
+                    self.target[i] -= self.steps[i]
+        self.target = self.spec.clip_action(self.target)
+        return self.target.copy()
+
+    def _start_stdin(self) -> None:
+        import termios
+        import tty
+
+        fd = sys.stdin.fileno()
+        self._term = (fd, termios.tcgetattr(fd))
+        tty.setcbreak(fd)
+        self._thread = threading.Thread(target=self._read_stdin, args=(fd,), daemon=True)
+        self._thread.start()
+
+    def _read_stdin(self, fd: int) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                for ch in os.read(fd, 32).decode(errors="ignore"):
+                    self.press(ch)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        if self._term is not None:
+            import termios
+
+            termios.tcsetattr(self._term[0], termios.TCSADRAIN, self._term[1])
+            self._term = None
+
+
+@dataclass
+class LoopStats:
+    """Loop rate bookkeeping for the teleop display."""
+
+    steps: int = 0
+    periods: deque | None = None
+
+    def __post_init__(self) -> None:
+        self.periods = deque(maxlen=300)
+        self._last: float | None = None
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.periods.append(now - self._last)
+        self._last = now
+        self.steps += 1
+
+    @property
+    def rate_hz(self) -> float:
+        return 1.0 / float(np.mean(self.periods)) if self.periods else 0.0
+
+    @property
+    def p99_period_ms(self) -> float:
+        return float(np.percentile(self.periods, 99)) * 1e3 if self.periods else 0.0
+
+    def line(self) -> str:
+        return f"loop {self.rate_hz:6.1f} Hz   p99 period {self.p99_period_ms:6.1f} ms   steps {self.steps}"
+
+
+def teleoperate(leader: Teleoperator, follower: Any, duration_s: float | None = None,
+                max_steps: int | None = None, report: Callable[[LoopStats], None] | None = None,
+                report_every_s: float = 1.0) -> LoopStats:
+    """Drive `follower` (a RealArmEnv or any env whose step takes joint targets) from `leader`.
+
+    The follower's step paces the loop to its control rate; `report` is called about once a second.
+    """
+    stats = LoopStats()
+    follower.reset()
+    start = last_report = time.perf_counter()
+    while True:
+        follower.step(np.asarray(leader.get_action(), dtype=np.float32))
+        stats.tick()
+        now = time.perf_counter()
+        if report is not None and now - last_report >= report_every_s:
+            report(stats)
+            last_report = now
+        if (duration_s is not None and now - start >= duration_s) or (max_steps is not None and stats.steps >= max_steps):
+            return stats
+
+
+def cameras_from_args(items: list[str] | None) -> Mapping[str, dict[str, Any]]:
+    """`name=path_or_index` (OpenCV) or `name=realsense:SERIAL_OR_FILE` -> camera configs."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        name, _, src = item.partition("=")
+        if not src:
+            raise ValueError(f"camera {item!r} must look like name=source")
+        if src.startswith("realsense:"):
+            ref = src.split(":", 1)[1]
+            key = "playback_file" if Path(ref).is_file() else "serial_number"
+            out[name] = {"type": "realsense", key: ref}
+        else:
+            out[name] = {"type": "opencv", "index_or_path": int(src) if src.isdigit() else src}
+    return out

@@ -1,0 +1,51 @@
+"""Build a ready-to-serve virtual arm: spec + backend (MuJoCo arm, task scene, or in-memory) + bus + pty."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from twinarm.arms import get_arm
+from twinarm.real.virtual.arm import StepMode, VirtualArm
+from twinarm.real.virtual.backend import InMemoryBackend, JointBackend, PhysicsBackend
+from twinarm.real.virtual.bus import VirtualBus
+from twinarm.real.virtual.pty_server import PtyServer
+from twinarm.spec import ArmSpec
+
+
+def make_backend(spec: ArmSpec, backend: Literal["mujoco", "memory"] = "mujoco", task: str | None = None,
+                 seed: int | None = None) -> JointBackend:
+    """The joints behind the servos: the MuJoCo arm alone, the arm in a task scene, or the in-memory stand-in."""
+    if backend == "memory":
+        return InMemoryBackend(spec)
+    if task is None:
+        return PhysicsBackend.from_arm(spec.name)
+    import gymnasium as gym
+
+    import twinarm  # noqa: F401 - registers the ids
+    from twinarm.registration import ENV_ENTRIES
+
+    entry = next((e for e in ENV_ENTRIES if e.arm == spec.name and e.task == task), None)
+    if entry is None:
+        raise KeyError(f"no sim env for arm {spec.name!r} and task {task!r}")
+    env = gym.make(entry.sim_id, obs_type="state").unwrapped
+    env.reset(seed=seed)
+    return PhysicsBackend(env.physics)
+
+
+def make_virtual_arm(arm: str | ArmSpec, backend: Literal["mujoco", "memory"] = "mujoco", task: str | None = None,
+                     step_mode: StepMode = "realtime", calibrated: bool = False, seed: int | None = None,
+                     wire_time: bool = False, check_baud: bool = True) -> PtyServer:
+    """A started-not-yet PtyServer whose bus serves a virtual `arm`; `calibrated` pre-stores the ideal
+    calibration in the servos (as if `twinarm calibrate` had been run on them)."""
+    spec = arm if isinstance(arm, ArmSpec) else get_arm(arm)
+    varm = VirtualArm(spec, make_backend(spec, backend, task, seed), step_mode=step_mode)
+    if calibrated:
+        cal = varm.ideal_calibration()
+        for j, servo in enumerate(varm.servos):
+            c = cal[spec.joints[j].name]
+            servo.set("Homing_Offset", c.homing_offset)
+            servo.set("Min_Position_Limit", c.range_min)
+            servo.set("Max_Position_Limit", c.range_max)
+            varm.refresh(servo)
+            servo.set("Goal_Position", servo.get("Present_Position"))
+    return PtyServer(VirtualBus(varm), check_baud=check_baud, wire_time=wire_time)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
+
 from twinarm.datasets_io import stats as st
 from twinarm.datasets_io.features import image_keys, video_keys
 from twinarm.datasets_io.layout import (

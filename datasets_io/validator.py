@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
 from twinarm.datasets_io.features import ALL_DTYPES, VISUAL_DTYPES, arrow_type, video_keys
 from twinarm.datasets_io.layout import (
     DEFAULT_FEATURES,

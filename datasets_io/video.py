@@ -15,6 +15,7 @@ import av
 import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
+
 from twinarm.datasets_io.layout import DatasetError
 
 #: codec name in info.json -> (PyAV encoder, default options). H.264 decodes fast everywhere; a short

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pyarrow as pa
+
 from twinarm.datasets_io import stats as st
 from twinarm.datasets_io.features import (
     camera_keys,
@@ -31,6 +33,7 @@ from twinarm.datasets_io.layout import (
     CODEBASE_VERSION,
     DATA_FILES_SIZE_IN_MB,
     DATA_PATH,
+    DEFAULT_FEATURES,
     EPISODES_PATH,
     INFO_PATH,
     JOURNAL_PATH,
@@ -110,6 +113,102 @@ def tasks_table(tasks: list[str]) -> pa.Table:
     return pa.table({"task_index": list(range(len(tasks))), "task": tasks}, schema=schema)
 
 
+@dataclass
+class EncodedEpisode:
+    """One finished episode, ready to commit: columns, encoded videos/PNGs and stats (picklable, so
+    recorder workers can build it in parallel and hand it to the process that owns the writer)."""
+
+    length: int
+    columns: dict[str, Any]
+    timestamps: list[float]
+    frame_tasks: list[str]
+    videos: dict[str, bytes]
+    stats: dict[str, dict[str, np.ndarray]]
+
+
+class EpisodeBuffer:
+    """Collects one episode's frames: validates them, encodes videos as frames arrive, PNG-encodes
+    images and keeps strided copies of camera frames for the image stats."""
+
+    def __init__(self, features: dict[str, dict[str, Any]], fps: int, video_codec: str = "h264",
+                 video_options: dict[str, str] | None = None, encoder_threads: int = 0,
+                 png_compression: int = 1) -> None:
+        self.features = features
+        self.fps = int(fps)
+        self.video_codec = video_codec
+        self.video_options = video_options if video_options is not None else encoder_options(video_codec)
+        self.encoder_threads = encoder_threads
+        self.png_compression = png_compression
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n = 0
+        self._cols: dict[str, list[Any]] = {
+            k: [] for k, ft in self.features.items() if ft["dtype"] != "video" and k not in DEFAULT_FEATURES
+        }
+        self._frame_tasks: list[str] = []
+        self._timestamps: list[float] = []
+        self._encoders: dict[str, EpisodeEncoder] = {}
+        self._stat_frames: dict[str, list[np.ndarray]] = {k: [] for k in camera_keys(self.features)}
+
+    def add_frame(self, frame: dict[str, Any], task: str | None = None) -> None:
+        """Add one frame (every feature but the index columns; images HWC uint8); `task` may also be
+        `frame["task"]`. Raises DatasetError naming the feature on bad input."""
+        task = task if task is not None else frame.get("task")
+        if not isinstance(task, str) or not task:
+            raise DatasetError("frame: a non-empty task string is required (add_frame(frame, task=...))")
+        clean = validate_frame(frame, self.features)
+        for k, v in clean.items():
+            ft = self.features[k]
+            if ft["dtype"] == "video":
+                enc = self._encoders.get(k)
+                if enc is None:
+                    h, w, _ = ft["shape"]
+                    enc = EpisodeEncoder(w, h, self.fps, self.video_codec, self.video_options, self.encoder_threads)
+                    self._encoders[k] = enc
+                enc.add(v)
+            elif ft["dtype"] == "image":
+                ok, png = cv2.imencode(".png", cv2.cvtColor(v, cv2.COLOR_RGB2BGR) if v.shape[2] == 3 else v,
+                                       [cv2.IMWRITE_PNG_COMPRESSION, self.png_compression])
+                if not ok:
+                    raise DatasetError(f"feature {k!r}: PNG encoding failed")
+                self._cols[k].append({"bytes": png.tobytes(), "path": f"frame-{self.n:06d}.png"})
+            else:
+                self._cols[k].append(v)
+            if k in self._stat_frames:
+                s = st.image_stride(v.shape[0], v.shape[1])
+                self._stat_frames[k].append(v[::s, ::s].copy())
+        ts = frame.get("timestamp")
+        self._timestamps.append(float(np.asarray(ts).reshape(-1)[0]) if ts is not None else self.n / self.fps)
+        self._frame_tasks.append(task)
+        self.n += 1
+
+    def clear(self) -> None:
+        """Drop the buffered frames."""
+        for enc in self._encoders.values():
+            enc.abort()
+        self._reset()
+
+    def finish(self) -> EncodedEpisode:
+        """Flush the encoders and compute the episode's feature stats; the buffer is then empty."""
+        if self.n == 0:
+            raise DatasetError("save_episode: no frames were added")
+        stats: dict[str, dict[str, np.ndarray]] = {}
+        for k, ft in self.features.items():
+            if k in self._stat_frames:
+                frames = self._stat_frames[k]
+                stats[k] = st.image_stats(np.stack([frames[i] for i in st.sample_positions(len(frames))]))
+            elif k in self._cols and ft["dtype"] != "string":
+                stats[k] = st.vector_stats(np.stack(self._cols[k]))
+        cols = {k: (np.stack(v) if self.features[k]["dtype"] not in ("image", "string") else v)
+                for k, v in self._cols.items()}
+        ep = EncodedEpisode(self.n, cols, self._timestamps, self._frame_tasks,
+                            {k: e.finish() for k, e in self._encoders.items()}, stats)
+        self._encoders = {}
+        self._reset()
+        return ep
+
+
 class DatasetWriter:
     """Append-only writer of a LeRobot v3.0 dataset (see module docstring for the commit protocol)."""
 
@@ -158,8 +257,8 @@ class DatasetWriter:
         encoder_threads: int = 0,
         png_compression: int = 1,
         chunks_size: int = CHUNKS_SIZE,
-        data_files_size_in_mb: int = DATA_FILES_SIZE_IN_MB,
-        video_files_size_in_mb: int = VIDEO_FILES_SIZE_IN_MB,
+        data_files_size_in_mb: float = DATA_FILES_SIZE_IN_MB,
+        video_files_size_in_mb: float = VIDEO_FILES_SIZE_IN_MB,
     ) -> DatasetWriter:
         """Start a new dataset in an empty (or missing) directory. `features` as `ArmSpec.lerobot_features()`.
 
@@ -207,8 +306,8 @@ class DatasetWriter:
             "total_frames": 0,
             "total_tasks": 0,
             "chunks_size": int(chunks_size),
-            "data_files_size_in_mb": int(data_files_size_in_mb),
-            "video_files_size_in_mb": int(video_files_size_in_mb),
+            "data_files_size_in_mb": data_files_size_in_mb,
+            "video_files_size_in_mb": video_files_size_in_mb,
             "data_path": DATA_PATH,
             "video_path": VIDEO_PATH if video_keys(feats) else None,
             "robot_type": robot_type,
@@ -277,64 +376,40 @@ class DatasetWriter:
     def num_frames(self) -> int:
         return int(self.info["total_frames"])
 
+    def buffer_kwargs(self) -> dict[str, Any]:
+        """Arguments for an `EpisodeBuffer` that produces episodes this writer can `commit` (for workers)."""
+        return {"features": self.features, "fps": self.fps, "video_codec": self.video_codec,
+                "video_options": self.video_options, "encoder_threads": self.encoder_threads,
+                "png_compression": self.png_compression}
+
+    def _reset_buffer(self) -> None:
+        self._buffer = EpisodeBuffer(**self.buffer_kwargs())
+
     @property
     def episode_length(self) -> int:
         """Frames added to the episode being recorded."""
-        return self._n
-
-    def _reset_buffer(self) -> None:
-        self._n = 0
-        self._cols: dict[str, list[Any]] = {k: [] for k, ft in self.features.items() if ft["dtype"] != "video"}
-        self._frame_tasks: list[str] = []
-        self._timestamps: list[float] = []
-        self._encoders: dict[str, EpisodeEncoder] = {}
-        self._stat_frames: dict[str, list[np.ndarray]] = {k: [] for k in camera_keys(self.features)}
+        return self._buffer.n
 
     def add_frame(self, frame: dict[str, Any], task: str | None = None) -> None:
         """Buffer one frame (every feature except the index columns; images HWC uint8). Videos are
         encoded as frames arrive. `task` may also be given as `frame["task"]`."""
         if self._finalized:
             raise DatasetError(f"{self.root}: writer is finalized")
-        task = task if task is not None else frame.get("task")
-        if not isinstance(task, str) or not task:
-            raise DatasetError("frame: a non-empty task string is required (add_frame(frame, task=...))")
-        clean = validate_frame(frame, self.features)
-        for k, v in clean.items():
-            ft = self.features[k]
-            if ft["dtype"] == "video":
-                enc = self._encoders.get(k)
-                if enc is None:
-                    h, w, _ = ft["shape"]
-                    enc = EpisodeEncoder(w, h, self.fps, self.video_codec, self.video_options, self.encoder_threads)
-                    self._encoders[k] = enc
-                enc.add(v)
-            elif ft["dtype"] == "image":
-                ok, png = cv2.imencode(".png", cv2.cvtColor(v, cv2.COLOR_RGB2BGR) if v.shape[2] == 3 else v,
-                                       [cv2.IMWRITE_PNG_COMPRESSION, self.png_compression])
-                if not ok:
-                    raise DatasetError(f"feature {k!r}: PNG encoding failed")
-                self._cols[k].append({"bytes": png.tobytes(), "path": f"frame-{self._n:06d}.png"})
-            else:
-                self._cols[k].append(v)
-            if k in self._stat_frames:
-                s = st.image_stride(v.shape[0], v.shape[1])
-                self._stat_frames[k].append(v[::s, ::s].copy())
-        ts = frame.get("timestamp")
-        self._timestamps.append(float(np.asarray(ts).reshape(-1)[0]) if ts is not None else self._n / self.fps)
-        self._frame_tasks.append(task)
-        self._n += 1
+        self._buffer.add_frame(frame, task)
 
     def clear_episode(self) -> None:
         """Drop the frames buffered for the current episode."""
-        for enc in self._encoders.values():
-            enc.abort()
-        self._reset_buffer()
+        self._buffer.clear()
 
     def save_episode(self) -> int:
         """Commit the buffered frames as one episode (crash-safe); returns its episode index."""
-        if self._n == 0:
-            raise DatasetError("save_episode: no frames were added")
-        n = self._n
+        return self.commit(self._buffer.finish())
+
+    def commit(self, episode: EncodedEpisode) -> int:
+        """Write a finished episode to disk in one crash-safe step; returns its episode index."""
+        if self._finalized:
+            raise DatasetError(f"{self.root}: writer is finalized")
+        n = episode.length
         ep = self.num_episodes
         start = self.num_frames
         root = self.root
@@ -342,32 +417,27 @@ class DatasetWriter:
         renames: list[tuple[Path, Path]] = []
 
         # tasks
-        new_tasks = [t for t in dict.fromkeys(self._frame_tasks) if t not in self.tasks]
+        new_tasks = [t for t in dict.fromkeys(episode.frame_tasks) if t not in self.tasks]
         tasks = self.tasks + new_tasks
         tindex = {t: i for i, t in enumerate(tasks)}
         if new_tasks:
             renames.append((write_parquet_tmp(root / TASKS_PATH, tasks_table(tasks)), root / TASKS_PATH))
 
-        # data columns
-        cols: dict[str, Any] = {}
-        for k, vals in self._cols.items():
-            if k in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
-                continue
-            cols[k] = vals
-        cols["timestamp"] = np.asarray(self._timestamps, dtype=np.float32)
+        # data columns: the episode's features plus the index columns, which depend on its position
+        missing = [k for k in self._schema.names if k not in DEFAULT_FEATURES and k not in episode.columns]
+        if missing or set(episode.videos) != set(self._vkeys) or len(episode.frame_tasks) != n:
+            raise DatasetError(f"commit: episode does not match the dataset features (missing {missing}, "
+                               f"videos {sorted(episode.videos)} vs {self._vkeys})")
+        cols: dict[str, Any] = dict(episode.columns)
+        cols["timestamp"] = np.asarray(episode.timestamps, dtype=np.float32)
         cols["frame_index"] = np.arange(n, dtype=np.int64)
         cols["episode_index"] = np.full(n, ep, dtype=np.int64)
         cols["index"] = np.arange(start, start + n, dtype=np.int64)
-        cols["task_index"] = np.asarray([tindex[t] for t in self._frame_tasks], dtype=np.int64)
-
-        # per-episode stats
-        ep_stats: dict[str, dict[str, np.ndarray]] = {}
-        for k, ft in self.features.items():
-            if ft["dtype"] in ("video", "image"):
-                frames = self._stat_frames[k]
-                ep_stats[k] = st.image_stats(np.stack([frames[i] for i in st.sample_positions(len(frames))]))
-            elif ft["dtype"] != "string":
-                ep_stats[k] = st.vector_stats(np.stack([np.asarray(v) for v in cols[k]]))
+        cols["task_index"] = np.asarray([tindex[t] for t in episode.frame_tasks], dtype=np.int64)
+        ep_stats = dict(episode.stats)
+        for k in DEFAULT_FEATURES:
+            ep_stats[k] = st.vector_stats(cols[k])
+        ep_stats = {k: ep_stats[k] for k in self.features if k in ep_stats}
 
         arrays = []
         for field in self._schema:
@@ -397,7 +467,7 @@ class DatasetWriter:
         # videos
         row: dict[str, Any] = {
             "episode_index": ep,
-            "tasks": list(dict.fromkeys(self._frame_tasks)),
+            "tasks": list(dict.fromkeys(episode.frame_tasks)),
             "length": n,
             "data/chunk_index": self._data_cf[0],
             "data/file_index": self._data_cf[1],
@@ -407,7 +477,7 @@ class DatasetWriter:
         vlimit = float(self.info["video_files_size_in_mb"]) * MB
         new_video_paths = []
         for k in self._vkeys:
-            blob = self._encoders.pop(k).finish()
+            blob = episode.videos[k]
             eps = self._video_eps[k]
             if eps and sum(len(b) for b, _ in eps) + len(blob) > vlimit:
                 self._video_cf[k] = next_chunk_file(*self._video_cf[k], cs)
@@ -462,7 +532,6 @@ class DatasetWriter:
 
         self.info = info
         self.tasks = tasks
-        self._reset_buffer()
         return ep
 
     def _episodes_table(self, rows: list[dict[str, Any]]) -> pa.Table:
@@ -483,7 +552,7 @@ class DatasetWriter:
 
     def finalize(self) -> None:
         """Close the writer (every saved episode is already on disk); drops an unsaved episode. Idempotent."""
-        if self._n:
+        if self._buffer.n:
             self.clear_episode()
         self._finalized = True
 

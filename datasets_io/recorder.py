@@ -1,0 +1,228 @@
+"""The recording loop: any Gymnasium env + any policy callable -> episodes committed by one writer.
+
+Episodes run in-process or in N worker processes (each with its own env, policy and video encoders);
+workers hand finished, already-encoded episodes to the parent, which alone writes the dataset. This module
+never imports twinarm's envs: the caller passes factories and a `to_frame` mapping (where unit conversion
+happens, e.g. `functools.partial(gym_frame, convert=spec.to_lerobot)`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from twinarm.datasets_io.writer import DatasetWriter, EncodedEpisode, EpisodeBuffer
+
+EnvFactory = Callable[[], gym.Env]
+#: Builds the policy for an env: an object with `__call__(obs) -> action` and optionally `reset()`.
+PolicyFactory = Callable[[gym.Env], Callable[[Any], Any]]
+FrameFn = Callable[[Any, Any], dict[str, Any]]
+
+
+def gym_frame(obs: dict[str, Any], action: Any, convert: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
+    """Map a LeRobot-style Gymnasium observation (`agent_pos`, `pixels/{cam}`, `environment_state`)
+    and the action taken to dataset features; `convert` turns joint values into the dataset's units."""
+    conv = convert if convert is not None else (lambda x: x)
+    frame: dict[str, Any] = {"action": np.asarray(conv(np.asarray(action)), dtype=np.float32)}
+    if "agent_pos" in obs:
+        frame["observation.state"] = np.asarray(conv(np.asarray(obs["agent_pos"])), dtype=np.float32)
+    if "environment_state" in obs:
+        frame["observation.environment_state"] = np.asarray(obs["environment_state"], dtype=np.float32)
+    pixels = obs.get("pixels")
+    if isinstance(pixels, dict):
+        for cam, img in pixels.items():
+            frame[f"observation.images.{cam}"] = img
+    elif pixels is not None:
+        frame["observation.image"] = pixels
+    return frame
+
+
+@dataclass
+class EpisodeResult:
+    """A finished rollout: the encoded episode (or None if it was not kept) and its outcome."""
+
+    seed: int
+    success: bool
+    length: int
+    episode: EncodedEpisode | None
+
+
+@dataclass
+class RecordSummary:
+    """What a recording run did."""
+
+    saved: int = 0
+    attempted: int = 0
+    successes: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    episode_indices: list[int] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def rollout(env: gym.Env, policy: Callable[[Any], Any], buffer: EpisodeBuffer, seed: int, task: str,
+            to_frame: FrameFn, keep_failures: bool = True, max_steps: int | None = None) -> EpisodeResult:
+    """Run one episode with `policy` until termination/truncation, feeding every (obs, action) frame
+    into `buffer`; success is `info["is_success"]` at the last step."""
+    obs, info = env.reset(seed=seed)
+    if hasattr(policy, "reset"):
+        policy.reset()
+    done, steps = False, 0
+    while not done:
+        action = policy(obs)
+        buffer.add_frame(to_frame(obs, action), task=task)
+        obs, _, terminated, truncated, info = env.step(action)
+        steps += 1
+        done = terminated or truncated or (max_steps is not None and steps >= max_steps)
+    success = bool(info.get("is_success", False))
+    if not success and not keep_failures:
+        buffer.clear()
+        return EpisodeResult(seed, success, steps, None)
+    return EpisodeResult(seed, success, steps, buffer.finish())
+
+
+def _worker(make_env: EnvFactory, make_policy: PolicyFactory, to_frame: FrameFn, buffer_kwargs: dict[str, Any],
+            task: str, keep_failures: bool, max_steps: int | None, jobs: Any, results: Any, parent: int) -> None:
+    """Worker process: take seeds from `jobs` until None, send EpisodeResults (or an error) to `results`."""
+    try:
+        env = make_env()
+        policy = make_policy(env)
+        buffer = EpisodeBuffer(**buffer_kwargs)
+        while True:
+            if os.getppid() != parent:  # the recorder died (e.g. SIGKILL): stop too
+                return
+            try:
+                seed = jobs.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if seed is None:
+                break
+            results.put(rollout(env, policy, buffer, seed, task, to_frame, keep_failures, max_steps))
+        env.close()
+    except BaseException:  # report any failure to the parent instead of dying silently
+        results.put(RuntimeError(f"recorder worker {os.getpid()} failed:\n{traceback.format_exc()}"))
+
+
+def record(
+    make_env: EnvFactory,
+    make_policy: PolicyFactory,
+    writer: DatasetWriter,
+    *,
+    episodes: int,
+    task: str,
+    to_frame: FrameFn = gym_frame,
+    only_success: bool = False,
+    num_workers: int = 1,
+    seed: int = 0,
+    max_attempts: int | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> RecordSummary:
+    """Record `episodes` episodes into `writer` (each committed as soon as it is done).
+
+    Episode k uses `env.reset(seed=seed + k)`; with `only_success`, failed rollouts are dropped and
+    more seeds are tried, up to `max_attempts` (default 4x `episodes`). `make_env`/`make_policy`/`to_frame`
+    must be picklable (module-level functions or partials) when `num_workers > 1`.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    max_attempts = max_attempts if max_attempts is not None else (4 * episodes if only_success else episodes)
+    summary = RecordSummary()
+    t0 = time.perf_counter()
+    bar = tqdm(total=episodes, unit="ep", desc="record", disable=not progress, dynamic_ncols=True)
+
+    def take(res: EpisodeResult) -> None:
+        summary.attempted += 1
+        summary.successes += res.success
+        if res.episode is not None and summary.saved < episodes:
+            summary.episode_indices.append(writer.commit(res.episode))
+            summary.saved += 1
+            summary.frames += res.length
+            bar.update(1)
+        elapsed = time.perf_counter() - t0
+        bar.set_postfix(frames_s=f"{summary.frames / max(elapsed, 1e-9):.0f}",
+                        success=f"{summary.successes}/{summary.attempted}")
+
+    try:
+        if num_workers <= 1:
+            env = make_env()
+            policy = make_policy(env)
+            buffer = EpisodeBuffer(**writer.buffer_kwargs())
+            try:
+                k = 0
+                while summary.saved < episodes and k < max_attempts:
+                    take(rollout(env, policy, buffer, seed + k, task, to_frame, not only_success, max_steps))
+                    k += 1
+            finally:
+                env.close()
+        else:
+            _record_parallel(make_env, make_policy, to_frame, writer, task, only_success, num_workers, seed,
+                             episodes, max_attempts, max_steps, take, summary)
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _record_parallel(make_env: EnvFactory, make_policy: PolicyFactory, to_frame: FrameFn, writer: DatasetWriter,
+                     task: str, only_success: bool, num_workers: int, seed: int, episodes: int, max_attempts: int,
+                     max_steps: int | None, take: Callable[[EpisodeResult], None], summary: RecordSummary) -> None:
+    ctx = mp.get_context("spawn")  # no inherited GL/decoder state in the workers
+    jobs, results = ctx.Queue(), ctx.Queue(maxsize=2 * num_workers)
+    procs = [
+        ctx.Process(target=_worker, args=(make_env, make_policy, to_frame, writer.buffer_kwargs(), task,
+                                          not only_success, max_steps, jobs, results, os.getpid()), daemon=True)
+        for _ in range(num_workers)
+    ]
+    for p in procs:
+        p.start()
+    issued = 0
+    try:
+        # keep every worker busy with one seed in hand and one queued; issue more only as needed
+        while issued < min(max_attempts, episodes + num_workers):
+            jobs.put(seed + issued)
+            issued += 1
+        done = 0
+        while summary.saved < episodes and done < issued:
+            try:
+                res = results.get(timeout=5.0)
+            except queue.Empty:
+                dead = [p.pid for p in procs if not p.is_alive()]
+                if len(dead) == len(procs):
+                    raise RuntimeError("all recorder workers exited unexpectedly") from None
+                continue
+            if isinstance(res, BaseException):
+                raise res
+            done += 1
+            take(res)
+            missing = episodes - summary.saved
+            in_flight = issued - done
+            if missing > in_flight and issued < max_attempts:
+                jobs.put(seed + issued)
+                issued += 1
+    finally:
+        for _ in procs:
+            jobs.put(None)
+        deadline = time.monotonic() + 30
+        while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+            try:  # drain late results so no worker blocks on a full queue
+                results.get(timeout=0.2)
+            except queue.Empty:
+                pass
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join(timeout=1)

@@ -1,0 +1,117 @@
+"""The unmodified vendor SDKs over a real pseudo-terminal: emulator in a thread, and `twinarm virtual-arm`
+in another process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import dynamixel_sdk as dxl
+import pytest
+import scservo_sdk as scs
+from real_helpers import bounded
+
+from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
+
+
+def _sdk(spec_bus: str):  # noqa: ANN202
+    return (scs, scs.PacketHandler(0)) if spec_bus == "feetech" else (dxl, dxl.PacketHandler(2.0))
+
+
+def test_sdk_ping_sync_write_sync_read_in_thread(served: PtyServer) -> None:
+    arm = served.bus.arm
+    sdk, ph = _sdk(arm.spec.motor_bus)
+    port = sdk.PortHandler(served.port)
+    assert port.openPort()
+    try:
+        ids = [s.motor_id for s in arm.servos]
+        for servo in arm.servos:
+            model, result, _ = bounded(lambda s=servo: ph.ping(port, s.motor_id))
+            assert result == sdk.COMM_SUCCESS and model == servo.model.model_number
+        _, result, _ = bounded(lambda: ph.ping(port, 42))
+        assert result == sdk.COMM_RX_TIMEOUT
+        goal = arm.servos[0].model.register("Goal_Position")
+        for mid in ids:
+            assert bounded(lambda m=mid: ph.write1ByteTxRx(port, m, arm.servos[0].model.register("Torque_Enable").address, 1))[0] == 0
+        goals = {mid: 2000 + 10 * mid for mid in ids}
+        gsw = sdk.GroupSyncWrite(port, ph, goal.address, goal.size)
+        for mid, g in goals.items():
+            gsw.addParam(mid, list(g.to_bytes(goal.size, "little")))
+        assert gsw.txPacket() == sdk.COMM_SUCCESS
+        gsr = sdk.GroupSyncRead(port, ph, goal.address, goal.size)
+        for mid in ids:
+            gsr.addParam(mid)
+        assert bounded(gsr.txRxPacket) == sdk.COMM_SUCCESS
+        assert {mid: gsr.getData(mid, goal.address, goal.size) for mid in ids} == goals
+        if arm.spec.motor_bus == "dynamixel":
+            found, result = bounded(lambda: ph.broadcastPing(port))
+            assert result == sdk.COMM_SUCCESS and sorted(found) == ids
+    finally:
+        port.closePort()
+
+
+@pytest.mark.parametrize("arm", ["so101"])
+def test_sdk_drives_virtual_arm_cli_in_another_process(arm: str) -> None:
+    """`twinarm virtual-arm` (MuJoCo physics, realtime) in a subprocess; this process moves a joint."""
+    proc = subprocess.Popen([sys.executable, "-m", "twinarm.cli.main", "virtual-arm", "--arm", arm],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port_name = None
+        deadline = time.monotonic() + 60
+        while port_name is None and time.monotonic() < deadline:
+            line = bounded(proc.stdout.readline, 60)
+            if not line:
+                break
+            m = re.match(r"port: (\S+)", line)
+            port_name = m.group(1) if m else None
+        assert port_name, f"virtual-arm printed no port; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        port = scs.PortHandler(port_name)
+        ph = scs.PacketHandler(0)
+        assert port.openPort()
+        model, result, _ = bounded(lambda: ph.ping(port, 1))
+        assert (model, result) == (777, scs.COMM_SUCCESS)
+        start, result, _ = bounded(lambda: ph.read2ByteTxRx(port, 1, 56))
+        assert result == scs.COMM_SUCCESS
+        assert bounded(lambda: ph.write1ByteTxRx(port, 1, 40, 1))[0] == scs.COMM_SUCCESS
+        assert bounded(lambda: ph.write2ByteTxRx(port, 1, 42, start + 300))[0] == scs.COMM_SUCCESS
+        moved = start
+        deadline = time.monotonic() + 10
+        while abs(moved - (start + 300)) > 15 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            moved, result, _ = bounded(lambda: ph.read2ByteTxRx(port, 1, 56))
+        assert abs(moved - (start + 300)) <= 15, f"joint went from {start} to {moved}, goal {start + 300}"
+        port.closePort()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def test_emulator_in_forked_process_serves_sdk(spec) -> None:  # noqa: ANN001
+    """The pty opened here, the emulator serving from a forked child process."""
+    server = PtyServer(VirtualBus(VirtualArm(spec)))
+    pid = os.fork()
+    if pid == 0:  # child: serve until killed
+        try:
+            server.serve_forever()
+        finally:
+            os._exit(0)
+    try:
+        sdk, ph = _sdk(spec.motor_bus)
+        port = sdk.PortHandler(server.port)
+        assert port.openPort()
+        for j in spec.joints:
+            model, result, _ = bounded(lambda j=j: ph.ping(port, j.motor_id))
+            assert result == sdk.COMM_SUCCESS
+        port.closePort()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        server.stop()

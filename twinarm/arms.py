@@ -22,7 +22,25 @@ SO101 = ArmSpec(
     motor_bus="feetech",
 )
 
-ARMS: dict[str, ArmSpec] = {spec.name: spec for spec in (SO101,)}
+SO100 = ArmSpec(
+    name="so100",
+    display_name="SO-100",
+    robot_type="so100_follower",
+    joints=(
+        JointSpec("shoulder_pan", -2.0, 2.0, motor_id=1, motor_model="sts3215"),
+        JointSpec("shoulder_lift", -1.75, 1.75, motor_id=2, motor_model="sts3215"),
+        JointSpec("elbow_flex", -1.7, 1.7, motor_id=3, motor_model="sts3215"),
+        JointSpec("wrist_flex", -1.75, 1.75, motor_id=4, motor_model="sts3215"),
+        JointSpec("wrist_roll", -2.8, 2.8, motor_id=5, motor_model="sts3215"),
+        JointSpec("gripper", 0.0, 1.0, kind="gripper", motor_id=6, motor_model="sts3215"),
+    ),
+    control_hz=30,
+    cameras=(CameraSpec("front"), CameraSpec("wrist")),
+    lerobot_units="degrees",
+    motor_bus="feetech",
+)
+
+ARMS: dict[str, ArmSpec] = {spec.name: spec for spec in (SO101, SO100)}
 
 
 def get_arm(name: str) -> ArmSpec:

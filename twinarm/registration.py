@@ -62,6 +62,9 @@ ENV_ENTRIES: tuple[EnvEntry, ...] = (
     EnvEntry("SO101", "so101", "Reach"),
     EnvEntry("SO101", "so101", "PickCube"),
     EnvEntry("SO101", "so101", "PickPlace"),
+    EnvEntry("SO100", "so100", "Reach"),
+    EnvEntry("SO100", "so100", "PickCube"),
+    EnvEntry("SO100", "so100", "PickPlace"),
 )
 
 

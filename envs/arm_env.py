@@ -56,7 +56,9 @@ class ArmEnv(gym.Env):
         )
         self.action_space = self.spec_arm.action_space()
         self.metadata = {**self.metadata, "render_fps": self.spec_arm.control_hz}
-        self._state_space = self.spec_arm.state_space()
+        state_space = self.spec_arm.state_space()
+        self._state_low, self._state_high = state_space.low, state_space.high
+        self._action_shape = self.action_space.shape
         self._renderer: CameraRenderer | None = None
         self._last_frames: dict[str, np.ndarray] | None = None
 
@@ -66,19 +68,22 @@ class ArmEnv(gym.Env):
         self.physics.reset()
         self.task.initialize_episode(self.physics, self.np_random)
         self._last_frames = None
-        return self._observation(), self._info(reward_terms={})
+        _, terms, success = self.task.evaluate(self.physics)
+        terms["is_success"] = bool(success)
+        return self._observation(), terms
 
     def step(self, action: np.ndarray):
         action = np.asarray(action, dtype=np.float64)
-        if action.shape != self.action_space.shape:
+        if action.shape != self._action_shape:
             raise ValueError(f"action must have shape {self.action_space.shape} (joints {self.spec_arm.joint_names}), got {action.shape}")
-        if not np.all(np.isfinite(action)):
+        if not np.isfinite(action).all():
             raise ValueError(f"action contains NaN or inf: {action}")
         self.physics.set_targets(action)
         self.physics.step_control()
         self._last_frames = None
-        reward, terms = self.task.reward(self.physics)
-        return self._observation(), float(reward), False, False, self._info(terms)
+        reward, terms, success = self.task.evaluate(self.physics)
+        terms["is_success"] = bool(success)
+        return self._observation(), float(reward), False, False, terms
 
     def render(self) -> np.ndarray | None:
         """The first camera's image (the one already rendered for this step if there is one)."""
@@ -106,13 +111,10 @@ class ArmEnv(gym.Env):
             obs["pixels"] = dict(self._frames())
         if self.obs_type != "pixels":
             pos = self.physics.joint_positions().astype(np.float32)
-            obs["agent_pos"] = np.clip(pos, self._state_space.low, self._state_space.high)
+            obs["agent_pos"] = np.minimum(np.maximum(pos, self._state_low), self._state_high)
         if self.obs_type == "state":
             obs["environment_state"] = self.task.environment_state(self.physics).astype(np.float32)
         return obs
-
-    def _info(self, reward_terms: dict[str, float]) -> dict[str, Any]:
-        return {"is_success": bool(self.task.is_success(self.physics)), **reward_terms}
 
     # ----- pickling: rebuild from constructor arguments, then restore physics and RNG ------------
     def __getstate__(self) -> dict[str, Any]:

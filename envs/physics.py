@@ -105,7 +105,9 @@ class ArmPhysics:
 
     def set_targets(self, x: np.ndarray) -> None:
         """Command absolute joint targets (spec units), clamped to the spec's limits."""
-        self.data.ctrl[self.actuator_ids] = self.spec_to_qpos(self.spec.clip_action(x))
+        spec = self.spec
+        x = np.minimum(np.maximum(x, spec.lower), spec.upper)
+        self.data.ctrl[self.actuator_ids] = self._offset + self._scale * x
 
     def step_control(self) -> None:
         """Advance one control period."""

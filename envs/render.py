@@ -6,7 +6,9 @@ are off by default; `high_quality=True` turns them back on for pretty videos.
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 
 import mujoco
 import numpy as np
@@ -19,6 +21,16 @@ def ensure_gl_backend() -> None:
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"
         os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+
+_LIVE: weakref.WeakSet[CameraRenderer] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_renderers() -> None:
+    # GL contexts freed by __del__ during interpreter shutdown raise EGL errors; free them first.
+    for r in list(_LIVE):
+        r.close()
 
 
 class CameraRenderer:
@@ -41,6 +53,7 @@ class CameraRenderer:
             r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = high_quality
             r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = high_quality
             self._renderers[cam.name] = r
+        _LIVE.add(self)
 
     def render(self, data: mujoco.MjData) -> dict[str, np.ndarray]:
         """Fresh images of every camera for the current state."""

@@ -45,6 +45,7 @@ class Task(ABC):
         self.pad_geoms = tuple(
             g for g in range(m.ngeom) if (mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) or "").endswith("_pad")
         )
+        self._pad_array = np.array(self.pad_geoms, dtype=np.int32)
 
     # ----- episode ------------------------------------------------------------------------------
     @abstractmethod
@@ -63,6 +64,11 @@ class Task(ABC):
     def is_success(self, physics: ArmPhysics) -> bool:
         """Whether the episode's goal holds in the current state."""
 
+    def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
+        """Reward, its terms and success in one pass (tasks override it to share work on the hot path)."""
+        reward, terms = self.reward(physics)
+        return reward, terms, self.is_success(physics)
+
     # ----- helpers shared by tasks ---------------------------------------------------------------
     def sample_in_workspace(self, rng: np.random.Generator, margin: float = 0.0) -> np.ndarray:
         """A uniform xy point in the arm's workspace rectangle (shrunk by `margin`)."""
@@ -75,14 +81,11 @@ class Task(ABC):
     def pads_touching(self, physics: ArmPhysics, geom_id: int) -> int:
         """How many finger pads are in contact with `geom_id` (2 means it is pinched)."""
         d = physics.data
-        touching = set()
-        for i in range(d.ncon):
-            g1, g2 = d.contact.geom1[i], d.contact.geom2[i]
-            if g1 == geom_id and g2 in self.pad_geoms:
-                touching.add(g2)
-            elif g2 == geom_id and g1 in self.pad_geoms:
-                touching.add(g1)
-        return len(touching)
+        if d.ncon == 0:
+            return 0
+        pairs = d.contact.geom[: d.ncon]
+        with_obj = pairs[(pairs[:, 0] == geom_id) | (pairs[:, 1] == geom_id)]
+        return len(np.intersect1d(with_obj, self._pad_array)) if len(with_obj) else 0
 
 
 def _require(model: mujoco.MjModel, objtype: mujoco.mjtObj, name: str) -> int:

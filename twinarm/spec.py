@@ -8,6 +8,7 @@ Units are SI: revolute joints in radians, grippers as an opening fraction in [0,
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -91,17 +92,17 @@ class ArmSpec:
     def dof(self) -> int:
         return len(self.joints)
 
-    @property
+    @cached_property
     def lower(self) -> np.ndarray:
-        return np.array([j.lower for j in self.joints], dtype=np.float64)
+        return _frozen(np.array([j.lower for j in self.joints], dtype=np.float64))
 
-    @property
+    @cached_property
     def upper(self) -> np.ndarray:
-        return np.array([j.upper for j in self.joints], dtype=np.float64)
+        return _frozen(np.array([j.upper for j in self.joints], dtype=np.float64))
 
-    @property
+    @cached_property
     def gripper_mask(self) -> np.ndarray:
-        return np.array([j.kind == "gripper" for j in self.joints], dtype=bool)
+        return _frozen(np.array([j.kind == "gripper" for j in self.joints], dtype=bool))
 
     @property
     def control_period(self) -> float:
@@ -109,7 +110,7 @@ class ArmSpec:
 
     def clip_action(self, action: np.ndarray) -> np.ndarray:
         """Clamp joint targets to the limits (the safety clamp shared by sim and real)."""
-        return np.clip(np.asarray(action, dtype=np.float64), self.lower, self.upper)
+        return np.minimum(np.maximum(np.asarray(action, dtype=np.float64), self.lower), self.upper)
 
     # ----- cameras ------------------------------------------------------------------------------
     def camera(self, name: str) -> CameraSpec:
@@ -173,12 +174,12 @@ class ArmSpec:
         return spaces.Dict(out)
 
     # ----- LeRobot units and features -----------------------------------------------------------
-    @property
+    @cached_property
     def lerobot_scale(self) -> np.ndarray:
         """Per-joint factor from SI units to LeRobot's units (the only unit conversion in twinarm)."""
         if self.lerobot_units == "radians":
-            return np.ones(self.dof)
-        return np.where(self.gripper_mask, 100.0, 180.0 / np.pi)
+            return _frozen(np.ones(self.dof))
+        return _frozen(np.where(self.gripper_mask, 100.0, 180.0 / np.pi))
 
     def to_lerobot(self, x: np.ndarray) -> np.ndarray:
         """SI (rad, gripper 0..1) -> LeRobot (deg, gripper 0..100 for degree-reporting arms)."""
@@ -226,3 +227,9 @@ class ArmSpec:
                 "names": ["height", "width", "channels"],
             }
         return feats
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """Mark a cached spec array read-only so no caller can change the spec by accident."""
+    a.setflags(write=False)
+    return a

@@ -6,6 +6,8 @@ reach (tool point to cube), grasp (both finger pads touch the cube) and lift (he
 
 from __future__ import annotations
 
+import math
+
 import mujoco
 import numpy as np
 
@@ -49,8 +51,8 @@ class CubeTask(Task):
         return self.pads_touching(physics, self.cube_geom) >= 2
 
     def reach_term(self, physics: ArmPhysics) -> float:
-        dist = np.linalg.norm(self.tcp_pos(physics) - physics.data.xpos[self.cube_body])
-        return float(1.0 - np.tanh(10.0 * dist))
+        d = physics.data.site_xpos[self.tcp_site] - physics.data.xpos[self.cube_body]
+        return 1.0 - math.tanh(10.0 * math.sqrt(d @ d))
 
 
 class PickCube(CubeTask):
@@ -64,12 +66,16 @@ class PickCube(CubeTask):
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
         return self.cube_pose(physics).astype(np.float32)
 
-    def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
+    def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
         reach = self.reach_term(physics)
         grasp = float(self.grasped(physics))
-        lift = float(np.clip(self.cube_height(physics) / LIFT_HEIGHT, 0.0, 1.0)) * grasp
+        height = self.cube_height(physics)
+        lift = min(max(height / LIFT_HEIGHT, 0.0), 1.0) * grasp
         total = 0.25 * reach + 0.25 * grasp + 0.5 * lift
-        return total, {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift}
+        return total, {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift}, height >= LIFT_HEIGHT
+
+    def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
+        return self.evaluate(physics)[:2]
 
     def is_success(self, physics: ArmPhysics) -> bool:
         return self.cube_height(physics) >= LIFT_HEIGHT

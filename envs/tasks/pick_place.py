@@ -6,6 +6,8 @@ cube rests on the plate (centre within the rim, bottom on the plate surface) and
 
 from __future__ import annotations
 
+import math
+
 import mujoco
 import numpy as np
 
@@ -56,15 +58,19 @@ class PickPlace(CubeTask):
         top = 2 * PLATE_HALF_HEIGHT
         return self._xy_offset(physics) < PLATE_RADIUS - 0.01 and abs(bottom - top) < 0.01
 
-    def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
+    def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
         reach = self.reach_term(physics)
-        grasp = float(self.grasped(physics))
-        lift = float(np.clip(self.cube_height(physics) / CARRY_HEIGHT, 0.0, 1.0)) * grasp
-        place = float(1.0 - np.tanh(10.0 * self._xy_offset(physics)))
-        placed = float(self.is_success(physics))
-        total = 0.15 * reach + 0.15 * grasp + 0.2 * lift + 0.2 * place + 0.3 * placed
+        grasped = self.grasped(physics)
+        grasp = float(grasped)
+        lift = min(max(self.cube_height(physics) / CARRY_HEIGHT, 0.0), 1.0) * grasp
+        place = 1.0 - math.tanh(10.0 * self._xy_offset(physics))
+        success = self.on_plate(physics) and not grasped
+        total = 0.15 * reach + 0.15 * grasp + 0.2 * lift + 0.2 * place + 0.3 * float(success)
         terms = {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift, "reward_place": place}
-        return total, terms
+        return total, terms, success
+
+    def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
+        return self.evaluate(physics)[:2]
 
     def is_success(self, physics: ArmPhysics) -> bool:
         return self.on_plate(physics) and not self.grasped(physics)

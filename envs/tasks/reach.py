@@ -6,6 +6,8 @@ within 2 cm.
 
 from __future__ import annotations
 
+import math
+
 import mujoco
 import numpy as np
 
@@ -42,12 +44,16 @@ class Reach(Task):
         return self.target(physics).astype(np.float32)
 
     def distance(self, physics: ArmPhysics) -> float:
-        return float(np.linalg.norm(self.tcp_pos(physics) - self.target(physics)))
+        d = physics.data.site_xpos[self.tcp_site] - physics.data.mocap_pos[self.target_mocap]
+        return math.sqrt(d @ d)
+
+    def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
+        dist = self.distance(physics)
+        reach = 1.0 - math.tanh(10.0 * dist)
+        return reach, {"reward_reach": reach, "distance": dist}, dist < SUCCESS_DISTANCE
 
     def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
-        dist = self.distance(physics)
-        reach = 1.0 - np.tanh(10.0 * dist)
-        return float(reach), {"reward_reach": float(reach), "distance": dist}
+        return self.evaluate(physics)[:2]
 
     def is_success(self, physics: ArmPhysics) -> bool:
         return self.distance(physics) < SUCCESS_DISTANCE

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One-command set-up for a fresh machine, then the main job or the test suite.
+#
+#   bash tools/setup.sh demo   # install everything, roll out the SO-101 expert, record a small dataset
+#   bash tools/setup.sh test   # install everything + dev tools, run ruff and the whole test suite
+#   bash tools/setup.sh        # install only
+#
+# Installs the system libraries for headless rendering (EGL/OSMesa), libusb (pyrealsense2) and
+# FFmpeg, then a virtual env in .venv with twinarm and all extras. Safe to re-run: it only installs
+# what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MODE=${1:-install}
+VENV=${TWINARM_VENV:-$ROOT/.venv}
+PY=${PYTHON:-python3.11}
+
+SYSTEM_PKGS=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libosmesa6 libglib2.0-0 libusb-1.0-0 ffmpeg)
+missing=()
+for p in "${SYSTEM_PKGS[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[setup] installing system packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating virtual env $VENV"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
+# The CPU build of torch (a plain `torch` requirement may pull a multi-GB CUDA build).
+"$VENV/bin/python" -c "import torch" 2>/dev/null || "${PIP[@]}" "torch==2.13.0"
+echo "[setup] installing twinarm and its extras"
+"${PIP[@]}" -e "$ROOT[all,dev]"
+
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+export PYOPENGL_PLATFORM=${PYOPENGL_PLATFORM:-$MUJOCO_GL}
+case "$MODE" in
+  demo)
+    "$VENV/bin/twinarm" demo --env twinarm/SO101-PickCube-v0 --episodes 3 --out outputs/demo
+    ;;
+  test)
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
+    ;;
+  install) echo "[setup] done: activate with 'source $VENV/bin/activate'" ;;
+  *) echo "usage: bash tools/setup.sh [demo|test]" >&2; exit 2 ;;
+esac

@@ -259,9 +259,14 @@ class MotorBus:
         if others:
             try:
                 self._sync_write_raw(self.register("Torque_Enable", others), {m.id: 0 for m in others})
-                log.warning("torque disabled on %s after a fault on id(s) %s", [m.name for m in others], bad_ids)
             except Exception as exc:
-                log.warning("could not disable torque after a fault on %s: %s", self.port, exc)
+                log.warning("could not sync-write torque off after a fault on %s: %s", self.port, exc)
+            for m in others:  # confirm one by one (each reply also proves the sync write was handled)
+                try:
+                    self._try(lambda m=m: self._write_raw(m.id, m.model.register("Torque_Enable"), 0), tries=1)
+                except _Failure:
+                    log.warning("motor %r did not confirm torque off on %s", m.name, self.port)
+            log.warning("torque disabled on %s after a fault on id(s) %s", [m.name for m in others], bad_ids)
 
     # raw SDK calls: raise _Failure on anything but success
     def _ping_raw(self, motor_id: int) -> int:
@@ -396,7 +401,7 @@ class MotorBus:
         """Operating mode by name (`position`, `extended_position`, `current_position`, ...) or number."""
         for name in list(motors if motors is not None else self.motors):
             m = self.motor(name)
-            value = m.model.mode_names[mode] if isinstance(mode, str) else int(mode)
+            value = m.model.mode_names.get(mode, -1) if isinstance(mode, str) else int(mode)
             if value not in m.model.modes:
                 raise ValueError(f"motor {name!r} ({m.model.name}) has no operating mode {mode!r}")
             self.write_eeprom("Operating_Mode", name, value)

@@ -105,12 +105,13 @@ class VirtualBus:
                 out.append((s, few.status(s.motor_id, err, data)))
         elif inst in (few.WRITE, few.REG_WRITE) and len(p) >= 2:
             for s in self._targets(pkt.servo_id, listening):
+                ident = s.motor_id  # a new ID applies after the status reply, which carries the old one
                 if inst == few.WRITE:
                     err = s.write(p[0], p[1:])
                 else:
                     s.pending, err = (p[0], bytes(p[1:])), 0
                 if not bcast and s.status_level() >= 1:
-                    out.append((s, few.status(s.motor_id, err)))
+                    out.append((s, few.status(ident, err)))
         elif inst == few.ACTION:
             for s in self._targets(pkt.servo_id, listening):
                 if s.pending is not None:
@@ -147,10 +148,11 @@ class VirtualBus:
         def u16(i: int) -> int:
             return p[i] | (p[i + 1] << 8)
 
-        def answer(s: VirtualServo, err: int, data: bytes = b"", is_read: bool = False) -> None:
+        def answer(s: VirtualServo, err: int, data: bytes = b"", is_read: bool = False,
+                   ident: int | None = None) -> None:
             level = s.status_level()
             if inst == dxw.PING or (is_read and level >= 1) or level >= 2:
-                out.append((s, dxw.status(s.motor_id, err, data)))
+                out.append((s, dxw.status(s.motor_id if ident is None else ident, err, data)))
 
         goal_sync = False
         if inst == dxw.PING:
@@ -162,12 +164,13 @@ class VirtualBus:
                 answer(s, err, data if err == 0 else b"", is_read=True)
         elif inst in (dxw.WRITE, dxw.REG_WRITE) and len(p) >= 3:
             for s in targets:
+                ident = s.motor_id  # a new ID applies after the status reply, which carries the old one
                 if inst == dxw.WRITE:
                     err = s.write(u16(0), p[2:])
                 else:
                     s.pending, err = (u16(0), bytes(p[2:])), 0
                 if not bcast:
-                    answer(s, err)
+                    answer(s, err, ident=ident)
         elif inst == dxw.ACTION:
             for s in targets:
                 if s.pending is not None:

@@ -1,0 +1,135 @@
+"""Fault injection on the virtual bus: every failure ends in a named error within bounded time, never a hang."""
+
+from __future__ import annotations
+
+import pytest
+from real_helpers import bounded
+
+from twinarm.real.buses import make_bus
+from twinarm.real.calibration import Calibration, MotorCalibration
+from twinarm.real.env import RealArmEnv
+from twinarm.real.errors import (
+    BaudRateError,
+    CalibrationError,
+    CommunicationError,
+    MotorNotRespondingError,
+    PortNotFoundError,
+)
+from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
+
+
+def _connected(served: PtyServer):  # noqa: ANN202
+    bus = make_bus(served.bus.arm.spec, served.port)
+    bounded(bus.connect)
+    return bus
+
+
+def test_servo_stops_answering(served: PtyServer) -> None:
+    arm = served.bus.arm
+    bus = _connected(served)
+    try:
+        bounded(bus.enable_torque)
+        victim = arm.spec.joints[2]
+        served.bus.faults(victim.motor_id).silent = True
+        with pytest.raises(MotorNotRespondingError) as info:
+            bounded(bus.positions, timeout_s=5)
+        err = info.value
+        assert err.motor == victim.name and err.motor_id == victim.motor_id and err.port == served.port
+        assert victim.name in str(err) and served.port in str(err)
+        # safety: torque went off on every motor still listening
+        assert all(not s.torque_on for s in arm.servos if s.motor_id != victim.motor_id)
+        with pytest.raises(MotorNotRespondingError):
+            bounded(lambda: bus.read("Present_Position", victim.name), timeout_s=5)
+    finally:
+        bus.close()
+
+
+def test_corrupted_replies_bounded_retries_then_error(served: PtyServer) -> None:
+    bus = _connected(served)
+    try:
+        victim = served.bus.arm.spec.joints[1]
+        served.bus.faults(victim.motor_id).corrupt_replies = -1  # every reply has a bad checksum / CRC
+        before = served.bus.requests
+        with pytest.raises(CommunicationError) as info:
+            bounded(bus.positions, timeout_s=5)
+        assert info.value.motor == victim.name and served.port in str(info.value)
+        # 1 + retries sync reads, then one ping per motor up to the culprit: bounded, not endless
+        assert served.bus.requests - before <= bus.retries + 1 + len(bus.motors)
+    finally:
+        bus.close()
+
+
+def test_transient_corruption_is_retried(served: PtyServer) -> None:
+    bus = _connected(served)
+    try:
+        served.bus.faults(served.bus.arm.spec.joints[0].motor_id).corrupt_replies = 1
+        expected = {j.name: s.get("Present_Position") for j, s in zip(served.bus.arm.spec.joints, served.bus.servos, strict=True)}
+        assert bounded(bus.positions) == expected
+        assert bus.stats["failed_tries"] == 1
+    finally:
+        bus.close()
+
+
+def test_late_reply_is_not_taken_for_the_next_answer(served: PtyServer) -> None:
+    """A reply arriving after the SDK timed out is drained; the retry returns fresh data."""
+    arm = served.bus.arm
+    bus = _connected(served)
+    try:
+        name = arm.spec.joints[0].name
+        served.bus.faults(arm.servos[0].motor_id).late_reply_s = 0.06  # > the SDK's ~34 ms timeout
+        served.bus.faults(arm.servos[0].motor_id).late_replies = 1
+        first = bounded(lambda: bus.read("Present_Position", name))
+        assert bus.stats["failed_tries"] == 1
+        q = arm.joint_positions()
+        q[0] += 0.2
+        arm.move_to(q)  # the joint moves: a stale reply would now be wrong
+        now = bounded(lambda: bus.read("Present_Position", name))
+        assert now == arm.servos[0].get("Present_Position") != first
+        assert bounded(bus.positions)[name] == now
+    finally:
+        bus.close()
+
+
+def test_slightly_late_reply_within_timeout_succeeds(served: PtyServer) -> None:
+    bus = _connected(served)
+    try:
+        served.bus.faults(served.bus.arm.servos[0].motor_id).late_reply_s = 0.01
+        served.bus.faults(served.bus.arm.servos[0].motor_id).late_replies = -1
+        bounded(bus.positions)
+        assert bus.stats["failed_tries"] == 0
+    finally:
+        bus.close()
+
+
+def test_missing_port(spec) -> None:  # noqa: ANN001
+    bus = make_bus(spec, "/dev/ttyDOES_NOT_EXIST")
+    with pytest.raises(PortNotFoundError) as info:
+        bounded(bus.connect)
+    assert "/dev/ttyDOES_NOT_EXIST" in str(info.value) and "find-port" in str(info.value)
+
+
+def test_wrong_baud(spec) -> None:  # noqa: ANN001
+    arm = VirtualArm(spec, baud=500_000 if spec.motor_bus == "feetech" else 57_600)
+    with PtyServer(VirtualBus(arm)) as server:
+        bus = make_bus(spec, server.port)  # 1 Mbaud
+        with pytest.raises(BaudRateError) as info:
+            bounded(bus.connect, timeout_s=30)
+        assert info.value.found_baud == arm.servos[0].baud
+        assert str(arm.servos[0].baud) in str(info.value)
+        assert not bus.is_connected
+
+
+def test_calibration_file_not_matching_motors(served: PtyServer, tmp_path) -> None:  # noqa: ANN001
+    arm = served.bus.arm
+    good = arm.ideal_calibration()
+    wrong_ids = Calibration({n: MotorCalibration(c.id + 10, c.drive_mode, c.homing_offset, c.range_min, c.range_max)
+                             for n, c in good.motors.items()})
+    path = wrong_ids.save(tmp_path / "wrong.json")
+    with pytest.raises(CalibrationError, match="id mismatch"):
+        RealArmEnv(arm=arm.spec, port=served.port, calibration=path, cameras={})
+    missing = Calibration({n: c for n, c in list(good.motors.items())[:-1]})
+    with pytest.raises(CalibrationError, match="missing motors"):
+        RealArmEnv(arm=arm.spec, port=served.port, calibration=missing, cameras={})
+    # the motors hold another calibration and we may not overwrite it
+    with pytest.raises(CalibrationError, match="different calibration"):
+        RealArmEnv(arm=arm.spec, port=served.port, calibration=good, cameras={}, write_calibration=False)

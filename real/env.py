@@ -101,7 +101,12 @@ class RealArmEnv(gym.Env):
             raise ValueError(f"obs_type {obs_type!r} needs cameras: pass cameras={{name: config}} for "
                              f"{[c.name for c in self.spec_arm.cameras]} (cameras={{}} means none)")
         self.camera_specs = self.spec_arm.resolve_cameras(list(camera_cfgs), image_size) if uses_pixels else ()
-        self.observation_space = self.spec_arm.observation_space(obs_type, self.camera_specs)
+        if obs_type == "pixels" and not self.camera_specs:
+            raise ValueError("obs_type 'pixels' needs at least one camera")
+        space = self.spec_arm.observation_space(obs_type, self.camera_specs)
+        if not self.camera_specs and "pixels" in space.spaces:  # cameras={}: joint positions only
+            space = gym.spaces.Dict({k: v for k, v in space.spaces.items() if k != "pixels"})
+        self.observation_space = space
         self.action_space = self.spec_arm.action_space()
         self._state_space = self.spec_arm.state_space()
         self.max_relative_target = None if max_relative_target is None else \

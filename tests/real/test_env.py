@@ -1,0 +1,156 @@
+"""RealArmEnv on the virtual bus: same spaces as the sim id, safety, and the sim-vs-real trajectory match."""
+
+from __future__ import annotations
+
+import signal
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from real_media import make_video
+
+import twinarm  # noqa: F401 - registers the ids
+from twinarm.arms import SO101
+from twinarm.real.env import LoopOverrunWarning, RealArmEnv
+from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
+from twinarm.real.virtual.backend import PhysicsBackend
+
+SIM, REAL = "twinarm/SO101-PickCube-v0", "twinarm/SO101-PickCube-Real-v0"
+TICK = 2 * np.pi / 4096
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(tmp_path_factory.mktemp("vid") / "front.mp4", n_frames=10, height=120, width=160)
+
+
+def _cams(video: Path, names: tuple[str, ...] = ("front", "wrist")) -> dict:
+    return {n: {"type": "opencv", "index_or_path": str(video)} for n in names}
+
+
+def test_real_spaces_equal_sim_spaces(video: Path) -> None:
+    arm = VirtualArm(SO101)
+    with PtyServer(VirtualBus(arm)) as server:
+        for kwargs in ({}, {"image_size": (96, 128)}, {"obs_type": "pixels"}):
+            sim = gym.make(SIM, **kwargs)
+            real = gym.make(REAL, port=server.port, calibration=arm.ideal_calibration(), cameras=_cams(video), **kwargs)
+            try:
+                assert real.observation_space == sim.observation_space
+                assert real.action_space == sim.action_space
+                obs, info = real.reset()
+                assert real.observation_space.contains(obs) and info["is_success"] is False
+                obs, *_, info = real.step(real.action_space.sample() * 0)
+                assert real.observation_space.contains(obs) and "is_success" in info
+            finally:
+                real.close()
+                sim.close()
+
+
+def test_expert_actions_replayed_on_sim_and_virtual_real_match() -> None:
+    """The expert's actions through the sim env and through the real env on the virtual bus (whose joints are
+    the same task scene, stepped once per goal sync-write): joint trajectories agree within 1.5 encoder ticks
+    (goal and reading quantization are each half a tick; LeRobot's 4095-count degree scale adds < 0.5)."""
+    from twinarm.envs.experts import make_expert
+
+    sim = gym.make(SIM, obs_type="state")
+    obs, _ = sim.reset(seed=1)
+    expert = make_expert(sim)
+    actions, sim_q = [], [obs["agent_pos"]]
+    for _ in range(90):
+        actions.append(expert(obs))
+        obs, *_ = sim.step(actions[-1])
+        sim_q.append(obs["agent_pos"])
+    twin = gym.make(SIM, obs_type="state")
+    twin.reset(seed=1)
+    arm = VirtualArm(SO101, PhysicsBackend(twin.unwrapped.physics), step_mode="lockstep")
+    with PtyServer(VirtualBus(arm)) as server:
+        real = gym.make(REAL, port=server.port, calibration=arm.ideal_calibration(), cameras={}, pace=False)
+        try:
+            robs, _ = real.reset()
+            real_q = [robs["agent_pos"]]
+            for a in actions:
+                robs, *_ = real.step(a)
+                real_q.append(robs["agent_pos"])
+        finally:
+            real.close()
+    err = np.abs(np.array(sim_q) - np.array(real_q))
+    tol = np.where(SO101.gripper_mask, 1.5 / 1400, 1.5 * TICK)
+    assert np.all(err <= tol), f"max error per joint (ticks): {err.max(0) / TICK}"
+    assert np.abs(np.array(sim_q[-1]) - np.array(sim_q[0])).max() > 0.3  # the arm really moved
+
+
+def _env(server: PtyServer, arm: VirtualArm, **kw) -> RealArmEnv:  # noqa: ANN003
+    return RealArmEnv(arm=SO101, port=server.port, calibration=arm.ideal_calibration(), cameras={}, **kw)
+
+
+def test_clamping_and_max_relative_target() -> None:
+    arm = VirtualArm(SO101, step_mode="lockstep")
+    with PtyServer(VirtualBus(arm)) as server:
+        env = _env(server, arm, max_relative_target=0.1, pace=False)
+        try:
+            env.reset()
+            env.step(np.full(6, 5.0, dtype=np.float32))  # far outside the limits and far away
+            np.testing.assert_allclose(arm.targets, np.full(6, 0.1), atol=TICK)
+            env2_target = env.safe_target(np.full(6, -5.0), present=np.zeros(6))
+            np.testing.assert_allclose(env2_target, np.maximum(np.full(6, -0.1), SO101.lower))
+            with pytest.raises(ValueError):
+                env.step(np.zeros(3))
+        finally:
+            env.close()
+
+
+def test_torque_off_on_close_exception_and_sigint() -> None:
+    arm = VirtualArm(SO101)
+    with PtyServer(VirtualBus(arm)) as server:
+        env = _env(server, arm)
+        assert all(s.torque_on for s in arm.servos)
+        env.close()
+        assert not any(s.torque_on for s in arm.servos)
+
+        env = _env(server, arm, success_fn=lambda obs: (_ for _ in ()).throw(RuntimeError("detector broke")))
+        assert all(s.torque_on for s in arm.servos)
+        with pytest.raises(RuntimeError):
+            env.reset()
+        env.close()
+
+        env = _env(server, arm)
+        try:
+            env.reset()
+            assert all(s.torque_on for s in arm.servos)
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+            assert not any(s.torque_on for s in arm.servos)
+        finally:
+            env.close()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_loop_overrun_warning() -> None:
+    arm = VirtualArm(SO101)
+    with PtyServer(VirtualBus(arm)) as server:
+        env = _env(server, arm)
+        try:
+            env.reset()
+            env.step(np.zeros(6, dtype=np.float32))
+            import time
+
+            time.sleep(2.5 * SO101.control_period)  # the "policy" took too long
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                _, _, _, _, info = env.step(np.zeros(6, dtype=np.float32))
+            assert any(issubclass(w.category, LoopOverrunWarning) for w in caught)
+            assert info["overruns"] == 1
+        finally:
+            env.close()
+
+
+def test_success_detector_feeds_is_success() -> None:
+    arm = VirtualArm(SO101)
+    with PtyServer(VirtualBus(arm)) as server:
+        env = _env(server, arm, success_fn=lambda obs: bool(abs(obs["agent_pos"][0]) < 1.0))
+        try:
+            assert env.reset()[1]["is_success"] is True
+        finally:
+            env.close()

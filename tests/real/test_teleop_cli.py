@@ -1,0 +1,89 @@
+"""Teleoperation (leader arm and keyboard), the real CLI commands, find-port."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twinarm.arms import SO101
+from twinarm.cli.main import main
+from twinarm.real.env import RealArmEnv
+from twinarm.real.ports import find_port
+from twinarm.real.teleop import KeyboardTeleop, LeaderArm, teleoperate
+from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
+
+TICK = 2 * np.pi / 4096
+
+
+def test_leader_follower_teleop() -> None:
+    leader_arm, follower_arm = VirtualArm(SO101), VirtualArm(SO101, step_mode="lockstep")
+    with PtyServer(VirtualBus(leader_arm)) as lp, PtyServer(VirtualBus(follower_arm)) as fp:
+        leader = LeaderArm(SO101, lp.port, leader_arm.ideal_calibration())
+        follower = RealArmEnv(arm=SO101, port=fp.port, calibration=follower_arm.ideal_calibration(), cameras={},
+                              max_relative_target=0.5, pace=False)
+        try:
+            pose = np.array([0.3, -0.4, 0.5, -0.2, 1.0, 0.6])
+            leader_arm.move_to(pose)  # a hand moves the leader
+            lines = []
+            stats = teleoperate(leader, follower, max_steps=30, report=lambda s: lines.append(s.line()),
+                                report_every_s=0.0)
+            assert stats.steps == 30 and stats.rate_hz > 0 and "Hz" in lines[-1]
+            np.testing.assert_allclose(follower_arm.joint_positions(), pose, atol=2 * TICK)
+            assert not any(s.torque_on for s in leader_arm.servos)  # the leader stays limp
+        finally:
+            leader.close()
+            follower.close()
+
+
+def test_keyboard_teleop() -> None:
+    kb = KeyboardTeleop(SO101, np.zeros(6), step=0.1)
+    for key in "qqwa":
+        kb.press(key)
+    np.testing.assert_allclose(kb.get_action(), [0.1, 0.1, 0, 0, 0, 0])
+    for _ in range(100):
+        kb.press("h")
+    assert kb.get_action()[5] == 0.0  # clamped to the gripper limit
+    assert "shoulder_pan: q/a" in KeyboardTeleop.help_text(SO101)
+
+
+def test_find_port_by_unplugging() -> None:
+    states = [["/dev/ttyACM0", "/dev/ttyUSB0"], ["/dev/ttyUSB0"]]
+    assert find_port(lambda _: None, lambda: states.pop(0)) == "/dev/ttyACM0"
+    with pytest.raises(RuntimeError, match="no port disappeared"):
+        find_port(lambda _: None, lambda: ["/dev/ttyUSB0"])
+
+
+def test_cli_commands_are_registered(capsys: pytest.CaptureFixture) -> None:
+    for cmd in ("calibrate", "setup-motors", "find-port", "teleop", "virtual-arm"):
+        with pytest.raises(SystemExit) as info:
+            main([cmd, "--help"])
+        assert info.value.code == 0
+        assert cmd in capsys.readouterr().out
+
+
+def test_cli_setup_motors_one_motor(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    arm = VirtualArm(SO101)
+    arm.servos[:] = arm.servos[5:]  # only the gripper's motor is connected...
+    arm._joint_of = {id(arm.servos[0]): 5}
+    arm.servos[0].set("ID", 1)  # ... and it is factory-fresh (id 1)
+    arm.servos[0].motor_id = 1
+    with PtyServer(VirtualBus(arm)) as server:
+        assert main(["setup-motors", "--arm", "so101", "--port", server.port, "--motor", "gripper"]) == 0
+    assert arm.servos[0].motor_id == 6
+    assert "gripper: id 1" in capsys.readouterr().out
+
+
+def test_cli_virtual_arm_writes_calibration(tmp_path: Path) -> None:
+    from twinarm.real.virtual.serve import make_virtual_arm
+
+    server = make_virtual_arm("so101", backend="memory", calibrated=True, step_mode="manual")
+    try:
+        cal = server.bus.arm.ideal_calibration()
+        path = cal.save(tmp_path / "c.json")
+        assert set(json.loads(path.read_text())) == set(SO101.joint_names)
+        assert server.bus.servo("gripper").get("Homing_Offset") == cal["gripper"].homing_offset
+    finally:
+        server.stop()

@@ -45,7 +45,7 @@ class Task(ABC):
         self.pad_geoms = tuple(
             g for g in range(m.ngeom) if (mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) or "").endswith("_pad")
         )
-        self._pad_array = np.array(self.pad_geoms, dtype=np.int32)
+        self._pad_set = frozenset(self.pad_geoms)
 
     # ----- episode ------------------------------------------------------------------------------
     @abstractmethod
@@ -83,9 +83,14 @@ class Task(ABC):
         d = physics.data
         if d.ncon == 0:
             return 0
-        pairs = d.contact.geom[: d.ncon]
-        with_obj = pairs[(pairs[:, 0] == geom_id) | (pairs[:, 1] == geom_id)]
-        return len(np.intersect1d(with_obj, self._pad_array)) if len(with_obj) else 0
+        pads = self._pad_set
+        touching = set()
+        for g1, g2 in d.contact.geom[: d.ncon].tolist():  # a handful of contacts: plain Python is fastest
+            if g1 == geom_id and g2 in pads:
+                touching.add(g2)
+            elif g2 == geom_id and g1 in pads:
+                touching.add(g1)
+        return len(touching)
 
 
 def _require(model: mujoco.MjModel, objtype: mujoco.mjtObj, name: str) -> int:

@@ -1,0 +1,161 @@
+"""Env throughput, side by side in one run: raw MuJoCo physics, twinarm envs, and gym-aloha.
+
+For each twinarm env: raw `mj_step` of the very same compiled scene at the same substeps (the floor
+an env cannot beat), the env through `gymnasium.make` with state observations, with one 96x96
+camera, and with every camera at 480x640. gym-aloha runs in its own venv (it pins its own MuJoCo
+stack), at its defaults. Timings are best-of-N over interleaved repeats to damp machine noise.
+
+    python benchmarks/env_throughput.py [--env twinarm/SO101-PickCube-v0 ...] [--aloha-python PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+import twinarm  # noqa: E402,F401
+
+DEFAULT_ENVS = ["twinarm/SO101-PickCube-v0"]
+DEFAULT_ALOHA_PYTHON = "/root/gym-aloha-venv/bin/python"
+
+GYM_ALOHA_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, time
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import gymnasium as gym, gym_aloha  # noqa: F401
+    task, steps, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    env = gym.make(f"gym_aloha/{task}")
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(steps)]
+    best = float("inf")
+    for _ in range(repeats):
+        env.reset(seed=0)
+        t = time.perf_counter()
+        for a in actions:
+            env.step(a)
+        best = min(best, time.perf_counter() - t)
+    env.unwrapped._env.physics.free()
+    print(json.dumps({"steps_per_s": steps / best}))
+    """
+)
+
+
+def best_rate(fns: dict[str, Callable[[], int]], repeats: int) -> dict[str, float]:
+    """Steps/s of each callable (which returns its step count), best of `repeats` interleaved rounds."""
+    best = dict.fromkeys(fns, float("inf"))
+    counts: dict[str, int] = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            counts[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return {name: counts[name] / best[name] for name in fns}
+
+
+def twinarm_cases(env_id: str, steps: int) -> dict[str, Callable[[], int]]:
+    """Raw physics and the env at three observation settings, all replaying one action sequence."""
+    state_env = gym.make(env_id, obs_type="state")
+    rng = np.random.default_rng(0)
+    spec = state_env.unwrapped.spec_arm
+    actions = [rng.uniform(spec.lower, spec.upper).astype(np.float32) for _ in range(steps)]
+
+    phys = state_env.unwrapped.physics
+    state_env.reset(seed=0)
+    start = phys.get_state()  # raw physics starts from the env's own reset state: same contacts
+    model, data = phys.model, mujoco.MjData(phys.model)
+    spec_state = mujoco.mjtState.mjSTATE_INTEGRATION
+    ctrl = [phys.spec_to_qpos(a) for a in actions]
+    ids, nsub = phys.actuator_ids, phys.n_substeps
+
+    def raw() -> int:
+        mujoco.mj_setState(model, data, start, spec_state)
+        for c in ctrl:
+            data.ctrl[ids] = c
+            mujoco.mj_step(model, data, nstep=nsub)
+        return steps
+
+    def rollout(env: gym.Env) -> Callable[[], int]:
+        def run() -> int:
+            env.reset(seed=0)
+            for a in actions:
+                env.step(a)
+            return steps
+
+        return run
+
+    small = gym.make(env_id, obs_type="pixels_agent_pos", image_size=(96, 96), cameras=[spec.cameras[0].name])
+    full = gym.make(env_id, obs_type="pixels_agent_pos")
+    cams = ", ".join(c.name for c in spec.cameras)
+    return {
+        f"raw mj_step x{nsub} (same scene)": raw,
+        "twinarm state obs": rollout(state_env),
+        f"twinarm pixels 96x96 ({spec.cameras[0].name})": rollout(small),
+        f"twinarm pixels 480x640 ({cams})": rollout(full),
+    }
+
+
+def gym_aloha_rate(python: str, task: str, steps: int, repeats: int) -> float | None:
+    """gym-aloha steps/s at its defaults, measured in its own venv; None when the venv is absent."""
+    if not Path(python).exists():
+        return None
+    out = subprocess.run(
+        [python, "-c", GYM_ALOHA_SCRIPT, task, str(steps), str(repeats)],
+        capture_output=True, text=True, timeout=1800, env={**os.environ, "MUJOCO_GL": "egl"},
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"gym-aloha benchmark failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", action="append", help="twinarm env id (repeatable)")
+    parser.add_argument("--steps", type=int, default=150, help="steps per timed rollout")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats (best is kept)")
+    parser.add_argument("--aloha-python", default=DEFAULT_ALOHA_PYTHON, help="python of a venv with gym-aloha")
+    parser.add_argument("--aloha-steps", type=int, default=60, help="steps per gym-aloha rollout")
+    args = parser.parse_args(argv)
+
+    rows: list[tuple[str, str, float, str]] = []
+    for env_id in args.env or DEFAULT_ENVS:
+        rates = best_rate(twinarm_cases(env_id, args.steps), args.repeats)
+        names = list(rates)
+        raw = rates[names[0]]
+        for name in names:
+            rows.append((env_id, name, rates[name], f"{rates[name] / raw:.2f}x raw"))
+        overhead = raw / rates[names[1]] - 1.0
+        rows.append((env_id, "state-obs env overhead over raw physics", overhead * 100, "% (target <= 15%)"))
+        aloha = gym_aloha_rate(args.aloha_python, "AlohaTransferCube-v0", args.aloha_steps, 3)
+        if aloha is None:
+            rows.append(("gym_aloha/AlohaTransferCube-v0", "not measured: no gym-aloha venv", float("nan"), ""))
+        else:
+            rows.append(("gym_aloha/AlohaTransferCube-v0", "gym-aloha defaults (480x640 top)", aloha, "1.00x"))
+            for name in names[2:]:
+                rows.append((env_id, f"{name} vs gym-aloha defaults", rates[name] / aloha, "x"))
+
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    print(f"{'env':<{w0}}  {'case':<{w1}}  {'value':>10}  unit/ratio")
+    print("-" * (w0 + w1 + 30))
+    for env_id, name, value, note in rows:
+        print(f"{env_id:<{w0}}  {name:<{w1}}  {value:>10.1f}  {note}")
+    print(f"\nmachine: {os.cpu_count()} CPUs, mujoco {mujoco.__version__}, MUJOCO_GL={os.environ['MUJOCO_GL']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,8 @@
 """Damped least-squares inverse kinematics of the `tcp` site on MuJoCo's Jacobian.
 
 Works on a private MjData (kinematics only), so planning never disturbs the simulated episode.
+dm_control's `qpos_from_site_pose` is the reference it is tested against, but it ignores joint limits,
+which the SO arms' wrist hits when pointing down; this solver projects every update onto the limits.
 """
 
 from __future__ import annotations

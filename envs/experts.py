@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from twinarm.envs.arm_env import ArmEnv
+from twinarm.envs.bimanual_experts import BIMANUAL_PLANNERS, BimanualExpert
 from twinarm.envs.ik import TcpIK, down_rotation
 from twinarm.envs.props import PLATE_HALF_HEIGHT, quat_yaw
 
@@ -150,11 +151,14 @@ PLANNERS: dict[str, tuple[Callable[[ArmEnv], list[Waypoint]], float]] = {
 }
 
 
-def make_expert(env: gym.Env) -> ScriptedExpert:
-    """The scripted expert for `env`'s task (any twinarm single-arm sim env, wrapped or not)."""
+def make_expert(env: gym.Env) -> ScriptedExpert | BimanualExpert:
+    """The scripted expert for `env`'s task (any twinarm sim env, one arm or two, wrapped or not)."""
     base = env.unwrapped
     name = getattr(getattr(base, "task", None), "name", None)
+    if name in BIMANUAL_PLANNERS:
+        return BimanualExpert(env, BIMANUAL_PLANNERS[name])
     if name not in PLANNERS:
-        raise ValueError(f"no scripted expert for task {name!r}; experts exist for {sorted(PLANNERS)}")
+        known = sorted(PLANNERS) + sorted(BIMANUAL_PLANNERS)
+        raise ValueError(f"no scripted expert for task {name!r}; experts exist for {known}")
     planner, rot_weight = PLANNERS[name]
     return ScriptedExpert(env, planner, rot_weight)

@@ -40,7 +40,35 @@ SO100 = ArmSpec(
     motor_bus="feetech",
 )
 
-ARMS: dict[str, ArmSpec] = {spec.name: spec for spec in (SO101, SO100)}
+
+def _vx300s_side(side: str, first_id: int) -> tuple[JointSpec, ...]:
+    """One ViperX 300 6DOF follower of the ALOHA pair; limits from assets/aloha/aloha.xml, ids as Trossen ships them."""
+    big, small = "xm540-w270", "xm430-w350"
+    return (
+        JointSpec(f"{side}_waist", -3.14158, 3.14158, motor_id=first_id, motor_model=big),
+        JointSpec(f"{side}_shoulder", -1.85005, 1.25664, motor_id=first_id + 1, motor_model=big),
+        JointSpec(f"{side}_elbow", -1.76278, 1.6057, motor_id=first_id + 3, motor_model=big),
+        JointSpec(f"{side}_forearm_roll", -3.14158, 3.14158, motor_id=first_id + 5, motor_model=small),
+        JointSpec(f"{side}_wrist_angle", -1.8675, 2.23402, motor_id=first_id + 6, motor_model=small),
+        JointSpec(f"{side}_wrist_rotate", -3.14158, 3.14158, motor_id=first_id + 7, motor_model=small),
+        JointSpec(f"{side}_gripper", 0.0, 1.0, kind="gripper", motor_id=first_id + 8, motor_model=small),
+    )
+
+
+#: ALOHA: two ViperX 300 followers in LeRobot/ACT's 14-D order (left arm first), radians, gripper 0..1.
+ALOHA = ArmSpec(
+    name="aloha",
+    display_name="ALOHA (2x ViperX 300)",
+    robot_type="aloha",
+    joints=_vx300s_side("left", 1) + _vx300s_side("right", 1),
+    control_hz=50,
+    cameras=(CameraSpec("top", fps=50),),
+    lerobot_units="radians",
+    motor_bus="dynamixel",
+    optional_cameras=(CameraSpec("left_wrist", fps=50), CameraSpec("right_wrist", fps=50)),
+)
+
+ARMS: dict[str, ArmSpec] = {spec.name: spec for spec in (SO101, SO100, ALOHA)}
 
 
 def get_arm(name: str) -> ArmSpec:

@@ -32,6 +32,18 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo(
             "PickPlace", "twinarm.envs.tasks.pick_place:PickPlaceEnv", 220, "Pick the cube and place it on the plate."
         ),
+        TaskInfo(
+            "TransferCube",
+            "twinarm.envs.tasks.transfer_cube:TransferCubeEnv",
+            400,
+            "Pick up the cube with the right arm and hand it over to the left arm.",
+        ),
+        TaskInfo(
+            "Insertion",
+            "twinarm.envs.tasks.insertion:InsertionEnv",
+            400,
+            "Pick up the socket and the peg, one in each gripper, and insert the peg into the socket in mid-air.",
+        ),
     )
 }
 
@@ -65,6 +77,8 @@ ENV_ENTRIES: tuple[EnvEntry, ...] = (
     EnvEntry("SO100", "so100", "Reach"),
     EnvEntry("SO100", "so100", "PickCube"),
     EnvEntry("SO100", "so100", "PickPlace"),
+    EnvEntry("Aloha", "aloha", "TransferCube"),
+    EnvEntry("Aloha", "aloha", "Insertion"),
 )
 
 

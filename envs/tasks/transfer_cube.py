@@ -1,0 +1,81 @@
+"""TransferCube (ACT paper): the right arm picks up a cube and hands it over to the left arm in mid-air.
+
+The cube (4 cm, as in ACT) starts at x in [0, 0.2], y in [0.4, 0.6] (ACT's range), upright. Reward is
+ACT's staged score, 0..4: 1 right gripper touches the cube, 2 the right arm lifted it, 3 the left gripper
+touches it in the air, 4 the left holds it, the right has let go and the cube is off the table (success).
+Observation `environment_state` (7): cube position and quaternion (w, x, y, z).
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from twinarm.envs.arm_env import ArmEnv
+from twinarm.envs.bimanual import BimanualTask, body_geoms, free_joint_adr, place_free_body
+from twinarm.envs.physics import ArmPhysics
+from twinarm.envs.props import add_cube
+
+CUBE_HALF = 0.02
+CUBE_X = (0.0, 0.2)
+CUBE_Y = (0.4, 0.6)
+
+
+class TransferCube(BimanualTask):
+    name = "TransferCube"
+    env_state_dim = 7
+
+    def build_scene(self, mjspec: mujoco.MjSpec) -> None:
+        add_cube(mjspec, half=CUBE_HALF)
+
+    def bind(self, physics: ArmPhysics) -> None:
+        super().bind(physics)
+        self.cube_geoms = body_geoms(physics.model, "cube")
+        self.cube_body = physics.model.body("cube").id
+        self.cube_adr = free_joint_adr(physics.model, "cube_joint")
+
+    def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
+        xy = rng.uniform([CUBE_X[0], CUBE_Y[0]], [CUBE_X[1], CUBE_Y[1]])
+        place_free_body(physics, self.cube_adr, np.array([xy[0], xy[1], CUBE_HALF]))
+        mujoco.mj_forward(physics.model, physics.data)
+
+    def cube_pose(self, physics: ArmPhysics) -> np.ndarray:
+        qa = self.cube_adr[0]
+        return physics.data.qpos[qa : qa + 7].copy()
+
+    def environment_state(self, physics: ArmPhysics) -> np.ndarray:
+        return self.cube_pose(physics).astype(np.float32)
+
+    def stage(self, physics: ArmPhysics) -> tuple[int, dict[str, float]]:
+        c = self.contacts(physics)
+        right = self.pads_holding(c, "right", self.cube_geoms) > 0
+        left = self.pads_holding(c, "left", self.cube_geoms) > 0
+        left_holds = self.pads_holding(c, "left", self.cube_geoms) >= 2
+        on_table = self.touching(c, self.cube_geoms, (self.table_geom,))
+        stage = 0
+        if right:
+            stage = 1
+        if right and not on_table:
+            stage = 2
+        if left and not on_table:
+            stage = 3
+        if left_holds and not right and not on_table:
+            stage = 4
+        terms = {"touch_right": float(right), "touch_left": float(left), "cube_on_table": float(on_table)}
+        return stage, terms
+
+    def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
+        stage, terms = self.stage(physics)
+        return float(stage), terms, stage == 4
+
+    def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
+        return self.evaluate(physics)[:2]
+
+    def is_success(self, physics: ArmPhysics) -> bool:
+        return self.stage(physics)[0] == 4
+
+
+class TransferCubeEnv(ArmEnv):
+    """`twinarm/Aloha-TransferCube-v0`."""
+
+    task_cls = TransferCube

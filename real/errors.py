@@ -31,13 +31,13 @@ class MotorNotRespondingError(RealArmError):
 
 
 class CommunicationError(RealArmError):
-    """Replies arrived but were corrupt (bad checksum/CRC, wrong length) on every try."""
+    """No valid reply on any try: corrupt packets (bad checksum/CRC, wrong length) or intermittent timeouts."""
 
     def __init__(self, what: str, port: str, tries: int, detail: str = "", motor: str | None = None) -> None:
         self.port, self.tries, self.motor = port, tries, motor
         who = f" from motor {motor!r}" if motor else ""
         super().__init__(
-            f"{what} on port {port}: corrupt replies{who} after {tries} tries ({detail}); "
+            f"{what} on port {port}: no valid reply{who} after {tries} tries ({detail}); "
             "check for loose connectors, electrical noise, or two motors sharing one id"
         )
 

@@ -52,7 +52,9 @@ class VirtualArm:
         self.spec = spec
         self.backend: JointBackend = backend if backend is not None else InMemoryBackend(spec)
         self.step_mode: StepMode = step_mode
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # registers, targets and the published joint snapshot
+        self._physics_lock = threading.RLock()  # the backend (taken after `lock` when both are held)
+        self._pending_targets: np.ndarray | None = None
         self.mounts: dict[str, JointMount] = {}
         self.servos: list[VirtualServo] = []
         for i, joint in enumerate(spec.joints):
@@ -159,13 +161,23 @@ class VirtualArm:
             self._dirty_targets = True
 
     def commit(self, stepped_by_goal_write: bool = False) -> None:
-        """Push changed targets to the backend; in lockstep mode a goal sync-write also advances it."""
+        """Hand changed targets to the physics; in lockstep mode a goal sync-write also advances it.
+
+        In realtime mode the physics thread picks the targets up before its next step, so a request never
+        waits for a physics step (requests only touch registers and the published joint snapshot).
+        """
         with self.lock:
-            if self._dirty_targets:
-                self.backend.set_targets(self._targets.copy())
-                self._dirty_targets = False
-            if stepped_by_goal_write and self.step_mode == "lockstep":
-                self._step_locked()
+            pending = self._targets.copy() if self._dirty_targets else None
+            self._dirty_targets = False
+            if self.step_mode == "realtime":
+                if pending is not None:
+                    self._pending_targets = pending
+                return
+            with self._physics_lock:
+                if pending is not None:
+                    self.backend.set_targets(pending)
+                if stepped_by_goal_write and self.step_mode == "lockstep":
+                    self._step_locked()
 
     def _step_locked(self) -> None:
         self.backend.step()
@@ -173,13 +185,22 @@ class VirtualArm:
         self._snapshot()
 
     def step(self) -> None:
-        """Advance the backend one control period."""
+        """Advance the backend one control period (targets handed over first)."""
         with self.lock:
-            self._step_locked()
+            pending, self._pending_targets = self._pending_targets, None
+        with self._physics_lock:
+            if pending is not None:
+                self.backend.set_targets(pending)
+            self.backend.step()
+            q, v, e = self.backend.joint_positions(), self.backend.joint_velocities(), self.backend.actuator_efforts()
+        with self.lock:
+            self._q, self._v, self._eff = q, v, e
+            self.steps += 1
 
     def move_to(self, q: np.ndarray) -> None:
         """Place the joints (a hand moving the arm, or the start of an episode); servos hold there."""
-        with self.lock:
+        with self.lock, self._physics_lock:
+            self._pending_targets = None
             self.backend.move_to(np.asarray(q, dtype=np.float64))
             self._snapshot()
             self._targets = self._q.copy()

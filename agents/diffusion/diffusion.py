@@ -1,0 +1,271 @@
+"""Diffusion Policy: images -> ResNet-18 + spatial softmax, concatenated with states into a global
+condition for a FiLM-conditioned 1-D U-Net that denoises a horizon of actions (DDPM loss, DDPM/DDIM
+sampling). The first `n_obs_steps - 1` actions of the horizon overlap past observations and are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from twinarm.agents.backbone import ResNet18, load_backbone_weights
+from twinarm.agents.diffusion.config_diffusion import DiffusionConfig
+from twinarm.agents.diffusion.scheduler import NoiseScheduler
+from twinarm.agents.features import ACTION, ENV_STATE, STATE
+from twinarm.agents.policy import Policy
+
+
+class SpatialSoftmax(nn.Module):
+    """Keypoints from a feature map: a 1x1 conv to K maps, softmax over space, expected (x, y) each."""
+
+    def __init__(self, channels: int, num_kp: int) -> None:
+        super().__init__()
+        self.kp = nn.Conv2d(channels, num_kp, 1)
+        self._grid: dict[tuple[int, int], Tensor] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.kp(x)
+        b, k, h, w = x.shape
+        if (h, w) not in self._grid:
+            ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+            self._grid[(h, w)] = torch.stack((xs.reshape(-1), ys.reshape(-1)), dim=-1)
+        attn = F.softmax(x.reshape(b, k, h * w), dim=-1)
+        return (attn @ self._grid[(h, w)].to(attn)).reshape(b, 2 * k)
+
+
+class RgbEncoder(nn.Module):
+    """Crop -> ResNet-18 trunk -> spatial softmax -> linear + ReLU to a 2K-D feature per image."""
+
+    def __init__(self, cfg: DiffusionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = ResNet18("group_norm" if cfg.use_group_norm else "batch_norm")
+        if cfg.pretrained_backbone_weights:
+            load_backbone_weights(self.backbone, cfg.pretrained_backbone_weights)
+        self.pool = SpatialSoftmax(ResNet18.out_channels, cfg.spatial_softmax_num_keypoints)
+        self.feature_dim = 2 * cfg.spatial_softmax_num_keypoints
+        self.out = nn.Linear(self.feature_dim, self.feature_dim)
+
+    def crop(self, x: Tensor) -> Tensor:
+        if self.cfg.crop_shape is None:
+            return x
+        ch, cw = self.cfg.crop_shape
+        h, w = x.shape[-2:]
+        if self.training and self.cfg.crop_is_random:
+            top = int(torch.randint(0, h - ch + 1, ()))
+            left = int(torch.randint(0, w - cw + 1, ()))
+        else:
+            top, left = (h - ch) // 2, (w - cw) // 2
+        return x[..., top : top + ch, left : left + cw]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.out(self.pool(self.backbone(self.crop(x)))))
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
+    arg = t.float()[:, None] * freq[None]
+    return torch.cat((arg.sin(), arg.cos()), dim=-1)
+
+
+class ConvBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int, k: int, groups: int) -> None:
+        super().__init__(nn.Conv1d(cin, cout, k, padding=k // 2), nn.GroupNorm(groups, cout), nn.Mish())
+
+
+class CondResBlock(nn.Module):
+    """Two conv blocks with FiLM conditioning (scale and bias from the condition) in between."""
+
+    def __init__(self, cin: int, cout: int, cond_dim: int, k: int, groups: int, scale: bool) -> None:
+        super().__init__()
+        self.conv1 = ConvBlock(cin, cout, k, groups)
+        self.conv2 = ConvBlock(cout, cout, k, groups)
+        self.scale = scale
+        self.cond = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, cout * (2 if scale else 1)))
+        self.residual = nn.Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.cout = cout
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        out = self.conv1(x)
+        film = self.cond(cond)[..., None]
+        if self.scale:
+            out = film[:, : self.cout] * out + film[:, self.cout :]
+        else:
+            out = out + film
+        return self.conv2(out) + self.residual(x)
+
+
+class UNet1D(nn.Module):
+    """The conditional U-Net over (B, action_dim, horizon)."""
+
+    def __init__(self, cfg: DiffusionConfig, global_cond_dim: int) -> None:
+        super().__init__()
+        e = cfg.diffusion_step_embed_dim
+        self.embed_dim = e
+        self.time_mlp = nn.Sequential(nn.Linear(e, 4 * e), nn.Mish(), nn.Linear(4 * e, e))
+        cond_dim = e + global_cond_dim
+        k, g, s = cfg.kernel_size, cfg.n_groups, cfg.use_film_scale_modulation
+        dims = [cfg.action_dim, *cfg.down_dims]
+        pairs = list(zip(dims[:-1], dims[1:], strict=True))
+        self.down = nn.ModuleList()
+        for i, (cin, cout) in enumerate(pairs):
+            last = i == len(pairs) - 1
+            self.down.append(
+                nn.ModuleList(
+                    (
+                        CondResBlock(cin, cout, cond_dim, k, g, s),
+                        CondResBlock(cout, cout, cond_dim, k, g, s),
+                        nn.Identity() if last else nn.Conv1d(cout, cout, 3, 2, 1),
+                    )
+                )
+            )
+        top = cfg.down_dims[-1]
+        self.mid = nn.ModuleList((CondResBlock(top, top, cond_dim, k, g, s), CondResBlock(top, top, cond_dim, k, g, s)))
+        self.up = nn.ModuleList()
+        for cout, cin in reversed(pairs[1:]):
+            self.up.append(
+                nn.ModuleList(
+                    (
+                        CondResBlock(2 * cin, cout, cond_dim, k, g, s),
+                        CondResBlock(cout, cout, cond_dim, k, g, s),
+                        nn.ConvTranspose1d(cout, cout, 4, 2, 1),
+                    )
+                )
+            )
+        first = cfg.down_dims[0]
+        self.final = nn.Sequential(ConvBlock(first, first, k, g), nn.Conv1d(first, cfg.action_dim, 1))
+
+    def forward(self, x: Tensor, t: Tensor, global_cond: Tensor) -> Tensor:
+        """x (B, horizon, A), t (B,), global_cond (B, G) -> (B, horizon, A)."""
+        cond = torch.cat((self.time_mlp(timestep_embedding(t, self.embed_dim)), global_cond), dim=-1)
+        h = x.transpose(1, 2)
+        skips = []
+        for res1, res2, down in self.down:
+            h = res2(res1(h, cond), cond)
+            skips.append(h)
+            h = down(h)
+        for res in self.mid:
+            h = res(h, cond)
+        for res1, res2, up in self.up:
+            h = torch.cat((h, skips.pop()), dim=1)
+            h = up(res2(res1(h, cond), cond))
+        return self.final(h).transpose(1, 2)
+
+
+class DiffusionModel(nn.Module):
+    """Observation encoder + U-Net + noise scheduler; works on normalized tensors."""
+
+    def __init__(self, cfg: DiffusionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        per_step = cfg.state_dim + cfg.env_state_dim
+        if cfg.image_keys:
+            self.rgb = RgbEncoder(cfg)
+            per_step += self.rgb.feature_dim * len(cfg.image_keys)
+        self.unet = UNet1D(cfg, per_step * cfg.n_obs_steps)
+        self.scheduler = NoiseScheduler(
+            cfg.num_train_timesteps,
+            cfg.beta_schedule,
+            cfg.beta_start,
+            cfg.beta_end,
+            cfg.prediction_type,
+            cfg.clip_sample,
+            cfg.clip_sample_range,
+        )
+
+    def global_cond(self, batch: dict[str, Tensor]) -> Tensor:
+        """(B, n_obs, ...) observations -> (B, n_obs * per_step_features)."""
+        cfg = self.cfg
+        parts: list[Tensor] = []
+        if cfg.has_state:
+            parts.append(batch[STATE])
+        if cfg.image_keys:
+            imgs = torch.stack([batch[k] for k in cfg.image_keys], dim=2)  # (B, n_obs, n_cam, C, H, W)
+            b, n, c = imgs.shape[:3]
+            feats = self.rgb(imgs.flatten(0, 2)).reshape(b, n, c * self.rgb.feature_dim)
+            parts.append(feats)
+        if cfg.has_env_state:
+            parts.append(batch[ENV_STATE])
+        return torch.cat(parts, dim=-1).flatten(1)
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        cond = self.global_cond(batch)
+        x0 = batch[ACTION]
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.scheduler.T, (x0.shape[0],), device=x0.device)
+        pred = self.unet(self.scheduler.add_noise(x0, noise, t), t, cond)
+        target = noise if self.cfg.prediction_type == "epsilon" else x0
+        err = F.mse_loss(pred, target, reduction="none")
+        pad = batch.get("action_is_pad")
+        if self.cfg.do_mask_loss_for_padding and pad is not None:
+            valid = (~pad.bool()).unsqueeze(-1).to(err)
+            return (err * valid).sum() / (valid.sum() * err.shape[-1]).clamp_min(1)
+        return err.mean()
+
+    def sample(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """Denoise a full horizon (B, horizon, A) from Gaussian noise."""
+        cfg = self.cfg
+        cond = self.global_cond(batch)
+        b = cond.shape[0]
+        x = torch.randn((b, cfg.horizon, cfg.action_dim), generator=generator, device=cond.device)
+        steps = self.scheduler.timesteps(cfg.num_inference_steps or cfg.num_train_timesteps)
+        for i, t in enumerate(steps):
+            t_prev = steps[i + 1] if i + 1 < len(steps) else -1
+            out = self.unet(x, torch.full((b,), t, device=x.device, dtype=torch.long), cond)
+            x = self.scheduler.step(out, t, t_prev, x, cfg.noise_scheduler_type, generator)
+        return x
+
+
+class DiffusionPolicy(Policy):
+    """Diffusion Policy behind the shared policy API."""
+
+    name = "diffusion"
+    config_class = DiffusionConfig
+
+    def __init__(self, config: DiffusionConfig, stats: dict | None = None) -> None:
+        super().__init__(config, stats)
+        self.config: DiffusionConfig = config
+        self.model = DiffusionModel(config)
+        self._obs: deque[dict[str, Tensor]] = deque(maxlen=config.n_obs_steps)
+        self._actions: deque[Tensor] = deque()
+
+    def get_optim_params(self) -> list[dict]:
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "betas": self.config.optimizer_betas}]
+
+    def reset(self) -> None:
+        self._obs.clear()
+        self._actions.clear()
+
+    def _obs_keys(self) -> list[str]:
+        return list(self.config.input_features)
+
+    @torch.inference_mode()
+    def predict_action_chunk(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """Executable actions (B, n_action_steps, A) in dataset units from stacked observations (B, n_obs, ...)."""
+        horizon = self.model.sample(self.normalize_inputs(batch), generator)
+        start = self.config.n_obs_steps - 1
+        actions = horizon[:, start : start + self.config.n_action_steps]
+        return self.unnormalize_outputs({ACTION: actions})[ACTION]
+
+    @torch.inference_mode()
+    def select_action(self, batch: dict[str, Tensor]) -> Tensor:
+        current = {k: batch[k] for k in self._obs_keys()}
+        if not self._obs:
+            for _ in range(self.config.n_obs_steps):
+                self._obs.append(current)
+        else:
+            self._obs.append(current)
+        if not self._actions:
+            stacked = {k: torch.stack([o[k] for o in self._obs], dim=1) for k in self._obs_keys()}
+            self._actions.extend(self.predict_action_chunk(stacked).transpose(0, 1))
+        return self._actions.popleft()
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        batch = self.normalize_targets(self.normalize_inputs(batch))
+        loss = self.model.loss(batch)
+        return loss, {"mse_loss": float(loss.detach())}

@@ -1,0 +1,64 @@
+"""The env boundary: env observations (SI units, env keys) <-> policy batches (LeRobot units and keys).
+
+Policies are trained on dataset values in LeRobot units (degrees, gripper 0..100 for SO arms), so
+this adapter converts with the arm spec's `to_lerobot` / `from_lerobot` (the one conversion in
+twinarm) and renames keys: `agent_pos` -> `observation.state`, `environment_state` ->
+`observation.environment_state`, `pixels/<cam>` (HxWx3 uint8) -> `observation.images.<cam>`
+((3, H, W) float in [0, 1]). Works for a single env and for vector envs (leading batch axis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from twinarm.agents.features import ENV_STATE, IMAGE_PREFIX, STATE, Feature
+from twinarm.spec import ArmSpec
+
+
+class EnvAdapter:
+    """Converts observations for a policy with `features` and its actions back for an env of `spec`."""
+
+    def __init__(self, spec: ArmSpec, features: Mapping[str, Feature], device: str | torch.device = "cpu") -> None:
+        self.spec = spec
+        self.features = dict(features)
+        self.device = torch.device(device)
+
+    def obs_to_batch(self, obs: Mapping[str, Any]) -> dict[str, Tensor]:
+        """An env observation (batched or not) -> a policy batch with a leading batch axis."""
+        agent_pos = obs.get("agent_pos")
+        batched = agent_pos is not None and np.asarray(agent_pos).ndim == 2
+        if agent_pos is None and "pixels" in obs:
+            first = next(iter(obs["pixels"].values()))
+            batched = np.asarray(first).ndim == 4
+        out: dict[str, Tensor] = {}
+        for key, feat in self.features.items():
+            if key == STATE:
+                x = self.spec.to_lerobot(np.asarray(obs["agent_pos"], dtype=np.float32)).astype(np.float32)
+                out[key] = self._tensor(x, batched)
+            elif key == ENV_STATE:
+                out[key] = self._tensor(np.asarray(obs["environment_state"], dtype=np.float32), batched)
+            elif key.startswith(IMAGE_PREFIX):
+                cam = key[len(IMAGE_PREFIX) :]
+                img = torch.from_numpy(np.ascontiguousarray(obs["pixels"][cam]))
+                img = img if batched else img[None]
+                img = img.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+                if tuple(img.shape[-2:]) != tuple(feat.shape[-2:]):
+                    img = F.interpolate(img, size=tuple(feat.shape[-2:]), mode="bilinear", align_corners=False)
+                out[key] = img
+        return out
+
+    def _tensor(self, x: np.ndarray, batched: bool) -> Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        return t if batched else t[None]
+
+    def action_to_env(self, action: Tensor, batched: bool = False) -> np.ndarray:
+        """A policy action (B, A) in LeRobot units -> SI joint targets clipped to the arm's limits."""
+        a = action.detach().cpu().double().numpy()
+        a = self.spec.clip_action(self.spec.from_lerobot(a)).astype(np.float32)
+        return a if batched else a[0]

@@ -1,0 +1,115 @@
+"""Building blocks shared by the policies: DETR-style transformer layers and sinusoidal embeddings."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def sinusoid_table(n_positions: int, dim: int) -> Tensor:
+    """The fixed 1-D sinusoidal position table of "Attention is all you need", shape (n, dim)."""
+    pos = torch.arange(n_positions, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(n_positions, dim)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return table
+
+
+def sinusoid_2d(height: int, width: int, dim: int, temperature: float = 10000.0) -> Tensor:
+    """DETR's 2-D sine position embedding for a (height, width) feature map, shape (h*w, dim).
+
+    Half the channels encode the row, half the column; coordinates are normalized to (0, 2*pi].
+    """
+    half = dim // 2
+    y = torch.arange(1, height + 1, dtype=torch.float32)[:, None].expand(height, width)
+    x = torch.arange(1, width + 1, dtype=torch.float32)[None, :].expand(height, width)
+    y = y / height * 2 * math.pi
+    x = x / width * 2 * math.pi
+    idx = torch.arange(half, dtype=torch.float32)
+    freq = temperature ** (2 * (idx // 2) / half)
+    px = x[..., None] / freq
+    py = y[..., None] / freq
+    px = torch.stack((px[..., 0::2].sin(), px[..., 1::2].cos()), dim=-1).flatten(-2)
+    py = torch.stack((py[..., 0::2].sin(), py[..., 1::2].cos()), dim=-1).flatten(-2)
+    return torch.cat((py, px), dim=-1).reshape(height * width, dim)
+
+
+def activation(name: str) -> nn.Module:
+    table = {"relu": nn.ReLU, "gelu": nn.GELU, "mish": nn.Mish, "elu": nn.ELU}
+    if name not in table:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(table)}")
+    return table[name]()
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention + feed-forward; position embeddings are added to queries and keys only."""
+
+    def __init__(self, dim: int, heads: int, ff: int, dropout: float, act: str, pre_norm: bool) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.linear1 = nn.Linear(dim, ff)
+        self.linear2 = nn.Linear(ff, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.act = activation(act)
+        self.pre_norm = pre_norm
+
+    def _ff(self, x: Tensor) -> Tensor:
+        return self.linear2(self.dropout(self.act(self.linear1(x))))
+
+    def forward(self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None) -> Tensor:
+        h = self.norm1(x) if self.pre_norm else x
+        qk = h if pos is None else h + pos
+        attn = self.self_attn(qk, qk, h, key_padding_mask=key_padding_mask, need_weights=False)[0]
+        x = x + self.dropout(attn)
+        if not self.pre_norm:
+            x = self.norm1(x)
+        h = self.norm2(x) if self.pre_norm else x
+        x = x + self.dropout(self._ff(h))
+        return x if self.pre_norm else self.norm2(x)
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention over queries, cross-attention into the encoder memory, feed-forward."""
+
+    def __init__(self, dim: int, heads: int, ff: int, dropout: float, act: str, pre_norm: bool) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.linear1 = nn.Linear(dim, ff)
+        self.linear2 = nn.Linear(ff, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.act = activation(act)
+        self.pre_norm = pre_norm
+
+    def forward(self, x: Tensor, memory: Tensor, query_pos: Tensor, memory_pos: Tensor) -> Tensor:
+        h = self.norm1(x) if self.pre_norm else x
+        qk = h + query_pos
+        x = x + self.dropout(self.self_attn(qk, qk, h, need_weights=False)[0])
+        if not self.pre_norm:
+            x = self.norm1(x)
+        h = self.norm2(x) if self.pre_norm else x
+        x = x + self.dropout(self.cross_attn(h + query_pos, memory + memory_pos, memory, need_weights=False)[0])
+        if not self.pre_norm:
+            x = self.norm2(x)
+        h = self.norm3(x) if self.pre_norm else x
+        x = x + self.dropout(self.linear2(self.dropout(self.act(self.linear1(h)))))
+        return x if self.pre_norm else self.norm3(x)
+
+
+def mlp(sizes: list[int], act: str = "relu", final_act: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2 or final_act:
+            layers.append(activation(act))
+    return nn.Sequential(*layers)
+
+

@@ -1,0 +1,219 @@
+"""The policy API shared by ACT, Diffusion Policy and TD-MPC (LeRobot's `PreTrainedPolicy` shape).
+
+A checkpoint directory holds `config.json` (the policy's config dataclass plus its `type`),
+`model.safetensors` (weights) and `normalization.safetensors` (dataset stats as flat
+`"<feature>.<stat>"` tensors). Policies work in dataset (LeRobot) units on LeRobot-keyed batches;
+`agents.env_io.EnvAdapter` converts env observations/actions at the boundary.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from twinarm.agents.features import (
+    ACTION,
+    ENV_STATE,
+    IMAGE_PREFIX,
+    STATE,
+    Feature,
+    features_from_json,
+    features_to_json,
+)
+from twinarm.agents.normalize import Normalizer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+STATS_NAME = "normalization.safetensors"
+
+C = TypeVar("C", bound="PolicyConfig")
+P = TypeVar("P", bound="Policy")
+
+
+@dataclass
+class PolicyConfig:
+    """Fields every policy has; subclasses add their architecture and optimizer defaults."""
+
+    input_features: dict[str, Feature] = field(default_factory=dict)
+    """Observation features (LeRobot keys -> kind and shape), from the arm spec or dataset metadata."""
+    output_features: dict[str, Feature] = field(default_factory=dict)
+    """Output features; always `{"action": Feature("ACTION", (dof,))}`."""
+    normalization_mapping: dict[str, str] = field(
+        default_factory=lambda: {"VISUAL": "mean_std", "STATE": "mean_std", "ENV": "mean_std", "ACTION": "mean_std"}
+    )
+    """Normalization mode (`mean_std`, `min_max`, `identity`) per feature kind."""
+    arm: str = "so101"
+    """Arm spec name; fixes the unit conversion between env (SI) and dataset (LeRobot) values."""
+    n_obs_steps: int = 1
+    """Number of consecutive observations the policy conditions on."""
+    optimizer_lr: float = 1e-4
+    """Learning rate of AdamW."""
+    optimizer_weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip_norm: float = 10.0
+    """Gradient norm clip used by the training loop."""
+
+    type: ClassVar[str] = ""
+
+    # ----- derived views --------------------------------------------------------------------------
+    @property
+    def image_keys(self) -> list[str]:
+        return sorted(k for k in self.input_features if k.startswith(IMAGE_PREFIX))
+
+    @property
+    def has_state(self) -> bool:
+        return STATE in self.input_features
+
+    @property
+    def has_env_state(self) -> bool:
+        return ENV_STATE in self.input_features
+
+    @property
+    def action_dim(self) -> int:
+        return self.output_features[ACTION].shape[0]
+
+    @property
+    def state_dim(self) -> int:
+        return self.input_features[STATE].shape[0] if self.has_state else 0
+
+    @property
+    def env_state_dim(self) -> int:
+        return self.input_features[ENV_STATE].shape[0] if self.has_env_state else 0
+
+    def observation_delta_indices(self) -> list[int]:
+        """Frame offsets of the observations one training sample needs (for `delta_timestamps`)."""
+        return list(range(1 - self.n_obs_steps, 1))
+
+    def action_delta_indices(self) -> list[int]:
+        """Frame offsets of the actions one training sample needs."""
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        if ACTION not in self.output_features:
+            raise ValueError("a policy needs an `action` output feature")
+        if not self.input_features:
+            raise ValueError("a policy needs at least one input feature")
+
+    # ----- (de)serialization ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("input_features", "output_features"):
+                value = features_to_json(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(known) - {"type"})
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown config field(s) {unknown}")
+        kwargs: dict[str, Any] = {}
+        for name, value in d.items():
+            if name == "type":
+                continue
+            if name in ("input_features", "output_features"):
+                value = features_from_json(value)
+            elif isinstance(value, list) and isinstance(known[name].default, tuple):
+                value = tuple(value)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+
+class Policy(nn.Module, abc.ABC):
+    """Base class: normalization, save/load, and the select_action/forward/reset contract."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
+
+    def __init__(self, config: PolicyConfig, stats: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        mapping = config.normalization_mapping
+        shapes = {k: f.shape for k, f in {**config.input_features, **config.output_features}.items()}
+        in_modes = {k: mapping.get(f.kind, "identity") for k, f in config.input_features.items()}
+        out_modes = {k: mapping.get(f.kind, "identity") for k, f in config.output_features.items()}
+        self.normalize_inputs = Normalizer(in_modes, shapes, stats)
+        self.normalize_targets = Normalizer(out_modes, shapes, stats)
+        self.unnormalize_outputs = Normalizer(out_modes, shapes, stats, inverse=True)
+
+    # ----- contract ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Training loss on a dataset batch (dataset units, LeRobot keys) and scalar logs."""
+
+    @abc.abstractmethod
+    def select_action(self, batch: dict[str, Tensor]) -> Tensor:
+        """The next action, shape (B, action_dim), in dataset units, for one observation step."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget the action queue / observation history (call at every episode start)."""
+
+    def get_optim_params(self) -> list[dict[str, Any]] | Any:
+        return self.parameters()
+
+    def load_stats(self, stats: Mapping[str, Mapping[str, Any]]) -> None:
+        """Set normalization stats (e.g. a dataset's `meta/stats.json`) after construction."""
+        for norm in (self.normalize_inputs, self.normalize_targets, self.unnormalize_outputs):
+            norm.load_stats(stats)
+
+    def normalization_stats(self) -> dict[str, Tensor]:
+        return {**self.normalize_inputs.flat_stats(), **self.normalize_targets.flat_stats()}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ----- checkpoints ------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write config JSON, weights and normalization stats into `directory` (created if needed)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_NAME))
+        save_file(self.normalization_stats(), str(out / STATS_NAME))
+        return out
+
+    @classmethod
+    def from_pretrained(cls: type[P], directory: str | Path, map_location: str = "cpu") -> P:
+        """Load a checkpoint written by `save_pretrained`; on `Policy` it picks the class from `type`."""
+        src = Path(directory)
+        if not (src / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"{src} holds no {CONFIG_NAME}; is it a policy checkpoint directory?")
+        raw = json.loads((src / CONFIG_NAME).read_text())
+        klass: type[Policy] = cls
+        if not cls.name:
+            from twinarm.agents.registry import get_policy_class
+
+            klass = get_policy_class(raw.get("type", ""))
+        elif raw.get("type") not in (None, cls.name):
+            raise ValueError(f"{src} holds a {raw.get('type')!r} policy, not {cls.name!r}")
+        config = klass.config_class.from_dict(raw)
+        policy = klass(config)
+        policy.load_state_dict(load_file(str(src / WEIGHTS_NAME), device=map_location), strict=True)
+        stats = load_file(str(src / STATS_NAME))
+        for norm in (policy.normalize_inputs, policy.normalize_targets, policy.unnormalize_outputs):
+            norm.load_flat_stats(stats)
+        policy.to(map_location)
+        policy.eval()
+        return policy  # type: ignore[return-value]
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,303 @@
+"""TD-MPC policy: encoder -> latent dynamics/reward, Q-ensemble, V and a policy prior; actions come from
+CEM planning in latent space. Losses (LeRobot's FOWM variant): latent consistency, reward, TD on Q with
+a V bootstrap, expectile regression of V on the target Q, and an advantage-weighted policy loss.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from twinarm.agents.features import ACTION, ENV_STATE, STATE
+from twinarm.agents.policy import Policy
+from twinarm.agents.tdmpc.config_tdmpc import TDMPCConfig
+
+REWARD = "next.reward"
+DONE = "next.done"
+
+
+def _mlp_ln(sizes: list[int], act: type[nn.Module], out_ln: bool = False) -> nn.Sequential:
+    """Linear -> LayerNorm -> act blocks, plain final Linear (or Linear -> LayerNorm -> Sigmoid)."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 2):
+        layers += [nn.Linear(sizes[i], sizes[i + 1]), nn.LayerNorm(sizes[i + 1]), act()]
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+    if out_ln:
+        layers += [nn.LayerNorm(sizes[-1]), nn.Sigmoid()]
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """One encoder per modality (image conv net, state MLP, env-state MLP); latents are averaged."""
+
+    def __init__(self, cfg: TDMPCConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.image: nn.ModuleDict = nn.ModuleDict()
+        for key in cfg.image_keys:
+            c, h, w = cfg.input_features[key].shape
+            hid = cfg.image_encoder_hidden_dim
+            conv = nn.Sequential(
+                nn.Conv2d(c, hid, 7, 2), nn.ReLU(),
+                nn.Conv2d(hid, hid, 5, 2), nn.ReLU(),
+                nn.Conv2d(hid, hid, 3, 2), nn.ReLU(),
+                nn.Conv2d(hid, hid, 3, 2), nn.ReLU(),
+            )  # fmt: skip
+            with torch.no_grad():
+                n_flat = conv(torch.zeros(1, c, h, w)).numel()
+            self.image[key.replace(".", "_")] = nn.Sequential(
+                conv, nn.Flatten(), nn.Linear(n_flat, cfg.latent_dim), nn.LayerNorm(cfg.latent_dim), nn.Sigmoid()
+            )
+        hid = cfg.state_encoder_hidden_dim
+        self.state = (
+            nn.Sequential(
+                nn.Linear(cfg.state_dim, hid), nn.ELU(), nn.Linear(hid, cfg.latent_dim), nn.LayerNorm(cfg.latent_dim), nn.Sigmoid()
+            )
+            if cfg.has_state
+            else None
+        )
+        self.env_state = (
+            nn.Sequential(
+                nn.Linear(cfg.env_state_dim, hid), nn.ELU(), nn.Linear(hid, cfg.latent_dim), nn.LayerNorm(cfg.latent_dim), nn.Sigmoid()
+            )
+            if cfg.has_env_state
+            else None
+        )
+
+    def forward(self, obs: dict[str, Tensor]) -> Tensor:
+        feats: list[Tensor] = []
+        for key in self.cfg.image_keys:
+            x = obs[key]
+            lead = x.shape[:-3]
+            feats.append(self.image[key.replace(".", "_")](x.reshape(-1, *x.shape[-3:])).reshape(*lead, -1))
+        if self.state is not None:
+            feats.append(self.state(obs[STATE]))
+        if self.env_state is not None:
+            feats.append(self.env_state(obs[ENV_STATE]))
+        return torch.stack(feats).mean(0)
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: TDMPCConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        z, a, m = cfg.latent_dim, cfg.action_dim, cfg.mlp_dim
+        self.encoder = Encoder(cfg)
+        self.dynamics = _mlp_ln([z + a, m, m, z], nn.Mish, out_ln=True)
+        self.reward = _mlp_ln([z + a, m, m, 1], nn.Mish)
+        self.pi_net = _mlp_ln([z, m, m, a], nn.Mish)
+        self.qs = nn.ModuleList(
+            nn.Sequential(nn.Linear(z + a, m), nn.LayerNorm(m), nn.Tanh(), nn.Linear(m, m), nn.ELU(), nn.Linear(m, 1))
+            for _ in range(cfg.q_ensemble_size)
+        )
+        self.v = nn.Sequential(nn.Linear(z, m), nn.LayerNorm(m), nn.Tanh(), nn.Linear(m, m), nn.ELU(), nn.Linear(m, 1))
+        for mod in self.modules():
+            if isinstance(mod, nn.Linear):
+                nn.init.orthogonal_(mod.weight)
+                nn.init.zeros_(mod.bias)
+            elif isinstance(mod, nn.Conv2d):
+                nn.init.orthogonal_(mod.weight, nn.init.calculate_gain("relu"))
+                nn.init.zeros_(mod.bias)
+        # Zero-init the reward and Q output layers (TD-MPC's choice: predictions start at 0).
+        for head in [self.reward, *self.qs]:
+            nn.init.zeros_(head[-1].weight)
+
+    def next(self, z: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+        za = torch.cat((z, a), dim=-1)
+        return self.dynamics(za), self.reward(za).squeeze(-1)
+
+    def q_all(self, z: Tensor, a: Tensor) -> Tensor:
+        za = torch.cat((z, a), dim=-1)
+        return torch.stack([q(za).squeeze(-1) for q in self.qs])
+
+    def value(self, z: Tensor) -> Tensor:
+        return self.v(z).squeeze(-1)
+
+    def pi(self, z: Tensor, std: float = 0.0) -> Tensor:
+        a = torch.tanh(self.pi_net(z))
+        if std > 0:
+            a = (a + (torch.randn_like(a) * std).clamp(-0.3, 0.3)).clamp(-1, 1)
+        return a
+
+
+def random_shift(x: Tensor, ratio: float) -> Tensor:
+    """DrQ augmentation: pad by `ratio * max(h, w)` with edge values, crop back at a random offset per sample."""
+    b, c, h, w = x.shape
+    pad = int(round(ratio * max(h, w)))
+    if pad == 0:
+        return x
+    x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    eps_h, eps_w = 1.0 / (h + 2 * pad), 1.0 / (w + 2 * pad)
+    ar_h = torch.linspace(-1 + eps_h, 1 - eps_h, h + 2 * pad, device=x.device)[:h]
+    ar_w = torch.linspace(-1 + eps_w, 1 - eps_w, w + 2 * pad, device=x.device)[:w]
+    grid = torch.stack(torch.meshgrid(ar_h, ar_w, indexing="ij")[::-1], dim=-1)[None].expand(b, -1, -1, -1)
+    shift = torch.randint(0, 2 * pad + 1, (b, 1, 1, 2), device=x.device).to(x.dtype)
+    shift = shift * torch.tensor([2 * eps_w, 2 * eps_h], device=x.device)
+    return F.grid_sample(x, grid + shift, padding_mode="zeros", align_corners=False)
+
+
+class TDMPCPolicy(Policy):
+    """TD-MPC behind the shared policy API; `forward` takes (B, horizon+1) observation sequences."""
+
+    name = "tdmpc"
+    config_class = TDMPCConfig
+
+    def __init__(self, config: TDMPCConfig, stats: dict | None = None) -> None:
+        super().__init__(config, stats)
+        self.config: TDMPCConfig = config
+        self.model = WorldModel(config)
+        self.model_target = copy.deepcopy(self.model).requires_grad_(False)
+        self._prev_mean: Tensor | None = None
+        self._queue: deque[Tensor] = deque()
+        self.explore = False
+        """Add exploration noise to planned actions (set by the online training loop)."""
+
+    def get_optim_params(self) -> list[dict]:
+        return [{"params": list(self.model.parameters())}]
+
+    def reset(self) -> None:
+        self._prev_mean = None
+        self._queue.clear()
+
+    def _obs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {k: batch[k] for k in self.config.input_features}
+
+    # ----- acting -----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def select_action(self, batch: dict[str, Tensor]) -> Tensor:
+        if not self._queue:
+            obs = self.normalize_inputs(self._obs(batch))
+            z = self.model.encoder(obs)
+            if self.config.use_mpc:
+                action = self.plan(z)
+            else:
+                action = self.model.pi(z, self.config.min_std if self.explore else 0.0)
+            action = self.unnormalize_outputs({ACTION: action})[ACTION]
+            self._queue.extend([action] * self.config.n_action_repeats)
+        return self._queue.popleft()
+
+    @torch.inference_mode()
+    def estimate_value(self, z: Tensor, actions: Tensor) -> Tensor:
+        """Return of action sequences (H, N, A) from latents (N, Z), with an uncertainty penalty."""
+        cfg = self.config
+        ret = torch.zeros(z.shape[0], device=z.device)
+        disc = 1.0
+        for t in range(actions.shape[0]):
+            if cfg.uncertainty_regularizer_coeff > 0:
+                ret = ret - disc * cfg.uncertainty_regularizer_coeff * self.model.q_all(z, actions[t]).std(0)
+            z, r = self.model.next(z, actions[t])
+            ret = ret + disc * r
+            disc *= cfg.discount
+        q_end = self.model.q_all(z, self.model.pi(z))
+        if cfg.uncertainty_regularizer_coeff > 0:
+            return ret + disc * (q_end.mean(0) - cfg.uncertainty_regularizer_coeff * q_end.std(0))
+        idx = torch.randperm(cfg.q_ensemble_size, device=z.device)[:2]
+        return ret + disc * q_end[idx].min(0).values
+
+    @torch.inference_mode()
+    def plan(self, z: Tensor) -> Tensor:
+        """CEM in latent space; returns the first action (B, A) in [-1, 1] for each latent in z (B, Z)."""
+        cfg = self.config
+        b, h, a_dim = z.shape[0], cfg.horizon, cfg.action_dim
+        n_g, n_pi = cfg.n_gaussian_samples, cfg.n_pi_samples
+        n = n_g + n_pi
+        z_rep = z.repeat_interleave(n, dim=0)  # (B*N, Z), sample-major within each batch row
+        pi_actions = torch.empty(h, b, n_pi, a_dim, device=z.device)
+        if n_pi > 0:
+            zp = z.repeat_interleave(n_pi, dim=0)
+            for t in range(h):
+                pi_actions[t] = self.model.pi(zp, cfg.min_std).reshape(b, n_pi, a_dim)
+                zp = self.model.next(zp, pi_actions[t].reshape(b * n_pi, a_dim))[0]
+        mean = torch.zeros(h, b, a_dim, device=z.device)
+        if self._prev_mean is not None and self._prev_mean.shape[1] == b:
+            mean[:-1] = self._prev_mean[1:]
+        std = torch.full((h, b, a_dim), cfg.max_std, device=z.device)
+        for _ in range(cfg.cem_iterations):
+            noise = torch.randn(h, b, n_g, a_dim, device=z.device)
+            gauss = (mean[:, :, None] + std[:, :, None] * noise).clamp(-1, 1)
+            actions = torch.cat((gauss, pi_actions), dim=2)  # (H, B, N, A)
+            value = self.estimate_value(z_rep, actions.reshape(h, b * n, a_dim)).reshape(b, n)
+            value = torch.nan_to_num(value, nan=-1e9)
+            elite_value, elite_idx = value.topk(cfg.n_elites, dim=1)  # (B, E)
+            idx = elite_idx[None, :, :, None].expand(h, -1, -1, a_dim)
+            elites = actions.gather(2, idx)  # (H, B, E, A)
+            score = torch.softmax(cfg.elite_weighting_temperature * elite_value, dim=1)  # (B, E)
+            w = score[None, :, :, None]
+            new_mean = (w * elites).sum(2)
+            std = ((w * (elites - new_mean[:, :, None]) ** 2).sum(2)).sqrt().clamp(cfg.min_std, cfg.max_std)
+            mean = cfg.gaussian_mean_momentum * mean + (1 - cfg.gaussian_mean_momentum) * new_mean
+        # Pick one elite per row, proportionally to its score, and act with its first action.
+        choice = torch.multinomial(score, 1).squeeze(1)  # (B,)
+        first = elites[0, torch.arange(b, device=z.device), choice]  # (B, A)
+        self._prev_mean = mean
+        if self.explore:
+            first = (first + std[0] * torch.randn_like(first)).clamp(-1, 1)
+        return first
+
+    # ----- learning ---------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        cfg = self.config
+        batch = self.normalize_targets(self.normalize_inputs(batch))
+        obs = self._obs(batch)
+        for key in cfg.image_keys:
+            x = obs[key]
+            obs[key] = random_shift(x.flatten(0, 1), cfg.max_random_shift_ratio).reshape(x.shape)
+        actions = batch[ACTION].transpose(0, 1)  # (H, B, A)
+        reward = batch[REWARD].transpose(0, 1)  # (H, B)
+        h = actions.shape[0]
+        not_done = 1 - batch[DONE].transpose(0, 1).float() if DONE in batch else torch.ones_like(reward)
+        # A step after a terminal one has no meaning; mask it out of every loss.
+        valid = torch.cumprod(torch.cat((torch.ones_like(not_done[:1]), not_done[:-1])), dim=0)
+        obs_t = {k: v.transpose(0, 1) for k, v in obs.items()}  # (H+1, B, ...)
+        z = self.model.encoder({k: v[0] for k, v in obs_t.items()})
+        z_preds = [z]
+        r_preds = []
+        for t in range(h):
+            z, r = self.model.next(z, actions[t])
+            z_preds.append(z)
+            r_preds.append(r)
+        zs = torch.stack(z_preds)  # (H+1, B, Z)
+        rs = torch.stack(r_preds)  # (H, B)
+        with torch.no_grad():
+            next_obs = {k: v[1:] for k, v in obs_t.items()}
+            z_targets = self.model_target.encoder(next_obs)
+            q_targets = reward + cfg.discount * not_done * self.model.value(self.model.encoder(next_obs))
+            target_q = self.model_target.q_all(zs[:-1].detach(), actions).min(0).values
+            adv = target_q - self.model.value(zs[:-1].detach())
+            exp_adv = torch.exp(adv * cfg.advantage_scaling).clamp(max=100.0)
+        decay = cfg.temporal_decay_coeff ** torch.arange(h, device=zs.device, dtype=zs.dtype)[:, None] * valid
+        consistency = (decay * F.mse_loss(zs[1:], z_targets, reduction="none").mean(-1)).sum(0).mean()
+        reward_loss = (decay * F.mse_loss(rs, reward, reduction="none")).sum(0).mean()
+        q_preds = self.model.q_all(zs[:-1], actions)  # (Q, H, B)
+        q_loss = (decay * F.mse_loss(q_preds, q_targets[None].expand_as(q_preds), reduction="none").sum(0)).sum(0).mean()
+        v_preds = self.model.value(zs[:-1].detach())
+        diff = target_q - v_preds
+        expectile = torch.where(diff > 0, cfg.expectile_weight, 1 - cfg.expectile_weight)
+        v_loss = (decay * expectile * diff.pow(2)).sum(0).mean()
+        pi_err = (self.model.pi(zs[:-1].detach()) - actions).pow(2).sum(-1)
+        pi_loss = (decay * exp_adv * pi_err).sum(0).mean()
+        loss = (
+            cfg.consistency_coeff * consistency
+            + cfg.reward_coeff * reward_loss
+            + cfg.value_coeff * (q_loss + v_loss)
+            + cfg.pi_coeff * pi_loss
+        )
+        info = {
+            "consistency_loss": float(consistency.detach()),
+            "reward_loss": float(reward_loss.detach()),
+            "q_loss": float(q_loss.detach()),
+            "v_loss": float(v_loss.detach()),
+            "pi_loss": float(pi_loss.detach()),
+        }
+        return loss, info
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """EMA of the online model into the target model (call after every optimizer step)."""
+        m = self.config.target_model_momentum
+        for tgt, src in zip(self.model_target.parameters(), self.model.parameters(), strict=True):
+            tgt.lerp_(src, 1 - m)

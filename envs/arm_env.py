@@ -14,6 +14,7 @@ import numpy as np
 
 from twinarm.arms import get_arm
 from twinarm.envs.physics import ArmPhysics
+from twinarm.envs.randomization import Randomization, Randomizer
 from twinarm.envs.render import CameraRenderer
 from twinarm.envs.task import Task
 from twinarm.spec import OBS_TYPES
@@ -34,6 +35,7 @@ class ArmEnv(gym.Env):
         cameras: tuple[str, ...] | list[str] | None = None,
         n_substeps: int | None = None,
         high_quality_render: bool = False,
+        randomization: Randomization | dict[str, Any] | None = None,
     ):
         if obs_type not in OBS_TYPES:
             raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
@@ -42,6 +44,7 @@ class ArmEnv(gym.Env):
         self._init_kwargs = dict(
             arm=arm, obs_type=obs_type, render_mode=render_mode, image_size=image_size,
             cameras=cameras, n_substeps=n_substeps, high_quality_render=high_quality_render,
+            randomization=None if randomization is None else Randomization.coerce(randomization).to_dict(),
         )  # fmt: skip
         self.spec_arm = get_arm(arm)
         self.obs_type = obs_type
@@ -50,6 +53,7 @@ class ArmEnv(gym.Env):
         self.task = self.task_cls(self.spec_arm)
         self.physics = ArmPhysics.from_arm(self.spec_arm, n_substeps, scene_hooks=(self.task.build_scene,))
         self.task.bind(self.physics)
+        self.randomizer = Randomizer(randomization, self.physics.model)
         self.cameras = self.spec_arm.resolve_cameras(cameras, image_size)
         self.observation_space = self.spec_arm.observation_space(
             obs_type, self.cameras, self.task.env_state_dim if obs_type == "state" else None
@@ -66,6 +70,8 @@ class ArmEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.physics.reset()
+        if self.randomizer.on_reset(self.physics, self.np_random):
+            self.task.bind(self.physics)  # object sizes may have changed
         self.task.initialize_episode(self.physics, self.np_random)
         self._last_frames = None
         _, terms, success = self.task.evaluate(self.physics)
@@ -78,8 +84,7 @@ class ArmEnv(gym.Env):
             raise ValueError(f"action must have shape {self.action_space.shape} (joints {self.spec_arm.joint_names}), got {action.shape}")
         if not np.isfinite(action).all():
             raise ValueError(f"action contains NaN or inf: {action}")
-        self.physics.set_targets(action)
-        self.physics.step_control()
+        self.randomizer.act(self.physics, action, self.np_random)
         self._last_frames = None
         reward, terms, success = self.task.evaluate(self.physics)
         terms["is_success"] = bool(success)
@@ -110,7 +115,7 @@ class ArmEnv(gym.Env):
         if self.obs_type != "state":
             obs["pixels"] = dict(self._frames())
         if self.obs_type != "pixels":
-            pos = self.physics.joint_positions().astype(np.float32)
+            pos = self.randomizer.observe(self.physics.joint_positions().astype(np.float32), self.np_random)
             obs["agent_pos"] = np.minimum(np.maximum(pos, self._state_low), self._state_high)
         if self.obs_type == "state":
             obs["environment_state"] = self.task.environment_state(self.physics).astype(np.float32)
@@ -122,6 +127,7 @@ class ArmEnv(gym.Env):
             "kwargs": self._init_kwargs,
             "physics_state": self.physics.get_state(),
             "ctrl": self.physics.data.ctrl.copy(),
+            "randomizer": self.randomizer.get_state(self.physics.model),
             "np_random": None if self._np_random is None else self._np_random.bit_generator.state,
         }
 
@@ -129,6 +135,7 @@ class ArmEnv(gym.Env):
         self.__init__(**state["kwargs"])
         self.physics.set_state(state["physics_state"])
         self.physics.data.ctrl[:] = state["ctrl"]
+        self.randomizer.set_state(self.physics.model, state.get("randomizer"))
         if state["np_random"] is not None:
             self._np_random = np.random.Generator(np.random.PCG64())
             self._np_random.bit_generator.state = state["np_random"]

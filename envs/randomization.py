@@ -1,0 +1,294 @@
+"""Sim-to-real knobs: domain randomization, observation noise, action latency and control-period jitter.
+
+One frozen dataclass, `Randomization`, configures them all and is off by default; envs take it (or the
+equivalent dict, so it stays JSON-able) as the `randomization=` kwarg. Every draw comes from the env's
+`np_random`, so a seed reproduces the randomized episode exactly. `domain_randomize(model, rng, cfg)`
+works on one model or a batch (a list of models), always relative to the nominal values, never compounding.
+
+Ranges named `*_scale` are multiplicative (lo, hi) draws; `*_std` are Gaussian std devs; `*_jitter`
+are uniform +/- half-widths.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import mujoco
+import numpy as np
+
+Scale = tuple[float, float]
+OFF: Scale = (1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class VisualRandomization:
+    """What the cameras see. Object colours are the geoms of free bodies (the task's cube, peg, socket)."""
+
+    light_pos_std: float = 0.0
+    """Std dev (m) added to each light's position."""
+    light_intensity_scale: Scale = OFF
+    """Multiplier range for each light's diffuse colour."""
+    table_rgb_jitter: float = 0.0
+    """Uniform +/- added to each RGB channel of the table (its material if it has one)."""
+    object_rgb_jitter: float = 0.0
+    """Uniform +/- added to each RGB channel of every object geom."""
+    camera_pos_std: float = 0.0
+    """Std dev (m) added to each camera's position."""
+    camera_rot_std: float = 0.0
+    """Std dev (rad) of a random small rotation applied to each camera."""
+    camera_fovy_jitter: float = 0.0
+    """Uniform +/- (degrees) added to each camera's vertical field of view."""
+
+
+@dataclass(frozen=True)
+class PhysicalRandomization:
+    """How the world and the arm behave. Joint/actuator knobs apply to the arm's joints, not free bodies."""
+
+    object_mass_scale: Scale = OFF
+    object_size_scale: Scale = OFF
+    """Uniform scale of each object body (geom sizes and offsets together)."""
+    object_friction_scale: Scale = OFF
+    joint_damping_scale: Scale = OFF
+    armature_scale: Scale = OFF
+    actuator_gain_scale: Scale = OFF
+    """Scales a position actuator's kp (gain and matching bias together)."""
+
+
+@dataclass(frozen=True)
+class Randomization:
+    """All sim-to-real knobs of one env; `Randomization()` changes nothing."""
+
+    visual: VisualRandomization = field(default_factory=VisualRandomization)
+    physical: PhysicalRandomization = field(default_factory=PhysicalRandomization)
+    obs_noise_std: float = 0.0
+    """Gaussian noise (spec units: rad, gripper fraction) on `agent_pos`."""
+    action_delay_steps: int = 0
+    """Actions take effect this many control steps after they are sent."""
+    control_jitter: float = 0.0
+    """Each control period lasts (1 +/- up to this fraction) of nominal, in whole physics substeps."""
+
+    def __post_init__(self) -> None:
+        if self.action_delay_steps < 0 or self.obs_noise_std < 0 or not 0 <= self.control_jitter < 1:
+            raise ValueError(f"invalid randomization {self}")
+        for group in (self.visual, self.physical):
+            for f in fields(group):
+                v = getattr(group, f.name)
+                if isinstance(v, tuple) and not (len(v) == 2 and 0 < v[0] <= v[1]):
+                    raise ValueError(f"{f.name} must be a (lo, hi) scale with 0 < lo <= hi, got {v}")
+                if not isinstance(v, tuple) and v < 0:
+                    raise ValueError(f"{f.name} must be >= 0, got {v}")
+
+    @classmethod
+    def coerce(cls, value: Randomization | dict[str, Any] | None) -> Randomization:
+        """Accept a Randomization, a (JSON) dict of its fields, or None (= off)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise TypeError(f"randomization must be a Randomization or a dict, got {type(value).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown randomization keys {sorted(unknown)}; known: {sorted(known)}")
+        kw = dict(value)
+        kw["visual"] = _group(VisualRandomization, kw.get("visual", {}))
+        kw["physical"] = _group(PhysicalRandomization, kw.get("physical", {}))
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form; `Randomization.coerce(r.to_dict()) == r`."""
+        return asdict(self)
+
+    @property
+    def model_enabled(self) -> bool:
+        """Whether any knob changes the MjModel (visual or physical)."""
+        return self.visual != VisualRandomization() or self.physical != PhysicalRandomization()
+
+
+def _group(cls: type, value: Any) -> Any:
+    if isinstance(value, cls):
+        return value
+    known = {f.name for f in fields(cls)}
+    unknown = set(value) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+
+
+# ----- model randomization ----------------------------------------------------------------------
+_FIELDS = (
+    "light_pos", "light_diffuse", "geom_rgba", "mat_rgba", "cam_pos", "cam_quat", "cam_fovy",
+    "body_mass", "body_inertia", "geom_size", "geom_pos", "geom_rbound", "geom_aabb", "geom_friction",
+    "dof_damping", "dof_armature", "actuator_gainprm", "actuator_biasprm",
+)  # fmt: skip
+
+
+@dataclass
+class ModelNominal:
+    """The unrandomized values of every model field `domain_randomize` touches, and which elements are what."""
+
+    values: dict[str, np.ndarray]
+    object_bodies: np.ndarray
+    object_geoms: np.ndarray
+    table_geoms: np.ndarray
+    arm_dofs: np.ndarray
+    position_actuators: np.ndarray
+
+    @classmethod
+    def capture(cls, model: mujoco.MjModel) -> ModelNominal:
+        free = [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+        bodies = np.array(sorted({int(model.jnt_bodyid[j]) for j in free}), dtype=int)
+        geoms = np.array([g for g in range(model.ngeom) if model.geom_bodyid[g] in set(bodies.tolist())], dtype=int)
+        table = np.array([g for g in range(model.ngeom) if model.geom(g).name == "table"], dtype=int)
+        free_dofs = {int(model.jnt_dofadr[j]) + k for j in free for k in range(6)}
+        dofs = np.array([d for d in range(model.nv) if d not in free_dofs], dtype=int)
+        pos_act = np.array(
+            [a for a in range(model.nu) if model.actuator_biastype[a] == mujoco.mjtBias.mjBIAS_AFFINE
+             and model.actuator_gainprm[a, 0] == -model.actuator_biasprm[a, 1]],
+            dtype=int,
+        )  # fmt: skip
+        values = {name: np.array(getattr(model, name), copy=True) for name in _FIELDS}
+        return cls(values, bodies, geoms, table, dofs, pos_act)
+
+    def restore(self, model: mujoco.MjModel) -> None:
+        for name, v in self.values.items():
+            getattr(model, name)[:] = v
+
+
+def _scale(rng: np.random.Generator, rng_range: Scale, n: int) -> np.ndarray:
+    lo, hi = rng_range
+    return rng.uniform(lo, hi, size=n)
+
+
+def _small_rotation(rng: np.random.Generator, std: float) -> np.ndarray:
+    q = np.zeros(4)
+    mujoco.mju_axisAngle2Quat(q, rng.normal(size=3) / np.sqrt(3), rng.normal(0.0, std))
+    return q
+
+
+def _randomize_one(model: mujoco.MjModel, rng: np.random.Generator, cfg: Randomization, nom: ModelNominal) -> None:
+    nom.restore(model)
+    v, p, n = cfg.visual, cfg.physical, nom.values
+    if v.light_pos_std > 0:
+        model.light_pos[:] = n["light_pos"] + rng.normal(0.0, v.light_pos_std, size=n["light_pos"].shape)
+    if v.light_intensity_scale != OFF:
+        model.light_diffuse[:] = np.clip(n["light_diffuse"] * _scale(rng, v.light_intensity_scale, model.nlight)[:, None], 0, 1)
+    if v.table_rgb_jitter > 0:
+        for g in nom.table_geoms:
+            mat = model.geom_matid[g]
+            rgba = model.mat_rgba[mat] if mat >= 0 else model.geom_rgba[g]
+            rgba[:3] = np.clip(rgba[:3] + rng.uniform(-v.table_rgb_jitter, v.table_rgb_jitter, 3), 0, 1)
+    if v.object_rgb_jitter > 0 and len(nom.object_geoms):
+        g = nom.object_geoms
+        jitter = rng.uniform(-v.object_rgb_jitter, v.object_rgb_jitter, size=(len(g), 3))
+        model.geom_rgba[g, :3] = np.clip(n["geom_rgba"][g, :3] + jitter, 0, 1)
+    if v.camera_pos_std > 0:
+        model.cam_pos[:] = n["cam_pos"] + rng.normal(0.0, v.camera_pos_std, size=n["cam_pos"].shape)
+    if v.camera_rot_std > 0:
+        for c in range(model.ncam):
+            q = np.zeros(4)
+            mujoco.mju_mulQuat(q, n["cam_quat"][c], _small_rotation(rng, v.camera_rot_std))
+            model.cam_quat[c] = q
+    if v.camera_fovy_jitter > 0:
+        model.cam_fovy[:] = n["cam_fovy"] + rng.uniform(-v.camera_fovy_jitter, v.camera_fovy_jitter, model.ncam)
+
+    b, g = nom.object_bodies, nom.object_geoms
+    if len(b):
+        mass = _scale(rng, p.object_mass_scale, len(b)) if p.object_mass_scale != OFF else np.ones(len(b))
+        size = _scale(rng, p.object_size_scale, len(b)) if p.object_size_scale != OFF else np.ones(len(b))
+        model.body_mass[b] = n["body_mass"][b] * mass
+        model.body_inertia[b] = n["body_inertia"][b] * (mass * size**2)[:, None]
+        per_geom = size[np.searchsorted(b, model.geom_bodyid[g])]
+        for name in ("geom_size", "geom_pos", "geom_aabb"):
+            getattr(model, name)[g] = n[name][g] * per_geom[:, None]
+        model.geom_rbound[g] = n["geom_rbound"][g] * per_geom
+        if p.object_friction_scale != OFF:
+            model.geom_friction[g, 0] = n["geom_friction"][g, 0] * _scale(rng, p.object_friction_scale, len(g))
+    d = nom.arm_dofs
+    if p.joint_damping_scale != OFF:
+        model.dof_damping[d] = n["dof_damping"][d] * _scale(rng, p.joint_damping_scale, len(d))
+    if p.armature_scale != OFF:
+        model.dof_armature[d] = n["dof_armature"][d] * _scale(rng, p.armature_scale, len(d))
+    a = nom.position_actuators
+    if p.actuator_gain_scale != OFF and len(a):
+        k = _scale(rng, p.actuator_gain_scale, len(a))
+        model.actuator_gainprm[a, 0] = n["actuator_gainprm"][a, 0] * k
+        model.actuator_biasprm[a, 1] = n["actuator_biasprm"][a, 1] * k
+
+
+def domain_randomize(
+    models: mujoco.MjModel | Sequence[mujoco.MjModel],
+    rng: np.random.Generator,
+    cfg: Randomization | dict[str, Any],
+    nominal: ModelNominal | Sequence[ModelNominal] | None = None,
+) -> None:
+    """Draw the visual and physical knobs of `cfg` into one model or each model of a batch, in place.
+
+    Values are set from `nominal` (captured from the model when not given), so calling it again re-draws
+    instead of compounding. Models of a batch get independent draws, in order, from `rng`.
+    """
+    cfg = Randomization.coerce(cfg)
+    batch = [models] if isinstance(models, mujoco.MjModel) else list(models)
+    if nominal is None:
+        noms = [ModelNominal.capture(m) for m in batch]
+    else:
+        noms = [nominal] if isinstance(nominal, ModelNominal) else list(nominal)
+    if len(noms) != len(batch):
+        raise ValueError(f"{len(batch)} models but {len(noms)} nominal records")
+    for m, nom in zip(batch, noms, strict=True):
+        _randomize_one(m, rng, cfg, nom)
+
+
+# ----- the env side: latency, jitter, noise -----------------------------------------------------
+class Randomizer:
+    """Applies a `Randomization` inside an env: per-episode model draws, delayed actions, jittered periods, noisy state."""
+
+    def __init__(self, cfg: Randomization | dict[str, Any] | None, model: mujoco.MjModel):
+        self.cfg = Randomization.coerce(cfg)
+        self.nominal = ModelNominal.capture(model) if self.cfg.model_enabled else None
+        self._queue: deque[np.ndarray] = deque()
+
+    def on_reset(self, physics: Any, rng: np.random.Generator) -> bool:
+        """New episode: re-draw the model knobs and forget queued actions; True if object sizes changed."""
+        self._queue.clear()
+        if self.nominal is not None:
+            domain_randomize(physics.model, rng, self.cfg, self.nominal)
+        return self.cfg.physical.object_size_scale != OFF
+
+    def act(self, physics: Any, action: np.ndarray, rng: np.random.Generator) -> None:
+        """Send `action` and advance one (possibly jittered) control period; a delayed action waits in a queue."""
+        cfg = self.cfg
+        if cfg.action_delay_steps:
+            self._queue.append(np.array(action, copy=True))
+            if len(self._queue) > cfg.action_delay_steps:
+                physics.set_targets(self._queue.popleft())
+        else:
+            physics.set_targets(action)
+        if cfg.control_jitter:
+            span = int(round(cfg.control_jitter * physics.n_substeps))
+            n = physics.n_substeps + (int(rng.integers(-span, span + 1)) if span else 0)
+            mujoco.mj_step(physics.model, physics.data, nstep=max(1, n))
+        else:
+            physics.step_control()
+
+    def observe(self, agent_pos: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.cfg.obs_noise_std:
+            return (agent_pos + rng.normal(0.0, self.cfg.obs_noise_std, size=agent_pos.shape)).astype(agent_pos.dtype)
+        return agent_pos
+
+    def get_state(self, model: mujoco.MjModel) -> dict[str, Any]:
+        """What pickling needs to resume: queued actions and the current draw of the model knobs."""
+        drawn = {name: np.array(getattr(model, name), copy=True) for name in _FIELDS} if self.nominal else None
+        return {"queue": [a.copy() for a in self._queue], "model": drawn}
+
+    def set_state(self, model: mujoco.MjModel, state: dict[str, Any] | None) -> None:
+        if not state:
+            return
+        self._queue = deque(np.asarray(a) for a in state["queue"])
+        if state["model"] is not None:
+            for name, v in state["model"].items():
+                getattr(model, name)[:] = v

@@ -27,6 +27,7 @@ from twinarm.real.calibration import Calibration
 from twinarm.real.cameras import Camera, make_camera
 from twinarm.real.errors import CalibrationError
 from twinarm.real.motor_bus import MotorBus
+from twinarm.real.multi_bus import MultiBus
 from twinarm.registration import TASKS
 from twinarm.spec import OBS_TYPES, ArmSpec
 
@@ -55,7 +56,8 @@ def configure_motors(bus: MotorBus, spec: ArmSpec) -> None:
 class RealArmEnv(gym.Env):
     """A real arm on a serial port (or the virtual bus) with cameras, as a Gymnasium env.
 
-    kwargs: `arm`/`task` (set by the registered id), `port`, `calibration` (file path, dict in LeRobot
+    kwargs: `arm`/`task` (set by the registered id), `port` (or {group: port} for arms on several buses,
+    e.g. ALOHA's `left`/`right`, see `multi_bus.bus_groups`), `calibration` (file path, dict in LeRobot
     format or Calibration), `cameras` ({name: {"type": "opencv"|"realsense", ...} or Camera}; `{}` for none),
     `obs_type`, `image_size`, `max_relative_target` (rad / gripper fraction per step, scalar or per joint),
     `write_calibration` (store the file's calibration in the motors when they differ), `success_fn`
@@ -68,7 +70,7 @@ class RealArmEnv(gym.Env):
         self,
         arm: str | ArmSpec = "so101",
         task: str | None = None,
-        port: str | None = None,
+        port: str | Mapping[str, str] | None = None,
         calibration: str | Path | Mapping | Calibration | None = None,
         cameras: Mapping[str, Mapping[str, Any] | Camera] | None = None,
         obs_type: str = "pixels_agent_pos",
@@ -114,6 +116,8 @@ class RealArmEnv(gym.Env):
 
         if port is None and bus is None:
             raise ValueError("RealArmEnv needs port= (the arm's serial port, or a `twinarm virtual-arm` pty)")
+        if bus is None and isinstance(port, Mapping):  # one bus per arm (ALOHA): {"left": ..., "right": ...}
+            bus = MultiBus.from_spec(self.spec_arm, port, baud=baud)
         self.bus = bus if bus is not None else make_bus(self.spec_arm, str(port), baud=baud)
         self.calibration = self._load_calibration(calibration)
         self.cameras: dict[str, Camera] = {}

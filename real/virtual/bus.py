@@ -26,8 +26,13 @@ class Reply:
 class VirtualBus:
     """All servos of a `VirtualArm` on one bus, speaking the arm's protocol (spec.motor_bus)."""
 
-    def __init__(self, arm: VirtualArm) -> None:
+    def __init__(self, arm: VirtualArm, joints: list[str] | None = None, drives_lockstep: bool = True) -> None:
+        """`joints`: serve only these joints' servos (one bus of a multi-bus arm); `drives_lockstep`: whether a
+        goal sync-write on this bus advances a lockstep arm (give it to exactly one bus of the arm)."""
         self.arm = arm
+        names = list(arm.spec.joint_names)
+        self._servos = [arm.servos[names.index(n)] for n in joints] if joints is not None else None
+        self.drives_lockstep = drives_lockstep
         self.protocol = arm.spec.motor_bus
         self._wire = few if self.protocol == "feetech" else dxw
         self._parser = self._wire.Parser()
@@ -36,12 +41,12 @@ class VirtualBus:
 
     @property
     def servos(self) -> list[VirtualServo]:
-        return self.arm.servos
+        return self._servos if self._servos is not None else self.arm.servos
 
     def servo(self, motor: str | int) -> VirtualServo:
         """A servo by joint name or (current) id."""
-        for j, s in enumerate(self.servos):
-            if s.motor_id == motor or self.arm.spec.joints[j].name == motor:
+        for s in self.servos:
+            if s.motor_id == motor or self.arm.spec.joints[self.arm._joint_of[id(s)]].name == motor:
                 return s
         raise KeyError(f"no virtual servo {motor!r}")
 
@@ -68,7 +73,7 @@ class VirtualBus:
                     out, goal_sync = self._feetech(pkt, listening)
                 else:
                     out, goal_sync = self._dynamixel(pkt, listening)
-                self.arm.commit(stepped_by_goal_write=goal_sync)
+                self.arm.commit(stepped_by_goal_write=goal_sync and self.drives_lockstep)
                 for servo, raw in out:
                     replies.append(self._apply_faults(servo, raw))
                 for s in self.servos:

@@ -35,8 +35,22 @@ def make_backend(spec: ArmSpec, backend: Literal["mujoco", "memory"] = "mujoco",
 def make_virtual_arm(arm: str | ArmSpec, backend: Literal["mujoco", "memory"] = "mujoco", task: str | None = None,
                      step_mode: StepMode = "realtime", calibrated: bool = False, seed: int | None = None,
                      wire_time: bool = False, check_baud: bool = True) -> PtyServer:
-    """A started-not-yet PtyServer whose bus serves a virtual `arm`; `calibrated` pre-stores the ideal
-    calibration in the servos (as if `twinarm calibrate` had been run on them)."""
+    """A not-yet-started PtyServer whose bus serves a virtual `arm` (single-bus arms; see `make_virtual_buses`);
+    `calibrated` pre-stores the ideal calibration in the servos (as if `twinarm calibrate` had run)."""
+    servers = make_virtual_buses(arm, backend, task, step_mode, calibrated, seed, wire_time, check_baud)
+    if len(servers) != 1:
+        for s in servers.values():
+            s.stop()
+        raise ValueError(f"arm {arm!r} spans several buses {sorted(servers)}; use make_virtual_buses")
+    return next(iter(servers.values()))
+
+
+def make_virtual_buses(arm: str | ArmSpec, backend: Literal["mujoco", "memory"] = "mujoco", task: str | None = None,
+                       step_mode: StepMode = "realtime", calibrated: bool = False, seed: int | None = None,
+                       wire_time: bool = False, check_baud: bool = True) -> dict[str, PtyServer]:
+    """{bus group: PtyServer} for one virtual arm: one pty per bus (ALOHA: `left`, `right`; others: `""`)."""
+    from twinarm.real.multi_bus import bus_groups
+
     spec = arm if isinstance(arm, ArmSpec) else get_arm(arm)
     varm = VirtualArm(spec, make_backend(spec, backend, task, seed), step_mode=step_mode)
     if calibrated:
@@ -48,4 +62,7 @@ def make_virtual_arm(arm: str | ArmSpec, backend: Literal["mujoco", "memory"] = 
             servo.set("Max_Position_Limit", c.range_max)
             varm.refresh(servo)
             servo.set("Goal_Position", servo.get("Present_Position"))
-    return PtyServer(VirtualBus(varm), check_baud=check_baud, wire_time=wire_time)
+    groups = bus_groups(spec)
+    last = list(groups)[-1]
+    return {g: PtyServer(VirtualBus(varm, names if len(groups) > 1 else None, drives_lockstep=g == last),
+                         check_baud=check_baud, wire_time=wire_time) for g, names in groups.items()}

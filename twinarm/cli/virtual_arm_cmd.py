@@ -35,22 +35,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from twinarm.real.virtual.serve import make_virtual_arm
+    import threading
 
-    server = make_virtual_arm(args.arm, backend=args.backend, task=args.task, step_mode=args.step_mode,
-                              calibrated=args.calibrated, seed=args.seed, wire_time=args.wire_time,
-                              check_baud=not args.no_check_baud)
-    arm = server.bus.arm
+    from twinarm.real.virtual.serve import make_virtual_buses
+
+    servers = make_virtual_buses(args.arm, backend=args.backend, task=args.task, step_mode=args.step_mode,
+                                 calibrated=args.calibrated, seed=args.seed, wire_time=args.wire_time,
+                                 check_baud=not args.no_check_baud)
+    arm = next(iter(servers.values())).bus.arm
     if args.write_calibration is not None:
         arm.ideal_calibration().save(args.write_calibration)
         print(f"calibration: {args.write_calibration}", flush=True)
-    ids = ", ".join(f"{j.name}={s.motor_id} ({s.model.name})" for j, s in zip(arm.spec.joints, arm.servos, strict=True))
-    print(f"virtual {arm.spec.display_name} ({arm.spec.motor_bus}, {arm.servos[0].baud} baud): {ids}", flush=True)
-    print(f"port: {server.port}", flush=True)
+    for group, server in servers.items():
+        ids = ", ".join(f"{arm.spec.joints[arm._joint_of[id(s)]].name}={s.motor_id} ({s.model.name})"
+                        for s in server.bus.servos)
+        print(f"virtual {arm.spec.display_name}{' ' + group if group else ''} ({arm.spec.motor_bus}, "
+              f"{server.bus.servos[0].baud} baud): {ids}", flush=True)
+    for group, server in servers.items():
+        print(f"port{' ' + group if group else ''}: {server.port}", flush=True)
     try:
-        server.serve_forever()
+        for server in servers.values():
+            server.start()
+        threading.Event().wait()  # until Ctrl-C
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
     return 0

@@ -40,6 +40,25 @@ SO100 = ArmSpec(
     motor_bus="feetech",
 )
 
+#: Koch v1.1 follower: XL430-W250 on the two shoulder joints, XL330-M288 on the rest (LeRobot's koch_follower).
+KOCH = ArmSpec(
+    name="koch",
+    display_name="Koch v1.1",
+    robot_type="koch_follower",
+    joints=(
+        JointSpec("shoulder_pan", -2.5, 2.5, motor_id=1, motor_model="xl430-w250"),
+        JointSpec("shoulder_lift", -1.8, 1.8, motor_id=2, motor_model="xl430-w250"),
+        JointSpec("elbow_flex", -1.8, 1.8, motor_id=3, motor_model="xl330-m288"),
+        JointSpec("wrist_flex", -2.1, 2.1, motor_id=4, motor_model="xl330-m288"),
+        JointSpec("wrist_roll", -2.8, 2.8, motor_id=5, motor_model="xl330-m288"),
+        JointSpec("gripper", 0.0, 1.0, kind="gripper", motor_id=6, motor_model="xl330-m288"),
+    ),
+    control_hz=30,
+    cameras=(CameraSpec("front"), CameraSpec("wrist")),
+    lerobot_units="degrees",
+    motor_bus="dynamixel",
+)
+
 
 def _vx300s_side(side: str, first_id: int) -> tuple[JointSpec, ...]:
     """One ViperX 300 6DOF follower of the ALOHA pair; limits from assets/aloha/aloha.xml, ids as Trossen ships them."""
@@ -68,7 +87,7 @@ ALOHA = ArmSpec(
     optional_cameras=(CameraSpec("left_wrist", fps=50), CameraSpec("right_wrist", fps=50)),
 )
 
-ARMS: dict[str, ArmSpec] = {spec.name: spec for spec in (SO101, SO100, ALOHA)}
+ARMS: dict[str, ArmSpec] = {spec.name: spec for spec in (SO101, SO100, KOCH, ALOHA)}
 
 
 def get_arm(name: str) -> ArmSpec:

@@ -77,6 +77,9 @@ ENV_ENTRIES: tuple[EnvEntry, ...] = (
     EnvEntry("SO100", "so100", "Reach"),
     EnvEntry("SO100", "so100", "PickCube"),
     EnvEntry("SO100", "so100", "PickPlace"),
+    EnvEntry("Koch", "koch", "Reach"),
+    EnvEntry("Koch", "koch", "PickCube"),
+    EnvEntry("Koch", "koch", "PickPlace"),
     EnvEntry("Aloha", "aloha", "TransferCube"),
     EnvEntry("Aloha", "aloha", "Insertion"),
 )

@@ -12,7 +12,7 @@ import pytest
 import twinarm  # noqa: F401
 from twinarm.envs.experts import make_expert
 
-ARM_TOKENS = ["SO100"]
+ARM_TOKENS = ["SO100", "Koch"]
 CI_EPISODES = 10
 
 

@@ -121,6 +121,92 @@ def gym_aloha_rate(python: str, task: str, steps: int, repeats: int) -> float | 
     return json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
 
 
+GYM_ALOHA_VARIANTS_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import numpy as np
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import gymnasium as gym, gym_aloha  # noqa: F401
+    task, steps, repeats, variant = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    env = gym.make(f"gym_aloha/{task}")
+    physics = env.unwrapped._env.physics
+    if variant == "shadows_off":
+        physics.model.vis.quality.shadowsize = 0
+        physics.model.vis.quality.offsamples = 0
+    elif variant == "no_render":  # gym-aloha has no state-only obs_type; stub the renderer out
+        blank = np.zeros((480, 640, 3), np.uint8)
+        physics.render = lambda *a, **k: blank
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(steps)]
+    best = float("inf")
+    for _ in range(repeats):
+        env.reset(seed=0)
+        t = time.perf_counter()
+        for a in actions:
+            env.step(a)
+        best = min(best, time.perf_counter() - t)
+    physics.free()
+    print(json.dumps({"steps_per_s": steps / best}))
+    """
+)
+
+#: twinarm ALOHA id -> the gym-aloha id of the same ACT task.
+ALOHA_PAIRS = {"twinarm/Aloha-TransferCube-v0": "AlohaTransferCube-v0", "twinarm/Aloha-Insertion-v0": "AlohaInsertion-v0"}
+
+
+def all_arm_env_ids() -> list[str]:
+    """One manipulation id per registered arm (PickCube for single arms, every ALOHA task)."""
+    from twinarm.registration import ENV_ENTRIES
+
+    return [e.sim_id for e in ENV_ENTRIES if e.task in ("PickCube", "TransferCube", "Insertion")]
+
+
+def gym_aloha_variant_rate(python: str, task: str, variant: str, steps: int, repeats: int) -> float:
+    """gym-aloha steps/s in its own venv: `defaults`, `shadows_off` (no shadow map, no MSAA) or `no_render`."""
+    out = subprocess.run(
+        [python, "-c", GYM_ALOHA_VARIANTS_SCRIPT, task, str(steps), str(repeats), variant],
+        capture_output=True, text=True, timeout=1800, env={**os.environ, "MUJOCO_GL": "egl"},
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"gym-aloha benchmark ({variant}) failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
+
+
+def _replay(env: gym.Env, actions: list[np.ndarray]) -> Callable[[], int]:
+    def run() -> int:
+        env.reset(seed=0)
+        for a in actions:
+            env.step(a)
+        return len(actions)
+
+    return run
+
+
+def aloha_comparison(python: str, steps: int, aloha_steps: int, repeats: int) -> list[tuple[str, str, float, str]]:
+    """twinarm ALOHA vs gym-aloha on the same ACT tasks, with the issue's targets next to each ratio."""
+    rows: list[tuple[str, str, float, str]] = []
+    if not Path(python).exists():
+        return [("gym_aloha", f"not measured: no gym-aloha venv at {python}", float("nan"), "")]
+    for ours, theirs in ALOHA_PAIRS.items():
+        state = gym.make(ours, obs_type="state")
+        spec = state.unwrapped.spec_arm
+        rng = np.random.default_rng(0)
+        actions = [rng.uniform(spec.lower, spec.upper).astype(np.float32) for _ in range(steps)]
+        envs = {"state obs": state, "pixels 480x640 (top)": gym.make(ours, obs_type="pixels_agent_pos")}
+        rates = best_rate({k: _replay(e, actions) for k, e in envs.items()}, repeats)
+        base = {v: gym_aloha_variant_rate(python, theirs, v, aloha_steps, 3) for v in ("defaults", "shadows_off", "no_render")}
+        for v, r in base.items():
+            rows.append((f"gym_aloha/{theirs}", f"gym-aloha {v}", r, "steps/s"))
+        for k, r in rates.items():
+            rows.append((ours, f"twinarm {k}", r, "steps/s"))
+        rows.append((ours, "state obs / gym-aloha no_render", rates["state obs"] / base["no_render"], "x (target >= 2)"))
+        px = rates["pixels 480x640 (top)"]
+        rows.append((ours, "480x640 / gym-aloha defaults", px / base["defaults"], "x (target >= 10)"))
+        rows.append((ours, "480x640 / gym-aloha shadows_off", px / base["shadows_off"], "x (target >= 1.5)"))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", action="append", help="twinarm env id (repeatable)")
@@ -128,10 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats (best is kept)")
     parser.add_argument("--aloha-python", default=DEFAULT_ALOHA_PYTHON, help="python of a venv with gym-aloha")
     parser.add_argument("--aloha-steps", type=int, default=60, help="steps per gym-aloha rollout")
+    parser.add_argument("--all-arms", action="store_true", help="every arm's manipulation ids, plus the ALOHA comparison")
     args = parser.parse_args(argv)
 
     rows: list[tuple[str, str, float, str]] = []
-    for env_id in args.env or DEFAULT_ENVS:
+    env_ids = all_arm_env_ids() if args.all_arms else (args.env or DEFAULT_ENVS)
+    for env_id in env_ids:
         rates = best_rate(twinarm_cases(env_id, args.steps), args.repeats)
         names = list(rates)
         raw = rates[names[0]]
@@ -139,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((env_id, name, rates[name], f"{rates[name] / raw:.2f}x raw"))
         overhead = raw / rates[names[1]] - 1.0
         rows.append((env_id, "state-obs env overhead over raw physics", overhead * 100, "% (target <= 15%)"))
+        if args.all_arms:
+            continue
         aloha = gym_aloha_rate(args.aloha_python, "AlohaTransferCube-v0", args.aloha_steps, 3)
         if aloha is None:
             rows.append(("gym_aloha/AlohaTransferCube-v0", "not measured: no gym-aloha venv", float("nan"), ""))
@@ -146,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(("gym_aloha/AlohaTransferCube-v0", "gym-aloha defaults (480x640 top)", aloha, "1.00x"))
             for name in names[2:]:
                 rows.append((env_id, f"{name} vs gym-aloha defaults", rates[name] / aloha, "x"))
+
+    if args.all_arms:
+        rows += aloha_comparison(args.aloha_python, args.steps, args.aloha_steps, args.repeats)
 
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)

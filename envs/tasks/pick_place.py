@@ -16,7 +16,7 @@ from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.props import PLATE_HALF_HEIGHT, PLATE_RADIUS, add_plate
 from twinarm.envs.tasks.pick_cube import CubeTask
 
-MIN_SEPARATION = 0.10
+MIN_SEPARATION = 0.08  # cube half-diagonal + plate radius + a finger's width
 CARRY_HEIGHT = 0.04
 
 
@@ -33,8 +33,8 @@ class PickPlace(CubeTask):
         self.plate_mocap = physics.model.body("plate").mocapid[0]
 
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
-        cube_xy = self.sample_in_workspace(rng)
-        for _ in range(100):
+        for _ in range(1000):  # resample both: a cube in the middle may leave no room for the plate
+            cube_xy = self.sample_in_workspace(rng)
             plate_xy = self.sample_in_workspace(rng, margin=0.01)
             if np.linalg.norm(plate_xy - cube_xy) >= MIN_SEPARATION:
                 break

@@ -95,3 +95,12 @@ def test_make_expert_rejects_unknown_tasks() -> None:
 
     with pytest.raises(ValueError, match="no scripted expert"):
         make_expert(Dummy())
+
+
+def test_pick_place_resets_always_separate_cube_and_plate() -> None:
+    from twinarm.envs.tasks.pick_place import MIN_SEPARATION
+
+    env = gym.make("twinarm/SO101-PickPlace-v0", obs_type="state")
+    for seed in range(300):
+        state = env.reset(seed=seed)[0]["environment_state"]
+        assert np.linalg.norm(state[:2] - state[7:9]) >= MIN_SEPARATION

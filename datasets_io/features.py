@@ -120,7 +120,7 @@ def _vector(name: str, value: Any, ft: dict[str, Any]) -> np.ndarray:
         raise DatasetError(f"feature {name!r}: expected shape {shape}, got {arr.shape}")
     if arr.dtype.kind == "O" or (arr.dtype != target and not np.can_cast(arr.dtype, target, casting="same_kind")):
         raise DatasetError(f"feature {name!r}: expected dtype {target}, got {arr.dtype}")
-    if target.kind in "iub" and arr.dtype.kind == "f":
+    if (target.kind in "iub" and arr.dtype.kind == "f") or (target.kind == "f" and arr.dtype.kind != "f"):
         raise DatasetError(f"feature {name!r}: expected dtype {target}, got {arr.dtype}")
     return arr.astype(target, copy=False).reshape(shape)
 

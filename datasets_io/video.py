@@ -324,6 +324,7 @@ class VideoPool:
         self.threads = threads
         self._pid = os.getpid()
         self._files: dict[Path, VideoFile] = {}
+        self._inherited: list[dict[Path, VideoFile]] = []
         self.cache = FrameCache(cache_bytes)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -334,6 +335,9 @@ class VideoPool:
 
     def get(self, path: Path) -> VideoFile:
         if os.getpid() != self._pid:  # forked into a DataLoader worker: never share decoders
+            # Keep the parent's decoder objects alive but unused: freeing FFmpeg state inherited
+            # through fork can block forever, so they are left for process exit.
+            self._inherited.append(self._files)
             self._pid = os.getpid()
             self._files = {}
             self.cache = FrameCache(self.cache_bytes)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from twinarm.datasets_io.layout import CODEBASE_VERSION, INFO_PATH, JOURNAL_PATH, TMP_MARK, DatasetError
+from twinarm.datasets_io.layout import (
+    CODEBASE_VERSION,
+    INFO_PATH,
+    JOURNAL_PATH,
+    LOCK_PATH,
+    TMP_MARK,
+    DatasetError,
+)
 
 
 def push(root: str | Path, repo_id: str, *, private: bool = False, branch: str | None = None,
@@ -30,7 +37,7 @@ def push(root: str | Path, repo_id: str, *, private: bool = False, branch: str |
         folder_path=str(root),
         repo_type="dataset",
         revision=branch,
-        ignore_patterns=["images/*", f"*{TMP_MARK}*", JOURNAL_PATH],
+        ignore_patterns=["images/*", f"*{TMP_MARK}*", JOURNAL_PATH, LOCK_PATH],
         commit_message="Upload dataset with twinarm",
     )
     if tag_version:

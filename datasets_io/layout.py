@@ -26,6 +26,8 @@ VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.m
 #: twinarm's commit journal: present only while an episode's files are being swapped in (see writer.py).
 JOURNAL_PATH = "meta/.twinarm_journal.json"
 TMP_MARK = ".twinarm-tmp"
+#: held (flock) by the one process writing a dataset; repair never touches a dataset being written.
+LOCK_PATH = "meta/.twinarm_lock"
 
 #: Columns every LeRobot dataset carries, whatever the robot.
 DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
@@ -39,6 +41,32 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
 
 class DatasetError(Exception):
     """A dataset file or value that breaks the LeRobot v3 rules; the message names the file/feature."""
+
+
+class WriteLock:
+    """An exclusive, non-blocking flock on `meta/.twinarm_lock` (released by the OS if the holder dies)."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = Path(root) / LOCK_PATH
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def next_chunk_file(chunk_index: int, file_index: int, chunks_size: int) -> tuple[int, int]:

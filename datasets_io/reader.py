@@ -24,7 +24,6 @@ from twinarm.datasets_io import stats as st
 from twinarm.datasets_io.features import image_keys, video_keys
 from twinarm.datasets_io.layout import (
     INFO_PATH,
-    JOURNAL_PATH,
     STATS_PATH,
     TASKS_PATH,
     DatasetError,
@@ -58,8 +57,7 @@ class DatasetMeta:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        if (self.root / JOURNAL_PATH).exists():
-            repair(self.root)  # an interrupted commit: finish it before reading
+        repair(self.root)  # finish an interrupted commit (no-op while a live writer holds the dataset)
         self.info: dict[str, Any] = load_json(self.root / INFO_PATH)
         check_version(self.info, self.root / INFO_PATH)
         for key in ("fps", "features", "data_path", "total_episodes", "total_frames"):

@@ -43,6 +43,7 @@ from twinarm.datasets_io.layout import (
     VIDEO_FILES_SIZE_IN_MB,
     VIDEO_PATH,
     DatasetError,
+    WriteLock,
     json_bytes,
     load_json,
     next_chunk_file,
@@ -71,6 +72,16 @@ def repair(root: Path) -> bool:
     Returns True if anything was changed. Safe to call on any dataset root.
     """
     root = Path(root)
+    lock = WriteLock(root)
+    if not (root / "meta").is_dir() or not lock.acquire():
+        return False  # not a dataset, or a live writer owns it: its temp files are in use
+    try:
+        return _repair_locked(root)
+    finally:
+        lock.release()
+
+
+def _repair_locked(root: Path) -> bool:
     changed = False
     journal = root / JOURNAL_PATH
     if journal.is_file():
@@ -237,6 +248,9 @@ class DatasetWriter:
         self._video_eps: dict[str, list[tuple[bytes, int]]] = {k: [] for k in self._vkeys}
         self._last_episode: dict[str, Any] | None = None
         self._finalized = False
+        self._lock = WriteLock(self.root)
+        if not self._lock.acquire():
+            raise DatasetError(f"{self.root}: another process is writing this dataset")
         self._reset_buffer()
 
     # ----- construction ---------------------------------------------------------------------------
@@ -555,6 +569,12 @@ class DatasetWriter:
         if self._buffer.n:
             self.clear_episode()
         self._finalized = True
+        self._lock.release()
+
+    def __del__(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
     def __enter__(self) -> DatasetWriter:
         return self

@@ -1,0 +1,167 @@
+"""SIGKILL at any moment leaves a dataset whose finished episodes load and whose metadata is consistent."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_dataset
+
+from twinarm.datasets_io import writer as writer_mod
+from twinarm.datasets_io.layout import JOURNAL_PATH, DatasetError
+from twinarm.datasets_io.reader import LeRobotDatasetReader
+from twinarm.datasets_io.validator import check_dataset
+from twinarm.datasets_io.writer import DatasetWriter, repair
+
+HERE = Path(__file__).parent
+
+
+def total_episodes(root: Path) -> int:
+    try:
+        return json.loads((root / "meta/info.json").read_text())["total_episodes"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def kill_while_recording(root: Path, after_episodes: int, extra_delay: float, length: int = 9) -> None:
+    proc = subprocess.Popen([sys.executable, str(HERE / "record_forever.py"), str(root), str(length)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while total_episodes(root) < after_episodes:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "recorder made no progress"
+            time.sleep(0.01)
+        time.sleep(extra_delay)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def assert_consistent(root: Path) -> int:
+    info = json.loads((root / "meta/info.json").read_text())
+    ds = LeRobotDatasetReader(root)  # finishes an interrupted commit if there is one
+    info = json.loads((root / "meta/info.json").read_text())
+    assert check_dataset(root, deep=True) == []
+    assert len(ds) == info["total_frames"] == 9 * info["total_episodes"]
+    for ep in range(info["total_episodes"]):
+        rows = ds.episode_rows(ep)
+        first, last = ds[rows.start], ds[rows.stop - 1]
+        assert first["episode_index"].item() == ep and last["frame_index"].item() == 8
+        assert first["observation.images.front"].shape == (3, 32, 48)
+    return info["total_episodes"]
+
+
+def test_sigkill_mid_recording_then_resume(tmp_path):
+    root = tmp_path / "killed"
+    rng = np.random.default_rng(0)
+    counts = []
+    for round_ in range(3):
+        kill_while_recording(root, after_episodes=total_episodes(root) + 2, extra_delay=float(rng.uniform(0, 0.15)))
+        counts.append(assert_consistent(root))
+        assert round_ == 0 or counts[-1] > counts[-2]
+    # the killed dataset can be resumed and keeps growing
+    w = DatasetWriter.resume(root)
+    n = w.num_episodes
+    for t in range(9):
+        w.add_frame({"observation.state": np.zeros(6, np.float32), "action": np.zeros(6, np.float32),
+                     "observation.images.front": np.zeros((32, 48, 3), np.uint8),
+                     "observation.images.wrist": np.full((32, 48, 3), t, np.uint8)}, task="After the crash.")
+    assert w.save_episode() == n
+    assert assert_consistent(root) == n + 1
+
+
+@pytest.mark.parametrize("fail_at", range(7))  # journal + tasks, video, data, episodes, stats, info
+def test_interrupted_commit_rolls_forward_or_back(tmp_path, monkeypatch, fail_at):
+    """Simulate a crash after `fail_at` file swaps of an episode commit (the journal is swap 0)."""
+    root = tmp_path / "ds"
+    write_dataset(root, [6, 5])
+    before = json.loads((root / "meta/info.json").read_text())
+    calls = {"n": 0}
+    real_replace = os.replace
+
+    def crashing_replace(src, dst):
+        if calls["n"] == fail_at:
+            raise KeyboardInterrupt("simulated crash")
+        calls["n"] += 1
+        real_replace(src, dst)
+
+    w = DatasetWriter.resume(root)
+    for t in range(7):
+        w.add_frame({"observation.state": np.full(3, t, np.float32), "action": np.zeros(3, np.float32),
+                     "observation.images.wrist": np.zeros((16, 24, 3), np.uint8),
+                     "observation.images.front": np.zeros((32, 48, 3), np.uint8)}, task="Late task.")
+    monkeypatch.setattr(writer_mod.os, "replace", crashing_replace)
+    monkeypatch.setattr("twinarm.datasets_io.layout.os.replace", crashing_replace)
+    with pytest.raises(KeyboardInterrupt):
+        w.save_episode()
+    monkeypatch.undo()
+    w.finalize()  # releases the write lock, as the OS does when a process dies
+    journal_written = (root / JOURNAL_PATH).exists()
+    repair(root)
+    after = json.loads((root / "meta/info.json").read_text())
+    assert check_dataset(root, deep=True) == []
+    expected_eps = before["total_episodes"] + (1 if journal_written else 0)
+    assert after["total_episodes"] == expected_eps
+    assert len(LeRobotDatasetReader(root)) == after["total_frames"]
+    assert not list(root.rglob("*.twinarm-tmp*"))
+
+
+def test_corrupt_and_unknown_files_give_named_errors(tmp_path):
+    root = tmp_path / "ds"
+    write_dataset(root, [6, 5])
+
+    bad = tmp_path / "badjson"
+    shutil.copytree(root, bad)
+    (bad / "meta/info.json").write_text("{ not json")
+    with pytest.raises(DatasetError, match=r"info\.json: corrupt JSON"):
+        LeRobotDatasetReader(bad)
+    assert any("info.json" in p for p in check_dataset(bad))
+
+    old = tmp_path / "v21"
+    shutil.copytree(root, old)
+    info = json.loads((old / "meta/info.json").read_text())
+    info["codebase_version"] = "v2.1"
+    (old / "meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match=r"unknown dataset version 'v2.1'.*convert"):
+        LeRobotDatasetReader(old)
+    with pytest.raises(DatasetError, match="unknown dataset version"):
+        DatasetWriter.resume(old)
+
+    pq_bad = tmp_path / "badparquet"
+    shutil.copytree(root, pq_bad)
+    data = pq_bad / "data/chunk-000/file-000.parquet"
+    data.write_bytes(data.read_bytes()[: len(data.read_bytes()) // 2])
+    with pytest.raises(DatasetError, match=r"file-000\.parquet: corrupt parquet"):
+        LeRobotDatasetReader(pq_bad)
+    assert any("data/chunk-000/file-000.parquet: corrupt parquet" in p for p in check_dataset(pq_bad))
+
+    mp4_bad = tmp_path / "badmp4"
+    shutil.copytree(root, mp4_bad)
+    video = mp4_bad / "videos/observation.images.front/chunk-000/file-000.mp4"
+    video.write_bytes(b"\x00" * 64 + video.read_bytes()[64:200])
+    ds = LeRobotDatasetReader(mp4_bad)
+    with pytest.raises(DatasetError, match=r"file-000\.mp4"):
+        ds[3]
+    assert any("file-000.mp4" in p for p in check_dataset(mp4_bad))
+
+    missing = tmp_path / "missing"
+    shutil.copytree(root, missing)
+    video = missing / "videos/observation.images.front/chunk-000/file-000.mp4"
+    video.unlink()
+    assert any("not found" in p and "file-000.mp4" in p for p in check_dataset(missing))
+
+    lied = tmp_path / "lied"
+    shutil.copytree(root, lied)
+    info = json.loads((lied / "meta/info.json").read_text())
+    info["total_frames"] = 99
+    (lied / "meta/info.json").write_text(json.dumps(info))
+    assert any("total_frames is 99" in p for p in check_dataset(lied))

@@ -44,12 +44,6 @@ def make_video(path: Path, n: int = 60, h: int = 480, w: int = 640, fps: int = 3
     return path
 
 
-def set_rt(pid: int, on: bool) -> None:
-    """SCHED_FIFO for one thread (pid 0: the calling thread), as real-time control loops are run."""
-    if on:
-        os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(20))
-
-
 def start_virtual_arm(wire_time: bool, cal_path: Path) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "twinarm.cli.main", "virtual-arm", "--arm", "so101", "--calibrated",
            "--write-calibration", str(cal_path)] + (["--wire-time"] if wire_time else [])
@@ -100,14 +94,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--rt", action="store_true", help="also run with SCHED_FIFO for the loop and the emulator (needs root/CAP_SYS_NICE)")
     args = ap.parse_args()
     rows: list[dict] = []
     failures: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         video = make_video(Path(tmp) / "front.mp4")
-        configs = [(True, False), (False, False)] + ([(True, True)] if args.rt else [])
-        for wire, rt in configs:
+        for wire in (True, False):
             cal_path = Path(tmp) / "cal.json"
             proc, port = start_virtual_arm(wire, cal_path)
             try:
@@ -116,12 +108,10 @@ def main() -> int:
                 bus.connect()
                 bus.enable_torque()
                 cam = make_camera({"type": "opencv", "index_or_path": str(video)}, name="front")
-                cam.connect()  # its reader thread keeps normal priority
-                set_rt(proc.pid, rt)  # the emulator's serving (main) thread
-                set_rt(0, rt)  # this loop's thread
+                cam.connect()
                 try:
                     for hz in (30.0, 100.0):
-                        name = ("pty, 1 Mbaud wire time" if wire else "pty, no wire time") + (", SCHED_FIFO" if rt else "")
+                        name = "pty, 1 Mbaud wire time" if wire else "pty, no wire time"
                         try:
                             r = run_loop(bus, cal, cam, hz, args.seconds)
                         except Exception as exc:  # a row that fails is reported, not hidden
@@ -131,7 +121,6 @@ def main() -> int:
                         r["transport"] = name
                         rows.append(r)
                 finally:
-                    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
                     cam.disconnect()
                     bus.close(disable_torque=True)
             finally:
@@ -143,8 +132,9 @@ def main() -> int:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         f"{args.seconds:.0f} s per row. Times in ms; jitter = |cycle period - target period|.",
         "",
-        "| transport | target Hz | achieved Hz | cycles | cycle median | cycle p99 | jitter p50 | jitter p99 | jitter max |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| transport | target Hz | achieved Hz | cycles | sync read median | cycle median | cycle p99 | jitter p50 | "
+        "jitter p99 | jitter max |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['transport']} | {r['hz']:.0f} | {r['rate']:.2f} | {r['cycles']} | {r['read_med']:.2f} | {r['work_med']:.2f} | "

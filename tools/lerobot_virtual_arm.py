@@ -102,7 +102,7 @@ def run_one(arm: str, python: str, tmp: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lerobot-python", default=os.environ.get("TWINARM_LEROBOT_PYTHON", "/root/lerobot-venv/bin/python"))
-    ap.add_argument("--arms", nargs="*", default=[a for a in ("so101", "koch") if a in ARMS])
+    ap.add_argument("--arms", nargs="*", default=[a for a in ("so101", "so100", "koch") if a in ARMS])
     args = ap.parse_args()
     if not Path(args.lerobot_python).exists():
         print(f"LeRobot python not found at {args.lerobot_python}")

@@ -1,0 +1,132 @@
+"""`twinarm dataset info|check|push|view`: inspect, validate, publish and look at LeRobot v3 datasets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from twinarm.cli.config import add_config_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dataset",
+        help="inspect, validate, publish or view a LeRobot v3 dataset",
+        description="Work with LeRobot v3.0 datasets (twinarm- or LeRobot-written): a summary table, the "
+        "validator, a Hub upload, or an episode rendered to mp4/PNG with state and action plots.",
+    )
+    add_config_arg(p)
+    p.set_defaults(_parser=p)
+    ds = p.add_subparsers(dest="dataset_command", metavar="<action>")
+
+    info = ds.add_parser("info", help="summary table of a dataset", description="Print a dataset's summary: "
+                         "frames, episodes, tasks, fps, features with shapes, files.")
+    info.add_argument("root", help="dataset directory or Hub repo id")
+    add_config_arg(info)
+    info.set_defaults(func=run_info, _parser=info)
+
+    check = ds.add_parser("check", help="validate a dataset against LeRobot's loader rules",
+                          description="Check every rule LeRobot's v3 loader relies on; exit 1 and list the "
+                          "problems (each naming its file) if any.")
+    check.add_argument("root", type=Path, help="dataset directory")
+    check.add_argument("--deep", action="store_true", help="also decode every image and video frame")
+    check.add_argument("--repair", action="store_true",
+                       help="first finish an interrupted episode commit and delete stray temp files")
+    add_config_arg(check)
+    check.set_defaults(func=run_check, _parser=check)
+
+    push = ds.add_parser("push", help="upload a dataset to the Hugging Face Hub",
+                         description="Validate, then upload a dataset folder as a Hub dataset repo tagged v3.0.")
+    push.add_argument("root", type=Path, help="dataset directory")
+    push.add_argument("--repo-id", required=True, help="Hub repo id, e.g. user/so101_pickcube")
+    push.add_argument("--private", action="store_true", help="create the repo as private")
+    push.add_argument("--branch", default=None, help="upload to this branch")
+    push.add_argument("--no-check", action="store_true", help="skip the validator")
+    add_config_arg(push)
+    push.set_defaults(func=run_push, _parser=push)
+
+    view = ds.add_parser("view", help="render an episode's frames and plots to mp4/PNG",
+                         description="Render one episode: cameras side by side over state/action plots with "
+                         "a moving cursor, to an mp4 (or a PNG contact sheet if FILE ends in .png).")
+    view.add_argument("root", help="dataset directory or Hub repo id")
+    view.add_argument("--episode", type=int, default=0, help="episode index")
+    view.add_argument("--out", type=Path, default=None, help="output file (.mp4 or .png)")
+    add_config_arg(view)
+    view.set_defaults(func=run_view, _parser=view)
+
+
+def info_rows(root: str) -> list[tuple[str, str]]:
+    """The summary shown by `twinarm dataset info`, as (field, value) rows."""
+    from twinarm.datasets_io.reader import DatasetMeta, resolve_root
+
+    meta = DatasetMeta(resolve_root(root))
+    info = meta.info
+    lengths = meta.episodes["length"]
+    rows = [
+        ("root", str(meta.root)),
+        ("codebase_version", info["codebase_version"]),
+        ("robot_type", str(info.get("robot_type"))),
+        ("fps", str(meta.fps)),
+        ("episodes", str(meta.total_episodes)),
+        ("frames", f"{meta.total_frames} ({meta.total_frames / meta.fps:.1f} s)"),
+        ("episode length", f"min {lengths.min()}, mean {lengths.mean():.1f}, max {lengths.max()}" if len(lengths) else "-"),
+        ("tasks", "; ".join(f"{i}: {t}" for i, t in enumerate(meta.tasks))),
+    ]
+    for k, ft in meta.features.items():
+        extra = ""
+        if ft["dtype"] == "video" and ft.get("info"):
+            extra = f" {ft['info'].get('video.codec')} {ft['info'].get('video.pix_fmt')}"
+        names = ft.get("names")
+        shown = f" {names}" if isinstance(names, list) and ft["dtype"] not in ("video", "image") else ""
+        rows.append((f"feature {k}", f"{ft['dtype']} {list(ft['shape'])}{extra}{shown}"))
+    n_data = len(list((meta.root / "data").glob("*/*.parquet")))
+    n_video = len(list((meta.root / "videos").glob("*/*/*.mp4")))
+    size = sum(f.stat().st_size for f in meta.root.rglob("*") if f.is_file())
+    rows.append(("files", f"{n_data} data parquet, {n_video} mp4, {size / 1e6:.2f} MB"))
+    return rows
+
+
+def run_info(args: argparse.Namespace) -> int:
+    rows = info_rows(args.root)
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k.ljust(w)}  {v}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from twinarm.datasets_io.validator import check_dataset
+    from twinarm.datasets_io.writer import repair
+
+    if args.repair and repair(args.root):
+        print(f"{args.root}: finished an interrupted commit / removed temp files")
+    problems = check_dataset(args.root, deep=args.deep)
+    if problems:
+        print(f"{args.root}: {len(problems)} problem(s)")
+        for p in problems:
+            print(f"  - {p}")
+        return 1
+    print(f"{args.root}: OK (LeRobot v3.0 rules{' , every frame decoded' if args.deep else ''})")
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from twinarm.datasets_io.hub import push
+    from twinarm.datasets_io.validator import check_dataset
+
+    if not args.no_check:
+        problems = check_dataset(args.root)
+        if problems:
+            print("not pushing; the dataset has problems:\n  - " + "\n  - ".join(problems))
+            return 1
+    url = push(args.root, args.repo_id, private=args.private, branch=args.branch)
+    print(f"pushed {args.root} to {url}")
+    return 0
+
+
+def run_view(args: argparse.Namespace) -> int:
+    from twinarm.datasets_io.viz import render_episode
+
+    out = args.out if args.out is not None else Path(f"episode_{args.episode:06d}.mp4")
+    print(f"wrote {render_episode(args.root, args.episode, out)}")
+    return 0

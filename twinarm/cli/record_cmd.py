@@ -1,0 +1,135 @@
+"""`twinarm record`: roll a policy out in a sim env (several workers in parallel) into a LeRobot v3 dataset."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from twinarm.cli.config import add_config_arg, resolved_config
+
+RECORD_CONFIG = "meta/twinarm_record.json"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record policy rollouts from a sim env into a LeRobot v3 dataset",
+        description="Roll out a policy (default: the scripted expert) in a twinarm sim env and write every "
+        "episode (cameras as H.264 video, state and action in LeRobot units, the task's instruction) to a "
+        "LeRobot v3.0 dataset. Each episode is committed crash-safely as soon as it ends.",
+    )
+    p.add_argument("--env", default="twinarm/SO101-PickCube-v0", help="sim env id (see `twinarm envs`)")
+    p.add_argument("--policy", default="scripted", choices=sorted(POLICIES), help="who acts")
+    p.add_argument("--episodes", type=int, default=50, help="episodes to save")
+    p.add_argument("--root", type=Path, required=True, help="dataset directory (created, or appended with --resume)")
+    p.add_argument("--repo-id", default=None, help="Hub repo id to store in info.json (push with `twinarm dataset push`)")
+    p.add_argument("--num-workers", type=int, default=1, help="env worker processes (each encodes its own videos)")
+    p.add_argument("--only-success", action="store_true", help="keep only episodes that end in success")
+    p.add_argument("--resume", action="store_true", help="append to an existing dataset at --root")
+    p.add_argument("--seed", type=int, default=None, help="seed of the first rollout (default 0, or where the "
+                   "last run on this dataset stopped)")
+    p.add_argument("--height", type=int, default=240, help="camera image height")
+    p.add_argument("--width", type=int, default=320, help="camera image width")
+    p.add_argument("--codec", default="h264", choices=["h264", "av1", "hevc"], help="video codec")
+    p.add_argument("--crf", type=int, default=None, help="video quality (lower is better; codec default if unset)")
+    p.add_argument("--images", action="store_true", help="store PNG images in the parquet files instead of video")
+    p.add_argument("--max-attempts", type=int, default=None, help="give up after this many rollouts")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arg(p)
+    p.set_defaults(func=run, _parser=p)
+
+
+def make_env(env_id: str, image_size: tuple[int, int]) -> gym.Env:
+    """The env a recorder worker builds (module-level so worker processes can unpickle it)."""
+    import twinarm  # noqa: F401  (registers the ids in the worker)
+
+    return gym.make(env_id, obs_type="pixels_agent_pos", image_size=image_size)
+
+
+def scripted_policy(env: gym.Env) -> Any:
+    """The task's scripted expert (absolute joint targets in SI units)."""
+    from twinarm.envs.experts import make_expert
+
+    return make_expert(env)
+
+
+class RandomPolicy:
+    """Uniform random joint targets from the action space (a baseline / smoke test)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        self.space = env.action_space
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        return self.space.sample()
+
+
+POLICIES = {"scripted": scripted_policy, "random": RandomPolicy}
+
+
+def run(args: argparse.Namespace) -> int:
+    from twinarm.arms import get_arm
+    from twinarm.datasets_io.layout import INFO_PATH, DatasetError
+    from twinarm.datasets_io.recorder import gym_frame, record
+    from twinarm.datasets_io.writer import DatasetWriter
+    from twinarm.registration import entry_for
+
+    entry = entry_for(args.env)
+    if args.env != entry.sim_id:
+        raise SystemExit(f"{args.env} is a real-hardware id; `twinarm record` drives sim envs")
+    spec = get_arm(entry.arm)
+    image_size = (args.height, args.width)
+    features = spec.lerobot_features(cameras=spec.resolve_cameras(image_size=image_size), use_videos=not args.images)
+    root: Path = args.root
+    prior: dict[str, Any] = {}
+    if args.resume and (root / INFO_PATH).exists():
+        writer = DatasetWriter.resume(root)
+        mismatch = [k for k, ft in features.items() if k not in writer.features
+                    or list(writer.features[k]["shape"]) != ft["shape"] or writer.features[k]["dtype"] != ft["dtype"]]
+        if mismatch or writer.fps != spec.control_hz:
+            raise SystemExit(f"{root}: cannot append, its features/fps differ from {args.env} at {image_size} "
+                             f"(mismatched: {mismatch or 'fps'})")
+        if (root / RECORD_CONFIG).exists():
+            prior = json.loads((root / RECORD_CONFIG).read_text())
+    else:
+        try:
+            writer = DatasetWriter.create(root, spec.control_hz, features, robot_type=spec.robot_type,
+                                          repo_id=args.repo_id, video_codec=args.codec, crf=args.crf)
+        except DatasetError as exc:
+            raise SystemExit(f"{exc} (pass --resume to append)") from None
+    seed = args.seed if args.seed is not None else int(prior.get("next_seed", 0))
+    task = entry.task_info.instruction
+    before = writer.num_episodes
+    try:
+        summary = record(
+            functools.partial(make_env, args.env, image_size),
+            POLICIES[args.policy],
+            writer,
+            episodes=args.episodes,
+            task=task,
+            to_frame=functools.partial(gym_frame, convert=spec.to_lerobot),
+            only_success=args.only_success,
+            num_workers=args.num_workers,
+            seed=seed,
+            max_attempts=args.max_attempts,
+            progress=not args.no_progress,
+        )
+    finally:
+        writer.finalize()
+    cfg = resolved_config(args)
+    cfg["next_seed"] = seed + summary.attempted
+    (root / RECORD_CONFIG).write_text(json.dumps(cfg, indent=2, default=str) + "\n")
+    print(
+        f"{root}: saved {summary.saved} episode(s) ({summary.frames} frames, {summary.fps:.0f} frames/s) from "
+        f"{summary.attempted} rollout(s), {summary.successes} successful; dataset now has "
+        f"{before + summary.saved} episodes. Task: {task!r}"
+    )
+    if summary.saved < args.episodes:
+        print(f"only {summary.saved}/{args.episodes} episodes were kept (raise --max-attempts?)")
+        return 1
+    return 0

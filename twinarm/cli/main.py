@@ -16,6 +16,8 @@ COMMANDS: tuple[str, ...] = (
     "demo_cmd",
     "real_cmd",
     "virtual_arm_cmd",
+    "train_cmd",
+    "eval_cmd",
     "record_cmd",
     "dataset_cmd",
     # Later issues add: record_cmd, dataset_cmd, train_cmd, eval_cmd, real_cmd (calibrate, setup-motors,

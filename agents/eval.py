@@ -1,0 +1,204 @@
+"""In-sim evaluation: episodes in parallel over Gymnasium vector envs, LeRobot's metric names.
+
+Reports `pc_success` (percent of episodes with `info["is_success"]` at any step), `avg_sum_reward`
+and `avg_max_reward`, writes them as JSON plus a printed table, and saves mp4s of the first episodes.
+Envs are reached only through `gymnasium.make`; an episode ends at success, termination or truncation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from twinarm.agents.env_io import EnvAdapter
+from twinarm.agents.policy import Policy
+from twinarm.arms import get_arm
+from twinarm.registration import entry_for
+
+# Video frames come from offscreen rendering; without a display, use headless EGL (as the envs do).
+if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+
+@dataclass
+class EvalResult:
+    """Per-episode outcomes plus the aggregates LeRobot reports."""
+
+    sum_rewards: list[float] = field(default_factory=list)
+    max_rewards: list[float] = field(default_factory=list)
+    successes: list[bool] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    videos: list[str] = field(default_factory=list)
+    eval_s: float = 0.0
+
+    @property
+    def aggregated(self) -> dict[str, float]:
+        n = max(len(self.successes), 1)
+        return {
+            "pc_success": 100.0 * sum(self.successes) / n,
+            "avg_sum_reward": float(np.mean(self.sum_rewards)) if self.sum_rewards else 0.0,
+            "avg_max_reward": float(np.mean(self.max_rewards)) if self.max_rewards else 0.0,
+            "n_episodes": len(self.successes),
+            "eval_s": self.eval_s,
+            "eval_ep_s": self.eval_s / n,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        per_episode = [
+            {"episode_ix": i, "seed": s, "sum_reward": sr, "max_reward": mr, "success": ok, "length": ln}
+            for i, (s, sr, mr, ok, ln) in enumerate(
+                zip(self.seeds, self.sum_rewards, self.max_rewards, self.successes, self.lengths, strict=True)
+            )
+        ]
+        return {"aggregated": self.aggregated, "per_episode": per_episode, "video_paths": self.videos}
+
+
+def format_table(agg: dict[str, float]) -> str:
+    rows = [
+        ("pc_success", f"{agg['pc_success']:.1f} %"),
+        ("avg_sum_reward", f"{agg['avg_sum_reward']:.3f}"),
+        ("avg_max_reward", f"{agg['avg_max_reward']:.3f}"),
+        ("n_episodes", f"{agg['n_episodes']}"),
+        ("eval_s", f"{agg['eval_s']:.1f}"),
+    ]
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows)
+
+
+def write_mp4(frames: list[np.ndarray], path: Path, fps: int) -> None:
+    """Encode RGB frames (H, W, 3 uint8) to an H.264 mp4 with PyAV."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height = w - w % 2, h - h % 2
+        stream.pix_fmt = "yuv420p"
+        for f in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[: stream.height, : stream.width]), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def obs_type_for(policy: Policy) -> str:
+    """The env `obs_type` that yields a policy's inputs."""
+    cfg = policy.config
+    if cfg.image_keys:
+        return "pixels_agent_pos" if cfg.has_state else "pixels"
+    return "state"
+
+
+def make_vector_env(
+    env_id: str, n_envs: int, obs_type: str, image_size: tuple[int, int] | None, render: bool, use_async: bool
+) -> gym.vector.VectorEnv:
+    kwargs: dict[str, Any] = {"obs_type": obs_type}
+    if image_size is not None:
+        kwargs["image_size"] = tuple(image_size)
+    if render:
+        kwargs["render_mode"] = "rgb_array"
+    fns = [lambda: gym.make(env_id, **kwargs) for _ in range(n_envs)]
+    cls = gym.vector.AsyncVectorEnv if use_async and n_envs > 1 else gym.vector.SyncVectorEnv
+    return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+
+
+def evaluate(
+    policy: Policy,
+    env_id: str,
+    n_episodes: int = 50,
+    n_envs: int = 10,
+    seed: int = 0,
+    videos_dir: Path | None = None,
+    max_videos: int = 4,
+    image_size: tuple[int, int] | None = None,
+    use_async: bool = False,
+    max_steps: int | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs."""
+    spec = get_arm(entry_for(env_id).arm)
+    adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
+    obs_type = obs_type_for(policy)
+    if image_size is None and policy.config.image_keys:
+        image_size = tuple(policy.config.input_features[policy.config.image_keys[0]].shape[-2:])
+    n_envs = max(1, min(n_envs, n_episodes))
+    render = videos_dir is not None and max_videos > 0
+    venv = make_vector_env(env_id, n_envs, obs_type, image_size, render, use_async)
+    fps = int(venv.metadata.get("render_fps", spec.control_hz) or spec.control_hz)
+    result = EvalResult()
+    was_training = policy.training
+    policy.eval()
+    t0 = time.perf_counter()
+    try:
+        done_eps = 0
+        while done_eps < n_episodes:
+            k = min(n_envs, n_episodes - done_eps)
+            seeds = [seed + done_eps + i for i in range(n_envs)]
+            obs, _ = venv.reset(seed=seeds)
+            policy.reset()
+            active = np.ones(n_envs, dtype=bool)
+            active[k:] = False
+            sums = np.zeros(n_envs)
+            maxs = np.full(n_envs, -np.inf)
+            success = np.zeros(n_envs, dtype=bool)
+            length = np.zeros(n_envs, dtype=int)
+            record = [render and done_eps + i < max_videos for i in range(n_envs)]
+            frames: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
+            step = 0
+            while active.any():
+                if any(record[i] and active[i] for i in range(n_envs)):
+                    imgs = venv.call("render")
+                    for i in range(n_envs):
+                        if record[i] and active[i]:
+                            frames[i].append(np.asarray(imgs[i]))
+                with torch.inference_mode():
+                    action = policy.select_action(adapter.obs_to_batch(obs))
+                obs, reward, terminated, truncated, info = venv.step(adapter.action_to_env(action, batched=True))
+                is_success = np.asarray(info.get("is_success", np.zeros(n_envs, bool)), dtype=bool)
+                reward = np.asarray(reward, dtype=np.float64)
+                sums[active] += reward[active]
+                maxs[active] = np.maximum(maxs[active], reward[active])
+                length[active] += 1
+                success |= is_success & active
+                step += 1
+                over = np.asarray(terminated) | np.asarray(truncated) | is_success
+                if max_steps is not None and step >= max_steps:
+                    over[:] = True
+                active &= ~over
+            for i in range(k):
+                result.seeds.append(seeds[i])
+                result.sum_rewards.append(float(sums[i]))
+                result.max_rewards.append(float(maxs[i]))
+                result.successes.append(bool(success[i]))
+                result.lengths.append(int(length[i]))
+                if record[i] and frames[i]:
+                    path = Path(videos_dir) / f"eval_episode_{done_eps + i}.mp4"  # type: ignore[arg-type]
+                    write_mp4(frames[i], path, fps)
+                    result.videos.append(str(path))
+            done_eps += k
+            if progress:
+                print(f"eval {done_eps}/{n_episodes}: success {sum(result.successes)}/{done_eps}", flush=True)
+    finally:
+        venv.close()
+        policy.train(was_training)
+    result.eval_s = time.perf_counter() - t0
+    return result
+
+
+def save_result(result: EvalResult, out_dir: Path, name: str = "eval_info.json") -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return path

@@ -1,0 +1,499 @@
+"""The training loop: offline (ACT, Diffusion) from a LeRobot dataset, online (TD-MPC) in a sim env.
+
+One run directory holds `train_config.json`, `train_log.csv` (and TensorBoard events when
+`tensorboard` is installed), `eval_log.csv`, and `checkpoints/<step>/` each with `pretrained_model/`
+(a loadable policy) and `training_state.pt` (optimizer, scheduler, step, RNG states) for `--resume`.
+Seeded runs are deterministic: batches come from a per-epoch seeded permutation that depends only on
+(seed, step), so a resumed run sees exactly the batches it would have seen. Multi-process training
+runs under `torchrun` (torch.distributed, gloo on CPU) with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from twinarm.agents.features import IMAGE_PREFIX, features_from_spec, split_features, stats_from_spec
+from twinarm.agents.policy import Policy
+from twinarm.agents.registry import get_config_class, get_policy_class
+from twinarm.arms import ARMS, get_arm
+from twinarm.registration import entry_for
+
+
+@dataclass
+class TrainConfig:
+    """One training run; saved beside its outputs as `train_config.json`."""
+
+    policy: str
+    """Registered policy name (`act`, `diffusion`, `tdmpc`)."""
+    output_dir: str
+    """Run directory (logs, checkpoints)."""
+    dataset: str | None = None
+    """LeRobot v3 dataset root or Hub repo id (offline training)."""
+    env: str | None = None
+    """Env id for periodic evaluation, and the env of online training."""
+    policy_overrides: dict[str, Any] = field(default_factory=dict)
+    """Policy config fields to override (e.g. {"dim_model": 256})."""
+    steps: int = 100_000
+    """Gradient steps (offline) or env steps (online)."""
+    batch_size: int = 8
+    """Batch size per process."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    seed: int = 1000
+    """Seed of everything (weights, batch order, env resets)."""
+    log_freq: int = 100
+    """Steps between loss log rows."""
+    save_freq: int = 10_000
+    """Steps between checkpoints (the last step is always saved)."""
+    eval_freq: int = 0
+    """Steps between in-sim evaluations (0: never)."""
+    eval_episodes: int = 10
+    """Episodes per periodic evaluation."""
+    eval_n_envs: int = 5
+    """Parallel envs during evaluation."""
+    obs_type: str | None = None
+    """Env observation type for online training / eval (default: what the policy's inputs need)."""
+    image_size: tuple[int, int] | None = None
+    """Env image size (h, w) for pixel observations."""
+    lr_schedule: str | None = None
+    """`constant` or `cosine` (default: cosine with warmup for diffusion, constant otherwise)."""
+    lr_warmup_steps: int = 500
+    """Linear warmup steps of the cosine schedule."""
+    threads: int = 2
+    """torch CPU threads per process."""
+    resume: bool = False
+    """Continue from the last checkpoint in output_dir."""
+    progress: bool = True
+    """Show a progress bar."""
+    # ----- online (TD-MPC) -----
+    seed_steps: int = 2_000
+    """Random-action env steps before learning starts (online)."""
+    buffer_capacity: int = 1_000_000
+    """Replay buffer size in env steps (online)."""
+    update_every: int = 2
+    """Env steps between gradient updates (online; TD-MPC's action repeat)."""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["image_size"] = list(self.image_size) if self.image_size else None
+        return d
+
+
+# ----- distributed helpers ------------------------------------------------------------------------
+def dist_info() -> tuple[int, int]:
+    """(rank, world_size) from torchrun's environment; (0, 1) for a plain run."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def init_distributed() -> tuple[int, int]:
+    rank, world = dist_info()
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    return rank, world
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----- datasets ---------------------------------------------------------------------------------------
+def arm_for(env_id: str | None, robot_type: str | None) -> str:
+    if env_id:
+        return entry_for(env_id).arm
+    for name, spec in ARMS.items():
+        if robot_type in (spec.robot_type, spec.name):
+            return name
+    raise ValueError(f"cannot tell the arm of robot_type {robot_type!r}; pass --env")
+
+
+def delta_timestamps(cfg: Any, fps: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    obs = cfg.observation_delta_indices() if cfg.n_obs_steps > 1 else None
+    if obs is not None:
+        for k in cfg.input_features:
+            out[k] = [i / fps for i in obs]
+    out["action"] = [i / fps for i in cfg.action_delta_indices()]
+    return out
+
+
+class StepSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of dataset indices for steps start..total-1: epoch e is a permutation seeded by (seed, e),
+    split across ranks, so batch k depends only on (seed, k, rank)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, total: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.bs, self.seed, self.start, self.total, self.rank, self.world = n, batch_size, seed, start, total, rank, world
+        self.per_epoch = max(1, n // (batch_size * world))
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, perm = -1, torch.empty(0, dtype=torch.long)
+        for step in range(self.start, self.total):
+            e, j = divmod(step, self.per_epoch)
+            if e != epoch:
+                epoch = e
+                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + e))
+            lo = (j * self.world + self.rank) * self.bs
+            idx = perm[lo : lo + self.bs]
+            if len(idx) < self.bs:  # tiny datasets: wrap around
+                idx = perm[torch.arange(lo, lo + self.bs) % self.n]
+            yield idx.tolist()
+
+
+def step_offset(step: int) -> int:
+    """Worker seeds depend on where a (resumed) run starts, never on the global RNG."""
+    return 1_000_003 * step
+
+
+def _float_images(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+# ----- policy construction ----------------------------------------------------------------------------
+def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
+    inputs, outputs = split_features(dataset.features)
+    cfg_cls = get_config_class(tc.policy)
+    arm = arm_for(tc.env, dataset.meta.info.get("robot_type"))
+    cfg = cfg_cls(input_features=inputs, output_features=outputs, arm=arm, **tc.policy_overrides)
+    stats = dataset.stats
+    if stats is None:
+        raise ValueError(f"dataset {tc.dataset} has no meta/stats.json; normalization needs it")
+    return get_policy_class(tc.policy)(cfg, stats)
+
+
+def build_policy_online(tc: TrainConfig, env: Any) -> Policy:
+    import gymnasium as gym
+
+    assert tc.env is not None
+    arm = entry_for(tc.env).arm
+    spec = get_arm(arm)
+    space: gym.spaces.Dict = env.observation_space
+    env_dim = space["environment_state"].shape[0] if "environment_state" in space.spaces else None
+    cams = None
+    if "pixels" in space.spaces:
+        cams = tuple(
+            spec.resolve_cameras((name,), space["pixels"][name].shape[:2])[0] for name in space["pixels"].spaces
+        )
+    inputs, outputs = features_from_spec(spec, tc.obs_type or "state", cams, env_dim)
+    cfg = get_config_class(tc.policy)(input_features=inputs, output_features=outputs, arm=arm, **tc.policy_overrides)
+    return get_policy_class(tc.policy)(cfg, stats_from_spec(spec, env_dim))
+
+
+# ----- logging, checkpoints -----------------------------------------------------------------------------
+class RunLog:
+    """CSV rows (and TensorBoard scalars when available) for one run."""
+
+    def __init__(self, path: Path, tb_dir: Path | None) -> None:
+        self.path = path
+        self.fields: list[str] | None = None
+        if path.exists():
+            with path.open() as f:
+                header = f.readline().strip()
+            self.fields = header.split(",") if header else None
+        self.tb = None
+        if tb_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(tb_dir))
+            except ImportError:
+                self.tb = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.fields is None:
+            self.fields = list(row)
+            with self.path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in self.fields])
+        if self.tb is not None:
+            step = int(row["step"])
+            for k, v in row.items():
+                if k != "step" and isinstance(v, int | float):
+                    self.tb.add_scalar(f"{self.path.stem}/{k}", v, step)
+
+
+def checkpoint_dir(out: Path, step: int) -> Path:
+    return out / "checkpoints" / f"{step:08d}"
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((out / "checkpoints").glob("[0-9]*")) if (out / "checkpoints").is_dir() else []
+    done = [c for c in ckpts if (c / "training_state.pt").is_file()]
+    return done[-1] if done else None
+
+
+def save_checkpoint(out: Path, step: int, policy: Policy, opt: torch.optim.Optimizer, sched: Any, extra: dict[str, Any]) -> Path:
+    d = checkpoint_dir(out, step)
+    policy.save_pretrained(d / "pretrained_model")
+    state = {
+        "step": step,
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state(),
+        "python_rng": random.getstate(),
+        **extra,
+    }
+    tmp = d / "training_state.pt.tmp"
+    torch.save(state, tmp)
+    tmp.replace(d / "training_state.pt")
+    (out / "checkpoints" / "last").write_text(d.name + "\n")
+    return d
+
+
+def make_scheduler(tc: TrainConfig, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    kind = tc.lr_schedule or ("cosine" if tc.policy == "diffusion" else "constant")
+    if kind == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    if kind != "cosine":
+        raise ValueError(f"lr_schedule must be constant or cosine, got {kind!r}")
+    warm, total = tc.lr_warmup_steps, max(tc.steps, 1)
+
+    def factor(s: int) -> float:
+        if s < warm:
+            return (s + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def make_optimizer(policy: Policy) -> torch.optim.Optimizer:
+    cfg = policy.config
+    return torch.optim.AdamW(policy.get_optim_params(), lr=cfg.optimizer_lr, weight_decay=cfg.optimizer_weight_decay)
+
+
+def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path) -> dict[str, Any]:
+    from twinarm.agents.eval import evaluate, save_result
+
+    assert tc.env is not None
+    res = evaluate(
+        policy, tc.env, n_episodes=tc.eval_episodes, n_envs=tc.eval_n_envs, seed=tc.seed + 10_000_000,
+        videos_dir=out / "eval" / f"{step:08d}", max_videos=1, image_size=tc.image_size,
+    )  # fmt: skip
+    save_result(res, out / "eval" / f"{step:08d}")
+    return {"step": step, **{k: v for k, v in res.aggregated.items()}}
+
+
+# ----- the loops ------------------------------------------------------------------------------------------
+def train(tc: TrainConfig) -> Path:
+    """Run training as configured; returns the last checkpoint directory."""
+    torch.set_num_threads(max(1, tc.threads))
+    rank, world = init_distributed()
+    out = Path(tc.output_dir)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(tc.to_json(), indent=2) + "\n")
+    seed_everything(tc.seed)
+    try:
+        if tc.policy == "tdmpc" and tc.dataset is None:
+            return _train_online(tc, out)
+        return _train_offline(tc, out, rank, world)
+    finally:
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int) -> Path:
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+    if tc.dataset is None:
+        raise ValueError(f"policy {tc.policy!r} trains from a dataset: pass --dataset")
+    probe = LeRobotDatasetReader(tc.dataset)
+    policy = build_policy_offline(tc, probe)
+    dataset = LeRobotDatasetReader(tc.dataset, delta_timestamps=delta_timestamps(policy.config, probe.fps))
+    opt = make_optimizer(policy)
+    sched = make_scheduler(tc, opt)
+    start = 0
+    ckpt = last_checkpoint(out) if tc.resume else None
+    if ckpt is not None:
+        start = _restore(ckpt, policy, opt, sched)
+    model: nn.Module = policy
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(policy)
+    sampler = StepSampler(len(dataset), tc.batch_size, tc.seed, start, tc.steps, rank, world)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0,
+        # Its own generator: creating the iterator must not draw from the global RNG (exact resume).
+        generator=torch.Generator().manual_seed(tc.seed + step_offset(start)),
+    )
+    log = RunLog(out / "train_log.csv", out / "tensorboard") if rank == 0 else None
+    eval_log = RunLog(out / "eval_log.csv", None) if rank == 0 else None
+    policy.train()
+    bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or rank != 0, desc=f"train {tc.policy}", dynamic_ncols=True)
+    t0, step, last = time.perf_counter(), start, None
+    for batch in loader:
+        loss, info = model(_float_images(batch))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = nn.utils.clip_grad_norm_(policy.parameters(), policy.config.grad_clip_norm)
+        opt.step()
+        sched.step()
+        step += 1
+        bar.update(1)
+        if log is not None and (step % tc.log_freq == 0 or step == tc.steps):
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            log.write({"step": step, "loss": loss.item(), "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0],
+                       "time_s": round(time.perf_counter() - t0, 2), **info})
+        if tc.eval_freq and tc.env and step % tc.eval_freq == 0 and rank == 0 and eval_log is not None:
+            eval_log.write(_eval_row(tc, policy, step, out))
+            policy.train()
+        if step % tc.save_freq == 0 or step == tc.steps:
+            if world > 1:
+                check_replicas(policy, out, step, rank, world)
+            if rank == 0:
+                last = save_checkpoint(out, step, policy, opt, sched, {})
+            if world > 1:
+                torch.distributed.barrier()
+    bar.close()
+    return last or checkpoint_dir(out, step)
+
+
+def fingerprint(module: nn.Module) -> torch.Tensor:
+    """Per-tensor float64 sums of every parameter and buffer: equal across ranks iff replicas agree."""
+    tensors = list(module.state_dict().values())
+    return torch.stack([t.detach().double().sum() for t in tensors if t.is_floating_point()])
+
+
+def check_replicas(policy: Policy, out: Path, step: int, rank: int, world: int) -> None:
+    """Gather every rank's weight fingerprint; record them in `replica_check.json` and fail on any drift."""
+    fp = fingerprint(policy)
+    gathered = [torch.empty_like(fp) for _ in range(world)]
+    torch.distributed.all_gather(gathered, fp)
+    diff = max(float((g - gathered[0]).abs().max()) for g in gathered)
+    if rank == 0:
+        record = {"step": step, "world_size": world, "max_abs_diff": diff,
+                  "fingerprint_sums": [float(g.sum()) for g in gathered]}
+        (out / "replica_check.json").write_text(json.dumps(record, indent=2) + "\n")
+    if diff != 0.0:
+        raise RuntimeError(f"step {step}: data-parallel replicas diverged (max fingerprint difference {diff})")
+
+
+def _restore(ckpt: Path, policy: Policy, opt: torch.optim.Optimizer, sched: Any) -> int:
+    from safetensors.torch import load_file
+
+    from twinarm.agents.policy import WEIGHTS_NAME
+
+    policy.load_state_dict(load_file(str(ckpt / "pretrained_model" / WEIGHTS_NAME)))
+    state = torch.load(ckpt / "training_state.pt", weights_only=False)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    return int(state["step"])
+
+
+def _store_obs(obs: dict[str, Any], batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for k, v in batch.items():
+        if k.startswith(IMAGE_PREFIX):
+            out[k] = np.transpose(obs["pixels"][k[len(IMAGE_PREFIX) :]], (2, 0, 1))
+        else:
+            out[k] = v[0].numpy()
+    return out
+
+
+def _train_online(tc: TrainConfig, out: Path) -> Path:
+    import gymnasium as gym
+
+    from twinarm.agents.env_io import EnvAdapter
+    from twinarm.agents.replay import ReplayBuffer
+
+    if tc.env is None:
+        raise ValueError("online training needs --env")
+    kwargs: dict[str, Any] = {"obs_type": tc.obs_type or "state"}
+    if tc.image_size:
+        kwargs["image_size"] = tuple(tc.image_size)
+    env = gym.make(tc.env, **kwargs)
+    policy = build_policy_online(tc, env)
+    spec = get_arm(policy.config.arm)
+    adapter = EnvAdapter(spec, policy.config.input_features)
+    opt = make_optimizer(policy)
+    sched = make_scheduler(tc, opt)
+    shapes = {k: f.shape for k, f in policy.config.input_features.items()}
+    buffer = ReplayBuffer(min(tc.buffer_capacity, tc.steps), shapes, policy.config.action_dim, tc.seed)
+    log = RunLog(out / "train_log.csv", out / "tensorboard")
+    eval_log = RunLog(out / "eval_log.csv", None)
+    start, episode = 0, 0
+    ckpt = last_checkpoint(out) if tc.resume else None
+    if ckpt is not None:
+        start = _restore(ckpt, policy, opt, sched)
+        extra = torch.load(ckpt / "training_state.pt", weights_only=False)
+        buffer = extra["buffer"]
+        episode = int(extra["episode"])
+    policy.train()
+    policy.explore = True
+    env.action_space.seed(tc.seed)
+    obs, _ = env.reset(seed=tc.seed + episode)
+    policy.reset()
+    ep_return, ep_success, t0, last = 0.0, False, time.perf_counter(), None
+    horizon = policy.config.horizon
+    bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress, desc="train tdmpc (online)", dynamic_ncols=True)
+    info: dict[str, float] = {}
+    for step in range(start + 1, tc.steps + 1):
+        batch = adapter.obs_to_batch(obs)
+        if step <= tc.seed_steps:
+            env_action = env.action_space.sample().astype(np.float32)
+            action = spec.to_lerobot(env_action).astype(np.float32)
+        else:
+            with torch.inference_mode():
+                a = policy.select_action(batch)
+            env_action = adapter.action_to_env(a)
+            action = spec.to_lerobot(env_action).astype(np.float32)
+        next_obs, reward, terminated, truncated, step_info = env.step(env_action)
+        buffer.add(_store_obs(obs, batch), action, float(reward), _store_obs(next_obs, adapter.obs_to_batch(next_obs)),
+                   bool(terminated), episode)
+        ep_return += float(reward)
+        ep_success |= bool(step_info.get("is_success", False))
+        obs = next_obs
+        if terminated or truncated:
+            log.write({"step": step, "episode": episode, "episode_return": ep_return, "episode_success": int(ep_success),
+                       "time_s": round(time.perf_counter() - t0, 2), **info})
+            episode += 1
+            obs, _ = env.reset(seed=tc.seed + episode)
+            policy.reset()
+            ep_return, ep_success = 0.0, False
+        n_updates = 0
+        if step == tc.seed_steps:
+            n_updates = tc.seed_steps // tc.update_every  # TD-MPC's pretraining on the seed data
+        elif step > tc.seed_steps and step % tc.update_every == 0:
+            n_updates = 1
+        for _ in range(n_updates):
+            loss, info = policy(buffer.sample(tc.batch_size, horizon))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.model.parameters(), policy.config.grad_clip_norm)
+            opt.step()
+            sched.step()
+            policy.update_target()
+            info = {"loss": loss.item(), **info}
+        bar.update(1)
+        if tc.eval_freq and step % tc.eval_freq == 0:
+            policy.explore = False
+            eval_log.write(_eval_row(tc, policy, step, out))
+            policy.explore = True
+            policy.train()
+            policy.reset()
+        if step % tc.save_freq == 0 or step == tc.steps:
+            last = save_checkpoint(out, step, policy, opt, sched, {"buffer": buffer, "episode": episode})
+    bar.close()
+    env.close()
+    return last or checkpoint_dir(out, tc.steps)

@@ -1,0 +1,187 @@
+"""Results that prove learning: the exact commands, run on this CPU machine, and their table + curves.
+
+    python benchmarks/policy_results.py record      # 50 scripted SO101-PickCube episodes (state obs)
+    python benchmarks/policy_results.py act         # ACT on them, then 50 eval episodes
+    python benchmarks/policy_results.py diffusion   # Diffusion Policy on them, then 50 eval episodes
+    python benchmarks/policy_results.py tdmpc       # TD-MPC from scratch on SO101-Reach (online)
+    python benchmarks/policy_results.py report      # table -> benchmarks/results/policy_results.txt, PNGs
+
+Every stage prints the `twinarm ...` command it runs, so each number can be reproduced by hand.
+Models are sized for state observations on 2 CPU cores (the configs are in COMMANDS below and in
+each run's train_config.json); the architecture code is the same as the LeRobot-default one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = Path(os.environ.get("TWINARM_RESULTS_WORK", ROOT / "outputs" / "policy_results"))
+DATASET = WORK / "so101_pickcube_scripted_50"
+PICK = "twinarm/SO101-PickCube-v0"
+REACH = "twinarm/SO101-Reach-v0"
+TWINARM = [sys.executable, "-m", "twinarm.cli.main"]
+
+#: name -> (train args, eval env, target success %, what "steps" counts)
+COMMANDS: dict[str, tuple[list[str], str, float, str]] = {
+    "act": (
+        ["train", "--policy", "act", "--dataset", str(DATASET), "--env", PICK, "--output-dir", str(WORK / "act"),
+         "--steps", "12000", "--batch-size", "32", "--log-freq", "100", "--save-freq", "3000", "--eval-freq", "3000",
+         "--eval-episodes", "10", "--threads", "1", "--no-progress",
+         "--set", "chunk_size=30", "--set", "n_action_steps=10", "--set", "dim_model=128", "--set", "dim_feedforward=512",
+         "--set", "n_heads=4", "--set", "n_encoder_layers=2", "--set", "n_vae_encoder_layers=2",
+         "--set", "optimizer_lr=2e-4", "--set", "optimizer_weight_decay=1e-4"],
+        PICK, 90.0, "gradient steps",
+    ),
+    "diffusion": (
+        ["train", "--policy", "diffusion", "--dataset", str(DATASET), "--env", PICK, "--output-dir", str(WORK / "diffusion"),
+         "--steps", "8000", "--batch-size", "32", "--log-freq", "100", "--save-freq", "2000", "--eval-freq", "2000",
+         "--eval-episodes", "10", "--threads", "1", "--no-progress", "--lr-schedule", "constant",
+         "--set", "down_dims=[32,64,128]", "--set", "diffusion_step_embed_dim=64", "--set", "horizon=16", "--set", "n_action_steps=8",
+         "--set", "noise_scheduler_type=\"DDIM\"", "--set", "num_inference_steps=10"],
+        PICK, 80.0, "gradient steps",
+    ),
+    "tdmpc": (
+        ["train", "--policy", "tdmpc", "--env", REACH, "--obs-type", "state", "--output-dir", str(WORK / "tdmpc"),
+         "--steps", "30000", "--batch-size", "128", "--seed-steps", "1000", "--log-freq", "1000",
+         "--save-freq", "5000", "--eval-freq", "5000", "--eval-episodes", "10", "--threads", "1", "--no-progress",
+         "--set", "mlp_dim=256", "--set", "n_gaussian_samples=256", "--set", "n_pi_samples=24",
+         "--set", "n_elites=32", "--set", "cem_iterations=4"],
+        REACH, 90.0, "env steps",
+    ),
+}  # fmt: skip
+
+
+def run(cmd: list[str]) -> None:
+    print("$ twinarm " + " ".join(shlex.quote(c) for c in cmd[len(TWINARM) :]), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def record(episodes: int = 50) -> None:
+    """Record scripted-expert episodes with state observations (LeRobot units) into DATASET."""
+    import gymnasium as gym
+
+    import twinarm  # noqa: F401
+    from twinarm.arms import get_arm
+    from twinarm.datasets_io.recorder import gym_frame
+    from twinarm.datasets_io.recorder import record as record_episodes
+    from twinarm.datasets_io.writer import DatasetWriter
+    from twinarm.envs.experts import make_expert
+    from twinarm.registration import entry_for
+
+    if (DATASET / "meta" / "info.json").exists():
+        print(f"dataset exists: {DATASET}")
+        return
+    entry = entry_for(PICK)
+    spec = get_arm(entry.arm)
+    probe = gym.make(PICK, obs_type="state")
+    env_dim = probe.observation_space["environment_state"].shape[0]
+    probe.close()
+    writer = DatasetWriter.create(DATASET, spec.control_hz, spec.lerobot_features(cameras=(), env_state_dim=env_dim),
+                                  robot_type=spec.robot_type)
+    summary = record_episodes(
+        partial(gym.make, PICK, obs_type="state"), make_expert, writer, episodes=episodes,
+        task=entry.task_info.instruction, to_frame=partial(gym_frame, convert=spec.to_lerobot), seed=0,
+    )  # fmt: skip
+    writer.finalize()
+    print(f"recorded {summary.saved} episodes ({summary.successes}/{summary.attempted} expert successes) -> {DATASET}")
+
+
+def train_and_eval(name: str) -> None:
+    args, env_id, _, _ = COMMANDS[name]
+    out = WORK / name
+    if name != "tdmpc":
+        record()
+    resume = ["--resume"] if (out / "checkpoints" / "last").exists() else []
+    run(TWINARM + args + resume)
+    last = (out / "checkpoints" / "last").read_text().strip()
+    run(TWINARM + ["eval", "--policy", str(out / "checkpoints" / last / "pretrained_model"), "--env", env_id,
+                   "--episodes", "50", "--n-envs", "10", "--videos", "2", "--out", str(out / "final_eval")])
+
+
+def curves(name: str) -> tuple[list[int], list[float]]:
+    path = WORK / name / "eval_log.csv"
+    if not path.exists():
+        return [], []
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return [int(r["step"]) for r in rows], [float(r["pc_success"]) for r in rows]
+
+
+def report() -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    lines = ["| policy | task | trained for | final pc_success (50 eps) | target | avg_max_reward | command |",
+             "|---|---|---|---|---|---|---|"]
+    for name, (args, env_id, target, unit) in COMMANDS.items():
+        steps, success = curves(name)
+        final = WORK / name / "final_eval" / "eval_info.json"
+        agg = json.loads(final.read_text())["aggregated"] if final.exists() else None
+        trained = steps[-1] if steps else 0
+        last_ckpt = WORK / name / "checkpoints" / "last"
+        if last_ckpt.exists():
+            trained = int(last_ckpt.read_text().strip())
+        pc = f"{agg['pc_success']:.0f} %" if agg else "not reached"
+        amr = f"{agg['avg_max_reward']:.3f}" if agg else "-"
+        cmd = "twinarm " + " ".join(shlex.quote(a) for a in args)
+        lines.append(f"| {name} | {env_id} | {trained} {unit} | {pc} | >= {target:.0f} % | {amr} | `{cmd}` |")
+        if steps:
+            fig, ax = plt.subplots(figsize=(5, 3.2))
+            ax.plot(steps, success, marker="o")
+            loss_x, loss_y = _loss_curve(name)
+            ax.set_xlabel(unit)
+            ax.set_ylabel("pc_success (%)")
+            ax.set_ylim(-2, 102)
+            ax.axhline(target, ls="--", c="gray", lw=0.8)
+            ax.set_title(f"{name} on {env_id.split('/')[-1]}")
+            if loss_x:
+                ax2 = ax.twinx()
+                ax2.plot(loss_x, loss_y, c="tab:orange", lw=0.6, alpha=0.7)
+                ax2.set_yscale("log")
+                ax2.set_ylabel("train loss", color="tab:orange")
+            fig.tight_layout()
+            fig.savefig(RESULTS / f"policy_{name}_curve.png", dpi=110)
+            plt.close(fig)
+    table = "\n".join(lines)
+    (RESULTS / "policy_results.txt").write_text(table + "\n")
+    print(table)
+    return table
+
+
+def _loss_curve(name: str) -> tuple[list[int], list[float]]:
+    path = WORK / name / "train_log.csv"
+    if not path.exists():
+        return [], []
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("loss")]
+    return [int(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=("record", *COMMANDS, "report"))
+    a = p.parse_args()
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    if a.stage == "record":
+        record()
+    elif a.stage == "report":
+        report()
+    else:
+        train_and_eval(a.stage)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""`twinarm train`: train a policy offline on a LeRobot dataset (ACT, Diffusion) or online in a sim env (TD-MPC)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from twinarm.cli.config import add_config_arg, write_resolved_config
+
+
+def _policy_kv(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        parsed: Any = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.strip().replace("-", "_"), parsed
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a policy (ACT, Diffusion, TD-MPC)",
+        description="Train a policy. Offline: `--policy act --dataset ROOT --env ID` (the env is used for "
+        "periodic evaluation). Online: `--policy tdmpc --env ID` learns by interacting with the sim. "
+        "Writes logs, checkpoints (each a loadable policy under pretrained_model/) and the resolved config "
+        "to --output-dir; `--resume` continues the last checkpoint. Run under `torchrun --nproc-per-node N` "
+        "for data-parallel training.",
+    )
+    p.add_argument("--policy", required=False, default=None, help="policy name: act, diffusion or tdmpc")
+    p.add_argument("--dataset", default=None, help="LeRobot v3 dataset root or Hub repo id (offline training)")
+    p.add_argument("--env", default=None, help="env id for evaluation / online training, e.g. twinarm/SO101-PickCube-v0")
+    p.add_argument("--output-dir", type=Path, default=Path("outputs/train"), help="run directory")
+    p.add_argument("--steps", type=int, default=100_000, help="gradient steps (offline) or env steps (online)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch size per process")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--seed", type=int, default=1000, help="seed of weights, batch order and env resets")
+    p.add_argument("--log-freq", type=int, default=100, help="steps between loss log rows")
+    p.add_argument("--save-freq", type=int, default=10_000, help="steps between checkpoints")
+    p.add_argument("--eval-freq", type=int, default=0, help="steps between in-sim evaluations (0: never)")
+    p.add_argument("--eval-episodes", type=int, default=10, help="episodes per periodic evaluation")
+    p.add_argument("--eval-n-envs", type=int, default=5, help="parallel envs during evaluation")
+    p.add_argument("--obs-type", default=None, choices=("state", "pixels", "pixels_agent_pos"), help="env observation type (online)")
+    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
+    p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"), help="learning-rate schedule")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads per process")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--seed-steps", type=int, default=2_000, help="random-action steps before learning (online)")
+    p.add_argument("--buffer-capacity", type=int, default=1_000_000, help="replay buffer size (online)")
+    p.add_argument("--update-every", type=int, default=2, help="env steps per gradient update (online)")
+    p.add_argument(
+        "--set", dest="policy_overrides", type=_policy_kv, action="append", default=[], metavar="FIELD=VALUE",
+        help="override a policy config field (JSON value), e.g. --set dim_model=256 --set chunk_size=50",
+    )  # fmt: skip
+    add_config_arg(p)
+    p.set_defaults(func=run, _parser=p)
+
+
+def train_config_from_args(args: argparse.Namespace) -> Any:
+    from twinarm.agents.train import TrainConfig
+
+    overrides = args.policy_overrides
+    if isinstance(overrides, list):
+        overrides = dict(overrides)
+    return TrainConfig(
+        policy=args.policy, output_dir=str(args.output_dir), dataset=args.dataset, env=args.env,
+        policy_overrides=dict(overrides or {}), steps=args.steps, batch_size=args.batch_size,
+        num_workers=args.num_workers, seed=args.seed, log_freq=args.log_freq, save_freq=args.save_freq,
+        eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, eval_n_envs=args.eval_n_envs,
+        obs_type=args.obs_type, image_size=tuple(args.image_size) if args.image_size else None,
+        lr_schedule=args.lr_schedule, threads=args.threads, resume=args.resume, progress=args.progress,
+        seed_steps=args.seed_steps, buffer_capacity=args.buffer_capacity, update_every=args.update_every,
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from twinarm.agents.registry import POLICIES
+    from twinarm.agents.train import dist_info, train
+
+    if args.policy not in POLICIES:
+        raise SystemExit(f"--policy must be one of {sorted(POLICIES)}, got {args.policy!r}")
+    if args.dataset is None and args.policy != "tdmpc":
+        raise SystemExit(f"--policy {args.policy} trains offline: pass --dataset ROOT_OR_REPO")
+    if args.dataset is None and args.env is None:
+        raise SystemExit("online training needs --env")
+    if dist_info()[0] == 0:
+        write_resolved_config(args, args.output_dir)
+    last = train(train_config_from_args(args))
+    if dist_info()[0] == 0:
+        print(f"last checkpoint: {last / 'pretrained_model'}")
+    return 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command set-up for a fresh machine, then the main job or the test suite.
 #
-#   bash tools/setup.sh demo   # install everything, roll out the SO-101 expert, record a small dataset
+#   bash tools/setup.sh demo   # install everything, roll out the SO-101 expert (mp4), record a small
+#                              # LeRobot v3 dataset in outputs/datasets/so101_pickcube and check it
 #   bash tools/setup.sh test   # install everything + dev tools, run ruff and the whole test suite
 #   bash tools/setup.sh        # install only
 #
@@ -44,6 +45,12 @@ export PYOPENGL_PLATFORM=${PYOPENGL_PLATFORM:-$MUJOCO_GL}
 case "$MODE" in
   demo)
     "$VENV/bin/twinarm" demo --env twinarm/SO101-PickCube-v0 --episodes 3 --out outputs/demo
+    DATA=outputs/datasets/so101_pickcube
+    rm -rf "$DATA"
+    "$VENV/bin/twinarm" record --env twinarm/SO101-PickCube-v0 --policy scripted --episodes 10 \
+      --root "$DATA" --height 240 --width 320 --num-workers 2
+    "$VENV/bin/twinarm" dataset check "$DATA"
+    "$VENV/bin/twinarm" dataset info "$DATA"
     ;;
   test)
     "$VENV/bin/ruff" check .

@@ -21,9 +21,9 @@ from twinarm.datasets_io.layout import DatasetError
 #: codec name in info.json -> (PyAV encoder, default options). H.264 decodes fast everywhere; a short
 #: GOP without B-frames keeps a random seek to a few frames of decoding.
 CODECS: dict[str, tuple[str, dict[str, str]]] = {
-    "h264": ("libx264", {"preset": "veryfast", "crf": "23", "g": "8", "bf": "0"}),
+    "h264": ("libx264", {"preset": "veryfast", "crf": "23", "g": "2", "bf": "0"}),
     "av1": ("libsvtav1", {"preset": "12", "crf": "30", "g": "2"}),
-    "hevc": ("libx265", {"preset": "veryfast", "crf": "28", "g": "8", "bf": "0"}),
+    "hevc": ("libx265", {"preset": "veryfast", "crf": "28", "g": "2", "bf": "0"}),
 }
 PIX_FMT = "yuv420p"
 
@@ -188,16 +188,16 @@ def build_index(container: av.container.InputContainer, path: Path) -> VideoInde
 
 
 class FrameCache:
-    """LRU cache of decoded RGB frames, bounded in bytes; keys are (file id, frame position)."""
+    """LRU cache of decoded frames (YUV VideoFrames or RGB arrays), bounded in bytes; keys are (file id, position)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.nbytes = 0
-        self._d: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._d: OrderedDict[tuple[int, int], Any] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple[int, int]) -> np.ndarray | None:
+    def get(self, key: tuple[int, int]) -> Any:
         arr = self._d.get(key)
         if arr is None:
             self.misses += 1
@@ -209,14 +209,20 @@ class FrameCache:
     def __contains__(self, key: tuple[int, int]) -> bool:
         return key in self._d
 
-    def put(self, key: tuple[int, int], arr: np.ndarray) -> None:
+    @staticmethod
+    def size_of(item: Any) -> int:
+        if isinstance(item, np.ndarray):
+            return item.nbytes
+        return sum(p.buffer_size for p in item.planes)
+
+    def put(self, key: tuple[int, int], arr: Any) -> None:
         if key in self._d or self.max_bytes <= 0:
             return
         self._d[key] = arr
-        self.nbytes += arr.nbytes
+        self.nbytes += self.size_of(arr)
         while self.nbytes > self.max_bytes and len(self._d) > 1:
             _, old = self._d.popitem(last=False)
-            self.nbytes -= old.nbytes
+            self.nbytes -= self.size_of(old)
 
     def clear(self) -> None:
         self._d.clear()
@@ -239,6 +245,7 @@ class VideoFile:
         self._s = self._c.streams.video[0]
         self._s.thread_count = threads
         self.index = build_index(self._c, path)
+        self._pts_pos = {int(p): i for i, p in enumerate(self.index.pts)}
         self._reformatter = VideoReformatter()
         self._next_pos = 0  # decoder position after a sequential read (avoids re-seeking)
         self._pending: list[av.VideoFrame] = []
@@ -264,55 +271,52 @@ class VideoFile:
         return j.astype(np.int64)
 
     def frame(self, pos: int) -> np.ndarray:
-        """RGB frame at position `pos` (presentation order), decoding its GOP on a cache miss."""
+        """RGB frame at position `pos` (presentation order). On a cache miss, decoding starts at the
+        GOP's keyframe (or continues from where the decoder stopped) and runs up to `pos`; the frames
+        passed on the way are cached undecoded-to-RGB (YUV) and converted only when asked for."""
         key = (self.file_id, pos)
-        arr = self.cache.get(key)
-        if arr is not None:
-            return arr
-        self._decode_gop(pos)
-        arr = self.cache.get(key)
-        if arr is None:  # cache too small to keep a whole GOP: decode again, keep the one frame
-            return self._decode_gop(pos, want=pos)
-        return arr
+        fr = self.cache.get(key)
+        if fr is None:
+            fr = self._decode_to(pos)
+        return frame_to_rgb(fr, self._reformatter)
 
-    def _decode_gop(self, pos: int, want: int | None = None) -> np.ndarray | None:
+    def _decode_to(self, pos: int) -> av.VideoFrame:
         idx = self.index
         start, end = int(idx.gop_start[pos]), int(idx.gop_end[pos])
-        if self._next_pos != start:
+        # continue without seeking when the decoder sits inside this GOP before `pos`
+        if not (start <= self._next_pos <= pos and self._next_pos < end):
             try:
                 self._c.seek(int(idx.pts[start]), stream=self._s, backward=True, any_frame=False)
             except av.error.FFmpegError as exc:
                 raise DatasetError(f"{self.path}: seek failed ({exc})") from None
-        pts_to_pos = {int(p): start + i for i, p in enumerate(idx.pts[start:end])}
-        last_pts = int(idx.pts[end - 1])
+            self._next_pos = start
+        target_pts = int(idx.pts[pos])
         got = None
-        done = False
         try:
             for pkt in self._c.demux(self._s):
                 for fr in pkt.decode():
                     if fr.pts is None:
                         continue
-                    p = pts_to_pos.get(int(fr.pts))
+                    p = self._pts_pos.get(int(fr.pts))
                     if p is not None:
-                        rgb = frame_to_rgb(fr, self._reformatter)
-                        self.cache.put((self.file_id, p), rgb)
-                        if p == want:
-                            got = rgb
-                    if fr.pts >= last_pts:
-                        done = True
+                        self.cache.put((self.file_id, p), fr)
+                        self._next_pos = p + 1
+                        if p == pos:
+                            got = fr
+                    if fr.pts >= target_pts:
                         break
-                if done:
+                if got is not None or (self._next_pos > pos):
+                    break
+                if pkt.size == 0:  # flush packet at end of stream
                     break
         except av.error.FFmpegError as exc:
-            raise DatasetError(f"{self.path}: corrupt video data near frame {pos} ({exc})") from None
-        if not done:
             self._next_pos = -1
-            if got is None and (want is not None or (self.file_id, pos) not in self.cache):
-                raise DatasetError(f"{self.path}: frame {pos} could not be decoded (truncated or corrupt video)")
-            return got
-        # The decoder has consumed exactly this GOP; the next GOP can be read without a seek only if
-        # no frames are buffered inside the decoder (no B-frames), which holds when pts are in order.
-        self._next_pos = end if not self._s.codec_context.has_b_frames else -1
+            raise DatasetError(f"{self.path}: corrupt video data near frame {pos} ({exc})") from None
+        if self._s.codec_context.has_b_frames:
+            self._next_pos = -1  # frames may wait inside the decoder: always seek next time
+        if got is None:
+            self._next_pos = -1
+            raise DatasetError(f"{self.path}: frame {pos} could not be decoded (truncated or corrupt video)")
         return got
 
 

@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 def sinusoid_table(n_positions: int, dim: int) -> Tensor:
@@ -61,10 +62,17 @@ class EncoderLayer(nn.Module):
     def _ff(self, x: Tensor) -> Tensor:
         return self.linear2(self.dropout(self.act(self.linear1(x))))
 
-    def forward(self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None, first_only: bool = False
+    ) -> Tensor:
+        """`first_only`: return only token 0's output (it still attends to every token), which is all a
+        CLS-token readout needs from the last layer; the other queries and their feed-forwards are skipped."""
         h = self.norm1(x) if self.pre_norm else x
         qk = h if pos is None else h + pos
-        attn = self.self_attn(qk, qk, h, key_padding_mask=key_padding_mask, need_weights=False)[0]
+        q = qk[:, :1] if first_only else qk
+        attn = self.self_attn(q, qk, h, key_padding_mask=key_padding_mask, need_weights=False)[0]
+        if first_only:
+            x = x[:, :1]
         x = x + self.dropout(attn)
         if not self.pre_norm:
             x = self.norm1(x)
@@ -89,10 +97,23 @@ class DecoderLayer(nn.Module):
         self.act = activation(act)
         self.pre_norm = pre_norm
 
-    def forward(self, x: Tensor, memory: Tensor, query_pos: Tensor, memory_pos: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, memory: Tensor, query_pos: Tensor, memory_pos: Tensor, zero_input: bool = False
+    ) -> Tensor:
+        """`zero_input` (inference only): x is all zeros, so every value row equals the value bias and the
+        self-attention output is the constant out_proj(v_bias) whatever the attention weights."""
         h = self.norm1(x) if self.pre_norm else x
-        qk = h + query_pos
-        x = x + self.dropout(self.self_attn(qk, qk, h, need_weights=False)[0])
+        if zero_input and not self.training:
+            attn = self.self_attn
+            d = x.shape[-1]
+            w_v = attn.in_proj_weight[2 * d :]
+            b_v = attn.in_proj_bias[2 * d :] if attn.in_proj_bias is not None else None
+            # Every token's (normalized) input is the same vector, so every value row is the same.
+            v_row = F.linear(h[0, 0], w_v, b_v)
+            x = x + F.linear(v_row, attn.out_proj.weight, attn.out_proj.bias).expand_as(x)
+        else:
+            qk = h + query_pos
+            x = x + self.dropout(self.self_attn(qk, qk, h, need_weights=False)[0])
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x

@@ -35,7 +35,7 @@ TWINARM = [sys.executable, "-m", "twinarm.cli.main"]
 COMMANDS: dict[str, tuple[list[str], str, float, str]] = {
     "act": (
         ["train", "--policy", "act", "--dataset", str(DATASET), "--env", PICK, "--output-dir", str(WORK / "act"),
-         "--steps", "12000", "--batch-size", "32", "--log-freq", "100", "--save-freq", "3000", "--eval-freq", "3000",
+         "--steps", "6000", "--batch-size", "32", "--log-freq", "100", "--save-freq", "3000", "--eval-freq", "3000",
          "--eval-episodes", "10", "--threads", "1", "--no-progress",
          "--set", "chunk_size=30", "--set", "n_action_steps=10", "--set", "dim_model=128", "--set", "dim_feedforward=512",
          "--set", "n_heads=4", "--set", "n_encoder_layers=2", "--set", "n_vae_encoder_layers=2",
@@ -52,10 +52,10 @@ COMMANDS: dict[str, tuple[list[str], str, float, str]] = {
     ),
     "tdmpc": (
         ["train", "--policy", "tdmpc", "--env", REACH, "--obs-type", "state", "--output-dir", str(WORK / "tdmpc"),
-         "--steps", "30000", "--batch-size", "128", "--seed-steps", "1000", "--log-freq", "1000",
-         "--save-freq", "5000", "--eval-freq", "5000", "--eval-episodes", "10", "--threads", "1", "--no-progress",
-         "--set", "mlp_dim=256", "--set", "n_gaussian_samples=256", "--set", "n_pi_samples=24",
-         "--set", "n_elites=32", "--set", "cem_iterations=4"],
+         "--steps", "15000", "--batch-size", "64", "--seed-steps", "1000", "--log-freq", "1000",
+         "--save-freq", "2500", "--eval-freq", "2500", "--eval-episodes", "5", "--threads", "1", "--no-progress",
+         "--set", "mlp_dim=128", "--set", "n_gaussian_samples=128", "--set", "n_pi_samples=16",
+         "--set", "n_elites=16", "--set", "cem_iterations=3"],
         REACH, 90.0, "env steps",
     ),
 }  # fmt: skip

@@ -114,8 +114,9 @@ class ACTModel(nn.Module):
         mask = None
         if pad is not None:
             mask = torch.cat((torch.zeros(bsz, n_prefix, dtype=torch.bool, device=x.device), pad.bool()), dim=1)
-        for layer in self.vae_encoder:
-            x = layer(x, self.vae_pos, key_padding_mask=mask)
+        last = len(self.vae_encoder) - 1
+        for i, layer in enumerate(self.vae_encoder):
+            x = layer(x, self.vae_pos, key_padding_mask=mask, first_only=i == last)
         stats = self.vae_latent_proj(x[:, 0])
         mu, logvar = stats[:, : cfg.latent_dim], stats[:, cfg.latent_dim :]
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
@@ -146,8 +147,8 @@ class ACTModel(nn.Module):
         memory = self.encoder_norm(x)
         q_pos = self.query_pos.weight[None].expand(bsz, -1, -1)
         y = torch.zeros_like(q_pos)
-        for layer in self.decoder:
-            y = layer(y, memory, q_pos, pos_t)
+        for i, layer in enumerate(self.decoder):
+            y = layer(y, memory, q_pos, pos_t, zero_input=i == 0)
         return self.action_head(self.decoder_norm(y)), mu, logvar
 
 

@@ -5,8 +5,11 @@ sampling). The first `n_obs_steps - 1` actions of the horizon overlap past obser
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from collections import deque
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -214,11 +217,29 @@ class DiffusionModel(nn.Module):
         b = cond.shape[0]
         x = torch.randn((b, cfg.horizon, cfg.action_dim), generator=generator, device=cond.device)
         steps = self.scheduler.timesteps(cfg.num_inference_steps or cfg.num_train_timesteps)
-        for i, t in enumerate(steps):
-            t_prev = steps[i + 1] if i + 1 < len(steps) else -1
-            out = self.unet(x, torch.full((b,), t, device=x.device, dtype=torch.long), cond)
-            x = self.scheduler.step(out, t, t_prev, x, cfg.noise_scheduler_type, generator)
+        with _native_conv1d(x.device):
+            for i, t in enumerate(steps):
+                t_prev = steps[i + 1] if i + 1 < len(steps) else -1
+                out = self.unet(x, torch.full((b,), t, device=x.device, dtype=torch.long), cond)
+                x = self.scheduler.step(out, t, t_prev, x, cfg.noise_scheduler_type, generator)
         return x
+
+
+@contextlib.contextmanager
+def _native_conv1d(device: torch.device) -> Iterator[None]:
+    """On CPU, run the U-Net's 1-D convolutions on ATen's im2col+GEMM kernels instead of oneDNN.
+
+    At small batch and short horizons oneDNN re-lays-out the (large) weights on every call, which makes
+    sampling several times slower; the GEMM path reads each weight once. Used for sampling only
+    (no backward runs inside), so training keeps the default kernels.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
 
 
 class DiffusionPolicy(Policy):

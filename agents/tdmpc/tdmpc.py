@@ -47,6 +47,8 @@ class Encoder(nn.Module):
                 nn.Conv2d(hid, hid, 3, 2), nn.ReLU(),
                 nn.Conv2d(hid, hid, 3, 2), nn.ReLU(),
             )  # fmt: skip
+            if min(h, w) < 41:
+                raise ValueError(f"TD-MPC's image encoder needs images of at least 41x41 pixels, {key} is {h}x{w}")
             with torch.no_grad():
                 n_flat = conv(torch.zeros(1, c, h, w)).numel()
             self.image[key.replace(".", "_")] = nn.Sequential(
@@ -204,14 +206,17 @@ class TDMPCPolicy(Policy):
         cfg = self.config
         b, h, a_dim = z.shape[0], cfg.horizon, cfg.action_dim
         n_g, n_pi = cfg.n_gaussian_samples, cfg.n_pi_samples
-        n = n_g + n_pi
-        z_rep = z.repeat_interleave(n, dim=0)  # (B*N, Z), sample-major within each batch row
+        z_gauss = z.repeat_interleave(n_g, dim=0)  # (B*n_g, Z), sample-major within each batch row
         pi_actions = torch.empty(h, b, n_pi, a_dim, device=z.device)
+        pi_value = torch.empty(b, 0, device=z.device)
         if n_pi > 0:
             zp = z.repeat_interleave(n_pi, dim=0)
             for t in range(h):
                 pi_actions[t] = self.model.pi(zp, cfg.min_std).reshape(b, n_pi, a_dim)
                 zp = self.model.next(zp, pi_actions[t].reshape(b * n_pi, a_dim))[0]
+            # The policy trajectories are fixed for this plan: score them once, not every CEM iteration.
+            z_pi = z.repeat_interleave(n_pi, dim=0)
+            pi_value = self.estimate_value(z_pi, pi_actions.reshape(h, b * n_pi, a_dim)).reshape(b, n_pi)
         mean = torch.zeros(h, b, a_dim, device=z.device)
         if self._prev_mean is not None and self._prev_mean.shape[1] == b:
             mean[:-1] = self._prev_mean[1:]
@@ -220,8 +225,8 @@ class TDMPCPolicy(Policy):
             noise = torch.randn(h, b, n_g, a_dim, device=z.device)
             gauss = (mean[:, :, None] + std[:, :, None] * noise).clamp(-1, 1)
             actions = torch.cat((gauss, pi_actions), dim=2)  # (H, B, N, A)
-            value = self.estimate_value(z_rep, actions.reshape(h, b * n, a_dim)).reshape(b, n)
-            value = torch.nan_to_num(value, nan=-1e9)
+            g_value = self.estimate_value(z_gauss, gauss.reshape(h, b * n_g, a_dim)).reshape(b, n_g)
+            value = torch.nan_to_num(torch.cat((g_value, pi_value), dim=1), nan=-1e9)
             elite_value, elite_idx = value.topk(cfg.n_elites, dim=1)  # (B, E)
             idx = elite_idx[None, :, :, None].expand(h, -1, -1, a_dim)
             elites = actions.gather(2, idx)  # (H, B, E, A)

@@ -11,7 +11,7 @@ from twinarm.agents.registry import get_config_class
 
 DOF = 6
 ENV_DIM = 7
-IMG = (3, 32, 32)
+IMG = (3, 48, 48)
 
 #: Small architecture overrides per policy; same code paths as the defaults, far fewer parameters.
 TINY: dict[str, dict] = {

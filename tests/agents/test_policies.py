@@ -16,7 +16,9 @@ from twinarm.agents.policy import Policy, count_parameters
 from twinarm.agents.registry import POLICIES, get_policy_class, make_policy
 from twinarm.arms import get_arm
 
-STEPS = {"act": 100, "diffusion": 500, "tdmpc": 250}
+#: Optimizer steps and dataset size per policy (diffusion's noise-prediction loss needs the longest).
+STEPS = {"act": 100, "diffusion": 700, "tdmpc": 250}
+SAMPLES = {"act": 8, "diffusion": 4, "tdmpc": 8}
 
 
 def _loss_at(policy: Policy, batch: dict, seed: int = 123) -> float:
@@ -31,7 +33,7 @@ def test_overfits_tiny_dataset(name: str) -> None:
     torch.manual_seed(0)
     cfg = tiny_config(name)
     policy = make_policy(name, cfg, synthetic_stats())
-    batch = synthetic_batch(cfg)
+    batch = synthetic_batch(cfg, n=SAMPLES[name])
     policy.train()
     first = _loss_at(policy, batch)
     opt = torch.optim.Adam(policy.get_optim_params(), lr=cfg.optimizer_lr)

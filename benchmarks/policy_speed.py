@@ -1,0 +1,287 @@
+"""Policy speed against LeRobot, same configuration, same machine, one run.
+
+ACT: LeRobot defaults (chunk 100, dim 512, 4 enc / 1 dec, VAE latent 32, ResNet-18) with one 240x320
+camera and a 14-D state; Diffusion: defaults (horizon 64, n_obs 2, down_dims 512/1024/2048) on the same
+inputs, sampling with DDIM at 10 steps on both sides; TD-MPC: defaults with an 84x84 image + 14-D state.
+Training step = forward + backward + grad clip + AdamW step (batch 8); inference = a full chunk from
+a reset policy at batch 1 (TD-MPC: one CEM planning step). Both sides run at 2 torch threads, random
+init (LeRobot with `pretrained_backbone_weights=None`, since its defaults download ImageNet weights), and
+in alternating subprocesses so that load from other jobs hits both alike; each number is the minimum over
+repeats (the least-disturbed run), medians are printed too.
+
+    python benchmarks/policy_speed.py                      # table -> benchmarks/results/policy_speed.txt
+    python benchmarks/policy_speed.py --lerobot-python /root/lerobot-venv/bin/python
+
+The script also runs as a worker (`--worker twinarm|lerobot --policy NAME`) inside either venv; the
+worker imports only its own side, so the LeRobot venv does not need twinarm installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "policy_speed.txt"
+DEFAULT_LEROBOT = Path(os.environ.get("TWINARM_LEROBOT_PYTHON", "/root/lerobot-venv/bin/python"))
+POLICIES = ("act", "diffusion", "tdmpc")
+STATE_DIM = ACTION_DIM = 14
+IMAGE = (3, 240, 320)
+TDMPC_IMAGE = (3, 84, 84)
+BATCH = 8
+THREADS = 2
+
+
+# ----- shared by both workers (torch only) -------------------------------------------------------------
+def timeit(fn: Callable[[], Any], warmup: int, repeats: int) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return {"min_s": min(times), "median_s": statistics.median(times)}
+
+
+def batches(policy: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(training batch, single-step observation) in LeRobot's layout, seeded."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    b = BATCH
+    if policy == "act":
+        train = {
+            "observation.state": torch.randn(b, STATE_DIM, generator=g),
+            "observation.images.top": torch.rand(b, *IMAGE, generator=g),
+            "action": torch.randn(b, 100, ACTION_DIM, generator=g),
+            "action_is_pad": torch.zeros(b, 100, dtype=torch.bool),
+        }
+        obs = {k: train[k][:1] for k in ("observation.state", "observation.images.top")}
+    elif policy == "diffusion":
+        train = {
+            "observation.state": torch.randn(b, 2, STATE_DIM, generator=g),
+            "observation.images.top": torch.rand(b, 2, *IMAGE, generator=g),
+            "action": torch.randn(b, 64, ACTION_DIM, generator=g).clamp(-1, 1),
+            "action_is_pad": torch.zeros(b, 64, dtype=torch.bool),
+        }
+        obs = {k: train[k][:1] for k in ("observation.state", "observation.images.top")}
+    else:
+        h = 5
+        train = {
+            "observation.state": torch.randn(b, h + 1, STATE_DIM, generator=g),
+            "observation.image": torch.rand(b, h + 1, *TDMPC_IMAGE, generator=g),
+            "action": torch.rand(b, h, ACTION_DIM, generator=g) * 2 - 1,
+            "next.reward": torch.randn(b, h, generator=g),
+            "observation.state_is_pad": torch.zeros(b, h + 1, dtype=torch.bool),
+            "action_is_pad": torch.zeros(b, h, dtype=torch.bool),
+            "next.reward_is_pad": torch.zeros(b, h, dtype=torch.bool),
+            "index": torch.arange(b),
+        }
+        obs = {"observation.state": train["observation.state"][:1, 0], "observation.image": train["observation.image"][:1, 0]}
+    return train, obs
+
+
+def train_step_fn(policy: Any, opt: Any, batch: dict[str, Any], after: Callable[[], None] | None) -> Callable[[], None]:
+    import torch
+
+    def step() -> None:
+        loss, _ = policy.forward(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
+        opt.step()
+        if after is not None:
+            after()
+
+    return step
+
+
+# ----- twinarm worker ------------------------------------------------------------------------------------
+def twinarm_worker(name: str, repeats: int) -> dict[str, Any]:
+    import torch
+
+    from twinarm.agents.features import Feature
+    from twinarm.agents.policy import count_parameters
+    from twinarm.agents.registry import make_policy
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    train, obs = batches(name)
+    state = {"observation.state": Feature("STATE", (STATE_DIM,))}
+    out = {"action": Feature("ACTION", (ACTION_DIM,))}
+    if name == "tdmpc":
+        # twinarm keys images by camera name; map LeRobot's single `observation.image` onto one camera.
+        train = {("observation.images.top" if k == "observation.image" else k): v for k, v in train.items()}
+        obs = {("observation.images.top" if k == "observation.image" else k): v for k, v in obs.items()}
+        inputs = {**state, "observation.images.top": Feature("VISUAL", TDMPC_IMAGE)}
+        policy = make_policy("tdmpc", input_features=inputs, output_features=out)
+    elif name == "act":
+        policy = make_policy("act", input_features={**state, "observation.images.top": Feature("VISUAL", IMAGE)}, output_features=out)
+    else:
+        policy = make_policy(
+            "diffusion", input_features={**state, "observation.images.top": Feature("VISUAL", IMAGE)}, output_features=out,
+            noise_scheduler_type="DDIM", num_inference_steps=10,
+        )  # fmt: skip
+    params = count_parameters(policy.model) if name == "tdmpc" else count_parameters(policy)
+    policy.train()
+    opt = torch.optim.AdamW(policy.get_optim_params(), lr=1e-4, weight_decay=1e-4, fused=True)
+    after = policy.update_target if name == "tdmpc" else None
+    train_t = timeit(train_step_fn(policy, opt, train, after), warmup=2, repeats=repeats)
+    policy.eval()
+
+    def infer() -> None:
+        policy.reset()
+        if name == "diffusion":
+            stacked = {k: torch.stack([v, v], dim=1) for k, v in obs.items()}
+            policy.predict_action_chunk(stacked)
+        elif name == "act":
+            policy.predict_action_chunk(obs)
+        else:
+            policy.select_action(obs)
+
+    infer_t = timeit(infer, warmup=2, repeats=max(3, repeats))
+    return {"params": params, "train": train_t, "infer": infer_t}
+
+
+# ----- LeRobot worker ------------------------------------------------------------------------------------
+def lerobot_worker(name: str, repeats: int) -> dict[str, Any]:
+    import torch
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    train, obs = batches(name)
+    state = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))}
+    out = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
+    if name == "act":
+        from lerobot.policies.act.configuration_act import ACTConfig
+        from lerobot.policies.act.modeling_act import ACTPolicy
+
+        cfg = ACTConfig(input_features={**state, "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE)},
+                        output_features=out, pretrained_backbone_weights=None, device="cpu")
+        policy = ACTPolicy(cfg)
+    elif name == "diffusion":
+        from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+        from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+        cfg = DiffusionConfig(input_features={**state, "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE)},
+                              output_features=out, pretrained_backbone_weights=None, device="cpu",
+                              noise_scheduler_type="DDIM", num_inference_steps=10)
+        policy = DiffusionPolicy(cfg)
+    else:
+        from lerobot.policies.tdmpc.configuration_tdmpc import TDMPCConfig
+        from lerobot.policies.tdmpc.modeling_tdmpc import TDMPCPolicy
+
+        cfg = TDMPCConfig(input_features={**state, "observation.image": PolicyFeature(type=FeatureType.VISUAL, shape=TDMPC_IMAGE)},
+                          output_features=out, device="cpu")
+        policy = TDMPCPolicy(cfg)
+    model = policy.model if name == "tdmpc" else policy
+    params = sum(p.numel() for p in model.parameters())
+    policy.train()
+    opt = torch.optim.AdamW(policy.get_optim_params(), lr=1e-4, weight_decay=1e-4)
+    after = policy.update if name == "tdmpc" else None
+    train_t = timeit(train_step_fn(policy, opt, dict(train), after), warmup=2, repeats=repeats)
+    policy.eval()
+
+    def infer() -> None:
+        policy.reset()
+        with torch.no_grad():
+            if name == "diffusion":
+                stacked = {k: torch.stack([v, v], dim=1) for k, v in obs.items()}
+                policy.predict_action_chunk(stacked)
+            elif name == "act":
+                policy.predict_action_chunk(dict(obs))
+            else:
+                policy.select_action(dict(obs))
+
+    infer_t = timeit(infer, warmup=2, repeats=max(3, repeats))
+    return {"params": params, "train": train_t, "infer": infer_t}
+
+
+# ----- driver ----------------------------------------------------------------------------------------------
+def run_worker(python: str, side: str, name: str, repeats: int) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT)}
+    cmd = [python, str(Path(__file__).resolve()), "--worker", side, "--policy", name, "--repeats", str(repeats)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600, cwd=ROOT)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def fmt_s(s: float) -> str:
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    head = ("policy", "params twinarm", "params LeRobot", "train twinarm", "train LeRobot", "ratio (<=0.8)",
+            "infer twinarm", "infer LeRobot", "ratio (<=0.5)")
+    rows = [head]
+    for name, sides in results.items():
+        t, lr = sides["twinarm"], sides.get("lerobot", {})
+        if "error" in t:
+            rows.append((name, "error: " + t["error"], *[""] * 7))
+            continue
+        have = bool(lr) and "error" not in lr
+        ratio = {k: f"{t[k]['min_s'] / lr[k]['min_s']:.2f}x" if have else "n/a" for k in ("train", "infer")}
+        infer_label = "plan step" if name == "tdmpc" else ("chunk, DDIM 10" if name == "diffusion" else "chunk")
+        rows.append((
+            name, f"{t['params'] / 1e6:.2f}M", f"{lr['params'] / 1e6:.2f}M" if have else lr.get("error", "n/a")[:40],
+            f"{fmt_s(t['train']['min_s'])} (med {fmt_s(t['train']['median_s'])})",
+            f"{fmt_s(lr['train']['min_s'])} (med {fmt_s(lr['train']['median_s'])})" if have else "n/a", ratio["train"],
+            f"{fmt_s(t['infer']['min_s'])} {infer_label}", f"{fmt_s(lr['infer']['min_s'])}" if have else "n/a", ratio["infer"],
+        ))  # fmt: skip
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", choices=("twinarm", "lerobot"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--policy", choices=POLICIES, default=None, help="one policy (default: all)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement")
+    p.add_argument("--rounds", type=int, default=2, help="alternating twinarm/LeRobot rounds (best kept)")
+    p.add_argument("--lerobot-python", type=Path, default=DEFAULT_LEROBOT, help="python of a venv with lerobot")
+    p.add_argument("--out", type=Path, default=RESULTS, help="where to save the table")
+    a = p.parse_args()
+    if a.worker:
+        fn = twinarm_worker if a.worker == "twinarm" else lerobot_worker
+        print(json.dumps(fn(a.policy, a.repeats)))
+        return
+    have_lerobot = a.lerobot_python.exists()
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in [a.policy] if a.policy else list(POLICIES):
+        best: dict[str, dict[str, Any]] = {}
+        for _ in range(a.rounds):
+            sides = [("twinarm", sys.executable)] + ([("lerobot", str(a.lerobot_python))] if have_lerobot else [])
+            for side, python in sides:
+                res = run_worker(python, side, name, a.repeats)
+                print(f"{name} {side}: {json.dumps(res)}", flush=True)
+                prev = best.get(side)
+                if prev is None or "error" in prev:
+                    best[side] = res
+                elif "error" not in res:
+                    for key in ("train", "infer"):
+                        for stat in ("min_s", "median_s"):
+                            prev[key][stat] = min(prev[key][stat], res[key][stat])
+        results[name] = best
+    text = table(results)
+    header = (f"# policy speed, CPU, {THREADS} torch threads, batch {BATCH} for training, batch 1 for inference; "
+              f"LeRobot from {a.lerobot_python if have_lerobot else 'not installed'}\n")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(header + text + "\n")
+    print(header + text)
+
+
+if __name__ == "__main__":
+    main()

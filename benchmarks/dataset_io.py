@@ -67,7 +67,7 @@ def psnr(decoded: np.ndarray, original: np.ndarray) -> float:
     return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def measure(make_ds, root: Path, loader_kwargs: dict) -> dict:
+def measure(make_ds, root: Path, before_loader=None) -> dict:
     """Random-access and DataLoader throughput plus PSNR of episode 0's frames, for either reader."""
     import torch
 
@@ -88,9 +88,11 @@ def measure(make_ds, root: Path, loader_kwargs: dict) -> dict:
         errs.append(psnr(img, frames[i // FRAMES][i % FRAMES]))
     out["psnr_db"] = float(np.mean(errs))
     del ds
+    if before_loader is not None:
+        before_loader()
     ds = make_ds(root, deltas)
     loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0), **loader_kwargs)
+                                         generator=torch.Generator().manual_seed(0))
     n = 0
     t0 = time.perf_counter()
     for batch in loader:
@@ -118,7 +120,7 @@ def run_twinarm(work: Path) -> dict:
         w.save_episode()
     w.finalize()
     res = {"write_fps": EPISODES * FRAMES / (time.perf_counter() - t0)}
-    res.update(measure(lambda r, d: LeRobotDatasetReader(r, delta_timestamps=d), root, {}))
+    res.update(measure(lambda r, d: LeRobotDatasetReader(r, delta_timestamps=d), root))
     res["codec"] = "h264 (twinarm default)"
     return res
 
@@ -140,8 +142,13 @@ def run_lerobot(work: Path, backend: str) -> dict:
         ds.save_episode()
     ds.finalize()
     res = {"write_fps": EPISODES * FRAMES / (time.perf_counter() - t0)}
+    from lerobot.datasets import video_utils
+
+    # LeRobot keeps decoders in a module-level cache that must not be inherited by forked DataLoader
+    # workers (its docs warn of crashes); clear it as a training script that never decodes in the main
+    # process would have it.
     res.update(measure(lambda r, d: LeRobotDataset("bench/lerobot", root=r, delta_timestamps=d, video_backend=backend),
-                       root, {}))
+                       root, before_loader=video_utils._default_decoder_cache.clear))
     info = json.loads((root / "meta/info.json").read_text())
     res["codec"] = f"{info['features'][KEY]['info']['video.codec']} (lerobot {lerobot.__version__} default)"
     return res

@@ -72,6 +72,8 @@ def repair(root: Path) -> bool:
     Returns True if anything was changed. Safe to call on any dataset root.
     """
     root = Path(root)
+    if not (root / JOURNAL_PATH).exists() and not any(root.rglob(f"*{TMP_MARK}*")):
+        return False  # nothing to do: never write into a dataset that is only being read
     lock = WriteLock(root)
     if not (root / "meta").is_dir() or not lock.acquire():
         return False  # not a dataset, or a live writer owns it: its temp files are in use

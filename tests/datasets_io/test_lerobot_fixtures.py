@@ -68,4 +68,7 @@ def test_reads_lerobot_dataset_like_lerobot(name, expected):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_lerobot_fixtures_pass_validator(name):
+    before = sorted(p.name for p in (FIXTURES / name).rglob("*"))
     assert check_dataset(FIXTURES / name, deep=True) == []
+    LeRobotDatasetReader(FIXTURES / name)[0]
+    assert sorted(p.name for p in (FIXTURES / name).rglob("*")) == before  # reading never writes

@@ -191,12 +191,19 @@ class Policy(nn.Module, abc.ABC):
         return out
 
     @classmethod
-    def from_pretrained(cls: type[P], directory: str | Path, map_location: str = "cpu") -> P:
-        """Load a checkpoint written by `save_pretrained`; on `Policy` it picks the class from `type`."""
+    def from_pretrained(
+        cls: type[P], directory: str | Path, map_location: str = "cpu", overrides: Mapping[str, Any] | None = None
+    ) -> P:
+        """Load a checkpoint written by `save_pretrained`; on `Policy` it picks the class from `type`.
+
+        `overrides` replace config fields before the policy is built: inference settings such as
+        `n_action_steps`, `num_inference_steps` or `temporal_ensemble_coeff` (a field that changes the
+        architecture makes the strict weight load fail).
+        """
         src = Path(directory)
         if not (src / CONFIG_NAME).is_file():
             raise FileNotFoundError(f"{src} holds no {CONFIG_NAME}; is it a policy checkpoint directory?")
-        raw = json.loads((src / CONFIG_NAME).read_text())
+        raw = {**json.loads((src / CONFIG_NAME).read_text()), **dict(overrides or {})}
         klass: type[Policy] = cls
         if not cls.name:
             from twinarm.agents.registry import get_policy_class

@@ -61,6 +61,13 @@ COMMANDS: dict[str, tuple[list[str], str, float, str]] = {
 }  # fmt: skip
 
 
+#: Inference settings for the final 50-episode evaluation (periodic evals use the trained config):
+#: Diffusion samples with LeRobot's default DDPM, 100 steps, which tracks the data more closely than DDIM-10.
+EVAL_OVERRIDES: dict[str, list[str]] = {
+    "diffusion": ["--set", 'noise_scheduler_type="DDPM"', "--set", "num_inference_steps=100"],
+}
+
+
 def run(cmd: list[str]) -> None:
     print("$ twinarm " + " ".join(shlex.quote(c) for c in cmd[len(TWINARM) :]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -105,7 +112,8 @@ def train_and_eval(name: str) -> None:
     run(TWINARM + args + resume)
     last = (out / "checkpoints" / "last").read_text().strip()
     run(TWINARM + ["eval", "--policy", str(out / "checkpoints" / last / "pretrained_model"), "--env", env_id,
-                   "--episodes", "50", "--n-envs", "10", "--videos", "2", "--out", str(out / "final_eval")])
+                   "--episodes", "50", "--n-envs", "10", "--videos", "2", "--out", str(out / "final_eval"),
+                   *EVAL_OVERRIDES.get(name, [])])
 
 
 def curves(name: str) -> tuple[list[int], list[float]]:

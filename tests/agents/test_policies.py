@@ -129,6 +129,9 @@ def test_default_architectures_match_lerobot_param_counts() -> None:
     outputs = {"action": Feature("ACTION", (14,))}
     act = make_policy("act", input_features=inputs, output_features=outputs)
     assert abs(count_parameters(act) / 1e6 - 51.6) < 0.1
+    # With LeRobot's frozen batch norms (affine terms as buffers) the count is LeRobot 0.6.1's, to the unit.
+    frozen = make_policy("act", input_features=inputs, output_features=outputs, backbone_norm="frozen_batch_norm")
+    assert count_parameters(frozen) == 51_613_582
     diffusion = make_policy("diffusion", input_features=inputs, output_features=outputs)
     assert abs(count_parameters(diffusion) / 1e6 - 263) < 1.0
     tdmpc = make_policy("tdmpc", input_features=inputs, output_features=outputs)

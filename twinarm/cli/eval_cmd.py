@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from twinarm.cli.config import add_config_arg, write_resolved_config
+from twinarm.cli.train_cmd import policy_kv
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", type=int, default=4, help="episodes to save as mp4")
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many steps (default: the env's limit)")
+    p.add_argument(
+        "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
+        help="override an inference setting of the policy config (JSON value), e.g. --set n_action_steps=20",
+    )
     p.add_argument("--async-envs", action="store_true", help="run the envs in subprocesses")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder")
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise SystemExit("--episodes must be at least 1")
     torch.set_num_threads(max(1, args.threads))
-    policy = Policy.from_pretrained(args.policy)
+    policy = Policy.from_pretrained(args.policy, overrides=dict(args.policy_overrides or {}))
     write_resolved_config(args, args.out)
     result = evaluate(
         policy, args.env, n_episodes=args.episodes, n_envs=args.n_envs, seed=args.seed,

@@ -10,7 +10,7 @@ from typing import Any
 from twinarm.cli.config import add_config_arg, write_resolved_config
 
 
-def _policy_kv(text: str) -> tuple[str, Any]:
+def policy_kv(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
     key, value = text.split("=", 1)
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--buffer-capacity", type=int, default=1_000_000, help="replay buffer size (online)")
     p.add_argument("--update-every", type=int, default=2, help="env steps per gradient update (online)")
     p.add_argument(
-        "--set", dest="policy_overrides", type=_policy_kv, action="append", default=[], metavar="FIELD=VALUE",
+        "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
         help="override a policy config field (JSON value), e.g. --set dim_model=256 --set chunk_size=50",
     )  # fmt: skip
     add_config_arg(p)

@@ -1,69 +1,15 @@
-"""Shared helpers for the datasets_io tests: small synthetic datasets written by twinarm."""
+"""Fixtures for the datasets_io tests (helpers live in ds_helpers.py)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from twinarm.datasets_io.writer import DatasetWriter  # noqa: E402
-
-FPS = 10
-H, W = 32, 48
-
-
-def feats(video: bool = True) -> dict:
-    names = ["a.pos", "b.pos", "c.pos"]
-    f = {
-        "observation.state": {"dtype": "float32", "shape": [3], "names": names},
-        "action": {"dtype": "float32", "shape": [3], "names": names},
-        "observation.images.wrist": {"dtype": "image", "shape": [16, 24, 3], "names": ["height", "width", "channels"]},
-    }
-    if video:
-        f["observation.images.front"] = {"dtype": "video", "shape": [H, W, 3], "names": ["height", "width", "channels"]}
-    return f
-
-
-def front_image(ep: int, t: int) -> np.ndarray:
-    """A smooth, codec-friendly frame that differs per episode and step."""
-    yy, xx = np.mgrid[0:H, 0:W]
-    img = np.stack([(xx * 3 + t * 8 + ep * 40) % 256, (yy * 4 + t * 2) % 256, np.full_like(xx, (ep * 60 + 30) % 256)], -1)
-    return img.astype(np.uint8)
-
-
-def write_dataset(root: Path, lengths: list[int], video: bool = True, **kwargs: object) -> dict[str, list]:
-    """Write episodes with known values; returns what was written, per frame in dataset order."""
-    rng = np.random.default_rng(0)
-    w = DatasetWriter.create(root, FPS, feats(video), robot_type="test_arm", **kwargs)
-    rec: dict[str, list] = {"state": [], "action": [], "front": [], "wrist": [], "task": []}
-    for e, n in enumerate(lengths):
-        task = ["Pick up the cube.", "Move the gripper to the target."][e % 2]
-        for t in range(n):
-            f = {
-                "observation.state": rng.normal(size=3).astype(np.float32),
-                "action": rng.normal(size=3).astype(np.float32),
-                "observation.images.wrist": rng.integers(0, 256, (16, 24, 3), dtype=np.uint8),
-            }
-            if video:
-                f["observation.images.front"] = front_image(e, t)
-                rec["front"].append(f["observation.images.front"])
-            w.add_frame(f, task=task)
-            rec["state"].append(f["observation.state"])
-            rec["action"].append(f["action"])
-            rec["wrist"].append(f["observation.images.wrist"])
-            rec["task"].append(task)
-        w.save_episode()
-    w.finalize()
-    return rec
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+from ds_helpers import write_dataset  # noqa: E402
 
 
 @pytest.fixture

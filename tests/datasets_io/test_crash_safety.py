@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_dataset
+from ds_helpers import write_dataset
 
 from twinarm.datasets_io import writer as writer_mod
 from twinarm.datasets_io.layout import JOURNAL_PATH, DatasetError

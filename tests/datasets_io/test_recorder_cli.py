@@ -53,7 +53,7 @@ def test_record_parallel_workers(tmp_path):
 
 
 def test_dataset_cli_info_check_view(tmp_path, capsys):
-    from conftest import write_dataset
+    from ds_helpers import write_dataset
 
     root = tmp_path / "ds"
     write_dataset(root, [5, 4])

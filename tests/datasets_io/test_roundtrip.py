@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import FPS, feats, psnr, write_dataset
+from ds_helpers import FPS, feats, psnr, write_dataset
 
 from twinarm.arms import SO101
 from twinarm.datasets_io.layout import DatasetError

@@ -35,7 +35,7 @@ TWINARM = [sys.executable, "-m", "twinarm.cli.main"]
 COMMANDS: dict[str, tuple[list[str], str, float, str]] = {
     "act": (
         ["train", "--policy", "act", "--dataset", str(DATASET), "--env", PICK, "--output-dir", str(WORK / "act"),
-         "--steps", "6000", "--batch-size", "32", "--log-freq", "100", "--save-freq", "3000", "--eval-freq", "3000",
+         "--steps", "3000", "--batch-size", "32", "--log-freq", "100", "--save-freq", "1000", "--eval-freq", "3000",
          "--eval-episodes", "10", "--threads", "1", "--no-progress",
          "--set", "chunk_size=30", "--set", "n_action_steps=10", "--set", "dim_model=128", "--set", "dim_feedforward=512",
          "--set", "n_heads=4", "--set", "n_encoder_layers=2", "--set", "n_vae_encoder_layers=2",

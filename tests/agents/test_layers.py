@@ -34,3 +34,18 @@ def test_zero_input_decoder_shortcut_matches_attention(pre_norm: bool) -> None:
         fast = layer(y, memory, qpos, mpos, zero_input=True)
         slow = layer(y, memory, qpos, mpos, zero_input=False)
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_dropout_rate_scale_and_gradient() -> None:
+    from twinarm.agents.layers import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.1).train()
+    x = torch.ones(200, 1000, requires_grad=True)
+    y = drop(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.005
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)
+    assert torch.equal(drop.eval()(x), x)

@@ -6,8 +6,9 @@ inputs, sampling with DDIM at 10 steps on both sides; TD-MPC: defaults with an 8
 Training step = forward + backward + grad clip + AdamW step (batch 8); inference = a full chunk from
 a reset policy at batch 1 (TD-MPC: one CEM planning step). Both sides run at 2 torch threads, random
 init (LeRobot with `pretrained_backbone_weights=None`, since its defaults download ImageNet weights), and
-in alternating subprocesses so that load from other jobs hits both alike; each number is the minimum over
-repeats (the least-disturbed run), medians are printed too.
+in two live worker processes timed turn by turn (twinarm, LeRobot, twinarm, ...) so that load from
+other jobs hits both alike; each number is the minimum over repeats (the least-disturbed run), medians
+are printed too.
 
     python benchmarks/policy_speed.py                      # table -> benchmarks/results/policy_speed.txt
     python benchmarks/policy_speed.py --lerobot-python /root/lerobot-venv/bin/python
@@ -41,17 +42,6 @@ THREADS = 2
 
 
 # ----- shared by both workers (torch only) -------------------------------------------------------------
-def timeit(fn: Callable[[], Any], warmup: int, repeats: int) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return {"min_s": min(times), "median_s": statistics.median(times)}
-
-
 def batches(policy: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(training batch, single-step observation) in LeRobot's layout, seeded."""
     import torch
@@ -73,7 +63,7 @@ def batches(policy: str) -> tuple[dict[str, Any], dict[str, Any]]:
             "action": torch.randn(b, 64, ACTION_DIM, generator=g).clamp(-1, 1),
             "action_is_pad": torch.zeros(b, 64, dtype=torch.bool),
         }
-        obs = {k: train[k][:1] for k in ("observation.state", "observation.images.top")}
+        obs = {k: train[k][:1, 0] for k in ("observation.state", "observation.images.top")}
     else:
         h = 5
         train = {
@@ -106,7 +96,7 @@ def train_step_fn(policy: Any, opt: Any, batch: dict[str, Any], after: Callable[
 
 
 # ----- twinarm worker ------------------------------------------------------------------------------------
-def twinarm_worker(name: str, repeats: int) -> dict[str, Any]:
+def twinarm_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None]]:
     import torch
 
     from twinarm.agents.features import Feature
@@ -135,10 +125,14 @@ def twinarm_worker(name: str, repeats: int) -> dict[str, Any]:
     policy.train()
     opt = torch.optim.AdamW(policy.get_optim_params(), lr=1e-4, weight_decay=1e-4, fused=True)
     after = policy.update_target if name == "tdmpc" else None
-    train_t = timeit(train_step_fn(policy, opt, train, after), warmup=2, repeats=repeats)
-    policy.eval()
+    step = train_step_fn(policy, opt, train, after)
+
+    def train_once() -> None:
+        policy.train()
+        step()
 
     def infer() -> None:
+        policy.eval()
         policy.reset()
         if name == "diffusion":
             stacked = {k: torch.stack([v, v], dim=1) for k, v in obs.items()}
@@ -148,12 +142,11 @@ def twinarm_worker(name: str, repeats: int) -> dict[str, Any]:
         else:
             policy.select_action(obs)
 
-    infer_t = timeit(infer, warmup=2, repeats=max(3, repeats))
-    return {"params": params, "train": train_t, "infer": infer_t}
+    return params, train_once, infer
 
 
 # ----- LeRobot worker ------------------------------------------------------------------------------------
-def lerobot_worker(name: str, repeats: int) -> dict[str, Any]:
+def lerobot_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None]]:
     import torch
     from lerobot.configs.types import FeatureType, PolicyFeature
 
@@ -189,10 +182,14 @@ def lerobot_worker(name: str, repeats: int) -> dict[str, Any]:
     policy.train()
     opt = torch.optim.AdamW(policy.get_optim_params(), lr=1e-4, weight_decay=1e-4)
     after = policy.update if name == "tdmpc" else None
-    train_t = timeit(train_step_fn(policy, opt, dict(train), after), warmup=2, repeats=repeats)
-    policy.eval()
+    step = train_step_fn(policy, opt, dict(train), after)
+
+    def train_once() -> None:
+        policy.train()
+        step()
 
     def infer() -> None:
+        policy.eval()
         policy.reset()
         with torch.no_grad():
             if name == "diffusion":
@@ -203,18 +200,85 @@ def lerobot_worker(name: str, repeats: int) -> dict[str, Any]:
             else:
                 policy.select_action(dict(obs))
 
-    infer_t = timeit(infer, warmup=2, repeats=max(3, repeats))
-    return {"params": params, "train": train_t, "infer": infer_t}
+    return params, train_once, infer
+
+
+def serve(setup: Callable[[str], tuple[int, Callable[[], None], Callable[[], None]]], name: str) -> None:
+    """Worker loop: build the policy, then answer `train` / `infer` lines with one timed run each."""
+    params, train_once, infer = setup(name)
+    print(json.dumps({"params": params}), flush=True)
+    fns = {"train": train_once, "infer": infer}
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "quit":
+            break
+        t = time.perf_counter()
+        fns[cmd]()
+        print(json.dumps({cmd: time.perf_counter() - t}), flush=True)
 
 
 # ----- driver ----------------------------------------------------------------------------------------------
-def run_worker(python: str, side: str, name: str, repeats: int) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT)}
-    cmd = [python, str(Path(__file__).resolve()), "--worker", side, "--policy", name, "--repeats", str(repeats)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600, cwd=ROOT)
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+class Worker:
+    """One side's worker process, kept alive so the two sides can be timed turn by turn."""
+
+    def __init__(self, python: str, side: str, name: str) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT)}
+        cmd = [python, str(Path(__file__).resolve()), "--worker", side, "--policy", name]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env, cwd=ROOT)
+        self.info = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            last = err.strip().splitlines()[-1] if err.strip() else f"exit {self.proc.poll()}"
+            return {"error": last}
+        return json.loads(line)
+
+    def run(self, cmd: str) -> float | None:
+        if "error" in self.info or self.proc.stdin is None:
+            return None
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        out = self._read()
+        if "error" in out:
+            self.info = out
+            return None
+        return float(out[cmd])
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+        self.proc.wait(timeout=60)
+
+
+def compare(name: str, sides: dict[str, str], repeats: int, warmup: int = 2) -> dict[str, dict[str, Any]]:
+    """Time both sides turn by turn (train, then inference), so changing load hits them alike."""
+    workers = {side: Worker(python, side, name) for side, python in sides.items()}
+    times: dict[str, dict[str, list[float]]] = {side: {"train": [], "infer": []} for side in workers}
+    try:
+        for kind in ("train", "infer"):
+            n = repeats if kind == "train" else max(3, repeats)
+            for i in range(warmup + n):
+                for side, w in workers.items():
+                    t = w.run(kind)
+                    if t is not None and i >= warmup:
+                        times[side][kind].append(t)
+    finally:
+        for w in workers.values():
+            w.close()
+    out: dict[str, dict[str, Any]] = {}
+    for side, w in workers.items():
+        if "error" in w.info:
+            out[side] = {"error": w.info["error"]}
+            continue
+        out[side] = {"params": w.info["params"]}
+        for kind, ts in times[side].items():
+            out[side][kind] = {"min_s": min(ts), "median_s": statistics.median(ts)}
+    return out
 
 
 def fmt_s(s: float) -> str:
@@ -250,31 +314,20 @@ def main() -> None:
     p.add_argument("--worker", choices=("twinarm", "lerobot"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--policy", choices=POLICIES, default=None, help="one policy (default: all)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement")
-    p.add_argument("--rounds", type=int, default=2, help="alternating twinarm/LeRobot rounds (best kept)")
     p.add_argument("--lerobot-python", type=Path, default=DEFAULT_LEROBOT, help="python of a venv with lerobot")
     p.add_argument("--out", type=Path, default=RESULTS, help="where to save the table")
     a = p.parse_args()
     if a.worker:
-        fn = twinarm_worker if a.worker == "twinarm" else lerobot_worker
-        print(json.dumps(fn(a.policy, a.repeats)))
+        serve(twinarm_setup if a.worker == "twinarm" else lerobot_setup, a.policy)
         return
-    have_lerobot = a.lerobot_python.exists()
+    sides = {"twinarm": sys.executable}
+    if a.lerobot_python.exists():
+        sides["lerobot"] = str(a.lerobot_python)
+    have_lerobot = "lerobot" in sides
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name in [a.policy] if a.policy else list(POLICIES):
-        best: dict[str, dict[str, Any]] = {}
-        for _ in range(a.rounds):
-            sides = [("twinarm", sys.executable)] + ([("lerobot", str(a.lerobot_python))] if have_lerobot else [])
-            for side, python in sides:
-                res = run_worker(python, side, name, a.repeats)
-                print(f"{name} {side}: {json.dumps(res)}", flush=True)
-                prev = best.get(side)
-                if prev is None or "error" in prev:
-                    best[side] = res
-                elif "error" not in res:
-                    for key in ("train", "infer"):
-                        for stat in ("min_s", "median_s"):
-                            prev[key][stat] = min(prev[key][stat], res[key][stat])
-        results[name] = best
+        results[name] = compare(name, sides, a.repeats)
+        print(f"{name}: {json.dumps(results[name])}", flush=True)
     text = table(results)
     header = (f"# policy speed, CPU, {THREADS} torch threads, batch {BATCH} for training, batch 1 for inference; "
               f"LeRobot from {a.lerobot_python if have_lerobot else 'not installed'}\n")

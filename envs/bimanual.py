@@ -28,7 +28,6 @@ class BimanualTask(Task):
         names = {g: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) or "" for g in range(m.ngeom)}
         self.side_pads = {s: tuple(g for g, n in names.items() if n.startswith(f"{s}_") and n.endswith("_pad")) for s in SIDES}
         self.pad_geoms = self.side_pads["left"] + self.side_pads["right"]
-        self._pad_array = np.array(self.pad_geoms, dtype=np.int32)
         self.table_geom = _require(m, mujoco.mjtObj.mjOBJ_GEOM, "table")
 
     def side_tcp_pos(self, physics: ArmPhysics, side: str) -> np.ndarray:
@@ -36,8 +35,8 @@ class BimanualTask(Task):
 
     def contacts(self, physics: ArmPhysics) -> set[tuple[int, int]]:
         """Every touching geom pair of the current state, each in both orders."""
-        pairs = physics.data.contact.geom[: physics.data.ncon]
-        return {(int(a), int(b)) for a, b in pairs} | {(int(b), int(a)) for a, b in pairs}
+        pairs = physics.data.contact.geom[: physics.data.ncon].tolist()  # plain ints: no numpy scalars
+        return {(a, b) for a, b in pairs} | {(b, a) for a, b in pairs}
 
     def pads_holding(self, contacts: set[tuple[int, int]], side: str, geoms: tuple[int, ...]) -> int:
         """How many of `side`'s pads touch any of `geoms` (2 means the object is pinched)."""

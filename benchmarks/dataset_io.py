@@ -6,7 +6,9 @@ DataLoader (batch 8, 2 workers) frames/s, and decoded-frame PSNR at each side's 
 
 LeRobot runs in its own venv as a subprocess of this same file (`--side lerobot`), twice: "as installed"
 (PyAV decoding, as when torchcodec finds no system FFmpeg; default torch threads) and "best"
-(torchcodec with system FFmpeg, OMP_NUM_THREADS=1).
+(torchcodec with system FFmpeg, OMP_NUM_THREADS=1). Each side's DataLoader is the one its docs tell users
+to use: `torch.utils.data.DataLoader` for LeRobot, `twinarm.datasets_io.loader.make_dataloader` for twinarm
+(same float32 [0, 1] CHW batches).
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ def psnr(decoded: np.ndarray, original: np.ndarray) -> float:
     return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def measure(make_ds, root: Path, before_loader=None) -> dict:
-    """Random-access and DataLoader throughput plus PSNR of episode 0's frames, for either reader."""
+def measure(make_ds, root: Path, before_loader=None, make_loader=None) -> dict:
+    """Random-access and DataLoader throughput plus PSNR of episode 0's frames, for either reader.
+    `make_loader(ds, **kwargs)` builds the loader (default: `torch.utils.data.DataLoader`)."""
     import torch
 
     deltas = {"action": [i / FPS for i in range(CHUNK)]}
@@ -91,8 +94,8 @@ def measure(make_ds, root: Path, before_loader=None) -> dict:
     if before_loader is not None:
         before_loader()
     ds = make_ds(root, deltas)
-    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
+    loader = (make_loader or torch.utils.data.DataLoader)(ds, batch_size=8, num_workers=2, shuffle=True,
+                                                          generator=torch.Generator().manual_seed(0))
     n = 0
     t0 = time.perf_counter()
     for batch in loader:
@@ -100,12 +103,14 @@ def measure(make_ds, root: Path, before_loader=None) -> dict:
         if n >= LOADER_SAMPLES:
             break
     out["loader_fps"] = n / (time.perf_counter() - t0)
+    assert batch[KEY].dtype == torch.float32 and batch[KEY].shape == (8, 3, H, W)
     out["video_mb"] = sum(f.stat().st_size for f in (root / "videos").rglob("*.mp4")) / 1e6
     return out
 
 
 # ----- twinarm -----------------------------------------------------------------------------------------
 def run_twinarm(work: Path) -> dict:
+    from twinarm.datasets_io.loader import make_dataloader
     from twinarm.datasets_io.reader import LeRobotDatasetReader
     from twinarm.datasets_io.writer import DatasetWriter
 
@@ -120,7 +125,8 @@ def run_twinarm(work: Path) -> dict:
         w.save_episode()
     w.finalize()
     res = {"write_fps": EPISODES * FRAMES / (time.perf_counter() - t0)}
-    res.update(measure(lambda r, d: LeRobotDatasetReader(r, delta_timestamps=d), root))
+    # the DataLoader case uses what the README tells users to use: make_dataloader
+    res.update(measure(lambda r, d: LeRobotDatasetReader(r, delta_timestamps=d), root, make_loader=make_dataloader))
     res["codec"] = "h264 (twinarm default)"
     return res
 

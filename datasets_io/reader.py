@@ -152,6 +152,16 @@ def check_delta_timestamps(delta_timestamps: dict[str, Sequence[float]], fps: in
     return out
 
 
+class BatchSamples(list):
+    """The samples of one batch (a list of sample dicts, as `default_collate` expects) that also keeps the
+    already collated batch in `.batch`."""
+
+    def __init__(self, batch: dict[str, Any]) -> None:
+        n = len(batch["index"])
+        super().__init__({k: v[j] for k, v in batch.items()} for j in range(n))
+        self.batch = batch
+
+
 class LeRobotDatasetReader(torch.utils.data.Dataset):
     """A LeRobot v3 dataset as a torch Dataset returning LeRobot's sample dicts.
 
@@ -217,6 +227,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         cache = math.inf if decode_to_memory else frame_cache_mb * 1024 * 1024
         self._videos = VideoPool(cache)
         self._preloaded = -1  # pid that decoded everything (decode_to_memory)
+        self._uint8_transport = False  # set in make_dataloader's workers: images cross processes as uint8
 
     # ----- loading ------------------------------------------------------------------------------
     def _load_data(self) -> None:
@@ -307,6 +318,48 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         item["task"] = self.meta.tasks[int(self._cols["task_index"][r])]
         return item
 
+    def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
+        """The collated batch `default_collate([self[i] for i in indices])`, built a batch at a time:
+        one gather per column, one pass over the batch's video frames in file order."""
+        n = len(self._rows)
+        ii = np.asarray(indices, dtype=np.int64).reshape(-1)
+        bad = ii[(ii < -n) | (ii >= n)]
+        if bad.size:
+            raise IndexError(f"index {int(bad[0])} out of range for {n} frames")
+        r = self._rows[ii]
+        eps = self._cols["episode_index"][r].astype(np.int64)
+        rt = torch.from_numpy(r)
+        batch: dict[str, Any] = {}
+        for k, t in self._t.items():
+            batch[k] = t[rt]
+        for k, v in self._cols.items():
+            if v.dtype == object:
+                batch[k] = [v[x] for x in r]
+        query: dict[str, np.ndarray] = {}
+        if self.delta_indices:
+            lo, hi = self._ep_from[eps][:, None], self._ep_to[eps][:, None]
+            for k, d in self.delta_indices.items():
+                target = r[:, None] + d[None, :]
+                idx = np.clip(target, lo, hi - 1)
+                batch[f"{k}_is_pad"] = torch.from_numpy((target < lo) | (target >= hi))
+                if k in self._t:
+                    batch[k] = self._t[k][torch.from_numpy(idx)]
+                query[k] = idx
+        for k in self.meta.camera_keys:
+            rows = query.get(k)
+            frames = self._frames_batch(k, eps, r[:, None] if rows is None else rows)
+            img = frames[:, 0] if rows is None else frames
+            if self.image_transforms is not None:
+                img = torch.stack([self.image_transforms(x) for x in img])
+            batch[k] = img
+        batch["task"] = [self.meta.tasks[int(x)] for x in self._cols["task_index"][r]]
+        return batch
+
+    def __getitems__(self, indices: Sequence[int]) -> BatchSamples:
+        """`[self[i] for i in indices]` (what torch's DataLoader fetches per batch), computed by `get_batch`;
+        the samples are views into that batch, which `collate_batch` hands on without re-stacking."""
+        return BatchSamples(self.get_batch(indices))
+
     def _frames(self, key: str, ep: int, rows: np.ndarray) -> torch.Tensor:
         """Frames of camera `key` for absolute rows of episode `ep`, as (T, C, H, W)."""
         if key in self._images:
@@ -321,15 +374,55 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
             except DatasetError as exc:
                 raise DatasetError(f"{exc} (feature {key!r}, episode {ep})") from None
             hwc = [vf.frame(int(p)) for p in pos]
+        return torch.from_numpy(self._to_chw(hwc))
+
+    def _frames_batch(self, key: str, eps: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+        """Frames of camera `key` for rows (B, T) of episodes `eps` (B,), as (B, T, C, H, W). Video frames
+        are decoded in file/position order, so frames sharing a GOP are decoded in one forward pass."""
+        b, t = rows.shape
+        flat_rows = rows.reshape(-1)
+        if key in self._images:
+            out = self._to_chw([self._image(key, int(r)) for r in flat_rows])
+            return torch.from_numpy(out.reshape(b, t, *out.shape[1:]))
+        if self.decode_to_memory and self._preloaded != os.getpid():
+            self.preload_videos()
+        flat_eps = np.repeat(eps, t)
+        q = self.meta.episodes[f"videos/{key}/from_timestamp"][flat_eps] + self._cols["timestamp"][flat_rows].astype(np.float64)
+        order: list[tuple[int, int, int]] = []  # (file id, position, slot)
+        files = {}
+        for ep in np.unique(flat_eps).tolist():
+            sel = np.flatnonzero(flat_eps == ep)
+            vf = self._videos.get(self.meta.video_path(key, ep))
+            files[vf.file_id] = vf
+            try:
+                pos = vf.positions_for_times(q[sel], self.tolerance_s)
+            except DatasetError as exc:
+                raise DatasetError(f"{exc} (feature {key!r}, episode {ep})") from None
+            order += [(vf.file_id, int(p), int(j)) for p, j in zip(pos, sel, strict=True)]
+        order.sort()
+        hwc: list[np.ndarray] = [np.empty(0, np.uint8)] * len(flat_rows)
+        for fid, p, j in order:
+            hwc[j] = files[fid].frame(p)
+        out = self._to_chw(hwc)
+        return torch.from_numpy(out.reshape(b, t, *out.shape[1:]))
+
+    @property
+    def _uint8_out(self) -> bool:
+        """Whether camera images come out as uint8 (asked for, or set in make_dataloader's workers)."""
+        return self.uint8_images or self._uint8_transport
+
+    def _to_chw(self, hwc: list[np.ndarray]) -> np.ndarray:
+        """HWC uint8 frames -> (N, C, H, W), uint8 or float32 in [0, 1]."""
         h, w, c = hwc[0].shape
-        out = np.empty((len(hwc), c, h, w), dtype=np.uint8 if self.uint8_images else np.float32)
+        u8 = self._uint8_out
+        out = np.empty((len(hwc), c, h, w), dtype=np.uint8 if u8 else np.float32)
         for t, img in enumerate(hwc):  # plane by plane: contiguous reads, 3-4x faster than a strided transpose
             for ch, plane in enumerate(cv2.split(img)):
-                if self.uint8_images:
+                if u8:
                     out[t, ch] = plane
                 else:
                     np.divide(plane, np.float32(255), out=out[t, ch], dtype=np.float32)
-        return torch.from_numpy(out)
+        return out
 
     def _image(self, key: str, r: int) -> np.ndarray:
         cache = self._videos.cache

@@ -1,0 +1,102 @@
+"""`make_dataloader` and the reader's batched `__getitems__`: the same batches as a plain DataLoader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Subset, default_collate
+
+from twinarm.datasets_io.loader import LeRobotDataLoader, make_dataloader
+from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+DELTAS = {"action": [-0.1, 0.0, 0.1], "observation.images.front": [-0.2, 0.0], "observation.images.wrist": [0.0, 0.3]}
+
+
+def assert_batches_equal(a: dict, b: dict) -> None:
+    assert list(a) == list(b)
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            assert isinstance(b[k], torch.Tensor) and a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+            assert torch.equal(a[k], b[k]), k
+        else:
+            assert a[k] == b[k], k
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"delta_timestamps": DELTAS}, {"uint8_images": True}])
+def test_getitems_equals_items(small_dataset, kwargs):
+    root, _ = small_dataset
+    ds = LeRobotDatasetReader(root, **kwargs)
+    for idx in ([0, 5, 33, 11, 12, -1], list(range(len(ds)))[::-1]):
+        ref = default_collate([ds[i] for i in idx])
+        assert_batches_equal(ref, ds.get_batch(idx))
+        samples = ds.__getitems__(idx)
+        assert len(samples) == len(idx)
+        assert_batches_equal(ref, default_collate(samples))
+    with pytest.raises(IndexError):
+        ds.get_batch([0, len(ds)])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("deltas", [None, DELTAS])
+def test_make_dataloader_equals_plain_dataloader(small_dataset, num_workers, deltas):
+    root, _ = small_dataset
+    ds = LeRobotDatasetReader(root, delta_timestamps=deltas)
+    plain = list(DataLoader(ds, batch_size=5, num_workers=num_workers, shuffle=True,
+                            generator=torch.Generator().manual_seed(3)))
+    fast = make_dataloader(ds, batch_size=5, num_workers=num_workers, shuffle=True,
+                           generator=torch.Generator().manual_seed(3))
+    assert isinstance(fast, LeRobotDataLoader) and len(fast) == len(plain)
+    first = list(fast)
+    assert len(first) == len(plain)
+    for a, b in zip(plain, first, strict=True):
+        assert_batches_equal(a, b)
+        assert b["observation.images.front"].dtype == torch.float32
+    # a second epoch (persistent workers with their open decoders): a new order, the same samples
+    seen = []
+    for b in fast:
+        idx = b["index"].tolist()
+        assert_batches_equal(default_collate([ds[i] for i in idx]), b)
+        seen += idx
+    assert sorted(seen) == list(range(len(ds)))
+
+
+def test_make_dataloader_images_cross_as_uint8(small_dataset):
+    """Workers really hand over uint8 images (the point of make_dataloader), and the loader turns them
+    back into the exact floats."""
+    root, _ = small_dataset
+    ds = LeRobotDatasetReader(root)
+    loader = make_dataloader(ds, batch_size=4, num_workers=1)
+    assert sorted(loader.uint8_keys) == sorted(ds.meta.camera_keys)
+    raw = []
+    orig = loader._finish
+    loader._finish = lambda b: (raw.append(b), orig(b))[1]  # type: ignore[method-assign]
+    batches = list(loader)
+    assert raw and all(r["observation.images.front"].dtype == np.uint8 for r in raw)
+    for r, b in zip(raw, batches, strict=True):
+        assert torch.equal(b["observation.images.front"], torch.from_numpy(r["observation.images.front"]).float() / 255)
+
+
+def test_make_dataloader_keeps_uint8_images_and_subsets(small_dataset):
+    root, _ = small_dataset
+    ds = LeRobotDatasetReader(root, uint8_images=True)
+    assert make_dataloader(ds, batch_size=4, num_workers=1).uint8_keys == []
+    b = next(iter(make_dataloader(ds, batch_size=4, num_workers=1)))
+    assert b["observation.images.front"].dtype == torch.uint8
+    sub = Subset(LeRobotDatasetReader(root, delta_timestamps=DELTAS), [3, 20, 1, 30, 7])
+    plain = list(DataLoader(sub, batch_size=2))
+    fast = list(make_dataloader(sub, batch_size=2, num_workers=2))
+    for a, b2 in zip(plain, fast, strict=True):
+        assert_batches_equal(a, b2)
+
+
+def test_make_dataloader_with_transforms_runs_them_in_workers(small_dataset):
+    root, _ = small_dataset
+    ds = LeRobotDatasetReader(root, image_transforms=lambda x: x.flip(-1))
+    assert make_dataloader(ds, batch_size=4, num_workers=2).uint8_keys == []
+    plain = list(DataLoader(ds, batch_size=6))
+    fast = list(make_dataloader(ds, batch_size=6, num_workers=2))
+    for a, b in zip(plain, fast, strict=True):
+        assert_batches_equal(a, b)
+    with pytest.raises(ValueError, match="collate_fn"):
+        make_dataloader(ds, batch_size=2, collate_fn=default_collate)

@@ -24,13 +24,21 @@ def ensure_gl_backend() -> None:
 
 
 _LIVE: weakref.WeakSet[CameraRenderer] = weakref.WeakSet()
+_ATEXIT_REGISTERED = [False]
 
 
-@atexit.register
 def _close_live_renderers() -> None:
     # GL contexts freed by __del__ during interpreter shutdown raise EGL errors; free them first.
     for r in list(_LIVE):
         r.close()
+
+
+def _register_atexit_once() -> None:
+    # Registered after the first GL context exists, i.e. after MuJoCo's EGL module registered its own
+    # display teardown, so (atexit runs last-in first-out) contexts are freed before the display goes.
+    if not _ATEXIT_REGISTERED[0]:
+        atexit.register(_close_live_renderers)
+        _ATEXIT_REGISTERED[0] = True
 
 
 class CameraRenderer:
@@ -54,6 +62,7 @@ class CameraRenderer:
             r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = high_quality
             self._renderers[cam.name] = r
         _LIVE.add(self)
+        _register_atexit_once()
 
     def render(self, data: mujoco.MjData) -> dict[str, np.ndarray]:
         """Fresh images of every camera for the current state."""

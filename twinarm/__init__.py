@@ -7,11 +7,18 @@ so `import twinarm` stays cheap and never pulls in torch or the servo SDKs.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
-from twinarm.arms import ARMS, get_arm
-from twinarm.registration import ENV_ENTRIES, TASKS, register_all
-from twinarm.spec import ArmSpec, CameraSpec, JointSpec
+# MuJoCo picks its GL backend when it is first imported; without a display GLFW cannot work, so
+# default to headless EGL before anything imports mujoco (an explicit MUJOCO_GL always wins).
+if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+from twinarm.arms import ARMS, get_arm  # noqa: E402
+from twinarm.registration import ENV_ENTRIES, TASKS, register_all  # noqa: E402
+from twinarm.spec import ArmSpec, CameraSpec, JointSpec  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["ARMS", "ENV_ENTRIES", "TASKS", "ArmSpec", "CameraSpec", "JointSpec", "get_arm", "register_all"]

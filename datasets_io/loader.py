@@ -14,7 +14,7 @@ What it changes against a plain `torch.utils.data.DataLoader(ds, ...)` (the batc
   float32 / 255 in the main process (numpy, one thread, bit-identical to the reader's own conversion);
 * the batch crosses as numpy arrays through the worker's result pipe rather than as ~10 shared-memory
   tensors, each of which costs a file-descriptor hand-over between the processes;
-* workers run one torch and one OpenCV thread, and stay alive across epochs (`persistent_workers`).
+* workers run one torch thread and stay alive across epochs (`persistent_workers`).
 
 With `image_transforms` on the dataset, or `uint8_images=True`, images cross as the dataset makes them.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate, get_worker_info
@@ -57,15 +56,16 @@ def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class _WorkerInit:
-    """Per-worker setup: one compute thread, uint8 images from this worker's copy of the reader."""
+    """Per-worker setup: one torch thread, uint8 images from this worker's copy of the reader."""
 
     def __init__(self, uint8: bool, user_fn: Callable[[int], None] | None) -> None:
         self.uint8 = uint8
         self.user_fn = user_fn
 
     def __call__(self, worker_id: int) -> None:
+        # One torch thread (torch does this for its workers too; kept explicit). OpenCV's pool is left
+        # alone: resizing a pool inherited through fork deadlocks.
         torch.set_num_threads(1)
-        cv2.setNumThreads(1)
         info = get_worker_info()
         if self.uint8 and info is not None:
             reader = _reader_of(info.dataset)

@@ -100,3 +100,15 @@ def test_make_dataloader_with_transforms_runs_them_in_workers(small_dataset):
         assert_batches_equal(a, b)
     with pytest.raises(ValueError, match="collate_fn"):
         make_dataloader(ds, batch_size=2, collate_fn=default_collate)
+
+
+def test_make_dataloader_after_opencv_threads_in_parent(small_dataset):
+    """OpenCV's thread pool, started in the parent, must not be touched in forked workers (resizing it
+    there deadlocks on the inherited pool); `timeout` turns a hang into an error."""
+    import cv2
+
+    cv2.cvtColor(np.zeros((2000, 2000, 3), np.uint8), cv2.COLOR_RGB2YUV_I420)  # starts cv2's worker threads
+    root, _ = small_dataset
+    ds = LeRobotDatasetReader(root)
+    batches = list(make_dataloader(ds, batch_size=8, num_workers=2, timeout=60))
+    assert sum(len(b["index"]) for b in batches) == len(ds)

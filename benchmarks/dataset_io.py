@@ -69,6 +69,23 @@ def psnr(decoded: np.ndarray, original: np.ndarray) -> float:
     return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+def loader_fps(ds, make_loader) -> float:
+    """Frames/s of the first LOADER_SAMPLES samples (worker start-up included) of
+    `make_loader(ds, batch_size=8, num_workers=2, shuffle=True)`; checks LeRobot's image format."""
+    import torch
+
+    loader = make_loader(ds, batch_size=8, num_workers=2, shuffle=True, generator=torch.Generator().manual_seed(0))
+    n = 0
+    t0 = time.perf_counter()
+    for batch in loader:
+        n += len(batch["index"])
+        if n >= LOADER_SAMPLES:
+            break
+    fps = n / (time.perf_counter() - t0)
+    assert batch[KEY].dtype == torch.float32 and batch[KEY].shape == (8, 3, H, W)
+    return fps
+
+
 def measure(make_ds, root: Path, before_loader=None, make_loader=None) -> dict:
     """Random-access and DataLoader throughput plus PSNR of episode 0's frames, for either reader.
     `make_loader(ds, **kwargs)` builds the loader (default: `torch.utils.data.DataLoader`)."""
@@ -93,17 +110,7 @@ def measure(make_ds, root: Path, before_loader=None, make_loader=None) -> dict:
     del ds
     if before_loader is not None:
         before_loader()
-    ds = make_ds(root, deltas)
-    loader = (make_loader or torch.utils.data.DataLoader)(ds, batch_size=8, num_workers=2, shuffle=True,
-                                                          generator=torch.Generator().manual_seed(0))
-    n = 0
-    t0 = time.perf_counter()
-    for batch in loader:
-        n += len(batch["index"])
-        if n >= LOADER_SAMPLES:
-            break
-    out["loader_fps"] = n / (time.perf_counter() - t0)
-    assert batch[KEY].dtype == torch.float32 and batch[KEY].shape == (8, 3, H, W)
+    out["loader_fps"] = loader_fps(make_ds(root, deltas), make_loader or torch.utils.data.DataLoader)
     out["video_mb"] = sum(f.stat().st_size for f in (root / "videos").rglob("*.mp4")) / 1e6
     return out
 
@@ -127,6 +134,11 @@ def run_twinarm(work: Path) -> dict:
     res = {"write_fps": EPISODES * FRAMES / (time.perf_counter() - t0)}
     # the DataLoader case uses what the README tells users to use: make_dataloader
     res.update(measure(lambda r, d: LeRobotDatasetReader(r, delta_timestamps=d), root, make_loader=make_dataloader))
+    # for reference: the same reader through a plain torch DataLoader
+    import torch
+
+    deltas = {"action": [i / FPS for i in range(CHUNK)]}
+    res["plain_loader_fps"] = loader_fps(LeRobotDatasetReader(root, delta_timestamps=deltas), torch.utils.data.DataLoader)
     res["codec"] = "h264 (twinarm default)"
     return res
 
@@ -188,6 +200,9 @@ def table(rows: dict[str, dict]) -> str:
             ratio = tw[c] / best[c]
             lines.append(f"twinarm / lerobot best, {c:<11}: {ratio:6.2f}x  (target >= {target}x: "
                          f"{'met' if ratio >= target else 'NOT met'})")
+        if "plain_loader_fps" in tw:
+            lines.append(f"twinarm through a plain torch DataLoader instead of make_dataloader: {tw['plain_loader_fps']:.1f} "
+                         f"frames/s ({tw['plain_loader_fps'] / best['loader_fps']:.2f}x lerobot best)")
         if "lerobot as installed" in rows:
             inst = rows["lerobot as installed"]
             lines.append("twinarm / lerobot as installed: " + ", ".join(
@@ -207,6 +222,7 @@ def main() -> int:
     if args.side == "lerobot":
         print("RESULT " + json.dumps(run_lerobot(work, args.backend)))
         return 0
+    load_before = os.getloadavg()
     rows = {"twinarm": run_twinarm(work)}
     print(table(rows), flush=True)
     if args.side == "all" and Path(args.lerobot_python).exists():
@@ -214,7 +230,9 @@ def main() -> int:
         rows["lerobot best"] = lerobot_subprocess(args.lerobot_python, work, "torchcodec", omp1=True)
     text = (f"dataset_io benchmark: {EPISODES} episodes x {FRAMES} frames, one {H}x{W} camera, {DIM}-D state/action; "
             f"random ds[i] with a {CHUNK}-step action chunk ({RANDOM_SAMPLES} samples), DataLoader batch 8, "
-            f"2 workers ({LOADER_SAMPLES} samples); {os.cpu_count()} CPU cores\n\n" + table(rows))
+            f"2 workers ({LOADER_SAMPLES} samples); {os.cpu_count()} CPU cores; load average (1/5/15 min) "
+            f"{'/'.join(f'{x:.2f}' for x in load_before)} at start, {'/'.join(f'{x:.2f}' for x in os.getloadavg())} "
+            "at end (the machine is shared)\n\n" + table(rows))
     print("\n" + text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

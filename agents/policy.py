@@ -40,7 +40,7 @@ P = TypeVar("P", bound="Policy")
 
 
 @dataclass
-class PolicyConfig:
+class PolicyConfig(abc.ABC):
     """Fields every policy has; subclasses add their architecture and optimizer defaults."""
 
     input_features: dict[str, Feature] = field(default_factory=dict)
@@ -93,9 +93,9 @@ class PolicyConfig:
         """Frame offsets of the observations one training sample needs (for `delta_timestamps`)."""
         return list(range(1 - self.n_obs_steps, 1))
 
+    @abc.abstractmethod
     def action_delta_indices(self) -> list[int]:
         """Frame offsets of the actions one training sample needs."""
-        raise NotImplementedError
 
     def validate(self) -> None:
         if ACTION not in self.output_features:

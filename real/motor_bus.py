@@ -8,6 +8,7 @@ Values are register values (signed, decoded with the control table); unit conver
 
 from __future__ import annotations
 
+import abc
 import logging
 import threading
 import time
@@ -50,7 +51,7 @@ class _Failure(Exception):
         self.result, self.error = result, error
 
 
-class MotorBus:
+class MotorBus(abc.ABC):
     """A serial bus of servos of one protocol; all access goes through one lock.
 
     retries: extra tries after a failed transaction (each one bounded by the SDK's packet timeout).
@@ -84,15 +85,16 @@ class MotorBus:
         return cls(port, motors, **kwargs)
 
     # ----- SDK plumbing (subclasses override the few differences) ----------------------------
+    @abc.abstractmethod
     def _packet_handler(self) -> Any:
-        raise NotImplementedError
+        """The SDK's protocol packet handler."""
 
     def _result_text(self, result: int) -> str:
         return self._ph.getTxRxResult(result) if self._ph is not None else str(result)
 
+    @abc.abstractmethod
     def _status_error(self, error: int) -> str | None:
         """Text of a status error that must stop the caller, or None when it is only a warning."""
-        raise NotImplementedError
 
     @property
     def is_connected(self) -> bool:

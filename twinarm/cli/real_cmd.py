@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_find_port, _parser=p)
 
     p = sub.add_parser("teleop", help="drive a follower arm from a leader arm or the keyboard, showing the loop rate",
-                       description="Leader -> follower teleoperation (SO-100/101, Koch; ALOHA with --leader-port-right) "
+                       description="Leader -> follower teleoperation (SO-100/101, Koch; ALOHA's two-leader set-up is available from Python as real.teleop.BimanualLeader) "
                        "or keyboard control of one arm. Prints the loop rate every second.")
     p.add_argument("--arm", default="so101")
     p.add_argument("--port", required=True, help="follower port")

@@ -12,33 +12,22 @@ import json
 import sys
 import time
 
-import gymnasium as gym
 from tqdm import tqdm
 
 import twinarm  # noqa: F401
-from twinarm.envs.experts import make_expert
+from twinarm.envs.experts import expert_episodes
 from twinarm.registration import ENV_ENTRIES
 
 
 def expert_success(env_id: str, episodes: int, first_seed: int = 0) -> dict[str, float]:
     """Success rate and mean episode return of the scripted expert on `env_id`."""
-    env = gym.make(env_id, obs_type="state")
-    expert = make_expert(env)
-    wins, total_return, t0 = 0, 0.0, time.perf_counter()
-    for ep in tqdm(range(episodes), desc=env_id, unit="ep", leave=False):
-        obs, _ = env.reset(seed=first_seed + ep)
-        expert.reset()
-        done = False
-        while not done:
-            obs, reward, term, trunc, info = env.step(expert(obs))
-            total_return += reward
-            done = term or trunc
-        wins += bool(info["is_success"])
-    env.close()
+    t0 = time.perf_counter()
+    seeds = range(first_seed, first_seed + episodes)
+    runs = list(tqdm(expert_episodes(env_id, seeds), total=episodes, desc=env_id, unit="ep", leave=False))
     return {
         "episodes": episodes,
-        "success": wins / episodes,
-        "avg_sum_reward": total_return / episodes,
+        "success": sum(ok for ok, _ in runs) / episodes,
+        "avg_sum_reward": sum(ret for _, ret in runs) / episodes,
         "seconds": time.perf_counter() - t0,
     }
 

@@ -7,7 +7,7 @@ arm spec's units, so its actions are exactly what a policy or a real arm would r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -162,3 +162,30 @@ def make_expert(env: gym.Env) -> ScriptedExpert | BimanualExpert:
         raise ValueError(f"no scripted expert for task {name!r}; experts exist for {known}")
     planner, rot_weight = PLANNERS[name]
     return ScriptedExpert(env, planner, rot_weight)
+
+
+def expert_episodes(env_id: str, seeds: Iterable[int]) -> Iterator[tuple[bool, float]]:
+    """Roll the scripted expert out on `env_id` (state observations), one episode per seed.
+
+    Yields (success at the end of the episode, episode return); the one rollout loop that tests,
+    benchmarks and the README table share.
+    """
+    env = gym.make(env_id, obs_type="state")
+    expert = make_expert(env)
+    try:
+        for seed in seeds:
+            obs, _ = env.reset(seed=seed)
+            expert.reset()
+            total, done = 0.0, False
+            while not done:
+                obs, reward, term, trunc, info = env.step(expert(obs))
+                total += reward
+                done = term or trunc
+            yield bool(info["is_success"]), total
+    finally:
+        env.close()
+
+
+def expert_success_rate(env_id: str, episodes: int, first_seed: int = 0) -> float:
+    """Fraction of `episodes` seeded episodes (first_seed, first_seed+1, ...) the expert solves."""
+    return sum(ok for ok, _ in expert_episodes(env_id, range(first_seed, first_seed + episodes))) / episodes

@@ -9,7 +9,7 @@ import pytest
 import twinarm  # noqa: F401
 from twinarm.arms import ALOHA
 from twinarm.envs.bimanual_experts import DOWN, OPEN, BimanualExpert, Pose
-from twinarm.envs.experts import make_expert
+from twinarm.envs.experts import expert_success_rate, make_expert
 from twinarm.envs.tasks.transfer_cube import CUBE_HALF
 
 CI_EPISODES = 6
@@ -31,25 +31,11 @@ def test_state_and_action_follow_act_ordering_at_50hz() -> None:
     wrist.close()
 
 
-def run_expert(env_id: str, episodes: int, first_seed: int = 1000) -> float:
-    env = gym.make(env_id, obs_type="state")
-    expert = make_expert(env)
-    wins = 0
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=first_seed + ep)
-        expert.reset()
-        done = False
-        while not done:
-            obs, _, term, trunc, info = env.step(expert(obs))
-            done = term or trunc
-        wins += bool(info["is_success"])
-    env.close()
-    return wins / episodes
 
 
 @pytest.mark.parametrize("task", ["TransferCube", "Insertion"])
 def test_expert_success_on_ci_sample(task: str) -> None:
-    rate = run_expert(f"twinarm/Aloha-{task}-v0", CI_EPISODES)
+    rate = expert_success_rate(f"twinarm/Aloha-{task}-v0", CI_EPISODES, first_seed=1000)
     assert rate >= 0.9, f"Aloha-{task}: expert success {rate:.0%} < 90%"
 
 

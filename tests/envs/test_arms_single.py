@@ -10,32 +10,18 @@ import gymnasium as gym
 import pytest
 
 import twinarm  # noqa: F401
-from twinarm.envs.experts import make_expert
+from twinarm.envs.experts import expert_success_rate, make_expert
 
 ARM_TOKENS = ["SO100", "Koch"]
 CI_EPISODES = 10
 
 
-def run_expert(env_id: str, episodes: int, first_seed: int = 1000) -> float:
-    env = gym.make(env_id, obs_type="state")
-    expert = make_expert(env)
-    wins = 0
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=first_seed + ep)
-        expert.reset()
-        done = False
-        while not done:
-            obs, _, term, trunc, info = env.step(expert(obs))
-            done = term or trunc
-        wins += bool(info["is_success"])
-    env.close()
-    return wins / episodes
 
 
 @pytest.mark.parametrize("arm", ARM_TOKENS)
 @pytest.mark.parametrize("task", ["Reach", "PickCube", "PickPlace"])
 def test_expert_success_on_ci_sample(arm: str, task: str) -> None:
-    rate = run_expert(f"twinarm/{arm}-{task}-v0", CI_EPISODES)
+    rate = expert_success_rate(f"twinarm/{arm}-{task}-v0", CI_EPISODES, first_seed=1000)
     assert rate >= 0.9, f"{arm}-{task}: expert success {rate:.0%} < 90%"
 
 

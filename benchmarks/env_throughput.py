@@ -31,29 +31,6 @@ import twinarm  # noqa: E402,F401
 DEFAULT_ENVS = ["twinarm/SO101-PickCube-v0"]
 DEFAULT_ALOHA_PYTHON = "/root/gym-aloha-venv/bin/python"
 
-GYM_ALOHA_SCRIPT = textwrap.dedent(
-    """
-    import json, os, sys, time
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    import gymnasium as gym, gym_aloha  # noqa: F401
-    task, steps, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    env = gym.make(f"gym_aloha/{task}")
-    env.reset(seed=0)
-    env.action_space.seed(0)
-    actions = [env.action_space.sample() for _ in range(steps)]
-    best = float("inf")
-    for _ in range(repeats):
-        env.reset(seed=0)
-        t = time.perf_counter()
-        for a in actions:
-            env.step(a)
-        best = min(best, time.perf_counter() - t)
-    env.unwrapped._env.physics.free()
-    print(json.dumps({"steps_per_s": steps / best}))
-    """
-)
-
-
 def best_rate(fns: dict[str, Callable[[], int]], repeats: int) -> dict[str, float]:
     """Steps/s of each callable (which returns its step count), best of `repeats` interleaved rounds."""
     best = dict.fromkeys(fns, float("inf"))
@@ -112,13 +89,7 @@ def gym_aloha_rate(python: str, task: str, steps: int, repeats: int) -> float | 
     """gym-aloha steps/s at its defaults, measured in its own venv; None when the venv is absent."""
     if not Path(python).exists():
         return None
-    out = subprocess.run(
-        [python, "-c", GYM_ALOHA_SCRIPT, task, str(steps), str(repeats)],
-        capture_output=True, text=True, timeout=1800, env={**os.environ, "MUJOCO_GL": "egl"},
-    )  # fmt: skip
-    if out.returncode != 0:
-        raise RuntimeError(f"gym-aloha benchmark failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
+    return gym_aloha_variant_rate(python, task, "defaults", steps, repeats)
 
 
 GYM_ALOHA_VARIANTS_SCRIPT = textwrap.dedent(

@@ -40,13 +40,22 @@ class Teleoperator(Protocol):
 class LeaderArm:
     """A leader arm on its own port: torque off, present positions through its calibration."""
 
-    def __init__(self, spec: ArmSpec, port: str, calibration: str | Path | Calibration,
-                 motor_model: str | None = None, baud: int = 1_000_000, bus: MotorBus | None = None) -> None:
+    def __init__(
+        self,
+        spec: ArmSpec,
+        port: str,
+        calibration: str | Path | Calibration,
+        motor_model: str | None = None,
+        baud: int = 1_000_000,
+        bus: MotorBus | None = None,
+    ) -> None:
         self.spec = spec
         model_name = motor_model or LEADER_MOTOR_MODELS.get(spec.name)
         motors = [Motor(j.name, j.motor_id, get_model(model_name or j.motor_model)) for j in spec.joints]
         self.bus = bus if bus is not None else BUSES[spec.motor_bus](port, motors, baud=baud)
-        self.calibration = calibration if isinstance(calibration, Calibration) else Calibration.load(calibration)
+        self.calibration = (
+            calibration if isinstance(calibration, Calibration) else Calibration.load(calibration)
+        )
         self.calibration.check_matches(spec, source="leader calibration")
         self.bus.connect()
         self.bus.disable_torque()
@@ -76,8 +85,16 @@ class BimanualLeader:
 
 
 #: Keyboard layout: (increase, decrease) key per joint in spec order.
-KEY_PAIRS: tuple[tuple[str, str], ...] = (("q", "a"), ("w", "s"), ("e", "d"), ("r", "f"), ("t", "g"),
-                                          ("y", "h"), ("u", "j"), ("i", "k"))
+KEY_PAIRS: tuple[tuple[str, str], ...] = (
+    ("q", "a"),
+    ("w", "s"),
+    ("e", "d"),
+    ("r", "f"),
+    ("t", "g"),
+    ("y", "h"),
+    ("u", "j"),
+    ("i", "k"),
+)
 
 
 class KeyboardTeleop:
@@ -86,10 +103,18 @@ class KeyboardTeleop:
     Keys come from a terminal (stdin in cbreak mode, read by a thread) or from `press()` (tests, GUIs).
     """
 
-    def __init__(self, spec: ArmSpec, start: np.ndarray, step: float = 0.03, gripper_step: float = 0.05,
-                 read_stdin: bool = False) -> None:
+    def __init__(
+        self,
+        spec: ArmSpec,
+        start: np.ndarray,
+        step: float = 0.03,
+        gripper_step: float = 0.05,
+        read_stdin: bool = False,
+    ) -> None:
         if spec.dof > len(KEY_PAIRS):
-            raise ValueError(f"keyboard teleop supports up to {len(KEY_PAIRS)} joints, {spec.name} has {spec.dof}")
+            raise ValueError(
+                f"keyboard teleop supports up to {len(KEY_PAIRS)} joints, {spec.name} has {spec.dof}"
+            )
         self.spec = spec
         self.target = spec.clip_action(np.asarray(start, dtype=np.float64))
         self.steps = np.where(spec.gripper_mask, gripper_step, step)
@@ -103,7 +128,9 @@ class KeyboardTeleop:
 
     @staticmethod
     def help_text(spec: ArmSpec) -> str:
-        return ", ".join(f"{j.name}: {up}/{down}" for j, (up, down) in zip(spec.joints, KEY_PAIRS, strict=False))
+        return ", ".join(
+            f"{j.name}: {up}/{down}" for j, (up, down) in zip(spec.joints, KEY_PAIRS, strict=False)
+        )
 
     def press(self, key: str) -> None:
         with self._lock:
@@ -179,9 +206,14 @@ class LoopStats:
         return f"loop {self.rate_hz:6.1f} Hz   p99 period {self.p99_period_ms:6.1f} ms   steps {self.steps}"
 
 
-def teleoperate(leader: Teleoperator, follower: Any, duration_s: float | None = None,
-                max_steps: int | None = None, report: Callable[[LoopStats], None] | None = None,
-                report_every_s: float = 1.0) -> LoopStats:
+def teleoperate(
+    leader: Teleoperator,
+    follower: Any,
+    duration_s: float | None = None,
+    max_steps: int | None = None,
+    report: Callable[[LoopStats], None] | None = None,
+    report_every_s: float = 1.0,
+) -> LoopStats:
     """Drive `follower` (a RealArmEnv or any env whose step takes joint targets) from `leader`.
 
     The follower's step paces the loop to its control rate; `report` is called about once a second.
@@ -196,7 +228,9 @@ def teleoperate(leader: Teleoperator, follower: Any, duration_s: float | None = 
         if report is not None and now - last_report >= report_every_s:
             report(stats)
             last_report = now
-        if (duration_s is not None and now - start >= duration_s) or (max_steps is not None and stats.steps >= max_steps):
+        if (duration_s is not None and now - start >= duration_s) or (
+            max_steps is not None and stats.steps >= max_steps
+        ):
             return stats
 
 

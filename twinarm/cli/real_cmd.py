@@ -14,21 +14,32 @@ def _enter(text: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="calibrate an arm (homing + range of motion), save LeRobot-format JSON",
-                       description="Interactive calibration: put the arm mid-range, then move every joint through "
-                       "its range. Saves {motor: {id, drive_mode, homing_offset, range_min, range_max}}, the "
-                       "format LeRobot uses, so existing LeRobot calibrations work too.")
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate an arm (homing + range of motion), save LeRobot-format JSON",
+        description="Interactive calibration: put the arm mid-range, then move every joint through "
+        "its range. Saves {motor: {id, drive_mode, homing_offset, range_min, range_max}}, the "
+        "format LeRobot uses, so existing LeRobot calibrations work too.",
+    )
     p.add_argument("--arm", default="so101")
     p.add_argument("--port", required=True, help="serial port (see `twinarm find-port`) or a virtual-arm pty")
-    p.add_argument("--out", type=Path, default=None, help="output file (default ~/.cache/twinarm/calibration/<arm>/<id>.json)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output file (default ~/.cache/twinarm/calibration/<arm>/<id>.json)",
+    )
     p.add_argument("--id", default="default", help="robot id used in the default output path")
     p.add_argument("--leader", action="store_true", help="calibrate the arm's leader (its servo model)")
     add_config_arg(p)
     p.set_defaults(func=run_calibrate, _parser=p)
 
-    p = sub.add_parser("setup-motors", help="give each motor its id and baud, one motor at a time",
-                       description="For each joint, connect only that motor to the bus adapter and press Enter; "
-                       "it gets the spec's id and the bus baud rate.")
+    p = sub.add_parser(
+        "setup-motors",
+        help="give each motor its id and baud, one motor at a time",
+        description="For each joint, connect only that motor to the bus adapter and press Enter; "
+        "it gets the spec's id and the bus baud rate.",
+    )
     p.add_argument("--arm", default="so101")
     p.add_argument("--port", required=True)
     p.add_argument("--baud", type=int, default=1_000_000)
@@ -36,21 +47,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arg(p)
     p.set_defaults(func=run_setup_motors, _parser=p)
 
-    p = sub.add_parser("find-port", help="find the serial port of an arm by unplugging it",
-                       description="Lists serial ports, asks you to unplug the arm, and prints the port that vanished.")
+    p = sub.add_parser(
+        "find-port",
+        help="find the serial port of an arm by unplugging it",
+        description="Lists serial ports, asks you to unplug the arm, and prints the port that vanished.",
+    )
     add_config_arg(p)
     p.set_defaults(func=run_find_port, _parser=p)
 
-    p = sub.add_parser("teleop", help="drive a follower arm from a leader arm or the keyboard, showing the loop rate",
-                       description="Leader -> follower teleoperation (SO-100/101, Koch; ALOHA's two-leader set-up is available from Python as real.teleop.BimanualLeader) "
-                       "or keyboard control of one arm. Prints the loop rate every second.")
+    p = sub.add_parser(
+        "teleop",
+        help="drive a follower arm from a leader arm or the keyboard, showing the loop rate",
+        description="Leader -> follower teleoperation (SO-100/101, Koch; ALOHA's two-leader set-up is available from Python as real.teleop.BimanualLeader) "
+        "or keyboard control of one arm. Prints the loop rate every second.",
+    )
     p.add_argument("--arm", default="so101")
     p.add_argument("--port", required=True, help="follower port")
     p.add_argument("--calibration", type=Path, required=True, help="follower calibration (LeRobot JSON)")
     p.add_argument("--leader-port", default=None)
     p.add_argument("--leader-calibration", type=Path, default=None)
     p.add_argument("--keyboard", action="store_true", help="keyboard instead of a leader arm")
-    p.add_argument("--camera", action="append", default=None, help="name=index|path|realsense:SERIAL (repeatable)")
+    p.add_argument(
+        "--camera", action="append", default=None, help="name=index|path|realsense:SERIAL (repeatable)"
+    )
     p.add_argument("--max-relative-target", type=float, default=0.2, help="max target change per step (rad)")
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     add_config_arg(p)
@@ -68,8 +87,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     spec = get_arm(args.arm)
     model = LEADER_MOTOR_MODELS.get(spec.name) if args.leader else None
-    bus = BUSES[spec.motor_bus](args.port, [Motor(j.name, j.motor_id, get_model(model or j.motor_model))
-                                            for j in spec.joints])
+    bus = BUSES[spec.motor_bus](
+        args.port, [Motor(j.name, j.motor_id, get_model(model or j.motor_model)) for j in spec.joints]
+    )
     bus.connect()
     done = {"flag": False}
 
@@ -125,8 +145,13 @@ def run_teleop(args: argparse.Namespace) -> int:
     from twinarm.real.teleop import KeyboardTeleop, LeaderArm, cameras_from_args, teleoperate
 
     spec = get_arm(args.arm)
-    env = RealArmEnv(arm=spec.name, port=args.port, calibration=args.calibration,
-                     cameras=cameras_from_args(args.camera), max_relative_target=args.max_relative_target)
+    env = RealArmEnv(
+        arm=spec.name,
+        port=args.port,
+        calibration=args.calibration,
+        cameras=cameras_from_args(args.camera),
+        max_relative_target=args.max_relative_target,
+    )
     leader = None
     try:
         if args.keyboard:
@@ -136,7 +161,9 @@ def run_teleop(args: argparse.Namespace) -> int:
             if not (args.leader_port and args.leader_calibration):
                 raise SystemExit("teleop needs --leader-port and --leader-calibration (or --keyboard)")
             leader = LeaderArm(spec, args.leader_port, args.leader_calibration)
-        teleoperate(leader, env, duration_s=args.duration, report=lambda s: print("\r" + s.line(), end="", flush=True))
+        teleoperate(
+            leader, env, duration_s=args.duration, report=lambda s: print("\r" + s.line(), end="", flush=True)
+        )
     except KeyboardInterrupt:
         pass
     finally:
@@ -145,4 +172,3 @@ def run_teleop(args: argparse.Namespace) -> int:
             leader.close()
         env.close()
     return 0
-

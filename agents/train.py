@@ -10,6 +10,7 @@ runs under `torchrun` (torch.distributed, gloo on CPU) with DistributedDataParal
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from twinarm.agents.ema import EMA
 from twinarm.agents.features import IMAGE_PREFIX, features_from_spec, split_features, stats_from_spec
 from twinarm.agents.policy import Policy
 from twinarm.agents.registry import get_config_class, get_policy_class
@@ -75,6 +77,12 @@ class TrainConfig:
     """Linear warmup steps of the cosine schedule."""
     threads: int = 2
     """torch CPU threads per process."""
+    device: str = "auto"
+    """Torch device for the policy (`auto`: CUDA when available, else CPU)."""
+    ema: bool | None = None
+    """Keep an exponential moving average of the weights and save/evaluate it (default: on for diffusion)."""
+    ema_max_decay: float = 0.9999
+    """Upper bound of the EMA decay (its warm-up is `1 - (1 + step) ** -0.75`)."""
     resume: bool = False
     """Continue from the last checkpoint in output_dir."""
     progress: bool = True
@@ -99,11 +107,35 @@ def dist_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def init_distributed() -> tuple[int, int]:
+def init_distributed(device: torch.device) -> tuple[int, int]:
     rank, world = dist_info()
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> this process's CUDA device (LOCAL_RANK under torchrun) when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: torch {torch.__version__} sees no CUDA device")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    return device
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def use_ema(tc: TrainConfig) -> bool:
+    return tc.policy == "diffusion" if tc.ema is None else tc.ema
 
 
 def seed_everything(seed: int) -> None:
@@ -240,9 +272,15 @@ def last_checkpoint(out: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def save_checkpoint(out: Path, step: int, policy: Policy, opt: torch.optim.Optimizer, sched: Any, extra: dict[str, Any]) -> Path:
+def save_checkpoint(
+    out: Path, step: int, policy: Policy, opt: torch.optim.Optimizer, sched: Any, extra: dict[str, Any], ema: EMA | None = None
+) -> Path:
+    """`pretrained_model/` holds the weights to deploy (the EMA when kept); `training_state.pt` what resuming needs."""
     d = checkpoint_dir(out, step)
-    policy.save_pretrained(d / "pretrained_model")
+    with ema.applied(policy) if ema is not None else contextlib.nullcontext():
+        policy.save_pretrained(d / "pretrained_model")
+    if ema is not None:
+        extra = {**extra, "ema": ema.state_dict(), "model": {k: v.cpu() for k, v in policy.state_dict().items()}}
     state = {
         "step": step,
         "optimizer": opt.state_dict(),
@@ -299,7 +337,8 @@ def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path) -> dict[str
 def train(tc: TrainConfig) -> Path:
     """Run training as configured; returns the last checkpoint directory."""
     torch.set_num_threads(max(1, tc.threads))
-    rank, world = init_distributed()
+    device = resolve_device(tc.device)
+    rank, world = init_distributed(device)
     out = Path(tc.output_dir)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -307,14 +346,14 @@ def train(tc: TrainConfig) -> Path:
     seed_everything(tc.seed)
     try:
         if tc.policy == "tdmpc" and tc.dataset is None:
-            return _train_online(tc, out)
-        return _train_offline(tc, out, rank, world)
+            return _train_online(tc, out, device)
+        return _train_offline(tc, out, rank, world, device)
     finally:
         if world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
-def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int) -> Path:
+def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int, device: torch.device) -> Path:
     from twinarm.datasets_io.reader import LeRobotDatasetReader
 
     if tc.dataset is None:
@@ -322,18 +361,21 @@ def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int) -> Path:
     probe = LeRobotDatasetReader(tc.dataset)
     policy = build_policy_offline(tc, probe)
     dataset = LeRobotDatasetReader(tc.dataset, delta_timestamps=delta_timestamps(policy.config, probe.fps))
+    policy.to(device)
     opt = make_optimizer(policy)
     sched = make_scheduler(tc, opt)
+    ema = EMA(policy, max_decay=tc.ema_max_decay) if use_ema(tc) else None
     start = 0
     ckpt = last_checkpoint(out) if tc.resume else None
     if ckpt is not None:
-        start = _restore(ckpt, policy, opt, sched)
+        start = _restore(ckpt, policy, opt, sched, ema)
     model: nn.Module = policy
     if world > 1:
-        model = nn.parallel.DistributedDataParallel(policy)
+        model = nn.parallel.DistributedDataParallel(policy, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = StepSampler(len(dataset), tc.batch_size, tc.seed, start, tc.steps, rank, world)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0,
+        pin_memory=device.type == "cuda",
         # Its own generator: creating the iterator must not draw from the global RNG (exact resume).
         generator=torch.Generator().manual_seed(tc.seed + step_offset(start)),
     )
@@ -343,12 +385,14 @@ def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int) -> Path:
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or rank != 0, desc=f"train {tc.policy}", dynamic_ncols=True)
     t0, step, last = time.perf_counter(), start, None
     for batch in loader:
-        loss, info = model(_float_images(batch))
+        loss, info = model(to_device(_float_images(batch), device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = nn.utils.clip_grad_norm_(policy.parameters(), policy.config.grad_clip_norm)
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update(policy)
         step += 1
         bar.update(1)
         if log is not None and (step % tc.log_freq == 0 or step == tc.steps):
@@ -356,13 +400,14 @@ def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int) -> Path:
             log.write({"step": step, "loss": loss.item(), "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0],
                        "time_s": round(time.perf_counter() - t0, 2), **info})
         if tc.eval_freq and tc.env and step % tc.eval_freq == 0 and rank == 0 and eval_log is not None:
-            eval_log.write(_eval_row(tc, policy, step, out))
+            with ema.applied(policy) if ema is not None else contextlib.nullcontext():
+                eval_log.write(_eval_row(tc, policy, step, out))
             policy.train()
         if step % tc.save_freq == 0 or step == tc.steps:
             if world > 1:
                 check_replicas(policy, out, step, rank, world)
             if rank == 0:
-                last = save_checkpoint(out, step, policy, opt, sched, {})
+                last = save_checkpoint(out, step, policy, opt, sched, {}, ema)
             if world > 1:
                 torch.distributed.barrier()
     bar.close()
@@ -389,13 +434,20 @@ def check_replicas(policy: Policy, out: Path, step: int, rank: int, world: int) 
         raise RuntimeError(f"step {step}: data-parallel replicas diverged (max fingerprint difference {diff})")
 
 
-def _restore(ckpt: Path, policy: Policy, opt: torch.optim.Optimizer, sched: Any) -> int:
+def _restore(ckpt: Path, policy: Policy, opt: torch.optim.Optimizer, sched: Any, ema: EMA | None = None) -> int:
     from safetensors.torch import load_file
 
     from twinarm.agents.policy import WEIGHTS_NAME
 
-    policy.load_state_dict(load_file(str(ckpt / "pretrained_model" / WEIGHTS_NAME)))
-    state = torch.load(ckpt / "training_state.pt", weights_only=False)
+    state = torch.load(ckpt / "training_state.pt", weights_only=False, map_location="cpu")
+    if "model" in state:  # pretrained_model/ holds the EMA; the raw weights live here
+        policy.load_state_dict(state["model"])
+    else:
+        policy.load_state_dict(load_file(str(ckpt / "pretrained_model" / WEIGHTS_NAME)))
+    if ema is not None:
+        if "ema" not in state:
+            raise ValueError(f"{ckpt} was trained without EMA; resume with --no-ema or start a new run")
+        ema.load_state_dict(state["ema"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
@@ -410,11 +462,11 @@ def _store_obs(obs: dict[str, Any], batch: dict[str, torch.Tensor]) -> dict[str,
         if k.startswith(IMAGE_PREFIX):
             out[k] = np.transpose(obs["pixels"][k[len(IMAGE_PREFIX) :]], (2, 0, 1))
         else:
-            out[k] = v[0].numpy()
+            out[k] = v[0].cpu().numpy()
     return out
 
 
-def _train_online(tc: TrainConfig, out: Path) -> Path:
+def _train_online(tc: TrainConfig, out: Path, device: torch.device) -> Path:
     import gymnasium as gym
 
     from twinarm.agents.env_io import EnvAdapter
@@ -426,9 +478,9 @@ def _train_online(tc: TrainConfig, out: Path) -> Path:
     if tc.image_size:
         kwargs["image_size"] = tuple(tc.image_size)
     env = gym.make(tc.env, **kwargs)
-    policy = build_policy_online(tc, env)
+    policy = build_policy_online(tc, env).to(device)
     spec = get_arm(policy.config.arm)
-    adapter = EnvAdapter(spec, policy.config.input_features)
+    adapter = EnvAdapter(spec, policy.config.input_features, device)
     opt = make_optimizer(policy)
     sched = make_scheduler(tc, opt)
     shapes = {k: f.shape for k, f in policy.config.input_features.items()}
@@ -480,7 +532,7 @@ def _train_online(tc: TrainConfig, out: Path) -> Path:
         elif step > tc.seed_steps and step % tc.update_every == 0:
             n_updates = 1
         for _ in range(n_updates):
-            loss, info = policy(buffer.sample(tc.batch_size, horizon))
+            loss, info = policy(to_device(buffer.sample(tc.batch_size, horizon), device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(policy.model.parameters(), policy.config.grad_clip_norm)

@@ -48,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
     p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"), help="learning-rate schedule")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads per process")
+    p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--ema", dest="ema", action=argparse.BooleanOptionalAction, default=None,
+        help="save and evaluate an exponential moving average of the weights (default: on for diffusion only)",
+    )  # fmt: skip
+    p.add_argument("--ema-max-decay", type=float, default=0.9999, help="upper bound of the EMA decay")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--seed-steps", type=int, default=2_000, help="random-action steps before learning (online)")
@@ -73,7 +79,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         num_workers=args.num_workers, seed=args.seed, log_freq=args.log_freq, save_freq=args.save_freq,
         eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, eval_n_envs=args.eval_n_envs,
         obs_type=args.obs_type, image_size=tuple(args.image_size) if args.image_size else None,
-        lr_schedule=args.lr_schedule, threads=args.threads, resume=args.resume, progress=args.progress,
+        lr_schedule=args.lr_schedule, threads=args.threads, device=args.device, ema=args.ema,
+        ema_max_decay=args.ema_max_decay, resume=args.resume, progress=args.progress,
         seed_steps=args.seed_steps, buffer_capacity=args.buffer_capacity, update_every=args.update_every,
     )  # fmt: skip
 

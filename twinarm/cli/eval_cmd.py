@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--async-envs", action="store_true", help="run the envs in subprocesses")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, ...")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
@@ -48,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise SystemExit("--episodes must be at least 1")
     torch.set_num_threads(max(1, args.threads))
+    from twinarm.agents.train import resolve_device
+
     policy = Policy.from_pretrained(args.policy, overrides=dict(args.policy_overrides or {}))
+    policy.to(resolve_device(args.device))
     write_resolved_config(args, args.out)
     result = evaluate(
         policy, args.env, n_episodes=args.episodes, n_envs=args.n_envs, seed=args.seed,

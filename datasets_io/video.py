@@ -9,14 +9,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import av
 import cv2
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from twinarm.datasets_io.layout import DatasetError
+
+if TYPE_CHECKING:  # PyAV is imported where video is touched: PNG-image and state-only datasets need no FFmpeg
+    import av
+    from av.video.reformatter import VideoReformatter
 
 #: codec name in info.json -> (PyAV encoder, default options). H.264 decodes fast everywhere; a short
 #: GOP without B-frames keeps a random seek to a few frames of decoding.
@@ -36,6 +38,7 @@ def rgb_to_i420(img: np.ndarray) -> np.ndarray:
 def frame_to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
     """A decoded frame as HWC uint8 RGB through swscale (bit-identical to LeRobot's PyAV and torchcodec
     decoders); a reused reformatter keeps the conversion context warm."""
+    from av.video.reformatter import VideoReformatter
     ref = reformatter if reformatter is not None else VideoReformatter()
     return ref.reformat(frame, format="rgb24", interpolation="BILINEAR").to_ndarray()
 
@@ -59,6 +62,7 @@ class EpisodeEncoder:
 
     def __init__(self, width: int, height: int, fps: int, codec: str = "h264", options: dict[str, str] | None = None,
                  threads: int = 0) -> None:
+        import av
         if codec not in CODECS:
             raise DatasetError(f"video codec {codec!r} is not supported; choose one of {sorted(CODECS)}")
         if width % 2 or height % 2:
@@ -78,6 +82,7 @@ class EpisodeEncoder:
         self.n = 0
 
     def add(self, rgb: np.ndarray) -> None:
+        import av
         frame = av.VideoFrame.from_ndarray(rgb_to_i420(rgb), format=PIX_FMT)
         frame.pts = self.n
         self.n += 1
@@ -92,6 +97,7 @@ class EpisodeEncoder:
         return self._buf.getvalue()
 
     def abort(self) -> None:
+        import av
         try:
             self._out.close()
         except (av.error.FFmpegError, ValueError):
@@ -101,6 +107,7 @@ class EpisodeEncoder:
 def concatenate(episodes: list[tuple[bytes, int]], out_path: Path, fps: int) -> None:
     """Remux episode mp4s (bytes, frame count) back to back into one mp4; episode k starts at the
     sum of the earlier frame counts / fps. No re-encoding."""
+    import av
     out = av.open(str(out_path), "w", format="mp4", options={"movflags": "faststart"})
     try:
         ost = None
@@ -128,6 +135,7 @@ def concatenate(episodes: list[tuple[bytes, int]], out_path: Path, fps: int) -> 
 
 def video_info(path: Path) -> dict[str, Any]:
     """The `info` block LeRobot stores for a video feature, read from the file."""
+    import av
     try:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
@@ -161,6 +169,7 @@ class VideoIndex:
 
 def build_index(container: av.container.InputContainer, path: Path) -> VideoIndex:
     """Read packet headers (no decoding) to list frames and keyframes."""
+    import av
     stream = container.streams.video[0]
     pts, keys = [], []
     try:
@@ -233,6 +242,8 @@ class VideoFile:
     """One open mp4: frame index, GOP-at-a-time decoding into a shared FrameCache."""
 
     def __init__(self, path: Path, file_id: int, cache: FrameCache, threads: int = 1) -> None:
+        import av
+        from av.video.reformatter import VideoReformatter
         self.path = path
         self.file_id = file_id
         self.cache = cache
@@ -281,6 +292,7 @@ class VideoFile:
         return frame_to_rgb(fr, self._reformatter)
 
     def _decode_to(self, pos: int) -> av.VideoFrame:
+        import av
         idx = self.index
         start, end = int(idx.gop_start[pos]), int(idx.gop_end[pos])
         # continue without seeking when the decoder sits inside this GOP before `pos`
@@ -360,6 +372,8 @@ class VideoPool:
 
 def decode_all(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Every frame of a video as (N, H, W, 3) uint8 plus frame times in seconds (for tools/tests)."""
+    import av
+    from av.video.reformatter import VideoReformatter
     frames, times = [], []
     try:
         with av.open(str(path)) as c:

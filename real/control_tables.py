@@ -259,6 +259,9 @@ MOTOR_MODELS: dict[str, MotorModel] = {
                    current_unit_ma=6.5, defaults=_STS_DEFAULTS),
         MotorModel("xl430-w250", "dynamixel", 1060, XL430_TABLE, modes=(1, 3, 4, 16), velocity_unit=_X_VEL,
                    stall_torque=1.4, defaults={**_X_DEFAULTS, "Baud_Rate": 1}),
+        # XC430-W150 (ALOHA's WidowX leader grippers): the XL430's control table; stall torque at 12 V.
+        MotorModel("xc430-w150", "dynamixel", 1070, XL430_TABLE, modes=(1, 3, 4, 16), velocity_unit=_X_VEL,
+                   stall_torque=1.6, defaults={**_X_DEFAULTS, "Baud_Rate": 1}),
         MotorModel("xl330-m288", "dynamixel", 1200, X_CURRENT_TABLE, modes=(0, 1, 3, 4, 5, 16),
                    velocity_unit=_X_VEL, stall_torque=0.52, current_unit_ma=1.0,
                    defaults={**_X_DEFAULTS, "Current_Limit": 1750}),

@@ -1,7 +1,8 @@
 """Teleoperation: a leader arm (or the keyboard) produces joint targets in SI units, a follower env takes them.
 
 Leader/follower pairs: SO-100/101 leader -> follower (same STS3215 motors), Koch leader (XL330-M077) ->
-Koch follower, ALOHA: two leaders -> one 14-joint follower (`BimanualLeader`). The loop reports its rate.
+Koch follower, ALOHA: two WidowX leaders -> the two ViperX arms of one 14-joint follower (`make_leader`
+builds a `BimanualLeader`; each arm is one bus group, `left`/`right`). The loop reports its rate.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,10 +24,91 @@ from twinarm.real.buses import BUSES
 from twinarm.real.calibration import Calibration
 from twinarm.real.control_tables import get_model
 from twinarm.real.motor_bus import Motor, MotorBus
+from twinarm.real.multi_bus import bus_groups
 from twinarm.spec import ArmSpec
 
-#: Leader arms differ from their followers only in servo model (and are moved by hand, torque off).
-LEADER_MOTOR_MODELS: dict[str, str] = {"koch": "xl330-m077"}
+#: Leader arms differ from their followers only in servo models (and are moved by hand, torque off): one
+#: model for every joint, or {joint: model} by the joint's name on one arm (without ALOHA's `left_`/`right_`).
+LEADER_MOTOR_MODELS: dict[str, str | dict[str, str]] = {
+    "koch": "xl330-m077",
+    # ALOHA's leaders are WidowX 250 arms (Trossen; the servos LeRobot's ALOHA configuration listed).
+    "aloha": {
+        "waist": "xm430-w350",
+        "shoulder": "xm430-w350",
+        "elbow": "xm430-w350",
+        "forearm_roll": "xm430-w350",
+        "wrist_angle": "xm430-w350",
+        "wrist_rotate": "xl430-w250",
+        "gripper": "xc430-w150",
+    },
+}
+
+
+def arm_part(spec: ArmSpec, group: str = "") -> ArmSpec:
+    """One arm of a set-up whose arms sit on separate buses (ALOHA's `left` or `right` ViperX, named as in
+    `multi_bus.bus_groups`) as an ArmSpec of its own; `spec` itself for one-bus arms (group "")."""
+    groups = bus_groups(spec)
+    if group not in groups:
+        if group == "":
+            raise ValueError(
+                f"arm {spec.name!r} is {len(groups)} arms on separate buses ({', '.join(groups)}); "
+                "name one of them"
+            )
+        raise ValueError(
+            f"arm {spec.name!r} has no arm {group!r}; its arms: {', '.join(g or repr(g) for g in groups)}"
+        )
+    if len(groups) == 1:
+        return spec
+    names = set(groups[group])
+    return replace(
+        spec,
+        name=f"{spec.name}_{group}",
+        display_name=f"{spec.display_name}, {group} arm",
+        joints=tuple(j for j in spec.joints if j.name in names),
+    )
+
+
+def leader_spec(spec: ArmSpec, group: str = "") -> ArmSpec:
+    """The leader of `spec` (of one of its arms for ALOHA: `left`/`right`) as an ArmSpec: the follower's joint
+    names, ids and limits with the leader's servo models (what `LeaderArm` and a virtual leader arm use)."""
+    part = arm_part(spec, group)
+    models = LEADER_MOTOR_MODELS.get(spec.name)
+    if models is None:
+        return part
+
+    def model(joint_name: str) -> str:
+        if isinstance(models, str):
+            return models
+        return models[joint_name.removeprefix(f"{group}_") if group else joint_name]
+
+    return replace(
+        part,
+        name=f"{part.name}_leader",
+        display_name=f"{part.display_name} leader",
+        joints=tuple(replace(j, motor_model=model(j.name)) for j in part.joints),
+    )
+
+
+def part_calibration(source: str | Path | Calibration, spec: ArmSpec, group: str = "") -> Calibration:
+    """The calibration of one arm of `spec` (bus group `group`, see `arm_part`), leader or follower (the
+    two share motor names and ids), from a LeRobot-format file or a Calibration.
+
+    For ALOHA the file may name its motors as the spec does (`left_waist`), as on one arm (`waist`, how
+    LeRobot stores each arm of a bimanual robot), or hold both arms (`left_*` and `right_*`; this arm's are
+    kept). Raises CalibrationError naming the file when the motors do not match the arm.
+    """
+    part = arm_part(spec, group)
+    cal = source if isinstance(source, Calibration) else Calibration.load(source)
+    label = f"calibration {source}" if isinstance(source, (str, Path)) else "calibration"
+    if group:
+        prefixes = tuple(f"{g}_" for g in bus_groups(spec))
+        motors = {n if n.startswith(prefixes) else f"{group}_{n}": c for n, c in cal.motors.items()}
+        if set(part.joint_names) <= set(motors):
+            motors = {n: motors[n] for n in part.joint_names}
+        cal = Calibration(motors)
+        label += f" ({group} arm)"
+    cal.check_matches(part, source=label)
+    return cal
 
 
 class Teleoperator(Protocol):
@@ -38,7 +120,11 @@ class Teleoperator(Protocol):
 
 
 class LeaderArm:
-    """A leader arm on its own port: torque off, present positions through its calibration."""
+    """A leader arm on its own port: torque off, present positions through its calibration.
+
+    `spec` is the follower's (its leader's servo models are looked up in LEADER_MOTOR_MODELS) or a
+    `leader_spec(...)`; `motor_model` forces one model for every joint.
+    """
 
     def __init__(
         self,
@@ -50,17 +136,21 @@ class LeaderArm:
         bus: MotorBus | None = None,
     ) -> None:
         self.spec = spec
-        model_name = motor_model or LEADER_MOTOR_MODELS.get(spec.name)
-        motors = [Motor(j.name, j.motor_id, get_model(model_name or j.motor_model)) for j in spec.joints]
-        self.bus = bus if bus is not None else BUSES[spec.motor_bus](port, motors, baud=baud)
+        joints = leader_spec(spec).joints if spec.name in LEADER_MOTOR_MODELS else spec.joints
+        motors = [Motor(j.name, j.motor_id, get_model(motor_model or j.motor_model)) for j in joints]
         self.calibration = (
             calibration if isinstance(calibration, Calibration) else Calibration.load(calibration)
         )
         self.calibration.check_matches(spec, source="leader calibration")
+        self.bus = bus if bus is not None else BUSES[spec.motor_bus](port, motors, baud=baud)
         self.bus.connect()
-        self.bus.disable_torque()
-        if not self.bus.calibration_matches(self.calibration):
-            self.bus.write_calibration(self.calibration)
+        try:
+            self.bus.disable_torque()
+            if not self.bus.calibration_matches(self.calibration):
+                self.bus.write_calibration(self.calibration)
+        except BaseException:
+            self.bus.close()
+            raise
 
     def get_action(self) -> np.ndarray:
         ticks = self.bus.positions()
@@ -80,8 +170,49 @@ class BimanualLeader:
         return np.concatenate([self.left.get_action(), self.right.get_action()])
 
     def close(self) -> None:
-        self.left.close()
-        self.right.close()
+        try:
+            self.left.close()
+        finally:
+            self.right.close()
+
+
+def make_leader(
+    spec: ArmSpec,
+    ports: Mapping[str, str],
+    calibrations: Mapping[str, str | Path | Calibration],
+    baud: int = 1_000_000,
+) -> Teleoperator:
+    """The leader set-up that drives a follower of `spec`, connected and limp.
+
+    `ports` and `calibrations` map each of the follower's bus groups (`multi_bus.bus_groups`: `""` for
+    one-bus arms; `left` and `right` for ALOHA) to the port and calibration (see `part_calibration`) of the
+    leader arm that drives it; ALOHA gets one `LeaderArm` per side joined by `BimanualLeader`, so the
+    left leader drives the left arm and the right leader the right arm.
+    """
+    groups = bus_groups(spec)
+    for what, given in (("port", ports), ("calibration", calibrations)):
+        if set(given) != set(groups):
+            raise ValueError(
+                f"arm {spec.name!r} needs one leader {what} for each of its arms {list(groups)}, "
+                f"got {what}s for {sorted(given)}"
+            )
+    if [n for names in groups.values() for n in names] != list(spec.joint_names):
+        raise ValueError(f"arm {spec.name!r}: its bus groups do not list the joints in spec order")
+    if len(groups) > 2:
+        raise ValueError(f"arm {spec.name!r}: {len(groups)} leader arms; only one or two are supported")
+    arms: list[LeaderArm] = []
+    try:
+        for g in groups:
+            arms.append(
+                LeaderArm(
+                    leader_spec(spec, g), ports[g], part_calibration(calibrations[g], spec, g), baud=baud
+                )
+            )
+    except BaseException:
+        for arm in arms:
+            arm.close()
+        raise
+    return arms[0] if len(arms) == 1 else BimanualLeader(*arms)
 
 
 #: Keyboard layout: (increase, decrease) key per joint in spec order.
@@ -213,12 +344,14 @@ def teleoperate(
     max_steps: int | None = None,
     report: Callable[[LoopStats], None] | None = None,
     report_every_s: float = 1.0,
+    stats: LoopStats | None = None,
 ) -> LoopStats:
     """Drive `follower` (a RealArmEnv or any env whose step takes joint targets) from `leader`.
 
     The follower's step paces the loop to its control rate; `report` is called about once a second.
+    Pass `stats` to keep the loop's numbers when it ends by an exception (Ctrl-C).
     """
-    stats = LoopStats()
+    stats = stats if stats is not None else LoopStats()
     follower.reset()
     start = last_report = time.perf_counter()
     while True:

@@ -3,10 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from twinarm.cli.config import add_config_arg
+
+if TYPE_CHECKING:
+    from twinarm.spec import ArmSpec
+
+TELEOP_DESCRIPTION = """\
+Leader -> follower teleoperation, or keyboard control of one arm. Prints the loop rate every second
+and once more on exit; the follower's torque goes off on exit, on errors and on Ctrl-C.
+
+  SO-100/101, Koch: one leader arm drives one follower arm.
+  ALOHA: two leader arms drive the two follower arms, each its own side (left leader -> left
+    follower, right leader -> right follower). Every port and calibration flag then takes one value
+    per arm, left=...,right=... (the names `twinarm virtual-arm --arm aloha` prints for its ports).
+    A calibration may instead be one file with both arms' motors (left_waist ... right_gripper).
+    Per-arm files name their motors as the spec does (left_waist) or as on one arm (waist, like
+    LeRobot's per-arm files); `twinarm calibrate --arm aloha --side left [--leader]` makes them.
+    --keyboard drives a single arm, so it is refused for ALOHA's two arms."""
+
+TELEOP_EPILOG = """\
+examples:
+  twinarm teleop --arm so101 --port /dev/ttyACM0 --calibration follower.json \\
+      --leader-port /dev/ttyACM1 --leader-calibration leader.json
+  twinarm teleop --arm aloha \\
+      --port left=/dev/ttyDXL_follower_left,right=/dev/ttyDXL_follower_right \\
+      --calibration left=follower_left.json,right=follower_right.json \\
+      --leader-port left=/dev/ttyDXL_leader_left,right=/dev/ttyDXL_leader_right \\
+      --leader-calibration left=leader_left.json,right=leader_right.json
+  twinarm teleop --arm koch --port /dev/ttyACM0 --calibration koch.json --keyboard"""
 
 
 def _enter(text: str) -> None:
@@ -31,6 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--id", default="default", help="robot id used in the default output path")
     p.add_argument("--leader", action="store_true", help="calibrate the arm's leader (its servo model)")
+    p.add_argument(
+        "--side",
+        default=None,
+        help="for set-ups of two arms on separate ports (aloha): which arm, left or right",
+    )
     add_config_arg(p)
     p.set_defaults(func=run_calibrate, _parser=p)
 
@@ -57,21 +91,34 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "teleop",
-        help="drive a follower arm from a leader arm or the keyboard, showing the loop rate",
-        description="Leader -> follower teleoperation (SO-100/101, Koch; ALOHA's two-leader set-up is available from Python as real.teleop.BimanualLeader) "
-        "or keyboard control of one arm. Prints the loop rate every second.",
+        help="drive a follower arm (ALOHA: both arms) from leader arms or the keyboard, "
+        "showing the loop rate",
+        description=TELEOP_DESCRIPTION,
+        epilog=TELEOP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--arm", default="so101")
-    p.add_argument("--port", required=True, help="follower port")
-    p.add_argument("--calibration", type=Path, required=True, help="follower calibration (LeRobot JSON)")
-    p.add_argument("--leader-port", default=None)
-    p.add_argument("--leader-calibration", type=Path, default=None)
-    p.add_argument("--keyboard", action="store_true", help="keyboard instead of a leader arm")
+    p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha")
+    p.add_argument("--port", required=True, help="follower port; aloha: left=PORT,right=PORT")
+    p.add_argument(
+        "--calibration",
+        required=True,
+        help="follower calibration (LeRobot JSON); aloha: left=FILE,right=FILE or one file",
+    )
+    p.add_argument("--leader-port", default=None, help="leader port; aloha: left=PORT,right=PORT")
+    p.add_argument(
+        "--leader-calibration",
+        default=None,
+        help="leader calibration (LeRobot JSON); aloha: left=FILE,right=FILE or one file",
+    )
+    p.add_argument(
+        "--keyboard", action="store_true", help="keyboard instead of a leader arm (one-arm set-ups)"
+    )
     p.add_argument(
         "--camera", action="append", default=None, help="name=index|path|realsense:SERIAL (repeatable)"
     )
     p.add_argument("--max-relative-target", type=float, default=0.2, help="max target change per step (rad)")
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many control steps")
     add_config_arg(p)
     p.set_defaults(func=run_teleop, _parser=p)
 
@@ -81,15 +128,22 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from twinarm.real.buses import BUSES
     from twinarm.real.calibrate import run_calibration
     from twinarm.real.calibration import default_calibration_path
-    from twinarm.real.control_tables import get_model
-    from twinarm.real.motor_bus import Motor
-    from twinarm.real.teleop import LEADER_MOTOR_MODELS
+    from twinarm.real.multi_bus import bus_groups
+    from twinarm.real.teleop import arm_part, leader_spec
 
     spec = get_arm(args.arm)
-    model = LEADER_MOTOR_MODELS.get(spec.name) if args.leader else None
-    bus = BUSES[spec.motor_bus](
-        args.port, [Motor(j.name, j.motor_id, get_model(model or j.motor_model)) for j in spec.joints]
-    )
+    groups = list(bus_groups(spec))
+    if len(groups) > 1 and args.side not in groups:
+        args._parser.error(
+            f"--arm {spec.name} is {len(groups)} arms on separate ports: calibrate each one with "
+            + " / ".join(f"--side {g}" for g in groups)
+            + ("" if args.side is None else f" (got --side {args.side})")
+        )
+    if len(groups) == 1 and args.side is not None:
+        args._parser.error(f"--arm {spec.name} is one arm; --side is for two-arm set-ups such as aloha")
+    group = args.side or ""
+    part = leader_spec(spec, group) if args.leader else arm_part(spec, group)
+    bus = BUSES[spec.motor_bus].from_spec(part, args.port)
     bus.connect()
     done = {"flag": False}
 
@@ -106,10 +160,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
         print("\r" + line, end="", flush=True)
 
     try:
-        cal = run_calibration(bus, spec, _enter, wait_enter, on_sample=show)
+        cal = run_calibration(bus, part, _enter, wait_enter, on_sample=show)
     finally:
         bus.close()
-    out = args.out or default_calibration_path(spec.name + ("_leader" if args.leader else ""), args.id)
+    out = args.out or default_calibration_path(
+        arm_part(spec, group).name + ("_leader" if args.leader else ""), args.id
+    )
     cal.save(out)
     print(f"\ncalibration saved to {out}")
     return 0
@@ -139,36 +195,158 @@ def run_find_port(args: argparse.Namespace) -> int:
     return 0
 
 
+def _per_arm(
+    parser: argparse.ArgumentParser,
+    value: str,
+    flag: str,
+    spec: ArmSpec,
+    groups: list[str],
+    one_for_all: bool = False,
+) -> dict[str, str]:
+    """`FLAG VALUE` -> {bus group: value}: one value for a one-bus arm (group ""); `left=A,right=B` for
+    ALOHA, or with `one_for_all` one value for every arm (a calibration file holding all the motors)."""
+    if groups == [""]:
+        if re.match(r"(left|right)=", value):
+            parser.error(
+                f"{flag} {value}: --arm {spec.name} is one arm, give one value "
+                "(left=...,right=... is for two-arm set-ups such as --arm aloha)"
+            )
+        return {"": value}
+    form = ",".join(f"{g}=..." for g in groups)
+    if "=" not in value:
+        if one_for_all:
+            return {g: value for g in groups}
+        parser.error(
+            f"{flag} {value}: --arm {spec.name} is {len(groups)} arms, give one per arm: {flag} {form}"
+        )
+    out: dict[str, str] = {}
+    for item in value.split(","):
+        group, _, v = (part.strip() for part in item.partition("="))
+        if group not in groups or not v:
+            parser.error(
+                f"{flag} {value}: {item!r} is not ARM=VALUE with ARM one of {', '.join(groups)} "
+                f"(expected {flag} {form})"
+            )
+        if group in out:
+            parser.error(f"{flag} {value}: {group} is given twice")
+        out[group] = v
+    missing = [g for g in groups if g not in out]
+    if missing:
+        parser.error(f"{flag} {value}: no {' or '.join(missing)} arm (expected {flag} {form})")
+    return out
+
+
+def _role(group: str, what: str) -> str:
+    return f"{group} {what} arm" if group else f"{what} arm"
+
+
 def run_teleop(args: argparse.Namespace) -> int:
     from twinarm.arms import get_arm
+    from twinarm.real.calibration import Calibration
     from twinarm.real.env import RealArmEnv
-    from twinarm.real.teleop import KeyboardTeleop, LeaderArm, cameras_from_args, teleoperate
-
-    spec = get_arm(args.arm)
-    env = RealArmEnv(
-        arm=spec.name,
-        port=args.port,
-        calibration=args.calibration,
-        cameras=cameras_from_args(args.camera),
-        max_relative_target=args.max_relative_target,
+    from twinarm.real.errors import RealArmError
+    from twinarm.real.multi_bus import bus_groups
+    from twinarm.real.teleop import (
+        KeyboardTeleop,
+        LoopStats,
+        Teleoperator,
+        cameras_from_args,
+        make_leader,
+        part_calibration,
+        teleoperate,
     )
-    leader = None
+
+    parser = args._parser
     try:
+        spec = get_arm(args.arm)
+        cameras = cameras_from_args(args.camera)
+    except (KeyError, ValueError) as exc:
+        parser.error(str(exc).strip("'\""))
+    groups = list(bus_groups(spec))
+    if args.keyboard and len(groups) > 1:
+        parser.error(
+            f"--keyboard drives one arm; --arm {spec.name} is {len(groups)} arms ({spec.dof} joints): "
+            "drive them with two leader arms (--leader-port "
+            + ",".join(f"{g}=PORT" for g in groups)
+            + " --leader-calibration "
+            + ",".join(f"{g}=FILE" for g in groups)
+            + ")"
+        )
+    if not args.keyboard and not (args.leader_port and args.leader_calibration):
+        parser.error("teleop needs --leader-port and --leader-calibration (or --keyboard)")
+
+    # Every flag is checked and every calibration file read before any motor is touched.
+    ports = _per_arm(parser, args.port, "--port", spec, groups)
+    cal_files = _per_arm(parser, str(args.calibration), "--calibration", spec, groups, one_for_all=True)
+    roles = {ports[g]: _role(g, "follower") for g in groups}
+    leader_ports: dict[str, str] = {}
+    leader_cal_files: dict[str, str] = {}
+    if not args.keyboard:
+        leader_ports = _per_arm(parser, args.leader_port, "--leader-port", spec, groups)
+        leader_cal_files = _per_arm(
+            parser, str(args.leader_calibration), "--leader-calibration", spec, groups, one_for_all=True
+        )
+        for g, port in leader_ports.items():
+            if port in roles:
+                parser.error(f"port {port} is given for both the {roles[port]} and the {_role(g, 'leader')}")
+            roles[port] = _role(g, "leader")
+    if len(set(ports.values())) < len(ports):
+        parser.error(f"--port {args.port}: each arm needs its own port")
+    try:
+        follower_cal = Calibration(
+            {n: c for g in groups for n, c in part_calibration(cal_files[g], spec, g).motors.items()}
+        )
+        leader_cals = {g: part_calibration(f, spec, g) for g, f in leader_cal_files.items()}
+    except RealArmError as exc:
+        raise SystemExit(f"twinarm teleop: {exc}") from None
+
+    def hardware_error(exc: RealArmError, default: str) -> SystemExit:
+        return SystemExit(f"twinarm teleop: {roles.get(getattr(exc, 'port', None), default)}: {exc}")
+
+    stats = LoopStats()
+    leader: Teleoperator | None = None
+    env: RealArmEnv | None = None
+    try:
+        if not args.keyboard:  # leaders first: they stay limp, so a bad leader port stops us before torque-on
+            try:
+                leader = make_leader(spec, leader_ports, leader_cals)
+            except RealArmError as exc:
+                raise hardware_error(exc, "leader arms") from None
+        try:
+            env = RealArmEnv(
+                arm=spec.name,
+                port=ports[""] if groups == [""] else ports,
+                calibration=follower_cal,
+                cameras=cameras,
+                max_relative_target=args.max_relative_target,
+            )
+        except RealArmError as exc:
+            raise hardware_error(exc, "follower arm") from None
         if args.keyboard:
             leader = KeyboardTeleop(spec, env.joint_positions(), read_stdin=True)
             print("keys: " + KeyboardTeleop.help_text(spec))
         else:
-            if not (args.leader_port and args.leader_calibration):
-                raise SystemExit("teleop needs --leader-port and --leader-calibration (or --keyboard)")
-            leader = LeaderArm(spec, args.leader_port, args.leader_calibration)
-        teleoperate(
-            leader, env, duration_s=args.duration, report=lambda s: print("\r" + s.line(), end="", flush=True)
-        )
+            for g in groups:
+                print(f"{_role(g, 'leader')} {leader_ports[g]} -> {_role(g, 'follower')} {ports[g]}")
+        try:
+            teleoperate(
+                leader,
+                env,
+                duration_s=args.duration,
+                max_steps=args.max_steps,
+                stats=stats,
+                report=lambda s: print("\r" + s.line(), end="", flush=True),
+            )
+        except RealArmError as exc:
+            raise hardware_error(exc, "teleop loop") from None
     except KeyboardInterrupt:
         pass
     finally:
-        print()
-        if leader is not None:
-            leader.close()
-        env.close()
+        print("\r" + stats.line() if stats.steps else "")
+        try:
+            if leader is not None:
+                leader.close()
+        finally:
+            if env is not None:
+                env.close()
     return 0

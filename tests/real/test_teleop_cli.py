@@ -22,14 +22,21 @@ def test_leader_follower_teleop() -> None:
     leader_arm, follower_arm = VirtualArm(SO101), VirtualArm(SO101, step_mode="lockstep")
     with PtyServer(VirtualBus(leader_arm)) as lp, PtyServer(VirtualBus(follower_arm)) as fp:
         leader = LeaderArm(SO101, lp.port, leader_arm.ideal_calibration())
-        follower = RealArmEnv(arm=SO101, port=fp.port, calibration=follower_arm.ideal_calibration(), cameras={},
-                              max_relative_target=0.5, pace=False)
+        follower = RealArmEnv(
+            arm=SO101,
+            port=fp.port,
+            calibration=follower_arm.ideal_calibration(),
+            cameras={},
+            max_relative_target=0.5,
+            pace=False,
+        )
         try:
             pose = np.array([0.3, -0.4, 0.5, -0.2, 1.0, 0.6])
             leader_arm.move_to(pose)  # a hand moves the leader
             lines = []
-            stats = teleoperate(leader, follower, max_steps=30, report=lambda s: lines.append(s.line()),
-                                report_every_s=0.0)
+            stats = teleoperate(
+                leader, follower, max_steps=30, report=lambda s: lines.append(s.line()), report_every_s=0.0
+            )
             assert stats.steps == 30 and stats.rate_hz > 0 and "Hz" in lines[-1]
             np.testing.assert_allclose(follower_arm.joint_positions(), pose, atol=2 * TICK)
             assert not any(s.torque_on for s in leader_arm.servos)  # the leader stays limp

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from real_helpers import bounded
 
-from twinarm.arms import SO101
+from twinarm.arms import SO101, get_arm
 from twinarm.cli.main import main
 from twinarm.real.env import RealArmEnv
 from twinarm.real.ports import find_port
-from twinarm.real.teleop import KeyboardTeleop, LeaderArm, teleoperate
+from twinarm.real.teleop import KeyboardTeleop, LeaderArm, leader_spec, teleoperate
 from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
 
 TICK = 2 * np.pi / 4096
@@ -43,6 +44,26 @@ def test_leader_follower_teleop() -> None:
         finally:
             leader.close()
             follower.close()
+
+
+@pytest.mark.filterwarnings("ignore::twinarm.real.env.LoopOverrunWarning")  # timing is not checked here
+@pytest.mark.parametrize("arm", ["so101", "koch"])
+def test_cli_teleop_one_leader_one_follower(arm: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`twinarm teleop` end to end on two virtual arms (Koch's leader has its own servo model, XL330-M077)."""
+    spec = get_arm(arm)
+    leader_arm, follower_arm = VirtualArm(leader_spec(spec)), VirtualArm(spec, step_mode="lockstep")
+    pose = np.clip(np.array([0.3, -0.4, 0.5, -0.2, 1.0, 0.6]), spec.lower, spec.upper)
+    leader_arm.move_to(pose)
+    with PtyServer(VirtualBus(leader_arm)) as lp, PtyServer(VirtualBus(follower_arm)) as fp:
+        f_cal = follower_arm.ideal_calibration().save(tmp_path / "f.json")
+        l_cal = leader_arm.ideal_calibration().save(tmp_path / "l.json")
+        argv = ["teleop", "--arm", arm, "--port", fp.port, "--calibration", str(f_cal), "--max-steps", "30"]
+        argv += ["--leader-port", lp.port, "--leader-calibration", str(l_cal), "--max-relative-target", "0.5"]
+        assert bounded(lambda: main(argv), timeout_s=60) == 0
+    out = capsys.readouterr().out
+    assert f"leader arm {lp.port} -> follower arm {fp.port}" in out and "Hz" in out and "steps 30" in out
+    np.testing.assert_allclose(follower_arm.joint_positions(), pose, atol=2 * TICK)
+    assert not any(s.torque_on for s in follower_arm.servos + leader_arm.servos)
 
 
 def test_keyboard_teleop() -> None:

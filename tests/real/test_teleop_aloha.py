@@ -36,6 +36,11 @@ from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
 pytestmark = pytest.mark.filterwarnings("ignore::twinarm.real.env.LoopOverrunWarning")
 
 TICK = 2 * np.pi / 4096
+#: Flags for the checks that fail before any port is opened (no pty needed).
+OFFLINE_ARGV = (
+    "teleop --arm aloha --port left=/dev/p1,right=/dev/p2 --calibration c.json "
+    "--leader-port left=/dev/p3,right=/dev/p4 --leader-calibration l.json"
+)
 SIDES = ("left", "right")
 #: Leader poses (waist, shoulder, elbow, forearm_roll, wrist_angle, wrist_rotate, gripper): the two sides
 #: differ by at least 0.4 on every joint, so a follower copying the other side's leader cannot pass.
@@ -68,20 +73,14 @@ class AlohaRig:
         return ",".join(f"{s}={getattr(v, 'port', v)}" for s, v in servers.items())
 
     def argv(self, *extra: str) -> list[str]:
-        return [
-            "teleop",
-            "--arm",
-            "aloha",
-            "--port",
-            self.flag(self.follower_servers),
-            "--calibration",
-            self.flag(self.follower_cal),
+        follower = ["--port", self.flag(self.follower_servers), "--calibration", self.flag(self.follower_cal)]
+        leader = [
             "--leader-port",
             self.flag(self.leader_servers),
             "--leader-calibration",
             self.flag(self.leader_cal),
-            *extra,
         ]
+        return ["teleop", "--arm", "aloha", *follower, *leader, *extra]
 
 
 def _save_per_arm(cal: Calibration, path: Path, side: str) -> Path:
@@ -248,19 +247,7 @@ def test_cli_leader_on_a_follower_port_is_a_named_model_mismatch(rig: AlohaRig) 
 def test_cli_malformed_per_arm_flags(
     flag: str, value: str, expected: str, capsys: pytest.CaptureFixture
 ) -> None:
-    argv = [
-        "teleop",
-        "--arm",
-        "aloha",
-        "--port",
-        "left=/dev/p1,right=/dev/p2",
-        "--calibration",
-        "c.json",
-        "--leader-port",
-        "left=/dev/p3,right=/dev/p4",
-        "--leader-calibration",
-        "l.json",
-    ]
+    argv = OFFLINE_ARGV.split()
     argv[argv.index(flag) + 1] = value
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -270,21 +257,7 @@ def test_cli_malformed_per_arm_flags(
 
 def test_cli_shared_leader_and_follower_port(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
-        main(
-            [
-                "teleop",
-                "--arm",
-                "aloha",
-                "--port",
-                "left=/dev/p1,right=/dev/p2",
-                "--calibration",
-                "c.json",
-                "--leader-port",
-                "left=/dev/p3,right=/dev/p1",
-                "--leader-calibration",
-                "l.json",
-            ]
-        )
+        main(OFFLINE_ARGV.replace("right=/dev/p4", "right=/dev/p1").split())
     assert (
         "port /dev/p1 is given for both the left follower arm and the right leader arm"
         in capsys.readouterr().err
@@ -293,18 +266,7 @@ def test_cli_shared_leader_and_follower_port(capsys: pytest.CaptureFixture) -> N
 
 def test_cli_keyboard_is_refused_for_aloha(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as info:
-        main(
-            [
-                "teleop",
-                "--arm",
-                "aloha",
-                "--port",
-                "left=/dev/p1,right=/dev/p2",
-                "--calibration",
-                "c.json",
-                "--keyboard",
-            ]
-        )
+        main("teleop --arm aloha --port left=/dev/p1,right=/dev/p2 --calibration c.json --keyboard".split())
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "--keyboard drives one arm" in err and "--leader-port left=PORT,right=PORT" in err
@@ -387,23 +349,19 @@ def test_cli_calibrate_one_aloha_leader_arm(
 
         monkeypatch.setattr(real_cmd, "_enter", enter)
         out = tmp_path / "leader_left.json"
-        rc = bounded(
-            lambda: main(
-                [
-                    "calibrate",
-                    "--arm",
-                    "aloha",
-                    "--side",
-                    "left",
-                    "--leader",
-                    "--port",
-                    server.port,
-                    "--out",
-                    str(out),
-                ]
-            ),
-            timeout_s=30,
-        )
+        argv = [
+            "calibrate",
+            "--arm",
+            "aloha",
+            "--side",
+            "left",
+            "--leader",
+            "--port",
+            server.port,
+            "--out",
+            str(out),
+        ]
+        rc = bounded(lambda: main(argv), timeout_s=30)
     stdin.close()
     os.close(write_fd)
     assert rc == 0 and "ALOHA (2x ViperX 300), left arm leader" in prompts[0]

@@ -28,6 +28,7 @@ class BimanualTask(Task):
         names = {g: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) or "" for g in range(m.ngeom)}
         self.side_pads = {s: tuple(g for g, n in names.items() if n.startswith(f"{s}_") and n.endswith("_pad")) for s in SIDES}
         self.pad_geoms = self.side_pads["left"] + self.side_pads["right"]
+        self.left_pads, self.right_pads = frozenset(self.side_pads["left"]), frozenset(self.side_pads["right"])
         self.table_geom = _require(m, mujoco.mjtObj.mjOBJ_GEOM, "table")
 
     def side_tcp_pos(self, physics: ArmPhysics, side: str) -> np.ndarray:
@@ -35,7 +36,7 @@ class BimanualTask(Task):
 
     def contacts(self, physics: ArmPhysics) -> set[tuple[int, int]]:
         """Every touching geom pair of the current state, each in both orders."""
-        pairs = physics.data.contact.geom[: physics.data.ncon].tolist()  # plain ints: no numpy scalars
+        pairs = contact_pairs(physics)
         return {(a, b) for a, b in pairs} | {(b, a) for a, b in pairs}
 
     def pads_holding(self, contacts: set[tuple[int, int]], side: str, geoms: tuple[int, ...]) -> int:
@@ -44,6 +45,22 @@ class BimanualTask(Task):
 
     def touching(self, contacts: set[tuple[int, int]], a: tuple[int, ...], b: tuple[int, ...]) -> bool:
         return any((x, y) in contacts for x in a for y in b)
+
+
+def contact_pairs(physics: ArmPhysics) -> list[list[int]]:
+    """The geom pairs of the current state's contacts, as plain ints (no numpy scalars)."""
+    return physics.data.contact.geom.tolist()
+
+
+def geoms_touching(pairs: list[list[int]], objects: frozenset[int]) -> set[int]:
+    """Every geom in contact with one of `objects` (one pass over the contacts, for the per-step reward)."""
+    touching = set()
+    for a, b in pairs:
+        if a in objects:
+            touching.add(b)
+        if b in objects:
+            touching.add(a)
+    return touching
 
 
 def body_geoms(model: mujoco.MjModel, body: str) -> tuple[int, ...]:

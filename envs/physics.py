@@ -6,7 +6,7 @@ grippers as an opening fraction of the jaw joint's range), so envs and the virtu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import mujoco
 import numpy as np
@@ -69,6 +69,14 @@ class ArmPhysics:
         self._offset = np.where(grip, ranges[:, 0], 0.0)
         self._scale = np.where(grip, ranges[:, 1] - ranges[:, 0], 1.0)
         self._home_key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
+        # The per-step path works on a handful of Python floats: on 6-14 joints, a numpy call costs more
+        # than the arithmetic, and fewer calls leave more of the cache to mj_step. Same IEEE operations in
+        # the same order as the array methods, so the results are bitwise equal.
+        self._qpos_index = _as_slice(self.qpos_adr)
+        self._ctrl_index = _as_slice(self.actuator_ids)
+        offset, scale = self._offset.tolist(), self._scale.tolist()
+        self._to_spec = tuple(zip(offset, scale, strict=True))
+        self._to_ctrl = tuple(zip(offset, scale, spec.lower.tolist(), spec.upper.tolist(), strict=True))
 
     @classmethod
     def from_arm(
@@ -91,6 +99,11 @@ class ArmPhysics:
         """Joint positions in spec units (rad; gripper opening 0..1), spec order."""
         return self.qpos_to_spec(self.data.qpos[self.qpos_adr])
 
+    def joint_position_list(self) -> list[float]:
+        """`joint_positions()` as Python floats, the cheap form for a per-step observation."""
+        q = self.data.qpos[self._qpos_index].tolist()
+        return [(v - offset) / scale for v, (offset, scale) in zip(q, self._to_spec, strict=True)]
+
     def joint_velocities(self) -> np.ndarray:
         """Joint velocities in spec units per second."""
         return self.data.qvel[self.dof_adr] / self._scale
@@ -103,11 +116,14 @@ class ArmPhysics:
         """The current joint targets in spec units."""
         return self.qpos_to_spec(self.data.ctrl[self.actuator_ids])
 
-    def set_targets(self, x: np.ndarray) -> None:
+    def set_targets(self, x: np.ndarray | Sequence[float]) -> None:
         """Command absolute joint targets (spec units), clamped to the spec's limits."""
-        spec = self.spec
-        x = np.minimum(np.maximum(x, spec.lower), spec.upper)
-        self.data.ctrl[self.actuator_ids] = self._offset + self._scale * x
+        vals = x.tolist() if isinstance(x, np.ndarray) else list(map(float, x))
+        if len(vals) != len(self._to_ctrl):
+            raise ValueError(f"{self.spec.name}: expected {len(self._to_ctrl)} joint targets, got {len(vals)}")
+        self.data.ctrl[self._ctrl_index] = [
+            offset + scale * min(max(v, lo), hi) for v, (offset, scale, lo, hi) in zip(vals, self._to_ctrl, strict=True)
+        ]
 
     def step_control(self) -> None:
         """Advance one control period."""
@@ -141,3 +157,10 @@ class ArmPhysics:
     def set_state(self, state: np.ndarray) -> None:
         mujoco.mj_setState(self.model, self.data, np.asarray(state, dtype=np.float64), mujoco.mjtState.mjSTATE_INTEGRATION)
         mujoco.mj_forward(self.model, self.data)
+
+
+def _as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """A run of consecutive addresses as a slice (a view, no gather); anything else unchanged."""
+    if len(index) and np.array_equal(index, np.arange(index[0], index[0] + len(index))):
+        return slice(int(index[0]), int(index[0]) + len(index))
+    return index

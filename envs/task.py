@@ -7,6 +7,7 @@ file serves every single-arm model.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -54,7 +55,7 @@ class Task(ABC):
 
     @abstractmethod
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        """Object poses and targets, float32 of length `env_state_dim`."""
+        """Object poses and targets: a new float32 array of length `env_state_dim` (the env returns it as is)."""
 
     @abstractmethod
     def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
@@ -85,12 +86,23 @@ class Task(ABC):
             return 0
         pads = self._pad_set
         touching = set()
-        for g1, g2 in d.contact.geom[: d.ncon].tolist():  # a handful of contacts: plain Python is fastest
+        for g1, g2 in d.contact.geom.tolist():  # the ncon active contacts; a handful: plain Python is fastest
             if g1 == geom_id and g2 in pads:
                 touching.add(g2)
             elif g2 == geom_id and g1 in pads:
                 touching.add(g1)
         return len(touching)
+
+
+def point_distance(a: list[float], b: list[float]) -> float:
+    """Distance of two 3-d points given as Python floats (the same value as `sqrt(d @ d)` in numpy)."""
+    dx, dy, dz = a[0] - b[0], a[1] - b[1], a[2] - b[2]
+    return math.sqrt(dx * dx + dy * dy + dz * dz)
+
+
+def closeness(distance: float) -> float:
+    """The shaped reward term for a distance: 1 at contact, ~0.24 at 10 cm."""
+    return 1.0 - math.tanh(10.0 * distance)
 
 
 def _require(model: mujoco.MjModel, objtype: mujoco.mjtObj, name: str) -> int:

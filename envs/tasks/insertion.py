@@ -13,7 +13,14 @@ import mujoco
 import numpy as np
 
 from twinarm.envs.arm_env import ArmEnv
-from twinarm.envs.bimanual import BimanualTask, body_geoms, free_joint_adr, place_free_body
+from twinarm.envs.bimanual import (
+    BimanualTask,
+    body_geoms,
+    contact_pairs,
+    free_joint_adr,
+    geoms_touching,
+    place_free_body,
+)
 from twinarm.envs.physics import ArmPhysics
 
 PEG_HALF = (0.06, 0.01, 0.01)
@@ -60,6 +67,7 @@ class Insertion(BimanualTask):
         self.peg_geoms = body_geoms(m, "peg")
         self.socket_geoms = body_geoms(m, "socket")
         self.pin_geom = (m.geom("pin").id,)
+        self._peg_set, self._socket_set = frozenset(self.peg_geoms), frozenset(self.socket_geoms)
         self.peg_adr = free_joint_adr(m, "peg_joint")
         self.socket_adr = free_joint_adr(m, "socket_joint")
 
@@ -77,16 +85,17 @@ class Insertion(BimanualTask):
         return physics.data.qpos[self.socket_adr[0] : self.socket_adr[0] + 7].copy()
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        return np.concatenate([self.peg_pose(physics), self.socket_pose(physics)]).astype(np.float32)
+        q, pa, sa = physics.data.qpos, self.peg_adr[0], self.socket_adr[0]
+        return np.concatenate([q[pa : pa + 7], q[sa : sa + 7]], dtype=np.float32)
 
     def stage(self, physics: ArmPhysics) -> tuple[int, dict[str, float]]:
-        c = self.contacts(physics)
-        right = self.pads_holding(c, "right", self.peg_geoms)
-        left = self.pads_holding(c, "left", self.socket_geoms)
-        table = (self.table_geom,)
-        lifted = not self.touching(c, self.peg_geoms, table) and not self.touching(c, self.socket_geoms, table)
-        peg_socket = self.touching(c, self.peg_geoms, self.socket_geoms)
-        pin = self.touching(c, self.peg_geoms, self.pin_geom)
+        pairs = contact_pairs(physics)
+        on_peg, on_socket = geoms_touching(pairs, self._peg_set), geoms_touching(pairs, self._socket_set)
+        right = len(on_peg & self.right_pads)
+        left = len(on_socket & self.left_pads)
+        lifted = self.table_geom not in on_peg and self.table_geom not in on_socket
+        peg_socket = not on_peg.isdisjoint(self._socket_set)
+        pin = self.pin_geom[0] in on_peg
         both_touch = right > 0 and left > 0
         stage = 0
         if both_touch:

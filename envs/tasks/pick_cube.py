@@ -6,15 +6,13 @@ reach (tool point to cube), grasp (both finger pads touch the cube) and lift (he
 
 from __future__ import annotations
 
-import math
-
 import mujoco
 import numpy as np
 
 from twinarm.envs.arm_env import ArmEnv
 from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.props import CUBE_HALF, add_cube, yaw_quat
-from twinarm.envs.task import Task
+from twinarm.envs.task import Task, closeness, point_distance
 
 LIFT_HEIGHT = 0.05
 
@@ -51,8 +49,13 @@ class CubeTask(Task):
         return self.pads_touching(physics, self.cube_geom) >= 2
 
     def reach_term(self, physics: ArmPhysics) -> float:
-        d = physics.data.site_xpos[self.tcp_site] - physics.data.xpos[self.cube_body]
-        return 1.0 - math.tanh(10.0 * math.sqrt(d @ d))
+        return self._cube_terms(physics)[0]
+
+    def _cube_terms(self, physics: ArmPhysics) -> tuple[float, float, bool, list[float]]:
+        """Reach term, cube height, grasped and the cube position: what every cube reward starts from."""
+        cube = physics.data.xpos[self.cube_body].tolist()
+        reach = closeness(point_distance(physics.data.site_xpos[self.tcp_site].tolist(), cube))
+        return reach, cube[2] - self.cube_half, self.grasped(physics), cube
 
 
 class PickCube(CubeTask):
@@ -64,12 +67,11 @@ class PickCube(CubeTask):
         mujoco.mj_forward(physics.model, physics.data)
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        return self.cube_pose(physics).astype(np.float32)
+        return physics.data.qpos[self.cube_qadr : self.cube_qadr + 7].astype(np.float32)
 
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
-        reach = self.reach_term(physics)
-        grasp = float(self.grasped(physics))
-        height = self.cube_height(physics)
+        reach, height, grasped, _ = self._cube_terms(physics)
+        grasp = float(grasped)
         lift = min(max(height / LIFT_HEIGHT, 0.0), 1.0) * grasp
         total = 0.25 * reach + 0.25 * grasp + 0.5 * lift
         return total, {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift}, height >= LIFT_HEIGHT

@@ -14,6 +14,7 @@ import numpy as np
 from twinarm.envs.arm_env import ArmEnv
 from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.props import PLATE_HALF_HEIGHT, PLATE_RADIUS, add_plate
+from twinarm.envs.task import closeness
 from twinarm.envs.tasks.pick_cube import CubeTask
 
 MIN_SEPARATION = 0.08  # cube half-diagonal + plate radius + a finger's width
@@ -48,23 +49,28 @@ class PickPlace(CubeTask):
         return physics.data.mocap_pos[self.plate_mocap].copy()
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        return np.concatenate([self.cube_pose(physics), self.plate_pos(physics)]).astype(np.float32)
+        q = self.cube_qadr
+        return np.concatenate([physics.data.qpos[q : q + 7], physics.data.mocap_pos[self.plate_mocap]], dtype=np.float32)
 
-    def _xy_offset(self, physics: ArmPhysics) -> float:
-        return float(np.linalg.norm(physics.data.xpos[self.cube_body][:2] - self.plate_pos(physics)[:2]))
+    def _xy_offset(self, physics: ArmPhysics, cube: list[float] | None = None) -> float:
+        """Horizontal distance of the cube's centre from the plate's."""
+        cx, cy, _ = physics.data.xpos[self.cube_body].tolist() if cube is None else cube
+        px, py, _ = physics.data.mocap_pos[self.plate_mocap].tolist()
+        dx, dy = cx - px, cy - py
+        return math.sqrt(dx * dx + dy * dy)
 
-    def on_plate(self, physics: ArmPhysics) -> bool:
-        bottom = physics.data.xpos[self.cube_body][2] - self.cube_half
+    def on_plate(self, physics: ArmPhysics, cube: list[float] | None = None) -> bool:
+        cube = physics.data.xpos[self.cube_body].tolist() if cube is None else cube
+        bottom = cube[2] - self.cube_half
         top = 2 * PLATE_HALF_HEIGHT
-        return self._xy_offset(physics) < PLATE_RADIUS - 0.01 and abs(bottom - top) < 0.01
+        return self._xy_offset(physics, cube) < PLATE_RADIUS - 0.01 and abs(bottom - top) < 0.01
 
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
-        reach = self.reach_term(physics)
-        grasped = self.grasped(physics)
+        reach, height, grasped, cube = self._cube_terms(physics)
         grasp = float(grasped)
-        lift = min(max(self.cube_height(physics) / CARRY_HEIGHT, 0.0), 1.0) * grasp
-        place = 1.0 - math.tanh(10.0 * self._xy_offset(physics))
-        success = self.on_plate(physics) and not grasped
+        lift = min(max(height / CARRY_HEIGHT, 0.0), 1.0) * grasp
+        place = closeness(self._xy_offset(physics, cube))
+        success = self.on_plate(physics, cube) and not grasped
         total = 0.15 * reach + 0.15 * grasp + 0.2 * lift + 0.2 * place + 0.3 * float(success)
         terms = {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift, "reward_place": place}
         return total, terms, success

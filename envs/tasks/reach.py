@@ -6,15 +6,13 @@ within 2 cm.
 
 from __future__ import annotations
 
-import math
-
 import mujoco
 import numpy as np
 
 from twinarm.envs.arm_env import ArmEnv
 from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.props import add_target
-from twinarm.envs.task import Task
+from twinarm.envs.task import Task, closeness, point_distance
 
 SUCCESS_DISTANCE = 0.02
 
@@ -41,15 +39,15 @@ class Reach(Task):
         return physics.data.mocap_pos[self.target_mocap].copy()
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        return self.target(physics).astype(np.float32)
+        return physics.data.mocap_pos[self.target_mocap].astype(np.float32)
 
     def distance(self, physics: ArmPhysics) -> float:
-        d = physics.data.site_xpos[self.tcp_site] - physics.data.mocap_pos[self.target_mocap]
-        return math.sqrt(d @ d)
+        d = physics.data
+        return point_distance(d.site_xpos[self.tcp_site].tolist(), d.mocap_pos[self.target_mocap].tolist())
 
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
         dist = self.distance(physics)
-        reach = 1.0 - math.tanh(10.0 * dist)
+        reach = closeness(dist)
         return reach, {"reward_reach": reach, "distance": dist}, dist < SUCCESS_DISTANCE
 
     def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:

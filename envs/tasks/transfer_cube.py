@@ -12,7 +12,14 @@ import mujoco
 import numpy as np
 
 from twinarm.envs.arm_env import ArmEnv
-from twinarm.envs.bimanual import BimanualTask, body_geoms, free_joint_adr, place_free_body
+from twinarm.envs.bimanual import (
+    BimanualTask,
+    body_geoms,
+    contact_pairs,
+    free_joint_adr,
+    geoms_touching,
+    place_free_body,
+)
 from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.props import add_cube
 
@@ -31,6 +38,7 @@ class TransferCube(BimanualTask):
     def bind(self, physics: ArmPhysics) -> None:
         super().bind(physics)
         self.cube_geoms = body_geoms(physics.model, "cube")
+        self._cube_set = frozenset(self.cube_geoms)
         self.cube_body = physics.model.body("cube").id
         self.cube_adr = free_joint_adr(physics.model, "cube_joint")
 
@@ -44,14 +52,16 @@ class TransferCube(BimanualTask):
         return physics.data.qpos[qa : qa + 7].copy()
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        return self.cube_pose(physics).astype(np.float32)
+        qa = self.cube_adr[0]
+        return physics.data.qpos[qa : qa + 7].astype(np.float32)
 
     def stage(self, physics: ArmPhysics) -> tuple[int, dict[str, float]]:
-        c = self.contacts(physics)
-        right = self.pads_holding(c, "right", self.cube_geoms) > 0
-        left = self.pads_holding(c, "left", self.cube_geoms) > 0
-        left_holds = self.pads_holding(c, "left", self.cube_geoms) >= 2
-        on_table = self.touching(c, self.cube_geoms, (self.table_geom,))
+        on_cube = geoms_touching(contact_pairs(physics), self._cube_set)
+        left_pads = len(on_cube & self.left_pads)
+        right = not on_cube.isdisjoint(self.right_pads)
+        left = left_pads > 0
+        left_holds = left_pads >= 2
+        on_table = self.table_geom in on_cube
         stage = 0
         if right:
             stage = 1

@@ -338,6 +338,10 @@ def train(tc: TrainConfig) -> Path:
     """Run training as configured; returns the last checkpoint directory."""
     torch.set_num_threads(max(1, tc.threads))
     device = resolve_device(tc.device)
+    if device.type == "cuda":  # TF32 tensor cores for matmuls and convolutions, autotuned conv kernels
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     rank, world = init_distributed(device)
     out = Path(tc.output_dir)
     if rank == 0:

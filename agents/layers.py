@@ -7,6 +7,51 @@ import math
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+#: Optimizer steps taken in this process. Fused optimizers (AdamW(fused=True)) update weights in place
+#: without bumping their version counters, so caches of derived weights also key on this count.
+_optimizer_steps = 0
+
+
+def _count_optimizer_step(*_: object) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
+
+
+def weights_key(module: nn.Module) -> tuple[int, ...]:
+    """A key that changes whenever `module`'s parameters or buffers may have changed: in-place edits bump
+    version counters, replaced tensors change data pointers, and any optimizer step counts (see above).
+    Edits through `.data` bypass all three; derived-weight caches keyed on this would miss them."""
+    key = [_optimizer_steps]
+    for t in (*module.parameters(), *module.buffers()):
+        key += (t._version, t.data_ptr())
+    return tuple(key)
+
+
+#: oneDNN convolution with a fused ReLU post-op (an internal op also used by torch.compile's CPU backend).
+_CONV_RELU = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+def conv2d_relu(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """relu(conv(x)). Outside autograd on CPU this is one oneDNN call with the ReLU fused into the
+    convolution (the same values, one pass less over the output); otherwise the plain two ops."""
+    fused = (
+        _CONV_RELU
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and isinstance(conv.padding, tuple)
+        and conv.padding_mode == "zeros"
+        and not (torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad))
+    )
+    if fused:
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups, "relu", [], ""
+        )
+    return F.relu(conv(x))
 
 
 def sinusoid_table(n_positions: int, dim: int) -> Tensor:
@@ -84,7 +129,11 @@ class EncoderLayer(nn.Module):
         return self.linear2(self.dropout(self.act(self.linear1(x))))
 
     def forward(
-        self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None, first_only: bool = False
+        self,
+        x: Tensor,
+        pos: Tensor | None = None,
+        key_padding_mask: Tensor | None = None,
+        first_only: bool = False,
     ) -> Tensor:
         """`first_only`: return only token 0's output (it still attends to every token), which is all a
         CLS-token readout needs from the last layer; the other queries and their feed-forwards are skipped."""
@@ -138,7 +187,9 @@ class DecoderLayer(nn.Module):
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
-        x = x + self.dropout(self.cross_attn(h + query_pos, memory + memory_pos, memory, need_weights=False)[0])
+        x = x + self.dropout(
+            self.cross_attn(h + query_pos, memory + memory_pos, memory, need_weights=False)[0]
+        )
         if not self.pre_norm:
             x = self.norm2(x)
         h = self.norm3(x) if self.pre_norm else x
@@ -153,5 +204,3 @@ def mlp(sizes: list[int], act: str = "relu", final_act: bool = False) -> nn.Sequ
         if i < len(sizes) - 2 or final_act:
             layers.append(activation(act))
     return nn.Sequential(*layers)
-
-

@@ -13,8 +13,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from twinarm.agents.features import ACTION, ENV_STATE, STATE
+from twinarm.agents.layers import conv2d_relu, weights_key
 from twinarm.agents.policy import Policy
 from twinarm.agents.tdmpc.config_tdmpc import TDMPCConfig
+from twinarm.agents.tdmpc.fused import PackedHeads
 
 REWARD = "next.reward"
 DONE = "next.done"
@@ -48,23 +50,37 @@ class Encoder(nn.Module):
                 nn.Conv2d(hid, hid, 3, 2), nn.ReLU(),
             )  # fmt: skip
             if min(h, w) < 41:
-                raise ValueError(f"TD-MPC's image encoder needs images of at least 41x41 pixels, {key} is {h}x{w}")
+                raise ValueError(
+                    f"TD-MPC's image encoder needs images of at least 41x41 pixels, {key} is {h}x{w}"
+                )
             with torch.no_grad():
                 n_flat = conv(torch.zeros(1, c, h, w)).numel()
             self.image[key.replace(".", "_")] = nn.Sequential(
-                conv, nn.Flatten(), nn.Linear(n_flat, cfg.latent_dim), nn.LayerNorm(cfg.latent_dim), nn.Sigmoid()
+                conv,
+                nn.Flatten(),
+                nn.Linear(n_flat, cfg.latent_dim),
+                nn.LayerNorm(cfg.latent_dim),
+                nn.Sigmoid(),
             )
         hid = cfg.state_encoder_hidden_dim
         self.state = (
             nn.Sequential(
-                nn.Linear(cfg.state_dim, hid), nn.ELU(), nn.Linear(hid, cfg.latent_dim), nn.LayerNorm(cfg.latent_dim), nn.Sigmoid()
+                nn.Linear(cfg.state_dim, hid),
+                nn.ELU(),
+                nn.Linear(hid, cfg.latent_dim),
+                nn.LayerNorm(cfg.latent_dim),
+                nn.Sigmoid(),
             )
             if cfg.has_state
             else None
         )
         self.env_state = (
             nn.Sequential(
-                nn.Linear(cfg.env_state_dim, hid), nn.ELU(), nn.Linear(hid, cfg.latent_dim), nn.LayerNorm(cfg.latent_dim), nn.Sigmoid()
+                nn.Linear(cfg.env_state_dim, hid),
+                nn.ELU(),
+                nn.Linear(hid, cfg.latent_dim),
+                nn.LayerNorm(cfg.latent_dim),
+                nn.Sigmoid(),
             )
             if cfg.has_env_state
             else None
@@ -75,12 +91,28 @@ class Encoder(nn.Module):
         for key in self.cfg.image_keys:
             x = obs[key]
             lead = x.shape[:-3]
-            feats.append(self.image[key.replace(".", "_")](x.reshape(-1, *x.shape[-3:])).reshape(*lead, -1))
+            feats.append(
+                _image_latent(self.image[key.replace(".", "_")], x.reshape(-1, *x.shape[-3:])).reshape(
+                    *lead, -1
+                )
+            )
         if self.state is not None:
             feats.append(self.state(obs[STATE]))
         if self.env_state is not None:
             feats.append(self.env_state(obs[ENV_STATE]))
         return torch.stack(feats).mean(0)
+
+
+def _image_latent(net: nn.Sequential, x: Tensor) -> Tensor:
+    """`net(x)` for an image encoder (conv/ReLU pairs, then flatten, linear, norm, sigmoid), run channels-last
+    with each ReLU fused into its convolution where autograd is off (`layers.conv2d_relu`)."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    convs = net[0]
+    for i in range(0, len(convs), 2):
+        x = conv2d_relu(x, convs[i])
+    for layer in list(net)[1:]:
+        x = layer(x)
+    return x
 
 
 class WorldModel(nn.Module):
@@ -93,10 +125,14 @@ class WorldModel(nn.Module):
         self.reward = _mlp_ln([z + a, m, m, 1], nn.Mish)
         self.pi_net = _mlp_ln([z, m, m, a], nn.Mish)
         self.qs = nn.ModuleList(
-            nn.Sequential(nn.Linear(z + a, m), nn.LayerNorm(m), nn.Tanh(), nn.Linear(m, m), nn.ELU(), nn.Linear(m, 1))
+            nn.Sequential(
+                nn.Linear(z + a, m), nn.LayerNorm(m), nn.Tanh(), nn.Linear(m, m), nn.ELU(), nn.Linear(m, 1)
+            )
             for _ in range(cfg.q_ensemble_size)
         )
-        self.v = nn.Sequential(nn.Linear(z, m), nn.LayerNorm(m), nn.Tanh(), nn.Linear(m, m), nn.ELU(), nn.Linear(m, 1))
+        self.v = nn.Sequential(
+            nn.Linear(z, m), nn.LayerNorm(m), nn.Tanh(), nn.Linear(m, m), nn.ELU(), nn.Linear(m, 1)
+        )
         for mod in self.modules():
             if isinstance(mod, nn.Linear):
                 nn.init.orthogonal_(mod.weight)
@@ -120,10 +156,14 @@ class WorldModel(nn.Module):
         return self.v(z).squeeze(-1)
 
     def pi(self, z: Tensor, std: float = 0.0) -> Tensor:
-        a = torch.tanh(self.pi_net(z))
-        if std > 0:
-            a = (a + (torch.randn_like(a) * std).clamp(-0.3, 0.3)).clamp(-1, 1)
-        return a
+        return add_policy_noise(torch.tanh(self.pi_net(z)), std)
+
+
+def add_policy_noise(a: Tensor, std: float) -> Tensor:
+    """Policy-prior exploration: Gaussian noise clipped to +-0.3, then the action clipped to [-1, 1]."""
+    if std > 0:
+        a = (a + (torch.randn_like(a) * std).clamp(-0.3, 0.3)).clamp(-1, 1)
+    return a
 
 
 def random_shift(x: Tensor, ratio: float) -> Tensor:
@@ -157,6 +197,10 @@ class TDMPCPolicy(Policy):
         self._queue: deque[Tensor] = deque()
         self.explore = False
         """Add exploration noise to planned actions (set by the online training loop)."""
+        self.fused_planning = True
+        """Plan with packed copies of the heads (`fused.PackedHeads`); False runs the modules one by one."""
+        self._packed: PackedHeads | None = None
+        self._packed_key: tuple[int, ...] = ()
 
     def get_optim_params(self) -> list[dict]:
         return [{"params": list(self.model.parameters())}]
@@ -182,19 +226,38 @@ class TDMPCPolicy(Policy):
             self._queue.extend([action] * self.config.n_action_repeats)
         return self._queue.popleft()
 
+    def _heads(self) -> PackedHeads | None:
+        """The packed planning heads for the current weights (rebuilt after any weight change), or None."""
+        if not self.fused_planning:
+            return None
+        key = weights_key(self.model)
+        if self._packed is None or key != self._packed_key:
+            self._packed = PackedHeads(self.model)
+            self._packed_key = key
+        return self._packed
+
     @torch.inference_mode()
     def estimate_value(self, z: Tensor, actions: Tensor) -> Tensor:
         """Return of action sequences (H, N, A) from latents (N, Z), with an uncertainty penalty."""
         cfg = self.config
+        heads = self._heads()
+        penalize = cfg.uncertainty_regularizer_coeff > 0
         ret = torch.zeros(z.shape[0], device=z.device)
         disc = 1.0
         for t in range(actions.shape[0]):
-            if cfg.uncertainty_regularizer_coeff > 0:
-                ret = ret - disc * cfg.uncertainty_regularizer_coeff * self.model.q_all(z, actions[t]).std(0)
-            z, r = self.model.next(z, actions[t])
+            if heads is not None:
+                z, r, q = heads.step(z, actions[t], with_q=penalize)
+            else:
+                q = self.model.q_all(z, actions[t]) if penalize else None
+                z, r = self.model.next(z, actions[t])
+            if q is not None:
+                ret = ret - disc * cfg.uncertainty_regularizer_coeff * q.std(0)
             ret = ret + disc * r
             disc *= cfg.discount
-        q_end = self.model.q_all(z, self.model.pi(z))
+        if heads is not None:
+            q_end = heads.q_all(z, heads.pi(z))
+        else:
+            q_end = self.model.q_all(z, self.model.pi(z))
         if cfg.uncertainty_regularizer_coeff > 0:
             return ret + disc * (q_end.mean(0) - cfg.uncertainty_regularizer_coeff * q_end.std(0))
         idx = torch.randperm(cfg.q_ensemble_size, device=z.device)[:2]
@@ -210,10 +273,15 @@ class TDMPCPolicy(Policy):
         pi_actions = torch.empty(h, b, n_pi, a_dim, device=z.device)
         pi_value = torch.empty(b, 0, device=z.device)
         if n_pi > 0:
+            heads = self._heads()
             zp = z.repeat_interleave(n_pi, dim=0)
             for t in range(h):
-                pi_actions[t] = self.model.pi(zp, cfg.min_std).reshape(b, n_pi, a_dim)
-                zp = self.model.next(zp, pi_actions[t].reshape(b * n_pi, a_dim))[0]
+                if heads is not None:
+                    pi_actions[t] = add_policy_noise(heads.pi(zp), cfg.min_std).reshape(b, n_pi, a_dim)
+                    zp = heads.step(zp, pi_actions[t].reshape(b * n_pi, a_dim), with_q=False)[0]
+                else:
+                    pi_actions[t] = self.model.pi(zp, cfg.min_std).reshape(b, n_pi, a_dim)
+                    zp = self.model.next(zp, pi_actions[t].reshape(b * n_pi, a_dim))[0]
             # The policy trajectories are fixed for this plan: score them once, not every CEM iteration.
             z_pi = z.repeat_interleave(n_pi, dim=0)
             pi_value = self.estimate_value(z_pi, pi_actions.reshape(h, b * n_pi, a_dim)).reshape(b, n_pi)
@@ -278,7 +346,11 @@ class TDMPCPolicy(Policy):
         consistency = (decay * F.mse_loss(zs[1:], z_targets, reduction="none").mean(-1)).sum(0).mean()
         reward_loss = (decay * F.mse_loss(rs, reward, reduction="none")).sum(0).mean()
         q_preds = self.model.q_all(zs[:-1], actions)  # (Q, H, B)
-        q_loss = (decay * F.mse_loss(q_preds, q_targets[None].expand_as(q_preds), reduction="none").sum(0)).sum(0).mean()
+        q_loss = (
+            (decay * F.mse_loss(q_preds, q_targets[None].expand_as(q_preds), reduction="none").sum(0))
+            .sum(0)
+            .mean()
+        )
         v_preds = self.model.value(zs[:-1].detach())
         diff = target_q - v_preds
         expectile = torch.where(diff > 0, cfg.expectile_weight, 1 - cfg.expectile_weight)

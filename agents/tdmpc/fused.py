@@ -1,0 +1,132 @@
+"""Packed world-model heads for TD-MPC planning (inference only, same numbers up to float32 rounding).
+
+The dynamics, reward and Q-ensemble MLPs all read [z, a]: here their layers are stacked so each layer of
+all seven heads is one batched matmul, layer norms run once over all heads, and Mish / tanh use one-exp
+formulas (about 3x and 2x cheaper than ATen's on CPU). Large intermediates live in buffers reused from
+call to call, so the planner's steady state allocates (and page-faults) almost nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from twinarm.agents.tdmpc.tdmpc import WorldModel
+
+#: Beyond this input Mish(x) == x in float32 (the exp is clamped here to stay finite).
+_MISH_CLAMP = 20.0
+
+
+def mish(x: Tensor) -> Tensor:
+    """Mish x * tanh(softplus(x)) computed as x * n / (n + 2) with n = e^x (e^x + 2): one exp, no log/tanh."""
+    e = torch.exp(x.clamp(max=_MISH_CLAMP))
+    n = e.add(2.0).mul_(e)
+    return n.div_(n + 2.0).mul_(x)
+
+
+def mish_(x: Tensor) -> Tensor:
+    """In-place `mish`."""
+    return x.copy_(mish(x))
+
+
+def tanh_(x: Tensor) -> Tensor:
+    """In-place tanh as 2 * sigmoid(2x) - 1 (ATen's sigmoid is about twice as fast as its tanh on CPU)."""
+    return torch.sigmoid(x.mul_(2.0), out=x).mul_(2.0).sub_(1.0)
+
+
+def _layer_norm_(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+    """Layer norm over the last dim with a per-head affine (weight/bias broadcast over the middle dim)."""
+    return torch.addcmul(bias, F.layer_norm(x, x.shape[-1:], eps=eps), weight, out=x)
+
+
+class PackedHeads:
+    """Stacked copies of a `WorldModel`'s dynamics, reward, Q and policy weights.
+
+    Head order along the stacked dim: 0 dynamics, 1 reward, 2.. Q ensemble. Built from (and only valid
+    for) the weights at construction time; `TDMPCPolicy` rebuilds it when any weight changes.
+    """
+
+    def __init__(self, model: WorldModel) -> None:
+        dyn, rew, pi = model.dynamics, model.reward, model.pi_net
+        heads = [dyn, rew, *model.qs]
+        self.n_q = len(model.qs)
+        self.latent_dim = model.cfg.latent_dim
+        with torch.no_grad():
+            # Layer 1 (z+a -> m) and its layer norm, all heads.
+            self.w1 = torch.stack([h[0].weight for h in heads]).transpose(1, 2).contiguous()  # (K, in, m)
+            self.b1 = torch.stack([h[0].bias for h in heads])[:, None].clone()  # (K, 1, m)
+            self.g1 = torch.stack([h[1].weight for h in heads])[:, None].clone()
+            self.be1 = torch.stack([h[1].bias for h in heads])[:, None].clone()
+            # Layer 2 (m -> m); only dynamics and reward have a layer norm after it.
+            self.w2 = torch.stack([h[3].weight for h in heads]).transpose(1, 2).contiguous()  # (K, m, m)
+            self.b2 = torch.stack([h[3].bias for h in heads])[:, None].clone()
+            self.g2 = torch.stack([dyn[4].weight, rew[4].weight])[:, None].clone()
+            self.be2 = torch.stack([dyn[4].bias, rew[4].bias])[:, None].clone()
+            # Outputs: dynamics m -> z (+ layer norm, sigmoid); reward and each Q m -> 1, stacked.
+            self.w3 = dyn[6].weight.t().contiguous()
+            self.b3 = dyn[6].bias.clone()
+            self.g3, self.be3 = dyn[7].weight.clone(), dyn[7].bias.clone()
+            scalar = [rew[6], *(q[5] for q in model.qs)]
+            self.wv = torch.stack([lin.weight for lin in scalar]).transpose(1, 2).contiguous()  # (1+Q, m, 1)
+            self.bv = torch.stack([lin.bias for lin in scalar])[:, None].clone()  # (1+Q, 1, 1)
+            # Policy prior.
+            self.pi_layers = [(pi[i].weight.clone(), pi[i].bias.clone()) for i in (0, 1, 3, 4, 6)]
+        self.eps1 = {h[1].eps for h in heads}
+        self.eps2 = {dyn[4].eps, rew[4].eps}
+        if len(self.eps1) != 1 or len(self.eps2) != 1:
+            raise ValueError("packed heads need one layer-norm eps per layer")
+        self.eps = (self.eps1.pop(), self.eps2.pop(), dyn[7].eps, pi[1].eps, pi[4].eps)
+        self._buf: dict[tuple[str, int, int], Tensor] = {}
+
+    def _buffer(self, name: str, heads: int, n: int, ref: Tensor) -> Tensor:
+        key = (name, heads, n)
+        buf = self._buf.get(key)
+        if buf is None:
+            buf = self._buf[key] = torch.empty(
+                heads, n, self.w2.shape[-1], dtype=ref.dtype, device=ref.device
+            )
+        return buf
+
+    def _hidden(self, z: Tensor, a: Tensor, lo: int, hi: int) -> Tensor:
+        """Heads lo..hi-1 through layers 1 and 2 with activations; (hi - lo, N, m), a reused buffer."""
+        n = z.shape[0]
+        x = torch.cat((z, a), dim=-1).expand(hi - lo, -1, -1)
+        h = torch.baddbmm(self.b1[lo:hi], x, self.w1[lo:hi], out=self._buffer("h1", hi - lo, n, z))
+        _layer_norm_(h, self.g1[lo:hi], self.be1[lo:hi], self.eps[0])
+        n_mish = max(0, min(hi, 2) - lo)  # dynamics and reward use Mish, the Qs tanh
+        if n_mish:
+            mish_(h[:n_mish])
+        if n_mish < hi - lo:
+            tanh_(h[n_mish:])
+        o = torch.baddbmm(self.b2[lo:hi], h, self.w2[lo:hi], out=self._buffer("h2", hi - lo, n, z))
+        if n_mish:
+            _layer_norm_(o[:n_mish], self.g2[lo : lo + n_mish], self.be2[lo : lo + n_mish], self.eps[1])
+            mish_(o[:n_mish])
+        if n_mish < hi - lo:
+            F.elu(o[n_mish:], inplace=True)
+        return o
+
+    def step(self, z: Tensor, a: Tensor, with_q: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Next latent (N, Z), reward (N,) and, if `with_q`, every Q head (Q, N) for latents z and actions a."""
+        hi = 2 + self.n_q if with_q else 2
+        o = self._hidden(z, a, 0, hi)
+        z_next = torch.addmm(self.b3, o[0], self.w3)
+        z_next = torch.sigmoid(F.layer_norm(z_next, z_next.shape[-1:], self.g3, self.be3, self.eps[2]))
+        values = torch.baddbmm(self.bv[: hi - 1], o[1:hi], self.wv[: hi - 1]).squeeze(-1)  # (1 [+ Q], N)
+        return z_next, values[0], values[1:] if with_q else None
+
+    def q_all(self, z: Tensor, a: Tensor) -> Tensor:
+        """Every Q head (Q, N)."""
+        o = self._hidden(z, a, 2, 2 + self.n_q)
+        return torch.baddbmm(self.bv[1:], o, self.wv[1:]).squeeze(-1)
+
+    def pi(self, z: Tensor) -> Tensor:
+        """Policy prior mean action tanh(pi_net(z)) (N, A)."""
+        (w0, b0), (g0, c0), (w1, b1), (g1, c1), (w2, b2) = self.pi_layers
+        h = mish(F.layer_norm(F.linear(z, w0, b0), (w0.shape[0],), g0, c0, self.eps[3]))
+        h = mish(F.layer_norm(F.linear(h, w1, b1), (w1.shape[0],), g1, c1, self.eps[4]))
+        return torch.tanh(F.linear(h, w2, b2))

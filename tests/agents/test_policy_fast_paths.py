@@ -1,0 +1,183 @@
+"""The speed paths (packed TD-MPC planning heads, fused conv+ReLU, folded batch norms) give the same numbers
+as the plain modules, to float32 rounding, and follow weight updates and checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from tests.agents.conftest import synthetic_batch, synthetic_stats, tiny_config
+from twinarm.agents.backbone import ResNet18
+from twinarm.agents.layers import conv2d_relu
+from twinarm.agents.policy import Policy
+from twinarm.agents.registry import make_policy
+from twinarm.agents.tdmpc import fused
+
+
+def _perturb(module: nn.Module, scale: float = 0.05) -> None:
+    """Non-trivial weights everywhere (zero-initialised heads would make every comparison trivially equal)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn_like(p))
+
+
+# ----- TD-MPC ---------------------------------------------------------------------------------------------
+def _tdmpc(**overrides: object):
+    torch.manual_seed(0)
+    cfg = tiny_config("tdmpc", with_image=True, **overrides)
+    policy = make_policy("tdmpc", cfg, synthetic_stats(True))
+    _perturb(policy.model)
+    return policy.eval()
+
+
+def test_fast_mish_and_tanh_match_aten() -> None:
+    x = torch.cat((torch.linspace(-30, 30, 20001), torch.tensor([-1e4, -100.0, 0.0, 100.0, 1e4])))
+    torch.testing.assert_close(fused.mish(x), F.mish(x), rtol=2e-6, atol=2e-7)
+    torch.testing.assert_close(fused.tanh_(x.clone()), torch.tanh(x), rtol=0, atol=3e-7)
+    y = x.clone()
+    assert fused.mish_(y) is y and torch.equal(y, fused.mish(x))
+
+
+@pytest.mark.parametrize("coeff", [1.0, 0.0])
+def test_packed_heads_match_world_model(coeff: float) -> None:
+    policy = _tdmpc(uncertainty_regularizer_coeff=coeff)
+    model, heads = policy.model, fused.PackedHeads(policy.model)
+    z, a = torch.rand(37, model.cfg.latent_dim), torch.rand(37, model.cfg.action_dim) * 2 - 1
+    with torch.inference_mode():
+        z_next, r, q = heads.step(z, a, with_q=True)
+        ref_z, ref_r = model.next(z, a)
+        torch.testing.assert_close(z_next, ref_z, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(r, ref_r, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(q, model.q_all(z, a), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(heads.q_all(z, a), model.q_all(z, a), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(heads.pi(z), model.pi(z), rtol=1e-5, atol=1e-6)
+        assert heads.step(z, a, with_q=False)[2] is None
+        # Values of whole trajectories, through the policy's own estimate.
+        actions = torch.rand(model.cfg.horizon, 37, model.cfg.action_dim) * 2 - 1
+        torch.manual_seed(3)
+        fast = policy.estimate_value(z, actions)
+        policy.fused_planning = False
+        torch.manual_seed(3)
+        slow = policy.estimate_value(z, actions)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_planning_picks_the_same_actions() -> None:
+    policy = _tdmpc()
+    batch = synthetic_batch(policy.config, n=3, seed=1)
+    obs = {k: batch[k][:, 0] for k in policy.config.input_features}
+    runs = []
+    for fused_planning in (True, False):
+        policy.fused_planning = fused_planning
+        policy.reset()
+        torch.manual_seed(11)
+        runs.append(torch.stack([policy.select_action(obs) for _ in range(4)]))
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_packed_heads_follow_weight_updates_and_checkpoints(tmp_path: Path) -> None:
+    policy = _tdmpc()
+    cfg = policy.config
+    z = torch.rand(5, cfg.latent_dim)
+    a = torch.rand(5, cfg.action_dim) * 2 - 1
+    with torch.inference_mode():
+        before = policy._heads().q_all(z, a)
+    # An optimizer step changes the weights in place: the planner must see the new ones.
+    policy.train()
+    opt = torch.optim.AdamW(policy.get_optim_params(), lr=1e-2, fused=True)
+    loss, _ = policy(synthetic_batch(cfg, n=4))
+    loss.backward()
+    opt.step()
+    policy.eval()
+    with torch.inference_mode():
+        after = policy._heads().q_all(z, a)
+        assert not torch.allclose(before, after)
+        torch.testing.assert_close(after, policy.model.q_all(z, a), rtol=1e-5, atol=1e-6)
+    # A loaded checkpoint plans exactly like the policy that saved it.
+    policy.save_pretrained(tmp_path / "ckpt")
+    loaded = Policy.from_pretrained(tmp_path / "ckpt")
+    with torch.inference_mode():
+        assert torch.equal(loaded._heads().q_all(z, a), policy._heads().q_all(z, a))
+
+
+# ----- convolutions ---------------------------------------------------------------------------------------
+def test_conv2d_relu_matches_conv_then_relu() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 5, 2)
+    x = torch.randn(4, 3, 21, 23)
+    with torch.no_grad():
+        ref = F.relu(conv(x))
+        torch.testing.assert_close(conv2d_relu(x, conv), ref, rtol=1e-5, atol=1e-6)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(conv2d_relu(xc, conv), ref, rtol=1e-5, atol=1e-6)
+    # With autograd on it takes the differentiable path.
+    out = conv2d_relu(x, conv)
+    out.sum().backward()
+    assert conv.weight.grad is not None
+
+
+@pytest.mark.parametrize("norm", ["frozen_batch_norm", "batch_norm"])
+def test_backbone_fast_paths_match_plain_modules(norm: str) -> None:
+    """Training with frozen batch norms folds them into the convolutions; eval folds any batch norm.
+    Both must equal the plain conv -> norm chain in value and (training) in gradient."""
+    torch.manual_seed(0)
+    net = ResNet18(norm)
+    with torch.no_grad():
+        for m in net.modules():
+            if hasattr(m, "running_mean"):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    x = torch.rand(2, 3, 64, 96)
+
+    def plain(inp: Tensor) -> Tensor:
+        h = net.maxpool(F.relu(net.bn1(net.conv1(inp))))
+        for i in range(1, 5):
+            for b in getattr(net, f"layer{i}"):
+                out = b.bn2(b.conv2(F.relu(b.bn1(b.conv1(h)))))
+                h = F.relu(out + (h if b.downsample is None else b.downsample(h)))
+        return h
+
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain(x), rtol=1e-4, atol=1e-5)
+    if norm != "frozen_batch_norm":
+        return
+    net.train()
+    fast = net(x)
+    (fast * torch.linspace(-1, 1, fast.numel()).view_as(fast)).sum().backward()
+    fast_grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    slow = plain(x)
+    (slow * torch.linspace(-1, 1, slow.numel()).view_as(slow)).sum().backward()
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
+    for g_fast, p in zip(fast_grads, net.parameters(), strict=True):
+        # Sums over every pixel: compare against the gradient's own scale, not element by element.
+        torch.testing.assert_close(g_fast, p.grad, rtol=1e-4, atol=1e-5 * float(p.grad.abs().max()))
+
+
+@pytest.mark.parametrize("norm", ["frozen_batch_norm", "batch_norm"])
+def test_folded_backbone_follows_fused_optimizer_steps(norm: str) -> None:
+    """Fused AdamW updates weights without bumping version counters; the folded copy must still refresh."""
+    torch.manual_seed(0)
+    net = ResNet18(norm)
+    x = torch.rand(2, 3, 64, 64)
+    net.eval()
+    with torch.no_grad():
+        before = net(x)  # builds the folded copy
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, fused=True)
+    net(x).square().mean().backward()
+    opt.step()
+    net.eval()
+    with torch.no_grad():
+        fast = net(x)
+        slow = net.trunk(x)
+    scale = float(slow.abs().max())
+    assert not torch.allclose(fast, before, rtol=1e-2, atol=1e-2 * scale)
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5 * scale)

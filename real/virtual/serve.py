@@ -12,8 +12,12 @@ from twinarm.real.virtual.pty_server import PtyServer
 from twinarm.spec import ArmSpec
 
 
-def make_backend(spec: ArmSpec, backend: Literal["mujoco", "memory"] = "mujoco", task: str | None = None,
-                 seed: int | None = None) -> JointBackend:
+def make_backend(
+    spec: ArmSpec,
+    backend: Literal["mujoco", "memory"] = "mujoco",
+    task: str | None = None,
+    seed: int | None = None,
+) -> JointBackend:
     """The joints behind the servos: the MuJoCo arm alone, the arm in a task scene, or the in-memory stand-in."""
     if backend == "memory":
         return InMemoryBackend(spec)
@@ -32,9 +36,16 @@ def make_backend(spec: ArmSpec, backend: Literal["mujoco", "memory"] = "mujoco",
     return PhysicsBackend(env.physics)
 
 
-def make_virtual_arm(arm: str | ArmSpec, backend: Literal["mujoco", "memory"] = "mujoco", task: str | None = None,
-                     step_mode: StepMode = "realtime", calibrated: bool = False, seed: int | None = None,
-                     wire_time: bool = False, check_baud: bool = True) -> PtyServer:
+def make_virtual_arm(
+    arm: str | ArmSpec,
+    backend: Literal["mujoco", "memory"] = "mujoco",
+    task: str | None = None,
+    step_mode: StepMode = "realtime",
+    calibrated: bool = False,
+    seed: int | None = None,
+    wire_time: bool = False,
+    check_baud: bool = True,
+) -> PtyServer:
     """A not-yet-started PtyServer whose bus serves a virtual `arm` (single-bus arms; see `make_virtual_buses`);
     `calibrated` pre-stores the ideal calibration in the servos (as if `twinarm calibrate` had run)."""
     servers = make_virtual_buses(arm, backend, task, step_mode, calibrated, seed, wire_time, check_baud)
@@ -45,9 +56,16 @@ def make_virtual_arm(arm: str | ArmSpec, backend: Literal["mujoco", "memory"] = 
     return next(iter(servers.values()))
 
 
-def make_virtual_buses(arm: str | ArmSpec, backend: Literal["mujoco", "memory"] = "mujoco", task: str | None = None,
-                       step_mode: StepMode = "realtime", calibrated: bool = False, seed: int | None = None,
-                       wire_time: bool = False, check_baud: bool = True) -> dict[str, PtyServer]:
+def make_virtual_buses(
+    arm: str | ArmSpec,
+    backend: Literal["mujoco", "memory"] = "mujoco",
+    task: str | None = None,
+    step_mode: StepMode = "realtime",
+    calibrated: bool = False,
+    seed: int | None = None,
+    wire_time: bool = False,
+    check_baud: bool = True,
+) -> dict[str, PtyServer]:
     """{bus group: PtyServer} for one virtual arm: one pty per bus (ALOHA: `left`, `right`; others: `""`)."""
     from twinarm.real.multi_bus import bus_groups
 
@@ -64,5 +82,11 @@ def make_virtual_buses(arm: str | ArmSpec, backend: Literal["mujoco", "memory"] 
             servo.set("Goal_Position", servo.get("Present_Position"))
     groups = bus_groups(spec)
     last = list(groups)[-1]
-    return {g: PtyServer(VirtualBus(varm, names if len(groups) > 1 else None, drives_lockstep=g == last),
-                         check_baud=check_baud, wire_time=wire_time) for g, names in groups.items()}
+    return {
+        g: PtyServer(
+            VirtualBus(varm, names if len(groups) > 1 else None, drives_lockstep=g == last),
+            check_baud=check_baud,
+            wire_time=wire_time,
+        )
+        for g, names in groups.items()
+    }

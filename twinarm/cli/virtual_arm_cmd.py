@@ -19,14 +19,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--arm", default="so101", help="arm name (see `twinarm envs`)")
     p.add_argument("--task", default=None, help="serve the arm inside this task's scene (e.g. PickCube)")
-    p.add_argument("--backend", choices=("mujoco", "memory"), default="mujoco",
-                   help="mujoco: physics; memory: first-order servos without physics (fast, no MuJoCo)")
-    p.add_argument("--step-mode", choices=("realtime", "lockstep"), default="realtime",
-                   help="realtime: physics steps every control period; lockstep: one step per goal sync-write")
-    p.add_argument("--calibrated", action="store_true",
-                   help="store the ideal calibration in the servos (skip `twinarm calibrate`)")
-    p.add_argument("--write-calibration", type=Path, default=None,
-                   help="write the arm's ideal calibration (LeRobot JSON format) to this file")
+    p.add_argument(
+        "--backend",
+        choices=("mujoco", "memory"),
+        default="mujoco",
+        help="mujoco: physics; memory: first-order servos without physics (fast, no MuJoCo)",
+    )
+    p.add_argument(
+        "--step-mode",
+        choices=("realtime", "lockstep"),
+        default="realtime",
+        help="realtime: physics steps every control period; lockstep: one step per goal sync-write",
+    )
+    p.add_argument(
+        "--calibrated",
+        action="store_true",
+        help="store the ideal calibration in the servos (skip `twinarm calibrate`)",
+    )
+    p.add_argument(
+        "--write-calibration",
+        type=Path,
+        default=None,
+        help="write the arm's ideal calibration (LeRobot JSON format) to this file",
+    )
     p.add_argument("--wire-time", action="store_true", help="simulate serial wire time at the client's baud")
     p.add_argument("--no-check-baud", action="store_true", help="answer whatever baud the client uses")
     p.add_argument("--seed", type=int, default=None, help="task reset seed (with --task)")
@@ -39,18 +54,30 @@ def run(args: argparse.Namespace) -> int:
 
     from twinarm.real.virtual.serve import make_virtual_buses
 
-    servers = make_virtual_buses(args.arm, backend=args.backend, task=args.task, step_mode=args.step_mode,
-                                 calibrated=args.calibrated, seed=args.seed, wire_time=args.wire_time,
-                                 check_baud=not args.no_check_baud)
+    servers = make_virtual_buses(
+        args.arm,
+        backend=args.backend,
+        task=args.task,
+        step_mode=args.step_mode,
+        calibrated=args.calibrated,
+        seed=args.seed,
+        wire_time=args.wire_time,
+        check_baud=not args.no_check_baud,
+    )
     arm = next(iter(servers.values())).bus.arm
     if args.write_calibration is not None:
         arm.ideal_calibration().save(args.write_calibration)
         print(f"calibration: {args.write_calibration}", flush=True)
     for group, server in servers.items():
-        ids = ", ".join(f"{arm.spec.joints[arm._joint_of[id(s)]].name}={s.motor_id} ({s.model.name})"
-                        for s in server.bus.servos)
-        print(f"virtual {arm.spec.display_name}{' ' + group if group else ''} ({arm.spec.motor_bus}, "
-              f"{server.bus.servos[0].baud} baud): {ids}", flush=True)
+        ids = ", ".join(
+            f"{arm.spec.joints[arm._joint_of[id(s)]].name}={s.motor_id} ({s.model.name})"
+            for s in server.bus.servos
+        )
+        print(
+            f"virtual {arm.spec.display_name}{' ' + group if group else ''} ({arm.spec.motor_bus}, "
+            f"{server.bus.servos[0].baud} baud): {ids}",
+            flush=True,
+        )
     for group, server in servers.items():
         print(f"port{' ' + group if group else ''}: {server.port}", flush=True)
     try:

@@ -1,14 +1,18 @@
 """Policy speed against LeRobot, same configuration, same machine, one run.
 
-ACT: LeRobot defaults (chunk 100, dim 512, 4 enc / 1 dec, VAE latent 32, ResNet-18) with one 240x320
-camera and a 14-D state; Diffusion: defaults (horizon 64, n_obs 2, down_dims 512/1024/2048) on the same
-inputs, sampling with DDIM at 10 steps on both sides; TD-MPC: defaults with an 84x84 image + 14-D state.
+ACT: LeRobot defaults (chunk 100, dim 512, 4 enc / 1 dec, VAE latent 32, ResNet-18 with frozen batch norms,
+as LeRobot builds it) with one 240x320 camera and a 14-D state; Diffusion: defaults (horizon 64, n_obs 2,
+down_dims 512/1024/2048, ResNet-18 with group norms, twinarm's default and LeRobot's `use_group_norm=True`,
+the original recipe for a backbone trained from scratch) on the same inputs, sampling with DDIM at 10 steps
+on both sides; TD-MPC: defaults with an 84x84 image + 14-D state. With these settings the two sides build
+the same architecture with the same parameter count (printed in the table).
 Training step = forward + backward + grad clip + AdamW step (batch 8); inference = a full chunk from
 a reset policy at batch 1 (TD-MPC: one CEM planning step). Both sides run at 2 torch threads, random
 init (LeRobot with `pretrained_backbone_weights=None`, since its defaults download ImageNet weights), and
 in two live worker processes timed turn by turn (twinarm, LeRobot, twinarm, ...) so that load from
 other jobs hits both alike; each number is the minimum over repeats (the least-disturbed run), medians
-are printed too.
+are printed too. Each run is added at the top of the results file, labelled with the date and the load
+average before and after it (earlier runs are kept below).
 
     python benchmarks/policy_speed.py                      # table -> benchmarks/results/policy_speed.txt
     python benchmarks/policy_speed.py --lerobot-python /root/lerobot-venv/bin/python
@@ -76,11 +80,16 @@ def batches(policy: str) -> tuple[dict[str, Any], dict[str, Any]]:
             "next.reward_is_pad": torch.zeros(b, h, dtype=torch.bool),
             "index": torch.arange(b),
         }
-        obs = {"observation.state": train["observation.state"][:1, 0], "observation.image": train["observation.image"][:1, 0]}
+        obs = {
+            "observation.state": train["observation.state"][:1, 0],
+            "observation.image": train["observation.image"][:1, 0],
+        }
     return train, obs
 
 
-def train_step_fn(policy: Any, opt: Any, batch: dict[str, Any], after: Callable[[], None] | None) -> Callable[[], None]:
+def train_step_fn(
+    policy: Any, opt: Any, batch: dict[str, Any], after: Callable[[], None] | None
+) -> Callable[[], None]:
     import torch
 
     def step() -> None:
@@ -115,7 +124,13 @@ def twinarm_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
         inputs = {**state, "observation.images.top": Feature("VISUAL", TDMPC_IMAGE)}
         policy = make_policy("tdmpc", input_features=inputs, output_features=out)
     elif name == "act":
-        policy = make_policy("act", input_features={**state, "observation.images.top": Feature("VISUAL", IMAGE)}, output_features=out)
+        # LeRobot's ACT backbone uses frozen batch norms (affine terms and statistics as buffers).
+        policy = make_policy(
+            "act",
+            input_features={**state, "observation.images.top": Feature("VISUAL", IMAGE)},
+            output_features=out,
+            backbone_norm="frozen_batch_norm",
+        )
     else:
         policy = make_policy(
             "diffusion", input_features={**state, "observation.images.top": Feature("VISUAL", IMAGE)}, output_features=out,
@@ -159,23 +174,45 @@ def lerobot_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
         from lerobot.policies.act.configuration_act import ACTConfig
         from lerobot.policies.act.modeling_act import ACTPolicy
 
-        cfg = ACTConfig(input_features={**state, "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE)},
-                        output_features=out, pretrained_backbone_weights=None, device="cpu")
+        cfg = ACTConfig(
+            input_features={
+                **state,
+                "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE),
+            },
+            output_features=out,
+            pretrained_backbone_weights=None,
+            device="cpu",
+        )
         policy = ACTPolicy(cfg)
     elif name == "diffusion":
         from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
         from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
-        cfg = DiffusionConfig(input_features={**state, "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE)},
-                              output_features=out, pretrained_backbone_weights=None, device="cpu",
-                              noise_scheduler_type="DDIM", num_inference_steps=10)
+        cfg = DiffusionConfig(
+            input_features={
+                **state,
+                "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE),
+            },
+            output_features=out,
+            pretrained_backbone_weights=None,
+            device="cpu",
+            use_group_norm=True,
+            noise_scheduler_type="DDIM",
+            num_inference_steps=10,
+        )
         policy = DiffusionPolicy(cfg)
     else:
         from lerobot.policies.tdmpc.configuration_tdmpc import TDMPCConfig
         from lerobot.policies.tdmpc.modeling_tdmpc import TDMPCPolicy
 
-        cfg = TDMPCConfig(input_features={**state, "observation.image": PolicyFeature(type=FeatureType.VISUAL, shape=TDMPC_IMAGE)},
-                          output_features=out, device="cpu")
+        cfg = TDMPCConfig(
+            input_features={
+                **state,
+                "observation.image": PolicyFeature(type=FeatureType.VISUAL, shape=TDMPC_IMAGE),
+            },
+            output_features=out,
+            device="cpu",
+        )
         policy = TDMPCPolicy(cfg)
     model = policy.model if name == "tdmpc" else policy
     params = sum(p.numel() for p in model.parameters())
@@ -224,8 +261,15 @@ class Worker:
     def __init__(self, python: str, side: str, name: str) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT)}
         cmd = [python, str(Path(__file__).resolve()), "--worker", side, "--policy", name]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         self.info = self._read()
 
     def _read(self) -> dict[str, Any]:
@@ -286,8 +330,17 @@ def fmt_s(s: float) -> str:
 
 
 def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    head = ("policy", "params twinarm", "params LeRobot", "train twinarm", "train LeRobot", "ratio (<=0.8)",
-            "infer twinarm", "infer LeRobot", "ratio (<=0.5)")
+    head = (
+        "policy",
+        "params twinarm",
+        "params LeRobot",
+        "train twinarm",
+        "train LeRobot",
+        "ratio (<=0.8)",
+        "infer twinarm",
+        "infer LeRobot",
+        "ratio (<=0.5)",
+    )
     rows = [head]
     for name, sides in results.items():
         t, lr = sides["twinarm"], sides.get("lerobot", {})
@@ -296,7 +349,9 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             continue
         have = bool(lr) and "error" not in lr
         ratio = {k: f"{t[k]['min_s'] / lr[k]['min_s']:.2f}x" if have else "n/a" for k in ("train", "infer")}
-        infer_label = "plan step" if name == "tdmpc" else ("chunk, DDIM 10" if name == "diffusion" else "chunk")
+        infer_label = (
+            "plan step" if name == "tdmpc" else ("chunk, DDIM 10" if name == "diffusion" else "chunk")
+        )
         rows.append((
             name, f"{t['params'] / 1e6:.2f}M", f"{lr['params'] / 1e6:.2f}M" if have else lr.get("error", "n/a")[:40],
             f"{fmt_s(t['train']['min_s'])} (med {fmt_s(t['train']['median_s'])})",
@@ -314,7 +369,9 @@ def main() -> None:
     p.add_argument("--worker", choices=("twinarm", "lerobot"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--policy", choices=POLICIES, default=None, help="one policy (default: all)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement")
-    p.add_argument("--lerobot-python", type=Path, default=DEFAULT_LEROBOT, help="python of a venv with lerobot")
+    p.add_argument(
+        "--lerobot-python", type=Path, default=DEFAULT_LEROBOT, help="python of a venv with lerobot"
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="where to save the table")
     a = p.parse_args()
     if a.worker:
@@ -324,15 +381,22 @@ def main() -> None:
     if a.lerobot_python.exists():
         sides["lerobot"] = str(a.lerobot_python)
     have_lerobot = "lerobot" in sides
+    started = time.strftime("%Y-%m-%d %H:%M")
+    load_before = os.getloadavg()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name in [a.policy] if a.policy else list(POLICIES):
         results[name] = compare(name, sides, a.repeats)
         print(f"{name}: {json.dumps(results[name])}", flush=True)
     text = table(results)
-    header = (f"# policy speed, CPU, {THREADS} torch threads, batch {BATCH} for training, batch 1 for inference; "
-              f"LeRobot from {a.lerobot_python if have_lerobot else 'not installed'}\n")
+    load_after = os.getloadavg()
+    header = (
+        f"# {started}, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after "
+        f"(1-min, {os.cpu_count()} cores); policy speed, CPU, {THREADS} torch threads, batch {BATCH} for "
+        f"training, batch 1 for inference; LeRobot from {a.lerobot_python if have_lerobot else 'not installed'}\n"
+    )
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(header + text + "\n")
+    earlier = a.out.read_text() if a.out.exists() else ""
+    a.out.write_text(header + text + "\n" + ("\n" + earlier if earlier else ""))
     print(header + text)
 
 

@@ -19,6 +19,7 @@ from twinarm.agents.backbone import ResNet18, load_backbone_weights
 from twinarm.agents.diffusion.config_diffusion import DiffusionConfig
 from twinarm.agents.diffusion.scheduler import NoiseScheduler
 from twinarm.agents.features import ACTION, ENV_STATE, STATE
+from twinarm.agents.layers import conv1d_gemm
 from twinarm.agents.policy import Policy
 
 
@@ -76,9 +77,21 @@ def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat((arg.sin(), arg.cos()), dim=-1)
 
 
+def _conv(module: nn.Module, x: Tensor) -> Tensor:
+    """A U-Net convolution. Under autograd, 1-D convolutions run as im2col + matmul (`layers.conv1d_gemm`,
+    whose backward is much faster on CPU than oneDNN's); sampling keeps the module (see `_native_conv1d`)."""
+    if torch.is_grad_enabled() and isinstance(module, nn.Conv1d):
+        return conv1d_gemm(x, module)
+    return module(x)
+
+
 class ConvBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int, k: int, groups: int) -> None:
         super().__init__(nn.Conv1d(cin, cout, k, padding=k // 2), nn.GroupNorm(groups, cout), nn.Mish())
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv, norm, act = self
+        return act(norm(_conv(conv, x)))
 
 
 class CondResBlock(nn.Module):
@@ -100,7 +113,7 @@ class CondResBlock(nn.Module):
             out = film[:, : self.cout] * out + film[:, self.cout :]
         else:
             out = out + film
-        return self.conv2(out) + self.residual(x)
+        return self.conv2(out) + _conv(self.residual, x)
 
 
 class UNet1D(nn.Module):
@@ -151,13 +164,13 @@ class UNet1D(nn.Module):
         for res1, res2, down in self.down:
             h = res2(res1(h, cond), cond)
             skips.append(h)
-            h = down(h)
+            h = _conv(down, h)
         for res in self.mid:
             h = res(h, cond)
         for res1, res2, up in self.up:
             h = torch.cat((h, skips.pop()), dim=1)
             h = up(res2(res1(h, cond), cond))
-        return self.final(h).transpose(1, 2)
+        return _conv(self.final[1], self.final[0](h)).transpose(1, 2)
 
 
 class DiffusionModel(nn.Module):

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from tests.agents.conftest import synthetic_batch, synthetic_stats, tiny_config
 from twinarm.agents.backbone import ResNet18
-from twinarm.agents.layers import conv2d_relu
+from twinarm.agents.layers import conv1d_gemm, conv2d_relu
 from twinarm.agents.policy import Policy
 from twinarm.agents.registry import make_policy
 from twinarm.agents.tdmpc import fused
@@ -118,6 +118,40 @@ def test_conv2d_relu_matches_conv_then_relu() -> None:
     out = conv2d_relu(x, conv)
     out.sum().backward()
     assert conv.weight.grad is not None
+
+
+@pytest.mark.parametrize(("k", "stride", "padding"), [(5, 1, 2), (3, 2, 1), (1, 1, 0), (4, 1, 0)])
+def test_conv1d_gemm_matches_conv1d_in_value_and_gradient(k: int, stride: int, padding: int) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv1d(12, 20, k, stride, padding)
+    x = torch.randn(3, 12, 16, requires_grad=True)
+    g = torch.randn_like(conv(x))
+    fast = conv1d_gemm(x, conv)
+    assert fast.shape == g.shape
+    grads_fast = torch.autograd.grad(fast, (x, conv.weight, conv.bias), g)
+    slow = conv(x)
+    grads_slow = torch.autograd.grad(slow, (x, conv.weight, conv.bias), g)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads_fast, grads_slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_diffusion_unet_training_path_matches_sampling_path() -> None:
+    """Under autograd the U-Net's 1-D convolutions run as im2col + matmul; outside it, as modules."""
+    torch.manual_seed(0)
+    policy = make_policy("diffusion", tiny_config("diffusion"), synthetic_stats())
+    _perturb(policy.model.unet, 0.02)
+    unet = policy.model.unet
+    cfg = policy.config
+    x = torch.randn(2, cfg.horizon, cfg.action_dim)
+    t = torch.tensor([3, 17])
+    global_dim = unet.down[0][0].cond[1].in_features - cfg.diffusion_step_embed_dim
+    cond = torch.randn(2, global_dim)
+    with torch.enable_grad():
+        fast = unet(x, t, cond)
+    with torch.no_grad():
+        slow = unet(x, t, cond)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("norm", ["frozen_batch_norm", "batch_norm"])

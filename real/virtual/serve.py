@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 from twinarm.arms import get_arm
@@ -36,6 +37,21 @@ def make_backend(
     return PhysicsBackend(env.physics)
 
 
+def leader_arm_spec(spec: ArmSpec) -> ArmSpec:
+    """The leader set-up of `spec` as one spec (ALOHA: both leader arms, on `left`/`right` buses as the
+    followers): the follower's joints, ids and limits with the leader's servo models (`teleop.leader_spec`)."""
+    from twinarm.real.multi_bus import bus_groups
+    from twinarm.real.teleop import leader_spec
+
+    models = {j.name: j.motor_model for g in bus_groups(spec) for j in leader_spec(spec, g).joints}
+    return replace(
+        spec,
+        name=f"{spec.name}_leader",
+        display_name=f"{spec.display_name} leader",
+        joints=tuple(replace(j, motor_model=models[j.name]) for j in spec.joints),
+    )
+
+
 def make_virtual_arm(
     arm: str | ArmSpec,
     backend: Literal["mujoco", "memory"] = "mujoco",
@@ -45,10 +61,13 @@ def make_virtual_arm(
     seed: int | None = None,
     wire_time: bool = False,
     check_baud: bool = True,
+    leader: bool = False,
 ) -> PtyServer:
     """A not-yet-started PtyServer whose bus serves a virtual `arm` (single-bus arms; see `make_virtual_buses`);
     `calibrated` pre-stores the ideal calibration in the servos (as if `twinarm calibrate` had run)."""
-    servers = make_virtual_buses(arm, backend, task, step_mode, calibrated, seed, wire_time, check_baud)
+    servers = make_virtual_buses(
+        arm, backend, task, step_mode, calibrated, seed, wire_time, check_baud, leader
+    )
     if len(servers) != 1:
         for s in servers.values():
             s.stop()
@@ -65,12 +84,21 @@ def make_virtual_buses(
     seed: int | None = None,
     wire_time: bool = False,
     check_baud: bool = True,
+    leader: bool = False,
 ) -> dict[str, PtyServer]:
-    """{bus group: PtyServer} for one virtual arm: one pty per bus (ALOHA: `left`, `right`; others: `""`)."""
+    """{bus group: PtyServer} for one virtual arm: one pty per bus (ALOHA: `left`, `right`; others: `""`).
+
+    `leader` serves the arm's leader set-up instead (`leader_arm_spec`: the leader's servo models, torque off
+    as every virtual servo starts) on the follower's joints; a leader has no task scene."""
     from twinarm.real.multi_bus import bus_groups
 
     spec = arm if isinstance(arm, ArmSpec) else get_arm(arm)
-    varm = VirtualArm(spec, make_backend(spec, backend, task, seed), step_mode=step_mode)
+    if leader and task is not None:
+        raise ValueError("a leader arm is moved by hand and has no task scene; leave out the task")
+    joints = make_backend(spec, backend, task, seed)
+    if leader:
+        spec = leader_arm_spec(spec)
+    varm = VirtualArm(spec, joints, step_mode=step_mode)
     if calibrated:
         cal = varm.ideal_calibration()
         for j, servo in enumerate(varm.servos):

@@ -4,18 +4,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from twinarm.cli.config import add_config_arg
+
+_DESCRIPTION = "\n\n".join(
+    textwrap.fill(p, 100)
+    for p in (
+        "Create a pseudo-terminal on which every servo of the arm answers the real protocol (Feetech STS or "
+        "Dynamixel 2.0), with joints backed by the MuJoCo arm. Point the vendor SDK, `twinarm` or LeRobot at "
+        "the printed port. Serves until Ctrl-C.",
+        "--leader serves the arm's leader instead (ALOHA: both leader arms, one port each), for `twinarm "
+        "teleop --leader-port`: the leader's servo models (SO: STS3215; Koch: XL330-M077; ALOHA's WidowX: "
+        "XM430-W350, XL430-W250 wrist rotate, XC430-W150 gripper), torque off. No hand can move a virtual "
+        "leader, so the command does: type poses on stdin, one line each, as JOINT=VALUE items (radians, "
+        "gripper 0..1, joint names as printed, e.g. `left_waist=0.4 left_gripper=0.9`; joints not named "
+        "stay), or give --wiggle to sweep every joint slowly about its start pose. While a client holds "
+        "torque on in any of the leader's servos, the hand lets go (poses are ignored), as a held servo "
+        "resists a hand.",
+    )
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "virtual-arm",
         help="serve a MuJoCo arm as servos on a pseudo-terminal (a digital twin for any servo software)",
-        description="Create a pseudo-terminal on which every servo of the arm answers the real protocol "
-        "(Feetech STS or Dynamixel 2.0), with joints backed by the MuJoCo arm. Point the vendor SDK, "
-        "`twinarm` or LeRobot at the printed port. Serves until Ctrl-C.",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--arm", default="so101", help="arm name (see `twinarm envs`)")
     p.add_argument("--task", default=None, help="serve the arm inside this task's scene (e.g. PickCube)")
@@ -40,11 +57,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--write-calibration",
         type=Path,
         default=None,
-        help="write the arm's ideal calibration (LeRobot JSON format) to this file",
+        help="write the arm's ideal calibration (LeRobot JSON format; with --leader, the "
+        "leader's) to this file",
     )
     p.add_argument("--wire-time", action="store_true", help="simulate serial wire time at the client's baud")
     p.add_argument("--no-check-baud", action="store_true", help="answer whatever baud the client uses")
     p.add_argument("--seed", type=int, default=None, help="task reset seed (with --task)")
+    p.add_argument(
+        "--leader",
+        action="store_true",
+        help="serve the arm's leader (its servo models, torque off), moved by stdin poses or --wiggle",
+    )
+    p.add_argument(
+        "--wiggle",
+        type=float,
+        nargs="?",
+        const=6.0,
+        default=None,
+        metavar="PERIOD_S",
+        help="with --leader: sweep every joint as a sine of this period (default 6 s) instead of "
+        "reading poses from stdin",
+    )
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
@@ -52,8 +85,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import threading
 
+    from twinarm.real.virtual.hand import Hand
     from twinarm.real.virtual.serve import make_virtual_buses
 
+    parser = args._parser
+    if args.wiggle is not None and not args.leader:
+        parser.error("--wiggle moves a leader arm: add --leader")
+    if args.wiggle is not None and args.wiggle <= 0:
+        parser.error(f"--wiggle takes a period in seconds > 0, got {args.wiggle}")
+    if args.leader and args.task is not None:
+        parser.error("--leader serves a leader arm, which has no task scene: leave out --task")
     servers = make_virtual_buses(
         args.arm,
         backend=args.backend,
@@ -63,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         wire_time=args.wire_time,
         check_baud=not args.no_check_baud,
+        leader=args.leader,
     )
     arm = next(iter(servers.values())).bus.arm
+    hand = Hand(arm, wiggle_period_s=args.wiggle) if args.leader else None
     if args.write_calibration is not None:
         arm.ideal_calibration().save(args.write_calibration)
         print(f"calibration: {args.write_calibration}", flush=True)
@@ -80,13 +123,24 @@ def run(args: argparse.Namespace) -> int:
         )
     for group, server in servers.items():
         print(f"port{' ' + group if group else ''}: {server.port}", flush=True)
+    if hand is not None:
+        if args.wiggle is not None:
+            print(f"leader: every joint sweeps with a {args.wiggle:g} s period", flush=True)
+        else:
+            print(f"leader: type poses as JOINT=VALUE lines, e.g. {arm.spec.joint_names[0]}=0.3", flush=True)
     try:
+        if hand is not None:
+            hand.start()  # the sweep's first pose is in before any request is answered
         for server in servers.values():
             server.start()
+        if hand is not None and args.wiggle is None:
+            hand.read_lines(sys.stdin, lambda msg: print(f"pose: {msg}", file=sys.stderr, flush=True))
         threading.Event().wait()  # until Ctrl-C
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     finally:
+        if hand is not None:
+            hand.stop()
         for server in servers.values():
             server.stop()
     return 0

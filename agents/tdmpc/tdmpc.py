@@ -149,8 +149,28 @@ class WorldModel(nn.Module):
         return self.dynamics(za), self.reward(za).squeeze(-1)
 
     def q_all(self, z: Tensor, a: Tensor) -> Tensor:
+        """Every Q head, (Q, *lead). The heads run as one batched matmul per layer over their stacked
+        weights (gradients flow back through the stacking), not one small module call per head."""
         za = torch.cat((z, a), dim=-1)
-        return torch.stack([q(za).squeeze(-1) for q in self.qs])
+        lead = za.shape[:-1]
+        x = za.reshape(1, -1, za.shape[-1])
+        qs = self.qs
+        w1 = torch.stack([q[0].weight for q in qs]).transpose(1, 2)
+        h = torch.baddbmm(torch.stack([q[0].bias for q in qs])[:, None], x.expand(len(qs), -1, -1), w1)
+        ln = qs[0][1]
+        h = F.layer_norm(h, ln.normalized_shape, eps=ln.eps)
+        h = torch.tanh(
+            torch.addcmul(
+                torch.stack([q[1].bias for q in qs])[:, None],
+                h,
+                torch.stack([q[1].weight for q in qs])[:, None],
+            )
+        )
+        w2 = torch.stack([q[3].weight for q in qs]).transpose(1, 2)
+        h = F.elu(torch.baddbmm(torch.stack([q[3].bias for q in qs])[:, None], h, w2))
+        w3 = torch.stack([q[5].weight for q in qs]).transpose(1, 2)
+        out = torch.baddbmm(torch.stack([q[5].bias for q in qs])[:, None], h, w3)  # (Q, N, 1)
+        return out.reshape(len(qs), *lead)
 
     def value(self, z: Tensor) -> Tensor:
         return self.v(z).squeeze(-1)
@@ -340,8 +360,8 @@ class TDMPCPolicy(Policy):
             z_targets = self.model_target.encoder(next_obs)
             q_targets = reward + cfg.discount * not_done * self.model.value(self.model.encoder(next_obs))
             target_q = self.model_target.q_all(zs[:-1].detach(), actions).min(0).values
-            adv = target_q - self.model.value(zs[:-1].detach())
-            exp_adv = torch.exp(adv * cfg.advantage_scaling).clamp(max=100.0)
+        v_preds = self.model.value(zs[:-1].detach())
+        exp_adv = torch.exp((target_q - v_preds.detach()) * cfg.advantage_scaling).clamp(max=100.0)
         decay = cfg.temporal_decay_coeff ** torch.arange(h, device=zs.device, dtype=zs.dtype)[:, None] * valid
         consistency = (decay * F.mse_loss(zs[1:], z_targets, reduction="none").mean(-1)).sum(0).mean()
         reward_loss = (decay * F.mse_loss(rs, reward, reduction="none")).sum(0).mean()
@@ -351,7 +371,6 @@ class TDMPCPolicy(Policy):
             .sum(0)
             .mean()
         )
-        v_preds = self.model.value(zs[:-1].detach())
         diff = target_q - v_preds
         expectile = torch.where(diff > 0, cfg.expectile_weight, 1 - cfg.expectile_weight)
         v_loss = (decay * expectile * diff.pow(2)).sum(0).mean()
@@ -376,5 +395,4 @@ class TDMPCPolicy(Policy):
     def update_target(self) -> None:
         """EMA of the online model into the target model (call after every optimizer step)."""
         m = self.config.target_model_momentum
-        for tgt, src in zip(self.model_target.parameters(), self.model.parameters(), strict=True):
-            tgt.lerp_(src, 1 - m)
+        torch._foreach_lerp_(list(self.model_target.parameters()), list(self.model.parameters()), 1 - m)

@@ -66,6 +66,25 @@ def test_packed_heads_match_world_model(coeff: float) -> None:
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
 
 
+def test_stacked_q_ensemble_matches_the_heads_in_value_and_gradient() -> None:
+    model = _tdmpc().model
+    z = torch.rand(3, 4, model.cfg.latent_dim, requires_grad=True)
+    a = torch.rand(3, 4, model.cfg.action_dim) * 2 - 1
+    za = torch.cat((z, a), dim=-1)
+    params = [z, *model.qs.parameters()]
+    fast = model.q_all(z, a)
+    slow = torch.stack([q(za).squeeze(-1) for q in model.qs])
+    assert fast.shape == (len(model.qs), 3, 4)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    w = torch.randn_like(fast)
+    for g_fast, g_slow in zip(
+        torch.autograd.grad((fast * w).sum(), params),
+        torch.autograd.grad((slow * w).sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(g_fast, g_slow, rtol=1e-5, atol=1e-5)
+
+
 def test_fused_planning_picks_the_same_actions() -> None:
     policy = _tdmpc()
     batch = synthetic_batch(policy.config, n=3, seed=1)

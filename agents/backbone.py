@@ -2,7 +2,8 @@
 
 Module names follow torchvision's, so an ImageNet state dict saved locally can be loaded with
 `load_backbone_weights(path)`; nothing is ever downloaded. In eval mode the batch norms are folded
-into the convolutions (a cached, fused copy) and inputs run channels-last for oneDNN's fast kernels.
+into the convolutions (a cached, fused copy), and frozen batch norms are folded in training too;
+inputs run channels-last for oneDNN's fast kernels (except group-norm training, faster in NCHW).
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class ResNet18(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.norm == "group_norm":
+            # Group norm's CPU kernels are slower channels-last: training runs ~5% faster in NCHW.
+            return self.trunk(x.contiguous())
         x = x.contiguous(memory_format=torch.channels_last)
         if not self.training and self.norm != "group_norm":
             return self._fused_trunk()(x)

@@ -64,6 +64,8 @@ class ArmEnv(gym.Env):
         state_space = self.spec_arm.state_space()
         self._state_low, self._state_high = state_space.low, state_space.high
         self._state_bounds = tuple(zip(self._state_low.tolist(), self._state_high.tolist(), strict=True))
+        self._obs_noise = self.randomizer.cfg.obs_noise_std > 0
+        self._obs_keys = (obs_type != "state", obs_type != "pixels", obs_type == "state")  # pixels, agent_pos, env state
         self._action_shape = self.action_space.shape
         self._renderer: CameraRenderer | None = None
         self._last_frames: dict[str, np.ndarray] | None = None
@@ -115,22 +117,24 @@ class ArmEnv(gym.Env):
 
     def _observation(self) -> dict[str, Any]:
         obs: dict[str, Any] = {}
-        if self.obs_type != "state":
+        pixels, agent_pos, env_state = self._obs_keys
+        if pixels:
             obs["pixels"] = dict(self._frames())
-        if self.obs_type != "pixels":
+        if agent_pos:
             obs["agent_pos"] = self._agent_pos()
-        if self.obs_type == "state":
+        if env_state:
             obs["environment_state"] = self.task.environment_state(self.physics)
         return obs
 
     def _agent_pos(self) -> np.ndarray:
         """Joint positions as float32, clamped to the state space (with observation noise if configured)."""
-        if self.randomizer.cfg.obs_noise_std:
+        if self._obs_noise:
             pos = self.randomizer.observe(self.physics.joint_positions().astype(np.float32), self.np_random)
             return np.minimum(np.maximum(pos, self._state_low), self._state_high)
-        # Clamping the float64 values to the float32 bounds, then rounding, equals rounding then clamping.
-        pos = self.physics.joint_position_list()
-        return np.array([min(max(v, lo), hi) for v, (lo, hi) in zip(pos, self._state_bounds, strict=True)], dtype=np.float32)
+        # Clamping the float64 values to the float32 bounds, then rounding, equals rounding, then clamping.
+        q = self.physics.joint_position_list()
+        clamped = [lo if v < lo else hi if v > hi else v for v, (lo, hi) in zip(q, self._state_bounds)]  # noqa: B905
+        return np.array(clamped, dtype=np.float32)
 
     # ----- pickling: rebuild from constructor arguments, then restore physics and RNG ------------
     def __getstate__(self) -> dict[str, Any]:

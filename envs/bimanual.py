@@ -22,6 +22,7 @@ class BimanualTask(Task):
         m = physics.model
         self.tcp_sites = {s: _require(m, mujoco.mjtObj.mjOBJ_SITE, f"{s}_tcp") for s in SIDES}
         self.tcp_site = self.tcp_sites["left"]
+        self._data = physics.data
         ws = _require(m, mujoco.mjtObj.mjOBJ_SITE, "workspace")
         self.workspace_center = m.site_pos[ws].copy()
         self.workspace_half = m.site_size[ws].copy()

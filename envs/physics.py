@@ -69,13 +69,13 @@ class ArmPhysics:
         self._offset = np.where(grip, ranges[:, 0], 0.0)
         self._scale = np.where(grip, ranges[:, 1] - ranges[:, 0], 1.0)
         self._home_key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
-        # The per-step path works on a handful of Python floats: on 6-14 joints, a numpy call costs more
-        # than the arithmetic, and fewer calls leave more of the cache to mj_step. Same IEEE operations in
-        # the same order as the array methods, so the results are bitwise equal.
-        self._qpos_index = _as_slice(self.qpos_adr)
-        self._ctrl_index = _as_slice(self.actuator_ids)
+        # The per-step paths work on a handful of Python floats: on 6-14 joints a numpy call costs more than
+        # its arithmetic. They do the array formulas' IEEE operations in the same order, and a conditional
+        # expression is np.maximum/np.minimum (NaN passes through), so the results are bitwise equal.
+        self._qpos_view = _live_view(self.data.qpos, self.qpos_adr)
+        self._ctrl_view = _live_view(self.data.ctrl, self.actuator_ids)
         offset, scale = self._offset.tolist(), self._scale.tolist()
-        self._to_spec = tuple(zip(offset, scale, strict=True))
+        self._grippers = tuple((i, offset[i], scale[i]) for i in np.flatnonzero(grip).tolist())
         self._to_ctrl = tuple(zip(offset, scale, spec.lower.tolist(), spec.upper.tolist(), strict=True))
 
     @classmethod
@@ -101,8 +101,11 @@ class ArmPhysics:
 
     def joint_position_list(self) -> list[float]:
         """`joint_positions()` as Python floats, the cheap form for a per-step observation."""
-        q = self.data.qpos[self._qpos_index].tolist()
-        return [(v - offset) / scale for v, (offset, scale) in zip(q, self._to_spec, strict=True)]
+        view = self._qpos_view
+        q = (view if view is not None else self.data.qpos[self.qpos_adr]).tolist()
+        for i, offset, scale in self._grippers:  # revolute joints map 1:1: (q - 0) / 1 is q exactly
+            q[i] = (q[i] - offset) / scale
+        return q
 
     def joint_velocities(self) -> np.ndarray:
         """Joint velocities in spec units per second."""
@@ -121,9 +124,14 @@ class ArmPhysics:
         vals = x.tolist() if isinstance(x, np.ndarray) else list(map(float, x))
         if len(vals) != len(self._to_ctrl):
             raise ValueError(f"{self.spec.name}: expected {len(self._to_ctrl)} joint targets, got {len(vals)}")
-        self.data.ctrl[self._ctrl_index] = [
-            offset + scale * min(max(v, lo), hi) for v, (offset, scale, lo, hi) in zip(vals, self._to_ctrl, strict=True)
+        ctrl = [
+            offset + scale * (lo if v < lo else hi if v > hi else v)
+            for v, (offset, scale, lo, hi) in zip(vals, self._to_ctrl)  # noqa: B905 (length checked; strict= parses a keyword per call)
         ]
+        if self._ctrl_view is not None:
+            self._ctrl_view[:] = ctrl
+        else:
+            self.data.ctrl[self.actuator_ids] = ctrl
 
     def step_control(self) -> None:
         """Advance one control period."""
@@ -159,8 +167,8 @@ class ArmPhysics:
         mujoco.mj_forward(self.model, self.data)
 
 
-def _as_slice(index: np.ndarray) -> slice | np.ndarray:
-    """A run of consecutive addresses as a slice (a view, no gather); anything else unchanged."""
+def _live_view(field: np.ndarray, index: np.ndarray) -> np.ndarray | None:
+    """A view of `field[index]` that follows the simulation, when the addresses are consecutive (else None)."""
     if len(index) and np.array_equal(index, np.arange(index[0], index[0] + len(index))):
-        return slice(int(index[0]), int(index[0]) + len(index))
-    return index
+        return field[int(index[0]) : int(index[0]) + len(index)]
+    return None

@@ -37,9 +37,14 @@ class Task(ABC):
         """Add the task's objects (bodies, sites) to the arm's scene before compilation."""
 
     def bind(self, physics: ArmPhysics) -> None:
-        """Cache ids of named elements once, after compilation."""
+        """Cache ids of named elements, and live views of their state for the per-step reward and observation.
+
+        `evaluate` and `environment_state` read those views, so they take the physics the task was bound to.
+        """
         m = physics.model
         self.tcp_site = _require(m, mujoco.mjtObj.mjOBJ_SITE, "tcp")
+        self._data = physics.data
+        self._tcp_xpos = physics.data.site_xpos[self.tcp_site]
         ws = _require(m, mujoco.mjtObj.mjOBJ_SITE, "workspace")
         self.workspace_center = m.site_pos[ws].copy()
         self.workspace_half = m.site_size[ws].copy()
@@ -81,12 +86,9 @@ class Task(ABC):
 
     def pads_touching(self, physics: ArmPhysics, geom_id: int) -> int:
         """How many finger pads are in contact with `geom_id` (2 means it is pinched)."""
-        d = physics.data
-        if d.ncon == 0:
-            return 0
         pads = self._pad_set
         touching = set()
-        for g1, g2 in d.contact.geom.tolist():  # the ncon active contacts; a handful: plain Python is fastest
+        for g1, g2 in physics.data.contact.geom.tolist():  # the ncon active contacts; plain Python is fastest
             if g1 == geom_id and g2 in pads:
                 touching.add(g2)
             elif g2 == geom_id and g1 in pads:

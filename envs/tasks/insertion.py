@@ -70,6 +70,8 @@ class Insertion(BimanualTask):
         self._peg_set, self._socket_set = frozenset(self.peg_geoms), frozenset(self.socket_geoms)
         self.peg_adr = free_joint_adr(m, "peg_joint")
         self.socket_adr = free_joint_adr(m, "socket_joint")
+        q = physics.data.qpos
+        self._poses = (q[self.peg_adr[0] : self.peg_adr[0] + 7], q[self.socket_adr[0] : self.socket_adr[0] + 7])
 
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
         peg = rng.uniform([PEG_X[0], Y_RANGE[0]], [PEG_X[1], Y_RANGE[1]])
@@ -85,8 +87,8 @@ class Insertion(BimanualTask):
         return physics.data.qpos[self.socket_adr[0] : self.socket_adr[0] + 7].copy()
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        q, pa, sa = physics.data.qpos, self.peg_adr[0], self.socket_adr[0]
-        return np.concatenate([q[pa : pa + 7], q[sa : sa + 7]], dtype=np.float32)
+        assert physics.data is self._data, "a task observes the physics it was bound to"
+        return np.concatenate(self._poses, dtype=np.float32)
 
     def stage(self, physics: ArmPhysics) -> tuple[int, dict[str, float]]:
         pairs = contact_pairs(physics)

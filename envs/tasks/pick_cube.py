@@ -31,6 +31,8 @@ class CubeTask(Task):
         self.cube_qadr = m.jnt_qposadr[m.joint("cube_joint").id]
         self.cube_vadr = m.jnt_dofadr[m.joint("cube_joint").id]
         self.cube_half = float(m.geom_size[self.cube_geom][0])
+        self._cube_xpos = physics.data.xpos[self.cube_body]
+        self._cube_qpos = physics.data.qpos[self.cube_qadr : self.cube_qadr + 7]
 
     def place_cube(self, physics: ArmPhysics, xy: np.ndarray, yaw: float) -> None:
         q = physics.data.qpos
@@ -53,8 +55,9 @@ class CubeTask(Task):
 
     def _cube_terms(self, physics: ArmPhysics) -> tuple[float, float, bool, list[float]]:
         """Reach term, cube height, grasped and the cube position: what every cube reward starts from."""
-        cube = physics.data.xpos[self.cube_body].tolist()
-        reach = closeness(point_distance(physics.data.site_xpos[self.tcp_site].tolist(), cube))
+        assert physics.data is self._data, "a task evaluates the physics it was bound to"
+        cube = self._cube_xpos.tolist()
+        reach = closeness(point_distance(self._tcp_xpos.tolist(), cube))
         return reach, cube[2] - self.cube_half, self.grasped(physics), cube
 
 
@@ -67,7 +70,8 @@ class PickCube(CubeTask):
         mujoco.mj_forward(physics.model, physics.data)
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        return physics.data.qpos[self.cube_qadr : self.cube_qadr + 7].astype(np.float32)
+        assert physics.data is self._data, "a task observes the physics it was bound to"
+        return self._cube_qpos.astype(np.float32)
 
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
         reach, height, grasped, _ = self._cube_terms(physics)

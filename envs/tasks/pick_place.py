@@ -32,6 +32,7 @@ class PickPlace(CubeTask):
     def bind(self, physics: ArmPhysics) -> None:
         super().bind(physics)
         self.plate_mocap = physics.model.body("plate").mocapid[0]
+        self._plate_pos = physics.data.mocap_pos[self.plate_mocap]
 
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
         for _ in range(1000):  # resample both: a cube in the middle may leave no room for the plate
@@ -49,28 +50,26 @@ class PickPlace(CubeTask):
         return physics.data.mocap_pos[self.plate_mocap].copy()
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        q = self.cube_qadr
-        return np.concatenate([physics.data.qpos[q : q + 7], physics.data.mocap_pos[self.plate_mocap]], dtype=np.float32)
+        assert physics.data is self._data, "a task observes the physics it was bound to"
+        return np.concatenate([self._cube_qpos, self._plate_pos], dtype=np.float32)
 
-    def _xy_offset(self, physics: ArmPhysics, cube: list[float] | None = None) -> float:
-        """Horizontal distance of the cube's centre from the plate's."""
-        cx, cy, _ = physics.data.xpos[self.cube_body].tolist() if cube is None else cube
-        px, py, _ = physics.data.mocap_pos[self.plate_mocap].tolist()
-        dx, dy = cx - px, cy - py
-        return math.sqrt(dx * dx + dy * dy)
+    def on_plate(self, physics: ArmPhysics) -> bool:
+        cube = physics.data.xpos[self.cube_body].tolist()
+        return self._rests_on_plate(cube, _xy_distance(cube, physics.data.mocap_pos[self.plate_mocap].tolist()))
 
-    def on_plate(self, physics: ArmPhysics, cube: list[float] | None = None) -> bool:
-        cube = physics.data.xpos[self.cube_body].tolist() if cube is None else cube
+    def _rests_on_plate(self, cube: list[float], xy_offset: float) -> bool:
+        """The cube's centre is within the rim and its bottom on the plate's surface."""
         bottom = cube[2] - self.cube_half
         top = 2 * PLATE_HALF_HEIGHT
-        return self._xy_offset(physics, cube) < PLATE_RADIUS - 0.01 and abs(bottom - top) < 0.01
+        return xy_offset < PLATE_RADIUS - 0.01 and abs(bottom - top) < 0.01
 
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
         reach, height, grasped, cube = self._cube_terms(physics)
+        xy_offset = _xy_distance(cube, self._plate_pos.tolist())
         grasp = float(grasped)
         lift = min(max(height / CARRY_HEIGHT, 0.0), 1.0) * grasp
-        place = closeness(self._xy_offset(physics, cube))
-        success = self.on_plate(physics, cube) and not grasped
+        place = closeness(xy_offset)
+        success = self._rests_on_plate(cube, xy_offset) and not grasped
         total = 0.15 * reach + 0.15 * grasp + 0.2 * lift + 0.2 * place + 0.3 * float(success)
         terms = {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift, "reward_place": place}
         return total, terms, success
@@ -80,6 +79,12 @@ class PickPlace(CubeTask):
 
     def is_success(self, physics: ArmPhysics) -> bool:
         return self.on_plate(physics) and not self.grasped(physics)
+
+
+def _xy_distance(a: list[float], b: list[float]) -> float:
+    """Horizontal distance of two points (what np.linalg.norm gives for the xy difference)."""
+    dx, dy = a[0] - b[0], a[1] - b[1]
+    return math.sqrt(dx * dx + dy * dy)
 
 
 class PickPlaceEnv(ArmEnv):

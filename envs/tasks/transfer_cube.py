@@ -41,6 +41,7 @@ class TransferCube(BimanualTask):
         self._cube_set = frozenset(self.cube_geoms)
         self.cube_body = physics.model.body("cube").id
         self.cube_adr = free_joint_adr(physics.model, "cube_joint")
+        self._cube_qpos = physics.data.qpos[self.cube_adr[0] : self.cube_adr[0] + 7]
 
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
         xy = rng.uniform([CUBE_X[0], CUBE_Y[0]], [CUBE_X[1], CUBE_Y[1]])
@@ -52,8 +53,8 @@ class TransferCube(BimanualTask):
         return physics.data.qpos[qa : qa + 7].copy()
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        qa = self.cube_adr[0]
-        return physics.data.qpos[qa : qa + 7].astype(np.float32)
+        assert physics.data is self._data, "a task observes the physics it was bound to"
+        return self._cube_qpos.astype(np.float32)
 
     def stage(self, physics: ArmPhysics) -> tuple[int, dict[str, float]]:
         on_cube = geoms_touching(contact_pairs(physics), self._cube_set)

@@ -7,6 +7,7 @@ grippers as an opening fraction of the jaw joint's range), so envs and the virtu
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 
 import mujoco
 import numpy as np
@@ -72,7 +73,7 @@ class ArmPhysics:
         # The per-step paths work on a handful of Python floats: on 6-14 joints a numpy call costs more than
         # its arithmetic. They do the array formulas' IEEE operations in the same order, and a conditional
         # expression is np.maximum/np.minimum (NaN passes through), so the results are bitwise equal.
-        self._qpos_view = _live_view(self.data.qpos, self.qpos_adr)
+        self._qpos_span, self._qpos_pick = _span_view(self.data.qpos, self.qpos_adr)
         self._ctrl_view = _live_view(self.data.ctrl, self.actuator_ids)
         offset, scale = self._offset.tolist(), self._scale.tolist()
         self._grippers = tuple((i, offset[i], scale[i]) for i in np.flatnonzero(grip).tolist())
@@ -101,8 +102,9 @@ class ArmPhysics:
 
     def joint_position_list(self) -> list[float]:
         """`joint_positions()` as Python floats, the cheap form for a per-step observation."""
-        view = self._qpos_view
-        q = (view if view is not None else self.data.qpos[self.qpos_adr]).tolist()
+        q = self._qpos_span.tolist()
+        if self._qpos_pick is not None:  # the arm's joints are not consecutive in qpos (ALOHA's second fingers)
+            q = list(self._qpos_pick(q))
         for i, offset, scale in self._grippers:  # revolute joints map 1:1: (q - 0) / 1 is q exactly
             q[i] = (q[i] - offset) / scale
         return q
@@ -135,7 +137,7 @@ class ArmPhysics:
 
     def step_control(self) -> None:
         """Advance one control period."""
-        mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
+        mujoco.mj_step(self.model, self.data, self.n_substeps)  # nstep positionally: no keyword matching
 
     def reset(self, joints: np.ndarray | None = None) -> None:
         """Reset to the `home` keyframe (or qpos0), optionally with the arm at `joints` (spec units)."""
@@ -165,6 +167,14 @@ class ArmPhysics:
     def set_state(self, state: np.ndarray) -> None:
         mujoco.mj_setState(self.model, self.data, np.asarray(state, dtype=np.float64), mujoco.mjtState.mjSTATE_INTEGRATION)
         mujoco.mj_forward(self.model, self.data)
+
+
+def _span_view(field: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, itemgetter | None]:
+    """A view of `field` from the first to the last of `index` that follows the simulation, and the getter
+    that picks `index` out of its list (None when the addresses are consecutive: the view is the entries)."""
+    first, last = int(index.min()), int(index.max())
+    rel = (index - first).tolist()
+    return field[first : last + 1], None if rel == list(range(len(rel))) else itemgetter(*rel)
 
 
 def _live_view(field: np.ndarray, index: np.ndarray) -> np.ndarray | None:

@@ -268,12 +268,11 @@ class Randomizer:
                 physics.set_targets(self._queue.popleft())
         else:
             physics.set_targets(action)
+        n = physics.n_substeps
         if cfg.control_jitter:
-            span = int(round(cfg.control_jitter * physics.n_substeps))
-            n = physics.n_substeps + (int(rng.integers(-span, span + 1)) if span else 0)
-            mujoco.mj_step(physics.model, physics.data, nstep=max(1, n))
-        else:
-            physics.step_control()
+            span = int(round(cfg.control_jitter * n))
+            n = max(1, n + (int(rng.integers(-span, span + 1)) if span else 0))
+        mujoco.mj_step(physics.model, physics.data, n)  # one call for the whole period: nothing runs between substeps
 
     def observe(self, agent_pos: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.cfg.obs_noise_std:

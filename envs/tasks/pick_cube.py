@@ -58,7 +58,7 @@ class CubeTask(Task):
         assert physics.data is self._data, "a task evaluates the physics it was bound to"
         cube = self._cube_xpos.tolist()
         reach = closeness(point_distance(self._tcp_xpos.tolist(), cube))
-        return reach, cube[2] - self.cube_half, self.grasped(physics), cube
+        return reach, cube[2] - self.cube_half, self.pads_touching(physics, self.cube_geom) >= 2, cube
 
 
 class PickCube(CubeTask):

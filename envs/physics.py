@@ -74,7 +74,8 @@ class ArmPhysics:
         # its arithmetic. They do the array formulas' IEEE operations in the same order, and a conditional
         # expression is np.maximum/np.minimum (NaN passes through), so the results are bitwise equal.
         self._qpos_span, self._qpos_pick = _span_view(self.data.qpos, self.qpos_adr)
-        self._ctrl_view = _live_view(self.data.ctrl, self.actuator_ids)
+        ctrl_span, ctrl_pick = _span_view(self.data.ctrl, self.actuator_ids)
+        self._ctrl_view = ctrl_span if ctrl_pick is None else None  # None: write through the index array
         offset, scale = self._offset.tolist(), self._scale.tolist()
         self._grippers = tuple((i, offset[i], scale[i]) for i in np.flatnonzero(grip).tolist())
         self._to_ctrl = tuple(zip(offset, scale, spec.lower.tolist(), spec.upper.tolist(), strict=True))
@@ -175,10 +176,3 @@ def _span_view(field: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, itemge
     first, last = int(index.min()), int(index.max())
     rel = (index - first).tolist()
     return field[first : last + 1], None if rel == list(range(len(rel))) else itemgetter(*rel)
-
-
-def _live_view(field: np.ndarray, index: np.ndarray) -> np.ndarray | None:
-    """A view of `field[index]` that follows the simulation, when the addresses are consecutive (else None)."""
-    if len(index) and np.array_equal(index, np.arange(index[0], index[0] + len(index))):
-        return field[int(index[0]) : int(index[0]) + len(index)]
-    return None

@@ -41,7 +41,9 @@ class ArmEnv(gym.Env):
         if obs_type not in OBS_TYPES:
             raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
         self._init_kwargs = dict(
             arm=arm, obs_type=obs_type, render_mode=render_mode, image_size=image_size,
             cameras=cameras, n_substeps=n_substeps, high_quality_render=high_quality_render,
@@ -65,7 +67,8 @@ class ArmEnv(gym.Env):
         self._state_low, self._state_high = state_space.low, state_space.high
         self._state_bounds = tuple(zip(self._state_low.tolist(), self._state_high.tolist(), strict=True))
         self._obs_noise = self.randomizer.cfg.obs_noise_std > 0
-        self._obs_keys = (obs_type != "state", obs_type != "pixels", obs_type == "state")  # pixels, agent_pos, env state
+        # Which keys each observation has (pixels, agent_pos, environment_state), decided once.
+        self._obs_keys = (obs_type != "state", obs_type != "pixels", obs_type == "state")
         self._action_shape = self.action_space.shape
         self._renderer: CameraRenderer | None = None
         self._last_frames: dict[str, np.ndarray] | None = None
@@ -86,8 +89,11 @@ class ArmEnv(gym.Env):
         if type(action) is not np.ndarray or action.dtype.kind != "f":
             action = np.asarray(action, dtype=np.float64)
         if action.shape != self._action_shape:
-            raise ValueError(f"action must have shape {self.action_space.shape} (joints {self.spec_arm.joint_names}), got {action.shape}")
-        if not all(map(math.isfinite, action.tolist())):  # on 6-14 values, cheaper than np.isfinite(...).all()
+            raise ValueError(
+                f"action must have shape {self.action_space.shape} (joints {self.spec_arm.joint_names}), got {action.shape}"
+            )
+        # On 6-14 values, Python's isfinite over tolist() is cheaper than np.isfinite(action).all().
+        if not all(map(math.isfinite, action.tolist())):
             raise ValueError(f"action contains NaN or inf: {action}")
         self.randomizer.act(self.physics, action, self.np_random)
         self._last_frames = None
@@ -133,7 +139,7 @@ class ArmEnv(gym.Env):
             return np.minimum(np.maximum(pos, self._state_low), self._state_high)
         # Clamping the float64 values to the float32 bounds, then rounding, equals rounding, then clamping.
         q = self.physics.joint_position_list()
-        clamped = [lo if v < lo else hi if v > hi else v for v, (lo, hi) in zip(q, self._state_bounds)]  # noqa: B905
+        clamped = [lo if v < lo else hi if v > hi else v for v, (lo, hi) in zip(q, self._state_bounds)]  # noqa: B905 (same length)
         return np.array(clamped, dtype=np.float32)
 
     # ----- pickling: rebuild from constructor arguments, then restore physics and RNG ------------

@@ -27,9 +27,15 @@ class BimanualTask(Task):
         self.workspace_center = m.site_pos[ws].copy()
         self.workspace_half = m.site_size[ws].copy()
         names = {g: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) or "" for g in range(m.ngeom)}
-        self.side_pads = {s: tuple(g for g, n in names.items() if n.startswith(f"{s}_") and n.endswith("_pad")) for s in SIDES}
+        self.side_pads = {
+            s: tuple(g for g, n in names.items() if n.startswith(f"{s}_") and n.endswith("_pad"))
+            for s in SIDES
+        }
         self.pad_geoms = self.side_pads["left"] + self.side_pads["right"]
-        self.left_pads, self.right_pads = frozenset(self.side_pads["left"]), frozenset(self.side_pads["right"])
+        self.left_pads, self.right_pads = (
+            frozenset(self.side_pads["left"]),
+            frozenset(self.side_pads["right"]),
+        )
         self.table_geom = _require(m, mujoco.mjtObj.mjOBJ_GEOM, "table")
 
     def side_tcp_pos(self, physics: ArmPhysics, side: str) -> np.ndarray:

@@ -56,7 +56,9 @@ class ArmPhysics:
             )
         missing = [n for n in spec.joint_names if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n) < 0]
         missing += [
-            f"actuator {n}" for n in spec.joint_names if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, n) < 0
+            f"actuator {n}"
+            for n in spec.joint_names
+            if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, n) < 0
         ]
         if missing:
             raise ValueError(f"{spec.name}: model lacks joints/actuators named after the spec: {missing}")
@@ -104,7 +106,9 @@ class ArmPhysics:
     def joint_position_list(self) -> list[float]:
         """`joint_positions()` as Python floats, the cheap form for a per-step observation."""
         q = self._qpos_span.tolist()
-        if self._qpos_pick is not None:  # the arm's joints are not consecutive in qpos (ALOHA's second fingers)
+        if (
+            self._qpos_pick is not None
+        ):  # the arm's joints are not consecutive in qpos (ALOHA's second fingers)
             q = list(self._qpos_pick(q))
         for i, offset, scale in self._grippers:  # revolute joints map 1:1: (q - 0) / 1 is q exactly
             q[i] = (q[i] - offset) / scale
@@ -126,7 +130,9 @@ class ArmPhysics:
         """Command absolute joint targets (spec units), clamped to the spec's limits."""
         vals = x.tolist() if isinstance(x, np.ndarray) else list(map(float, x))
         if len(vals) != len(self._to_ctrl):
-            raise ValueError(f"{self.spec.name}: expected {len(self._to_ctrl)} joint targets, got {len(vals)}")
+            raise ValueError(
+                f"{self.spec.name}: expected {len(self._to_ctrl)} joint targets, got {len(vals)}"
+            )
         ctrl = [
             offset + scale * (lo if v < lo else hi if v > hi else v)
             for v, (offset, scale, lo, hi) in zip(vals, self._to_ctrl)  # noqa: B905 (length checked; strict= parses a keyword per call)
@@ -166,7 +172,9 @@ class ArmPhysics:
         return state
 
     def set_state(self, state: np.ndarray) -> None:
-        mujoco.mj_setState(self.model, self.data, np.asarray(state, dtype=np.float64), mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_setState(
+            self.model, self.data, np.asarray(state, dtype=np.float64), mujoco.mjtState.mjSTATE_INTEGRATION
+        )
         mujoco.mj_forward(self.model, self.data)
 
 

@@ -142,7 +142,9 @@ class ModelNominal:
     def capture(cls, model: mujoco.MjModel) -> ModelNominal:
         free = [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
         bodies = np.array(sorted({int(model.jnt_bodyid[j]) for j in free}), dtype=int)
-        geoms = np.array([g for g in range(model.ngeom) if model.geom_bodyid[g] in set(bodies.tolist())], dtype=int)
+        geoms = np.array(
+            [g for g in range(model.ngeom) if model.geom_bodyid[g] in set(bodies.tolist())], dtype=int
+        )
         table = np.array([g for g in range(model.ngeom) if model.geom(g).name == "table"], dtype=int)
         free_dofs = {int(model.jnt_dofadr[j]) + k for j in free for k in range(6)}
         dofs = np.array([d for d in range(model.nv) if d not in free_dofs], dtype=int)
@@ -170,13 +172,17 @@ def _small_rotation(rng: np.random.Generator, std: float) -> np.ndarray:
     return q
 
 
-def _randomize_one(model: mujoco.MjModel, rng: np.random.Generator, cfg: Randomization, nom: ModelNominal) -> None:
+def _randomize_one(
+    model: mujoco.MjModel, rng: np.random.Generator, cfg: Randomization, nom: ModelNominal
+) -> None:
     nom.restore(model)
     v, p, n = cfg.visual, cfg.physical, nom.values
     if v.light_pos_std > 0:
         model.light_pos[:] = n["light_pos"] + rng.normal(0.0, v.light_pos_std, size=n["light_pos"].shape)
     if v.light_intensity_scale != OFF:
-        model.light_diffuse[:] = np.clip(n["light_diffuse"] * _scale(rng, v.light_intensity_scale, model.nlight)[:, None], 0, 1)
+        model.light_diffuse[:] = np.clip(
+            n["light_diffuse"] * _scale(rng, v.light_intensity_scale, model.nlight)[:, None], 0, 1
+        )
     if v.table_rgb_jitter > 0:
         for g in nom.table_geoms:
             mat = model.geom_matid[g]
@@ -194,7 +200,9 @@ def _randomize_one(model: mujoco.MjModel, rng: np.random.Generator, cfg: Randomi
             mujoco.mju_mulQuat(q, n["cam_quat"][c], _small_rotation(rng, v.camera_rot_std))
             model.cam_quat[c] = q
     if v.camera_fovy_jitter > 0:
-        model.cam_fovy[:] = n["cam_fovy"] + rng.uniform(-v.camera_fovy_jitter, v.camera_fovy_jitter, model.ncam)
+        model.cam_fovy[:] = n["cam_fovy"] + rng.uniform(
+            -v.camera_fovy_jitter, v.camera_fovy_jitter, model.ncam
+        )
 
     b, g = nom.object_bodies, nom.object_geoms
     if len(b):
@@ -207,7 +215,9 @@ def _randomize_one(model: mujoco.MjModel, rng: np.random.Generator, cfg: Randomi
             getattr(model, name)[g] = n[name][g] * per_geom[:, None]
         model.geom_rbound[g] = n["geom_rbound"][g] * per_geom
         if p.object_friction_scale != OFF:
-            model.geom_friction[g, 0] = n["geom_friction"][g, 0] * _scale(rng, p.object_friction_scale, len(g))
+            model.geom_friction[g, 0] = n["geom_friction"][g, 0] * _scale(
+                rng, p.object_friction_scale, len(g)
+            )
     d = nom.arm_dofs
     if p.joint_damping_scale != OFF:
         model.dof_damping[d] = n["dof_damping"][d] * _scale(rng, p.joint_damping_scale, len(d))
@@ -272,16 +282,21 @@ class Randomizer:
         if cfg.control_jitter:
             span = int(round(cfg.control_jitter * n))
             n = max(1, n + (int(rng.integers(-span, span + 1)) if span else 0))
-        mujoco.mj_step(physics.model, physics.data, n)  # one call for the whole period: nothing runs between substeps
+        # One call for the whole period: neither latency nor jitter needs anything between substeps.
+        mujoco.mj_step(physics.model, physics.data, n)
 
     def observe(self, agent_pos: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.cfg.obs_noise_std:
-            return (agent_pos + rng.normal(0.0, self.cfg.obs_noise_std, size=agent_pos.shape)).astype(agent_pos.dtype)
+            return (agent_pos + rng.normal(0.0, self.cfg.obs_noise_std, size=agent_pos.shape)).astype(
+                agent_pos.dtype
+            )
         return agent_pos
 
     def get_state(self, model: mujoco.MjModel) -> dict[str, Any]:
         """What pickling needs to resume: queued actions and the current draw of the model knobs."""
-        drawn = {name: np.array(getattr(model, name), copy=True) for name in _FIELDS} if self.nominal else None
+        drawn = (
+            {name: np.array(getattr(model, name), copy=True) for name in _FIELDS} if self.nominal else None
+        )
         return {"queue": [a.copy() for a in self._queue], "model": drawn}
 
     def set_state(self, model: mujoco.MjModel, state: dict[str, Any] | None) -> None:

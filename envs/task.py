@@ -49,7 +49,9 @@ class Task(ABC):
         self.workspace_center = m.site_pos[ws].copy()
         self.workspace_half = m.site_size[ws].copy()
         self.pad_geoms = tuple(
-            g for g in range(m.ngeom) if (mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) or "").endswith("_pad")
+            g
+            for g in range(m.ngeom)
+            if (mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) or "").endswith("_pad")
         )
         self._pad_set = frozenset(self.pad_geoms)
 
@@ -110,5 +112,7 @@ def closeness(distance: float) -> float:
 def _require(model: mujoco.MjModel, objtype: mujoco.mjtObj, name: str) -> int:
     idx = mujoco.mj_name2id(model, objtype, name)
     if idx < 0:
-        raise ValueError(f"model {model.names[:20]!r}... lacks the {objtype.name[6:].lower()} {name!r} tasks rely on")
+        raise ValueError(
+            f"model {model.names[:20]!r}... lacks the {objtype.name[6:].lower()} {name!r} tasks rely on"
+        )
     return idx

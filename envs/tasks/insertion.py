@@ -39,7 +39,14 @@ def add_peg_and_socket(mjspec: mujoco.MjSpec) -> None:
     contact = dict(condim=4, friction=[1.0, 0.02, 0.001], contype=1, conaffinity=1)
     peg = mjspec.worldbody.add_body(name="peg", pos=[0.15, 0.5, PEG_Z])
     peg.add_freejoint(name="peg_joint")
-    peg.add_geom(name="peg", type=mujoco.mjtGeom.mjGEOM_BOX, size=list(PEG_HALF), mass=0.05, rgba=[0.85, 0.15, 0.15, 1], **contact)
+    peg.add_geom(
+        name="peg",
+        type=mujoco.mjtGeom.mjGEOM_BOX,
+        size=list(PEG_HALF),
+        mass=0.05,
+        rgba=[0.85, 0.15, 0.15, 1],
+        **contact,
+    )
     sock = mjspec.worldbody.add_body(name="socket", pos=[-0.15, 0.5, SOCKET_Z])
     sock.add_freejoint(name="socket_joint")
     L, inner = SOCKET_HALF_LENGTH, SOCKET_INNER
@@ -50,8 +57,23 @@ def add_peg_and_socket(mjspec: mujoco.MjSpec) -> None:
         "socket_side_b": ([0, -inner - WALL, 0], [L, WALL, inner]),
     }
     for name, (pos, size) in walls.items():
-        sock.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, pos=pos, size=size, mass=0.0125, rgba=[0.15, 0.3, 0.85, 1], **contact)
-    sock.add_geom(name="pin", type=mujoco.mjtGeom.mjGEOM_BOX, size=[PIN_HALF_LENGTH, 0.01, 0.01], mass=0.001, rgba=[0.85, 0.15, 0.15, 1], **contact)
+        sock.add_geom(
+            name=name,
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            pos=pos,
+            size=size,
+            mass=0.0125,
+            rgba=[0.15, 0.3, 0.85, 1],
+            **contact,
+        )
+    sock.add_geom(
+        name="pin",
+        type=mujoco.mjtGeom.mjGEOM_BOX,
+        size=[PIN_HALF_LENGTH, 0.01, 0.01],
+        mass=0.001,
+        rgba=[0.85, 0.15, 0.15, 1],
+        **contact,
+    )
 
 
 class Insertion(BimanualTask):
@@ -71,7 +93,10 @@ class Insertion(BimanualTask):
         self.peg_adr = free_joint_adr(m, "peg_joint")
         self.socket_adr = free_joint_adr(m, "socket_joint")
         q = physics.data.qpos
-        self._poses = (q[self.peg_adr[0] : self.peg_adr[0] + 7], q[self.socket_adr[0] : self.socket_adr[0] + 7])
+        self._poses = (
+            q[self.peg_adr[0] : self.peg_adr[0] + 7],
+            q[self.socket_adr[0] : self.socket_adr[0] + 7],
+        )
 
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
         peg = rng.uniform([PEG_X[0], Y_RANGE[0]], [PEG_X[1], Y_RANGE[1]])
@@ -108,7 +133,13 @@ class Insertion(BimanualTask):
             stage = 3
         if pin and lifted and right >= 2 and left >= 2:
             stage = 4
-        terms = {"touch_right": float(right > 0), "touch_left": float(left > 0), "lifted": float(lifted), "peg_in_socket": float(peg_socket), "peg_on_pin": float(pin)}
+        terms = {
+            "touch_right": float(right > 0),
+            "touch_left": float(left > 0),
+            "lifted": float(lifted),
+            "peg_in_socket": float(peg_socket),
+            "peg_on_pin": float(pin),
+        }
         return stage, terms
 
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:

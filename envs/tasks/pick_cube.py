@@ -78,7 +78,11 @@ class PickCube(CubeTask):
         grasp = float(grasped)
         lift = min(max(height / LIFT_HEIGHT, 0.0), 1.0) * grasp
         total = 0.25 * reach + 0.25 * grasp + 0.5 * lift
-        return total, {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift}, height >= LIFT_HEIGHT
+        return (
+            total,
+            {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift},
+            height >= LIFT_HEIGHT,
+        )
 
     def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
         return self.evaluate(physics)[:2]

@@ -41,7 +41,9 @@ class PickPlace(CubeTask):
             if np.linalg.norm(plate_xy - cube_xy) >= MIN_SEPARATION:
                 break
         else:
-            raise RuntimeError(f"{self.spec.name}: workspace too small to separate cube and plate by {MIN_SEPARATION} m")
+            raise RuntimeError(
+                f"{self.spec.name}: workspace too small to separate cube and plate by {MIN_SEPARATION} m"
+            )
         self.place_cube(physics, cube_xy, rng.uniform(-np.pi / 4, np.pi / 4))
         physics.data.mocap_pos[self.plate_mocap] = [plate_xy[0], plate_xy[1], PLATE_HALF_HEIGHT]
         mujoco.mj_forward(physics.model, physics.data)
@@ -55,7 +57,9 @@ class PickPlace(CubeTask):
 
     def on_plate(self, physics: ArmPhysics) -> bool:
         cube = physics.data.xpos[self.cube_body].tolist()
-        return self._rests_on_plate(cube, _xy_distance(cube, physics.data.mocap_pos[self.plate_mocap].tolist()))
+        return self._rests_on_plate(
+            cube, _xy_distance(cube, physics.data.mocap_pos[self.plate_mocap].tolist())
+        )
 
     def _rests_on_plate(self, cube: list[float], xy_offset: float) -> bool:
         """The cube's centre is within the rim and its bottom on the plate's surface."""

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from twinarm.agents.layers import weights_key
+from twinarm.agents.layers import conv2d_train, weights_key
 
 NORMS = ("batch_norm", "frozen_batch_norm", "group_norm")
 
@@ -43,8 +43,8 @@ def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:
     if isinstance(norm, FrozenBatchNorm2d):
         scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
         bias = norm.bias - norm.running_mean * scale
-        return F.conv2d(x, conv.weight * scale[:, None, None, None], bias, conv.stride, conv.padding)
-    return norm(conv(x))
+        return conv2d_train(x, conv.weight * scale[:, None, None, None], bias, conv)
+    return norm(conv2d_train(x, conv.weight, conv.bias, conv))
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:

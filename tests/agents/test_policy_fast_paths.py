@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from tests.agents.conftest import synthetic_batch, synthetic_stats, tiny_config
 from twinarm.agents.backbone import ResNet18
-from twinarm.agents.layers import conv1d_gemm, conv2d_relu
+from twinarm.agents.layers import conv1d_gemm, conv2d_relu, conv2d_train
 from twinarm.agents.policy import Policy
 from twinarm.agents.registry import make_policy
 from twinarm.agents.tdmpc import fused
@@ -171,6 +171,28 @@ def test_diffusion_unet_training_path_matches_sampling_path() -> None:
     with torch.no_grad():
         slow = unet(x, t, cond)
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("c_in", "k", "stride", "padding", "channels_last"), [
+    (128, 3, 1, 1, True), (64, 3, 2, 1, True), (128, 1, 2, 0, True), (128, 3, 1, 1, False), (16, 3, 1, 1, True),
+])  # fmt: skip
+def test_conv2d_train_gradients_match_conv2d(
+    c_in: int, k: int, stride: int, padding: int, channels_last: bool
+) -> None:
+    """The im2col + matmul weight gradient (and the oneDNN input gradient) equal autograd's conv2d."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(c_in, 24, k, stride, padding)
+    x = torch.randn(3, c_in, 13, 17)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    params = (x, conv.weight, conv.bias)
+    fast = conv2d_train(x, conv.weight, conv.bias, conv)
+    g = torch.randn_like(fast)
+    slow = F.conv2d(x, conv.weight, conv.bias, stride, padding)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    for a, b in zip(torch.autograd.grad(fast, params, g), torch.autograd.grad(slow, params, g), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("norm", ["frozen_batch_norm", "batch_norm"])

@@ -3,7 +3,11 @@
 For each twinarm env: raw `mj_step` of the very same compiled scene at the same substeps (the floor
 an env cannot beat), the env through `gymnasium.make` with state observations, with one 96x96
 camera, and with every camera at 480x640. gym-aloha runs in its own venv (it pins its own MuJoCo
-stack), at its defaults. Timings are best-of-N over interleaved repeats to damp machine noise.
+stack), at its defaults. Only stepping is timed (each rollout starts from an untimed reset, as in the
+gym-aloha script), best-of-N over interleaved repeats to damp machine noise; raw physics and the
+state-obs env, whose ratio is the overhead target, get rounds of their own (more of them, each one
+next to the other; the overhead is printed from the best rounds and, as a typical figure, as the
+median over rounds of each state round against the raw round before it), the pixel cases share theirs.
 
     python benchmarks/env_throughput.py [--env twinarm/SO101-PickCube-v0 ...] [--aloha-python PATH]
 """
@@ -31,19 +35,26 @@ import twinarm  # noqa: E402,F401
 DEFAULT_ENVS = ["twinarm/SO101-PickCube-v0"]
 DEFAULT_ALOHA_PYTHON = "/root/gym-aloha-venv/bin/python"
 
-def best_rate(fns: dict[str, Callable[[], int]], repeats: int) -> dict[str, float]:
-    """Steps/s of each callable (which returns its step count), best of `repeats` interleaved rounds."""
-    best = dict.fromkeys(fns, float("inf"))
-    counts: dict[str, int] = {}
+#: A timed case: resets untimed, steps, and returns (steps, seconds spent stepping).
+Case = Callable[[], tuple[int, float]]
+
+
+def timed_rounds(fns: dict[str, Case], repeats: int) -> dict[str, tuple[int, list[float]]]:
+    """Each case's step count and its stepping time in each of `repeats` interleaved rounds."""
+    out: dict[str, tuple[int, list[float]]] = {name: (0, []) for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t = time.perf_counter()
-            counts[name] = fn()
-            best[name] = min(best[name], time.perf_counter() - t)
-    return {name: counts[name] / best[name] for name in fns}
+            steps, seconds = fn()
+            out[name] = (steps, out[name][1] + [seconds])
+    return out
 
 
-def twinarm_cases(env_id: str, steps: int) -> dict[str, Callable[[], int]]:
+def best_rate(fns: dict[str, Case], repeats: int) -> dict[str, float]:
+    """Steps/s of each case, best of `repeats` interleaved rounds."""
+    return {name: steps / min(times) for name, (steps, times) in timed_rounds(fns, repeats).items()}
+
+
+def twinarm_cases(env_id: str, steps: int) -> dict[str, Case]:
     """Raw physics and the env at three observation settings, all replaying one action sequence."""
     state_env = gym.make(env_id, obs_type="state")
     rng = np.random.default_rng(0)
@@ -53,35 +64,29 @@ def twinarm_cases(env_id: str, steps: int) -> dict[str, Callable[[], int]]:
     phys = state_env.unwrapped.physics
     state_env.reset(seed=0)
     start = phys.get_state()  # raw physics starts from the env's own reset state: same contacts
-    model, data = phys.model, mujoco.MjData(phys.model)
+    # ...and steps the env's own MjData, so that both sides run on the very same memory (each env round
+    # resets it): only the env's own work differs, not where the allocator happened to put a second MjData.
+    model, data = phys.model, phys.data
     spec_state = mujoco.mjtState.mjSTATE_INTEGRATION
     ctrl = [phys.spec_to_qpos(a) for a in actions]
     ids, nsub = phys.actuator_ids, phys.n_substeps
 
-    def raw() -> int:
+    def raw() -> tuple[int, float]:
         mujoco.mj_setState(model, data, start, spec_state)
+        t = time.perf_counter()
         for c in ctrl:
             data.ctrl[ids] = c
-            mujoco.mj_step(model, data, nstep=nsub)
-        return steps
-
-    def rollout(env: gym.Env) -> Callable[[], int]:
-        def run() -> int:
-            env.reset(seed=0)
-            for a in actions:
-                env.step(a)
-            return steps
-
-        return run
+            mujoco.mj_step(model, data, nsub)
+        return steps, time.perf_counter() - t
 
     small = gym.make(env_id, obs_type="pixels_agent_pos", image_size=(96, 96), cameras=[spec.cameras[0].name])
     full = gym.make(env_id, obs_type="pixels_agent_pos")
     cams = ", ".join(c.name for c in spec.cameras)
     return {
         f"raw mj_step x{nsub} (same scene)": raw,
-        "twinarm state obs": rollout(state_env),
-        f"twinarm pixels 96x96 ({spec.cameras[0].name})": rollout(small),
-        f"twinarm pixels 480x640 ({cams})": rollout(full),
+        "twinarm state obs": _replay(state_env, actions),
+        f"twinarm pixels 96x96 ({spec.cameras[0].name})": _replay(small, actions),
+        f"twinarm pixels 480x640 ({cams})": _replay(full, actions),
     }
 
 
@@ -123,7 +128,10 @@ GYM_ALOHA_VARIANTS_SCRIPT = textwrap.dedent(
 )
 
 #: twinarm ALOHA id -> the gym-aloha id of the same ACT task.
-ALOHA_PAIRS = {"twinarm/Aloha-TransferCube-v0": "AlohaTransferCube-v0", "twinarm/Aloha-Insertion-v0": "AlohaInsertion-v0"}
+ALOHA_PAIRS = {
+    "twinarm/Aloha-TransferCube-v0": "AlohaTransferCube-v0",
+    "twinarm/Aloha-Insertion-v0": "AlohaInsertion-v0",
+}
 
 
 def all_arm_env_ids() -> list[str]:
@@ -144,17 +152,20 @@ def gym_aloha_variant_rate(python: str, task: str, variant: str, steps: int, rep
     return json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
 
 
-def _replay(env: gym.Env, actions: list[np.ndarray]) -> Callable[[], int]:
-    def run() -> int:
+def _replay(env: gym.Env, actions: list[np.ndarray]) -> Case:
+    def run() -> tuple[int, float]:
         env.reset(seed=0)
+        t = time.perf_counter()
         for a in actions:
             env.step(a)
-        return len(actions)
+        return len(actions), time.perf_counter() - t
 
     return run
 
 
-def aloha_comparison(python: str, steps: int, aloha_steps: int, repeats: int) -> list[tuple[str, str, float, str]]:
+def aloha_comparison(
+    python: str, steps: int, aloha_steps: int, repeats: int
+) -> list[tuple[str, str, float, str]]:
     """twinarm ALOHA vs gym-aloha on the same ACT tasks, with the issue's targets next to each ratio."""
     rows: list[tuple[str, str, float, str]] = []
     if not Path(python).exists():
@@ -166,12 +177,22 @@ def aloha_comparison(python: str, steps: int, aloha_steps: int, repeats: int) ->
         actions = [rng.uniform(spec.lower, spec.upper).astype(np.float32) for _ in range(steps)]
         envs = {"state obs": state, "pixels 480x640 (top)": gym.make(ours, obs_type="pixels_agent_pos")}
         rates = best_rate({k: _replay(e, actions) for k, e in envs.items()}, repeats)
-        base = {v: gym_aloha_variant_rate(python, theirs, v, aloha_steps, 3) for v in ("defaults", "shadows_off", "no_render")}
+        base = {
+            v: gym_aloha_variant_rate(python, theirs, v, aloha_steps, 3)
+            for v in ("defaults", "shadows_off", "no_render")
+        }
         for v, r in base.items():
             rows.append((f"gym_aloha/{theirs}", f"gym-aloha {v}", r, "steps/s"))
         for k, r in rates.items():
             rows.append((ours, f"twinarm {k}", r, "steps/s"))
-        rows.append((ours, "state obs / gym-aloha no_render", rates["state obs"] / base["no_render"], "x (target >= 2)"))
+        rows.append(
+            (
+                ours,
+                "state obs / gym-aloha no_render",
+                rates["state obs"] / base["no_render"],
+                "x (target >= 2)",
+            )
+        )
         px = rates["pixels 480x640 (top)"]
         rows.append((ours, "480x640 / gym-aloha defaults", px / base["defaults"], "x (target >= 10)"))
         rows.append((ours, "480x640 / gym-aloha shadows_off", px / base["shadows_off"], "x (target >= 1.5)"))
@@ -179,32 +200,53 @@ def aloha_comparison(python: str, steps: int, aloha_steps: int, repeats: int) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", action="append", help="twinarm env id (repeatable)")
     parser.add_argument("--steps", type=int, default=150, help="steps per timed rollout")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats (best is kept)")
-    parser.add_argument("--aloha-python", default=DEFAULT_ALOHA_PYTHON, help="python of a venv with gym-aloha")
+    parser.add_argument(
+        "--state-repeats", type=int, default=20, help="interleaved raw/state-obs rounds (best is kept)"
+    )
+    parser.add_argument(
+        "--aloha-python", default=DEFAULT_ALOHA_PYTHON, help="python of a venv with gym-aloha"
+    )
     parser.add_argument("--aloha-steps", type=int, default=60, help="steps per gym-aloha rollout")
-    parser.add_argument("--all-arms", action="store_true", help="every arm's manipulation ids, plus the ALOHA comparison")
+    parser.add_argument(
+        "--all-arms", action="store_true", help="every arm's manipulation ids, plus the ALOHA comparison"
+    )
     args = parser.parse_args(argv)
 
+    load_start = os.getloadavg()
     rows: list[tuple[str, str, float, str]] = []
     env_ids = all_arm_env_ids() if args.all_arms else (args.env or DEFAULT_ENVS)
     for env_id in env_ids:
-        rates = best_rate(twinarm_cases(env_id, args.steps), args.repeats)
-        names = list(rates)
+        cases = twinarm_cases(env_id, args.steps)
+        names = list(cases)
+        pair = timed_rounds({n: cases[n] for n in names[:2]}, args.state_repeats)
+        (raw_steps, raw_times), (state_steps, state_times) = pair[names[0]], pair[names[1]]
+        rates = {names[0]: raw_steps / min(raw_times), names[1]: state_steps / min(state_times)}
+        rates.update(best_rate({n: cases[n] for n in names[2:]}, args.repeats))
+        # A typical figure next to the best one: each state round against the raw round just before it.
+        paired = float(np.median(np.array(state_times) / np.array(raw_times))) - 1.0
         raw = rates[names[0]]
         for name in names:
             rows.append((env_id, name, rates[name], f"{rates[name] / raw:.2f}x raw"))
         overhead = raw / rates[names[1]] - 1.0
         rows.append((env_id, "state-obs env overhead over raw physics", overhead * 100, "% (target <= 15%)"))
+        rows.append((env_id, "  same, median of paired rounds", paired * 100, "%"))
         if args.all_arms:
             continue
         aloha = gym_aloha_rate(args.aloha_python, "AlohaTransferCube-v0", args.aloha_steps, 3)
         if aloha is None:
-            rows.append(("gym_aloha/AlohaTransferCube-v0", "not measured: no gym-aloha venv", float("nan"), ""))
+            rows.append(
+                ("gym_aloha/AlohaTransferCube-v0", "not measured: no gym-aloha venv", float("nan"), "")
+            )
         else:
-            rows.append(("gym_aloha/AlohaTransferCube-v0", "gym-aloha defaults (480x640 top)", aloha, "1.00x"))
+            rows.append(
+                ("gym_aloha/AlohaTransferCube-v0", "gym-aloha defaults (480x640 top)", aloha, "1.00x")
+            )
             for name in names[2:]:
                 rows.append((env_id, f"{name} vs gym-aloha defaults", rates[name] / aloha, "x"))
 
@@ -217,7 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * (w0 + w1 + 30))
     for env_id, name, value, note in rows:
         print(f"{env_id:<{w0}}  {name:<{w1}}  {value:>10.1f}  {note}")
-    print(f"\nmachine: {os.cpu_count()} CPUs, mujoco {mujoco.__version__}, MUJOCO_GL={os.environ['MUJOCO_GL']}")
+    print(
+        f"\nmachine: {os.cpu_count()} CPUs, mujoco {mujoco.__version__}, MUJOCO_GL={os.environ['MUJOCO_GL']}"
+    )
+    load = " -> ".join("/".join(f"{x:.2f}" for x in la) for la in (load_start, os.getloadavg()))
+    print(
+        f"load average (1/5/15 min) at start -> end: {load}; best of {args.state_repeats} raw/state rounds, {args.repeats} pixel rounds"
+    )
     return 0
 
 

@@ -62,7 +62,11 @@ class Task(ABC):
 
     @abstractmethod
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        """Object poses and targets: a new float32 array of length `env_state_dim` (the env returns it as is)."""
+        """Object poses and targets: a new float32 array of length `env_state_dim` (the env returns it as is).
+
+        Tasks build it as `np.array(view.tolist(), dtype=np.float32)`, the same construction the env uses
+        for agent_pos (one numpy code path per step instead of two; the float32 rounding is astype's).
+        """
 
     @abstractmethod
     def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:

@@ -113,7 +113,8 @@ class Insertion(BimanualTask):
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
         assert physics.data is self._data, "a task observes the physics it was bound to"
-        return np.concatenate(self._poses, dtype=np.float32)
+        peg, socket = self._poses
+        return np.array(peg.tolist() + socket.tolist(), dtype=np.float32)
 
     def stage(self, physics: ArmPhysics) -> tuple[int, dict[str, float]]:
         pairs = contact_pairs(physics)

@@ -71,7 +71,7 @@ class PickCube(CubeTask):
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
         assert physics.data is self._data, "a task observes the physics it was bound to"
-        return self._cube_qpos.astype(np.float32)
+        return np.array(self._cube_qpos.tolist(), dtype=np.float32)
 
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
         reach, height, grasped, _ = self._cube_terms(physics)

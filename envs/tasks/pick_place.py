@@ -53,7 +53,7 @@ class PickPlace(CubeTask):
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
         assert physics.data is self._data, "a task observes the physics it was bound to"
-        return np.concatenate([self._cube_qpos, self._plate_pos], dtype=np.float32)
+        return np.array(self._cube_qpos.tolist() + self._plate_pos.tolist(), dtype=np.float32)
 
     def on_plate(self, physics: ArmPhysics) -> bool:
         cube = physics.data.xpos[self.cube_body].tolist()

@@ -41,7 +41,7 @@ class Reach(Task):
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
         assert physics.data is self._data, "a task observes the physics it was bound to"
-        return self._target_pos.astype(np.float32)
+        return np.array(self._target_pos.tolist(), dtype=np.float32)
 
     def distance(self, physics: ArmPhysics) -> float:
         d = physics.data

@@ -54,7 +54,7 @@ class TransferCube(BimanualTask):
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
         assert physics.data is self._data, "a task observes the physics it was bound to"
-        return self._cube_qpos.astype(np.float32)
+        return np.array(self._cube_qpos.tolist(), dtype=np.float32)
 
     def stage(self, physics: ArmPhysics) -> tuple[int, dict[str, float]]:
         on_cube = geoms_touching(contact_pairs(physics), self._cube_set)

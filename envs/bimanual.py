@@ -6,6 +6,8 @@ the env glue is the ordinary `ArmEnv` (the spec simply lists both arms' joints, 
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import mujoco
 import numpy as np
 
@@ -37,6 +39,23 @@ class BimanualTask(Task):
             frozenset(self.side_pads["right"]),
         )
         self.table_geom = _require(m, mujoco.mjtObj.mjOBJ_GEOM, "table")
+
+    #: gym-aloha's staged scoring: the reward is the stage reached (0..FINAL_STAGE); success is the last one.
+    FINAL_STAGE = 4
+
+    @abstractmethod
+    def stage(self, physics: ArmPhysics) -> tuple[int, dict[str, float]]:
+        """The stage this state has reached, and the reward terms that decided it."""
+
+    def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
+        stage, terms = self.stage(physics)
+        return float(stage), terms, stage == self.FINAL_STAGE
+
+    def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
+        return self.evaluate(physics)[:2]
+
+    def is_success(self, physics: ArmPhysics) -> bool:
+        return self.stage(physics)[0] == self.FINAL_STAGE
 
     def side_tcp_pos(self, physics: ArmPhysics, side: str) -> np.ndarray:
         return physics.data.site_xpos[self.tcp_sites[side]].copy()

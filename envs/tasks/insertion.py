@@ -143,16 +143,6 @@ class Insertion(BimanualTask):
         }
         return stage, terms
 
-    def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
-        stage, terms = self.stage(physics)
-        return float(stage), terms, stage == 4
-
-    def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
-        return self.evaluate(physics)[:2]
-
-    def is_success(self, physics: ArmPhysics) -> bool:
-        return self.stage(physics)[0] == 4
-
 
 class InsertionEnv(ArmEnv):
     """`twinarm/Aloha-Insertion-v0`."""

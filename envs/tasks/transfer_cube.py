@@ -75,16 +75,6 @@ class TransferCube(BimanualTask):
         terms = {"touch_right": float(right), "touch_left": float(left), "cube_on_table": float(on_table)}
         return stage, terms
 
-    def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
-        stage, terms = self.stage(physics)
-        return float(stage), terms, stage == 4
-
-    def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
-        return self.evaluate(physics)[:2]
-
-    def is_success(self, physics: ArmPhysics) -> bool:
-        return self.stage(physics)[0] == 4
-
 
 class TransferCubeEnv(ArmEnv):
     """`twinarm/Aloha-TransferCube-v0`."""

@@ -42,12 +42,16 @@ COMMANDS: dict[str, tuple[list[str], str, float, str]] = {
          "--set", "optimizer_lr=2e-4", "--set", "optimizer_weight_decay=1e-4"],
         PICK, 90.0, "gradient steps",
     ),
+    # Horizon 32, executing 16: the expert comes to rest above the cube before it descends, and a 16-step
+    # horizon executing 8 could keep sampling "finish the approach" chunks there and stall (70 % at 10k steps,
+    # runs kept in outputs/policy_results/diffusion_v2_h16_10k); a 32-step chunk from anywhere in that pause
+    # already contains the descent.
     "diffusion": (
         ["train", "--policy", "diffusion", "--dataset", str(DATASET), "--env", PICK, "--output-dir", str(WORK / "diffusion"),
-         "--steps", "20000", "--batch-size", "64", "--log-freq", "200", "--save-freq", "5000", "--eval-freq", "5000",
-         "--eval-episodes", "10", "--threads", "1", "--no-progress", "--device", "cpu",
-         "--set", "down_dims=[64,128,256]", "--set", "diffusion_step_embed_dim=128", "--set", "horizon=16",
-         "--set", "n_action_steps=8", "--set", "noise_scheduler_type=\"DDIM\"", "--set", "num_inference_steps=10",
+         "--steps", "10000", "--batch-size", "64", "--log-freq", "200", "--save-freq", "2500", "--eval-freq", "2500",
+         "--eval-episodes", "10", "--threads", "2", "--no-progress", "--device", "cpu",
+         "--set", "down_dims=[64,128,256]", "--set", "diffusion_step_embed_dim=128", "--set", "horizon=32",
+         "--set", "n_action_steps=16", "--set", "noise_scheduler_type=\"DDIM\"", "--set", "num_inference_steps=10",
          "--set", "optimizer_lr=2e-4"],
         PICK, 80.0, "gradient steps",
     ),

@@ -126,9 +126,8 @@ def _conv2d_weight_grad(grad: Tensor, x: Tensor, shape: torch.Size, stride: int,
     chunk = max(1, (2 << 20) // (g.shape[1] * g.shape[2] * k * k * c_in))
     out: Tensor | None = None
     for start in range(0, x.shape[0], chunk):
-        windows = (
-            xp[start : start + chunk].unfold(1, k, stride).unfold(2, k, stride)
-        )  # (b, Ho, Wo, C, kh, kw)
+        # (b, H_out, W_out, C_in, kh, kw) windows, then one column row per output pixel
+        windows = xp[start : start + chunk].unfold(1, k, stride).unfold(2, k, stride)
         cols = windows.permute(0, 1, 2, 4, 5, 3).reshape(-1, k * k * c_in)
         g_t = g[start : start + chunk].reshape(-1, c_out).t()
         out = g_t @ cols if out is None else out.addmm_(g_t, cols)

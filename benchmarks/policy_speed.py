@@ -170,15 +170,13 @@ def lerobot_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
     train, obs = batches(name)
     state = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))}
     out = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
+    with_camera = {**state, "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE)}
     if name == "act":
         from lerobot.policies.act.configuration_act import ACTConfig
         from lerobot.policies.act.modeling_act import ACTPolicy
 
         cfg = ACTConfig(
-            input_features={
-                **state,
-                "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE),
-            },
+            input_features=with_camera,
             output_features=out,
             pretrained_backbone_weights=None,
             device="cpu",
@@ -189,10 +187,7 @@ def lerobot_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
         from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
         cfg = DiffusionConfig(
-            input_features={
-                **state,
-                "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE),
-            },
+            input_features=with_camera,
             output_features=out,
             pretrained_backbone_weights=None,
             device="cpu",

@@ -106,9 +106,8 @@ class ArmPhysics:
     def joint_position_list(self) -> list[float]:
         """`joint_positions()` as Python floats, the cheap form for a per-step observation."""
         q = self._qpos_span.tolist()
-        if (
-            self._qpos_pick is not None
-        ):  # the arm's joints are not consecutive in qpos (ALOHA's second fingers)
+        # A picker only where the arm's joints are not consecutive in qpos (ALOHA's second fingers).
+        if self._qpos_pick is not None:
             q = list(self._qpos_pick(q))
         for i, offset, scale in self._grippers:  # revolute joints map 1:1: (q - 0) / 1 is q exactly
             q[i] = (q[i] - offset) / scale

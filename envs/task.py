@@ -64,8 +64,7 @@ class Task(ABC):
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
         """Object poses and targets: a new float32 array of length `env_state_dim` (the env returns it as is).
 
-        Tasks build it as `np.array(view.tolist(), dtype=np.float32)`, the same construction the env uses
-        for agent_pos (one numpy code path per step instead of two; the float32 rounding is astype's).
+        Tasks build it with `_snapshot` from live views cached in `bind`.
         """
 
     @abstractmethod
@@ -89,6 +88,21 @@ class Task(ABC):
 
     def tcp_pos(self, physics: ArmPhysics) -> np.ndarray:
         return physics.data.site_xpos[self.tcp_site].copy()
+
+    def _check_bound(self, physics: ArmPhysics) -> None:
+        """The per-step paths read views cached in `bind`: they are only right for that physics."""
+        assert physics.data is self._data, "a task reads the physics it was bound to"
+
+    def _snapshot(self, physics: ArmPhysics, *views: np.ndarray) -> np.ndarray:
+        """Live `views` of the bound physics as one new float32 array (what `environment_state` returns).
+
+        Built like agent_pos, `np.array(list, float32)`: one numpy construction per step instead of
+        astype/concatenate, with the same float64 -> float32 rounding."""
+        self._check_bound(physics)
+        values = views[0].tolist()
+        for view in views[1:]:
+            values += view.tolist()
+        return np.array(values, dtype=np.float32)
 
     def pads_touching(self, physics: ArmPhysics, geom_id: int) -> int:
         """How many finger pads are in contact with `geom_id` (2 means it is pinched)."""

@@ -112,9 +112,7 @@ class Insertion(BimanualTask):
         return physics.data.qpos[self.socket_adr[0] : self.socket_adr[0] + 7].copy()
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        assert physics.data is self._data, "a task observes the physics it was bound to"
-        peg, socket = self._poses
-        return np.array(peg.tolist() + socket.tolist(), dtype=np.float32)
+        return self._snapshot(physics, *self._poses)
 
     def stage(self, physics: ArmPhysics) -> tuple[int, dict[str, float]]:
         pairs = contact_pairs(physics)

@@ -55,10 +55,10 @@ class CubeTask(Task):
 
     def _cube_terms(self, physics: ArmPhysics) -> tuple[float, float, bool, list[float]]:
         """Reach term, cube height, grasped and the cube position: what every cube reward starts from."""
-        assert physics.data is self._data, "a task evaluates the physics it was bound to"
+        self._check_bound(physics)
         cube = self._cube_xpos.tolist()
         reach = closeness(point_distance(self._tcp_xpos.tolist(), cube))
-        return reach, cube[2] - self.cube_half, self.pads_touching(physics, self.cube_geom) >= 2, cube
+        return reach, cube[2] - self.cube_half, self.grasped(physics), cube
 
 
 class PickCube(CubeTask):
@@ -70,8 +70,7 @@ class PickCube(CubeTask):
         mujoco.mj_forward(physics.model, physics.data)
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        assert physics.data is self._data, "a task observes the physics it was bound to"
-        return np.array(self._cube_qpos.tolist(), dtype=np.float32)
+        return self._snapshot(physics, self._cube_qpos)
 
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
         reach, height, grasped, _ = self._cube_terms(physics)

@@ -52,8 +52,7 @@ class PickPlace(CubeTask):
         return physics.data.mocap_pos[self.plate_mocap].copy()
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        assert physics.data is self._data, "a task observes the physics it was bound to"
-        return np.array(self._cube_qpos.tolist() + self._plate_pos.tolist(), dtype=np.float32)
+        return self._snapshot(physics, self._cube_qpos, self._plate_pos)
 
     def on_plate(self, physics: ArmPhysics) -> bool:
         cube = physics.data.xpos[self.cube_body].tolist()

@@ -40,16 +40,15 @@ class Reach(Task):
         return physics.data.mocap_pos[self.target_mocap].copy()
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        assert physics.data is self._data, "a task observes the physics it was bound to"
-        return np.array(self._target_pos.tolist(), dtype=np.float32)
+        return self._snapshot(physics, self._target_pos)
 
     def distance(self, physics: ArmPhysics) -> float:
-        d = physics.data
-        return point_distance(d.site_xpos[self.tcp_site].tolist(), d.mocap_pos[self.target_mocap].tolist())
+        """Tool point to target, in metres."""
+        self._check_bound(physics)
+        return point_distance(self._tcp_xpos.tolist(), self._target_pos.tolist())
 
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
-        assert physics.data is self._data, "a task evaluates the physics it was bound to"
-        dist = point_distance(self._tcp_xpos.tolist(), self._target_pos.tolist())
+        dist = self.distance(physics)
         reach = closeness(dist)
         return reach, {"reward_reach": reach, "distance": dist}, dist < SUCCESS_DISTANCE
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 from twinarm.arms import get_arm
 from twinarm.real.virtual.arm import StepMode, VirtualArm
@@ -52,22 +52,11 @@ def leader_arm_spec(spec: ArmSpec) -> ArmSpec:
     )
 
 
-def make_virtual_arm(
-    arm: str | ArmSpec,
-    backend: Literal["mujoco", "memory"] = "mujoco",
-    task: str | None = None,
-    step_mode: StepMode = "realtime",
-    calibrated: bool = False,
-    seed: int | None = None,
-    wire_time: bool = False,
-    check_baud: bool = True,
-    leader: bool = False,
-) -> PtyServer:
-    """A not-yet-started PtyServer whose bus serves a virtual `arm` (single-bus arms; see `make_virtual_buses`);
-    `calibrated` pre-stores the ideal calibration in the servos (as if `twinarm calibrate` had run)."""
-    servers = make_virtual_buses(
-        arm, backend, task, step_mode, calibrated, seed, wire_time, check_baud, leader
-    )
+def make_virtual_arm(arm: str | ArmSpec, **options: Any) -> PtyServer:
+    """A not-yet-started PtyServer whose bus serves a virtual `arm` (single-bus arms); `options` are
+    `make_virtual_buses`'s (e.g. `calibrated=True` pre-stores the ideal calibration in the servos, as if
+    `twinarm calibrate` had run)."""
+    servers = make_virtual_buses(arm, **options)
     if len(servers) != 1:
         for s in servers.values():
             s.stop()

@@ -200,15 +200,98 @@ class Dropout(nn.Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
+        self.scale = 1.0 / (1.0 - p)
         self._threshold = int(round(p * 65536)) - 32768
 
+    @property
+    def active(self) -> bool:
+        return self.training and self.p > 0.0
+
+    def keep_mask(self, like: Tensor) -> Tensor:
+        """A fresh boolean mask shaped like `like`, True (keep) with probability 1 - p."""
+        n = like.numel()
+        bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=like.device)
+        return bits.view(torch.int16)[:n].view(like.shape) >= self._threshold
+
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
+        if not self.active:
             return x
-        n = x.numel()
-        bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
-        r = bits.view(torch.int16)[:n].view(x.shape)
-        return torch.where(r >= self._threshold, x * (1.0 / (1.0 - self.p)), 0.0)
+        return torch.where(self.keep_mask(x), x * self.scale, 0.0)
+
+
+def _linear_dropout(x: Tensor, linear: nn.Linear, drop: Dropout | None, in_scale: float = 1.0) -> Tensor:
+    """drop(linear(in_scale * x)), with both scales folded into the (small) weight and bias instead of
+    two passes over the (large) activation; the mask then costs one `where` forward and backward."""
+    if drop is None or not drop.active:
+        w = linear.weight if in_scale == 1.0 else linear.weight * in_scale
+        return F.linear(x, w, linear.bias)
+    bias = None if linear.bias is None else linear.bias * drop.scale
+    y = F.linear(x, linear.weight * (in_scale * drop.scale), bias)
+    return torch.where(drop.keep_mask(y), y, 0.0)
+
+
+def attention_block(
+    mha: nn.MultiheadAttention,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_padding_mask: Tensor | None = None,
+    drop: Dropout | None = None,
+) -> Tensor:
+    """drop(out_proj(attention)) with `mha`'s parameters, batch first, as in DETR's layers: the same
+    function as `drop(mha(q, k, v, key_padding_mask, need_weights=False)[0])` where `drop` also stands for
+    the attention-probability dropout (DETR uses one rate for both).
+
+    Faster than the module on CPU: q and k share one projection matmul when they are the same tensor;
+    training drops attention probabilities with `Dropout`'s cheap bits instead of Bernoulli sampling and
+    folds both dropout scales into the output projection; inference runs the fused (flash) kernel.
+    """
+    d, heads = mha.embed_dim, mha.num_heads
+    w, b = mha.in_proj_weight, mha.in_proj_bias
+    if w is None or not mha.batch_first or mha.bias_k is not None or mha.add_zero_attn:
+        raise ValueError("attention_block needs a batch-first MultiheadAttention with packed in_proj")
+
+    def proj(x: Tensor, lo: int, hi: int) -> Tensor:
+        return F.linear(x, w[lo * d : hi * d], None if b is None else b[lo * d : hi * d])
+
+    if q is k:
+        qp, kp = proj(q, 0, 2).split(d, dim=-1)
+        vp = proj(v, 2, 3)
+    else:
+        qp = proj(q, 0, 1)
+        kp, vp = proj(k, 1, 3).split(d, dim=-1) if k is v else (proj(k, 1, 2), proj(v, 2, 3))
+    bsz, tq, hd = q.shape[0], q.shape[1], d // heads
+    qh = qp.unflatten(-1, (heads, hd)).transpose(1, 2)  # (B, heads, Tq, hd)
+    kh = kp.unflatten(-1, (heads, hd)).transpose(1, 2)
+    vh = vp.unflatten(-1, (heads, hd)).transpose(1, 2)
+    in_scale = 1.0
+    if drop is not None and drop.active:
+        scores = torch.matmul(qh * hd**-0.5, kh.transpose(-2, -1))  # (B, heads, Tq, Tk)
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+        probs = scores.softmax(dim=-1)
+        out = torch.matmul(torch.where(drop.keep_mask(probs), probs, 0.0), vh)
+        in_scale = drop.scale
+    else:
+        mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
+    out = out.transpose(1, 2).reshape(bsz, tq, d)
+    return _linear_dropout(out, mha.out_proj, drop, in_scale)
+
+
+def _feed_forward(x: Tensor, linear1: nn.Linear, act: nn.Module, linear2: nn.Linear, drop: Dropout) -> Tensor:
+    """drop(linear2(drop(act(linear1(x))))). In training with ReLU the inner activation, ReLU and dropout
+    become one `where` on one mask (its backward is one more), and the inner dropout's scale rides on
+    linear2's weight: the widest tensor of the layer is passed over four times less."""
+    if not drop.active:
+        return linear2(act(linear1(x)))
+    hidden = linear1(x)
+    keep = drop.keep_mask(hidden)
+    if isinstance(act, nn.ReLU):
+        keep &= hidden > 0
+    else:
+        hidden = act(hidden)
+    return _linear_dropout(torch.where(keep, hidden, 0.0), linear2, drop, in_scale=drop.scale)
 
 
 def activation(name: str) -> nn.Module:
@@ -232,9 +315,6 @@ class EncoderLayer(nn.Module):
         self.act = activation(act)
         self.pre_norm = pre_norm
 
-    def _ff(self, x: Tensor) -> Tensor:
-        return self.linear2(self.dropout(self.act(self.linear1(x))))
-
     def forward(
         self,
         x: Tensor,
@@ -247,14 +327,13 @@ class EncoderLayer(nn.Module):
         h = self.norm1(x) if self.pre_norm else x
         qk = h if pos is None else h + pos
         q = qk[:, :1] if first_only else qk
-        attn = self.self_attn(q, qk, h, key_padding_mask=key_padding_mask, need_weights=False)[0]
         if first_only:
             x = x[:, :1]
-        x = x + self.dropout(attn)
+        x = x + attention_block(self.self_attn, q, qk, h, key_padding_mask, self.dropout)
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
-        x = x + self.dropout(self._ff(h))
+        x = x + _feed_forward(h, self.linear1, self.act, self.linear2, self.dropout)
         return x if self.pre_norm else self.norm2(x)
 
 
@@ -277,31 +356,53 @@ class DecoderLayer(nn.Module):
     def forward(
         self, x: Tensor, memory: Tensor, query_pos: Tensor, memory_pos: Tensor, zero_input: bool = False
     ) -> Tensor:
-        """`zero_input` (inference only): x is all zeros, so every value row equals the value bias and the
-        self-attention output is the constant out_proj(v_bias) whatever the attention weights."""
+        """`zero_input`: x is all zeros (ACT's first decoder layer), see `_constant_input_self_attention`."""
         h = self.norm1(x) if self.pre_norm else x
-        if zero_input and not self.training:
-            attn = self.self_attn
-            d = x.shape[-1]
-            w_v = attn.in_proj_weight[2 * d :]
-            b_v = attn.in_proj_bias[2 * d :] if attn.in_proj_bias is not None else None
-            # Every token's (normalized) input is the same vector, so every value row is the same.
-            v_row = F.linear(h[0, 0], w_v, b_v)
-            x = x + F.linear(v_row, attn.out_proj.weight, attn.out_proj.bias).expand_as(x)
+        if zero_input and (query_pos.shape[0] == 1 or query_pos.stride(0) == 0):
+            x = x + self._constant_input_self_attention(h[0, 0], query_pos[0], x.shape[0])
         else:
             qk = h + query_pos
-            x = x + self.dropout(self.self_attn(qk, qk, h, need_weights=False)[0])
+            x = x + attention_block(self.self_attn, qk, qk, h, None, self.dropout)
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
-        x = x + self.dropout(
-            self.cross_attn(h + query_pos, memory + memory_pos, memory, need_weights=False)[0]
+        x = x + attention_block(
+            self.cross_attn, h + query_pos, memory + memory_pos, memory, None, self.dropout
         )
         if not self.pre_norm:
             x = self.norm2(x)
         h = self.norm3(x) if self.pre_norm else x
-        x = x + self.dropout(self.linear2(self.dropout(self.act(self.linear1(h)))))
+        x = x + _feed_forward(h, self.linear1, self.act, self.linear2, self.dropout)
         return x if self.pre_norm else self.norm3(x)
+
+    def _constant_input_self_attention(self, h_row: Tensor, query_pos: Tensor, bsz: int) -> Tensor:
+        """drop(self_attn(...)) when every input row is `h_row` and the query positions are the same for the
+        whole batch: every value row is then the same vector v, so head k's output for query i is
+        s_ki * v_k with s_ki the sum of query i's (dropped-out) attention probabilities, which is 1 without
+        dropout. The attention map is computed once (T x T per head) instead of per batch element, and
+        the value and output projections act on one row; gradients flow to every parameter as before."""
+        attn, d = self.self_attn, h_row.shape[-1]
+        heads = attn.num_heads
+        w, b = attn.in_proj_weight, attn.in_proj_bias
+        v_row = F.linear(h_row, w[2 * d :], None if b is None else b[2 * d :])
+        # Head k's output column block of out_proj applied to v_k: (heads, d).
+        per_head = (attn.out_proj.weight.view(d, heads, d // heads) * v_row.view(heads, -1)).sum(-1).t()
+        drop = self.dropout
+        tq = query_pos.shape[0]
+        if not drop.active:
+            out = per_head.sum(0) + (0 if attn.out_proj.bias is None else attn.out_proj.bias)
+            return out.expand(bsz, tq, d)
+        qk = F.linear(h_row + query_pos, w[: 2 * d], None if b is None else b[: 2 * d])
+        qh, kh = qk.unflatten(-1, (2, heads, d // heads)).permute(1, 2, 0, 3)  # 2 x (heads, T, hd)
+        probs = (
+            torch.matmul(qh * (d // heads) ** -0.5, kh.transpose(-2, -1)).softmax(-1).expand(bsz, -1, -1, -1)
+        )
+        sums = torch.where(drop.keep_mask(probs), probs, 0.0).sum(-1)  # (B, heads, T)
+        bias = None if attn.out_proj.bias is None else attn.out_proj.bias * drop.scale
+        out = torch.matmul(sums.transpose(1, 2), per_head * (drop.scale * drop.scale))
+        if bias is not None:
+            out = out + bias
+        return torch.where(drop.keep_mask(out), out, 0.0)
 
 
 def mlp(sizes: list[int], act: str = "relu", final_act: bool = False) -> nn.Sequential:

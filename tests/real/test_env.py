@@ -102,6 +102,8 @@ def test_clamping_and_max_relative_target() -> None:
 
 
 def test_torque_off_on_close_exception_and_sigint() -> None:
+    # The handler the process started with (default_int_handler, or SIG_IGN under `cmd &` in a script).
+    before = signal.getsignal(signal.SIGINT)
     arm = VirtualArm(SO101)
     with PtyServer(VirtualBus(arm)) as server:
         env = _env(server, arm)
@@ -124,7 +126,7 @@ def test_torque_off_on_close_exception_and_sigint() -> None:
             assert not any(s.torque_on for s in arm.servos)
         finally:
             env.close()
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_loop_overrun_warning() -> None:

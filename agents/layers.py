@@ -280,9 +280,9 @@ def attention_block(
 
 
 def _feed_forward(x: Tensor, linear1: nn.Linear, act: nn.Module, linear2: nn.Linear, drop: Dropout) -> Tensor:
-    """drop(linear2(drop(act(linear1(x))))). In training with ReLU the inner activation, ReLU and dropout
-    become one `where` on one mask (its backward is one more), and the inner dropout's scale rides on
-    linear2's weight: the widest tensor of the layer is passed over four times less."""
+    """drop(linear2(drop(act(linear1(x))))). In training with ReLU, ReLU and the inner dropout are one
+    `where` on one mask (forward and backward), and both dropout scales ride on linear2's weight: the
+    hidden tensor, the widest of the layer, skips the ReLU, scale and ReLU-backward passes."""
     if not drop.active:
         return linear2(act(linear1(x)))
     hidden = linear1(x)

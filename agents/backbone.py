@@ -109,7 +109,9 @@ class ResNet18(nn.Module):
         self._fused_key: tuple[int, ...] = ()
 
     def trunk(self, x: Tensor) -> Tensor:
-        x = self.maxpool(F.relu(conv_norm(self.conv1, self.bn1, x), inplace=True))
+        # relu(maxpool(.)) == maxpool(relu(.)) (ReLU is monotone; the same gradients too): the ReLU and its
+        # backward then run on the pooled map, a quarter of the stem's largest activation.
+        x = F.relu(self.maxpool(conv_norm(self.conv1, self.bn1, x)), inplace=True)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -156,7 +158,7 @@ class _FusedBlock(nn.Module):
 
 
 def _fold(net: ResNet18) -> nn.Module:
-    blocks: list[nn.Module] = [_fold_conv(net.conv1, net.bn1), nn.ReLU(inplace=True), net.maxpool]
+    blocks: list[nn.Module] = [_fold_conv(net.conv1, net.bn1), net.maxpool, nn.ReLU(inplace=True)]
     for i in range(1, 5):
         blocks += [_FusedBlock(b) for b in getattr(net, f"layer{i}")]
     return nn.Sequential(*blocks).eval()

@@ -259,15 +259,18 @@ def attention_block(
     if w is None or not mha.batch_first or mha.bias_k is not None or mha.add_zero_attn:
         raise ValueError("attention_block needs a batch-first MultiheadAttention with packed in_proj")
 
-    def proj(x: Tensor, lo: int, hi: int) -> Tensor:
-        return F.linear(x, w[lo * d : hi * d], None if b is None else b[lo * d : hi * d])
-
+    # One `split` of the packed weight per call (not a slice per projection): its backward writes the packed
+    # gradient in one pass, where each slice's backward zero-fills and adds a full-size gradient.
+    sizes = [2 * d, d] if q is k else ([d, 2 * d] if k is v else [d, d, d])
+    ws, bs = w.split(sizes), (None,) * len(sizes) if b is None else b.split(sizes)
     if q is k:
-        qp, kp = proj(q, 0, 2).split(d, dim=-1)
-        vp = proj(v, 2, 3)
+        qp, kp = F.linear(q, ws[0], bs[0]).split(d, dim=-1)
+        vp = F.linear(v, ws[1], bs[1])
+    elif k is v:
+        qp = F.linear(q, ws[0], bs[0])
+        kp, vp = F.linear(k, ws[1], bs[1]).split(d, dim=-1)
     else:
-        qp = proj(q, 0, 1)
-        kp, vp = proj(k, 1, 3).split(d, dim=-1) if k is v else (proj(k, 1, 2), proj(v, 2, 3))
+        qp, kp, vp = (F.linear(x, wi, bi) for x, wi, bi in zip((q, k, v), ws, bs, strict=True))
     bsz, tq, hd = q.shape[0], q.shape[1], d // heads
     qh = qp.unflatten(-1, (heads, hd)).transpose(1, 2)  # (B, heads, Tq, hd)
     kh = kp.unflatten(-1, (heads, hd)).transpose(1, 2)
@@ -392,8 +395,9 @@ class DecoderLayer(nn.Module):
         the value and output projections act on one row; gradients flow to every parameter as before."""
         attn, d = self.self_attn, h_row.shape[-1]
         heads = attn.num_heads
-        w, b = attn.in_proj_weight, attn.in_proj_bias
-        v_row = F.linear(h_row, w[2 * d :], None if b is None else b[2 * d :])
+        w_qk, w_v = attn.in_proj_weight.split([2 * d, d])
+        b_qk, b_v = (None, None) if attn.in_proj_bias is None else attn.in_proj_bias.split([2 * d, d])
+        v_row = F.linear(h_row, w_v, b_v)
         # Head k's output column block of out_proj applied to v_k: (heads, d).
         per_head = (attn.out_proj.weight.view(d, heads, d // heads) * v_row.view(heads, -1)).sum(-1).t()
         drop = self.dropout
@@ -401,7 +405,7 @@ class DecoderLayer(nn.Module):
         if not drop.active:
             out = per_head.sum(0) + (0 if attn.out_proj.bias is None else attn.out_proj.bias)
             return out.expand(bsz, tq, d)
-        qk = F.linear(h_row + query_pos, w[: 2 * d], None if b is None else b[: 2 * d])
+        qk = F.linear(h_row + query_pos, w_qk, b_qk)
         qh, kh = qk.unflatten(-1, (2, heads, d // heads)).permute(1, 2, 0, 3)  # 2 x (heads, T, hd)
         probs = (
             torch.matmul(qh * (d // heads) ** -0.5, kh.transpose(-2, -1)).softmax(-1).expand(bsz, -1, -1, -1)

@@ -11,8 +11,9 @@ a reset policy at batch 1 (TD-MPC: one CEM planning step). Both sides run at 2 t
 init (LeRobot with `pretrained_backbone_weights=None`, since its defaults download ImageNet weights), and
 in two live worker processes timed turn by turn (twinarm, LeRobot, twinarm, ...) so that load from
 other jobs hits both alike; each number is the minimum over repeats (the least-disturbed run), medians
-are printed too. Each run is added at the top of the results file, labelled with the date and the load
-average before and after it (earlier runs are kept below).
+are printed too, and "paired" is the median over rounds of the two sides' back-to-back time ratio. Each
+run is added at the top of the results file, labelled with the date and the load average before and
+after it (earlier runs are kept below).
 
     python benchmarks/policy_speed.py                      # table -> benchmarks/results/policy_speed.txt
     python benchmarks/policy_speed.py --lerobot-python /root/lerobot-venv/bin/python
@@ -316,12 +317,18 @@ def compare(name: str, sides: dict[str, str], repeats: int, warmup: int = 2) -> 
             continue
         out[side] = {"params": w.info["params"]}
         for kind, ts in times[side].items():
-            out[side][kind] = {"min_s": min(ts), "median_s": statistics.median(ts)}
+            out[side][kind] = {"min_s": min(ts), "median_s": statistics.median(ts), "all_s": ts}
     return out
 
 
 def fmt_s(s: float) -> str:
     return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def paired_ratio(ours: list[float], theirs: list[float]) -> float:
+    """Median over rounds of twinarm's time / LeRobot's time in the same round (the two runs back to back):
+    steadier than the ratio of minima when the load drifts during a run."""
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
 
 
 def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -332,26 +339,30 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         "train twinarm",
         "train LeRobot",
         "ratio (<=0.8)",
+        "paired",
         "infer twinarm",
         "infer LeRobot",
         "ratio (<=0.5)",
+        "paired",
     )
     rows = [head]
     for name, sides in results.items():
         t, lr = sides["twinarm"], sides.get("lerobot", {})
         if "error" in t:
-            rows.append((name, "error: " + t["error"], *[""] * 7))
+            rows.append((name, "error: " + t["error"], *[""] * 9))
             continue
         have = bool(lr) and "error" not in lr
         ratio = {k: f"{t[k]['min_s'] / lr[k]['min_s']:.2f}x" if have else "n/a" for k in ("train", "infer")}
+        paired = {k: f"{paired_ratio(t[k]['all_s'], lr[k]['all_s']):.2f}x" if have else "n/a" for k in ("train", "infer")}
         infer_label = (
             "plan step" if name == "tdmpc" else ("chunk, DDIM 10" if name == "diffusion" else "chunk")
         )
         rows.append((
             name, f"{t['params'] / 1e6:.2f}M", f"{lr['params'] / 1e6:.2f}M" if have else lr.get("error", "n/a")[:40],
             f"{fmt_s(t['train']['min_s'])} (med {fmt_s(t['train']['median_s'])})",
-            f"{fmt_s(lr['train']['min_s'])} (med {fmt_s(lr['train']['median_s'])})" if have else "n/a", ratio["train"],
+            f"{fmt_s(lr['train']['min_s'])} (med {fmt_s(lr['train']['median_s'])})" if have else "n/a", ratio["train"], paired["train"],
             f"{fmt_s(t['infer']['min_s'])} {infer_label}", f"{fmt_s(lr['infer']['min_s'])}" if have else "n/a", ratio["infer"],
+            paired["infer"],
         ))  # fmt: skip
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]

@@ -293,8 +293,8 @@ def attention_block(
 def _feed_forward(x: Tensor, linear1: nn.Linear, act: nn.Module, linear2: nn.Linear, drop: Dropout) -> Tensor:
     """drop(linear2(drop(act(linear1(x))))). In training with ReLU, ReLU and the inner dropout are one
     0/1 mask (keep and positive) applied by one multiply forward and backward, and both dropout scales
-    ride on linear2's weight: the hidden tensor, the widest of the layer, skips the ReLU, scale and
-    ReLU-backward passes."""
+    ride on the output's dropout mask (`_linear_dropout`): the hidden tensor, the widest of the layer,
+    skips the ReLU, scale and ReLU-backward passes."""
     if not drop.active:
         return linear2(act(linear1(x)))
     hidden = linear1(x)

@@ -74,7 +74,8 @@ COMMANDS: dict[str, tuple[list[str], str, float, str]] = {
 
 #: Inference settings for the final evaluation that differ from training's. ACT: temporal ensembling with the
 #: ACT paper's coefficient (0.01), a fresh chunk every step averaged with the earlier ones; on the three seeds'
-#: checkpoints 92/88/88 % against 92/84/82 % executing 10 steps of each chunk.
+#: checkpoints of the code before the float-mask dropout, 92/88/88 % against 92/84/82 % executing 10 steps of
+#: each chunk.
 EVAL_OVERRIDES: dict[str, list[str]] = {
     "act": ["--set", "temporal_ensemble_coeff=0.01", "--set", "n_action_steps=1"],
 }

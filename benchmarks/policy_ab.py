@@ -1,0 +1,111 @@
+"""Paired A/B of one policy's benchmark step: agents modules from a git revision against the working tree.
+
+Two live worker processes build the same policy as `policy_speed.py` (same batch, threads and seed); worker
+"old" first replaces the named `twinarm.agents` modules with their text at `--rev`. Steps alternate between
+the two (old, new, new, old, ...), so load drift hits both alike, and the median of the per-round time ratios
+is printed: the number behind the README's "paired A/B" figures. Two identical workers give 0.98-0.99 here,
+so a change under ~2 % is noise.
+
+    python benchmarks/policy_ab.py --rev HEAD~1 --modules layers,backbone --rounds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker(rev: str | None, modules: list[str], policy: str, kind: str) -> None:
+    """Build the policy (from `rev`'s modules when given), then time one step per input line."""
+    if rev is not None:
+        import twinarm.agents
+
+        for name in modules:  # in order: later modules import the replaced earlier ones
+            src = subprocess.check_output(["git", "-C", str(ROOT), "show", f"{rev}:agents/{name}.py"])
+            mod = types.ModuleType(f"twinarm.agents.{name}")
+            mod.__file__ = f"{rev}:agents/{name}.py"
+            sys.modules[mod.__name__] = mod
+            exec(compile(src, mod.__file__, "exec"), mod.__dict__)
+            setattr(twinarm.agents, name, mod)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import policy_speed
+
+    _, train_once, infer = policy_speed.twinarm_setup(policy)
+    fn = train_once if kind == "train" else infer
+    for _ in range(2):
+        fn()
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        t = time.perf_counter()
+        fn()
+        print(time.perf_counter() - t, flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rev", default="HEAD", help="git revision of the 'old' side (default HEAD)")
+    p.add_argument(
+        "--modules", default="layers,backbone", help="agents modules taken from --rev, in import order"
+    )
+    p.add_argument("--policy", choices=("act", "diffusion", "tdmpc"), default="act")
+    p.add_argument("--kind", choices=("train", "infer"), default="train")
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--worker", choices=("old", "new"), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    modules = [m for m in a.modules.split(",") if m]
+    if a.worker:
+        worker(a.rev if a.worker == "old" else None, modules, a.policy, a.kind)
+        return
+    base = [
+        sys.executable,
+        __file__,
+        "--rev",
+        a.rev,
+        "--modules",
+        a.modules,
+        "--policy",
+        a.policy,
+        "--kind",
+        a.kind,
+    ]
+    procs = {
+        side: subprocess.Popen(
+            base + ["--worker", side], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for side in ("old", "new")
+    }
+    times: dict[str, list[float]] = {"old": [], "new": []}
+    try:
+        for side, proc in procs.items():
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise SystemExit(f"worker {side!r} failed to start (see its traceback above)")
+        for r in range(a.rounds):
+            for side in ("old", "new") if r % 2 == 0 else ("new", "old"):
+                proc = procs[side]
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                times[side].append(float(proc.stdout.readline()))
+    finally:
+        for proc in procs.values():
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait()
+    ratio = statistics.median(n / o for n, o in zip(times["new"], times["old"], strict=True))
+    print(
+        f"{a.policy} {a.kind}, {a.rounds} rounds: {a.rev} median {statistics.median(times['old']):.3f} s "
+        f"(min {min(times['old']):.3f}), tree median {statistics.median(times['new']):.3f} s "
+        f"(min {min(times['new']):.3f}); median paired ratio tree/{a.rev} {ratio:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@
     python benchmarks/policy_results.py tdmpc       # TD-MPC from scratch on SO101-Reach (online)
     python benchmarks/policy_results.py report      # table -> benchmarks/results/policy_results.txt, PNGs
     python benchmarks/policy_results.py act --seed 1001   # the same recipe on another training seed
+    python benchmarks/policy_results.py act --steps 20000 --seed 1001   # ... trained for longer
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -116,17 +117,23 @@ def record(episodes: int = 50) -> None:
     print(f"recorded {summary.saved} episodes ({summary.successes}/{summary.attempted} expert successes) -> {DATASET}")
 
 
-def run_dir(name: str, seed: int | None) -> Path:
-    return WORK / (name if seed is None else f"{name}_seed{seed}")
+def run_dir(name: str, seed: int | None, steps: int | None = None) -> Path:
+    base = name if steps is None else f"{name}_{steps}steps"
+    return WORK / (base if seed is None else f"{base}_seed{seed}")
 
 
-def train_and_eval(name: str, seed: int | None = None) -> None:
-    """Train with COMMANDS[name] (on `seed` instead of the CLI's default, into its own folder), then 50
+def train_and_eval(name: str, seed: int | None = None, steps: int | None = None) -> None:
+    """Train with COMMANDS[name] (on `seed` instead of the CLI's default, or for `steps` with checkpoints and
+    periodic evals every steps / 4, the ACT and Diffusion recipes' spacing; each in its own folder), then 50
     evaluation episodes of the last checkpoint."""
     args, env_id, _, _ = COMMANDS[name]
-    out = run_dir(name, seed)
+    out = run_dir(name, seed, steps)
+    args = [str(out) if a == str(WORK / name) else a for a in args]
     if seed is not None:
-        args = [str(out) if a == str(WORK / name) else a for a in args] + ["--seed", str(seed)]
+        args += ["--seed", str(seed)]
+    if steps is not None:
+        for flag, value in (("--steps", steps), ("--save-freq", steps // 4), ("--eval-freq", steps // 4)):
+            args[args.index(flag) + 1] = str(value)
     if name != "tdmpc":
         record()
     resume = ["--resume"] if (out / "checkpoints" / "last").exists() else []
@@ -220,6 +227,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=("record", *COMMANDS, "report"))
     p.add_argument("--seed", type=int, default=None, help="training seed (default: the CLI's); runs in its own folder")
+    p.add_argument("--steps", type=int, default=None,
+                   help="train for this many steps instead of the recipe's (checkpoints and periodic evals every "
+                        "steps / 4); runs in its own folder")
     a = p.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
     if a.stage == "record":
@@ -227,7 +237,7 @@ def main() -> None:
     elif a.stage == "report":
         report()
     else:
-        train_and_eval(a.stage, a.seed)
+        train_and_eval(a.stage, a.seed, a.steps)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@
 #    halfway checkpoint with it, 50 episodes each (seeds 100000-100049), concurrently.
 # Results -> $OUT/act_pixels.tgz (logs, train_log.csv, eval_info.json per eval) and the last checkpoint's
 # pretrained_model in parts ($OUT/act_pix_model.tar.NN).
-# Dry run on a CPU: SKIP_INSTALL=1 EPISODES=3 DEADLINE=200 EVAL_EPISODES=2 PROBE=20 bash benchmarks/act_pixels_gpu.sh
+# Dry run on a CPU (as checked before the device call): SKIP_INSTALL=1 PY=.venv/bin/python OUT=/tmp/dryout
+#   EPISODES=3 PROBE=20 DEADLINE=300 EVAL_BUDGET=100 EVAL_EPISODES=2 BATCH=8 WORKERS=2 bash benchmarks/act_pixels_gpu.sh
 set -u
 PY=${PY:-python3}
 SITE=${SITE:-/tmp/site}

@@ -55,12 +55,16 @@ class RealSenseCamera(Camera):
                                   self.fps or 30)
         pipeline = rs.pipeline()
         try:
-            profile = pipeline.start(cfg)
+            if self.playback_file is not None:
+                # Set on the resolved device before streaming (start() reuses it): switched after start(), the
+                # playback has already run in real time and dropped the frames nobody read yet (on a busy
+                # machine, all but the last of a short recording).
+                device = cfg.resolve(rs.pipeline_wrapper(pipeline)).get_device()
+                device.as_playback().set_real_time(self.real_time)
+            pipeline.start(cfg)
         except RuntimeError as exc:
             raise CameraError(f"camera {self.name!r}: cannot start RealSense "
                               f"{self.serial_number or self.playback_file or '(any)'}: {exc}") from None
-        if self.playback_file is not None:
-            profile.get_device().as_playback().set_real_time(self.real_time)
         self._align = rs.align(rs.stream.color) if self.use_depth else None
         self._pipeline = pipeline
 

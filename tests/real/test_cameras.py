@@ -67,9 +67,9 @@ def test_realsense_recording_playback_color_and_depth(tmp_path: Path) -> None:
             except CameraError:
                 break
         grabbed = cam.frames_read
-    # The playback syncer drops frames when the reader thread is starved (seen at load ~5 on 2 cores), and
-    # read() returns the newest frame, so only the bounds are certain; order and content are checked below.
-    assert 2 <= grabbed <= 20 and len(frames) >= 2
+    # Not in real time, the camera's reader gets every frame of the recording, even when it starts late on a
+    # busy machine; read() returns the newest, so this loop may skip some: order and content are checked below.
+    assert grabbed == 20 and len(frames) >= 2
     assert all(f.shape == (120, 160, 3) for f in frames)
     assert depths[-1] == 1000 + 19 and frames[-1][0, 0, 0] == (19 * 20) % 256  # colour and depth of frame 19
     assert depths == sorted(depths)

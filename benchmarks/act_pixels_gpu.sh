@@ -41,8 +41,8 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   export PYTHONPATH=$SITE
 fi
 export MUJOCO_GL=egl PYTHONUNBUFFERED=1
-# -P: the checkout's twinarm/ folder must not shadow the installed package.
-TW() { "$PY" -P -c "import sys; from twinarm.cli.main import main; sys.exit(main())" "$@"; }
+# The twinarm CLI; -P: the checkout's twinarm/ folder must not shadow the installed package.
+TW=("$PY" -P -c "import sys; from twinarm.cli.main import main; sys.exit(main())")
 nvidia-smi -L 2>/dev/null
 "$PY" -P -c "import torch, mujoco; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'mujoco', mujoco.__version__)"
 log "installed"
@@ -52,19 +52,20 @@ DS=/tmp/pix
 RUNS=/tmp/runs
 rm -rf $DS $RUNS
 mkdir -p $RUNS
-TW record --env $ENV --episodes "$EPISODES" --root $DS --images --height "$H" --width "$W" --num-workers "$WORKERS" \
+"${TW[@]}" record --env $ENV --episodes "$EPISODES" --root $DS --images --height "$H" --width "$W" --num-workers "$WORKERS" \
   --no-progress > $R/record.log 2>&1 || { log "record failed"; tail -20 $R/record.log; exit 6; }
 log "recorded $(tail -1 $R/record.log)"
 
-# The CPU state recipe (benchmarks/policy_results.py act) with the backbone trained at the same lr, since it
-# starts from random weights (nothing is downloaded).
+# The CPU state recipe's schedule and model flags, read from benchmarks/policy_results.py (from --lr-schedule on),
+# with the backbone trained at the same lr, since it starts from random weights (nothing is downloaded).
+mapfile -t STATE_RECIPE < <("$PY" -P -c "import sys; sys.path.insert(0, 'benchmarks'); import policy_results as p
+a = p.COMMANDS['act'][0]; print('\n'.join(a[a.index('--lr-schedule'):]))")
+[ ${#STATE_RECIPE[@]} -gt 0 ] || { log "cannot read the ACT recipe from benchmarks/policy_results.py"; exit 8; }
 RECIPE=(--policy act --dataset $DS --env $ENV --batch-size "$BATCH" --num-workers "$WORKERS" --threads 2 --no-progress
-  --lr-schedule cosine --ema --set chunk_size=30 --set n_action_steps=10 --set dim_model=128 --set dim_feedforward=512
-  --set n_heads=4 --set n_encoder_layers=2 --set n_vae_encoder_layers=2 --set optimizer_lr=2e-4
-  --set optimizer_lr_backbone=2e-4 --set optimizer_weight_decay=1e-4)
+  "${STATE_RECIPE[@]}" --set optimizer_lr_backbone=2e-4)
 
 PROBE_LOG=$((PROBE / 2))
-TW train "${RECIPE[@]}" --output-dir $RUNS/probe --steps "$PROBE" --log-freq "$PROBE_LOG" --save-freq 1000000 \
+"${TW[@]}" train "${RECIPE[@]}" --output-dir $RUNS/probe --steps "$PROBE" --log-freq "$PROBE_LOG" --save-freq 1000000 \
   > $R/train_probe.log 2>&1 || { log "probe failed"; tail -30 $R/train_probe.log; exit 7; }
 cp $RUNS/probe/train_log.csv $R/train_log_probe.csv
 EVAL_BUDGET=${EVAL_BUDGET:-110}
@@ -80,8 +81,7 @@ EOF
 )
 log "probe: $RATE steps/s; training $STEPS steps in ~$LEFT s"
 HALF=$((STEPS / 2))
-timeout $((LEFT + 30)) "$PY" -P -c "import sys; from twinarm.cli.main import main; sys.exit(main())" train \
-  "${RECIPE[@]}" --output-dir $RUNS/act_pix --steps "$STEPS" --log-freq $((STEPS / 40 > 0 ? STEPS / 40 : 1)) \
+timeout $((LEFT + 30)) "${TW[@]}" train "${RECIPE[@]}" --output-dir $RUNS/act_pix --steps "$STEPS" --log-freq $((STEPS / 40 > 0 ? STEPS / 40 : 1)) \
   --save-freq "$HALF" > $R/train_act_pix.log 2>&1
 log "training stopped (rc $?)"
 cp $RUNS/act_pix/train_log.csv $RUNS/act_pix/train_config.json $R/ 2>/dev/null
@@ -90,8 +90,7 @@ evaluate() {  # name, checkpoint step dir, extra eval args...
   local name=$1 ckpt=$RUNS/act_pix/checkpoints/$2/pretrained_model
   shift 2
   [ -d "$ckpt" ] || { log "$name: no checkpoint $ckpt"; return; }
-  timeout "$EVAL_BUDGET" "$PY" -P -c "import sys; from twinarm.cli.main import main; sys.exit(main())" eval \
-    --policy "$ckpt" --env $ENV --episodes "$EVAL_EPISODES" --n-envs 10 --async-envs --threads 1 \
+  timeout "$EVAL_BUDGET" "${TW[@]}" eval --policy "$ckpt" --env $ENV --episodes "$EVAL_EPISODES" --n-envs 10 --async-envs --threads 1 \
     --out $RUNS/eval_$name "$@" > $R/eval_$name.log 2>&1
   log "$name eval done (rc $?)"
   cp $RUNS/eval_$name/eval_info.json $R/eval_$name.json 2>/dev/null
@@ -109,7 +108,6 @@ wait $P1 $P2 $P3
 for n in last_te last_chunk mid_te; do
   [ -f $R/eval_$n.json ] && echo "$n: $(grep -h -m1 pc_success $R/eval_$n.json)"
 done
-nvidia-smi --query-gpu=name,memory.used --format=csv 2>/dev/null
 log "done"
 tar czf $OUT/act_pixels.tgz -C $OUT res && rm -rf $OUT/res  # at most 8 files come back
 # The last checkpoint's policy (ResNet-18 included, ~50 MB) in 15 MB parts: files come back at most 16 MB

@@ -1,4 +1,4 @@
-"""In-sim evaluation: episodes in parallel over Gymnasium vector envs, LeRobot's metric names.
+"""Evaluation in sim (or on a real arm, by its -Real id): episodes in parallel over Gymnasium vector envs, LeRobot's metric names.
 
 Reports `pc_success` (percent of episodes with `info["is_success"]` at any step), `avg_sum_reward`
 and `avg_max_reward`, writes them as JSON plus a printed table, and saves mp4s of the first episodes.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,9 +103,10 @@ def obs_type_for(policy: Policy) -> str:
 
 
 def make_vector_env(
-    env_id: str, n_envs: int, obs_type: str, image_size: tuple[int, int] | None, render: bool, use_async: bool
+    env_id: str, n_envs: int, obs_type: str, image_size: tuple[int, int] | None, render: bool, use_async: bool,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> gym.vector.VectorEnv:
-    kwargs: dict[str, Any] = {"obs_type": obs_type}
+    kwargs: dict[str, Any] = {**(env_kwargs or {}), "obs_type": obs_type}
     if image_size is not None:
         kwargs["image_size"] = tuple(image_size)
     if render:
@@ -126,8 +128,13 @@ def evaluate(
     use_async: bool = False,
     max_steps: int | None = None,
     progress: bool = False,
+    env_kwargs: Mapping[str, Any] | None = None,
+    before_round: Callable[[int], None] | None = None,
 ) -> EvalResult:
-    """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs."""
+    """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs.
+
+    `env_kwargs` go to `gymnasium.make` (a -Real id's port, calibration and cameras); `before_round(k)` runs
+    before the round starting with episode k (on a real arm: time to reset the scene)."""
     spec = get_arm(entry_for(env_id).arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
     obs_type = obs_type_for(policy)
@@ -135,7 +142,7 @@ def evaluate(
         image_size = tuple(policy.config.input_features[policy.config.image_keys[0]].shape[-2:])
     n_envs = max(1, min(n_envs, n_episodes))
     render = videos_dir is not None and max_videos > 0
-    venv = make_vector_env(env_id, n_envs, obs_type, image_size, render, use_async)
+    venv = make_vector_env(env_id, n_envs, obs_type, image_size, render, use_async, env_kwargs)
     fps = int(venv.metadata.get("render_fps", spec.control_hz) or spec.control_hz)
     result = EvalResult()
     was_training = policy.training
@@ -146,6 +153,8 @@ def evaluate(
         while done_eps < n_episodes:
             k = min(n_envs, n_episodes - done_eps)
             seeds = [seed + done_eps + i for i in range(n_envs)]
+            if before_round is not None:
+                before_round(done_eps)
             obs, _ = venv.reset(seed=seeds)
             policy.reset()
             active = np.ones(n_envs, dtype=bool)

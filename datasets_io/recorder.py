@@ -130,15 +130,19 @@ def record(
     max_attempts: int | None = None,
     max_steps: int | None = None,
     progress: bool = True,
+    between_episodes: Callable[[int], None] | None = None,
 ) -> RecordSummary:
     """Record `episodes` episodes into `writer` (each committed as soon as it is done).
 
     Episode k uses `env.reset(seed=seed + k)`; with `only_success`, failed rollouts are dropped and
     more seeds are tried, up to `max_attempts` (default 4x `episodes`). `make_env`/`make_policy`/`to_frame`
-    must be picklable (module-level functions or partials) when `num_workers > 1`.
+    must be picklable (module-level functions or partials) when `num_workers > 1`. `between_episodes(k)`
+    runs in-process after rollout k, unless it was the last (a real robot's reset period, say).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
+    if between_episodes is not None and num_workers > 1:
+        raise ValueError("between_episodes needs num_workers=1 (it runs between rollouts of one env)")
     max_attempts = max_attempts if max_attempts is not None else (4 * episodes if only_success else episodes)
     summary = RecordSummary()
     t0 = time.perf_counter()
@@ -166,6 +170,8 @@ def record(
                 while summary.saved < episodes and k < max_attempts:
                     take(rollout(env, policy, buffer, seed + k, task, to_frame, not only_success, max_steps))
                     k += 1
+                    if between_episodes is not None and summary.saved < episodes and k < max_attempts:
+                        between_episodes(k)
             finally:
                 env.close()
         else:

@@ -1,26 +1,43 @@
-"""`twinarm eval`: evaluate a trained policy in a sim env (pc_success, avg_sum_reward, avg_max_reward)."""
+"""`twinarm eval`: roll a trained policy out in a sim env, or on the real arm by its -Real id (LeRobot's metrics)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from twinarm.cli.config import add_config_arg, write_resolved_config
+from twinarm.cli.real_cmd import add_follower_args, parse_follower
 from twinarm.cli.train_cmd import policy_kv
+
+EVAL_EPILOG = """\
+examples:
+  twinarm eval --policy outputs/act/checkpoints/00010000/pretrained_model --env twinarm/SO101-PickCube-v0
+  twinarm eval --policy outputs/act/checkpoints/00010000/pretrained_model --env twinarm/SO101-PickCube-Real-v0 \\
+      --port /dev/ttyACM0 --calibration follower.json --camera front=0 --camera wrist=2 --episodes 10"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
-        help="evaluate a policy checkpoint in simulation",
+        help="evaluate a policy checkpoint in simulation, or run it on the real arm",
         description="Roll out a policy checkpoint (a directory written by save_pretrained, e.g. "
         "checkpoints/<step>/pretrained_model) for --episodes episodes over parallel Gymnasium vector envs. "
-        "Prints a table, writes eval_info.json (LeRobot's metric names) and mp4s of the first episodes.",
+        "Prints a table, writes eval_info.json (LeRobot's metric names) and mp4s of the first episodes. "
+        "Deploy on the real arm by switching --env to the -Real id and naming its port, calibration and "
+        "cameras; episodes then run one at a time, with --reset-time between them to reset the scene "
+        "(pc_success counts only where the real env has a success detector).",
+        epilog=EVAL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--policy", type=Path, required=False, default=None, help="policy checkpoint directory")
     p.add_argument("--env", default="twinarm/SO101-PickCube-v0", help="env id (sim, or its -Real twin)")
     p.add_argument("--episodes", type=int, default=50, help="number of episodes")
-    p.add_argument("--n-envs", type=int, default=10, help="episodes run in parallel")
+    p.add_argument("--n-envs", type=int, default=None, help="episodes run in parallel (default 10; 1 on a real arm)")
     p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode (then +1, ...)")
     p.add_argument("--videos", type=int, default=4, help="episodes to save as mp4")
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
@@ -33,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, ...")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder")
+    real = p.add_argument_group("on the real arm (a -Real env id)")
+    add_follower_args(real, required=False)
+    real.add_argument("--reset-time", type=float, default=None,
+                      help="seconds to reset the scene before each episode (default: wait for Enter on a terminal)")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
@@ -53,13 +74,59 @@ def run(args: argparse.Namespace) -> int:
 
     policy = Policy.from_pretrained(args.policy, overrides=dict(args.policy_overrides or {}))
     policy.to(resolve_device(args.device))
+    env_kwargs, before_round, n_envs = _target(args, policy)
     write_resolved_config(args, args.out)
     result = evaluate(
-        policy, args.env, n_episodes=args.episodes, n_envs=args.n_envs, seed=args.seed,
+        policy, args.env, n_episodes=args.episodes, n_envs=n_envs, seed=args.seed,
         videos_dir=args.out / "videos", max_videos=args.videos,
         image_size=tuple(args.image_size) if args.image_size else None, use_async=args.async_envs, max_steps=args.max_steps,
+        env_kwargs=env_kwargs, before_round=before_round, progress=before_round is not None,
     )  # fmt: skip
     path = save_result(result, args.out)
     print(format_table(result.aggregated))
     print(f"wrote {path}")
     return 0
+
+
+def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Callable[[int], None] | None, int]:
+    """(gym.make kwargs, hook before each episode, parallel envs) for the env id: a sim id as it is; a -Real id
+    with the follower's checked flags, one episode at a time, and a pause to reset the scene before each."""
+    from twinarm.arms import get_arm
+    from twinarm.registration import entry_for
+
+    parser = args._parser
+    try:
+        entry = entry_for(args.env)
+    except KeyError as exc:
+        parser.error(str(exc).strip("'\""))
+    hardware_flags = [f for f, v in (("--port", args.port), ("--calibration", args.calibration),
+                                     ("--camera", args.camera), ("--reset-time", args.reset_time)) if v]
+    if args.env != entry.real_id:
+        if hardware_flags:
+            parser.error(f"{' '.join(hardware_flags)}: only for a real arm ({entry.real_id}), not the sim id {args.env}")
+        return {}, None, 10 if args.n_envs is None else args.n_envs
+    if not (args.port and args.calibration):
+        parser.error(f"{args.env} is the real arm: name its --port and --calibration (and --camera NAME=SOURCE "
+                     "for each camera the policy sees)")
+    if args.n_envs not in (None, 1) or args.async_envs:
+        parser.error(f"{args.env} is one physical arm: episodes run one at a time (no --n-envs > 1, no --async-envs)")
+    if "observation.environment_state" in policy.config.input_features:
+        parser.error(f"{args.policy} reads observation.environment_state (object poses), which only the simulator "
+                     "has: to deploy on the real arm, train on cameras and joint positions (obs_type pixels_agent_pos)")
+    follower = parse_follower(parser, args, get_arm(entry.arm))
+    wanted = [k.rsplit(".", 1)[-1] for k in policy.config.image_keys]
+    missing = [c for c in wanted if c not in follower.cameras]
+    if missing:
+        parser.error(f"{args.policy} sees cameras {wanted}: give --camera NAME=SOURCE for {missing}")
+    kwargs = follower.env_kwargs("eval")
+    kwargs["cameras"] = {c: kwargs["cameras"][c] for c in wanted}
+    return kwargs, functools.partial(_reset_pause, args.reset_time, args.episodes), 1
+
+
+def _reset_pause(seconds: float | None, episodes: int, k: int) -> None:
+    """Before real episode k: wait `seconds`, or for Enter on a terminal (no wait without one)."""
+    if seconds is None and sys.stdin.isatty():
+        input(f"reset the scene, then press Enter to start episode {k + 1}/{episodes} ")
+    elif seconds:
+        print(f"reset the scene: episode {k + 1}/{episodes} starts in {seconds:g} s", flush=True)
+        time.sleep(seconds)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twinarm.cli.config import add_config_arg
+from twinarm.cli.teleop_record import add_record_args
 
 if TYPE_CHECKING:
+    from twinarm.real.calibration import Calibration
     from twinarm.spec import ArmSpec
 
 TELEOP_DESCRIPTION = """\
@@ -35,7 +39,11 @@ examples:
       --calibration left=follower_left.json,right=follower_right.json \\
       --leader-port left=/dev/ttyDXL_leader_left,right=/dev/ttyDXL_leader_right \\
       --leader-calibration left=leader_left.json,right=leader_right.json
-  twinarm teleop --arm koch --port /dev/ttyACM0 --calibration koch.json --keyboard"""
+  twinarm teleop --arm koch --port /dev/ttyACM0 --calibration koch.json --keyboard
+  twinarm teleop --arm so101 --port /dev/ttyACM0 --calibration follower.json \
+      --leader-port /dev/ttyACM1 --leader-calibration leader.json \
+      --camera front=0 --camera wrist=realsense:0123456789 --image-size 240 320 \
+      --record data/so101_pick_real --task "Pick up the cube." --episodes 50 --episode-time 20"""
 
 
 def _enter(text: str) -> None:
@@ -98,12 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha")
-    p.add_argument("--port", required=True, help="follower port; aloha: left=PORT,right=PORT")
-    p.add_argument(
-        "--calibration",
-        required=True,
-        help="follower calibration (LeRobot JSON); aloha: left=FILE,right=FILE or one file",
-    )
+    add_follower_args(p, required=True)
     p.add_argument("--leader-port", default=None, help="leader port; aloha: left=PORT,right=PORT")
     p.add_argument(
         "--leader-calibration",
@@ -113,12 +116,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--keyboard", action="store_true", help="keyboard instead of a leader arm (one-arm set-ups)"
     )
-    p.add_argument(
-        "--camera", action="append", default=None, help="name=index|path|realsense:SERIAL (repeatable)"
-    )
-    p.add_argument("--max-relative-target", type=float, default=0.2, help="max target change per step (rad)")
+    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="camera image size (default: the arm spec's, 480x640)")
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many control steps")
+    add_record_args(p)
     add_config_arg(p)
     p.set_defaults(func=run_teleop, _parser=p)
 
@@ -240,9 +242,75 @@ def _role(group: str, what: str) -> str:
     return f"{group} {what} arm" if group else f"{what} arm"
 
 
+def add_follower_args(p: argparse.ArgumentParser, required: bool) -> None:
+    """The follower arm's flags, shared by `teleop` and by `eval` on a -Real id."""
+    p.add_argument(
+        "--port", required=required, default=None,
+        help="follower port (see `twinarm find-port`, or a `twinarm virtual-arm` pty); aloha: left=PORT,right=PORT",
+    )  # fmt: skip
+    p.add_argument(
+        "--calibration", required=required, default=None,
+        help="follower calibration (LeRobot JSON); aloha: left=FILE,right=FILE or one file",
+    )  # fmt: skip
+    p.add_argument(
+        "--camera", action="append", default=None, help="name=index|path|realsense:SERIAL (repeatable)"
+    )
+    p.add_argument("--max-relative-target", type=float, default=0.2, help="max target change per step (rad)")
+
+
+@dataclass
+class Follower:
+    """A follower arm's checked flags: the port and calibration file of each bus group, camera configs."""
+
+    spec: ArmSpec
+    ports: dict[str, str]
+    cal_files: dict[str, str]
+    cameras: Mapping[str, dict[str, Any]]
+    max_relative_target: float
+
+    def calibration(self, command: str) -> Calibration:
+        """Read and check the calibration file(s); a missing file or one for another arm exits naming it."""
+        from twinarm.real.calibration import Calibration
+        from twinarm.real.errors import RealArmError
+        from twinarm.real.teleop import part_calibration
+
+        try:
+            parts = [part_calibration(f, self.spec, g) for g, f in self.cal_files.items()]
+        except RealArmError as exc:
+            raise SystemExit(f"twinarm {command}: {exc}") from None
+        return Calibration({n: c for part in parts for n, c in part.motors.items()})
+
+    def env_kwargs(self, command: str) -> dict[str, Any]:
+        """Keyword arguments for `RealArmEnv`, i.e. for `gymnasium.make` of a -Real id (reads the calibration)."""
+        port: str | dict[str, str] = self.ports[""] if list(self.ports) == [""] else dict(self.ports)
+        return {
+            "port": port,
+            "calibration": self.calibration(command),
+            "cameras": dict(self.cameras),
+            "max_relative_target": self.max_relative_target,
+        }
+
+
+def parse_follower(parser: argparse.ArgumentParser, args: argparse.Namespace, spec: ArmSpec) -> Follower:
+    """Check the follower flags (nothing is opened or read yet); errors name the flag at fault."""
+    from twinarm.real.multi_bus import bus_groups
+    from twinarm.real.teleop import cameras_from_args
+
+    try:
+        cameras = cameras_from_args(args.camera)
+    except ValueError as exc:
+        parser.error(str(exc))
+    groups = list(bus_groups(spec))
+    ports = _per_arm(parser, args.port, "--port", spec, groups)
+    if len(set(ports.values())) < len(ports):
+        parser.error(f"--port {args.port}: each arm needs its own port")
+    cal_files = _per_arm(parser, str(args.calibration), "--calibration", spec, groups, one_for_all=True)
+    return Follower(spec, ports, cal_files, cameras, args.max_relative_target)
+
+
 def run_teleop(args: argparse.Namespace) -> int:
     from twinarm.arms import get_arm
-    from twinarm.real.calibration import Calibration
+    from twinarm.cli.teleop_record import TeleopRecording
     from twinarm.real.env import RealArmEnv
     from twinarm.real.errors import RealArmError
     from twinarm.real.multi_bus import bus_groups
@@ -250,7 +318,6 @@ def run_teleop(args: argparse.Namespace) -> int:
         KeyboardTeleop,
         LoopStats,
         Teleoperator,
-        cameras_from_args,
         make_leader,
         part_calibration,
         teleoperate,
@@ -259,8 +326,7 @@ def run_teleop(args: argparse.Namespace) -> int:
     parser = args._parser
     try:
         spec = get_arm(args.arm)
-        cameras = cameras_from_args(args.camera)
-    except (KeyError, ValueError) as exc:
+    except KeyError as exc:
         parser.error(str(exc).strip("'\""))
     groups = list(bus_groups(spec))
     if args.keyboard and len(groups) > 1:
@@ -276,8 +342,8 @@ def run_teleop(args: argparse.Namespace) -> int:
         parser.error("teleop needs --leader-port and --leader-calibration (or --keyboard)")
 
     # Every flag is checked and every calibration file read before any motor is touched.
-    ports = _per_arm(parser, args.port, "--port", spec, groups)
-    cal_files = _per_arm(parser, str(args.calibration), "--calibration", spec, groups, one_for_all=True)
+    follower = parse_follower(parser, args, spec)
+    ports = follower.ports
     roles = {ports[g]: _role(g, "follower") for g in groups}
     leader_ports: dict[str, str] = {}
     leader_cal_files: dict[str, str] = {}
@@ -290,15 +356,12 @@ def run_teleop(args: argparse.Namespace) -> int:
             if port in roles:
                 parser.error(f"port {port} is given for both the {roles[port]} and the {_role(g, 'leader')}")
             roles[port] = _role(g, "leader")
-    if len(set(ports.values())) < len(ports):
-        parser.error(f"--port {args.port}: each arm needs its own port")
     try:
-        follower_cal = Calibration(
-            {n: c for g in groups for n, c in part_calibration(cal_files[g], spec, g).motors.items()}
-        )
         leader_cals = {g: part_calibration(f, spec, g) for g, f in leader_cal_files.items()}
     except RealArmError as exc:
         raise SystemExit(f"twinarm teleop: {exc}") from None
+    env_kwargs = follower.env_kwargs("teleop")
+    recording = TeleopRecording(args, spec, follower) if args.record else None  # the dataset, before any motor
 
     def hardware_error(exc: RealArmError, default: str) -> SystemExit:
         return SystemExit(f"twinarm teleop: {roles.get(getattr(exc, 'port', None), default)}: {exc}")
@@ -313,13 +376,7 @@ def run_teleop(args: argparse.Namespace) -> int:
             except RealArmError as exc:
                 raise hardware_error(exc, "leader arms") from None
         try:
-            env = RealArmEnv(
-                arm=spec.name,
-                port=ports[""] if groups == [""] else ports,
-                calibration=follower_cal,
-                cameras=cameras,
-                max_relative_target=args.max_relative_target,
-            )
+            env = RealArmEnv(arm=spec.name, image_size=args.image_size, **env_kwargs)
         except RealArmError as exc:
             raise hardware_error(exc, "follower arm") from None
         if args.keyboard:
@@ -329,14 +386,17 @@ def run_teleop(args: argparse.Namespace) -> int:
             for g in groups:
                 print(f"{_role(g, 'leader')} {leader_ports[g]} -> {_role(g, 'follower')} {ports[g]}")
         try:
-            teleoperate(
-                leader,
-                env,
-                duration_s=args.duration,
-                max_steps=args.max_steps,
-                stats=stats,
-                report=lambda s: print("\r" + s.line(), end="", flush=True),
-            )
+            if recording is not None:
+                recording.run(leader, env, stats)
+            else:
+                teleoperate(
+                    leader,
+                    env,
+                    duration_s=args.duration,
+                    max_steps=args.max_steps,
+                    stats=stats,
+                    report=lambda s: print("\r" + s.line(), end="", flush=True),
+                )
         except RealArmError as exc:
             raise hardware_error(exc, "teleop loop") from None
     except KeyboardInterrupt:
@@ -347,6 +407,10 @@ def run_teleop(args: argparse.Namespace) -> int:
             if leader is not None:
                 leader.close()
         finally:
-            if env is not None:
-                env.close()
-    return 0
+            try:
+                if env is not None:
+                    env.close()
+            finally:
+                if recording is not None:
+                    recording.close()
+    return 0 if recording is None else recording.exit_code()

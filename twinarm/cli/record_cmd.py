@@ -72,36 +72,46 @@ class RandomPolicy:
 POLICIES = {"scripted": scripted_policy, "random": RandomPolicy}
 
 
+def open_writer(root: Path, features: dict[str, Any], fps: int, *, robot_type: str, resume: bool,
+                repo_id: str | None = None, codec: str = "h264", crf: int | None = None, source: str = "") -> Any:
+    """A DatasetWriter on a new dataset at `root`, or with `resume` on the existing one after checking that its
+    features and fps are those of `source` (what is being recorded); exits naming the folder otherwise."""
+    from twinarm.datasets_io.layout import INFO_PATH, DatasetError
+    from twinarm.datasets_io.writer import DatasetWriter
+
+    if resume and (root / INFO_PATH).exists():
+        writer = DatasetWriter.resume(root)
+        mismatch = [k for k, ft in features.items() if k not in writer.features
+                    or list(writer.features[k]["shape"]) != ft["shape"] or writer.features[k]["dtype"] != ft["dtype"]]
+        if mismatch or writer.fps != fps:
+            raise SystemExit(f"{root}: cannot append, its features/fps differ from {source} "
+                             f"(mismatched: {mismatch or 'fps'})")
+        return writer
+    try:
+        return DatasetWriter.create(root, fps, features, robot_type=robot_type, repo_id=repo_id,
+                                    video_codec=codec, crf=crf)
+    except DatasetError as exc:
+        raise SystemExit(f"{exc} (pass --resume to append)") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from twinarm.arms import get_arm
-    from twinarm.datasets_io.layout import INFO_PATH, DatasetError
     from twinarm.datasets_io.recorder import gym_frame, record
-    from twinarm.datasets_io.writer import DatasetWriter
     from twinarm.registration import entry_for
 
     entry = entry_for(args.env)
     if args.env != entry.sim_id:
-        raise SystemExit(f"{args.env} is a real-hardware id; `twinarm record` drives sim envs")
+        raise SystemExit(f"{args.env} is a real-hardware id; `twinarm record` drives sim envs. On the real arm, "
+                         "record teleoperated demonstrations with `twinarm teleop ... --record ROOT --task TEXT`")
     spec = get_arm(entry.arm)
     image_size = (args.height, args.width)
     features = spec.lerobot_features(cameras=spec.resolve_cameras(image_size=image_size), use_videos=not args.images)
     root: Path = args.root
+    writer = open_writer(root, features, spec.control_hz, robot_type=spec.robot_type, resume=args.resume,
+                         repo_id=args.repo_id, codec=args.codec, crf=args.crf, source=f"{args.env} at {image_size}")
     prior: dict[str, Any] = {}
-    if args.resume and (root / INFO_PATH).exists():
-        writer = DatasetWriter.resume(root)
-        mismatch = [k for k, ft in features.items() if k not in writer.features
-                    or list(writer.features[k]["shape"]) != ft["shape"] or writer.features[k]["dtype"] != ft["dtype"]]
-        if mismatch or writer.fps != spec.control_hz:
-            raise SystemExit(f"{root}: cannot append, its features/fps differ from {args.env} at {image_size} "
-                             f"(mismatched: {mismatch or 'fps'})")
-        if (root / RECORD_CONFIG).exists():
-            prior = json.loads((root / RECORD_CONFIG).read_text())
-    else:
-        try:
-            writer = DatasetWriter.create(root, spec.control_hz, features, robot_type=spec.robot_type,
-                                          repo_id=args.repo_id, video_codec=args.codec, crf=args.crf)
-        except DatasetError as exc:
-            raise SystemExit(f"{exc} (pass --resume to append)") from None
+    if args.resume and (root / RECORD_CONFIG).exists():
+        prior = json.loads((root / RECORD_CONFIG).read_text())
     seed = args.seed if args.seed is not None else int(prior.get("next_seed", 0))
     task = entry.task_info.instruction
     before = writer.num_episodes

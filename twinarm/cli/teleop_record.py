@@ -1,0 +1,107 @@
+"""`twinarm teleop --record`: teleoperated demonstrations on a real arm into a LeRobot v3 dataset.
+
+The follower env's observations and the joint targets actually sent (the leader's pose after the env's
+safety clamps) go through the same recorder and writer as sim rollouts, in LeRobot units, so real and sim
+datasets of one arm have the same features. Between episodes teleoperation goes on unrecorded for
+`--reset-time` seconds, so the scene can be reset; each finished episode is committed at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from twinarm.cli.config import resolved_config
+
+if TYPE_CHECKING:
+    from twinarm.cli.real_cmd import Follower
+    from twinarm.real.env import RealArmEnv
+    from twinarm.real.teleop import LoopStats, Teleoperator
+    from twinarm.spec import ArmSpec
+
+RECORD_CONFIG = "meta/twinarm_record.json"
+
+
+def add_record_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("recording demonstrations (a LeRobot v3 dataset)")
+    g.add_argument("--record", type=Path, default=None, metavar="ROOT",
+                   help="record episodes into this dataset folder (created, or appended with --resume)")
+    g.add_argument("--task", default=None, help="what the demonstrations do, stored with every episode "
+                   "(e.g. 'Pick up the cube.'); required with --record")
+    g.add_argument("--episodes", type=int, default=10, help="episodes to record")
+    g.add_argument("--episode-time", type=float, default=20.0, help="seconds per episode")
+    g.add_argument("--reset-time", type=float, default=5.0,
+                   help="seconds of unrecorded teleoperation between episodes, to reset the scene")
+    g.add_argument("--resume", action="store_true", help="append to the dataset at --record")
+    g.add_argument("--repo-id", default=None, help="Hub repo id stored in info.json")
+
+
+class TeleopPolicy:
+    """The recorder's policy: the leader's pose, clamped by the follower env as its step will clamp it, so the
+    dataset's action is the target the follower was sent."""
+
+    def __init__(self, leader: Teleoperator, env: RealArmEnv, stats: LoopStats) -> None:
+        self.leader, self.env, self.stats = leader, env, stats
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        self.stats.tick()
+        return self.env.safe_target(np.asarray(self.leader.get_action(), dtype=np.float64)).astype(np.float32)
+
+
+class TeleopRecording:
+    """One `teleop --record` run: the dataset is opened (or checked for appending) before any motor moves."""
+
+    def __init__(self, args: argparse.Namespace, spec: ArmSpec, follower: Follower) -> None:
+        from twinarm.cli.record_cmd import open_writer
+
+        parser = args._parser
+        if not args.task:
+            parser.error("--record needs --task 'what the demonstrations do' (stored with each episode, as "
+                         "LeRobot datasets require)")
+        if args.episodes < 1 or args.episode_time <= 0 or args.reset_time < 0:
+            parser.error("--episodes must be >= 1, --episode-time > 0 and --reset-time >= 0")
+        self.args, self.spec = args, spec
+        cameras = spec.resolve_cameras(list(follower.cameras), args.image_size) if follower.cameras else ()
+        features = spec.lerobot_features(cameras=cameras, use_videos=True)
+        cams = ", ".join(f"{c.name} {c.height}x{c.width}" for c in cameras) or "no cameras"
+        self.writer = open_writer(args.record, features, spec.control_hz, robot_type=spec.robot_type,
+                                  resume=args.resume, repo_id=args.repo_id, source=f"arm {spec.name} with {cams}")
+        self.before = self.writer.num_episodes
+        self.saved = 0
+
+    def run(self, leader: Teleoperator, env: RealArmEnv, stats: LoopStats) -> None:
+        from twinarm.datasets_io.recorder import gym_frame, record
+        from twinarm.real.teleop import teleoperate
+
+        a = self.args
+        steps = max(1, round(a.episode_time * self.spec.control_hz))
+
+        def reset_period(k: int) -> None:
+            print(f"\nepisode {k} saved; reset the scene: {a.reset_time:g} s of teleoperation, not recorded", flush=True)
+            teleoperate(leader, env, duration_s=a.reset_time)
+            print(f"recording episode {k + 1}/{a.episodes} ({a.episode_time:g} s)", flush=True)
+
+        print(f"recording episode 1/{a.episodes} ({a.episode_time:g} s) into {a.record}", flush=True)
+        summary = record(
+            lambda: env, lambda e: TeleopPolicy(leader, env, stats), self.writer, episodes=a.episodes,
+            task=a.task, to_frame=functools.partial(gym_frame, convert=self.spec.to_lerobot),
+            seed=self.before, max_steps=steps, between_episodes=reset_period,
+        )  # fmt: skip
+        self.saved = summary.saved
+
+    def close(self) -> None:
+        """Finish the dataset's metadata (finished episodes are already committed) and save the run's options."""
+        self.writer.finalize()
+        root: Path = self.args.record
+        (root / RECORD_CONFIG).write_text(json.dumps(resolved_config(self.args), indent=2, default=str) + "\n")
+        print(f"{root}: saved {self.saved} episode(s) this run; the dataset has {self.before + self.saved} "
+              f"episodes. Task: {self.args.task!r}")
+
+    def exit_code(self) -> int:
+        return 0 if self.saved == self.args.episodes else 1
+

@@ -6,6 +6,8 @@ real id (`eval --env ...-Real-v0 --port ...`), where it must drive the follower 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,7 @@ class Rig:
     follower_cal: Path
     leader_cal: Path
     cameras: list[str]
+    follower_bus: VirtualBus
 
     def follower_flags(self) -> list[str]:
         return ["--port", self.follower_port, "--calibration", str(self.follower_cal), *self.cameras]
@@ -59,7 +62,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         yield Rig(follower, leader, f_server.port, l_server.port,
                   follower.ideal_calibration().save(tmp / "follower.json"),
                   leader.ideal_calibration().save(tmp / "leader.json"),
-                  ["--camera", f"front={video}", "--camera", f"wrist={video}"])  # fmt: skip
+                  ["--camera", f"front={video}", "--camera", f"wrist={video}"], f_server.bus)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +161,43 @@ def test_eval_refuses_hardware_flags_on_a_sim_id(tmp_path: Path, capsys: pytest.
     with pytest.raises(SystemExit):
         main(["eval", "--policy", str(ckpt), "--env", SIM, "--port", "/dev/p1", "--out", str(tmp_path / "e")])
     assert f"--port: only for a real arm ({REAL})" in capsys.readouterr().err
+
+
+def test_a_follower_servo_going_silent_mid_recording_keeps_the_finished_episodes(
+    rig: Rig, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The wrist servo stops answering after the first episode: the run ends with an error naming the motor and the
+    follower port, the arm goes limp, and the episode already recorded is in a valid dataset."""
+    root = tmp_path / "interrupted"
+    rig.leader.move_to(POSE)
+    rig.follower.move_to(POSE)
+    victim = SO101.joints[3]
+    start = rig.follower.steps
+
+    def silence_after_first_episode() -> None:
+        deadline = time.monotonic() + 60
+        while rig.follower.steps < start + 20 and time.monotonic() < deadline:  # episode 1 is 15 goal writes
+            time.sleep(0.005)
+        rig.follower_bus.faults(victim.motor_id).silent = True
+
+    watcher = threading.Thread(target=silence_after_first_episode, daemon=True)
+    watcher.start()
+    argv = ["teleop", "--arm", "so101", *rig.follower_flags(), "--leader-port", rig.leader_port,
+            "--leader-calibration", str(rig.leader_cal), "--image-size", *IMAGE, "--record", str(root),
+            "--task", "Pick up the cube.", "--episodes", "3", "--episode-time", "0.5", "--reset-time", "0.5"]  # fmt: skip
+    try:
+        with pytest.raises(SystemExit) as info:
+            bounded(lambda: main(argv), timeout_s=120)
+    finally:
+        watcher.join(timeout=60)
+        rig.follower_bus.faults(victim.motor_id).silent = False
+    msg = str(info.value.code)
+    assert "follower arm" in msg and victim.name in msg and rig.follower_port in msg
+    assert all(not s.torque_on for s in rig.follower.servos if s.motor_id != victim.motor_id)
+    assert check_dataset(root, deep=True) == []
+    info_json = json.loads((root / "meta" / "info.json").read_text())
+    assert info_json["total_episodes"] == 1 and info_json["total_frames"] == 15
+    assert "saved 1 episode(s) this run" in capsys.readouterr().out
 
 
 def _tiny_pixel_policy():  # noqa: ANN202

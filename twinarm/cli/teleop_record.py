@@ -72,7 +72,6 @@ class TeleopRecording:
         self.writer = open_writer(args.record, features, spec.control_hz, robot_type=spec.robot_type,
                                   resume=args.resume, repo_id=args.repo_id, source=f"arm {spec.name} with {cams}")
         self.before = self.writer.num_episodes
-        self.saved = 0
 
     def run(self, leader: Teleoperator, env: RealArmEnv, stats: LoopStats) -> None:
         from twinarm.datasets_io.recorder import gym_frame, record
@@ -87,12 +86,16 @@ class TeleopRecording:
             print(f"recording episode {k + 1}/{a.episodes} ({a.episode_time:g} s)", flush=True)
 
         print(f"recording episode 1/{a.episodes} ({a.episode_time:g} s) into {a.record}", flush=True)
-        summary = record(
+        record(
             lambda: env, lambda e: TeleopPolicy(leader, env, stats), self.writer, episodes=a.episodes,
             task=a.task, to_frame=functools.partial(gym_frame, convert=self.spec.to_lerobot),
             seed=self.before, max_steps=steps, between_episodes=reset_period,
         )  # fmt: skip
-        self.saved = summary.saved
+
+    @property
+    def saved(self) -> int:
+        """Episodes committed by this run (also when it ended early)."""
+        return self.writer.num_episodes - self.before
 
     def close(self) -> None:
         """Finish the dataset's metadata (finished episodes are already committed) and save the run's options."""

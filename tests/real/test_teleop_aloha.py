@@ -1,6 +1,7 @@
 """ALOHA teleoperation: two leader arms drive the two follower arms, each its own side, from the CLI
-(`twinarm teleop --arm aloha`) and from Python (`make_leader`), over four virtual servo buses on ptys
-driven by the unmodified Dynamixel SDK; the CLI's errors for bad ports, flags and calibrations."""
+(`twinarm teleop --arm aloha`, also recording) and from Python (`make_leader`), over four virtual servo buses
+on ptys driven by the unmodified Dynamixel SDK; a policy run on the two-arm real id; the CLI's errors for bad
+ports, flags and calibrations."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from real_helpers import bounded
+from real_media import make_video
 
 from twinarm.arms import ALOHA
 from twinarm.cli.main import main
@@ -368,3 +371,44 @@ def test_cli_calibrate_one_aloha_leader_arm(
     cal = part_calibration(out, ALOHA, "left")
     assert list(cal.motors) == list(spec.joint_names)
     assert [m.id for m in cal.motors.values()] == [j.motor_id for j in spec.joints]
+
+
+def test_cli_records_both_arms_then_runs_a_policy_on_the_real_id(
+    rig: AlohaRig, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`teleop --record` with two leaders writes 14-D episodes (left joints, then right: ACT's order); `eval` on
+    the two-arm -Real id drives both follower arms through their own ports."""
+    from twinarm.agents.features import Feature
+    from twinarm.agents.registry import make_policy
+
+    for side in SIDES:
+        rig.leaders[side].move_to(POSES[side])
+    video = make_video(tmp_path / "top.mp4", n_frames=5, height=48, width=64)
+    root = tmp_path / "aloha_real"
+    argv = rig.argv("--camera", f"top={video}", "--image-size", "48", "64", "--max-relative-target", "0.3",
+                    "--record", str(root), "--task", "Hand the cube over.", "--episodes", "1", "--episode-time", "0.4")
+    assert bounded(lambda: main(argv), timeout_s=60) == 0
+    table = pq.read_table(next((root / "data").rglob("*.parquet")))
+    actions = np.stack(table.column("action").to_numpy(zero_copy_only=False))
+    assert actions.shape == (20, 14)  # 0.4 s at 50 Hz
+    expected = ALOHA.to_lerobot(np.concatenate([POSES["left"], POSES["right"]]))
+    np.testing.assert_allclose(actions[-1], expected, atol=2 * TICK)  # ALOHA records SI units, as gym-aloha
+    _assert_follows(rig, POSES)
+
+    policy_dir = tmp_path / "policy"
+    make_policy(
+        "act", input_features={"observation.state": Feature("STATE", (14,)),
+                               "observation.images.top": Feature("VISUAL", (3, 48, 64))},
+        output_features={"action": Feature("ACTION", (14,))}, chunk_size=4, n_action_steps=4, dim_model=16,
+        n_heads=2, dim_feedforward=32, n_encoder_layers=1, n_vae_encoder_layers=1, latent_dim=4,
+    ).save_pretrained(policy_dir)  # fmt: skip
+    follower = ["--port", rig.flag(rig.follower_servers), "--calibration", rig.flag(rig.follower_cal)]
+    before = rig.follower.steps
+    out = tmp_path / "eval"
+    argv = ["eval", "--policy", str(policy_dir), "--env", "twinarm/Aloha-TransferCube-Real-v0", *follower,
+            "--camera", f"top={video}", "--episodes", "1", "--max-steps", "6", "--reset-time", "0", "--videos", "0",
+            "--threads", "1", "--out", str(out)]  # fmt: skip
+    assert bounded(lambda: main(argv), timeout_s=60) == 0
+    assert json.loads((out / "eval_info.json").read_text())["per_episode"][0]["length"] == 6
+    assert rig.follower.steps - before == 6  # one goal write per step reached the (lockstep) right bus
+    assert not any(s.torque_on for s in rig.follower.servos)

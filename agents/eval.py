@@ -41,6 +41,8 @@ class EvalResult:
     lengths: list[int] = field(default_factory=list)
     videos: list[str] = field(default_factory=list)
     eval_s: float = 0.0
+    #: Wall time of each `select_action` call (one call serves every parallel env), in milliseconds.
+    action_ms: list[float] = field(default_factory=list)
 
     @property
     def aggregated(self) -> dict[str, float]:
@@ -61,10 +63,20 @@ class EvalResult:
                 zip(self.seeds, self.sum_rewards, self.max_rewards, self.successes, self.lengths, strict=True)
             )
         ]
-        return {"aggregated": self.aggregated, "per_episode": per_episode, "video_paths": self.videos}
+        return {"aggregated": self.aggregated, "select_action_ms": self.latency, "per_episode": per_episode,
+                "video_paths": self.videos}
+
+    @property
+    def latency(self) -> dict[str, float]:
+        """Percentiles of the `select_action` time: what a real control loop must fit into its period."""
+        if not self.action_ms:
+            return {}
+        ms = np.asarray(self.action_ms)
+        return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "max": float(ms.max()),
+                "calls": int(ms.size)}
 
 
-def format_table(agg: dict[str, float]) -> str:
+def format_table(agg: dict[str, float], latency: dict[str, float] | None = None) -> str:
     rows = [
         ("pc_success", f"{agg['pc_success']:.1f} %"),
         ("avg_sum_reward", f"{agg['avg_sum_reward']:.3f}"),
@@ -72,6 +84,9 @@ def format_table(agg: dict[str, float]) -> str:
         ("n_episodes", f"{agg['n_episodes']}"),
         ("eval_s", f"{agg['eval_s']:.1f}"),
     ]
+    if latency:
+        rows.append(("select_action", f"p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms, "
+                                      f"max {latency['max']:.1f} ms ({latency['calls']} calls)"))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows)
 
@@ -156,6 +171,8 @@ def evaluate(
             if before_round is not None:
                 before_round(done_eps)
             obs, _ = venv.reset(seed=seeds)
+            if done_eps == 0:
+                warm_up(policy, adapter.obs_to_batch(obs))
             policy.reset()
             active = np.ones(n_envs, dtype=bool)
             active[k:] = False
@@ -172,8 +189,10 @@ def evaluate(
                     for i in range(n_envs):
                         if record[i] and active[i]:
                             frames[i].append(np.asarray(imgs[i]))
+                t_act = time.perf_counter()
                 with torch.inference_mode():
                     action = policy.select_action(adapter.obs_to_batch(obs))
+                result.action_ms.append((time.perf_counter() - t_act) * 1e3)
                 obs, reward, terminated, truncated, info = venv.step(adapter.action_to_env(action, batched=True))
                 is_success = np.asarray(info.get("is_success", np.zeros(n_envs, bool)), dtype=bool)
                 reward = np.asarray(reward, dtype=np.float64)
@@ -204,6 +223,16 @@ def evaluate(
         policy.train(was_training)
     result.eval_s = time.perf_counter() - t0
     return result
+
+
+def warm_up(policy: Policy, batch: dict[str, torch.Tensor]) -> None:
+    """One untimed `select_action` before the first episode: the first call of a process builds kernels and
+    weight caches (hundreds of ms), which would otherwise stall a real arm's first control step. The random
+    state is restored, so episodes draw exactly what they would without it."""
+    devices = [policy.device] if policy.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        policy.select_action(batch)
+    policy.reset()
 
 
 def save_result(result: EvalResult, out_dir: Path, name: str = "eval_info.json") -> Path:

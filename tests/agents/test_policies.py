@@ -136,3 +136,32 @@ def test_default_architectures_match_lerobot_param_counts() -> None:
     assert abs(count_parameters(diffusion) / 1e6 - 263) < 1.0
     tdmpc = make_policy("tdmpc", input_features=inputs, output_features=outputs)
     assert tdmpc.model.encoder.state[2].out_features == 50 and len(tdmpc.model.qs) == 5
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_eval_warm_up_leaves_the_random_state_and_the_policy_as_they_were(name: str) -> None:
+    """`eval` runs one untimed select_action before the first episode (kernel and cache set-up); episodes must
+    then draw exactly what they would have drawn without it."""
+    from twinarm.agents.eval import warm_up
+
+    spec = get_arm("so101")
+    inputs, outputs = features_from_spec(spec, obs_type="state", env_state_dim=ENV_DIM)
+    from tests.agents.conftest import TINY
+    from twinarm.agents.registry import get_config_class
+
+    cfg = get_config_class(name)(input_features=inputs, output_features=outputs, **TINY[name])
+    policy = make_policy(name, cfg, stats_from_spec(spec, ENV_DIM)).eval()
+    obs_space = spec.observation_space("state", env_state_dim=ENV_DIM)
+    obs_space.seed(0)
+    adapter = EnvAdapter(spec, cfg.input_features)
+    batches = [adapter.obs_to_batch(obs_space.sample()) for _ in range(3)]
+
+    def episode(warm: bool) -> torch.Tensor:
+        torch.manual_seed(3)
+        policy.reset()
+        if warm:
+            warm_up(policy, batches[-1])
+        with torch.inference_mode():
+            return torch.stack([policy.select_action(b) for b in batches])
+
+    assert torch.equal(episode(warm=True), episode(warm=False))

@@ -75,6 +75,7 @@ def test_cli_train_then_eval_end_to_end(scripted_dataset: Path, tmp_path: Path) 
     agg = info["aggregated"]
     assert set(agg) >= {"pc_success", "avg_sum_reward", "avg_max_reward"}
     assert agg["n_episodes"] == 2 and len(info["per_episode"]) == 2
+    assert info["select_action_ms"]["calls"] == 25 and 0 < info["select_action_ms"]["p50"] <= info["select_action_ms"]["max"]
     assert agg["avg_max_reward"] <= agg["avg_sum_reward"] + 1e-9 or agg["avg_sum_reward"] < 0
     videos = list((ev / "videos").glob("*.mp4"))
     assert len(videos) == 1

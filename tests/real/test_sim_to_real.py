@@ -129,6 +129,7 @@ def test_policy_trained_on_real_demos_runs_in_sim_and_on_the_real_arm(rig: Rig, 
     assert bounded(lambda: main(argv), timeout_s=120) == 0
     result = json.loads((out / "eval_info.json").read_text())
     assert [e["length"] for e in result["per_episode"]] == [8, 8]
+    assert result["select_action_ms"]["calls"] == 16  # one call per control step, timed for the loop budget
     assert len(list((out / "videos").glob("*.mp4"))) == 1
     q = rig.follower.joint_positions()
     tol = np.where(SO101.gripper_mask, 2 / 1400, 2 * TICK)

@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.agents.eval import evaluate, format_table, save_result
     from twinarm.agents.policy import Policy
+    from twinarm.arms import get_arm
+    from twinarm.registration import entry_for
 
     if args.policy is None:
         raise SystemExit("--policy DIR is required (a checkpoint directory with config.json)")
@@ -83,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
         env_kwargs=env_kwargs, before_round=before_round, progress=before_round is not None,
     )  # fmt: skip
     path = save_result(result, args.out)
-    print(format_table(result.aggregated))
+    print(format_table(result.aggregated, result.latency))
+    period_ms = 1e3 / get_arm(entry_for(args.env).arm).control_hz
+    if n_envs == 1 and result.latency and result.latency["p99"] > period_ms:
+        print(f"note: select_action's p99 ({result.latency['p99']:.0f} ms) is longer than the {period_ms:.1f} ms control "
+              f"period, so a real arm's loop would overrun (fewer threads elsewhere, --device cuda, or executing more "
+              f"steps of each chunk (--set n_action_steps=N) help)")
     print(f"wrote {path}")
     return 0
 

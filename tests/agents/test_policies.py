@@ -121,6 +121,28 @@ def test_units_convert_once_at_the_env_boundary() -> None:
     np.testing.assert_allclose(back, q, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_camera_frames_become_unit_floats_channels_first(batched: bool) -> None:
+    """uint8 HWC frames -> (B, 3, H, W) floats equal to torch's x / 255 bit for bit (resized when the policy's
+    image size differs), one batch row per env."""
+    spec = get_arm("so101")
+    inputs = features_from_spec(spec, obs_type="pixels_agent_pos", cameras=spec.resolve_cameras(image_size=(6, 8)))[0]
+    adapter = EnvAdapter(spec, inputs)
+    rng = np.random.default_rng(0)
+    lead = (3,) if batched else ()
+    frames = {c: rng.integers(0, 256, (*lead, 6, 8, 3), dtype=np.uint8) for c in ("front", "wrist")}
+    batch = adapter.obs_to_batch({"agent_pos": np.zeros((*lead, 6), np.float32), "pixels": frames})
+    for cam, f in frames.items():
+        img = batch[f"observation.images.{cam}"]
+        ref = torch.from_numpy(f if batched else f[None]).permute(0, 3, 1, 2).float().div(255.0)
+        assert img.dtype == torch.float32 and img.shape == ((3 if batched else 1), 3, 6, 8)
+        assert torch.equal(img, ref)
+    small = EnvAdapter(spec, features_from_spec(spec, cameras=spec.resolve_cameras(image_size=(3, 4)))[0])
+    one = {c: (f[0] if batched else f) for c, f in frames.items()}
+    resized = small.obs_to_batch({"agent_pos": np.zeros(6, np.float32), "pixels": one})["observation.images.front"]
+    assert resized.shape == (1, 3, 3, 4) and 0.0 <= float(resized.min()) <= float(resized.max()) <= 1.0
+
+
 def test_default_architectures_match_lerobot_param_counts() -> None:
     """LeRobot defaults: ACT 51.6M (1 camera, 14-D state), Diffusion 263M; TD-MPC latent 50 / mlp 512."""
     from twinarm.agents.features import Feature

@@ -21,6 +21,7 @@ import torch
 
 from twinarm.agents.env_io import EnvAdapter
 from twinarm.agents.policy import Policy
+from twinarm.agents.prefetch import ChunkPrefetcher
 from twinarm.arms import get_arm
 from twinarm.registration import entry_for
 
@@ -145,11 +146,14 @@ def evaluate(
     progress: bool = False,
     env_kwargs: Mapping[str, Any] | None = None,
     before_round: Callable[[int], None] | None = None,
+    prefetch_at: int = 0,
 ) -> EvalResult:
     """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs.
 
     `env_kwargs` go to `gymnasium.make` (a -Real id's port, calibration and cameras); `before_round(k)` runs
-    before the round starting with episode k (on a real arm: time to reset the scene)."""
+    before the round starting with episode k (on a real arm: time to reset the scene). With `prefetch_at` > 0
+    the next action chunk is computed in the background once that many queued actions are left
+    (`ChunkPrefetcher`), so a real control loop does not stop for inference."""
     spec = get_arm(entry_for(env_id).arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
     obs_type = obs_type_for(policy)
@@ -162,6 +166,7 @@ def evaluate(
     result = EvalResult()
     was_training = policy.training
     policy.eval()
+    actor: Any = ChunkPrefetcher(policy, prefetch_at) if prefetch_at > 0 else policy
     t0 = time.perf_counter()
     try:
         done_eps = 0
@@ -173,7 +178,7 @@ def evaluate(
             obs, _ = venv.reset(seed=seeds)
             if done_eps == 0:
                 warm_up(policy, adapter.obs_to_batch(obs))
-            policy.reset()
+            actor.reset()
             active = np.ones(n_envs, dtype=bool)
             active[k:] = False
             sums = np.zeros(n_envs)
@@ -191,7 +196,7 @@ def evaluate(
                             frames[i].append(np.asarray(imgs[i]))
                 t_act = time.perf_counter()
                 with torch.inference_mode():
-                    action = policy.select_action(adapter.obs_to_batch(obs))
+                    action = actor.select_action(adapter.obs_to_batch(obs))
                 result.action_ms.append((time.perf_counter() - t_act) * 1e3)
                 obs, reward, terminated, truncated, info = venv.step(adapter.action_to_env(action, batched=True))
                 is_success = np.asarray(info.get("is_success", np.zeros(n_envs, bool)), dtype=bool)
@@ -219,6 +224,8 @@ def evaluate(
             if progress:
                 print(f"eval {done_eps}/{n_episodes}: success {sum(result.successes)}/{done_eps}", flush=True)
     finally:
+        if actor is not policy:
+            actor.close()
         venv.close()
         policy.train(was_training)
     result.eval_s = time.perf_counter() - t0

@@ -136,6 +136,12 @@ def test_policy_trained_on_real_demos_runs_in_sim_and_on_the_real_arm(rig: Rig, 
     assert np.all(np.abs(q - POSE) <= tol), f"follower at {q}, demonstrations at {POSE}"
     assert not any(s.torque_on for s in rig.follower.servos)
 
+    # With the next chunk computed in the background (--prefetch-at), the same run, the same destination.
+    rig.follower.move_to(ELSEWHERE)
+    argv[argv.index("--out") + 1] = str(tmp_path / "eval_real_prefetch")
+    assert bounded(lambda: main([*argv, "--prefetch-at", "4", "--episodes", "1", "--max-steps", "12"]), timeout_s=120) == 0
+    assert np.all(np.abs(rig.follower.joint_positions() - POSE) <= tol)
+
 
 @pytest.mark.parametrize(
     ("extra", "expected"),

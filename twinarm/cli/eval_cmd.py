@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, ...")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder")
+    p.add_argument("--prefetch-at", type=int, default=0, metavar="K",
+                   help="compute the next action chunk in the background once K queued actions are left, so "
+                   "the control loop does not stop for inference (ACT, Diffusion; 0: wait for each chunk)")
     real = p.add_argument_group("on the real arm (a -Real env id)")
     add_follower_args(real, required=False)
     real.add_argument("--reset-time", type=float, default=None,
@@ -77,12 +80,20 @@ def run(args: argparse.Namespace) -> int:
     policy = Policy.from_pretrained(args.policy, overrides=dict(args.policy_overrides or {}))
     policy.to(resolve_device(args.device))
     env_kwargs, before_round, n_envs = _target(args, policy)
+    if args.prefetch_at:
+        from twinarm.agents.prefetch import ChunkPrefetcher
+
+        try:
+            ChunkPrefetcher(policy, args.prefetch_at).close()
+        except ValueError as exc:
+            args._parser.error(f"--prefetch-at {args.prefetch_at}: {exc}")
     write_resolved_config(args, args.out)
     result = evaluate(
         policy, args.env, n_episodes=args.episodes, n_envs=n_envs, seed=args.seed,
         videos_dir=args.out / "videos", max_videos=args.videos,
         image_size=tuple(args.image_size) if args.image_size else None, use_async=args.async_envs, max_steps=args.max_steps,
         env_kwargs=env_kwargs, before_round=before_round, progress=before_round is not None,
+        prefetch_at=args.prefetch_at,
     )  # fmt: skip
     path = save_result(result, args.out)
     print(format_table(result.aggregated, result.latency))

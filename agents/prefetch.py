@@ -1,0 +1,106 @@
+"""Action-chunk prefetching for real-time control: the next chunk is computed in a background thread while the
+current one is executed, so a control loop does not stop for a whole inference every `n_action_steps` steps.
+
+The idea of LeRobot's asynchronous inference, in one process: when `refill_at` queued actions are left, the
+latest observation goes to a worker thread; the chunk that comes back was planned for the step it was asked
+at, so the actions for the steps that passed while it was computed are dropped and the rest replace the queue.
+With `refill_at=0` the next chunk is asked for only when the queue is empty and waited for: exactly the
+policy's own `select_action`. Works with any policy that has `predict_action_chunk` (ACT without temporal
+ensembling, Diffusion Policy); observation histories (Diffusion's `n_obs_steps`) are kept here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class ChunkPrefetcher:
+    """Wraps a chunking policy with the `select_action(batch)` / `reset()` interface of a policy."""
+
+    def __init__(self, policy: Any, refill_at: int) -> None:
+        cfg = policy.config
+        if not hasattr(policy, "predict_action_chunk") or not hasattr(cfg, "n_action_steps"):
+            raise ValueError(f"{type(policy).__name__} does not plan action chunks; prefetching needs one that does")
+        if getattr(cfg, "temporal_ensemble_coeff", None) is not None:
+            raise ValueError("temporal ensembling infers a chunk at every step; prefetching executes chunks "
+                             "(set temporal_ensemble_coeff to null and n_action_steps > 1)")
+        self.n_steps = int(cfg.n_action_steps)
+        if not 0 <= refill_at < self.n_steps:
+            raise ValueError(f"refill_at must be in [0, n_action_steps={self.n_steps}), got {refill_at}")
+        self.policy, self.refill_at = policy, refill_at
+        self.n_obs = int(getattr(cfg, "n_obs_steps", 1))
+        self._history: deque[dict[str, Tensor]] = deque(maxlen=self.n_obs)
+        self._queue: deque[tuple[int, Tensor]] = deque()  # (step the action is for, action (B, A))
+        self._pending: Future[Tensor] | None = None
+        self._pending_step = 0
+        self._step = 0
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-prefetch")
+        #: How many chunks arrived late (the queue ran dry first) and were waited for; the first one always is.
+        self.waits = 0
+
+    # ----- the policy interface ---------------------------------------------------------------------
+    def reset(self) -> None:
+        """Start a new episode: a chunk still being computed is waited for and thrown away."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        self._queue.clear()
+        self._history.clear()
+        self._step = 0
+        self.policy.reset()
+
+    def select_action(self, batch: dict[str, Tensor]) -> Tensor:
+        """The action for this step (B, A), in dataset units, like the policy's own `select_action`."""
+        t = self._step
+        self._step += 1
+        self._remember(batch)
+        if self._pending is None and len(self._queue) <= self.refill_at:
+            self._ask(t)
+        if self._pending is not None and (self._pending.done() or not self._queue):
+            self._take(t)
+        if not self._queue:  # the chunk that came back was all in the past: ask now and wait
+            self._ask(t)
+            self._take(t)
+        return self._queue.popleft()[1]
+
+    @property
+    def pending(self) -> Future[Tensor] | None:
+        """The chunk being computed in the background, if any."""
+        return self._pending
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True, cancel_futures=True)
+
+    # ----- internals ----------------------------------------------------------------------------------
+    def _remember(self, batch: dict[str, Tensor]) -> None:
+        if not self._history:
+            self._history.extend([batch] * self.n_obs)
+        else:
+            self._history.append(batch)
+
+    def _inputs(self) -> dict[str, Tensor]:
+        if self.n_obs == 1:
+            return self._history[-1]
+        return {k: torch.stack([h[k] for h in self._history], dim=1) for k in self._history[-1]}
+
+    def _ask(self, t: int) -> None:
+        self._pending = self._worker.submit(self._infer, self._inputs())
+        self._pending_step = t
+
+    def _infer(self, inputs: dict[str, Tensor]) -> Tensor:
+        with torch.inference_mode():  # thread-local: set in the worker itself
+            return self.policy.predict_action_chunk(inputs)[:, : self.n_steps]
+
+    def _take(self, t: int) -> None:
+        """Replace the queue with the pending chunk's actions for steps t and later (waits if not ready)."""
+        assert self._pending is not None
+        if not self._pending.done():
+            self.waits += 1
+        chunk, start = self._pending.result(), self._pending_step
+        self._pending = None
+        self._queue = deque((start + i, chunk[:, i]) for i in range(chunk.shape[1]) if start + i >= t)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -164,13 +165,13 @@ def make_expert(env: gym.Env) -> ScriptedExpert | BimanualExpert:
     return ScriptedExpert(env, planner, rot_weight)
 
 
-def expert_episodes(env_id: str, seeds: Iterable[int]) -> Iterator[tuple[bool, float]]:
+def expert_episodes(env_id: str, seeds: Iterable[int], **env_kwargs: Any) -> Iterator[tuple[bool, float]]:
     """Roll the scripted expert out on `env_id` (state observations), one episode per seed.
 
     Yields (success at the end of the episode, episode return); the one rollout loop that tests,
-    benchmarks and the README table share.
+    benchmarks and the README table share. `env_kwargs` go to `gymnasium.make` (e.g. `randomization=`).
     """
-    env = gym.make(env_id, obs_type="state")
+    env = gym.make(env_id, obs_type="state", **env_kwargs)
     expert = make_expert(env)
     try:
         for seed in seeds:

@@ -188,3 +188,37 @@ def test_pickle_keeps_the_randomized_episode() -> None:
     o1, *_ = env.step(a)
     o2, *_ = clone.step(a)
     np.testing.assert_array_equal(o1["agent_pos"], o2["agent_pos"])
+
+
+def test_physical_draws_recompute_the_constants_mujoco_derives_from_them() -> None:
+    """Masses, inertias and armatures set the compile-time constants the contact solver scales by (invweight0);
+    a draw must leave them as a fresh compile of the drawn model would (stale ones made a grasp blow up)."""
+    import copy
+
+    import mujoco
+
+    cfg = Randomization(physical=PhysicalRandomization(object_mass_scale=(0.5, 2.0), armature_scale=(0.5, 1.5)))
+    env = gym.make(ENV_ID, obs_type="state", randomization=cfg)
+    env.reset(seed=4)
+    m = env.unwrapped.physics.model
+    ref = copy.deepcopy(m)
+    mujoco.mj_setConst(ref, mujoco.MjData(ref))
+    for name in ("dof_invweight0", "body_invweight0", "body_subtreemass"):
+        np.testing.assert_allclose(getattr(m, name), getattr(ref, name), rtol=1e-12, err_msg=name)
+    nominal = gym.make(ENV_ID, obs_type="state").unwrapped.physics.model
+    assert not np.allclose(m.dof_invweight0, nominal.dof_invweight0)  # the draw did change them
+    env.close()
+
+
+def test_sim2real_preset_is_valid_and_a_light_cube_no_longer_destabilizes_the_grasp() -> None:
+    from twinarm.envs.experts import expert_episodes
+    from twinarm.envs.randomization import PRESETS
+
+    for preset in PRESETS.values():
+        assert Randomization.coerce(json.loads(json.dumps(preset.to_dict()))) == preset
+    mass_only = Randomization(physical=PhysicalRandomization(object_mass_scale=(0.7, 1.5)))
+    [(success, _)] = expert_episodes("twinarm/SO101-PickPlace-v0", [9], randomization=mass_only)
+    assert success  # NaN accelerations mid-grasp before the constants were recomputed
+    runs = list(expert_episodes(ENV_ID, range(5), randomization=PRESETS["sim2real"]))
+    assert sum(ok for ok, _ in runs) >= 4
+

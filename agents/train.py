@@ -71,6 +71,8 @@ class TrainConfig:
     """Env observation type for online training / eval (default: what the policy's inputs need)."""
     image_size: tuple[int, int] | None = None
     """Env image size (h, w) for pixel observations."""
+    randomization: dict[str, Any] | None = None
+    """Sim-to-real randomization (`twinarm.envs.randomization.Randomization` fields) of the online / eval env."""
     lr_schedule: str | None = None
     """`constant` or `cosine` (default: cosine with warmup for diffusion, constant otherwise)."""
     lr_warmup_steps: int = 500
@@ -328,6 +330,7 @@ def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path) -> dict[str
     res = evaluate(
         policy, tc.env, n_episodes=tc.eval_episodes, n_envs=tc.eval_n_envs, seed=tc.seed + 10_000_000,
         videos_dir=out / "eval" / f"{step:08d}", max_videos=1, image_size=tc.image_size,
+        env_kwargs=None if tc.randomization is None else {"randomization": tc.randomization},
     )  # fmt: skip
     save_result(res, out / "eval" / f"{step:08d}")
     return {"step": step, **{k: v for k, v in res.aggregated.items()}}
@@ -481,6 +484,8 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device) -> Path:
     kwargs: dict[str, Any] = {"obs_type": tc.obs_type or "state"}
     if tc.image_size:
         kwargs["image_size"] = tuple(tc.image_size)
+    if tc.randomization is not None:
+        kwargs["randomization"] = tc.randomization
     env = gym.make(tc.env, **kwargs)
     policy = build_policy_online(tc, env).to(device)
     spec = get_arm(policy.config.arm)

@@ -158,8 +158,11 @@ def test_online_tdmpc_through_cli(tmp_path: Path) -> None:
                "--steps", "120", "--seed-steps", "60", "--batch-size", "16", "--save-freq", "120", "--eval-freq", "120",
                "--eval-episodes", "1", "--eval-n-envs", "1", "--threads", "1", "--no-progress",
                "--set", "mlp_dim=32", "--set", "latent_dim=16", "--set", "n_gaussian_samples=16", "--set", "n_pi_samples=4",
-               "--set", "n_elites=4", "--set", "cem_iterations=2", "--set", "horizon=3"])  # fmt: skip
+               "--set", "n_elites=4", "--set", "cem_iterations=2", "--set", "horizon=3",
+               "--randomization", '{"obs_noise_std": 0.002, "action_delay_steps": 1}'])  # fmt: skip
     assert rc == 0
+    saved = json.loads((out / "train_config.json").read_text())["randomization"]
+    assert saved["obs_noise_std"] == 0.002 and saved["action_delay_steps"] == 1  # the online and eval env's
     rows = _rows(out / "train_log.csv")
     assert rows and "episode_return" in rows[0]
     assert any(r.get("loss") for r in rows) or (out / "checkpoints" / "00000120").is_dir()

@@ -49,3 +49,44 @@ def write_resolved_config(args: argparse.Namespace, out_dir: Path, name: str = "
     path = out_dir / name
     path.write_text(json.dumps(resolved_config(args), indent=2, default=str) + "\n")
     return path
+
+
+def add_randomization_arg(parser: argparse.ArgumentParser, what: str = "the sim env") -> None:
+    parser.add_argument(
+        "--randomization", default=None, metavar="PRESET|FILE|JSON",
+        help=f"sim-to-real randomization of {what}: a preset (sim2real), a YAML/JSON file, or inline JSON of "
+        "twinarm.envs.randomization.Randomization fields, e.g. '{\"obs_noise_std\": 0.01}' (default: off)",
+    )  # fmt: skip
+
+
+def load_randomization(value: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """A `--randomization` value (preset name, file, inline JSON, or a mapping from a --config file) as a checked
+    Randomization dict; None when off. Errors name the file, or the presets and keys that exist."""
+    from twinarm.envs.randomization import PRESETS, Randomization
+
+    if value is None:
+        return None
+    source = "--randomization"
+    if isinstance(value, str):
+        if value in PRESETS:
+            return PRESETS[value].to_dict()
+        path = Path(value)
+        if value.lstrip().startswith("{"):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"--randomization: not valid JSON ({exc})") from None
+        elif path.suffix in (".json", ".yaml", ".yml") or path.exists():
+            if not path.is_file():
+                raise SystemExit(f"--randomization file not found: {path}")
+            source = f"--randomization file {path}"
+            try:
+                value = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise SystemExit(f"{source} is not valid YAML/JSON: {exc}") from None
+        else:
+            raise SystemExit(f"--randomization {value!r}: not a preset ({', '.join(sorted(PRESETS))}), a file or JSON")
+    try:
+        return Randomization.coerce(value).to_dict()
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"{source}: {exc}") from None

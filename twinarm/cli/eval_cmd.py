@@ -10,7 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twinarm.cli.config import add_config_arg, write_resolved_config
+from twinarm.cli.config import (
+    add_config_arg,
+    add_randomization_arg,
+    load_randomization,
+    write_resolved_config,
+)
 from twinarm.cli.real_cmd import add_follower_args, parse_follower
 from twinarm.cli.train_cmd import policy_kv
 
@@ -53,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prefetch-at", type=int, default=0, metavar="K",
                    help="compute the next action chunk in the background once K queued actions are left, so "
                    "the control loop does not stop for inference (ACT, Diffusion; 0: wait for each chunk)")
+    add_randomization_arg(p, "the sim env (each episode draws from its seed)")
     real = p.add_argument_group("on the real arm (a -Real env id)")
     add_follower_args(real, required=False)
     real.add_argument("--reset-time", type=float, default=None,
@@ -122,7 +128,11 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
     if args.env != entry.real_id:
         if hardware_flags:
             parser.error(f"{' '.join(hardware_flags)}: only for a real arm ({entry.real_id}), not the sim id {args.env}")
-        return {}, None, 10 if args.n_envs is None else args.n_envs
+        randomization = load_randomization(args.randomization)
+        kwargs = {} if randomization is None else {"randomization": randomization}
+        return kwargs, None, 10 if args.n_envs is None else args.n_envs
+    if args.randomization is not None:
+        parser.error(f"--randomization: {args.env} is the real arm, whose world is random enough; it is for sim ids")
     if not (args.port and args.calibration):
         parser.error(f"{args.env} is the real arm: name its --port and --calibration (and --camera NAME=SOURCE "
                      "for each camera the policy sees)")

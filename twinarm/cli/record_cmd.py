@@ -11,7 +11,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from twinarm.cli.config import add_config_arg, resolved_config
+from twinarm.cli.config import add_config_arg, add_randomization_arg, load_randomization, resolved_config
 
 RECORD_CONFIG = "meta/twinarm_record.json"
 
@@ -41,15 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", action="store_true", help="store PNG images in the parquet files instead of video")
     p.add_argument("--max-attempts", type=int, default=None, help="give up after this many rollouts")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_randomization_arg(p, "every recorded episode (drawn per episode from its seed)")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
 
-def make_env(env_id: str, image_size: tuple[int, int]) -> gym.Env:
+def make_env(env_id: str, image_size: tuple[int, int], randomization: dict[str, Any] | None = None) -> gym.Env:
     """The env a recorder worker builds (module-level so worker processes can unpickle it)."""
     import twinarm  # noqa: F401  (registers the ids in the worker)
 
-    return gym.make(env_id, obs_type="pixels_agent_pos", image_size=image_size)
+    return gym.make(env_id, obs_type="pixels_agent_pos", image_size=image_size, randomization=randomization)
 
 
 def scripted_policy(env: gym.Env) -> Any:
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     before = writer.num_episodes
     try:
         summary = record(
-            functools.partial(make_env, args.env, image_size),
+            functools.partial(make_env, args.env, image_size, load_randomization(args.randomization)),
             POLICIES[args.policy],
             writer,
             episodes=args.episodes,

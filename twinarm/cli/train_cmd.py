@@ -7,7 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from twinarm.cli.config import add_config_arg, write_resolved_config
+from twinarm.cli.config import (
+    add_config_arg,
+    add_randomization_arg,
+    load_randomization,
+    write_resolved_config,
+)
 
 
 def policy_kv(text: str) -> tuple[str, Any]:
@@ -63,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
         help="override a policy config field (JSON value), e.g. --set dim_model=256 --set chunk_size=50",
     )  # fmt: skip
+    add_randomization_arg(p, "the env of online training and of periodic evaluation")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
@@ -82,6 +88,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         lr_schedule=args.lr_schedule, threads=args.threads, device=args.device, ema=args.ema,
         ema_max_decay=args.ema_max_decay, resume=args.resume, progress=args.progress,
         seed_steps=args.seed_steps, buffer_capacity=args.buffer_capacity, update_every=args.update_every,
+        randomization=load_randomization(args.randomization),
     )  # fmt: skip
 
 

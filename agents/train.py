@@ -43,8 +43,9 @@ class TrainConfig:
     """Registered policy name (`act`, `diffusion`, `tdmpc`)."""
     output_dir: str
     """Run directory (logs, checkpoints)."""
-    dataset: str | None = None
-    """LeRobot v3 dataset root or Hub repo id (offline training)."""
+    dataset: str | list[str] | None = None
+    """LeRobot v3 dataset root or Hub repo id (offline training); several (e.g. sim and real recordings of one
+    arm) are trained on together, frames drawn in proportion to their sizes."""
     env: str | None = None
     """Env id for periodic evaluation, and the env of online training."""
     policy_overrides: dict[str, Any] = field(default_factory=dict)
@@ -361,13 +362,18 @@ def train(tc: TrainConfig) -> Path:
 
 
 def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int, device: torch.device) -> Path:
+    from twinarm.datasets_io.concat import ConcatReader
     from twinarm.datasets_io.reader import LeRobotDatasetReader
 
-    if tc.dataset is None:
+    if not tc.dataset:
         raise ValueError(f"policy {tc.policy!r} trains from a dataset: pass --dataset")
-    probe = LeRobotDatasetReader(tc.dataset)
+    roots = [tc.dataset] if isinstance(tc.dataset, str) else list(tc.dataset)
+    probe = ConcatReader([LeRobotDatasetReader(r) for r in roots]) if len(roots) > 1 else LeRobotDatasetReader(roots[0])
     policy = build_policy_offline(tc, probe)
-    dataset = LeRobotDatasetReader(tc.dataset, delta_timestamps=delta_timestamps(policy.config, probe.fps))
+    deltas = delta_timestamps(policy.config, probe.fps)
+    dataset: Any = LeRobotDatasetReader(roots[0], delta_timestamps=deltas)
+    if len(roots) > 1:
+        dataset = ConcatReader([dataset] + [LeRobotDatasetReader(r, delta_timestamps=deltas) for r in roots[1:]])
     policy.to(device)
     opt = make_optimizer(policy)
     sched = make_scheduler(tc, opt)

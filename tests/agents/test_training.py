@@ -12,6 +12,8 @@ from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -45,6 +47,38 @@ def scripted_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
            to_frame=partial(gym_frame, convert=spec.to_lerobot), progress=False)
     writer.finalize()
     return root
+
+
+def test_cotraining_on_two_datasets_uses_their_pooled_stats(scripted_dataset: Path, tmp_path: Path) -> None:
+    """`--dataset A --dataset B` (sim and real recordings of one arm, say): one policy, normalized by the stats of
+    every frame of both."""
+    from twinarm.agents.policy import Policy
+    from twinarm.arms import get_arm
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+    from twinarm.datasets_io.recorder import gym_frame, record
+    from twinarm.datasets_io.writer import DatasetWriter
+    from twinarm.envs.experts import make_expert
+
+    other = tmp_path / "other"
+    spec = get_arm("so101")
+    writer = DatasetWriter.create(other, spec.control_hz, LeRobotDatasetReader(scripted_dataset).features,
+                                  robot_type=spec.robot_type)
+    record(partial(gym.make, PICK, obs_type="state"), make_expert, writer, episodes=1, task="Pick up the cube.",
+           to_frame=partial(gym_frame, convert=spec.to_lerobot), seed=7, progress=False)
+    writer.finalize()
+    out = tmp_path / "run"
+    rc = main(["train", "--policy", "act", "--dataset", str(scripted_dataset), "--dataset", str(other), "--env", PICK,
+               "--output-dir", str(out), "--steps", "2", "--batch-size", "4", "--threads", "1", "--no-progress",
+               *TINY_ACT])  # fmt: skip
+    assert rc == 0
+    actions = np.concatenate([
+        np.stack(pq.read_table(f).column("action").to_numpy(zero_copy_only=False))
+        for root in (scripted_dataset, other) for f in sorted((root / "data").rglob("*.parquet"))
+    ])  # fmt: skip
+    stats = Policy.from_pretrained(out / "checkpoints" / "00000002" / "pretrained_model").normalization_stats()
+    np.testing.assert_allclose(stats["action.mean"].numpy(), actions.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stats["action.std"].numpy(), actions.std(0), rtol=1e-4, atol=1e-5)
+    assert json.loads((out / "train_config.json").read_text())["dataset"] == [str(scripted_dataset), str(other)]
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

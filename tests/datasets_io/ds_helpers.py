@@ -37,9 +37,9 @@ def front_image(ep: int, t: int) -> np.ndarray:
     return img.astype(np.uint8)
 
 
-def write_dataset(root: Path, lengths: list[int], video: bool = True, **kwargs: object) -> dict[str, list]:
-    """Write episodes with known values; returns what was written, per frame in dataset order."""
-    rng = np.random.default_rng(0)
+def write_dataset(root: Path, lengths: list[int], video: bool = True, seed: int = 0, **kwargs: object) -> dict[str, list]:
+    """Write episodes with known values (drawn from `seed`); returns what was written, per frame in dataset order."""
+    rng = np.random.default_rng(seed)
     w = DatasetWriter.create(root, FPS, feats(video), robot_type="test_arm", **kwargs)
     rec: dict[str, list] = {"state": [], "action": [], "front": [], "wrist": [], "task": []}
     for e, n in enumerate(lengths):

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(values) - known)
         if unknown:
             parser.error(f"config file {args.config}: unknown option(s) {unknown}")
+        for action in sub._actions:  # a repeatable flag given once in the file (a string): a list of one
+            if isinstance(action, argparse._AppendAction) and isinstance(values.get(action.dest), str):
+                values[action.dest] = [values[action.dest]]
         sub.set_defaults(**values)
         args = parser.parse_args(argv)
     if not getattr(args, "func", None):

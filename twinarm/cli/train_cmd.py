@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "for data-parallel training.",
     )
     p.add_argument("--policy", required=False, default=None, help="policy name: act, diffusion or tdmpc")
-    p.add_argument("--dataset", default=None, help="LeRobot v3 dataset root or Hub repo id (offline training)")
+    p.add_argument("--dataset", action="append", default=None,
+                   help="LeRobot v3 dataset root or Hub repo id (offline training); repeat it to train on several "
+                   "together, e.g. sim and real recordings of one arm (co-training)")
     p.add_argument("--env", default=None, help="env id for evaluation / online training, e.g. twinarm/SO101-PickCube-v0")
     p.add_argument("--output-dir", type=Path, default=Path("outputs/train"), help="run directory")
     p.add_argument("--steps", type=int, default=100_000, help="gradient steps (offline) or env steps (online)")
@@ -80,7 +82,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
     if isinstance(overrides, list):
         overrides = dict(overrides)
     return TrainConfig(
-        policy=args.policy, output_dir=str(args.output_dir), dataset=args.dataset, env=args.env,
+        policy=args.policy, output_dir=str(args.output_dir), env=args.env,
+        dataset=args.dataset[0] if isinstance(args.dataset, list) and len(args.dataset) == 1 else args.dataset,
         policy_overrides=dict(overrides or {}), steps=args.steps, batch_size=args.batch_size,
         num_workers=args.num_workers, seed=args.seed, log_freq=args.log_freq, save_freq=args.save_freq,
         eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, eval_n_envs=args.eval_n_envs,

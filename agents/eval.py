@@ -1,4 +1,4 @@
-"""Evaluation in sim (or on a real arm, by its -Real id): episodes in parallel over Gymnasium vector envs, LeRobot's metric names.
+"""Evaluation in sim, or on a real arm by its -Real id: episodes over Gymnasium vector envs, LeRobot's metrics.
 
 Reports `pc_success` (percent of episodes with `info["is_success"]` at any step), `avg_sum_reward`
 and `avg_max_reward`, writes them as JSON plus a printed table, and saves mp4s of the first episodes.

@@ -40,9 +40,9 @@ examples:
       --leader-port left=/dev/ttyDXL_leader_left,right=/dev/ttyDXL_leader_right \\
       --leader-calibration left=leader_left.json,right=leader_right.json
   twinarm teleop --arm koch --port /dev/ttyACM0 --calibration koch.json --keyboard
-  twinarm teleop --arm so101 --port /dev/ttyACM0 --calibration follower.json \
-      --leader-port /dev/ttyACM1 --leader-calibration leader.json \
-      --camera front=0 --camera wrist=realsense:0123456789 --image-size 240 320 \
+  twinarm teleop --arm so101 --port /dev/ttyACM0 --calibration follower.json \\
+      --leader-port /dev/ttyACM1 --leader-calibration leader.json \\
+      --camera front=0 --camera wrist=realsense:0123456789 --image-size 240 320 \\
       --record data/so101_pick_real --task "Pick up the cube." --episodes 50 --episode-time 20"""
 
 

@@ -5,6 +5,7 @@
     python benchmarks/policy_results.py diffusion   # Diffusion Policy on them, then 50 eval episodes
     python benchmarks/policy_results.py tdmpc       # TD-MPC from scratch on SO101-Reach (online)
     python benchmarks/policy_results.py report      # table -> benchmarks/results/policy_results.txt, PNGs
+    python benchmarks/policy_results.py sim2real    # ACT on nominal vs randomized demos, in nominal and randomized worlds
     python benchmarks/policy_results.py act --seed 1001   # the same recipe on another training seed
     python benchmarks/policy_results.py act --steps 20000 --seed 1001   # ... trained for longer
 
@@ -87,8 +88,9 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def record(episodes: int = 50) -> None:
-    """Record scripted-expert episodes with state observations (LeRobot units) into DATASET."""
+def record(episodes: int = 50, randomization: str | None = None) -> Path:
+    """Record scripted-expert episodes with state observations (LeRobot units) into DATASET, or with a
+    randomization preset into its own folder (successful episodes only, as the nominal ones all are)."""
     import gymnasium as gym
 
     import twinarm  # noqa: F401
@@ -97,24 +99,29 @@ def record(episodes: int = 50) -> None:
     from twinarm.datasets_io.recorder import record as record_episodes
     from twinarm.datasets_io.writer import DatasetWriter
     from twinarm.envs.experts import make_expert
+    from twinarm.envs.randomization import PRESETS
     from twinarm.registration import entry_for
 
-    if (DATASET / "meta" / "info.json").exists():
-        print(f"dataset exists: {DATASET}")
-        return
+    root = DATASET if randomization is None else WORK / f"{DATASET.name}_{randomization}"
+    if (root / "meta" / "info.json").exists():
+        print(f"dataset exists: {root}")
+        return root
     entry = entry_for(PICK)
     spec = get_arm(entry.arm)
     probe = gym.make(PICK, obs_type="state")
     env_dim = probe.observation_space["environment_state"].shape[0]
     probe.close()
-    writer = DatasetWriter.create(DATASET, spec.control_hz, spec.lerobot_features(cameras=(), env_state_dim=env_dim),
+    writer = DatasetWriter.create(root, spec.control_hz, spec.lerobot_features(cameras=(), env_state_dim=env_dim),
                                   robot_type=spec.robot_type)
+    rand = None if randomization is None else PRESETS[randomization].to_dict()
     summary = record_episodes(
-        partial(gym.make, PICK, obs_type="state"), make_expert, writer, episodes=episodes,
+        partial(gym.make, PICK, obs_type="state", randomization=rand), make_expert, writer, episodes=episodes,
         task=entry.task_info.instruction, to_frame=partial(gym_frame, convert=spec.to_lerobot), seed=0,
+        only_success=randomization is not None,
     )  # fmt: skip
     writer.finalize()
-    print(f"recorded {summary.saved} episodes ({summary.successes}/{summary.attempted} expert successes) -> {DATASET}")
+    print(f"recorded {summary.saved} episodes ({summary.successes}/{summary.attempted} expert successes) -> {root}")
+    return root
 
 
 def run_dir(name: str, seed: int | None, steps: int | None = None) -> Path:
@@ -142,6 +149,50 @@ def train_and_eval(name: str, seed: int | None = None, steps: int | None = None)
     run(TWINARM + ["eval", "--policy", str(out / "checkpoints" / last / "pretrained_model"), "--env", env_id,
                    "--episodes", "50", "--n-envs", "10", "--videos", "2", "--out", str(out / "final_eval"),
                    *EVAL_OVERRIDES.get(name, [])])
+
+
+def sim2real(preset: str = "sim2real", seed: int | None = None) -> str:
+    """ACT (the recipe above, on training seed `seed`) trained on nominal and on `preset`-randomized
+    demonstrations, each evaluated over the same 50 seeds in nominal and in `preset` worlds; the table of every
+    seed run so far -> RESULTS / policy_sim2real.txt."""
+    data = record(randomization=preset)
+    args, env_id, _, _ = COMMANDS["act"]
+    nominal, randomized = run_dir("act", seed), WORK / (f"act_{preset}" + ("" if seed is None else f"_seed{seed}"))
+    args = [str(data) if a == str(DATASET) else str(randomized) if a == str(WORK / "act") else a for a in args]
+    args += [] if seed is None else ["--seed", str(seed)]
+    last = randomized / "checkpoints" / "last"
+    if not last.exists() or int(last.read_text()) < int(args[args.index("--steps") + 1]):
+        run(TWINARM + args + ["--randomization", preset] + (["--resume"] if last.exists() else []))
+    if not (nominal / "checkpoints" / "last").exists():
+        train_and_eval("act", seed)
+    for d in (nominal, randomized):
+        ckpt = d / "checkpoints" / (d / "checkpoints" / "last").read_text().strip() / "pretrained_model"
+        for world in (None, preset):
+            ev = d / ("final_eval" if world is None else f"final_eval_{preset}")
+            if not (ev / "eval_info.json").exists():
+                run(TWINARM + ["eval", "--policy", str(ckpt), "--env", env_id, "--episodes", "50", "--n-envs", "10",
+                               "--videos", "2", "--out", str(ev), *EVAL_OVERRIDES["act"]]
+                    + ([] if world is None else ["--randomization", world]))
+
+    def pc(d: Path, name: str) -> str:
+        f = d / name / "eval_info.json"
+        return f"{json.loads(f.read_text())['aggregated']['pc_success']:.0f} %" if f.exists() else "-"
+
+    rows = [f"| ACT trained on | training seed | nominal worlds | {preset} worlds |", "|---|---|---|---|"]
+    runs = sorted(WORK.glob(f"act_{preset}*"), key=lambda d: (d.name != f"act_{preset}", d.name))
+    for d in (d for d in runs if (d / "checkpoints" / "last").exists()):
+        s = d.name.removeprefix(f"act_{preset}").removeprefix("_seed")
+        nom = WORK / ("act" if not s else f"act_seed{s}")
+        for label, rd in (("50 nominal demonstrations", nom), (f"50 {preset} demonstrations", d)):
+            rows.append(f"| {label} | {s or 'default (1000)'} | {pc(rd, 'final_eval')} | {pc(rd, f'final_eval_{preset}')} |")
+    table = "\n".join(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "policy_sim2real.txt").write_text(
+        f"ACT on {PICK.split('/')[-1]} (state observations, the recipe of policy_results.py act), pc_success over "
+        f"the same 50 evaluation seeds; {preset}: twinarm.envs.randomization.PRESETS['{preset}'].\n"
+        f"Commands: python benchmarks/policy_results.py sim2real [--seed N]\n\n" + table + "\n")
+    print(table)
+    return table
 
 
 def curves(name: str) -> tuple[list[int], list[float]]:
@@ -225,7 +276,7 @@ def _loss_curve(name: str) -> tuple[list[int], list[float]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("record", *COMMANDS, "report"))
+    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "report"))
     p.add_argument("--seed", type=int, default=None, help="training seed (default: the CLI's); runs in its own folder")
     p.add_argument("--steps", type=int, default=None,
                    help="train for this many steps instead of the recipe's (checkpoints and periodic evals every "
@@ -236,6 +287,8 @@ def main() -> None:
         record()
     elif a.stage == "report":
         report()
+    elif a.stage == "sim2real":
+        sim2real(seed=a.seed)
     else:
         train_and_eval(a.stage, a.seed, a.steps)
 

@@ -147,13 +147,15 @@ def evaluate(
     env_kwargs: Mapping[str, Any] | None = None,
     before_round: Callable[[int], None] | None = None,
     prefetch_at: int = 0,
+    record_to: Path | None = None,
 ) -> EvalResult:
     """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs.
 
     `env_kwargs` go to `gymnasium.make` (a -Real id's port, calibration and cameras); `before_round(k)` runs
     before the round starting with episode k (on a real arm: time to reset the scene). With `prefetch_at` > 0
     the next action chunk is computed in the background once that many queued actions are left
-    (`ChunkPrefetcher`), so a real control loop does not stop for inference."""
+    (`ChunkPrefetcher`), so a real control loop does not stop for inference. `record_to` saves every episode
+    as a LeRobot v3 dataset there (observations and the actions sent, in the units a recording of the env has)."""
     spec = get_arm(entry_for(env_id).arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
     obs_type = obs_type_for(policy)
@@ -167,6 +169,7 @@ def evaluate(
     was_training = policy.training
     policy.eval()
     actor: Any = ChunkPrefetcher(policy, prefetch_at) if prefetch_at > 0 else policy
+    rollouts = None if record_to is None else RolloutRecorder(record_to, env_id, venv, image_size, n_envs)
     t0 = time.perf_counter()
     try:
         done_eps = 0
@@ -198,7 +201,10 @@ def evaluate(
                 with torch.inference_mode():
                     action = actor.select_action(adapter.obs_to_batch(obs))
                 result.action_ms.append((time.perf_counter() - t_act) * 1e3)
-                obs, reward, terminated, truncated, info = venv.step(adapter.action_to_env(action, batched=True))
+                env_action = adapter.action_to_env(action, batched=True)
+                if rollouts is not None:
+                    rollouts.add(obs, env_action, active)
+                obs, reward, terminated, truncated, info = venv.step(env_action)
                 is_success = np.asarray(info.get("is_success", np.zeros(n_envs, bool)), dtype=bool)
                 reward = np.asarray(reward, dtype=np.float64)
                 sums[active] += reward[active]
@@ -209,6 +215,9 @@ def evaluate(
                 over = np.asarray(terminated) | np.asarray(truncated) | is_success
                 if max_steps is not None and step >= max_steps:
                     over[:] = True
+                if rollouts is not None:
+                    for i in np.flatnonzero(active & over):
+                        rollouts.commit(int(i))
                 active &= ~over
             for i in range(k):
                 result.seeds.append(seeds[i])
@@ -226,10 +235,51 @@ def evaluate(
     finally:
         if actor is not policy:
             actor.close()
+        if rollouts is not None:
+            rollouts.close()
         venv.close()
         policy.train(was_training)
     result.eval_s = time.perf_counter() - t0
     return result
+
+
+class RolloutRecorder:
+    """Evaluated episodes into a new LeRobot v3 dataset: one episode buffer per parallel env, each episode
+    committed when it ends; features from the arm spec and the env's observations, as `record` would write."""
+
+    def __init__(self, root: Path, env_id: str, venv: gym.vector.VectorEnv, image_size: tuple[int, int] | None,
+                 n_envs: int) -> None:
+        from twinarm.datasets_io.writer import DatasetWriter, EpisodeBuffer
+
+        entry = entry_for(env_id)
+        self.spec, self.task = get_arm(entry.arm), entry.task_info.instruction
+        space = venv.single_observation_space
+        cams = list(space["pixels"].spaces) if "pixels" in space.spaces else []
+        env_dim = space["environment_state"].shape[0] if "environment_state" in space.spaces else None
+        features = self.spec.lerobot_features(
+            cameras=self.spec.resolve_cameras(cams, image_size) if cams else (), env_state_dim=env_dim
+        )
+        self.writer = DatasetWriter.create(Path(root), self.spec.control_hz, features, robot_type=self.spec.robot_type)
+        self.buffers = [EpisodeBuffer(**self.writer.buffer_kwargs()) for _ in range(n_envs)]
+
+    def add(self, obs: Mapping[str, Any], actions: np.ndarray, active: np.ndarray) -> None:
+        """This step's (observation, action sent) of every env still running."""
+        from twinarm.datasets_io.recorder import gym_frame
+
+        for i in np.flatnonzero(active):
+            frame = gym_frame(_env_row(obs, int(i)), actions[i], convert=self.spec.to_lerobot)
+            self.buffers[i].add_frame(frame, task=self.task)
+
+    def commit(self, i: int) -> None:
+        self.writer.commit(self.buffers[i].finish())
+
+    def close(self) -> None:
+        self.writer.finalize()
+
+
+def _env_row(obs: Mapping[str, Any], i: int) -> dict[str, Any]:
+    """Env i's observation out of a vector env's batched one (nested dicts of arrays)."""
+    return {k: _env_row(v, i) if isinstance(v, Mapping) else v[i] for k, v in obs.items()}
 
 
 def warm_up(policy: Policy, batch: dict[str, torch.Tensor]) -> None:

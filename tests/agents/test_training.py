@@ -103,8 +103,15 @@ def test_cli_train_then_eval_end_to_end(scripted_dataset: Path, tmp_path: Path) 
     ckpt = out / "checkpoints" / "00000030" / "pretrained_model"
     ev = tmp_path / "eval"
     rc = main(["eval", "--policy", str(ckpt), "--env", PICK, "--episodes", "2", "--n-envs", "2", "--videos", "1",
-               "--out", str(ev), "--threads", "1", "--max-steps", "25"])  # fmt: skip
+               "--out", str(ev), "--threads", "1", "--max-steps", "25", "--record", str(tmp_path / "rollouts")])  # fmt: skip
     assert rc == 0
+    from twinarm.datasets_io.validator import check_dataset
+
+    rollouts = tmp_path / "rollouts"  # both parallel episodes, with the features a state recording has
+    assert check_dataset(rollouts, deep=True) == []
+    meta = json.loads((rollouts / "meta" / "info.json").read_text())
+    assert meta["total_episodes"] == 2 and meta["total_frames"] == 50
+    assert set(meta["features"]) >= {"observation.state", "observation.environment_state", "action"}
     info = json.loads((ev / "eval_info.json").read_text())
     agg = info["aggregated"]
     assert set(agg) >= {"pc_success", "avg_sum_reward", "avg_max_reward"}

@@ -126,8 +126,12 @@ def test_policy_trained_on_real_demos_runs_in_sim_and_on_the_real_arm(rig: Rig, 
     argv = ["eval", "--policy", str(ckpt), "--env", REAL, *rig.follower_flags(), "--max-relative-target", "0.3",
             "--episodes", "2", "--max-steps", "8", "--reset-time", "0", "--videos", "1", "--threads", "1",
             "--out", str(out)]  # fmt: skip
-    assert bounded(lambda: main(argv), timeout_s=120) == 0
+    assert bounded(lambda: main([*argv, "--record", str(tmp_path / "rollouts")]), timeout_s=120) == 0
     result = json.loads((out / "eval_info.json").read_text())
+    # The policy's episodes on the real arm, saved with the demonstrations' very features (ready to be added).
+    rollouts = json.loads((tmp_path / "rollouts" / "meta" / "info.json").read_text())
+    assert rollouts["total_episodes"] == 2 and rollouts["total_frames"] == 16
+    assert rollouts["features"] == json.loads((real_demos / "meta" / "info.json").read_text())["features"]
     assert [e["length"] for e in result["per_episode"]] == [8, 8]
     assert result["select_action_ms"]["calls"] == 16  # one call per control step, timed for the loop budget
     assert len(list((out / "videos").glob("*.mp4"))) == 1

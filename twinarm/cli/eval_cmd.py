@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, ...")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder")
+    p.add_argument("--record", type=Path, default=None, metavar="ROOT",
+                   help="also save every episode as a new LeRobot v3 dataset here (e.g. policy rollouts on the real "
+                   "arm, to inspect or to add to the demonstrations)")
     p.add_argument("--prefetch-at", type=int, default=0, metavar="K",
                    help="compute the next action chunk in the background once K queued actions are left, so "
                    "the control loop does not stop for inference (ACT, Diffusion; 0: wait for each chunk)")
@@ -85,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     policy = Policy.from_pretrained(args.policy, overrides=dict(args.policy_overrides or {}))
     policy.to(resolve_device(args.device))
+    if args.record is not None and (args.record / "meta" / "info.json").exists():
+        args._parser.error(f"--record {args.record}: a dataset is already there; name a new folder")
     env_kwargs, before_round, n_envs = _target(args, policy)
     if args.prefetch_at:
         from twinarm.agents.prefetch import ChunkPrefetcher
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         videos_dir=args.out / "videos", max_videos=args.videos,
         image_size=tuple(args.image_size) if args.image_size else None, use_async=args.async_envs, max_steps=args.max_steps,
         env_kwargs=env_kwargs, before_round=before_round, progress=before_round is not None,
-        prefetch_at=args.prefetch_at,
+        prefetch_at=args.prefetch_at, record_to=args.record,
     )  # fmt: skip
     path = save_result(result, args.out)
     print(format_table(result.aggregated, result.latency))
@@ -108,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: select_action's p99 ({result.latency['p99']:.0f} ms) is longer than the {period_ms:.1f} ms control "
               f"period, so a real arm's loop would overrun (fewer threads elsewhere, --device cuda, or executing more "
               f"steps of each chunk (--set n_action_steps=N) help)")
-    print(f"wrote {path}")
+    print(f"wrote {path}" + (f"; episodes saved as a dataset in {args.record}" if args.record else ""))
     return 0
 
 

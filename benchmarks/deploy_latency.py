@@ -121,7 +121,7 @@ def main() -> int:
             try:
                 for k in (0, args.prefetch_at):
                     r = run(policy, env, args.steps, k)
-                    r["mode"] = "wait for each chunk (LeRobot's select_action)" if k == 0 else f"prefetch at {k} left"
+                    r["mode"] = "wait for each chunk (what LeRobot's select_action does)" if k == 0 else f"prefetch at {k} left"
                     rows.append(r)
                     print(r, flush=True)
             finally:

@@ -260,7 +260,9 @@ class RolloutRecorder:
             cameras=self.spec.resolve_cameras(cams, image_size) if cams else (), env_state_dim=env_dim
         )
         self.writer = DatasetWriter.create(Path(root), self.spec.control_hz, features, robot_type=self.spec.robot_type)
-        self.buffers = [EpisodeBuffer(**self.writer.buffer_kwargs()) for _ in range(n_envs)]
+        # On a real arm the loop runs in real time: encode videos in worker threads, not in the control step.
+        real = env_id == entry.real_id
+        self.buffers = [EpisodeBuffer(**self.writer.buffer_kwargs(), background=real) for _ in range(n_envs)]
 
     def add(self, obs: Mapping[str, Any], actions: np.ndarray, active: np.ndarray) -> None:
         """This step's (observation, action sent) of every env still running."""

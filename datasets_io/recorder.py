@@ -131,6 +131,7 @@ def record(
     max_steps: int | None = None,
     progress: bool = True,
     between_episodes: Callable[[int], None] | None = None,
+    background_encoding: bool = False,
 ) -> RecordSummary:
     """Record `episodes` episodes into `writer` (each committed as soon as it is done).
 
@@ -138,6 +139,8 @@ def record(
     more seeds are tried, up to `max_attempts` (default 4x `episodes`). `make_env`/`make_policy`/`to_frame`
     must be picklable (module-level functions or partials) when `num_workers > 1`. `between_episodes(k)`
     runs in-process after rollout k, unless it was the last (a real robot's reset period, say).
+    `background_encoding` encodes videos in worker threads (in-process only), so that a real-time loop
+    stepping a robot does not wait for the codec.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
@@ -164,7 +167,7 @@ def record(
         if num_workers <= 1:
             env = make_env()
             policy = make_policy(env)
-            buffer = EpisodeBuffer(**writer.buffer_kwargs())
+            buffer = EpisodeBuffer(**writer.buffer_kwargs(), background=background_encoding)
             try:
                 k = 0
                 while summary.saved < episodes and k < max_attempts:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import queue
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -102,6 +104,50 @@ class EpisodeEncoder:
             self._out.close()
         except (av.error.FFmpegError, ValueError):
             pass
+
+
+class ThreadedEncoder:
+    """An `EpisodeEncoder` run by a worker thread: `add` only copies the frame into a bounded queue, so a
+    control loop recording at its rate does not wait for the codec (PyAV releases the GIL while encoding).
+    A backlog of `max_backlog` frames blocks `add` (memory stays bounded); an encoder error is raised by the
+    next `add` or by `finish`, which waits for the backlog and returns the mp4 bytes."""
+
+    def __init__(self, *args: Any, max_backlog: int = 90, **kwargs: Any) -> None:
+        self._encoder = EpisodeEncoder(*args, **kwargs)
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max_backlog)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="video-encoder", daemon=True)
+        self._thread.start()
+
+    @property
+    def n(self) -> int:
+        return self._encoder.n
+
+    def _run(self) -> None:
+        while (rgb := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._encoder.add(rgb)
+                except BaseException as exc:  # handed to the caller's thread
+                    self._error = exc
+
+    def add(self, rgb: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(np.array(rgb, copy=True))  # the caller may reuse its array
+
+    def finish(self) -> bytes:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._encoder.finish()
+
+    def abort(self) -> None:
+        self._error = self._error or DatasetError("encoding aborted")
+        self._queue.put(None)
+        self._thread.join()
+        self._encoder.abort()
 
 
 def concatenate(episodes: list[tuple[bytes, int]], out_path: Path, fps: int) -> None:

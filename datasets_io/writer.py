@@ -53,7 +53,14 @@ from twinarm.datasets_io.layout import (
     write_json_atomic,
     write_parquet_tmp,
 )
-from twinarm.datasets_io.video import CODECS, EpisodeEncoder, concatenate, encoder_options, video_info
+from twinarm.datasets_io.video import (
+    CODECS,
+    EpisodeEncoder,
+    ThreadedEncoder,
+    concatenate,
+    encoder_options,
+    video_info,
+)
 
 MB = 1024 * 1024
 
@@ -145,8 +152,11 @@ class EpisodeBuffer:
 
     def __init__(self, features: dict[str, dict[str, Any]], fps: int, video_codec: str = "h264",
                  video_options: dict[str, str] | None = None, encoder_threads: int = 0,
-                 png_compression: int = 1) -> None:
+                 png_compression: int = 1, background: bool = False) -> None:
+        """`background`: encode videos in worker threads (`ThreadedEncoder`), so `add_frame` returns at once;
+        what a real-time recording loop wants. The bytes written are the same."""
         self.features = features
+        self.background = background
         self.fps = int(fps)
         self.video_codec = video_codec
         self.video_options = video_options if video_options is not None else encoder_options(video_codec)
@@ -161,7 +171,7 @@ class EpisodeBuffer:
         }
         self._frame_tasks: list[str] = []
         self._timestamps: list[float] = []
-        self._encoders: dict[str, EpisodeEncoder] = {}
+        self._encoders: dict[str, EpisodeEncoder | ThreadedEncoder] = {}
         self._stat_frames: dict[str, list[np.ndarray]] = {k: [] for k in camera_keys(self.features)}
 
     def add_frame(self, frame: dict[str, Any], task: str | None = None) -> None:
@@ -177,7 +187,8 @@ class EpisodeBuffer:
                 enc = self._encoders.get(k)
                 if enc is None:
                     h, w, _ = ft["shape"]
-                    enc = EpisodeEncoder(w, h, self.fps, self.video_codec, self.video_options, self.encoder_threads)
+                    cls = ThreadedEncoder if self.background else EpisodeEncoder
+                    enc = cls(w, h, self.fps, self.video_codec, self.video_options, self.encoder_threads)
                     self._encoders[k] = enc
                 enc.add(v)
             elif ft["dtype"] == "image":

@@ -89,7 +89,7 @@ class TeleopRecording:
         record(
             lambda: env, lambda e: TeleopPolicy(leader, env, stats), self.writer, episodes=a.episodes,
             task=a.task, to_frame=functools.partial(gym_frame, convert=self.spec.to_lerobot),
-            seed=self.before, max_steps=steps, between_episodes=reset_period,
+            seed=self.before, max_steps=steps, between_episodes=reset_period, background_encoding=True,
         )  # fmt: skip
 
     @property

@@ -6,7 +6,8 @@ The virtual SO-101 (MuJoCo physics in realtime) runs in another process behind a
 video file, and ACT at LeRobot's default size (dim 512, chunk 100, executing 100, ResNet-18) on those
 features, random init (the compute is the real one; the motions are not meaningful, and `max_relative_target`
 keeps them small). Each mode runs the same number of control steps; printed: the step period (p50/p99/max),
-loop overruns, and the time `select_action` took (the control loop stands still for it).
+loop overruns, and the time `select_action` took (the control loop stands still for it). Then the prefetching
+loop with its episode recorded at 480x640 (`eval --record`), video encoding in the control step or in threads.
 
     python benchmarks/deploy_latency.py [--steps 300] [--prefetch-at 30] [--out benchmarks/results/deploy_latency.txt]
 """
@@ -30,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 REAL = "twinarm/SO101-PickCube-Real-v0"
 IMAGE = (240, 320)
+RECORD_IMAGE = (480, 640)
 
 
 def start_virtual_arm(cal_path: Path) -> tuple[subprocess.Popen, str]:
@@ -44,13 +46,15 @@ def start_virtual_arm(cal_path: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("twinarm virtual-arm did not print its port")
 
 
-def run(policy, env, steps: int, prefetch_at: int) -> dict[str, float]:  # noqa: ANN001
+def run(policy, env, steps: int, prefetch_at: int, buffer=None) -> dict[str, float]:  # noqa: ANN001
+    """`steps` control steps of `policy` on `env`; with `buffer` (an EpisodeBuffer) each step is also recorded."""
     import torch
 
     from twinarm.agents.env_io import EnvAdapter
     from twinarm.agents.eval import warm_up
     from twinarm.agents.prefetch import ChunkPrefetcher
     from twinarm.arms import SO101
+    from twinarm.datasets_io.recorder import gym_frame
 
     adapter = EnvAdapter(SO101, policy.config.input_features)
     actor = ChunkPrefetcher(policy, prefetch_at) if prefetch_at else policy
@@ -66,7 +70,10 @@ def run(policy, env, steps: int, prefetch_at: int) -> dict[str, float]:  # noqa:
             with torch.inference_mode():
                 action = actor.select_action(batch)
             acting.append(time.perf_counter() - starts[-1])
-            obs, *_ = env.step(adapter.action_to_env(action))
+            target = adapter.action_to_env(action)
+            if buffer is not None:
+                buffer.add_frame(gym_frame(obs, target, convert=SO101.to_lerobot), task="rollout")
+            obs, *_ = env.step(target)
     finally:
         if actor is not policy:
             actor.close()
@@ -95,6 +102,7 @@ def main() -> int:
     from twinarm.agents.features import features_from_spec, stats_from_spec
     from twinarm.agents.registry import make_policy
     from twinarm.arms import SO101
+    from twinarm.datasets_io.writer import EpisodeBuffer
     from twinarm.real.env import LoopOverrunWarning
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -110,7 +118,7 @@ def main() -> int:
                       "min": np.zeros((3, 1, 1), np.float32), "max": np.ones((3, 1, 1), np.float32)}
     policy = make_policy("act", input_features=inputs, output_features=outputs, stats=stats).eval()
     n_params = sum(p.numel() for p in policy.parameters())
-    rows = []
+    rows, rec_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         video = make_video(Path(tmp) / "cam.mp4")
         proc, port = start_virtual_arm(Path(tmp) / "cal.json")
@@ -123,6 +131,23 @@ def main() -> int:
                     r = run(policy, env, args.steps, k)
                     r["mode"] = "wait for each chunk (what LeRobot's select_action does)" if k == 0 else f"prefetch at {k} left"
                     rows.append(r)
+                    print(r, flush=True)
+            finally:
+                env.close()
+            # The policy's episode recorded at LeRobot's camera size (eval --record on the real arm): video
+            # encoding in the control step, or in worker threads.
+            env = gym.make(REAL, port=port, calibration=str(Path(tmp) / "cal.json"), cameras=cams,
+                           image_size=RECORD_IMAGE, max_relative_target=0.05)
+            features = SO101.lerobot_features(cameras=env.unwrapped.camera_specs)
+            try:
+                for bg in (False, True):
+                    buffer = EpisodeBuffer(features, SO101.control_hz, background=bg)
+                    r = run(policy, env, args.steps, args.prefetch_at, buffer)
+                    t = time.perf_counter()
+                    buffer.finish()
+                    r["flush_s"] = time.perf_counter() - t
+                    r["mode"] = "encode in the control step" if not bg else "encode in worker threads"
+                    rec_rows.append(r)
                     print(r, flush=True)
             finally:
                 env.close()
@@ -149,6 +174,18 @@ def main() -> int:
         lines.append("")
         lines.append(f"longest control step: {rows[0]['max']:.0f} ms waiting vs {rows[1]['max']:.0f} ms prefetching "
                      f"({rows[0]['max'] / rows[1]['max']:.1f}x shorter); late steps {rows[0]['late']} vs {rows[1]['late']}")
+    lines += [
+        "",
+        f"The same policy (prefetch at {args.prefetch_at}) with its episode recorded, both cameras at "
+        f"{RECORD_IMAGE[0]}x{RECORD_IMAGE[1]} (eval --record on the real arm; the policy sees them resized), "
+        f"{args.steps} steps each:",
+        "",
+        "| video encoding | achieved Hz | step period p50 | p99 | max | late steps | flush after the episode (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rec_rows:
+        lines.append(f"| {r['mode']} | {r['hz']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['late']} | "
+                     f"{r['flush_s']:.1f} |")
     text = "\n".join(lines)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

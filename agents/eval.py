@@ -148,6 +148,7 @@ def evaluate(
     before_round: Callable[[int], None] | None = None,
     prefetch_at: int = 0,
     record_to: Path | None = None,
+    judge: Callable[[int, bool], bool] | None = None,
 ) -> EvalResult:
     """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs.
 
@@ -155,7 +156,8 @@ def evaluate(
     before the round starting with episode k (on a real arm: time to reset the scene). With `prefetch_at` > 0
     the next action chunk is computed in the background once that many queued actions are left
     (`ChunkPrefetcher`), so a real control loop does not stop for inference. `record_to` saves every episode
-    as a LeRobot v3 dataset there (observations and the actions sent, in the units a recording of the env has)."""
+    as a LeRobot v3 dataset there (observations and the actions sent, in the units a recording of the env has).
+    `judge(k, env_verdict)` decides episode k's success when it ends (a person watching a real arm)."""
     spec = get_arm(entry_for(env_id).arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
     obs_type = obs_type_for(policy)
@@ -223,7 +225,8 @@ def evaluate(
                 result.seeds.append(seeds[i])
                 result.sum_rewards.append(float(sums[i]))
                 result.max_rewards.append(float(maxs[i]))
-                result.successes.append(bool(success[i]))
+                ok = bool(success[i])
+                result.successes.append(judge(done_eps + i, ok) if judge is not None else ok)
                 result.lengths.append(int(length[i]))
                 if record[i] and frames[i]:
                     path = Path(videos_dir) / f"eval_episode_{done_eps + i}.mp4"  # type: ignore[arg-type]

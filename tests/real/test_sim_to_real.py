@@ -5,7 +5,9 @@ real id (`eval --env ...-Real-v0 --port ...`), where it must drive the follower 
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -172,6 +174,30 @@ def test_eval_refuses_hardware_flags_on_a_sim_id(tmp_path: Path, capsys: pytest.
     with pytest.raises(SystemExit):
         main(["eval", "--policy", str(ckpt), "--env", SIM, "--port", "/dev/p1", "--out", str(tmp_path / "e")])
     assert f"--port: only for a real arm ({REAL})" in capsys.readouterr().err
+
+
+def test_a_person_judges_success_on_the_real_arm(
+    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """From a terminal, eval on the real id asks after each episode whether it succeeded (the real env has no
+    detector); pc_success counts the answers."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    ckpt = tmp_path / "policy"
+    _tiny_pixel_policy().save_pretrained(ckpt)
+    monkeypatch.setattr(sys, "stdin", Terminal("y\nmaybe\nn\n"))
+    out = tmp_path / "judged"
+    argv = ["eval", "--policy", str(ckpt), "--env", REAL, *rig.follower_flags(), "--episodes", "2", "--max-steps", "3",
+            "--reset-time", "0", "--videos", "0", "--threads", "1", "--out", str(out)]  # fmt: skip
+    assert bounded(lambda: main(argv), timeout_s=120) == 0
+    assert [e["success"] for e in json.loads((out / "eval_info.json").read_text())["per_episode"]] == [True, False]
+    assert capsys.readouterr().out.count("episode 2: success? [y/n]") == 2  # asked again after "maybe"
+    with pytest.raises(SystemExit):
+        main(["eval", "--policy", str(ckpt), "--env", SIM, "--ask-success", "--out", str(tmp_path / "sim")])
+    assert "--ask-success: only on a real arm" in capsys.readouterr().err
 
 
 def test_a_follower_servo_going_silent_mid_recording_keeps_the_finished_episodes(

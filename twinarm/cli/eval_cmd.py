@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_randomization_arg(p, "the sim env (each episode draws from its seed)")
     real = p.add_argument_group("on the real arm (a -Real env id)")
     add_follower_args(real, required=False)
+    real.add_argument("--ask-success", action=argparse.BooleanOptionalAction, default=None,
+                      help="after each episode, ask whether it succeeded (the real env has no success detector; "
+                      "default: ask when run from a terminal)")
     real.add_argument("--reset-time", type=float, default=None,
                       help="seconds to reset the scene before each episode (default: wait for Enter on a terminal)")
     add_config_arg(p)
@@ -91,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     if args.record is not None and (args.record / "meta" / "info.json").exists():
         args._parser.error(f"--record {args.record}: a dataset is already there; name a new folder")
     env_kwargs, before_round, n_envs = _target(args, policy)
+    real = before_round is not None
+    ask = args.ask_success if args.ask_success is not None else real and sys.stdin.isatty()
+    if ask and not real:
+        args._parser.error("--ask-success: only on a real arm; in sim the env knows when the task succeeded")
     if args.prefetch_at:
         from twinarm.agents.prefetch import ChunkPrefetcher
 
@@ -104,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         videos_dir=args.out / "videos", max_videos=args.videos,
         image_size=tuple(args.image_size) if args.image_size else None, use_async=args.async_envs, max_steps=args.max_steps,
         env_kwargs=env_kwargs, before_round=before_round, progress=before_round is not None,
-        prefetch_at=args.prefetch_at, record_to=args.record,
+        prefetch_at=args.prefetch_at, record_to=args.record, judge=_ask_success if ask else None,
     )  # fmt: skip
     path = save_result(result, args.out)
     print(format_table(result.aggregated, result.latency))
@@ -154,6 +161,14 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
     kwargs = follower.env_kwargs("eval")
     kwargs["cameras"] = {c: kwargs["cameras"][c] for c in wanted}
     return kwargs, functools.partial(_reset_pause, args.reset_time, args.episodes), 1
+
+
+def _ask_success(k: int, env_verdict: bool) -> bool:
+    """A person's verdict on real episode k (y/n; Enter keeps the env's, which is False without a detector)."""
+    while True:
+        answer = input(f"episode {k + 1}: success? [y/n] ").strip().lower()
+        if answer in ("y", "yes", "n", "no", ""):
+            return env_verdict if not answer else answer.startswith("y")
 
 
 def _reset_pause(seconds: float | None, episodes: int, k: int) -> None:

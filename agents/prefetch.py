@@ -23,16 +23,9 @@ class ChunkPrefetcher:
     """Wraps a chunking policy with the `select_action(batch)` / `reset()` interface of a policy."""
 
     def __init__(self, policy: Any, refill_at: int) -> None:
-        cfg = policy.config
-        if not hasattr(policy, "predict_action_chunk") or not hasattr(cfg, "n_action_steps"):
-            raise ValueError(f"{type(policy).__name__} does not plan action chunks; prefetching needs one that does")
-        if getattr(cfg, "temporal_ensemble_coeff", None) is not None:
-            raise ValueError("temporal ensembling infers a chunk at every step; prefetching executes chunks "
-                             "(set temporal_ensemble_coeff to null and n_action_steps > 1)")
-        self.n_steps = int(cfg.n_action_steps)
-        if not 0 <= refill_at < self.n_steps:
-            raise ValueError(f"refill_at must be in [0, n_action_steps={self.n_steps}), got {refill_at}")
+        self.n_steps = self.check(policy, refill_at)
         self.policy, self.refill_at = policy, refill_at
+        cfg = policy.config
         self.n_obs = int(getattr(cfg, "n_obs_steps", 1))
         self._history: deque[dict[str, Tensor]] = deque(maxlen=self.n_obs)
         self._queue: deque[tuple[int, Tensor]] = deque()  # (step the action is for, action (B, A))
@@ -42,6 +35,20 @@ class ChunkPrefetcher:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-prefetch")
         #: How many chunks arrived late (the queue ran dry first) and were waited for; the first one always is.
         self.waits = 0
+
+    @staticmethod
+    def check(policy: Any, refill_at: int) -> int:
+        """The policy's executed chunk length, if it can be prefetched with `refill_at`; ValueError saying why not."""
+        cfg = policy.config
+        if not hasattr(policy, "predict_action_chunk") or not hasattr(cfg, "n_action_steps"):
+            raise ValueError(f"{type(policy).__name__} does not plan action chunks; prefetching needs one that does")
+        if getattr(cfg, "temporal_ensemble_coeff", None) is not None:
+            raise ValueError("temporal ensembling infers a chunk at every step; prefetching executes chunks "
+                             "(set temporal_ensemble_coeff to null and n_action_steps > 1)")
+        n_steps = int(cfg.n_action_steps)
+        if not 0 <= refill_at < n_steps:
+            raise ValueError(f"refill_at must be in [0, n_action_steps={n_steps}), got {refill_at}")
+        return n_steps
 
     # ----- the policy interface ---------------------------------------------------------------------
     def reset(self) -> None:

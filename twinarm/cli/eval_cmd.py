@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         from twinarm.agents.prefetch import ChunkPrefetcher
 
         try:
-            ChunkPrefetcher(policy, args.prefetch_at).close()
+            ChunkPrefetcher.check(policy, args.prefetch_at)
         except ValueError as exc:
             args._parser.error(f"--prefetch-at {args.prefetch_at}: {exc}")
     write_resolved_config(args, args.out)

@@ -122,3 +122,13 @@ def test_refuses_what_it_cannot_prefetch() -> None:
         ChunkPrefetcher(make_policy("tdmpc", tiny_config("tdmpc")), refill_at=0)
     with pytest.raises(ValueError, match=r"refill_at must be in \[0, n_action_steps=8\)"):
         ChunkPrefetcher(make_policy("act", tiny_config("act")), refill_at=8)
+
+
+def test_eval_names_a_prefetch_it_cannot_do(tmp_path, capsys: pytest.CaptureFixture) -> None:  # noqa: ANN001
+    from twinarm.cli.main import main
+
+    ckpt = tmp_path / "act"
+    make_policy("act", tiny_config("act")).save_pretrained(ckpt)
+    with pytest.raises(SystemExit):
+        main(["eval", "--policy", str(ckpt), "--prefetch-at", "8", "--out", str(tmp_path / "e")])
+    assert "--prefetch-at 8: refill_at must be in [0, n_action_steps=8), got 8" in capsys.readouterr().err

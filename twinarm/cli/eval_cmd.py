@@ -118,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
     period_ms = 1e3 / get_arm(entry_for(args.env).arm).control_hz
     if n_envs == 1 and result.latency and result.latency["p99"] > period_ms:
         print(f"note: select_action's p99 ({result.latency['p99']:.0f} ms) is longer than the {period_ms:.1f} ms control "
-              f"period, so a real arm's loop would overrun (fewer threads elsewhere, --device cuda, or executing more "
-              f"steps of each chunk (--set n_action_steps=N) help)")
+              f"period, so a real arm's loop would overrun: --prefetch-at K computes chunks in the background "
+              f"(ACT, Diffusion); --device cuda, or executing more steps of each chunk (--set n_action_steps=N), "
+              f"also help")
     print(f"wrote {path}" + (f"; episodes saved as a dataset in {args.record}" if args.record else ""))
     return 0
 

@@ -33,8 +33,9 @@ class ChunkPrefetcher:
         self._pending_step = 0
         self._step = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-prefetch")
-        #: How many chunks arrived late (the queue ran dry first) and were waited for; the first one always is.
-        self.waits = 0
+        #: How many chunks were taken because the queue had run dry (the loop waited for them unless they happened
+        #: to be ready); the first chunk of an episode always is. Deterministic, unlike timing the wait.
+        self.ran_dry = 0
 
     @staticmethod
     def check(policy: Any, refill_at: int) -> int:
@@ -69,10 +70,10 @@ class ChunkPrefetcher:
         if self._pending is None and len(self._queue) <= self.refill_at:
             self._ask(t)
         if self._pending is not None and (self._pending.done() or not self._queue):
-            self._take(t)
+            self._take(t, dry=not self._queue)
         if not self._queue:  # the chunk that came back was all in the past: ask now and wait
             self._ask(t)
-            self._take(t)
+            self._take(t, dry=True)
         return self._queue.popleft()[1]
 
     @property
@@ -103,11 +104,10 @@ class ChunkPrefetcher:
         with torch.inference_mode():  # thread-local: set in the worker itself
             return self.policy.predict_action_chunk(inputs)[:, : self.n_steps]
 
-    def _take(self, t: int) -> None:
+    def _take(self, t: int, dry: bool) -> None:
         """Replace the queue with the pending chunk's actions for steps t and later (waits if not ready)."""
         assert self._pending is not None
-        if not self._pending.done():
-            self.waits += 1
+        self.ran_dry += dry
         chunk, start = self._pending.result(), self._pending_step
         self._pending = None
         self._queue = deque((start + i, chunk[:, i]) for i in range(chunk.shape[1]) if start + i >= t)

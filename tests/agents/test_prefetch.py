@@ -34,7 +34,7 @@ def test_refill_at_zero_is_the_policys_own_select_action(name: str) -> None:
     prefetcher = ChunkPrefetcher(policy, refill_at=0)
     try:
         assert torch.equal(run(prefetcher), run(policy))
-        assert prefetcher.waits == 4  # one chunk per n_action_steps, each waited for
+        assert prefetcher.ran_dry == 4  # one chunk per n_action_steps, each waited for
     finally:
         prefetcher.close()
 
@@ -75,7 +75,7 @@ def test_a_chunk_that_comes_back_late_drops_the_steps_that_passed() -> None:
         fake.gates[1].set()
         assert float(pre.select_action(_obs(5))) == 302  # asked at 3, used from 5: its actions 2, 3, 4
         assert [float(pre.select_action(_obs(t))) for t in (6, 7)] == [303, 304]
-        assert pre.waits == 2  # the first chunk, and the one the queue ran dry for
+        assert pre.ran_dry == 2  # the first chunk, and the one the queue ran dry for
     finally:
         fake.open_all()
         pre.close()
@@ -91,7 +91,7 @@ def test_a_chunk_ready_before_the_queue_runs_dry_replaces_the_older_actions() ->
         fake.gates[1].set()
         wait([pre.pending])
         assert [float(pre.select_action(_obs(t))) for t in (3, 4, 5)] == [201, 202, 203]
-        assert pre.waits == 1  # only the first chunk was waited for
+        assert pre.ran_dry == 1  # only the first chunk was waited for
     finally:
         fake.open_all()
         pre.close()

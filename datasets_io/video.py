@@ -119,10 +119,6 @@ class ThreadedEncoder:
         self._thread = threading.Thread(target=self._run, name="video-encoder", daemon=True)
         self._thread.start()
 
-    @property
-    def n(self) -> int:
-        return self._encoder.n
-
     def _run(self) -> None:
         while (rgb := self._queue.get()) is not None:
             if self._error is None:

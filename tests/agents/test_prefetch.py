@@ -4,7 +4,9 @@ a chunk asked for at step s and back at step t replaces the queue from t on, its
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from concurrent.futures import wait
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -65,43 +67,41 @@ def _obs(t: int) -> dict[str, torch.Tensor]:
     return {"step": torch.full((1, 1), float(t))}
 
 
-def test_a_chunk_that_comes_back_late_drops_the_steps_that_passed() -> None:
-    fake = GatedChunker(n=5, calls=3)
+@contextmanager
+def _gated(n: int, calls: int, refill_at: int) -> Iterator[tuple[GatedChunker, ChunkPrefetcher]]:
+    """A prefetcher over a GatedChunker whose first inference is let through; every gate opens at the end."""
+    fake = GatedChunker(n=n, calls=calls)
     fake.gates[0].set()
-    pre = ChunkPrefetcher(fake, refill_at=2)
+    pre = ChunkPrefetcher(fake, refill_at=refill_at)
     try:
+        yield fake, pre
+    finally:
+        fake.open_all()
+        pre.close()
+
+
+def test_a_chunk_that_comes_back_late_drops_the_steps_that_passed() -> None:
+    with _gated(n=5, calls=3, refill_at=2) as (fake, pre):
         got = [float(pre.select_action(_obs(t))) for t in range(5)]  # chunk 0; chunk 1 asked at step 3, gated
         assert got == [0, 1, 2, 3, 4] and pre.pending is not None and not pre.pending.done()
         fake.gates[1].set()
         assert float(pre.select_action(_obs(5))) == 302  # asked at 3, used from 5: its actions 2, 3, 4
         assert [float(pre.select_action(_obs(t))) for t in (6, 7)] == [303, 304]
         assert pre.ran_dry == 2  # the first chunk, and the one the queue ran dry for
-    finally:
-        fake.open_all()
-        pre.close()
 
 
 def test_a_chunk_ready_before_the_queue_runs_dry_replaces_the_older_actions() -> None:
-    fake = GatedChunker(n=5, calls=3)
-    fake.gates[0].set()
-    pre = ChunkPrefetcher(fake, refill_at=3)
-    try:
+    with _gated(n=5, calls=3, refill_at=3) as (fake, pre):
         got = [float(pre.select_action(_obs(t))) for t in range(3)]  # chunk 1 asked at step 2
         assert got == [0, 1, 2]
         fake.gates[1].set()
         wait([pre.pending])
         assert [float(pre.select_action(_obs(t))) for t in (3, 4, 5)] == [201, 202, 203]
         assert pre.ran_dry == 1  # only the first chunk was waited for
-    finally:
-        fake.open_all()
-        pre.close()
 
 
 def test_reset_waits_for_and_discards_a_pending_chunk() -> None:
-    fake = GatedChunker(n=4, calls=4)
-    fake.gates[0].set()
-    pre = ChunkPrefetcher(fake, refill_at=2)
-    try:
+    with _gated(n=4, calls=4, refill_at=2) as (fake, pre):
         for t in range(3):
             pre.select_action(_obs(t))
         assert pre.pending is not None
@@ -109,9 +109,6 @@ def test_reset_waits_for_and_discards_a_pending_chunk() -> None:
         pre.reset()
         fake.gates[2].set()
         assert float(pre.select_action(_obs(10))) == 1000  # a new episode starts from a fresh chunk
-    finally:
-        fake.open_all()
-        pre.close()
 
 
 def test_refuses_what_it_cannot_prefetch() -> None:

@@ -4,6 +4,7 @@ reaching the sim env and saved with the run; refused on a real arm."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,15 +63,10 @@ def test_record_draws_the_randomization_per_episode_and_saves_it(tmp_path: Path)
     assert saved["randomization"] == "sim2real"
 
 
-def test_eval_takes_it_on_sim_ids_and_refuses_it_on_the_real_arm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from twinarm.agents.features import Feature
-    from twinarm.agents.registry import make_policy
-
-    ckpt = tmp_path / "policy"
-    make_policy("act", input_features={"observation.state": Feature("STATE", (6,))},
-                output_features={"action": Feature("ACTION", (6,))}, chunk_size=4, n_action_steps=4, dim_model=16,
-                n_heads=2, dim_feedforward=32, n_encoder_layers=1, n_vae_encoder_layers=1,
-                latent_dim=4).save_pretrained(ckpt)  # fmt: skip
+def test_eval_takes_it_on_sim_ids_and_refuses_it_on_the_real_arm(
+    tmp_path: Path, tiny_act_checkpoint: Callable[..., Path], capsys: pytest.CaptureFixture
+) -> None:
+    ckpt = tiny_act_checkpoint()
     out = tmp_path / "eval"
     rc = main(["eval", "--policy", str(ckpt), "--env", SIM, "--episodes", "1", "--max-steps", "3", "--videos", "0",
                "--threads", "1", "--out", str(out), "--randomization", '{"obs_noise_std": 0.01}'])  # fmt: skip

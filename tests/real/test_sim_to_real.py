@@ -10,7 +10,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,26 +158,28 @@ def test_policy_trained_on_real_demos_runs_in_sim_and_on_the_real_arm(rig: Rig, 
     ],
 )
 def test_eval_on_the_real_id_names_what_is_missing(
-    tmp_path: Path, extra: list[str], expected: str, capsys: pytest.CaptureFixture
+    tmp_path: Path, tiny_act_checkpoint: Callable[..., Path], extra: list[str], expected: str,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    ckpt = tmp_path / "policy"
-    _tiny_pixel_policy().save_pretrained(ckpt)
+    ckpt = tiny_act_checkpoint(cameras=("front", "wrist"), image=tuple(int(v) for v in IMAGE))
     with pytest.raises(SystemExit) as info:
         main(["eval", "--policy", str(ckpt), "--env", REAL, "--out", str(tmp_path / "e"), *extra])
     assert info.value.code == 2
     assert expected in capsys.readouterr().err
 
 
-def test_eval_refuses_hardware_flags_on_a_sim_id(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    ckpt = tmp_path / "policy"
-    _tiny_pixel_policy().save_pretrained(ckpt)
+def test_eval_refuses_hardware_flags_on_a_sim_id(
+    tmp_path: Path, tiny_act_checkpoint: Callable[..., Path], capsys: pytest.CaptureFixture
+) -> None:
+    ckpt = tiny_act_checkpoint(cameras=("front", "wrist"), image=tuple(int(v) for v in IMAGE))
     with pytest.raises(SystemExit):
         main(["eval", "--policy", str(ckpt), "--env", SIM, "--port", "/dev/p1", "--out", str(tmp_path / "e")])
     assert f"--port: only for a real arm ({REAL})" in capsys.readouterr().err
 
 
 def test_a_person_judges_success_on_the_real_arm(
-    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    rig: Rig, tmp_path: Path, tiny_act_checkpoint: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     """From a terminal, eval on the real id asks after each episode whether it succeeded (the real env has no
     detector); pc_success counts the answers."""
@@ -186,8 +188,7 @@ def test_a_person_judges_success_on_the_real_arm(
         def isatty(self) -> bool:
             return True
 
-    ckpt = tmp_path / "policy"
-    _tiny_pixel_policy().save_pretrained(ckpt)
+    ckpt = tiny_act_checkpoint(cameras=("front", "wrist"), image=tuple(int(v) for v in IMAGE))
     monkeypatch.setattr(sys, "stdin", Terminal("y\nmaybe\nn\n"))
     out = tmp_path / "judged"
     argv = ["eval", "--policy", str(ckpt), "--env", REAL, *rig.follower_flags(), "--episodes", "2", "--max-steps", "3",
@@ -236,14 +237,3 @@ def test_a_follower_servo_going_silent_mid_recording_keeps_the_finished_episodes
     assert info_json["total_episodes"] == 1 and info_json["total_frames"] == 15
     assert "saved 1 episode(s) this run" in capsys.readouterr().out
 
-
-def _tiny_pixel_policy():  # noqa: ANN202
-    from twinarm.agents.features import Feature
-    from twinarm.agents.registry import make_policy
-
-    h, w = (int(v) for v in IMAGE)
-    inputs = {"observation.state": Feature("STATE", (6,)), "observation.images.front": Feature("VISUAL", (3, h, w)),
-              "observation.images.wrist": Feature("VISUAL", (3, h, w))}
-    return make_policy("act", input_features=inputs, output_features={"action": Feature("ACTION", (6,))},
-                       chunk_size=4, n_action_steps=4, dim_model=16, n_heads=2, dim_feedforward=32,
-                       n_encoder_layers=1, n_vae_encoder_layers=1, latent_dim=4)  # fmt: skip

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -374,13 +374,10 @@ def test_cli_calibrate_one_aloha_leader_arm(
 
 
 def test_cli_records_both_arms_then_runs_a_policy_on_the_real_id(
-    rig: AlohaRig, tmp_path: Path, capsys: pytest.CaptureFixture
+    rig: AlohaRig, tmp_path: Path, tiny_act_checkpoint: Callable[..., Path]
 ) -> None:
     """`teleop --record` with two leaders writes 14-D episodes (left joints, then right: ACT's order); `eval` on
     the two-arm -Real id drives both follower arms through their own ports."""
-    from twinarm.agents.features import Feature
-    from twinarm.agents.registry import make_policy
-
     for side in SIDES:
         rig.leaders[side].move_to(POSES[side])
     video = make_video(tmp_path / "top.mp4", n_frames=5, height=48, width=64)
@@ -395,13 +392,7 @@ def test_cli_records_both_arms_then_runs_a_policy_on_the_real_id(
     np.testing.assert_allclose(actions[-1], expected, atol=2 * TICK)  # ALOHA records SI units, as gym-aloha
     _assert_follows(rig, POSES)
 
-    policy_dir = tmp_path / "policy"
-    make_policy(
-        "act", input_features={"observation.state": Feature("STATE", (14,)),
-                               "observation.images.top": Feature("VISUAL", (3, 48, 64))},
-        output_features={"action": Feature("ACTION", (14,))}, chunk_size=4, n_action_steps=4, dim_model=16,
-        n_heads=2, dim_feedforward=32, n_encoder_layers=1, n_vae_encoder_layers=1, latent_dim=4,
-    ).save_pretrained(policy_dir)  # fmt: skip
+    policy_dir = tiny_act_checkpoint(dof=14, cameras=("top",))
     follower = ["--port", rig.flag(rig.follower_servers), "--calibration", rig.flag(rig.follower_cal)]
     before = rig.follower.steps
     out = tmp_path / "eval"

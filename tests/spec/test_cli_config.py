@@ -4,6 +4,7 @@ resolved options are saved with the run, unknown keys are named, and a repeatabl
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,16 +13,8 @@ from twinarm.cli.main import main
 
 
 @pytest.fixture
-def tiny_policy(tmp_path: Path) -> Path:
-    from twinarm.agents.features import Feature
-    from twinarm.agents.registry import make_policy
-
-    ckpt = tmp_path / "policy"
-    make_policy("act", input_features={"observation.state": Feature("STATE", (6,))},
-                output_features={"action": Feature("ACTION", (6,))}, chunk_size=2, n_action_steps=2, dim_model=16,
-                n_heads=2, dim_feedforward=32, n_encoder_layers=1, n_vae_encoder_layers=1,
-                latent_dim=4).save_pretrained(ckpt)  # fmt: skip
-    return ckpt
+def tiny_policy(tiny_act_checkpoint: Callable[..., Path]) -> Path:
+    return tiny_act_checkpoint()
 
 
 def test_file_values_are_defaults_and_flags_win(tiny_policy: Path, tmp_path: Path) -> None:

@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from twinarm.real.teleop import LoopStats, Teleoperator
     from twinarm.spec import ArmSpec
 
-RECORD_CONFIG = "meta/twinarm_record.json"
-
-
 def add_record_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("recording demonstrations (a LeRobot v3 dataset)")
     g.add_argument("--record", type=Path, default=None, metavar="ROOT",
@@ -99,6 +96,8 @@ class TeleopRecording:
 
     def close(self) -> None:
         """Finish the dataset's metadata (finished episodes are already committed) and save the run's options."""
+        from twinarm.cli.record_cmd import RECORD_CONFIG
+
         self.writer.finalize()
         root: Path = self.args.record
         (root / RECORD_CONFIG).write_text(json.dumps(resolved_config(self.args), indent=2, default=str) + "\n")

@@ -107,6 +107,8 @@ class ResNet18(nn.Module):
                 nn.init.zeros_(m.bn2.weight)
         self._fused: nn.Module | None = None
         self._fused_key: tuple[int, ...] = ()
+        self._int8: nn.Module | None = None
+        self._int8_key: tuple[int, ...] = ()
 
     def trunk(self, x: Tensor) -> Tensor:
         # relu(maxpool(.)) == maxpool(relu(.)) (ReLU is monotone; the same gradients too): the ReLU and its
@@ -120,14 +122,25 @@ class ResNet18(nn.Module):
             return self.trunk(x.contiguous())
         x = x.contiguous(memory_format=torch.channels_last)
         if not self.training and self.norm != "group_norm":
+            if self._int8 is not None and x.device.type == "cpu":
+                if weights_key(self)[1:] != self._int8_key:
+                    raise RuntimeError("this backbone's weights changed after it was quantized to int8 (see "
+                                       "agents.int8): quantize again from the new float weights")
+                return self._int8(x)
             return self._fused_trunk()(x)
         return self.trunk(x)
+
+    def set_int8_trunk(self, trunk: nn.Module) -> None:
+        """Use `trunk` (this net quantized, see `agents.int8`) for CPU inference; it is tied to the current
+        weights (their tensors and versions; optimizer steps elsewhere in the process do not count)."""
+        object.__setattr__(self, "_int8", trunk)
+        self._int8_key = weights_key(self)[1:]
 
     # ----- inference: batch norm folded into the convolutions -----------------------------------
     def _fused_trunk(self) -> nn.Module:
         key = weights_key(self)
         if self._fused is None or key != self._fused_key:
-            object.__setattr__(self, "_fused", _fold(self))
+            object.__setattr__(self, "_fused", fold_batch_norms(self))
             self._fused_key = key
         assert self._fused is not None
         return self._fused
@@ -157,7 +170,8 @@ class _FusedBlock(nn.Module):
         return F.relu(out + (x if self.down is None else self.down(x)), inplace=True)
 
 
-def _fold(net: ResNet18) -> nn.Module:
+def fold_batch_norms(net: ResNet18) -> nn.Module:
+    """The trunk as plain convolutions with each batch norm folded into the one before it (inference)."""
     blocks: list[nn.Module] = [_fold_conv(net.conv1, net.bn1), net.maxpool, nn.ReLU(inplace=True)]
     for i in range(1, 5):
         blocks += [_FusedBlock(b) for b in getattr(net, f"layer{i}")]

@@ -207,6 +207,9 @@ class TDMPCPolicy(Policy):
 
     name = "tdmpc"
     config_class = TDMPCConfig
+    #: Planning is batched matmuls over stacked heads, which the int8 path does not take: it would only add
+    #: its dispatch cost (0.9 s -> 1.0 s per plan in benchmarks/policy_speed.py).
+    int8_refusal = "TD-MPC plans with batched matmuls over stacked heads, which have no int8 path; run it in float32"
 
     def __init__(self, config: TDMPCConfig, stats: dict | None = None) -> None:
         super().__init__(config, stats)

@@ -1,0 +1,270 @@
+"""Int8 inference on CPU: a trained policy runs its linear layers and ResNet-18 backbone in 8-bit integers.
+
+Opt-in and inference only; training and checkpoints stay float32. Linear layers are quantized dynamically
+(int8 weights per output channel, activations quantized per call, so no calibration is needed); the
+backbone's convolutions, with batch norm folded in, are quantized statically, their activation ranges
+observed on calibration frames (frames from the policy's own dataset). On an AVX2 CPU both run about
+twice as fast as float32 through torch's fbgemm/oneDNN int8 kernels. Check success in sim before
+deploying a quantized policy (`twinarm eval --int8`): actions move by a few percent of their range.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+from twinarm.agents.backbone import ResNet18, fold_batch_norms
+from twinarm.agents.layers import weights_key
+
+#: Linear layers narrower than this (in or out) stay float32: the action head and the state projections
+#: are cheap, and the last layer sets the action's precision.
+MIN_FEATURES = 64
+#: Calibration frames used to fix each backbone activation's int8 range.
+DEFAULT_CALIBRATION_FRAMES = 32
+
+
+class Int8Unavailable(RuntimeError):
+    """This torch build or device cannot run int8 inference."""
+
+
+def int8_engine() -> str:
+    """The quantized CPU engine to use (x86 picks fbgemm or oneDNN per op), or raise `Int8Unavailable`."""
+    engines = torch.backends.quantized.supported_engines
+    for name in ("x86", "fbgemm", "onednn"):
+        if name in engines:
+            return name
+    raise Int8Unavailable(f"this torch build has no x86 int8 engine (it offers {engines}); run in float32")
+
+
+class _PackedLinears:
+    """Int8 weights packed for fbgemm, one per distinct weight view (a packed q/k/v slice is its own view),
+    rebuilt when the policy's weights change."""
+
+    def __init__(self, owner: nn.Module) -> None:
+        self.owner = owner
+        self.key: tuple[int, ...] = ()
+        self.packed: dict[tuple[Any, ...], Any] = {}
+        self.active = threading.local()  # set while this thread runs the policy under the int8 mode
+
+    def check(self) -> None:
+        # Versions and data pointers only: the process-wide optimizer-step count in `weights_key` would drop
+        # the cache whenever any other model trains. A fused optimizer stepping this very policy goes unseen.
+        key = weights_key(self.owner)[1:]
+        if key != self.key:
+            self.packed.clear()
+            self.key = key
+
+    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
+        """x W^T + b in int8, or None when this call should stay float32."""
+        out_f, in_f = weight.shape
+        if (
+            x.device.type != "cpu"
+            or x.dtype != torch.float32
+            or weight.dtype != torch.float32
+            or min(out_f, in_f) < MIN_FEATURES
+            or x.numel() == 0
+        ):
+            return None
+        k = (weight.data_ptr(), out_f, in_f, weight.stride(), None if bias is None else bias.data_ptr())
+        packed = self.packed.get(k)
+        if packed is None:
+            packed = self.packed[k] = _pack(weight, bias)
+        rows = x.reshape(-1, in_f)
+        y = torch.ops.quantized.linear_dynamic(rows, packed, True)  # reduce_range: AVX2's int16 accumulation
+        return y.view(*x.shape[:-1], out_f)
+
+    def conv1d(
+        self, x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
+        dilation: Any = 1, groups: int = 1,
+    ) -> Tensor | None:  # fmt: skip
+        """A zero-padded, ungrouped, undilated 1-D convolution as im2col + int8 matmul, or None."""
+        pad, step, dil = (v[0] if isinstance(v, tuple | list) else v for v in (padding, stride, dilation))
+        if groups != 1 or dil != 1 or isinstance(pad, str) or x.dim() != 3:
+            return None
+        c_out, c_in, k = weight.shape
+        cols = (F.pad(x, (pad, pad)) if pad else x).unfold(2, k, step)  # (B, C_in, L_out, k)
+        b, _, length, _ = cols.shape
+        y = self.linear(cols.permute(0, 2, 1, 3).reshape(b, length, c_in * k), weight.reshape(c_out, c_in * k), bias)
+        return None if y is None else y.transpose(1, 2)
+
+
+def _pack(weight: Tensor, bias: Tensor | None) -> Any:
+    w = weight.detach().contiguous()
+    scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
+    zero = torch.zeros(w.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # quantized tensor constructors warn of their future
+        qw = torch.quantize_per_channel(w, scale, zero, 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(qw, None if bias is None else bias.detach().contiguous())
+
+
+class _Int8Mode(TorchFunctionMode):
+    """Routes `F.linear` (nn.Linear and the functional calls in the policies' layers) and plain 1-D
+    convolutions (as im2col + matmul, Diffusion's U-Net) through int8."""
+
+    def __init__(self, linears: _PackedLinears) -> None:
+        super().__init__()
+        self.linears = linears
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: Mapping | None = None) -> Any:
+        kwargs = kwargs or {}
+        if not torch.is_grad_enabled():
+            y = None
+            if func is F.linear:
+                x, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+                y = self.linears.linear(x, weight, args[2] if len(args) > 2 else kwargs.get("bias"))
+            elif func is F.conv1d and not kwargs:
+                y = self.linears.conv1d(*args)
+            if y is not None:
+                return y
+        return func(*args, **kwargs)
+
+
+def _quantize_trunk(net: ResNet18, images: list[Tensor], engine: str) -> nn.Module:
+    """The backbone's folded float trunk, statically quantized (FX graph mode) with activation ranges
+    observed on `images`."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's FX quantization warns of its move to torchao
+        trunk = fold_batch_norms(net)
+        example = images[0].contiguous(memory_format=torch.channels_last)
+        observed = prepare_fx(trunk, get_default_qconfig_mapping(engine), example_inputs=(example,))
+        for x in images:
+            observed(x.contiguous(memory_format=torch.channels_last))
+        return convert_fx(observed)
+
+
+def _calibration_images(policy: nn.Module, batches: Iterable[Mapping[str, Tensor]]) -> dict[ResNet18, list[Tensor]]:
+    """Run the float policy on `batches` and keep what each foldable backbone receives."""
+    nets = [m for m in policy.modules() if isinstance(m, ResNet18) and m.norm != "group_norm"]
+    seen: dict[ResNet18, list[Tensor]] = {m: [] for m in nets}
+    hooks = [m.register_forward_pre_hook(lambda mod, args: seen[mod].append(args[0].detach().clone())) for m in nets]
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                policy.reset()
+                policy.predict_action_chunk(dict(batch))
+    finally:
+        for h in hooks:
+            h.remove()
+        policy.reset()
+    return seen
+
+
+def needs_calibration(policy: nn.Module) -> bool:
+    """Whether `enable_int8` needs calibration batches: the policy has a ResNet-18 with foldable norms."""
+    return any(isinstance(m, ResNet18) and m.norm != "group_norm" for m in policy.modules())
+
+
+def enable_int8(policy: Any, calibration: Iterable[Mapping[str, Tensor]] = ()) -> dict[str, int]:
+    """Switch `policy` (on CPU, in eval mode) to int8 inference, in place; return what was quantized.
+
+    `calibration`: a few observation batches in dataset units, as `predict_action_chunk` takes them (for
+    example frames of the policy's training dataset); they fix the backbone's activation ranges. A policy
+    without a foldable ResNet-18 (state-only, or group-norm backbones) needs none.
+    """
+    if getattr(policy, "int8_refusal", None):
+        raise Int8Unavailable(policy.int8_refusal)
+    if policy.device.type != "cpu":
+        raise Int8Unavailable(f"int8 inference runs on CPU; this policy is on {policy.device}")
+    engine = int8_engine()
+    torch.backends.quantized.engine = engine
+    policy.eval()
+    nets = [m for m in policy.modules() if isinstance(m, ResNet18) and m.norm != "group_norm"]
+    quantized = 0
+    if nets:
+        seen = _calibration_images(policy, calibration)
+        missing = [n for n in nets if not seen[n]]
+        if missing:
+            raise ValueError(
+                "int8: the image backbone needs calibration frames (observation batches with camera images), "
+                "e.g. frames of the policy's training dataset"
+            )
+        for net in nets:
+            net.set_int8_trunk(_quantize_trunk(net, seen[net], engine))
+            quantized += 1
+    linears = _PackedLinears(policy)
+    for name in ("select_action", "predict_action_chunk"):
+        method = getattr(type(policy), name, None)
+        if method is not None:
+            setattr(policy, name, _under_int8(functools.partial(method, policy), linears))
+    return {"backbones": quantized, "linear_layers": sum(map(_is_wide_matmul, policy.modules()))}
+
+
+def _is_wide_matmul(m: nn.Module) -> bool:
+    """A layer the int8 path takes: nn.Linear, or a 1-D convolution (run as im2col + matmul on CPU, see
+    `layers.conv1d_gemm`), at least MIN_FEATURES wide on both sides."""
+    if isinstance(m, nn.Linear):
+        return min(m.in_features, m.out_features) >= MIN_FEATURES
+    if isinstance(m, nn.Conv1d):
+        return min(m.in_channels * m.kernel_size[0], m.out_channels) >= MIN_FEATURES
+    return False
+
+
+def _under_int8(method: Callable[..., Tensor], linears: _PackedLinears) -> Callable[..., Tensor]:
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Tensor:
+        if getattr(linears.active, "on", False):  # select_action calling predict_action_chunk: one mode is enough
+            return method(*args, **kwargs)
+        linears.check()
+        linears.active.on = True
+        try:
+            with _Int8Mode(linears):
+                return method(*args, **kwargs)
+        finally:
+            linears.active.on = False
+
+    return run
+
+
+def calibration_batches(
+    policy: Any, dataset: str | Path, frames: int = DEFAULT_CALIBRATION_FRAMES, batch_size: int = 8
+) -> list[dict[str, Tensor]]:
+    """`frames` observations spread evenly over a LeRobot dataset, as batches `predict_action_chunk` takes
+    (images resized to the policy's input size; repeated over the observation steps it stacks)."""
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+    reader = LeRobotDatasetReader(dataset)
+    inputs = policy.config.input_features
+    missing = [k for k in inputs if k not in reader.features]
+    if missing:
+        raise ValueError(f"int8 calibration: dataset {reader.root} has no {missing} (the policy's inputs)")
+    n = min(max(1, frames), len(reader))
+    rows = np.linspace(0, len(reader) - 1, n).round().astype(np.int64)
+    n_obs = int(getattr(policy.config, "n_obs_steps", 1))
+    out = []
+    for start in range(0, n, batch_size):
+        raw = reader.get_batch(rows[start : start + batch_size])
+        batch = {}
+        for key, feat in inputs.items():
+            x = torch.as_tensor(raw[key], dtype=torch.float32)
+            if len(feat.shape) == 3 and tuple(x.shape[-2:]) != tuple(feat.shape[-2:]):
+                x = F.interpolate(x, size=tuple(feat.shape[-2:]), mode="bilinear", antialias=True, align_corners=False)
+            batch[key] = x[:, None].expand(-1, n_obs, *x.shape[1:]) if n_obs > 1 else x
+        out.append(batch)
+    return out
+
+
+def training_dataset(checkpoint: str | Path) -> str | None:
+    """The dataset a checkpoint was trained on, from the run's train_config.json (a checkpoint sits in
+    `<run>/checkpoints/<step>/pretrained_model`); the first one when it was co-trained; None if unknown."""
+    here = Path(checkpoint).resolve()
+    for folder in (here, *list(here.parents)[:3]):
+        cfg = folder / "train_config.json"
+        if cfg.is_file():
+            data = json.loads(cfg.read_text()).get("dataset")
+            return (data[0] if data else None) if isinstance(data, list) else data
+    return None

@@ -1,0 +1,179 @@
+"""Int8 CPU inference (`agents.int8`, `twinarm eval --int8`): close to float, really quantized, safe to misuse."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.agents.conftest import DOF, synthetic_stats
+from twinarm.agents.features import Feature
+from twinarm.agents.int8 import enable_int8, needs_calibration, training_dataset
+from twinarm.agents.registry import make_policy
+
+pytestmark = pytest.mark.skipif(
+    not {"x86", "fbgemm", "onednn"} & set(torch.backends.quantized.supported_engines), reason="no x86 int8 engine"
+)
+PICK = "twinarm/SO101-PickCube-v0"
+IMAGE = (3, 48, 64)
+#: Wide enough (>= 64 features) that the transformer's linear layers are quantized.
+ACT64 = dict(chunk_size=8, n_action_steps=8, dim_model=64, n_heads=2, dim_feedforward=128, n_encoder_layers=1,
+             n_vae_encoder_layers=1, latent_dim=4)  # fmt: skip
+
+
+def _act(with_image: bool, **overrides: object):
+    inputs = {"observation.state": Feature("STATE", (DOF,))}
+    if with_image:
+        inputs["observation.images.front"] = Feature("VISUAL", IMAGE)
+    torch.manual_seed(0)
+    policy = make_policy("act", input_features=inputs, output_features={"action": Feature("ACTION", (DOF,))},
+                         **{**ACT64, **overrides})  # fmt: skip
+    stats = {k: v for k, v in synthetic_stats(with_image).items() if k in (*inputs, "action")}
+    policy.load_stats(stats)
+    return policy.eval()
+
+
+def _obs(n: int, seed: int, with_image: bool) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    obs = {"observation.state": torch.randn(n, DOF, generator=g) * 30}
+    if with_image:
+        obs["observation.images.front"] = torch.rand(n, *IMAGE, generator=g)
+    return obs
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_int8_act_with_backbone_is_close_to_float_but_quantized() -> None:
+    policy = _act(with_image=True)
+    reference = copy.deepcopy(policy)
+    assert needs_calibration(policy)
+    done = enable_int8(policy, [_obs(4, s, True) for s in range(3)])
+    # The transformer's nn.Linear layers are >= 64 wide (3 per encoder layer, the VAE's included, 4 in the
+    # decoder); the state projection (6 in), latent (4 in) and action head (6 out) stay float.
+    assert done == {"backbones": 1, "linear_layers": 10}
+    test = _obs(5, 99, True)
+    with torch.inference_mode():
+        want = reference.predict_action_chunk(test)
+        got = policy.predict_action_chunk(test)
+        # The backbone alone, int8 against float: the quantized trunk really runs.
+        img = test["observation.images.front"]
+        feat_ref, feat_int8 = reference.model.backbone(img), policy.model.backbone(img)
+    assert not torch.equal(got, want) and not torch.equal(feat_int8, feat_ref)
+    assert _rel_err(got, want) < 0.1 and _rel_err(feat_int8, feat_ref) < 0.1
+    action = policy.select_action(_obs(1, 5, True))
+    assert action.shape == (1, DOF) and torch.isfinite(action).all()
+
+
+def test_narrow_layers_stay_float() -> None:
+    """A state-only policy narrower than 64 features has nothing worth quantizing: its actions are unchanged."""
+    policy = _act(with_image=False, dim_model=32, dim_feedforward=48)
+    reference = copy.deepcopy(policy)
+    assert not needs_calibration(policy)
+    assert enable_int8(policy) == {"backbones": 0, "linear_layers": 0}
+    test = _obs(3, 1, False)
+    assert torch.equal(policy.predict_action_chunk(test), reference.predict_action_chunk(test))
+
+
+def test_int8_follows_weight_changes() -> None:
+    """Packed int8 weights are rebuilt when the float weights change (a reload or more training)."""
+    policy = _act(with_image=False)
+    reference = copy.deepcopy(policy)
+    enable_int8(policy)
+    test = _obs(4, 2, False)
+    before = policy.predict_action_chunk(test)
+    with torch.no_grad():
+        for net in (policy, reference):
+            net.model.encoder[0].linear2.weight.mul_(-1.5)
+    want = reference.predict_action_chunk(test)
+    got = policy.predict_action_chunk(test)
+    assert _rel_err(got, want) < 0.1 < _rel_err(before, want)
+
+
+def test_backbone_without_calibration_frames_is_refused() -> None:
+    with pytest.raises(ValueError, match="calibration frames"):
+        enable_int8(_act(with_image=True), [])
+
+
+def test_diffusion_runs_int8() -> None:
+    """Diffusion's U-Net convolutions run as matmuls (conv1d_gemm), which the int8 path takes too."""
+    from tests.agents.conftest import synthetic_batch, tiny_config
+    from twinarm.agents.registry import get_policy_class
+
+    config = tiny_config("diffusion", down_dims=(64, 128), num_inference_steps=3, noise_scheduler_type="DDIM")
+    torch.manual_seed(0)
+    policy = get_policy_class("diffusion")(config, synthetic_stats()).eval()
+    reference = copy.deepcopy(policy)
+    done = enable_int8(policy)
+    assert done["backbones"] == 0 and done["linear_layers"] > 0
+    batch = synthetic_batch(config, n=2)
+    obs = {k: v[:, -1] for k, v in batch.items() if k.startswith("observation.")}
+    actions = []
+    for net in (policy, reference):  # the same initial noise for both
+        net.reset()
+        torch.manual_seed(1)
+        actions.append(net.select_action(obs))
+    assert actions[0].shape == (2, DOF) and torch.isfinite(actions[0]).all()
+    assert not torch.equal(actions[0], actions[1]) and _rel_err(actions[0], actions[1]) < 0.1
+
+
+def test_training_dataset_is_read_from_the_run(tmp_path: Path) -> None:
+    ckpt = tmp_path / "run" / "checkpoints" / "00000010" / "pretrained_model"
+    ckpt.mkdir(parents=True)
+    assert training_dataset(ckpt) is None
+    (tmp_path / "run" / "train_config.json").write_text(json.dumps({"dataset": ["sim_data", "real_data"]}))
+    assert training_dataset(ckpt) == "sim_data"
+
+
+def test_eval_int8_through_the_cli(tiny_act_checkpoint, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Record camera frames with one eval, then evaluate in int8 calibrated on them; without frames, a clear error."""
+    from twinarm.agents.int8 import calibration_batches
+    from twinarm.agents.policy import Policy
+    from twinarm.cli.main import main
+
+    ckpt = tiny_act_checkpoint(cameras=("front",))
+    common = ["eval", "--policy", str(ckpt), "--env", PICK, "--episodes", "1", "--n-envs", "1", "--videos", "0",
+              "--max-steps", "12", "--threads", "1"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main([*common, "--int8", "--out", str(tmp_path / "e0")])
+    assert "--int8-calibration DATASET" in capsys.readouterr().err
+    frames = tmp_path / "frames"
+    assert main([*common, "--out", str(tmp_path / "e1"), "--record", str(frames)]) == 0
+    capsys.readouterr()
+    assert main([*common, "--int8", "--int8-calibration", str(frames), "--out", str(tmp_path / "e2")]) == 0
+    out = capsys.readouterr().out
+    assert f"1 backbone(s) quantized, backbone calibrated on frames of {frames}" in out
+    info = json.loads((tmp_path / "e2" / "eval_info.json").read_text())
+    assert info["aggregated"]["n_episodes"] == 1
+    assert json.loads((tmp_path / "e2" / "config.json").read_text())["int8"] is True
+    # Frames are resized to the policy's input and spread over the dataset.
+    small = Policy.from_pretrained(ckpt)
+    small.config.input_features["observation.images.front"] = Feature("VISUAL", (3, 24, 32))
+    batches = calibration_batches(small, frames, frames=5, batch_size=2)
+    assert [b["observation.images.front"].shape for b in batches] == [(2, 3, 24, 32), (2, 3, 24, 32), (1, 3, 24, 32)]
+    pixels = torch.cat([b["observation.images.front"] for b in batches])
+    assert 0.0 <= float(pixels.min()) < float(pixels.max()) <= 1.0
+
+
+def test_int8_backbone_refuses_changed_weights() -> None:
+    """A quantized backbone is tied to the weights it was calibrated for: after they change it says so."""
+    policy = _act(with_image=True)
+    enable_int8(policy, [_obs(2, 0, True)])
+    with torch.no_grad():
+        policy.model.backbone.conv1.weight.mul_(0.5)
+    with pytest.raises(RuntimeError, match="quantize again"):
+        policy.predict_action_chunk(_obs(1, 1, True))
+
+
+def test_tdmpc_is_refused_with_its_reason() -> None:
+    from tests.agents.conftest import tiny_config
+    from twinarm.agents.int8 import Int8Unavailable
+    from twinarm.agents.registry import get_policy_class
+
+    policy = get_policy_class("tdmpc")(tiny_config("tdmpc"), synthetic_stats())
+    with pytest.raises(Int8Unavailable, match="batched matmuls"):
+        enable_int8(policy)

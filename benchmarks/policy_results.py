@@ -8,6 +8,8 @@
     python benchmarks/policy_results.py sim2real    # ACT on nominal vs randomized demos, in nominal and randomized worlds
     python benchmarks/policy_results.py act --seed 1001   # the same recipe on another training seed
     python benchmarks/policy_results.py act --steps 20000 --seed 1001   # ... trained for longer
+    python benchmarks/policy_results.py int8        # ACT and Diffusion above, float32 vs `eval --int8`, same seeds
+    python benchmarks/policy_results.py int8 --checkpoint DIR --calibration DATASET   # ... and a pixel policy
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -195,6 +197,69 @@ def sim2real(preset: str = "sim2real", seed: int | None = None) -> str:
     return table
 
 
+def int8(checkpoints: list[Path], calibration: str | None) -> str:
+    """Each trained policy evaluated in float32 and with `eval --int8` over the same 50 seeds (ACT and Diffusion
+    from the recipes above, plus `checkpoints`, e.g. a pixel ACT, calibrated on `calibration` frames); the
+    table -> RESULTS / policy_int8.txt."""
+    cases = [(f"{n} (the recipe above, state)", _last_checkpoint(run_dir(n, None)), run_dir(n, None) / "final_eval",
+              EVAL_OVERRIDES.get(n, []), []) for n in ("act", "diffusion")]  # fmt: skip
+    for ckpt in checkpoints:
+        label = f"{json.loads((ckpt / 'config.json').read_text())['type']} ({ckpt}, pixels)"
+        extra = ["--async-envs"] + ([] if calibration is None else ["--int8-calibration", calibration])
+        cases.append((label, ckpt, WORK / f"int8_{ckpt.parent.name}_{ckpt.name}" / "float", EVAL_OVERRIDES["act"], extra))
+    rows = ["| policy | float32 pc_success | int8 pc_success | same outcome | avg_max_reward float32 / int8 | "
+            "mean abs action change, int8 (float32 resampled) | select_action p50 float32 / int8 |",
+            "|---|---|---|---|---|---|---|"]
+    for label, ckpt, float_dir, overrides, extra in cases:
+        int8_dir = float_dir.parent / (float_dir.name + "_int8")
+        for out, flags in ((float_dir, []), (int8_dir, ["--int8"])):
+            if not (out / "eval_info.json").exists():
+                run(TWINARM + ["eval", "--policy", str(ckpt), "--env", PICK, "--episodes", "50", "--n-envs", "10",
+                               "--videos", "2", "--out", str(out), *overrides, *flags,
+                               *(extra if flags else [e for e in extra if e == "--async-envs"])])
+        a, b = (json.loads((d / "eval_info.json").read_text()) for d in (float_dir, int8_dir))
+        same = sum(x["success"] == y["success"] for x, y in zip(a["per_episode"], b["per_episode"], strict=True))
+        lat = [f"{d['select_action_ms']['p50']:.1f} ms" if "select_action_ms" in d else "-" for d in (a, b)]
+        shift, resampled = _action_change(ckpt, calibration if extra else str(DATASET))
+        rows.append(f"| {label} | {a['aggregated']['pc_success']:.0f} % | {b['aggregated']['pc_success']:.0f} % | "
+                    f"{same}/50 | {a['aggregated']['avg_max_reward']:.3f} / {b['aggregated']['avg_max_reward']:.3f} | "
+                    f"{shift:.2f} deg ({resampled:.2f} deg) | {lat[0]} / {lat[1]} |")
+    table = "\n".join(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "policy_int8.txt").write_text(
+        f"{PICK.split('/')[-1]}, 50 evaluation seeds (100000...), float32 against `twinarm eval --int8` (agents.int8), "
+        f"2 CPU threads, 10 parallel envs (select_action times are per batch of 10).\n"
+        f"Command: python benchmarks/policy_results.py int8 [--checkpoint DIR --calibration DATASET]\n\n{table}\n")
+    print(table)
+    return table
+
+
+def _action_change(ckpt: Path, dataset: str | None) -> tuple[float, float]:
+    """Mean |int8 - float32| over full action chunks for 64 frames of `dataset` (degrees / gripper 0..100), with
+    the same sampling noise; and, for scale, the same between two float32 samples with different noise (0 for a
+    deterministic policy)."""
+    import copy
+
+    import torch
+
+    from twinarm.agents.int8 import calibration_batches, enable_int8
+    from twinarm.agents.policy import Policy
+
+    float_policy = Policy.from_pretrained(ckpt)
+    frames = calibration_batches(float_policy, dataset or str(DATASET), frames=64, batch_size=64)[0]
+    quantized = copy.deepcopy(float_policy)
+    enable_int8(quantized, calibration_batches(quantized, dataset) if dataset else [])
+    chunks = []
+    for net, noise in ((float_policy, 0), (quantized, 0), (float_policy, 1)):
+        torch.manual_seed(noise)
+        chunks.append(net.predict_action_chunk(frames))
+    return float((chunks[1] - chunks[0]).abs().mean()), float((chunks[2] - chunks[0]).abs().mean())
+
+
+def _last_checkpoint(run_root: Path) -> Path:
+    return run_root / "checkpoints" / (run_root / "checkpoints" / "last").read_text().strip() / "pretrained_model"
+
+
 def curves(name: str) -> tuple[list[int], list[float]]:
     path = WORK / name / "eval_log.csv"
     if not path.exists():
@@ -276,7 +341,10 @@ def _loss_curve(name: str) -> tuple[list[int], list[float]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "report"))
+    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "report"))
+    p.add_argument("--checkpoint", type=Path, action="append", default=[],
+                   help="int8: also compare this checkpoint (repeatable), e.g. a pixel ACT")
+    p.add_argument("--calibration", default=None, help="int8: dataset whose frames calibrate those checkpoints")
     p.add_argument("--seed", type=int, default=None, help="training seed (default: the CLI's); runs in its own folder")
     p.add_argument("--steps", type=int, default=None,
                    help="train for this many steps instead of the recipe's (checkpoints and periodic evals every "
@@ -289,6 +357,8 @@ def main() -> None:
         report()
     elif a.stage == "sim2real":
         sim2real(seed=a.seed)
+    elif a.stage == "int8":
+        int8(a.checkpoint, a.calibration)
     else:
         train_and_eval(a.stage, a.seed, a.steps)
 

@@ -7,7 +7,9 @@ the original recipe for a backbone trained from scratch) on the same inputs, sam
 on both sides; TD-MPC: defaults with an 84x84 image + 14-D state. With these settings the two sides build
 the same architecture with the same parameter count (printed in the table).
 Training step = forward + backward + grad clip + AdamW step (batch 8); inference = a full chunk from
-a reset policy at batch 1 (TD-MPC: one CEM planning step). Both sides run at 2 torch threads, random
+a reset policy at batch 1 (TD-MPC: one CEM planning step). "infer int8" times twinarm's same weights after
+`agents.int8.enable_int8` (what `twinarm eval --int8` runs: int8 linear layers, 1-D convolutions and ResNet-18)
+against LeRobot's float32 inference, in the same rounds. Both sides run at 2 torch threads, random
 init (LeRobot with `pretrained_backbone_weights=None`, since its defaults download ImageNet weights), and
 in two live worker processes timed turn by turn (twinarm, LeRobot, twinarm, ...) so that load from
 other jobs hits both alike; each number is the minimum over repeats (the least-disturbed run), medians
@@ -25,6 +27,8 @@ worker imports only its own side, so the LeRobot venv does not need twinarm inst
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import json
 import os
 import statistics
@@ -106,10 +110,11 @@ def train_step_fn(
 
 
 # ----- twinarm worker ------------------------------------------------------------------------------------
-def twinarm_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None]]:
+def twinarm_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None], Callable[[], None]]:
     import torch
 
     from twinarm.agents.features import Feature
+    from twinarm.agents.int8 import enable_int8
     from twinarm.agents.policy import count_parameters
     from twinarm.agents.registry import make_policy
 
@@ -147,18 +152,28 @@ def twinarm_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
         policy.train()
         step()
 
-    def infer() -> None:
-        policy.eval()
-        policy.reset()
+    def infer_with(net: Any) -> None:
+        net.eval()
+        net.reset()
         if name == "diffusion":
             stacked = {k: torch.stack([v, v], dim=1) for k, v in obs.items()}
-            policy.predict_action_chunk(stacked)
+            net.predict_action_chunk(stacked)
         elif name == "act":
-            policy.predict_action_chunk(obs)
+            net.predict_action_chunk(obs)
         else:
-            policy.select_action(obs)
+            net.select_action(obs)
 
-    return params, train_once, infer
+    # The same weights in int8 (`agents.int8`, `twinarm eval --int8`); the backbone's activation ranges are
+    # calibrated on frames drawn like the benchmark's own (uniform noise images).
+    infer = functools.partial(infer_with, policy)
+    if policy.int8_refusal:  # TD-MPC: no int8 path
+        return params, train_once, infer
+    quantized = copy.deepcopy(policy).eval()
+    g = torch.Generator().manual_seed(1)
+    calibration = [{k: (torch.rand_like(v) if v.dim() == 4 else torch.randn(v.shape, generator=g)) for k, v in obs.items()}
+                   for _ in range(8)] if name == "act" else []  # fmt: skip
+    enable_int8(quantized, calibration)
+    return params, train_once, infer, functools.partial(infer_with, quantized)
 
 
 # ----- LeRobot worker ------------------------------------------------------------------------------------
@@ -236,11 +251,12 @@ def lerobot_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
     return params, train_once, infer
 
 
-def serve(setup: Callable[[str], tuple[int, Callable[[], None], Callable[[], None]]], name: str) -> None:
-    """Worker loop: build the policy, then answer `train` / `infer` lines with one timed run each."""
-    params, train_once, infer = setup(name)
-    print(json.dumps({"params": params}), flush=True)
-    fns = {"train": train_once, "infer": infer}
+def serve(setup: Callable[[str], tuple[Any, ...]], name: str) -> None:
+    """Worker loop: build the policy, then answer `train` / `infer` (/ `infer8`: twinarm in int8) lines with
+    one timed run each."""
+    params, *fns_in = setup(name)
+    fns = dict(zip(("train", "infer", "infer8"), fns_in, strict=False))
+    print(json.dumps({"params": params, "commands": list(fns)}), flush=True)
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "quit":
@@ -299,14 +315,18 @@ def compare(name: str, sides: dict[str, str], repeats: int, warmup: int = 2) -> 
     """Time both sides turn by turn (train, then inference), so changing load hits them alike."""
     workers = {side: Worker(python, side, name) for side, python in sides.items()}
     times: dict[str, dict[str, list[float]]] = {side: {"train": [], "infer": []} for side in workers}
+    times["twinarm"]["infer8"] = []
     try:
         for kind in ("train", "infer"):
             n = repeats if kind == "train" else max(3, repeats)
             for i in range(warmup + n):
-                for side, w in workers.items():
-                    t = w.run(kind)
+                turns = [(side, kind) for side in workers]
+                if kind == "infer" and "infer8" in workers["twinarm"].info.get("commands", ()):
+                    turns.append(("twinarm", "infer8"))
+                for side, cmd in turns:
+                    t = workers[side].run(cmd)
                     if t is not None and i >= warmup:
-                        times[side][kind].append(t)
+                        times[side][cmd].append(t)
     finally:
         for w in workers.values():
             w.close()
@@ -317,6 +337,8 @@ def compare(name: str, sides: dict[str, str], repeats: int, warmup: int = 2) -> 
             continue
         out[side] = {"params": w.info["params"]}
         for kind, ts in times[side].items():
+            if not ts:
+                continue
             out[side][kind] = {"min_s": min(ts), "median_s": statistics.median(ts), "all_s": ts}
     return out
 
@@ -344,12 +366,15 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         "infer LeRobot",
         "ratio (<=0.5)",
         "paired",
+        "infer int8",
+        "ratio int8",
+        "paired int8",
     )
     rows = [head]
     for name, sides in results.items():
         t, lr = sides["twinarm"], sides.get("lerobot", {})
         if "error" in t:
-            rows.append((name, "error: " + t["error"], *[""] * 9))
+            rows.append((name, "error: " + t["error"], *[""] * (len(head) - 2)))
             continue
         have = bool(lr) and "error" not in lr
         ratio = {k: f"{t[k]['min_s'] / lr[k]['min_s']:.2f}x" if have else "n/a" for k in ("train", "infer")}
@@ -363,6 +388,10 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             f"{fmt_s(lr['train']['min_s'])} (med {fmt_s(lr['train']['median_s'])})" if have else "n/a", ratio["train"], paired["train"],
             f"{fmt_s(t['infer']['min_s'])} {infer_label}", f"{fmt_s(lr['infer']['min_s'])}" if have else "n/a", ratio["infer"],
             paired["infer"],
+            *((fmt_s(t["infer8"]["min_s"]),
+               f"{t['infer8']['min_s'] / lr['infer']['min_s']:.2f}x" if have else "n/a",
+               f"{paired_ratio(t['infer8']['all_s'], lr['infer']['all_s']):.2f}x" if have else "n/a")
+              if "infer8" in t else ("no int8 path", "", "")),
         ))  # fmt: skip
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]

@@ -203,6 +203,9 @@ def int8(checkpoints: list[Path], calibration: str | None) -> str:
     table -> RESULTS / policy_int8.txt."""
     cases = [(f"{n} (the recipe above, state)", _last_checkpoint(run_dir(n, None)), run_dir(n, None) / "final_eval",
               EVAL_OVERRIDES.get(n, []), []) for n in ("act", "diffusion")]  # fmt: skip
+    # Diffusion samples noise: the same comparison with other noise shows how far runs spread without int8.
+    cases.append(("diffusion, sampling noise seed 1", _last_checkpoint(run_dir("diffusion", None)),
+                  WORK / "int8_diffusion_noise1" / "float", ["--noise-seed", "1"], []))
     for ckpt in checkpoints:
         label = f"{json.loads((ckpt / 'config.json').read_text())['type']} ({ckpt}, pixels)"
         extra = ["--async-envs"] + ([] if calibration is None else ["--int8-calibration", calibration])

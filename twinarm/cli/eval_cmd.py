@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prefetch-at", type=int, default=0, metavar="K",
                    help="compute the next action chunk in the background once K queued actions are left, so "
                    "the control loop does not stop for inference (ACT, Diffusion; 0: wait for each chunk)")
+    p.add_argument("--noise-seed", type=int, default=None, metavar="N",
+                   help="seed torch's random numbers (Diffusion's sampling noise) with N before the episodes "
+                   "(default: torch's own start state, the same in every run)")
     p.add_argument("--int8", action="store_true",
                    help="run the policy's linear layers and image backbone in int8 on the CPU (about 1.5x faster "
                    "inference on x86; actions move by a few percent: check success in sim first)")
@@ -116,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             args._parser.error(f"--prefetch-at {args.prefetch_at}: {exc}")
     write_resolved_config(args, args.out)
+    if args.noise_seed is not None:
+        torch.manual_seed(args.noise_seed)
     result = evaluate(
         policy, args.env, n_episodes=args.episodes, n_envs=n_envs, seed=args.seed,
         videos_dir=args.out / "videos", max_videos=args.videos,

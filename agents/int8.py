@@ -27,9 +27,10 @@ from torch.overrides import TorchFunctionMode
 from twinarm.agents.backbone import ResNet18, fold_batch_norms
 from twinarm.agents.layers import weights_key
 
-#: Linear layers narrower than this (in or out) stay float32: the action head and the state projections
-#: are cheap, and the last layer sets the action's precision.
-MIN_FEATURES = 64
+#: Matmuls whose weight has fewer entries stay float32: below ~256x512, quantizing the activations costs
+#: more than the int8 matmul saves on this CPU (fbgemm vs MKL at 1-256 rows: 512x512 takes 0.56-0.8x the
+#: float time, 256x256 0.9-3x). The action head and state projections, far smaller, are never quantized.
+MIN_WEIGHT = 256 * 512
 #: Calibration frames used to fix each backbone activation's int8 range.
 DEFAULT_CALIBRATION_FRAMES = 32
 
@@ -60,6 +61,7 @@ class _PackedLinears:
         self.key: tuple[int, ...] = ()
         self.packed: dict[tuple[Any, ...], Any] = {}
         self.active = threading.local()  # set while this thread runs the policy under the int8 mode
+        self.checked = False  # weights checked since the current policy call began
 
     def check(self) -> None:
         # Versions and data pointers only: the process-wide optimizer-step count in `weights_key` would drop
@@ -76,10 +78,13 @@ class _PackedLinears:
             x.device.type != "cpu"
             or x.dtype != torch.float32
             or weight.dtype != torch.float32
-            or min(out_f, in_f) < MIN_FEATURES
+            or out_f * in_f < MIN_WEIGHT
             or x.numel() == 0
         ):
             return None
+        if not self.checked:  # once per policy call that reaches a matmul (not on a queued action's pop)
+            self.check()
+            self.checked = True
         k = (weight.data_ptr(), out_f, in_f, weight.stride(), None if bias is None else bias.data_ptr())
         packed = self.packed.get(k)
         if packed is None:
@@ -208,16 +213,14 @@ def enable_int8(policy: Any, calibration: Iterable[Mapping[str, Tensor]] = ()) -
         method = getattr(type(policy), name, None)
         if method is not None:
             setattr(policy, name, _under_int8(functools.partial(method, policy), linears))
-    return {"backbones": quantized, "linear_layers": sum(map(_is_wide_matmul, policy.modules()))}
+    return {"backbones": quantized, "linear_layers": sum(map(_is_large_matmul, policy.modules()))}
 
 
-def _is_wide_matmul(m: nn.Module) -> bool:
-    """A layer the int8 path takes: nn.Linear, or a 1-D convolution (run as im2col + matmul on CPU, see
-    `layers.conv1d_gemm`), at least MIN_FEATURES wide on both sides."""
-    if isinstance(m, nn.Linear):
-        return min(m.in_features, m.out_features) >= MIN_FEATURES
-    if isinstance(m, nn.Conv1d):
-        return min(m.in_channels * m.kernel_size[0], m.out_channels) >= MIN_FEATURES
+def _is_large_matmul(m: nn.Module) -> bool:
+    """A layer the int8 path takes: nn.Linear, or a 1-D convolution (im2col + matmul), with a weight of at
+    least MIN_WEIGHT entries. (A packed attention projection counts as one layer.)"""
+    if isinstance(m, nn.Linear | nn.Conv1d):
+        return m.weight.numel() >= MIN_WEIGHT
     return False
 
 
@@ -226,7 +229,7 @@ def _under_int8(method: Callable[..., Tensor], linears: _PackedLinears) -> Calla
     def run(*args: Any, **kwargs: Any) -> Tensor:
         if getattr(linears.active, "on", False):  # select_action calling predict_action_chunk: one mode is enough
             return method(*args, **kwargs)
-        linears.check()
+        linears.checked = False
         linears.active.on = True
         try:
             with _Int8Mode(linears):

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.skipif(
 )
 PICK = "twinarm/SO101-PickCube-v0"
 IMAGE = (3, 48, 64)
-#: Wide enough (>= 64 features) that the transformer's linear layers are quantized.
-ACT64 = dict(chunk_size=8, n_action_steps=8, dim_model=64, n_heads=2, dim_feedforward=128, n_encoder_layers=1,
-             n_vae_encoder_layers=1, latent_dim=4)  # fmt: skip
+#: Feed-forward weights of 256x512 entries: large enough (MIN_WEIGHT) to be quantized.
+ACT_WIDE = dict(chunk_size=8, n_action_steps=8, dim_model=256, n_heads=2, dim_feedforward=512, n_encoder_layers=1,
+                n_vae_encoder_layers=1, latent_dim=4)  # fmt: skip
 
 
 def _act(with_image: bool, **overrides: object):
@@ -30,7 +30,7 @@ def _act(with_image: bool, **overrides: object):
         inputs["observation.images.front"] = Feature("VISUAL", IMAGE)
     torch.manual_seed(0)
     policy = make_policy("act", input_features=inputs, output_features={"action": Feature("ACTION", (DOF,))},
-                         **{**ACT64, **overrides})  # fmt: skip
+                         **{**ACT_WIDE, **overrides})  # fmt: skip
     stats = {k: v for k, v in synthetic_stats(with_image).items() if k in (*inputs, "action")}
     policy.load_stats(stats)
     return policy.eval()
@@ -53,9 +53,9 @@ def test_int8_act_with_backbone_is_close_to_float_but_quantized() -> None:
     reference = copy.deepcopy(policy)
     assert needs_calibration(policy)
     done = enable_int8(policy, [_obs(4, s, True) for s in range(3)])
-    # The transformer's nn.Linear layers are >= 64 wide (3 per encoder layer, the VAE's included, 4 in the
-    # decoder); the state projection (6 in), latent (4 in) and action head (6 out) stay float.
-    assert done == {"backbones": 1, "linear_layers": 10}
+    # The feed-forward layers (256x512, in the encoder, the decoder and the VAE encoder, which inference skips);
+    # the 256x256 attention projections, state projection, latent and action head stay float.
+    assert done == {"backbones": 1, "linear_layers": 6}
     test = _obs(5, 99, True)
     with torch.inference_mode():
         want = reference.predict_action_chunk(test)
@@ -70,8 +70,8 @@ def test_int8_act_with_backbone_is_close_to_float_but_quantized() -> None:
 
 
 def test_narrow_layers_stay_float() -> None:
-    """A state-only policy narrower than 64 features has nothing worth quantizing: its actions are unchanged."""
-    policy = _act(with_image=False, dim_model=32, dim_feedforward=48)
+    """A small state-only policy has no matmul large enough to gain from int8: its actions are unchanged."""
+    policy = _act(with_image=False, dim_model=128, dim_feedforward=512)
     reference = copy.deepcopy(policy)
     assert not needs_calibration(policy)
     assert enable_int8(policy) == {"backbones": 0, "linear_layers": 0}
@@ -104,7 +104,7 @@ def test_diffusion_runs_int8() -> None:
     from tests.agents.conftest import synthetic_batch, tiny_config
     from twinarm.agents.registry import get_policy_class
 
-    config = tiny_config("diffusion", down_dims=(64, 128), num_inference_steps=3, noise_scheduler_type="DDIM")
+    config = tiny_config("diffusion", down_dims=(128, 256), num_inference_steps=3, noise_scheduler_type="DDIM")
     torch.manual_seed(0)
     policy = get_policy_class("diffusion")(config, synthetic_stats()).eval()
     reference = copy.deepcopy(policy)

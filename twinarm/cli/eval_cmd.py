@@ -166,7 +166,8 @@ def _to_int8(args: argparse.Namespace, policy: Any) -> None:
     except Int8Unavailable as exc:
         args._parser.error(f"--int8: {exc}")
     used = f", backbone calibrated on frames of {source}" if calibration else ""
-    print(f"int8: {done['linear_layers']} linear layers and {done['backbones']} backbone(s) quantized{used}")
+    print(f"int8: {done['linear_layers']} matmul layers (linear, 1-D convolution) and {done['backbones']} backbone(s) "
+          f"quantized{used}")
 
 
 def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Callable[[int], None] | None, int]:

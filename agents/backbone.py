@@ -171,7 +171,7 @@ class _FusedBlock(nn.Module):
 
 
 def fold_batch_norms(net: ResNet18) -> nn.Module:
-    """The trunk as plain convolutions with each batch norm folded into the one before it (inference)."""
+    """The trunk as plain convolutions, each batch norm folded into the convolution before it (inference)."""
     blocks: list[nn.Module] = [_fold_conv(net.conv1, net.bn1), net.maxpool, nn.ReLU(inplace=True)]
     for i in range(1, 5):
         blocks += [_FusedBlock(b) for b in getattr(net, f"layer{i}")]

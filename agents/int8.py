@@ -1,11 +1,12 @@
-"""Int8 inference on CPU: a trained policy runs its linear layers and ResNet-18 backbone in 8-bit integers.
+"""Int8 inference on CPU: a trained policy runs its large matmuls and ResNet-18 backbone in 8-bit integers.
 
-Opt-in and inference only; training and checkpoints stay float32. Linear layers are quantized dynamically
-(int8 weights per output channel, activations quantized per call, so no calibration is needed); the
-backbone's convolutions, with batch norm folded in, are quantized statically, their activation ranges
-observed on calibration frames (frames from the policy's own dataset). On an AVX2 CPU both run about
-twice as fast as float32 through torch's fbgemm/oneDNN int8 kernels. Check success in sim before
-deploying a quantized policy (`twinarm eval --int8`): actions move by a few percent of their range.
+Opt-in and inference only; training and checkpoints stay float32. Large matmuls (linear layers, 1-D
+convolutions) are quantized dynamically (int8 weights per output channel, activations quantized per call, so
+no calibration is needed); the backbone's convolutions, with batch norm folded in, are quantized statically,
+their activation ranges observed on calibration frames (frames from the policy's own dataset). On this AVX2
+CPU a LeRobot-size ACT chunk takes 56 ms instead of ~90 and Diffusion's 0.8-0.9 s instead of ~1.4
+(benchmarks/policy_speed.py). Actions move by a fraction of a degree; check success in sim before deploying
+a quantized policy (`twinarm eval --int8`, benchmarks/policy_results.py int8).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ class Int8Unavailable(RuntimeError):
 def int8_engines() -> tuple[str, str]:
     """(engine for the linear layers, engine for the backbone's convolutions), or raise `Int8Unavailable`.
 
-    fbgemm (through `x86`) runs the matmuls fastest here, oneDNN the convolutions (ACT's chunk 66 -> 61 ms);
-    packed weights keep the kernels of the engine they were packed under."""
+    fbgemm (through `x86`) runs these matmuls fastest here (oneDNN's take 1.3-1.6x as long); oneDNN's
+    convolutions ran up to 9 % faster than fbgemm's in one A/B and, without fbgemm's 7-bit activations,
+    closer to float. Packed weights keep the kernels of the engine they were packed under."""
     engines = torch.backends.quantized.supported_engines
     linear = next((name for name in ("x86", "fbgemm", "onednn") if name in engines), None)
     if linear is None:

@@ -157,9 +157,12 @@ def _to_int8(args: argparse.Namespace, policy: Any) -> None:
         if source is None:
             args._parser.error(f"--int8: {args.policy} has an image backbone, whose int8 ranges come from dataset "
                                "frames; no train_config.json names its dataset: pass --int8-calibration DATASET")
+        from twinarm.datasets_io.layout import DatasetError
+
+        print(f"int8: calibrating the image backbone on frames of {source} ...", flush=True)
         try:
             calibration = calibration_batches(policy, source)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, DatasetError) as exc:
             args._parser.error(f"--int8-calibration {source}: {exc}")
     try:
         done = enable_int8(policy, calibration)

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from twinarm.agents.backbone import ResNet18, fold_batch_norms
-from twinarm.agents.layers import weights_key
+from twinarm.agents.layers import conv1d_as_matmul, weights_key
 
 #: Matmuls whose weight has fewer entries stay float32: below ~256x512, quantizing the activations costs
 #: more than the int8 matmul saves on this CPU (fbgemm vs MKL at 1-256 rows: 512x512 takes 0.56-0.8x the
@@ -75,15 +75,9 @@ class _PackedLinears:
 
     def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
         """x W^T + b in int8, or None when this call should stay float32."""
-        out_f, in_f = weight.shape
-        if (
-            x.device.type != "cpu"
-            or x.dtype != torch.float32
-            or weight.dtype != torch.float32
-            or out_f * in_f < MIN_WEIGHT
-            or x.numel() == 0
-        ):
+        if not _takes(x, weight):
             return None
+        out_f, in_f = weight.shape
         if not self.checked:  # once per policy call that reaches a matmul (not on a queued action's pop)
             self.check()
             self.checked = True
@@ -99,15 +93,21 @@ class _PackedLinears:
         self, x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
         dilation: Any = 1, groups: int = 1,
     ) -> Tensor | None:  # fmt: skip
-        """A zero-padded, ungrouped, undilated 1-D convolution as im2col + int8 matmul, or None."""
+        """A large zero-padded, ungrouped, undilated 1-D convolution as im2col + int8 matmul, or None."""
         pad, step, dil = (v[0] if isinstance(v, tuple | list) else v for v in (padding, stride, dilation))
-        if groups != 1 or dil != 1 or isinstance(pad, str) or x.dim() != 3:
+        if groups != 1 or dil != 1 or isinstance(pad, str) or x.dim() != 3 or not _takes(x, weight):
             return None
-        c_out, c_in, k = weight.shape
-        cols = (F.pad(x, (pad, pad)) if pad else x).unfold(2, k, step)  # (B, C_in, L_out, k)
-        b, _, length, _ = cols.shape
-        y = self.linear(cols.permute(0, 2, 1, 3).reshape(b, length, c_in * k), weight.reshape(c_out, c_in * k), bias)
-        return None if y is None else y.transpose(1, 2)
+        return conv1d_as_matmul(x, weight, bias, step, pad, linear=self.linear)  # type: ignore[arg-type]
+
+
+def _takes(x: Tensor, weight: Tensor) -> bool:
+    """Whether a matmul with this input and weight runs in int8: float32 on CPU, weight large enough."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and weight.numel() >= MIN_WEIGHT
+        and x.numel() > 0
+    )
 
 
 def _pack(weight: Tensor, bias: Tensor | None, engine: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -70,15 +71,21 @@ def conv1d_gemm(x: Tensor, conv: nn.Conv1d) -> Tensor:
         or isinstance(conv.padding, str)
     ):
         return conv(x)
-    w = conv.weight
-    c_out, c_in, k = w.shape
-    pad, stride = conv.padding[0], conv.stride[0]
+    return conv1d_as_matmul(x, conv.weight, conv.bias, conv.stride[0], conv.padding[0])
+
+
+def conv1d_as_matmul(
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, pad: int, linear: Callable[..., Tensor] = F.linear
+) -> Tensor:
+    """A zero-padded, ungrouped, undilated 1-D convolution as im2col + one `linear(cols, W, b)` (`F.linear`, or
+    `agents.int8`'s int8 matmul); a (B, C_out, L) view of a (B, L, C_out) result."""
+    c_out, c_in, k = weight.shape
     if k == 1 and pad == 0 and stride == 1:
-        return F.linear(x.transpose(1, 2), w.view(c_out, c_in), conv.bias).transpose(1, 2)
+        return linear(x.transpose(1, 2), weight.view(c_out, c_in), bias).transpose(1, 2)
     cols = (F.pad(x, (pad, pad)) if pad else x).unfold(2, k, stride)  # (B, C_in, L_out, k)
     b, _, length, _ = cols.shape
     cols = cols.permute(0, 2, 1, 3).reshape(b * length, c_in * k)
-    out = F.linear(cols, w.reshape(c_out, c_in * k), conv.bias)
+    out = linear(cols, weight.reshape(c_out, c_in * k), bias)
     return out.view(b, length, c_out).transpose(1, 2)
 
 

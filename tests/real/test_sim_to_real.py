@@ -107,7 +107,9 @@ def test_teleop_records_real_demonstrations_with_the_sim_features(rig: Rig, real
     assert not any(s.torque_on for s in rig.follower.servos)  # torque off when the recording ends
 
 
-def test_policy_trained_on_real_demos_runs_in_sim_and_on_the_real_arm(rig: Rig, real_demos: Path, tmp_path: Path) -> None:
+def test_policy_trained_on_real_demos_runs_in_sim_and_on_the_real_arm(
+    rig: Rig, real_demos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "act"
     rc = main(["train", "--policy", "act", "--dataset", str(real_demos), "--env", SIM, "--output-dir", str(run),
                "--steps", "2", "--batch-size", "4", "--log-freq", "1", "--save-freq", "2", "--threads", "1",
@@ -146,6 +148,15 @@ def test_policy_trained_on_real_demos_runs_in_sim_and_on_the_real_arm(rig: Rig, 
     rig.follower.move_to(ELSEWHERE)
     argv[argv.index("--out") + 1] = str(tmp_path / "eval_real_prefetch")
     assert bounded(lambda: main([*argv, "--prefetch-at", "4", "--episodes", "1", "--max-steps", "12"]), timeout_s=120) == 0
+    assert np.all(np.abs(rig.follower.joint_positions() - POSE) <= tol)
+
+    # In int8 on the CPU: the camera backbone calibrated on the real demonstrations, found through the training
+    # run's train_config.json; the same destination.
+    rig.follower.move_to(ELSEWHERE)
+    argv[argv.index("--out") + 1] = str(tmp_path / "eval_real_int8")
+    capsys.readouterr()
+    assert bounded(lambda: main([*argv, "--int8", "--episodes", "1", "--max-steps", "12"]), timeout_s=120) == 0
+    assert f"1 backbone(s) quantized, backbone calibrated on frames of {real_demos}" in capsys.readouterr().out
     assert np.all(np.abs(rig.follower.joint_positions() - POSE) <= tol)
 
 

@@ -110,6 +110,11 @@ class ResNet18(nn.Module):
         self._int8: nn.Module | None = None
         self._int8_key: tuple[int, ...] = ()
 
+    @property
+    def foldable(self) -> bool:
+        """Whether each norm can be folded into its convolution for inference (batch norms; not group norms)."""
+        return self.norm != "group_norm"
+
     def trunk(self, x: Tensor) -> Tensor:
         # relu(maxpool(.)) == maxpool(relu(.)) (ReLU is monotone; the same gradients too): the ReLU and its
         # backward then run on the pooled map, a quarter of the stem's largest activation.
@@ -121,9 +126,9 @@ class ResNet18(nn.Module):
             # Group norm's CPU kernels are slower channels-last: training runs ~5% faster in NCHW.
             return self.trunk(x.contiguous())
         x = x.contiguous(memory_format=torch.channels_last)
-        if not self.training and self.norm != "group_norm":
+        if not self.training and self.foldable:
             if self._int8 is not None and x.device.type == "cpu":
-                if weights_key(self)[1:] != self._int8_key:
+                if weights_key(self, optimizer_steps=False) != self._int8_key:
                     raise RuntimeError("this backbone's weights changed after it was quantized to int8 (see "
                                        "agents.int8): quantize again from the new float weights")
                 return self._int8(x)
@@ -134,7 +139,7 @@ class ResNet18(nn.Module):
         """Use `trunk` (this net quantized, see `agents.int8`) for CPU inference; it is tied to the current
         weights (their tensors and versions; optimizer steps elsewhere in the process do not count)."""
         object.__setattr__(self, "_int8", trunk)
-        self._int8_key = weights_key(self)[1:]
+        self._int8_key = weights_key(self, optimizer_steps=False)
 
     # ----- inference: batch norm folded into the convolutions -----------------------------------
     def _fused_trunk(self) -> nn.Module:

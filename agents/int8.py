@@ -66,9 +66,7 @@ class _PackedLinears:
         self.checked = False  # weights checked since the current policy call began
 
     def check(self) -> None:
-        # Versions and data pointers only: the process-wide optimizer-step count in `weights_key` would drop
-        # the cache whenever any other model trains. A fused optimizer stepping this very policy goes unseen.
-        key = weights_key(self.owner)[1:]
+        key = weights_key(self.owner, optimizer_steps=False)
         if key != self.key:
             self.packed.clear()
             self.key = key
@@ -163,7 +161,7 @@ def _quantize_trunk(net: ResNet18, images: list[Tensor], engine: str) -> nn.Modu
 
 def _calibration_images(policy: nn.Module, batches: Iterable[Mapping[str, Tensor]]) -> dict[ResNet18, list[Tensor]]:
     """Run the float policy on `batches` and keep what each foldable backbone receives."""
-    nets = [m for m in policy.modules() if isinstance(m, ResNet18) and m.norm != "group_norm"]
+    nets = _backbones(policy)
     seen: dict[ResNet18, list[Tensor]] = {m: [] for m in nets}
     hooks = [m.register_forward_pre_hook(lambda mod, args: seen[mod].append(args[0].detach().clone())) for m in nets]
     try:
@@ -178,9 +176,14 @@ def _calibration_images(policy: nn.Module, batches: Iterable[Mapping[str, Tensor
     return seen
 
 
+def _backbones(policy: nn.Module) -> list[ResNet18]:
+    """The policy's ResNet-18s that int8 quantizes: those whose norms fold into their convolutions."""
+    return [m for m in policy.modules() if isinstance(m, ResNet18) and m.foldable]
+
+
 def needs_calibration(policy: nn.Module) -> bool:
     """Whether `enable_int8` needs calibration batches: the policy has a ResNet-18 with foldable norms."""
-    return any(isinstance(m, ResNet18) and m.norm != "group_norm" for m in policy.modules())
+    return bool(_backbones(policy))
 
 
 def enable_int8(policy: Any, calibration: Iterable[Mapping[str, Tensor]] = ()) -> dict[str, int]:
@@ -196,7 +199,7 @@ def enable_int8(policy: Any, calibration: Iterable[Mapping[str, Tensor]] = ()) -
         raise Int8Unavailable(f"int8 inference runs on CPU; this policy is on {policy.device}")
     linear_engine, conv_engine = int8_engines()
     policy.eval()
-    nets = [m for m in policy.modules() if isinstance(m, ResNet18) and m.norm != "group_norm"]
+    nets = _backbones(policy)
     quantized = 0
     if nets:
         seen = _calibration_images(policy, calibration)
@@ -273,10 +276,12 @@ def calibration_batches(
 def training_dataset(checkpoint: str | Path) -> str | None:
     """The dataset a checkpoint was trained on, from the run's train_config.json (a checkpoint sits in
     `<run>/checkpoints/<step>/pretrained_model`); the first one when it was co-trained; None if unknown."""
+    from twinarm.agents.train import dataset_roots
+
     here = Path(checkpoint).resolve()
     for folder in (here, *list(here.parents)[:3]):
         cfg = folder / "train_config.json"
         if cfg.is_file():
-            data = json.loads(cfg.read_text()).get("dataset")
-            return (data[0] if data else None) if isinstance(data, list) else data
+            roots = dataset_roots(json.loads(cfg.read_text()).get("dataset"))
+            return roots[0] if roots else None
     return None

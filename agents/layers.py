@@ -23,11 +23,13 @@ def _count_optimizer_step(*_: object) -> None:
 register_optimizer_step_post_hook(_count_optimizer_step)
 
 
-def weights_key(module: nn.Module) -> tuple[int, ...]:
+def weights_key(module: nn.Module, optimizer_steps: bool = True) -> tuple[int, ...]:
     """A key that changes whenever `module`'s parameters or buffers may have changed: in-place edits bump
     version counters, replaced tensors change data pointers, and any optimizer step counts (see above).
-    Edits through `.data` bypass all three; derived-weight caches keyed on this would miss them."""
-    key = [_optimizer_steps]
+    Edits through `.data` bypass all three; derived-weight caches keyed on this would miss them.
+    `optimizer_steps=False` leaves out the process-wide step count (for caches that must not be dropped
+    whenever some other model trains; a fused optimizer stepping this module then goes unseen)."""
+    key = [_optimizer_steps] if optimizer_steps else []
     for t in (*module.parameters(), *module.buffers()):
         key += (t._version, t.data_ptr())
     return tuple(key)

@@ -104,6 +104,13 @@ class TrainConfig:
         return d
 
 
+def dataset_roots(dataset: str | list[str] | None) -> list[str]:
+    """`TrainConfig.dataset` (one root or repo id, several, or none) as a list."""
+    if not dataset:
+        return []
+    return [dataset] if isinstance(dataset, str) else list(dataset)
+
+
 # ----- distributed helpers ------------------------------------------------------------------------
 def dist_info() -> tuple[int, int]:
     """(rank, world_size) from torchrun's environment; (0, 1) for a plain run."""
@@ -367,7 +374,7 @@ def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int, device: to
 
     if not tc.dataset:
         raise ValueError(f"policy {tc.policy!r} trains from a dataset: pass --dataset")
-    roots = [tc.dataset] if isinstance(tc.dataset, str) else list(tc.dataset)
+    roots = dataset_roots(tc.dataset)
     probe = ConcatReader([LeRobotDatasetReader(r) for r in roots]) if len(roots) > 1 else LeRobotDatasetReader(roots[0])
     policy = build_policy_offline(tc, probe)
     deltas = delta_timestamps(policy.config, probe.fps)

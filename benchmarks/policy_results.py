@@ -246,13 +246,13 @@ def _action_change(ckpt: Path, dataset: str | None) -> tuple[float, float]:
 
     import torch
 
-    from twinarm.agents.int8 import calibration_batches, enable_int8
+    from twinarm.agents.int8 import calibration_batches, enable_int8, needs_calibration
     from twinarm.agents.policy import Policy
 
     float_policy = Policy.from_pretrained(ckpt)
     frames = calibration_batches(float_policy, dataset or str(DATASET), frames=64, batch_size=64)[0]
     quantized = copy.deepcopy(float_policy)
-    enable_int8(quantized, calibration_batches(quantized, dataset) if dataset else [])
+    enable_int8(quantized, calibration_batches(quantized, dataset) if dataset and needs_calibration(quantized) else [])
     chunks = []
     for net, noise in ((float_policy, 0), (quantized, 0), (float_policy, 1)):
         torch.manual_seed(noise)

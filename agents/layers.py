@@ -128,8 +128,10 @@ class _Conv2dGemmWeightGrad(torch.autograd.Function):
 
 def _conv2d_weight_grad(grad: Tensor, x: Tensor, shape: torch.Size, stride: int, padding: int) -> Tensor:
     """d(loss)/d(weight) = grad^T @ im2col(x), over channels-last views, a few images per matmul so the
-    column buffer stays small (~8 MB)."""
+    column buffer stays small (~8 MB). Stride-1 layers with <= 128 input channels take `_weight_grad_taps`."""
     c_out, c_in, k, _ = shape
+    if stride == 1 and c_in <= _TAPS_MAX_CHANNELS:
+        return _weight_grad_taps(grad, x, k, padding)
     xp = (F.pad(x, (padding,) * 4) if padding else x).permute(0, 2, 3, 1)  # (B, H, W, C_in) view
     g = grad.permute(0, 2, 3, 1)  # (B, H_out, W_out, C_out) view
     chunk = max(1, (2 << 20) // (g.shape[1] * g.shape[2] * k * k * c_in))
@@ -144,11 +146,38 @@ def _conv2d_weight_grad(grad: Tensor, x: Tensor, shape: torch.Size, stride: int,
     return out.view(c_out, k, k, c_in).permute(0, 3, 1, 2)
 
 
+#: Widest input for which the per-tap weight gradient beats im2col (ResNet-18 at 240x320, batch 8, AVX2:
+#: 64 channels 41 vs 46 ms (oneDNN 55), 128: 25 vs 31 ms; at 256 they tie and at 512 im2col wins, 25 vs 41 ms).
+_TAPS_MAX_CHANNELS = 128
+
+
+def _weight_grad_taps(grad: Tensor, x: Tensor, k: int, padding: int) -> Tensor:
+    """Stride-1 weight gradient with no column buffer: one batched matmul per kernel tap.
+
+    With x zero-padded and flattened per image over rows of the padded width Wp, the input under tap (i, j)
+    for output pixel (y, x) sits at flat row y * Wp + x + i * Wp + j, so each tap's operand is a plain slice
+    of that buffer. grad gets zero columns up to width Wp so the 2 * padding wrap-around rows add nothing.
+    """
+    b, c_in, h, w = x.shape
+    c_out, h_out, w_out = grad.shape[1], grad.shape[2], grad.shape[3]
+    wp = w + 2 * padding
+    # One extra bottom row: the last tap's slice runs k - 1 entries past the padded image.
+    xf = F.pad(x.permute(0, 2, 3, 1), (0, 0, padding, padding, padding, padding + 1)).reshape(b, -1, c_in)
+    gf = F.pad(grad.permute(0, 2, 3, 1), (0, 0, 0, wp - w_out)).reshape(b, h_out * wp, c_out).transpose(1, 2)
+    n = h_out * wp
+    out = torch.empty(k, k, c_out, c_in, dtype=grad.dtype, device=grad.device)
+    for i in range(k):
+        for j in range(k):
+            off = i * wp + j
+            torch.sum(torch.bmm(gf, xf[:, off : off + n]), dim=0, out=out[i, j])
+    return out.permute(2, 3, 0, 1)
+
+
 def conv2d_train(x: Tensor, weight: Tensor, bias: Tensor | None, conv: nn.Conv2d) -> Tensor:
-    """F.conv2d(x, weight, bias) with `conv`'s geometry. Under autograd on CPU, convolutions with >= 128
-    input channels (or >= 64 and a stride) take their weight gradient from im2col + matmul: oneDNN's
+    """F.conv2d(x, weight, bias) with `conv`'s geometry. Under autograd on CPU, convolutions with >= 64
+    input channels take their weight gradient from matmuls (`_conv2d_weight_grad`): oneDNN's
     weight-gradient kernels run at a third to half of its forward speed on these layers (AVX2), the
-    matmul at 1.3-2x theirs. Same values to float32 rounding."""
+    matmuls at 1.3-2x theirs. Same values to float32 rounding."""
     k, stride, pad = conv.kernel_size[0], conv.stride[0], conv.padding
     gemm = (
         torch.is_grad_enabled()
@@ -163,7 +192,6 @@ def conv2d_train(x: Tensor, weight: Tensor, bias: Tensor | None, conv: nn.Conv2d
         and pad == (pad[0], pad[0])
         and conv.padding_mode == "zeros"
         and conv.in_channels >= 64
-        and (conv.in_channels >= 128 or stride > 1)
     )
     if gemm:
         return _Conv2dGemmWeightGrad.apply(x, weight, bias, stride, pad[0])

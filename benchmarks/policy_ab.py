@@ -37,8 +37,10 @@ def worker(rev: str | None, modules: list[str], policy: str, kind: str) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import policy_speed
 
-    _, train_once, infer = policy_speed.twinarm_setup(policy)
-    fn = train_once if kind == "train" else infer
+    _, train_once, infer, *int8 = policy_speed.twinarm_setup(policy)  # int8: [infer in int8] unless refused
+    if kind == "infer-int8" and not int8:
+        raise SystemExit(f"{policy} has no int8 path")
+    fn = {"train": train_once, "infer": infer}.get(kind) or int8[0]
     for _ in range(2):
         fn()
     print("ready", flush=True)
@@ -55,7 +57,7 @@ def main() -> None:
         "--modules", default="layers,backbone", help="agents modules taken from --rev, in import order"
     )
     p.add_argument("--policy", choices=("act", "diffusion", "tdmpc"), default="act")
-    p.add_argument("--kind", choices=("train", "infer"), default="train")
+    p.add_argument("--kind", choices=("train", "infer", "infer-int8"), default="train")
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--worker", choices=("old", "new"), help=argparse.SUPPRESS)
     a = p.parse_args()

@@ -175,11 +175,13 @@ def test_diffusion_unet_training_path_matches_sampling_path() -> None:
 
 @pytest.mark.parametrize(("c_in", "k", "stride", "padding", "channels_last"), [
     (128, 3, 1, 1, True), (64, 3, 2, 1, True), (128, 1, 2, 0, True), (128, 3, 1, 1, False), (16, 3, 1, 1, True),
+    (64, 3, 1, 1, True), (64, 1, 1, 0, True), (64, 5, 1, 2, False), (64, 3, 1, 0, True), (256, 3, 1, 1, True),
 ])  # fmt: skip
 def test_conv2d_train_gradients_match_conv2d(
     c_in: int, k: int, stride: int, padding: int, channels_last: bool
 ) -> None:
-    """The im2col + matmul weight gradient (and the oneDNN input gradient) equal autograd's conv2d."""
+    """The matmul weight gradients (im2col, or per tap at stride 1) and the oneDNN input gradient equal
+    autograd's conv2d, for every padding/kernel the tap offsets must handle."""
     torch.manual_seed(0)
     conv = nn.Conv2d(c_in, 24, k, stride, padding)
     x = torch.randn(3, c_in, 13, 17)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from twinarm.agents.allocator import keep_freed_memory
 from twinarm.agents.ema import EMA
 from twinarm.agents.features import IMAGE_PREFIX, features_from_spec, split_features, stats_from_spec
 from twinarm.agents.policy import Policy
@@ -348,6 +349,7 @@ def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path) -> dict[str
 def train(tc: TrainConfig) -> Path:
     """Run training as configured; returns the last checkpoint directory."""
     torch.set_num_threads(max(1, tc.threads))
+    keep_freed_memory()  # freed tensors are reused step to step instead of page-faulted in again
     device = resolve_device(tc.device)
     if device.type == "cuda":  # TF32 tensor cores for matmuls and convolutions, autotuned conv kernels
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -13,7 +13,10 @@ against LeRobot's float32 inference, in the same rounds. Both sides run at 2 tor
 init (LeRobot with `pretrained_backbone_weights=None`, since its defaults download ImageNet weights), and
 in two live worker processes timed turn by turn (twinarm, LeRobot, twinarm, ...) so that load from
 other jobs hits both alike; each number is the minimum over repeats (the least-disturbed run), medians
-are printed too, and "paired" is the median over rounds of the two sides' back-to-back time ratio. Each
+are printed too, and "paired" is the median over rounds of the two sides' back-to-back time ratio.
+twinarm's worker tunes glibc's malloc to keep freed memory (`agents.allocator`), as `twinarm train` and
+`twinarm eval` do; `--lerobot-malloc` gives LeRobot's worker the same thresholds (through glibc's
+MALLOC_*_THRESHOLD_ variables), to show how much of a ratio that setting accounts for. Each
 run is added at the top of the results file, labelled with the date and the load average before and
 after it (earlier runs are kept below).
 
@@ -113,12 +116,14 @@ def train_step_fn(
 def twinarm_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None], Callable[[], None]]:
     import torch
 
+    from twinarm.agents.allocator import keep_freed_memory
     from twinarm.agents.features import Feature
     from twinarm.agents.int8 import enable_int8
     from twinarm.agents.policy import count_parameters
     from twinarm.agents.registry import make_policy
 
     torch.set_num_threads(THREADS)
+    keep_freed_memory()  # as twinarm's train and eval commands do
     torch.manual_seed(0)
     train, obs = batches(name)
     state = {"observation.state": Feature("STATE", (STATE_DIM,))}
@@ -270,8 +275,8 @@ def serve(setup: Callable[[str], tuple[Any, ...]], name: str) -> None:
 class Worker:
     """One side's worker process, kept alive so the two sides can be timed turn by turn."""
 
-    def __init__(self, python: str, side: str, name: str) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT)}
+    def __init__(self, python: str, side: str, name: str, extra_env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT), **(extra_env or {})}
         cmd = [python, str(Path(__file__).resolve()), "--worker", side, "--policy", name]
         self.proc = subprocess.Popen(
             cmd,
@@ -311,9 +316,17 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
-def compare(name: str, sides: dict[str, str], repeats: int, warmup: int = 2) -> dict[str, dict[str, Any]]:
+def compare(
+    name: str, sides: dict[str, str], repeats: int, warmup: int = 2, lerobot_malloc: bool = False
+) -> dict[str, dict[str, Any]]:
     """Time both sides turn by turn (train, then inference), so changing load hits them alike."""
-    workers = {side: Worker(python, side, name) for side, python in sides.items()}
+    from twinarm.agents.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
+
+    same_malloc = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+    workers = {
+        side: Worker(python, side, name, same_malloc if side == "lerobot" and lerobot_malloc else None)
+        for side, python in sides.items()
+    }
     times: dict[str, dict[str, list[float]]] = {side: {"train": [], "infer": []} for side in workers}
     times["twinarm"]["infer8"] = []
     try:
@@ -408,6 +421,11 @@ def main() -> None:
         "--lerobot-python", type=Path, default=DEFAULT_LEROBOT, help="python of a venv with lerobot"
     )
     p.add_argument("--out", type=Path, default=RESULTS, help="where to save the table")
+    p.add_argument(
+        "--lerobot-malloc",
+        action="store_true",
+        help="give LeRobot's worker twinarm's malloc thresholds too (default: LeRobot as it ships)",
+    )
     a = p.parse_args()
     if a.worker:
         serve(twinarm_setup if a.worker == "twinarm" else lerobot_setup, a.policy)
@@ -420,14 +438,15 @@ def main() -> None:
     load_before = os.getloadavg()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name in [a.policy] if a.policy else list(POLICIES):
-        results[name] = compare(name, sides, a.repeats)
+        results[name] = compare(name, sides, a.repeats, lerobot_malloc=a.lerobot_malloc)
         print(f"{name}: {json.dumps(results[name])}", flush=True)
     text = table(results)
     load_after = os.getloadavg()
     header = (
         f"# {started}, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after "
         f"(1-min, {os.cpu_count()} cores); policy speed, CPU, {THREADS} torch threads, batch {BATCH} for "
-        f"training, batch 1 for inference; LeRobot from {a.lerobot_python if have_lerobot else 'not installed'}\n"
+        f"training, batch 1 for inference; LeRobot from {a.lerobot_python if have_lerobot else 'not installed'}"
+        f"{'; LeRobot with the same malloc thresholds (--lerobot-malloc)' if a.lerobot_malloc else ''}\n"
     )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     earlier = a.out.read_text() if a.out.exists() else ""

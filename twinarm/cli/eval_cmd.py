@@ -96,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise SystemExit("--episodes must be at least 1")
     torch.set_num_threads(max(1, args.threads))
+    from twinarm.agents.allocator import keep_freed_memory
     from twinarm.agents.train import resolve_device
+
+    keep_freed_memory()  # freed tensors are reused call to call instead of page-faulted in again
 
     policy = Policy.from_pretrained(args.policy, overrides=dict(args.policy_overrides or {}))
     policy.to(resolve_device(args.device))

@@ -30,7 +30,7 @@ _REPLACEMENTS = ("jemalloc", "tcmalloc", "mimalloc")
 
 
 def keep_freed_memory() -> str:
-    """Tune glibc's malloc to reuse freed tensors; returns what was done (or why not), for logs."""
+    """Tune glibc's malloc to reuse freed tensors; returns what was done, or why nothing was."""
     if os.environ.get(OPT_OUT, "1") == "0":
         return f"malloc left as it is ({OPT_OUT}=0)"
     if not sys.platform.startswith("linux"):

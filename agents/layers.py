@@ -156,7 +156,8 @@ def _weight_grad_taps(grad: Tensor, x: Tensor, k: int, padding: int) -> Tensor:
 
     With x zero-padded and flattened per image over rows of the padded width Wp, the input under tap (i, j)
     for output pixel (y, x) sits at flat row y * Wp + x + i * Wp + j, so each tap's operand is a plain slice
-    of that buffer. grad gets zero columns up to width Wp so the 2 * padding wrap-around rows add nothing.
+    of that buffer. grad gets k - 1 zero columns (up to width Wp), so the entries a slice wraps onto from the
+    next row add nothing.
     """
     b, c_in, h, w = x.shape
     c_out, h_out, w_out = grad.shape[1], grad.shape[2], grad.shape[3]

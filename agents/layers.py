@@ -126,6 +126,11 @@ class _Conv2dGemmWeightGrad(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
+#: Widest input for which the per-tap weight gradient beats im2col (ResNet-18 at 240x320, batch 8, AVX2:
+#: 64 channels 41 vs 46 ms (oneDNN 55), 128: 25 vs 31 ms; at 256 they tie and at 512 im2col wins, 25 vs 41 ms).
+_TAPS_MAX_CHANNELS = 128
+
+
 def _conv2d_weight_grad(grad: Tensor, x: Tensor, shape: torch.Size, stride: int, padding: int) -> Tensor:
     """d(loss)/d(weight) = grad^T @ im2col(x), over channels-last views, a few images per matmul so the
     column buffer stays small (~8 MB). Stride-1 layers with <= 128 input channels take `_weight_grad_taps`."""
@@ -144,11 +149,6 @@ def _conv2d_weight_grad(grad: Tensor, x: Tensor, shape: torch.Size, stride: int,
         out = g_t @ cols if out is None else out.addmm_(g_t, cols)
     assert out is not None
     return out.view(c_out, k, k, c_in).permute(0, 3, 1, 2)
-
-
-#: Widest input for which the per-tap weight gradient beats im2col (ResNet-18 at 240x320, batch 8, AVX2:
-#: 64 channels 41 vs 46 ms (oneDNN 55), 128: 25 vs 31 ms; at 256 they tie and at 512 im2col wins, 25 vs 41 ms).
-_TAPS_MAX_CHANNELS = 128
 
 
 def _weight_grad_taps(grad: Tensor, x: Tensor, k: int, padding: int) -> Tensor:

@@ -1,7 +1,7 @@
 """The training loop: offline (ACT, Diffusion) from a LeRobot dataset, online (TD-MPC) in a sim env.
 
 One run directory holds `train_config.json`, `train_log.csv` (and TensorBoard events when
-`tensorboard` is installed), `eval_log.csv`, and `checkpoints/<step>/` each with `pretrained_model/`
+`tensorboard` is installed), `eval_log.csv`, `learning_curve.png` (redrawn at each evaluation), and `checkpoints/<step>/` each with `pretrained_model/`
 (a loadable policy) and `training_state.pt` (optimizer, scheduler, step, RNG states) for `--resume`.
 Seeded runs are deterministic: batches come from a per-epoch seeded permutation that depends only on
 (seed, step), so a resumed run sees exactly the batches it would have seen. Multi-process training
@@ -11,7 +11,6 @@ runs under `torchrun` (torch.distributed, gloo on CPU) with DistributedDataParal
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
@@ -32,6 +31,7 @@ from twinarm.agents.ema import EMA
 from twinarm.agents.features import IMAGE_PREFIX, features_from_spec, split_features, stats_from_spec
 from twinarm.agents.policy import Policy
 from twinarm.agents.registry import get_config_class, get_policy_class
+from twinarm.agents.run_log import RunLog, plot_run
 from twinarm.arms import ARMS, get_arm
 from twinarm.registration import entry_for
 
@@ -63,7 +63,7 @@ class TrainConfig:
     """Steps between loss log rows."""
     save_freq: int = 10_000
     """Steps between checkpoints (the last step is always saved)."""
-    eval_freq: int = 0
+    eval_freq: int = 10_000
     """Steps between in-sim evaluations (0: never)."""
     eval_episodes: int = 10
     """Episodes per periodic evaluation."""
@@ -240,39 +240,6 @@ def build_policy_online(tc: TrainConfig, env: Any) -> Policy:
 
 
 # ----- logging, checkpoints -----------------------------------------------------------------------------
-class RunLog:
-    """CSV rows (and TensorBoard scalars when available) for one run."""
-
-    def __init__(self, path: Path, tb_dir: Path | None) -> None:
-        self.path = path
-        self.fields: list[str] | None = None
-        if path.exists():
-            with path.open() as f:
-                header = f.readline().strip()
-            self.fields = header.split(",") if header else None
-        self.tb = None
-        if tb_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(tb_dir))
-            except ImportError:
-                self.tb = None
-
-    def write(self, row: dict[str, Any]) -> None:
-        if self.fields is None:
-            self.fields = list(row)
-            with self.path.open("w", newline="") as f:
-                csv.writer(f).writerow(self.fields)
-        with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([row.get(k, "") for k in self.fields])
-        if self.tb is not None:
-            step = int(row["step"])
-            for k, v in row.items():
-                if k != "step" and isinstance(v, int | float):
-                    self.tb.add_scalar(f"{self.path.stem}/{k}", v, step)
-
-
 def checkpoint_dir(out: Path, step: int) -> Path:
     return out / "checkpoints" / f"{step:08d}"
 
@@ -345,6 +312,22 @@ def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path) -> dict[str
     return {"step": step, **{k: v for k, v in res.aggregated.items()}}
 
 
+def _curve_title(tc: TrainConfig) -> str:
+    return f"{tc.policy} on {tc.env.split('/')[-1]}" if tc.env else tc.policy
+
+
+def _report_eval(bar: tqdm, postfix: dict[str, str], row: dict[str, Any], out: Path, title: str) -> None:
+    """An evaluation's result: a line above the progress bar (or on stdout without one), the bar's
+    postfix, and the learning curve redrawn."""
+    videos = sorted((out / "eval" / f"{row['step']:08d}").glob("*.mp4"))
+    line = (f"step {row['step']}: eval pc_success {row['pc_success']:.0f} % over {row['n_episodes']} episodes, "
+            f"avg_max_reward {row['avg_max_reward']:.3f}" + (f", video {videos[0]}" if videos else ""))
+    tqdm.write(line)
+    postfix["success"] = f"{row['pc_success']:.0f}%"
+    bar.set_postfix(postfix)
+    plot_run(out, title=title)
+
+
 # ----- the loops ------------------------------------------------------------------------------------------
 def train(tc: TrainConfig) -> Path:
     """Run training as configured; returns the last checkpoint directory."""
@@ -405,7 +388,7 @@ def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int, device: to
     eval_log = RunLog(out / "eval_log.csv", None) if rank == 0 else None
     policy.train()
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or rank != 0, desc=f"train {tc.policy}", dynamic_ncols=True)
-    t0, step, last = time.perf_counter(), start, None
+    t0, step, last, postfix = time.perf_counter(), start, None, {}
     for batch in loader:
         loss, info = model(to_device(_float_images(batch), device))
         opt.zero_grad(set_to_none=True)
@@ -418,12 +401,15 @@ def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int, device: to
         step += 1
         bar.update(1)
         if log is not None and (step % tc.log_freq == 0 or step == tc.steps):
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            postfix["loss"] = f"{loss.item():.4f}"
+            bar.set_postfix(postfix)
             log.write({"step": step, "loss": loss.item(), "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0],
                        "time_s": round(time.perf_counter() - t0, 2), **info})
         if tc.eval_freq and tc.env and step % tc.eval_freq == 0 and rank == 0 and eval_log is not None:
             with ema.applied(policy) if ema is not None else contextlib.nullcontext():
-                eval_log.write(_eval_row(tc, policy, step, out))
+                row = _eval_row(tc, policy, step, out)
+            eval_log.write(row)
+            _report_eval(bar, postfix, row, out, _curve_title(tc))
             policy.train()
         if step % tc.save_freq == 0 or step == tc.steps:
             if world > 1:
@@ -433,6 +419,8 @@ def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int, device: to
             if world > 1:
                 torch.distributed.barrier()
     bar.close()
+    if rank == 0:
+        plot_run(out, title=_curve_title(tc))
     return last or checkpoint_dir(out, step)
 
 
@@ -527,6 +515,7 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device) -> Path:
     horizon = policy.config.horizon
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress, desc="train tdmpc (online)", dynamic_ncols=True)
     info: dict[str, float] = {}
+    postfix: dict[str, str] = {}
     for step in range(start + 1, tc.steps + 1):
         batch = adapter.obs_to_batch(obs)
         if step <= tc.seed_steps:
@@ -544,6 +533,10 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device) -> Path:
         ep_success |= bool(step_info.get("is_success", False))
         obs = next_obs
         if terminated or truncated:
+            postfix["return"] = f"{ep_return:.1f}"
+            if "loss" in info:
+                postfix["loss"] = f"{info['loss']:.4f}"
+            bar.set_postfix(postfix)
             log.write({"step": step, "episode": episode, "episode_return": ep_return, "episode_success": int(ep_success),
                        "time_s": round(time.perf_counter() - t0, 2), **info})
             episode += 1
@@ -567,7 +560,9 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device) -> Path:
         bar.update(1)
         if tc.eval_freq and step % tc.eval_freq == 0:
             policy.explore = False
-            eval_log.write(_eval_row(tc, policy, step, out))
+            row = _eval_row(tc, policy, step, out)
+            eval_log.write(row)
+            _report_eval(bar, postfix, row, out, _curve_title(tc))
             policy.explore = True
             policy.train()
             policy.reset()
@@ -575,4 +570,5 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device) -> Path:
             last = save_checkpoint(out, step, policy, opt, sched, {"buffer": buffer, "episode": episode})
     bar.close()
     env.close()
+    plot_run(out, title=_curve_title(tc))
     return last or checkpoint_dir(out, tc.steps)

@@ -61,7 +61,7 @@ log "recorded $(tail -1 $R/record.log)"
 mapfile -t STATE_RECIPE < <("$PY" -P -c "import sys; sys.path.insert(0, 'benchmarks'); import policy_results as p
 a = p.COMMANDS['act'][0]; print('\n'.join(a[a.index('--lr-schedule'):]))")
 [ ${#STATE_RECIPE[@]} -gt 0 ] || { log "cannot read the ACT recipe from benchmarks/policy_results.py"; exit 8; }
-RECIPE=(--policy act --dataset $DS --env $ENV --batch-size "$BATCH" --num-workers "$WORKERS" --threads 2 --no-progress
+RECIPE=(--policy act --dataset $DS --env $ENV --eval-freq 0 --batch-size "$BATCH" --num-workers "$WORKERS" --threads 2 --no-progress
   "${STATE_RECIPE[@]}" --set optimizer_lr_backbone=2e-4)
 
 PROBE_LOG=$((PROBE / 2))

@@ -22,7 +22,6 @@ each run's train_config.json); the architecture code is the same as the LeRobot-
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
@@ -264,26 +263,14 @@ def _last_checkpoint(run_root: Path) -> Path:
     return run_root / "checkpoints" / (run_root / "checkpoints" / "last").read_text().strip() / "pretrained_model"
 
 
-def curves(name: str) -> tuple[list[int], list[float]]:
-    path = WORK / name / "eval_log.csv"
-    if not path.exists():
-        return [], []
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    return [int(r["step"]) for r in rows], [float(r["pc_success"]) for r in rows]
-
-
 def report() -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from twinarm.agents.run_log import plot_run, read_rows, series
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     lines = ["| policy | task | trained for | final pc_success (50 eps) | other seeds | target | avg_max_reward | command |",
              "|---|---|---|---|---|---|---|---|"]
     for name, (args, env_id, target, unit) in COMMANDS.items():
-        steps, success = curves(name)
+        steps, _ = series(read_rows(WORK / name / "eval_log.csv"), "pc_success")
         final = WORK / name / "final_eval" / "eval_info.json"
         agg = json.loads(final.read_text())["aggregated"] if final.exists() else None
         trained = steps[-1] if steps else 0
@@ -297,26 +284,8 @@ def report() -> str:
             cmd += "`, evaluated with `" + " ".join(shlex.quote(a) for a in EVAL_OVERRIDES[name])
         others = _other_seeds(name)
         lines.append(f"| {name} | {env_id} | {trained} {unit} | {pc} | {others} | >= {target:.0f} % | {amr} | `{cmd}` |")
-        if steps:
-            fig, ax = plt.subplots(figsize=(5, 3.2))
-            ax.plot(steps, success, marker="o", label="periodic eval (10 episodes)")
-            if agg:
-                ax.plot([trained], [agg["pc_success"]], marker="*", ms=12, ls="", c="tab:red", label="final eval (50 episodes)")
-                ax.legend(loc="lower right", fontsize=7)
-            loss_x, loss_y = _loss_curve(name)
-            ax.set_xlabel(unit)
-            ax.set_ylabel("pc_success (%)")
-            ax.set_ylim(-2, 102)
-            ax.axhline(target, ls="--", c="gray", lw=0.8)
-            ax.set_title(f"{name} on {env_id.split('/')[-1]}")
-            if loss_x:
-                ax2 = ax.twinx()
-                ax2.plot(loss_x, loss_y, c="tab:orange", lw=0.6, alpha=0.7)
-                ax2.set_yscale("log")
-                ax2.set_ylabel("train loss", color="tab:orange")
-            fig.tight_layout()
-            fig.savefig(RESULTS / f"policy_{name}_curve.png", dpi=110)
-            plt.close(fig)
+        plot_run(WORK / name, RESULTS / f"policy_{name}_curve.png", title=f"{name} on {env_id.split('/')[-1]}",
+                 target=target, final=(trained, agg["pc_success"], agg["n_episodes"]) if agg else None, x_label=unit)
     table = "\n".join(lines)
     (RESULTS / "policy_results.txt").write_text(table + "\n")
     print(table)
@@ -332,15 +301,6 @@ def _other_seeds(name: str) -> str:
             pc = json.loads(final.read_text())["aggregated"]["pc_success"]
             found.append((int(d.name.removeprefix(f"{name}_seed")), pc))
     return ", ".join(f"seed {s}: {pc:.0f} %" for s, pc in sorted(found)) or "-"
-
-
-def _loss_curve(name: str) -> tuple[list[int], list[float]]:
-    path = WORK / name / "train_log.csv"
-    if not path.exists():
-        return [], []
-    with path.open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get("loss")]
-    return [int(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
 
 
 def main() -> None:

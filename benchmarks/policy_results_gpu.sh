@@ -54,7 +54,7 @@ mkdir -p $W
 # Diffusion (state obs, the same 50 episodes as the CPU runs), two U-Net widths, EMA, constant lr.
 diff_run() {  # name, down_dims, lr
   timeout "$(cap 320)" "$PY" -P -c "import sys; from twinarm.cli.main import main; sys.exit(main())" train \
-    --policy diffusion --dataset $STATE_DS --env $ENV --output-dir $W/$1 --steps 200000 --batch-size 64 \
+    --policy diffusion --dataset $STATE_DS --env $ENV --eval-freq 0 --output-dir $W/$1 --steps 200000 --batch-size 64 \
     --num-workers 2 --log-freq 500 --save-freq ${DSAVE:-2500} --threads 2 --no-progress --lr-schedule constant \
     --set "down_dims=$2" --set diffusion_step_embed_dim=128 --set horizon=16 --set n_action_steps=8 \
     --set 'noise_scheduler_type="DDIM"' --set num_inference_steps=10 --set optimizer_lr=$3 > $R/train_$1.log 2>&1
@@ -70,7 +70,7 @@ TW record --env $ENV --episodes $EPISODES --root $PIX_DS --images --height 240 -
   --no-progress > $R/record.log 2>&1 || { log "record failed"; tail -20 $R/record.log; }
 log "recorded pixel dataset"
 timeout "$(cap 280)" "$PY" -P -c "import sys; from twinarm.cli.main import main; sys.exit(main())" train \
-  --policy act --dataset $PIX_DS --env $ENV --output-dir $W/act_pix --steps 200000 --batch-size 32 \
+  --policy act --dataset $PIX_DS --env $ENV --eval-freq 0 --output-dir $W/act_pix --steps 200000 --batch-size 32 \
   --num-workers 12 --log-freq 250 --save-freq ${ASAVE:-1000} --threads 2 --no-progress \
   --set chunk_size=30 --set n_action_steps=10 --set optimizer_lr=1e-4 --set optimizer_lr_backbone=1e-4 \
   > $R/train_act_pix.log 2>&1

@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1000, help="seed of weights, batch order and env resets")
     p.add_argument("--log-freq", type=int, default=100, help="steps between loss log rows")
     p.add_argument("--save-freq", type=int, default=10_000, help="steps between checkpoints")
-    p.add_argument("--eval-freq", type=int, default=0, help="steps between in-sim evaluations (0: never)")
+    p.add_argument("--eval-freq", type=int, default=10_000,
+                   help="steps between in-sim evaluations in --env (0: never)")
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes per periodic evaluation")
     p.add_argument("--eval-n-envs", type=int, default=5, help="parallel envs during evaluation")
     p.add_argument("--obs-type", default=None, choices=("state", "pixels", "pixels_agent_pos"), help="env observation type (online)")
@@ -109,5 +110,11 @@ def run(args: argparse.Namespace) -> int:
         write_resolved_config(args, args.output_dir)
     last = train(train_config_from_args(args))
     if dist_info()[0] == 0:
+        from twinarm.agents.run_log import CURVE_PNG
+
+        out = Path(args.output_dir)
         print(f"last checkpoint: {last / 'pretrained_model'}")
+        logs = [str(out / n) for n in ("train_log.csv", "eval_log.csv", CURVE_PNG) if (out / n).exists()]
+        if logs:
+            print(f"logs: {', '.join(logs)}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
 from twinarm.cli.config import load_config_file
 
@@ -25,6 +26,38 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class _ShowDefaults(argparse.HelpFormatter):
+    """Option help ends with "(default: X)" wherever a value default is set and the text does not already
+    say what the default is (flags, lists and unset defaults are left alone)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if (
+            text is None
+            or "default" in text.lower()
+            or not action.option_strings
+            or action.default in (None, argparse.SUPPRESS)
+            or isinstance(action.default, bool)
+            or action.default in ([], ())
+            or action.nargs == 0
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _RawShowDefaults(_ShowDefaults, argparse.RawDescriptionHelpFormatter):
+    """`_ShowDefaults` for commands whose description is laid out by hand."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every subcommand's parser shows its defaults (keeping a hand-laid-out description as it is)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raw = kwargs.get("formatter_class") is argparse.RawDescriptionHelpFormatter
+        kwargs["formatter_class"] = _RawShowDefaults if raw else _ShowDefaults
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="twinarm",
@@ -34,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(`twinarm/SO101-PickCube-Real-v0`). Run `twinarm <command> --help` for details."
         ),
     )
-    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
     for name in COMMANDS:
         importlib.import_module(f"twinarm.cli.{name}").register(sub)
     return parser

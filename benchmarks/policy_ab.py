@@ -12,6 +12,7 @@ so a change under ~2 % is noise.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -59,6 +60,14 @@ def main() -> None:
     p.add_argument("--policy", choices=("act", "diffusion", "tdmpc"), default="act")
     p.add_argument("--kind", choices=("train", "infer", "infer-int8"), default="train")
     p.add_argument("--rounds", type=int, default=20)
+    p.add_argument(
+        "--new-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment variable for the tree's worker only (repeatable); with --modules '' this A/Bs a "
+        "process setting on identical code",
+    )
     p.add_argument("--worker", choices=("old", "new"), help=argparse.SUPPRESS)
     a = p.parse_args()
     modules = [m for m in a.modules.split(",") if m]
@@ -77,9 +86,10 @@ def main() -> None:
         "--kind",
         a.kind,
     ]
+    envs = {"old": dict(os.environ), "new": {**os.environ, **dict(kv.split("=", 1) for kv in a.new_env)}}
     procs = {
         side: subprocess.Popen(
-            base + ["--worker", side], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            base + ["--worker", side], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=envs[side]
         )
         for side in ("old", "new")
     }

@@ -320,7 +320,8 @@ def _report_eval(bar: tqdm, postfix: dict[str, str], row: dict[str, Any], out: P
     """An evaluation's result: a line above the progress bar (or on stdout without one), the bar's
     postfix, and the learning curve redrawn."""
     videos = sorted((out / "eval" / f"{row['step']:08d}").glob("*.mp4"))
-    line = (f"step {row['step']}: eval pc_success {row['pc_success']:.0f} % over {row['n_episodes']} episodes, "
+    n = row["n_episodes"]
+    line = (f"step {row['step']}: eval pc_success {row['pc_success']:.0f} % over {n} episode{'s' * (n != 1)}, "
             f"avg_max_reward {row['avg_max_reward']:.3f}" + (f", video {videos[0]}" if videos else ""))
     tqdm.write(line)
     postfix["success"] = f"{row['pc_success']:.0f}%"

@@ -103,7 +103,7 @@ def test_cli_train_then_eval_end_to_end(
     evals = _rows(out / "eval_log.csv")
     assert len(evals) == 1 and 0.0 <= float(evals[0]["pc_success"]) <= 100.0
     printed = capsys.readouterr().out  # the evaluation is reported as it happens, and where the logs went
-    assert f"step 30: eval pc_success {float(evals[0]['pc_success']):.0f} % over 1 episodes" in printed
+    assert f"step 30: eval pc_success {float(evals[0]['pc_success']):.0f} % over 1 episode," in printed
     assert f"{out / 'learning_curve.png'}" in printed
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ckpt = out / "checkpoints" / "00000030" / "pretrained_model"

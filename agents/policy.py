@@ -34,6 +34,31 @@ from twinarm.agents.normalize import Normalizer
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 STATS_NAME = "normalization.safetensors"
+#: A training run's layout: <run>/checkpoints/<step>/pretrained_model, and checkpoints/last naming the newest.
+CHECKPOINTS_DIR = "checkpoints"
+LAST_NAME = "last"
+PRETRAINED_DIR = "pretrained_model"
+
+
+def resolve_checkpoint(directory: str | Path) -> Path:
+    """The `pretrained_model` folder that `directory` stands for: itself, a checkpoint step folder's, or a
+    training run directory's newest (the one its `checkpoints/last` names)."""
+    src = Path(directory)
+    if (src / WEIGHTS_NAME).is_file():
+        return src
+    if (src / PRETRAINED_DIR / WEIGHTS_NAME).is_file():
+        return src / PRETRAINED_DIR
+    last = src / CHECKPOINTS_DIR / LAST_NAME
+    if last.is_file():
+        newest = src / CHECKPOINTS_DIR / last.read_text().strip() / PRETRAINED_DIR
+        if (newest / WEIGHTS_NAME).is_file():
+            return newest
+        raise FileNotFoundError(f"{last} names {newest}, which holds no {WEIGHTS_NAME}")
+    what = "does not exist" if not src.exists() else f"holds no {WEIGHTS_NAME}"
+    raise FileNotFoundError(
+        f"{src} {what}: pass a policy checkpoint (a folder with {CONFIG_NAME} and {WEIGHTS_NAME}), a "
+        f"checkpoint step folder or a training run directory"
+    )
 
 C = TypeVar("C", bound="PolicyConfig")
 P = TypeVar("P", bound="Policy")
@@ -196,13 +221,14 @@ class Policy(nn.Module, abc.ABC):
     def from_pretrained(
         cls: type[P], directory: str | Path, map_location: str = "cpu", overrides: Mapping[str, Any] | None = None
     ) -> P:
-        """Load a checkpoint written by `save_pretrained`; on `Policy` it picks the class from `type`.
+        """Load a checkpoint written by `save_pretrained` (or a run's newest, see `resolve_checkpoint`); on
+        `Policy` it picks the class from `type`.
 
         `overrides` replace config fields before the policy is built: inference settings such as
         `n_action_steps`, `num_inference_steps` or `temporal_ensemble_coeff` (a field that changes the
         architecture makes the strict weight load fail).
         """
-        src = Path(directory)
+        src = resolve_checkpoint(directory)
         if not (src / CONFIG_NAME).is_file():
             raise FileNotFoundError(f"{src} holds no {CONFIG_NAME}; is it a policy checkpoint directory?")
         raw = {**json.loads((src / CONFIG_NAME).read_text()), **dict(overrides or {})}

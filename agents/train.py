@@ -29,7 +29,7 @@ from tqdm import tqdm
 from twinarm.agents.allocator import keep_freed_memory
 from twinarm.agents.ema import EMA
 from twinarm.agents.features import IMAGE_PREFIX, features_from_spec, split_features, stats_from_spec
-from twinarm.agents.policy import Policy
+from twinarm.agents.policy import CHECKPOINTS_DIR, LAST_NAME, PRETRAINED_DIR, WEIGHTS_NAME, Policy
 from twinarm.agents.registry import get_config_class, get_policy_class
 from twinarm.agents.run_log import RunLog, plot_run
 from twinarm.arms import ARMS, get_arm
@@ -241,11 +241,11 @@ def build_policy_online(tc: TrainConfig, env: Any) -> Policy:
 
 # ----- logging, checkpoints -----------------------------------------------------------------------------
 def checkpoint_dir(out: Path, step: int) -> Path:
-    return out / "checkpoints" / f"{step:08d}"
+    return out / CHECKPOINTS_DIR / f"{step:08d}"
 
 
 def last_checkpoint(out: Path) -> Path | None:
-    ckpts = sorted((out / "checkpoints").glob("[0-9]*")) if (out / "checkpoints").is_dir() else []
+    ckpts = sorted((out / CHECKPOINTS_DIR).glob("[0-9]*")) if (out / CHECKPOINTS_DIR).is_dir() else []
     done = [c for c in ckpts if (c / "training_state.pt").is_file()]
     return done[-1] if done else None
 
@@ -256,7 +256,7 @@ def save_checkpoint(
     """`pretrained_model/` holds the weights to deploy (the EMA when kept); `training_state.pt` what resuming needs."""
     d = checkpoint_dir(out, step)
     with ema.applied(policy) if ema is not None else contextlib.nullcontext():
-        policy.save_pretrained(d / "pretrained_model")
+        policy.save_pretrained(d / PRETRAINED_DIR)
     if ema is not None:
         extra = {**extra, "ema": ema.state_dict(), "model": {k: v.cpu() for k, v in policy.state_dict().items()}}
     state = {
@@ -271,7 +271,7 @@ def save_checkpoint(
     tmp = d / "training_state.pt.tmp"
     torch.save(state, tmp)
     tmp.replace(d / "training_state.pt")
-    (out / "checkpoints" / "last").write_text(d.name + "\n")
+    (out / CHECKPOINTS_DIR / LAST_NAME).write_text(d.name + "\n")
     return d
 
 
@@ -448,13 +448,11 @@ def check_replicas(policy: Policy, out: Path, step: int, rank: int, world: int) 
 def _restore(ckpt: Path, policy: Policy, opt: torch.optim.Optimizer, sched: Any, ema: EMA | None = None) -> int:
     from safetensors.torch import load_file
 
-    from twinarm.agents.policy import WEIGHTS_NAME
-
     state = torch.load(ckpt / "training_state.pt", weights_only=False, map_location="cpu")
     if "model" in state:  # pretrained_model/ holds the EMA; the raw weights live here
         policy.load_state_dict(state["model"])
     else:
-        policy.load_state_dict(load_file(str(ckpt / "pretrained_model" / WEIGHTS_NAME)))
+        policy.load_state_dict(load_file(str(ckpt / PRETRAINED_DIR / WEIGHTS_NAME)))
     if ema is not None:
         if "ema" not in state:
             raise ValueError(f"{ckpt} was trained without EMA; resume with --no-ema or start a new run")

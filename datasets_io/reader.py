@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,10 @@ class DatasetMeta:
         )
 
 
+#: What can name a Hub repo: `name` or `namespace/name` (letters, digits, `-`, `_`, `.`; no leading `.`).
+_HUB_REPO_ID = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)?")
+
+
 def resolve_root(repo_id_or_root: str | Path, root: str | Path | None = None, revision: str | None = None) -> Path:
     """A local dataset directory for a path or a Hub repo id (downloaded into the HF cache)."""
     if root is not None:
@@ -136,6 +141,8 @@ def resolve_root(repo_id_or_root: str | Path, root: str | Path | None = None, re
         if not (p / INFO_PATH).exists():
             raise DatasetError(f"{p}: not a dataset (no {INFO_PATH})")
         return p
+    if not _HUB_REPO_ID.fullmatch(str(repo_id_or_root)):  # a path, and not one of a Hub repo id's form
+        raise DatasetError(f"{p}: no such dataset directory")
     from twinarm.datasets_io.hub import download
 
     return download(str(repo_id_or_root), revision=revision)

@@ -107,10 +107,15 @@ def test_cli_train_then_eval_end_to_end(
     assert f"{out / 'learning_curve.png'}" in printed
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ckpt = out / "checkpoints" / "00000030" / "pretrained_model"
+    from twinarm.agents.policy import resolve_checkpoint
+
+    assert resolve_checkpoint(out / "checkpoints" / "00000015") == out / "checkpoints" / "00000015" / "pretrained_model"
+    assert resolve_checkpoint(ckpt) == ckpt
     ev = tmp_path / "eval"
-    rc = main(["eval", "--policy", str(ckpt), "--env", PICK, "--episodes", "2", "--n-envs", "2", "--videos", "1",
+    rc = main(["eval", "--policy", str(out), "--env", PICK, "--episodes", "2", "--n-envs", "2", "--videos", "1",
                "--out", str(ev), "--threads", "1", "--max-steps", "25", "--record", str(tmp_path / "rollouts")])  # fmt: skip
     assert rc == 0
+    assert f"policy: {ckpt}\n" in capsys.readouterr().out  # the run directory stands for its newest checkpoint
     from twinarm.datasets_io.validator import check_dataset
 
     rollouts = tmp_path / "rollouts"  # both parallel episodes, with the features a state recording has

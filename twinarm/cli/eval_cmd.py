@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EVAL_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--policy", type=Path, required=False, default=None, help="policy checkpoint directory")
+    p.add_argument("--policy", type=Path, required=False, default=None, help="policy checkpoint (a pretrained_model folder), a checkpoint step folder, or a training run "
+                   "directory (its newest checkpoint)")
     p.add_argument("--env", default="twinarm/SO101-PickCube-v0", help="env id (sim, or its -Real twin)")
     p.add_argument("--episodes", type=int, default=50, help="number of episodes")
     p.add_argument("--n-envs", type=int, default=None, help="episodes run in parallel (default 10; 1 on a real arm)")
@@ -89,12 +90,18 @@ def run(args: argparse.Namespace) -> int:
 
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.agents.eval import evaluate, format_table, save_result
-    from twinarm.agents.policy import Policy
+    from twinarm.agents.policy import Policy, resolve_checkpoint
     from twinarm.arms import get_arm
     from twinarm.registration import entry_for
 
     if args.policy is None:
         raise SystemExit("--policy DIR is required (a checkpoint directory with config.json)")
+    try:
+        named, args.policy = args.policy, resolve_checkpoint(args.policy)
+    except FileNotFoundError as e:
+        args._parser.error(f"--policy: {e}")
+    if args.policy != named:
+        print(f"policy: {args.policy}")
     if args.episodes < 1:
         raise SystemExit("--episodes must be at least 1")
     torch.set_num_threads(max(1, args.threads))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -98,6 +99,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not _explained(exc) or os.environ.get(TRACEBACK_ENV, "0") != "0":
+            raise
+        print(f"twinarm {args.command}: error: {exc}\n(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+#: Set to 1 to see the traceback of an error the CLI would otherwise report in one line.
+TRACEBACK_ENV = "TWINARM_TRACEBACK"
+
+
+def _explained(exc: BaseException) -> bool:
+    """Errors whose message already names the file, field, port or motor at fault: a dataset that cannot be
+    read or written, a real arm or camera that fails, a checkpoint that is not there."""
+    from twinarm.datasets_io.layout import DatasetError
+    from twinarm.real.errors import RealArmError
+
+    return isinstance(exc, DatasetError | RealArmError | FileNotFoundError)
 
 
 if __name__ == "__main__":

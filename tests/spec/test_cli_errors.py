@@ -1,0 +1,32 @@
+"""Errors that already name what is at fault reach the user as one line, not a traceback (unless asked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from twinarm.cli.main import TRACEBACK_ENV, main
+from twinarm.datasets_io.layout import DatasetError
+
+
+def test_missing_dataset_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    missing = tmp_path / "no" / "such" / "dataset"
+    argv = ["train", "--policy", "act", "--dataset", str(missing), "--output-dir", str(tmp_path / "run")]
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"twinarm train: error: {missing}: no such dataset directory\n")
+    assert "Traceback" not in err and TRACEBACK_ENV in err
+    monkeypatch.setenv(TRACEBACK_ENV, "1")
+    with pytest.raises(DatasetError, match="no such dataset directory"):
+        main(argv)
+
+
+def test_eval_names_what_policy_paths_it_takes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--policy", str(tmp_path / "nowhere")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--policy: {tmp_path / 'nowhere'} does not exist" in err and "training run directory" in err

@@ -63,6 +63,8 @@ class RecordSummary:
 
     saved: int = 0
     attempted: int = 0
+    next_seed: int = 0
+    """One past the largest seed whose rollout has finished: where a later run continues without repeats."""
     successes: int = 0
     frames: int = 0
     seconds: float = 0.0
@@ -132,6 +134,7 @@ def record(
     progress: bool = True,
     between_episodes: Callable[[int], None] | None = None,
     background_encoding: bool = False,
+    on_seed: Callable[[int], None] | None = None,
 ) -> RecordSummary:
     """Record `episodes` episodes into `writer` (each committed as soon as it is done).
 
@@ -140,18 +143,22 @@ def record(
     must be picklable (module-level functions or partials) when `num_workers > 1`. `between_episodes(k)`
     runs in-process after rollout k, unless it was the last (a real robot's reset period, say).
     `background_encoding` encodes videos in worker threads (in-process only), so that a real-time loop
-    stepping a robot does not wait for the codec.
+    stepping a robot does not wait for the codec. `on_seed(next_seed)` runs as each rollout finishes, before
+    its episode is committed, so that a record of it survives a kill: resuming from it repeats no seed.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if between_episodes is not None and num_workers > 1:
         raise ValueError("between_episodes needs num_workers=1 (it runs between rollouts of one env)")
     max_attempts = max_attempts if max_attempts is not None else (4 * episodes if only_success else episodes)
-    summary = RecordSummary()
+    summary = RecordSummary(next_seed=seed)
     t0 = time.perf_counter()
     bar = tqdm(total=episodes, unit="ep", desc="record", disable=not progress, dynamic_ncols=True)
 
     def take(res: EpisodeResult) -> None:
+        summary.next_seed = max(summary.next_seed, res.seed + 1)  # workers may finish seeds out of order
+        if on_seed is not None:
+            on_seed(summary.next_seed)
         summary.attempted += 1
         summary.successes += res.success
         if res.episode is not None and summary.saved < episodes:

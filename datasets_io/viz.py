@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from twinarm.datasets_io.layout import DatasetError
 from twinarm.datasets_io.reader import LeRobotDatasetReader
 from twinarm.datasets_io.video import EpisodeEncoder
 
@@ -56,11 +57,13 @@ def episode_frames(ds: LeRobotDatasetReader, episode: int, plot_height: int = 12
 
 def render_episode(root: str | Path, episode: int, out: str | Path) -> Path:
     """Write `out` as an mp4 of the whole episode (or, for .png, a contact sheet of 6 evenly spaced steps)."""
+    out = Path(out)
+    if out.suffix.lower() not in (".mp4", ".png"):
+        raise DatasetError(f"{out}: write a .mp4 (the whole episode) or a .png (a contact sheet)")
     ds = LeRobotDatasetReader(root)
     if not 0 <= episode < ds.num_episodes:
-        raise ValueError(f"episode {episode} does not exist (dataset has {ds.num_episodes})")
+        raise DatasetError(f"{root}: episode {episode} does not exist (the dataset has episodes 0..{ds.num_episodes - 1})")
     frames = episode_frames(ds, episode)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":
         picks = [frames[i] for i in np.linspace(0, len(frames) - 1, min(6, len(frames))).astype(int)]

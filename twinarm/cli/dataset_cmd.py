@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from twinarm.cli.config import add_config_arg
@@ -38,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     push = ds.add_parser("push", help="upload a dataset to the Hugging Face Hub",
                          description="Validate, then upload a dataset folder as a Hub dataset repo tagged v3.0.")
     push.add_argument("root", type=Path, help="dataset directory")
-    push.add_argument("--repo-id", required=True, help="Hub repo id, e.g. user/so101_pickcube")
+    push.add_argument("--repo-id", default=None, help="Hub repo id, e.g. user/so101_pickcube (default: the "
+                      "--repo-id it was recorded with)")
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--branch", default=None, help="upload to this branch")
     push.add_argument("--no-check", action="store_true", help="skip the validator")
@@ -119,9 +121,20 @@ def run_push(args: argparse.Namespace) -> int:
         if problems:
             print("not pushing; the dataset has problems:\n  - " + "\n  - ".join(problems))
             return 1
-    url = push(args.root, args.repo_id, private=args.private, branch=args.branch)
+    repo_id = args.repo_id or _recorded_repo_id(args.root)
+    if not repo_id:
+        args._parser.error(f"--repo-id is needed: {args.root} was not recorded with one")
+    url = push(args.root, repo_id, private=args.private, branch=args.branch)
     print(f"pushed {args.root} to {url}")
     return 0
+
+
+def _recorded_repo_id(root: Path) -> str | None:
+    """The --repo-id that `twinarm record` / `teleop --record` stored beside the dataset, if any."""
+    from twinarm.cli.record_cmd import RECORD_CONFIG
+
+    path = root / RECORD_CONFIG
+    return json.loads(path.read_text()).get("repo_id") if path.is_file() else None
 
 
 def run_view(args: argparse.Namespace) -> int:

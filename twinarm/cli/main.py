@@ -22,8 +22,6 @@ COMMANDS: tuple[str, ...] = (
     "eval_cmd",
     "record_cmd",
     "dataset_cmd",
-    # Later issues add: record_cmd, dataset_cmd, train_cmd, eval_cmd, real_cmd (calibrate, setup-motors,
-    # find-port, teleop), virtual_arm_cmd.
 )
 
 

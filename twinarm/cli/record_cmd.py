@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", default="scripted", choices=sorted(POLICIES), help="who acts")
     p.add_argument("--episodes", type=int, default=50, help="episodes to save")
     p.add_argument("--root", type=Path, required=True, help="dataset directory (created, or appended with --resume)")
-    p.add_argument("--repo-id", default=None, help="Hub repo id to store in info.json (push with `twinarm dataset push`)")
+    p.add_argument("--repo-id", default=None, help="Hub repo id of the dataset, kept beside it for `twinarm dataset push`")
     p.add_argument("--num-workers", type=int, default=1, help="env worker processes (each encodes its own videos)")
     p.add_argument("--only-success", action="store_true", help="keep only episodes that end in success")
     p.add_argument("--resume", action="store_true", help="append to an existing dataset at --root")
@@ -36,8 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "last run on this dataset stopped)")
     p.add_argument("--height", type=int, default=240, help="camera image height")
     p.add_argument("--width", type=int, default=320, help="camera image width")
-    p.add_argument("--codec", default="h264", choices=["h264", "av1", "hevc"], help="video codec")
-    p.add_argument("--crf", type=int, default=None, help="video quality (lower is better; codec default if unset)")
+    p.add_argument("--codec", default=None, choices=["h264", "av1", "hevc"],
+                   help="video codec of a new dataset (default h264; --resume keeps the dataset's)")
+    p.add_argument("--crf", type=int, default=None, help="video quality (lower is better; default: the codec's; "
+                   "--resume keeps the dataset's)")
     p.add_argument("--images", action="store_true", help="store PNG images in the parquet files instead of video")
     p.add_argument("--max-attempts", type=int, default=None, help="give up after this many rollouts")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -74,29 +78,43 @@ POLICIES = {"scripted": scripted_policy, "random": RandomPolicy}
 
 
 def open_writer(root: Path, features: dict[str, Any], fps: int, *, robot_type: str, resume: bool,
-                repo_id: str | None = None, codec: str = "h264", crf: int | None = None, source: str = "") -> Any:
+                repo_id: str | None = None, codec: str | None = None, crf: int | None = None,
+                source: str = "") -> Any:
     """A DatasetWriter on a new dataset at `root`, or with `resume` on the existing one after checking that its
-    features and fps are those of `source` (what is being recorded); exits naming the folder otherwise."""
+    robot, features (shape, dtype, names), fps and any codec/crf asked for are those of `source` (what is being
+    recorded); exits naming the folder and what differs otherwise."""
     from twinarm.datasets_io.layout import INFO_PATH, DatasetError
     from twinarm.datasets_io.writer import DatasetWriter
 
     if resume and (root / INFO_PATH).exists():
         writer = DatasetWriter.resume(root)
-        mismatch = [k for k, ft in features.items() if k not in writer.features
-                    or list(writer.features[k]["shape"]) != ft["shape"] or writer.features[k]["dtype"] != ft["dtype"]]
-        if mismatch or writer.fps != fps:
-            raise SystemExit(f"{root}: cannot append, its features/fps differ from {source} "
-                             f"(mismatched: {mismatch or 'fps'})")
+        have = writer.features
+        mismatch = [k for k, ft in features.items() if k not in have or list(have[k]["shape"]) != list(ft["shape"])
+                    or have[k]["dtype"] != ft["dtype"] or have[k].get("names") != ft.get("names")]  # fmt: skip
+        if writer.fps != fps:
+            mismatch.append(f"fps {writer.fps} != {fps}")
+        if writer.info.get("robot_type") != robot_type:
+            mismatch.append(f"robot_type {writer.info.get('robot_type')!r} != {robot_type!r}")
+        if mismatch:
+            raise SystemExit(f"{root}: cannot append, it differs from {source} (mismatched: {', '.join(mismatch)})")
+        if codec is not None and codec != writer.video_codec:
+            raise SystemExit(f"{root}: its videos are {writer.video_codec}; appending keeps that codec (drop --codec)")
+        if crf is not None and writer.video_options.get("crf") not in (None, str(crf), crf):
+            raise SystemExit(f"{root}: its videos use crf {writer.video_options['crf']}; appending keeps it "
+                             "(drop --crf)")
         return writer
+    if (root / INFO_PATH).exists():
+        raise SystemExit(f"{root}: a dataset is already there; pass --resume to append to it, or name a new folder")
     try:
         return DatasetWriter.create(root, fps, features, robot_type=robot_type, repo_id=repo_id,
-                                    video_codec=codec, crf=crf)
+                                    video_codec=codec or "h264", crf=crf)
     except DatasetError as exc:
-        raise SystemExit(f"{exc} (pass --resume to append)") from None
+        raise SystemExit(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     from twinarm.arms import get_arm
+    from twinarm.datasets_io.layout import INFO_PATH, write_json_atomic
     from twinarm.datasets_io.recorder import gym_frame, record
     from twinarm.registration import entry_for
 
@@ -104,21 +122,31 @@ def run(args: argparse.Namespace) -> int:
     if args.env != entry.sim_id:
         raise SystemExit(f"{args.env} is a real-hardware id; `twinarm record` drives sim envs. On the real arm, "
                          "record teleoperated demonstrations with `twinarm teleop ... --record ROOT --task TEXT`")
+    if args.episodes < 1:
+        args._parser.error(f"--episodes must be at least 1, got {args.episodes}")
+    randomization = load_randomization(args.randomization)  # bad input fails before anything is written
     spec = get_arm(entry.arm)
     image_size = (args.height, args.width)
     features = spec.lerobot_features(cameras=spec.resolve_cameras(image_size=image_size), use_videos=not args.images)
     root: Path = args.root
+    fresh, created = not root.exists(), not (root / INFO_PATH).exists()
     writer = open_writer(root, features, spec.control_hz, robot_type=spec.robot_type, resume=args.resume,
                          repo_id=args.repo_id, codec=args.codec, crf=args.crf, source=f"{args.env} at {image_size}")
     prior: dict[str, Any] = {}
     if args.resume and (root / RECORD_CONFIG).exists():
         prior = json.loads((root / RECORD_CONFIG).read_text())
     seed = args.seed if args.seed is not None else int(prior.get("next_seed", 0))
+    cfg = json.loads(json.dumps(resolved_config(args), default=str))
+
+    def save_next_seed(next_seed: int) -> None:
+        """Written before each episode is committed, so a killed run resumes past every seed it used."""
+        write_json_atomic(root / RECORD_CONFIG, {**cfg, "next_seed": next_seed})
+
     task = entry.task_info.instruction
     before = writer.num_episodes
     try:
         summary = record(
-            functools.partial(make_env, args.env, image_size, load_randomization(args.randomization)),
+            functools.partial(make_env, args.env, image_size, randomization),
             POLICIES[args.policy],
             writer,
             episodes=args.episodes,
@@ -129,12 +157,18 @@ def run(args: argparse.Namespace) -> int:
             seed=seed,
             max_attempts=args.max_attempts,
             progress=not args.no_progress,
+            on_seed=save_next_seed,
         )
-    finally:
+    except BaseException:
         writer.finalize()
-    cfg = resolved_config(args)
-    cfg["next_seed"] = seed + summary.attempted
-    (root / RECORD_CONFIG).write_text(json.dumps(cfg, indent=2, default=str) + "\n")
+        if created and writer.num_episodes == 0:  # nothing recorded: leave no skeleton that blocks a rerun
+            _remove_new_dataset(root, fresh)
+        elif writer.num_episodes > before:
+            print(f"\n{root}: stopped; {writer.num_episodes - before} episode(s) of this run were saved, the dataset "
+                  f"has {writer.num_episodes}; `--resume` continues from seed {_next_seed(root, seed)}", file=sys.stderr)
+        raise
+    writer.finalize()
+    save_next_seed(summary.next_seed)
     print(
         f"{root}: saved {summary.saved} episode(s) ({summary.frames} frames, {summary.fps:.0f} frames/s) from "
         f"{summary.attempted} rollout(s), {summary.successes} successful; dataset now has "
@@ -144,3 +178,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"only {summary.saved}/{args.episodes} episodes were kept (raise --max-attempts?)")
         return 1
     return 0
+
+
+def _next_seed(root: Path, default: int) -> int:
+    path = root / RECORD_CONFIG
+    return int(json.loads(path.read_text()).get("next_seed", default)) if path.exists() else default
+
+
+def _remove_new_dataset(root: Path, fresh: bool) -> None:
+    """Undo a dataset this run created and never added to (`fresh`: the folder itself is new)."""
+    if fresh:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for child in root.iterdir():  # the folder was empty before (DatasetWriter.create insists on that)
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)

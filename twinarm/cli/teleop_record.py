@@ -35,7 +35,7 @@ def add_record_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reset-time", type=float, default=5.0,
                    help="seconds of unrecorded teleoperation between episodes, to reset the scene")
     g.add_argument("--resume", action="store_true", help="append to the dataset at --record")
-    g.add_argument("--repo-id", default=None, help="Hub repo id stored in info.json")
+    g.add_argument("--repo-id", default=None, help="Hub repo id of the dataset, kept beside it for `twinarm dataset push`")
 
 
 class TeleopPolicy:

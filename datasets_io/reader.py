@@ -443,8 +443,8 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise DatasetError(f"{self.root}: image {key!r} of frame {r} is not a decodable image")
-        if img.ndim == 2:
-            img = np.repeat(img[:, :, None], 3, axis=2)
+        if img.ndim == 2:  # a grayscale PNG stays one channel, as LeRobot (PIL mode "L") reads it
+            img = img[:, :, None]
         elif img.shape[2] == 4:
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
         else:

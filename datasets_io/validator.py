@@ -145,8 +145,11 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
     tasks = _read(rep, root / TASKS_PATH)
     n_tasks = 0
     if tasks is not None:
+        index = (tasks.schema.pandas_metadata or {}).get("index_columns")
         if not {"task_index", "task"} <= set(tasks.column_names):
             rep.add(root / TASKS_PATH, f"needs columns 'task' (pandas index) and 'task_index', has {tasks.column_names}")
+        elif index != ["task"]:  # without it LeRobot's pandas read makes the task strings a column, not the index
+            rep.add(root / TASKS_PATH, f"'task' must be the pandas index (schema metadata index_columns), got {index}")
         else:
             ti = np.sort(np.asarray(tasks.column("task_index")))
             n_tasks = len(ti)

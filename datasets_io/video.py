@@ -159,7 +159,7 @@ def concatenate(episodes: list[tuple[bytes, int]], out_path: Path, fps: int) -> 
             try:
                 ist = inp.streams.video[0]
                 if ost is None:
-                    ost = out.add_stream_from_template(ist)
+                    ost = out.add_stream_from_template(ist, opaque=True)  # remux: no codec is opened
                 shift = int(round(Fraction(offset_frames, fps) / ist.time_base))
                 for pkt in inp.demux(ist):
                     if pkt.dts is None:

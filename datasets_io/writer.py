@@ -275,7 +275,6 @@ class DatasetWriter:
         features: dict[str, dict[str, Any]],
         *,
         robot_type: str | None = None,
-        repo_id: str | None = None,
         use_videos: bool = True,
         video_codec: str = "h264",
         crf: int | None = None,
@@ -340,8 +339,6 @@ class DatasetWriter:
             "robot_type": robot_type,
             "splits": {},
         }
-        if repo_id:
-            info["repo_id"] = repo_id
         (root / "meta").mkdir(parents=True, exist_ok=True)
         write_json_atomic(root / INFO_PATH, info)
         return cls(root, info, video_codec=video_codec, video_options=opts, encoder_threads=encoder_threads,
@@ -469,6 +466,9 @@ class DatasetWriter:
         arrays = []
         for field in self._schema:
             v = cols[field.name]
+            if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == 1 and not pa.types.is_list(field.type) \
+                    and not pa.types.is_fixed_size_list(field.type):
+                v = v.reshape(-1)  # a shape-[1] feature is a plain column, as LeRobot writes it
             if isinstance(v, np.ndarray) and v.ndim == 2:
                 arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1]))
             elif isinstance(v, list) and v and isinstance(v[0], np.ndarray):

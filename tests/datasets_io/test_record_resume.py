@@ -125,3 +125,14 @@ def test_view_and_push_name_what_is_wrong(tmp_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit):
         main(["dataset", "push", str(root)])
     assert "--repo-id is needed" in capsys.readouterr().err
+
+
+@needs_gl
+def test_repo_id_is_kept_beside_the_dataset_not_in_info_json(tmp_path: Path) -> None:
+    from twinarm.cli.dataset_cmd import _recorded_repo_id
+
+    root = tmp_path / "so101"
+    assert main(["record", "--env", REACH, "--root", str(root), "--height", "32", "--width", "48", "--no-progress",
+                 "--episodes", "1", "--repo-id", "me/so101_reach"]) == 0  # fmt: skip
+    assert "repo_id" not in json.loads((root / "meta/info.json").read_text())  # LeRobot warns on unknown fields
+    assert _recorded_repo_id(root) == "me/so101_reach"  # `dataset push` defaults to it

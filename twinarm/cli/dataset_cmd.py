@@ -108,7 +108,7 @@ def run_check(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"  - {p}")
         return 1
-    print(f"{args.root}: OK (LeRobot v3.0 rules{' , every frame decoded' if args.deep else ''})")
+    print(f"{args.root}: OK (LeRobot v3.0 rules{', every frame decoded' if args.deep else ''})")
     return 0
 
 

@@ -78,8 +78,7 @@ POLICIES = {"scripted": scripted_policy, "random": RandomPolicy}
 
 
 def open_writer(root: Path, features: dict[str, Any], fps: int, *, robot_type: str, resume: bool,
-                repo_id: str | None = None, codec: str | None = None, crf: int | None = None,
-                source: str = "") -> Any:
+                codec: str | None = None, crf: int | None = None, source: str = "") -> Any:
     """A DatasetWriter on a new dataset at `root`, or with `resume` on the existing one after checking that its
     robot, features (shape, dtype, names), fps and any codec/crf asked for are those of `source` (what is being
     recorded); exits naming the folder and what differs otherwise."""
@@ -106,8 +105,7 @@ def open_writer(root: Path, features: dict[str, Any], fps: int, *, robot_type: s
     if (root / INFO_PATH).exists():
         raise SystemExit(f"{root}: a dataset is already there; pass --resume to append to it, or name a new folder")
     try:
-        return DatasetWriter.create(root, fps, features, robot_type=robot_type, repo_id=repo_id,
-                                    video_codec=codec or "h264", crf=crf)
+        return DatasetWriter.create(root, fps, features, robot_type=robot_type, video_codec=codec or "h264", crf=crf)
     except DatasetError as exc:
         raise SystemExit(str(exc)) from None
 
@@ -131,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     root: Path = args.root
     fresh, created = not root.exists(), not (root / INFO_PATH).exists()
     writer = open_writer(root, features, spec.control_hz, robot_type=spec.robot_type, resume=args.resume,
-                         repo_id=args.repo_id, codec=args.codec, crf=args.crf, source=f"{args.env} at {image_size}")
+                         codec=args.codec, crf=args.crf, source=f"{args.env} at {image_size}")
     prior: dict[str, Any] = {}
     if args.resume and (root / RECORD_CONFIG).exists():
         prior = json.loads((root / RECORD_CONFIG).read_text())

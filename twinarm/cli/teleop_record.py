@@ -67,7 +67,7 @@ class TeleopRecording:
         features = spec.lerobot_features(cameras=cameras, use_videos=True)
         cams = ", ".join(f"{c.name} {c.height}x{c.width}" for c in cameras) or "no cameras"
         self.writer = open_writer(args.record, features, spec.control_hz, robot_type=spec.robot_type,
-                                  resume=args.resume, repo_id=args.repo_id, source=f"arm {spec.name} with {cams}")
+                                  resume=args.resume, source=f"arm {spec.name} with {cams}")
         self.before = self.writer.num_episodes
 
     def run(self, leader: Teleoperator, env: RealArmEnv, stats: LoopStats) -> None:

@@ -1,0 +1,107 @@
+"""Format corners LeRobot datasets have: AV1 videos (written and appended to), shape-[1] features such as
+`next.reward`, one-channel images, the tasks table's pandas index, and an info.json with LeRobot's fields only."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ds_helpers import front_image, psnr, write_dataset
+
+from twinarm.datasets_io.layout import INFO_PATH, TASKS_PATH, load_json
+from twinarm.datasets_io.reader import LeRobotDatasetReader
+from twinarm.datasets_io.validator import check_dataset
+from twinarm.datasets_io.writer import DatasetWriter
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "lerobot_v3"
+
+
+def test_av1_dataset_is_written_and_read_back(tmp_path: Path) -> None:
+    root = tmp_path / "av1"
+    rec = write_dataset(root, [6, 5], video_codec="av1")  # two episodes: the second is remuxed after the first
+    assert load_json(root / INFO_PATH)["features"]["observation.images.front"]["info"]["video.codec"] == "av1"
+    assert check_dataset(root, deep=True) == []
+    ds = LeRobotDatasetReader(root)
+    got = ds[8]["observation.images.front"].numpy().transpose(1, 2, 0) * 255
+    assert psnr(got, rec["front"][8]) > 25
+
+
+def test_appending_to_a_lerobot_av1_dataset(tmp_path: Path) -> None:
+    root = tmp_path / "lerobot_av1"
+    shutil.copytree(FIXTURES / "video_av1", root)
+    before = LeRobotDatasetReader(root).num_episodes
+    w = DatasetWriter.resume(root)
+    for t in range(4):
+        w.add_frame({"observation.state": np.zeros(3, np.float32), "action": np.ones(3, np.float32),
+                     "observation.images.wrist": np.zeros((16, 24, 3), np.uint8),
+                     "observation.images.front": front_image(7, t)}, task="Appended.")  # fmt: skip
+    w.save_episode()
+    w.finalize()
+    assert check_dataset(root, deep=True) == []
+    ds = LeRobotDatasetReader(root)
+    assert ds.num_episodes == before + 1 and ds[len(ds) - 1]["task"] == "Appended."
+
+
+def _reward_features() -> dict:
+    return {"observation.state": {"dtype": "float32", "shape": [2], "names": None},
+            "next.reward": {"dtype": "float32", "shape": [1], "names": None},
+            "next.done": {"dtype": "bool", "shape": [1], "names": None}}  # fmt: skip
+
+
+def test_shape_one_features_are_plain_columns_and_resume(tmp_path: Path) -> None:
+    root = tmp_path / "reward"
+    w = DatasetWriter.create(root, 30, _reward_features())
+    for t in range(5):
+        w.add_frame({"observation.state": np.zeros(2, np.float32), "next.reward": np.float32(t),
+                     "next.done": np.array([t == 4])}, task="x")  # fmt: skip
+    w.save_episode()
+    w.finalize()
+    w = DatasetWriter.resume(root)
+    for t in range(3):
+        w.add_frame({"observation.state": np.ones(2, np.float32), "next.reward": np.float32(10 + t),
+                     "next.done": np.array([False])}, task="y")  # fmt: skip
+    w.save_episode()
+    w.finalize()
+    schema = pq.read_schema(next((root / "data").rglob("*.parquet")))
+    assert schema.field("next.reward").type == pa.float32() and schema.field("next.done").type == pa.bool_()
+    assert check_dataset(root, deep=True) == []
+    ds = LeRobotDatasetReader(root)
+    assert [float(ds[i]["next.reward"]) for i in range(8)] == [0, 1, 2, 3, 4, 10, 11, 12]
+    assert bool(ds[4]["next.done"]) and ds[4]["next.reward"].shape == ()  # a scalar, as LeRobot returns it
+    assert not list(root.rglob("*twinarm-tmp*"))
+
+
+def test_one_channel_images_keep_one_channel(tmp_path: Path) -> None:
+    root = tmp_path / "depth"
+    w = DatasetWriter.create(root, 30, {
+        "observation.images.depth": {"dtype": "image", "shape": [8, 10, 1], "names": ["height", "width", "channels"]},
+        "observation.state": {"dtype": "float32", "shape": [2], "names": None}})  # fmt: skip
+    for t in range(4):
+        w.add_frame({"observation.images.depth": np.full((8, 10, 1), 40 * t, np.uint8),
+                     "observation.state": np.zeros(2, np.float32)}, task="x")  # fmt: skip
+    w.save_episode()
+    w.finalize()
+    img = LeRobotDatasetReader(root)[2]["observation.images.depth"]
+    assert tuple(img.shape) == (1, 8, 10) and abs(float(img.max()) - 80 / 255) < 1e-6
+
+
+def test_tasks_table_needs_task_as_pandas_index(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_dataset(root, [3], video=False)
+    tasks = pq.read_table(root / TASKS_PATH)
+    assert tasks.schema.pandas_metadata["index_columns"] == ["task"] and check_dataset(root) == []
+    plain = pa.table({"task_index": tasks.column("task_index"), "task": tasks.column("task")})  # no pandas index
+    pq.write_table(plain, root / TASKS_PATH)
+    problems = check_dataset(root)
+    assert len(problems) == 1 and "'task' must be the pandas index" in problems[0]
+
+
+def test_info_json_holds_only_lerobot_fields(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_dataset(root, [2], video=False)
+    assert set(load_json(root / INFO_PATH)) == {
+        "codebase_version", "fps", "features", "total_episodes", "total_frames", "total_tasks", "chunks_size",
+        "data_files_size_in_mb", "video_files_size_in_mb", "data_path", "video_path", "robot_type", "splits"}  # fmt: skip

@@ -143,7 +143,7 @@ def test_eval_int8_through_the_cli(tiny_act_checkpoint, tmp_path: Path, capsys: 
     assert "--int8-calibration DATASET" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*common, "--int8", "--int8-calibration", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e0")])
-    assert f"--int8-calibration {tmp_path / 'nowhere'}: dataset" in capsys.readouterr().err
+    assert f"--int8-calibration: {tmp_path / 'nowhere'}: no such dataset directory" in capsys.readouterr().err
     frames = tmp_path / "frames"
     assert main([*common, "--out", str(tmp_path / "e1"), "--record", str(frames)]) == 0
     capsys.readouterr()

@@ -175,7 +175,8 @@ def _to_int8(args: argparse.Namespace, policy: Any) -> None:
         try:
             calibration = calibration_batches(policy, source)
         except (OSError, ValueError, DatasetError) as exc:
-            args._parser.error(f"--int8-calibration {source}: {exc}")
+            said = str(exc) if str(source) in str(exc) else f"{source}: {exc}"  # name the dataset once
+            args._parser.error(f"--int8-calibration: {said}")
     try:
         done = enable_int8(policy, calibration)
     except Int8Unavailable as exc:

@@ -95,9 +95,17 @@ class MultiBus:
             b.enable_torque(names)
 
     def disable_torque(self, motors: Iterable[str] | None = None) -> None:
+        """Torque off on every bus, even when one of them fails (a dead servo on the left arm must not leave
+        the right arm powered); the first failure is raised afterwards."""
+        first: Exception | None = None
         for b, names in self._split(motors if motors is not None else self.motors).items():
             if b.is_connected:
-                b.disable_torque(names)
+                try:
+                    b.disable_torque(names)
+                except Exception as exc:
+                    first = first or exc
+        if first is not None:
+            raise first
 
     def positions(self, motors: Iterable[str] | None = None) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -133,3 +133,31 @@ def test_calibration_file_not_matching_motors(served: PtyServer, tmp_path) -> No
     # the motors hold another calibration and we may not overwrite it
     with pytest.raises(CalibrationError, match="different calibration"):
         RealArmEnv(arm=arm.spec, port=served.port, calibration=good, cameras={}, write_calibration=False)
+
+
+def test_dead_servo_on_one_aloha_arm_leaves_both_arms_limp() -> None:
+    """Two buses: a servo of the left arm stops answering mid-episode; the right arm's torque goes off too."""
+    from twinarm.real.virtual.serve import make_virtual_buses
+
+    servers = make_virtual_buses("aloha", backend="memory", calibrated=True)
+    for s in servers.values():
+        s.start()
+    try:
+        cal = next(iter(servers.values())).bus.arm.ideal_calibration()
+        ports = {g: s.port for g, s in servers.items()}
+        env = RealArmEnv(arm="aloha", port=ports, calibration=cal, cameras={}, handle_sigint=False)
+        try:
+            obs, _ = bounded(env.reset, timeout_s=20)
+            hold = obs["agent_pos"].copy()
+            env.step(hold)
+            servers["left"].bus.faults("left_elbow").silent = True
+            with pytest.raises(MotorNotRespondingError, match="left_elbow"):
+                bounded(lambda: [env.step(hold) for _ in range(3)], timeout_s=10)
+        finally:
+            env.close()
+        powered = {g: [x.motor_id for x in s.bus.servos if x.get("Torque_Enable")] for g, s in servers.items()}
+        elbow = next(j.motor_id for j in servers["left"].bus.arm.spec.joints if j.name == "left_elbow")
+        assert powered == {"left": [elbow], "right": []}  # only the dead servo, which cannot be told
+    finally:
+        for s in servers.values():
+            s.stop()

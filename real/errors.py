@@ -18,6 +18,17 @@ class PortNotFoundError(RealArmError):
         )
 
 
+class PortDisconnectedError(RealArmError):
+    """The serial port went away while in use (USB cable pulled, adapter reset, power loss of the adapter)."""
+
+    def __init__(self, port: str, reason: str = "") -> None:
+        self.port = port
+        super().__init__(
+            f"serial port {port} stopped working{': ' + reason if reason else ''}; check the USB cable and the "
+            "arm's power, then reconnect (the motors keep their last torque state until powered down)"
+        )
+
+
 class MotorNotRespondingError(RealArmError):
     """A motor did not answer within the bounded number of tries."""
 

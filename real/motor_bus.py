@@ -27,9 +27,17 @@ from twinarm.real.errors import (
     MotorModelMismatchError,
     MotorNotRespondingError,
     NotConnectedError,
+    PortDisconnectedError,
     PortNotFoundError,
 )
 from twinarm.spec import ArmSpec
+
+try:  # a pty or tty whose device went away fails tcflush with termios.error, which is not an OSError
+    from termios import error as _TermiosError
+except ImportError:  # not POSIX
+    _TermiosError = OSError
+#: What the port raises once it is gone (pyserial's SerialException is an OSError).
+_PORT_GONE = (OSError, _TermiosError)
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +231,8 @@ class MotorBus(abc.ABC):
                 if f.error:  # a well-formed status error: retrying will not help
                     break
                 self._drain()
+            except _PORT_GONE as exc:  # the port itself is gone: retrying won't help
+                raise PortDisconnectedError(self.port, str(exc)) from exc
             except (IndexError, TypeError) as exc:  # the SDK choking on a malformed packet
                 last = _Failure(-7, 0)
                 self.stats["failed_tries"] += 1
@@ -266,7 +276,7 @@ class MotorBus(abc.ABC):
             for m in others:  # confirm one by one (each reply also proves the sync write was handled)
                 try:
                     self._try(lambda m=m: self._write_raw(m.id, m.model.register("Torque_Enable"), 0), tries=1)
-                except _Failure:
+                except (_Failure, PortDisconnectedError):
                     log.warning("motor %r did not confirm torque off on %s", m.name, self.port)
             log.warning("torque disabled on %s after a fault on id(s) %s", [m.name for m in others], bad_ids)
 
@@ -321,7 +331,10 @@ class MotorBus(abc.ABC):
         for mid, value in values.items():
             group.addParam(mid, list(reg.encode(value).to_bytes(reg.size, "little")))
         self._prepare()
-        result = group.txPacket()
+        try:
+            result = group.txPacket()
+        except _PORT_GONE as exc:
+            raise PortDisconnectedError(self.port, str(exc)) from exc
         if result != 0:
             raise _Failure(result)
 

@@ -13,6 +13,7 @@ from twinarm.real.errors import (
     CalibrationError,
     CommunicationError,
     MotorNotRespondingError,
+    PortDisconnectedError,
     PortNotFoundError,
 )
 from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
@@ -40,6 +41,23 @@ def test_servo_stops_answering(served: PtyServer) -> None:
         assert all(not s.torque_on for s in arm.servos if s.motor_id != victim.motor_id)
         with pytest.raises(MotorNotRespondingError):
             bounded(lambda: bus.read("Present_Position", victim.name), timeout_s=5)
+    finally:
+        bus.close()
+
+
+def test_port_vanishing_mid_use_is_a_named_error() -> None:
+    """The USB adapter goes away (here: the pty's far end closes): a named error for the port, not a raw
+    pyserial exception."""
+    from twinarm import get_arm
+
+    server = PtyServer(VirtualBus(VirtualArm(get_arm("so101"))))
+    server.start()
+    bus = _connected(server)
+    try:
+        bounded(bus.positions)
+        server.stop()
+        with pytest.raises(PortDisconnectedError, match=f"serial port {server.port} stopped working"):
+            bounded(lambda: [bus.positions() for _ in range(3)], timeout_s=10)
     finally:
         bus.close()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from twinarm.real.control_tables import get_model
 from twinarm.real.errors import CalibrationError
 from twinarm.spec import ArmSpec
 
@@ -73,12 +74,21 @@ class Calibration:
             missing = [f for f in fields if f not in entry]
             if missing:
                 raise CalibrationError(f"{source}: motor {name!r} lacks {missing} (LeRobot format needs {fields})")
-            motors[name] = MotorCalibration(**{f: int(entry[f]) for f in fields})
+            values = {}
+            for f in fields:
+                v = entry[f]
+                if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v):
+                    raise CalibrationError(f"{source}: motor {name!r} field {f!r} must be an integer, got {v!r}")
+                values[f] = int(v)
+            try:
+                motors[name] = MotorCalibration(**values)
+            except CalibrationError as exc:
+                raise CalibrationError(f"{source}: motor {name!r}: {exc}") from None
         return cls(motors)
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
-        path = Path(path)
+        path = Path(path).expanduser()
         if not path.is_file():
             raise CalibrationError(f"calibration file {path} not found; run `twinarm calibrate` to make one")
         try:
@@ -90,7 +100,7 @@ class Calibration:
         return cls.from_dict(data, source=str(path))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
+        path = Path(path).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=4) + "\n")
         return path
@@ -106,6 +116,20 @@ class Calibration:
             parts = [f"missing motors {missing}" if missing else "", f"unknown motors {extra}" if extra else "",
                      f"id mismatch: {', '.join(wrong)}" if wrong else ""]
             raise CalibrationError(f"{source} does not match arm {spec.name!r}: " + "; ".join(p for p in parts if p))
+        for j in spec.joints:  # values the motors' registers can hold, checked before anything is written
+            if not j.motor_model:
+                continue
+            model, c = get_model(j.motor_model), self.motors[j.name]
+            top = model.resolution - 1  # Dynamixels may run multi-turn (extended position) modes: Feetech only
+            if model.bus == "feetech" and not 0 <= c.range_min < c.range_max <= top:
+                raise CalibrationError(f"{source}: motor {j.name!r} range {c.range_min}..{c.range_max} lies "
+                                       f"outside its {model.name}'s positions 0..{top}")
+            if "Homing_Offset" in model.table:
+                try:
+                    model.register("Homing_Offset").encode(c.homing_offset)
+                except ValueError as exc:
+                    raise CalibrationError(f"{source}: motor {j.name!r} homing_offset {c.homing_offset} does not "
+                                           f"fit its {model.name} ({exc})") from None
 
     # ----- the unit conversion --------------------------------------------------------------------
     def to_si(self, spec: ArmSpec, ticks: Mapping[str, float], resolution: int = 4096,

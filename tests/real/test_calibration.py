@@ -103,3 +103,27 @@ def test_interactive_procedure_on_the_virtual_arm(spec) -> None:  # noqa: ANN001
                 np.testing.assert_allclose(read[sym], q[sym], atol=2 * 2 * np.pi / 4095)
         finally:
             bus.close()
+
+
+def test_values_the_motors_cannot_hold_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """A non-integer field, or a homing offset / range a Feetech STS3215 register cannot hold, is named with
+    the file and motor when the file is checked against the arm, not when it is half written to the motors."""
+    good = {j.name: {"id": j.motor_id, "drive_mode": 0, "homing_offset": 0, "range_min": 1000, "range_max": 3000}
+            for j in SO101.joints}  # fmt: skip
+    path = tmp_path / "so101.json"
+    for field, value, said in (("range_min", "abc", "must be an integer"), ("range_min", 1000.7, "must be an integer"),
+                               ("homing_offset", 3000, "homing_offset 3000 does not fit"),
+                               ("range_max", 5000, "outside its sts3215's positions 0..4095")):  # fmt: skip
+        path.write_text(json.dumps({**good, "gripper": {**good["gripper"], field: value}}))
+        with pytest.raises(CalibrationError, match=said) as info:
+            Calibration.load(path).check_matches(SO101, source=str(path))
+        assert str(path) in str(info.value) and "'gripper'" in str(info.value)
+    path.write_text(json.dumps(good))
+    Calibration.load(path).check_matches(SO101)
+
+
+def test_calibration_paths_expand_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cal = Calibration({"gripper": MotorCalibration(6, 0, 0, 1000, 3000)})
+    assert cal.save("~/cal/arm.json") == tmp_path / "cal" / "arm.json"
+    assert Calibration.load("~/cal/arm.json") == cal

@@ -115,3 +115,21 @@ def test_cli_virtual_arm_writes_calibration(tmp_path: Path) -> None:
         assert server.bus.servo("gripper").get("Homing_Offset") == cal["gripper"].homing_offset
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("argv", [["calibrate", "--arm", "nope", "--port", "x"],
+                                  ["setup-motors", "--arm", "nope", "--port", "x"],
+                                  ["virtual-arm", "--arm", "nope"], ["virtual-arm", "--task", "Nope"]])  # fmt: skip
+def test_unknown_arm_or_task_is_a_usage_error(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "known arms" in err or "no sim env for arm 'so101' and task 'Nope'" in err
+
+
+def test_find_port_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr("twinarm.real.ports.serial_ports", lambda: ["/dev/ttyUSB0"])
+    monkeypatch.setattr("builtins.input", lambda *_: "")
+    assert main(["find-port"]) == 1
+    assert "no port disappeared" in capsys.readouterr().err

@@ -126,14 +126,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from twinarm.arms import get_arm
     from twinarm.real.buses import BUSES
     from twinarm.real.calibrate import run_calibration
     from twinarm.real.calibration import default_calibration_path
     from twinarm.real.multi_bus import bus_groups
     from twinarm.real.teleop import arm_part, leader_spec
 
-    spec = get_arm(args.arm)
+    spec = _arm(args)
     groups = list(bus_groups(spec))
     if len(groups) > 1 and args.side not in groups:
         args._parser.error(
@@ -174,11 +173,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 
 def run_setup_motors(args: argparse.Namespace) -> int:
-    from twinarm.arms import get_arm
     from twinarm.real.buses import BUSES
     from twinarm.real.calibrate import setup_motor
 
-    spec = get_arm(args.arm)
+    spec = _arm(args)
     joints = [j for j in spec.joints if args.motor in (None, j.name)]
     if not joints:
         raise SystemExit(f"arm {spec.name!r} has no joint {args.motor!r}")
@@ -193,8 +191,22 @@ def run_setup_motors(args: argparse.Namespace) -> int:
 def run_find_port(args: argparse.Namespace) -> int:
     from twinarm.real.ports import find_port
 
-    print(f"the arm's port is {find_port(_enter)}")
+    try:
+        print(f"the arm's port is {find_port(_enter)}")
+    except RuntimeError as exc:  # no port, or several, disappeared
+        print(f"twinarm find-port: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _arm(args: argparse.Namespace) -> ArmSpec:
+    """The --arm's spec, or a usage error listing the known arms."""
+    from twinarm.arms import get_arm
+
+    try:
+        return get_arm(args.arm)
+    except KeyError as exc:
+        args._parser.error(f"--arm: {exc.args[0]}")
 
 
 def _per_arm(
@@ -309,7 +321,6 @@ def parse_follower(parser: argparse.ArgumentParser, args: argparse.Namespace, sp
 
 
 def run_teleop(args: argparse.Namespace) -> int:
-    from twinarm.arms import get_arm
     from twinarm.cli.teleop_record import TeleopRecording
     from twinarm.real.env import RealArmEnv
     from twinarm.real.errors import RealArmError
@@ -324,10 +335,7 @@ def run_teleop(args: argparse.Namespace) -> int:
     )
 
     parser = args._parser
-    try:
-        spec = get_arm(args.arm)
-    except KeyError as exc:
-        parser.error(str(exc).strip("'\""))
+    spec = _arm(args)
     groups = list(bus_groups(spec))
     if args.keyboard and len(groups) > 1:
         parser.error(

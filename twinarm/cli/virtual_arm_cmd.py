@@ -95,17 +95,20 @@ def run(args: argparse.Namespace) -> int:
         parser.error(f"--wiggle takes a period in seconds > 0, got {args.wiggle}")
     if args.leader and args.task is not None:
         parser.error("--leader serves a leader arm, which has no task scene: leave out --task")
-    servers = make_virtual_buses(
-        args.arm,
-        backend=args.backend,
-        task=args.task,
-        step_mode=args.step_mode,
-        calibrated=args.calibrated,
-        seed=args.seed,
-        wire_time=args.wire_time,
-        check_baud=not args.no_check_baud,
-        leader=args.leader,
-    )
+    try:
+        servers = make_virtual_buses(
+            args.arm,
+            backend=args.backend,
+            task=args.task,
+            step_mode=args.step_mode,
+            calibrated=args.calibrated,
+            seed=args.seed,
+            wire_time=args.wire_time,
+            check_baud=not args.no_check_baud,
+            leader=args.leader,
+        )
+    except KeyError as exc:  # an unknown --arm or --task
+        parser.error(str(exc.args[0]))
     arm = next(iter(servers.values())).bus.arm
     hand = Hand(arm, wiggle_period_s=args.wiggle) if args.leader else None
     if args.write_calibration is not None:

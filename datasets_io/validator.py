@@ -301,10 +301,16 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
                     if (s.codec_context.height, s.codec_context.width) != (h, w):
                         rep.add(p, f"frames are {s.codec_context.height}x{s.codec_context.width}, info.json says {h}x{w}")
                     idx = build_index(cont, p)
-                    if deep:
-                        n_dec = sum(1 for _ in cont.decode(s))
-                        if n_dec != len(idx.times):
-                            rep.add(p, f"decoded {n_dec} frames, container lists {len(idx.times)}")
+                    if deep:  # a decoding error is reported beside, not instead of, the per-episode frame checks
+                        n_dec = 0
+                        try:
+                            for _ in cont.decode(s):
+                                n_dec += 1
+                        except av.error.FFmpegError as exc:
+                            rep.add(p, f"decoding fails after {n_dec} of the {len(idx.times)} frames it lists ({exc})")
+                        else:
+                            if n_dec != len(idx.times):
+                                rep.add(p, f"decoded {n_dec} frames, container lists {len(idx.times)}")
             except (av.error.FFmpegError, DatasetError, IndexError) as exc:
                 rep.add(p, f"unreadable video ({exc})")
                 continue
@@ -318,7 +324,10 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
                 near = np.minimum(np.abs(idx.times[j] - q), np.abs(idx.times[j - 1] - q)) if len(idx.times) > 1 \
                     else np.abs(idx.times[0] - q)
                 bad = np.flatnonzero(near >= tol)
-                if len(bad):
+                if len(bad) and np.all(q[bad] > idx.times[-1]):
+                    rep.add(p, f"episode {e}: {len(bad)} frame(s) from t={q[bad[0]]:.4f} s are past the video's end "
+                               f"at t={idx.times[-1]:.4f} s: the video has fewer frames than the data (truncated?)")
+                elif len(bad):
                     rep.add(p, f"episode {e}: {len(bad)} frame(s) have no video frame within {tol} s "
                                f"(first at t={q[bad[0]]:.4f} s)")
 

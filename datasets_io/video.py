@@ -317,6 +317,11 @@ class VideoFile:
         bad = err >= tolerance_s
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
+            if query[i] > t[-1]:
+                raise DatasetError(
+                    f"{self.path}: no frame at t={query[i]:.6f} s: the video has fewer frames than the data "
+                    f"(its {len(t)} frames end at t={t[-1]:.6f} s; truncated?)"
+                )
             raise DatasetError(
                 f"{self.path}: no frame within {tolerance_s} s of t={query[i]:.6f} s (nearest {t[j[i]]:.6f} s); "
                 "the video timestamps do not match the data timestamps"

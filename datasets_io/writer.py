@@ -49,6 +49,7 @@ from twinarm.datasets_io.layout import (
     next_chunk_file,
     read_parquet,
     sorted_parquet_files,
+    tmp_path_for,
     write_bytes_tmp,
     write_json_atomic,
     write_parquet_tmp,
@@ -261,6 +262,7 @@ class DatasetWriter:
         self._video_eps: dict[str, list[tuple[bytes, int]]] = {k: [] for k in self._vkeys}
         self._last_episode: dict[str, Any] | None = None
         self._finalized = False
+        self._broken = ""  # set when a commit died after its journal was written: later commits are refused
         self._lock = WriteLock(self.root)
         if not self._lock.acquire():
             raise DatasetError(f"{self.root}: another process is writing this dataset")
@@ -352,6 +354,7 @@ class DatasetWriter:
         repair(root)
         info = load_json(root / INFO_PATH)
         check_version(info, root / INFO_PATH)
+        info.pop("repo_id", None)  # older twinarm wrote it; LeRobot warns on every load about fields it does not know
         vkeys = video_keys(info["features"])
         codec = "h264"
         opts = encoder_options(codec)
@@ -430,9 +433,48 @@ class DatasetWriter:
         return self.commit(self._buffer.finish())
 
     def commit(self, episode: EncodedEpisode) -> int:
-        """Write a finished episode to disk in one crash-safe step; returns its episode index."""
+        """Write a finished episode to disk in one crash-safe step; returns its episode index.
+
+        An error while the episode's files are prepared (before the journal) removes the temp files written
+        so far and leaves the writer as it was: the dataset is unchanged and the next episode can be saved."""
         if self._finalized:
             raise DatasetError(f"{self.root}: writer is finalized")
+        if self._broken:
+            raise DatasetError(f"{self.root}: {self._broken}; reopen it with DatasetWriter.resume() to finish it")
+        saved = (self._data_cf, list(self._data_tables), self._data_bytes, self._meta_cf, list(self._meta_rows),
+                 dict(self._video_cf), {k: list(v) for k, v in self._video_eps.items()}, self.stats)
+        staged: list[Path] = []  # temp files of this commit, listed before they are written
+        root = self.root
+        try:
+            renames, info, tasks = self._stage(episode, staged)
+            # commit: journal, renames (appends first, info.json last), drop journal
+            journal = {"episode_index": self.num_episodes,
+                       "renames": [[str(a.relative_to(root)), str(b.relative_to(root))] for a, b in renames]}
+            staged.append(tmp_path_for(root / JOURNAL_PATH))
+            write_json_atomic(root / JOURNAL_PATH, journal)
+        except BaseException:  # nothing was swapped in: the dataset is as it was
+            (self._data_cf, self._data_tables, self._data_bytes, self._meta_cf, self._meta_rows, self._video_cf,
+             self._video_eps, self.stats) = saved
+            for tmp in staged:
+                tmp.unlink(missing_ok=True)
+            (root / JOURNAL_PATH).unlink(missing_ok=True)  # written just before an interrupt
+            raise
+        try:
+            for tmp, dst in renames:
+                os.replace(tmp, dst)
+            (root / JOURNAL_PATH).unlink()
+        except BaseException:
+            # repair() rolls a written journal forward; what this writer holds in memory may be ahead of the files
+            self._broken = "an episode commit was interrupted"
+            raise
+        self.info = info
+        self.tasks = tasks
+        return self.num_episodes - 1
+
+    def _stage(self, episode: EncodedEpisode,
+               staged: list[Path]) -> tuple[list[tuple[Path, Path]], dict[str, Any], list[str]]:
+        """Write an episode's changed files under temp names (each listed in `staged` before it is written);
+        returns the (temp, destination) renames, the new info.json and the new task list."""
         n = episode.length
         ep = self.num_episodes
         start = self.num_frames
@@ -445,6 +487,7 @@ class DatasetWriter:
         tasks = self.tasks + new_tasks
         tindex = {t: i for i, t in enumerate(tasks)}
         if new_tasks:
+            staged.append(tmp_path_for(root / TASKS_PATH))
             renames.append((write_parquet_tmp(root / TASKS_PATH, tasks_table(tasks)), root / TASKS_PATH))
 
         # data columns: the episode's features plus the index columns, which depend on its position
@@ -489,6 +532,7 @@ class DatasetWriter:
         self._data_tables.append(table)
         self._data_bytes += table.nbytes
         dpath = root / DATA_PATH.format(chunk_index=self._data_cf[0], file_index=self._data_cf[1])
+        staged.append(tmp_path_for(dpath))
         renames.append((write_parquet_tmp(dpath, pa.concat_tables(self._data_tables)), dpath))
 
         # videos
@@ -513,7 +557,8 @@ class DatasetWriter:
             eps.append((blob, n))
             vpath = root / VIDEO_PATH.format(video_key=k, chunk_index=self._video_cf[k][0],
                                              file_index=self._video_cf[k][1])
-            tmp = vpath.with_name(f"{vpath.name}{TMP_MARK}-{os.getpid()}")
+            tmp = tmp_path_for(vpath)
+            staged.append(tmp)
             vpath.parent.mkdir(parents=True, exist_ok=True)
             concatenate(eps, tmp, self.fps)
             renames.append((tmp, vpath))
@@ -534,10 +579,12 @@ class DatasetWriter:
         row["meta/episodes/file_index"] = self._meta_cf[1]
         self._meta_rows.append(row)
         mpath = root / EPISODES_PATH.format(chunk_index=self._meta_cf[0], file_index=self._meta_cf[1])
+        staged.append(tmp_path_for(mpath))
         renames.append((write_parquet_tmp(mpath, self._episodes_table(self._meta_rows)), mpath))
 
         # stats + info
         self.stats = ep_stats if self.stats is None else st.aggregate([self.stats, ep_stats])
+        staged.append(tmp_path_for(root / STATS_PATH))
         renames.append((write_bytes_tmp(root / STATS_PATH, json_bytes(st.to_jsonable(self.stats))), root / STATS_PATH))
         info = json.loads(json.dumps(self.info))
         for k, tmp in new_video_paths:
@@ -547,19 +594,9 @@ class DatasetWriter:
         info["total_frames"] = start + n
         info["total_tasks"] = len(tasks)
         info["splits"] = {"train": f"0:{ep + 1}"}
+        staged.append(tmp_path_for(root / INFO_PATH))
         renames.append((write_bytes_tmp(root / INFO_PATH, json_bytes(info)), root / INFO_PATH))
-
-        # commit: journal, renames (appends first, info.json last), drop journal
-        journal = {"episode_index": ep, "renames": [[str(a.relative_to(root)), str(b.relative_to(root))]
-                                                    for a, b in renames]}
-        write_json_atomic(root / JOURNAL_PATH, journal)
-        for tmp, dst in renames:
-            os.replace(tmp, dst)
-        (root / JOURNAL_PATH).unlink()
-
-        self.info = info
-        self.tasks = tasks
-        return ep
+        return renames, info, tasks
 
     def _episodes_table(self, rows: list[dict[str, Any]]) -> pa.Table:
         cols = list(rows[0])

@@ -1,17 +1,20 @@
 """Format corners LeRobot datasets have: AV1 videos (written and appended to), shape-[1] features such as
-`next.reward`, one-channel images, the tasks table's pandas index, and an info.json with LeRobot's fields only."""
+`next.reward`, one-channel images, the tasks table's pandas index, and an info.json with LeRobot's fields only;
+a commit that fails midway, and a truncated video as the checks and the reader name it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from ds_helpers import front_image, psnr, write_dataset
 
-from twinarm.datasets_io.layout import INFO_PATH, TASKS_PATH, load_json
+from twinarm.datasets_io.layout import INFO_PATH, TASKS_PATH, TMP_MARK, DatasetError, load_json
 from twinarm.datasets_io.reader import LeRobotDatasetReader
 from twinarm.datasets_io.validator import check_dataset
 from twinarm.datasets_io.writer import DatasetWriter
@@ -105,3 +108,72 @@ def test_info_json_holds_only_lerobot_fields(tmp_path: Path) -> None:
     assert set(load_json(root / INFO_PATH)) == {
         "codebase_version", "fps", "features", "total_episodes", "total_frames", "total_tasks", "chunks_size",
         "data_files_size_in_mb", "video_files_size_in_mb", "data_path", "video_path", "robot_type", "splits"}  # fmt: skip
+
+
+def test_repo_id_left_in_info_json_by_older_versions_is_dropped_on_resume(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_dataset(root, [2], video=False)
+    info = load_json(root / INFO_PATH)
+    (root / INFO_PATH).write_text(json.dumps({**info, "repo_id": "me/old"}))  # as twinarm record --repo-id wrote it
+    w = DatasetWriter.resume(root)
+    w.add_frame({"observation.state": np.zeros(3, np.float32), "action": np.zeros(3, np.float32),
+                 "observation.images.wrist": np.zeros((16, 24, 3), np.uint8)}, task="x")  # fmt: skip
+    w.save_episode()
+    w.finalize()
+    assert "repo_id" not in load_json(root / INFO_PATH) and check_dataset(root) == []
+
+
+def test_a_failed_commit_leaves_no_temp_files_and_the_next_episode_saves(tmp_path: Path, monkeypatch) -> None:
+    import twinarm.datasets_io.writer as writer_mod
+
+    root = tmp_path / "ds"
+    write_dataset(root, [3])
+    w = DatasetWriter.resume(root)
+
+    def add(n: int, task: str) -> None:
+        for t in range(n):
+            w.add_frame({"observation.state": np.full(3, t, np.float32), "action": np.zeros(3, np.float32),
+                         "observation.images.wrist": np.zeros((16, 24, 3), np.uint8),
+                         "observation.images.front": front_image(1, t)}, task=task)  # fmt: skip
+
+    def failing_concatenate(episodes: list, out_path: Path, fps: int) -> None:
+        out_path.write_bytes(b"half an mp4")
+        raise OSError("No space left on device")
+
+    add(4, "A new task.")  # the tasks table and the data file are staged before the video
+    monkeypatch.setattr(writer_mod, "concatenate", failing_concatenate)
+    with pytest.raises(OSError, match="No space"):
+        w.save_episode()
+    monkeypatch.undo()
+    assert not list(root.rglob(f"*{TMP_MARK}*"))
+    assert check_dataset(root, deep=True) == [] and LeRobotDatasetReader(root).num_frames == 3
+    add(2, "Another task.")  # the failed episode must not reappear in the files of the next one
+    assert w.save_episode() == 1
+    w.finalize()
+    assert check_dataset(root, deep=True) == []
+    ds = LeRobotDatasetReader(root)
+    assert (ds.num_episodes, len(ds), ds.meta.tasks) == (2, 5, ["Pick up the cube.", "Another task."])
+
+
+def test_a_truncated_video_is_named_as_short_by_the_deep_check_and_the_reader(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_dataset(root, [6, 5])
+    mp4 = next((root / "videos").rglob("*.mp4"))
+    data = mp4.read_bytes()
+    mp4.write_bytes(data[: int(len(data) * 0.9)])  # the index (moov) is up front: the last frames' packets go
+    shallow = check_dataset(root)
+    assert shallow and all("the video has fewer frames than the data" in p for p in shallow)
+    deep = check_dataset(root, deep=True)
+    assert set(shallow) < set(deep)  # deep reports the decoding error as well, not instead
+    assert any("decoding fails after" in p for p in deep)
+    with pytest.raises(DatasetError, match="the video has fewer frames than the data"):
+        LeRobotDatasetReader(root)[10]
+
+
+def test_deep_check_says_ok_without_a_stray_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from twinarm.cli.main import main
+
+    root = tmp_path / "ds"
+    write_dataset(root, [2], video=False)
+    assert main(["dataset", "check", "--deep", str(root)]) == 0
+    assert "(LeRobot v3.0 rules, every frame decoded)" in capsys.readouterr().out

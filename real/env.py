@@ -61,7 +61,9 @@ class RealArmEnv(gym.Env):
     format or Calibration), `cameras` ({name: {"type": "opencv"|"realsense", ...} or Camera}; `{}` for none),
     `obs_type`, `image_size`, `max_relative_target` (rad / gripper fraction per step, scalar or per joint),
     `write_calibration` (store the file's calibration in the motors when they differ), `success_fn`
-    (obs -> bool; otherwise `is_success` is always False), `pace` (wait out the control period).
+    (obs -> bool; otherwise `is_success` is always False), `pace` (wait out the control period),
+    `camera_timeout_s` (a camera whose newest frame is older than this raises CameraError, torque goes off).
+    After torque went off (an error, Ctrl-C), `reset()` holds the present pose and turns torque on again.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -83,6 +85,7 @@ class RealArmEnv(gym.Env):
         baud: int = 1_000_000,
         bus: MotorBus | None = None,
         handle_sigint: bool = True,
+        camera_timeout_s: float = 1.0,
     ) -> None:
         if obs_type not in OBS_TYPES:
             raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
@@ -95,6 +98,8 @@ class RealArmEnv(gym.Env):
         self.task = task
         self.instruction = TASKS[task].instruction if task in TASKS else ""
         self.obs_type, self.render_mode, self.pace = obs_type, render_mode, pace
+        self.camera_timeout_s = camera_timeout_s
+        self._limp = False  # torque was taken off after configuration: reset() turns it on again
         self.success_fn = success_fn
         self.metadata = {**self.metadata, "render_fps": self.spec_arm.control_hz}
         uses_pixels = obs_type != "state" and obs_type in ("pixels", "pixels_agent_pos")
@@ -179,6 +184,10 @@ class RealArmEnv(gym.Env):
         super().reset(seed=seed)
         with self._safety():
             self._next_t = None
+            if self._limp:  # hold where the arm is now, then power it: no jump to an old goal
+                self.bus.sync_write("Goal_Position", self.bus.positions())
+                self.bus.enable_torque()
+                self._limp = False
             obs = self._observation()
         return obs, self._info(obs)
 
@@ -187,6 +196,12 @@ class RealArmEnv(gym.Env):
         if action.shape != self.action_space.shape:
             raise ValueError(f"action must have shape {self.action_space.shape} (joints {self.spec_arm.joint_names}), "
                              f"got {action.shape}")
+        if np.isnan(action).any():
+            bad = [n for n, v in zip(self.spec_arm.joint_names, action, strict=True) if np.isnan(v)]
+            raise ValueError(f"action is NaN for joints {bad}; the arm keeps its last target")
+        if self._limp:
+            raise RuntimeError("torque is off after an earlier error or Ctrl-C: call reset() to hold the present "
+                               "pose and power the arm again")
         with self._safety():
             target = self.safe_target(action)
             self._send(target)
@@ -235,7 +250,7 @@ class RealArmEnv(gym.Env):
         if self.obs_type != "state" and self.camera_specs:
             pixels = {}
             for c in self.camera_specs:
-                frame = self.cameras[c.name].read_latest()
+                frame = self.cameras[c.name].read_latest(max_age_s=self.camera_timeout_s)
                 if frame.shape != c.shape:
                     frame = cv2.resize(frame, (c.width, c.height), interpolation=cv2.INTER_AREA)
                 else:
@@ -260,6 +275,7 @@ class RealArmEnv(gym.Env):
 
     def torque_off(self) -> None:
         """Take torque off every motor (best effort; never raises)."""
+        self._limp = True
         try:
             if self.bus.is_connected:
                 self.bus.disable_torque()

@@ -130,13 +130,19 @@ class Camera(ABC):
             assert self._frame is not None
             return self._frame
 
-    def read_latest(self) -> np.ndarray:
-        """The newest frame at once (may be one already returned)."""
+    def read_latest(self, max_age_s: float | None = None) -> np.ndarray:
+        """The newest frame at once (may be one already returned). Raises CameraError once the reader has
+        stopped (end of stream, device unplugged) or when the newest frame is older than `max_age_s`, so a
+        dead camera is never served as a frozen picture."""
         with self._cond:
+            if self._error is not None:
+                raise CameraError(str(self._error)) from self._error
             if self._frame is None:
-                if self._error is not None:
-                    raise CameraError(str(self._error)) from self._error
                 raise NotConnectedError(f"camera {self.name!r} has no frame yet; connect() first")
+            age = time.perf_counter() - self.frame_time
+            if max_age_s is not None and age > max_age_s:
+                raise CameraError(f"camera {self.name!r}: no new frame for {age:.2f} s (limit {max_age_s:g} s); "
+                                  "is it still connected?")
             self._seen = self._count
             return self._frame
 

@@ -210,3 +210,48 @@ def test_aloha_two_buses_spaces_and_expert_replay() -> None:
     assert err[:, spec.gripper_mask].max() <= 0.015  # grippers: within 1.5 % of the opening
     assert np.median(err[:, spec.gripper_mask]) <= 0.002
     assert np.median(ticks) <= 1.0, f"median error {np.median(ticks)} ticks"
+
+
+def test_after_torque_off_reset_holds_the_pose_and_powers_the_arm_again() -> None:
+    """Ctrl-C (or an error) takes torque off; step() then says so instead of silently commanding a limp arm,
+    and reset() holds the present pose and turns torque on, so the next episode moves the arm again."""
+    arm = VirtualArm(SO101, step_mode="lockstep")
+    with PtyServer(VirtualBus(arm)) as server:
+        env = _env(server, arm, pace=False)
+        try:
+            obs, _ = env.reset()
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+            assert not any(s.torque_on for s in arm.servos)
+            with pytest.raises(RuntimeError, match="call reset"):
+                env.step(obs["agent_pos"])
+            with pytest.raises(ValueError, match="NaN for joints \\['elbow_flex'\\]"):
+                env.step(np.where(np.arange(6) == 2, np.nan, obs["agent_pos"]))
+            obs, _ = env.reset()
+            assert all(s.torque_on for s in arm.servos)
+            target = obs["agent_pos"].astype(np.float64)
+            target[0] += 0.3
+            for _ in range(30):
+                obs, *_ = env.step(target)
+            assert abs(float(obs["agent_pos"][0]) - target[0]) < 0.05
+        finally:
+            env.close()
+
+
+def test_a_camera_that_stops_is_an_error_not_a_frozen_frame(tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "short.mp4", n_frames=8, height=120, width=160)
+    arm = VirtualArm(SO101)
+    from twinarm.real.cameras.base import CameraError
+
+    with PtyServer(VirtualBus(arm)) as server:
+        env = RealArmEnv(arm="so101", port=server.port, calibration=arm.ideal_calibration(), image_size=(120, 160),
+                         cameras={"front": {"type": "opencv", "index_or_path": str(clip), "loop": False}},
+                         handle_sigint=False)  # fmt: skip
+        try:
+            obs, _ = env.reset()
+            with pytest.raises(CameraError, match="camera 'front': end of stream"):
+                for _ in range(60):  # 2 s at 30 Hz against a clip of 8 frames
+                    env.step(obs["agent_pos"])
+            assert not any(s.torque_on for s in arm.servos)
+        finally:
+            env.close()

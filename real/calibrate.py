@@ -21,11 +21,13 @@ from twinarm.spec import ArmSpec
 def run_calibration(bus: MotorBus, spec: ArmSpec, prompt: Callable[[str], None],
                     recording_done: Callable[[dict[str, int]], bool], sample_period_s: float = 0.02,
                     on_sample: Callable[[dict[str, int], dict[str, tuple[int, int]]], None] | None = None,
+                    announce: Callable[[str], None] | None = None,
                     ) -> Calibration:
     """Run the procedure on a connected bus; returns the calibration (also written to the motors).
 
     `prompt(text)` returns when the user is ready; `recording_done(latest_positions)` is polled during range
-    recording and returns True when the user has finished moving the joints.
+    recording and returns True when the user has finished moving the joints. `announce(text)` shows the range
+    step's instruction without waiting (recording starts at once; default: `prompt`).
     """
     names = list(spec.joint_names)
     bus.disable_torque()
@@ -40,7 +42,7 @@ def run_calibration(bus: MotorBus, spec: ArmSpec, prompt: Callable[[str], None],
         offset = mid[n] - REVOLUTE_CENTER if bus.protocol == "feetech" else REVOLUTE_CENTER - mid[n]
         bus.write_eeprom("Homing_Offset", n, offset)
         offsets[n] = offset
-    prompt("Move every joint through its entire range of motion; press Enter when done.")
+    (announce or prompt)("Move every joint through its entire range of motion; press Enter when done.")
     pos = bus.positions(names)
     ranges = {n: (pos[n], pos[n]) for n in names}
     while True:

@@ -344,13 +344,16 @@ def test_cli_calibrate_one_aloha_leader_arm(
 
         prompts: list[str] = []
 
-        def enter(text: str) -> None:
+        def announce(text: str) -> None:  # the range step: recording starts at once, its Enter ends it
             prompts.append(text)
-            if len(prompts) == 2:
-                arm.move_to(spec.upper - 0.1)
-                threading.Thread(target=sweep, daemon=True).start()
+            arm.move_to(spec.upper - 0.1)
+            threading.Thread(target=sweep, daemon=True).start()
 
-        monkeypatch.setattr(real_cmd, "_enter", enter)
+        # Two Enters in all, as the prompts ask: the first (already typed) answers "move it to the middle"
+        # through the real input(); a third one would never come and bounded() would fail.
+        arm.move_to(np.where(spec.gripper_mask, 0.5, 0.0))
+        os.write(write_fd, b"\n")
+        monkeypatch.setattr(real_cmd, "_announce", announce)
         out = tmp_path / "leader_left.json"
         argv = [
             "calibrate",
@@ -367,7 +370,8 @@ def test_cli_calibrate_one_aloha_leader_arm(
         rc = bounded(lambda: main(argv), timeout_s=30)
     stdin.close()
     os.close(write_fd)
-    assert rc == 0 and "ALOHA (2x ViperX 300), left arm leader" in prompts[0]
+    assert rc == 0 and "ALOHA (2x ViperX 300), left arm leader" in capsys.readouterr().out
+    assert prompts == ["Move every joint through its entire range of motion; press Enter when done."]
     cal = part_calibration(out, ALOHA, "left")
     assert list(cal.motors) == list(spec.joint_names)
     assert [m.id for m in cal.motors.values()] == [j.motor_id for j in spec.joints]

@@ -50,6 +50,11 @@ def _enter(text: str) -> None:
     input(text + " ")
 
 
+def _announce(text: str) -> None:
+    """An instruction whose Enter is read elsewhere (calibrate's range step polls stdin while recording)."""
+    print(text, flush=True)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
@@ -161,7 +166,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         print("\r" + line, end="", flush=True)
 
     try:
-        cal = run_calibration(bus, part, _enter, wait_enter, on_sample=show)
+        # the range step's Enter is the one wait_enter polls for while recording: announce it, do not wait
+        cal = run_calibration(bus, part, _enter, wait_enter, on_sample=show, announce=_announce)
     finally:
         bus.close()
     out = args.out or default_calibration_path(

@@ -116,6 +116,12 @@ def setup_motor(bus_cls: type[MotorBus], port: str, model_name: str, target_id: 
     Returns the (id, baud) it had before. Raises if zero or several motors answer, or the model differs.
     """
     model = get_model(model_name)
+    # Checked before anything is written: a baud the motor takes but the SDK cannot open would strand it.
+    sdk_port = bus_cls.sdk.PortHandler(port)
+    usable = sorted(b for b in model.bauds.values() if sdk_port.getCFlagBaud(b) != -1)
+    if target_baud not in usable:
+        raise RealArmError(f"{model.name} on the {bus_cls.protocol} SDK cannot be reached at {target_baud} baud; "
+                           f"choose one of {usable}")
     baud, found = scan_bus(bus_cls, port, model)
     if len(found) != 1:
         raise RealArmError(f"{len(found)} motors answer on {port} (ids {sorted(found)}); connect exactly one")

@@ -104,6 +104,21 @@ def test_cli_setup_motors_one_motor(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "gripper: id 1" in capsys.readouterr().out
 
 
+def test_cli_setup_motors_refuses_a_baud_the_sdk_cannot_open_before_touching_the_motor(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    arm = VirtualArm(SO101)
+    arm.servos[:] = arm.servos[5:]
+    arm._joint_of = {id(arm.servos[0]): 5}
+    arm.servos[0].set("ID", 1)
+    arm.servos[0].motor_id = 1
+    with PtyServer(VirtualBus(arm)) as server:  # STS3215 takes 76800, the Feetech SDK cannot open it
+        argv = ["setup-motors", "--arm", "so101", "--port", server.port, "--motor", "gripper", "--baud", "76800"]
+        assert main(argv) == 1
+    assert "cannot be reached at 76800 baud; choose one of [38400" in capsys.readouterr().err
+    assert arm.servos[0].motor_id == 1 and arm.servos[0].baud == 1_000_000  # untouched
+
+
 def test_cli_virtual_arm_writes_calibration(tmp_path: Path) -> None:
     from twinarm.real.virtual.serve import make_virtual_arm
 
@@ -126,6 +141,12 @@ def test_unknown_arm_or_task_is_a_usage_error(argv: list[str], capsys: pytest.Ca
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "known arms" in err or "no sim env for arm 'so101' and task 'Nope'" in err
+
+
+def test_keyboard_teleop_needs_a_terminal(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:  # pytest's stdin is not a terminal
+        main(["teleop", "--arm", "so101", "--port", "/dev/null", "--calibration", "c.json", "--keyboard"])
+    assert info.value.code == 2 and "--keyboard reads keys from an interactive terminal" in capsys.readouterr().err
 
 
 def test_find_port_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

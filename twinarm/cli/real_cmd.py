@@ -358,6 +358,8 @@ def run_teleop(args: argparse.Namespace) -> int:
     # Every flag is checked and every calibration file read before any motor is touched.
     follower = parse_follower(parser, args, spec)
     ports = follower.ports
+    if args.keyboard and not sys.stdin.isatty():
+        parser.error("--keyboard reads keys from an interactive terminal; stdin is not one")
     roles = {ports[g]: _role(g, "follower") for g in groups}
     leader_ports: dict[str, str] = {}
     leader_cal_files: dict[str, str] = {}

@@ -251,10 +251,11 @@ class MotorBus(abc.ABC):
                 self._on_fault(motor_ids)
                 raise MotorNotRespondingError(name, motor_ids[0], self.port, tries, what)
             raise CommunicationError(what, self.port, tries, self._result_text(f.result), motor=name)
-        # a group transaction failed: find out who by asking each motor once
+        # a group transaction failed: find out who by asking each motor, with the bus's usual retries (one late
+        # reply from a healthy motor must not get it blamed)
         for mid in motor_ids:
             try:
-                self._try(lambda mid=mid: self._ping_raw(mid), tries=1)
+                self._try(lambda mid=mid: self._ping_raw(mid))
             except _Failure as pf:
                 if pf.result == self.RX_TIMEOUT:
                     self._on_fault([mid])

@@ -106,11 +106,19 @@ def sdk_ports() -> Iterator[dict[str, dxl.PortHandler]]:
         port.closePort()
 
 
+#: Tries per SDK transaction, as twinarm's bus makes: the served arm runs in another process, and on a loaded
+#: 2-core machine one reply can miss the SDK's ~35 ms packet timeout.
+TRIES = 3
+
+
 def _ping(port: dxl.PortHandler, ids: list[int]) -> list[int]:
     ph = dxl.PacketHandler(2.0)
     models = []
     for i in ids:
-        model, result, err = bounded(lambda i=i: ph.ping(port, i))
+        for _ in range(TRIES):
+            model, result, err = bounded(lambda i=i: ph.ping(port, i))
+            if result != dxl.COMM_RX_TIMEOUT:
+                break
         assert (result, err) == (dxl.COMM_SUCCESS, 0), f"id {i}"
         models.append(model)
     return models
@@ -120,7 +128,11 @@ def _read(port: dxl.PortHandler, ids: list[int], address: int, size: int) -> lis
     gsr = dxl.GroupSyncRead(port, dxl.PacketHandler(2.0), address, size)
     for i in ids:
         gsr.addParam(i)
-    assert bounded(gsr.txRxPacket) == dxl.COMM_SUCCESS
+    for _ in range(TRIES):
+        result = bounded(gsr.txRxPacket)
+        if result != dxl.COMM_RX_TIMEOUT:
+            break
+    assert result == dxl.COMM_SUCCESS
     raw = [gsr.getData(i, address, size) for i in ids]
     return [v - (1 << 32) if size == 4 and v >= 1 << 31 else v for v in raw]
 

@@ -44,3 +44,17 @@ def test_a_repeatable_flag_given_once_in_the_file(tiny_policy: Path, tmp_path: P
         main(["eval", "--config", str(cfg), "--camera", "wrist=1", "--out", str(tmp_path / "e")])
     assert info.value.code == 2  # the file's camera became a list of one, the flag's was appended to it
     assert "--camera: only for a real arm" in capsys.readouterr().err
+
+
+def test_the_file_can_give_options_the_command_requires(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`teleop --port/--calibration` are required; a config file that gives them satisfies that (the command
+    then fails on the bogus port itself, which shows the values arrived)."""
+    cfg = tmp_path / "teleop.json"
+    cfg.write_text(json.dumps({"port": str(tmp_path / "no-such-port"), "calibration": str(tmp_path / "c.json"),
+                               "keyboard": True}))  # fmt: skip
+    with pytest.raises(SystemExit) as info:
+        main(["teleop", "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert "the following arguments are required" not in err
+    assert "no-such-port" in err or "c.json" in err or "terminal" in err, err
+    assert info.value.code != 0

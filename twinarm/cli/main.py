@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from twinarm.cli.config import load_config_file
@@ -75,20 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    _apply_config_file(parser, argv)
     args = parser.parse_args(argv)
-    sub = getattr(args, "_parser", None)
-    if sub is not None and getattr(args, "config", None) is not None:
-        # Config-file values become the subcommand's defaults; flags on the command line still win.
-        values = load_config_file(args.config)
-        known = {a.dest for a in sub._actions}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            parser.error(f"config file {args.config}: unknown option(s) {unknown}")
-        for action in sub._actions:  # a repeatable flag given once in the file (a string): a list of one
-            if isinstance(action, argparse._AppendAction) and isinstance(values.get(action.dest), str):
-                values[action.dest] = [values[action.dest]]
-        sub.set_defaults(**values)
-        args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -102,6 +91,32 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"twinarm {args.command}: error: {exc}\n(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """`--config FILE`: its values become the subcommand's defaults before argv is parsed, so the file can also
+    give options the command requires (--port, --calibration); flags on the command line still win."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    name = next((a for a in argv if not a.startswith("-")), None)
+    sub = commands.choices.get(name) if name is not None else None
+    if sub is None or not any(a == "--config" or a.startswith("--config=") for a in argv):
+        return
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    path = pre.parse_known_args(argv[argv.index(name) + 1:])[0].config
+    if path is None:
+        return
+    values = load_config_file(path)
+    known = {a.dest for a in sub._actions}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        parser.error(f"config file {path}: unknown option(s) {unknown}")
+    for action in sub._actions:
+        if isinstance(action, argparse._AppendAction) and isinstance(values.get(action.dest), str):
+            values[action.dest] = [values[action.dest]]  # a repeatable flag given once in the file: a list of one
+        if action.dest in values:
+            action.required = False  # the file gives it
+    sub.set_defaults(**values)
 
 
 #: Set to 1 to see the traceback of an error the CLI would otherwise report in one line.

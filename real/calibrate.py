@@ -9,7 +9,7 @@ at any id/baud and give it the spec's id and the bus baud.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from twinarm.real.calibration import REVOLUTE_CENTER, Calibration, MotorCalibration
 from twinarm.real.control_tables import MotorModel, get_model
@@ -22,19 +22,26 @@ def run_calibration(bus: MotorBus, spec: ArmSpec, prompt: Callable[[str], None],
                     recording_done: Callable[[dict[str, int]], bool], sample_period_s: float = 0.02,
                     on_sample: Callable[[dict[str, int], dict[str, tuple[int, int]]], None] | None = None,
                     announce: Callable[[str], None] | None = None,
+                    inverted: Collection[str] = (),
                     ) -> Calibration:
     """Run the procedure on a connected bus; returns the calibration (also written to the motors).
 
     `prompt(text)` returns when the user is ready; `recording_done(latest_positions)` is polled during range
     recording and returns True when the user has finished moving the joints. `announce(text)` shows the range
-    step's instruction without waiting (recording starts at once; default: `prompt`).
+    step's instruction without waiting (recording starts at once; default: `prompt`). `inverted` names the
+    joints whose servo is mounted mirrored (a Koch leader's elbow_flex): they get drive_mode 1, set in the
+    servo before homing on Dynamixel, applied in software on Feetech.
     """
     names = list(spec.joint_names)
+    unknown = sorted(set(inverted) - set(names))
+    if unknown:
+        raise ValueError(f"inverted joints {unknown} are not joints of {spec.name}")
+    drive = {n: int(n in inverted) for n in names}
     bus.disable_torque()
     for n in names:
         bus.write_eeprom("Homing_Offset", n, 0)
-        if bus.protocol == "dynamixel":
-            bus.write_eeprom("Drive_Mode", n, 0)
+        if not bus.software_drive_mode:
+            bus.write_eeprom("Drive_Mode", n, drive[n])
     prompt(f"Move the {spec.display_name} to the middle of its range of motion, then press Enter.")
     mid = bus.positions(names)
     offsets: dict[str, int] = {}
@@ -57,7 +64,7 @@ def run_calibration(bus: MotorBus, spec: ArmSpec, prompt: Callable[[str], None],
     if flat:
         raise RealArmError(f"joints {flat} did not move during range recording; calibration aborted")
     cal = Calibration({
-        n: MotorCalibration(bus.motor(n).id, 0, offsets[n], ranges[n][0], ranges[n][1]) for n in names
+        n: MotorCalibration(bus.motor(n).id, drive[n], offsets[n], ranges[n][0], ranges[n][1]) for n in names
     })
     bus.write_calibration(cal)
     return cal
@@ -117,8 +124,7 @@ def setup_motor(bus_cls: type[MotorBus], port: str, model_name: str, target_id: 
     """
     model = get_model(model_name)
     # Checked before anything is written: a baud the motor takes but the SDK cannot open would strand it.
-    sdk_port = bus_cls.sdk.PortHandler(port)
-    usable = sorted(b for b in model.bauds.values() if sdk_port.getCFlagBaud(b) != -1)
+    usable = bus_cls.usable_bauds(port, [model])
     if target_baud not in usable:
         raise RealArmError(f"{model.name} on the {bus_cls.protocol} SDK cannot be reached at {target_baud} baud; "
                            f"choose one of {usable}")

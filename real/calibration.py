@@ -89,6 +89,10 @@ class Calibration:
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
         path = Path(path).expanduser()
+        if path.is_dir():
+            found = sorted(p.name for p in path.glob("*.json"))[:5]
+            raise CalibrationError(f"calibration file {path} is a directory; name a JSON file in it"
+                                   + (f" (it holds {', '.join(found)})" if found else ""))
         if not path.is_file():
             raise CalibrationError(f"calibration file {path} not found; run `twinarm calibrate` to make one")
         try:

@@ -58,9 +58,9 @@ class BaudRateError(RealArmError):
 
     def __init__(self, port: str, baud: int, found_baud: int | None = None) -> None:
         self.port, self.baud, self.found_baud = port, baud, found_baud
-        hint = (f"the motors answer at {found_baud} baud: pass baud={found_baud} or set them to {baud} with "
-                "`twinarm setup-motors`" if found_baud else "no motor answered at any supported baud rate; "
-                "check power and wiring")
+        hint = (f"the motors answer at {found_baud} baud: use that rate (the command's --baud / --leader-baud "
+                f"{found_baud}, or baud={found_baud} in Python) or set them to {baud} with `twinarm setup-motors`"
+                if found_baud else "no motor answered at any supported baud rate; check power and wiring")
         super().__init__(f"no motor answers on port {port} at {baud} baud; {hint}")
 
 

@@ -29,6 +29,7 @@ from twinarm.real.errors import (
     NotConnectedError,
     PortDisconnectedError,
     PortNotFoundError,
+    RealArmError,
 )
 from twinarm.spec import ArmSpec
 
@@ -40,6 +41,9 @@ except ImportError:  # not POSIX
 _PORT_GONE = (OSError, _TermiosError)
 
 log = logging.getLogger(__name__)
+
+#: Rates checked where no motor model narrows them (a port opened to scan for motors at any baud).
+_COMMON_BAUDS = (9_600, 19_200, 38_400, 57_600, 115_200, 250_000, 500_000, 1_000_000, 2_000_000, 3_000_000)
 
 
 @dataclass(frozen=True)
@@ -133,16 +137,30 @@ class MotorBus(abc.ABC):
         return ms[0].model.register(name)
 
     # ----- connection ---------------------------------------------------------------------------
+    @classmethod
+    def usable_bauds(cls, port: str, models: Iterable[MotorModel]) -> list[int]:
+        """The baud rates every one of `models` takes and this SDK can open on `port` (any, without models)."""
+        sdk_port = cls.sdk.PortHandler(port)
+        rates = [set(m.bauds.values()) for m in models]
+        candidates = set.intersection(*rates) if rates else set(_COMMON_BAUDS)
+        return sorted(b for b in candidates if sdk_port.getCFlagBaud(b) != -1)
+
     def open(self) -> None:
         """Open the port at `baud` (no motor check)."""
         with self.lock:
+            models = {m.model.name: m.model for m in self.motors.values()}
+            usable = self.usable_bauds(self.port, models.values())
+            if self.baud not in usable:
+                who = f"the {'/'.join(sorted(models))} motors and " if models else ""
+                raise RealArmError(f"{self.baud} baud on {self.port}: not a rate {who}the {self.protocol} SDK "
+                                   f"share; use one of {usable}")
             port = self.sdk.PortHandler(self.port)
             try:
                 ok = port.openPort() if self.baud == 1_000_000 else port.setBaudRate(self.baud)
             except Exception as exc:  # serial.SerialException, OSError
                 raise PortNotFoundError(self.port, str(exc)) from None
             if not ok:
-                raise PortNotFoundError(self.port, f"baud rate {self.baud} not supported by the {self.protocol} SDK")
+                raise PortNotFoundError(self.port, f"the {self.protocol} SDK could not open it at {self.baud} baud")
             self._port = port
             self._ph = self._packet_handler()
 

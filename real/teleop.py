@@ -43,6 +43,17 @@ LEADER_MOTOR_MODELS: dict[str, str | dict[str, str]] = {
     },
 }
 
+#: Leader joints whose servo is mounted mirrored relative to the follower's (by joint name on one arm):
+#: calibration sets their drive mode so the leader reads the follower's direction. LeRobot's Koch leader
+#: inverts elbow_flex (Drive_Mode 1 in the servo, `drive_mode: 1` in its calibration file).
+LEADER_INVERTED_JOINTS: dict[str, tuple[str, ...]] = {"koch": ("elbow_flex",)}
+
+
+def leader_inverted_joints(spec: ArmSpec, group: str = "") -> tuple[str, ...]:
+    """The leader joints of `spec` mounted mirrored, named as in `leader_spec(spec, group)`."""
+    names = LEADER_INVERTED_JOINTS.get(spec.name, ())
+    return tuple(f"{group}_{n}" for n in names) if group else names
+
 
 def arm_part(spec: ArmSpec, group: str = "") -> ArmSpec:
     """One arm of a set-up whose arms sit on separate buses (ALOHA's `left` or `right` ViperX, named as in

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,11 +45,13 @@ class VirtualArm:
 
     step_mode: `manual` (the caller calls `step()`), `lockstep` (the physics advances one control period
     on each SYNC_WRITE of Goal_Position: deterministic, used to compare with the sim env), or
-    `realtime` (a thread steps the physics every control period of wall-clock time).
+    `realtime` (a thread steps the physics every control period of wall-clock time). `mirrored` joints
+    (without an explicit mount) turn their encoder the other way, as a Koch leader's elbow_flex does.
     """
 
     def __init__(self, spec: ArmSpec, backend: JointBackend | None = None, step_mode: StepMode = "manual",
-                 mounts: dict[str, JointMount] | None = None, baud: int = 1_000_000) -> None:
+                 mounts: dict[str, JointMount] | None = None, baud: int = 1_000_000,
+                 mirrored: Collection[str] = ()) -> None:
         self.spec = spec
         self.backend: JointBackend = backend if backend is not None else InMemoryBackend(spec)
         self.step_mode: StepMode = step_mode
@@ -58,7 +61,9 @@ class VirtualArm:
         self.mounts: dict[str, JointMount] = {}
         self.servos: list[VirtualServo] = []
         for i, joint in enumerate(spec.joints):
-            mount = (mounts or {}).get(joint.name) or JointMount(zero_ticks=2048.0 + _DEFAULT_OFFSETS[i % 8])
+            mount = (mounts or {}).get(joint.name) or JointMount(
+                zero_ticks=2048.0 + _DEFAULT_OFFSETS[i % 8], direction=-1 if joint.name in mirrored else 1
+            )
             self.mounts[joint.name] = mount
             servo = VirtualServo(get_model(joint.motor_model), joint.motor_id or i + 1, baud=baud,
                                  listener=self._on_write)

@@ -21,6 +21,8 @@ def make_backend(
 ) -> JointBackend:
     """The joints behind the servos: the MuJoCo arm alone, the arm in a task scene, or the in-memory stand-in."""
     if backend == "memory":
+        if task is not None:
+            raise ValueError(f"task {task!r} needs the mujoco backend; the memory backend has no scene")
         return InMemoryBackend(spec)
     if task is None:
         return PhysicsBackend.from_arm(spec.name)
@@ -85,13 +87,19 @@ def make_virtual_buses(
     if leader and task is not None:
         raise ValueError("a leader arm is moved by hand and has no task scene; leave out the task")
     joints = make_backend(spec, backend, task, seed)
+    mirrored: tuple[str, ...] = ()
     if leader:
+        from twinarm.real.teleop import leader_inverted_joints
+
+        mirrored = tuple(n for g in bus_groups(spec) for n in leader_inverted_joints(spec, g))
         spec = leader_arm_spec(spec)
-    varm = VirtualArm(spec, joints, step_mode=step_mode)
+    varm = VirtualArm(spec, joints, step_mode=step_mode, mirrored=mirrored)
     if calibrated:
         cal = varm.ideal_calibration()
         for j, servo in enumerate(varm.servos):
             c = cal[spec.joints[j].name]
+            if servo.model.bus == "dynamixel":
+                servo.set("Drive_Mode", c.drive_mode)
             servo.set("Homing_Offset", c.homing_offset)
             servo.set("Min_Position_Limit", c.range_min)
             servo.set("Max_Position_Limit", c.range_max)

@@ -1,11 +1,15 @@
-"""Helpers shared by the real/ tests: a Koch-like Dynamixel spec and a runner that cannot hang."""
+"""Helpers shared by the real/ tests: a Koch-like Dynamixel spec, a runner that cannot hang, and a hand that
+calibrates a virtual arm through `twinarm calibrate`."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 
 from twinarm.arms import SO101
@@ -51,3 +55,46 @@ def bounded(fn: Callable[[], Any], timeout_s: float = 10.0) -> Any:
     return box.get("value")
 
 
+
+
+def calibrate_by_hand(arm: Any, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str]]:
+    """Run `twinarm calibrate` (argv without --port) on the virtual arm `arm` while a hand answers its prompts:
+    the arm is put in the middle and Enter typed through the real input(); at the range step the hand moves
+    every joint from near one limit to near the other, then types the second Enter. Two Enters in all, as the
+    prompts ask: a third would never come and the run fails (bounded). Returns (exit code, announcements)."""
+    from twinarm.cli import real_cmd
+    from twinarm.cli.main import main
+    from twinarm.real.virtual import PtyServer, VirtualBus
+
+    spec = arm.spec
+    read_fd, write_fd = os.pipe()
+    stdin = os.fdopen(read_fd)
+    monkeypatch.setattr(sys, "stdin", stdin)
+    announced: list[str] = []
+    try:
+        with PtyServer(VirtualBus(arm)) as server:
+
+            def after_reads(n: int) -> None:
+                seen = server.bus.requests
+                while server.bus.requests < seen + n:
+                    threading.Event().wait(0.005)
+
+            def sweep() -> None:
+                after_reads(2)  # the recording has read the first end
+                arm.move_to(spec.lower + 0.1)
+                after_reads(2)  # ... and the other one
+                os.write(write_fd, b"\n")
+
+            def announce(text: str) -> None:  # the range step: recording starts at once, its Enter ends it
+                announced.append(text)
+                arm.move_to(spec.upper - 0.1)
+                threading.Thread(target=sweep, daemon=True).start()
+
+            arm.move_to(np.where(spec.gripper_mask, 0.5, 0.0))
+            os.write(write_fd, b"\n")
+            monkeypatch.setattr(real_cmd, "_announce", announce)
+            rc = bounded(lambda: main([*argv, "--port", server.port]), timeout_s=30)
+    finally:
+        stdin.close()
+        os.close(write_fd)
+    return rc, announced

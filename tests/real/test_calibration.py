@@ -127,3 +127,9 @@ def test_calibration_paths_expand_the_home_directory(tmp_path: Path, monkeypatch
     cal = Calibration({"gripper": MotorCalibration(6, 0, 0, 1000, 3000)})
     assert cal.save("~/cal/arm.json") == tmp_path / "cal" / "arm.json"
     assert Calibration.load("~/cal/arm.json") == cal
+
+
+def test_a_directory_given_as_calibration_file_is_named_as_one(tmp_path: Path) -> None:
+    Calibration({"gripper": MotorCalibration(6, 0, 0, 1000, 3000)}).save(tmp_path / "follower.json")
+    with pytest.raises(CalibrationError, match=r"is a directory; name a JSON file in it \(it holds follower.json\)"):
+        Calibration.load(tmp_path)

@@ -15,6 +15,7 @@ from twinarm.real.errors import (
     MotorNotRespondingError,
     PortDisconnectedError,
     PortNotFoundError,
+    RealArmError,
 )
 from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
 
@@ -133,8 +134,25 @@ def test_wrong_baud(spec) -> None:  # noqa: ANN001
         with pytest.raises(BaudRateError) as info:
             bounded(bus.connect, timeout_s=30)
         assert info.value.found_baud == arm.servos[0].baud
-        assert str(arm.servos[0].baud) in str(info.value)
+        assert f"--baud / --leader-baud {arm.servos[0].baud}" in str(info.value)  # flags the CLI has
         assert not bus.is_connected
+        # at that baud the same bus connects
+        bus = make_bus(spec, server.port, baud=arm.servos[0].baud)
+        bounded(bus.connect, timeout_s=30)
+        bus.close()
+
+
+@pytest.mark.parametrize("baud", [123, 76_800])
+def test_a_baud_the_motors_or_sdk_cannot_use_is_named_before_the_port_opens(spec, baud: int) -> None:  # noqa: ANN001
+    """123 baud (no such rate) and 76800 (an STS3215 rate the Feetech SDK cannot open; no Dynamixel X rate) were
+    reported as 'port cannot be opened ... run find-port', sending the user to look for a port that is fine."""
+    with PtyServer(VirtualBus(VirtualArm(spec))) as server:
+        bus = make_bus(spec, server.port, baud=baud)
+        with pytest.raises(RealArmError) as info:
+            bus.connect()
+    message = str(info.value)
+    assert not isinstance(info.value, PortNotFoundError) and "find-port" not in message
+    assert f"{baud} baud on {server.port}" in message and "use one of [" in message and "1000000" in message
 
 
 def test_calibration_file_not_matching_motors(served: PtyServer, tmp_path) -> None:  # noqa: ANN001

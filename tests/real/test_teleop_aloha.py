@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from real_helpers import bounded
+from real_helpers import bounded, calibrate_by_hand
 from real_media import make_video
 
 from twinarm.arms import ALOHA
@@ -318,58 +315,14 @@ def test_cli_calibrate_one_aloha_leader_arm(
 ) -> None:
     """`calibrate --arm aloha --side left --leader` calibrates the left WidowX (its servo models) and writes a
     per-arm file that teleop reads; without --side it says which sides there are."""
-    from twinarm.cli import real_cmd
-
     with pytest.raises(SystemExit):
         main(["calibrate", "--arm", "aloha", "--port", "/dev/p1"])
     assert "calibrate each one with --side left / --side right" in capsys.readouterr().err
 
     spec = leader_spec(ALOHA, "left")
-    arm = VirtualArm(spec)
-    read_fd, write_fd = os.pipe()
-    stdin = os.fdopen(read_fd)
-    monkeypatch.setattr(sys, "stdin", stdin)
-    with PtyServer(VirtualBus(arm)) as server:
-
-        def after_reads(n: int) -> None:
-            seen = server.bus.requests
-            while server.bus.requests < seen + n:
-                threading.Event().wait(0.005)
-
-        def sweep() -> None:  # the hand moves every joint from one end of its range to the other, then Enter
-            after_reads(2)  # the recording has read the first end
-            arm.move_to(spec.lower + 0.1)
-            after_reads(2)  # ... and the other one
-            os.write(write_fd, b"\n")
-
-        prompts: list[str] = []
-
-        def announce(text: str) -> None:  # the range step: recording starts at once, its Enter ends it
-            prompts.append(text)
-            arm.move_to(spec.upper - 0.1)
-            threading.Thread(target=sweep, daemon=True).start()
-
-        # Two Enters in all, as the prompts ask: the first (already typed) answers "move it to the middle"
-        # through the real input(); a third one would never come and bounded() would fail.
-        arm.move_to(np.where(spec.gripper_mask, 0.5, 0.0))
-        os.write(write_fd, b"\n")
-        monkeypatch.setattr(real_cmd, "_announce", announce)
-        out = tmp_path / "leader_left.json"
-        argv = [
-            "calibrate",
-            "--arm",
-            "aloha",
-            "--side",
-            "left",
-            "--leader",
-            "--port",
-            server.port,
-            "--out",
-            str(out),
-        ]
-        rc = bounded(lambda: main(argv), timeout_s=30)
-    stdin.close()
-    os.close(write_fd)
+    out = tmp_path / "leader_left.json"
+    argv = ["calibrate", "--arm", "aloha", "--side", "left", "--leader", "--out", str(out)]
+    rc, prompts = calibrate_by_hand(VirtualArm(spec), argv, monkeypatch)
     assert rc == 0 and "ALOHA (2x ViperX 300), left arm leader" in capsys.readouterr().out
     assert prompts == ["Move every joint through its entire range of motion; press Enter when done."]
     cal = part_calibration(out, ALOHA, "left")

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from real_helpers import bounded
+from real_helpers import bounded, calibrate_by_hand
 
 from twinarm.arms import SO101, get_arm
 from twinarm.cli.main import main
 from twinarm.real.env import RealArmEnv
 from twinarm.real.ports import find_port
-from twinarm.real.teleop import KeyboardTeleop, LeaderArm, leader_spec, teleoperate
+from twinarm.real.teleop import KeyboardTeleop, LeaderArm, leader_inverted_joints, leader_spec, teleoperate
 from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
 
 TICK = 2 * np.pi / 4096
@@ -49,9 +49,11 @@ def test_leader_follower_teleop() -> None:
 @pytest.mark.filterwarnings("ignore::twinarm.real.env.LoopOverrunWarning")  # timing is not checked here
 @pytest.mark.parametrize("arm", ["so101", "koch"])
 def test_cli_teleop_one_leader_one_follower(arm: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """`twinarm teleop` end to end on two virtual arms (Koch's leader has its own servo model, XL330-M077)."""
+    """`twinarm teleop` end to end on two virtual arms (Koch's leader has its own servo model, XL330-M077, and
+    a mirrored elbow)."""
     spec = get_arm(arm)
-    leader_arm, follower_arm = VirtualArm(leader_spec(spec)), VirtualArm(spec, step_mode="lockstep")
+    leader_arm = VirtualArm(leader_spec(spec), mirrored=leader_inverted_joints(spec))
+    follower_arm = VirtualArm(spec, step_mode="lockstep")
     pose = np.clip(np.array([0.3, -0.4, 0.5, -0.2, 1.0, 0.6]), spec.lower, spec.upper)
     leader_arm.move_to(pose)
     with PtyServer(VirtualBus(leader_arm)) as lp, PtyServer(VirtualBus(follower_arm)) as fp:
@@ -154,3 +156,37 @@ def test_find_port_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: 
     monkeypatch.setattr("builtins.input", lambda *_: "")
     assert main(["find-port"]) == 1
     assert "no port disappeared" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::twinarm.real.env.LoopOverrunWarning")  # timing is not checked here
+def test_cli_koch_leader_calibration_inverts_the_mirrored_elbow_and_teleop_follows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Koch leader's elbow_flex servo is mounted mirrored to the follower's. `calibrate --arm koch --leader`
+    gives it drive_mode 1, set in the servo (as LeRobot's koch_leader does), so teleop moves the follower's
+    elbow the way the hand moved the leader's; with drive_mode 0 the follower's elbow went the other way.
+    The leader's servos are left at their factory 57600 baud: --baud / --leader-baud reach them."""
+    spec = get_arm("koch")
+    mirrored = leader_inverted_joints(spec)
+    assert mirrored == ("elbow_flex",)
+    leader_arm = VirtualArm(leader_spec(spec), mirrored=mirrored, baud=57_600)
+    out = tmp_path / "koch_leader.json"
+    argv = ["calibrate", "--arm", "koch", "--leader", "--baud", "57600", "--out", str(out)]
+    rc, _ = calibrate_by_hand(leader_arm, argv, monkeypatch)
+    assert rc == 0
+    saved = json.loads(out.read_text())
+    assert {n: m["drive_mode"] for n, m in saved.items()} == {n: int(n == "elbow_flex") for n in spec.joint_names}
+
+    follower_arm = VirtualArm(spec, step_mode="lockstep")
+    pose = np.clip(np.array([0.3, -0.4, 0.9, -0.2, 1.0, 0.6]), spec.lower, spec.upper)
+    leader_arm.move_to(pose)
+    with PtyServer(VirtualBus(leader_arm)) as lp, PtyServer(VirtualBus(follower_arm)) as fp:
+        f_cal = follower_arm.ideal_calibration().save(tmp_path / "f.json")
+        argv = ["teleop", "--arm", "koch", "--port", fp.port, "--calibration", str(f_cal), "--max-steps", "40"]
+        argv += ["--leader-port", lp.port, "--leader-calibration", str(out), "--leader-baud", "57600"]
+        assert bounded(lambda: main([*argv, "--max-relative-target", "0.5"]), timeout_s=60) == 0
+    # symmetric limits: the recorded mid-range is the joint's zero, so the leader reads q (the hand swept the
+    # gripper over 0.1..0.9 only, so its 0..1 differs from the follower's)
+    sym = np.isclose(-spec.lower, spec.upper) & ~spec.gripper_mask
+    assert sym[spec.joint_names.index("elbow_flex")]
+    np.testing.assert_allclose(follower_arm.joint_positions()[sym], pose[sym], atol=4 * TICK)

@@ -37,7 +37,7 @@ from twinarm.spec import ArmSpec
 pytestmark = pytest.mark.filterwarnings("ignore::twinarm.real.env.LoopOverrunWarning")
 
 TICK = 2 * np.pi / 4096
-PRESENT_POSITION, TORQUE_ENABLE = 132, 64  # Dynamixel X control table addresses
+PRESENT_POSITION, TORQUE_ENABLE, DRIVE_MODE = 132, 64, 10  # Dynamixel X control table addresses
 SIDES = ("left", "right")
 
 
@@ -204,6 +204,10 @@ def test_cli_koch_leader_wiggle_sweeps_every_joint_within_limits(
         ids = [j.motor_id for j in part.joints]
         assert _ping(port, ids) == [1190] * 6  # XL330-M077, Koch's leader servo
         assert _read(port, ids, TORQUE_ENABLE, 1) == [0] * 6
+        # Its elbow servo is mounted mirrored: the written calibration inverts it, as LeRobot's Koch leader does
+        # (drive_mode 1, also held in the servo's Drive_Mode register), so it reads the same way.
+        assert [cal[n].drive_mode for n in part.joint_names] == [0, 0, 1, 0, 0, 0]
+        assert _read(port, ids, DRIVE_MODE, 1) == [0, 0, 1, 0, 0, 0]
         # The sweep's band per joint (start pose 0; gripper about 0.5).
         amp = np.array(
             [
@@ -342,6 +346,8 @@ def test_parse_pose_names_the_bad_item(line: str, message: str) -> None:
         ("--arm koch --wiggle", "--wiggle moves a leader arm: add --leader"),
         ("--arm koch --leader --wiggle 0", "--wiggle takes a period in seconds > 0"),
         ("--arm so101 --leader --task PickCube", "--leader serves a leader arm, which has no task scene"),
+        ("--arm so101 --backend memory --task PickCube", "--task needs the MuJoCo scene: --backend memory"),
+        ("--arm so101 --seed 3", "--seed sets the task scene's reset: give --task too"),
     ],
 )
 def test_cli_leader_flag_errors(flags: str, message: str, capsys: pytest.CaptureFixture) -> None:

@@ -65,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--arm", default="so101")
     p.add_argument("--port", required=True, help="serial port (see `twinarm find-port`) or a virtual-arm pty")
+    p.add_argument("--baud", type=int, default=1_000_000, help="the motors' baud rate")
     p.add_argument(
         "--out",
         type=Path,
@@ -118,6 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="leader calibration (LeRobot JSON); aloha: left=FILE,right=FILE or one file",
     )
+    p.add_argument("--leader-baud", type=int, default=1_000_000, help="the leader motors' baud rate")
     p.add_argument(
         "--keyboard", action="store_true", help="keyboard instead of a leader arm (one-arm set-ups)"
     )
@@ -135,7 +137,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from twinarm.real.calibrate import run_calibration
     from twinarm.real.calibration import default_calibration_path
     from twinarm.real.multi_bus import bus_groups
-    from twinarm.real.teleop import arm_part, leader_spec
+    from twinarm.real.teleop import arm_part, leader_inverted_joints, leader_spec
 
     spec = _arm(args)
     groups = list(bus_groups(spec))
@@ -149,7 +151,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         args._parser.error(f"--arm {spec.name} is one arm; --side is for two-arm set-ups such as aloha")
     group = args.side or ""
     part = leader_spec(spec, group) if args.leader else arm_part(spec, group)
-    bus = BUSES[spec.motor_bus].from_spec(part, args.port)
+    bus = BUSES[spec.motor_bus].from_spec(part, args.port, baud=args.baud)
     bus.connect()
     done = {"flag": False}
 
@@ -167,7 +169,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     try:
         # the range step's Enter is the one wait_enter polls for while recording: announce it, do not wait
-        cal = run_calibration(bus, part, _enter, wait_enter, on_sample=show, announce=_announce)
+        inverted = leader_inverted_joints(spec, group) if args.leader else ()
+        cal = run_calibration(bus, part, _enter, wait_enter, on_sample=show, announce=_announce, inverted=inverted)
     finally:
         bus.close()
     out = args.out or default_calibration_path(
@@ -273,6 +276,7 @@ def add_follower_args(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument(
         "--camera", action="append", default=None, help="name=index|path|realsense:SERIAL (repeatable)"
     )
+    p.add_argument("--baud", type=int, default=1_000_000, help="the follower motors' baud rate")
     p.add_argument("--max-relative-target", type=float, default=0.2, help="max target change per step (rad)")
 
 
@@ -285,6 +289,7 @@ class Follower:
     cal_files: dict[str, str]
     cameras: Mapping[str, dict[str, Any]]
     max_relative_target: float
+    baud: int = 1_000_000
 
     def calibration(self, command: str) -> Calibration:
         """Read and check the calibration file(s); a missing file or one for another arm exits naming it."""
@@ -306,6 +311,7 @@ class Follower:
             "calibration": self.calibration(command),
             "cameras": dict(self.cameras),
             "max_relative_target": self.max_relative_target,
+            "baud": self.baud,
         }
 
 
@@ -323,7 +329,7 @@ def parse_follower(parser: argparse.ArgumentParser, args: argparse.Namespace, sp
     if len(set(ports.values())) < len(ports):
         parser.error(f"--port {args.port}: each arm needs its own port")
     cal_files = _per_arm(parser, str(args.calibration), "--calibration", spec, groups, one_for_all=True)
-    return Follower(spec, ports, cal_files, cameras, args.max_relative_target)
+    return Follower(spec, ports, cal_files, cameras, args.max_relative_target, args.baud)
 
 
 def run_teleop(args: argparse.Namespace) -> int:
@@ -388,7 +394,7 @@ def run_teleop(args: argparse.Namespace) -> int:
     try:
         if not args.keyboard:  # leaders first: they stay limp, so a bad leader port stops us before torque-on
             try:
-                leader = make_leader(spec, leader_ports, leader_cals)
+                leader = make_leader(spec, leader_ports, leader_cals, baud=args.leader_baud)
             except RealArmError as exc:
                 raise hardware_error(exc, "leader arms") from None
         try:

@@ -95,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
         parser.error(f"--wiggle takes a period in seconds > 0, got {args.wiggle}")
     if args.leader and args.task is not None:
         parser.error("--leader serves a leader arm, which has no task scene: leave out --task")
+    if args.backend == "memory" and args.task is not None:
+        parser.error("--task needs the MuJoCo scene: --backend memory holds joint angles only (leave out --backend)")
+    if args.seed is not None and args.task is None:
+        parser.error("--seed sets the task scene's reset: give --task too")
     try:
         servers = make_virtual_buses(
             args.arm,

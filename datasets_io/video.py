@@ -30,6 +30,18 @@ CODECS: dict[str, tuple[str, dict[str, str]]] = {
     "hevc": ("libx265", {"preset": "veryfast", "crf": "28", "g": "2", "bf": "0"}),
 }
 PIX_FMT = "yuv420p"
+#: libx265 as bundled with PyAV corrupts memory on small frames (40x32 and 48x24 crash the process at exit;
+#: any size from 64x64 up encoded cleanly in a sweep), so HEVC takes frames at least this wide and high.
+HEVC_MIN_SIDE = 64
+
+
+def check_frame_size(codec: str, width: int, height: int, what: str = "video frames") -> None:
+    """Raise DatasetError for a frame size `codec` cannot encode safely (odd sides; HEVC below 64 pixels)."""
+    if width % 2 or height % 2:
+        raise DatasetError(f"{what} must have even width and height for {PIX_FMT}, got {width}x{height}")
+    if codec == "hevc" and min(width, height) < HEVC_MIN_SIDE:
+        raise DatasetError(f"{what}: hevc needs frames at least {HEVC_MIN_SIDE}x{HEVC_MIN_SIDE} (libx265 crashes on "
+                           f"some smaller sizes), got {width}x{height}; use h264 or av1 for small images")
 
 
 def rgb_to_i420(img: np.ndarray) -> np.ndarray:
@@ -67,8 +79,7 @@ class EpisodeEncoder:
         import av
         if codec not in CODECS:
             raise DatasetError(f"video codec {codec!r} is not supported; choose one of {sorted(CODECS)}")
-        if width % 2 or height % 2:
-            raise DatasetError(f"video frames must have even width and height for {PIX_FMT}, got {width}x{height}")
+        check_frame_size(codec, width, height)
         self.width, self.height, self.fps = width, height, fps
         self._buf = io.BytesIO()
         self._out = av.open(self._buf, "w", format="mp4")

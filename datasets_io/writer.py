@@ -58,6 +58,7 @@ from twinarm.datasets_io.video import (
     CODECS,
     EpisodeEncoder,
     ThreadedEncoder,
+    check_frame_size,
     concatenate,
     encoder_options,
     video_info,
@@ -308,8 +309,9 @@ class DatasetWriter:
         opts = encoder_options(video_codec, crf=crf, gop=gop, preset=preset)
         for k in video_keys(feats):
             h, w, c = feats[k]["shape"]
-            if c != 3 or h % 2 or w % 2:
-                raise DatasetError(f"feature {k!r}: videos need 3 channels and even height/width, got {(h, w, c)}")
+            if c != 3:
+                raise DatasetError(f"feature {k!r}: videos need 3 channels, got shape {(h, w, c)}")
+            check_frame_size(video_codec, w, h, what=f"feature {k!r}")
             feats[k]["info"] = {
                 "video.height": h,
                 "video.width": w,

@@ -177,3 +177,22 @@ def test_deep_check_says_ok_without_a_stray_space(tmp_path: Path, capsys: pytest
     write_dataset(root, [2], video=False)
     assert main(["dataset", "check", "--deep", str(root)]) == 0
     assert "(LeRobot v3.0 rules, every frame decoded)" in capsys.readouterr().out
+
+
+def test_hevc_refuses_frames_libx265_crashes_on_before_anything_is_written(tmp_path: Path) -> None:
+    """libx265 (as bundled with PyAV) corrupts memory on small frames: 48x32 episodes segfaulted the process at
+    exit. HEVC datasets take frames from 64x64 up, and the error names the feature and the codecs that work."""
+    small = {"observation.images.front": {"dtype": "video", "shape": [32, 48, 3], "names": ["height", "width", "channels"]}}
+    with pytest.raises(DatasetError, match=r"'observation.images.front'.*hevc needs frames at least 64x64.*48x32.*h264"):
+        DatasetWriter.create(tmp_path / "small", 30, small, video_codec="hevc")
+    assert not (tmp_path / "small" / INFO_PATH).exists()
+    big = {"observation.images.front": {"dtype": "video", "shape": [64, 72, 3], "names": ["height", "width", "channels"]}}
+    w = DatasetWriter.create(tmp_path / "big", 30, big, video_codec="hevc")
+    frames = [np.full((64, 72, 3), 40 * t, dtype=np.uint8) for t in range(4)]
+    for f in frames:
+        w.add_frame({"observation.images.front": f}, task="t")
+    w.save_episode()
+    w.finalize()
+    assert check_dataset(tmp_path / "big", deep=True) == []
+    got = LeRobotDatasetReader(tmp_path / "big")[3]["observation.images.front"].numpy().transpose(1, 2, 0) * 255
+    assert psnr(got, frames[3]) > 30

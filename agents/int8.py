@@ -57,9 +57,10 @@ class _PackedLinears:
     """Int8 weights packed for fbgemm, one per distinct weight view (a packed q/k/v slice is its own view),
     rebuilt when the policy's weights change."""
 
-    def __init__(self, owner: nn.Module, engine: str) -> None:
+    def __init__(self, owner: nn.Module, engine: str, min_weight: int = MIN_WEIGHT) -> None:
         self.owner = owner
         self.engine = engine
+        self.min_weight = min_weight
         self.key: tuple[int, ...] = ()
         self.packed: dict[tuple[Any, ...], Any] = {}
         self.active = threading.local()  # set while this thread runs the policy under the int8 mode
@@ -73,7 +74,7 @@ class _PackedLinears:
 
     def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
         """x W^T + b in int8, or None when this call should stay float32."""
-        if not _takes(x, weight):
+        if not _takes(x, weight, self.min_weight):
             return None
         out_f, in_f = weight.shape
         if not self.checked:  # once per policy call that reaches a matmul (not on a queued action's pop)
@@ -82,10 +83,9 @@ class _PackedLinears:
         k = (weight.data_ptr(), out_f, in_f, weight.stride(), None if bias is None else bias.data_ptr())
         packed = self.packed.get(k)
         if packed is None:
-            packed = self.packed[k] = _pack(weight, bias, self.engine)
+            packed = self.packed[k] = pack_linear(weight, bias, self.engine)
         rows = x.reshape(-1, in_f)
-        y = torch.ops.quantized.linear_dynamic(rows, packed, True)  # reduce_range: AVX2's int16 accumulation
-        return y.view(*x.shape[:-1], out_f)
+        return int8_linear(rows, packed).view(*x.shape[:-1], out_f)
 
     def conv1d(
         self, x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
@@ -93,23 +93,24 @@ class _PackedLinears:
     ) -> Tensor | None:  # fmt: skip
         """A large zero-padded, ungrouped, undilated 1-D convolution as im2col + int8 matmul, or None."""
         pad, step, dil = (v[0] if isinstance(v, tuple | list) else v for v in (padding, stride, dilation))
-        if groups != 1 or dil != 1 or isinstance(pad, str) or x.dim() != 3 or not _takes(x, weight):
+        if groups != 1 or dil != 1 or isinstance(pad, str) or x.dim() != 3 or not _takes(x, weight, self.min_weight):
             return None
         return conv1d_as_matmul(x, weight, bias, step, pad, linear=self.linear)  # type: ignore[arg-type]
 
 
-def _takes(x: Tensor, weight: Tensor) -> bool:
+def _takes(x: Tensor, weight: Tensor, min_weight: int = MIN_WEIGHT) -> bool:
     """Whether a matmul with this input and weight runs in int8: float32 on CPU, weight large enough."""
     return (
         x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
-        and weight.numel() >= MIN_WEIGHT
+        and weight.numel() >= min_weight
         and x.numel() > 0
     )
 
 
-def _pack(weight: Tensor, bias: Tensor | None, engine: str) -> Any:
-    """Per-output-channel int8 weights, prepacked for `engine`'s dynamic int8 matmul."""
+def pack_linear(weight: Tensor, bias: Tensor | None, engine: str) -> Any:
+    """Per-output-channel int8 weights (out, in), prepacked for `engine`'s dynamic int8 matmul
+    (`int8_linear`)."""
     if torch.backends.quantized.engine != engine:
         torch.backends.quantized.engine = engine
     w = weight.detach().contiguous()
@@ -119,6 +120,12 @@ def _pack(weight: Tensor, bias: Tensor | None, engine: str) -> Any:
         warnings.simplefilter("ignore", UserWarning)  # quantized tensor constructors warn of their future
         qw = torch.quantize_per_channel(w, scale, zero, 0, torch.qint8)
     return torch.ops.quantized.linear_prepack(qw, None if bias is None else bias.detach().contiguous())
+
+
+def int8_linear(x: Tensor, packed: Any) -> Tensor:
+    """x W^T + b for a `pack_linear` weight on rows x (N, in): activations quantized per call, 7-bit
+    (reduce_range: AVX2's int16 accumulation cannot saturate)."""
+    return torch.ops.quantized.linear_dynamic(x, packed, True)
 
 
 class _Int8Mode(TorchFunctionMode):
@@ -186,19 +193,23 @@ def needs_calibration(policy: nn.Module) -> bool:
     return bool(_backbones(policy))
 
 
-def enable_int8(policy: Any, calibration: Iterable[Mapping[str, Tensor]] = ()) -> dict[str, int]:
+def enable_int8(
+    policy: Any, calibration: Iterable[Mapping[str, Tensor]] = (), min_weight: int = MIN_WEIGHT
+) -> dict[str, int]:
     """Switch `policy` (on CPU, in eval mode) to int8 inference, in place; return what was quantized.
 
     `calibration`: a few observation batches in dataset units, as `predict_action_chunk` takes them (for
     example frames of the policy's training dataset); they fix the backbone's activation ranges. A policy
-    without a foldable ResNet-18 (state-only, or group-norm backbones) needs none.
+    without a foldable ResNet-18 (state-only, or group-norm backbones) needs none. `min_weight`: the smallest
+    weight (entries) quantized; lower it to check the accuracy of small models, which gain no speed from it.
     """
-    if getattr(policy, "int8_refusal", None):
-        raise Int8Unavailable(policy.int8_refusal)
     if policy.device.type != "cpu":
         raise Int8Unavailable(f"int8 inference runs on CPU; this policy is on {policy.device}")
     linear_engine, conv_engine = int8_engines()
     policy.eval()
+    own = getattr(policy, "enable_int8_planning", None)
+    if own is not None:  # TD-MPC: its planner's packed heads take int8 weights themselves
+        return own(linear_engine, min_weight)
     nets = _backbones(policy)
     quantized = 0
     if nets:
@@ -213,19 +224,20 @@ def enable_int8(policy: Any, calibration: Iterable[Mapping[str, Tensor]] = ()) -
             torch.backends.quantized.engine = conv_engine
             net.set_int8_trunk(_quantize_trunk(net, seen[net], conv_engine))
             quantized += 1
-    linears = _PackedLinears(policy, linear_engine)
+    linears = _PackedLinears(policy, linear_engine, min_weight)
     for name in ("select_action", "predict_action_chunk"):
         method = getattr(type(policy), name, None)
         if method is not None:
             setattr(policy, name, _under_int8(functools.partial(method, policy), linears))
-    return {"backbones": quantized, "linear_layers": sum(map(_is_large_matmul, policy.modules()))}
+    large = functools.partial(_is_large_matmul, min_weight=min_weight)
+    return {"backbones": quantized, "linear_layers": sum(map(large, policy.modules()))}
 
 
-def _is_large_matmul(m: nn.Module) -> bool:
+def _is_large_matmul(m: nn.Module, min_weight: int = MIN_WEIGHT) -> bool:
     """A layer the int8 path takes: nn.Linear, or a 1-D convolution (im2col + matmul), with a weight of at
     least MIN_WEIGHT entries. (A packed attention projection counts as one layer.)"""
     if isinstance(m, nn.Linear | nn.Conv1d):
-        return m.weight.numel() >= MIN_WEIGHT
+        return m.weight.numel() >= min_weight
     return False
 
 

@@ -163,8 +163,6 @@ class Policy(nn.Module, abc.ABC):
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
-    #: Why `agents.int8.enable_int8` would not help this policy (None: it does).
-    int8_refusal: ClassVar[str | None] = None
 
     def __init__(self, config: PolicyConfig, stats: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         super().__init__()

@@ -38,10 +38,8 @@ def worker(rev: str | None, modules: list[str], policy: str, kind: str) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import policy_speed
 
-    _, train_once, infer, *int8 = policy_speed.twinarm_setup(policy)  # int8: [infer in int8] unless refused
-    if kind == "infer-int8" and not int8:
-        raise SystemExit(f"{policy} has no int8 path")
-    fn = {"train": train_once, "infer": infer}.get(kind) or int8[0]
+    _, train_once, infer, infer_int8 = policy_speed.twinarm_setup(policy)
+    fn = {"train": train_once, "infer": infer, "infer-int8": infer_int8}[kind]
     for _ in range(2):
         fn()
     print("ready", flush=True)

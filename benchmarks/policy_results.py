@@ -10,6 +10,7 @@
     python benchmarks/policy_results.py act --steps 20000 --seed 1001   # ... trained for longer
     python benchmarks/policy_results.py int8        # Diffusion above, float32 vs `eval --int8`, same seeds
     python benchmarks/policy_results.py int8 --checkpoint DIR --calibration DATASET   # ... and a pixel policy
+    python benchmarks/policy_results.py int8-tdmpc  # TD-MPC above, float32 vs int8 planning, same seeds
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -237,6 +238,47 @@ def int8(checkpoints: list[Path], calibration: str | None) -> str:
     return table
 
 
+def int8_tdmpc(episodes: int = 50) -> str:
+    """The TD-MPC Reach policy (the recipe above) planning in float32 and in int8 over the same seeds, in this
+    process. Its 128-wide layers are below agents.int8.MIN_WEIGHT (too small to gain speed), so every m x m
+    layer is quantized on purpose (`min_weight=0`): this checks int8 planning's accuracy; its speed is timed at
+    LeRobot's 512-wide size by policy_speed.py. The table -> RESULTS / policy_int8_tdmpc.txt."""
+    import torch
+
+    from twinarm.agents.eval import evaluate
+    from twinarm.agents.int8 import enable_int8
+    from twinarm.agents.policy import Policy
+
+    torch.set_num_threads(2)
+    ckpt = _last_checkpoint(run_dir("tdmpc", None))
+    results, layers = {}, 0
+    for label in ("float32", "int8"):
+        policy = Policy.from_pretrained(ckpt)
+        if label == "int8":
+            layers = enable_int8(policy, min_weight=0)["linear_layers"]
+        torch.manual_seed(0)
+        results[label] = evaluate(policy, REACH, n_episodes=episodes, n_envs=10, seed=100_000, progress=True)
+        print(f"{label}: {results[label].aggregated['pc_success']:.0f} %", flush=True)
+    a, b = results["float32"], results["int8"]
+    same = sum(x == y for x, y in zip(a.successes, b.successes, strict=True))
+    table = "\n".join([
+        "| policy | float32 pc_success | int8 pc_success | same outcome | avg_max_reward float32 / int8 | "
+        "select_action p50 float32 / int8 |",
+        "|---|---|---|---|---|---|",
+        f"| tdmpc (the recipe above, state; {layers} layers in int8) | {a.aggregated['pc_success']:.0f} % | "
+        f"{b.aggregated['pc_success']:.0f} % | {same}/{episodes} | {a.aggregated['avg_max_reward']:.3f} / "
+        f"{b.aggregated['avg_max_reward']:.3f} | {a.latency['p50']:.1f} ms / {b.latency['p50']:.1f} ms |",
+    ])  # fmt: skip
+    (RESULTS / "policy_int8_tdmpc.txt").write_text(
+        f"{REACH.split('/')[-1]}, {episodes} evaluation seeds (100000...), float32 against int8 planning "
+        f"(agents.int8.enable_int8 with min_weight=0: every m x m layer of the world model and policy prior), 2 CPU "
+        f"threads, 10 parallel envs (select_action times are per plan for a batch of 10).\n"
+        f"Checkpoint: {ckpt.relative_to(ROOT) if ckpt.is_relative_to(ROOT) else ckpt}\n"
+        f"Command: python benchmarks/policy_results.py int8-tdmpc\n\n{table}\n")
+    print(table)
+    return table
+
+
 def _action_change(ckpt: Path, dataset: str | None) -> tuple[float, float]:
     """Mean |int8 - float32| over full action chunks for 64 frames of `dataset` (degrees / gripper 0..100), with
     the same sampling noise; and, for scale, the same between two float32 samples with different noise (0 for a
@@ -305,7 +347,7 @@ def _other_seeds(name: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "report"))
+    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "report"))
     p.add_argument("--checkpoint", type=Path, action="append", default=[],
                    help="int8: also compare this checkpoint (repeatable), e.g. a pixel ACT")
     p.add_argument("--calibration", default=None, help="int8: dataset whose frames calibrate those checkpoints")
@@ -323,6 +365,8 @@ def main() -> None:
         sim2real(seed=a.seed)
     elif a.stage == "int8":
         int8(a.checkpoint, a.calibration)
+    elif a.stage == "int8-tdmpc":
+        int8_tdmpc()
     else:
         train_and_eval(a.stage, a.seed, a.steps)
 

@@ -171,8 +171,6 @@ def twinarm_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
     # The same weights in int8 (`agents.int8`, `twinarm eval --int8`); the backbone's activation ranges are
     # calibrated on frames drawn like the benchmark's own (uniform noise images).
     infer = functools.partial(infer_with, policy)
-    if policy.int8_refusal:  # TD-MPC: no int8 path
-        return params, train_once, infer
     quantized = copy.deepcopy(policy).eval()
     g = torch.Generator().manual_seed(1)
     calibration = [{k: (torch.rand_like(v) if v.dim() == 4 else torch.randn(v.shape, generator=g)) for k, v in obs.items()}
@@ -401,10 +399,9 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             f"{fmt_s(lr['train']['min_s'])} (med {fmt_s(lr['train']['median_s'])})" if have else "n/a", ratio["train"], paired["train"],
             f"{fmt_s(t['infer']['min_s'])} {infer_label}", f"{fmt_s(lr['infer']['min_s'])}" if have else "n/a", ratio["infer"],
             paired["infer"],
-            *((fmt_s(t["infer8"]["min_s"]),
-               f"{t['infer8']['min_s'] / lr['infer']['min_s']:.2f}x" if have else "n/a",
-               f"{paired_ratio(t['infer8']['all_s'], lr['infer']['all_s']):.2f}x" if have else "n/a")
-              if "infer8" in t else ("no int8 path", "", "")),
+            fmt_s(t["infer8"]["min_s"]),
+            f"{t['infer8']['min_s'] / lr['infer']['min_s']:.2f}x" if have else "n/a",
+            f"{paired_ratio(t['infer8']['all_s'], lr['infer']['all_s']):.2f}x" if have else "n/a",
         ))  # fmt: skip
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]

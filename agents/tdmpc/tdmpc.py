@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from twinarm.agents.features import ACTION, ENV_STATE, STATE
+from twinarm.agents.int8 import MIN_WEIGHT
 from twinarm.agents.layers import conv2d_relu, weights_key
 from twinarm.agents.policy import Policy
 from twinarm.agents.tdmpc.config_tdmpc import TDMPCConfig
@@ -207,9 +208,6 @@ class TDMPCPolicy(Policy):
 
     name = "tdmpc"
     config_class = TDMPCConfig
-    #: Planning is batched matmuls over stacked heads, which the int8 path does not take: it would only add
-    #: its dispatch cost (0.9 s -> 1.0 s per plan in benchmarks/policy_speed.py).
-    int8_refusal = "TD-MPC plans with batched matmuls over stacked heads, which have no int8 path; run it in float32"
 
     def __init__(self, config: TDMPCConfig, stats: dict | None = None) -> None:
         super().__init__(config, stats)
@@ -224,6 +222,18 @@ class TDMPCPolicy(Policy):
         """Plan with packed copies of the heads (`fused.PackedHeads`); False runs the modules one by one."""
         self._packed: PackedHeads | None = None
         self._packed_key: tuple[int, ...] = ()
+        self._int8: tuple[str, int] | None = None
+
+    def enable_int8_planning(self, engine: str, min_weight: int = MIN_WEIGHT) -> dict[str, int]:
+        """Plan with int8 copies of the heads' m x m layers of at least `min_weight` entries
+        (`agents.int8.enable_int8` calls this); training and checkpoints stay float32. Returns what was
+        quantized."""
+        self.fused_planning = True
+        self._int8 = (engine, min_weight)
+        self._packed = None
+        heads = self._heads()
+        assert heads is not None
+        return {"backbones": 0, "linear_layers": len(heads.q2 or ()) + (heads.pi_q1 is not None)}
 
     def get_optim_params(self) -> list[dict]:
         return [{"params": list(self.model.parameters())}]
@@ -255,7 +265,8 @@ class TDMPCPolicy(Policy):
             return None
         key = weights_key(self.model)
         if self._packed is None or key != self._packed_key:
-            self._packed = PackedHeads(self.model)
+            engine, min_weight = self._int8 or (None, MIN_WEIGHT)
+            self._packed = PackedHeads(self.model, int8_engine=engine, min_weight=min_weight)
             self._packed_key = key
         return self._packed
 

@@ -172,11 +172,60 @@ def test_int8_backbone_refuses_changed_weights() -> None:
         policy.predict_action_chunk(_obs(1, 1, True))
 
 
-def test_tdmpc_is_refused_with_its_reason() -> None:
+def _tdmpc(mlp_dim: int):
+    """A TD-MPC policy with non-trivial weights everywhere (its reward and Q output layers start at zero)."""
     from tests.agents.conftest import tiny_config
-    from twinarm.agents.int8 import Int8Unavailable
     from twinarm.agents.registry import get_policy_class
 
-    policy = get_policy_class("tdmpc")(tiny_config("tdmpc"), synthetic_stats())
-    with pytest.raises(Int8Unavailable, match="batched matmuls"):
-        enable_int8(policy)
+    torch.manual_seed(0)
+    policy = get_policy_class("tdmpc")(tiny_config("tdmpc", mlp_dim=mlp_dim, q_ensemble_size=5), synthetic_stats())
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return policy.eval()
+
+
+def test_tdmpc_plans_with_int8_heads_close_to_float() -> None:
+    """TD-MPC's planner packs the m x m layer of each of its seven heads (dynamics, reward, 5 Qs) and of the
+    policy prior in int8: latents, rewards, Q values and trajectory values stay close to float."""
+    policy = _tdmpc(mlp_dim=512)  # 512x512 layers: MIN_WEIGHT entries, quantized
+    reference = copy.deepcopy(policy)
+    assert enable_int8(policy) == {"backbones": 0, "linear_layers": 8}
+    heads, exact = policy._heads(), reference._heads()
+    assert heads.q2 is not None and exact.q2 is None
+    cfg = policy.config
+    g = torch.Generator().manual_seed(0)
+    z = torch.rand(300, cfg.latent_dim, generator=g)
+    actions = torch.rand(cfg.horizon, 300, cfg.action_dim, generator=g) * 2 - 1
+    with torch.inference_mode():
+        z_q, r_q, q_q = heads.step(z, actions[0], with_q=True)
+        z_f, r_f, q_f = exact.step(z, actions[0], with_q=True)
+        assert not torch.equal(q_q, q_f)  # really another path
+        assert _rel_err(z_q, z_f) < 0.02 and _rel_err(r_q, r_f) < 0.05 and _rel_err(q_q, q_f) < 0.05
+        assert _rel_err(heads.pi(z), exact.pi(z)) < 0.05
+        v_q, v_f = policy.estimate_value(z, actions), reference.estimate_value(z, actions)
+    assert _rel_err(v_q, v_f) < 0.05
+    # the best-valued trajectories are mostly the same ones
+    assert len(set(v_q.topk(30).indices.tolist()) & set(v_f.topk(30).indices.tolist())) >= 24
+    from tests.agents.conftest import synthetic_batch
+
+    batch = synthetic_batch(cfg, n=2, seed=1)
+    action = policy.select_action({k: batch[k][:, 0] for k in cfg.input_features})
+    assert action.shape == (2, DOF) and torch.isfinite(action).all()
+
+
+def test_tdmpc_int8_skips_narrow_heads_unless_asked_and_follows_weight_changes() -> None:
+    policy = _tdmpc(mlp_dim=64)
+    assert enable_int8(policy) == {"backbones": 0, "linear_layers": 0}  # 64x64: no gain, stays float
+    assert policy._heads().q2 is None
+    assert enable_int8(policy, min_weight=0) == {"backbones": 0, "linear_layers": 8}  # an accuracy check's way
+    z, a = torch.rand(20, policy.config.latent_dim), torch.rand(20, policy.config.action_dim) * 2 - 1
+    before = policy._heads().q_all(z, a)
+    with torch.no_grad():
+        for q in policy.model.qs:
+            q[3].weight.mul_(-1.0)
+    after = policy._heads().q_all(z, a)  # repacked from the new weights
+    assert policy._heads().q2 is not None and _rel_err(after, before) > 0.1
+    policy.fused_planning = False
+    with torch.inference_mode():
+        assert _rel_err(after, policy.model.q_all(z, a)) < 0.05

@@ -66,10 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seed torch's random numbers (Diffusion's sampling noise) with N before the episodes "
                    "(default: torch's own start state, the same in every run)")
     p.add_argument("--int8", action="store_true",
-                   help="run the policy's large matmuls (linear layers, 1-D convolutions) and image backbone in int8 "
-                   "on the CPU (ACT and Diffusion chunks ~1.6x faster on x86; actions move by ~0.1 degree on average, "
-                   "success within a few episodes of float32 in benchmarks/results/policy_int8.txt: check in sim first; "
-                   "TD-MPC has no int8 path)")
+                   help="run the policy's large matmuls (linear layers, 1-D convolutions, TD-MPC's planning heads) and "
+                   "image backbone in int8 on the CPU (ACT and Diffusion chunks ~1.6x faster on x86, a TD-MPC plan ~2x; "
+                   "actions move by ~0.1 degree on average, success within a few episodes of float32 in "
+                   "benchmarks/results/policy_int8*.txt: check in sim first)")
     p.add_argument("--int8-calibration", default=None, metavar="DATASET",
                    help="dataset whose frames fix the int8 backbone's activation ranges (default: the dataset the "
                    "checkpoint was trained on, from its run's train_config.json)")

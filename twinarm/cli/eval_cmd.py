@@ -182,6 +182,10 @@ def _to_int8(args: argparse.Namespace, policy: Any) -> None:
     except Int8Unavailable as exc:
         args._parser.error(f"--int8: {exc}")
     used = f", backbone calibrated on frames of {source}" if calibration else ""
+    if not (done["linear_layers"] or done["backbones"]):
+        from twinarm.agents.int8 import MIN_WEIGHT
+
+        used += f"; every layer is under {MIN_WEIGHT} weights, too small to run faster in int8: it stays float32"
     print(f"int8: {done['linear_layers']} matmul layers (linear, 1-D convolution) and {done['backbones']} backbone(s) "
           f"quantized{used}")
 

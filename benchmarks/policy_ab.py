@@ -26,15 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def worker(rev: str | None, modules: list[str], policy: str, kind: str) -> None:
     """Build the policy (from `rev`'s modules when given), then time one step per input line."""
     if rev is not None:
-        import twinarm.agents
+        import importlib
 
-        for name in modules:  # in order: later modules import the replaced earlier ones
-            src = subprocess.check_output(["git", "-C", str(ROOT), "show", f"{rev}:agents/{name}.py"])
+        for name in modules:  # in order: later modules import the replaced earlier ones; "tdmpc.fused" works
+            path = name.replace(".", "/")
+            src = subprocess.check_output(["git", "-C", str(ROOT), "show", f"{rev}:agents/{path}.py"])
+            parent_name, _, leaf = f"twinarm.agents.{name}".rpartition(".")
+            parent = importlib.import_module(parent_name)
             mod = types.ModuleType(f"twinarm.agents.{name}")
-            mod.__file__ = f"{rev}:agents/{name}.py"
+            mod.__file__ = f"{rev}:agents/{path}.py"
             sys.modules[mod.__name__] = mod
             exec(compile(src, mod.__file__, "exec"), mod.__dict__)
-            setattr(twinarm.agents, name, mod)
+            setattr(parent, leaf, mod)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import policy_speed
 

@@ -441,7 +441,7 @@ def main() -> None:
     load_after = os.getloadavg()
     header = (
         f"# {started}, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after "
-        f"(1-min, {os.cpu_count()} cores); policy speed, CPU, {THREADS} torch threads, batch {BATCH} for "
+        f"(1-min, {os.cpu_count()} cores, {cpu_label()}); policy speed, CPU, {THREADS} torch threads, batch {BATCH} for "
         f"training, batch 1 for inference; LeRobot from {a.lerobot_python if have_lerobot else 'not installed'}"
         f"{'; LeRobot with the same malloc thresholds (--lerobot-malloc)' if a.lerobot_malloc else ''}\n"
     )
@@ -449,6 +449,24 @@ def main() -> None:
     earlier = a.out.read_text() if a.out.exists() else ""
     a.out.write_text(header + text + "\n" + ("\n" + earlier if earlier else ""))
     print(header + text)
+
+
+def cpu_label() -> str:
+    """The CPU as it bears on these timings: model, torch's kernel level, and int8 dot-product support (VNNI)."""
+    import torch
+
+    flags, model = set(), "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    vnni = "VNNI" if flags & {"avx512_vnni", "avx_vnni"} else "no VNNI"
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()} kernels, {vnni})"
 
 
 if __name__ == "__main__":

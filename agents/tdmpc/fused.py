@@ -6,7 +6,8 @@ formulas (about 3x and 2x cheaper than ATen's on CPU). Large intermediates live 
 call to call, so the planner's steady state allocates (and page-faults) almost nothing.
 
 With an int8 engine (`agents.int8.enable_int8`, `twinarm eval --int8`) the m x m layers of every head and of
-the policy prior run as int8 matmuls, one per head (fbgemm: ~4x the float rate on these shapes here).
+the policy prior run as int8 matmuls, one per head (fbgemm: ~4x the float rate on these shapes here), and
+layer 1 of all heads as one int8 matmul.
 """
 
 from __future__ import annotations
@@ -67,9 +68,15 @@ class PackedHeads:
             self.b1 = torch.stack([h[0].bias for h in heads])[:, None].clone()  # (K, 1, m)
             self.g1 = torch.stack([h[1].weight for h in heads])[:, None].clone()
             self.be1 = torch.stack([h[1].bias for h in heads])[:, None].clone()
+            # The Qs' tanh after layer 1 runs as one sigmoid pass: tanh(y) = 2 sigmoid(2y) - 1, the 2y folded into
+            # their layer norm's affine and the 2s - 1 into their layer 2: W (2s - 1) + b = (2W) s + (b - W 1).
+            self.g1[2:] *= 2.0
+            self.be1[2:] *= 2.0
+            w2 = [h[3].weight if k < 2 else 2.0 * h[3].weight for k, h in enumerate(heads)]
+            b2 = [h[3].bias if k < 2 else h[3].bias - h[3].weight.sum(dim=1) for k, h in enumerate(heads)]
             # Layer 2 (m -> m); only dynamics and reward have a layer norm after it.
-            self.w2 = torch.stack([h[3].weight for h in heads]).transpose(1, 2).contiguous()  # (K, m, m)
-            self.b2 = torch.stack([h[3].bias for h in heads])[:, None].clone()
+            self.w2 = torch.stack(w2).transpose(1, 2).contiguous()  # (K, m, m)
+            self.b2 = torch.stack(b2)[:, None].clone()
             self.g2 = torch.stack([dyn[4].weight, rew[4].weight])[:, None].clone()
             self.be2 = torch.stack([dyn[4].bias, rew[4].bias])[:, None].clone()
             # Outputs: dynamics m -> z (+ layer norm, sigmoid); reward and each Q m -> 1, stacked.
@@ -81,12 +88,17 @@ class PackedHeads:
             self.bv = torch.stack([lin.bias for lin in scalar])[:, None].clone()  # (1+Q, 1, 1)
             # Policy prior.
             self.pi_layers = [(pi[i].weight.clone(), pi[i].bias.clone()) for i in (0, 1, 3, 4, 6)]
-            # int8: layer 2 of each head and the prior's middle layer, one packed weight each. (Layer 1, z+a -> m,
-            # stays one float batched matmul: per-head int8 calls made a plan slower, 414 ms against 323 here.)
+            # int8: layer 2 of each head and the prior's middle layer, one packed weight each; layer 1 of the
+            # heads in use as one int8 matmul (seven narrow per-head calls made a plan slower than float).
             self.q2: list | None = None
             self.pi_q1 = None
             if int8_engine is not None and dyn[3].weight.numel() >= min_weight:
-                self.q2 = [pack_linear(h[3].weight, h[3].bias, int8_engine) for h in heads]
+                self.q2 = [pack_linear(w, b, int8_engine) for w, b in zip(w2, b2, strict=True)]
+                # Layer 1 of heads lo..hi-1 (all of them in a plan step, the Qs for a terminal value) as one
+                # matmul, packed on first use for each head range.
+                self._l1 = [(h[0].weight.detach().clone(), h[0].bias.detach().clone()) for h in heads]
+                self._q1: dict[tuple[int, int], object] = {}
+                self._engine = int8_engine
             if int8_engine is not None and pi[3].weight.numel() >= min_weight:
                 self.pi_q1 = pack_linear(pi[3].weight, pi[3].bias, int8_engine)
         self.eps1 = {h[1].eps for h in heads}
@@ -109,16 +121,18 @@ class PackedHeads:
         """Heads lo..hi-1 through layers 1 and 2 with activations: (hi - lo, N, m), a reused buffer, or with
         int8 weights one (N, m) tensor per head."""
         n = z.shape[0]
+        if self.q2 is not None:
+            m = self.w2.shape[-1]
+            h = int8_linear(torch.cat((z, a), dim=-1), self._layer1_int8(lo, hi))  # (N, (hi - lo) * m)
+            return [self._head_int8(h[:, (k - lo) * m : (k - lo + 1) * m], k) for k in range(lo, hi)]
         x = torch.cat((z, a), dim=-1).expand(hi - lo, -1, -1)
         h = torch.baddbmm(self.b1[lo:hi], x, self.w1[lo:hi], out=self._buffer("h1", hi - lo, n, z))
         _layer_norm_(h, self.g1[lo:hi], self.be1[lo:hi], self.eps[0])
-        n_mish = max(0, min(hi, 2) - lo)  # dynamics and reward use Mish, the Qs tanh
+        n_mish = max(0, min(hi, 2) - lo)  # dynamics and reward use Mish, the Qs tanh (as a sigmoid, folded)
         if n_mish:
             mish_(h[:n_mish])
         if n_mish < hi - lo:
-            tanh_(h[n_mish:])
-        if self.q2 is not None:
-            return [self._layer2_int8(h[k], lo + k) for k in range(hi - lo)]
+            h[n_mish:].sigmoid_()
         o = torch.baddbmm(self.b2[lo:hi], h, self.w2[lo:hi], out=self._buffer("h2", hi - lo, n, z))
         if n_mish:
             _layer_norm_(o[:n_mish], self.g2[lo : lo + n_mish], self.be2[lo : lo + n_mish], self.eps[1])
@@ -127,12 +141,23 @@ class PackedHeads:
             F.elu(o[n_mish:], inplace=True)
         return o
 
-    def _layer2_int8(self, h: Tensor, head: int) -> Tensor:
-        """Layer 2 of one head in int8, then its norm and activation (as `_hidden`'s float path)."""
+    def _layer1_int8(self, lo: int, hi: int) -> object:
+        """Layer 1 of heads lo..hi-1 stacked along the output and packed in int8 (once per range)."""
+        packed = self._q1.get((lo, hi))
+        if packed is None:
+            w, b = zip(*self._l1[lo:hi], strict=True)
+            packed = self._q1[(lo, hi)] = pack_linear(torch.cat(w), torch.cat(b), self._engine)
+        return packed
+
+    def _head_int8(self, h: Tensor, head: int) -> Tensor:
+        """One head from its layer-1 pre-activation h (N, m): norm and activation, layer 2 in int8, norm and
+        activation (as `_hidden`'s float path; per head, each norm takes its affine in the same pass)."""
+        m = h.shape[-1]
+        h = F.layer_norm(h, (m,), self.g1[head, 0], self.be1[head, 0], self.eps[0])
+        h = mish(h) if head < 2 else h.sigmoid_()
         o = int8_linear(h, self.q2[head])  # type: ignore[index]
         if head < 2:
-            _layer_norm_(o, self.g2[head], self.be2[head], self.eps[1])
-            return mish_(o)
+            return mish(F.layer_norm(o, (m,), self.g2[head, 0], self.be2[head, 0], self.eps[1]))
         return F.elu(o, inplace=True)
 
     def _values(self, o: Tensor | list[Tensor], lo: int, hi: int) -> Tensor:

@@ -233,7 +233,9 @@ class TDMPCPolicy(Policy):
         self._packed = None
         heads = self._heads()
         assert heads is not None
-        return {"backbones": 0, "linear_layers": len(heads.q2 or ()) + (heads.pi_q1 is not None)}
+        # layer 2 of each head, the prior's middle layer, and layer 1 of all heads as one matmul
+        n = len(heads.q2) + 1 if heads.q2 is not None else 0
+        return {"backbones": 0, "linear_layers": n + (heads.pi_q1 is not None)}
 
     def get_optim_params(self) -> list[dict]:
         return [{"params": list(self.model.parameters())}]

@@ -186,11 +186,12 @@ def _tdmpc(mlp_dim: int):
 
 
 def test_tdmpc_plans_with_int8_heads_close_to_float() -> None:
-    """TD-MPC's planner packs the m x m layer of each of its seven heads (dynamics, reward, 5 Qs) and of the
-    policy prior in int8: latents, rewards, Q values and trajectory values stay close to float."""
+    """TD-MPC's planner packs the m x m layer of each of its seven heads (dynamics, reward, 5 Qs), their first
+    layers (one stacked matmul) and the policy prior's middle layer in int8: latents, rewards, Q values and
+    trajectory values stay close to float."""
     policy = _tdmpc(mlp_dim=512)  # 512x512 layers: MIN_WEIGHT entries, quantized
     reference = copy.deepcopy(policy)
-    assert enable_int8(policy) == {"backbones": 0, "linear_layers": 8}
+    assert enable_int8(policy) == {"backbones": 0, "linear_layers": 9}
     heads, exact = policy._heads(), reference._heads()
     assert heads.q2 is not None and exact.q2 is None
     cfg = policy.config
@@ -218,7 +219,7 @@ def test_tdmpc_int8_skips_narrow_heads_unless_asked_and_follows_weight_changes()
     policy = _tdmpc(mlp_dim=64)
     assert enable_int8(policy) == {"backbones": 0, "linear_layers": 0}  # 64x64: no gain, stays float
     assert policy._heads().q2 is None
-    assert enable_int8(policy, min_weight=0) == {"backbones": 0, "linear_layers": 8}  # an accuracy check's way
+    assert enable_int8(policy, min_weight=0) == {"backbones": 0, "linear_layers": 9}  # an accuracy check's way
     z, a = torch.rand(20, policy.config.latent_dim), torch.rand(20, policy.config.action_dim) * 2 - 1
     before = policy._heads().q_all(z, a)
     with torch.no_grad():

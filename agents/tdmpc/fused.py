@@ -1,9 +1,10 @@
 """Packed world-model heads for TD-MPC planning (inference only, same numbers up to float32 rounding).
 
 The dynamics, reward and Q-ensemble MLPs all read [z, a]: here their layers are stacked so each layer of
-all seven heads is one batched matmul, layer norms run once over all heads, and Mish / tanh use one-exp
-formulas (about 3x and 2x cheaper than ATen's on CPU). Large intermediates live in buffers reused from
-call to call, so the planner's steady state allocates (and page-faults) almost nothing.
+all seven heads is one batched matmul, layer norms run once over all heads, Mish uses a one-exp formula
+(about 3x cheaper than ATen's on CPU) and the Qs' tanh runs as a sigmoid with its affine parts folded into
+the neighbouring layers. Large intermediates live in buffers reused from call to call, so the planner's
+steady state allocates (and page-faults) almost nothing.
 
 With an int8 engine (`agents.int8.enable_int8`, `twinarm eval --int8`) the m x m layers of every head and of
 the policy prior run as int8 matmuls, one per head (fbgemm: ~4x the float rate on these shapes here), and
@@ -37,11 +38,6 @@ def mish(x: Tensor) -> Tensor:
 def mish_(x: Tensor) -> Tensor:
     """In-place `mish`."""
     return x.copy_(mish(x))
-
-
-def tanh_(x: Tensor) -> Tensor:
-    """In-place tanh as 2 * sigmoid(2x) - 1 (ATen's sigmoid is about twice as fast as its tanh on CPU)."""
-    return torch.sigmoid(x.mul_(2.0), out=x).mul_(2.0).sub_(1.0)
 
 
 def _layer_norm_(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:

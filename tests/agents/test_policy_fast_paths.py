@@ -34,10 +34,9 @@ def _tdmpc(**overrides: object):
     return policy.eval()
 
 
-def test_fast_mish_and_tanh_match_aten() -> None:
+def test_fast_mish_matches_aten() -> None:
     x = torch.cat((torch.linspace(-30, 30, 20001), torch.tensor([-1e4, -100.0, 0.0, 100.0, 1e4])))
     torch.testing.assert_close(fused.mish(x), F.mish(x), rtol=2e-6, atol=2e-7)
-    torch.testing.assert_close(fused.tanh_(x.clone()), torch.tanh(x), rtol=0, atol=3e-7)
     y = x.clone()
     assert fused.mish_(y) is y and torch.equal(y, fused.mish(x))
 

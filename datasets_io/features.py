@@ -36,6 +36,7 @@ def check_features(features: dict[str, dict[str, Any]]) -> None:
                 raise DatasetError(f"feature {name!r}: {ft['dtype']} shape must be (height, width, 1|3), got {shape}")
         elif len(shape) != 1:
             raise DatasetError(f"feature {name!r}: only 1-D shapes are supported for {ft['dtype']}, got {shape}")
+    check_no_depth(features, "features")
 
 
 def with_default_features(features: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -51,6 +52,24 @@ def video_keys(features: dict[str, dict]) -> list[str]:
 
 def image_keys(features: dict[str, dict]) -> list[str]:
     return [k for k, ft in features.items() if ft["dtype"] == "image"]
+
+
+def depth_keys(features: dict[str, dict]) -> list[str]:
+    """Features LeRobot flags as depth maps (`info.is_depth_map`, or the older `video.is_depth_map`)."""
+    def flagged(ft: dict) -> bool:
+        info = {**(ft.get("video_info") or {}), **(ft.get("info") or {})}
+        return bool(info.get("is_depth_map") or info.get("video.is_depth_map"))
+
+    return [k for k, ft in features.items() if flagged(ft)]
+
+
+def check_no_depth(features: dict[str, dict], where: object) -> None:
+    """Raise DatasetError naming the depth-map features: twinarm does not decode them (LeRobot stores them as
+    12-bit log-quantized HEVC or 16-bit images, in millimetres), and reading them as colour would be wrong."""
+    keys = depth_keys(features)
+    if keys:
+        raise DatasetError(f"{where}: feature(s) {keys} hold depth maps (is_depth_map), which twinarm does not read "
+                           "or write yet (LeRobot's own loader reads them)")
 
 
 def camera_keys(features: dict[str, dict]) -> list[str]:

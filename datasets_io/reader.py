@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import torch
 
 from twinarm.datasets_io import stats as st
-from twinarm.datasets_io.features import image_keys, video_keys
+from twinarm.datasets_io.features import check_no_depth, image_keys, video_keys
 from twinarm.datasets_io.layout import (
     INFO_PATH,
     STATS_PATH,
@@ -65,6 +65,7 @@ class DatasetMeta:
             if key not in self.info:
                 raise DatasetError(f"{self.root / INFO_PATH}: missing key {key!r}")
         self.features: dict[str, dict[str, Any]] = self.info["features"]
+        check_no_depth(self.features, self.root / INFO_PATH)
         self.fps: int = int(self.info["fps"])
         self.video_keys = video_keys(self.features)
         self.image_keys = image_keys(self.features)

@@ -22,6 +22,7 @@ from twinarm.datasets_io import stats as st
 from twinarm.datasets_io.features import (
     camera_keys,
     check_features,
+    check_no_depth,
     data_schema,
     image_keys,
     validate_frame,
@@ -356,6 +357,7 @@ class DatasetWriter:
         repair(root)
         info = load_json(root / INFO_PATH)
         check_version(info, root / INFO_PATH)
+        check_no_depth(info["features"], root / INFO_PATH)
         info.pop("repo_id", None)  # older twinarm wrote it; LeRobot warns on every load about fields it does not know
         vkeys = video_keys(info["features"])
         codec = "h264"

@@ -196,3 +196,25 @@ def test_hevc_refuses_frames_libx265_crashes_on_before_anything_is_written(tmp_p
     assert check_dataset(tmp_path / "big", deep=True) == []
     got = LeRobotDatasetReader(tmp_path / "big")[3]["observation.images.front"].numpy().transpose(1, 2, 0) * 255
     assert psnr(got, frames[3]) > 30
+
+
+@pytest.mark.parametrize("flag", [{"info": {"is_depth_map": True}}, {"info": {"video.is_depth_map": True}}])
+def test_lerobot_depth_maps_are_refused_by_name_not_read_as_colour(tmp_path: Path, flag: dict) -> None:
+    """LeRobot 0.6 flags depth cameras with `info.is_depth_map` and stores them as 12-bit log-quantized HEVC or
+    16-bit images in millimetres; twinarm read them as colour divided by 255. Reading, resuming and creating such
+    a dataset now name the feature instead (its RGB videos, flagged is_depth_map false, still read)."""
+    root = tmp_path / "ds"
+    write_dataset(root, [3])
+    info = load_json(root / INFO_PATH)
+    assert info["features"]["observation.images.front"]["info"].get("is_depth_map", False) is False
+    LeRobotDatasetReader(root)  # the colour video reads
+    info["features"]["observation.images.front"]["info"].update(flag["info"])
+    (root / INFO_PATH).write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match=r"\['observation.images.front'\] hold depth maps"):
+        LeRobotDatasetReader(root)
+    with pytest.raises(DatasetError, match="hold depth maps"):
+        DatasetWriter.resume(root)
+    depth = {"observation.images.depth": {"dtype": "image", "shape": [32, 48, 1], "names": ["height", "width", "channels"],
+                                          "info": {"is_depth_map": True}}}
+    with pytest.raises(DatasetError, match="hold depth maps"):
+        DatasetWriter.create(tmp_path / "new", 30, depth)

@@ -67,8 +67,8 @@ COMMANDS: dict[str, tuple[list[str], str, float, str]] = {
     ),
     "tdmpc": (
         ["train", "--policy", "tdmpc", "--env", REACH, "--obs-type", "state", "--output-dir", str(WORK / "tdmpc"),
-         "--steps", "15000", "--batch-size", "64", "--seed-steps", "1000", "--log-freq", "1000",
-         "--save-freq", "2500", "--eval-freq", "2500", "--eval-episodes", "5", "--threads", "1", "--no-progress",
+         "--steps", "30000", "--batch-size", "64", "--seed-steps", "1000", "--log-freq", "1000",
+         "--save-freq", "5000", "--eval-freq", "5000", "--eval-episodes", "5", "--threads", "1", "--no-progress",
          "--set", "mlp_dim=128", "--set", "n_gaussian_samples=128", "--set", "n_pi_samples=16",
          "--set", "n_elites=16", "--set", "cem_iterations=3"],
         REACH, 90.0, "env steps",

@@ -37,6 +37,10 @@ def weights_key(module: nn.Module, optimizer_steps: bool = True) -> tuple[int, .
 
 #: oneDNN convolution with a fused ReLU post-op (an internal op also used by torch.compile's CPU backend).
 _CONV_RELU = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+#: Whether `conv2d_train` takes weight gradients from matmuls. On an AVX2 EPYC oneDNN's weight-gradient kernels
+#: ran at a third to half of its forward speed and the matmuls won (paired A/B: 5 % off ACT's training step); on
+#: an AVX-512 EPYC oneDNN's own were faster (the matmul path took ACT's step 5 % longer), so it is left to them.
+GEMM_WEIGHT_GRAD = torch.backends.cpu.get_cpu_capability() != "AVX512"
 
 
 def conv2d_relu(x: Tensor, conv: nn.Conv2d) -> Tensor:
@@ -176,12 +180,13 @@ def _weight_grad_taps(grad: Tensor, x: Tensor, k: int, padding: int) -> Tensor:
 
 def conv2d_train(x: Tensor, weight: Tensor, bias: Tensor | None, conv: nn.Conv2d) -> Tensor:
     """F.conv2d(x, weight, bias) with `conv`'s geometry. Under autograd on CPU, convolutions with >= 64
-    input channels take their weight gradient from matmuls (`_conv2d_weight_grad`): oneDNN's
-    weight-gradient kernels run at a third to half of its forward speed on these layers (AVX2), the
+    input channels take their weight gradient from matmuls (`_conv2d_weight_grad`) where GEMM_WEIGHT_GRAD:
+    oneDNN's weight-gradient kernels run at a third to half of its forward speed on these layers (AVX2), the
     matmuls at 1.3-2x theirs. Same values to float32 rounding."""
     k, stride, pad = conv.kernel_size[0], conv.stride[0], conv.padding
     gemm = (
-        torch.is_grad_enabled()
+        GEMM_WEIGHT_GRAD
+        and torch.is_grad_enabled()
         and weight.requires_grad
         and x.device.type == "cpu"
         and x.dtype == torch.float32

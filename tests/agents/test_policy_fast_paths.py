@@ -177,10 +177,13 @@ def test_diffusion_unet_training_path_matches_sampling_path() -> None:
     (64, 3, 1, 1, True), (64, 1, 1, 0, True), (64, 5, 1, 2, False), (64, 3, 1, 0, True), (256, 3, 1, 1, True),
 ])  # fmt: skip
 def test_conv2d_train_gradients_match_conv2d(
-    c_in: int, k: int, stride: int, padding: int, channels_last: bool
+    c_in: int, k: int, stride: int, padding: int, channels_last: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The matmul weight gradients (im2col, or per tap at stride 1) and the oneDNN input gradient equal
-    autograd's conv2d, for every padding/kernel the tap offsets must handle."""
+    autograd's conv2d, for every padding/kernel the tap offsets must handle (on any CPU: the path is forced)."""
+    from twinarm.agents import layers
+
+    monkeypatch.setattr(layers, "GEMM_WEIGHT_GRAD", True)
     torch.manual_seed(0)
     conv = nn.Conv2d(c_in, 24, k, stride, padding)
     x = torch.randn(3, c_in, 13, 17)
@@ -189,6 +192,7 @@ def test_conv2d_train_gradients_match_conv2d(
     x.requires_grad_(True)
     params = (x, conv.weight, conv.bias)
     fast = conv2d_train(x, conv.weight, conv.bias, conv)
+    assert (type(fast.grad_fn).__name__ == "_Conv2dGemmWeightGradBackward") == (c_in >= 64)
     g = torch.randn_like(fast)
     slow = F.conv2d(x, conv.weight, conv.bias, stride, padding)
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)

@@ -230,3 +230,16 @@ def test_tdmpc_int8_skips_narrow_heads_unless_asked_and_follows_weight_changes()
     policy.fused_planning = False
     with torch.inference_mode():
         assert _rel_err(after, policy.model.q_all(z, a)) < 0.05
+
+
+def test_eval_int8_says_when_a_policy_stays_float(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`eval --int8` on a TD-MPC whose heads are too narrow to gain says nothing was quantized, and why."""
+    import argparse
+
+    from twinarm.cli.eval_cmd import _to_int8
+
+    policy = _tdmpc(mlp_dim=64)
+    args = argparse.Namespace(policy=str(tmp_path), int8_calibration=None, _parser=argparse.ArgumentParser())
+    _to_int8(args, policy)
+    out = capsys.readouterr().out
+    assert "int8: 0 matmul layers" in out and "too small to run faster in int8: it stays float32" in out

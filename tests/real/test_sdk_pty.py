@@ -22,12 +22,34 @@ def _sdk(spec_bus: str):  # noqa: ANN202
     return (scs, scs.PacketHandler(0)) if spec_bus == "feetech" else (dxl, dxl.PacketHandler(2.0))
 
 
+def _wait_until_served(sdk, ph, port, motor_id: int) -> None:  # noqa: ANN001
+    """Ping until the emulator answers once, then drop replies still in flight. The SDK gives up after ~35 ms
+    (its packet timeout), and on a loaded machine the emulator's first reply can take longer; a late reply
+    left in the port would be read as the next request's answer. After this, every request must succeed first
+    time: the test checks the protocol, not the machine's load."""
+    deadline = time.monotonic() + 5
+
+    def answers() -> bool:
+        try:
+            return bounded(lambda: ph.ping(port, motor_id))[1] == sdk.COMM_SUCCESS
+        except IndexError:  # the late reply to a timed-out ping, taken by the SDK for this one's model read
+            return False
+
+    while not answers():
+        assert time.monotonic() < deadline, "the emulator never answered a ping"
+        time.sleep(0.05)  # let any late reply arrive, then drop it
+        port.clearPort()
+    time.sleep(0.1)  # replies to the timed-out pings may still be on their way
+    port.clearPort()
+
+
 def test_sdk_ping_sync_write_sync_read_in_thread(served: PtyServer) -> None:
     arm = served.bus.arm
     sdk, ph = _sdk(arm.spec.motor_bus)
     port = sdk.PortHandler(served.port)
     assert port.openPort()
     try:
+        _wait_until_served(sdk, ph, port, arm.servos[0].motor_id)
         ids = [s.motor_id for s in arm.servos]
         for servo in arm.servos:
             model, result, _ = bounded(lambda s=servo: ph.ping(port, s.motor_id))
@@ -107,22 +129,7 @@ def test_emulator_in_forked_process_serves_sdk(spec) -> None:  # noqa: ANN001
         sdk, ph = _sdk(spec.motor_bus)
         port = sdk.PortHandler(server.port)
         assert port.openPort()
-        # The child has just been forked and may not run yet on a loaded machine, while the SDK gives up after
-        # ~35 ms (its packet timeout): wait until it answers once, then every joint must answer first time.
-        deadline = time.monotonic() + 5
-
-        def answers() -> bool:
-            try:
-                return bounded(lambda: ph.ping(port, spec.joints[0].motor_id))[1] == sdk.COMM_SUCCESS
-            except IndexError:  # the late reply to a timed-out ping, taken by the SDK for this one's model read
-                return False
-
-        while not answers():
-            assert time.monotonic() < deadline, "the forked emulator never answered a ping"
-            time.sleep(0.05)  # let any late reply arrive, then drop it
-            port.clearPort()
-        time.sleep(0.1)  # the child runs now: replies to the warm-up's timed-out pings may still be on their way
-        port.clearPort()
+        _wait_until_served(sdk, ph, port, spec.joints[0].motor_id)  # the forked child may not run yet
         for j in spec.joints:
             model, result, _ = bounded(lambda j=j: ph.ping(port, j.motor_id))
             assert result == sdk.COMM_SUCCESS

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Collection
 
 from twinarm.real.calibration import REVOLUTE_CENTER, Calibration, MotorCalibration
-from twinarm.real.control_tables import MotorModel, get_model
+from twinarm.real.control_tables import DEFAULT_BAUD, MotorModel, get_model
 from twinarm.real.errors import RealArmError
 from twinarm.real.motor_bus import Motor, MotorBus
 from twinarm.spec import ArmSpec
@@ -96,7 +96,7 @@ def feetech_broadcast_ping(bus: MotorBus, timeout_s: float = 0.05) -> dict[int, 
 
 def scan_bus(bus_cls: type[MotorBus], port: str, model: MotorModel) -> tuple[int, dict[int, int]]:
     """(baud, {id: model number}) at the first baud where any motor answers; raises if none does."""
-    probe = bus_cls(port, [], baud=1_000_000, retries=0)
+    probe = bus_cls(port, [], baud=DEFAULT_BAUD, retries=0)
     probe.open()
     try:
         for baud in sorted(set(model.bauds.values()), reverse=True):
@@ -117,7 +117,7 @@ def scan_bus(bus_cls: type[MotorBus], port: str, model: MotorModel) -> tuple[int
 
 
 def setup_motor(bus_cls: type[MotorBus], port: str, model_name: str, target_id: int,
-                target_baud: int = 1_000_000) -> tuple[int, int]:
+                target_baud: int = DEFAULT_BAUD) -> tuple[int, int]:
     """Give the single motor connected to `port` id `target_id` and baud `target_baud`.
 
     Returns the (id, baud) it had before. Raises if zero or several motors answer, or the model differs.

@@ -175,6 +175,8 @@ X_CURRENT_TABLE: dict[str, Register] = _table(
 #: XL430 has no current sensing: address 126 is Present_Load (0.1 % of max torque), no 38 or 102.
 XL430_TABLE: dict[str, Register] = _table(*_X_COMMON, _r("Present_Load", 126, 2, _DE, "twos_complement"))
 
+#: The bus rate twinarm and LeRobot set the servos to (`twinarm setup-motors`), and every command's default.
+DEFAULT_BAUD = 1_000_000
 FEETECH_BAUDS: dict[int, int] = {
     0: 1_000_000, 1: 500_000, 2: 250_000, 3: 128_000, 4: 115_200, 5: 76_800, 6: 57_600, 7: 38_400
 }

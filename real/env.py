@@ -25,6 +25,7 @@ from twinarm.arms import get_arm
 from twinarm.real.buses import make_bus
 from twinarm.real.calibration import Calibration
 from twinarm.real.cameras import Camera, make_camera
+from twinarm.real.control_tables import DEFAULT_BAUD
 from twinarm.real.errors import CalibrationError
 from twinarm.real.motor_bus import MotorBus
 from twinarm.real.multi_bus import MultiBus
@@ -82,7 +83,7 @@ class RealArmEnv(gym.Env):
         write_calibration: bool = True,
         success_fn: Callable[[dict[str, Any]], bool] | None = None,
         pace: bool = True,
-        baud: int = 1_000_000,
+        baud: int = DEFAULT_BAUD,
         bus: MotorBus | None = None,
         handle_sigint: bool = True,
         camera_timeout_s: float = 1.0,

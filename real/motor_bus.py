@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from twinarm.real.calibration import Calibration, MotorCalibration
-from twinarm.real.control_tables import MotorModel, Register, get_model
+from twinarm.real.control_tables import DEFAULT_BAUD, MOTOR_MODELS, MotorModel, Register, get_model
 from twinarm.real.errors import (
     BaudRateError,
     CalibrationError,
@@ -41,9 +41,6 @@ except ImportError:  # not POSIX
 _PORT_GONE = (OSError, _TermiosError)
 
 log = logging.getLogger(__name__)
-
-#: Rates checked where no motor model narrows them (a port opened to scan for motors at any baud).
-_COMMON_BAUDS = (9_600, 19_200, 38_400, 57_600, 115_200, 250_000, 500_000, 1_000_000, 2_000_000, 3_000_000)
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ class MotorBus(abc.ABC):
     software_drive_mode: ClassVar[bool]
     RX_TIMEOUT: ClassVar[int]
 
-    def __init__(self, port: str, motors: Iterable[Motor], baud: int = 1_000_000, retries: int = 2,
+    def __init__(self, port: str, motors: Iterable[Motor], baud: int = DEFAULT_BAUD, retries: int = 2,
                  drain_s: float = 0.04, torque_off_on_fault: bool = True) -> None:
         self.port = port
         self.motors: dict[str, Motor] = {m.name: m for m in motors}
@@ -139,10 +136,13 @@ class MotorBus(abc.ABC):
     # ----- connection ---------------------------------------------------------------------------
     @classmethod
     def usable_bauds(cls, port: str, models: Iterable[MotorModel]) -> list[int]:
-        """The baud rates every one of `models` takes and this SDK can open on `port` (any, without models)."""
+        """The baud rates every one of `models` takes (without models: any of this protocol's models) and this
+        SDK can open on `port`."""
         sdk_port = cls.sdk.PortHandler(port)
         rates = [set(m.bauds.values()) for m in models]
-        candidates = set.intersection(*rates) if rates else set(_COMMON_BAUDS)
+        if not rates:
+            rates = [set().union(*(m.bauds.values() for m in MOTOR_MODELS.values() if m.bus == cls.protocol))]
+        candidates = set.intersection(*rates)
         return sorted(b for b in candidates if sdk_port.getCFlagBaud(b) != -1)
 
     def open(self) -> None:
@@ -156,7 +156,7 @@ class MotorBus(abc.ABC):
                                    f"share; use one of {usable}")
             port = self.sdk.PortHandler(self.port)
             try:
-                ok = port.openPort() if self.baud == 1_000_000 else port.setBaudRate(self.baud)
+                ok = port.openPort() if self.baud == DEFAULT_BAUD else port.setBaudRate(self.baud)
             except Exception as exc:  # serial.SerialException, OSError
                 raise PortNotFoundError(self.port, str(exc)) from None
             if not ok:

@@ -22,7 +22,7 @@ import numpy as np
 
 from twinarm.real.buses import BUSES
 from twinarm.real.calibration import Calibration
-from twinarm.real.control_tables import get_model
+from twinarm.real.control_tables import DEFAULT_BAUD, get_model
 from twinarm.real.motor_bus import Motor, MotorBus
 from twinarm.real.multi_bus import bus_groups
 from twinarm.spec import ArmSpec
@@ -143,7 +143,7 @@ class LeaderArm:
         port: str,
         calibration: str | Path | Calibration,
         motor_model: str | None = None,
-        baud: int = 1_000_000,
+        baud: int = DEFAULT_BAUD,
         bus: MotorBus | None = None,
     ) -> None:
         self.spec = spec
@@ -191,7 +191,7 @@ def make_leader(
     spec: ArmSpec,
     ports: Mapping[str, str],
     calibrations: Mapping[str, str | Path | Calibration],
-    baud: int = 1_000_000,
+    baud: int = DEFAULT_BAUD,
 ) -> Teleoperator:
     """The leader set-up that drives a follower of `spec`, connected and limp.
 

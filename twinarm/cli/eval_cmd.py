@@ -203,7 +203,7 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
         parser.error(str(exc).strip("'\""))
     hardware_flags = [f for f, v in (("--port", args.port), ("--calibration", args.calibration),
                                      ("--camera", args.camera), ("--reset-time", args.reset_time),
-                                     ("--baud", args.baud != 1_000_000)) if v]
+                                     ("--baud", args.baud != parser.get_default("baud"))) if v]
     if args.env != entry.real_id:
         if hardware_flags:
             parser.error(f"{' '.join(hardware_flags)}: only for a real arm ({entry.real_id}), not the sim id {args.env}")

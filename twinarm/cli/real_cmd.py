@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from twinarm.cli.config import add_config_arg
 from twinarm.cli.teleop_record import add_record_args
+from twinarm.real.control_tables import DEFAULT_BAUD
 
 if TYPE_CHECKING:
     from twinarm.real.calibration import Calibration
@@ -65,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--arm", default="so101")
     p.add_argument("--port", required=True, help="serial port (see `twinarm find-port`) or a virtual-arm pty")
-    p.add_argument("--baud", type=int, default=1_000_000, help="the motors' baud rate")
+    p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="the motors' baud rate")
     p.add_argument(
         "--out",
         type=Path,
@@ -90,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--arm", default="so101")
     p.add_argument("--port", required=True)
-    p.add_argument("--baud", type=int, default=1_000_000)
+    p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
     p.add_argument("--motor", default=None, help="only this joint's motor (non-interactive)")
     add_config_arg(p)
     p.set_defaults(func=run_setup_motors, _parser=p)
@@ -119,7 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="leader calibration (LeRobot JSON); aloha: left=FILE,right=FILE or one file",
     )
-    p.add_argument("--leader-baud", type=int, default=1_000_000, help="the leader motors' baud rate")
+    p.add_argument("--leader-baud", type=int, default=DEFAULT_BAUD, help="the leader motors' baud rate")
     p.add_argument(
         "--keyboard", action="store_true", help="keyboard instead of a leader arm (one-arm set-ups)"
     )
@@ -276,7 +277,7 @@ def add_follower_args(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument(
         "--camera", action="append", default=None, help="name=index|path|realsense:SERIAL (repeatable)"
     )
-    p.add_argument("--baud", type=int, default=1_000_000, help="the follower motors' baud rate")
+    p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="the follower motors' baud rate")
     p.add_argument("--max-relative-target", type=float, default=0.2, help="max target change per step (rad)")
 
 
@@ -289,7 +290,7 @@ class Follower:
     cal_files: dict[str, str]
     cameras: Mapping[str, dict[str, Any]]
     max_relative_target: float
-    baud: int = 1_000_000
+    baud: int = DEFAULT_BAUD
 
     def calibration(self, command: str) -> Calibration:
         """Read and check the calibration file(s); a missing file or one for another arm exits naming it."""

@@ -110,12 +110,16 @@ def test_late_reply_is_not_taken_for_the_next_answer(served: PtyServer) -> None:
 
 
 def test_slightly_late_reply_within_timeout_succeeds(served: PtyServer) -> None:
+    """Every reply of one motor 10 ms late (inside the SDK's timeout) is taken, not retried: five reads cost no
+    failed try, or at most one when the loaded machine itself stalls past the timeout once (a bus that rejected
+    late replies would fail every read)."""
     bus = _connected(served)
     try:
         served.bus.faults(served.bus.arm.servos[0].motor_id).late_reply_s = 0.01
         served.bus.faults(served.bus.arm.servos[0].motor_id).late_replies = -1
-        bounded(bus.positions)
-        assert bus.stats["failed_tries"] == 0
+        for _ in range(5):
+            bounded(bus.positions)
+        assert bus.stats["failed_tries"] <= 1
     finally:
         bus.close()
 

@@ -16,6 +16,7 @@ from twinarm.agents.layers import conv1d_gemm, conv2d_relu, conv2d_train
 from twinarm.agents.policy import Policy
 from twinarm.agents.registry import make_policy
 from twinarm.agents.tdmpc import fused
+from twinarm.agents.tdmpc.tdmpc import _time_major_channels_last
 
 
 def _perturb(module: nn.Module, scale: float = 0.05) -> None:
@@ -82,6 +83,41 @@ def test_stacked_q_ensemble_matches_the_heads_in_value_and_gradient() -> None:
         strict=True,
     ):
         torch.testing.assert_close(g_fast, g_slow, rtol=1e-5, atol=1e-5)
+
+
+def test_rollout_matches_stepping_the_world_model_in_value_and_gradient() -> None:
+    model = _tdmpc().model
+    _perturb(model)
+    z0 = torch.rand(4, model.cfg.latent_dim, requires_grad=True)
+    actions = torch.rand(3, 4, model.cfg.action_dim) * 2 - 1
+    params = [z0, *model.dynamics.parameters(), *model.reward.parameters()]
+    zs, rs = model.rollout(z0, actions)
+    z, z_steps, r_steps = z0, [z0], []
+    for a in actions:
+        z, r = model.next(z, a)
+        z_steps.append(z)
+        r_steps.append(r)
+    slow_z, slow_r = torch.stack(z_steps), torch.stack(r_steps)
+    assert zs.shape == (4, 4, model.cfg.latent_dim) and rs.shape == (3, 4)
+    torch.testing.assert_close(zs, slow_z, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rs, slow_r, rtol=1e-5, atol=1e-6)
+    wz, wr = torch.randn_like(zs), torch.randn_like(rs)
+    for g_fast, g_slow in zip(
+        torch.autograd.grad((zs * wz).sum() + (rs * wr).sum(), params),
+        torch.autograd.grad((slow_z * wz).sum() + (slow_r * wr).sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(g_fast, g_slow, rtol=1e-5, atol=1e-5)
+
+
+def test_training_images_go_time_major_in_one_channels_last_copy() -> None:
+    x = torch.rand(2, 4, 3, 8, 10)  # (B, T, C, h, w)
+    y = _time_major_channels_last(x)
+    assert torch.equal(y, x.transpose(0, 1))
+    nxt = y[1:].reshape(-1, 3, 8, 10)  # what the encoders see for the next steps
+    assert nxt.data_ptr() == y[1:].data_ptr()  # a view, no copy
+    assert nxt.is_contiguous(memory_format=torch.channels_last)
+    assert y[0].is_contiguous(memory_format=torch.channels_last)
 
 
 def test_fused_planning_picks_the_same_actions() -> None:

@@ -18,7 +18,9 @@ twinarm's worker tunes glibc's malloc to keep freed memory (`agents.allocator`),
 `twinarm eval` do; `--lerobot-malloc` gives LeRobot's worker the same thresholds (through glibc's
 MALLOC_*_THRESHOLD_ variables), to show how much of a ratio that setting accounts for. Each
 run is added at the top of the results file, labelled with the date and the load average before and
-after it (earlier runs are kept below).
+after it (earlier runs are kept below). Under the table, each policy's float32 floor (`float32_floor.py`):
+twinarm's matmul and convolution FLOPs per inference over this CPU's best float32 matmul rate, the least
+time any float32 code for that network can take here, set against the 0.5x target.
 
     python benchmarks/policy_speed.py                      # table -> benchmarks/results/policy_speed.txt
     python benchmarks/policy_speed.py --lerobot-python /root/lerobot-venv/bin/python
@@ -113,7 +115,9 @@ def train_step_fn(
 
 
 # ----- twinarm worker ------------------------------------------------------------------------------------
-def twinarm_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None], Callable[[], None]]:
+def twinarm_setup(
+    name: str,
+) -> tuple[int, Callable[[], None], Callable[[], None], Callable[[], None], Callable[[], dict[str, float]]]:
     import torch
 
     from twinarm.agents.allocator import keep_freed_memory
@@ -176,7 +180,14 @@ def twinarm_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
     calibration = [{k: (torch.rand_like(v) if v.dim() == 4 else torch.randn(v.shape, generator=g)) for k, v in obs.items()}
                    for _ in range(8)] if name == "act" else []  # fmt: skip
     enable_int8(quantized, calibration)
-    return params, train_once, infer, functools.partial(infer_with, quantized)
+
+    def floor() -> dict[str, float]:
+        # Counted after the timed rounds, while the LeRobot worker waits: nothing else loads the cores.
+        from float32_floor import count_flops, float32_peak
+
+        return {"flops": count_flops(infer).total, "peak_flops": float32_peak()}
+
+    return params, train_once, infer, functools.partial(infer_with, quantized), floor
 
 
 # ----- LeRobot worker ------------------------------------------------------------------------------------
@@ -256,17 +267,17 @@ def lerobot_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
 
 def serve(setup: Callable[[str], tuple[Any, ...]], name: str) -> None:
     """Worker loop: build the policy, then answer `train` / `infer` (/ `infer8`: twinarm in int8) lines with
-    one timed run each."""
+    one timed run each, and `floor` (twinarm) with the float32 floor's figures."""
     params, *fns_in = setup(name)
-    fns = dict(zip(("train", "infer", "infer8"), fns_in, strict=False))
+    fns = dict(zip(("train", "infer", "infer8", "floor"), fns_in, strict=False))
     print(json.dumps({"params": params, "commands": list(fns)}), flush=True)
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "quit":
             break
         t = time.perf_counter()
-        fns[cmd]()
-        print(json.dumps({cmd: time.perf_counter() - t}), flush=True)
+        answer = fns[cmd]()
+        print(json.dumps({cmd: time.perf_counter() - t if answer is None else answer}), flush=True)
 
 
 # ----- driver ----------------------------------------------------------------------------------------------
@@ -297,6 +308,11 @@ class Worker:
         return json.loads(line)
 
     def run(self, cmd: str) -> float | None:
+        """Seconds one timed run of `cmd` took (None once the worker failed)."""
+        answer = self.ask(cmd)
+        return None if answer is None else float(answer)
+
+    def ask(self, cmd: str) -> Any:
         if "error" in self.info or self.proc.stdin is None:
             return None
         self.proc.stdin.write(cmd + "\n")
@@ -305,7 +321,7 @@ class Worker:
         if "error" in out:
             self.info = out
             return None
-        return float(out[cmd])
+        return out[cmd]
 
     def close(self) -> None:
         if self.proc.poll() is None and self.proc.stdin is not None:
@@ -327,6 +343,7 @@ def compare(
     }
     times: dict[str, dict[str, list[float]]] = {side: {"train": [], "infer": []} for side in workers}
     times["twinarm"]["infer8"] = []
+    floor = None
     try:
         for kind in ("train", "infer"):
             n = repeats if kind == "train" else max(3, repeats)
@@ -338,6 +355,7 @@ def compare(
                     t = workers[side].run(cmd)
                     if t is not None and i >= warmup:
                         times[side][cmd].append(t)
+        floor = workers["twinarm"].ask("floor") if "floor" in workers["twinarm"].info.get("commands", ()) else None
     finally:
         for w in workers.values():
             w.close()
@@ -351,6 +369,8 @@ def compare(
             if not ts:
                 continue
             out[side][kind] = {"min_s": min(ts), "median_s": statistics.median(ts), "all_s": ts}
+    if floor is not None and "error" not in out["twinarm"]:
+        out["twinarm"]["floor"] = floor
     return out
 
 
@@ -406,7 +426,27 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(lines + floor_lines(results))
+
+
+def floor_lines(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Per policy: twinarm's float32 inference floor on this CPU (`float32_floor`) against the 0.5x target."""
+    lines = []
+    for name, sides in results.items():
+        floor, lr = sides["twinarm"].get("floor"), sides.get("lerobot", {})
+        if not floor:
+            continue
+        least = floor["flops"] / floor["peak_flops"]
+        line = (
+            f"{name} float32 floor: {floor['flops'] / 1e9:.1f} GFLOP of matmuls and convolutions per inference at "
+            f"this CPU's best float32 matmul rate ({floor['peak_flops'] / 1e9:.0f} GFLOP/s) = {fmt_s(least)}"
+        )
+        if "infer" in lr:
+            target = 0.5 * lr["infer"]["min_s"]
+            verdict = "above it: no float32 code reaches the target here" if least > target else "below it"
+            line += f"; the 0.5x target is {fmt_s(target)}, the floor is {verdict}"
+        lines.append(line)
+    return ["", *lines] if lines else []
 
 
 def main() -> None:

@@ -1,0 +1,66 @@
+"""The float32 floor of a policy pass on this CPU: its matmul and convolution FLOPs over the best rate a
+large float32 matmul reaches here. No float32 implementation of the same network runs faster, so a target
+below the floor can only be met at lower precision (`eval --int8`). Used by `policy_speed.py`."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import conv_flop_count, flop_registry
+
+aten = torch.ops.aten
+_CONVS = (aten.conv1d, aten.conv2d, aten.convolution, torch.ops.mkldnn._convolution_pointwise)
+_TRANSPOSED_CONVS = (aten.conv_transpose1d, aten.conv_transpose2d)
+
+
+class FlopCount(TorchDispatchMode):
+    """Counts multiply-add FLOPs (2 per multiply-add) of the matmuls, linears, convolutions and attention an
+    eager pass dispatches, by kind; elementwise work is not counted (it only raises the floor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (torch's signature)
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        op = func.overloadpacket
+        if op is aten.linear:
+            self.flops["linear"] += 2 * out.numel() * args[1].shape[-1]
+        elif op in _CONVS or op in _TRANSPOSED_CONVS:
+            x, w = list(args[0].shape), list(args[1].shape)
+            self.flops["convolution"] += conv_flop_count(x, w, list(out.shape), transposed=op in _TRANSPOSED_CONVS)
+        elif op is aten.scaled_dot_product_attention:
+            q, k, v = args[:3]
+            self.flops["attention"] += 2 * q.shape[:-1].numel() * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+        elif op in flop_registry:  # mm, addmm, bmm, baddbmm, ... as torch's FLOP counter counts them
+            self.flops[str(op).removeprefix("aten.")] += flop_registry[op](*args, **kwargs, out_val=out)
+        return out
+
+    @property
+    def total(self) -> int:
+        return sum(self.flops.values())
+
+
+def count_flops(fn: Callable[[], object]) -> FlopCount:
+    """FLOPs of one call of `fn` (run once, eagerly)."""
+    with FlopCount() as counter:
+        fn()
+    return counter
+
+
+def float32_peak(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> float:
+    """The best float32 matmul rate (FLOP/s) of square products at the current torch thread count."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b  # warm up the kernel and the output allocation
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    return best

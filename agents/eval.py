@@ -23,6 +23,7 @@ from twinarm.agents.env_io import EnvAdapter
 from twinarm.agents.policy import Policy
 from twinarm.agents.prefetch import ChunkPrefetcher
 from twinarm.arms import get_arm
+from twinarm.datasets_io.video import x264_deterministic
 from twinarm.registration import entry_for
 
 # Video frames come from offscreen rendering; without a display, use headless EGL (as the envs do).
@@ -102,6 +103,7 @@ def write_mp4(frames: list[np.ndarray], path: Path, fps: int) -> None:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height = w - w % 2, h - h % 2
         stream.pix_fmt = "yuv420p"
+        stream.codec_context.options = x264_deterministic({})  # the same frames, the same bytes
         for f in frames:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[: stream.height, : stream.width]), format="rgb24")
             for packet in stream.encode(frame):

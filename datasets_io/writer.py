@@ -157,7 +157,7 @@ class EpisodeBuffer:
                  video_options: dict[str, str] | None = None, encoder_threads: int = 0,
                  png_compression: int = 1, background: bool = False) -> None:
         """`background`: encode videos in worker threads (`ThreadedEncoder`), so `add_frame` returns at once;
-        what a real-time recording loop wants. In a fresh process the bytes written are the same as inline."""
+        what a real-time recording loop wants. The bytes written are the same as inline."""
         self.features = features
         self.background = background
         self.fps = int(fps)

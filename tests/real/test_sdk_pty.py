@@ -46,11 +46,15 @@ def _wait_until_served(sdk, ph, port, motor_id: int) -> None:  # noqa: ANN001
     port.clearPort()
 
 
-def _retried(sdk, port, call: Callable[[], Any], result: Callable[[Any], int], tries: int = 5) -> Any:  # noqa: ANN001
+def _retried(sdk, port, call: Callable[[], Any], result: Callable[[Any], int], within_s: float = 5.0) -> Any:  # noqa: ANN001
     """call()'s answer, the transaction retried like a bus retries it (late replies dropped between tries) until
-    `result(answer)` is success: on a loaded 2-core machine an emulator's reply can miss the SDK's ~35 ms
-    timeout. These tests check the protocol, not the machine's scheduling. None if every try failed."""
-    for _ in range(tries):
+    `result(answer)` is success or `within_s` has passed: on a loaded 2-core machine an emulator's reply can miss
+    the SDK's ~35 ms timeout, and late in a full run (a 2.5 GB test process) the so101 emulators, threaded,
+    forked or the CLI's, now and then answered nothing for longer than five tries (cause not found; in the same
+    process just before, 150 pings took 0.27 ms each, none lost). These tests check the protocol, not the
+    machine's scheduling: a wrong answer never succeeds, however long it is retried. None if none succeeded."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
         try:
             answer = bounded(call)
         except IndexError:  # a late reply to the previous try, taken by the SDK for this one's data
@@ -120,17 +124,18 @@ def test_sdk_drives_virtual_arm_cli_in_another_process(arm: str) -> None:
         port = scs.PortHandler(port_name)
         ph = scs.PacketHandler(0)
         assert port.openPort()
-        model, result, _ = bounded(lambda: ph.ping(port, 1))
-        assert (model, result) == (777, scs.COMM_SUCCESS)
-        start, result, _ = bounded(lambda: ph.read2ByteTxRx(port, 1, 56))
+        _wait_until_served(scs, ph, port, 1)  # the MuJoCo process may still be starting its physics
+        assert _ping(scs, ph, port, 1) == (777, scs.COMM_SUCCESS)
+        start, result, _ = _retried(scs, port, lambda: ph.read2ByteTxRx(port, 1, 56), lambda a: a[1])
         assert result == scs.COMM_SUCCESS
-        assert bounded(lambda: ph.write1ByteTxRx(port, 1, 40, 1))[0] == scs.COMM_SUCCESS
-        assert bounded(lambda: ph.write2ByteTxRx(port, 1, 42, start + 300))[0] == scs.COMM_SUCCESS
+        assert _retried(scs, port, lambda: ph.write1ByteTxRx(port, 1, 40, 1), lambda a: a[0])[0] == scs.COMM_SUCCESS
+        goal = lambda: ph.write2ByteTxRx(port, 1, 42, start + 300)  # noqa: E731
+        assert _retried(scs, port, goal, lambda a: a[0])[0] == scs.COMM_SUCCESS
         moved = start
         deadline = time.monotonic() + 10
         while abs(moved - (start + 300)) > 15 and time.monotonic() < deadline:
             time.sleep(0.1)
-            moved, result, _ = bounded(lambda: ph.read2ByteTxRx(port, 1, 56))
+            moved, result, _ = _retried(scs, port, lambda: ph.read2ByteTxRx(port, 1, 56), lambda a: a[1])
         assert abs(moved - (start + 300)) <= 15, f"joint went from {start} to {moved}, goal {start + 300}"
         port.closePort()
     finally:

@@ -31,9 +31,10 @@ CODECS: dict[str, tuple[str, dict[str, str]]] = {
     "hevc": ("libx265", {"preset": "veryfast", "crf": "28", "g": "2", "bf": "0"}),
 }
 PIX_FMT = "yuv420p"
-#: libx265 as bundled with PyAV corrupts memory on small frames (40x32 and 48x24 crash the process at exit;
-#: any size from 64x64 up encoded cleanly in a sweep), so HEVC takes frames at least this wide and high.
-HEVC_MIN_SIDE = 64
+#: libx265 as bundled with PyAV mishandles memory on small frames: 40x32 and 48x24 crashed the process at exit,
+#: and 64 pixels high (one 64-pixel coding-tree row) its bytes changed with what freed memory held (reads of
+#: memory it never wrote). Every width from 64 at heights from 66 encoded cleanly and byte-stably in sweeps.
+HEVC_MIN_WIDTH, HEVC_MIN_HEIGHT = 64, 66
 
 
 @functools.cache
@@ -64,12 +65,13 @@ def x264_deterministic(options: dict[str, str], flags: frozenset[str] | None = N
 
 
 def check_frame_size(codec: str, width: int, height: int, what: str = "video frames") -> None:
-    """Raise DatasetError for a frame size `codec` cannot encode safely (odd sides; HEVC below 64 pixels)."""
+    """Raise DatasetError for a frame size `codec` cannot encode safely (odd sides; small HEVC frames)."""
     if width % 2 or height % 2:
         raise DatasetError(f"{what} must have even width and height for {PIX_FMT}, got {width}x{height}")
-    if codec == "hevc" and min(width, height) < HEVC_MIN_SIDE:
-        raise DatasetError(f"{what}: hevc needs frames at least {HEVC_MIN_SIDE}x{HEVC_MIN_SIDE} (libx265 crashes on "
-                           f"some smaller sizes), got {width}x{height}; use h264 or av1 for small images")
+    if codec == "hevc" and (width < HEVC_MIN_WIDTH or height < HEVC_MIN_HEIGHT):
+        raise DatasetError(f"{what}: hevc needs frames at least {HEVC_MIN_WIDTH} wide and {HEVC_MIN_HEIGHT} high "
+                           f"(libx265 crashes on some smaller sizes and misreads memory 64 high), got {width}x{height}; "
+                           "use h264 or av1 for small images")
 
 
 def rgb_to_i420(img: np.ndarray) -> np.ndarray:

@@ -180,15 +180,18 @@ def test_deep_check_says_ok_without_a_stray_space(tmp_path: Path, capsys: pytest
 
 
 def test_hevc_refuses_frames_libx265_crashes_on_before_anything_is_written(tmp_path: Path) -> None:
-    """libx265 (as bundled with PyAV) corrupts memory on small frames: 48x32 episodes segfaulted the process at
-    exit. HEVC datasets take frames from 64x64 up, and the error names the feature and the codecs that work."""
-    small = {"observation.images.front": {"dtype": "video", "shape": [32, 48, 3], "names": ["height", "width", "channels"]}}
-    with pytest.raises(DatasetError, match=r"'observation.images.front'.*hevc needs frames at least 64x64.*48x32.*h264"):
-        DatasetWriter.create(tmp_path / "small", 30, small, video_codec="hevc")
-    assert not (tmp_path / "small" / INFO_PATH).exists()
-    big = {"observation.images.front": {"dtype": "video", "shape": [64, 72, 3], "names": ["height", "width", "channels"]}}
+    """libx265 (as bundled with PyAV) mishandles memory on small frames: 48x32 episodes segfaulted the process at
+    exit, and 64-high frames encoded to bytes that changed with leftover heap contents. HEVC datasets take
+    frames from 64 wide and 66 high, and the error names the feature and the codecs that work."""
+    for h, w in ((32, 48), (64, 72)):
+        small = {"observation.images.front": {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"]}}
+        with pytest.raises(DatasetError, match=rf"'observation.images.front'.*hevc needs frames at least 64 wide and "
+                                               rf"66 high.*{w}x{h}.*h264"):
+            DatasetWriter.create(tmp_path / "small", 30, small, video_codec="hevc")
+        assert not (tmp_path / "small" / INFO_PATH).exists()
+    big = {"observation.images.front": {"dtype": "video", "shape": [66, 64, 3], "names": ["height", "width", "channels"]}}
     w = DatasetWriter.create(tmp_path / "big", 30, big, video_codec="hevc")
-    frames = [np.full((64, 72, 3), 40 * t, dtype=np.uint8) for t in range(4)]
+    frames = [np.full((66, 64, 3), 40 * t, dtype=np.uint8) for t in range(4)]
     for f in frames:
         w.add_frame({"observation.images.front": f}, task="t")
     w.save_episode()

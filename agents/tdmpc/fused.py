@@ -91,8 +91,7 @@ class PackedHeads:
             if int8_engine is not None and dyn[3].weight.numel() >= min_weight:
                 self.q2 = [pack_linear(w, b, int8_engine) for w, b in zip(w2, b2, strict=True)]
                 # Layer 1 of heads lo..hi-1 (all of them in a plan step, the Qs for a terminal value) as one
-                # matmul, packed on first use for each head range.
-                self._l1 = [(h[0].weight.detach().clone(), h[0].bias.detach().clone()) for h in heads]
+                # matmul, packed from w1/b1 on first use for each head range.
                 self._q1: dict[tuple[int, int], object] = {}
                 self._engine = int8_engine
             if int8_engine is not None and pi[3].weight.numel() >= min_weight:
@@ -141,8 +140,8 @@ class PackedHeads:
         """Layer 1 of heads lo..hi-1 stacked along the output and packed in int8 (once per range)."""
         packed = self._q1.get((lo, hi))
         if packed is None:
-            w, b = zip(*self._l1[lo:hi], strict=True)
-            packed = self._q1[(lo, hi)] = pack_linear(torch.cat(w), torch.cat(b), self._engine)
+            w = self.w1[lo:hi].transpose(1, 2).reshape(-1, self.w1.shape[1])  # heads' (m, in) weights, stacked
+            packed = self._q1[(lo, hi)] = pack_linear(w, self.b1[lo:hi].reshape(-1), self._engine)
         return packed
 
     def _head_int8(self, h: Tensor, head: int) -> Tensor:

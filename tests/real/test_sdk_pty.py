@@ -26,22 +26,12 @@ def _sdk(spec_bus: str):  # noqa: ANN202
 
 
 def _wait_until_served(sdk, ph, port, motor_id: int) -> None:  # noqa: ANN001
-    """Ping until the emulator answers once, then drop replies still in flight. The SDK gives up after ~35 ms
-    (its packet timeout), and on a loaded machine the emulator's first reply can take longer; a late reply
-    left in the port would be read as the next request's answer. After this, every request must succeed first
-    time: the test checks the protocol, not the machine's load."""
-    deadline = time.monotonic() + 5
-
-    def answers() -> bool:
-        try:
-            return bounded(lambda: ph.ping(port, motor_id))[1] == sdk.COMM_SUCCESS
-        except IndexError:  # the late reply to a timed-out ping, taken by the SDK for this one's model read
-            return False
-
-    while not answers():
-        assert time.monotonic() < deadline, "the emulator never answered a ping"
-        time.sleep(0.05)  # let any late reply arrive, then drop it
-        port.clearPort()
+    """Ping (retried as `_retried` does, up to 5 s) until the emulator answers once, then drop replies still in
+    flight: a just-started emulator can miss the SDK's ~35 ms timeout, and a late reply left in the port would
+    be read as the next request's answer."""
+    assert _retried(sdk, port, lambda: ph.ping(port, motor_id), lambda a: a[1]) is not None, (
+        "the emulator never answered a ping"
+    )
     time.sleep(0.1)  # replies to the timed-out pings may still be on their way
     port.clearPort()
 

@@ -15,6 +15,8 @@ from torch.utils.flop_counter import conv_flop_count, flop_registry
 aten = torch.ops.aten
 _CONVS = (aten.conv1d, aten.conv2d, aten.convolution, torch.ops.mkldnn._convolution_pointwise)
 _TRANSPOSED_CONVS = (aten.conv_transpose1d, aten.conv_transpose2d)
+#: layers.packed_linear (Diffusion's sampling plan)
+_PACKED_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
 
 
 class FlopCount(TorchDispatchMode):
@@ -31,6 +33,8 @@ class FlopCount(TorchDispatchMode):
         op = func.overloadpacket
         if op is aten.linear:
             self.flops["linear"] += 2 * out.numel() * args[1].shape[-1]
+        elif op is _PACKED_LINEAR:  # a prepacked weight reports its (out, in) shape, like a plain one
+            self.flops["linear"] += 2 * out.numel() * args[0].shape[-1]
         elif op in _CONVS or op in _TRANSPOSED_CONVS:
             x, w = list(args[0].shape), list(args[1].shape)
             self.flops["convolution"] += conv_flop_count(x, w, list(out.shape), transposed=op in _TRANSPOSED_CONVS)

@@ -17,9 +17,10 @@ from torch.nn import functional as F
 
 from twinarm.agents.backbone import ResNet18, load_backbone_weights
 from twinarm.agents.diffusion.config_diffusion import DiffusionConfig
+from twinarm.agents.diffusion.sampling_plan import SamplingPlan, plan_applies
 from twinarm.agents.diffusion.scheduler import NoiseScheduler
 from twinarm.agents.features import ACTION, ENV_STATE, STATE
-from twinarm.agents.layers import conv1d_gemm
+from twinarm.agents.layers import conv1d_gemm, weights_key
 from twinarm.agents.policy import Policy
 
 
@@ -77,9 +78,12 @@ def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat((arg.sin(), arg.cos()), dim=-1)
 
 
-def _conv(module: nn.Module, x: Tensor) -> Tensor:
+def _conv(module: nn.Module, x: Tensor, plan: SamplingPlan | None = None) -> Tensor:
     """A U-Net convolution. Under autograd, 1-D convolutions run as im2col + matmul (`layers.conv1d_gemm`,
-    whose backward is much faster on CPU than oneDNN's); sampling keeps the module (see `_native_conv1d`)."""
+    whose backward is much faster on CPU than oneDNN's); sampling takes the plan's packed weights where it has
+    one, else the module (see `_native_conv1d`)."""
+    if plan is not None:
+        return plan.conv(module, x)
     if torch.is_grad_enabled() and isinstance(module, nn.Conv1d):
         return conv1d_gemm(x, module)
     return module(x)
@@ -89,9 +93,10 @@ class ConvBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int, k: int, groups: int) -> None:
         super().__init__(nn.Conv1d(cin, cout, k, padding=k // 2), nn.GroupNorm(groups, cout), nn.Mish())
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, plan: SamplingPlan | None = None) -> Tensor:
         conv, norm, act = self
-        return act(norm(_conv(conv, x)))
+        y = norm(_conv(conv, x, plan))
+        return plan.mish(y) if plan is not None else act(y)
 
 
 class CondResBlock(nn.Module):
@@ -106,14 +111,14 @@ class CondResBlock(nn.Module):
         self.residual = nn.Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
         self.cout = cout
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        out = self.conv1(x)
-        film = self.cond(cond)[..., None]
+    def forward(self, x: Tensor, cond: Tensor | None, plan: SamplingPlan | None = None) -> Tensor:
+        out = self.conv1(x, plan)
+        film = plan.film(self) if plan is not None else self.cond(cond)[..., None]
         if self.scale:
             out = film[:, : self.cout] * out + film[:, self.cout :]
         else:
             out = out + film
-        return self.conv2(out) + _conv(self.residual, x)
+        return self.conv2(out, plan) + _conv(self.residual, x, plan)
 
 
 class UNet1D(nn.Module):
@@ -156,21 +161,30 @@ class UNet1D(nn.Module):
         first = cfg.down_dims[0]
         self.final = nn.Sequential(ConvBlock(first, first, k, g), nn.Conv1d(first, cfg.action_dim, 1))
 
-    def forward(self, x: Tensor, t: Tensor, global_cond: Tensor) -> Tensor:
-        """x (B, horizon, A), t (B,), global_cond (B, G) -> (B, horizon, A)."""
-        cond = torch.cat((self.time_mlp(timestep_embedding(t, self.embed_dim)), global_cond), dim=-1)
+    def condition(self, t: Tensor, global_cond: Tensor) -> Tensor:
+        """What the residual blocks' FiLM layers read, (..., embed + G), from t (...) and global_cond (..., G)."""
+        embedded = self.time_mlp(timestep_embedding(t.reshape(-1), self.embed_dim)).view(*t.shape, -1)
+        return torch.cat((embedded, global_cond), dim=-1)
+
+    def res_blocks(self) -> list[CondResBlock]:
+        return [m for m in self.modules() if isinstance(m, CondResBlock)]
+
+    def forward(self, x: Tensor, t: Tensor, global_cond: Tensor, plan: SamplingPlan | None = None) -> Tensor:
+        """x (B, horizon, A), t (B,), global_cond (B, G) -> (B, horizon, A). With a `plan`, the FiLM terms come
+        from it (t and global_cond are not read)."""
+        cond = None if plan is not None else self.condition(t, global_cond)
         h = x.transpose(1, 2)
         skips = []
         for res1, res2, down in self.down:
-            h = res2(res1(h, cond), cond)
+            h = res2(res1(h, cond, plan), cond, plan)
             skips.append(h)
-            h = _conv(down, h)
+            h = _conv(down, h, plan)
         for res in self.mid:
-            h = res(h, cond)
+            h = res(h, cond, plan)
         for res1, res2, up in self.up:
             h = torch.cat((h, skips.pop()), dim=1)
-            h = up(res2(res1(h, cond), cond))
-        return _conv(self.final[1], self.final[0](h)).transpose(1, 2)
+            h = _conv(up, res2(res1(h, cond, plan), cond, plan), plan)
+        return _conv(self.final[1], self.final[0](h, plan), plan).transpose(1, 2)
 
 
 class DiffusionModel(nn.Module):
@@ -193,6 +207,7 @@ class DiffusionModel(nn.Module):
             cfg.clip_sample,
             cfg.clip_sample_range,
         )
+        self._plan: SamplingPlan | None = None
 
     def global_cond(self, batch: dict[str, Tensor]) -> Tensor:
         """(B, n_obs, ...) observations -> (B, n_obs * per_step_features)."""
@@ -230,12 +245,33 @@ class DiffusionModel(nn.Module):
         b = cond.shape[0]
         x = torch.randn((b, cfg.horizon, cfg.action_dim), generator=generator, device=cond.device)
         steps = self.scheduler.timesteps(cfg.num_inference_steps or cfg.num_train_timesteps)
+        plan = self.sampling_plan() if plan_applies(x) else None
+        if plan is not None:  # every step's FiLM terms at once
+            t_all = torch.tensor(steps, device=x.device, dtype=torch.long)[:, None].expand(-1, b)
+            plan.condition(self.unet.res_blocks(), self.unet.condition(t_all, cond.expand(len(steps), -1, -1)))
         with _native_conv1d(x.device):
             for i, t in enumerate(steps):
                 t_prev = steps[i + 1] if i + 1 < len(steps) else -1
-                out = self.unet(x, torch.full((b,), t, device=x.device, dtype=torch.long), cond)
+                if plan is not None:
+                    plan.step = i
+                out = self.unet(x, torch.full((b,), t, device=x.device, dtype=torch.long), cond, plan)
                 x = self.scheduler.step(out, t, t_prev, x, cfg.noise_scheduler_type, generator)
         return x
+
+    def sampling_plan(self) -> SamplingPlan:
+        """The U-Net's packed sampling weights, rebuilt when its weights have changed."""
+        if self._plan is None or self._plan.key != weights_key(self.unet):
+            self._plan = None  # drop the old packed weights before packing new ones
+            self._plan = SamplingPlan(self.unet)
+        return self._plan
+
+    def train(self, mode: bool = True) -> DiffusionModel:
+        if mode:
+            self._plan = None  # training changes the weights: free the packed copies (as large as the U-Net)
+        return super().train(mode)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_plan": None}  # packed oneDNN tensors neither copy nor pickle
 
 
 @contextlib.contextmanager

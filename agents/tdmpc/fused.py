@@ -20,25 +20,10 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from twinarm.agents.int8 import MIN_WEIGHT, int8_linear, pack_linear
+from twinarm.agents.layers import mish, mish_
 
 if TYPE_CHECKING:
     from twinarm.agents.tdmpc.tdmpc import WorldModel
-
-#: Beyond this input Mish(x) == x in float32 (the exp is clamped here to stay finite).
-_MISH_CLAMP = 20.0
-
-
-def mish(x: Tensor) -> Tensor:
-    """Mish x * tanh(softplus(x)) computed as x * n / (n + 2) with n = e^x (e^x + 2): one exp, no log/tanh."""
-    e = torch.exp(x.clamp(max=_MISH_CLAMP))
-    n = e.add(2.0).mul_(e)
-    return n.div_(n + 2.0).mul_(x)
-
-
-def mish_(x: Tensor) -> Tensor:
-    """In-place `mish`."""
-    return x.copy_(mish(x))
-
 
 def _layer_norm_(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
     """Layer norm over the last dim with a per-head affine (weight/bias broadcast over the middle dim)."""

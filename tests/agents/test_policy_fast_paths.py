@@ -3,6 +3,7 @@ as the plain modules, to float32 rounding, and follow weight updates and checkpo
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from torch.nn import functional as F
 
 from tests.agents.conftest import synthetic_batch, synthetic_stats, tiny_config
 from twinarm.agents.backbone import ResNet18
-from twinarm.agents.layers import conv1d_gemm, conv2d_relu, conv2d_train
+from twinarm.agents.diffusion import diffusion
+from twinarm.agents.layers import PACKED_LINEAR, conv1d_gemm, conv2d_relu, conv2d_train, mish, mish_
 from twinarm.agents.policy import Policy
 from twinarm.agents.registry import make_policy
 from twinarm.agents.tdmpc import fused
@@ -37,9 +39,9 @@ def _tdmpc(**overrides: object):
 
 def test_fast_mish_matches_aten() -> None:
     x = torch.cat((torch.linspace(-30, 30, 20001), torch.tensor([-1e4, -100.0, 0.0, 100.0, 1e4])))
-    torch.testing.assert_close(fused.mish(x), F.mish(x), rtol=2e-6, atol=2e-7)
+    torch.testing.assert_close(mish(x), F.mish(x), rtol=2e-6, atol=2e-7)
     y = x.clone()
-    assert fused.mish_(y) is y and torch.equal(y, fused.mish(x))
+    assert mish_(y) is y and torch.equal(y, mish(x))
 
 
 @pytest.mark.parametrize("coeff", [1.0, 0.0])
@@ -206,6 +208,57 @@ def test_diffusion_unet_training_path_matches_sampling_path() -> None:
     with torch.no_grad():
         slow = unet(x, t, cond)
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def _diffusion(**overrides: object):
+    torch.manual_seed(0)
+    policy = make_policy("diffusion", tiny_config("diffusion", **overrides), synthetic_stats())
+    _perturb(policy.model.unet, 0.02)
+    return policy.eval()
+
+
+def _sample(policy, plan: bool, n: int = 2) -> Tensor:
+    """A denoised horizon from fixed noise, with or without the sampling plan."""
+    batch = policy.normalize_inputs(synthetic_batch(policy.config, n=n))
+    applies = diffusion.plan_applies
+    try:
+        if not plan:
+            diffusion.plan_applies = lambda x: False
+        with torch.inference_mode():
+            return policy.model.sample(batch, torch.Generator().manual_seed(5))
+    finally:
+        diffusion.plan_applies = applies
+
+
+@pytest.mark.skipif(not PACKED_LINEAR, reason="this torch build has no oneDNN packed matmul")
+@pytest.mark.parametrize("scheduler", ["DDIM", "DDPM"])
+def test_diffusion_sampling_plan_matches_the_modules(scheduler: str) -> None:
+    """Packed convolutions (k=3 and k=1, strided down, transposed up) and the FiLM terms of every step computed
+    up front give the modules' horizon; the plan is built once and kept while the weights stay."""
+    policy = _diffusion(noise_scheduler_type=scheduler, num_inference_steps=4 if scheduler == "DDIM" else None)
+    planned = _sample(policy, plan=True)
+    plan = policy.model._plan
+    assert plan is not None and len(plan._packed) == sum(
+        isinstance(m, nn.Conv1d | nn.ConvTranspose1d) for m in policy.model.unet.modules()
+    )
+    torch.testing.assert_close(planned, _sample(policy, plan=False), rtol=1e-5, atol=1e-5)
+    _sample(policy, plan=True)
+    assert policy.model._plan is plan
+
+
+@pytest.mark.skipif(not PACKED_LINEAR, reason="this torch build has no oneDNN packed matmul")
+def test_diffusion_sampling_plan_follows_weights_training_and_copies() -> None:
+    policy = _diffusion(noise_scheduler_type="DDIM", num_inference_steps=3)
+    _sample(policy, plan=True)
+    twin = copy.deepcopy(policy)  # packed oneDNN tensors are not copied: the copy builds its own
+    assert twin.model._plan is None
+    torch.testing.assert_close(_sample(twin, plan=True), _sample(policy, plan=True))
+    with torch.no_grad():
+        policy.model.unet.up[0][2].weight.mul_(1.5)  # an in-place edit: the packed weights are stale
+    torch.testing.assert_close(_sample(policy, plan=True), _sample(policy, plan=False), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(_sample(policy, plan=True), _sample(twin, plan=True))
+    policy.train()
+    assert policy.model._plan is None  # training frees the packed copies
 
 
 @pytest.mark.parametrize(("c_in", "k", "stride", "padding", "channels_last"), [

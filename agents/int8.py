@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from twinarm.agents.backbone import ResNet18, fold_batch_norms
-from twinarm.agents.layers import conv1d_as_matmul, weights_key
+from twinarm.agents.layers import conv1d_rows, tap_major, weights_key
 
 #: Matmuls whose weight has fewer entries stay float32: below ~256x512, quantizing the activations costs
 #: more than the int8 matmul saves on this CPU (fbgemm vs MKL at 1-256 rows: 512x512 takes 0.56-0.8x the
@@ -73,19 +73,19 @@ class _PackedLinears:
             self.key = key
 
     def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
-        """x W^T + b in int8, or None when this call should stay float32."""
+        """x W^T + b in int8, or None when this call should stay float32. A 3-D weight is a 1-D convolution's
+        (C_out, C_in, k), multiplied as `tap_major(weight)` (x: `conv1d_rows` rows)."""
         if not _takes(x, weight, self.min_weight):
             return None
-        out_f, in_f = weight.shape
         if not self.checked:  # once per policy call that reaches a matmul (not on a queued action's pop)
             self.check()
             self.checked = True
-        k = (weight.data_ptr(), out_f, in_f, weight.stride(), None if bias is None else bias.data_ptr())
+        k = (weight.data_ptr(), *weight.shape, weight.stride(), None if bias is None else bias.data_ptr())
         packed = self.packed.get(k)
         if packed is None:
-            packed = self.packed[k] = pack_linear(weight, bias, self.engine)
-        rows = x.reshape(-1, in_f)
-        return int8_linear(rows, packed).view(*x.shape[:-1], out_f)
+            packed = self.packed[k] = pack_linear(tap_major(weight) if weight.dim() == 3 else weight, bias, self.engine)
+        rows = x.reshape(-1, x.shape[-1])
+        return int8_linear(rows, packed).view(*x.shape[:-1], weight.shape[0])
 
     def conv1d(
         self, x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
@@ -95,7 +95,10 @@ class _PackedLinears:
         pad, step, dil = (v[0] if isinstance(v, tuple | list) else v for v in (padding, stride, dilation))
         if groups != 1 or dil != 1 or isinstance(pad, str) or x.dim() != 3 or not _takes(x, weight, self.min_weight):
             return None
-        return conv1d_as_matmul(x, weight, bias, step, pad, linear=self.linear)  # type: ignore[arg-type]
+        rows, out_len = conv1d_rows(x, weight.shape[-1], step, pad)
+        out = self.linear(rows, weight, bias)
+        assert out is not None
+        return out.view(x.shape[0], out_len, -1).transpose(1, 2)
 
 
 def _takes(x: Tensor, weight: Tensor, min_weight: int = MIN_WEIGHT) -> bool:

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from twinarm.agents.backbone import ResNet18, load_backbone_weights
 from twinarm.agents.diffusion.config_diffusion import DiffusionConfig
-from twinarm.agents.diffusion.sampling_plan import SamplingPlan, plan_applies
+from twinarm.agents.diffusion.sampling_plan import SamplingPlan, packing_applies
 from twinarm.agents.diffusion.scheduler import NoiseScheduler
 from twinarm.agents.features import ACTION, ENV_STATE, STATE
 from twinarm.agents.layers import conv1d_gemm, weights_key
@@ -80,9 +80,9 @@ def timestep_embedding(t: Tensor, dim: int) -> Tensor:
 
 def _conv(module: nn.Module, x: Tensor, plan: SamplingPlan | None = None) -> Tensor:
     """A U-Net convolution. Under autograd, 1-D convolutions run as im2col + matmul (`layers.conv1d_gemm`,
-    whose backward is much faster on CPU than oneDNN's); sampling takes the plan's packed weights where it has
-    one, else the module (see `_native_conv1d`)."""
-    if plan is not None:
+    whose backward is much faster on CPU than oneDNN's); sampling takes the plan's packed weights where it
+    has them, else the module (see `_native_conv1d`)."""
+    if plan is not None and plan.pack:
         return plan.conv(module, x)
     if torch.is_grad_enabled() and isinstance(module, nn.Conv1d):
         return conv1d_gemm(x, module)
@@ -238,14 +238,17 @@ class DiffusionModel(nn.Module):
             return (err * valid).sum() / (valid.sum() * err.shape[-1]).clamp_min(1)
         return err.mean()
 
-    def sample(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
-        """Denoise a full horizon (B, horizon, A) from Gaussian noise."""
+    def sample(
+        self, batch: dict[str, Tensor], generator: torch.Generator | None = None, use_plan: bool = True
+    ) -> Tensor:
+        """Denoise a full horizon (B, horizon, A) from Gaussian noise. `use_plan=False` runs the plain modules
+        step by step (the reference the sampling plan is checked against)."""
         cfg = self.cfg
         cond = self.global_cond(batch)
         b = cond.shape[0]
         x = torch.randn((b, cfg.horizon, cfg.action_dim), generator=generator, device=cond.device)
         steps = self.scheduler.timesteps(cfg.num_inference_steps or cfg.num_train_timesteps)
-        plan = self.sampling_plan() if plan_applies(x) else None
+        plan = self.sampling_plan(packing_applies(x)) if use_plan else None
         if plan is not None:  # every step's FiLM terms at once
             t_all = torch.tensor(steps, device=x.device, dtype=torch.long)[:, None].expand(-1, b)
             plan.condition(self.unet.res_blocks(), self.unet.condition(t_all, cond.expand(len(steps), -1, -1)))
@@ -258,11 +261,12 @@ class DiffusionModel(nn.Module):
                 x = self.scheduler.step(out, t, t_prev, x, cfg.noise_scheduler_type, generator)
         return x
 
-    def sampling_plan(self) -> SamplingPlan:
-        """The U-Net's packed sampling weights, rebuilt when its weights have changed."""
-        if self._plan is None or self._plan.key != weights_key(self.unet):
-            self._plan = None  # drop the old packed weights before packing new ones
-            self._plan = SamplingPlan(self.unet)
+    def sampling_plan(self, pack: bool) -> SamplingPlan:
+        """The U-Net's sampling plan; a packing one is rebuilt when the U-Net's weights have changed."""
+        plan = self._plan
+        if plan is None or plan.pack != pack or (pack and plan.key != weights_key(self.unet)):
+            self._plan = None  # drop old packed weights before packing new ones
+            self._plan = SamplingPlan(self.unet, pack)
         return self._plan
 
     def train(self, mode: bool = True) -> DiffusionModel:

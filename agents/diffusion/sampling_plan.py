@@ -1,10 +1,10 @@
-"""Float32 sampling on CPU without per-call weight work: the U-Net's convolutions as im2col + oneDNN matmuls
-on weights packed once, and every residual block's FiLM terms for all denoising steps in one matmul.
+"""Sampling without per-step repeats: every residual block's FiLM terms for all denoising steps in one matmul
+and, for float32 on CPU, the U-Net's convolutions as im2col + oneDNN matmuls on weights packed once.
 
 Sampling runs the same U-Net ten (DDIM) to a hundred (DDPM) times at batch 1, where each 1-D convolution is
 a few-row matmul against a large weight (2048 x 10240 at the widest): ATen's GEMM on the plain weight runs
 those at half the CPU's float32 peak, oneDNN's plain convolution re-lays its weight out on every call. The
-same values to float32 rounding; training and other devices keep the modules.
+same values to float32 rounding; training keeps the modules.
 """
 
 from __future__ import annotations
@@ -15,12 +15,21 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from twinarm.agents.layers import PACKED_LINEAR, mish, pack_linear_weight, packed_linear, weights_key
+from twinarm.agents.layers import (
+    PACKED_LINEAR,
+    conv1d_rows,
+    mish,
+    pack_linear_weight,
+    packed_linear,
+    tap_major,
+    weights_key,
+)
 
 
-def plan_applies(x: Tensor) -> bool:
-    """Whether sampling on `x` can use a plan: float32 on CPU with oneDNN's packed matmul, outside autograd,
-    and no torch function mode watching (`agents.int8` reroutes F.linear / F.conv1d through one)."""
+def packing_applies(x: Tensor) -> bool:
+    """Whether sampling on `x` can run on packed weights: float32 on CPU with oneDNN's packed matmul, outside
+    autograd, and no torch function mode watching (`agents.int8` reroutes F.linear / F.conv1d through one: its
+    int8 matmuls, not packed float ones, must see the convolutions)."""
     return (
         PACKED_LINEAR
         and x.device.type == "cpu"
@@ -31,11 +40,12 @@ def plan_applies(x: Tensor) -> bool:
 
 
 class SamplingPlan:
-    """Packed weights of one U-Net (for the weights it was built on: `key`) and the FiLM terms of the
-    sampling call in progress."""
+    """The FiLM terms of the sampling call in progress and, with `pack`, packed weights of one U-Net (for the
+    weights it was built on: `key`)."""
 
-    def __init__(self, unet: nn.Module) -> None:
-        self.key = weights_key(unet)
+    def __init__(self, unet: nn.Module, pack: bool) -> None:
+        self.pack = pack
+        self.key = weights_key(unet) if pack else ()
         self._packed: dict[nn.Module, Tensor] = {}  # per convolution, packed on its first call
         self._films: dict[nn.Module, Tensor] = {}  # per residual block: (steps, B, C_film)
         self.step = 0
@@ -55,12 +65,13 @@ class SamplingPlan:
     # ----- activation ----------------------------------------------------------------------------------
     @staticmethod
     def mish(x: Tensor) -> Tensor:
-        """Mish for the U-Net's blocks: `layers.mish` on batch-1-sized maps, ATen's threaded kernel on large."""
-        return F.mish(x) if x.numel() >= 100_000 else mish(x)
+        """Mish for the U-Net's blocks: `layers.mish` on batch-1-sized CPU maps, ATen's kernel otherwise."""
+        return mish(x) if x.device.type == "cpu" and x.numel() < 100_000 else F.mish(x)
 
     # ----- convolutions -------------------------------------------------------------------------------
     def conv(self, module: nn.Module, x: Tensor) -> Tensor:
-        """module(x) for the U-Net's Conv1d / ConvTranspose1d layers (zero padding, no groups or dilation)."""
+        """module(x) on packed weights (a `pack` plan) for the U-Net's Conv1d / ConvTranspose1d layers (zero
+        padding, no groups or dilation); other layers run as modules."""
         if isinstance(module, nn.Conv1d) and _plain(module):
             return self._conv1d(module, x)
         if isinstance(module, nn.ConvTranspose1d) and _plain(module) and module.output_padding == (0,):
@@ -75,35 +86,18 @@ class SamplingPlan:
         return packed
 
     def _conv1d(self, conv: nn.Conv1d, x: Tensor) -> Tensor:
-        """im2col over a time-major copy of x: with the weight ordered (C_out, k, C_in), the columns of one
-        output step are k consecutive time steps of it, so im2col is a row copy, not a gather."""
-        c_out, c_in, k = conv.weight.shape
-        stride, pad = conv.stride[0], conv.padding[0]
-        b, _, length = x.shape
-        xt = x.transpose(1, 2)  # (B, L, C_in)
-        if k == 1 and stride == 1 and pad == 0:
-            rows = xt.reshape(b * length, c_in)
-            out_len = length
-        else:
-            xp = F.pad(xt, (0, 0, pad, pad)).contiguous()  # (B, L + 2 pad, C_in)
-            out_len = (length + 2 * pad - k) // stride + 1
-            # Overlapping rows: copied here (14 us at the widest layer), oneDNN's own copy of the view took 170.
-            window = xp.as_strided((b, out_len, k * c_in), (xp.stride(0), stride * c_in, 1))
-            rows = window.reshape(b * out_len, -1).contiguous()
-        packed = self._weight(
-            conv, lambda: conv.weight.permute(0, 2, 1).reshape(c_out, k * c_in), rows.shape[0]
-        )
-        return packed_linear(rows, packed, conv.bias).view(b, out_len, c_out).transpose(1, 2)
+        """Tap-major im2col rows (`layers.conv1d_rows`) times the packed tap-major weight."""
+        rows, out_len = conv1d_rows(x, conv.kernel_size[0], conv.stride[0], conv.padding[0])
+        packed = self._weight(conv, lambda: tap_major(conv.weight), rows.shape[0])
+        return packed_linear(rows, packed, conv.bias).view(x.shape[0], out_len, -1).transpose(1, 2)
 
     def _conv_transpose1d(self, conv: nn.ConvTranspose1d, x: Tensor) -> Tensor:
         """One matmul to every tap's contribution (B, L, k, C_out), then overlap-add with the stride."""
         c_in, c_out, k = conv.weight.shape
         stride, pad = conv.stride[0], conv.padding[0]
         b, _, length = x.shape
-        rows = x.transpose(1, 2).reshape(b * length, c_in)
-        packed = self._weight(
-            conv, lambda: conv.weight.permute(2, 1, 0).reshape(k * c_out, c_in), rows.shape[0]
-        )
+        rows = x.transpose(1, 2).reshape(b * length, c_in).contiguous()
+        packed = self._weight(conv, lambda: conv.weight.permute(2, 1, 0).reshape(k * c_out, c_in), rows.shape[0])
         taps = packed_linear(rows, packed, None).view(b, length, k, c_out)
         full = x.new_zeros(b, (length - 1) * stride + k, c_out)
         for j in range(k):
@@ -115,6 +109,7 @@ class SamplingPlan:
 
 
 def _plain(conv: nn.Conv1d | nn.ConvTranspose1d) -> bool:
+    """Zero-padded, ungrouped, undilated: what the packed paths compute."""
     return (
         conv.groups == 1
         and conv.dilation == (1,)

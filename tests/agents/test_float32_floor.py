@@ -25,7 +25,7 @@ def test_counts_linear_matmul_attention_and_every_convolution_kind() -> None:
     conv = nn.Conv2d(3, 5, 3)  # 2 images x 4x4 outputs x 5 channels x (3 x 3 x 3) taps
     q = k = v = torch.rand(1, 2, 7, 4)
     w, one_d, up = torch.rand(16, 8), nn.Conv1d(4, 6, 3), nn.ConvTranspose1d(4, 6, 4, 2)
-    plan = SamplingPlan(nn.ModuleList((one_d, up))) if PACKED_LINEAR else None
+    plan = SamplingPlan(nn.ModuleList((one_d, up)), pack=True) if PACKED_LINEAR else None
     with torch.inference_mode():  # as the policies infer (ops may reach the counter composite or decomposed)
         counts = {
             "linear": floor.count_flops(lambda: nn.Linear(8, 16)(torch.rand(4, 8))).total,

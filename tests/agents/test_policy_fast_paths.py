@@ -13,7 +13,6 @@ from torch.nn import functional as F
 
 from tests.agents.conftest import synthetic_batch, synthetic_stats, tiny_config
 from twinarm.agents.backbone import ResNet18
-from twinarm.agents.diffusion import diffusion
 from twinarm.agents.layers import PACKED_LINEAR, conv1d_gemm, conv2d_relu, conv2d_train, mish, mish_
 from twinarm.agents.policy import Policy
 from twinarm.agents.registry import make_policy
@@ -220,14 +219,8 @@ def _diffusion(**overrides: object):
 def _sample(policy, plan: bool, n: int = 2) -> Tensor:
     """A denoised horizon from fixed noise, with or without the sampling plan."""
     batch = policy.normalize_inputs(synthetic_batch(policy.config, n=n))
-    applies = diffusion.plan_applies
-    try:
-        if not plan:
-            diffusion.plan_applies = lambda x: False
-        with torch.inference_mode():
-            return policy.model.sample(batch, torch.Generator().manual_seed(5))
-    finally:
-        diffusion.plan_applies = applies
+    with torch.inference_mode():
+        return policy.model.sample(batch, torch.Generator().manual_seed(5), use_plan=plan)
 
 
 @pytest.mark.skipif(not PACKED_LINEAR, reason="this torch build has no oneDNN packed matmul")
@@ -244,6 +237,14 @@ def test_diffusion_sampling_plan_matches_the_modules(scheduler: str) -> None:
     torch.testing.assert_close(planned, _sample(policy, plan=False), rtol=1e-5, atol=1e-5)
     _sample(policy, plan=True)
     assert policy.model._plan is plan
+    with torch.no_grad():  # under autograd's no_grad (not inference mode) the plan packs too
+        torch.testing.assert_close(policy.model.sample(policy.normalize_inputs(synthetic_batch(policy.config, n=2)),
+                                                       torch.Generator().manual_seed(5)), planned)
+    with torch.enable_grad():  # under autograd: FiLM terms up front, the modules' convolutions
+        planned_grad = policy.model.sample(policy.normalize_inputs(synthetic_batch(policy.config, n=2)),
+                                           torch.Generator().manual_seed(5))
+    assert not policy.model._plan.pack
+    torch.testing.assert_close(planned_grad.detach(), planned, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(not PACKED_LINEAR, reason="this torch build has no oneDNN packed matmul")

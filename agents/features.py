@@ -69,10 +69,16 @@ def features_from_spec(
 
 
 def split_features(info_features: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Feature], dict[str, Feature]]:
-    """Turn LeRobot `info.json` features into (inputs, outputs); index/timestamp columns are skipped."""
+    """Turn LeRobot `info.json` features into (inputs, outputs); index/timestamp columns are skipped, and so are
+    depth cameras (`is_depth_map`): the policies' image encoders take colour."""
+    from twinarm.datasets_io.features import depth_keys
+
     inputs: dict[str, Feature] = {}
     outputs: dict[str, Feature] = {}
+    depth = set(depth_keys(dict(info_features)))
     for key, ft in info_features.items():
+        if key in depth:
+            continue
         try:
             kind = kind_of(key)
         except ValueError:

@@ -64,12 +64,12 @@ def depth_keys(features: dict[str, dict]) -> list[str]:
 
 
 def check_no_depth(features: dict[str, dict], where: object) -> None:
-    """Raise DatasetError naming the depth-map features: twinarm does not decode them (LeRobot stores them as
-    12-bit log-quantized HEVC or 16-bit images, in millimetres), and reading them as colour would be wrong."""
+    """Raise DatasetError naming the depth-map features of a dataset about to be written: twinarm reads LeRobot's
+    depth cameras (`datasets_io.depth`) but does not write them (12-bit log-quantized HEVC, or TIFF images)."""
     keys = depth_keys(features)
     if keys:
-        raise DatasetError(f"{where}: feature(s) {keys} hold depth maps (is_depth_map), which twinarm does not read "
-                           "or write yet (LeRobot's own loader reads them)")
+        raise DatasetError(f"{where}: feature(s) {keys} hold depth maps (is_depth_map), which twinarm reads but "
+                           "does not write (record them with LeRobot)")
 
 
 def camera_keys(features: dict[str, dict]) -> list[str]:

@@ -39,11 +39,12 @@ def _reader_of(dataset: Dataset) -> LeRobotDatasetReader | None:
 
 
 def _uint8_keys(dataset: Dataset) -> list[str]:
-    """Camera keys whose images can cross processes as uint8 and be made float in the main process."""
+    """Camera keys whose images can cross processes as uint8 and be made float in the main process (not
+    depth cameras: their float32 millimetres cross as they are)."""
     reader = _reader_of(dataset)
     if reader is None or reader.uint8_images or reader.image_transforms is not None:
         return []
-    return list(reader.meta.camera_keys)
+    return [k for k in reader.meta.camera_keys if k not in reader.meta.depth]
 
 
 def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:

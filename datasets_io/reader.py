@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 import torch
 
 from twinarm.datasets_io import stats as st
-from twinarm.datasets_io.features import check_no_depth, image_keys, video_keys
+from twinarm.datasets_io.depth import DepthFormat, depth_format
+from twinarm.datasets_io.features import depth_keys, image_keys, video_keys
 from twinarm.datasets_io.layout import (
     INFO_PATH,
     STATS_PATH,
@@ -32,7 +33,7 @@ from twinarm.datasets_io.layout import (
     read_parquet,
     sorted_parquet_files,
 )
-from twinarm.datasets_io.video import VideoPool
+from twinarm.datasets_io.video import VideoFile, VideoPool
 from twinarm.datasets_io.writer import check_version, repair
 
 DEFAULT_TOLERANCE_S = 1e-4
@@ -65,7 +66,12 @@ class DatasetMeta:
             if key not in self.info:
                 raise DatasetError(f"{self.root / INFO_PATH}: missing key {key!r}")
         self.features: dict[str, dict[str, Any]] = self.info["features"]
-        check_no_depth(self.features, self.root / INFO_PATH)
+        self.depth: dict[str, DepthFormat] = {}  # depth cameras: float32 (1, H, W) millimetres, as LeRobot
+        for k in depth_keys(self.features):
+            try:
+                self.depth[k] = depth_format(self.features[k])
+            except ValueError as exc:
+                raise DatasetError(f"{self.root / INFO_PATH}: feature {k!r}: {exc}") from None
         self.fps: int = int(self.info["fps"])
         self.video_keys = video_keys(self.features)
         self.image_keys = image_keys(self.features)
@@ -80,6 +86,10 @@ class DatasetMeta:
         self.tasks: list[str] = [t.column("task")[int(i)].as_py() for i in order]
         self.episodes = self._load_episodes()
         self.stats = st.from_jsonable(load_json(self.root / STATS_PATH)) if (self.root / STATS_PATH).exists() else None
+        if self.stats is not None:  # depth stats are stored in the recorded unit; frames come out in mm
+            for k, fmt in self.depth.items():
+                if k in self.stats:
+                    self.stats[k] = fmt.stats_to_output(self.stats[k])
 
     def _load_episodes(self) -> dict[str, np.ndarray]:
         files = sorted_parquet_files(self.root / "meta/episodes")
@@ -183,6 +193,9 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         frame_cache_mb: bound of the decoded-frame cache, per process.
         decode_to_memory: decode every video once on first use (small datasets; cache unbounded).
         uint8_images: return uint8 CHW images instead of float32 in [0, 1] (less DataLoader traffic).
+
+    Depth cameras (LeRobot's `is_depth_map` features) come out as float32 (1, H, W) millimetres, as from
+    LeRobot's loader; `image_transforms` and `uint8_images` leave them alone.
     """
 
     def __init__(
@@ -320,7 +333,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
             rows = query.get(k)
             frames = self._frames(k, ep, np.asarray([r]) if rows is None else rows)
             img = frames[0] if rows is None else frames
-            if self.image_transforms is not None:
+            if self.image_transforms is not None and k not in self.meta.depth:
                 img = self.image_transforms(img)
             item[k] = img
         item["task"] = self.meta.tasks[int(self._cols["task_index"][r])]
@@ -357,7 +370,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
             rows = query.get(k)
             frames = self._frames_batch(k, eps, r[:, None] if rows is None else rows)
             img = frames[:, 0] if rows is None else frames
-            if self.image_transforms is not None:
+            if self.image_transforms is not None and k not in self.meta.depth:
                 img = torch.stack([self.image_transforms(x) for x in img])
             batch[k] = img
         batch["task"] = [self.meta.tasks[int(x)] for x in self._cols["task_index"][r]]
@@ -375,14 +388,14 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         else:
             if self.decode_to_memory and self._preloaded != os.getpid():
                 self.preload_videos()
-            vf = self._videos.get(self.meta.video_path(key, ep))
+            vf = self._video(key, ep)
             q = self.meta.episodes[f"videos/{key}/from_timestamp"][ep] + self._cols["timestamp"][rows].astype(np.float64)
             try:
                 pos = vf.positions_for_times(q, self.tolerance_s)
             except DatasetError as exc:
                 raise DatasetError(f"{exc} (feature {key!r}, episode {ep})") from None
             hwc = [vf.frame(int(p)) for p in pos]
-        return torch.from_numpy(self._to_chw(hwc))
+        return torch.from_numpy(self._to_chw(key, hwc))
 
     def _frames_batch(self, key: str, eps: np.ndarray, rows: np.ndarray) -> torch.Tensor:
         """Frames of camera `key` for rows (B, T) of episodes `eps` (B,), as (B, T, C, H, W). Video frames
@@ -390,7 +403,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         b, t = rows.shape
         flat_rows = rows.reshape(-1)
         if key in self._images:
-            out = self._to_chw([self._image(key, int(r)) for r in flat_rows])
+            out = self._to_chw(key, [self._image(key, int(r)) for r in flat_rows])
             return torch.from_numpy(out.reshape(b, t, *out.shape[1:]))
         if self.decode_to_memory and self._preloaded != os.getpid():
             self.preload_videos()
@@ -400,7 +413,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         files = {}
         for ep in np.unique(flat_eps).tolist():
             sel = np.flatnonzero(flat_eps == ep)
-            vf = self._videos.get(self.meta.video_path(key, ep))
+            vf = self._video(key, ep)
             files[vf.file_id] = vf
             try:
                 pos = vf.positions_for_times(q[sel], self.tolerance_s)
@@ -411,7 +424,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         hwc: list[np.ndarray] = [np.empty(0, np.uint8)] * len(flat_rows)
         for fid, p, j in order:
             hwc[j] = files[fid].frame(p)
-        out = self._to_chw(hwc)
+        out = self._to_chw(key, hwc)
         return torch.from_numpy(out.reshape(b, t, *out.shape[1:]))
 
     @property
@@ -419,8 +432,14 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         """Whether camera images come out as uint8 (asked for, or set in make_dataloader's workers)."""
         return self.uint8_images or self._uint8_transport
 
-    def _to_chw(self, hwc: list[np.ndarray]) -> np.ndarray:
-        """HWC uint8 frames -> (N, C, H, W), uint8 or float32 in [0, 1]."""
+    def _video(self, key: str, ep: int) -> VideoFile:
+        return self._videos.get(self.meta.video_path(key, ep), depth=key in self.meta.depth)
+
+    def _to_chw(self, key: str, hwc: list[np.ndarray]) -> np.ndarray:
+        """HWC frames of camera `key` -> (N, C, H, W): uint8 or float32 in [0, 1]; depth: float32 millimetres."""
+        depth = self.meta.depth.get(key)
+        if depth is not None:
+            return depth.to_output(np.stack(hwc))
         h, w, c = hwc[0].shape
         u8 = self._uint8_out
         out = np.empty((len(hwc), c, h, w), dtype=np.uint8 if u8 else np.float32)
@@ -460,7 +479,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         eps = sorted(set(self._cols["episode_index"][self._rows].tolist()))
         for key in self.meta.video_keys:
             for ep in eps:
-                vf = self._videos.get(self.meta.video_path(key, ep))
+                vf = self._video(key, ep)
                 a, b = self._ep_from[ep], self._ep_to[ep]
                 q = self.meta.episodes[f"videos/{key}/from_timestamp"][ep] + self._cols["timestamp"][a:b].astype(np.float64)
                 for p in vf.positions_for_times(q, self.tolerance_s):

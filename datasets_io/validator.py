@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from twinarm.datasets_io.features import ALL_DTYPES, VISUAL_DTYPES, arrow_type, video_keys
+from twinarm.datasets_io.depth import depth_format
+from twinarm.datasets_io.features import ALL_DTYPES, VISUAL_DTYPES, arrow_type, depth_keys, video_keys
 from twinarm.datasets_io.layout import (
     DEFAULT_FEATURES,
     INFO_PATH,
@@ -105,6 +106,11 @@ def _check_info(rep: Report, info: dict[str, Any]) -> bool:
     for k in vkeys:
         if not isinstance(feats[k].get("info"), dict):
             rep.add(p, f"video feature {k!r} has no 'info' block")
+    for k in depth_keys(feats):
+        try:
+            depth_format(feats[k])
+        except (ValueError, TypeError) as exc:
+            rep.add(p, f"depth feature {k!r}: {exc}")
     if isinstance(info.get("total_episodes"), int) and info.get("splits") and info["total_episodes"] > 0:
         if info["splits"].get("train") != f"0:{info['total_episodes']}":
             rep.add(p, f"splits.train should be '0:{info['total_episodes']}', got {info['splits'].get('train')!r}")
@@ -140,6 +146,7 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
     feats = info["features"]
     fps = info["fps"]
     vkeys = video_keys(feats)
+    dkeys = depth_keys(feats)
 
     # tasks
     tasks = _read(rep, root / TASKS_PATH)
@@ -300,6 +307,9 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
                     s = cont.streams.video[0]
                     if (s.codec_context.height, s.codec_context.width) != (h, w):
                         rep.add(p, f"frames are {s.codec_context.height}x{s.codec_context.width}, info.json says {h}x{w}")
+                    if k in dkeys and s.codec_context.pix_fmt != "gray12le":
+                        rep.add(p, f"depth camera {k!r} (is_depth_map) is {s.codec_context.pix_fmt}; LeRobot writes "
+                                   "depth videos as gray12le 12-bit codes")
                     idx = build_index(cont, p)
                     if deep:  # a decoding error is reported beside, not instead of, the per-episode frame checks
                         n_dec = 0

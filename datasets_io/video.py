@@ -87,6 +87,11 @@ def frame_to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter | None = No
     return ref.reformat(frame, format="rgb24", interpolation="BILINEAR").to_ndarray()
 
 
+def frame_to_depth_codes(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded depth-video frame as (H, W, 1) uint16 12-bit codes (LeRobot's `gray12le` depth videos)."""
+    return frame.to_ndarray(format="gray12le")[:, :, None]
+
+
 def encoder_options(codec: str, crf: int | None = None, gop: int | None = None, preset: str | None = None) -> dict[str, str]:
     """The encoder options for `codec` with optional overrides."""
     if codec not in CODECS:
@@ -324,14 +329,16 @@ class FrameCache:
 
 
 class VideoFile:
-    """One open mp4: frame index, GOP-at-a-time decoding into a shared FrameCache."""
+    """One open mp4: frame index, GOP-at-a-time decoding into a shared FrameCache. Frames come out as RGB, or
+    for a depth video (`depth`) as 12-bit codes."""
 
-    def __init__(self, path: Path, file_id: int, cache: FrameCache, threads: int = 1) -> None:
+    def __init__(self, path: Path, file_id: int, cache: FrameCache, threads: int = 1, depth: bool = False) -> None:
         import av
         from av.video.reformatter import VideoReformatter
         self.path = path
         self.file_id = file_id
         self.cache = cache
+        self.depth = depth
         try:
             self._c = av.open(str(path))
         except (av.error.FFmpegError, FileNotFoundError) as exc:
@@ -339,6 +346,10 @@ class VideoFile:
         if not self._c.streams.video:
             raise DatasetError(f"{path}: no video stream")
         self._s = self._c.streams.video[0]
+        fmt = self._s.codec_context.pix_fmt
+        if depth and fmt != "gray12le":
+            raise DatasetError(f"{path}: a depth camera (is_depth_map) but its video is {fmt}; LeRobot writes depth "
+                               "videos as gray12le 12-bit codes")
         self._s.thread_count = threads
         self.index = build_index(self._c, path)
         self._pts_pos = {int(p): i for i, p in enumerate(self.index.pts)}
@@ -372,14 +383,14 @@ class VideoFile:
         return j.astype(np.int64)
 
     def frame(self, pos: int) -> np.ndarray:
-        """RGB frame at position `pos` (presentation order). On a cache miss, decoding starts at the
-        GOP's keyframe (or continues from where the decoder stopped) and runs up to `pos`; the frames
-        passed on the way are cached undecoded-to-RGB (YUV) and converted only when asked for."""
+        """RGB frame (H, W, 3 uint8; depth: H, W, 1 uint16 codes) at position `pos` (presentation order). On a
+        cache miss, decoding starts at the GOP's keyframe (or continues from where the decoder stopped) and
+        runs up to `pos`; the frames passed on the way are cached as decoded (YUV) and converted when asked for."""
         key = (self.file_id, pos)
         fr = self.cache.get(key)
         if fr is None:
             fr = self._decode_to(pos)
-        return frame_to_rgb(fr, self._reformatter)
+        return frame_to_depth_codes(fr) if self.depth else frame_to_rgb(fr, self._reformatter)
 
     def _decode_to(self, pos: int) -> av.VideoFrame:
         import av
@@ -439,7 +450,7 @@ class VideoPool:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["cache_bytes"], state["threads"])
 
-    def get(self, path: Path) -> VideoFile:
+    def get(self, path: Path, depth: bool = False) -> VideoFile:
         if os.getpid() != self._pid:  # forked into a DataLoader worker: never share decoders
             # Keep the parent's decoder objects alive but unused: freeing FFmpeg state inherited
             # through fork can block forever, so they are left for process exit.
@@ -449,7 +460,7 @@ class VideoPool:
             self.cache = FrameCache(self.cache_bytes)
         vf = self._files.get(path)
         if vf is None:
-            vf = VideoFile(path, len(self._files), self.cache, self.threads)
+            vf = VideoFile(path, len(self._files), self.cache, self.threads, depth)
             self._files[path] = vf
         return vf
 

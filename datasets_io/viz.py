@@ -32,17 +32,38 @@ def plot_panel(values: np.ndarray, t: int, width: int, height: int, title: str) 
     return img
 
 
+def camera_rgb(chw: np.ndarray, depth_range: tuple[float, float] | None = None) -> np.ndarray:
+    """A camera frame (C, H, W) as RGB uint8: colour (floats in [0, 1]) as is, one-channel gray repeated, and a
+    depth map (millimetres; `depth_range` given) through the turbo colour map, near red to far blue."""
+    if depth_range is not None:
+        lo, hi = depth_range
+        scaled = np.clip((hi - chw[0]) / max(hi - lo, 1e-6), 0.0, 1.0)
+        return cv2.cvtColor(cv2.applyColorMap(np.round(scaled * 255).astype(np.uint8), cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    img = np.round(chw.transpose(1, 2, 0) * 255).astype(np.uint8)
+    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
+
+
+def _depth_range(ds: LeRobotDatasetReader, key: str) -> tuple[float, float]:
+    """The millimetre span a depth camera's colours cover: its dataset stats (1st-99th percentile if recorded)."""
+    st = (ds.stats or {}).get(key, {})
+    lo, hi = st.get("q01", st.get("min")), st.get("q99", st.get("max"))
+    if lo is None or hi is None:
+        return 0.0, 4000.0  # no stats: 0-4 m, a tabletop depth camera's range
+    return float(np.min(lo)), float(np.max(hi))
+
+
 def episode_frames(ds: LeRobotDatasetReader, episode: int, plot_height: int = 120) -> list[np.ndarray]:
     """One RGB image per step of `episode`: cameras in a row, then a plot per numeric vector feature."""
     rows = ds.episode_rows(episode)
     vec_keys = [k for k in ("observation.state", "action", "observation.environment_state") if k in ds.features]
     series = {k: ds.column(k)[rows.start:rows.stop].reshape(len(rows), -1) for k in vec_keys}
+    depth = {k: _depth_range(ds, k) for k in ds.meta.depth}
     out = []
     for t, r in enumerate(rows):
         item = ds[r] if ds.episodes is None else None
         if item is None:
             raise ValueError("episode_frames needs a reader over all episodes")
-        cams = [np.round(item[k].numpy().transpose(1, 2, 0) * 255).astype(np.uint8) for k in ds.meta.camera_keys]
+        cams = [camera_rgb(item[k].numpy(), depth.get(k)) for k in ds.meta.camera_keys]
         h = max((c.shape[0] for c in cams), default=0)
         cams = [cv2.resize(c, (int(c.shape[1] * h / c.shape[0]), h)) if c.shape[0] != h else c for c in cams]
         top = np.concatenate(cams, axis=1) if cams else np.zeros((0, 320, 3), np.uint8)

@@ -23,6 +23,7 @@ CASES = {
     "video_av1": ("libsvtav1", [10, 6, 12]),
     "video_h264": ("h264", [8, 10]),
     "images": (None, [6, 8]),
+    "depth": ("depth", [7, 9]),  # a depth camera as video (HEVC gray12le, from millimetres) and as images (metres)
 }
 DELTAS = {"observation.state": [-0.2, -0.1, 0.0], "action": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}
 
@@ -37,13 +38,29 @@ def scene(rng: np.random.Generator, t: int, h: int, w: int, shift: int) -> np.nd
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def depth_scene(t: int, h: int, w: int, shift: int) -> np.ndarray:
+    """Depth in millimetres (uint16, H x W x 1): a tilted plane 0.4-3 m away with a near box moving across."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    depth = 400 + 35 * xx + 12 * yy + 25 * t + shift
+    x0 = (t * 3 + shift) % (w - 8)
+    depth[4:12, x0:x0 + 8] = 250 + 5 * t
+    return depth.astype(np.uint16)[:, :, None]
+
+
 def features(codec: str | None) -> dict:
     names = ["shoulder_pan.pos", "shoulder_lift.pos", "gripper.pos"]
+    hwc = ["height", "width", "channels"]
     feats = {
         "observation.state": {"dtype": "float32", "shape": [3], "names": names},
         "action": {"dtype": "float32", "shape": [3], "names": names},
-        "observation.images.wrist": {"dtype": "image", "shape": [16, 24, 3], "names": ["height", "width", "channels"]},
     }
+    if codec == "depth":
+        feats["observation.images.depth"] = {"dtype": "video", "shape": [48, 64, 1], "names": hwc,
+                                             "info": {"is_depth_map": True}}
+        feats["observation.images.wrist_depth"] = {"dtype": "image", "shape": [16, 24, 1], "names": hwc,
+                                                   "info": {"is_depth_map": True}}
+        return feats
+    feats["observation.images.wrist"] = {"dtype": "image", "shape": [16, 24, 3], "names": hwc}
     if codec:
         feats["observation.images.front"] = {"dtype": "video", "shape": [32, 48, 3],
                                              "names": ["height", "width", "channels"]}
@@ -54,7 +71,7 @@ def make(root: Path, codec: str | None, lengths: list[int], seed: int) -> None:
     from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    kwargs = {"rgb_encoder": RGBEncoderConfig(vcodec=codec)} if codec else {}
+    kwargs = {"rgb_encoder": RGBEncoderConfig(vcodec=codec)} if codec and codec != "depth" else {}
     ds = LeRobotDataset.create(f"twinarm/fixture_{root.name}", FPS, features(codec), root=root,
                                robot_type="so101_follower", use_videos=codec is not None, **kwargs)
     rng = np.random.default_rng(seed)
@@ -63,9 +80,14 @@ def make(root: Path, codec: str | None, lengths: list[int], seed: int) -> None:
         pos = rng.normal(size=3).astype(np.float32)
         for t in range(n):
             act = (pos + rng.normal(scale=0.1, size=3)).astype(np.float32)
-            frame = {"observation.state": pos.copy(), "action": act, "task": tasks[e % len(tasks)],
-                     "observation.images.wrist": scene(rng, t, 16, 24, 40 * e)}
-            if codec:
+            frame = {"observation.state": pos.copy(), "action": act, "task": tasks[e % len(tasks)]}
+            if codec == "depth":
+                frame["observation.images.depth"] = depth_scene(t, 48, 64, 90 * e)
+                # float32 metres: LeRobot records depth_unit "m" and returns millimetres
+                frame["observation.images.wrist_depth"] = depth_scene(t, 16, 24, 40 * e).astype(np.float32) / 1000
+            else:
+                frame["observation.images.wrist"] = scene(rng, t, 16, 24, 40 * e)
+            if codec and codec != "depth":
                 frame["observation.images.front"] = scene(rng, t, 32, 48, 17 * e)
             ds.add_frame(frame)
             pos = act
@@ -73,9 +95,9 @@ def make(root: Path, codec: str | None, lengths: list[int], seed: int) -> None:
     ds.finalize()
 
 
-def to_np(v: object) -> np.ndarray:
+def to_np(v: object, depth: bool = False) -> np.ndarray:
     if isinstance(v, torch.Tensor):
-        if v.dtype == torch.float32 and v.ndim >= 3:  # images: exactly k/255, store as uint8
+        if v.dtype == torch.float32 and v.ndim >= 3 and not depth:  # images: exactly k/255, store as uint8
             u8 = torch.round(v * 255).to(torch.uint8)
             assert torch.equal(u8.float() / 255, v), "LeRobot image is not k/255"
             return u8.numpy()
@@ -86,8 +108,9 @@ def to_np(v: object) -> np.ndarray:
 def expected(root: Path, out: dict[str, np.ndarray], name: str) -> None:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    cams = [k for k, ft in json.loads((root / "meta/info.json").read_text())["features"].items()
-            if ft["dtype"] in ("video", "image")]
+    feats = json.loads((root / "meta/info.json").read_text())["features"]
+    cams = [k for k, ft in feats.items() if ft["dtype"] in ("video", "image")]
+    depth = {k for k in cams if (feats[k].get("info") or {}).get("is_depth_map")}
     plain = LeRobotDataset(f"twinarm/fixture_{name}", root=root)
     deltas = {**DELTAS, **{k: [-0.1, 0.0] for k in cams}}
     chunked = LeRobotDataset(f"twinarm/fixture_{name}", root=root, delta_timestamps=deltas)
@@ -102,12 +125,18 @@ def expected(root: Path, out: dict[str, np.ndarray], name: str) -> None:
         items = [ds[i] for i in idx]
         out[f"{name}/{variant}/__indices__"] = np.asarray(idx)
         for k in items[0]:
-            out[f"{name}/{variant}/{k}"] = np.stack([to_np(it[k]) for it in items])
+            out[f"{name}/{variant}/{k}"] = np.stack([to_np(it[k], k in depth) for it in items])
+    if plain.meta.stats is not None:  # stats as LeRobot's loader holds them (depth rescaled to its output unit)
+        for k in depth:
+            for stat, v in plain.meta.stats[k].items():
+                out[f"{name}/stats/{k}/{stat}"] = to_np(v, True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests/fixtures/lerobot_v3")
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
+                    help="datasets to (re)write; expected.npz is rebuilt from all of them (default: all)")
     args = ap.parse_args()
     import lerobot
 
@@ -115,8 +144,9 @@ def main() -> None:
     arrays: dict[str, np.ndarray] = {}
     for i, (name, (codec, lengths)) in enumerate(CASES.items()):
         root = args.out / name
-        shutil.rmtree(root, ignore_errors=True)
-        make(root, codec, lengths, seed=i)
+        if name in args.cases:
+            shutil.rmtree(root, ignore_errors=True)
+            make(root, codec, lengths, seed=i)
         expected(root, arrays, name)
     arrays["lerobot_version"] = np.asarray(lerobot.__version__)
     np.savez_compressed(args.out / "expected.npz", **arrays)

@@ -202,20 +202,24 @@ def test_hevc_refuses_frames_libx265_crashes_on_before_anything_is_written(tmp_p
 
 
 @pytest.mark.parametrize("flag", [{"info": {"is_depth_map": True}}, {"info": {"video.is_depth_map": True}}])
-def test_lerobot_depth_maps_are_refused_by_name_not_read_as_colour(tmp_path: Path, flag: dict) -> None:
-    """LeRobot 0.6 flags depth cameras with `info.is_depth_map` and stores them as 12-bit log-quantized HEVC or
-    16-bit images in millimetres; twinarm read them as colour divided by 255. Reading, resuming and creating such
-    a dataset now name the feature instead (its RGB videos, flagged is_depth_map false, still read)."""
+def test_depth_flag_on_a_colour_video_is_named_not_read_and_depth_is_never_written(tmp_path: Path, flag: dict) -> None:
+    """LeRobot 0.6 flags depth cameras with `info.is_depth_map` and stores their videos as 12-bit gray12le codes
+    (tests/datasets_io/test_lerobot_fixtures.py reads real ones). A colour video flagged so is named by the
+    reader and the checker rather than decoded into wrong millimetres; resuming or creating a dataset with depth
+    cameras is refused by name (twinarm reads them but does not write them)."""
     root = tmp_path / "ds"
     write_dataset(root, [3])
     info = load_json(root / INFO_PATH)
     assert info["features"]["observation.images.front"]["info"].get("is_depth_map", False) is False
-    LeRobotDatasetReader(root)  # the colour video reads
+    LeRobotDatasetReader(root)[0]  # the colour video reads
     info["features"]["observation.images.front"]["info"].update(flag["info"])
     (root / INFO_PATH).write_text(json.dumps(info))
-    with pytest.raises(DatasetError, match=r"\['observation.images.front'\] hold depth maps"):
-        LeRobotDatasetReader(root)
-    with pytest.raises(DatasetError, match="hold depth maps"):
+    reader = LeRobotDatasetReader(root)
+    assert list(reader.meta.depth) == ["observation.images.front"]
+    with pytest.raises(DatasetError, match=r"a depth camera \(is_depth_map\) but its video is yuv420p"):
+        reader[0]
+    assert any("depth camera 'observation.images.front' (is_depth_map) is yuv420p" in p for p in check_dataset(root))
+    with pytest.raises(DatasetError, match=r"\['observation.images.front'\] hold depth maps .* reads but does not write"):
         DatasetWriter.resume(root)
     depth = {"observation.images.depth": {"dtype": "image", "shape": [32, 48, 1], "names": ["height", "width", "channels"],
                                           "info": {"is_depth_map": True}}}

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from twinarm.agents.backbone import ResNet18, load_backbone_weights
 from twinarm.agents.diffusion.config_diffusion import DiffusionConfig
-from twinarm.agents.diffusion.sampling_plan import SamplingPlan, packing_applies
+from twinarm.agents.diffusion.sampling_plan import SamplingPlan, SamplingRun, packing_applies
 from twinarm.agents.diffusion.scheduler import NoiseScheduler
 from twinarm.agents.features import ACTION, ENV_STATE, STATE
 from twinarm.agents.layers import conv1d_gemm, weights_key
@@ -78,12 +78,12 @@ def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat((arg.sin(), arg.cos()), dim=-1)
 
 
-def _conv(module: nn.Module, x: Tensor, plan: SamplingPlan | None = None) -> Tensor:
+def _conv(module: nn.Module, x: Tensor, run: SamplingRun | None = None) -> Tensor:
     """A U-Net convolution. Under autograd, 1-D convolutions run as im2col + matmul (`layers.conv1d_gemm`,
-    whose backward is much faster on CPU than oneDNN's); sampling takes the plan's packed weights where it
+    whose backward is much faster on CPU than oneDNN's); sampling takes the run's packed weights where it
     has them, else the module (see `_native_conv1d`)."""
-    if plan is not None and plan.pack:
-        return plan.conv(module, x)
+    if run is not None and run.pack:
+        return run.conv(module, x)
     if torch.is_grad_enabled() and isinstance(module, nn.Conv1d):
         return conv1d_gemm(x, module)
     return module(x)
@@ -93,10 +93,10 @@ class ConvBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int, k: int, groups: int) -> None:
         super().__init__(nn.Conv1d(cin, cout, k, padding=k // 2), nn.GroupNorm(groups, cout), nn.Mish())
 
-    def forward(self, x: Tensor, plan: SamplingPlan | None = None) -> Tensor:
+    def forward(self, x: Tensor, run: SamplingRun | None = None) -> Tensor:
         conv, norm, act = self
-        y = norm(_conv(conv, x, plan))
-        return plan.mish(y) if plan is not None else act(y)
+        y = norm(_conv(conv, x, run))
+        return run.mish(y) if run is not None else act(y)
 
 
 class CondResBlock(nn.Module):
@@ -111,14 +111,14 @@ class CondResBlock(nn.Module):
         self.residual = nn.Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
         self.cout = cout
 
-    def forward(self, x: Tensor, cond: Tensor | None, plan: SamplingPlan | None = None) -> Tensor:
-        out = self.conv1(x, plan)
-        film = plan.film(self) if plan is not None else self.cond(cond)[..., None]
+    def forward(self, x: Tensor, cond: Tensor | None, run: SamplingRun | None = None) -> Tensor:
+        out = self.conv1(x, run)
+        film = run.film(self) if run is not None else self.cond(cond)[..., None]
         if self.scale:
             out = film[:, : self.cout] * out + film[:, self.cout :]
         else:
             out = out + film
-        return self.conv2(out, plan) + _conv(self.residual, x, plan)
+        return self.conv2(out, run) + _conv(self.residual, x, run)
 
 
 class UNet1D(nn.Module):
@@ -169,22 +169,22 @@ class UNet1D(nn.Module):
     def res_blocks(self) -> list[CondResBlock]:
         return [m for m in self.modules() if isinstance(m, CondResBlock)]
 
-    def forward(self, x: Tensor, t: Tensor, global_cond: Tensor, plan: SamplingPlan | None = None) -> Tensor:
-        """x (B, horizon, A), t (B,), global_cond (B, G) -> (B, horizon, A). With a `plan`, the FiLM terms come
+    def forward(self, x: Tensor, t: Tensor, global_cond: Tensor, run: SamplingRun | None = None) -> Tensor:
+        """x (B, horizon, A), t (B,), global_cond (B, G) -> (B, horizon, A). With a `run`, the FiLM terms come
         from it (t and global_cond are not read)."""
-        cond = None if plan is not None else self.condition(t, global_cond)
+        cond = None if run is not None else self.condition(t, global_cond)
         h = x.transpose(1, 2)
         skips = []
         for res1, res2, down in self.down:
-            h = res2(res1(h, cond, plan), cond, plan)
+            h = res2(res1(h, cond, run), cond, run)
             skips.append(h)
-            h = _conv(down, h, plan)
+            h = _conv(down, h, run)
         for res in self.mid:
-            h = res(h, cond, plan)
+            h = res(h, cond, run)
         for res1, res2, up in self.up:
             h = torch.cat((h, skips.pop()), dim=1)
-            h = _conv(up, res2(res1(h, cond, plan), cond, plan), plan)
-        return _conv(self.final[1], self.final[0](h, plan), plan).transpose(1, 2)
+            h = _conv(up, res2(res1(h, cond, run), cond, run), run)
+        return _conv(self.final[1], self.final[0](h, run), run).transpose(1, 2)
 
 
 class DiffusionModel(nn.Module):
@@ -248,16 +248,17 @@ class DiffusionModel(nn.Module):
         b = cond.shape[0]
         x = torch.randn((b, cfg.horizon, cfg.action_dim), generator=generator, device=cond.device)
         steps = self.scheduler.timesteps(cfg.num_inference_steps or cfg.num_train_timesteps)
-        plan = self.sampling_plan(packing_applies(x)) if use_plan else None
-        if plan is not None:  # every step's FiLM terms at once
+        run = None
+        if use_plan:  # every step's FiLM terms at once
             t_all = torch.tensor(steps, device=x.device, dtype=torch.long)[:, None].expand(-1, b)
-            plan.condition(self.unet.res_blocks(), self.unet.condition(t_all, cond.expand(len(steps), -1, -1)))
+            conditions = self.unet.condition(t_all, cond.expand(len(steps), -1, -1))
+            run = self.sampling_plan(packing_applies(x)).start(self.unet.res_blocks(), conditions)
         with _native_conv1d(x.device):
             for i, t in enumerate(steps):
                 t_prev = steps[i + 1] if i + 1 < len(steps) else -1
-                if plan is not None:
-                    plan.step = i
-                out = self.unet(x, torch.full((b,), t, device=x.device, dtype=torch.long), cond, plan)
+                if run is not None:
+                    run.step = i
+                out = self.unet(x, torch.full((b,), t, device=x.device, dtype=torch.long), cond, run)
                 x = self.scheduler.step(out, t, t_prev, x, cfg.noise_scheduler_type, generator)
         return x
 

@@ -39,28 +39,38 @@ def packing_applies(x: Tensor) -> bool:
     )
 
 
+class SamplingRun:
+    """One sampling call: every residual block's FiLM terms for all its steps, the step in progress, and its
+    plan's convolutions (calls of their own, so concurrent sampling of one policy shares only the weights)."""
+
+    def __init__(self, plan: SamplingPlan, films: dict[nn.Module, Tensor]) -> None:
+        self.plan = plan
+        self.pack = plan.pack
+        self._films = films  # per residual block: (steps, B, C_film)
+        self.step = 0
+        self.conv = plan.conv
+        self.mish = plan.mish
+
+    def film(self, block: nn.Module) -> Tensor:
+        """Block `block`'s FiLM terms (B, C_film, 1) at the current step."""
+        return self._films[block][self.step][..., None]
+
+
 class SamplingPlan:
-    """The FiLM terms of the sampling call in progress and, with `pack`, packed weights of one U-Net (for the
-    weights it was built on: `key`)."""
+    """With `pack`, packed weights of one U-Net (for the weights it was built on: `key`); `start` begins a
+    sampling call."""
 
     def __init__(self, unet: nn.Module, pack: bool) -> None:
         self.pack = pack
         self.key = weights_key(unet) if pack else ()
         self._packed: dict[nn.Module, Tensor] = {}  # per convolution, packed on its first call
-        self._films: dict[nn.Module, Tensor] = {}  # per residual block: (steps, B, C_film)
-        self.step = 0
 
-    # ----- FiLM ---------------------------------------------------------------------------------------
-    def condition(self, blocks: list[nn.Module], cond: Tensor) -> None:
-        """cond (steps, B, D): the U-Net condition at every denoising step; each block's `cond` layer runs
-        once over all of them (one pass over its weight instead of one per step)."""
+    def start(self, blocks: list[nn.Module], cond: Tensor) -> SamplingRun:
+        """A sampling call over cond (steps, B, D), the U-Net condition at every denoising step: each block's
+        `cond` layer runs once over all of them (one pass over its weight instead of one per step)."""
         steps, b = cond.shape[:2]
         flat = cond.reshape(steps * b, -1)
-        self._films = {blk: blk.cond(flat).view(steps, b, -1) for blk in blocks}
-
-    def film(self, block: nn.Module) -> Tensor:
-        """Block `block`'s FiLM terms (B, C_film, 1) at the current step."""
-        return self._films[block][self.step][..., None]
+        return SamplingRun(self, {blk: blk.cond(flat).view(steps, b, -1) for blk in blocks})
 
     # ----- activation ----------------------------------------------------------------------------------
     @staticmethod

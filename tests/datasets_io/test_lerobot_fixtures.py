@@ -105,6 +105,15 @@ def test_depth_cameras_are_viewed_in_colour_and_left_out_of_policy_inputs(tmp_pa
     assert sheet.stat().st_size > 0
 
 
+def test_dataset_info_describes_depth_cameras(capsys: pytest.CaptureFixture[str]) -> None:
+    from twinarm.cli.main import main
+
+    assert main(["dataset", "info", str(FIXTURES / "depth")]) == 0
+    out = capsys.readouterr().out
+    assert "depth camera: float32 millimetres, log 12-bit codes over 0.01-10 m" in out
+    assert "depth camera: float32 millimetres, stored in m" in out
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_lerobot_fixtures_pass_validator(name):
     before = sorted(p.name for p in (FIXTURES / name).rglob("*"))

@@ -78,6 +78,11 @@ def info_rows(root: str) -> list[tuple[str, str]]:
         extra = ""
         if ft["dtype"] == "video" and ft.get("info"):
             extra = f" {ft['info'].get('video.codec')} {ft['info'].get('video.pix_fmt')}"
+        depth = meta.depth.get(k)
+        if depth is not None:
+            quant = (f", {'log' if depth.use_log else 'linear'} 12-bit codes over {depth.depth_min:g}-{depth.depth_max:g} m"
+                     if depth.video else f", stored in {depth.unit or 'unstated units'}")
+            extra += f" (depth camera: float32 millimetres{quant})"
         names = ft.get("names")
         shown = f" {names}" if isinstance(names, list) and ft["dtype"] not in ("video", "image") else ""
         rows.append((f"feature {k}", f"{ft['dtype']} {list(ft['shape'])}{extra}{shown}"))

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.overrides import TorchFunctionMode
 
 from twinarm.agents.backbone import ResNet18, fold_batch_norms
-from twinarm.agents.layers import conv1d_rows, tap_major, weights_key
+from twinarm.agents.packed import PackedLinears, under_packed
 
 #: Matmuls whose weight has fewer entries stay float32: below ~256x512, quantizing the activations costs
 #: more than the int8 matmul saves on this CPU (fbgemm vs MKL at 1-256 rows: 512x512 takes 0.56-0.8x the
@@ -53,64 +51,6 @@ def int8_engines() -> tuple[str, str]:
     return linear, "onednn" if "onednn" in engines else linear
 
 
-class _PackedLinears:
-    """Int8 weights packed for fbgemm, one per distinct weight view (a packed q/k/v slice is its own view),
-    rebuilt when the policy's weights change."""
-
-    def __init__(self, owner: nn.Module, engine: str, min_weight: int = MIN_WEIGHT) -> None:
-        self.owner = owner
-        self.engine = engine
-        self.min_weight = min_weight
-        self.key: tuple[int, ...] = ()
-        self.packed: dict[tuple[Any, ...], Any] = {}
-        self.active = threading.local()  # set while this thread runs the policy under the int8 mode
-        self.checked = False  # weights checked since the current policy call began
-
-    def check(self) -> None:
-        key = weights_key(self.owner, optimizer_steps=False)
-        if key != self.key:
-            self.packed.clear()
-            self.key = key
-
-    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
-        """x W^T + b in int8, or None when this call should stay float32. A 3-D weight is a 1-D convolution's
-        (C_out, C_in, k), multiplied as `tap_major(weight)` (x: `conv1d_rows` rows)."""
-        if not _takes(x, weight, self.min_weight):
-            return None
-        if not self.checked:  # once per policy call that reaches a matmul (not on a queued action's pop)
-            self.check()
-            self.checked = True
-        k = (weight.data_ptr(), *weight.shape, weight.stride(), None if bias is None else bias.data_ptr())
-        packed = self.packed.get(k)
-        if packed is None:
-            packed = self.packed[k] = pack_linear(tap_major(weight) if weight.dim() == 3 else weight, bias, self.engine)
-        rows = x.reshape(-1, x.shape[-1])
-        return int8_linear(rows, packed).view(*x.shape[:-1], weight.shape[0])
-
-    def conv1d(
-        self, x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
-        dilation: Any = 1, groups: int = 1,
-    ) -> Tensor | None:  # fmt: skip
-        """A large zero-padded, ungrouped, undilated 1-D convolution as im2col + int8 matmul, or None."""
-        pad, step, dil = (v[0] if isinstance(v, tuple | list) else v for v in (padding, stride, dilation))
-        if groups != 1 or dil != 1 or isinstance(pad, str) or x.dim() != 3 or not _takes(x, weight, self.min_weight):
-            return None
-        rows, out_len = conv1d_rows(x, weight.shape[-1], step, pad)
-        out = self.linear(rows, weight, bias)
-        assert out is not None
-        return out.view(x.shape[0], out_len, -1).transpose(1, 2)
-
-
-def _takes(x: Tensor, weight: Tensor, min_weight: int = MIN_WEIGHT) -> bool:
-    """Whether a matmul with this input and weight runs in int8: float32 on CPU, weight large enough."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == weight.dtype == torch.float32
-        and weight.numel() >= min_weight
-        and x.numel() > 0
-    )
-
-
 def pack_linear(weight: Tensor, bias: Tensor | None, engine: str) -> Any:
     """Per-output-channel int8 weights (out, in), prepacked for `engine`'s dynamic int8 matmul
     (`int8_linear`)."""
@@ -129,28 +69,6 @@ def int8_linear(x: Tensor, packed: Any) -> Tensor:
     """x W^T + b for a `pack_linear` weight on rows x (N, in): activations quantized per call, 7-bit
     (reduce_range: AVX2's int16 accumulation cannot saturate)."""
     return torch.ops.quantized.linear_dynamic(x, packed, True)
-
-
-class _Int8Mode(TorchFunctionMode):
-    """Routes `F.linear` (nn.Linear and the functional calls in the policies' layers) and plain 1-D
-    convolutions (as im2col + matmul, Diffusion's U-Net) through int8."""
-
-    def __init__(self, linears: _PackedLinears) -> None:
-        super().__init__()
-        self.linears = linears
-
-    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: Mapping | None = None) -> Any:
-        kwargs = kwargs or {}
-        if not torch.is_grad_enabled():
-            y = None
-            if func is F.linear:
-                x, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
-                y = self.linears.linear(x, weight, args[2] if len(args) > 2 else kwargs.get("bias"))
-            elif func is F.conv1d and not kwargs:
-                y = self.linears.conv1d(*args)
-            if y is not None:
-                return y
-        return func(*args, **kwargs)
 
 
 def _quantize_trunk(net: ResNet18, images: list[Tensor], engine: str) -> nn.Module:
@@ -227,11 +145,17 @@ def enable_int8(
             torch.backends.quantized.engine = conv_engine
             net.set_int8_trunk(_quantize_trunk(net, seen[net], conv_engine))
             quantized += 1
-    linears = _PackedLinears(policy, linear_engine, min_weight)
+    linears = PackedLinears(
+        policy,
+        pack=lambda w, b, rows: pack_linear(w, b, linear_engine),
+        apply=lambda x, packed, b: int8_linear(x, packed),
+        min_weight=min_weight,
+        optimizer_steps=False,  # int8 is tied to the weights it was asked for (see ResNet18.set_int8_trunk)
+    )
     for name in ("select_action", "predict_action_chunk"):
         method = getattr(type(policy), name, None)
         if method is not None:
-            setattr(policy, name, _under_int8(functools.partial(method, policy), linears))
+            setattr(policy, name, under_packed(functools.partial(method, policy), linears))
     large = functools.partial(_is_large_matmul, min_weight=min_weight)
     return {"backbones": quantized, "linear_layers": sum(map(large, policy.modules()))}
 
@@ -242,22 +166,6 @@ def _is_large_matmul(m: nn.Module, min_weight: int = MIN_WEIGHT) -> bool:
     if isinstance(m, nn.Linear | nn.Conv1d):
         return m.weight.numel() >= min_weight
     return False
-
-
-def _under_int8(method: Callable[..., Tensor], linears: _PackedLinears) -> Callable[..., Tensor]:
-    @functools.wraps(method)
-    def run(*args: Any, **kwargs: Any) -> Tensor:
-        if getattr(linears.active, "on", False):  # select_action calling predict_action_chunk: one mode is enough
-            return method(*args, **kwargs)
-        linears.checked = False
-        linears.active.on = True
-        try:
-            with _Int8Mode(linears):
-                return method(*args, **kwargs)
-        finally:
-            linears.active.on = False
-
-    return run
 
 
 def calibration_batches(

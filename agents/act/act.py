@@ -16,6 +16,7 @@ from twinarm.agents.act.config_act import ACTConfig
 from twinarm.agents.backbone import ResNet18, load_backbone_weights
 from twinarm.agents.features import ACTION, ENV_STATE, STATE
 from twinarm.agents.layers import DecoderLayer, EncoderLayer, sinusoid_2d, sinusoid_table
+from twinarm.agents.packed import drop_float32_packs, float32_packed, without_float32_packs
 from twinarm.agents.policy import Policy
 
 
@@ -184,9 +185,18 @@ class ACTPolicy(Policy):
 
     @torch.inference_mode()
     def predict_action_chunk(self, batch: dict[str, Tensor]) -> Tensor:
-        """A full chunk (B, chunk_size, A) in dataset units."""
-        chunk = self.model(self.normalize_inputs(batch))[0]
+        """A full chunk (B, chunk_size, A) in dataset units (on CPU, its matmuls on packed float32 weights)."""
+        with float32_packed(self):
+            chunk = self.model(self.normalize_inputs(batch))[0]
         return self.unnormalize_outputs({ACTION: chunk})[ACTION]
+
+    def train(self, mode: bool = True) -> ACTPolicy:
+        if mode:
+            drop_float32_packs(self)  # training changes the weights: free the packed copies
+        return super().train(mode)
+
+    def __getstate__(self) -> dict:
+        return without_float32_packs(super().__getstate__())
 
     @torch.inference_mode()
     def select_action(self, batch: dict[str, Tensor]) -> Tensor:

@@ -76,7 +76,8 @@ def test_narrow_layers_stay_float() -> None:
     assert not needs_calibration(policy)
     assert enable_int8(policy) == {"backbones": 0, "linear_layers": 0}
     test = _obs(3, 1, False)
-    assert torch.equal(policy.predict_action_chunk(test), reference.predict_action_chunk(test))
+    # float32 to rounding (the float policy's matmuls run on packed float32 weights; int8 would move them ~1e-2)
+    torch.testing.assert_close(policy.predict_action_chunk(test), reference.predict_action_chunk(test), rtol=1e-4, atol=1e-4)
 
 
 def test_int8_follows_weight_changes() -> None:

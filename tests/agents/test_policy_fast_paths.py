@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from tests.agents.conftest import synthetic_batch, synthetic_stats, tiny_config
 from twinarm.agents.backbone import ResNet18
@@ -260,6 +261,41 @@ def test_diffusion_sampling_plan_follows_weights_training_and_copies() -> None:
     assert not torch.allclose(_sample(policy, plan=True), _sample(twin, plan=True))
     policy.train()
     assert policy.model._plan is None  # training frees the packed copies
+
+
+class _Watching(TorchFunctionMode):
+    """A torch function mode that changes nothing: under one, `float32_packed` stands aside (as for int8)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (torch's signature)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.skipif(not PACKED_LINEAR, reason="this torch build has no oneDNN packed matmul")
+def test_act_chunks_on_packed_float32_weights_match_and_follow_weights_training_and_copies() -> None:
+    torch.manual_seed(0)
+    cfg = tiny_config("act", dim_model=256, dim_feedforward=512, n_heads=2)  # 256 x 256 and wider: packed
+    policy = make_policy("act", cfg, synthetic_stats()).eval()
+    _perturb(policy.model, 0.02)
+    batch = {k: v[:, -1] if v.dim() > 2 else v for k, v in synthetic_batch(cfg, n=3).items() if k.startswith("observation.")}
+
+    def plain() -> Tensor:
+        with _Watching():
+            return policy.predict_action_chunk(batch)
+
+    packed = policy.predict_action_chunk(batch)
+    packs = policy.__dict__["_float32_packs"]
+    assert len(packs.packed) >= 3 * cfg.n_encoder_layers  # attention projections and both feed-forward layers
+    torch.testing.assert_close(packed, plain(), rtol=1e-4, atol=1e-4)
+    twin = copy.deepcopy(policy)  # the packed oneDNN copies stay behind
+    assert "_float32_packs" not in twin.__dict__
+    torch.testing.assert_close(twin.predict_action_chunk(batch), packed)
+    with torch.no_grad():
+        policy.model.encoder[0].linear2.weight.mul_(-1.5)  # an in-place edit: the packed weights are stale
+    moved = policy.predict_action_chunk(batch)
+    torch.testing.assert_close(moved, plain(), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(moved, packed, rtol=1e-3, atol=1e-3)
+    policy.train()
+    assert "_float32_packs" not in policy.__dict__  # training frees them
 
 
 @pytest.mark.parametrize(("c_in", "k", "stride", "padding", "channels_last"), [

@@ -7,6 +7,7 @@ Envs are reached only through `gymnasium.make`; an episode ends at success, term
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -129,7 +130,14 @@ def make_vector_env(
         kwargs["image_size"] = tuple(image_size)
     if render:
         kwargs["render_mode"] = "rgb_array"
-    fns = [lambda: gym.make(env_id, **kwargs) for _ in range(n_envs)]
+    parent = os.getpid()
+
+    def make() -> gym.Env:
+        if os.getpid() != parent:  # an AsyncVectorEnv worker, forked: see datasets_io.loader's worker setup
+            gc.freeze()
+        return gym.make(env_id, **kwargs)
+
+    fns = [make] * n_envs
     cls = gym.vector.AsyncVectorEnv if use_async and n_envs > 1 else gym.vector.SyncVectorEnv
     return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 

@@ -21,6 +21,7 @@ With `image_transforms` on the dataset, or `uint8_images=True`, images cross as 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -64,6 +65,10 @@ class _WorkerInit:
         self.user_fn = user_fn
 
     def __call__(self, worker_id: int) -> None:
+        # Everything inherited through fork is frozen out of the garbage collector: a collection that freed
+        # inherited garbage holding PyAV decoders (a dropped reader in a reference cycle) blocks forever in
+        # the child, as freeing FFmpeg state inherited through fork does (see video.VideoPool).
+        gc.freeze()
         # One torch thread (torch does this for its workers too; kept explicit). OpenCV's pool is left
         # alone: resizing a pool inherited through fork deadlocks.
         torch.set_num_threads(1)

@@ -112,3 +112,35 @@ def test_make_dataloader_after_opencv_threads_in_parent(small_dataset):
     ds = LeRobotDatasetReader(root)
     batches = list(make_dataloader(ds, batch_size=8, num_workers=2, timeout=60))
     assert sum(len(b["index"]) for b in batches) == len(ds)
+
+
+class _CollectingTransform:
+    """An image transform that runs a full garbage collection (in the worker that calls it)."""
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        import gc
+
+        gc.collect()
+        return img
+
+
+def test_workers_never_collect_inherited_decoders(small_dataset):
+    """A dropped reader in a reference cycle still holds PyAV decoders when the workers fork; a worker whose
+    garbage collection freed them would block forever (FFmpeg state inherited through fork), so workers freeze
+    what they inherit. Without that this test hangs (`timeout` turns it into an error)."""
+    import gc
+
+    root, _ = small_dataset
+    gc.disable()  # keep the cycle uncollected here until the workers fork
+    try:
+        dropped = LeRobotDatasetReader(root)
+        for i in range(len(dropped)):  # open decoders, with cached frames
+            dropped[i]
+        cycle: dict = {"reader": dropped}
+        cycle["self"] = cycle  # only the cyclic collector can free it
+        del dropped, cycle
+        ds = LeRobotDatasetReader(root, image_transforms=_CollectingTransform())
+        batches = list(make_dataloader(ds, batch_size=8, num_workers=1, timeout=30))
+    finally:
+        gc.enable()
+    assert sum(len(b["index"]) for b in batches) == len(ds)

@@ -3,6 +3,7 @@ in another process."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
@@ -140,12 +141,18 @@ def test_sdk_drives_virtual_arm_cli_in_another_process(arm: str) -> None:
 def test_emulator_in_forked_process_serves_sdk(spec) -> None:  # noqa: ANN001
     """The pty opened here, the emulator serving from a forked child process."""
     server = PtyServer(VirtualBus(VirtualArm(spec)))
+    # The child must never finalize objects it inherits: late in a full run this process holds garbage from
+    # earlier tests (PyAV decoders among it), and freeing FFmpeg state inherited through fork can block
+    # forever (datasets_io.video.VideoPool keeps such decoders for that reason). A child that ran a garbage
+    # collection could hang mid-test, which is how this test failed now and then (answers, then silence).
+    gc.freeze()
     pid = os.fork()
     if pid == 0:  # child: serve until killed
         try:
             server.serve_forever()
         finally:
             os._exit(0)
+    gc.unfreeze()
     try:
         sdk, ph = _sdk(spec.motor_bus)
         port = sdk.PortHandler(server.port)

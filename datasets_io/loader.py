@@ -14,7 +14,9 @@ What it changes against a plain `torch.utils.data.DataLoader(ds, ...)` (the batc
   float32 / 255 in the main process (numpy, one thread, bit-identical to the reader's own conversion);
 * the batch crosses as numpy arrays through the worker's result pipe rather than as ~10 shared-memory
   tensors, each of which costs a file-descriptor hand-over between the processes;
-* workers run one torch thread and stay alive across epochs (`persistent_workers`).
+* workers run one torch thread and stay alive across epochs (`persistent_workers`);
+* workers freeze what they inherit out of the garbage collector (freeing PyAV decoders inherited through
+  fork blocks forever).
 
 With `image_transforms` on the dataset, or `uint8_images=True`, images cross as the dataset makes them.
 """

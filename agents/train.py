@@ -364,9 +364,12 @@ def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int, device: to
     probe = ConcatReader([LeRobotDatasetReader(r) for r in roots]) if len(roots) > 1 else LeRobotDatasetReader(roots[0])
     policy = build_policy_offline(tc, probe)
     deltas = delta_timestamps(policy.config, probe.fps)
-    dataset: Any = LeRobotDatasetReader(roots[0], delta_timestamps=deltas)
+    cameras = list(policy.config.image_keys)  # the policy's cameras only: others are never decoded
+    dataset: Any = LeRobotDatasetReader(roots[0], delta_timestamps=deltas, cameras=cameras)
     if len(roots) > 1:
-        dataset = ConcatReader([dataset] + [LeRobotDatasetReader(r, delta_timestamps=deltas) for r in roots[1:]])
+        dataset = ConcatReader(
+            [dataset] + [LeRobotDatasetReader(r, delta_timestamps=deltas, cameras=cameras) for r in roots[1:]]
+        )
     policy.to(device)
     opt = make_optimizer(policy)
     sched = make_scheduler(tc, opt)

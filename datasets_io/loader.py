@@ -47,7 +47,7 @@ def _uint8_keys(dataset: Dataset) -> list[str]:
     reader = _reader_of(dataset)
     if reader is None or reader.uint8_images or reader.image_transforms is not None:
         return []
-    return [k for k in reader.meta.camera_keys if k not in reader.meta.depth]
+    return [k for k in reader.cameras if k not in reader.meta.depth]
 
 
 def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -193,6 +193,8 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         frame_cache_mb: bound of the decoded-frame cache, per process.
         decode_to_memory: decode every video once on first use (small datasets; cache unbounded).
         uint8_images: return uint8 CHW images instead of float32 in [0, 1] (less DataLoader traffic).
+        cameras: decode only these camera features (None: all); the others are left out of the samples, so a
+            state-only policy trained on a dataset with cameras never pays for their video decoding.
 
     Depth cameras (LeRobot's `is_depth_map` features) come out as float32 (1, H, W) millimetres, as from
     LeRobot's loader; `image_transforms` and `uint8_images` leave them alone.
@@ -211,6 +213,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         frame_cache_mb: int = 1024,
         decode_to_memory: bool = False,
         uint8_images: bool = False,
+        cameras: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.root = resolve_root(repo_id_or_root, root, revision)
@@ -222,6 +225,14 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         self.image_transforms = image_transforms
         self.uint8_images = uint8_images
         self.decode_to_memory = decode_to_memory
+        if cameras is None:
+            self.cameras = list(self.meta.camera_keys)
+        else:
+            unknown = [k for k in cameras if k not in self.meta.camera_keys]
+            if unknown:
+                raise DatasetError(f"{self.root}: cameras {unknown} are not camera features of this dataset "
+                                   f"(it has {self.meta.camera_keys})")
+            self.cameras = [k for k in self.meta.camera_keys if k in cameras]
         self._load_data()
         n_eps = self.meta.total_episodes
         if episodes is not None:
@@ -241,6 +252,9 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
             unknown = [k for k in self.delta_indices if k not in self.features]
             if unknown:
                 raise DatasetError(f"delta_timestamps: unknown feature(s) {unknown}; features: {list(self.features)}")
+            left_out = [k for k in self.delta_indices if k in self.meta.camera_keys and k not in self.cameras]
+            if left_out:
+                raise DatasetError(f"delta_timestamps: camera(s) {left_out} are left out by cameras={self.cameras}")
         self.delta_timestamps = delta_timestamps
         e = self.meta.episodes
         self._ep_from = e["dataset_from_index"].astype(np.int64)
@@ -329,7 +343,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
                 if k in self._t:
                     item[k] = self._t[k][torch.from_numpy(idx)]
                 query[k] = idx
-        for k in self.meta.camera_keys:
+        for k in self.cameras:
             rows = query.get(k)
             frames = self._frames(k, ep, np.asarray([r]) if rows is None else rows)
             img = frames[0] if rows is None else frames
@@ -366,7 +380,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
                 if k in self._t:
                     batch[k] = self._t[k][torch.from_numpy(idx)]
                 query[k] = idx
-        for k in self.meta.camera_keys:
+        for k in self.cameras:
             rows = query.get(k)
             frames = self._frames_batch(k, eps, r[:, None] if rows is None else rows)
             img = frames[:, 0] if rows is None else frames
@@ -477,7 +491,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         self._videos.cache.max_bytes = math.inf
         self._preloaded = os.getpid()
         eps = sorted(set(self._cols["episode_index"][self._rows].tolist()))
-        for key in self.meta.video_keys:
+        for key in (k for k in self.meta.video_keys if k in self.cameras):
             for ep in eps:
                 vf = self._video(key, ep)
                 a, b = self._ep_from[ep], self._ep_to[ep]

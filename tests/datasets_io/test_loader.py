@@ -144,3 +144,26 @@ def test_workers_never_collect_inherited_decoders(small_dataset):
     finally:
         gc.enable()
     assert sum(len(b["index"]) for b in batches) == len(ds)
+
+
+def test_reader_decodes_only_the_cameras_asked_for(small_dataset):
+    """`cameras=` restricts which camera features are decoded (training passes the policy's own); the other
+    columns are unchanged, unknown names and deltas on a left-out camera are named."""
+    from twinarm.datasets_io.layout import DatasetError
+
+    root, _ = small_dataset
+    full = LeRobotDatasetReader(root)
+    assert full.cameras  # the fixture has cameras
+    none = LeRobotDatasetReader(root, cameras=[])
+    item, batch = none[3], none.get_batch([0, 3])
+    assert not set(full.cameras) & (set(item) | set(batch))
+    for k, v in full[3].items():
+        if k not in full.cameras:
+            assert (item[k] == v) if isinstance(v, str) else torch.equal(item[k], v)
+    one = LeRobotDatasetReader(root, cameras=full.cameras[:1])
+    assert [k for k in one[3] if k in full.cameras] == full.cameras[:1]
+    torch.testing.assert_close(one[3][full.cameras[0]], full[3][full.cameras[0]])
+    with pytest.raises(DatasetError, match="are not camera features"):
+        LeRobotDatasetReader(root, cameras=["observation.images.nope"])
+    with pytest.raises(DatasetError, match="left out by cameras"):
+        LeRobotDatasetReader(root, cameras=[], delta_timestamps={full.cameras[0]: [0.0]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,20 @@ from real_helpers import SPECS
 
 from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
 from twinarm.spec import ArmSpec
+
+
+@pytest.fixture(autouse=True)
+def _no_collection_pauses() -> Iterator[None]:
+    """No cyclic garbage collection while a test talks to an emulator. These tests hold the vendor SDKs to their
+    ~35 ms reply timeouts against emulators in this process's threads (and forked children); late in a full
+    run the test process is large, and a full collection holds the GIL long enough for a reply to miss its
+    timeout (single transactions failed with RX timeouts now and then in full runs, never alone). Re-enabled
+    after each test, so garbage is still collected between tests."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @pytest.fixture(params=["so101", "koch"])

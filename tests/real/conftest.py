@@ -16,7 +16,7 @@ from twinarm.spec import ArmSpec
 def _no_collection_pauses() -> Iterator[None]:
     """No cyclic garbage collection while a test talks to an emulator. These tests hold the vendor SDKs to their
     ~35 ms reply timeouts against emulators in this process's threads (and forked children); late in a full
-    run the test process is large, and a full collection holds the GIL long enough for a reply to miss its
+    run the test process is large, and a full collection can hold the GIL long enough for a reply to miss its
     timeout (single transactions failed with RX timeouts now and then in full runs, never alone). Re-enabled
     after each test, so garbage is still collected between tests."""
     gc.disable()

@@ -139,20 +139,25 @@ def under_packed(method: Callable[..., Tensor], linears: PackedLinears) -> Calla
 _FLOAT32_PACKS = "_float32_packs"
 
 
+def float32_packing_applies(x: Tensor) -> bool:
+    """Whether work on `x` (an input or a weight) can run on oneDNN-packed float32 weights: float32 on CPU with
+    the packed matmul available, outside autograd, and no torch function mode watching (`eval --int8`'s mode
+    must see the matmuls it quantizes)."""
+    return (
+        PACKED_LINEAR
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.overrides._get_current_function_mode_stack()
+    )
+
+
 def float32_packed(policy: nn.Module) -> contextlib.AbstractContextManager[Any]:
     """Context for one inference call of `policy`: its large F.linear weights on oneDNN-packed float32 copies
     (kept on the policy, rebuilt when its weights change or any optimizer steps, dropped by
-    `drop_float32_packs`). A no-op under autograd, off CPU float32, and under another torch function mode
-    (`eval --int8`'s mode must see the matmuls it quantizes)."""
+    `drop_float32_packs`). A no-op where `float32_packing_applies` says no for the policy's weights."""
     param = next(policy.parameters(), None)
-    if (
-        not PACKED_LINEAR
-        or torch.is_grad_enabled()
-        or param is None
-        or param.device.type != "cpu"
-        or param.dtype != torch.float32
-        or torch.overrides._get_current_function_mode_stack()
-    ):
+    if param is None or not float32_packing_applies(param):
         return contextlib.nullcontext()
     linears = policy.__dict__.get(_FLOAT32_PACKS)
     if linears is None:

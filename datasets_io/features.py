@@ -54,6 +54,10 @@ def image_keys(features: dict[str, dict]) -> list[str]:
     return [k for k, ft in features.items() if ft["dtype"] == "image"]
 
 
+#: The pixel format of LeRobot's depth videos (12-bit codes in 16-bit little-endian words; `datasets_io.depth`).
+DEPTH_PIX_FMT = "gray12le"
+
+
 def depth_keys(features: dict[str, dict]) -> list[str]:
     """Features LeRobot flags as depth maps (`info.is_depth_map`, or the older `video.is_depth_map`)."""
     def flagged(ft: dict) -> bool:

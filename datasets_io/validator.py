@@ -14,7 +14,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from twinarm.datasets_io.depth import depth_format
-from twinarm.datasets_io.features import ALL_DTYPES, VISUAL_DTYPES, arrow_type, depth_keys, video_keys
+from twinarm.datasets_io.features import (
+    ALL_DTYPES,
+    DEPTH_PIX_FMT,
+    VISUAL_DTYPES,
+    arrow_type,
+    depth_keys,
+    video_keys,
+)
 from twinarm.datasets_io.layout import (
     DEFAULT_FEATURES,
     INFO_PATH,
@@ -307,9 +314,9 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
                     s = cont.streams.video[0]
                     if (s.codec_context.height, s.codec_context.width) != (h, w):
                         rep.add(p, f"frames are {s.codec_context.height}x{s.codec_context.width}, info.json says {h}x{w}")
-                    if k in dkeys and s.codec_context.pix_fmt != "gray12le":
+                    if k in dkeys and s.codec_context.pix_fmt != DEPTH_PIX_FMT:
                         rep.add(p, f"depth camera {k!r} (is_depth_map) is {s.codec_context.pix_fmt}; LeRobot writes "
-                                   "depth videos as gray12le 12-bit codes")
+                                   f"depth videos as {DEPTH_PIX_FMT} 12-bit codes")
                     idx = build_index(cont, p)
                     if deep:  # a decoding error is reported beside, not instead of, the per-episode frame checks
                         n_dec = 0

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from twinarm.datasets_io.features import DEPTH_PIX_FMT
 from twinarm.datasets_io.layout import DatasetError
 
 if TYPE_CHECKING:  # PyAV is imported where video is touched: PNG-image and state-only datasets need no FFmpeg
@@ -89,7 +90,7 @@ def frame_to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter | None = No
 
 def frame_to_depth_codes(frame: av.VideoFrame) -> np.ndarray:
     """A decoded depth-video frame as (H, W, 1) uint16 12-bit codes (LeRobot's `gray12le` depth videos)."""
-    return frame.to_ndarray(format="gray12le")[:, :, None]
+    return frame.to_ndarray(format=DEPTH_PIX_FMT)[:, :, None]
 
 
 def encoder_options(codec: str, crf: int | None = None, gop: int | None = None, preset: str | None = None) -> dict[str, str]:
@@ -347,9 +348,9 @@ class VideoFile:
             raise DatasetError(f"{path}: no video stream")
         self._s = self._c.streams.video[0]
         fmt = self._s.codec_context.pix_fmt
-        if depth and fmt != "gray12le":
+        if depth and fmt != DEPTH_PIX_FMT:
             raise DatasetError(f"{path}: a depth camera (is_depth_map) but its video is {fmt}; LeRobot writes depth "
-                               "videos as gray12le 12-bit codes")
+                               f"videos as {DEPTH_PIX_FMT} 12-bit codes")
         self._s.thread_count = threads
         self.index = build_index(self._c, path)
         self._pts_pos = {int(p): i for i, p in enumerate(self.index.pts)}

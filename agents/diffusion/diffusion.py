@@ -17,10 +17,11 @@ from torch.nn import functional as F
 
 from twinarm.agents.backbone import ResNet18, load_backbone_weights
 from twinarm.agents.diffusion.config_diffusion import DiffusionConfig
-from twinarm.agents.diffusion.sampling_plan import SamplingPlan, SamplingRun, packing_applies
+from twinarm.agents.diffusion.sampling_plan import SamplingPlan, SamplingRun
 from twinarm.agents.diffusion.scheduler import NoiseScheduler
 from twinarm.agents.features import ACTION, ENV_STATE, STATE
 from twinarm.agents.layers import conv1d_gemm, weights_key
+from twinarm.agents.packed import float32_packing_applies
 from twinarm.agents.policy import Policy
 
 
@@ -252,7 +253,7 @@ class DiffusionModel(nn.Module):
         if use_plan:  # every step's FiLM terms at once
             t_all = torch.tensor(steps, device=x.device, dtype=torch.long)[:, None].expand(-1, b)
             conditions = self.unet.condition(t_all, cond.expand(len(steps), -1, -1))
-            run = self.sampling_plan(packing_applies(x)).start(self.unet.res_blocks(), conditions)
+            run = self.sampling_plan(float32_packing_applies(x)).start(self.unet.res_blocks(), conditions)
         with _native_conv1d(x.device):
             for i, t in enumerate(steps):
                 t_prev = steps[i + 1] if i + 1 < len(steps) else -1

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from twinarm.agents.layers import (
-    PACKED_LINEAR,
     conv1d_rows,
     mish,
     pack_linear_weight,
@@ -26,25 +24,11 @@ from twinarm.agents.layers import (
 )
 
 
-def packing_applies(x: Tensor) -> bool:
-    """Whether sampling on `x` can run on packed weights: float32 on CPU with oneDNN's packed matmul, outside
-    autograd, and no torch function mode watching (`agents.int8` reroutes F.linear / F.conv1d through one: its
-    int8 matmuls, not packed float ones, must see the convolutions)."""
-    return (
-        PACKED_LINEAR
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not torch.overrides._get_current_function_mode_stack()
-    )
-
-
 class SamplingRun:
     """One sampling call: every residual block's FiLM terms for all its steps, the step in progress, and its
     plan's convolutions (calls of their own, so concurrent sampling of one policy shares only the weights)."""
 
     def __init__(self, plan: SamplingPlan, films: dict[nn.Module, Tensor]) -> None:
-        self.plan = plan
         self.pack = plan.pack
         self._films = films  # per residual block: (steps, B, C_film)
         self.step = 0

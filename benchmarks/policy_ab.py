@@ -41,7 +41,7 @@ def worker(rev: str | None, modules: list[str], policy: str, kind: str) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import policy_speed
 
-    _, train_once, infer, infer_int8 = policy_speed.twinarm_setup(policy)
+    _, train_once, infer, infer_int8, _ = policy_speed.twinarm_setup(policy)
     fn = {"train": train_once, "infer": infer, "infer-int8": infer_int8}[kind]
     for _ in range(2):
         fn()

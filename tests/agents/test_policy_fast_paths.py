@@ -14,7 +14,7 @@ from torch.overrides import TorchFunctionMode
 
 from tests.agents.conftest import synthetic_batch, synthetic_stats, tiny_config
 from twinarm.agents.backbone import ResNet18
-from twinarm.agents.layers import PACKED_LINEAR, conv1d_gemm, conv2d_relu, conv2d_train, mish, mish_
+from twinarm.agents.layers import PACKED_LINEAR, conv1d_gemm, conv2d_relu, conv2d_train, elu_, mish, mish_
 from twinarm.agents.policy import Policy
 from twinarm.agents.registry import make_policy
 from twinarm.agents.tdmpc import fused
@@ -42,6 +42,14 @@ def test_fast_mish_matches_aten() -> None:
     torch.testing.assert_close(mish(x), F.mish(x), rtol=2e-6, atol=2e-7)
     y = x.clone()
     assert mish_(y) is y and torch.equal(y, mish(x))
+
+
+def test_fast_elu_matches_aten() -> None:
+    x = torch.cat((torch.linspace(-30, 30, 20001), torch.tensor([-1e4, -100.0, -1e-6, 0.0, 1e-6, 100.0, 1e4])))
+    y = x.clone()
+    assert elu_(y) is y
+    torch.testing.assert_close(y, F.elu(x), rtol=1e-6, atol=3e-7)
+    assert torch.equal(y[x >= 0], x[x >= 0])  # the positive side passes through untouched
 
 
 @pytest.mark.parametrize("coeff", [1.0, 0.0])

@@ -1,11 +1,12 @@
-"""Helpers shared by the real/ tests: a Koch-like Dynamixel spec, a runner that cannot hang, and a hand that
-calibrates a virtual arm through `twinarm calibrate`."""
+"""Helpers shared by the real/ tests: a Koch-like Dynamixel spec, a runner that cannot hang, a raw-SDK
+transaction retried as a bus retries it, and a hand that calibrates a virtual arm through `twinarm calibrate`."""
 
 from __future__ import annotations
 
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,35 @@ def bounded(fn: Callable[[], Any], timeout_s: float = 10.0) -> Any:
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def drop_input(port: Any) -> None:
+    """Throw away bytes waiting in an SDK port: late replies. (scservo_sdk's `clearPort` only flushes output;
+    dynamixel_sdk's resets input, as this does for both.)"""
+    port.ser.reset_input_buffer()
+
+
+def retried(sdk: Any, port: Any, call: Callable[[], Any], result: Callable[[Any], int], within_s: float = 5.0) -> Any:
+    """call()'s answer, the transaction retried like a bus retries it (late replies let arrive and dropped
+    between tries) until `result(answer)` is success or `within_s` has passed; None if none succeeded.
+
+    On a loaded 2-core machine an emulator's reply can miss the SDK's ~35 ms packet timeout (an in-thread
+    emulator too: one untried Dynamixel write timed out in two full runs), and late in a full run (a 2.5 GB
+    test process) the so101 emulators now and then answered nothing for longer than five tries (a forked child
+    hanging in a garbage collection of inherited decoders, see test_sdk_pty's forked test). These tests check
+    the protocol, not the machine's scheduling: a wrong answer never succeeds, however long it is retried."""
+    deadline = time.monotonic() + within_s
+    while True:
+        drop_input(port)
+        try:
+            answer = bounded(call)
+        except IndexError:  # a reply the SDK took for this request's but is not (a short status packet)
+            answer = None
+        if answer is not None and result(answer) == sdk.COMM_SUCCESS:
+            return answer
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
 
 
 

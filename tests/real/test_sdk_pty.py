@@ -10,13 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
 
 import dynamixel_sdk as dxl
 import pytest
 import scservo_sdk as scs
-from real_helpers import bounded
+from real_helpers import bounded, drop_input, retried
 
 from twinarm.real.control_tables import get_model
 from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
@@ -27,40 +25,19 @@ def _sdk(spec_bus: str):  # noqa: ANN202
 
 
 def _wait_until_served(sdk, ph, port, motor_id: int) -> None:  # noqa: ANN001
-    """Ping (retried as `_retried` does, up to 5 s) until the emulator answers once, then drop replies still in
+    """Ping (retried as `retried` does, up to 5 s) until the emulator answers once, then drop replies still in
     flight: a just-started emulator can miss the SDK's ~35 ms timeout, and a late reply left in the port would
     be read as the next request's answer."""
-    assert _retried(sdk, port, lambda: ph.ping(port, motor_id), lambda a: a[1]) is not None, (
+    assert retried(sdk, port, lambda: ph.ping(port, motor_id), lambda a: a[1]) is not None, (
         "the emulator never answered a ping"
     )
     time.sleep(0.1)  # replies to the timed-out pings may still be on their way
-    port.clearPort()
-
-
-def _retried(sdk, port, call: Callable[[], Any], result: Callable[[Any], int], within_s: float = 5.0) -> Any:  # noqa: ANN001
-    """call()'s answer, the transaction retried like a bus retries it (late replies dropped between tries) until
-    `result(answer)` is success or `within_s` has passed: on a loaded 2-core machine an emulator's reply can miss
-    the SDK's ~35 ms timeout, and late in a full run (a 2.5 GB test process) the so101 emulators now and then
-    answered nothing for longer than five tries (a forked child hanging in a garbage collection of inherited
-    decoders, see the forked test; pauses of the collector itself, see conftest). These tests check the
-    protocol, not the machine's scheduling: a wrong answer never succeeds, however long it is retried. None if
-    none succeeded."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            answer = bounded(call)
-        except IndexError:  # a late reply to the previous try, taken by the SDK for this one's data
-            answer = None
-        if answer is not None and result(answer) == sdk.COMM_SUCCESS:
-            return answer
-        time.sleep(0.05)
-        port.clearPort()
-    return None
+    drop_input(port)
 
 
 def _ping(sdk, ph, port, motor_id: int) -> tuple[int, int]:  # noqa: ANN001
     """(model number, result) of a retried ping."""
-    answer = _retried(sdk, port, lambda: ph.ping(port, motor_id), lambda a: a[1])
+    answer = retried(sdk, port, lambda: ph.ping(port, motor_id), lambda a: a[1])
     return (answer[0], answer[1]) if answer is not None else (0, sdk.COMM_RX_TIMEOUT)
 
 
@@ -80,7 +57,7 @@ def test_sdk_ping_sync_write_sync_read_in_thread(served: PtyServer) -> None:
         goal = arm.servos[0].model.register("Goal_Position")
         torque = arm.servos[0].model.register("Torque_Enable").address
         for mid in ids:
-            assert _retried(sdk, port, lambda m=mid: ph.write1ByteTxRx(port, m, torque, 1), lambda a: a[0]) == (0, 0)
+            assert retried(sdk, port, lambda m=mid: ph.write1ByteTxRx(port, m, torque, 1), lambda a: a[0]) == (0, 0)
         goals = {mid: 2000 + 10 * mid for mid in ids}
         gsw = sdk.GroupSyncWrite(port, ph, goal.address, goal.size)
         for mid, g in goals.items():
@@ -89,7 +66,7 @@ def test_sdk_ping_sync_write_sync_read_in_thread(served: PtyServer) -> None:
         gsr = sdk.GroupSyncRead(port, ph, goal.address, goal.size)
         for mid in ids:
             gsr.addParam(mid)
-        assert _retried(sdk, port, gsr.txRxPacket, lambda a: a) == sdk.COMM_SUCCESS
+        assert retried(sdk, port, gsr.txRxPacket, lambda a: a) == sdk.COMM_SUCCESS
         assert {mid: gsr.getData(mid, goal.address, goal.size) for mid in ids} == goals
         if arm.spec.motor_bus == "dynamixel":
             found, result = bounded(lambda: ph.broadcastPing(port))
@@ -118,16 +95,16 @@ def test_sdk_drives_virtual_arm_cli_in_another_process(arm: str) -> None:
         assert port.openPort()
         _wait_until_served(scs, ph, port, 1)  # the MuJoCo process may still be starting its physics
         assert _ping(scs, ph, port, 1) == (777, scs.COMM_SUCCESS)
-        start, result, _ = _retried(scs, port, lambda: ph.read2ByteTxRx(port, 1, 56), lambda a: a[1])
+        start, result, _ = retried(scs, port, lambda: ph.read2ByteTxRx(port, 1, 56), lambda a: a[1])
         assert result == scs.COMM_SUCCESS
-        assert _retried(scs, port, lambda: ph.write1ByteTxRx(port, 1, 40, 1), lambda a: a[0])[0] == scs.COMM_SUCCESS
+        assert retried(scs, port, lambda: ph.write1ByteTxRx(port, 1, 40, 1), lambda a: a[0])[0] == scs.COMM_SUCCESS
         goal = lambda: ph.write2ByteTxRx(port, 1, 42, start + 300)  # noqa: E731
-        assert _retried(scs, port, goal, lambda a: a[0])[0] == scs.COMM_SUCCESS
+        assert retried(scs, port, goal, lambda a: a[0])[0] == scs.COMM_SUCCESS
         moved = start
         deadline = time.monotonic() + 10
         while abs(moved - (start + 300)) > 15 and time.monotonic() < deadline:
             time.sleep(0.1)
-            moved, result, _ = _retried(scs, port, lambda: ph.read2ByteTxRx(port, 1, 56), lambda a: a[1])
+            moved, result, _ = retried(scs, port, lambda: ph.read2ByteTxRx(port, 1, 56), lambda a: a[1])
         assert abs(moved - (start + 300)) <= 15, f"joint went from {start} to {moved}, goal {start + 300}"
         port.closePort()
     finally:

@@ -16,7 +16,7 @@ from typing import Any
 import dynamixel_sdk as dxl
 import numpy as np
 import pytest
-from real_helpers import bounded
+from real_helpers import bounded, retried
 
 from twinarm.arms import ALOHA, KOCH, get_arm
 from twinarm.cli.main import main
@@ -106,21 +106,13 @@ def sdk_ports() -> Iterator[dict[str, dxl.PortHandler]]:
         port.closePort()
 
 
-#: Tries per SDK transaction, as twinarm's bus makes: the served arm runs in another process, and on a loaded
-#: 2-core machine one reply can miss the SDK's ~35 ms packet timeout.
-TRIES = 3
-
-
 def _ping(port: dxl.PortHandler, ids: list[int]) -> list[int]:
     ph = dxl.PacketHandler(2.0)
     models = []
     for i in ids:
-        for _ in range(TRIES):
-            model, result, err = bounded(lambda i=i: ph.ping(port, i))
-            if result != dxl.COMM_RX_TIMEOUT:
-                break
-        assert (result, err) == (dxl.COMM_SUCCESS, 0), f"id {i}"
-        models.append(model)
+        answer = retried(dxl, port, lambda i=i: ph.ping(port, i), lambda a: a[1])
+        assert answer is not None and answer[2] == 0, f"id {i}"
+        models.append(answer[0])
     return models
 
 
@@ -128,13 +120,15 @@ def _read(port: dxl.PortHandler, ids: list[int], address: int, size: int) -> lis
     gsr = dxl.GroupSyncRead(port, dxl.PacketHandler(2.0), address, size)
     for i in ids:
         gsr.addParam(i)
-    for _ in range(TRIES):
-        result = bounded(gsr.txRxPacket)
-        if result != dxl.COMM_RX_TIMEOUT:
-            break
-    assert result == dxl.COMM_SUCCESS
+    assert retried(dxl, port, gsr.txRxPacket, lambda a: a) == dxl.COMM_SUCCESS
     raw = [gsr.getData(i, address, size) for i in ids]
     return [v - (1 << 32) if size == 4 and v >= 1 << 31 else v for v in raw]
+
+
+def _write1(port: dxl.PortHandler, motor_id: int, address: int, value: int) -> None:
+    ph = dxl.PacketHandler(2.0)
+    answer = retried(dxl, port, lambda: ph.write1ByteTxRx(port, motor_id, address, value), lambda a: a[0])
+    assert answer == (dxl.COMM_SUCCESS, 0), f"write {value} at {address} of id {motor_id}"
 
 
 def _pose(port: dxl.PortHandler, part: ArmSpec, cal: Calibration) -> np.ndarray:
@@ -307,15 +301,14 @@ def test_leader_arm_spec_takes_the_leader_models_on_the_follower_joints(arm: str
 def test_hand_lets_go_while_a_client_holds_torque_on(sdk_ports: dict[str, dxl.PortHandler]) -> None:
     arm = VirtualArm(leader_arm_spec(KOCH))
     hand = Hand(arm)
-    ph = dxl.PacketHandler(2.0)
     with PtyServer(VirtualBus(arm)) as server:
         port = sdk_ports[server.port]
         assert hand.pose("shoulder_pan=0.4")
         np.testing.assert_allclose(arm.joint_positions()[0], 0.4)
-        assert bounded(lambda: ph.write1ByteTxRx(port, 3, TORQUE_ENABLE, 1))[0] == dxl.COMM_SUCCESS
+        _write1(port, 3, TORQUE_ENABLE, 1)
         assert not hand.pose("shoulder_pan=-0.4 gripper=1")  # held: nothing moves
         np.testing.assert_allclose(arm.joint_positions()[[0, 5]], [0.4, 0.0])
-        assert bounded(lambda: ph.write1ByteTxRx(port, 3, TORQUE_ENABLE, 0))[0] == dxl.COMM_SUCCESS
+        _write1(port, 3, TORQUE_ENABLE, 0)
         assert hand.pose("shoulder_pan=-0.4 gripper=1")
         np.testing.assert_allclose(arm.joint_positions()[[0, 5]], [-0.4, 1.0])
 

@@ -68,9 +68,13 @@ def retried(sdk: Any, port: Any, call: Callable[[], Any], result: Callable[[Any]
 
     On a loaded 2-core machine an emulator's reply can miss the SDK's ~35 ms packet timeout (an in-thread
     emulator too: one untried Dynamixel write timed out in two full runs), and late in a full run (a 2.5 GB
-    test process) the so101 emulators now and then answered nothing for longer than five tries (a forked child
-    hanging in a garbage collection of inherited decoders, see test_sdk_pty's forked test). These tests check
-    the protocol, not the machine's scheduling: a wrong answer never succeeds, however long it is retried."""
+    test process) the so101 emulators now and then answered nothing for longer than five tries: a forked child
+    hung in a garbage collection of inherited decoders (see test_sdk_pty's forked test), and, likely, late
+    replies that were never dropped: scservo_sdk's clearPort, which these retries used, keeps them, so a try could
+    take the previous try's reply for its own and leave its own for the next, and a Feetech ping is two
+    transactions (ping, model read) that such a chain can fail every time. Koch's Dynamixel SDK drops input in
+    its clearPort, and the Koch tests never stalled. These tests check the protocol, not the machine's
+    scheduling: a wrong answer never succeeds, however long it is retried."""
     deadline = time.monotonic() + within_s
     while True:
         drop_input(port)

@@ -1,0 +1,39 @@
+"""The policy speed scripts behind the README's tables still run: `benchmarks/policy_speed.py` (twinarm's side
+when LeRobot is not installed, as in CI) and `benchmarks/policy_ab.py` (the paired A/B, which builds its workers
+through `policy_speed.twinarm_setup` and swaps modules in from a git revision; its unpacking of twinarm_setup
+broke once without a test noticing). Each times TD-MPC, the quickest policy at LeRobot's sizes, once."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_policy_speed_runs_twinarm_alone_when_lerobot_is_missing(tmp_path: Path) -> None:
+    out_file = tmp_path / "speed.txt"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "policy_speed.py"), "--policy", "tdmpc", "--repeats", "1",
+           "--out", str(out_file), "--lerobot-python", str(tmp_path / "no-python")]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = re.search(r"^tdmpc +2\.78M +n/a +(\d+) ms .* (\d+) ms plan step +n/a .* (\d+) ms ", out.stdout, re.M)
+    assert row, out.stdout
+    assert re.search(r"^tdmpc float32 floor: 76\.9 GFLOP ", out.stdout, re.M), out.stdout
+    assert "LeRobot from not installed" in out_file.read_text()
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs the git checkout")
+def test_policy_ab_times_a_revision_against_the_tree() -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "policy_ab.py"), "--rev", "HEAD", "--modules", "tdmpc.fused",
+           "--policy", "tdmpc", "--kind", "infer-int8", "--rounds", "1"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    m = re.search(r"tdmpc infer-int8, 1 rounds: HEAD median ([\d.]+) s .* tree/HEAD ([\d.]+)", out.stdout)
+    assert m, out.stdout
+    assert float(m.group(1)) > 0 and float(m.group(2)) > 0

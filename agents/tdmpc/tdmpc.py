@@ -18,6 +18,7 @@ from twinarm.agents.layers import conv2d_relu, weights_key
 from twinarm.agents.policy import Policy
 from twinarm.agents.tdmpc.config_tdmpc import TDMPCConfig
 from twinarm.agents.tdmpc.fused import PackedHeads
+from twinarm.agents.tdmpc.sample_pool import SamplePool, pool_applies
 
 REWARD = "next.reward"
 DONE = "next.done"
@@ -239,6 +240,7 @@ class TDMPCPolicy(Policy):
         self._packed: PackedHeads | None = None
         self._packed_key: tuple[int, ...] = ()
         self._int8: tuple[str, int] | None = None
+        self._samples: SamplePool | None = None  # int8 plans on CPU: the CEM samples evaluated per thread
 
     def enable_int8_planning(self, engine: str, min_weight: int = MIN_WEIGHT) -> dict[str, int]:
         """Plan with int8 copies of the heads' m x m layers of at least `min_weight` entries
@@ -289,8 +291,9 @@ class TDMPCPolicy(Policy):
         return self._packed
 
     @torch.inference_mode()
-    def estimate_value(self, z: Tensor, actions: Tensor) -> Tensor:
-        """Return of action sequences (H, N, A) from latents (N, Z), with an uncertainty penalty."""
+    def estimate_value(self, z: Tensor, actions: Tensor, q_pair: Tensor | None = None) -> Tensor:
+        """Return of action sequences (H, N, A) from latents (N, Z), with an uncertainty penalty (without
+        one, the terminal value is the lower of two Q heads: `q_pair`, or two drawn at random)."""
         cfg = self.config
         heads = self._heads()
         penalize = cfg.uncertainty_regularizer_coeff > 0
@@ -312,12 +315,47 @@ class TDMPCPolicy(Policy):
             q_end = self.model.q_all(z, self.model.pi(z))
         if cfg.uncertainty_regularizer_coeff > 0:
             return ret + disc * (q_end.mean(0) - cfg.uncertainty_regularizer_coeff * q_end.std(0))
-        idx = torch.randperm(cfg.q_ensemble_size, device=z.device)[:2]
+        idx = torch.randperm(cfg.q_ensemble_size, device=z.device)[:2] if q_pair is None else q_pair
         return ret + disc * q_end[idx].min(0).values
+
+    def _sample_pool(self, rows: int, device: torch.device) -> SamplePool | None:
+        """The worker pool an int8 plan on CPU evaluates its `rows` Gaussian samples on, or None."""
+        threads = torch.get_num_threads()
+        if self._int8 is None or not self.fused_planning or not pool_applies(rows, device, threads):
+            return None
+        if self._samples is None or self._samples.threads != threads:
+            if self._samples is not None:
+                self._samples.shutdown()
+            self._samples = SamplePool(threads)
+        return self._samples
+
+    def _sample_values(self, z: Tensor, actions: Tensor, pool: SamplePool | None) -> Tensor:
+        """`estimate_value` of the CEM's Gaussian samples, on `pool` when given (one chunk per worker; any
+        random Q pair drawn here, once, as the unsplit call would)."""
+        if pool is None:
+            return self.estimate_value(z, actions)
+        self._heads()  # packed before the workers read them
+        q_pair = None
+        if self.config.uncertainty_regularizer_coeff <= 0:
+            q_pair = torch.randperm(self.config.q_ensemble_size, device=z.device)[:2]
+        return pool.rows(lambda zc, ac: self.estimate_value(zc, ac, q_pair), z, actions)
 
     @torch.inference_mode()
     def plan(self, z: Tensor) -> Tensor:
-        """CEM in latent space; returns the first action (B, A) in [-1, 1] for each latent in z (B, Z)."""
+        """CEM in latent space; returns the first action (B, A) in [-1, 1] for each latent in z (B, Z). An int8
+        plan on CPU evaluates its Gaussian samples on a `SamplePool`, one chunk per thread, and runs the rest
+        on this thread alone, so no idle intra-op thread competes with the workers (`sample_pool` says why)."""
+        pool = self._sample_pool(z.shape[0] * self.config.n_gaussian_samples, z.device)
+        if pool is None:
+            return self._plan(z, None)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._plan(z, pool)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _plan(self, z: Tensor, pool: SamplePool | None) -> Tensor:
         cfg = self.config
         b, h, a_dim = z.shape[0], cfg.horizon, cfg.action_dim
         n_g, n_pi = cfg.n_gaussian_samples, cfg.n_pi_samples
@@ -345,7 +383,7 @@ class TDMPCPolicy(Policy):
             noise = torch.randn(h, b, n_g, a_dim, device=z.device)
             gauss = (mean[:, :, None] + std[:, :, None] * noise).clamp(-1, 1)
             actions = torch.cat((gauss, pi_actions), dim=2)  # (H, B, N, A)
-            g_value = self.estimate_value(z_gauss, gauss.reshape(h, b * n_g, a_dim)).reshape(b, n_g)
+            g_value = self._sample_values(z_gauss, gauss.reshape(h, b * n_g, a_dim), pool).reshape(b, n_g)
             value = torch.nan_to_num(torch.cat((g_value, pi_value), dim=1), nan=-1e9)
             elite_value, elite_idx = value.topk(cfg.n_elites, dim=1)  # (B, E)
             idx = elite_idx[None, :, :, None].expand(h, -1, -1, a_dim)
@@ -423,3 +461,6 @@ class TDMPCPolicy(Policy):
         """EMA of the online model into the target model (call after every optimizer step)."""
         m = self.config.target_model_momentum
         torch._foreach_lerp_(list(self.model_target.parameters()), list(self.model.parameters()), 1 - m)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_samples": None}  # worker threads neither copy nor pickle

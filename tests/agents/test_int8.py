@@ -245,3 +245,59 @@ def test_eval_int8_says_when_a_policy_stays_float(tmp_path: Path, capsys: pytest
     _to_int8(args, policy)
     out = capsys.readouterr().out
     assert "int8: 0 matmul layers" in out and "too small to run faster in int8: it stays float32" in out
+
+
+def test_tdmpc_int8_plan_evaluates_its_samples_per_thread() -> None:
+    """An int8 plan on CPU with 2 threads evaluates its Gaussian samples on a `SamplePool` (one chunk per worker,
+    each on one intra-op thread): the same trajectory values as one call to int8 rounding (each chunk quantizes
+    its own activations), seeded plans repeat exactly (a random Q pair is drawn once, outside the workers), the
+    caller's thread count is back afterwards, and the policy still deep-copies."""
+    import threading
+
+    from tests.agents.conftest import synthetic_batch
+    from twinarm.agents.tdmpc.sample_pool import MIN_ROWS_PER_THREAD
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        policy = _tdmpc(mlp_dim=64)
+        policy.config.n_gaussian_samples = 2 * MIN_ROWS_PER_THREAD
+        policy.config.uncertainty_regularizer_coeff = 0.0  # the random-Q-pair path
+        enable_int8(policy, min_weight=0)
+        cfg = policy.config
+        g = torch.Generator().manual_seed(0)
+        z = torch.rand(cfg.n_gaussian_samples, cfg.latent_dim, generator=g)
+        actions = torch.rand(cfg.horizon, cfg.n_gaussian_samples, cfg.action_dim, generator=g) * 2 - 1
+        pool = policy._sample_pool(z.shape[0], z.device)
+        assert pool is not None and policy._sample_pool(z.shape[0] - 1, z.device) is None  # too few rows
+        seen: set[str] = set()
+        value = policy.estimate_value
+
+        def spy(zc, ac, q_pair=None):  # noqa: ANN001, ANN202
+            seen.add(threading.current_thread().name)
+            assert torch.get_num_threads() == 1 and q_pair is not None
+            return value(zc, ac, q_pair)
+
+        policy.estimate_value = spy
+        with torch.inference_mode():
+            torch.manual_seed(3)
+            split = policy._sample_values(z, actions, pool)
+            torch.manual_seed(3)
+            whole = value(z, actions)  # the same Q pair (drawn first from the same seed)
+        del policy.estimate_value
+        assert len(seen) == 2 and all(name.startswith("tdmpc-samples") for name in seen)
+        assert split.shape == whole.shape and _rel_err(split, whole) < 0.05  # int8 vs float: also 0.05
+
+        batch = synthetic_batch(cfg, n=1, seed=1)
+        obs = {k: batch[k][:, 0] for k in cfg.input_features}
+        plans = []
+        for _ in range(2):
+            policy.reset()
+            torch.manual_seed(7)
+            plans.append(policy.select_action(obs))
+            assert torch.get_num_threads() == 2
+        assert torch.equal(plans[0], plans[1]) and bool(torch.isfinite(plans[0]).all())
+        twin = copy.deepcopy(policy)
+        assert twin._samples is None and policy._samples is pool
+    finally:
+        torch.set_num_threads(threads)

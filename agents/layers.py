@@ -63,8 +63,8 @@ def conv2d_relu(x: Tensor, conv: nn.Conv2d) -> Tensor:
 def mish(x: Tensor) -> Tensor:
     """Mish x * tanh(softplus(x)) from one sigmoid: with p = sigmoid(x), tanh(softplus(x)) = t / (2 - t) for
     t = p (2 - p). The same function to float32 rounding (a few ulps) and finite everywhere ATen's is; ATen's
-    sigmoid uses its fast exp, so this runs ~2.5x faster than ATen's mish kernel on CPU at any size here (a
-    (563, 512) map: 144 us against 547) and ~1.5x faster than the one-exp form e^x (e^x + 2) it replaced."""
+    sigmoid uses its fast exp, so this runs 2.8-4x faster than ATen's mish kernel on CPU at every size tried here
+    (a (563, 512) map: 144 us against 547) and ~1.5x faster than the one-exp form e^x (e^x + 2) it replaced."""
     p = torch.sigmoid(x)
     u = p.sub(2.0).mul_(p)  # -t
     return u.div_(torch.rsub(u, -2.0)).mul_(x)  # x * -t / (-2 + t)

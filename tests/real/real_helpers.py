@@ -89,8 +89,6 @@ def retried(sdk: Any, port: Any, call: Callable[[], Any], result: Callable[[Any]
         time.sleep(0.05)
 
 
-
-
 def calibrate_by_hand(arm: Any, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str]]:
     """Run `twinarm calibrate` (argv without --port) on the virtual arm `arm` while a hand answers its prompts:
     the arm is put in the middle and Enter typed through the real input(); at the range step the hand moves

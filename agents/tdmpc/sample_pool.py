@@ -11,6 +11,7 @@ intra-op threads.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +25,12 @@ MIN_ROWS_PER_THREAD = 128
 
 class SamplePool:
     """`threads` worker threads, each with one intra-op thread (torch's and MKL's thread counts are per OS
-    thread), started at once; the process default the workers' setting also changed is put back."""
+    thread), started at once; the process default the workers' setting also changed is put back. `usable`
+    says whether this process can use it (a forked child inherits the pool but not its threads)."""
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
+        self.pid = os.getpid()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tdmpc-samples")
         started = threading.Barrier(threads)
 
@@ -50,8 +53,13 @@ class SamplePool:
         ]
         return torch.cat([f.result() for f in futures])
 
+    def usable(self, threads: int) -> bool:
+        """Whether this pool serves `threads` workers in this process."""
+        return self.threads == threads and self.pid == os.getpid()
+
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False)
+        if self.pid == os.getpid():
+            self._pool.shutdown(wait=False)
 
 
 def pool_applies(rows: int, device: torch.device, threads: int) -> bool:

@@ -323,7 +323,7 @@ class TDMPCPolicy(Policy):
         threads = torch.get_num_threads()
         if self._int8 is None or not self.fused_planning or not pool_applies(rows, device, threads):
             return None
-        if self._samples is None or self._samples.threads != threads:
+        if self._samples is None or not self._samples.usable(threads):
             if self._samples is not None:
                 self._samples.shutdown()
             self._samples = SamplePool(threads)

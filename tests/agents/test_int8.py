@@ -270,11 +270,11 @@ def test_tdmpc_int8_plan_evaluates_its_samples_per_thread() -> None:
         actions = torch.rand(cfg.horizon, cfg.n_gaussian_samples, cfg.action_dim, generator=g) * 2 - 1
         pool = policy._sample_pool(z.shape[0], z.device)
         assert pool is not None and policy._sample_pool(z.shape[0] - 1, z.device) is None  # too few rows
-        seen: set[str] = set()
+        seen: list[str] = []
         value = policy.estimate_value
 
         def spy(zc, ac, q_pair=None):  # noqa: ANN001, ANN202
-            seen.add(threading.current_thread().name)
+            seen.append(threading.current_thread().name)
             assert torch.get_num_threads() == 1 and q_pair is not None
             return value(zc, ac, q_pair)
 
@@ -285,7 +285,9 @@ def test_tdmpc_int8_plan_evaluates_its_samples_per_thread() -> None:
             torch.manual_seed(3)
             whole = value(z, actions)  # the same Q pair (drawn first from the same seed)
         del policy.estimate_value
+        # one chunk per worker (which worker takes which chunk is the scheduler's business)
         assert len(seen) == 2 and all(name.startswith("tdmpc-samples") for name in seen)
+        assert sum(t.name.startswith("tdmpc-samples") for t in threading.enumerate()) >= 2
         assert split.shape == whole.shape and _rel_err(split, whole) < 0.05  # int8 vs float: also 0.05
 
         batch = synthetic_batch(cfg, n=1, seed=1)
@@ -300,4 +302,49 @@ def test_tdmpc_int8_plan_evaluates_its_samples_per_thread() -> None:
         twin = copy.deepcopy(policy)
         assert twin._samples is None and policy._samples is pool
     finally:
+        torch.set_num_threads(threads)
+
+
+def test_tdmpc_int8_plan_in_a_forked_child_gets_its_own_workers() -> None:
+    """A process forked after an int8 plan inherits the policy's `SamplePool` but not its threads: planning there
+    must start new workers, not wait forever on threads that do not exist."""
+    import gc
+    import os
+    import time
+
+    from tests.agents.conftest import synthetic_batch
+    from twinarm.agents.tdmpc.sample_pool import MIN_ROWS_PER_THREAD
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        policy = _tdmpc(mlp_dim=64)
+        policy.config.n_gaussian_samples = 2 * MIN_ROWS_PER_THREAD
+        enable_int8(policy, min_weight=0)
+        batch = synthetic_batch(policy.config, n=1, seed=1)
+        obs = {k: batch[k][:, 0] for k in policy.config.input_features}
+        policy.select_action(obs)
+        assert policy._samples is not None
+        gc.freeze()  # the child must not finalize objects it inherits (see test_sdk_pty's forked test)
+        pid = os.fork()
+        if pid == 0:  # the child: plan again, report by exit code
+            code = 1
+            try:
+                policy.reset()
+                code = 0 if torch.isfinite(policy.select_action(obs)).all() else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                assert os.waitstatus_to_exitcode(status) == 0
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child's plan hung")
+    finally:
+        gc.unfreeze()
         torch.set_num_threads(threads)

@@ -15,10 +15,12 @@ from twinarm.spec import ArmSpec
 @pytest.fixture(autouse=True)
 def _no_collection_pauses() -> Iterator[None]:
     """No cyclic garbage collection while a test talks to an emulator. These tests hold the vendor SDKs to their
-    ~35 ms reply timeouts against emulators in this process's threads (and forked children); late in a full
-    run the test process is large, and a full collection can hold the GIL long enough for a reply to miss its
-    timeout (single transactions failed with RX timeouts now and then in full runs, never alone). Re-enabled
-    after each test, so garbage is still collected between tests."""
+    ~35 ms reply timeouts against emulators in this process's threads (and forked children), and late in a full
+    run the test process is large, so a full collection in mid-test is a pause the emulators need not take
+    (tests/real alone ran in 45 s instead of 64 with it). It was meant to stop single RX timeouts against an
+    in-thread emulator and did not: one came back with it on, so every raw-SDK transaction is now retried
+    (`real_helpers.retried`), as twinarm's bus retries. Re-enabled after each test, so garbage is still
+    collected between tests."""
     gc.disable()
     try:
         yield

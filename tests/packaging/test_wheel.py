@@ -45,14 +45,26 @@ def test_import_twinarm_registers_ids_and_reaches_every_subpackage() -> None:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The wheel and what its build printed."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
+    run = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
-        check=True, capture_output=True, timeout=600,
+        check=True, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     (whl,) = out.glob("twinarm-*.whl")
-    return whl
+    return whl, run.stdout + run.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(built: tuple[Path, str]) -> Path:
+    return built[0]
+
+
+def test_build_does_not_warn_about_the_asset_folders(built: tuple[Path, str]) -> None:
+    """Every install builds the package; setuptools once printed ~450 lines saying each asset folder
+    "would be ignored" (data folders look like namespace packages to it)."""
+    assert "would be ignored" not in built[1] and "BuildBackendWarning" not in built[1], built[1][-2000:]
 
 
 def test_wheel_holds_every_module_and_model_file(wheel: Path) -> None:

@@ -162,13 +162,16 @@ class WorldModel(nn.Module):
 
     def q_all(self, z: Tensor, a: Tensor) -> Tensor:
         """Every Q head, (Q, *lead). The heads run as one batched matmul per layer over their stacked
-        weights (gradients flow back through the stacking), not one small module call per head."""
+        weights (gradients flow back through the stacking), not one small module call per head. Each product
+        takes the weights as stored, (Q, out, in), on the left of the rows: their gradients then come back in
+        the parameters' own layout, where weights on the right came back transposed and autograd copied each
+        head's gradient into place (fwd+bwd of a 40-row training call 6.5 ms instead of 7.6)."""
         za = torch.cat((z, a), dim=-1)
         lead = za.shape[:-1]
-        x = za.reshape(1, -1, za.shape[-1])
         qs = self.qs
-        w1 = torch.stack([q[0].weight for q in qs]).transpose(1, 2)
-        h = torch.baddbmm(torch.stack([q[0].bias for q in qs])[:, None], x.expand(len(qs), -1, -1), w1)
+        xt = za.reshape(-1, za.shape[-1]).t().expand(len(qs), -1, -1)  # (Q, in, N)
+        w1 = torch.stack([q[0].weight for q in qs])
+        h = torch.baddbmm(torch.stack([q[0].bias for q in qs])[:, :, None], w1, xt).transpose(1, 2)  # (Q, N, m)
         ln = qs[0][1]
         h = F.layer_norm(h, ln.normalized_shape, eps=ln.eps)
         h = torch.tanh(
@@ -178,10 +181,10 @@ class WorldModel(nn.Module):
                 torch.stack([q[1].weight for q in qs])[:, None],
             )
         )
-        w2 = torch.stack([q[3].weight for q in qs]).transpose(1, 2)
-        h = F.elu(torch.baddbmm(torch.stack([q[3].bias for q in qs])[:, None], h, w2))
-        w3 = torch.stack([q[5].weight for q in qs]).transpose(1, 2)
-        out = torch.baddbmm(torch.stack([q[5].bias for q in qs])[:, None], h, w3)  # (Q, N, 1)
+        w2 = torch.stack([q[3].weight for q in qs])
+        h = F.elu(torch.baddbmm(torch.stack([q[3].bias for q in qs])[:, :, None], w2, h.transpose(1, 2)))
+        w3 = torch.stack([q[5].weight for q in qs])  # (Q, 1, m)
+        out = torch.baddbmm(torch.stack([q[5].bias for q in qs])[:, :, None], w3, h)  # (Q, 1, N)
         return out.reshape(len(qs), *lead)
 
     def value(self, z: Tensor) -> Tensor:

@@ -93,6 +93,11 @@ def test_stacked_q_ensemble_matches_the_heads_in_value_and_gradient() -> None:
         strict=True,
     ):
         torch.testing.assert_close(g_fast, g_slow, rtol=1e-5, atol=1e-5)
+    # The heads' layer-2 gradients arrive in the parameters' layout: autograd keeps them as views of the one
+    # stacked gradient instead of copying each head's into a tensor of its own.
+    model.q_all(z, a).sum().backward()
+    storages = {q[3].weight.grad.untyped_storage().data_ptr() for q in model.qs}
+    assert len(storages) == 1
 
 
 def test_rollout_matches_stepping_the_world_model_in_value_and_gradient() -> None:

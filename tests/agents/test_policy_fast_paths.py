@@ -18,7 +18,7 @@ from twinarm.agents.layers import PACKED_LINEAR, conv1d_gemm, conv2d_relu, conv2
 from twinarm.agents.policy import Policy
 from twinarm.agents.registry import make_policy
 from twinarm.agents.tdmpc import fused
-from twinarm.agents.tdmpc.tdmpc import _time_major_channels_last
+from twinarm.agents.tdmpc.tdmpc import _time_major_channels_last, random_shift
 
 
 def _perturb(module: nn.Module, scale: float = 0.05) -> None:
@@ -98,6 +98,32 @@ def test_stacked_q_ensemble_matches_the_heads_in_value_and_gradient() -> None:
     model.q_all(z, a).sum().backward()
     storages = {q[3].weight.grad.untyped_storage().data_ptr() for q in model.qs}
     assert len(storages) == 1
+
+
+def _drq_shift(x: Tensor, ratio: float) -> Tensor:
+    """DrQ's random shift as DrQ (and LeRobot) write it: replicate pad, then bilinear grid_sample at a whole-pixel
+    offset per sample drawn the same way."""
+    b, c, h, w = x.shape
+    pad = int(round(ratio * max(h, w)))
+    x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    eps_h, eps_w = 1.0 / (h + 2 * pad), 1.0 / (w + 2 * pad)
+    ar_h = torch.linspace(-1 + eps_h, 1 - eps_h, h + 2 * pad)[:h]
+    ar_w = torch.linspace(-1 + eps_w, 1 - eps_w, w + 2 * pad)[:w]
+    grid = torch.stack(torch.meshgrid(ar_h, ar_w, indexing="ij")[::-1], dim=-1)[None].expand(b, -1, -1, -1)
+    shift = torch.randint(0, 2 * pad + 1, (b, 1, 1, 2)).to(x.dtype) * torch.tensor([2 * eps_w, 2 * eps_h])
+    return F.grid_sample(x, grid + shift, padding_mode="zeros", align_corners=False)
+
+
+def test_random_shift_crops_what_drqs_grid_sample_samples() -> None:
+    x = torch.rand(16, 3, 84, 84)
+    torch.manual_seed(5)
+    ours = random_shift(x, 0.0476)
+    torch.manual_seed(5)
+    drq = _drq_shift(x, 0.0476)
+    assert ours.shape == x.shape
+    torch.testing.assert_close(ours, drq, rtol=0, atol=1e-4)
+    assert not torch.equal(ours, x)  # 16 samples: some offset is not the centre
+    assert random_shift(x, 0.0) is x
 
 
 def test_rollout_matches_stepping_the_world_model_in_value_and_gradient() -> None:

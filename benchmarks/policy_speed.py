@@ -12,8 +12,10 @@ a reset policy at batch 1 (TD-MPC: one CEM planning step). "infer int8" times tw
 against LeRobot's float32 inference, in the same rounds. Both sides run at 2 torch threads, random
 init (LeRobot with `pretrained_backbone_weights=None`, since its defaults download ImageNet weights), and
 in two live worker processes timed turn by turn (twinarm, LeRobot, twinarm, ...) so that load from
-other jobs hits both alike; each number is the minimum over repeats (the least-disturbed run), medians
-are printed too, and "paired" is the median over rounds of the two sides' back-to-back time ratio.
+other jobs hits both alike; calls shorter than half a second run in bursts of equal length on both sides
+(each turn's time is their mean, so one short stall weighs no more than in a slow call); each number is the
+minimum over repeats (the least-disturbed turn), medians are printed too, and "paired" is the median over
+rounds of the two sides' back-to-back time ratio.
 twinarm's worker tunes glibc's malloc to keep freed memory (`agents.allocator`), as `twinarm train` and
 `twinarm eval` do; `--lerobot-malloc` gives LeRobot's worker the same thresholds (through glibc's
 MALLOC_*_THRESHOLD_ variables), to show how much of a ratio that setting accounts for. Each
@@ -35,6 +37,7 @@ import argparse
 import copy
 import functools
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -53,6 +56,9 @@ IMAGE = (3, 240, 320)
 TDMPC_IMAGE = (3, 84, 84)
 BATCH = 8
 THREADS = 2
+#: A timed turn of fast calls runs back to back for at least this long (the slowest side's calls).
+MIN_TURN_S = 0.5
+MAX_CALLS_PER_TURN = 20
 
 
 # ----- shared by both workers (torch only) -------------------------------------------------------------
@@ -266,18 +272,20 @@ def lerobot_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
 
 
 def serve(setup: Callable[[str], tuple[Any, ...]], name: str) -> None:
-    """Worker loop: build the policy, then answer `train` / `infer` (/ `infer8`: twinarm in int8) lines with
-    one timed run each, and `floor` (twinarm) with the float32 floor's figures."""
+    """Worker loop: build the policy, then answer `train N` / `infer N` (/ `infer8 N`: twinarm in int8) lines
+    with the mean time of N back-to-back calls, and `floor` (twinarm) with the float32 floor's figures."""
     params, *fns_in = setup(name)
     fns = dict(zip(("train", "infer", "infer8", "floor"), fns_in, strict=False))
     print(json.dumps({"params": params, "commands": list(fns)}), flush=True)
     for line in sys.stdin:
-        cmd = line.strip()
+        cmd, _, count = line.strip().partition(" ")
         if cmd == "quit":
             break
+        calls = int(count or 1)
         t = time.perf_counter()
-        answer = fns[cmd]()
-        print(json.dumps({cmd: time.perf_counter() - t if answer is None else answer}), flush=True)
+        for _ in range(calls):
+            answer = fns[cmd]()
+        print(json.dumps({cmd: (time.perf_counter() - t) / calls if answer is None else answer}), flush=True)
 
 
 # ----- driver ----------------------------------------------------------------------------------------------
@@ -307,15 +315,15 @@ class Worker:
             return {"error": last}
         return json.loads(line)
 
-    def run(self, cmd: str) -> float | None:
-        """Seconds one timed run of `cmd` took (None once the worker failed)."""
-        answer = self.ask(cmd)
+    def run(self, cmd: str, calls: int = 1) -> float | None:
+        """Mean seconds per call over `calls` back-to-back timed calls of `cmd` (None once the worker failed)."""
+        answer = self.ask(cmd, f"{cmd} {calls}")
         return None if answer is None else float(answer)
 
-    def ask(self, cmd: str) -> Any:
+    def ask(self, cmd: str, line: str | None = None) -> Any:
         if "error" in self.info or self.proc.stdin is None:
             return None
-        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.write((line or cmd) + "\n")
         self.proc.stdin.flush()
         out = self._read()
         if "error" in out:
@@ -343,18 +351,28 @@ def compare(
     }
     times: dict[str, dict[str, list[float]]] = {side: {"train": [], "infer": []} for side in workers}
     times["twinarm"]["infer8"] = []
+    per_turn: dict[str, int] = {}
     floor = None
     try:
         for kind in ("train", "infer"):
             n = repeats if kind == "train" else max(3, repeats)
+            turns = [(side, kind) for side in workers]
+            if kind == "infer" and "infer8" in workers["twinarm"].info.get("commands", ()):
+                turns.append(("twinarm", "infer8"))
+            calls = 1
             for i in range(warmup + n):
-                turns = [(side, kind) for side in workers]
-                if kind == "infer" and "infer8" in workers["twinarm"].info.get("commands", ()):
-                    turns.append(("twinarm", "infer8"))
+                last = {}
                 for side, cmd in turns:
-                    t = workers[side].run(cmd)
+                    t = workers[side].run(cmd, calls)
+                    last[side, cmd] = t
                     if t is not None and i >= warmup:
                         times[side][cmd].append(t)
+                if i == warmup - 1:
+                    # Fast calls are timed in bursts: each turn lasts >= MIN_TURN_S on the slowest side, the
+                    # same number of calls on both sides, so one short stall weighs no more than in a slow call.
+                    slowest = max((t for t in last.values() if t is not None), default=MIN_TURN_S)
+                    calls = max(1, min(MAX_CALLS_PER_TURN, math.ceil(MIN_TURN_S / slowest)))
+                    per_turn[kind] = calls
         floor = workers["twinarm"].ask("floor") if "floor" in workers["twinarm"].info.get("commands", ()) else None
     finally:
         for w in workers.values():
@@ -371,6 +389,8 @@ def compare(
             out[side][kind] = {"min_s": min(ts), "median_s": statistics.median(ts), "all_s": ts}
     if floor is not None and "error" not in out["twinarm"]:
         out["twinarm"]["floor"] = floor
+    if "error" not in out["twinarm"]:
+        out["twinarm"]["calls_per_turn"] = per_turn
     return out
 
 
@@ -426,7 +446,17 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines + floor_lines(results))
+    return "\n".join(lines + turn_lines(results) + floor_lines(results))
+
+
+def turn_lines(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """How many back-to-back calls each timed turn averaged, per policy (1 when a call alone lasts a turn)."""
+    parts = [
+        f"{name}: {turns.get('train', 1)} training step(s), {turns.get('infer', 1)} inference(s)"
+        for name, sides in results.items()
+        if (turns := sides["twinarm"].get("calls_per_turn"))
+    ]
+    return ["", "calls per timed turn (each time is their mean): " + "; ".join(parts)] if parts else []
 
 
 def floor_lines(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:

@@ -25,6 +25,9 @@ def test_policy_speed_runs_twinarm_alone_when_lerobot_is_missing(tmp_path: Path)
     row = re.search(r"^tdmpc +2\.78M +n/a +(\d+) ms .* (\d+) ms plan step +n/a .* (\d+) ms ", out.stdout, re.M)
     assert row, out.stdout
     assert re.search(r"^tdmpc float32 floor: 76\.9 GFLOP ", out.stdout, re.M), out.stdout
+    # A training step lasts well under half a second, so its turns are timed as bursts of several steps.
+    burst = re.search(r"^calls per timed turn .*tdmpc: (\d+) training step\(s\), (\d+) inference", out.stdout, re.M)
+    assert burst and int(burst.group(1)) >= 2, out.stdout
     assert "LeRobot from not installed" in out_file.read_text()
 
 

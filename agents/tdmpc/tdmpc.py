@@ -17,7 +17,7 @@ from twinarm.agents.int8 import MIN_WEIGHT
 from twinarm.agents.layers import conv2d_relu, weights_key
 from twinarm.agents.policy import Policy
 from twinarm.agents.tdmpc.config_tdmpc import TDMPCConfig
-from twinarm.agents.tdmpc.fused import PackedHeads
+from twinarm.agents.tdmpc.fused import PackedHeads, unit_layer_norm
 from twinarm.agents.tdmpc.sample_pool import SamplePool, pool_applies
 
 REWARD = "next.reward"
@@ -173,7 +173,7 @@ class WorldModel(nn.Module):
         w1 = torch.stack([q[0].weight for q in qs])
         h = torch.baddbmm(torch.stack([q[0].bias for q in qs])[:, :, None], w1, xt).transpose(1, 2)  # (Q, N, m)
         ln = qs[0][1]
-        h = F.layer_norm(h, ln.normalized_shape, eps=ln.eps)
+        h = unit_layer_norm(h, ln.eps)
         h = torch.tanh(
             torch.addcmul(
                 torch.stack([q[1].bias for q in qs])[:, None],

@@ -100,6 +100,11 @@ def test_stacked_q_ensemble_matches_the_heads_in_value_and_gradient() -> None:
     assert len(storages) == 1
 
 
+def test_unit_layer_norm_is_the_plain_layer_norm() -> None:
+    x = torch.randn(3, 37, 512) * 4 + 1
+    assert torch.equal(fused.unit_layer_norm(x, 1e-5), F.layer_norm(x, (512,), eps=1e-5))
+
+
 def _drq_shift(x: Tensor, ratio: float) -> Tensor:
     """DrQ's random shift as DrQ (and LeRobot) write it: replicate pad, then bilinear grid_sample at a whole-pixel
     offset per sample drawn the same way."""

@@ -36,7 +36,10 @@ class FlopCount(TorchDispatchMode):
         elif op is _PACKED_LINEAR:  # a prepacked weight reports its (out, in) shape, like a plain one
             self.flops["linear"] += 2 * out.numel() * args[0].shape[-1]
         elif op in _CONVS or op in _TRANSPOSED_CONVS:
-            x, w = list(args[0].shape), list(args[1].shape)
+            # oneDNN's fused convolution with a binary post-op (the packed ResNet's residual add) takes the
+            # tensor it adds second and its weight third; a packed weight reports its plain shape.
+            weight = args[2] if func._overloadname == "binary" else args[1]
+            x, w = list(args[0].shape), list(weight.shape)
             self.flops["convolution"] += conv_flop_count(x, w, list(out.shape), transposed=op in _TRANSPOSED_CONVS)
         elif op is aten.scaled_dot_product_attention:
             q, k, v = args[:3]

@@ -40,3 +40,23 @@ def test_policy_ab_times_a_revision_against_the_tree() -> None:
     m = re.search(r"tdmpc infer-int8, 1 rounds: HEAD median ([\d.]+) s .* tree/HEAD ([\d.]+)", out.stdout)
     assert m, out.stdout
     assert float(m.group(1)) > 0 and float(m.group(2)) > 0
+
+
+def test_float32_floor_counts_the_packed_backbone_like_the_plain_one() -> None:
+    """The floor's FLOP counter reads oneDNN's fused convolutions (with a residual add, the weight comes third)
+    as it reads plain ones: ResNet-18's packed inference counts the FLOPs of its plain convolutions."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from float32_floor import count_flops
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from twinarm.agents.backbone import ResNet18
+
+    net = ResNet18("frozen_batch_norm").eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        packed = count_flops(lambda: net(x)).flops
+        plain = count_flops(lambda: net.trunk(x)).flops
+    assert packed["convolution"] == plain["convolution"] > 0

@@ -3,8 +3,8 @@
 Two live worker processes build the same policy as `policy_speed.py` (same batch, threads and seed); worker
 "old" first replaces the named `twinarm.agents` modules with their text at `--rev`. Steps alternate between
 the two (old, new, new, old, ...), so load drift hits both alike, and the median of the per-round time ratios
-is printed: the number behind the "paired A/B" figures of benchmarks/policy_speed.md. Two identical workers give 0.98-0.99 here,
-so a change under ~2 % is noise.
+is printed: the number behind the "paired A/B" figures of benchmarks/policy_speed.md. Two identical workers
+give 0.98-0.99 here, so a change under ~2 % is noise.
 
     python benchmarks/policy_ab.py --rev HEAD~1 --modules layers,backbone --rounds 20
 """

@@ -256,7 +256,12 @@ _Geometry = int | tuple[int, ...]
 
 
 def _out_shape(
-    shape: tuple[int, ...], channels: int, kernel: _Geometry, stride: _Geometry, padding: _Geometry, dilation: _Geometry = 1
+    shape: tuple[int, ...],
+    channels: int,
+    kernel: _Geometry,
+    stride: _Geometry,
+    padding: _Geometry,
+    dilation: _Geometry = 1,
 ) -> tuple[int, ...]:
     """(N, channels, H', W') of a convolution or pooling with this geometry (ints or pairs) over `shape`."""
     pair = [v if isinstance(v, tuple) else (v, v) for v in (kernel, stride, padding, dilation)]

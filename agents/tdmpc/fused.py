@@ -7,6 +7,9 @@ and 1.5x faster here) and the Qs' tanh runs as a sigmoid with its affine parts f
 the neighbouring layers. Large intermediates live in buffers reused from call to call, so the planner's
 steady state allocates (and page-faults) almost nothing.
 
+On the CPU in float32, layer 2 of each head runs on a oneDNN-packed weight, one head at a time: ~20 % faster
+than MKL's batched matmul over the stack on these (N, m) x (m, m) products (a plan 13 % faster).
+
 With an int8 engine (`agents.int8.enable_int8`, `twinarm eval --int8`) the m x m layers of every head and of
 the policy prior run as int8 matmuls, one per head (fbgemm: ~4x the float rate on these shapes here), and
 layer 1 of all heads as one int8 matmul.
@@ -21,7 +24,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from twinarm.agents.int8 import MIN_WEIGHT, int8_linear, pack_linear
-from twinarm.agents.layers import elu_, mish, mish_
+from twinarm.agents.layers import PACKED_LINEAR, elu_, mish, mish_, pack_linear_weight, packed_linear
 
 if TYPE_CHECKING:
     from twinarm.agents.tdmpc.tdmpc import WorldModel
@@ -90,6 +93,10 @@ class PackedHeads:
                 self._engine = int8_engine
             if int8_engine is not None and pi[3].weight.numel() >= min_weight:
                 self.pi_q1 = pack_linear(pi[3].weight, pi[3].bias, int8_engine)
+            # float32 on the CPU: layer 2 of each head on a oneDNN-packed weight (packed at first use), which
+            # runs these (N, m) x (m, m) products ~20 % faster than MKL's batched matmul over the stack.
+            self._w2_heads = [w.detach().clone() for w in w2]
+            self._packed2: list[Tensor] | None = None
         self.eps1 = {h[1].eps for h in heads}
         self.eps2 = {dyn[4].eps, rew[4].eps}
         if len(self.eps1) != 1 or len(self.eps2) != 1:
@@ -122,6 +129,9 @@ class PackedHeads:
             mish_(h[:n_mish])
         if n_mish < hi - lo:
             h[n_mish:].sigmoid_()
+        packed = self._float_packs(h)
+        if packed is not None:
+            return [self._head_float(h[k - lo], k, packed[k]) for k in range(lo, hi)]
         o = torch.baddbmm(self.b2[lo:hi], h, self.w2[lo:hi], out=self._buffer("h2", hi - lo, n, z))
         if n_mish:
             _layer_norm_(o[:n_mish], self.g2[lo : lo + n_mish], self.be2[lo : lo + n_mish], self.eps[1])
@@ -129,6 +139,25 @@ class PackedHeads:
         if n_mish < hi - lo:
             elu_(o[n_mish:])
         return o
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_packed2": None}  # oneDNN-packed tensors neither copy nor pickle
+
+    def _float_packs(self, h: Tensor) -> list[Tensor] | None:
+        """Layer 2's weights packed for oneDNN, one per head, where h (float32 on the CPU) can use them."""
+        if not (PACKED_LINEAR and h.device.type == "cpu" and h.dtype == torch.float32):
+            return None
+        if self._packed2 is None:
+            self._packed2 = [pack_linear_weight(w, h.shape[1]) for w in self._w2_heads]
+        return self._packed2
+
+    def _head_float(self, h: Tensor, head: int, packed: Tensor) -> Tensor:
+        """One head's layer 2 on its packed weight from its activated layer-1 output h (N, m), then its norm
+        and activation (as `_hidden`'s stacked path)."""
+        o = packed_linear(h, packed, self.b2[head, 0])
+        if head < 2:
+            return mish_(F.layer_norm(o, o.shape[-1:], self.g2[head, 0], self.be2[head, 0], self.eps[1]))
+        return elu_(o)
 
     def _layer1_int8(self, lo: int, hi: int) -> object:
         """Layer 1 of heads lo..hi-1 stacked along the output and packed in int8 (once per range)."""

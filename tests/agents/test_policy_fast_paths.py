@@ -52,6 +52,23 @@ def test_fast_elu_matches_aten() -> None:
     assert torch.equal(y[x >= 0], x[x >= 0])  # the positive side passes through untouched
 
 
+def test_packed_heads_on_onednn_layer_2_match_the_stacked_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU, float32 plans run layer 2 of each head on a oneDNN-packed weight, one head at a time; the
+    stacked batched matmul (other devices, or no packed matmul) gives the same numbers."""
+    if not fused.PACKED_LINEAR:
+        pytest.skip("this torch has no packed oneDNN matmul")
+    policy = _tdmpc()
+    heads = fused.PackedHeads(policy.model)
+    z, a = torch.rand(37, policy.model.cfg.latent_dim), torch.rand(37, policy.model.cfg.action_dim) * 2 - 1
+    with torch.inference_mode():
+        packed = heads.step(z, a, with_q=True)
+        assert heads._packed2 is not None and len(heads._packed2) == 2 + policy.model.cfg.q_ensemble_size
+        monkeypatch.setattr(fused, "PACKED_LINEAR", False)
+        stacked = heads.step(z, a, with_q=True)
+    for x, y in zip(packed, stacked, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("coeff", [1.0, 0.0])
 def test_packed_heads_match_world_model(coeff: float) -> None:
     policy = _tdmpc(uncertainty_regularizer_coeff=coeff)

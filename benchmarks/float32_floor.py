@@ -1,9 +1,10 @@
 """The float32 floor of a policy pass on this CPU: its matmul and convolution FLOPs over the best rate a
-large float32 matmul reaches here. No float32 implementation of the same network runs faster, so a target
+large float32 matmul reaches here (MKL's or oneDNN's). No float32 implementation of the same network runs faster, so a target
 below the floor can only be met at lower precision (`eval --int8`). Used by `policy_speed.py`."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -60,14 +61,23 @@ def count_flops(fn: Callable[[], object]) -> FlopCount:
     return counter
 
 
-def float32_peak(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> float:
-    """The best float32 matmul rate (FLOP/s) of square products at the current torch thread count."""
+def float32_peak(sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 5) -> float:
+    """The best float32 matmul rate (FLOP/s) of square products at the current torch thread count, over the
+    CPU's two float32 GEMMs torch reaches: MKL's (`a @ b`) and oneDNN's on a packed weight (what the packed
+    paths run; ~10 % faster than MKL's on the AVX-512 EPYC)."""
+    from twinarm.agents.layers import PACKED_LINEAR, pack_linear_weight, packed_linear
+
     best = 0.0
     for n in sizes:
         a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b  # warm up the kernel and the output allocation
-        for _ in range(repeats):
-            t = time.perf_counter()
-            a @ b
-            best = max(best, 2 * n**3 / (time.perf_counter() - t))
+        kernels: list[Callable[[], object]] = [functools.partial(torch.mm, a, b)]
+        if PACKED_LINEAR:
+            kernels.append(functools.partial(packed_linear, a, pack_linear_weight(b, n), None))
+        with torch.inference_mode():
+            for kernel in kernels:
+                kernel()  # warm up the kernel and the output allocation
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    kernel()
+                    best = max(best, 2 * n**3 / (time.perf_counter() - t))
     return best

@@ -17,6 +17,8 @@ layer 1 of all heads as one int8 matmul.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -114,24 +116,30 @@ class PackedHeads:
         return buf
 
     def _hidden(self, z: Tensor, a: Tensor, lo: int, hi: int) -> Tensor | list[Tensor]:
-        """Heads lo..hi-1 through layers 1 and 2 with activations: (hi - lo, N, m), a reused buffer, or with
-        int8 weights one (N, m) tensor per head."""
+        """Heads lo..hi-1 through layers 1 and 2 with activations: (hi - lo, N, m), a reused buffer, or, where
+        layer 2 runs one head at a time (int8, or packed float32 weights on the CPU), one (N, m) tensor per head."""
         n = z.shape[0]
         if self.q2 is not None:
             m = self.w2.shape[-1]
             h = int8_linear(torch.cat((z, a), dim=-1), self._layer1_int8(lo, hi))  # (N, (hi - lo) * m)
-            return [self._head_int8(h[:, (k - lo) * m : (k - lo + 1) * m], k) for k in range(lo, hi)]
+            return [
+                self._head(h[:, (k - lo) * m : (k - lo + 1) * m], k, functools.partial(int8_linear, packed=q))
+                for k, q in zip(range(lo, hi), self.q2[lo:hi], strict=True)
+            ]
         x = torch.cat((z, a), dim=-1).expand(hi - lo, -1, -1)
         h = torch.baddbmm(self.b1[lo:hi], x, self.w1[lo:hi], out=self._buffer("h1", hi - lo, n, z))
+        packed = self._float_packs(h)
+        if packed is not None:
+            return [
+                self._head(h[k - lo], k, functools.partial(packed_linear, packed=packed[k], bias=self.b2[k, 0]))
+                for k in range(lo, hi)
+            ]
         _layer_norm_(h, self.g1[lo:hi], self.be1[lo:hi], self.eps[0])
         n_mish = max(0, min(hi, 2) - lo)  # dynamics and reward use Mish, the Qs tanh (as a sigmoid, folded)
         if n_mish:
             mish_(h[:n_mish])
         if n_mish < hi - lo:
             h[n_mish:].sigmoid_()
-        packed = self._float_packs(h)
-        if packed is not None:
-            return [self._head_float(h[k - lo], k, packed[k]) for k in range(lo, hi)]
         o = torch.baddbmm(self.b2[lo:hi], h, self.w2[lo:hi], out=self._buffer("h2", hi - lo, n, z))
         if n_mish:
             _layer_norm_(o[:n_mish], self.g2[lo : lo + n_mish], self.be2[lo : lo + n_mish], self.eps[1])
@@ -151,12 +159,16 @@ class PackedHeads:
             self._packed2 = [pack_linear_weight(w, h.shape[1]) for w in self._w2_heads]
         return self._packed2
 
-    def _head_float(self, h: Tensor, head: int, packed: Tensor) -> Tensor:
-        """One head's layer 2 on its packed weight from its activated layer-1 output h (N, m), then its norm
-        and activation (as `_hidden`'s stacked path)."""
-        o = packed_linear(h, packed, self.b2[head, 0])
+    def _head(self, h: Tensor, head: int, layer2: Callable[[Tensor], Tensor]) -> Tensor:
+        """One head from its layer-1 pre-activation h (N, m): norm and activation, `layer2`, norm and activation
+        (as `_hidden`'s stacked path). Head by head, each norm takes its own affine in the same pass and the
+        head's rows stay in cache from norm to layer 2."""
+        m = h.shape[-1]
+        h = F.layer_norm(h, (m,), self.g1[head, 0], self.be1[head, 0], self.eps[0])
+        h = mish_(h) if head < 2 else h.sigmoid_()
+        o = layer2(h)
         if head < 2:
-            return mish_(F.layer_norm(o, o.shape[-1:], self.g2[head, 0], self.be2[head, 0], self.eps[1]))
+            return mish_(F.layer_norm(o, (m,), self.g2[head, 0], self.be2[head, 0], self.eps[1]))
         return elu_(o)
 
     def _layer1_int8(self, lo: int, hi: int) -> object:
@@ -166,17 +178,6 @@ class PackedHeads:
             w = self.w1[lo:hi].transpose(1, 2).reshape(-1, self.w1.shape[1])  # heads' (m, in) weights, stacked
             packed = self._q1[(lo, hi)] = pack_linear(w, self.b1[lo:hi].reshape(-1), self._engine)
         return packed
-
-    def _head_int8(self, h: Tensor, head: int) -> Tensor:
-        """One head from its layer-1 pre-activation h (N, m): norm and activation, layer 2 in int8, norm and
-        activation (as `_hidden`'s float path; per head, each norm takes its affine in the same pass)."""
-        m = h.shape[-1]
-        h = F.layer_norm(h, (m,), self.g1[head, 0], self.be1[head, 0], self.eps[0])
-        h = mish(h) if head < 2 else h.sigmoid_()
-        o = int8_linear(h, self.q2[head])  # type: ignore[index]
-        if head < 2:
-            return mish(F.layer_norm(o, (m,), self.g2[head, 0], self.be2[head, 0], self.eps[1]))
-        return elu_(o)
 
     def _values(self, o: Tensor | list[Tensor], lo: int, hi: int) -> Tensor:
         """The scalar heads' outputs (hi - lo, N) from hidden states `o` of heads lo+1..hi (reward = 0, Q_i = i+1

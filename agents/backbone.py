@@ -4,7 +4,7 @@ Module names follow torchvision's, so an ImageNet state dict saved locally can b
 `load_backbone_weights(path)`; nothing is ever downloaded. In eval mode the batch norms are folded
 into the convolutions (a cached, fused copy), and frozen batch norms are folded in training too;
 inputs run channels-last for oneDNN's fast kernels (except group-norm training, faster in NCHW). On the CPU,
-float32 inference runs that fused copy on convolution weights packed once for oneDNN (`_PackedTrunk`).
+float32 inference runs on convolution weights packed once for oneDNN (`_PackedTrunk`).
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ class ResNet18(nn.Module):
         self._int8: nn.Module | None = None
         self._int8_key: tuple[int, ...] = ()
         self._packed: dict[tuple[int, ...], _PackedTrunk] = {}
+        self._packed_key: tuple[int, ...] = ()
 
     @property
     def foldable(self) -> bool:
@@ -135,17 +136,16 @@ class ResNet18(nn.Module):
             # Group norm's CPU kernels are slower channels-last: training runs ~5% faster in NCHW.
             return self.trunk(x.contiguous())
         x = x.contiguous(memory_format=torch.channels_last)
-        if not self.training and self.foldable:
-            if self._int8 is not None and x.device.type == "cpu":
-                if weights_key(self, optimizer_steps=False) != self._int8_key:
-                    raise RuntimeError("this backbone's weights changed after it was quantized to int8 (see "
-                                       "agents.int8): quantize again from the new float weights")
-                return self._int8(x)
-            fused = self._fused_trunk()
-            if _packs_convs(x):
-                return self._packed_trunk(fused, x)(x)
-            return fused(x)
-        return self.trunk(x)
+        if self.training:
+            return self.trunk(x)
+        if self.foldable and self._int8 is not None and x.device.type == "cpu":
+            if weights_key(self, optimizer_steps=False) != self._int8_key:
+                raise RuntimeError("this backbone's weights changed after it was quantized to int8 (see "
+                                   "agents.int8): quantize again from the new float weights")
+            return self._int8(x)
+        if _packs_convs(x):
+            return self._packed_trunk(x)(x)
+        return self._fused_trunk()(x) if self.foldable else self.trunk(x)
 
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "_packed": {}}  # packed oneDNN tensors neither copy nor pickle
@@ -162,18 +162,22 @@ class ResNet18(nn.Module):
         if self._fused is None or key != self._fused_key:
             object.__setattr__(self, "_fused", fold_batch_norms(self))
             self._fused_key = key
-            self._packed.clear()
         assert self._fused is not None
         return self._fused
 
-    def _packed_trunk(self, fused: nn.Module, x: Tensor) -> _PackedTrunk:
-        """The packed copy of `fused` for x's shape (oneDNN picks its weight layout for an input size)."""
+    def _packed_trunk(self, x: Tensor) -> _PackedTrunk:
+        """The packed trunk for x's shape (oneDNN picks its weight layout for an input size), rebuilt when the
+        weights change: the folded trunk's convolutions, or with group norms this net's own."""
+        key = weights_key(self)
+        if key != self._packed_key:
+            self._packed.clear()
+            self._packed_key = key
         shape = tuple(x.shape)
         packed = self._packed.get(shape)
         if packed is None:
             if len(self._packed) >= _PACKED_SHAPES:
                 self._packed.clear()
-            packed = self._packed[shape] = _PackedTrunk(fused, shape)
+            packed = self._packed[shape] = _PackedTrunk(self._fused_trunk() if self.foldable else self, shape)
         return packed
 
 
@@ -202,36 +206,48 @@ class _FusedBlock(nn.Module):
 
 
 def _packs_convs(x: Tensor) -> bool:
-    """Whether the fused trunk runs packed for input x: float32 on the CPU outside autograd, with oneDNN's
-    packed convolutions available. (Unlike the packed linear layers, this runs under torch function modes
-    too: `eval --int8` swaps the whole trunk for its quantized one before this point.)"""
+    """Whether inference on x runs the packed trunk: float32 on the CPU outside autograd, with oneDNN's packed
+    convolutions available. (Unlike the packed linear layers, this runs under torch function modes too:
+    `eval --int8` swaps a folded trunk for its quantized one before this point, and quantizes no group-norm
+    trunk.)"""
     return _PACKED_CONV and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
 
 
 class _PackedTrunk:
-    """A folded trunk (`fold_batch_norms`) on convolution weights packed once in oneDNN's layout for one input
-    shape, each ReLU and each residual add + ReLU done by its convolution (oneDNN post-ops). The same numbers
-    as the folded trunk; ACT's 240x320 frame 26 ms instead of 31 here (unpacked, oneDNN re-lays every weight
-    out at every call)."""
+    """A ResNet-18 trunk on convolution weights packed once in oneDNN's layout for one input shape (unpacked,
+    oneDNN re-lays every weight out at every call). From a folded trunk (`fold_batch_norms`) each ReLU and each
+    residual add + ReLU is done by its convolution (oneDNN post-ops): ACT's 240x320 frame 26 ms instead of 31
+    here. From a group-norm net the norms run between the packed convolutions: Diffusion's two frames 58 ms
+    instead of 73. The same numbers as the unpacked trunks."""
 
-    def __init__(self, fused: nn.Module, shape: tuple[int, ...]) -> None:
-        stem, self.maxpool = fused[0], fused[1]
+    def __init__(self, source: nn.Module, shape: tuple[int, ...]) -> None:
+        folded = isinstance(source, nn.Sequential)  # `fold_batch_norms`' output, else a ResNet18
+        relu = "relu" if folded else "none"
+        if folded:
+            stem, self.stem_norm, blocks = source[0], None, list(source)[3:]
+        else:
+            layers = [getattr(source, f"layer{i}") for i in range(1, 5)]
+            stem, self.stem_norm, blocks = source.conv1, source.bn1, [b for layer in layers for b in layer]
+        self.maxpool = source[1] if folded else source.maxpool
         self.stem, shape = self._pack(stem, shape)
         shape = _out_shape(shape, shape[1], self.maxpool.kernel_size, self.maxpool.stride, self.maxpool.padding)
         self.blocks = []
-        for block in list(fused)[3:]:
-            conv1, inner = self._pack(block.conv1, shape, "relu")
-            down = None if block.down is None else self._pack(block.down, shape)[0]
-            conv2, shape = self._pack(block.conv2, inner, "relu")
-            self.blocks.append((conv1, down, conv2))
+        for block in blocks:
+            conv1, inner = self._pack(block.conv1, shape, relu)
+            down_conv = block.down if folded else block.downsample and block.downsample[0]
+            down = None if down_conv is None else self._pack(down_conv, shape)[0]
+            conv2, shape = self._pack(block.conv2, inner, relu)
+            norms = None if folded else (block.bn1, block.bn2, block.downsample and block.downsample[1])
+            self.blocks.append((conv1, down, conv2, norms))
 
     @staticmethod
     def _pack(conv: nn.Conv2d, shape: tuple[int, ...], relu: str = "none") -> tuple[tuple, tuple[int, ...]]:
         """conv's packed arguments for inputs of this shape, and its output's shape."""
         geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         weight = torch.ops.mkldnn._reorder_convolution_weight(conv.weight.detach(), *geometry, list(shape))
+        bias = None if conv.bias is None else conv.bias.detach()
         out = _out_shape(shape, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation)
-        return (weight, conv.bias.detach(), *geometry, relu), out
+        return (weight, bias, *geometry, relu), out
 
     @staticmethod
     def _conv(packed: tuple, x: Tensor, add: Tensor | None = None) -> Tensor:
@@ -245,10 +261,19 @@ class _PackedTrunk:
         )
 
     def __call__(self, x: Tensor) -> Tensor:
-        x = F.relu(self.maxpool(self._conv(self.stem, x)))
-        for conv1, down, conv2 in self.blocks:
-            identity = x if down is None else self._conv(down, x)
-            x = self._conv(conv2, self._conv(conv1, x), identity)
+        x = self._conv(self.stem, x)
+        if self.stem_norm is not None:
+            x = self.stem_norm(x)
+        x = F.relu(self.maxpool(x))
+        for conv1, down, conv2, norms in self.blocks:
+            if norms is None:  # folded: the convolutions apply their ReLU and the residual add themselves
+                identity = x if down is None else self._conv(down, x)
+                x = self._conv(conv2, self._conv(conv1, x), identity)
+                continue
+            norm1, norm2, down_norm = norms
+            identity = x if down is None else down_norm(self._conv(down, x))
+            out = norm2(self._conv(conv2, F.relu(norm1(self._conv(conv1, x)), inplace=True)))
+            x = F.relu(out.add_(identity), inplace=True)
         return x
 
 

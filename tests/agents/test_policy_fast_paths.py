@@ -428,34 +428,40 @@ def test_backbone_fast_paths_match_plain_modules(norm: str) -> None:
         torch.testing.assert_close(g_fast, p.grad, rtol=1e-4, atol=1e-5 * float(p.grad.abs().max()))
 
 
-def test_packed_backbone_matches_the_folded_trunk_per_input_shape() -> None:
-    """CPU float32 inference runs the folded trunk on oneDNN-packed weights, one pack per input shape, with
-    ReLUs and residual adds done by the convolutions; copies and pickles leave the packs behind."""
+@pytest.mark.parametrize("norm", ["frozen_batch_norm", "group_norm"])
+def test_packed_backbone_matches_the_unpacked_trunk_per_input_shape(norm: str) -> None:
+    """CPU float32 inference runs the trunk on oneDNN-packed weights, one pack per input shape (folded nets with
+    ReLUs and residual adds done by the convolutions, group-norm nets with their norms in between), rebuilt
+    when the weights change; copies and pickles leave the packs behind."""
     from twinarm.agents import backbone
 
     if not backbone._PACKED_CONV:
         pytest.skip("this torch has no packed oneDNN convolutions")
     torch.manual_seed(0)
-    net = ResNet18("frozen_batch_norm")
+    net = ResNet18(norm)
     _perturb(net, 0.2)
     net.eval()
+
+    def unpacked(x: Tensor) -> Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        return net._fused_trunk()(x) if net.foldable else net.trunk(x)
+
     shapes = [(1, 3, 64, 96), (2, 3, 48, 64)]
     with torch.inference_mode():
         for shape in shapes:
             x = torch.rand(shape)
-            fast = net(x)
-            folded = net._fused_trunk()(x.contiguous(memory_format=torch.channels_last))
-            torch.testing.assert_close(fast, folded, rtol=1e-5, atol=1e-5 * float(folded.abs().max()))
+            fast, slow = net(x), unpacked(x)
+            torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5 * float(slow.abs().max()))
         assert set(net._packed) == set(shapes)
     twin = copy.deepcopy(net)
     assert twin._packed == {}
     with torch.inference_mode():
         torch.testing.assert_close(twin(x), fast)
     with torch.no_grad():
-        net.bn1.bias.add_(1.0)  # new weights: the folded copy and its packs are rebuilt
+        net.layer1[0].conv1.weight.mul_(1.5)  # new weights: the packs are rebuilt
         x = torch.rand(shapes[0])
-        torch.testing.assert_close(net(x), net.trunk(x.contiguous(memory_format=torch.channels_last)), rtol=1e-4,
-                                   atol=1e-5 * float(net.trunk(x).abs().max()))  # fmt: skip
+        fast, slow = net(x), unpacked(x)
+        torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5 * float(slow.abs().max()))
         assert set(net._packed) == {shapes[0]}
 
 

@@ -7,9 +7,9 @@ and 1.5x faster here) and the Qs' tanh runs as a sigmoid with its affine parts f
 the neighbouring layers. Large intermediates live in buffers reused from call to call, so the planner's
 steady state allocates (and page-faults) almost nothing.
 
-On the CPU in float32, layer 1 stays one batched matmul and the rest runs one head at a time: layer 2 on a
-oneDNN-packed weight, ~20 % faster than MKL's batched matmul over the stack on these (N, m) x (m, m) products
-(a plan 13 % faster), each norm with its own affine in one pass.
+On the CPU in float32, each head runs on its own: layers 1 and 2 on oneDNN-packed weights (layer 2 ~20 %
+faster than MKL's batched matmul over the stack on these (N, m) x (m, m) products, a plan 13 % faster), each
+norm with its own affine in one pass, the head's rows in cache from layer 1 to layer 2.
 
 With an int8 engine (`agents.int8.enable_int8`, `twinarm eval --int8`) the m x m layers of every head and of
 the policy prior run as int8 matmuls, one per head (fbgemm: ~4x the float rate on these shapes here), and
@@ -96,10 +96,10 @@ class PackedHeads:
                 self._engine = int8_engine
             if int8_engine is not None and pi[3].weight.numel() >= min_weight:
                 self.pi_q1 = pack_linear(pi[3].weight, pi[3].bias, int8_engine)
-            # float32 on the CPU: layer 2 of each head on a oneDNN-packed weight (packed at first use), which
-            # runs these (N, m) x (m, m) products ~20 % faster than MKL's batched matmul over the stack.
+            # float32 on the CPU: layers 1 and 2 of each head on oneDNN-packed weights (packed at first use);
+            # layer 2 runs its (N, m) x (m, m) products ~20 % faster than MKL's batched matmul over the stack.
             self._w2_heads = [w.detach().clone() for w in w2]
-            self._packed2: list[Tensor] | None = None
+            self._packed2: tuple[list[Tensor], list[Tensor]] | None = None
         self.eps1 = {h[1].eps for h in heads}
         self.eps2 = {dyn[4].eps, rew[4].eps}
         if len(self.eps1) != 1 or len(self.eps2) != 1:
@@ -118,7 +118,7 @@ class PackedHeads:
 
     def _hidden(self, z: Tensor, a: Tensor, lo: int, hi: int) -> Tensor | list[Tensor]:
         """Heads lo..hi-1 through layers 1 and 2 with activations: (hi - lo, N, m), a reused buffer, or, where
-        layer 2 runs one head at a time (int8, or packed float32 weights on the CPU), one (N, m) tensor per head."""
+        the heads run one at a time (int8, or packed float32 weights on the CPU), one (N, m) tensor per head."""
         n = z.shape[0]
         if self.q2 is not None:
             m = self.w2.shape[-1]
@@ -127,14 +127,20 @@ class PackedHeads:
                 self._head(h[:, (k - lo) * m : (k - lo + 1) * m], k, functools.partial(int8_linear, packed=q))
                 for k, q in zip(range(lo, hi), self.q2[lo:hi], strict=True)
             ]
-        x = torch.cat((z, a), dim=-1).expand(hi - lo, -1, -1)
-        h = torch.baddbmm(self.b1[lo:hi], x, self.w1[lo:hi], out=self._buffer("h1", hi - lo, n, z))
-        packed = self._float_packs(h)
+        packed = self._float_packs(z)
         if packed is not None:
+            x = torch.cat((z, a), dim=-1)
+            layer1, layer2 = packed
             return [
-                self._head(h[k - lo], k, functools.partial(packed_linear, packed=packed[k], bias=self.b2[k, 0]))
+                self._head(
+                    packed_linear(x, layer1[k], self.b1[k, 0]),
+                    k,
+                    functools.partial(packed_linear, packed=layer2[k], bias=self.b2[k, 0]),
+                )
                 for k in range(lo, hi)
             ]
+        x = torch.cat((z, a), dim=-1).expand(hi - lo, -1, -1)
+        h = torch.baddbmm(self.b1[lo:hi], x, self.w1[lo:hi], out=self._buffer("h1", hi - lo, n, z))
         _layer_norm_(h, self.g1[lo:hi], self.be1[lo:hi], self.eps[0])
         n_mish = max(0, min(hi, 2) - lo)  # dynamics and reward use Mish, the Qs tanh (as a sigmoid, folded)
         if n_mish:
@@ -152,12 +158,16 @@ class PackedHeads:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_packed2": None}  # oneDNN-packed tensors neither copy nor pickle
 
-    def _float_packs(self, h: Tensor) -> list[Tensor] | None:
-        """Layer 2's weights packed for oneDNN, one per head, where h (float32 on the CPU) can use them."""
-        if not (PACKED_LINEAR and h.device.type == "cpu" and h.dtype == torch.float32):
+    def _float_packs(self, z: Tensor) -> tuple[list[Tensor], list[Tensor]] | None:
+        """Layers 1 and 2 packed for oneDNN, one weight per head, where z (float32 on the CPU) can use them."""
+        if not (PACKED_LINEAR and z.device.type == "cpu" and z.dtype == torch.float32):
             return None
         if self._packed2 is None:
-            self._packed2 = [pack_linear_weight(w, h.shape[1]) for w in self._w2_heads]
+            rows = z.shape[0]
+            self._packed2 = (
+                [pack_linear_weight(w.t(), rows) for w in self.w1],
+                [pack_linear_weight(w, rows) for w in self._w2_heads],
+            )
         return self._packed2
 
     def _head(self, h: Tensor, head: int, layer2: Callable[[Tensor], Tensor]) -> Tensor:

@@ -52,9 +52,9 @@ def test_fast_elu_matches_aten() -> None:
     assert torch.equal(y[x >= 0], x[x >= 0])  # the positive side passes through untouched
 
 
-def test_packed_heads_on_onednn_layer_2_match_the_stacked_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On the CPU, float32 plans run layer 2 of each head on a oneDNN-packed weight, one head at a time; the
-    stacked batched matmul (other devices, or no packed matmul) gives the same numbers."""
+def test_packed_heads_on_onednn_weights_match_the_stacked_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU, float32 plans run layers 1 and 2 of each head on oneDNN-packed weights, one head at a time;
+    the stacked batched matmuls (other devices, or no packed matmul) give the same numbers."""
     if not fused.PACKED_LINEAR:
         pytest.skip("this torch has no packed oneDNN matmul")
     policy = _tdmpc()
@@ -62,7 +62,8 @@ def test_packed_heads_on_onednn_layer_2_match_the_stacked_path(monkeypatch: pyte
     z, a = torch.rand(37, policy.model.cfg.latent_dim), torch.rand(37, policy.model.cfg.action_dim) * 2 - 1
     with torch.inference_mode():
         packed = heads.step(z, a, with_q=True)
-        assert heads._packed2 is not None and len(heads._packed2) == 2 + policy.model.cfg.q_ensemble_size
+        assert heads._packed2 is not None
+        assert [len(layer) for layer in heads._packed2] == [2 + policy.model.cfg.q_ensemble_size] * 2
         monkeypatch.setattr(fused, "PACKED_LINEAR", False)
         stacked = heads.step(z, a, with_q=True)
     for x, y in zip(packed, stacked, strict=True):

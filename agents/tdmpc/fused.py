@@ -1,11 +1,11 @@
 """Packed world-model heads for TD-MPC planning (inference only, same numbers up to float32 rounding).
 
 The dynamics, reward and Q-ensemble MLPs all read [z, a]: here their layers are stacked so each layer of
-all seven heads is one batched matmul, layer norms run once over all heads, Mish and ELU each run from one
-sigmoid (`layers.mish`, `layers.elu_`: ATen's sigmoid takes a fast exp, its mish and ELU kernels do not; 3.8x
-and 1.5x faster here) and the Qs' tanh runs as a sigmoid with its affine parts folded into
-the neighbouring layers. Large intermediates live in buffers reused from call to call, so the planner's
-steady state allocates (and page-faults) almost nothing.
+all seven heads is one batched matmul and layer norms run once over all heads (except on the CPU in float32,
+below), Mish and ELU each run from one sigmoid (`layers.mish`, `layers.elu_`: ATen's sigmoid takes a fast
+exp, its mish and ELU kernels do not; 3.8x and 1.5x faster here) and the Qs' tanh runs as a sigmoid with its
+affine parts folded into the neighbouring layers. Large intermediates of the stacked path live in buffers
+reused from call to call, so its steady state allocates (and page-faults) almost nothing.
 
 On the CPU in float32, each head runs on its own: layers 1 and 2 on oneDNN-packed weights (layer 2 ~20 %
 faster than MKL's batched matmul over the stack on these (N, m) x (m, m) products, a plan 13 % faster), each
@@ -96,9 +96,8 @@ class PackedHeads:
                 self._engine = int8_engine
             if int8_engine is not None and pi[3].weight.numel() >= min_weight:
                 self.pi_q1 = pack_linear(pi[3].weight, pi[3].bias, int8_engine)
-            # float32 on the CPU: layers 1 and 2 of each head on oneDNN-packed weights (packed at first use);
-            # layer 2 runs its (N, m) x (m, m) products ~20 % faster than MKL's batched matmul over the stack.
-            self._w2_heads = [w.detach().clone() for w in w2]
+            # float32 on the CPU: layers 1 and 2 of each head on oneDNN-packed weights (packed from w1 and w2 at
+            # first use); layer 2's (N, m) x (m, m) products run ~20 % faster than MKL's batched matmul.
             self._packed2: tuple[list[Tensor], list[Tensor]] | None = None
         self.eps1 = {h[1].eps for h in heads}
         self.eps2 = {dyn[4].eps, rew[4].eps}
@@ -166,7 +165,7 @@ class PackedHeads:
             rows = z.shape[0]
             self._packed2 = (
                 [pack_linear_weight(w.t(), rows) for w in self.w1],
-                [pack_linear_weight(w, rows) for w in self._w2_heads],
+                [pack_linear_weight(w.t(), rows) for w in self.w2],
             )
         return self._packed2
 

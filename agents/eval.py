@@ -22,6 +22,7 @@ import torch
 
 from twinarm.agents.env_io import EnvAdapter
 from twinarm.agents.policy import Policy
+from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.prefetch import ChunkPrefetcher
 from twinarm.arms import get_arm
 from twinarm.datasets_io.video import x264_deterministic
@@ -46,6 +47,8 @@ class EvalResult:
     eval_s: float = 0.0
     #: Wall time of each `select_action` call (one call serves every parallel env), in milliseconds.
     action_ms: list[float] = field(default_factory=list)
+    #: The compute precision the policy ran in (`agents.precision`).
+    precision: str = "float32"
 
     @property
     def aggregated(self) -> dict[str, float]:
@@ -66,8 +69,8 @@ class EvalResult:
                 zip(self.seeds, self.sum_rewards, self.max_rewards, self.successes, self.lengths, strict=True)
             )
         ]
-        return {"aggregated": self.aggregated, "select_action_ms": self.latency, "per_episode": per_episode,
-                "video_paths": self.videos}
+        return {"aggregated": self.aggregated, "select_action_ms": self.latency, "precision": self.precision,
+                "per_episode": per_episode, "video_paths": self.videos}
 
     @property
     def latency(self) -> dict[str, float]:
@@ -159,6 +162,7 @@ def evaluate(
     prefetch_at: int = 0,
     record_to: Path | None = None,
     judge: Callable[[int, bool], bool] | None = None,
+    precision: str = "float32",
 ) -> EvalResult:
     """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs.
 
@@ -167,7 +171,9 @@ def evaluate(
     the next action chunk is computed in the background once that many queued actions are left
     (`ChunkPrefetcher`), so a real control loop does not stop for inference. `record_to` saves every episode
     as a LeRobot v3 dataset there (observations and the actions sent, in the units a recording of the env has).
-    `judge(k, env_verdict)` decides episode k's success when it ends (a person watching a real arm)."""
+    `judge(k, env_verdict)` decides episode k's success when it ends (a person watching a real arm). Every policy
+    call runs under `precision`'s autocast (`agents.precision`: float32, or bf16 where the hardware has it)."""
+    check_precision(precision, policy.device)
     spec = get_arm(entry_for(env_id).arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
     obs_type = obs_type_for(policy)
@@ -177,10 +183,10 @@ def evaluate(
     render = videos_dir is not None and max_videos > 0
     venv = make_vector_env(env_id, n_envs, obs_type, image_size, render, use_async, env_kwargs)
     fps = int(venv.metadata.get("render_fps", spec.control_hz) or spec.control_hz)
-    result = EvalResult()
+    result = EvalResult(precision=precision)
     was_training = policy.training
     policy.eval()
-    actor: Any = ChunkPrefetcher(policy, prefetch_at) if prefetch_at > 0 else policy
+    actor: Any = ChunkPrefetcher(policy, prefetch_at, precision) if prefetch_at > 0 else policy
     rollouts = None if record_to is None else RolloutRecorder(record_to, env_id, venv, image_size, n_envs)
     t0 = time.perf_counter()
     try:
@@ -192,7 +198,7 @@ def evaluate(
                 before_round(done_eps)
             obs, _ = venv.reset(seed=seeds)
             if done_eps == 0:
-                warm_up(policy, adapter.obs_to_batch(obs))
+                warm_up(policy, adapter.obs_to_batch(obs), precision)
             actor.reset()
             active = np.ones(n_envs, dtype=bool)
             active[k:] = False
@@ -210,7 +216,7 @@ def evaluate(
                         if record[i] and active[i]:
                             frames[i].append(np.asarray(imgs[i]))
                 t_act = time.perf_counter()
-                with torch.inference_mode():
+                with torch.inference_mode(), autocast(precision, policy.device):
                     action = actor.select_action(adapter.obs_to_batch(obs))
                 result.action_ms.append((time.perf_counter() - t_act) * 1e3)
                 env_action = adapter.action_to_env(action, batched=True)
@@ -297,12 +303,13 @@ def _env_row(obs: Mapping[str, Any], i: int) -> dict[str, Any]:
     return {k: _env_row(v, i) if isinstance(v, Mapping) else v[i] for k, v in obs.items()}
 
 
-def warm_up(policy: Policy, batch: dict[str, torch.Tensor]) -> None:
+def warm_up(policy: Policy, batch: dict[str, torch.Tensor], precision: str = "float32") -> None:
     """One untimed `select_action` before the first episode: the first call of a process builds kernels and
     weight caches (hundreds of ms), which would otherwise stall a real arm's first control step. The random
-    state is restored, so episodes draw exactly what they would without it."""
+    state is restored, so episodes draw exactly what they would without it. It runs in the episodes' `precision`,
+    whose kernels and caches (bf16 weight packs) differ from float32's."""
     devices = [policy.device] if policy.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.inference_mode():
+    with torch.random.fork_rng(devices=devices), torch.inference_mode(), autocast(precision, policy.device):
         policy.select_action(batch)
     policy.reset()
 

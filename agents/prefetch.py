@@ -18,13 +18,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from twinarm.agents.precision import autocast, check_precision
+
 
 class ChunkPrefetcher:
-    """Wraps a chunking policy with the `select_action(batch)` / `reset()` interface of a policy."""
+    """Wraps a chunking policy with the `select_action(batch)` / `reset()` interface of a policy; its chunks are
+    computed in `precision` (`agents.precision`)."""
 
-    def __init__(self, policy: Any, refill_at: int) -> None:
+    def __init__(self, policy: Any, refill_at: int, precision: str = "float32") -> None:
         self.n_steps = self.check(policy, refill_at)
-        self.policy, self.refill_at = policy, refill_at
+        self.policy, self.refill_at, self.precision = policy, refill_at, precision
+        # Only bf16 needs the policy's device (stand-ins for a policy in tests have none).
+        self._device = policy.device if precision != "float32" else torch.device("cpu")
+        check_precision(precision, self._device)
         cfg = policy.config
         self.n_obs = int(getattr(cfg, "n_obs_steps", 1))
         self._history: deque[dict[str, Tensor]] = deque(maxlen=self.n_obs)
@@ -101,7 +107,8 @@ class ChunkPrefetcher:
         self._pending_step = t
 
     def _infer(self, inputs: dict[str, Tensor]) -> Tensor:
-        with torch.inference_mode():  # thread-local: set in the worker itself
+        # Both thread-local: the caller's inference mode and autocast do not reach this worker; set them here.
+        with torch.inference_mode(), autocast(self.precision, self._device):
             return self.policy.predict_action_chunk(inputs)[:, : self.n_steps]
 
     def _take(self, t: int, dry: bool) -> None:

@@ -30,6 +30,7 @@ from twinarm.agents.allocator import keep_freed_memory
 from twinarm.agents.ema import EMA
 from twinarm.agents.features import IMAGE_PREFIX, features_from_spec, split_features, stats_from_spec
 from twinarm.agents.policy import CHECKPOINTS_DIR, LAST_NAME, PRETRAINED_DIR, WEIGHTS_NAME, Policy
+from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.registry import get_config_class, get_policy_class
 from twinarm.agents.run_log import RunLog, plot_run
 from twinarm.arms import ARMS, get_arm
@@ -83,6 +84,9 @@ class TrainConfig:
     """torch CPU threads per process."""
     device: str = "auto"
     """Torch device for the policy (`auto`: CUDA when available, else CPU)."""
+    precision: str = "float32"
+    """Compute precision of the forward passes: float32, or bf16 (autocast: bf16 matmuls and convolutions, float32
+    weights, norms and losses; needs bf16 hardware — see agents.precision)."""
     ema: bool | None = None
     """Keep an exponential moving average of the weights and save/evaluate it (default: on for diffusion)."""
     ema_max_decay: float = 0.9999
@@ -306,7 +310,7 @@ def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path) -> dict[str
     res = evaluate(
         policy, tc.env, n_episodes=tc.eval_episodes, n_envs=tc.eval_n_envs, seed=tc.seed + 10_000_000,
         videos_dir=out / "eval" / f"{step:08d}", max_videos=1, image_size=tc.image_size,
-        env_kwargs=None if tc.randomization is None else {"randomization": tc.randomization},
+        env_kwargs=None if tc.randomization is None else {"randomization": tc.randomization}, precision=tc.precision,
     )  # fmt: skip
     save_result(res, out / "eval" / f"{step:08d}")
     return {"step": step, **{k: v for k, v in res.aggregated.items()}}
@@ -335,6 +339,7 @@ def train(tc: TrainConfig) -> Path:
     torch.set_num_threads(max(1, tc.threads))
     keep_freed_memory()  # freed tensors are reused step to step instead of page-faulted in again
     device = resolve_device(tc.device)
+    check_precision(tc.precision, device)  # before any output is written: a clear ValueError saying why not
     if device.type == "cuda":  # TF32 tensor cores for matmuls and convolutions, autotuned conv kernels
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -394,7 +399,8 @@ def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int, device: to
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or rank != 0, desc=f"train {tc.policy}", dynamic_ncols=True)
     t0, step, last, postfix = time.perf_counter(), start, None, {}
     for batch in loader:
-        loss, info = model(to_device(_float_images(batch), device))
+        with autocast(tc.precision, device):  # the forward only: backward, clipping and the step stay float32
+            loss, info = model(to_device(_float_images(batch), device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = nn.utils.clip_grad_norm_(policy.parameters(), policy.config.grad_clip_norm)
@@ -524,7 +530,7 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device) -> Path:
             env_action = env.action_space.sample().astype(np.float32)
             action = spec.to_lerobot(env_action).astype(np.float32)
         else:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(tc.precision, device):
                 a = policy.select_action(batch)
             env_action = adapter.action_to_env(a)
             action = spec.to_lerobot(env_action).astype(np.float32)
@@ -551,7 +557,8 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device) -> Path:
         elif step > tc.seed_steps and step % tc.update_every == 0:
             n_updates = 1
         for _ in range(n_updates):
-            loss, info = policy(to_device(buffer.sample(tc.batch_size, horizon), device))
+            with autocast(tc.precision, device):
+                loss, info = policy(to_device(buffer.sample(tc.batch_size, horizon), device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(policy.model.parameters(), policy.config.grad_clip_norm)

@@ -17,7 +17,7 @@ from twinarm.cli.config import (
     write_resolved_config,
 )
 from twinarm.cli.real_cmd import add_follower_args, parse_follower
-from twinarm.cli.train_cmd import policy_kv
+from twinarm.cli.train_cmd import PRECISIONS, check_precision_arg, policy_kv
 
 EVAL_EPILOG = """\
 examples:
@@ -70,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "image backbone in int8 on the CPU (ACT and Diffusion chunks ~1.6x faster on x86, a TD-MPC plan ~2x; "
                    "actions move by ~0.1 degree on average, success within a few episodes of float32 in "
                    "benchmarks/results/policy_int8*.txt: check in sim first)")
+    p.add_argument("--precision", default="float32", choices=PRECISIONS,
+                   help="compute precision of the policy. bf16: autocast, bf16 matmuls and convolutions with weights, "
+                   "norms and softmax in float32; faster on CPUs with AVX512-BF16/AMX and on recent GPUs, actions "
+                   "differ slightly from float32's (check in sim first); refused on hardware without bf16; not with --int8")
     p.add_argument("--int8-calibration", default=None, metavar="DATASET",
                    help="dataset whose frames fix the int8 backbone's activation ranges (default: the dataset the "
                    "checkpoint was trained on, from its run's train_config.json)")
@@ -96,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.policy is None:
         raise SystemExit("--policy DIR is required (a checkpoint directory with config.json)")
+    if args.int8 and args.precision != "float32":
+        args._parser.error(f"--precision {args.precision}: not with --int8, which already runs the matmuls in int8")
     try:
         named, args.policy = args.policy, resolve_checkpoint(args.policy)
     except FileNotFoundError as e:
@@ -112,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     policy = Policy.from_pretrained(args.policy, overrides=dict(args.policy_overrides or {}))
     policy.to(resolve_device(args.device))
+    check_precision_arg(args, policy.device)
     if args.record is not None and (args.record / "meta" / "info.json").exists():
         args._parser.error(f"--record {args.record}: a dataset is already there; name a new folder")
     if args.int8:
@@ -139,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=tuple(args.image_size) if args.image_size else None, use_async=args.async_envs, max_steps=args.max_steps,
         env_kwargs=env_kwargs, before_round=before_round, progress=before_round is not None,
         prefetch_at=args.prefetch_at, record_to=args.record, judge=_ask_success if ask else None,
+        precision=args.precision,
     )  # fmt: skip
     path = save_result(result, args.out)
     print(format_table(result.aggregated, result.latency))

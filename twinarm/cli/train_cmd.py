@@ -14,6 +14,9 @@ from twinarm.cli.config import (
     write_resolved_config,
 )
 
+#: `twinarm.agents.precision.PRECISIONS`, spelled out: importing it would load torch for every command's --help.
+PRECISIONS = ("float32", "bf16")
+
 
 def policy_kv(text: str) -> tuple[str, Any]:
     if "=" not in text:
@@ -57,6 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"), help="learning-rate schedule")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads per process")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", default="float32", choices=PRECISIONS,
+                   help="compute precision of the forward passes. bf16: autocast, bf16 matmuls and convolutions with "
+                   "weights, norms and losses in float32; ~1.6-1.9x faster training steps on CPUs with AVX512-BF16/AMX "
+                   "and on recent GPUs, numerics differ slightly from float32; refused on hardware without bf16")
     p.add_argument(
         "--ema", dest="ema", action=argparse.BooleanOptionalAction, default=None,
         help="save and evaluate an exponential moving average of the weights (default: on for diffusion only)",
@@ -89,16 +96,28 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         num_workers=args.num_workers, seed=args.seed, log_freq=args.log_freq, save_freq=args.save_freq,
         eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, eval_n_envs=args.eval_n_envs,
         obs_type=args.obs_type, image_size=tuple(args.image_size) if args.image_size else None,
-        lr_schedule=args.lr_schedule, threads=args.threads, device=args.device, ema=args.ema,
+        lr_schedule=args.lr_schedule, threads=args.threads, device=args.device, precision=args.precision, ema=args.ema,
         ema_max_decay=args.ema_max_decay, resume=args.resume, progress=args.progress,
         seed_steps=args.seed_steps, buffer_capacity=args.buffer_capacity, update_every=args.update_every,
         randomization=load_randomization(args.randomization),
     )  # fmt: skip
 
 
+def check_precision_arg(args: argparse.Namespace, device: Any) -> None:
+    """`--precision` (from the command line or a --config file) checked against `device`: a parser error if it
+    cannot run there."""
+    from twinarm.agents.precision import check_precision
+
+    try:
+        check_precision(args.precision, device)
+    except ValueError as exc:
+        said = str(exc).removeprefix(f"precision {args.precision}: ")
+        args._parser.error(f"--precision {args.precision}: {said}")
+
+
 def run(args: argparse.Namespace) -> int:
     from twinarm.agents.registry import POLICIES
-    from twinarm.agents.train import dist_info, train
+    from twinarm.agents.train import dist_info, resolve_device, train
 
     if args.policy not in POLICIES:
         raise SystemExit(f"--policy must be one of {sorted(POLICIES)}, got {args.policy!r}")
@@ -106,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--policy {args.policy} trains offline: pass --dataset ROOT_OR_REPO")
     if args.dataset is None and args.env is None:
         raise SystemExit("online training needs --env")
+    check_precision_arg(args, resolve_device(args.device))
     if dist_info()[0] == 0:
         write_resolved_config(args, args.output_dir)
     last = train(train_config_from_args(args))

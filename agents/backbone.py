@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from twinarm.agents.layers import conv2d_train, weights_key
+from twinarm.agents.precision import cpu_compute_dtype
 
 NORMS = ("batch_norm", "frozen_batch_norm", "group_norm")
 _PACKED_CONV = (
@@ -117,7 +118,7 @@ class ResNet18(nn.Module):
         self._fused_key: tuple[int, ...] = ()
         self._int8: nn.Module | None = None
         self._int8_key: tuple[int, ...] = ()
-        self._packed: dict[tuple[int, ...], _PackedTrunk] = {}
+        self._packed: dict[tuple[tuple[int, ...], torch.dtype], _PackedTrunk] = {}
         self._packed_key: tuple[int, ...] = ()
 
     @property
@@ -166,18 +167,21 @@ class ResNet18(nn.Module):
         return self._fused
 
     def _packed_trunk(self, x: Tensor) -> _PackedTrunk:
-        """The packed trunk for x's shape (oneDNN picks its weight layout for an input size), rebuilt when the
-        weights change: the folded trunk's convolutions, or with group norms this net's own."""
+        """The packed trunk for x's shape (oneDNN picks its weight layout for an input size) and the compute
+        dtype (bf16 inside a CPU bf16 autocast), rebuilt when the weights change: the folded trunk's
+        convolutions, or with group norms this net's own."""
         key = weights_key(self)
         if key != self._packed_key:
             self._packed.clear()
             self._packed_key = key
-        shape = tuple(x.shape)
-        packed = self._packed.get(shape)
+        dtype = cpu_compute_dtype()
+        key = (tuple(x.shape), dtype)
+        packed = self._packed.get(key)
         if packed is None:
             if len(self._packed) >= _PACKED_SHAPES:
                 self._packed.clear()
-            packed = self._packed[shape] = _PackedTrunk(self._fused_trunk() if self.foldable else self, shape)
+            source = self._fused_trunk() if self.foldable else self
+            packed = self._packed[key] = _PackedTrunk(source, tuple(x.shape), dtype)
         return packed
 
 
@@ -220,7 +224,8 @@ class _PackedTrunk:
     here. From a group-norm net the norms run between the packed convolutions: Diffusion's two frames 58 ms
     instead of 73. The same numbers as the unpacked trunks."""
 
-    def __init__(self, source: nn.Module, shape: tuple[int, ...]) -> None:
+    def __init__(self, source: nn.Module, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> None:
+        self.dtype = dtype
         folded = isinstance(source, nn.Sequential)  # `fold_batch_norms`' output, else a ResNet18
         relu = "relu" if folded else "none"
         if folded:
@@ -229,23 +234,25 @@ class _PackedTrunk:
             layers = [getattr(source, f"layer{i}") for i in range(1, 5)]
             stem, self.stem_norm, blocks = source.conv1, source.bn1, [b for layer in layers for b in layer]
         self.maxpool = source[1] if folded else source.maxpool
-        self.stem, shape = self._pack(stem, shape)
+        self.stem, shape = self._pack(stem, shape, dtype)
         shape = _out_shape(shape, shape[1], self.maxpool.kernel_size, self.maxpool.stride, self.maxpool.padding)
         self.blocks = []
         for block in blocks:
-            conv1, inner = self._pack(block.conv1, shape, relu)
+            conv1, inner = self._pack(block.conv1, shape, dtype, relu)
             down_conv = block.down if folded else block.downsample and block.downsample[0]
-            down = None if down_conv is None else self._pack(down_conv, shape)[0]
-            conv2, shape = self._pack(block.conv2, inner, relu)
+            down = None if down_conv is None else self._pack(down_conv, shape, dtype)[0]
+            conv2, shape = self._pack(block.conv2, inner, dtype, relu)
             norms = None if folded else (block.bn1, block.bn2, block.downsample and block.downsample[1])
             self.blocks.append((conv1, down, conv2, norms))
 
     @staticmethod
-    def _pack(conv: nn.Conv2d, shape: tuple[int, ...], relu: str = "none") -> tuple[tuple, tuple[int, ...]]:
+    def _pack(
+        conv: nn.Conv2d, shape: tuple[int, ...], dtype: torch.dtype, relu: str = "none"
+    ) -> tuple[tuple, tuple[int, ...]]:
         """conv's packed arguments for inputs of this shape, and its output's shape."""
         geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
-        weight = torch.ops.mkldnn._reorder_convolution_weight(conv.weight.detach(), *geometry, list(shape))
-        bias = None if conv.bias is None else conv.bias.detach()
+        weight = torch.ops.mkldnn._reorder_convolution_weight(conv.weight.detach().to(dtype), *geometry, list(shape))
+        bias = None if conv.bias is None else conv.bias.detach().to(dtype)
         out = _out_shape(shape, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation)
         return (weight, bias, *geometry, relu), out
 
@@ -261,9 +268,9 @@ class _PackedTrunk:
         )
 
     def __call__(self, x: Tensor) -> Tensor:
-        x = self._conv(self.stem, x)
+        x = self._conv(self.stem, x.to(self.dtype))
         if self.stem_norm is not None:
-            x = self.stem_norm(x)
+            x = self._norm(self.stem_norm, x)
         x = F.relu(self.maxpool(x))
         for conv1, down, conv2, norms in self.blocks:
             if norms is None:  # folded: the convolutions apply their ReLU and the residual add themselves
@@ -271,10 +278,14 @@ class _PackedTrunk:
                 x = self._conv(conv2, self._conv(conv1, x), identity)
                 continue
             norm1, norm2, down_norm = norms
-            identity = x if down is None else down_norm(self._conv(down, x))
-            out = norm2(self._conv(conv2, F.relu(norm1(self._conv(conv1, x)), inplace=True)))
+            identity = x if down is None else self._norm(down_norm, self._conv(down, x))
+            out = self._norm(norm2, self._conv(conv2, F.relu(self._norm(norm1, self._conv(conv1, x)), inplace=True)))
             x = F.relu(out.add_(identity), inplace=True)
         return x
+
+    def _norm(self, norm: nn.Module, x: Tensor) -> Tensor:
+        """A group norm between packed convolutions, its output in their dtype (autocast runs norms in float32)."""
+        return norm(x).to(self.dtype)
 
 
 _Geometry = int | tuple[int, ...]

@@ -25,6 +25,7 @@ from twinarm.agents.layers import (
     tap_major,
     weights_key,
 )
+from twinarm.agents.precision import cpu_compute_dtype
 
 #: Float32 matmuls whose weight has fewer entries run unpacked: each packed weight is a copy, and ACT's gain
 #: (measured with this threshold) comes from its 512-wide projections and feed-forward layers.
@@ -51,6 +52,9 @@ class PackedLinears:
         self.packed: dict[tuple[Any, ...], Any] = {}
         self.active = threading.local()  # set while this thread runs the owner under a PackedMode
         self.checked = False  # weights checked since the current policy call began
+        #: The dtype weights are packed in and inputs cast to: float32, or bf16 inside a bf16 autocast
+        #: (`float32_packed` sets it per call; int8's packs keep float32 weights for their own quantizer).
+        self.dtype = torch.float32
 
     def check(self) -> None:
         key = weights_key(self.owner, optimizer_steps=self.optimizer_steps)
@@ -59,10 +63,12 @@ class PackedLinears:
             self.key = key
 
     def takes(self, x: Tensor, weight: Tensor) -> bool:
-        """Whether a matmul with this input and weight runs packed: float32 on CPU, weight large enough."""
+        """Whether a matmul with this input and weight runs packed: float32 weights on CPU, large enough, and
+        an input in the matmul's compute dtype (float32, or bf16 under a bf16 autocast, `agents.precision`)."""
         return (
             x.device.type == "cpu"
-            and x.dtype == weight.dtype == torch.float32
+            and weight.dtype == torch.float32
+            and x.dtype in (torch.float32, self.dtype)
             and weight.numel() >= self.min_weight
             and x.numel() > 0
         )
@@ -75,12 +81,14 @@ class PackedLinears:
         if not self.checked:  # once per policy call that reaches a matmul (not on a queued action's pop)
             self.check()
             self.checked = True
-        rows = x.reshape(-1, x.shape[-1]).contiguous()
-        k = (weight.data_ptr(), *weight.shape, weight.stride(), None if bias is None else bias.data_ptr())
+        rows = x.reshape(-1, x.shape[-1]).to(self.dtype).contiguous()
+        k = (weight.data_ptr(), *weight.shape, weight.stride(), None if bias is None else bias.data_ptr(), self.dtype)
         packed = self.packed.get(k)
         if packed is None:
-            packed = self.packed[k] = self.pack(tap_major(weight) if weight.dim() == 3 else weight, bias, rows.shape[0])
-        return self.apply(rows, packed, bias).view(*x.shape[:-1], weight.shape[0])
+            w = (tap_major(weight) if weight.dim() == 3 else weight).to(self.dtype)
+            b = None if bias is None else bias.to(self.dtype)
+            packed = self.packed[k] = (self.pack(w, b, rows.shape[0]), b)
+        return self.apply(rows, *packed).view(*x.shape[:-1], weight.shape[0])
 
     def conv1d(
         self, x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
@@ -153,9 +161,11 @@ def float32_packing_applies(x: Tensor) -> bool:
 
 
 def float32_packed(policy: nn.Module) -> contextlib.AbstractContextManager[Any]:
-    """Context for one inference call of `policy`: its large F.linear weights on oneDNN-packed float32 copies
+    """Context for one inference call of `policy`: its large F.linear (float32) weights on oneDNN-packed copies
     (kept on the policy, rebuilt when its weights change or any optimizer steps, dropped by
-    `drop_float32_packs`). A no-op where `float32_packing_applies` says no for the policy's weights."""
+    `drop_float32_packs`), in float32, or in bf16 inside a CPU bf16 autocast (`agents.precision`: what
+    autocast would compute, without re-casting every weight at every call). A no-op where
+    `float32_packing_applies` says no for the policy's weights."""
     param = next(policy.parameters(), None)
     if param is None or not float32_packing_applies(param):
         return contextlib.nullcontext()
@@ -170,6 +180,7 @@ def float32_packed(policy: nn.Module) -> contextlib.AbstractContextManager[Any]:
         )
         policy.__dict__[_FLOAT32_PACKS] = linears
     linears.checked = False
+    linears.dtype = cpu_compute_dtype()
     return PackedMode(linears)
 
 

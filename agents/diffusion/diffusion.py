@@ -23,6 +23,7 @@ from twinarm.agents.features import ACTION, ENV_STATE, STATE
 from twinarm.agents.layers import conv1d_gemm, weights_key
 from twinarm.agents.packed import float32_packing_applies
 from twinarm.agents.policy import Policy
+from twinarm.agents.precision import cpu_compute_dtype
 
 
 class SpatialSoftmax(nn.Module):
@@ -264,11 +265,13 @@ class DiffusionModel(nn.Module):
         return x
 
     def sampling_plan(self, pack: bool) -> SamplingPlan:
-        """The U-Net's sampling plan; a packing one is rebuilt when the U-Net's weights have changed."""
+        """The U-Net's sampling plan; a packing one is rebuilt when the U-Net's weights or the CPU's compute dtype
+        (bf16 inside a bf16 autocast) have changed."""
         plan = self._plan
-        if plan is None or plan.pack != pack or (pack and plan.key != weights_key(self.unet)):
+        dtype = cpu_compute_dtype() if pack else torch.float32
+        if plan is None or (plan.pack, plan.dtype) != (pack, dtype) or (pack and plan.key != weights_key(self.unet)):
             self._plan = None  # drop old packed weights before packing new ones
-            self._plan = SamplingPlan(self.unet, pack)
+            self._plan = SamplingPlan(self.unet, pack, dtype)
         return self._plan
 
     def train(self, mode: bool = True) -> DiffusionModel:

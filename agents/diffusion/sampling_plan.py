@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -44,8 +45,9 @@ class SamplingPlan:
     """With `pack`, packed weights of one U-Net (for the weights it was built on: `key`); `start` begins a
     sampling call."""
 
-    def __init__(self, unet: nn.Module, pack: bool) -> None:
+    def __init__(self, unet: nn.Module, pack: bool, dtype: torch.dtype = torch.float32) -> None:
         self.pack = pack
+        self.dtype = dtype  # of the packed weights and the rows multiplied by them (bf16 under a bf16 autocast)
         self.key = weights_key(unet) if pack else ()
         self._packed: dict[nn.Module, Tensor] = {}  # per convolution, packed on its first call
 
@@ -77,12 +79,12 @@ class SamplingPlan:
         """`module`'s packed weight, packed from `matrix()` (its weight as an (out, in) matrix) on first use."""
         packed = self._packed.get(module)
         if packed is None:
-            packed = self._packed[module] = pack_linear_weight(matrix(), rows)
+            packed = self._packed[module] = pack_linear_weight(matrix().to(self.dtype), rows)
         return packed
 
     def _conv1d(self, conv: nn.Conv1d, x: Tensor) -> Tensor:
         """Tap-major im2col rows (`layers.conv1d_rows`) times the packed tap-major weight."""
-        rows, out_len = conv1d_rows(x, conv.kernel_size[0], conv.stride[0], conv.padding[0])
+        rows, out_len = conv1d_rows(x.to(self.dtype), conv.kernel_size[0], conv.stride[0], conv.padding[0])
         packed = self._weight(conv, lambda: tap_major(conv.weight), rows.shape[0])
         return packed_linear(rows, packed, conv.bias).view(x.shape[0], out_len, -1).transpose(1, 2)
 
@@ -91,7 +93,7 @@ class SamplingPlan:
         c_in, c_out, k = conv.weight.shape
         stride, pad = conv.stride[0], conv.padding[0]
         b, _, length = x.shape
-        rows = x.transpose(1, 2).reshape(b * length, c_in).contiguous()
+        rows = x.transpose(1, 2).reshape(b * length, c_in).to(self.dtype).contiguous()
         packed = self._weight(conv, lambda: conv.weight.permute(2, 1, 0).reshape(k * c_out, c_in), rows.shape[0])
         taps = packed_linear(rows, packed, None).view(b, length, k, c_out)
         full = x.new_zeros(b, (length - 1) * stride + k, c_out)

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from twinarm.agents.int8 import MIN_WEIGHT, int8_linear, pack_linear
 from twinarm.agents.layers import PACKED_LINEAR, elu_, mish, mish_, pack_linear_weight, packed_linear
+from twinarm.agents.precision import cpu_compute_dtype
 
 if TYPE_CHECKING:
     from twinarm.agents.tdmpc.tdmpc import WorldModel
@@ -98,7 +99,7 @@ class PackedHeads:
                 self.pi_q1 = pack_linear(pi[3].weight, pi[3].bias, int8_engine)
             # float32 on the CPU: layers 1 and 2 of each head on oneDNN-packed weights (packed from w1 and w2 at
             # first use); layer 2's (N, m) x (m, m) products run ~20 % faster than MKL's batched matmul.
-            self._packed2: tuple[list[Tensor], list[Tensor]] | None = None
+            self._packed2: dict[torch.dtype, tuple[list[Tensor], list[Tensor]]] = {}
         self.eps1 = {h[1].eps for h in heads}
         self.eps2 = {dyn[4].eps, rew[4].eps}
         if len(self.eps1) != 1 or len(self.eps2) != 1:
@@ -126,18 +127,21 @@ class PackedHeads:
                 self._head(h[:, (k - lo) * m : (k - lo + 1) * m], k, functools.partial(int8_linear, packed=q))
                 for k, q in zip(range(lo, hi), self.q2[lo:hi], strict=True)
             ]
-        packed = self._float_packs(z)
+        packed = self._cpu_packs(z)
         if packed is not None:
-            x = torch.cat((z, a), dim=-1)
             layer1, layer2 = packed
+            dtype = cpu_compute_dtype()
+            x = torch.cat((z, a), dim=-1).to(dtype)
             return [
                 self._head(
                     packed_linear(x, layer1[k], self.b1[k, 0]),
                     k,
-                    functools.partial(packed_linear, packed=layer2[k], bias=self.b2[k, 0]),
+                    lambda h, k=k: packed_linear(h.to(dtype), layer2[k], self.b2[k, 0]),
                 )
                 for k in range(lo, hi)
             ]
+        if torch.is_autocast_enabled(z.device.type):
+            return self._hidden_autocast(z, a, lo, hi)
         x = torch.cat((z, a), dim=-1).expand(hi - lo, -1, -1)
         h = torch.baddbmm(self.b1[lo:hi], x, self.w1[lo:hi], out=self._buffer("h1", hi - lo, n, z))
         _layer_norm_(h, self.g1[lo:hi], self.be1[lo:hi], self.eps[0])
@@ -154,20 +158,33 @@ class PackedHeads:
             elu_(o[n_mish:])
         return o
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_packed2": None}  # oneDNN-packed tensors neither copy nor pickle
+    def _hidden_autocast(self, z: Tensor, a: Tensor, lo: int, hi: int) -> list[Tensor]:
+        """`_hidden` under an autocast off the CPU (e.g. bf16 on a GPU): the stacked path's ops, autocast
+        choosing each one's dtype, without its float32 output buffers."""
+        x = torch.cat((z, a), dim=-1).expand(hi - lo, -1, -1)
+        h = torch.baddbmm(self.b1[lo:hi], x, self.w1[lo:hi])
+        w2 = self.w2[lo:hi]
+        return [
+            self._head(h[k - lo], k, lambda y, k=k: torch.addmm(self.b2[k, 0], y, w2[k - lo])) for k in range(lo, hi)
+        ]
 
-    def _float_packs(self, z: Tensor) -> tuple[list[Tensor], list[Tensor]] | None:
-        """Layers 1 and 2 packed for oneDNN, one weight per head, where z (float32 on the CPU) can use them."""
-        if not (PACKED_LINEAR and z.device.type == "cpu" and z.dtype == torch.float32):
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_packed2": {}}  # oneDNN-packed tensors neither copy nor pickle
+
+    def _cpu_packs(self, z: Tensor) -> tuple[list[Tensor], list[Tensor]] | None:
+        """Layers 1 and 2 packed for oneDNN, one weight per head, in the CPU's compute dtype (float32, or bf16
+        inside a bf16 autocast, `agents.precision`), where z (on the CPU) can use them."""
+        if not (PACKED_LINEAR and z.device.type == "cpu" and z.dtype in (torch.float32, torch.bfloat16)):
             return None
-        if self._packed2 is None:
+        dtype = cpu_compute_dtype()
+        packs = self._packed2.get(dtype)
+        if packs is None:
             rows = z.shape[0]
-            self._packed2 = (
-                [pack_linear_weight(w.t(), rows) for w in self.w1],
-                [pack_linear_weight(w.t(), rows) for w in self.w2],
+            packs = self._packed2[dtype] = (
+                [pack_linear_weight(w.t().to(dtype), rows) for w in self.w1],
+                [pack_linear_weight(w.t().to(dtype), rows) for w in self.w2],
             )
-        return self._packed2
+        return packs
 
     def _head(self, h: Tensor, head: int, layer2: Callable[[Tensor], Tensor]) -> Tensor:
         """One head from its layer-1 pre-activation h (N, m): norm and activation, `layer2`, norm and activation
@@ -194,7 +211,9 @@ class PackedHeads:
         in the value-weight order)."""
         if isinstance(o, Tensor):
             return torch.baddbmm(self.bv[lo:hi], o, self.wv[lo:hi]).squeeze(-1)
-        rows = [torch.addmm(self.bv[j], x, self.wv[j]).squeeze(-1) for j, x in zip(range(lo, hi), o, strict=True)]
+        # Float32 values whatever the hidden states' dtype (autocast off): the CEM ranks and weights samples by them.
+        with torch.autocast(o[0].device.type, enabled=False):
+            rows = [torch.addmm(self.bv[j], x.float(), self.wv[j]).squeeze(-1) for j, x in zip(range(lo, hi), o, strict=True)]
         return torch.stack(rows)
 
     def step(self, z: Tensor, a: Tensor, with_q: bool) -> tuple[Tensor, Tensor, Tensor | None]:

@@ -62,8 +62,7 @@ def test_packed_heads_on_onednn_weights_match_the_stacked_path(monkeypatch: pyte
     z, a = torch.rand(37, policy.model.cfg.latent_dim), torch.rand(37, policy.model.cfg.action_dim) * 2 - 1
     with torch.inference_mode():
         packed = heads.step(z, a, with_q=True)
-        assert heads._packed2 is not None
-        assert [len(layer) for layer in heads._packed2] == [2 + policy.model.cfg.q_ensemble_size] * 2
+        assert [len(layer) for layer in heads._packed2[torch.float32]] == [2 + policy.model.cfg.q_ensemble_size] * 2
         monkeypatch.setattr(fused, "PACKED_LINEAR", False)
         stacked = heads.step(z, a, with_q=True)
     for x, y in zip(packed, stacked, strict=True):
@@ -453,7 +452,7 @@ def test_packed_backbone_matches_the_unpacked_trunk_per_input_shape(norm: str) -
             x = torch.rand(shape)
             fast, slow = net(x), unpacked(x)
             torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5 * float(slow.abs().max()))
-        assert set(net._packed) == set(shapes)
+        assert set(net._packed) == {(shape, torch.float32) for shape in shapes}
     twin = copy.deepcopy(net)
     assert twin._packed == {}
     with torch.inference_mode():
@@ -463,7 +462,7 @@ def test_packed_backbone_matches_the_unpacked_trunk_per_input_shape(norm: str) -
         x = torch.rand(shapes[0])
         fast, slow = net(x), unpacked(x)
         torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5 * float(slow.abs().max()))
-        assert set(net._packed) == {shapes[0]}
+        assert set(net._packed) == {(shapes[0], torch.float32)}
 
 
 @pytest.mark.parametrize("norm", ["frozen_batch_norm", "batch_norm"])

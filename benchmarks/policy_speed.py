@@ -24,8 +24,14 @@ after it (earlier runs are kept below). Under the table, each policy's float32 f
 twinarm's matmul and convolution FLOPs per inference over this CPU's best float32 matmul rate, the least
 time any float32 code for that network can take here, set against the 0.5x target.
 
+`--precision bf16` runs the same comparison in mixed precision on both sides: training forward passes and whole
+inference calls under torch's CPU bf16 autocast (twinarm's `--precision bf16`; LeRobot's `use_amp`, which its
+training applies through accelerate's autocast and its evaluation around `select_action`). It needs a CPU with
+native bf16 arithmetic (AVX512-BF16 or AMX); results go to `benchmarks/results/policy_speed_bf16.txt`.
+
     python benchmarks/policy_speed.py                      # table -> benchmarks/results/policy_speed.txt
     python benchmarks/policy_speed.py --lerobot-python /root/lerobot-venv/bin/python
+    python benchmarks/policy_speed.py --precision bf16     # -> benchmarks/results/policy_speed_bf16.txt
 
 The script also runs as a worker (`--worker twinarm|lerobot --policy NAME`) inside either venv; the
 worker imports only its own side, so the LeRobot venv does not need twinarm installed.
@@ -49,6 +55,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "policy_speed.txt"
+RESULTS_BF16 = ROOT / "benchmarks" / "results" / "policy_speed_bf16.txt"
 DEFAULT_LEROBOT = Path(os.environ.get("TWINARM_LEROBOT_PYTHON", "/root/lerobot-venv/bin/python"))
 POLICIES = ("act", "diffusion", "tdmpc")
 STATE_DIM = ACTION_DIM = 14
@@ -103,13 +110,24 @@ def batches(policy: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return train, obs
 
 
+def autocast(precision: str) -> Any:
+    """The context both sides run forward passes and inference under: none for float32, torch's CPU bf16
+    autocast for bf16 (what LeRobot's `use_amp` does on a CPU, through accelerate in training)."""
+    import contextlib
+
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
 def train_step_fn(
-    policy: Any, opt: Any, batch: dict[str, Any], after: Callable[[], None] | None
+    policy: Any, opt: Any, batch: dict[str, Any], after: Callable[[], None] | None, precision: str = "float32"
 ) -> Callable[[], None]:
     import torch
 
     def step() -> None:
-        loss, _ = policy.forward(batch)
+        with autocast(precision):  # the forward pass only, as in mixed-precision training on both sides
+            loss, _ = policy.forward(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
@@ -122,8 +140,8 @@ def train_step_fn(
 
 # ----- twinarm worker ------------------------------------------------------------------------------------
 def twinarm_setup(
-    name: str,
-) -> tuple[int, Callable[[], None], Callable[[], None], Callable[[], None], Callable[[], dict[str, float]]]:
+    name: str, precision: str = "float32"
+) -> tuple[int, Callable[[], None], Callable[[], None], Callable[[], None] | None, Callable[[], dict[str, float]] | None]:
     import torch
 
     from twinarm.agents.allocator import keep_freed_memory
@@ -161,7 +179,7 @@ def twinarm_setup(
     policy.train()
     opt = torch.optim.AdamW(policy.get_optim_params(), lr=1e-4, weight_decay=1e-4, fused=True)
     after = policy.update_target if name == "tdmpc" else None
-    step = train_step_fn(policy, opt, train, after)
+    step = train_step_fn(policy, opt, train, after, precision)
 
     def train_once() -> None:
         policy.train()
@@ -170,6 +188,10 @@ def twinarm_setup(
     def infer_with(net: Any) -> None:
         net.eval()
         net.reset()
+        with autocast(precision):
+            infer_call(net)
+
+    def infer_call(net: Any) -> None:
         if name == "diffusion":
             stacked = {k: torch.stack([v, v], dim=1) for k, v in obs.items()}
             net.predict_action_chunk(stacked)
@@ -181,6 +203,8 @@ def twinarm_setup(
     # The same weights in int8 (`agents.int8`, `twinarm eval --int8`); the backbone's activation ranges are
     # calibrated on frames drawn like the benchmark's own (uniform noise images).
     infer = functools.partial(infer_with, policy)
+    if precision != "float32":  # int8 and the float32 floor belong to the float32 comparison
+        return params, train_once, infer, None, None
     quantized = copy.deepcopy(policy).eval()
     g = torch.Generator().manual_seed(1)
     calibration = [{k: (torch.rand_like(v) if v.dim() == 4 else torch.randn(v.shape, generator=g)) for k, v in obs.items()}
@@ -197,7 +221,7 @@ def twinarm_setup(
 
 
 # ----- LeRobot worker ------------------------------------------------------------------------------------
-def lerobot_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None]]:
+def lerobot_setup(name: str, precision: str = "float32") -> tuple[int, Callable[[], None], Callable[[], None]]:
     import torch
     from lerobot.configs.types import FeatureType, PolicyFeature
 
@@ -250,7 +274,7 @@ def lerobot_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
     policy.train()
     opt = torch.optim.AdamW(policy.get_optim_params(), lr=1e-4, weight_decay=1e-4)
     after = policy.update if name == "tdmpc" else None
-    step = train_step_fn(policy, opt, dict(train), after)
+    step = train_step_fn(policy, opt, dict(train), after, precision)
 
     def train_once() -> None:
         policy.train()
@@ -259,7 +283,7 @@ def lerobot_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
     def infer() -> None:
         policy.eval()
         policy.reset()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(precision):  # lerobot-eval: select_action under autocast with use_amp
             if name == "diffusion":
                 stacked = {k: torch.stack([v, v], dim=1) for k, v in obs.items()}
                 policy.predict_action_chunk(stacked)
@@ -271,11 +295,11 @@ def lerobot_setup(name: str) -> tuple[int, Callable[[], None], Callable[[], None
     return params, train_once, infer
 
 
-def serve(setup: Callable[[str], tuple[Any, ...]], name: str) -> None:
+def serve(setup: Callable[[str, str], tuple[Any, ...]], name: str, precision: str) -> None:
     """Worker loop: build the policy, then answer `train N` / `infer N` (/ `infer8 N`: twinarm in int8) lines
     with the mean time of N back-to-back calls, and `floor` (twinarm) with the float32 floor's figures."""
-    params, *fns_in = setup(name)
-    fns = dict(zip(("train", "infer", "infer8", "floor"), fns_in, strict=False))
+    params, *fns_in = setup(name, precision)
+    fns = {k: f for k, f in zip(("train", "infer", "infer8", "floor"), fns_in, strict=False) if f is not None}
     print(json.dumps({"params": params, "commands": list(fns)}), flush=True)
     for line in sys.stdin:
         cmd, _, count = line.strip().partition(" ")
@@ -292,9 +316,11 @@ def serve(setup: Callable[[str], tuple[Any, ...]], name: str) -> None:
 class Worker:
     """One side's worker process, kept alive so the two sides can be timed turn by turn."""
 
-    def __init__(self, python: str, side: str, name: str, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, python: str, side: str, name: str, extra_env: dict[str, str] | None = None, precision: str = "float32"
+    ) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT), **(extra_env or {})}
-        cmd = [python, str(Path(__file__).resolve()), "--worker", side, "--policy", name]
+        cmd = [python, str(Path(__file__).resolve()), "--worker", side, "--policy", name, "--precision", precision]
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -339,18 +365,20 @@ class Worker:
 
 
 def compare(
-    name: str, sides: dict[str, str], repeats: int, warmup: int = 2, lerobot_malloc: bool = False
+    name: str, sides: dict[str, str], repeats: int, warmup: int = 2, lerobot_malloc: bool = False,
+    precision: str = "float32",
 ) -> dict[str, dict[str, Any]]:
     """Time both sides turn by turn (train, then inference), so changing load hits them alike."""
     from twinarm.agents.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
 
     same_malloc = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
     workers = {
-        side: Worker(python, side, name, same_malloc if side == "lerobot" and lerobot_malloc else None)
+        side: Worker(python, side, name, same_malloc if side == "lerobot" and lerobot_malloc else None, precision)
         for side, python in sides.items()
     }
     times: dict[str, dict[str, list[float]]] = {side: {"train": [], "infer": []} for side in workers}
-    times["twinarm"]["infer8"] = []
+    if "infer8" in workers["twinarm"].info.get("commands", ()):
+        times["twinarm"]["infer8"] = []
     per_turn: dict[str, int] = {}
     floor = None
     try:
@@ -417,10 +445,10 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         "infer LeRobot",
         "ratio (<=0.5)",
         "paired",
-        "infer int8",
-        "ratio int8",
-        "paired int8",
     )
+    int8 = any("infer8" in sides["twinarm"] for sides in results.values())
+    if int8:
+        head += ("infer int8", "ratio int8", "paired int8")
     rows = [head]
     for name, sides in results.items():
         t, lr = sides["twinarm"], sides.get("lerobot", {})
@@ -439,10 +467,13 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             f"{fmt_s(lr['train']['min_s'])} (med {fmt_s(lr['train']['median_s'])})" if have else "n/a", ratio["train"], paired["train"],
             f"{fmt_s(t['infer']['min_s'])} {infer_label}", f"{fmt_s(lr['infer']['min_s'])}" if have else "n/a", ratio["infer"],
             paired["infer"],
-            fmt_s(t["infer8"]["min_s"]),
-            f"{t['infer8']['min_s'] / lr['infer']['min_s']:.2f}x" if have else "n/a",
-            f"{paired_ratio(t['infer8']['all_s'], lr['infer']['all_s']):.2f}x" if have else "n/a",
         ))  # fmt: skip
+        if int8:
+            rows[-1] += (
+                fmt_s(t["infer8"]["min_s"]),
+                f"{t['infer8']['min_s'] / lr['infer']['min_s']:.2f}x" if have else "n/a",
+                f"{paired_ratio(t['infer8']['all_s'], lr['infer']['all_s']):.2f}x" if have else "n/a",
+            )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -487,7 +518,13 @@ def main() -> None:
     p.add_argument(
         "--lerobot-python", type=Path, default=DEFAULT_LEROBOT, help="python of a venv with lerobot"
     )
-    p.add_argument("--out", type=Path, default=RESULTS, help="where to save the table")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"where to save the table (default: {RESULTS.relative_to(ROOT)}, or "
+                   f"{RESULTS_BF16.relative_to(ROOT)} with --precision bf16)")
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="bf16: both sides under torch's CPU bf16 autocast (twinarm's --precision bf16, LeRobot's "
+                   "use_amp), forward passes in training and whole inference calls; no int8 column or float32 "
+                   "floor then")
     p.add_argument(
         "--lerobot-malloc",
         action="store_true",
@@ -495,8 +532,9 @@ def main() -> None:
     )
     a = p.parse_args()
     if a.worker:
-        serve(twinarm_setup if a.worker == "twinarm" else lerobot_setup, a.policy)
+        serve(twinarm_setup if a.worker == "twinarm" else lerobot_setup, a.policy, a.precision)
         return
+    out = a.out or (RESULTS_BF16 if a.precision == "bf16" else RESULTS)
     sides = {"twinarm": sys.executable}
     if a.lerobot_python.exists():
         sides["lerobot"] = str(a.lerobot_python)
@@ -505,19 +543,20 @@ def main() -> None:
     load_before = os.getloadavg()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name in [a.policy] if a.policy else list(POLICIES):
-        results[name] = compare(name, sides, a.repeats, lerobot_malloc=a.lerobot_malloc)
+        results[name] = compare(name, sides, a.repeats, lerobot_malloc=a.lerobot_malloc, precision=a.precision)
         print(f"{name}: {json.dumps(results[name])}", flush=True)
     text = table(results)
     load_after = os.getloadavg()
     header = (
         f"# {started}, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after "
-        f"(1-min, {os.cpu_count()} cores, {cpu_label()}); policy speed, CPU, {THREADS} torch threads, batch {BATCH} for "
+        f"(1-min, {os.cpu_count()} cores, {cpu_label()}); policy speed, CPU, {THREADS} torch threads, "
+        f"{'bf16 autocast on both sides' if a.precision == 'bf16' else 'float32'}, batch {BATCH} for "
         f"training, batch 1 for inference; LeRobot from {a.lerobot_python if have_lerobot else 'not installed'}"
         f"{'; LeRobot with the same malloc thresholds (--lerobot-malloc)' if a.lerobot_malloc else ''}\n"
     )
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    earlier = a.out.read_text() if a.out.exists() else ""
-    a.out.write_text(header + text + "\n" + ("\n" + earlier if earlier else ""))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    earlier = out.read_text() if out.exists() else ""
+    out.write_text(header + text + "\n" + ("\n" + earlier if earlier else ""))
     print(header + text)
 
 

@@ -11,6 +11,8 @@
     python benchmarks/policy_results.py int8        # Diffusion above, float32 vs `eval --int8`, same seeds
     python benchmarks/policy_results.py int8 --checkpoint DIR --calibration DATASET   # ... and a pixel policy
     python benchmarks/policy_results.py int8-tdmpc  # TD-MPC above, float32 vs int8 planning, same seeds
+    python benchmarks/policy_results.py act --precision bf16   # the recipe in bf16 mixed precision
+    python benchmarks/policy_results.py bf16        # float32 vs bf16 runs -> results/policy_bf16.txt
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -126,18 +128,21 @@ def record(episodes: int = 50, randomization: str | None = None) -> Path:
     return root
 
 
-def run_dir(name: str, seed: int | None, steps: int | None = None) -> Path:
+def run_dir(name: str, seed: int | None, steps: int | None = None, precision: str = "float32") -> Path:
     base = name if steps is None else f"{name}_{steps}steps"
+    base += "" if precision == "float32" else f"_{precision}"
     return WORK / (base if seed is None else f"{base}_seed{seed}")
 
 
-def train_and_eval(name: str, seed: int | None = None, steps: int | None = None) -> None:
+def train_and_eval(name: str, seed: int | None = None, steps: int | None = None, precision: str = "float32") -> None:
     """Train with COMMANDS[name] (on `seed` instead of the CLI's default, or for `steps` with checkpoints and
-    periodic evals every steps / 4, the ACT and Diffusion recipes' spacing; each in its own folder), then 50
-    evaluation episodes of the last checkpoint."""
+    periodic evals every steps / 4, the ACT and Diffusion recipes' spacing, or in `precision` for training and
+    evaluation; each in its own folder), then 50 evaluation episodes of the last checkpoint."""
     args, env_id, _, _ = COMMANDS[name]
-    out = run_dir(name, seed, steps)
+    out = run_dir(name, seed, steps, precision)
     args = [str(out) if a == str(WORK / name) else a for a in args]
+    in_precision = [] if precision == "float32" else ["--precision", precision]
+    args += in_precision
     if seed is not None:
         args += ["--seed", str(seed)]
     if steps is not None:
@@ -150,7 +155,34 @@ def train_and_eval(name: str, seed: int | None = None, steps: int | None = None)
     last = (out / "checkpoints" / "last").read_text().strip()
     run(TWINARM + ["eval", "--policy", str(out / "checkpoints" / last / "pretrained_model"), "--env", env_id,
                    "--episodes", "50", "--n-envs", "10", "--videos", "2", "--out", str(out / "final_eval"),
-                   *EVAL_OVERRIDES.get(name, [])])
+                   *EVAL_OVERRIDES.get(name, []), *in_precision])
+
+
+def precision_table() -> str:
+    """Every recipe run in float32 and in bf16 (`policy_results.py NAME --precision bf16`): final success over
+    the same 50 evaluation seeds and training wall time; the table -> RESULTS / policy_bf16.txt."""
+    from twinarm.agents.run_log import read_rows
+
+    rows = ["| policy | float32 pc_success | bf16 pc_success | same outcome | training wall time float32 / bf16 (periodic evals included) |",
+            "|---|---|---|---|---|"]
+    for name in COMMANDS:
+        runs = [run_dir(name, None), run_dir(name, None, precision="bf16")]
+        finals = [d / "final_eval" / "eval_info.json" for d in runs]
+        if not all(f.exists() for f in finals):
+            continue
+        a, b = (json.loads(f.read_text()) for f in finals)
+        same = sum(x["success"] == y["success"] for x, y in zip(a["per_episode"], b["per_episode"], strict=True))
+        times = [f"{float(read_rows(d / 'train_log.csv')[-1]['time_s']) / 60:.1f} min" for d in runs]
+        rows.append(f"| {name} | {a['aggregated']['pc_success']:.0f} % | {b['aggregated']['pc_success']:.0f} % | "
+                    f"{same}/50 | {times[0]} / {times[1]} |")
+    table = "\n".join(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "policy_bf16.txt").write_text(
+        "The recipes above trained and evaluated in float32 and with `--precision bf16` (CPU bf16 autocast), same "
+        "training seed, same 50 evaluation seeds.\nCommand: python benchmarks/policy_results.py NAME --precision "
+        f"bf16, then python benchmarks/policy_results.py bf16\n\n{table}\n")
+    print(table)
+    return table
 
 
 def sim2real(preset: str = "sim2real", seed: int | None = None) -> str:
@@ -346,7 +378,7 @@ def _other_seeds(name: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "report"))
+    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "bf16", "report"))
     p.add_argument("--checkpoint", type=Path, action="append", default=[],
                    help="int8: also compare this checkpoint (repeatable), e.g. a pixel ACT")
     p.add_argument("--calibration", default=None, help="int8: dataset whose frames calibrate those checkpoints")
@@ -354,6 +386,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="train for this many steps instead of the recipe's (checkpoints and periodic evals every "
                         "steps / 4); runs in its own folder")
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="train and evaluate a recipe in this precision (bf16: its own folder, NAME_bf16)")
     a = p.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
     if a.stage == "record":
@@ -366,8 +400,10 @@ def main() -> None:
         int8(a.checkpoint, a.calibration)
     elif a.stage == "int8-tdmpc":
         int8_tdmpc()
+    elif a.stage == "bf16":
+        precision_table()
     else:
-        train_and_eval(a.stage, a.seed, a.steps)
+        train_and_eval(a.stage, a.seed, a.steps, a.precision)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from twinarm.agents.precision import cpu_compute_dtype
+
 #: Optimizer steps taken in this process. Fused optimizers (AdamW(fused=True)) update weights in place
 #: without bumping their version counters, so caches of derived weights also key on this count.
 _optimizer_steps = 0
@@ -44,19 +46,23 @@ GEMM_WEIGHT_GRAD = torch.backends.cpu.get_cpu_capability() != "AVX512"
 
 def conv2d_relu(x: Tensor, conv: nn.Conv2d) -> Tensor:
     """relu(conv(x)). Outside autograd on CPU this is one oneDNN call with the ReLU fused into the
-    convolution (the same values, one pass less over the output); otherwise the plain two ops."""
+    convolution (the same values, one pass less over the output), in bf16 inside a bf16 autocast (as autocast
+    would run the convolution); otherwise the plain two ops."""
+    dtype = cpu_compute_dtype()
     fused = (
         _CONV_RELU
         and x.device.type == "cpu"
-        and x.dtype == torch.float32
+        and x.dtype in (torch.float32, dtype)
         and isinstance(conv.padding, tuple)
         and conv.padding_mode == "zeros"
         and not (torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad))
     )
     if fused:
+        bias = None if conv.bias is None else conv.bias.to(dtype)
         return torch.ops.mkldnn._convolution_pointwise(
-            x, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups, "relu", [], ""
-        )
+            x.to(dtype), conv.weight.to(dtype), bias, conv.padding, conv.stride, conv.dilation, conv.groups, "relu",
+            [], "",
+        )  # fmt: skip
     return F.relu(conv(x))
 
 

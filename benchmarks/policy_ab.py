@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def worker(rev: str | None, modules: list[str], policy: str, kind: str) -> None:
+def worker(rev: str | None, modules: list[str], policy: str, kind: str, precision: str) -> None:
     """Build the policy (from `rev`'s modules when given), then time one step per input line."""
     if rev is not None:
         import importlib
@@ -41,7 +41,7 @@ def worker(rev: str | None, modules: list[str], policy: str, kind: str) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import policy_speed
 
-    _, train_once, infer, infer_int8, _ = policy_speed.twinarm_setup(policy)
+    _, train_once, infer, infer_int8, _ = policy_speed.twinarm_setup(policy, precision)
     fn = {"train": train_once, "infer": infer, "infer-int8": infer_int8}[kind]
     for _ in range(2):
         fn()
@@ -61,6 +61,8 @@ def main() -> None:
     p.add_argument("--policy", choices=("act", "diffusion", "tdmpc"), default="act")
     p.add_argument("--kind", choices=("train", "infer", "infer-int8"), default="train")
     p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="bf16: both workers under the CPU's bf16 autocast, as policy_speed.py --precision bf16")
     p.add_argument(
         "--new-env",
         action="append",
@@ -73,7 +75,7 @@ def main() -> None:
     a = p.parse_args()
     modules = [m for m in a.modules.split(",") if m]
     if a.worker:
-        worker(a.rev if a.worker == "old" else None, modules, a.policy, a.kind)
+        worker(a.rev if a.worker == "old" else None, modules, a.policy, a.kind, a.precision)
         return
     base = [
         sys.executable,
@@ -86,6 +88,8 @@ def main() -> None:
         a.policy,
         "--kind",
         a.kind,
+        "--precision",
+        a.precision,
     ]
     envs = {"old": dict(os.environ), "new": {**os.environ, **dict(kv.split("=", 1) for kv in a.new_env)}}
     procs = {
@@ -114,7 +118,7 @@ def main() -> None:
             proc.wait()
     ratio = statistics.median(n / o for n, o in zip(times["new"], times["old"], strict=True))
     print(
-        f"{a.policy} {a.kind}, {a.rounds} rounds: {a.rev} median {statistics.median(times['old']):.3f} s "
+        f"{a.policy} {a.kind}{' bf16' if a.precision == 'bf16' else ''}, {a.rounds} rounds: {a.rev} median {statistics.median(times['old']):.3f} s "
         f"(min {min(times['old']):.3f}), tree median {statistics.median(times['new']):.3f} s "
         f"(min {min(times['new']):.3f}); median paired ratio tree/{a.rev} {ratio:.3f}"
     )

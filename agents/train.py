@@ -86,7 +86,7 @@ class TrainConfig:
     """Torch device for the policy (`auto`: CUDA when available, else CPU)."""
     precision: str = "float32"
     """Compute precision of the forward passes: float32, or bf16 (autocast: bf16 matmuls and convolutions, float32
-    weights, norms and losses; needs bf16 hardware — see agents.precision)."""
+    weights and losses; needs bf16 hardware — see agents.precision)."""
     ema: bool | None = None
     """Keep an exponential moving average of the weights and save/evaluate it (default: on for diffusion)."""
     ema_max_decay: float = 0.9999

@@ -71,8 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "actions move by ~0.1 degree on average, success within a few episodes of float32 in "
                    "benchmarks/results/policy_int8*.txt: check in sim first)")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
-                   help="compute precision of the policy. bf16: autocast, bf16 matmuls and convolutions with weights, "
-                   "norms and softmax in float32; faster on CPUs with AVX512-BF16/AMX and on recent GPUs, actions "
+                   help="compute precision of the policy. bf16: autocast, bf16 matmuls and convolutions with float32 "
+                   "weights; faster on CPUs with AVX512-BF16/AMX and on recent GPUs, actions "
                    "differ slightly from float32's (check in sim first); refused on hardware without bf16; not with --int8")
     p.add_argument("--int8-calibration", default=None, metavar="DATASET",
                    help="dataset whose frames fix the int8 backbone's activation ranges (default: the dataset the "

@@ -62,8 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="compute precision of the forward passes. bf16: autocast, bf16 matmuls and convolutions with "
-                   "weights, norms and losses in float32; ~1.6-1.9x faster training steps on CPUs with AVX512-BF16/AMX "
-                   "and on recent GPUs, numerics differ slightly from float32; refused on hardware without bf16")
+                   "weights and losses in float32, for CPUs with AVX512-BF16 or AMX and GPUs with bf16 (1.3-1.8x "
+                   "faster training steps on an AVX512-BF16 EPYC); numerics differ slightly from float32; refused on "
+                   "hardware without bf16")
     p.add_argument(
         "--ema", dest="ema", action=argparse.BooleanOptionalAction, default=None,
         help="save and evaluate an exponential moving average of the weights (default: on for diffusion only)",

@@ -1,6 +1,7 @@
 """The float32 floor of a policy pass on this CPU: its matmul and convolution FLOPs over the best rate a
 large float32 matmul reaches here (MKL's or oneDNN's). No float32 implementation of the same network runs faster, so a target
-below the floor can only be met at lower precision (`eval --int8`). Used by `policy_speed.py`."""
+below the floor can only be met at lower precision (`eval --int8`). Used by `policy_speed.py`, which also takes
+the bf16 floor (the same FLOPs at the bf16 matmul rate) for its `--precision bf16` comparison."""
 
 from __future__ import annotations
 
@@ -65,11 +66,16 @@ def float32_peak(sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 5) -
     """The best float32 matmul rate (FLOP/s) of square products at the current torch thread count, over the
     CPU's two float32 GEMMs torch reaches: MKL's (`a @ b`) and oneDNN's on a packed weight (what the packed
     paths run; ~10 % faster than MKL's on the AVX-512 EPYC)."""
+    return matmul_peak(torch.float32, sizes, repeats)
+
+
+def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 5) -> float:
+    """`float32_peak` for matmuls in `dtype` (bf16: the floor of `policy_speed.py --precision bf16`)."""
     from twinarm.agents.layers import PACKED_LINEAR, pack_linear_weight, packed_linear
 
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         kernels: list[Callable[[], object]] = [functools.partial(torch.mm, a, b)]
         if PACKED_LINEAR:
             kernels.append(functools.partial(packed_linear, a, pack_linear_weight(b, n), None))

@@ -203,20 +203,21 @@ def twinarm_setup(
     # The same weights in int8 (`agents.int8`, `twinarm eval --int8`); the backbone's activation ranges are
     # calibrated on frames drawn like the benchmark's own (uniform noise images).
     infer = functools.partial(infer_with, policy)
-    if precision != "float32":  # int8 and the float32 floor belong to the float32 comparison
-        return params, train_once, infer, None, None
+
+    def floor() -> dict[str, Any]:
+        # Counted after the timed rounds, while the LeRobot worker waits: nothing else loads the cores.
+        from float32_floor import count_flops, matmul_peak
+
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        return {"flops": count_flops(infer).total, "peak_flops": matmul_peak(dtype), "precision": precision}
+
+    if precision != "float32":  # int8 belongs to the float32 comparison
+        return params, train_once, infer, None, floor
     quantized = copy.deepcopy(policy).eval()
     g = torch.Generator().manual_seed(1)
     calibration = [{k: (torch.rand_like(v) if v.dim() == 4 else torch.randn(v.shape, generator=g)) for k, v in obs.items()}
                    for _ in range(8)] if name == "act" else []  # fmt: skip
     enable_int8(quantized, calibration)
-
-    def floor() -> dict[str, float]:
-        # Counted after the timed rounds, while the LeRobot worker waits: nothing else loads the cores.
-        from float32_floor import count_flops, float32_peak
-
-        return {"flops": count_flops(infer).total, "peak_flops": float32_peak()}
-
     return params, train_once, infer, functools.partial(infer_with, quantized), floor
 
 
@@ -297,7 +298,7 @@ def lerobot_setup(name: str, precision: str = "float32") -> tuple[int, Callable[
 
 def serve(setup: Callable[[str, str], tuple[Any, ...]], name: str, precision: str) -> None:
     """Worker loop: build the policy, then answer `train N` / `infer N` (/ `infer8 N`: twinarm in int8) lines
-    with the mean time of N back-to-back calls, and `floor` (twinarm) with the float32 floor's figures."""
+    with the mean time of N back-to-back calls, and `floor` (twinarm) with the float32 (or bf16) floor's figures."""
     params, *fns_in = setup(name, precision)
     fns = {k: f for k, f in zip(("train", "infer", "infer8", "floor"), fns_in, strict=False) if f is not None}
     print(json.dumps({"params": params, "commands": list(fns)}), flush=True)
@@ -491,20 +492,22 @@ def turn_lines(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 
 
 def floor_lines(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
-    """Per policy: twinarm's float32 inference floor on this CPU (`float32_floor`) against the 0.5x target."""
+    """Per policy: twinarm's float32 (or bf16) inference floor on this CPU (`float32_floor`) against the 0.5x
+    target."""
     lines = []
     for name, sides in results.items():
         floor, lr = sides["twinarm"].get("floor"), sides.get("lerobot", {})
         if not floor:
             continue
         least = floor["flops"] / floor["peak_flops"]
+        kind = floor.get("precision", "float32")
         line = (
-            f"{name} float32 floor: {floor['flops'] / 1e9:.1f} GFLOP of matmuls and convolutions per inference at "
-            f"this CPU's best float32 matmul rate ({floor['peak_flops'] / 1e9:.0f} GFLOP/s) = {fmt_s(least)}"
+            f"{name} {kind} floor: {floor['flops'] / 1e9:.1f} GFLOP of matmuls and convolutions per inference at "
+            f"this CPU's best {kind} matmul rate ({floor['peak_flops'] / 1e9:.0f} GFLOP/s) = {fmt_s(least)}"
         )
         if "infer" in lr:
             target = 0.5 * lr["infer"]["min_s"]
-            verdict = "above it: no float32 code reaches the target here" if least > target else "below it"
+            verdict = f"above it: no {kind} code reaches the target here" if least > target else "below it"
             line += f"; the 0.5x target is {fmt_s(target)}, the floor is {verdict}"
         lines.append(line)
     return ["", *lines] if lines else []
@@ -523,8 +526,8 @@ def main() -> None:
                    f"{RESULTS_BF16.relative_to(ROOT)} with --precision bf16)")
     p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                    help="bf16: both sides under torch's CPU bf16 autocast (twinarm's --precision bf16, LeRobot's "
-                   "use_amp), forward passes in training and whole inference calls; no int8 column or float32 "
-                   "floor then")
+                   "use_amp), forward passes in training and whole inference calls; no int8 column then, and the "
+                   "floor at the bf16 matmul rate")
     p.add_argument(
         "--lerobot-malloc",
         action="store_true",

@@ -1,15 +1,16 @@
 """Packed world-model heads for TD-MPC planning (inference only, same numbers up to float32 rounding).
 
 The dynamics, reward and Q-ensemble MLPs all read [z, a]: here their layers are stacked so each layer of
-all seven heads is one batched matmul and layer norms run once over all heads (except on the CPU in float32,
-below), Mish and ELU each run from one sigmoid (`layers.mish`, `layers.elu_`: ATen's sigmoid takes a fast
+all seven heads is one batched matmul and layer norms run once over all heads (except on the CPU with packed
+matmuls, below), Mish and ELU each run from one sigmoid (`layers.mish`, `layers.elu_`: ATen's sigmoid takes a fast
 exp, its mish and ELU kernels do not; 3.8x and 1.5x faster here) and the Qs' tanh runs as a sigmoid with its
 affine parts folded into the neighbouring layers. Large intermediates of the stacked path live in buffers
 reused from call to call, so its steady state allocates (and page-faults) almost nothing.
 
-On the CPU in float32, each head runs on its own: layers 1 and 2 on oneDNN-packed weights (layer 2 ~20 %
-faster than MKL's batched matmul over the stack on these (N, m) x (m, m) products, a plan 13 % faster), each
-norm with its own affine in one pass, the head's rows in cache from layer 1 to layer 2.
+On the CPU, each head runs on its own: layers 1 and 2 on oneDNN-packed weights (in float32 layer 2 ~20 %
+faster than MKL's batched matmul over the stack on these (N, m) x (m, m) products, a plan 13 % faster; in bf16
+under a `--precision bf16` autocast, packed in bf16), each norm with its own affine in one pass, the head's
+rows in cache from layer 1 to layer 2. The values the CEM ranks samples by stay float32.
 
 With an int8 engine (`agents.int8.enable_int8`, `twinarm eval --int8`) the m x m layers of every head and of
 the policy prior run as int8 matmuls, one per head (fbgemm: ~4x the float rate on these shapes here), and
@@ -97,8 +98,9 @@ class PackedHeads:
                 self._engine = int8_engine
             if int8_engine is not None and pi[3].weight.numel() >= min_weight:
                 self.pi_q1 = pack_linear(pi[3].weight, pi[3].bias, int8_engine)
-            # float32 on the CPU: layers 1 and 2 of each head on oneDNN-packed weights (packed from w1 and w2 at
-            # first use); layer 2's (N, m) x (m, m) products run ~20 % faster than MKL's batched matmul.
+            # On the CPU: layers 1 and 2 of each head on oneDNN-packed weights (packed from w1 and w2 at first use,
+            # per compute dtype); in float32 layer 2's (N, m) x (m, m) products run ~20 % faster than MKL's
+            # batched matmul.
             self._packed2: dict[torch.dtype, tuple[list[Tensor], list[Tensor]]] = {}
         self.eps1 = {h[1].eps for h in heads}
         self.eps2 = {dyn[4].eps, rew[4].eps}

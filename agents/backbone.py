@@ -175,13 +175,13 @@ class ResNet18(nn.Module):
             self._packed.clear()
             self._packed_key = key
         dtype = cpu_compute_dtype()
-        key = (tuple(x.shape), dtype)
-        packed = self._packed.get(key)
+        shape_key = (tuple(x.shape), dtype)
+        packed = self._packed.get(shape_key)
         if packed is None:
             if len(self._packed) >= _PACKED_SHAPES:
                 self._packed.clear()
             source = self._fused_trunk() if self.foldable else self
-            packed = self._packed[key] = _PackedTrunk(source, tuple(x.shape), dtype)
+            packed = self._packed[shape_key] = _PackedTrunk(source, tuple(x.shape), dtype)
         return packed
 
 
@@ -270,7 +270,7 @@ class _PackedTrunk:
     def __call__(self, x: Tensor) -> Tensor:
         x = self._conv(self.stem, x.to(self.dtype))
         if self.stem_norm is not None:
-            x = self._norm(self.stem_norm, x)
+            x = self.stem_norm(x)
         x = F.relu(self.maxpool(x))
         for conv1, down, conv2, norms in self.blocks:
             if norms is None:  # folded: the convolutions apply their ReLU and the residual add themselves
@@ -278,14 +278,10 @@ class _PackedTrunk:
                 x = self._conv(conv2, self._conv(conv1, x), identity)
                 continue
             norm1, norm2, down_norm = norms
-            identity = x if down is None else self._norm(down_norm, self._conv(down, x))
-            out = self._norm(norm2, self._conv(conv2, F.relu(self._norm(norm1, self._conv(conv1, x)), inplace=True)))
+            identity = x if down is None else down_norm(self._conv(down, x))
+            out = norm2(self._conv(conv2, F.relu(norm1(self._conv(conv1, x)), inplace=True)))
             x = F.relu(out.add_(identity), inplace=True)
         return x
-
-    def _norm(self, norm: nn.Module, x: Tensor) -> Tensor:
-        """A group norm between packed convolutions, its output in their dtype (autocast runs norms in float32)."""
-        return norm(x).to(self.dtype)
 
 
 _Geometry = int | tuple[int, ...]

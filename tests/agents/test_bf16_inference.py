@@ -108,3 +108,22 @@ def test_fused_conv_relu_runs_in_bf16_under_the_autocast() -> None:
         fused_out, ref = conv2d_relu(x, conv), torch.relu(conv(x))
     assert fused_out.dtype == ref.dtype == torch.bfloat16
     torch.testing.assert_close(fused_out, ref)
+
+
+@pytest.mark.parametrize("norm", ["frozen_batch_norm", "group_norm"])
+def test_packed_backbone_in_bf16_is_autocasts_trunk(norm: str) -> None:
+    """Both kinds of packed ResNet-18 (folded, and group norms between the convolutions: Diffusion's) pack in
+    bf16 under the autocast and give what autocast gives on the modules."""
+    from twinarm.agents.backbone import ResNet18
+
+    torch.manual_seed(0)
+    net = ResNet18(norm)
+    _perturb(net, 0.2)
+    net.eval()
+    x = torch.rand(2, 3, 64, 96)
+    with torch.inference_mode(), bf16():
+        packed = net(x)
+        plain = (net._fused_trunk() if net.foldable else net.trunk)(x.contiguous(memory_format=torch.channels_last))
+    assert packed.dtype == plain.dtype == torch.bfloat16
+    assert set(net._packed) == {((2, 3, 64, 96), torch.bfloat16)}
+    assert rel_err(packed, plain) < 3e-2  # bf16 roundings in other places (the fused add rounds once, not twice)

@@ -82,7 +82,9 @@ class EvalResult:
                 "calls": int(ms.size)}
 
 
-def format_table(agg: dict[str, float], latency: dict[str, float] | None = None) -> str:
+def format_table(agg: dict[str, float], latency: dict[str, float] | None = None, precision: str = "float32") -> str:
+    """The printed summary of an evaluation: LeRobot's metrics, time, `select_action`'s latency (in `precision`,
+    named when not float32: latency and actions depend on it)."""
     rows = [
         ("pc_success", f"{agg['pc_success']:.1f} %"),
         ("avg_sum_reward", f"{agg['avg_sum_reward']:.3f}"),
@@ -93,6 +95,8 @@ def format_table(agg: dict[str, float], latency: dict[str, float] | None = None)
     if latency:
         rows.append(("select_action", f"p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms, "
                                       f"max {latency['max']:.1f} ms ({latency['calls']} calls)"))
+    if precision != "float32":
+        rows.append(("precision", precision))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows)
 

@@ -183,6 +183,10 @@ def test_evaluate_runs_every_policy_call_in_its_precision(precision: str, prefet
     if prefetch_at:
         assert any(name.startswith("chunk-prefetch") for name, _ in seen)
     assert res.to_json()["precision"] == precision
+    from twinarm.agents.eval import format_table
+
+    printed = format_table(res.aggregated, res.latency, res.precision)
+    assert (printed.splitlines()[-1].split() == ["precision", "bf16"]) == (precision == "bf16")  # named if not float32
     assert not policy.training and all(p.dtype == torch.float32 for p in policy.parameters())
 
 

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
     )  # fmt: skip
     path = save_result(result, args.out)
-    print(format_table(result.aggregated, result.latency))
+    print(format_table(result.aggregated, result.latency, result.precision))
     period_ms = 1e3 / get_arm(entry_for(args.env).arm).control_hz
     if n_envs == 1 and result.latency and result.latency["p99"] > period_ms:
         print(f"note: select_action's p99 ({result.latency['p99']:.0f} ms) is longer than the {period_ms:.1f} ms control "

@@ -43,6 +43,7 @@ class PackedLinears:
         apply: Callable[[Tensor, Any, Tensor | None], Tensor],
         min_weight: int,
         optimizer_steps: bool,
+        follow_autocast: bool = False,
     ) -> None:
         self.owner = owner
         self.pack, self.apply = pack, apply
@@ -52,9 +53,9 @@ class PackedLinears:
         self.packed: dict[tuple[Any, ...], Any] = {}
         self.active = threading.local()  # set while this thread runs the owner under a PackedMode
         self.checked = False  # weights checked since the current policy call began
-        #: The dtype weights are packed in and inputs cast to: float32, or bf16 inside a bf16 autocast
-        #: (`float32_packed` sets it per call; int8's packs keep float32 weights for their own quantizer).
-        self.dtype = torch.float32
+        #: Pack in the CPU's compute dtype (bf16 inside a bf16 autocast, `agents.precision`) rather than always
+        #: float32 (int8's packs take float32 weights for their own quantizer).
+        self.follow_autocast = follow_autocast
 
     def check(self) -> None:
         key = weights_key(self.owner, optimizer_steps=self.optimizer_steps)
@@ -62,13 +63,17 @@ class PackedLinears:
             self.packed.clear()
             self.key = key
 
+    def dtype(self) -> torch.dtype:
+        """The dtype weights are packed in and inputs cast to, read at each call (autocast is per thread)."""
+        return cpu_compute_dtype() if self.follow_autocast else torch.float32
+
     def takes(self, x: Tensor, weight: Tensor) -> bool:
         """Whether a matmul with this input and weight runs packed: float32 weights on CPU, large enough, and
         an input in the matmul's compute dtype (float32, or bf16 under a bf16 autocast, `agents.precision`)."""
         return (
             x.device.type == "cpu"
             and weight.dtype == torch.float32
-            and x.dtype in (torch.float32, self.dtype)
+            and x.dtype in (torch.float32, self.dtype())
             and weight.numel() >= self.min_weight
             and x.numel() > 0
         )
@@ -81,12 +86,13 @@ class PackedLinears:
         if not self.checked:  # once per policy call that reaches a matmul (not on a queued action's pop)
             self.check()
             self.checked = True
-        rows = x.reshape(-1, x.shape[-1]).to(self.dtype).contiguous()
-        k = (weight.data_ptr(), *weight.shape, weight.stride(), None if bias is None else bias.data_ptr(), self.dtype)
+        dtype = self.dtype()
+        rows = x.reshape(-1, x.shape[-1]).to(dtype).contiguous()
+        k = (weight.data_ptr(), *weight.shape, weight.stride(), None if bias is None else bias.data_ptr(), dtype)
         packed = self.packed.get(k)
         if packed is None:
-            w = (tap_major(weight) if weight.dim() == 3 else weight).to(self.dtype)
-            b = None if bias is None else bias.to(self.dtype)
+            w = (tap_major(weight) if weight.dim() == 3 else weight).to(dtype)
+            b = None if bias is None else bias.to(dtype)
             packed = self.packed[k] = (self.pack(w, b, rows.shape[0]), b)
         return self.apply(rows, *packed).view(*x.shape[:-1], weight.shape[0])
 
@@ -177,10 +183,10 @@ def float32_packed(policy: nn.Module) -> contextlib.AbstractContextManager[Any]:
             apply=packed_linear,
             min_weight=FLOAT32_MIN_WEIGHT,
             optimizer_steps=True,
+            follow_autocast=True,
         )
         policy.__dict__[_FLOAT32_PACKS] = linears
     linears.checked = False
-    linears.dtype = cpu_compute_dtype()
     return PackedMode(linears)
 
 

@@ -2,9 +2,8 @@
 
 Under `bf16` the matmuls and convolutions run in bfloat16 and the ops autocast keeps in float32 (losses; on
 GPUs also norms and softmax) stay float32, as LeRobot's `use_amp` does; the weights and optimizer state stay
-float32. It pays on
-hardware with native bf16 arithmetic (CUDA GPUs from Ampere on; x86 CPUs with AVX512-BF16 or AMX, where a
-float32 GEMM's rate roughly doubles) and is refused elsewhere, where it would only be slower.
+float32. It pays on hardware with native bf16 arithmetic (CUDA GPUs from Ampere on; x86 CPUs with AVX512-BF16
+or AMX, where a GEMM's rate roughly doubles) and is refused elsewhere, where it would only be slower.
 """
 
 from __future__ import annotations

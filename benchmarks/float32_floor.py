@@ -62,15 +62,11 @@ def count_flops(fn: Callable[[], object]) -> FlopCount:
     return counter
 
 
-def float32_peak(sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 5) -> float:
-    """The best float32 matmul rate (FLOP/s) of square products at the current torch thread count, over the
-    CPU's two float32 GEMMs torch reaches: MKL's (`a @ b`) and oneDNN's on a packed weight (what the packed
-    paths run; ~10 % faster than MKL's on the AVX-512 EPYC)."""
-    return matmul_peak(torch.float32, sizes, repeats)
-
-
 def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 5) -> float:
-    """`float32_peak` for matmuls in `dtype` (bf16: the floor of `policy_speed.py --precision bf16`)."""
+    """The best matmul rate (FLOP/s) in `dtype` (float32, or bf16 for `policy_speed.py --precision bf16`) of
+    square products at the current torch thread count, over the CPU's two GEMMs torch reaches: MKL's (`a @ b`)
+    and oneDNN's on a packed weight (what the packed paths run; ~10 % faster than MKL's in float32 on the
+    AVX-512 EPYC)."""
     from twinarm.agents.layers import PACKED_LINEAR, pack_linear_weight, packed_linear
 
     best = 0.0

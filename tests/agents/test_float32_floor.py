@@ -53,6 +53,6 @@ def test_counts_linear_matmul_attention_and_every_convolution_kind() -> None:
         assert counts["planned transposed"] == counts["transposed"]
 
 
-def test_float32_peak_is_a_matmul_rate() -> None:
-    rate = floor.float32_peak(sizes=(128,), repeats=2)
+def test_matmul_peak_is_a_matmul_rate() -> None:
+    rate = floor.matmul_peak(torch.float32, sizes=(128,), repeats=2)
     assert 1e8 < rate < 1e14  # FLOP/s: more than a slow interpreter loop, less than any CPU

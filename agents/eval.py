@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from twinarm.agents.env_io import EnvAdapter
 from twinarm.agents.policy import Policy
 from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.prefetch import ChunkPrefetcher
+from twinarm.agents.thread_budget import ThreadBudget
 from twinarm.arms import get_arm
 from twinarm.datasets_io.video import x264_deterministic
 from twinarm.registration import entry_for
@@ -167,6 +169,7 @@ def evaluate(
     record_to: Path | None = None,
     judge: Callable[[int, bool], bool] | None = None,
     precision: str = "float32",
+    thread_budget: ThreadBudget | None = None,
 ) -> EvalResult:
     """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs.
 
@@ -176,7 +179,8 @@ def evaluate(
     (`ChunkPrefetcher`), so a real control loop does not stop for inference. `record_to` saves every episode
     as a LeRobot v3 dataset there (observations and the actions sent, in the units a recording of the env has).
     `judge(k, env_verdict)` decides episode k's success when it ends (a person watching a real arm). Every policy
-    call runs under `precision`'s autocast (`agents.precision`: float32, or bf16 where the hardware has it)."""
+    call runs under `precision`'s autocast (`agents.precision`: float32, or bf16 where the hardware has it), and
+    with `thread_budget` on the intra-op threads it grants (fewer while other processes keep cores busy)."""
     check_precision(precision, policy.device)
     spec = get_arm(entry_for(env_id).arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
@@ -190,7 +194,10 @@ def evaluate(
     result = EvalResult(precision=precision)
     was_training = policy.training
     policy.eval()
-    actor: Any = ChunkPrefetcher(policy, prefetch_at, precision) if prefetch_at > 0 else policy
+    prefetching = prefetch_at > 0
+    actor: Any = ChunkPrefetcher(policy, prefetch_at, precision, thread_budget) if prefetching else policy
+    # With prefetching the budget applies in the prefetcher's worker, where the chunks are computed.
+    budget = thread_budget if thread_budget is not None and not prefetching else None
     rollouts = None if record_to is None else RolloutRecorder(record_to, env_id, venv, image_size, n_envs)
     t0 = time.perf_counter()
     try:
@@ -220,7 +227,8 @@ def evaluate(
                         if record[i] and active[i]:
                             frames[i].append(np.asarray(imgs[i]))
                 t_act = time.perf_counter()
-                with torch.inference_mode(), autocast(precision, policy.device):
+                threads = nullcontext() if budget is None else budget.applied()
+                with threads, torch.inference_mode(), autocast(precision, policy.device):
                     action = actor.select_action(adapter.obs_to_batch(obs))
                 result.action_ms.append((time.perf_counter() - t_act) * 1e3)
                 env_action = adapter.action_to_env(action, batched=True)

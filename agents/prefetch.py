@@ -13,21 +13,26 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from twinarm.agents.precision import autocast, check_precision
+from twinarm.agents.thread_budget import ThreadBudget
 
 
 class ChunkPrefetcher:
     """Wraps a chunking policy with the `select_action(batch)` / `reset()` interface of a policy; its chunks are
-    computed in `precision` (`agents.precision`)."""
+    computed in `precision` (`agents.precision`), on the threads `thread_budget` grants each one when given."""
 
-    def __init__(self, policy: Any, refill_at: int, precision: str = "float32") -> None:
+    def __init__(
+        self, policy: Any, refill_at: int, precision: str = "float32", thread_budget: ThreadBudget | None = None
+    ) -> None:
         self.n_steps = self.check(policy, refill_at)
         self.policy, self.refill_at, self.precision = policy, refill_at, precision
+        self.thread_budget = thread_budget
         # Only bf16 needs the policy's device (stand-ins for a policy in tests have none).
         self._device = policy.device if precision != "float32" else torch.device("cpu")
         check_precision(precision, self._device)
@@ -107,8 +112,9 @@ class ChunkPrefetcher:
         self._pending_step = t
 
     def _infer(self, inputs: dict[str, Tensor]) -> Tensor:
-        # Both thread-local: the caller's inference mode and autocast do not reach this worker; set them here.
-        with torch.inference_mode(), autocast(self.precision, self._device):
+        # All thread-local: the caller's inference mode, autocast and thread count do not reach this worker.
+        threads = nullcontext() if self.thread_budget is None else self.thread_budget.applied()
+        with threads, torch.inference_mode(), autocast(self.precision, self._device):
             return self.policy.predict_action_chunk(inputs)[:, : self.n_steps]
 
     def _take(self, t: int, dry: bool) -> None:

@@ -53,7 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override an inference setting of the policy config (JSON value), e.g. --set n_action_steps=20",
     )
     p.add_argument("--async-envs", action="store_true", help="run the envs in subprocesses")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="most torch CPU threads for the policy (default: torch's own, one per physical core)")
+    p.add_argument("--yield-cores", action=argparse.BooleanOptionalAction, default=True,
+                   help="run each policy call on the cores other processes left idle while the earlier calls ran "
+                   "(from /proc/stat; Linux), at least one: OpenMP's threads otherwise wait for a descheduled "
+                   "partner at every op (a TD-MPC plan on 2 cores beside one busy process: 0.94 s instead of 1.7 s, "
+                   "benchmarks/shared_cores.py). --no-yield-cores: always --threads")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, ...")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder")
     p.add_argument("--record", type=Path, default=None, metavar="ROOT",
@@ -110,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"policy: {args.policy}")
     if args.episodes < 1:
         raise SystemExit("--episodes must be at least 1")
-    torch.set_num_threads(max(1, args.threads))
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
     from twinarm.agents.allocator import keep_freed_memory
     from twinarm.agents.train import resolve_device
 
@@ -140,16 +147,25 @@ def run(args: argparse.Namespace) -> int:
     write_resolved_config(args, args.out)
     if args.noise_seed is not None:
         torch.manual_seed(args.noise_seed)
+    budget = None
+    if args.yield_cores and policy.device.type == "cpu":
+        from twinarm.agents.thread_budget import ThreadBudget
+
+        budget = ThreadBudget(torch.get_num_threads())
     result = evaluate(
         policy, args.env, n_episodes=args.episodes, n_envs=n_envs, seed=args.seed,
         videos_dir=args.out / "videos", max_videos=args.videos,
         image_size=tuple(args.image_size) if args.image_size else None, use_async=args.async_envs, max_steps=args.max_steps,
         env_kwargs=env_kwargs, before_round=before_round, progress=before_round is not None,
         prefetch_at=args.prefetch_at, record_to=args.record, judge=_ask_success if ask else None,
-        precision=args.precision,
+        precision=args.precision, thread_budget=budget,
     )  # fmt: skip
     path = save_result(result, args.out)
     print(format_table(result.aggregated, result.latency, result.precision))
+    if budget is not None and (fewer := sum(n for k, n in budget.granted.items() if k < budget.most)):
+        print(f"note: {fewer} of {sum(budget.granted.values())} policy calls ran on fewer than {budget.most} threads "
+              f"(down to {min(budget.granted)}): other processes kept cores busy (--no-yield-cores to keep "
+              f"{budget.most})")
     period_ms = 1e3 / get_arm(entry_for(args.env).arm).control_hz
     if n_envs == 1 and result.latency and result.latency["p99"] > period_ms:
         print(f"note: select_action's p99 ({result.latency['p99']:.0f} ms) is longer than the {period_ms:.1f} ms control "

@@ -8,8 +8,9 @@ features, random init (the compute is the real one; the motions are not meaningf
 keeps them small). Each mode runs the same number of control steps; printed: the step period (p50/p99/max),
 loop overruns, and the time `select_action` took (the control loop stands still for it). Then the prefetching
 loop with its episode recorded at 480x640 (`eval --record`), video encoding in the control step or in threads.
+Inference runs on the threads `twinarm eval` gives it (`agents.thread_budget`; `--no-yield-cores`: fixed).
 
-    python benchmarks/deploy_latency.py [--steps 300] [--prefetch-at 30] [--out benchmarks/results/deploy_latency.txt]
+    python benchmarks/deploy_latency.py [--steps 300] [--prefetch-at 30] [--no-yield-cores] [--out benchmarks/results/deploy_latency.txt]
 """
 
 from __future__ import annotations
@@ -46,18 +47,25 @@ def start_virtual_arm(cal_path: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("twinarm virtual-arm did not print its port")
 
 
-def run(policy, env, steps: int, prefetch_at: int, buffer=None) -> dict[str, float]:  # noqa: ANN001
-    """`steps` control steps of `policy` on `env`; with `buffer` (an EpisodeBuffer) each step is also recorded."""
+def run(policy, env, steps: int, prefetch_at: int, buffer=None, yield_cores: bool = True) -> dict[str, float]:  # noqa: ANN001
+    """`steps` control steps of `policy` on `env`; with `buffer` (an EpisodeBuffer) each step is also recorded.
+    With `yield_cores`, as `twinarm eval` by default, each inference runs on the cores other processes (here the
+    virtual arm) left idle (`agents.thread_budget`)."""
+    from contextlib import nullcontext
+
     import torch
 
     from twinarm.agents.env_io import EnvAdapter
     from twinarm.agents.eval import warm_up
     from twinarm.agents.prefetch import ChunkPrefetcher
+    from twinarm.agents.thread_budget import ThreadBudget
     from twinarm.arms import SO101
     from twinarm.datasets_io.recorder import gym_frame
 
     adapter = EnvAdapter(SO101, policy.config.input_features)
-    actor = ChunkPrefetcher(policy, prefetch_at) if prefetch_at else policy
+    budget = ThreadBudget(torch.get_num_threads()) if yield_cores else None
+    actor = ChunkPrefetcher(policy, prefetch_at, thread_budget=budget) if prefetch_at else policy
+    threads = budget.applied if budget is not None and not prefetch_at else nullcontext
     obs, _ = env.reset()
     warm_up(policy, adapter.obs_to_batch(obs))
     actor.reset()
@@ -67,7 +75,7 @@ def run(policy, env, steps: int, prefetch_at: int, buffer=None) -> dict[str, flo
         for _ in range(steps):
             starts.append(time.perf_counter())
             batch = adapter.obs_to_batch(obs)
-            with torch.inference_mode():
+            with threads(), torch.inference_mode():
                 action = actor.select_action(batch)
             acting.append(time.perf_counter() - starts[-1])
             target = adapter.action_to_env(action)
@@ -81,7 +89,8 @@ def run(policy, env, steps: int, prefetch_at: int, buffer=None) -> dict[str, flo
     period = np.diff(starts)[1:] * 1e3
     act = np.asarray(acting)[1:] * 1e3
     target = 1e3 / SO101.control_hz
-    return {"p50": float(np.median(period)), "p99": float(np.percentile(period, 99)), "max": float(period.max()),
+    granted = dict(sorted(budget.granted.items())) if budget is not None else {}
+    return {"threads": granted, "p50": float(np.median(period)), "p99": float(np.percentile(period, 99)), "max": float(period.max()),
             "hz": 1e3 / float(period.mean()), "late": int((period > 1.5 * target).sum()),
             "overruns": env.unwrapped.overruns - overruns0, "act_p50": float(np.median(act)),
             "act_p99": float(np.percentile(act, 99)), "act_max": float(act.max()), "first": acting[0] * 1e3}
@@ -92,6 +101,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300, help="control steps per mode (30 Hz)")
     ap.add_argument("--prefetch-at", type=int, default=30, help="queued actions left when the next chunk is asked for")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--yield-cores", action=argparse.BooleanOptionalAction, default=True,
+                    help="each inference on the cores other processes left idle, as `twinarm eval` does by default")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "deploy_latency.txt")
     args = ap.parse_args()
 
@@ -128,7 +139,7 @@ def main() -> int:
                            max_relative_target=0.05)
             try:
                 for k in (0, args.prefetch_at):
-                    r = run(policy, env, args.steps, k)
+                    r = run(policy, env, args.steps, k, yield_cores=args.yield_cores)
                     r["mode"] = "wait for each chunk (what LeRobot's select_action does)" if k == 0 else f"prefetch at {k} left"
                     rows.append(r)
                     print(r, flush=True)
@@ -142,7 +153,7 @@ def main() -> int:
             try:
                 for bg in (False, True):
                     buffer = EpisodeBuffer(features, SO101.control_hz, background=bg)
-                    r = run(policy, env, args.steps, args.prefetch_at, buffer)
+                    r = run(policy, env, args.steps, args.prefetch_at, buffer, args.yield_cores)
                     t = time.perf_counter()
                     buffer.finish()
                     r["flush_s"] = time.perf_counter() - t
@@ -156,7 +167,8 @@ def main() -> int:
             proc.wait(timeout=10)
     lines = [
         f"# {time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}; {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, torch {torch.__version__} with {args.threads} threads",
+        f"{os.cpu_count()} CPUs, torch {torch.__version__} with {args.threads} threads"
+        + (", yielding cores to other processes as `twinarm eval` does" if args.yield_cores else ", fixed"),
         f"{REAL} at 30 Hz over the virtual SO-101 (another process, pty, Feetech SDK), front + wrist file cameras "
         f"at {IMAGE[0]}x{IMAGE[1]}; ACT {n_params / 1e6:.1f}M params (chunk 100, executing 100), random init; "
         f"{args.steps} control steps per mode. Times in ms.",

@@ -318,10 +318,13 @@ class Worker:
     """One side's worker process, kept alive so the two sides can be timed turn by turn."""
 
     def __init__(
-        self, python: str, side: str, name: str, extra_env: dict[str, str] | None = None, precision: str = "float32"
+        self, python: str, side: str, name: str, extra_env: dict[str, str] | None = None, precision: str = "float32",
+        script: Path | None = None,
     ) -> None:
+        """`script` (default: this one) is run with `--worker side --policy name --precision precision`."""
         env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT), **(extra_env or {})}
-        cmd = [python, str(Path(__file__).resolve()), "--worker", side, "--policy", name, "--precision", precision]
+        script = script or Path(__file__).resolve()
+        cmd = [python, str(script), "--worker", side, "--policy", name, "--precision", precision]
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,

@@ -51,6 +51,8 @@ class EvalResult:
     action_ms: list[float] = field(default_factory=list)
     #: The compute precision the policy ran in (`agents.precision`).
     precision: str = "float32"
+    #: How many policy calls ran on each intra-op thread count (with a `ThreadBudget`; empty without one).
+    threads: dict[int, int] = field(default_factory=dict)
 
     @property
     def aggregated(self) -> dict[str, float]:
@@ -72,6 +74,7 @@ class EvalResult:
             )
         ]
         return {"aggregated": self.aggregated, "select_action_ms": self.latency, "precision": self.precision,
+                "threads": {str(n): k for n, k in sorted(self.threads.items())},
                 "per_episode": per_episode, "video_paths": self.videos}
 
     @property
@@ -271,6 +274,8 @@ def evaluate(
         venv.close()
         policy.train(was_training)
     result.eval_s = time.perf_counter() - t0
+    if thread_budget is not None:
+        result.threads = dict(thread_budget.granted)
     return result
 
 

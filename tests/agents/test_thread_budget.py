@@ -5,6 +5,7 @@ torch work; evaluation and the chunk prefetcher are checked to run their policy 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -211,6 +212,7 @@ def test_evaluate_runs_policy_calls_on_the_granted_threads(prefetch_at: int) -> 
     assert res.lengths == [12]
     calls = [(name, n) for name, n in seen[1:]]  # after the warm-up
     assert calls and calls[-1][1] == 1 and budget.granted[1] >= 1
+    assert res.threads == dict(budget.granted) and res.to_json()["threads"]["1"] == budget.granted[1]
     if prefetch_at:
         assert all(name.startswith("chunk-prefetch") for name, _ in calls)
 
@@ -230,5 +232,7 @@ def test_eval_cli_says_when_calls_ran_on_fewer_threads(
         assert main([*common, "--out", str(tmp_path / "e1")]) == 0
         out = capsys.readouterr().out
         assert "of 8 policy calls ran on fewer than 2 threads (down to 1): other processes kept cores busy" in out
+        assert json.loads((tmp_path / "e1" / "eval_info.json").read_text())["threads"]["1"] >= 1
         assert main([*common, "--no-yield-cores", "--out", str(tmp_path / "e2")]) == 0
         assert "fewer than" not in capsys.readouterr().out
+        assert json.loads((tmp_path / "e2" / "eval_info.json").read_text())["threads"] == {}

@@ -80,8 +80,9 @@ class TrainConfig:
     """`constant` or `cosine` (default: cosine with warmup for diffusion, constant otherwise)."""
     lr_warmup_steps: int = 500
     """Linear warmup steps of the cosine schedule."""
-    threads: int = 2
-    """torch CPU threads per process."""
+    threads: int | None = None
+    """torch CPU threads per process (None: torch's own count: OMP_NUM_THREADS, which torchrun sets to 1 for each
+    of several processes, else one per physical core)."""
     device: str = "auto"
     """Torch device for the policy (`auto`: CUDA when available, else CPU)."""
     precision: str = "float32"
@@ -336,7 +337,8 @@ def _report_eval(bar: tqdm, postfix: dict[str, str], row: dict[str, Any], out: P
 # ----- the loops ------------------------------------------------------------------------------------------
 def train(tc: TrainConfig) -> Path:
     """Run training as configured; returns the last checkpoint directory."""
-    torch.set_num_threads(max(1, tc.threads))
+    if tc.threads is not None:
+        torch.set_num_threads(max(1, tc.threads))
     keep_freed_memory()  # freed tensors are reused step to step instead of page-faulted in again
     device = resolve_device(tc.device)
     check_precision(tc.precision, device)  # before any output is written: a clear ValueError saying why not

@@ -58,7 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--obs-type", default=None, choices=("state", "pixels", "pixels_agent_pos"), help="env observation type (online)")
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
     p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"), help="learning-rate schedule")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads per process")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per process (default: torch's own: OMP_NUM_THREADS, which torchrun sets to 1 "
+                   "for each of several processes, else one per physical core)")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="compute precision of the forward passes. bf16: autocast, bf16 matmuls and convolutions with "

@@ -11,6 +11,7 @@ import gc
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -202,6 +203,7 @@ def evaluate(
     # With prefetching the budget applies in the prefetcher's worker, where the chunks are computed.
     budget = thread_budget if thread_budget is not None and not prefetching else None
     rollouts = None if record_to is None else RolloutRecorder(record_to, env_id, venv, image_size, n_envs)
+    granted_before = Counter() if thread_budget is None else Counter(thread_budget.granted)
     t0 = time.perf_counter()
     try:
         done_eps = 0
@@ -274,8 +276,8 @@ def evaluate(
         venv.close()
         policy.train(was_training)
     result.eval_s = time.perf_counter() - t0
-    if thread_budget is not None:
-        result.threads = dict(thread_budget.granted)
+    if thread_budget is not None:  # this evaluation's calls (a budget may be shared with training steps)
+        result.threads = dict(thread_budget.granted - granted_before)
     return result
 
 

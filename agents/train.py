@@ -33,6 +33,7 @@ from twinarm.agents.policy import CHECKPOINTS_DIR, LAST_NAME, PRETRAINED_DIR, WE
 from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.registry import get_config_class, get_policy_class
 from twinarm.agents.run_log import RunLog, plot_run
+from twinarm.agents.thread_budget import ThreadBudget
 from twinarm.arms import ARMS, get_arm
 from twinarm.registration import entry_for
 
@@ -90,6 +91,10 @@ class TrainConfig:
     weights and losses; needs bf16 hardware — see agents.precision)."""
     ema: bool | None = None
     """Keep an exponential moving average of the weights and save/evaluate it (default: on for diffusion)."""
+    yield_cores: bool = False
+    """Run each training step (online: each plan and update too) and the periodic evals on the cores other
+    processes left idle (`agents.thread_budget`; CPU). Off by default: the thread count changes float rounding, so
+    a seeded run repeats bit for bit only at a fixed count."""
     ema_max_decay: float = 0.9999
     """Upper bound of the EMA decay (its warm-up is `1 - (1 + step) ** -0.75`)."""
     resume: bool = False
@@ -304,7 +309,7 @@ def make_optimizer(policy: Policy) -> torch.optim.Optimizer:
     )
 
 
-def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path) -> dict[str, Any]:
+def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path, budget: ThreadBudget | None) -> dict[str, Any]:
     from twinarm.agents.eval import evaluate, save_result
 
     assert tc.env is not None
@@ -312,6 +317,7 @@ def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path) -> dict[str
         policy, tc.env, n_episodes=tc.eval_episodes, n_envs=tc.eval_n_envs, seed=tc.seed + 10_000_000,
         videos_dir=out / "eval" / f"{step:08d}", max_videos=1, image_size=tc.image_size,
         env_kwargs=None if tc.randomization is None else {"randomization": tc.randomization}, precision=tc.precision,
+        thread_budget=budget,
     )  # fmt: skip
     save_result(res, out / "eval" / f"{step:08d}")
     return {"step": step, **{k: v for k, v in res.aggregated.items()}}
@@ -352,16 +358,24 @@ def train(tc: TrainConfig) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(tc.to_json(), indent=2) + "\n")
     seed_everything(tc.seed)
+    budget = ThreadBudget(torch.get_num_threads()) if tc.yield_cores and device.type == "cpu" else None
     try:
         if tc.policy == "tdmpc" and tc.dataset is None:
-            return _train_online(tc, out, device)
-        return _train_offline(tc, out, rank, world, device)
+            return _train_online(tc, out, device, budget)
+        return _train_offline(tc, out, rank, world, device, budget)
     finally:
         if world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
-def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int, device: torch.device) -> Path:
+def _on_budget(budget: ThreadBudget | None) -> contextlib.AbstractContextManager[int | None]:
+    """The body on the threads `budget` grants (the count bound by `as`), or as it is (None)."""
+    return budget.applied() if budget is not None else contextlib.nullcontext()
+
+
+def _train_offline(
+    tc: TrainConfig, out: Path, rank: int, world: int, device: torch.device, budget: ThreadBudget | None
+) -> Path:
     from twinarm.datasets_io.concat import ConcatReader
     from twinarm.datasets_io.reader import LeRobotDatasetReader
 
@@ -401,15 +415,18 @@ def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int, device: to
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or rank != 0, desc=f"train {tc.policy}", dynamic_ncols=True)
     t0, step, last, postfix = time.perf_counter(), start, None, {}
     for batch in loader:
-        with autocast(tc.precision, device):  # the forward only: backward, clipping and the step stay float32
-            loss, info = model(to_device(_float_images(batch), device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = nn.utils.clip_grad_norm_(policy.parameters(), policy.config.grad_clip_norm)
-        opt.step()
-        sched.step()
-        if ema is not None:
-            ema.update(policy)
+        with _on_budget(budget) as threads:
+            with autocast(tc.precision, device):  # the forward only: backward, clipping and the step stay float32
+                loss, info = model(to_device(_float_images(batch), device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = nn.utils.clip_grad_norm_(policy.parameters(), policy.config.grad_clip_norm)
+            opt.step()
+            sched.step()
+            if ema is not None:
+                ema.update(policy)
+        if threads is not None:
+            info = {**info, "threads": threads}
         step += 1
         bar.update(1)
         if log is not None and (step % tc.log_freq == 0 or step == tc.steps):
@@ -419,7 +436,7 @@ def _train_offline(tc: TrainConfig, out: Path, rank: int, world: int, device: to
                        "time_s": round(time.perf_counter() - t0, 2), **info})
         if tc.eval_freq and tc.env and step % tc.eval_freq == 0 and rank == 0 and eval_log is not None:
             with ema.applied(policy) if ema is not None else contextlib.nullcontext():
-                row = _eval_row(tc, policy, step, out)
+                row = _eval_row(tc, policy, step, out, budget)
             eval_log.write(row)
             _report_eval(bar, postfix, row, out, _curve_title(tc))
             policy.train()
@@ -486,7 +503,7 @@ def _store_obs(obs: dict[str, Any], batch: dict[str, torch.Tensor]) -> dict[str,
     return out
 
 
-def _train_online(tc: TrainConfig, out: Path, device: torch.device) -> Path:
+def _train_online(tc: TrainConfig, out: Path, device: torch.device, budget: ThreadBudget | None) -> Path:
     import gymnasium as gym
 
     from twinarm.agents.env_io import EnvAdapter
@@ -532,7 +549,7 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device) -> Path:
             env_action = env.action_space.sample().astype(np.float32)
             action = spec.to_lerobot(env_action).astype(np.float32)
         else:
-            with torch.inference_mode(), autocast(tc.precision, device):
+            with _on_budget(budget), torch.inference_mode(), autocast(tc.precision, device):
                 a = policy.select_action(batch)
             env_action = adapter.action_to_env(a)
             action = spec.to_lerobot(env_action).astype(np.float32)
@@ -559,19 +576,20 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device) -> Path:
         elif step > tc.seed_steps and step % tc.update_every == 0:
             n_updates = 1
         for _ in range(n_updates):
-            with autocast(tc.precision, device):
-                loss, info = policy(to_device(buffer.sample(tc.batch_size, horizon), device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(policy.model.parameters(), policy.config.grad_clip_norm)
-            opt.step()
-            sched.step()
-            policy.update_target()
-            info = {"loss": loss.item(), **info}
+            with _on_budget(budget) as threads:
+                with autocast(tc.precision, device):
+                    loss, info = policy(to_device(buffer.sample(tc.batch_size, horizon), device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(policy.model.parameters(), policy.config.grad_clip_norm)
+                opt.step()
+                sched.step()
+                policy.update_target()
+            info = {"loss": loss.item(), **info, **({"threads": threads} if threads is not None else {})}
         bar.update(1)
         if tc.eval_freq and step % tc.eval_freq == 0:
             policy.explore = False
-            row = _eval_row(tc, policy, step, out)
+            row = _eval_row(tc, policy, step, out, budget)
             eval_log.write(row)
             _report_eval(bar, postfix, row, out, _curve_title(tc))
             policy.explore = True

@@ -138,6 +138,32 @@ def test_cli_train_then_eval_end_to_end(
     assert n_frames == info["per_episode"][0]["length"] == 25
 
 
+def test_train_yield_cores_runs_steps_and_evals_on_the_granted_threads(
+    scripted_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With another process seen keeping one of two cores busy, every step after the first runs on one thread,
+    logged in the threads column; the periodic eval on the same budget."""
+    import time
+
+    from twinarm.agents import thread_budget
+
+    monkeypatch.setattr(thread_budget, "WINDOW_S", 0.0)
+    monkeypatch.setattr(thread_budget.CpuMeter, "busy_s", lambda self: time.process_time() + time.monotonic())
+    out = tmp_path / "run"
+    before = torch.get_num_threads()
+    try:
+        rc = main(["train", "--policy", "act", "--dataset", str(scripted_dataset), "--env", PICK, "--output-dir", str(out),
+                   "--steps", "3", "--batch-size", "4", "--threads", "2", "--yield-cores", "--log-freq", "1",
+                   "--eval-freq", "3", "--eval-episodes", "1", "--eval-n-envs", "1", "--no-progress", *TINY_ACT])  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    assert rc == 0
+    assert [int(r["threads"]) for r in _rows(out / "train_log.csv")] == [2, 1, 1]
+    evaluated = json.loads((out / "eval" / "00000003" / "eval_info.json").read_text())
+    assert evaluated["threads"] == {"1": evaluated["select_action_ms"]["calls"]}  # its own calls only
+    assert json.loads((out / "train_config.json").read_text())["yield_cores"] is True
+
+
 def test_resume_continues_exactly(scripted_dataset: Path, tmp_path: Path) -> None:
     from twinarm.agents.train import TrainConfig, train
 
@@ -208,7 +234,7 @@ def test_online_tdmpc_through_cli(tmp_path: Path) -> None:
     out = tmp_path / "tdmpc"
     rc = main(["train", "--policy", "tdmpc", "--env", REACH, "--obs-type", "state", "--output-dir", str(out),
                "--steps", "220", "--seed-steps", "110", "--batch-size", "16", "--save-freq", "220", "--eval-freq", "220",
-               "--eval-episodes", "1", "--eval-n-envs", "1", "--threads", "1", "--no-progress",
+               "--eval-episodes", "1", "--eval-n-envs", "1", "--threads", "1", "--yield-cores", "--no-progress",
                "--set", "mlp_dim=32", "--set", "latent_dim=16", "--set", "n_gaussian_samples=16", "--set", "n_pi_samples=4",
                "--set", "n_elites=4", "--set", "cem_iterations=2", "--set", "horizon=3",
                "--randomization", '{"obs_noise_std": 0.002, "action_delay_steps": 1}'])  # fmt: skip
@@ -220,6 +246,7 @@ def test_online_tdmpc_through_cli(tmp_path: Path) -> None:
     # Episodes that end after the seed steps log the world-model losses, although the first row had none.
     assert [int(r["step"]) for r in rows] == [100, 200]  # episodes of 100 steps; learning starts at 110
     assert rows[0]["loss"] == "" and float(rows[1]["loss"]) > 0 and float(rows[1]["consistency_loss"]) >= 0
+    assert rows[1]["threads"] == "1"  # --yield-cores: updates on the budget (of one thread here)
     from twinarm.agents.policy import Policy
 
     policy = Policy.from_pretrained(out / "checkpoints" / "00000220" / "pretrained_model")

@@ -59,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run each policy call on the cores other processes left idle while the earlier calls ran "
                    "(from /proc/stat; Linux), at least one: OpenMP's threads otherwise wait for a descheduled "
                    "partner at every op (a TD-MPC plan on 2 cores beside one busy process: 0.94 s instead of 1.7 s, "
-                   "benchmarks/shared_cores.py). --no-yield-cores: always --threads")
+                   "benchmarks/shared_cores.py). --no-yield-cores: always --threads, so that repeated runs give the "
+                   "same actions bit for bit whatever the load (the thread count changes float rounding)")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, ...")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder")
     p.add_argument("--record", type=Path, default=None, metavar="ROOT",

@@ -61,6 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads per process (default: torch's own: OMP_NUM_THREADS, which torchrun sets to 1 "
                    "for each of several processes, else one per physical core)")
+    p.add_argument("--yield-cores", action="store_true",
+                   help="run each training step (online: each plan and update too) and the periodic evals on the cores "
+                   "other processes left idle (see `twinarm eval --help`); the log gets a threads column. Off by "
+                   "default: the thread count changes float rounding, so a seeded run repeats bit for bit only at a "
+                   "fixed count")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="compute precision of the forward passes. bf16: autocast, bf16 matmuls and convolutions with "
@@ -99,7 +104,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         num_workers=args.num_workers, seed=args.seed, log_freq=args.log_freq, save_freq=args.save_freq,
         eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, eval_n_envs=args.eval_n_envs,
         obs_type=args.obs_type, image_size=tuple(args.image_size) if args.image_size else None,
-        lr_schedule=args.lr_schedule, threads=args.threads, device=args.device, precision=args.precision, ema=args.ema,
+        lr_schedule=args.lr_schedule, threads=args.threads, yield_cores=args.yield_cores, device=args.device, precision=args.precision, ema=args.ema,
         ema_max_decay=args.ema_max_decay, resume=args.resume, progress=args.progress,
         seed_steps=args.seed_steps, buffer_capacity=args.buffer_capacity, update_every=args.update_every,
         randomization=load_randomization(args.randomization),

@@ -1,15 +1,18 @@
-"""Policy inference while another process keeps a core busy: fixed intra-op threads (LeRobot, and `twinarm
-eval --no-yield-cores`) against twinarm's thread budget (`twinarm eval`'s default, `agents.thread_budget`).
+"""Policy inference and training steps while another process keeps a core busy: fixed intra-op threads
+(LeRobot, and twinarm's `--no-yield-cores`) against twinarm's thread budget (`agents.thread_budget`: `twinarm
+eval`'s default, `twinarm train --yield-cores`).
 
 torch's OpenMP threads meet at a barrier after every op; when another process holds one of their cores, each
 op waits for the descheduled thread. The budget gives each call only the cores other processes left idle
 while the earlier calls ran. Each side is a live worker process at 2 torch threads with `policy_speed.py`'s
-networks (LeRobot's defaults, random init; ACT: a full chunk, TD-MPC: one CEM plan), timed turn by turn: first
+networks (LeRobot's defaults, random init; inference: ACT's full chunk, TD-MPC's CEM plan; training: one
+step at batch 8 with AdamW), timed turn by turn: first
 with the cores to themselves, then while a spinning process (`while True: pass`) runs beside them. The first
 calls of each condition are warm-up (the budget decides from the calls before). Printed: median and max per
 call, busy over quiet per side, and each side's busy median over LeRobot's.
 
-    python benchmarks/shared_cores.py [--policies act,tdmpc] [--calls 6]   # -> benchmarks/results/shared_cores.txt
+    python benchmarks/shared_cores.py [--policies act,tdmpc] [--kinds infer,train] [--calls 6]
+                                                                    # -> benchmarks/results/shared_cores.txt
 """
 
 from __future__ import annotations
@@ -33,32 +36,35 @@ LABELS = {"lerobot": "LeRobot (fixed 2 threads)", "twinarm-fixed": "twinarm --no
 WARMUP = 2
 
 
-def setup(side: str, name: str, precision: str) -> tuple[int, None, Any]:
-    """The worker's policy and its timed call (no training step here)."""
+def setup(side: str, name: str, precision: str) -> tuple[int, Any, Any]:
+    """The worker's policy: its timed training step and inference call."""
     import policy_speed
 
     if side == "lerobot":
-        params, _, infer = policy_speed.lerobot_setup(name, precision)
-        return params, None, infer
-    params, _, infer, *_ = policy_speed.twinarm_setup(name, precision)
+        return policy_speed.lerobot_setup(name, precision)
+    params, train, infer, *_ = policy_speed.twinarm_setup(name, precision)
     if side == "twinarm-fixed":
-        return params, None, infer
+        return params, train, infer
     from twinarm.agents.thread_budget import ThreadBudget
 
-    budget = ThreadBudget(THREADS)
+    budget = ThreadBudget(THREADS)  # one per process, as in `twinarm train` and `twinarm eval`
 
-    def yielding() -> None:
-        with budget.applied():
-            infer()
+    def on_budget(fn: Any) -> Any:
+        def call() -> None:
+            with budget.applied():
+                fn()
 
-    return params, None, yielding
+        return call
+
+    return params, on_budget(train), on_budget(infer)
 
 
 def spin() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def measure(name: str, sides: dict[str, str], calls: int) -> dict[str, dict[str, list[float]]]:
+def measure(name: str, kind: str, sides: dict[str, str], calls: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds per `kind` call ("infer" or "train") of each side, quiet and beside a spinning process."""
     workers = {side: Worker(python, side, name, script=Path(__file__).resolve()) for side, python in sides.items()}
     times: dict[str, dict[str, list[float]]] = {side: {"quiet": [], "busy": []} for side in workers}
     try:
@@ -68,7 +74,7 @@ def measure(name: str, sides: dict[str, str], calls: int) -> dict[str, dict[str,
                 time.sleep(0.5 if hog else 0)
                 for i in range(WARMUP + calls):
                     for side, w in workers.items():
-                        t = w.run("infer", 1)
+                        t = w.run(kind, 1)
                         if t is None:
                             raise RuntimeError(f"{side} worker for {name} failed: {w.info.get('error')}")
                         if i >= WARMUP:
@@ -83,15 +89,16 @@ def measure(name: str, sides: dict[str, str], calls: int) -> dict[str, dict[str,
     return times
 
 
-def table(results: dict[str, dict[str, dict[str, list[float]]]]) -> str:
-    rows = ["| policy | side | quiet median | beside a busy process: median | max | busy / quiet | busy median / LeRobot's |",
-            "|---|---|---|---|---|---|---|"]
-    for name, sides in results.items():
+def table(results: dict[tuple[str, str], dict[str, dict[str, list[float]]]]) -> str:
+    rows = ["| policy | call | side | quiet median | beside a busy process: median | max | busy / quiet | "
+            "busy median / LeRobot's |", "|---|---|---|---|---|---|---|---|"]
+    for (name, kind), sides in results.items():
         ref = statistics.median(sides["lerobot"]["busy"]) if "lerobot" in sides else None
+        what = "inference" if kind == "infer" else "training step"
         for side, t in sides.items():
             q, b = statistics.median(t["quiet"]), statistics.median(t["busy"])
             vs = f"{b / ref:.2f}x" if ref else "-"
-            rows.append(f"| {name} | {LABELS[side]} | {fmt_s(q)} | {fmt_s(b)} | {fmt_s(max(t['busy']))} | "
+            rows.append(f"| {name} | {what} | {LABELS[side]} | {fmt_s(q)} | {fmt_s(b)} | {fmt_s(max(t['busy']))} | "
                         f"{b / q:.2f}x | {vs} |")
     return "\n".join(rows)
 
@@ -102,6 +109,7 @@ def main() -> None:
     p.add_argument("--policy", choices=POLICIES, default=None, help=argparse.SUPPRESS)
     p.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     p.add_argument("--policies", default="act,tdmpc", help="comma-separated, from " + ", ".join(POLICIES))
+    p.add_argument("--kinds", default="infer,train", help="comma-separated: infer (a chunk or plan), train (a step)")
     p.add_argument("--calls", type=int, default=6, help="timed calls per side and condition (after warm-up)")
     p.add_argument("--lerobot-python", type=Path, default=DEFAULT_LEROBOT, help="python of a venv with lerobot")
     p.add_argument("--out", type=Path, default=RESULTS, help="results file (new runs go on top)")
@@ -113,6 +121,9 @@ def main() -> None:
     bad = [n for n in names if n not in POLICIES]
     if bad:
         p.error(f"--policies: unknown {', '.join(bad)} (choose from {', '.join(POLICIES)})")
+    kinds = [k.strip() for k in a.kinds.split(",") if k.strip()]
+    if not kinds or any(k not in ("infer", "train") for k in kinds):
+        p.error(f"--kinds: {a.kinds!r}, choose from infer, train")
     sides = {side: sys.executable for side in SIDES}
     if not a.lerobot_python.exists():
         print(f"LeRobot not found at {a.lerobot_python}: timing twinarm only", flush=True)
@@ -122,11 +133,12 @@ def main() -> None:
     started, load = time.strftime("%Y-%m-%d %H:%M"), os.getloadavg()[0]
     results = {}
     for name in names:
-        results[name] = measure(name, sides, a.calls)
-        print(f"{name}: " + ", ".join(f"{s} {c} {[round(x * 1e3) for x in v]} ms"
-                                      for s, t in results[name].items() for c, v in t.items()), flush=True)
+        for kind in kinds:
+            results[name, kind] = t = measure(name, kind, sides, a.calls)
+            print(f"{name} {kind}: " + ", ".join(f"{s} {c} {[round(x * 1e3) for x in v]} ms"
+                                                 for s, per in t.items() for c, v in per.items()), flush=True)
     header = (f"# {started}, load average {load:.2f} before ({os.cpu_count()} cores, {cpu_label()}); inference at "
-              f"{THREADS} torch threads, quiet and beside one spinning process; {a.calls} calls per side and "
+              f"{THREADS} torch threads ({', '.join(kinds)}), quiet and beside one spinning process; {a.calls} calls per side and "
               f"condition after {WARMUP} warm-up calls, turn by turn\n")
     text = header + table(results) + "\n"
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -137,7 +137,7 @@ def main() -> None:
             results[name, kind] = t = measure(name, kind, sides, a.calls)
             print(f"{name} {kind}: " + ", ".join(f"{s} {c} {[round(x * 1e3) for x in v]} ms"
                                                  for s, per in t.items() for c, v in per.items()), flush=True)
-    header = (f"# {started}, load average {load:.2f} before ({os.cpu_count()} cores, {cpu_label()}); inference at "
+    header = (f"# {started}, load average {load:.2f} before ({os.cpu_count()} cores, {cpu_label()}); policy calls at "
               f"{THREADS} torch threads ({', '.join(kinds)}), quiet and beside one spinning process; {a.calls} calls per side and "
               f"condition after {WARMUP} warm-up calls, turn by turn\n")
     text = header + table(results) + "\n"

@@ -57,9 +57,9 @@ class CpuMeter:
 
 class ThreadBudget:
     """How many intra-op threads a policy call gets: `most`, less the cores other processes kept busy while
-    the earlier calls ran (re-decided once they add up to `window_s`, default `WINDOW_S`; rounded, at least 1). Only the time
-    inside calls counts, so work that alternates with them (async envs stepping in subprocesses) does not.
-    `applied()` runs a call on the granted count and measures it."""
+    the earlier calls ran (re-decided each time they add up to `window_s`, default `WINDOW_S`; rounded, at
+    least 1). Only the time inside calls counts, so work that alternates with them (async envs stepping in
+    subprocesses) does not. `applied()` runs a call on the granted count and measures it."""
 
     def __init__(
         self,

@@ -205,6 +205,9 @@ def training_dataset(checkpoint: str | Path) -> str | None:
     for folder in (here, *list(here.parents)[:3]):
         cfg = folder / "train_config.json"
         if cfg.is_file():
-            roots = dataset_roots(json.loads(cfg.read_text()).get("dataset"))
+            dataset = json.loads(cfg.read_text()).get("dataset")
+            if isinstance(dataset, dict):  # LeRobot's train_config.json: {"repo_id": ..., "root": ...}
+                dataset = dataset.get("root") or dataset.get("repo_id")
+            roots = dataset_roots(dataset)
             return roots[0] if roots else None
     return None

@@ -129,6 +129,9 @@ def test_training_dataset_is_read_from_the_run(tmp_path: Path) -> None:
     assert training_dataset(ckpt) is None
     (tmp_path / "run" / "train_config.json").write_text(json.dumps({"dataset": ["sim_data", "real_data"]}))
     assert training_dataset(ckpt) == "sim_data"
+    # A LeRobot checkpoint keeps its train_config.json beside the weights, the dataset as {repo_id, root}.
+    (ckpt / "train_config.json").write_text(json.dumps({"dataset": {"repo_id": "user/pick", "root": None}}))
+    assert training_dataset(ckpt) == "user/pick"
 
 
 def test_eval_int8_through_the_cli(tiny_act_checkpoint, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--policy", type=Path, required=False, default=None, help="policy checkpoint (a pretrained_model folder), a checkpoint step folder, or a training run "
-                   "directory (its newest checkpoint)")
+                   "directory (its newest checkpoint); also a LeRobot ACT checkpoint (its pretrained_model folder)")
     p.add_argument("--env", default="twinarm/SO101-PickCube-v0", help="env id (sim, or its -Real twin)")
     p.add_argument("--episodes", type=int, default=50, help="number of episodes")
     p.add_argument("--n-envs", type=int, default=None, help="episodes run in parallel (default 10; 1 on a real arm)")
@@ -124,7 +124,22 @@ def run(args: argparse.Namespace) -> int:
 
     keep_freed_memory()  # freed tensors are reused call to call instead of page-faulted in again
 
-    policy = Policy.from_pretrained(args.policy, overrides=dict(args.policy_overrides or {}))
+    overrides = dict(args.policy_overrides or {})
+    from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint, load_lerobot
+
+    if is_lerobot_checkpoint(args.policy):
+        try:
+            arm = entry_for(args.env).arm
+        except KeyError as exc:
+            args._parser.error(str(exc).strip("'\""))
+        try:
+            policy = load_lerobot(args.policy, arm=arm, overrides=overrides)
+        except LeRobotCheckpointError as exc:
+            args._parser.error(f"--policy: {exc}")
+        print(f"policy: a LeRobot {policy.name} checkpoint, read as twinarm's for the {arm} arm (its dataset's units "
+              f"must be the arm spec's: degrees, gripper 0..100)")
+    else:
+        policy = Policy.from_pretrained(args.policy, overrides=overrides)
     policy.to(resolve_device(args.device))
     check_precision_arg(args, policy.device)
     if args.record is not None and (args.record / "meta" / "info.json").exists():

@@ -1,0 +1,105 @@
+"""LeRobot checkpoints read as twinarm policies: the fixture was written by the real `lerobot` package
+(tools/make_lerobot_policy_fixtures.py) with the chunk LeRobot's own pipeline predicts for two raw inputs;
+twinarm must predict the same chunk from the same files, evaluate it in sim, and save it as its own checkpoint.
+(With a 48x64 camera, ResNet-18 included, the same check gave 7e-6 of 7; its 44 MB of weights stay out of git.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import twinarm  # noqa: F401  (registers the env ids)
+from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint, load_lerobot
+from twinarm.agents.policy import Policy
+from twinarm.cli.main import main
+
+FIXTURE = Path(__file__).parents[1] / "fixtures/lerobot_policies/act_state"
+CKPT = FIXTURE / "pretrained_model"
+
+
+def inputs() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    io = load_file(str(FIXTURE / "io.safetensors"))
+    return {k: v for k, v in io.items() if k.startswith("observation.")}, io["action_chunk"]
+
+
+def test_predicts_the_chunk_lerobot_predicts() -> None:
+    assert is_lerobot_checkpoint(CKPT)
+    policy = load_lerobot(CKPT, arm="so101")
+    batch, expected = inputs()
+    got = policy.predict_action_chunk(batch)
+    assert got.shape == expected.shape == (2, 10, 6)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
+    assert policy.config.arm == "so101" and policy.config.backbone_norm == "frozen_batch_norm"
+    assert policy.config.normalization_mapping["STATE"] == "mean_std"
+
+
+def test_saved_as_a_twinarm_checkpoint_it_stays_the_same_policy(tmp_path: Path) -> None:
+    policy = load_lerobot(CKPT)
+    policy.save_pretrained(tmp_path / "tw")
+    assert not is_lerobot_checkpoint(tmp_path / "tw")
+    batch, expected = inputs()
+    again = Policy.from_pretrained(tmp_path / "tw")
+    assert torch.equal(again.predict_action_chunk(batch), policy.predict_action_chunk(batch))
+
+
+def test_eval_runs_a_lerobot_checkpoint_in_sim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--policy", str(CKPT), "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1", "--n-envs", "1",
+                 "--videos", "0", "--max-steps", "12", "--threads", "1", "--set", "n_action_steps=5",
+                 "--out", str(tmp_path / "e")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "a LeRobot act checkpoint, read as twinarm's for the so101 arm" in out
+    info = json.loads((tmp_path / "e" / "eval_info.json").read_text())
+    assert info["aggregated"]["n_episodes"] == 1 and info["select_action_ms"]["calls"] == 12
+
+
+def copy_with(tmp_path: Path, **config: object) -> Path:
+    dst = tmp_path / "pretrained_model"
+    shutil.copytree(CKPT, dst)
+    raw = json.loads((dst / "config.json").read_text())
+    for k, v in config.items():
+        if v is None:
+            raw.pop(k, None)
+        else:
+            raw[k] = v
+    (dst / "config.json").write_text(json.dumps(raw))
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"type": "smolvla"}, r"config.json: policy type 'smolvla'; twinarm reads LeRobot's act checkpoints"),
+        ({"replace_final_stride_with_dilation": True}, r"replace_final_stride_with_dilation=True; twinarm's ACT supports only False"),
+        ({"some_new_field": 1}, r"config.json: field 'some_new_field' has no counterpart in twinarm's ACT"),
+        ({"input_features": {"observation.state": {"shape": [6]}}}, r"config.json: input_features: not LeRobot's"),
+    ],
+)
+def test_what_it_cannot_read_is_named(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(LeRobotCheckpointError, match=message):
+        load_lerobot(copy_with(tmp_path, **change))
+
+
+def test_missing_stats_and_unknown_overrides_are_named(tmp_path: Path) -> None:
+    dst = copy_with(tmp_path)
+    for f in dst.glob("*normalizer_processor.safetensors"):
+        f.unlink()
+    (dst / "policy_postprocessor.json").unlink()
+    pre = json.loads((dst / "policy_preprocessor.json").read_text())
+    pre["steps"] = [s for s in pre["steps"] if "normalizer" not in s["registry_name"]]
+    (dst / "policy_preprocessor.json").write_text(json.dumps(pre))
+    with pytest.raises(LeRobotCheckpointError, match=r"policy_preprocessor.json: no normalization stats for"):
+        load_lerobot(dst)
+    with pytest.raises(LeRobotCheckpointError, match=r"overrides \['chunk_sise'\]: no such field"):
+        load_lerobot(CKPT, overrides={"chunk_sise": 5})
+
+
+def test_eval_names_an_unreadable_lerobot_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dst = copy_with(tmp_path, type="vqbet")
+    with pytest.raises(SystemExit):
+        main(["eval", "--policy", str(dst), "--env", "twinarm/SO101-PickCube-v0", "--out", str(tmp_path / "e")])
+    assert f"--policy: {dst / 'config.json'}: policy type 'vqbet'" in capsys.readouterr().err

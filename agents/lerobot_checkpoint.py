@@ -3,7 +3,8 @@
 loaded as the twinarm policy with the same architecture, weights and normalization, so a policy trained with
 LeRobot is evaluated in twinarm's sim and deployed through its real envs unchanged.
 
-ACT's networks are the same on both sides (parameter for parameter); only the names differ. Units: LeRobot
+ACT, Diffusion Policy and TD-MPC: the networks are the same on both sides (parameter for parameter); only the
+names differ. Units: LeRobot
 checkpoints work in their dataset's units, and twinarm maps those to the arm's joints by the arm spec's
 conversion (degrees, gripper 0..100): a policy trained on data recorded in other units (LeRobot's default
 -100..100 range for body joints) would be driven wrongly, so `--arm` must name an arm whose units the data used.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +25,93 @@ from twinarm.agents.features import Feature
 from twinarm.agents.policy import CONFIG_NAME, STATS_NAME, WEIGHTS_NAME, Policy
 
 PREPROCESSOR = "policy_preprocessor.json"
-#: The policy types read so far.
-SUPPORTED = ("act",)
-
-#: LeRobot ACT parameter names -> twinarm's, first match wins (applied to the name after "model.").
-_ACT_NAMES = [
-    (r"^vae_encoder_cls_embed\.", "vae_cls."),
-    (r"^vae_encoder_robot_state_input_proj\.", "vae_state_proj."),
-    (r"^vae_encoder_action_input_proj\.", "vae_action_proj."),
-    (r"^vae_encoder_latent_output_proj\.", "vae_latent_proj."),
-    (r"^vae_encoder\.layers\.(\d+)\.", r"vae_encoder.\1."),
-    (r"^encoder\.layers\.(\d+)\.", r"encoder.\1."),
-    (r"^encoder\.norm\.", "encoder_norm."),
-    (r"^decoder\.layers\.(\d+)\.multihead_attn\.", r"decoder.\1.cross_attn."),
-    (r"^decoder\.layers\.(\d+)\.", r"decoder.\1."),
-    (r"^decoder\.norm\.", "decoder_norm."),
-    (r"^encoder_robot_state_input_proj\.", "state_proj."),
-    (r"^encoder_env_state_input_proj\.", "env_state_proj."),
-    (r"^encoder_latent_input_proj\.", "latent_proj."),
-    (r"^encoder_img_feat_input_proj\.", "img_proj."),
-    (r"^encoder_1d_feature_pos_embed\.", "pos_1d."),
-    (r"^decoder_pos_embed\.", "query_pos."),
-]
-#: LeRobot ACT buffers twinarm recomputes (fixed sinusoids), dropped on import.
-_ACT_DROPPED = ("vae_encoder_pos_enc",)
-#: LeRobot ACT config fields with no twinarm counterpart, and the only value twinarm can honour.
-_ACT_FIXED = {"replace_final_stride_with_dilation": False}
+#: Prefixes of twinarm's normalizer buffers, which LeRobot keeps in its processors instead.
+_NORMALIZERS = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
 #: LeRobot fields about where and how it ran or was published: not part of the policy.
-_RUNTIME_FIELDS = {"device", "use_amp", "use_peft", "push_to_hub", "repo_id", "private", "tags", "license",
+_RUNTIME_FIELDS = {"type", "device", "use_amp", "use_peft", "push_to_hub", "repo_id", "private", "tags", "license",
                    "pretrained_path", "pretrained_revision"}  # fmt: skip
+_ACT_NAMES = [
+    (r"^model\.vae_encoder_cls_embed\.", "model.vae_cls."),
+    (r"^model\.vae_encoder_robot_state_input_proj\.", "model.vae_state_proj."),
+    (r"^model\.vae_encoder_action_input_proj\.", "model.vae_action_proj."),
+    (r"^model\.vae_encoder_latent_output_proj\.", "model.vae_latent_proj."),
+    (r"^model\.vae_encoder\.layers\.(\d+)\.", r"model.vae_encoder.\1."),
+    (r"^model\.encoder\.layers\.(\d+)\.", r"model.encoder.\1."),
+    (r"^model\.encoder\.norm\.", "model.encoder_norm."),
+    (r"^model\.decoder\.layers\.(\d+)\.multihead_attn\.", r"model.decoder.\1.cross_attn."),
+    (r"^model\.decoder\.layers\.(\d+)\.", r"model.decoder.\1."),
+    (r"^model\.decoder\.norm\.", "model.decoder_norm."),
+    (r"^model\.encoder_robot_state_input_proj\.", "model.state_proj."),
+    (r"^model\.encoder_env_state_input_proj\.", "model.env_state_proj."),
+    (r"^model\.encoder_latent_input_proj\.", "model.latent_proj."),
+    (r"^model\.encoder_img_feat_input_proj\.", "model.img_proj."),
+    (r"^model\.encoder_1d_feature_pos_embed\.", "model.pos_1d."),
+    (r"^model\.decoder_pos_embed\.", "model.query_pos."),
+]
+#: torchvision's ResNet children as LeRobot's Diffusion keeps them (an nn.Sequential) -> twinarm's module names.
+_RESNET_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+_DIFFUSION_NAMES = [
+    (r"^diffusion\.unet\.diffusion_step_encoder\.1\.", "model.unet.time_mlp.0."),
+    (r"^diffusion\.unet\.diffusion_step_encoder\.3\.", "model.unet.time_mlp.2."),
+    (r"^diffusion\.unet\.final_conv\.0\.block\.", "model.unet.final.0."),
+    (r"^diffusion\.unet\.final_conv\.", "model.unet.final."),
+    (r"^diffusion\.unet\.(down|mid|up)_modules\.", r"model.unet.\1."),
+    (r"^diffusion\.rgb_encoder\.backbone\.([0-7])\.", lambda m: f"model.rgb.backbone.{_RESNET_CHILDREN[m[1]]}."),
+    (r"^diffusion\.rgb_encoder\.pool\.nets\.", "model.rgb.pool.kp."),
+    (r"^diffusion\.rgb_encoder\.out\.", "model.rgb.out."),
+]
+#: Inside the U-Net's residual blocks (applied after the rules above).
+_DIFFUSION_BLOCKS = [(r"\.conv([12])\.block\.", r".conv\1."), (r"\.cond_encoder\.", ".cond."),
+                     (r"\.residual_conv\.", ".residual.")]  # fmt: skip
+
+
+def _tdmpc_names(image_key: str | None) -> list[tuple[str, Any]]:
+    rules: list[tuple[str, Any]] = [
+        (r"^(model|model_target)\._encoder\.state_enc_layers\.", r"\1.encoder.state."),
+        (r"^(model|model_target)\._encoder\.env_state_enc_layers\.", r"\1.encoder.env_state."),
+        (r"^(model|model_target)\._dynamics\.", r"\1.dynamics."),
+        (r"^(model|model_target)\._reward\.", r"\1.reward."),
+        (r"^(model|model_target)\._pi\.", r"\1.pi_net."),
+        (r"^(model|model_target)\._Qs\.", r"\1.qs."),
+        (r"^(model|model_target)\._V\.", r"\1.v."),
+    ]
+    if image_key is not None:  # LeRobot's one flat Sequential -> twinarm's (convolutions, flatten, linear, norm)
+        name = image_key.replace(".", "_")
+        tail = {"9": "2", "10": "3"}
+        rules.append((r"^(model|model_target)\._encoder\.image_enc_layers\.(\d+)\.",
+                      lambda m: f"{m[1]}.encoder.image.{name}." + (f"0.{m[2]}." if int(m[2]) < 8 else f"{tail[m[2]]}.")))  # fmt: skip
+    return rules
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """How one LeRobot policy type maps onto twinarm's."""
+
+    #: LeRobot config fields twinarm can honour only at one value.
+    fixed: dict[str, Any]
+    #: LeRobot training-side fields with no twinarm counterpart (they do not change the network or inference).
+    ignored: frozenset[str]
+    #: Buffers LeRobot saves and twinarm recomputes (fixed sinusoids, coordinate grids): full-key patterns.
+    dropped: tuple[str, ...]
+    #: twinarm config fields every import sets, whatever LeRobot's config says (LeRobot builds them so).
+    preset: dict[str, Any]
+
+
+_READERS = {
+    "act": _Reader(fixed={"replace_final_stride_with_dilation": False}, ignored=frozenset(),
+                   dropped=(r"^model\.vae_encoder_pos_enc$",), preset={"backbone_norm": "frozen_batch_norm"}),
+    "diffusion": _Reader(
+        fixed={"resize_shape": None, "crop_ratio": 1.0},
+        ignored=frozenset({"drop_n_last_frames", "gradient_checkpointing", "compile_model", "compile_mode",
+                           "optimizer_eps", "scheduler_name", "scheduler_warmup_steps",
+                           "use_separate_rgb_encoder_per_camera"}),
+        dropped=(r"^diffusion\.rgb_encoder\.pool\.pos_grid$",),
+        preset={"use_clipped_model_output": False},  # LeRobot samples with diffusers' default
+    ),  # fmt: skip
+    "tdmpc": _Reader(fixed={}, ignored=frozenset(), dropped=(), preset={}),
+}
+#: The policy types read.
+SUPPORTED = tuple(_READERS)
 
 
 class LeRobotCheckpointError(ValueError):
@@ -68,23 +128,22 @@ def is_lerobot_checkpoint(directory: str | Path) -> bool:
 def load_lerobot(directory: str | Path, arm: str = "so101", overrides: dict[str, Any] | None = None) -> Policy:
     """The twinarm policy equal to the LeRobot checkpoint in `directory`, for `arm` (see the module's note on
     units); `overrides` set inference fields of twinarm's config, as `Policy.from_pretrained`'s do."""
+    from twinarm.agents.registry import get_policy_class
+
     src = Path(directory)
     raw = _read_json(src / CONFIG_NAME)
     kind = raw.get("type")
-    if kind not in SUPPORTED:
+    if kind not in _READERS:
         raise LeRobotCheckpointError(f"{src / CONFIG_NAME}: policy type {kind!r}; twinarm reads LeRobot's "
                                      f"{', '.join(SUPPORTED)} checkpoints")  # fmt: skip
-    from twinarm.agents.registry import make_policy
-
-    config = _act_config(raw, src / CONFIG_NAME, arm)
-    from twinarm.agents.act.config_act import ACTConfig
-
-    unknown = sorted(set(overrides or {}) - set(ACTConfig.__dataclass_fields__))
+    klass = get_policy_class(kind)
+    config = _config(raw, src / CONFIG_NAME, _READERS[kind], klass.config_class, arm)
+    unknown = sorted(set(overrides or {}) - set(klass.config_class.__dataclass_fields__))
     if unknown:
-        raise LeRobotCheckpointError(f"overrides {unknown}: no such field in twinarm's ACT config")
-    policy = make_policy(kind, stats=_stats(src, config), **{**config, **dict(overrides or {})})
-    state = load_file(str(src / WEIGHTS_NAME))
-    policy.model.load_state_dict(_act_weights(state, src / WEIGHTS_NAME), strict=True)
+        raise LeRobotCheckpointError(f"overrides {unknown}: no such field in twinarm's {kind} config")
+    policy = klass(klass.config_class(**{**config, **dict(overrides or {})}), _stats(src, config))
+    mapped = _weights(load_file(str(src / WEIGHTS_NAME)), kind, _READERS[kind], policy, src / WEIGHTS_NAME)
+    policy.load_state_dict(mapped, strict=False)
     return policy.eval()
 
 
@@ -102,28 +161,29 @@ def _features(raw: dict[str, Any], path: Path, field: str) -> dict[str, Feature]
         raise LeRobotCheckpointError(f"{path}: {field}: not LeRobot's {{key: {{type, shape}}}} form ({exc})") from exc
 
 
-def _act_config(raw: dict[str, Any], path: Path, arm: str) -> dict[str, Any]:
-    from twinarm.agents.act.config_act import ACTConfig
-
-    known = set(ACTConfig.__dataclass_fields__)
-    config: dict[str, Any] = {"arm": arm, "backbone_norm": "frozen_batch_norm"}  # LeRobot's ACT freezes them
+def _config(raw: dict[str, Any], path: Path, reader: _Reader, config_class: type, arm: str) -> dict[str, Any]:
+    known = set(config_class.__dataclass_fields__)
+    config: dict[str, Any] = {"arm": arm}
     for name, value in raw.items():
-        if name in ("type", *_RUNTIME_FIELDS):
+        if name in _RUNTIME_FIELDS or name in reader.ignored:
             continue
-        if name in _ACT_FIXED:
-            if value != _ACT_FIXED[name]:
-                raise LeRobotCheckpointError(f"{path}: {name}={value!r}; twinarm's ACT supports only "
-                                             f"{_ACT_FIXED[name]!r}")  # fmt: skip
+        if name in reader.fixed:
+            if value != reader.fixed[name]:
+                raise LeRobotCheckpointError(f"{path}: {name}={value!r}; twinarm's {raw['type']} supports only "
+                                             f"{reader.fixed[name]!r}")  # fmt: skip
             continue
         if name in ("input_features", "output_features"):
             config[name] = _features(raw, path, name)
         elif name == "normalization_mapping":
             config[name] = {kind: str(mode).lower() for kind, mode in value.items()}
+        elif name == "pretrained_backbone_weights":
+            config[name] = None  # the checkpoint holds the trained backbone; nothing to download or load
         elif name in known:
-            config[name] = value
+            field = config_class.__dataclass_fields__[name]
+            config[name] = tuple(value) if isinstance(value, list) and isinstance(field.default, tuple) else value
         else:
-            raise LeRobotCheckpointError(f"{path}: field {name!r} has no counterpart in twinarm's ACT")
-    return config
+            raise LeRobotCheckpointError(f"{path}: field {name!r} has no counterpart in twinarm's {raw['type']}")
+    return {**config, **reader.preset}
 
 
 def _stats(src: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -145,17 +205,40 @@ def _stats(src: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: stats[k] for k in wanted}
 
 
-def _act_weights(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+def _rename(key: str, rules: list[tuple[str, Any]]) -> str:
+    for pattern, repl in rules:
+        if re.match(pattern, key):
+            return re.sub(pattern, repl, key)
+    return key
+
+
+def _weights(
+    state: dict[str, torch.Tensor], kind: str, reader: _Reader, policy: Policy, path: Path
+) -> dict[str, torch.Tensor]:
+    """LeRobot's tensors under twinarm's names; LeRobotCheckpointError unless they fill every twinarm weight."""
+    if kind == "act":
+        rules: list[tuple[str, Any]] = list(_ACT_NAMES)
+    elif kind == "diffusion":
+        rules = list(_DIFFUSION_NAMES)
+    else:
+        rules = _tdmpc_names(next(iter(policy.config.image_keys), None))
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if not key.startswith("model."):
-            raise LeRobotCheckpointError(f"{path}: unexpected tensor {key!r} (LeRobot's ACT keeps all under model.)")
-        name = key.removeprefix("model.")
-        if name in _ACT_DROPPED:
+        if any(re.match(p, key) for p in reader.dropped):
             continue
-        for pattern, repl in _ACT_NAMES:
-            if re.match(pattern, name):
+        name = _rename(key, rules)
+        if kind == "diffusion" and name.startswith("model.unet."):
+            for pattern, repl in _DIFFUSION_BLOCKS:
                 name = re.sub(pattern, repl, name)
-                break
         out[name] = value
+    wanted = {k: v.shape for k, v in policy.state_dict().items() if not k.startswith(_NORMALIZERS)}
+    missing = sorted(set(wanted) - set(out))
+    extra = sorted(set(out) - set(wanted))
+    if missing or extra:
+        raise LeRobotCheckpointError(f"{path}: its tensors do not make twinarm's {kind}: missing {missing[:5]}, "
+                                     f"unexpected {extra[:5]}" + (" (and more)" if len(missing) + len(extra) > 10 else ""))  # fmt: skip
+    wrong = [k for k, shape in wanted.items() if out[k].shape != shape]
+    if wrong:
+        raise LeRobotCheckpointError(f"{path}: {wrong[0]} has shape {tuple(out[wrong[0]].shape)}, twinarm's "
+                                     f"{tuple(wanted[wrong[0]])}")  # fmt: skip
     return out

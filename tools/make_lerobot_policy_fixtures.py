@@ -4,7 +4,8 @@
 
 Writes, per case, a checkpoint folder as LeRobot saves one (`pretrained_model/`: config.json, model.safetensors,
 the pre/post-processor JSON and stats files) and `io.safetensors`: raw inputs in dataset units and the chunk
-LeRobot's own pipeline (preprocessor, `predict_action_chunk`, postprocessor) returns for them, so twinarm's tests
+LeRobot's own pipeline (preprocessor, `predict_action_chunk`, postprocessor) returns for them (Diffusion: from
+noise drawn by a generator seeded with NOISE_SEED; TD-MPC: its world model's outputs), so twinarm's tests
 can check that it reads the checkpoint as the same policy without lerobot installed. The networks are small
 (no camera: a ResNet-18 alone would be 44 MB) and randomly initialized, with non-trivial normalization stats.
 """
@@ -57,7 +58,84 @@ def act_case(out: Path) -> None:
     save_file({**raw, "action_chunk": chunk.contiguous()}, out / "io.safetensors")
 
 
-CASES = {"act_state": act_case}
+def _stats(keys: dict[str, int]) -> dict[str, dict[str, torch.Tensor]]:
+    """Non-trivial stats (every one LeRobot's datasets carry) for features of these sizes."""
+    stats = {}
+    for i, (key, n) in enumerate(keys.items()):
+        mean, std = torch.linspace(-5.0 - i, 5.0 + i, n), torch.linspace(1.0, 3.0 + i, n)
+        stats[key] = {"mean": mean, "std": std, "min": mean - 3 * std, "max": mean + 3 * std}
+    return stats
+
+
+def _save(out: Path, policy, cfg, stats) -> None:  # noqa: ANN001
+    from lerobot.policies.factory import make_pre_post_processors
+
+    pre, post = make_pre_post_processors(cfg, dataset_stats=stats)
+    policy.save_pretrained(out / "pretrained_model")
+    pre.save_pretrained(out / "pretrained_model")
+    post.save_pretrained(out / "pretrained_model")
+    return pre, post
+
+
+def diffusion_case(out: Path) -> None:
+    """DDIM at 10 steps from explicit noise: the chunk is then a function of the inputs and that noise."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    cfg = DiffusionConfig(
+        input_features={
+            "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE,)),
+            "observation.environment_state": PolicyFeature(type=FeatureType.ENV, shape=(ENV,)),
+        },
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(STATE,))},
+        device="cpu", down_dims=(16, 32), horizon=16, n_action_steps=8, diffusion_step_embed_dim=16, kernel_size=3,
+        n_groups=4, noise_scheduler_type="DDIM", num_inference_steps=10,
+    )  # fmt: skip
+    policy = DiffusionPolicy(cfg).eval()
+    stats = _stats({"observation.state": STATE, "observation.environment_state": ENV, "action": STATE})
+    pre, post = _save(out, policy, cfg, stats)
+    g = torch.Generator().manual_seed(1)
+    raw = {"observation.state": torch.randn(2, cfg.n_obs_steps, STATE, generator=g) * 20,
+           "observation.environment_state": torch.randn(2, cfg.n_obs_steps, ENV, generator=g) * 0.1}  # fmt: skip
+    noise = torch.randn(2, cfg.horizon, STATE, generator=torch.Generator().manual_seed(NOISE_SEED))
+    with torch.no_grad():
+        chunk = post(policy.predict_action_chunk(pre(dict(raw)), noise=noise))
+    save_file({**raw, "action_chunk": chunk.contiguous()}, out / "io.safetensors")
+
+
+def tdmpc_case(out: Path) -> None:
+    """The world model's parts on fixed latents and actions (planning itself draws random samples)."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.tdmpc.configuration_tdmpc import TDMPCConfig
+    from lerobot.policies.tdmpc.modeling_tdmpc import TDMPCPolicy
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    cfg = TDMPCConfig(
+        input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE,))},
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(STATE,))},
+        device="cpu", latent_dim=16, mlp_dim=32, state_encoder_hidden_dim=32,
+    )  # fmt: skip
+    policy = TDMPCPolicy(cfg).eval()
+    stats = _stats({"observation.state": STATE, "action": STATE})
+    pre, _ = _save(out, policy, cfg, stats)
+    g = torch.Generator().manual_seed(1)
+    raw = {"observation.state": torch.randn(3, STATE, generator=g) * 20}
+    a = torch.rand(3, STATE, generator=g) * 2 - 1  # normalized actions
+    m = policy.model
+    with torch.no_grad():
+        z = m.encode(pre(dict(raw)))
+        z_next, reward = m.latent_dynamics_and_reward(z, a)
+        tensors = {"z": z, "action_normalized": a, "z_next": z_next, "reward": reward, "qs": m.Qs(z, a), "v": m.V(z),
+                   "pi": m.pi(z)}  # fmt: skip
+    save_file({**raw, **{k: v.contiguous() for k, v in tensors.items()}}, out / "io.safetensors")
+
+
+NOISE_SEED = 3  # the generator seed of the diffusion case's initial noise
+CASES = {"act_state": act_case, "diffusion_state": diffusion_case, "tdmpc_state": tdmpc_case}
 
 
 def main() -> None:

@@ -59,6 +59,10 @@ class DiffusionConfig(PolicyConfig):
     """Clip the predicted clean sample to [-clip_sample_range, clip_sample_range] while sampling."""
     clip_sample_range: float = 1.0
     """Clip bound (actions are min-max normalized to [-1, 1])."""
+    use_clipped_model_output: bool = True
+    """DDIM takes its noise estimate from the clipped clean sample (diffusers' `use_clipped_model_output=True`);
+    False takes the model's output as it is, diffusers' default, which LeRobot samples with (checkpoints read
+    from LeRobot set it so). twinarm's results were measured with True."""
     num_inference_steps: int | None = None
     """Denoising steps at inference; None = num_train_timesteps."""
     do_mask_loss_for_padding: bool = False

@@ -73,6 +73,10 @@ class RgbEncoder(nn.Module):
         return F.relu(self.out(self.pool(self.backbone(self.crop(x)))))
 
 
+#: Groups of the U-Net's final conv block's group norm (LeRobot's, fixed; see `UNet1D`).
+FINAL_GROUPS = 8
+
+
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     half = dim // 2
     freq = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
@@ -161,7 +165,9 @@ class UNet1D(nn.Module):
                 )
             )
         first = cfg.down_dims[0]
-        self.final = nn.Sequential(ConvBlock(first, first, k, g), nn.Conv1d(first, cfg.action_dim, 1))
+        # LeRobot's final block normalizes in 8 groups whatever n_groups says (its conv block's default): the
+        # same here, so its checkpoints are this network at every n_groups.
+        self.final = nn.Sequential(ConvBlock(first, first, k, FINAL_GROUPS), nn.Conv1d(first, cfg.action_dim, 1))
 
     def condition(self, t: Tensor, global_cond: Tensor) -> Tensor:
         """What the residual blocks' FiLM layers read, (..., embed + G), from t (...) and global_cond (..., G)."""
@@ -208,6 +214,7 @@ class DiffusionModel(nn.Module):
             cfg.prediction_type,
             cfg.clip_sample,
             cfg.clip_sample_range,
+            cfg.use_clipped_model_output,
         )
         self._plan: SamplingPlan | None = None
 

@@ -35,6 +35,7 @@ class NoiseScheduler:
         prediction_type: str = "epsilon",
         clip_sample: bool = True,
         clip_sample_range: float = 1.0,
+        use_clipped_model_output: bool = True,
     ) -> None:
         if prediction_type not in ("epsilon", "sample"):
             raise ValueError("prediction_type must be 'epsilon' or 'sample'")
@@ -43,6 +44,7 @@ class NoiseScheduler:
         self.prediction_type = prediction_type
         self.clip_sample = clip_sample
         self.clip_sample_range = clip_sample_range
+        self.use_clipped_model_output = use_clipped_model_output
 
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         abar = self.alphas_cumprod.to(x0.device)[t].to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
@@ -56,14 +58,17 @@ class NoiseScheduler:
         return [i * ratio for i in range(num_inference_steps)][::-1]
 
     def _x0_eps(self, model_out: Tensor, x_t: Tensor, abar: float) -> tuple[Tensor, Tensor]:
+        """The clean-sample estimate (clipped with `clip_sample`) and the noise estimate DDIM steps with: from the
+        clipped clean sample with `use_clipped_model_output` (diffusers' option of that name), else from the
+        model's output as it is (diffusers' default, what LeRobot samples with)."""
         a, s = math.sqrt(abar), math.sqrt(1 - abar)
-        if self.prediction_type == "epsilon":
-            x0 = (x_t - s * model_out) / a
-        else:
-            x0 = model_out
+        x0 = (x_t - s * model_out) / a if self.prediction_type == "epsilon" else model_out
+        if not self.use_clipped_model_output:
+            eps = model_out if self.prediction_type == "epsilon" else (x_t - a * x0) / s
         if self.clip_sample:
             x0 = x0.clamp(-self.clip_sample_range, self.clip_sample_range)
-        eps = (x_t - a * x0) / s
+        if self.use_clipped_model_output:
+            eps = (x_t - a * x0) / s
         return x0, eps
 
     def step(

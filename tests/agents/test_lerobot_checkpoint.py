@@ -73,9 +73,9 @@ def copy_with(tmp_path: Path, **config: object) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"type": "smolvla"}, r"config.json: policy type 'smolvla'; twinarm reads LeRobot's act checkpoints"),
-        ({"replace_final_stride_with_dilation": True}, r"replace_final_stride_with_dilation=True; twinarm's ACT supports only False"),
-        ({"some_new_field": 1}, r"config.json: field 'some_new_field' has no counterpart in twinarm's ACT"),
+        ({"type": "smolvla"}, r"config.json: policy type 'smolvla'; twinarm reads LeRobot's act, diffusion, tdmpc checkpoints"),
+        ({"replace_final_stride_with_dilation": True}, r"replace_final_stride_with_dilation=True; twinarm's act supports only False"),
+        ({"some_new_field": 1}, r"config.json: field 'some_new_field' has no counterpart in twinarm's act"),
         ({"input_features": {"observation.state": {"shape": [6]}}}, r"config.json: input_features: not LeRobot's"),
     ],
 )
@@ -103,3 +103,35 @@ def test_eval_names_an_unreadable_lerobot_checkpoint(tmp_path: Path, capsys: pyt
     with pytest.raises(SystemExit):
         main(["eval", "--policy", str(dst), "--env", "twinarm/SO101-PickCube-v0", "--out", str(tmp_path / "e")])
     assert f"--policy: {dst / 'config.json'}: policy type 'vqbet'" in capsys.readouterr().err
+
+
+def test_diffusion_samples_the_chunk_lerobot_samples() -> None:
+    """DDIM at 10 steps from the same initial noise: LeRobot passed it explicitly, twinarm draws it from a generator
+    seeded alike. LeRobot samples with diffusers' default (the noise estimate as the model gave it), set on import."""
+    from tools.make_lerobot_policy_fixtures import NOISE_SEED
+
+    fixture = FIXTURE.parent / "diffusion_state"
+    policy = load_lerobot(fixture / "pretrained_model")
+    assert policy.config.use_clipped_model_output is False and policy.config.noise_scheduler_type == "DDIM"
+    io = load_file(str(fixture / "io.safetensors"))
+    batch = {k: v for k, v in io.items() if k.startswith("observation.")}  # (B, n_obs_steps, D)
+    got = policy.predict_action_chunk(batch, generator=torch.Generator().manual_seed(NOISE_SEED))
+    torch.testing.assert_close(got, io["action_chunk"], atol=2e-4, rtol=1e-5)
+
+
+def test_tdmpc_world_model_is_lerobots() -> None:
+    """Encoder, dynamics, reward, Q ensemble, V and the policy prior on LeRobot's own latents and actions (planning
+    itself draws random samples, so the parts it plans with are compared)."""
+    fixture = FIXTURE.parent / "tdmpc_state"
+    policy = load_lerobot(fixture / "pretrained_model")
+    io = load_file(str(fixture / "io.safetensors"))
+    m, z, a = policy.model, io["z"], io["action_normalized"]
+    with torch.no_grad():
+        torch.testing.assert_close(m.encoder(policy.normalize_inputs({"observation.state": io["observation.state"]})), z)
+        z_next, reward = m.next(z, a)
+        torch.testing.assert_close(z_next, io["z_next"])
+        torch.testing.assert_close(reward.reshape(-1), io["reward"].reshape(-1))
+        torch.testing.assert_close(m.q_all(z, a).reshape(io["qs"].shape), io["qs"])
+        torch.testing.assert_close(m.value(z).reshape(-1), io["v"].reshape(-1))
+        torch.testing.assert_close(m.pi(z), io["pi"])
+    assert torch.equal(policy.model_target.qs[0][0].weight, policy.model.qs[0][0].weight)  # saved target = online here

@@ -255,7 +255,7 @@ def test_online_tdmpc_through_cli(tmp_path: Path) -> None:
 
 
 def test_eval_noise_seed_fixes_diffusion_sampling(tmp_path: Path) -> None:
-    """`--noise-seed N` seeds the sampling noise, so a Diffusion evaluation repeats exactly in one process."""
+    """`--noise-seed N` seeds the sampling noise, so a Diffusion evaluation repeats exactly; without it, --seed does."""
     from tests.agents.conftest import TINY
     from twinarm.agents.features import Feature
     from twinarm.agents.registry import make_policy
@@ -276,3 +276,11 @@ def test_eval_noise_seed_fixes_diffusion_sampling(tmp_path: Path) -> None:
     first = rewards(3, "a")
     assert rewards(3, "b") == first
     assert rewards(4, "c") != first
+    # Without --noise-seed, a run seeds with --seed's value (torch starts each process from a random state).
+    assert main(["eval", "--policy", str(ckpt), "--env", PICK, "--episodes", "1", "--n-envs", "1", "--videos", "0",
+                 "--max-steps", "8", "--threads", "1", "--seed", "3", "--out", str(tmp_path / "d")]) == 0  # fmt: skip
+    torch.rand(7)
+    assert main(["eval", "--policy", str(ckpt), "--env", PICK, "--episodes", "1", "--n-envs", "1", "--videos", "0",
+                 "--max-steps", "8", "--threads", "1", "--seed", "3", "--out", str(tmp_path / "e")]) == 0  # fmt: skip
+    assert (json.loads((tmp_path / "d" / "eval_info.json").read_text())["per_episode"]
+            == json.loads((tmp_path / "e" / "eval_info.json").read_text())["per_episode"])  # fmt: skip

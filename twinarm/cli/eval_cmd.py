@@ -70,8 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="compute the next action chunk in the background once K queued actions are left, so "
                    "the control loop does not stop for inference (ACT, Diffusion; 0: wait for each chunk)")
     p.add_argument("--noise-seed", type=int, default=None, metavar="N",
-                   help="seed torch's random numbers (Diffusion's sampling noise) with N before the episodes "
-                   "(default: torch's own start state, the same in every run)")
+                   help="seed torch's random numbers (Diffusion's sampling noise, TD-MPC's planning samples) with N "
+                   "before the episodes (default: --seed's value, so that a run repeats exactly: torch starts each "
+                   "process from a different random state)")
     p.add_argument("--int8", action="store_true",
                    help="run the policy's large matmuls (linear layers, 1-D convolutions, TD-MPC's planning heads) and "
                    "image backbone in int8 on the CPU (ACT and Diffusion chunks ~1.6x faster on x86, a TD-MPC plan ~2x; "
@@ -161,8 +162,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             args._parser.error(f"--prefetch-at {args.prefetch_at}: {exc}")
     write_resolved_config(args, args.out)
-    if args.noise_seed is not None:
-        torch.manual_seed(args.noise_seed)
+    torch.manual_seed(args.seed if args.noise_seed is None else args.noise_seed)
     budget = None
     if args.yield_cores and policy.device.type == "cpu":
         from twinarm.agents.thread_budget import ThreadBudget

@@ -13,6 +13,7 @@
     python benchmarks/policy_results.py int8-tdmpc  # TD-MPC above, float32 vs int8 planning, same seeds
     python benchmarks/policy_results.py act --precision bf16   # the recipe in bf16 mixed precision
     python benchmarks/policy_results.py bf16        # float32 vs bf16 runs -> results/policy_bf16.txt
+    python benchmarks/policy_results.py noise       # Diffusion's pc_success over 5 sampling-noise seeds
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -229,6 +230,31 @@ def sim2real(preset: str = "sim2real", seed: int | None = None) -> str:
     return table
 
 
+NOISE_SEEDS = (None, 1, 2, 3, 4)  # None: eval's default, its --seed (100000)
+
+
+def noise_table() -> str:
+    """The Diffusion recipe's checkpoint over 50 evaluation seeds, once per sampling-noise seed: how far one
+    evaluation's pc_success moves with the noise alone; the table -> RESULTS / policy_noise.txt."""
+    ckpt = _last_checkpoint(run_dir("diffusion", None))
+    rates = []
+    for noise in NOISE_SEEDS:
+        out = WORK / "noise_diffusion" / ("default" if noise is None else f"noise{noise}")
+        if not (out / "eval_info.json").exists():
+            run(TWINARM + ["eval", "--policy", str(ckpt), "--env", PICK, "--episodes", "50", "--n-envs", "10",
+                           "--videos", "0", "--out", str(out), *([] if noise is None else ["--noise-seed", str(noise)])])
+        rates.append(json.loads((out / "eval_info.json").read_text())["aggregated"]["pc_success"])
+    label = ["default (--seed 100000)" if n is None else str(n) for n in NOISE_SEEDS]
+    table = ("| noise seed | " + " | ".join(label) + " | mean |\n|" + "---|" * (len(label) + 2) + "\n"
+             + "| diffusion pc_success | " + " | ".join(f"{r:.0f} %" for r in rates) + f" | {sum(rates) / len(rates):.1f} % |")
+    (RESULTS / "policy_noise.txt").write_text(
+        f"Diffusion (the recipe of policy_results.py diffusion, checkpoint {ckpt}) on {PICK.split('/')[-1]}, the same 50 "
+        f"evaluation seeds, sampling noise seeded with each `--noise-seed`.\n"
+        f"Commands: python benchmarks/policy_results.py noise\n\n" + table + "\n")
+    print(table)
+    return table
+
+
 def int8(checkpoints: list[Path], calibration: str | None) -> str:
     """Trained policies evaluated in float32 and with `eval --int8` over the same 50 seeds (Diffusion from the
     recipe above, twice with other sampling noise, plus `checkpoints`, e.g. a pixel ACT, calibrated on
@@ -378,7 +404,7 @@ def _other_seeds(name: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "bf16", "report"))
+    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "bf16", "noise", "report"))
     p.add_argument("--checkpoint", type=Path, action="append", default=[],
                    help="int8: also compare this checkpoint (repeatable), e.g. a pixel ACT")
     p.add_argument("--calibration", default=None, help="int8: dataset whose frames calibrate those checkpoints")
@@ -402,6 +428,8 @@ def main() -> None:
         int8_tdmpc()
     elif a.stage == "bf16":
         precision_table()
+    elif a.stage == "noise":
+        noise_table()
     else:
         train_and_eval(a.stage, a.seed, a.steps, a.precision)
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from twinarm.agents.features import Feature
+from twinarm.agents.features import IMAGE_PREFIX, Feature
 from twinarm.agents.policy import CONFIG_NAME, STATS_NAME, WEIGHTS_NAME, Policy
 
 PREPROCESSOR = "policy_preprocessor.json"
@@ -125,9 +125,14 @@ def is_lerobot_checkpoint(directory: str | Path) -> bool:
     return (d / CONFIG_NAME).is_file() and (d / PREPROCESSOR).is_file() and not (d / STATS_NAME).is_file()
 
 
-def load_lerobot(directory: str | Path, arm: str = "so101", overrides: dict[str, Any] | None = None) -> Policy:
+def load_lerobot(
+    directory: str | Path, arm: str = "so101", overrides: dict[str, Any] | None = None,
+    rename: dict[str, str] | None = None,
+) -> Policy:
     """The twinarm policy equal to the LeRobot checkpoint in `directory`, for `arm` (see the module's note on
-    units); `overrides` set inference fields of twinarm's config, as `Policy.from_pretrained`'s do."""
+    units); `overrides` set inference fields of twinarm's config, as `Policy.from_pretrained`'s do; `rename`
+    maps LeRobot feature keys to twinarm's (a camera must be `observation.images.<camera>` of the env, e.g.
+    LeRobot TD-MPC's `observation.image` -> `observation.images.front`), like LeRobot's own rename map."""
     from twinarm.agents.registry import get_policy_class
 
     src = Path(directory)
@@ -138,13 +143,32 @@ def load_lerobot(directory: str | Path, arm: str = "so101", overrides: dict[str,
                                      f"{', '.join(SUPPORTED)} checkpoints")  # fmt: skip
     klass = get_policy_class(kind)
     config = _config(raw, src / CONFIG_NAME, _READERS[kind], klass.config_class, arm)
+    renamed = _renamed(config, dict(rename or {}), src / CONFIG_NAME)
     unknown = sorted(set(overrides or {}) - set(klass.config_class.__dataclass_fields__))
     if unknown:
         raise LeRobotCheckpointError(f"overrides {unknown}: no such field in twinarm's {kind} config")
-    policy = klass(klass.config_class(**{**config, **dict(overrides or {})}), _stats(src, config))
+    stats = {renamed.get(k, k): v for k, v in _stats(src, config).items()}
+    config["input_features"] = {renamed.get(k, k): f for k, f in config["input_features"].items()}
+    policy = klass(klass.config_class(**{**config, **dict(overrides or {})}), stats)
     mapped = _weights(load_file(str(src / WEIGHTS_NAME)), kind, _READERS[kind], policy, src / WEIGHTS_NAME)
     policy.load_state_dict(mapped, strict=False)
     return policy.eval()
+
+
+def _renamed(config: dict[str, Any], rename: dict[str, str], path: Path) -> dict[str, str]:
+    """`rename` checked against the checkpoint's input features; every camera must end up under IMAGE_PREFIX."""
+    features = config["input_features"]
+    unknown = sorted(set(rename) - set(features))
+    if unknown:
+        raise LeRobotCheckpointError(f"rename {unknown}: not input features of {path} ({', '.join(features)})")
+    for key, feature in features.items():
+        new = rename.get(key, key)
+        if feature.kind == "VISUAL" and not new.startswith(IMAGE_PREFIX):
+            raise LeRobotCheckpointError(
+                f"{path}: camera feature {key!r} is not a key twinarm's envs provide ({IMAGE_PREFIX}<camera>): "
+                f"rename it to the env camera it saw, e.g. eval --rename-feature {key}={IMAGE_PREFIX}front"
+            )
+    return rename
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -134,8 +134,36 @@ def tdmpc_case(out: Path) -> None:
     save_file({**raw, **{k: v.contiguous() for k, v in tensors.items()}}, out / "io.safetensors")
 
 
+def tdmpc_camera_case(out: Path) -> None:
+    """TD-MPC with LeRobot's one camera key, `observation.image` (84x84), and the state: the latent it encodes."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.tdmpc.configuration_tdmpc import TDMPCConfig
+    from lerobot.policies.tdmpc.modeling_tdmpc import TDMPCPolicy
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    cfg = TDMPCConfig(
+        input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE,)),
+                        "observation.image": PolicyFeature(type=FeatureType.VISUAL, shape=(3, 84, 84))},
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(STATE,))},
+        device="cpu", latent_dim=16, mlp_dim=32, state_encoder_hidden_dim=32, image_encoder_hidden_dim=8,
+    )  # fmt: skip
+    policy = TDMPCPolicy(cfg).eval()
+    stats = _stats({"observation.state": STATE, "action": STATE})
+    stats["observation.image"] = {"mean": torch.full((3, 1, 1), 0.4), "std": torch.full((3, 1, 1), 0.2),
+                                  "min": torch.zeros(3, 1, 1), "max": torch.ones(3, 1, 1)}  # fmt: skip
+    pre, _ = _save(out, policy, cfg, stats)
+    g = torch.Generator().manual_seed(1)
+    raw = {"observation.state": torch.randn(3, STATE, generator=g) * 20,
+           "observation.image": torch.rand(3, 3, 84, 84, generator=g)}  # fmt: skip
+    with torch.no_grad():
+        z = policy.model.encode(pre(dict(raw)))
+    save_file({**raw, "z": z.contiguous()}, out / "io.safetensors")
+
+
 NOISE_SEED = 3  # the generator seed of the diffusion case's initial noise
-CASES = {"act_state": act_case, "diffusion_state": diffusion_case, "tdmpc_state": tdmpc_case}
+CASES = {"act_state": act_case, "diffusion_state": diffusion_case, "tdmpc_state": tdmpc_case,
+         "tdmpc_camera": tdmpc_camera_case}  # fmt: skip
 
 
 def main() -> None:

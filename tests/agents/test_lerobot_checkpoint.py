@@ -135,3 +135,38 @@ def test_tdmpc_world_model_is_lerobots() -> None:
         torch.testing.assert_close(m.value(z).reshape(-1), io["v"].reshape(-1))
         torch.testing.assert_close(m.pi(z), io["pi"])
     assert torch.equal(policy.model_target.qs[0][0].weight, policy.model.qs[0][0].weight)  # saved target = online here
+
+
+def test_cameras_must_be_renamed_to_an_env_camera(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """LeRobot's TD-MPC names its camera `observation.image`; twinarm's envs give `observation.images.<camera>`."""
+    features = json.loads((CKPT / "config.json").read_text())["input_features"]
+    dst = copy_with(tmp_path, input_features={**features, "observation.image": {"type": "VISUAL", "shape": [3, 84, 84]}})
+    with pytest.raises(LeRobotCheckpointError, match=r"camera feature 'observation.image' is not a key twinarm's envs "
+                       r"provide \(observation.images.<camera>\): rename it"):  # fmt: skip
+        load_lerobot(dst)
+    with pytest.raises(LeRobotCheckpointError, match=r"rename \['observation.imag'\]: not input features of"):
+        load_lerobot(dst, rename={"observation.imag": "observation.images.front"})
+    with pytest.raises(SystemExit):
+        main(["eval", "--policy", str(dst), "--rename-feature", "observation.image", "--out", str(tmp_path / "e")])
+    assert "expected OLD=NEW feature keys" in capsys.readouterr().err
+
+
+def test_rename_feature_is_refused_for_twinarm_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    load_lerobot(CKPT).save_pretrained(tmp_path / "tw")
+    with pytest.raises(SystemExit):
+        main(["eval", "--policy", str(tmp_path / "tw"), "--rename-feature", "a=b", "--out", str(tmp_path / "e")])
+    assert "--rename-feature: only for a LeRobot checkpoint" in capsys.readouterr().err
+
+
+def test_a_renamed_camera_encodes_as_lerobot_does_and_runs_in_sim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fixture = FIXTURE.parent / "tdmpc_camera"
+    policy = load_lerobot(fixture / "pretrained_model", rename={"observation.image": "observation.images.front"})
+    io = load_file(str(fixture / "io.safetensors"))
+    obs = {"observation.state": io["observation.state"], "observation.images.front": io["observation.image"]}
+    with torch.no_grad():
+        torch.testing.assert_close(policy.model.encoder(policy.normalize_inputs(obs)), io["z"])
+    assert main(["eval", "--policy", str(fixture / "pretrained_model"), "--env", "twinarm/SO101-Reach-v0",
+                 "--rename-feature", "observation.image=observation.images.front", "--episodes", "1", "--n-envs", "1",
+                 "--videos", "0", "--max-steps", "3", "--threads", "1", "--out", str(tmp_path / "e")]) == 0  # fmt: skip
+    assert "a LeRobot tdmpc checkpoint" in capsys.readouterr().out
+    assert json.loads((tmp_path / "e" / "eval_info.json").read_text())["select_action_ms"]["calls"] == 3

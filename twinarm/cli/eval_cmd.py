@@ -26,6 +26,13 @@ examples:
       --port /dev/ttyACM0 --calibration follower.json --camera front=0 --camera wrist=2 --episodes 10"""
 
 
+def _feature_rename(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not sep or not old.strip() or not new.strip():
+        raise argparse.ArgumentTypeError(f"expected OLD=NEW feature keys, got {text!r}")
+    return old.strip(), new.strip()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
@@ -40,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--policy", type=Path, required=False, default=None, help="policy checkpoint (a pretrained_model folder), a checkpoint step folder, or a training run "
-                   "directory (its newest checkpoint); also a LeRobot ACT checkpoint (its pretrained_model folder)")
+                   "directory (its newest checkpoint); also a checkpoint saved by LeRobot (ACT, Diffusion Policy, TD-MPC: its "
+                   "pretrained_model folder), read as the same twinarm policy for the env's arm")
     p.add_argument("--env", default="twinarm/SO101-PickCube-v0", help="env id (sim, or its -Real twin)")
     p.add_argument("--episodes", type=int, default=50, help="number of episodes")
     p.add_argument("--n-envs", type=int, default=None, help="episodes run in parallel (default 10; 1 on a real arm)")
@@ -52,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
         help="override an inference setting of the policy config (JSON value), e.g. --set n_action_steps=20",
     )
+    p.add_argument("--rename-feature", dest="rename_features", type=_feature_rename, action="append", default=[],
+                   metavar="OLD=NEW", help="a LeRobot checkpoint's feature key under twinarm's name (repeatable), e.g. "
+                   "observation.image=observation.images.front: a camera must be one of the env's")
     p.add_argument("--async-envs", action="store_true", help="run the envs in subprocesses")
     p.add_argument("--threads", type=int, default=None,
                    help="most torch CPU threads for the policy (default: torch's own, one per physical core)")
@@ -134,12 +145,14 @@ def run(args: argparse.Namespace) -> int:
         except KeyError as exc:
             args._parser.error(str(exc).strip("'\""))
         try:
-            policy = load_lerobot(args.policy, arm=arm, overrides=overrides)
+            policy = load_lerobot(args.policy, arm=arm, overrides=overrides, rename=dict(args.rename_features))
         except LeRobotCheckpointError as exc:
             args._parser.error(f"--policy: {exc}")
         print(f"policy: a LeRobot {policy.name} checkpoint, read as twinarm's for the {arm} arm (its dataset's units "
               f"must be the arm spec's: degrees, gripper 0..100)")
     else:
+        if args.rename_features:
+            args._parser.error("--rename-feature: only for a LeRobot checkpoint (twinarm's name their features already)")
         policy = Policy.from_pretrained(args.policy, overrides=overrides)
     policy.to(resolve_device(args.device))
     check_precision_arg(args, policy.device)

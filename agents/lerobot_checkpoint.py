@@ -236,25 +236,89 @@ def _rename(key: str, rules: list[tuple[str, Any]]) -> str:
     return key
 
 
+#: twinarm names -> LeRobot's: the reverse of the rules above, checked key by key by `lerobot_name`.
+_ACT_BACK = [
+    (r"^model\.vae_cls\.", "model.vae_encoder_cls_embed."),
+    (r"^model\.vae_state_proj\.", "model.vae_encoder_robot_state_input_proj."),
+    (r"^model\.vae_action_proj\.", "model.vae_encoder_action_input_proj."),
+    (r"^model\.vae_latent_proj\.", "model.vae_encoder_latent_output_proj."),
+    (r"^model\.vae_encoder\.(\d+)\.", r"model.vae_encoder.layers.\1."),
+    (r"^model\.encoder\.(\d+)\.", r"model.encoder.layers.\1."),
+    (r"^model\.encoder_norm\.", "model.encoder.norm."),
+    (r"^model\.decoder\.(\d+)\.cross_attn\.", r"model.decoder.layers.\1.multihead_attn."),
+    (r"^model\.decoder\.(\d+)\.", r"model.decoder.layers.\1."),
+    (r"^model\.decoder_norm\.", "model.decoder.norm."),
+    (r"^model\.state_proj\.", "model.encoder_robot_state_input_proj."),
+    (r"^model\.env_state_proj\.", "model.encoder_env_state_input_proj."),
+    (r"^model\.latent_proj\.", "model.encoder_latent_input_proj."),
+    (r"^model\.img_proj\.", "model.encoder_img_feat_input_proj."),
+    (r"^model\.pos_1d\.", "model.encoder_1d_feature_pos_embed."),
+    (r"^model\.query_pos\.", "model.decoder_pos_embed."),
+]
+_RESNET_INDEX = {v: k for k, v in _RESNET_CHILDREN.items()}
+_DIFFUSION_BACK = [
+    (r"^model\.unet\.time_mlp\.0\.", "diffusion.unet.diffusion_step_encoder.1."),
+    (r"^model\.unet\.time_mlp\.2\.", "diffusion.unet.diffusion_step_encoder.3."),
+    (r"^model\.unet\.final\.0\.", "diffusion.unet.final_conv.0.block."),
+    (r"^model\.unet\.final\.", "diffusion.unet.final_conv."),
+    (r"^model\.unet\.(down|mid|up)\.", r"diffusion.unet.\1_modules."),
+    (r"^model\.rgb\.backbone\.(conv1|bn1|layer[1-4])\.", lambda m: f"diffusion.rgb_encoder.backbone.{_RESNET_INDEX[m[1]]}."),
+    (r"^model\.rgb\.pool\.kp\.", "diffusion.rgb_encoder.pool.nets."),
+    (r"^model\.rgb\.out\.", "diffusion.rgb_encoder.out."),
+]
+_DIFFUSION_BLOCKS_BACK = [(r"\.conv([12])\.(\d)\.", r".conv\1.block.\2."), (r"\.cond\.", ".cond_encoder."),
+                          (r"\.residual\.", ".residual_conv.")]  # fmt: skip
+_TDMPC_BACK = [
+    (r"^(model|model_target)\.encoder\.state\.", r"\1._encoder.state_enc_layers."),
+    (r"^(model|model_target)\.encoder\.env_state\.", r"\1._encoder.env_state_enc_layers."),
+    (r"^(model|model_target)\.dynamics\.", r"\1._dynamics."),
+    (r"^(model|model_target)\.reward\.", r"\1._reward."),
+    (r"^(model|model_target)\.pi_net\.", r"\1._pi."),
+    (r"^(model|model_target)\.qs\.", r"\1._Qs."),
+    (r"^(model|model_target)\.v\.", r"\1._V."),
+]
+
+
+def twinarm_name(key: str, kind: str, image_key: str | None = None) -> str:
+    """The twinarm parameter name of LeRobot's `key` in a `kind` policy (`image_key`: TD-MPC's camera, renamed)."""
+    if kind == "act":
+        return _rename(key, _ACT_NAMES)
+    if kind == "tdmpc":
+        return _rename(key, _tdmpc_names(image_key))
+    name = _rename(key, _DIFFUSION_NAMES)
+    if name.startswith("model.unet."):
+        for pattern, repl in _DIFFUSION_BLOCKS:
+            name = re.sub(pattern, repl, name)
+    return name
+
+
+def lerobot_name(key: str, kind: str, policy: Policy) -> str:
+    """LeRobot's parameter name for twinarm's `key` of `policy`, checked to read back to `key`."""
+    if kind == "act":
+        name = _rename(key, _ACT_BACK)
+    elif kind == "tdmpc":
+        name = _rename(key, _TDMPC_BACK)
+    else:
+        name = _rename(key, _DIFFUSION_BACK)
+        if name.startswith("diffusion.unet."):
+            for pattern, repl in _DIFFUSION_BLOCKS_BACK:
+                name = re.sub(pattern, repl, name)
+    back = twinarm_name(name, kind, next(iter(policy.config.image_keys), None))
+    if back != key:
+        raise LeRobotCheckpointError(f"{key}: no LeRobot name reads back to it ({name!r} reads as {back!r})")
+    return name
+
+
 def _weights(
     state: dict[str, torch.Tensor], kind: str, reader: _Reader, policy: Policy, path: Path
 ) -> dict[str, torch.Tensor]:
     """LeRobot's tensors under twinarm's names; LeRobotCheckpointError unless they fill every twinarm weight."""
-    if kind == "act":
-        rules: list[tuple[str, Any]] = list(_ACT_NAMES)
-    elif kind == "diffusion":
-        rules = list(_DIFFUSION_NAMES)
-    else:
-        rules = _tdmpc_names(next(iter(policy.config.image_keys), None))
+    image_key = next(iter(policy.config.image_keys), None)
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if any(re.match(p, key) for p in reader.dropped):
             continue
-        name = _rename(key, rules)
-        if kind == "diffusion" and name.startswith("model.unet."):
-            for pattern, repl in _DIFFUSION_BLOCKS:
-                name = re.sub(pattern, repl, name)
-        out[name] = value
+        out[twinarm_name(key, kind, image_key)] = value
     wanted = {k: v.shape for k, v in policy.state_dict().items() if not k.startswith(_NORMALIZERS)}
     missing = sorted(set(wanted) - set(out))
     extra = sorted(set(out) - set(wanted))

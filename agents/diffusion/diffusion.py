@@ -34,14 +34,18 @@ class SpatialSoftmax(nn.Module):
         self.kp = nn.Conv2d(channels, num_kp, 1)
         self._grid: dict[tuple[int, int], Tensor] = {}
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.kp(x)
-        b, k, h, w = x.shape
+    def grid(self, h: int, w: int) -> Tensor:
+        """(h * w, 2) pixel coordinates (x, y) in [-1, 1], row-major (LeRobot's `pos_grid`)."""
         if (h, w) not in self._grid:
             ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
             self._grid[(h, w)] = torch.stack((xs.reshape(-1), ys.reshape(-1)), dim=-1)
+        return self._grid[(h, w)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.kp(x)
+        b, k, h, w = x.shape
         attn = F.softmax(x.reshape(b, k, h * w), dim=-1)
-        return (attn @ self._grid[(h, w)].to(attn)).reshape(b, 2 * k)
+        return (attn @ self.grid(h, w).to(attn)).reshape(b, 2 * k)
 
 
 class RgbEncoder(nn.Module):

@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "eval_cmd",
     "record_cmd",
     "dataset_cmd",
+    "export_cmd",
 )
 
 

@@ -1,0 +1,138 @@
+"""twinarm policies saved as LeRobot checkpoints: the reverse of `lerobot_checkpoint`, so a policy trained in
+twinarm loads with LeRobot 0.6's `PreTrainedPolicy.from_pretrained` and `make_pre_post_processors(...,
+pretrained_path=...)` (its evaluation, async inference server, the Hub).
+
+Written: `config.json` with the fields LeRobot 0.6.1 knows (LeRobot-only ones set to what twinarm's network is),
+`model.safetensors` under LeRobot's parameter names, and the pre/post-processor pipelines with the normalization
+stats. Each twinarm weight's LeRobot name is checked to read back to it (`lerobot_checkpoint`'s mapping).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from twinarm.agents.lerobot_checkpoint import (
+    _NORMALIZERS,
+    PREPROCESSOR,
+    LeRobotCheckpointError,
+    lerobot_name,
+)
+from twinarm.agents.policy import CONFIG_NAME, WEIGHTS_NAME, Policy
+
+POSTPROCESSOR = "policy_postprocessor.json"
+NORMALIZER_STATE = "policy_preprocessor_step_3_normalizer_processor.safetensors"
+UNNORMALIZER_STATE = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
+EPS = 1e-8  # LeRobot's normalizer epsilon, the same as twinarm's
+
+#: The policy config fields of LeRobot 0.6.1 (from configs it saved), per type; twinarm writes those it shares.
+LEROBOT_FIELDS = {
+    "act": {"chunk_size", "dim_feedforward", "dim_model", "dropout", "feedforward_activation", "kl_weight",
+            "latent_dim", "n_action_steps", "n_decoder_layers", "n_encoder_layers", "n_heads", "n_obs_steps",
+            "n_vae_encoder_layers", "optimizer_lr", "optimizer_lr_backbone", "optimizer_weight_decay", "pre_norm",
+            "temporal_ensemble_coeff", "use_vae", "vision_backbone"},
+    "diffusion": {"beta_end", "beta_schedule", "beta_start", "clip_sample", "clip_sample_range", "crop_is_random",
+                  "crop_shape", "diffusion_step_embed_dim", "do_mask_loss_for_padding", "down_dims", "horizon",
+                  "kernel_size", "n_action_steps", "n_groups", "n_obs_steps", "noise_scheduler_type",
+                  "num_inference_steps", "num_train_timesteps", "optimizer_betas", "optimizer_lr",
+                  "optimizer_weight_decay", "prediction_type", "spatial_softmax_num_keypoints",
+                  "use_film_scale_modulation", "use_group_norm", "vision_backbone"},
+    "tdmpc": {"advantage_scaling", "cem_iterations", "consistency_coeff", "discount", "elite_weighting_temperature",
+              "expectile_weight", "gaussian_mean_momentum", "horizon", "image_encoder_hidden_dim", "latent_dim",
+              "max_random_shift_ratio", "max_std", "min_std", "mlp_dim", "n_action_repeats", "n_action_steps",
+              "n_elites", "n_gaussian_samples", "n_obs_steps", "n_pi_samples", "optimizer_lr", "pi_coeff",
+              "q_ensemble_size", "reward_coeff", "state_encoder_hidden_dim", "target_model_momentum",
+              "temporal_decay_coeff", "uncertainty_regularizer_coeff", "use_mpc", "value_coeff"},
+}  # fmt: skip
+#: LeRobot-only fields, written with the value that makes LeRobot build twinarm's network (the weights are in
+#: the checkpoint: nothing to download).
+LEROBOT_PRESETS = {
+    "act": {"pretrained_backbone_weights": None, "replace_final_stride_with_dilation": False},
+    "diffusion": {"pretrained_backbone_weights": None, "resize_shape": None, "crop_ratio": 1.0,
+                  "use_separate_rgb_encoder_per_camera": False},
+    "tdmpc": {},
+}  # fmt: skip
+
+
+def save_lerobot(policy: Policy, directory: str | Path) -> Path:
+    """Write `policy` into `directory` as LeRobot 0.6 saves a `pretrained_model/`; returns the directory.
+
+    LeRobot samples Diffusion's DDIM with the noise estimate as the model gave it: a policy with
+    `use_clipped_model_output=True` (twinarm's default) is refused unless set to False first, since LeRobot would
+    otherwise sample a (slightly) different policy. LeRobot's TD-MPC reads one camera, keyed `observation.image`."""
+    kind = policy.name
+    if kind not in LEROBOT_FIELDS:
+        raise LeRobotCheckpointError(f"{kind!r}: LeRobot checkpoints are written for {', '.join(LEROBOT_FIELDS)}")
+    cfg = policy.config
+    if kind == "diffusion" and cfg.use_clipped_model_output:
+        raise LeRobotCheckpointError(
+            "use_clipped_model_output=True: LeRobot's DDIM takes the noise estimate from the model's output; set "
+            "policy.config.use_clipped_model_output = False (and evaluate it so) before saving for LeRobot"
+        )
+    if kind == "tdmpc" and cfg.image_keys:
+        raise LeRobotCheckpointError("LeRobot's TD-MPC reads its camera as observation.image, which no twinarm env "
+                                     "provides: TD-MPC with a camera is not written for LeRobot")  # fmt: skip
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    features = {k: {"type": f.kind, "shape": list(f.shape)} for k, f in cfg.input_features.items()}
+    actions = {k: {"type": f.kind, "shape": list(f.shape)} for k, f in cfg.output_features.items()}
+    norm_map = {kind_: str(mode).upper() for kind_, mode in cfg.normalization_mapping.items()}
+    raw: dict[str, Any] = {"type": kind, "n_obs_steps": cfg.n_obs_steps, "input_features": features,
+                           "output_features": actions, "device": "cpu", "use_amp": False,
+                           "normalization_mapping": norm_map}  # fmt: skip
+    for name in sorted(LEROBOT_FIELDS[kind]):
+        value = getattr(cfg, name)
+        raw[name] = list(value) if isinstance(value, tuple) else value
+    raw.update(LEROBOT_PRESETS[kind])
+    (out / CONFIG_NAME).write_text(json.dumps(raw, indent=4) + "\n")
+    state = {
+        lerobot_name(key, kind, policy): value.detach().cpu().contiguous()
+        for key, value in policy.state_dict().items()
+        if not key.startswith(_NORMALIZERS)
+    }
+    state.update(_fixed_buffers(policy))
+    save_file(state, str(out / WEIGHTS_NAME))
+    _save_processors(out, policy, features, actions, norm_map)
+    return out
+
+
+def _fixed_buffers(policy: Policy) -> dict[str, torch.Tensor]:
+    """Buffers LeRobot saves that twinarm computes when needed (so a strict LeRobot load finds every key)."""
+    if policy.name == "act" and policy.config.use_vae:
+        return {"model.vae_encoder_pos_enc": policy.model.vae_pos.detach().cpu().contiguous()}
+    if policy.name == "diffusion" and policy.config.image_keys:
+        rgb = policy.model.rgb
+        c, h, w = policy.config.input_features[policy.config.image_keys[0]].shape
+        if policy.config.crop_shape is not None:
+            h, w = policy.config.crop_shape
+        with torch.no_grad():
+            fh, fw = rgb.backbone.trunk(torch.zeros(1, c, h, w)).shape[-2:]  # the feature map's size
+        return {"diffusion.rgb_encoder.pool.pos_grid": rgb.pool.grid(fh, fw).contiguous()}
+    return {}
+
+
+def _save_processors(
+    out: Path, policy: Policy, features: dict[str, Any], actions: dict[str, Any], norm_map: dict[str, str]
+) -> None:
+    stats = {k: v.detach().cpu().contiguous() for k, v in policy.normalization_stats().items()}
+    normalizer = {"eps": EPS, "features": {**features, **actions}, "norm_map": norm_map}
+    pre = {"name": "policy_preprocessor", "steps": [
+        {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
+        {"registry_name": "to_batch_processor", "config": {}},
+        {"registry_name": "device_processor", "config": {"device": "cpu", "float_dtype": None}},
+        {"registry_name": "normalizer_processor", "config": normalizer, "state_file": NORMALIZER_STATE},
+    ]}  # fmt: skip
+    post = {"name": "policy_postprocessor", "steps": [
+        {"registry_name": "unnormalizer_processor", "config": {**normalizer, "features": actions},
+         "state_file": UNNORMALIZER_STATE},
+        {"registry_name": "device_processor", "config": {"device": "cpu", "float_dtype": None}},
+    ]}  # fmt: skip
+    (out / PREPROCESSOR).write_text(json.dumps(pre, indent=2) + "\n")
+    (out / POSTPROCESSOR).write_text(json.dumps(post, indent=2) + "\n")
+    save_file(stats, str(out / NORMALIZER_STATE))
+    save_file(stats, str(out / UNNORMALIZER_STATE))
+

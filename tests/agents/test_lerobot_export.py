@@ -1,0 +1,139 @@
+"""twinarm policies written as LeRobot checkpoints: read back as the same policy, laid out as the LeRobot-written
+fixtures are (tests/fixtures/lerobot_policies), every parameter under a LeRobot name that reads back to it.
+(By hand, lerobot 0.6.1 loads such exports with strict=True and reproduces twinarm's outputs: ACT with a camera
+5e-6 of 9, Diffusion with a camera 3e-5 of 22, TD-MPC exactly.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import twinarm  # noqa: F401  (registers the env ids)
+from twinarm.agents.features import Feature
+from twinarm.agents.lerobot_checkpoint import (
+    PREPROCESSOR,
+    LeRobotCheckpointError,
+    is_lerobot_checkpoint,
+    lerobot_name,
+    load_lerobot,
+)
+from twinarm.agents.lerobot_export import LEROBOT_FIELDS, POSTPROCESSOR, save_lerobot
+from twinarm.agents.registry import make_policy
+from twinarm.cli.main import main
+
+FIXTURES = Path(__file__).parents[1] / "fixtures/lerobot_policies"
+STATE = {"observation.state": Feature("STATE", (6,)), "observation.environment_state": Feature("ENV", (7,))}
+CAMERA = {"observation.state": Feature("STATE", (6,)), "observation.images.front": Feature("VISUAL", (3, 64, 80))}
+OUT = {"action": Feature("ACTION", (6,))}
+TINY = {
+    "act": dict(dim_model=32, n_heads=2, dim_feedforward=64, chunk_size=10, n_action_steps=10, latent_dim=8,
+                n_encoder_layers=2, n_vae_encoder_layers=2),
+    "diffusion": dict(down_dims=(16, 32), horizon=16, n_action_steps=8, diffusion_step_embed_dim=16, n_groups=4,
+                      noise_scheduler_type="DDIM", num_inference_steps=10, use_clipped_model_output=False),
+    "tdmpc": dict(latent_dim=16, mlp_dim=32, state_encoder_hidden_dim=32),
+}  # fmt: skip
+
+
+def stats(features: dict[str, Feature]) -> dict[str, dict[str, np.ndarray]]:
+    out = {}
+    for i, (key, f) in enumerate({**features, **OUT}.items()):
+        if f.kind == "VISUAL":
+            out[key] = {"mean": np.full((3, 1, 1), 0.4, np.float32), "std": np.full((3, 1, 1), 0.2, np.float32),
+                        "min": np.zeros((3, 1, 1), np.float32), "max": np.ones((3, 1, 1), np.float32)}  # fmt: skip
+        else:
+            mean, std = np.linspace(-5 - i, 5 + i, f.shape[0], dtype=np.float32), np.linspace(1, 3 + i, f.shape[0], dtype=np.float32)
+            out[key] = {"mean": mean, "std": std, "min": mean - 3 * std, "max": mean + 3 * std}
+    return out
+
+
+def tiny(kind: str, features: dict[str, Feature] = STATE):  # noqa: ANN201
+    torch.manual_seed(0)
+    features = {"observation.state": STATE["observation.state"]} if kind == "tdmpc" else features
+    return make_policy(kind, input_features=features, output_features=OUT, stats=stats(features), **TINY[kind]).eval()
+
+
+def test_act_reads_back_as_the_same_policy(tmp_path: Path) -> None:
+    policy = tiny("act")
+    save_lerobot(policy, tmp_path / "lr")
+    assert is_lerobot_checkpoint(tmp_path / "lr")
+    batch = {"observation.state": torch.randn(2, 6) * 20, "observation.environment_state": torch.randn(2, 7) * 0.1}
+    again = load_lerobot(tmp_path / "lr")
+    torch.testing.assert_close(again.predict_action_chunk(batch), policy.predict_action_chunk(batch))
+
+
+def test_diffusion_reads_back_as_the_same_policy(tmp_path: Path) -> None:
+    policy = tiny("diffusion")
+    save_lerobot(policy, tmp_path / "lr")
+    batch = {"observation.state": torch.randn(2, 2, 6) * 20, "observation.environment_state": torch.randn(2, 2, 7) * 0.1}
+    again = load_lerobot(tmp_path / "lr")
+    got, want = (p.predict_action_chunk(batch, generator=torch.Generator().manual_seed(3)) for p in (again, policy))
+    torch.testing.assert_close(got, want)
+
+
+def test_tdmpc_reads_back_as_the_same_world_model(tmp_path: Path) -> None:
+    policy = tiny("tdmpc")
+    save_lerobot(policy, tmp_path / "lr")
+    again = load_lerobot(tmp_path / "lr")
+    for (name, a), (_, b) in zip(policy.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("kind", ["act", "diffusion"])
+def test_every_weight_with_a_camera_has_a_lerobot_name_that_reads_back(kind: str) -> None:
+    policy = tiny(kind, CAMERA)
+    names = {lerobot_name(k, kind, policy) for k in policy.state_dict() if not k.startswith("normalize")}
+    backbone = "model.backbone.layer4.1.conv2.weight" if kind == "act" else "diffusion.rgb_encoder.backbone.7.1.conv2.weight"
+    assert backbone in names and len(names) == len([k for k in policy.state_dict() if not k.startswith("normalize")])
+
+
+@pytest.mark.parametrize("kind", ["act", "diffusion", "tdmpc"])
+def test_files_are_laid_out_as_lerobot_writes_them(tmp_path: Path, kind: str) -> None:
+    """The same files, processor steps and state files as the lerobot-written fixture of that type; every config
+    field LeRobot wrote that describes the policy (not where it ran or was published) is written."""
+    save_lerobot(tiny(kind), tmp_path / "lr")
+    fixture = FIXTURES / f"{kind}_state" / "pretrained_model"
+    assert sorted(p.name for p in (tmp_path / "lr").iterdir()) == sorted(p.name for p in fixture.iterdir())
+    for name in (PREPROCESSOR, POSTPROCESSOR):
+        ours, theirs = (json.loads((d / name).read_text()) for d in (tmp_path / "lr", fixture))
+        assert [(s["registry_name"], s.get("state_file")) for s in ours["steps"]] == \
+            [(s["registry_name"], s.get("state_file")) for s in theirs["steps"]]  # fmt: skip
+    ours, theirs = (json.loads((d / "config.json").read_text()) for d in (tmp_path / "lr", fixture))
+    runtime = {"push_to_hub", "repo_id", "private", "tags", "license", "pretrained_path", "pretrained_revision",
+               "use_peft"}  # fmt: skip
+    assert set(theirs) - runtime - {"drop_n_last_frames", "gradient_checkpointing", "compile_model", "compile_mode",
+                                    "optimizer_eps", "scheduler_name", "scheduler_warmup_steps"} <= set(ours)  # fmt: skip
+    assert set(ours) <= set(theirs)
+    assert LEROBOT_FIELDS[kind] <= set(theirs)
+
+
+def test_what_lerobot_would_run_differently_is_refused(tmp_path: Path) -> None:
+    policy = tiny("diffusion")
+    policy.config.use_clipped_model_output = True
+    with pytest.raises(LeRobotCheckpointError, match="use_clipped_model_output=True: LeRobot's DDIM"):
+        save_lerobot(policy, tmp_path / "a")
+    torch.manual_seed(0)
+    camera = make_policy("tdmpc", input_features={**CAMERA, "observation.images.front": Feature("VISUAL", (3, 84, 84))},
+                         output_features=OUT, **TINY["tdmpc"])  # fmt: skip
+    with pytest.raises(LeRobotCheckpointError, match="LeRobot's TD-MPC reads its camera as observation.image"):
+        save_lerobot(camera, tmp_path / "b")
+
+
+def test_export_then_eval_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tiny("diffusion")
+    policy.config.use_clipped_model_output = True  # twinarm's default
+    policy.save_pretrained(tmp_path / "tw")
+    with pytest.raises(SystemExit):
+        main(["export-lerobot", "--policy", str(tmp_path / "tw"), "--out", str(tmp_path / "lr")])
+    assert "(--lerobot-ddim to export it sampling as LeRobot does)" in capsys.readouterr().err
+    assert main(["export-lerobot", "--policy", str(tmp_path / "tw"), "--out", str(tmp_path / "lr"), "--lerobot-ddim"]) == 0
+    assert "wrote a LeRobot diffusion checkpoint" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["export-lerobot", "--policy", str(tmp_path / "tw"), "--out", str(tmp_path / "lr")])
+    assert "a checkpoint is already there" in capsys.readouterr().err
+    assert main(["eval", "--policy", str(tmp_path / "lr"), "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1",
+                 "--n-envs", "1", "--videos", "0", "--max-steps", "4", "--threads", "1", "--out", str(tmp_path / "e")]) == 0  # fmt: skip
+    assert "a LeRobot diffusion checkpoint" in capsys.readouterr().out

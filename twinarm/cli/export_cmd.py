@@ -1,0 +1,53 @@
+"""`twinarm export-lerobot`: a twinarm policy checkpoint written as a LeRobot 0.6 `pretrained_model/` folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from twinarm.cli.config import add_config_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-lerobot",
+        help="write a policy checkpoint as a LeRobot checkpoint",
+        description="Write a twinarm policy checkpoint (ACT, Diffusion Policy, TD-MPC without a camera) as LeRobot "
+        "0.6 saves one: config.json, model.safetensors under LeRobot's names, and the pre/post-processors with the "
+        "normalization stats, so LeRobot's from_pretrained and make_pre_post_processors(pretrained_path=...) load "
+        "the same policy (its evaluation, async inference, the Hub). The reverse is `twinarm eval --policy "
+        "LEROBOT_DIR`.",
+    )
+    p.add_argument("--policy", type=Path, required=True,
+                   help="policy checkpoint (a pretrained_model folder), a checkpoint step folder, or a training run "
+                   "directory (its newest checkpoint)")  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="folder to write (created; must not hold a checkpoint)")
+    p.add_argument("--lerobot-ddim", action="store_true",
+                   help="Diffusion: sample DDIM as LeRobot does (noise estimate from the model's output) instead of "
+                   "refusing a policy set to take it from the clipped clean sample (twinarm's default); the exported "
+                   "policy then differs slightly from the one evaluated in twinarm")
+    add_config_arg(p)
+    p.set_defaults(func=run, _parser=p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError
+    from twinarm.agents.lerobot_export import save_lerobot
+    from twinarm.agents.policy import CONFIG_NAME, Policy
+
+    if (args.out / CONFIG_NAME).exists():
+        args._parser.error(f"--out {args.out}: a checkpoint is already there; name a new folder")
+    try:
+        policy = Policy.from_pretrained(args.policy)
+    except FileNotFoundError as exc:
+        args._parser.error(f"--policy: {exc}")
+    if args.lerobot_ddim and policy.name == "diffusion":
+        policy.config.use_clipped_model_output = False
+    try:
+        out = save_lerobot(policy, args.out)
+    except LeRobotCheckpointError as exc:
+        hint = " (--lerobot-ddim to export it sampling as LeRobot does)" if "use_clipped_model_output" in str(exc) else ""
+        args._parser.error(f"--policy {args.policy}: {exc}{hint}")
+    print(f"wrote a LeRobot {policy.name} checkpoint to {out} (load it with LeRobot's "
+          f"{type(policy).__name__}.from_pretrained and make_pre_post_processors(config, pretrained_path=...))")
+    return 0

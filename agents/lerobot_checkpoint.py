@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from twinarm.agents.features import IMAGE_PREFIX, Feature
+from twinarm.agents.lerobot_names import twinarm_name
 from twinarm.agents.policy import CONFIG_NAME, STATS_NAME, WEIGHTS_NAME, Policy
 
 PREPROCESSOR = "policy_preprocessor.json"
@@ -30,59 +31,6 @@ _NORMALIZERS = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.
 #: LeRobot fields about where and how it ran or was published: not part of the policy.
 _RUNTIME_FIELDS = {"type", "device", "use_amp", "use_peft", "push_to_hub", "repo_id", "private", "tags", "license",
                    "pretrained_path", "pretrained_revision"}  # fmt: skip
-_ACT_NAMES = [
-    (r"^model\.vae_encoder_cls_embed\.", "model.vae_cls."),
-    (r"^model\.vae_encoder_robot_state_input_proj\.", "model.vae_state_proj."),
-    (r"^model\.vae_encoder_action_input_proj\.", "model.vae_action_proj."),
-    (r"^model\.vae_encoder_latent_output_proj\.", "model.vae_latent_proj."),
-    (r"^model\.vae_encoder\.layers\.(\d+)\.", r"model.vae_encoder.\1."),
-    (r"^model\.encoder\.layers\.(\d+)\.", r"model.encoder.\1."),
-    (r"^model\.encoder\.norm\.", "model.encoder_norm."),
-    (r"^model\.decoder\.layers\.(\d+)\.multihead_attn\.", r"model.decoder.\1.cross_attn."),
-    (r"^model\.decoder\.layers\.(\d+)\.", r"model.decoder.\1."),
-    (r"^model\.decoder\.norm\.", "model.decoder_norm."),
-    (r"^model\.encoder_robot_state_input_proj\.", "model.state_proj."),
-    (r"^model\.encoder_env_state_input_proj\.", "model.env_state_proj."),
-    (r"^model\.encoder_latent_input_proj\.", "model.latent_proj."),
-    (r"^model\.encoder_img_feat_input_proj\.", "model.img_proj."),
-    (r"^model\.encoder_1d_feature_pos_embed\.", "model.pos_1d."),
-    (r"^model\.decoder_pos_embed\.", "model.query_pos."),
-]
-#: torchvision's ResNet children as LeRobot's Diffusion keeps them (an nn.Sequential) -> twinarm's module names.
-_RESNET_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
-_DIFFUSION_NAMES = [
-    (r"^diffusion\.unet\.diffusion_step_encoder\.1\.", "model.unet.time_mlp.0."),
-    (r"^diffusion\.unet\.diffusion_step_encoder\.3\.", "model.unet.time_mlp.2."),
-    (r"^diffusion\.unet\.final_conv\.0\.block\.", "model.unet.final.0."),
-    (r"^diffusion\.unet\.final_conv\.", "model.unet.final."),
-    (r"^diffusion\.unet\.(down|mid|up)_modules\.", r"model.unet.\1."),
-    (r"^diffusion\.rgb_encoder\.backbone\.([0-7])\.", lambda m: f"model.rgb.backbone.{_RESNET_CHILDREN[m[1]]}."),
-    (r"^diffusion\.rgb_encoder\.pool\.nets\.", "model.rgb.pool.kp."),
-    (r"^diffusion\.rgb_encoder\.out\.", "model.rgb.out."),
-]
-#: Inside the U-Net's residual blocks (applied after the rules above).
-_DIFFUSION_BLOCKS = [(r"\.conv([12])\.block\.", r".conv\1."), (r"\.cond_encoder\.", ".cond."),
-                     (r"\.residual_conv\.", ".residual.")]  # fmt: skip
-
-
-def _tdmpc_names(image_key: str | None) -> list[tuple[str, Any]]:
-    rules: list[tuple[str, Any]] = [
-        (r"^(model|model_target)\._encoder\.state_enc_layers\.", r"\1.encoder.state."),
-        (r"^(model|model_target)\._encoder\.env_state_enc_layers\.", r"\1.encoder.env_state."),
-        (r"^(model|model_target)\._dynamics\.", r"\1.dynamics."),
-        (r"^(model|model_target)\._reward\.", r"\1.reward."),
-        (r"^(model|model_target)\._pi\.", r"\1.pi_net."),
-        (r"^(model|model_target)\._Qs\.", r"\1.qs."),
-        (r"^(model|model_target)\._V\.", r"\1.v."),
-    ]
-    if image_key is not None:  # LeRobot's one flat Sequential -> twinarm's (convolutions, flatten, linear, norm)
-        name = image_key.replace(".", "_")
-        tail = {"9": "2", "10": "3"}
-        rules.append((r"^(model|model_target)\._encoder\.image_enc_layers\.(\d+)\.",
-                      lambda m: f"{m[1]}.encoder.image.{name}." + (f"0.{m[2]}." if int(m[2]) < 8 else f"{tail[m[2]]}.")))  # fmt: skip
-    return rules
-
-
 @dataclass(frozen=True)
 class _Reader:
     """How one LeRobot policy type maps onto twinarm's."""
@@ -227,86 +175,6 @@ def _stats(src: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if missing:
         raise LeRobotCheckpointError(f"{src / PREPROCESSOR}: no normalization stats for {missing}")
     return {k: stats[k] for k in wanted}
-
-
-def _rename(key: str, rules: list[tuple[str, Any]]) -> str:
-    for pattern, repl in rules:
-        if re.match(pattern, key):
-            return re.sub(pattern, repl, key)
-    return key
-
-
-#: twinarm names -> LeRobot's: the reverse of the rules above, checked key by key by `lerobot_name`.
-_ACT_BACK = [
-    (r"^model\.vae_cls\.", "model.vae_encoder_cls_embed."),
-    (r"^model\.vae_state_proj\.", "model.vae_encoder_robot_state_input_proj."),
-    (r"^model\.vae_action_proj\.", "model.vae_encoder_action_input_proj."),
-    (r"^model\.vae_latent_proj\.", "model.vae_encoder_latent_output_proj."),
-    (r"^model\.vae_encoder\.(\d+)\.", r"model.vae_encoder.layers.\1."),
-    (r"^model\.encoder\.(\d+)\.", r"model.encoder.layers.\1."),
-    (r"^model\.encoder_norm\.", "model.encoder.norm."),
-    (r"^model\.decoder\.(\d+)\.cross_attn\.", r"model.decoder.layers.\1.multihead_attn."),
-    (r"^model\.decoder\.(\d+)\.", r"model.decoder.layers.\1."),
-    (r"^model\.decoder_norm\.", "model.decoder.norm."),
-    (r"^model\.state_proj\.", "model.encoder_robot_state_input_proj."),
-    (r"^model\.env_state_proj\.", "model.encoder_env_state_input_proj."),
-    (r"^model\.latent_proj\.", "model.encoder_latent_input_proj."),
-    (r"^model\.img_proj\.", "model.encoder_img_feat_input_proj."),
-    (r"^model\.pos_1d\.", "model.encoder_1d_feature_pos_embed."),
-    (r"^model\.query_pos\.", "model.decoder_pos_embed."),
-]
-_RESNET_INDEX = {v: k for k, v in _RESNET_CHILDREN.items()}
-_DIFFUSION_BACK = [
-    (r"^model\.unet\.time_mlp\.0\.", "diffusion.unet.diffusion_step_encoder.1."),
-    (r"^model\.unet\.time_mlp\.2\.", "diffusion.unet.diffusion_step_encoder.3."),
-    (r"^model\.unet\.final\.0\.", "diffusion.unet.final_conv.0.block."),
-    (r"^model\.unet\.final\.", "diffusion.unet.final_conv."),
-    (r"^model\.unet\.(down|mid|up)\.", r"diffusion.unet.\1_modules."),
-    (r"^model\.rgb\.backbone\.(conv1|bn1|layer[1-4])\.", lambda m: f"diffusion.rgb_encoder.backbone.{_RESNET_INDEX[m[1]]}."),
-    (r"^model\.rgb\.pool\.kp\.", "diffusion.rgb_encoder.pool.nets."),
-    (r"^model\.rgb\.out\.", "diffusion.rgb_encoder.out."),
-]
-_DIFFUSION_BLOCKS_BACK = [(r"\.conv([12])\.(\d)\.", r".conv\1.block.\2."), (r"\.cond\.", ".cond_encoder."),
-                          (r"\.residual\.", ".residual_conv.")]  # fmt: skip
-_TDMPC_BACK = [
-    (r"^(model|model_target)\.encoder\.state\.", r"\1._encoder.state_enc_layers."),
-    (r"^(model|model_target)\.encoder\.env_state\.", r"\1._encoder.env_state_enc_layers."),
-    (r"^(model|model_target)\.dynamics\.", r"\1._dynamics."),
-    (r"^(model|model_target)\.reward\.", r"\1._reward."),
-    (r"^(model|model_target)\.pi_net\.", r"\1._pi."),
-    (r"^(model|model_target)\.qs\.", r"\1._Qs."),
-    (r"^(model|model_target)\.v\.", r"\1._V."),
-]
-
-
-def twinarm_name(key: str, kind: str, image_key: str | None = None) -> str:
-    """The twinarm parameter name of LeRobot's `key` in a `kind` policy (`image_key`: TD-MPC's camera, renamed)."""
-    if kind == "act":
-        return _rename(key, _ACT_NAMES)
-    if kind == "tdmpc":
-        return _rename(key, _tdmpc_names(image_key))
-    name = _rename(key, _DIFFUSION_NAMES)
-    if name.startswith("model.unet."):
-        for pattern, repl in _DIFFUSION_BLOCKS:
-            name = re.sub(pattern, repl, name)
-    return name
-
-
-def lerobot_name(key: str, kind: str, policy: Policy) -> str:
-    """LeRobot's parameter name for twinarm's `key` of `policy`, checked to read back to `key`."""
-    if kind == "act":
-        name = _rename(key, _ACT_BACK)
-    elif kind == "tdmpc":
-        name = _rename(key, _TDMPC_BACK)
-    else:
-        name = _rename(key, _DIFFUSION_BACK)
-        if name.startswith("diffusion.unet."):
-            for pattern, repl in _DIFFUSION_BLOCKS_BACK:
-                name = re.sub(pattern, repl, name)
-    back = twinarm_name(name, kind, next(iter(policy.config.image_keys), None))
-    if back != key:
-        raise LeRobotCheckpointError(f"{key}: no LeRobot name reads back to it ({name!r} reads as {back!r})")
-    return name
 
 
 def _weights(

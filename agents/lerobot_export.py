@@ -16,12 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from twinarm.agents.lerobot_checkpoint import (
-    _NORMALIZERS,
-    PREPROCESSOR,
-    LeRobotCheckpointError,
-    lerobot_name,
-)
+from twinarm.agents.lerobot_checkpoint import _NORMALIZERS, PREPROCESSOR, LeRobotCheckpointError
+from twinarm.agents.lerobot_names import lerobot_name, twinarm_name
 from twinarm.agents.policy import CONFIG_NAME, WEIGHTS_NAME, Policy
 
 POSTPROCESSOR = "policy_postprocessor.json"
@@ -89,8 +85,9 @@ def save_lerobot(policy: Policy, directory: str | Path) -> Path:
         raw[name] = list(value) if isinstance(value, tuple) else value
     raw.update(LEROBOT_PRESETS[kind])
     (out / CONFIG_NAME).write_text(json.dumps(raw, indent=4) + "\n")
+    image_key = next(iter(cfg.image_keys), None)
     state = {
-        lerobot_name(key, kind, policy): value.detach().cpu().contiguous()
+        _lerobot_key(key, kind, image_key): value.detach().cpu().contiguous()
         for key, value in policy.state_dict().items()
         if not key.startswith(_NORMALIZERS)
     }
@@ -98,6 +95,15 @@ def save_lerobot(policy: Policy, directory: str | Path) -> Path:
     save_file(state, str(out / WEIGHTS_NAME))
     _save_processors(out, policy, features, actions, norm_map)
     return out
+
+
+def _lerobot_key(key: str, kind: str, image_key: str | None) -> str:
+    """LeRobot's name for twinarm's `key`, checked to read back to it."""
+    name = lerobot_name(key, kind, image_key)
+    back = twinarm_name(name, kind, image_key)
+    if back != key:
+        raise LeRobotCheckpointError(f"{key}: no LeRobot name reads back to it ({name!r} reads as {back!r})")
+    return name
 
 
 def _fixed_buffers(policy: Policy) -> dict[str, torch.Tensor]:

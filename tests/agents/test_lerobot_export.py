@@ -18,10 +18,10 @@ from twinarm.agents.lerobot_checkpoint import (
     PREPROCESSOR,
     LeRobotCheckpointError,
     is_lerobot_checkpoint,
-    lerobot_name,
     load_lerobot,
 )
 from twinarm.agents.lerobot_export import LEROBOT_FIELDS, POSTPROCESSOR, save_lerobot
+from twinarm.agents.lerobot_names import lerobot_name, twinarm_name
 from twinarm.agents.registry import make_policy
 from twinarm.cli.main import main
 
@@ -85,9 +85,11 @@ def test_tdmpc_reads_back_as_the_same_world_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["act", "diffusion"])
 def test_every_weight_with_a_camera_has_a_lerobot_name_that_reads_back(kind: str) -> None:
     policy = tiny(kind, CAMERA)
-    names = {lerobot_name(k, kind, policy) for k in policy.state_dict() if not k.startswith("normalize")}
+    keys = [k for k in policy.state_dict() if not k.startswith("normalize")]
+    names = {lerobot_name(k, kind) for k in keys}
+    assert all(twinarm_name(lerobot_name(k, kind), kind) == k for k in keys)
     backbone = "model.backbone.layer4.1.conv2.weight" if kind == "act" else "diffusion.rgb_encoder.backbone.7.1.conv2.weight"
-    assert backbone in names and len(names) == len([k for k in policy.state_dict() if not k.startswith("normalize")])
+    assert backbone in names and len(names) == len(keys)
 
 
 @pytest.mark.parametrize("kind", ["act", "diffusion", "tdmpc"])

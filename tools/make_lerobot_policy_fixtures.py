@@ -21,10 +21,10 @@ STATE, ENV = 6, 7  # SO-101's joints; SO101-PickCube's environment state (cube p
 
 
 def act_case(out: Path) -> None:
+    """A state and environment-state ACT (no camera): its chunk for two inputs."""
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.act.configuration_act import ACTConfig
     from lerobot.policies.act.modeling_act import ACTPolicy
-    from lerobot.policies.factory import make_pre_post_processors
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
@@ -38,18 +38,8 @@ def act_case(out: Path) -> None:
         n_action_steps=10, latent_dim=8, n_encoder_layers=2, n_vae_encoder_layers=2,
     )  # fmt: skip
     policy = ACTPolicy(cfg).eval()
-    stats = {
-        "observation.state": {"mean": torch.linspace(-10, 10, STATE), "std": torch.linspace(1, 3, STATE)},
-        "observation.environment_state": {"mean": torch.linspace(-0.2, 0.2, ENV), "std": torch.linspace(0.05, 0.1, ENV)},
-        "action": {"mean": torch.linspace(-5, 5, STATE), "std": torch.linspace(2, 4, STATE)},
-    }
-    for s in stats.values():  # every stat LeRobot's datasets carry
-        s["min"], s["max"] = s["mean"] - 3 * s["std"], s["mean"] + 3 * s["std"]
-    pre, post = make_pre_post_processors(cfg, dataset_stats=stats)
-    model_dir = out / "pretrained_model"
-    policy.save_pretrained(model_dir)
-    pre.save_pretrained(model_dir)
-    post.save_pretrained(model_dir)
+    pre, post = _save(out, policy, cfg, _stats({"observation.state": STATE, "observation.environment_state": ENV,
+                                                "action": STATE}))  # fmt: skip
     g = torch.Generator().manual_seed(1)
     raw = {"observation.state": torch.randn(2, STATE, generator=g) * 20,
            "observation.environment_state": torch.randn(2, ENV, generator=g) * 0.1}  # fmt: skip
@@ -67,7 +57,8 @@ def _stats(keys: dict[str, int]) -> dict[str, dict[str, torch.Tensor]]:
     return stats
 
 
-def _save(out: Path, policy, cfg, stats) -> None:  # noqa: ANN001
+def _save(out: Path, policy, cfg, stats):  # noqa: ANN001, ANN202
+    """Save the policy and its processors (built from `stats`) as LeRobot does; returns the processors."""
     from lerobot.policies.factory import make_pre_post_processors
 
     pre, post = make_pre_post_processors(cfg, dataset_stats=stats)

@@ -4,10 +4,9 @@ loaded as the twinarm policy with the same architecture, weights and normalizati
 LeRobot is evaluated in twinarm's sim and deployed through its real envs unchanged.
 
 ACT, Diffusion Policy and TD-MPC: the networks are the same on both sides (parameter for parameter); only the
-names differ. Units: LeRobot
-checkpoints work in their dataset's units, and twinarm maps those to the arm's joints by the arm spec's
-conversion (degrees, gripper 0..100): a policy trained on data recorded in other units (LeRobot's default
--100..100 range for body joints) would be driven wrongly, so `--arm` must name an arm whose units the data used.
+names differ (`lerobot_names`). Units: LeRobot checkpoints work in their dataset's units, and twinarm maps those
+to the arm's joints by the arm spec's conversion (degrees, gripper 0..100): a policy trained on data recorded in
+other units (LeRobot's default -100..100 range for body joints) would be driven wrongly.
 """
 
 from __future__ import annotations
@@ -31,6 +30,8 @@ _NORMALIZERS = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.
 #: LeRobot fields about where and how it ran or was published: not part of the policy.
 _RUNTIME_FIELDS = {"type", "device", "use_amp", "use_peft", "push_to_hub", "repo_id", "private", "tags", "license",
                    "pretrained_path", "pretrained_revision"}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class _Reader:
     """How one LeRobot policy type maps onto twinarm's."""
@@ -91,6 +92,10 @@ def load_lerobot(
                                      f"{', '.join(SUPPORTED)} checkpoints")  # fmt: skip
     klass = get_policy_class(kind)
     config = _config(raw, src / CONFIG_NAME, _READERS[kind], klass.config_class, arm)
+    cameras = [k for k, f in config["input_features"].items() if f.kind == "VISUAL"]
+    if kind == "diffusion" and raw.get("use_separate_rgb_encoder_per_camera") and len(cameras) > 1:
+        raise LeRobotCheckpointError(f"{src / CONFIG_NAME}: use_separate_rgb_encoder_per_camera=True with "
+                                     f"{len(cameras)} cameras; twinarm's Diffusion shares one image encoder")  # fmt: skip
     renamed = _renamed(config, dict(rename or {}), src / CONFIG_NAME)
     unknown = sorted(set(overrides or {}) - set(klass.config_class.__dataclass_fields__))
     if unknown:
@@ -98,7 +103,11 @@ def load_lerobot(
     stats = {renamed.get(k, k): v for k, v in _stats(src, config).items()}
     config["input_features"] = {renamed.get(k, k): f for k, f in config["input_features"].items()}
     policy = klass(klass.config_class(**{**config, **dict(overrides or {})}), stats)
-    mapped = _weights(load_file(str(src / WEIGHTS_NAME)), kind, _READERS[kind], policy, src / WEIGHTS_NAME)
+    state = load_file(str(src / WEIGHTS_NAME))
+    if kind == "diffusion" and raw.get("use_separate_rgb_encoder_per_camera") and cameras:
+        # One camera's own encoder (a one-element list, LeRobot's default) is the shared one.
+        state = {k.replace("diffusion.rgb_encoder.0.", "diffusion.rgb_encoder.", 1): v for k, v in state.items()}
+    mapped = _weights(state, kind, _READERS[kind], policy, src / WEIGHTS_NAME)
     policy.load_state_dict(mapped, strict=False)
     return policy.eval()
 

@@ -13,7 +13,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from twinarm.agents.env_io import EnvAdapter
 from twinarm.agents.policy import Policy
 from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.prefetch import ChunkPrefetcher
-from twinarm.agents.thread_budget import ThreadBudget
+from twinarm.agents.thread_budget import ThreadBudget, on_budget
 from twinarm.arms import get_arm
 from twinarm.datasets_io.video import x264_deterministic
 from twinarm.registration import entry_for
@@ -232,8 +231,7 @@ def evaluate(
                         if record[i] and active[i]:
                             frames[i].append(np.asarray(imgs[i]))
                 t_act = time.perf_counter()
-                threads = nullcontext() if budget is None else budget.applied()
-                with threads, torch.inference_mode(), autocast(precision, policy.device):
+                with on_budget(budget), torch.inference_mode(), autocast(precision, policy.device):
                     action = actor.select_action(adapter.obs_to_batch(obs))
                 result.action_ms.append((time.perf_counter() - t_act) * 1e3)
                 env_action = adapter.action_to_env(action, batched=True)

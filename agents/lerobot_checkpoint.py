@@ -25,8 +25,9 @@ from twinarm.agents.lerobot_names import twinarm_name
 from twinarm.agents.policy import CONFIG_NAME, STATS_NAME, WEIGHTS_NAME, Policy
 
 PREPROCESSOR = "policy_preprocessor.json"
+POSTPROCESSOR = "policy_postprocessor.json"
 #: Prefixes of twinarm's normalizer buffers, which LeRobot keeps in its processors instead.
-_NORMALIZERS = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
+NORMALIZER_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
 #: LeRobot fields about where and how it ran or was published: not part of the policy.
 _RUNTIME_FIELDS = {"type", "device", "use_amp", "use_peft", "push_to_hub", "repo_id", "private", "tags", "license",
                    "pretrained_path", "pretrained_revision"}  # fmt: skip
@@ -170,7 +171,7 @@ def _config(raw: dict[str, Any], path: Path, reader: _Reader, config_class: type
 def _stats(src: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per-feature stats from the checkpoint's normalizer and unnormalizer state files."""
     flat: dict[str, torch.Tensor] = {}
-    for name in (PREPROCESSOR, "policy_postprocessor.json"):
+    for name in (PREPROCESSOR, POSTPROCESSOR):
         pipeline = _read_json(src / name) if (src / name).is_file() else {"steps": []}
         for step in pipeline.get("steps", []):
             if step.get("state_file") and "normalizer" in str(step.get("registry_name", "")):
@@ -196,7 +197,7 @@ def _weights(
         if any(re.match(p, key) for p in reader.dropped):
             continue
         out[twinarm_name(key, kind, image_key)] = value
-    wanted = {k: v.shape for k, v in policy.state_dict().items() if not k.startswith(_NORMALIZERS)}
+    wanted = {k: v.shape for k, v in policy.state_dict().items() if not k.startswith(NORMALIZER_PREFIXES)}
     missing = sorted(set(wanted) - set(out))
     extra = sorted(set(out) - set(wanted))
     if missing or extra:

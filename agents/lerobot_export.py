@@ -16,11 +16,15 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from twinarm.agents.lerobot_checkpoint import _NORMALIZERS, PREPROCESSOR, LeRobotCheckpointError
+from twinarm.agents.lerobot_checkpoint import (
+    NORMALIZER_PREFIXES,
+    POSTPROCESSOR,
+    PREPROCESSOR,
+    LeRobotCheckpointError,
+)
 from twinarm.agents.lerobot_names import lerobot_name, twinarm_name
 from twinarm.agents.policy import CONFIG_NAME, WEIGHTS_NAME, Policy
 
-POSTPROCESSOR = "policy_postprocessor.json"
 NORMALIZER_STATE = "policy_preprocessor_step_3_normalizer_processor.safetensors"
 UNNORMALIZER_STATE = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
 EPS = 1e-8  # LeRobot's normalizer epsilon, the same as twinarm's
@@ -89,7 +93,7 @@ def save_lerobot(policy: Policy, directory: str | Path) -> Path:
     state = {
         _lerobot_key(key, kind, image_key): value.detach().cpu().contiguous()
         for key, value in policy.state_dict().items()
-        if not key.startswith(_NORMALIZERS)
+        if not key.startswith(NORMALIZER_PREFIXES)
     }
     state.update(_fixed_buffers(policy))
     save_file(state, str(out / WEIGHTS_NAME))

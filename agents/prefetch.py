@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from twinarm.agents.precision import autocast, check_precision
-from twinarm.agents.thread_budget import ThreadBudget
+from twinarm.agents.thread_budget import ThreadBudget, on_budget
 
 
 class ChunkPrefetcher:
@@ -113,8 +112,7 @@ class ChunkPrefetcher:
 
     def _infer(self, inputs: dict[str, Tensor]) -> Tensor:
         # All thread-local: the caller's inference mode, autocast and thread count do not reach this worker.
-        threads = nullcontext() if self.thread_budget is None else self.thread_budget.applied()
-        with threads, torch.inference_mode(), autocast(self.precision, self._device):
+        with on_budget(self.thread_budget), torch.inference_mode(), autocast(self.precision, self._device):
             return self.policy.predict_action_chunk(inputs)[:, : self.n_steps]
 
     def _take(self, t: int, dry: bool) -> None:

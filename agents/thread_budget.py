@@ -16,7 +16,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -119,3 +119,8 @@ class ThreadBudget:
             end = None if start is None else self._sample()
             if start is not None and end is not None:
                 self._measured(start, end)
+
+
+def on_budget(budget: ThreadBudget | None) -> AbstractContextManager[int | None]:
+    """`budget.applied()` (the granted count bound by `as`), or a no-op binding None without a budget."""
+    return budget.applied() if budget is not None else nullcontext()

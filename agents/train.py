@@ -33,7 +33,7 @@ from twinarm.agents.policy import CHECKPOINTS_DIR, LAST_NAME, PRETRAINED_DIR, WE
 from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.registry import get_config_class, get_policy_class
 from twinarm.agents.run_log import RunLog, plot_run
-from twinarm.agents.thread_budget import ThreadBudget
+from twinarm.agents.thread_budget import ThreadBudget, on_budget
 from twinarm.arms import ARMS, get_arm
 from twinarm.registration import entry_for
 
@@ -368,11 +368,6 @@ def train(tc: TrainConfig) -> Path:
             torch.distributed.destroy_process_group()
 
 
-def _on_budget(budget: ThreadBudget | None) -> contextlib.AbstractContextManager[int | None]:
-    """The body on the threads `budget` grants (the count bound by `as`), or as it is (None)."""
-    return budget.applied() if budget is not None else contextlib.nullcontext()
-
-
 def _train_offline(
     tc: TrainConfig, out: Path, rank: int, world: int, device: torch.device, budget: ThreadBudget | None
 ) -> Path:
@@ -415,7 +410,7 @@ def _train_offline(
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or rank != 0, desc=f"train {tc.policy}", dynamic_ncols=True)
     t0, step, last, postfix = time.perf_counter(), start, None, {}
     for batch in loader:
-        with _on_budget(budget) as threads:
+        with on_budget(budget) as threads:
             with autocast(tc.precision, device):  # the forward only: backward, clipping and the step stay float32
                 loss, info = model(to_device(_float_images(batch), device))
             opt.zero_grad(set_to_none=True)
@@ -549,7 +544,7 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device, budget: Thre
             env_action = env.action_space.sample().astype(np.float32)
             action = spec.to_lerobot(env_action).astype(np.float32)
         else:
-            with _on_budget(budget), torch.inference_mode(), autocast(tc.precision, device):
+            with on_budget(budget), torch.inference_mode(), autocast(tc.precision, device):
                 a = policy.select_action(batch)
             env_action = adapter.action_to_env(a)
             action = spec.to_lerobot(env_action).astype(np.float32)
@@ -576,7 +571,7 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device, budget: Thre
         elif step > tc.seed_steps and step % tc.update_every == 0:
             n_updates = 1
         for _ in range(n_updates):
-            with _on_budget(budget) as threads:
+            with on_budget(budget) as threads:
                 with autocast(tc.precision, device):
                     loss, info = policy(to_device(buffer.sample(tc.batch_size, horizon), device))
                 opt.zero_grad(set_to_none=True)

@@ -51,21 +51,19 @@ def run(policy, env, steps: int, prefetch_at: int, buffer=None, yield_cores: boo
     """`steps` control steps of `policy` on `env`; with `buffer` (an EpisodeBuffer) each step is also recorded.
     With `yield_cores`, as `twinarm eval` by default, each inference runs on the cores other processes (here the
     virtual arm) left idle (`agents.thread_budget`)."""
-    from contextlib import nullcontext
-
     import torch
 
     from twinarm.agents.env_io import EnvAdapter
     from twinarm.agents.eval import warm_up
     from twinarm.agents.prefetch import ChunkPrefetcher
-    from twinarm.agents.thread_budget import ThreadBudget
+    from twinarm.agents.thread_budget import ThreadBudget, on_budget
     from twinarm.arms import SO101
     from twinarm.datasets_io.recorder import gym_frame
 
     adapter = EnvAdapter(SO101, policy.config.input_features)
     budget = ThreadBudget(torch.get_num_threads()) if yield_cores else None
     actor = ChunkPrefetcher(policy, prefetch_at, thread_budget=budget) if prefetch_at else policy
-    threads = budget.applied if budget is not None and not prefetch_at else nullcontext
+    threaded = None if prefetch_at else budget  # with prefetching the worker applies it
     obs, _ = env.reset()
     warm_up(policy, adapter.obs_to_batch(obs))
     actor.reset()
@@ -75,7 +73,7 @@ def run(policy, env, steps: int, prefetch_at: int, buffer=None, yield_cores: boo
         for _ in range(steps):
             starts.append(time.perf_counter())
             batch = adapter.obs_to_batch(obs)
-            with threads(), torch.inference_mode():
+            with on_budget(threaded), torch.inference_mode():
                 action = actor.select_action(batch)
             acting.append(time.perf_counter() - starts[-1])
             target = adapter.action_to_env(action)

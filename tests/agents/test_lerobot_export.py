@@ -15,12 +15,13 @@ import torch
 import twinarm  # noqa: F401  (registers the env ids)
 from twinarm.agents.features import Feature
 from twinarm.agents.lerobot_checkpoint import (
+    POSTPROCESSOR,
     PREPROCESSOR,
     LeRobotCheckpointError,
     is_lerobot_checkpoint,
     load_lerobot,
 )
-from twinarm.agents.lerobot_export import LEROBOT_FIELDS, POSTPROCESSOR, save_lerobot
+from twinarm.agents.lerobot_export import LEROBOT_FIELDS, save_lerobot
 from twinarm.agents.lerobot_names import lerobot_name, twinarm_name
 from twinarm.agents.registry import make_policy
 from twinarm.cli.main import main

@@ -26,6 +26,8 @@ from twinarm.agents.policy import CONFIG_NAME, STATS_NAME, WEIGHTS_NAME, Policy
 
 PREPROCESSOR = "policy_preprocessor.json"
 POSTPROCESSOR = "policy_postprocessor.json"
+#: The one camera key LeRobot 0.6's TD-MPC plans from.
+TDMPC_IMAGE_KEY = "observation.image"
 #: Prefixes of twinarm's normalizer buffers, which LeRobot keeps in its processors instead.
 NORMALIZER_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
 #: LeRobot fields about where and how it ran or was published: not part of the policy.
@@ -82,7 +84,9 @@ def load_lerobot(
     """The twinarm policy equal to the LeRobot checkpoint in `directory`, for `arm` (see the module's note on
     units); `overrides` set inference fields of twinarm's config, as `Policy.from_pretrained`'s do; `rename`
     maps LeRobot feature keys to twinarm's (a camera must be `observation.images.<camera>` of the env, e.g.
-    LeRobot TD-MPC's `observation.image` -> `observation.images.front`), like LeRobot's own rename map."""
+    LeRobot TD-MPC's `observation.image` -> `observation.images.front`), like LeRobot's own rename map; where
+    the checkpoint's preprocessor renames an env camera onto such a camera feature (twinarm's TD-MPC exports do),
+    that is the default."""
     from twinarm.agents.registry import get_policy_class
 
     src = Path(directory)
@@ -97,7 +101,7 @@ def load_lerobot(
     if kind == "diffusion" and raw.get("use_separate_rgb_encoder_per_camera") and len(cameras) > 1:
         raise LeRobotCheckpointError(f"{src / CONFIG_NAME}: use_separate_rgb_encoder_per_camera=True with "
                                      f"{len(cameras)} cameras; twinarm's Diffusion shares one image encoder")  # fmt: skip
-    renamed = _renamed(config, dict(rename or {}), src / CONFIG_NAME)
+    renamed = _renamed(config, {**_processor_renames(src, config), **dict(rename or {})}, src / CONFIG_NAME)
     unknown = sorted(set(overrides or {}) - set(klass.config_class.__dataclass_fields__))
     if unknown:
         raise LeRobotCheckpointError(f"overrides {unknown}: no such field in twinarm's {kind} config")
@@ -127,6 +131,18 @@ def _renamed(config: dict[str, Any], rename: dict[str, str], path: Path) -> dict
                 f"rename it to the env camera it saw, e.g. eval --rename-feature {key}={IMAGE_PREFIX}front"
             )
     return rename
+
+
+def _processor_renames(src: Path, config: dict[str, Any]) -> dict[str, str]:
+    """Camera feature outside IMAGE_PREFIX -> the env camera (`observation.images.<camera>`) LeRobot's preprocessor
+    renames onto it: its rename step read backwards, for the features twinarm could not feed otherwise."""
+    out: dict[str, str] = {}
+    for step in _read_json(src / PREPROCESSOR).get("steps", []):
+        if step.get("registry_name") == "rename_observations_processor":
+            out.update({new: old for old, new in (step.get("config") or {}).get("rename_map", {}).items()})
+    features = config["input_features"]
+    return {k: v for k, v in out.items() if k in features and features[k].kind == "VISUAL"
+            and not k.startswith(IMAGE_PREFIX) and str(v).startswith(IMAGE_PREFIX)}  # fmt: skip
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -180,11 +196,12 @@ def _stats(src: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for key, value in flat.items():
         feature, _, stat = key.rpartition(".")
         stats.setdefault(feature, {})[stat] = value.numpy()
-    wanted = [*config["input_features"], *config["output_features"]]
-    missing = [k for k in wanted if k not in stats]
+    features = {**config["input_features"], **config["output_features"]}
+    modes = config.get("normalization_mapping", {})
+    missing = [k for k, f in features.items() if k not in stats and modes.get(f.kind) != "identity"]
     if missing:
         raise LeRobotCheckpointError(f"{src / PREPROCESSOR}: no normalization stats for {missing}")
-    return {k: stats[k] for k in wanted}
+    return {k: stats[k] for k in features if k in stats}
 
 
 def _weights(

@@ -20,6 +20,7 @@ from twinarm.agents.lerobot_checkpoint import (
     NORMALIZER_PREFIXES,
     POSTPROCESSOR,
     PREPROCESSOR,
+    TDMPC_IMAGE_KEY,
     LeRobotCheckpointError,
 )
 from twinarm.agents.lerobot_names import lerobot_name, twinarm_name
@@ -63,7 +64,9 @@ def save_lerobot(policy: Policy, directory: str | Path) -> Path:
 
     LeRobot samples Diffusion's DDIM with the noise estimate as the model gave it: a policy with
     `use_clipped_model_output=True` (twinarm's default) is refused unless set to False first, since LeRobot would
-    otherwise sample a (slightly) different policy. LeRobot's TD-MPC reads one camera, keyed `observation.image`."""
+    otherwise sample a (slightly) different policy. LeRobot 0.6's TD-MPC plans only from a camera keyed
+    `observation.image` (under any other name its `select_action` fails), so TD-MPC's camera is written under
+    that key, and the preprocessor's rename step maps the env's camera onto it (as LeRobot's own rename map)."""
     kind = policy.name
     if kind not in LEROBOT_FIELDS:
         raise LeRobotCheckpointError(f"{kind!r}: LeRobot checkpoints are written for {', '.join(LEROBOT_FIELDS)}")
@@ -73,12 +76,10 @@ def save_lerobot(policy: Policy, directory: str | Path) -> Path:
             "use_clipped_model_output=True: LeRobot's DDIM takes the noise estimate from the model's output; set "
             "policy.config.use_clipped_model_output = False (and evaluate it so) before saving for LeRobot"
         )
-    if kind == "tdmpc" and cfg.image_keys:
-        raise LeRobotCheckpointError("LeRobot's TD-MPC reads its camera as observation.image, which no twinarm env "
-                                     "provides: TD-MPC with a camera is not written for LeRobot")  # fmt: skip
+    rename = {cfg.image_keys[0]: TDMPC_IMAGE_KEY} if kind == "tdmpc" and cfg.image_keys else {}
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    features = {k: {"type": f.kind, "shape": list(f.shape)} for k, f in cfg.input_features.items()}
+    features = {rename.get(k, k): {"type": f.kind, "shape": list(f.shape)} for k, f in cfg.input_features.items()}
     actions = {k: {"type": f.kind, "shape": list(f.shape)} for k, f in cfg.output_features.items()}
     norm_map = {kind_: str(mode).upper() for kind_, mode in cfg.normalization_mapping.items()}
     raw: dict[str, Any] = {"type": kind, "n_obs_steps": cfg.n_obs_steps, "input_features": features,
@@ -97,7 +98,7 @@ def save_lerobot(policy: Policy, directory: str | Path) -> Path:
     }
     state.update(_fixed_buffers(policy))
     save_file(state, str(out / WEIGHTS_NAME))
-    _save_processors(out, policy, features, actions, norm_map)
+    _save_processors(out, policy, features, actions, norm_map, rename)
     return out
 
 
@@ -126,12 +127,16 @@ def _fixed_buffers(policy: Policy) -> dict[str, torch.Tensor]:
 
 
 def _save_processors(
-    out: Path, policy: Policy, features: dict[str, Any], actions: dict[str, Any], norm_map: dict[str, str]
+    out: Path, policy: Policy, features: dict[str, Any], actions: dict[str, Any], norm_map: dict[str, str],
+    rename: dict[str, str],
 ) -> None:
-    stats = {k: v.detach().cpu().contiguous() for k, v in policy.normalization_stats().items()}
+    stats = {}
+    for key, value in policy.normalization_stats().items():
+        feature, _, stat = key.rpartition(".")
+        stats[f"{rename.get(feature, feature)}.{stat}"] = value.detach().cpu().contiguous()
     normalizer = {"eps": EPS, "features": {**features, **actions}, "norm_map": norm_map}
     pre = {"name": "policy_preprocessor", "steps": [
-        {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
+        {"registry_name": "rename_observations_processor", "config": {"rename_map": rename}},
         {"registry_name": "to_batch_processor", "config": {}},
         {"registry_name": "device_processor", "config": {"device": "cpu", "float_dtype": None}},
         {"registry_name": "normalizer_processor", "config": normalizer, "state_file": NORMALIZER_STATE},

@@ -118,11 +118,36 @@ def test_what_lerobot_would_run_differently_is_refused(tmp_path: Path) -> None:
     policy.config.use_clipped_model_output = True
     with pytest.raises(LeRobotCheckpointError, match="use_clipped_model_output=True: LeRobot's DDIM"):
         save_lerobot(policy, tmp_path / "a")
+
+
+def test_tdmpc_camera_is_written_as_observation_image_and_reads_back_under_the_env_camera(tmp_path: Path) -> None:
+    """LeRobot's TD-MPC plans only from `observation.image`: the export keys the camera so, its preprocessor
+    renames the env's camera onto it, and reading it back (no --rename-feature) gives the env's key again."""
     torch.manual_seed(0)
-    camera = make_policy("tdmpc", input_features={**CAMERA, "observation.images.front": Feature("VISUAL", (3, 84, 84))},
-                         output_features=OUT, **TINY["tdmpc"])  # fmt: skip
-    with pytest.raises(LeRobotCheckpointError, match="LeRobot's TD-MPC reads its camera as observation.image"):
-        save_lerobot(camera, tmp_path / "b")
+    features = {**CAMERA, "observation.images.front": Feature("VISUAL", (3, 84, 84))}
+    policy = make_policy("tdmpc", input_features=features, output_features=OUT, stats=stats(features), **TINY["tdmpc"]).eval()
+    lr = save_lerobot(policy, tmp_path / "lr")
+    config = json.loads((lr / "config.json").read_text())
+    assert list(config["input_features"]) == ["observation.state", "observation.image"]
+    rename = json.loads((lr / PREPROCESSOR).read_text())["steps"][0]
+    assert rename == {"registry_name": "rename_observations_processor",
+                      "config": {"rename_map": {"observation.images.front": "observation.image"}}}  # fmt: skip
+    from safetensors.torch import load_file
+
+    saved = set(load_file(str(lr / rename_state(lr))))
+    assert {"observation.state.min", "action.min"} <= saved and not any("images" in k for k in saved)
+    again = load_lerobot(lr)
+    assert list(again.config.input_features) == list(features)
+    for (name, a), (_, b) in zip(policy.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    obs = {"observation.state": torch.randn(1, 6) * 20, "observation.images.front": torch.rand(1, 3, 84, 84)}
+    with torch.no_grad():
+        torch.testing.assert_close(again.model.encoder(again.normalize_inputs(obs)), policy.model.encoder(policy.normalize_inputs(obs)))
+
+
+def rename_state(lr: Path) -> str:
+    """The normalizer state file the preprocessor names."""
+    return next(s["state_file"] for s in json.loads((lr / PREPROCESSOR).read_text())["steps"] if s.get("state_file"))
 
 
 def test_export_then_eval_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

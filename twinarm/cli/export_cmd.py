@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export-lerobot",
         help="write a policy checkpoint as a LeRobot checkpoint",
-        description="Write a twinarm policy checkpoint (ACT, Diffusion Policy, TD-MPC without a camera) as LeRobot "
+        description="Write a twinarm policy checkpoint (ACT, Diffusion Policy, TD-MPC) as LeRobot "
         "0.6 saves one: config.json, model.safetensors under LeRobot's names, and the pre/post-processors with the "
         "normalization stats, so LeRobot's from_pretrained and make_pre_post_processors(pretrained_path=...) load "
         "the same policy (its evaluation, async inference, the Hub). The reverse is `twinarm eval --policy "

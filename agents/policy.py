@@ -41,9 +41,16 @@ PRETRAINED_DIR = "pretrained_model"
 
 
 def resolve_checkpoint(directory: str | Path) -> Path:
-    """The `pretrained_model` folder that `directory` stands for: itself, a checkpoint step folder's, or a
-    training run directory's newest (the one its `checkpoints/last` names)."""
+    """The `pretrained_model` folder that `directory` stands for: itself, a checkpoint step folder's, a
+    training run directory's newest (the one its `checkpoints/last` names), or a Hub model repo's (`user/name`
+    or `user/name@revision` that is no local path: downloaded into the HF cache, `agents.policy_hub`)."""
     src = Path(directory)
+    if not src.exists():
+        from twinarm.agents.policy_hub import fetch_policy, repo_id_of
+
+        hub = repo_id_of(directory)
+        if hub is not None:
+            return fetch_policy(*hub)
     if (src / WEIGHTS_NAME).is_file():
         return src
     if (src / PRETRAINED_DIR / WEIGHTS_NAME).is_file():
@@ -57,7 +64,7 @@ def resolve_checkpoint(directory: str | Path) -> Path:
     what = "does not exist" if not src.exists() else f"holds no {WEIGHTS_NAME}"
     raise FileNotFoundError(
         f"{src} {what}: pass a policy checkpoint (a folder with {CONFIG_NAME} and {WEIGHTS_NAME}), a "
-        f"checkpoint step folder or a training run directory"
+        f"checkpoint step folder, a training run directory or a Hub repo id (user/name)"
     )
 
 C = TypeVar("C", bound="PolicyConfig")

@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--policy", type=Path, required=False, default=None, help="policy checkpoint (a pretrained_model folder), a checkpoint step folder, or a training run "
                    "directory (its newest checkpoint); also a checkpoint saved by LeRobot (ACT, Diffusion Policy, TD-MPC: its "
-                   "pretrained_model folder), read as the same twinarm policy for the env's arm")
+                   "pretrained_model folder), read as the same twinarm policy for the env's arm; or a Hub model repo "
+                   "holding either (USER/NAME[@REVISION], downloaded into the HF cache; HF_HUB_OFFLINE=1 uses the cache)")
     p.add_argument("--env", default="twinarm/SO101-PickCube-v0", help="env id (sim, or its -Real twin)")
     p.add_argument("--episodes", type=int, default=50, help="number of episodes")
     p.add_argument("--n-envs", type=int, default=None, help="episodes run in parallel (default 10; 1 on a real arm)")

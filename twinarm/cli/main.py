@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "record_cmd",
     "dataset_cmd",
     "export_cmd",
+    "push_policy_cmd",
 )
 
 

@@ -222,6 +222,13 @@ class Policy(nn.Module, abc.ABC):
         save_file(self.normalization_stats(), str(out / STATS_NAME))
         return out
 
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
+        """Publish this policy as Hub model repo `repo_id` (twinarm's layout, with a model card; LeRobot's layout:
+        `agents.policy_hub.push_policy(policy, repo_id, lerobot=True)`); returns the repo URL."""
+        from twinarm.agents.policy_hub import push_policy
+
+        return push_policy(self, repo_id, private=private, token=token)
+
     @classmethod
     def from_pretrained(
         cls: type[P], directory: str | Path, map_location: str = "cpu", overrides: Mapping[str, Any] | None = None

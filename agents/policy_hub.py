@@ -64,16 +64,19 @@ def model_card(folder: Path, repo_id: str, lerobot: bool) -> str:
 _LEROBOT_CLASS = {"act": "ACTPolicy", "diffusion": "DiffusionPolicy", "tdmpc": "TDMPCPolicy"}
 
 
-def push_policy(checkpoint: str | Path, repo_id: str, *, lerobot: bool = False, lerobot_ddim: bool = False,
+def push_policy(checkpoint: str | Path | Policy, repo_id: str, *, lerobot: bool = False, lerobot_ddim: bool = False,
                 private: bool = False, token: str | None = None) -> str:
-    """Upload a checkpoint (a run, step or pretrained_model folder) to model repo `repo_id`, in twinarm's layout
-    or, with `lerobot`, as LeRobot saves one (`save_lerobot`; `lerobot_ddim` as in `export-lerobot`); returns
-    the repo URL."""
+    """Upload a checkpoint (a run, step or pretrained_model folder, or a policy in memory) to model repo
+    `repo_id`, in twinarm's layout or, with `lerobot`, as LeRobot saves one (`save_lerobot`; `lerobot_ddim` as in
+    `export-lerobot`); returns the repo URL."""
     from huggingface_hub import HfApi
 
     with tempfile.TemporaryDirectory(prefix="twinarm_push_") as tmp:
-        staged = stage_policy(resolve_checkpoint(checkpoint), Path(tmp) / "model", repo_id, lerobot=lerobot,
-                              lerobot_ddim=lerobot_ddim)
+        if isinstance(checkpoint, Policy):
+            src = checkpoint.save_pretrained(Path(tmp) / "policy")
+        else:
+            src = resolve_checkpoint(checkpoint)
+        staged = stage_policy(src, Path(tmp) / "model", repo_id, lerobot=lerobot, lerobot_ddim=lerobot_ddim)
         api = HfApi(token=token)
         url = api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
         api.upload_folder(repo_id=repo_id, folder_path=str(staged), repo_type="model",

@@ -133,6 +133,10 @@ def test_push_uploads_the_checkpoint_with_a_model_card(
     again = load_lerobot(got) if lerobot else Policy.from_pretrained(got)
     batch = {"observation.state": torch.randn(1, 6) * 20, "observation.environment_state": torch.randn(1, 7) * 0.1}
     torch.testing.assert_close(again.predict_action_chunk(batch), tiny_act().predict_action_chunk(batch))
+    if not lerobot:  # the same from a policy in memory, LeRobot's `policy.push_to_hub(repo_id)`
+        uploaded.clear()
+        assert tiny_act().push_to_hub("me/act2") == "https://huggingface.co/me/act2"
+        assert uploaded["repo_id"] == "me/act2" and uploaded["files"]["model.safetensors"] == files["model.safetensors"]  # type: ignore[index]
 
 
 def test_push_refuses_what_it_cannot_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

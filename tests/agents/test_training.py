@@ -284,3 +284,25 @@ def test_eval_noise_seed_fixes_diffusion_sampling(tmp_path: Path) -> None:
                  "--max-steps", "8", "--threads", "1", "--seed", "3", "--out", str(tmp_path / "e")]) == 0  # fmt: skip
     assert (json.loads((tmp_path / "d" / "eval_info.json").read_text())["per_episode"]
             == json.loads((tmp_path / "e" / "eval_info.json").read_text())["per_episode"])  # fmt: skip
+
+
+def test_push_to_hub_publishes_the_last_checkpoint(
+    scripted_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--push-to-hub` uploads the run's last checkpoint when training ends (the Hub client's calls are replaced:
+    no network here); a malformed repo id is refused before any training."""
+    import huggingface_hub
+
+    sent: dict[str, set[str]] = {}
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: f"https://huggingface.co/{repo_id}")
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder",
+                        lambda self, repo_id, folder_path, **kw: sent.update({repo_id: {p.name for p in Path(folder_path).iterdir()}}))  # fmt: skip
+    args = ["train", "--policy", "act", "--dataset", str(scripted_dataset), "--output-dir", str(tmp_path / "run"),
+            "--steps", "2", "--batch-size", "2", "--save-freq", "2", "--threads", "1", "--no-progress", *TINY_ACT]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main([*args, "--push-to-hub", "nobody"])
+    assert "--push-to-hub 'nobody': expected USER/NAME" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert main([*args, "--push-to-hub", "me/tiny_act"]) == 0
+    assert "pushed the last checkpoint to https://huggingface.co/me/tiny_act" in capsys.readouterr().out
+    assert {"config.json", "model.safetensors", "normalization.safetensors", "README.md"} <= sent["me/tiny_act"]

@@ -86,6 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
         help="override a policy config field (JSON value), e.g. --set dim_model=256 --set chunk_size=50",
     )  # fmt: skip
+    p.add_argument("--push-to-hub", default=None, metavar="USER/NAME",
+                   help="when training ends, publish the last checkpoint as this Hub model repo (twinarm push-policy)")
     add_randomization_arg(p, "the env of online training and of periodic evaluation")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
@@ -134,6 +136,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset is None and args.env is None:
         raise SystemExit("online training needs --env")
     check_precision_arg(args, resolve_device(args.device))
+    repo = getattr(args, "push_to_hub", None)
+    if repo is not None:
+        from twinarm.agents.policy_hub import REPO_ID
+
+        match = REPO_ID.match(repo)
+        if match is None or match["rev"]:
+            args._parser.error(f"--push-to-hub {repo!r}: expected USER/NAME")
     if dist_info()[0] == 0:
         write_resolved_config(args, args.output_dir)
     last = train(train_config_from_args(args))
@@ -145,4 +154,8 @@ def run(args: argparse.Namespace) -> int:
         logs = [str(out / n) for n in ("train_log.csv", "eval_log.csv", CURVE_PNG) if (out / n).exists()]
         if logs:
             print(f"logs: {', '.join(logs)}")
+        if repo is not None:
+            from twinarm.agents.policy_hub import push_policy
+
+            print(f"pushed the last checkpoint to {push_policy(last / 'pretrained_model', repo)}")
     return 0

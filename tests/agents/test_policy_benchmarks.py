@@ -23,12 +23,15 @@ def test_policy_speed_runs_twinarm_alone_when_lerobot_is_missing(tmp_path: Path)
            "--out", str(out_file), "--lerobot-python", str(tmp_path / "no-python")]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
-    row = re.search(r"^tdmpc +2\.78M +n/a +(\d+) ms .* (\d+) ms plan step +n/a .* (\d+) ms ", out.stdout, re.M)
+    unit = r"([\d.]+) (ms|s)"
+    row = re.search(rf"^tdmpc +2\.78M +n/a +{unit} .* {unit} plan step +n/a .* {unit} ", out.stdout, re.M)
     assert row, out.stdout
     assert re.search(r"^tdmpc float32 floor: 76\.9 GFLOP ", out.stdout, re.M), out.stdout
-    # A training step lasts well under half a second, so its turns are timed as bursts of several steps.
+    # Calls quicker than a timed turn (policy_speed.MIN_TURN_S) are timed in bursts that fill one; how many
+    # follows from the warm-up times, which depend on the machine's load (on a quiet CPU a TD-MPC training step
+    # is timed 5-9 at a time, beside a busy process 1 at a time), so only the bounds are checked.
     burst = re.search(r"^calls per timed turn .*tdmpc: (\d+) training step\(s\), (\d+) inference", out.stdout, re.M)
-    assert burst and int(burst.group(1)) >= 2, out.stdout
+    assert burst and 1 <= int(burst.group(1)) <= 20 and int(burst.group(2)) >= 1, out.stdout
     assert "LeRobot from not installed" in out_file.read_text()
 
 

@@ -22,6 +22,12 @@ class PolicyHubError(FileNotFoundError):
     """A repo id that names no policy checkpoint on the Hub (or in the offline cache); the message names it."""
 
 
+def repo_id_error(text: str) -> str | None:
+    """Why `text` cannot name a repo to push to (it must be USER/NAME, no revision), or None."""
+    match = REPO_ID.match(text)
+    return None if match is not None and not match["rev"] else f"{text!r}: expected USER/NAME"
+
+
 def repo_id_of(text: str | Path) -> tuple[str, str | None] | None:
     """(repo id, revision) when `text` is a Hub repo id and not an existing local path; else None."""
     s = str(text)

@@ -46,8 +46,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = save_lerobot(policy, args.out)
     except LeRobotCheckpointError as exc:
-        hint = " (--lerobot-ddim to export it sampling as LeRobot does)" if "use_clipped_model_output" in str(exc) else ""
-        args._parser.error(f"--policy {args.policy}: {exc}{hint}")
+        args._parser.error(f"--policy {args.policy}: {exc}{lerobot_ddim_hint(exc)}")
     print(f"wrote a LeRobot {policy.name} checkpoint to {out} (load it with LeRobot's "
           f"{type(policy).__name__}.from_pretrained and make_pre_post_processors(config, pretrained_path=...))")
     return 0
+
+
+def lerobot_ddim_hint(exc: Exception) -> str:
+    """What to add to an export refused for twinarm's DDIM variant (the flag that switches it), else nothing."""
+    return " (--lerobot-ddim to export it sampling as LeRobot does)" if "use_clipped_model_output" in str(exc) else ""

@@ -39,11 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError
-    from twinarm.agents.policy_hub import REPO_ID, push_policy
+    from twinarm.agents.policy_hub import push_policy, repo_id_error
+    from twinarm.cli.export_cmd import lerobot_ddim_hint
 
-    match = REPO_ID.match(args.repo_id)
-    if match is None or match["rev"]:
-        args._parser.error(f"--repo-id {args.repo_id!r}: expected USER/NAME")
+    if (bad := repo_id_error(args.repo_id)) is not None:
+        args._parser.error(f"--repo-id {bad}")
     if args.lerobot_ddim and not args.lerobot:
         args._parser.error("--lerobot-ddim: only with --lerobot")
     try:
@@ -52,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         args._parser.error(f"--policy: {exc}")
     except LeRobotCheckpointError as exc:
-        hint = " (--lerobot-ddim to export it sampling as LeRobot does)" if "use_clipped_model_output" in str(exc) else ""
-        args._parser.error(f"--policy {args.policy}: {exc}{hint}")
+        args._parser.error(f"--policy {args.policy}: {exc}{lerobot_ddim_hint(exc)}")
     print(f"pushed {'a LeRobot' if args.lerobot else 'a twinarm'} checkpoint to {url}")
     return 0

@@ -138,11 +138,10 @@ def run(args: argparse.Namespace) -> int:
     check_precision_arg(args, resolve_device(args.device))
     repo = getattr(args, "push_to_hub", None)
     if repo is not None:
-        from twinarm.agents.policy_hub import REPO_ID
+        from twinarm.agents.policy_hub import repo_id_error
 
-        match = REPO_ID.match(repo)
-        if match is None or match["rev"]:
-            args._parser.error(f"--push-to-hub {repo!r}: expected USER/NAME")
+        if (bad := repo_id_error(repo)) is not None:
+            args._parser.error(f"--push-to-hub {bad}")
     if dist_info()[0] == 0:
         write_resolved_config(args, args.output_dir)
     last = train(train_config_from_args(args))

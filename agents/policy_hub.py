@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,8 @@ REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+
 #: The files a policy checkpoint holds (both layouts); nothing else is downloaded.
 CHECKPOINT_FILES = ["*.json", "*.safetensors", "README.md"]
 CARD_NAME = "README.md"
+#: LeRobot's class for each policy type, named in the model card of a LeRobot-layout repo.
+_LEROBOT_CLASS = {"act": "ACTPolicy", "diffusion": "DiffusionPolicy", "tdmpc": "TDMPCPolicy"}
 
 
 class PolicyHubError(FileNotFoundError):
@@ -67,9 +70,6 @@ def model_card(folder: Path, repo_id: str, lerobot: bool) -> str:
             f"- inputs: {inputs}\n- load with {load}\n")  # fmt: skip
 
 
-_LEROBOT_CLASS = {"act": "ACTPolicy", "diffusion": "DiffusionPolicy", "tdmpc": "TDMPCPolicy"}
-
-
 def push_policy(checkpoint: str | Path | Policy, repo_id: str, *, lerobot: bool = False, lerobot_ddim: bool = False,
                 private: bool = False, token: str | None = None) -> str:
     """Upload a checkpoint (a run, step or pretrained_model folder, or a policy in memory) to model repo
@@ -92,8 +92,6 @@ def push_policy(checkpoint: str | Path | Policy, repo_id: str, *, lerobot: bool 
 
 def stage_policy(src: Path, out: Path, repo_id: str, *, lerobot: bool = False, lerobot_ddim: bool = False) -> Path:
     """The folder `push_policy` uploads: the checkpoint's files (or its LeRobot export) plus a model card."""
-    import shutil
-
     if lerobot:
         from twinarm.agents.lerobot_export import save_lerobot
 

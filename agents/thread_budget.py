@@ -5,14 +5,16 @@ Why: torch's OpenMP team meets at a barrier after every op, so when another proc
 busy, every op waits for a descheduled thread. On 2 cores beside one spinning process a TD-MPC plan took 1.7 s
 at a fixed 2 threads and 0.94 s on the budget's one (0.51 s with the cores to itself); ACT's chunk 111 ms and
 102 (`benchmarks/shared_cores.py`). The load comes from /proc/stat (Linux): the busy time of the CPUs this
-process may run on, less this process's own CPU time, measured inside the calls only, so neither this
-process's other work nor work that alternates with the calls (envs stepping in subprocesses) counts.
-Without /proc/stat the budget keeps the user's count.
+process may run on, less the CPU time of the calling thread and torch's worker threads, measured inside the
+calls only, so work that alternates with the calls (envs stepping in subprocesses) does not count, while this
+process's other Python threads busy during a call (camera readers, a prefetcher, a control loop) do: they take
+cores as another process would. Without /proc/stat the budget keeps the user's count.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -55,9 +57,30 @@ class CpuMeter:
         return ticks * self._tick if seen else None
 
 
+def _thread_cpu_s(tid: int, tick: float) -> float:
+    """CPU seconds thread `tid` of this process has used (utime + stime of /proc/self/task/<tid>/stat), 0 if gone."""
+    try:
+        fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * tick  # stat fields 14 and 15; fields[0] is field 3
+
+
+def policy_cpu_s(_tick: float = 1.0 / os.sysconf("SC_CLK_TCK")) -> float:
+    """This process's CPU seconds less those of its Python threads other than the calling one: what the calling
+    thread and torch's (non-Python) worker threads have used, as far as /proc tells (a helper thread that ends
+    during a call counts as this process's own; without /proc, the process's whole CPU time)."""
+    total = time.process_time()
+    me = threading.get_native_id()
+    for t in threading.enumerate():
+        if t.native_id is not None and t.native_id != me:
+            total -= _thread_cpu_s(t.native_id, _tick)
+    return total
+
+
 class ThreadBudget:
-    """How many intra-op threads a policy call gets: `most`, less the cores other processes kept busy while
-    the earlier calls ran (re-decided each time they add up to `window_s`, default `WINDOW_S`; rounded, at
+    """How many intra-op threads a policy call gets: `most`, less the cores other processes (and this
+    process's other Python threads) kept busy while the earlier calls ran (re-decided each time they add up to `window_s`, default `WINDOW_S`; rounded, at
     least 1). Only the time inside calls counts, so work that alternates with them (async envs stepping in
     subprocesses) does not. `applied()` runs a call on the granted count and measures it."""
 
@@ -67,7 +90,7 @@ class ThreadBudget:
         window_s: float | None = None,
         meter: CpuMeter | None = None,
         clock: Callable[[], float] = time.monotonic,
-        own_cpu_s: Callable[[], float] = time.process_time,
+        own_cpu_s: Callable[[], float] = policy_cpu_s,
     ) -> None:
         if most < 1:
             raise ValueError(f"most must be at least 1 thread, got {most}")

@@ -5,6 +5,7 @@ torch work; evaluation and the chunk prefetcher are checked to run their policy 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -178,6 +179,34 @@ def test_a_spinning_process_beside_real_work_takes_a_thread() -> None:
         hog.kill()
         hog.wait()
     assert budget.granted[1] >= 3, (budget.granted, budget.other_load)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread CPU times come from /proc")
+def test_other_python_threads_of_this_process_count_as_load() -> None:
+    """A helper thread burning CPU in this process (a camera reader, say) is not the policy's own time: it takes
+    a core as another process would. The caller here sleeps, so its own time stays near zero."""
+    from twinarm.agents.thread_budget import policy_cpu_s
+
+    stop = threading.Event()
+
+    def helper() -> None:
+        data = b"x" * (1 << 22)
+        while not stop.is_set():
+            hashlib.sha256(data).digest()  # releases the GIL: CPU time on another core
+
+    thread = threading.Thread(target=helper, name="camera-like-helper", daemon=True)
+    process0, policy0 = time.process_time(), policy_cpu_s()
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.process_time() - process0 < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process1, policy1 = time.process_time(), policy_cpu_s()
+    finally:
+        stop.set()
+        thread.join()
+    assert process1 - process0 >= 0.3  # the helper did burn CPU in this process
+    assert policy1 - policy0 < 0.1  # ... which the policy's own time leaves out (/proc counts in 10 ms ticks)
 
 
 # ----- where it applies -------------------------------------------------------------------------------------

@@ -91,8 +91,12 @@ def push_policy(checkpoint: str | Path | Policy, repo_id: str, *, lerobot: bool 
 
 
 def stage_policy(src: Path, out: Path, repo_id: str, *, lerobot: bool = False, lerobot_ddim: bool = False) -> Path:
-    """The folder `push_policy` uploads: the checkpoint's files (or its LeRobot export) plus a model card."""
-    if lerobot:
+    """The folder `push_policy` uploads: the checkpoint's files (or its LeRobot export) plus a model card. A
+    checkpoint LeRobot wrote goes up as it is, in its own layout."""
+    from twinarm.agents.lerobot_checkpoint import is_lerobot_checkpoint
+
+    already_lerobot = is_lerobot_checkpoint(src)
+    if lerobot and not already_lerobot:
         from twinarm.agents.lerobot_export import save_lerobot
 
         policy = Policy.from_pretrained(src)
@@ -105,5 +109,5 @@ def stage_policy(src: Path, out: Path, repo_id: str, *, lerobot: bool = False, l
             if f.is_file() and f.suffix in (".json", ".safetensors"):
                 shutil.copy2(f, out / f.name)
     if not (out / CARD_NAME).exists():
-        (out / CARD_NAME).write_text(model_card(out, repo_id, lerobot))
+        (out / CARD_NAME).write_text(model_card(out, repo_id, lerobot or already_lerobot))
     return out

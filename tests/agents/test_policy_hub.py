@@ -148,3 +148,8 @@ def test_push_refuses_what_it_cannot_name(tmp_path: Path, capsys: pytest.Capture
     assert f"--policy: {tmp_path / 'none'} does not exist" in capsys.readouterr().err
     staged = stage_policy(tiny_act().save_pretrained(tmp_path / "c"), tmp_path / "s", "me/x")
     assert json.loads((staged / "config.json").read_text())["type"] == "act"
+    # a checkpoint LeRobot wrote goes up in its own layout, whatever --lerobot says
+    for lerobot in (False, True):
+        staged = stage_policy(LEROBOT_ACT, tmp_path / f"lr{lerobot}", "me/lr", lerobot=lerobot)
+        assert {p.name for p in staged.iterdir()} == {p.name for p in LEROBOT_ACT.iterdir()} | {"README.md"}
+        assert "library_name: lerobot" in (staged / "README.md").read_text()

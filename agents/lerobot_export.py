@@ -59,18 +59,21 @@ LEROBOT_PRESETS = {
 }  # fmt: skip
 
 
-def save_lerobot(policy: Policy, directory: str | Path) -> Path:
+def save_lerobot(policy: Policy, directory: str | Path, lerobot_ddim: bool = False) -> Path:
     """Write `policy` into `directory` as LeRobot 0.6 saves a `pretrained_model/`; returns the directory.
 
     LeRobot samples Diffusion's DDIM with the noise estimate as the model gave it: a policy with
-    `use_clipped_model_output=True` (twinarm's default) is refused unless set to False first, since LeRobot would
-    otherwise sample a (slightly) different policy. LeRobot 0.6's TD-MPC plans only from a camera keyed
+    `use_clipped_model_output=True` (twinarm's default) is refused unless set to False first, or switched to
+    LeRobot's sampler by `lerobot_ddim` (which sets it on `policy`), since LeRobot would otherwise sample a
+    (slightly) different policy. LeRobot 0.6's TD-MPC plans only from a camera keyed
     `observation.image` (under any other name its `select_action` fails), so TD-MPC's camera is written under
     that key, and the preprocessor's rename step maps the env's camera onto it (as LeRobot's own rename map)."""
     kind = policy.name
     if kind not in LEROBOT_FIELDS:
         raise LeRobotCheckpointError(f"{kind!r}: LeRobot checkpoints are written for {', '.join(LEROBOT_FIELDS)}")
     cfg = policy.config
+    if kind == "diffusion" and lerobot_ddim:
+        cfg.use_clipped_model_output = False
     if kind == "diffusion" and cfg.use_clipped_model_output:
         raise LeRobotCheckpointError(
             "use_clipped_model_output=True: LeRobot's DDIM takes the noise estimate from the model's output; set "

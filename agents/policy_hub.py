@@ -99,10 +99,7 @@ def stage_policy(src: Path, out: Path, repo_id: str, *, lerobot: bool = False, l
     if lerobot and not already_lerobot:
         from twinarm.agents.lerobot_export import save_lerobot
 
-        policy = Policy.from_pretrained(src)
-        if lerobot_ddim and policy.name == "diffusion":
-            policy.config.use_clipped_model_output = False
-        save_lerobot(policy, out)
+        save_lerobot(Policy.from_pretrained(src), out, lerobot_ddim=lerobot_ddim)
     else:
         out.mkdir(parents=True)
         for f in src.iterdir():

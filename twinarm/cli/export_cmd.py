@@ -41,10 +41,8 @@ def run(args: argparse.Namespace) -> int:
         policy = Policy.from_pretrained(args.policy)
     except FileNotFoundError as exc:
         args._parser.error(f"--policy: {exc}")
-    if args.lerobot_ddim and policy.name == "diffusion":
-        policy.config.use_clipped_model_output = False
     try:
-        out = save_lerobot(policy, args.out)
+        out = save_lerobot(policy, args.out, lerobot_ddim=args.lerobot_ddim)
     except LeRobotCheckpointError as exc:
         args._parser.error(f"--policy {args.policy}: {exc}{lerobot_ddim_hint(exc)}")
     print(f"wrote a LeRobot {policy.name} checkpoint to {out} (load it with LeRobot's "

@@ -29,10 +29,13 @@ def weights_key(module: nn.Module, optimizer_steps: bool = True) -> tuple[int, .
     version counters, replaced tensors change data pointers, and any optimizer step counts (see above).
     Edits through `.data` bypass all three; derived-weight caches keyed on this would miss them.
     `optimizer_steps=False` leaves out the process-wide step count (for caches that must not be dropped
-    whenever some other model trains; a fused optimizer stepping this module then goes unseen)."""
+    whenever some other model trains; a fused optimizer stepping this module then goes unseen).
+    Inference tensors (weights made inside `torch.inference_mode()`, e.g. a policy loaded there) have no version
+    counter: only their data pointers count (they cannot be trained; in-place edits inside inference mode go
+    unseen, like edits through `.data`)."""
     key = [_optimizer_steps] if optimizer_steps else []
     for t in (*module.parameters(), *module.buffers()):
-        key += (t._version, t.data_ptr())
+        key += (-1 if t.is_inference() else t._version, t.data_ptr())
     return tuple(key)
 
 

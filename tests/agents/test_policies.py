@@ -71,13 +71,15 @@ def test_save_load_round_trip_gives_identical_actions(name: str, with_image: boo
     assert loaded.config == policy.config
     for a, b in zip(policy.state_dict().values(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+    with torch.inference_mode():  # loaded there, its weights are inference tensors (no version counters)
+        loaded_in_inference_mode = Policy.from_pretrained(tmp_path / "ckpt")
     actions = []
-    for pol in (policy, loaded):
+    for pol in (policy, loaded, loaded_in_inference_mode):
         pol.reset()
         torch.manual_seed(7)
         actions.append(torch.stack([pol.select_action(obs) for _ in range(3)]))
     assert actions[0].shape == (3, 2, DOF)
-    assert torch.equal(actions[0], actions[1])
+    assert torch.equal(actions[0], actions[1]) and torch.equal(actions[0], actions[2])
     # The stats travelled: a policy built without them acts differently.
     fresh = make_policy(name, tiny_config(name, with_image=with_image))
     fresh.load_state_dict(policy.state_dict())

@@ -32,6 +32,11 @@ native bf16 arithmetic (AVX512-BF16 or AMX); results go to `benchmarks/results/p
     python benchmarks/policy_speed.py                      # table -> benchmarks/results/policy_speed.txt
     python benchmarks/policy_speed.py --lerobot-python /root/lerobot-venv/bin/python
     python benchmarks/policy_speed.py --precision bf16     # -> benchmarks/results/policy_speed_bf16.txt
+    python benchmarks/policy_speed.py --device cuda        # on a GPU -> benchmarks/results/policy_speed_cuda.txt
+
+`--device cuda` runs both sides on the GPU (a lent one: `benchmarks/policy_speed_gpu.sh`), with TF32 and cuDNN's
+autotuner on for both, as `twinarm train` and `lerobot-train` set them; each timed turn ends when the GPU has
+finished its queued work. The 0.8x / 0.5x targets are the CPU's; on a GPU the table says where twinarm stands.
 
 The script also runs as a worker (`--worker twinarm|lerobot --policy NAME`) inside either venv; the
 worker imports only its own side, so the LeRobot venv does not need twinarm installed.
@@ -56,6 +61,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "policy_speed.txt"
 RESULTS_BF16 = ROOT / "benchmarks" / "results" / "policy_speed_bf16.txt"
+RESULTS_CUDA = ROOT / "benchmarks" / "results" / "policy_speed_cuda.txt"
 DEFAULT_LEROBOT = Path(os.environ.get("TWINARM_LEROBOT_PYTHON", "/root/lerobot-venv/bin/python"))
 POLICIES = ("act", "diffusion", "tdmpc")
 STATE_DIM = ACTION_DIM = 14
@@ -110,23 +116,40 @@ def batches(policy: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return train, obs
 
 
-def autocast(precision: str) -> Any:
-    """The context both sides run forward passes and inference under: none for float32, torch's CPU bf16
-    autocast for bf16 (what LeRobot's `use_amp` does on a CPU, through accelerate in training)."""
+def autocast(precision: str, device: str = "cpu") -> Any:
+    """The context both sides run forward passes and inference under: none for float32, torch's bf16
+    autocast for bf16 (what LeRobot's `use_amp` does, through accelerate in training)."""
     import contextlib
 
     import torch
 
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    return torch.autocast(device, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
+def device_setup(device: str) -> None:
+    """Both workers' torch settings: 2 threads; on a GPU, TF32 matmuls and convolutions and cuDNN's autotuner,
+    as both projects' training commands set them (`twinarm train`, `lerobot-train`)."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+
+def on_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def train_step_fn(
-    policy: Any, opt: Any, batch: dict[str, Any], after: Callable[[], None] | None, precision: str = "float32"
+    policy: Any, opt: Any, batch: dict[str, Any], after: Callable[[], None] | None, precision: str = "float32",
+    device: str = "cpu",
 ) -> Callable[[], None]:
     import torch
 
     def step() -> None:
-        with autocast(precision):  # the forward pass only, as in mixed-precision training on both sides
+        with autocast(precision, device):  # the forward pass only, as in mixed-precision training on both sides
             loss, _ = policy.forward(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -140,7 +163,7 @@ def train_step_fn(
 
 # ----- twinarm worker ------------------------------------------------------------------------------------
 def twinarm_setup(
-    name: str, precision: str = "float32"
+    name: str, precision: str = "float32", device: str = "cpu"
 ) -> tuple[int, Callable[[], None], Callable[[], None], Callable[[], None] | None, Callable[[], dict[str, float]] | None]:
     import torch
 
@@ -150,10 +173,10 @@ def twinarm_setup(
     from twinarm.agents.policy import count_parameters
     from twinarm.agents.registry import make_policy
 
-    torch.set_num_threads(THREADS)
+    device_setup(device)
     keep_freed_memory()  # as twinarm's train and eval commands do
     torch.manual_seed(0)
-    train, obs = batches(name)
+    train, obs = (on_device(b, device) for b in batches(name))
     state = {"observation.state": Feature("STATE", (STATE_DIM,))}
     out = {"action": Feature("ACTION", (ACTION_DIM,))}
     if name == "tdmpc":
@@ -176,10 +199,10 @@ def twinarm_setup(
             noise_scheduler_type="DDIM", num_inference_steps=10,
         )  # fmt: skip
     params = count_parameters(policy.model) if name == "tdmpc" else count_parameters(policy)
-    policy.train()
+    policy.to(device).train()
     opt = torch.optim.AdamW(policy.get_optim_params(), lr=1e-4, weight_decay=1e-4, fused=True)
     after = policy.update_target if name == "tdmpc" else None
-    step = train_step_fn(policy, opt, train, after, precision)
+    step = train_step_fn(policy, opt, train, after, precision, device)
 
     def train_once() -> None:
         policy.train()
@@ -188,7 +211,7 @@ def twinarm_setup(
     def infer_with(net: Any) -> None:
         net.eval()
         net.reset()
-        with autocast(precision):
+        with autocast(precision, device):
             infer_call(net)
 
     def infer_call(net: Any) -> None:
@@ -211,6 +234,8 @@ def twinarm_setup(
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         return {"flops": count_flops(infer).total, "peak_flops": matmul_peak(dtype), "precision": precision}
 
+    if device != "cpu":  # the floor and int8 (fbgemm/oneDNN kernels) are the CPU's
+        return params, train_once, infer, None, None
     if precision != "float32":  # int8 belongs to the float32 comparison
         return params, train_once, infer, None, floor
     quantized = copy.deepcopy(policy).eval()
@@ -222,13 +247,15 @@ def twinarm_setup(
 
 
 # ----- LeRobot worker ------------------------------------------------------------------------------------
-def lerobot_setup(name: str, precision: str = "float32") -> tuple[int, Callable[[], None], Callable[[], None]]:
+def lerobot_setup(
+    name: str, precision: str = "float32", device: str = "cpu"
+) -> tuple[int, Callable[[], None], Callable[[], None]]:
     import torch
     from lerobot.configs.types import FeatureType, PolicyFeature
 
-    torch.set_num_threads(THREADS)
+    device_setup(device)
     torch.manual_seed(0)
-    train, obs = batches(name)
+    train, obs = (on_device(b, device) for b in batches(name))
     state = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))}
     out = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
     with_camera = {**state, "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE)}
@@ -240,7 +267,7 @@ def lerobot_setup(name: str, precision: str = "float32") -> tuple[int, Callable[
             input_features=with_camera,
             output_features=out,
             pretrained_backbone_weights=None,
-            device="cpu",
+            device=device,
         )
         policy = ACTPolicy(cfg)
     elif name == "diffusion":
@@ -251,7 +278,7 @@ def lerobot_setup(name: str, precision: str = "float32") -> tuple[int, Callable[
             input_features=with_camera,
             output_features=out,
             pretrained_backbone_weights=None,
-            device="cpu",
+            device=device,
             use_group_norm=True,
             noise_scheduler_type="DDIM",
             num_inference_steps=10,
@@ -267,15 +294,15 @@ def lerobot_setup(name: str, precision: str = "float32") -> tuple[int, Callable[
                 "observation.image": PolicyFeature(type=FeatureType.VISUAL, shape=TDMPC_IMAGE),
             },
             output_features=out,
-            device="cpu",
+            device=device,
         )
         policy = TDMPCPolicy(cfg)
     model = policy.model if name == "tdmpc" else policy
     params = sum(p.numel() for p in model.parameters())
-    policy.train()
+    policy.to(device).train()
     opt = torch.optim.AdamW(policy.get_optim_params(), lr=1e-4, weight_decay=1e-4)
     after = policy.update if name == "tdmpc" else None
-    step = train_step_fn(policy, opt, dict(train), after, precision)
+    step = train_step_fn(policy, opt, dict(train), after, precision, device)
 
     def train_once() -> None:
         policy.train()
@@ -284,7 +311,7 @@ def lerobot_setup(name: str, precision: str = "float32") -> tuple[int, Callable[
     def infer() -> None:
         policy.eval()
         policy.reset()
-        with torch.no_grad(), autocast(precision):  # lerobot-eval: select_action under autocast with use_amp
+        with torch.no_grad(), autocast(precision, device):  # lerobot-eval: select_action under autocast with use_amp
             if name == "diffusion":
                 stacked = {k: torch.stack([v, v], dim=1) for k, v in obs.items()}
                 policy.predict_action_chunk(stacked)
@@ -296,10 +323,14 @@ def lerobot_setup(name: str, precision: str = "float32") -> tuple[int, Callable[
     return params, train_once, infer
 
 
-def serve(setup: Callable[[str, str], tuple[Any, ...]], name: str, precision: str) -> None:
+def serve(setup: Callable[[str, str, str], tuple[Any, ...]], name: str, precision: str, device: str = "cpu") -> None:
     """Worker loop: build the policy, then answer `train N` / `infer N` (/ `infer8 N`: twinarm in int8) lines
-    with the mean time of N back-to-back calls, and `floor` (twinarm) with the float32 (or bf16) floor's figures."""
-    params, *fns_in = setup(name, precision)
+    with the mean time of N back-to-back calls (on a GPU, until its queued work has finished), and `floor`
+    (twinarm) with the float32 (or bf16) floor's figures."""
+    import torch
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    params, *fns_in = setup(name, precision, device)
     fns = {k: f for k, f in zip(("train", "infer", "infer8", "floor"), fns_in, strict=False) if f is not None}
     print(json.dumps({"params": params, "commands": list(fns)}), flush=True)
     for line in sys.stdin:
@@ -307,9 +338,11 @@ def serve(setup: Callable[[str, str], tuple[Any, ...]], name: str, precision: st
         if cmd == "quit":
             break
         calls = int(count or 1)
+        sync()
         t = time.perf_counter()
         for _ in range(calls):
             answer = fns[cmd]()
+        sync()
         print(json.dumps({cmd: (time.perf_counter() - t) / calls if answer is None else answer}), flush=True)
 
 
@@ -319,12 +352,17 @@ class Worker:
 
     def __init__(
         self, python: str, side: str, name: str, extra_env: dict[str, str] | None = None, precision: str = "float32",
-        script: Path | None = None,
+        script: Path | None = None, device: str = "cpu",
     ) -> None:
-        """`script` (default: this one) is run with `--worker side --policy name --precision precision`."""
-        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT), **(extra_env or {})}
+        """`script` (default: this one) is run with `--worker side --policy name --precision precision` (and
+        `--device device` off the CPU)."""
+        # The caller's PYTHONPATH first: where twinarm is installed (not editable) beside this checkout, its
+        # top-level `twinarm/` folder must not shadow the installed package.
+        path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p)
+        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": path, **(extra_env or {})}
         script = script or Path(__file__).resolve()
         cmd = [python, str(script), "--worker", side, "--policy", name, "--precision", precision]
+        cmd += ["--device", device] if device != "cpu" else []
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -370,14 +408,16 @@ class Worker:
 
 def compare(
     name: str, sides: dict[str, str], repeats: int, warmup: int = 2, lerobot_malloc: bool = False,
-    precision: str = "float32",
+    precision: str = "float32", device: str = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Time both sides turn by turn (train, then inference), so changing load hits them alike."""
     from twinarm.agents.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
 
     same_malloc = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
     workers = {
-        side: Worker(python, side, name, same_malloc if side == "lerobot" and lerobot_malloc else None, precision)
+        side: Worker(
+            python, side, name, same_malloc if side == "lerobot" and lerobot_malloc else None, precision, device=device
+        )
         for side, python in sides.items()
     }
     times: dict[str, dict[str, list[float]]] = {side: {"train": [], "infer": []} for side in workers}
@@ -531,6 +571,10 @@ def main() -> None:
                    help="bf16: both sides under torch's CPU bf16 autocast (twinarm's --precision bf16, LeRobot's "
                    "use_amp), forward passes in training and whole inference calls; no int8 column then, and the "
                    "floor at the bf16 matmul rate")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: both sides on the GPU (TF32 and cuDNN's autotuner on, as both training commands set "
+                   f"them; times wait for the GPU's queued work), no int8 column or floor; default file "
+                   f"{RESULTS_CUDA.relative_to(ROOT)} (_bf16 before .txt with --precision bf16)")
     p.add_argument(
         "--lerobot-malloc",
         action="store_true",
@@ -538,9 +582,11 @@ def main() -> None:
     )
     a = p.parse_args()
     if a.worker:
-        serve(twinarm_setup if a.worker == "twinarm" else lerobot_setup, a.policy, a.precision)
+        serve(twinarm_setup if a.worker == "twinarm" else lerobot_setup, a.policy, a.precision, a.device)
         return
-    out = a.out or (RESULTS_BF16 if a.precision == "bf16" else RESULTS)
+    out = a.out or (RESULTS_CUDA if a.device == "cuda" else RESULTS)
+    if a.precision == "bf16" and a.out is None:
+        out = out.with_name(out.stem + "_bf16.txt")
     sides = {"twinarm": sys.executable}
     if a.lerobot_python.exists():
         sides["lerobot"] = str(a.lerobot_python)
@@ -549,13 +595,15 @@ def main() -> None:
     load_before = os.getloadavg()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name in [a.policy] if a.policy else list(POLICIES):
-        results[name] = compare(name, sides, a.repeats, lerobot_malloc=a.lerobot_malloc, precision=a.precision)
+        results[name] = compare(
+            name, sides, a.repeats, lerobot_malloc=a.lerobot_malloc, precision=a.precision, device=a.device
+        )
         print(f"{name}: {json.dumps(results[name])}", flush=True)
     text = table(results)
     load_after = os.getloadavg()
     header = (
         f"# {started}, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after "
-        f"(1-min, {os.cpu_count()} cores, {cpu_label()}); policy speed, CPU, {THREADS} torch threads, "
+        f"(1-min, {os.cpu_count()} cores, {cpu_label()}); policy speed, {device_label(a.device)}, {THREADS} torch threads, "
         f"{'bf16 autocast on both sides' if a.precision == 'bf16' else 'float32'}, batch {BATCH} for "
         f"training, batch 1 for inference; LeRobot from {a.lerobot_python if have_lerobot else 'not installed'}"
         f"{'; LeRobot with the same malloc thresholds (--lerobot-malloc)' if a.lerobot_malloc else ''}\n"
@@ -564,6 +612,15 @@ def main() -> None:
     earlier = out.read_text() if out.exists() else ""
     out.write_text(header + text + "\n" + ("\n" + earlier if earlier else ""))
     print(header + text)
+
+
+def device_label(device: str) -> str:
+    """'CPU', or the GPU's name with TF32 noted (both sides run with it on)."""
+    if device == "cpu":
+        return "CPU"
+    import torch
+
+    return f"GPU: {torch.cuda.get_device_name()} (TF32 matmuls and convolutions, cuDNN autotuner, on both sides)"
 
 
 def cpu_label() -> str:

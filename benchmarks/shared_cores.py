@@ -115,7 +115,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS, help="results file (new runs go on top)")
     a = p.parse_args()
     if a.worker:
-        serve(lambda name, precision: setup(a.worker, name, precision), a.policy, a.precision)
+        serve(lambda name, precision, _device: setup(a.worker, name, precision), a.policy, a.precision)
         return
     names = [n.strip() for n in a.policies.split(",") if n.strip()]
     bad = [n for n in names if n not in POLICIES]

@@ -32,6 +32,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -300,10 +301,15 @@ def int8(checkpoints: list[Path], calibration: str | None) -> str:
                     f"{shift:.2f} deg ({resampled:.2f} deg) | {lat[0]} / {lat[1]} |")
     table = "\n".join(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "policy_int8.txt").write_text(
-        f"{PICK.split('/')[-1]}, 50 evaluation seeds (100000...), float32 against `twinarm eval --int8` (agents.int8), "
-        f"2 CPU threads, 10 parallel envs (select_action times are per batch of 10).\n"
-        f"Command: python benchmarks/policy_results.py int8 [--checkpoint DIR --calibration DATASET]\n\n{table}\n")
+    # Earlier tables stay below the new one, labelled: a pixel checkpoint evaluated once (e.g. trained on a lent GPU)
+    # keeps its row when a later run covers only the recipes.
+    path = RESULTS / "policy_int8.txt"
+    earlier = path.read_text() if path.exists() else ""
+    path.write_text(
+        f"{time.strftime('%Y-%m-%d %H:%M')}: {PICK.split('/')[-1]}, 50 evaluation seeds (100000...), float32 against "
+        f"`twinarm eval --int8` (agents.int8), 2 CPU threads, 10 parallel envs (select_action times are per batch of 10).\n"
+        f"Command: python benchmarks/policy_results.py int8 [--checkpoint DIR --calibration DATASET]\n\n{table}\n"
+        + (f"\n# [earlier run]\n{earlier}" if earlier else ""))
     print(table)
     return table
 

@@ -92,8 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "benchmarks/results/policy_int8*.txt: check in sim first)")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="compute precision of the policy. bf16: autocast, bf16 matmuls and convolutions with float32 "
-                   "weights; faster on CPUs with AVX512-BF16/AMX and on recent GPUs, actions "
-                   "differ slightly from float32's (check in sim first); refused on hardware without bf16; not with --int8")
+                   "weights; faster on CPUs with AVX512-BF16/AMX (not on an H100 at batch 1, where float32 was quicker: "
+                   "benchmarks/policy_speed.md), actions differ slightly from float32's (check in sim first); refused on hardware without bf16; not with --int8")
     p.add_argument("--int8-calibration", default=None, metavar="DATASET",
                    help="dataset whose frames fix the int8 backbone's activation ranges (default: the dataset the "
                    "checkpoint was trained on, from its run's train_config.json)")

@@ -70,8 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="compute precision of the forward passes. bf16: autocast, bf16 matmuls and convolutions with "
                    "weights and losses in float32, for CPUs with AVX512-BF16 or AMX and GPUs with bf16 (1.3-1.8x "
-                   "faster training steps on an AVX512-BF16 EPYC); numerics differ slightly from float32; refused on "
-                   "hardware without bf16")
+                   "faster training steps on an AVX512-BF16 EPYC; on an H100 at batch 8 no faster than float32 with TF32, "
+                   "which a GPU run uses by default); numerics differ slightly from float32; refused on hardware "
+                   "without bf16")
     p.add_argument(
         "--ema", dest="ema", action=argparse.BooleanOptionalAction, default=None,
         help="save and evaluate an exponential moving average of the weights (default: on for diffusion only)",

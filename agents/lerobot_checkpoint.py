@@ -6,7 +6,8 @@ LeRobot is evaluated in twinarm's sim and deployed through its real envs unchang
 ACT, Diffusion Policy and TD-MPC: the networks are the same on both sides (parameter for parameter); only the
 names differ (`lerobot_names`). Units: LeRobot checkpoints work in their dataset's units, and twinarm maps those
 to the arm's joints by the arm spec's conversion (degrees, gripper 0..100): a policy trained on data recorded in
-other units (LeRobot's default -100..100 range for body joints) would be driven wrongly.
+LeRobot's -100..100 range mode for body joints (`use_degrees=False`; `twinarm dataset convert-units` converts
+such a dataset to degrees) would be driven wrongly.
 """
 
 from __future__ import annotations

@@ -172,6 +172,23 @@ class Calibration:
         return out
 
 
+    def degrees_per_range_unit(self, spec: ArmSpec, resolution: int = 4096) -> np.ndarray:
+        """Per joint of `spec`: degrees per unit of LeRobot's -100..100 range mode (`use_degrees=False`), 1 for the
+        gripper (0..100 in both modes). LeRobot maps ticks t to (t - min) / (max - min) * 200 - 100 in range mode,
+        negated where a Feetech bus applies the drive mode in software, and to (t - mid) * 360 / (resolution - 1)
+        in degrees, which is never negated: one factor per joint (`datasets_io.units` rescales datasets by it)."""
+        self.check_matches(spec)
+        software_drive_mode = spec.motor_bus == "feetech"
+        out = np.ones(spec.dof)
+        for i, joint in enumerate(spec.joints):
+            if joint.kind == "gripper":
+                continue
+            c = self.motors[joint.name]
+            sign = -1.0 if software_drive_mode and c.drive_mode else 1.0
+            out[i] = sign * (c.range_max - c.range_min) / 200.0 * 360.0 / (resolution - 1)
+        return out
+
+
 def default_calibration_path(arm: str, robot_id: str = "default") -> Path:
     """Where `twinarm calibrate` saves by default: `~/.cache/twinarm/calibration/<arm>/<id>.json`."""
     return Path.home() / ".cache" / "twinarm" / "calibration" / arm / f"{robot_id}.json"

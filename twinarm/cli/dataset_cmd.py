@@ -1,4 +1,5 @@
-"""`twinarm dataset info|check|push|view`: inspect, validate, publish and look at LeRobot v3 datasets."""
+"""`twinarm dataset info|check|push|convert-units|view`: inspect, validate, publish, convert and look at LeRobot v3
+datasets."""
 
 from __future__ import annotations
 
@@ -46,6 +47,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     push.add_argument("--no-check", action="store_true", help="skip the validator")
     add_config_arg(push)
     push.set_defaults(func=run_push, _parser=push)
+
+    conv = ds.add_parser(
+        "convert-units", help="copy a dataset with its joints from LeRobot's -100..100 range to degrees, or back",
+        description="LeRobot records body joints in degrees or, with use_degrees=False (the Koch follower's "
+        "default in LeRobot 0.6.1, an option for the SO arms), in a -100..100 range over each motor's calibrated "
+        "span. twinarm reads LeRobot datasets in degrees: convert a range-mode recording with the calibration "
+        "file of the arm that recorded it (--to range writes the other way, for a LeRobot setup in range "
+        "mode). observation.state and action are rescaled and their stats recomputed; the gripper (0..100 in "
+        "both modes), videos and images are copied as they are.",
+    )
+    conv.add_argument("root", type=Path, help="dataset directory")
+    conv.add_argument("out", type=Path, help="new directory for the converted copy")
+    conv.add_argument("--calibration", type=Path, required=True,
+                      help="LeRobot calibration JSON of the recording arm (LeRobot keeps it under "
+                      "~/.cache/huggingface/lerobot/calibration/robots/<robot_type>/<id>.json)")
+    conv.add_argument("--arm", default=None,
+                      help="arm name (so101, so100, koch; default: the one of the dataset's robot_type)")
+    conv.add_argument("--to", choices=("degrees", "range"), default="degrees",
+                      help="degrees (from range mode; the default) or range (from degrees)")
+    add_config_arg(conv)
+    conv.set_defaults(func=run_convert_units, _parser=conv)
 
     view = ds.add_parser("view", help="render an episode's frames and plots to mp4/PNG",
                          description="Render one episode: cameras side by side over state/action plots with "
@@ -140,6 +162,34 @@ def _recorded_repo_id(root: Path) -> str | None:
 
     path = root / RECORD_CONFIG
     return json.loads(path.read_text()).get("repo_id") if path.is_file() else None
+
+
+def run_convert_units(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from twinarm.arms import ARMS, get_arm
+    from twinarm.datasets_io.layout import INFO_PATH, load_json
+    from twinarm.datasets_io.units import rescale_joints
+    from twinarm.real.calibration import Calibration
+
+    robot_type = load_json(args.root / INFO_PATH).get("robot_type")
+    if args.arm:
+        spec = get_arm(args.arm)
+    else:
+        matches = [a for a in ARMS.values() if a.robot_type == robot_type]
+        if not matches:
+            args._parser.error(f"{args.root}: robot_type {robot_type!r} is none of twinarm's arms; name one with --arm")
+        spec = matches[0]
+    if spec.lerobot_units != "degrees":
+        args._parser.error(f"arm {spec.name!r}: LeRobot reports it in {spec.lerobot_units}, not in degrees or range mode")
+    factors = Calibration.load(args.calibration).degrees_per_range_unit(spec)
+    body = ~spec.gripper_mask
+    if args.to == "range":
+        factors = np.where(body, 1.0 / factors, 1.0)
+    out = rescale_joints(args.root, args.out, factors, range_mask=body if args.to == "range" else None)
+    scale = ", ".join(f"{n} x{f:.4f}" for n, f, b in zip(spec.joint_names, factors, body, strict=True) if b)
+    print(f"wrote {out}: {spec.name} joints to {args.to} ({scale}; gripper unchanged)")
+    return 0
 
 
 def run_view(args: argparse.Namespace) -> int:

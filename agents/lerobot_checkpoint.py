@@ -6,8 +6,9 @@ LeRobot is evaluated in twinarm's sim and deployed through its real envs unchang
 ACT, Diffusion Policy and TD-MPC: the networks are the same on both sides (parameter for parameter); only the
 names differ (`lerobot_names`). Units: LeRobot checkpoints work in their dataset's units, and twinarm maps those
 to the arm's joints by the arm spec's conversion (degrees, gripper 0..100): a policy trained on data recorded in
-LeRobot's -100..100 range mode for body joints (`use_degrees=False`; `twinarm dataset convert-units` converts
-such a dataset to degrees) would be driven wrongly.
+LeRobot's -100..100 range mode for body joints (`use_degrees=False`) would be driven wrongly unless rescaled
+(`Policy.rescale_joint_units`, `twinarm eval --lerobot-range-units`; `twinarm dataset convert-units` converts
+such a dataset to degrees).
 """
 
 from __future__ import annotations

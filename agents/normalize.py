@@ -94,6 +94,14 @@ class Normalizer(nn.Module):
             nested.setdefault(key, {})[stat] = value
         self.load_stats({k: v for k, v in nested.items() if k in self.modes})
 
+    def rescale(self, key: str, factors: Tensor) -> None:
+        """Stats of `key` for its values multiplied by `factors` (one per entry of the last dim, negative allowed):
+        every stat scales alike, so a scaled value normalizes to what the unscaled one did (with a negative factor
+        min exceeds max and std is negative; both transforms stay exact). No-op for features not normalized."""
+        for stat in MODE_STATS[self.modes.get(key, NormMode.IDENTITY)]:
+            buf: Tensor = getattr(self, self._buffer_name(key, stat))
+            buf.mul_(torch.as_tensor(factors, dtype=buf.dtype, device=buf.device))
+
     def transform(self, key: str, x: Tensor) -> Tensor:
         """Normalize (or un-normalize) one feature tensor."""
         mode = self.modes.get(key, NormMode.IDENTITY)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -203,6 +204,15 @@ class Policy(nn.Module, abc.ABC):
         """Set normalization stats (e.g. a dataset's `meta/stats.json`) after construction."""
         for norm in (self.normalize_inputs, self.normalize_targets, self.unnormalize_outputs):
             norm.load_stats(stats)
+
+    def rescale_joint_units(self, factors: np.ndarray | Tensor) -> None:
+        """Make the policy act in units `factors` times those it was trained in, per joint (`observation.state` and
+        `action`): e.g. a checkpoint trained on LeRobot's -100..100 range-mode data, with
+        `Calibration.degrees_per_range_unit`, then acts in degrees as twinarm's envs expect. Exact: only the
+        normalization stats change (`Normalizer.rescale`), so the network sees the same numbers."""
+        for norm in (self.normalize_inputs, self.normalize_targets, self.unnormalize_outputs):
+            for key in ("observation.state", "action"):
+                norm.rescale(key, torch.as_tensor(np.asarray(factors, dtype=np.float32)))
 
     def normalization_stats(self) -> dict[str, Tensor]:
         return {**self.normalize_inputs.flat_stats(), **self.normalize_targets.flat_stats()}

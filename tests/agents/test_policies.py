@@ -189,3 +189,55 @@ def test_eval_warm_up_leaves_the_random_state_and_the_policy_as_they_were(name: 
             return torch.stack([policy.select_action(b) for b in batches])
 
     assert torch.equal(episode(warm=True), episode(warm=False))
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_rescaled_joint_units_act_the_same_in_the_new_units(name: str, tmp_path: Path) -> None:
+    """`rescale_joint_units(f)` (e.g. LeRobot's -100..100 range mode -> degrees): states given times f give
+    actions times f, negative factors included, and the rescaled stats survive save/load."""
+    torch.manual_seed(0)
+    cfg = tiny_config(name)
+    policy = make_policy(name, cfg, synthetic_stats())
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    policy.eval()
+    batch = synthetic_batch(cfg, n=2, seed=1)
+    if name == "tdmpc":
+        obs = {k: batch[k][:, 0] for k in cfg.input_features}
+    else:
+        obs = {k: (v[:, -1] if v.dim() > 2 else v) for k, v in batch.items() if k in cfg.input_features}
+    factors = torch.tensor([0.9, -1.3, 0.5, 2.0, -0.7, 1.0])
+    policy.reset()
+    torch.manual_seed(7)
+    before = policy.select_action(obs)
+    policy.rescale_joint_units(factors.numpy())
+    policy.save_pretrained(tmp_path / "rescaled")
+    for pol in (policy, Policy.from_pretrained(tmp_path / "rescaled")):
+        pol.reset()
+        torch.manual_seed(7)
+        after = pol.select_action({**obs, "observation.state": obs["observation.state"] * factors})
+        torch.testing.assert_close(after, before * factors, rtol=1e-4, atol=1e-4)
+
+
+def test_eval_rescales_a_range_mode_checkpoint_with_the_arms_calibration(
+    tiny_act_checkpoint, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: ANN001
+) -> None:
+    """`eval --lerobot-range-units FILE`: the factors of that calibration, printed per joint; a file for other
+    motors is refused naming what does not match."""
+    import json
+
+    from twinarm.cli.main import main
+    from twinarm.real.calibration import Calibration
+
+    units = json.loads((Path(__file__).parents[1] / "fixtures" / "lerobot_units.json").read_text())
+    cal = tmp_path / "so101_follower.json"
+    cal.write_text(json.dumps(units["so101"]["calibration"]))
+    common = ["eval", "--policy", str(tiny_act_checkpoint()), "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1",
+              "--n-envs", "1", "--videos", "0", "--max-steps", "4", "--out", str(tmp_path / "eval")]  # fmt: skip
+    assert main([*common, "--lerobot-range-units", str(cal)]) == 0
+    factors = Calibration.load(cal).degrees_per_range_unit(get_arm("so101"))
+    assert f"joints from LeRobot's range mode to degrees (shoulder_pan x{factors[0]:.4f}, shoulder_lift x{factors[1]:.4f}" in capsys.readouterr().out
+    cal.write_text(json.dumps({k: v for k, v in units["so101"]["calibration"].items() if k != "gripper"}))
+    assert main([*common, "--lerobot-range-units", str(cal)]) != 0
+    assert "missing motors ['gripper']" in capsys.readouterr().err

@@ -94,6 +94,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="compute precision of the policy. bf16: autocast, bf16 matmuls and convolutions with float32 "
                    "weights; faster on CPUs with AVX512-BF16/AMX (not on an H100 at batch 1, where float32 was quicker: "
                    "benchmarks/policy_speed.md), actions differ slightly from float32's (check in sim first); refused on hardware without bf16; not with --int8")
+    p.add_argument("--lerobot-range-units", type=Path, default=None, metavar="CALIBRATION",
+                   help="the checkpoint was trained on joints in LeRobot's -100..100 range mode (use_degrees=False, "
+                   "the Koch follower's default in LeRobot 0.6.1): rescale it to degrees with the recording arm's "
+                   "LeRobot calibration file (exact: only its normalization stats change; a dataset converts with "
+                   "`twinarm dataset convert-units`)")
     p.add_argument("--int8-calibration", default=None, metavar="DATASET",
                    help="dataset whose frames fix the int8 backbone's activation ranges (default: the dataset the "
                    "checkpoint was trained on, from its run's train_config.json)")
@@ -107,6 +112,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="seconds to reset the scene before each episode (default: wait for Enter on a terminal)")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
+
+
+def _range_units_to_degrees(args: argparse.Namespace, policy: object, spec: object) -> None:
+    """`--lerobot-range-units`: the policy's joints from LeRobot's range mode to degrees (the recording arm's
+    calibration gives one factor per joint)."""
+    from twinarm.real.calibration import Calibration
+
+    if spec.lerobot_units != "degrees":
+        args._parser.error(f"--lerobot-range-units: LeRobot reports arm {spec.name!r} in {spec.lerobot_units}")
+    factors = Calibration.load(args.lerobot_range_units).degrees_per_range_unit(spec)
+    policy.rescale_joint_units(factors)
+    scale = ", ".join(f"{n} x{f:.4f}" for n, f, g in zip(spec.joint_names, factors, spec.gripper_mask, strict=True)
+                      if not g)
+    print(f"policy: joints from LeRobot's range mode to degrees ({scale}; gripper unchanged)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         if args.rename_features:
             args._parser.error("--rename-feature: only for a LeRobot checkpoint (twinarm's name their features already)")
         policy = Policy.from_pretrained(args.policy, overrides=overrides)
+    if args.lerobot_range_units is not None:
+        _range_units_to_degrees(args, policy, get_arm(entry_for(args.env).arm))
     policy.to(resolve_device(args.device))
     check_precision_arg(args, policy.device)
     if args.record is not None and (args.record / "meta" / "info.json").exists():

@@ -39,10 +39,14 @@ JOINT_FEATURES = ("observation.state", "action")
 RANGE_LIMIT = 100.0
 
 
-def rescale_joints(src: str | Path, dst: str | Path, factors: np.ndarray, range_mask: np.ndarray | None = None) -> Path:
+def rescale_joints(
+    src: str | Path, dst: str | Path, factors: np.ndarray, range_mask: np.ndarray | None = None,
+    names: list[str] | None = None,
+) -> Path:
     """Copy the dataset at `src` to `dst` with `observation.state` and `action` multiplied by `factors` (one per
     joint), then clipped to -100..100 on the joints of `range_mask` (LeRobot's range mode clips to the span),
-    and their stats recomputed. Raises DatasetError naming the dataset when a feature's width does not match."""
+    and their stats recomputed. Raises DatasetError naming the dataset and feature when a feature's width, or
+    its joint names where `names` are given (the factors' order), do not match."""
     src, dst = Path(src), Path(dst)
     factors = np.asarray(factors, dtype=np.float64)
     if dst.exists():
@@ -52,6 +56,9 @@ def rescale_joints(src: str | Path, dst: str | Path, factors: np.ndarray, range_
         shape = info["features"].get(key, {}).get("shape")
         if shape != [len(factors)]:
             raise DatasetError(f"{src}: feature {key!r} has shape {shape}, the arm has {len(factors)} joints")
+        found = info["features"][key].get("names")
+        if names is not None and found is not None and list(found) != list(names):
+            raise DatasetError(f"{src}: feature {key!r} names its joints {found}, the arm's are {list(names)}")
     tmp = dst.with_name(dst.name + ".converting")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(Path(LOCK_PATH).name))

@@ -112,6 +112,8 @@ def test_convert_units_refuses_a_mismatched_arm_and_an_existing_output(tmp_path:
     with pytest.raises(DatasetError, match="'observation.state' has shape \\[3\\], the arm has 6 joints"):
         rescale_joints(tmp_path / "three_joints", tmp_path / "out", np.ones(6))
     assert not (tmp_path / "out").exists()
+    with pytest.raises(DatasetError, match=r"'observation.state' names its joints \['a.pos', 'b.pos', 'c.pos'\], the arm's"):
+        rescale_joints(tmp_path / "three_joints", tmp_path / "out", np.ones(3), names=["x.pos", "y.pos", "z.pos"])
     shutil.copytree(tmp_path / "three_joints", tmp_path / "taken")
     with pytest.raises(DatasetError, match="exists"):
         rescale_joints(tmp_path / "three_joints", tmp_path / "taken", np.ones(3))

@@ -186,7 +186,8 @@ def run_convert_units(args: argparse.Namespace) -> int:
     body = ~spec.gripper_mask
     if args.to == "range":
         factors = np.where(body, 1.0 / factors, 1.0)
-    out = rescale_joints(args.root, args.out, factors, range_mask=body if args.to == "range" else None)
+    out = rescale_joints(args.root, args.out, factors, range_mask=body if args.to == "range" else None,
+                         names=spec.motor_feature_names)
     scale = ", ".join(f"{n} x{f:.4f}" for n, f, b in zip(spec.joint_names, factors, body, strict=True) if b)
     print(f"wrote {out}: {spec.name} joints to {args.to} ({scale}; gripper unchanged)")
     return 0

@@ -210,9 +210,10 @@ class Policy(nn.Module, abc.ABC):
         `action`): e.g. a checkpoint trained on LeRobot's -100..100 range-mode data, with
         `Calibration.degrees_per_range_unit`, then acts in degrees as twinarm's envs expect. Exact: only the
         normalization stats change (`Normalizer.rescale`), so the network sees the same numbers."""
+        scale = torch.as_tensor(np.asarray(factors, dtype=np.float32))
         for norm in (self.normalize_inputs, self.normalize_targets, self.unnormalize_outputs):
             for key in ("observation.state", "action"):
-                norm.rescale(key, torch.as_tensor(np.asarray(factors, dtype=np.float32)))
+                norm.rescale(key, scale)
 
     def normalization_stats(self) -> dict[str, Tensor]:
         return {**self.normalize_inputs.flat_stats(), **self.normalize_targets.flat_stats()}

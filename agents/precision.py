@@ -3,8 +3,8 @@
 Under `bf16` the matmuls and convolutions run in bfloat16 and the ops autocast keeps in float32 (losses; on
 GPUs also norms and softmax) stay float32, as LeRobot's `use_amp` does; the weights and optimizer state stay
 float32. It pays on hardware with native bf16 arithmetic where the arithmetic is what takes the time (x86 CPUs
-with AVX512-BF16 or AMX, where a GEMM's rate roughly doubles; GPUs presumably at batches that keep them busy, not measured here) and is refused elsewhere,
-where it would only be slower. On an H100 at batch 8 / 1 these policies are bound by kernel launches and bf16
+with AVX512-BF16 or AMX, where a GEMM's rate roughly doubles; GPUs presumably at batches that keep them busy, not
+measured here) and is refused elsewhere, where it would only be slower. On an H100 at batch 8 / 1 these policies are bound by kernel launches and bf16
 was no quicker than float32 with TF32 (benchmarks/policy_speed.md).
 """
 

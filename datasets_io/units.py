@@ -62,10 +62,21 @@ def rescale_joints(
     tmp = dst.with_name(dst.name + ".converting")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(Path(LOCK_PATH).name))
+    try:
+        _rescale_copy(tmp, factors, range_mask)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # the source is untouched; no half-converted copy is left
+        raise
+    tmp.rename(dst)
+    return dst
+
+
+def _rescale_copy(tmp: Path, factors: np.ndarray, range_mask: np.ndarray | None) -> None:
+    """Rescale the joint features of the copy at `tmp` in place, then their stats."""
     values: dict[str, list[np.ndarray]] = {k: [] for k in JOINT_FEATURES}
     index: list[np.ndarray] = []
     for path in sorted_parquet_files(tmp / DATA_DIR):
-        table = pq.read_table(path)
+        table = read_parquet(path)
         for key in JOINT_FEATURES:
             col = table.column(key)
             x = np.stack(col.to_numpy(zero_copy_only=False)).astype(np.float64) * factors
@@ -80,8 +91,6 @@ def rescale_joints(
     order = np.argsort(np.concatenate(index), kind="stable")
     joints = {k: np.concatenate(v)[order] for k, v in values.items()}  # by global frame index
     _rewrite_stats(tmp, joints)
-    tmp.rename(dst)
-    return dst
 
 
 def _rewrite_stats(root: Path, joints: dict[str, np.ndarray]) -> None:

@@ -171,12 +171,15 @@ class Calibration:
             out[joint.name] = int(min(c.range_max, max(c.range_min, round(t))))
         return out
 
-
     def degrees_per_range_unit(self, spec: ArmSpec, resolution: int = 4096) -> np.ndarray:
         """Per joint of `spec`: degrees per unit of LeRobot's -100..100 range mode (`use_degrees=False`), 1 for the
         gripper (0..100 in both modes). LeRobot maps ticks t to (t - min) / (max - min) * 200 - 100 in range mode,
         negated where a Feetech bus applies the drive mode in software, and to (t - mid) * 360 / (resolution - 1)
-        in degrees, which is never negated: one factor per joint (`datasets_io.units` rescales datasets by it)."""
+        in degrees, which is never negated: one factor per joint (`datasets_io.units` rescales datasets by it,
+        `Policy.rescale_joint_units` checkpoints). Raises CalibrationError for an arm LeRobot reports otherwise."""
+        if spec.lerobot_units != "degrees":
+            raise CalibrationError(f"arm {spec.name!r}: LeRobot reports it in {spec.lerobot_units}, not in degrees "
+                                   "or its -100..100 range mode")
         self.check_matches(spec)
         software_drive_mode = spec.motor_bus == "feetech"
         out = np.ones(spec.dof)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twinarm.arms import KOCH, SO101
+from twinarm.arms import ALOHA, KOCH, SO101
 from twinarm.cli.main import main
 from twinarm.datasets_io.layout import DatasetError
 from twinarm.datasets_io.reader import LeRobotDatasetReader
@@ -20,6 +20,7 @@ from twinarm.datasets_io.units import rescale_joints
 from twinarm.datasets_io.validator import check_dataset
 from twinarm.datasets_io.writer import DatasetWriter
 from twinarm.real.calibration import Calibration
+from twinarm.real.errors import CalibrationError
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -45,6 +46,11 @@ def test_range_factor_turns_lerobots_range_readings_into_its_degree_readings(arm
     drive = np.array([LEROBOT[arm]["calibration"][n]["drive_mode"] for n in spec.joint_names], bool)
     assert (factors[drive & ~spec.gripper_mask] < 0).all() == (spec.motor_bus == "feetech")
     assert factors[spec.gripper_mask] == 1.0
+
+
+def test_an_arm_lerobot_reports_in_radians_has_no_range_factor() -> None:
+    with pytest.raises(CalibrationError, match="arm 'aloha': LeRobot reports it in radians"):
+        _calibration("koch").degrees_per_range_unit(ALOHA)
 
 
 def _koch_dataset(root: Path, values: np.ndarray) -> None:
@@ -117,3 +123,12 @@ def test_convert_units_refuses_a_mismatched_arm_and_an_existing_output(tmp_path:
     shutil.copytree(tmp_path / "three_joints", tmp_path / "taken")
     with pytest.raises(DatasetError, match="exists"):
         rescale_joints(tmp_path / "three_joints", tmp_path / "taken", np.ones(3))
+
+
+def test_a_conversion_that_fails_leaves_no_half_converted_copy(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "src", [5, 4])
+    data = sorted((tmp_path / "src" / "data").glob("*/*.parquet"))[0]
+    data.write_bytes(b"not parquet")
+    with pytest.raises(DatasetError, match="corrupt parquet"):
+        rescale_joints(tmp_path / "src", tmp_path / "out", np.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

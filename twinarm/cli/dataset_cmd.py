@@ -180,17 +180,21 @@ def run_convert_units(args: argparse.Namespace) -> int:
         if not matches:
             args._parser.error(f"{args.root}: robot_type {robot_type!r} is none of twinarm's arms; name one with --arm")
         spec = matches[0]
-    if spec.lerobot_units != "degrees":
-        args._parser.error(f"arm {spec.name!r}: LeRobot reports it in {spec.lerobot_units}, not in degrees or range mode")
     factors = Calibration.load(args.calibration).degrees_per_range_unit(spec)
     body = ~spec.gripper_mask
     if args.to == "range":
         factors = np.where(body, 1.0 / factors, 1.0)
     out = rescale_joints(args.root, args.out, factors, range_mask=body if args.to == "range" else None,
                          names=spec.motor_feature_names)
-    scale = ", ".join(f"{n} x{f:.4f}" for n, f, b in zip(spec.joint_names, factors, body, strict=True) if b)
-    print(f"wrote {out}: {spec.name} joints to {args.to} ({scale}; gripper unchanged)")
+    print(f"wrote {out}: {spec.name} joints to {args.to} ({joint_factors(spec, factors)})")
     return 0
+
+
+def joint_factors(spec: object, factors: object) -> str:
+    """`shoulder_pan x0.5432, ...; gripper unchanged`: what a unit conversion multiplies each body joint by."""
+    scale = ", ".join(f"{n} x{f:.4f}" for n, f, g in zip(spec.joint_names, factors, spec.gripper_mask, strict=True)
+                      if not g)
+    return f"{scale}; gripper unchanged"
 
 
 def run_view(args: argparse.Namespace) -> int:

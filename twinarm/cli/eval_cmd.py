@@ -92,8 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "benchmarks/results/policy_int8*.txt: check in sim first)")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="compute precision of the policy. bf16: autocast, bf16 matmuls and convolutions with float32 "
-                   "weights; faster on CPUs with AVX512-BF16/AMX (not on an H100 at batch 1, where float32 was quicker: "
-                   "benchmarks/policy_speed.md), actions differ slightly from float32's (check in sim first); refused on hardware without bf16; not with --int8")
+                   "weights; faster on CPUs with AVX512-BF16/AMX (not on an H100 at batch 1, where float32 was "
+                   "quicker: benchmarks/policy_speed.md), actions differ slightly from float32's (check in sim "
+                   "first); refused on hardware without bf16; not with --int8")
     p.add_argument("--lerobot-range-units", type=Path, default=None, metavar="CALIBRATION",
                    help="the checkpoint was trained on joints in LeRobot's -100..100 range mode (use_degrees=False, "
                    "the Koch follower's default in LeRobot 0.6.1): rescale it to degrees with the recording arm's "
@@ -117,15 +118,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _range_units_to_degrees(args: argparse.Namespace, policy: object, spec: object) -> None:
     """`--lerobot-range-units`: the policy's joints from LeRobot's range mode to degrees (the recording arm's
     calibration gives one factor per joint)."""
+    from twinarm.cli.dataset_cmd import joint_factors
     from twinarm.real.calibration import Calibration
 
-    if spec.lerobot_units != "degrees":
-        args._parser.error(f"--lerobot-range-units: LeRobot reports arm {spec.name!r} in {spec.lerobot_units}")
     factors = Calibration.load(args.lerobot_range_units).degrees_per_range_unit(spec)
     policy.rescale_joint_units(factors)
-    scale = ", ".join(f"{n} x{f:.4f}" for n, f, g in zip(spec.joint_names, factors, spec.gripper_mask, strict=True)
-                      if not g)
-    print(f"policy: joints from LeRobot's range mode to degrees ({scale}; gripper unchanged)")
+    print(f"policy: joints from LeRobot's range mode to degrees ({joint_factors(spec, factors)})")
 
 
 def run(args: argparse.Namespace) -> int:

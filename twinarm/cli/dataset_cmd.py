@@ -1,5 +1,5 @@
-"""`twinarm dataset info|check|push|convert-units|view`: inspect, validate, publish, convert and look at LeRobot v3
-datasets."""
+"""`twinarm dataset info|check|push|convert-units|delete-episodes|view`: inspect, validate, publish, convert, edit
+and look at LeRobot v3 datasets."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from twinarm.cli.config import add_config_arg
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "dataset",
-        help="inspect, validate, publish or view a LeRobot v3 dataset",
+        help="inspect, validate, publish, edit or view a LeRobot v3 dataset",
         description="Work with LeRobot v3.0 datasets (twinarm- or LeRobot-written): a summary table, the "
-        "validator, a Hub upload, or an episode rendered to mp4/PNG with state and action plots.",
+        "validator, a Hub upload, a copy in other joint units or without some episodes, or an episode rendered "
+        "to mp4/PNG with state and action plots.",
     )
     add_config_arg(p)
     p.set_defaults(_parser=p)
@@ -68,6 +69,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="degrees (from range mode; the default) or range (from degrees)")
     add_config_arg(conv)
     conv.set_defaults(func=run_convert_units, _parser=conv)
+
+    dele = ds.add_parser(
+        "delete-episodes", help="copy a dataset without some episodes (renumbered, stats recomputed)",
+        description="Write a copy of a dataset without the given episodes, e.g. botched demonstrations. The "
+        "kept episodes are renumbered from 0 in order; indices, tasks and stats follow. Videos are remuxed, "
+        "not re-encoded, so the kept frames are bit-identical and the deleted footage is cut out (a video whose "
+        "episodes do not each start on a keyframe is kept whole instead, and the command says so). The source "
+        "is not changed.",
+    )
+    dele.add_argument("root", type=Path, help="dataset directory")
+    dele.add_argument("out", type=Path, help="new directory for the edited copy")
+    dele.add_argument("--episodes", nargs="+", required=True, metavar="N|A-B",
+                      help="episode indices to delete: numbers and inclusive ranges, e.g. 3 7-9")
+    add_config_arg(dele)
+    dele.set_defaults(func=run_delete_episodes, _parser=dele)
 
     view = ds.add_parser("view", help="render an episode's frames and plots to mp4/PNG",
                          description="Render one episode: cameras side by side over state/action plots with "
@@ -187,6 +203,32 @@ def run_convert_units(args: argparse.Namespace) -> int:
     out = rescale_joints(args.root, args.out, factors, range_mask=body if args.to == "range" else None,
                          names=spec.motor_feature_names)
     print(f"wrote {out}: {spec.name} joints to {args.to} ({joint_factors(spec, factors)})")
+    return 0
+
+
+def episode_list(items: list[str]) -> list[int]:
+    """`["3", "7-9"]` -> [3, 7, 8, 9]; ValueError naming the item that is neither N nor A-B."""
+    out: list[int] = []
+    for item in items:
+        for part in str(item).replace(",", " ").split():
+            a, dash, b = part.partition("-")
+            if not a.isdigit() or (dash and not b.isdigit()):
+                raise ValueError(f"episode {part!r}: give an index (3) or an inclusive range (7-9)")
+            out += list(range(int(a), int(b) + 1)) if dash else [int(a)]
+    return out
+
+
+def run_delete_episodes(args: argparse.Namespace) -> int:
+    from twinarm.datasets_io.edit import delete_episodes
+
+    try:
+        drop = episode_list(args.episodes)
+    except ValueError as exc:
+        args._parser.error(str(exc))
+    out, notes = delete_episodes(args.root, args.out, drop)
+    for line in notes:
+        print(f"note: {line}")
+    print(f"wrote {out}: {args.root} without episode(s) {sorted(set(drop))}")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -27,6 +28,42 @@ EnvFactory = Callable[[], gym.Env]
 #: Builds the policy for an env: an object with `__call__(obs) -> action` and optionally `reset()`.
 PolicyFactory = Callable[[gym.Env], Callable[[Any], Any]]
 FrameFn = Callable[[Any, Any], dict[str, Any]]
+
+#: What an operator can ask for while episodes are recorded (`RecordingControl`).
+END, RERECORD, STOP = "end", "rerecord", "stop"
+
+
+class RecordingControl:
+    """An operator's requests during a recording (keys, a GUI, a test), thread-safe: END the episode now and
+    keep it (during a reset period: end that), RERECORD it (discard its frames, reset the scene, record it
+    again), STOP after it (it is kept; no more episodes). END and RERECORD are taken once; STOP stays."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: str | None = None
+        self.stopped = False
+
+    def request(self, what: str) -> None:
+        if what not in (END, RERECORD, STOP):
+            raise ValueError(f"unknown recording request {what!r}: expected {END!r}, {RERECORD!r} or {STOP!r}")
+        with self._lock:
+            if what == STOP:
+                self.stopped = True
+            else:
+                self._pending = what
+
+    def take(self) -> str | None:
+        """The request to act on now: STOP once asked for, else the pending END or RERECORD (consumed), or None."""
+        with self._lock:
+            if self.stopped:
+                return STOP
+            what, self._pending = self._pending, None
+            return what
+
+    def drop_pending(self) -> None:
+        """Forget an END or RERECORD not yet acted on (one pressed before the episode it would act on began)."""
+        with self._lock:
+            self._pending = None
 
 
 def gym_frame(obs: dict[str, Any], action: Any, convert: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
@@ -55,6 +92,8 @@ class EpisodeResult:
     success: bool
     length: int
     episode: EncodedEpisode | None
+    rerecord: bool = False
+    """The operator discarded it (`RecordingControl`): record this episode again."""
 
 
 @dataclass
@@ -66,6 +105,10 @@ class RecordSummary:
     next_seed: int = 0
     """One past the largest seed whose rollout has finished: where a later run continues without repeats."""
     successes: int = 0
+    discarded: int = 0
+    """Rollouts the operator discarded to record them again."""
+    stopped: bool = False
+    """The operator stopped the recording before all episodes were saved."""
     frames: int = 0
     seconds: float = 0.0
     episode_indices: list[int] = field(default_factory=list)
@@ -76,9 +119,11 @@ class RecordSummary:
 
 
 def rollout(env: gym.Env, policy: Callable[[Any], Any], buffer: EpisodeBuffer, seed: int, task: str,
-            to_frame: FrameFn, keep_failures: bool = True, max_steps: int | None = None) -> EpisodeResult:
-    """Run one episode with `policy` until termination/truncation, feeding every (obs, action) frame
-    into `buffer`; success is `info["is_success"]` at the last step."""
+            to_frame: FrameFn, keep_failures: bool = True, max_steps: int | None = None,
+            control: RecordingControl | None = None) -> EpisodeResult:
+    """Run one episode with `policy` until termination/truncation (or the operator's END or STOP), feeding every
+    (obs, action) frame into `buffer`; success is `info["is_success"]` at the last step. On RERECORD the frames
+    are dropped and the result says so."""
     obs, info = env.reset(seed=seed)
     if hasattr(policy, "reset"):
         policy.reset()
@@ -89,6 +134,11 @@ def rollout(env: gym.Env, policy: Callable[[Any], Any], buffer: EpisodeBuffer, s
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
         done = terminated or truncated or (max_steps is not None and steps >= max_steps)
+        request = control.take() if control is not None else None
+        if request == RERECORD:
+            buffer.clear()
+            return EpisodeResult(seed, False, steps, None, rerecord=True)
+        done = done or request is not None
     success = bool(info.get("is_success", False))
     if not success and not keep_failures:
         buffer.clear()
@@ -132,24 +182,30 @@ def record(
     max_attempts: int | None = None,
     max_steps: int | None = None,
     progress: bool = True,
-    between_episodes: Callable[[int], None] | None = None,
+    between_episodes: Callable[[int, bool], None] | None = None,
     background_encoding: bool = False,
     on_seed: Callable[[int], None] | None = None,
+    control: RecordingControl | None = None,
 ) -> RecordSummary:
     """Record `episodes` episodes into `writer` (each committed as soon as it is done).
 
     Episode k uses `env.reset(seed=seed + k)`; with `only_success`, failed rollouts are dropped and
     more seeds are tried, up to `max_attempts` (default 4x `episodes`). `make_env`/`make_policy`/`to_frame`
-    must be picklable (module-level functions or partials) when `num_workers > 1`. `between_episodes(k)`
-    runs in-process after rollout k, unless it was the last (a real robot's reset period, say).
+    must be picklable (module-level functions or partials) when `num_workers > 1`.
+    `between_episodes(saved, rerecord)` runs in-process between rollouts (a real robot's reset period, say):
+    `saved` episodes are committed, and `rerecord` says the last rollout was discarded, to be recorded again.
     `background_encoding` encodes videos in worker threads (in-process only), so that a real-time loop
     stepping a robot does not wait for the codec. `on_seed(next_seed)` runs as each rollout finishes, before
     its episode is committed, so that a record of it survives a kill: resuming from it repeats no seed.
+    `control` (in-process only) carries an operator's requests: end an episode early, discard and re-record it
+    (same seed; not counted as an attempt), or stop after the current one.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if between_episodes is not None and num_workers > 1:
         raise ValueError("between_episodes needs num_workers=1 (it runs between rollouts of one env)")
+    if control is not None and num_workers > 1:
+        raise ValueError("control needs num_workers=1 (an operator drives one env)")
     max_attempts = max_attempts if max_attempts is not None else (4 * episodes if only_success else episodes)
     summary = RecordSummary(next_seed=seed)
     t0 = time.perf_counter()
@@ -178,10 +234,20 @@ def record(
             try:
                 k = 0
                 while summary.saved < episodes and k < max_attempts:
-                    take(rollout(env, policy, buffer, seed + k, task, to_frame, not only_success, max_steps))
-                    k += 1
-                    if between_episodes is not None and summary.saved < episodes and k < max_attempts:
-                        between_episodes(k)
+                    if control is not None:
+                        if control.stopped:
+                            break
+                        control.drop_pending()
+                    res = rollout(env, policy, buffer, seed + k, task, to_frame, not only_success, max_steps, control)
+                    if res.rerecord:
+                        summary.discarded += 1
+                    else:
+                        take(res)
+                        k += 1
+                    more = summary.saved < episodes and k < max_attempts
+                    if between_episodes is not None and more and not (control is not None and control.stopped):
+                        between_episodes(summary.saved, res.rerecord)
+                summary.stopped = control is not None and control.stopped and summary.saved < episodes
             finally:
                 env.close()
         else:

@@ -7,9 +7,6 @@ builds a `BimanualLeader`; each arm is one bus group, `left`/`right`). The loop 
 
 from __future__ import annotations
 
-import os
-import select
-import sys
 import threading
 import time
 from collections import deque
@@ -25,6 +22,7 @@ from twinarm.real.calibration import Calibration
 from twinarm.real.control_tables import DEFAULT_BAUD, get_model
 from twinarm.real.motor_bus import Motor, MotorBus
 from twinarm.real.multi_bus import bus_groups
+from twinarm.real.terminal_keys import TerminalKeys
 from twinarm.spec import ArmSpec
 
 #: Leader arms differ from their followers only in servo models (and are moved by hand, torque off): one
@@ -242,7 +240,7 @@ KEY_PAIRS: tuple[tuple[str, str], ...] = (
 class KeyboardTeleop:
     """Joint-space keyboard control of one arm: each key pair nudges one joint by `step` per press.
 
-    Keys come from a terminal (stdin in cbreak mode, read by a thread) or from `press()` (tests, GUIs).
+    Keys come from a terminal (`TerminalKeys`, which other listeners may share) or from `press()` (tests, GUIs).
     """
 
     def __init__(
@@ -251,7 +249,7 @@ class KeyboardTeleop:
         start: np.ndarray,
         step: float = 0.03,
         gripper_step: float = 0.05,
-        read_stdin: bool = False,
+        keys: TerminalKeys | None = None,
     ) -> None:
         if spec.dof > len(KEY_PAIRS):
             raise ValueError(
@@ -262,11 +260,8 @@ class KeyboardTeleop:
         self.steps = np.where(spec.gripper_mask, gripper_step, step)
         self._keys: deque[str] = deque()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._term: Any = None
-        if read_stdin:
-            self._start_stdin()
+        if keys is not None:
+            keys.subscribe(self.press)
 
     @staticmethod
     def help_text(spec: ArmSpec) -> str:
@@ -290,32 +285,8 @@ class KeyboardTeleop:
         self.target = self.spec.clip_action(self.target)
         return self.target.copy()
 
-    def _start_stdin(self) -> None:
-        import termios
-        import tty
-
-        fd = sys.stdin.fileno()
-        self._term = (fd, termios.tcgetattr(fd))
-        tty.setcbreak(fd)
-        self._thread = threading.Thread(target=self._read_stdin, args=(fd,), daemon=True)
-        self._thread.start()
-
-    def _read_stdin(self, fd: int) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                for ch in os.read(fd, 32).decode(errors="ignore"):
-                    self.press(ch)
-
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1.0)
-        if self._term is not None:
-            import termios
-
-            termios.tcsetattr(self._term[0], termios.TCSADRAIN, self._term[1])
-            self._term = None
+        """Nothing to release: the terminal belongs to whoever made the `TerminalKeys`."""
 
 
 @dataclass
@@ -356,11 +327,13 @@ def teleoperate(
     report: Callable[[LoopStats], None] | None = None,
     report_every_s: float = 1.0,
     stats: LoopStats | None = None,
+    until: Callable[[], bool] | None = None,
 ) -> LoopStats:
     """Drive `follower` (a RealArmEnv or any env whose step takes joint targets) from `leader`.
 
     The follower's step paces the loop to its control rate; `report` is called about once a second.
-    Pass `stats` to keep the loop's numbers when it ends by an exception (Ctrl-C).
+    Pass `stats` to keep the loop's numbers when it ends by an exception (Ctrl-C). `until()`, asked after
+    every step, ends the loop early when it returns True (an operator's key, say).
     """
     stats = stats if stats is not None else LoopStats()
     follower.reset()
@@ -374,7 +347,7 @@ def teleoperate(
             last_report = now
         if (duration_s is not None and now - start >= duration_s) or (
             max_steps is not None and stats.steps >= max_steps
-        ):
+        ) or (until is not None and until()):
             return stats
 
 

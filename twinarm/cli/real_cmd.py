@@ -346,6 +346,7 @@ def run_teleop(args: argparse.Namespace) -> int:
         part_calibration,
         teleoperate,
     )
+    from twinarm.real.terminal_keys import TerminalKeys
 
     parser = args._parser
     spec = _arm(args)
@@ -392,7 +393,10 @@ def run_teleop(args: argparse.Namespace) -> int:
     stats = LoopStats()
     leader: Teleoperator | None = None
     env: RealArmEnv | None = None
+    keys: TerminalKeys | None = None
     try:
+        if args.keyboard or (recording is not None and sys.stdin.isatty()):
+            keys = TerminalKeys()  # one reader for the teleop keys and the recording keys
         if not args.keyboard:  # leaders first: they stay limp, so a bad leader port stops us before torque-on
             try:
                 leader = make_leader(spec, leader_ports, leader_cals, baud=args.leader_baud)
@@ -403,14 +407,14 @@ def run_teleop(args: argparse.Namespace) -> int:
         except RealArmError as exc:
             raise hardware_error(exc, "follower arm") from None
         if args.keyboard:
-            leader = KeyboardTeleop(spec, env.joint_positions(), read_stdin=True)
+            leader = KeyboardTeleop(spec, env.joint_positions(), keys=keys)
             print("keys: " + KeyboardTeleop.help_text(spec))
         else:
             for g in groups:
                 print(f"{_role(g, 'leader')} {leader_ports[g]} -> {_role(g, 'follower')} {ports[g]}")
         try:
             if recording is not None:
-                recording.run(leader, env, stats)
+                recording.run(leader, env, stats, keys)
             else:
                 teleoperate(
                     leader,
@@ -427,6 +431,8 @@ def run_teleop(args: argparse.Namespace) -> int:
     finally:
         print("\r" + stats.line() if stats.steps else "")
         try:
+            if keys is not None:
+                keys.close()
             if leader is not None:
                 leader.close()
         finally:

@@ -3,7 +3,9 @@
 The follower env's observations and the joint targets actually sent (the leader's pose after the env's
 safety clamps) go through the same recorder and writer as sim rollouts, in LeRobot units, so real and sim
 datasets of one arm have the same features. Between episodes teleoperation goes on unrecorded for
-`--reset-time` seconds, so the scene can be reset; each finished episode is committed at once.
+`--reset-time` seconds, so the scene can be reset; each finished episode is committed at once. From a terminal,
+LeRobot's recording keys work: right arrow ends the episode (or the reset period) now, left arrow discards the
+episode being recorded and records it again after a reset period, Esc stops after the current episode.
 """
 
 from __future__ import annotations
@@ -20,12 +22,22 @@ from twinarm.cli.config import resolved_config
 
 if TYPE_CHECKING:
     from twinarm.cli.real_cmd import Follower
+    from twinarm.datasets_io.recorder import RecordSummary
     from twinarm.real.env import RealArmEnv
     from twinarm.real.teleop import LoopStats, Teleoperator
+    from twinarm.real.terminal_keys import TerminalKeys
     from twinarm.spec import ArmSpec
 
+#: The recording keys (LeRobot's) and what each asks of the recorder.
+RECORD_KEYS = {"right": "end", "left": "rerecord", "esc": "stop"}
+KEYS_HELP = "keys: -> end the episode (or the reset period) now, <- discard the episode and record it again, Esc stop"
+
+
 def add_record_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("recording demonstrations (a LeRobot v3 dataset)")
+    g = p.add_argument_group("recording demonstrations (a LeRobot v3 dataset)",
+                             "From a terminal: right arrow ends the episode (or the reset period) now, left arrow "
+                             "discards the episode being recorded and records it again, Esc stops after the "
+                             "current episode (kept). Every finished episode is saved at once.")
     g.add_argument("--record", type=Path, default=None, metavar="ROOT",
                    help="record episodes into this dataset folder (created, or appended with --resume)")
     g.add_argument("--task", default=None, help="what the demonstrations do, stored with every episode "
@@ -69,25 +81,62 @@ class TeleopRecording:
         self.writer = open_writer(args.record, features, spec.control_hz, robot_type=spec.robot_type,
                                   resume=args.resume, source=f"arm {spec.name} with {cams}")
         self.before = self.writer.num_episodes
+        self.summary: RecordSummary | None = None
 
-    def run(self, leader: Teleoperator, env: RealArmEnv, stats: LoopStats) -> None:
-        from twinarm.datasets_io.recorder import gym_frame, record
+    def run(self, leader: Teleoperator, env: RealArmEnv, stats: LoopStats, keys: TerminalKeys | None = None) -> None:
+        from twinarm.datasets_io.recorder import END, RERECORD, STOP, RecordingControl, gym_frame, record
         from twinarm.real.teleop import teleoperate
 
         a = self.args
         steps = max(1, round(a.episode_time * self.spec.control_hz))
+        control = RecordingControl()
+        phase = {"episode": 1, "reset": False}  # what the keys act on now (for the lines they print)
+        if keys is not None:
+            print(KEYS_HELP, flush=True)
 
-        def reset_period(k: int) -> None:
-            print(f"\nepisode {k} saved; reset the scene: {a.reset_time:g} s of teleoperation, not recorded", flush=True)
-            teleoperate(leader, env, duration_s=a.reset_time)
-            print(f"recording episode {k + 1}/{a.episodes} ({a.episode_time:g} s)", flush=True)
+            def on_key(key: str) -> None:
+                if key not in RECORD_KEYS or control.stopped:
+                    return
+                k = phase["episode"]
+                if key == "right":
+                    line = "-> reset period over" if phase["reset"] else f"-> episode {k} ends now (kept)"
+                elif key == "left":
+                    line = (f"<- discarding episode {k}; it is recorded again after a reset period"
+                            if not phase["reset"] else "")
+                else:
+                    line = "Esc: stopping" + ("" if phase["reset"] else f" (episode {k} is kept)")
+                if line:
+                    print(f"\n{line}", flush=True)
+                control.request(RECORD_KEYS[key])
+
+            keys.subscribe(on_key)
+
+        def reset_over() -> bool:
+            what = control.take()
+            if what == RERECORD:
+                print("(<- discards an episode while it records; this one is saved already: drop it later with "
+                      "`twinarm dataset delete-episodes`)", flush=True)
+            return what in (END, STOP)
+
+        def reset_period(saved: int, rerecord: bool) -> None:
+            k = saved + 1
+            done = f"episode {k} discarded" if rerecord else f"episode {saved} saved"
+            print(f"\n{done}; reset the scene: {a.reset_time:g} s of teleoperation, not recorded", flush=True)
+            phase.update(episode=k, reset=True)
+            teleoperate(leader, env, duration_s=a.reset_time, until=reset_over)
+            phase["reset"] = False
+            if not control.stopped:
+                print(f"recording episode {k}/{a.episodes} ({a.episode_time:g} s)", flush=True)
 
         print(f"recording episode 1/{a.episodes} ({a.episode_time:g} s) into {a.record}", flush=True)
-        record(
+        self.summary = record(
             lambda: env, lambda e: TeleopPolicy(leader, env, stats), self.writer, episodes=a.episodes,
             task=a.task, to_frame=functools.partial(gym_frame, convert=self.spec.to_lerobot),
             seed=self.before, max_steps=steps, between_episodes=reset_period, background_encoding=True,
+            control=control,
         )  # fmt: skip
+        if self.summary.discarded:
+            print(f"{self.summary.discarded} episode(s) discarded and recorded again", flush=True)
 
     @property
     def saved(self) -> int:
@@ -105,5 +154,7 @@ class TeleopRecording:
               f"episodes. Task: {self.args.task!r}")
 
     def exit_code(self) -> int:
-        return 0 if self.saved == self.args.episodes else 1
+        """0 when every episode asked for was saved, or the operator stopped early with Esc."""
+        stopped = self.summary is not None and self.summary.stopped
+        return 0 if self.saved == self.args.episodes or stopped else 1
 

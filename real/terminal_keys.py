@@ -1,0 +1,102 @@
+"""Key presses from the terminal, read by one thread and handed to every listener.
+
+Keyboard teleoperation and the recording keys (end the episode, re-record it, stop) read the same stdin: one
+reader decodes it (arrow keys and Esc by name, other keys as their character) so neither steals the other's
+keys. The terminal is put in cbreak mode (keys arrive unbuffered, Ctrl-C still interrupts) and restored on
+`close()`.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+#: ANSI/VT100 sequences of the keys with names (normal and application cursor mode).
+NAMED_SEQUENCES = {
+    "\x1b[A": "up", "\x1b[B": "down", "\x1b[C": "right", "\x1b[D": "left",
+    "\x1bOA": "up", "\x1bOB": "down", "\x1bOC": "right", "\x1bOD": "left",
+}  # fmt: skip
+ESC = "\x1b"
+
+Listener = Callable[[str], None]
+
+
+def decode_keys(data: str) -> list[str]:
+    """The keys in one read from a terminal: arrow keys as "up"/"down"/"right"/"left", a lone Esc as "esc",
+    other escape sequences (function keys, Alt+key) dropped, every other character as itself."""
+    keys: list[str] = []
+    i = 0
+    while i < len(data):
+        if data[i] != ESC:
+            keys.append(data[i])
+            i += 1
+            continue
+        seq = data[i:i + 3]
+        if seq in NAMED_SEQUENCES:
+            keys.append(NAMED_SEQUENCES[seq])
+            i += 3
+        elif i + 1 == len(data) or data[i + 1] == ESC:
+            keys.append("esc")
+            i += 1
+        else:  # another sequence (F-keys, Home..., Alt+key): skip to its final byte
+            j = i + 2
+            while j < len(data) and not ("@" <= data[j] <= "~"):
+                j += 1
+            i = j + 1
+    return keys
+
+
+class TerminalKeys:
+    """Reads key presses from `stream` (stdin by default, which must be a terminal) on a daemon thread."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        import termios
+        import tty
+
+        stream = stream if stream is not None else sys.stdin
+        if not stream.isatty():
+            raise OSError("key presses are read from an interactive terminal; stdin is not one")
+        self._fd = stream.fileno()
+        self._saved: Any = termios.tcgetattr(self._fd)
+        tty.setcbreak(self._fd)
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True, name="terminal-keys")
+        self._thread.start()
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(key)` for every key pressed from now on (on the reader thread: keep it short)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._fd], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                data = os.read(self._fd, 64)
+            except OSError:  # the terminal went away
+                return
+            if not data:
+                return
+            with self._lock:
+                listeners = list(self._listeners)
+            for key in decode_keys(data.decode(errors="ignore")):
+                for listener in listeners:
+                    listener(key)
+
+    def close(self) -> None:
+        """Stop reading and give the terminal its settings back."""
+        import termios
+
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+        if self._saved is not None:
+            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+            self._saved = None

@@ -1,0 +1,125 @@
+"""Keys from a terminal (a pty here): decoding, one reader shared by keyboard teleop and the recording keys, the
+terminal restored; and `teleop --record` steered by LeRobot's recording keys (end now, re-record, stop)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import termios
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from real_helpers import bounded
+
+from twinarm.arms import SO101
+from twinarm.cli.main import main
+from twinarm.datasets_io.validator import check_dataset
+from twinarm.real.teleop import KeyboardTeleop
+from twinarm.real.terminal_keys import TerminalKeys, decode_keys
+from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
+
+pytestmark = pytest.mark.filterwarnings("ignore::twinarm.real.env.LoopOverrunWarning")
+
+RIGHT, LEFT, ESC = b"\x1b[C", b"\x1b[D", b"\x1b"
+
+
+def test_decode_keys() -> None:
+    assert decode_keys("qa\x1b[C\x1b[D\x1bOA\x1b") == ["q", "a", "right", "left", "up", "esc"]
+    assert decode_keys("\x1b\x1bx") == ["esc"]  # Esc, then Alt+x (dropped: not Esc)
+    assert decode_keys("\x1b[15~w") == ["w"]  # F5 is dropped, the key after it kept
+
+
+@pytest.fixture
+def terminal() -> Iterator[tuple[int, object]]:
+    """(master fd, the slave end as a text stream): a terminal the test types into."""
+    master, slave = pty.openpty()
+    stream = os.fdopen(slave, "r")
+    yield master, stream
+    stream.close()
+    os.close(master)
+
+
+def test_one_reader_feeds_keyboard_teleop_and_other_listeners(terminal) -> None:
+    master, stream = terminal
+    before = termios.tcgetattr(stream.fileno())
+    keys = TerminalKeys(stream)
+    try:
+        assert not termios.tcgetattr(stream.fileno())[3] & termios.ICANON  # cbreak: keys arrive one by one
+        kb = KeyboardTeleop(SO101, np.zeros(6), step=0.1, keys=keys)
+        seen: list[str] = []
+        keys.subscribe(seen.append)
+        os.write(master, b"qq" + RIGHT + b"w")
+        deadline = time.monotonic() + 5
+        while len(seen) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == ["q", "q", "right", "w"]
+        np.testing.assert_allclose(kb.get_action(), [0.2, 0.1, 0, 0, 0, 0])
+    finally:
+        keys.close()
+    assert termios.tcgetattr(stream.fileno()) == before  # the terminal's settings are back
+
+
+def test_terminal_keys_refuse_a_non_terminal(tmp_path: Path) -> None:
+    with open(tmp_path / "f", "w+") as f, pytest.raises(OSError, match="interactive terminal"):
+        TerminalKeys(f)
+
+
+class Output:
+    """What the CLI has printed so far (captured by capsys), read from the test thread."""
+
+    def __init__(self, capsys: pytest.CaptureFixture) -> None:
+        self.capsys, self.text = capsys, ""
+
+    def wait_for(self, needle: str, count: int = 1, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.text.count(needle) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} (x{count}) never printed; got:\n{self.text}")
+            time.sleep(0.02)
+            self.text += self.capsys.readouterr().out
+
+
+def test_teleop_record_keys_end_rerecord_and_stop(terminal, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Three 60 s episodes with 60 s reset periods asked for; the keys end episode 1 after a moment, skip the
+    reset, discard episode 2 and record it again, then stop: two short episodes saved, exit code 0."""
+    master, stream = terminal
+    monkeypatch.setattr("sys.stdin", stream)
+    follower, leader = VirtualArm(SO101, step_mode="lockstep"), VirtualArm(SO101)
+    root = tmp_path / "demos"
+    with PtyServer(VirtualBus(follower)) as f_server, PtyServer(VirtualBus(leader)) as l_server:
+        f_cal = follower.ideal_calibration().save(tmp_path / "f.json")
+        l_cal = leader.ideal_calibration().save(tmp_path / "l.json")
+        argv = ["teleop", "--arm", "so101", "--port", f_server.port, "--calibration", str(f_cal),
+                "--leader-port", l_server.port, "--leader-calibration", str(l_cal), "--record", str(root),
+                "--task", "Pick up the cube.", "--episodes", "3", "--episode-time", "60", "--reset-time", "60"]  # fmt: skip
+        result: dict[str, int] = {}
+        cli = threading.Thread(target=lambda: result.setdefault("rc", main(argv)), daemon=True)
+        cli.start()
+        out = Output(capsys)
+        steps = [("recording episode 1/3", 1, RIGHT), ("episode 1 saved; reset the scene", 1, RIGHT),
+                 ("recording episode 2/3", 1, LEFT), ("episode 2 discarded; reset the scene", 1, RIGHT),
+                 ("recording episode 2/3", 2, ESC)]  # fmt: skip
+        for needle, count, key in steps:
+            out.wait_for(needle, count)
+            time.sleep(0.3)  # a few control steps of it
+            os.write(master, key)
+        bounded(lambda: cli.join(60), timeout_s=90)
+        assert not cli.is_alive(), "teleop --record did not stop on Esc"
+    out.text += capsys.readouterr().out
+    assert result["rc"] == 0, out.text
+    assert "keys: -> end the episode" in out.text and "1 episode(s) discarded and recorded again" in out.text
+    assert "saved 2 episode(s) this run" in out.text
+    assert check_dataset(root, deep=True) == []
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 2
+    # Each episode was cut short by a key, far below the 60 s (1800 frames) asked for.
+    table = pq.read_table(next((root / "data").rglob("*.parquet")))
+    lengths = np.bincount(table.column("episode_index").to_numpy())
+    assert len(lengths) == 2 and all(0 < n < 300 for n in lengths), lengths
+    assert not any(s.torque_on for s in follower.servos)

@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "train_cmd",
     "eval_cmd",
     "record_cmd",
+    "replay_cmd",
     "dataset_cmd",
     "export_cmd",
     "push_policy_cmd",

@@ -1,0 +1,94 @@
+"""`twinarm replay`: a recorded episode's actions played on the sim env (reproducing a sim recording exactly with
+its seed, and showing the gap without it) and on the real arm (virtual SO-101 servos behind the Feetech SDK)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from real_helpers import bounded
+
+import twinarm  # noqa: F401
+from twinarm.arms import SO101
+from twinarm.cli.main import main
+from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
+
+pytestmark = pytest.mark.filterwarnings("ignore::twinarm.real.env.LoopOverrunWarning")
+
+SIM, REAL = "twinarm/SO101-PickCube-v0", "twinarm/SO101-PickCube-Real-v0"
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def sim_episode(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One scripted PickCube episode recorded with seed SEED (the expert grasps the cube)."""
+    root = tmp_path_factory.mktemp("replay") / "sim"
+    assert main(["record", "--env", SIM, "--root", str(root), "--episodes", "1", "--max-attempts", "1",
+                 "--seed", str(SEED), "--height", "48", "--width", "64", "--no-progress"]) == 0  # fmt: skip
+    return root
+
+
+def replay(argv: list[str], out: Path) -> dict:
+    assert bounded(lambda: main(["replay", *argv, "--out", str(out)]), timeout_s=120) == 0
+    return json.loads((out / "replay.json").read_text())["joints"]
+
+
+def test_replay_in_sim_reproduces_a_sim_recording_with_its_seed(sim_episode: Path, tmp_path: Path, capsys) -> None:
+    same = replay(["--dataset", str(sim_episode), "--env", SIM, "--seed", str(SEED)], tmp_path / "same")
+    assert all(v["max"] < 1e-3 for v in same.values()), same  # float32 rounding of the stored values only
+    out = capsys.readouterr().out
+    assert "shoulder_pan" in out and "replay.mp4" in out
+    assert (tmp_path / "same" / "replay.png").stat().st_size > 10_000
+    assert (tmp_path / "same" / "replay.mp4").stat().st_size > 1_000
+    # Another seed puts the cube elsewhere: the arm moves alike, but the gripper closes on nothing.
+    other = replay(["--dataset", str(sim_episode), "--env", SIM, "--seed", str(SEED + 1), "--no-video"],
+                   tmp_path / "other")
+    assert other["gripper"]["max"] > 5.0 and other["gripper"]["unit"] == "0..100"
+    assert not (tmp_path / "other" / "replay.mp4").exists()
+
+
+def test_replay_on_the_real_arm(sim_episode: Path, tmp_path: Path) -> None:
+    """The sim episode on the (virtual) real arm: driven to the first pose, then its actions; the joints follow."""
+    arm = VirtualArm(SO101, step_mode="lockstep")  # its joints advance one control period per goal write
+    arm.move_to(np.array([0.3, -0.3, 0.3, 0.3, -0.3, 0.5]))  # somewhere else than the episode's start
+    with PtyServer(VirtualBus(arm)) as server:
+        cal = arm.ideal_calibration().save(tmp_path / "follower.json")
+        joints = replay(["--dataset", str(sim_episode), "--env", REAL, "--port", server.port, "--calibration", str(cal),
+                         "--max-relative-target", "0.1"], tmp_path / "real")  # fmt: skip
+    body = [v["rms"] for k, v in joints.items() if k != "gripper"]
+    assert max(body) < 5.0, joints  # degrees; the virtual servos lag their goals a little
+    assert not (tmp_path / "real" / "replay.mp4").exists()  # no video of a real arm
+    assert not any(s.torque_on for s in arm.servos)  # the arm goes limp when the replay ends
+
+
+def test_replay_refuses_what_does_not_fit(sim_episode: Path, tmp_path: Path, capsys) -> None:
+    assert main(["replay", "--dataset", str(sim_episode), "--env", "twinarm/Aloha-TransferCube-v0",
+                 "--out", str(tmp_path / "a")]) == 1  # fmt: skip
+    assert "arm aloha has ['left_waist.pos'" in capsys.readouterr().err
+    # Another robot type with the same joint names plays, with a note.
+    assert main(["replay", "--dataset", str(sim_episode), "--env", "twinarm/Koch-PickCube-v0", "--no-video",
+                 "--out", str(tmp_path / "k")]) == 0  # fmt: skip
+    assert "recorded on robot_type 'so101_follower'; koch is 'koch_follower'" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["replay", "--dataset", str(sim_episode), "--env", SIM, "--port", "/dev/null"])
+    assert "only for a real arm" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["replay", "--dataset", str(sim_episode), "--env", REAL])
+    assert "name its --port and --calibration" in capsys.readouterr().err
+
+
+def test_sim_reset_can_start_the_arm_at_given_joints() -> None:
+    env = gym.make(SIM, obs_type="state")
+    q = np.array([0.2, -0.4, 0.5, 0.3, -0.2, 0.6])
+    obs, _ = env.reset(seed=0, options={"joints": q})
+    np.testing.assert_allclose(obs["agent_pos"], q, atol=1e-5)
+    obs, _ = env.reset(seed=0, options={"joints": q + 10})  # clipped to the limits
+    np.testing.assert_allclose(obs["agent_pos"], SO101.clip_action(q + 10), atol=1e-5)
+    with pytest.raises(ValueError, match="must be 6 finite values"):
+        env.reset(options={"joints": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(options={"qpos": q})
+    env.close()

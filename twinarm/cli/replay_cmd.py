@@ -1,0 +1,207 @@
+"""`twinarm replay`: play a recorded episode's actions on a sim env or the real arm, and measure how closely the
+arm follows what was recorded.
+
+Replaying a real-arm demonstration in sim measures the sim-to-real gap of the arm itself, joint by joint (the
+servo model, friction, gravity sag, a gripper closing on an object); replaying a sim episode on the real arm
+checks a calibration and the safety limits before any policy runs there. The sim arm starts at the episode's
+first recorded pose (`reset(options={"joints": ...})`); the real arm is first driven there at its
+`--max-relative-target` per step. Frame t's recorded state is compared with the arm's state after the first t
+actions; the table and `replay.json` give each joint's RMS and largest difference in LeRobot's units
+(degrees, gripper 0..100), `replay.png` plots recorded against replayed, and in sim `replay.mp4` shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twinarm.cli.config import add_config_arg, write_resolved_config
+from twinarm.cli.real_cmd import add_follower_args, parse_follower
+
+EPILOG = """examples:
+  twinarm replay --dataset data/so101_real --episode 3 --env twinarm/SO101-PickCube-v0     # real demo in sim
+  twinarm replay --dataset data/so101_sim --episode 0 --env twinarm/SO101-PickCube-Real-v0 \\
+      --port /dev/ttyACM0 --calibration follower.json                                      # sim demo on the arm"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "replay", help="play a recorded episode's actions in sim or on the real arm; report how the arm followed",
+        description=__doc__.split("\n\n", 1)[1].strip(),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--dataset", required=True, help="dataset directory or Hub repo id (LeRobot v3, twinarm or LeRobot)")
+    p.add_argument("--episode", type=int, default=0, help="episode index")
+    p.add_argument("--env", required=True, help="env id of the dataset's arm: a sim id, or its -Real twin")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/replay/<dataset>_ep<N>)")
+    p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True, help="write replay.mp4 (sim only)")
+    p.add_argument("--seed", type=int, default=0, help="sim env seed, where the task's objects start (an episode k of `twinarm record --seed S` "
+                   "used S + k, unless --only-success skipped seeds)")
+    real = p.add_argument_group("on the real arm (a -Real env id)")
+    add_follower_args(real, required=False)
+    real.add_argument("--start-time", type=float, default=10.0,
+                      help="seconds allowed to drive the arm to the episode's first pose (default: 10)")
+    add_config_arg(p)
+    p.set_defaults(func=run_replay, _parser=p)
+
+
+def load_episode(dataset: str, episode: int, spec: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """(recorded states, actions) in the spec's SI units, and the dataset's fps; errors name what does not fit
+    (a dataset of another robot type with the same joints is played, with a note: SO-100 data on an SO-101)."""
+    from twinarm.datasets_io.layout import DatasetError
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+    ds = LeRobotDatasetReader(dataset, episodes=[episode], cameras=[])
+    for key in ("observation.state", "action"):
+        ft = ds.features.get(key)
+        if ft is None:
+            raise DatasetError(f"{ds.root}: no {key!r} feature to replay")
+        if list(ft["shape"]) != [spec.dof] or (ft.get("names") and list(ft["names"]) != spec.motor_feature_names):
+            raise DatasetError(f"{ds.root}: {key!r} is {ft['shape']} {ft.get('names')}; arm {spec.name} has "
+                               f"{spec.motor_feature_names}: replay it on its own arm's env")
+    robot = ds.meta.info.get("robot_type")
+    if robot and robot != spec.robot_type:
+        print(f"note: {ds.root} was recorded on robot_type {robot!r}; {spec.name} is {spec.robot_type!r} (same joints: "
+              "replaying anyway)")
+    batch = ds.get_batch(list(range(len(ds))))
+    state = spec.from_lerobot(batch["observation.state"].numpy().astype(np.float64))
+    action = spec.from_lerobot(batch["action"].numpy().astype(np.float64))
+    return state, action, ds.fps
+
+
+def tracking_table(spec: Any, recorded: np.ndarray, replayed: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per joint: RMS and largest |replayed - recorded| over the episode, in LeRobot's units."""
+    diff = spec.to_lerobot(replayed) - spec.to_lerobot(recorded)
+    return {
+        name: {"rms": float(np.sqrt(np.mean(diff[:, j] ** 2))), "max": float(np.max(np.abs(diff[:, j]))),
+               "unit": "0..100" if spec.gripper_mask[j] else "deg"}
+        for j, name in enumerate(spec.joint_names)
+    }  # fmt: skip
+
+
+def format_tracking(table: dict[str, dict[str, float]]) -> str:
+    rows = [f"{'joint':<16}{'RMS':>9}{'max':>9}  unit"]
+    rows += [f"{name:<16}{v['rms']:>9.2f}{v['max']:>9.2f}  {v['unit']}" for name, v in table.items()]
+    return "\n".join(rows)
+
+
+def plot_tracking(spec: Any, recorded: np.ndarray, replayed: np.ndarray, action: np.ndarray, fps: int,
+                  out: Path, title: str) -> Path | None:
+    """One panel per joint: recorded state, replayed state and the commanded action; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    t = np.arange(len(recorded)) / fps
+    rec, rep, act = (spec.to_lerobot(x) for x in (recorded, replayed, action))
+    cols = 2 if spec.dof <= 8 else 4
+    rows = -(-spec.dof // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 1.9 * rows), sharex=True, squeeze=False)
+    try:
+        for j, ax in enumerate(axes.flat):
+            if j >= spec.dof:
+                ax.axis("off")
+                continue
+            ax.plot(t, act[:, j], c="0.6", lw=0.8, ls="--", label="action sent")
+            ax.plot(t, rec[:, j], c="tab:blue", lw=1.2, label="recorded")
+            ax.plot(t, rep[:, j], c="tab:orange", lw=1.2, label="replayed")
+            ax.set_title(f"{spec.joint_names[j]} ({'0..100' if spec.gripper_mask[j] else 'deg'})", fontsize=8)
+            ax.tick_params(labelsize=7)
+        axes.flat[0].legend(fontsize=6, loc="best")
+        for ax in axes[-1]:
+            ax.set_xlabel("s", fontsize=7)
+        fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out, dpi=100)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def drive_to(env: Any, pose: np.ndarray, spec: Any, timeout_s: float, tol: float = np.radians(3.0)) -> np.ndarray:
+    """Step the real arm towards `pose` (its env clamps each step) until every joint is within `tol` rad (the
+    gripper within 3 %) or `timeout_s` passes; returns where it got to."""
+    obs, _ = env.reset()
+    tol_j = np.where(spec.gripper_mask, 0.03, tol)
+    deadline = time.monotonic() + timeout_s
+    pos = np.asarray(obs["agent_pos"], dtype=np.float64)
+    while np.any(np.abs(pos - pose) > tol_j) and time.monotonic() < deadline:
+        obs, *_ = env.step(pose.astype(np.float32))
+        pos = np.asarray(obs["agent_pos"], dtype=np.float64)
+    return pos
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import twinarm  # noqa: F401  (registers the env ids)
+    from twinarm.arms import get_arm
+    from twinarm.registration import entry_for
+
+    parser = args._parser
+    try:
+        entry = entry_for(args.env)
+    except KeyError as exc:
+        parser.error(str(exc).strip("'\""))
+    spec = get_arm(entry.arm)
+    real = args.env == entry.real_id
+    if real and not (args.port and args.calibration):
+        parser.error(f"{args.env} is the real arm: name its --port and --calibration")
+    if not real and (args.port or args.calibration or args.camera):
+        parser.error(f"--port/--calibration/--camera: only for a real arm ({entry.real_id}), not the sim id {args.env}")
+    state, action, fps = load_episode(args.dataset, args.episode, spec)
+    if fps != spec.control_hz:
+        parser.error(f"{args.dataset} is recorded at {fps} fps; {args.env} runs at {spec.control_hz} Hz, so its "
+                     "actions would play at the wrong speed")
+    out = args.out or Path("outputs") / "replay" / f"{Path(str(args.dataset)).name}_ep{args.episode}"
+    out.mkdir(parents=True, exist_ok=True)
+    write_resolved_config(args, out)
+    if real:
+        kwargs = parse_follower(parser, args, spec).env_kwargs("replay")
+        kwargs["cameras"] = {}  # the joints are what is compared
+        env = gym.make(args.env, **kwargs)
+    else:
+        env = gym.make(args.env, obs_type="state", render_mode="rgb_array" if args.video else None,
+                       max_episode_steps=len(action) + 1)  # however long the recording, not the task's limit
+    frames: list[np.ndarray] = []
+    replayed = np.empty_like(state)
+    try:
+        if real:
+            print(f"driving the arm to the episode's first pose (up to {args.start_time:g} s) ...", flush=True)
+            pos = drive_to(env, state[0], spec, args.start_time)
+        else:
+            obs, _ = env.reset(seed=args.seed, options={"joints": state[0]})
+            pos = np.asarray(obs["agent_pos"], dtype=np.float64)
+        for t in range(len(action)):
+            replayed[t] = pos
+            if args.video and not real:
+                frames.append(env.render())
+            obs, *_ = env.step(action[t].astype(np.float32))
+            pos = np.asarray(obs["agent_pos"], dtype=np.float64)
+    finally:
+        env.close()
+    table = tracking_table(spec, state, replayed)
+    title = f"{args.dataset} episode {args.episode} replayed on {args.env}"
+    result = {"dataset": str(args.dataset), "episode": args.episode, "env": args.env, "frames": len(action),
+              "fps": fps, "joints": table}
+    (out / "replay.json").write_text(json.dumps(result, indent=2) + "\n")
+    written = [out / "replay.json"]
+    if (png := plot_tracking(spec, state, replayed, action, fps, out / "replay.png", title)) is not None:
+        written.append(png)
+    if frames:
+        from twinarm.agents.eval import write_mp4
+
+        write_mp4(frames, out / "replay.mp4", fps)
+        written.append(out / "replay.mp4")
+    print(f"{title}: {len(action)} steps; the arm's state against the recorded one")
+    print(format_tracking(table))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0

@@ -181,6 +181,12 @@ class ArmSpec:
             return _frozen(np.ones(self.dof))
         return _frozen(np.where(self.gripper_mask, 100.0, 180.0 / np.pi))
 
+    @cached_property
+    def lerobot_unit_labels(self) -> tuple[str, ...]:
+        """Each joint's unit in LeRobot's data, for tables and plots: deg and 0..100, or rad and 0..1."""
+        radians = self.lerobot_units == "radians"
+        return tuple(("0..1" if radians else "0..100") if g else ("rad" if radians else "deg") for g in self.gripper_mask)
+
     def to_lerobot(self, x: np.ndarray) -> np.ndarray:
         """SI (rad, gripper 0..1) -> LeRobot (deg, gripper 0..100 for degree-reporting arms)."""
         x = np.asarray(x)

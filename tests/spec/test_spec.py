@@ -47,6 +47,14 @@ def test_so101_lerobot_units_are_degrees_and_percent() -> None:
     np.testing.assert_allclose(spec.to_lerobot(x), [90.0, -45.0, 0.0, 180.0, -90.0, 25.0])
     with pytest.raises(ValueError, match="6 joints"):
         spec.to_lerobot(np.zeros(5))
+    assert spec.lerobot_unit_labels == ("deg",) * 5 + ("0..100",)
+
+
+def test_aloha_lerobot_units_are_radians_and_fractions() -> None:
+    spec = get_arm("aloha")
+    x = np.linspace(-1.0, 1.0, spec.dof)
+    np.testing.assert_array_equal(spec.to_lerobot(x), x)
+    assert spec.lerobot_unit_labels == (("rad",) * 6 + ("0..1",)) * 2
 
 
 @pytest.mark.parametrize("arm", ARM_NAMES)

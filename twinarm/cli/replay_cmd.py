@@ -7,7 +7,7 @@ checks a calibration and the safety limits before any policy runs there. The sim
 first recorded pose (`reset(options={"joints": ...})`); the real arm is first driven there at its
 `--max-relative-target` per step. Frame t's recorded state is compared with the arm's state after the first t
 actions; the table and `replay.json` give each joint's RMS and largest difference in LeRobot's units
-(degrees, gripper 0..100), `replay.png` plots recorded against replayed, and in sim `replay.mp4` shows it.
+(degrees and gripper 0..100; radians and 0..1 for ALOHA), `replay.png` plots recorded against replayed, and in sim `replay.mp4` shows it.
 """
 
 from __future__ import annotations
@@ -79,14 +79,17 @@ def tracking_table(spec: Any, recorded: np.ndarray, replayed: np.ndarray) -> dic
     diff = spec.to_lerobot(replayed) - spec.to_lerobot(recorded)
     return {
         name: {"rms": float(np.sqrt(np.mean(diff[:, j] ** 2))), "max": float(np.max(np.abs(diff[:, j]))),
-               "unit": "0..100" if spec.gripper_mask[j] else "deg"}
+               "unit": spec.lerobot_unit_labels[j]}
         for j, name in enumerate(spec.joint_names)
     }  # fmt: skip
 
 
 def format_tracking(table: dict[str, dict[str, float]]) -> str:
-    rows = [f"{'joint':<16}{'RMS':>9}{'max':>9}  unit"]
-    rows += [f"{name:<16}{v['rms']:>9.2f}{v['max']:>9.2f}  {v['unit']}" for name, v in table.items()]
+    w = max(len(n) for n in (*table, "joint")) + 2
+    rows = [f"{'joint':<{w}}{'RMS':>8}{'max':>8}  unit"]
+    for name, v in table.items():
+        d = 4 if v["unit"] in ("rad", "0..1") else 2  # about the same resolution either way
+        rows.append(f"{name:<{w}}{v['rms']:>8.{d}f}{v['max']:>8.{d}f}  {v['unit']}")
     return "\n".join(rows)
 
 
@@ -113,7 +116,7 @@ def plot_tracking(spec: Any, recorded: np.ndarray, replayed: np.ndarray, action:
             ax.plot(t, act[:, j], c="0.6", lw=0.8, ls="--", label="action sent")
             ax.plot(t, rec[:, j], c="tab:blue", lw=1.2, label="recorded")
             ax.plot(t, rep[:, j], c="tab:orange", lw=1.2, label="replayed")
-            ax.set_title(f"{spec.joint_names[j]} ({'0..100' if spec.gripper_mask[j] else 'deg'})", fontsize=8)
+            ax.set_title(f"{spec.joint_names[j]} ({spec.lerobot_unit_labels[j]})", fontsize=8)
             ax.tick_params(labelsize=7)
         axes.flat[0].legend(fontsize=6, loc="best")
         for ax in axes[-1]:

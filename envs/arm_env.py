@@ -78,7 +78,7 @@ class ArmEnv(gym.Env):
     # ----- Gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self.physics.reset(self._start_joints(options))
+        self.physics.reset(self.spec_arm.reset_joints(options))
         if self.randomizer.on_reset(self.physics, self.np_random):
             self.task.bind(self.physics)  # object sizes may have changed
         self.task.initialize_episode(self.physics, self.np_random)
@@ -116,20 +116,6 @@ class ArmEnv(gym.Env):
             self._renderer = None
 
     # ----- internals ----------------------------------------------------------------------------
-    def _start_joints(self, options: dict[str, Any] | None) -> np.ndarray | None:
-        """The `joints` reset option, checked and clipped to the joint limits (None: the home pose)."""
-        unknown = set(options or {}) - {"joints"}
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; the one option is 'joints'")
-        joints = (options or {}).get("joints")
-        if joints is None:
-            return None
-        q = np.asarray(joints, dtype=np.float64)
-        if q.shape != self._action_shape or not np.all(np.isfinite(q)):
-            raise ValueError(f"reset option 'joints' must be {self._action_shape[0]} finite values "
-                             f"(joints {self.spec_arm.joint_names}), got {joints!r}")
-        return self.spec_arm.clip_action(q)
-
     def _frames(self) -> dict[str, np.ndarray]:
         if self._last_frames is None:
             if self._renderer is None:

@@ -39,6 +39,16 @@ class LoopOverrunWarning(RuntimeWarning):
     """A control step took longer than the control period."""
 
 
+class StartPoseWarning(RuntimeWarning):
+    """`reset(options={"joints": q})` ran out of time before the arm reached q (something in the way)."""
+
+
+#: Per-step limit (rad, gripper fraction) when driving to a reset pose without `max_relative_target`.
+START_STEP = 0.05
+#: How close every joint must come to a reset pose (rad; the gripper as a fraction).
+START_TOLERANCE_RAD, START_TOLERANCE_GRIPPER = np.radians(3.0), 0.03
+
+
 def configure_motors(bus: MotorBus, spec: ArmSpec) -> None:
     """Put every motor in position control (Dynamixel: extended position; gripper current-based where
     the model has it) with no reply delay, then torque on."""
@@ -63,8 +73,11 @@ class RealArmEnv(gym.Env):
     `obs_type`, `image_size`, `max_relative_target` (rad / gripper fraction per step, scalar or per joint),
     `write_calibration` (store the file's calibration in the motors when they differ), `success_fn`
     (obs -> bool; otherwise `is_success` is always False), `pace` (wait out the control period),
-    `camera_timeout_s` (a camera whose newest frame is older than this raises CameraError, torque goes off).
+    `camera_timeout_s` (a camera whose newest frame is older than this raises CameraError, torque goes off),
+    `start_timeout_s` (how long `reset(options={"joints": q})` may take to drive the arm to q).
     After torque went off (an error, Ctrl-C), `reset()` holds the present pose and turns torque on again.
+    `reset(options={"joints": q})`, the sim envs' option, drives the arm to q at `max_relative_target` (or
+    `START_STEP`) per control period first; a StartPoseWarning names the joints still short of it at the timeout.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -87,6 +100,7 @@ class RealArmEnv(gym.Env):
         bus: MotorBus | None = None,
         handle_sigint: bool = True,
         camera_timeout_s: float = 1.0,
+        start_timeout_s: float = 10.0,
     ) -> None:
         if obs_type not in OBS_TYPES:
             raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
@@ -99,7 +113,7 @@ class RealArmEnv(gym.Env):
         self.task = task
         self.instruction = TASKS[task].instruction if task in TASKS else ""
         self.obs_type, self.render_mode, self.pace = obs_type, render_mode, pace
-        self.camera_timeout_s = camera_timeout_s
+        self.camera_timeout_s, self.start_timeout_s = camera_timeout_s, start_timeout_s
         self._limp = False  # torque was taken off after configuration: reset() turns it on again
         self.success_fn = success_fn
         self.metadata = {**self.metadata, "render_fps": self.spec_arm.control_hz}
@@ -183,12 +197,15 @@ class RealArmEnv(gym.Env):
     # ----- Gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        pose = self.spec_arm.reset_joints(options)
         with self._safety():
             self._next_t = None
             if self._limp:  # hold where the arm is now, then power it: no jump to an old goal
                 self.bus.sync_write("Goal_Position", self.bus.positions())
                 self.bus.enable_torque()
                 self._limp = False
+            if pose is not None:
+                self._drive_to(pose)
             obs = self._observation()
         return obs, self._info(obs)
 
@@ -217,6 +234,24 @@ class RealArmEnv(gym.Env):
             cur = self._last_agent_pos() if present is None else present
             target = np.clip(target, cur - self.max_relative_target, cur + self.max_relative_target)
         return target
+
+    def _drive_to(self, pose: np.ndarray) -> None:
+        """Step towards `pose`, each joint at most its per-step limit per control period, until all are within
+        tolerance or `start_timeout_s` has passed."""
+        step = self.max_relative_target if self.max_relative_target is not None else np.full(self.spec_arm.dof, START_STEP)
+        tol = np.where(self.spec_arm.gripper_mask, START_TOLERANCE_GRIPPER, START_TOLERANCE_RAD)
+        deadline = time.monotonic() + self.start_timeout_s
+        q = self.joint_positions()
+        while np.any(np.abs(q - pose) > tol):
+            if time.monotonic() > deadline:
+                far = [f"{n} {abs(a - b):.3f}" for n, a, b, t in zip(self.spec_arm.joint_names, q, pose, tol, strict=True)
+                       if abs(a - b) > t]
+                warnings.warn(f"reset: the arm did not reach the start pose within {self.start_timeout_s:g} s; still "
+                              f"off (rad / gripper fraction): {', '.join(far)}", StartPoseWarning, stacklevel=3)
+                return
+            self._send(np.clip(pose, q - step, q + step))
+            self._wait_period()
+            q = self.joint_positions()
 
     def _last_agent_pos(self) -> np.ndarray:
         if self._last_obs is not None and "agent_pos" in self._last_obs:

@@ -7,9 +7,10 @@ Units are SI: revolute joints in radians, grippers as an opening fraction in [0,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from gymnasium import spaces
@@ -111,6 +112,21 @@ class ArmSpec:
     def clip_action(self, action: np.ndarray) -> np.ndarray:
         """Clamp joint targets to the limits (the safety clamp shared by sim and real)."""
         return np.minimum(np.maximum(np.asarray(action, dtype=np.float64), self.lower), self.upper)
+
+    def reset_joints(self, options: Mapping[str, Any] | None) -> np.ndarray | None:
+        """The reset option the sim and real envs of this arm share, `{"joints": q}`: q (spec units) checked and
+        clipped to the limits, or None when not given (sim: the home pose; real: wherever the arm is)."""
+        unknown = set(options or {}) - {"joints"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; the one option is 'joints'")
+        joints = (options or {}).get("joints")
+        if joints is None:
+            return None
+        q = np.asarray(joints, dtype=np.float64)
+        if q.shape != (self.dof,) or not np.all(np.isfinite(q)):
+            raise ValueError(f"reset option 'joints' must be {self.dof} finite values (joints {self.joint_names}), "
+                             f"got {joints!r}")
+        return self.clip_action(q)
 
     # ----- cameras ------------------------------------------------------------------------------
     def camera(self, name: str) -> CameraSpec:

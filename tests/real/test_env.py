@@ -13,7 +13,7 @@ from real_media import make_video
 
 import twinarm  # noqa: F401 - registers the ids
 from twinarm.arms import SO101
-from twinarm.real.env import LoopOverrunWarning, RealArmEnv
+from twinarm.real.env import LoopOverrunWarning, RealArmEnv, StartPoseWarning
 from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
 from twinarm.real.virtual.backend import PhysicsBackend
 
@@ -210,6 +210,29 @@ def test_aloha_two_buses_spaces_and_expert_replay() -> None:
     assert err[:, spec.gripper_mask].max() <= 0.015  # grippers: within 1.5 % of the opening
     assert np.median(err[:, spec.gripper_mask]) <= 0.002
     assert np.median(ticks) <= 1.0, f"median error {np.median(ticks)} ticks"
+
+
+def test_reset_drives_the_arm_to_given_joints_like_the_sim_reset_puts_it_there() -> None:
+    """`reset(options={"joints": q})`: the sim option on the real arm, reached at max_relative_target per step;
+    when time runs out a StartPoseWarning names the joints still off."""
+    arm = VirtualArm(SO101, step_mode="lockstep")
+    q = np.array([0.6, -0.5, 0.7, 0.4, -0.6, 0.8])
+    with PtyServer(VirtualBus(arm)) as server:
+        env = _env(server, arm, max_relative_target=0.05, pace=False)
+        try:
+            env.reset()
+            writes = arm.steps
+            obs, _ = env.reset(options={"joints": q})
+            np.testing.assert_allclose(obs["agent_pos"], q, atol=np.radians(3))
+            assert arm.steps - writes >= 0.7 / 0.05  # no jump: the largest move, 0.7 rad, took 14+ steps
+            with pytest.warns(StartPoseWarning, match=r"within 0 s; still off .*shoulder_pan 1\.\d+"):
+                env.start_timeout_s = 0.0
+                env.reset(options={"joints": -q})
+            assert all(s.torque_on for s in arm.servos)  # a warning, not an error: the arm stays powered
+            with pytest.raises(ValueError, match="the one option is 'joints'"):
+                env.reset(options={"qpos": q})
+        finally:
+            env.close()
 
 
 def test_after_torque_off_reset_holds_the_pose_and_powers_the_arm_again() -> None:

@@ -3,9 +3,9 @@ arm follows what was recorded.
 
 Replaying a real-arm demonstration in sim measures the sim-to-real gap of the arm itself, joint by joint (the
 servo model, friction, gravity sag, a gripper closing on an object); replaying a sim episode on the real arm
-checks a calibration and the safety limits before any policy runs there. The sim arm starts at the episode's
-first recorded pose (`reset(options={"joints": ...})`); the real arm is first driven there at its
-`--max-relative-target` per step. Frame t's recorded state is compared with the arm's state after the first t
+checks a calibration and the safety limits before any policy runs there. Both start at the episode's first
+recorded pose (`reset(options={"joints": ...})`: the sim arm is put there, the real arm driven there at its
+`--max-relative-target` per step). Frame t's recorded state is compared with the arm's state after the first t
 actions; the table and `replay.json` give each joint's RMS and largest difference in LeRobot's units
 (degrees and gripper 0..100; radians and 0..1 for ALOHA), `replay.png` plots recorded against replayed, and in sim `replay.mp4` shows it.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -129,19 +128,6 @@ def plot_tracking(spec: Any, recorded: np.ndarray, replayed: np.ndarray, action:
     return out
 
 
-def drive_to(env: Any, pose: np.ndarray, spec: Any, timeout_s: float, tol: float = np.radians(3.0)) -> np.ndarray:
-    """Step the real arm towards `pose` (its env clamps each step) until every joint is within `tol` rad (the
-    gripper within 3 %) or `timeout_s` passes; returns where it got to."""
-    obs, _ = env.reset()
-    tol_j = np.where(spec.gripper_mask, 0.03, tol)
-    deadline = time.monotonic() + timeout_s
-    pos = np.asarray(obs["agent_pos"], dtype=np.float64)
-    while np.any(np.abs(pos - pose) > tol_j) and time.monotonic() < deadline:
-        obs, *_ = env.step(pose.astype(np.float32))
-        pos = np.asarray(obs["agent_pos"], dtype=np.float64)
-    return pos
-
-
 def run_replay(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
@@ -170,6 +156,7 @@ def run_replay(args: argparse.Namespace) -> int:
     if real:
         kwargs = parse_follower(parser, args, spec).env_kwargs("replay")
         kwargs["cameras"] = {}  # the joints are what is compared
+        kwargs["start_timeout_s"] = args.start_time
         env = gym.make(args.env, **kwargs)
     else:
         env = gym.make(args.env, obs_type="state", render_mode="rgb_array" if args.video else None,
@@ -179,10 +166,8 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         if real:
             print(f"driving the arm to the episode's first pose (up to {args.start_time:g} s) ...", flush=True)
-            pos = drive_to(env, state[0], spec, args.start_time)
-        else:
-            obs, _ = env.reset(seed=args.seed, options={"joints": state[0]})
-            pos = np.asarray(obs["agent_pos"], dtype=np.float64)
+        obs, _ = env.reset(seed=args.seed, options={"joints": state[0]})
+        pos = np.asarray(obs["agent_pos"], dtype=np.float64)
         for t in range(len(action)):
             replayed[t] = pos
             if args.video and not real:

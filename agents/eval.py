@@ -173,6 +173,7 @@ def evaluate(
     judge: Callable[[int, bool], bool] | None = None,
     precision: str = "float32",
     thread_budget: ThreadBudget | None = None,
+    reset_options: Mapping[str, Any] | None = None,
 ) -> EvalResult:
     """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs.
 
@@ -183,7 +184,8 @@ def evaluate(
     as a LeRobot v3 dataset there (observations and the actions sent, in the units a recording of the env has).
     `judge(k, env_verdict)` decides episode k's success when it ends (a person watching a real arm). Every policy
     call runs under `precision`'s autocast (`agents.precision`: float32, or bf16 where the hardware has it), and
-    with `thread_budget` on the intra-op threads it grants (fewer while other processes keep cores busy)."""
+    with `thread_budget` on the intra-op threads it grants (fewer while other processes keep cores busy).
+    `reset_options` go to every env's reset (`{"joints": spec.home}`: a real arm starts each episode at home)."""
     check_precision(precision, policy.device)
     spec = get_arm(entry_for(env_id).arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
@@ -211,7 +213,7 @@ def evaluate(
             seeds = [seed + done_eps + i for i in range(n_envs)]
             if before_round is not None:
                 before_round(done_eps)
-            obs, _ = venv.reset(seed=seeds)
+            obs, _ = venv.reset(seed=seeds, options=dict(reset_options) if reset_options else None)
             if done_eps == 0:
                 warm_up(policy, adapter.obs_to_batch(obs), precision)
             actor.reset()

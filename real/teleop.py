@@ -69,11 +69,13 @@ def arm_part(spec: ArmSpec, group: str = "") -> ArmSpec:
     if len(groups) == 1:
         return spec
     names = set(groups[group])
+    keep = [i for i, j in enumerate(spec.joints) if j.name in names]
     return replace(
         spec,
         name=f"{spec.name}_{group}",
         display_name=f"{spec.display_name}, {group} arm",
-        joints=tuple(j for j in spec.joints if j.name in names),
+        joints=tuple(spec.joints[i] for i in keep),
+        home=tuple(spec.home[i] for i in keep) if spec.home else (),
     )
 
 

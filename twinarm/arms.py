@@ -20,6 +20,7 @@ SO101 = ArmSpec(
     cameras=(CameraSpec("front"), CameraSpec("wrist")),
     lerobot_units="degrees",
     motor_bus="feetech",
+    home=(0.0, -0.6, 0.45, 1.4, 0.0, 0.29926),
 )
 
 SO100 = ArmSpec(
@@ -38,6 +39,7 @@ SO100 = ArmSpec(
     cameras=(CameraSpec("front"), CameraSpec("wrist")),
     lerobot_units="degrees",
     motor_bus="feetech",
+    home=(0.0, -0.6, 0.45, 1.4, 0.0, 0.34146),
 )
 
 #: Koch v1.1 follower: XL430-W250 on the two shoulder joints, XL330-M288 on the rest (LeRobot's koch_follower).
@@ -57,6 +59,7 @@ KOCH = ArmSpec(
     cameras=(CameraSpec("front"), CameraSpec("wrist")),
     lerobot_units="degrees",
     motor_bus="dynamixel",
+    home=(0.0, 0.42, -0.38, 1.53, 0.0, 0.38889),
 )
 
 
@@ -85,6 +88,7 @@ ALOHA = ArmSpec(
     lerobot_units="radians",
     motor_bus="dynamixel",
     optional_cameras=(CameraSpec("left_wrist", fps=50), CameraSpec("right_wrist", fps=50)),
+    home=(0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.08333) * 2,
 )
 
 ARMS: dict[str, ArmSpec] = {spec.name: spec for spec in (SO101, SO100, KOCH, ALOHA)}

@@ -63,7 +63,9 @@ class ArmSpec:
     """Everything about an arm that sim and real must agree on.
 
     `lerobot_units` says how LeRobot reports this arm: `"degrees"` (SO-100/101, Koch: revolute joints
-    in degrees, gripper 0..100) or `"radians"` (ALOHA datasets: radians, gripper 0..1).
+    in degrees, gripper 0..100) or `"radians"` (ALOHA datasets: radians, gripper 0..1). `home` is the pose
+    (spec units) a sim episode starts from, the model's `home` keyframe (a test holds them equal), and where
+    `eval` starts each episode on the real arm, so a policy starts from the same pose on both.
     """
 
     name: str
@@ -75,11 +77,15 @@ class ArmSpec:
     lerobot_units: Literal["degrees", "radians"] = "degrees"
     motor_bus: Literal["feetech", "dynamixel"] = "feetech"
     optional_cameras: tuple[CameraSpec, ...] = field(default=())
+    home: tuple[float, ...] = field(default=())
 
     def __post_init__(self) -> None:
         names = [j.name for j in self.joints]
         if len(set(names)) != len(names):
             raise ValueError(f"arm {self.name!r}: duplicate joint names {names}")
+        if self.home and (len(self.home) != len(self.joints) or any(
+                not j.lower <= h <= j.upper for j, h in zip(self.joints, self.home, strict=True))):
+            raise ValueError(f"arm {self.name!r}: home {self.home} must give each of {names} within its limits")
         cams = [c.name for c in self.cameras + self.optional_cameras]
         if len(set(cams)) != len(cams):
             raise ValueError(f"arm {self.name!r}: duplicate camera names {cams}")
@@ -104,6 +110,11 @@ class ArmSpec:
     @cached_property
     def gripper_mask(self) -> np.ndarray:
         return _frozen(np.array([j.kind == "gripper" for j in self.joints], dtype=bool))
+
+    @cached_property
+    def home_pose(self) -> np.ndarray:
+        """`home` as an array (all zeros, clipped to the limits, for an arm that names none)."""
+        return _frozen(np.asarray(self.home, dtype=np.float64) if self.home else self.clip_action(np.zeros(self.dof)))
 
     @property
     def control_period(self) -> float:

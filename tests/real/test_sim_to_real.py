@@ -137,6 +137,12 @@ def test_policy_trained_on_real_demos_runs_in_sim_and_on_the_real_arm(
     assert rollouts["total_episodes"] == 2 and rollouts["total_frames"] == 16
     assert rollouts["features"] == json.loads((real_demos / "meta" / "info.json").read_text())["features"]
     assert [e["length"] for e in result["per_episode"]] == [8, 8]
+    # Each real episode started at the spec's home pose, where sim episodes start (--start-pose home, the default).
+    table = pq.read_table(next((tmp_path / "rollouts" / "data").rglob("*.parquet")))
+    starts = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False))[
+        np.asarray(table.column("frame_index").to_pylist()) == 0]
+    assert starts.shape == (2, 6)
+    np.testing.assert_allclose(starts, np.tile(SO101.to_lerobot(SO101.home_pose), (2, 1)), atol=3.5)  # deg; 0..100
     assert result["select_action_ms"]["calls"] == 16  # one call per control step, timed for the loop budget
     assert len(list((out / "videos").glob("*.mp4"))) == 1
     q = rig.follower.joint_positions()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,27 @@ def test_spec_rejects_inconsistent_definitions() -> None:
         get_arm("so101").camera("top")
     with pytest.raises(KeyError, match="known arms"):
         get_arm("ur5")
+
+
+@pytest.mark.parametrize("arm", ARM_NAMES)
+def test_home_is_the_sim_models_home_keyframe(arm: str) -> None:
+    """The spec's home pose (where real evaluations start) is where the sim's episodes start."""
+    import gymnasium as gym
+
+    import twinarm  # noqa: F401
+    from twinarm.registration import ENV_ENTRIES
+
+    spec = get_arm(arm)
+    env = gym.make(next(e.sim_id for e in ENV_ENTRIES if e.arm == arm), obs_type="state")
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_allclose(env.unwrapped.physics.home_joints(), spec.home_pose, atol=1e-4)
+    np.testing.assert_allclose(obs["agent_pos"], spec.home_pose, atol=1e-4)
+    env.close()
+
+
+def test_home_must_fit_the_joints() -> None:
+    so101 = get_arm("so101")
+    with pytest.raises(ValueError, match="home .* must give each of"):
+        dataclasses.replace(so101, home=(0.0,) * 5)
+    with pytest.raises(ValueError, match="within its limits"):
+        dataclasses.replace(so101, home=(9.0,) * 6)

@@ -109,6 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     real.add_argument("--ask-success", action=argparse.BooleanOptionalAction, default=None,
                       help="after each episode, ask whether it succeeded (the real env has no success detector; "
                       "default: ask when run from a terminal)")
+    real.add_argument("--start-pose", choices=("home", "here"), default="home",
+                      help="where each real episode starts: home, the sim's start pose (the arm is driven there "
+                      "at --max-relative-target per step after the scene is reset), or here, wherever it is")
     real.add_argument("--reset-time", type=float, default=None,
                       help="seconds to reset the scene before each episode (default: wait for Enter on a terminal)")
     add_config_arg(p)
@@ -183,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.int8_calibration:
         args._parser.error("--int8-calibration: only with --int8")
     env_kwargs, before_round, n_envs = _target(args, policy)
+    start_options = None
+    if before_round is not None and args.start_pose == "home":  # a real arm: start where sim episodes start
+        start_options = {"joints": get_arm(entry_for(args.env).arm).home_pose.tolist()}
     real = before_round is not None
     ask = args.ask_success if args.ask_success is not None else real and sys.stdin.isatty()
     if ask and not real:
@@ -206,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         videos_dir=args.out / "videos", max_videos=args.videos,
         image_size=tuple(args.image_size) if args.image_size else None, use_async=args.async_envs, max_steps=args.max_steps,
         env_kwargs=env_kwargs, before_round=before_round, progress=before_round is not None,
+        reset_options=start_options,
         prefetch_at=args.prefetch_at, record_to=args.record, judge=_ask_success if ask else None,
         precision=args.precision, thread_budget=budget,
     )  # fmt: skip
@@ -276,7 +283,8 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
         parser.error(str(exc).strip("'\""))
     hardware_flags = [f for f, v in (("--port", args.port), ("--calibration", args.calibration),
                                      ("--camera", args.camera), ("--reset-time", args.reset_time),
-                                     ("--baud", args.baud != parser.get_default("baud"))) if v]
+                                     ("--baud", args.baud != parser.get_default("baud")),
+                                     ("--start-pose", args.start_pose != "home")) if v]
     if args.env != entry.real_id:
         if hardware_flags:
             parser.error(f"{' '.join(hardware_flags)}: only for a real arm ({entry.real_id}), not the sim id {args.env}")
@@ -300,7 +308,7 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
         parser.error(f"{args.policy} sees cameras {wanted}: give --camera NAME=SOURCE for {missing}")
     kwargs = follower.env_kwargs("eval")
     kwargs["cameras"] = {c: kwargs["cameras"][c] for c in wanted}
-    return kwargs, functools.partial(_reset_pause, args.reset_time, args.episodes), 1
+    return kwargs, functools.partial(_reset_pause, args.reset_time, args.episodes, args.start_pose == "home"), 1
 
 
 def _ask_success(k: int, env_verdict: bool) -> bool:
@@ -311,10 +319,13 @@ def _ask_success(k: int, env_verdict: bool) -> bool:
             return env_verdict if not answer else answer.startswith("y")
 
 
-def _reset_pause(seconds: float | None, episodes: int, k: int) -> None:
+def _reset_pause(seconds: float | None, episodes: int, home: bool, k: int) -> None:
     """Before real episode k: wait `seconds`, or for Enter on a terminal (no wait without one)."""
+    then = "the arm moves to its home pose and " if home else ""
     if seconds is None and sys.stdin.isatty():
-        input(f"reset the scene, then press Enter to start episode {k + 1}/{episodes} ")
+        input(f"reset the scene, then press Enter: {then}episode {k + 1}/{episodes} starts ")
     elif seconds:
-        print(f"reset the scene: episode {k + 1}/{episodes} starts in {seconds:g} s", flush=True)
+        print(f"reset the scene: in {seconds:g} s {then}episode {k + 1}/{episodes} starts", flush=True)
         time.sleep(seconds)
+    elif home:
+        print(f"the arm moves to its home pose; then episode {k + 1}/{episodes} starts", flush=True)

@@ -30,11 +30,12 @@ from twinarm.datasets_io.layout import (
     TASKS_PATH,
     VIDEO_PATH,
     DatasetError,
+    WriteLock,
     load_json,
     read_parquet,
     sorted_parquet_files,
 )
-from twinarm.datasets_io.writer import check_version, tasks_table
+from twinarm.datasets_io.writer import check_version, repair, tasks_table
 
 #: Columns renumbered by a deletion, so their per-episode stats are computed again.
 RENUMBERED = ("episode_index", "index", "task_index")
@@ -47,28 +48,42 @@ def delete_episodes(src: str | Path, dst: str | Path, episodes: Iterable[int]) -
     src, dst = Path(src), Path(dst)
     if dst.exists():
         raise DatasetError(f"{dst} exists: give a new folder for the edited dataset")
-    info = load_json(src / INFO_PATH)
-    check_version(info, src / INFO_PATH)
-    total = int(info["total_episodes"])
+    check_version(load_json(src / INFO_PATH), src / INFO_PATH)
     drop = sorted({int(e) for e in episodes})
     if not drop:
         raise DatasetError("no episodes to delete were given")
-    bad = [e for e in drop if not 0 <= e < total]
-    if bad:
-        raise DatasetError(f"{src}: episode(s) {bad} do not exist (it has episodes 0..{total - 1})")
-    if len(drop) == total:
-        raise DatasetError(f"{src}: deleting all {total} episodes would leave an empty dataset")
-    keep = [e for e in range(total) if e not in set(drop)]
     tmp = dst.with_name(dst.name + ".editing")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(Path(LOCK_PATH).name))
+    _copy_unless_written(src, tmp)
     try:
+        repair(tmp)  # the copy of an interrupted commit is finished the way `dataset check --repair` would
+        info = load_json(tmp / INFO_PATH)
+        total = int(info["total_episodes"])
+        bad = [e for e in drop if not 0 <= e < total]
+        if bad:
+            raise DatasetError(f"{src}: episode(s) {bad} do not exist (it has episodes 0..{total - 1})")
+        if len(drop) == total:
+            raise DatasetError(f"{src}: deleting all {total} episodes would leave an empty dataset")
+        keep = [e for e in range(total) if e not in set(drop)]
         notes = _delete_in_copy(tmp, info, {old: new for new, old in enumerate(keep)})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     tmp.rename(dst)
     return dst, notes
+
+
+def _copy_unless_written(src: Path, tmp: Path) -> None:
+    """Copy the dataset, holding its write lock so no recording appends meanwhile (a dataset that twinarm never
+    wrote has no lock file, and none is made in it)."""
+    lock = WriteLock(src) if (src / LOCK_PATH).exists() else None
+    if lock is not None and not lock.acquire():
+        raise DatasetError(f"{src} is being written (a recording holds {src / LOCK_PATH}); edit it once that ends")
+    try:
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(Path(LOCK_PATH).name))
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _delete_in_copy(root: Path, info: dict[str, Any], mapping: dict[int, int]) -> list[str]:

@@ -19,6 +19,7 @@ from twinarm.datasets_io.edit import _remux_segments, delete_episodes
 from twinarm.datasets_io.layout import DatasetError
 from twinarm.datasets_io.reader import LeRobotDatasetReader
 from twinarm.datasets_io.validator import check_dataset
+from twinarm.datasets_io.writer import DatasetWriter
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "lerobot_v3"
 LENGTHS = [12, 7, 15, 9, 11]
@@ -109,6 +110,13 @@ def test_bad_requests_are_refused_and_leave_nothing(tmp_path: Path, capsys: pyte
     (tmp_path / "taken").mkdir()
     with pytest.raises(DatasetError, match="taken exists"):
         delete_episodes(src, tmp_path / "taken", [0])
+    # A dataset a recording is appending to is not copied halfway through.
+    writer = DatasetWriter.resume(src)
+    try:
+        with pytest.raises(DatasetError, match="is being written"):
+            delete_episodes(src, tmp_path / "a", [0])
+    finally:
+        writer.finalize()
     # A corrupt data file fails the edit with its name, and no partial copy is left.
     bad = tmp_path / "bad"
     shutil.copytree(src, bad)

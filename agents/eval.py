@@ -27,6 +27,7 @@ from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.prefetch import ChunkPrefetcher
 from twinarm.agents.thread_budget import ThreadBudget, on_budget
 from twinarm.arms import get_arm
+from twinarm.datasets_io.recorder import END, STOP, RecordingControl
 from twinarm.datasets_io.video import x264_deterministic
 from twinarm.registration import entry_for
 
@@ -125,12 +126,13 @@ def write_mp4(frames: list[np.ndarray], path: Path, fps: int) -> None:
             out.mux(packet)
 
 
-def obs_type_for(policy: Policy) -> str:
-    """The env `obs_type` that yields a policy's inputs."""
+def obs_type_for(policy: Policy, real: bool = False) -> str:
+    """The env `obs_type` that yields a policy's inputs. A policy without cameras reads `state` in sim; a real
+    env has no `state` (no object poses), and its `pixels_agent_pos` without cameras is the joints alone."""
     cfg = policy.config
     if cfg.image_keys:
         return "pixels_agent_pos" if cfg.has_state else "pixels"
-    return "state"
+    return "pixels_agent_pos" if real else "state"
 
 
 def make_vector_env(
@@ -174,6 +176,7 @@ def evaluate(
     precision: str = "float32",
     thread_budget: ThreadBudget | None = None,
     reset_options: Mapping[str, Any] | None = None,
+    control: RecordingControl | None = None,
 ) -> EvalResult:
     """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs.
 
@@ -185,14 +188,18 @@ def evaluate(
     `judge(k, env_verdict)` decides episode k's success when it ends (a person watching a real arm). Every policy
     call runs under `precision`'s autocast (`agents.precision`: float32, or bf16 where the hardware has it), and
     with `thread_budget` on the intra-op threads it grants (fewer while other processes keep cores busy).
-    `reset_options` go to every env's reset (`{"joints": spec.home}`: a real arm starts each episode at home)."""
+    `reset_options` go to every env's reset (`{"joints": spec.home}`: a real arm starts each episode at home).
+    `control` carries an operator's requests (one env at a time): END cuts the episode short (it counts, as it
+    ended), STOP does so and runs no more episodes; the result then holds the episodes run."""
     check_precision(precision, policy.device)
     spec = get_arm(entry_for(env_id).arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
-    obs_type = obs_type_for(policy)
+    obs_type = obs_type_for(policy, real=env_id == entry_for(env_id).real_id)
     if image_size is None and policy.config.image_keys:
         image_size = tuple(policy.config.input_features[policy.config.image_keys[0]].shape[-2:])
     n_envs = max(1, min(n_envs, n_episodes))
+    if control is not None and n_envs != 1:
+        raise ValueError("control needs n_envs=1 (an operator watches one episode at a time)")
     render = videos_dir is not None and max_videos > 0
     venv = make_vector_env(env_id, n_envs, obs_type, image_size, render, use_async, env_kwargs)
     fps = int(venv.metadata.get("render_fps", spec.control_hz) or spec.control_hz)
@@ -217,6 +224,8 @@ def evaluate(
             if done_eps == 0:
                 warm_up(policy, adapter.obs_to_batch(obs), precision)
             actor.reset()
+            if control is not None:
+                control.drop_pending()  # a key pressed before the episode began does not cut it short
             active = np.ones(n_envs, dtype=bool)
             active[k:] = False
             sums = np.zeros(n_envs)
@@ -250,6 +259,8 @@ def evaluate(
                 over = np.asarray(terminated) | np.asarray(truncated) | is_success
                 if max_steps is not None and step >= max_steps:
                     over[:] = True
+                if control is not None and control.take() in (END, STOP):
+                    over[:] = True
                 if rollouts is not None:
                     for i in np.flatnonzero(active & over):
                         rollouts.commit(int(i))
@@ -268,6 +279,8 @@ def evaluate(
             done_eps += k
             if progress:
                 print(f"eval {done_eps}/{n_episodes}: success {sum(result.successes)}/{done_eps}", flush=True)
+            if control is not None and control.stopped:
+                break
     finally:
         if actor is not policy:
             actor.close()

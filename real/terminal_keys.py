@@ -8,11 +8,12 @@ keys. The terminal is put in cbreak mode (keys arrive unbuffered, Ctrl-C still i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 #: ANSI/VT100 sequences of the keys with names (normal and application cursor mode).
@@ -51,23 +52,51 @@ def decode_keys(data: str) -> list[str]:
 
 
 class TerminalKeys:
-    """Reads key presses from `stream` (stdin by default, which must be a terminal) on a daemon thread."""
+    """Reads key presses from `stream` (stdin by default, which must be a terminal) on a daemon thread.
+    `suspended()` hands the terminal back for a while, e.g. to `input()` a line."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         import termios
-        import tty
 
         stream = stream if stream is not None else sys.stdin
         if not stream.isatty():
             raise OSError("key presses are read from an interactive terminal; stdin is not one")
         self._fd = stream.fileno()
         self._saved: Any = termios.tcgetattr(self._fd)
-        tty.setcbreak(self._fd)
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start()
+
+    def _start(self) -> None:
+        import tty
+
+        tty.setcbreak(self._fd)
+        self._stop.clear()
         self._thread = threading.Thread(target=self._read, daemon=True, name="terminal-keys")
         self._thread.start()
+
+    def _halt(self) -> None:
+        import termios
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+            self._thread = None
+        termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Stop reading keys and restore the terminal's line mode for the block (a prompt's `input()`)."""
+        if self._saved is None:  # closed
+            yield
+            return
+        self._halt()
+        try:
+            yield
+        finally:
+            self._start()
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(key)` for every key pressed from now on (on the reader thread: keep it short)."""
@@ -93,10 +122,6 @@ class TerminalKeys:
 
     def close(self) -> None:
         """Stop reading and give the terminal its settings back."""
-        import termios
-
-        self._stop.set()
-        self._thread.join(timeout=1.0)
         if self._saved is not None:
-            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+            self._halt()
             self._saved = None

@@ -60,6 +60,16 @@ def test_one_reader_feeds_keyboard_teleop_and_other_listeners(terminal) -> None:
             time.sleep(0.01)
         assert seen == ["q", "q", "right", "w"]
         np.testing.assert_allclose(kb.get_action(), [0.2, 0.1, 0, 0, 0, 0])
+        with keys.suspended():  # a prompt's input() gets the terminal in line mode, and its keys
+            assert termios.tcgetattr(stream.fileno())[3] & termios.ICANON
+            os.write(master, b"y\n")
+            assert stream.readline() == "y\n" and seen == ["q", "q", "right", "w"]
+        assert not termios.tcgetattr(stream.fileno())[3] & termios.ICANON
+        os.write(master, RIGHT)
+        deadline = time.monotonic() + 5
+        while len(seen) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen[4:] == ["right"]  # read again afterwards
     finally:
         keys.close()
     assert termios.tcgetattr(stream.fileno()) == before  # the terminal's settings are back
@@ -123,3 +133,36 @@ def test_teleop_record_keys_end_rerecord_and_stop(terminal, tmp_path: Path, caps
     lengths = np.bincount(table.column("episode_index").to_numpy())
     assert len(lengths) == 2 and all(0 < n < 300 for n in lengths), lengths
     assert not any(s.torque_on for s in follower.servos)
+
+
+def test_eval_on_the_real_arm_keys_end_an_episode_and_the_run(terminal, tmp_path: Path, capsys, monkeypatch,
+                                                               tiny_act_checkpoint) -> None:
+    """`eval` on a -Real id from a terminal: right arrow ends the running episode (it counts as it stands), Esc
+    ends the next one and the run; the prompts' input() still works around the key reader (none here)."""
+    master, stream = terminal
+    monkeypatch.setattr("sys.stdin", stream)
+    arm = VirtualArm(SO101, step_mode="lockstep")
+    out_dir = tmp_path / "eval"
+    with PtyServer(VirtualBus(arm)) as server:
+        cal = arm.ideal_calibration().save(tmp_path / "f.json")
+        argv = ["eval", "--policy", str(tiny_act_checkpoint()), "--env", "twinarm/SO101-PickCube-Real-v0",
+                "--port", server.port, "--calibration", str(cal), "--episodes", "3", "--max-steps", "900",
+                "--reset-time", "0", "--no-ask-success", "--videos", "0", "--threads", "1", "--out", str(out_dir)]  # fmt: skip
+        result: dict[str, int] = {}
+        cli = threading.Thread(target=lambda: result.setdefault("rc", main(argv)), daemon=True)
+        cli.start()
+        out = Output(capsys)
+        out.wait_for("episode 1/3 starts")
+        time.sleep(1.5)  # into the episode (30 s long unless cut)
+        os.write(master, RIGHT)
+        out.wait_for("eval 1/3")
+        time.sleep(1.5)
+        os.write(master, ESC)
+        bounded(lambda: cli.join(60), timeout_s=90)
+        assert not cli.is_alive(), "eval did not stop on Esc"
+    out.text += capsys.readouterr().out
+    assert result["rc"] == 0, out.text
+    assert "keys: -> end the episode now" in out.text and "stopped by Esc after 2 of 3 episodes" in out.text
+    lengths = [e["length"] for e in json.loads((out_dir / "eval_info.json").read_text())["per_episode"]]
+    assert len(lengths) == 2 and all(0 < n < 900 for n in lengths), lengths
+    assert not any(s.torque_on for s in arm.servos)

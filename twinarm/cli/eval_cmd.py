@@ -207,15 +207,30 @@ def run(args: argparse.Namespace) -> int:
         from twinarm.agents.thread_budget import ThreadBudget
 
         budget = ThreadBudget(torch.get_num_threads())
-    result = evaluate(
-        policy, args.env, n_episodes=args.episodes, n_envs=n_envs, seed=args.seed,
-        videos_dir=args.out / "videos", max_videos=args.videos,
-        image_size=tuple(args.image_size) if args.image_size else None, use_async=args.async_envs, max_steps=args.max_steps,
-        env_kwargs=env_kwargs, before_round=before_round, progress=before_round is not None,
-        reset_options=start_options,
-        prefetch_at=args.prefetch_at, record_to=args.record, judge=_ask_success if ask else None,
-        precision=args.precision, thread_budget=budget,
-    )  # fmt: skip
+    judge = _ask_success if ask else None
+    keys = control = None
+    if real and sys.stdin.isatty():  # an operator at the terminal: LeRobot's keys end an episode or the run
+        from twinarm.datasets_io.recorder import RecordingControl
+        from twinarm.real.terminal_keys import TerminalKeys
+
+        control, keys = RecordingControl(), TerminalKeys()
+        keys.subscribe(functools.partial(_on_eval_key, control))
+        print(EVAL_KEYS_HELP, flush=True)
+        before_round, judge = _prompting(keys, before_round), _prompting(keys, judge)
+    try:
+        result = evaluate(
+            policy, args.env, n_episodes=args.episodes, n_envs=n_envs, seed=args.seed,
+            videos_dir=args.out / "videos", max_videos=args.videos,
+            image_size=tuple(args.image_size) if args.image_size else None, use_async=args.async_envs,
+            max_steps=args.max_steps, env_kwargs=env_kwargs, before_round=before_round,
+            progress=before_round is not None, reset_options=start_options, prefetch_at=args.prefetch_at,
+            record_to=args.record, judge=judge, precision=args.precision, thread_budget=budget, control=control,
+        )  # fmt: skip
+    finally:
+        if keys is not None:
+            keys.close()
+    if control is not None and control.stopped:
+        print(f"stopped by Esc after {len(result.successes)} of {args.episodes} episodes")
     path = save_result(result, args.out)
     print(format_table(result.aggregated, result.latency, result.precision))
     if budget is not None and (fewer := sum(n for k, n in budget.granted.items() if k < budget.most)):
@@ -309,6 +324,35 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
     kwargs = follower.env_kwargs("eval")
     kwargs["cameras"] = {c: kwargs["cameras"][c] for c in wanted}
     return kwargs, functools.partial(_reset_pause, args.reset_time, args.episodes, args.start_pose == "home"), 1
+
+
+EVAL_KEYS_HELP = "keys: -> end the episode now (it counts as it stands), Esc stop after this episode"
+
+
+def _on_eval_key(control: Any, key: str) -> None:
+    """Right arrow ends the running episode, Esc ends it and the run (left arrow, re-record, has no place here)."""
+    from twinarm.datasets_io.recorder import END, STOP
+
+    if key == "right":
+        print("\n-> this episode ends now", flush=True)
+        control.request(END)
+    elif key == "esc" and not control.stopped:
+        print("\nEsc: stopping after this episode", flush=True)
+        control.request(STOP)
+    elif key == "left":
+        print("\n<- does nothing in eval: every episode counts (-> ends one early)", flush=True)
+
+
+def _prompting(keys: Any, fn: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """`fn` run with the terminal handed back from the key reader, so its `input()` reads a line as usual."""
+    if fn is None:
+        return None
+
+    def run(*a: Any) -> Any:
+        with keys.suspended():
+            return fn(*a)
+
+    return run
 
 
 def _ask_success(k: int, env_verdict: bool) -> bool:

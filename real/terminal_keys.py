@@ -59,10 +59,13 @@ class TerminalKeys:
         import termios
 
         stream = stream if stream is not None else sys.stdin
-        if not stream.isatty():
-            raise OSError("key presses are read from an interactive terminal; stdin is not one")
-        self._fd = stream.fileno()
-        self._saved: Any = termios.tcgetattr(self._fd)
+        try:
+            if not stream.isatty():
+                raise OSError
+            self._fd = stream.fileno()
+            self._saved: Any = termios.tcgetattr(self._fd)
+        except (OSError, ValueError, termios.error):  # io.UnsupportedOperation is both OSError and ValueError
+            raise OSError("key presses are read from an interactive terminal; stdin is not one") from None
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()

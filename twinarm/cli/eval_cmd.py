@@ -213,10 +213,15 @@ def run(args: argparse.Namespace) -> int:
         from twinarm.datasets_io.recorder import RecordingControl
         from twinarm.real.terminal_keys import TerminalKeys
 
-        control, keys = RecordingControl(), TerminalKeys()
-        keys.subscribe(functools.partial(_on_eval_key, control))
-        print(EVAL_KEYS_HELP, flush=True)
-        before_round, judge = _prompting(keys, before_round), _prompting(keys, judge)
+        try:
+            keys = TerminalKeys()
+        except OSError:  # stdin claims a terminal it cannot be put in key mode (a pipe posing as one)
+            keys = None
+        if keys is not None:
+            control = RecordingControl()
+            keys.subscribe(functools.partial(_on_eval_key, control))
+            print(EVAL_KEYS_HELP, flush=True)
+            before_round, judge = _prompting(keys, before_round), _prompting(keys, judge)
     try:
         result = evaluate(
             policy, args.env, n_episodes=args.episodes, n_envs=n_envs, seed=args.seed,

@@ -396,7 +396,12 @@ def run_teleop(args: argparse.Namespace) -> int:
     keys: TerminalKeys | None = None
     try:
         if args.keyboard or (recording is not None and sys.stdin.isatty()):
-            keys = TerminalKeys()  # one reader for the teleop keys and the recording keys
+            try:
+                keys = TerminalKeys()  # one reader for the teleop keys and the recording keys
+            except OSError:
+                if args.keyboard:
+                    raise
+                print("note: the recording keys need a terminal that stdin is not; recording without them")
         if not args.keyboard:  # leaders first: they stay limp, so a bad leader port stops us before torque-on
             try:
                 leader = make_leader(spec, leader_ports, leader_cals, baud=args.leader_baud)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import termios
 import threading
 import time
@@ -115,9 +116,9 @@ def test_teleop_record_keys_end_rerecord_and_stop(terminal, tmp_path: Path, caps
         steps = [("recording episode 1/3", 1, RIGHT), ("episode 1 saved; reset the scene", 1, RIGHT),
                  ("recording episode 2/3", 1, LEFT), ("episode 2 discarded; reset the scene", 1, RIGHT),
                  ("recording episode 2/3", 2, ESC)]  # fmt: skip
-        for needle, count, key in steps:
+        for i, (needle, count, key) in enumerate(steps):
             out.wait_for(needle, count)
-            time.sleep(0.3)  # a few control steps of it
+            time.sleep(1.3 if i == 0 else 0.3)  # a few control steps of it (the first: past its status line)
             os.write(master, key)
         bounded(lambda: cli.join(60), timeout_s=90)
         assert not cli.is_alive(), "teleop --record did not stop on Esc"
@@ -125,6 +126,7 @@ def test_teleop_record_keys_end_rerecord_and_stop(terminal, tmp_path: Path, caps
     assert result["rc"] == 0, out.text
     assert "keys: -> end the episode" in out.text and "1 episode(s) discarded and recorded again" in out.text
     assert "saved 2 episode(s) this run" in out.text
+    assert re.search(r"episode 1/3: +5\d s left \| loop", out.text)  # the status line, redrawn each second
     assert check_dataset(root, deep=True) == []
     info = json.loads((root / "meta" / "info.json").read_text())
     assert info["total_episodes"] == 2

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,13 +54,24 @@ def add_record_args(p: argparse.ArgumentParser) -> None:
 
 class TeleopPolicy:
     """The recorder's policy: the leader's pose, clamped by the follower env as its step will clamp it, so the
-    dataset's action is the target the follower was sent."""
+    dataset's action is the target the follower was sent. With `episode_s`, a status line (time left, loop
+    rate) is redrawn about once a second."""
 
-    def __init__(self, leader: Teleoperator, env: RealArmEnv, stats: LoopStats) -> None:
+    def __init__(self, leader: Teleoperator, env: RealArmEnv, stats: LoopStats, episode_s: float | None = None,
+                 label: Callable[[], str] = lambda: "recording") -> None:
         self.leader, self.env, self.stats = leader, env, stats
+        self.episode_s, self.label = episode_s, label
+        self._t0 = self._shown = 0.0
+
+    def reset(self) -> None:
+        self._t0 = self._shown = time.monotonic()
 
     def __call__(self, obs: Any) -> np.ndarray:
         self.stats.tick()
+        if self.episode_s is not None and (now := time.monotonic()) - self._shown >= 1.0:
+            self._shown = now
+            left = max(0.0, self.episode_s - (now - self._t0))
+            print(f"\r{self.label()}: {left:4.0f} s left | {self.stats.line()}", end="", flush=True)
         return self.env.safe_target(np.asarray(self.leader.get_action(), dtype=np.float64)).astype(np.float32)
 
 
@@ -129,11 +142,14 @@ class TeleopRecording:
                 print(f"recording episode {k}/{a.episodes} ({a.episode_time:g} s)", flush=True)
 
         print(f"recording episode 1/{a.episodes} ({a.episode_time:g} s) into {a.record}", flush=True)
+        def label() -> str:
+            return f"episode {phase['episode']}/{a.episodes}"
+
         self.summary = record(
-            lambda: env, lambda e: TeleopPolicy(leader, env, stats), self.writer, episodes=a.episodes,
-            task=a.task, to_frame=functools.partial(gym_frame, convert=self.spec.to_lerobot),
+            lambda: env, lambda e: TeleopPolicy(leader, env, stats, a.episode_time, label), self.writer,
+            episodes=a.episodes, task=a.task, to_frame=functools.partial(gym_frame, convert=self.spec.to_lerobot),
             seed=self.before, max_steps=steps, between_episodes=reset_period, background_encoding=True,
-            control=control,
+            control=control, progress=False,  # the status line above says where the run is
         )  # fmt: skip
         if self.summary.discarded:
             print(f"{self.summary.discarded} episode(s) discarded and recorded again", flush=True)

@@ -24,9 +24,9 @@ SEED = 7
 
 @pytest.fixture(scope="module")
 def sim_episode(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One scripted PickCube episode recorded with seed SEED (the expert grasps the cube)."""
+    """Two scripted PickCube episodes recorded from seed SEED (the expert grasps the cube)."""
     root = tmp_path_factory.mktemp("replay") / "sim"
-    assert main(["record", "--env", SIM, "--root", str(root), "--episodes", "1", "--max-attempts", "1",
+    assert main(["record", "--env", SIM, "--root", str(root), "--episodes", "2", "--max-attempts", "2",
                  "--seed", str(SEED), "--height", "48", "--width", "64", "--no-progress"]) == 0  # fmt: skip
     return root
 
@@ -48,6 +48,14 @@ def test_replay_in_sim_reproduces_a_sim_recording_with_its_seed(sim_episode: Pat
                    tmp_path / "other")
     assert other["gripper"]["max"] > 5.0 and other["gripper"]["unit"] == "0..100"
     assert not (tmp_path / "other" / "replay.mp4").exists()
+    # Both episodes (episode k with seed SEED + k, as recorded): one plot each, the table pooled.
+    both = replay(["--dataset", str(sim_episode), "--env", SIM, "--episode", "0-1", "--seed", str(SEED), "--no-video"],
+                  tmp_path / "both")
+    assert all(v["max"] < 1e-3 for v in both.values()), both
+    result = json.loads((tmp_path / "both" / "replay.json").read_text())
+    assert sorted(result["episodes"]) == ["0", "1"] and [e["seed"] for e in result["episodes"].values()] == [SEED, SEED + 1]
+    assert result["frames"] == sum(e["frames"] for e in result["episodes"].values())
+    assert (tmp_path / "both" / "replay_ep1.png").exists()
 
 
 def test_replay_on_the_real_arm(sim_episode: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`twinarm replay`: play a recorded episode's actions on a sim env or the real arm, and measure how closely the
+"""`twinarm replay`: play recorded episodes' actions on a sim env or the real arm, and measure how closely the
 arm follows what was recorded.
 
 Replaying a real-arm demonstration in sim measures the sim-to-real gap of the arm itself, joint by joint (the
@@ -7,7 +7,8 @@ checks a calibration and the safety limits before any policy runs there. Both st
 recorded pose (`reset(options={"joints": ...})`: the sim arm is put there, the real arm driven there at its
 `--max-relative-target` per step). Frame t's recorded state is compared with the arm's state after the first t
 actions; the table and `replay.json` give each joint's RMS and largest difference in LeRobot's units
-(degrees and gripper 0..100; radians and 0..1 for ALOHA), `replay.png` plots recorded against replayed, and in sim `replay.mp4` shows it.
+(degrees and gripper 0..100; radians and 0..1 for ALOHA), pooled over the episodes replayed, `replay.png`
+plots recorded against replayed (`replay_ep<N>.png` each, for several), and in sim `replay.mp4` shows it.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("--dataset", required=True, help="dataset directory or Hub repo id (LeRobot v3, twinarm or LeRobot)")
-    p.add_argument("--episode", type=int, default=0, help="episode index")
+    p.add_argument("--episode", nargs="+", default=["0"], metavar="N|A-B",
+                   help="episode index, or several (3 5-8): each is plotted, the table pools them (default: 0)")
     p.add_argument("--env", required=True, help="env id of the dataset's arm: a sim id, or its -Real twin")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/replay/<dataset>_ep<N>)")
     p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True, help="write replay.mp4 (sim only)")
-    p.add_argument("--seed", type=int, default=0, help="sim env seed, where the task's objects start (an episode k of `twinarm record --seed S` "
-                   "used S + k, unless --only-success skipped seeds)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="sim seed of episode 0: episode k replays with seed + k, where the task's objects start, as "
+                   "`twinarm record --seed S` recorded it (unless --only-success skipped seeds)")
     real = p.add_argument_group("on the real arm (a -Real env id)")
     add_follower_args(real, required=False)
     real.add_argument("--start-time", type=float, default=10.0,
@@ -128,11 +131,25 @@ def plot_tracking(spec: Any, recorded: np.ndarray, replayed: np.ndarray, action:
     return out
 
 
+def replay_episode(env: Any, state: np.ndarray, action: np.ndarray, seed: int, video: bool) -> tuple[np.ndarray, list]:
+    """The arm's state before each recorded action (from the episode's first pose on), and the rendered frames."""
+    frames: list[np.ndarray] = []
+    replayed = np.empty_like(state)
+    obs, _ = env.reset(seed=seed, options={"joints": state[0]})
+    for t in range(len(action)):
+        replayed[t] = obs["agent_pos"]
+        if video:
+            frames.append(env.render())
+        obs, *_ = env.step(action[t].astype(np.float32))
+    return replayed, frames
+
+
 def run_replay(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.arms import get_arm
+    from twinarm.cli.dataset_cmd import episode_list
     from twinarm.registration import entry_for
 
     parser = args._parser
@@ -140,56 +157,70 @@ def run_replay(args: argparse.Namespace) -> int:
         entry = entry_for(args.env)
     except KeyError as exc:
         parser.error(str(exc).strip("'\""))
+    try:
+        episodes = list(dict.fromkeys(episode_list(args.episode)))
+    except ValueError as exc:
+        parser.error(str(exc))
     spec = get_arm(entry.arm)
     real = args.env == entry.real_id
     if real and not (args.port and args.calibration):
         parser.error(f"{args.env} is the real arm: name its --port and --calibration")
     if not real and (args.port or args.calibration or args.camera):
         parser.error(f"--port/--calibration/--camera: only for a real arm ({entry.real_id}), not the sim id {args.env}")
-    state, action, fps = load_episode(args.dataset, args.episode, spec)
+    data = {e: load_episode(args.dataset, e, spec) for e in episodes}
+    fps = data[episodes[0]][2]
     if fps != spec.control_hz:
         parser.error(f"{args.dataset} is recorded at {fps} fps; {args.env} runs at {spec.control_hz} Hz, so its "
                      "actions would play at the wrong speed")
-    out = args.out or Path("outputs") / "replay" / f"{Path(str(args.dataset)).name}_ep{args.episode}"
+    which = "_".join(args.episode).replace(",", "_")
+    out = args.out or Path("outputs") / "replay" / f"{Path(str(args.dataset)).name}_ep{which}"
     out.mkdir(parents=True, exist_ok=True)
     write_resolved_config(args, out)
+    video = args.video and not real
     if real:
         kwargs = parse_follower(parser, args, spec).env_kwargs("replay")
         kwargs["cameras"] = {}  # the joints are what is compared
         kwargs["start_timeout_s"] = args.start_time
         env = gym.make(args.env, **kwargs)
-    else:
-        env = gym.make(args.env, obs_type="state", render_mode="rgb_array" if args.video else None,
-                       max_episode_steps=len(action) + 1)  # however long the recording, not the task's limit
-    frames: list[np.ndarray] = []
-    replayed = np.empty_like(state)
+    else:  # however long the recordings, not the task's limit
+        longest = max(len(d[1]) for d in data.values())
+        env = gym.make(args.env, obs_type="state", render_mode="rgb_array" if video else None,
+                       max_episode_steps=longest + 1)
+    single = len(episodes) == 1
+    per_episode: dict[str, Any] = {}
+    written: list[Path] = []
+    states, replays = [], []
     try:
-        if real:
-            print(f"driving the arm to the episode's first pose (up to {args.start_time:g} s) ...", flush=True)
-        obs, _ = env.reset(seed=args.seed, options={"joints": state[0]})
-        pos = np.asarray(obs["agent_pos"], dtype=np.float64)
-        for t in range(len(action)):
-            replayed[t] = pos
-            if args.video and not real:
-                frames.append(env.render())
-            obs, *_ = env.step(action[t].astype(np.float32))
-            pos = np.asarray(obs["agent_pos"], dtype=np.float64)
+        for e in episodes:
+            state, action, _ = data[e]
+            if real:
+                print(f"episode {e}: driving the arm to its first pose (up to {args.start_time:g} s) ...", flush=True)
+            replayed, frames = replay_episode(env, state, action, args.seed + e, video)
+            states.append(state)
+            replays.append(replayed)
+            table = tracking_table(spec, state, replayed)
+            per_episode[str(e)] = {"frames": len(action), "seed": None if real else args.seed + e, "joints": table}
+            name = "replay" if single else f"replay_ep{e}"
+            title = f"{args.dataset} episode {e} replayed on {args.env}"
+            if (png := plot_tracking(spec, state, replayed, action, fps, out / f"{name}.png", title)) is not None:
+                written.append(png)
+            if frames:
+                from twinarm.agents.eval import write_mp4
+
+                write_mp4(frames, out / f"{name}.mp4", fps)
+                written.append(out / f"{name}.mp4")
+            if not single:
+                worst = max(table, key=lambda j: table[j]["rms"])
+                print(f"episode {e}: {len(action)} steps, largest RMS {table[worst]['rms']:.3g} {table[worst]['unit']} "
+                      f"({worst})", flush=True)
     finally:
         env.close()
-    table = tracking_table(spec, state, replayed)
-    title = f"{args.dataset} episode {args.episode} replayed on {args.env}"
-    result = {"dataset": str(args.dataset), "episode": args.episode, "env": args.env, "frames": len(action),
-              "fps": fps, "joints": table}
+    pooled = tracking_table(spec, np.concatenate(states), np.concatenate(replays))
+    result = {"dataset": str(args.dataset), "env": args.env, "fps": fps, "frames": sum(len(s) for s in states),
+              "episodes": per_episode, "joints": pooled}
     (out / "replay.json").write_text(json.dumps(result, indent=2) + "\n")
-    written = [out / "replay.json"]
-    if (png := plot_tracking(spec, state, replayed, action, fps, out / "replay.png", title)) is not None:
-        written.append(png)
-    if frames:
-        from twinarm.agents.eval import write_mp4
-
-        write_mp4(frames, out / "replay.mp4", fps)
-        written.append(out / "replay.mp4")
-    print(f"{title}: {len(action)} steps; the arm's state against the recorded one")
-    print(format_tracking(table))
-    print("wrote " + ", ".join(str(p) for p in written))
+    what = f"episode {episodes[0]}" if single else f"{len(episodes)} episodes ({result['frames']} steps, pooled)"
+    print(f"{args.dataset} {what} replayed on {args.env}: the arm's state against the recorded one")
+    print(format_tracking(pooled))
+    print("wrote " + ", ".join(str(p) for p in [out / "replay.json", *written]))
     return 0

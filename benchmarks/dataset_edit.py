@@ -26,23 +26,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dataset_io import EPISODES, FEATURES, FPS, FRAMES, KEY, all_frames, vectors  # noqa: E402
+from dataset_io import EPISODES, FRAMES, KEY, all_frames, lerobot_write  # noqa: E402
 
 DELETE = [1, 4, 7]
 
 
 def write_source(root: Path) -> None:
     """(LeRobot venv) The source dataset, written by LeRobot with its defaults."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    frames = all_frames()
-    ds = LeRobotDataset.create("bench/edit", FPS, FEATURES, root=root, robot_type="bench")
-    for e in range(EPISODES):
-        state, action = vectors(e)
-        for t in range(FRAMES):
-            ds.add_frame({"observation.state": state[t], "action": action[t], KEY: frames[e][t], "task": "bench task"})
-        ds.save_episode()
-    ds.finalize()
+    lerobot_write(root, all_frames(), repo_id="bench/edit")
 
 
 def lerobot_delete(src: Path, out: Path) -> float:

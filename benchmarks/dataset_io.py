@@ -144,6 +144,19 @@ def run_twinarm(work: Path) -> dict:
 
 
 # ----- lerobot (runs inside the lerobot venv) ------------------------------------------------------------
+def lerobot_write(root: Path, frames: list[list[np.ndarray]], repo_id: str = "bench/lerobot") -> None:
+    """(LeRobot venv) The benchmark's episodes written by LeRobot's own writer, with its defaults."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    ds = LeRobotDataset.create(repo_id, FPS, FEATURES, root=root, robot_type="bench")
+    for e in range(EPISODES):
+        state, action = vectors(e)
+        for t in range(FRAMES):
+            ds.add_frame({"observation.state": state[t], "action": action[t], KEY: frames[e][t], "task": "bench task"})
+        ds.save_episode()
+    ds.finalize()
+
+
 def run_lerobot(work: Path, backend: str) -> dict:
     import lerobot
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -152,13 +165,7 @@ def run_lerobot(work: Path, backend: str) -> dict:
     root = work / f"lerobot_{backend}"
     shutil.rmtree(root, ignore_errors=True)
     t0 = time.perf_counter()
-    ds = LeRobotDataset.create("bench/lerobot", FPS, FEATURES, root=root, robot_type="bench")
-    for e in range(EPISODES):
-        state, action = vectors(e)
-        for t in range(FRAMES):
-            ds.add_frame({"observation.state": state[t], "action": action[t], KEY: frames[e][t], "task": "bench task"})
-        ds.save_episode()
-    ds.finalize()
+    lerobot_write(root, frames)
     res = {"write_fps": EPISODES * FRAMES / (time.perf_counter() - t0)}
     from lerobot.datasets import video_utils
 

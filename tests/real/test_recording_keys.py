@@ -96,6 +96,24 @@ class Output:
             self.text += self.capsys.readouterr().out
 
 
+class CliRun:
+    """`main(argv)` on a thread, what it prints readable while it runs."""
+
+    def __init__(self, argv: list[str], capsys: pytest.CaptureFixture) -> None:
+        self.result: dict[str, int] = {}
+        self.out = Output(capsys)
+        self.thread = threading.Thread(target=lambda: self.result.setdefault("rc", main(argv)), daemon=True)
+        self.thread.start()
+
+    def finish(self, what: str) -> str:
+        """Wait for the command (it must end, and with 0); all it printed."""
+        bounded(lambda: self.thread.join(60), timeout_s=90)
+        assert not self.thread.is_alive(), f"{what} did not stop on Esc"
+        self.out.text += self.out.capsys.readouterr().out
+        assert self.result["rc"] == 0, self.out.text
+        return self.out.text
+
+
 def test_teleop_record_keys_end_rerecord_and_stop(terminal, tmp_path: Path, capsys, monkeypatch) -> None:
     """Three 60 s episodes with 60 s reset periods asked for; the keys end episode 1 after a moment, skip the
     reset, discard episode 2 and record it again, then stop: two short episodes saved, exit code 0."""
@@ -109,24 +127,18 @@ def test_teleop_record_keys_end_rerecord_and_stop(terminal, tmp_path: Path, caps
         argv = ["teleop", "--arm", "so101", "--port", f_server.port, "--calibration", str(f_cal),
                 "--leader-port", l_server.port, "--leader-calibration", str(l_cal), "--record", str(root),
                 "--task", "Pick up the cube.", "--episodes", "3", "--episode-time", "60", "--reset-time", "60"]  # fmt: skip
-        result: dict[str, int] = {}
-        cli = threading.Thread(target=lambda: result.setdefault("rc", main(argv)), daemon=True)
-        cli.start()
-        out = Output(capsys)
+        run = CliRun(argv, capsys)
         steps = [("recording episode 1/3", 1, RIGHT), ("episode 1 saved; reset the scene", 1, RIGHT),
                  ("recording episode 2/3", 1, LEFT), ("episode 2 discarded; reset the scene", 1, RIGHT),
                  ("recording episode 2/3", 2, ESC)]  # fmt: skip
         for i, (needle, count, key) in enumerate(steps):
-            out.wait_for(needle, count)
+            run.out.wait_for(needle, count)
             time.sleep(1.3 if i == 0 else 0.3)  # a few control steps of it (the first: past its status line)
             os.write(master, key)
-        bounded(lambda: cli.join(60), timeout_s=90)
-        assert not cli.is_alive(), "teleop --record did not stop on Esc"
-    out.text += capsys.readouterr().out
-    assert result["rc"] == 0, out.text
-    assert "keys: -> end the episode" in out.text and "1 episode(s) discarded and recorded again" in out.text
-    assert "saved 2 episode(s) this run" in out.text
-    assert re.search(r"episode 1/3: +5\d s left \| loop", out.text)  # the status line, redrawn each second
+        text = run.finish("teleop --record")
+    assert "keys: -> end the episode" in text and "1 episode(s) discarded and recorded again" in text
+    assert "saved 2 episode(s) this run" in text
+    assert re.search(r"episode 1/3: +5\d s left \| loop", text)  # the status line, redrawn each second
     assert check_dataset(root, deep=True) == []
     info = json.loads((root / "meta" / "info.json").read_text())
     assert info["total_episodes"] == 2
@@ -150,21 +162,15 @@ def test_eval_on_the_real_arm_keys_end_an_episode_and_the_run(terminal, tmp_path
         argv = ["eval", "--policy", str(tiny_act_checkpoint()), "--env", "twinarm/SO101-PickCube-Real-v0",
                 "--port", server.port, "--calibration", str(cal), "--episodes", "3", "--max-steps", "900",
                 "--reset-time", "0", "--no-ask-success", "--videos", "0", "--threads", "1", "--out", str(out_dir)]  # fmt: skip
-        result: dict[str, int] = {}
-        cli = threading.Thread(target=lambda: result.setdefault("rc", main(argv)), daemon=True)
-        cli.start()
-        out = Output(capsys)
-        out.wait_for("episode 1/3 starts")
+        run = CliRun(argv, capsys)
+        run.out.wait_for("episode 1/3 starts")
         time.sleep(1.5)  # into the episode (30 s long unless cut)
         os.write(master, RIGHT)
-        out.wait_for("eval 1/3")
+        run.out.wait_for("eval 1/3")
         time.sleep(1.5)
         os.write(master, ESC)
-        bounded(lambda: cli.join(60), timeout_s=90)
-        assert not cli.is_alive(), "eval did not stop on Esc"
-    out.text += capsys.readouterr().out
-    assert result["rc"] == 0, out.text
-    assert "keys: -> end the episode now" in out.text and "stopped by Esc after 2 of 3 episodes" in out.text
+        text = run.finish("eval")
+    assert "keys: -> end the episode now" in text and "stopped by Esc after 2 of 3 episodes" in text
     lengths = [e["length"] for e in json.loads((out_dir / "eval_info.json").read_text())["per_episode"]]
     assert len(lengths) == 2 and all(0 < n < 900 for n in lengths), lengths
     assert not any(s.torque_on for s in arm.servos)

@@ -86,6 +86,10 @@ def test_replay_refuses_what_does_not_fit(sim_episode: Path, tmp_path: Path, cap
     with pytest.raises(SystemExit):
         main(["replay", "--dataset", str(sim_episode), "--env", REAL])
     assert "name its --port and --calibration" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["replay", "--dataset", str(sim_episode), "--env", REAL, "--port", "/dev/null", "--calibration", "c.json",
+              "--camera", "front=0"])  # fmt: skip
+    assert "--camera: replay compares the joints and opens no camera" in capsys.readouterr().err
 
 
 def test_sim_reset_can_start_the_arm_at_given_joints() -> None:

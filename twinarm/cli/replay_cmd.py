@@ -165,6 +165,8 @@ def run_replay(args: argparse.Namespace) -> int:
     real = args.env == entry.real_id
     if real and not (args.port and args.calibration):
         parser.error(f"{args.env} is the real arm: name its --port and --calibration")
+    if real and args.camera:
+        parser.error("--camera: replay compares the joints and opens no camera")
     if not real and (args.port or args.calibration or args.camera):
         parser.error(f"--port/--calibration/--camera: only for a real arm ({entry.real_id}), not the sim id {args.env}")
     data = {e: load_episode(args.dataset, e, spec) for e in episodes}

@@ -1,5 +1,5 @@
-"""`twinarm dataset info|check|push|convert-units|delete-episodes|view`: inspect, validate, publish, convert, edit
-and look at LeRobot v3 datasets."""
+"""`twinarm dataset info|check|push|convert-units|delete-episodes|merge|view`: inspect, validate, publish, convert,
+edit and look at LeRobot v3 datasets."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dataset",
         help="inspect, validate, publish, edit or view a LeRobot v3 dataset",
         description="Work with LeRobot v3.0 datasets (twinarm- or LeRobot-written): a summary table, the "
-        "validator, a Hub upload, a copy in other joint units or without some episodes, or an episode rendered "
-        "to mp4/PNG with state and action plots.",
+        "validator, a Hub upload, a copy in other joint units or without some episodes, several merged into "
+        "one, or an episode rendered to mp4/PNG with state and action plots.",
     )
     add_config_arg(p)
     p.set_defaults(_parser=p)
@@ -84,6 +84,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="episode indices to delete: numbers and inclusive ranges, e.g. 3 7-9")
     add_config_arg(dele)
     dele.set_defaults(func=run_delete_episodes, _parser=dele)
+
+    merge = ds.add_parser(
+        "merge", help="write several datasets of one robot as one new dataset",
+        description="Write the given datasets, in order, as one new dataset (recording sessions of several days; "
+        "sim and real demonstrations to publish together). They must agree on fps, robot type and features; "
+        "videos are copied, not re-encoded, so each video feature must also share codec, pixel format and size. "
+        "Episodes, frames and tasks are renumbered; stats are aggregated again. The sources are not changed.",
+    )
+    merge.add_argument("sources", type=Path, nargs="+", help="dataset directories (two or more)")
+    merge.add_argument("--out", type=Path, required=True, help="new directory for the merged dataset")
+    add_config_arg(merge)
+    merge.set_defaults(func=run_merge, _parser=merge)
 
     view = ds.add_parser("view", help="render an episode's frames and plots to mp4/PNG",
                          description="Render one episode: cameras side by side over state/action plots with "
@@ -229,6 +241,17 @@ def run_delete_episodes(args: argparse.Namespace) -> int:
     for line in notes:
         print(f"note: {line}")
     print(f"wrote {out}: {args.root} without episode(s) {sorted(set(drop))}")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from twinarm.datasets_io.layout import INFO_PATH, load_json
+    from twinarm.datasets_io.merge import merge_datasets
+
+    out = merge_datasets(args.sources, args.out)
+    info = load_json(out / INFO_PATH)
+    print(f"wrote {out}: {len(args.sources)} datasets, {info['total_episodes']} episodes, {info['total_frames']} "
+          f"frames, {info['total_tasks']} task(s)")
     return 0
 
 

@@ -8,13 +8,15 @@ recorded pose (`reset(options={"joints": ...})`: the sim arm is put there, the r
 `--max-relative-target` per step). Frame t's recorded state is compared with the arm's state after the first t
 actions; the table and `replay.json` give each joint's RMS and largest difference in LeRobot's units
 (degrees and gripper 0..100; radians and 0..1 for ALOHA), pooled over the episodes replayed, `replay.png`
-plots recorded against replayed (`replay_ep<N>.png` each, for several), and in sim `replay.mp4` shows it.
+plots recorded against replayed (`replay_ep<N>.png` each, for several), and in sim `replay.mp4` shows each
+camera the dataset recorded beside the sim's view of it (camera placement, lighting, the scene).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,51 @@ def load_episode(dataset: str, episode: int, spec: Any) -> tuple[np.ndarray, np.
     return state, action, ds.fps
 
 
+def shared_cameras(dataset: str, spec: Any) -> tuple[list[str], tuple[int, int] | None]:
+    """The colour cameras both the dataset and the arm's sim have (by name), and the dataset's image size."""
+    from twinarm.datasets_io.features import depth_keys
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+    meta = LeRobotDatasetReader(dataset, episodes=[0], cameras=[]).meta
+    depth = set(depth_keys(meta.features))
+    sim = {c.name for c in (*spec.cameras, *spec.optional_cameras)}
+    keys = [k for k in meta.camera_keys if k not in depth and k.rsplit(".", 1)[-1] in sim]
+    sizes = {tuple(meta.features[k]["shape"][:2]) for k in keys}
+    if len(sizes) > 1:  # one image size per sim env: keep the cameras of the first's
+        first = tuple(meta.features[keys[0]]["shape"][:2])
+        keys = [k for k in keys if tuple(meta.features[k]["shape"][:2]) == first]
+    return [k.rsplit(".", 1)[-1] for k in keys], (tuple(meta.features[keys[0]]["shape"][:2]) if keys else None)
+
+
+def recorded_frames(dataset: str, episode: int, cameras: list[str]) -> dict[str, list[np.ndarray]]:
+    """The episode's frames of `cameras`, uint8 HWC, decoded as LeRobot would."""
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+    keys = [f"observation.images.{c}" for c in cameras]
+    ds = LeRobotDatasetReader(dataset, episodes=[episode], cameras=keys, uint8_images=True)
+    out: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
+    for i in range(len(ds)):
+        sample = ds[i]
+        for c, k in zip(cameras, keys, strict=True):
+            out[c].append(sample[k].permute(1, 2, 0).numpy())
+    return out
+
+
+def side_by_side(recorded: dict[str, np.ndarray], sim: dict[str, np.ndarray]) -> np.ndarray:
+    """Each camera's recorded frame beside the sim's, labelled, one row per camera."""
+    import cv2
+
+    rows = []
+    for cam, a in recorded.items():
+        pair = [a.copy(), np.ascontiguousarray(sim[cam])]
+        for img, label in zip(pair, (f"recorded {cam}", f"sim {cam}"), strict=True):
+            scale = max(0.3, img.shape[0] / 480)
+            cv2.putText(img, label, (6, int(18 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (255, 255, 0),
+                        max(1, int(scale)), cv2.LINE_AA)
+        rows.append(np.concatenate(pair, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
 def tracking_table(spec: Any, recorded: np.ndarray, replayed: np.ndarray) -> dict[str, dict[str, float]]:
     """Per joint: RMS and largest |replayed - recorded| over the episode, in LeRobot's units."""
     diff = spec.to_lerobot(replayed) - spec.to_lerobot(recorded)
@@ -131,15 +178,17 @@ def plot_tracking(spec: Any, recorded: np.ndarray, replayed: np.ndarray, action:
     return out
 
 
-def replay_episode(env: Any, state: np.ndarray, action: np.ndarray, seed: int, video: bool) -> tuple[np.ndarray, list]:
-    """The arm's state before each recorded action (from the episode's first pose on), and the rendered frames."""
+def replay_episode(env: Any, state: np.ndarray, action: np.ndarray, seed: int,
+                   frame: Callable[[dict[str, Any], int], np.ndarray] | None) -> tuple[np.ndarray, list]:
+    """The arm's state before each recorded action (from the episode's first pose on), and `frame(obs, t)` of
+    each step for a video."""
     frames: list[np.ndarray] = []
     replayed = np.empty_like(state)
     obs, _ = env.reset(seed=seed, options={"joints": state[0]})
     for t in range(len(action)):
         replayed[t] = obs["agent_pos"]
-        if video:
-            frames.append(env.render())
+        if frame is not None:
+            frames.append(frame(obs, t))
         obs, *_ = env.step(action[t].astype(np.float32))
     return replayed, frames
 
@@ -179,6 +228,7 @@ def run_replay(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_resolved_config(args, out)
     video = args.video and not real
+    cams: list[str] = []
     if real:
         kwargs = parse_follower(parser, args, spec).env_kwargs("replay")
         kwargs["cameras"] = {}  # the joints are what is compared
@@ -186,8 +236,13 @@ def run_replay(args: argparse.Namespace) -> int:
         env = gym.make(args.env, **kwargs)
     else:  # however long the recordings, not the task's limit
         longest = max(len(d[1]) for d in data.values())
-        env = gym.make(args.env, obs_type="state", render_mode="rgb_array" if video else None,
-                       max_episode_steps=longest + 1)
+        cams, size = shared_cameras(args.dataset, spec) if video else ([], None)
+        if cams:  # the sim's view of each camera the dataset recorded, at its size, beside the recording
+            env = gym.make(args.env, obs_type="pixels_agent_pos", cameras=cams, image_size=size,
+                           max_episode_steps=longest + 1)
+        else:
+            env = gym.make(args.env, obs_type="state", render_mode="rgb_array" if video else None,
+                           max_episode_steps=longest + 1)
     single = len(episodes) == 1
     per_episode: dict[str, Any] = {}
     written: list[Path] = []
@@ -197,7 +252,16 @@ def run_replay(args: argparse.Namespace) -> int:
             state, action, _ = data[e]
             if real:
                 print(f"episode {e}: driving the arm to its first pose (up to {args.start_time:g} s) ...", flush=True)
-            replayed, frames = replay_episode(env, state, action, args.seed + e, video)
+            frame = None
+            if video and cams:
+                seen = recorded_frames(args.dataset, e, cams)
+
+                def frame(obs: dict[str, Any], t: int, seen: dict = seen) -> np.ndarray:
+                    return side_by_side({c: seen[c][t] for c in seen}, obs["pixels"])
+            elif video:
+                def frame(obs: dict[str, Any], t: int) -> np.ndarray:
+                    return env.render()
+            replayed, frames = replay_episode(env, state, action, args.seed + e, frame)
             states.append(state)
             replays.append(replayed)
             table = tracking_table(spec, state, replayed)

@@ -76,11 +76,16 @@ class OpenCVCamera(Camera):
 
 
 def find_opencv_cameras(max_index: int = 10) -> list[int]:
-    """Device indices that open (for `twinarm find-port`-style discovery)."""
+    """Device indices that open (`twinarm find-cameras`)."""
     found = []
-    for i in range(max_index):
-        cap = cv2.VideoCapture(i)
-        if cap.isOpened():
-            found.append(i)
-        cap.release()
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # an absent index is the answer, not news
+    try:
+        for i in range(max_index):
+            cap = cv2.VideoCapture(i)
+            if cap.isOpened():
+                found.append(i)
+            cap.release()
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     return found

@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "envs_cmd",
     "demo_cmd",
     "real_cmd",
+    "find_cameras_cmd",
     "virtual_arm_cmd",
     "train_cmd",
     "eval_cmd",

@@ -51,6 +51,17 @@ def test_replay_in_sim_reproduces_a_sim_recording_with_its_seed(sim_episode: Pat
     assert frames[0].shape == (2 * 48, 2 * 64, 3)
     left, right = frames[40][:, :64].astype(int), frames[40][:, 64:].astype(int)
     assert np.abs(left - right)[12:, :].mean() < 8  # the same seed: the sim sees what was recorded (codec noise)
+    # Cameras pair by name, or as --camera-map says: the recorded wrist beside the sim's front view differs.
+    replay(["--dataset", str(sim_episode), "--env", SIM, "--seed", str(SEED), "--camera-map", "wrist=front"],
+           tmp_path / "mapped")
+    with av.open(str(tmp_path / "mapped" / "replay.mp4")) as c:
+        video = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]).astype(int)
+    same = np.abs(video[:, 12:48, :64] - video[:, 12:48, 64:]).mean()  # recorded front | sim front: codec noise
+    other = np.abs(video[:, 60:, :64] - video[:, 60:, 64:]).mean()  # recorded wrist | sim front
+    assert same < 6 and other > 2 * same, (same, other)
+    assert main(["replay", "--dataset", str(sim_episode), "--env", SIM, "--camera-map", "top=front",
+                 "--out", str(tmp_path / "bad")]) == 1  # fmt: skip
+    assert "--camera-map top=front: the dataset's colour cameras are ['front', 'wrist']" in capsys.readouterr().err
     # Another seed puts the cube elsewhere: the arm moves alike, but the gripper closes on nothing.
     other = replay(["--dataset", str(sim_episode), "--env", SIM, "--seed", str(SEED + 1), "--no-video"],
                    tmp_path / "other")

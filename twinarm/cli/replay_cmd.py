@@ -42,7 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="episode index, or several (3 5-8): each is plotted, the table pools them (default: 0)")
     p.add_argument("--env", required=True, help="env id of the dataset's arm: a sim id, or its -Real twin")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/replay/<dataset>_ep<N>)")
-    p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True, help="write replay.mp4 (sim only)")
+    p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True,
+                   help="write replay.mp4 (sim only): each recorded camera beside the sim's view of the same camera")
+    p.add_argument("--camera-map", action="append", default=None, metavar="DATASET_CAMERA=SIM_CAMERA",
+                   help="pair a dataset camera with a sim camera of another name for the video (repeatable), e.g. "
+                   "LeRobot's laptop=front phone=wrist; by default cameras pair by name")
     p.add_argument("--seed", type=int, default=0,
                    help="sim seed of episode 0: episode k replays with seed + k, where the task's objects start, as "
                    "`twinarm record --seed S` recorded it (unless --only-success skipped seeds)")
@@ -78,20 +82,26 @@ def load_episode(dataset: str, episode: int, spec: Any) -> tuple[np.ndarray, np.
     return state, action, ds.fps
 
 
-def shared_cameras(dataset: str, spec: Any) -> tuple[list[str], tuple[int, int] | None]:
-    """The colour cameras both the dataset and the arm's sim have (by name), and the dataset's image size."""
+def shared_cameras(dataset: str, spec: Any, mapping: dict[str, str]) -> tuple[list[tuple[str, str]], tuple[int, int] | None]:
+    """(dataset camera, sim camera) pairs, by name or as `mapping` pairs them (LeRobot's `laptop` as the sim's
+    `front`, say), colour cameras only, and the dataset's image size."""
     from twinarm.datasets_io.features import depth_keys
+    from twinarm.datasets_io.layout import DatasetError
     from twinarm.datasets_io.reader import LeRobotDatasetReader
 
     meta = LeRobotDatasetReader(dataset, episodes=[0], cameras=[]).meta
     depth = set(depth_keys(meta.features))
+    recorded = [k.rsplit(".", 1)[-1] for k in meta.camera_keys if k not in depth]
     sim = {c.name for c in (*spec.cameras, *spec.optional_cameras)}
-    keys = [k for k in meta.camera_keys if k not in depth and k.rsplit(".", 1)[-1] in sim]
-    sizes = {tuple(meta.features[k]["shape"][:2]) for k in keys}
-    if len(sizes) > 1:  # one image size per sim env: keep the cameras of the first's
-        first = tuple(meta.features[keys[0]]["shape"][:2])
-        keys = [k for k in keys if tuple(meta.features[k]["shape"][:2]) == first]
-    return [k.rsplit(".", 1)[-1] for k in keys], (tuple(meta.features[keys[0]]["shape"][:2]) if keys else None)
+    for a, b in mapping.items():
+        if a not in recorded or b not in sim:
+            raise DatasetError(f"--camera-map {a}={b}: the dataset's colour cameras are {recorded}, the sim's "
+                               f"{sorted(sim)}")
+    pairs = [(c, mapping.get(c, c)) for c in recorded if mapping.get(c, c) in sim]
+    size_of = {c: tuple(meta.features[f"observation.images.{c}"]["shape"][:2]) for c, _ in pairs}
+    if pairs:  # one image size per sim env: keep the cameras of the first's
+        pairs = [p for p in pairs if size_of[p[0]] == size_of[pairs[0][0]]]
+    return pairs, (size_of[pairs[0][0]] if pairs else None)
 
 
 def recorded_frames(dataset: str, episode: int, cameras: list[str]) -> dict[str, list[np.ndarray]]:
@@ -108,14 +118,14 @@ def recorded_frames(dataset: str, episode: int, cameras: list[str]) -> dict[str,
     return out
 
 
-def side_by_side(recorded: dict[str, np.ndarray], sim: dict[str, np.ndarray]) -> np.ndarray:
-    """Each camera's recorded frame beside the sim's, labelled, one row per camera."""
+def side_by_side(pairs: list[tuple[str, str]], recorded: dict[str, np.ndarray], sim: dict[str, np.ndarray]) -> np.ndarray:
+    """Each recorded camera's frame beside the sim's view of it, labelled, one row per camera."""
     import cv2
 
     rows = []
-    for cam, a in recorded.items():
-        pair = [a.copy(), np.ascontiguousarray(sim[cam])]
-        for img, label in zip(pair, (f"recorded {cam}", f"sim {cam}"), strict=True):
+    for cam, sim_cam in pairs:
+        pair = [recorded[cam].copy(), np.ascontiguousarray(sim[sim_cam])]
+        for img, label in zip(pair, (f"recorded {cam}", f"sim {sim_cam}"), strict=True):
             scale = max(0.3, img.shape[0] / 480)
             cv2.putText(img, label, (6, int(18 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (255, 255, 0),
                         max(1, int(scale)), cv2.LINE_AA)
@@ -228,7 +238,13 @@ def run_replay(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_resolved_config(args, out)
     video = args.video and not real
-    cams: list[str] = []
+    cams: list[tuple[str, str]] = []
+    camera_map = {}
+    for item in args.camera_map or []:
+        a, _, b = item.partition("=")
+        if not (a and b):
+            parser.error(f"--camera-map {item!r}: give DATASET_CAMERA=SIM_CAMERA, e.g. laptop=front")
+        camera_map[a] = b
     if real:
         kwargs = parse_follower(parser, args, spec).env_kwargs("replay")
         kwargs["cameras"] = {}  # the joints are what is compared
@@ -236,9 +252,9 @@ def run_replay(args: argparse.Namespace) -> int:
         env = gym.make(args.env, **kwargs)
     else:  # however long the recordings, not the task's limit
         longest = max(len(d[1]) for d in data.values())
-        cams, size = shared_cameras(args.dataset, spec) if video else ([], None)
+        cams, size = shared_cameras(args.dataset, spec, camera_map) if video else ([], None)
         if cams:  # the sim's view of each camera the dataset recorded, at its size, beside the recording
-            env = gym.make(args.env, obs_type="pixels_agent_pos", cameras=cams, image_size=size,
+            env = gym.make(args.env, obs_type="pixels_agent_pos", cameras=list(dict.fromkeys(b for _, b in cams)), image_size=size,
                            max_episode_steps=longest + 1)
         else:
             env = gym.make(args.env, obs_type="state", render_mode="rgb_array" if video else None,
@@ -254,10 +270,10 @@ def run_replay(args: argparse.Namespace) -> int:
                 print(f"episode {e}: driving the arm to its first pose (up to {args.start_time:g} s) ...", flush=True)
             frame = None
             if video and cams:
-                seen = recorded_frames(args.dataset, e, cams)
+                seen = recorded_frames(args.dataset, e, [a for a, _ in cams])
 
                 def frame(obs: dict[str, Any], t: int, seen: dict = seen) -> np.ndarray:
-                    return side_by_side({c: seen[c][t] for c in seen}, obs["pixels"])
+                    return side_by_side(cams, {c: seen[c][t] for c in seen}, obs["pixels"])
             elif video:
                 def frame(obs: dict[str, Any], t: int) -> np.ndarray:
                     return env.render()

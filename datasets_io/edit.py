@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,25 @@ from twinarm.datasets_io.writer import check_version, repair, tasks_table
 RENUMBERED = ("episode_index", "index", "task_index")
 
 
+def with_columns(table: pa.Table, values: Mapping[str, Sequence[Any] | np.ndarray]) -> pa.Table:
+    """`table` with the named columns' values replaced, each keeping its field and type."""
+    for name, v in values.items():
+        i = table.column_names.index(name)
+        table = table.set_column(i, table.schema.field(i), pa.array(v, type=table.schema.field(i).type))
+    return table
+
+
+def renumbered_stats(table: pa.Table, stats: Mapping[str, Sequence[dict[str, np.ndarray]]]) -> dict[str, list[Any]]:
+    """Values for an episodes table's `stats/<feature>/<stat>` columns of the renumbered `stats` features (one
+    stats dict per row), for `with_columns`."""
+    out: dict[str, list[Any]] = {}
+    for c in table.column_names:
+        feature, _, stat = c.removeprefix("stats/").rpartition("/")
+        if c.startswith("stats/") and feature in stats:
+            out[c] = [np.asarray(s[stat]).tolist() for s in stats[feature]]
+    return out
+
+
 def delete_episodes(src: str | Path, dst: str | Path, episodes: Iterable[int]) -> tuple[Path, list[str]]:
     """Copy the dataset at `src` to `dst` without `episodes` (indices in `src`). Returns `dst` and one line per
     video file whose deleted footage could not be cut out by remuxing (kept whole, unreferenced). The copy is
@@ -54,7 +73,7 @@ def delete_episodes(src: str | Path, dst: str | Path, episodes: Iterable[int]) -
         raise DatasetError("no episodes to delete were given")
     tmp = dst.with_name(dst.name + ".editing")
     shutil.rmtree(tmp, ignore_errors=True)
-    _copy_unless_written(src, tmp)
+    copy_unless_written(src, tmp)
     try:
         repair(tmp)  # the copy of an interrupted commit is finished the way `dataset check --repair` would
         info = load_json(tmp / INFO_PATH)
@@ -73,7 +92,7 @@ def delete_episodes(src: str | Path, dst: str | Path, episodes: Iterable[int]) -
     return dst, notes
 
 
-def _copy_unless_written(src: Path, tmp: Path) -> None:
+def copy_unless_written(src: Path, tmp: Path) -> None:
     """Copy the dataset, holding its write lock so no recording appends meanwhile (a dataset that twinarm never
     wrote has no lock file, and none is made in it)."""
     lock = WriteLock(src) if (src / LOCK_PATH).exists() else None
@@ -92,7 +111,7 @@ def _delete_in_copy(root: Path, info: dict[str, Any], mapping: dict[int, int]) -
         raise DatasetError(f"{root / EPISODES_DIR}: episode rows are not 0..{info['total_episodes'] - 1}; "
                            "run `twinarm dataset check`")
     kept_rows = [episodes[old] for old in mapping]
-    task_order = _tasks(root)
+    task_order = read_tasks(root)
     used = {t for r in kept_rows for t in r["tasks"]}
     new_tasks = [t for t in task_order if t in used]
     task_map = {task_order.index(t): i for i, t in enumerate(new_tasks)}
@@ -100,7 +119,7 @@ def _delete_in_copy(root: Path, info: dict[str, Any], mapping: dict[int, int]) -
     notes = _compact_videos(root, info, episodes, mapping)
     _rewrite_episodes(root, mapping, spans, renumbered_stats, {old: episodes[old] for old in mapping})
     pq.write_table(tasks_table(new_tasks), root / TASKS_PATH)
-    _rewrite_stats(root, info)
+    aggregate_global_stats(root, info)
     info = {**info, "total_episodes": len(mapping), "total_frames": sum(b - a for a, b in spans.values()),
             "total_tasks": len(new_tasks), "splits": {"train": f"0:{len(mapping)}"}}
     (root / INFO_PATH).write_text(json.dumps(info, indent=4))
@@ -116,7 +135,7 @@ def _episode_rows(root: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["episode_index"])
 
 
-def _tasks(root: Path) -> list[str]:
+def read_tasks(root: Path) -> list[str]:
     t = read_parquet(root / TASKS_PATH)
     order = np.argsort(np.asarray(t.column("task_index")))
     return [t.column("task")[int(i)].as_py() for i in order]
@@ -145,9 +164,7 @@ def _rewrite_data(root: Path, mapping: dict[int, int], task_map: dict[int, int]
         new_ep = np.asarray([mapping[int(e)] for e in old_ep[rows]], dtype=np.int64)
         index = np.arange(start, start + rows.size, dtype=np.int64)
         task = np.asarray([task_map[int(t)] for t in table.column("task_index").to_numpy()], dtype=np.int64)
-        for name, values in (("episode_index", new_ep), ("index", index), ("task_index", task)):
-            i = table.column_names.index(name)
-            table = table.set_column(i, table.schema.field(i), pa.array(values, type=table.schema.field(i).type))
+        table = with_columns(table, {"episode_index": new_ep, "index": index, "task_index": task})
         pq.write_table(table, path)
         for e in np.unique(new_ep):
             sel = new_ep == e
@@ -179,18 +196,11 @@ def _rewrite_episodes(root: Path, mapping: dict[int, int], spans: dict[int, tupl
         for c in table.column_names:
             if c.startswith("videos/") and c.endswith("_timestamp"):
                 values[c] = [kept[int(old[i])][c] for i in rows]
-            for name in RENUMBERED:
-                prefix = f"stats/{name}/"
-                if c.startswith(prefix) and name in renumbered[news[0]]:
-                    stat = c[len(prefix):]
-                    values[c] = [np.asarray(renumbered[n][name][stat]).tolist() for n in news]
-        for c, v in values.items():
-            i = table.column_names.index(c)
-            table = table.set_column(i, table.schema.field(i), pa.array(v, type=table.schema.field(i).type))
-        pq.write_table(table, path)
+        values.update(renumbered_stats(table, {name: [renumbered[n][name] for n in news] for name in RENUMBERED}))
+        pq.write_table(with_columns(table, values), path)
 
 
-def _rewrite_stats(root: Path, info: dict[str, Any]) -> None:
+def aggregate_global_stats(root: Path, info: dict[str, Any]) -> None:
     """Global stats: LeRobot's aggregate of the kept episodes' stats (features without per-episode stats keep theirs)."""
     per_episode: list[dict[str, dict[str, np.ndarray]]] = []
     for path in sorted_parquet_files(root / EPISODES_DIR):

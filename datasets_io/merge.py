@@ -22,7 +22,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from twinarm.datasets_io import stats as st
-from twinarm.datasets_io.edit import RENUMBERED, _copy_unless_written, _rewrite_stats, _tasks
+from twinarm.datasets_io.edit import (
+    aggregate_global_stats,
+    copy_unless_written,
+    read_tasks,
+    renumbered_stats,
+    with_columns,
+)
 from twinarm.datasets_io.layout import (
     DATA_PATH,
     EPISODES_DIR,
@@ -59,13 +65,13 @@ def merge_datasets(sources: Sequence[str | Path], dst: str | Path) -> Path:
     _check_compatible(srcs, infos)
     tmp = dst.with_name(dst.name + ".merging")
     shutil.rmtree(tmp, ignore_errors=True)
-    _copy_unless_written(srcs[0], tmp)
+    copy_unless_written(srcs[0], tmp)
     try:
         repair(tmp)
         for src in srcs[1:]:
             with _reading(src):
                 _append(tmp, src)
-        _rewrite_stats(tmp, load_json(tmp / INFO_PATH))
+        aggregate_global_stats(tmp, load_json(tmp / INFO_PATH))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -125,10 +131,10 @@ def _append(root: Path, src: Path) -> None:
                                                   "meta/episodes/chunk_index", "meta/episodes/file_index",
                                                   *_video_columns(info)]).to_pylist()]  # fmt: skip
     ep_offset, frame_offset = int(info["total_episodes"]), int(info["total_frames"])
-    tasks = _tasks(root)
-    new_tasks = [t for t in _tasks(src) if t not in tasks]
+    tasks = read_tasks(root)
+    new_tasks = [t for t in read_tasks(src) if t not in tasks]
     all_tasks = tasks + new_tasks
-    task_map = {i: all_tasks.index(t) for i, t in enumerate(_tasks(src))}
+    task_map = {i: all_tasks.index(t) for i, t in enumerate(read_tasks(src))}
 
     # Data files, then video files, each under the next free numbers; remember where each source file went.
     fix = DataFix(ep_offset, frame_offset, task_map)
@@ -163,14 +169,7 @@ def _append(root: Path, src: Path) -> None:
             "index": [st.vector_stats(np.arange(a, b)) for a, b in zip(starts, ends, strict=True)],
             "task_index": [st.vector_stats(fix.task_indices[int(e)]) for e in new_ep],
         }
-        for c in table.column_names:
-            for name in RENUMBERED:
-                prefix = f"stats/{name}/"
-                if c.startswith(prefix) and name in renumbered:
-                    values[c] = [np.asarray(s[c[len(prefix):]]).tolist() for s in renumbered[name]]
-        for c, v in values.items():
-            i = table.column_names.index(c)
-            table = table.set_column(i, table.schema.field(i), pa.array(v, type=table.schema.field(i).type))
+        table = with_columns(table, {**values, **renumbered_stats(table, renumbered)})
         out = root / EPISODES_PATH.format(chunk_index=meta_last[0], file_index=meta_last[1])
         out.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, out)
@@ -203,11 +202,8 @@ class DataFix:
         task = np.asarray([self.task_map[int(t)] for t in table.column("task_index").to_numpy()], dtype=np.int64)
         for e in np.unique(ep):
             self.task_indices[int(e)] = np.concatenate([self.task_indices.get(int(e), task[:0]), task[ep == e]])
-        cols = {"episode_index": ep, "index": table.column("index").to_numpy() + self.frame_offset, "task_index": task}
-        for name, v in cols.items():
-            i = table.column_names.index(name)
-            table = table.set_column(i, table.schema.field(i), pa.array(v, type=table.schema.field(i).type))
-        return table
+        return with_columns(table, {"episode_index": ep, "index": table.column("index").to_numpy() + self.frame_offset,
+                                    "task_index": task})
 
 
 def _copy_files(src: Path, root: Path, template: str, last: tuple[int, int] | None, cs: int, what: str,

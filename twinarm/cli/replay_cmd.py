@@ -203,9 +203,44 @@ def replay_episode(env: Any, state: np.ndarray, action: np.ndarray, seed: int,
     return replayed, frames
 
 
-def run_replay(args: argparse.Namespace) -> int:
+def parse_camera_map(parser: argparse.ArgumentParser, items: list[str] | None) -> dict[str, str]:
+    """`--camera-map laptop=front ...` as {dataset camera: sim camera}."""
+    mapping = {}
+    for item in items or []:
+        a, _, b = item.partition("=")
+        if not (a and b):
+            parser.error(f"--camera-map {item!r}: give DATASET_CAMERA=SIM_CAMERA, e.g. laptop=front")
+        mapping[a] = b
+    return mapping
+
+
+def make_env(args: argparse.Namespace, spec: Any, real: bool, video: bool, longest: int,
+             camera_map: dict[str, str]) -> tuple[Any, list[tuple[str, str]]]:
+    """The env to replay on, and the (dataset, sim) camera pairs its video shows: the real arm without cameras
+    (its joints are what is compared); in sim, the cameras the dataset recorded at its image size, or none."""
     import gymnasium as gym
 
+    if real:
+        kwargs = parse_follower(args._parser, args, spec).env_kwargs("replay")
+        return gym.make(args.env, **{**kwargs, "cameras": {}, "start_timeout_s": args.start_time}), []
+    cams, size = shared_cameras(args.dataset, spec, camera_map) if video else ([], None)
+    limit = {"max_episode_steps": longest + 1}  # however long the recordings, not the task's limit
+    if cams:
+        sim_cams = list(dict.fromkeys(b for _, b in cams))
+        return gym.make(args.env, obs_type="pixels_agent_pos", cameras=sim_cams, image_size=size, **limit), cams
+    return gym.make(args.env, obs_type="state", render_mode="rgb_array" if video else None, **limit), []
+
+
+def video_frame(env: Any, dataset: str, episode: int,
+                cams: list[tuple[str, str]]) -> Callable[[dict[str, Any], int], np.ndarray]:
+    """A frame per step: each recorded camera beside the sim's view of it, or (no shared camera) the sim's render."""
+    if not cams:
+        return lambda obs, t: env.render()
+    seen = recorded_frames(dataset, episode, [a for a, _ in cams])
+    return lambda obs, t: side_by_side(cams, {c: frames[t] for c, frames in seen.items()}, obs["pixels"])
+
+
+def run_replay(args: argparse.Namespace) -> int:
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.arms import get_arm
     from twinarm.cli.dataset_cmd import episode_list
@@ -238,27 +273,8 @@ def run_replay(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_resolved_config(args, out)
     video = args.video and not real
-    cams: list[tuple[str, str]] = []
-    camera_map = {}
-    for item in args.camera_map or []:
-        a, _, b = item.partition("=")
-        if not (a and b):
-            parser.error(f"--camera-map {item!r}: give DATASET_CAMERA=SIM_CAMERA, e.g. laptop=front")
-        camera_map[a] = b
-    if real:
-        kwargs = parse_follower(parser, args, spec).env_kwargs("replay")
-        kwargs["cameras"] = {}  # the joints are what is compared
-        kwargs["start_timeout_s"] = args.start_time
-        env = gym.make(args.env, **kwargs)
-    else:  # however long the recordings, not the task's limit
-        longest = max(len(d[1]) for d in data.values())
-        cams, size = shared_cameras(args.dataset, spec, camera_map) if video else ([], None)
-        if cams:  # the sim's view of each camera the dataset recorded, at its size, beside the recording
-            env = gym.make(args.env, obs_type="pixels_agent_pos", cameras=list(dict.fromkeys(b for _, b in cams)), image_size=size,
-                           max_episode_steps=longest + 1)
-        else:
-            env = gym.make(args.env, obs_type="state", render_mode="rgb_array" if video else None,
-                           max_episode_steps=longest + 1)
+    camera_map = parse_camera_map(parser, args.camera_map)
+    env, cams = make_env(args, spec, real, video, max(len(d[1]) for d in data.values()), camera_map)
     single = len(episodes) == 1
     per_episode: dict[str, Any] = {}
     written: list[Path] = []
@@ -268,15 +284,7 @@ def run_replay(args: argparse.Namespace) -> int:
             state, action, _ = data[e]
             if real:
                 print(f"episode {e}: driving the arm to its first pose (up to {args.start_time:g} s) ...", flush=True)
-            frame = None
-            if video and cams:
-                seen = recorded_frames(args.dataset, e, [a for a, _ in cams])
-
-                def frame(obs: dict[str, Any], t: int, seen: dict = seen) -> np.ndarray:
-                    return side_by_side(cams, {c: seen[c][t] for c in seen}, obs["pixels"])
-            elif video:
-                def frame(obs: dict[str, Any], t: int) -> np.ndarray:
-                    return env.render()
+            frame = video_frame(env, args.dataset, e, cams) if video else None
             replayed, frames = replay_episode(env, state, action, args.seed + e, frame)
             states.append(state)
             replays.append(replayed)

@@ -208,20 +208,9 @@ def run(args: argparse.Namespace) -> int:
 
         budget = ThreadBudget(torch.get_num_threads())
     judge = _ask_success if ask else None
-    keys = control = None
-    if real and sys.stdin.isatty():  # an operator at the terminal: LeRobot's keys end an episode or the run
-        from twinarm.datasets_io.recorder import RecordingControl
-        from twinarm.real.terminal_keys import TerminalKeys
-
-        try:
-            keys = TerminalKeys()
-        except OSError:  # stdin claims a terminal it cannot be put in key mode (a pipe posing as one)
-            keys = None
-        if keys is not None:
-            control = RecordingControl()
-            keys.subscribe(functools.partial(_on_eval_key, control))
-            print(EVAL_KEYS_HELP, flush=True)
-            before_round, judge = _prompting(keys, before_round), _prompting(keys, judge)
+    keys, control = _operator_keys() if real else (None, None)
+    if keys is not None:
+        before_round, judge = _prompting(keys, before_round), _prompting(keys, judge)
     try:
         result = evaluate(
             policy, args.env, n_episodes=args.episodes, n_envs=n_envs, seed=args.seed,
@@ -331,7 +320,24 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
     return kwargs, functools.partial(_reset_pause, args.reset_time, args.episodes, args.start_pose == "home"), 1
 
 
-EVAL_KEYS_HELP = "keys: -> end the episode now (it counts as it stands), Esc stop after this episode"
+EVAL_KEYS_HELP = "keys: -> end the episode now (it counts as it stands), Esc end it and the evaluation"
+
+
+def _operator_keys() -> tuple[Any, Any]:
+    """(TerminalKeys, RecordingControl) when an operator is at a terminal, for LeRobot's keys; else (None, None)."""
+    if not sys.stdin.isatty():
+        return None, None
+    from twinarm.datasets_io.recorder import RecordingControl
+    from twinarm.real.terminal_keys import TerminalKeys
+
+    try:
+        keys = TerminalKeys()
+    except OSError:  # stdin claims a terminal it cannot be put in key mode (a pipe posing as one)
+        return None, None
+    control = RecordingControl()
+    keys.subscribe(functools.partial(_on_eval_key, control))
+    print(EVAL_KEYS_HELP, flush=True)
+    return keys, control
 
 
 def _on_eval_key(control: Any, key: str) -> None:
@@ -342,7 +348,7 @@ def _on_eval_key(control: Any, key: str) -> None:
         print("\n-> this episode ends now", flush=True)
         control.request(END)
     elif key == "esc" and not control.stopped:
-        print("\nEsc: stopping after this episode", flush=True)
+        print("\nEsc: this episode ends now, and the evaluation with it", flush=True)
         control.request(STOP)
     elif key == "left":
         print("\n<- does nothing in eval: every episode counts (-> ends one early)", flush=True)

@@ -60,6 +60,10 @@ def test_dataset_cli_info_check_view(tmp_path, capsys):
     assert main(["dataset", "info", str(root)]) == 0
     out = capsys.readouterr().out
     assert "episodes" in out and "9 (0.9 s)" in out and "observation.images.front" in out
+    assert main(["dataset", "info", str(root), "--episodes"]) == 0  # one line per episode, e.g. to pick deletions
+    out = capsys.readouterr().out
+    assert "      0       5      0.5  Pick up the cube." in out
+    assert "      1       4      0.4  Move the gripper to the target." in out
     assert main(["dataset", "check", str(root), "--deep"]) == 0
     assert main(["dataset", "view", str(root), "--episode", "1", "--out", str(tmp_path / "ep.png")]) == 0
     assert (tmp_path / "ep.png").stat().st_size > 1000

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     info = ds.add_parser("info", help="summary table of a dataset", description="Print a dataset's summary: "
                          "frames, episodes, tasks, fps, features with shapes, files.")
     info.add_argument("root", help="dataset directory or Hub repo id")
+    info.add_argument("--episodes", action="store_true",
+                      help="also one line per episode: index, frames, seconds, task (to pick ones to delete)")
     add_config_arg(info)
     info.set_defaults(func=run_info, _parser=info)
 
@@ -143,11 +145,31 @@ def info_rows(root: str) -> list[tuple[str, str]]:
     return rows
 
 
+def episode_rows(root: str) -> list[tuple[int, int, float, str]]:
+    """(episode, frames, seconds, task(s)) of every episode, from meta/episodes."""
+    from twinarm.datasets_io.layout import EPISODES_DIR, read_parquet, sorted_parquet_files
+    from twinarm.datasets_io.reader import DatasetMeta, resolve_root
+
+    meta = DatasetMeta(resolve_root(root))
+    rows = []
+    for path in sorted_parquet_files(meta.root / EPISODES_DIR):
+        table = read_parquet(path)
+        tasks = table.column("tasks").to_pylist() if "tasks" in table.column_names else [[]] * table.num_rows
+        for e, n, t in zip(table.column("episode_index").to_pylist(), table.column("length").to_pylist(), tasks,
+                           strict=True):
+            rows.append((int(e), int(n), n / meta.fps, " | ".join(t or [])))
+    return sorted(rows)
+
+
 def run_info(args: argparse.Namespace) -> int:
     rows = info_rows(args.root)
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k.ljust(w)}  {v}")
+    if args.episodes:
+        print(f"\n{'episode':>7}  {'frames':>6}  {'seconds':>7}  task")
+        for e, n, sec, task in episode_rows(args.root):
+            print(f"{e:>7}  {n:>6}  {sec:>7.1f}  {task}")
     return 0
 
 

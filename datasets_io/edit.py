@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from twinarm.datasets_io import stats as st
+from twinarm.datasets_io.features import video_keys
 from twinarm.datasets_io.layout import (
     DATA_DIR,
     EPISODES_DIR,
@@ -223,9 +224,7 @@ def _compact_videos(root: Path, info: dict[str, Any], episodes: list[dict[str, A
     `episodes`; files with nothing kept are removed. Returns a line per file kept whole."""
     notes: list[str] = []
     fps = int(info["fps"])
-    for key, ft in info["features"].items():
-        if ft["dtype"] != "video":
-            continue
+    for key in video_keys(info["features"]):
         files: dict[tuple[int, int], list[int]] = {}
         for r in episodes:
             files.setdefault((r[f"videos/{key}/chunk_index"], r[f"videos/{key}/file_index"]), []).append(r["episode_index"])

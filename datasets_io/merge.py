@@ -29,6 +29,7 @@ from twinarm.datasets_io.edit import (
     renumbered_stats,
     with_columns,
 )
+from twinarm.datasets_io.features import video_keys
 from twinarm.datasets_io.layout import (
     DATA_PATH,
     EPISODES_DIR,
@@ -37,6 +38,7 @@ from twinarm.datasets_io.layout import (
     JOURNAL_PATH,
     LOCK_PATH,
     TASKS_PATH,
+    TMP_MARK,
     VIDEO_PATH,
     DatasetError,
     WriteLock,
@@ -142,7 +144,7 @@ def _append(root: Path, src: Path) -> None:
     video_maps = {
         key: _copy_files(src, root, VIDEO_PATH.replace("{video_key}", key), _last_file(base_rows, f"videos/{key}"),
                          cs, f"videos/{key}", None)
-        for key in _video_keys(info)
+        for key in video_keys(info["features"])
     }
     meta_last = _last_file(base_rows, "meta/episodes")
     for path in sorted_parquet_files(src / EPISODES_DIR):
@@ -181,12 +183,8 @@ def _append(root: Path, src: Path) -> None:
     (root / INFO_PATH).write_text(json.dumps(info, indent=4))
 
 
-def _video_keys(info: dict[str, Any]) -> list[str]:
-    return [k for k, ft in info["features"].items() if ft["dtype"] == "video"]
-
-
 def _video_columns(info: dict[str, Any]) -> list[str]:
-    return [f"videos/{k}/{c}" for k in _video_keys(info) for c in ("chunk_index", "file_index")]
+    return [f"videos/{k}/{c}" for k in video_keys(info["features"]) for c in ("chunk_index", "file_index")]
 
 
 class DataFix:
@@ -231,6 +229,6 @@ def _files(root: Path, template: str) -> list[tuple[tuple[int, int], Path]]:
     folder = root / template.split("/chunk-")[0]
     out = []
     for path in folder.glob("chunk-*/file-*.*"):
-        if path.suffix == Path(template).suffix and ".twinarm-tmp" not in path.name:
+        if path.suffix == Path(template).suffix and TMP_MARK not in path.name:
             out.append(((int(path.parent.name[6:]), int(path.stem[5:])), path))
     return out

@@ -70,9 +70,9 @@ def run_find_cameras(args: argparse.Namespace) -> int:
             candidates[f"realsense_{serial}"] = ({"type": "realsense", "serial_number": serial}, f"realsense:{serial}")
     except (ImportError, RuntimeError) as exc:  # pyrealsense2 missing, or no librealsense backend
         print(f"RealSense: not searched ({exc})")
+    sources = dict(item.partition("=")[::2] for item in args.camera or [])  # as typed, for the flags printed
     for name, cfg in given.items():
-        ref = cfg.get("index_or_path", cfg.get("serial_number", cfg.get("playback_file")))
-        candidates[name] = (dict(cfg), f"realsense:{ref}" if cfg["type"] == "realsense" else str(ref))
+        candidates[name] = (dict(cfg), sources[name])
     if not candidates:
         probed = f"at indices 0..{args.max_index - 1}" if args.max_index > 0 else "(not probed)"
         print(f"no camera found: no OpenCV device {probed}, no RealSense device. Plugged in? On Linux, is the user "

@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from twinarm.real.terminal_keys import TerminalKeys
     from twinarm.spec import ArmSpec
 
-#: The recording keys (LeRobot's) and what each asks of the recorder.
-RECORD_KEYS = {"right": "end", "left": "rerecord", "esc": "stop"}
 KEYS_HELP = "keys: -> end the episode (or the reset period) now, <- discard the episode and record it again, Esc stop"
 
 
@@ -103,12 +101,13 @@ class TeleopRecording:
         a = self.args
         steps = max(1, round(a.episode_time * self.spec.control_hz))
         control = RecordingControl()
+        record_keys = {"right": END, "left": RERECORD, "esc": STOP}  # LeRobot's recording keys
         phase = {"episode": 1, "reset": False}  # what the keys act on now (for the lines they print)
         if keys is not None:
             print(KEYS_HELP, flush=True)
 
             def on_key(key: str) -> None:
-                if key not in RECORD_KEYS or control.stopped:
+                if key not in record_keys or control.stopped:
                     return
                 k = phase["episode"]
                 if key == "right":
@@ -120,7 +119,7 @@ class TeleopRecording:
                     line = "Esc: stopping" + ("" if phase["reset"] else f" (episode {k} is kept)")
                 if line:
                     print(f"\n{line}", flush=True)
-                control.request(RECORD_KEYS[key])
+                control.request(record_keys[key])
 
             keys.subscribe(on_key)
 

@@ -77,6 +77,8 @@ class TrainConfig:
     """Env image size (h, w) for pixel observations."""
     randomization: dict[str, Any] | None = None
     """Sim-to-real randomization (`twinarm.envs.randomization.Randomization` fields) of the online / eval env."""
+    dynamics: dict[str, Any] | None = None
+    """The arm's fitted servo and joint parameters (`twinarm fit-dynamics`' file, as a dict) in the online / eval env."""
     lr_schedule: str | None = None
     """`constant` or `cosine` (default: cosine with warmup for diffusion, constant otherwise)."""
     lr_warmup_steps: int = 500
@@ -309,6 +311,11 @@ def make_optimizer(policy: Policy) -> torch.optim.Optimizer:
     )
 
 
+def _sim_kwargs(tc: TrainConfig) -> dict[str, Any]:
+    """The gym.make kwargs that shape the sim world of online training and evaluation: randomization, dynamics."""
+    return {k: v for k, v in (("randomization", tc.randomization), ("dynamics", tc.dynamics)) if v is not None}
+
+
 def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path, budget: ThreadBudget | None) -> dict[str, Any]:
     from twinarm.agents.eval import evaluate, save_result
 
@@ -316,7 +323,7 @@ def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path, budget: Thr
     res = evaluate(
         policy, tc.env, n_episodes=tc.eval_episodes, n_envs=tc.eval_n_envs, seed=tc.seed + 10_000_000,
         videos_dir=out / "eval" / f"{step:08d}", max_videos=1, image_size=tc.image_size,
-        env_kwargs=None if tc.randomization is None else {"randomization": tc.randomization}, precision=tc.precision,
+        env_kwargs=_sim_kwargs(tc) or None, precision=tc.precision,
         thread_budget=budget,
     )  # fmt: skip
     save_result(res, out / "eval" / f"{step:08d}")
@@ -509,8 +516,7 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device, budget: Thre
     kwargs: dict[str, Any] = {"obs_type": tc.obs_type or "state"}
     if tc.image_size:
         kwargs["image_size"] = tuple(tc.image_size)
-    if tc.randomization is not None:
-        kwargs["randomization"] = tc.randomization
+    kwargs.update(_sim_kwargs(tc))
     env = gym.make(tc.env, **kwargs)
     policy = build_policy_online(tc, env).to(device)
     spec = get_arm(policy.config.arm)

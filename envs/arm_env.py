@@ -4,11 +4,13 @@ Observations: `agent_pos` (spec units), `pixels/<camera>` (uint8 HWC) and, for `
 `environment_state`. Actions are absolute joint targets in spec units. `info["is_success"]` always.
 Episodes never terminate on their own; truncation comes from `max_episode_steps` at registration.
 `reset(options={"joints": q})` starts the arm at `q` (spec units) instead of its home pose, e.g. to replay a
-recorded episode from where it began.
+recorded episode from where it began. `dynamics=` (a file of `twinarm fit-dynamics`, `envs.dynamics`) replaces the
+model's servo and joint parameters (and adds its command latency); randomization then draws around those.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, ClassVar
 
@@ -16,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from twinarm.arms import get_arm
+from twinarm.envs.dynamics import ArmDynamics, apply_dynamics
 from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.randomization import Randomization, Randomizer
 from twinarm.envs.render import CameraRenderer
@@ -39,6 +42,7 @@ class ArmEnv(gym.Env):
         n_substeps: int | None = None,
         high_quality_render: bool = False,
         randomization: Randomization | dict[str, Any] | None = None,
+        dynamics: ArmDynamics | dict[str, Any] | str | None = None,
     ):
         if obs_type not in OBS_TYPES:
             raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
@@ -50,6 +54,7 @@ class ArmEnv(gym.Env):
             arm=arm, obs_type=obs_type, render_mode=render_mode, image_size=image_size,
             cameras=cameras, n_substeps=n_substeps, high_quality_render=high_quality_render,
             randomization=None if randomization is None else Randomization.coerce(randomization).to_dict(),
+            dynamics=None if dynamics is None else ArmDynamics.coerce(dynamics).to_dict(),
         )  # fmt: skip
         self.spec_arm = get_arm(arm)
         self.obs_type = obs_type
@@ -58,7 +63,11 @@ class ArmEnv(gym.Env):
         self.task = self.task_cls(self.spec_arm)
         self.physics = ArmPhysics.from_arm(self.spec_arm, n_substeps, scene_hooks=(self.task.build_scene,))
         self.task.bind(self.physics)
-        self.randomizer = Randomizer(randomization, self.physics.model)
+        cfg = Randomization.coerce(randomization)
+        if dynamics is not None:  # before the randomizer takes the model's values as its nominal ones
+            dyn = apply_dynamics(self.physics.model, self.spec_arm, self._init_kwargs["dynamics"])
+            cfg = dataclasses.replace(cfg, action_delay_steps=cfg.action_delay_steps + dyn.action_delay_steps)
+        self.randomizer = Randomizer(cfg, self.physics.model)
         self.cameras = self.spec_arm.resolve_cameras(cameras, image_size)
         self.observation_space = self.spec_arm.observation_space(
             obs_type, self.cameras, self.task.env_state_dim if obs_type == "state" else None

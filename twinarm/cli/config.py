@@ -90,3 +90,28 @@ def load_randomization(value: str | dict[str, Any] | None) -> dict[str, Any] | N
         return Randomization.coerce(value).to_dict()
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"{source}: {exc}") from None
+
+
+def add_dynamics_arg(parser: argparse.ArgumentParser, what: str = "the sim env") -> None:
+    parser.add_argument(
+        "--dynamics", default=None, metavar="FILE",
+        help=f"servo and joint parameters (and command latency) of the arm in {what}, from `twinarm fit-dynamics` "
+        "(default: the model's own)",
+    )  # fmt: skip
+
+
+def load_dynamics(value: str | Path | dict[str, Any] | None, arm: str | None = None) -> dict[str, Any] | None:
+    """A `--dynamics` file (or its mapping from a --config file) as a checked dict, None when not given; errors
+    name the file and what is wrong in it, or the arm it was fitted on when that is not `arm`."""
+    from twinarm.envs.dynamics import ArmDynamics
+
+    if value is None:
+        return None
+    source = "--dynamics" if isinstance(value, dict) else f"--dynamics {value}"
+    try:
+        dyn = ArmDynamics.coerce(value if isinstance(value, dict) else Path(value))
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"{source}: {exc}") from None
+    if arm is not None and dyn.arm != arm:
+        raise SystemExit(f"{source} was fitted on arm {dyn.arm!r}, not {arm!r}")
+    return dyn.to_dict()

@@ -12,7 +12,9 @@ from typing import Any
 
 from twinarm.cli.config import (
     add_config_arg,
+    add_dynamics_arg,
     add_randomization_arg,
+    load_dynamics,
     load_randomization,
     write_resolved_config,
 )
@@ -104,6 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dataset whose frames fix the int8 backbone's activation ranges (default: the dataset the "
                    "checkpoint was trained on, from its run's train_config.json)")
     add_randomization_arg(p, "the sim env (each episode draws from its seed)")
+    add_dynamics_arg(p)
     real = p.add_argument_group("on the real arm (a -Real env id)")
     add_follower_args(real, required=False)
     real.add_argument("--ask-success", action=argparse.BooleanOptionalAction, default=None,
@@ -298,10 +301,13 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
         if hardware_flags:
             parser.error(f"{' '.join(hardware_flags)}: only for a real arm ({entry.real_id}), not the sim id {args.env}")
         randomization = load_randomization(args.randomization)
-        kwargs = {} if randomization is None else {"randomization": randomization}
+        dynamics = load_dynamics(args.dynamics, entry.arm)
+        kwargs = {k: v for k, v in (("randomization", randomization), ("dynamics", dynamics)) if v is not None}
         return kwargs, None, 10 if args.n_envs is None else args.n_envs
     if args.randomization is not None:
         parser.error(f"--randomization: {args.env} is the real arm, whose world is random enough; it is for sim ids")
+    if args.dynamics is not None:
+        parser.error(f"--dynamics sets the sim arm's parameters; {args.env} is the real arm")
     if not (args.port and args.calibration):
         parser.error(f"{args.env} is the real arm: name its --port and --calibration (and --camera NAME=SOURCE "
                      "for each camera the policy sees)")

@@ -13,7 +13,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from twinarm.cli.config import add_config_arg, add_randomization_arg, load_randomization, resolved_config
+from twinarm.cli.config import (
+    add_config_arg,
+    add_dynamics_arg,
+    add_randomization_arg,
+    load_dynamics,
+    load_randomization,
+    resolved_config,
+)
 
 RECORD_CONFIG = "meta/twinarm_record.json"
 
@@ -46,15 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-attempts", type=int, default=None, help="give up after this many rollouts")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_randomization_arg(p, "every recorded episode (drawn per episode from its seed)")
+    add_dynamics_arg(p, "every recorded episode")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
 
-def make_env(env_id: str, image_size: tuple[int, int], randomization: dict[str, Any] | None = None) -> gym.Env:
+def make_env(env_id: str, image_size: tuple[int, int], randomization: dict[str, Any] | None = None,
+             dynamics: dict[str, Any] | None = None) -> gym.Env:  # fmt: skip
     """The env a recorder worker builds (module-level so worker processes can unpickle it)."""
     import twinarm  # noqa: F401  (registers the ids in the worker)
 
-    return gym.make(env_id, obs_type="pixels_agent_pos", image_size=image_size, randomization=randomization)
+    return gym.make(env_id, obs_type="pixels_agent_pos", image_size=image_size, randomization=randomization,
+                    dynamics=dynamics)  # fmt: skip
 
 
 def scripted_policy(env: gym.Env) -> Any:
@@ -124,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         args._parser.error(f"--episodes must be at least 1, got {args.episodes}")
     randomization = load_randomization(args.randomization)  # bad input fails before anything is written
     spec = get_arm(entry.arm)
+    dynamics = load_dynamics(args.dynamics, spec.name)
     image_size = (args.height, args.width)
     features = spec.lerobot_features(cameras=spec.resolve_cameras(image_size=image_size), use_videos=not args.images)
     root: Path = args.root
@@ -144,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     before = writer.num_episodes
     try:
         summary = record(
-            functools.partial(make_env, args.env, image_size, randomization),
+            functools.partial(make_env, args.env, image_size, randomization, dynamics),
             POLICIES[args.policy],
             writer,
             episodes=args.episodes,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from twinarm.cli.config import add_config_arg, write_resolved_config
+from twinarm.cli.config import add_config_arg, add_dynamics_arg, load_dynamics, write_resolved_config
 from twinarm.cli.real_cmd import add_follower_args, parse_follower
 
 EPILOG = """examples:
@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="sim seed of episode 0: episode k replays with seed + k, where the task's objects start, as "
                    "`twinarm record --seed S` recorded it (unless --only-success skipped seeds)")
+    add_dynamics_arg(p, "sim (to see how close a `twinarm fit-dynamics` file brings it)")
     real = p.add_argument_group("on the real arm (a -Real env id)")
     add_follower_args(real, required=False)
     real.add_argument("--start-time", type=float, default=10.0,
@@ -224,11 +225,12 @@ def make_env(args: argparse.Namespace, spec: Any, real: bool, video: bool, longe
         kwargs = parse_follower(args._parser, args, spec).env_kwargs("replay")
         return gym.make(args.env, **{**kwargs, "cameras": {}, "start_timeout_s": args.start_time}), []
     cams, size = shared_cameras(args.dataset, spec, camera_map) if video else ([], None)
-    limit = {"max_episode_steps": longest + 1}  # however long the recordings, not the task's limit
+    # however long the recordings, not the task's limit
+    kwargs = {"max_episode_steps": longest + 1, "dynamics": load_dynamics(args.dynamics, spec.name)}
     if cams:
         sim_cams = list(dict.fromkeys(b for _, b in cams))
-        return gym.make(args.env, obs_type="pixels_agent_pos", cameras=sim_cams, image_size=size, **limit), cams
-    return gym.make(args.env, obs_type="state", render_mode="rgb_array" if video else None, **limit), []
+        return gym.make(args.env, obs_type="pixels_agent_pos", cameras=sim_cams, image_size=size, **kwargs), cams
+    return gym.make(args.env, obs_type="state", render_mode="rgb_array" if video else None, **kwargs), []
 
 
 def video_frame(env: Any, dataset: str, episode: int,
@@ -261,6 +263,8 @@ def run_replay(args: argparse.Namespace) -> int:
         parser.error(f"{args.env} is the real arm: name its --port and --calibration")
     if real and args.camera:
         parser.error("--camera: replay compares the joints and opens no camera")
+    if real and args.dynamics:
+        parser.error(f"--dynamics sets the sim arm's parameters; {args.env} is the real arm")
     if not real and (args.port or args.calibration or args.camera):
         parser.error(f"--port/--calibration/--camera: only for a real arm ({entry.real_id}), not the sim id {args.env}")
     data = {e: load_episode(args.dataset, e, spec) for e in episodes}
@@ -306,7 +310,7 @@ def run_replay(args: argparse.Namespace) -> int:
     finally:
         env.close()
     pooled = tracking_table(spec, np.concatenate(states), np.concatenate(replays))
-    result = {"dataset": str(args.dataset), "env": args.env, "fps": fps, "frames": sum(len(s) for s in states),
+    result = {"dataset": str(args.dataset), "env": args.env, "dynamics": args.dynamics, "fps": fps, "frames": sum(len(s) for s in states),
               "episodes": per_episode, "joints": pooled}
     (out / "replay.json").write_text(json.dumps(result, indent=2) + "\n")
     what = f"episode {episodes[0]}" if single else f"{len(episodes)} episodes ({result['frames']} steps, pooled)"

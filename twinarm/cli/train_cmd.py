@@ -9,7 +9,9 @@ from typing import Any
 
 from twinarm.cli.config import (
     add_config_arg,
+    add_dynamics_arg,
     add_randomization_arg,
+    load_dynamics,
     load_randomization,
     write_resolved_config,
 )
@@ -90,6 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--push-to-hub", default=None, metavar="USER/NAME",
                    help="when training ends, publish the last checkpoint as this Hub model repo (twinarm push-policy)")
     add_randomization_arg(p, "the env of online training and of periodic evaluation")
+    add_dynamics_arg(p, "the env of online training and of periodic evaluation")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
@@ -110,8 +113,25 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         lr_schedule=args.lr_schedule, threads=args.threads, yield_cores=args.yield_cores, device=args.device, precision=args.precision, ema=args.ema,
         ema_max_decay=args.ema_max_decay, resume=args.resume, progress=args.progress,
         seed_steps=args.seed_steps, buffer_capacity=args.buffer_capacity, update_every=args.update_every,
-        randomization=load_randomization(args.randomization),
+        randomization=load_randomization(args.randomization), dynamics=_dynamics_for(args),
     )  # fmt: skip
+
+
+def _dynamics_for(args: argparse.Namespace) -> dict[str, Any] | None:
+    """`--dynamics`, checked against the arm of `--env` (which it needs: it shapes that env)."""
+    from twinarm.registration import entry_for
+
+    if args.dynamics is None:
+        return None
+    if not args.env:
+        args._parser.error("--dynamics shapes the sim env of online training and evaluation: give --env too")
+    try:
+        entry = entry_for(args.env)
+    except KeyError as exc:
+        args._parser.error(str(exc).strip("'\""))
+    if args.env == entry.real_id:
+        args._parser.error(f"--dynamics sets the sim arm's parameters; {args.env} is the real arm")
+    return load_dynamics(args.dynamics, entry.arm)
 
 
 def check_precision_arg(args: argparse.Namespace, device: Any) -> None:

@@ -1,0 +1,154 @@
+"""An arm's servo and joint parameters (position gain, damping, armature, friction loss) as a JSON file that
+sim envs load over the model's own values (`gym.make(id, dynamics="so101_fit.json")`), e.g. the output of
+`twinarm fit-dynamics`, which fits them to a real arm's recordings.
+
+Values are in MuJoCo's units of each joint: kp in N*m/rad (N/m for a slide joint), damping in N*m*s/rad,
+armature in kg*m^2, friction loss in N*m. Joints a file leaves out keep the model's values. A file may also
+give the arm's command latency in control steps (`action_delay_steps`), which the env adds to any
+randomization's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from twinarm.spec import ArmSpec
+
+#: The parameters a file may set per joint, in this order in tables and fits.
+PARAMS: tuple[str, ...] = ("kp", "damping", "armature", "frictionloss")
+FORMAT = "twinarm-dynamics/1"
+
+
+@dataclass(frozen=True)
+class ArmDynamics:
+    """Per-joint parameters of one arm: {joint: {param: value}}, its command latency in control steps, and
+    (`fit`) how they were obtained."""
+
+    arm: str
+    joints: dict[str, dict[str, float]]
+    action_delay_steps: int = 0
+    fit: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": FORMAT, "arm": self.arm, "action_delay_steps": self.action_delay_steps,
+                               "joints": self.joints}
+        if self.fit:
+            out["fit"] = self.fit
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "dynamics") -> ArmDynamics:
+        """Check a parsed file: known parameters, finite values, kp > 0, the others >= 0 (errors name `source`)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("arm"), str) or not isinstance(data.get("joints"), Mapping):
+            raise ValueError(f"{source}: expected {{'arm': NAME, 'joints': {{JOINT: {{PARAM: VALUE}}}}}}")
+        if data.get("format", FORMAT) != FORMAT:
+            raise ValueError(f"{source}: format {data['format']!r} is not {FORMAT!r}")
+        delay = data.get("action_delay_steps", 0)
+        if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
+            raise ValueError(f"{source}: action_delay_steps = {delay!r}: must be a whole number of control steps >= 0")
+        joints: dict[str, dict[str, float]] = {}
+        for joint, params in data["joints"].items():
+            if not isinstance(params, Mapping):
+                raise ValueError(f"{source}: joints.{joint} must map parameters to values")
+            unknown = sorted(set(params) - set(PARAMS))
+            if unknown:
+                raise ValueError(f"{source}: joints.{joint}: unknown parameters {unknown}; known: {list(PARAMS)}")
+            for name, value in params.items():
+                ok = isinstance(value, int | float) and math.isfinite(value) and (value > 0 if name == "kp" else value >= 0)
+                if not ok:
+                    bound = "> 0" if name == "kp" else ">= 0"
+                    raise ValueError(f"{source}: joints.{joint}.{name} = {value!r}: must be a finite number {bound}")
+            joints[str(joint)] = {p: float(params[p]) for p in PARAMS if p in params}
+        return cls(data["arm"], joints, delay, dict(data.get("fit", {})))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ArmDynamics:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"dynamics file not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def coerce(cls, value: ArmDynamics | Mapping[str, Any] | str | Path) -> ArmDynamics:
+        """An ArmDynamics, its dict form, or the path of its JSON file."""
+        if isinstance(value, ArmDynamics):
+            return value
+        if isinstance(value, Mapping):
+            return cls.from_dict(value)
+        return cls.load(value)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+
+@dataclass(frozen=True)
+class JointAddresses:
+    """Where each spec joint's parameters live in a model: its dof and its position actuator."""
+
+    dofs: np.ndarray
+    actuators: np.ndarray
+
+    @classmethod
+    def of(cls, model: mujoco.MjModel, spec: ArmSpec) -> JointAddresses:
+        dofs = np.array([model.jnt_dofadr[model.joint(n).id] for n in spec.joint_names])
+        acts = np.array([model.actuator(n).id for n in spec.joint_names])
+        for name, a in zip(spec.joint_names, acts, strict=True):
+            is_position = (
+                model.actuator_biastype[a] == mujoco.mjtBias.mjBIAS_AFFINE
+                and model.actuator_gainprm[a, 0] == -model.actuator_biasprm[a, 1]
+            )
+            if not is_position:
+                raise ValueError(f"{spec.name}: actuator {name!r} is not a position servo (kp, -kp): no kp to set")
+        return cls(dofs, acts)
+
+    def get(self, model: mujoco.MjModel, j: int, param: str) -> float:
+        d, a = self.dofs[j], self.actuators[j]
+        if param == "kp":
+            return float(model.actuator_gainprm[a, 0])
+        return float(getattr(model, f"dof_{param}")[d])
+
+    def set(self, model: mujoco.MjModel, j: int, param: str, value: float) -> None:
+        d, a = self.dofs[j], self.actuators[j]
+        if param == "kp":
+            model.actuator_gainprm[a, 0] = value
+            model.actuator_biasprm[a, 1] = -value
+        else:
+            getattr(model, f"dof_{param}")[d] = value
+
+
+def read_dynamics(model: mujoco.MjModel, spec: ArmSpec) -> ArmDynamics:
+    """The model's current values of every parameter of every joint."""
+    where = JointAddresses.of(model, spec)
+    return ArmDynamics(spec.name, {n: {p: where.get(model, j, p) for p in PARAMS} for j, n in enumerate(spec.joint_names)})
+
+
+def apply_dynamics(model: mujoco.MjModel, spec: ArmSpec, dynamics: ArmDynamics | Mapping[str, Any] | str | Path) -> ArmDynamics:
+    """Write `dynamics` into `model` (in place) and return it; refuses another arm's file or unknown joints."""
+    dyn = ArmDynamics.coerce(dynamics)
+    if dyn.arm != spec.name:
+        raise ValueError(f"dynamics for arm {dyn.arm!r} cannot load into {spec.name!r} (fit them on this arm)")
+    unknown = sorted(set(dyn.joints) - set(spec.joint_names))
+    if unknown:
+        raise ValueError(f"dynamics name joints {unknown} that {spec.name} lacks; its joints: {list(spec.joint_names)}")
+    where = JointAddresses.of(model, spec)
+    for j, name in enumerate(spec.joint_names):
+        for param, value in dyn.joints.get(name, {}).items():
+            where.set(model, j, param, value)
+    # Armature feeds constants MuJoCo derives at compile time (dof_invweight0, the solver's regularization).
+    mujoco.mj_setConst(model, mujoco.MjData(model))
+    return dyn

@@ -98,6 +98,11 @@ class ArmPhysics:
     def qpos_to_spec(self, q: np.ndarray) -> np.ndarray:
         return (np.asarray(q, dtype=np.float64) - self._offset) / self._scale
 
+    @property
+    def qpos_scale(self) -> np.ndarray:
+        """qpos units per spec unit, per joint (1 for revolute joints; a gripper's jaw range)."""
+        return self._scale.copy()
+
     # ----- state --------------------------------------------------------------------------------
     def joint_positions(self) -> np.ndarray:
         """Joint positions in spec units (rad; gripper opening 0..1), spec order."""

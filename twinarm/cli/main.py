@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "eval_cmd",
     "record_cmd",
     "replay_cmd",
+    "fit_dynamics_cmd",
     "dataset_cmd",
     "export_cmd",
     "push_policy_cmd",

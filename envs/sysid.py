@@ -1,0 +1,223 @@
+"""System identification: fit an arm's servo and joint parameters (`envs.dynamics`) to recorded joint
+trajectories, so the sim arm follows commands the way the real one did.
+
+Each recorded episode is replayed open loop on the bare arm (its scene without task objects), from its first
+recorded pose, with its recorded actions; the residual is the simulated minus the recorded joint positions
+after every action. MuJoCo's own tools do the work: `mujoco.rollout` runs the rollouts of many parameter sets
+on one thread per core, `mujoco.minimize.least_squares` fits them (bounded Gauss-Newton with finite
+differences), with a weak pull towards the starting values so parameters the data cannot tell apart stay put.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from mujoco import minimize, rollout
+
+from twinarm.envs.dynamics import PARAMS, ArmDynamics, JointAddresses, apply_dynamics, read_dynamics
+from twinarm.envs.physics import ArmPhysics
+from twinarm.spec import ArmSpec
+
+#: Values a parameter is scaled by when the start value is 0 (so the fit still has a unit to move in).
+REFERENCE = {"kp": 10.0, "damping": 0.1, "armature": 0.01, "frictionloss": 0.01}
+#: Bounds of each parameter as multiples of its start (or reference) value.
+BOUNDS = {"kp": (0.05, 20.0), "damping": (0.0, 50.0), "armature": (0.0, 50.0), "frictionloss": (0.0, 50.0)}
+#: Rollout states held at once (floats), so long recordings are rolled out in slices of the batch.
+STATE_BUDGET = 8_000_000
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One recorded episode in spec units: `states[t]` was read before `actions[t]` was sent."""
+
+    states: np.ndarray
+    actions: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.states.ndim != 2 or self.states.shape != self.actions.shape or len(self.states) < 2:
+            raise ValueError(f"a trajectory needs matching (T >= 2, dof) states and actions, got "
+                             f"{self.states.shape} and {self.actions.shape}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The fitted parameters (every joint: fitted ones changed, the rest as started) and latency, the start,
+    each joint's RMS error (spec units) of the open-loop replays before and after, and for each latency tried
+    the RMS over the compared joints after its fit."""
+
+    dynamics: ArmDynamics
+    start: ArmDynamics
+    rms_before: np.ndarray
+    rms_after: np.ndarray
+    iterations: int
+    fitted: tuple[tuple[str, str], ...]
+    by_delay: dict[int, float]
+
+
+class Replayer:
+    """Open-loop replays of recorded trajectories on the bare arm, for many parameter sets per call."""
+
+    def __init__(self, spec: ArmSpec, trajectories: Sequence[Trajectory], start: ArmDynamics | None = None,
+                 delay: int | None = None, nthread: int | None = None) -> None:  # fmt: skip
+        if not trajectories:
+            raise ValueError("no trajectories to replay")
+        self.spec = spec
+        self.physics = ArmPhysics.from_arm(spec)
+        self.model = self.physics.model
+        if start is not None:
+            apply_dynamics(self.model, spec, start)
+        #: Control steps between sending an action and its taking effect (the start's, unless given); until the
+        #: first one does, the arm holds the recorded first pose, as an env reset there leaves its targets.
+        self.delay = int(delay if delay is not None else start.action_delay_steps if start is not None else 0)
+        self.where = JointAddresses.of(self.model, spec)
+        self.trajectories = list(trajectories)
+        n = self.physics.n_substeps
+        self.lengths = [len(t.states) for t in self.trajectories]
+        longest = max(self.lengths)
+        self.nstep = (longest - 1) * n  # the last action's outcome was never recorded
+        nu, nstate = self.model.nu, mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        self.initial = np.empty((len(self.trajectories), nstate))
+        self.control = np.zeros((len(self.trajectories), self.nstep, nu))
+        data = self.physics.data
+        for i, traj in enumerate(self.trajectories):
+            if traj.states.shape[1] != spec.dof:
+                raise ValueError(f"trajectory {i} has {traj.states.shape[1]} joints; {spec.name} has {spec.dof}")
+            self.physics.reset(traj.states[0])
+            mujoco.mj_getState(self.model, data, self.initial[i], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+            sent = np.concatenate([np.repeat(traj.states[:1], self.delay, axis=0), traj.actions[:-1]])[: len(traj.actions) - 1]
+            targets = self.physics.spec_to_qpos(np.clip(sent, spec.lower, spec.upper))
+            held = np.repeat(targets, n, axis=0)  # each action held for the control period's substeps
+            self.control[i, : len(held)][:, self.physics.actuator_ids] = held
+            self.control[i, len(held) :] = self.control[i, len(held) - 1]
+        self.qpos_index = 1 + self.physics.qpos_adr  # FULLPHYSICS: time, qpos, qvel
+        self.nthread = nthread or min(os.cpu_count() or 1, 8)
+        self.datas = [mujoco.MjData(self.model) for _ in range(self.nthread)]
+        self._models: list[mujoco.MjModel] = []
+
+    def models(self, k: int) -> list[mujoco.MjModel]:
+        """k independent copies of the model (reused from call to call)."""
+        while len(self._models) < k:
+            self._models.append(copy.deepcopy(self.model))
+        return self._models[:k]
+
+    def replay(self, models: Sequence[mujoco.MjModel]) -> list[list[np.ndarray]]:
+        """For each model, each trajectory's simulated states (spec units) at the recorded frames 1..T-1."""
+        n, n_traj = self.physics.n_substeps, len(self.trajectories)
+        pairs = [(m, t) for m in range(len(models)) for t in range(n_traj)]
+        rows = max(1, STATE_BUDGET // (self.nstep * self.initial.shape[1]))
+        qpos = np.empty((len(pairs), self.nstep // n, len(self.qpos_index)))
+        for lo in range(0, len(pairs), rows):
+            chunk = pairs[lo : lo + rows]
+            state, _ = rollout.rollout(
+                [models[m] for m, _ in chunk], self.datas[: min(self.nthread, len(chunk))],
+                self.initial[[t for _, t in chunk]], self.control[[t for _, t in chunk]],
+            )  # fmt: skip
+            qpos[lo : lo + len(chunk)] = state[:, n - 1 :: n][:, :, self.qpos_index]
+        out: list[list[np.ndarray]] = [[] for _ in models]
+        for (m, t), q in zip(pairs, qpos, strict=True):
+            out[m].append(self.physics.qpos_to_spec(q[: self.lengths[t] - 1]))
+        return out
+
+
+    def replay_one(self) -> np.ndarray:
+        """The first trajectory's simulated states (frames 1..T-1) on this replayer's own model."""
+        return self.replay([self.model])[0][0]
+
+
+def rms_per_joint(trajectories: Sequence[Trajectory], simulated: Sequence[np.ndarray]) -> np.ndarray:
+    """Each joint's RMS of simulated minus recorded states (frames 1..T-1), pooled over trajectories."""
+    diff = np.concatenate([s - t.states[1:] for t, s in zip(trajectories, simulated, strict=True)])
+    return np.sqrt(np.mean(diff**2, axis=0))
+
+
+def fit_dynamics(
+    spec: ArmSpec,
+    trajectories: Sequence[Trajectory],
+    joints: Sequence[str] | None = None,
+    params: Sequence[str] = PARAMS,
+    start: ArmDynamics | None = None,
+    delays: Sequence[int] | None = None,
+    max_iter: int = 30,
+    prior: float = 1e-5,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> FitResult:
+    """Fit `params` of `joints` (default: every joint but the grippers, whose recordings often close on an
+    object the bare arm lacks) to the trajectories, once per command latency in `delays` (control steps;
+    default: the start's), and keep the best. The residual compares the same joints, in the model's joint
+    units (rad); `prior` weighs each parameter's change relative to its start. `progress(delay, iteration,
+    rms)` is called after each iteration."""
+    joints = list(joints) if joints is not None else [n for n, g in zip(spec.joint_names, spec.gripper_mask, strict=True) if not g]
+    unknown = sorted(set(joints) - set(spec.joint_names)) + sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"unknown joints or parameters {unknown}: joints {list(spec.joint_names)}, parameters {list(PARAMS)}")
+    if not joints or not params:
+        raise ValueError("nothing to fit: give at least one joint and one parameter")
+    delays = list(delays) if delays is not None else [start.action_delay_steps if start is not None else 0]
+    if not delays or min(delays) < 0:
+        raise ValueError(f"delays must be control-step counts >= 0, got {delays}")
+    idx = [spec.joint_names.index(j) for j in joints]
+    entries = tuple((j, p) for j in joints for p in params)
+    best: tuple[float, ArmDynamics, int] | None = None
+    by_delay: dict[int, float] = {}
+    before = Replayer(spec, trajectories, start)  # the model as it starts, at the start's latency
+    base = ArmDynamics(spec.name, read_dynamics(before.model, spec).joints, before.delay)
+    rms_before = rms_after = rms_per_joint(before.trajectories, before.replay([before.model])[0])
+    for delay in delays:
+        sim = Replayer(spec, trajectories, start, delay)
+        report = None if progress is None else functools.partial(progress, delay)
+        fitted, iterations = _fit_at_delay(sim, base, idx, entries, max_iter, prior, report)
+        after = copy.deepcopy(sim.model)
+        apply_dynamics(after, spec, fitted)
+        rms = rms_per_joint(sim.trajectories, sim.replay([after])[0])
+        by_delay[delay] = float(np.sqrt(np.mean(rms[idx] ** 2)))
+        if best is None or by_delay[delay] < by_delay[best[2]]:
+            best = (iterations, ArmDynamics(spec.name, fitted.joints, delay), delay)
+            rms_after = rms
+    assert best is not None
+    return FitResult(best[1], base, rms_before, rms_after, best[0], entries, by_delay)
+
+
+def _fit_at_delay(
+    sim: Replayer, base: ArmDynamics, idx: list[int], entries: tuple[tuple[str, str], ...], max_iter: int,
+    prior: float, progress: Callable[[int, float], None] | None,
+) -> tuple[ArmDynamics, int]:  # fmt: skip
+    """One least-squares fit of `entries` on `sim`'s replays (its latency), from `base`'s values."""
+    names = sim.spec.joint_names
+    ref = np.array([base.joints[j][p] or REFERENCE[p] for j, p in entries])
+    x0 = np.array([base.joints[j][p] for j, p in entries]) / ref
+    lower = np.array([BOUNDS[p][0] for _, p in entries])
+    upper = np.array([BOUNDS[p][1] for _, p in entries])
+    scale = sim.physics.qpos_scale[idx]  # spec units back to the joints' own (grippers: the jaw's radians)
+    count = sum(n - 1 for n in sim.lengths) * len(idx)
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(x.T).T  # (n_params, k): the solver asks for k points at once
+        models = sim.models(x.shape[1])
+        for col, m in enumerate(models):
+            for e, (j, p) in enumerate(entries):
+                sim.where.set(m, names.index(j), p, x[e, col] * ref[e])
+            mujoco.mj_setConst(m, sim.datas[0])
+        out = []
+        for col, states in enumerate(sim.replay(models)):
+            err = np.concatenate([((s - t.states[1:])[:, idx] * scale).ravel() for t, s in zip(sim.trajectories, states, strict=True)])
+            out.append(np.concatenate([err / np.sqrt(count), prior * (x[:, col] - x0)]))
+        return np.stack(out, axis=1)
+
+    def on_iteration(trace: list) -> None:
+        if progress is not None:
+            progress(len(trace), float(np.sqrt(2 * trace[-1].objective)))
+
+    x, trace = minimize.least_squares(
+        x0, residual, bounds=(lower, upper), max_iter=max_iter, eps=1e-6, x_scale="jac",
+        verbose=minimize.Verbosity.SILENT, iter_callback=on_iteration,
+    )  # fmt: skip
+    joints = {n: dict(v) for n, v in base.joints.items()}
+    for e, (j, p) in enumerate(entries):
+        joints[j][p] = float(x[e] * ref[e])
+    return ArmDynamics(base.arm, joints, sim.delay), len(trace)

@@ -1,0 +1,220 @@
+"""`twinarm fit-dynamics`: fit the sim arm's servo and joint parameters to recorded episodes of a real arm
+(system identification), so the sim follows commands the way the real arm did.
+
+Each episode's actions are replayed open loop on the bare sim arm from its first recorded pose, and each
+joint's position gain (kp), damping, armature and friction loss, and the command latency in whole control
+steps, are fitted so the replayed joints match the recorded ones (MuJoCo's own least squares over its
+rollouts, `twinarm.envs.sysid`). The grippers are left out by default: a real gripper that closed on an
+object stopped where the bare sim's closes on nothing. The result is a dynamics file that any sim env of the
+arm loads: `--dynamics FILE` on record, eval, train and replay, or `gym.make(id, dynamics=FILE)`.
+Joints that gravity does not load (a base pan, a wrist roll) fix only the ratios of their parameters: the
+fit matches how they move, not each value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twinarm.cli.config import add_config_arg, load_dynamics, write_resolved_config
+
+EPILOG = """examples:
+  twinarm fit-dynamics --dataset data/so101_real --env twinarm/SO101-PickCube-v0            # first 10 episodes
+  twinarm fit-dynamics --dataset data/so101_real --env twinarm/SO101-PickCube-v0 --episode 0-29 \\
+      --params kp damping --out outputs/so101_dynamics
+  twinarm replay --dataset data/so101_real --episode 40 --env twinarm/SO101-PickCube-v0 \\
+      --dynamics outputs/so101_dynamics/dynamics.json                                       # check on another episode"""
+
+DEFAULT_EPISODES = 10
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from twinarm.envs.dynamics import PARAMS
+
+    p = sub.add_parser(
+        "fit-dynamics", help="fit the sim arm's servo gains, damping, friction and latency to real recordings",
+        description=__doc__.split("\n\n", 1)[1].strip(), epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--dataset", required=True, help="dataset directory or Hub repo id recorded on the arm (LeRobot v3)")
+    p.add_argument("--env", required=True, help="any env id of the dataset's arm (sim or -Real): names the arm")
+    p.add_argument("--episode", nargs="+", default=None, metavar="N|A-B",
+                   help=f"episodes to fit to (3 5-8; default: the first {DEFAULT_EPISODES})")
+    p.add_argument("--joints", nargs="+", default=None, metavar="JOINT",
+                   help="joints to fit and compare (default: all but the grippers)")
+    p.add_argument("--params", nargs="+", default=list(PARAMS), choices=PARAMS, metavar="PARAM",
+                   help=f"parameters to fit per joint, of {', '.join(PARAMS)} (default: all)")
+    p.add_argument("--start", default=None, metavar="FILE",
+                   help="start from this dynamics file instead of the model's values (and its latency)")
+    p.add_argument("--max-delay", type=int, default=2,
+                   help="try command latencies of 0..N control steps and keep the best (default: 2)")
+    p.add_argument("--max-iter", type=int, default=30, help="least-squares iterations per latency (default: 30)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder for dynamics.json and fit.png (default: outputs/fit_dynamics/<dataset>)")
+    add_config_arg(p)
+    p.set_defaults(func=run_fit_dynamics, _parser=p)
+
+
+def load_trajectories(dataset: str, episodes: list[int], spec: Any) -> tuple[list[Any], list[int]]:
+    """The episodes' (states, actions) in spec units, checked against the arm and its control rate."""
+    from twinarm.cli.replay_cmd import load_episode
+    from twinarm.datasets_io.layout import DatasetError
+    from twinarm.envs.sysid import Trajectory
+
+    trajectories, kept = [], []
+    for e in episodes:
+        state, action, fps = load_episode(dataset, e, spec)
+        if fps != spec.control_hz:
+            raise DatasetError(f"{dataset} is recorded at {fps} fps; {spec.name} runs at {spec.control_hz} Hz, so "
+                               "its actions would replay at the wrong speed")
+        if len(state) < 2:
+            print(f"note: episode {e} has {len(state)} frame(s): nothing to compare, skipped")
+            continue
+        trajectories.append(Trajectory(state, action))
+        kept.append(e)
+    if not trajectories:
+        raise DatasetError(f"{dataset}: no episode of two frames or more among {episodes}")
+    return trajectories, kept
+
+
+def format_fit(spec: Any, result: Any, joints: list[str]) -> str:
+    """One row per joint: RMS before and after (LeRobot units) and each parameter, start -> fitted."""
+    from twinarm.envs.dynamics import PARAMS
+
+    scale = spec.lerobot_scale
+    w = max(len(n) for n in (*spec.joint_names, "joint")) + 2
+    head = f"{'joint':<{w}}{'RMS before':>11}{'RMS after':>11}  unit  " + "".join(f"{p:<22}" for p in PARAMS)
+    rows = [head]
+    for j, name in enumerate(spec.joint_names):
+        d = 4 if spec.lerobot_unit_labels[j] in ("rad", "0..1") else 3
+        cells = []
+        for p in PARAMS:
+            a, b = result.start.joints[name][p], result.dynamics.joints[name][p]
+            cells.append(f"{a:.3g} -> {b:.3g}" if (name, p) in result.fitted else f"{a:.3g}")
+        mark = "" if name in joints else "  (not fitted)"
+        rows.append(f"{name:<{w}}{result.rms_before[j] * scale[j]:>11.{d}f}{result.rms_after[j] * scale[j]:>11.{d}f}  "
+                    f"{spec.lerobot_unit_labels[j]:<4}  " + "".join(f"{c:<22}" for c in cells).rstrip() + mark)
+    return "\n".join(rows)
+
+
+def plot_fit(spec: Any, traj: Any, before: np.ndarray, after: np.ndarray, out: Path, title: str) -> Path | None:
+    """Per joint: recorded, replayed with the start's parameters and with the fitted ones; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    t = np.arange(len(traj.states)) / spec.control_hz
+    rec, act = spec.to_lerobot(traj.states), spec.to_lerobot(traj.actions)
+    b, a = (spec.to_lerobot(np.concatenate([traj.states[:1], x])) for x in (before, after))
+    cols = 2 if spec.dof <= 8 else 4
+    rows = -(-spec.dof // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 1.9 * rows), sharex=True, squeeze=False)
+    try:
+        for j, ax in enumerate(axes.flat):
+            if j >= spec.dof:
+                ax.axis("off")
+                continue
+            ax.plot(t, act[:, j], c="0.6", lw=0.8, ls="--", label="action sent")
+            ax.plot(t, rec[:, j], c="tab:blue", lw=1.4, label="recorded")
+            ax.plot(t, b[:, j], c="tab:red", lw=1.0, label="sim, start")
+            ax.plot(t, a[:, j], c="tab:green", lw=1.0, label="sim, fitted")
+            ax.set_title(f"{spec.joint_names[j]} ({spec.lerobot_unit_labels[j]})", fontsize=8)
+            ax.tick_params(labelsize=7)
+        axes.flat[0].legend(fontsize=6, loc="best")
+        for ax in axes[-1]:
+            ax.set_xlabel("s", fontsize=7)
+        fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out, dpi=100)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def run_fit_dynamics(args: argparse.Namespace) -> int:
+    import twinarm  # noqa: F401  (registers the env ids)
+    from twinarm.arms import get_arm
+    from twinarm.cli.dataset_cmd import episode_list
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+    from twinarm.envs.dynamics import ArmDynamics
+    from twinarm.envs.sysid import Replayer, fit_dynamics
+    from twinarm.registration import entry_for
+
+    parser = args._parser
+    try:
+        spec = get_arm(entry_for(args.env).arm)
+    except KeyError as exc:
+        parser.error(str(exc).strip("'\""))
+    if args.max_delay < 0 or args.max_iter < 1:
+        parser.error("--max-delay must be >= 0 and --max-iter >= 1")
+    joints = args.joints or [n for n, g in zip(spec.joint_names, spec.gripper_mask, strict=True) if not g]
+    unknown = [j for j in joints if j not in spec.joint_names]
+    if unknown:
+        parser.error(f"--joints {' '.join(unknown)}: {spec.name}'s joints are {' '.join(spec.joint_names)}")
+    start = None if args.start is None else ArmDynamics.from_dict(load_dynamics(args.start, spec.name), args.start)
+    total = LeRobotDatasetReader(args.dataset, episodes=[0], cameras=[]).meta.total_episodes
+    try:
+        episodes = list(dict.fromkeys(episode_list(args.episode))) if args.episode else list(range(min(total, DEFAULT_EPISODES)))
+    except ValueError as exc:
+        parser.error(str(exc))
+    missing = [e for e in episodes if e >= total]
+    if missing:
+        parser.error(f"--episode {missing}: {args.dataset} has episodes 0-{total - 1}")
+    trajectories, episodes = load_trajectories(args.dataset, episodes, spec)
+    out = args.out or Path("outputs") / "fit_dynamics" / Path(str(args.dataset)).name
+    out.mkdir(parents=True, exist_ok=True)
+    write_resolved_config(args, out)
+    frames = sum(len(t.states) for t in trajectories)
+    print(f"fitting {', '.join(args.params)} of {', '.join(joints)} to {len(episodes)} episode(s) of {args.dataset} "
+          f"({frames} frames), latency 0-{args.max_delay} control steps ...", flush=True)
+    began = time.perf_counter()
+
+    tty = sys.stdout.isatty()
+
+    def progress(delay: int, iteration: int, rms: float) -> None:
+        line = (f"  latency {delay} step(s): iteration {iteration}, RMS {np.degrees(rms):.4f} deg "
+                f"({time.perf_counter() - began:.0f} s)")  # fmt: skip
+        if tty:
+            sys.stdout.write(f"\r{line}   ")
+            sys.stdout.flush()
+        elif iteration % 10 == 0:
+            print(line, flush=True)
+
+    result = fit_dynamics(spec, trajectories, joints, args.params, start, range(args.max_delay + 1), args.max_iter,
+                          progress=progress)  # fmt: skip
+    if tty:
+        sys.stdout.write("\n")
+    scale = spec.lerobot_scale
+    fit_info = {
+        "dataset": str(args.dataset), "episodes": episodes, "frames": frames, "env": args.env,
+        "joints": joints, "params": list(args.params),
+        "rms_before": {n: float(result.rms_before[j] * scale[j]) for j, n in enumerate(spec.joint_names)},
+        "rms_after": {n: float(result.rms_after[j] * scale[j]) for j, n in enumerate(spec.joint_names)},
+        "unit": dict(zip(spec.joint_names, spec.lerobot_unit_labels, strict=True)),
+        "rms_by_latency_rad": {str(k): v for k, v in result.by_delay.items()},
+        "iterations": result.iterations, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }  # fmt: skip
+    dyn = ArmDynamics(spec.name, result.dynamics.joints, result.dynamics.action_delay_steps, fit_info)
+    path = dyn.save(out / "dynamics.json")
+    first = trajectories[0]
+    before = Replayer(spec, [first], start).replay_one()
+    after = Replayer(spec, [first], dyn).replay_one()
+    png = plot_fit(spec, first, before, after, out / "fit.png",
+                   f"{args.dataset} episode {episodes[0]}: sim with the start's parameters and the fitted ones")  # fmt: skip
+    print(format_fit(spec, result, joints))
+    period_ms = 1000 / spec.control_hz
+    tried = ", ".join(f"{k}: {np.degrees(v):.4f} deg" for k, v in result.by_delay.items())
+    print(f"latency: {dyn.action_delay_steps} control step(s) ({dyn.action_delay_steps * period_ms:.0f} ms); RMS over "
+          f"the fitted joints by latency: {tried}")
+    print(f"wrote {', '.join(str(p) for p in (path, png) if p is not None)} ({time.perf_counter() - began:.0f} s)")
+    print(f"use it: --dynamics {path} on record, eval, train and replay; gym.make({args.env!r}, dynamics={str(path)!r})")
+    return 0

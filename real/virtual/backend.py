@@ -3,6 +3,7 @@ first-order servo dynamics, and an adapter over the MuJoCo `ArmPhysics` of `twin
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -75,17 +76,28 @@ class InMemoryBackend:
 
 
 class PhysicsBackend:
-    """Adapter over `twinarm.envs.physics.ArmPhysics` (or any object with its methods, e.g. a sim env's physics)."""
+    """Adapter over `twinarm.envs.physics.ArmPhysics` (or any object with its methods, e.g. a sim env's physics).
+    With `delay_steps`, a target takes effect that many control steps after it was written (the sim env's
+    `action_delay_steps`, so a virtual arm can carry a dynamics file's command latency too)."""
 
-    def __init__(self, physics: Any) -> None:
+    def __init__(self, physics: Any, delay_steps: int = 0) -> None:
         self.physics = physics
         self.spec: ArmSpec = physics.spec
+        self.delay_steps = int(delay_steps)
+        self._latest: np.ndarray | None = None  # the last target written, not yet queued
+        self._queue: deque[np.ndarray] = deque()
 
     @classmethod
-    def from_arm(cls, arm: str) -> PhysicsBackend:
-        from twinarm.envs.physics import ArmPhysics  # the virtual bus alone may import envs
+    def from_arm(cls, arm: str, dynamics: Any = None) -> PhysicsBackend:
+        """The bare arm, with a dynamics file's parameters and latency (`twinarm.envs.dynamics`) if given."""
+        from twinarm.envs.dynamics import ArmDynamics, apply_dynamics  # the virtual bus alone may import envs
+        from twinarm.envs.physics import ArmPhysics
 
-        return cls(ArmPhysics.from_arm(arm))
+        physics = ArmPhysics.from_arm(arm)
+        if dynamics is None:
+            return cls(physics)
+        dyn = apply_dynamics(physics.model, physics.spec, ArmDynamics.coerce(dynamics))
+        return cls(physics, dyn.action_delay_steps)
 
     @property
     def control_period(self) -> float:
@@ -101,9 +113,16 @@ class PhysicsBackend:
         return np.asarray(self.physics.actuator_efforts(), dtype=np.float64)
 
     def set_targets(self, q: np.ndarray) -> None:
-        self.physics.set_targets(np.asarray(q, dtype=np.float64))
+        if self.delay_steps:
+            self._latest = np.array(q, dtype=np.float64)
+        else:
+            self.physics.set_targets(np.asarray(q, dtype=np.float64))
 
     def step(self) -> None:
+        if self.delay_steps and self._latest is not None:
+            self._queue.append(self._latest)
+            if len(self._queue) > self.delay_steps:
+                self.physics.set_targets(self._queue.popleft())
         self.physics.step_control()
 
     def move_to(self, q: np.ndarray) -> None:
@@ -112,6 +131,7 @@ class PhysicsBackend:
 
         p = self.physics
         x = np.asarray(q, dtype=np.float64)
+        self._latest, self._queue = None, deque()
         p.data.qpos[p.qpos_adr] = p.spec_to_qpos(x)
         p.data.qvel[p.dof_adr] = 0.0
         p.set_targets(x)

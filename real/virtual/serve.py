@@ -18,14 +18,16 @@ def make_backend(
     backend: Literal["mujoco", "memory"] = "mujoco",
     task: str | None = None,
     seed: int | None = None,
+    dynamics: Any = None,
 ) -> JointBackend:
-    """The joints behind the servos: the MuJoCo arm alone, the arm in a task scene, or the in-memory stand-in."""
+    """The joints behind the servos: the MuJoCo arm alone, the arm in a task scene, or the in-memory stand-in;
+    `dynamics` (a `twinarm fit-dynamics` file or its dict) replaces the MuJoCo arm's parameters and latency."""
     if backend == "memory":
-        if task is not None:
-            raise ValueError(f"task {task!r} needs the mujoco backend; the memory backend has no scene")
+        if task is not None or dynamics is not None:
+            raise ValueError("a task scene or dynamics need the mujoco backend; the memory backend has no physics")
         return InMemoryBackend(spec)
     if task is None:
-        return PhysicsBackend.from_arm(spec.name)
+        return PhysicsBackend.from_arm(spec.name, dynamics)
     import gymnasium as gym
 
     import twinarm  # noqa: F401 - registers the ids
@@ -34,9 +36,9 @@ def make_backend(
     entry = next((e for e in ENV_ENTRIES if e.arm == spec.name and e.task == task), None)
     if entry is None:
         raise KeyError(f"no sim env for arm {spec.name!r} and task {task!r}")
-    env = gym.make(entry.sim_id, obs_type="state").unwrapped
+    env = gym.make(entry.sim_id, obs_type="state", dynamics=dynamics).unwrapped
     env.reset(seed=seed)
-    return PhysicsBackend(env.physics)
+    return PhysicsBackend(env.physics, env.randomizer.cfg.action_delay_steps)
 
 
 def leader_arm_spec(spec: ArmSpec) -> ArmSpec:
@@ -76,6 +78,7 @@ def make_virtual_buses(
     wire_time: bool = False,
     check_baud: bool = True,
     leader: bool = False,
+    dynamics: Any = None,
 ) -> dict[str, PtyServer]:
     """{bus group: PtyServer} for one virtual arm: one pty per bus (ALOHA: `left`, `right`; others: `""`).
 
@@ -86,7 +89,9 @@ def make_virtual_buses(
     spec = arm if isinstance(arm, ArmSpec) else get_arm(arm)
     if leader and task is not None:
         raise ValueError("a leader arm is moved by hand and has no task scene; leave out the task")
-    joints = make_backend(spec, backend, task, seed)
+    if leader and dynamics is not None:
+        raise ValueError("a leader arm is moved by hand: dynamics are for the follower")
+    joints = make_backend(spec, backend, task, seed, dynamics)
     mirrored: tuple[str, ...] = ()
     if leader:
         from twinarm.real.teleop import leader_inverted_joints

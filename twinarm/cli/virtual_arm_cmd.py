@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from twinarm.cli.config import add_config_arg
+from twinarm.cli.config import add_config_arg, load_dynamics
 
 _DESCRIPTION = "\n\n".join(
     textwrap.fill(p, 100)
@@ -63,6 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wire-time", action="store_true", help="simulate serial wire time at the client's baud")
     p.add_argument("--no-check-baud", action="store_true", help="answer whatever baud the client uses")
     p.add_argument("--seed", type=int, default=None, help="task reset seed (with --task)")
+    p.add_argument("--dynamics", default=None, metavar="FILE",
+                   help="serve an arm with these servo and joint parameters and command latency (a `twinarm "
+                   "fit-dynamics` file): a virtual arm that differs from the model, to rehearse measuring and "
+                   "fitting the gap (replay, fit-dynamics)")
     p.add_argument(
         "--leader",
         action="store_true",
@@ -85,6 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import threading
 
+    from twinarm.arms import get_arm
     from twinarm.real.virtual.hand import Hand
     from twinarm.real.virtual.serve import make_virtual_buses
 
@@ -99,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         parser.error("--task needs the MuJoCo scene: --backend memory holds joint angles only (leave out --backend)")
     if args.seed is not None and args.task is None:
         parser.error("--seed sets the task scene's reset: give --task too")
+    if args.dynamics is not None and (args.leader or args.backend == "memory"):
+        parser.error("--dynamics sets a MuJoCo follower's parameters: not with --leader or --backend memory")
     try:
         servers = make_virtual_buses(
             args.arm,
@@ -110,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
             wire_time=args.wire_time,
             check_baud=not args.no_check_baud,
             leader=args.leader,
+            dynamics=load_dynamics(args.dynamics, get_arm(args.arm).name),
         )
     except KeyError as exc:  # an unknown --arm or --task
         parser.error(str(exc.args[0]))

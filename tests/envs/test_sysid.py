@@ -110,3 +110,28 @@ def test_bad_requests_are_refused(recorded: list[Trajectory]) -> None:
         Trajectory(np.zeros((5, 6)), np.zeros((4, 6)))
     with pytest.raises(ValueError, match="has 5 joints; so101 has 6"):
         Replayer(SO101, [Trajectory(np.zeros((5, 5)), np.zeros((5, 5)))])
+
+
+@pytest.mark.parametrize(("arm", "env_id"), [("koch", "twinarm/Koch-Reach-v0"), ("so100", "twinarm/SO100-Reach-v0"),
+                                             ("aloha", "twinarm/Aloha-TransferCube-v0")])  # fmt: skip
+def test_every_arm_fits(arm: str, env_id: str) -> None:
+    """Dynamixel and Feetech arms, one arm or two (ALOHA: 14 joints, slide-joint grippers left out): servos 20 %
+    softer and a step of latency are found again from one short expert episode."""
+    spec = get_arm(arm)
+    nominal = read_dynamics(ArmPhysics.from_arm(spec).model, spec)
+    truth = ArmDynamics(arm, {n: {**v, "kp": v["kp"] * 0.8} for n, v in nominal.joints.items()}, 1)
+    env = gym.make(env_id, obs_type="state", dynamics=truth)
+    expert = make_expert(env)
+    obs, _ = env.reset(seed=0)
+    expert.reset()
+    states, actions = [], []
+    for _ in range(60):
+        actions.append(expert(obs))
+        states.append(obs["agent_pos"])
+        obs, *_ = env.step(actions[-1])
+    result = fit_dynamics(spec, [Trajectory(np.array(states, float), np.array(actions, float))], params=["kp"],
+                          delays=[0, 1], max_iter=10)  # fmt: skip
+    assert result.dynamics.action_delay_steps == 1
+    for name, grip in zip(spec.joint_names, spec.gripper_mask, strict=True):
+        want = nominal.joints[name]["kp"] if grip else truth.joints[name]["kp"]
+        assert result.dynamics.joints[name]["kp"] == pytest.approx(want, rel=0.01), name

@@ -8,7 +8,8 @@ rollouts, `twinarm.envs.sysid`). The grippers are left out by default: a real gr
 object stopped where the bare sim's closes on nothing. The result is a dynamics file that any sim env of the
 arm loads: `--dynamics FILE` on record, eval, train and replay, or `gym.make(id, dynamics=FILE)`.
 Joints that gravity does not load (a base pan, a wrist roll) fix only the ratios of their parameters: the
-fit matches how they move, not each value.
+fit matches how they move, not each value. A LeRobot dataset recorded in its -100..100 range mode (Koch's
+default) is read in degrees: convert it first (`twinarm dataset convert-units ... --calibration FILE`).
 """
 
 from __future__ import annotations

@@ -317,4 +317,7 @@ def run_replay(args: argparse.Namespace) -> int:
     print(f"{args.dataset} {what} replayed on {args.env}: the arm's state against the recorded one")
     print(format_tracking(pooled))
     print("wrote " + ", ".join(str(p) for p in [out / "replay.json", *written]))
+    if not real and args.dynamics is None:
+        print(f"to fit the sim arm's servos and latency to this recording: twinarm fit-dynamics --dataset "
+              f"{args.dataset} --env {args.env}")
     return 0

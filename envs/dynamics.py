@@ -3,7 +3,7 @@ sim envs load over the model's own values (`gym.make(id, dynamics="so101_fit.jso
 `twinarm fit-dynamics`, which fits them to a real arm's recordings.
 
 Values are in MuJoCo's units of each joint: kp in N*m/rad (N/m for a slide joint), damping in N*m*s/rad,
-armature in kg*m^2, friction loss in N*m. Joints a file leaves out keep the model's values. A file may also
+armature in kg*m^2, friction loss and the servo's torque limit (max_torque) in N*m. Joints a file leaves out keep the model's values. A file may also
 give the arm's command latency in control steps (`action_delay_steps`), which the env adds to any
 randomization's.
 """
@@ -23,7 +23,9 @@ import numpy as np
 from twinarm.spec import ArmSpec
 
 #: The parameters a file may set per joint, in this order in tables and fits.
-PARAMS: tuple[str, ...] = ("kp", "damping", "armature", "frictionloss")
+PARAMS: tuple[str, ...] = ("kp", "damping", "armature", "frictionloss", "max_torque")
+#: What a fit fits unless told otherwise: a torque limit only shows in moves that saturate it.
+DEFAULT_FIT: tuple[str, ...] = ("kp", "damping", "armature", "frictionloss")
 FORMAT = "twinarm-dynamics/1"
 
 
@@ -116,10 +118,13 @@ class JointAddresses:
                 raise ValueError(f"{spec.name}: actuator {name!r} is not a position servo (kp, -kp): no kp to set")
         return cls(dofs, acts)
 
-    def get(self, model: mujoco.MjModel, j: int, param: str) -> float:
+    def get(self, model: mujoco.MjModel, j: int, param: str) -> float | None:
+        """The value, or None for max_torque where the actuator has no torque limit."""
         d, a = self.dofs[j], self.actuators[j]
         if param == "kp":
             return float(model.actuator_gainprm[a, 0])
+        if param == "max_torque":
+            return float(model.actuator_forcerange[a, 1]) if model.actuator_forcelimited[a] else None
         return float(getattr(model, f"dof_{param}")[d])
 
     def set(self, model: mujoco.MjModel, j: int, param: str, value: float) -> None:
@@ -127,14 +132,18 @@ class JointAddresses:
         if param == "kp":
             model.actuator_gainprm[a, 0] = value
             model.actuator_biasprm[a, 1] = -value
+        elif param == "max_torque":
+            model.actuator_forcelimited[a] = True
+            model.actuator_forcerange[a] = (-value, value)
         else:
             getattr(model, f"dof_{param}")[d] = value
 
 
 def read_dynamics(model: mujoco.MjModel, spec: ArmSpec) -> ArmDynamics:
-    """The model's current values of every parameter of every joint."""
+    """The model's current values of every parameter of every joint (max_torque where the servo has a limit)."""
     where = JointAddresses.of(model, spec)
-    return ArmDynamics(spec.name, {n: {p: where.get(model, j, p) for p in PARAMS} for j, n in enumerate(spec.joint_names)})
+    values = ({p: where.get(model, j, p) for p in PARAMS} for j in range(spec.dof))
+    return ArmDynamics(spec.name, {n: {p: v for p, v in vs.items() if v is not None} for n, vs in zip(spec.joint_names, values, strict=True)})
 
 
 def apply_dynamics(model: mujoco.MjModel, spec: ArmSpec, dynamics: ArmDynamics | Mapping[str, Any] | str | Path) -> ArmDynamics:

@@ -20,14 +20,22 @@ import mujoco
 import numpy as np
 from mujoco import minimize, rollout
 
-from twinarm.envs.dynamics import PARAMS, ArmDynamics, JointAddresses, apply_dynamics, read_dynamics
+from twinarm.envs.dynamics import (
+    DEFAULT_FIT,
+    PARAMS,
+    ArmDynamics,
+    JointAddresses,
+    apply_dynamics,
+    read_dynamics,
+)
 from twinarm.envs.physics import ArmPhysics
 from twinarm.spec import ArmSpec
 
 #: Values a parameter is scaled by when the start value is 0 (so the fit still has a unit to move in).
-REFERENCE = {"kp": 10.0, "damping": 0.1, "armature": 0.01, "frictionloss": 0.01}
+REFERENCE = {"kp": 10.0, "damping": 0.1, "armature": 0.01, "frictionloss": 0.01, "max_torque": 1.0}
 #: Bounds of each parameter as multiples of its start (or reference) value.
-BOUNDS = {"kp": (0.05, 20.0), "damping": (0.0, 50.0), "armature": (0.0, 50.0), "frictionloss": (0.0, 50.0)}
+BOUNDS = {"kp": (0.05, 20.0), "damping": (0.0, 50.0), "armature": (0.0, 50.0), "frictionloss": (0.0, 50.0),
+          "max_torque": (0.05, 20.0)}
 #: Rollout states held at once (floats), so long recordings are rolled out in slices of the batch.
 STATE_BUDGET = 8_000_000
 
@@ -140,7 +148,7 @@ def fit_dynamics(
     spec: ArmSpec,
     trajectories: Sequence[Trajectory],
     joints: Sequence[str] | None = None,
-    params: Sequence[str] = PARAMS,
+    params: Sequence[str] = DEFAULT_FIT,
     start: ArmDynamics | None = None,
     delays: Sequence[int] | None = None,
     max_iter: int = 30,
@@ -167,6 +175,9 @@ def fit_dynamics(
     by_delay: dict[int, float] = {}
     before = Replayer(spec, trajectories, start)  # the model as it starts, at the start's latency
     base = ArmDynamics(spec.name, read_dynamics(before.model, spec).joints, before.delay)
+    unlimited = [j for j, p in entries if p not in base.joints[j]]
+    if unlimited:
+        raise ValueError(f"max_torque: the servos of {unlimited} have no torque limit in the model to fit")
     rms_before = rms_after = rms_per_joint(before.trajectories, before.replay([before.model])[0])
     for delay in delays:
         sim = Replayer(spec, trajectories, start, delay)

@@ -24,18 +24,19 @@ ENV = "twinarm/SO101-Reach-v0"
 def scaled(factor: dict[str, float], delay: int = 0) -> dict:
     """The SO-101 model's own values, each parameter times `factor[param]`."""
     nominal = read_dynamics(ArmPhysics.from_arm(SO101).model, SO101)
-    joints = {n: {p: v[p] * factor.get(p, 1.0) for p in PARAMS} for n, v in nominal.joints.items()}
+    joints = {n: {p: v[p] * factor.get(p, 1.0) for p in PARAMS if p in v} for n, v in nominal.joints.items()}
     return {"arm": "so101", "action_delay_steps": delay, "joints": joints}
 
 
 def test_apply_sets_each_parameter_where_mujoco_reads_it() -> None:
     physics = ArmPhysics.from_arm(SO101)
     m = physics.model
-    apply_dynamics(m, SO101, {"arm": "so101", "joints": {"elbow_flex": {"kp": 9.0, "damping": 0.25},
+    apply_dynamics(m, SO101, {"arm": "so101", "joints": {"elbow_flex": {"kp": 9.0, "damping": 0.25, "max_torque": 1.5},
                                                          "wrist_roll": {"armature": 0.05, "frictionloss": 0.2}}})
     elbow, roll = m.actuator("elbow_flex").id, m.joint("wrist_roll").dofadr[0]
     assert m.actuator_gainprm[elbow, 0] == 9.0 and m.actuator_biasprm[elbow, 1] == -9.0
     assert m.dof_damping[m.joint("elbow_flex").dofadr[0]] == 0.25
+    assert list(m.actuator_forcerange[elbow]) == [-1.5, 1.5] and m.actuator_forcelimited[elbow]
     assert m.dof_armature[roll] == 0.05 and m.dof_frictionloss[roll] == 0.2
     # Joints and parameters the file leaves out keep the model's values.
     assert m.actuator_gainprm[m.actuator("wrist_roll").id, 0] == ArmPhysics.from_arm(SO101).model.actuator_gainprm[0, 0]

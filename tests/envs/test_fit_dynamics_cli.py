@@ -19,7 +19,7 @@ ENV = "twinarm/SO101-Reach-v0"
 SO101 = get_arm("so101")
 NOMINAL = read_dynamics(ArmPhysics.from_arm(SO101).model, SO101)
 FACTORS = {"kp": 0.7, "damping": 1.8, "armature": 1.5, "frictionloss": 2.5}
-TRUTH = ArmDynamics("so101", {n: {p: v[p] * FACTORS[p] for p in PARAMS} for n, v in NOMINAL.joints.items()}, 1)
+TRUTH = ArmDynamics("so101", {n: {p: v[p] * FACTORS.get(p, 1.0) for p in PARAMS} for n, v in NOMINAL.joints.items()}, 1)
 JOINTS = ["shoulder_lift", "elbow_flex"]
 
 

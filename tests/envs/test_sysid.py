@@ -19,7 +19,7 @@ NOMINAL = read_dynamics(ArmPhysics.from_arm(SO101).model, SO101)
 #: A "real" arm: softer, more damped servos, heavier rotors, more friction, one control step of latency.
 TRUTH = ArmDynamics(
     "so101",
-    {n: {p: v[p] * {"kp": 0.7, "damping": 1.8, "armature": 1.5, "frictionloss": 2.5}[p] for p in PARAMS}
+    {n: {p: v[p] * {"kp": 0.7, "damping": 1.8, "armature": 1.5, "frictionloss": 2.5}.get(p, 1.0) for p in PARAMS}
      for n, v in NOMINAL.joints.items()},
     action_delay_steps=1,
 )  # fmt: skip
@@ -135,3 +135,24 @@ def test_every_arm_fits(arm: str, env_id: str) -> None:
     for name, grip in zip(spec.joint_names, spec.gripper_mask, strict=True):
         want = nominal.joints[name]["kp"] if grip else truth.joints[name]["kp"]
         assert result.dynamics.joints[name]["kp"] == pytest.approx(want, rel=0.01), name
+
+
+def test_a_torque_limit_is_found_where_moves_saturate_it() -> None:
+    """Servos with 40 % of the model's torque (an SO-101 on a weak supply): the lift and elbow, which the
+    PickCube expert's moves drive into the limit, get it back within 2 %; max_torque is fitted only when asked."""
+    truth = ArmDynamics("so101", {n: {**v, "max_torque": 0.4 * v["max_torque"]} for n, v in NOMINAL.joints.items()})
+    env = gym.make("twinarm/SO101-PickCube-v0", obs_type="state", dynamics=truth)
+    expert = make_expert(env)
+    obs, _ = env.reset(seed=0)
+    expert.reset()
+    states, actions = [], []
+    for _ in range(100):
+        actions.append(expert(obs))
+        states.append(obs["agent_pos"])
+        obs, *_ = env.step(actions[-1])
+    traj = [Trajectory(np.array(states, float), np.array(actions, float))]
+    joints = ["shoulder_lift", "elbow_flex"]
+    result = fit_dynamics(SO101, traj, joints, ["kp", "max_torque"], delays=[0], max_iter=20)
+    for j in joints:
+        assert result.dynamics.joints[j]["max_torque"] == pytest.approx(truth.joints[j]["max_torque"], rel=0.02), j
+    assert ("elbow_flex", "max_torque") not in fit_dynamics(SO101, traj, joints, delays=[0], max_iter=1).fitted

@@ -36,7 +36,7 @@ DEFAULT_EPISODES = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from twinarm.envs.dynamics import PARAMS
+    from twinarm.envs.dynamics import DEFAULT_FIT, PARAMS
 
     p = sub.add_parser(
         "fit-dynamics", help="fit the sim arm's servo gains, damping, friction and latency to real recordings",
@@ -49,8 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"episodes to fit to (3 5-8; default: the first {DEFAULT_EPISODES})")
     p.add_argument("--joints", nargs="+", default=None, metavar="JOINT",
                    help="joints to fit and compare (default: all but the grippers)")
-    p.add_argument("--params", nargs="+", default=list(PARAMS), choices=PARAMS, metavar="PARAM",
-                   help=f"parameters to fit per joint, of {', '.join(PARAMS)} (default: all)")
+    p.add_argument("--params", nargs="+", default=list(DEFAULT_FIT), choices=PARAMS, metavar="PARAM",
+                   help=f"parameters to fit per joint, of {', '.join(PARAMS)} (default: all but max_torque, the "
+                   "servo's torque limit, which only moves that saturate it show: add it for fast, heavy moves)")
     p.add_argument("--start", default=None, metavar="FILE",
                    help="start from this dynamics file instead of the model's values (and its latency)")
     p.add_argument("--max-delay", type=int, default=2,
@@ -90,17 +91,17 @@ def format_fit(spec: Any, result: Any, joints: list[str]) -> str:
 
     scale = spec.lerobot_scale
     w = max(len(n) for n in (*spec.joint_names, "joint")) + 2
-    head = f"{'joint':<{w}}{'RMS before':>11}{'RMS after':>11}  unit  " + "".join(f"{p:<22}" for p in PARAMS)
+    head = f"{'joint':<{w}}{'RMS before':>11}{'RMS after':>11}  unit  " + "".join(f"{p:<17}" for p in PARAMS)
     rows = [head]
     for j, name in enumerate(spec.joint_names):
         d = 4 if spec.lerobot_unit_labels[j] in ("rad", "0..1") else 3
         cells = []
         for p in PARAMS:
-            a, b = result.start.joints[name][p], result.dynamics.joints[name][p]
-            cells.append(f"{a:.3g} -> {b:.3g}" if (name, p) in result.fitted else f"{a:.3g}")
+            a, b = result.start.joints[name].get(p), result.dynamics.joints[name].get(p)
+            cells.append("-" if a is None else f"{a:.3g} -> {b:.3g}" if (name, p) in result.fitted else f"{a:.3g}")
         mark = "" if name in joints else "  (not fitted)"
         rows.append(f"{name:<{w}}{result.rms_before[j] * scale[j]:>11.{d}f}{result.rms_after[j] * scale[j]:>11.{d}f}  "
-                    f"{spec.lerobot_unit_labels[j]:<4}  " + "".join(f"{c:<22}" for c in cells).rstrip() + mark)
+                    f"{spec.lerobot_unit_labels[j]:<4}  " + "".join(f"{c:<17}" for c in cells).rstrip() + mark)
     return "\n".join(rows)
 
 

@@ -25,9 +25,10 @@ TRUTH = ArmDynamics(
 )  # fmt: skip
 
 
-def expert_trajectories(seeds: range, steps: int, dynamics: ArmDynamics | None = TRUTH) -> list[Trajectory]:
-    """Scripted Reach episodes (no object to touch) on an env with `dynamics`, as a recorder would keep them."""
-    env = gym.make("twinarm/SO101-Reach-v0", obs_type="state", dynamics=dynamics)
+def expert_trajectories(seeds: range, steps: int, dynamics: ArmDynamics | None = TRUTH,
+                        env_id: str = "twinarm/SO101-Reach-v0") -> list[Trajectory]:  # fmt: skip
+    """Scripted episodes (Reach: no object to touch) on an env with `dynamics`, as a recorder would keep them."""
+    env = gym.make(env_id, obs_type="state", dynamics=dynamics)
     expert = make_expert(env)
     out = []
     for seed in seeds:
@@ -120,17 +121,8 @@ def test_every_arm_fits(arm: str, env_id: str) -> None:
     spec = get_arm(arm)
     nominal = read_dynamics(ArmPhysics.from_arm(spec).model, spec)
     truth = ArmDynamics(arm, {n: {**v, "kp": v["kp"] * 0.8} for n, v in nominal.joints.items()}, 1)
-    env = gym.make(env_id, obs_type="state", dynamics=truth)
-    expert = make_expert(env)
-    obs, _ = env.reset(seed=0)
-    expert.reset()
-    states, actions = [], []
-    for _ in range(60):
-        actions.append(expert(obs))
-        states.append(obs["agent_pos"])
-        obs, *_ = env.step(actions[-1])
-    result = fit_dynamics(spec, [Trajectory(np.array(states, float), np.array(actions, float))], params=["kp"],
-                          delays=[0, 1], max_iter=10)  # fmt: skip
+    traj = expert_trajectories(range(1), 60, truth, env_id)
+    result = fit_dynamics(spec, traj, params=["kp"], delays=[0, 1], max_iter=10)
     assert result.dynamics.action_delay_steps == 1
     for name, grip in zip(spec.joint_names, spec.gripper_mask, strict=True):
         want = nominal.joints[name]["kp"] if grip else truth.joints[name]["kp"]
@@ -141,16 +133,7 @@ def test_a_torque_limit_is_found_where_moves_saturate_it() -> None:
     """Servos with 40 % of the model's torque (an SO-101 on a weak supply): the lift and elbow, which the
     PickCube expert's moves drive into the limit, get it back within 2 %; max_torque is fitted only when asked."""
     truth = ArmDynamics("so101", {n: {**v, "max_torque": 0.4 * v["max_torque"]} for n, v in NOMINAL.joints.items()})
-    env = gym.make("twinarm/SO101-PickCube-v0", obs_type="state", dynamics=truth)
-    expert = make_expert(env)
-    obs, _ = env.reset(seed=0)
-    expert.reset()
-    states, actions = [], []
-    for _ in range(100):
-        actions.append(expert(obs))
-        states.append(obs["agent_pos"])
-        obs, *_ = env.step(actions[-1])
-    traj = [Trajectory(np.array(states, float), np.array(actions, float))]
+    traj = expert_trajectories(range(1), 100, truth, "twinarm/SO101-PickCube-v0")
     joints = ["shoulder_lift", "elbow_flex"]
     result = fit_dynamics(SO101, traj, joints, ["kp", "max_torque"], delays=[0], max_iter=20)
     for j in joints:

@@ -107,39 +107,15 @@ def format_fit(spec: Any, result: Any, joints: list[str]) -> str:
 
 def plot_fit(spec: Any, traj: Any, before: np.ndarray, after: np.ndarray, out: Path, title: str) -> Path | None:
     """Per joint: recorded, replayed with the start's parameters and with the fitted ones; None without matplotlib."""
-    try:
-        import matplotlib
+    from twinarm.cli.replay_cmd import ACTION_STYLE, plot_joints
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    t = np.arange(len(traj.states)) / spec.control_hz
-    rec, act = spec.to_lerobot(traj.states), spec.to_lerobot(traj.actions)
-    b, a = (spec.to_lerobot(np.concatenate([traj.states[:1], x])) for x in (before, after))
-    cols = 2 if spec.dof <= 8 else 4
-    rows = -(-spec.dof // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 1.9 * rows), sharex=True, squeeze=False)
-    try:
-        for j, ax in enumerate(axes.flat):
-            if j >= spec.dof:
-                ax.axis("off")
-                continue
-            ax.plot(t, act[:, j], c="0.6", lw=0.8, ls="--", label="action sent")
-            ax.plot(t, rec[:, j], c="tab:blue", lw=1.4, label="recorded")
-            ax.plot(t, b[:, j], c="tab:red", lw=1.0, label="sim, start")
-            ax.plot(t, a[:, j], c="tab:green", lw=1.0, label="sim, fitted")
-            ax.set_title(f"{spec.joint_names[j]} ({spec.lerobot_unit_labels[j]})", fontsize=8)
-            ax.tick_params(labelsize=7)
-        axes.flat[0].legend(fontsize=6, loc="best")
-        for ax in axes[-1]:
-            ax.set_xlabel("s", fontsize=7)
-        fig.suptitle(title, fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out, dpi=100)
-    finally:
-        plt.close(fig)
-    return out
+    start = traj.states[:1]  # the replays begin at the recorded first pose
+    return plot_joints(spec, spec.control_hz, [
+        (traj.actions, "action sent", ACTION_STYLE),
+        (traj.states, "recorded", {"c": "tab:blue", "lw": 1.4}),
+        (np.concatenate([start, before]), "sim, start", {"c": "tab:red", "lw": 1.0}),
+        (np.concatenate([start, after]), "sim, fitted", {"c": "tab:green", "lw": 1.0}),
+    ], out, title)  # fmt: skip
 
 
 def run_fit_dynamics(args: argparse.Namespace) -> int:

@@ -153,9 +153,10 @@ def format_tracking(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
-def plot_tracking(spec: Any, recorded: np.ndarray, replayed: np.ndarray, action: np.ndarray, fps: int,
-                  out: Path, title: str) -> Path | None:
-    """One panel per joint: recorded state, replayed state and the commanded action; None without matplotlib."""
+def plot_joints(spec: Any, fps: int, series: list[tuple[np.ndarray, str, dict[str, Any]]], out: Path,
+                title: str) -> Path | None:  # fmt: skip
+    """One panel per joint, each (values in spec units, label, matplotlib style) drawn in LeRobot's units; None
+    without matplotlib. The action sent goes first, dashed grey, by the callers' convention."""
     try:
         import matplotlib
 
@@ -163,8 +164,8 @@ def plot_tracking(spec: Any, recorded: np.ndarray, replayed: np.ndarray, action:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    t = np.arange(len(recorded)) / fps
-    rec, rep, act = (spec.to_lerobot(x) for x in (recorded, replayed, action))
+    t = np.arange(len(series[0][0])) / fps
+    curves = [(spec.to_lerobot(values), label, style) for values, label, style in series]
     cols = 2 if spec.dof <= 8 else 4
     rows = -(-spec.dof // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 1.9 * rows), sharex=True, squeeze=False)
@@ -173,9 +174,8 @@ def plot_tracking(spec: Any, recorded: np.ndarray, replayed: np.ndarray, action:
             if j >= spec.dof:
                 ax.axis("off")
                 continue
-            ax.plot(t, act[:, j], c="0.6", lw=0.8, ls="--", label="action sent")
-            ax.plot(t, rec[:, j], c="tab:blue", lw=1.2, label="recorded")
-            ax.plot(t, rep[:, j], c="tab:orange", lw=1.2, label="replayed")
+            for values, label, style in curves:
+                ax.plot(t, values[:, j], label=label, **style)
             ax.set_title(f"{spec.joint_names[j]} ({spec.lerobot_unit_labels[j]})", fontsize=8)
             ax.tick_params(labelsize=7)
         axes.flat[0].legend(fontsize=6, loc="best")
@@ -187,6 +187,18 @@ def plot_tracking(spec: Any, recorded: np.ndarray, replayed: np.ndarray, action:
     finally:
         plt.close(fig)
     return out
+
+
+#: The dashed grey line of the action sent, under the states it drove.
+ACTION_STYLE = {"c": "0.6", "lw": 0.8, "ls": "--"}
+
+
+def plot_tracking(spec: Any, recorded: np.ndarray, replayed: np.ndarray, action: np.ndarray, fps: int,
+                  out: Path, title: str) -> Path | None:
+    """One panel per joint: recorded state, replayed state and the commanded action; None without matplotlib."""
+    return plot_joints(spec, fps, [(action, "action sent", ACTION_STYLE),
+                                   (recorded, "recorded", {"c": "tab:blue", "lw": 1.2}),
+                                   (replayed, "replayed", {"c": "tab:orange", "lw": 1.2})], out, title)  # fmt: skip
 
 
 def replay_episode(env: Any, state: np.ndarray, action: np.ndarray, seed: int,

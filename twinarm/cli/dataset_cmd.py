@@ -1,5 +1,6 @@
-"""`twinarm dataset info|check|push|convert-units|delete-episodes|merge|view`: inspect, validate, publish, convert,
-edit and look at LeRobot v3 datasets."""
+"""`twinarm dataset info|check|push|convert-units|delete-episodes|merge|view` (and the edits of
+`dataset_edit_cmd`: split, remove-feature, modify-tasks): inspect, validate, publish, convert, edit and look at
+LeRobot v3 datasets."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from pathlib import Path
 
 from twinarm.cli.config import add_config_arg
+from twinarm.cli.dataset_edit_cmd import register_edits
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dataset",
         help="inspect, validate, publish, edit or view a LeRobot v3 dataset",
         description="Work with LeRobot v3.0 datasets (twinarm- or LeRobot-written): a summary table, the "
-        "validator, a Hub upload, a copy in other joint units or without some episodes, several merged into "
-        "one, or an episode rendered to mp4/PNG with state and action plots.",
+        "validator, a Hub upload, a copy in other joint units, without some episodes or features or with new "
+        "task texts, several merged into one or one split into several, or an episode rendered to mp4/PNG with "
+        "state and action plots.",
     )
     add_config_arg(p)
     p.set_defaults(_parser=p)
@@ -98,6 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     merge.add_argument("--out", type=Path, required=True, help="new directory for the merged dataset")
     add_config_arg(merge)
     merge.set_defaults(func=run_merge, _parser=merge)
+
+    register_edits(ds)
 
     view = ds.add_parser("view", help="render an episode's frames and plots to mp4/PNG",
                          description="Render one episode: cameras side by side over state/action plots with "

@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "dataset_cmd",
     "export_cmd",
     "push_policy_cmd",
+    "doctor_cmd",
 )
 
 

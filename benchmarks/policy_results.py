@@ -14,6 +14,7 @@
     python benchmarks/policy_results.py act --precision bf16   # the recipe in bf16 mixed precision
     python benchmarks/policy_results.py bf16        # float32 vs bf16 runs -> results/policy_bf16.txt
     python benchmarks/policy_results.py noise       # Diffusion's pc_success over 5 sampling-noise seeds
+    python benchmarks/policy_results.py robustness  # each recipe under each `twinarm robustness` perturbation
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -376,6 +377,42 @@ def _action_change(ckpt: Path, dataset: str | None) -> tuple[float, float]:
     return float((chunks[1] - chunks[0]).abs().mean()), float((chunks[2] - chunks[0]).abs().mean())
 
 
+def robustness_table(episodes: int = 50) -> str:
+    """Each recipe's final checkpoint under every perturbation `twinarm robustness` applies, the same 50 seeds
+    per row; the table (pc_success, and in brackets the nominal run's successes lost) -> RESULTS /
+    policy_robustness.txt, the bars -> RESULTS / policy_robustness_<name>.png."""
+    import shutil
+
+    from twinarm.envs.perturbations import PERTURBATIONS
+
+    found = {}
+    for name, (_, env_id, _, _) in COMMANDS.items():
+        if not (run_dir(name, None) / "checkpoints" / "last").exists():
+            continue
+        out = WORK / f"robustness_{name}"
+        if not (out / "robustness.json").exists():
+            run(TWINARM + ["robustness", "--policy", str(_last_checkpoint(run_dir(name, None))), "--env", env_id,
+                           "--episodes", str(episodes), "--out", str(out), *EVAL_OVERRIDES.get(name, [])])
+        found[name] = json.loads((out / "robustness.json").read_text())
+        shutil.copy(out / "robustness.png", RESULTS / f"policy_robustness_{name}.png")
+    rows = ["| perturbation | " + " | ".join(f"{n} ({found[n]['env'].split('/')[-1]})" for n in found) + " | what |",
+            "|---|" + "---|" * len(found) + "---|"]
+    for pert, p in PERTURBATIONS.items():
+        cells = []
+        for res in found.values():
+            r = res["rows"].get(pert)
+            cells.append(f"{r['pc_success']:.0f} % ({r['lost']} lost)" if r else f"- ({res['skipped'].get(pert, 'not run')})")
+        rows.append(f"| {pert} | " + " | ".join(cells) + f" | {p.what} |")
+    table = "\n".join(rows)
+    (RESULTS / "policy_robustness.txt").write_text(
+        f"{time.strftime('%Y-%m-%d %H:%M')}: the recipes' final checkpoints under each perturbation of `twinarm "
+        f"robustness`, {episodes} episodes per row over the same seeds (100000...); in brackets, how many of the "
+        "nominal row's successes the perturbation lost.\nCommand: python benchmarks/policy_results.py robustness\n\n"
+        + table + "\n")
+    print(table)
+    return table
+
+
 def _last_checkpoint(run_root: Path) -> Path:
     return run_root / "checkpoints" / (run_root / "checkpoints" / "last").read_text().strip() / "pretrained_model"
 
@@ -422,7 +459,8 @@ def _other_seeds(name: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "bf16", "noise", "report"))
+    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "bf16", "noise", "robustness",
+                                     "report"))
     p.add_argument("--checkpoint", type=Path, action="append", default=[],
                    help="int8: also compare this checkpoint (repeatable), e.g. a pixel ACT")
     p.add_argument("--calibration", default=None, help="int8: dataset whose frames calibrate those checkpoints")
@@ -448,6 +486,8 @@ def main() -> None:
         precision_table()
     elif a.stage == "noise":
         noise_table()
+    elif a.stage == "robustness":
+        robustness_table()
     else:
         train_and_eval(a.stage, a.seed, a.steps, a.precision)
 

@@ -54,7 +54,8 @@ def write_resolved_config(args: argparse.Namespace, out_dir: Path, name: str = "
 def add_randomization_arg(parser: argparse.ArgumentParser, what: str = "the sim env") -> None:
     parser.add_argument(
         "--randomization", default=None, metavar="PRESET|FILE|JSON",
-        help=f"sim-to-real randomization of {what}: a preset (sim2real), a YAML/JSON file, or inline JSON of "
+        help=f"sim-to-real randomization of {what}: a preset (sim2real, or one kind of `twinarm robustness`: "
+        "camera, latency-1, servos, ...), a YAML/JSON file, or inline JSON of "
         "twinarm.envs.randomization.Randomization fields, e.g. '{\"obs_noise_std\": 0.01}' (default: off)",
     )  # fmt: skip
 
@@ -62,6 +63,7 @@ def add_randomization_arg(parser: argparse.ArgumentParser, what: str = "the sim 
 def load_randomization(value: str | dict[str, Any] | None) -> dict[str, Any] | None:
     """A `--randomization` value (preset name, file, inline JSON, or a mapping from a --config file) as a checked
     Randomization dict; None when off. Errors name the file, or the presets and keys that exist."""
+    from twinarm.envs.perturbations import PERTURBATIONS
     from twinarm.envs.randomization import PRESETS, Randomization
 
     if value is None:
@@ -70,6 +72,8 @@ def load_randomization(value: str | dict[str, Any] | None) -> dict[str, Any] | N
     if isinstance(value, str):
         if value in PRESETS:
             return PRESETS[value].to_dict()
+        if value in PERTURBATIONS:
+            return PERTURBATIONS[value].randomization.to_dict()
         path = Path(value)
         if value.lstrip().startswith("{"):
             try:
@@ -85,7 +89,8 @@ def load_randomization(value: str | dict[str, Any] | None) -> dict[str, Any] | N
             except yaml.YAMLError as exc:
                 raise SystemExit(f"{source} is not valid YAML/JSON: {exc}") from None
         else:
-            raise SystemExit(f"--randomization {value!r}: not a preset ({', '.join(sorted(PRESETS))}), a file or JSON")
+            names = ", ".join([*sorted(PRESETS), *PERTURBATIONS])
+            raise SystemExit(f"--randomization {value!r}: not a preset ({names}), a file or JSON")
     try:
         return Randomization.coerce(value).to_dict()
     except (TypeError, ValueError) as exc:

@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "virtual_arm_cmd",
     "train_cmd",
     "eval_cmd",
+    "robustness_cmd",
     "record_cmd",
     "replay_cmd",
     "fit_dynamics_cmd",

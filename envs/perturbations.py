@@ -1,0 +1,51 @@
+"""Named sim-to-real perturbations, one kind at a time, for stress tests (`twinarm robustness`) and as
+`--randomization NAME` presets: each is a `Randomization` that turns one group of knobs well past the
+`sim2real` preset's spread, so a policy's weak spot shows before it meets a real arm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twinarm.envs.randomization import PRESETS, PhysicalRandomization, Randomization, VisualRandomization
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    what: str
+    randomization: Randomization
+    visual: bool = False
+    """Changes only what the cameras see (nothing to a policy that reads no camera)."""
+    objects: bool = False
+    """Changes only the task's objects (nothing in a task without any, such as Reach)."""
+
+
+def _physical(**kw: tuple[float, float]) -> Randomization:
+    return Randomization(physical=PhysicalRandomization(**kw))
+
+
+def _visual(**kw: float | tuple[float, float]) -> Randomization:
+    return Randomization(visual=VisualRandomization(**kw))  # type: ignore[arg-type]
+
+
+PERTURBATIONS: dict[str, Perturbation] = {
+    "nominal": Perturbation("the model as it is", Randomization()),
+    "lighting": Perturbation("lights moved ~30 cm, 0.5-1.5x as bright",
+                             _visual(light_pos_std=0.3, light_intensity_scale=(0.5, 1.5)), visual=True),
+    "colours": Perturbation("table and object colours +/-0.2 per channel",
+                            _visual(table_rgb_jitter=0.2, object_rgb_jitter=0.2), visual=True),
+    "camera": Perturbation("cameras moved ~2 cm, turned ~2 deg, field of view +/-4 deg",
+                           _visual(camera_pos_std=0.02, camera_rot_std=0.04, camera_fovy_jitter=4.0), visual=True),
+    "object-mass": Perturbation("objects 0.5-2x as heavy", _physical(object_mass_scale=(0.5, 2.0)), objects=True),
+    "object-friction": Perturbation("objects 0.5-1.5x as grippy", _physical(object_friction_scale=(0.5, 1.5)),
+                                    objects=True),
+    "object-size": Perturbation("objects 0.85-1.15x the size", _physical(object_size_scale=(0.85, 1.15)),
+                                objects=True),
+    "servos": Perturbation("servo gains 0.7-1.3x, joint damping 0.6-1.6x, armature 0.7-1.4x",
+                           _physical(actuator_gain_scale=(0.7, 1.3), joint_damping_scale=(0.6, 1.6),
+                                     armature_scale=(0.7, 1.4))),
+    "encoder-noise": Perturbation("joint readings with 0.57 deg (0.01 rad) of noise", Randomization(obs_noise_std=0.01)),
+    "latency-1": Perturbation("each action applied one control step late", Randomization(action_delay_steps=1)),
+    "latency-2": Perturbation("each action applied two control steps late", Randomization(action_delay_steps=2)),
+    "jitter": Perturbation("control periods 0.8-1.2x as long", Randomization(control_jitter=0.2)),
+    "sim2real": Perturbation("the sim2real preset: every kind at once, milder", PRESETS["sim2real"]),
+}  # fmt: skip

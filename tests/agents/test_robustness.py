@@ -1,0 +1,72 @@
+"""`twinarm robustness`: one evaluation per perturbation over the same seeds, camera-only ones skipped for a
+policy that reads no camera, and each perturbation reaching the env (a deterministic policy's rewards move)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import twinarm  # noqa: F401  (registers the env ids)
+from tests.agents.conftest import TINY, synthetic_stats
+from twinarm.agents.features import Feature
+from twinarm.agents.registry import get_config_class, make_policy
+from twinarm.cli.config import load_randomization
+from twinarm.cli.main import main
+
+PICK = "twinarm/SO101-PickCube-v0"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ACT that reads the joints only, so it runs on every single-arm task (Reach's and PickCube's
+    environment states differ)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("policy") / "pretrained_model"
+    config = get_config_class("act")(input_features={"observation.state": Feature("STATE", (6,))},
+                                     output_features={"action": Feature("ACTION", (6,))}, **TINY["act"])  # fmt: skip
+    stats = {k: v for k, v in synthetic_stats().items() if k != "observation.environment_state"}
+    make_policy("act", config, stats).save_pretrained(path)
+    return path
+
+
+def test_each_perturbation_over_the_same_seeds(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "rob"
+    assert main(["robustness", "--policy", str(checkpoint), "--env", PICK, "--episodes", "2", "--n-envs", "2",
+                 "--only", "latency-2", "camera", "servos", "--max-steps", "25", "--out", str(out)]) == 0  # fmt: skip
+    result = json.loads((out / "robustness.json").read_text())
+    rows = result["rows"]
+    assert list(rows) == ["nominal", "latency-2", "servos"]  # nominal first, as the reference
+    assert result["skipped"] == {"camera": "the policy reads no camera"}
+    assert all(len(r["successes"]) == 2 and r["lost"] >= 0 for r in rows.values())
+    # The same policy on the same seeds: only the perturbation differs, and it shows in the rewards.
+    sums = {n: r["avg_sum_reward"] for n, r in rows.items()}
+    assert sums["latency-2"] != sums["nominal"] and sums["servos"] != sums["nominal"]
+    printed = capsys.readouterr().out
+    assert "camera" in printed and "skipped: the policy reads no camera" in printed
+    assert "each action applied two control steps late" in printed
+    assert (out / "robustness.png").stat().st_size > 5_000
+    # Reach has no object for the object perturbations to change.
+    assert main(["robustness", "--policy", str(checkpoint), "--env", "twinarm/SO101-Reach-v0", "--episodes", "1",
+                 "--n-envs", "1", "--only", "object-mass", "--max-steps", "5", "--out", str(tmp_path / "reach"),
+                 "--set", "n_action_steps=4"]) == 0  # fmt: skip
+    reach = json.loads((tmp_path / "reach" / "robustness.json").read_text())
+    assert list(reach["rows"]) == ["nominal"] and reach["skipped"] == {"object-mass": "the task has no objects"}
+
+
+def test_the_real_id_and_unknown_names_are_refused(checkpoint: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["robustness", "--policy", str(checkpoint), "--env", "twinarm/SO101-PickCube-Real-v0"])
+    assert "robustness perturbs the sim (twinarm/SO101-PickCube-v0)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["robustness", "--policy", str(checkpoint), "--env", PICK, "--only", "gravity"])
+    assert "invalid choice: 'gravity'" in capsys.readouterr().err
+
+
+def test_perturbations_are_randomization_presets_too() -> None:
+    assert load_randomization("latency-1")["action_delay_steps"] == 1
+    assert load_randomization("camera")["visual"]["camera_pos_std"] == 0.02
+    with pytest.raises(SystemExit, match=r"not a preset \(sim2real, nominal, lighting"):
+        load_randomization("gravity")

@@ -1,0 +1,161 @@
+"""`twinarm robustness`: evaluate a policy in sim under one kind of sim-to-real perturbation at a time (lighting,
+colours, camera pose, object mass, friction and size, servo gains, encoder noise, latency, control jitter, and
+the sim2real preset), each over the same seeds as the unperturbed run, to find what it cannot stand before it
+meets a real arm.
+
+Each perturbation is a named randomization (`twinarm.envs.perturbations`, also `--randomization NAME` on eval,
+record and train), drawn per episode from its seed; every row seeds torch as `twinarm eval` does (the same
+sampling noise). Camera-only perturbations are skipped for a policy that reads no camera, object ones for a
+task without objects (Reach). The table gives each one's pc_success and how many of the unperturbed run's
+successes it lost; `robustness.json` holds every episode, `robustness.png` the bars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from twinarm.cli.config import add_config_arg, add_dynamics_arg, load_dynamics, write_resolved_config
+from twinarm.cli.train_cmd import policy_kv
+
+EPILOG = """examples:
+  twinarm robustness --policy outputs/act/checkpoints/last/pretrained_model --env twinarm/SO101-PickCube-v0
+  twinarm robustness --policy DIR --env twinarm/SO101-PickCube-v0 --only latency-1 latency-2 servos --episodes 50"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from twinarm.envs.perturbations import PERTURBATIONS
+
+    p = sub.add_parser(
+        "robustness", help="evaluate a policy in sim under each sim-to-real perturbation in turn",
+        description=__doc__.split("\n\n", 1)[1].strip() + "\n\nperturbations:\n" + "\n".join(
+            f"  {n:<16}{v.what}" for n, v in PERTURBATIONS.items()),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--policy", required=True, help="policy checkpoint (a pretrained_model folder) or Hub repo id")
+    p.add_argument("--env", required=True, help="sim env id")
+    p.add_argument("--only", nargs="+", default=None, choices=list(PERTURBATIONS), metavar="NAME",
+                   help="these perturbations only (nominal is always run first, as the reference)")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per perturbation (default: 20)")
+    p.add_argument("--n-envs", type=int, default=10, help="episodes run in parallel (default: 10)")
+    p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode, the same for every row")
+    p.add_argument("--set", dest="policy_overrides", type=policy_kv, action="append", default=[],
+                   metavar="FIELD=VALUE", help="override an inference setting of the policy config")
+    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
+    p.add_argument("--videos", type=int, default=0, help="episodes per perturbation saved as mp4 (default: 0)")
+    p.add_argument("--max-steps", type=int, default=None, help="cut episodes at this many steps (default: the env's)")
+    p.add_argument("--out", type=Path, default=Path("outputs/robustness"), help="output folder")
+    add_dynamics_arg(p, "every run (perturbations then draw around it)")
+    add_config_arg(p)
+    p.set_defaults(func=run, _parser=p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import twinarm  # noqa: F401  (registers the env ids)
+    from twinarm.agents.eval import evaluate, obs_type_for
+    from twinarm.agents.policy import Policy, resolve_checkpoint
+    from twinarm.envs.perturbations import PERTURBATIONS
+    from twinarm.registration import entry_for
+
+    parser = args._parser
+    try:
+        entry = entry_for(args.env)
+    except KeyError as exc:
+        parser.error(str(exc).strip("'\""))
+    if args.env != entry.sim_id:
+        parser.error(f"{args.env} is the real arm; robustness perturbs the sim ({entry.sim_id})")
+    if args.episodes < 1 or args.n_envs < 1:
+        parser.error("--episodes and --n-envs must be at least 1")
+    try:
+        policy = Policy.from_pretrained(resolve_checkpoint(args.policy), overrides=dict(args.policy_overrides or {}))
+    except FileNotFoundError as exc:
+        parser.error(f"--policy: {exc}")
+    dynamics = load_dynamics(args.dynamics, entry.arm)
+    pixels = obs_type_for(policy) != "state"
+    names = ["nominal", *[n for n in (args.only or PERTURBATIONS) if n != "nominal"]]
+    objects = _has_objects(args.env)
+    skipped = {n: "the policy reads no camera" for n in names if PERTURBATIONS[n].visual and not pixels}
+    skipped.update({n: "the task has no objects" for n in names if PERTURBATIONS[n].objects and not objects})
+    write_resolved_config(args, args.out)
+    rows: dict[str, dict[str, Any]] = {}
+    for name in (n for n in names if n not in skipped):
+        began = time.perf_counter()
+        torch.manual_seed(args.seed)  # every row samples the same noise (Diffusion), as `twinarm eval` seeds it
+        kwargs = {"randomization": PERTURBATIONS[name].randomization.to_dict(),
+                  **({"dynamics": dynamics} if dynamics else {})}  # fmt: skip
+        res = evaluate(policy, args.env, n_episodes=args.episodes, n_envs=args.n_envs, seed=args.seed,
+                       videos_dir=args.out / "videos" / name if args.videos else None, max_videos=args.videos,
+                       image_size=tuple(args.image_size) if args.image_size else None, env_kwargs=kwargs,
+                       max_steps=args.max_steps)  # fmt: skip
+        rows[name] = {"what": PERTURBATIONS[name].what, **res.aggregated,
+                      "successes": [bool(s) for s in res.successes]}  # fmt: skip
+        print(f"{name:<16} {res.aggregated['pc_success']:5.1f} %  ({time.perf_counter() - began:.0f} s)", flush=True)
+    base = rows["nominal"]["successes"]
+    for row in rows.values():
+        row["lost"] = sum(a and not b for a, b in zip(base, row["successes"], strict=True))
+        row["gained"] = sum(b and not a for a, b in zip(base, row["successes"], strict=True))
+    result = {"policy": str(args.policy), "env": args.env, "episodes": args.episodes, "seed": args.seed,
+              "dynamics": args.dynamics, "skipped": skipped, "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "robustness.json").write_text(json.dumps(result, indent=2) + "\n")
+    png = plot_rows(rows, args.out / "robustness.png", f"{policy.name} on {args.env}, {args.episodes} episodes each")
+    print()
+    print(format_rows(rows, skipped))
+    print(f"wrote {args.out / 'robustness.json'}" + (f", {png}" if png else ""))
+    return 0
+
+
+def _has_objects(env_id: str) -> bool:
+    """Whether the task has free bodies (a cube, a peg) for the object perturbations to change."""
+    import gymnasium as gym
+    import mujoco
+
+    env = gym.make(env_id, obs_type="state")
+    try:
+        model = env.unwrapped.physics.model
+        return any(model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE for j in range(model.njnt))
+    finally:
+        env.close()
+
+
+def format_rows(rows: dict[str, dict[str, Any]], skipped: dict[str, str]) -> str:
+    w = max(len(n) for n in (*rows, *skipped, "perturbation")) + 2
+    lines = [f"{'perturbation':<{w}}{'pc_success':>11}{'lost':>6}{'gained':>8}{'avg_max_reward':>16}  what"]
+    for name, r in rows.items():
+        lines.append(f"{name:<{w}}{r['pc_success']:>10.1f}%{r['lost']:>6}{r['gained']:>8}{r['avg_max_reward']:>16.3f}  "
+                     f"{r['what']}")
+    lines += [f"{name:<{w}}{'-':>11}{'':>6}{'':>8}{'':>16}  skipped: {why}" for name, why in skipped.items()]
+    return "\n".join(lines)
+
+
+def plot_rows(rows: dict[str, dict[str, Any]], out: Path, title: str) -> Path | None:
+    """Horizontal bars of pc_success per perturbation, the nominal one as a line; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    names = list(rows)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
+    try:
+        values = [rows[n]["pc_success"] for n in names]
+        ax.barh(names, values, color=["tab:gray" if n == "nominal" else "tab:blue" for n in names])
+        for i, v in enumerate(values):
+            ax.text(min(v + 1, 88), i, f"{v:.0f} %", va="center", fontsize=7)
+        ax.axvline(rows["nominal"]["pc_success"], color="tab:gray", ls="--", lw=1)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("pc_success (%)")
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=8)
+        fig.tight_layout()
+        fig.savefig(out, dpi=100)
+    finally:
+        plt.close(fig)
+    return out

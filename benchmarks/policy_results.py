@@ -6,6 +6,7 @@
     python benchmarks/policy_results.py tdmpc       # TD-MPC from scratch on SO101-Reach (online)
     python benchmarks/policy_results.py report      # table -> benchmarks/results/policy_results.txt, PNGs
     python benchmarks/policy_results.py sim2real    # ACT on nominal vs randomized demos, in nominal and randomized worlds
+    python benchmarks/policy_results.py sim2real --preset servos   # ... randomizing the servos only
     python benchmarks/policy_results.py act --seed 1001   # the same recipe on another training seed
     python benchmarks/policy_results.py act --steps 20000 --seed 1001   # ... trained for longer
     python benchmarks/policy_results.py int8        # Diffusion above, float32 vs `eval --int8`, same seeds
@@ -109,6 +110,7 @@ def record(episodes: int = 50, randomization: str | None = None) -> Path:
     from twinarm.datasets_io.recorder import record as record_episodes
     from twinarm.datasets_io.writer import DatasetWriter
     from twinarm.envs.experts import make_expert
+    from twinarm.envs.perturbations import PERTURBATIONS
     from twinarm.envs.randomization import PRESETS
     from twinarm.registration import entry_for
 
@@ -123,7 +125,8 @@ def record(episodes: int = 50, randomization: str | None = None) -> Path:
     probe.close()
     writer = DatasetWriter.create(root, spec.control_hz, spec.lerobot_features(cameras=(), env_state_dim=env_dim),
                                   robot_type=spec.robot_type)
-    rand = None if randomization is None else PRESETS[randomization].to_dict()
+    named = {**PRESETS, **{n: v.randomization for n, v in PERTURBATIONS.items()}}
+    rand = None if randomization is None else named[randomization].to_dict()
     summary = record_episodes(
         partial(gym.make, PICK, obs_type="state", randomization=rand), make_expert, writer, episodes=episodes,
         task=entry.task_info.instruction, to_frame=partial(gym_frame, convert=spec.to_lerobot), seed=0,
@@ -194,7 +197,8 @@ def precision_table() -> str:
 def sim2real(preset: str = "sim2real", seed: int | None = None) -> str:
     """ACT (the recipe above, on training seed `seed`) trained on nominal and on `preset`-randomized
     demonstrations, each evaluated over the same 50 seeds in nominal and in `preset` worlds; the table of every
-    seed run so far -> RESULTS / policy_sim2real.txt."""
+    seed run so far -> RESULTS / policy_<preset>.txt. `preset`: `sim2real`, or one perturbation of `twinarm
+    robustness` (e.g. `servos`, the one the recipes stand least)."""
     data = record(randomization=preset)
     args, env_id, _, _ = COMMANDS["act"]
     nominal, randomized = run_dir("act", seed), WORK / (f"act_{preset}" + ("" if seed is None else f"_seed{seed}"))
@@ -227,7 +231,7 @@ def sim2real(preset: str = "sim2real", seed: int | None = None) -> str:
             rows.append(f"| {label} | {s or 'default (1000)'} | {pc(rd, 'final_eval')} | {pc(rd, f'final_eval_{preset}')} |")
     table = "\n".join(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "policy_sim2real.txt").write_text(
+    (RESULTS / f"policy_{preset}.txt").write_text(
         f"ACT on {PICK.split('/')[-1]} (state observations, the recipe of policy_results.py act), pc_success over "
         f"the same 50 evaluation seeds; {preset}: twinarm.envs.randomization.PRESETS['{preset}'].\n"
         f"Commands: python benchmarks/policy_results.py sim2real [--seed N]\n\n" + table + "\n")
@@ -468,6 +472,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="train for this many steps instead of the recipe's (checkpoints and periodic evals every "
                         "steps / 4); runs in its own folder")
+    p.add_argument("--preset", default="sim2real",
+                   help="sim2real: the randomization preset (or `twinarm robustness` perturbation) of the demonstrations")
     p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                    help="train and evaluate a recipe in this precision (bf16: its own folder, NAME_bf16)")
     a = p.parse_args()
@@ -477,7 +483,7 @@ def main() -> None:
     elif a.stage == "report":
         report()
     elif a.stage == "sim2real":
-        sim2real(seed=a.seed)
+        sim2real(a.preset, seed=a.seed)
     elif a.stage == "int8":
         int8(a.checkpoint, a.calibration)
     elif a.stage == "int8-tdmpc":

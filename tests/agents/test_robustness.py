@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import twinarm  # noqa: F401  (registers the env ids)
-from tests.agents.conftest import TINY, synthetic_stats
+from tests.agents.conftest import IMG, TINY, synthetic_stats
 from twinarm.agents.features import Feature
 from twinarm.agents.registry import get_config_class, make_policy
 from twinarm.cli.config import load_randomization
@@ -70,3 +70,29 @@ def test_perturbations_are_randomization_presets_too() -> None:
     assert load_randomization("camera")["visual"]["camera_pos_std"] == 0.02
     with pytest.raises(SystemExit, match=r"not a preset \(sim2real, nominal, lighting"):
         load_randomization("gravity")
+
+
+def test_a_pixel_policy_gets_the_camera_perturbations(tmp_path: Path) -> None:
+    """A policy that reads the front camera is run under `camera` (its frames then differ from nominal's)."""
+    torch.manual_seed(0)
+    config = get_config_class("act")(
+        input_features={"observation.state": Feature("STATE", (6,)), "observation.images.front": Feature("VISUAL", IMG)},
+        output_features={"action": Feature("ACTION", (6,))}, **TINY["act"])  # fmt: skip
+    stats = {k: v for k, v in synthetic_stats(with_image=True).items() if k != "observation.environment_state"}
+    ckpt = tmp_path / "pretrained_model"
+    make_policy("act", config, stats).save_pretrained(ckpt)
+    out = tmp_path / "rob"
+    assert main(["robustness", "--policy", str(ckpt), "--env", PICK, "--episodes", "1", "--n-envs", "1",
+                 "--only", "camera", "--image-size", str(IMG[1]), str(IMG[2]), "--max-steps", "4",
+                 "--videos", "1", "--out", str(out)]) == 0  # fmt: skip
+    result = json.loads((out / "robustness.json").read_text())
+    assert list(result["rows"]) == ["nominal", "camera"] and result["skipped"] == {}
+    import av
+    import numpy as np
+
+    first = {}
+    for name in ("nominal", "camera"):
+        (video,) = (out / "videos" / name).glob("*.mp4")
+        with av.open(str(video)) as c:
+            first[name] = next(c.decode(c.streams.video[0])).to_ndarray(format="rgb24").astype(int)
+    assert np.abs(first["nominal"] - first["camera"]).mean() > 2  # the same seed, seen from a moved camera

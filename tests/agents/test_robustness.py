@@ -13,6 +13,7 @@ import twinarm  # noqa: F401  (registers the env ids)
 from tests.agents.conftest import IMG, TINY, synthetic_stats
 from twinarm.agents.features import Feature
 from twinarm.agents.registry import get_config_class, make_policy
+from twinarm.arms import SO101
 from twinarm.cli.config import load_randomization
 from twinarm.cli.main import main
 
@@ -48,6 +49,13 @@ def test_each_perturbation_over_the_same_seeds(checkpoint: Path, tmp_path: Path,
     assert "camera" in printed and "skipped: the policy reads no camera" in printed
     assert "each action applied two control steps late" in printed
     assert (out / "robustness.png").stat().st_size > 5_000
+    # --dynamics shapes every row's arm (here servos half as stiff): the nominal row moves too.
+    dyn = tmp_path / "soft.json"
+    dyn.write_text(json.dumps({"arm": "so101", "joints": {n: {"kp": 8.9} for n in SO101.joint_names}}))
+    assert main(["robustness", "--policy", str(checkpoint), "--env", PICK, "--episodes", "2", "--n-envs", "2",
+                 "--only", "nominal", "--max-steps", "25", "--dynamics", str(dyn), "--out", str(tmp_path / "soft")]) == 0
+    soft = json.loads((tmp_path / "soft" / "robustness.json").read_text())
+    assert soft["dynamics"] == str(dyn) and soft["rows"]["nominal"]["avg_sum_reward"] != sums["nominal"]
     # Reach has no object for the object perturbations to change.
     assert main(["robustness", "--policy", str(checkpoint), "--env", "twinarm/SO101-Reach-v0", "--episodes", "1",
                  "--n-envs", "1", "--only", "object-mass", "--max-steps", "5", "--out", str(tmp_path / "reach"),

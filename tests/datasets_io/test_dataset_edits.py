@@ -146,3 +146,46 @@ def test_lerobot_written_datasets(name: str, tmp_path: Path) -> None:
     assert_same_frames([{k: new[i][k] for k in rest} for i in range(len(new))], [{k: old[i][k] for k in rest} for i in range(len(old))])
     out, _ = modify_tasks(src, tmp_path / "retask", new_task="Something else.")
     assert check_dataset(out, deep=True) == [] and {LeRobotDatasetReader(out)[i]["task"] for i in range(3)} == {"Something else."}
+
+
+def test_images_become_videos(tmp_path: Path, capsys) -> None:
+    """Smooth PNG frames encode to H.264 that decodes close to them; everything else reads as before."""
+    from ds_helpers import FPS, H, W, front_image
+
+    from twinarm.datasets_io.to_video import images_to_video
+    from twinarm.datasets_io.writer import DatasetWriter
+
+    src = tmp_path / "png"
+    feats = {"observation.state": {"dtype": "float32", "shape": [2], "names": ["a", "b"]},
+             "action": {"dtype": "float32", "shape": [2], "names": ["a", "b"]},
+             "observation.images.front": {"dtype": "image", "shape": [H, W, 3], "names": ["height", "width", "channels"]}}
+    w = DatasetWriter.create(src, FPS, feats, robot_type="test_arm")
+    for e, n in enumerate(LENGTHS):
+        for t in range(n):
+            w.add_frame({"observation.state": np.array([e, t], np.float32), "action": np.array([t, e], np.float32),
+                         "observation.images.front": front_image(e, t)}, task=TASKS[e % 2])
+        w.save_episode()
+    w.finalize()
+    out, keys = images_to_video(src, tmp_path / "mp4")
+    assert keys == ["observation.images.front"] and check_dataset(out, deep=True) == []
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["features"]["observation.images.front"]["dtype"] == "video"
+    assert info["features"]["observation.images.front"]["info"]["video.codec"] == "h264"
+    assert "observation.images.front" not in pq.read_table(next((out / "data").rglob("*.parquet"))).column_names
+    old, new = LeRobotDatasetReader(src), LeRobotDatasetReader(out)
+    frames = [old[i]["observation.images.front"] for i in range(len(old))]
+    for i in range(len(old)):
+        x, y = old[i], new[i]
+        assert torch.equal(x["observation.state"], y["observation.state"]) and x["task"] == y["task"]
+        # Each decoded frame is closest to its own PNG (within ~5 of 255 levels), not to its neighbours.
+        err = [(f - y["observation.images.front"]).abs().mean().item() for f in frames]
+        assert err[i] < 0.025 and int(np.argmin(err)) == i, (i, err[i], int(np.argmin(err)))
+    with pytest.raises(DatasetError, match=r"\['observation.state'\] are not colour image features"):
+        images_to_video(src, tmp_path / "x", ["observation.state"])
+    with pytest.raises(DatasetError, match="no colour image features"):
+        images_to_video(out, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    # LeRobot's own PNG dataset, through the CLI.
+    assert main(["dataset", "convert-to-video", str(FIXTURES / "images"), str(tmp_path / "lr")]) == 0
+    assert "observation.images.wrist as h264 video" in capsys.readouterr().out
+    assert check_dataset(tmp_path / "lr", deep=True) == []

@@ -1,5 +1,5 @@
-"""`twinarm dataset split|remove-feature|modify-tasks`: the dataset edits LeRobot's `lerobot-edit-dataset` offers
-beside delete and merge, each writing a new dataset and leaving the source as it is."""
+"""`twinarm dataset split|remove-feature|modify-tasks|convert-to-video`: the dataset edits LeRobot's
+`lerobot-edit-dataset` offers beside delete and merge, each writing a new dataset and leaving the source as it is."""
 
 from __future__ import annotations
 
@@ -56,6 +56,34 @@ def register_edits(ds: argparse._SubParsersAction) -> None:
     retask.add_argument("--replace", nargs="+", default=[], metavar="OLD=NEW", help="replace a task text")
     add_config_arg(retask)
     retask.set_defaults(func=run_modify_tasks, _parser=retask)
+    register_to_video(ds)
+
+
+def register_to_video(ds: argparse._SubParsersAction) -> None:
+    conv = ds.add_parser(
+        "convert-to-video", help="copy a dataset with its camera images (PNG) encoded as videos",
+        description="Write a copy whose colour image features (PNG bytes in the data files: `record --images`, "
+        "LeRobot's image datasets) are videos, laid out as the writer lays them out (each episode encoded on its "
+        "own, files rolled over by size). Depth images stay images; stats are kept from the original images.",
+    )
+    conv.add_argument("root", type=Path, help="dataset directory")
+    conv.add_argument("out", type=Path, help="new directory for the converted copy")
+    conv.add_argument("--feature", nargs="+", default=None, metavar="KEY",
+                      help="image features to encode (default: every colour one)")
+    conv.add_argument("--codec", choices=("h264", "av1", "hevc"), default="h264", help="video codec (default: h264)")
+    conv.add_argument("--crf", type=int, default=None, help="quality (lower is better; default: the codec's)")
+    add_config_arg(conv)
+    conv.set_defaults(func=run_to_video, _parser=conv)
+
+
+def run_to_video(args: argparse.Namespace) -> int:
+    from twinarm.datasets_io.to_video import images_to_video
+
+    before = sum(p.stat().st_size for p in args.root.rglob("*") if p.is_file())
+    out, keys = images_to_video(args.root, args.out, args.feature, args.codec, args.crf)
+    after = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"wrote {out}: {', '.join(keys)} as {args.codec} video ({before / 1e6:.1f} MB -> {after / 1e6:.1f} MB)")
+    return 0
 
 
 def parse_splits(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, float | list[int]]:

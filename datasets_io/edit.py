@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,8 @@ from twinarm.datasets_io.layout import (
     sorted_parquet_files,
 )
 from twinarm.datasets_io.writer import check_version, repair, tasks_table
+
+T = TypeVar("T")
 
 #: Columns renumbered by a deletion, so their per-episode stats are computed again.
 RENUMBERED = ("episode_index", "index", "task_index")
@@ -72,12 +74,9 @@ def delete_episodes(src: str | Path, dst: str | Path, episodes: Iterable[int]) -
     drop = sorted({int(e) for e in episodes})
     if not drop:
         raise DatasetError("no episodes to delete were given")
-    tmp = dst.with_name(dst.name + ".editing")
-    shutil.rmtree(tmp, ignore_errors=True)
-    copy_unless_written(src, tmp)
-    try:
-        repair(tmp)  # the copy of an interrupted commit is finished the way `dataset check --repair` would
-        info = load_json(tmp / INFO_PATH)
+
+    def edit(root: Path) -> list[str]:
+        info = load_json(root / INFO_PATH)
         total = int(info["total_episodes"])
         bad = [e for e in drop if not 0 <= e < total]
         if bad:
@@ -85,12 +84,26 @@ def delete_episodes(src: str | Path, dst: str | Path, episodes: Iterable[int]) -
         if len(drop) == total:
             raise DatasetError(f"{src}: deleting all {total} episodes would leave an empty dataset")
         keep = [e for e in range(total) if e not in set(drop)]
-        notes = _delete_in_copy(tmp, info, {old: new for new, old in enumerate(keep)})
+        return _delete_in_copy(root, info, {old: new for new, old in enumerate(keep)})
+
+    return dst, edited_copy(src, dst, edit)
+
+
+def edited_copy(src: Path, dst: Path, edit: Callable[[Path], T]) -> T:
+    """Copy `src` beside `dst` (under its write lock), finish an interrupted commit in the copy the way `dataset
+    check --repair` would, run `edit(copy)`, and rename the copy to `dst` once it returns; on any failure no
+    partial copy is left. Returns what `edit` returns."""
+    tmp = dst.with_name(dst.name + ".editing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    copy_unless_written(src, tmp)
+    try:
+        repair(tmp)
+        result = edit(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     tmp.rename(dst)
-    return dst, notes
+    return result
 
 
 def copy_unless_written(src: Path, tmp: Path) -> None:

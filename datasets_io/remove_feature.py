@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from twinarm.datasets_io.edit import copy_unless_written
+from twinarm.datasets_io.edit import edited_copy
 from twinarm.datasets_io.features import video_keys
 from twinarm.datasets_io.layout import (
     DATA_DIR,
@@ -23,7 +23,7 @@ from twinarm.datasets_io.layout import (
     read_parquet,
     sorted_parquet_files,
 )
-from twinarm.datasets_io.writer import check_version, repair
+from twinarm.datasets_io.writer import check_version
 
 #: Every LeRobot frame has these; they cannot be removed.
 REQUIRED = ("timestamp", "frame_index", "episode_index", "index", "task_index")
@@ -46,16 +46,7 @@ def remove_features(src: str | Path, dst: str | Path, names: Iterable[str]) -> P
     required = [n for n in drop if n in REQUIRED]
     if required:
         raise DatasetError(f"{required}: every LeRobot dataset has {list(REQUIRED)}; they cannot be removed")
-    tmp = dst.with_name(dst.name + ".editing")
-    shutil.rmtree(tmp, ignore_errors=True)
-    copy_unless_written(src, tmp)
-    try:
-        repair(tmp)
-        _remove_in_copy(tmp, load_json(tmp / INFO_PATH), drop)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    tmp.rename(dst)
+    edited_copy(src, dst, lambda root: _remove_in_copy(root, load_json(root / INFO_PATH), drop))
     return dst
 
 

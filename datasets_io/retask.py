@@ -9,7 +9,6 @@ indices, the tasks table, each episode's task list and the task_index stats foll
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pyarrow.parquet as pq
 from twinarm.datasets_io import stats as st
 from twinarm.datasets_io.edit import (
     aggregate_global_stats,
-    copy_unless_written,
+    edited_copy,
     read_tasks,
     renumbered_stats,
     with_columns,
@@ -34,7 +33,7 @@ from twinarm.datasets_io.layout import (
     read_parquet,
     sorted_parquet_files,
 )
-from twinarm.datasets_io.writer import check_version, repair, tasks_table
+from twinarm.datasets_io.writer import check_version, tasks_table
 
 
 def modify_tasks(src: str | Path, dst: str | Path, new_task: str | None = None,
@@ -57,21 +56,14 @@ def modify_tasks(src: str | Path, dst: str | Path, new_task: str | None = None,
     missing = sorted(e for e in episode_tasks if not 0 <= int(e) < total)
     if missing:
         raise DatasetError(f"{src}: episode(s) {missing} do not exist (episodes 0..{total - 1})")
-    tmp = dst.with_name(dst.name + ".editing")
-    shutil.rmtree(tmp, ignore_errors=True)
-    copy_unless_written(src, tmp)
-    try:
-        repair(tmp)
-        old = read_tasks(tmp)
+    def edit(root: Path) -> list[str]:
+        old = read_tasks(root)
         unknown = sorted(set(replacements) - set(old))
         if unknown:
             raise DatasetError(f"{src}: no task {unknown[0]!r} to replace; its tasks: {old}")
-        tasks = _retask_in_copy(tmp, old, new_task, {int(e): t for e, t in episode_tasks.items()}, replacements)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    tmp.rename(dst)
-    return dst, tasks
+        return _retask_in_copy(root, old, new_task, {int(e): t for e, t in episode_tasks.items()}, replacements)
+
+    return dst, edited_copy(src, dst, edit)
 
 
 def _retask_in_copy(root: Path, old: list[str], new_task: str | None, episode_tasks: dict[int, str],

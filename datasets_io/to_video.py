@@ -8,7 +8,6 @@ global stats are kept as computed from the original images.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from twinarm.datasets_io.edit import copy_unless_written
+from twinarm.datasets_io.edit import edited_copy
 from twinarm.datasets_io.features import depth_keys
 from twinarm.datasets_io.layout import (
     DATA_DIR,
@@ -32,7 +31,7 @@ from twinarm.datasets_io.layout import (
     sorted_parquet_files,
 )
 from twinarm.datasets_io.video import EpisodeEncoder, concatenate, encoder_options, video_info
-from twinarm.datasets_io.writer import check_version, repair
+from twinarm.datasets_io.writer import check_version
 
 MB = 1024 * 1024
 
@@ -56,16 +55,7 @@ def images_to_video(src: str | Path, dst: str | Path, keys: Iterable[str] | None
     if not chosen:
         raise DatasetError(f"{src} has no colour image features to encode")
     opts = encoder_options(codec, crf)  # a bad codec fails before anything is copied
-    tmp = dst.with_name(dst.name + ".editing")
-    shutil.rmtree(tmp, ignore_errors=True)
-    copy_unless_written(src, tmp)
-    try:
-        repair(tmp)
-        _convert_in_copy(tmp, load_json(tmp / INFO_PATH), chosen, codec, opts)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    tmp.rename(dst)
+    edited_copy(src, dst, lambda root: _convert_in_copy(root, load_json(root / INFO_PATH), chosen, codec, opts))
     return dst, chosen
 
 

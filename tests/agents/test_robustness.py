@@ -104,3 +104,11 @@ def test_a_pixel_policy_gets_the_camera_perturbations(tmp_path: Path) -> None:
         with av.open(str(video)) as c:
             first[name] = next(c.decode(c.streams.video[0])).to_ndarray(format="rgb24").astype(int)
     assert np.abs(first["nominal"] - first["camera"]).mean() > 2  # the same seed, seen from a moved camera
+
+
+def test_a_lerobot_checkpoint_is_stress_tested_as_eval_reads_it(tmp_path: Path, capsys) -> None:
+    ckpt = Path(__file__).parents[1] / "fixtures/lerobot_policies/act_state/pretrained_model"
+    assert main(["robustness", "--policy", str(ckpt), "--env", PICK, "--episodes", "1", "--n-envs", "1",
+                 "--only", "latency-1", "--max-steps", "6", "--set", "n_action_steps=5", "--out", str(tmp_path)]) == 0
+    assert "a LeRobot act checkpoint, read as twinarm's for the so101 arm" in capsys.readouterr().out
+    assert list(json.loads((tmp_path / "robustness.json").read_text())["rows"]) == ["nominal", "latency-1"]

@@ -28,7 +28,7 @@ examples:
       --port /dev/ttyACM0 --calibration follower.json --camera front=0 --camera wrist=2 --episodes 10"""
 
 
-def _feature_rename(text: str) -> tuple[str, str]:
+def feature_rename(text: str) -> tuple[str, str]:
     old, sep, new = text.partition("=")
     if not sep or not old.strip() or not new.strip():
         raise argparse.ArgumentTypeError(f"expected OLD=NEW feature keys, got {text!r}")
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
         help="override an inference setting of the policy config (JSON value), e.g. --set n_action_steps=20",
     )
-    p.add_argument("--rename-feature", dest="rename_features", type=_feature_rename, action="append", default=[],
+    p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, action="append", default=[],
                    metavar="OLD=NEW", help="a LeRobot checkpoint's feature key under twinarm's name (repeatable), e.g. "
                    "observation.image=observation.images.front: a camera must be one of the env's")
     p.add_argument("--async-envs", action="store_true", help="run the envs in subprocesses")
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.agents.eval import evaluate, format_table, save_result
-    from twinarm.agents.policy import Policy, resolve_checkpoint
+    from twinarm.agents.policy import resolve_checkpoint
     from twinarm.arms import get_arm
     from twinarm.registration import entry_for
 
@@ -160,24 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
     keep_freed_memory()  # freed tensors are reused call to call instead of page-faulted in again
 
-    overrides = dict(args.policy_overrides or {})
-    from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint, load_lerobot
-
-    if is_lerobot_checkpoint(args.policy):
-        try:
-            arm = entry_for(args.env).arm
-        except KeyError as exc:
-            args._parser.error(str(exc).strip("'\""))
-        try:
-            policy = load_lerobot(args.policy, arm=arm, overrides=overrides, rename=dict(args.rename_features))
-        except LeRobotCheckpointError as exc:
-            args._parser.error(f"--policy: {exc}")
-        print(f"policy: a LeRobot {policy.name} checkpoint, read as twinarm's for the {arm} arm (its dataset's units "
-              f"must be the arm spec's: degrees, gripper 0..100)")
-    else:
-        if args.rename_features:
-            args._parser.error("--rename-feature: only for a LeRobot checkpoint (twinarm's name their features already)")
-        policy = Policy.from_pretrained(args.policy, overrides=overrides)
+    policy = load_policy(args)
     if args.lerobot_range_units is not None:
         _range_units_to_degrees(args, policy, get_arm(entry_for(args.env).arm))
     policy.to(resolve_device(args.device))
@@ -242,6 +225,31 @@ def run(args: argparse.Namespace) -> int:
               f"also help")
     print(f"wrote {path}" + (f"; episodes saved as a dataset in {args.record}" if args.record else ""))
     return 0
+
+
+def load_policy(args: argparse.Namespace) -> Any:
+    """`--policy` (a resolved checkpoint folder: twinarm's, or LeRobot's read for `--env`'s arm, its features
+    renamed by `--rename-feature`) with `--set` overrides; parser errors name what does not fit."""
+    from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint, load_lerobot
+    from twinarm.agents.policy import Policy
+    from twinarm.registration import entry_for
+
+    overrides = dict(args.policy_overrides or {})
+    if not is_lerobot_checkpoint(args.policy):
+        if args.rename_features:
+            args._parser.error("--rename-feature: only for a LeRobot checkpoint (twinarm's name their features already)")
+        return Policy.from_pretrained(args.policy, overrides=overrides)
+    try:
+        arm = entry_for(args.env).arm
+    except KeyError as exc:
+        args._parser.error(str(exc).strip("'\""))
+    try:
+        policy = load_lerobot(args.policy, arm=arm, overrides=overrides, rename=dict(args.rename_features))
+    except LeRobotCheckpointError as exc:
+        args._parser.error(f"--policy: {exc}")
+    print(f"policy: a LeRobot {policy.name} checkpoint, read as twinarm's for the {arm} arm (its dataset's units "
+          f"must be the arm spec's: degrees, gripper 0..100)")
+    return policy
 
 
 def _to_int8(args: argparse.Namespace, policy: Any) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from twinarm.cli.config import add_config_arg, add_dynamics_arg, load_dynamics, write_resolved_config
+from twinarm.cli.eval_cmd import feature_rename
 from twinarm.cli.train_cmd import policy_kv
 
 EPILOG = """examples:
@@ -35,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             f"  {n:<16}{v.what}" for n, v in PERTURBATIONS.items()),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--policy", required=True, help="policy checkpoint (a pretrained_model folder) or Hub repo id")
+    p.add_argument("--policy", required=True,
+                   help="policy checkpoint (a pretrained_model folder, twinarm's or LeRobot's) or Hub repo id")
     p.add_argument("--env", required=True, help="sim env id")
     p.add_argument("--only", nargs="+", default=None, choices=list(PERTURBATIONS), metavar="NAME",
                    help="these perturbations only (nominal is always run first, as the reference)")
@@ -44,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode, the same for every row")
     p.add_argument("--set", dest="policy_overrides", type=policy_kv, action="append", default=[],
                    metavar="FIELD=VALUE", help="override an inference setting of the policy config")
+    p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, action="append", default=[],
+                   metavar="OLD=NEW", help="a LeRobot checkpoint's feature key under twinarm's name (as on eval)")
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
     p.add_argument("--videos", type=int, default=0, help="episodes per perturbation saved as mp4 (default: 0)")
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes at this many steps (default: the env's)")
@@ -58,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.agents.eval import evaluate, obs_type_for
-    from twinarm.agents.policy import Policy, resolve_checkpoint
+    from twinarm.agents.policy import resolve_checkpoint
+    from twinarm.cli.eval_cmd import load_policy
     from twinarm.envs.perturbations import PERTURBATIONS
     from twinarm.registration import entry_for
 
@@ -72,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1 or args.n_envs < 1:
         parser.error("--episodes and --n-envs must be at least 1")
     try:
-        policy = Policy.from_pretrained(resolve_checkpoint(args.policy), overrides=dict(args.policy_overrides or {}))
+        args.policy = resolve_checkpoint(args.policy)
     except FileNotFoundError as exc:
         parser.error(f"--policy: {exc}")
+    policy = load_policy(args)
     dynamics = load_dynamics(args.dynamics, entry.arm)
     pixels = obs_type_for(policy) != "state"
     names = ["nominal", *[n for n in (args.only or PERTURBATIONS) if n != "nominal"]]

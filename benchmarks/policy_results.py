@@ -230,11 +230,16 @@ def sim2real(preset: str = "sim2real", seed: int | None = None) -> str:
         for label, rd in (("50 nominal demonstrations", nom), (f"50 {preset} demonstrations", d)):
             rows.append(f"| {label} | {s or 'default (1000)'} | {pc(rd, 'final_eval')} | {pc(rd, f'final_eval_{preset}')} |")
     table = "\n".join(rows)
+    from twinarm.envs.randomization import PRESETS
+
+    source = (f"twinarm.envs.randomization.PRESETS['{preset}']" if preset in PRESETS
+              else f"twinarm.envs.perturbations.PERTURBATIONS['{preset}'] (`twinarm robustness`)")
+    flag = "" if preset == "sim2real" else f" --preset {preset}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"policy_{preset}.txt").write_text(
         f"ACT on {PICK.split('/')[-1]} (state observations, the recipe of policy_results.py act), pc_success over "
-        f"the same 50 evaluation seeds; {preset}: twinarm.envs.randomization.PRESETS['{preset}'].\n"
-        f"Commands: python benchmarks/policy_results.py sim2real [--seed N]\n\n" + table + "\n")
+        f"the same 50 evaluation seeds; {preset}: {source}.\n"
+        f"Commands: python benchmarks/policy_results.py sim2real{flag} [--seed N]\n\n" + table + "\n")
     print(table)
     return table
 

@@ -129,9 +129,10 @@ def run_fit_dynamics(args: argparse.Namespace) -> int:
 
     parser = args._parser
     try:
-        spec = get_arm(entry_for(args.env).arm)
+        entry = entry_for(args.env)
     except KeyError as exc:
         parser.error(str(exc).strip("'\""))
+    spec = get_arm(entry.arm)
     if args.max_delay < 0 or args.max_iter < 1:
         parser.error("--max-delay must be >= 0 and --max-iter >= 1")
     joints = args.joints or [n for n, g in zip(spec.joint_names, spec.gripper_mask, strict=True) if not g]
@@ -194,5 +195,5 @@ def run_fit_dynamics(args: argparse.Namespace) -> int:
     print(f"latency: {dyn.action_delay_steps} control step(s) ({dyn.action_delay_steps * period_ms:.0f} ms); RMS over "
           f"the fitted joints by latency: {tried}")
     print(f"wrote {', '.join(str(p) for p in (path, png) if p is not None)} ({time.perf_counter() - began:.0f} s)")
-    print(f"use it: --dynamics {path} on record, eval, train and replay; gym.make({args.env!r}, dynamics={str(path)!r})")
+    print(f"use it: --dynamics {path} on record, eval, train and replay; gym.make({entry.sim_id!r}, dynamics={str(path)!r})")
     return 0

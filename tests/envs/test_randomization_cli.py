@@ -33,7 +33,7 @@ def test_presets_files_and_inline_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("sim2rael", "not a preset (sim2real), a file or JSON"),
+        ("sim2rael", "not a preset (sim2real, nominal, lighting, colours, camera, object-mass"),
         ("missing.yaml", "--randomization file not found: missing.yaml"),
         ('{"obs_noise": 0.1}', "unknown randomization keys ['obs_noise']"),
         ('{"physical": {"object_mass_scale": [2, 1]}}', "object_mass_scale must be a (lo, hi) scale"),

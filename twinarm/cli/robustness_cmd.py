@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
     p.add_argument("--videos", type=int, default=0, help="episodes per perturbation saved as mp4 (default: 0)")
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes at this many steps (default: the env's)")
+    p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, default=Path("outputs/robustness"), help="output folder")
     add_dynamics_arg(p, "every run (perturbations then draw around it)")
     add_config_arg(p)
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.agents.eval import evaluate, obs_type_for
     from twinarm.agents.policy import resolve_checkpoint
+    from twinarm.agents.train import resolve_device
     from twinarm.cli.eval_cmd import load_policy
     from twinarm.envs.perturbations import PERTURBATIONS
     from twinarm.registration import entry_for
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         args.policy = resolve_checkpoint(args.policy)
     except FileNotFoundError as exc:
         parser.error(f"--policy: {exc}")
-    policy = load_policy(args)
+    policy = load_policy(args).to(resolve_device(args.device))
     dynamics = load_dynamics(args.dynamics, entry.arm)
     pixels = obs_type_for(policy) != "state"
     names = ["nominal", *[n for n in (args.only or PERTURBATIONS) if n != "nominal"]]

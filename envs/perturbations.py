@@ -1,9 +1,12 @@
 """Named sim-to-real perturbations, one kind at a time, for stress tests (`twinarm robustness`) and as
 `--randomization NAME` presets: each is a `Randomization` that turns one group of knobs well past the
-`sim2real` preset's spread, so a policy's weak spot shows before it meets a real arm."""
+`sim2real` preset's spread, so a policy's weak spot shows before it meets a real arm. `SWEEPS` turn one knob up
+step by step (`robustness --sweep NAME`), to see how much of it a policy stands."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from twinarm.envs.randomization import PRESETS, PhysicalRandomization, Randomization, VisualRandomization
@@ -48,4 +51,43 @@ PERTURBATIONS: dict[str, Perturbation] = {
     "latency-2": Perturbation("each action applied two control steps late", Randomization(action_delay_steps=2)),
     "jitter": Perturbation("control periods 0.8-1.2x as long", Randomization(control_jitter=0.2)),
     "sim2real": Perturbation("the sim2real preset: every kind at once, milder", PRESETS["sim2real"]),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One knob at increasing strength (`twinarm robustness --sweep NAME`): how much of it a policy stands."""
+
+    what: str
+    points: tuple[tuple[str, Randomization], ...]
+    visual: bool = False
+    objects: bool = False
+
+    @property
+    def reference(self) -> str:
+        """The label of the point that changes nothing (the row the others are compared with)."""
+        return next(label for label, r in self.points if r == Randomization())
+
+
+def _points(label: str, values: tuple[float, ...], make: Callable[[float], Randomization]) -> tuple[tuple[str, Randomization], ...]:
+    return tuple((label.format(v), make(v)) for v in values)
+
+
+SWEEPS: dict[str, Sweep] = {
+    "latency": Sweep("actions applied N control steps late",
+                     _points("{:g} steps", (0, 1, 2, 3, 4, 6), lambda n: Randomization(action_delay_steps=int(n)))),
+    "servo-gain": Sweep("every servo's gain scaled by the same factor",
+                        _points("{:g}x", (0.4, 0.6, 0.8, 1.0, 1.25, 1.5),
+                                lambda g: _physical(actuator_gain_scale=(g, g)) if g != 1.0 else Randomization())),
+    "encoder-noise": Sweep("joint-reading noise, std in degrees",
+                           _points("{:g} deg", (0, 0.25, 0.5, 1, 2, 4),
+                                   lambda d: Randomization(obs_noise_std=math.radians(d)))),
+    "jitter": Sweep("control periods up to this fraction longer or shorter",
+                    _points("{:g}", (0, 0.1, 0.2, 0.3, 0.5), lambda j: Randomization(control_jitter=j))),
+    "object-mass": Sweep("objects' mass scaled by the same factor",
+                         _points("{:g}x", (0.25, 0.5, 1.0, 2.0, 4.0),
+                                 lambda m: _physical(object_mass_scale=(m, m)) if m != 1.0 else Randomization()),
+                         objects=True),
+    "camera-shift": Sweep("cameras moved by noise of this std, in cm",
+                          _points("{:g} cm", (0, 1, 2, 4, 8), lambda c: _visual(camera_pos_std=c / 100)), visual=True),
 }  # fmt: skip

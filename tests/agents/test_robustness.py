@@ -112,3 +112,20 @@ def test_a_lerobot_checkpoint_is_stress_tested_as_eval_reads_it(tmp_path: Path, 
                  "--only", "latency-1", "--max-steps", "6", "--set", "n_action_steps=5", "--out", str(tmp_path)]) == 0
     assert "a LeRobot act checkpoint, read as twinarm's for the so101 arm" in capsys.readouterr().out
     assert list(json.loads((tmp_path / "robustness.json").read_text())["rows"]) == ["nominal", "latency-1"]
+
+
+def test_a_sweep_turns_one_knob_up(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert main(["robustness", "--policy", str(checkpoint), "--env", PICK, "--episodes", "2", "--n-envs", "2",
+                 "--sweep", "latency", "--max-steps", "20", "--out", str(tmp_path / "s")]) == 0  # fmt: skip
+    result = json.loads((tmp_path / "s" / "robustness.json").read_text())
+    assert list(result["rows"]) == ["0 steps", "1 steps", "2 steps", "3 steps", "4 steps", "6 steps"]
+    assert result["reference"] == "0 steps" and result["sweep"] == "latency"
+    sums = [r["avg_sum_reward"] for r in result["rows"].values()]
+    assert len(set(sums)) == len(sums)  # each latency moves the same policy's rewards
+    assert "against 0 steps" in capsys.readouterr().out and (tmp_path / "s" / "robustness.png").exists()
+    with pytest.raises(SystemExit):
+        main(["robustness", "--policy", str(checkpoint), "--env", PICK, "--sweep", "camera-shift"])
+    assert "--sweep camera-shift: the policy reads no camera" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["robustness", "--policy", str(checkpoint), "--env", PICK, "--sweep", "latency", "--only", "servos"])
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -7,7 +7,9 @@ Each perturbation is a named randomization (`twinarm.envs.perturbations`, also `
 record and train), drawn per episode from its seed; every row seeds torch as `twinarm eval` does (the same
 sampling noise). Camera-only perturbations are skipped for a policy that reads no camera, object ones for a
 task without objects (Reach). The table gives each one's pc_success and how many of the unperturbed run's
-successes it lost; `robustness.json` holds every episode, `robustness.png` the bars.
+successes it lost; `robustness.json` holds every episode, `robustness.png` the bars. `--sweep NAME` turns one
+knob up step by step instead (latency 0-6 steps, servo gain 0.4-1.5x, encoder noise 0-4 deg, jitter, object
+mass, camera shift): how much of it the policy stands, as a curve.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ EPILOG = """examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from twinarm.envs.perturbations import PERTURBATIONS
+    from twinarm.envs.perturbations import PERTURBATIONS, SWEEPS
 
     p = sub.add_parser(
         "robustness", help="evaluate a policy in sim under each sim-to-real perturbation in turn",
@@ -39,8 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", required=True,
                    help="policy checkpoint (a pretrained_model folder, twinarm's or LeRobot's) or Hub repo id")
     p.add_argument("--env", required=True, help="sim env id")
-    p.add_argument("--only", nargs="+", default=None, choices=list(PERTURBATIONS), metavar="NAME",
-                   help="these perturbations only (nominal is always run first, as the reference)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--only", nargs="+", default=None, choices=list(PERTURBATIONS), metavar="NAME",
+                       help="these perturbations only (nominal is always run first, as the reference)")
+    which.add_argument("--sweep", default=None, choices=list(SWEEPS),
+                       help="instead, one knob turned up step by step: " + "; ".join(
+                           f"{n} ({', '.join(label for label, _ in v.points)})" for n, v in SWEEPS.items()))
     p.add_argument("--episodes", type=int, default=20, help="episodes per perturbation (default: 20)")
     p.add_argument("--n-envs", type=int, default=10, help="episodes run in parallel (default: 10)")
     p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode, the same for every row")
@@ -66,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from twinarm.agents.policy import resolve_checkpoint
     from twinarm.agents.train import resolve_device
     from twinarm.cli.eval_cmd import load_policy
-    from twinarm.envs.perturbations import PERTURBATIONS
+    from twinarm.envs.perturbations import PERTURBATIONS, SWEEPS
     from twinarm.registration import entry_for
 
     parser = args._parser
@@ -84,36 +90,45 @@ def run(args: argparse.Namespace) -> int:
         parser.error(f"--policy: {exc}")
     policy = load_policy(args).to(resolve_device(args.device))
     dynamics = load_dynamics(args.dynamics, entry.arm)
-    pixels = obs_type_for(policy) != "state"
-    names = ["nominal", *[n for n in (args.only or PERTURBATIONS) if n != "nominal"]]
-    objects = _has_objects(args.env)
-    skipped = {n: "the policy reads no camera" for n in names if PERTURBATIONS[n].visual and not pixels}
-    skipped.update({n: "the task has no objects" for n in names if PERTURBATIONS[n].objects and not objects})
+    pixels, objects = obs_type_for(policy) != "state", _has_objects(args.env)
+    skipped: dict[str, str] = {}
+    if args.sweep is not None:
+        sweep = SWEEPS[args.sweep]
+        if (sweep.visual and not pixels) or (sweep.objects and not objects):
+            parser.error(f"--sweep {args.sweep}: " + ("the policy reads no camera" if sweep.visual else
+                                                      f"{args.env}'s task has no objects"))  # fmt: skip
+        runs = [(label, sweep.what, r) for label, r in sweep.points]
+        reference = sweep.reference
+    else:
+        names = ["nominal", *[n for n in (args.only or PERTURBATIONS) if n != "nominal"]]
+        skipped = {n: "the policy reads no camera" for n in names if PERTURBATIONS[n].visual and not pixels}
+        skipped.update({n: "the task has no objects" for n in names if PERTURBATIONS[n].objects and not objects})
+        runs = [(n, PERTURBATIONS[n].what, PERTURBATIONS[n].randomization) for n in names if n not in skipped]
+        reference = "nominal"
     write_resolved_config(args, args.out)
     rows: dict[str, dict[str, Any]] = {}
-    for name in (n for n in names if n not in skipped):
+    for name, what, randomization in runs:
         began = time.perf_counter()
         torch.manual_seed(args.seed)  # every row samples the same noise (Diffusion), as `twinarm eval` seeds it
-        kwargs = {"randomization": PERTURBATIONS[name].randomization.to_dict(),
-                  **({"dynamics": dynamics} if dynamics else {})}  # fmt: skip
+        kwargs = {"randomization": randomization.to_dict(), **({"dynamics": dynamics} if dynamics else {})}
         res = evaluate(policy, args.env, n_episodes=args.episodes, n_envs=args.n_envs, seed=args.seed,
                        videos_dir=args.out / "videos" / name if args.videos else None, max_videos=args.videos,
                        image_size=tuple(args.image_size) if args.image_size else None, env_kwargs=kwargs,
                        max_steps=args.max_steps)  # fmt: skip
-        rows[name] = {"what": PERTURBATIONS[name].what, **res.aggregated,
-                      "successes": [bool(s) for s in res.successes]}  # fmt: skip
+        rows[name] = {"what": what, **res.aggregated, "successes": [bool(s) for s in res.successes]}
         print(f"{name:<16} {res.aggregated['pc_success']:5.1f} %  ({time.perf_counter() - began:.0f} s)", flush=True)
-    base = rows["nominal"]["successes"]
+    base = rows[reference]["successes"]
     for row in rows.values():
         row["lost"] = sum(a and not b for a, b in zip(base, row["successes"], strict=True))
         row["gained"] = sum(b and not a for a, b in zip(base, row["successes"], strict=True))
     result = {"policy": str(args.policy), "env": args.env, "episodes": args.episodes, "seed": args.seed,
-              "dynamics": args.dynamics, "skipped": skipped, "rows": rows}
+              "dynamics": args.dynamics, "sweep": args.sweep, "reference": reference, "skipped": skipped, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "robustness.json").write_text(json.dumps(result, indent=2) + "\n")
-    png = plot_rows(rows, args.out / "robustness.png", f"{policy.name} on {args.env}, {args.episodes} episodes each")
+    title = f"{policy.name} on {args.env}, {args.episodes} episodes each" + (f": {sweep.what}" if args.sweep else "")
+    png = plot_rows(rows, args.out / "robustness.png", title, reference, line=args.sweep is not None)
     print()
-    print(format_rows(rows, skipped))
+    print(format_rows(rows, skipped, reference))
     print(f"wrote {args.out / 'robustness.json'}" + (f", {png}" if png else ""))
     return 0
 
@@ -131,9 +146,11 @@ def _has_objects(env_id: str) -> bool:
         env.close()
 
 
-def format_rows(rows: dict[str, dict[str, Any]], skipped: dict[str, str]) -> str:
+def format_rows(rows: dict[str, dict[str, Any]], skipped: dict[str, str], reference: str = "nominal") -> str:
+    """The table: each row's pc_success, the reference row's successes it lost and the ones it gained."""
     w = max(len(n) for n in (*rows, *skipped, "perturbation")) + 2
-    lines = [f"{'perturbation':<{w}}{'pc_success':>11}{'lost':>6}{'gained':>8}{'avg_max_reward':>16}  what"]
+    lines = [f"{'perturbation':<{w}}{'pc_success':>11}{'lost':>6}{'gained':>8}{'avg_max_reward':>16}  what "
+             f"(lost / gained: against {reference})"]
     for name, r in rows.items():
         lines.append(f"{name:<{w}}{r['pc_success']:>10.1f}%{r['lost']:>6}{r['gained']:>8}{r['avg_max_reward']:>16.3f}  "
                      f"{r['what']}")
@@ -141,8 +158,10 @@ def format_rows(rows: dict[str, dict[str, Any]], skipped: dict[str, str]) -> str
     return "\n".join(lines)
 
 
-def plot_rows(rows: dict[str, dict[str, Any]], out: Path, title: str) -> Path | None:
-    """Horizontal bars of pc_success per perturbation, the nominal one as a line; None without matplotlib."""
+def plot_rows(rows: dict[str, dict[str, Any]], out: Path, title: str, reference: str = "nominal",
+              line: bool = False) -> Path | None:  # fmt: skip
+    """Horizontal bars of pc_success per perturbation, the reference one as a line (a sweep: pc_success against
+    the knob's steps); None without matplotlib."""
     try:
         import matplotlib
 
@@ -150,14 +169,29 @@ def plot_rows(rows: dict[str, dict[str, Any]], out: Path, title: str) -> Path | 
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    if line:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        try:
+            x = range(len(rows))
+            ax.plot(x, [r["pc_success"] for r in rows.values()], marker="o")
+            ax.set_xticks(list(x), list(rows), fontsize=8)
+            ax.axvline(list(rows).index(reference), color="tab:gray", ls="--", lw=1)
+            ax.set_ylim(0, 100)
+            ax.set_ylabel("pc_success (%)")
+            ax.set_title(title, fontsize=8)
+            fig.tight_layout()
+            fig.savefig(out, dpi=100)
+        finally:
+            plt.close(fig)
+        return out
     names = list(rows)[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
     try:
         values = [rows[n]["pc_success"] for n in names]
-        ax.barh(names, values, color=["tab:gray" if n == "nominal" else "tab:blue" for n in names])
+        ax.barh(names, values, color=["tab:gray" if n == reference else "tab:blue" for n in names])
         for i, v in enumerate(values):
             ax.text(min(v + 1, 88), i, f"{v:.0f} %", va="center", fontsize=7)
-        ax.axvline(rows["nominal"]["pc_success"], color="tab:gray", ls="--", lw=1)
+        ax.axvline(rows[reference]["pc_success"], color="tab:gray", ls="--", lw=1)
         ax.set_xlim(0, 100)
         ax.set_xlabel("pc_success (%)")
         ax.set_title(title, fontsize=8)

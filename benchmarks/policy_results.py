@@ -15,7 +15,7 @@
     python benchmarks/policy_results.py act --precision bf16   # the recipe in bf16 mixed precision
     python benchmarks/policy_results.py bf16        # float32 vs bf16 runs -> results/policy_bf16.txt
     python benchmarks/policy_results.py noise       # Diffusion's pc_success over 5 sampling-noise seeds
-    python benchmarks/policy_results.py robustness  # each recipe under each `twinarm robustness` perturbation
+    python benchmarks/policy_results.py robustness  # each recipe under each `twinarm robustness` perturbation (+ sweeps)
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -413,6 +413,17 @@ def robustness_table(episodes: int = 50) -> str:
             cells.append(f"{r['pc_success']:.0f} % ({r['lost']} lost)" if r else f"- ({res['skipped'].get(pert, 'not run')})")
         rows.append(f"| {pert} | " + " | ".join(cells) + f" | {p.what} |")
     table = "\n".join(rows)
+    sweeps = []
+    for sweep in ("latency", "servo-gain"):
+        for name in (n for n in ("act", "diffusion") if n in found):
+            out = WORK / f"robustness_{name}_{sweep}"
+            if not (out / "robustness.json").exists():
+                run(TWINARM + ["robustness", "--policy", found[name]["policy"], "--env", found[name]["env"],
+                               "--episodes", str(episodes), "--sweep", sweep, "--out", str(out),
+                               *EVAL_OVERRIDES.get(name, [])])  # fmt: skip
+            res = json.loads((out / "robustness.json").read_text())["rows"]
+            sweeps.append(f"sweep {sweep}, {name}: " + ", ".join(f"{k} {r['pc_success']:.0f} %" for k, r in res.items()))
+    table += "\n\n" + "\n".join(sweeps)
     (RESULTS / "policy_robustness.txt").write_text(
         f"{time.strftime('%Y-%m-%d %H:%M')}: the recipes' final checkpoints under each perturbation of `twinarm "
         f"robustness`, {episodes} episodes per row over the same seeds (100000...); in brackets, how many of the "

@@ -120,3 +120,13 @@ def load_dynamics(value: str | Path | dict[str, Any] | None, arm: str | None = N
     if arm is not None and dyn.arm != arm:
         raise SystemExit(f"{source} was fitted on arm {dyn.arm!r}, not {arm!r}")
     return dyn.to_dict()
+
+
+def env_entry(parser: argparse.ArgumentParser, env_id: str) -> Any:
+    """The registration entry of `--env` (`twinarm.registration.EnvEntry`), or a usage error naming the ids."""
+    from twinarm.registration import entry_for
+
+    try:
+        return entry_for(env_id)
+    except KeyError as exc:
+        parser.error(str(exc).strip("'\""))

@@ -14,6 +14,7 @@ from twinarm.cli.config import (
     add_config_arg,
     add_dynamics_arg,
     add_randomization_arg,
+    env_entry,
     load_dynamics,
     load_randomization,
     write_resolved_config,
@@ -294,13 +295,9 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
     """(gym.make kwargs, hook before each episode, parallel envs) for the env id: a sim id as it is; a -Real id
     with the follower's checked flags, one episode at a time, and a pause to reset the scene before each."""
     from twinarm.arms import get_arm
-    from twinarm.registration import entry_for
 
     parser = args._parser
-    try:
-        entry = entry_for(args.env)
-    except KeyError as exc:
-        parser.error(str(exc).strip("'\""))
+    entry = env_entry(parser, args.env)
     hardware_flags = [f for f, v in (("--port", args.port), ("--calibration", args.calibration),
                                      ("--camera", args.camera), ("--reset-time", args.reset_time),
                                      ("--baud", args.baud != parser.get_default("baud")),

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from twinarm.cli.config import add_config_arg, load_dynamics, write_resolved_config
+from twinarm.cli.config import add_config_arg, env_entry, load_dynamics, write_resolved_config
 
 EPILOG = """examples:
   twinarm fit-dynamics --dataset data/so101_real --env twinarm/SO101-PickCube-v0            # first 10 episodes
@@ -125,13 +125,9 @@ def run_fit_dynamics(args: argparse.Namespace) -> int:
     from twinarm.datasets_io.reader import LeRobotDatasetReader
     from twinarm.envs.dynamics import ArmDynamics
     from twinarm.envs.sysid import Replayer, fit_dynamics
-    from twinarm.registration import entry_for
 
     parser = args._parser
-    try:
-        entry = entry_for(args.env)
-    except KeyError as exc:
-        parser.error(str(exc).strip("'\""))
+    entry = env_entry(parser, args.env)
     spec = get_arm(entry.arm)
     if args.max_delay < 0 or args.max_iter < 1:
         parser.error("--max-delay must be >= 0 and --max-iter >= 1")

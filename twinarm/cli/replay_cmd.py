@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from twinarm.cli.config import add_config_arg, add_dynamics_arg, load_dynamics, write_resolved_config
+from twinarm.cli.config import (
+    add_config_arg,
+    add_dynamics_arg,
+    env_entry,
+    load_dynamics,
+    write_resolved_config,
+)
 from twinarm.cli.real_cmd import add_follower_args, parse_follower
 
 EPILOG = """examples:
@@ -258,13 +264,9 @@ def run_replay(args: argparse.Namespace) -> int:
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.arms import get_arm
     from twinarm.cli.dataset_cmd import episode_list
-    from twinarm.registration import entry_for
 
     parser = args._parser
-    try:
-        entry = entry_for(args.env)
-    except KeyError as exc:
-        parser.error(str(exc).strip("'\""))
+    entry = env_entry(parser, args.env)
     try:
         episodes = list(dict.fromkeys(episode_list(args.episode)))
     except ValueError as exc:

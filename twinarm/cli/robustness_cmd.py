@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twinarm.cli.config import add_config_arg, add_dynamics_arg, load_dynamics, write_resolved_config
+from twinarm.cli.config import (
+    add_config_arg,
+    add_dynamics_arg,
+    env_entry,
+    load_dynamics,
+    write_resolved_config,
+)
 from twinarm.cli.eval_cmd import feature_rename
 from twinarm.cli.train_cmd import policy_kv
 
@@ -73,13 +79,9 @@ def run(args: argparse.Namespace) -> int:
     from twinarm.agents.train import resolve_device
     from twinarm.cli.eval_cmd import load_policy
     from twinarm.envs.perturbations import PERTURBATIONS, SWEEPS
-    from twinarm.registration import entry_for
 
     parser = args._parser
-    try:
-        entry = entry_for(args.env)
-    except KeyError as exc:
-        parser.error(str(exc).strip("'\""))
+    entry = env_entry(parser, args.env)
     if args.env != entry.sim_id:
         parser.error(f"{args.env} is the real arm; robustness perturbs the sim ({entry.sim_id})")
     if args.episodes < 1 or args.n_envs < 1:

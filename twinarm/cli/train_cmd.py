@@ -11,6 +11,7 @@ from twinarm.cli.config import (
     add_config_arg,
     add_dynamics_arg,
     add_randomization_arg,
+    env_entry,
     load_dynamics,
     load_randomization,
     write_resolved_config,
@@ -119,16 +120,12 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
 
 def _dynamics_for(args: argparse.Namespace) -> dict[str, Any] | None:
     """`--dynamics`, checked against the arm of `--env` (which it needs: it shapes that env)."""
-    from twinarm.registration import entry_for
 
     if args.dynamics is None:
         return None
     if not args.env:
         args._parser.error("--dynamics shapes the sim env of online training and evaluation: give --env too")
-    try:
-        entry = entry_for(args.env)
-    except KeyError as exc:
-        args._parser.error(str(exc).strip("'\""))
+    entry = env_entry(args._parser, args.env)
     if args.env == entry.real_id:
         args._parser.error(f"--dynamics sets the sim arm's parameters; {args.env} is the real arm")
     return load_dynamics(args.dynamics, entry.arm)

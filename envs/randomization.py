@@ -279,17 +279,30 @@ def domain_randomize(
 
 
 # ----- the env side: latency, jitter, noise -----------------------------------------------------
+class DelayLine:
+    """Targets that take effect `steps` control steps after they are sent (a command latency): `push(x)`, once
+    per control step, returns the target due now, or None while the first ones are still on their way."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = int(steps)
+        self.queue: deque[np.ndarray] = deque()
+
+    def push(self, target: np.ndarray) -> np.ndarray | None:
+        self.queue.append(target)
+        return self.queue.popleft() if len(self.queue) > self.steps else None
+
+
 class Randomizer:
     """Applies a `Randomization` inside an env: per-episode model draws, delayed actions, jittered periods, noisy state."""
 
     def __init__(self, cfg: Randomization | dict[str, Any] | None, model: mujoco.MjModel):
         self.cfg = Randomization.coerce(cfg)
         self.nominal = ModelNominal.capture(model) if self.cfg.model_enabled else None
-        self._queue: deque[np.ndarray] = deque()
+        self._delay = DelayLine(self.cfg.action_delay_steps)
 
     def on_reset(self, physics: Any, rng: np.random.Generator) -> bool:
         """New episode: re-draw the model knobs and forget queued actions; True if object sizes changed."""
-        self._queue.clear()
+        self._delay.queue.clear()
         if self.nominal is not None:
             domain_randomize(physics.model, rng, self.cfg, self.nominal)
         return self.cfg.physical.object_size_scale != OFF
@@ -298,9 +311,9 @@ class Randomizer:
         """Send `action` and advance one (possibly jittered) control period; a delayed action waits in a queue."""
         cfg = self.cfg
         if cfg.action_delay_steps:
-            self._queue.append(np.array(action, copy=True))
-            if len(self._queue) > cfg.action_delay_steps:
-                physics.set_targets(self._queue.popleft())
+            due = self._delay.push(np.array(action, copy=True))
+            if due is not None:
+                physics.set_targets(due)
         else:
             physics.set_targets(action)
         n = physics.n_substeps
@@ -322,12 +335,12 @@ class Randomizer:
         drawn = (
             {name: np.array(getattr(model, name), copy=True) for name in _FIELDS} if self.nominal else None
         )
-        return {"queue": [a.copy() for a in self._queue], "model": drawn}
+        return {"queue": [a.copy() for a in self._delay.queue], "model": drawn}
 
     def set_state(self, model: mujoco.MjModel, state: dict[str, Any] | None) -> None:
         if not state:
             return
-        self._queue = deque(np.asarray(a) for a in state["queue"])
+        self._delay.queue = deque(np.asarray(a) for a in state["queue"])
         if state["model"] is not None:
             for name, v in state["model"].items():
                 getattr(model, name)[:] = v

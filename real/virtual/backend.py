@@ -3,7 +3,6 @@ first-order servo dynamics, and an adapter over the MuJoCo `ArmPhysics` of `twin
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -75,6 +74,12 @@ class InMemoryBackend:
         self._target = self._q.copy()
 
 
+def _delay_line(steps: int) -> Any:
+    from twinarm.envs.randomization import DelayLine  # the virtual bus alone may import envs
+
+    return DelayLine(steps)
+
+
 class PhysicsBackend:
     """Adapter over `twinarm.envs.physics.ArmPhysics` (or any object with its methods, e.g. a sim env's physics).
     With `delay_steps`, a target takes effect that many control steps after it was written (the sim env's
@@ -84,8 +89,8 @@ class PhysicsBackend:
         self.physics = physics
         self.spec: ArmSpec = physics.spec
         self.delay_steps = int(delay_steps)
-        self._latest: np.ndarray | None = None  # the last target written, not yet queued
-        self._queue: deque[np.ndarray] = deque()
+        self._latest: np.ndarray | None = None  # the last target written, not yet sent down the delay line
+        self._delay = _delay_line(self.delay_steps)
 
     @classmethod
     def from_arm(cls, arm: str, dynamics: Any = None) -> PhysicsBackend:
@@ -119,10 +124,8 @@ class PhysicsBackend:
             self.physics.set_targets(np.asarray(q, dtype=np.float64))
 
     def step(self) -> None:
-        if self.delay_steps and self._latest is not None:
-            self._queue.append(self._latest)
-            if len(self._queue) > self.delay_steps:
-                self.physics.set_targets(self._queue.popleft())
+        if self.delay_steps and self._latest is not None and (due := self._delay.push(self._latest)) is not None:
+            self.physics.set_targets(due)
         self.physics.step_control()
 
     def move_to(self, q: np.ndarray) -> None:
@@ -131,7 +134,7 @@ class PhysicsBackend:
 
         p = self.physics
         x = np.asarray(q, dtype=np.float64)
-        self._latest, self._queue = None, deque()
+        self._latest, self._delay = None, _delay_line(self.delay_steps)
         p.data.qpos[p.qpos_adr] = p.spec_to_qpos(x)
         p.data.qvel[p.dof_adr] = 0.0
         p.set_targets(x)

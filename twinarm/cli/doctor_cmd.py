@@ -182,8 +182,14 @@ def check_torch() -> Check:
 
     if torch.cuda.is_available():
         return Check("torch device", "ok", f"CUDA {torch.version.cuda}: {torch.cuda.get_device_name(0)}")
+    from twinarm.agents.precision import check_precision
+
     flags = cpu_flags()
-    bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    try:
+        check_precision("bf16", "cpu")  # what `--precision bf16` itself accepts
+        bf16 = True
+    except ValueError:
+        bf16 = False
     feats = [f for f, on in (("AVX-512", "avx512f" in flags), ("VNNI", "avx512_vnni" in flags), ("bf16", bf16)) if on]
     tips = "eval --int8" + (", --precision bf16" if bf16 else "")
     return Check("torch device", "warn", f"CPU only, {torch.get_num_threads()} threads"

@@ -136,14 +136,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _has_objects(env_id: str) -> bool:
-    """Whether the task has free bodies (a cube, a peg) for the object perturbations to change."""
+    """Whether the task has the objects (free bodies: a cube, a peg) the object perturbations change, as the
+    randomizer finds them (`ModelNominal.object_bodies`)."""
     import gymnasium as gym
-    import mujoco
+
+    from twinarm.envs.randomization import ModelNominal
 
     env = gym.make(env_id, obs_type="state")
     try:
-        model = env.unwrapped.physics.model
-        return any(model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE for j in range(model.njnt))
+        return ModelNominal.capture(env.unwrapped.physics.model).object_bodies.size > 0
     finally:
         env.close()
 

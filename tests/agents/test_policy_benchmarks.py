@@ -43,7 +43,8 @@ def test_policy_speed_compares_in_bf16(tmp_path: Path) -> None:
            "--precision", "bf16", "--out", str(out_file), "--lerobot-python", str(tmp_path / "no-python")]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert re.search(r"^tdmpc +2\.78M +n/a +(\d+) ms .* (\d+) ms plan step +n/a +n/a +n/a *$", out.stdout, re.M), out.stdout
+    unit = r"[\d.]+ (ms|s)"  # either unit: a loaded machine may take over a second
+    assert re.search(rf"^tdmpc +2\.78M +n/a +{unit} .* {unit} plan step +n/a +n/a +n/a *$", out.stdout, re.M), out.stdout
     assert "int8" not in out.stdout
     assert re.search(r"^tdmpc bf16 floor: 76\.9 GFLOP ", out.stdout, re.M), out.stdout
     assert "bf16 autocast on both sides" in out_file.read_text()
@@ -57,7 +58,7 @@ def test_shared_cores_times_both_twinarm_modes_beside_a_busy_process(tmp_path: P
     assert out.returncode == 0, out.stderr[-2000:]
     assert "LeRobot not found" in out.stdout
     for side in ("twinarm --no-yield-cores", "twinarm \\(yields cores\\)"):
-        assert re.search(rf"^\| tdmpc \| inference \| {side} \| \d+ ms \| [\d.]+ (ms|s) \| [\d.]+ (ms|s) \| [\d.]+x \| - \|$",
+        assert re.search(rf"^\| tdmpc \| inference \| {side} \| [\d.]+ (ms|s) \| [\d.]+ (ms|s) \| [\d.]+ (ms|s) \| [\d.]+x \| - \|$",
                          out.stdout, re.M), out.stdout
     assert "beside one spinning process" in out_file.read_text()
 

@@ -138,6 +138,28 @@ def plan_pick_place(env: ArmEnv) -> list[Waypoint]:
     ]
 
 
+def plan_stack_cube(env: ArmEnv) -> list[Waypoint]:
+    """Pick the red cube, carry it over the green one with its faces turned to match, set it down, let go."""
+    wps, yaw, grasp = _pick_waypoints(env)
+    task = env.task
+    base = task.base_pose(env.physics)  # type: ignore[attr-defined]
+    carry_z = grasp[2] + 0.07
+    lifted = np.array([grasp[0], grasp[1], carry_z])
+    over = np.array([base[0], base[1], carry_z])
+    place_yaw = grasp_yaw(base[3:7], base[:2])
+    top = base[2] + task.base_half  # type: ignore[attr-defined]
+    place = np.array([base[0], base[1], top + task.cube_half + GRASP_OFFSET + 0.003])  # type: ignore[attr-defined]
+    retreat = place + np.array([0.0, 0.0, 0.06])
+    return wps + [
+        Waypoint(22, lifted, GRIPPER_CLOSED, yaw),
+        Waypoint(35, over, GRIPPER_CLOSED, place_yaw),
+        Waypoint(22, place, GRIPPER_CLOSED, place_yaw),
+        Waypoint(12, place, GRIPPER_OPEN, place_yaw),
+        Waypoint(20, retreat, GRIPPER_OPEN, place_yaw),
+        Waypoint(1000, retreat, GRIPPER_OPEN, place_yaw),
+    ]
+
+
 def plan_reach(env: ArmEnv) -> list[Waypoint]:
     target = env.task.target(env.physics)  # type: ignore[attr-defined]
     yaw = float(np.arctan2(target[1], target[0]))
@@ -149,6 +171,7 @@ PLANNERS: dict[str, tuple[Callable[[ArmEnv], list[Waypoint]], float]] = {
     "Reach": (plan_reach, 0.0),
     "PickCube": (plan_pick_cube, 0.3),
     "PickPlace": (plan_pick_place, 0.3),
+    "StackCube": (plan_stack_cube, 0.3),
 }
 
 

@@ -33,6 +33,9 @@ TASKS: dict[str, TaskInfo] = {
             "PickPlace", "twinarm.envs.tasks.pick_place:PickPlaceEnv", 220, "Pick the cube and place it on the plate."
         ),
         TaskInfo(
+            "StackCube", "twinarm.envs.tasks.stack_cube:StackCubeEnv", 250, "Stack the red cube on the green cube."
+        ),
+        TaskInfo(
             "TransferCube",
             "twinarm.envs.tasks.transfer_cube:TransferCubeEnv",
             400,
@@ -74,12 +77,15 @@ ENV_ENTRIES: tuple[EnvEntry, ...] = (
     EnvEntry("SO101", "so101", "Reach"),
     EnvEntry("SO101", "so101", "PickCube"),
     EnvEntry("SO101", "so101", "PickPlace"),
+    EnvEntry("SO101", "so101", "StackCube"),
     EnvEntry("SO100", "so100", "Reach"),
     EnvEntry("SO100", "so100", "PickCube"),
     EnvEntry("SO100", "so100", "PickPlace"),
+    EnvEntry("SO100", "so100", "StackCube"),
     EnvEntry("Koch", "koch", "Reach"),
     EnvEntry("Koch", "koch", "PickCube"),
     EnvEntry("Koch", "koch", "PickPlace"),
+    EnvEntry("Koch", "koch", "StackCube"),
     EnvEntry("Aloha", "aloha", "TransferCube"),
     EnvEntry("Aloha", "aloha", "Insertion"),
 )

@@ -19,7 +19,7 @@ CI_EPISODES = 10
 
 
 @pytest.mark.parametrize("arm", ARM_TOKENS)
-@pytest.mark.parametrize("task", ["Reach", "PickCube", "PickPlace"])
+@pytest.mark.parametrize("task", ["Reach", "PickCube", "PickPlace", "StackCube"])
 def test_expert_success_on_ci_sample(arm: str, task: str) -> None:
     rate = expert_success_rate(f"twinarm/{arm}-{task}-v0", CI_EPISODES, first_seed=1000)
     assert rate >= 0.9, f"{arm}-{task}: expert success {rate:.0%} < 90%"

@@ -14,7 +14,7 @@ CI_EPISODES = 20
 
 
 
-@pytest.mark.parametrize("task", ["Reach", "PickCube", "PickPlace"])
+@pytest.mark.parametrize("task", ["Reach", "PickCube", "PickPlace", "StackCube"])
 def test_expert_success_on_ci_sample(task: str) -> None:
     rate = expert_success_rate(f"twinarm/SO101-{task}-v0", CI_EPISODES, first_seed=1000)
     assert rate >= 0.9, f"{task}: expert success {rate:.0%} < 90%"

@@ -302,6 +302,11 @@ class LoopStats:
         self.periods = deque(maxlen=300)
         self._last: float | None = None
 
+    def pause(self) -> None:
+        """The time until the next tick is not a loop period (an episode boundary: saving, a reset period),
+        so it does not drag the shown rate down for the next few hundred steps."""
+        self._last = None
+
     def tick(self) -> None:
         now = time.perf_counter()
         if self._last is not None:

@@ -63,6 +63,7 @@ class TeleopPolicy:
 
     def reset(self) -> None:
         self._t0 = self._shown = time.monotonic()
+        self.stats.pause()  # the gap since the last episode's final step is no loop period
 
     def __call__(self, obs: Any) -> np.ndarray:
         self.stats.tick()

@@ -6,6 +6,7 @@ recorded pose, with its recorded actions; the residual is the simulated minus th
 after every action. MuJoCo's own tools do the work: `mujoco.rollout` runs the rollouts of many parameter sets
 on one thread per core, `mujoco.minimize.least_squares` fits them (bounded Gauss-Newton with finite
 differences), with a weak pull towards the starting values so parameters the data cannot tell apart stay put.
+On request the recording's real control rate is fitted too (a loop that overran ran slower than its fps).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ REFERENCE = {"kp": 10.0, "damping": 0.1, "armature": 0.01, "frictionloss": 0.01,
 #: Bounds of each parameter as multiples of its start (or reference) value.
 BOUNDS = {"kp": (0.05, 20.0), "damping": (0.0, 50.0), "armature": (0.0, 50.0), "frictionloss": (0.0, 50.0),
           "max_torque": (0.05, 20.0)}
+#: Bounds of the recording's real control period as a multiple of the nominal one (`fit_rate`).
+PERIOD_BOUNDS = (0.5, 2.0)
 #: Rollout states held at once (floats), so long recordings are rolled out in slices of the batch.
 STATE_BUDGET = 8_000_000
 
@@ -66,18 +69,25 @@ class FitResult:
     iterations: int
     fitted: tuple[tuple[str, str], ...]
     by_delay: dict[int, float]
+    #: The recording's real control period over the nominal one (1.0 unless `fit_rate`; 1.1: the loop ran 10 %
+    #: slower than its fps says, as a loop that overruns does).
+    period_scale: float = 1.0
 
 
 class Replayer:
     """Open-loop replays of recorded trajectories on the bare arm, for many parameter sets per call."""
 
     def __init__(self, spec: ArmSpec, trajectories: Sequence[Trajectory], start: ArmDynamics | None = None,
-                 delay: int | None = None, nthread: int | None = None) -> None:  # fmt: skip
+                 delay: int | None = None, nthread: int | None = None, period_scale: float = 1.0) -> None:  # fmt: skip
         if not trajectories:
             raise ValueError("no trajectories to replay")
         self.spec = spec
         self.physics = ArmPhysics.from_arm(spec)
         self.model = self.physics.model
+        #: The nominal physics timestep; `period_scale` stretches it, and so each action's hold, to a loop
+        #: that really ran at control_hz / period_scale.
+        self.timestep = float(self.model.opt.timestep)
+        self.model.opt.timestep = self.timestep * period_scale
         if start is not None:
             apply_dynamics(self.model, spec, start)
         #: Control steps between sending an action and its taking effect (the start's, unless given); until the
@@ -154,12 +164,14 @@ def fit_dynamics(
     max_iter: int = 30,
     prior: float = 1e-5,
     progress: Callable[[int, int, float], None] | None = None,
+    fit_rate: bool = False,
 ) -> FitResult:
     """Fit `params` of `joints` (default: every joint but the grippers, whose recordings often close on an
     object the bare arm lacks) to the trajectories, once per command latency in `delays` (control steps;
     default: the start's), and keep the best. The residual compares the same joints, in the model's joint
-    units (rad); `prior` weighs each parameter's change relative to its start. `progress(delay, iteration,
-    rms)` is called after each iteration."""
+    units (rad); `prior` weighs each parameter's change relative to its start. `fit_rate` also fits the
+    recording's real control period (one scale for all episodes), so a loop that ran slower than its fps does
+    not bend the servo parameters. `progress(delay, iteration, rms)` is called after each iteration."""
     joints = list(joints) if joints is not None else [n for n, g in zip(spec.joint_names, spec.gripper_mask, strict=True) if not g]
     unknown = sorted(set(joints) - set(spec.joint_names)) + sorted(set(params) - set(PARAMS))
     if unknown:
@@ -171,7 +183,7 @@ def fit_dynamics(
         raise ValueError(f"delays must be control-step counts >= 0, got {delays}")
     idx = [spec.joint_names.index(j) for j in joints]
     entries = tuple((j, p) for j in joints for p in params)
-    best: tuple[float, ArmDynamics, int] | None = None
+    best: tuple[int, ArmDynamics, int, float] | None = None
     by_delay: dict[int, float] = {}
     before = Replayer(spec, trajectories, start)  # the model as it starts, at the start's latency
     base = ArmDynamics(spec.name, read_dynamics(before.model, spec).joints, before.delay)
@@ -182,53 +194,72 @@ def fit_dynamics(
     for delay in delays:
         sim = Replayer(spec, trajectories, start, delay)
         report = None if progress is None else functools.partial(progress, delay)
-        fitted, iterations = _fit_at_delay(sim, base, idx, entries, max_iter, prior, report)
+        fitted, iterations, period = _fit_at_delay(sim, base, idx, entries, max_iter, prior, report, fit_rate)
         after = copy.deepcopy(sim.model)
         apply_dynamics(after, spec, fitted)
+        after.opt.timestep = sim.timestep * period
         rms = rms_per_joint(sim.trajectories, sim.replay([after])[0])
         by_delay[delay] = float(np.sqrt(np.mean(rms[idx] ** 2)))
         if best is None or by_delay[delay] < by_delay[best[2]]:
-            best = (iterations, ArmDynamics(spec.name, fitted.joints, delay), delay)
+            best = (iterations, ArmDynamics(spec.name, fitted.joints, delay), delay, period)
             rms_after = rms
     assert best is not None
-    return FitResult(best[1], base, rms_before, rms_after, best[0], entries, by_delay)
+    return FitResult(best[1], base, rms_before, rms_after, best[0], entries, by_delay, best[3])
 
 
 def _fit_at_delay(
     sim: Replayer, base: ArmDynamics, idx: list[int], entries: tuple[tuple[str, str], ...], max_iter: int,
-    prior: float, progress: Callable[[int, float], None] | None,
-) -> tuple[ArmDynamics, int]:  # fmt: skip
-    """One least-squares fit of `entries` on `sim`'s replays (its latency), from `base`'s values."""
+    prior: float, progress: Callable[[int, float], None] | None, fit_rate: bool = False,
+) -> tuple[ArmDynamics, int, float]:  # fmt: skip
+    """One least-squares fit of `entries` on `sim`'s replays (its latency), from `base`'s values; with
+    `fit_rate`, a second fit from the first's result adds the control period's scale as a last unknown (from
+    the servo fit, it can only improve on it: started together, the two could settle worse than the servo fit
+    alone). Returns the fit, its iterations and the scale."""
     names = sim.spec.joint_names
-    ref = np.array([base.joints[j][p] or REFERENCE[p] for j, p in entries])
-    x0 = np.array([base.joints[j][p] for j, p in entries]) / ref
-    lower = np.array([BOUNDS[p][0] for _, p in entries])
-    upper = np.array([BOUNDS[p][1] for _, p in entries])
+    n = len(entries)
+    ref = np.array([base.joints[j][p] or REFERENCE[p] for j, p in entries] + [1.0])
+    x0 = np.array([base.joints[j][p] for j, p in entries] + [1.0]) / ref  # the last: the period's scale
+    lower = np.array([BOUNDS[p][0] for _, p in entries] + [PERIOD_BOUNDS[0]])
+    upper = np.array([BOUNDS[p][1] for _, p in entries] + [PERIOD_BOUNDS[1]])
     scale = sim.physics.qpos_scale[idx]  # spec units back to the joints' own (grippers: the jaw's radians)
-    count = sum(n - 1 for n in sim.lengths) * len(idx)
+    count = sum(length - 1 for length in sim.lengths) * len(idx)
 
     def residual(x: np.ndarray) -> np.ndarray:
-        x = np.atleast_2d(x.T).T  # (n_params, k): the solver asks for k points at once
+        x = np.atleast_2d(x.T).T  # (n_params, k): the solver asks for k points at once; a row more: the scale
         models = sim.models(x.shape[1])
         for col, m in enumerate(models):
             for e, (j, p) in enumerate(entries):
                 sim.where.set(m, names.index(j), p, x[e, col] * ref[e])
+            m.opt.timestep = sim.timestep * (x[n, col] if len(x) > n else 1.0)
             mujoco.mj_setConst(m, sim.datas[0])
         out = []
         for col, states in enumerate(sim.replay(models)):
             err = np.concatenate([((s - t.states[1:])[:, idx] * scale).ravel() for t, s in zip(sim.trajectories, states, strict=True)])
-            out.append(np.concatenate([err / np.sqrt(count), prior * (x[:, col] - x0)]))
+            out.append(np.concatenate([err / np.sqrt(count), prior * (x[:, col] - x0[: len(x)])]))
         return np.stack(out, axis=1)
+
+    done = 0
 
     def on_iteration(trace: list) -> None:
         if progress is not None:
-            progress(len(trace), float(np.sqrt(2 * trace[-1].objective)))
+            progress(done + len(trace), float(np.sqrt(2 * trace[-1].objective)))
 
-    x, trace = minimize.least_squares(
-        x0, residual, bounds=(lower, upper), max_iter=max_iter, eps=1e-6, x_scale="jac",
-        verbose=minimize.Verbosity.SILENT, iter_callback=on_iteration,
-    )  # fmt: skip
-    joints = {n: dict(v) for n, v in base.joints.items()}
+    def solve(start: np.ndarray) -> np.ndarray:
+        nonlocal done
+        m = len(start)
+        x, trace = minimize.least_squares(
+            start, residual, bounds=(lower[:m], upper[:m]), max_iter=max_iter, eps=1e-6, x_scale="jac",
+            verbose=minimize.Verbosity.SILENT, iter_callback=on_iteration,
+        )  # fmt: skip
+        done += len(trace)
+        return x
+
+    x = solve(x0[:n])
+    period = 1.0
+    if fit_rate:
+        x = solve(np.append(x, 1.0))
+        x, period = x[:n], float(x[n])
+    joints = {name: dict(v) for name, v in base.joints.items()}
     for e, (j, p) in enumerate(entries):
         joints[j][p] = float(x[e] * ref[e])
-    return ArmDynamics(base.arm, joints, sim.delay), len(trace)
+    return ArmDynamics(base.arm, joints, sim.delay), done, period

@@ -5,8 +5,10 @@ not see."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import twinarm  # noqa: F401
@@ -80,3 +82,54 @@ def test_bad_arguments_name_what_is_wrong(recorded: tuple[Path, Path], tmp_path:
         main(["replay", "--dataset", str(root), "--env", "twinarm/SO101-Reach-Real-v0", "--port", "/dev/null",
               "--calibration", str(start), "--dynamics", str(start)])  # fmt: skip
     assert "--dynamics sets the sim arm's parameters" in capsys.readouterr().err
+
+
+def _slow_loop_copy(root: Path, out: Path, hz: float) -> Path:
+    """The recording's actions replayed on the "real" arm at `hz` instead of its 30 fps (a loop that overran),
+    written as a dataset that still says 30 fps."""
+    from twinarm.cli.replay_cmd import load_episode
+    from twinarm.datasets_io.writer import DatasetWriter
+    from twinarm.envs.sysid import Replayer, Trajectory
+
+    writer = DatasetWriter.create(out, SO101.control_hz, SO101.lerobot_features(cameras=()), robot_type=SO101.robot_type)
+    for e in range(3):
+        state, action, _ = load_episode(str(root), e, SO101)
+        slow = Replayer(SO101, [Trajectory(state, action)], TRUTH, period_scale=SO101.control_hz / hz).replay_one()
+        for s, a in zip(np.concatenate([state[:1], slow]), action, strict=True):
+            writer.add_frame({"observation.state": SO101.to_lerobot(s).astype(np.float32),
+                              "action": SO101.to_lerobot(a).astype(np.float32)}, task="Move the gripper to the target.")  # fmt: skip
+        writer.save_episode()
+    writer.finalize()
+    return out
+
+
+def test_fit_rate_finds_a_loop_that_ran_slow(recorded: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    """Through the CLI: a recording whose loop ran at 27 Hz while it says 30 fps (fitting two joints' kp and
+    damping, every other value known)."""
+    root, _ = recorded
+    slow = _slow_loop_copy(root, tmp_path / "slow", hz=27.0)
+    start = ArmDynamics("so101", {n: {**v, **({p: NOMINAL.joints[n][p] for p in ("kp", "damping")} if n in JOINTS else {})}
+                                  for n, v in TRUTH.joints.items()}).save(tmp_path / "start.json")  # fmt: skip
+    base = ["fit-dynamics", "--dataset", str(slow), "--env", ENV, "--episode", "0-1", "--joints", *JOINTS,
+            "--params", "kp", "damping", "--start", str(start), "--max-delay", "1", "--max-iter", "15"]  # fmt: skip
+    assert main([*base, "--fit-rate", "--out", str(tmp_path / "timed")]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"control rate: recorded as 30 fps, the replays match best at 2[67]\.\d\d Hz: the recording loop "
+                     r"ran 11 % slow", printed), printed  # fmt: skip
+    fit = json.loads((tmp_path / "timed" / "dynamics.json").read_text())
+    assert fit["fit"]["control_hz_recorded"] == 30 and fit["fit"]["control_hz_fitted"] == pytest.approx(27, abs=0.05)
+    assert main([*base, "--out", str(tmp_path / "plain")]) == 0
+    assert "control rate" not in capsys.readouterr().out
+    plain = json.loads((tmp_path / "plain" / "dynamics.json").read_text())
+    assert "control_hz_fitted" not in plain["fit"]
+    for j in JOINTS:  # the rate's fit keeps the servos' values; without it they bend to absorb the timing
+        assert fit["joints"][j]["kp"] == pytest.approx(TRUTH.joints[j]["kp"], rel=0.01)
+        assert fit["fit"]["rms_after"][j] < 0.1 * plain["fit"]["rms_after"][j]
+
+
+def test_rate_note_says_what_the_fitted_rate_means() -> None:
+    from twinarm.cli.fit_dynamics_cmd import rate_note
+
+    assert rate_note(30, 1.005).endswith("29.85 Hz (the loop kept its rate)")
+    assert "ran 20 % slow (overruns" in rate_note(30, 1.2)
+    assert "faster than its fps says" in rate_note(30, 0.9)

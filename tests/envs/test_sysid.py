@@ -139,3 +139,27 @@ def test_a_torque_limit_is_found_where_moves_saturate_it() -> None:
     for j in joints:
         assert result.dynamics.joints[j]["max_torque"] == pytest.approx(truth.joints[j]["max_torque"], rel=0.02), j
     assert ("elbow_flex", "max_torque") not in fit_dynamics(SO101, traj, joints, delays=[0], max_iter=1).fitted
+
+
+def test_a_loop_that_ran_slow_is_found_and_does_not_bend_the_fit(recorded: list[Trajectory]) -> None:
+    """A recording whose loop really ran at 27 Hz while its fps says 30 (what overruns do): fitting the control
+    period finds ~27 Hz, the latency and the gains and damping again; without it the fit bends kp and damping to
+    soak up the timing."""
+    slow = Replayer(SO101, recorded, TRUTH, period_scale=30 / 27)
+    assert slow.model.opt.timestep == pytest.approx(Replayer(SO101, recorded).model.opt.timestep * 30 / 27)
+    rec = [Trajectory(np.concatenate([t.states[:1], s]), t.actions) for t, s in zip(recorded, slow.replay([slow.model])[0], strict=True)]
+    joints = ["shoulder_lift", "elbow_flex"]
+    # Every parameter but the fitted ones as the "real" arm's: the unfitted joints' coupling then biases nothing.
+    start = ArmDynamics("so101", {n: {**v, **({p: NOMINAL.joints[n][p] for p in ("kp", "damping")} if n in joints else {})}
+                                  for n, v in TRUTH.joints.items()})  # fmt: skip
+    plain = fit_dynamics(SO101, rec, joints, ("kp", "damping"), start, delays=[0, 1], max_iter=20)
+    timed = fit_dynamics(SO101, rec, joints, ("kp", "damping"), start, delays=[0, 1], max_iter=20, fit_rate=True)
+    assert plain.period_scale == 1.0
+    assert 30 / timed.period_scale == pytest.approx(27, abs=0.05)
+    assert timed.dynamics.action_delay_steps == 1
+    for j in joints:
+        for p in ("kp", "damping"):
+            assert timed.dynamics.joints[j][p] == pytest.approx(TRUTH.joints[j][p], rel=0.01), (j, p)
+    assert max(abs(plain.dynamics.joints[j][p] / TRUTH.joints[j][p] - 1) for j in joints for p in ("kp", "damping")) > 0.1
+    idx = [SO101.joint_names.index(j) for j in joints]
+    assert np.all(timed.rms_after[idx] < 0.05 * plain.rms_after[idx]), (timed.rms_after, plain.rms_after)

@@ -57,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-delay", type=int, default=2,
                    help="try command latencies of 0..N control steps and keep the best (default: 2)")
     p.add_argument("--max-iter", type=int, default=30, help="least-squares iterations per latency (default: 30)")
+    p.add_argument("--fit-rate", action="store_true",
+                   help="also fit the rate the recording loop really ran at (one for all episodes): a loop that "
+                   "overran its period recorded 30 fps while running slower, which would otherwise bend the servo "
+                   "parameters; reported, and kept in the file's fit info (envs still step at the arm's rate)")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder for dynamics.json and fit.png (default: outputs/fit_dynamics/<dataset>)")
     add_config_arg(p)
@@ -118,6 +122,18 @@ def plot_fit(spec: Any, traj: Any, before: np.ndarray, after: np.ndarray, out: P
     ], out, title)  # fmt: skip
 
 
+def rate_note(control_hz: float, period_scale: float) -> str:
+    """What the fitted control period says about the recording loop."""
+    hz = control_hz / period_scale
+    line = f"control rate: recorded as {control_hz:g} fps, the replays match best at {hz:.2f} Hz"
+    if abs(period_scale - 1) < 0.02:
+        return line + " (the loop kept its rate)"
+    if period_scale > 1:
+        return (line + f": the recording loop ran {100 * (period_scale - 1):.0f} % slow (overruns: look for "
+                "LoopOverrunWarning, a slow camera or a busy CPU); the servo parameters above are fitted at that rate")
+    return line + ": faster than its fps says (was the dataset's fps changed after recording?)"
+
+
 def run_fit_dynamics(args: argparse.Namespace) -> int:
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.arms import get_arm
@@ -165,7 +181,7 @@ def run_fit_dynamics(args: argparse.Namespace) -> int:
             print(line, flush=True)
 
     result = fit_dynamics(spec, trajectories, joints, args.params, start, range(args.max_delay + 1), args.max_iter,
-                          progress=progress)  # fmt: skip
+                          progress=progress, fit_rate=args.fit_rate)  # fmt: skip
     if tty:
         sys.stdout.write("\n")
     scale = spec.lerobot_scale
@@ -178,11 +194,14 @@ def run_fit_dynamics(args: argparse.Namespace) -> int:
         "rms_by_latency_rad": {str(k): v for k, v in result.by_delay.items()},
         "iterations": result.iterations, "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }  # fmt: skip
+    if args.fit_rate:
+        fit_info["control_hz_recorded"] = spec.control_hz
+        fit_info["control_hz_fitted"] = spec.control_hz / result.period_scale
     dyn = ArmDynamics(spec.name, result.dynamics.joints, result.dynamics.action_delay_steps, fit_info)
     path = dyn.save(out / "dynamics.json")
     first = trajectories[0]
     before = Replayer(spec, [first], start).replay_one()
-    after = Replayer(spec, [first], dyn).replay_one()
+    after = Replayer(spec, [first], dyn, period_scale=result.period_scale).replay_one()
     png = plot_fit(spec, first, before, after, out / "fit.png",
                    f"{args.dataset} episode {episodes[0]}: sim with the start's parameters and the fitted ones")  # fmt: skip
     print(format_fit(spec, result, joints))
@@ -190,6 +209,8 @@ def run_fit_dynamics(args: argparse.Namespace) -> int:
     tried = ", ".join(f"{k}: {np.degrees(v):.4f} deg" for k, v in result.by_delay.items())
     print(f"latency: {dyn.action_delay_steps} control step(s) ({dyn.action_delay_steps * period_ms:.0f} ms); RMS over "
           f"the fitted joints by latency: {tried}")
+    if args.fit_rate:
+        print(rate_note(spec.control_hz, result.period_scale))
     print(f"wrote {', '.join(str(p) for p in (path, png) if p is not None)} ({time.perf_counter() - began:.0f} s)")
     print(f"use it: --dynamics {path} on record, eval, train and replay; gym.make({entry.sim_id!r}, dynamics={str(path)!r})")
     return 0

@@ -16,6 +16,7 @@
     python benchmarks/policy_results.py bf16        # float32 vs bf16 runs -> results/policy_bf16.txt
     python benchmarks/policy_results.py noise       # Diffusion's pc_success over 5 sampling-noise seeds
     python benchmarks/policy_results.py robustness  # each recipe under each `twinarm robustness` perturbation (+ sweeps)
+    python benchmarks/policy_results.py stack       # the ACT recipe on 50 scripted SO101-StackCube episodes
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -44,6 +45,9 @@ WORK = Path(os.environ.get("TWINARM_RESULTS_WORK", ROOT / "outputs" / "policy_re
 DATASET = WORK / "so101_pickcube_scripted_50"
 PICK = "twinarm/SO101-PickCube-v0"
 REACH = "twinarm/SO101-Reach-v0"
+STACK = "twinarm/SO101-StackCube-v0"
+#: Scripted demonstrations of each task the imitation recipes learn (state observations, LeRobot units).
+DATASETS = {PICK: DATASET, STACK: WORK / "so101_stackcube_scripted_50"}
 TWINARM = [sys.executable, "-m", "twinarm.cli.main"]
 
 #: name -> (train args, eval env, target success %, what "steps" counts)
@@ -99,9 +103,10 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def record(episodes: int = 50, randomization: str | None = None) -> Path:
-    """Record scripted-expert episodes with state observations (LeRobot units) into DATASET, or with a
-    randomization preset into its own folder (successful episodes only, as the nominal ones all are)."""
+def record(episodes: int = 50, randomization: str | None = None, env_id: str = PICK) -> Path:
+    """Record scripted-expert episodes of `env_id` with state observations (LeRobot units) into its folder in
+    DATASETS, or with a randomization preset into its own folder (successful episodes only, as the nominal
+    ones all are)."""
     import gymnasium as gym
 
     import twinarm  # noqa: F401
@@ -114,13 +119,13 @@ def record(episodes: int = 50, randomization: str | None = None) -> Path:
     from twinarm.envs.randomization import PRESETS
     from twinarm.registration import entry_for
 
-    root = DATASET if randomization is None else WORK / f"{DATASET.name}_{randomization}"
+    root = DATASETS[env_id] if randomization is None else WORK / f"{DATASETS[env_id].name}_{randomization}"
     if (root / "meta" / "info.json").exists():
         print(f"dataset exists: {root}")
         return root
-    entry = entry_for(PICK)
+    entry = entry_for(env_id)
     spec = get_arm(entry.arm)
-    probe = gym.make(PICK, obs_type="state")
+    probe = gym.make(env_id, obs_type="state")
     env_dim = probe.observation_space["environment_state"].shape[0]
     probe.close()
     writer = DatasetWriter.create(root, spec.control_hz, spec.lerobot_features(cameras=(), env_state_dim=env_dim),
@@ -128,7 +133,7 @@ def record(episodes: int = 50, randomization: str | None = None) -> Path:
     named = {**PRESETS, **{n: v.randomization for n, v in PERTURBATIONS.items()}}
     rand = None if randomization is None else named[randomization].to_dict()
     summary = record_episodes(
-        partial(gym.make, PICK, obs_type="state", randomization=rand), make_expert, writer, episodes=episodes,
+        partial(gym.make, env_id, obs_type="state", randomization=rand), make_expert, writer, episodes=episodes,
         task=entry.task_info.instruction, to_frame=partial(gym_frame, convert=spec.to_lerobot), seed=0,
         only_success=randomization is not None,
     )  # fmt: skip
@@ -165,6 +170,38 @@ def train_and_eval(name: str, seed: int | None = None, steps: int | None = None,
     run(TWINARM + ["eval", "--policy", str(out / "checkpoints" / last / "pretrained_model"), "--env", env_id,
                    "--episodes", "50", "--n-envs", "10", "--videos", "2", "--out", str(out / "final_eval"),
                    *EVAL_OVERRIDES.get(name, []), *in_precision])
+
+
+def stack_table() -> str:
+    """The ACT recipe, unchanged, on 50 scripted StackCube demonstrations (a longer task that ends in a precise
+    placement and a release), then 50 evaluation episodes -> RESULTS / policy_stack.txt and its curve."""
+    from twinarm.agents.run_log import plot_run
+
+    data = record(env_id=STACK)
+    args, _, _, unit = COMMANDS["act"]
+    out = WORK / "act_stack"
+    swap = {str(DATASET): str(data), PICK: STACK, str(WORK / "act"): str(out)}
+    args = [swap.get(a, a) for a in args]
+    last = out / "checkpoints" / "last"
+    if not last.exists() or int(last.read_text()) < int(args[args.index("--steps") + 1]):
+        run(TWINARM + args + (["--resume"] if last.exists() else []))
+    ckpt = out / "checkpoints" / last.read_text().strip() / "pretrained_model"
+    final = out / "final_eval" / "eval_info.json"
+    if not final.exists():
+        run(TWINARM + ["eval", "--policy", str(ckpt), "--env", STACK, "--episodes", "50", "--n-envs", "10",
+                       "--videos", "2", "--out", str(out / "final_eval"), *EVAL_OVERRIDES["act"]])
+    agg = json.loads(final.read_text())["aggregated"]
+    trained = int(last.read_text())
+    cmd = "twinarm " + " ".join(shlex.quote(a) for a in args)
+    table = "\n".join([
+        "| policy | task | trained for | final pc_success (50 eps) | avg_max_reward | command |", "|---|---|---|---|---|---|",
+        f"| act | {STACK} | {trained} {unit} | {agg['pc_success']:.0f} % | {agg['avg_max_reward']:.3f} | `{cmd}`, evaluated "
+        f"with `{' '.join(shlex.quote(a) for a in EVAL_OVERRIDES['act'])}` |"])  # fmt: skip
+    plot_run(out, RESULTS / "policy_act_stack_curve.png", title="act on SO101-StackCube-v0",
+             final=(trained, agg["pc_success"], agg["n_episodes"]), x_label=unit)
+    (RESULTS / "policy_stack.txt").write_text(table + "\n")
+    print(table)
+    return table
 
 
 def precision_table() -> str:
@@ -480,7 +517,7 @@ def _other_seeds(name: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "bf16", "noise", "robustness",
-                                     "report"))
+                                     "stack", "report"))
     p.add_argument("--checkpoint", type=Path, action="append", default=[],
                    help="int8: also compare this checkpoint (repeatable), e.g. a pixel ACT")
     p.add_argument("--calibration", default=None, help="int8: dataset whose frames calibrate those checkpoints")
@@ -510,6 +547,8 @@ def main() -> None:
         noise_table()
     elif a.stage == "robustness":
         robustness_table()
+    elif a.stage == "stack":
+        stack_table()
     else:
         train_and_eval(a.stage, a.seed, a.steps, a.precision)
 

@@ -119,16 +119,13 @@ def plan_pick_cube(env: ArmEnv) -> list[Waypoint]:
     return wps + [Waypoint(28, lifted, GRIPPER_CLOSED, yaw), Waypoint(1000, lifted, GRIPPER_CLOSED, yaw)]
 
 
-def plan_pick_place(env: ArmEnv) -> list[Waypoint]:
-    wps, yaw, grasp = _pick_waypoints(env)
-    plate = env.task.plate_pos(env.physics)  # type: ignore[attr-defined]
+def _carry_and_release(grasp: np.ndarray, yaw: float, place: np.ndarray, place_yaw: float) -> list[Waypoint]:
+    """After a grasp at `grasp`: lift, carry over `place` turning the jaws to `place_yaw`, set down, let go, back off."""
     carry_z = grasp[2] + 0.07
     lifted = np.array([grasp[0], grasp[1], carry_z])
-    over = np.array([plate[0], plate[1], carry_z])
-    place_yaw = yaw + _wrap(float(np.arctan2(plate[1], plate[0]) - np.arctan2(grasp[1], grasp[0])))
-    place = np.array([plate[0], plate[1], 2 * PLATE_HALF_HEIGHT + grasp[2] + 0.004])
+    over = np.array([place[0], place[1], carry_z])
     retreat = place + np.array([0.0, 0.0, 0.06])
-    return wps + [
+    return [
         Waypoint(22, lifted, GRIPPER_CLOSED, yaw),
         Waypoint(35, over, GRIPPER_CLOSED, place_yaw),
         Waypoint(22, place, GRIPPER_CLOSED, place_yaw),
@@ -136,6 +133,14 @@ def plan_pick_place(env: ArmEnv) -> list[Waypoint]:
         Waypoint(20, retreat, GRIPPER_OPEN, place_yaw),
         Waypoint(1000, retreat, GRIPPER_OPEN, place_yaw),
     ]
+
+
+def plan_pick_place(env: ArmEnv) -> list[Waypoint]:
+    wps, yaw, grasp = _pick_waypoints(env)
+    plate = env.task.plate_pos(env.physics)  # type: ignore[attr-defined]
+    place_yaw = yaw + _wrap(float(np.arctan2(plate[1], plate[0]) - np.arctan2(grasp[1], grasp[0])))
+    place = np.array([plate[0], plate[1], 2 * PLATE_HALF_HEIGHT + grasp[2] + 0.004])
+    return wps + _carry_and_release(grasp, yaw, place, place_yaw)
 
 
 def plan_stack_cube(env: ArmEnv) -> list[Waypoint]:
@@ -143,21 +148,9 @@ def plan_stack_cube(env: ArmEnv) -> list[Waypoint]:
     wps, yaw, grasp = _pick_waypoints(env)
     task = env.task
     base = task.base_pose(env.physics)  # type: ignore[attr-defined]
-    carry_z = grasp[2] + 0.07
-    lifted = np.array([grasp[0], grasp[1], carry_z])
-    over = np.array([base[0], base[1], carry_z])
-    place_yaw = grasp_yaw(base[3:7], base[:2])
     top = base[2] + task.base_half  # type: ignore[attr-defined]
     place = np.array([base[0], base[1], top + task.cube_half + GRASP_OFFSET + 0.003])  # type: ignore[attr-defined]
-    retreat = place + np.array([0.0, 0.0, 0.06])
-    return wps + [
-        Waypoint(22, lifted, GRIPPER_CLOSED, yaw),
-        Waypoint(35, over, GRIPPER_CLOSED, place_yaw),
-        Waypoint(22, place, GRIPPER_CLOSED, place_yaw),
-        Waypoint(12, place, GRIPPER_OPEN, place_yaw),
-        Waypoint(20, retreat, GRIPPER_OPEN, place_yaw),
-        Waypoint(1000, retreat, GRIPPER_OPEN, place_yaw),
-    ]
+    return wps + _carry_and_release(grasp, yaw, place, grasp_yaw(base[3:7], base[:2]))
 
 
 def plan_reach(env: ArmEnv) -> list[Waypoint]:

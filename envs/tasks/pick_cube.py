@@ -40,6 +40,16 @@ class CubeTask(Task):
         q[self.cube_qadr + 3 : self.cube_qadr + 7] = yaw_quat(yaw)
         physics.data.qvel[self.cube_vadr : self.cube_vadr + 6] = 0.0
 
+    def sample_apart(self, rng: np.random.Generator, min_separation: float, other: str) -> tuple[np.ndarray, np.ndarray]:
+        """xy of the cube and of a second prop (`other`, named in the error) at least `min_separation` apart,
+        both resampled until they are (a cube in the middle may leave no room for the other)."""
+        for _ in range(1000):
+            cube_xy = self.sample_in_workspace(rng)
+            other_xy = self.sample_in_workspace(rng, margin=0.01)
+            if np.linalg.norm(other_xy - cube_xy) >= min_separation:
+                return cube_xy, other_xy
+        raise RuntimeError(f"{self.spec.name}: workspace too small to separate cube and {other} by {min_separation} m")
+
     def cube_pose(self, physics: ArmPhysics) -> np.ndarray:
         return physics.data.qpos[self.cube_qadr : self.cube_qadr + 7].copy()
 

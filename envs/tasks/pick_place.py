@@ -35,15 +35,7 @@ class PickPlace(CubeTask):
         self._plate_pos = physics.data.mocap_pos[self.plate_mocap]
 
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
-        for _ in range(1000):  # resample both: a cube in the middle may leave no room for the plate
-            cube_xy = self.sample_in_workspace(rng)
-            plate_xy = self.sample_in_workspace(rng, margin=0.01)
-            if np.linalg.norm(plate_xy - cube_xy) >= MIN_SEPARATION:
-                break
-        else:
-            raise RuntimeError(
-                f"{self.spec.name}: workspace too small to separate cube and plate by {MIN_SEPARATION} m"
-            )
+        cube_xy, plate_xy = self.sample_apart(rng, MIN_SEPARATION, "plate")
         self.place_cube(physics, cube_xy, rng.uniform(-np.pi / 4, np.pi / 4))
         physics.data.mocap_pos[self.plate_mocap] = [plate_xy[0], plate_xy[1], PLATE_HALF_HEIGHT]
         mujoco.mj_forward(physics.model, physics.data)

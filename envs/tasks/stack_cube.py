@@ -49,15 +49,7 @@ class StackCube(CubeTask):
         self._base_qpos = physics.data.qpos[self.base_qadr : self.base_qadr + 7]
 
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
-        for _ in range(1000):
-            cube_xy = self.sample_in_workspace(rng)
-            base_xy = self.sample_in_workspace(rng, margin=0.01)
-            if np.linalg.norm(base_xy - cube_xy) >= MIN_SEPARATION:
-                break
-        else:
-            raise RuntimeError(
-                f"{self.spec.name}: workspace too small to separate the two cubes by {MIN_SEPARATION} m"
-            )
+        cube_xy, base_xy = self.sample_apart(rng, MIN_SEPARATION, "green cube")
         self.place_cube(physics, cube_xy, rng.uniform(-np.pi / 4, np.pi / 4))
         q = physics.data.qpos
         q[self.base_qadr : self.base_qadr + 3] = [base_xy[0], base_xy[1], self.base_half]

@@ -63,6 +63,16 @@ class CubeTask(Task):
     def reach_term(self, physics: ArmPhysics) -> float:
         return self._cube_terms(physics)[0]
 
+    @staticmethod
+    def _place_reward(reach: float, height: float, grasped: bool, place: float, success: bool,
+                      carry_height: float) -> tuple[float, dict[str, float], bool]:  # fmt: skip
+        """The pick-and-place tasks' reward: reach, grasp, lift (up to `carry_height`), nearness to the place
+        (`place`, 0..1) and success, weighted 0.15 / 0.15 / 0.2 / 0.2 / 0.3; with its terms and success."""
+        grasp = float(grasped)
+        lift = min(max(height / carry_height, 0.0), 1.0) * grasp
+        total = 0.15 * reach + 0.15 * grasp + 0.2 * lift + 0.2 * place + 0.3 * float(success)
+        return total, {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift, "reward_place": place}, success
+
     def _cube_terms(self, physics: ArmPhysics) -> tuple[float, float, bool, list[float]]:
         """Reach term, cube height, grasped and the cube position: what every cube reward starts from."""
         self._check_bound(physics)

@@ -61,13 +61,8 @@ class PickPlace(CubeTask):
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
         reach, height, grasped, cube = self._cube_terms(physics)
         xy_offset = _xy_distance(cube, self._plate_pos.tolist())
-        grasp = float(grasped)
-        lift = min(max(height / CARRY_HEIGHT, 0.0), 1.0) * grasp
-        place = closeness(xy_offset)
         success = self._rests_on_plate(cube, xy_offset) and not grasped
-        total = 0.15 * reach + 0.15 * grasp + 0.2 * lift + 0.2 * place + 0.3 * float(success)
-        terms = {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift, "reward_place": place}
-        return total, terms, success
+        return self._place_reward(reach, height, grasped, closeness(xy_offset), success, CARRY_HEIGHT)
 
     def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
         return self.evaluate(physics)[:2]

@@ -64,26 +64,21 @@ class StackCube(CubeTask):
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
         return self._snapshot(physics, self._cube_qpos, self._base_qpos)
 
-    def _stacked(self, cube: list[float], base: list[float]) -> tuple[float, bool]:
-        """Horizontal offset of the red cube from the green one, and whether it rests on top of it."""
+    def _stacked(self, cube: list[float], base: list[float]) -> bool:
+        """Whether the red cube (centre `cube`) rests on top of the green one (centre `base`), which stands."""
         dx, dy = cube[0] - base[0], cube[1] - base[1]
         offset = math.sqrt(dx * dx + dy * dy)
         on_top = abs((cube[2] - self.cube_half) - (base[2] + self.base_half)) < REST_TOLERANCE
         base_upright = abs(base[2] - self.base_half) < REST_TOLERANCE
-        return offset, offset < self.base_half and on_top and base_upright
+        return offset < self.base_half and on_top and base_upright
 
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
         reach, height, grasped, cube = self._cube_terms(physics)
         base = self._base_xpos.tolist()
-        offset, stacked = self._stacked(cube, base)
-        grasp = float(grasped)
-        lift = min(max(height / CARRY_HEIGHT, 0.0), 1.0) * grasp
+        stacked = self._stacked(cube, base)
         above = [base[0], base[1], base[2] + self.base_half + self.cube_half]
         place = closeness(point_distance(cube, above))
-        success = stacked and not grasped
-        total = 0.15 * reach + 0.15 * grasp + 0.2 * lift + 0.2 * place + 0.3 * float(success)
-        terms = {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift, "reward_place": place}
-        return total, terms, success
+        return self._place_reward(reach, height, grasped, place, stacked and not grasped, CARRY_HEIGHT)
 
     def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
         return self.evaluate(physics)[:2]

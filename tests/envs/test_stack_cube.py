@@ -55,7 +55,7 @@ def test_success_needs_the_red_cube_resting_on_the_standing_green_one() -> None:
     # A green cube off the table (tipped on an edge, or held up) is no base, whatever rests on it.
     for lift in (0.0, 0.004, 0.01):
         green = [x, y, hb + lift]
-        assert task._stacked([x, y, green[2] + hb + h], green)[1] == (lift < 0.005)
+        assert task._stacked([x, y, green[2] + hb + h], green) == (lift < 0.005)
 
 
 def test_the_expert_stacks_and_success_waits_for_the_release() -> None:

@@ -301,6 +301,7 @@ class LoopStats:
     def __post_init__(self) -> None:
         self.periods = deque(maxlen=300)
         self._last: float | None = None
+        self._total_s, self._counted = 0.0, 0  # every period since the start, pauses left out
 
     def pause(self) -> None:
         """The time until the next tick is not a loop period (an episode boundary: saving, a reset period),
@@ -311,12 +312,19 @@ class LoopStats:
         now = time.perf_counter()
         if self._last is not None:
             self.periods.append(now - self._last)
+            self._total_s += now - self._last
+            self._counted += 1
         self._last = now
         self.steps += 1
 
     @property
     def rate_hz(self) -> float:
         return 1.0 / float(np.mean(self.periods)) if self.periods else 0.0
+
+    @property
+    def overall_rate_hz(self) -> float:
+        """The loop's rate over every period since the start (the display shows the last 300)."""
+        return self._counted / self._total_s if self._total_s > 0 else 0.0
 
     @property
     def p99_period_ms(self) -> float:

@@ -206,4 +206,12 @@ def test_the_shown_loop_rate_leaves_out_episode_boundaries(monkeypatch: pytest.M
         if k == 3:
             stats.pause()
         stats.tick()
-    assert stats.steps == 6 and stats.rate_hz == pytest.approx(100.0)
+    assert stats.steps == 6 and stats.rate_hz == pytest.approx(100.0) and stats.overall_rate_hz == pytest.approx(100.0)
+
+
+def test_a_recording_loop_that_ran_slow_gets_a_note() -> None:
+    from twinarm.cli.teleop_record import slow_loop_note
+
+    assert slow_loop_note(29.4, 30, Path("data/pick")) is None  # jitter, not a slow loop
+    note = slow_loop_note(26.8, 30, Path("data/pick"))
+    assert note and "averaged 26.8 Hz against the dataset's 30 fps" in note and "--dataset data/pick ... --fit-rate" in note

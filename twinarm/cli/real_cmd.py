@@ -334,7 +334,7 @@ def parse_follower(parser: argparse.ArgumentParser, args: argparse.Namespace, sp
 
 
 def run_teleop(args: argparse.Namespace) -> int:
-    from twinarm.cli.teleop_record import TeleopRecording
+    from twinarm.cli.teleop_record import TeleopRecording, slow_loop_note
     from twinarm.real.env import RealArmEnv
     from twinarm.real.errors import RealArmError
     from twinarm.real.multi_bus import bus_groups
@@ -435,6 +435,9 @@ def run_teleop(args: argparse.Namespace) -> int:
         pass
     finally:
         print("\r" + stats.line() if stats.steps else "")
+        note = slow_loop_note(stats.overall_rate_hz, spec.control_hz, args.record) if recording is not None else None
+        if note:
+            print(note)
         try:
             if keys is not None:
                 keys.close()

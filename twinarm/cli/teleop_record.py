@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from twinarm.real.terminal_keys import TerminalKeys
     from twinarm.spec import ArmSpec
 
+#: A recording loop below this fraction of the dataset's fps gets a note at the end (jitter stays above it).
+SLOW_LOOP = 0.97
 KEYS_HELP = "keys: -> end the episode (or the reset period) now, <- discard the episode and record it again, Esc stop"
 
 
@@ -174,3 +176,12 @@ class TeleopRecording:
         stopped = self.summary is not None and self.summary.stopped
         return 0 if self.saved == self.args.episodes or stopped else 1
 
+
+def slow_loop_note(rate_hz: float, fps: float, root: Path) -> str | None:
+    """A note when the recording loop ran clearly slower than the fps its dataset states (overruns): the
+    timestamps, replays and fits assume that fps."""
+    if not rate_hz or rate_hz >= SLOW_LOOP * fps:
+        return None
+    return (f"note: the recording loop averaged {rate_hz:.1f} Hz against the dataset's {fps:g} fps (overruns: a slow "
+            f"camera or a busy CPU); replays and fits assume {fps:g}: `twinarm fit-dynamics --dataset {root} ... "
+            "--fit-rate` fits the rate it really ran at")

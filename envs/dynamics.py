@@ -1,9 +1,12 @@
-"""An arm's servo and joint parameters (position gain, damping, armature, friction loss) as a JSON file that
-sim envs load over the model's own values (`gym.make(id, dynamics="so101_fit.json")`), e.g. the output of
-`twinarm fit-dynamics`, which fits them to a real arm's recordings.
+"""An arm's servo and joint parameters (position gain, damping, armature, friction loss, torque limit, and the
+mass of the link each joint moves) as a JSON file that sim envs load over the model's own values
+(`gym.make(id, dynamics="so101_fit.json")`), e.g. the output of `twinarm fit-dynamics`, which fits them to a
+real arm's recordings.
 
 Values are in MuJoCo's units of each joint: kp in N*m/rad (N/m for a slide joint), damping in N*m*s/rad,
-armature in kg*m^2, friction loss and the servo's torque limit (max_torque) in N*m. Joints a file leaves out keep the model's values. A file may also
+armature in kg*m^2, friction loss and the servo's torque limit (max_torque) in N*m, mass in kg (the link's
+inertia scales with it, as a denser print would; a wrist camera is mass on the wrist roll's link, the gripper
+body). Joints a file leaves out keep the model's values. A file may also
 give the arm's command latency in control steps (`action_delay_steps`), which the env adds to any
 randomization's.
 """
@@ -23,8 +26,11 @@ import numpy as np
 from twinarm.spec import ArmSpec
 
 #: The parameters a file may set per joint, in this order in tables and fits.
-PARAMS: tuple[str, ...] = ("kp", "damping", "armature", "frictionloss", "max_torque")
-#: What a fit fits unless told otherwise: a torque limit only shows in moves that saturate it.
+PARAMS: tuple[str, ...] = ("kp", "damping", "armature", "frictionloss", "max_torque", "mass")
+#: Parameters that must be > 0 (the others >= 0).
+POSITIVE = ("kp", "mass")
+#: What a fit fits unless told otherwise: a torque limit only shows in moves that saturate it, and a link's
+#: mass trades off against the servo's gain unless the moves load it in different poses.
 DEFAULT_FIT: tuple[str, ...] = ("kp", "damping", "armature", "frictionloss")
 FORMAT = "twinarm-dynamics/1"
 
@@ -48,7 +54,8 @@ class ArmDynamics:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "dynamics") -> ArmDynamics:
-        """Check a parsed file: known parameters, finite values, kp > 0, the others >= 0 (errors name `source`)."""
+        """Check a parsed file: known parameters, finite values, kp and mass > 0, the others >= 0 (errors name
+        `source`)."""
         if not isinstance(data, Mapping) or not isinstance(data.get("arm"), str) or not isinstance(data.get("joints"), Mapping):
             raise ValueError(f"{source}: expected {{'arm': NAME, 'joints': {{JOINT: {{PARAM: VALUE}}}}}}")
         if data.get("format", FORMAT) != FORMAT:
@@ -64,9 +71,9 @@ class ArmDynamics:
             if unknown:
                 raise ValueError(f"{source}: joints.{joint}: unknown parameters {unknown}; known: {list(PARAMS)}")
             for name, value in params.items():
-                ok = isinstance(value, int | float) and math.isfinite(value) and (value > 0 if name == "kp" else value >= 0)
+                ok = isinstance(value, int | float) and math.isfinite(value) and (value > 0 if name in POSITIVE else value >= 0)
                 if not ok:
-                    bound = "> 0" if name == "kp" else ">= 0"
+                    bound = "> 0" if name in POSITIVE else ">= 0"
                     raise ValueError(f"{source}: joints.{joint}.{name} = {value!r}: must be a finite number {bound}")
             joints[str(joint)] = {p: float(params[p]) for p in PARAMS if p in params}
         return cls(data["arm"], joints, delay, dict(data.get("fit", {})))
@@ -100,10 +107,11 @@ class ArmDynamics:
 
 @dataclass(frozen=True)
 class JointAddresses:
-    """Where each spec joint's parameters live in a model: its dof and its position actuator."""
+    """Where each spec joint's parameters live in a model: its dof, its position actuator and the body it moves."""
 
     dofs: np.ndarray
     actuators: np.ndarray
+    bodies: np.ndarray
 
     @classmethod
     def of(cls, model: mujoco.MjModel, spec: ArmSpec) -> JointAddresses:
@@ -116,7 +124,8 @@ class JointAddresses:
             )
             if not is_position:
                 raise ValueError(f"{spec.name}: actuator {name!r} is not a position servo (kp, -kp): no kp to set")
-        return cls(dofs, acts)
+        bodies = np.array([model.jnt_bodyid[model.joint(n).id] for n in spec.joint_names])
+        return cls(dofs, acts, bodies)
 
     def get(self, model: mujoco.MjModel, j: int, param: str) -> float | None:
         """The value, or None for max_torque where the actuator has no torque limit."""
@@ -125,6 +134,8 @@ class JointAddresses:
             return float(model.actuator_gainprm[a, 0])
         if param == "max_torque":
             return float(model.actuator_forcerange[a, 1]) if model.actuator_forcelimited[a] else None
+        if param == "mass":
+            return float(model.body_mass[self.bodies[j]])
         return float(getattr(model, f"dof_{param}")[d])
 
     def set(self, model: mujoco.MjModel, j: int, param: str, value: float) -> None:
@@ -135,6 +146,11 @@ class JointAddresses:
         elif param == "max_torque":
             model.actuator_forcelimited[a] = True
             model.actuator_forcerange[a] = (-value, value)
+        elif param == "mass":  # the inertia keeps its ratio to the mass (callers then run mj_setConst)
+            b = self.bodies[j]
+            if model.body_mass[b] > 0:
+                model.body_inertia[b] *= value / model.body_mass[b]
+            model.body_mass[b] = value
         else:
             getattr(model, f"dof_{param}")[d] = value
 
@@ -158,6 +174,7 @@ def apply_dynamics(model: mujoco.MjModel, spec: ArmSpec, dynamics: ArmDynamics |
     for j, name in enumerate(spec.joint_names):
         for param, value in dyn.joints.get(name, {}).items():
             where.set(model, j, param, value)
-    # Armature feeds constants MuJoCo derives at compile time (dof_invweight0, the solver's regularization).
+    # Armature and masses feed constants MuJoCo derives at compile time (dof_invweight0, the solver's
+    # regularization, subtree masses).
     mujoco.mj_setConst(model, mujoco.MjData(model))
     return dyn

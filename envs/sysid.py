@@ -33,10 +33,12 @@ from twinarm.envs.physics import ArmPhysics
 from twinarm.spec import ArmSpec
 
 #: Values a parameter is scaled by when the start value is 0 (so the fit still has a unit to move in).
-REFERENCE = {"kp": 10.0, "damping": 0.1, "armature": 0.01, "frictionloss": 0.01, "max_torque": 1.0}
+REFERENCE = {"kp": 10.0, "damping": 0.1, "armature": 0.01, "frictionloss": 0.01, "max_torque": 1.0, "mass": 0.1}
 #: Bounds of each parameter as multiples of its start (or reference) value.
 BOUNDS = {"kp": (0.05, 20.0), "damping": (0.0, 50.0), "armature": (0.0, 50.0), "frictionloss": (0.0, 50.0),
-          "max_torque": (0.05, 20.0)}
+          "max_torque": (0.05, 20.0), "mass": (0.1, 10.0)}
+#: Parameters fitted in a second stage, from the servo fit's result (they trade off against the gains).
+LATE = ("mass",)
 #: Bounds of the recording's real control period as a multiple of the nominal one (`fit_rate`).
 PERIOD_BOUNDS = (0.5, 2.0)
 #: Rollout states held at once (floats), so long recordings are rolled out in slices of the batch.
@@ -211,26 +213,30 @@ def _fit_at_delay(
     sim: Replayer, base: ArmDynamics, idx: list[int], entries: tuple[tuple[str, str], ...], max_iter: int,
     prior: float, progress: Callable[[int, float], None] | None, fit_rate: bool = False,
 ) -> tuple[ArmDynamics, int, float]:  # fmt: skip
-    """One least-squares fit of `entries` on `sim`'s replays (its latency), from `base`'s values; with
-    `fit_rate`, a second fit from the first's result adds the control period's scale as a last unknown (from
-    the servo fit, it can only improve on it: started together, the two could settle worse than the servo fit
-    alone). Returns the fit, its iterations and the scale."""
+    """A least-squares fit of `entries` on `sim`'s replays (its latency), from `base`'s values. The servo's
+    parameters are fitted first; the links' masses (LATE) and, with `fit_rate`, the control period's scale join
+    in a second fit from the first one's result, so they can only improve on it (started together with the
+    gains they can trade off against, they settled worse than the servo fit alone on a virtual-arm recording).
+    Returns the fit, its iterations and the period's scale."""
     names = sim.spec.joint_names
-    n = len(entries)
-    ref = np.array([base.joints[j][p] or REFERENCE[p] for j, p in entries] + [1.0])
-    x0 = np.array([base.joints[j][p] for j, p in entries] + [1.0]) / ref  # the last: the period's scale
-    lower = np.array([BOUNDS[p][0] for _, p in entries] + [PERIOD_BOUNDS[0]])
-    upper = np.array([BOUNDS[p][1] for _, p in entries] + [PERIOD_BOUNDS[1]])
+    unknowns = [e for e in entries if e[1] not in LATE] + [e for e in entries if e[1] in LATE]
+    early, n = sum(p not in LATE for _, p in entries), len(unknowns)
+    total = n + fit_rate  # the last unknown, with fit_rate: the period's scale
+    ref = np.array([base.joints[j][p] or REFERENCE[p] for j, p in unknowns] + [1.0])
+    x0 = np.array([base.joints[j][p] for j, p in unknowns] + [1.0]) / ref
+    lower = np.array([BOUNDS[p][0] for _, p in unknowns] + [PERIOD_BOUNDS[0]])
+    upper = np.array([BOUNDS[p][1] for _, p in unknowns] + [PERIOD_BOUNDS[1]])
     scale = sim.physics.qpos_scale[idx]  # spec units back to the joints' own (grippers: the jaw's radians)
     count = sum(length - 1 for length in sim.lengths) * len(idx)
 
     def residual(x: np.ndarray) -> np.ndarray:
-        x = np.atleast_2d(x.T).T  # (n_params, k): the solver asks for k points at once; a row more: the scale
+        x = np.atleast_2d(x.T).T  # (unknowns solved for, k): the solver asks for k points at once
         models = sim.models(x.shape[1])
         for col, m in enumerate(models):
-            for e, (j, p) in enumerate(entries):
-                sim.where.set(m, names.index(j), p, x[e, col] * ref[e])
-            m.opt.timestep = sim.timestep * (x[n, col] if len(x) > n else 1.0)
+            v = np.concatenate([x[:, col], x0[len(x) :]])  # those not solved for yet at their start
+            for e, (j, p) in enumerate(unknowns):
+                sim.where.set(m, names.index(j), p, v[e] * ref[e])
+            m.opt.timestep = sim.timestep * (v[n] if fit_rate else 1.0)
             mujoco.mj_setConst(m, sim.datas[0])
         out = []
         for col, states in enumerate(sim.replay(models)):
@@ -254,12 +260,10 @@ def _fit_at_delay(
         done += len(trace)
         return x
 
-    x = solve(x0[:n])
-    period = 1.0
-    if fit_rate:
-        x = solve(np.append(x, 1.0))
-        x, period = x[:n], float(x[n])
+    x = solve(x0[:early]) if early else x0[:0]
+    if total > early:
+        x = solve(np.concatenate([x, x0[early:total]]))
     joints = {name: dict(v) for name, v in base.joints.items()}
-    for e, (j, p) in enumerate(entries):
+    for e, (j, p) in enumerate(unknowns):
         joints[j][p] = float(x[e] * ref[e])
-    return ArmDynamics(base.arm, joints, sim.delay), done, period
+    return ArmDynamics(base.arm, joints, sim.delay), done, float(x[n]) if fit_rate else 1.0

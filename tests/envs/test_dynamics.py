@@ -44,6 +44,29 @@ def test_apply_sets_each_parameter_where_mujoco_reads_it() -> None:
     assert back.joints["elbow_flex"]["kp"] == 9.0 and back.joints["wrist_roll"]["frictionloss"] == 0.2
 
 
+def test_a_link_mass_scales_its_inertia_and_weighs_on_the_arm() -> None:
+    """A wrist camera as 30 g more on the gripper body (the link wrist_roll moves): inertia scaled with it, the
+    subtree masses MuJoCo derives recomputed, and the loaded arm sags further under gravity."""
+    nominal = ArmPhysics.from_arm(SO101).model
+    heavy = ArmPhysics.from_arm(SO101)
+    m = heavy.model
+    b = m.body("gripper").id
+    apply_dynamics(m, SO101, {"arm": "so101", "joints": {"wrist_roll": {"mass": nominal.body_mass[b] + 0.03}}})
+    assert m.body_mass[b] == pytest.approx(nominal.body_mass[b] + 0.03)
+    np.testing.assert_allclose(m.body_inertia[b], nominal.body_inertia[b] * m.body_mass[b] / nominal.body_mass[b])
+    assert m.body_subtreemass[m.body("upper_arm").id] == pytest.approx(nominal.body_subtreemass[nominal.body("upper_arm").id] + 0.03)
+    assert read_dynamics(m, SO101).joints["wrist_roll"]["mass"] == pytest.approx(nominal.body_mass[b] + 0.03)
+    light = ArmPhysics.from_arm(SO101)
+    pose = np.array([0.0, -0.8, 0.8, 0.4, 0.0, 0.3])  # the forearm reaching out, so gravity loads the lift
+    sag = []
+    for phys in (light, heavy):
+        phys.reset(pose)  # the targets at the pose too
+        for _ in range(60):
+            phys.step_control()
+        sag.append(pose[1] - phys.joint_positions()[1])
+    assert abs(sag[1]) > abs(sag[0]) + 1e-4, sag
+
+
 def test_an_env_loads_a_file_and_keeps_it_through_pickling(tmp_path: Path) -> None:
     path = ArmDynamics.from_dict(scaled({"kp": 0.5, "damping": 2.0})).save(tmp_path / "dyn.json")
     env = gym.make(ENV, obs_type="state", dynamics=str(path)).unwrapped
@@ -88,6 +111,7 @@ def test_randomization_draws_around_the_fitted_values_and_latencies_add() -> Non
         ({"arm": "so101", "joints": {"elbow": {"kp": 3.0}}}, "['elbow'] that so101 lacks"),
         ({"arm": "so101", "joints": {"elbow_flex": {"stiffness": 3.0}}}, "elbow_flex: unknown parameters ['stiffness']"),
         ({"arm": "so101", "joints": {"elbow_flex": {"kp": 0.0}}}, "joints.elbow_flex.kp = 0.0: must be a finite number > 0"),
+        ({"arm": "so101", "joints": {"wrist_roll": {"mass": 0}}}, "joints.wrist_roll.mass = 0: must be a finite number > 0"),
         ({"arm": "so101", "joints": {"elbow_flex": {"damping": -1}}}, "joints.elbow_flex.damping = -1"),
         ({"arm": "so101", "joints": {"elbow_flex": {"damping": float("nan")}}}, "damping = nan"),
         ({"arm": "so101", "action_delay_steps": 0.5, "joints": {}}, "action_delay_steps = 0.5"),

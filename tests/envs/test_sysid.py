@@ -163,3 +163,17 @@ def test_a_loop_that_ran_slow_is_found_and_does_not_bend_the_fit(recorded: list[
     assert max(abs(plain.dynamics.joints[j][p] / TRUTH.joints[j][p] - 1) for j in joints for p in ("kp", "damping")) > 0.1
     idx = [SO101.joint_names.index(j) for j in joints]
     assert np.all(timed.rms_after[idx] < 0.05 * plain.rms_after[idx]), (timed.rms_after, plain.rms_after)
+
+
+def test_a_wrist_camera_is_found_as_mass_on_the_wrist_link() -> None:
+    """30 g more on the gripper body (a wrist camera): fitting the links' masses finds it within 3 % (also with
+    the gains fitted alongside) and leaves the other links at theirs."""
+    camera = ArmDynamics("so101", {n: ({**v, "mass": v["mass"] + 0.03} if n == "wrist_roll" else v) for n, v in NOMINAL.joints.items()})
+    traj = expert_trajectories(range(2), 90, camera)
+    joints = ["shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll"]
+    for params in (["mass"], ["kp", "mass"]):
+        result = fit_dynamics(SO101, traj, joints, params, delays=[0], max_iter=30)
+        assert result.dynamics.joints["wrist_roll"]["mass"] == pytest.approx(camera.joints["wrist_roll"]["mass"], rel=0.03), params
+        for j in joints[:3]:
+            assert result.dynamics.joints[j]["mass"] == pytest.approx(NOMINAL.joints[j]["mass"], rel=0.1), (params, j)
+        assert np.degrees(result.rms_after[1:5]).max() < 0.01 < np.degrees(result.rms_before[1:3]).min()

@@ -50,8 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--joints", nargs="+", default=None, metavar="JOINT",
                    help="joints to fit and compare (default: all but the grippers)")
     p.add_argument("--params", nargs="+", default=list(DEFAULT_FIT), choices=PARAMS, metavar="PARAM",
-                   help=f"parameters to fit per joint, of {', '.join(PARAMS)} (default: all but max_torque, the "
-                   "servo's torque limit, which only moves that saturate it show: add it for fast, heavy moves)")
+                   help=f"parameters to fit per joint, of {', '.join(PARAMS)} (default: {', '.join(DEFAULT_FIT)}; "
+                   "max_torque, the servo's torque limit, shows only in moves that saturate it: add it for fast, "
+                   "heavy moves; mass, the mass of the link the joint moves: add it on the wrist roll for a wrist "
+                   "camera, or for printed parts lighter or heavier than the model's)")
     p.add_argument("--start", default=None, metavar="FILE",
                    help="start from this dynamics file instead of the model's values (and its latency)")
     p.add_argument("--max-delay", type=int, default=2,
@@ -95,17 +97,19 @@ def format_fit(spec: Any, result: Any, joints: list[str]) -> str:
 
     scale = spec.lerobot_scale
     w = max(len(n) for n in (*spec.joint_names, "joint")) + 2
-    head = f"{'joint':<{w}}{'RMS before':>11}{'RMS after':>11}  unit  " + "".join(f"{p:<17}" for p in PARAMS)
-    rows = [head]
-    for j, name in enumerate(spec.joint_names):
-        d = 4 if spec.lerobot_unit_labels[j] in ("rad", "0..1") else 3
-        cells = []
+    cells = {}
+    for name in spec.joint_names:
         for p in PARAMS:
             a, b = result.start.joints[name].get(p), result.dynamics.joints[name].get(p)
-            cells.append("-" if a is None else f"{a:.3g} -> {b:.3g}" if (name, p) in result.fitted else f"{a:.3g}")
+            cells[name, p] = "-" if a is None else f"{a:.3g} -> {b:.3g}" if (name, p) in result.fitted else f"{a:.3g}"
+    width = {p: max(len(p), *(len(cells[n, p]) for n in spec.joint_names)) + 2 for p in PARAMS}
+    head = f"{'joint':<{w}}{'RMS before':>11}{'RMS after':>11}  unit  " + "".join(f"{p:<{width[p]}}" for p in PARAMS)
+    rows = [head.rstrip()]
+    for j, name in enumerate(spec.joint_names):
+        d = 4 if spec.lerobot_unit_labels[j] in ("rad", "0..1") else 3
         mark = "" if name in joints else "  (not fitted)"
         rows.append(f"{name:<{w}}{result.rms_before[j] * scale[j]:>11.{d}f}{result.rms_after[j] * scale[j]:>11.{d}f}  "
-                    f"{spec.lerobot_unit_labels[j]:<4}  " + "".join(f"{c:<17}" for c in cells).rstrip() + mark)
+                    f"{spec.lerobot_unit_labels[j]:<4}  " + "".join(f"{cells[name, p]:<{width[p]}}" for p in PARAMS).rstrip() + mark)
     return "\n".join(rows)
 
 

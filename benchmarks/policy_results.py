@@ -17,6 +17,7 @@
     python benchmarks/policy_results.py noise       # Diffusion's pc_success over 5 sampling-noise seeds
     python benchmarks/policy_results.py robustness  # each recipe under each `twinarm robustness` perturbation (+ sweeps)
     python benchmarks/policy_results.py stack       # the ACT recipe on 50 scripted SO101-StackCube episodes
+    python benchmarks/policy_results.py stack --seed 1001   # ... on another training seed
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -172,33 +173,40 @@ def train_and_eval(name: str, seed: int | None = None, steps: int | None = None,
                    *EVAL_OVERRIDES.get(name, []), *in_precision])
 
 
-def stack_table() -> str:
+def stack_table(seed: int | None = None) -> str:
     """The ACT recipe, unchanged, on 50 scripted StackCube demonstrations (a longer task that ends in a precise
-    placement and a release), then 50 evaluation episodes -> RESULTS / policy_stack.txt and its curve."""
+    placement and a release), on training seed `seed` (default: the CLI's), then 50 evaluation episodes; the
+    table of every seed run so far -> RESULTS / policy_stack.txt, the default seed's curve beside it."""
     from twinarm.agents.run_log import plot_run
 
     data = record(env_id=STACK)
     args, _, _, unit = COMMANDS["act"]
-    out = WORK / "act_stack"
+    out = WORK / ("act_stack" if seed is None else f"act_stack_seed{seed}")
     swap = {str(DATASET): str(data), PICK: STACK, str(WORK / "act"): str(out)}
-    args = [swap.get(a, a) for a in args]
+    args = [swap.get(a, a) for a in args] + ([] if seed is None else ["--seed", str(seed)])
     last = out / "checkpoints" / "last"
     if not last.exists() or int(last.read_text()) < int(args[args.index("--steps") + 1]):
         run(TWINARM + args + (["--resume"] if last.exists() else []))
     ckpt = out / "checkpoints" / last.read_text().strip() / "pretrained_model"
-    final = out / "final_eval" / "eval_info.json"
-    if not final.exists():
+    if not (out / "final_eval" / "eval_info.json").exists():
         run(TWINARM + ["eval", "--policy", str(ckpt), "--env", STACK, "--episodes", "50", "--n-envs", "10",
                        "--videos", "2", "--out", str(out / "final_eval"), *EVAL_OVERRIDES["act"]])
-    agg = json.loads(final.read_text())["aggregated"]
-    trained = int(last.read_text())
-    cmd = "twinarm " + " ".join(shlex.quote(a) for a in args)
-    table = "\n".join([
-        "| policy | task | trained for | final pc_success (50 eps) | avg_max_reward | command |", "|---|---|---|---|---|---|",
-        f"| act | {STACK} | {trained} {unit} | {agg['pc_success']:.0f} % | {agg['avg_max_reward']:.3f} | `{cmd}`, evaluated "
-        f"with `{' '.join(shlex.quote(a) for a in EVAL_OVERRIDES['act'])}` |"])  # fmt: skip
-    plot_run(out, RESULTS / "policy_act_stack_curve.png", title="act on SO101-StackCube-v0",
-             final=(trained, agg["pc_success"], agg["n_episodes"]), x_label=unit)
+    rows = ["| policy | task | training seed | trained for | final pc_success (50 eps) | avg_max_reward |",
+            "|---|---|---|---|---|---|"]
+    runs = sorted(WORK.glob("act_stack*"), key=lambda d: (d.name != "act_stack", d.name))
+    for d in (d for d in runs if (d / "final_eval" / "eval_info.json").exists()):
+        agg = json.loads((d / "final_eval" / "eval_info.json").read_text())["aggregated"]
+        trained = json.loads((d / "train_config.json").read_text())
+        steps = int((d / "checkpoints" / "last").read_text())
+        rows.append(f"| act | {STACK} | {trained['seed']} | {steps} {unit} | {agg['pc_success']:.0f} % | "
+                    f"{agg['avg_max_reward']:.3f} |")
+        if d.name == "act_stack":
+            plot_run(d, RESULTS / "policy_act_stack_curve.png", title="act on SO101-StackCube-v0",
+                     final=(steps, agg["pc_success"], agg["n_episodes"]), x_label=unit)
+    recipe = [{**swap, str(WORK / "act"): str(WORK / "act_stack")}.get(a, a) for a in COMMANDS["act"][0]]
+    cmd = "twinarm " + " ".join(shlex.quote(a) for a in recipe)
+    table = "\n".join(rows + ["", f"Command (`--seed N` for the other rows): `{cmd}`, evaluated with "
+                               f"`{' '.join(shlex.quote(a) for a in EVAL_OVERRIDES['act'])}`"])
     (RESULTS / "policy_stack.txt").write_text(table + "\n")
     print(table)
     return table
@@ -548,7 +556,7 @@ def main() -> None:
     elif a.stage == "robustness":
         robustness_table()
     elif a.stage == "stack":
-        stack_table()
+        stack_table(a.seed)
     else:
         train_and_eval(a.stage, a.seed, a.steps, a.precision)
 

@@ -150,6 +150,21 @@ class Replayer:
         return self.replay([self.model])[0][0]
 
 
+def at_bounds(result: FitResult, tolerance: float = 0.01) -> list[tuple[str, str, str]]:
+    """The fitted (joint, param) that ended at a bound of the fit, with which ("lower"/"upper"): values the
+    recordings did not pin down (a link gravity does not load, a friction no move reveals)."""
+    out = []
+    for j, p in result.fitted:
+        ref = result.start.joints[j][p] or REFERENCE[p]
+        x = result.dynamics.joints[j][p] / ref
+        lo, hi = BOUNDS[p]
+        if x <= lo + tolerance * max(1.0, lo):
+            out.append((j, p, "lower"))
+        elif x >= hi * (1 - tolerance):
+            out.append((j, p, "upper"))
+    return out
+
+
 def rms_per_joint(trajectories: Sequence[Trajectory], simulated: Sequence[np.ndarray]) -> np.ndarray:
     """Each joint's RMS of simulated minus recorded states (frames 1..T-1), pooled over trajectories."""
     diff = np.concatenate([s - t.states[1:] for t, s in zip(trajectories, simulated, strict=True)])

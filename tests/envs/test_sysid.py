@@ -177,3 +177,20 @@ def test_a_wrist_camera_is_found_as_mass_on_the_wrist_link() -> None:
         for j in joints[:3]:
             assert result.dynamics.joints[j]["mass"] == pytest.approx(NOMINAL.joints[j]["mass"], rel=0.1), (params, j)
         assert np.degrees(result.rms_after[1:5]).max() < 0.01 < np.degrees(result.rms_before[1:3]).min()
+
+
+def test_values_left_at_a_bound_are_named() -> None:
+    """A link mass driven to its lower bound (a pan link gravity does not load) and a damping at zero are what the
+    recordings did not pin down; values inside the bounds are not named."""
+    from twinarm.envs.sysid import BOUNDS, FitResult, at_bounds
+
+    fitted = {n: dict(v) for n, v in NOMINAL.joints.items()}
+    fitted["shoulder_pan"]["mass"] *= BOUNDS["mass"][0]
+    fitted["elbow_flex"]["damping"] = 0.0
+    fitted["wrist_flex"]["kp"] *= BOUNDS["kp"][1]
+    fitted["shoulder_lift"]["kp"] *= 0.7
+    entries = (("shoulder_pan", "mass"), ("elbow_flex", "damping"), ("wrist_flex", "kp"), ("shoulder_lift", "kp"))
+    rms = np.zeros(SO101.dof)
+    result = FitResult(ArmDynamics("so101", fitted), NOMINAL, rms, rms, 1, entries, {0: 0.0})
+    assert at_bounds(result) == [("shoulder_pan", "mass", "lower"), ("elbow_flex", "damping", "lower"),
+                                 ("wrist_flex", "kp", "upper")]  # fmt: skip

@@ -144,7 +144,7 @@ def run_fit_dynamics(args: argparse.Namespace) -> int:
     from twinarm.cli.dataset_cmd import episode_list
     from twinarm.datasets_io.reader import LeRobotDatasetReader
     from twinarm.envs.dynamics import ArmDynamics
-    from twinarm.envs.sysid import Replayer, fit_dynamics
+    from twinarm.envs.sysid import Replayer, at_bounds, fit_dynamics
 
     parser = args._parser
     entry = env_entry(parser, args.env)
@@ -215,6 +215,10 @@ def run_fit_dynamics(args: argparse.Namespace) -> int:
           f"the fitted joints by latency: {tried}")
     if args.fit_rate:
         print(rate_note(spec.control_hz, result.period_scale))
+    pinned = at_bounds(result)
+    if pinned:
+        print("at the fit's bounds (the recordings do not pin these down; their values only make the replay match, "
+              "or leave them out with --params / --joints): " + ", ".join(f"{j}.{p} ({side})" for j, p, side in pinned))
     print(f"wrote {', '.join(str(p) for p in (path, png) if p is not None)} ({time.perf_counter() - began:.0f} s)")
     print(f"use it: --dynamics {path} on record, eval, train and replay; gym.make({entry.sim_id!r}, dynamics={str(path)!r})")
     return 0

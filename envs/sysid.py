@@ -12,6 +12,7 @@ On request the recording's real control rate is fitted too (a loop that overran 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import os
 from collections.abc import Callable, Sequence
@@ -45,17 +46,57 @@ PERIOD_BOUNDS = (0.5, 2.0)
 STATE_BUDGET = 8_000_000
 
 
+#: A gripper holds something where it stands still (moves less than HOLD_STILL a frame) while its command is more
+#: closed than its position by over HOLD_GAP (spec units: opening 0..1), HOLD_FRAMES frames in a row (a gripper
+#: that has just been told to close also stands still a frame or two); it has let go once it stands still within
+#: SETTLED of its command again, as many frames in a row. HOLD_LEAD frames on either side go too: the approach to contact, where the bare
+#: sim arm's gripper kept closing, and the bare gripper's longer way back open.
+HOLD_GAP, HOLD_STILL, HOLD_FRAMES, SETTLED, HOLD_LEAD = 0.05, 0.005, 4, 0.02, 3
+
+
 @dataclass(frozen=True)
 class Trajectory:
-    """One recorded episode in spec units: `states[t]` was read before `actions[t]` was sent."""
+    """One recorded episode in spec units: `states[t]` was read before `actions[t]` was sent. `compare` (T-1, dof),
+    when given, says which of frames 1..T-1 each joint is compared on (None: all)."""
 
     states: np.ndarray
     actions: np.ndarray
+    compare: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.states.ndim != 2 or self.states.shape != self.actions.shape or len(self.states) < 2:
             raise ValueError(f"a trajectory needs matching (T >= 2, dof) states and actions, got "
                              f"{self.states.shape} and {self.actions.shape}")  # fmt: skip
+        if self.compare is not None and self.compare.shape != (len(self.states) - 1, self.states.shape[1]):
+            raise ValueError(f"compare must be (T-1, dof) = {(len(self.states) - 1, self.states.shape[1])}, "
+                             f"got {self.compare.shape}")  # fmt: skip
+
+    def weights(self) -> np.ndarray:
+        """1.0 for each compared (frame, joint) of frames 1..T-1, 0.0 for the rest."""
+        return np.ones(self.states[1:].shape) if self.compare is None else self.compare.astype(float)
+
+
+def without_grasps(traj: Trajectory, gripper_cols: Sequence[int]) -> Trajectory:
+    """`traj` with the frames where a gripper held an object left out of its comparison: the bare sim arm has no
+    object to close on, so there its gripper closes all the way while the recorded one stood at the object."""
+    s, a = traj.states, traj.actions
+    keep = np.ones(s[1:].shape, bool) if traj.compare is None else traj.compare.copy()
+    for c in gripper_cols:
+        held, tail, run, rest = False, 0, 0, 0
+        for t in range(1, len(s)):  # frame t is compared in row t - 1
+            still = abs(s[t, c] - s[t - 1, c]) < HOLD_STILL
+            blocked = still and a[t - 1, c] < s[t, c] - HOLD_GAP
+            run = run + 1 if blocked else 0
+            rest = rest + 1 if still and abs(s[t, c] - a[t - 1, c]) < SETTLED else 0
+            if run >= HOLD_FRAMES and not held:
+                held = True
+                keep[max(0, t - run - HOLD_LEAD) : t - 1, c] = False  # from the lead before the first still frame
+            elif held and rest >= HOLD_FRAMES:  # at rest at its command (not a command ramping past it)
+                held, tail = False, HOLD_LEAD
+            if held or tail:
+                keep[t - 1, c] = False
+                tail = tail - 1 if not held and tail else tail
+    return Trajectory(traj.states, traj.actions, keep)
 
 
 @dataclass(frozen=True)
@@ -74,6 +115,8 @@ class FitResult:
     #: The recording's real control period over the nominal one (1.0 unless `fit_rate`; 1.1: the loop ran 10 %
     #: slower than its fps says, as a loop that overruns does).
     period_scale: float = 1.0
+    #: For each fitted gripper: (frames left out where it held an object, frames in all).
+    left_out: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
 
 class Replayer:
@@ -166,9 +209,11 @@ def at_bounds(result: FitResult, tolerance: float = 0.01) -> list[tuple[str, str
 
 
 def rms_per_joint(trajectories: Sequence[Trajectory], simulated: Sequence[np.ndarray]) -> np.ndarray:
-    """Each joint's RMS of simulated minus recorded states (frames 1..T-1), pooled over trajectories."""
+    """Each joint's RMS of simulated minus recorded states over its compared frames (of 1..T-1), pooled over
+    trajectories."""
     diff = np.concatenate([s - t.states[1:] for t, s in zip(trajectories, simulated, strict=True)])
-    return np.sqrt(np.mean(diff**2, axis=0))
+    w = np.concatenate([t.weights() for t in trajectories])
+    return np.sqrt(np.sum(w * diff**2, axis=0) / np.maximum(w.sum(axis=0), 1))
 
 
 def fit_dynamics(
@@ -182,13 +227,16 @@ def fit_dynamics(
     prior: float = 1e-5,
     progress: Callable[[int, int, float], None] | None = None,
     fit_rate: bool = False,
+    mask_grasps: bool = True,
 ) -> FitResult:
     """Fit `params` of `joints` (default: every joint but the grippers, whose recordings often close on an
     object the bare arm lacks) to the trajectories, once per command latency in `delays` (control steps;
     default: the start's), and keep the best. The residual compares the same joints, in the model's joint
     units (rad); `prior` weighs each parameter's change relative to its start. `fit_rate` also fits the
     recording's real control period (one scale for all episodes), so a loop that ran slower than its fps does
-    not bend the servo parameters. `progress(delay, iteration, rms)` is called after each iteration."""
+    not bend the servo parameters. A fitted gripper is compared only where it held nothing (`without_grasps`;
+    `mask_grasps=False` compares every frame). `progress(delay, iteration, rms)` is called after each
+    iteration."""
     joints = list(joints) if joints is not None else [n for n, g in zip(spec.joint_names, spec.gripper_mask, strict=True) if not g]
     unknown = sorted(set(joints) - set(spec.joint_names)) + sorted(set(params) - set(PARAMS))
     if unknown:
@@ -199,6 +247,9 @@ def fit_dynamics(
     if not delays or min(delays) < 0:
         raise ValueError(f"delays must be control-step counts >= 0, got {delays}")
     idx = [spec.joint_names.index(j) for j in joints]
+    grippers = [j for j in idx if spec.gripper_mask[j]]
+    if mask_grasps and grippers:
+        trajectories = [without_grasps(t, grippers) for t in trajectories]
     entries = tuple((j, p) for j in joints for p in params)
     best: tuple[int, ArmDynamics, int, float] | None = None
     by_delay: dict[int, float] = {}
@@ -221,7 +272,10 @@ def fit_dynamics(
             best = (iterations, ArmDynamics(spec.name, fitted.joints, delay), delay, period)
             rms_after = rms
     assert best is not None
-    return FitResult(best[1], base, rms_before, rms_after, best[0], entries, by_delay, best[3])
+    compared = np.sum([t.weights().sum(axis=0) for t in trajectories], axis=0)
+    left_out = {spec.joint_names[j]: (int(sum(len(t.states) - 1 for t in trajectories) - compared[j]),
+                                      int(sum(len(t.states) - 1 for t in trajectories))) for j in grippers}  # fmt: skip
+    return FitResult(best[1], base, rms_before, rms_after, best[0], entries, by_delay, best[3], left_out)
 
 
 def _fit_at_delay(
@@ -242,7 +296,8 @@ def _fit_at_delay(
     lower = np.array([BOUNDS[p][0] for _, p in unknowns] + [PERIOD_BOUNDS[0]])
     upper = np.array([BOUNDS[p][1] for _, p in unknowns] + [PERIOD_BOUNDS[1]])
     scale = sim.physics.qpos_scale[idx]  # spec units back to the joints' own (grippers: the jaw's radians)
-    count = sum(length - 1 for length in sim.lengths) * len(idx)
+    weights = [t.weights()[:, idx] for t in sim.trajectories]
+    count = max(1.0, float(sum(w.sum() for w in weights)))
 
     def residual(x: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(x.T).T  # (unknowns solved for, k): the solver asks for k points at once
@@ -255,7 +310,8 @@ def _fit_at_delay(
             mujoco.mj_setConst(m, sim.datas[0])
         out = []
         for col, states in enumerate(sim.replay(models)):
-            err = np.concatenate([((s - t.states[1:])[:, idx] * scale).ravel() for t, s in zip(sim.trajectories, states, strict=True)])
+            err = np.concatenate([((s - t.states[1:])[:, idx] * scale * w).ravel()
+                                  for t, s, w in zip(sim.trajectories, states, weights, strict=True)])  # fmt: skip
             out.append(np.concatenate([err / np.sqrt(count), prior * (x[:, col] - x0[: len(x)])]))
         return np.stack(out, axis=1)
 

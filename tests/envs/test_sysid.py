@@ -12,7 +12,7 @@ from twinarm.arms import get_arm
 from twinarm.envs.dynamics import PARAMS, ArmDynamics, read_dynamics
 from twinarm.envs.experts import make_expert
 from twinarm.envs.physics import ArmPhysics
-from twinarm.envs.sysid import Replayer, Trajectory, fit_dynamics, rms_per_joint
+from twinarm.envs.sysid import Replayer, Trajectory, fit_dynamics, rms_per_joint, without_grasps
 
 SO101 = get_arm("so101")
 NOMINAL = read_dynamics(ArmPhysics.from_arm(SO101).model, SO101)
@@ -194,3 +194,28 @@ def test_values_left_at_a_bound_are_named() -> None:
     result = FitResult(ArmDynamics("so101", fitted), NOMINAL, rms, rms, 1, entries, {0: 0.0})
     assert at_bounds(result) == [("shoulder_pan", "mass", "lower"), ("elbow_flex", "damping", "lower"),
                                  ("wrist_flex", "kp", "upper")]  # fmt: skip
+
+
+def test_a_gripper_is_fitted_where_it_held_nothing() -> None:
+    """PickPlace episodes: the recorded gripper stood at the cube's width while the bare sim arm's closes on
+    nothing. Left out while it held the cube (from contact until it rests open again), the gripper's gain and
+    damping come back within 1 %; compared on every frame they do not come back at all."""
+    traj = expert_trajectories(range(2), 220, TRUTH, "twinarm/SO101-PickPlace-v0")
+    g = SO101.joint_names.index("gripper")
+    masked = without_grasps(traj[0], [g])
+    held = ~masked.compare[:, g]
+    assert masked.compare[:, :g].all()  # the arm joints are compared everywhere
+    s, a = traj[0].states[:, g], traj[0].actions[:-1, g]
+    standing_at_the_cube = (np.abs(np.diff(s)) < 1e-3) & (a < s[1:] - 0.1)
+    assert standing_at_the_cube.sum() > 50 and held[standing_at_the_cube].all()
+    assert not held[:40].any() and not held[-40:].any()  # the approach before and the retreat after are kept
+    start = ArmDynamics("so101", {n: ({**v, "kp": NOMINAL.joints[n]["kp"], "damping": NOMINAL.joints[n]["damping"]}
+                                      if n == "gripper" else v) for n, v in TRUTH.joints.items()}, 1)  # fmt: skip
+    fits = {mask: fit_dynamics(SO101, traj, ["gripper"], ("kp", "damping"), start, delays=[1], max_iter=30, mask_grasps=mask)
+            for mask in (True, False)}  # fmt: skip
+    for p in ("kp", "damping"):
+        assert fits[True].dynamics.joints["gripper"][p] == pytest.approx(TRUTH.joints["gripper"][p], rel=0.01), p
+        assert abs(fits[False].dynamics.joints["gripper"][p] / TRUTH.joints["gripper"][p] - 1) > 0.3, p
+    left, total = fits[True].left_out["gripper"]
+    assert 0.3 * total < left < 0.7 * total and fits[False].left_out["gripper"] == (0, total)
+    assert fits[True].rms_after[g] < 1e-3 < fits[False].rms_after[g]

@@ -5,7 +5,8 @@ Each episode's actions are replayed open loop on the bare sim arm from its first
 joint's position gain (kp), damping, armature and friction loss, and the command latency in whole control
 steps, are fitted so the replayed joints match the recorded ones (MuJoCo's own least squares over its
 rollouts, `twinarm.envs.sysid`). The grippers are left out by default: a real gripper that closed on an
-object stopped where the bare sim's closes on nothing. The result is a dynamics file that any sim env of the
+object stopped where the bare sim's closes on nothing (given with --joints, a gripper is compared only where it
+held nothing). The result is a dynamics file that any sim env of the
 arm loads: `--dynamics FILE` on record, eval, train and replay, or `gym.make(id, dynamics=FILE)`.
 Joints that gravity does not load (a base pan, a wrist roll) fix only the ratios of their parameters: the
 fit matches how they move, not each value. A LeRobot dataset recorded in its -100..100 range mode (Koch's
@@ -48,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episode", nargs="+", default=None, metavar="N|A-B",
                    help=f"episodes to fit to (3 5-8; default: the first {DEFAULT_EPISODES})")
     p.add_argument("--joints", nargs="+", default=None, metavar="JOINT",
-                   help="joints to fit and compare (default: all but the grippers)")
+                   help="joints to fit and compare (default: all but the grippers; a gripper named here is compared "
+                   "only where it held nothing: from contact with an object until it rests open again, the bare sim "
+                   "arm's gripper closes on nothing)")
     p.add_argument("--params", nargs="+", default=list(DEFAULT_FIT), choices=PARAMS, metavar="PARAM",
                    help=f"parameters to fit per joint, of {', '.join(PARAMS)} (default: {', '.join(DEFAULT_FIT)}; "
                    "max_torque, the servo's torque limit, shows only in moves that saturate it: add it for fast, "
@@ -215,6 +218,8 @@ def run_fit_dynamics(args: argparse.Namespace) -> int:
           f"the fitted joints by latency: {tried}")
     if args.fit_rate:
         print(rate_note(spec.control_hz, result.period_scale))
+    for name, (left, total) in result.left_out.items():
+        print(f"{name}: compared on {total - left} of {total} frames (left out: {left}, where it held an object)")
     pinned = at_bounds(result)
     if pinned:
         print("at the fit's bounds (the recordings do not pin these down; their values only make the replay match, "

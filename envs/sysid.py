@@ -49,8 +49,8 @@ STATE_BUDGET = 8_000_000
 #: A gripper holds something where it stands still (moves less than HOLD_STILL a frame) while its command is more
 #: closed than its position by over HOLD_GAP (spec units: opening 0..1), HOLD_FRAMES frames in a row (a gripper
 #: that has just been told to close also stands still a frame or two); it has let go once it stands still within
-#: SETTLED of its command again, as many frames in a row. HOLD_LEAD frames on either side go too: the approach to contact, where the bare
-#: sim arm's gripper kept closing, and the bare gripper's longer way back open.
+#: SETTLED of its command again, as many frames in a row. HOLD_LEAD frames on either side go too: the approach
+#: to contact, where the bare sim arm's gripper kept closing, and the bare gripper's longer way back open.
 HOLD_GAP, HOLD_STILL, HOLD_FRAMES, SETTLED, HOLD_LEAD = 0.05, 0.005, 4, 0.02, 3
 
 
@@ -95,7 +95,8 @@ def without_grasps(traj: Trajectory, gripper_cols: Sequence[int]) -> Trajectory:
                 held, tail = False, HOLD_LEAD
             if held or tail:
                 keep[t - 1, c] = False
-                tail = tail - 1 if not held and tail else tail
+                if not held:
+                    tail -= 1
     return Trajectory(traj.states, traj.actions, keep)
 
 

@@ -17,6 +17,37 @@ from torch import Tensor, nn
 EPS = 1e-8
 
 
+def floor_spread(stats: Mapping[str, Mapping[str, object]], min_std: float,
+                 ) -> tuple[dict[str, dict[str, object]], dict[str, str]]:  # fmt: skip
+    """Stats where every dimension whose spread is below `min_std` (its std, or half its min-max range, in the
+    feature's own units) is centred but not scaled: std 1, or a range of mean +- 1. The demonstrations never
+    varied it (a cube that never moves, a joint never used), so the policy learned nothing from it, and dividing
+    by a near-zero spread would turn any deviation at deployment (a cube 2 mm smaller) into a huge input.
+    Returns the new stats (the input is left as is) and a note for each feature changed."""
+    out: dict[str, dict[str, object]] = {k: dict(v) for k, v in stats.items()}
+    notes: dict[str, str] = {}
+    for key, st in out.items():
+        flat = []
+        if "std" in st:
+            std = np.asarray(st["std"], dtype=np.float64)
+            small = std < min_std
+            if small.any():
+                st["std"] = np.where(small, 1.0, std)
+                flat = [(i, float(v)) for i, v in enumerate(std.ravel()) if v < min_std]
+        if "min" in st and "max" in st:
+            lo, hi = np.asarray(st["min"], dtype=np.float64), np.asarray(st["max"], dtype=np.float64)
+            small = (hi - lo) / 2 < min_std
+            if small.any():
+                mid = (lo + hi) / 2
+                st["min"], st["max"] = np.where(small, mid - 1.0, lo), np.where(small, mid + 1.0, hi)
+                flat = flat or [(i, float(v)) for i, v in enumerate(((hi - lo) / 2).ravel()) if v < min_std]
+        if flat:
+            dims = ", ".join(f"[{i}] {v:.2g}" for i, v in flat[:8]) + (" ..." if len(flat) > 8 else "")
+            notes[key] = (f"{key}: {len(flat)} dimension(s) with a spread below {min_std:g} in the dataset "
+                          f"({dims}): centred, not scaled")
+    return out, notes
+
+
 class NormMode(StrEnum):
     """How one feature is normalized: `mean_std` -> zero mean unit std, `min_max` -> [-1, 1]."""
 

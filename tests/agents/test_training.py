@@ -86,6 +86,28 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def test_training_centres_without_scaling_what_the_demonstrations_never_varied(
+    scripted_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--min-std`: a state dimension whose spread in the dataset is below it goes into the checkpoint with std 1
+    (said at the start of training); with 0 the checkpoint keeps the dataset's spread, as LeRobot does."""
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+    raw = LeRobotDatasetReader(scripted_dataset, cameras=[]).stats["observation.state"]["std"]
+    cut = float(np.sort(raw)[1]) * 1.01  # the two least varied joints fall below it
+    base = ["train", "--policy", "act", "--dataset", str(scripted_dataset), "--env", PICK, "--steps", "1",
+            "--batch-size", "2", "--eval-freq", "0", "--threads", "1", "--no-progress", *TINY_ACT]  # fmt: skip
+    for min_std, out in ((cut, tmp_path / "floored"), (0.0, tmp_path / "raw")):
+        assert main([*base, "--output-dir", str(out), "--min-std", str(min_std)]) == 0
+    printed = capsys.readouterr().out
+    assert f"normalization: observation.state: 2 dimension(s) with a spread below {cut:g}" in printed
+    stats = {name: load_file(str(out / "checkpoints" / "00000001" / "pretrained_model" / "normalization.safetensors"))
+             for name, out in (("floored", tmp_path / "floored"), ("raw", tmp_path / "raw"))}  # fmt: skip
+    np.testing.assert_allclose(stats["raw"]["observation.state.std"].numpy(), raw, rtol=1e-6)
+    expected = np.where(raw < cut, 1.0, raw)
+    np.testing.assert_allclose(stats["floored"]["observation.state.std"].numpy(), expected, rtol=1e-6)
+
+
 def test_cli_train_then_eval_end_to_end(
     scripted_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

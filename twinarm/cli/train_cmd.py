@@ -81,6 +81,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="save and evaluate an exponential moving average of the weights (default: on for diffusion only)",
     )  # fmt: skip
     p.add_argument("--ema-max-decay", type=float, default=0.9999, help="upper bound of the EMA decay")
+    p.add_argument("--min-std", type=float, default=1e-3,
+                   help="dataset features whose spread (per dimension, in their own units) is below this are centred "
+                   "but not scaled: something the demonstrations never varied (a cube that never moves) would "
+                   "otherwise turn a small deviation at deployment into a huge input (default: 1e-3; 0: divide by "
+                   "any spread, as LeRobot does)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--seed-steps", type=int, default=2_000, help="random-action steps before learning (online)")
@@ -112,7 +117,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, eval_n_envs=args.eval_n_envs,
         obs_type=args.obs_type, image_size=tuple(args.image_size) if args.image_size else None,
         lr_schedule=args.lr_schedule, threads=args.threads, yield_cores=args.yield_cores, device=args.device, precision=args.precision, ema=args.ema,
-        ema_max_decay=args.ema_max_decay, resume=args.resume, progress=args.progress,
+        ema_max_decay=args.ema_max_decay, min_std=args.min_std, resume=args.resume, progress=args.progress,
         seed_steps=args.seed_steps, buffer_capacity=args.buffer_capacity, update_every=args.update_every,
         randomization=load_randomization(args.randomization), dynamics=_dynamics_for(args),
     )  # fmt: skip

@@ -18,6 +18,7 @@
     python benchmarks/policy_results.py robustness  # each recipe under each `twinarm robustness` perturbation (+ sweeps)
     python benchmarks/policy_results.py stack       # the ACT recipe on 50 scripted SO101-StackCube episodes
     python benchmarks/policy_results.py stack --seed 1001   # ... on another training seed
+    python benchmarks/policy_results.py stack --min-std 0   # ... dividing by any spread, as LeRobot does
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -173,17 +174,22 @@ def train_and_eval(name: str, seed: int | None = None, steps: int | None = None,
                    *EVAL_OVERRIDES.get(name, []), *in_precision])
 
 
-def stack_table(seed: int | None = None) -> str:
+def stack_table(seed: int | None = None, min_std: float | None = None) -> str:
     """The ACT recipe, unchanged, on 50 scripted StackCube demonstrations (a longer task that ends in a precise
-    placement and a release), on training seed `seed` (default: the CLI's), then 50 evaluation episodes; the
-    table of every seed run so far -> RESULTS / policy_stack.txt, the default seed's curve beside it."""
+    placement and a release), on training seed `seed` (default: the CLI's) and with `train --min-std` (default:
+    the CLI's), then 50 evaluation episodes and, for the default seed, `twinarm robustness`. The tables of every
+    run so far -> RESULTS / policy_stack.txt, the default run's curve and robustness bars beside it."""
+    import shutil
+
     from twinarm.agents.run_log import plot_run
 
     data = record(env_id=STACK)
     args, _, _, unit = COMMANDS["act"]
-    out = WORK / ("act_stack" if seed is None else f"act_stack_seed{seed}")
+    name = "act_stack" + ("" if min_std is None else f"_minstd{min_std:g}")
+    out = WORK / (name if seed is None else f"{name}_seed{seed}")
     swap = {str(DATASET): str(data), PICK: STACK, str(WORK / "act"): str(out)}
     args = [swap.get(a, a) for a in args] + ([] if seed is None else ["--seed", str(seed)])
+    args += [] if min_std is None else ["--min-std", f"{min_std:g}"]
     last = out / "checkpoints" / "last"
     if not last.exists() or int(last.read_text()) < int(args[args.index("--steps") + 1]):
         run(TWINARM + args + (["--resume"] if last.exists() else []))
@@ -191,22 +197,43 @@ def stack_table(seed: int | None = None) -> str:
     if not (out / "final_eval" / "eval_info.json").exists():
         run(TWINARM + ["eval", "--policy", str(ckpt), "--env", STACK, "--episodes", "50", "--n-envs", "10",
                        "--videos", "2", "--out", str(out / "final_eval"), *EVAL_OVERRIDES["act"]])
-    rows = ["| policy | task | training seed | trained for | final pc_success (50 eps) | avg_max_reward |",
-            "|---|---|---|---|---|---|"]
-    runs = sorted(WORK.glob("act_stack*"), key=lambda d: (d.name != "act_stack", d.name))
+    robust = WORK / f"robustness_{name}"
+    if seed is None and not (robust / "robustness.json").exists():
+        run(TWINARM + ["robustness", "--policy", str(ckpt), "--env", STACK, "--episodes", "50", "--out", str(robust),
+                       *EVAL_OVERRIDES["act"]])
+
+    def floor(d: Path) -> str:  # runs from before --min-std existed divided by any spread: 0
+        return f"{json.loads((d / 'train_config.json').read_text()).get('min_std', 0.0):g}"
+
+    rows = ["| policy | task | --min-std | training seed | trained for | final pc_success (50 eps) | avg_max_reward |",
+            "|---|---|---|---|---|---|---|"]
+    runs = sorted(WORK.glob("act_stack*"), key=lambda d: ("_minstd" in d.name, d.name))
     for d in (d for d in runs if (d / "final_eval" / "eval_info.json").exists()):
         agg = json.loads((d / "final_eval" / "eval_info.json").read_text())["aggregated"]
         trained = json.loads((d / "train_config.json").read_text())
         steps = int((d / "checkpoints" / "last").read_text())
-        rows.append(f"| act | {STACK} | {trained['seed']} | {steps} {unit} | {agg['pc_success']:.0f} % | "
+        rows.append(f"| act | {STACK} | {floor(d)} | {trained['seed']} | {steps} {unit} | {agg['pc_success']:.0f} % | "
                     f"{agg['avg_max_reward']:.3f} |")
         if d.name == "act_stack":
             plot_run(d, RESULTS / "policy_act_stack_curve.png", title="act on SO101-StackCube-v0",
                      final=(steps, agg["pc_success"], agg["n_episodes"]), x_label=unit)
+    found = {d.name.removeprefix("robustness_"): json.loads((d / "robustness.json").read_text())
+             for d in sorted(WORK.glob("robustness_act_stack*")) if (d / "robustness.json").exists()}  # fmt: skip
+    if (WORK / "robustness_act_stack" / "robustness.png").exists():
+        shutil.copy(WORK / "robustness_act_stack" / "robustness.png", RESULTS / "policy_robustness_act_stack.png")
+    rob = ["| perturbation | " + " | ".join(f"--min-std {floor(WORK / n)}" for n in found) + " |",
+           "|---|" + "---|" * len(found)]
+    for pert in next(iter(found.values()))["rows"] if found else []:
+        cells = [f"{r['rows'][pert]['pc_success']:.0f} % ({r['rows'][pert]['lost']} lost)" if pert in r["rows"] else "-"
+                 for r in found.values()]  # fmt: skip
+        rob.append(f"| {pert} | " + " | ".join(cells) + " |")
     recipe = [{**swap, str(WORK / "act"): str(WORK / "act_stack")}.get(a, a) for a in COMMANDS["act"][0]]
     cmd = "twinarm " + " ".join(shlex.quote(a) for a in recipe)
-    table = "\n".join(rows + ["", f"Command (`--seed N` for the other rows): `{cmd}`, evaluated with "
-                               f"`{' '.join(shlex.quote(a) for a in EVAL_OVERRIDES['act'])}`"])
+    table = "\n".join(rows + ["", f"Command (`--seed N`, `--min-std X` for the other rows; their train_config.json "
+                               f"holds each): `{cmd}`, evaluated with "
+                               f"`{' '.join(shlex.quote(a) for a in EVAL_OVERRIDES['act'])}`", "",
+                               "`twinarm robustness` of the default seed's checkpoints, 50 episodes per row over the "
+                               "same seeds; in brackets the nominal row's successes each lost:", "", *rob])
     (RESULTS / "policy_stack.txt").write_text(table + "\n")
     print(table)
     return table
@@ -535,6 +562,8 @@ def main() -> None:
                         "steps / 4); runs in its own folder")
     p.add_argument("--preset", default="sim2real",
                    help="sim2real: the randomization preset (or `twinarm robustness` perturbation) of the demonstrations")
+    p.add_argument("--min-std", type=float, default=None,
+                   help="stack: train with this `train --min-std` (its own folder, act_stack_minstdX)")
     p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                    help="train and evaluate a recipe in this precision (bf16: its own folder, NAME_bf16)")
     a = p.parse_args()
@@ -556,7 +585,7 @@ def main() -> None:
     elif a.stage == "robustness":
         robustness_table()
     elif a.stage == "stack":
-        stack_table(a.seed)
+        stack_table(a.seed, a.min_std)
     else:
         train_and_eval(a.stage, a.seed, a.steps, a.precision)
 

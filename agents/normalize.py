@@ -6,7 +6,7 @@ policy across devices, and written to their own `normalization.safetensors` besi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 
 import numpy as np
@@ -17,16 +17,20 @@ from torch import Tensor, nn
 EPS = 1e-8
 
 
-def floor_spread(stats: Mapping[str, Mapping[str, object]], min_std: float,
+def floor_spread(stats: Mapping[str, Mapping[str, object]], min_std: float, keys: Collection[str],
                  ) -> tuple[dict[str, dict[str, object]], dict[str, str]]:  # fmt: skip
-    """Stats where every dimension whose spread is below `min_std` (its std, or half its min-max range, in the
-    feature's own units) is centred but not scaled: std 1, or a range of mean +- 1. The demonstrations never
-    varied it (a cube that never moves, a joint never used), so the policy learned nothing from it, and dividing
-    by a near-zero spread would turn any deviation at deployment (a cube 2 mm smaller) into a huge input.
-    Returns the new stats (the input is left as is) and a note for each feature changed."""
+    """Stats where every dimension of the input features `keys` whose spread is below `min_std` (its std, or half
+    its min-max range, in the feature's own units) is centred but not scaled: std 1, or a range of mean +- 1.
+    The demonstrations never varied it (a cube that never moves, a joint never used), so the policy learned
+    nothing from it, and dividing by a near-zero spread would turn any deviation at deployment (a cube 2 mm
+    smaller) into a huge input. Outputs keep their spread: un-normalized by it, a never-varied action comes out
+    as its constant whatever the network predicts. Returns the new stats (the input is left as is) and a note
+    for each feature changed."""
     out: dict[str, dict[str, object]] = {k: dict(v) for k, v in stats.items()}
     notes: dict[str, str] = {}
     for key, st in out.items():
+        if key not in keys:
+            continue
         flat = []
         if "std" in st:
             std = np.asarray(st["std"], dtype=np.float64)

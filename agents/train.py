@@ -99,9 +99,9 @@ class TrainConfig:
     processes left idle (`agents.thread_budget`; CPU). Off by default: the thread count changes float rounding, so
     a seeded run repeats bit for bit only at a fixed count."""
     min_std: float = 1e-3
-    """Dataset features whose spread (per dimension, in its own units) is below this are centred but not scaled
-    (`agents.normalize.floor_spread`): something the demonstrations never varied would otherwise blow any
-    deviation at deployment up into a huge input. 0: divide by whatever spread there is, as LeRobot does."""
+    """Input features whose spread in the dataset (per dimension, in its own units) is below this are centred but
+    not scaled (`agents.normalize.floor_spread`): something the demonstrations never varied would otherwise blow
+    any deviation at deployment up into a huge input. 0: divide by whatever spread there is, as LeRobot does."""
     ema_max_decay: float = 0.9999
     """Upper bound of the EMA decay (its warm-up is `1 - (1 + step) ** -0.75`)."""
     resume: bool = False
@@ -235,10 +235,9 @@ def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
     stats = dataset.stats
     if stats is None:
         raise ValueError(f"dataset {tc.dataset} has no meta/stats.json; normalization needs it")
-    stats, notes = floor_spread(stats, tc.min_std)
-    for key, note in notes.items():
-        if key in inputs or key in outputs:
-            print(f"normalization: {note} (--min-std)")
+    stats, notes = floor_spread(stats, tc.min_std, inputs)
+    for note in notes.values():
+        print(f"normalization: {note} (--min-std)")
     return get_policy_class(tc.policy)(cfg, stats)
 
 

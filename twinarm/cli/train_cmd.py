@@ -82,10 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--ema-max-decay", type=float, default=0.9999, help="upper bound of the EMA decay")
     p.add_argument("--min-std", type=float, default=1e-3,
-                   help="dataset features whose spread (per dimension, in their own units) is below this are centred "
-                   "but not scaled: something the demonstrations never varied (a cube that never moves) would "
-                   "otherwise turn a small deviation at deployment into a huge input (default: 1e-3; 0: divide by "
-                   "any spread, as LeRobot does)")
+                   help="observation features whose spread in the dataset (per dimension, in their own units) is "
+                   "below this are centred but not scaled: something the demonstrations never varied (a cube that "
+                   "never moves) would otherwise turn a small deviation at deployment into a huge input (default: "
+                   "1e-3; 0: divide by any spread, as LeRobot does)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--seed-steps", type=int, default=2_000, help="random-action steps before learning (online)")

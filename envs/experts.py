@@ -148,7 +148,7 @@ def plan_stack_cube(env: ArmEnv) -> list[Waypoint]:
     wps, yaw, grasp = _pick_waypoints(env)
     task = env.task
     base = task.base_pose(env.physics)  # type: ignore[attr-defined]
-    top = base[2] + task.base_half  # type: ignore[attr-defined]
+    top = base[2] + task.base.half  # type: ignore[attr-defined]
     place = np.array([base[0], base[1], top + task.cube_half + GRASP_OFFSET + 0.003])  # type: ignore[attr-defined]
     return wps + _carry_and_release(grasp, yaw, place, grasp_yaw(base[3:7], base[:2]))
 

@@ -6,6 +6,8 @@ reach (tool point to cube), grasp (both finger pads touch the cube) and lift (he
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import mujoco
 import numpy as np
 
@@ -17,6 +19,35 @@ from twinarm.envs.task import Task, closeness, point_distance
 LIFT_HEIGHT = 0.05
 
 
+@dataclass(frozen=True)
+class FreeCube:
+    """A free cube in a bound physics (`add_cube`'s body, geom and free joint): its ids, half size, and live views
+    of its position and qpos (position + quaternion)."""
+
+    geom: int
+    body: int
+    qadr: int
+    vadr: int
+    half: float
+    xpos: np.ndarray
+    qpos: np.ndarray
+
+    @classmethod
+    def of(cls, physics: ArmPhysics, name: str) -> FreeCube:
+        m = physics.model
+        joint = m.joint(f"{name}_joint").id
+        geom, body, qadr = m.geom(name).id, m.body(name).id, int(m.jnt_qposadr[joint])
+        return cls(geom, body, qadr, int(m.jnt_dofadr[joint]), float(m.geom_size[geom][0]),
+                   physics.data.xpos[body], physics.data.qpos[qadr : qadr + 7])  # fmt: skip
+
+    def place(self, physics: ArmPhysics, xy: np.ndarray, yaw: float) -> None:
+        """Rest it on the table at `xy`, turned `yaw` about the vertical, at rest."""
+        q = physics.data.qpos
+        q[self.qadr : self.qadr + 3] = [xy[0], xy[1], self.half]
+        q[self.qadr + 3 : self.qadr + 7] = yaw_quat(yaw)
+        physics.data.qvel[self.vadr : self.vadr + 6] = 0.0
+
+
 class CubeTask(Task):
     """Shared cube handling for the pick tasks."""
 
@@ -25,20 +56,13 @@ class CubeTask(Task):
 
     def bind(self, physics: ArmPhysics) -> None:
         super().bind(physics)
-        m = physics.model
-        self.cube_geom = m.geom("cube").id
-        self.cube_body = m.body("cube").id
-        self.cube_qadr = m.jnt_qposadr[m.joint("cube_joint").id]
-        self.cube_vadr = m.jnt_dofadr[m.joint("cube_joint").id]
-        self.cube_half = float(m.geom_size[self.cube_geom][0])
-        self._cube_xpos = physics.data.xpos[self.cube_body]
-        self._cube_qpos = physics.data.qpos[self.cube_qadr : self.cube_qadr + 7]
+        self.cube = FreeCube.of(physics, "cube")
+        self.cube_geom, self.cube_body, self.cube_qadr = self.cube.geom, self.cube.body, self.cube.qadr
+        self.cube_half = self.cube.half
+        self._cube_xpos, self._cube_qpos = self.cube.xpos, self.cube.qpos
 
     def place_cube(self, physics: ArmPhysics, xy: np.ndarray, yaw: float) -> None:
-        q = physics.data.qpos
-        q[self.cube_qadr : self.cube_qadr + 3] = [xy[0], xy[1], self.cube_half]
-        q[self.cube_qadr + 3 : self.cube_qadr + 7] = yaw_quat(yaw)
-        physics.data.qvel[self.cube_vadr : self.cube_vadr + 6] = 0.0
+        self.cube.place(physics, xy, yaw)
 
     def sample_apart(self, rng: np.random.Generator, min_separation: float, other: str) -> tuple[np.ndarray, np.ndarray]:
         """xy of the cube and of a second prop (`other`, named in the error) at least `min_separation` apart,
@@ -116,4 +140,4 @@ class PickCubeEnv(ArmEnv):
     task_cls = PickCube
 
 
-__all__ = ["CUBE_HALF", "LIFT_HEIGHT", "CubeTask", "PickCube", "PickCubeEnv"]
+__all__ = ["CUBE_HALF", "LIFT_HEIGHT", "CubeTask", "FreeCube", "PickCube", "PickCubeEnv"]

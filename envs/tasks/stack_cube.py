@@ -15,9 +15,9 @@ import numpy as np
 
 from twinarm.envs.arm_env import ArmEnv
 from twinarm.envs.physics import ArmPhysics
-from twinarm.envs.props import add_cube, yaw_quat
+from twinarm.envs.props import add_cube
 from twinarm.envs.task import closeness, point_distance
-from twinarm.envs.tasks.pick_cube import CubeTask
+from twinarm.envs.tasks.pick_cube import CubeTask, FreeCube
 
 BASE = "base_cube"
 BASE_RGBA = (0.15, 0.65, 0.25, 1)
@@ -39,44 +39,35 @@ class StackCube(CubeTask):
 
     def bind(self, physics: ArmPhysics) -> None:
         super().bind(physics)
-        m = physics.model
-        self.base_geom = m.geom(BASE).id
-        self.base_body = m.body(BASE).id
-        self.base_qadr = m.jnt_qposadr[m.joint(f"{BASE}_joint").id]
-        self.base_vadr = m.jnt_dofadr[m.joint(f"{BASE}_joint").id]
-        self.base_half = float(m.geom_size[self.base_geom][0])
-        self._base_xpos = physics.data.xpos[self.base_body]
-        self._base_qpos = physics.data.qpos[self.base_qadr : self.base_qadr + 7]
+        self.base = FreeCube.of(physics, BASE)
 
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
         cube_xy, base_xy = self.sample_apart(rng, MIN_SEPARATION, "green cube")
         self.place_cube(physics, cube_xy, rng.uniform(-np.pi / 4, np.pi / 4))
-        q = physics.data.qpos
-        q[self.base_qadr : self.base_qadr + 3] = [base_xy[0], base_xy[1], self.base_half]
-        q[self.base_qadr + 3 : self.base_qadr + 7] = yaw_quat(rng.uniform(-np.pi / 4, np.pi / 4))
-        physics.data.qvel[self.base_vadr : self.base_vadr + 6] = 0.0
+        self.base.place(physics, base_xy, rng.uniform(-np.pi / 4, np.pi / 4))
         mujoco.mj_forward(physics.model, physics.data)
 
     def base_pose(self, physics: ArmPhysics) -> np.ndarray:
         """The green cube's position and quaternion (w, x, y, z)."""
-        return physics.data.qpos[self.base_qadr : self.base_qadr + 7].copy()
+        self._check_bound(physics)
+        return self.base.qpos.copy()
 
     def environment_state(self, physics: ArmPhysics) -> np.ndarray:
-        return self._snapshot(physics, self._cube_qpos, self._base_qpos)
+        return self._snapshot(physics, self._cube_qpos, self.base.qpos)
 
     def _stacked(self, cube: list[float], base: list[float]) -> bool:
         """Whether the red cube (centre `cube`) rests on top of the green one (centre `base`), which stands."""
         dx, dy = cube[0] - base[0], cube[1] - base[1]
         offset = math.sqrt(dx * dx + dy * dy)
-        on_top = abs((cube[2] - self.cube_half) - (base[2] + self.base_half)) < REST_TOLERANCE
-        base_upright = abs(base[2] - self.base_half) < REST_TOLERANCE
-        return offset < self.base_half and on_top and base_upright
+        on_top = abs((cube[2] - self.cube_half) - (base[2] + self.base.half)) < REST_TOLERANCE
+        base_upright = abs(base[2] - self.base.half) < REST_TOLERANCE
+        return offset < self.base.half and on_top and base_upright
 
     def evaluate(self, physics: ArmPhysics) -> tuple[float, dict[str, float], bool]:
         reach, height, grasped, cube = self._cube_terms(physics)
-        base = self._base_xpos.tolist()
+        base = self.base.xpos.tolist()
         stacked = self._stacked(cube, base)
-        above = [base[0], base[1], base[2] + self.base_half + self.cube_half]
+        above = [base[0], base[1], base[2] + self.base.half + self.cube_half]
         place = closeness(point_distance(cube, above))
         return self._place_reward(reach, height, grasped, place, stacked and not grasped, CARRY_HEIGHT)
 

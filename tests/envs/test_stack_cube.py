@@ -21,7 +21,7 @@ def _settle(env: gym.Env, cube_xyz: list[float], base_xyz: list[float]) -> bool:
     task, phys = base.task, base.physics
     q = phys.data.qpos
     q[task.cube_qadr : task.cube_qadr + 7] = [*cube_xyz, *yaw_quat(0.0)]
-    q[task.base_qadr : task.base_qadr + 7] = [*base_xyz, *yaw_quat(0.0)]
+    q[task.base.qadr : task.base.qadr + 7] = [*base_xyz, *yaw_quat(0.0)]
     phys.data.qvel[:] = 0.0
     mujoco.mj_forward(phys.model, phys.data)
     hold = phys.joint_positions().astype(np.float32)
@@ -38,7 +38,7 @@ def test_resets_put_both_cubes_apart_and_upright_on_the_table() -> None:
         s = state["environment_state"]
         assert s.shape == (14,) and not info["is_success"]
         assert np.linalg.norm(s[:2] - s[7:9]) >= MIN_SEPARATION
-        np.testing.assert_allclose([s[2], s[9]], [task.cube_half, task.base_half], atol=1e-6)
+        np.testing.assert_allclose([s[2], s[9]], [task.cube_half, task.base.half], atol=1e-6)
         np.testing.assert_allclose(s[:7], task.cube_pose(env.unwrapped.physics), atol=1e-6)
         np.testing.assert_allclose(s[7:], task.base_pose(env.unwrapped.physics), atol=1e-6)
 
@@ -47,7 +47,7 @@ def test_success_needs_the_red_cube_resting_on_the_standing_green_one() -> None:
     env = gym.make(ENV_ID, obs_type="state")
     env.reset(seed=0)
     task = env.unwrapped.task
-    h, hb = task.cube_half, task.base_half
+    h, hb = task.cube_half, task.base.half
     x, y = 0.22, -0.08  # away from the arm at its reset pose
     assert _settle(env, [x, y, 2 * hb + h + 1e-3], [x, y, hb])  # set down on top: stacked
     assert _settle(env, [x + 0.005, y - 0.004, 2 * hb + h + 1e-3], [x, y, hb])  # a little off centre still rests
@@ -67,8 +67,8 @@ def test_the_expert_stacks_and_success_waits_for_the_release() -> None:
     on_top_while_held = success_at = None
     for t in range(env.spec.max_episode_steps):
         obs, _, _, _, info = env.step(expert(obs))
-        cube, green = phys.data.xpos[task.cube_body], phys.data.xpos[task.base_body]
-        on_top = abs(cube[2] - (green[2] + task.base_half + task.cube_half)) < 0.005
+        cube, green = phys.data.xpos[task.cube_body], phys.data.xpos[task.base.body]
+        on_top = abs(cube[2] - (green[2] + task.base.half + task.cube_half)) < 0.005
         if on_top and task.grasped(phys) and on_top_while_held is None:
             on_top_while_held = t
             assert not info["is_success"]
@@ -76,4 +76,4 @@ def test_the_expert_stacks_and_success_waits_for_the_release() -> None:
             success_at = t
     assert on_top_while_held is not None and success_at is not None and success_at > on_top_while_held
     assert info["is_success"] and not task.grasped(phys)
-    assert np.linalg.norm(phys.data.xpos[task.cube_body][:2] - phys.data.xpos[task.base_body][:2]) < task.base_half
+    assert np.linalg.norm(phys.data.xpos[task.cube_body][:2] - phys.data.xpos[task.base.body][:2]) < task.base.half

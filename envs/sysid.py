@@ -274,8 +274,8 @@ def fit_dynamics(
             rms_after = rms
     assert best is not None
     compared = np.sum([t.weights().sum(axis=0) for t in trajectories], axis=0)
-    left_out = {spec.joint_names[j]: (int(sum(len(t.states) - 1 for t in trajectories) - compared[j]),
-                                      int(sum(len(t.states) - 1 for t in trajectories))) for j in grippers}  # fmt: skip
+    total = sum(len(t.states) - 1 for t in trajectories)
+    left_out = {spec.joint_names[j]: (int(total - compared[j]), total) for j in grippers}
     return FitResult(best[1], base, rms_before, rms_after, best[0], entries, by_delay, best[3], left_out)
 
 

@@ -24,16 +24,24 @@ GRIPPER_CLOSED = 0.0
 #: Tool point height above the cube centre when grasping (keeps the fingertips off the table).
 GRASP_OFFSET = 0.008
 APPROACH_HEIGHT = 0.07
+#: Share of an aimed waypoint's remaining horizontal error (object to goal) the expert's aim takes up per step.
+AIM_GAIN = 0.15
 
 
 @dataclass(frozen=True)
 class Waypoint:
-    """Reach `pos` (tool point, world frame) with gripper `grip` over `steps` control steps."""
+    """Reach `pos` (tool point, world frame) with gripper `grip` over `steps` control steps.
+
+    `aim`, where given, reads the horizontal error still to null (goal minus held object, metres) from the sim
+    at each step; the expert shifts this and every later target by it, a little per step, so a held object
+    lands on its goal despite its offset in the hand and the arm's sag under load.
+    """
 
     steps: int
     pos: np.ndarray
     grip: float
     yaw: float
+    aim: Callable[[ArmEnv], np.ndarray] | None = None
 
 
 class ScriptedExpert:
@@ -57,6 +65,7 @@ class ScriptedExpert:
         self._start_wp = Waypoint(0, pos, float(q[grip][0]), float(np.arctan2(rot[1, 0], rot[0, 0])))
         self._plan = self.planner(self.env)
         self._t = 0
+        self._aim = np.zeros(3)
 
     def __call__(self, obs: object = None) -> np.ndarray:
         """Next action (joint targets in spec units); `obs` is accepted for the policy-callable API."""
@@ -76,6 +85,9 @@ class ScriptedExpert:
         pos = prev.pos + s * (wp.pos - prev.pos)
         yaw = prev.yaw + s * _wrap(wp.yaw - prev.yaw)
         grip = prev.grip + s * (wp.grip - prev.grip)
+        if wp.aim is not None:
+            self._aim[:2] += AIM_GAIN * wp.aim(self.env)
+        pos = pos + self._aim
         rot = down_rotation(yaw) if self.ik.rot_weight > 0 else None
         self._q, _ = self.ik.solve(self._q, pos, rot, iters=15)
         self._t += 1
@@ -119,8 +131,13 @@ def plan_pick_cube(env: ArmEnv) -> list[Waypoint]:
     return wps + [Waypoint(28, lifted, GRIPPER_CLOSED, yaw), Waypoint(1000, lifted, GRIPPER_CLOSED, yaw)]
 
 
-def _carry_and_release(grasp: np.ndarray, yaw: float, place: np.ndarray, place_yaw: float) -> list[Waypoint]:
-    """After a grasp at `grasp`: lift, carry over `place` turning the jaws to `place_yaw`, set down, let go, back off."""
+def _carry_and_release(
+    grasp: np.ndarray, yaw: float, place: np.ndarray, place_yaw: float, aim: Callable[[ArmEnv], np.ndarray] | None = None
+) -> list[Waypoint]:
+    """After a grasp at `grasp`: lift, carry over `place` turning the jaws to `place_yaw`, set down, let go, back off.
+
+    `aim` (see `Waypoint`) steers the set-down by what the sim shows of the held object.
+    """
     carry_z = grasp[2] + 0.07
     lifted = np.array([grasp[0], grasp[1], carry_z])
     over = np.array([place[0], place[1], carry_z])
@@ -128,7 +145,7 @@ def _carry_and_release(grasp: np.ndarray, yaw: float, place: np.ndarray, place_y
     return [
         Waypoint(22, lifted, GRIPPER_CLOSED, yaw),
         Waypoint(35, over, GRIPPER_CLOSED, place_yaw),
-        Waypoint(22, place, GRIPPER_CLOSED, place_yaw),
+        Waypoint(22, place, GRIPPER_CLOSED, place_yaw, aim),
         Waypoint(12, place, GRIPPER_OPEN, place_yaw),
         Waypoint(20, retreat, GRIPPER_OPEN, place_yaw),
         Waypoint(1000, retreat, GRIPPER_OPEN, place_yaw),
@@ -150,7 +167,13 @@ def plan_stack_cube(env: ArmEnv) -> list[Waypoint]:
     base = task.base_pose(env.physics)  # type: ignore[attr-defined]
     top = base[2] + task.base.half  # type: ignore[attr-defined]
     place = np.array([base[0], base[1], top + task.cube_half + GRASP_OFFSET + 0.003])  # type: ignore[attr-defined]
-    return wps + _carry_and_release(grasp, yaw, place, grasp_yaw(base[3:7], base[:2]))
+    return wps + _carry_and_release(grasp, yaw, place, grasp_yaw(base[3:7], base[:2]), aim=_onto_base)
+
+
+def _onto_base(env: ArmEnv) -> np.ndarray:
+    """Horizontal error of the held red cube from the green cube's centre (the set-down's aim)."""
+    task = env.task
+    return task.base_pose(env.physics)[:2] - task.cube_pose(env.physics)[:2]  # type: ignore[attr-defined]
 
 
 def plan_reach(env: ArmEnv) -> list[Waypoint]:

@@ -126,6 +126,26 @@ def test_fit_rate_finds_a_loop_that_ran_slow(recorded: tuple[Path, Path], tmp_pa
         assert fit["joints"][j]["kp"] == pytest.approx(TRUTH.joints[j]["kp"], rel=0.01)
         assert fit["fit"]["rms_after"][j] < 0.1 * plain["fit"]["rms_after"][j]
 
+    # replay holds each action as long as the fitted loop did, on an episode the fit did not see; --rate overrides
+    rms = {}
+    for name, extra in (("fitted rate", []), ("fps", ["--rate", "30"])):
+        assert main(["replay", "--dataset", str(slow), "--episode", "2", "--env", ENV, "--no-video", "--out",
+                     str(tmp_path / name), "--dynamics", str(tmp_path / "timed" / "dynamics.json"), *extra]) == 0  # fmt: skip
+        replay = json.loads((tmp_path / name / "replay.json").read_text())
+        rms[name] = replay["joints"]
+        assert replay["rate_hz"] == pytest.approx(fit["fit"]["control_hz_fitted"] if not extra else 30)
+    assert "replaying at 27.0" in capsys.readouterr().out
+    for j in JOINTS:
+        assert rms["fitted rate"][j]["rms"] < 0.2 * rms["fps"][j]["rms"], (j, rms)
+    # the fitted rate belongs to the slow recording, not to another one of the same arm
+    assert main(["replay", "--dataset", str(root), "--episode", "2", "--env", ENV, "--no-video", "--out",
+                 str(tmp_path / "other"), "--dynamics", str(tmp_path / "timed" / "dynamics.json")]) == 0  # fmt: skip
+    assert f"belongs to {slow}, not {root}: replaying at the dataset's 30 fps" in capsys.readouterr().out
+    assert json.loads((tmp_path / "other" / "replay.json").read_text())["rate_hz"] == 30
+    with pytest.raises(SystemExit):
+        main(["replay", "--dataset", str(root), "--env", ENV, "--no-video", "--rate", "0", "--out", str(tmp_path / "r")])
+    assert "--rate 0: give the loop's rate in Hz" in capsys.readouterr().err
+
 
 def test_rate_note_says_what_the_fitted_rate_means() -> None:
     from twinarm.cli.fit_dynamics_cmd import rate_note

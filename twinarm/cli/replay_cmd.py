@@ -57,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sim seed of episode 0: episode k replays with seed + k, where the task's objects start, as "
                    "`twinarm record --seed S` recorded it (unless --only-success skipped seeds)")
     add_dynamics_arg(p, "sim (to see how close a `twinarm fit-dynamics` file brings it)")
+    p.add_argument("--rate", type=float, default=None, metavar="HZ",
+                   help="sim only: the rate the recording's control loop really ran at, so each action is held "
+                   "1/HZ s (default: the rate `fit-dynamics --fit-rate` found, when --dynamics was fitted on this "
+                   "dataset; else the dataset's fps)")
     real = p.add_argument_group("on the real arm (a -Real env id)")
     add_follower_args(real, required=False)
     real.add_argument("--start-time", type=float, default=10.0,
@@ -233,6 +237,35 @@ def parse_camera_map(parser: argparse.ArgumentParser, items: list[str] | None) -
     return mapping
 
 
+def replay_rate(dataset: str, fps: float, dynamics: dict[str, Any] | None, rate: float | None) -> tuple[float, str]:
+    """The rate to hold each recorded action at in sim, and where it comes from: `--rate`, else the rate a
+    `fit-dynamics --fit-rate` file found for this same dataset, else the dataset's fps."""
+    if rate is not None:
+        return rate, "--rate"
+    fit = (dynamics or {}).get("fit", {})
+    fitted = fit.get("control_hz_fitted")
+    if fitted is None:
+        return float(fps), "the dataset's fps"
+    if not _same_dataset(str(fit.get("dataset", "")), dataset):
+        print(f"note: the --dynamics file's fitted loop rate ({fitted:.2f} Hz) belongs to {fit.get('dataset')}, "
+              f"not {dataset}: replaying at the dataset's {fps:g} fps (--rate to choose)")
+        return float(fps), "the dataset's fps"
+    return float(fitted), "the rate fit-dynamics found for this recording"
+
+
+def _same_dataset(a: str, b: str) -> bool:
+    """Whether two --dataset values name the same dataset (local folders by their resolved path)."""
+    if Path(a).is_dir() and Path(b).is_dir():
+        return Path(a).resolve() == Path(b).resolve()
+    return a == b
+
+
+def hold_actions_for(env: Any, control_hz: float, rate: float) -> None:
+    """Stretch the sim's physics timestep so each control step lasts 1/`rate` s (the substep count stays, so
+    the period stays an exact multiple of the timestep), as `fit-dynamics --fit-rate` replays a recording."""
+    env.unwrapped.physics.model.opt.timestep *= control_hz / rate
+
+
 def make_env(args: argparse.Namespace, spec: Any, real: bool, video: bool, longest: int,
              camera_map: dict[str, str]) -> tuple[Any, list[tuple[str, str]]]:
     """The env to replay on, and the (dataset, sim) camera pairs its video shows: the real arm without cameras
@@ -279,6 +312,10 @@ def run_replay(args: argparse.Namespace) -> int:
         parser.error("--camera: replay compares the joints and opens no camera")
     if real and args.dynamics:
         parser.error(f"--dynamics sets the sim arm's parameters; {args.env} is the real arm")
+    if real and args.rate is not None:
+        parser.error(f"--rate: {args.env} is the real arm, which runs at its own loop's rate")
+    if args.rate is not None and not args.rate > 0:
+        parser.error(f"--rate {args.rate:g}: give the loop's rate in Hz, above 0")
     if not real and (args.port or args.calibration or args.camera):
         parser.error(f"--port/--calibration/--camera: only for a real arm ({entry.real_id}), not the sim id {args.env}")
     data = {e: load_episode(args.dataset, e, spec) for e in episodes}
@@ -293,6 +330,12 @@ def run_replay(args: argparse.Namespace) -> int:
     video = args.video and not real
     camera_map = parse_camera_map(parser, args.camera_map)
     env, cams = make_env(args, spec, real, video, max(len(d[1]) for d in data.values()), camera_map)
+    rate = None
+    if not real:
+        rate, source = replay_rate(str(args.dataset), fps, load_dynamics(args.dynamics, spec.name), args.rate)
+        if abs(rate - spec.control_hz) > 1e-9:
+            hold_actions_for(env, spec.control_hz, rate)
+            print(f"replaying at {rate:.2f} Hz ({source}), not the dataset's {fps:g} fps")
     single = len(episodes) == 1
     per_episode: dict[str, Any] = {}
     written: list[Path] = []
@@ -324,7 +367,8 @@ def run_replay(args: argparse.Namespace) -> int:
     finally:
         env.close()
     pooled = tracking_table(spec, np.concatenate(states), np.concatenate(replays))
-    result = {"dataset": str(args.dataset), "env": args.env, "dynamics": args.dynamics, "fps": fps, "frames": sum(len(s) for s in states),
+    result = {"dataset": str(args.dataset), "env": args.env, "dynamics": args.dynamics, "fps": fps, "rate_hz": rate,
+              "frames": sum(len(s) for s in states),
               "episodes": per_episode, "joints": pooled}
     (out / "replay.json").write_text(json.dumps(result, indent=2) + "\n")
     what = f"episode {episodes[0]}" if single else f"{len(episodes)} episodes ({result['frames']} steps, pooled)"

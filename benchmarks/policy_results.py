@@ -19,6 +19,7 @@
     python benchmarks/policy_results.py stack       # the ACT recipe on 50 scripted SO101-StackCube episodes
     python benchmarks/policy_results.py stack --seed 1001   # ... on another training seed
     python benchmarks/policy_results.py stack --min-std 0   # ... dividing by any spread, as LeRobot does
+    python benchmarks/policy_results.py stack --episodes 200   # ... on 200 demonstrations
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -122,6 +123,8 @@ def record(episodes: int = 50, randomization: str | None = None, env_id: str = P
     from twinarm.registration import entry_for
 
     root = DATASETS[env_id] if randomization is None else WORK / f"{DATASETS[env_id].name}_{randomization}"
+    if episodes != 50:
+        root = root.with_name(root.name.replace("_50", f"_{episodes}"))
     if (root / "meta" / "info.json").exists():
         print(f"dataset exists: {root}")
         return root
@@ -174,18 +177,18 @@ def train_and_eval(name: str, seed: int | None = None, steps: int | None = None,
                    *EVAL_OVERRIDES.get(name, []), *in_precision])
 
 
-def stack_table(seed: int | None = None, min_std: float | None = None) -> str:
-    """The ACT recipe, unchanged, on 50 scripted StackCube demonstrations (a longer task that ends in a precise
-    placement and a release), on training seed `seed` (default: the CLI's) and with `train --min-std` (default:
-    the CLI's), then 50 evaluation episodes and, for the default seed, `twinarm robustness`. The tables of every
-    run so far -> RESULTS / policy_stack.txt, the default run's curve and robustness bars beside it."""
+def stack_table(seed: int | None = None, min_std: float | None = None, episodes: int = 50) -> str:
+    """The ACT recipe, unchanged, on `episodes` scripted StackCube demonstrations (a longer task that ends in a
+    precise placement and a release), on training seed `seed` (default: the CLI's) and with `train --min-std`
+    (default: the CLI's), then 50 evaluation episodes and, for the default seed, `twinarm robustness`. The tables
+    of every run so far -> RESULTS / policy_stack.txt, the default run's curve and robustness bars beside it."""
     import shutil
 
     from twinarm.agents.run_log import plot_run
 
-    data = record(env_id=STACK)
+    data = record(episodes=episodes, env_id=STACK)
     args, _, _, unit = COMMANDS["act"]
-    name = "act_stack" + ("" if min_std is None else f"_minstd{min_std:g}")
+    name = "act_stack" + ("" if min_std is None else f"_minstd{min_std:g}") + ("" if episodes == 50 else f"_{episodes}demos")
     out = WORK / (name if seed is None else f"{name}_seed{seed}")
     swap = {str(DATASET): str(data), PICK: STACK, str(WORK / "act"): str(out)}
     args = [swap.get(a, a) for a in args] + ([] if seed is None else ["--seed", str(seed)])
@@ -205,14 +208,18 @@ def stack_table(seed: int | None = None, min_std: float | None = None) -> str:
     def floor(d: Path) -> str:  # runs from before --min-std existed divided by any spread: 0
         return f"{json.loads((d / 'train_config.json').read_text()).get('min_std', 0.0):g}"
 
-    rows = ["| policy | task | --min-std | training seed | trained for | final pc_success (50 eps) | avg_max_reward |",
-            "|---|---|---|---|---|---|---|"]
-    runs = sorted(WORK.glob("act_stack*"), key=lambda d: ("_minstd" in d.name, d.name))
+    def demos(d: Path) -> int:
+        dataset = Path(json.loads((d / "train_config.json").read_text())["dataset"])
+        return json.loads((dataset / "meta" / "info.json").read_text())["total_episodes"]
+
+    rows = ["| policy | task | demonstrations | --min-std | training seed | trained for | final pc_success (50 eps) | "
+            "avg_max_reward |", "|---|---|---|---|---|---|---|---|"]
+    runs = sorted(WORK.glob("act_stack*"), key=lambda d: ("_minstd" in d.name, demos(d), d.name))
     for d in (d for d in runs if (d / "final_eval" / "eval_info.json").exists()):
         agg = json.loads((d / "final_eval" / "eval_info.json").read_text())["aggregated"]
         trained = json.loads((d / "train_config.json").read_text())
         steps = int((d / "checkpoints" / "last").read_text())
-        rows.append(f"| act | {STACK} | {floor(d)} | {trained['seed']} | {steps} {unit} | {agg['pc_success']:.0f} % | "
+        rows.append(f"| act | {STACK} | {demos(d)} | {floor(d)} | {trained['seed']} | {steps} {unit} | {agg['pc_success']:.0f} % | "
                     f"{agg['avg_max_reward']:.3f} |")
         if d.name == "act_stack":
             plot_run(d, RESULTS / "policy_act_stack_curve.png", title="act on SO101-StackCube-v0",
@@ -221,7 +228,7 @@ def stack_table(seed: int | None = None, min_std: float | None = None) -> str:
              for d in sorted(WORK.glob("robustness_act_stack*")) if (d / "robustness.json").exists()}  # fmt: skip
     if (WORK / "robustness_act_stack" / "robustness.png").exists():
         shutil.copy(WORK / "robustness_act_stack" / "robustness.png", RESULTS / "policy_robustness_act_stack.png")
-    rob = ["| perturbation | " + " | ".join(f"--min-std {floor(WORK / n)}" for n in found) + " |",
+    rob = ["| perturbation | " + " | ".join(f"{demos(WORK / n)} demos, --min-std {floor(WORK / n)}" for n in found) + " |",
            "|---|" + "---|" * len(found)]
     for pert in next(iter(found.values()))["rows"] if found else []:
         cells = [f"{r['rows'][pert]['pc_success']:.0f} % ({r['rows'][pert]['lost']} lost)" if pert in r["rows"] else "-"
@@ -229,7 +236,7 @@ def stack_table(seed: int | None = None, min_std: float | None = None) -> str:
         rob.append(f"| {pert} | " + " | ".join(cells) + " |")
     recipe = [{**swap, str(WORK / "act"): str(WORK / "act_stack")}.get(a, a) for a in COMMANDS["act"][0]]
     cmd = "twinarm " + " ".join(shlex.quote(a) for a in recipe)
-    table = "\n".join(rows + ["", f"Command (`--seed N`, `--min-std X` for the other rows; their train_config.json "
+    table = "\n".join(rows + ["", f"Command (`--seed N`, `--min-std X`, `--episodes N` for the other rows; their train_config.json "
                                f"holds each): `{cmd}`, evaluated with "
                                f"`{' '.join(shlex.quote(a) for a in EVAL_OVERRIDES['act'])}`", "",
                                "`twinarm robustness` of the default seed's checkpoints, 50 episodes per row over the "
@@ -564,6 +571,8 @@ def main() -> None:
                    help="sim2real: the randomization preset (or `twinarm robustness` perturbation) of the demonstrations")
     p.add_argument("--min-std", type=float, default=None,
                    help="stack: train with this `train --min-std` (its own folder, act_stack_minstdX)")
+    p.add_argument("--episodes", type=int, default=50,
+                   help="stack: train on this many scripted demonstrations (its own folder, act_stack_<N>demos)")
     p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                    help="train and evaluate a recipe in this precision (bf16: its own folder, NAME_bf16)")
     a = p.parse_args()
@@ -585,7 +594,7 @@ def main() -> None:
     elif a.stage == "robustness":
         robustness_table()
     elif a.stage == "stack":
-        stack_table(a.seed, a.min_std)
+        stack_table(a.seed, a.min_std, a.episodes)
     else:
         train_and_eval(a.stage, a.seed, a.steps, a.precision)
 

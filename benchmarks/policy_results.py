@@ -234,7 +234,8 @@ def stack_table(seed: int | None = None, min_std: float | None = None, episodes:
         cells = [f"{r['rows'][pert]['pc_success']:.0f} % ({r['rows'][pert]['lost']} lost)" if pert in r["rows"] else "-"
                  for r in found.values()]  # fmt: skip
         rob.append(f"| {pert} | " + " | ".join(cells) + " |")
-    recipe = [{**swap, str(WORK / "act"): str(WORK / "act_stack")}.get(a, a) for a in COMMANDS["act"][0]]
+    default = {str(DATASET): str(DATASETS[STACK]), PICK: STACK, str(WORK / "act"): str(WORK / "act_stack")}
+    recipe = [default.get(a, a) for a in COMMANDS["act"][0]]  # the 50-demonstration default run's command
     cmd = "twinarm " + " ".join(shlex.quote(a) for a in recipe)
     table = "\n".join(rows + ["", f"Command (`--seed N`, `--min-std X`, `--episodes N` for the other rows; their train_config.json "
                                f"holds each): `{cmd}`, evaluated with "

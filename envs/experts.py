@@ -2,7 +2,8 @@
 
 An expert reads the privileged sim state (object poses) at the start of the episode, plans phases
 (approach, descend, grasp, lift, carry, place, release) and returns absolute joint targets in the
-arm spec's units, so its actions are exactly what a policy or a real arm would receive.
+arm spec's units, so its actions are exactly what a policy or a real arm would receive. A phase may also
+aim by what the sim shows while it runs (StackCube's set-down steers the held cube onto the green one).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@
     python benchmarks/policy_results.py stack --seed 1001   # ... on another training seed
     python benchmarks/policy_results.py stack --min-std 0   # ... dividing by any spread, as LeRobot does
     python benchmarks/policy_results.py stack --episodes 200   # ... on 200 demonstrations
+    python benchmarks/policy_results.py stack --episodes 200 --steps 20000   # ... trained for longer
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -177,10 +178,12 @@ def train_and_eval(name: str, seed: int | None = None, steps: int | None = None,
                    *EVAL_OVERRIDES.get(name, []), *in_precision])
 
 
-def stack_table(seed: int | None = None, min_std: float | None = None, episodes: int = 50) -> str:
+def stack_table(seed: int | None = None, min_std: float | None = None, episodes: int = 50,
+                steps: int | None = None) -> str:
     """The ACT recipe, unchanged, on `episodes` scripted StackCube demonstrations (a longer task that ends in a
     precise placement and a release), on training seed `seed` (default: the CLI's) and with `train --min-std`
-    (default: the CLI's), then 50 evaluation episodes and, for the default seed, `twinarm robustness`. The tables
+    (default: the CLI's), for `steps` instead of the recipe's (checkpoints and periodic evals every steps / 4),
+    then 50 evaluation episodes and, for the default seed, `twinarm robustness`. The tables
     of every run so far -> RESULTS / policy_stack.txt, the default run's curve and robustness bars beside it."""
     import shutil
 
@@ -189,10 +192,14 @@ def stack_table(seed: int | None = None, min_std: float | None = None, episodes:
     data = record(episodes=episodes, env_id=STACK)
     args, _, _, unit = COMMANDS["act"]
     name = "act_stack" + ("" if min_std is None else f"_minstd{min_std:g}") + ("" if episodes == 50 else f"_{episodes}demos")
+    name += "" if steps is None else f"_{steps}steps"
     out = WORK / (name if seed is None else f"{name}_seed{seed}")
     swap = {str(DATASET): str(data), PICK: STACK, str(WORK / "act"): str(out)}
     args = [swap.get(a, a) for a in args] + ([] if seed is None else ["--seed", str(seed)])
     args += [] if min_std is None else ["--min-std", f"{min_std:g}"]
+    if steps is not None:
+        for flag, value in (("--steps", steps), ("--save-freq", steps // 4), ("--eval-freq", steps // 4)):
+            args[args.index(flag) + 1] = str(value)
     last = out / "checkpoints" / "last"
     if not last.exists() or int(last.read_text()) < int(args[args.index("--steps") + 1]):
         run(TWINARM + args + (["--resume"] if last.exists() else []))
@@ -237,7 +244,7 @@ def stack_table(seed: int | None = None, min_std: float | None = None, episodes:
     default = {str(DATASET): str(DATASETS[STACK]), PICK: STACK, str(WORK / "act"): str(WORK / "act_stack")}
     recipe = [default.get(a, a) for a in COMMANDS["act"][0]]  # the 50-demonstration default run's command
     cmd = "twinarm " + " ".join(shlex.quote(a) for a in recipe)
-    table = "\n".join(rows + ["", f"Command (`--seed N`, `--min-std X`, `--episodes N` for the other rows; their train_config.json "
+    table = "\n".join(rows + ["", f"Command (`--seed N`, `--min-std X`, `--episodes N`, `--steps N` for the other rows; their train_config.json "
                                f"holds each): `{cmd}`, evaluated with "
                                f"`{' '.join(shlex.quote(a) for a in EVAL_OVERRIDES['act'])}`", "",
                                "`twinarm robustness` of the default seed's checkpoints, 50 episodes per row over the "
@@ -595,7 +602,7 @@ def main() -> None:
     elif a.stage == "robustness":
         robustness_table()
     elif a.stage == "stack":
-        stack_table(a.seed, a.min_std, a.episodes)
+        stack_table(a.seed, a.min_std, a.episodes, a.steps)
     else:
         train_and_eval(a.stage, a.seed, a.steps, a.precision)
 

@@ -221,7 +221,13 @@ def stack_table(seed: int | None = None, min_std: float | None = None, episodes:
 
     rows = ["| policy | task | demonstrations | --min-std | training seed | trained for | final pc_success (50 eps) | "
             "avg_max_reward |", "|---|---|---|---|---|---|---|---|"]
-    runs = sorted(WORK.glob("act_stack*"), key=lambda d: ("_minstd" in d.name, demos(d), d.name))
+    def steps_of(d: Path) -> int:
+        return int((d / "checkpoints" / "last").read_text())
+
+    def label(d: Path) -> str:
+        return f"{demos(d)} demos, {steps_of(d)} steps, --min-std {floor(d)}"
+
+    runs = sorted(WORK.glob("act_stack*"), key=lambda d: ("_minstd" in d.name, demos(d), steps_of(d), d.name))
     for d in (d for d in runs if (d / "final_eval" / "eval_info.json").exists()):
         agg = json.loads((d / "final_eval" / "eval_info.json").read_text())["aggregated"]
         trained = json.loads((d / "train_config.json").read_text())
@@ -232,10 +238,11 @@ def stack_table(seed: int | None = None, min_std: float | None = None, episodes:
             plot_run(d, RESULTS / "policy_act_stack_curve.png", title="act on SO101-StackCube-v0",
                      final=(steps, agg["pc_success"], agg["n_episodes"]), x_label=unit)
     found = {d.name.removeprefix("robustness_"): json.loads((d / "robustness.json").read_text())
-             for d in sorted(WORK.glob("robustness_act_stack*")) if (d / "robustness.json").exists()}  # fmt: skip
+             for d in sorted(WORK.glob("robustness_act_stack*"), key=lambda d: (demos(WORK / d.name.removeprefix("robustness_")), steps_of(WORK / d.name.removeprefix("robustness_"))))
+             if (d / "robustness.json").exists()}  # fmt: skip
     if (WORK / "robustness_act_stack" / "robustness.png").exists():
         shutil.copy(WORK / "robustness_act_stack" / "robustness.png", RESULTS / "policy_robustness_act_stack.png")
-    rob = ["| perturbation | " + " | ".join(f"{demos(WORK / n)} demos, --min-std {floor(WORK / n)}" for n in found) + " |",
+    rob = ["| perturbation | " + " | ".join(label(WORK / n) for n in found) + " |",
            "|---|" + "---|" * len(found)]
     for pert in next(iter(found.values()))["rows"] if found else []:
         cells = [f"{r['rows'][pert]['pc_success']:.0f} % ({r['rows'][pert]['lost']} lost)" if pert in r["rows"] else "-"

@@ -238,8 +238,7 @@ def stack_table(seed: int | None = None, min_std: float | None = None, episodes:
             plot_run(d, RESULTS / "policy_act_stack_curve.png", title="act on SO101-StackCube-v0",
                      final=(steps, agg["pc_success"], agg["n_episodes"]), x_label=unit)
     found = {d.name.removeprefix("robustness_"): json.loads((d / "robustness.json").read_text())
-             for d in sorted(WORK.glob("robustness_act_stack*"), key=lambda d: (demos(WORK / d.name.removeprefix("robustness_")), steps_of(WORK / d.name.removeprefix("robustness_"))))
-             if (d / "robustness.json").exists()}  # fmt: skip
+             for d in (WORK / f"robustness_{r.name}" for r in runs) if (d / "robustness.json").exists()}  # fmt: skip
     if (WORK / "robustness_act_stack" / "robustness.png").exists():
         shutil.copy(WORK / "robustness_act_stack" / "robustness.png", RESULTS / "policy_robustness_act_stack.png")
     rob = ["| perturbation | " + " | ".join(label(WORK / n) for n in found) + " |",

@@ -21,6 +21,9 @@
     python benchmarks/policy_results.py stack --min-std 0   # ... dividing by any spread, as LeRobot does
     python benchmarks/policy_results.py stack --episodes 200   # ... on 200 demonstrations
     python benchmarks/policy_results.py stack --episodes 200 --steps 20000   # ... trained for longer
+    python benchmarks/policy_results.py stack --policy diffusion --episodes 200   # the Diffusion recipe on them
+    python benchmarks/policy_results.py aloha       # the ACT recipe on 50 scripted Aloha-TransferCube episodes
+    python benchmarks/policy_results.py aloha --set chunk_size=100   # ... with one field of the recipe changed
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -51,7 +54,10 @@ PICK = "twinarm/SO101-PickCube-v0"
 REACH = "twinarm/SO101-Reach-v0"
 STACK = "twinarm/SO101-StackCube-v0"
 #: Scripted demonstrations of each task the imitation recipes learn (state observations, LeRobot units).
-DATASETS = {PICK: DATASET, STACK: WORK / "so101_stackcube_scripted_50"}
+ALOHA = "twinarm/Aloha-TransferCube-v0"
+DATASETS = {PICK: DATASET, STACK: WORK / "so101_stackcube_scripted_50", ALOHA: WORK / "aloha_transfercube_scripted_50"}
+#: The imitation recipes' other tasks (`policy_results.py stack|aloha`), each with its own table and run folders.
+TASKS = {"stack": STACK, "aloha": ALOHA}
 TWINARM = [sys.executable, "-m", "twinarm.cli.main"]
 
 #: name -> (train args, eval env, target success %, what "steps" counts)
@@ -178,25 +184,30 @@ def train_and_eval(name: str, seed: int | None = None, steps: int | None = None,
                    *EVAL_OVERRIDES.get(name, []), *in_precision])
 
 
-def stack_table(seed: int | None = None, min_std: float | None = None, episodes: int = 50,
-                steps: int | None = None) -> str:
-    """The ACT recipe, unchanged, on `episodes` scripted StackCube demonstrations (a longer task that ends in a
-    precise placement and a release), on training seed `seed` (default: the CLI's) and with `train --min-std`
-    (default: the CLI's), for `steps` instead of the recipe's (checkpoints and periodic evals every steps / 4),
-    then 50 evaluation episodes and, for the default seed, `twinarm robustness`. The tables
-    of every run so far -> RESULTS / policy_stack.txt, the default run's curve and robustness bars beside it."""
+def task_table(task: str, seed: int | None = None, min_std: float | None = None, episodes: int = 50,
+               steps: int | None = None, policy: str = "act", sets: list[str] = ()) -> str:
+    """The `policy` recipe (ACT or Diffusion), unchanged but for its env and any `train --set` in `sets`, on
+    `episodes` scripted demonstrations of TASKS[task] (`stack`: a longer task that ends in a precise placement
+    and a release; `aloha`: two arms and a hand-over), on training seed `seed` (default: the CLI's) and with
+    `train --min-std` (default: the CLI's), for `steps` instead of the recipe's (checkpoints and periodic evals
+    every steps / 4), then 50 evaluation episodes and, for the default seed, `twinarm robustness`. The tables of
+    every run so far -> RESULTS / policy_<task>.txt; beside it the curve and robustness bars of the default
+    seed's featured runs (the recipe's own, and each with --set or of another policy)."""
     import shutil
 
     from twinarm.agents.run_log import plot_run
 
-    data = record(episodes=episodes, env_id=STACK)
-    args, _, _, unit = COMMANDS["act"]
-    name = "act_stack" + ("" if min_std is None else f"_minstd{min_std:g}") + ("" if episodes == 50 else f"_{episodes}demos")
+    env_id = TASKS[task]
+    data = record(episodes=episodes, env_id=env_id)
+    args, _, _, unit = COMMANDS[policy]
+    name = f"{policy}_{task}" + ("" if min_std is None else f"_minstd{min_std:g}") + ("" if episodes == 50 else f"_{episodes}demos")
     name += "" if steps is None else f"_{steps}steps"
+    name += "".join("_" + re.sub(r"[^A-Za-z0-9_.-]", "", kv) for kv in sets)
     out = WORK / (name if seed is None else f"{name}_seed{seed}")
-    swap = {str(DATASET): str(data), PICK: STACK, str(WORK / "act"): str(out)}
+    swap = {str(DATASET): str(data), PICK: env_id, str(WORK / policy): str(out)}
     args = [swap.get(a, a) for a in args] + ([] if seed is None else ["--seed", str(seed)])
     args += [] if min_std is None else ["--min-std", f"{min_std:g}"]
+    args += [a for kv in sets for a in ("--set", kv)]  # the CLI takes the last --set of a field
     if steps is not None:
         for flag, value in (("--steps", steps), ("--save-freq", steps // 4), ("--eval-freq", steps // 4)):
             args[args.index(flag) + 1] = str(value)
@@ -205,12 +216,12 @@ def stack_table(seed: int | None = None, min_std: float | None = None, episodes:
         run(TWINARM + args + (["--resume"] if last.exists() else []))
     ckpt = out / "checkpoints" / last.read_text().strip() / "pretrained_model"
     if not (out / "final_eval" / "eval_info.json").exists():
-        run(TWINARM + ["eval", "--policy", str(ckpt), "--env", STACK, "--episodes", "50", "--n-envs", "10",
-                       "--videos", "2", "--out", str(out / "final_eval"), *EVAL_OVERRIDES["act"]])
+        run(TWINARM + ["eval", "--policy", str(ckpt), "--env", env_id, "--episodes", "50", "--n-envs", "10",
+                       "--videos", "2", "--out", str(out / "final_eval"), *EVAL_OVERRIDES.get(policy, [])])
     robust = WORK / f"robustness_{name}"
     if seed is None and not (robust / "robustness.json").exists():
-        run(TWINARM + ["robustness", "--policy", str(ckpt), "--env", STACK, "--episodes", "50", "--out", str(robust),
-                       *EVAL_OVERRIDES["act"]])
+        run(TWINARM + ["robustness", "--policy", str(ckpt), "--env", env_id, "--episodes", "50", "--out", str(robust),
+                       *EVAL_OVERRIDES.get(policy, [])])
 
     def floor(d: Path) -> str:  # runs from before --min-std existed divided by any spread: 0
         return f"{json.loads((d / 'train_config.json').read_text()).get('min_std', 0.0):g}"
@@ -219,45 +230,70 @@ def stack_table(seed: int | None = None, min_std: float | None = None, episodes:
         dataset = Path(json.loads((d / "train_config.json").read_text())["dataset"])
         return json.loads((dataset / "meta" / "info.json").read_text())["total_episodes"]
 
-    rows = ["| policy | task | demonstrations | --min-std | training seed | trained for | final pc_success (50 eps) | "
-            "avg_max_reward |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| policy | task | demonstrations | --min-std | changed from the recipe | training seed | trained for | "
+            "final pc_success (50 eps) | avg_max_reward |", "|---|---|---|---|---|---|---|---|---|"]
     def steps_of(d: Path) -> int:
         return int((d / "checkpoints" / "last").read_text())
 
-    def label(d: Path) -> str:
-        return f"{demos(d)} demos, {steps_of(d)} steps, --min-std {floor(d)}"
+    def policy_of(d: Path) -> str:
+        return json.loads((d / "train_config.json").read_text())["policy"]
 
-    runs = sorted(WORK.glob("act_stack*"), key=lambda d: ("_minstd" in d.name, demos(d), steps_of(d), d.name))
+    def changes(d: Path) -> str:  # the policy fields trained with other values than the recipe's --set gives
+        recipe = COMMANDS[policy_of(d)][0]
+        base = dict(_field(recipe[i + 1]) for i, a in enumerate(recipe) if a == "--set")
+        trained = json.loads((d / "train_config.json").read_text())["policy_overrides"]
+        return ", ".join(f"{k}={json.dumps(v)}" for k, v in trained.items() if base.get(k) != v) or "-"
+
+    def label(d: Path) -> str:
+        extra = "" if changes(d) == "-" else f", {changes(d)}"
+        return f"{policy_of(d)}, {demos(d)} demos, {steps_of(d)} steps, --min-std {floor(d)}{extra}"
+
+    def featured(d: Path) -> bool:  # runs whose curve and robustness bars are drawn
+        return "_seed" not in d.name and (d.name == f"act_{task}" or changes(d) != "-" or policy_of(d) != "act")
+
+    runs = sorted((d for p in COMMANDS for d in WORK.glob(f"{p}_{task}*") if (d / "checkpoints" / "last").exists()),
+                  key=lambda d: (policy_of(d), "_minstd" in d.name, demos(d), steps_of(d), changes(d), d.name))
     for d in (d for d in runs if (d / "final_eval" / "eval_info.json").exists()):
         agg = json.loads((d / "final_eval" / "eval_info.json").read_text())["aggregated"]
         trained = json.loads((d / "train_config.json").read_text())
         steps = int((d / "checkpoints" / "last").read_text())
-        rows.append(f"| act | {STACK} | {demos(d)} | {floor(d)} | {trained['seed']} | {steps} {unit} | {agg['pc_success']:.0f} % | "
+        rows.append(f"| {policy_of(d)} | {env_id} | {demos(d)} | {floor(d)} | {changes(d)} | {trained['seed']} | {steps} {unit} | {agg['pc_success']:.0f} % | "
                     f"{agg['avg_max_reward']:.3f} |")
-        if d.name == "act_stack":
-            plot_run(d, RESULTS / "policy_act_stack_curve.png", title="act on SO101-StackCube-v0",
+        if featured(d):
+            plot_run(d, RESULTS / f"policy_{d.name}_curve.png",
+                     title=f"{policy_of(d)} on {env_id.split('/')[-1]}, {demos(d)} demos"
+                           + ("" if changes(d) == "-" else f", {changes(d)}"),
                      final=(steps, agg["pc_success"], agg["n_episodes"]), x_label=unit)
     found = {d.name.removeprefix("robustness_"): json.loads((d / "robustness.json").read_text())
              for d in (WORK / f"robustness_{r.name}" for r in runs) if (d / "robustness.json").exists()}  # fmt: skip
-    if (WORK / "robustness_act_stack" / "robustness.png").exists():
-        shutil.copy(WORK / "robustness_act_stack" / "robustness.png", RESULTS / "policy_robustness_act_stack.png")
+    for name in (n for n in found if featured(WORK / n)):
+        shutil.copy(WORK / f"robustness_{name}" / "robustness.png", RESULTS / f"policy_robustness_{name}.png")
     rob = ["| perturbation | " + " | ".join(label(WORK / n) for n in found) + " |",
            "|---|" + "---|" * len(found)]
     for pert in next(iter(found.values()))["rows"] if found else []:
         cells = [f"{r['rows'][pert]['pc_success']:.0f} % ({r['rows'][pert]['lost']} lost)" if pert in r["rows"] else "-"
                  for r in found.values()]  # fmt: skip
         rob.append(f"| {pert} | " + " | ".join(cells) + " |")
-    default = {str(DATASET): str(DATASETS[STACK]), PICK: STACK, str(WORK / "act"): str(WORK / "act_stack")}
+    default = {str(DATASET): str(DATASETS[env_id]), PICK: env_id, str(WORK / "act"): str(WORK / f"act_{task}")}
     recipe = [default.get(a, a) for a in COMMANDS["act"][0]]  # the 50-demonstration default run's command
     cmd = "twinarm " + " ".join(shlex.quote(a) for a in recipe)
-    table = "\n".join(rows + ["", f"Command (`--seed N`, `--min-std X`, `--episodes N`, `--steps N` for the other rows; their train_config.json "
-                               f"holds each): `{cmd}`, evaluated with "
-                               f"`{' '.join(shlex.quote(a) for a in EVAL_OVERRIDES['act'])}`", "",
+    others = ("; the diffusion rows (`--policy diffusion`) run the Diffusion recipe of policy_results.py diffusion "
+              "with the same dataset, env and output swaps, evaluated as trained"
+              if any(policy_of(d) == "diffusion" for d in runs) else "")
+    table = "\n".join(rows + ["", f"Command (`--seed N`, `--min-std X`, `--episodes N`, `--steps N`, `--set FIELD=VALUE` for the other rows; "
+                               f"their train_config.json holds each): `{cmd}`, evaluated with "
+                               f"`{' '.join(shlex.quote(a) for a in EVAL_OVERRIDES['act'])}`{others}", "",
                                "`twinarm robustness` of the default seed's checkpoints, 50 episodes per row over the "
                                "same seeds; in brackets the nominal row's successes each lost:", "", *rob])
-    (RESULTS / "policy_stack.txt").write_text(table + "\n")
+    (RESULTS / f"policy_{task}.txt").write_text(table + "\n")
     print(table)
     return table
+
+
+def _field(kv: str) -> tuple[str, object]:
+    """`train --set` syntax, FIELD=JSON, as (field, value)."""
+    key, value = kv.split("=", 1)
+    return key, json.loads(value)
 
 
 def precision_table() -> str:
@@ -573,7 +609,7 @@ def _other_seeds(name: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "bf16", "noise", "robustness",
-                                     "stack", "report"))
+                                     *TASKS, "report"))
     p.add_argument("--checkpoint", type=Path, action="append", default=[],
                    help="int8: also compare this checkpoint (repeatable), e.g. a pixel ACT")
     p.add_argument("--calibration", default=None, help="int8: dataset whose frames calibrate those checkpoints")
@@ -584,9 +620,13 @@ def main() -> None:
     p.add_argument("--preset", default="sim2real",
                    help="sim2real: the randomization preset (or `twinarm robustness` perturbation) of the demonstrations")
     p.add_argument("--min-std", type=float, default=None,
-                   help="stack: train with this `train --min-std` (its own folder, act_stack_minstdX)")
+                   help="stack, aloha: train with this `train --min-std` (its own folder, act_stack_minstdX)")
+    p.add_argument("--policy", choices=("act", "diffusion"), default="act",
+                   help="stack, aloha: the recipe to train (its own folder, <policy>_stack...)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                   help="stack, aloha: change one field of the recipe (`train --set`; its own folder, ..._FIELDVALUE)")
     p.add_argument("--episodes", type=int, default=50,
-                   help="stack: train on this many scripted demonstrations (its own folder, act_stack_<N>demos)")
+                   help="stack, aloha: train on this many scripted demonstrations (its own folder, act_stack_<N>demos)")
     p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                    help="train and evaluate a recipe in this precision (bf16: its own folder, NAME_bf16)")
     a = p.parse_args()
@@ -607,8 +647,8 @@ def main() -> None:
         noise_table()
     elif a.stage == "robustness":
         robustness_table()
-    elif a.stage == "stack":
-        stack_table(a.seed, a.min_std, a.episodes, a.steps)
+    elif a.stage in TASKS:
+        task_table(a.stage, a.seed, a.min_std, a.episodes, a.steps, a.policy, a.sets)
     else:
         train_and_eval(a.stage, a.seed, a.steps, a.precision)
 

@@ -54,6 +54,9 @@ class EvalResult:
     precision: str = "float32"
     #: How many policy calls ran on each intra-op thread count (with a `ThreadBudget`; empty without one).
     threads: dict[int, int] = field(default_factory=dict)
+    #: With `record_to`: each episode's index in the recorded dataset (episodes are saved in the order they
+    #: end, which parallel envs make differ from the order of seeds).
+    recorded: list[int] = field(default_factory=list)
 
     @property
     def aggregated(self) -> dict[str, float]:
@@ -74,6 +77,8 @@ class EvalResult:
                 zip(self.seeds, self.sum_rewards, self.max_rewards, self.successes, self.lengths, strict=True)
             )
         ]
+        for row, index in zip(per_episode, self.recorded, strict=False):
+            row["recorded_episode_index"] = index
         return {"aggregated": self.aggregated, "select_action_ms": self.latency, "precision": self.precision,
                 "threads": {str(n): k for n, k in sorted(self.threads.items())},
                 "per_episode": per_episode, "video_paths": self.videos}
@@ -184,7 +189,8 @@ def evaluate(
     before the round starting with episode k (on a real arm: time to reset the scene). With `prefetch_at` > 0
     the next action chunk is computed in the background once that many queued actions are left
     (`ChunkPrefetcher`), so a real control loop does not stop for inference. `record_to` saves every episode
-    as a LeRobot v3 dataset there (observations and the actions sent, in the units a recording of the env has).
+    as a LeRobot v3 dataset there (observations and the actions sent, in the units a recording of the env has;
+    `result.recorded` maps each evaluated episode to its index there).
     `judge(k, env_verdict)` decides episode k's success when it ends (a person watching a real arm). Every policy
     call runs under `precision`'s autocast (`agents.precision`: float32, or bf16 where the hardware has it), and
     with `thread_budget` on the intra-op threads it grants (fewer while other processes keep cores busy).
@@ -234,6 +240,7 @@ def evaluate(
             length = np.zeros(n_envs, dtype=int)
             record = [render and done_eps + i < max_videos for i in range(n_envs)]
             frames: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
+            saved_as: dict[int, int] = {}  # env slot -> its episode's index in the recorded dataset
             step = 0
             while active.any():
                 if any(record[i] and active[i] for i in range(n_envs)):
@@ -263,7 +270,7 @@ def evaluate(
                     over[:] = True
                 if rollouts is not None:
                     for i in np.flatnonzero(active & over):
-                        rollouts.commit(int(i))
+                        saved_as[int(i)] = rollouts.commit(int(i))
                 active &= ~over
             for i in range(k):
                 result.seeds.append(seeds[i])
@@ -272,6 +279,8 @@ def evaluate(
                 ok = bool(success[i])
                 result.successes.append(judge(done_eps + i, ok) if judge is not None else ok)
                 result.lengths.append(int(length[i]))
+                if i in saved_as:
+                    result.recorded.append(saved_as[i])
                 if record[i] and frames[i]:
                     path = Path(videos_dir) / f"eval_episode_{done_eps + i}.mp4"  # type: ignore[arg-type]
                     write_mp4(frames[i], path, fps)
@@ -323,8 +332,9 @@ class RolloutRecorder:
             frame = gym_frame(_env_row(obs, int(i)), actions[i], convert=self.spec.to_lerobot)
             self.buffers[i].add_frame(frame, task=self.task)
 
-    def commit(self, i: int) -> None:
-        self.writer.commit(self.buffers[i].finish())
+    def commit(self, i: int) -> int:
+        """Save env i's finished episode; returns its episode index in the dataset."""
+        return self.writer.commit(self.buffers[i].finish())
 
     def close(self) -> None:
         self.writer.finalize()

@@ -146,6 +146,16 @@ def test_cli_train_then_eval_end_to_end(
     assert meta["total_episodes"] == 2 and meta["total_frames"] == 50
     assert set(meta["features"]) >= {"observation.state", "observation.environment_state", "action"}
     info = json.loads((ev / "eval_info.json").read_text())
+    # Each evaluated episode names its recorded one: the first frame there is the scene its seed draws.
+    table = pq.read_table(next((rollouts / "data").rglob("*.parquet")))
+    first = np.asarray(table.column("frame_index").to_pylist()) == 0
+    starts = np.stack(table.column("observation.environment_state").to_numpy(zero_copy_only=False))[first]
+    probe = gym.make(PICK, obs_type="state")
+    for row in info["per_episode"]:
+        drawn = probe.reset(seed=row["seed"])[0]["environment_state"]
+        np.testing.assert_allclose(starts[row["recorded_episode_index"]], drawn, atol=1e-6)
+    probe.close()
+    assert sorted(r["recorded_episode_index"] for r in info["per_episode"]) == [0, 1]
     agg = info["aggregated"]
     assert set(agg) >= {"pc_success", "avg_sum_reward", "avg_max_reward"}
     assert agg["n_episodes"] == 2 and len(info["per_episode"]) == 2

@@ -80,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder")
     p.add_argument("--record", type=Path, default=None, metavar="ROOT",
                    help="also save every episode as a new LeRobot v3 dataset here (e.g. policy rollouts on the real "
-                   "arm, to inspect or to add to the demonstrations)")
+                   "arm, to inspect or to add to the demonstrations); eval_info.json's per_episode gives each "
+                   "episode's recorded_episode_index (saved in the order they end)")
     p.add_argument("--prefetch-at", type=int, default=0, metavar="K",
                    help="compute the next action chunk in the background once K queued actions are left, so "
                    "the control loop does not stop for inference (ACT, Diffusion; 0: wait for each chunk)")

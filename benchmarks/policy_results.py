@@ -43,6 +43,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -185,7 +186,7 @@ def train_and_eval(name: str, seed: int | None = None, steps: int | None = None,
 
 
 def task_table(task: str, seed: int | None = None, min_std: float | None = None, episodes: int = 50,
-               steps: int | None = None, policy: str = "act", sets: list[str] = ()) -> str:
+               steps: int | None = None, policy: str = "act", sets: Sequence[str] = ()) -> str:
     """The `policy` recipe (ACT or Diffusion), unchanged but for its env and any `train --set` in `sets`, on
     `episodes` scripted demonstrations of TASKS[task] (`stack`: a longer task that ends in a precise placement
     and a release; `aloha`: two arms and a hand-over), on training seed `seed` (default: the CLI's) and with

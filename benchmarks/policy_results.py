@@ -197,6 +197,7 @@ def task_table(task: str, seed: int | None = None, min_std: float | None = None,
     import shutil
 
     from twinarm.agents.run_log import plot_run
+    from twinarm.cli.train_cmd import policy_kv
 
     env_id = TASKS[task]
     data = record(episodes=episodes, env_id=env_id)
@@ -241,7 +242,7 @@ def task_table(task: str, seed: int | None = None, min_std: float | None = None,
 
     def changes(d: Path) -> str:  # the policy fields trained with other values than the recipe's --set gives
         recipe = COMMANDS[policy_of(d)][0]
-        base = dict(_field(recipe[i + 1]) for i, a in enumerate(recipe) if a == "--set")
+        base = dict(policy_kv(recipe[i + 1]) for i, a in enumerate(recipe) if a == "--set")  # as `train` parses
         trained = json.loads((d / "train_config.json").read_text())["policy_overrides"]
         return ", ".join(f"{k}={json.dumps(v)}" for k, v in trained.items() if base.get(k) != v) or "-"
 
@@ -289,12 +290,6 @@ def task_table(task: str, seed: int | None = None, min_std: float | None = None,
     (RESULTS / f"policy_{task}.txt").write_text(table + "\n")
     print(table)
     return table
-
-
-def _field(kv: str) -> tuple[str, object]:
-    """`train --set` syntax, FIELD=JSON, as (field, value)."""
-    key, value = kv.split("=", 1)
-    return key, json.loads(value)
 
 
 def precision_table() -> str:

@@ -279,7 +279,7 @@ def evaluate(
                 ok = bool(success[i])
                 result.successes.append(judge(done_eps + i, ok) if judge is not None else ok)
                 result.lengths.append(int(length[i]))
-                if i in saved_as:
+                if rollouts is not None:  # every episode of the round ended, so each was saved
                     result.recorded.append(saved_as[i])
                 if record[i] and frames[i]:
                     path = Path(videos_dir) / f"eval_episode_{done_eps + i}.mp4"  # type: ignore[arg-type]

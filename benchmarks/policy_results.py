@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,12 +225,15 @@ def task_table(task: str, seed: int | None = None, min_std: float | None = None,
         run(TWINARM + ["robustness", "--policy", str(ckpt), "--env", env_id, "--episodes", "50", "--out", str(robust),
                        *EVAL_OVERRIDES.get(policy, [])])
 
+    @cache
+    def config(d: Path) -> dict:  # what `train` ran with, read once per run
+        return json.loads((d / "train_config.json").read_text())
+
     def floor(d: Path) -> str:  # runs from before --min-std existed divided by any spread: 0
-        return f"{json.loads((d / 'train_config.json').read_text()).get('min_std', 0.0):g}"
+        return f"{config(d).get('min_std', 0.0):g}"
 
     def demos(d: Path) -> int:
-        dataset = Path(json.loads((d / "train_config.json").read_text())["dataset"])
-        return json.loads((dataset / "meta" / "info.json").read_text())["total_episodes"]
+        return json.loads((Path(config(d)["dataset"]) / "meta" / "info.json").read_text())["total_episodes"]
 
     rows = ["| policy | task | demonstrations | --min-std | changed from the recipe | training seed | trained for | "
             "final pc_success (50 eps) | avg_max_reward |", "|---|---|---|---|---|---|---|---|---|"]
@@ -238,12 +241,12 @@ def task_table(task: str, seed: int | None = None, min_std: float | None = None,
         return int((d / "checkpoints" / "last").read_text())
 
     def policy_of(d: Path) -> str:
-        return json.loads((d / "train_config.json").read_text())["policy"]
+        return config(d)["policy"]
 
     def changes(d: Path) -> str:  # the policy fields trained with other values than the recipe's --set gives
         recipe = COMMANDS[policy_of(d)][0]
         base = dict(policy_kv(recipe[i + 1]) for i, a in enumerate(recipe) if a == "--set")  # as `train` parses
-        trained = json.loads((d / "train_config.json").read_text())["policy_overrides"]
+        trained = config(d)["policy_overrides"]
         return ", ".join(f"{k}={json.dumps(v)}" for k, v in trained.items() if base.get(k) != v) or "-"
 
     def label(d: Path) -> str:
@@ -257,9 +260,8 @@ def task_table(task: str, seed: int | None = None, min_std: float | None = None,
                   key=lambda d: (policy_of(d), "_minstd" in d.name, demos(d), steps_of(d), changes(d), d.name))
     for d in (d for d in runs if (d / "final_eval" / "eval_info.json").exists()):
         agg = json.loads((d / "final_eval" / "eval_info.json").read_text())["aggregated"]
-        trained = json.loads((d / "train_config.json").read_text())
-        steps = int((d / "checkpoints" / "last").read_text())
-        rows.append(f"| {policy_of(d)} | {env_id} | {demos(d)} | {floor(d)} | {changes(d)} | {trained['seed']} | {steps} {unit} | {agg['pc_success']:.0f} % | "
+        steps = steps_of(d)
+        rows.append(f"| {policy_of(d)} | {env_id} | {demos(d)} | {floor(d)} | {changes(d)} | {config(d)['seed']} | {steps} {unit} | {agg['pc_success']:.0f} % | "
                     f"{agg['avg_max_reward']:.3f} |")
         if featured(d):
             plot_run(d, RESULTS / f"policy_{d.name}_curve.png",
@@ -616,13 +618,13 @@ def main() -> None:
     p.add_argument("--preset", default="sim2real",
                    help="sim2real: the randomization preset (or `twinarm robustness` perturbation) of the demonstrations")
     p.add_argument("--min-std", type=float, default=None,
-                   help="stack, aloha: train with this `train --min-std` (its own folder, act_stack_minstdX)")
+                   help="stack, aloha: train with this `train --min-std` (its own folder, <policy>_<task>_minstdX)")
     p.add_argument("--policy", choices=("act", "diffusion"), default="act",
-                   help="stack, aloha: the recipe to train (its own folder, <policy>_stack...)")
+                   help="stack, aloha: the recipe to train (its own folder, <policy>_<task>...)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
                    help="stack, aloha: change one field of the recipe (`train --set`; its own folder, ..._FIELDVALUE)")
     p.add_argument("--episodes", type=int, default=50,
-                   help="stack, aloha: train on this many scripted demonstrations (its own folder, act_stack_<N>demos)")
+                   help="stack, aloha: train on this many scripted demonstrations (its own folder, <policy>_<task>_<N>demos)")
     p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                    help="train and evaluate a recipe in this precision (bf16: its own folder, NAME_bf16)")
     a = p.parse_args()

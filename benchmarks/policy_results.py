@@ -24,6 +24,7 @@
     python benchmarks/policy_results.py stack --policy diffusion --episodes 200   # the Diffusion recipe on them
     python benchmarks/policy_results.py aloha       # the ACT recipe on 50 scripted Aloha-TransferCube episodes
     python benchmarks/policy_results.py aloha --set chunk_size=100   # ... with one field of the recipe changed
+    python benchmarks/policy_results.py insertion --set chunk_size=100   # ALOHA's peg-in-socket task, the same way
 
 The table reports the default seed's run and, next to it, every other seed run of the same recipe
 (outputs/policy_results/<policy>_seed<N>), so the spread over seeds is on the page, not just one draw.
@@ -54,11 +55,14 @@ DATASET = WORK / "so101_pickcube_scripted_50"
 PICK = "twinarm/SO101-PickCube-v0"
 REACH = "twinarm/SO101-Reach-v0"
 STACK = "twinarm/SO101-StackCube-v0"
-#: Scripted demonstrations of each task the imitation recipes learn (state observations, LeRobot units).
 ALOHA = "twinarm/Aloha-TransferCube-v0"
-DATASETS = {PICK: DATASET, STACK: WORK / "so101_stackcube_scripted_50", ALOHA: WORK / "aloha_transfercube_scripted_50"}
-#: The imitation recipes' other tasks (`policy_results.py stack|aloha`), each with its own table and run folders.
-TASKS = {"stack": STACK, "aloha": ALOHA}
+INSERTION = "twinarm/Aloha-Insertion-v0"
+#: Scripted demonstrations of each task the imitation recipes learn (state observations, LeRobot units).
+DATASETS = {PICK: DATASET, STACK: WORK / "so101_stackcube_scripted_50", ALOHA: WORK / "aloha_transfercube_scripted_50",
+            INSERTION: WORK / "aloha_insertion_scripted_50"}
+#: The imitation recipes' other tasks (`policy_results.py stack|aloha|insertion`), each with its own table and run
+#: folders.
+TASKS = {"stack": STACK, "aloha": ALOHA, "insertion": INSERTION}
 TWINARM = [sys.executable, "-m", "twinarm.cli.main"]
 
 #: name -> (train args, eval env, target success %, what "steps" counts)
@@ -189,11 +193,12 @@ def task_table(task: str, seed: int | None = None, min_std: float | None = None,
                steps: int | None = None, policy: str = "act", sets: Sequence[str] = ()) -> str:
     """The `policy` recipe (ACT or Diffusion), unchanged but for its env and any `train --set` in `sets`, on
     `episodes` scripted demonstrations of TASKS[task] (`stack`: a longer task that ends in a precise placement
-    and a release; `aloha`: two arms and a hand-over), on training seed `seed` (default: the CLI's) and with
-    `train --min-std` (default: the CLI's), for `steps` instead of the recipe's (checkpoints and periodic evals
-    every steps / 4), then 50 evaluation episodes and, for the default seed, `twinarm robustness`. The tables of
-    every run so far -> RESULTS / policy_<task>.txt; beside it the curve and robustness bars of the default
-    seed's featured runs (the recipe's own, and each with --set or of another policy)."""
+    and a release; `aloha`: two arms and a hand-over; `insertion`: two arms, a peg into a socket), on training
+    seed `seed` (default: the CLI's) and with `train --min-std` (default: the CLI's), for `steps` instead of the
+    recipe's (checkpoints and periodic evals every steps / 4), then 50 evaluation episodes and, for the default
+    seed, `twinarm robustness`. The tables of every run so far -> RESULTS / policy_<task>.txt; beside it the curve
+    and robustness bars of the default seed's featured runs (the recipe's own, and each with --set or of another
+    policy)."""
     import shutil
 
     from twinarm.agents.run_log import plot_run
@@ -618,13 +623,13 @@ def main() -> None:
     p.add_argument("--preset", default="sim2real",
                    help="sim2real: the randomization preset (or `twinarm robustness` perturbation) of the demonstrations")
     p.add_argument("--min-std", type=float, default=None,
-                   help="stack, aloha: train with this `train --min-std` (its own folder, <policy>_<task>_minstdX)")
+                   help="the task stages (stack, aloha, insertion): train with this `train --min-std` (its own folder, <policy>_<task>_minstdX)")
     p.add_argument("--policy", choices=("act", "diffusion"), default="act",
-                   help="stack, aloha: the recipe to train (its own folder, <policy>_<task>...)")
+                   help="the task stages (stack, aloha, insertion): the recipe to train (its own folder, <policy>_<task>...)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
-                   help="stack, aloha: change one field of the recipe (`train --set`; its own folder, ..._FIELDVALUE)")
+                   help="the task stages (stack, aloha, insertion): change one field of the recipe (`train --set`; its own folder, ..._FIELDVALUE)")
     p.add_argument("--episodes", type=int, default=50,
-                   help="stack, aloha: train on this many scripted demonstrations (its own folder, <policy>_<task>_<N>demos)")
+                   help="the task stages (stack, aloha, insertion): train on this many scripted demonstrations (its own folder, <policy>_<task>_<N>demos)")
     p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                    help="train and evaluate a recipe in this precision (bf16: its own folder, NAME_bf16)")
     a = p.parse_args()

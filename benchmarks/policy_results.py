@@ -611,6 +611,7 @@ def _other_seeds(name: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    on_tasks = "the task stages (" + ", ".join(TASKS) + ")"
     p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "bf16", "noise", "robustness",
                                      *TASKS, "report"))
     p.add_argument("--checkpoint", type=Path, action="append", default=[],
@@ -623,13 +624,13 @@ def main() -> None:
     p.add_argument("--preset", default="sim2real",
                    help="sim2real: the randomization preset (or `twinarm robustness` perturbation) of the demonstrations")
     p.add_argument("--min-std", type=float, default=None,
-                   help="the task stages (stack, aloha, insertion): train with this `train --min-std` (its own folder, <policy>_<task>_minstdX)")
+                   help=f"{on_tasks}: train with this `train --min-std` (its own folder, <policy>_<task>_minstdX)")
     p.add_argument("--policy", choices=("act", "diffusion"), default="act",
-                   help="the task stages (stack, aloha, insertion): the recipe to train (its own folder, <policy>_<task>...)")
+                   help=f"{on_tasks}: the recipe to train (its own folder, <policy>_<task>...)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
-                   help="the task stages (stack, aloha, insertion): change one field of the recipe (`train --set`; its own folder, ..._FIELDVALUE)")
+                   help=f"{on_tasks}: change one field of the recipe (`train --set`; its own folder, ..._FIELDVALUE)")
     p.add_argument("--episodes", type=int, default=50,
-                   help="the task stages (stack, aloha, insertion): train on this many scripted demonstrations (its own folder, <policy>_<task>_<N>demos)")
+                   help=f"{on_tasks}: train on this many scripted demonstrations (its own folder, <policy>_<task>_<N>demos)")
     p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                    help="train and evaluate a recipe in this precision (bf16: its own folder, NAME_bf16)")
     a = p.parse_args()

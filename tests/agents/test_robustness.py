@@ -129,3 +129,31 @@ def test_a_sweep_turns_one_knob_up(checkpoint: Path, tmp_path: Path, capsys) -> 
     with pytest.raises(SystemExit):
         main(["robustness", "--policy", str(checkpoint), "--env", PICK, "--sweep", "latency", "--only", "servos"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_policy_calls_yield_cores_as_eval_does(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With another process seen keeping one of two cores busy, `--yield-cores` (the default) runs the calls on one
+    thread, as `twinarm eval` does: OpenMP's threads otherwise wait for a descheduled partner at every op (a
+    50-episode ACT row on ALOHA took 524 s beside one training process, 20 s alone); `--no-yield-cores` keeps
+    `--threads`."""
+    import time
+
+    from twinarm.agents import thread_budget
+
+    monkeypatch.setattr(thread_budget, "WINDOW_S", 0.0)
+    monkeypatch.setattr(thread_budget.CpuMeter, "busy_s", lambda self: time.process_time() + time.monotonic())
+    before = torch.get_num_threads()
+    threads = {}
+    try:
+        for flag in ("--yield-cores", "--no-yield-cores"):
+            out = tmp_path / flag
+            assert main(["robustness", "--policy", str(checkpoint), "--env", PICK, "--episodes", "1", "--n-envs", "1",
+                         "--only", "latency-1", "--max-steps", "5", "--threads", "2", flag, "--out", str(out)]) == 0  # fmt: skip
+            rows = json.loads((out / "robustness.json").read_text())["rows"]
+            threads[flag] = {name: row["threads"] for name, row in rows.items()}
+    finally:
+        torch.set_num_threads(before)
+    # one call per step (5 a row); the run's first is measured over no window yet and keeps the user's two, every
+    # later one (the next row's too: one budget for the run) gets the one idle core
+    assert threads["--yield-cores"] == {"nominal": {"2": 1, "1": 4}, "latency-1": {"1": 5}}
+    assert threads["--no-yield-cores"] == {"nominal": {}, "latency-1": {}}

@@ -36,6 +36,37 @@ def feature_rename(text: str) -> tuple[str, str]:
     return old.strip(), new.strip()
 
 
+def add_thread_args(p: argparse.ArgumentParser) -> None:
+    """`--threads` and `--yield-cores`: how many CPU threads the policy's calls use (eval and robustness)."""
+    p.add_argument("--threads", type=int, default=None,
+                   help="most torch CPU threads for the policy (default: torch's own, one per physical core)")
+    p.add_argument("--yield-cores", action=argparse.BooleanOptionalAction, default=True,
+                   help="run each policy call on the cores other processes left idle while the earlier calls ran "
+                   "(from /proc/stat; Linux), at least one: OpenMP's threads otherwise wait for a descheduled "
+                   "partner at every op (a TD-MPC plan on 2 cores beside one busy process: 0.94 s instead of 1.7 s, "
+                   "benchmarks/shared_cores.py). --no-yield-cores: always --threads, so that repeated runs give the "
+                   "same actions bit for bit whatever the load (the thread count changes float rounding)")
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply `--threads` to torch; called before the policy is loaded."""
+    import torch
+
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+
+
+def thread_budget(args: argparse.Namespace, policy: Any) -> Any:
+    """The `ThreadBudget` the evaluation's policy calls run on under `--yield-cores` (CPU policies), else None."""
+    import torch
+
+    if not (args.yield_cores and policy.device.type == "cpu"):
+        return None
+    from twinarm.agents.thread_budget import ThreadBudget
+
+    return ThreadBudget(torch.get_num_threads())
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
@@ -68,14 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="OLD=NEW", help="a LeRobot checkpoint's feature key under twinarm's name (repeatable), e.g. "
                    "observation.image=observation.images.front: a camera must be one of the env's")
     p.add_argument("--async-envs", action="store_true", help="run the envs in subprocesses")
-    p.add_argument("--threads", type=int, default=None,
-                   help="most torch CPU threads for the policy (default: torch's own, one per physical core)")
-    p.add_argument("--yield-cores", action=argparse.BooleanOptionalAction, default=True,
-                   help="run each policy call on the cores other processes left idle while the earlier calls ran "
-                   "(from /proc/stat; Linux), at least one: OpenMP's threads otherwise wait for a descheduled "
-                   "partner at every op (a TD-MPC plan on 2 cores beside one busy process: 0.94 s instead of 1.7 s, "
-                   "benchmarks/shared_cores.py). --no-yield-cores: always --threads, so that repeated runs give the "
-                   "same actions bit for bit whatever the load (the thread count changes float rounding)")
+    add_thread_args(p)
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, ...")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder")
     p.add_argument("--record", type=Path, default=None, metavar="ROOT",
@@ -155,8 +179,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"policy: {args.policy}")
     if args.episodes < 1:
         raise SystemExit("--episodes must be at least 1")
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
+    set_threads(args)
     from twinarm.agents.allocator import keep_freed_memory
     from twinarm.agents.train import resolve_device
 
@@ -190,11 +213,7 @@ def run(args: argparse.Namespace) -> int:
             args._parser.error(f"--prefetch-at {args.prefetch_at}: {exc}")
     write_resolved_config(args, args.out)
     torch.manual_seed(args.seed if args.noise_seed is None else args.noise_seed)
-    budget = None
-    if args.yield_cores and policy.device.type == "cpu":
-        from twinarm.agents.thread_budget import ThreadBudget
-
-        budget = ThreadBudget(torch.get_num_threads())
+    budget = thread_budget(args, policy)
     judge = _ask_success if ask else None
     keys, control = _operator_keys() if real else (None, None)
     if keys is not None:

@@ -27,7 +27,7 @@ from twinarm.cli.config import (
     load_dynamics,
     write_resolved_config,
 )
-from twinarm.cli.eval_cmd import feature_rename
+from twinarm.cli.eval_cmd import add_thread_args, feature_rename
 from twinarm.cli.train_cmd import policy_kv
 
 EPILOG = """examples:
@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", type=int, default=0, help="episodes per perturbation saved as mp4 (default: 0)")
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes at this many steps (default: the env's)")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    add_thread_args(p)
     p.add_argument("--out", type=Path, default=Path("outputs/robustness"), help="output folder")
     add_dynamics_arg(p, "every run (perturbations then draw around it)")
     add_config_arg(p)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from twinarm.agents.eval import evaluate, obs_type_for
     from twinarm.agents.policy import resolve_checkpoint
     from twinarm.agents.train import resolve_device
-    from twinarm.cli.eval_cmd import load_policy
+    from twinarm.cli.eval_cmd import load_policy, set_threads, thread_budget
     from twinarm.envs.perturbations import PERTURBATIONS, SWEEPS
 
     parser = args._parser
@@ -90,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         args.policy = resolve_checkpoint(args.policy)
     except FileNotFoundError as exc:
         parser.error(f"--policy: {exc}")
+    set_threads(args)
     policy = load_policy(args).to(resolve_device(args.device))
+    budget = thread_budget(args, policy)
     dynamics = load_dynamics(args.dynamics, entry.arm)
     pixels, objects = obs_type_for(policy) != "state", _has_objects(args.env)
     skipped: dict[str, str] = {}
@@ -116,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
         res = evaluate(policy, args.env, n_episodes=args.episodes, n_envs=args.n_envs, seed=args.seed,
                        videos_dir=args.out / "videos" / name if args.videos else None, max_videos=args.videos,
                        image_size=tuple(args.image_size) if args.image_size else None, env_kwargs=kwargs,
-                       max_steps=args.max_steps)  # fmt: skip
-        rows[name] = {"what": what, **res.aggregated, "successes": [bool(s) for s in res.successes]}
+                       max_steps=args.max_steps, thread_budget=budget)  # fmt: skip
+        rows[name] = {"what": what, **res.aggregated, "successes": [bool(s) for s in res.successes],
+                      "threads": {str(n): k for n, k in sorted(res.threads.items())}}  # policy calls per count
         print(f"{name:<16} {res.aggregated['pc_success']:5.1f} %  ({time.perf_counter() - began:.0f} s)", flush=True)
     base = rows[reference]["successes"]
     for row in rows.values():

@@ -144,6 +144,12 @@ class ThreadBudget:
                 self._measured(start, end)
 
 
+def budget_for(device: torch.device, enabled: bool = True) -> ThreadBudget | None:
+    """A budget over torch's current thread count for calls on the CPU when `enabled` (`--yield-cores`); None
+    otherwise: a CUDA policy's kernels do not run on the intra-op threads."""
+    return ThreadBudget(torch.get_num_threads()) if enabled and device.type == "cpu" else None
+
+
 def on_budget(budget: ThreadBudget | None) -> AbstractContextManager[int | None]:
     """`budget.applied()` (the granted count bound by `as`), or a no-op binding None without a budget."""
     return budget.applied() if budget is not None else nullcontext()

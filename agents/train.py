@@ -34,7 +34,7 @@ from twinarm.agents.policy import CHECKPOINTS_DIR, LAST_NAME, PRETRAINED_DIR, WE
 from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.registry import get_config_class, get_policy_class
 from twinarm.agents.run_log import RunLog, plot_run
-from twinarm.agents.thread_budget import ThreadBudget, on_budget
+from twinarm.agents.thread_budget import ThreadBudget, budget_for, on_budget
 from twinarm.arms import ARMS, get_arm
 from twinarm.registration import entry_for
 
@@ -373,7 +373,7 @@ def train(tc: TrainConfig) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(tc.to_json(), indent=2) + "\n")
     seed_everything(tc.seed)
-    budget = ThreadBudget(torch.get_num_threads()) if tc.yield_cores and device.type == "cpu" else None
+    budget = budget_for(device, tc.yield_cores)
     try:
         if tc.policy == "tdmpc" and tc.dataset is None:
             return _train_online(tc, out, device, budget)

@@ -56,17 +56,6 @@ def set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(max(1, args.threads))
 
 
-def thread_budget(args: argparse.Namespace, policy: Any) -> Any:
-    """The `ThreadBudget` the evaluation's policy calls run on under `--yield-cores` (CPU policies), else None."""
-    import torch
-
-    if not (args.yield_cores and policy.device.type == "cpu"):
-        return None
-    from twinarm.agents.thread_budget import ThreadBudget
-
-    return ThreadBudget(torch.get_num_threads())
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
@@ -181,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--episodes must be at least 1")
     set_threads(args)
     from twinarm.agents.allocator import keep_freed_memory
+    from twinarm.agents.thread_budget import budget_for
     from twinarm.agents.train import resolve_device
 
     keep_freed_memory()  # freed tensors are reused call to call instead of page-faulted in again
@@ -213,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
             args._parser.error(f"--prefetch-at {args.prefetch_at}: {exc}")
     write_resolved_config(args, args.out)
     torch.manual_seed(args.seed if args.noise_seed is None else args.noise_seed)
-    budget = thread_budget(args, policy)
+    budget = budget_for(policy.device, args.yield_cores)
     judge = _ask_success if ask else None
     keys, control = _operator_keys() if real else (None, None)
     if keys is not None:

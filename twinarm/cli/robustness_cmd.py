@@ -77,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.agents.eval import evaluate, obs_type_for
     from twinarm.agents.policy import resolve_checkpoint
+    from twinarm.agents.thread_budget import budget_for
     from twinarm.agents.train import resolve_device
-    from twinarm.cli.eval_cmd import load_policy, set_threads, thread_budget
+    from twinarm.cli.eval_cmd import load_policy, set_threads
     from twinarm.envs.perturbations import PERTURBATIONS, SWEEPS
 
     parser = args._parser
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         parser.error(f"--policy: {exc}")
     set_threads(args)
     policy = load_policy(args).to(resolve_device(args.device))
-    budget = thread_budget(args, policy)
+    budget = budget_for(policy.device, args.yield_cores)
     dynamics = load_dynamics(args.dynamics, entry.arm)
     pixels, objects = obs_type_for(policy) != "state", _has_objects(args.env)
     skipped: dict[str, str] = {}

@@ -15,6 +15,7 @@
     python benchmarks/policy_results.py act --precision bf16   # the recipe in bf16 mixed precision
     python benchmarks/policy_results.py bf16        # float32 vs bf16 runs -> results/policy_bf16.txt
     python benchmarks/policy_results.py noise       # Diffusion's pc_success over 5 sampling-noise seeds
+    python benchmarks/policy_results.py sampling    # Diffusion's TransferCube run with other samplers (after `aloha --policy diffusion`)
     python benchmarks/policy_results.py robustness  # each recipe under each `twinarm robustness` perturbation (+ sweeps)
     python benchmarks/policy_results.py stack       # the ACT recipe on 50 scripted SO101-StackCube episodes
     python benchmarks/policy_results.py stack --seed 1001   # ... on another training seed
@@ -410,6 +411,53 @@ def noise_table() -> str:
     return table
 
 
+#: `sampling`: how Diffusion's ALOHA checkpoint samples (the fields `eval --set` changes) and how many steps of each
+#: sampled 32-step horizon it executes (31: all it holds after the 2 observed steps); the first row is how it was
+#: trained and evaluated. Executing 8 is only tried with the quick sampler (with 10 steps it already loses).
+SAMPLERS = (
+    ("DDIM, 10 steps", ['noise_scheduler_type="DDIM"', "num_inference_steps=10"], (16, 8, 31)),
+    ("DDIM, 100 steps", ['noise_scheduler_type="DDIM"', "num_inference_steps=100"], (16, 31)),
+    ("DDPM, 100 steps (the training chain)", ['noise_scheduler_type="DDPM"', "num_inference_steps=100"], (16, 31)),
+)
+
+
+def sampling_table(task: str = "aloha") -> str:
+    """Diffusion's run on TASKS[task] (`policy_results.py aloha --policy diffusion`), its last checkpoint over the
+    same 50 evaluation seeds with each sampler in SAMPLERS and count of executed steps, three sampling-noise
+    seeds each: whether the sampler, not the trained network, is what fails; the table -> RESULTS /
+    policy_<task>_sampling.txt."""
+    rd = WORK / f"diffusion_{task}"
+    if not (rd / "final_eval" / "eval_info.json").exists():
+        raise SystemExit(f"{rd}: no finished run; first: python benchmarks/policy_results.py {task} --policy diffusion")
+    ckpt, noises = _last_checkpoint(rd), NOISE_SEEDS[:3]
+    label = ["default (--seed 100000)" if n is None else f"noise {n}" for n in noises]
+    rows = ["| sampler | steps executed per chunk | " + " | ".join(label) + " | mean | avg_max_reward (mean) |",
+            "|" + "---|" * (len(label) + 4)]
+    for name, sets, executed in ((n, s, e) for n, s, counts in SAMPLERS for e in counts):
+        rates, rewards = [], []
+        for noise in noises:
+            tag = re.sub(r"[^a-z0-9]+", "", name.split("(")[0].lower()) + f"_exec{executed}"
+            out = WORK / f"sampling_diffusion_{task}" / (tag + ("" if noise is None else f"_noise{noise}"))
+            if not (out / "eval_info.json").exists():
+                run(TWINARM + ["eval", "--policy", str(ckpt), "--env", TASKS[task], "--episodes", "50", "--n-envs", "10",
+                               "--videos", "0", "--out", str(out), *(a for kv in [*sets, f"n_action_steps={executed}"]
+                                                                     for a in ("--set", kv)),
+                               *([] if noise is None else ["--noise-seed", str(noise)])])  # fmt: skip
+            agg = json.loads((out / "eval_info.json").read_text())["aggregated"]
+            rates.append(agg["pc_success"])
+            rewards.append(agg["avg_max_reward"])
+        rows.append(f"| {name} | {executed} | " + " | ".join(f"{r:.0f} %" for r in rates)
+                    + f" | {sum(rates) / len(rates):.1f} % | {sum(rewards) / len(rewards):.2f} |")
+    table = "\n".join(rows)
+    (RESULTS / f"policy_{task}_sampling.txt").write_text(
+        f"Diffusion on {TASKS[task].split('/')[-1]} ({ckpt}), the same 50 evaluation seeds, each sampler and count of "
+        "executed steps (`eval --set`) with three sampling-noise seeds (`eval --noise-seed`); avg_max_reward: the staged score, 1 touch, "
+        "2 lifted, 3 the left gripper touches it in the air, 4 handed over.\nCommands: python benchmarks/policy_results.py "
+        f"{task} --policy diffusion, then python benchmarks/policy_results.py sampling\n\n" + table + "\n")
+    print(table)
+    return table
+
+
 def int8(checkpoints: list[Path], calibration: str | None) -> str:
     """Trained policies evaluated in float32 and with `eval --int8` over the same 50 seeds (Diffusion from the
     recipe above, twice with other sampling noise, plus `checkpoints`, e.g. a pixel ACT, calibrated on
@@ -612,8 +660,8 @@ def _other_seeds(name: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     on_tasks = "the task stages (" + ", ".join(TASKS) + ")"
-    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "bf16", "noise", "robustness",
-                                     *TASKS, "report"))
+    p.add_argument("stage", choices=("record", *COMMANDS, "sim2real", "int8", "int8-tdmpc", "bf16", "noise", "sampling",
+                                     "robustness", *TASKS, "report"))
     p.add_argument("--checkpoint", type=Path, action="append", default=[],
                    help="int8: also compare this checkpoint (repeatable), e.g. a pixel ACT")
     p.add_argument("--calibration", default=None, help="int8: dataset whose frames calibrate those checkpoints")
@@ -649,6 +697,8 @@ def main() -> None:
         precision_table()
     elif a.stage == "noise":
         noise_table()
+    elif a.stage == "sampling":
+        sampling_table()
     elif a.stage == "robustness":
         robustness_table()
     elif a.stage in TASKS:

@@ -435,13 +435,13 @@ def sampling_table(task: str = "aloha") -> str:
             "|" + "---|" * (len(label) + 4)]
     for name, sets, executed in ((n, s, e) for n, s, counts in SAMPLERS for e in counts):
         rates, rewards = [], []
+        tag = re.sub(r"[^a-z0-9]+", "", name.split("(")[0].lower()) + f"_exec{executed}"  # e.g. ddim10steps_exec16
+        overrides = [a for kv in [*sets, f"n_action_steps={executed}"] for a in ("--set", kv)]
         for noise in noises:
-            tag = re.sub(r"[^a-z0-9]+", "", name.split("(")[0].lower()) + f"_exec{executed}"
             out = WORK / f"sampling_diffusion_{task}" / (tag + ("" if noise is None else f"_noise{noise}"))
             if not (out / "eval_info.json").exists():
                 run(TWINARM + ["eval", "--policy", str(ckpt), "--env", TASKS[task], "--episodes", "50", "--n-envs", "10",
-                               "--videos", "0", "--out", str(out), *(a for kv in [*sets, f"n_action_steps={executed}"]
-                                                                     for a in ("--set", kv)),
+                               "--videos", "0", "--out", str(out), *overrides,
                                *([] if noise is None else ["--noise-seed", str(noise)])])  # fmt: skip
             agg = json.loads((out / "eval_info.json").read_text())["aggregated"]
             rates.append(agg["pc_success"])

@@ -119,6 +119,15 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+def evaluate_once(ckpt: Path, env_id: str, out: Path, *extra: str, videos: int = 2) -> dict:
+    """`twinarm eval` of `ckpt` over the standard 50 evaluation episodes (10 envs, eval's default seeds) into
+    `out`, unless a finished evaluation is already there; its eval_info.json."""
+    if not (out / "eval_info.json").exists():
+        run(TWINARM + ["eval", "--policy", str(ckpt), "--env", env_id, "--episodes", "50", "--n-envs", "10",
+                       "--videos", str(videos), "--out", str(out), *extra])
+    return json.loads((out / "eval_info.json").read_text())
+
+
 def record(episodes: int = 50, randomization: str | None = None, env_id: str = PICK) -> Path:
     """Record scripted-expert episodes of `env_id` with state observations (LeRobot units) into its folder in
     DATASETS, or with a randomization preset into its own folder (successful episodes only, as the nominal
@@ -223,9 +232,7 @@ def task_table(task: str, seed: int | None = None, min_std: float | None = None,
     if not last.exists() or int(last.read_text()) < int(args[args.index("--steps") + 1]):
         run(TWINARM + args + (["--resume"] if last.exists() else []))
     ckpt = out / "checkpoints" / last.read_text().strip() / "pretrained_model"
-    if not (out / "final_eval" / "eval_info.json").exists():
-        run(TWINARM + ["eval", "--policy", str(ckpt), "--env", env_id, "--episodes", "50", "--n-envs", "10",
-                       "--videos", "2", "--out", str(out / "final_eval"), *EVAL_OVERRIDES.get(policy, [])])
+    evaluate_once(ckpt, env_id, out / "final_eval", *EVAL_OVERRIDES.get(policy, []))
     robust = WORK / f"robustness_{name}"
     if seed is None and not (robust / "robustness.json").exists():
         run(TWINARM + ["robustness", "--policy", str(ckpt), "--env", env_id, "--episodes", "50", "--out", str(robust),
@@ -346,10 +353,7 @@ def sim2real(preset: str = "sim2real", seed: int | None = None) -> str:
         ckpt = d / "checkpoints" / (d / "checkpoints" / "last").read_text().strip() / "pretrained_model"
         for world in (None, preset):
             ev = d / ("final_eval" if world is None else f"final_eval_{preset}")
-            if not (ev / "eval_info.json").exists():
-                run(TWINARM + ["eval", "--policy", str(ckpt), "--env", env_id, "--episodes", "50", "--n-envs", "10",
-                               "--videos", "2", "--out", str(ev), *EVAL_OVERRIDES["act"]]
-                    + ([] if world is None else ["--randomization", world]))
+            evaluate_once(ckpt, env_id, ev, *EVAL_OVERRIDES["act"], *([] if world is None else ["--randomization", world]))
 
     def pc(d: Path, name: str) -> str:
         f = d / name / "eval_info.json"
@@ -394,10 +398,8 @@ def noise_table() -> str:
         for noise in NOISE_SEEDS:
             tag = "default" if noise is None else f"noise{noise}"
             out = WORK / "noise_diffusion" / (tag if rd.name == "diffusion" else f"{rd.name}_{tag}")
-            if not (out / "eval_info.json").exists():
-                run(TWINARM + ["eval", "--policy", str(ckpt), "--env", PICK, "--episodes", "50", "--n-envs", "10",
-                               "--videos", "0", "--out", str(out), *([] if noise is None else ["--noise-seed", str(noise)])])
-            rates.append(json.loads((out / "eval_info.json").read_text())["aggregated"]["pc_success"])
+            noise_flags = [] if noise is None else ["--noise-seed", str(noise)]
+            rates.append(evaluate_once(ckpt, PICK, out, *noise_flags, videos=0)["aggregated"]["pc_success"])
         trained = json.loads((rd / "train_config.json").read_text())
         rows.append(f"| {rd.name} (training seed {trained['seed']}) | {trained['steps']} gradient steps | "
                     + " | ".join(f"{r:.0f} %" for r in rates) + f" | {sum(rates) / len(rates):.1f} % |")
@@ -439,11 +441,8 @@ def sampling_table(task: str = "aloha") -> str:
         overrides = [a for kv in [*sets, f"n_action_steps={executed}"] for a in ("--set", kv)]
         for noise in noises:
             out = WORK / f"sampling_diffusion_{task}" / (tag + ("" if noise is None else f"_noise{noise}"))
-            if not (out / "eval_info.json").exists():
-                run(TWINARM + ["eval", "--policy", str(ckpt), "--env", TASKS[task], "--episodes", "50", "--n-envs", "10",
-                               "--videos", "0", "--out", str(out), *overrides,
-                               *([] if noise is None else ["--noise-seed", str(noise)])])  # fmt: skip
-            agg = json.loads((out / "eval_info.json").read_text())["aggregated"]
+            noise_flags = [] if noise is None else ["--noise-seed", str(noise)]
+            agg = evaluate_once(ckpt, TASKS[task], out, *overrides, *noise_flags, videos=0)["aggregated"]
             rates.append(agg["pc_success"])
             rewards.append(agg["avg_max_reward"])
         rows.append(f"| {name} | {executed} | " + " | ".join(f"{r:.0f} %" for r in rates)
@@ -477,12 +476,9 @@ def int8(checkpoints: list[Path], calibration: str | None) -> str:
             "|---|---|---|---|---|---|---|"]
     for label, ckpt, float_dir, overrides, extra in cases:
         int8_dir = float_dir.parent / (float_dir.name + "_int8")
-        for out, flags in ((float_dir, []), (int8_dir, ["--int8"])):
-            if not (out / "eval_info.json").exists():
-                run(TWINARM + ["eval", "--policy", str(ckpt), "--env", PICK, "--episodes", "50", "--n-envs", "10",
-                               "--videos", "2", "--out", str(out), *overrides, *flags,
-                               *(extra if flags else [e for e in extra if e == "--async-envs"])])
-        a, b = (json.loads((d / "eval_info.json").read_text()) for d in (float_dir, int8_dir))
+        a, b = (evaluate_once(ckpt, PICK, out, *overrides, *flags,
+                              *(extra if flags else [e for e in extra if e == "--async-envs"]))
+                for out, flags in ((float_dir, []), (int8_dir, ["--int8"])))
         same = sum(x["success"] == y["success"] for x, y in zip(a["per_episode"], b["per_episode"], strict=True))
         lat = [f"{d['select_action_ms']['p50']:.1f} ms" if "select_action_ms" in d else "-" for d in (a, b)]
         shift, resampled = _action_change(ckpt, calibration if extra else str(DATASET))

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
+import twinarm  # noqa: F401  (registers the env ids the fixtures make)
 from twinarm.agents.features import Feature
 from twinarm.agents.registry import get_config_class
 
+PICK = "twinarm/SO101-PickCube-v0"
 DOF = 6
 ENV_DIM = 7
 IMG = (3, 48, 48)
@@ -87,3 +93,24 @@ def synthetic_batch(config, n: int = 8, seed: int = 0) -> dict[str, torch.Tensor
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def scripted_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two scripted PickCube episodes with state observations, in LeRobot units (recorded once per session)."""
+    from twinarm.arms import get_arm
+    from twinarm.datasets_io.recorder import gym_frame, record
+    from twinarm.datasets_io.writer import DatasetWriter
+    from twinarm.envs.experts import make_expert
+
+    root = tmp_path_factory.mktemp("data") / "pick2"
+    spec = get_arm("so101")
+    env = gym.make(PICK, obs_type="state")
+    dim = env.observation_space["environment_state"].shape[0]
+    env.close()
+    writer = DatasetWriter.create(root, spec.control_hz, spec.lerobot_features(cameras=(), env_state_dim=dim),
+                                  robot_type=spec.robot_type)
+    record(partial(gym.make, PICK, obs_type="state"), make_expert, writer, episodes=2, task="Pick up the cube.",
+           to_frame=partial(gym_frame, convert=spec.to_lerobot), progress=False)
+    writer.finalize()
+    return root

@@ -28,27 +28,6 @@ TINY_ACT = ["--set", "chunk_size=10", "--set", "n_action_steps=10", "--set", "di
             "--set", "latent_dim=4", "--set", "optimizer_lr=1e-3"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def scripted_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two scripted PickCube episodes with state observations, in LeRobot units."""
-    from twinarm.arms import get_arm
-    from twinarm.datasets_io.recorder import gym_frame, record
-    from twinarm.datasets_io.writer import DatasetWriter
-    from twinarm.envs.experts import make_expert
-
-    root = tmp_path_factory.mktemp("data") / "pick2"
-    spec = get_arm("so101")
-    env = gym.make(PICK, obs_type="state")
-    dim = env.observation_space["environment_state"].shape[0]
-    env.close()
-    writer = DatasetWriter.create(root, spec.control_hz, spec.lerobot_features(cameras=(), env_state_dim=dim),
-                                  robot_type=spec.robot_type)
-    record(partial(gym.make, PICK, obs_type="state"), make_expert, writer, episodes=2, task="Pick up the cube.",
-           to_frame=partial(gym_frame, convert=spec.to_lerobot), progress=False)
-    writer.finalize()
-    return root
-
-
 def test_cotraining_on_two_datasets_uses_their_pooled_stats(scripted_dataset: Path, tmp_path: Path) -> None:
     """`--dataset A --dataset B` (sim and real recordings of one arm, say): one policy, normalized by the stats of
     every frame of both."""

@@ -20,6 +20,13 @@ from twinarm.envs.ik import TcpIK, down_rotation
 from twinarm.envs.physics import ArmPhysics
 
 OPEN, CLOSED = 1.0, 0.0
+#: Pull of each wrist roll joint (forearm roll, wrist rotate) toward its pose at the episode start, in the IK's
+#: least squares. From the home pose (wrist near its singularity) damped least squares alone slid onto the
+#: wrist-flip branch in about a third of the episodes (the same tool pose with the forearm rolled half a turn
+#: to its +-pi limit and the wrist rotated back): bimodal demonstrations, and a motion no teleoperator makes.
+#: 1e-4 .. 1e-3 keep every episode of both tasks on the unflipped branch with the expert's success unchanged;
+#: from 3e-3 the pull starts to keep the tool off its targets.
+REST_WEIGHT = 3e-4
 #: Tools pointing straight down, closing across world y (objects lie along x); each arm's unrolled wrist.
 DOWN = {"left": down_rotation(np.pi / 2), "right": down_rotation(-np.pi / 2)}
 #: Left tool pointing along +x (horizontal), closing across world z.
@@ -55,6 +62,8 @@ class SideIK(TcpIK):
         self.rot_weight = rot_weight
         self._jacp = np.zeros((3, self.model.nv))
         self._jacr = np.zeros((3, self.model.nv))
+        names = np.asarray(spec.joint_names)[arm]
+        self.rest_weight = np.array([REST_WEIGHT if n.endswith(("forearm_roll", "wrist_rotate")) else 0.0 for n in names])
 
 
 def _quat(rot: np.ndarray) -> np.ndarray:
@@ -94,6 +103,7 @@ class BimanualExpert:
     def _start(self) -> None:
         q = self.env.physics.joint_positions()
         self._q = {s: q[ik.mask].copy() for s, ik in self.iks.items()}
+        self._rest = {s: arm_q.copy() for s, arm_q in self._q.items()}
         self._start_pose = {}
         for s, ik in self.iks.items():
             pos, rot = ik.tcp_pose(self._q[s])
@@ -123,7 +133,8 @@ class BimanualExpert:
         action = np.zeros(self.env.spec_arm.dof)
         for side, ik in self.iks.items():
             target = self._target(side)
-            self._q[side], _ = ik.solve(self._q[side], target.pos, target.rot, iters=15)
+            self._q[side], _ = ik.solve(self._q[side], target.pos, target.rot, iters=15, rest=self._rest[side],
+                                        rest_weight=ik.rest_weight)
             action[ik.mask] = self._q[side]
             action[self.grip_index[side]] = target.grip
         self._t += 1

@@ -67,11 +67,6 @@ class DiffusionConfig(PolicyConfig):
     """Denoising steps at inference; None = num_train_timesteps."""
     do_mask_loss_for_padding: bool = False
     """Ignore padded actions (past the episode end) in the loss."""
-    state_noise_std: float = 0.0
-    """Std of Gaussian noise added to the normalized robot state (observation.state) in training only; 0 = none.
-    With exact scripted demos the arm's own joint history predicts the next actions almost perfectly, and the
-    policy can learn to extrapolate it instead of reading where the object is (environment_state or cameras);
-    noise on the state makes that shortcut unreliable. twinarm-only (not exported to LeRobot: inference is unchanged)."""
     optimizer_lr: float = 1e-4
     """AdamW learning rate."""
     optimizer_betas: tuple[float, float] = (0.95, 0.999)
@@ -92,8 +87,6 @@ class DiffusionConfig(PolicyConfig):
             raise ValueError(f"horizon ({self.horizon}) must be a multiple of {downsample} for this U-Net depth")
         if self.noise_scheduler_type not in ("DDPM", "DDIM"):
             raise ValueError("noise_scheduler_type must be DDPM or DDIM")
-        if not self.state_noise_std >= 0:
-            raise ValueError(f"state_noise_std must be >= 0, got {self.state_noise_std}")
 
     def observation_delta_indices(self) -> list[int]:
         return list(range(1 - self.n_obs_steps, 1))

@@ -357,8 +357,5 @@ class DiffusionPolicy(Policy):
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         batch = self.normalize_targets(self.normalize_inputs(batch))
-        std = self.config.state_noise_std
-        if self.training and std > 0 and STATE in batch:  # see DiffusionConfig.state_noise_std
-            batch = {**batch, STATE: batch[STATE] + std * torch.randn_like(batch[STATE])}
         loss = self.model.loss(batch)
         return loss, {"mse_loss": float(loss.detach())}

@@ -64,8 +64,10 @@ def grounding(policy: Policy, dataset: Path, times: list[int], pairs: int,
             a, b = ds[rows[t]], ds[other[t]]
             obs = {k: a[k] for k in cfg.input_features}
             swapped = {**obs, ENV_STATE: b[ENV_STATE]}
-            moved.append((_chunk(policy, obs, window) - _chunk(policy, swapped, window)).abs().amax(0).numpy())
-            gap.append((a["action"][span][:window] - b["action"][span][:window]).abs().amax(0).numpy())
+            chunk = _chunk(policy, obs, window)
+            moved.append((chunk - _chunk(policy, swapped, window)).abs().amax(0).numpy())
+            w = len(chunk)  # the window, or the whole chunk where it is shorter
+            gap.append((a["action"][span][:w] - b["action"][span][:w]).abs().amax(0).numpy())
         out.append((np.mean(moved, axis=0), np.mean(gap, axis=0)))
     return out
 
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             cells = [f"{m:.3f} / {g:.3f}" for m, g in zip(moved, gap, strict=True)] if a.per_joint else \
                     [f"{moved.max():.3f} / {gap.max():.3f}"]
             lines.append(f"| {src} | {t} | " + " | ".join(cells) + " |")
-    cols = [f"action {i}" for i in range(len(moved))] if a.per_joint else ["largest over the joints"]
+    names = LeRobotDatasetReader(a.dataset).features["action"].get("names") or [f"action {i}" for i in range(len(moved))]
+    cols = list(names) if a.per_joint else ["largest over the joints"]
     print(f"Chunk change when the object's pose is swapped for another episode's / the two demonstrations' own "
           f"gap, first {a.window} actions, {a.pairs} episodes:\n")
     print("| policy | t | " + " | ".join(cols) + " |\n" + "|---" * (len(cols) + 2) + "|\n" + "\n".join(lines))

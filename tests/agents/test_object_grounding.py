@@ -58,6 +58,10 @@ def test_cli_prints_a_row_per_policy_and_refuses_a_time_past_the_episodes(script
     assert grounding_script.main(args) == 0
     assert f"| {ckpt} | 5 | " in capsys.readouterr().out
     assert grounding_script.main([*args, "--per-joint"]) == 0
-    assert capsys.readouterr().out.count(" / ") == 6 + 1  # a cell per joint, and the caption's
+    out = capsys.readouterr().out
+    assert out.count(" / ") == 6 + 1 and "shoulder_pan" in out  # a cell per named joint, and the caption's
+    wide = grounding_script.grounding(_policy("act", scripted_dataset), scripted_dataset, [5], pairs=2, window=50)
+    narrow = grounding_script.grounding(_policy("act", scripted_dataset), scripted_dataset, [5], pairs=2, window=8)
+    assert all((x == y).all() for x, y in zip(wide[0], narrow[0], strict=True))  # capped at the 8-step chunk
     with pytest.raises(SystemExit, match="past the end of episode"):
         grounding_script.main([*args[:-4], "--times", "100000"])

@@ -23,7 +23,7 @@ import torch
 from twinarm.agents.features import ENV_STATE
 from twinarm.agents.policy import Policy, resolve_checkpoint
 from twinarm.agents.train import delta_timestamps
-from twinarm.datasets_io.reader import LeRobotDatasetReader
+from twinarm.datasets_io.reader import DatasetMeta, LeRobotDatasetReader
 
 
 def _chunk(policy: Policy, obs: dict[str, torch.Tensor], window: int) -> torch.Tensor:
@@ -48,8 +48,8 @@ def grounding(policy: Policy, dataset: Path, times: list[int], pairs: int,
     cfg = policy.config
     if ENV_STATE not in cfg.input_features:
         raise SystemExit(f"{dataset}: the policy reads no {ENV_STATE} (a camera policy?): nothing to swap")
-    ds = LeRobotDatasetReader(dataset)
-    ds = LeRobotDatasetReader(dataset, delta_timestamps=delta_timestamps(cfg, ds.fps), cameras=[])
+    fps = DatasetMeta(dataset).fps
+    ds = LeRobotDatasetReader(dataset, delta_timestamps=delta_timestamps(cfg, fps), cameras=[])
     n = min(pairs, ds.num_episodes)
     if n < 2:
         raise SystemExit(f"{dataset}: needs at least 2 episodes, has {ds.num_episodes}")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             cells = [f"{m:.3f} / {g:.3f}" for m, g in zip(moved, gap, strict=True)] if a.per_joint else \
                     [f"{moved.max():.3f} / {gap.max():.3f}"]
             lines.append(f"| {src} | {t} | " + " | ".join(cells) + " |")
-    names = LeRobotDatasetReader(a.dataset).features["action"].get("names") or [f"action {i}" for i in range(len(moved))]
+    names = DatasetMeta(a.dataset).features["action"].get("names") or [f"action {i}" for i in range(len(moved))]
     cols = list(names) if a.per_joint else ["largest over the joints"]
     print(f"Chunk change when the object's pose is swapped for another episode's / the two demonstrations' own "
           f"gap, first {a.window} actions, {a.pairs} episodes:\n")

@@ -133,8 +133,8 @@ class BimanualExpert:
         action = np.zeros(self.env.spec_arm.dof)
         for side, ik in self.iks.items():
             target = self._target(side)
-            self._q[side], _ = ik.solve(self._q[side], target.pos, target.rot, iters=15, rest=self._rest[side],
-                                        rest_weight=ik.rest_weight)
+            self._q[side], _ = ik.solve(self._q[side], target.pos, target.rot, iters=15,
+                                        rest=(self._rest[side], ik.rest_weight))
             action[ik.mask] = self._q[side]
             action[self.grip_index[side]] = target.grip
         self._t += 1

@@ -51,13 +51,12 @@ class TcpIK:
         rot: np.ndarray | None = None,
         iters: int = 60,
         tol: float = 1e-4,
-        rest: np.ndarray | None = None,
-        rest_weight: np.ndarray | None = None,
+        rest: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, float]:
         """Arm joints reaching `pos` (and `rot`, weighted), starting from `arm_q0`; returns (q, pos error).
 
-        With `rest`, each step also pulls the joints toward it, `rest_weight` per joint: where the task leaves
-        joints free (a wrist at its singularity) they stay near `rest` instead of drifting onto another branch."""
+        With `rest` = (joints, per-joint weights), each step also pulls the joints toward those: where the task
+        leaves joints free (a wrist at its singularity) they stay near them instead of drifting onto another branch."""
         q = np.array(arm_q0, dtype=np.float64)
         self.data.qpos[:] = self.physics.data.qpos
         err_norm = np.inf
@@ -83,9 +82,9 @@ class TcpIK:
                     break
             if rest is None:
                 dq = jac.T @ np.linalg.solve(jac @ jac.T + self.damping * np.eye(len(err)), err)
-            else:  # argmin |jac dq - err|^2 + damping |dq|^2 + |q + dq - rest|^2_W
-                w = np.diag(rest_weight if rest_weight is not None else np.ones(len(q)))
-                lhs = jac.T @ jac + self.damping * np.eye(len(q)) + w
-                dq = np.linalg.solve(lhs, jac.T @ err + w @ (rest - q))
+            else:  # argmin |jac dq - err|^2 + damping |dq|^2 + sum_i weight_i (q_i + dq_i - rest_i)^2
+                rest_q, weight = rest
+                lhs = jac.T @ jac + np.diag(self.damping + weight)
+                dq = np.linalg.solve(lhs, jac.T @ err + weight * (rest_q - q))
             q = np.clip(q + dq, self.lower, self.upper)
         return q, err_norm

@@ -48,31 +48,44 @@ def test_real_spaces_equal_sim_spaces(video: Path) -> None:
                 sim.close()
 
 
+def _expert_run(env_id: str, seed: int, steps: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The scripted expert's actions on sim env `env_id` from `seed`, and the joint positions before and after each."""
+    from twinarm.envs.experts import make_expert
+
+    sim = gym.make(env_id, obs_type="state")
+    obs, _ = sim.reset(seed=seed)
+    expert = make_expert(sim)
+    actions, qs = [], [obs["agent_pos"]]
+    for _ in range(steps):
+        actions.append(expert(obs))
+        obs, *_ = sim.step(actions[-1])
+        qs.append(obs["agent_pos"])
+    sim.close()
+    return actions, qs
+
+
+def _replay(env: gym.Env, actions: list[np.ndarray]) -> list[np.ndarray]:
+    """`actions` stepped through `env` from its reset: the joint positions before and after each."""
+    obs, _ = env.reset()
+    qs = [obs["agent_pos"]]
+    for a in actions:
+        obs, *_ = env.step(a)
+        qs.append(obs["agent_pos"])
+    return qs
+
+
 def test_expert_actions_replayed_on_sim_and_virtual_real_match() -> None:
     """The expert's actions through the sim env and through the real env on the virtual bus (whose joints are
     the same task scene, stepped once per goal sync-write): joint trajectories agree within 1.5 encoder ticks
     (goal and reading quantization are each half a tick; LeRobot's 4095-count degree scale adds < 0.5)."""
-    from twinarm.envs.experts import make_expert
-
-    sim = gym.make(SIM, obs_type="state")
-    obs, _ = sim.reset(seed=1)
-    expert = make_expert(sim)
-    actions, sim_q = [], [obs["agent_pos"]]
-    for _ in range(90):
-        actions.append(expert(obs))
-        obs, *_ = sim.step(actions[-1])
-        sim_q.append(obs["agent_pos"])
+    actions, sim_q = _expert_run(SIM, seed=1, steps=90)
     twin = gym.make(SIM, obs_type="state")
     twin.reset(seed=1)
     arm = VirtualArm(SO101, PhysicsBackend(twin.unwrapped.physics), step_mode="lockstep")
     with PtyServer(VirtualBus(arm)) as server:
         real = gym.make(REAL, port=server.port, calibration=arm.ideal_calibration(), cameras={}, pace=False)
         try:
-            robs, _ = real.reset()
-            real_q = [robs["agent_pos"]]
-            for a in actions:
-                robs, *_ = real.step(a)
-                real_q.append(robs["agent_pos"])
+            real_q = _replay(real, actions)
         finally:
             real.close()
     err = np.abs(np.array(sim_q) - np.array(real_q))
@@ -161,21 +174,13 @@ def test_success_detector_feeds_is_success() -> None:
 def test_aloha_two_buses_spaces_and_expert_replay() -> None:
     """ALOHA's 14 joints on two virtual buses (left/right, same ids on each): same spaces as the sim id, and
     the expert's actions replayed through both ids give the same joint trajectories (see the tolerance below)."""
-    from twinarm.envs.experts import make_expert
     from twinarm.real.multi_bus import bus_groups
 
     sim_id, real_id = "twinarm/Aloha-TransferCube-v0", "twinarm/Aloha-TransferCube-Real-v0"
     spec = twinarm.get_arm("aloha")
     groups = bus_groups(spec)
     assert set(groups) == {"left", "right"}
-    sim = gym.make(sim_id, obs_type="state")
-    obs, _ = sim.reset(seed=0)
-    expert = make_expert(sim)
-    actions, sim_q = [], [obs["agent_pos"]]
-    for _ in range(40):
-        actions.append(expert(obs))
-        obs, *_ = sim.step(actions[-1])
-        sim_q.append(obs["agent_pos"])
+    actions, sim_q = _expert_run(sim_id, seed=0, steps=40)
     twin = gym.make(sim_id, obs_type="state")
     twin.reset(seed=0)
     arm = VirtualArm(spec, PhysicsBackend(twin.unwrapped.physics), step_mode="lockstep")
@@ -190,11 +195,7 @@ def test_aloha_two_buses_spaces_and_expert_replay() -> None:
             assert real.action_space == pix_sim.action_space
             assert real.observation_space["agent_pos"] == pix_sim.observation_space["agent_pos"]
             pix_sim.close()
-            robs, _ = real.reset()
-            real_q = [robs["agent_pos"]]
-            for a in actions:
-                robs, *_ = real.step(a)
-                real_q.append(robs["agent_pos"])
+            real_q = _replay(real, actions)
         finally:
             real.close()
     finally:

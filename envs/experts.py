@@ -205,6 +205,21 @@ def make_expert(env: gym.Env) -> ScriptedExpert | BimanualExpert:
     return ScriptedExpert(env, planner, rot_weight)
 
 
+def expert_prefix(env: gym.Env, seed: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The scripted expert's first `steps` steps on `env` from `reset(seed)`: agent_pos before each action and
+    after the last (steps + 1 rows), and the actions (steps rows). One trajectory to compare across envs: sim and
+    real ids, a replay under other dynamics, two runs of the same seed."""
+    expert = make_expert(env)
+    obs, _ = env.reset(seed=seed)
+    expert.reset()
+    qs, actions = [obs["agent_pos"]], []
+    for _ in range(steps):
+        actions.append(expert(obs))
+        obs, *_ = env.step(actions[-1])
+        qs.append(obs["agent_pos"])
+    return np.array(qs), np.array(actions)
+
+
 def expert_episodes(env_id: str, seeds: Iterable[int], **env_kwargs: Any) -> Iterator[tuple[bool, float]]:
     """Roll the scripted expert out on `env_id` (state observations), one episode per seed.
 

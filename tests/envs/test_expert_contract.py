@@ -7,23 +7,17 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from twinarm.envs.experts import make_expert
+from twinarm.envs.experts import expert_prefix
 from twinarm.registration import ENV_ENTRIES
 
 STEPS = 50
 
 
 def _actions(env: gym.Env, seed: int) -> np.ndarray:
-    expert = make_expert(env)
-    obs, _ = env.reset(seed=seed)
-    expert.reset()
-    acts = []
-    for _ in range(STEPS):
-        a = expert(obs)
-        assert env.action_space.contains(a), f"step {len(acts)}: {a} outside {env.action_space}"
-        acts.append(a)
-        obs, *_ = env.step(a)
-    return np.array(acts)
+    _, actions = expert_prefix(env, seed, STEPS)
+    for i, a in enumerate(actions):
+        assert env.action_space.contains(a), f"step {i}: {a} outside {env.action_space}"
+    return actions
 
 
 @pytest.mark.parametrize("env_id", [e.sim_id for e in ENV_ENTRIES])

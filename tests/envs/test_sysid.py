@@ -10,7 +10,7 @@ import pytest
 import twinarm  # noqa: F401
 from twinarm.arms import get_arm
 from twinarm.envs.dynamics import PARAMS, ArmDynamics, read_dynamics
-from twinarm.envs.experts import make_expert
+from twinarm.envs.experts import expert_prefix
 from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.sysid import Replayer, Trajectory, fit_dynamics, rms_per_joint, without_grasps
 
@@ -29,18 +29,10 @@ def expert_trajectories(seeds: range, steps: int, dynamics: ArmDynamics | None =
                         env_id: str = "twinarm/SO101-Reach-v0") -> list[Trajectory]:  # fmt: skip
     """Scripted episodes (Reach: no object to touch) on an env with `dynamics`, as a recorder would keep them."""
     env = gym.make(env_id, obs_type="state", dynamics=dynamics)
-    expert = make_expert(env)
     out = []
     for seed in seeds:
-        obs, _ = env.reset(seed=seed)
-        expert.reset()
-        states, actions = [], []
-        for _ in range(steps):
-            action = expert(obs)
-            states.append(obs["agent_pos"])
-            actions.append(action)
-            obs, *_ = env.step(action)
-        out.append(Trajectory(np.array(states, dtype=np.float64), np.array(actions, dtype=np.float64)))
+        qs, actions = expert_prefix(env, seed, steps)  # the state each action was chosen in: all but the last
+        out.append(Trajectory(qs[:-1].astype(np.float64), actions.astype(np.float64)))
     return out
 
 

@@ -48,20 +48,15 @@ def test_real_spaces_equal_sim_spaces(video: Path) -> None:
                 sim.close()
 
 
-def _expert_run(env_id: str, seed: int, steps: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The scripted expert's actions on sim env `env_id` from `seed`, and the joint positions before and after each."""
-    from twinarm.envs.experts import make_expert
+def _expert_prefix(env_id: str, seed: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """`expert_prefix` on a fresh state-observation env of `env_id`."""
+    from twinarm.envs.experts import expert_prefix
 
     sim = gym.make(env_id, obs_type="state")
-    obs, _ = sim.reset(seed=seed)
-    expert = make_expert(sim)
-    actions, qs = [], [obs["agent_pos"]]
-    for _ in range(steps):
-        actions.append(expert(obs))
-        obs, *_ = sim.step(actions[-1])
-        qs.append(obs["agent_pos"])
-    sim.close()
-    return actions, qs
+    try:
+        return expert_prefix(sim, seed, steps)
+    finally:
+        sim.close()
 
 
 def _replay(env: gym.Env, actions: list[np.ndarray]) -> list[np.ndarray]:
@@ -78,7 +73,7 @@ def test_expert_actions_replayed_on_sim_and_virtual_real_match() -> None:
     """The expert's actions through the sim env and through the real env on the virtual bus (whose joints are
     the same task scene, stepped once per goal sync-write): joint trajectories agree within 1.5 encoder ticks
     (goal and reading quantization are each half a tick; LeRobot's 4095-count degree scale adds < 0.5)."""
-    actions, sim_q = _expert_run(SIM, seed=1, steps=90)
+    sim_q, actions = _expert_prefix(SIM, seed=1, steps=90)
     twin = gym.make(SIM, obs_type="state")
     twin.reset(seed=1)
     arm = VirtualArm(SO101, PhysicsBackend(twin.unwrapped.physics), step_mode="lockstep")
@@ -180,7 +175,7 @@ def test_aloha_two_buses_spaces_and_expert_replay() -> None:
     spec = twinarm.get_arm("aloha")
     groups = bus_groups(spec)
     assert set(groups) == {"left", "right"}
-    actions, sim_q = _expert_run(sim_id, seed=0, steps=40)
+    sim_q, actions = _expert_prefix(sim_id, seed=0, steps=40)
     twin = gym.make(sim_id, obs_type="state")
     twin.reset(seed=0)
     arm = VirtualArm(spec, PhysicsBackend(twin.unwrapped.physics), step_mode="lockstep")

@@ -15,7 +15,8 @@
     python benchmarks/policy_results.py act --precision bf16   # the recipe in bf16 mixed precision
     python benchmarks/policy_results.py bf16        # float32 vs bf16 runs -> results/policy_bf16.txt
     python benchmarks/policy_results.py noise       # Diffusion's pc_success over 5 sampling-noise seeds
-    python benchmarks/policy_results.py sampling    # Diffusion's TransferCube run with other samplers (after `aloha --policy diffusion`)
+    python benchmarks/policy_results.py sampling [--steps N] [--noises K]  # Diffusion's TransferCube run (after
+                                                    # `aloha --policy diffusion [--steps N]`) with other samplers
     python benchmarks/policy_results.py robustness  # each recipe under each `twinarm robustness` perturbation (+ sweeps)
     python benchmarks/policy_results.py stack       # the ACT recipe on 50 scripted SO101-StackCube episodes
     python benchmarks/policy_results.py stack --seed 1001   # ... on another training seed
@@ -423,24 +424,28 @@ SAMPLERS = (
 )
 
 
-def sampling_table(task: str = "aloha") -> str:
-    """Diffusion's run on TASKS[task] (`policy_results.py aloha --policy diffusion`), its last checkpoint over the
-    same 50 evaluation seeds with each sampler in SAMPLERS and count of executed steps, three sampling-noise
-    seeds each: whether the sampler, not the trained network, is what fails; the table -> RESULTS /
-    policy_<task>_sampling.txt."""
-    rd = WORK / f"diffusion_{task}"
+def sampling_table(task: str = "aloha", steps: int | None = None, noises: int = 3) -> str:
+    """Diffusion's run on TASKS[task] (`policy_results.py aloha --policy diffusion [--steps N]`), its last
+    checkpoint over the same 50 evaluation seeds with each sampler in SAMPLERS and count of executed steps, with
+    the first `noises` sampling-noise seeds of NOISE_SEEDS each: whether the sampler, not the trained network, is
+    what fails; the table -> RESULTS / policy_<task>[_<N>steps]_sampling.txt."""
+    run_name = f"diffusion_{task}" + ("" if steps is None else f"_{steps}steps")
+    rd = WORK / run_name
     if not (rd / "final_eval" / "eval_info.json").exists():
-        raise SystemExit(f"{rd}: no finished run; first: python benchmarks/policy_results.py {task} --policy diffusion")
-    ckpt, noises = _last_checkpoint(rd), NOISE_SEEDS[:3]
-    label = ["default (--seed 100000)" if n is None else f"noise {n}" for n in noises]
+        how = "" if steps is None else f" --steps {steps}"
+        raise SystemExit(f"{rd}: no finished run; first: python benchmarks/policy_results.py {task} --policy diffusion{how}")
+    if not 1 <= noises <= len(NOISE_SEEDS):
+        raise SystemExit(f"--noises {noises}: choose 1 to {len(NOISE_SEEDS)} sampling-noise seeds")
+    ckpt, seeds = _last_checkpoint(rd), NOISE_SEEDS[:noises]
+    label = ["default (--seed 100000)" if n is None else f"noise {n}" for n in seeds]
     rows = ["| sampler | steps executed per chunk | " + " | ".join(label) + " | mean | avg_max_reward (mean) |",
             "|" + "---|" * (len(label) + 4)]
     for name, sets, executed in ((n, s, e) for n, s, counts in SAMPLERS for e in counts):
         rates, rewards = [], []
         tag = re.sub(r"[^a-z0-9]+", "", name.split("(")[0].lower()) + f"_exec{executed}"  # e.g. ddim10steps_exec16
         overrides = [a for kv in [*sets, f"n_action_steps={executed}"] for a in ("--set", kv)]
-        for noise in noises:
-            out = WORK / f"sampling_diffusion_{task}" / (tag + ("" if noise is None else f"_noise{noise}"))
+        for noise in seeds:
+            out = WORK / f"sampling_{run_name}" / (tag + ("" if noise is None else f"_noise{noise}"))
             noise_flags = [] if noise is None else ["--noise-seed", str(noise)]
             agg = evaluate_once(ckpt, TASKS[task], out, *overrides, *noise_flags, videos=0)["aggregated"]
             rates.append(agg["pc_success"])
@@ -448,11 +453,13 @@ def sampling_table(task: str = "aloha") -> str:
         rows.append(f"| {name} | {executed} | " + " | ".join(f"{r:.0f} %" for r in rates)
                     + f" | {sum(rates) / len(rates):.1f} % | {sum(rewards) / len(rewards):.2f} |")
     table = "\n".join(rows)
-    (RESULTS / f"policy_{task}_sampling.txt").write_text(
+    how = "" if steps is None else f" --steps {steps}"
+    (RESULTS / f"{run_name.replace('diffusion_', 'policy_')}_sampling.txt").write_text(
         f"Diffusion on {TASKS[task].split('/')[-1]} ({ckpt}), the same 50 evaluation seeds, each sampler and count of "
-        "executed steps (`eval --set`) with three sampling-noise seeds (`eval --noise-seed`); avg_max_reward: the staged score, 1 touch, "
-        "2 lifted, 3 the left gripper touches it in the air, 4 handed over.\nCommands: python benchmarks/policy_results.py "
-        f"{task} --policy diffusion, then python benchmarks/policy_results.py sampling\n\n" + table + "\n")
+        f"executed steps (`eval --set`) with {noises} sampling-noise seed(s) (`eval --noise-seed`); avg_max_reward: the "
+        "staged score, 1 touch, 2 lifted, 3 the left gripper touches it in the air, 4 handed over.\nCommands: python "
+        f"benchmarks/policy_results.py {task} --policy diffusion{how}, then python benchmarks/policy_results.py "
+        f"sampling{how} --noises {noises}\n\n" + table + "\n")
     print(table)
     return table
 
@@ -675,6 +682,8 @@ def main() -> None:
                    help=f"{on_tasks}: change one field of the recipe (`train --set`; its own folder, ..._FIELDVALUE)")
     p.add_argument("--episodes", type=int, default=50,
                    help=f"{on_tasks}: train on this many scripted demonstrations (its own folder, <policy>_<task>_<N>demos)")
+    p.add_argument("--noises", type=int, default=3,
+                   help="sampling: how many sampling-noise seeds per sampler (the first N of NOISE_SEEDS)")
     p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                    help="train and evaluate a recipe in this precision (bf16: its own folder, NAME_bf16)")
     a = p.parse_args()
@@ -694,7 +703,7 @@ def main() -> None:
     elif a.stage == "noise":
         noise_table()
     elif a.stage == "sampling":
-        sampling_table()
+        sampling_table(steps=a.steps, noises=a.noises)
     elif a.stage == "robustness":
         robustness_table()
     elif a.stage in TASKS:

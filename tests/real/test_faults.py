@@ -84,7 +84,9 @@ def test_transient_corruption_is_retried(served: PtyServer) -> None:
         served.bus.faults(served.bus.arm.spec.joints[0].motor_id).corrupt_replies = 1
         expected = {j.name: s.get("Present_Position") for j, s in zip(served.bus.arm.spec.joints, served.bus.servos, strict=True)}
         assert bounded(bus.positions) == expected
-        assert bus.stats["failed_tries"] == 1
+        # the bad reply was seen and retried; on a loaded machine the rest of that sync read can land after the
+        # drain and cost one more try (it is detected, never returned), so the bound is the retry budget
+        assert 1 <= bus.stats["failed_tries"] <= bus.retries
     finally:
         bus.close()
 

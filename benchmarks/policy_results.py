@@ -429,10 +429,10 @@ def sampling_table(task: str = "aloha", steps: int | None = None, noises: int = 
     checkpoint over the same 50 evaluation seeds with each sampler in SAMPLERS and count of executed steps, with
     the first `noises` sampling-noise seeds of NOISE_SEEDS each: whether the sampler, not the trained network, is
     what fails; the table -> RESULTS / policy_<task>[_<N>steps]_sampling.txt."""
-    run_name = f"diffusion_{task}" + ("" if steps is None else f"_{steps}steps")
+    suffix, how = ("", "") if steps is None else (f"_{steps}steps", f" --steps {steps}")
+    run_name = f"diffusion_{task}{suffix}"
     rd = WORK / run_name
     if not (rd / "final_eval" / "eval_info.json").exists():
-        how = "" if steps is None else f" --steps {steps}"
         raise SystemExit(f"{rd}: no finished run; first: python benchmarks/policy_results.py {task} --policy diffusion{how}")
     if not 1 <= noises <= len(NOISE_SEEDS):
         raise SystemExit(f"--noises {noises}: choose 1 to {len(NOISE_SEEDS)} sampling-noise seeds")
@@ -453,8 +453,7 @@ def sampling_table(task: str = "aloha", steps: int | None = None, noises: int = 
         rows.append(f"| {name} | {executed} | " + " | ".join(f"{r:.0f} %" for r in rates)
                     + f" | {sum(rates) / len(rates):.1f} % | {sum(rewards) / len(rewards):.2f} |")
     table = "\n".join(rows)
-    how = "" if steps is None else f" --steps {steps}"
-    (RESULTS / f"{run_name.replace('diffusion_', 'policy_')}_sampling.txt").write_text(
+    (RESULTS / f"policy_{task}{suffix}_sampling.txt").write_text(
         f"Diffusion on {TASKS[task].split('/')[-1]} ({ckpt}), the same 50 evaluation seeds, each sampler and count of "
         f"executed steps (`eval --set`) with {noises} sampling-noise seed(s) (`eval --noise-seed`); avg_max_reward: the "
         "staged score, 1 touch, 2 lifted, 3 the left gripper touches it in the air, 4 handed over.\nCommands: python "

@@ -16,13 +16,14 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
@@ -30,7 +31,15 @@ from twinarm.agents.allocator import keep_freed_memory
 from twinarm.agents.ema import EMA
 from twinarm.agents.features import IMAGE_PREFIX, features_from_spec, split_features, stats_from_spec
 from twinarm.agents.normalize import floor_spread
-from twinarm.agents.policy import CHECKPOINTS_DIR, LAST_NAME, PRETRAINED_DIR, WEIGHTS_NAME, Policy
+from twinarm.agents.policy import (
+    CHECKPOINTS_DIR,
+    CONFIG_NAME,
+    LAST_NAME,
+    PRETRAINED_DIR,
+    WEIGHTS_NAME,
+    Policy,
+    resolve_checkpoint,
+)
 from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.registry import get_config_class, get_policy_class
 from twinarm.agents.run_log import RunLog, plot_run
@@ -106,6 +115,10 @@ class TrainConfig:
     """Upper bound of the EMA decay (its warm-up is `1 - (1 + step) ** -0.75`)."""
     resume: bool = False
     """Continue from the last checkpoint in output_dir."""
+    init_from: str | None = None
+    """Start from this policy checkpoint's weights (a run folder or a `pretrained_model/`; offline training): fine-
+    tuning, e.g. a sim-trained policy on real recordings. Its config, changed by `policy_overrides`, is the run's;
+    the dataset's stats normalize (as LeRobot's fine-tuning does); optimizer and schedule start fresh."""
     progress: bool = True
     """Show a progress bar."""
     # ----- online (TD-MPC) -----
@@ -238,7 +251,50 @@ def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
     stats, notes = floor_spread(stats, tc.min_std, inputs)
     for note in notes.values():
         print(f"normalization: {note} (--min-std)")
+    if tc.init_from:
+        return policy_from_checkpoint(tc, cfg, stats)
     return get_policy_class(tc.policy)(cfg, stats)
+
+
+def policy_from_checkpoint(tc: TrainConfig, fresh: Any, stats: Mapping[str, Any]) -> Policy:
+    """`tc.init_from`'s policy to fine-tune: its config with `tc.policy_overrides` (features and arm: `fresh`'s,
+    from the dataset, which must match the checkpoint's), its weights, the dataset's normalization `stats`."""
+    try:
+        src = resolve_checkpoint(tc.init_from)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"--init-from: {exc}") from None
+    if not (src / CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"--init-from {tc.init_from}: no policy checkpoint there ({src} holds no {CONFIG_NAME})")
+    raw = json.loads((src / CONFIG_NAME).read_text())
+    if raw.get("type") != tc.policy:
+        raise ValueError(f"--init-from {src} holds a {raw.get('type')!r} policy, not {tc.policy!r}")
+    cfg_cls = get_config_class(tc.policy)
+    base = cfg_cls.from_dict(raw)
+    for side in ("input_features", "output_features"):
+        theirs, ours = getattr(base, side), getattr(fresh, side)
+        differ = sorted(k for k in {*theirs, *ours} if theirs.get(k) != ours.get(k))
+        if differ:
+            said = "; ".join(f"{k}: checkpoint {theirs.get(k)}, dataset {ours.get(k)}" for k in differ)
+            raise ValueError(f"--init-from {src}: its {side.replace('_', ' ')} differ from the dataset's ({said})")
+    cfg = cfg_cls.from_dict({**raw, **tc.policy_overrides})
+    cfg.arm = fresh.arm
+    policy = get_policy_class(tc.policy)(cfg, stats)
+    norms = tuple(f"{n}." for n in ("normalize_inputs", "normalize_targets", "unnormalize_outputs"))
+    weights = {k: v for k, v in load_file(str(src / WEIGHTS_NAME)).items() if not k.startswith(norms)}
+    own = policy.state_dict()
+    reshaped = [f"{k} {tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in weights.items()
+                if k in own and own[k].shape != v.shape]
+    if reshaped:
+        changed = [f"{k}={v}" for k, v in tc.policy_overrides.items() if raw.get(k) != v]
+        raise ValueError(f"--init-from {src}: {len(reshaped)} tensors change shape ({', '.join(reshaped[:3])}, ...): "
+                         f"an override that changes the architecture cannot start from these weights (overrides that "
+                         f"differ from the checkpoint's config: {', '.join(changed) or 'none'})")
+    missing, unexpected = policy.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith(norms)]
+    if missing or unexpected:
+        raise ValueError(f"--init-from {src}: weights missing {missing[:5]}, unexpected {unexpected[:5]}")
+    print(f"initialized from {src} ({len(weights)} tensors); normalization: the dataset's stats")
+    return policy
 
 
 def build_policy_online(tc: TrainConfig, env: Any) -> Policy:
@@ -376,6 +432,9 @@ def train(tc: TrainConfig) -> Path:
     budget = budget_for(device, tc.yield_cores)
     try:
         if tc.policy == "tdmpc" and tc.dataset is None:
+            if tc.init_from:
+                raise ValueError("--init-from starts offline training (from --dataset) at a checkpoint's weights; "
+                                 "online TD-MPC starts from scratch")
             return _train_online(tc, out, device, budget)
         return _train_offline(tc, out, rank, world, device, budget)
     finally:

@@ -87,6 +87,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "never moves) would otherwise turn a small deviation at deployment into a huge input (default: "
                    "1e-3; 0: divide by any spread, as LeRobot does)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="fine-tune: start from this policy checkpoint's weights (a run folder or its pretrained_model/), "
+                   "e.g. a sim-trained policy on real recordings. Its config is the run's (--set changes inference or "
+                   "horizon fields; one that changes the architecture is refused), --policy defaults to its type, the "
+                   "dataset's stats normalize, the optimizer and learning-rate schedule start fresh")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--seed-steps", type=int, default=2_000, help="random-action steps before learning (online)")
     p.add_argument("--buffer-capacity", type=int, default=1_000_000, help="replay buffer size (online)")
@@ -117,7 +122,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, eval_n_envs=args.eval_n_envs,
         obs_type=args.obs_type, image_size=tuple(args.image_size) if args.image_size else None,
         lr_schedule=args.lr_schedule, threads=args.threads, yield_cores=args.yield_cores, device=args.device, precision=args.precision, ema=args.ema,
-        ema_max_decay=args.ema_max_decay, min_std=args.min_std, resume=args.resume, progress=args.progress,
+        ema_max_decay=args.ema_max_decay, min_std=args.min_std, resume=args.resume, init_from=args.init_from,
+        progress=args.progress,
         seed_steps=args.seed_steps, buffer_capacity=args.buffer_capacity, update_every=args.update_every,
         randomization=load_randomization(args.randomization), dynamics=_dynamics_for(args),
     )  # fmt: skip
@@ -136,6 +142,17 @@ def _dynamics_for(args: argparse.Namespace) -> dict[str, Any] | None:
     return load_dynamics(args.dynamics, entry.arm)
 
 
+def _checkpoint_type(checkpoint: str) -> str | None:
+    """The policy type in `checkpoint`'s config.json (`--init-from` without `--policy`)."""
+    from twinarm.agents.policy import CONFIG_NAME, resolve_checkpoint
+
+    try:
+        src = resolve_checkpoint(checkpoint)
+        return json.loads((src / CONFIG_NAME).read_text()).get("type")
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--init-from {checkpoint}: not a policy checkpoint ({exc})") from None
+
+
 def check_precision_arg(args: argparse.Namespace, device: Any) -> None:
     """`--precision` (from the command line or a --config file) checked against `device`: a parser error if it
     cannot run there."""
@@ -152,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
     from twinarm.agents.registry import POLICIES
     from twinarm.agents.train import dist_info, resolve_device, train
 
+    if args.policy is None and args.init_from:
+        args.policy = _checkpoint_type(args.init_from)
     if args.policy not in POLICIES:
         raise SystemExit(f"--policy must be one of {sorted(POLICIES)}, got {args.policy!r}")
     if args.dataset is None and args.policy != "tdmpc":

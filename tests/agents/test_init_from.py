@@ -1,0 +1,103 @@
+"""`train --init-from`: fine-tuning starts at a checkpoint's weights (the dataset's stats normalize), takes overrides
+that keep the architecture (Diffusion's horizon: its U-Net is convolutional over time), and refuses, naming the
+checkpoint, an override that changes it, another policy type or other features."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from twinarm.agents.policy import Policy
+from twinarm.agents.train import TrainConfig, train
+from twinarm.cli.main import main
+
+ACT = dict(chunk_size=10, n_action_steps=10, dim_model=32, n_heads=2, dim_feedforward=64, n_encoder_layers=1,
+           n_vae_encoder_layers=1, latent_dim=4)  # fmt: skip
+DIFFUSION = dict(horizon=8, n_action_steps=4, down_dims=[16, 32], diffusion_step_embed_dim=16, kernel_size=3,
+                 n_groups=4, num_train_timesteps=20)  # fmt: skip
+NORMS = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
+
+
+def _run(dataset: Path, out: Path, policy: str, overrides: dict, steps: int = 2, **kw: object) -> Path:
+    return train(TrainConfig(policy=policy, dataset=str(dataset), output_dir=str(out), policy_overrides=overrides,
+                             steps=steps, batch_size=4, save_freq=steps, log_freq=1, threads=1, progress=False,
+                             device="cpu", **kw))  # fmt: skip
+
+
+def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(ckpt / "pretrained_model" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def act_run(scripted_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _run(scripted_dataset, tmp_path_factory.mktemp("act_base"), "act", ACT, steps=3)
+
+
+def test_fine_tuning_starts_at_the_checkpoint_and_moves_on(scripted_dataset: Path, act_run: Path,
+                                                           tmp_path: Path) -> None:
+    from twinarm.agents.train import build_policy_offline
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+    tc = TrainConfig(policy="act", dataset=str(scripted_dataset), output_dir=str(tmp_path), init_from=str(act_run))
+    start = build_policy_offline(tc, LeRobotDatasetReader(scripted_dataset)).state_dict()
+    base = _weights(act_run)
+    assert start.keys() == base.keys()
+    assert all(torch.equal(start[k], base[k]) for k in base)  # same dataset: the stats agree too
+    scratch = build_policy_offline(TrainConfig(policy="act", dataset=str(scripted_dataset), output_dir=str(tmp_path),
+                                               policy_overrides=ACT), LeRobotDatasetReader(scripted_dataset))
+    assert not all(torch.equal(scratch.state_dict()[k], base[k]) for k in base if not k.startswith(NORMS))
+    tuned = _weights(_run(scripted_dataset, tmp_path / "tuned", "act", {}, init_from=str(act_run)))
+    assert not all(torch.equal(tuned[k], base[k]) for k in base)  # it trained on from there
+    saved = json.loads((tmp_path / "tuned" / "train_config.json").read_text())
+    assert saved["init_from"] == str(act_run)
+
+
+def test_diffusion_takes_a_longer_horizon_from_the_same_weights(scripted_dataset: Path, tmp_path: Path) -> None:
+    from twinarm.agents.train import build_policy_offline
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+    base = _run(scripted_dataset, tmp_path / "base", "diffusion", DIFFUSION)
+    longer = {"horizon": 16, "n_action_steps": 8}
+    tc = TrainConfig(policy="diffusion", dataset=str(scripted_dataset), output_dir=str(tmp_path), init_from=str(base),
+                     policy_overrides=longer)
+    start, weights = build_policy_offline(tc, LeRobotDatasetReader(scripted_dataset)).state_dict(), _weights(base)
+    assert all(torch.equal(start[k], weights[k]) for k in weights)
+    tuned = Policy.from_pretrained(_run(scripted_dataset, tmp_path / "longer", "diffusion", longer, steps=1,
+                                        init_from=str(base)))
+    assert (tuned.config.horizon, tuned.config.n_action_steps, tuple(tuned.config.down_dims)) == (16, 8, (16, 32))
+
+
+def test_what_cannot_start_from_the_checkpoint_is_refused(scripted_dataset: Path, act_run: Path,
+                                                          tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"--init-from .*tensors change shape .*differ from the checkpoint's config: dim_model=64\)"):
+        _run(scripted_dataset, tmp_path / "a", "act", {"dim_model": 64}, init_from=str(act_run))
+    with pytest.raises(ValueError, match=r"--init-from .* holds a 'act' policy, not 'diffusion'"):
+        _run(scripted_dataset, tmp_path / "b", "diffusion", DIFFUSION, init_from=str(act_run))
+    with pytest.raises(FileNotFoundError, match=r"--init-from: .* holds no model\.safetensors: pass a policy checkpoint"):
+        _run(scripted_dataset, tmp_path / "c", "act", ACT, init_from=str(tmp_path))
+
+
+def test_other_features_are_named(scripted_dataset: Path, act_run: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    policy = Policy.from_pretrained(act_run)
+    policy.save_pretrained(ckpt)
+    raw = json.loads((ckpt / "config.json").read_text())
+    raw["input_features"].pop("observation.environment_state")
+    (ckpt / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"input features differ.*observation\.environment_state: checkpoint None"):
+        _run(scripted_dataset, tmp_path / "a", "act", {}, init_from=str(ckpt))
+
+
+def test_cli_takes_the_policy_type_from_the_checkpoint(scripted_dataset: Path, act_run: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    assert main(["train", "--init-from", str(act_run), "--dataset", str(scripted_dataset), "--output-dir", str(out),
+                 "--steps", "1", "--batch-size", "4", "--eval-freq", "0", "--threads", "1", "--no-progress"]) == 0
+    assert "initialized from" in capsys.readouterr().out
+    assert json.loads((out / "train_config.json").read_text())["policy"] == "act"
+    with pytest.raises(SystemExit, match="--init-from .*not a policy checkpoint"):
+        main(["train", "--init-from", str(tmp_path / "nothing"), "--dataset", str(scripted_dataset)])

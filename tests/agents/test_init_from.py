@@ -101,3 +101,9 @@ def test_cli_takes_the_policy_type_from_the_checkpoint(scripted_dataset: Path, a
     assert json.loads((out / "train_config.json").read_text())["policy"] == "act"
     with pytest.raises(SystemExit, match="--init-from .*not a policy checkpoint"):
         main(["train", "--init-from", str(tmp_path / "nothing"), "--dataset", str(scripted_dataset)])
+
+
+def test_online_tdmpc_is_told_it_starts_from_scratch(act_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--init-from starts offline training .* online TD-MPC starts from scratch"):
+        train(TrainConfig(policy="tdmpc", env="twinarm/SO101-Reach-v0", output_dir=str(tmp_path), steps=1,
+                          init_from=str(act_run), threads=1, progress=False, device="cpu"))

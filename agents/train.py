@@ -268,15 +268,13 @@ def policy_from_checkpoint(tc: TrainConfig, fresh: Any, stats: Mapping[str, Any]
     raw = json.loads((src / CONFIG_NAME).read_text())
     if raw.get("type") != tc.policy:
         raise ValueError(f"--init-from {src} holds a {raw.get('type')!r} policy, not {tc.policy!r}")
-    cfg_cls = get_config_class(tc.policy)
-    base = cfg_cls.from_dict(raw)
+    cfg = get_config_class(tc.policy).from_dict({**raw, **tc.policy_overrides})
     for side in ("input_features", "output_features"):
-        theirs, ours = getattr(base, side), getattr(fresh, side)
+        theirs, ours = getattr(cfg, side), getattr(fresh, side)
         differ = sorted(k for k in {*theirs, *ours} if theirs.get(k) != ours.get(k))
         if differ:
             said = "; ".join(f"{k}: checkpoint {theirs.get(k)}, dataset {ours.get(k)}" for k in differ)
             raise ValueError(f"--init-from {src}: its {side.replace('_', ' ')} differ from the dataset's ({said})")
-    cfg = cfg_cls.from_dict({**raw, **tc.policy_overrides})
     cfg.arm = fresh.arm
     policy = get_policy_class(tc.policy)(cfg, stats)
     norms = tuple(f"{n}." for n in ("normalize_inputs", "normalize_targets", "unnormalize_outputs"))

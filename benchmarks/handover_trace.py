@@ -6,7 +6,8 @@ the cube in the air, when the right lets go (success), and how the episode ends.
 
 Episodes run one at a time in `twinarm/Aloha-TransferCube-v0` (state observations), each to its full 400 steps.
 The end states: `both hold` (both grippers on the cube in the air: the right never let go), `dropped` (the cube
-back on the table), `handed over` (success at the end). `--set` changes inference fields as `twinarm eval --set`
+back on the table), `handed over` (success at the end), `other` (anything else, e.g. the cube resting in an open
+gripper). `--set` changes inference fields as `twinarm eval --set`
 does (e.g. `n_action_steps=31` to execute more of each Diffusion chunk).
 """
 

@@ -29,6 +29,7 @@ from twinarm.real.control_tables import DEFAULT_BAUD
 from twinarm.real.errors import CalibrationError
 from twinarm.real.motor_bus import MotorBus
 from twinarm.real.multi_bus import MultiBus
+from twinarm.real.pacing import LoopClock
 from twinarm.registration import TASKS
 from twinarm.spec import OBS_TYPES, ArmSpec
 
@@ -112,7 +113,7 @@ class RealArmEnv(gym.Env):
         self.spec_arm = arm if isinstance(arm, ArmSpec) else get_arm(arm)
         self.task = task
         self.instruction = TASKS[task].instruction if task in TASKS else ""
-        self.obs_type, self.render_mode, self.pace = obs_type, render_mode, pace
+        self.obs_type, self.render_mode = obs_type, render_mode
         self.camera_timeout_s, self.start_timeout_s = camera_timeout_s, start_timeout_s
         self._limp = False  # torque was taken off after configuration: reset() turns it on again
         self.success_fn = success_fn
@@ -142,9 +143,8 @@ class RealArmEnv(gym.Env):
         self.calibration = self._load_calibration(calibration)
         self.cameras: dict[str, Camera] = {}
         self._last_obs: dict[str, Any] | None = None
-        self._next_t: float | None = None
+        self._clock = LoopClock(self.spec_arm.control_period, pace)
         self._prev_sigint: Any = None
-        self.overruns = 0
         try:
             self.bus.connect()
             self._apply_calibration(write_calibration)
@@ -184,6 +184,11 @@ class RealArmEnv(gym.Env):
         if not self.bus.calibration_matches(self.calibration):
             raise CalibrationError(f"the motors on {self.bus.port} did not keep the calibration written to them")
 
+    @property
+    def overruns(self) -> int:
+        """Control periods the loop overran since the env was made."""
+        return self._clock.overruns
+
     # ----- units --------------------------------------------------------------------------------
     def joint_positions(self) -> np.ndarray:
         """Present joint positions in SI units (spec order)."""
@@ -199,7 +204,7 @@ class RealArmEnv(gym.Env):
         super().reset(seed=seed)
         pose = self.spec_arm.reset_joints(options)
         with self._safety():
-            self._next_t = None
+            self._clock.restart()
             if self._limp:  # hold where the arm is now, then power it: no jump to an old goal
                 self.bus.sync_write("Goal_Position", self.bus.positions())
                 self.bus.enable_torque()
@@ -229,11 +234,10 @@ class RealArmEnv(gym.Env):
 
     def safe_target(self, action: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
         """Clamp to the joint limits, then to at most `max_relative_target` away from the present position."""
-        target = self.spec_arm.clip_action(action)
-        if self.max_relative_target is not None:
-            cur = self._last_agent_pos() if present is None else present
-            target = np.clip(target, cur - self.max_relative_target, cur + self.max_relative_target)
-        return target
+        if self.max_relative_target is None:
+            return self.spec_arm.clip_action(action)
+        cur = self._last_agent_pos() if present is None else present
+        return self.spec_arm.limit_target(action, cur, self.max_relative_target)
 
     def _drive_to(self, pose: np.ndarray) -> None:
         """Step towards `pose`, each joint at most its per-step limit per control period, until all are within
@@ -259,24 +263,10 @@ class RealArmEnv(gym.Env):
         return self.joint_positions()
 
     def _wait_period(self) -> None:
-        period = self.spec_arm.control_period
-        now = time.perf_counter()
-        if self._next_t is None:
-            self._next_t = now
-        self._next_t += period
-        late = now - self._next_t
+        late = self._clock.tick()
         if late > 0:
-            self.overruns += 1
-            warnings.warn(f"control loop overran its {period * 1e3:.1f} ms period by {late * 1e3:.1f} ms",
+            warnings.warn(f"control loop overran its {self._clock.period_s * 1e3:.1f} ms period by {late * 1e3:.1f} ms",
                           LoopOverrunWarning, stacklevel=3)
-            self._next_t = now
-            return
-        if self.pace:
-            while True:
-                left = self._next_t - time.perf_counter()
-                if left <= 0:
-                    break
-                time.sleep(left - 5e-4 if left > 1e-3 else 0)
 
     def _observation(self) -> dict[str, Any]:
         obs: dict[str, Any] = {}

@@ -124,6 +124,12 @@ class ArmSpec:
         """Clamp joint targets to the limits (the safety clamp shared by sim and real)."""
         return np.minimum(np.maximum(np.asarray(action, dtype=np.float64), self.lower), self.upper)
 
+    def limit_target(self, action: np.ndarray, present: np.ndarray, max_step: float | np.ndarray) -> np.ndarray:
+        """Clamp joint targets to the limits, then to at most `max_step` (scalar or per joint; rad, gripper
+        fraction) from `present`: what a follower driven by a person is sent, real or simulated."""
+        cur = np.asarray(present, dtype=np.float64)
+        return np.clip(self.clip_action(action), cur - max_step, cur + max_step)
+
     def reset_joints(self, options: Mapping[str, Any] | None) -> np.ndarray | None:
         """The reset option the sim and real envs of this arm share, `{"joints": q}`: q (spec units) checked and
         clipped to the limits, or None when not given (sim: the home pose; real: wherever the arm is)."""

@@ -1,9 +1,13 @@
 """Helpers shared by the real/ tests: a Koch-like Dynamixel spec, a runner that cannot hang, a raw-SDK
-transaction retried as a bus retries it, and a hand that calibrates a virtual arm through `twinarm calibrate`."""
+transaction retried as a bus retries it, a hand that calibrates a virtual arm through `twinarm calibrate`, and
+`twinarm virtual-arm --leader` in a subprocess."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -130,3 +134,51 @@ def calibrate_by_hand(arm: Any, argv: list[str], monkeypatch: pytest.MonkeyPatch
         stdin.close()
         os.close(write_fd)
     return rc, announced
+
+
+class Leader:
+    """`twinarm virtual-arm --leader ...` in a subprocess: its printed ports, stdin for poses."""
+
+    def __init__(self, *flags: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "twinarm.cli.main",
+                "virtual-arm",
+                "--leader",
+                "--backend",
+                "memory",
+                *flags,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # even if the shell ignores it
+        )
+        self.out: list[str] = []
+        self.ports: dict[str, str] = {}
+        while not self.out or not self.out[-1].startswith("leader:"):
+            line = bounded(self.proc.stdout.readline, 60)
+            if not line:
+                self.stop()
+                pytest.fail(f"virtual-arm --leader ended early: {''.join(self.out)}{self.proc.stderr.read()}")
+            self.out.append(line)
+            m = re.match(r"port ?(\w*): (\S+)", line)
+            if m:
+                self.ports[m.group(1)] = m.group(2)
+
+    def type(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> str:
+        """Ctrl-C; returns stderr."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=5)
+        return err

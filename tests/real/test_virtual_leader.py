@@ -5,9 +5,6 @@ driving a follower through `twinarm teleop` as in the README's three-terminal de
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +13,7 @@ from typing import Any
 import dynamixel_sdk as dxl
 import numpy as np
 import pytest
-from real_helpers import bounded, retried
+from real_helpers import Leader, bounded, retried
 
 from twinarm.arms import ALOHA, KOCH, get_arm
 from twinarm.cli.main import main
@@ -39,54 +36,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::twinarm.real.env.LoopOverrunWar
 TICK = 2 * np.pi / 4096
 PRESENT_POSITION, TORQUE_ENABLE, DRIVE_MODE = 132, 64, 10  # Dynamixel X control table addresses
 SIDES = ("left", "right")
-
-
-class Leader:
-    """`twinarm virtual-arm --leader ...` in a subprocess: its printed ports, stdin for poses."""
-
-    def __init__(self, *flags: str) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "twinarm.cli.main",
-                "virtual-arm",
-                "--leader",
-                "--backend",
-                "memory",
-                *flags,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # even if the shell ignores it
-        )
-        self.out: list[str] = []
-        self.ports: dict[str, str] = {}
-        while not self.out or not self.out[-1].startswith("leader:"):
-            line = bounded(self.proc.stdout.readline, 60)
-            if not line:
-                self.stop()
-                pytest.fail(f"virtual-arm --leader ended early: {''.join(self.out)}{self.proc.stderr.read()}")
-            self.out.append(line)
-            m = re.match(r"port ?(\w*): (\S+)", line)
-            if m:
-                self.ports[m.group(1)] = m.group(2)
-
-    def type(self, line: str) -> None:
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def stop(self) -> str:
-        """Ctrl-C; returns stderr."""
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            _, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate(timeout=5)
-        return err
 
 
 @pytest.fixture

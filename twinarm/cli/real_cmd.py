@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 TELEOP_DESCRIPTION = """\
 Leader -> follower teleoperation, or keyboard control of one arm. Prints the loop rate every second
-and once more on exit; the follower's torque goes off on exit, on errors and on Ctrl-C.
+and once more on exit; the follower's torque goes off on exit, on errors and on Ctrl-C. With --env SIM_ID
+the follower is the simulated arm of that env (stepped in real time, `--view` shows its cameras), so
+demonstrations can be recorded in sim by hand, with the features `twinarm record` writes.
 
   SO-100/101, Koch: one leader arm drives one follower arm.
   ALOHA: two leader arms drive the two follower arms, each its own side (left leader -> left
@@ -41,6 +43,9 @@ examples:
       --leader-port left=/dev/ttyDXL_leader_left,right=/dev/ttyDXL_leader_right \\
       --leader-calibration left=leader_left.json,right=leader_right.json
   twinarm teleop --arm koch --port /dev/ttyACM0 --calibration koch.json --keyboard
+  twinarm teleop --env twinarm/SO101-PickCube-v0 --keyboard --view          # no hardware: drive the sim
+  twinarm teleop --env twinarm/SO101-PickCube-v0 --leader-port /dev/ttyACM1 --leader-calibration leader.json \
+      --view --record data/so101_pick_teleop_sim --episodes 20                # human demos in sim
   twinarm teleop --arm so101 --port /dev/ttyACM0 --calibration follower.json \\
       --leader-port /dev/ttyACM1 --leader-calibration leader.json \\
       --camera front=0 --camera wrist=realsense:0123456789 --image-size 240 320 \\
@@ -112,8 +117,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=TELEOP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha")
-    add_follower_args(p, required=True)
+    p.add_argument("--arm", default=None, help="so101, so100, koch or aloha (default: so101, or --env's arm)")
+    p.add_argument("--env", default=None, metavar="SIM_ID",
+                   help="follow with a simulated arm instead of a real one: a sim env id (`twinarm envs`), "
+                   "stepped at the arm's control rate; no --port, --calibration or --camera then")
+    p.add_argument("--view", action="store_true", help="with --env: show the sim's cameras in a window")
+    add_follower_args(p, required=False)
     p.add_argument("--leader-port", default=None, help="leader port; aloha: left=PORT,right=PORT")
     p.add_argument(
         "--leader-calibration",
@@ -125,7 +134,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--keyboard", action="store_true", help="keyboard instead of a leader arm (one-arm set-ups)"
     )
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                   help="camera image size (default: the arm spec's, 480x640)")
+                   help="camera image size (default: the arm spec's, 480x640; with --env 240x320, as `twinarm "
+                   "record`)")
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many control steps")
     add_record_args(p)
@@ -333,8 +343,45 @@ def parse_follower(parser: argparse.ArgumentParser, args: argparse.Namespace, sp
     return Follower(spec, ports, cal_files, cameras, args.max_relative_target, args.baud)
 
 
+def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """--env's sim id, checked against the real follower's flags (and --arm set from it); without --env,
+    None once the real follower's --port and --calibration are there."""
+    if args.env is None:
+        if args.view:
+            parser.error("--view shows a simulated follower: add --env SIM_ID")
+        if not (args.port and args.calibration):
+            parser.error("teleop needs the follower arm's --port and --calibration (or --env SIM_ID to follow "
+                         "with a simulated arm)")
+        args.arm = args.arm or "so101"
+        return None
+    from twinarm.arms import get_arm
+    from twinarm.cli.teleop_sim import display_problem
+    from twinarm.registration import entry_for
+
+    try:
+        entry = entry_for(args.env)
+    except KeyError as exc:
+        parser.error(f"--env: {exc.args[0]}")
+    if args.env != entry.sim_id:
+        parser.error(f"--env {args.env} is a real arm's id: give a real follower by --port and --calibration "
+                     f"(--env {entry.sim_id} follows with its simulated arm)")
+    given = [f for f, v in (("--port", args.port), ("--calibration", args.calibration), ("--camera", args.camera)) if v]
+    if given:
+        parser.error(f"--env follows with a simulated arm; {', '.join(given)} belong to a real one")
+    if args.arm is not None and _arm(args).name != get_arm(entry.arm).name:
+        parser.error(f"--arm {args.arm} and --env {args.env} (a {get_arm(entry.arm).display_name}) disagree; "
+                     "drop --arm")
+    args.arm = entry.arm
+    if args.view and (problem := display_problem()):
+        parser.error(f"--view: {problem}")
+    if args.record and not args.task:
+        args.task = entry.task_info.instruction
+    return entry.sim_id
+
+
 def run_teleop(args: argparse.Namespace) -> int:
     from twinarm.cli.teleop_record import TeleopRecording, slow_loop_note
+    from twinarm.cli.teleop_sim import SIM_IMAGE_SIZE, SimFollower, make_sim_follower
     from twinarm.real.env import RealArmEnv
     from twinarm.real.errors import RealArmError
     from twinarm.real.multi_bus import bus_groups
@@ -349,6 +396,7 @@ def run_teleop(args: argparse.Namespace) -> int:
     from twinarm.real.terminal_keys import TerminalKeys
 
     parser = args._parser
+    sim_id = _sim_follower_id(parser, args)
     spec = _arm(args)
     groups = list(bus_groups(spec))
     if args.keyboard and len(groups) > 1:
@@ -364,11 +412,11 @@ def run_teleop(args: argparse.Namespace) -> int:
         parser.error("teleop needs --leader-port and --leader-calibration (or --keyboard)")
 
     # Every flag is checked and every calibration file read before any motor is touched.
-    follower = parse_follower(parser, args, spec)
-    ports = follower.ports
+    follower = None if sim_id else parse_follower(parser, args, spec)
+    ports = follower.ports if follower is not None else {}
     if args.keyboard and not sys.stdin.isatty():
         parser.error("--keyboard reads keys from an interactive terminal; stdin is not one")
-    roles = {ports[g]: _role(g, "follower") for g in groups}
+    roles = {ports[g]: _role(g, "follower") for g in ports}
     leader_ports: dict[str, str] = {}
     leader_cal_files: dict[str, str] = {}
     if not args.keyboard:
@@ -384,15 +432,23 @@ def run_teleop(args: argparse.Namespace) -> int:
         leader_cals = {g: part_calibration(f, spec, g) for g, f in leader_cal_files.items()}
     except RealArmError as exc:
         raise SystemExit(f"twinarm teleop: {exc}") from None
-    env_kwargs = follower.env_kwargs("teleop")
-    recording = TeleopRecording(args, spec, follower) if args.record else None  # the dataset, before any motor
+    if follower is None:
+        image_size = tuple(args.image_size or SIM_IMAGE_SIZE)
+        cameras = spec.resolve_cameras(image_size=image_size)
+        source, env_kwargs = f"{sim_id} at {image_size}", {}
+    else:
+        env_kwargs = follower.env_kwargs("teleop")
+        cameras = spec.resolve_cameras(list(follower.cameras), args.image_size) if follower.cameras else ()
+        source = f"arm {spec.name} with " + (", ".join(f"{c.name} {c.height}x{c.width}" for c in cameras) or "no cameras")
+    # the dataset is opened (or checked for appending) before any motor moves
+    recording = TeleopRecording(args, spec, cameras, source, sim=sim_id is not None) if args.record else None
 
     def hardware_error(exc: RealArmError, default: str) -> SystemExit:
         return SystemExit(f"twinarm teleop: {roles.get(getattr(exc, 'port', None), default)}: {exc}")
 
     stats = LoopStats()
     leader: Teleoperator | None = None
-    env: RealArmEnv | None = None
+    env: RealArmEnv | SimFollower | None = None
     keys: TerminalKeys | None = None
     try:
         if args.keyboard or (recording is not None and sys.stdin.isatty()):
@@ -407,16 +463,21 @@ def run_teleop(args: argparse.Namespace) -> int:
                 leader = make_leader(spec, leader_ports, leader_cals, baud=args.leader_baud)
             except RealArmError as exc:
                 raise hardware_error(exc, "leader arms") from None
-        try:
-            env = RealArmEnv(arm=spec.name, image_size=args.image_size, **env_kwargs)
-        except RealArmError as exc:
-            raise hardware_error(exc, "follower arm") from None
+        if sim_id is not None:
+            steps = max(1, round(args.episode_time * spec.control_hz)) if args.record else None
+            env = make_sim_follower(sim_id, image_size, args.max_relative_target, steps, view=args.view)
+        else:
+            try:
+                env = RealArmEnv(arm=spec.name, image_size=args.image_size, **env_kwargs)
+            except RealArmError as exc:
+                raise hardware_error(exc, "follower arm") from None
         if args.keyboard:
             leader = KeyboardTeleop(spec, env.joint_positions(), keys=keys)
             print("keys: " + KeyboardTeleop.help_text(spec))
         else:
             for g in groups:
-                print(f"{_role(g, 'leader')} {leader_ports[g]} -> {_role(g, 'follower')} {ports[g]}")
+                to = ports[g] if g in ports else f"(simulated, {sim_id})"
+                print(f"{_role(g, 'leader')} {leader_ports[g]} -> {_role(g, 'follower')} {to}")
         try:
             if recording is not None:
                 recording.run(leader, env, stats, keys)
@@ -427,7 +488,8 @@ def run_teleop(args: argparse.Namespace) -> int:
                     duration_s=args.duration,
                     max_steps=args.max_steps,
                     stats=stats,
-                    report=lambda s: print("\r" + s.line(), end="", flush=True),
+                    report=lambda s: print("\r" + s.line() + (f"   {env.status()}" if sim_id else ""), end="",
+                                           flush=True),
                 )
         except RealArmError as exc:
             raise hardware_error(exc, "teleop loop") from None

@@ -1,4 +1,4 @@
-"""`twinarm teleop --record`: teleoperated demonstrations on a real arm into a LeRobot v3 dataset.
+"""`twinarm teleop --record`: teleoperated demonstrations on a real (or simulated) arm into a LeRobot v3 dataset.
 
 The follower env's observations and the joint targets actually sent (the leader's pose after the env's
 safety clamps) go through the same recorder and writer as sim rollouts, in LeRobot units, so real and sim
@@ -23,12 +23,12 @@ import numpy as np
 from twinarm.cli.config import resolved_config
 
 if TYPE_CHECKING:
-    from twinarm.cli.real_cmd import Follower
+    from twinarm.cli.teleop_sim import SimFollower
     from twinarm.datasets_io.recorder import RecordSummary
     from twinarm.real.env import RealArmEnv
     from twinarm.real.teleop import LoopStats, Teleoperator
     from twinarm.real.terminal_keys import TerminalKeys
-    from twinarm.spec import ArmSpec
+    from twinarm.spec import ArmSpec, CameraSpec
 
 #: A recording loop below this fraction of the dataset's fps gets a note at the end (jitter stays above it).
 SLOW_LOOP = 0.97
@@ -43,7 +43,8 @@ def add_record_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--record", type=Path, default=None, metavar="ROOT",
                    help="record episodes into this dataset folder (created, or appended with --resume)")
     g.add_argument("--task", default=None, help="what the demonstrations do, stored with every episode "
-                   "(e.g. 'Pick up the cube.'); required with --record")
+                   "(e.g. 'Pick up the cube.'); required with --record on a real arm (default with --env: the "
+                   "sim task's instruction)")
     g.add_argument("--episodes", type=int, default=10, help="episodes to record")
     g.add_argument("--episode-time", type=float, default=20.0, help="seconds per episode")
     g.add_argument("--reset-time", type=float, default=5.0,
@@ -57,7 +58,7 @@ class TeleopPolicy:
     dataset's action is the target the follower was sent. With `episode_s`, a status line (time left, loop
     rate) is redrawn about once a second."""
 
-    def __init__(self, leader: Teleoperator, env: RealArmEnv, stats: LoopStats, episode_s: float | None = None,
+    def __init__(self, leader: Teleoperator, env: RealArmEnv | SimFollower, stats: LoopStats, episode_s: float | None = None,
                  label: Callable[[], str] = lambda: "recording") -> None:
         self.leader, self.env, self.stats = leader, env, stats
         self.episode_s, self.label = episode_s, label
@@ -77,9 +78,11 @@ class TeleopPolicy:
 
 
 class TeleopRecording:
-    """One `teleop --record` run: the dataset is opened (or checked for appending) before any motor moves."""
+    """One `teleop --record` run: the dataset is opened (or checked for appending) before any motor moves.
+    `cameras` are the follower's, `source` names it in errors; `sim` counts the task's successes."""
 
-    def __init__(self, args: argparse.Namespace, spec: ArmSpec, follower: Follower) -> None:
+    def __init__(self, args: argparse.Namespace, spec: ArmSpec, cameras: tuple[CameraSpec, ...], source: str,
+                 sim: bool = False) -> None:  # fmt: skip
         from twinarm.cli.record_cmd import open_writer
 
         parser = args._parser
@@ -88,16 +91,14 @@ class TeleopRecording:
                          "LeRobot datasets require)")
         if args.episodes < 1 or args.episode_time <= 0 or args.reset_time < 0:
             parser.error("--episodes must be >= 1, --episode-time > 0 and --reset-time >= 0")
-        self.args, self.spec = args, spec
-        cameras = spec.resolve_cameras(list(follower.cameras), args.image_size) if follower.cameras else ()
+        self.args, self.spec, self.sim = args, spec, sim
         features = spec.lerobot_features(cameras=cameras, use_videos=True)
-        cams = ", ".join(f"{c.name} {c.height}x{c.width}" for c in cameras) or "no cameras"
         self.writer = open_writer(args.record, features, spec.control_hz, robot_type=spec.robot_type,
-                                  resume=args.resume, source=f"arm {spec.name} with {cams}")
+                                  resume=args.resume, source=source)
         self.before = self.writer.num_episodes
         self.summary: RecordSummary | None = None
 
-    def run(self, leader: Teleoperator, env: RealArmEnv, stats: LoopStats, keys: TerminalKeys | None = None) -> None:
+    def run(self, leader: Teleoperator, env: RealArmEnv | SimFollower, stats: LoopStats, keys: TerminalKeys | None = None) -> None:
         from twinarm.datasets_io.recorder import END, RERECORD, STOP, RecordingControl, gym_frame, record
         from twinarm.real.teleop import teleoperate
 
@@ -144,8 +145,8 @@ class TeleopRecording:
                 print(f"recording episode {k}/{a.episodes} ({a.episode_time:g} s)", flush=True)
 
         print(f"recording episode 1/{a.episodes} ({a.episode_time:g} s) into {a.record}", flush=True)
-        def label() -> str:
-            return f"episode {phase['episode']}/{a.episodes}"
+        def label() -> str:  # the sim follower also says whether the task is done
+            return f"episode {phase['episode']}/{a.episodes}" + (f", {env.status()}" if self.sim else "")
 
         self.summary = record(
             lambda: env, lambda e: TeleopPolicy(leader, env, stats, a.episode_time, label), self.writer,
@@ -168,7 +169,10 @@ class TeleopRecording:
         self.writer.finalize()
         root: Path = self.args.record
         (root / RECORD_CONFIG).write_text(json.dumps(resolved_config(self.args), indent=2, default=str) + "\n")
-        print(f"{root}: saved {self.saved} episode(s) this run; the dataset has {self.before + self.saved} "
+        done = ""
+        if self.sim and self.summary is not None and self.summary.attempted:
+            done = f" ({self.summary.successes} of the {self.summary.attempted} ended with the task done)"
+        print(f"{root}: saved {self.saved} episode(s) this run{done}; the dataset has {self.before + self.saved} "
               f"episodes. Task: {self.args.task!r}")
 
     def exit_code(self) -> int:

@@ -1,0 +1,212 @@
+"""`twinarm teleop --env SIM_ID`: a simulated arm follows a leader arm (the virtual leader, read through the
+unmodified Feetech SDK) or replayed targets, clamped as the real arm is, recorded with `twinarm record`'s
+features; `--view` opens its window on an X display; bad flag combinations are refused by name."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from real_helpers import Leader, bounded
+
+import twinarm  # noqa: F401  (registers the ids)
+from twinarm.arms import SO101
+from twinarm.cli.main import main
+from twinarm.cli.teleop_sim import SimFollower, SimView
+from twinarm.datasets_io.reader import column_to_numpy
+from twinarm.envs.experts import make_expert
+from twinarm.real.teleop import LeaderArm
+
+pytestmark = pytest.mark.filterwarnings("ignore::twinarm.real.env.LoopOverrunWarning")
+
+SIM = "twinarm/SO101-PickCube-v0"
+SIZE = (48, 64)
+
+
+def _follower(max_relative_target: float | None = None) -> SimFollower:
+    env = gym.make(SIM, obs_type="pixels_agent_pos", image_size=SIZE)
+    return SimFollower(env, max_relative_target, pace=False)
+
+
+def test_sim_follower_replaying_the_experts_targets_is_the_experts_rollout() -> None:
+    env = gym.make(SIM, obs_type="pixels_agent_pos", image_size=SIZE)
+    expert = make_expert(env)
+    obs, _ = env.reset(seed=3)
+    targets, states = [], []
+    for _ in range(150):
+        a = expert(obs)
+        targets.append(a)
+        obs, _, _, _, info = env.step(a)
+        states.append(obs["agent_pos"])
+    assert info["is_success"]
+    env.close()
+
+    follower = _follower()
+    follower.reset(seed=3)
+    assert follower.status() == "task: not yet"
+    for a, q in zip(targets, states, strict=True):
+        obs, *_ = follower.step(a)
+        np.testing.assert_array_equal(obs["agent_pos"], q)  # the same physics, step for step
+    assert follower.success and follower.status() == "task: done"
+    np.testing.assert_array_equal(follower.joint_positions(), states[-1])
+    follower.close()
+
+
+def test_sim_follower_clamps_each_target_to_the_limits_and_the_step_limit() -> None:
+    follower = _follower(max_relative_target=0.05)
+    sent: list[np.ndarray] = []
+    step = follower.env.step
+    follower.env.step = lambda a: (sent.append(np.array(a)), step(a))[1]
+    follower.reset(seed=0)
+    far = SO101.upper + 1.0  # past every limit
+    before = []
+    for _ in range(4):
+        before.append(follower.joint_positions())
+        follower.step(far)
+    for q, target in zip(before, sent, strict=True):
+        want = np.clip(np.minimum(far, SO101.upper), q - 0.05, q + 0.05)
+        np.testing.assert_allclose(target, want)
+        assert np.all(target <= SO101.upper)
+    assert np.abs(sent[-1] - before[0]).max() > 0.05  # it does get there, one bounded step at a time
+    follower.close()
+
+
+def test_view_tiles_the_cameras_as_one_bgr_image() -> None:
+    a = np.zeros((4, 6, 3), np.uint8)
+    b = np.zeros((2, 3, 3), np.uint8)
+    b[..., 0] = 200  # red in RGB
+    image = SimView.tile({"front": a, "wrist": b})
+    assert image.shape == (4, 9, 3)
+    assert (image[:2, 6:, 2] == 200).all() and (image[:2, 6:, :2] == 0).all()  # red is BGR's last channel
+    assert (image[2:, 6:] == 0).all()  # the shorter image padded below
+
+
+def _frames(root: Path) -> dict[str, np.ndarray]:
+    files = sorted((root / "data").rglob("*.parquet"))
+    table = pq.read_table(files[0]) if len(files) == 1 else None
+    assert table is not None, files
+    return {k: column_to_numpy(table[k], k) for k in ("action", "observation.state", "episode_index")}
+
+
+def test_cli_leader_drives_the_sim_and_records_what_twinarm_record_can_extend(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cal = tmp_path / "leader.json"
+    root = tmp_path / "pick_teleop_sim"
+    pose = np.array([0.6, -0.3, 0.5, 0.2, -0.4, 0.8])  # shoulder_pan is 0.6 rad from the start pose
+    leader = Leader("--arm", "so101", "--calibrated", "--write-calibration", str(cal))
+    try:
+        port = leader.ports[""]
+        leader.type(" ".join(f"{n}={v}" for n, v in zip(SO101.joint_names, pose, strict=True)))
+        arm = LeaderArm(SO101, port, cal)
+        try:  # the hand has put the leader in the pose (the deadline only stops a hang)
+            deadline = time.monotonic() + 30
+            while np.abs(arm.get_action() - pose).max() > 0.01:
+                assert time.monotonic() < deadline, arm.get_action()
+                time.sleep(0.05)
+        finally:
+            arm.close()
+        argv = ["teleop", "--env", SIM, "--leader-port", port, "--leader-calibration", str(cal),
+                "--record", str(root), "--episodes", "2", "--episode-time", "1", "--reset-time", "0",
+                "--image-size", *map(str, SIZE)]  # fmt: skip
+        assert bounded(lambda: main(argv), timeout_s=120) == 0
+    finally:
+        leader.stop()
+    out = capsys.readouterr().out
+    assert f"leader arm {port} -> follower arm (simulated, {SIM})" in out
+    assert "saved 2 episode(s) this run (0 of the 2 ended with the task done)" in out
+    assert "Task: 'Pick up the cube.'" in out  # the sim task's instruction by default
+
+    frames = _frames(root)
+    episodes = frames["episode_index"]
+    assert (episodes == np.repeat([0, 1], 30)).all()  # 1 s at the arm's 30 Hz each
+    action = SO101.from_lerobot(frames["action"])
+    state = SO101.from_lerobot(frames["observation.state"])
+    home = SO101.home_pose
+    for first, last in ((0, 29), (30, 59)):
+        # Each episode starts from the reset pose: the first target is clamped 0.2 rad (the default) from it ...
+        assert np.abs(action[first] - home).max() <= 0.2 + 1e-3
+        assert action[first][0] == pytest.approx(home[0] + 0.2, abs=1e-3)
+        # ... and within the second the sim arm has followed the leader there.
+        np.testing.assert_allclose(action[last], pose, atol=0.01)
+        np.testing.assert_allclose(state[last][:5], pose[:5], atol=0.1)
+
+    # The features are `twinarm record`'s at that size: scripted episodes append to the teleoperated ones.
+    assert main(["record", "--env", SIM, "--episodes", "1", "--root", str(root), "--resume", "--height",
+                 str(SIZE[0]), "--width", str(SIZE[1]), "--no-progress"]) == 0  # fmt: skip
+    assert main(["dataset", "check", str(root)]) == 0
+    assert "dataset now has 3 episodes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--env", "twinarm/SO101-PickCube-Real-v0", "--keyboard"],
+         "--env twinarm/SO101-PickCube-Real-v0 is a real arm's id"),
+        (["--env", SIM, "--port", "/dev/ttyACM0", "--keyboard"],
+         "--env follows with a simulated arm; --port belong to a real one"),
+        (["--env", SIM, "--arm", "koch", "--keyboard"], "--arm koch and --env twinarm/SO101-PickCube-v0"),
+        (["--env", "twinarm/Nope-v0", "--keyboard"], "--env: 'twinarm/Nope-v0' is not a twinarm env id"),
+        (["--keyboard"], "teleop needs the follower arm's --port and --calibration (or --env SIM_ID"),
+        (["--port", "/dev/ttyACM0", "--calibration", "f.json", "--keyboard", "--view"],
+         "--view shows a simulated follower: add --env SIM_ID"),
+        (["--env", "twinarm/Aloha-TransferCube-v0", "--keyboard"], "--keyboard drives one arm"),
+    ],
+)  # fmt: skip
+def test_cli_flag_errors_name_the_flag(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["teleop", *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_view_without_a_display_is_refused_before_anything_opens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(SystemExit):
+        main(["teleop", "--env", SIM, "--keyboard", "--view"])
+    assert "--view: no display to open a window on (DISPLAY is not set)" in capsys.readouterr().err
+
+
+VIEW_SCRIPT = """
+import cv2, numpy as np
+from twinarm.cli.teleop_sim import make_sim_follower
+f = make_sim_follower("twinarm/SO101-PickCube-v0", (48, 64), 0.2, view=True)
+f.reset(seed=0)
+for _ in range(5):
+    f.step(f.joint_positions())
+print("visible", cv2.getWindowProperty(f.view.title, cv2.WND_PROP_VISIBLE))
+f.close()
+print("closed")
+"""
+
+
+def test_view_opens_a_window_on_an_x_display() -> None:
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        pytest.skip("Xvfb is not installed (`bash tools/setup.sh test` installs it)")
+    read_fd, write_fd = os.pipe()
+    xvfb = subprocess.Popen([exe, "-displayfd", str(write_fd), "-screen", "0", "320x240x24", "-nolisten", "tcp"],
+                            pass_fds=(write_fd,), stderr=subprocess.DEVNULL)  # fmt: skip
+    os.close(write_fd)
+    try:
+        display = bounded(lambda: os.read(read_fd, 16), timeout_s=30).decode().strip()
+        assert display.isdigit(), display
+        env = {**os.environ, "DISPLAY": f":{display}"}
+        run = subprocess.run([sys.executable, "-c", VIEW_SCRIPT], env=env, capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert "visible 1.0" in run.stdout and "closed" in run.stdout
+    finally:
+        os.close(read_fd)
+        xvfb.terminate()
+        xvfb.wait(timeout=10)

@@ -287,6 +287,12 @@ class KeyboardTeleop:
         self.target = self.spec.clip_action(self.target)
         return self.target.copy()
 
+    def hold(self, pose: np.ndarray) -> None:
+        """Start again from `pose` (a simulated follower's reset put the arm there); pending keys are dropped."""
+        with self._lock:
+            self._keys.clear()
+            self.target = self.spec.clip_action(np.asarray(pose, dtype=np.float64))
+
     def close(self) -> None:
         """Nothing to release: the terminal belongs to whoever made the `TerminalKeys`."""
 

@@ -23,7 +23,7 @@ from twinarm.cli.main import main
 from twinarm.cli.teleop_sim import SimFollower, SimView
 from twinarm.datasets_io.reader import column_to_numpy
 from twinarm.envs.experts import make_expert
-from twinarm.real.teleop import LeaderArm
+from twinarm.real.teleop import KeyboardTeleop, LeaderArm, teleoperate
 
 pytestmark = pytest.mark.filterwarnings("ignore::twinarm.real.env.LoopOverrunWarning")
 
@@ -210,3 +210,23 @@ def test_view_opens_a_window_on_an_x_display() -> None:
         os.close(read_fd)
         xvfb.terminate()
         xvfb.wait(timeout=10)
+
+
+def test_keyboard_drives_the_sim_and_starts_again_from_each_reset() -> None:
+    follower = _follower(max_relative_target=0.2)
+    keys = KeyboardTeleop(SO101, follower.joint_positions())
+    follower.on_reset.append(keys.hold)  # as `teleop --env ... --keyboard` wires them
+    follower.reset(seed=0)
+    for _ in range(10):
+        keys.press("q")  # shoulder_pan up, 0.03 rad a press
+    teleoperate(keys, follower, max_steps=20)  # teleoperate resets the sim first: keys pressed before are dropped
+    np.testing.assert_allclose(follower.joint_positions()[0], SO101.home_pose[0], atol=0.02)
+    for _ in range(10):
+        keys.press("q")
+    for _ in range(20):
+        follower.step(keys.get_action())
+    assert keys.target[0] == pytest.approx(SO101.home_pose[0] + 0.3)
+    assert follower.joint_positions()[0] == pytest.approx(SO101.home_pose[0] + 0.3, abs=0.05)  # the arm followed
+    follower.reset(seed=1)  # a new episode: the arm is back at its start, and so is the keyboard's target
+    np.testing.assert_allclose(keys.get_action(), follower.joint_positions())
+    follower.close()

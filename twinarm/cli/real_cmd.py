@@ -473,6 +473,8 @@ def run_teleop(args: argparse.Namespace) -> int:
                 raise hardware_error(exc, "follower arm") from None
         if args.keyboard:
             leader = KeyboardTeleop(spec, env.joint_positions(), keys=keys)
+            if sim_id is not None:  # a new sim episode puts the arm back to its start: the keys start there too
+                env.on_reset.append(leader.hold)
             print("keys: " + KeyboardTeleop.help_text(spec))
         else:
             for g in groups:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -78,6 +79,8 @@ class SimFollower:
         self.clock = LoopClock(self.spec_arm.control_period, pace)
         self.success = False
         self._q: np.ndarray | None = None
+        #: Called with the arm's pose after every reset (the keyboard starts again from it).
+        self.on_reset: list[Callable[[np.ndarray], None]] = []
 
     @property
     def overruns(self) -> int:
@@ -97,6 +100,8 @@ class SimFollower:
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._seen(obs, info)
+        for callback in self.on_reset:
+            callback(self.joint_positions())
         self.clock.restart()
         return obs, info
 

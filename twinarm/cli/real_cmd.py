@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twinarm.cli.config import add_config_arg
+from twinarm.cli.config import add_config_arg, add_dynamics_arg, add_randomization_arg
 from twinarm.cli.teleop_record import add_record_args
 from twinarm.real.control_tables import DEFAULT_BAUD
 
@@ -122,6 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="follow with a simulated arm instead of a real one: a sim env id (`twinarm envs`), "
                    "stepped at the arm's control rate; no --port, --calibration or --camera then")
     p.add_argument("--view", action="store_true", help="with --env: show the sim's cameras in a window")
+    add_randomization_arg(p, "the simulated follower (with --env; drawn anew each recorded episode)")
+    add_dynamics_arg(p, "the simulated follower (with --env)")
     add_follower_args(p, required=False)
     p.add_argument("--leader-port", default=None, help="leader port; aloha: left=PORT,right=PORT")
     p.add_argument(
@@ -347,8 +349,10 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     """--env's sim id, checked against the real follower's flags (and --arm set from it); without --env,
     None once the real follower's --port and --calibration are there."""
     if args.env is None:
-        if args.view:
-            parser.error("--view shows a simulated follower: add --env SIM_ID")
+        sim_only = [f for f, v in (("--view", args.view), ("--randomization", args.randomization),
+                                   ("--dynamics", args.dynamics)) if v]  # fmt: skip
+        if sim_only:
+            parser.error(f"{', '.join(sim_only)}: for a simulated follower; add --env SIM_ID")
         if not (args.port and args.calibration):
             parser.error("teleop needs the follower arm's --port and --calibration (or --env SIM_ID to follow "
                          "with a simulated arm)")
@@ -380,6 +384,7 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 
 def run_teleop(args: argparse.Namespace) -> int:
+    from twinarm.cli.config import load_dynamics, load_randomization
     from twinarm.cli.teleop_record import TeleopRecording, slow_loop_note
     from twinarm.cli.teleop_sim import SIM_IMAGE_SIZE, SimFollower, make_sim_follower
     from twinarm.real.env import RealArmEnv
@@ -398,6 +403,9 @@ def run_teleop(args: argparse.Namespace) -> int:
     parser = args._parser
     sim_id = _sim_follower_id(parser, args)
     spec = _arm(args)
+    # the simulated follower's options, checked before anything opens (errors name the file or preset)
+    randomization = load_randomization(args.randomization) if sim_id else None
+    dynamics = load_dynamics(args.dynamics, spec.name) if sim_id else None
     groups = list(bus_groups(spec))
     if args.keyboard and len(groups) > 1:
         parser.error(
@@ -465,7 +473,8 @@ def run_teleop(args: argparse.Namespace) -> int:
                 raise hardware_error(exc, "leader arms") from None
         if sim_id is not None:
             steps = max(1, round(args.episode_time * spec.control_hz)) if args.record else None
-            env = make_sim_follower(sim_id, image_size, args.max_relative_target, steps, view=args.view)
+            env = make_sim_follower(sim_id, image_size, args.max_relative_target, steps, view=args.view,
+                                    randomization=randomization, dynamics=dynamics)
         else:
             try:
                 env = RealArmEnv(arm=spec.name, image_size=args.image_size, **env_kwargs)

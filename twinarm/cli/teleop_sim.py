@@ -130,12 +130,16 @@ class SimFollower:
 
 
 def make_sim_follower(env_id: str, image_size: tuple[int, int], max_relative_target: float | None,
-                      episode_steps: int | None = None, view: bool = False) -> SimFollower:  # fmt: skip
+                      episode_steps: int | None = None, view: bool = False,
+                      randomization: dict[str, Any] | None = None, dynamics: dict[str, Any] | None = None,
+                      ) -> SimFollower:  # fmt: skip
     """The sim env `env_id` with cameras at `image_size` as a follower; `episode_steps` replaces the id's
-    episode length (a recorded episode lasts --episode-time, not the scripted task's length)."""
+    episode length (a recorded episode lasts --episode-time, not the scripted task's length);
+    `randomization` and `dynamics` as `twinarm record` takes them (checked dicts)."""
     import twinarm  # noqa: F401  (registers the ids)
 
-    kwargs: dict[str, Any] = {"obs_type": "pixels_agent_pos", "image_size": tuple(image_size)}
+    kwargs: dict[str, Any] = {"obs_type": "pixels_agent_pos", "image_size": tuple(image_size),
+                              "randomization": randomization, "dynamics": dynamics}  # fmt: skip
     if episode_steps is not None:
         kwargs["max_episode_steps"] = episode_steps
     window = SimView(f"twinarm teleop: {env_id}") if view else None  # fails before the env is built

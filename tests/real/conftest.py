@@ -1,8 +1,10 @@
-"""Shared fixtures for the real/ tests: virtual arms served on ptys for both protocols."""
+"""Shared fixtures for the real/ tests: virtual arms served on ptys for both protocols, a terminal to type keys in."""
 
 from __future__ import annotations
 
 import gc
+import os
+import pty
 from collections.abc import Iterator
 
 import pytest
@@ -39,3 +41,13 @@ def served(spec: ArmSpec) -> Iterator[PtyServer]:
     arm = VirtualArm(spec)
     with PtyServer(VirtualBus(arm)) as server:
         yield server
+
+
+@pytest.fixture
+def terminal() -> Iterator[tuple[int, object]]:
+    """(master fd, the slave end as a text stream): a terminal the test types into."""
+    master, slave = pty.openpty()
+    stream = os.fdopen(slave, "r")
+    yield master, stream
+    stream.close()
+    os.close(master)

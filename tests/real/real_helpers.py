@@ -1,6 +1,6 @@
 """Helpers shared by the real/ tests: a Koch-like Dynamixel spec, a runner that cannot hang, a raw-SDK
 transaction retried as a bus retries it, a hand that calibrates a virtual arm through `twinarm calibrate`, and
-`twinarm virtual-arm --leader` in a subprocess."""
+`twinarm virtual-arm --leader` in a subprocess, and a CLI command run on a thread while the test watches its output."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from twinarm.arms import SO101
+from twinarm.cli.main import main
 from twinarm.spec import ArmSpec, CameraSpec, JointSpec
 
 KOCH_LIKE = ArmSpec(
@@ -182,3 +183,36 @@ class Leader:
             self.proc.kill()
             _, err = self.proc.communicate(timeout=5)
         return err
+
+
+class Output:
+    """What the CLI has printed so far (captured by capsys), read from the test thread."""
+
+    def __init__(self, capsys: pytest.CaptureFixture) -> None:
+        self.capsys, self.text = capsys, ""
+
+    def wait_for(self, needle: str, count: int = 1, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.text.count(needle) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} (x{count}) never printed; got:\n{self.text}")
+            time.sleep(0.02)
+            self.text += self.capsys.readouterr().out
+
+
+class CliRun:
+    """`main(argv)` on a thread, what it prints readable while it runs."""
+
+    def __init__(self, argv: list[str], capsys: pytest.CaptureFixture) -> None:
+        self.result: dict[str, int] = {}
+        self.out = Output(capsys)
+        self.thread = threading.Thread(target=lambda: self.result.setdefault("rc", main(argv)), daemon=True)
+        self.thread.start()
+
+    def finish(self, what: str) -> str:
+        """Wait for the command (it must end, and with 0); all it printed."""
+        bounded(lambda: self.thread.join(60), timeout_s=90)
+        assert not self.thread.is_alive(), f"{what} did not stop on Esc"
+        self.out.text += self.out.capsys.readouterr().out
+        assert self.result["rc"] == 0, self.out.text
+        return self.out.text

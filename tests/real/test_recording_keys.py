@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import termios
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from real_helpers import bounded
+from real_helpers import CliRun
 
 from twinarm.arms import SO101
-from twinarm.cli.main import main
 from twinarm.datasets_io.validator import check_dataset
 from twinarm.real.teleop import KeyboardTeleop
 from twinarm.real.terminal_keys import TerminalKeys, decode_keys
@@ -34,16 +30,6 @@ def test_decode_keys() -> None:
     assert decode_keys("qa\x1b[C\x1b[D\x1bOA\x1b") == ["q", "a", "right", "left", "up", "esc"]
     assert decode_keys("\x1b\x1bx") == ["esc"]  # Esc, then Alt+x (dropped: not Esc)
     assert decode_keys("\x1b[15~w") == ["w"]  # F5 is dropped, the key after it kept
-
-
-@pytest.fixture
-def terminal() -> Iterator[tuple[int, object]]:
-    """(master fd, the slave end as a text stream): a terminal the test types into."""
-    master, slave = pty.openpty()
-    stream = os.fdopen(slave, "r")
-    yield master, stream
-    stream.close()
-    os.close(master)
 
 
 def test_one_reader_feeds_keyboard_teleop_and_other_listeners(terminal) -> None:
@@ -79,39 +65,6 @@ def test_one_reader_feeds_keyboard_teleop_and_other_listeners(terminal) -> None:
 def test_terminal_keys_refuse_a_non_terminal(tmp_path: Path) -> None:
     with open(tmp_path / "f", "w+") as f, pytest.raises(OSError, match="interactive terminal"):
         TerminalKeys(f)
-
-
-class Output:
-    """What the CLI has printed so far (captured by capsys), read from the test thread."""
-
-    def __init__(self, capsys: pytest.CaptureFixture) -> None:
-        self.capsys, self.text = capsys, ""
-
-    def wait_for(self, needle: str, count: int = 1, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.text.count(needle) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} (x{count}) never printed; got:\n{self.text}")
-            time.sleep(0.02)
-            self.text += self.capsys.readouterr().out
-
-
-class CliRun:
-    """`main(argv)` on a thread, what it prints readable while it runs."""
-
-    def __init__(self, argv: list[str], capsys: pytest.CaptureFixture) -> None:
-        self.result: dict[str, int] = {}
-        self.out = Output(capsys)
-        self.thread = threading.Thread(target=lambda: self.result.setdefault("rc", main(argv)), daemon=True)
-        self.thread.start()
-
-    def finish(self, what: str) -> str:
-        """Wait for the command (it must end, and with 0); all it printed."""
-        bounded(lambda: self.thread.join(60), timeout_s=90)
-        assert not self.thread.is_alive(), f"{what} did not stop on Esc"
-        self.out.text += self.out.capsys.readouterr().out
-        assert self.result["rc"] == 0, self.out.text
-        return self.out.text
 
 
 def test_teleop_record_keys_end_rerecord_and_stop(terminal, tmp_path: Path, capsys, monkeypatch) -> None:

@@ -43,7 +43,7 @@ examples:
       --leader-port left=/dev/ttyDXL_leader_left,right=/dev/ttyDXL_leader_right \\
       --leader-calibration left=leader_left.json,right=leader_right.json
   twinarm teleop --arm koch --port /dev/ttyACM0 --calibration koch.json --keyboard
-  twinarm teleop --env twinarm/SO101-PickCube-v0 --keyboard --view          # no hardware: drive the sim
+  twinarm teleop --env twinarm/SO101-PickCube-v0 --keyboard tool --view     # no hardware: pick by keyboard
   twinarm teleop --env twinarm/SO101-PickCube-v0 --leader-port /dev/ttyACM1 --leader-calibration leader.json \
       --view --record data/so101_pick_teleop_sim --episodes 20                # human demos in sim
   twinarm teleop --arm so101 --port /dev/ttyACM0 --calibration follower.json \\
@@ -133,7 +133,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--leader-baud", type=int, default=DEFAULT_BAUD, help="the leader motors' baud rate")
     p.add_argument(
-        "--keyboard", action="store_true", help="keyboard instead of a leader arm (one-arm set-ups)"
+        "--keyboard", nargs="?", const="joint", default=None, choices=("joint", "tool"),
+        help="keyboard instead of a leader arm (one-arm set-ups): 'joint' (the default) nudges one joint per "
+        "key pair; 'tool' moves the gripper's tip up/down/left/right/forward/back and rolls the wrist, "
+        "by inverse kinematics on the arm's model (picking by keyboard)",
     )
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="camera image size (default: the arm spec's, 480x640; with --env 240x320, as `twinarm "
@@ -481,10 +484,16 @@ def run_teleop(args: argparse.Namespace) -> int:
             except RealArmError as exc:
                 raise hardware_error(exc, "follower arm") from None
         if args.keyboard:
-            leader = KeyboardTeleop(spec, env.joint_positions(), keys=keys)
+            if args.keyboard == "tool":
+                from twinarm.cli.keyboard_tool import KeyboardToolTeleop
+
+                leader = KeyboardToolTeleop(spec, env.joint_positions(), keys=keys)
+                print("keys: " + KeyboardToolTeleop.help_text())
+            else:
+                leader = KeyboardTeleop(spec, env.joint_positions(), keys=keys)
+                print("keys: " + KeyboardTeleop.help_text(spec))
             if sim_id is not None:  # a new sim episode puts the arm back to its start: the keys start there too
                 env.on_reset.append(leader.hold)
-            print("keys: " + KeyboardTeleop.help_text(spec))
         else:
             for g in groups:
                 to = ports[g] if g in ports else f"(simulated, {sim_id})"

@@ -4,6 +4,7 @@ features; `--view` opens its window on an X display; bad flag combinations are r
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from twinarm.cli.teleop_sim import SimFollower, SimView
 from twinarm.datasets_io.reader import column_to_numpy
 from twinarm.envs.experts import make_expert
 from twinarm.real.teleop import KeyboardTeleop, LeaderArm, teleoperate
+from twinarm.real.virtual import VirtualArm
 
 pytestmark = pytest.mark.filterwarnings("ignore::twinarm.real.env.LoopOverrunWarning")
 
@@ -139,11 +141,15 @@ def test_cli_leader_drives_the_sim_and_records_what_twinarm_record_can_extend(
         np.testing.assert_allclose(action[last], pose, atol=0.01)
         np.testing.assert_allclose(state[last][:5], pose[:5], atol=0.1)
 
-    # The features are `twinarm record`'s at that size: scripted episodes append to the teleoperated ones.
+    # The features are `twinarm record`'s at that size: scripted episodes append to the teleoperated ones, and
+    # take their scenes' seeds past the two the teleoperated episodes used.
+    saved_config = root / "meta" / "twinarm_record.json"
+    assert json.loads(saved_config.read_text())["next_seed"] == 2
     assert main(["record", "--env", SIM, "--episodes", "1", "--root", str(root), "--resume", "--height",
                  str(SIZE[0]), "--width", str(SIZE[1]), "--no-progress"]) == 0  # fmt: skip
     assert main(["dataset", "check", str(root)]) == 0
     assert "dataset now has 3 episodes" in capsys.readouterr().out
+    assert json.loads(saved_config.read_text())["next_seed"] == 3
 
 
 @pytest.mark.parametrize(
@@ -163,6 +169,10 @@ def test_cli_leader_drives_the_sim_and_records_what_twinarm_record_can_extend(
         (["--env", SIM, "--keyboard", "--randomization", "nope"], "--randomization 'nope': not a preset"),
         (["--env", SIM, "--keyboard", "--dynamics", "missing.json"], "--dynamics missing.json"),
         (["--env", "twinarm/Aloha-TransferCube-v0", "--keyboard"], "--keyboard drives one arm"),
+        (["--env", SIM, "--keyboard", "--only-success"], "--only-success: for recording; add --record ROOT"),
+        (["--port", "/dev/ttyACM0", "--calibration", "f.json", "--keyboard", "--end-on-success"],
+         "--end-on-success: for a simulated follower; add --env SIM_ID"),
+        (["--env", SIM, "--keyboard", "--record", "r", "--end-on-success", "-1"], "--end-on-success must be >= 0"),
     ],
 )  # fmt: skip
 def test_cli_flag_errors_name_the_flag(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -260,3 +270,78 @@ def test_sim_follower_takes_record_s_randomization_and_dynamics(tmp_path: Path) 
         assert 1e-4 < np.abs(obs["agent_pos"] - true_q).max() < 0.1  # its encoder noise is on
     finally:
         follower.close()
+
+
+def test_sim_follower_ends_the_episode_once_the_task_has_been_done_a_while() -> None:
+    follower = _follower()
+    follower.end_after_success_steps = 5
+    follower.reset(seed=3)
+    expert = make_expert(follower.env)
+    expert.reset()
+    done_at = ended_at = None
+    for t in range(150):
+        _, _, terminated, _, _ = follower.step(expert())
+        if follower.success and done_at is None:
+            done_at = t
+        if terminated:
+            ended_at = t
+            break
+    assert done_at is not None and ended_at == done_at + 4  # the fifth step in a row with the task done
+    follower.close()
+
+
+class ExpertHand:
+    """Stands in for the person at the leader arm (who cannot run here): the scripted expert's targets for the
+    scene the simulated follower was reset to, except in the first episode, where the hand holds still."""
+
+    def __init__(self) -> None:
+        self.follower: SimFollower | None = None
+        self.resets = 0
+
+    def attach(self, follower: SimFollower) -> None:
+        self.follower = follower
+        follower.clock.pace = False  # as fast as the sim steps: nobody is watching
+        follower.on_reset.append(self._reset)
+
+    def _reset(self, pose: np.ndarray) -> None:
+        self.resets += 1
+        self.still = pose
+        self.expert = make_expert(self.follower.env)
+        self.expert.reset()
+
+    def get_action(self) -> np.ndarray:
+        return self.still if self.resets == 1 else self.expert()
+
+    def close(self) -> None:
+        pass
+
+
+def test_cli_only_success_drops_a_failed_demonstration_and_end_on_success_trims_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import twinarm.cli.teleop_sim as teleop_sim
+    import twinarm.real.teleop as real_teleop
+
+    hand = ExpertHand()
+    make_follower = teleop_sim.make_sim_follower
+
+    def follower_with_hand(*args, **kwargs) -> SimFollower:
+        follower = make_follower(*args, **kwargs)
+        hand.attach(follower)
+        return follower
+
+    monkeypatch.setattr(teleop_sim, "make_sim_follower", follower_with_hand)
+    monkeypatch.setattr(real_teleop, "make_leader", lambda *a, **k: hand)
+    root = tmp_path / "demos"
+    cal = VirtualArm(SO101).ideal_calibration().save(tmp_path / "leader.json")  # read and checked, then unused
+    argv = ["teleop", "--env", SIM, "--leader-port", "/dev/hand", "--leader-calibration", str(cal),
+            "--record", str(root), "--episodes", "2", "--episode-time", "10", "--reset-time", "0",
+            "--only-success", "--end-on-success", "0.5", "--max-relative-target", "1", "--image-size", *map(str, SIZE)]  # fmt: skip
+    assert bounded(lambda: main(argv), timeout_s=180) == 0
+    out = capsys.readouterr().out
+    assert "episode 1 did not end with the task done: dropped, recorded again on a new scene" in out
+    assert "saved 2 episode(s) this run (2 of the 3 ended with the task done)" in out
+    lengths = np.bincount(_frames(root)["episode_index"])
+    # Each ends 15 steps (0.5 s) after the lift, long before its 300 steps (10 s) were up.
+    assert len(lengths) == 2 and all(60 < n < 200 for n in lengths), lengths
+    assert json.loads((root / "meta" / "twinarm_record.json").read_text())["next_seed"] == 3  # three scenes used

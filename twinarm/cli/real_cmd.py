@@ -353,7 +353,8 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     None once the real follower's --port and --calibration are there."""
     if args.env is None:
         sim_only = [f for f, v in (("--view", args.view), ("--randomization", args.randomization),
-                                   ("--dynamics", args.dynamics)) if v]  # fmt: skip
+                                   ("--dynamics", args.dynamics), ("--only-success", args.only_success),
+                                   ("--end-on-success", args.end_on_success is not None)) if v]  # fmt: skip
         if sim_only:
             parser.error(f"{', '.join(sim_only)}: for a simulated follower; add --env SIM_ID")
         if not (args.port and args.calibration):
@@ -379,6 +380,12 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error(f"--arm {args.arm} and --env {args.env} (a {get_arm(entry.arm).display_name}) disagree; "
                      "drop --arm")
     args.arm = entry.arm
+    recording_only = [f for f, v in (("--only-success", args.only_success),
+                                     ("--end-on-success", args.end_on_success is not None)) if v]  # fmt: skip
+    if recording_only and not args.record:
+        parser.error(f"{', '.join(recording_only)}: for recording; add --record ROOT")
+    if args.end_on_success is not None and args.end_on_success < 0:
+        parser.error(f"--end-on-success must be >= 0 seconds, got {args.end_on_success:g}")
     if args.view and (problem := display_problem()):
         parser.error(f"--view: {problem}")
     if args.record and not args.task:
@@ -476,8 +483,9 @@ def run_teleop(args: argparse.Namespace) -> int:
                 raise hardware_error(exc, "leader arms") from None
         if sim_id is not None:
             steps = max(1, round(args.episode_time * spec.control_hz)) if args.record else None
+            hold = None if args.end_on_success is None else max(1, round(args.end_on_success * spec.control_hz))
             env = make_sim_follower(sim_id, image_size, args.max_relative_target, steps, view=args.view,
-                                    randomization=randomization, dynamics=dynamics)
+                                    randomization=randomization, dynamics=dynamics, end_after_success_steps=hold)
         else:
             try:
                 env = RealArmEnv(arm=spec.name, image_size=args.image_size, **env_kwargs)

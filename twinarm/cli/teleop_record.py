@@ -51,6 +51,12 @@ def add_record_args(p: argparse.ArgumentParser) -> None:
                    help="seconds of unrecorded teleoperation between episodes, to reset the scene")
     g.add_argument("--resume", action="store_true", help="append to the dataset at --record")
     g.add_argument("--repo-id", default=None, help="Hub repo id of the dataset, kept beside it for `twinarm dataset push`")
+    g.add_argument("--end-on-success", type=float, nargs="?", const=1.0, default=None, metavar="SECONDS",
+                   help="with --env: end each episode this long (default 1 s) after the task is done, instead of "
+                   "at --episode-time")
+    g.add_argument("--only-success", action="store_true",
+                   help="with --env: keep only episodes that end with the task done; a failed one is dropped and "
+                   "recorded again on a new scene")
 
 
 class TeleopPolicy:
@@ -97,6 +103,15 @@ class TeleopRecording:
                                   resume=args.resume, source=source)
         self.before = self.writer.num_episodes
         self.summary: RecordSummary | None = None
+        # Each episode resets the scene from its own seed; in sim, past those of earlier runs on this dataset
+        # (`twinarm record --resume` keeps count in the same file), so no scene is repeated.
+        self.first_seed = self.before
+        if sim and args.resume:
+            from twinarm.cli.record_cmd import RECORD_CONFIG
+
+            saved = args.record / RECORD_CONFIG
+            if saved.exists():
+                self.first_seed = max(self.before, int(json.loads(saved.read_text()).get("next_seed", 0)))
 
     def run(self, leader: Teleoperator, env: RealArmEnv | SimFollower, stats: LoopStats, keys: TerminalKeys | None = None) -> None:
         from twinarm.datasets_io.recorder import END, RERECORD, STOP, RecordingControl, gym_frame, record
@@ -134,9 +149,17 @@ class TeleopRecording:
                       "`twinarm dataset delete-episodes`)", flush=True)
             return what in (END, STOP)
 
+        last = {"saved": 0}  # episodes this run has saved (what between_episodes counts)
+
         def reset_period(saved: int, rerecord: bool) -> None:
             k = saved + 1
-            done = f"episode {k} discarded" if rerecord else f"episode {saved} saved"
+            if rerecord:
+                done = f"episode {k} discarded"
+            elif saved == last["saved"]:  # --only-success dropped it
+                done = f"episode {k} did not end with the task done: dropped, recorded again on a new scene"
+            else:
+                done = f"episode {saved} saved"
+            last["saved"] = saved
             print(f"\n{done}; reset the scene: {a.reset_time:g} s of teleoperation, not recorded", flush=True)
             phase.update(episode=k, reset=True)
             teleoperate(leader, env, duration_s=a.reset_time, until=reset_over)
@@ -151,8 +174,10 @@ class TeleopRecording:
         self.summary = record(
             lambda: env, lambda e: TeleopPolicy(leader, env, stats, a.episode_time, label), self.writer,
             episodes=a.episodes, task=a.task, to_frame=functools.partial(gym_frame, convert=self.spec.to_lerobot),
-            seed=self.before, max_steps=steps, between_episodes=reset_period, background_encoding=True,
+            seed=self.first_seed, max_steps=steps, between_episodes=reset_period, background_encoding=True,
             control=control, progress=False,  # the status line above says where the run is
+            only_success=self.sim and a.only_success,
+            max_attempts=10**9 if a.only_success else None,  # the operator stops with Esc or Ctrl-C
         )  # fmt: skip
         if self.summary.discarded:
             print(f"{self.summary.discarded} episode(s) discarded and recorded again", flush=True)
@@ -168,7 +193,10 @@ class TeleopRecording:
 
         self.writer.finalize()
         root: Path = self.args.record
-        (root / RECORD_CONFIG).write_text(json.dumps(resolved_config(self.args), indent=2, default=str) + "\n")
+        config = resolved_config(self.args)
+        if self.sim:  # where the next run on this dataset, teleoperated or scripted, takes its seeds from
+            config["next_seed"] = self.summary.next_seed if self.summary is not None else self.first_seed
+        (root / RECORD_CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
         done = ""
         if self.sim and self.summary is not None and self.summary.attempted:
             done = f" ({self.summary.successes} of the {self.summary.attempted} ended with the task done)"

@@ -68,16 +68,20 @@ class SimView:
 
 class SimFollower:
     """A sim env stepped in real time, with the follower interface teleop uses on a `RealArmEnv`
-    (`safe_target`, `joint_positions`, `overruns`); `success` is the task's `is_success` after the last step."""
+    (`safe_target`, `joint_positions`, `overruns`); `success` is the task's `is_success` after the last step.
+    With `end_after_success_steps`, a step reports the episode terminated once the task has been done that
+    many steps in a row (a recorded demonstration ends soon after the task is done)."""
 
     def __init__(self, env: gym.Env, max_relative_target: float | None = None, view: SimView | None = None,
-                 pace: bool = True) -> None:  # fmt: skip
+                 pace: bool = True, end_after_success_steps: int | None = None) -> None:  # fmt: skip
         self.env = env
         self.spec_arm = env.unwrapped.spec_arm
         self.max_relative_target = max_relative_target
         self.view = view
         self.clock = LoopClock(self.spec_arm.control_period, pace)
         self.success = False
+        self.end_after_success_steps = end_after_success_steps
+        self._done_steps = 0
         self._q: np.ndarray | None = None
         #: Called with the arm's pose after every reset (the keyboard starts again from it).
         self.on_reset: list[Callable[[np.ndarray], None]] = []
@@ -100,6 +104,7 @@ class SimFollower:
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._seen(obs, info)
+        self._done_steps = 0
         for callback in self.on_reset:
             callback(self.joint_positions())
         self.clock.restart()
@@ -109,6 +114,9 @@ class SimFollower:
         target = self.safe_target(np.asarray(action, dtype=np.float64))
         obs, reward, terminated, truncated, info = self.env.step(target)
         self._seen(obs, info)
+        self._done_steps = self._done_steps + 1 if self.success else 0
+        if self.end_after_success_steps is not None and self._done_steps >= self.end_after_success_steps:
+            terminated = True
         self.clock.tick()
         return obs, reward, terminated, truncated, info
 
@@ -132,7 +140,7 @@ class SimFollower:
 def make_sim_follower(env_id: str, image_size: tuple[int, int], max_relative_target: float | None,
                       episode_steps: int | None = None, view: bool = False,
                       randomization: dict[str, Any] | None = None, dynamics: dict[str, Any] | None = None,
-                      ) -> SimFollower:  # fmt: skip
+                      end_after_success_steps: int | None = None) -> SimFollower:  # fmt: skip
     """The sim env `env_id` with cameras at `image_size` as a follower; `episode_steps` replaces the id's
     episode length (a recorded episode lasts --episode-time, not the scripted task's length);
     `randomization` and `dynamics` as `twinarm record` takes them (checked dicts)."""
@@ -149,4 +157,4 @@ def make_sim_follower(env_id: str, image_size: tuple[int, int], max_relative_tar
         if window is not None:
             window.close()
         raise
-    return SimFollower(env, max_relative_target, window)
+    return SimFollower(env, max_relative_target, window, end_after_success_steps=end_after_success_steps)

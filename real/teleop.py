@@ -22,7 +22,7 @@ from twinarm.real.calibration import Calibration
 from twinarm.real.control_tables import DEFAULT_BAUD, get_model
 from twinarm.real.motor_bus import Motor, MotorBus
 from twinarm.real.multi_bus import bus_groups
-from twinarm.real.terminal_keys import TerminalKeys
+from twinarm.real.terminal_keys import KeyHub
 from twinarm.spec import ArmSpec
 
 #: Leader arms differ from their followers only in servo models (and are moved by hand, torque off): one
@@ -242,7 +242,8 @@ KEY_PAIRS: tuple[tuple[str, str], ...] = (
 class KeyboardTeleop:
     """Joint-space keyboard control of one arm: each key pair nudges one joint by `step` per press.
 
-    Keys come from a terminal (`TerminalKeys`, which other listeners may share) or from `press()` (tests, GUIs).
+    Keys come from a `KeyHub` (a terminal's `TerminalKeys` or a window; other listeners may share it) or from
+    `press()` (tests).
     """
 
     def __init__(
@@ -251,7 +252,7 @@ class KeyboardTeleop:
         start: np.ndarray,
         step: float = 0.03,
         gripper_step: float = 0.05,
-        keys: TerminalKeys | None = None,
+        keys: KeyHub | None = None,
     ) -> None:
         if spec.dof > len(KEY_PAIRS):
             raise ValueError(
@@ -294,7 +295,7 @@ class KeyboardTeleop:
             self.target = self.spec.clip_action(np.asarray(pose, dtype=np.float64))
 
     def close(self) -> None:
-        """Nothing to release: the terminal belongs to whoever made the `TerminalKeys`."""
+        """Nothing to release: the keys belong to whoever made the `KeyHub`."""
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Key presses from the terminal, read by one thread and handed to every listener.
+"""Key presses from the terminal (or a window), read by one thread and handed to every listener.
 
 Keyboard teleoperation and the recording keys (end the episode, re-record it, stop) read the same stdin: one
 reader decodes it (arrow keys and Esc by name, other keys as their character) so neither steals the other's
@@ -51,13 +51,43 @@ def decode_keys(data: str) -> list[str]:
     return keys
 
 
-class TerminalKeys:
+class KeyHub:
+    """Hands every key pressed, whatever its source, to every listener: a terminal (`TerminalKeys`), a window
+    (`press`, e.g. the simulated follower's view), or both."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(key)` for every key pressed from now on (on the source's thread: keep it short)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def press(self, key: str) -> None:
+        """A key by name ("left", "esc", "q", ...) from any source, handed to every listener."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(key)
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Nothing to hand back without a terminal."""
+        yield
+
+    def close(self) -> None:
+        """Nothing to release without a terminal."""
+
+
+class TerminalKeys(KeyHub):
     """Reads key presses from `stream` (stdin by default, which must be a terminal) on a daemon thread.
     `suspended()` hands the terminal back for a while, e.g. to `input()` a line."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         import termios
 
+        super().__init__()
         stream = stream if stream is not None else sys.stdin
         try:
             if not stream.isatty():
@@ -66,8 +96,6 @@ class TerminalKeys:
             self._saved: Any = termios.tcgetattr(self._fd)
         except (OSError, ValueError, termios.error):  # io.UnsupportedOperation is both OSError and ValueError
             raise OSError("key presses are read from an interactive terminal; stdin is not one") from None
-        self._listeners: list[Listener] = []
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start()
@@ -101,11 +129,6 @@ class TerminalKeys:
         finally:
             self._start()
 
-    def subscribe(self, listener: Listener) -> None:
-        """Call `listener(key)` for every key pressed from now on (on the reader thread: keep it short)."""
-        with self._lock:
-            self._listeners.append(listener)
-
     def _read(self) -> None:
         while not self._stop.is_set():
             ready, _, _ = select.select([self._fd], [], [], 0.1)
@@ -117,11 +140,8 @@ class TerminalKeys:
                 return
             if not data:
                 return
-            with self._lock:
-                listeners = list(self._listeners)
             for key in decode_keys(data.decode(errors="ignore")):
-                for listener in listeners:
-                    listener(key)
+                self.press(key)
 
     def close(self) -> None:
         """Stop reading and give the terminal its settings back."""

@@ -7,7 +7,7 @@
 #   bash tools/setup.sh        # install only
 #
 # Installs the system libraries for headless rendering (EGL/OSMesa), libusb (pyrealsense2) and
-# FFmpeg (and Xvfb for the tests), then a virtual env in .venv with twinarm and all extras. Safe to
+# FFmpeg (and Xvfb, xdotool for the tests), then a virtual env in .venv with twinarm and all extras. Safe to
 # re-run: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +17,8 @@ VENV=${TWINARM_VENV:-$ROOT/.venv}
 PY=${PYTHON:-python3.11}
 
 SYSTEM_PKGS=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libosmesa6 libglib2.0-0 libusb-1.0-0 ffmpeg)
-# The tests also open `teleop --view`'s window, on a virtual X display.
-if [ "$MODE" = test ]; then SYSTEM_PKGS+=(xvfb); fi
+# The tests also open `teleop --view`'s window on a virtual X display and type keys into it.
+if [ "$MODE" = test ]; then SYSTEM_PKGS+=(xvfb xdotool); fi
 missing=()
 for p in "${SYSTEM_PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

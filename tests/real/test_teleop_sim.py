@@ -9,7 +9,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -20,8 +22,9 @@ from real_helpers import Leader, bounded
 
 import twinarm  # noqa: F401  (registers the ids)
 from twinarm.arms import SO101
+from twinarm.cli.keyboard_tool import KeyboardToolTeleop
 from twinarm.cli.main import main
-from twinarm.cli.teleop_sim import SimFollower, SimView
+from twinarm.cli.teleop_sim import SimFollower, SimView, window_key
 from twinarm.datasets_io.reader import column_to_numpy
 from twinarm.envs.experts import make_expert
 from twinarm.real.teleop import KeyboardTeleop, LeaderArm, teleoperate
@@ -206,26 +209,80 @@ print("closed")
 """
 
 
-def test_view_opens_a_window_on_an_x_display() -> None:
+@pytest.fixture
+def x_display() -> Iterator[str]:
+    """A virtual X display (Xvfb, which `bash tools/setup.sh test` installs) for the window tests: its DISPLAY."""
     exe = shutil.which("Xvfb")
     if exe is None:
         pytest.skip("Xvfb is not installed (`bash tools/setup.sh test` installs it)")
     read_fd, write_fd = os.pipe()
-    xvfb = subprocess.Popen([exe, "-displayfd", str(write_fd), "-screen", "0", "320x240x24", "-nolisten", "tcp"],
+    xvfb = subprocess.Popen([exe, "-displayfd", str(write_fd), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
                             pass_fds=(write_fd,), stderr=subprocess.DEVNULL)  # fmt: skip
     os.close(write_fd)
     try:
         display = bounded(lambda: os.read(read_fd, 16), timeout_s=30).decode().strip()
         assert display.isdigit(), display
-        env = {**os.environ, "DISPLAY": f":{display}"}
-        run = subprocess.run([sys.executable, "-c", VIEW_SCRIPT], env=env, capture_output=True, text=True,
-                             timeout=120)  # fmt: skip
-        assert run.returncode == 0, run.stderr
-        assert "visible 1.0" in run.stdout and "closed" in run.stdout
+        yield f":{display}"
     finally:
         os.close(read_fd)
         xvfb.terminate()
         xvfb.wait(timeout=10)
+
+
+def test_view_opens_a_window_on_an_x_display(x_display: str) -> None:
+    run = subprocess.run([sys.executable, "-c", VIEW_SCRIPT], env={**os.environ, "DISPLAY": x_display},
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "visible 1.0" in run.stdout and "closed" in run.stdout
+
+
+def test_window_key_codes() -> None:
+    assert [window_key(c) for c in (65361, 65363, 2424832, 63235, 27, ord("q"), ord(" "), 65505)] == [
+        "left", "right", "left", "right", "esc", "q", " ", None]  # fmt: skip
+
+
+def test_cli_keys_typed_in_the_view_drive_the_sim_and_end_the_recording(x_display: str, tmp_path: Path) -> None:
+    """No terminal at all (stdin is /dev/null): `--keyboard tool --view` takes its keys from the window."""
+    xdotool = shutil.which("xdotool")
+    if xdotool is None:
+        pytest.skip("xdotool is not installed (`bash tools/setup.sh test` installs it)")
+    root = tmp_path / "kb_window"
+    argv = [sys.executable, "-m", "twinarm.cli.main", "teleop", "--env", SIM, "--keyboard", "tool", "--view",
+            "--record", str(root), "--episodes", "1", "--episode-time", "60", "--image-size", *map(str, SIZE)]  # fmt: skip
+    env = {**os.environ, "DISPLAY": x_display}
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+
+    def xdo(*args: str) -> str:
+        return subprocess.run([xdotool, *args], env=env, capture_output=True, text=True, timeout=30).stdout
+
+    try:
+        deadline = time.monotonic() + 60  # the deadline only stops a hang
+        while not any("recording episode 1/1" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.05)
+        window = xdo("search", "--name", "twinarm teleop").split()[-1]
+        time.sleep(1.0)  # the arm settles at its start
+        # 3 cm up, close the gripper, typed at a person's pace (the window hands over one key per frame)
+        xdo("key", "--delay", "150", "--window", window, "r", "r", "r", "c")
+        time.sleep(2.0)
+        xdo("key", "--window", window, "Escape")  # the episode ends now, kept, and the run stops
+        assert proc.wait(timeout=60) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(timeout=10)
+    assert any("saved 1 episode(s) this run" in line for line in lines), "".join(lines)
+    frames = _frames(root)
+    action = SO101.from_lerobot(frames["action"])
+    state = SO101.from_lerobot(frames["observation.state"])
+    assert action[-1, 5] == pytest.approx(0.0, abs=1e-3)  # c: the gripper told to close
+    ik = KeyboardToolTeleop(SO101, SO101.home_pose).ik
+    rise = ik.tcp_pose(state[-1, :5])[0][2] - ik.tcp_pose(state[0, :5])[0][2]
+    assert rise == pytest.approx(0.03, abs=0.008)  # r r r: 3 cm up
 
 
 def test_keyboard_drives_the_sim_and_starts_again_from_each_reset() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from twinarm.envs.ik import TcpIK, down_rotation
 from twinarm.envs.physics import ArmPhysics
-from twinarm.real.terminal_keys import TerminalKeys
+from twinarm.real.terminal_keys import KeyHub
 from twinarm.spec import ArmSpec
 
 #: key -> (axis, direction) of the tool's target position in the arm's base frame.
@@ -28,11 +28,11 @@ FLOOR_Z = 0.015
 
 class KeyboardToolTeleop:
     """Tool-space keyboard control of one arm: the tool points down, `step_m` per move key (not below `floor_z`),
-    `roll_step` rad per roll key; keys from a terminal (`TerminalKeys`) or `press()`. The model's `tcp` site is
+    `roll_step` rad per roll key; keys from a `KeyHub` (terminal, window) or `press()`. The model's `tcp` site is
     the tool."""
 
     def __init__(self, spec: ArmSpec, start: np.ndarray, step_m: float = 0.01, roll_step: float = 0.1,
-                 keys: TerminalKeys | None = None, floor_z: float = FLOOR_Z) -> None:  # fmt: skip
+                 keys: KeyHub | None = None, floor_z: float = FLOOR_Z) -> None:  # fmt: skip
         if int(spec.gripper_mask.sum()) != 1:
             raise ValueError(f"tool-space keyboard drives one arm with one gripper; {spec.name} has "
                              f"{int(spec.gripper_mask.sum())} grippers (drive it with leader arms)")  # fmt: skip
@@ -95,4 +95,4 @@ class KeyboardToolTeleop:
         return arm_q if err <= REACH_TOLERANCE_M else None
 
     def close(self) -> None:
-        """Nothing to release: the terminal belongs to whoever made the `TerminalKeys`."""
+        """Nothing to release: the keys belong to whoever made the `KeyHub`."""

@@ -121,7 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env", default=None, metavar="SIM_ID",
                    help="follow with a simulated arm instead of a real one: a sim env id (`twinarm envs`), "
                    "stepped at the arm's control rate; no --port, --calibration or --camera then")
-    p.add_argument("--view", action="store_true", help="with --env: show the sim's cameras in a window")
+    p.add_argument("--view", action="store_true", help="with --env: show the sim's cameras in a window; keys "
+                   "typed in it (one per frame) count as typed in the terminal")
     add_randomization_arg(p, "the simulated follower (with --env; drawn anew each recorded episode)")
     add_dynamics_arg(p, "the simulated follower (with --env)")
     add_follower_args(p, required=False)
@@ -408,7 +409,7 @@ def run_teleop(args: argparse.Namespace) -> int:
         part_calibration,
         teleoperate,
     )
-    from twinarm.real.terminal_keys import TerminalKeys
+    from twinarm.real.terminal_keys import KeyHub, TerminalKeys
 
     parser = args._parser
     sim_id = _sim_follower_id(parser, args)
@@ -432,8 +433,9 @@ def run_teleop(args: argparse.Namespace) -> int:
     # Every flag is checked and every calibration file read before any motor is touched.
     follower = None if sim_id else parse_follower(parser, args, spec)
     ports = follower.ports if follower is not None else {}
-    if args.keyboard and not sys.stdin.isatty():
-        parser.error("--keyboard reads keys from an interactive terminal; stdin is not one")
+    if args.keyboard and not sys.stdin.isatty() and not args.view:
+        parser.error("--keyboard reads keys from an interactive terminal (or, with --env, from --view's window); "
+                     "stdin is not one")
     roles = {ports[g]: _role(g, "follower") for g in ports}
     leader_ports: dict[str, str] = {}
     leader_cal_files: dict[str, str] = {}
@@ -467,15 +469,18 @@ def run_teleop(args: argparse.Namespace) -> int:
     stats = LoopStats()
     leader: Teleoperator | None = None
     env: RealArmEnv | SimFollower | None = None
-    keys: TerminalKeys | None = None
+    keys: KeyHub | None = None
     try:
-        if args.keyboard or (recording is not None and sys.stdin.isatty()):
+        if args.keyboard or recording is not None:
             try:
                 keys = TerminalKeys()  # one reader for the teleop keys and the recording keys
             except OSError:
-                if args.keyboard:
+                if args.view:  # the view's window takes the keys
+                    keys = KeyHub()
+                elif args.keyboard:
                     raise
-                print("note: the recording keys need a terminal that stdin is not; recording without them")
+                elif sys.stdin.isatty():
+                    print("note: the recording keys need a terminal that stdin is not; recording without them")
         if not args.keyboard:  # leaders first: they stay limp, so a bad leader port stops us before torque-on
             try:
                 leader = make_leader(spec, leader_ports, leader_cals, baud=args.leader_baud)
@@ -484,7 +489,7 @@ def run_teleop(args: argparse.Namespace) -> int:
         if sim_id is not None:
             steps = max(1, round(args.episode_time * spec.control_hz)) if args.record else None
             hold = None if args.end_on_success is None else max(1, round(args.end_on_success * spec.control_hz))
-            env = make_sim_follower(sim_id, image_size, args.max_relative_target, steps, view=args.view,
+            env = make_sim_follower(sim_id, image_size, args.max_relative_target, steps, view=args.view, keys=keys,
                                     randomization=randomization, dynamics=dynamics, end_after_success_steps=hold)
         else:
             try:

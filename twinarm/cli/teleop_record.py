@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from twinarm.datasets_io.recorder import RecordSummary
     from twinarm.real.env import RealArmEnv
     from twinarm.real.teleop import LoopStats, Teleoperator
-    from twinarm.real.terminal_keys import TerminalKeys
+    from twinarm.real.terminal_keys import KeyHub
     from twinarm.spec import ArmSpec, CameraSpec
 
 #: A recording loop below this fraction of the dataset's fps gets a note at the end (jitter stays above it).
@@ -113,7 +113,7 @@ class TeleopRecording:
             if saved.exists():
                 self.first_seed = max(self.before, int(json.loads(saved.read_text()).get("next_seed", 0)))
 
-    def run(self, leader: Teleoperator, env: RealArmEnv | SimFollower, stats: LoopStats, keys: TerminalKeys | None = None) -> None:
+    def run(self, leader: Teleoperator, env: RealArmEnv | SimFollower, stats: LoopStats, keys: KeyHub | None = None) -> None:
         from twinarm.datasets_io.recorder import END, RERECORD, STOP, RecordingControl, gym_frame, record
         from twinarm.real.teleop import teleoperate
 

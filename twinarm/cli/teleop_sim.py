@@ -16,9 +16,24 @@ import gymnasium as gym
 import numpy as np
 
 from twinarm.real.pacing import LoopClock
+from twinarm.real.terminal_keys import KeyHub
 
 #: The sim follower's camera size unless --image-size says otherwise: `twinarm record`'s default.
 SIM_IMAGE_SIZE = (240, 320)
+#: Key codes OpenCV's `waitKeyEx` gives for keys with names: X11 keysyms (Linux), Windows and macOS codes.
+WINDOW_KEYS = {
+    65361: "left", 65362: "up", 65363: "right", 65364: "down",
+    2424832: "left", 2490368: "up", 2555904: "right", 2621440: "down",
+    63234: "left", 63232: "up", 63235: "right", 63233: "down",
+    27: "esc",
+}  # fmt: skip
+
+
+def window_key(code: int) -> str | None:
+    """A `waitKeyEx` code as the key names `TerminalKeys` gives ("left", "esc", "q", ...); None for others."""
+    if code in WINDOW_KEYS:
+        return WINDOW_KEYS[code]
+    return chr(code) if 32 <= code < 127 else None
 
 
 def display_problem() -> str | None:
@@ -29,15 +44,16 @@ def display_problem() -> str | None:
 
 
 class SimView:
-    """A window showing the follower's camera images side by side, with a status line drawn on them."""
+    """A window showing the follower's camera images side by side, with a status line drawn on them; keys
+    pressed in it go to `keys` (teleop's and the recording's listeners), as if typed in the terminal."""
 
-    def __init__(self, title: str) -> None:
+    def __init__(self, title: str, keys: KeyHub | None = None) -> None:
         import cv2
 
         problem = display_problem()
         if problem:
             raise RuntimeError(problem)
-        self.title = title
+        self.title, self.keys = title, keys
         cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
 
     @staticmethod
@@ -57,13 +73,18 @@ class SimView:
         import cv2
 
         cv2.imshow(self.title, self.tile(pixels, status))
-        cv2.waitKey(1)  # lets the window draw; keys come from the terminal
+        code = cv2.waitKeyEx(1)  # lets the window draw, and takes a key pressed in it
+        if code != -1 and self.keys is not None and (key := window_key(code)) is not None:
+            self.keys.press(key)
 
     def close(self) -> None:
         import cv2
 
-        cv2.destroyWindow(self.title)
-        cv2.waitKey(1)
+        try:
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+        except cv2.error:  # gone already: closed by its own button (Qt's window also closes on Esc)
+            pass
 
 
 class SimFollower:
@@ -140,17 +161,18 @@ class SimFollower:
 def make_sim_follower(env_id: str, image_size: tuple[int, int], max_relative_target: float | None,
                       episode_steps: int | None = None, view: bool = False,
                       randomization: dict[str, Any] | None = None, dynamics: dict[str, Any] | None = None,
-                      end_after_success_steps: int | None = None) -> SimFollower:  # fmt: skip
+                      end_after_success_steps: int | None = None, keys: KeyHub | None = None,
+                      ) -> SimFollower:  # fmt: skip
     """The sim env `env_id` with cameras at `image_size` as a follower; `episode_steps` replaces the id's
     episode length (a recorded episode lasts --episode-time, not the scripted task's length);
-    `randomization` and `dynamics` as `twinarm record` takes them (checked dicts)."""
+    `randomization` and `dynamics` as `twinarm record` takes them (checked dicts); the view's keys go to `keys`."""
     import twinarm  # noqa: F401  (registers the ids)
 
     kwargs: dict[str, Any] = {"obs_type": "pixels_agent_pos", "image_size": tuple(image_size),
                               "randomization": randomization, "dynamics": dynamics}  # fmt: skip
     if episode_steps is not None:
         kwargs["max_episode_steps"] = episode_steps
-    window = SimView(f"twinarm teleop: {env_id}") if view else None  # fails before the env is built
+    window = SimView(f"twinarm teleop: {env_id}", keys) if view else None  # fails before the env is built
     try:
         env = gym.make(env_id, **kwargs)
     except BaseException:

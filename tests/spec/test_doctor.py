@@ -37,6 +37,17 @@ def test_a_port_without_access_fails_with_the_dialout_fix(monkeypatch: pytest.Mo
     assert "FAIL  serial ports" in out and "to fix:" in out and "usermod -aG dialout" in out
 
 
+def test_display_is_a_warning_naming_the_one_command_that_needs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor_cmd.sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    check = doctor_cmd.check_display()
+    assert check.status == "warn" and check.detail == (
+        "no display to open a window on (DISPLAY is not set); only `teleop --view` needs one")
+    assert "ssh -X" in check.fix
+    monkeypatch.setenv("DISPLAY", ":1")
+    assert (doctor_cmd.check_display().status, doctor_cmd.check_display().detail) == ("ok", "DISPLAY=:1")
+
+
 def test_a_missing_package_names_its_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(doctor_cmd, "PACKAGES", (("no_such_module_xyz", "no-such-package"),))
     check = doctor_cmd.check_packages()[-1]

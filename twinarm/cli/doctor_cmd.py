@@ -175,6 +175,17 @@ def check_realsense() -> Check:
     return Check("pyrealsense2", "ok", f"{n} RealSense device(s)")
 
 
+def check_display() -> Check:
+    """A window needs a display (`teleop --view`); everything else runs headless."""
+    from twinarm.cli.teleop_sim import display_problem
+
+    problem = display_problem()
+    if problem:
+        return Check("display", "warn", problem.split(":")[0] + "; only `teleop --view` needs one",
+                     "run `teleop --view` on the desktop or over `ssh -X`; the rest runs headless")
+    return Check("display", "ok", f"DISPLAY={os.environ.get('DISPLAY', '')}" if os.environ.get("DISPLAY") else "a window can open")
+
+
 def check_torch() -> Check:
     import torch
 
@@ -202,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         checks.append(check_rendering())
     with _quiet_stderr():
         checks += check_codecs()
-    checks += check_servo_sdks() + [check_serial(), check_realsense(), check_torch()]
+    checks += check_servo_sdks() + [check_serial(), check_realsense(), check_display(), check_torch()]
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:

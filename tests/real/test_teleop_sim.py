@@ -1,17 +1,11 @@
 """`twinarm teleop --env SIM_ID`: a simulated arm follows a leader arm (the virtual leader, read through the
-unmodified Feetech SDK) or replayed targets, clamped as the real arm is, recorded with `twinarm record`'s
-features; `--view` opens its window on an X display; bad flag combinations are refused by name."""
+unmodified Feetech SDK), replayed targets or the keyboard, clamped as the real arm is, recorded with `twinarm
+record`'s features; bad flag combinations are refused by name. The window (`--view`): test_teleop_view.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -22,9 +16,8 @@ from real_helpers import Leader, bounded
 
 import twinarm  # noqa: F401  (registers the ids)
 from twinarm.arms import SO101
-from twinarm.cli.keyboard_tool import KeyboardToolTeleop
 from twinarm.cli.main import main
-from twinarm.cli.teleop_sim import SimFollower, SimView, window_key
+from twinarm.cli.teleop_sim import SimFollower
 from twinarm.datasets_io.reader import column_to_numpy
 from twinarm.envs.experts import make_expert
 from twinarm.real.teleop import KeyboardTeleop, LeaderArm, teleoperate
@@ -82,16 +75,6 @@ def test_sim_follower_clamps_each_target_to_the_limits_and_the_step_limit() -> N
         assert np.all(target <= SO101.upper)
     assert np.abs(sent[-1] - before[0]).max() > 0.05  # it does get there, one bounded step at a time
     follower.close()
-
-
-def test_view_tiles_the_cameras_as_one_bgr_image() -> None:
-    a = np.zeros((4, 6, 3), np.uint8)
-    b = np.zeros((2, 3, 3), np.uint8)
-    b[..., 0] = 200  # red in RGB
-    image = SimView.tile({"front": a, "wrist": b})
-    assert image.shape == (4, 9, 3)
-    assert (image[:2, 6:, 2] == 200).all() and (image[:2, 6:, :2] == 0).all()  # red is BGR's last channel
-    assert (image[2:, 6:] == 0).all()  # the shorter image padded below
 
 
 def _frames(root: Path) -> dict[str, np.ndarray]:
@@ -166,7 +149,7 @@ def test_cli_leader_drives_the_sim_and_records_what_twinarm_record_can_extend(
         (["--env", "twinarm/Nope-v0", "--keyboard"], "--env: 'twinarm/Nope-v0' is not a twinarm env id"),
         (["--keyboard"], "teleop needs the follower arm's --port and --calibration (or --env SIM_ID"),
         (["--port", "/dev/ttyACM0", "--calibration", "f.json", "--keyboard", "--view"],
-         "--view: for a simulated follower; add --env SIM_ID"),
+         "--view shows the follower's cameras: give them with --camera NAME=SOURCE"),
         (["--port", "/dev/ttyACM0", "--calibration", "f.json", "--keyboard", "--randomization", "sim2real"],
          "--randomization: for a simulated follower; add --env SIM_ID"),
         (["--env", SIM, "--keyboard", "--randomization", "nope"], "--randomization 'nope': not a preset"),
@@ -194,95 +177,6 @@ def test_cli_view_without_a_display_is_refused_before_anything_opens(
     with pytest.raises(SystemExit):
         main(["teleop", "--env", SIM, "--keyboard", "--view"])
     assert "--view: no display to open a window on (DISPLAY is not set)" in capsys.readouterr().err
-
-
-VIEW_SCRIPT = """
-import cv2, numpy as np
-from twinarm.cli.teleop_sim import make_sim_follower
-f = make_sim_follower("twinarm/SO101-PickCube-v0", (48, 64), 0.2, view=True)
-f.reset(seed=0)
-for _ in range(5):
-    f.step(f.joint_positions())
-print("visible", cv2.getWindowProperty(f.view.title, cv2.WND_PROP_VISIBLE))
-f.close()
-print("closed")
-"""
-
-
-@pytest.fixture
-def x_display() -> Iterator[str]:
-    """A virtual X display (Xvfb, which `bash tools/setup.sh test` installs) for the window tests: its DISPLAY."""
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        pytest.skip("Xvfb is not installed (`bash tools/setup.sh test` installs it)")
-    read_fd, write_fd = os.pipe()
-    xvfb = subprocess.Popen([exe, "-displayfd", str(write_fd), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stderr=subprocess.DEVNULL)  # fmt: skip
-    os.close(write_fd)
-    try:
-        display = bounded(lambda: os.read(read_fd, 16), timeout_s=30).decode().strip()
-        assert display.isdigit(), display
-        yield f":{display}"
-    finally:
-        os.close(read_fd)
-        xvfb.terminate()
-        xvfb.wait(timeout=10)
-
-
-def test_view_opens_a_window_on_an_x_display(x_display: str) -> None:
-    run = subprocess.run([sys.executable, "-c", VIEW_SCRIPT], env={**os.environ, "DISPLAY": x_display},
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    assert "visible 1.0" in run.stdout and "closed" in run.stdout
-
-
-def test_window_key_codes() -> None:
-    assert [window_key(c) for c in (65361, 65363, 2424832, 63235, 27, ord("q"), ord(" "), 65505)] == [
-        "left", "right", "left", "right", "esc", "q", " ", None]  # fmt: skip
-
-
-def test_cli_keys_typed_in_the_view_drive_the_sim_and_end_the_recording(x_display: str, tmp_path: Path) -> None:
-    """No terminal at all (stdin is /dev/null): `--keyboard tool --view` takes its keys from the window."""
-    xdotool = shutil.which("xdotool")
-    if xdotool is None:
-        pytest.skip("xdotool is not installed (`bash tools/setup.sh test` installs it)")
-    root = tmp_path / "kb_window"
-    argv = [sys.executable, "-m", "twinarm.cli.main", "teleop", "--env", SIM, "--keyboard", "tool", "--view",
-            "--record", str(root), "--episodes", "1", "--episode-time", "60", "--image-size", *map(str, SIZE)]  # fmt: skip
-    env = {**os.environ, "DISPLAY": x_display}
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-
-    def xdo(*args: str) -> str:
-        return subprocess.run([xdotool, *args], env=env, capture_output=True, text=True, timeout=30).stdout
-
-    try:
-        deadline = time.monotonic() + 60  # the deadline only stops a hang
-        while not any("recording episode 1/1" in line for line in lines):
-            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.05)
-        window = xdo("search", "--name", "twinarm teleop").split()[-1]
-        time.sleep(1.0)  # the arm settles at its start
-        # 3 cm up, close the gripper, typed at a person's pace (the window hands over one key per frame)
-        xdo("key", "--delay", "150", "--window", window, "r", "r", "r", "c")
-        time.sleep(2.0)
-        xdo("key", "--window", window, "Escape")  # the episode ends now, kept, and the run stops
-        assert proc.wait(timeout=60) == 0, "".join(lines)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    reader.join(timeout=10)
-    assert any("saved 1 episode(s) this run" in line for line in lines), "".join(lines)
-    frames = _frames(root)
-    action = SO101.from_lerobot(frames["action"])
-    state = SO101.from_lerobot(frames["observation.state"])
-    assert action[-1, 5] == pytest.approx(0.0, abs=1e-3)  # c: the gripper told to close
-    ik = KeyboardToolTeleop(SO101, SO101.home_pose).ik
-    rise = ik.tcp_pose(state[-1, :5])[0][2] - ik.tcp_pose(state[0, :5])[0][2]
-    assert rise == pytest.approx(0.03, abs=0.008)  # r r r: 3 cm up
 
 
 def test_keyboard_drives_the_sim_and_starts_again_from_each_reset() -> None:

@@ -177,7 +177,7 @@ def check_realsense() -> Check:
 
 def check_display() -> Check:
     """A window needs a display (`teleop --view`); everything else runs headless."""
-    from twinarm.cli.teleop_sim import display_problem
+    from twinarm.cli.teleop_view import display_problem
 
     problem = display_problem()
     if problem:

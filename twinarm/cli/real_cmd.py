@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 TELEOP_DESCRIPTION = """\
 Leader -> follower teleoperation, or keyboard control of one arm. Prints the loop rate every second
 and once more on exit; the follower's torque goes off on exit, on errors and on Ctrl-C. With --env SIM_ID
-the follower is the simulated arm of that env (stepped in real time, `--view` shows its cameras), so
-demonstrations can be recorded in sim by hand, with the features `twinarm record` writes.
+the follower is the simulated arm of that env (stepped in real time), so demonstrations can be recorded in
+sim by hand, with the features `twinarm record` writes. --view shows the follower's cameras in a window.
 
   SO-100/101, Koch: one leader arm drives one follower arm.
   ALOHA: two leader arms drive the two follower arms, each its own side (left leader -> left
@@ -121,8 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env", default=None, metavar="SIM_ID",
                    help="follow with a simulated arm instead of a real one: a sim env id (`twinarm envs`), "
                    "stepped at the arm's control rate; no --port, --calibration or --camera then")
-    p.add_argument("--view", action="store_true", help="with --env: show the sim's cameras in a window; keys "
-                   "typed in it (one per frame) count as typed in the terminal")
+    p.add_argument("--view", action="store_true", help="show the follower's cameras (simulated or --camera) in a "
+                   "window; keys typed in it (one per frame) count as typed in the terminal")
     add_randomization_arg(p, "the simulated follower (with --env; drawn anew each recorded episode)")
     add_dynamics_arg(p, "the simulated follower (with --env)")
     add_follower_args(p, required=False)
@@ -353,7 +353,7 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     """--env's sim id, checked against the real follower's flags (and --arm set from it); without --env,
     None once the real follower's --port and --calibration are there."""
     if args.env is None:
-        sim_only = [f for f, v in (("--view", args.view), ("--randomization", args.randomization),
+        sim_only = [f for f, v in (("--randomization", args.randomization),
                                    ("--dynamics", args.dynamics), ("--only-success", args.only_success),
                                    ("--end-on-success", args.end_on_success is not None)) if v]  # fmt: skip
         if sim_only:
@@ -361,10 +361,11 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         if not (args.port and args.calibration):
             parser.error("teleop needs the follower arm's --port and --calibration (or --env SIM_ID to follow "
                          "with a simulated arm)")
+        if args.view and not args.camera:
+            parser.error("--view shows the follower's cameras: give them with --camera NAME=SOURCE")
         args.arm = args.arm or "so101"
         return None
     from twinarm.arms import get_arm
-    from twinarm.cli.teleop_sim import display_problem
     from twinarm.registration import entry_for
 
     try:
@@ -387,8 +388,6 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error(f"{', '.join(recording_only)}: for recording; add --record ROOT")
     if args.end_on_success is not None and args.end_on_success < 0:
         parser.error(f"--end-on-success must be >= 0 seconds, got {args.end_on_success:g}")
-    if args.view and (problem := display_problem()):
-        parser.error(f"--view: {problem}")
     if args.record and not args.task:
         args.task = entry.task_info.instruction
     return entry.sim_id
@@ -398,6 +397,7 @@ def run_teleop(args: argparse.Namespace) -> int:
     from twinarm.cli.config import load_dynamics, load_randomization
     from twinarm.cli.teleop_record import TeleopRecording, slow_loop_note
     from twinarm.cli.teleop_sim import SIM_IMAGE_SIZE, SimFollower, make_sim_follower
+    from twinarm.cli.teleop_view import FollowerView, Viewed, display_problem
     from twinarm.real.env import RealArmEnv
     from twinarm.real.errors import RealArmError
     from twinarm.real.multi_bus import bus_groups
@@ -414,6 +414,8 @@ def run_teleop(args: argparse.Namespace) -> int:
     parser = args._parser
     sim_id = _sim_follower_id(parser, args)
     spec = _arm(args)
+    if args.view and (problem := display_problem()):
+        parser.error(f"--view: {problem}")
     # the simulated follower's options, checked before anything opens (errors name the file or preset)
     randomization = load_randomization(args.randomization) if sim_id else None
     dynamics = load_dynamics(args.dynamics, spec.name) if sim_id else None
@@ -434,7 +436,7 @@ def run_teleop(args: argparse.Namespace) -> int:
     follower = None if sim_id else parse_follower(parser, args, spec)
     ports = follower.ports if follower is not None else {}
     if args.keyboard and not sys.stdin.isatty() and not args.view:
-        parser.error("--keyboard reads keys from an interactive terminal (or, with --env, from --view's window); "
+        parser.error("--keyboard reads keys from an interactive terminal (or from --view's window); "
                      "stdin is not one")
     roles = {ports[g]: _role(g, "follower") for g in ports}
     leader_ports: dict[str, str] = {}
@@ -468,7 +470,8 @@ def run_teleop(args: argparse.Namespace) -> int:
 
     stats = LoopStats()
     leader: Teleoperator | None = None
-    env: RealArmEnv | SimFollower | None = None
+    env: RealArmEnv | SimFollower | Viewed | None = None
+    window: FollowerView | None = None
     keys: KeyHub | None = None
     try:
         if args.keyboard or recording is not None:
@@ -481,6 +484,8 @@ def run_teleop(args: argparse.Namespace) -> int:
                     raise
                 elif sys.stdin.isatty():
                     print("note: the recording keys need a terminal that stdin is not; recording without them")
+        if args.view:  # the window first: it takes keys, and a failing display stops us before any motor moves
+            window = FollowerView(f"twinarm teleop: {sim_id or spec.display_name}", keys)
         if not args.keyboard:  # leaders first: they stay limp, so a bad leader port stops us before torque-on
             try:
                 leader = make_leader(spec, leader_ports, leader_cals, baud=args.leader_baud)
@@ -489,13 +494,15 @@ def run_teleop(args: argparse.Namespace) -> int:
         if sim_id is not None:
             steps = max(1, round(args.episode_time * spec.control_hz)) if args.record else None
             hold = None if args.end_on_success is None else max(1, round(args.end_on_success * spec.control_hz))
-            env = make_sim_follower(sim_id, image_size, args.max_relative_target, steps, view=args.view, keys=keys,
-                                    randomization=randomization, dynamics=dynamics, end_after_success_steps=hold)
+            env = make_sim_follower(sim_id, image_size, args.max_relative_target, steps, randomization=randomization,
+                                    dynamics=dynamics, end_after_success_steps=hold)
         else:
             try:
                 env = RealArmEnv(arm=spec.name, image_size=args.image_size, **env_kwargs)
             except RealArmError as exc:
                 raise hardware_error(exc, "follower arm") from None
+        if window is not None:
+            env = Viewed(env, window, env.status if sim_id is not None else None)
         if args.keyboard:
             if args.keyboard == "tool":
                 from twinarm.cli.keyboard_tool import KeyboardToolTeleop
@@ -541,7 +548,9 @@ def run_teleop(args: argparse.Namespace) -> int:
         finally:
             try:
                 if env is not None:
-                    env.close()
+                    env.close()  # a Viewed follower closes its window too
+                elif window is not None:
+                    window.close()
             finally:
                 if recording is not None:
                     recording.close()

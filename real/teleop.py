@@ -7,7 +7,6 @@ builds a `BimanualLeader`; each arm is one bus group, `left`/`right`). The loop 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ from twinarm.real.calibration import Calibration
 from twinarm.real.control_tables import DEFAULT_BAUD, get_model
 from twinarm.real.motor_bus import Motor, MotorBus
 from twinarm.real.multi_bus import bus_groups
-from twinarm.real.terminal_keys import KeyHub
+from twinarm.real.terminal_keys import KeyHub, KeyQueue
 from twinarm.spec import ArmSpec
 
 #: Leader arms differ from their followers only in servo models (and are moved by hand, torque off): one
@@ -261,10 +260,7 @@ class KeyboardTeleop:
         self.spec = spec
         self.target = spec.clip_action(np.asarray(start, dtype=np.float64))
         self.steps = np.where(spec.gripper_mask, gripper_step, step)
-        self._keys: deque[str] = deque()
-        self._lock = threading.Lock()
-        if keys is not None:
-            keys.subscribe(self.press)
+        self._keys = KeyQueue(keys)
 
     @staticmethod
     def help_text(spec: ArmSpec) -> str:
@@ -273,13 +269,10 @@ class KeyboardTeleop:
         )
 
     def press(self, key: str) -> None:
-        with self._lock:
-            self._keys.append(key)
+        self._keys.press(key)
 
     def get_action(self) -> np.ndarray:
-        with self._lock:
-            keys, self._keys = list(self._keys), deque()
-        for key in keys:
+        for key in self._keys.take():
             for i, (up, down) in enumerate(KEY_PAIRS[: self.spec.dof]):
                 if key == up:
                     self.target[i] += self.steps[i]
@@ -290,9 +283,8 @@ class KeyboardTeleop:
 
     def hold(self, pose: np.ndarray) -> None:
         """Start again from `pose` (a simulated follower's reset put the arm there); pending keys are dropped."""
-        with self._lock:
-            self._keys.clear()
-            self.target = self.spec.clip_action(np.asarray(pose, dtype=np.float64))
+        self._keys.clear()
+        self.target = self.spec.clip_action(np.asarray(pose, dtype=np.float64))
 
     def close(self) -> None:
         """Nothing to release: the keys belong to whoever made the `KeyHub`."""

@@ -13,6 +13,7 @@ import os
 import select
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
@@ -78,6 +79,31 @@ class KeyHub:
 
     def close(self) -> None:
         """Nothing to release without a terminal."""
+
+
+class KeyQueue:
+    """The keys pressed since the last `take()`, from a `KeyHub` and/or `press()`: what a keyboard teleoperator
+    acts on at each control step (thread-safe: keys arrive on the hub's thread)."""
+
+    def __init__(self, keys: KeyHub | None = None) -> None:
+        self._keys: deque[str] = deque()
+        self._lock = threading.Lock()
+        if keys is not None:
+            keys.subscribe(self.press)
+
+    def press(self, key: str) -> None:
+        with self._lock:
+            self._keys.append(key)
+
+    def take(self) -> list[str]:
+        """The keys pressed since the last call, in order."""
+        with self._lock:
+            keys, self._keys = list(self._keys), deque()
+        return keys
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
 
 
 class TerminalKeys(KeyHub):

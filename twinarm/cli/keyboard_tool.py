@@ -5,14 +5,11 @@ by joint it hardly can), on the simulated arm or on the real one.
 
 from __future__ import annotations
 
-import threading
-from collections import deque
-
 import numpy as np
 
 from twinarm.envs.ik import TcpIK, down_rotation
 from twinarm.envs.physics import ArmPhysics
-from twinarm.real.terminal_keys import KeyHub
+from twinarm.real.terminal_keys import KeyHub, KeyQueue
 from twinarm.spec import ArmSpec
 
 #: key -> (axis, direction) of the tool's target position in the arm's base frame.
@@ -39,11 +36,8 @@ class KeyboardToolTeleop:
         self.spec, self.step_m, self.roll_step, self.floor_z = spec, step_m, roll_step, floor_z
         self.ik = TcpIK(ArmPhysics.from_arm(spec))  # kinematics only, on a model of its own
         self._arm = ~spec.gripper_mask
-        self._keys: deque[str] = deque()
-        self._lock = threading.Lock()
+        self._keys = KeyQueue(keys)
         self.hold(start)
-        if keys is not None:
-            keys.subscribe(self.press)
 
     @staticmethod
     def help_text() -> str:
@@ -54,20 +48,15 @@ class KeyboardToolTeleop:
         """Start again from the arm at `pose` (joints, spec units): the tool's target is where it is now."""
         q = self.spec.clip_action(np.asarray(pose, dtype=np.float64))
         pos, rot = self.ik.tcp_pose(q[self._arm])
-        with self._lock:
-            self._keys.clear()
-            self.q = q
-            self.pos = pos
-            self.yaw = float(np.arctan2(rot[1, 0], rot[0, 0]))
+        self._keys.clear()
+        self.q, self.pos = q, pos
+        self.yaw = float(np.arctan2(rot[1, 0], rot[0, 0]))
 
     def press(self, key: str) -> None:
-        with self._lock:
-            self._keys.append(key)
+        self._keys.press(key)
 
     def get_action(self) -> np.ndarray:
-        with self._lock:
-            keys, self._keys = list(self._keys), deque()
-        for key in keys:  # one at a time: a move the arm cannot make is dropped, the keys after it still count
+        for key in self._keys.take():  # one at a time: a move the arm cannot make is dropped, the keys after it still count
             if key in MOVE_KEYS:
                 axis, sign = MOVE_KEYS[key]
                 pos = self.pos.copy()

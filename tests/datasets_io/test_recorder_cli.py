@@ -89,3 +89,30 @@ def test_record_cli_so101_scripted_and_resume(tmp_path):
     assert ds[0]["task"] == "Move the gripper to the target."
     assert float(ds[0]["observation.state"].abs().max()) > 3.0  # degrees, not radians
     assert check_dataset(root) == []
+
+
+def test_record_cli_state_observations(tmp_path, capsys):
+    """`record --obs-type state`: joint positions and the sim's object poses, no cameras (what state policies
+    train on); appending camera episodes to it is refused, naming what differs."""
+    import gymnasium as gym
+    import pyarrow.parquet as pq
+
+    import twinarm  # noqa: F401
+    from twinarm.datasets_io.reader import column_to_numpy
+
+    root = tmp_path / "state"
+    assert main(["record", "--env", "twinarm/SO101-PickCube-v0", "--obs-type", "state", "--episodes", "2",
+                 "--root", str(root), "--no-progress"]) == 0  # fmt: skip
+    assert check_dataset(root, deep=True) == []
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["features"]["observation.environment_state"]["shape"] == [7]  # the cube's position and quaternion
+    assert not any(k.startswith("observation.images") for k in info["features"]) and not (root / "videos").exists()
+    table = pq.read_table(next((root / "data").rglob("*.parquet")))
+    env_state = column_to_numpy(table["observation.environment_state"], "observation.environment_state")
+    episodes = table.column("episode_index").to_numpy()
+    for episode, seed in ((0, 0), (1, 1)):  # each episode's first frame is its seed's reset
+        obs, _ = gym.make("twinarm/SO101-PickCube-v0", obs_type="state").reset(seed=seed)
+        np.testing.assert_allclose(env_state[episodes == episode][0], obs["environment_state"], atol=1e-6)
+    with pytest.raises(SystemExit, match="mismatched: observation.images.front, observation.images.wrist"):
+        main(["record", "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1", "--root", str(root), "--resume",
+              "--no-progress"])  # fmt: skip

@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="append to an existing dataset at --root")
     p.add_argument("--seed", type=int, default=None, help="seed of the first rollout (default 0, or where the "
                    "last run on this dataset stopped)")
+    p.add_argument("--obs-type", default="pixels_agent_pos", choices=["pixels_agent_pos", "state"],
+                   help="what is recorded besides the action: the cameras and joint positions (as on the real arm), "
+                   "or the joint positions and the sim's object poses (observation.environment_state; no "
+                   "cameras), which state policies train on in minutes")
     p.add_argument("--height", type=int, default=240, help="camera image height")
     p.add_argument("--width", type=int, default=320, help="camera image width")
     p.add_argument("--codec", default=None, choices=["h264", "av1", "hevc"],
@@ -59,11 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def make_env(env_id: str, image_size: tuple[int, int], randomization: dict[str, Any] | None = None,
-             dynamics: dict[str, Any] | None = None) -> gym.Env:  # fmt: skip
+             dynamics: dict[str, Any] | None = None, obs_type: str = "pixels_agent_pos") -> gym.Env:  # fmt: skip
     """The env a recorder worker builds (module-level so worker processes can unpickle it)."""
     import twinarm  # noqa: F401  (registers the ids in the worker)
 
-    return gym.make(env_id, obs_type="pixels_agent_pos", image_size=image_size, randomization=randomization,
+    return gym.make(env_id, obs_type=obs_type, image_size=image_size, randomization=randomization,
                     dynamics=dynamics)  # fmt: skip
 
 
@@ -136,11 +140,19 @@ def run(args: argparse.Namespace) -> int:
     spec = get_arm(entry.arm)
     dynamics = load_dynamics(args.dynamics, spec.name)
     image_size = (args.height, args.width)
-    features = spec.lerobot_features(cameras=spec.resolve_cameras(image_size=image_size), use_videos=not args.images)
+    if args.obs_type == "state":  # the object poses' size comes from the task
+        probe = make_env(args.env, image_size, obs_type="state")
+        env_dim = probe.observation_space["environment_state"].shape[0]
+        probe.close()
+        features = spec.lerobot_features(cameras=(), env_state_dim=env_dim)
+        source = f"{args.env} with state observations"
+    else:
+        features = spec.lerobot_features(cameras=spec.resolve_cameras(image_size=image_size), use_videos=not args.images)
+        source = f"{args.env} at {image_size}"
     root: Path = args.root
     fresh, created = not root.exists(), not (root / INFO_PATH).exists()
     writer = open_writer(root, features, spec.control_hz, robot_type=spec.robot_type, resume=args.resume,
-                         codec=args.codec, crf=args.crf, source=f"{args.env} at {image_size}")
+                         codec=args.codec, crf=args.crf, source=source)
     prior: dict[str, Any] = {}
     if args.resume and (root / RECORD_CONFIG).exists():
         prior = json.loads((root / RECORD_CONFIG).read_text())
@@ -155,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     before = writer.num_episodes
     try:
         summary = record(
-            functools.partial(make_env, args.env, image_size, randomization, dynamics),
+            functools.partial(make_env, args.env, image_size, randomization, dynamics, args.obs_type),
             POLICIES[args.policy],
             writer,
             episodes=args.episodes,

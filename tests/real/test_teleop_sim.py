@@ -156,6 +156,8 @@ def test_cli_leader_drives_the_sim_and_records_what_twinarm_record_can_extend(
         (["--env", SIM, "--keyboard", "--dynamics", "missing.json"], "--dynamics missing.json"),
         (["--env", "twinarm/Aloha-TransferCube-v0", "--keyboard"], "--keyboard drives one arm"),
         (["--env", SIM, "--keyboard", "--only-success"], "--only-success: for recording; add --record ROOT"),
+        (["--port", "/dev/ttyACM0", "--calibration", "f.json", "--keyboard", "--obs-type", "state"],
+         "--obs-type: for a simulated follower; add --env SIM_ID"),
         (["--port", "/dev/ttyACM0", "--calibration", "f.json", "--keyboard", "--end-on-success"],
          "--end-on-success: for a simulated follower; add --env SIM_ID"),
         (["--env", SIM, "--keyboard", "--record", "r", "--end-on-success", "-1"], "--end-on-success must be >= 0"),
@@ -296,3 +298,35 @@ def test_cli_only_success_drops_a_failed_demonstration_and_end_on_success_trims_
     # Each ends 15 steps (0.5 s) after the lift, long before its 300 steps (10 s) were up.
     assert len(lengths) == 2 and all(60 < n < 200 for n in lengths), lengths
     assert json.loads((root / "meta" / "twinarm_record.json").read_text())["next_seed"] == 3  # three scenes used
+
+
+def test_cli_state_observations_are_recorded_as_record_writes_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import twinarm.cli.teleop_sim as teleop_sim
+    import twinarm.real.teleop as real_teleop
+
+    hand = ExpertHand()
+    hand.resets = 1  # every episode by the expert
+    make_follower = teleop_sim.make_sim_follower
+
+    def follower_with_hand(*args, **kwargs) -> SimFollower:
+        follower = make_follower(*args, **kwargs)
+        hand.attach(follower)
+        return follower
+
+    monkeypatch.setattr(teleop_sim, "make_sim_follower", follower_with_hand)
+    monkeypatch.setattr(real_teleop, "make_leader", lambda *a, **k: hand)
+    root = tmp_path / "state_demos"
+    cal = VirtualArm(SO101).ideal_calibration().save(tmp_path / "leader.json")
+    argv = ["teleop", "--env", SIM, "--obs-type", "state", "--leader-port", "/dev/hand", "--leader-calibration",
+            str(cal), "--record", str(root), "--episodes", "1", "--episode-time", "6", "--reset-time", "0",
+            "--end-on-success", "--max-relative-target", "1"]  # fmt: skip
+    assert bounded(lambda: main(argv), timeout_s=180) == 0
+    assert "(1 of the 1 ended with the task done)" in capsys.readouterr().out
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["features"]["observation.environment_state"]["shape"] == [7]
+    assert not any(k.startswith("observation.images") for k in info["features"])
+    assert main(["record", "--env", SIM, "--obs-type", "state", "--episodes", "1", "--root", str(root), "--resume",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert main(["dataset", "check", str(root)]) == 0

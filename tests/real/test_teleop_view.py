@@ -84,12 +84,17 @@ VIEW_SCRIPT = """
 import cv2, numpy as np
 from twinarm.cli.teleop_sim import make_sim_follower
 from twinarm.cli.teleop_view import FollowerView, Viewed
-sim = make_sim_follower("twinarm/SO101-PickCube-v0", (48, 64), 0.2)
+import sys
+sim = make_sim_follower("twinarm/SO101-PickCube-v0", (48, 64), 0.2, obs_type=sys.argv[1])
 f = Viewed(sim, FollowerView("twinarm teleop: test"), sim.status)
+shown = []
+show = f.view.show
+f.view.show = lambda pixels, status: (shown.append(sorted(pixels)), show(pixels, status))
 f.reset(seed=0)
 for _ in range(5):
     f.step(f.joint_positions())
 print("visible", cv2.getWindowProperty(f.view.title, cv2.WND_PROP_VISIBLE))
+print("shown", len(shown), shown[-1])
 f.close()
 print("closed")
 """
@@ -115,11 +120,13 @@ def x_display() -> Iterator[str]:
         xvfb.wait(timeout=10)
 
 
-def test_view_opens_a_window_on_an_x_display(x_display: str) -> None:
-    run = subprocess.run([sys.executable, "-c", VIEW_SCRIPT], env={**os.environ, "DISPLAY": x_display},
+@pytest.mark.parametrize(("obs_type", "images"), [("pixels_agent_pos", "['front', 'wrist']"), ("state", "['render']")])
+def test_view_opens_a_window_on_an_x_display(x_display: str, obs_type: str, images: str) -> None:
+    """Every observation is shown: the cameras, or with state observations the sim's first camera, drawn."""
+    run = subprocess.run([sys.executable, "-c", VIEW_SCRIPT, obs_type], env={**os.environ, "DISPLAY": x_display},
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr
-    assert "visible 1.0" in run.stdout and "closed" in run.stdout
+    assert "visible 1.0" in run.stdout and f"shown 6 {images}" in run.stdout and "closed" in run.stdout
 
 
 def test_window_key_codes() -> None:

@@ -121,6 +121,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env", default=None, metavar="SIM_ID",
                    help="follow with a simulated arm instead of a real one: a sim env id (`twinarm envs`), "
                    "stepped at the arm's control rate; no --port, --calibration or --camera then")
+    p.add_argument("--obs-type", default="pixels_agent_pos", choices=["pixels_agent_pos", "state"],
+                   help="with --env: record the cameras and joint positions (as on the real arm), or the joint "
+                   "positions and the sim's object poses, as `twinarm record --obs-type` does")
     p.add_argument("--view", action="store_true", help="show the follower's cameras (simulated or --camera) in a "
                    "window; keys typed in it (one per frame) count as typed in the terminal")
     add_randomization_arg(p, "the simulated follower (with --env; drawn anew each recorded episode)")
@@ -353,7 +356,7 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     """--env's sim id, checked against the real follower's flags (and --arm set from it); without --env,
     None once the real follower's --port and --calibration are there."""
     if args.env is None:
-        sim_only = [f for f, v in (("--randomization", args.randomization),
+        sim_only = [f for f, v in (("--randomization", args.randomization), ("--obs-type", args.obs_type == "state"),
                                    ("--dynamics", args.dynamics), ("--only-success", args.only_success),
                                    ("--end-on-success", args.end_on_success is not None)) if v]  # fmt: skip
         if sim_only:
@@ -395,6 +398,7 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 def run_teleop(args: argparse.Namespace) -> int:
     from twinarm.cli.config import load_dynamics, load_randomization
+    from twinarm.cli.record_cmd import env_state_dim
     from twinarm.cli.teleop_record import TeleopRecording, slow_loop_note
     from twinarm.cli.teleop_sim import SIM_IMAGE_SIZE, SimFollower, make_sim_follower
     from twinarm.cli.teleop_view import FollowerView, Viewed, display_problem
@@ -456,14 +460,19 @@ def run_teleop(args: argparse.Namespace) -> int:
         raise SystemExit(f"twinarm teleop: {exc}") from None
     if follower is None:
         image_size = tuple(args.image_size or SIM_IMAGE_SIZE)
-        cameras = spec.resolve_cameras(image_size=image_size)
-        source, env_kwargs = f"{sim_id} at {image_size}", {}
+        env_kwargs = {}
+        if args.obs_type == "state":
+            cameras, env_dim, source = (), env_state_dim(sim_id), f"{sim_id} with state observations"
+        else:
+            cameras, env_dim, source = spec.resolve_cameras(image_size=image_size), None, f"{sim_id} at {image_size}"
     else:
         env_kwargs = follower.env_kwargs("teleop")
         cameras = spec.resolve_cameras(list(follower.cameras), args.image_size) if follower.cameras else ()
         source = f"arm {spec.name} with " + (", ".join(f"{c.name} {c.height}x{c.width}" for c in cameras) or "no cameras")
+        env_dim = None
     # the dataset is opened (or checked for appending) before any motor moves
-    recording = TeleopRecording(args, spec, cameras, source, sim=sim_id is not None) if args.record else None
+    recording = (TeleopRecording(args, spec, cameras, source, sim=sim_id is not None, env_state_dim=env_dim)
+                 if args.record else None)  # fmt: skip
 
     def hardware_error(exc: RealArmError, default: str) -> SystemExit:
         return SystemExit(f"twinarm teleop: {roles.get(getattr(exc, 'port', None), default)}: {exc}")
@@ -495,7 +504,7 @@ def run_teleop(args: argparse.Namespace) -> int:
             steps = max(1, round(args.episode_time * spec.control_hz)) if args.record else None
             hold = None if args.end_on_success is None else max(1, round(args.end_on_success * spec.control_hz))
             env = make_sim_follower(sim_id, image_size, args.max_relative_target, steps, randomization=randomization,
-                                    dynamics=dynamics, end_after_success_steps=hold)
+                                    dynamics=dynamics, end_after_success_steps=hold, obs_type=args.obs_type)
         else:
             try:
                 env = RealArmEnv(arm=spec.name, image_size=args.image_size, **env_kwargs)

@@ -71,6 +71,15 @@ def make_env(env_id: str, image_size: tuple[int, int], randomization: dict[str, 
                     dynamics=dynamics)  # fmt: skip
 
 
+def env_state_dim(env_id: str) -> int:
+    """The size of a sim env's `environment_state` (its task's object poses)."""
+    probe = make_env(env_id, (8, 8), obs_type="state")
+    try:
+        return int(probe.observation_space["environment_state"].shape[0])
+    finally:
+        probe.close()
+
+
 def scripted_policy(env: gym.Env) -> Any:
     """The task's scripted expert (absolute joint targets in SI units)."""
     from twinarm.envs.experts import make_expert
@@ -140,11 +149,8 @@ def run(args: argparse.Namespace) -> int:
     spec = get_arm(entry.arm)
     dynamics = load_dynamics(args.dynamics, spec.name)
     image_size = (args.height, args.width)
-    if args.obs_type == "state":  # the object poses' size comes from the task
-        probe = make_env(args.env, image_size, obs_type="state")
-        env_dim = probe.observation_space["environment_state"].shape[0]
-        probe.close()
-        features = spec.lerobot_features(cameras=(), env_state_dim=env_dim)
+    if args.obs_type == "state":
+        features = spec.lerobot_features(cameras=(), env_state_dim=env_state_dim(args.env))
         source = f"{args.env} with state observations"
     else:
         features = spec.lerobot_features(cameras=spec.resolve_cameras(image_size=image_size), use_videos=not args.images)

@@ -85,10 +85,11 @@ class TeleopPolicy:
 
 class TeleopRecording:
     """One `teleop --record` run: the dataset is opened (or checked for appending) before any motor moves.
-    `cameras` are the follower's, `source` names it in errors; `sim` counts the task's successes."""
+    `cameras` are the follower's (and `env_state_dim` the size of a sim's object poses, when recorded), `source`
+    names it in errors; `sim` counts the task's successes."""
 
     def __init__(self, args: argparse.Namespace, spec: ArmSpec, cameras: tuple[CameraSpec, ...], source: str,
-                 sim: bool = False) -> None:  # fmt: skip
+                 sim: bool = False, env_state_dim: int | None = None) -> None:  # fmt: skip
         from twinarm.cli.record_cmd import open_writer
 
         parser = args._parser
@@ -98,7 +99,7 @@ class TeleopRecording:
         if args.episodes < 1 or args.episode_time <= 0 or args.reset_time < 0:
             parser.error("--episodes must be >= 1, --episode-time > 0 and --reset-time >= 0")
         self.args, self.spec, self.sim = args, spec, sim
-        features = spec.lerobot_features(cameras=cameras, use_videos=True)
+        features = spec.lerobot_features(cameras=cameras, use_videos=True, env_state_dim=env_state_dim)
         self.writer = open_writer(args.record, features, spec.control_hz, robot_type=spec.robot_type,
                                   resume=args.resume, source=source)
         self.before = self.writer.num_episodes

@@ -70,6 +70,10 @@ class SimFollower:
         self.clock.tick()
         return obs, reward, terminated, truncated, info
 
+    def render(self) -> np.ndarray | None:
+        """The first camera's image (for the view of a follower whose observations hold no cameras)."""
+        return self.env.render()
+
     def status(self) -> str:
         return "task: done" if self.success else "task: not yet"
 
@@ -84,14 +88,18 @@ class SimFollower:
 def make_sim_follower(env_id: str, image_size: tuple[int, int], max_relative_target: float | None,
                       episode_steps: int | None = None,
                       randomization: dict[str, Any] | None = None, dynamics: dict[str, Any] | None = None,
-                      end_after_success_steps: int | None = None) -> SimFollower:  # fmt: skip
+                      end_after_success_steps: int | None = None, obs_type: str = "pixels_agent_pos",
+                      ) -> SimFollower:  # fmt: skip
     """The sim env `env_id` with cameras at `image_size` as a follower; `episode_steps` replaces the id's
     episode length (a recorded episode lasts --episode-time, not the scripted task's length);
-    `randomization` and `dynamics` as `twinarm record` takes them (checked dicts)."""
+    `randomization` and `dynamics` as `twinarm record` takes them (checked dicts); with `obs_type` "state" the
+    observations hold the object poses instead of the cameras, and `render()` still draws the first camera."""
     import twinarm  # noqa: F401  (registers the ids)
 
-    kwargs: dict[str, Any] = {"obs_type": "pixels_agent_pos", "image_size": tuple(image_size),
-                              "randomization": randomization, "dynamics": dynamics}  # fmt: skip
+    kwargs: dict[str, Any] = {"obs_type": obs_type, "image_size": tuple(image_size), "randomization": randomization,
+                              "dynamics": dynamics}  # fmt: skip
+    if obs_type == "state":
+        kwargs["render_mode"] = "rgb_array"  # the view's picture
     if episode_steps is not None:
         kwargs["max_episode_steps"] = episode_steps
     return SimFollower(gym.make(env_id, **kwargs), max_relative_target,

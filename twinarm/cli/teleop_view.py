@@ -103,8 +103,12 @@ class Viewed:
         return out
 
     def _show(self, obs: dict[str, Any]) -> None:
-        if obs.get("pixels"):
-            self.view.show(obs["pixels"], self._status() if self._status is not None else "")
+        pixels = obs.get("pixels")
+        if not pixels and hasattr(self.follower, "render"):  # state observations: the follower draws a camera
+            frame = self.follower.render()
+            pixels = {"render": frame} if frame is not None else None
+        if pixels:
+            self.view.show(pixels, self._status() if self._status is not None else "")
 
     def close(self) -> None:
         try:

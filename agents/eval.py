@@ -142,9 +142,12 @@ def obs_type_for(policy: Policy, real: bool = False) -> str:
 
 def make_vector_env(
     env_id: str, n_envs: int, obs_type: str, image_size: tuple[int, int] | None, render: bool, use_async: bool,
-    env_kwargs: Mapping[str, Any] | None = None,
+    env_kwargs: Mapping[str, Any] | None = None, max_steps: int | None = None,
 ) -> gym.vector.VectorEnv:
+    """`n_envs` copies of `env_id` without autoreset; `max_steps` replaces the id's episode length (longer too)."""
     kwargs: dict[str, Any] = {**(env_kwargs or {}), "obs_type": obs_type}
+    if max_steps is not None:
+        kwargs["max_episode_steps"] = max_steps
     if image_size is not None:
         kwargs["image_size"] = tuple(image_size)
     if render:
@@ -207,7 +210,7 @@ def evaluate(
     if control is not None and n_envs != 1:
         raise ValueError("control needs n_envs=1 (an operator watches one episode at a time)")
     render = videos_dir is not None and max_videos > 0
-    venv = make_vector_env(env_id, n_envs, obs_type, image_size, render, use_async, env_kwargs)
+    venv = make_vector_env(env_id, n_envs, obs_type, image_size, render, use_async, env_kwargs, max_steps)
     fps = int(venv.metadata.get("render_fps", spec.control_hz) or spec.control_hz)
     result = EvalResult(precision=precision)
     was_training = policy.training

@@ -44,6 +44,13 @@ def test_end_cuts_an_episode_short_and_stop_ends_the_run() -> None:
     assert control.stopped
 
 
+def test_max_steps_sets_the_episode_length_longer_or_shorter_than_the_envs() -> None:
+    policy = make_policy("act", tiny_config("act"), synthetic_stats()).eval()  # untrained: never succeeds
+    for max_steps in (7, 180):  # PickCube's own episode is 150 steps
+        res = evaluate(policy, PICK, n_episodes=2, n_envs=2, max_steps=max_steps)
+        assert res.lengths == [max_steps, max_steps]
+
+
 def test_control_needs_one_env_at_a_time() -> None:
     policy = make_policy("act", tiny_config("act"), synthetic_stats()).eval()
     with pytest.raises(ValueError, match="control needs n_envs=1"):

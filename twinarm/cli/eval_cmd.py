@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode (then +1, ...)")
     p.add_argument("--videos", type=int, default=4, help="episodes to save as mp4")
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
-    p.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many steps (default: the env's limit)")
+    p.add_argument("--max-steps", type=int, default=None, help="episode length in steps, shorter or longer than the env's own (default: the env's)")
     p.add_argument(
         "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
         help="override an inference setting of the policy config (JSON value), e.g. --set n_action_steps=20",

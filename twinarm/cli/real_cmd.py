@@ -398,9 +398,9 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 def run_teleop(args: argparse.Namespace) -> int:
     from twinarm.cli.config import load_dynamics, load_randomization
-    from twinarm.cli.record_cmd import env_state_dim
+    from twinarm.cli.record_cmd import IMAGE_SIZE, env_state_dim
     from twinarm.cli.teleop_record import TeleopRecording, slow_loop_note
-    from twinarm.cli.teleop_sim import SIM_IMAGE_SIZE, SimFollower, make_sim_follower
+    from twinarm.cli.teleop_sim import SimFollower, make_sim_follower
     from twinarm.cli.teleop_view import FollowerView, Viewed, display_problem
     from twinarm.real.env import RealArmEnv
     from twinarm.real.errors import RealArmError
@@ -459,7 +459,7 @@ def run_teleop(args: argparse.Namespace) -> int:
     except RealArmError as exc:
         raise SystemExit(f"twinarm teleop: {exc}") from None
     if follower is None:
-        image_size = tuple(args.image_size or SIM_IMAGE_SIZE)
+        image_size = tuple(args.image_size or IMAGE_SIZE)
         env_kwargs = {}
         if args.obs_type == "state":
             cameras, env_dim, source = (), env_state_dim(sim_id), f"{sim_id} with state observations"

@@ -23,6 +23,8 @@ from twinarm.cli.config import (
 )
 
 RECORD_CONFIG = "meta/twinarm_record.json"
+#: Camera images of sim recordings unless told otherwise (`record --height/--width`, `teleop --env`).
+IMAGE_SIZE = (240, 320)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what is recorded besides the action: the cameras and joint positions (as on the real arm), "
                    "or the joint positions and the sim's object poses (observation.environment_state; no "
                    "cameras), which state policies train on in minutes")
-    p.add_argument("--height", type=int, default=240, help="camera image height")
-    p.add_argument("--width", type=int, default=320, help="camera image width")
+    p.add_argument("--height", type=int, default=IMAGE_SIZE[0], help="camera image height")
+    p.add_argument("--width", type=int, default=IMAGE_SIZE[1], help="camera image width")
     p.add_argument("--codec", default=None, choices=["h264", "av1", "hevc"],
                    help="video codec of a new dataset (default h264; --resume keeps the dataset's)")
     p.add_argument("--crf", type=int, default=None, help="video quality (lower is better; default: the codec's; "

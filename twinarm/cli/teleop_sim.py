@@ -15,8 +15,7 @@ import numpy as np
 
 from twinarm.real.pacing import LoopClock
 
-#: The sim follower's camera size unless --image-size says otherwise: `twinarm record`'s default.
-SIM_IMAGE_SIZE = (240, 320)
+
 class SimFollower:
     """A sim env stepped in real time, with the follower interface teleop uses on a `RealArmEnv`
     (`safe_target`, `joint_positions`, `overruns`); `success` is the task's `is_success` after the last step.

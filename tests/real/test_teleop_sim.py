@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -245,9 +246,10 @@ def test_sim_follower_ends_the_episode_once_the_task_has_been_done_a_while() -> 
 
 class ExpertHand:
     """Stands in for the person at the leader arm (who cannot run here): the scripted expert's targets for the
-    scene the simulated follower was reset to, except in the first episode, where the hand holds still."""
+    scene the simulated follower was reset to; with `fail_first`, in the first episode the hand holds still."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail_first: bool) -> None:
+        self.fail_first = fail_first
         self.follower: SimFollower | None = None
         self.resets = 0
 
@@ -263,30 +265,40 @@ class ExpertHand:
         self.expert.reset()
 
     def get_action(self) -> np.ndarray:
-        return self.still if self.resets == 1 else self.expert()
+        return self.still if self.fail_first and self.resets == 1 else self.expert()
 
     def close(self) -> None:
         pass
 
 
-def test_cli_only_success_drops_a_failed_demonstration_and_end_on_success_trims_the_rest(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def hand_at_the_leader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], Path]:
+    """`install(fail_first)`: an ExpertHand in place of the leader arms `teleop` opens, attached to the simulated
+    follower it builds; returns the leader calibration file teleop reads (and checks) before opening leaders."""
     import twinarm.cli.teleop_sim as teleop_sim
     import twinarm.real.teleop as real_teleop
 
-    hand = ExpertHand()
-    make_follower = teleop_sim.make_sim_follower
+    def install(fail_first: bool) -> Path:
+        hand = ExpertHand(fail_first)
+        make_follower = teleop_sim.make_sim_follower
 
-    def follower_with_hand(*args, **kwargs) -> SimFollower:
-        follower = make_follower(*args, **kwargs)
-        hand.attach(follower)
-        return follower
+        def follower_with_hand(*args, **kwargs) -> SimFollower:
+            follower = make_follower(*args, **kwargs)
+            hand.attach(follower)
+            return follower
 
-    monkeypatch.setattr(teleop_sim, "make_sim_follower", follower_with_hand)
-    monkeypatch.setattr(real_teleop, "make_leader", lambda *a, **k: hand)
+        monkeypatch.setattr(teleop_sim, "make_sim_follower", follower_with_hand)
+        monkeypatch.setattr(real_teleop, "make_leader", lambda *a, **k: hand)
+        return VirtualArm(SO101).ideal_calibration().save(tmp_path / "leader.json")
+
+    return install
+
+
+def test_cli_only_success_drops_a_failed_demonstration_and_end_on_success_trims_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], hand_at_the_leader: Callable[[bool], Path]
+) -> None:
+    cal = hand_at_the_leader(True)
     root = tmp_path / "demos"
-    cal = VirtualArm(SO101).ideal_calibration().save(tmp_path / "leader.json")  # read and checked, then unused
     argv = ["teleop", "--env", SIM, "--leader-port", "/dev/hand", "--leader-calibration", str(cal),
             "--record", str(root), "--episodes", "2", "--episode-time", "10", "--reset-time", "0",
             "--only-success", "--end-on-success", "0.5", "--max-relative-target", "1", "--image-size", *map(str, SIZE)]  # fmt: skip
@@ -301,24 +313,10 @@ def test_cli_only_success_drops_a_failed_demonstration_and_end_on_success_trims_
 
 
 def test_cli_state_observations_are_recorded_as_record_writes_them(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], hand_at_the_leader: Callable[[bool], Path]
 ) -> None:
-    import twinarm.cli.teleop_sim as teleop_sim
-    import twinarm.real.teleop as real_teleop
-
-    hand = ExpertHand()
-    hand.resets = 1  # every episode by the expert
-    make_follower = teleop_sim.make_sim_follower
-
-    def follower_with_hand(*args, **kwargs) -> SimFollower:
-        follower = make_follower(*args, **kwargs)
-        hand.attach(follower)
-        return follower
-
-    monkeypatch.setattr(teleop_sim, "make_sim_follower", follower_with_hand)
-    monkeypatch.setattr(real_teleop, "make_leader", lambda *a, **k: hand)
+    cal = hand_at_the_leader(False)
     root = tmp_path / "state_demos"
-    cal = VirtualArm(SO101).ideal_calibration().save(tmp_path / "leader.json")
     argv = ["teleop", "--env", SIM, "--obs-type", "state", "--leader-port", "/dev/hand", "--leader-calibration",
             str(cal), "--record", str(root), "--episodes", "1", "--episode-time", "6", "--reset-time", "0",
             "--end-on-success", "--max-relative-target", "1"]  # fmt: skip

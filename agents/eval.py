@@ -244,7 +244,6 @@ def evaluate(
             record = [render and done_eps + i < max_videos for i in range(n_envs)]
             frames: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
             saved_as: dict[int, int] = {}  # env slot -> its episode's index in the recorded dataset
-            step = 0
             while active.any():
                 if any(record[i] and active[i] for i in range(n_envs)):
                     imgs = venv.call("render")
@@ -265,10 +264,7 @@ def evaluate(
                 maxs[active] = np.maximum(maxs[active], reward[active])
                 length[active] += 1
                 success |= is_success & active
-                step += 1
-                over = np.asarray(terminated) | np.asarray(truncated) | is_success
-                if max_steps is not None and step >= max_steps:
-                    over[:] = True
+                over = np.asarray(terminated) | np.asarray(truncated) | is_success  # max_steps: the envs' TimeLimit
                 if control is not None and control.take() in (END, STOP):
                     over[:] = True
                 if rollouts is not None:

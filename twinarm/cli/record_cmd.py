@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             _remove_new_dataset(root, fresh)
         elif writer.num_episodes > before:
             print(f"\n{root}: stopped; {writer.num_episodes - before} episode(s) of this run were saved, the dataset "
-                  f"has {writer.num_episodes}; `--resume` continues from seed {_next_seed(root, seed)}", file=sys.stderr)
+                  f"has {writer.num_episodes}; `--resume` continues from seed {next_seed(root, seed)}", file=sys.stderr)
         raise
     writer.finalize()
     save_next_seed(summary.next_seed)
@@ -209,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _next_seed(root: Path, default: int) -> int:
+def next_seed(root: Path, default: int) -> int:
+    """Where the next recording on the dataset at `root` takes its scenes' seeds from (`default` if none ran)."""
     path = root / RECORD_CONFIG
     return int(json.loads(path.read_text()).get("next_seed", default)) if path.exists() else default
 

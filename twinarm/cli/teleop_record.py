@@ -108,11 +108,9 @@ class TeleopRecording:
         # (`twinarm record --resume` keeps count in the same file), so no scene is repeated.
         self.first_seed = self.before
         if sim and args.resume:
-            from twinarm.cli.record_cmd import RECORD_CONFIG
+            from twinarm.cli.record_cmd import next_seed
 
-            saved = args.record / RECORD_CONFIG
-            if saved.exists():
-                self.first_seed = max(self.before, int(json.loads(saved.read_text()).get("next_seed", 0)))
+            self.first_seed = max(self.before, next_seed(args.record, 0))
 
     def run(self, leader: Teleoperator, env: RealArmEnv | SimFollower, stats: LoopStats, keys: KeyHub | None = None) -> None:
         from twinarm.datasets_io.recorder import END, RERECORD, STOP, RecordingControl, gym_frame, record

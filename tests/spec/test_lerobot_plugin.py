@@ -1,0 +1,104 @@
+"""The LeRobot plugin (`twinarm.lerobot_env`) run by LeRobot itself: its env config, and `lerobot-eval` on a twinarm
+sim agreeing with `twinarm eval` episode by episode. Needs the lerobot venv with twinarm installed in it
+(TWINARM_LEROBOT_PYTHON, default /root/lerobot-venv/bin/python; there: `pip install -e .`); skipped without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LEROBOT_PYTHON = Path(os.environ.get("TWINARM_LEROBOT_PYTHON", "/root/lerobot-venv/bin/python"))
+FIXTURE = ROOT / "tests/fixtures/lerobot_policies/act_state/pretrained_model"  # written by LeRobot 0.6.1
+
+
+def _lerobot_with_twinarm() -> str | None:
+    """Why the plugin cannot be run here, or None when it can."""
+    if not LEROBOT_PYTHON.exists():
+        return f"no lerobot venv at {LEROBOT_PYTHON} (TWINARM_LEROBOT_PYTHON)"
+    probe = subprocess.run([str(LEROBOT_PYTHON), "-c", "import lerobot, twinarm.envs.lerobot_view"],
+                           capture_output=True, text=True, cwd="/")  # fmt: skip
+    return None if probe.returncode == 0 else f"twinarm is not installed in {LEROBOT_PYTHON} (pip install -e . there)"
+
+
+pytestmark = [pytest.mark.lerobot, pytest.mark.skipif(bool(_lerobot_with_twinarm()),
+                                                      reason=_lerobot_with_twinarm() or "")]  # fmt: skip
+
+CONFIG_PROBE = r"""
+import json
+from lerobot.configs.parser import load_plugin
+load_plugin("twinarm.lerobot_env")
+from lerobot.envs.configs import EnvConfig
+from lerobot.envs.utils import env_to_policy_features
+cls = EnvConfig.get_choice_class("twinarm")
+out = {}
+for task, kw in [("SO101-PickCube-v0", {"obs_type": "state"}), ("twinarm/Aloha-TransferCube-v0",
+                 {"observation_height": 48, "observation_width": 64})]:
+    cfg = cls(task=task, **kw)
+    out[task] = {"fps": cfg.fps, "gym_id": cfg.gym_id,
+                 "policy": {k: [f.type.name, list(f.shape)] for k, f in env_to_policy_features(cfg).items()}}
+errors = []
+for kw in [{"task": "SO101-PickCube-Real-v0"}, {"task": "SO101-Fold-v0"}, {"task": "Koch-Reach-v0", "fps": 50},
+           {"task": "SO101-Reach-v0", "randomization": "sunny"}]:
+    try:
+        cls(**kw)
+        errors.append(None)
+    except ValueError as exc:
+        errors.append(str(exc))
+out["errors"] = errors
+print(json.dumps(out))
+"""
+
+
+def test_lerobots_env_config_reads_the_spec_and_names_bad_values() -> None:
+    run = subprocess.run([str(LEROBOT_PYTHON), "-c", CONFIG_PROBE], capture_output=True, text=True, cwd="/")
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    pick = out["SO101-PickCube-v0"]
+    assert pick["fps"] == 30 and pick["gym_id"] == "twinarm/SO101-PickCube-v0"
+    assert pick["policy"] == {"action": ["ACTION", [6]], "observation.state": ["STATE", [6]],
+                              "observation.environment_state": ["ENV", [7]]}  # fmt: skip
+    aloha = out["twinarm/Aloha-TransferCube-v0"]
+    assert aloha["fps"] == 50 and aloha["gym_id"] == "twinarm/Aloha-TransferCube-v0"
+    assert aloha["policy"]["observation.images.top"] == ["VISUAL", [3, 48, 64]]
+    assert aloha["policy"]["observation.state"] == ["STATE", [14]]
+    real, unknown, fps, randomization = out["errors"]
+    assert "is a real arm" in real and "twinarm eval --env twinarm/SO101-PickCube-Real-v0" in real
+    assert "--env.task='SO101-Fold-v0' is not a twinarm sim" in unknown and "SO101-PickCube-v0" in unknown
+    assert "--env.fps=50" in fps and "30 Hz" in fps
+    assert "--env.randomization 'sunny'" in randomization
+
+
+def test_lerobot_eval_on_the_sim_agrees_with_twinarm_eval(tmp_path: Path) -> None:
+    """LeRobot's ACT and rollout (async forkserver workers) against twinarm's, one LeRobot checkpoint, same seeds
+    and length: the same rewards, so states, actions and units crossed the plugin as twinarm's own eval has them."""
+    steps, seed = 12, 7
+    lerobot_eval = LEROBOT_PYTHON.parent / "lerobot-eval"
+    run = subprocess.run(
+        [str(lerobot_eval), "--env.discover_packages_path=twinarm.lerobot_env", "--env.type=twinarm",
+         "--env.task=SO101-PickCube-v0", "--env.obs_type=state", f"--env.episode_length={steps}",
+         f"--policy.path={FIXTURE}", "--policy.device=cpu", "--eval.n_episodes=2", "--eval.batch_size=2",
+         "--eval.use_async_envs=true", f"--seed={seed}", f"--output_dir={tmp_path / 'lerobot'}"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    lerobot = json.loads((tmp_path / "lerobot" / "eval_info.json").read_text())["per_task"][0]["metrics"]
+    assert len(list((tmp_path / "lerobot" / "videos").rglob("*.mp4"))) == 2
+
+    ours = subprocess.run(
+        [sys.executable, "-m", "twinarm.cli.main", "eval", "--policy", str(FIXTURE), "--env",
+         "twinarm/SO101-PickCube-v0", "--episodes", "2", "--n-envs", "2", "--seed", str(seed), "--max-steps",
+         str(steps), "--videos", "0", "--out", str(tmp_path / "twinarm")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    twinarm = json.loads((tmp_path / "twinarm" / "eval_info.json").read_text())["per_episode"]
+    assert [e["length"] for e in twinarm] == [steps, steps]
+    for e, lr_sum, lr_max in zip(twinarm, lerobot["sum_rewards"], lerobot["max_rewards"], strict=True):
+        assert e["sum_reward"] == pytest.approx(lr_sum, abs=1e-3)
+        assert e["max_reward"] == pytest.approx(lr_max, abs=1e-4)

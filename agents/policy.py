@@ -41,11 +41,23 @@ LAST_NAME = "last"
 PRETRAINED_DIR = "pretrained_model"
 
 
+def _through_last(src: Path) -> Path:
+    """`<run>/checkpoints/last[/pretrained_model]` as LeRobot users write it (LeRobot's `last` is a link to the
+    step folder; twinarm's is a file naming it): the same path through the step `last` names."""
+    parts = src.parts
+    for i in range(1, len(parts)):
+        last = Path(*parts[: i + 1])
+        if parts[i] == LAST_NAME and parts[i - 1] == CHECKPOINTS_DIR and last.is_file():
+            return Path(*parts[:i], last.read_text().strip(), *parts[i + 1 :])
+    return src
+
+
 def resolve_checkpoint(directory: str | Path) -> Path:
     """The `pretrained_model` folder that `directory` stands for: itself, a checkpoint step folder's, a
-    training run directory's newest (the one its `checkpoints/last` names), or a Hub model repo's (`user/name`
-    or `user/name@revision` that is no local path: downloaded into the HF cache, `agents.policy_hub`)."""
-    src = Path(directory)
+    training run directory's newest (the one its `checkpoints/last` names; `checkpoints/last` itself too), or a
+    Hub model repo's (`user/name` or `user/name@revision` that is no local path: downloaded into the HF cache,
+    `agents.policy_hub`)."""
+    src = _through_last(Path(directory))
     if not src.exists():
         from twinarm.agents.policy_hub import fetch_policy, repo_id_of
 

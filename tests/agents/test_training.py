@@ -112,6 +112,8 @@ def test_cli_train_then_eval_end_to_end(
 
     assert resolve_checkpoint(out / "checkpoints" / "00000015") == out / "checkpoints" / "00000015" / "pretrained_model"
     assert resolve_checkpoint(ckpt) == ckpt
+    for lerobot_style in ("checkpoints/last", "checkpoints/last/pretrained_model"):  # as LeRobot's docs write it
+        assert resolve_checkpoint(out / lerobot_style) == ckpt
     ev = tmp_path / "eval"
     rc = main(["eval", "--policy", str(out), "--env", PICK, "--episodes", "2", "--n-envs", "2", "--videos", "1",
                "--out", str(ev), "--threads", "1", "--max-steps", "25", "--record", str(tmp_path / "rollouts")])  # fmt: skip

@@ -74,31 +74,84 @@ def test_lerobots_env_config_reads_the_spec_and_names_bad_values() -> None:
     assert "--env.randomization 'sunny'" in randomization
 
 
-def test_lerobot_eval_on_the_sim_agrees_with_twinarm_eval(tmp_path: Path) -> None:
-    """LeRobot's ACT and rollout (async forkserver workers) against twinarm's, one LeRobot checkpoint, same seeds
-    and length: the same rewards, so states, actions and units crossed the plugin as twinarm's own eval has them."""
-    steps, seed = 12, 7
-    lerobot_eval = LEROBOT_PYTHON.parent / "lerobot-eval"
+IMAGE_PROBE = r"""
+import json, gymnasium as gym, numpy as np
+from lerobot.configs.parser import load_plugin
+load_plugin("twinarm.lerobot_env")
+from lerobot.envs.configs import EnvConfig
+from lerobot.envs.factory import make_env
+from lerobot.envs.utils import preprocess_observation
+cfg = EnvConfig.get_choice_class("twinarm")(task="SO101-PickCube-v0", observation_height=48, observation_width=64)
+vec = make_env(cfg, n_envs=2, use_async_envs=False)["twinarm"][0]
+batch = preprocess_observation(vec.reset(seed=[4, 5], options={"lerobot_new_rollout": True})[0])
+out = {"keys": sorted(batch)}
+for i, seed in enumerate((4, 5)):
+    raw = gym.make("twinarm/SO101-PickCube-v0", image_size=(48, 64))
+    obs, _ = raw.reset(seed=seed)
+    spec = raw.unwrapped.spec_arm
+    for cam in ("front", "wrist"):
+        seen = (batch["observation.images." + cam][i].numpy().transpose(1, 2, 0) * 255).round()
+        out[f"{cam}{i}"] = float(np.abs(seen - obs["pixels"][cam]).max())
+    out[f"state{i}"] = float(np.abs(batch["observation.state"][i].numpy() - spec.to_lerobot(obs["agent_pos"])).max())
+print(json.dumps(out))
+"""
+
+
+def test_what_lerobots_rollout_hands_the_policy_is_the_sims_own_observation() -> None:
+    """After LeRobot's `preprocess_observation`: each camera's image under its own key, pixel for pixel what the
+    sim renders for that seed, and the joint state in LeRobot's units."""
+    run = subprocess.run([str(LEROBOT_PYTHON), "-c", IMAGE_PROBE], capture_output=True, text=True, cwd="/")
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out.pop("keys") == ["observation.images.front", "observation.images.wrist", "observation.state"]
+    for key, diff in out.items():
+        assert diff <= (1e-3 if key.startswith("state") else 0.0), (key, diff)
+
+
+def _lerobot_and_twinarm_eval(tmp_path: Path, lerobot_ckpt: Path, twinarm_ckpt: Path, obs_type: str,
+                              image: tuple[int, int], steps: int = 12, seed: int = 7) -> list[tuple[float, float, float, float]]:
+    """Both eval loops over 2 episodes of `steps` from `seed`: (twinarm sum, LeRobot sum, twinarm max, LeRobot max)
+    reward per episode. LeRobot's runs in async forkserver workers, as its default is."""
     run = subprocess.run(
-        [str(lerobot_eval), "--env.discover_packages_path=twinarm.lerobot_env", "--env.type=twinarm",
-         "--env.task=SO101-PickCube-v0", "--env.obs_type=state", f"--env.episode_length={steps}",
-         f"--policy.path={FIXTURE}", "--policy.device=cpu", "--eval.n_episodes=2", "--eval.batch_size=2",
+        [str(LEROBOT_PYTHON.parent / "lerobot-eval"), "--env.discover_packages_path=twinarm.lerobot_env",
+         "--env.type=twinarm", "--env.task=SO101-PickCube-v0", f"--env.obs_type={obs_type}",
+         f"--env.observation_height={image[0]}", f"--env.observation_width={image[1]}", f"--env.episode_length={steps}",
+         f"--policy.path={lerobot_ckpt}", "--policy.device=cpu", "--eval.n_episodes=2", "--eval.batch_size=2",
          "--eval.use_async_envs=true", f"--seed={seed}", f"--output_dir={tmp_path / 'lerobot'}"],
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     lerobot = json.loads((tmp_path / "lerobot" / "eval_info.json").read_text())["per_task"][0]["metrics"]
     assert len(list((tmp_path / "lerobot" / "videos").rglob("*.mp4"))) == 2
-
     ours = subprocess.run(
-        [sys.executable, "-m", "twinarm.cli.main", "eval", "--policy", str(FIXTURE), "--env",
+        [sys.executable, "-m", "twinarm.cli.main", "eval", "--policy", str(twinarm_ckpt), "--env",
          "twinarm/SO101-PickCube-v0", "--episodes", "2", "--n-envs", "2", "--seed", str(seed), "--max-steps",
-         str(steps), "--videos", "0", "--out", str(tmp_path / "twinarm")],
+         str(steps), "--image-size", str(image[0]), str(image[1]), "--videos", "0", "--out", str(tmp_path / "twinarm")],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert ours.returncode == 0, ours.stderr[-3000:]
     twinarm = json.loads((tmp_path / "twinarm" / "eval_info.json").read_text())["per_episode"]
     assert [e["length"] for e in twinarm] == [steps, steps]
-    for e, lr_sum, lr_max in zip(twinarm, lerobot["sum_rewards"], lerobot["max_rewards"], strict=True):
-        assert e["sum_reward"] == pytest.approx(lr_sum, abs=1e-3)
-        assert e["max_reward"] == pytest.approx(lr_max, abs=1e-4)
+    return [(e["sum_reward"], lr_sum, e["max_reward"], lr_max)
+            for e, lr_sum, lr_max in zip(twinarm, lerobot["sum_rewards"], lerobot["max_rewards"], strict=True)]
+
+
+def test_lerobot_eval_on_the_sim_agrees_with_twinarm_eval(tmp_path: Path) -> None:
+    """LeRobot's ACT and rollout against twinarm's, one checkpoint LeRobot wrote, same seeds and length: the same
+    rewards, so states, actions and units crossed the plugin as twinarm's own eval has them."""
+    for ours, theirs, ours_max, theirs_max in _lerobot_and_twinarm_eval(tmp_path, FIXTURE, FIXTURE, "state", (48, 64)):
+        assert ours == pytest.approx(theirs, abs=1e-3) and ours_max == pytest.approx(theirs_max, abs=1e-4)
+
+
+def test_lerobot_eval_reads_the_sims_cameras_as_twinarm_eval_does(tmp_path: Path, tiny_act_checkpoint) -> None:
+    """A camera policy (twinarm's, exported for LeRobot) runs under lerobot-eval at the size asked for and drives the
+    arm as under twinarm eval (that each image is the right camera's is the test above: this random policy barely
+    looks at them)."""
+    ckpt = tiny_act_checkpoint(cameras=("front",), image=(48, 64))
+    exported = tmp_path / "exported"
+    done = subprocess.run([sys.executable, "-m", "twinarm.cli.main", "export-lerobot", "--policy", str(ckpt), "--out",
+                           str(exported)], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _lerobot_and_twinarm_eval(tmp_path, exported, ckpt, "pixels_agent_pos", (48, 64), steps=8)
+    for ours, theirs, ours_max, theirs_max in rows:
+        assert ours == pytest.approx(theirs, abs=1e-3) and ours_max == pytest.approx(theirs_max, abs=1e-4)

@@ -18,6 +18,7 @@ import gymnasium as gym
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
 
+from twinarm.cli.record_cmd import IMAGE_SIZE
 from twinarm.envs.lerobot_view import lerobot_env_features, lerobot_features_map, make_lerobot_view
 from twinarm.registration import NAMESPACE, REAL_MARKER, entry_for, sim_ids
 
@@ -34,14 +35,15 @@ def _checked(flag: str, load: Any, value: Any, *args: Any) -> Any:
 @dataclass
 class TwinarmEnv(EnvConfig):
     """A twinarm sim env. `task` is its id without `twinarm/` (`SO101-PickCube-v0`; `twinarm envs` lists them);
-    fps and the features follow from it, `episode_length` defaults to the task's."""
+    fps and the features follow from it, `episode_length` defaults to the task's, camera images are 240x320 as
+    twinarm's sim recordings are (set `observation_height/width` to your dataset's)."""
 
     task: str | None = "SO101-PickCube-v0"
     fps: int = 0  # the arm's control rate; set from the task
     episode_length: int | None = None
     obs_type: str = "pixels_agent_pos"
-    observation_height: int = 480
-    observation_width: int = 640
+    observation_height: int = IMAGE_SIZE[0]  # as `twinarm record` and `teleop --env` record: match your dataset's
+    observation_width: int = IMAGE_SIZE[1]
     render_mode: str = "rgb_array"
     randomization: str | None = None  # a preset, file or inline JSON, as `twinarm record --randomization`
     dynamics: str | None = None  # a `twinarm fit-dynamics` file

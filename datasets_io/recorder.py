@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from twinarm.datasets_io.writer import DatasetWriter, EncodedEpisode, EpisodeBuffer
+from twinarm.spec import LEROBOT_ENV_STATE, LEROBOT_IMAGES, LEROBOT_STATE
 
 EnvFactory = Callable[[], gym.Env]
 #: Builds the policy for an env: an object with `__call__(obs) -> action` and optionally `reset()`.
@@ -72,13 +73,13 @@ def gym_frame(obs: dict[str, Any], action: Any, convert: Callable[[np.ndarray], 
     conv = convert if convert is not None else (lambda x: x)
     frame: dict[str, Any] = {"action": np.asarray(conv(np.asarray(action)), dtype=np.float32)}
     if "agent_pos" in obs:
-        frame["observation.state"] = np.asarray(conv(np.asarray(obs["agent_pos"])), dtype=np.float32)
+        frame[LEROBOT_STATE] = np.asarray(conv(np.asarray(obs["agent_pos"])), dtype=np.float32)
     if "environment_state" in obs:
-        frame["observation.environment_state"] = np.asarray(obs["environment_state"], dtype=np.float32)
+        frame[LEROBOT_ENV_STATE] = np.asarray(obs["environment_state"], dtype=np.float32)
     pixels = obs.get("pixels")
     if isinstance(pixels, dict):
         for cam, img in pixels.items():
-            frame[f"observation.images.{cam}"] = img
+            frame[f"{LEROBOT_IMAGES}.{cam}"] = img
     elif pixels is not None:
         frame["observation.image"] = pixels
     return frame

@@ -14,10 +14,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from twinarm.spec import LEROBOT_ENV_STATE, LEROBOT_IMAGES, LEROBOT_STATE
+
 # What LeRobot's rollout passes in `reset(options=...)` to mark a new rollout (lerobot.envs.utils).
 LEROBOT_RESET_MARKER = "lerobot_new_rollout"
-# LeRobot's names for the env's observation keys (lerobot.envs.utils.preprocess_observation).
-STATE_KEY, ENV_STATE_KEY, IMAGE_PREFIX = "observation.state", "observation.environment_state", "observation.images"
 
 
 class LeRobotView(gym.Wrapper):
@@ -57,9 +57,8 @@ class LeRobotView(gym.Wrapper):
 
 def make_lerobot_view(env_id: str, task_description: str = "", **kwargs: Any) -> LeRobotView:
     """`gym.make(env_id, **kwargs)` seen through `LeRobotView`; a module-level function, so that
-    `AsyncVectorEnv` workers can unpickle it without importing LeRobot."""
-    import twinarm  # noqa: F401  (registers the ids in a fresh worker process)
-
+    `AsyncVectorEnv` workers can unpickle it without importing LeRobot (importing it imports `twinarm`, which
+    registers the ids in a fresh worker)."""
     return LeRobotView(gym.make(env_id, **kwargs), task_description=task_description)
 
 
@@ -77,5 +76,5 @@ def lerobot_env_features(observation_space: spaces.Dict, action_dim: int) -> dic
 
 def lerobot_features_map(features: dict[str, Any]) -> dict[str, str]:
     """Env feature key -> the policy feature key LeRobot's rollout gives it (`observation.images.front`, ...)."""
-    names = {"action": "action", "agent_pos": STATE_KEY, "environment_state": ENV_STATE_KEY}
-    return {k: names.get(k, f"{IMAGE_PREFIX}.{k.removeprefix('pixels/')}") for k in features}
+    names = {"action": "action", "agent_pos": LEROBOT_STATE, "environment_state": LEROBOT_ENV_STATE}
+    return {k: names.get(k, f"{LEROBOT_IMAGES}.{k.removeprefix('pixels/')}") for k in features}

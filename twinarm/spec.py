@@ -24,6 +24,11 @@ STATE_MARGIN_RAD = 0.25
 STATE_MARGIN_GRIPPER = 0.25
 #: Finite bound for `environment_state` entries (metres / unit quaternions); Gymnasium warns on inf.
 ENV_STATE_BOUND = 10.0
+#: The env's observation keys as LeRobot names them (its `preprocess_observation`; camera `c` of `pixels` is
+#: `observation.images.c`): the dataset features, the recorder and the LeRobot plugin all use these names.
+LEROBOT_STATE = "observation.state"
+LEROBOT_ENV_STATE = "observation.environment_state"
+LEROBOT_IMAGES = "observation.images"
 
 
 @dataclass(frozen=True)
@@ -250,17 +255,17 @@ class ArmSpec:
         """Dataset features in LeRobot's `info.json` form (without the default index features)."""
         cams = self.cameras if cameras is None else cameras
         feats: dict[str, dict] = {
-            "observation.state": {"dtype": "float32", "shape": [self.dof], "names": self.motor_feature_names},
+            LEROBOT_STATE: {"dtype": "float32", "shape": [self.dof], "names": self.motor_feature_names},
             "action": {"dtype": "float32", "shape": [self.dof], "names": self.motor_feature_names},
         }
         if env_state_dim:
-            feats["observation.environment_state"] = {
+            feats[LEROBOT_ENV_STATE] = {
                 "dtype": "float32",
                 "shape": [env_state_dim],
                 "names": None,
             }
         for c in cams:
-            feats[f"observation.images.{c.name}"] = {
+            feats[f"{LEROBOT_IMAGES}.{c.name}"] = {
                 "dtype": "video" if use_videos else "image",
                 "shape": [c.height, c.width, 3],
                 "names": ["height", "width", "channels"],

@@ -81,31 +81,38 @@ load_plugin("twinarm.lerobot_env")
 from lerobot.envs.configs import EnvConfig
 from lerobot.envs.factory import make_env
 from lerobot.envs.utils import preprocess_observation
-cfg = EnvConfig.get_choice_class("twinarm")(task="SO101-PickCube-v0", observation_height=48, observation_width=64)
-vec = make_env(cfg, n_envs=2, use_async_envs=False)["twinarm"][0]
-batch = preprocess_observation(vec.reset(seed=[4, 5], options={"lerobot_new_rollout": True})[0])
-out = {"keys": sorted(batch)}
-for i, seed in enumerate((4, 5)):
-    raw = gym.make("twinarm/SO101-PickCube-v0", image_size=(48, 64))
-    obs, _ = raw.reset(seed=seed)
-    spec = raw.unwrapped.spec_arm
-    for cam in ("front", "wrist"):
-        seen = (batch["observation.images." + cam][i].numpy().transpose(1, 2, 0) * 255).round()
-        out[f"{cam}{i}"] = float(np.abs(seen - obs["pixels"][cam]).max())
-    out[f"state{i}"] = float(np.abs(batch["observation.state"][i].numpy() - spec.to_lerobot(obs["agent_pos"])).max())
+out = {}
+for task in ("SO101-PickCube-v0", "Aloha-TransferCube-v0"):
+    cfg = EnvConfig.get_choice_class("twinarm")(task=task, observation_height=48, observation_width=64)
+    vec = make_env(cfg, n_envs=2, use_async_envs=False)["twinarm"][0]
+    batch = preprocess_observation(vec.reset(seed=[4, 5], options={"lerobot_new_rollout": True})[0])
+    out[task] = {"keys": sorted(batch), "diffs": {}}
+    for i, seed in enumerate((4, 5)):
+        raw = gym.make("twinarm/" + task, image_size=(48, 64))
+        obs, _ = raw.reset(seed=seed)
+        spec = raw.unwrapped.spec_arm
+        for cam in obs["pixels"]:
+            seen = (batch["observation.images." + cam][i].numpy().transpose(1, 2, 0) * 255).round()
+            out[task]["diffs"][f"{cam}{i}"] = float(np.abs(seen - obs["pixels"][cam]).max())
+        state = batch["observation.state"][i].numpy()
+        out[task]["diffs"][f"state{i}"] = float(np.abs(state - spec.to_lerobot(obs["agent_pos"])).max())
 print(json.dumps(out))
 """
 
 
 def test_what_lerobots_rollout_hands_the_policy_is_the_sims_own_observation() -> None:
     """After LeRobot's `preprocess_observation`: each camera's image under its own key, pixel for pixel what the
-    sim renders for that seed, and the joint state in LeRobot's units."""
+    sim renders for that seed, and the joint state in LeRobot's units (degrees for SO-101, radians for ALOHA)."""
     run = subprocess.run([str(LEROBOT_PYTHON), "-c", IMAGE_PROBE], capture_output=True, text=True, cwd="/")
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
-    assert out.pop("keys") == ["observation.images.front", "observation.images.wrist", "observation.state"]
-    for key, diff in out.items():
-        assert diff <= (1e-3 if key.startswith("state") else 0.0), (key, diff)
+    assert out["SO101-PickCube-v0"]["keys"] == ["observation.images.front", "observation.images.wrist",
+                                                "observation.state"]  # fmt: skip
+    assert out["Aloha-TransferCube-v0"]["keys"] == ["observation.images.top", "observation.state"]
+    for task, found in out.items():
+        assert len(found["diffs"]) == 2 * (len(found["keys"])), task
+        for key, diff in found["diffs"].items():
+            assert diff <= (1e-3 if key.startswith("state") else 0.0), (task, key, diff)
 
 
 def _lerobot_and_twinarm_eval(tmp_path: Path, lerobot_ckpt: Path, twinarm_ckpt: Path, obs_type: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -52,3 +53,21 @@ def test_a_missing_package_names_its_pip_install(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(doctor_cmd, "PACKAGES", (("no_such_module_xyz", "no-such-package"),))
     check = doctor_cmd.check_packages()[-1]
     assert (check.status, check.fix) == ("fail", "pip install no-such-package")
+
+
+def test_lerobot_plugin_is_checked_only_where_lerobot_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_version = doctor_cmd.metadata.version
+
+    def version(name: str) -> str:
+        if name == "lerobot":
+            raise doctor_cmd.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(doctor_cmd.metadata, "version", version)
+    assert doctor_cmd.check_lerobot_plugin().status == "ok"  # optional: nothing to check
+    # A LeRobot the plugin cannot load with (here: distribution metadata without an importable package).
+    monkeypatch.setattr(doctor_cmd.metadata, "version", lambda name: "9.9" if name == "lerobot" else real_version(name))
+    monkeypatch.setitem(sys.modules, "lerobot", None)
+    check = doctor_cmd.check_lerobot_plugin()
+    assert check.status == "warn" and check.detail.startswith("lerobot 9.9: twinarm.lerobot_env does not load")
+    assert "lerobot==0.6.1" in check.fix

@@ -162,3 +162,11 @@ def test_lerobot_eval_reads_the_sims_cameras_as_twinarm_eval_does(tmp_path: Path
     rows = _lerobot_and_twinarm_eval(tmp_path, exported, ckpt, "pixels_agent_pos", (48, 64), steps=8)
     for ours, theirs, ours_max, theirs_max in rows:
         assert ours == pytest.approx(theirs, abs=1e-3) and ours_max == pytest.approx(theirs_max, abs=1e-4)
+
+
+def test_doctor_in_lerobots_env_says_the_plugin_loads() -> None:
+    probe = "from twinarm.cli.doctor_cmd import check_lerobot_plugin as c; r = c(); print(r.status + '|' + r.detail)"
+    run = subprocess.run([str(LEROBOT_PYTHON), "-c", probe], capture_output=True, text=True, cwd="/")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == (
+        "ok|lerobot 0.6.1: --env.discover_packages_path=twinarm.lerobot_env --env.type=twinarm")

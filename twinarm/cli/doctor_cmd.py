@@ -1,5 +1,6 @@
 """`twinarm doctor`: check this machine for what twinarm needs (packages, headless rendering, video codecs, the
-servo SDKs and serial-port access, cameras, torch's device and CPU features) and print a fix for each problem.
+servo SDKs and serial-port access, cameras, LeRobot's env plugin where LeRobot is installed, torch's device and CPU
+features) and print a fix for each problem.
 
 Exit status 1 when something twinarm cannot work without fails; warnings (no arm plugged in, no GPU) do not.
 """
@@ -186,6 +187,25 @@ def check_display() -> Check:
     return Check("display", "ok", f"DISPLAY={os.environ.get('DISPLAY', '')}" if os.environ.get("DISPLAY") else "a window can open")
 
 
+def check_lerobot_plugin() -> Check:
+    """Where LeRobot is installed beside twinarm, its env type `twinarm` (`lerobot-eval --env.type=twinarm`) must
+    load; LeRobot itself is optional."""
+    try:
+        version = metadata.version("lerobot")
+    except metadata.PackageNotFoundError:
+        return Check("lerobot plugin", "ok", "LeRobot not installed here (optional)")
+    try:
+        importlib.import_module("twinarm.lerobot_env")
+        from lerobot.envs.configs import EnvConfig
+
+        EnvConfig.get_choice_class("twinarm")
+    except Exception as exc:  # an API that moved in another LeRobot version fails in many ways
+        return Check("lerobot plugin", "warn", f"lerobot {version}: twinarm.lerobot_env does not load: {exc}",
+                     "twinarm's LeRobot plugin is made for lerobot 0.6 (pip install 'lerobot==0.6.1')")
+    return Check("lerobot plugin", "ok", f"lerobot {version}: --env.discover_packages_path=twinarm.lerobot_env "
+                 "--env.type=twinarm")
+
+
 def check_torch() -> Check:
     import torch
 
@@ -213,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
         checks.append(check_rendering())
     with _quiet_stderr():
         checks += check_codecs()
-    checks += check_servo_sdks() + [check_serial(), check_realsense(), check_display(), check_torch()]
+    checks += check_servo_sdks() + [check_serial(), check_realsense(), check_display(), check_lerobot_plugin(),
+               check_torch()]
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:

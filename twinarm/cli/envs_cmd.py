@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "envs",
         help="list the registered env ids",
         description="List every twinarm env id (sim and its real twin) with arm, task, action dim, "
-        "cameras, control rate and episode length, all read from the arm specs.",
+        "cameras, control rate and episode length, all read from the arm specs. In LeRobot's own tools (with "
+        "twinarm installed beside LeRobot) a sim is `--env.discover_packages_path=twinarm.lerobot_env "
+        "--env.type=twinarm --env.task=<id without twinarm/>`.",
     )
     p.add_argument("--real", action="store_true", help="also list the real-hardware twin of each id")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (for the README)")

@@ -26,8 +26,8 @@ def _lerobot_with_twinarm() -> str | None:
     return None if probe.returncode == 0 else f"twinarm is not installed in {LEROBOT_PYTHON} (pip install -e . there)"
 
 
-pytestmark = [pytest.mark.lerobot, pytest.mark.skipif(bool(_lerobot_with_twinarm()),
-                                                      reason=_lerobot_with_twinarm() or "")]  # fmt: skip
+_WHY_NOT = _lerobot_with_twinarm()  # once: it starts LeRobot's python
+pytestmark = [pytest.mark.lerobot, pytest.mark.skipif(_WHY_NOT is not None, reason=_WHY_NOT or "")]
 
 CONFIG_PROBE = r"""
 import json

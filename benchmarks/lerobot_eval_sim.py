@@ -1,13 +1,15 @@
 """LeRobot's own tools on twinarm's sim, through the `twinarm.lerobot_env` plugin (`--env.type=twinarm`).
 
     python benchmarks/lerobot_eval_sim.py parity [--checkpoint DIR]   # one policy, both eval loops, same 50 seeds
+    python benchmarks/lerobot_eval_sim.py parity --task aloha --checkpoint DIR   # ... ALOHA's 14 joints, in radians
     python benchmarks/lerobot_eval_sim.py train [--steps 10000]       # lerobot-train, evaluating in twinarm's sim
     python benchmarks/lerobot_eval_sim.py report                      # -> benchmarks/results/lerobot_eval_sim.txt
 
 parity: the ACT recipe's checkpoint (`policy_results.py act`) is written as a LeRobot checkpoint (`twinarm
 export-lerobot`) and run by LeRobot 0.6.1's `lerobot-eval` (its ACT, its rollout loop) on twinarm/SO101-PickCube-v0
 over the seeds `twinarm eval` uses (100000...), both with the recipe's temporal ensembling; the table counts the
-episodes whose outcome agrees. train: LeRobot's `lerobot-train` trains ACT (the recipe's sizes, as
+episodes whose outcome agrees. `--task aloha`: the same on twinarm/Aloha-TransferCube-v0 with the ACT recipe's
+ALOHA run (`policy_results.py aloha --set chunk_size=100`). train: LeRobot's `lerobot-train` trains ACT (the recipe's sizes, as
 `lerobot_trained.py`) on the 50 scripted episodes with `--env.type=twinarm`, so its periodic evaluation runs in
 twinarm's sim; then `lerobot-eval` scores the last checkpoint over the same 50 seeds. Both need the lerobot venv
 with twinarm installed in it (`pip install -e .` there).
@@ -28,12 +30,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lerobot_trained import RECIPE  # noqa: E402
-from policy_results import DATASET, EVAL_OVERRIDES, PICK, RESULTS, TWINARM, WORK  # noqa: E402
+from policy_results import ALOHA, DATASET, EVAL_OVERRIDES, PICK, RESULTS, TWINARM, WORK  # noqa: E402
 from policy_speed import DEFAULT_LEROBOT  # noqa: E402
 
 SEED = 100_000  # twinarm eval's first seed; lerobot-eval's --seed starts its episodes there too
-PLUGIN = ["--env.discover_packages_path=twinarm.lerobot_env", "--env.type=twinarm",
-          f"--env.task={PICK.removeprefix('twinarm/')}", "--env.obs_type=state"]  # fmt: skip
+TASKS = {"pick": PICK, "aloha": ALOHA}
+#: Each task's parity run folder and its default twinarm checkpoint (the recipes' runs in policy_results.py).
+PARITY = {"pick": (WORK / "lerobot_eval_parity", WORK / "act" / "checkpoints" / "00010000" / "pretrained_model"),
+          "aloha": (WORK / "lerobot_eval_parity_aloha",
+                    WORK / "act_aloha_chunk_size100" / "checkpoints" / "00010000" / "pretrained_model")}  # fmt: skip
+
+
+def plugin(env_id: str) -> list[str]:
+    """LeRobot's flags for a twinarm sim with state observations, as the recipes' policies read it."""
+    return ["--env.discover_packages_path=twinarm.lerobot_env", "--env.type=twinarm",
+            f"--env.task={env_id.removeprefix('twinarm/')}", "--env.obs_type=state"]  # fmt: skip
+
+
+PLUGIN = plugin(PICK)
 ENSEMBLE = ["--policy.temporal_ensemble_coeff=0.01", "--policy.n_action_steps=1"]  # = EVAL_OVERRIDES["act"]
 OUT = RESULTS / "lerobot_eval_sim.txt"
 
@@ -52,11 +66,11 @@ def run(cmd: list[str], log: Path | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def lerobot_eval(lerobot_bin: Path, policy: Path, out: Path, episodes: int) -> dict:
+def lerobot_eval(lerobot_bin: Path, policy: Path, out: Path, episodes: int, env_id: str = PICK) -> dict:
     """`lerobot-eval` of a LeRobot checkpoint on the twinarm sim; its eval_info.json (written once)."""
     info = out / "eval_info.json"
     if not info.exists():
-        cmd = [str(lerobot_bin / "lerobot-eval"), *PLUGIN, f"--policy.path={policy}", "--policy.device=cpu",
+        cmd = [str(lerobot_bin / "lerobot-eval"), *plugin(env_id), f"--policy.path={policy}", "--policy.device=cpu",
                *ENSEMBLE, f"--eval.n_episodes={episodes}", "--eval.batch_size=10", "--eval.use_async_envs=false",
                f"--seed={SEED}", f"--output_dir={out}"]  # fmt: skip
         wall = run(cmd, log=out.parent / f"{out.name}.log")
@@ -72,23 +86,25 @@ def lerobot_episodes(info: dict) -> list[tuple[bool, float]]:
 
 
 def parity(a: argparse.Namespace) -> None:
-    ckpt = a.checkpoint
+    env_id = TASKS[a.task]
+    work, default = PARITY[a.task]
+    ckpt = a.checkpoint or default
     if not (ckpt / "model.safetensors").exists():
-        raise SystemExit(f"--checkpoint {ckpt}: no model.safetensors; run `python benchmarks/policy_results.py act`")
-    work = WORK / "lerobot_eval_parity"
+        raise SystemExit(f"--checkpoint {ckpt}: no model.safetensors; run the recipe (policy_results.py act, or "
+                         "aloha --set chunk_size=100) first")
     exported = work / "lerobot_checkpoint"
     if not (exported / "model.safetensors").exists():
         work.mkdir(parents=True, exist_ok=True)
         run([*TWINARM, "export-lerobot", "--policy", str(ckpt), "--out", str(exported)])
     twin_out = work / "twinarm_eval"
     if not (twin_out / "eval_info.json").exists():
-        cmd = [*TWINARM, "eval", "--policy", str(ckpt), "--env", PICK, "--episodes", str(a.episodes), "--n-envs", "10",
+        cmd = [*TWINARM, "eval", "--policy", str(ckpt), "--env", env_id, "--episodes", str(a.episodes), "--n-envs", "10",
                "--seed", str(SEED), "--videos", "10", "--threads", "2", "--out", str(twin_out), *EVAL_OVERRIDES["act"]]
         wall = run(cmd)
         data = json.loads((twin_out / "eval_info.json").read_text())
         data["twinarm_bench"] = {"command": shlex.join(["twinarm", *cmd[len(TWINARM):]]), "wall_s": wall}
         (twin_out / "eval_info.json").write_text(json.dumps(data, indent=1))
-    lerobot_eval(a.lerobot_python.parent, exported, work / "lerobot_eval", a.episodes)
+    lerobot_eval(a.lerobot_python.parent, exported, work / "lerobot_eval", a.episodes, env_id)
 
 
 def train(a: argparse.Namespace) -> None:
@@ -123,9 +139,10 @@ def report(a: argparse.Namespace) -> None:
     lines = [
         "LeRobot 0.6.1's own tools on twinarm's sim, through the plugin `twinarm.lerobot_env` "
         "(`lerobot-eval|lerobot-train --env.discover_packages_path=twinarm.lerobot_env --env.type=twinarm "
-        "--env.task=SO101-PickCube-v0 --env.obs_type=state`).", ""]  # fmt: skip
-    work = WORK / "lerobot_eval_parity"
-    if (work / "lerobot_eval" / "eval_info.json").exists():
+        "--env.task=<id without twinarm/> --env.obs_type=state`).", ""]  # fmt: skip
+    for task, (work, _) in PARITY.items():
+        if not (work / "lerobot_eval" / "eval_info.json").exists():
+            continue
         twin = json.loads((work / "twinarm_eval" / "eval_info.json").read_text())
         lero = json.loads((work / "lerobot_eval" / "eval_info.json").read_text())
         t_eps = [(e["success"], e["max_reward"]) for e in twin["per_episode"]]
@@ -134,8 +151,8 @@ def report(a: argparse.Namespace) -> None:
         same = sum(t[0] == r[0] for t, r in zip(t_eps, l_eps, strict=False))
         diff = max(abs(t[1] - r[1]) for t, r in zip(t_eps, l_eps, strict=False))
         lines += [
-            "Parity: one checkpoint (the ACT recipe, trained by twinarm), run by each project's eval loop and ACT code "
-            f"over the same {n} seeds ({SEED}...), temporal ensembling 0.01 in both.",
+            f"Parity on {TASKS[task]}: one checkpoint (the ACT recipe, trained by twinarm), run by each project's eval "
+            f"loop and ACT code over the same {n} seeds ({SEED}...), temporal ensembling 0.01 in both.",
             "Commands:", f"  {twin['twinarm_bench']['command']}", f"  {lero['twinarm_bench']['command']}", "",
             "| eval loop | ACT code | pc_success | avg_max_reward | wall time |", "|---|---|---|---|---|",
             f"| twinarm eval | twinarm | {twin['aggregated']['pc_success']:.0f} % | "
@@ -144,7 +161,7 @@ def report(a: argparse.Namespace) -> None:
             f"{lero['overall']['pc_success']:.0f} % | {lero['overall']['avg_max_reward']:.3f} | "
             f"{lero['twinarm_bench']['wall_s']:.0f} s |", "",
             f"Same outcome in {same} of {n} episodes; largest difference of an episode's max reward: {diff:.2g}. "
-            "(twinarm eval ends an episode at success, lerobot-eval runs every one to the 150-step limit, and it "
+            "(twinarm eval ends an episode at success, lerobot-eval runs every one to the episode limit, and it "
             "renders 10 videos of every step against twinarm's 10 of the first episodes: the wall times are not "
             "a like-for-like speed comparison.)", "",
         ]  # fmt: skip
@@ -170,8 +187,9 @@ def report(a: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=["parity", "train", "report"])
-    p.add_argument("--checkpoint", type=Path, default=WORK / "act" / "checkpoints" / "00010000" / "pretrained_model",
-                   help="parity: a twinarm ACT checkpoint (default: the recipe's, policy_results.py act)")
+    p.add_argument("--task", choices=sorted(TASKS), default="pick", help="parity: SO101-PickCube or Aloha-TransferCube")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="parity: a twinarm ACT checkpoint (default: the task's recipe run, policy_results.py)")
     p.add_argument("--steps", type=int, default=10_000, help="train: lerobot-train steps")
     p.add_argument("--episodes", type=int, default=50, help="evaluation episodes")
     p.add_argument("--lerobot-python", type=Path, default=DEFAULT_LEROBOT,

@@ -47,8 +47,8 @@ def plugin(env_id: str) -> list[str]:
             f"--env.task={env_id.removeprefix('twinarm/')}", "--env.obs_type=state"]  # fmt: skip
 
 
-PLUGIN = plugin(PICK)
-ENSEMBLE = ["--policy.temporal_ensemble_coeff=0.01", "--policy.n_action_steps=1"]  # = EVAL_OVERRIDES["act"]
+#: The recipe's evaluation overrides (`--set K=V` for twinarm eval) as LeRobot's `--policy.K=V`.
+ENSEMBLE = [f"--policy.{kv}" for kv in EVAL_OVERRIDES["act"][1::2]]
 OUT = RESULTS / "lerobot_eval_sim.txt"
 
 
@@ -66,18 +66,24 @@ def run(cmd: list[str], log: Path | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def lerobot_eval(lerobot_bin: Path, policy: Path, out: Path, episodes: int, env_id: str = PICK) -> dict:
-    """`lerobot-eval` of a LeRobot checkpoint on the twinarm sim; its eval_info.json (written once)."""
+def timed_eval(cmd: list[str], out: Path, shown: list[str], log: Path | None = None) -> dict:
+    """Run an eval command that writes out/eval_info.json (once), keeping in it the command as `shown` and its
+    wall time."""
     info = out / "eval_info.json"
     if not info.exists():
-        cmd = [str(lerobot_bin / "lerobot-eval"), *plugin(env_id), f"--policy.path={policy}", "--policy.device=cpu",
-               *ENSEMBLE, f"--eval.n_episodes={episodes}", "--eval.batch_size=10", "--eval.use_async_envs=false",
-               f"--seed={SEED}", f"--output_dir={out}"]  # fmt: skip
-        wall = run(cmd, log=out.parent / f"{out.name}.log")
+        wall = run(cmd, log=log)
         data = json.loads(info.read_text())
-        data["twinarm_bench"] = {"command": shlex.join(cmd), "wall_s": wall}
+        data["twinarm_bench"] = {"command": shlex.join(shown), "wall_s": wall}
         info.write_text(json.dumps(data, indent=1))
     return json.loads(info.read_text())
+
+
+def lerobot_eval(lerobot_bin: Path, policy: Path, out: Path, episodes: int, env_id: str = PICK) -> dict:
+    """`lerobot-eval` of a LeRobot checkpoint on the twinarm sim; its eval_info.json (written once)."""
+    cmd = [str(lerobot_bin / "lerobot-eval"), *plugin(env_id), f"--policy.path={policy}", "--policy.device=cpu",
+           *ENSEMBLE, f"--eval.n_episodes={episodes}", "--eval.batch_size=10", "--eval.use_async_envs=false",
+           f"--seed={SEED}", f"--output_dir={out}"]  # fmt: skip
+    return timed_eval(cmd, out, cmd, log=out.parent / f"{out.name}.log")
 
 
 def lerobot_episodes(info: dict) -> list[tuple[bool, float]]:
@@ -97,13 +103,9 @@ def parity(a: argparse.Namespace) -> None:
         work.mkdir(parents=True, exist_ok=True)
         run([*TWINARM, "export-lerobot", "--policy", str(ckpt), "--out", str(exported)])
     twin_out = work / "twinarm_eval"
-    if not (twin_out / "eval_info.json").exists():
-        cmd = [*TWINARM, "eval", "--policy", str(ckpt), "--env", env_id, "--episodes", str(a.episodes), "--n-envs", "10",
-               "--seed", str(SEED), "--videos", "10", "--threads", "2", "--out", str(twin_out), *EVAL_OVERRIDES["act"]]
-        wall = run(cmd)
-        data = json.loads((twin_out / "eval_info.json").read_text())
-        data["twinarm_bench"] = {"command": shlex.join(["twinarm", *cmd[len(TWINARM):]]), "wall_s": wall}
-        (twin_out / "eval_info.json").write_text(json.dumps(data, indent=1))
+    cmd = [*TWINARM, "eval", "--policy", str(ckpt), "--env", env_id, "--episodes", str(a.episodes), "--n-envs", "10",
+           "--seed", str(SEED), "--videos", "10", "--threads", "2", "--out", str(twin_out), *EVAL_OVERRIDES["act"]]
+    timed_eval(cmd, twin_out, ["twinarm", *cmd[len(TWINARM):]])
     lerobot_eval(a.lerobot_python.parent, exported, work / "lerobot_eval", a.episodes, env_id)
 
 
@@ -114,7 +116,7 @@ def train(a: argparse.Namespace) -> None:
     ckpt = out / "checkpoints" / "last" / "pretrained_model"
     if not ckpt.exists():
         cmd = [str(a.lerobot_python.parent / "lerobot-train"), "--dataset.repo_id=local/so101_pickcube_scripted_50",
-               f"--dataset.root={DATASET}", *RECIPE, *PLUGIN, f"--steps={a.steps}", f"--save_freq={a.steps}",
+               f"--dataset.root={DATASET}", *RECIPE, *plugin(PICK), f"--steps={a.steps}", f"--save_freq={a.steps}",
                f"--env_eval_freq={a.steps // 4}", "--eval.n_episodes=10", "--eval.batch_size=10",
                "--eval.use_async_envs=false", f"--log_freq={max(1, a.steps // 20)}",
                f"--output_dir={out}"]  # fmt: skip

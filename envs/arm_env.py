@@ -5,7 +5,8 @@ Observations: `agent_pos` (spec units), `pixels/<camera>` (uint8 HWC) and, for `
 Episodes never terminate on their own; truncation comes from `max_episode_steps` at registration.
 `reset(options={"joints": q})` starts the arm at `q` (spec units) instead of its home pose, e.g. to replay a
 recorded episode from where it began. `dynamics=` (a file of `twinarm fit-dynamics`, `envs.dynamics`) replaces the
-model's servo and joint parameters (and adds its command latency); randomization then draws around those.
+model's servo and joint parameters (and adds its command latency); `camera_poses=` (a file of `twinarm fit-camera`,
+`envs.camera_poses`) puts fixed cameras where the real ones are; randomization then draws around those.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from twinarm.arms import get_arm
+from twinarm.envs.camera_poses import apply_camera_poses, load_camera_poses
 from twinarm.envs.dynamics import ArmDynamics, apply_dynamics
 from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.randomization import Randomization, Randomizer
@@ -43,6 +45,7 @@ class ArmEnv(gym.Env):
         high_quality_render: bool = False,
         randomization: Randomization | dict[str, Any] | None = None,
         dynamics: ArmDynamics | dict[str, Any] | str | None = None,
+        camera_poses: dict[str, Any] | str | None = None,
     ):
         if obs_type not in OBS_TYPES:
             raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
@@ -55,6 +58,8 @@ class ArmEnv(gym.Env):
             cameras=cameras, n_substeps=n_substeps, high_quality_render=high_quality_render,
             randomization=None if randomization is None else Randomization.coerce(randomization).to_dict(),
             dynamics=None if dynamics is None else ArmDynamics.coerce(dynamics).to_dict(),
+            camera_poses=None if camera_poses is None else {
+                "cameras": {k: v.to_dict() for k, v in load_camera_poses(camera_poses).items()}},
         )  # fmt: skip
         self.spec_arm = get_arm(arm)
         self.obs_type = obs_type
@@ -67,6 +72,8 @@ class ArmEnv(gym.Env):
         if dynamics is not None:  # before the randomizer takes the model's values as its nominal ones
             dyn = apply_dynamics(self.physics.model, self.spec_arm, self._init_kwargs["dynamics"])
             cfg = dataclasses.replace(cfg, action_delay_steps=cfg.action_delay_steps + dyn.action_delay_steps)
+        if camera_poses is not None:  # likewise: camera nudges draw around the fitted pose
+            apply_camera_poses(self.physics.model, load_camera_poses(self._init_kwargs["camera_poses"]))
         self.randomizer = Randomizer(cfg, self.physics.model)
         self.cameras = self.spec_arm.resolve_cameras(cameras, image_size)
         self.observation_space = self.spec_arm.observation_space(

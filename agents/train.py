@@ -89,6 +89,8 @@ class TrainConfig:
     """Sim-to-real randomization (`twinarm.envs.randomization.Randomization` fields) of the online / eval env."""
     dynamics: dict[str, Any] | None = None
     """The arm's fitted servo and joint parameters (`twinarm fit-dynamics`' file, as a dict) in the online / eval env."""
+    camera_poses: dict[str, Any] | None = None
+    """Where the sim's fixed cameras sit (`twinarm fit-camera`'s file, as a dict) in the online / eval env."""
     lr_schedule: str | None = None
     """`constant` or `cosine` (default: cosine with warmup for diffusion, constant otherwise)."""
     lr_warmup_steps: int = 500
@@ -374,8 +376,10 @@ def make_optimizer(policy: Policy) -> torch.optim.Optimizer:
 
 
 def _sim_kwargs(tc: TrainConfig) -> dict[str, Any]:
-    """The gym.make kwargs that shape the sim world of online training and evaluation: randomization, dynamics."""
-    return {k: v for k, v in (("randomization", tc.randomization), ("dynamics", tc.dynamics)) if v is not None}
+    """The gym.make kwargs that shape the sim world of online training and evaluation: randomization, dynamics,
+    camera poses."""
+    shaping = (("randomization", tc.randomization), ("dynamics", tc.dynamics), ("camera_poses", tc.camera_poses))
+    return {k: v for k, v in shaping if v is not None}
 
 
 def _eval_row(tc: TrainConfig, policy: Policy, step: int, out: Path, budget: ThreadBudget | None) -> dict[str, Any]:

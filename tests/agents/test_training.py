@@ -247,17 +247,21 @@ def test_online_tdmpc_through_cli(tmp_path: Path) -> None:
     out = tmp_path / "tdmpc"
     dyn = tmp_path / "dyn.json"  # a fitted arm (`twinarm fit-dynamics`) for the online and eval envs
     dyn.write_text(json.dumps({"arm": "so101", "action_delay_steps": 0, "joints": {"elbow_flex": {"kp": 9.0}}}))
+    cams = tmp_path / "cams.json"  # and its front camera placed (`twinarm fit-camera`)
+    cams.write_text(json.dumps({"arm": "so101", "cameras": {"front": {"pos": [0.5, 0.2, 0.4], "quat": [1, 0, 0, 0], "fovy": 50}}}))
     rc = main(["train", "--policy", "tdmpc", "--env", REACH, "--obs-type", "state", "--output-dir", str(out),
                "--steps", "220", "--seed-steps", "110", "--batch-size", "16", "--save-freq", "220", "--eval-freq", "220",
                "--eval-episodes", "1", "--eval-n-envs", "1", "--threads", "1", "--yield-cores", "--no-progress",
                "--set", "mlp_dim=32", "--set", "latent_dim=16", "--set", "n_gaussian_samples=16", "--set", "n_pi_samples=4",
                "--set", "n_elites=4", "--set", "cem_iterations=2", "--set", "horizon=3",
-               "--randomization", '{"obs_noise_std": 0.002, "action_delay_steps": 1}', "--dynamics", str(dyn)])  # fmt: skip
+               "--randomization", '{"obs_noise_std": 0.002, "action_delay_steps": 1}', "--dynamics", str(dyn),
+               "--camera-poses", str(cams)])  # fmt: skip
     assert rc == 0
     config = json.loads((out / "train_config.json").read_text())
     saved = config["randomization"]
     assert saved["obs_noise_std"] == 0.002 and saved["action_delay_steps"] == 1  # the online and eval env's
     assert config["dynamics"]["joints"]["elbow_flex"] == {"kp": 9.0}
+    assert config["camera_poses"]["cameras"]["front"]["fovy"] == 50
     rows = _rows(out / "train_log.csv")
     assert rows and "episode_return" in rows[0]
     # Episodes that end after the seed steps log the world-model losses, although the first row had none.

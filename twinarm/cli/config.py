@@ -122,6 +122,32 @@ def load_dynamics(value: str | Path | dict[str, Any] | None, arm: str | None = N
     return dyn.to_dict()
 
 
+def add_camera_poses_arg(parser: argparse.ArgumentParser, what: str = "the sim env") -> None:
+    parser.add_argument(
+        "--camera-poses", default=None, metavar="FILE",
+        help=f"where the fixed cameras of {what} sit (pose and field of view), from `twinarm fit-camera`: the "
+        "real camera's view (default: the model's cameras)",
+    )  # fmt: skip
+
+
+def load_camera_poses_arg(value: str | Path | dict[str, Any] | None, arm: str | None = None) -> dict[str, Any] | None:
+    """A `--camera-poses` file (or its mapping from a --config file) as a checked dict, None when not given;
+    errors name the file and what is wrong in it, or the arm it was fitted on when that is not `arm`."""
+    from twinarm.envs.camera_poses import load_camera_poses
+
+    if value is None:
+        return None
+    source = "--camera-poses" if isinstance(value, dict) else f"--camera-poses {value}"
+    try:
+        poses = load_camera_poses(value)
+        fitted_on = (value if isinstance(value, dict) else json.loads(Path(value).read_text())).get("arm")
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"{source}: {exc}") from None
+    if arm is not None and fitted_on is not None and fitted_on != arm:
+        raise SystemExit(f"{source} places the cameras of arm {fitted_on!r}, not {arm!r}")
+    return {"cameras": {name: pose.to_dict() for name, pose in poses.items()}}
+
+
 def env_entry(parser: argparse.ArgumentParser, env_id: str) -> Any:
     """The registration entry of `--env` (`twinarm.registration.EnvEntry`), or a usage error naming the ids."""
     from twinarm.registration import entry_for

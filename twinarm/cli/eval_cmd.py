@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from twinarm.cli.config import (
+    add_camera_poses_arg,
     add_config_arg,
     add_dynamics_arg,
     add_randomization_arg,
     env_entry,
+    load_camera_poses_arg,
     load_dynamics,
     load_randomization,
     write_resolved_config,
@@ -122,6 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "checkpoint was trained on, from its run's train_config.json)")
     add_randomization_arg(p, "the sim env (each episode draws from its seed)")
     add_dynamics_arg(p)
+    add_camera_poses_arg(p)
     real = p.add_argument_group("on the real arm (a -Real env id)")
     add_follower_args(real, required=False)
     real.add_argument("--ask-success", action=argparse.BooleanOptionalAction, default=None,
@@ -317,12 +320,16 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
             parser.error(f"{' '.join(hardware_flags)}: only for a real arm ({entry.real_id}), not the sim id {args.env}")
         randomization = load_randomization(args.randomization)
         dynamics = load_dynamics(args.dynamics, entry.arm)
-        kwargs = {k: v for k, v in (("randomization", randomization), ("dynamics", dynamics)) if v is not None}
+        camera_poses = load_camera_poses_arg(args.camera_poses, entry.arm)
+        kwargs = {k: v for k, v in (("randomization", randomization), ("dynamics", dynamics),
+                                    ("camera_poses", camera_poses)) if v is not None}  # fmt: skip
         return kwargs, None, 10 if args.n_envs is None else args.n_envs
     if args.randomization is not None:
         parser.error(f"--randomization: {args.env} is the real arm, whose world is random enough; it is for sim ids")
     if args.dynamics is not None:
         parser.error(f"--dynamics sets the sim arm's parameters; {args.env} is the real arm")
+    if args.camera_poses is not None:
+        parser.error(f"--camera-poses places the sim's cameras; {args.env} is the real arm, whose cameras are where they are")
     if not (args.port and args.calibration):
         parser.error(f"{args.env} is the real arm: name its --port and --calibration (and --camera NAME=SOURCE "
                      "for each camera the policy sees)")

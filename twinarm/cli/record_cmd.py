@@ -14,9 +14,11 @@ import gymnasium as gym
 import numpy as np
 
 from twinarm.cli.config import (
+    add_camera_poses_arg,
     add_config_arg,
     add_dynamics_arg,
     add_randomization_arg,
+    load_camera_poses_arg,
     load_dynamics,
     load_randomization,
     resolved_config,
@@ -60,17 +62,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_randomization_arg(p, "every recorded episode (drawn per episode from its seed)")
     add_dynamics_arg(p, "every recorded episode")
+    add_camera_poses_arg(p, "every recorded episode")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
 
 def make_env(env_id: str, image_size: tuple[int, int], randomization: dict[str, Any] | None = None,
-             dynamics: dict[str, Any] | None = None, obs_type: str = "pixels_agent_pos") -> gym.Env:  # fmt: skip
+             dynamics: dict[str, Any] | None = None, obs_type: str = "pixels_agent_pos",
+             camera_poses: dict[str, Any] | None = None) -> gym.Env:  # fmt: skip
     """The env a recorder worker builds (module-level so worker processes can unpickle it)."""
     import twinarm  # noqa: F401  (registers the ids in the worker)
 
     return gym.make(env_id, obs_type=obs_type, image_size=image_size, randomization=randomization,
-                    dynamics=dynamics)  # fmt: skip
+                    dynamics=dynamics, camera_poses=camera_poses)  # fmt: skip
 
 
 def env_state_dim(env_id: str) -> int:
@@ -150,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     randomization = load_randomization(args.randomization)  # bad input fails before anything is written
     spec = get_arm(entry.arm)
     dynamics = load_dynamics(args.dynamics, spec.name)
+    camera_poses = load_camera_poses_arg(args.camera_poses, spec.name)
     image_size = (args.height, args.width)
     if args.obs_type == "state":
         features = spec.lerobot_features(cameras=(), env_state_dim=env_state_dim(args.env))
@@ -175,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     before = writer.num_episodes
     try:
         summary = record(
-            functools.partial(make_env, args.env, image_size, randomization, dynamics, args.obs_type),
+            functools.partial(make_env, args.env, image_size, randomization, dynamics, args.obs_type, camera_poses),
             POLICIES[args.policy],
             writer,
             episodes=args.episodes,

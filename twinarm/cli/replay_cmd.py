@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from twinarm.cli.config import (
+    add_camera_poses_arg,
     add_config_arg,
     add_dynamics_arg,
     env_entry,
+    load_camera_poses_arg,
     load_dynamics,
     write_resolved_config,
 )
@@ -57,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sim seed of episode 0: episode k replays with seed + k, where the task's objects start, as "
                    "`twinarm record --seed S` recorded it (unless --only-success skipped seeds)")
     add_dynamics_arg(p, "sim (to see how close a `twinarm fit-dynamics` file brings it)")
+    add_camera_poses_arg(p, "sim (the video then shows each recorded camera beside the sim's, seen from the same place)")
     p.add_argument("--rate", type=float, default=None, metavar="HZ",
                    help="sim only: the rate the recording's control loop really ran at, so each action is held "
                    "1/HZ s (default: the rate `fit-dynamics --fit-rate` found, when --dynamics was fitted on this "
@@ -277,7 +280,8 @@ def make_env(args: argparse.Namespace, spec: Any, real: bool, video: bool, longe
         return gym.make(args.env, **{**kwargs, "cameras": {}, "start_timeout_s": args.start_time}), []
     cams, size = shared_cameras(args.dataset, spec, camera_map) if video else ([], None)
     # however long the recordings, not the task's limit
-    kwargs = {"max_episode_steps": longest + 1, "dynamics": load_dynamics(args.dynamics, spec.name)}
+    kwargs = {"max_episode_steps": longest + 1, "dynamics": load_dynamics(args.dynamics, spec.name),
+              "camera_poses": load_camera_poses_arg(args.camera_poses, spec.name)}
     if cams:
         sim_cams = list(dict.fromkeys(b for _, b in cams))
         return gym.make(args.env, obs_type="pixels_agent_pos", cameras=sim_cams, image_size=size, **kwargs), cams
@@ -312,6 +316,8 @@ def run_replay(args: argparse.Namespace) -> int:
         parser.error("--camera: replay compares the joints and opens no camera")
     if real and args.dynamics:
         parser.error(f"--dynamics sets the sim arm's parameters; {args.env} is the real arm")
+    if real and args.camera_poses:
+        parser.error(f"--camera-poses places the sim's cameras; {args.env} is the real arm")
     if real and args.rate is not None:
         parser.error(f"--rate: {args.env} is the real arm, which runs at its own loop's rate")
     if args.rate is not None and not args.rate > 0:

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from twinarm.cli.config import (
+    add_camera_poses_arg,
     add_config_arg,
     add_dynamics_arg,
     add_randomization_arg,
     env_entry,
+    load_camera_poses_arg,
     load_dynamics,
     load_randomization,
     write_resolved_config,
@@ -105,6 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="when training ends, publish the last checkpoint as this Hub model repo (twinarm push-policy)")
     add_randomization_arg(p, "the env of online training and of periodic evaluation")
     add_dynamics_arg(p, "the env of online training and of periodic evaluation")
+    add_camera_poses_arg(p, "the env of online training and of periodic evaluation")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
@@ -127,7 +130,20 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         progress=args.progress,
         seed_steps=args.seed_steps, buffer_capacity=args.buffer_capacity, update_every=args.update_every,
         randomization=load_randomization(args.randomization), dynamics=_dynamics_for(args),
+        camera_poses=_camera_poses_for(args),
     )  # fmt: skip
+
+
+def _camera_poses_for(args: argparse.Namespace) -> dict[str, Any] | None:
+    """`--camera-poses`, checked against the arm of `--env` (the env whose cameras it places)."""
+    if args.camera_poses is None:
+        return None
+    if not args.env:
+        args._parser.error("--camera-poses places the cameras of the sim env of training and evaluation: give --env too")
+    entry = env_entry(args._parser, args.env)
+    if args.env == entry.real_id:
+        args._parser.error(f"--camera-poses places the sim's cameras; {args.env} is the real arm")
+    return load_camera_poses_arg(args.camera_poses, entry.arm)
 
 
 def _dynamics_for(args: argparse.Namespace) -> dict[str, Any] | None:

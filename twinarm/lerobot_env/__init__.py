@@ -28,7 +28,7 @@ def _checked(flag: str, load: Any, value: Any, *args: Any) -> Any:
     try:
         return load(value, *args)
     except SystemExit as exc:
-        raise ValueError(str(exc).replace(f"--{flag}", f"--env.{flag}")) from None
+        raise ValueError(str(exc).replace(f"--{flag.replace('_', '-')}", f"--env.{flag}")) from None
 
 
 @EnvConfig.register_subclass("twinarm")
@@ -47,11 +47,12 @@ class TwinarmEnv(EnvConfig):
     render_mode: str = "rgb_array"
     randomization: str | None = None  # a preset, file or inline JSON, as `twinarm record --randomization`
     dynamics: str | None = None  # a `twinarm fit-dynamics` file
+    camera_poses: str | None = None  # a `twinarm fit-camera` file: the fixed cameras where the real ones are
     features: dict[str, PolicyFeature] = field(default_factory=dict)
     features_map: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from twinarm.cli.config import load_dynamics, load_randomization
+        from twinarm.cli.config import load_camera_poses_arg, load_dynamics, load_randomization
 
         task = (self.task or "").removeprefix(f"{NAMESPACE}/")
         self.task = task
@@ -70,6 +71,7 @@ class TwinarmEnv(EnvConfig):
         self._instruction = entry.task_info.instruction
         self._randomization = _checked("randomization", load_randomization, self.randomization)
         self._dynamics = _checked("dynamics", load_dynamics, self.dynamics, entry.arm)
+        self._camera_poses = _checked("camera_poses", load_camera_poses_arg, self.camera_poses, entry.arm)
         probe = gym.make(self.gym_id, **{k: v for k, v in self.gym_kwargs.items() if k != "render_mode"})
         try:
             rate = probe.unwrapped.spec_arm.control_hz
@@ -98,6 +100,7 @@ class TwinarmEnv(EnvConfig):
             "image_size": (self.observation_height, self.observation_width),
             "randomization": self._randomization,
             "dynamics": self._dynamics,
+            "camera_poses": self._camera_poses,
         }
         if self.episode_length is not None:
             kwargs["max_episode_steps"] = self.episode_length

@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "record_cmd",
     "replay_cmd",
     "fit_dynamics_cmd",
+    "fit_camera_cmd",
     "dataset_cmd",
     "export_cmd",
     "push_policy_cmd",

@@ -1,0 +1,292 @@
+"""`twinarm fit-camera`: put the sim's fixed camera where the real one is, from a picture of a printed ChArUco
+board lying at a measured place on the table.
+
+Print the board (`--print-board board.png`; check that a square measures what --board says), lay it flat on
+the table, measure where its centre lies in the sim's world frame (for a single arm: metres from the centre of
+the arm's base, x forward, y to the arm's left; the page's top edge facing the arm, or turned by
+--board-yaw), and take a picture with the real camera at the resolution you record at (`twinarm find-cameras`
+saves one). The fit finds the camera's pose and vertical field of view for the pinhole camera MuJoCo renders,
+says how tightly the pictures pin them down, and writes `camera_poses.json`, which `--camera-poses FILE` on
+record, eval, train and replay (or `gym.make(id, camera_poses=FILE)`) loads, and `fit_<camera>.png`: the
+picture blended with the sim's view from the fitted pose, with the board laid in the sim too, so the two boards
+should coincide. A camera that looks
+straight down at the table (ALOHA's top camera) cannot tell its field of view from its height by boards lying
+on the table: add a picture of the board raised on a box (--board-height), or give --fovy. Cameras on the arm
+(a wrist camera) move with it and are not placed this way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twinarm.cli.config import add_config_arg, env_entry, write_resolved_config
+
+EPILOG = """examples:
+  twinarm fit-camera --print-board board.png                                   # print it, lay it on the table
+  twinarm find-cameras --camera front=0                                        # saves outputs/cameras/front.png
+  twinarm fit-camera --env twinarm/SO101-PickCube-v0 --image outputs/cameras/front.png --board-center 0.25 0
+  twinarm fit-camera --env twinarm/Aloha-TransferCube-v0 --image flat.png raised.png \\
+      --board-center 0 0.6 --board-center 0.1 0.7 --board-height 0 --board-height 0.2 --board A3   # one per picture
+  twinarm record --env twinarm/SO101-PickCube-v0 --root data/pick_sim \\
+      --camera-poses outputs/fit_camera/camera_poses.json                      # demonstrations seen as the real camera sees"""
+
+PRINT_DPI = 300
+PRINT_MARGIN = 0.01  # m of white around the board: the A4 board then fits A4 and US letter, landscape
+BOARD_SIZES = {"A4": "7x5:35:26", "A3": "5x4:60:45"}
+LOOSE = {"position_m": 0.005, "view_deg": 0.3, "fovy_deg": 0.5}  # one sigma above these: say how to pin it down
+UNPINNED = {"position_m": 1.0, "view_deg": 30.0, "fovy_deg": 30.0}  # above these the number means nothing
+POOR_FIT_PX = 2.0  # a reprojection RMS above this says the pinhole model does not explain the picture
+FAR_M = 0.3  # a fitted camera this far from the model's suggests a mis-measured board
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fit-camera", help="place the sim's fixed camera where the real one is, from a picture of a printed board",
+        description=__doc__.split("\n\n", 1)[1].strip(), epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--env", default=None, help="any sim env id of the arm (names the arm and its cameras)")
+    p.add_argument("--camera", default=None, help="the sim camera to place (default: the arm's first camera)")
+    p.add_argument("--image", type=Path, nargs="+", default=None, metavar="FILE",
+                   help="picture(s) of the board taken by the real camera, which must not move between them (the "
+                   "board may: give its place once per picture)")
+    p.add_argument("--board-center", type=float, nargs=2, action="append", default=None, metavar=("X", "Y"),
+                   help="where the board's centre lies, in metres in the sim's world frame (once, or once per picture)")
+    p.add_argument("--board-yaw", type=float, action="append", default=None, metavar="DEG",
+                   help="the board turned counter-clockwise (seen from above) from lying with its top edge facing "
+                   "the arm, where the page's right edge points along the world's +y (default 0; once, or once per "
+                   "picture)")
+    p.add_argument("--board-height", type=float, action="append", default=None, metavar="M",
+                   help="the height of the board's top surface above the table: its thickness, or the box it lies on "
+                   "(default 0; once, or once per picture)")
+    p.add_argument("--board", default="7x5:35:26", metavar="COLSxROWS:SQUARE_MM:MARKER_MM|A4|A3",
+                   help="the ChArUco board: squares across and down, the side of a square and of a marker as printed; "
+                   "A4 is 7x5:35:26 (US letter too), A3 5x4:60:45 (for cameras a metre away)")
+    p.add_argument("--fovy", type=float, default=None, metavar="DEG",
+                   help="hold the vertical field of view at this (the camera's datasheet) instead of fitting it")
+    p.add_argument("--print-board", type=Path, default=None, metavar="FILE",
+                   help=f"write the board as a PNG to print ({PRINT_DPI} dpi, at 100 %% scale) and stop")
+    p.add_argument("--out", type=Path, default=Path("outputs/fit_camera"),
+                   help="folder for camera_poses.json (other cameras already in it are kept) and fit_<camera>.png")
+    add_config_arg(p)
+    p.set_defaults(func=run_fit_camera, _parser=p)
+
+
+def print_board(board: Any, path: Path) -> None:
+    """The board at PRINT_DPI with a white margin of PRINT_MARGIN, as a PNG that says its resolution."""
+    import cv2
+
+    px = round(board.square / 0.0254 * PRINT_DPI)
+    pad = round(PRINT_MARGIN / 0.0254 * PRINT_DPI)
+    img = cv2.copyMakeBorder(board.image(px), pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), img):
+        raise SystemExit(f"--print-board: cannot write {path}")
+    _set_png_dpi(path, PRINT_DPI)
+    w, h = board.size
+    print(f"wrote {path}: board {board.label} ({board.dictionary}), {w * 1000:.0f} x {h * 1000:.0f} mm plus a "
+          f"{PRINT_MARGIN * 1000:g} mm margin; print at 100 % ({PRINT_DPI} dpi), then measure a square: if it is not "
+          f"{board.square * 1000:g} mm, give --board with what it measures")  # fmt: skip
+
+
+def _set_png_dpi(path: Path, dpi: int) -> None:
+    """Add a pHYs chunk (pixels per metre) after the header, so printers print the board at its size."""
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    ppm = round(dpi / 0.0254)
+    body = b"pHYs" + struct.pack(">IIB", ppm, ppm, 1)
+    chunk = struct.pack(">I", 9) + body + struct.pack(">I", zlib.crc32(body))
+    end_of_ihdr = 8 + 8 + 13 + 4
+    path.write_bytes(data[:end_of_ihdr] + chunk + data[end_of_ihdr:])
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An RGB uint8 picture; errors name the file."""
+    import cv2
+
+    if not path.is_file():
+        raise SystemExit(f"--image {path}: no such file")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise SystemExit(f"--image {path}: not an image OpenCV can read")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def sim_view(arm: str, camera: str, pose: Any, size: tuple[int, int], board: Any, placement: Any) -> np.ndarray:
+    """The sim's picture from `pose` at `size` (H, W): the arm at home and the board where it was said to lie."""
+    from twinarm.envs.camera_fit import board_scene_hook
+    from twinarm.envs.camera_poses import apply_camera_poses
+    from twinarm.envs.physics import ArmPhysics
+    from twinarm.envs.render import CameraRenderer
+    from twinarm.spec import CameraSpec
+
+    shown = dataclasses.replace(placement, height=max(placement.height, 5e-4))  # not in the table's plane
+    physics = ArmPhysics.from_arm(arm, scene_hooks=(board_scene_hook(board, shown),))
+    apply_camera_poses(physics.model, {camera: pose})
+    physics.reset()
+    renderer = CameraRenderer(physics.model, (CameraSpec(camera, *size),))
+    try:
+        return renderer.render(physics.data)[camera]
+    finally:
+        renderer.close()
+
+
+def overlay(picture: np.ndarray, sim: np.ndarray, seen: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """The picture and the sim's view blended half and half; seen corners as green rings, where the fitted
+    camera puts them as red crosses."""
+    import cv2
+
+    out = cv2.addWeighted(picture, 0.5, sim, 0.5, 0.0)
+    r = max(3, round(min(picture.shape[:2]) / 120))
+    for (x, y), (u, v) in zip(seen, fitted, strict=True):
+        cv2.circle(out, (round(x), round(y)), r, (0, 255, 0), 1, cv2.LINE_AA)
+        cv2.drawMarker(out, (round(u), round(v)), (255, 0, 0), cv2.MARKER_CROSS, 2 * r, 1, cv2.LINE_AA)
+    return out
+
+
+def run_fit_camera(args: argparse.Namespace) -> int:
+    import twinarm  # noqa: F401  (registers the env ids)
+    from twinarm.arms import get_arm
+    from twinarm.envs.camera_fit import Board, BoardNotFound, detect_corners, fit_camera, pose_change
+    from twinarm.envs.camera_poses import load_camera_poses, model_camera_pose
+    from twinarm.envs.physics import ArmPhysics
+
+    parser = args._parser
+    try:
+        board = Board.parse(BOARD_SIZES.get(args.board.upper(), args.board))
+    except ValueError as exc:
+        parser.error(f"--board: {exc}")
+    if args.print_board is not None:
+        print_board(board, args.print_board)
+        return 0
+    if args.env is None or args.image is None or args.board_center is None:
+        parser.error("give --env, --image and --board-center (or --print-board FILE to print the board first)")
+    entry = env_entry(parser, args.env)
+    if args.env == entry.real_id:
+        parser.error(f"--env {args.env} is the real arm; name its sim twin (the sim's camera is what is placed)")
+    spec = get_arm(entry.arm)
+    camera = args.camera or spec.cameras[0].name
+    if camera not in [c.name for c in spec.cameras]:
+        parser.error(f"--camera {camera}: {spec.name}'s cameras are {', '.join(c.name for c in spec.cameras)}")
+    if args.fovy is not None and not 0 < args.fovy < 180:
+        parser.error("--fovy must be in (0, 180) degrees")
+    pictures = [read_image(p) for p in args.image]
+    placements = board_placements(parser, args, len(pictures))
+    nominal_model = ArmPhysics.from_arm(spec).model
+    try:
+        nominal = model_camera_pose(nominal_model, camera)
+    except ValueError as exc:
+        raise SystemExit(f"--camera {camera}: {exc}") from None
+    size = pictures[0].shape[:2]
+    for path, pic in zip(args.image, pictures, strict=True):
+        if pic.shape[:2] != size:
+            raise SystemExit(f"--image {path} is {pic.shape[1]}x{pic.shape[0]}, {args.image[0]} {size[1]}x{size[0]}: "
+                             "the pictures must come from one camera at one resolution")  # fmt: skip
+    try:
+        views = [(*detect_corners(pic, board, f"--image {p}"), place)
+                 for p, pic, place in zip(args.image, pictures, placements, strict=True)]  # fmt: skip
+    except BoardNotFound as exc:
+        raise SystemExit(str(exc)) from None
+    fit = fit_camera(views, size, board, fovy=args.fovy, fovy_guess=nominal.fovy)
+    moved = pose_change(nominal, fit.pose)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_resolved_config(args, args.out)
+    poses_path = args.out / "camera_poses.json"
+    content: dict[str, Any] = {"arm": spec.name, "cameras": {}, "fit": {}}
+    if poses_path.is_file():
+        old = json.loads(poses_path.read_text())
+        if old.get("arm") == spec.name:
+            content["cameras"] = {k: v.to_dict() for k, v in load_camera_poses(old).items()}
+            content["fit"] = old.get("fit", {})
+    content["cameras"][camera] = fit.pose.to_dict()
+    content["fit"][camera] = {
+        "env": args.env, "images": [str(p) for p in args.image], "image_size": list(size), "board": board.label,
+        "placements": [dataclasses.asdict(p) for p in placements], "fovy_held": args.fovy is not None,
+        "corners": fit.corners, "reprojection_rms_px": fit.rms_px, "sigma": fit.sigma, "moved_from_model": moved,
+    }  # fmt: skip
+    poses_path.write_text(json.dumps(content, indent=2) + "\n")
+    figures = write_overlays(spec.name, camera, fit, board, views, pictures, args.out)
+    report(fit, nominal, moved, camera, size, len(pictures), args.fovy is not None)
+    sim_size = next(c for c in spec.cameras if c.name == camera)
+    if not math.isclose(size[1] / size[0], sim_size.width / sim_size.height, rel_tol=0.01):
+        print(f"note: the picture is {size[1]}x{size[0]}, the sim's {camera} {sim_size.width}x{sim_size.height}: the "
+              "field of view matches vertically, so the two see different widths; record at the sim's aspect ratio "
+              "(or give the env an --image-size of the picture's)")  # fmt: skip
+    print(f"wrote {poses_path} and {', '.join(str(f) for f in figures)}\n"
+          f"use it: twinarm record --env {args.env} ... --camera-poses {poses_path}")  # fmt: skip
+    return 0
+
+
+def board_placements(parser: argparse.ArgumentParser, args: argparse.Namespace, n: int) -> list[Any]:
+    """Where the board lay in each of `n` pictures: each --board-* value given once serves them all."""
+    from twinarm.envs.camera_fit import BoardPlacement
+
+    def per_picture(flag: str, values: list[Any] | None, default: Any) -> list[Any]:
+        values = values or [default]
+        if len(values) not in (1, n):
+            parser.error(f"--{flag} is given {len(values)} times for {n} pictures: give it once, or once per picture")
+        return values * n if len(values) == 1 else values
+
+    centres = per_picture("board-center", args.board_center, None)
+    yaws = per_picture("board-yaw", args.board_yaw, 0.0)
+    heights = per_picture("board-height", args.board_height, 0.0)
+    return [BoardPlacement(c[0], c[1], yaw=y, height=h) for c, y, h in zip(centres, yaws, heights, strict=True)]
+
+
+def write_overlays(arm: str, camera: str, fit: Any, board: Any, views: list[Any], pictures: list[np.ndarray],
+                   out: Path) -> list[Path]:  # fmt: skip
+    """`fit_<camera>.png` (one per picture when several: `fit_<camera>_<i>.png`): each picture over the sim's
+    view from the fitted camera, with the board where that picture's placement put it."""
+    import cv2
+
+    from twinarm.envs.camera_fit import project
+
+    paths = []
+    for i, ((obj, seen, place), picture) in enumerate(zip(views, pictures, strict=True)):
+        size = picture.shape[:2]
+        sim = sim_view(arm, camera, fit.pose, size, board, place)
+        rot, t = place.board_to_world(board)
+        image = overlay(picture, sim, seen, project(fit.pose, size, obj @ rot.T + t))
+        path = out / (f"fit_{camera}.png" if len(views) == 1 else f"fit_{camera}_{i}.png")
+        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    return paths
+
+
+def report(fit: Any, nominal: Any, moved: dict[str, float], camera: str, size: tuple[int, int], pictures: int,
+           held: bool) -> None:  # fmt: skip
+    """The fitted pose against the model's, each with its one-sigma spread, and what to do about a loose fit."""
+    sd = fit.sigma
+
+    def spread(key: str, scale: float, unit: str, digits: int) -> str:
+        return "+- ? (not pinned down)" if sd[key] > UNPINNED[key] else f"+- {scale * sd[key]:.{digits}f} {unit}"
+
+    print(f"{camera}: {fit.corners} corners in {pictures} picture(s) of {size[1]}x{size[0]}, "
+          f"reprojection RMS {fit.rms_px:.2f} px")
+    print(f"  position  [{', '.join(f'{v:.3f}' for v in fit.pose.pos)}] m {spread('position_m', 1000, 'mm', 1)}  "
+          f"(the model's: [{', '.join(f'{v:.3f}' for v in nominal.pos)}]; {1000 * moved['position_m']:.0f} mm away)")
+    print(f"  view      {moved['view_angle_deg']:.1f} deg from the model's, {spread('view_deg', 1, 'deg', 2)}")
+    fovy = f"{fit.pose.fovy:.1f} deg (held)" if held else f"{fit.pose.fovy:.1f} deg {spread('fovy_deg', 1, 'deg', 2)}"
+    print(f"  fovy      {fovy}  (the model's: {nominal.fovy:g})")
+    if fit.rms_px > POOR_FIT_PX:
+        print(f"warning: the corners sit {fit.rms_px:.1f} px RMS from where the fitted pinhole camera puts them: lens "
+              "distortion (a wide-angle lens: undistort its frames) or a board that is not flat")
+    loose = [k for k, v in LOOSE.items() if sd[k] > v]
+    if loose:
+        print("warning: the pictures pin the camera down loosely (one sigma above: "
+              + ", ".join(f"{k} {LOOSE[k]:g}" for k in loose) + "). A board seen squarely or from far leaves the field "
+              "of view and the distance (or the tilt and the offset) trading off: add pictures with the board raised "
+              "on a box (--board-height) or at other places, use a larger board (--board A3), or give --fovy")
+    if moved["position_m"] > FAR_M:
+        print(f"warning: the fitted camera is {moved['position_m']:.2f} m from the model's: check --board-center, "
+              "--board-yaw and --board against how the board lay")

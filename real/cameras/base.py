@@ -52,6 +52,23 @@ class Camera(ABC):
     @abstractmethod
     def _close(self) -> None: ...
 
+    def _intrinsics(self) -> dict[str, float] | None:
+        """The sensor's pinhole intrinsics (fx, fy, ppx, ppy in pixels; width, height), where it reports them."""
+        return None
+
+    def intrinsics(self) -> dict[str, float] | None:
+        """The delivered frames' intrinsics (after `rotation`), None where the device reports none (a webcam);
+        read once connected."""
+        k = self._intrinsics()
+        if k is None or self.rotation == 0:
+            return k
+        w, h = k["width"], k["height"]
+        if self.rotation == 180:
+            return {**k, "ppx": w - 1 - k["ppx"], "ppy": h - 1 - k["ppy"]}
+        # A quarter turn swaps the axes: clockwise, pixel (x, y) lands at (h - 1 - y, x).
+        ppx, ppy = (h - 1 - k["ppy"], k["ppx"]) if self.rotation == 90 else (k["ppy"], w - 1 - k["ppx"])
+        return {"fx": k["fy"], "fy": k["fx"], "ppx": ppx, "ppy": ppy, "width": h, "height": w}
+
     # ----- lifecycle -----------------------------------------------------------------------------
     @property
     def is_connected(self) -> bool:

@@ -35,6 +35,7 @@ class RealSenseCamera(Camera):
         self.use_depth, self.repeat, self.real_time, self.timeout_ms = use_depth, repeat, real_time, timeout_ms
         self._pipeline = None
         self._depth: np.ndarray | None = None
+        self._color_intrinsics: dict[str, float] | None = None
 
     def _open(self) -> None:
         rs = _rs()
@@ -67,6 +68,8 @@ class RealSenseCamera(Camera):
                               f"{self.serial_number or self.playback_file or '(any)'}: {exc}") from None
         self._align = rs.align(rs.stream.color) if self.use_depth else None
         self._pipeline = pipeline
+        k = pipeline.get_active_profile().get_stream(rs.stream.color).as_video_stream_profile().get_intrinsics()
+        self._color_intrinsics = {"fx": k.fx, "fy": k.fy, "ppx": k.ppx, "ppy": k.ppy, "width": k.width, "height": k.height}
 
     def _grab(self) -> np.ndarray | None:
         assert self._pipeline is not None
@@ -89,6 +92,9 @@ class RealSenseCamera(Camera):
             if depth:
                 self._depth = np.asanyarray(depth.get_data()).copy()
         return image
+
+    def _intrinsics(self) -> dict[str, float] | None:
+        return self._color_intrinsics
 
     def read_depth(self) -> np.ndarray:
         """The newest depth frame (uint16), aligned to colour."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -35,14 +36,18 @@ def make_video(path: Path, n_frames: int = 30, height: int = 480, width: int = 6
 
 
 def make_realsense_recording(path: Path, n_frames: int = 30, height: int = 480, width: int = 640,
-                             fps: int = 30) -> Path:
-    """Record colour (rgb8) + depth (z16) frames from a pyrealsense2 software device into `path` (.db3/.bag)."""
+                             fps: int = 30, frames: Callable[[int], np.ndarray] | None = None,
+                             focal: float = 500.0) -> Path:  # fmt: skip
+    """Record colour (rgb8; `frames(i)`, by default `frame_pattern`) + depth (z16) frames from a pyrealsense2
+    software device whose pinhole has `focal` px and a centred principal point into `path` (.db3/.bag)."""
     import pyrealsense2 as rs
 
+    frames = frames or (lambda i: frame_pattern(i, height, width))
     dev = rs.software_device()
     sensor = dev.add_sensor("camera")
     intr = rs.intrinsics()
-    intr.width, intr.height, intr.ppx, intr.ppy, intr.fx, intr.fy = width, height, width / 2, height / 2, 500, 500
+    intr.width, intr.height, intr.ppx, intr.ppy = width, height, (width - 1) / 2, (height - 1) / 2
+    intr.fx = intr.fy = focal
     intr.model = rs.distortion.none
 
     def stream(kind, fmt, bpp, index, uid):  # noqa: ANN001, ANN202
@@ -59,7 +64,7 @@ def make_realsense_recording(path: Path, n_frames: int = 30, height: int = 480, 
     sensor.start(lambda f: None)
     for i in range(n_frames):
         for profile, pixels, bpp in (
-            (color, frame_pattern(i, height, width), 3),
+            (color, frames(i), 3),
             (depth, np.full((height, width), 1000 + i, dtype=np.uint16), 2),
         ):
             f = rs.software_video_frame()

@@ -5,14 +5,15 @@ Print the board (`--print-board board.png`; check that a square measures what --
 the table, measure where its centre lies in the sim's world frame (for a single arm: metres from the centre of
 the arm's base, x forward, y to the arm's left; the page's top edge facing the arm, or turned by
 --board-yaw), and take a picture with the real camera at the resolution you record at (`twinarm find-cameras`
-saves one). The fit finds the camera's pose and vertical field of view for the pinhole camera MuJoCo renders,
-says how tightly the pictures pin them down, and writes `camera_poses.json`, which `--camera-poses FILE` on
-record, eval, train and replay (or `gym.make(id, camera_poses=FILE)`) loads, and `fit_<camera>.png`: the
-picture blended with the sim's view from the fitted pose, with the board laid in the sim too, so the two boards
-should coincide. A camera that looks
-straight down at the table (ALOHA's top camera) cannot tell its field of view from its height by boards lying
-on the table: add a picture of the board raised on a box (--board-height), or give --fovy. Cameras on the arm
-(a wrist camera) move with it and are not placed this way.
+saves one; or name the camera, `--camera front=SOURCE`, and the pictures are taken here, a RealSense's own
+calibration then giving the field of view). The fit finds the camera's pose and vertical field of view for the
+pinhole camera MuJoCo renders, says how tightly the pictures pin them down, and writes `camera_poses.json`,
+which `--camera-poses FILE` on record, eval, train and replay (or `gym.make(id, camera_poses=FILE)`) loads, and
+`fit_<camera>.png`: the picture blended with the sim's view from the fitted pose, with the board laid in the
+sim too, so the two boards should coincide. A camera that looks straight down at the table (ALOHA's top
+camera) cannot tell its field of view from its height by boards lying on the table: add a picture of the board
+raised on a box (--board-height), or give --fovy. Cameras on the arm (a wrist camera) move with it and are not
+placed this way.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ EPILOG = """examples:
   twinarm fit-camera --print-board board.png                                   # print it, lay it on the table
   twinarm find-cameras --camera front=0                                        # saves outputs/cameras/front.png
   twinarm fit-camera --env twinarm/SO101-PickCube-v0 --image outputs/cameras/front.png --board-center 0.25 0
+  twinarm fit-camera --env twinarm/SO101-PickCube-v0 --camera front=realsense:0123456789 --board-center 0.25 0
   twinarm fit-camera --env twinarm/Aloha-TransferCube-v0 --image flat.png raised.png \\
       --board-center 0 0.6 --board-center 0.1 0.7 --board-height 0 --board-height 0.2 --board A3   # one per picture
   twinarm record --env twinarm/SO101-PickCube-v0 --root data/pick_sim \\
@@ -53,7 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("--env", default=None, help="any sim env id of the arm (names the arm and its cameras)")
-    p.add_argument("--camera", default=None, help="the sim camera to place (default: the arm's first camera)")
+    p.add_argument("--camera", default=None, metavar="NAME[=SOURCE]",
+                   help="the sim camera to place (default: the arm's first camera); with =SOURCE (index|path|"
+                   "realsense:SERIAL_OR_FILE, as teleop and eval take it) the pictures are taken from that camera, "
+                   "and a RealSense's own calibration gives the field of view")
+    p.add_argument("--frames", type=int, default=5, help="with --camera NAME=SOURCE: frames taken, their corners pooled")
+    p.add_argument("--fit-fovy", action="store_true",
+                   help="fit the field of view even where the camera reports its calibration (a RealSense)")
     p.add_argument("--image", type=Path, nargs="+", default=None, metavar="FILE",
                    help="picture(s) of the board taken by the real camera, which must not move between them (the "
                    "board may: give its place once per picture)")
@@ -168,18 +176,32 @@ def run_fit_camera(args: argparse.Namespace) -> int:
     if args.print_board is not None:
         print_board(board, args.print_board)
         return 0
-    if args.env is None or args.image is None or args.board_center is None:
-        parser.error("give --env, --image and --board-center (or --print-board FILE to print the board first)")
+    camera, _, source = (args.camera or "").partition("=")
+    if args.env is None or args.board_center is None or not (args.image or source):
+        parser.error("give --env, --board-center and --image FILE (or --camera NAME=SOURCE to take the pictures); "
+                     "--print-board FILE prints the board first")  # fmt: skip
+    if source and args.image:
+        parser.error(f"--camera {args.camera} takes the pictures itself: leave out --image")
     entry = env_entry(parser, args.env)
     if args.env == entry.real_id:
         parser.error(f"--env {args.env} is the real arm; name its sim twin (the sim's camera is what is placed)")
     spec = get_arm(entry.arm)
-    camera = args.camera or spec.cameras[0].name
+    camera = camera or spec.cameras[0].name
     if camera not in [c.name for c in spec.cameras]:
         parser.error(f"--camera {camera}: {spec.name}'s cameras are {', '.join(c.name for c in spec.cameras)}")
     if args.fovy is not None and not 0 < args.fovy < 180:
         parser.error("--fovy must be in (0, 180) degrees")
-    pictures = [read_image(p) for p in args.image]
+    if args.frames < 1:
+        parser.error("--frames must be at least 1")
+    intrinsics = None
+    if source:
+        if max(len(args.board_center), len(args.board_yaw or ()), len(args.board_height or ())) > 1:
+            parser.error(f"--camera {args.camera} takes its pictures at once, of the board at one place; for several "
+                         "places save a picture at each (`twinarm find-cameras`) and give them with --image")  # fmt: skip
+        args.out.mkdir(parents=True, exist_ok=True)
+        args.image, pictures, intrinsics = take_pictures(args.camera, args.frames, args.out)
+    else:
+        pictures = [read_image(p) for p in args.image]
     placements = board_placements(parser, args, len(pictures))
     nominal_model = ArmPhysics.from_arm(spec).model
     try:
@@ -196,7 +218,10 @@ def run_fit_camera(args: argparse.Namespace) -> int:
                  for p, pic, place in zip(args.image, pictures, placements, strict=True)]  # fmt: skip
     except BoardNotFound as exc:
         raise SystemExit(str(exc)) from None
-    fit = fit_camera(views, size, board, fovy=args.fovy, fovy_guess=nominal.fovy)
+    fovy, fovy_source = args.fovy, "--fovy" if args.fovy is not None else None
+    if fovy is None and intrinsics is not None and not args.fit_fovy:
+        fovy, fovy_source = camera_fovy(intrinsics, size), "the camera's own calibration; --fit-fovy to fit it"
+    fit = fit_camera(views, size, board, fovy=fovy, fovy_guess=nominal.fovy)
     moved = pose_change(nominal, fit.pose)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -211,12 +236,18 @@ def run_fit_camera(args: argparse.Namespace) -> int:
     content["cameras"][camera] = fit.pose.to_dict()
     content["fit"][camera] = {
         "env": args.env, "images": [str(p) for p in args.image], "image_size": list(size), "board": board.label,
-        "placements": [dataclasses.asdict(p) for p in placements], "fovy_held": args.fovy is not None,
+        "placements": [dataclasses.asdict(p) for p in placements], "fovy_held": fovy_source,
+        "camera_intrinsics": intrinsics,
         "corners": fit.corners, "reprojection_rms_px": fit.rms_px, "sigma": fit.sigma, "moved_from_model": moved,
     }  # fmt: skip
     poses_path.write_text(json.dumps(content, indent=2) + "\n")
     figures = write_overlays(spec.name, camera, fit, board, views, pictures, args.out)
-    report(fit, nominal, moved, camera, size, len(pictures), args.fovy is not None)
+    report(fit, nominal, moved, camera, size, len(pictures), fovy_source)
+    if intrinsics is not None:
+        off = (intrinsics["ppx"] - (intrinsics["width"] - 1) / 2, intrinsics["ppy"] - (intrinsics["height"] - 1) / 2)
+        if max(abs(off[0]) / intrinsics["width"], abs(off[1]) / intrinsics["height"]) > 0.01:
+            print(f"note: this camera's principal point is ({off[0]:+.1f}, {off[1]:+.1f}) px from the image centre, "
+                  "where MuJoCo's pinhole has it: the sim's picture sits that much shifted")  # fmt: skip
     sim_size = next(c for c in spec.cameras if c.name == camera)
     if not math.isclose(size[1] / size[0], sim_size.width / sim_size.height, rel_tol=0.01):
         print(f"note: the picture is {size[1]}x{size[0]}, the sim's {camera} {sim_size.width}x{sim_size.height}: the "
@@ -225,6 +256,43 @@ def run_fit_camera(args: argparse.Namespace) -> int:
     print(f"wrote {poses_path} and {', '.join(str(f) for f in figures)}\n"
           f"use it: twinarm record --env {args.env} ... --camera-poses {poses_path}")  # fmt: skip
     return 0
+
+
+def take_pictures(flag: str, n: int, out: Path) -> tuple[list[Path], list[np.ndarray], dict[str, float] | None]:
+    """`n` frames from the camera of `--camera NAME=SOURCE` (saved as `out/NAME_<i>.png`), and the intrinsics it
+    reports (a RealSense's factory calibration; None for a webcam)."""
+    import cv2
+
+    from twinarm.real.cameras import make_camera
+    from twinarm.real.errors import RealArmError
+    from twinarm.real.teleop import cameras_from_args
+
+    try:
+        name, config = next(iter(cameras_from_args([flag]).items()))
+    except ValueError as exc:
+        raise SystemExit(f"--camera: {exc}") from None
+    cam = make_camera(dict(config), name=name)
+    try:
+        cam.connect(timeout_s=5.0)
+        frames = [cam.read(timeout_s=2.0) for _ in range(n)]
+        intrinsics = cam.intrinsics()
+    except RealArmError as exc:
+        raise SystemExit(f"--camera {flag}: {exc}") from None
+    finally:
+        if cam.is_connected:
+            cam.disconnect()
+    paths = []
+    for i, frame in enumerate(frames):
+        paths.append(out / f"{name}_{i}.png")
+        cv2.imwrite(str(paths[-1]), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    print(f"took {n} picture(s) with {flag} ({frames[0].shape[1]}x{frames[0].shape[0]}), saved as {paths[0]} ...")
+    return paths, frames, intrinsics
+
+
+def camera_fovy(intrinsics: dict[str, float], size: tuple[int, int]) -> float:
+    """The vertical field of view (deg) of a camera's reported focal length, at the size its pictures came in."""
+    fy = intrinsics["fy"] * size[0] / intrinsics["height"]
+    return math.degrees(2.0 * math.atan((size[0] / 2.0) / fy))
 
 
 def board_placements(parser: argparse.ArgumentParser, args: argparse.Namespace, n: int) -> list[Any]:
@@ -264,7 +332,7 @@ def write_overlays(arm: str, camera: str, fit: Any, board: Any, views: list[Any]
 
 
 def report(fit: Any, nominal: Any, moved: dict[str, float], camera: str, size: tuple[int, int], pictures: int,
-           held: bool) -> None:  # fmt: skip
+           held: str | None) -> None:  # fmt: skip
     """The fitted pose against the model's, each with its one-sigma spread, and what to do about a loose fit."""
     sd = fit.sigma
 
@@ -276,7 +344,7 @@ def report(fit: Any, nominal: Any, moved: dict[str, float], camera: str, size: t
     print(f"  position  [{', '.join(f'{v:.3f}' for v in fit.pose.pos)}] m {spread('position_m', 1000, 'mm', 1)}  "
           f"(the model's: [{', '.join(f'{v:.3f}' for v in nominal.pos)}]; {1000 * moved['position_m']:.0f} mm away)")
     print(f"  view      {moved['view_angle_deg']:.1f} deg from the model's, {spread('view_deg', 1, 'deg', 2)}")
-    fovy = f"{fit.pose.fovy:.1f} deg (held)" if held else f"{fit.pose.fovy:.1f} deg {spread('fovy_deg', 1, 'deg', 2)}"
+    fovy = f"{fit.pose.fovy:.2f} deg (held: {held})" if held else f"{fit.pose.fovy:.1f} deg {spread('fovy_deg', 1, 'deg', 2)}"
     print(f"  fovy      {fovy}  (the model's: {nominal.fovy:g})")
     if fit.rms_px > POOR_FIT_PX:
         print(f"warning: the corners sit {fit.rms_px:.1f} px RMS from where the fitted pinhole camera puts them: lens "

@@ -264,3 +264,19 @@ def board_scene_hook(board: Board, placement: BoardPlacement, px_per_square: int
                                 pos=centre, quat=quat, material="twinarm_charuco", contype=0, conaffinity=0)  # fmt: skip
 
     return hook
+
+
+LENS_MIN_VIEWS = 4  # pictures of the board at different angles a lens calibration needs at the least
+
+
+def calibrate_lens(views: list[tuple[np.ndarray, np.ndarray]], image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float]:
+    """OpenCV's full camera calibration (focal lengths, principal point, k1 k2 p1 p2 k3) from pictures of the
+    board held at different angles and places (each: board points, pixels); (camera matrix, distortion, RMS px)."""
+    if len(views) < LENS_MIN_VIEWS:
+        raise ValueError(f"a lens calibration needs the board in {LENS_MIN_VIEWS} pictures or more, at different "
+                         f"angles; it was found in {len(views)}")  # fmt: skip
+    h, w = image_size
+    obj = [o.astype(np.float32) for o, _ in views]
+    img = [i.astype(np.float32) for _, i in views]
+    rms, k, dist, _, _ = cv2.calibrateCamera(obj, img, (w, h), None, None)
+    return k, dist.ravel(), float(rms)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from twinarm.real.cameras.lens import Lens, Undistorter
 from twinarm.real.errors import NotConnectedError, RealArmError
 
 _ROTATIONS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, -90: cv2.ROTATE_90_COUNTERCLOCKWISE,
@@ -28,10 +30,14 @@ class Camera(ABC):
     """A frame source with a threaded latest-frame reader. Subclasses implement `_open`, `_grab`, `_close`."""
 
     def __init__(self, width: int | None = None, height: int | None = None, fps: int | None = None,
-                 rotation: int = 0, name: str = "camera") -> None:
+                 rotation: int = 0, name: str = "camera", lens: str | Path | Lens | None = None) -> None:
         if rotation not in _ROTATIONS:
             raise ValueError(f"rotation must be one of {sorted(_ROTATIONS)}, got {rotation}")
         self.width, self.height, self.fps, self.rotation, self.name = width, height, fps, rotation, name
+        try:  # a lens file (`fit-camera --calibrate-lens`): frames come out as MuJoCo's pinhole renders them
+            self._undistort = None if lens is None else Undistorter(lens)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CameraError(f"camera {name!r}: {exc}") from None
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._count = 0
@@ -59,6 +65,11 @@ class Camera(ABC):
     def intrinsics(self) -> dict[str, float] | None:
         """The delivered frames' intrinsics (after `rotation`), None where the device reports none (a webcam);
         read once connected."""
+        if self._undistort is not None:  # the pinhole its frames are remapped to
+            lens = self._undistort.lens
+            k = lens.target_matrix(lens.image_size)
+            return {"fx": k[0, 0], "fy": k[1, 1], "ppx": k[0, 2], "ppy": k[1, 2], "width": lens.image_size[1],
+                    "height": lens.image_size[0]}  # fmt: skip
         k = self._intrinsics()
         if k is None or self.rotation == 0:
             return k
@@ -127,6 +138,8 @@ class Camera(ABC):
         rot = _ROTATIONS[self.rotation]
         if rot is not None:
             frame = cv2.rotate(frame, rot)
+        if self._undistort is not None:  # calibrated on the frames as delivered, i.e. rotated
+            frame = self._undistort(frame)
         return frame
 
     # ----- reads ---------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ class OpenCVCamera(Camera):
 
     def __init__(self, index_or_path: int | str | Path = 0, width: int | None = None, height: int | None = None,
                  fps: int | None = None, rotation: int = 0, color_mode: str = "rgb", loop: bool = True,
-                 fourcc: str | None = None, name: str = "camera") -> None:
-        super().__init__(width, height, fps, rotation, name)
+                 fourcc: str | None = None, name: str = "camera", lens: str | Path | None = None) -> None:
+        super().__init__(width, height, fps, rotation, name, lens)
         if color_mode not in ("rgb", "bgr"):
             raise ValueError(f"color_mode must be 'rgb' or 'bgr', got {color_mode!r}")
         self.source = index_or_path if isinstance(index_or_path, int) else str(index_or_path)

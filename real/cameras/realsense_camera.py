@@ -28,8 +28,8 @@ class RealSenseCamera(Camera):
     def __init__(self, serial_number: str | None = None, playback_file: str | Path | None = None,
                  width: int | None = 640, height: int | None = 480, fps: int | None = 30,
                  use_depth: bool = False, rotation: int = 0, repeat: bool = True, real_time: bool = True,
-                 timeout_ms: int = 2000, name: str = "camera") -> None:
-        super().__init__(width, height, fps, rotation, name)
+                 timeout_ms: int = 2000, name: str = "camera", lens: str | Path | None = None) -> None:
+        super().__init__(width, height, fps, rotation, name, lens)
         self.serial_number = serial_number
         self.playback_file = None if playback_file is None else Path(playback_file)
         self.use_depth, self.repeat, self.real_time, self.timeout_ms = use_depth, repeat, real_time, timeout_ms

@@ -312,7 +312,7 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
     parser = args._parser
     entry = env_entry(parser, args.env)
     hardware_flags = [f for f, v in (("--port", args.port), ("--calibration", args.calibration),
-                                     ("--camera", args.camera), ("--reset-time", args.reset_time),
+                                     ("--camera", args.camera), ("--lens", args.lens), ("--reset-time", args.reset_time),
                                      ("--baud", args.baud != parser.get_default("baud")),
                                      ("--start-pose", args.start_pose != "home")) if v]
     if args.env != entry.real_id:

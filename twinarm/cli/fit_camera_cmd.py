@@ -13,7 +13,9 @@ which `--camera-poses FILE` on record, eval, train and replay (or `gym.make(id, 
 sim too, so the two boards should coincide. A camera that looks straight down at the table (ALOHA's top
 camera) cannot tell its field of view from its height by boards lying on the table: add a picture of the board
 raised on a box (--board-height), or give --fovy. Cameras on the arm (a wrist camera) move with it and are not
-placed this way.
+placed this way. A lens that bends straight lines (a wide-angle webcam) is calibrated first, `--calibrate-lens`
+with pictures of the board held at different angles; `--lens NAME=FILE` on teleop and eval then delivers that
+camera's frames as the sim camera's pinhole renders them, and `fit-camera --lens FILE` places it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "realsense:SERIAL_OR_FILE, as teleop and eval take it) the pictures are taken from that camera, "
                    "and a RealSense's own calibration gives the field of view")
     p.add_argument("--frames", type=int, default=5, help="with --camera NAME=SOURCE: frames taken, their corners pooled")
+    p.add_argument("--calibrate-lens", action="store_true",
+                   help="calibrate the camera's lens instead (focal length, principal point, distortion) from pictures "
+                   "of the board held at different angles, 8 or more, reaching into each part of the picture (the "
+                   "calibration holds only where the board was seen); any camera, a wrist camera too; writes "
+                   "lens_<camera>.json, which `--lens NAME=FILE` on teleop and eval gives the camera: its frames then "
+                   "come out as the sim camera's pinhole renders them")
+    p.add_argument("--lens", type=Path, default=None, metavar="FILE",
+                   help="the camera's lens file: pictures are remapped through it first (as the camera will deliver "
+                   "them) and the field of view held at its target")
+    p.add_argument("--every", type=float, default=1.0, metavar="S",
+                   help="with --calibrate-lens and --camera NAME=SOURCE: seconds between pictures (move the board)")
     p.add_argument("--fit-fovy", action="store_true",
                    help="fit the field of view even where the camera reports its calibration (a RealSense)")
     p.add_argument("--image", type=Path, nargs="+", default=None, metavar="FILE",
@@ -177,7 +191,7 @@ def run_fit_camera(args: argparse.Namespace) -> int:
         print_board(board, args.print_board)
         return 0
     camera, _, source = (args.camera or "").partition("=")
-    if args.env is None or args.board_center is None or not (args.image or source):
+    if args.env is None or (args.board_center is None and not args.calibrate_lens) or not (args.image or source):
         parser.error("give --env, --board-center and --image FILE (or --camera NAME=SOURCE to take the pictures); "
                      "--print-board FILE prints the board first")  # fmt: skip
     if source and args.image:
@@ -193,15 +207,30 @@ def run_fit_camera(args: argparse.Namespace) -> int:
         parser.error("--fovy must be in (0, 180) degrees")
     if args.frames < 1:
         parser.error("--frames must be at least 1")
+    if args.calibrate_lens:
+        return run_calibrate_lens(args, board, spec, camera, source)
+    undistort = None
+    if args.lens is not None:
+        from twinarm.real.cameras.lens import Undistorter
+
+        try:
+            undistort = Undistorter(args.lens)
+        except (FileNotFoundError, ValueError) as exc:
+            raise SystemExit(f"--lens: {exc}") from None
     intrinsics = None
     if source:
         if max(len(args.board_center), len(args.board_yaw or ()), len(args.board_height or ())) > 1:
             parser.error(f"--camera {args.camera} takes its pictures at once, of the board at one place; for several "
                          "places save a picture at each (`twinarm find-cameras`) and give them with --image")  # fmt: skip
         args.out.mkdir(parents=True, exist_ok=True)
-        args.image, pictures, intrinsics = take_pictures(args.camera, args.frames, args.out)
+        args.image, pictures, intrinsics = take_pictures(args.camera, args.frames, args.out, lens=args.lens)
     else:
         pictures = [read_image(p) for p in args.image]
+        if undistort is not None:  # as the camera will deliver them with `--lens`
+            pictures = [undistort(p) for p in pictures]
+            k = undistort.lens.target_matrix(pictures[0].shape[:2])
+            intrinsics = {"fx": k[0, 0], "fy": k[1, 1], "ppx": k[0, 2], "ppy": k[1, 2],
+                          "width": pictures[0].shape[1], "height": pictures[0].shape[0]}  # fmt: skip
     placements = board_placements(parser, args, len(pictures))
     nominal_model = ArmPhysics.from_arm(spec).model
     try:
@@ -220,7 +249,8 @@ def run_fit_camera(args: argparse.Namespace) -> int:
         raise SystemExit(str(exc)) from None
     fovy, fovy_source = args.fovy, "--fovy" if args.fovy is not None else None
     if fovy is None and intrinsics is not None and not args.fit_fovy:
-        fovy, fovy_source = camera_fovy(intrinsics, size), "the camera's own calibration; --fit-fovy to fit it"
+        why = "the lens file's target pinhole" if args.lens else "the camera's own calibration"
+        fovy, fovy_source = camera_fovy(intrinsics, size), f"{why}; --fit-fovy to fit it"
     fit = fit_camera(views, size, board, fovy=fovy, fovy_guess=nominal.fovy)
     moved = pose_change(nominal, fit.pose)
 
@@ -258,9 +288,11 @@ def run_fit_camera(args: argparse.Namespace) -> int:
     return 0
 
 
-def take_pictures(flag: str, n: int, out: Path) -> tuple[list[Path], list[np.ndarray], dict[str, float] | None]:
-    """`n` frames from the camera of `--camera NAME=SOURCE` (saved as `out/NAME_<i>.png`), and the intrinsics it
-    reports (a RealSense's factory calibration; None for a webcam)."""
+def take_pictures(flag: str, n: int, out: Path, lens: Path | None = None,
+                  every: float = 0.0) -> tuple[list[Path], list[np.ndarray], dict[str, float] | None]:  # fmt: skip
+    """`n` frames from the camera of `--camera NAME=SOURCE` (through `lens` when given; `every` seconds apart),
+    saved as `out/NAME_<i>.png`, and the intrinsics it reports (a RealSense's factory calibration, the lens's
+    target pinhole; None for a bare webcam)."""
     import cv2
 
     from twinarm.real.cameras import make_camera
@@ -271,10 +303,18 @@ def take_pictures(flag: str, n: int, out: Path) -> tuple[list[Path], list[np.nda
         name, config = next(iter(cameras_from_args([flag]).items()))
     except ValueError as exc:
         raise SystemExit(f"--camera: {exc}") from None
-    cam = make_camera(dict(config), name=name)
+    try:
+        cam = make_camera({**config, **({"lens": lens} if lens else {})}, name=name)
+    except RealArmError as exc:
+        raise SystemExit(f"--camera {flag}: {exc}") from None
     try:
         cam.connect(timeout_s=5.0)
-        frames = [cam.read(timeout_s=2.0) for _ in range(n)]
+        frames = []
+        for i in range(n):
+            if every > 0 and i:
+                print(f"  picture {i + 1} of {n} in {every:g} s: move the board", flush=True)
+                time.sleep(every)
+            frames.append(cam.read(timeout_s=2.0))
         intrinsics = cam.intrinsics()
     except RealArmError as exc:
         raise SystemExit(f"--camera {flag}: {exc}") from None
@@ -293,6 +333,56 @@ def camera_fovy(intrinsics: dict[str, float], size: tuple[int, int]) -> float:
     """The vertical field of view (deg) of a camera's reported focal length, at the size its pictures came in."""
     fy = intrinsics["fy"] * size[0] / intrinsics["height"]
     return math.degrees(2.0 * math.atan((size[0] / 2.0) / fy))
+
+
+def run_calibrate_lens(args: argparse.Namespace, board: Any, spec: Any, camera: str, source: str) -> int:
+    """`--calibrate-lens`: the lens of `camera` from pictures of the board at different angles; writes its file,
+    whose frames are remapped to the sim camera's field of view."""
+    import mujoco
+
+    from twinarm.envs.camera_fit import LENS_MIN_VIEWS, BoardNotFound, calibrate_lens, detect_corners
+    from twinarm.envs.physics import ArmPhysics
+    from twinarm.real.cameras.lens import Lens
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    if source:
+        n = max(args.frames, 2 * LENS_MIN_VIEWS) if args.frames == args._parser.get_default("frames") else args.frames
+        paths, pictures, _ = take_pictures(args.camera, n, args.out, every=args.every)
+    else:
+        paths, pictures = list(args.image), [read_image(p) for p in args.image]
+    size = pictures[0].shape[:2]
+    views, used = [], []
+    for path, pic in zip(paths, pictures, strict=True):
+        if pic.shape[:2] != size:
+            raise SystemExit(f"--image {path} is {pic.shape[1]}x{pic.shape[0]}, {paths[0]} {size[1]}x{size[0]}: the "
+                             "pictures must come from one camera at one resolution")  # fmt: skip
+        try:
+            views.append(detect_corners(pic, board, str(path)))
+            used.append(str(path))
+        except BoardNotFound as exc:
+            print(f"note: skipped: {exc}")
+    try:
+        k, dist, rms = calibrate_lens(views, size)
+    except ValueError as exc:
+        raise SystemExit(f"--calibrate-lens: {exc}") from None
+    model = ArmPhysics.from_arm(spec).model
+    target = float(model.cam_fovy[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)])
+    lens = Lens(size, k, dist, target, {"camera": camera, "env": args.env, "images": used, "rms_px": rms})
+    path = args.out / f"lens_{camera}.json"
+    lens.save(path)
+    print(f"{camera} lens from {len(views)} picture(s) of {size[1]}x{size[0]}: reprojection RMS {rms:.2f} px")
+    print(f"  focal     {k[0, 0]:.1f} x {k[1, 1]:.1f} px (fovy {lens.fovy:.1f} deg), principal point "
+          f"({k[0, 2]:.1f}, {k[1, 2]:.1f})")
+    print(f"  distortion k1 {dist[0]:+.4f} k2 {dist[1]:+.4f} p1 {dist[2]:+.5f} p2 {dist[3]:+.5f} k3 {dist[4]:+.4f}")
+    print(f"  frames are remapped to the sim's {camera} camera: a pinhole of fovy {target:g} deg")
+    if target > lens.fovy + 1.0:
+        print(f"note: the sim's {camera} sees wider than this lens ({target:g} against {lens.fovy:.1f} deg): the "
+              "remapped frames have black borders where the lens saw nothing")  # fmt: skip
+    if rms > POOR_FIT_PX:
+        print(f"warning: the corners sit {rms:.1f} px RMS from the calibrated model: blurred pictures (hold the board "
+              "still), a board that is not flat, or a lens beyond OpenCV's model (a fisheye)")
+    print(f"wrote {path}\nuse it: twinarm teleop ... --camera {camera}=SOURCE --lens {camera}={path}")
+    return 0
 
 
 def board_placements(parser: argparse.ArgumentParser, args: argparse.Namespace, n: int) -> list[Any]:

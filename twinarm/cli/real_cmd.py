@@ -296,6 +296,11 @@ def add_follower_args(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument(
         "--camera", action="append", default=None, help="name=index|path|realsense:SERIAL (repeatable)"
     )
+    p.add_argument(
+        "--lens", action="append", default=None, metavar="NAME=FILE",
+        help="a camera's lens file (`twinarm fit-camera --calibrate-lens`): its frames are undistorted to the sim "
+        "camera's pinhole (repeatable)",
+    )  # fmt: skip
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="the follower motors' baud rate")
     p.add_argument("--max-relative-target", type=float, default=0.2, help="max target change per step (rad)")
 
@@ -337,13 +342,23 @@ class Follower:
 
 def parse_follower(parser: argparse.ArgumentParser, args: argparse.Namespace, spec: ArmSpec) -> Follower:
     """Check the follower flags (nothing is opened or read yet); errors name the flag at fault."""
+    from twinarm.real.cameras.lens import Lens
     from twinarm.real.multi_bus import bus_groups
     from twinarm.real.teleop import cameras_from_args
 
     try:
-        cameras = cameras_from_args(args.camera)
+        cameras = dict(cameras_from_args(args.camera))
     except ValueError as exc:
         parser.error(str(exc))
+    for item in args.lens or []:
+        name, _, path = item.partition("=")
+        if name not in cameras or not path:
+            parser.error(f"--lens {item}: give NAME=FILE for a camera named by --camera ({', '.join(cameras) or 'none'})")
+        try:
+            Lens.load(path)
+        except (FileNotFoundError, ValueError) as exc:
+            parser.error(f"--lens {item}: {exc}")
+        cameras[name] = {**cameras[name], "lens": path}
     groups = list(bus_groups(spec))
     ports = _per_arm(parser, args.port, "--port", spec, groups)
     if len(set(ports.values())) < len(ports):
@@ -378,7 +393,8 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     if args.env != entry.sim_id:
         parser.error(f"--env {args.env} is a real arm's id: give a real follower by --port and --calibration "
                      f"(--env {entry.sim_id} follows with its simulated arm)")
-    given = [f for f, v in (("--port", args.port), ("--calibration", args.calibration), ("--camera", args.camera)) if v]
+    given = [f for f, v in (("--port", args.port), ("--calibration", args.calibration), ("--camera", args.camera),
+                            ("--lens", args.lens)) if v]  # fmt: skip
     if given:
         parser.error(f"--env follows with a simulated arm; {', '.join(given)} belong to a real one")
     if args.arm is not None and _arm(args).name != get_arm(entry.arm).name:

@@ -312,8 +312,8 @@ def run_replay(args: argparse.Namespace) -> int:
     real = args.env == entry.real_id
     if real and not (args.port and args.calibration):
         parser.error(f"{args.env} is the real arm: name its --port and --calibration")
-    if real and args.camera:
-        parser.error("--camera: replay compares the joints and opens no camera")
+    if real and (args.camera or args.lens):
+        parser.error("--camera, --lens: replay compares the joints and opens no camera")
     if real and args.dynamics:
         parser.error(f"--dynamics sets the sim arm's parameters; {args.env} is the real arm")
     if real and args.camera_poses:
@@ -322,8 +322,8 @@ def run_replay(args: argparse.Namespace) -> int:
         parser.error(f"--rate: {args.env} is the real arm, which runs at its own loop's rate")
     if args.rate is not None and not args.rate > 0:
         parser.error(f"--rate {args.rate:g}: give the loop's rate in Hz, above 0")
-    if not real and (args.port or args.calibration or args.camera):
-        parser.error(f"--port/--calibration/--camera: only for a real arm ({entry.real_id}), not the sim id {args.env}")
+    if not real and (args.port or args.calibration or args.camera or args.lens):
+        parser.error(f"--port/--calibration/--camera/--lens: only for a real arm ({entry.real_id}), not the sim id {args.env}")
     data = {e: load_episode(args.dataset, e, spec) for e in episodes}
     fps = data[episodes[0]][2]
     if fps != spec.control_hz:

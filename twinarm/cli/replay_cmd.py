@@ -313,7 +313,7 @@ def run_replay(args: argparse.Namespace) -> int:
     if real and not (args.port and args.calibration):
         parser.error(f"{args.env} is the real arm: name its --port and --calibration")
     if real and (args.camera or args.lens):
-        parser.error("--camera, --lens: replay compares the joints and opens no camera")
+        parser.error(f"{'--camera' if args.camera else '--lens'}: replay compares the joints and opens no camera")
     if real and args.dynamics:
         parser.error(f"--dynamics sets the sim arm's parameters; {args.env} is the real arm")
     if real and args.camera_poses:

@@ -6,7 +6,7 @@ Episodes never terminate on their own; truncation comes from `max_episode_steps`
 `reset(options={"joints": q})` starts the arm at `q` (spec units) instead of its home pose, e.g. to replay a
 recorded episode from where it began. `dynamics=` (a file of `twinarm fit-dynamics`, `envs.dynamics`) replaces the
 model's servo and joint parameters (and adds its command latency); `camera_poses=` (a file of `twinarm fit-camera`,
-`envs.camera_poses`) puts fixed cameras where the real ones are; randomization then draws around those.
+`envs.camera_poses`) puts cameras where the real ones are; randomization then draws around those.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import mujoco
@@ -127,22 +128,28 @@ def detect_corners(image: np.ndarray, board: Board, source: str = "image") -> tu
 
 
 def fit_camera(
-    views: list[tuple[np.ndarray, np.ndarray, BoardPlacement]],
+    views: list[tuple[Any, ...]],
     image_size: tuple[int, int],
     board: Board,
     fovy: float | None = None,
     fovy_guess: float = 55.0,
 ) -> CameraFit:
-    """Fit pose (and, unless `fovy` is given, the vertical field of view) of a fixed camera of `image_size`
-    (H, W) to the corners it saw: per picture (board points, pixels, where that board lay). Pictures of the
-    board at several places pin the camera down better than one (a small or squarely seen board leaves the
+    """Fit pose (and, unless `fovy` is given, the vertical field of view) of a camera of `image_size` (H, W) to
+    the corners it saw: per picture (board points, pixels, where that board lay), and for a camera riding on
+    the arm a fourth item, (R, p): the pose in the world of the body it rides on at that picture. The pose is
+    found in that body's frame (the world's for a fixed camera). Pictures of the board at several places, or
+    from several arm poses, pin the camera down better than one (a small or squarely seen board leaves the
     field of view and the distance, or the tilt and the offset, trading off: see `CameraFit.sigma`)."""
     h, w = image_size
-    world = []
-    for obj, _, placement in views:
+    body_points = []
+    for obj, _, placement, *body in views:
         rot, t = placement.board_to_world(board)
-        world.append(obj @ rot.T + t)
-    pts, img = np.concatenate(world), np.concatenate([px for _, px, _ in views])
+        pts = obj @ rot.T + t
+        if body:  # world -> the body's frame, where the camera stays put
+            rot_b, pos_b = body[0]
+            pts = (pts - pos_b) @ rot_b
+        body_points.append(pts)
+    pts, img = np.concatenate(body_points), np.concatenate([view[1] for view in views])
     focal = (h / 2.0) / math.tan(math.radians(fovy if fovy is not None else fovy_guess) / 2.0)
     ok, rvec, tvec = cv2.solvePnP(pts, img, _intrinsics(focal, h, w), None, flags=cv2.SOLVEPNP_SQPNP)
     if not ok:

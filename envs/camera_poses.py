@@ -1,10 +1,10 @@
-"""Where the sim's fixed cameras sit: per camera a pose and a vertical field of view (a `twinarm fit-camera`
-file), applied to a model so the sim sees the table from where the real camera does.
+"""Where the sim's cameras sit: per camera a pose and a vertical field of view (a `twinarm fit-camera` file),
+applied to a model so the sim sees the scene from where the real camera does.
 
 The file is JSON, `{"cameras": {"front": {"pos": [x, y, z], "quat": [w, x, y, z], "fovy": deg}}, "fit": {...}}`:
-`pos` in metres in the sim's world frame, `quat` the camera's orientation in MuJoCo's convention (it looks
-along its -z axis, +y up in the image), `fovy` in degrees. `fit` records how each camera was fitted; only
-`cameras` is read here.
+`pos` in metres and `quat` (MuJoCo's camera convention: it looks along its -z axis, +y up in the image) in the
+frame of the body the camera is mounted on: the world for a fixed camera, the gripper's body for a wrist
+camera; `fovy` in degrees. `fit` records how each camera was fitted; only `cameras` is read here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class CameraPose:
-    """A fixed camera's placement: position (m, world), orientation (w, x, y, z; MuJoCo camera frame), fovy (deg)."""
+    """A camera's placement on its body (the world for a fixed camera): position (m), orientation (w, x, y, z;
+    MuJoCo's camera frame), fovy (deg)."""
 
     pos: tuple[float, float, float]
     quat: tuple[float, float, float, float]
@@ -51,10 +52,16 @@ class CameraPose:
 
     @property
     def rotation(self) -> np.ndarray:
-        """The camera's axes as the columns of a world rotation matrix (x right, y up, z backwards)."""
+        """The camera's axes (x right, y up, z backwards) as the columns of a rotation matrix in its body's frame."""
         mat = np.zeros(9)
         mujoco.mju_quat2Mat(mat, np.asarray(self.quat, dtype=np.float64))
         return mat.reshape(3, 3)
+
+    def on(self, rot: np.ndarray, pos: np.ndarray) -> CameraPose:
+        """This pose carried by a body at (`rot`, `pos`): where the camera is in the body's parent frame."""
+        quat = np.zeros(4)
+        mujoco.mju_mat2Quat(quat, (rot @ self.rotation).ravel())
+        return CameraPose(tuple((rot @ np.asarray(self.pos) + pos).tolist()), tuple(quat.tolist()), self.fovy)  # type: ignore[arg-type]
 
 
 def _vector(d: Mapping[str, Any], key: str, n: int, where: str) -> tuple[float, ...]:
@@ -92,36 +99,41 @@ def load_camera_poses(value: str | Path | Mapping[str, Any] | None) -> dict[str,
     return {str(name): CameraPose.from_dict(entry, f"{source}: camera {name!r}") for name, entry in cameras.items()}
 
 
+def camera_body(model: mujoco.MjModel, name: str) -> str | None:
+    """The body a camera is mounted on, None for a camera fixed in the world."""
+    body = int(model.cam_bodyid[camera_id(model, name)])
+    return None if body == 0 else mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, body)
+
+
 def model_camera_pose(model: mujoco.MjModel, name: str) -> CameraPose:
-    """The pose a model gives a camera fixed in the world (checked as `apply_camera_poses` checks it)."""
-    cam = _world_camera(model, name)
+    """The pose a model gives a camera on its body, as `apply_camera_poses` takes it (a camera aimed at a
+    target body: where it points at the model's reference pose)."""
+    cam = camera_id(model, name)
     data = mujoco.MjData(model)
-    mujoco.mj_forward(model, data)  # a camera aimed at a target body gets its orientation here
+    mujoco.mj_forward(model, data)
+    body = int(model.cam_bodyid[cam])
+    rot_b, pos_b = data.xmat[body].reshape(3, 3), data.xpos[body]
+    local = rot_b.T @ data.cam_xmat[cam].reshape(3, 3)
     quat = np.zeros(4)
-    mujoco.mju_mat2Quat(quat, data.cam_xmat[cam])
-    return CameraPose(pos=tuple(data.cam_xpos[cam].tolist()), quat=tuple(quat.tolist()), fovy=float(model.cam_fovy[cam]))  # type: ignore[arg-type]
+    mujoco.mju_mat2Quat(quat, local.ravel())
+    pos = rot_b.T @ (data.cam_xpos[cam] - pos_b)
+    return CameraPose(pos=tuple(pos.tolist()), quat=tuple(quat.tolist()), fovy=float(model.cam_fovy[cam]))  # type: ignore[arg-type]
 
 
 def apply_camera_poses(model: mujoco.MjModel, poses: Mapping[str, CameraPose]) -> None:
-    """Place each named camera (fixed in the world) as given; it stays there (a camera that tracked a body stops)."""
+    """Place each named camera on its body as given; it stays there (a camera that tracked a body stops)."""
     for name, pose in poses.items():
-        cam = _world_camera(model, name)
+        cam = camera_id(model, name)
         model.cam_mode[cam] = mujoco.mjtCamLight.mjCAMLIGHT_FIXED
         model.cam_pos[cam] = pose.pos
         model.cam_quat[cam] = pose.quat
         model.cam_fovy[cam] = pose.fovy
 
 
-def _world_camera(model: mujoco.MjModel, name: str) -> int:
+def camera_id(model: mujoco.MjModel, name: str) -> int:
+    """A camera's id; an unknown name raises, listing the model's cameras."""
     cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, name)
     if cam < 0:
         names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
         raise ValueError(f"camera poses: the sim has no camera {name!r}; its cameras are {names}")
-    body = int(model.cam_bodyid[cam])
-    if body != 0:
-        owner = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, body)
-        raise ValueError(
-            f"camera poses: camera {name!r} rides on body {owner!r}; only cameras fixed in the world can be placed "
-            "(a wrist camera moves with the arm)"
-        )
     return cam

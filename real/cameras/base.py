@@ -66,10 +66,7 @@ class Camera(ABC):
         """The delivered frames' intrinsics (after `rotation`), None where the device reports none (a webcam);
         read once connected."""
         if self._undistort is not None:  # the pinhole its frames are remapped to
-            lens = self._undistort.lens
-            k = lens.target_matrix(lens.image_size)
-            return {"fx": k[0, 0], "fy": k[1, 1], "ppx": k[0, 2], "ppy": k[1, 2], "width": lens.image_size[1],
-                    "height": lens.image_size[0]}  # fmt: skip
+            return self._undistort.lens.target_intrinsics()
         k = self._intrinsics()
         if k is None or self.rotation == 0:
             return k

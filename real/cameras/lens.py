@@ -67,6 +67,12 @@ class Lens:
         f = (h / 2.0) / math.tan(math.radians(self.target_fovy) / 2.0)
         return np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
 
+    def target_intrinsics(self, size: tuple[int, int] | None = None) -> dict[str, float]:
+        """That pinhole as a camera reports its intrinsics (fx, fy, ppx, ppy, width, height)."""
+        h, w = size or self.image_size
+        k = self.target_matrix((h, w))
+        return {"fx": k[0, 0], "fy": k[1, 1], "ppx": k[0, 2], "ppy": k[1, 2], "width": w, "height": h}
+
     def maps(self, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Remap tables for frames of `size` (H, W): the calibration's matrix scaled to that size (a camera run
         at another resolution of the same sensor), the output the target pinhole at the same size."""

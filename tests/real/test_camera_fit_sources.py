@@ -67,7 +67,7 @@ def test_video_file_through_opencv_fits_the_field_of_view(picture: np.ndarray, t
     assert err["position_m"] < 0.004 and err["view_angle_deg"] < 0.2 and abs(err["fovy_deg"]) < 0.2, err
     with pytest.raises(SystemExit):
         main([*fit_args(tmp_path, str(path)), "--image", str(path)])
-    assert "takes the pictures itself: leave out --image" in capsys.readouterr().err
+    assert "the pictures come from one of them" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--camera front=.*missing.mp4"):
         main(fit_args(tmp_path, str(tmp_path / "missing.mp4")))
 

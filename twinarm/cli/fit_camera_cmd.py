@@ -12,8 +12,9 @@ which `--camera-poses FILE` on record, eval, train and replay (or `gym.make(id, 
 `fit_<camera>.png`: the picture blended with the sim's view from the fitted pose, with the board laid in the
 sim too, so the two boards should coincide. A camera that looks straight down at the table (ALOHA's top
 camera) cannot tell its field of view from its height by boards lying on the table: add a picture of the board
-raised on a box (--board-height), or give --fovy. Cameras on the arm (a wrist camera) move with it and are not
-placed this way. A lens that bends straight lines (a wide-angle webcam) is calibrated first, `--calibrate-lens`
+raised on a box (--board-height), or give --fovy. A camera on the arm (a wrist camera) is placed on the body it
+rides on, from pictures with the arm's joint positions (--joints each, or --dataset: a recorded episode's frames
+and joints). A lens that bends straight lines (a wide-angle webcam) is calibrated first, `--calibrate-lens`
 with pictures of the board held at different angles; `--lens NAME=FILE` on teleop and eval then delivers that
 camera's frames as the sim camera's pinhole renders them, and `fit-camera --lens FILE` places it.
 """
@@ -37,6 +38,7 @@ EPILOG = """examples:
   twinarm find-cameras --camera front=0                                        # saves outputs/cameras/front.png
   twinarm fit-camera --env twinarm/SO101-PickCube-v0 --image outputs/cameras/front.png --board-center 0.25 0
   twinarm fit-camera --env twinarm/SO101-PickCube-v0 --camera front=realsense:0123456789 --board-center 0.25 0
+  twinarm fit-camera --env twinarm/SO101-PickCube-v0 --camera wrist --dataset data/board_episode --board-center 0.25 0
   twinarm fit-camera --env twinarm/Aloha-TransferCube-v0 --image flat.png raised.png \\
       --board-center 0 0.6 --board-center 0.1 0.7 --board-height 0 --board-height 0.2 --board A3   # one per picture
   twinarm record --env twinarm/SO101-PickCube-v0 --root data/pick_sim \\
@@ -62,6 +64,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the sim camera to place (default: the arm's first camera); with =SOURCE (index|path|"
                    "realsense:SERIAL_OR_FILE, as teleop and eval take it) the pictures are taken from that camera, "
                    "and a RealSense's own calibration gives the field of view")
+    p.add_argument("--joints", action="append", default=None, metavar="Q1,Q2,...",
+                   help="the arm's joint positions at a picture (spec units: radians, gripper 0..1), once per --image: "
+                   "needed for a camera on the arm (a wrist camera), whose pose is fitted on the body it rides on")
+    p.add_argument("--dataset", default=None, metavar="ROOT",
+                   help="take the pictures from a recorded episode instead (LeRobot v3: the camera's frames and the "
+                   "recorded joint positions), the board lying at one place all along; frames without it are skipped")
+    p.add_argument("--episode", type=int, default=0, help="with --dataset: the episode")
+    p.add_argument("--stride", type=int, default=None,
+                   help="with --dataset: every N-th frame (default: about 40 frames over the episode)")
     p.add_argument("--frames", type=int, default=5, help="with --camera NAME=SOURCE: frames taken, their corners pooled")
     p.add_argument("--calibrate-lens", action="store_true",
                    help="calibrate the camera's lens instead (focal length, principal point, distortion) from pictures "
@@ -143,8 +154,10 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def sim_view(arm: str, camera: str, pose: Any, size: tuple[int, int], board: Any, placement: Any) -> np.ndarray:
-    """The sim's picture from `pose` at `size` (H, W): the arm at home and the board where it was said to lie."""
+def sim_view(arm: str, camera: str, pose: Any, size: tuple[int, int], board: Any, placement: Any,
+             joints: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """The sim's picture from `pose` at `size` (H, W): the arm at `joints` (spec units; default home) and the
+    board where it was said to lie."""
     from twinarm.envs.camera_fit import board_scene_hook
     from twinarm.envs.camera_poses import apply_camera_poses
     from twinarm.envs.physics import ArmPhysics
@@ -154,7 +167,7 @@ def sim_view(arm: str, camera: str, pose: Any, size: tuple[int, int], board: Any
     shown = dataclasses.replace(placement, height=max(placement.height, 5e-4))  # not in the table's plane
     physics = ArmPhysics.from_arm(arm, scene_hooks=(board_scene_hook(board, shown),))
     apply_camera_poses(physics.model, {camera: pose})
-    physics.reset()
+    physics.reset(joints)
     renderer = CameraRenderer(physics.model, (CameraSpec(camera, *size),))
     try:
         return renderer.render(physics.data)[camera]
@@ -179,7 +192,7 @@ def run_fit_camera(args: argparse.Namespace) -> int:
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.arms import get_arm
     from twinarm.envs.camera_fit import Board, BoardNotFound, detect_corners, fit_camera, pose_change
-    from twinarm.envs.camera_poses import load_camera_poses, model_camera_pose
+    from twinarm.envs.camera_poses import camera_body, model_camera_pose
     from twinarm.envs.physics import ArmPhysics
 
     parser = args._parser
@@ -191,11 +204,12 @@ def run_fit_camera(args: argparse.Namespace) -> int:
         print_board(board, args.print_board)
         return 0
     camera, _, source = (args.camera or "").partition("=")
-    if args.env is None or (args.board_center is None and not args.calibrate_lens) or not (args.image or source):
-        parser.error("give --env, --board-center and --image FILE (or --camera NAME=SOURCE to take the pictures); "
-                     "--print-board FILE prints the board first")  # fmt: skip
-    if source and args.image:
-        parser.error(f"--camera {args.camera} takes the pictures itself: leave out --image")
+    given = [f for f, v in (("--image", args.image), (f"--camera {args.camera}", source), ("--dataset", args.dataset)) if v]
+    if args.env is None or (args.board_center is None and not args.calibrate_lens) or not given:
+        parser.error("give --env, --board-center and the pictures: --image FILE, --camera NAME=SOURCE (taken here) "
+                     "or --dataset ROOT (an episode's frames); --print-board FILE prints the board first")  # fmt: skip
+    if len(given) > 1:
+        parser.error(f"{' and '.join(given)}: the pictures come from one of them")
     entry = env_entry(parser, args.env)
     if args.env == entry.real_id:
         parser.error(f"--env {args.env} is the real arm; name its sim twin (the sim's camera is what is placed)")
@@ -209,44 +223,35 @@ def run_fit_camera(args: argparse.Namespace) -> int:
         parser.error("--frames must be at least 1")
     if args.calibrate_lens:
         return run_calibrate_lens(args, board, spec, camera, source)
-    undistort = None
-    if args.lens is not None:
-        from twinarm.real.cameras.lens import Undistorter
-
-        try:
-            undistort = Undistorter(args.lens)
-        except (FileNotFoundError, ValueError) as exc:
-            raise SystemExit(f"--lens: {exc}") from None
-    intrinsics = None
-    if source:
-        if max(len(args.board_center), len(args.board_yaw or ()), len(args.board_height or ())) > 1:
-            parser.error(f"--camera {args.camera} takes its pictures at once, of the board at one place; for several "
-                         "places save a picture at each (`twinarm find-cameras`) and give them with --image")  # fmt: skip
-        args.out.mkdir(parents=True, exist_ok=True)
-        args.image, pictures, intrinsics = take_pictures(args.camera, args.frames, args.out, lens=args.lens)
-    else:
-        pictures = [read_image(p) for p in args.image]
-        if undistort is not None:  # as the camera will deliver them with `--lens`
-            pictures = [undistort(p) for p in pictures]
-            k = undistort.lens.target_matrix(pictures[0].shape[:2])
-            intrinsics = {"fx": k[0, 0], "fy": k[1, 1], "ppx": k[0, 2], "ppy": k[1, 2],
-                          "width": pictures[0].shape[1], "height": pictures[0].shape[0]}  # fmt: skip
+    physics = ArmPhysics.from_arm(spec)
+    nominal, body = model_camera_pose(physics.model, camera), camera_body(physics.model, camera)
+    if source and max(len(args.board_center), len(args.board_yaw or ()), len(args.board_height or ())) > 1:
+        parser.error(f"--camera {args.camera} takes its pictures at once, of the board at one place; for several "
+                     "places save a picture at each (`twinarm find-cameras`) and give them with --image")  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths, pictures, intrinsics, joints = gather_pictures(args, source, spec)
+    if body is not None and any(q is None for q in joints):
+        parser.error(f"--camera {camera} rides on the arm (body {body!r}): give the arm's joint positions at each "
+                     "picture (--joints), or take the pictures from a recorded episode (--dataset)")  # fmt: skip
+    args.image = paths
     placements = board_placements(parser, args, len(pictures))
-    nominal_model = ArmPhysics.from_arm(spec).model
-    try:
-        nominal = model_camera_pose(nominal_model, camera)
-    except ValueError as exc:
-        raise SystemExit(f"--camera {camera}: {exc}") from None
     size = pictures[0].shape[:2]
-    for path, pic in zip(args.image, pictures, strict=True):
-        if pic.shape[:2] != size:
-            raise SystemExit(f"--image {path} is {pic.shape[1]}x{pic.shape[0]}, {args.image[0]} {size[1]}x{size[0]}: "
-                             "the pictures must come from one camera at one resolution")  # fmt: skip
-    try:
-        views = [(*detect_corners(pic, board, f"--image {p}"), place)
-                 for p, pic, place in zip(args.image, pictures, placements, strict=True)]  # fmt: skip
-    except BoardNotFound as exc:
-        raise SystemExit(str(exc)) from None
+    views, kept = [], []
+    for i, (p, pic, place, q) in enumerate(zip(paths, pictures, placements, joints, strict=True)):
+        try:
+            obj, px = detect_corners(pic, board, f"--image {p}")
+        except BoardNotFound as exc:
+            if args.dataset is None:  # pictures given one by one: each was meant to show the board
+                raise SystemExit(str(exc)) from None
+            continue  # an episode's frames: the board is in view in some
+        views.append((obj, px, place, *([body_pose(physics, body, q)] if body is not None else [])))
+        kept.append(i)
+    if not views:
+        raise SystemExit(f"--dataset {args.dataset}: the board is in none of the {len(pictures)} frames taken")
+    if len(kept) < len(pictures):
+        print(f"the board is in {len(kept)} of the {len(pictures)} frames; fitting to those")
+    paths, pictures, joints = [paths[i] for i in kept], [pictures[i] for i in kept], [joints[i] for i in kept]
+    placements = [placements[i] for i in kept]
     fovy, fovy_source = args.fovy, "--fovy" if args.fovy is not None else None
     if fovy is None and intrinsics is not None and not args.fit_fovy:
         why = "the lens file's target pinhole" if args.lens else "the camera's own calibration"
@@ -254,38 +259,138 @@ def run_fit_camera(args: argparse.Namespace) -> int:
     fit = fit_camera(views, size, board, fovy=fovy, fovy_guess=nominal.fovy)
     moved = pose_change(nominal, fit.pose)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     write_resolved_config(args, args.out)
-    poses_path = args.out / "camera_poses.json"
-    content: dict[str, Any] = {"arm": spec.name, "cameras": {}, "fit": {}}
-    if poses_path.is_file():
-        old = json.loads(poses_path.read_text())
-        if old.get("arm") == spec.name:
+    poses_path = save_pose(args.out / "camera_poses.json", spec.name, camera, fit.pose, {
+        "env": args.env, "images": [str(p) for p in paths], "image_size": list(size), "board": board.label,
+        "placements": [dataclasses.asdict(p) for p in placements], "fovy_held": fovy_source, "body": body,
+        "joints": None if body is None else [q.tolist() for q in joints],
+        "camera_intrinsics": intrinsics, "corners": fit.corners, "reprojection_rms_px": fit.rms_px,
+        "sigma": fit.sigma, "moved_from_model": moved,
+    })  # fmt: skip
+    figures = write_overlays(spec.name, camera, fit, board, views, pictures, joints, args.out)
+    report(fit, nominal, moved, camera, size, len(pictures), fovy_source, body)
+    print_notes(spec, camera, size, intrinsics)
+    print(f"wrote {poses_path} and {', '.join(str(f) for f in figures)}\n"
+          f"use it: twinarm record --env {args.env} ... --camera-poses {poses_path}")  # fmt: skip
+    return 0
+
+
+def gather_pictures(args: argparse.Namespace, source: str,
+                    spec: Any) -> tuple[list[Any], list[np.ndarray], dict[str, Any] | None, list[np.ndarray | None]]:  # fmt: skip
+    """The pictures (taken from `--camera NAME=SOURCE`, read from --image, or an episode's frames from
+    --dataset), remapped through --lens when given; the intrinsics of what they now are (None where nothing
+    reports them); the arm's joint positions (spec units) at each, None where not known."""
+    if source:
+        if args.joints:
+            args._parser.error("--joints goes with --image (one per picture); --camera NAME=SOURCE takes a still arm's "
+                               "pictures: record an episode and give it with --dataset")  # fmt: skip
+        paths, pictures, intrinsics = take_pictures(args.camera, args.frames, args.out, lens=args.lens)
+        return paths, pictures, intrinsics, [None] * len(pictures)
+    if args.dataset is not None:
+        labels, pictures, joints = episode_pictures(args, spec)
+    else:
+        labels, pictures = list(args.image), [read_image(p) for p in args.image]
+        joints = picture_joints(args, spec, len(pictures))
+    size = pictures[0].shape[:2]
+    for path, pic in zip(labels, pictures, strict=True):
+        if pic.shape[:2] != size:
+            raise SystemExit(f"--image {path} is {pic.shape[1]}x{pic.shape[0]}, {labels[0]} {size[1]}x{size[0]}: "
+                             "the pictures must come from one camera at one resolution")  # fmt: skip
+    if args.lens is None:
+        return labels, pictures, None, joints
+    from twinarm.real.cameras.lens import Undistorter
+
+    try:
+        undistort = Undistorter(args.lens)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"--lens: {exc}") from None
+    # As the camera will deliver them with `--lens`.
+    return labels, [undistort(p) for p in pictures], undistort.lens.target_intrinsics(size), joints
+
+
+def picture_joints(args: argparse.Namespace, spec: Any, n: int) -> list[np.ndarray | None]:
+    """--joints (one per picture, or none): the arm's joint positions in spec units."""
+    if not args.joints:
+        return [None] * n
+    if len(args.joints) != n:
+        args._parser.error(f"--joints is given {len(args.joints)} times for {n} pictures: once per picture")
+    out: list[np.ndarray | None] = []
+    for text in args.joints:
+        try:
+            q = np.array([float(v) for v in text.split(",")])
+        except ValueError:
+            args._parser.error(f"--joints {text}: comma-separated numbers ({', '.join(spec.joint_names)})")
+        if q.shape != (spec.dof,):
+            args._parser.error(f"--joints {text}: {spec.dof} values ({', '.join(spec.joint_names)}), got {q.size}")
+        out.append(q)
+    return out
+
+
+def episode_pictures(args: argparse.Namespace, spec: Any) -> tuple[list[str], list[np.ndarray], list[np.ndarray | None]]:
+    """Every --stride-th frame of the camera in episode --episode of --dataset, with the arm's recorded joint
+    positions (spec units) at it."""
+    from twinarm.datasets_io.layout import DatasetError
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+    camera = (args.camera or spec.cameras[0].name).partition("=")[0]
+    key = f"observation.images.{camera}"
+    try:
+        probe = LeRobotDatasetReader(args.dataset, episodes=[args.episode], cameras=[])
+    except (DatasetError, FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"--dataset {args.dataset}: {exc}") from None
+    if key not in probe.features:
+        images = [k for k, ft in probe.features.items() if ft.get("dtype") in ("video", "image")]
+        raise SystemExit(f"--dataset {args.dataset} has no {key!r}; its cameras: {images}")
+    ds = LeRobotDatasetReader(args.dataset, episodes=[args.episode], cameras=[key], uint8_images=True)
+    stride = args.stride or max(1, len(ds) // 40)
+    labels, pictures, joints = [], [], []
+    for i in range(0, len(ds), stride):
+        sample = ds[i]
+        labels.append(f"{args.dataset} episode {args.episode} frame {i}")
+        pictures.append(sample[key].permute(1, 2, 0).numpy())
+        joints.append(spec.from_lerobot(sample["observation.state"].numpy().astype(np.float64)))
+    return labels, pictures, joints
+
+
+def body_pose(physics: Any, body: str, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where `body` is in the world (rotation, position) with the arm at `joints` (spec units)."""
+    import mujoco
+
+    physics.reset(joints)
+    b = mujoco.mj_name2id(physics.model, mujoco.mjtObj.mjOBJ_BODY, body)
+    return physics.data.xmat[b].reshape(3, 3).copy(), physics.data.xpos[b].copy()
+
+
+def save_pose(path: Path, arm: str, camera: str, pose: Any, fit_info: dict[str, Any]) -> Path:
+    """Write (or update) the camera poses file: this camera's pose and how it was fitted; other cameras of the
+    same arm already in it are kept."""
+    from twinarm.envs.camera_poses import load_camera_poses
+
+    content: dict[str, Any] = {"arm": arm, "cameras": {}, "fit": {}}
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("arm") == arm:
             content["cameras"] = {k: v.to_dict() for k, v in load_camera_poses(old).items()}
             content["fit"] = old.get("fit", {})
-    content["cameras"][camera] = fit.pose.to_dict()
-    content["fit"][camera] = {
-        "env": args.env, "images": [str(p) for p in args.image], "image_size": list(size), "board": board.label,
-        "placements": [dataclasses.asdict(p) for p in placements], "fovy_held": fovy_source,
-        "camera_intrinsics": intrinsics,
-        "corners": fit.corners, "reprojection_rms_px": fit.rms_px, "sigma": fit.sigma, "moved_from_model": moved,
-    }  # fmt: skip
-    poses_path.write_text(json.dumps(content, indent=2) + "\n")
-    figures = write_overlays(spec.name, camera, fit, board, views, pictures, args.out)
-    report(fit, nominal, moved, camera, size, len(pictures), fovy_source)
+    content["cameras"][camera] = pose.to_dict()
+    content["fit"][camera] = fit_info
+    path.write_text(json.dumps(content, indent=2) + "\n")
+    return path
+
+
+def print_notes(spec: Any, camera: str, size: tuple[int, int], intrinsics: dict[str, Any] | None) -> None:
+    """What MuJoCo's pinhole cannot match: a principal point off centre, another aspect ratio than the sim's."""
     if intrinsics is not None:
         off = (intrinsics["ppx"] - (intrinsics["width"] - 1) / 2, intrinsics["ppy"] - (intrinsics["height"] - 1) / 2)
         if max(abs(off[0]) / intrinsics["width"], abs(off[1]) / intrinsics["height"]) > 0.01:
             print(f"note: this camera's principal point is ({off[0]:+.1f}, {off[1]:+.1f}) px from the image centre, "
-                  "where MuJoCo's pinhole has it: the sim's picture sits that much shifted")  # fmt: skip
+                  "where MuJoCo's pinhole has it: the sim's picture sits that much shifted (a lens file, "
+                  "--calibrate-lens, recentres it)")  # fmt: skip
     sim_size = next(c for c in spec.cameras if c.name == camera)
     if not math.isclose(size[1] / size[0], sim_size.width / sim_size.height, rel_tol=0.01):
         print(f"note: the picture is {size[1]}x{size[0]}, the sim's {camera} {sim_size.width}x{sim_size.height}: the "
               "field of view matches vertically, so the two see different widths; record at the sim's aspect ratio "
               "(or give the env an --image-size of the picture's)")  # fmt: skip
-    print(f"wrote {poses_path} and {', '.join(str(f) for f in figures)}\n"
-          f"use it: twinarm record --env {args.env} ... --camera-poses {poses_path}")  # fmt: skip
-    return 0
 
 
 def take_pictures(flag: str, n: int, out: Path, lens: Path | None = None,
@@ -348,6 +453,8 @@ def run_calibrate_lens(args: argparse.Namespace, board: Any, spec: Any, camera: 
     if source:
         n = max(args.frames, 2 * LENS_MIN_VIEWS) if args.frames == args._parser.get_default("frames") else args.frames
         paths, pictures, _ = take_pictures(args.camera, n, args.out, every=args.every)
+    elif args.dataset is not None:
+        paths, pictures, _ = episode_pictures(args, spec)
     else:
         paths, pictures = list(args.image), [read_image(p) for p in args.image]
     size = pictures[0].shape[:2]
@@ -402,19 +509,23 @@ def board_placements(parser: argparse.ArgumentParser, args: argparse.Namespace, 
 
 
 def write_overlays(arm: str, camera: str, fit: Any, board: Any, views: list[Any], pictures: list[np.ndarray],
-                   out: Path) -> list[Path]:  # fmt: skip
-    """`fit_<camera>.png` (one per picture when several: `fit_<camera>_<i>.png`): each picture over the sim's
-    view from the fitted camera, with the board where that picture's placement put it."""
+                   joints: list[np.ndarray | None], out: Path, most: int = 8) -> list[Path]:  # fmt: skip
+    """`fit_<camera>.png` (one per picture when several, the first `most`: `fit_<camera>_<i>.png`): each picture
+    over the sim's view from the fitted camera, the arm as it stood and the board where that picture's
+    placement put it."""
     import cv2
 
     from twinarm.envs.camera_fit import project
 
     paths = []
-    for i, ((obj, seen, place), picture) in enumerate(zip(views, pictures, strict=True)):
+    for i, ((obj, seen, place, *body), picture, q) in enumerate(zip(views, pictures, joints, strict=True)):
+        if i >= most:
+            break
         size = picture.shape[:2]
-        sim = sim_view(arm, camera, fit.pose, size, board, place)
+        sim = sim_view(arm, camera, fit.pose, size, board, place, q)
         rot, t = place.board_to_world(board)
-        image = overlay(picture, sim, seen, project(fit.pose, size, obj @ rot.T + t))
+        seen_from = fit.pose.on(*body[0]) if body else fit.pose
+        image = overlay(picture, sim, seen, project(seen_from, size, obj @ rot.T + t))
         path = out / (f"fit_{camera}.png" if len(views) == 1 else f"fit_{camera}_{i}.png")
         cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         paths.append(path)
@@ -422,7 +533,7 @@ def write_overlays(arm: str, camera: str, fit: Any, board: Any, views: list[Any]
 
 
 def report(fit: Any, nominal: Any, moved: dict[str, float], camera: str, size: tuple[int, int], pictures: int,
-           held: str | None) -> None:  # fmt: skip
+           held: str | None, body: str | None = None) -> None:  # fmt: skip
     """The fitted pose against the model's, each with its one-sigma spread, and what to do about a loose fit."""
     sd = fit.sigma
 
@@ -431,8 +542,9 @@ def report(fit: Any, nominal: Any, moved: dict[str, float], camera: str, size: t
 
     print(f"{camera}: {fit.corners} corners in {pictures} picture(s) of {size[1]}x{size[0]}, "
           f"reprojection RMS {fit.rms_px:.2f} px")
-    print(f"  position  [{', '.join(f'{v:.3f}' for v in fit.pose.pos)}] m {spread('position_m', 1000, 'mm', 1)}  "
-          f"(the model's: [{', '.join(f'{v:.3f}' for v in nominal.pos)}]; {1000 * moved['position_m']:.0f} mm away)")
+    frame = "" if body is None else f" on body {body!r}"
+    print(f"  position  [{', '.join(f'{v:.3f}' for v in fit.pose.pos)}] m{frame} {spread('position_m', 1000, 'mm', 1)}"
+          f"  (the model's: [{', '.join(f'{v:.3f}' for v in nominal.pos)}]; {1000 * moved['position_m']:.0f} mm away)")
     print(f"  view      {moved['view_angle_deg']:.1f} deg from the model's, {spread('view_deg', 1, 'deg', 2)}")
     fovy = f"{fit.pose.fovy:.2f} deg (held: {held})" if held else f"{fit.pose.fovy:.1f} deg {spread('fovy_deg', 1, 'deg', 2)}"
     print(f"  fovy      {fovy}  (the model's: {nominal.fovy:g})")

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import twinarm  # noqa: F401
+from twinarm.cli.fit_camera_cmd import sim_view
 from twinarm.cli.main import main
 from twinarm.envs.camera_fit import (
     Board,
     BoardNotFound,
     BoardPlacement,
-    board_scene_hook,
     detect_corners,
     fit_camera,
     pose_change,
@@ -25,7 +25,6 @@ from twinarm.envs.camera_fit import (
 )  # fmt: skip
 from twinarm.envs.camera_poses import CameraPose, apply_camera_poses, load_camera_poses, model_camera_pose
 from twinarm.envs.physics import ArmPhysics
-from twinarm.envs.render import CameraRenderer
 from twinarm.spec import CameraSpec
 
 BOARD = Board()
@@ -55,14 +54,8 @@ def truth() -> CameraPose:
 
 def render_board(arm: str, camera: str, pose: CameraPose, placement: BoardPlacement = PLACEMENT,
                  board: Board = BOARD, joints: np.ndarray | None = None) -> np.ndarray:
-    physics = ArmPhysics.from_arm(arm, scene_hooks=(board_scene_hook(board, placement),))
-    apply_camera_poses(physics.model, {camera: pose})
-    physics.reset(joints)
-    renderer = CameraRenderer(physics.model, (CameraSpec(camera, *SIZE),))
-    try:
-        return renderer.render(physics.data)[camera]
-    finally:
-        renderer.close()
+    """What a camera at `pose` sees of the board (the overlay's sim view: the arm at `joints`)."""
+    return sim_view(arm, camera, pose, SIZE, board, placement, joints)
 
 
 @pytest.fixture(scope="module")

@@ -129,34 +129,23 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         ema_max_decay=args.ema_max_decay, min_std=args.min_std, resume=args.resume, init_from=args.init_from,
         progress=args.progress,
         seed_steps=args.seed_steps, buffer_capacity=args.buffer_capacity, update_every=args.update_every,
-        randomization=load_randomization(args.randomization), dynamics=_dynamics_for(args),
-        camera_poses=_camera_poses_for(args),
+        randomization=load_randomization(args.randomization), dynamics=_for_sim_env(args, "--dynamics", args.dynamics, "sets the sim arm's parameters", load_dynamics),
+        camera_poses=_for_sim_env(args, "--camera-poses", args.camera_poses, "places the sim's cameras",
+                                  load_camera_poses_arg),
     )  # fmt: skip
 
 
-def _camera_poses_for(args: argparse.Namespace) -> dict[str, Any] | None:
-    """`--camera-poses`, checked against the arm of `--env` (the env whose cameras it places)."""
-    if args.camera_poses is None:
+def _for_sim_env(args: argparse.Namespace, flag: str, value: Any, does: str, load: Any) -> dict[str, Any] | None:
+    """A file that shapes the sim env of online training and evaluation (`--dynamics`, `--camera-poses`), loaded
+    and checked against the arm of `--env`, which it needs."""
+    if value is None:
         return None
     if not args.env:
-        args._parser.error("--camera-poses places the cameras of the sim env of training and evaluation: give --env too")
+        args._parser.error(f"{flag} {does} in the env of online training and evaluation: give --env too")
     entry = env_entry(args._parser, args.env)
     if args.env == entry.real_id:
-        args._parser.error(f"--camera-poses places the sim's cameras; {args.env} is the real arm")
-    return load_camera_poses_arg(args.camera_poses, entry.arm)
-
-
-def _dynamics_for(args: argparse.Namespace) -> dict[str, Any] | None:
-    """`--dynamics`, checked against the arm of `--env` (which it needs: it shapes that env)."""
-
-    if args.dynamics is None:
-        return None
-    if not args.env:
-        args._parser.error("--dynamics shapes the sim env of online training and evaluation: give --env too")
-    entry = env_entry(args._parser, args.env)
-    if args.env == entry.real_id:
-        args._parser.error(f"--dynamics sets the sim arm's parameters; {args.env} is the real arm")
-    return load_dynamics(args.dynamics, entry.arm)
+        args._parser.error(f"{flag} {does}; {args.env} is the real arm")
+    return load(value, entry.arm)
 
 
 def _checkpoint_type(checkpoint: str) -> str | None:

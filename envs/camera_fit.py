@@ -22,6 +22,7 @@ from mujoco import minimize
 from twinarm.envs.camera_poses import CameraPose
 
 MIN_CORNERS = 6  # fewer chessboard corners than this pin down neither pose nor focal length
+DETECT_MARGIN = 16  # px added round a picture before detection
 
 
 class BoardNotFound(RuntimeError):
@@ -71,7 +72,16 @@ class Board:
     def image(self, px_per_square: int = 100) -> np.ndarray:
         """The board as a grayscale image, edge to edge (print it at `square` per square; add a white margin)."""
         size = (self.squares_x * px_per_square, self.squares_y * px_per_square)
-        return self.cv_board().generateImage(size, marginSize=0, borderBits=1)
+        for extra in range(8):  # OpenCV 5.0 fails an assertion at some sizes (60 or 200 px a square): draw larger
+            try:
+                big = ((px_per_square + extra) * self.squares_x, (px_per_square + extra) * self.squares_y)
+                img = self.cv_board().generateImage(big, marginSize=0, borderBits=1)
+            except cv2.error:
+                continue
+            if extra:  # back to the size asked for, black and white again
+                img = np.where(cv2.resize(img, size, interpolation=cv2.INTER_AREA) < 128, 0, 255).astype(np.uint8)
+            return img
+        raise RuntimeError(f"board {self.label}: OpenCV cannot draw it at {px_per_square} px a square")
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,8 @@ class CameraFit:
 def detect_corners(image: np.ndarray, board: Board, source: str = "image") -> tuple[np.ndarray, np.ndarray]:
     """The board's chessboard corners seen in an RGB or gray uint8 image: (N, 3) board points (m), (N, 2) pixels."""
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    # A margin all round: OpenCV's corner refinement fails an assertion on a board touching the picture's edge.
+    gray = cv2.copyMakeBorder(gray, DETECT_MARGIN, DETECT_MARGIN, DETECT_MARGIN, DETECT_MARGIN, cv2.BORDER_REPLICATE)
     detector = cv2.aruco.CharucoDetector(board.cv_board())
     corners, ids, markers, _ = detector.detectBoard(gray)
     n = 0 if ids is None else len(ids)
@@ -124,7 +136,7 @@ def detect_corners(image: np.ndarray, board: Board, source: str = "image") -> tu
             f"{board.label} board ({board.dictionary}) in view, flat, lit without glare and in focus?"
         )
     obj, img = board.cv_board().matchImagePoints(corners, ids)
-    return obj.reshape(-1, 3).astype(np.float64), img.reshape(-1, 2).astype(np.float64)
+    return obj.reshape(-1, 3).astype(np.float64), img.reshape(-1, 2).astype(np.float64) - DETECT_MARGIN
 
 
 def fit_camera(

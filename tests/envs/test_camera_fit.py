@@ -368,3 +368,17 @@ def test_cli_fits_a_wrist_camera_from_a_recorded_episode(wrist_truth: CameraPose
     err = pose_change(wrist_truth, fitted)
     assert err["position_m"] < 0.002 and err["view_angle_deg"] < 0.2 and abs(err["fovy_deg"]) < 0.2, err
     assert (out / "fit_wrist_0.png").is_file()
+
+
+def test_the_board_reads_back_at_any_size_and_cut_by_the_picture_edge() -> None:
+    """OpenCV 5.0 cannot draw the board at some sizes (60, 200 px a square) nor refine corners on a board that
+    touches the picture's edge; both are worked around, and the corners come back where they are drawn."""
+    for px in (60, 64, 200):
+        img = BOARD.image(px)
+        assert img.shape == (5 * px, 7 * px) and set(np.unique(img)) == {0, 255}
+        obj, seen = detect_corners(img, BOARD)
+        assert len(obj) == 24
+        np.testing.assert_allclose(seen, obj[:, :2] / BOARD.square * px - 0.5, atol=0.6)  # pixel centres
+        cut_obj, cut_seen = detect_corners(img[:, px:], BOARD)  # the first column of squares cut off
+        assert len(cut_obj) == 20
+        np.testing.assert_allclose(cut_seen, cut_obj[:, :2] / BOARD.square * px - [px + 0.5, 0.5], atol=0.6)

@@ -17,6 +17,8 @@ def test_this_machine_passes_and_says_why(capsys: pytest.CaptureFixture) -> None
     for name in ("python", "mujoco", "torch", "av", "feetech-servo-sdk", "dynamixel-sdk", "video h264"):
         assert checks[name]["status"] == "ok", checks[name]
     assert checks["video h264"]["detail"] == "libx264: 4/4 frames back"
+    assert checks["camera board"] == {"name": "camera board", "status": "ok", "fix": "",
+                                      "detail": "ChArUco 7x5:35:26: 24 corners read back (fit-camera)"}  # fmt: skip
     assert checks["serial ports"]["status"] in ("ok", "warn")  # "warn" with no arm plugged in, as here
 
 
@@ -71,3 +73,11 @@ def test_lerobot_plugin_is_checked_only_where_lerobot_is_installed(monkeypatch: 
     check = doctor_cmd.check_lerobot_plugin()
     assert check.status == "warn" and check.detail.startswith("lerobot 9.9: twinarm.lerobot_env does not load")
     assert "lerobot==0.6.1" in check.fix
+
+
+def test_board_detection_names_the_opencv_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    monkeypatch.delattr(cv2.aruco, "CharucoDetector")  # as in OpenCV before 4.7
+    check = doctor_cmd.check_board_detection()
+    assert check.status == "warn" and "opencv-python>=4.7" in check.fix

@@ -176,6 +176,20 @@ def check_realsense() -> Check:
     return Check("pyrealsense2", "ok", f"{n} RealSense device(s)")
 
 
+def check_board_detection() -> Check:
+    """`fit-camera` finds its ChArUco board with OpenCV's aruco module (in opencv-python since 4.7): print one
+    and read it back."""
+    try:
+        from twinarm.envs.camera_fit import Board, detect_corners
+
+        board = Board()
+        found = len(detect_corners(board.image(60), board)[0])
+    except Exception as exc:  # an old OpenCV lacks CharucoDetector; a contrib build may clash
+        return Check("camera board", "warn", f"cannot detect the ChArUco board: {exc}",
+                     "pip install -U 'opencv-python>=4.7' (only `twinarm fit-camera` needs it)")
+    return Check("camera board", "ok", f"ChArUco {board.label}: {found} corners read back (fit-camera)")
+
+
 def check_display() -> Check:
     """A window needs a display (`teleop --view`); everything else runs headless."""
     from twinarm.cli.teleop_view import display_problem
@@ -233,8 +247,8 @@ def run(args: argparse.Namespace) -> int:
         checks.append(check_rendering())
     with _quiet_stderr():
         checks += check_codecs()
-    checks += check_servo_sdks() + [check_serial(), check_realsense(), check_display(), check_lerobot_plugin(),
-               check_torch()]
+    checks += check_servo_sdks() + [check_serial(), check_realsense(), check_board_detection(), check_display(),
+               check_lerobot_plugin(), check_torch()]
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:

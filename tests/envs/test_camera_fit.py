@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import twinarm  # noqa: F401
-from twinarm.cli.fit_camera_cmd import sim_view
+from twinarm.cli.camera_views import sim_view
 from twinarm.cli.main import main
 from twinarm.envs.camera_fit import (
     Board,
@@ -315,7 +315,7 @@ def wrist_truth() -> CameraPose:
 def test_a_wrist_camera_is_fitted_on_its_body_from_the_arm_poses(wrist_truth: CameraPose) -> None:
     """A camera riding on the arm: each picture's board points go into the gripper's frame at that picture's
     joint positions, where the camera stays put; its mount is found there."""
-    from twinarm.cli.fit_camera_cmd import body_pose
+    from twinarm.cli.camera_pictures import body_pose
     from twinarm.envs.camera_poses import camera_body
 
     physics = ArmPhysics.from_arm("so101")

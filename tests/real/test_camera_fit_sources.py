@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from real_media import make_realsense_recording
 
-from twinarm.cli.fit_camera_cmd import sim_view
+from twinarm.cli.camera_views import sim_view
 from twinarm.cli.main import main
 from twinarm.envs.camera_fit import Board, BoardPlacement, pose_change
 from twinarm.envs.camera_poses import CameraPose, load_camera_poses

@@ -12,7 +12,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from twinarm.cli.fit_camera_cmd import sim_view
+from twinarm.cli.camera_views import sim_view
 from twinarm.cli.main import main
 from twinarm.envs.camera_fit import Board, BoardPlacement, calibrate_lens, detect_corners, pose_change
 from twinarm.envs.camera_poses import CameraPose, load_camera_poses

@@ -25,12 +25,18 @@ import argparse
 import dataclasses
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from twinarm.cli.camera_pictures import (
+    body_pose,
+    camera_fovy,
+    episode_pictures,
+    gather_pictures,
+    read_image,
+    take_pictures,
+)
+from twinarm.cli.camera_views import PRINT_DPI, print_board, write_overlays
 from twinarm.cli.config import add_config_arg, env_entry, write_resolved_config
 
 EPILOG = """examples:
@@ -44,8 +50,6 @@ EPILOG = """examples:
   twinarm record --env twinarm/SO101-PickCube-v0 --root data/pick_sim \\
       --camera-poses outputs/fit_camera/camera_poses.json                      # demonstrations seen as the real camera sees"""
 
-PRINT_DPI = 300
-PRINT_MARGIN = 0.01  # m of white around the board: the A4 board then fits A4 and US letter, landscape
 BOARD_SIZES = {"A4": "7x5:35:26", "A3": "5x4:60:45"}
 LOOSE = {"position_m": 0.005, "view_deg": 0.3, "fovy_deg": 0.5}  # one sigma above these: say how to pin it down
 UNPINNED = {"position_m": 1.0, "view_deg": 30.0, "fovy_deg": 30.0}  # above these the number means nothing
@@ -110,82 +114,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder for camera_poses.json (other cameras already in it are kept) and fit_<camera>.png")
     add_config_arg(p)
     p.set_defaults(func=run_fit_camera, _parser=p)
-
-
-def print_board(board: Any, path: Path) -> None:
-    """The board at PRINT_DPI with a white margin of PRINT_MARGIN, as a PNG that says its resolution."""
-    import cv2
-
-    px = round(board.square / 0.0254 * PRINT_DPI)
-    pad = round(PRINT_MARGIN / 0.0254 * PRINT_DPI)
-    img = cv2.copyMakeBorder(board.image(px), pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), img):
-        raise SystemExit(f"--print-board: cannot write {path}")
-    _set_png_dpi(path, PRINT_DPI)
-    w, h = board.size
-    print(f"wrote {path}: board {board.label} ({board.dictionary}), {w * 1000:.0f} x {h * 1000:.0f} mm plus a "
-          f"{PRINT_MARGIN * 1000:g} mm margin; print at 100 % ({PRINT_DPI} dpi), then measure a square: if it is not "
-          f"{board.square * 1000:g} mm, give --board with what it measures")  # fmt: skip
-
-
-def _set_png_dpi(path: Path, dpi: int) -> None:
-    """Add a pHYs chunk (pixels per metre) after the header, so printers print the board at its size."""
-    import struct
-    import zlib
-
-    data = path.read_bytes()
-    ppm = round(dpi / 0.0254)
-    body = b"pHYs" + struct.pack(">IIB", ppm, ppm, 1)
-    chunk = struct.pack(">I", 9) + body + struct.pack(">I", zlib.crc32(body))
-    end_of_ihdr = 8 + 8 + 13 + 4
-    path.write_bytes(data[:end_of_ihdr] + chunk + data[end_of_ihdr:])
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An RGB uint8 picture; errors name the file."""
-    import cv2
-
-    if not path.is_file():
-        raise SystemExit(f"--image {path}: no such file")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise SystemExit(f"--image {path}: not an image OpenCV can read")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def sim_view(arm: str, camera: str, pose: Any, size: tuple[int, int], board: Any, placement: Any,
-             joints: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
-    """The sim's picture from `pose` at `size` (H, W): the arm at `joints` (spec units; default home) and the
-    board where it was said to lie."""
-    from twinarm.envs.camera_fit import board_scene_hook
-    from twinarm.envs.camera_poses import apply_camera_poses
-    from twinarm.envs.physics import ArmPhysics
-    from twinarm.envs.render import CameraRenderer
-    from twinarm.spec import CameraSpec
-
-    shown = dataclasses.replace(placement, height=max(placement.height, 5e-4))  # not in the table's plane
-    physics = ArmPhysics.from_arm(arm, scene_hooks=(board_scene_hook(board, shown),))
-    apply_camera_poses(physics.model, {camera: pose})
-    physics.reset(joints)
-    renderer = CameraRenderer(physics.model, (CameraSpec(camera, *size),))
-    try:
-        return renderer.render(physics.data)[camera]
-    finally:
-        renderer.close()
-
-
-def overlay(picture: np.ndarray, sim: np.ndarray, seen: np.ndarray, fitted: np.ndarray) -> np.ndarray:
-    """The picture and the sim's view blended half and half; seen corners as green rings, where the fitted
-    camera puts them as red crosses."""
-    import cv2
-
-    out = cv2.addWeighted(picture, 0.5, sim, 0.5, 0.0)
-    r = max(3, round(min(picture.shape[:2]) / 120))
-    for (x, y), (u, v) in zip(seen, fitted, strict=True):
-        cv2.circle(out, (round(x), round(y)), r, (0, 255, 0), 1, cv2.LINE_AA)
-        cv2.drawMarker(out, (round(u), round(v)), (255, 0, 0), cv2.MARKER_CROSS, 2 * r, 1, cv2.LINE_AA)
-    return out
 
 
 def run_fit_camera(args: argparse.Namespace) -> int:
@@ -275,92 +203,6 @@ def run_fit_camera(args: argparse.Namespace) -> int:
     return 0
 
 
-def gather_pictures(args: argparse.Namespace, source: str,
-                    spec: Any) -> tuple[list[Any], list[np.ndarray], dict[str, Any] | None, list[np.ndarray | None]]:  # fmt: skip
-    """The pictures (taken from `--camera NAME=SOURCE`, read from --image, or an episode's frames from
-    --dataset), remapped through --lens when given; the intrinsics of what they now are (None where nothing
-    reports them); the arm's joint positions (spec units) at each, None where not known."""
-    if source:
-        if args.joints:
-            args._parser.error("--joints goes with --image (one per picture); --camera NAME=SOURCE takes a still arm's "
-                               "pictures: record an episode and give it with --dataset")  # fmt: skip
-        paths, pictures, intrinsics = take_pictures(args.camera, args.frames, args.out, lens=args.lens)
-        return paths, pictures, intrinsics, [None] * len(pictures)
-    if args.dataset is not None:
-        labels, pictures, joints = episode_pictures(args, spec)
-    else:
-        labels, pictures = list(args.image), [read_image(p) for p in args.image]
-        joints = picture_joints(args, spec, len(pictures))
-    size = pictures[0].shape[:2]
-    for path, pic in zip(labels, pictures, strict=True):
-        if pic.shape[:2] != size:
-            raise SystemExit(f"--image {path} is {pic.shape[1]}x{pic.shape[0]}, {labels[0]} {size[1]}x{size[0]}: "
-                             "the pictures must come from one camera at one resolution")  # fmt: skip
-    if args.lens is None:
-        return labels, pictures, None, joints
-    from twinarm.real.cameras.lens import Undistorter
-
-    try:
-        undistort = Undistorter(args.lens)
-    except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"--lens: {exc}") from None
-    # As the camera will deliver them with `--lens`.
-    return labels, [undistort(p) for p in pictures], undistort.lens.target_intrinsics(size), joints
-
-
-def picture_joints(args: argparse.Namespace, spec: Any, n: int) -> list[np.ndarray | None]:
-    """--joints (one per picture, or none): the arm's joint positions in spec units."""
-    if not args.joints:
-        return [None] * n
-    if len(args.joints) != n:
-        args._parser.error(f"--joints is given {len(args.joints)} times for {n} pictures: once per picture")
-    out: list[np.ndarray | None] = []
-    for text in args.joints:
-        try:
-            q = np.array([float(v) for v in text.split(",")])
-        except ValueError:
-            args._parser.error(f"--joints {text}: comma-separated numbers ({', '.join(spec.joint_names)})")
-        if q.shape != (spec.dof,):
-            args._parser.error(f"--joints {text}: {spec.dof} values ({', '.join(spec.joint_names)}), got {q.size}")
-        out.append(q)
-    return out
-
-
-def episode_pictures(args: argparse.Namespace, spec: Any) -> tuple[list[str], list[np.ndarray], list[np.ndarray | None]]:
-    """Every --stride-th frame of the camera in episode --episode of --dataset, with the arm's recorded joint
-    positions (spec units) at it."""
-    from twinarm.datasets_io.layout import DatasetError
-    from twinarm.datasets_io.reader import LeRobotDatasetReader
-
-    camera = (args.camera or spec.cameras[0].name).partition("=")[0]
-    key = f"observation.images.{camera}"
-    try:
-        probe = LeRobotDatasetReader(args.dataset, episodes=[args.episode], cameras=[])
-    except (DatasetError, FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"--dataset {args.dataset}: {exc}") from None
-    if key not in probe.features:
-        images = [k for k, ft in probe.features.items() if ft.get("dtype") in ("video", "image")]
-        raise SystemExit(f"--dataset {args.dataset} has no {key!r}; its cameras: {images}")
-    ds = LeRobotDatasetReader(args.dataset, episodes=[args.episode], cameras=[key], uint8_images=True)
-    stride = args.stride or max(1, len(ds) // 40)
-    labels, pictures, joints = [], [], []
-    for i in range(0, len(ds), stride):
-        sample = ds[i]
-        labels.append(f"{args.dataset} episode {args.episode} frame {i}")
-        pictures.append(sample[key].permute(1, 2, 0).numpy())
-        joints.append(spec.from_lerobot(sample["observation.state"].numpy().astype(np.float64)))
-    return labels, pictures, joints
-
-
-def body_pose(physics: Any, body: str, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where `body` is in the world (rotation, position) with the arm at `joints` (spec units)."""
-    import mujoco
-
-    physics.reset(joints)
-    b = mujoco.mj_name2id(physics.model, mujoco.mjtObj.mjOBJ_BODY, body)
-    return physics.data.xmat[b].reshape(3, 3).copy(), physics.data.xpos[b].copy()
-
-
 def save_pose(path: Path, arm: str, camera: str, pose: Any, fit_info: dict[str, Any]) -> Path:
     """Write (or update) the camera poses file: this camera's pose and how it was fitted; other cameras of the
     same arm already in it are kept."""
@@ -391,53 +233,6 @@ def print_notes(spec: Any, camera: str, size: tuple[int, int], intrinsics: dict[
         print(f"note: the picture is {size[1]}x{size[0]}, the sim's {camera} {sim_size.width}x{sim_size.height}: the "
               "field of view matches vertically, so the two see different widths; record at the sim's aspect ratio "
               "(or give the env an --image-size of the picture's)")  # fmt: skip
-
-
-def take_pictures(flag: str, n: int, out: Path, lens: Path | None = None,
-                  every: float = 0.0) -> tuple[list[Path], list[np.ndarray], dict[str, float] | None]:  # fmt: skip
-    """`n` frames from the camera of `--camera NAME=SOURCE` (through `lens` when given; `every` seconds apart),
-    saved as `out/NAME_<i>.png`, and the intrinsics it reports (a RealSense's factory calibration, the lens's
-    target pinhole; None for a bare webcam)."""
-    import cv2
-
-    from twinarm.real.cameras import make_camera
-    from twinarm.real.errors import RealArmError
-    from twinarm.real.teleop import cameras_from_args
-
-    try:
-        name, config = next(iter(cameras_from_args([flag]).items()))
-    except ValueError as exc:
-        raise SystemExit(f"--camera: {exc}") from None
-    try:
-        cam = make_camera({**config, **({"lens": lens} if lens else {})}, name=name)
-    except RealArmError as exc:
-        raise SystemExit(f"--camera {flag}: {exc}") from None
-    try:
-        cam.connect(timeout_s=5.0)
-        frames = []
-        for i in range(n):
-            if every > 0 and i:
-                print(f"  picture {i + 1} of {n} in {every:g} s: move the board", flush=True)
-                time.sleep(every)
-            frames.append(cam.read(timeout_s=2.0))
-        intrinsics = cam.intrinsics()
-    except RealArmError as exc:
-        raise SystemExit(f"--camera {flag}: {exc}") from None
-    finally:
-        if cam.is_connected:
-            cam.disconnect()
-    paths = []
-    for i, frame in enumerate(frames):
-        paths.append(out / f"{name}_{i}.png")
-        cv2.imwrite(str(paths[-1]), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    print(f"took {n} picture(s) with {flag} ({frames[0].shape[1]}x{frames[0].shape[0]}), saved as {paths[0]} ...")
-    return paths, frames, intrinsics
-
-
-def camera_fovy(intrinsics: dict[str, float], size: tuple[int, int]) -> float:
-    """The vertical field of view (deg) of a camera's reported focal length, at the size its pictures came in."""
-    fy = intrinsics["fy"] * size[0] / intrinsics["height"]
-    return math.degrees(2.0 * math.atan((size[0] / 2.0) / fy))
 
 
 def run_calibrate_lens(args: argparse.Namespace, board: Any, spec: Any, camera: str, source: str) -> int:
@@ -506,30 +301,6 @@ def board_placements(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     yaws = per_picture("board-yaw", args.board_yaw, 0.0)
     heights = per_picture("board-height", args.board_height, 0.0)
     return [BoardPlacement(c[0], c[1], yaw=y, height=h) for c, y, h in zip(centres, yaws, heights, strict=True)]
-
-
-def write_overlays(arm: str, camera: str, fit: Any, board: Any, views: list[Any], pictures: list[np.ndarray],
-                   joints: list[np.ndarray | None], out: Path, most: int = 8) -> list[Path]:  # fmt: skip
-    """`fit_<camera>.png` (one per picture when several, the first `most`: `fit_<camera>_<i>.png`): each picture
-    over the sim's view from the fitted camera, the arm as it stood and the board where that picture's
-    placement put it."""
-    import cv2
-
-    from twinarm.envs.camera_fit import project
-
-    paths = []
-    for i, ((obj, seen, place, *body), picture, q) in enumerate(zip(views, pictures, joints, strict=True)):
-        if i >= most:
-            break
-        size = picture.shape[:2]
-        sim = sim_view(arm, camera, fit.pose, size, board, place, q)
-        rot, t = place.board_to_world(board)
-        seen_from = fit.pose.on(*body[0]) if body else fit.pose
-        image = overlay(picture, sim, seen, project(seen_from, size, obj @ rot.T + t))
-        path = out / (f"fit_{camera}.png" if len(views) == 1 else f"fit_{camera}_{i}.png")
-        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        paths.append(path)
-    return paths
 
 
 def report(fit: Any, nominal: Any, moved: dict[str, float], camera: str, size: tuple[int, int], pictures: int,

@@ -56,6 +56,12 @@ def test_each_perturbation_over_the_same_seeds(checkpoint: Path, tmp_path: Path,
                  "--only", "nominal", "--max-steps", "25", "--dynamics", str(dyn), "--out", str(tmp_path / "soft")]) == 0
     soft = json.loads((tmp_path / "soft" / "robustness.json").read_text())
     assert soft["dynamics"] == str(dyn) and soft["rows"]["nominal"]["avg_sum_reward"] != sums["nominal"]
+    # --camera-poses is checked against the arm and kept with the result.
+    cams = tmp_path / "cams.json"
+    cams.write_text(json.dumps({"arm": "koch", "cameras": {"front": {"pos": [0.5, 0.2, 0.4], "quat": [1, 0, 0, 0], "fovy": 50}}}))
+    with pytest.raises(SystemExit, match="places the cameras of arm 'koch', not 'so101'"):
+        main(["robustness", "--policy", str(checkpoint), "--env", PICK, "--camera-poses", str(cams),
+              "--out", str(tmp_path / "cams")])  # fmt: skip
     # Reach has no object for the object perturbations to change.
     assert main(["robustness", "--policy", str(checkpoint), "--env", "twinarm/SO101-Reach-v0", "--episodes", "1",
                  "--n-envs", "1", "--only", "object-mass", "--max-steps", "5", "--out", str(tmp_path / "reach"),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twinarm.cli.config import add_config_arg, add_dynamics_arg, add_randomization_arg
+from twinarm.cli.config import add_camera_poses_arg, add_config_arg, add_dynamics_arg, add_randomization_arg
 from twinarm.cli.teleop_record import add_record_args
 from twinarm.real.control_tables import DEFAULT_BAUD
 
@@ -128,6 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "window; keys typed in it (one per frame) count as typed in the terminal")
     add_randomization_arg(p, "the simulated follower (with --env; drawn anew each recorded episode)")
     add_dynamics_arg(p, "the simulated follower (with --env)")
+    add_camera_poses_arg(p, "the simulated follower (with --env)")
     add_follower_args(p, required=False)
     p.add_argument("--leader-port", default=None, help="leader port; aloha: left=PORT,right=PORT")
     p.add_argument(
@@ -372,7 +373,8 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     None once the real follower's --port and --calibration are there."""
     if args.env is None:
         sim_only = [f for f, v in (("--randomization", args.randomization), ("--obs-type", args.obs_type == "state"),
-                                   ("--dynamics", args.dynamics), ("--only-success", args.only_success),
+                                   ("--dynamics", args.dynamics), ("--camera-poses", args.camera_poses),
+                                   ("--only-success", args.only_success),
                                    ("--end-on-success", args.end_on_success is not None)) if v]  # fmt: skip
         if sim_only:
             parser.error(f"{', '.join(sim_only)}: for a simulated follower; add --env SIM_ID")
@@ -413,7 +415,7 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 
 def run_teleop(args: argparse.Namespace) -> int:
-    from twinarm.cli.config import load_dynamics, load_randomization
+    from twinarm.cli.config import load_camera_poses_arg, load_dynamics, load_randomization
     from twinarm.cli.record_cmd import IMAGE_SIZE, env_state_dim
     from twinarm.cli.teleop_record import TeleopRecording, slow_loop_note
     from twinarm.cli.teleop_sim import SimFollower, make_sim_follower
@@ -439,6 +441,7 @@ def run_teleop(args: argparse.Namespace) -> int:
     # the simulated follower's options, checked before anything opens (errors name the file or preset)
     randomization = load_randomization(args.randomization) if sim_id else None
     dynamics = load_dynamics(args.dynamics, spec.name) if sim_id else None
+    camera_poses = load_camera_poses_arg(args.camera_poses, spec.name) if sim_id else None
     groups = list(bus_groups(spec))
     if args.keyboard and len(groups) > 1:
         parser.error(
@@ -520,7 +523,8 @@ def run_teleop(args: argparse.Namespace) -> int:
             steps = max(1, round(args.episode_time * spec.control_hz)) if args.record else None
             hold = None if args.end_on_success is None else max(1, round(args.end_on_success * spec.control_hz))
             env = make_sim_follower(sim_id, image_size, args.max_relative_target, steps, randomization=randomization,
-                                    dynamics=dynamics, end_after_success_steps=hold, obs_type=args.obs_type)
+                                    dynamics=dynamics, end_after_success_steps=hold, obs_type=args.obs_type,
+                                    camera_poses=camera_poses)
         else:
             try:
                 env = RealArmEnv(arm=spec.name, image_size=args.image_size, **env_kwargs)

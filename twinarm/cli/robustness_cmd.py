@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from twinarm.cli.config import (
+    add_camera_poses_arg,
     add_config_arg,
     add_dynamics_arg,
     env_entry,
+    load_camera_poses_arg,
     load_dynamics,
     write_resolved_config,
 )
@@ -67,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_thread_args(p)
     p.add_argument("--out", type=Path, default=Path("outputs/robustness"), help="output folder")
     add_dynamics_arg(p, "every run (perturbations then draw around it)")
+    add_camera_poses_arg(p, "every run (camera perturbations then draw around them)")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     policy = load_policy(args).to(resolve_device(args.device))
     budget = budget_for(policy.device, args.yield_cores)
     dynamics = load_dynamics(args.dynamics, entry.arm)
+    camera_poses = load_camera_poses_arg(args.camera_poses, entry.arm)
     pixels, objects = obs_type_for(policy) != "state", _has_objects(args.env)
     skipped: dict[str, str] = {}
     if args.sweep is not None:
@@ -116,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     for name, what, randomization in runs:
         began = time.perf_counter()
         torch.manual_seed(args.seed)  # every row samples the same noise (Diffusion), as `twinarm eval` seeds it
-        kwargs = {"randomization": randomization.to_dict(), **({"dynamics": dynamics} if dynamics else {})}
+        kwargs = {"randomization": randomization.to_dict(), **({"dynamics": dynamics} if dynamics else {}),
+                  **({"camera_poses": camera_poses} if camera_poses else {})}
         res = evaluate(policy, args.env, n_episodes=args.episodes, n_envs=args.n_envs, seed=args.seed,
                        videos_dir=args.out / "videos" / name if args.videos else None, max_videos=args.videos,
                        image_size=tuple(args.image_size) if args.image_size else None, env_kwargs=kwargs,
@@ -129,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         row["lost"] = sum(a and not b for a, b in zip(base, row["successes"], strict=True))
         row["gained"] = sum(b and not a for a, b in zip(base, row["successes"], strict=True))
     result = {"policy": str(args.policy), "env": args.env, "episodes": args.episodes, "seed": args.seed,
-              "dynamics": args.dynamics, "sweep": args.sweep, "reference": reference, "skipped": skipped, "rows": rows}
+              "dynamics": args.dynamics, "camera_poses": args.camera_poses, "sweep": args.sweep, "reference": reference, "skipped": skipped, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "robustness.json").write_text(json.dumps(result, indent=2) + "\n")
     title = f"{policy.name} on {args.env}, {args.episodes} episodes each" + (f": {sweep.what}" if args.sweep else "")

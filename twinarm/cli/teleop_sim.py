@@ -88,15 +88,15 @@ def make_sim_follower(env_id: str, image_size: tuple[int, int], max_relative_tar
                       episode_steps: int | None = None,
                       randomization: dict[str, Any] | None = None, dynamics: dict[str, Any] | None = None,
                       end_after_success_steps: int | None = None, obs_type: str = "pixels_agent_pos",
-                      ) -> SimFollower:  # fmt: skip
+                      camera_poses: dict[str, Any] | None = None) -> SimFollower:  # fmt: skip
     """The sim env `env_id` with cameras at `image_size` as a follower; `episode_steps` replaces the id's
     episode length (a recorded episode lasts --episode-time, not the scripted task's length);
-    `randomization` and `dynamics` as `twinarm record` takes them (checked dicts); with `obs_type` "state" the
+    `randomization`, `dynamics` and `camera_poses` as `twinarm record` takes them (checked dicts); with `obs_type` "state" the
     observations hold the object poses instead of the cameras, and `render()` still draws the first camera."""
     import twinarm  # noqa: F401  (registers the ids)
 
     kwargs: dict[str, Any] = {"obs_type": obs_type, "image_size": tuple(image_size), "randomization": randomization,
-                              "dynamics": dynamics}  # fmt: skip
+                              "dynamics": dynamics, "camera_poses": camera_poses}  # fmt: skip
     if obs_type == "state":
         kwargs["render_mode"] = "rgb_array"  # the view's picture
     if episode_steps is not None:

@@ -125,6 +125,12 @@ def test_cli_calibrates_then_places_through_the_lens(calibration_pictures, tmp_p
     assert "front lens from 8 picture(s) of 640x480" in text and "a pinhole of fovy 55 deg" in text, text
     lens = Lens.load(out / "lens_front.json")
     assert lens.target_fovy == 55.0 and abs(lens.fovy - FOVY) < 0.5 and lens.info["camera"] == "front"
+    # --target-fovy own keeps the lens's field of view (no picture lost) and says how the sim gets it.
+    assert main(["fit-camera", "--env", "twinarm/SO101-PickCube-v0", "--calibrate-lens", "--image", *shots,
+                 "--target-fovy", "own", "--out", str(tmp_path / "own")]) == 0  # fmt: skip
+    assert "the lens's own field of view" in capsys.readouterr().out
+    own = Lens.load(tmp_path / "own" / "lens_front.json")
+    assert own.target_fovy == pytest.approx(own.fovy) and abs(own.target_fovy - FOVY) < 0.5
     # The real camera, 4 cm and a few degrees off the model's, seen through the lens.
     real = look_at(np.array([0.50, 0.23, 0.38]), np.array([0.21, 0.02, 0.0]), FOVY)
     shot = tmp_path / "pose.png"

@@ -87,6 +87,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lens", type=Path, default=None, metavar="FILE",
                    help="the camera's lens file: pictures are remapped through it first (as the camera will deliver "
                    "them) and the field of view held at its target")
+    p.add_argument("--target-fovy", default="sim", metavar="sim|own|DEG",
+                   help="with --calibrate-lens: the field of view frames are remapped to: the sim camera's (sim), the "
+                   "lens's own (own: no picture lost; then place the camera with --lens, which sets the sim's to it), "
+                   "or degrees")
     p.add_argument("--every", type=float, default=1.0, metavar="S",
                    help="with --calibrate-lens and --camera NAME=SOURCE: seconds between pictures (move the board)")
     p.add_argument("--fit-fovy", action="store_true",
@@ -268,7 +272,14 @@ def run_calibrate_lens(args: argparse.Namespace, board: Any, spec: Any, camera: 
     except ValueError as exc:
         raise SystemExit(f"--calibrate-lens: {exc}") from None
     model = ArmPhysics.from_arm(spec).model
-    target = float(model.cam_fovy[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)])
+    sim_fovy = float(model.cam_fovy[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)])
+    own = math.degrees(2.0 * math.atan((size[0] / 2.0) / k[1, 1]))
+    try:
+        target = {"sim": sim_fovy, "own": own}.get(args.target_fovy) or float(args.target_fovy)
+    except ValueError:
+        args._parser.error(f"--target-fovy {args.target_fovy}: sim, own or a number of degrees")
+    if not 0 < target < 180:
+        args._parser.error(f"--target-fovy {args.target_fovy}: degrees in (0, 180)")
     lens = Lens(size, k, dist, target, {"camera": camera, "env": args.env, "images": used, "rms_px": rms})
     path = args.out / f"lens_{camera}.json"
     lens.save(path)
@@ -276,7 +287,11 @@ def run_calibrate_lens(args: argparse.Namespace, board: Any, spec: Any, camera: 
     print(f"  focal     {k[0, 0]:.1f} x {k[1, 1]:.1f} px (fovy {lens.fovy:.1f} deg), principal point "
           f"({k[0, 2]:.1f}, {k[1, 2]:.1f})")
     print(f"  distortion k1 {dist[0]:+.4f} k2 {dist[1]:+.4f} p1 {dist[2]:+.5f} p2 {dist[3]:+.5f} k3 {dist[4]:+.4f}")
-    print(f"  frames are remapped to the sim's {camera} camera: a pinhole of fovy {target:g} deg")
+    whose = {"sim": f"the sim's {camera} camera", "own": "the lens's own field of view"}.get(args.target_fovy, "--target-fovy")
+    print(f"  frames are remapped to {whose}: a pinhole of fovy {target:.4g} deg")
+    if abs(target - sim_fovy) > 0.5:
+        print(f"note: the sim's {camera} camera has fovy {sim_fovy:g}: give the sim this lens's {target:.4g} by placing "
+              f"the camera through it (`fit-camera --lens {args.out / f'lens_{camera}.json'}`), whose fit holds it")
     if target > lens.fovy + 1.0:
         print(f"note: the sim's {camera} sees wider than this lens ({target:g} against {lens.fovy:.1f} deg): the "
               "remapped frames have black borders where the lens saw nothing")  # fmt: skip

@@ -233,6 +233,9 @@ def test_cli_refuses_what_it_cannot_fit(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit):
         main([*base, "--image", str(blank), "--camera", "wrist"])
     assert "wrist rides on the arm (body 'gripper'): give the arm's joint positions" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # ALOHA's wrist cameras (optional ones in its spec) likewise
+        main([*base, "--image", str(blank), "--camera", "left_wrist", "--env", "twinarm/Aloha-TransferCube-v0"])
+    assert "left_wrist rides on the arm (body 'left_gripper_link')" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*base, "--image", str(blank), "--env", "twinarm/SO101-PickCube-Real-v0"])
     assert "is the real arm" in capsys.readouterr().err
@@ -382,3 +385,37 @@ def test_the_board_reads_back_at_any_size_and_cut_by_the_picture_edge() -> None:
         cut_obj, cut_seen = detect_corners(img[:, px:], BOARD)  # the first column of squares cut off
         assert len(cut_obj) == 20
         np.testing.assert_allclose(cut_seen, cut_obj[:, :2] / BOARD.square * px - [px + 0.5, 0.5], atol=0.6)
+
+
+def test_cli_wrist_from_pictures_with_joints_joins_the_front_in_one_file(
+    wrist_truth: CameraPose, truth: CameraPose, picture: np.ndarray, tmp_path, capsys
+) -> None:
+    """`--image ... --joints Q,...` once per picture; fitted into the folder where the front camera's pose is
+    already, the file then places both."""
+    out = tmp_path / "fit"
+    front = tmp_path / "front.png"
+    cv2.imwrite(str(front), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    assert main(["fit-camera", "--env", "twinarm/SO101-PickCube-v0", "--image", str(front), "--board-center",
+                 str(PLACEMENT.x), str(PLACEMENT.y), "--board-yaw", str(PLACEMENT.yaw), "--board-height",
+                 str(PLACEMENT.height), "--out", str(out)]) == 0  # fmt: skip
+    shots, joints = [], []
+    for i, q in enumerate(WRIST_JOINTS[:4]):
+        shots.append(str(tmp_path / f"wrist_{i}.png"))
+        img = render_board("so101", "wrist", wrist_truth, WRIST_PLACE, joints=np.array(q))
+        cv2.imwrite(shots[-1], cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        joints += ["--joints", ",".join(map(str, q))]
+    base = ["fit-camera", "--env", "twinarm/SO101-PickCube-v0", "--camera", "wrist", "--image", *shots,
+            "--board-center", str(WRIST_PLACE.x), str(WRIST_PLACE.y), "--board-height", str(WRIST_PLACE.height),
+            "--out", str(out)]  # fmt: skip
+    capsys.readouterr()
+    assert main([*base, *joints]) == 0
+    poses = load_camera_poses(out / "camera_poses.json")
+    assert set(poses) == {"front", "wrist"}
+    assert pose_change(truth, poses["front"])["position_m"] < 0.002
+    assert pose_change(wrist_truth, poses["wrist"])["position_m"] < 0.002
+    for bad, says in ((joints[:2], "--joints is given 1 times for 4 pictures"),
+                      (["--joints", "1,2,3"] * 4, "--joints 1,2,3: 6 values"),
+                      (["--joints", "a,b,c,d,e,f"] * 4, "comma-separated numbers")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main([*base, *bad])
+        assert says in capsys.readouterr().err

@@ -20,7 +20,9 @@ def test_find_cameras_checks_files_and_recordings(tmp_path: Path, capsys: pytest
             "--camera", f"top={tmp_path / 'missing.mp4'}", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "front                    128x96 @ 30 fps" in text and "wrist                    128x96" in text
+    assert "front                    128x96 @ 30 fps " in text and "wrist                    128x96" in text
+    # The recording's device reports its focal length (500 px on 96 rows): its field of view is printed.
+    assert "fovy 11.0 deg (reported)" in text and text.count("(reported)") == 1
     assert "top                      does not open" in text and "missing.mp4" in text
     assert f"flags for teleop / eval: --camera front={video} --camera wrist=realsense:{bag}" in text
     for name in ("front", "wrist"):

@@ -32,6 +32,7 @@ def grab(name: str, config: dict[str, Any], out: Path) -> tuple[str, Path] | str
     """Open one camera, save a frame as `out/NAME.png`; (its size and fps, the PNG) or why it failed."""
     import cv2
 
+    from twinarm.cli.camera_pictures import camera_fovy
     from twinarm.real.cameras import make_camera
     from twinarm.real.errors import RealArmError
 
@@ -44,7 +45,9 @@ def grab(name: str, config: dict[str, Any], out: Path) -> tuple[str, Path] | str
         frame = cam.read_latest()
         path = out / f"{name}.png"
         cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        return f"{frame.shape[1]}x{frame.shape[0]} @ {cam.fps} fps", path
+        intrinsics = cam.intrinsics()  # a RealSense reports its factory calibration: fit-camera holds it
+        fov = "" if intrinsics is None else f", fovy {camera_fovy(intrinsics, frame.shape[:2]):.1f} deg (reported)"
+        return f"{frame.shape[1]}x{frame.shape[0]} @ {cam.fps} fps{fov}", path
     except (RealArmError, OSError, RuntimeError) as exc:
         return f"opens, but gives no frame ({exc})"
     finally:

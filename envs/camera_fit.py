@@ -1,5 +1,7 @@
-"""Fit a sim camera to a real one: a printed ChArUco board lying at a measured place on the table, seen by the
-camera, gives its pose in the sim's world and its vertical field of view.
+"""Fit a sim camera to a real one from pictures of a printed ChArUco board. Lying at a measured place on the
+table, the board gives the camera's pose (in the world, or on the arm's body it rides on, carried there by the
+arm's joint positions at each picture) and its vertical field of view; held at different angles anywhere, it
+gives the lens (`calibrate_lens`: focal lengths, principal point, distortion).
 
 The camera model is the one MuJoCo renders (square pixels, principal point at the image centre, no lens
 distortion): OpenCV finds the corners and a first pose (PnP), MuJoCo's least squares refines pose and focal
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,7 +264,7 @@ def pose_change(a: CameraPose, b: CameraPose) -> dict[str, float]:
     return {"position_m": dist, "view_angle_deg": angle, "fovy_deg": b.fovy - a.fovy}
 
 
-def board_scene_hook(board: Board, placement: BoardPlacement, px_per_square: int = 64):
+def board_scene_hook(board: Board, placement: BoardPlacement, px_per_square: int = 64) -> Callable[[mujoco.MjSpec], None]:
     """A scene hook that lays the board in the sim where `placement` says (for overlays and for checking a fit
     on a rendered image); it collides with nothing."""
     texture = np.repeat(board.image(px_per_square)[:, :, None], 3, axis=2)

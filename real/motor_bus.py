@@ -234,10 +234,13 @@ class MotorBus(abc.ABC):
         self._prepare()
 
     def _try(self, fn: Callable[[], Any], tries: int | None = None) -> Any:
-        """Run fn (which raises _Failure) up to 1 + retries times; re-raise the last failure."""
+        """Run fn (which raises _Failure) up to 1 + retries times; re-raise the last failure, or the last one in
+        which the motor answered at all (a garbled reply says it is there: one late reply on a busy machine
+        must not turn a noisy line into "not responding")."""
         self._require()
         n = self.retries + 1 if tries is None else tries
         last: _Failure | None = None
+        answered: _Failure | None = None
         for _ in range(n):
             self.stats["transactions"] += 1
             self._prepare()
@@ -245,6 +248,8 @@ class MotorBus(abc.ABC):
                 return fn()
             except _Failure as f:
                 last = f
+                if f.result != self.RX_TIMEOUT:
+                    answered = f
                 self.stats["failed_tries"] += 1
                 if f.error:  # a well-formed status error: retrying will not help
                     break
@@ -252,12 +257,12 @@ class MotorBus(abc.ABC):
             except _PORT_GONE as exc:  # the port itself is gone: retrying won't help
                 raise PortDisconnectedError(self.port, str(exc)) from exc
             except (IndexError, TypeError) as exc:  # the SDK choking on a malformed packet
-                last = _Failure(-7, 0)
+                last = answered = _Failure(-7, 0)
                 self.stats["failed_tries"] += 1
                 log.debug("SDK error on %s: %r", self.port, exc)
                 self._drain()
         assert last is not None
-        raise last
+        raise answered or last
 
     def _raise_for(self, f: _Failure, what: str, motor_ids: list[int], tries: int) -> None:
         if f.error:

@@ -42,9 +42,14 @@ for task, kw in [("SO101-PickCube-v0", {"obs_type": "state"}), ("twinarm/Aloha-T
     cfg = cls(task=task, **kw)
     out[task] = {"fps": cfg.fps, "gym_id": cfg.gym_id,
                  "policy": {k: [f.type.name, list(f.shape)] for k, f in env_to_policy_features(cfg).items()}}
+import pathlib, tempfile
+poses = pathlib.Path(tempfile.mkdtemp()) / "camera_poses.json"
+poses.write_text(json.dumps({"arm": "so101", "cameras": {"front": {"pos": [0.5, 0.2, 0.4], "quat": [1, 0, 0, 0],
+                                                                   "fovy": 50}}}))
+out["camera_poses"] = cls(task="SO101-PickCube-v0", camera_poses=str(poses)).gym_kwargs["camera_poses"]
 errors = []
 for kw in [{"task": "SO101-PickCube-Real-v0"}, {"task": "SO101-Fold-v0"}, {"task": "Koch-Reach-v0", "fps": 50},
-           {"task": "SO101-Reach-v0", "randomization": "sunny"}]:
+           {"task": "SO101-Reach-v0", "randomization": "sunny"}, {"task": "Koch-Reach-v0", "camera_poses": str(poses)}]:
     try:
         cls(**kw)
         errors.append(None)
@@ -67,11 +72,13 @@ def test_lerobots_env_config_reads_the_spec_and_names_bad_values() -> None:
     assert aloha["fps"] == 50 and aloha["gym_id"] == "twinarm/Aloha-TransferCube-v0"
     assert aloha["policy"]["observation.images.top"] == ["VISUAL", [3, 48, 64]]
     assert aloha["policy"]["observation.state"] == ["STATE", [14]]
-    real, unknown, fps, randomization = out["errors"]
+    assert out["camera_poses"]["cameras"]["front"]["fovy"] == 50  # `--env.camera_poses FILE` reaches gym.make
+    real, unknown, fps, randomization, poses = out["errors"]
     assert "is a real arm" in real and "twinarm eval --env twinarm/SO101-PickCube-Real-v0" in real
     assert "--env.task='SO101-Fold-v0' is not a twinarm sim" in unknown and "SO101-PickCube-v0" in unknown
     assert "--env.fps=50" in fps and "30 Hz" in fps
     assert "--env.randomization 'sunny'" in randomization
+    assert poses.startswith("--env.camera_poses ") and "places the cameras of arm 'so101', not 'koch'" in poses
 
 
 IMAGE_PROBE = r"""

@@ -44,6 +44,7 @@ EPILOG = """examples:
   twinarm find-cameras --camera front=0                                        # saves outputs/cameras/front.png
   twinarm fit-camera --env twinarm/SO101-PickCube-v0 --image outputs/cameras/front.png --board-center 0.25 0
   twinarm fit-camera --env twinarm/SO101-PickCube-v0 --camera front=realsense:0123456789 --board-center 0.25 0
+  twinarm teleop --arm so101 ... --camera wrist=2 --record data/board_episode --task "Show the board." --episodes 1
   twinarm fit-camera --env twinarm/SO101-PickCube-v0 --camera wrist --dataset data/board_episode --board-center 0.25 0
   twinarm fit-camera --env twinarm/Aloha-TransferCube-v0 --image flat.png raised.png \\
       --board-center 0 0.6 --board-center 0.1 0.7 --board-height 0 --board-height 0.2 --board A3   # one per picture

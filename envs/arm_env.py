@@ -53,13 +53,13 @@ class ArmEnv(gym.Env):
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
             )
+        poses = load_camera_poses(camera_poses)  # parsed once: kept as a dict for spec kwargs, applied below
         self._init_kwargs = dict(
             arm=arm, obs_type=obs_type, render_mode=render_mode, image_size=image_size,
             cameras=cameras, n_substeps=n_substeps, high_quality_render=high_quality_render,
             randomization=None if randomization is None else Randomization.coerce(randomization).to_dict(),
             dynamics=None if dynamics is None else ArmDynamics.coerce(dynamics).to_dict(),
-            camera_poses=None if camera_poses is None else {
-                "cameras": {k: v.to_dict() for k, v in load_camera_poses(camera_poses).items()}},
+            camera_poses=None if camera_poses is None else {"cameras": {k: v.to_dict() for k, v in poses.items()}},
         )  # fmt: skip
         self.spec_arm = get_arm(arm)
         self.obs_type = obs_type
@@ -72,8 +72,8 @@ class ArmEnv(gym.Env):
         if dynamics is not None:  # before the randomizer takes the model's values as its nominal ones
             dyn = apply_dynamics(self.physics.model, self.spec_arm, self._init_kwargs["dynamics"])
             cfg = dataclasses.replace(cfg, action_delay_steps=cfg.action_delay_steps + dyn.action_delay_steps)
-        if camera_poses is not None:  # likewise: camera nudges draw around the fitted pose
-            apply_camera_poses(self.physics.model, load_camera_poses(self._init_kwargs["camera_poses"]))
+        if poses:  # likewise: camera nudges draw around the fitted pose
+            apply_camera_poses(self.physics.model, poses)
         self.randomizer = Randomizer(cfg, self.physics.model)
         self.cameras = self.spec_arm.resolve_cameras(cameras, image_size)
         self.observation_space = self.spec_arm.observation_space(

@@ -120,7 +120,6 @@ class CameraFit:
     pose: CameraPose
     rms_px: float
     corners: int
-    focal_px: float
     sigma: dict[str, float]
 
 
@@ -181,7 +180,7 @@ def fit_camera(
     pose = CameraPose(pos=tuple(pos.tolist()), quat=tuple(quat.tolist()), fovy=fitted_fovy)  # type: ignore[arg-type]
     sigma = _uncertainty(params, residual, jac, h, fit_focal=fovy is None)
     rms = float(np.sqrt(np.mean(np.sum(residual.reshape(-1, 2) ** 2, axis=1))))  # per corner, as OpenCV's
-    return CameraFit(pose=pose, rms_px=rms, corners=len(pts), focal_px=focal, sigma=sigma)
+    return CameraFit(pose=pose, rms_px=rms, corners=len(pts), sigma=sigma)
 
 
 def _intrinsics(focal: float, h: int, w: int) -> np.ndarray:

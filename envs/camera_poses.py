@@ -75,22 +75,26 @@ def _vector(d: Mapping[str, Any], key: str, n: int, where: str) -> tuple[float, 
     return tuple(float(x) for x in v)
 
 
-def load_camera_poses(value: str | Path | Mapping[str, Any] | None) -> dict[str, CameraPose]:
+def read_camera_poses_file(path: str | Path) -> Any:
+    """A camera poses file's parsed JSON (checked by `load_camera_poses`); errors name the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"camera poses file {path} does not exist (write one with `twinarm fit-camera`)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"camera poses file {path} is not JSON: {exc}") from None
+
+
+def load_camera_poses(value: str | Path | Mapping[str, Any] | None, source: str = "camera_poses") -> dict[str, CameraPose]:
     """Camera poses from a `twinarm fit-camera` file, its parsed content, or a mapping camera -> entry
-    (`{"front": {...}}`); {} for None."""
+    (`{"front": {...}}`); {} for None. Errors name the file, or `source` for a mapping."""
     if value is None:
         return {}
     if isinstance(value, (str, Path)):
-        path = Path(value)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"camera poses file {path} does not exist (write one with `twinarm fit-camera`)") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"camera poses file {path} is not JSON: {exc}") from None
-        source = str(path)
+        data, source = read_camera_poses_file(value), str(value)
     else:
-        data, source = value, "camera_poses"
+        data = value
     if not isinstance(data, Mapping):
         raise ValueError(f"{source}: expected a JSON object with a 'cameras' mapping")
     cameras = data["cameras"] if "cameras" in data else data

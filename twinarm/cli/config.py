@@ -133,14 +133,15 @@ def add_camera_poses_arg(parser: argparse.ArgumentParser, what: str = "the sim e
 def load_camera_poses_arg(value: str | Path | dict[str, Any] | None, arm: str | None = None) -> dict[str, Any] | None:
     """A `--camera-poses` file (or its mapping from a --config file) as a checked dict, None when not given;
     errors name the file and what is wrong in it, or the arm it was fitted on when that is not `arm`."""
-    from twinarm.envs.camera_poses import load_camera_poses
+    from twinarm.envs.camera_poses import load_camera_poses, read_camera_poses_file
 
     if value is None:
         return None
     source = "--camera-poses" if isinstance(value, dict) else f"--camera-poses {value}"
     try:
-        poses = load_camera_poses(value)
-        fitted_on = (value if isinstance(value, dict) else json.loads(Path(value).read_text())).get("arm")
+        data = value if isinstance(value, dict) else read_camera_poses_file(value)  # read once: poses and arm
+        poses = load_camera_poses(data, source=str(value) if not isinstance(value, dict) else "camera_poses")
+        fitted_on = data.get("arm") if isinstance(data, dict) else None
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"{source}: {exc}") from None
     if arm is not None and fitted_on is not None and fitted_on != arm:

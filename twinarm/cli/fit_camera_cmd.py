@@ -244,9 +244,8 @@ def print_notes(spec: Any, camera: str, size: tuple[int, int], intrinsics: dict[
 def run_calibrate_lens(args: argparse.Namespace, board: Any, spec: Any, camera: str, source: str) -> int:
     """`--calibrate-lens`: the lens of `camera` from pictures of the board at different angles; writes its file,
     whose frames are remapped to the sim camera's field of view."""
-    import mujoco
-
     from twinarm.envs.camera_fit import LENS_MIN_VIEWS, BoardNotFound, calibrate_lens, detect_corners
+    from twinarm.envs.camera_poses import camera_id
     from twinarm.envs.physics import ArmPhysics
     from twinarm.real.cameras.lens import Lens
 
@@ -274,7 +273,7 @@ def run_calibrate_lens(args: argparse.Namespace, board: Any, spec: Any, camera: 
     except ValueError as exc:
         raise SystemExit(f"--calibrate-lens: {exc}") from None
     model = ArmPhysics.from_arm(spec).model
-    sim_fovy = float(model.cam_fovy[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)])
+    sim_fovy = float(model.cam_fovy[camera_id(model, camera)])
     own = math.degrees(2.0 * math.atan((size[0] / 2.0) / k[1, 1]))
     try:
         target = {"sim": sim_fovy, "own": own}.get(args.target_fovy) or float(args.target_fovy)

@@ -123,15 +123,17 @@ def test_what_lerobots_rollout_hands_the_policy_is_the_sims_own_observation() ->
 
 
 def _lerobot_and_twinarm_eval(tmp_path: Path, lerobot_ckpt: Path, twinarm_ckpt: Path, obs_type: str,
-                              image: tuple[int, int], steps: int = 12, seed: int = 7) -> list[tuple[float, float, float, float]]:
+                              image: tuple[int, int], steps: int = 12, seed: int = 7,
+                              async_envs: bool = True) -> list[tuple[float, float, float, float]]:
     """Both eval loops over 2 episodes of `steps` from `seed`: (twinarm sum, LeRobot sum, twinarm max, LeRobot max)
-    reward per episode. LeRobot's runs in async forkserver workers, as its default is."""
+    reward per episode. LeRobot's runs in async forkserver workers, as its default is, unless `async_envs` is
+    off (its sync vector env: the workers' start-up is ~8 s of each run)."""
     run = subprocess.run(
         [str(LEROBOT_PYTHON.parent / "lerobot-eval"), "--env.discover_packages_path=twinarm.lerobot_env",
          "--env.type=twinarm", "--env.task=SO101-PickCube-v0", f"--env.obs_type={obs_type}",
          f"--env.observation_height={image[0]}", f"--env.observation_width={image[1]}", f"--env.episode_length={steps}",
          f"--policy.path={lerobot_ckpt}", "--policy.device=cpu", "--eval.n_episodes=2", "--eval.batch_size=2",
-         "--eval.use_async_envs=true", f"--seed={seed}", f"--output_dir={tmp_path / 'lerobot'}"],
+         f"--eval.use_async_envs={str(async_envs).lower()}", f"--seed={seed}", f"--output_dir={tmp_path / 'lerobot'}"],
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
@@ -160,13 +162,14 @@ def test_lerobot_eval_on_the_sim_agrees_with_twinarm_eval(tmp_path: Path) -> Non
 def test_lerobot_eval_reads_the_sims_cameras_as_twinarm_eval_does(tmp_path: Path, tiny_act_checkpoint) -> None:
     """A camera policy (twinarm's, exported for LeRobot) runs under lerobot-eval at the size asked for and drives the
     arm as under twinarm eval (that each image is the right camera's is the test above: this random policy barely
-    looks at them)."""
+    looks at them). LeRobot's sync vector env here; the async workers are the state test's."""
     ckpt = tiny_act_checkpoint(cameras=("front",), image=(48, 64))
     exported = tmp_path / "exported"
     done = subprocess.run([sys.executable, "-m", "twinarm.cli.main", "export-lerobot", "--policy", str(ckpt), "--out",
                            str(exported)], capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = _lerobot_and_twinarm_eval(tmp_path, exported, ckpt, "pixels_agent_pos", (48, 64), steps=8)
+    rows = _lerobot_and_twinarm_eval(tmp_path, exported, ckpt, "pixels_agent_pos", (48, 64), steps=8,
+                                      async_envs=False)
     for ours, theirs, ours_max, theirs_max in rows:
         assert ours == pytest.approx(theirs, abs=1e-3) and ours_max == pytest.approx(theirs_max, abs=1e-4)
 

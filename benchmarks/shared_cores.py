@@ -63,7 +63,8 @@ def spin() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def measure(name: str, kind: str, sides: dict[str, str], calls: int) -> dict[str, dict[str, list[float]]]:
+def measure(name: str, kind: str, sides: dict[str, str], calls: int,
+            warmup: int = WARMUP) -> dict[str, dict[str, list[float]]]:
     """Seconds per `kind` call ("infer" or "train") of each side, quiet and beside a spinning process."""
     workers = {side: Worker(python, side, name, script=Path(__file__).resolve()) for side, python in sides.items()}
     times: dict[str, dict[str, list[float]]] = {side: {"quiet": [], "busy": []} for side in workers}
@@ -72,12 +73,12 @@ def measure(name: str, kind: str, sides: dict[str, str], calls: int) -> dict[str
             hog = spin() if condition == "busy" else None
             try:
                 time.sleep(0.5 if hog else 0)
-                for i in range(WARMUP + calls):
+                for i in range(warmup + calls):
                     for side, w in workers.items():
                         t = w.run(kind, 1)
                         if t is None:
                             raise RuntimeError(f"{side} worker for {name} failed: {w.info.get('error')}")
-                        if i >= WARMUP:
+                        if i >= warmup:
                             times[side][condition].append(t)
             finally:
                 if hog is not None:
@@ -111,6 +112,8 @@ def main() -> None:
     p.add_argument("--policies", default="act,tdmpc", help="comma-separated, from " + ", ".join(POLICIES))
     p.add_argument("--kinds", default="infer,train", help="comma-separated: infer (a chunk or plan), train (a step)")
     p.add_argument("--calls", type=int, default=6, help="timed calls per side and condition (after warm-up)")
+    p.add_argument("--warmup", type=int, default=WARMUP,
+                   help="untimed calls per side and condition first (the thread budget learns from them)")
     p.add_argument("--lerobot-python", type=Path, default=DEFAULT_LEROBOT, help="python of a venv with lerobot")
     p.add_argument("--out", type=Path, default=RESULTS, help="results file (new runs go on top)")
     a = p.parse_args()
@@ -134,12 +137,12 @@ def main() -> None:
     results = {}
     for name in names:
         for kind in kinds:
-            results[name, kind] = t = measure(name, kind, sides, a.calls)
+            results[name, kind] = t = measure(name, kind, sides, a.calls, a.warmup)
             print(f"{name} {kind}: " + ", ".join(f"{s} {c} {[round(x * 1e3) for x in v]} ms"
                                                  for s, per in t.items() for c, v in per.items()), flush=True)
     header = (f"# {started}, load average {load:.2f} before ({os.cpu_count()} cores, {cpu_label()}); policy calls at "
               f"{THREADS} torch threads ({', '.join(kinds)}), quiet and beside one spinning process; {a.calls} calls per side and "
-              f"condition after {WARMUP} warm-up calls, turn by turn\n")
+              f"condition after {a.warmup} warm-up calls, turn by turn\n")
     text = header + table(results) + "\n"
     a.out.parent.mkdir(parents=True, exist_ok=True)
     earlier = a.out.read_text() if a.out.exists() else ""

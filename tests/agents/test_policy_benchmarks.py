@@ -53,6 +53,7 @@ def test_policy_speed_compares_in_bf16(tmp_path: Path) -> None:
 def test_shared_cores_times_both_twinarm_modes_beside_a_busy_process(tmp_path: Path) -> None:
     out_file = tmp_path / "shared.txt"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "shared_cores.py"), "--policies", "tdmpc", "--kinds", "infer", "--calls", "1",
+           "--warmup", "1",
            "--out", str(out_file), "--lerobot-python", str(tmp_path / "no-python")]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -60,7 +61,7 @@ def test_shared_cores_times_both_twinarm_modes_beside_a_busy_process(tmp_path: P
     for side in ("twinarm --no-yield-cores", "twinarm \\(yields cores\\)"):
         assert re.search(rf"^\| tdmpc \| inference \| {side} \| [\d.]+ (ms|s) \| [\d.]+ (ms|s) \| [\d.]+ (ms|s) \| [\d.]+x \| - \|$",
                          out.stdout, re.M), out.stdout
-    assert "beside one spinning process" in out_file.read_text()
+    assert "beside one spinning process; 1 calls per side and condition after 1 warm-up calls" in out_file.read_text()
 
 
 @pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs the git checkout")

@@ -6,6 +6,7 @@ marker (`twinarm/SO101-PickCube-Real-v0`) and is built from the same arm spec.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -99,12 +100,22 @@ def real_ids() -> list[str]:
     return [e.real_id for e in ENV_ENTRIES]
 
 
+class UnknownEnvId(KeyError):
+    """An id twinarm does not register; the message offers the nearest ones (a KeyError, printed unquoted)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def entry_for(env_id: str) -> EnvEntry:
     """The table row behind a sim or real id."""
     for e in ENV_ENTRIES:
         if env_id in (e.sim_id, e.real_id):
             return e
-    raise KeyError(f"{env_id!r} is not a twinarm env id; see `twinarm envs` for the list")
+    full = env_id if "/" in env_id else f"{NAMESPACE}/{env_id}"
+    near = difflib.get_close_matches(full, sim_ids() + real_ids(), n=3, cutoff=0.75)
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    raise UnknownEnvId(f"{env_id!r} is not a twinarm env id{hint} (`twinarm envs` lists them)")
 
 
 def register_all() -> None:

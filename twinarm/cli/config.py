@@ -149,6 +149,18 @@ def load_camera_poses_arg(value: str | Path | dict[str, Any] | None, arm: str | 
     return {"cameras": {name: pose.to_dict() for name, pose in poses.items()}}
 
 
+def known_env_id(value: str) -> str:
+    """argparse type of every `--env`: a twinarm sim or -Real id, else a usage error offering the nearest ids
+    (before anything is loaded or written)."""
+    from twinarm.registration import UnknownEnvId, entry_for
+
+    try:
+        entry_for(value)
+    except UnknownEnvId as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def env_entry(parser: argparse.ArgumentParser, env_id: str) -> Any:
     """The registration entry of `--env` (`twinarm.registration.EnvEntry`), or a usage error naming the ids."""
     from twinarm.registration import entry_for
@@ -156,4 +168,4 @@ def env_entry(parser: argparse.ArgumentParser, env_id: str) -> Any:
     try:
         return entry_for(env_id)
     except KeyError as exc:
-        parser.error(str(exc).strip("'\""))
+        parser.error(f"--env: {exc}")

@@ -16,6 +16,7 @@ from twinarm.cli.config import (
     add_dynamics_arg,
     add_randomization_arg,
     env_entry,
+    known_env_id,
     load_camera_poses_arg,
     load_dynamics,
     load_randomization,
@@ -75,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "directory (its newest checkpoint); also a checkpoint saved by LeRobot (ACT, Diffusion Policy, TD-MPC: its "
                    "pretrained_model folder), read as the same twinarm policy for the env's arm; or a Hub model repo "
                    "holding either (USER/NAME[@REVISION], downloaded into the HF cache; HF_HUB_OFFLINE=1 uses the cache)")
-    p.add_argument("--env", default="twinarm/SO101-PickCube-v0", help="env id (sim, or its -Real twin)")
+    p.add_argument("--env", type=known_env_id, default="twinarm/SO101-PickCube-v0", help="env id (sim, or its -Real twin)")
     p.add_argument("--episodes", type=int, default=50, help="number of episodes")
     p.add_argument("--n-envs", type=int, default=None, help="episodes run in parallel (default 10; 1 on a real arm)")
     p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode (then +1, ...)")
@@ -256,7 +257,7 @@ def load_policy(args: argparse.Namespace) -> Any:
     try:
         arm = entry_for(args.env).arm
     except KeyError as exc:
-        args._parser.error(str(exc).strip("'\""))
+        args._parser.error(f"--env: {exc}")
     try:
         policy = load_lerobot(args.policy, arm=arm, overrides=overrides, rename=dict(args.rename_features))
     except LeRobotCheckpointError as exc:

@@ -37,7 +37,7 @@ from twinarm.cli.camera_pictures import (
     take_pictures,
 )
 from twinarm.cli.camera_views import PRINT_DPI, print_board, write_overlays
-from twinarm.cli.config import add_config_arg, env_entry, write_resolved_config
+from twinarm.cli.config import add_config_arg, env_entry, known_env_id, write_resolved_config
 
 EPILOG = """examples:
   twinarm fit-camera --print-board board.png                                   # print it, lay it on the table
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n", 1)[1].strip(), epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--env", default=None, help="any sim env id of the arm (names the arm and its cameras)")
+    p.add_argument("--env", type=known_env_id, default=None, help="any sim env id of the arm (names the arm and its cameras)")
     p.add_argument("--camera", default=None, metavar="NAME[=SOURCE]",
                    help="the sim camera to place (default: the arm's first camera); with =SOURCE (index|path|"
                    "realsense:SERIAL_OR_FILE, as teleop and eval take it) the pictures are taken from that camera, "

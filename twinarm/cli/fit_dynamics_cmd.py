@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from twinarm.cli.config import add_config_arg, env_entry, load_dynamics, write_resolved_config
+from twinarm.cli.config import add_config_arg, env_entry, known_env_id, load_dynamics, write_resolved_config
 
 EPILOG = """examples:
   twinarm fit-dynamics --dataset data/so101_real --env twinarm/SO101-PickCube-v0            # first 10 episodes
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("--dataset", required=True, help="dataset directory or Hub repo id recorded on the arm (LeRobot v3)")
-    p.add_argument("--env", required=True, help="any env id of the dataset's arm (sim or -Real): names the arm")
+    p.add_argument("--env", type=known_env_id, required=True, help="any env id of the dataset's arm (sim or -Real): names the arm")
     p.add_argument("--episode", nargs="+", default=None, metavar="N|A-B",
                    help=f"episodes to fit to (3 5-8; default: the first {DEFAULT_EPISODES})")
     p.add_argument("--joints", nargs="+", default=None, metavar="JOINT",

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twinarm.cli.config import add_camera_poses_arg, add_config_arg, add_dynamics_arg, add_randomization_arg
+from twinarm.cli.config import (
+    add_camera_poses_arg,
+    add_config_arg,
+    add_dynamics_arg,
+    add_randomization_arg,
+    known_env_id,
+)
 from twinarm.cli.teleop_record import add_record_args
 from twinarm.real.control_tables import DEFAULT_BAUD
 
@@ -118,7 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--arm", default=None, help="so101, so100, koch or aloha (default: so101, or --env's arm)")
-    p.add_argument("--env", default=None, metavar="SIM_ID",
+    p.add_argument("--env", type=known_env_id, default=None, metavar="SIM_ID",
                    help="follow with a simulated arm instead of a real one: a sim env id (`twinarm envs`), "
                    "stepped at the arm's control rate; no --port, --calibration or --camera then")
     p.add_argument("--obs-type", default="pixels_agent_pos", choices=["pixels_agent_pos", "state"],
@@ -391,7 +397,7 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     try:
         entry = entry_for(args.env)
     except KeyError as exc:
-        parser.error(f"--env: {exc.args[0]}")
+        parser.error(f"--env: {exc}")
     if args.env != entry.sim_id:
         parser.error(f"--env {args.env} is a real arm's id: give a real follower by --port and --calibration "
                      f"(--env {entry.sim_id} follows with its simulated arm)")

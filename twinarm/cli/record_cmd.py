@@ -18,6 +18,7 @@ from twinarm.cli.config import (
     add_config_arg,
     add_dynamics_arg,
     add_randomization_arg,
+    known_env_id,
     load_camera_poses_arg,
     load_dynamics,
     load_randomization,
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "episode (cameras as H.264 video, state and action in LeRobot units, the task's instruction) to a "
         "LeRobot v3.0 dataset. Each episode is committed crash-safely as soon as it ends.",
     )
-    p.add_argument("--env", default="twinarm/SO101-PickCube-v0", help="sim env id (see `twinarm envs`)")
+    p.add_argument("--env", type=known_env_id, default="twinarm/SO101-PickCube-v0", help="sim env id (see `twinarm envs`)")
     p.add_argument("--policy", default="scripted", choices=sorted(POLICIES), help="who acts")
     p.add_argument("--episodes", type=int, default=50, help="episodes to save")
     p.add_argument("--root", type=Path, required=True, help="dataset directory (created, or appended with --resume)")

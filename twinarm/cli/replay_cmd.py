@@ -27,6 +27,7 @@ from twinarm.cli.config import (
     add_config_arg,
     add_dynamics_arg,
     env_entry,
+    known_env_id,
     load_camera_poses_arg,
     load_dynamics,
     write_resolved_config,
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="dataset directory or Hub repo id (LeRobot v3, twinarm or LeRobot)")
     p.add_argument("--episode", nargs="+", default=["0"], metavar="N|A-B",
                    help="episode index, or several (3 5-8): each is plotted, the table pools them (default: 0)")
-    p.add_argument("--env", required=True, help="env id of the dataset's arm: a sim id, or its -Real twin")
+    p.add_argument("--env", type=known_env_id, required=True, help="env id of the dataset's arm: a sim id, or its -Real twin")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/replay/<dataset>_ep<N>)")
     p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True,
                    help="write replay.mp4 (sim only): each recorded camera beside the sim's view of the same camera")

@@ -25,6 +25,7 @@ from twinarm.cli.config import (
     add_config_arg,
     add_dynamics_arg,
     env_entry,
+    known_env_id,
     load_camera_poses_arg,
     load_dynamics,
     write_resolved_config,
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--policy", required=True,
                    help="policy checkpoint (a pretrained_model folder, twinarm's or LeRobot's) or Hub repo id")
-    p.add_argument("--env", required=True, help="sim env id")
+    p.add_argument("--env", type=known_env_id, required=True, help="sim env id")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--only", nargs="+", default=None, choices=list(PERTURBATIONS), metavar="NAME",
                        help="these perturbations only (nominal is always run first, as the reference)")

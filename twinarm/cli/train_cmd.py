@@ -13,6 +13,7 @@ from twinarm.cli.config import (
     add_dynamics_arg,
     add_randomization_arg,
     env_entry,
+    known_env_id,
     load_camera_poses_arg,
     load_dynamics,
     load_randomization,
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", action="append", default=None,
                    help="LeRobot v3 dataset root or Hub repo id (offline training); repeat it to train on several "
                    "together, e.g. sim and real recordings of one arm (co-training)")
-    p.add_argument("--env", default=None, help="env id for evaluation / online training, e.g. twinarm/SO101-PickCube-v0")
+    p.add_argument("--env", type=known_env_id, default=None, help="env id for evaluation / online training, e.g. twinarm/SO101-PickCube-v0")
     p.add_argument("--output-dir", type=Path, default=Path("outputs/train"), help="run directory")
     p.add_argument("--steps", type=int, default=100_000, help="gradient steps (offline) or env steps (online)")
     p.add_argument("--batch-size", type=int, default=8, help="batch size per process")

@@ -104,9 +104,7 @@ def load_lerobot(
         raise LeRobotCheckpointError(f"{src / CONFIG_NAME}: use_separate_rgb_encoder_per_camera=True with "
                                      f"{len(cameras)} cameras; twinarm's Diffusion shares one image encoder")  # fmt: skip
     renamed = _renamed(config, {**_processor_renames(src, config), **dict(rename or {})}, src / CONFIG_NAME)
-    unknown = sorted(set(overrides or {}) - set(klass.config_class.__dataclass_fields__))
-    if unknown:
-        raise LeRobotCheckpointError(f"overrides {unknown}: no such field in twinarm's {kind} config")
+    klass.config_class.check_overrides(overrides or {})  # a ConfigOverrideError names the field and the fix
     stats = {renamed.get(k, k): v for k, v in _stats(src, config).items()}
     config["input_features"] = {renamed.get(k, k): f for k, f in config["input_features"].items()}
     policy = klass(klass.config_class(**{**config, **dict(overrides or {})}), stats)

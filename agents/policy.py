@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import difflib
 import json
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, Union
 
 import numpy as np
 import torch
@@ -82,6 +85,48 @@ def resolve_checkpoint(directory: str | Path) -> Path:
 
 C = TypeVar("C", bound="PolicyConfig")
 P = TypeVar("P", bound="Policy")
+
+
+class ConfigOverrideError(ValueError):
+    """A config override names no field of the policy's config, or gives a value of the wrong type."""
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON-decoded value can be a config field of type `hint` (lists stand for tuples)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint in (tuple, list) or origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            return False
+        item = args[0] if args and (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else None
+        return item is None or all(_fits(v, item) for v in value)
+    if hint is dict or origin is dict:
+        return isinstance(value, dict)
+    return True  # a type this check does not know: the config's own validation decides
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(json.dumps(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    return {int: "a whole number", float: "a number", bool: "true or false", str: "text"}.get(
+        hint, "a list" if typing.get_origin(hint) in (tuple, list) or hint in (tuple, list) else str(hint))
 
 
 @dataclass
@@ -159,6 +204,22 @@ class PolicyConfig(abc.ABC):
                 value = list(value)
             out[f.name] = value
         return out
+
+    @classmethod
+    def check_overrides(cls, overrides: Mapping[str, Any]) -> None:
+        """Raise ConfigOverrideError naming each override (`--set FIELD=VALUE`) that is no field of this config,
+        offering the nearest names, or whose value is not of the field's type (text where a number goes)."""
+        hints = typing.get_type_hints(cls)
+        fields = {f.name for f in dataclasses.fields(cls)} - {"input_features", "output_features"}
+        bad = []
+        for name, value in overrides.items():
+            if name not in fields:
+                near = difflib.get_close_matches(name, sorted(fields), n=3)
+                bad.append(f"{name}: no such {cls.type} field" + (f" (did you mean {', '.join(near)}?)" if near else ""))
+            elif not _fits(value, hints[name]):
+                bad.append(f"{name}={json.dumps(value)}: expected {_type_name(hints[name])}")
+        if bad:
+            raise ConfigOverrideError("; ".join(bad))
 
     @classmethod
     def from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
@@ -274,6 +335,7 @@ class Policy(nn.Module, abc.ABC):
             klass = get_policy_class(raw.get("type", ""))
         elif raw.get("type") not in (None, cls.name):
             raise ValueError(f"{src} holds a {raw.get('type')!r} policy, not {cls.name!r}")
+        klass.config_class.check_overrides(overrides or {})
         config = klass.config_class.from_dict(raw)
         policy = klass(config)
         policy.load_state_dict(load_file(str(src / WEIGHTS_NAME), device=map_location), strict=True)

@@ -421,6 +421,7 @@ def train(tc: TrainConfig) -> Path:
     keep_freed_memory()  # freed tensors are reused step to step instead of page-faulted in again
     device = resolve_device(tc.device)
     check_precision(tc.precision, device)  # before any output is written: a clear ValueError saying why not
+    get_config_class(tc.policy).check_overrides(tc.policy_overrides)  # likewise: each bad field named
     if device.type == "cuda":  # TF32 tensor cores for matmuls and convolutions, autotuned conv kernels
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

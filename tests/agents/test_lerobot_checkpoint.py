@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 import twinarm  # noqa: F401  (registers the env ids)
 from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint, load_lerobot
-from twinarm.agents.policy import Policy
+from twinarm.agents.policy import ConfigOverrideError, Policy
 from twinarm.cli.main import main
 
 FIXTURE = Path(__file__).parents[1] / "fixtures/lerobot_policies/act_state"
@@ -94,7 +94,7 @@ def test_missing_stats_and_unknown_overrides_are_named(tmp_path: Path) -> None:
     (dst / "policy_preprocessor.json").write_text(json.dumps(pre))
     with pytest.raises(LeRobotCheckpointError, match=r"policy_preprocessor.json: no normalization stats for"):
         load_lerobot(dst)
-    with pytest.raises(LeRobotCheckpointError, match=r"overrides \['chunk_sise'\]: no such field"):
+    with pytest.raises(ConfigOverrideError, match=r"chunk_sise: no such act field \(did you mean chunk_size\?\)"):
         load_lerobot(CKPT, overrides={"chunk_sise": 5})
 
 

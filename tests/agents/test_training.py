@@ -327,3 +327,15 @@ def test_push_to_hub_publishes_the_last_checkpoint(
     assert main([*args, "--push-to-hub", "me/tiny_act"]) == 0
     assert "pushed the last checkpoint to https://huggingface.co/me/tiny_act" in capsys.readouterr().out
     assert {"config.json", "model.safetensors", "normalization.safetensors", "README.md"} <= sent["me/tiny_act"]
+
+
+def test_train_refuses_a_bad_override_before_writing_anything(tmp_path: Path) -> None:
+    """From Python as from the CLI: a `policy_overrides` value of the wrong type is named before the run exists."""
+    from twinarm.agents.policy import ConfigOverrideError
+    from twinarm.agents.train import TrainConfig, train
+
+    tc = TrainConfig(policy="act", dataset=str(tmp_path / "ds"), output_dir=str(tmp_path / "run"),
+                     policy_overrides={"chunk_size": "fifty", "dim_model": 64})  # fmt: skip
+    with pytest.raises(ConfigOverrideError, match=r'^chunk_size="fifty": expected a whole number$'):
+        train(tc)
+    assert not (tmp_path / "run").exists()

@@ -56,3 +56,35 @@ def test_every_env_flag_refuses_an_unknown_id_offering_the_nearest(argv: list[st
         err = capsys.readouterr().err
         assert f"argument --env: {typo!r} is not a twinarm env id; did you mean" in err and near in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["train", "--policy", "act", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    (["train", "--policy", "tdmpc", "--steps", "1k"], "argument --steps: expected a whole number, got '1k'"),
+    (["eval", "--policy", "{tmp}/ckpt", "--n-envs", "0"], "argument --n-envs: must be at least 1, got 0"),
+    (["record", "--episodes", "-3"], "argument --episodes: must be at least 1, got -3"),
+    (["robustness", "--policy", "{tmp}/ckpt", "--image-size", "96", "0"], "argument --image-size: must be at least 1"),
+    (["demo", "--width", "0"], "argument --width: must be at least 1, got 0"),
+    (["train", "--policy", "act", "--dataset", "{tmp}/ds", "--set", "chunk_sizee=5"],
+     "--set chunk_sizee: no such act field (did you mean chunk_size?)"),
+    (["train", "--policy", "diffusion", "--dataset", "{tmp}/ds", "--set", "horizon=long", "--set", "use_group_norm=1"],
+     '--set horizon="long": expected a whole number; use_group_norm=1: expected true or false'),
+], ids=lambda v: v[0] if isinstance(v, list) else "")  # fmt: skip
+def test_bad_numbers_and_config_fields_are_usage_errors(argv: list[str], said: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A count of 0 (a batch size that once failed as a ZeroDivisionError mid-training) or a mistyped `--set`
+    field (a TypeError from the config class) is refused before anything is written, naming the flag."""
+    with pytest.raises(SystemExit) as info:
+        main([a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--output-dir", str(tmp_path / "run")] * (argv[0] == "train"))
+    assert info.value.code == 2
+    assert said in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_set_names_the_field_of_the_checkpoints_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    """`eval --set` on a LeRobot-written ACT checkpoint: the field checked against twinarm's ACT config."""
+    ckpt = Path(__file__).resolve().parents[1] / "fixtures/lerobot_policies/act_state/pretrained_model"
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--policy", str(ckpt), "--set", "n_action_stepz=5"])
+    assert info.value.code == 2
+    assert "--set n_action_stepz: no such act field (did you mean n_action_steps" in capsys.readouterr().err

@@ -89,7 +89,7 @@ def load_randomization(value: str | dict[str, Any] | None) -> dict[str, Any] | N
             except yaml.YAMLError as exc:
                 raise SystemExit(f"{source} is not valid YAML/JSON: {exc}") from None
         else:
-            names = ", ".join([*sorted(PRESETS), *PERTURBATIONS])
+            names = ", ".join(dict.fromkeys([*sorted(PRESETS), *PERTURBATIONS]))  # sim2real is both
             raise SystemExit(f"--randomization {value!r}: not a preset ({names}), a file or JSON")
     try:
         return Randomization.coerce(value).to_dict()
@@ -147,6 +147,22 @@ def load_camera_poses_arg(value: str | Path | dict[str, Any] | None, arm: str | 
     if arm is not None and fitted_on is not None and fitted_on != arm:
         raise SystemExit(f"{source} places the cameras of arm {fitted_on!r}, not {arm!r}")
     return {"cameras": {name: pose.to_dict() for name, pose in poses.items()}}
+
+
+def at_least(low: int) -> Any:
+    """argparse type of a count, size or period: an int of at least `low`, refused at parse time with its flag
+    named (a batch size of 0 used to fail as a ZeroDivisionError deep in training)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
 
 
 def known_env_id(value: str) -> str:

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from twinarm.cli.config import add_config_arg, known_env_id, write_resolved_config
+from twinarm.cli.config import add_config_arg, at_least, known_env_id, write_resolved_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,11 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "an mp4 with every camera side by side, plus a one-line summary (success rate, steps/s).",
     )
     p.add_argument("--env", type=known_env_id, default="twinarm/SO101-PickCube-v0", help="sim env id (see `twinarm envs`)")
-    p.add_argument("--episodes", type=int, default=3, help="number of episodes to roll out")
+    p.add_argument("--episodes", type=at_least(1), default=3, help="number of episodes to roll out")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (then seed+1, ...)")
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
-    p.add_argument("--height", type=int, default=240, help="rendered image height")
-    p.add_argument("--width", type=int, default=320, help="rendered image width")
+    p.add_argument("--height", type=at_least(1), default=240, help="rendered image height")
+    p.add_argument("--width", type=at_least(1), default=320, help="rendered image width")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 

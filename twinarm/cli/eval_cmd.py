@@ -15,6 +15,7 @@ from twinarm.cli.config import (
     add_config_arg,
     add_dynamics_arg,
     add_randomization_arg,
+    at_least,
     env_entry,
     known_env_id,
     load_camera_poses_arg,
@@ -41,7 +42,7 @@ def feature_rename(text: str) -> tuple[str, str]:
 
 def add_thread_args(p: argparse.ArgumentParser) -> None:
     """`--threads` and `--yield-cores`: how many CPU threads the policy's calls use (eval and robustness)."""
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=at_least(1), default=None,
                    help="most torch CPU threads for the policy (default: torch's own, one per physical core)")
     p.add_argument("--yield-cores", action=argparse.BooleanOptionalAction, default=True,
                    help="run each policy call on the cores other processes left idle while the earlier calls ran "
@@ -77,12 +78,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "pretrained_model folder), read as the same twinarm policy for the env's arm; or a Hub model repo "
                    "holding either (USER/NAME[@REVISION], downloaded into the HF cache; HF_HUB_OFFLINE=1 uses the cache)")
     p.add_argument("--env", type=known_env_id, default="twinarm/SO101-PickCube-v0", help="env id (sim, or its -Real twin)")
-    p.add_argument("--episodes", type=int, default=50, help="number of episodes")
-    p.add_argument("--n-envs", type=int, default=None, help="episodes run in parallel (default 10; 1 on a real arm)")
+    p.add_argument("--episodes", type=at_least(1), default=50, help="number of episodes")
+    p.add_argument("--n-envs", type=at_least(1), default=None, help="episodes run in parallel (default 10; 1 on a real arm)")
     p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode (then +1, ...)")
-    p.add_argument("--videos", type=int, default=4, help="episodes to save as mp4")
-    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
-    p.add_argument("--max-steps", type=int, default=None, help="episode length in steps, shorter or longer than the env's own (default: the env's)")
+    p.add_argument("--videos", type=at_least(0), default=4, help="episodes to save as mp4")
+    p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"), help="env image size")
+    p.add_argument("--max-steps", type=at_least(1), default=None, help="episode length in steps, shorter or longer than the env's own (default: the env's)")
     p.add_argument(
         "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
         help="override an inference setting of the policy config (JSON value), e.g. --set n_action_steps=20",
@@ -170,8 +171,6 @@ def run(args: argparse.Namespace) -> int:
         args._parser.error(f"--policy: {e}")
     if args.policy != named:
         print(f"policy: {args.policy}")
-    if args.episodes < 1:
-        raise SystemExit("--episodes must be at least 1")
     set_threads(args)
     from twinarm.agents.allocator import keep_freed_memory
     from twinarm.agents.thread_budget import budget_for
@@ -246,20 +245,25 @@ def load_policy(args: argparse.Namespace) -> Any:
     """`--policy` (a resolved checkpoint folder: twinarm's, or LeRobot's read for `--env`'s arm, its features
     renamed by `--rename-feature`) with `--set` overrides; parser errors name what does not fit."""
     from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint, load_lerobot
-    from twinarm.agents.policy import Policy
+    from twinarm.agents.policy import ConfigOverrideError, Policy
     from twinarm.registration import entry_for
 
     overrides = dict(args.policy_overrides or {})
     if not is_lerobot_checkpoint(args.policy):
         if args.rename_features:
             args._parser.error("--rename-feature: only for a LeRobot checkpoint (twinarm's name their features already)")
-        return Policy.from_pretrained(args.policy, overrides=overrides)
+        try:
+            return Policy.from_pretrained(args.policy, overrides=overrides)
+        except ConfigOverrideError as exc:
+            args._parser.error(f"--set {exc}")
     try:
         arm = entry_for(args.env).arm
     except KeyError as exc:
         args._parser.error(f"--env: {exc}")
     try:
         policy = load_lerobot(args.policy, arm=arm, overrides=overrides, rename=dict(args.rename_features))
+    except ConfigOverrideError as exc:
+        args._parser.error(f"--set {exc}")
     except LeRobotCheckpointError as exc:
         args._parser.error(f"--policy: {exc}")
     print(f"policy: a LeRobot {policy.name} checkpoint, read as twinarm's for the {arm} arm (its dataset's units "

@@ -18,6 +18,7 @@ from twinarm.cli.config import (
     add_config_arg,
     add_dynamics_arg,
     add_randomization_arg,
+    at_least,
     known_env_id,
     load_camera_poses_arg,
     load_dynamics,
@@ -40,10 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--env", type=known_env_id, default="twinarm/SO101-PickCube-v0", help="sim env id (see `twinarm envs`)")
     p.add_argument("--policy", default="scripted", choices=sorted(POLICIES), help="who acts")
-    p.add_argument("--episodes", type=int, default=50, help="episodes to save")
+    p.add_argument("--episodes", type=at_least(1), default=50, help="episodes to save")
     p.add_argument("--root", type=Path, required=True, help="dataset directory (created, or appended with --resume)")
     p.add_argument("--repo-id", default=None, help="Hub repo id of the dataset, kept beside it for `twinarm dataset push`")
-    p.add_argument("--num-workers", type=int, default=1, help="env worker processes (each encodes its own videos)")
+    p.add_argument("--num-workers", type=at_least(1), default=1, help="env worker processes (each encodes its own videos)")
     p.add_argument("--only-success", action="store_true", help="keep only episodes that end in success")
     p.add_argument("--resume", action="store_true", help="append to an existing dataset at --root")
     p.add_argument("--seed", type=int, default=None, help="seed of the first rollout (default 0, or where the "
@@ -52,14 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what is recorded besides the action: the cameras and joint positions (as on the real arm), "
                    "or the joint positions and the sim's object poses (observation.environment_state; no "
                    "cameras), which state policies train on in minutes")
-    p.add_argument("--height", type=int, default=IMAGE_SIZE[0], help="camera image height")
-    p.add_argument("--width", type=int, default=IMAGE_SIZE[1], help="camera image width")
+    p.add_argument("--height", type=at_least(1), default=IMAGE_SIZE[0], help="camera image height")
+    p.add_argument("--width", type=at_least(1), default=IMAGE_SIZE[1], help="camera image width")
     p.add_argument("--codec", default=None, choices=["h264", "av1", "hevc"],
                    help="video codec of a new dataset (default h264; --resume keeps the dataset's)")
     p.add_argument("--crf", type=int, default=None, help="video quality (lower is better; default: the codec's; "
                    "--resume keeps the dataset's)")
     p.add_argument("--images", action="store_true", help="store PNG images in the parquet files instead of video")
-    p.add_argument("--max-attempts", type=int, default=None, help="give up after this many rollouts")
+    p.add_argument("--max-attempts", type=at_least(1), default=None, help="give up after this many rollouts")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_randomization_arg(p, "every recorded episode (drawn per episode from its seed)")
     add_dynamics_arg(p, "every recorded episode")
@@ -150,8 +151,6 @@ def run(args: argparse.Namespace) -> int:
     if args.env != entry.sim_id:
         raise SystemExit(f"{args.env} is a real-hardware id; `twinarm record` drives sim envs. On the real arm, "
                          "record teleoperated demonstrations with `twinarm teleop ... --record ROOT --task TEXT`")
-    if args.episodes < 1:
-        args._parser.error(f"--episodes must be at least 1, got {args.episodes}")
     randomization = load_randomization(args.randomization)  # bad input fails before anything is written
     spec = get_arm(entry.arm)
     dynamics = load_dynamics(args.dynamics, spec.name)

@@ -24,6 +24,7 @@ from twinarm.cli.config import (
     add_camera_poses_arg,
     add_config_arg,
     add_dynamics_arg,
+    at_least,
     env_entry,
     known_env_id,
     load_camera_poses_arg,
@@ -56,16 +57,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--sweep", default=None, choices=list(SWEEPS),
                        help="instead, one knob turned up step by step: " + "; ".join(
                            f"{n} ({', '.join(label for label, _ in v.points)})" for n, v in SWEEPS.items()))
-    p.add_argument("--episodes", type=int, default=20, help="episodes per perturbation (default: 20)")
-    p.add_argument("--n-envs", type=int, default=10, help="episodes run in parallel (default: 10)")
+    p.add_argument("--episodes", type=at_least(1), default=20, help="episodes per perturbation (default: 20)")
+    p.add_argument("--n-envs", type=at_least(1), default=10, help="episodes run in parallel (default: 10)")
     p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode, the same for every row")
     p.add_argument("--set", dest="policy_overrides", type=policy_kv, action="append", default=[],
                    metavar="FIELD=VALUE", help="override an inference setting of the policy config")
     p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, action="append", default=[],
                    metavar="OLD=NEW", help="a LeRobot checkpoint's feature key under twinarm's name (as on eval)")
-    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
-    p.add_argument("--videos", type=int, default=0, help="episodes per perturbation saved as mp4 (default: 0)")
-    p.add_argument("--max-steps", type=int, default=None, help="cut episodes at this many steps (default: the env's)")
+    p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"), help="env image size")
+    p.add_argument("--videos", type=at_least(0), default=0, help="episodes per perturbation saved as mp4 (default: 0)")
+    p.add_argument("--max-steps", type=at_least(1), default=None, help="cut episodes at this many steps (default: the env's)")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1, ...")
     add_thread_args(p)
     p.add_argument("--out", type=Path, default=Path("outputs/robustness"), help="output folder")
@@ -90,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
     entry = env_entry(parser, args.env)
     if args.env != entry.sim_id:
         parser.error(f"{args.env} is the real arm; robustness perturbs the sim ({entry.sim_id})")
-    if args.episodes < 1 or args.n_envs < 1:
-        parser.error("--episodes and --n-envs must be at least 1")
     try:
         args.policy = resolve_checkpoint(args.policy)
     except FileNotFoundError as exc:

@@ -12,6 +12,7 @@ from twinarm.cli.config import (
     add_config_arg,
     add_dynamics_arg,
     add_randomization_arg,
+    at_least,
     env_entry,
     known_env_id,
     load_camera_poses_arg,
@@ -51,20 +52,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "together, e.g. sim and real recordings of one arm (co-training)")
     p.add_argument("--env", type=known_env_id, default=None, help="env id for evaluation / online training, e.g. twinarm/SO101-PickCube-v0")
     p.add_argument("--output-dir", type=Path, default=Path("outputs/train"), help="run directory")
-    p.add_argument("--steps", type=int, default=100_000, help="gradient steps (offline) or env steps (online)")
-    p.add_argument("--batch-size", type=int, default=8, help="batch size per process")
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--steps", type=at_least(1), default=100_000, help="gradient steps (offline) or env steps (online)")
+    p.add_argument("--batch-size", type=at_least(1), default=8, help="batch size per process")
+    p.add_argument("--num-workers", type=at_least(0), default=0, help="DataLoader workers")
     p.add_argument("--seed", type=int, default=1000, help="seed of weights, batch order and env resets")
-    p.add_argument("--log-freq", type=int, default=100, help="steps between loss log rows")
-    p.add_argument("--save-freq", type=int, default=10_000, help="steps between checkpoints")
-    p.add_argument("--eval-freq", type=int, default=10_000,
+    p.add_argument("--log-freq", type=at_least(1), default=100, help="steps between loss log rows")
+    p.add_argument("--save-freq", type=at_least(1), default=10_000, help="steps between checkpoints")
+    p.add_argument("--eval-freq", type=at_least(0), default=10_000,
                    help="steps between in-sim evaluations in --env (0: never)")
-    p.add_argument("--eval-episodes", type=int, default=10, help="episodes per periodic evaluation")
-    p.add_argument("--eval-n-envs", type=int, default=5, help="parallel envs during evaluation")
+    p.add_argument("--eval-episodes", type=at_least(1), default=10, help="episodes per periodic evaluation")
+    p.add_argument("--eval-n-envs", type=at_least(1), default=5, help="parallel envs during evaluation")
     p.add_argument("--obs-type", default=None, choices=("state", "pixels", "pixels_agent_pos"), help="env observation type (online)")
-    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="env image size")
+    p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"), help="env image size")
     p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"), help="learning-rate schedule")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=at_least(1), default=None,
                    help="torch CPU threads per process (default: torch's own: OMP_NUM_THREADS, which torchrun sets to 1 "
                    "for each of several processes, else one per physical core)")
     p.add_argument("--yield-cores", action="store_true",
@@ -97,9 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "horizon fields; one that changes the architecture is refused), --policy defaults to its type, the "
                    "dataset's stats normalize, the optimizer and learning-rate schedule start fresh")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.add_argument("--seed-steps", type=int, default=2_000, help="random-action steps before learning (online)")
-    p.add_argument("--buffer-capacity", type=int, default=1_000_000, help="replay buffer size (online)")
-    p.add_argument("--update-every", type=int, default=2, help="env steps per gradient update (online)")
+    p.add_argument("--seed-steps", type=at_least(0), default=2_000, help="random-action steps before learning (online)")
+    p.add_argument("--buffer-capacity", type=at_least(1), default=1_000_000, help="replay buffer size (online)")
+    p.add_argument("--update-every", type=at_least(1), default=2, help="env steps per gradient update (online)")
     p.add_argument(
         "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
         help="override a policy config field (JSON value), e.g. --set dim_model=256 --set chunk_size=50",
@@ -180,6 +181,13 @@ def run(args: argparse.Namespace) -> int:
         args.policy = _checkpoint_type(args.init_from)
     if args.policy not in POLICIES:
         raise SystemExit(f"--policy must be one of {sorted(POLICIES)}, got {args.policy!r}")
+    from twinarm.agents.policy import ConfigOverrideError
+    from twinarm.agents.registry import get_config_class
+
+    try:
+        get_config_class(args.policy).check_overrides(dict(args.policy_overrides or {}))
+    except ConfigOverrideError as exc:
+        args._parser.error(f"--set {exc}")
     if args.dataset is None and args.policy != "tdmpc":
         raise SystemExit(f"--policy {args.policy} trains offline: pass --dataset ROOT_OR_REPO")
     if args.dataset is None and args.env is None:

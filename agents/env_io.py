@@ -9,6 +9,7 @@ twinarm) and renames keys: `agent_pos` -> `observation.state`, `environment_stat
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +18,42 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from twinarm.agents.features import ENV_STATE, IMAGE_PREFIX, STATE, Feature
+from twinarm.agents.features import ACTION, ENV_STATE, IMAGE_PREFIX, STATE, Feature
 from twinarm.spec import ArmSpec
+
+
+class PolicyEnvMismatch(ValueError):
+    """A policy's inputs or actions are not what an env gives and takes (another arm, camera set or task)."""
+
+
+class OtherArmWarning(UserWarning):
+    """A policy runs on another arm than it was trained for, one with the same joints and units."""
+
+
+def check_fits(features: Mapping[str, Feature], policy_arm: str, spec: ArmSpec, space: Any, env_id: str) -> None:
+    """Raise PolicyEnvMismatch naming every input the env's observation `space` lacks or sizes differently and an
+    action size other than the arm's joints; warn when the policy was trained for another arm of the same joints
+    (same units, other kinematics and ranges: a SO-100 policy on a SO-101 may be meant, a Koch one hardly)."""
+    problems = []
+    dof = spec.dof
+    if ACTION in features and features[ACTION].shape[0] != dof:
+        problems.append(f"its actions are {features[ACTION].shape[0]}-D, the {spec.name} arm has {dof} joints")
+    if STATE in features and features[STATE].shape[0] != dof:
+        problems.append(f"its observation.state is {features[STATE].shape[0]}-D, the {spec.name} arm has {dof} joints")
+    cams = list(space["pixels"].spaces) if "pixels" in space.spaces else []
+    missing = [k[len(IMAGE_PREFIX):] for k in features if k.startswith(IMAGE_PREFIX) and k[len(IMAGE_PREFIX):] not in cams]
+    if missing:
+        problems.append(f"it sees camera(s) {', '.join(missing)}, the env gives {', '.join(cams) or 'none'}")
+    if ENV_STATE in features:
+        has = space["environment_state"].shape[0] if "environment_state" in space.spaces else None
+        if has != features[ENV_STATE].shape[0]:
+            problems.append(f"its observation.environment_state is {features[ENV_STATE].shape[0]}-D, the env's "
+                            + (f"is {has}-D (another task's objects)" if has else "is absent"))  # fmt: skip
+    if problems:
+        raise PolicyEnvMismatch(f"the policy does not fit {env_id}: " + "; ".join(problems))
+    if policy_arm != spec.name:
+        warnings.warn(f"the policy was trained for the {policy_arm} arm and runs on {env_id} ({spec.name}): same "
+                      "joints and units, other kinematics and joint ranges", OtherArmWarning, stacklevel=3)  # fmt: skip
 
 
 class EnvAdapter:

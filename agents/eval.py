@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from twinarm.agents.env_io import EnvAdapter
+from twinarm.agents.env_io import EnvAdapter, PolicyEnvMismatch, check_fits
 from twinarm.agents.policy import Policy
 from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.prefetch import ChunkPrefetcher
@@ -164,6 +164,29 @@ def make_vector_env(
     return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
+def _policy_image_size(policy: Policy) -> tuple[int, int] | None:
+    """The image size a camera policy was trained at (the env renders at it), None for a state policy."""
+    keys = policy.config.image_keys
+    return tuple(policy.config.input_features[keys[0]].shape[-2:]) if keys else None
+
+
+def _check_fits(policy: Policy, spec: Any, venv: gym.vector.VectorEnv, env_id: str) -> None:
+    features = {**policy.config.input_features, **policy.config.output_features}
+    check_fits(features, policy.config.arm, spec, venv.single_observation_space, env_id)
+
+
+def check_policy_env(policy: Policy, env_id: str, image_size: tuple[int, int] | None = None,
+                     env_kwargs: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+    """Raise PolicyEnvMismatch when `env_id` (one env built as `evaluate` builds them) gives other inputs or takes
+    other actions than the policy's: `twinarm train` asks before its first step, not at its first evaluation."""
+    obs_type = obs_type_for(policy, real=env_id == entry_for(env_id).real_id)
+    venv = make_vector_env(env_id, 1, obs_type, image_size or _policy_image_size(policy), False, False, env_kwargs)
+    try:
+        _check_fits(policy, get_arm(entry_for(env_id).arm), venv, env_id)
+    finally:
+        venv.close()
+
+
 def evaluate(
     policy: Policy,
     env_id: str,
@@ -204,13 +227,17 @@ def evaluate(
     spec = get_arm(entry_for(env_id).arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
     obs_type = obs_type_for(policy, real=env_id == entry_for(env_id).real_id)
-    if image_size is None and policy.config.image_keys:
-        image_size = tuple(policy.config.input_features[policy.config.image_keys[0]].shape[-2:])
+    image_size = image_size or _policy_image_size(policy)
     n_envs = max(1, min(n_envs, n_episodes))
     if control is not None and n_envs != 1:
         raise ValueError("control needs n_envs=1 (an operator watches one episode at a time)")
     render = videos_dir is not None and max_videos > 0
     venv = make_vector_env(env_id, n_envs, obs_type, image_size, render, use_async, env_kwargs, max_steps)
+    try:
+        _check_fits(policy, spec, venv, env_id)
+    except PolicyEnvMismatch:
+        venv.close()
+        raise
     fps = int(venv.metadata.get("render_fps", spec.control_hz) or spec.control_hz)
     result = EvalResult(precision=precision)
     was_training = policy.training

@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -189,12 +190,20 @@ def seed_everything(seed: int) -> None:
 
 # ----- datasets ---------------------------------------------------------------------------------------
 def arm_for(env_id: str | None, robot_type: str | None) -> str:
+    """The arm a policy is trained for: `env_id`'s, else the dataset's `robot_type`'s (warning when both are
+    given and differ: another arm's recordings, same joints and units, other kinematics)."""
+    recorded = next((name for name, spec in ARMS.items() if robot_type in (spec.robot_type, spec.name)), None)
     if env_id:
-        return entry_for(env_id).arm
-    for name, spec in ARMS.items():
-        if robot_type in (spec.robot_type, spec.name):
-            return name
-    raise ValueError(f"cannot tell the arm of robot_type {robot_type!r}; pass --env")
+        arm = entry_for(env_id).arm
+        if recorded is not None and recorded != arm:
+            from twinarm.agents.env_io import OtherArmWarning
+
+            warnings.warn(f"the dataset was recorded on the {recorded} arm ({robot_type}) and the policy is trained "
+                          f"for {env_id} ({arm})", OtherArmWarning, stacklevel=2)  # fmt: skip
+        return arm
+    if recorded is None:
+        raise ValueError(f"cannot tell the arm of robot_type {robot_type!r}; pass --env")
+    return recorded
 
 
 def delta_timestamps(cfg: Any, fps: int) -> dict[str, list[float]]:
@@ -456,6 +465,10 @@ def _train_offline(
     roots = dataset_roots(tc.dataset)
     probe = ConcatReader([LeRobotDatasetReader(r) for r in roots]) if len(roots) > 1 else LeRobotDatasetReader(roots[0])
     policy = build_policy_offline(tc, probe)
+    if tc.env is not None and tc.eval_freq > 0:
+        from twinarm.agents.eval import check_policy_env
+
+        check_policy_env(policy, tc.env, tc.image_size, _sim_kwargs(tc) or None)
     deltas = delta_timestamps(policy.config, probe.fps)
     cameras = list(policy.config.image_keys)  # the policy's cameras only: others are never decoded
     dataset: Any = LeRobotDatasetReader(roots[0], delta_timestamps=deltas, cameras=cameras)

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:  # fmt: skip
+    """twinarm's own warnings (a loop overrun, a policy on another arm) print as one `twinarm: warning:` line:
+    what happened, not the source line that warned. Other packages' print as Python prints them."""
+    if category.__module__.split(".")[0] == "twinarm":
+        return f"twinarm: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     _apply_config_file(parser, argv)
     args = parser.parse_args(argv)
@@ -133,11 +147,13 @@ TRACEBACK_ENV = "TWINARM_TRACEBACK"
 
 def _explained(exc: BaseException) -> bool:
     """Errors whose message already names the file, field, port or motor at fault: a dataset that cannot be
-    read or written, a real arm or camera that fails, a checkpoint that is not there."""
+    read or written, a real arm or camera that fails, a checkpoint that is not there, a policy that does not fit
+    the env."""
+    from twinarm.agents.env_io import PolicyEnvMismatch
     from twinarm.datasets_io.layout import DatasetError
     from twinarm.real.errors import RealArmError
 
-    return isinstance(exc, DatasetError | RealArmError | FileNotFoundError)
+    return isinstance(exc, DatasetError | RealArmError | FileNotFoundError | PolicyEnvMismatch)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,64 @@
+"""A policy that cannot run on an env is refused before its first step, naming what differs (actions, joints,
+cameras, object poses), by `evaluate`, `twinarm eval` and `twinarm train` (at start, not at its first periodic
+evaluation); one trained for another arm of the same joints runs, with a warning."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from twinarm.agents.env_io import OtherArmWarning, PolicyEnvMismatch
+from twinarm.agents.eval import evaluate
+from twinarm.agents.policy import Policy
+from twinarm.cli.main import main
+
+LEROBOT_STATE_ACT = Path(__file__).resolve().parents[1] / "fixtures/lerobot_policies/act_state/pretrained_model"
+
+
+def test_a_so101_camera_policy_is_refused_on_aloha(tiny_act_checkpoint) -> None:
+    policy = Policy.from_pretrained(tiny_act_checkpoint(cameras=("front", "wrist")))
+    with pytest.raises(PolicyEnvMismatch) as info:
+        evaluate(policy, "twinarm/Aloha-TransferCube-v0", n_episodes=1, n_envs=1, max_steps=2)
+    assert str(info.value) == (
+        "the policy does not fit twinarm/Aloha-TransferCube-v0: its actions are 6-D, the aloha arm has 14 joints; "
+        "its observation.state is 6-D, the aloha arm has 14 joints; it sees camera(s) front, wrist, the env gives top")
+
+
+def test_another_tasks_object_poses_are_named(capsys: pytest.CaptureFixture[str]) -> None:
+    """LeRobot's PickCube ACT reads the cube's 7-D pose; Reach's environment_state is its 3-D target."""
+    assert main(["eval", "--policy", str(LEROBOT_STATE_ACT), "--env", "twinarm/SO101-Reach-v0", "--episodes", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("twinarm eval: error: the policy does not fit twinarm/SO101-Reach-v0: its "
+                          "observation.environment_state is 7-D, the env's is 3-D (another task's objects)\n")  # fmt: skip
+
+
+def test_a_policy_of_another_arm_with_the_same_joints_runs_with_a_warning(tiny_act_checkpoint, tmp_path: Path) -> None:
+    policy = Policy.from_pretrained(tiny_act_checkpoint())
+    with pytest.warns(OtherArmWarning, match=r"trained for the so101 arm and runs on twinarm/Koch-Reach-v0 \(koch\)"):
+        result = evaluate(policy, "twinarm/Koch-Reach-v0", n_episodes=1, n_envs=1, max_steps=3)
+    assert result.lengths == [3]
+    run = subprocess.run([sys.executable, "-m", "twinarm.cli.main", "eval", "--policy", str(tiny_act_checkpoint()),
+                          "--env", "twinarm/Koch-Reach-v0", "--episodes", "1", "--max-steps", "3", "--videos", "0",
+                          "--out", str(tmp_path / "eval")], capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    # One line, as the CLI's other messages: not the source line that warned.
+    assert ("twinarm: warning: the policy was trained for the so101 arm and runs on twinarm/Koch-Reach-v0 (koch): "
+            "same joints and units, other kinematics and joint ranges\n") in run.stderr
+    assert "warnings.warn" not in run.stderr and "UserWarning" not in run.stderr
+
+
+def test_train_refuses_an_env_of_another_arm_before_its_first_step(scripted_dataset: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """SO-101 recordings (6 joints) trained for ALOHA's env: the run stops at once, with the dataset's arm named."""
+    out = tmp_path / "run"
+    with pytest.warns(OtherArmWarning, match=r"the dataset was recorded on the so101 arm \(so101_follower\)"):
+        rc = main(["train", "--policy", "act", "--dataset", str(scripted_dataset), "--env",
+                   "twinarm/Aloha-TransferCube-v0", "--output-dir", str(out), "--steps", "5", "--no-progress",
+                   "--set", "dim_model=16"])  # fmt: skip
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "twinarm train: error: the policy does not fit twinarm/Aloha-TransferCube-v0: its actions are 6-D" in err
+    assert not (out / "checkpoints").exists() and not (out / "train_log.csv").exists()

@@ -166,6 +166,8 @@ class ArmSpec:
         """The cameras an env exposes: the default set (or `names`), optionally resized to (h, w)."""
         cams = self.cameras if names is None else tuple(self.camera(n) for n in names)
         if image_size is not None:
+            if isinstance(image_size, str) or not hasattr(image_size, "__len__") or len(image_size) != 2:
+                raise ValueError(f"image_size must be (height, width), got {image_size!r}")
             h, w = (int(v) for v in image_size)
             if h <= 0 or w <= 0:
                 raise ValueError(f"image_size must be positive (height, width), got {image_size}")

@@ -73,6 +73,10 @@ def test_lerobot_features_follow_the_spec(arm: str) -> None:
     small = spec.resolve_cameras(image_size=(96, 128))
     assert all(f["shape"] == [96, 128, 3] for k, f in spec.lerobot_features(small, use_videos=False).items() if "images" in k)
     assert spec.lerobot_features(env_state_dim=7)["observation.environment_state"]["shape"] == [7]
+    for bad, said in [(96, "must be \\(height, width\\), got 96"), ((96, 0), "must be positive"),
+                      ("96x128", "must be \\(height, width\\)")]:  # fmt: skip
+        with pytest.raises(ValueError, match=f"image_size {said}"):
+            spec.resolve_cameras(image_size=bad)
 
 
 def test_so101_joint_names_are_lerobot_motor_names() -> None:

@@ -64,13 +64,17 @@ class EnvAdapter:
         self.features = dict(features)
         self.device = torch.device(device)
 
+    @staticmethod
+    def is_batched(obs: Mapping[str, Any]) -> bool:
+        """Whether an env observation is a vector env's (a leading env axis) rather than one env's."""
+        agent_pos = obs.get("agent_pos")
+        if agent_pos is None and "pixels" in obs:
+            return np.asarray(next(iter(obs["pixels"].values()))).ndim == 4
+        return agent_pos is not None and np.asarray(agent_pos).ndim == 2
+
     def obs_to_batch(self, obs: Mapping[str, Any]) -> dict[str, Tensor]:
         """An env observation (batched or not) -> a policy batch with a leading batch axis."""
-        agent_pos = obs.get("agent_pos")
-        batched = agent_pos is not None and np.asarray(agent_pos).ndim == 2
-        if agent_pos is None and "pixels" in obs:
-            first = next(iter(obs["pixels"].values()))
-            batched = np.asarray(first).ndim == 4
+        batched = self.is_batched(obs)
         out: dict[str, Tensor] = {}
         for key, feat in self.features.items():
             if key == STATE:

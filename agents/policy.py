@@ -270,6 +270,28 @@ class Policy(nn.Module, abc.ABC):
     def reset(self) -> None:
         """Forget the action queue / observation history (call at every episode start)."""
 
+    def act(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """The env action for a twinarm env observation (one env's, or a vector env's with its leading axis): joint
+        targets in SI units, clipped to the arm's limits, converted with the arm spec as `twinarm eval` converts.
+        `select_action` is the same step on a LeRobot batch (dataset keys and units)."""
+        from twinarm.agents.env_io import EnvAdapter
+        from twinarm.arms import get_arm
+
+        adapter = getattr(self, "_env_adapter", None)
+        if adapter is None or adapter.device != self.device:
+            adapter = self._env_adapter = EnvAdapter(get_arm(self.config.arm), self.config.input_features, self.device)
+        return adapter.action_to_env(self.select_action(adapter.obs_to_batch(obs)), adapter.is_batched(obs))
+
+    def check_inputs(self, batch: Mapping[str, Any]) -> None:
+        """Raise ValueError naming the policy inputs a batch lacks (an env observation passed where a LeRobot batch
+        goes is the usual case: `act` takes those)."""
+        missing = [k for k in self.config.input_features if k not in batch]
+        if missing:
+            env_obs = "agent_pos" in batch or "pixels" in batch
+            raise ValueError(f"the batch lacks the policy's input(s) {', '.join(missing)} (it has {', '.join(batch)})"
+                             + ("; that is an env observation: policy.act(obs) converts it and returns the env's "
+                                "action" if env_obs else ""))  # fmt: skip
+
     def get_optim_params(self) -> list[dict[str, Any]] | Any:
         return self.parameters()
 

@@ -186,6 +186,7 @@ class ACTPolicy(Policy):
     @torch.inference_mode()
     def predict_action_chunk(self, batch: dict[str, Tensor]) -> Tensor:
         """A full chunk (B, chunk_size, A) in dataset units (on CPU, its matmuls on packed float32 weights)."""
+        self.check_inputs(batch)
         with float32_packed(self):
             chunk = self.model(self.normalize_inputs(batch))[0]
         return self.unnormalize_outputs({ACTION: chunk})[ACTION]
@@ -200,6 +201,7 @@ class ACTPolicy(Policy):
 
     @torch.inference_mode()
     def select_action(self, batch: dict[str, Tensor]) -> Tensor:
+        self.check_inputs(batch)
         if self.ensembler is not None:
             return self.ensembler.update(self.predict_action_chunk(batch))
         if not self._queue:

@@ -344,6 +344,7 @@ class DiffusionPolicy(Policy):
 
     @torch.inference_mode()
     def select_action(self, batch: dict[str, Tensor]) -> Tensor:
+        self.check_inputs(batch)
         current = {k: batch[k] for k in self._obs_keys()}
         if not self._obs:
             for _ in range(self.config.n_obs_steps):

@@ -268,6 +268,7 @@ class TDMPCPolicy(Policy):
     # ----- acting -----------------------------------------------------------------------------------
     @torch.inference_mode()
     def select_action(self, batch: dict[str, Tensor]) -> Tensor:
+        self.check_inputs(batch)
         if not self._queue:
             obs = self.normalize_inputs(self._obs(batch))
             z = self.model.encoder(obs)

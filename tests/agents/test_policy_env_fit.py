@@ -62,3 +62,34 @@ def test_train_refuses_an_env_of_another_arm_before_its_first_step(scripted_data
     err = capsys.readouterr().err
     assert "twinarm train: error: the policy does not fit twinarm/Aloha-TransferCube-v0: its actions are 6-D" in err
     assert not (out / "checkpoints").exists() and not (out / "train_log.csv").exists()
+
+
+def test_act_takes_the_env_observation_and_returns_the_env_action(tiny_act_checkpoint) -> None:
+    """`policy.act(obs)` in a user's own loop is `twinarm eval`'s step (EnvAdapter both ways), for one env and a
+    vector env; the env observation handed to `select_action` is refused, pointing at `act`."""
+    import gymnasium as gym
+    import numpy as np
+
+    from twinarm.agents.env_io import EnvAdapter
+    from twinarm.arms import get_arm
+
+    policy = Policy.from_pretrained(tiny_act_checkpoint(cameras=("front", "wrist")))
+    env = gym.make("twinarm/SO101-PickCube-v0", image_size=(48, 64))
+    obs, _ = env.reset(seed=3)
+    with pytest.raises(ValueError, match=r"lacks the policy's input\(s\) observation.state, .* policy.act\(obs\)"):
+        policy.select_action(obs)
+    policy.reset()
+    action = policy.act(obs)
+    adapter = EnvAdapter(get_arm("so101"), policy.config.input_features)
+    policy.reset()
+    expected = adapter.action_to_env(policy.select_action(adapter.obs_to_batch(obs)))
+    assert action.shape == (6,) and env.action_space.contains(action) and np.array_equal(action, expected)
+    env.step(action)
+    env.close()
+    venv = gym.make_vec("twinarm/SO101-PickCube-v0", num_envs=2, vectorization_mode="sync", image_size=(48, 64))
+    obs, _ = venv.reset(seed=3)
+    policy.reset()
+    actions = policy.act(obs)
+    assert actions.shape == (2, 6) and venv.action_space.contains(actions)
+    assert np.allclose(actions[0], action, atol=1e-6)  # the same seed: the same first action (batch-2 rounding)
+    venv.close()

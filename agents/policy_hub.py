@@ -77,6 +77,8 @@ def push_policy(checkpoint: str | Path | Policy, repo_id: str, *, lerobot: bool 
     `export-lerobot`); returns the repo URL."""
     from huggingface_hub import HfApi
 
+    from twinarm.datasets_io.hub import hub_errors
+
     with tempfile.TemporaryDirectory(prefix="twinarm_push_") as tmp:
         if isinstance(checkpoint, Policy):
             src = checkpoint.save_pretrained(Path(tmp) / "policy")
@@ -84,9 +86,10 @@ def push_policy(checkpoint: str | Path | Policy, repo_id: str, *, lerobot: bool 
             src = resolve_checkpoint(checkpoint)
         staged = stage_policy(src, Path(tmp) / "model", repo_id, lerobot=lerobot, lerobot_ddim=lerobot_ddim)
         api = HfApi(token=token)
-        url = api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=str(staged), repo_type="model",
-                          commit_message=f"Upload {'LeRobot' if lerobot else 'twinarm'} policy with twinarm")  # fmt: skip
+        with hub_errors(f"pushing the policy to the Hub model repo {repo_id}"):
+            url = api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+            api.upload_folder(repo_id=repo_id, folder_path=str(staged), repo_type="model",
+                              commit_message=f"Upload {'LeRobot' if lerobot else 'twinarm'} policy with twinarm")  # fmt: skip
     return str(url)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from twinarm.datasets_io.layout import (
@@ -12,6 +14,24 @@ from twinarm.datasets_io.layout import (
     TMP_MARK,
     DatasetError,
 )
+
+
+class HubError(RuntimeError):
+    """An upload to the Hugging Face Hub failed (no network, no or a wrong token, a repo one may not write)."""
+
+
+@contextmanager
+def hub_errors(what: str) -> Iterator[None]:
+    """Network and Hub failures inside the block become a HubError saying what was being done and what to check
+    (a programming error stays what it is)."""
+    try:
+        yield
+    except (TypeError, AttributeError, NameError, KeyError, AssertionError):
+        raise
+    except Exception as exc:  # the HTTP client's transport errors and huggingface_hub's HTTP errors
+        raise HubError(f"{what} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+                       "check the network, your token (`hf auth login` or HF_TOKEN) and that you may write the "
+                       "repo") from exc
 
 
 def push(root: str | Path, repo_id: str, *, private: bool = False, branch: str | None = None,
@@ -29,23 +49,24 @@ def push(root: str | Path, repo_id: str, *, private: bool = False, branch: str |
     if (root / JOURNAL_PATH).exists():
         raise DatasetError(f"{root}: an episode commit was interrupted; run `twinarm dataset check --repair` first")
     api = HfApi(token=token)
-    url = api.create_repo(repo_id=repo_id, repo_type="dataset", private=private, exist_ok=True)
-    if branch:
-        api.create_branch(repo_id=repo_id, branch=branch, repo_type="dataset", exist_ok=True)
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(root),
-        repo_type="dataset",
-        revision=branch,
-        ignore_patterns=["images/*", f"*{TMP_MARK}*", JOURNAL_PATH, LOCK_PATH],
-        commit_message="Upload dataset with twinarm",
-    )
-    if tag_version:
-        try:
-            api.delete_tag(repo_id, tag=CODEBASE_VERSION, repo_type="dataset")
-        except RevisionNotFoundError:
-            pass
-        api.create_tag(repo_id, tag=CODEBASE_VERSION, revision=branch, repo_type="dataset")
+    with hub_errors(f"pushing {root} to the Hub dataset repo {repo_id}"):
+        url = api.create_repo(repo_id=repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if branch:
+            api.create_branch(repo_id=repo_id, branch=branch, repo_type="dataset", exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(root),
+            repo_type="dataset",
+            revision=branch,
+            ignore_patterns=["images/*", f"*{TMP_MARK}*", JOURNAL_PATH, LOCK_PATH],
+            commit_message="Upload dataset with twinarm",
+        )
+        if tag_version:
+            try:
+                api.delete_tag(repo_id, tag=CODEBASE_VERSION, repo_type="dataset")
+            except RevisionNotFoundError:
+                pass
+            api.create_tag(repo_id, tag=CODEBASE_VERSION, revision=branch, repo_type="dataset")
     return str(url)
 
 

@@ -329,6 +329,26 @@ def test_push_to_hub_publishes_the_last_checkpoint(
     assert {"config.json", "model.safetensors", "normalization.safetensors", "README.md"} <= sent["me/tiny_act"]
 
 
+def test_a_push_that_cannot_reach_the_hub_keeps_the_run_and_says_how_to_push_later(
+    scripted_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real Hub client against an endpoint where nothing listens (a refused connection, as offline): one
+    message naming the repo and what to check, and the saved checkpoint's push-policy command; exit code 1."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    out = tmp_path / "run"
+    assert main(["train", "--policy", "act", "--dataset", str(scripted_dataset), "--output-dir", str(out), "--steps",
+                 "2", "--batch-size", "2", "--threads", "1", "--no-progress", *TINY_ACT, "--push-to-hub", "me/x"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    ckpt = out / "checkpoints" / "00000002" / "pretrained_model"
+    assert "twinarm train: pushing the policy to the Hub model repo me/x failed: " in err
+    assert "check the network, your token" in err and "Traceback" not in err
+    assert f"push it later with `twinarm push-policy --policy {ckpt} --repo-id me/x`" in err
+    assert (ckpt / "model.safetensors").is_file()
+
+
 def test_train_refuses_a_bad_override_before_writing_anything(tmp_path: Path) -> None:
     """From Python as from the CLI: a `policy_overrides` value of the wrong type is named before the run exists."""
     from twinarm.agents.policy import ConfigOverrideError

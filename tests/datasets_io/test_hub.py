@@ -1,4 +1,5 @@
-"""Hub access without a network: repo ids resolve from the HF cache offline, and fail with a named error."""
+"""Hub access without a network: repo ids resolve from the HF cache offline, and fail with a named error; pushes
+that reach no Hub say so in one line."""
 
 from __future__ import annotations
 
@@ -29,3 +30,20 @@ def test_offline_repo_id_served_from_hf_cache(tmp_path, monkeypatch):
     (refs / "main").write_text("0123456789abcdef0123456789abcdef01234567")
     ds = LeRobotDatasetReader("user/cached")
     assert len(ds) == 7 and ds.root == snap
+
+
+def test_a_push_that_cannot_reach_the_hub_is_one_line(tmp_path, monkeypatch, capsys):
+    """`twinarm dataset push` with the real Hub client and no Hub to reach: one line naming the dataset and repo."""
+    import huggingface_hub.constants
+
+    from twinarm.cli.main import TRACEBACK_ENV, main
+
+    root = tmp_path / "ds"
+    write_dataset(root, [4, 3])
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    assert main(["dataset", "push", str(root), "--repo-id", "me/ds"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"twinarm dataset: error: pushing {root} to the Hub dataset repo me/ds failed: ")
+    assert "Traceback" not in err

@@ -88,3 +88,31 @@ def test_eval_set_names_the_field_of_the_checkpoints_policy(capsys: pytest.Captu
         main(["eval", "--policy", str(ckpt), "--set", "n_action_stepz=5"])
     assert info.value.code == 2
     assert "--set n_action_stepz: no such act field (did you mean n_action_steps" in capsys.readouterr().err
+
+
+def test_setup_motors_names_a_missing_port_before_asking_for_a_motor(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    assert main(["setup-motors", "--arm", "koch", "--port", str(tmp_path / "ttyNOPE")]) == 1
+    out = capsys.readouterr()
+    assert f"serial port '{tmp_path / 'ttyNOPE'}' cannot be opened: no such device" in out.err
+    assert "Connect ONLY" not in out.out
+
+
+def test_a_prompt_with_stdin_closed_ends_with_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run without a terminal (stdin at its end), a command that waits for Enter says so instead of EOFError."""
+    import io
+
+    (tmp_path / "ttyFAKE").touch()
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(SystemExit, match=r"stdin closed while waiting for Enter \(\"Connect ONLY the 'gripper' motor"):
+        main(["setup-motors", "--arm", "koch", "--port", str(tmp_path / "ttyFAKE")])
+
+
+def test_export_lerobot_of_a_lerobot_checkpoint_says_it_is_one(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    ckpt = Path(__file__).resolve().parents[1] / "fixtures/lerobot_policies/act_state/pretrained_model"
+    with pytest.raises(SystemExit) as info:
+        main(["export-lerobot", "--policy", str(ckpt), "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    assert f"--policy {ckpt} is a LeRobot checkpoint already" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

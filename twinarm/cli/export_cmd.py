@@ -31,13 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError
+    from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint
     from twinarm.agents.lerobot_export import save_lerobot
-    from twinarm.agents.policy import CONFIG_NAME, Policy
+    from twinarm.agents.policy import CONFIG_NAME, Policy, resolve_checkpoint
 
     if (args.out / CONFIG_NAME).exists():
         args._parser.error(f"--out {args.out}: a checkpoint is already there; name a new folder")
     try:
+        if is_lerobot_checkpoint(resolve_checkpoint(args.policy)):
+            args._parser.error(f"--policy {args.policy} is a LeRobot checkpoint already: LeRobot loads it as it is "
+                               "(and `twinarm eval --policy` reads it too)")
         policy = Policy.from_pretrained(args.policy)
     except FileNotFoundError as exc:
         args._parser.error(f"--policy: {exc}")

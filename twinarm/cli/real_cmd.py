@@ -59,7 +59,10 @@ examples:
 
 
 def _enter(text: str) -> None:
-    input(text + " ")
+    try:
+        input(text + " ")
+    except EOFError:  # stdin closed (a pipe that ran dry, no terminal): nothing will ever press Enter
+        raise SystemExit(f"\nstdin closed while waiting for Enter ({text!r}): run this command in a terminal") from None
 
 
 def _announce(text: str) -> None:
@@ -216,6 +219,10 @@ def run_setup_motors(args: argparse.Namespace) -> int:
     joints = [j for j in spec.joints if args.motor in (None, j.name)]
     if not joints:
         raise SystemExit(f"arm {spec.name!r} has no joint {args.motor!r}")
+    if not Path(args.port).exists():  # before asking to connect the first motor, not after
+        from twinarm.real.errors import PortNotFoundError
+
+        raise PortNotFoundError(args.port, "no such device")
     for j in reversed(joints):
         if args.motor is None:
             _enter(f"Connect ONLY the '{j.name}' motor ({j.motor_model}) to the adapter and press Enter.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"logs: {', '.join(logs)}")
         if repo is not None:
             from twinarm.agents.policy_hub import push_policy
+            from twinarm.datasets_io.hub import HubError
 
-            print(f"pushed the last checkpoint to {push_policy(last / 'pretrained_model', repo)}")
+            try:
+                print(f"pushed the last checkpoint to {push_policy(last / 'pretrained_model', repo)}")
+            except HubError as exc:  # the run itself is safe on disk: say so, and how to push it later
+                print(f"twinarm train: {exc}\nthe checkpoint is saved; push it later with `twinarm push-policy "
+                      f"--policy {last / 'pretrained_model'} --repo-id {repo}`", file=sys.stderr)
+                return 1
     return 0

@@ -18,7 +18,7 @@ import random
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -423,6 +423,37 @@ def _report_eval(bar: tqdm, postfix: dict[str, str], row: dict[str, Any], out: P
 
 
 # ----- the loops ------------------------------------------------------------------------------------------
+def reconcile_resume(tc: TrainConfig) -> tuple[TrainConfig, str | None]:
+    """`resume` on a run folder, checked before anything in it is overwritten: its policy type must be `tc`'s and
+    its `--set` values are the run's (taken when `tc` gives none, refused when it gives others); a folder without
+    a checkpoint starts a new run. Returns the config to train and a note for the user (or None)."""
+    out = Path(tc.output_dir)
+    if not tc.resume:
+        return tc, None
+    if last_checkpoint(out) is None:
+        return tc, f"--resume: no checkpoint under {out}; starting a new run there"
+    saved_file = out / "train_config.json"
+    if not saved_file.is_file():
+        return tc, None
+    saved = json.loads(saved_file.read_text())
+    if saved.get("policy") != tc.policy:
+        raise ValueError(f"--resume: {out} trains the {saved.get('policy')} policy, not {tc.policy}: resume it with "
+                         f"--policy {saved.get('policy')}, or name a new --output-dir")  # fmt: skip
+    theirs = dict(saved.get("policy_overrides") or {})
+    if not tc.policy_overrides and theirs:
+        said = " ".join(f"--set {k}={json.dumps(v)}" for k, v in theirs.items())
+        return replace(tc, policy_overrides=theirs), f"--resume: with the run's own {said}"
+    if tc.policy_overrides != theirs:
+        differ = sorted(k for k in {*theirs, *tc.policy_overrides} if theirs.get(k) != tc.policy_overrides.get(k))
+        def shown(d: dict[str, Any], k: str) -> str:
+            return json.dumps(d[k]) if k in d else "unset"
+
+        said = ", ".join(f"{k}: run {shown(theirs, k)}, now {shown(tc.policy_overrides, k)}" for k in differ)
+        raise ValueError(f"--resume: {out} was trained with other --set values ({said}); resume with its own "
+                         "(or none), or name a new --output-dir")  # fmt: skip
+    return tc, None
+
+
 def train(tc: TrainConfig) -> Path:
     """Run training as configured; returns the last checkpoint directory."""
     if tc.threads is not None:
@@ -431,6 +462,9 @@ def train(tc: TrainConfig) -> Path:
     device = resolve_device(tc.device)
     check_precision(tc.precision, device)  # before any output is written: a clear ValueError saying why not
     get_config_class(tc.policy).check_overrides(tc.policy_overrides)  # likewise: each bad field named
+    tc, note = reconcile_resume(tc)  # likewise: a run folder is never overwritten by another policy's config
+    if note and dist_info()[0] == 0:
+        print(note)
     if device.type == "cuda":  # TF32 tensor cores for matmuls and convolutions, autotuned conv kernels
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -359,3 +359,43 @@ def test_train_refuses_a_bad_override_before_writing_anything(tmp_path: Path) ->
     with pytest.raises(ConfigOverrideError, match=r'^chunk_size="fifty": expected a whole number$'):
         train(tc)
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_keeps_the_runs_own_policy_and_settings(scripted_dataset: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """`--resume` of another policy type, or with other `--set` values, is refused before the run's configs are
+    written over (it used to fail on the weights after overwriting train_config.json); without `--set` it resumes
+    with the run's own; in a folder with no checkpoint it says it starts a new run."""
+    out = tmp_path / "run"
+    base = ["train", "--dataset", str(scripted_dataset), "--output-dir", str(out), "--batch-size", "2", "--threads", "1",
+            "--no-progress"]  # fmt: skip
+    assert main([*base, "--policy", "act", "--steps", "2", *TINY_ACT]) == 0
+    saved = {n: (out / n).read_text() for n in ("train_config.json", "config.json")}
+    capsys.readouterr()
+    for extra, said in [(["--policy", "diffusion"], "trains the act policy, not diffusion: resume it with --policy act"),
+                        (["--policy", "act", *TINY_ACT[:-2], "--set", "optimizer_lr=0.01"],
+                         "other --set values (optimizer_lr: run 0.001, now 0.01)")]:  # fmt: skip
+        with pytest.raises(SystemExit) as info:
+            main([*base, "--steps", "4", "--resume", *extra])
+        assert info.value.code == 2 and said in capsys.readouterr().err
+        assert {n: (out / n).read_text() for n in saved} == saved
+    assert main([*base, "--policy", "act", "--steps", "4", "--resume"]) == 0
+    assert "--resume: with the run's own --set chunk_size=10 --set n_action_steps=10 --set dim_model=32" in capsys.readouterr().out
+    assert [int(r["step"]) for r in _rows(out / "train_log.csv")][-1] == 4
+    assert ["chunk_size", 10] in json.loads((out / "config.json").read_text())["policy_overrides"]
+    fresh = tmp_path / "fresh"
+    assert main([*base[:4], str(fresh), *base[5:], "--policy", "act", "--steps", "1", "--resume", *TINY_ACT]) == 0
+    assert f"--resume: no checkpoint under {fresh}; starting a new run there" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    (["--policy", "tdmpc"], "online TD-MPC learns by trial and error in sim (twinarm/SO101-Reach-v0)"),
+    (["--policy", "act", "--dataset", "{data}"], "periodic evaluation runs unattended: evaluate in sim"),
+])  # fmt: skip
+def test_train_on_a_real_id_is_refused(extra: list[str], said: str, scripted_dataset: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--env", "twinarm/SO101-Reach-Real-v0", "--output-dir", str(tmp_path / "run"),
+              *[a.replace("{data}", str(scripted_dataset)) for a in extra]])  # fmt: skip
+    assert info.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -176,7 +176,7 @@ def check_precision_arg(args: argparse.Namespace, device: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from twinarm.agents.registry import POLICIES
-    from twinarm.agents.train import dist_info, resolve_device, train
+    from twinarm.agents.train import dist_info, reconcile_resume, resolve_device, train
 
     if args.policy is None and args.init_from:
         args.policy = _checkpoint_type(args.init_from)
@@ -193,6 +193,13 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--policy {args.policy} trains offline: pass --dataset ROOT_OR_REPO")
     if args.dataset is None and args.env is None:
         raise SystemExit("online training needs --env")
+    if args.env is not None and args.env == (entry := env_entry(args._parser, args.env)).real_id:
+        if args.dataset is None:
+            args._parser.error(f"--env {args.env} is the real arm: online TD-MPC learns by trial and error in sim "
+                               f"({entry.sim_id}); run the trained policy on the real arm with `twinarm eval`")
+        if args.eval_freq > 0:
+            args._parser.error(f"--env {args.env} is the real arm, and periodic evaluation runs unattended: evaluate "
+                               f"in sim ({entry.sim_id}), or pass --eval-freq 0")
     check_precision_arg(args, resolve_device(args.device))
     repo = getattr(args, "push_to_hub", None)
     if repo is not None:
@@ -200,9 +207,14 @@ def run(args: argparse.Namespace) -> int:
 
         if (bad := repo_id_error(repo)) is not None:
             args._parser.error(f"--push-to-hub {bad}")
+    tc = train_config_from_args(args)
+    try:  # before config.json is written over a run's own; it then records the --set values resumed with
+        args.policy_overrides = list(reconcile_resume(tc)[0].policy_overrides.items())
+    except ValueError as exc:
+        args._parser.error(str(exc))
     if dist_info()[0] == 0:
         write_resolved_config(args, args.output_dir)
-    last = train(train_config_from_args(args))
+    last = train(tc)
     if dist_info()[0] == 0:
         from twinarm.agents.run_log import CURVE_PNG
 

@@ -87,7 +87,11 @@ C = TypeVar("C", bound="PolicyConfig")
 P = TypeVar("P", bound="Policy")
 
 
-class ConfigOverrideError(ValueError):
+class PolicyConfigError(ValueError):
+    """A policy config that cannot be built: its fields contradict each other or the data's features."""
+
+
+class ConfigOverrideError(PolicyConfigError):
     """A config override names no field of the policy's config, or gives a value of the wrong type."""
 
 
@@ -189,9 +193,9 @@ class PolicyConfig(abc.ABC):
 
     def validate(self) -> None:
         if ACTION not in self.output_features:
-            raise ValueError("a policy needs an `action` output feature")
+            raise PolicyConfigError("a policy needs an `action` output feature")
         if not self.input_features:
-            raise ValueError("a policy needs at least one input feature")
+            raise PolicyConfigError("a policy needs at least one input feature")
 
     # ----- (de)serialization ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

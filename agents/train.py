@@ -39,6 +39,7 @@ from twinarm.agents.policy import (
     PRETRAINED_DIR,
     WEIGHTS_NAME,
     Policy,
+    PolicyConfigError,
     resolve_checkpoint,
 )
 from twinarm.agents.precision import autocast, check_precision
@@ -202,7 +203,9 @@ def arm_for(env_id: str | None, robot_type: str | None) -> str:
                           f"for {env_id} ({arm})", OtherArmWarning, stacklevel=2)  # fmt: skip
         return arm
     if recorded is None:
-        raise ValueError(f"cannot tell the arm of robot_type {robot_type!r}; pass --env")
+        known = ", ".join(spec.robot_type for spec in ARMS.values())
+        raise PolicyConfigError(f"the dataset's robot_type {robot_type!r} is none of twinarm's arms ({known}): pass "
+                                "--env to name the arm the policy is for")
     return recorded
 
 

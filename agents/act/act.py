@@ -98,6 +98,21 @@ class ACTModel(nn.Module):
             self._pos2d[key] = sinusoid_2d(h, w, self.cfg.dim_model)
         return self._pos2d[key].to(ref)
 
+    def _image_tokens(self, images: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Each camera's backbone tokens (B, h*w, d) and 2-D positions (h*w, d), in camera order. Cameras of one
+        size go through the backbone as one batch; a dataset whose cameras differ in size (LeRobot records each
+        at its own resolution) takes one call per size."""
+        sizes = [tuple(im.shape[-2:]) for im in images]
+        feats: list[Tensor] = [images[0]] * len(images)
+        for size in dict.fromkeys(sizes):
+            idx = [i for i, s in enumerate(sizes) if s == size]
+            bsz = images[idx[0]].shape[0]
+            out = self.img_proj(self.backbone(torch.cat([images[i] for i in idx], dim=0)))  # (n*B, d, h, w)
+            for j, i in enumerate(idx):
+                feats[i] = out[j * bsz : (j + 1) * bsz]
+        tokens = [f.flatten(2).transpose(1, 2) for f in feats]
+        return tokens, [self._image_pos(f.shape[-2], f.shape[-1], f) for f in feats]
+
     def encode_latent(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """z (B, latent) and, when training with the VAE, its posterior mean and log-variance."""
         cfg = self.cfg
@@ -134,13 +149,9 @@ class ACTModel(nn.Module):
             tokens.append(self.env_state_proj(batch[ENV_STATE])[:, None])
         pos = [self.pos_1d.weight[None].expand(bsz, -1, -1)]
         if cfg.image_keys:
-            imgs = torch.cat([batch[k] for k in cfg.image_keys], dim=0)
-            feat = self.img_proj(self.backbone(imgs))  # (n_cam*B, d, h, w)
-            _, d, h, w = feat.shape
-            feat = feat.flatten(2).transpose(1, 2).reshape(len(cfg.image_keys), bsz, h * w, d)
-            tokens.append(feat.transpose(0, 1).reshape(bsz, -1, d))
-            p2d = self._image_pos(h, w, feat)
-            pos.append(p2d.repeat(len(cfg.image_keys), 1)[None].expand(bsz, -1, -1))
+            feats, p2ds = self._image_tokens([batch[k] for k in cfg.image_keys])
+            tokens.extend(feats)
+            pos.extend(p[None].expand(bsz, -1, -1) for p in p2ds)
         x = torch.cat(tokens, dim=1)
         pos_t = torch.cat(pos, dim=1)
         for layer in self.encoder:

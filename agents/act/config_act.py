@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from twinarm.agents.policy import PolicyConfig
+from twinarm.agents.policy import PolicyConfig, PolicyConfigError
 
 
 @dataclass
@@ -65,13 +65,13 @@ class ACTConfig(PolicyConfig):
     def validate(self) -> None:
         super().validate()
         if self.n_action_steps > self.chunk_size:
-            raise ValueError(f"n_action_steps ({self.n_action_steps}) must be <= chunk_size ({self.chunk_size})")
+            raise PolicyConfigError(f"n_action_steps ({self.n_action_steps}) must be <= chunk_size ({self.chunk_size})")
         if self.temporal_ensemble_coeff is not None and self.n_action_steps != 1:
-            raise ValueError("temporal ensembling needs n_action_steps == 1")
+            raise PolicyConfigError("temporal ensembling needs n_action_steps == 1")
         if self.n_obs_steps != 1:
-            raise ValueError("ACT conditions on a single observation step (n_obs_steps == 1)")
+            raise PolicyConfigError("ACT conditions on a single observation step (n_obs_steps == 1)")
         if not self.image_keys and not self.has_env_state and not self.has_state:
-            raise ValueError("ACT needs images, environment_state or state among its inputs")
+            raise PolicyConfigError("ACT needs images, environment_state or state among its inputs")
 
     def action_delta_indices(self) -> list[int]:
         return list(range(self.chunk_size))

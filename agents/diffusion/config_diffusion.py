@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from twinarm.agents.policy import PolicyConfig
+from twinarm.agents.policy import PolicyConfig, PolicyConfigError
 
 
 @dataclass
@@ -79,14 +79,20 @@ class DiffusionConfig(PolicyConfig):
     def validate(self) -> None:
         super().validate()
         if not self.image_keys and not self.has_env_state and not self.has_state:
-            raise ValueError("Diffusion Policy needs images, environment_state or state among its inputs")
+            raise PolicyConfigError("Diffusion Policy needs images, environment_state or state among its inputs")
         if self.n_action_steps > self.horizon - self.n_obs_steps + 1:
-            raise ValueError("n_action_steps must be <= horizon - n_obs_steps + 1")
+            raise PolicyConfigError("n_action_steps must be <= horizon - n_obs_steps + 1")
         downsample = 2 ** (len(self.down_dims) - 1)
         if self.horizon % downsample:
-            raise ValueError(f"horizon ({self.horizon}) must be a multiple of {downsample} for this U-Net depth")
+            raise PolicyConfigError(f"horizon ({self.horizon}) must be a multiple of {downsample} for this U-Net depth")
         if self.noise_scheduler_type not in ("DDPM", "DDIM"):
-            raise ValueError("noise_scheduler_type must be DDPM or DDIM")
+            raise PolicyConfigError("noise_scheduler_type must be DDPM or DDIM")
+        shapes = {k: tuple(self.input_features[k].shape) for k in self.image_keys}
+        if len(set(shapes.values())) > 1:  # as LeRobot's: one shared image encoder sees every camera stacked
+            said = ", ".join(f"{k.rsplit('.', 1)[-1]} {s[1]}x{s[2]}" for k, s in shapes.items())
+            raise PolicyConfigError(f"Diffusion Policy needs every camera at one image size; the data has {said}: record at "
+                             "one --image-size, drop a camera (`twinarm dataset remove-feature`), or train ACT, "
+                             "which takes cameras of different sizes")  # fmt: skip
 
     def observation_delta_indices(self) -> list[int]:
         return list(range(1 - self.n_obs_steps, 1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from twinarm.agents.policy import PolicyConfig
+from twinarm.agents.policy import PolicyConfig, PolicyConfigError
 
 
 @dataclass
@@ -82,11 +82,11 @@ class TDMPCConfig(PolicyConfig):
     def validate(self) -> None:
         super().validate()
         if self.n_elites > self.n_gaussian_samples + self.n_pi_samples:
-            raise ValueError("n_elites must be <= n_gaussian_samples + n_pi_samples")
+            raise PolicyConfigError("n_elites must be <= n_gaussian_samples + n_pi_samples")
         if self.n_action_steps != 1:
-            raise ValueError("TD-MPC replans every step (n_action_steps == 1)")
+            raise PolicyConfigError("TD-MPC replans every step (n_action_steps == 1)")
         if self.normalization_mapping.get("ACTION") != "min_max":
-            raise ValueError("TD-MPC needs min_max action normalization (it acts in [-1, 1])")
+            raise PolicyConfigError("TD-MPC needs min_max action normalization (it acts in [-1, 1])")
 
     def observation_delta_indices(self) -> list[int]:
         return list(range(self.horizon + 1))

@@ -148,13 +148,15 @@ TRACEBACK_ENV = "TWINARM_TRACEBACK"
 def _explained(exc: BaseException) -> bool:
     """Errors whose message already names the file, field, port or motor at fault: a dataset that cannot be
     read or written, a real arm or camera that fails, a checkpoint that is not there, a policy that does not fit
-    the env, a Hub upload that failed."""
+    the env, a Hub upload that failed, a policy config that contradicts itself or its data."""
     from twinarm.agents.env_io import PolicyEnvMismatch
+    from twinarm.agents.policy import PolicyConfigError
     from twinarm.datasets_io.hub import HubError
     from twinarm.datasets_io.layout import DatasetError
     from twinarm.real.errors import RealArmError
 
-    return isinstance(exc, DatasetError | RealArmError | FileNotFoundError | PolicyEnvMismatch | HubError)
+    return isinstance(exc, DatasetError | RealArmError | FileNotFoundError | PolicyEnvMismatch | HubError
+                      | PolicyConfigError)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ def test_a_so101_camera_policy_is_refused_on_aloha(tiny_act_checkpoint) -> None:
         evaluate(policy, "twinarm/Aloha-TransferCube-v0", n_episodes=1, n_envs=1, max_steps=2)
     assert str(info.value) == (
         "the policy does not fit twinarm/Aloha-TransferCube-v0: its actions are 6-D, the aloha arm has 14 joints; "
-        "its observation.state is 6-D, the aloha arm has 14 joints; it sees camera(s) front, wrist, the env gives top")
+        "its observation.state is 6-D, the aloha arm has 14 joints; it sees camera(s) front, wrist, the env gives top "
+        "(train on a copy with the sim's camera names: `twinarm dataset rename-feature`)")
 
 
 def test_another_tasks_object_poses_are_named(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""`twinarm dataset split|remove-feature|modify-tasks`: copies that pass the checks and read, frame for frame,
+"""`twinarm dataset split|remove-feature|rename-feature|modify-tasks`: copies that pass the checks and read, frame for frame,
 as the source's frames they keep, on twinarm-written and LeRobot-written datasets; bad requests name what is
 wrong and write nothing."""
 
@@ -18,6 +18,7 @@ from twinarm.cli.main import main
 from twinarm.datasets_io.layout import DatasetError
 from twinarm.datasets_io.reader import LeRobotDatasetReader
 from twinarm.datasets_io.remove_feature import remove_features
+from twinarm.datasets_io.rename_feature import rename_features
 from twinarm.datasets_io.retask import modify_tasks
 from twinarm.datasets_io.split import split_dataset, split_episodes
 from twinarm.datasets_io.validator import check_dataset
@@ -103,6 +104,39 @@ def test_remove_a_camera_and_a_state_key(src: Path, tmp_path: Path) -> None:
         remove_features(src, tmp_path / "x", ["observation.images.top"])
     with pytest.raises(DatasetError, match="cannot be removed"):
         remove_features(src, tmp_path / "x", ["task_index"])
+    assert not (tmp_path / "x").exists()
+
+
+def test_rename_a_lerobot_recordings_cameras_to_the_sims(tmp_path: Path, capsys) -> None:
+    """LeRobot's own recording (a video camera, an image camera) with its cameras under the sim's names: the same
+    frames under the new keys, videos moved (byte-identical), stats and per-episode columns renamed."""
+    src = FIXTURES / "video_h264"
+    renames = {"observation.images.front": "observation.images.top", "observation.images.wrist": "observation.images.hand"}
+    assert main(["dataset", "rename-feature", str(src), str(tmp_path / "out"), "--rename",
+                 *[f"{a}={b}" for a, b in renames.items()]]) == 0  # fmt: skip
+    out = tmp_path / "out"
+    assert "observation.images.front as observation.images.top" in capsys.readouterr().out
+    assert check_dataset(out, deep=True) == []
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert list(info["features"]) == [renames.get(k, k) for k in json.loads((src / "meta" / "info.json").read_text())["features"]]
+    moved = {p.relative_to(out / "videos" / "observation.images.top") for p in (out / "videos").rglob("*.mp4")}
+    assert moved and all(digest(out / "videos" / "observation.images.top")[str(m)] ==
+                         digest(src / "videos" / "observation.images.front")[str(m)] for m in moved)  # fmt: skip
+    assert set(json.loads((out / "meta" / "stats.json").read_text())) >= set(renames.values())
+    episodes = pq.read_table(next((out / "meta" / "episodes").rglob("*.parquet"))).column_names
+    assert not [c for c in episodes if "images.front" in c or "images.wrist" in c]
+    assert "videos/observation.images.top/chunk_index" in episodes and "stats/observation.images.hand/mean" in episodes
+    old, new = LeRobotDatasetReader(src), LeRobotDatasetReader(out)
+    for i in range(len(old)):
+        for a, b in [*renames.items(), ("observation.state", "observation.state")]:
+            assert torch.equal(old[i][a], new[i][b]), (i, a)
+    for bad, said in [({"observation.images.top": "observation.images.x"}, "no feature 'observation.images.top'"),
+                      ({"observation.images.front": "front"}, "its new key must start with 'observation.images.'"),
+                      ({"observation.state": "observation.images.s"}, "is no camera"),
+                      ({"index": "idx"}, "'index' is one every LeRobot dataset has"),
+                      ({"observation.images.front": "observation.images.wrist"}, "two features would be")]:  # fmt: skip
+        with pytest.raises(DatasetError, match=said):
+            rename_features(src, tmp_path / "x", bad)
     assert not (tmp_path / "x").exists()
 
 

@@ -1,5 +1,5 @@
 """`twinarm dataset info|check|push|convert-units|delete-episodes|merge|view` (and the edits of
-`dataset_edit_cmd`: split, remove-feature, modify-tasks, convert-to-video): inspect, validate, publish, convert,
+`dataset_edit_cmd`: split, remove-feature, rename-feature, modify-tasks, convert-to-video): inspect, validate, publish, convert,
 edit and look at LeRobot v3 datasets."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dataset",
         help="inspect, validate, publish, edit or view a LeRobot v3 dataset",
         description="Work with LeRobot v3.0 datasets (twinarm- or LeRobot-written): a summary table, the "
-        "validator, a Hub upload, a copy in other joint units, without some episodes or features, with new "
-        "task texts or its images as videos, several merged into one or one split into several, or an episode "
+        "validator, a Hub upload, a copy in other joint units, without some episodes or features, with "
+        "features renamed, new task texts or its images as videos, several merged into one or one split into several, or an episode "
         "rendered to mp4/PNG with state and action plots.",
     )
     add_config_arg(p)

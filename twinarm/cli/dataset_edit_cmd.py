@@ -1,5 +1,6 @@
-"""`twinarm dataset split|remove-feature|modify-tasks|convert-to-video`: the dataset edits LeRobot's
-`lerobot-edit-dataset` offers beside delete and merge, each writing a new dataset and leaving the source as it is."""
+"""`twinarm dataset split|remove-feature|rename-feature|modify-tasks|convert-to-video`: the dataset edits LeRobot's
+`lerobot-edit-dataset` offers beside delete and merge (and its training-time `rename_map`, as a copy), each writing
+a new dataset and leaving the source as it is."""
 
 from __future__ import annotations
 
@@ -38,6 +39,22 @@ def register_edits(ds: argparse._SubParsersAction) -> None:
                     help="feature keys to remove, e.g. observation.images.wrist (see `twinarm dataset info`)")
     add_config_arg(rm)
     rm.set_defaults(func=run_remove_feature, _parser=rm)
+
+    rn = ds.add_parser(
+        "rename-feature", help="copy a dataset with some features under new keys (its cameras named as the sim's)",
+        description="Write a copy with features under new keys: data columns, videos (moved, not re-encoded) and "
+        "stats follow. A LeRobot recording's cameras named as the sim arm's (see `twinarm envs`) let a policy "
+        "trained on it run in `twinarm eval`; a camera's new key must name a camera too.",
+        epilog="example:\n  twinarm dataset rename-feature data/so101_lerobot data/so101_renamed \\\n"
+        "      --rename observation.images.laptop=observation.images.front "
+        "observation.images.phone=observation.images.wrist",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    rn.add_argument("root", type=Path, help="dataset directory")
+    rn.add_argument("out", type=Path, help="new directory for the edited copy")
+    rn.add_argument("--rename", nargs="+", required=True, metavar="OLD=NEW", help="a feature key and its new key")
+    add_config_arg(rn)
+    rn.set_defaults(func=run_rename_feature, _parser=rn)
 
     retask = ds.add_parser(
         "modify-tasks", help="copy a dataset with its task texts changed",
@@ -131,6 +148,15 @@ def run_remove_feature(args: argparse.Namespace) -> int:
 
     out = remove_features(args.root, args.out, args.feature)
     print(f"wrote {out}: {args.root} without {', '.join(args.feature)}")
+    return 0
+
+
+def run_rename_feature(args: argparse.Namespace) -> int:
+    from twinarm.datasets_io.rename_feature import rename_features
+
+    renames = pairs(args._parser, "--rename", args.rename)
+    out = rename_features(args.root, args.out, renames)
+    print(f"wrote {out}: {args.root} with " + ", ".join(f"{old} as {new}" for old, new in renames.items()))
     return 0
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 #: LeRobot's quantization defaults (metres), used where a depth video's info leaves one out.
 DEFAULT_DEPTH_MIN = 0.01
@@ -43,11 +45,15 @@ class DepthFormat:
 
     def to_output(self, frames: np.ndarray) -> np.ndarray:
         """Decoded frames (N, H, W, 1), video codes or stored image values, as float32 (N, 1, H, W) mm."""
+        import torch  # here, not at import: the dataset's metadata (`dataset info`) needs no torch
+
         x = torch.from_numpy(np.ascontiguousarray(frames[..., 0]))
         out = self._codes_to_mm(x) if self.video else self._image_to_mm(x)
         return out.unsqueeze(1).numpy()
 
     def _codes_to_mm(self, codes: torch.Tensor) -> torch.Tensor:
+        import torch
+
         if self.use_log:
             if self.depth_min + self.shift <= 0:
                 raise ValueError(f"depth_min + shift must be positive for log quantization, got {self.depth_min} + {self.shift}")
@@ -61,6 +67,8 @@ class DepthFormat:
         return buf.mul_(MM_PER_METRE).round_().clamp_(0.0, _UINT16_MAX)
 
     def _image_to_mm(self, img: torch.Tensor) -> torch.Tensor:
+        import torch
+
         out = img.to(torch.float32)
         return out * MM_PER_METRE if self.unit == "m" else out
 

@@ -33,7 +33,7 @@ from twinarm.datasets_io.layout import (
     load_json,
     sorted_parquet_files,
 )
-from twinarm.datasets_io.reader import column_to_numpy
+from twinarm.datasets_io.meta import column_to_numpy
 from twinarm.datasets_io.video import build_index
 
 INFO_KEYS = (

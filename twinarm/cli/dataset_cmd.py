@@ -116,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def info_rows(root: str) -> list[tuple[str, str]]:
     """The summary shown by `twinarm dataset info`, as (field, value) rows."""
-    from twinarm.datasets_io.reader import DatasetMeta, resolve_root
+    from twinarm.datasets_io.meta import DatasetMeta, resolve_root
 
     meta = DatasetMeta(resolve_root(root))
     info = meta.info
@@ -153,7 +153,7 @@ def info_rows(root: str) -> list[tuple[str, str]]:
 def episode_rows(root: str) -> list[tuple[int, int, float, str]]:
     """(episode, frames, seconds, task(s)) of every episode, from meta/episodes."""
     from twinarm.datasets_io.layout import EPISODES_DIR, read_parquet, sorted_parquet_files
-    from twinarm.datasets_io.reader import DatasetMeta, resolve_root
+    from twinarm.datasets_io.meta import DatasetMeta, resolve_root
 
     meta = DatasetMeta(resolve_root(root))
     rows = []

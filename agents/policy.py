@@ -123,6 +123,7 @@ def _fits(value: Any, hint: Any) -> bool:
 
 
 def _type_name(hint: Any) -> str:
+    """A field type as a `--set` error says it: "a whole number", "true or false", "a number or null"."""
     if typing.get_origin(hint) in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(hint))
     if typing.get_origin(hint) is Literal:

@@ -175,16 +175,14 @@ def check_precision_arg(args: argparse.Namespace, device: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from twinarm.agents.registry import POLICIES
+    from twinarm.agents.policy import ConfigOverrideError
+    from twinarm.agents.registry import POLICIES, get_config_class
     from twinarm.agents.train import dist_info, reconcile_resume, resolve_device, train
 
     if args.policy is None and args.init_from:
         args.policy = _checkpoint_type(args.init_from)
     if args.policy not in POLICIES:
         raise SystemExit(f"--policy must be one of {sorted(POLICIES)}, got {args.policy!r}")
-    from twinarm.agents.policy import ConfigOverrideError
-    from twinarm.agents.registry import get_config_class
-
     try:
         get_config_class(args.policy).check_overrides(dict(args.policy_overrides or {}))
     except ConfigOverrideError as exc:

@@ -116,3 +116,13 @@ def test_export_lerobot_of_a_lerobot_checkpoint_says_it_is_one(tmp_path: Path,
     assert info.value.code == 2
     assert f"--policy {ckpt} is a LeRobot checkpoint already" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_flag_is_named_by_its_command_with_the_nearest_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--policy", "act", "--stepz", "5", "--batch_size", "4"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: twinarm train ")  # the subcommand's usage, not the top-level one
+    assert err.rstrip().endswith("twinarm train: error: unrecognized arguments: --stepz 5 --batch_size 4; --stepz: did "
+                                 "you mean --steps?; --batch_size: did you mean --batch-size?")  # fmt: skip

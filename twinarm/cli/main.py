@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -99,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _format_warning
     parser = build_parser()
     _apply_config_file(parser, argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unrecognized(getattr(args, "_parser", parser), extra)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -113,6 +116,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"twinarm {args.command}: error: {exc}\n(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> None:
+    """argparse's "unrecognized arguments" error, from the subcommand's own parser (its usage, its name) and with
+    the nearest flags it does have: `--perturbation` for `--perturbations`."""
+    flags = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    near = {e: difflib.get_close_matches(e.split("=", 1)[0], flags, n=2, cutoff=0.7) for e in extra if e.startswith("--")}
+    hint = "".join(f"; {e.split('=', 1)[0]}: did you mean {' or '.join(n)}?" for e, n in near.items() if n)
+    parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
 
 
 def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:

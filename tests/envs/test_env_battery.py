@@ -165,6 +165,32 @@ def test_cameras_render_distinct_nonconstant_images(env_id: str) -> None:
     env.close()
 
 
+def test_cameras_of_one_size_share_a_gl_context_and_render_as_alone() -> None:
+    """One GL context per image size (an SO-101's two cameras: one context, half the env's start-up), each camera's
+    image the same bytes a renderer of its own draws; a camera of another size gets its own context."""
+    from dataclasses import replace
+
+    from twinarm.envs.render import CameraRenderer
+
+    env = _make("twinarm/SO101-PickCube-v0", obs_type="pixels", image_size=SMALL)
+    obs, _ = env.reset(seed=4)
+    for _ in range(3):
+        obs, *_ = env.step(env.action_space.sample())
+    u = env.unwrapped
+    assert len({id(r) for r in u._renderer._renderers.values()}) == 1
+    for cam in u.cameras:
+        alone = CameraRenderer(u.physics.model, (cam,))
+        np.testing.assert_array_equal(alone.render(u.physics.data)[cam.name], obs["pixels"][cam.name])
+        alone.close()
+    front, wrist = u.cameras
+    mixed = CameraRenderer(u.physics.model, (front, replace(wrist, height=24, width=32)))
+    images = mixed.render(u.physics.data)
+    assert len({id(r) for r in mixed._renderers.values()}) == 2 and images["wrist"].shape == (24, 32, 3)
+    np.testing.assert_array_equal(images["front"], obs["pixels"]["front"])
+    mixed.close()
+    env.close()
+
+
 def test_default_image_size_is_lerobots_480x640() -> None:
     env = _make("twinarm/SO101-PickCube-v0")
     obs, _ = env.reset(seed=0)

@@ -251,7 +251,8 @@ def load_policy(args: argparse.Namespace) -> Any:
     overrides = dict(args.policy_overrides or {})
     if not is_lerobot_checkpoint(args.policy):
         if args.rename_features:
-            args._parser.error("--rename-feature: only for a LeRobot checkpoint (twinarm's name their features already)")
+            args._parser.error("--rename-feature: only for a LeRobot checkpoint; a twinarm policy sees the camera names "
+                               "it was trained on (train on a `twinarm dataset rename-feature` copy to change them)")
         try:
             return Policy.from_pretrained(args.policy, overrides=overrides)
         except ConfigOverrideError as exc:

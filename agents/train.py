@@ -143,7 +143,11 @@ def dataset_roots(dataset: str | list[str] | None) -> list[str]:
     """`TrainConfig.dataset` (one root or repo id, several, or none) as a list."""
     if not dataset:
         return []
-    return [dataset] if isinstance(dataset, str) else list(dataset)
+    roots = [dataset] if isinstance(dataset, str) else list(dataset)
+    twice = sorted({r for r in roots if roots.count(r) > 1})
+    if twice:  # its frames would be drawn twice as often and its stats counted twice: a slip, not a weighting
+        raise PolicyConfigError(f"--dataset {', '.join(twice)} is given more than once")
+    return roots
 
 
 # ----- distributed helpers ------------------------------------------------------------------------

@@ -59,6 +59,12 @@ def merge_datasets(sources: Sequence[str | Path], dst: str | Path) -> Path:
     srcs, dst = [Path(s) for s in sources], Path(dst)
     if len(srcs) < 2:
         raise DatasetError("merging needs two datasets or more")
+    seen: dict[Path, Path] = {}
+    for s in srcs:  # every episode would be in the merge twice: a slip, not a way to weight a dataset
+        if s.resolve() in seen:
+            raise DatasetError(f"{s.resolve()} is given more than once (as {seen[s.resolve()]} and {s}): each "
+                               "dataset's episodes go in once")  # fmt: skip
+        seen[s.resolve()] = s
     if dst.exists():
         raise DatasetError(f"{dst} exists: give a new folder for the merged dataset")
     infos = [load_json(s / INFO_PATH) for s in srcs]

@@ -96,6 +96,8 @@ def test_merge_refuses_what_does_not_fit(tmp_path: Path) -> None:
         merge_datasets([a, c], tmp_path / "x")
     with pytest.raises(DatasetError, match="two datasets or more"):
         merge_datasets([a], tmp_path / "x")
+    with pytest.raises(DatasetError, match=r"/a is given more than once \(as .*/a and .*/b/\.\./a\): each dataset's episodes go in once"):
+        merge_datasets([a, b, tmp_path / "b" / ".." / "a"], tmp_path / "x")  # the same folder by another path
     d = tmp_path / "d"
     write_dataset(d, [2], seed=3)
     w = DatasetWriter.resume(a)  # a recording appending to a: it is not copied halfway through

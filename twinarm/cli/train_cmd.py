@@ -175,9 +175,9 @@ def check_precision_arg(args: argparse.Namespace, device: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from twinarm.agents.policy import ConfigOverrideError
+    from twinarm.agents.policy import ConfigOverrideError, PolicyConfigError
     from twinarm.agents.registry import POLICIES, get_config_class
-    from twinarm.agents.train import dist_info, reconcile_resume, resolve_device, train
+    from twinarm.agents.train import dataset_roots, dist_info, reconcile_resume, resolve_device, train
 
     if args.policy is None and args.init_from:
         args.policy = _checkpoint_type(args.init_from)
@@ -187,6 +187,10 @@ def run(args: argparse.Namespace) -> int:
         get_config_class(args.policy).check_overrides(dict(args.policy_overrides or {}))
     except ConfigOverrideError as exc:
         args._parser.error(f"--set {exc}")
+    try:
+        dataset_roots(args.dataset)
+    except PolicyConfigError as exc:
+        args._parser.error(str(exc))
     if args.dataset is None and args.policy != "tdmpc":
         raise SystemExit(f"--policy {args.policy} trains offline: pass --dataset ROOT_OR_REPO")
     if args.dataset is None and args.env is None:

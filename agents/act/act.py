@@ -103,13 +103,12 @@ class ACTModel(nn.Module):
         size go through the backbone as one batch; a dataset whose cameras differ in size (LeRobot records each
         at its own resolution) takes one call per size."""
         sizes = [tuple(im.shape[-2:]) for im in images]
-        feats: list[Tensor] = [images[0]] * len(images)
+        by_camera: dict[int, Tensor] = {}
         for size in dict.fromkeys(sizes):
             idx = [i for i, s in enumerate(sizes) if s == size]
-            bsz = images[idx[0]].shape[0]
             out = self.img_proj(self.backbone(torch.cat([images[i] for i in idx], dim=0)))  # (n*B, d, h, w)
-            for j, i in enumerate(idx):
-                feats[i] = out[j * bsz : (j + 1) * bsz]
+            by_camera.update(zip(idx, out.chunk(len(idx), dim=0), strict=True))
+        feats = [by_camera[i] for i in range(len(images))]
         tokens = [f.flatten(2).transpose(1, 2) for f in feats]
         return tokens, [self._image_pos(f.shape[-2], f.shape[-1], f) for f in feats]
 
@@ -212,7 +211,6 @@ class ACTPolicy(Policy):
 
     @torch.inference_mode()
     def select_action(self, batch: dict[str, Tensor]) -> Tensor:
-        self.check_inputs(batch)
         if self.ensembler is not None:
             return self.ensembler.update(self.predict_action_chunk(batch))
         if not self._queue:

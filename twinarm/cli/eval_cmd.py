@@ -246,7 +246,6 @@ def load_policy(args: argparse.Namespace) -> Any:
     renamed by `--rename-feature`) with `--set` overrides; parser errors name what does not fit."""
     from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint, load_lerobot
     from twinarm.agents.policy import ConfigOverrideError, Policy
-    from twinarm.registration import entry_for
 
     overrides = dict(args.policy_overrides or {})
     if not is_lerobot_checkpoint(args.policy):
@@ -257,10 +256,7 @@ def load_policy(args: argparse.Namespace) -> Any:
             return Policy.from_pretrained(args.policy, overrides=overrides)
         except ConfigOverrideError as exc:
             args._parser.error(f"--set {exc}")
-    try:
-        arm = entry_for(args.env).arm
-    except KeyError as exc:
-        args._parser.error(f"--env: {exc}")
+    arm = env_entry(args._parser, args.env).arm
     try:
         policy = load_lerobot(args.policy, arm=arm, overrides=overrides, rename=dict(args.rename_features))
     except ConfigOverrideError as exc:

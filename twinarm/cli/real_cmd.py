@@ -15,6 +15,7 @@ from twinarm.cli.config import (
     add_config_arg,
     add_dynamics_arg,
     add_randomization_arg,
+    env_entry,
     known_env_id,
 )
 from twinarm.cli.teleop_record import add_record_args
@@ -399,12 +400,8 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         args.arm = args.arm or "so101"
         return None
     from twinarm.arms import get_arm
-    from twinarm.registration import entry_for
 
-    try:
-        entry = entry_for(args.env)
-    except KeyError as exc:
-        parser.error(f"--env: {exc}")
+    entry = env_entry(parser, args.env)
     if args.env != entry.sim_id:
         parser.error(f"--env {args.env} is a real arm's id: give a real follower by --port and --calibration "
                      f"(--env {entry.sim_id} follows with its simulated arm)")

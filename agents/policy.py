@@ -162,7 +162,9 @@ class PolicyConfig(abc.ABC):
     # ----- derived views --------------------------------------------------------------------------
     @property
     def image_keys(self) -> list[str]:
-        return sorted(k for k in self.input_features if k.startswith(IMAGE_PREFIX))
+        """Camera keys in `input_features` order, the order LeRobot's policies stack cameras in (Diffusion's
+        conditioning concatenates them), so a LeRobot checkpoint listing `wrist` before `front` reads as written."""
+        return [k for k in self.input_features if k.startswith(IMAGE_PREFIX)]
 
     @property
     def has_state(self) -> bool:

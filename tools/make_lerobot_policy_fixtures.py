@@ -152,17 +152,54 @@ def tdmpc_camera_case(out: Path) -> None:
     save_file({**raw, "z": z.contiguous()}, out / "io.safetensors")
 
 
+def diffusion_cameras_case(out: Path) -> None:
+    """Diffusion with two 48x64 cameras listed wrist first (not sorted): LeRobot stacks them in that order. Its
+    ResNet-18 is 44 MB, so this case is not kept in git: tests write it to a temporary folder when lerobot is
+    installed (tests/agents/test_camera_order.py)."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    cameras = [f"observation.images.{name}" for name in ("wrist", "front")]
+    features = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE,))}
+    features.update({key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, 48, 64)) for key in cameras})
+    cfg = DiffusionConfig(
+        input_features=features, output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(STATE,))},
+        device="cpu", down_dims=(16, 32), horizon=16, n_action_steps=8, diffusion_step_embed_dim=16, kernel_size=3,
+        n_groups=4, noise_scheduler_type="DDIM", num_inference_steps=10, crop_shape=None,
+        pretrained_backbone_weights=None, use_separate_rgb_encoder_per_camera=False, spatial_softmax_num_keypoints=8,
+    )  # fmt: skip
+    policy = DiffusionPolicy(cfg).eval()
+    stats = _stats({"observation.state": STATE, "action": STATE})
+    for i, key in enumerate(cameras):  # unequal per camera, so a swap shows in the normalized images too
+        stats[key] = {"mean": torch.full((3, 1, 1), 0.3 + 0.2 * i), "std": torch.full((3, 1, 1), 0.2 + 0.1 * i),
+                      "min": torch.zeros(3, 1, 1), "max": torch.ones(3, 1, 1)}  # fmt: skip
+    pre, post = _save(out, policy, cfg, stats)
+    g = torch.Generator().manual_seed(1)
+    raw = {"observation.state": torch.randn(2, cfg.n_obs_steps, STATE, generator=g) * 20}
+    raw.update({key: torch.rand(2, cfg.n_obs_steps, 3, 48, 64, generator=g) for key in cameras})
+    noise = torch.randn(2, cfg.horizon, STATE, generator=torch.Generator().manual_seed(NOISE_SEED))
+    with torch.no_grad():
+        chunk = post(policy.predict_action_chunk(pre(dict(raw)), noise=noise))
+    save_file({**raw, "action_chunk": chunk.contiguous()}, out / "io.safetensors")
+
+
 NOISE_SEED = 3  # the generator seed of the diffusion case's initial noise
 CASES = {"act_state": act_case, "diffusion_state": diffusion_case, "tdmpc_state": tdmpc_case,
          "tdmpc_camera": tdmpc_camera_case}  # fmt: skip
+EXTRA_CASES = {"diffusion_cameras": diffusion_cameras_case}  # too large for git; written on demand
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests/fixtures/lerobot_policies")
+    p.add_argument("--case", action="append", choices=sorted({**CASES, **EXTRA_CASES}),
+                   help="write only this case (repeatable; default: every case kept in git)")
     args = p.parse_args()
-    for name, make in CASES.items():
-        make(args.out / name)
+    for name in args.case or CASES:
+        {**CASES, **EXTRA_CASES}[name](args.out / name)
         print(f"wrote {args.out / name}")
 
 

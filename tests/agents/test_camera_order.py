@@ -1,0 +1,128 @@
+"""Cameras are used in the order the config lists them, as LeRobot's policies use them: Diffusion concatenates each
+camera's features into its conditioning, so a LeRobot checkpoint listing `wrist` before `front` (or a dataset whose
+cameras are not in sorted order) must not be re-sorted. Against the real `lerobot` where its venv is installed
+(TWINARM_LEROBOT_PYTHON, default /root/lerobot-venv/bin/python): both directions, load and export."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tests.agents.test_lerobot_export import OUT, TINY, stats
+from twinarm.agents.features import Feature
+from twinarm.agents.lerobot_checkpoint import load_lerobot
+from twinarm.agents.lerobot_export import save_lerobot
+from twinarm.agents.registry import make_policy
+
+ROOT = Path(__file__).parents[2]
+LEROBOT_PYTHON = Path(os.environ.get("TWINARM_LEROBOT_PYTHON", "/root/lerobot-venv/bin/python"))
+CAM = Feature("VISUAL", (3, 48, 64))
+WRIST_FIRST = {"observation.state": Feature("STATE", (6,)), "observation.images.wrist": CAM, "observation.images.front": CAM}
+NOISE = 3
+
+
+def diffusion(features: dict[str, Feature]):  # noqa: ANN201
+    torch.manual_seed(0)
+    tiny = {**TINY["diffusion"], "crop_shape": None, "spatial_softmax_num_keypoints": 8}
+    return make_policy("diffusion", input_features=features, output_features=OUT, stats=stats(features), **tiny).eval()
+
+
+def images() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {"observation.state": torch.randn(2, 2, 6, generator=g) * 20,
+            "a": torch.rand(2, 2, 3, 48, 64, generator=g), "b": torch.rand(2, 2, 3, 48, 64, generator=g)}  # fmt: skip
+
+
+def chunk(policy, batch: dict[str, torch.Tensor]) -> torch.Tensor:  # noqa: ANN001
+    return policy.predict_action_chunk(batch, generator=torch.Generator().manual_seed(NOISE))
+
+
+def test_diffusion_stacks_cameras_in_the_listed_order() -> None:
+    """The same weights listed wrist-first and front-first: the first-listed camera takes the first slot, so
+    giving each the other's images yields the same chunk, and giving both the same images does not."""
+    wrist_first = diffusion(WRIST_FIRST)
+    front_first = diffusion({k: WRIST_FIRST[k] for k in ("observation.state", "observation.images.front",
+                                                        "observation.images.wrist")})  # fmt: skip
+    front_first.load_state_dict(wrist_first.state_dict())
+    assert wrist_first.config.image_keys == ["observation.images.wrist", "observation.images.front"]
+    x = images()
+    a = {"observation.state": x["observation.state"], "observation.images.wrist": x["a"], "observation.images.front": x["b"]}
+    b = {"observation.state": x["observation.state"], "observation.images.front": x["a"], "observation.images.wrist": x["b"]}
+    torch.testing.assert_close(chunk(wrist_first, a), chunk(front_first, b))
+    assert not torch.allclose(chunk(wrist_first, a), chunk(front_first, a), atol=1e-3)
+
+
+def test_the_order_survives_both_checkpoint_formats(tmp_path: Path) -> None:
+    policy = diffusion(WRIST_FIRST)
+    policy.save_pretrained(tmp_path / "tw")
+    save_lerobot(policy, tmp_path / "lr")
+    x = images()
+    batch = {"observation.state": x["observation.state"], "observation.images.wrist": x["a"], "observation.images.front": x["b"]}
+    for again in (type(policy).from_pretrained(tmp_path / "tw"), load_lerobot(tmp_path / "lr")):
+        assert again.config.image_keys == policy.config.image_keys
+        torch.testing.assert_close(chunk(again, batch), chunk(policy, batch))
+
+
+def _lerobot_missing() -> str | None:
+    if not LEROBOT_PYTHON.exists():
+        return f"no lerobot venv at {LEROBOT_PYTHON} (TWINARM_LEROBOT_PYTHON)"
+    probe = subprocess.run([str(LEROBOT_PYTHON), "-c", "import lerobot"], capture_output=True, cwd="/")
+    return None if probe.returncode == 0 else f"lerobot does not import in {LEROBOT_PYTHON}"
+
+
+needs_lerobot = pytest.mark.skipif(_lerobot_missing() is not None, reason=str(_lerobot_missing()))
+
+
+@needs_lerobot
+def test_a_lerobot_checkpoint_listing_wrist_first_predicts_lerobots_chunk(tmp_path: Path) -> None:
+    run = subprocess.run([str(LEROBOT_PYTHON), str(ROOT / "tools/make_lerobot_policy_fixtures.py"), "--out",
+                          str(tmp_path), "--case", "diffusion_cameras"], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    policy = load_lerobot(tmp_path / "diffusion_cameras/pretrained_model")
+    assert policy.config.image_keys == ["observation.images.wrist", "observation.images.front"]
+    io = load_file(str(tmp_path / "diffusion_cameras/io.safetensors"))
+    got = chunk(policy, {k: v for k, v in io.items() if k.startswith("observation.")})
+    torch.testing.assert_close(got, io["action_chunk"], atol=2e-4, rtol=1e-5)
+
+
+LEROBOT_RUNS_EXPORT = """
+import sys, torch
+from safetensors.torch import load_file, save_file
+from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+from lerobot.policies.factory import make_pre_post_processors
+src, io_path, out = sys.argv[1:4]
+policy = DiffusionPolicy.from_pretrained(src).eval()
+pre, post = make_pre_post_processors(policy.config, pretrained_path=src)
+io = load_file(io_path)
+raw = {k: v for k, v in io.items() if k.startswith("observation.")}
+with torch.no_grad():
+    chunk = post(policy.predict_action_chunk(pre(raw), noise=io["noise"]))
+print(list(policy.config.image_features))
+save_file({"action_chunk": chunk.contiguous()}, out)
+"""
+
+
+@needs_lerobot
+def test_an_export_listing_wrist_first_runs_in_lerobot_as_in_twinarm(tmp_path: Path) -> None:
+    policy = diffusion(WRIST_FIRST)
+    save_lerobot(policy, tmp_path / "lr")
+    x = images()
+    batch = {"observation.state": x["observation.state"], "observation.images.wrist": x["a"], "observation.images.front": x["b"]}
+    noise = torch.randn(2, policy.config.horizon, 6, generator=torch.Generator().manual_seed(NOISE))
+    save_file({**batch, "noise": noise}, str(tmp_path / "io.safetensors"))
+    run = subprocess.run([str(LEROBOT_PYTHON), "-c", LEROBOT_RUNS_EXPORT, str(tmp_path / "lr"), str(tmp_path / "io.safetensors"),
+                          str(tmp_path / "out.safetensors")], capture_output=True, text=True, cwd="/")  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "['observation.images.wrist', 'observation.images.front']" in run.stdout
+    want = load_file(str(tmp_path / "out.safetensors"))["action_chunk"]
+    torch.testing.assert_close(chunk(policy, batch), want, atol=2e-4, rtol=1e-5)
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))

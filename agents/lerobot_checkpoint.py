@@ -57,9 +57,8 @@ _READERS = {
     "diffusion": _Reader(
         fixed={"resize_shape": None, "crop_ratio": 1.0},
         ignored=frozenset({"drop_n_last_frames", "gradient_checkpointing", "compile_model", "compile_mode",
-                           "optimizer_eps", "scheduler_name", "scheduler_warmup_steps",
-                           "use_separate_rgb_encoder_per_camera"}),
-        dropped=(r"^diffusion\.rgb_encoder\.pool\.pos_grid$",),
+                           "optimizer_eps", "scheduler_name", "scheduler_warmup_steps"}),
+        dropped=(r"^diffusion\.rgb_encoder\.(\d+\.)?pool\.pos_grid$",),
         preset={"use_clipped_model_output": False},  # LeRobot samples with diffusers' default
     ),  # fmt: skip
     "tdmpc": _Reader(fixed={}, ignored=frozenset(), dropped=(), preset={}),
@@ -100,17 +99,14 @@ def load_lerobot(
     klass = get_policy_class(kind)
     config = _config(raw, src / CONFIG_NAME, _READERS[kind], klass.config_class, arm)
     cameras = [k for k, f in config["input_features"].items() if f.kind == "VISUAL"]
-    if kind == "diffusion" and raw.get("use_separate_rgb_encoder_per_camera") and len(cameras) > 1:
-        raise LeRobotCheckpointError(f"{src / CONFIG_NAME}: use_separate_rgb_encoder_per_camera=True with "
-                                     f"{len(cameras)} cameras; twinarm's Diffusion shares one image encoder")  # fmt: skip
     renamed = _renamed(config, {**_processor_renames(src, config), **dict(rename or {})}, src / CONFIG_NAME)
     klass.config_class.check_overrides(overrides or {})  # a ConfigOverrideError names the field and the fix
     stats = {renamed.get(k, k): v for k, v in _stats(src, config).items()}
     config["input_features"] = {renamed.get(k, k): f for k, f in config["input_features"].items()}
     policy = klass(klass.config_class(**{**config, **dict(overrides or {})}), stats)
     state = load_file(str(src / WEIGHTS_NAME))
-    if kind == "diffusion" and raw.get("use_separate_rgb_encoder_per_camera") and cameras:
-        # One camera's own encoder (a one-element list, LeRobot's default) is the shared one.
+    if kind == "diffusion" and raw.get("use_separate_rgb_encoder_per_camera", True) and len(cameras) == 1:
+        # One camera's own encoder (a one-element list, LeRobot's default) is twinarm's single encoder.
         state = {k.replace("diffusion.rgb_encoder.0.", "diffusion.rgb_encoder.", 1): v for k, v in state.items()}
     mapped = _weights(state, kind, _READERS[kind], policy, src / WEIGHTS_NAME)
     policy.load_state_dict(mapped, strict=False)

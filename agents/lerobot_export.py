@@ -53,8 +53,7 @@ LEROBOT_FIELDS = {
 #: the checkpoint: nothing to download).
 LEROBOT_PRESETS = {
     "act": {"pretrained_backbone_weights": None, "replace_final_stride_with_dilation": False},
-    "diffusion": {"pretrained_backbone_weights": None, "resize_shape": None, "crop_ratio": 1.0,
-                  "use_separate_rgb_encoder_per_camera": False},
+    "diffusion": {"pretrained_backbone_weights": None, "resize_shape": None, "crop_ratio": 1.0},
     "tdmpc": {},
 }  # fmt: skip
 
@@ -92,6 +91,8 @@ def save_lerobot(policy: Policy, directory: str | Path, lerobot_ddim: bool = Fal
         value = getattr(cfg, name)
         raw[name] = list(value) if isinstance(value, tuple) else value
     raw.update(LEROBOT_PRESETS[kind])
+    if kind == "diffusion":  # one camera: one encoder either way, named as LeRobot's shared one
+        raw["use_separate_rgb_encoder_per_camera"] = hasattr(policy.model, "rgbs")
     (out / CONFIG_NAME).write_text(json.dumps(raw, indent=4) + "\n")
     image_key = next(iter(cfg.image_keys), None)
     state = {
@@ -119,13 +120,16 @@ def _fixed_buffers(policy: Policy) -> dict[str, torch.Tensor]:
     if policy.name == "act" and policy.config.use_vae:
         return {"model.vae_encoder_pos_enc": policy.model.vae_pos.detach().cpu().contiguous()}
     if policy.name == "diffusion" and policy.config.image_keys:
-        rgb = policy.model.rgb
+        separate = hasattr(policy.model, "rgbs")
+        encoders = {f"diffusion.rgb_encoder.{i}.": rgb for i, rgb in enumerate(policy.model.rgbs)} if separate \
+            else {"diffusion.rgb_encoder.": policy.model.rgb}  # fmt: skip
         c, h, w = policy.config.input_features[policy.config.image_keys[0]].shape
         if policy.config.crop_shape is not None:
             h, w = policy.config.crop_shape
+        rgb = next(iter(encoders.values()))
         with torch.no_grad():
             fh, fw = rgb.backbone.trunk(torch.zeros(1, c, h, w)).shape[-2:]  # the feature map's size
-        return {"diffusion.rgb_encoder.pool.pos_grid": rgb.pool.grid(fh, fw).contiguous()}
+        return {f"{prefix}pool.pos_grid": enc.pool.grid(fh, fw).clone() for prefix, enc in encoders.items()}
     return {}
 
 

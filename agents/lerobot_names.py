@@ -46,6 +46,15 @@ _DIFFUSION = [
     ("diffusion.rgb_encoder.backbone.7.", "model.rgb.backbone.layer4."),
     ("diffusion.rgb_encoder.pool.nets.", "model.rgb.pool.kp."),
     ("diffusion.rgb_encoder.out.", "model.rgb.out."),
+    # One encoder per camera (LeRobot's `use_separate_rgb_encoder_per_camera`, two cameras or more).
+    ("diffusion.rgb_encoder.{n}.backbone.0.", "model.rgbs.{n}.backbone.conv1."),
+    ("diffusion.rgb_encoder.{n}.backbone.1.", "model.rgbs.{n}.backbone.bn1."),
+    ("diffusion.rgb_encoder.{n}.backbone.4.", "model.rgbs.{n}.backbone.layer1."),
+    ("diffusion.rgb_encoder.{n}.backbone.5.", "model.rgbs.{n}.backbone.layer2."),
+    ("diffusion.rgb_encoder.{n}.backbone.6.", "model.rgbs.{n}.backbone.layer3."),
+    ("diffusion.rgb_encoder.{n}.backbone.7.", "model.rgbs.{n}.backbone.layer4."),
+    ("diffusion.rgb_encoder.{n}.pool.nets.", "model.rgbs.{n}.pool.kp."),
+    ("diffusion.rgb_encoder.{n}.out.", "model.rgbs.{n}.out."),
 ]
 #: Inside the U-Net's residual blocks, after the renames above (anywhere in the name, not only its start).
 _DIFFUSION_BLOCKS = [(".conv1.block.", ".conv1."), (".conv2.block.", ".conv2."), (".cond_encoder.", ".cond."),

@@ -152,10 +152,11 @@ def tdmpc_camera_case(out: Path) -> None:
     save_file({**raw, "z": z.contiguous()}, out / "io.safetensors")
 
 
-def diffusion_cameras_case(out: Path) -> None:
-    """Diffusion with two 48x64 cameras listed wrist first (not sorted): LeRobot stacks them in that order. Its
-    ResNet-18 is 44 MB, so this case is not kept in git: tests write it to a temporary folder when lerobot is
-    installed (tests/agents/test_camera_order.py)."""
+def diffusion_cameras_case(out: Path, separate: bool = True) -> None:
+    """Diffusion with two 48x64 cameras listed wrist first (not sorted): LeRobot stacks them in that order, each
+    through its own encoder (`separate`, LeRobot's default) or one shared. A ResNet-18 is 44 MB, so these cases
+    are not kept in git: tests write them to a temporary folder when lerobot is installed
+    (tests/agents/test_diffusion_cameras.py)."""
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
@@ -169,7 +170,7 @@ def diffusion_cameras_case(out: Path) -> None:
         input_features=features, output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(STATE,))},
         device="cpu", down_dims=(16, 32), horizon=16, n_action_steps=8, diffusion_step_embed_dim=16, kernel_size=3,
         n_groups=4, noise_scheduler_type="DDIM", num_inference_steps=10, crop_shape=None,
-        pretrained_backbone_weights=None, use_separate_rgb_encoder_per_camera=False, spatial_softmax_num_keypoints=8,
+        pretrained_backbone_weights=None, use_separate_rgb_encoder_per_camera=separate, spatial_softmax_num_keypoints=8,
     )  # fmt: skip
     policy = DiffusionPolicy(cfg).eval()
     stats = _stats({"observation.state": STATE, "action": STATE})
@@ -189,7 +190,8 @@ def diffusion_cameras_case(out: Path) -> None:
 NOISE_SEED = 3  # the generator seed of the diffusion case's initial noise
 CASES = {"act_state": act_case, "diffusion_state": diffusion_case, "tdmpc_state": tdmpc_case,
          "tdmpc_camera": tdmpc_camera_case}  # fmt: skip
-EXTRA_CASES = {"diffusion_cameras": diffusion_cameras_case}  # too large for git; written on demand
+EXTRA_CASES = {"diffusion_cameras": diffusion_cameras_case,  # too large for git; written on demand
+               "diffusion_cameras_shared": lambda out: diffusion_cameras_case(out, separate=False)}
 
 
 def main() -> None:

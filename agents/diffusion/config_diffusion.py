@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from twinarm.agents.policy import PolicyConfig, PolicyConfigError
 
@@ -31,6 +33,8 @@ class DiffusionConfig(PolicyConfig):
     """(h, w) crop of the images before the backbone; None keeps full frames."""
     crop_is_random: bool = True
     """Random crops while training (centre crop at inference)."""
+    use_separate_rgb_encoder_per_camera: bool = True
+    """One image encoder per camera (LeRobot's default) rather than one shared by all; with one camera the same."""
     spatial_softmax_num_keypoints: int = 32
     """Keypoints of the spatial-softmax pooling after the backbone (image feature = 2x this)."""
     down_dims: tuple[int, ...] = (512, 1024, 2048)
@@ -88,11 +92,16 @@ class DiffusionConfig(PolicyConfig):
         if self.noise_scheduler_type not in ("DDPM", "DDIM"):
             raise PolicyConfigError("noise_scheduler_type must be DDPM or DDIM")
         shapes = {k: tuple(self.input_features[k].shape) for k in self.image_keys}
-        if len(set(shapes.values())) > 1:  # as LeRobot's: one shared image encoder sees every camera stacked
+        if len(set(shapes.values())) > 1:  # as LeRobot's, which stacks every camera in one tensor
             said = ", ".join(f"{k.rsplit('.', 1)[-1]} {s[1]}x{s[2]}" for k, s in shapes.items())
             raise PolicyConfigError(f"Diffusion Policy needs every camera at one image size; the data has {said}: record at "
                              "one --image-size, drop a camera (`twinarm dataset remove-feature`), or train ACT, "
                              "which takes cameras of different sizes")  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DiffusionConfig:
+        """A config saved before `use_separate_rgb_encoder_per_camera` existed shared one encoder: read it so."""
+        return super().from_dict({"use_separate_rgb_encoder_per_camera": False, **d})
 
     def observation_delta_indices(self) -> list[int]:
         return list(range(1 - self.n_obs_steps, 1))

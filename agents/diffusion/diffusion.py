@@ -206,9 +206,13 @@ class DiffusionModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         per_step = cfg.state_dim + cfg.env_state_dim
-        if cfg.image_keys:
+        n_cams = len(cfg.image_keys)
+        if n_cams > 1 and cfg.use_separate_rgb_encoder_per_camera:
+            self.rgbs = nn.ModuleList(RgbEncoder(cfg) for _ in range(n_cams))  # in image_keys order
+            per_step += self.rgbs[0].feature_dim * n_cams
+        elif n_cams:
             self.rgb = RgbEncoder(cfg)
-            per_step += self.rgb.feature_dim * len(cfg.image_keys)
+            per_step += self.rgb.feature_dim * n_cams
         self.unet = UNet1D(cfg, per_step * cfg.n_obs_steps)
         self.scheduler = NoiseScheduler(
             cfg.num_train_timesteps,
@@ -228,7 +232,10 @@ class DiffusionModel(nn.Module):
         parts: list[Tensor] = []
         if cfg.has_state:
             parts.append(batch[STATE])
-        if cfg.image_keys:
+        if cfg.image_keys and hasattr(self, "rgbs"):  # each camera through its own encoder, features side by side
+            b, n = batch[cfg.image_keys[0]].shape[:2]
+            parts.extend(enc(batch[k].flatten(0, 1)).reshape(b, n, -1) for enc, k in zip(self.rgbs, cfg.image_keys, strict=True))
+        elif cfg.image_keys:
             imgs = torch.stack([batch[k] for k in cfg.image_keys], dim=2)  # (B, n_obs, n_cam, C, H, W)
             b, n, c = imgs.shape[:3]
             feats = self.rgb(imgs.flatten(0, 2)).reshape(b, n, c * self.rgb.feature_dim)

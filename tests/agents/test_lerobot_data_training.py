@@ -40,8 +40,8 @@ def test_diffusion_refuses_cameras_of_different_sizes_as_lerobot_does(tmp_path: 
                                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     assert main(["train", "--policy", "diffusion", "--dataset", str(LEROBOT_DATA), "--output-dir",
                  str(tmp_path / "run"), "--steps", "2", "--eval-freq", "0", "--no-progress"]) == 1  # fmt: skip
-    assert ("twinarm train: error: Diffusion Policy needs every camera at one image size; the data has front 32x48, "
-            "wrist 16x24") in capsys.readouterr().err
+    assert ("twinarm train: error: Diffusion Policy needs every camera at one image size; the data has wrist 16x24, "
+            "front 32x48") in capsys.readouterr().err  # in the dataset's order (LeRobot wrote wrist first)
 
 
 def test_an_unknown_robot_type_asks_for_env(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

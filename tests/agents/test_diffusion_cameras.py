@@ -1,10 +1,12 @@
-"""Cameras are used in the order the config lists them, as LeRobot's policies use them: Diffusion concatenates each
-camera's features into its conditioning, so a LeRobot checkpoint listing `wrist` before `front` (or a dataset whose
-cameras are not in sorted order) must not be re-sorted. Against the real `lerobot` where its venv is installed
-(TWINARM_LEROBOT_PYTHON, default /root/lerobot-venv/bin/python): both directions, load and export."""
+"""Diffusion with several cameras, as LeRobot builds it: one image encoder per camera by default (or one shared),
+and the cameras in the order the config lists them (their features are concatenated into the conditioning, so a
+LeRobot checkpoint listing `wrist` before `front`, or a dataset whose cameras are not in sorted order, must not be
+re-sorted). Against the real `lerobot` where its venv is installed (TWINARM_LEROBOT_PYTHON, default
+/root/lerobot-venv/bin/python): both directions, load and export."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,9 +29,9 @@ WRIST_FIRST = {"observation.state": Feature("STATE", (6,)), "observation.images.
 NOISE = 3
 
 
-def diffusion(features: dict[str, Feature]):  # noqa: ANN201
+def diffusion(features: dict[str, Feature], **overrides):  # noqa: ANN003, ANN201
     torch.manual_seed(0)
-    tiny = {**TINY["diffusion"], "crop_shape": None, "spatial_softmax_num_keypoints": 8}
+    tiny = {**TINY["diffusion"], "crop_shape": None, "spatial_softmax_num_keypoints": 8, **overrides}
     return make_policy("diffusion", input_features=features, output_features=OUT, stats=stats(features), **tiny).eval()
 
 
@@ -58,15 +60,43 @@ def test_diffusion_stacks_cameras_in_the_listed_order() -> None:
     assert not torch.allclose(chunk(wrist_first, a), chunk(front_first, a), atol=1e-3)
 
 
-def test_the_order_survives_both_checkpoint_formats(tmp_path: Path) -> None:
-    policy = diffusion(WRIST_FIRST)
+def test_each_camera_has_its_own_encoder_by_default() -> None:
+    """LeRobot's default: the encoders start alike (one seed) but are separate weights; shared: one encoder."""
+    separate, shared = diffusion(WRIST_FIRST), diffusion(WRIST_FIRST, use_separate_rgb_encoder_per_camera=False)
+    assert len(separate.model.rgbs) == 2 and not hasattr(separate.model, "rgb") and not hasattr(shared.model, "rgbs")
+    encoder = sum(p.numel() for p in shared.model.rgb.parameters())
+    assert sum(p.numel() for p in separate.parameters()) - sum(p.numel() for p in shared.parameters()) == encoder
+    x = images()
+    batch = {"observation.state": x["observation.state"], "observation.images.wrist": x["a"], "observation.images.front": x["b"]}
+    before = chunk(separate, batch)
+    with torch.no_grad():
+        separate.model.rgbs[1].out.bias.add_(1.0)  # the front camera's encoder only
+    assert not torch.allclose(chunk(separate, batch), before, atol=1e-3)
+
+
+@pytest.mark.parametrize("separate", [True, False], ids=["separate", "shared"])
+def test_the_order_and_encoders_survive_both_checkpoint_formats(tmp_path: Path, separate: bool) -> None:
+    policy = diffusion(WRIST_FIRST, use_separate_rgb_encoder_per_camera=separate)
+    with torch.no_grad():
+        for p in policy.parameters():  # no two encoders alike, so a swap would show
+            p.add_(torch.randn_like(p) * 0.01)
     policy.save_pretrained(tmp_path / "tw")
     save_lerobot(policy, tmp_path / "lr")
     x = images()
     batch = {"observation.state": x["observation.state"], "observation.images.wrist": x["a"], "observation.images.front": x["b"]}
     for again in (type(policy).from_pretrained(tmp_path / "tw"), load_lerobot(tmp_path / "lr")):
         assert again.config.image_keys == policy.config.image_keys
+        assert again.config.use_separate_rgb_encoder_per_camera == separate
         torch.testing.assert_close(chunk(again, batch), chunk(policy, batch))
+
+
+def test_a_checkpoint_saved_before_the_option_existed_shares_one_encoder(tmp_path: Path) -> None:
+    policy = diffusion(WRIST_FIRST, use_separate_rgb_encoder_per_camera=False)
+    policy.save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old/config.json").read_text())
+    del config["use_separate_rgb_encoder_per_camera"]
+    (tmp_path / "old/config.json").write_text(json.dumps(config))
+    assert type(policy).from_pretrained(tmp_path / "old").config.use_separate_rgb_encoder_per_camera is False
 
 
 def _lerobot_missing() -> str | None:
@@ -80,15 +110,19 @@ needs_lerobot = pytest.mark.skipif(_lerobot_missing() is not None, reason=str(_l
 
 
 @needs_lerobot
-def test_a_lerobot_checkpoint_listing_wrist_first_predicts_lerobots_chunk(tmp_path: Path) -> None:
+def test_lerobot_checkpoints_listing_wrist_first_predict_lerobots_chunk(tmp_path: Path) -> None:
+    """LeRobot's defaults (an encoder per camera) and one shared encoder, both written by LeRobot itself."""
+    cases = {"diffusion_cameras": True, "diffusion_cameras_shared": False}
     run = subprocess.run([str(LEROBOT_PYTHON), str(ROOT / "tools/make_lerobot_policy_fixtures.py"), "--out",
-                          str(tmp_path), "--case", "diffusion_cameras"], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+                          str(tmp_path), *(f"--case={c}" for c in cases)], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    policy = load_lerobot(tmp_path / "diffusion_cameras/pretrained_model")
-    assert policy.config.image_keys == ["observation.images.wrist", "observation.images.front"]
-    io = load_file(str(tmp_path / "diffusion_cameras/io.safetensors"))
-    got = chunk(policy, {k: v for k, v in io.items() if k.startswith("observation.")})
-    torch.testing.assert_close(got, io["action_chunk"], atol=2e-4, rtol=1e-5)
+    for case, separate in cases.items():
+        policy = load_lerobot(tmp_path / case / "pretrained_model")
+        assert policy.config.image_keys == ["observation.images.wrist", "observation.images.front"]
+        assert hasattr(policy.model, "rgbs") == separate
+        io = load_file(str(tmp_path / case / "io.safetensors"))
+        got = chunk(policy, {k: v for k, v in io.items() if k.startswith("observation.")})
+        torch.testing.assert_close(got, io["action_chunk"], atol=2e-4, rtol=1e-5, msg=case)
 
 
 LEROBOT_RUNS_EXPORT = """
@@ -103,7 +137,7 @@ io = load_file(io_path)
 raw = {k: v for k, v in io.items() if k.startswith("observation.")}
 with torch.no_grad():
     chunk = post(policy.predict_action_chunk(pre(raw), noise=io["noise"]))
-print(list(policy.config.image_features))
+print(list(policy.config.image_features), len(policy.diffusion.rgb_encoder))
 save_file({"action_chunk": chunk.contiguous()}, out)
 """
 
@@ -119,7 +153,7 @@ def test_an_export_listing_wrist_first_runs_in_lerobot_as_in_twinarm(tmp_path: P
     run = subprocess.run([str(LEROBOT_PYTHON), "-c", LEROBOT_RUNS_EXPORT, str(tmp_path / "lr"), str(tmp_path / "io.safetensors"),
                           str(tmp_path / "out.safetensors")], capture_output=True, text=True, cwd="/")  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "['observation.images.wrist', 'observation.images.front']" in run.stdout
+    assert "['observation.images.wrist', 'observation.images.front'] 2" in run.stdout  # two encoders, LeRobot's default
     want = load_file(str(tmp_path / "out.safetensors"))["action_chunk"]
     torch.testing.assert_close(chunk(policy, batch), want, atol=2e-4, rtol=1e-5)
 

@@ -43,8 +43,9 @@ def check_fits(features: Mapping[str, Feature], policy_arm: str, spec: ArmSpec, 
     cams = list(space["pixels"].spaces) if "pixels" in space.spaces else []
     missing = [k[len(IMAGE_PREFIX):] for k in features if k.startswith(IMAGE_PREFIX) and k[len(IMAGE_PREFIX):] not in cams]
     if missing:
-        problems.append(f"it sees camera(s) {', '.join(missing)}, the env gives {', '.join(cams) or 'none'} (train on "
-                        "a copy with the sim's camera names: `twinarm dataset rename-feature`)")
+        problems.append(f"it sees camera(s) {', '.join(missing)}, the env gives {', '.join(cams) or 'none'} (eval "
+                        f"--rename-feature {IMAGE_PREFIX}{missing[0]}={IMAGE_PREFIX}{(cams or ['<camera>'])[0]} maps "
+                        "a camera onto the env's; to train, a `twinarm dataset rename-feature` copy)")
     if ENV_STATE in features:
         has = space["environment_state"].shape[0] if "environment_state" in space.spaces else None
         if has != features[ENV_STATE].shape[0]:

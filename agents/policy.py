@@ -344,19 +344,27 @@ class Policy(nn.Module, abc.ABC):
 
     @classmethod
     def from_pretrained(
-        cls: type[P], directory: str | Path, map_location: str = "cpu", overrides: Mapping[str, Any] | None = None
+        cls: type[P], directory: str | Path, map_location: str = "cpu", overrides: Mapping[str, Any] | None = None,
+        rename: Mapping[str, str] | None = None,
     ) -> P:
         """Load a checkpoint written by `save_pretrained` (or a run's newest, see `resolve_checkpoint`); on
         `Policy` it picks the class from `type`.
 
         `overrides` replace config fields before the policy is built: inference settings such as
         `n_action_steps`, `num_inference_steps` or `temporal_ensemble_coeff` (a field that changes the
-        architecture makes the strict weight load fail).
+        architecture makes the strict weight load fail). `rename` gives cameras other keys, e.g.
+        `{"observation.images.laptop": "observation.images.front"}` (see `camera_rename`; CameraRenameError).
         """
+        from twinarm.agents import camera_rename as cr
+
         src = resolve_checkpoint(directory)
         if not (src / CONFIG_NAME).is_file():
             raise FileNotFoundError(f"{src} holds no {CONFIG_NAME}; is it a policy checkpoint directory?")
         raw = {**json.loads((src / CONFIG_NAME).read_text()), **dict(overrides or {})}
+        rename = dict(rename or {})
+        if rename:
+            cr.check_camera_renames(raw.get("input_features", {}), rename, str(src / CONFIG_NAME))
+            raw["input_features"] = cr.renamed_keys(raw["input_features"], rename)
         klass: type[Policy] = cls
         if not cls.name:
             from twinarm.agents.registry import get_policy_class
@@ -367,8 +375,9 @@ class Policy(nn.Module, abc.ABC):
         klass.config_class.check_overrides(overrides or {})
         config = klass.config_class.from_dict(raw)
         policy = klass(config)
-        policy.load_state_dict(load_file(str(src / WEIGHTS_NAME), device=map_location), strict=True)
-        stats = load_file(str(src / STATS_NAME))
+        weights = load_file(str(src / WEIGHTS_NAME), device=map_location)
+        policy.load_state_dict(cr.renamed_weights(weights, rename) if rename else weights, strict=True)
+        stats = cr.renamed_stats(load_file(str(src / STATS_NAME)), rename)
         for norm in (policy.normalize_inputs, policy.normalize_targets, policy.unnormalize_outputs):
             norm.load_flat_stats(stats)
         policy.to(map_location)

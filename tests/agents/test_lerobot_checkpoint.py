@@ -151,13 +151,6 @@ def test_cameras_must_be_renamed_to_an_env_camera(tmp_path: Path, capsys: pytest
     assert "expected OLD=NEW feature keys" in capsys.readouterr().err
 
 
-def test_rename_feature_is_refused_for_twinarm_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    load_lerobot(CKPT).save_pretrained(tmp_path / "tw")
-    with pytest.raises(SystemExit):
-        main(["eval", "--policy", str(tmp_path / "tw"), "--rename-feature", "a=b", "--out", str(tmp_path / "e")])
-    assert "--rename-feature: only for a LeRobot checkpoint" in capsys.readouterr().err
-
-
 def test_a_renamed_camera_encodes_as_lerobot_does_and_runs_in_sim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fixture = FIXTURE.parent / "tdmpc_camera"
     policy = load_lerobot(fixture / "pretrained_model", rename={"observation.image": "observation.images.front"})

@@ -89,8 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override an inference setting of the policy config (JSON value), e.g. --set n_action_steps=20",
     )
     p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, action="append", default=[],
-                   metavar="OLD=NEW", help="a LeRobot checkpoint's feature key under twinarm's name (repeatable), e.g. "
-                   "observation.image=observation.images.front: a camera must be one of the env's")
+                   metavar="OLD=NEW", help="a policy's camera under the env's name (repeatable), e.g. "
+                   "observation.images.laptop=observation.images.front for a policy trained on a LeRobot "
+                   "recording, or LeRobot TD-MPC's observation.image=observation.images.front")
     p.add_argument("--async-envs", action="store_true", help="run the envs in subprocesses")
     add_thread_args(p)
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, ...")
@@ -244,18 +245,18 @@ def run(args: argparse.Namespace) -> int:
 def load_policy(args: argparse.Namespace) -> Any:
     """`--policy` (a resolved checkpoint folder: twinarm's, or LeRobot's read for `--env`'s arm, its features
     renamed by `--rename-feature`) with `--set` overrides; parser errors name what does not fit."""
+    from twinarm.agents.camera_rename import CameraRenameError
     from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint, load_lerobot
     from twinarm.agents.policy import ConfigOverrideError, Policy
 
     overrides = dict(args.policy_overrides or {})
     if not is_lerobot_checkpoint(args.policy):
-        if args.rename_features:
-            args._parser.error("--rename-feature: only for a LeRobot checkpoint; a twinarm policy sees the camera names "
-                               "it was trained on (train on a `twinarm dataset rename-feature` copy to change them)")
         try:
-            return Policy.from_pretrained(args.policy, overrides=overrides)
+            return Policy.from_pretrained(args.policy, overrides=overrides, rename=dict(args.rename_features))
         except ConfigOverrideError as exc:
             args._parser.error(f"--set {exc}")
+        except CameraRenameError as exc:
+            args._parser.error(f"--rename-feature {exc}")
     arm = env_entry(args._parser, args.env).arm
     try:
         policy = load_lerobot(args.policy, arm=arm, overrides=overrides, rename=dict(args.rename_features))

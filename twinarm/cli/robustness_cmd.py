@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="policy_overrides", type=policy_kv, action="append", default=[],
                    metavar="FIELD=VALUE", help="override an inference setting of the policy config")
     p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, action="append", default=[],
-                   metavar="OLD=NEW", help="a LeRobot checkpoint's feature key under twinarm's name (as on eval)")
+                   metavar="OLD=NEW", help="a policy's camera under the env's name (repeatable, as on eval)")
     p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"), help="env image size")
     p.add_argument("--videos", type=at_least(0), default=0, help="episodes per perturbation saved as mp4 (default: 0)")
     p.add_argument("--max-steps", type=at_least(1), default=None, help="cut episodes at this many steps (default: the env's)")

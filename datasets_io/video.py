@@ -31,6 +31,8 @@ CODECS: dict[str, tuple[str, dict[str, str]]] = {
     "av1": ("libsvtav1", {"preset": "12", "crf": "30", "g": "2"}),
     "hevc": ("libx265", {"preset": "veryfast", "crf": "28", "g": "2", "bf": "0"}),
 }
+#: The highest constant-rate factor each encoder takes (x264/x265: 51, SVT-AV1: 63).
+CRF_MAX = {"h264": 51, "av1": 63, "hevc": 51}
 PIX_FMT = "yuv420p"
 #: libx265 as bundled with PyAV mishandles memory on small frames: 40x32 and 48x24 crashed the process at exit,
 #: and 64 pixels high (one 64-pixel coding-tree row) its bytes changed with what freed memory held (reads of
@@ -99,6 +101,9 @@ def encoder_options(codec: str, crf: int | None = None, gop: int | None = None, 
         raise DatasetError(f"video codec {codec!r} is not supported; choose one of {sorted(CODECS)}")
     opts = dict(CODECS[codec][1])
     if crf is not None:
+        if not 0 <= int(crf) <= CRF_MAX[codec]:
+            raise DatasetError(f"crf {crf}: {CODECS[codec][0]} takes 0..{CRF_MAX[codec]} (lower is better; "
+                               f"default {CODECS[codec][1]['crf']})")  # fmt: skip
         opts["crf"] = str(int(crf))
     if gop is not None:
         opts["g"] = str(int(gop))

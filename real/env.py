@@ -134,6 +134,9 @@ class RealArmEnv(gym.Env):
         self._state_space = self.spec_arm.state_space()
         self.max_relative_target = None if max_relative_target is None else \
             np.broadcast_to(np.asarray(max_relative_target, dtype=np.float64), (self.spec_arm.dof,)).copy()
+        if self.max_relative_target is not None and not np.all(self.max_relative_target > 0):
+            raise ValueError(f"max_relative_target must be above 0 on every joint (or None: no limit), got "
+                             f"{max_relative_target}")  # fmt: skip
 
         if port is None and bus is None:
             raise ValueError("RealArmEnv needs port= (the arm's serial port, or a `twinarm virtual-arm` pty)")

@@ -133,6 +133,8 @@ class ArmSpec:
         """Clamp joint targets to the limits, then to at most `max_step` (scalar or per joint; rad, gripper
         fraction) from `present`: what a follower driven by a person is sent, real or simulated."""
         cur = np.asarray(present, dtype=np.float64)
+        if not np.all(np.asarray(max_step) > 0):  # a negative step would pull every joint to its lower limit
+            raise ValueError(f"max_step must be above 0 on every joint, got {max_step}")
         return np.clip(self.clip_action(action), cur - max_step, cur + max_step)
 
     def reset_joints(self, options: Mapping[str, Any] | None) -> np.ndarray | None:

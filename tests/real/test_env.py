@@ -107,6 +107,9 @@ def test_clamping_and_max_relative_target() -> None:
                 env.step(np.zeros(3))
         finally:
             env.close()
+        for bad in (-0.1, 0.0, [0.1, 0.1, 0.1, -0.1, 0.1, 0.1]):  # refused before the port is opened
+            with pytest.raises(ValueError, match="max_relative_target must be above 0"):
+                _env(server, arm, max_relative_target=bad)
 
 
 def test_torque_off_on_close_exception_and_sigint() -> None:

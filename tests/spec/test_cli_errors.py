@@ -70,6 +70,13 @@ def test_every_env_flag_refuses_an_unknown_id_offering_the_nearest(argv: list[st
     (["train", "--policy", "act", "--dataset", "{tmp}/ds", "--dataset", "{tmp}/ds"], "--dataset {tmp}/ds is given more than once"),
     (["train", "--policy", "diffusion", "--dataset", "{tmp}/ds", "--set", "horizon=long", "--set", "use_group_norm=1"],
      '--set horizon="long": expected a whole number; use_group_norm=1: expected true or false'),
+    # A negative step limit drove every joint of a real arm to its lower limit; 0 left the follower still.
+    (["teleop", "--max-relative-target", "-1"], "argument --max-relative-target: must be above 0, got -1"),
+    (["eval", "--policy", "{tmp}/ckpt", "--max-relative-target", "0"], "argument --max-relative-target: must be above 0, got 0"),
+    (["replay", "--dataset", "{tmp}/ds", "--max-relative-target", "nan"], "argument --max-relative-target: must be above 0, got nan"),
+    (["replay", "--dataset", "{tmp}/ds", "--start-time", "0"], "argument --start-time: must be above 0, got 0"),
+    (["teleop", "--duration", "-1"], "argument --duration: must be above 0, got -1"),
+    (["dataset", "delete-episodes", "{tmp}/ds", "{tmp}/out", "--episodes", "0", "2-1"], "episode range '2-1' runs backwards"),
 ], ids=lambda v: v[0] if isinstance(v, list) else "")  # fmt: skip
 def test_bad_numbers_and_config_fields_are_usage_errors(argv: list[str], said: str, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
@@ -127,3 +134,17 @@ def test_an_unknown_flag_is_named_by_its_command_with_the_nearest_flags(capsys: 
     assert err.startswith("usage: twinarm train ")  # the subcommand's usage, not the top-level one
     assert err.rstrip().endswith("twinarm train: error: unrecognized arguments: --stepz 5 --batch_size 4; --stepz: did "
                                  "you mean --steps?; --batch_size: did you mean --batch-size?")  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["record", "--root", "{tmp}/rec", "--episodes", "1", "--crf", "99"], "crf 99: libx264 takes 0..51"),
+    (["record", "--root", "{tmp}/rec", "--episodes", "1", "--codec", "av1", "--crf", "-5"], "crf -5: libsvtav1 takes 0..63"),
+], ids=["h264", "av1"])  # fmt: skip
+def test_a_crf_outside_the_encoders_range_is_one_line_before_anything_is_written(
+    argv: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was the encoder's OverflowError traceback from avcodec_open2."""
+    with pytest.raises(SystemExit) as info:  # record's errors end the process with their message
+        main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert said in str(info.value.code)
+    assert list(tmp_path.iterdir()) == []

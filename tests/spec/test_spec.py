@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from twinarm.arms import ARMS, get_arm
+from twinarm.arms import ARMS, SO101, get_arm
 from twinarm.spec import ArmSpec, CameraSpec, JointSpec
 
 ARM_NAMES = sorted(ARMS)
@@ -127,3 +127,13 @@ def test_home_must_fit_the_joints() -> None:
         dataclasses.replace(so101, home=(0.0,) * 5)
     with pytest.raises(ValueError, match="within its limits"):
         dataclasses.replace(so101, home=(9.0,) * 6)
+
+
+def test_a_step_limit_at_or_below_zero_is_refused() -> None:
+    """np.clip with a negative step returns present - |step|: every joint would walk to its lower limit."""
+    present = np.zeros(SO101.dof)
+    with pytest.raises(ValueError, match="max_step must be above 0"):
+        SO101.limit_target(present + 0.5, present, -0.2)
+    with pytest.raises(ValueError, match="max_step must be above 0"):
+        SO101.limit_target(present + 0.5, present, np.array([0.2, 0.2, 0.0, 0.2, 0.2, 0.2]))
+    np.testing.assert_allclose(SO101.limit_target(present + 0.5, present, 0.2), present + 0.2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,18 @@ def load_camera_poses_arg(value: str | Path | dict[str, Any] | None, arm: str | 
     if arm is not None and fitted_on is not None and fitted_on != arm:
         raise SystemExit(f"{source} places the cameras of arm {fitted_on!r}, not {arm!r}")
     return {"cameras": {name: pose.to_dict() for name, pose in poses.items()}}
+
+
+def positive(text: str) -> float:
+    """argparse type of a step limit or a duration: a finite number above 0 (a negative --max-relative-target
+    used to drive every joint to its lower limit, 0 to leave the arm where it was)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
 
 
 def at_least(low: int) -> Any:

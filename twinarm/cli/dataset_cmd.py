@@ -253,6 +253,8 @@ def episode_list(items: list[str]) -> list[int]:
             a, dash, b = part.partition("-")
             if not a.isdigit() or (dash and not b.isdigit()):
                 raise ValueError(f"episode {part!r}: give an index (3) or an inclusive range (7-9)")
+            if dash and int(b) < int(a):
+                raise ValueError(f"episode range {part!r} runs backwards: did you mean {b}-{a}?")
             out += list(range(int(a), int(b) + 1)) if dash else [int(a)]
     return out
 

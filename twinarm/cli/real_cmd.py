@@ -15,8 +15,10 @@ from twinarm.cli.config import (
     add_config_arg,
     add_dynamics_arg,
     add_randomization_arg,
+    at_least,
     env_entry,
     known_env_id,
+    positive,
 )
 from twinarm.cli.teleop_record import add_record_args
 from twinarm.real.control_tables import DEFAULT_BAUD
@@ -156,8 +158,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="camera image size (default: the arm spec's, 480x640; with --env 240x320, as `twinarm "
                    "record`)")
-    p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many control steps")
+    p.add_argument("--duration", type=positive, default=None, help="seconds (default: until Ctrl-C)")
+    p.add_argument("--max-steps", type=at_least(1), default=None, help="stop after this many control steps")
     add_record_args(p)
     add_config_arg(p)
     p.set_defaults(func=run_teleop, _parser=p)
@@ -317,7 +319,7 @@ def add_follower_args(p: argparse.ArgumentParser, required: bool) -> None:
         "camera's pinhole (repeatable)",
     )  # fmt: skip
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="the follower motors' baud rate")
-    p.add_argument("--max-relative-target", type=float, default=0.2, help="max target change per step (rad)")
+    p.add_argument("--max-relative-target", type=positive, default=0.2, help="max target change per step (rad)")
 
 
 @dataclass

@@ -30,6 +30,7 @@ from twinarm.cli.config import (
     known_env_id,
     load_camera_poses_arg,
     load_dynamics,
+    positive,
     write_resolved_config,
 )
 from twinarm.cli.real_cmd import add_follower_args, parse_follower
@@ -67,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "dataset; else the dataset's fps)")
     real = p.add_argument_group("on the real arm (a -Real env id)")
     add_follower_args(real, required=False)
-    real.add_argument("--start-time", type=float, default=10.0,
+    real.add_argument("--start-time", type=positive, default=10.0,
                       help="seconds allowed to drive the arm to the episode's first pose (default: 10)")
     add_config_arg(p)
     p.set_defaults(func=run_replay, _parser=p)

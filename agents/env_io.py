@@ -34,12 +34,7 @@ def check_fits(features: Mapping[str, Feature], policy_arm: str, spec: ArmSpec, 
     """Raise PolicyEnvMismatch naming every input the env's observation `space` lacks or sizes differently and an
     action size other than the arm's joints; warn when the policy was trained for another arm of the same joints
     (same units, other kinematics and ranges: a SO-100 policy on a SO-101 may be meant, a Koch one hardly)."""
-    problems = []
-    dof = spec.dof
-    if ACTION in features and features[ACTION].shape[0] != dof:
-        problems.append(f"its actions are {features[ACTION].shape[0]}-D, the {spec.name} arm has {dof} joints")
-    if STATE in features and features[STATE].shape[0] != dof:
-        problems.append(f"its observation.state is {features[STATE].shape[0]}-D, the {spec.name} arm has {dof} joints")
+    problems = _joint_problems(features, spec)
     cams = list(space["pixels"].spaces) if "pixels" in space.spaces else []
     missing = [k[len(IMAGE_PREFIX):] for k in features if k.startswith(IMAGE_PREFIX) and k[len(IMAGE_PREFIX):] not in cams]
     if missing:
@@ -56,6 +51,22 @@ def check_fits(features: Mapping[str, Feature], policy_arm: str, spec: ArmSpec, 
     if policy_arm != spec.name:
         warnings.warn(f"the policy was trained for the {policy_arm} arm and runs on {env_id} ({spec.name}): same "
                       "joints and units, other kinematics and joint ranges", OtherArmWarning, stacklevel=3)  # fmt: skip
+
+
+def _joint_problems(features: Mapping[str, Feature], spec: ArmSpec) -> list[str]:
+    dof, problems = spec.dof, []
+    if ACTION in features and features[ACTION].shape[0] != dof:
+        problems.append(f"its actions are {features[ACTION].shape[0]}-D, the {spec.name} arm has {dof} joints")
+    if STATE in features and features[STATE].shape[0] != dof:
+        problems.append(f"its observation.state is {features[STATE].shape[0]}-D, the {spec.name} arm has {dof} joints")
+    return problems
+
+
+def check_joints(features: Mapping[str, Feature], spec: ArmSpec, env_id: str) -> None:
+    """Raise PolicyEnvMismatch when the action or state size is not the arm's joint count: the part of
+    `check_fits` that needs no env built (training without periodic evaluation)."""
+    if problems := _joint_problems(features, spec):
+        raise PolicyEnvMismatch(f"the policy does not fit {env_id}: " + "; ".join(problems))
 
 
 class EnvAdapter:

@@ -17,7 +17,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -213,6 +213,27 @@ def arm_for(env_id: str | None, robot_type: str | None) -> str:
     return recorded
 
 
+def check_joints(policy: Policy, env_id: str) -> None:
+    """PolicyEnvMismatch when the dataset's action or state size is not `env_id`'s joint count (checked without
+    building the env; with periodic evaluation `check_policy_env` checks everything)."""
+    from twinarm.agents.env_io import check_joints as check
+
+    check({**policy.config.input_features, **policy.config.output_features}, get_arm(policy.config.arm), env_id)
+
+
+class OtherRateWarning(UserWarning):
+    """A dataset recorded at another frame rate than the env's control rate."""
+
+
+def warn_other_rate(fps: int, env_id: str, roots: list[str]) -> None:
+    """Warn when the dataset's fps is not `env_id`'s control rate: action chunks then span other times in the env
+    than in the data (a 15 fps recording played at 30 Hz runs twice as fast)."""
+    hz = get_arm(entry_for(env_id).arm).control_hz
+    if fps != hz:
+        warnings.warn(f"{', '.join(map(str, roots))} is at {fps} fps and {env_id} steps at {hz} Hz: the policy's "
+                      f"actions will play {hz / fps:.2g}x as fast as recorded", OtherRateWarning, stacklevel=2)  # fmt: skip
+
+
 def delta_timestamps(cfg: Any, fps: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     obs = cfg.observation_delta_indices() if cfg.n_obs_steps > 1 else None
@@ -265,7 +286,10 @@ def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
     cfg = cfg_cls(input_features=inputs, output_features=outputs, arm=arm, **tc.policy_overrides)
     stats = dataset.stats
     if stats is None:
-        raise ValueError(f"dataset {tc.dataset} has no meta/stats.json; normalization needs it")
+        from twinarm.datasets_io.layout import DatasetError
+
+        raise DatasetError(f"{', '.join(dataset_roots(tc.dataset))}: no meta/stats.json, which normalization needs "
+                           "(`twinarm dataset check` lists anything else missing)")
     stats, notes = floor_spread(stats, tc.min_std, inputs)
     for note in notes.values():
         print(f"normalization: {note} (--min-std)")
@@ -436,6 +460,9 @@ def reconcile_resume(tc: TrainConfig) -> tuple[TrainConfig, str | None]:
     a checkpoint starts a new run. Returns the config to train and a note for the user (or None)."""
     out = Path(tc.output_dir)
     if not tc.resume:
+        if (ckpt := last_checkpoint(out)) is not None:  # as LeRobot: a run folder is never trained over afresh
+            raise ValueError(f"{out} holds a run (checkpoint {ckpt.name}): --resume continues it; name a new "
+                             "--output-dir to start another")  # fmt: skip
         return tc, None
     if last_checkpoint(out) is None:
         return tc, f"--resume: no checkpoint under {out}; starting a new run there"
@@ -461,8 +488,10 @@ def reconcile_resume(tc: TrainConfig) -> tuple[TrainConfig, str | None]:
     return tc, None
 
 
-def train(tc: TrainConfig) -> Path:
-    """Run training as configured; returns the last checkpoint directory."""
+def train(tc: TrainConfig, on_start: Callable[[Path], None] | None = None) -> Path:
+    """Run training as configured; returns the last checkpoint directory. The run folder (`train_config.json`,
+    then `on_start(folder)` on rank 0, e.g. the CLI's config.json) is written only once the dataset has been read
+    and the policy built from it, so a bad dataset leaves nothing behind."""
     if tc.threads is not None:
         torch.set_num_threads(max(1, tc.threads))
     keep_freed_memory()  # freed tensors are reused step to step instead of page-faulted in again
@@ -478,9 +507,14 @@ def train(tc: TrainConfig) -> Path:
         torch.backends.cudnn.benchmark = True
     rank, world = init_distributed(device)
     out = Path(tc.output_dir)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(tc.to_json(), indent=2) + "\n")
+
+    def start_run() -> None:
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "train_config.json").write_text(json.dumps(tc.to_json(), indent=2) + "\n")
+            if on_start is not None:
+                on_start(out)
+
     seed_everything(tc.seed)
     budget = budget_for(device, tc.yield_cores)
     try:
@@ -488,15 +522,17 @@ def train(tc: TrainConfig) -> Path:
             if tc.init_from:
                 raise ValueError("--init-from starts offline training (from --dataset) at a checkpoint's weights; "
                                  "online TD-MPC starts from scratch")
+            start_run()
             return _train_online(tc, out, device, budget)
-        return _train_offline(tc, out, rank, world, device, budget)
+        return _train_offline(tc, out, rank, world, device, budget, start_run)
     finally:
         if world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
 def _train_offline(
-    tc: TrainConfig, out: Path, rank: int, world: int, device: torch.device, budget: ThreadBudget | None
+    tc: TrainConfig, out: Path, rank: int, world: int, device: torch.device, budget: ThreadBudget | None,
+    start_run: Callable[[], None],
 ) -> Path:
     from twinarm.datasets_io.concat import ConcatReader
     from twinarm.datasets_io.reader import LeRobotDatasetReader
@@ -510,6 +546,11 @@ def _train_offline(
         from twinarm.agents.eval import check_policy_env
 
         check_policy_env(policy, tc.env, tc.image_size, _sim_kwargs(tc) or None)
+    elif tc.env is not None:
+        check_joints(policy, tc.env)
+    if tc.env is not None:
+        warn_other_rate(probe.fps, tc.env, roots)
+    start_run()
     deltas = delta_timestamps(policy.config, probe.fps)
     cameras = list(policy.config.image_keys)  # the policy's cameras only: others are never decoded
     dataset: Any = LeRobotDatasetReader(roots[0], delta_timestamps=deltas, cameras=cameras)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -399,3 +400,51 @@ def test_train_on_a_real_id_is_refused(extra: list[str], said: str, scripted_dat
               *[a.replace("{data}", str(scripted_dataset)) for a in extra]])  # fmt: skip
     assert info.value.code == 2 and said in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_finished_run_is_not_trained_over_without_resume(scripted_dataset: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """As LeRobot: a second `train` into a run folder used to rewrite its checkpoints silently."""
+    out = tmp_path / "run"
+    argv = ["train", "--policy", "act", "--dataset", str(scripted_dataset), "--output-dir", str(out), "--steps", "1",
+            "--batch-size", "2", "--threads", "1", "--no-progress", *TINY_ACT]  # fmt: skip
+    assert main(argv) == 0
+    saved = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert f"{out} holds a run (checkpoint 00000001): --resume continues it" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == saved
+
+
+def test_a_dataset_train_cannot_use_leaves_no_run_folder(scripted_dataset: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Refused in one line, and before config.json / train_config.json are written: a missing stats file (a
+    traceback before), and actions of another size than the env's joints with no periodic evaluation (trained
+    silently before)."""
+    no_stats = tmp_path / "no_stats"
+    shutil.copytree(scripted_dataset, no_stats)
+    (no_stats / "meta/stats.json").unlink()
+    lerobot = Path(__file__).parents[1] / "fixtures/lerobot_v3/video_h264"  # 3 joints, 10 fps
+    for data, extra, said in [
+        (no_stats, [], f"{no_stats}: no meta/stats.json, which normalization needs"),
+        (lerobot, ["--env", "twinarm/SO101-PickCube-v0", "--eval-freq", "0"],
+         "the policy does not fit twinarm/SO101-PickCube-v0: its actions are 3-D, the so101 arm has 6 joints"),
+    ]:  # fmt: skip
+        run = tmp_path / f"run_{data.name}"
+        assert main(["train", "--policy", "act", "--dataset", str(data), "--output-dir", str(run), "--steps", "1",
+                     "--batch-size", "2", "--no-progress", *extra, *TINY_ACT]) == 1  # fmt: skip
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err
+        assert not run.exists()
+
+
+def test_a_dataset_at_another_rate_than_the_env_is_warned(scripted_dataset: Path, tmp_path: Path) -> None:
+    from twinarm.agents.train import OtherRateWarning, warn_other_rate
+
+    with pytest.warns(OtherRateWarning, match=r"d is at 15 fps and twinarm/SO101-PickCube-v0 steps at 30 Hz: the "
+                      r"policy's actions will play 2x as fast as recorded"):  # fmt: skip
+        warn_other_rate(15, "twinarm/SO101-PickCube-v0", ["d"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_other_rate(30, "twinarm/SO101-PickCube-v0", ["d"])

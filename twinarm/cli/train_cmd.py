@@ -214,9 +214,7 @@ def run(args: argparse.Namespace) -> int:
         args.policy_overrides = list(reconcile_resume(tc)[0].policy_overrides.items())
     except ValueError as exc:
         args._parser.error(str(exc))
-    if dist_info()[0] == 0:
-        write_resolved_config(args, args.output_dir)
-    last = train(tc)
+    last = train(tc, on_start=lambda out: write_resolved_config(args, out))  # written once the dataset is read
     if dist_info()[0] == 0:
         from twinarm.agents.run_log import CURVE_PNG
 

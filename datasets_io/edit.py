@@ -91,12 +91,13 @@ def delete_episodes(src: str | Path, dst: str | Path, episodes: Iterable[int]) -
 
 def edited_copy(src: Path, dst: Path, edit: Callable[[Path], T]) -> T:
     """Copy `src` beside `dst` (under its write lock), finish an interrupted commit in the copy the way `dataset
-    check --repair` would, run `edit(copy)`, and rename the copy to `dst` once it returns; on any failure no
-    partial copy is left. Returns what `edit` returns."""
+    check --repair` would, run `edit(copy)`, and rename the copy to `dst` once it returns; on any failure (the
+    copy itself included) no partial copy is left. Returns what `edit` returns."""
     tmp = dst.with_name(dst.name + ".editing")
+    check_apart(dst, [src], tmp)
     shutil.rmtree(tmp, ignore_errors=True)
-    copy_unless_written(src, tmp)
     try:
+        copy_unless_written(src, tmp)
         repair(tmp)
         result = edit(tmp)
     except BaseException:
@@ -104,6 +105,25 @@ def edited_copy(src: Path, dst: Path, edit: Callable[[Path], T]) -> T:
         raise
     tmp.rename(dst)
     return result
+
+
+def check_apart(out: str | Path, sources: Iterable[str | Path], tmp: Path | None = None) -> None:
+    """Refuse an output equal to, inside or holding a source dataset (and a temp folder `tmp` that is one): the
+    copy would be written into the data it is read from, or the source wiped with the temp folder."""
+    o = Path(out).resolve()
+    for s in sources:
+        r = Path(s).resolve()
+        if o == r:
+            raise DatasetError(f"{out} is the source dataset {s}: write the result to a new path outside it")
+        if r in o.parents:
+            raise DatasetError(f"{out} is inside the source dataset {s}: write the result outside {s}")
+        if o in r.parents:
+            raise DatasetError(f"{out} holds the source dataset {s}: write the result to a path that does not "
+                               f"contain {s}")
+        t = tmp.resolve() if tmp is not None else None
+        if t is not None and (t == r or t in r.parents):
+            raise DatasetError(f"{out}: its temp folder {tmp} would replace the source dataset {s}; give the "
+                               "result another name")
 
 
 def copy_unless_written(src: Path, tmp: Path) -> None:

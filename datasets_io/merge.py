@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from twinarm.datasets_io import stats as st
 from twinarm.datasets_io.edit import (
     aggregate_global_stats,
+    check_apart,
     copy_unless_written,
     read_tasks,
     renumbered_stats,
@@ -72,9 +73,10 @@ def merge_datasets(sources: Sequence[str | Path], dst: str | Path) -> Path:
         check_version(info, s / INFO_PATH)
     _check_compatible(srcs, infos)
     tmp = dst.with_name(dst.name + ".merging")
+    check_apart(dst, srcs, tmp)
     shutil.rmtree(tmp, ignore_errors=True)
-    copy_unless_written(srcs[0], tmp)
     try:
+        copy_unless_written(srcs[0], tmp)
         repair(tmp)
         for src in srcs[1:]:
             with _reading(src):

@@ -8,10 +8,12 @@ indices.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from twinarm.datasets_io.edit import delete_episodes
+from twinarm.datasets_io.edit import check_apart, delete_episodes
 from twinarm.datasets_io.layout import INFO_PATH, DatasetError, load_json
 
 
@@ -52,16 +54,39 @@ def split_episodes(total: int, splits: Mapping[str, float | Sequence[int]]) -> d
 def split_dataset(src: str | Path, out_dir: str | Path, splits: Mapping[str, float | Sequence[int]]
                   ) -> dict[str, tuple[Path, list[int], list[str]]]:  # fmt: skip
     """Write `out_dir/<name>` for each split. Returns, per split, its folder, the source episodes it holds and
-    `delete_episodes`' notes. Every split is checked before the first is written."""
+    `delete_episodes`' notes. Every split is checked before the first is written, and a failure leaves nothing:
+    neither the splits written so far nor an `out_dir` made for them."""
     src, out_dir = Path(src), Path(out_dir)
+    check_names(splits)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DatasetError(f"--out {out_dir} is a file: give a folder for the splits (one dataset per split)")
     total = int(load_json(src / INFO_PATH)["total_episodes"])
     parts = split_episodes(total, splits)
     taken = [out_dir / name for name in parts if (out_dir / name).exists()]
     if taken:
         raise DatasetError(f"{', '.join(map(str, taken))} exist(s): give a new --out folder for the splits")
+    for name in parts:
+        check_apart(out_dir / name, [src])
+    made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # folders this split creates
     out: dict[str, tuple[Path, list[int], list[str]]] = {}
-    for name, eps in parts.items():
-        keep = set(eps)
-        path, notes = delete_episodes(src, out_dir / name, [e for e in range(total) if e not in keep])
-        out[name] = (path, eps, notes)
+    try:
+        for name, eps in parts.items():
+            keep = set(eps)
+            path, notes = delete_episodes(src, out_dir / name, [e for e in range(total) if e not in keep])
+            out[name] = (path, eps, notes)
+    except BaseException:
+        for path, _, _ in out.values():
+            shutil.rmtree(path, ignore_errors=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: never anything but what this split put there
+        raise
     return out
+
+
+def check_names(splits: Mapping[str, object]) -> None:
+    """Each split's name becomes a folder under --out: a plain folder name, so no split lands elsewhere."""
+    for name in splits:
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise DatasetError(f"--splits {name!r}: a split's name is its folder under --out, so give a plain "
+                               "folder name (no '/', not '..' or empty), e.g. train")

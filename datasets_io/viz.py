@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from twinarm.datasets_io.edit import check_apart
 from twinarm.datasets_io.layout import DatasetError
 from twinarm.datasets_io.reader import LeRobotDatasetReader
 from twinarm.datasets_io.video import EpisodeEncoder
@@ -82,6 +83,7 @@ def render_episode(root: str | Path, episode: int, out: str | Path) -> Path:
     if out.suffix.lower() not in (".mp4", ".png"):
         raise DatasetError(f"{out}: write a .mp4 (the whole episode) or a .png (a contact sheet)")
     ds = LeRobotDatasetReader(root)
+    check_apart(out, [ds.root])  # a file inside the dataset could overwrite one of its own videos
     if not 0 <= episode < ds.num_episodes:
         raise DatasetError(f"{root}: episode {episode} does not exist (the dataset has episodes 0..{ds.num_episodes - 1})")
     frames = episode_frames(ds, episode)

@@ -1,0 +1,116 @@
+"""Bad requests to the dataset edits (delete-episodes, split, merge, rename-feature, remove-feature, view) are
+refused up front with a message naming the path or flag at fault, and leave nothing behind: no output inside a
+source, no split outside --out, no half-made copy."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from ds_helpers import write_dataset
+
+from twinarm.cli.main import main
+from twinarm.datasets_io.edit import delete_episodes
+from twinarm.datasets_io.layout import DatasetError
+from twinarm.datasets_io.merge import merge_datasets
+from twinarm.datasets_io.remove_feature import remove_features
+from twinarm.datasets_io.rename_feature import rename_features
+from twinarm.datasets_io.split import split_dataset
+from twinarm.datasets_io.viz import render_episode
+
+HALVES = {"train": 0.5, "val": 0.5}
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pick(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small dataset (a video and an image camera) the tests read but never change."""
+    root = tmp_path_factory.mktemp("src") / "pick"
+    write_dataset(root, [3, 3, 3])
+    return root
+
+
+@pytest.fixture
+def copy_of(pick: Path, tmp_path: Path):  # noqa: ANN201
+    """A copy of `pick` under `tmp_path` to break or to write into."""
+    def make(name: str = "pick") -> Path:
+        return Path(shutil.copytree(pick, tmp_path / name))
+    return make
+
+
+def test_outputs_inside_a_source_are_refused(copy_of, tmp_path: Path) -> None:  # noqa: ANN001
+    src, other = copy_of(), copy_of("reach")
+    before = digest(src)
+    video = next((src / "videos").rglob("*.mp4"))
+    refused = [
+        (lambda: delete_episodes(src, src / "sub", [1]), "is inside the source dataset"),
+        (lambda: merge_datasets([src, other], src / "merged"), "is inside the source dataset"),
+        (lambda: merge_datasets([other, src], src / "merged"), "is inside the source dataset"),
+        (lambda: split_dataset(src, src, HALVES), "is inside the source dataset"),
+        (lambda: split_dataset(src, src / "splits", HALVES), "is inside the source dataset"),
+        (lambda: rename_features(src, src / "x", {"action": "act"}), "is inside the source dataset"),
+        (lambda: remove_features(src, src / "x", ["action"]), "is inside the source dataset"),
+        (lambda: render_episode(src, 0, video), "is inside the source dataset"),
+    ]
+    for call, said in refused:
+        with pytest.raises(DatasetError, match=f"{said} {src}"):
+            call()
+    assert digest(src) == before  # nothing written into it, its video not overwritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pick", "reach"]
+
+
+def test_a_temp_folder_that_would_be_the_source_is_refused(copy_of, tmp_path: Path) -> None:  # noqa: ANN001
+    """`<out>.editing` is wiped before the copy: a source of that name must not be."""
+    src = copy_of("o.editing")
+    before = digest(src)
+    with pytest.raises(DatasetError, match=r"temp folder .*o\.editing would replace the source dataset"):
+        delete_episodes(src, tmp_path / "o", [1])
+    assert digest(src) == before
+
+
+def test_split_into_the_source_by_cli_names_both(copy_of, capsys: pytest.CaptureFixture) -> None:  # noqa: ANN001
+    src = copy_of()
+    before = digest(src)
+    assert main(["dataset", "split", str(src), "--out", str(src / "splits"), "--splits", "train=0.5", "val=0.5"]) == 1
+    err = capsys.readouterr().err
+    assert f"{src / 'splits' / 'train'} is inside the source dataset {src}" in err
+    assert digest(src) == before
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", "..", "."])
+def test_split_names_are_plain_folder_names(pick: Path, tmp_path: Path, name: str) -> None:
+    with pytest.raises(DatasetError, match="plain folder name"):
+        split_dataset(pick, tmp_path / "o", {name: 0.5, "val": 0.5})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_split_out_that_is_a_file(pick: Path, tmp_path: Path) -> None:
+    out = tmp_path / "notes.txt"
+    out.write_text("mine")
+    with pytest.raises(DatasetError, match=f"--out {out} is a file"):
+        split_dataset(pick, out, HALVES)
+    assert out.read_text() == "mine"
+
+
+def test_a_failed_split_leaves_nothing(copy_of, tmp_path: Path) -> None:  # noqa: ANN001
+    """A source missing its video fails the split; no --out folder (nor its new parents) stays behind."""
+    bad = copy_of("bad")
+    next((bad / "videos").rglob("*.mp4")).unlink()
+    with pytest.raises((DatasetError, FileNotFoundError)):
+        split_dataset(bad, tmp_path / "new" / "splits", HALVES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]
+
+
+def test_a_failed_copy_leaves_no_editing_folder(copy_of, tmp_path: Path) -> None:  # noqa: ANN001
+    """The copy itself fails (a dangling link in the source): no `<out>.editing` stays behind."""
+    src = copy_of()
+    (src / "meta" / "notes.txt").symlink_to(tmp_path / "gone")
+    with pytest.raises((DatasetError, OSError)):
+        delete_episodes(src, tmp_path / "o", [1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pick"]

@@ -100,11 +100,30 @@ def edited_copy(src: Path, dst: Path, edit: Callable[[Path], T]) -> T:
         copy_unless_written(src, tmp)
         repair(tmp)
         result = edit(tmp)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        named = in_source_terms(exc, tmp, src)
+        if named is exc:
+            raise
+        raise named from None
     tmp.rename(dst)
     return result
+
+
+def in_source_terms(exc: BaseException, tmp: Path, src: Path) -> BaseException:
+    """`exc` naming the source `src` where it named its temp copy `tmp` (a folder the user never sees, gone by
+    the time they read it), as a DatasetError; an error that does not name `tmp` is returned as it is."""
+    if not isinstance(exc, DatasetError | OSError):
+        return exc
+    text = str(exc)
+    names = sorted({str(tmp), str(tmp.resolve())}, key=len, reverse=True)
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):  # copytree: (from, to, why)
+        text = f"{src}: cannot copy it: " + "; ".join(str(why) for *_, why in exc.args[0])
+    elif not any(n in text for n in names):
+        return exc
+    for n in names:
+        text = text.replace(n, str(src))
+    return DatasetError(text)
 
 
 def check_apart(out: str | Path, sources: Iterable[str | Path], tmp: Path | None = None) -> None:

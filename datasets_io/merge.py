@@ -26,6 +26,7 @@ from twinarm.datasets_io.edit import (
     aggregate_global_stats,
     check_apart,
     copy_unless_written,
+    in_source_terms,
     read_tasks,
     renumbered_stats,
     with_columns,
@@ -82,9 +83,12 @@ def merge_datasets(sources: Sequence[str | Path], dst: str | Path) -> Path:
             with _reading(src):
                 _append(tmp, src)
         aggregate_global_stats(tmp, load_json(tmp / INFO_PATH))
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        named = in_source_terms(exc, tmp, srcs[0])  # the merge starts as a copy of the first source
+        if named is exc:
+            raise
+        raise named from None
     tmp.rename(dst)
     return dst
 

@@ -5,6 +5,7 @@ source, no split outside --out, no half-made copy."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_a_failed_split_leaves_nothing(copy_of, tmp_path: Path) -> None:  # noqa
     """A source missing its video fails the split; no --out folder (nor its new parents) stays behind."""
     bad = copy_of("bad")
     next((bad / "videos").rglob("*.mp4")).unlink()
-    with pytest.raises((DatasetError, FileNotFoundError)):
+    with pytest.raises(DatasetError):
         split_dataset(bad, tmp_path / "new" / "splits", HALVES)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]
 
@@ -111,6 +112,32 @@ def test_a_failed_copy_leaves_no_editing_folder(copy_of, tmp_path: Path) -> None
     """The copy itself fails (a dangling link in the source): no `<out>.editing` stays behind."""
     src = copy_of()
     (src / "meta" / "notes.txt").symlink_to(tmp_path / "gone")
-    with pytest.raises((DatasetError, OSError)):
+    with pytest.raises(DatasetError, match=f"{src}: cannot copy it: .*No such file"):
         delete_episodes(src, tmp_path / "o", [1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pick"]
+
+
+def test_errors_in_the_temp_copy_name_the_source(copy_of, tmp_path: Path) -> None:  # noqa: ANN001
+    """A fault found while editing `<out>.editing` (or `<out>.merging`) is the source's: its path is named."""
+    no_video = copy_of("no_video")
+    video = next((no_video / "videos").rglob("*.mp4"))
+    video.unlink()
+    corrupt = copy_of("corrupt")
+    data = next((corrupt / "data").rglob("*.parquet"))
+    data.write_bytes(b"not parquet")
+    miscounted = copy_of("miscounted")
+    info = json.loads((miscounted / "meta" / "info.json").read_text())
+    (miscounted / "meta" / "info.json").write_text(json.dumps({**info, "total_episodes": 4}))
+    no_tasks, reach = copy_of("no_tasks"), copy_of("reach")
+    (no_tasks / "meta" / "tasks.parquet").unlink()
+    cases = [
+        (lambda: delete_episodes(no_video, tmp_path / "o", [1]), f"No such file or directory: '{video}'"),
+        (lambda: delete_episodes(corrupt, tmp_path / "o", [1]), f"{data}: corrupt parquet"),
+        (lambda: delete_episodes(miscounted, tmp_path / "o", [1]), f"{miscounted / 'meta' / 'episodes'}: episode rows"),
+        (lambda: merge_datasets([no_tasks, reach], tmp_path / "o"), f"{no_tasks / 'meta' / 'tasks.parquet'}: file"),
+    ]
+    for call, said in cases:
+        with pytest.raises(DatasetError) as caught:
+            call()
+        assert said in str(caught.value) and ".editing" not in str(caught.value) and ".merging" not in str(caught.value)
+    assert not (tmp_path / "o").exists()

@@ -33,6 +33,7 @@ from twinarm.datasets_io.edit import (
 )
 from twinarm.datasets_io.features import video_keys
 from twinarm.datasets_io.layout import (
+    DATA_DIR,
     DATA_PATH,
     EPISODES_DIR,
     EPISODES_PATH,
@@ -73,6 +74,8 @@ def merge_datasets(sources: Sequence[str | Path], dst: str | Path) -> Path:
     for s, info in zip(srcs, infos, strict=True):
         check_version(info, s / INFO_PATH)
     _check_compatible(srcs, infos)
+    for s, info in zip(srcs, infos, strict=True):
+        _check_frames(s, info)
     tmp = dst.with_name(dst.name + ".merging")
     check_apart(dst, srcs, tmp)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -109,6 +112,27 @@ def _reading(src: Path) -> Iterator[None]:
             lock.release()
 
 
+def _check_frames(src: Path, info: dict[str, Any]) -> None:
+    """Refuse a source whose meta/episodes or info.json disagrees with its data files' row count (read from
+    the parquet footers): the merge would copy the corruption into a new dataset that train then refuses."""
+    rows = 0
+    for path in sorted_parquet_files(src / DATA_DIR):
+        try:
+            rows += pq.read_metadata(path).num_rows
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DatasetError(f"{path}: corrupt parquet ({exc})") from None
+    ends = [read_parquet(p, ["dataset_to_index"]).column(0).to_numpy() for p in sorted_parquet_files(src / EPISODES_DIR)]
+    end = int(max((e.max() for e in ends if e.size), default=0))
+    if end != rows:
+        said = f"meta/episodes ends at {end}"
+    elif int(info.get("total_frames", -1)) != rows:
+        said = f"meta/info.json says total_frames {info.get('total_frames')}"
+    else:
+        return
+    raise DatasetError(f"{src}: data files hold {rows} frames but {said}; run `twinarm dataset check {src}` (the "
+                       "merge would copy this into the new dataset)")
+
+
 def _signature(ft: dict[str, Any]) -> tuple:
     info = ft.get("info") or {}
     return (ft["dtype"], tuple(ft["shape"]), tuple(ft.get("names") or ()),
@@ -126,9 +150,29 @@ def _check_compatible(srcs: list[Path], infos: list[dict[str, Any]]) -> None:
             raise DatasetError(f"{src} and {first} differ in features: {sorted(fa.keys() ^ fb.keys())}")
         for k in fa:
             if _signature(fa[k]) != _signature(fb[k]):
-                what = "video codec, pixel format or size" if fa[k]["dtype"] == "video" else "dtype, shape or names"
-                raise DatasetError(f"feature {k!r}: {src} and {first} differ in {what} ({_signature(fb[k])} vs "
-                                   f"{_signature(fa[k])}); videos are copied, not re-encoded, so they must match")
+                raise DatasetError(_mismatch(k, (src, fb[k]), (first, fa[k])))
+
+
+def _mismatch(key: str, b: tuple[Path, dict[str, Any]], a: tuple[Path, dict[str, Any]]) -> str:
+    """Why feature `key` of dataset b cannot join a's, in words (each side described), with the way out."""
+    kinds = {a[1]["dtype"]: a[0], b[1]["dtype"]: b[0]}
+    if kinds.keys() == {"image", "video"}:
+        img, vid = kinds["image"], kinds["video"]
+        return (f"feature {key!r}: {img} stores it as images, {vid} as video; encode {img}'s images with "
+                f"`twinarm dataset convert-to-video {img} OUT` and merge OUT instead")
+    what = "video codec, pixel format or size" if a[1]["dtype"] == "video" else "dtype, shape or names"
+    return (f"feature {key!r}: {b[0]} and {a[0]} differ in {what} ({b[0]}: {_describe(b[1])}; {a[0]}: "
+            f"{_describe(a[1])}); videos are copied, not re-encoded, so they must match")
+
+
+def _describe(ft: dict[str, Any]) -> str:
+    """A feature as a person reads it: `video h264 yuv420p 96x128`, `float32 [6] names [...]`."""
+    if ft["dtype"] == "video":
+        info = ft.get("info") or {}
+        return (f"video {info.get('video.codec')} {info.get('video.pix_fmt')} "
+                f"{info.get('video.height')}x{info.get('video.width')}")
+    names = f" names {list(ft['names'])}" if ft.get("names") and ft["dtype"] != "image" else ""
+    return f"{ft['dtype']} {list(ft['shape'])}{names}"
 
 
 def _last_file(rows: list[dict[str, Any]], prefix: str) -> tuple[int, int] | None:

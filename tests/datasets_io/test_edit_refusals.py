@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from ds_helpers import write_dataset
 
@@ -141,3 +143,26 @@ def test_errors_in_the_temp_copy_name_the_source(copy_of, tmp_path: Path) -> Non
             call()
         assert said in str(caught.value) and ".editing" not in str(caught.value) and ".merging" not in str(caught.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_merge_refuses_episodes_past_the_data(copy_of, tmp_path: Path) -> None:  # noqa: ANN001
+    """meta/episodes that runs past the data's end is named, not copied into the merge."""
+    past = copy_of("d_past")
+    path = next((past / "meta" / "episodes").rglob("*.parquet"))
+    table = pq.read_table(path)
+    ends = table.column("dataset_to_index").to_pylist()
+    i = table.column_names.index("dataset_to_index")
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array([*ends[:-1], ends[-1] + 5], pa.int64())), path)
+    with pytest.raises(DatasetError, match=f"{past}: data files hold 9 frames but meta/episodes ends at 14"):
+        merge_datasets([copy_of(), past], tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_merge_of_images_and_video_points_at_convert_to_video(pick: Path, tmp_path: Path) -> None:
+    png = tmp_path / "pick_png"
+    write_dataset(png, [3], use_videos=False)
+    with pytest.raises(DatasetError) as caught:
+        merge_datasets([pick, png], tmp_path / "o")
+    said = str(caught.value)
+    assert f"{png} stores it as images, {pick} as video" in said
+    assert f"twinarm dataset convert-to-video {png} OUT" in said and "(" not in said

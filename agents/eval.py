@@ -57,12 +57,17 @@ class EvalResult:
     #: With `record_to`: each episode's index in the recorded dataset (episodes are saved in the order they
     #: end, which parallel envs make differ from the order of seeds).
     recorded: list[int] = field(default_factory=list)
+    #: Whether success was measured: by the sim's task, or a person's verdict on a real arm (`judge`). A real
+    #: arm has no success detector, so without a judge its episodes' success is unknown, not 0.
+    judged: bool = True
+    #: Why the evaluation ended before its episodes were all run (None: it ran them all).
+    stopped: str | None = None
 
     @property
-    def aggregated(self) -> dict[str, float]:
+    def aggregated(self) -> dict[str, Any]:
         n = max(len(self.successes), 1)
         return {
-            "pc_success": 100.0 * sum(self.successes) / n,
+            "pc_success": 100.0 * sum(self.successes) / n if self.judged else None,
             "avg_sum_reward": float(np.mean(self.sum_rewards)) if self.sum_rewards else 0.0,
             "avg_max_reward": float(np.mean(self.max_rewards)) if self.max_rewards else 0.0,
             "n_episodes": len(self.successes),
@@ -72,16 +77,18 @@ class EvalResult:
 
     def to_json(self) -> dict[str, Any]:
         per_episode = [
-            {"episode_ix": i, "seed": s, "sum_reward": sr, "max_reward": mr, "success": ok, "length": ln}
+            {"episode_ix": i, "seed": s, "sum_reward": sr, "max_reward": mr, "success": ok if self.judged else None,
+             "length": ln}
             for i, (s, sr, mr, ok, ln) in enumerate(
                 zip(self.seeds, self.sum_rewards, self.max_rewards, self.successes, self.lengths, strict=True)
             )
         ]
         for row, index in zip(per_episode, self.recorded, strict=False):
             row["recorded_episode_index"] = index
-        return {"aggregated": self.aggregated, "select_action_ms": self.latency, "precision": self.precision,
-                "threads": {str(n): k for n, k in sorted(self.threads.items())},
-                "per_episode": per_episode, "video_paths": self.videos}
+        out = {"aggregated": self.aggregated, "select_action_ms": self.latency, "precision": self.precision,
+               "threads": {str(n): k for n, k in sorted(self.threads.items())},
+               "per_episode": per_episode, "video_paths": self.videos}
+        return out if self.stopped is None else {**out, "stopped": self.stopped}
 
     @property
     def latency(self) -> dict[str, float]:
@@ -97,7 +104,8 @@ def format_table(agg: dict[str, float], latency: dict[str, float] | None = None,
     """The printed summary of an evaluation: LeRobot's metrics, time, `select_action`'s latency (in `precision`,
     named when not float32: latency and actions depend on it)."""
     rows = [
-        ("pc_success", f"{agg['pc_success']:.1f} %"),
+        ("pc_success", "not measured (--ask-success: judge each episode)" if agg["pc_success"] is None
+         else f"{agg['pc_success']:.1f} %"),
         ("avg_sum_reward", f"{agg['avg_sum_reward']:.3f}"),
         ("avg_max_reward", f"{agg['avg_max_reward']:.3f}"),
         ("n_episodes", f"{agg['n_episodes']}"),
@@ -208,6 +216,7 @@ def evaluate(
     thread_budget: ThreadBudget | None = None,
     reset_options: Mapping[str, Any] | None = None,
     control: RecordingControl | None = None,
+    after_round: Callable[[EvalResult], None] | None = None,
 ) -> EvalResult:
     """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs.
 
@@ -222,7 +231,8 @@ def evaluate(
     with `thread_budget` on the intra-op threads it grants (fewer while other processes keep cores busy).
     `reset_options` go to every env's reset (`{"joints": spec.home}`: a real arm starts each episode at home).
     `control` carries an operator's requests (one env at a time): END cuts the episode short (it counts, as it
-    ended), STOP does so and runs no more episodes; the result then holds the episodes run."""
+    ended), STOP does so and runs no more episodes; the result then holds the episodes run. `after_round(result)`
+    sees the result after every round (what has finished survives a disconnect or Ctrl-C in the next)."""
     check_precision(precision, policy.device)
     spec = get_arm(entry_for(env_id).arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
@@ -239,7 +249,8 @@ def evaluate(
         venv.close()
         raise
     fps = int(venv.metadata.get("render_fps", spec.control_hz) or spec.control_hz)
-    result = EvalResult(precision=precision)
+    real = env_id == entry_for(env_id).real_id
+    result = EvalResult(precision=precision, judged=judge is not None or not real)
     was_training = policy.training
     policy.eval()
     prefetching = prefetch_at > 0
@@ -312,8 +323,14 @@ def evaluate(
                     write_mp4(frames[i], path, fps)
                     result.videos.append(str(path))
             done_eps += k
+            result.eval_s = time.perf_counter() - t0
             if progress:
-                print(f"eval {done_eps}/{n_episodes}: success {sum(result.successes)}/{done_eps}", flush=True)
+                said = f": success {sum(result.successes)}/{done_eps}" if result.judged else ""
+                print(f"eval {done_eps}/{n_episodes}{said}", flush=True)
+            if control is not None and control.stopped:
+                result.stopped = f"stopped by the operator after {done_eps} of {n_episodes} episodes"
+            if after_round is not None:
+                after_round(result)
             if control is not None and control.stopped:
                 break
     finally:

@@ -254,3 +254,40 @@ def test_a_follower_servo_going_silent_mid_recording_keeps_the_finished_episodes
     assert info_json["total_episodes"] == 1 and info_json["total_frames"] == 15
     assert "saved 1 episode(s) this run" in capsys.readouterr().out
 
+
+
+def test_a_servo_going_silent_mid_eval_keeps_the_finished_episodes_metrics(
+    rig: Rig, tmp_path: Path, tiny_act_checkpoint: Callable[..., Path], capsys: pytest.CaptureFixture
+) -> None:
+    """The wrist servo stops answering in episode 2 of 3: the error names it, and eval_info.json holds episode 1
+    (it was written only at the end before, so a disconnect lost every finished episode's metrics). No person
+    judged success (stdin is no terminal) and the real arm has no detector: success is not measured, not 0 %."""
+    ckpt = tiny_act_checkpoint(cameras=("front", "wrist"), image=tuple(int(v) for v in IMAGE))
+    victim, start = SO101.joints[3], rig.follower.steps
+
+    def silence_in_episode_two() -> None:
+        deadline = time.monotonic() + 60
+        while rig.follower.steps < start + 14 and time.monotonic() < deadline:  # episode 1 is 10 goal writes
+            time.sleep(0.002)
+        rig.follower_bus.faults(victim.motor_id).silent = True
+
+    watcher = threading.Thread(target=silence_in_episode_two, daemon=True)
+    watcher.start()
+    out = tmp_path / "eval"
+    argv = ["eval", "--policy", str(ckpt), "--env", REAL, *rig.follower_flags(), "--episodes", "3", "--max-steps", "10",
+            "--start-pose", "here", "--reset-time", "0", "--videos", "0", "--threads", "1", "--out", str(out)]  # fmt: skip
+    try:
+        assert bounded(lambda: main(argv), timeout_s=120) == 1
+    finally:
+        watcher.join(timeout=60)
+        rig.follower_bus.faults(victim.motor_id).silent = False
+    kept = json.loads((out / "eval_info.json").read_text())
+    assert kept["aggregated"]["n_episodes"] == 1 and kept["aggregated"]["pc_success"] is None
+    assert [e["success"] for e in kept["per_episode"]] == [None] and kept["per_episode"][0]["length"] == 10
+    assert kept["stopped"].startswith("ended after 1 of 3 episodes by ")
+    assert (out / "config.json").is_file()
+    captured = capsys.readouterr()
+    assert f"kept the 1 finished episode(s) in {out / 'eval_info.json'}" in captured.err
+    assert f"motor '{victim.name}' (id {victim.motor_id}) on port {rig.follower_port} is not responding" in captured.err
+    assert "eval 1/3\n" in captured.out  # no "success 0/1": nothing measured it
+    assert all(not s.torque_on for s in rig.follower.servos if s.motor_id != victim.motor_id)

@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import twinarm  # noqa: F401  (registers the env ids)
-    from twinarm.agents.eval import evaluate, format_table, save_result
+    from twinarm.agents.eval import EvalResult, evaluate, format_table, save_result
     from twinarm.agents.policy import resolve_checkpoint
     from twinarm.arms import get_arm
     from twinarm.registration import entry_for
@@ -205,13 +205,22 @@ def run(args: argparse.Namespace) -> int:
             ChunkPrefetcher.check(policy, args.prefetch_at)
         except ValueError as exc:
             args._parser.error(f"--prefetch-at {args.prefetch_at}: {exc}")
-    write_resolved_config(args, args.out)
     torch.manual_seed(args.seed if args.noise_seed is None else args.noise_seed)
     budget = budget_for(policy.device, args.yield_cores)
     judge = _ask_success if ask else None
     keys, control = _operator_keys() if real else (None, None)
     if keys is not None:
         before_round, judge = _prompting(keys, before_round), _prompting(keys, judge)
+    kept: list[EvalResult] = []
+
+    def keep(result: EvalResult) -> None:
+        """The episodes finished so far, on disk (config.json with them: nothing is written before one ends, so a
+        port or camera that fails at the start leaves no run folder)."""
+        if not kept:
+            write_resolved_config(args, args.out)
+        save_result(result, args.out)
+        kept[:] = [result]
+
     try:
         result = evaluate(
             policy, args.env, n_episodes=args.episodes, n_envs=n_envs, seed=args.seed,
@@ -220,12 +229,21 @@ def run(args: argparse.Namespace) -> int:
             max_steps=args.max_steps, env_kwargs=env_kwargs, before_round=before_round,
             progress=before_round is not None, reset_options=start_options, prefetch_at=args.prefetch_at,
             record_to=args.record, judge=judge, precision=args.precision, thread_budget=budget, control=control,
+            after_round=keep,
         )  # fmt: skip
+    except (Exception, KeyboardInterrupt) as exc:
+        if kept:  # a disconnect or Ctrl-C in episode k: the k-1 before it keep their metrics
+            done = kept[0].aggregated["n_episodes"]
+            kept[0].stopped = f"ended after {done} of {args.episodes} episodes by {type(exc).__name__}: {exc}"
+            print(f"kept the {done} finished episode(s) in {save_result(kept[0], args.out)}", file=sys.stderr)
+        raise
     finally:
         if keys is not None:
             keys.close()
     if control is not None and control.stopped:
         print(f"stopped by Esc after {len(result.successes)} of {args.episodes} episodes")
+    if not kept:
+        write_resolved_config(args, args.out)
     path = save_result(result, args.out)
     print(format_table(result.aggregated, result.latency, result.precision))
     if budget is not None and (fewer := sum(n for k, n in budget.granted.items() if k < budget.most)):

@@ -41,7 +41,10 @@ def rename_features(src: str | Path, dst: str | Path, renames: Mapping[str, str]
     if not renames:
         raise DatasetError("no features to rename were given (OLD=NEW, with NEW other than OLD)")
     features = info["features"]
-    problems = [f"no feature {old!r}" for old in renames if old not in features]
+    problems = [f"{new!r}: feature keys cannot contain '/' (it would be a folder under videos/)" for new in
+                renames.values() if "/" in new]  # fmt: skip
+    problems += [f"{old!r} needs a new key (OLD=NEW)" for old, new in renames.items() if not new.strip()]
+    problems += [f"no feature {old!r}" for old in renames if old not in features]
     problems += [f"{old!r} is one every LeRobot dataset has" for old in renames if old in REQUIRED]
     cameras = set(video_keys(features)) | set(image_keys(features))
     problems += [f"{old!r} is a camera: its new key must start with {CAMERA_PREFIX!r}, got {new!r}"
@@ -66,14 +69,22 @@ def _rename_in_copy(root: Path, info: dict, renames: dict[str, str]) -> None:
         names = [_renamed_column(c, renames) for c in table.column_names]
         if names != table.column_names:
             pq.write_table(table.rename_columns(names), path)
-    for old, new in renames.items():
-        if (root / "videos" / old).is_dir():
-            (root / "videos" / old).rename(root / "videos" / new)
+    _move_video_folders(root / "videos", renames)
     if (root / STATS_PATH).is_file():
         stats = load_json(root / STATS_PATH)
         (root / STATS_PATH).write_text(json.dumps({renames.get(k, k): v for k, v in stats.items()}, indent=4))
     info = {**info, "features": {renames.get(k, k): v for k, v in info["features"].items()}}
     (root / INFO_PATH).write_text(json.dumps(info, indent=4))
+
+
+def _move_video_folders(videos: Path, renames: dict[str, str]) -> None:
+    """Move each renamed camera's video folder to its new key, through a temporary name first, so a swap (front
+    as wrist and wrist as front) never moves one folder onto the other."""
+    moving = [(old, new) for old, new in renames.items() if (videos / old).is_dir()]
+    for old, _ in moving:
+        (videos / old).rename(videos / f"{old}.renaming")
+    for old, new in moving:
+        (videos / f"{old}.renaming").rename(videos / new)
 
 
 def _renamed_column(column: str, renames: dict[str, str]) -> str:

@@ -9,19 +9,24 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from ds_helpers import write_dataset
+import torch
+from ds_helpers import FPS, H, W, feats, front_image, write_dataset
 
 from twinarm.cli.main import main
 from twinarm.datasets_io.edit import delete_episodes
 from twinarm.datasets_io.layout import DatasetError
 from twinarm.datasets_io.merge import merge_datasets
+from twinarm.datasets_io.reader import LeRobotDatasetReader
 from twinarm.datasets_io.remove_feature import remove_features
 from twinarm.datasets_io.rename_feature import rename_features
 from twinarm.datasets_io.split import split_dataset
+from twinarm.datasets_io.validator import check_dataset
 from twinarm.datasets_io.viz import render_episode
+from twinarm.datasets_io.writer import DatasetWriter
 
 HALVES = {"train": 0.5, "val": 0.5}
 
@@ -166,3 +171,36 @@ def test_merge_of_images_and_video_points_at_convert_to_video(pick: Path, tmp_pa
     said = str(caught.value)
     assert f"{png} stores it as images, {pick} as video" in said
     assert f"twinarm dataset convert-to-video {png} OUT" in said and "(" not in said
+
+
+def two_video_cameras(root: Path) -> None:
+    """Two episodes of two video cameras with different frames (a swap must be visible in the frames)."""
+    cam = {"dtype": "video", "shape": [H, W, 3], "names": ["height", "width", "channels"]}
+    features = {"observation.state": feats()["observation.state"], "action": feats()["action"],
+                "observation.images.front": cam, "observation.images.wrist": cam}  # fmt: skip
+    w = DatasetWriter.create(root, FPS, features, robot_type="test_arm")
+    for e in range(2):
+        for t in range(3):
+            w.add_frame({"observation.state": np.zeros(3, np.float32), "action": np.zeros(3, np.float32),
+                         "observation.images.front": front_image(e, t),
+                         "observation.images.wrist": front_image(e + 2, t)[::-1].copy()}, task="Pick.")  # fmt: skip
+        w.save_episode()
+    w.finalize()
+
+
+def test_rename_swaps_two_cameras(tmp_path: Path) -> None:
+    src = tmp_path / "two"
+    two_video_cameras(src)
+    front, wrist = "observation.images.front", "observation.images.wrist"
+    out = rename_features(src, tmp_path / "o", {front: wrist, wrist: front})
+    assert check_dataset(out) == []
+    old, new = LeRobotDatasetReader(src), LeRobotDatasetReader(out)
+    for i in range(len(old)):
+        assert torch.equal(new[i][wrist], old[i][front]) and torch.equal(new[i][front], old[i][wrist]), i
+    assert sorted(p.name for p in (out / "videos").iterdir()) == [front, wrist]
+
+
+def test_rename_refuses_a_new_key_with_a_slash(pick: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="'observation.images.a/b': feature keys cannot contain '/'"):
+        rename_features(pick, tmp_path / "o", {"observation.images.front": "observation.images.a/b"})
+    assert list(tmp_path.iterdir()) == []

@@ -45,6 +45,7 @@ def test_fit_then_replay_on_an_unseen_episode(recorded: tuple[Path, Path], tmp_p
                  "--out", str(out)]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "latency: 1 control step(s) (33 ms)" in printed and "(not fitted)" in printed
+    assert f"note: {root} was recorded in sim ({ENV}): the fit finds the parameters its sim arm ran with" in printed
     fitted = json.loads((out / "dynamics.json").read_text())
     assert fitted["arm"] == "so101" and fitted["action_delay_steps"] == 1
     for j in JOINTS:
@@ -153,3 +154,22 @@ def test_rate_note_says_what_the_fitted_rate_means() -> None:
     assert rate_note(30, 1.005).endswith("29.85 Hz (the loop kept its rate)")
     assert "ran 20 % slow (overruns" in rate_note(30, 1.2)
     assert "faster than its fps says" in rate_note(30, 0.9)
+
+
+def test_a_fit_needs_this_arms_recording_and_enough_motion(recorded: tuple[Path, Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Another arm's recording (a Koch's servos fitted to an SO-101's motion) and a few frames (20 parameters fitted
+    to 15 residuals exactly, RMS 0.000) were fitted and written; both are refused before anything is written."""
+    from twinarm.cli import fit_dynamics_cmd
+
+    root, _ = recorded
+    koch = ["fit-dynamics", "--dataset", str(root), "--env", "twinarm/Koch-Reach-v0", "--out", str(tmp_path / "k")]
+    assert main(koch) == 1
+    assert "was recorded on robot_type 'so101_follower', not koch" in capsys.readouterr().err
+    monkeypatch.setattr(fit_dynamics_cmd, "MOVES_PER_PARAM", 10_000)
+    with pytest.raises(SystemExit):
+        main(["fit-dynamics", "--dataset", str(root), "--env", ENV, "--episode", "0", "--params", "kp", "damping",
+              "--out", str(tmp_path / "few")])  # fmt: skip
+    assert "control steps; fitting 2 parameter(s) per joint needs at least 20000" in capsys.readouterr().err
+    assert not (tmp_path / "k").exists() and not (tmp_path / "few").exists()

@@ -74,9 +74,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_replay, _parser=p)
 
 
-def load_episode(dataset: str, episode: int, spec: Any) -> tuple[np.ndarray, np.ndarray, int]:
+def sim_recording(dataset: str) -> str | None:
+    """The sim env id a twinarm dataset was recorded in (`record`, `teleop --env`; from meta/twinarm_record.json),
+    or None: recorded on a real arm, or by LeRobot."""
+    from twinarm.cli.record_cmd import RECORD_CONFIG
+    from twinarm.registration import UnknownEnvId, entry_for
+
+    path = Path(str(dataset)) / RECORD_CONFIG
+    try:
+        env = json.loads(path.read_text()).get("env")
+        return env if env and entry_for(env).sim_id == env else None
+    except (OSError, ValueError, AttributeError, UnknownEnvId):
+        return None
+
+
+def load_episode(dataset: str, episode: int, spec: Any, other_arm: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
     """(recorded states, actions) in the spec's SI units, and the dataset's fps; errors name what does not fit
-    (a dataset of another robot type with the same joints is played, with a note: SO-100 data on an SO-101)."""
+    (a dataset of another robot type with the same joints is played with a note, SO-100 data on an SO-101 sim,
+    or refused when not `other_arm`: on real hardware, or to fit this arm's servos)."""
     from twinarm.datasets_io.layout import DatasetError
     from twinarm.datasets_io.reader import LeRobotDatasetReader
 
@@ -89,6 +104,9 @@ def load_episode(dataset: str, episode: int, spec: Any) -> tuple[np.ndarray, np.
             raise DatasetError(f"{ds.root}: {key!r} is {ft['shape']} {ft.get('names')}; arm {spec.name} has "
                                f"{spec.motor_feature_names}: replay it on its own arm's env")
     robot = ds.meta.info.get("robot_type")
+    if robot and robot != spec.robot_type and not other_arm:
+        raise DatasetError(f"{ds.root} was recorded on robot_type {robot!r}, not {spec.name} ({spec.robot_type!r}): "
+                           "the same joint names, other kinematics and ranges; replay it in sim, on its own arm's env")
     if robot and robot != spec.robot_type:
         print(f"note: {ds.root} was recorded on robot_type {robot!r}; {spec.name} is {spec.robot_type!r} (same joints: "
               "replaying anyway)")
@@ -326,7 +344,7 @@ def run_replay(args: argparse.Namespace) -> int:
         parser.error(f"--rate {args.rate:g}: give the loop's rate in Hz, above 0")
     if not real and (args.port or args.calibration or args.camera or args.lens):
         parser.error(f"--port/--calibration/--camera/--lens: only for a real arm ({entry.real_id}), not the sim id {args.env}")
-    data = {e: load_episode(args.dataset, e, spec) for e in episodes}
+    data = {e: load_episode(args.dataset, e, spec, other_arm=not real) for e in episodes}
     fps = data[episodes[0]][2]
     if fps != spec.control_hz:
         parser.error(f"{args.dataset} is recorded at {fps} fps; {args.env} runs at {spec.control_hz} Hz, so its "
@@ -383,7 +401,7 @@ def run_replay(args: argparse.Namespace) -> int:
     print(f"{args.dataset} {what} replayed on {args.env}: the arm's state against the recorded one")
     print(format_tracking(pooled))
     print("wrote " + ", ".join(str(p) for p in [out / "replay.json", *written]))
-    if not real and args.dynamics is None:
+    if not real and args.dynamics is None and sim_recording(args.dataset) is None:  # a real arm's recording
         print(f"to fit the sim arm's servos and latency to this recording: twinarm fit-dynamics --dataset "
               f"{args.dataset} --env {args.env}")
     return 0

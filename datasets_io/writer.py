@@ -72,8 +72,34 @@ def check_version(info: dict[str, Any], where: Path) -> None:
     """Raise DatasetError unless the dataset is LeRobot format v3.x."""
     version = str(info.get("codebase_version", ""))
     if not version.startswith("v3."):
-        hint = " (v2.x: convert it with `python -m lerobot.scripts.convert_dataset_v21_to_v30`)" if version.startswith("v2") else ""
+        root = where.parent.parent if where.name == "info.json" and where.parent.name == "meta" else where
+        hint = (" (v2.x: convert it in place with LeRobot: `python -m lerobot.scripts.convert_dataset_v21_to_v30 "
+                f"--repo-id OWNER/NAME --root {root} --push-to-hub=false`)") if version.startswith("v2") else ""
         raise DatasetError(f"{where}: unknown dataset version {version!r}; twinarm reads LeRobot v3.x{hint}")
+
+
+def check_folder(root: Path) -> None:
+    """Raise DatasetError naming the path when `root`, or a folder above it, is a file: a dataset is a folder."""
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == root else f"is inside {p}, which is a file"
+                raise DatasetError(f"{root} {what}; give a folder (new, or empty) for the dataset")
+            return
+
+
+def resume_codec(info: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The video codec and encoder options that appending to a dataset with this info.json keeps."""
+    vkeys = video_keys(info["features"])
+    if not vkeys:
+        return "h264", encoder_options("h264")
+    vinfo = info["features"][vkeys[0]].get("info", {})
+    codec = {"libx264": "h264", "libsvtav1": "av1", "libaom-av1": "av1", "libx265": "hevc"}.get(
+        vinfo.get("video.codec", "h264"), vinfo.get("video.codec", "h264"))
+    if codec not in CODECS:
+        codec = "h264"
+    return codec, encoder_options(codec, crf=vinfo.get("video.crf"), gop=vinfo.get("video.g"),
+                                  preset=None if codec != vinfo.get("video.codec") else vinfo.get("video.preset"))
 
 
 def repair(root: Path) -> bool:
@@ -295,10 +321,12 @@ class DatasetWriter:
         With `use_videos=False`, video features are stored as embedded PNG images instead.
         """
         root = Path(root)
+        check_folder(root)
         if (root / INFO_PATH).exists():
             raise DatasetError(f"{root}: a dataset already exists here; use DatasetWriter.resume() to append")
         if root.exists() and any(root.iterdir()):
-            raise DatasetError(f"{root}: directory is not empty")
+            raise DatasetError(f"{root}: the folder is not empty and holds no dataset (no {INFO_PATH}); name a new "
+                               "or empty folder")
         if int(fps) <= 0:
             raise DatasetError(f"fps must be positive, got {fps}")
         check_features(features)
@@ -360,18 +388,19 @@ class DatasetWriter:
         check_no_depth(info["features"], root / INFO_PATH)
         info.pop("repo_id", None)  # older twinarm wrote it; LeRobot warns on every load about fields it does not know
         vkeys = video_keys(info["features"])
-        codec = "h264"
-        opts = encoder_options(codec)
-        if vkeys:
-            vinfo = info["features"][vkeys[0]].get("info", {})
-            codec = {"libx264": "h264", "libsvtav1": "av1", "libaom-av1": "av1", "libx265": "hevc"}.get(
-                vinfo.get("video.codec", "h264"), vinfo.get("video.codec", "h264"))
-            if codec not in CODECS:
-                codec = "h264"
-            opts = encoder_options(codec, crf=vinfo.get("video.crf"), gop=vinfo.get("video.g"),
-                                   preset=None if codec != vinfo.get("video.codec") else vinfo.get("video.preset"))
+        codec, opts = resume_codec(info)
         w = cls(root, info, video_codec=codec, video_options=opts, encoder_threads=encoder_threads,
                 png_compression=png_compression)
+        try:
+            w._load_state(vkeys)
+        except BaseException:
+            w._lock.release()  # a refused resume leaves no writer holding the dataset
+            raise
+        return w
+
+    def _load_state(self, vkeys: list[str]) -> None:
+        """Read tasks, stats and where the last episode's files are, to append after them."""
+        root, info, w = self.root, self.info, self
         if (root / TASKS_PATH).is_file():
             t = read_parquet(root / TASKS_PATH)
             order = np.argsort(np.asarray(t.column("task_index")))
@@ -396,7 +425,6 @@ class DatasetWriter:
             for k in vkeys:
                 w._video_cf[k] = next_chunk_file(last[f"videos/{k}/chunk_index"], last[f"videos/{k}/file_index"], cs)
             w._last_episode = last
-        return w
 
     # ----- recording ------------------------------------------------------------------------------
     @property

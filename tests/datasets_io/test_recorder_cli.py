@@ -113,6 +113,7 @@ def test_record_cli_state_observations(tmp_path, capsys):
     for episode, seed in ((0, 0), (1, 1)):  # each episode's first frame is its seed's reset
         obs, _ = gym.make("twinarm/SO101-PickCube-v0", obs_type="state").reset(seed=seed)
         np.testing.assert_allclose(env_state[episodes == episode][0], obs["environment_state"], atol=1e-6)
-    with pytest.raises(SystemExit, match="mismatched: observation.images.front, observation.images.wrist"):
+    with pytest.raises(SystemExit, match=r"it holds state observations \(observation.environment_state, no "
+                       r"cameras\): add --obs-type state"):
         main(["record", "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1", "--root", str(root), "--resume",
               "--no-progress"])  # fmt: skip

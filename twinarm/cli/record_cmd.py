@@ -108,37 +108,111 @@ class RandomPolicy:
 POLICIES = {"scripted": scripted_policy, "random": RandomPolicy}
 
 
-def open_writer(root: Path, features: dict[str, Any], fps: int, *, robot_type: str, resume: bool,
-                codec: str | None = None, crf: int | None = None, source: str = "") -> Any:
-    """A DatasetWriter on a new dataset at `root`, or with `resume` on the existing one after checking that its
-    robot, features (shape, dtype, names), fps and any codec/crf asked for are those of `source` (what is being
-    recorded); exits naming the folder and what differs otherwise."""
-    from twinarm.datasets_io.layout import INFO_PATH, DatasetError
-    from twinarm.datasets_io.writer import DatasetWriter
+#: How `twinarm record` changes what it records to match a dataset it appends to (see `open_writer`).
+RECORD_HINTS = {
+    "images": "add --images",
+    "videos": "drop --images",
+    "size": "pass --height {h} --width {w}",
+    "state": "add --obs-type state",
+    "pixels": "drop --obs-type state",
+}
 
+
+def _differences(have: dict[str, Any], want: dict[str, Any], hints: dict[str, str]) -> list[str]:
+    """What keeps frames of features `want` from being appended to a dataset of features `have`, each with the
+    flag that fixes it where `hints` (as RECORD_HINTS) has one; the rest as `mismatched: <features>`."""
+    from twinarm.datasets_io.layout import DEFAULT_FEATURES
+    from twinarm.spec import LEROBOT_ENV_STATE
+
+    out: list[str] = []
+    have = {k: ft for k, ft in have.items() if k not in DEFAULT_FEATURES}
+    if (LEROBOT_ENV_STATE in have) != (LEROBOT_ENV_STATE in want) and hints.get("state"):
+        out.append(f"it holds state observations ({LEROBOT_ENV_STATE}, no cameras): {hints['state']}"
+                   if LEROBOT_ENV_STATE in have else f"it holds camera observations: {hints['pixels']}")
+        have = {k: ft for k, ft in have.items() if k in want}  # the rest follows from the observation type
+        want = {k: ft for k, ft in want.items() if k in have}
+    other = [k for k in want if k not in have] + [k for k in have if k not in want]
+    cams = [k for k in want if k in have and {want[k]["dtype"], have[k]["dtype"]} <= {"video", "image"}]
+    stored = {k: have[k]["dtype"] for k in cams if have[k]["dtype"] != want[k]["dtype"]}
+    hint = hints.get("images" if "image" in stored.values() else "videos")
+    if stored and len(set(stored.values())) == 1 and hint:
+        out.append(("it stores PNG images: " if "image" in stored.values() else "it stores videos: ") + hint)
+    else:
+        other += list(stored)
+    sizes = {k: tuple(have[k]["shape"]) for k in cams if list(have[k]["shape"]) != list(want[k]["shape"])}
+    if sizes and len(set(sizes.values())) == 1 and hints.get("size"):
+        h, w, _ = next(iter(sizes.values()))
+        out.append(f"its images are {h}x{w}: " + hints["size"].format(h=h, w=w))
+    else:
+        other += list(sizes)
+    other += [k for k in want if k in have and k not in cams and (
+        list(have[k]["shape"]) != list(want[k]["shape"]) or have[k]["dtype"] != want[k]["dtype"]
+        or have[k].get("names") != want[k].get("names"))]  # fmt: skip
+    if other:
+        out.append(f"mismatched: {', '.join(dict.fromkeys(other))}")
+    return out
+
+
+def open_writer(root: Path, features: dict[str, Any], fps: int, *, robot_type: str, resume: bool,
+                codec: str | None = None, crf: int | None = None, source: str = "", flag: str = "--root",
+                hints: dict[str, str] | None = None, env: str | None = None) -> Any:
+    """A DatasetWriter on a new dataset at `root`, or with `resume` on the existing one after checking that its
+    robot, features (shape, dtype, names), fps, sim `env` (when recording one) and any codec/crf asked for are
+    those of `source` (what is being recorded); exits naming the folder, what differs and the flag that fixes it
+    (`hints`, as RECORD_HINTS; `flag` is the option that named `root`) otherwise. The dataset is locked only once
+    it is found compatible."""
+    from twinarm.datasets_io.layout import INFO_PATH, DatasetError, load_json
+    from twinarm.datasets_io.writer import DatasetWriter, check_version, resume_codec
+
+    hints = RECORD_HINTS if hints is None else hints
     if resume and (root / INFO_PATH).exists():
-        writer = DatasetWriter.resume(root)
-        have = writer.features
-        mismatch = [k for k, ft in features.items() if k not in have or list(have[k]["shape"]) != list(ft["shape"])
-                    or have[k]["dtype"] != ft["dtype"] or have[k].get("names") != ft.get("names")]  # fmt: skip
-        if writer.fps != fps:
-            mismatch.append(f"fps {writer.fps} != {fps}")
-        if writer.info.get("robot_type") != robot_type:
-            mismatch.append(f"robot_type {writer.info.get('robot_type')!r} != {robot_type!r}")
+        try:
+            info = load_json(root / INFO_PATH)
+            check_version(info, root / INFO_PATH)
+        except DatasetError as exc:
+            raise SystemExit(str(exc)) from None
+        mismatch = _differences(info.get("features", {}), features, hints)
+        if info.get("fps") != fps:
+            mismatch.append(f"fps {info.get('fps')} != {fps}")
+        if info.get("robot_type") != robot_type:
+            mismatch.append(f"robot_type {info.get('robot_type')!r} != {robot_type!r}")
         if mismatch:
-            raise SystemExit(f"{root}: cannot append, it differs from {source} (mismatched: {', '.join(mismatch)})")
-        if codec is not None and codec != writer.video_codec:
-            raise SystemExit(f"{root}: its videos are {writer.video_codec}; appending keeps that codec (drop --codec)")
-        if crf is not None and writer.video_options.get("crf") not in (None, str(crf), crf):
-            raise SystemExit(f"{root}: its videos use crf {writer.video_options['crf']}; appending keeps it "
-                             "(drop --crf)")
-        return writer
+            raise SystemExit(f"{root}: cannot append, it differs from {source}: {'; '.join(mismatch)}")
+        if env is not None:
+            check_same_env(root, env, flag)
+        have_codec, have_opts = resume_codec(info)
+        if codec is not None and codec != have_codec:
+            raise SystemExit(f"{root}: its videos are {have_codec}; appending keeps that codec (drop --codec)")
+        if crf is not None and have_opts.get("crf") not in (None, str(crf), crf):
+            raise SystemExit(f"{root}: its videos use crf {have_opts['crf']}; appending keeps it (drop --crf)")
+        try:
+            return DatasetWriter.resume(root)
+        except DatasetError as exc:
+            raise SystemExit(str(exc)) from None
     if (root / INFO_PATH).exists():
         raise SystemExit(f"{root}: a dataset is already there; pass --resume to append to it, or name a new folder")
+    if resume and root.is_dir() and any(root.iterdir()):
+        raise SystemExit(f"{flag} {root} is not a dataset (no {INFO_PATH}): --resume appends episodes to a dataset "
+                         f"recorded before; to start a new one, drop --resume and name a new or empty folder")
     try:
         return DatasetWriter.create(root, fps, features, robot_type=robot_type, video_codec=codec or "h264", crf=crf)
     except DatasetError as exc:
-        raise SystemExit(str(exc)) from None
+        raise SystemExit(f"{flag} {exc}") from None
+
+
+def check_same_env(root: Path, env_id: str, flag: str = "--root") -> None:
+    """Exit unless the sim recordings already in the dataset at `root` (meta/twinarm_record.json) are of `env_id`:
+    appending another task's episodes would mix tasks and lose the first env's seed count."""
+    path = root / RECORD_CONFIG
+    if not path.is_file():
+        return
+    try:
+        prior = json.loads(path.read_text()).get("env")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return  # a damaged record of options does not stop a recording; it is rewritten at the end
+    if prior and prior != env_id:
+        raise SystemExit(f"{root} was recorded in {prior} ({RECORD_CONFIG}); record it with --env {prior} or name "
+                         f"a new {flag}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -165,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     root: Path = args.root
     fresh, created = not root.exists(), not (root / INFO_PATH).exists()
     writer = open_writer(root, features, spec.control_hz, robot_type=spec.robot_type, resume=args.resume,
-                         codec=args.codec, crf=args.crf, source=source)
+                         codec=args.codec, crf=args.crf, source=source, env=args.env)
     prior: dict[str, Any] = {}
     if args.resume and (root / RECORD_CONFIG).exists():
         prior = json.loads((root / RECORD_CONFIG).read_text())
@@ -196,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         writer.finalize()
         if created and writer.num_episodes == 0:  # nothing recorded: leave no skeleton that blocks a rerun
-            _remove_new_dataset(root, fresh)
+            remove_new_dataset(root, fresh)
         elif writer.num_episodes > before:
             print(f"\n{root}: stopped; {writer.num_episodes - before} episode(s) of this run were saved, the dataset "
                   f"has {writer.num_episodes}; `--resume` continues from seed {next_seed(root, seed)}", file=sys.stderr)
@@ -220,7 +294,7 @@ def next_seed(root: Path, default: int) -> int:
     return int(json.loads(path.read_text()).get("next_seed", default)) if path.exists() else default
 
 
-def _remove_new_dataset(root: Path, fresh: bool) -> None:
+def remove_new_dataset(root: Path, fresh: bool) -> None:
     """Undo a dataset this run created and never added to (`fresh`: the folder itself is new)."""
     if fresh:
         shutil.rmtree(root, ignore_errors=True)

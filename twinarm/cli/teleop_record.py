@@ -32,6 +32,14 @@ if TYPE_CHECKING:
 
 #: A recording loop below this fraction of the dataset's fps gets a note at the end (jitter stays above it).
 SLOW_LOOP = 0.97
+#: How `teleop --record --resume` matches a dataset it appends to (see `record_cmd.open_writer`).
+TELEOP_HINTS = {
+    "images": "teleop --record writes videos: append to a video copy (`twinarm dataset convert-to-video ROOT OUT`) "
+    "or name a new --record folder",
+    "size": "pass --image-size {h} {w}",
+}
+#: ... and with a simulated follower (`--env`), which records state observations with --obs-type state.
+SIM_TELEOP_HINTS = {**TELEOP_HINTS, "state": "add --obs-type state", "pixels": "drop --obs-type state"}
 KEYS_HELP = "keys: -> end the episode (or the reset period) now, <- discard the episode and record it again, Esc stop"
 
 
@@ -91,6 +99,7 @@ class TeleopRecording:
     def __init__(self, args: argparse.Namespace, spec: ArmSpec, cameras: tuple[CameraSpec, ...], source: str,
                  sim: bool = False, env_state_dim: int | None = None) -> None:  # fmt: skip
         from twinarm.cli.record_cmd import open_writer
+        from twinarm.datasets_io.layout import INFO_PATH
 
         parser = args._parser
         if not args.task:
@@ -100,8 +109,12 @@ class TeleopRecording:
             parser.error("--episodes must be >= 1, --episode-time > 0 and --reset-time >= 0")
         self.args, self.spec, self.sim = args, spec, sim
         features = spec.lerobot_features(cameras=cameras, use_videos=True, env_state_dim=env_state_dim)
+        # a dataset this run creates is removed again if the run saves no episode (`close`), so that the same
+        # command can be run again once a bad camera or port is fixed
+        self.fresh, self.created = not args.record.exists(), not (args.record / INFO_PATH).exists()
         self.writer = open_writer(args.record, features, spec.control_hz, robot_type=spec.robot_type,
-                                  resume=args.resume, source=source)
+                                  resume=args.resume, source=source, flag="--record",
+                                  hints=SIM_TELEOP_HINTS if sim else TELEOP_HINTS, env=args.env if sim else None)
         self.before = self.writer.num_episodes
         self.summary: RecordSummary | None = None
         # Each episode resets the scene from its own seed; in sim, past those of earlier runs on this dataset
@@ -187,11 +200,16 @@ class TeleopRecording:
         return self.writer.num_episodes - self.before
 
     def close(self) -> None:
-        """Finish the dataset's metadata (finished episodes are already committed) and save the run's options."""
-        from twinarm.cli.record_cmd import RECORD_CONFIG
+        """Finish the dataset's metadata (finished episodes are already committed) and save the run's options;
+        a dataset this run created and saved no episode into (a device failed to open, Ctrl-C) is removed."""
+        from twinarm.cli.record_cmd import RECORD_CONFIG, remove_new_dataset
 
         self.writer.finalize()
         root: Path = self.args.record
+        if self.created and self.saved == 0:
+            remove_new_dataset(root, self.fresh)
+            print(f"{root}: no episode was saved; the dataset folder this run started is removed again")
+            return
         config = resolved_config(self.args)
         if self.sim:  # where the next run on this dataset, teleoperated or scripted, takes its seeds from
             config["next_seed"] = self.summary.next_seed if self.summary is not None else self.first_seed

@@ -17,6 +17,7 @@ from twinarm.datasets_io import stats as st
 from twinarm.datasets_io.depth import DepthFormat, depth_format
 from twinarm.datasets_io.features import depth_keys, image_keys, video_keys
 from twinarm.datasets_io.layout import (
+    EPISODES_DIR,
     INFO_PATH,
     STATS_PATH,
     TASKS_PATH,
@@ -43,6 +44,26 @@ def column_to_numpy(col: pa.ChunkedArray | pa.Array, where: str) -> np.ndarray:
     return arr.to_numpy(zero_copy_only=False)
 
 
+def not_a_folder(root: Path) -> str | None:
+    """Why `root` cannot be a dataset folder (missing, or a file), naming the way out; None if it is a folder."""
+    if root.is_dir():
+        return None
+    if root.is_file():
+        up = f" ({root.parent.parent}?)" if root.name == "info.json" and root.parent.name == "meta" else ""
+        return f"{root} is a file, not a dataset folder; give the folder that holds {INFO_PATH}{up}"
+    return f"{root}: no such dataset directory"
+
+
+def no_episode_yet(root: Path, info: dict[str, Any]) -> str | None:
+    """What to say of a dataset whose recording ended before it committed an episode (info.json is written,
+    tasks and episodes not yet), or None."""
+    if info.get("total_episodes") == 0 and not (root / TASKS_PATH).exists() and not sorted_parquet_files(
+            root / EPISODES_DIR):  # fmt: skip
+        return (f"no episode was committed (an interrupted recording?); `twinarm record --root {root} --resume` "
+                f"(or `twinarm teleop ... --record {root} --resume`) continues it")
+    return None
+
+
 class DatasetMeta:
     """`meta/` of a dataset: info, tasks, per-episode ranges and video locations, and stats."""
 
@@ -65,6 +86,8 @@ class DatasetMeta:
         self.video_keys = video_keys(self.features)
         self.image_keys = image_keys(self.features)
         self.camera_keys = [k for k in self.features if k in self.video_keys or k in self.image_keys]
+        if (why := no_episode_yet(self.root, self.info)) is not None:
+            raise DatasetError(f"{self.root}: {why}")
         t = read_parquet(self.root / TASKS_PATH)
         if "task_index" not in t.column_names or "task" not in t.column_names:
             raise DatasetError(f"{self.root / TASKS_PATH}: needs columns 'task' and 'task_index', has {t.column_names}")
@@ -123,8 +146,9 @@ class DatasetMeta:
         )
 
 
-#: What can name a Hub repo: `name` or `namespace/name` (letters, digits, `-`, `_`, `.`; no leading `.`).
-_HUB_REPO_ID = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)?")
+#: What can name a Hub dataset repo: `namespace/name` (letters, digits, `-`, `_`, `.`; no leading `.`). A bare
+#: `name` is taken for a local folder: LeRobot datasets always have an owner, and a typo should not go online.
+_HUB_REPO_ID = re.compile(r"[\w-][\w.-]*/[\w-][\w.-]*")
 
 
 def resolve_root(repo_id_or_root: str | Path, root: str | Path | None = None, revision: str | None = None) -> Path:
@@ -138,11 +162,14 @@ def resolve_root(repo_id_or_root: str | Path, root: str | Path | None = None, re
         return download(str(repo_id_or_root), local_dir=p, revision=revision)
     p = Path(repo_id_or_root)
     if p.exists():
+        if (why := not_a_folder(p)) is not None:
+            raise DatasetError(why)
         if not (p / INFO_PATH).exists():
             raise DatasetError(f"{p}: not a dataset (no {INFO_PATH})")
         return p
-    if not _HUB_REPO_ID.fullmatch(str(repo_id_or_root)):  # a path, and not one of a Hub repo id's form
-        raise DatasetError(f"{p}: no such dataset directory")
+    if not _HUB_REPO_ID.fullmatch(str(repo_id_or_root)):  # a path, or a bare name: not a Hub repo id
+        raise DatasetError(f"{p}: no such dataset directory" + (
+            "" if "/" in str(repo_id_or_root) else " (a Hub dataset is named OWNER/NAME)"))
     from twinarm.datasets_io.hub import download
 
     return download(str(repo_id_or_root), revision=revision)

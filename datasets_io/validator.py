@@ -33,7 +33,7 @@ from twinarm.datasets_io.layout import (
     load_json,
     sorted_parquet_files,
 )
-from twinarm.datasets_io.meta import column_to_numpy
+from twinarm.datasets_io.meta import column_to_numpy, no_episode_yet, not_a_folder
 from twinarm.datasets_io.video import build_index
 
 INFO_KEYS = (
@@ -118,10 +118,30 @@ def _check_info(rep: Report, info: dict[str, Any]) -> bool:
             depth_format(feats[k])
         except (ValueError, TypeError) as exc:
             rep.add(p, f"depth feature {k!r}: {exc}")
-    if isinstance(info.get("total_episodes"), int) and info.get("splits") and info["total_episodes"] > 0:
-        if info["splits"].get("train") != f"0:{info['total_episodes']}":
-            rep.add(p, f"splits.train should be '0:{info['total_episodes']}', got {info['splits'].get('train')!r}")
-    return rep.ok
+    return rep.ok  # splits are checked once the episodes are counted (a wrong total_episodes comes first)
+
+
+def _check_fps(rep: Report, info: dict[str, Any], episode_ts: list[np.ndarray], tol: float) -> float:
+    """One problem when info.json's fps disagrees with its videos' video.fps or with the spacing every episode's
+    timestamps share; returns the rate the per-episode checks then use (the timestamps', or fps)."""
+    fps = info["fps"]
+    diffs = np.concatenate([np.diff(ts.astype(np.float64)) for ts in episode_ts] or [np.zeros(0)])
+    spacing = float(np.median(diffs)) if diffs.size else 0.0
+    shared = spacing > 0 and abs(spacing - 1.0 / fps) > tol and bool(np.all(np.abs(diffs - spacing) <= tol))
+    vfps = {k: ft["info"].get("video.fps") for k, ft in info["features"].items()
+            if ft.get("dtype") == "video" and isinstance(ft.get("info"), dict)}
+    off = sorted({v for v in vfps.values() if isinstance(v, int | float) and abs(v - fps) > 1e-6})
+    if not shared and not off:
+        return fps
+    what = []
+    if off:
+        what.append("video.fps " + ", ".join(f"{v:g}" for v in off))
+    if shared:
+        what.append(f"the timestamps' spacing (1/{1.0 / spacing:.4g} s)")
+    true = (1.0 / spacing) if shared else off[0]
+    rep.add(rep.root / INFO_PATH, f"fps {fps} disagrees with {' and '.join(what)}: if the episodes were recorded at "
+                                  f"{true:.4g} fps, set fps to {true:.4g} in {INFO_PATH}")
+    return (1.0 / spacing) if shared else fps
 
 
 def _read(rep: Report, path: Path, columns: list[str] | None = None) -> pa.Table | None:
@@ -135,9 +155,19 @@ def _read(rep: Report, path: Path, columns: list[str] | None = None) -> pa.Table
         return None
 
 
+def _data_rows(files: list[Path]) -> int | None:
+    """Rows in these parquet files, from their footers (None if one is unreadable: the data checks say why)."""
+    try:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    except (pa.ArrowInvalid, OSError):
+        return None
+
+
 def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
     """Return the list of problems (empty if the dataset is valid). `deep` also decodes every image/video frame."""
     root = Path(root)
+    if (why := not_a_folder(root)) is not None:
+        return [why]
     rep = Report(root)
     if (root / JOURNAL_PATH).exists():
         rep.add(root / JOURNAL_PATH, "an episode commit was interrupted (run `twinarm dataset check --repair`)")
@@ -150,8 +180,10 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
         return rep.problems
     if not _check_info(rep, info):
         return rep.problems
+    if (why := no_episode_yet(root, info)) is not None:
+        rep.problems.append(why)
+        return rep.problems
     feats = info["features"]
-    fps = info["fps"]
     vkeys = video_keys(feats)
     dkeys = depth_keys(feats)
 
@@ -182,6 +214,7 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
         return rep.problems
     need = list(EPISODE_COLUMNS) + [f"videos/{k}/{c}" for k in vkeys for c in VIDEO_COLUMNS]
     eps_parts = []
+    file_of_ep: list[Path] = []  # the meta/episodes file of each episode row, to name it
     for f in ep_files:
         t = _read(rep, f)
         if t is None:
@@ -194,6 +227,7 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
         if not stat_cols:
             rep.add(f, "no per-episode stats/<feature>/<stat> columns")
         eps_parts.append(t.select(need))
+        file_of_ep += [f] * t.num_rows
         cf = t.select(["meta/episodes/chunk_index", "meta/episodes/file_index"]).to_pylist()
         expect = f"chunk-{cf[0]['meta/episodes/chunk_index']:03d}/file-{cf[0]['meta/episodes/file_index']:03d}.parquet"
         if cf and not str(f).endswith(expect):
@@ -207,13 +241,33 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
         rep.add(root / "meta/episodes", "episode_index must run 0..E-1 in file order")
     if E != info["total_episodes"]:
         rep.add(root / INFO_PATH, f"total_episodes is {info['total_episodes']} but meta/episodes has {E} rows")
+    splits = info.get("splits")
+    if isinstance(splits, dict) and splits and E > 0 and splits.get("train") != f"0:{E}":
+        rep.add(root / INFO_PATH, f"splits.train should be '0:{E}' (the {E} episodes), got {splits.get('train')!r}")
     frm, to, length = col["dataset_from_index"], col["dataset_to_index"], col["length"]
-    if np.any(to - frm != length) or np.any(length <= 0):
-        rep.add(root / "meta/episodes", "length must equal dataset_to_index - dataset_from_index (> 0)")
+    bad = np.flatnonzero((to - frm != length) | (length <= 0))
+    for e in bad[:3]:
+        rep.add(file_of_ep[e], f"episode {e}: length {length[e]} but dataset_from_index..dataset_to_index is "
+                               f"{frm[e]}..{to[e]} (length must be their difference, > 0)")
+    if len(bad) > 3:
+        rep.add(root / "meta/episodes", f"{len(bad) - 3} more episodes whose length is not dataset_to_index - "
+                                        "dataset_from_index")
     if E and (frm[0] != 0 or np.any(frm[1:] != to[:-1])):
         rep.add(root / "meta/episodes", "episodes must tile the frames: dataset_from_index[e] == dataset_to_index[e-1]")
     total = int(to[-1]) if E else 0
-    if total != info["total_frames"]:
+    data_files = sorted_parquet_files(root / "data")
+    n_rows = _data_rows(data_files) if data_files else None
+    if n_rows is not None and total > n_rows and info["total_frames"] == total:
+        rep.add(root / "data", f"the data files hold {n_rows} rows but meta/episodes and info.json total_frames "
+                               f"say {total}: rows are missing from the data")
+    elif n_rows is not None and total > n_rows:  # an episode row is wrong, not the data nor info.json
+        for e in np.flatnonzero(to > n_rows):
+            rep.add(file_of_ep[e], f"episode {e}: dataset_to_index {to[e]} runs past the data, whose files hold "
+                                   f"{n_rows} rows")
+    elif n_rows is not None and total < n_rows:
+        rep.add(file_of_ep[-1], f"the episodes end at row {total} (episode {E - 1}) but the data files hold {n_rows} "
+                                "rows")
+    if total != info["total_frames"] and info["total_frames"] != n_rows:
         rep.add(root / INFO_PATH, f"total_frames is {info['total_frames']} but episodes end at {total}")
     task_names = set(tasks.column("task").to_pylist()) if tasks is not None and "task" in tasks.column_names else set()
     for e, tl in enumerate(eps.column("tasks").to_pylist()):
@@ -222,7 +276,6 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
             rep.add(root / "meta/episodes", f"episode {e}: tasks {unknown} are not in tasks.parquet")
 
     # data files
-    data_files = sorted_parquet_files(root / "data")
     if not data_files:
         rep.add(root / "data", "no data parquet files")
         return rep.problems
@@ -230,10 +283,14 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
     num = {k: [] for k in ("index", "episode_index", "frame_index", "timestamp", "task_index")}
     file_of_row: list[np.ndarray] = []
     images: dict[str, list[pa.Array]] = {k: [] for k, ft in feats.items() if ft["dtype"] == "image"}
+    undeclared: dict[str, Path] = {}  # column -> the first data file that has it
     for fi, f in enumerate(data_files):
         t = _read(rep, f)
         if t is None:
             continue
+        for c in t.column_names:
+            if c not in feats:
+                undeclared.setdefault(c, f)
         for k in tab_keys:
             if k not in t.column_names:
                 rep.add(f, f"missing column {k!r} (feature in info.json)")
@@ -254,6 +311,9 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
                 c = t.column(k).combine_chunks()
                 images[k].append(c.field("bytes") if pa.types.is_struct(c.type) else c)
         file_of_row.append(np.full(t.num_rows, fi))
+    for c, f in undeclared.items():  # a reader going by info.json (LeRobot's, twinarm train's) never sees it
+        rep.add(f, f"column {c!r} is not a feature in {INFO_PATH}, so readers leave it out: declare it under "
+                   "features there, or remove the column")
     if not rep.ok:
         return rep.problems
     d = {k: np.concatenate(v) for k, v in num.items()}
@@ -265,6 +325,7 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
         rep.add(root / "data", "column 'index' must run 0..N-1 across data files in sorted path order")
         return rep.problems
     tol = 1e-4
+    rate = _check_fps(rep, info, [d["timestamp"][int(a):int(b)] for a, b in zip(frm, to, strict=True)], tol)
     for e in range(E):
         a, b = int(frm[e]), int(to[e])
         if np.any(d["episode_index"][a:b] != e):
@@ -272,8 +333,8 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
         if not np.array_equal(d["frame_index"][a:b], np.arange(b - a)):
             rep.add(root / "data", f"episode {e}: frame_index must run 0..{b - a - 1}")
         ts = d["timestamp"][a:b].astype(np.float64)
-        if b - a > 1 and np.any(np.abs(np.diff(ts) - 1.0 / fps) > tol):
-            rep.add(root / "data", f"episode {e}: timestamps are not spaced 1/fps = {1.0 / fps:.6f} s apart")
+        if b - a > 1 and np.any(np.abs(np.diff(ts) - 1.0 / rate) > tol):
+            rep.add(root / "data", f"episode {e}: timestamps are not spaced 1/fps = {1.0 / rate:.6f} s apart")
         files = {int(x) for x in np.unique(fof[a:b])}
         expect = root / info["data_path"].format(chunk_index=int(col["data/chunk_index"][e]),
                                                  file_index=int(col["data/file_index"][e]))
@@ -334,7 +395,7 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
             for e in ep_list:
                 a, b = int(frm[e]), int(to[e])
                 f0, f1 = float(col[f"videos/{k}/from_timestamp"][e]), float(col[f"videos/{k}/to_timestamp"][e])
-                if f1 - f0 < (b - a) / fps - tol:
+                if f1 - f0 < (b - a) / rate - tol:
                     rep.add(p, f"episode {e}: from/to_timestamp span {f1 - f0:.4f} s but it has {b - a} frames")
                 q = f0 + d["timestamp"][a:b].astype(np.float64)
                 j = np.clip(np.searchsorted(idx.times, q), 1, max(len(idx.times) - 1, 1))
@@ -354,9 +415,10 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
     else:
         try:
             stats = load_json(root / STATS_PATH)
-        except DatasetError as exc:
-            rep.add(root / STATS_PATH, str(exc).split(": ", 1)[-1])
-            stats = {}
+        except DatasetError as exc:  # the one problem: no feature's stats can be read
+            rep.add(root / STATS_PATH, str(exc).split(": ", 1)[-1] + "; restore the file from a copy or the Hub "
+                                       "(LeRobot normalizes with it)")
+            return rep.problems
         for k, ft in feats.items():
             if ft["dtype"] == "string":
                 continue

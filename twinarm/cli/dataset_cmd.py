@@ -179,9 +179,13 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from twinarm.datasets_io.layout import DatasetError
+    from twinarm.datasets_io.meta import not_a_folder
     from twinarm.datasets_io.validator import check_dataset
     from twinarm.datasets_io.writer import repair
 
+    if (why := not_a_folder(args.root)) is not None:  # one error, not a list of one "problem"
+        raise DatasetError(why)
     if args.repair and repair(args.root):
         print(f"{args.root}: finished an interrupted commit / removed temp files")
     problems = check_dataset(args.root, deep=args.deep)
@@ -224,12 +228,16 @@ def run_convert_units(args: argparse.Namespace) -> int:
 
     from twinarm.arms import ARMS, get_arm
     from twinarm.datasets_io.layout import INFO_PATH, load_json
-    from twinarm.datasets_io.units import rescale_joints
+    from twinarm.datasets_io.units import check_direction, rescale_joints
     from twinarm.real.calibration import Calibration
 
     robot_type = load_json(args.root / INFO_PATH).get("robot_type")
     if args.arm:
         spec = get_arm(args.arm)
+        recorded = next((a for a in ARMS.values() if robot_type in (a.robot_type, a.name)), None)
+        if recorded is not None and recorded.name != spec.name:
+            args._parser.error(f"--arm {args.arm}: {args.root} was recorded on {recorded.name} ({robot_type!r}); "
+                               "convert it with that arm's calibration")  # fmt: skip
     else:
         matches = [a for a in ARMS.values() if a.robot_type == robot_type]
         if not matches:
@@ -237,10 +245,11 @@ def run_convert_units(args: argparse.Namespace) -> int:
         spec = matches[0]
     factors = Calibration.load(args.calibration).degrees_per_range_unit(spec)
     body = ~spec.gripper_mask
+    check_direction(args.root, args.to, body)
     if args.to == "range":
         factors = np.where(body, 1.0 / factors, 1.0)
     out = rescale_joints(args.root, args.out, factors, range_mask=body if args.to == "range" else None,
-                         names=spec.motor_feature_names)
+                         names=spec.motor_feature_names, to=args.to)
     print(f"wrote {out}: {spec.name} joints to {args.to} ({joint_factors(spec, factors)})")
     return 0
 

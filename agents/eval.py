@@ -11,6 +11,7 @@ import gc
 import json
 import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -172,6 +173,10 @@ def make_vector_env(
     return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
+class ResizedImagesWarning(UserWarning):
+    """A camera policy evaluated on frames of another size than it was trained on (resized to fit)."""
+
+
 def _policy_image_size(policy: Policy) -> tuple[int, int] | None:
     """The image size a camera policy was trained at (the env renders at it), None for a state policy."""
     keys = policy.config.image_keys
@@ -237,7 +242,12 @@ def evaluate(
     spec = get_arm(entry_for(env_id).arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
     obs_type = obs_type_for(policy, real=env_id == entry_for(env_id).real_id)
-    image_size = image_size or _policy_image_size(policy)
+    trained_at = _policy_image_size(policy)
+    if image_size is not None and trained_at is not None and tuple(image_size) != trained_at:
+        warnings.warn(f"the policy was trained on {trained_at[0]}x{trained_at[1]} images and the env gives "
+                      f"{image_size[0]}x{image_size[1]}: each frame is resized to the training size (bilinear), so "
+                      "it sees another level of detail than in training", ResizedImagesWarning, stacklevel=2)  # fmt: skip
+    image_size = image_size or trained_at
     n_envs = max(1, min(n_envs, n_episodes))
     if control is not None and n_envs != 1:
         raise ValueError("control needs n_envs=1 (an operator watches one episode at a time)")

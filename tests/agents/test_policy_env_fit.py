@@ -95,3 +95,15 @@ def test_act_takes_the_env_observation_and_returns_the_env_action(tiny_act_check
     assert actions.shape == (2, 6) and venv.action_space.contains(actions)
     assert np.allclose(actions[0], action, atol=1e-6)  # the same seed: the same first action (batch-2 rounding)
     venv.close()
+
+
+def test_frames_of_another_size_than_trained_on_are_warned(tiny_act_checkpoint) -> None:
+    """They run (each frame resized to the training size), but a policy seeing other detail than in training was
+    silent before, on a real arm too (`eval --image-size`)."""
+    from twinarm.agents.eval import ResizedImagesWarning
+
+    policy = Policy.from_pretrained(tiny_act_checkpoint(cameras=("front",), image=(48, 64)))
+    with pytest.warns(ResizedImagesWarning, match="trained on 48x64 images and the env gives 24x32: each frame is "
+                      "resized to the training size"):  # fmt: skip
+        result = evaluate(policy, "twinarm/SO101-Reach-v0", n_episodes=1, n_envs=1, max_steps=2, image_size=(24, 32))
+    assert result.aggregated["n_episodes"] == 1

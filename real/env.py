@@ -309,7 +309,10 @@ class RealArmEnv(gym.Env):
             if self.bus.is_connected:
                 self.bus.disable_torque()
         except Exception as exc:
-            log.warning("could not disable torque on %s: %s", self.bus.port, exc)
+            said = f"could not disable torque on {self.bus.port}: {exc}"
+            if said != getattr(self, "_torque_off_said", None):  # once: the error path and close() both try
+                log.warning(said)
+                self._torque_off_said = said
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.torque_off()

@@ -257,7 +257,8 @@ def test_a_follower_servo_going_silent_mid_recording_keeps_the_finished_episodes
 
 
 def test_a_servo_going_silent_mid_eval_keeps_the_finished_episodes_metrics(
-    rig: Rig, tmp_path: Path, tiny_act_checkpoint: Callable[..., Path], capsys: pytest.CaptureFixture
+    rig: Rig, tmp_path: Path, tiny_act_checkpoint: Callable[..., Path], capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The wrist servo stops answering in episode 2 of 3: the error names it, and eval_info.json holds episode 1
     (it was written only at the end before, so a disconnect lost every finished episode's metrics). No person
@@ -291,3 +292,5 @@ def test_a_servo_going_silent_mid_eval_keeps_the_finished_episodes_metrics(
     assert f"motor '{victim.name}' (id {victim.motor_id}) on port {rig.follower_port} is not responding" in captured.err
     assert "eval 1/3\n" in captured.out  # no "success 0/1": nothing measured it
     assert all(not s.torque_on for s in rig.follower.servos if s.motor_id != victim.motor_id)
+    # The error path and close() both take torque off; the failure to reach the silent servo is said once.
+    assert sum("could not disable torque" in r.getMessage() for r in caplog.records) == 1

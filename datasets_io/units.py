@@ -37,20 +37,55 @@ from twinarm.datasets_io.layout import (
 JOINT_FEATURES = ("observation.state", "action")
 #: LeRobot's range mode spans -100..100.
 RANGE_LIMIT = 100.0
+#: What `convert-units` leaves in a copy it writes: the joint units the copy is in (LeRobot keeps no such record).
+UNITS_PATH = "meta/twinarm_units.json"
+#: Written by `twinarm record` and `teleop --record`, which write degrees (see twinarm.cli.record_cmd).
+RECORD_PATH = "meta/twinarm_record.json"
+
+
+def known_units(root: str | Path) -> tuple[str, str] | None:
+    """(units, how it is known) of a dataset's body joints, "degrees" or "range", where twinarm can tell: a copy
+    `convert-units` wrote, or a twinarm recording; None for a LeRobot recording (nothing in it says)."""
+    root = Path(root)
+    if (root / UNITS_PATH).is_file():
+        return str(load_json(root / UNITS_PATH).get("joints")), f"{UNITS_PATH} (written by convert-units)"
+    if (root / RECORD_PATH).is_file():
+        return "degrees", "twinarm recorded it, in degrees"
+    return None
+
+
+def check_direction(src: str | Path, to: str, body: np.ndarray) -> None:
+    """DatasetError when the dataset at `src` is known to be in `to` units already, or (to degrees) its body
+    joints leave -100..100, which range mode never does: converting again would scale the joints twice."""
+    src = Path(src)
+    if (known := known_units(src)) is not None and known[0] == to:
+        raise DatasetError(f"{src}: its joints are in {to} already ({known[1]}); nothing to convert")
+    if to == "degrees" and (src / STATS_PATH).is_file():
+        state = load_json(src / STATS_PATH).get("observation.state", {})
+        if "min" in state and "max" in state:
+            reach = np.maximum(np.abs(np.asarray(state["min"], float)), np.abs(np.asarray(state["max"], float)))
+            if len(reach) == len(body) and np.any(reach[body] > RANGE_LIMIT + 1e-3):
+                raise DatasetError(f"{src}: observation.state reaches {reach[body].max():.1f} on a body joint, outside "
+                                   "range mode's -100..100: it is in degrees already")  # fmt: skip
 
 
 def rescale_joints(
     src: str | Path, dst: str | Path, factors: np.ndarray, range_mask: np.ndarray | None = None,
-    names: list[str] | None = None,
+    names: list[str] | None = None, to: str | None = None,
 ) -> Path:
     """Copy the dataset at `src` to `dst` with `observation.state` and `action` multiplied by `factors` (one per
     joint), then clipped to -100..100 on the joints of `range_mask` (LeRobot's range mode clips to the span),
     and their stats recomputed. Raises DatasetError naming the dataset and feature when a feature's width, or
-    its joint names where `names` are given (the factors' order), do not match."""
+    its joint names where `names` are given (the factors' order), do not match. With `to` ("degrees"/"range"),
+    the copy records its units (UNITS_PATH), so it is not converted the same way twice."""
+    from twinarm.datasets_io.edit import check_apart
+
     src, dst = Path(src), Path(dst)
     factors = np.asarray(factors, dtype=np.float64)
     if dst.exists():
         raise DatasetError(f"{dst} exists: give a new folder for the converted dataset")
+    tmp = dst.with_name(dst.name + ".converting")
+    check_apart(dst, [src], tmp)
     info = load_json(src / INFO_PATH)
     for key in JOINT_FEATURES:
         shape = info["features"].get(key, {}).get("shape")
@@ -59,11 +94,12 @@ def rescale_joints(
         found = info["features"][key].get("names")
         if names is not None and found is not None and list(found) != list(names):
             raise DatasetError(f"{src}: feature {key!r} names its joints {found}, the arm's are {list(names)}")
-    tmp = dst.with_name(dst.name + ".converting")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(Path(LOCK_PATH).name))
     try:
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(Path(LOCK_PATH).name))
         _rescale_copy(tmp, factors, range_mask)
+        if to is not None:
+            (tmp / UNITS_PATH).write_text(json.dumps({"joints": to, "converted_from": str(src)}, indent=2) + "\n")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # the source is untouched; no half-converted copy is left
         raise

@@ -132,3 +132,31 @@ def test_a_conversion_that_fails_leaves_no_half_converted_copy(tmp_path: Path) -
     with pytest.raises(DatasetError, match="corrupt parquet"):
         rescale_joints(tmp_path / "src", tmp_path / "out", np.ones(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_a_dataset_in_the_target_units_or_of_another_arm_is_not_converted(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Each was converted without a word before, scaling the joints twice (a wrist at 95 deg came out at -62.5)."""
+    cal = tmp_path / "koch_follower.json"
+    cal.write_text(json.dumps(LEROBOT["koch"]["calibration"]))
+    rng = np.asarray(LEROBOT["koch"]["range"], np.float32)
+    _koch_dataset(tmp_path / "range", rng)
+    convert = ["dataset", "convert-units", "--calibration", str(cal)]
+    assert main([*convert, str(tmp_path / "range"), str(tmp_path / "deg")]) == 0
+    assert json.loads((tmp_path / "deg/meta/twinarm_units.json").read_text())["joints"] == "degrees"
+    capsys.readouterr()
+    assert main([*convert, str(tmp_path / "deg"), str(tmp_path / "again")]) == 1
+    assert "its joints are in degrees already (meta/twinarm_units.json (written by convert-units))" in capsys.readouterr().err
+    recorded = tmp_path / "recorded"  # a twinarm recording: it writes degrees
+    shutil.copytree(tmp_path / "range", recorded)
+    (recorded / "meta/twinarm_record.json").write_text(json.dumps({"command": "record"}))
+    assert main([*convert, str(recorded), str(tmp_path / "r2")]) == 1
+    assert "its joints are in degrees already (twinarm recorded it, in degrees)" in capsys.readouterr().err
+    wide = tmp_path / "wide"  # a LeRobot recording in degrees: a body joint at 150
+    _koch_dataset(wide, np.concatenate([rng, np.full((1, 6), 150.0, np.float32)]))
+    assert main([*convert, str(wide), str(tmp_path / "w2")]) == 1
+    assert "observation.state reaches 150.0 on a body joint, outside range mode's -100..100" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*convert, str(tmp_path / "range"), str(tmp_path / "s"), "--arm", "so101"])
+    assert f"--arm so101: {tmp_path / 'range'} was recorded on koch ('koch_follower')" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deg", "koch_follower.json", "range", "recorded", "wide"]

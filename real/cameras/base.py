@@ -114,6 +114,8 @@ class Camera(ABC):
         while not self._stop.is_set():
             try:
                 frame = self._grab()
+                if frame is not None:
+                    frame = self._postprocess(frame)
             except BaseException as exc:  # surfaced to the next read
                 with self._cond:
                     self._error = exc
@@ -124,7 +126,6 @@ class Camera(ABC):
                     self._error = CameraError(f"camera {self.name!r}: end of stream")
                     self._cond.notify_all()
                 return
-            frame = self._postprocess(frame)
             with self._cond:
                 self._frame = frame
                 self._count += 1
@@ -136,7 +137,10 @@ class Camera(ABC):
         if rot is not None:
             frame = cv2.rotate(frame, rot)
         if self._undistort is not None:  # calibrated on the frames as delivered, i.e. rotated
-            frame = self._undistort(frame)
+            try:
+                frame = self._undistort(frame)
+            except ValueError as exc:  # a lens for another frame size: refused at the first frame
+                raise CameraError(f"camera {self.name!r}: {exc}") from None
         return frame
 
     # ----- reads ---------------------------------------------------------------------------------

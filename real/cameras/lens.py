@@ -25,6 +25,24 @@ class Lens:
     dist_coeffs: np.ndarray
     target_fovy: float
     info: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: Where it was read from (errors name it).
+    source: str = field(default="lens", compare=False)
+
+    def __post_init__(self) -> None:
+        """Refuse a lens that cannot map a frame: an all-zero matrix used to turn every frame black."""
+        h, w = self.image_size
+        k, where = self.camera_matrix, self.source
+        if h <= 0 or w <= 0:
+            raise ValueError(f"{where}: image_size {h}x{w} (H x W) must be positive")
+        fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+        if not (np.isfinite(fx) and np.isfinite(fy) and fx > 0 and fy > 0):
+            raise ValueError(f"{where}: camera_matrix focal lengths fx {fx:g}, fy {fy:g} must be finite and > 0 "
+                             "(calibrate the lens again with `twinarm fit-camera --calibrate-lens`)")  # fmt: skip
+        if not (0 <= cx < w and 0 <= cy < h):
+            raise ValueError(f"{where}: camera_matrix principal point ({cx:g}, {cy:g}) lies outside its {w}x{h} "
+                             "image (calibrate the lens again with `twinarm fit-camera --calibrate-lens`)")  # fmt: skip
+        if not np.isfinite(self.dist_coeffs).all():
+            raise ValueError(f"{where}: dist_coeffs {self.dist_coeffs.tolist()} must be finite numbers")
 
     @classmethod
     def load(cls, path: str | Path) -> Lens:
@@ -48,8 +66,8 @@ class Lens:
         if len(size) != 2 or k.shape != (3, 3) or dist.size not in (4, 5, 8) or not 0 < fovy < 180:
             raise ValueError(f"lens file {path}: image_size [H, W], a 3x3 camera_matrix, 4/5/8 dist_coeffs and a "
                              "target_fovy in (0, 180) degrees expected")  # fmt: skip
-        return cls(size, k, dist, fovy, {k: v for k, v in d.items() if k not in
-                                         ("image_size", "camera_matrix", "dist_coeffs", "target_fovy")})  # fmt: skip
+        info = {k: v for k, v in d.items() if k not in ("image_size", "camera_matrix", "dist_coeffs", "target_fovy")}
+        return cls(size, k, dist, fovy, info, source=f"lens file {path}")
 
     def save(self, path: Path) -> None:
         data = {"image_size": list(self.image_size), "camera_matrix": self.camera_matrix.tolist(),
@@ -84,7 +102,8 @@ class Lens:
 
 
 class Undistorter:
-    """Applies a lens to frames, building its remap tables once per frame size."""
+    """Applies a lens to frames of the size it was calibrated on (another size would come out stretched or
+    zoomed: it is refused, naming both sizes)."""
 
     def __init__(self, lens: Lens | str | Path) -> None:
         self.lens = lens if isinstance(lens, Lens) else Lens.load(lens)
@@ -92,6 +111,10 @@ class Undistorter:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         size = frame.shape[:2]
+        if size != tuple(self.lens.image_size):
+            h, w = self.lens.image_size
+            raise ValueError(f"{self.lens.source} is for frames of {w}x{h}, these are {size[1]}x{size[0]}: calibrate "
+                             "the lens on this camera's frames (`twinarm fit-camera --calibrate-lens`)")  # fmt: skip
         if size not in self._maps:
             self._maps[size] = self.lens.maps(size)
         m1, m2 = self._maps[size]

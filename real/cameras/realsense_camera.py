@@ -48,6 +48,7 @@ class RealSenseCamera(Camera):
             if self.use_depth:
                 cfg.enable_stream(rs.stream.depth)
         else:
+            self._check_present(rs)
             if self.serial_number:
                 cfg.enable_device(str(self.serial_number))
             cfg.enable_stream(rs.stream.color, self.width or 640, self.height or 480, rs.format.rgb8, self.fps or 30)
@@ -70,6 +71,20 @@ class RealSenseCamera(Camera):
         self._pipeline = pipeline
         k = pipeline.get_active_profile().get_stream(rs.stream.color).as_video_stream_profile().get_intrinsics()
         self._color_intrinsics = {"fx": k.fx, "fy": k.fy, "ppx": k.ppx, "ppy": k.ppy, "width": k.width, "height": k.height}
+
+    def _check_present(self, rs) -> None:  # noqa: ANN001 - module
+        """Fail at once when the device is not connected: librealsense would wait ~15 s before saying so."""
+        try:
+            serials = [d["serial_number"] for d in find_realsense_cameras(rs)]
+        except RuntimeError:  # no backend to list devices with: leave it to pipeline.start()
+            return
+        if self.serial_number and str(self.serial_number) not in serials:
+            present = f"the ones connected: {', '.join(serials)}" if serials else "none is connected"
+            raise CameraError(f"camera {self.name!r}: no RealSense with serial {self.serial_number} ({present}); "
+                              "`twinarm find-cameras` lists them")  # fmt: skip
+        if not serials:
+            raise CameraError(f"camera {self.name!r}: no RealSense is connected; `twinarm find-cameras` lists "
+                              "the cameras there are")  # fmt: skip
 
     def _grab(self) -> np.ndarray | None:
         assert self._pipeline is not None
@@ -113,9 +128,9 @@ class RealSenseCamera(Camera):
             self._pipeline = None
 
 
-def find_realsense_cameras() -> list[dict[str, str]]:
+def find_realsense_cameras(rs=None) -> list[dict[str, str]]:  # noqa: ANN001 - module
     """Connected RealSense devices: name and serial number."""
-    rs = _rs()
+    rs = rs or _rs()
     out = []
     for dev in rs.context().query_devices():
         out.append({"name": dev.get_info(rs.camera_info.name), "serial_number": dev.get_info(rs.camera_info.serial_number)})

@@ -18,8 +18,10 @@ def test_find_cameras_checks_files_and_recordings(tmp_path: Path, capsys: pytest
     out = tmp_path / "frames"
     argv = ["find-cameras", "--max-index", "0", "--camera", f"front={video}", "--camera", f"wrist=realsense:{bag}",
             "--camera", f"top={tmp_path / 'missing.mp4'}", "--out", str(out)]  # fmt: skip
-    assert main(argv) == 0
-    text = capsys.readouterr().out
+    assert main(argv) == 1  # top, asked for by name, gives no frame
+    captured = capsys.readouterr()
+    text = captured.out
+    assert f"--camera top={tmp_path / 'missing.mp4'} gave no frame" in captured.err
     assert "front                    128x96 @ 30 fps " in text and "wrist                    128x96" in text
     # The recording's device reports its focal length (500 px on 96 rows): its field of view is printed.
     assert "fovy 11.0 deg (reported)" in text and text.count("(reported)") == 1

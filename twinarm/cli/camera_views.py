@@ -14,17 +14,32 @@ PRINT_DPI = 300
 PRINT_MARGIN = 0.01  # m of white around the board: the A4 board then fits A4 and US letter, landscape
 
 
+#: The image files the board is written as (each says its resolution, so it prints at its size).
+BOARD_FORMATS = (".png", ".jpg", ".jpeg")
+
+
 def print_board(board: Any, path: Path) -> None:
-    """The board at PRINT_DPI with a white margin of PRINT_MARGIN, as a PNG that says its resolution."""
+    """The board at PRINT_DPI with a white margin of PRINT_MARGIN, as a PNG or JPEG that says its resolution."""
     import cv2
 
+    if path.is_dir():
+        raise SystemExit(f"--print-board {path} is a folder: give an image file, e.g. {path / 'board.png'}")
+    if path.suffix.lower() not in BOARD_FORMATS:
+        raise SystemExit(f"--print-board {path}: give an image file ending in {' or '.join(BOARD_FORMATS)}, "
+                         f"e.g. {path.with_suffix('.png')}")  # fmt: skip
     px = round(board.square / 0.0254 * PRINT_DPI)
     pad = round(PRINT_MARGIN / 0.0254 * PRINT_DPI)
     img = cv2.copyMakeBorder(board.image(px), pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"--print-board {path}: cannot make its folder ({exc.strerror or exc})") from None
     if not cv2.imwrite(str(path), img):
         raise SystemExit(f"--print-board: cannot write {path}")
-    _set_png_dpi(path, PRINT_DPI)
+    if path.suffix.lower() == ".png":
+        _set_png_dpi(path, PRINT_DPI)
+    else:
+        _set_jpeg_dpi(path, PRINT_DPI)
     w, h = board.size
     print(f"wrote {path}: board {board.label} ({board.dictionary}), {w * 1000:.0f} x {h * 1000:.0f} mm plus a "
           f"{PRINT_MARGIN * 1000:g} mm margin; print at 100 % ({PRINT_DPI} dpi), then measure a square: if it is not "
@@ -42,6 +57,17 @@ def _set_png_dpi(path: Path, dpi: int) -> None:
     chunk = struct.pack(">I", 9) + body + struct.pack(">I", zlib.crc32(body))
     end_of_ihdr = 8 + 8 + 13 + 4
     path.write_bytes(data[:end_of_ihdr] + chunk + data[end_of_ihdr:])
+
+
+def _set_jpeg_dpi(path: Path, dpi: int) -> None:
+    """Set the density of the JFIF header OpenCV writes (units: dots per inch), as the PNG's pHYs chunk does."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    if data[2:4] != b"\xff\xe0" or data[6:11] != b"JFIF\x00":  # no JFIF header to mark: printed as the printer sees fit
+        return
+    data[13:18] = struct.pack(">BHH", 1, dpi, dpi)
+    path.write_bytes(bytes(data))
 
 
 def sim_view(arm: str, camera: str, pose: Any, size: tuple[int, int], board: Any, placement: Any,

@@ -9,10 +9,11 @@ through the very camera classes `teleop` and `eval` open.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from twinarm.cli.config import add_config_arg
+from twinarm.cli.config import add_config_arg, at_least
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "find-cameras", help="list the cameras (OpenCV, RealSense), save a frame of each, print their --camera flags",
         description=__doc__.split("\n\n", 1)[1].strip(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--max-index", type=int, default=10, help="OpenCV device indices probed: 0 .. N-1 (0: none)")
+    p.add_argument("--max-index", type=at_least(0), default=10, help="OpenCV device indices probed: 0 .. N-1 (0: none)")
     p.add_argument("--camera", action="append", default=None, metavar="NAME=SOURCE",
                    help="also check this source: index|path|realsense:SERIAL_OR_FILE (repeatable)")
     p.add_argument("--out", type=Path, default=Path("outputs/cameras"), help="folder for the saved frames")
@@ -62,6 +63,8 @@ def run_find_cameras(args: argparse.Namespace) -> int:
         given = cameras_from_args(args.camera)
     except ValueError as exc:
         args._parser.error(str(exc))
+    if args.out.exists() and not args.out.is_dir():  # before any camera is opened
+        args._parser.error(f"--out {args.out} is a file: give a folder for the saved frames")
     candidates: dict[str, tuple[dict[str, Any], str]] = {}  # name -> (camera config, its --camera source)
     for i in find_opencv_cameras(args.max_index) if args.max_index > 0 else []:
         candidates[f"opencv_{i}"] = ({"type": "opencv", "index_or_path": i}, str(i))
@@ -81,8 +84,11 @@ def run_find_cameras(args: argparse.Namespace) -> int:
         print(f"no camera found: no OpenCV device {probed}, no RealSense device. Plugged in? On Linux, is the user "
               "in the `video` group?")
         return 1
-    args.out.mkdir(parents=True, exist_ok=True)
-    flags = []
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        args._parser.error(f"--out {args.out}: cannot make the folder ({exc.strerror or exc})")
+    flags, failed = [], []
     for name, (cfg, source) in candidates.items():
         result = grab(name, cfg, args.out)
         if isinstance(result, tuple):
@@ -90,8 +96,12 @@ def run_find_cameras(args: argparse.Namespace) -> int:
             flags.append(f"--camera {name if name in given else 'NAME'}={source}")
         else:
             print(f"{name:<24} {result}")
-    if not flags:
+            if name in given:
+                failed.append(f"{name}={sources[name]}")
+    if flags:
+        hint = " (NAME: what the camera is to the arm, e.g. front or wrist: see the PNGs)" if any("NAME=" in f for f in flags) else ""
+        print("flags for teleop / eval: " + " ".join(flags) + hint)
+    if failed:  # a source asked for by name that does not deliver: the exit code tells a script
+        print(f"twinarm find-cameras: --camera {', '.join(failed)} gave no frame (see above)", file=sys.stderr)
         return 1
-    hint = " (NAME: what the camera is to the arm, e.g. front or wrist: see the PNGs)" if any("NAME=" in f for f in flags) else ""
-    print("flags for teleop / eval: " + " ".join(flags) + hint)
-    return 0
+    return 0 if flags else 1

@@ -13,8 +13,8 @@ from collections.abc import Callable, Collection
 
 from twinarm.real.calibration import REVOLUTE_CENTER, Calibration, MotorCalibration
 from twinarm.real.control_tables import DEFAULT_BAUD, MotorModel, get_model
-from twinarm.real.errors import RealArmError
-from twinarm.real.motor_bus import Motor, MotorBus
+from twinarm.real.errors import RealArmError, other_protocol_hint
+from twinarm.real.motor_bus import Motor, MotorBus, other_protocol_on
 from twinarm.spec import ArmSpec
 
 
@@ -113,6 +113,11 @@ def scan_bus(bus_cls: type[MotorBus], port: str, model: MotorModel) -> tuple[int
                 return baud, found
     finally:
         probe.close()
+    # ids a motor being set up likely has: the factory's 1, and the arm's (re-running setup-motors)
+    other = other_protocol_on(port, bus_cls.protocol, [1, *range(2, 8)], [DEFAULT_BAUD])
+    if other is not None:
+        raise RealArmError(f"no {bus_cls.protocol} motor answers on {port} at any baud rate; "
+                           f"{other_protocol_hint(port, other)}")
     raise RealArmError(f"no motor answers on {port} at any baud rate; check power and the cable")
 
 

@@ -56,12 +56,27 @@ class CommunicationError(RealArmError):
 class BaudRateError(RealArmError):
     """No motor answers at the configured baud rate (possibly they answer at another one)."""
 
-    def __init__(self, port: str, baud: int, found_baud: int | None = None) -> None:
-        self.port, self.baud, self.found_baud = port, baud, found_baud
-        hint = (f"the motors answer at {found_baud} baud: use that rate (the command's --baud / --leader-baud "
-                f"{found_baud}, or baud={found_baud} in Python) or set them to {baud} with `twinarm setup-motors`"
-                if found_baud else "no motor answered at any supported baud rate; check power and wiring")
+    def __init__(self, port: str, baud: int, found_baud: int | None = None, other_protocol: str | None = None) -> None:
+        self.port, self.baud, self.found_baud, self.other_protocol = port, baud, found_baud, other_protocol
+        if found_baud:
+            hint = (f"the motors answer at {found_baud} baud: use that rate (the command's --baud / --leader-baud "
+                    f"{found_baud}, or baud={found_baud} in Python) or set them to {baud} with `twinarm setup-motors`")
+        elif other_protocol:
+            hint = other_protocol_hint(port, other_protocol)
+        else:
+            hint = "no motor answered at any supported baud rate; check power and wiring"
         super().__init__(f"no motor answers on port {port} at {baud} baud; {hint}")
+
+
+#: The arms whose motors speak each protocol, and the --arm that names one.
+_ARMS_OF_PROTOCOL = {"dynamixel": ("Dynamixel", "a Koch or ALOHA arm", "--arm koch"),
+                     "feetech": ("Feetech", "an SO-100 or SO-101 arm", "--arm so101")}
+
+
+def other_protocol_hint(port: str, protocol: str) -> str:
+    """What to say when the motors on `port` answer the other servo protocol: the port of another kind of arm."""
+    vendor, arms, flag = _ARMS_OF_PROTOCOL.get(protocol, (protocol, "another arm", "--arm"))
+    return f"{vendor} motors answer on {port}: is this {arms}? ({flag})"
 
 
 class MotorModelMismatchError(RealArmError):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -41,6 +43,32 @@ except ImportError:  # not POSIX
 _PORT_GONE = (OSError, _TermiosError)
 
 log = logging.getLogger(__name__)
+
+
+def other_protocol_on(port: str, protocol: str, ids: Iterable[int], bauds: Iterable[int]) -> str | None:
+    """The other protocol (`dynamixel`, `feetech`) whose motors answer a ping on `port` at one of `bauds`, or None;
+    one ping per id and baud through that protocol's SDK (bounded: ids x bauds packet timeouts). Asked when no
+    motor of `protocol` answers: the port may be another kind of arm's (a Koch port given to so101)."""
+    from twinarm.real.buses import BUSES
+
+    ids = list(dict.fromkeys(ids))
+    for other, cls in BUSES.items():
+        if other == protocol:
+            continue
+        probe = cls(port, [], retries=0)
+        try:
+            probe.open()
+        except RealArmError:
+            continue
+        try:
+            for baud in dict.fromkeys(bauds):
+                if probe._port.setBaudRate(baud) and any(probe._ping_once(i) is not None for i in ids):
+                    return other
+        except _PORT_GONE:
+            pass
+        finally:
+            probe.close()
+    return None
 
 
 @dataclass(frozen=True)
@@ -154,6 +182,9 @@ class MotorBus(abc.ABC):
                 who = f"the {'/'.join(sorted(models))} motors and " if models else ""
                 raise RealArmError(f"{self.baud} baud on {self.port}: not a rate {who}the {self.protocol} SDK "
                                    f"share; use one of {usable}")
+            if os.path.exists(self.port) and not stat.S_ISCHR(os.stat(self.port).st_mode):
+                kind = "a directory" if os.path.isdir(self.port) else "a regular file"
+                raise PortNotFoundError(self.port, f"not a serial device ({kind})")
             port = self.sdk.PortHandler(self.port)
             try:
                 ok = port.openPort() if self.baud == DEFAULT_BAUD else port.setBaudRate(self.baud)
@@ -180,7 +211,17 @@ class MotorBus(abc.ABC):
         for m in self.motors.values():
             found[m.name] = self.ping(m.id)
         if all(v is None for v in found.values()):
-            raise BaudRateError(self.port, self.baud, self._scan_baud())
+            found_baud = self._scan_baud()
+            other = None
+            if found_baud is None:  # nothing at any baud: an arm of the other protocol (a Koch port given to so101)?
+                with self.lock:
+                    self._port.closePort()  # the probe opens the port itself
+                    try:
+                        other = other_protocol_on(self.port, self.protocol, [m.id for m in self.motors.values()],
+                                                  [self.baud, DEFAULT_BAUD])
+                    finally:
+                        self._port.setBaudRate(self.baud)  # reopens it
+            raise BaudRateError(self.port, self.baud, found_baud, other)
         for m in self.motors.values():
             model = found[m.name]
             if model is None:
@@ -424,9 +465,24 @@ class MotorBus(abc.ABC):
     def disable_torque(self, motors: Iterable[str] | None = None) -> None:
         """Torque off; sync-written first (reaches every motor even if one is dead), then confirmed."""
         names = list(motors if motors is not None else self.motors)
-        self.sync_write("Torque_Enable", {n: 0 for n in names})
-        for name in names:
-            self.write("Torque_Enable", name, 0)
+        try:
+            self.sync_write("Torque_Enable", {n: 0 for n in names})
+            for name in names:
+                self.write("Torque_Enable", name, 0)
+        except PortDisconnectedError:
+            # The port is gone: drop it, so a second attempt (an env's close after its error handler's) finds the
+            # bus closed instead of reporting the same failure again.
+            self._forget_port()
+            raise
+
+    def _forget_port(self) -> None:
+        with self.lock:
+            if self._port is not None:
+                try:
+                    self._port.closePort()
+                except Exception:
+                    pass
+                self._port = None
 
     def torque_enabled(self, motors: Iterable[str] | None = None) -> dict[str, bool]:
         return {n: bool(v) for n, v in self.sync_read("Torque_Enable", motors).items()}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,7 +106,7 @@ class Calibration:
         return cls.from_dict(data, source=str(path))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path).expanduser()
+        path = check_writable(path, "calibration file")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=4) + "\n")
         return path
@@ -190,6 +192,26 @@ class Calibration:
             sign = -1.0 if software_drive_mode and c.drive_mode else 1.0
             out[i] = sign * (c.range_max - c.range_min) / 200.0 * 360.0 / (resolution - 1)
         return out
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """`path` (expanded) once a file can be written there, else a CalibrationError naming `what` (the flag) and
+    the way out: checked before an interactive calibration, which a failed save at its end would lose."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise CalibrationError(f"{what} {path} is a directory; give a file in it, e.g. {path / 'calibration.json'}")
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists() or p.is_symlink())
+    if not folder.is_dir():
+        raise CalibrationError(f"{what} {path}: {folder} is a file, not a directory; give a path in a directory")
+    try:  # the one sure test: make a file there (permissions, a read-only or pseudo file system such as /proc)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CalibrationError(f"{what} {path}: cannot write in {folder} ({exc.strerror or exc}); give a path in a "
+                               "directory you can write to") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise CalibrationError(f"{what} {path} exists and cannot be overwritten (permissions); give another path")
+    return path
 
 
 def default_calibration_path(arm: str, robot_id: str = "default") -> Path:

@@ -35,7 +35,8 @@ def make_backend(
 
     entry = next((e for e in ENV_ENTRIES if e.arm == spec.name and e.task == task), None)
     if entry is None:
-        raise KeyError(f"no sim env for arm {spec.name!r} and task {task!r}")
+        tasks = sorted({e.task for e in ENV_ENTRIES if e.arm == spec.name})
+        raise KeyError(f"no sim env for arm {spec.name!r} and task {task!r}; its tasks: {', '.join(tasks) or 'none'}")
     env = gym.make(entry.sim_id, obs_type="state", dynamics=dynamics).unwrapped
     env.reset(seed=seed)
     return PhysicsBackend(env.physics, env.randomizer.cfg.action_delay_steps)

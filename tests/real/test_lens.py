@@ -152,7 +152,7 @@ def test_lens_flags_are_checked(tmp_path, capsys) -> None:
         Lens.load(bad)
     base = ["teleop", "--arm", "so101", "--keyboard", "--port", "/dev/null", "--calibration", str(bad), "--camera",
             "front=0"]  # fmt: skip
-    for lens, says in ((f"wrist={bad}", "for a camera named by --camera (front)"), (f"front={bad}", "bad.json: image_size"),
+    for lens, says in ((f"wrist={bad}", "no camera named wrist (--camera gives: front)"), (f"front={bad}", "bad.json: image_size"),
                        (f"front={tmp_path / 'none.json'}", "does not exist")):  # fmt: skip
         with pytest.raises(SystemExit):
             main([*base, "--lens", lens])

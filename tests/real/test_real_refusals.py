@@ -4,6 +4,7 @@ losing it), and without a traceback or a misleading hint ("check power and wirin
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -16,6 +17,25 @@ from twinarm.real.buses import make_bus
 from twinarm.real.env import RealArmEnv
 from twinarm.real.errors import BaudRateError, PortDisconnectedError, PortNotFoundError, RealArmError
 from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
+
+SIM = "twinarm/SO101-PickCube-v0"
+
+
+
+def lens_file(path: Path, size=(480, 640), k=None, dist=None) -> Path:  # noqa: ANN001
+    h, w = size
+    k = [[500.0, 0, (w - 1) / 2], [0, 500.0, (h - 1) / 2], [0, 0, 1]] if k is None else k
+    path.write_text(json.dumps({"image_size": list(size), "camera_matrix": k, "dist_coeffs": dist or [0.0] * 5,
+                                "target_fovy": 55}))  # fmt: skip
+    return path
+
+
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """The one error line of a usage error (exit code 2)."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2, info.value.code
+    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 # ----- ports and buses ------------------------------------------------------------------------------------------
@@ -76,4 +96,79 @@ def test_disable_torque_on_a_vanished_port_closes_the_bus() -> None:
     with pytest.raises(PortDisconnectedError):
         bounded(bus.disable_torque, timeout_s=10)
     assert not bus.is_connected
+
+
+
+# ----- output paths -----------------------------------------------------------------------------------------------
+def _bad_outputs(tmp_path: Path) -> list[tuple[str, str]]:
+    (tmp_path / "regular.txt").write_text("x")
+    return [(str(tmp_path), "is a directory; give a file in it"),
+            (str(tmp_path / "regular.txt" / "x.json"), f"{tmp_path / 'regular.txt'} is a file, not a directory"),
+            ("/proc/nope.json", "cannot write in /proc")]  # fmt: skip
+
+
+def test_calibrate_checks_out_before_the_first_prompt(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The whole interactive calibration used to run, then fail at the save (IsADirectoryError, FileExistsError)."""
+    monkeypatch.setattr("builtins.input", lambda *_: pytest.fail("prompted before --out was checked"))
+    for out, why in _bad_outputs(tmp_path):
+        line = usage_error(["calibrate", "--arm", "so101", "--leader", "--port", "/dev/null", "--out", out], capsys)
+        assert line.startswith(f"twinarm calibrate: error: --out {out}") and why in line, line
+
+
+def test_virtual_arm_checks_write_calibration(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for out, why in _bad_outputs(tmp_path)[:2]:
+        line = usage_error(["virtual-arm", "--backend", "memory", "--write-calibration", out], capsys)
+        assert line.startswith(f"twinarm virtual-arm: error: --write-calibration {out}") and why in line, line
+
+
+
+# ----- wording --------------------------------------------------------------------------------------------------
+def test_setup_motors_unknown_joint_lists_the_joints(capsys: pytest.CaptureFixture) -> None:
+    line = usage_error(["setup-motors", "--arm", "so101", "--port", "/dev/null", "--motor", "elbow"], capsys)
+    assert line == ("twinarm setup-motors: error: --motor elbow: arm so101 has no such joint; its joints: "
+                    "shoulder_pan, shoulder_lift, elbow_flex, wrist_flex, wrist_roll, gripper")
+
+
+def test_virtual_arm_unknown_task_lists_the_tasks(capsys: pytest.CaptureFixture) -> None:
+    line = usage_error(["virtual-arm", "--task", "PickCub"], capsys)
+    assert "task 'PickCub'; its tasks: PickCube, PickPlace, Reach, StackCube" in line
+
+
+def test_teleop_sim_with_one_real_flag_is_grammatical(capsys: pytest.CaptureFixture) -> None:
+    line = usage_error(["teleop", "--env", SIM, "--port", "/dev/ttyACM0", "--keyboard"], capsys)
+    assert line.endswith("--env follows with a simulated arm; --port belongs to a real one")
+
+
+def test_find_port_puts_its_answer_on_a_line_of_its_own(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    """Without a terminal to echo the Enter, the error used to follow the prompt on its line."""
+    monkeypatch.setattr("twinarm.real.ports.serial_ports", lambda: ["/dev/ttyUSB0"])
+    monkeypatch.setattr("builtins.input", lambda text: print(text, end=""))  # as input() writes its prompt
+    assert main(["find-port"]) == 1
+    assert capsys.readouterr().out.endswith("press Enter. \n")
+
+
+def test_calibrate_ends_its_ranges_line_before_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    """A motor failing during the range step: the error used to follow the live ranges on their line."""
+
+    def fails_while_recording(bus, spec, prompt, done, on_sample, **_):  # noqa: ANN001, ANN003, ANN202
+        on_sample({"gripper": 2000}, {"gripper": (1900, 2100)})
+        raise RealArmError("motor 'gripper' stopped answering")
+
+    monkeypatch.setattr("twinarm.real.calibrate.run_calibration", fails_while_recording)
+    with PtyServer(VirtualBus(VirtualArm(get_arm("so101")))) as server:
+        argv = ["calibrate", "--arm", "so101", "--port", server.port, "--out", str(tmp_path / "c.json")]
+        assert bounded(lambda: main(argv)) == 1
+    captured = capsys.readouterr()
+    assert captured.out.endswith("gripper:1900-2100\n") and "stopped answering" in captured.err
+
+
+
+def test_lens_for_a_camera_not_given_names_the_cameras_there_are(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    lens = lens_file(tmp_path / "lens.json")
+    line = usage_error(["teleop", "--port", "/dev/null", "--calibration", "c.json", "--keyboard",
+                        "--camera", "front=0", "--lens", f"wrist={lens}"], capsys)  # fmt: skip
+    assert line.endswith(f"--lens wrist={lens}: no camera named wrist (--camera gives: front)"), line
 

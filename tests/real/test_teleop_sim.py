@@ -145,7 +145,7 @@ def test_cli_leader_drives_the_sim_and_records_what_twinarm_record_can_extend(
         (["--env", "twinarm/SO101-PickCube-Real-v0", "--keyboard"],
          "--env twinarm/SO101-PickCube-Real-v0 is a real arm's id"),
         (["--env", SIM, "--port", "/dev/ttyACM0", "--keyboard"],
-         "--env follows with a simulated arm; --port belong to a real one"),
+         "--env follows with a simulated arm; --port belongs to a real one"),
         (["--env", SIM, "--arm", "koch", "--keyboard"], "--arm koch and --env twinarm/SO101-PickCube-v0"),
         (["--env", "twinarm/Nope-v0", "--keyboard"], "--env: 'twinarm/Nope-v0' is not a twinarm env id"),
         (["--keyboard"], "teleop needs the follower arm's --port and --calibration (or --env SIM_ID"),

@@ -64,6 +64,8 @@ examples:
 def _enter(text: str) -> None:
     try:
         input(text + " ")
+        if not sys.stdin.isatty():  # no terminal echoed the Enter: end the prompt's line, so what follows
+            print(flush=True)       # (a result, an error) starts a line of its own
     except EOFError:  # stdin closed (a pipe that ran dry, no terminal): nothing will ever press Enter
         raise SystemExit(f"\nstdin closed while waiting for Enter ({text!r}): run this command in a terminal") from None
 
@@ -168,7 +170,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_calibrate(args: argparse.Namespace) -> int:
     from twinarm.real.buses import BUSES
     from twinarm.real.calibrate import run_calibration
-    from twinarm.real.calibration import default_calibration_path
+    from twinarm.real.calibration import check_writable, default_calibration_path
+    from twinarm.real.errors import CalibrationError
     from twinarm.real.multi_bus import bus_groups
     from twinarm.real.teleop import arm_part, leader_inverted_joints, leader_spec
 
@@ -184,9 +187,16 @@ def run_calibrate(args: argparse.Namespace) -> int:
         args._parser.error(f"--arm {spec.name} is one arm; --side is for two-arm set-ups such as aloha")
     group = args.side or ""
     part = leader_spec(spec, group) if args.leader else arm_part(spec, group)
+    out = args.out or default_calibration_path(
+        arm_part(spec, group).name + ("_leader" if args.leader else ""), args.id
+    )
+    try:  # before the first prompt: a save that fails at the end would lose the whole calibration
+        out = check_writable(out, "--out" if args.out else "the default calibration file (choose one with --out)")
+    except CalibrationError as exc:
+        args._parser.error(str(exc))
     bus = BUSES[spec.motor_bus].from_spec(part, args.port, baud=args.baud)
     bus.connect()
-    done = {"flag": False}
+    done = {"flag": False, "shown": False}
 
     def wait_enter(_: dict) -> bool:
         import select
@@ -199,16 +209,18 @@ def run_calibrate(args: argparse.Namespace) -> int:
     def show(pos: dict, ranges: dict) -> None:
         line = "  ".join(f"{n}:{ranges[n][0]}-{ranges[n][1]}" for n in pos)
         print("\r" + line, end="", flush=True)
+        done["shown"] = True
 
     try:
         # the range step's Enter is the one wait_enter polls for while recording: announce it, do not wait
         inverted = leader_inverted_joints(spec, group) if args.leader else ()
         cal = run_calibration(bus, part, _enter, wait_enter, on_sample=show, announce=_announce, inverted=inverted)
+    except BaseException:  # an error or Ctrl-C: its message on a line of its own, not after the ranges line
+        if done["shown"]:
+            print(flush=True)
+        raise
     finally:
         bus.close()
-    out = args.out or default_calibration_path(
-        arm_part(spec, group).name + ("_leader" if args.leader else ""), args.id
-    )
     cal.save(out)
     print(f"\ncalibration saved to {out}")
     return 0
@@ -221,7 +233,8 @@ def run_setup_motors(args: argparse.Namespace) -> int:
     spec = _arm(args)
     joints = [j for j in spec.joints if args.motor in (None, j.name)]
     if not joints:
-        raise SystemExit(f"arm {spec.name!r} has no joint {args.motor!r}")
+        args._parser.error(f"--motor {args.motor}: arm {spec.name} has no such joint; its joints: "
+                           + ", ".join(spec.joint_names))
     if not Path(args.port).exists():  # before asking to connect the first motor, not after
         from twinarm.real.errors import PortNotFoundError
 
@@ -369,8 +382,11 @@ def parse_follower(parser: argparse.ArgumentParser, args: argparse.Namespace, sp
         parser.error(str(exc))
     for item in args.lens or []:
         name, _, path = item.partition("=")
-        if name not in cameras or not path:
+        if not name or not path:
             parser.error(f"--lens {item}: give NAME=FILE for a camera named by --camera ({', '.join(cameras) or 'none'})")
+        if name not in cameras:
+            given = f"--camera gives: {', '.join(cameras)}" if cameras else "no --camera is given"
+            parser.error(f"--lens {item}: no camera named {name} ({given})")
         try:
             Lens.load(path)
         except (FileNotFoundError, ValueError) as exc:
@@ -410,7 +426,8 @@ def _sim_follower_id(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     given = [f for f, v in (("--port", args.port), ("--calibration", args.calibration), ("--camera", args.camera),
                             ("--lens", args.lens)) if v]  # fmt: skip
     if given:
-        parser.error(f"--env follows with a simulated arm; {', '.join(given)} belong to a real one")
+        parser.error(f"--env follows with a simulated arm; {', '.join(given)} "
+                     f"{'belongs' if len(given) == 1 else 'belong'} to a real one")
     if args.arm is not None and _arm(args).name != get_arm(entry.arm).name:
         parser.error(f"--arm {args.arm} and --env {args.env} (a {get_arm(entry.arm).display_name}) disagree; "
                      "drop --arm")

@@ -106,6 +106,14 @@ def run(args: argparse.Namespace) -> int:
         parser.error("--seed sets the task scene's reset: give --task too")
     if args.dynamics is not None and (args.leader or args.backend == "memory"):
         parser.error("--dynamics sets a MuJoCo follower's parameters: not with --leader or --backend memory")
+    if args.write_calibration is not None:  # before the arm is built, in the words `twinarm calibrate --out` uses
+        from twinarm.real.calibration import check_writable
+        from twinarm.real.errors import CalibrationError
+
+        try:
+            args.write_calibration = check_writable(args.write_calibration, "--write-calibration")
+        except CalibrationError as exc:
+            parser.error(str(exc))
     try:
         servers = make_virtual_buses(
             args.arm,

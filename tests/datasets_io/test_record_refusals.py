@@ -112,3 +112,23 @@ def test_teleop_that_fails_before_its_first_episode_leaves_no_dataset(tmp_path: 
     so101_dataset(Path("reach"), env=REACH)
     with pytest.raises(SystemExit, match=f"reach was recorded in {REACH} .* name a new --record$"):
         main([*teleop, "--record", "reach", "--resume"])  # teleop in PickCube: checked before any device opens
+
+
+def test_real_and_sim_demonstrations_are_not_appended_to_each_other(tmp_path: Path) -> None:
+    """What meta/twinarm_record.json says recorded a dataset (a sim env, or a real arm's port) decides: another
+    source appends into a dataset of its own (train co-trains on both), a sim env of another task is refused."""
+    from twinarm.cli.record_cmd import RECORD_CONFIG, check_same_env
+
+    sim, real = tmp_path / "sim", tmp_path / "real"
+    for root, options in ((sim, {"env": "twinarm/SO101-PickCube-v0"}), (real, {"env": None, "port": "/dev/ttyACM0"})):
+        (root / "meta").mkdir(parents=True)
+        (root / RECORD_CONFIG).write_text(json.dumps(options))
+    with pytest.raises(SystemExit, match=r"holds demonstrations recorded in sim \(twinarm/SO101-PickCube-v0, .*\); for "
+                       r"the real arm's, record into a new --record and train on both"):  # fmt: skip
+        check_same_env(sim, None, "--record")
+    with pytest.raises(SystemExit, match="holds demonstrations recorded on the real arm"):
+        check_same_env(real, "twinarm/SO101-PickCube-v0")
+    with pytest.raises(SystemExit, match="was recorded in twinarm/SO101-PickCube-v0"):
+        check_same_env(sim, "twinarm/SO101-Reach-v0")
+    check_same_env(sim, "twinarm/SO101-PickCube-v0")  # the same source appends
+    check_same_env(real, None, "--record")

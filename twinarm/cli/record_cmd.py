@@ -178,8 +178,7 @@ def open_writer(root: Path, features: dict[str, Any], fps: int, *, robot_type: s
             mismatch.append(f"robot_type {info.get('robot_type')!r} != {robot_type!r}")
         if mismatch:
             raise SystemExit(f"{root}: cannot append, it differs from {source}: {'; '.join(mismatch)}")
-        if env is not None:
-            check_same_env(root, env, flag)
+        check_same_env(root, env, flag)
         have_codec, have_opts = resume_codec(info)
         if codec is not None and codec != have_codec:
             raise SystemExit(f"{root}: its videos are {have_codec}; appending keeps that codec (drop --codec)")
@@ -200,17 +199,27 @@ def open_writer(root: Path, features: dict[str, Any], fps: int, *, robot_type: s
         raise SystemExit(f"{flag} {exc}") from None
 
 
-def check_same_env(root: Path, env_id: str, flag: str = "--root") -> None:
-    """Exit unless the sim recordings already in the dataset at `root` (meta/twinarm_record.json) are of `env_id`:
-    appending another task's episodes would mix tasks and lose the first env's seed count."""
+def check_same_env(root: Path, env_id: str | None, flag: str = "--root") -> None:
+    """Exit unless the recordings already in the dataset at `root` (meta/twinarm_record.json) are of `env_id`
+    (None: the real arm): appending another task's episodes would mix tasks and lose the first env's seed count,
+    and real and simulated demonstrations belong in datasets of their own (train takes both: --dataset A
+    --dataset B)."""
     path = root / RECORD_CONFIG
     if not path.is_file():
         return
     try:
-        prior = json.loads(path.read_text()).get("env")
+        options = json.loads(path.read_text())
+        prior, prior_real = options.get("env"), options.get("env") is None and options.get("port") is not None
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return  # a damaged record of options does not stop a recording; it is rewritten at the end
-    if prior and prior != env_id:
+    both = f"record into a new {flag} and train on both (--dataset {root} --dataset NEW)"
+    if env_id is None and prior:
+        raise SystemExit(f"{root} holds demonstrations recorded in sim ({prior}, {RECORD_CONFIG}); for the real arm's, "
+                         + both)  # fmt: skip
+    if env_id is not None and prior_real:
+        raise SystemExit(f"{root} holds demonstrations recorded on the real arm ({RECORD_CONFIG}); for {env_id}'s, "
+                         + both)  # fmt: skip
+    if prior and env_id is not None and prior != env_id:
         raise SystemExit(f"{root} was recorded in {prior} ({RECORD_CONFIG}); record it with --env {prior} or name "
                          f"a new {flag}")
 

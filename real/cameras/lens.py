@@ -102,8 +102,9 @@ class Lens:
 
 
 class Undistorter:
-    """Applies a lens to frames of the size it was calibrated on (another size would come out stretched or
-    zoomed: it is refused, naming both sizes)."""
+    """Applies a lens to frames of the size it was calibrated on, or of another resolution of the same aspect ratio
+    (the sensor binned or scaled: the matrix scales with it); another aspect ratio is another crop of the sensor,
+    which would come out stretched or zoomed: it is refused, naming both sizes."""
 
     def __init__(self, lens: Lens | str | Path) -> None:
         self.lens = lens if isinstance(lens, Lens) else Lens.load(lens)
@@ -111,9 +112,9 @@ class Undistorter:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         size = frame.shape[:2]
-        if size != tuple(self.lens.image_size):
-            h, w = self.lens.image_size
-            raise ValueError(f"{self.lens.source} is for frames of {w}x{h}, these are {size[1]}x{size[0]}: calibrate "
+        h, w = self.lens.image_size
+        if size not in self._maps and abs(size[1] / size[0] - w / h) > 0.01 * (w / h):
+            raise ValueError(f"{self.lens.source} is for frames of {w}x{h}, these are {size[1]}x{size[0]}, another aspect ratio: calibrate "
                              "the lens on this camera's frames (`twinarm fit-camera --calibrate-lens`)")  # fmt: skip
         if size not in self._maps:
             self._maps[size] = self.lens.maps(size)

@@ -77,7 +77,8 @@ def test_fit_camera_refuses_a_lens_for_another_picture_size(tmp_path: Path) -> N
     with pytest.raises(SystemExit) as info:
         main(["fit-camera", "--env", SIM, "--image", str(picture), "--lens", str(lens), "--board-center", "0.25",
               "0", "--out", str(tmp_path / "fit")])  # fmt: skip
-    assert f"--lens {lens} is for pictures of 120x100, {picture} is 640x480" in str(info.value.code)
+    assert f"--lens: lens file {lens} is for frames of 120x100, these are 640x480, another aspect ratio" in str(info.value.code)
+    assert str(picture) in str(info.value.code)
 
 
 # ----- find-cameras, fit-camera --print-board ------------------------------------------------------------------

@@ -54,12 +54,11 @@ def gather_pictures(args: argparse.Namespace, source: str,
         undistort = Undistorter(args.lens)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"--lens: {exc}") from None
-    if size != tuple(undistort.lens.image_size):  # remapped at another size, the picture would be zoomed
-        h, w = undistort.lens.image_size
-        raise SystemExit(f"--lens {args.lens} is for pictures of {w}x{h}, {labels[0]} is {size[1]}x{size[0]}: give "
-                         "the lens file of the camera (and resolution) that took them")  # fmt: skip
-    # As the camera will deliver them with `--lens`.
-    return labels, [undistort(p) for p in pictures], undistort.lens.target_intrinsics(size), joints
+    try:  # as the camera will deliver them with `--lens` (another aspect ratio than the lens's is refused)
+        undistorted = [undistort(p) for p in pictures]
+    except ValueError as exc:
+        raise SystemExit(f"--lens: {exc} ({labels[0]})") from None
+    return labels, undistorted, undistort.lens.target_intrinsics(size), joints
 
 
 def picture_joints(args: argparse.Namespace, spec: Any, n: int) -> list[np.ndarray | None]:

@@ -68,8 +68,9 @@ def test_realsense_recording_playback_color_and_depth(tmp_path: Path) -> None:
                 break
         grabbed = cam.frames_read
     # Not in real time, the camera's reader gets every frame of the recording, even when it starts late on a
-    # busy machine; read() returns the newest, so this loop may skip some: order and content are checked below.
-    assert grabbed == 20 and len(frames) >= 2
+    # busy machine; read() returns the newest, so this loop may skip some (all but the last, when the reader is
+    # through the recording before the first read: seen once under CI load): order and content are checked below.
+    assert grabbed == 20 and len(frames) >= 1
     assert all(f.shape == (120, 160, 3) for f in frames)
     assert depths[-1] == 1000 + 19 and frames[-1][0, 0, 0] == (19 * 20) % 256  # colour and depth of frame 19
     assert depths == sorted(depths)

@@ -99,63 +99,70 @@ def test_a_checkpoint_saved_before_the_option_existed_shares_one_encoder(tmp_pat
     assert type(policy).from_pretrained(tmp_path / "old").config.use_separate_rgb_encoder_per_camera is False
 
 
-def _lerobot_missing() -> str | None:
+LEROBOT_SIDE = """
+import sys, torch
+from pathlib import Path
+root, tmp = Path(sys.argv[1]), Path(sys.argv[2])
+sys.path.insert(0, str(root))
+from safetensors.torch import load_file, save_file
+from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+from lerobot.policies.factory import make_pre_post_processors
+from tools.make_lerobot_policy_fixtures import EXTRA_CASES
+for case in ("diffusion_cameras", "diffusion_cameras_shared"):  # LeRobot's own checkpoints, with their chunks
+    EXTRA_CASES[case](tmp / case)
+src = tmp / "lr"  # twinarm's export, run by LeRobot on the inputs twinarm saved
+policy = DiffusionPolicy.from_pretrained(src).eval()
+pre, post = make_pre_post_processors(policy.config, pretrained_path=str(src))
+io = load_file(str(tmp / "io.safetensors"))
+with torch.no_grad():
+    chunk = post(policy.predict_action_chunk(pre({k: v for k, v in io.items() if k.startswith("observation.")}),
+                                             noise=io["noise"]))
+print(list(policy.config.image_features), len(policy.diffusion.rgb_encoder))
+save_file({"action_chunk": chunk.contiguous()}, str(tmp / "out.safetensors"))
+"""
+
+
+@pytest.fixture(scope="module")
+def lerobot_side(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One lerobot process for both directions (its import and ResNet-18s take most of the time): it writes
+    LeRobot's two-camera checkpoints and runs twinarm's export of `diffusion(WRIST_FIRST)`; skipped without it."""
     if not LEROBOT_PYTHON.exists():
-        return f"no lerobot venv at {LEROBOT_PYTHON} (TWINARM_LEROBOT_PYTHON)"
-    probe = subprocess.run([str(LEROBOT_PYTHON), "-c", "import lerobot"], capture_output=True, cwd="/")
-    return None if probe.returncode == 0 else f"lerobot does not import in {LEROBOT_PYTHON}"
-
-
-needs_lerobot = pytest.mark.skipif(_lerobot_missing() is not None, reason=str(_lerobot_missing()))
-
-
-@needs_lerobot
-def test_lerobot_checkpoints_listing_wrist_first_predict_lerobots_chunk(tmp_path: Path) -> None:
-    """LeRobot's defaults (an encoder per camera) and one shared encoder, both written by LeRobot itself."""
-    cases = {"diffusion_cameras": True, "diffusion_cameras_shared": False}
-    run = subprocess.run([str(LEROBOT_PYTHON), str(ROOT / "tools/make_lerobot_policy_fixtures.py"), "--out",
-                          str(tmp_path), *(f"--case={c}" for c in cases)], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+        pytest.skip(f"no lerobot venv at {LEROBOT_PYTHON} (TWINARM_LEROBOT_PYTHON)")
+    tmp = tmp_path_factory.mktemp("lerobot_side")
+    policy = diffusion(WRIST_FIRST)
+    save_lerobot(policy, tmp / "lr")
+    noise = torch.randn(2, policy.config.horizon, 6, generator=torch.Generator().manual_seed(NOISE))
+    save_file({**wrist_first_batch(), "noise": noise}, str(tmp / "io.safetensors"))
+    run = subprocess.run([str(LEROBOT_PYTHON), "-c", LEROBOT_SIDE, str(ROOT), str(tmp)], capture_output=True,
+                         text=True, cwd="/")  # fmt: skip
+    if "No module named 'lerobot'" in run.stderr:
+        pytest.skip(f"lerobot does not import in {LEROBOT_PYTHON}")
     assert run.returncode == 0, run.stderr[-2000:]
-    for case, separate in cases.items():
-        policy = load_lerobot(tmp_path / case / "pretrained_model")
+    return tmp, run.stdout
+
+
+def wrist_first_batch() -> dict[str, torch.Tensor]:
+    x = images()
+    return {"observation.state": x["observation.state"], "observation.images.wrist": x["a"], "observation.images.front": x["b"]}
+
+
+def test_lerobot_checkpoints_listing_wrist_first_predict_lerobots_chunk(lerobot_side: tuple[Path, str]) -> None:
+    """LeRobot's defaults (an encoder per camera) and one shared encoder, both written by LeRobot itself."""
+    tmp, _ = lerobot_side
+    for case, separate in {"diffusion_cameras": True, "diffusion_cameras_shared": False}.items():
+        policy = load_lerobot(tmp / case / "pretrained_model")
         assert policy.config.image_keys == ["observation.images.wrist", "observation.images.front"]
         assert hasattr(policy.model, "rgbs") == separate
-        io = load_file(str(tmp_path / case / "io.safetensors"))
+        io = load_file(str(tmp / case / "io.safetensors"))
         got = chunk(policy, {k: v for k, v in io.items() if k.startswith("observation.")})
         torch.testing.assert_close(got, io["action_chunk"], atol=2e-4, rtol=1e-5, msg=case)
 
 
-LEROBOT_RUNS_EXPORT = """
-import sys, torch
-from safetensors.torch import load_file, save_file
-from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
-from lerobot.policies.factory import make_pre_post_processors
-src, io_path, out = sys.argv[1:4]
-policy = DiffusionPolicy.from_pretrained(src).eval()
-pre, post = make_pre_post_processors(policy.config, pretrained_path=src)
-io = load_file(io_path)
-raw = {k: v for k, v in io.items() if k.startswith("observation.")}
-with torch.no_grad():
-    chunk = post(policy.predict_action_chunk(pre(raw), noise=io["noise"]))
-print(list(policy.config.image_features), len(policy.diffusion.rgb_encoder))
-save_file({"action_chunk": chunk.contiguous()}, out)
-"""
-
-
-@needs_lerobot
-def test_an_export_listing_wrist_first_runs_in_lerobot_as_in_twinarm(tmp_path: Path) -> None:
-    policy = diffusion(WRIST_FIRST)
-    save_lerobot(policy, tmp_path / "lr")
-    x = images()
-    batch = {"observation.state": x["observation.state"], "observation.images.wrist": x["a"], "observation.images.front": x["b"]}
-    noise = torch.randn(2, policy.config.horizon, 6, generator=torch.Generator().manual_seed(NOISE))
-    save_file({**batch, "noise": noise}, str(tmp_path / "io.safetensors"))
-    run = subprocess.run([str(LEROBOT_PYTHON), "-c", LEROBOT_RUNS_EXPORT, str(tmp_path / "lr"), str(tmp_path / "io.safetensors"),
-                          str(tmp_path / "out.safetensors")], capture_output=True, text=True, cwd="/")  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "['observation.images.wrist', 'observation.images.front'] 2" in run.stdout  # two encoders, LeRobot's default
-    want = load_file(str(tmp_path / "out.safetensors"))["action_chunk"]
-    torch.testing.assert_close(chunk(policy, batch), want, atol=2e-4, rtol=1e-5)
+def test_an_export_listing_wrist_first_runs_in_lerobot_as_in_twinarm(lerobot_side: tuple[Path, str]) -> None:
+    tmp, printed = lerobot_side
+    assert "['observation.images.wrist', 'observation.images.front'] 2" in printed  # two encoders, LeRobot's default
+    want = load_file(str(tmp / "out.safetensors"))["action_chunk"]
+    torch.testing.assert_close(chunk(diffusion(WRIST_FIRST), wrist_first_batch()), want, atol=2e-4, rtol=1e-5)
 
 
 if __name__ == "__main__":

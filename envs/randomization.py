@@ -11,6 +11,8 @@ are uniform +/- half-widths.
 
 from __future__ import annotations
 
+import json
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -21,6 +23,20 @@ import numpy as np
 
 Scale = tuple[float, float]
 OFF: Scale = (1.0, 1.0)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _shown(v: Any) -> str:
+    return json.dumps(list(v)) if isinstance(v, tuple) else repr(v)
+
+
+def _check_amount(key: str, v: Any) -> None:
+    """A std dev, jitter or fraction: a finite number >= 0 (NaN used to switch a knob off without a word)."""
+    if not _is_number(v) or v < 0:
+        raise ValueError(f"{key} must be a finite number >= 0, got {_shown(v)}")
 
 
 @dataclass(frozen=True)
@@ -71,15 +87,23 @@ class Randomization:
     """Each control period lasts (1 +/- up to this fraction) of nominal, in whole physics substeps."""
 
     def __post_init__(self) -> None:
-        if self.action_delay_steps < 0 or self.obs_noise_std < 0 or not 0 <= self.control_jitter < 1:
-            raise ValueError(f"invalid randomization {self}")
-        for group in (self.visual, self.physical):
+        """Every knob checked by name and type here, where the env is made: a scale given as one number (or a
+        delay of 1.5 steps, a NaN) used to pass and fail at the first reset, hours into a training run."""
+        delay = self.action_delay_steps
+        if isinstance(delay, bool) or not isinstance(delay, int | np.integer) or delay < 0:
+            raise ValueError(f"action_delay_steps must be a whole number of control steps >= 0, got {delay!r}")
+        _check_amount("obs_noise_std", self.obs_noise_std)
+        _check_amount("control_jitter", self.control_jitter)
+        if not self.control_jitter < 1:
+            raise ValueError(f"control_jitter must be below 1 (a fraction of the control period), got {self.control_jitter}")
+        for name, group in (("visual", self.visual), ("physical", self.physical)):
             for f in fields(group):
-                v = getattr(group, f.name)
-                if isinstance(v, tuple) and not (len(v) == 2 and 0 < v[0] <= v[1]):
-                    raise ValueError(f"{f.name} must be a (lo, hi) scale with 0 < lo <= hi, got {v}")
-                if not isinstance(v, tuple) and v < 0:
-                    raise ValueError(f"{f.name} must be >= 0, got {v}")
+                v, key = getattr(group, f.name), f"{name}.{f.name}"
+                if isinstance(f.default, tuple):
+                    if not (isinstance(v, tuple) and len(v) == 2 and all(_is_number(x) for x in v) and 0 < v[0] <= v[1]):
+                        raise ValueError(f"{key} must be a [lo, hi] scale with 0 < lo <= hi, got {_shown(v)}")
+                else:
+                    _check_amount(key, v)
 
     @classmethod
     def coerce(cls, value: Randomization | dict[str, Any] | None) -> Randomization:

@@ -36,8 +36,17 @@ def test_presets_files_and_inline_json(tmp_path: Path) -> None:
         ("sim2rael", "not a preset (sim2real, nominal, lighting, colours, camera, object-mass"),
         ("missing.yaml", "--randomization file not found: missing.yaml"),
         ('{"obs_noise": 0.1}', "unknown randomization keys ['obs_noise']"),
-        ('{"physical": {"object_mass_scale": [2, 1]}}', "object_mass_scale must be a (lo, hi) scale"),
+        ('{"physical": {"object_mass_scale": [2, 1]}}', "physical.object_mass_scale must be a [lo, hi] scale"),
         ("{not json", "not valid JSON"),
+        # Each of these passed the check and failed at the first reset (in train: at the first periodic
+        # evaluation, its steps lost), or switched the knob off without a word (NaN).
+        ('{"physical": {"joint_damping_scale": 2}}', "physical.joint_damping_scale must be a [lo, hi] scale with "
+         "0 < lo <= hi, got 2"),
+        ('{"visual": {"light_intensity_scale": [0.5, "x"]}}', "visual.light_intensity_scale must be a [lo, hi] scale"),
+        ('{"obs_noise_std": NaN}', "obs_noise_std must be a finite number >= 0, got nan"),
+        ('{"action_delay_steps": 1.5}', "action_delay_steps must be a whole number of control steps >= 0, got 1.5"),
+        ('{"action_delay_steps": "2"}', "action_delay_steps must be a whole number of control steps >= 0, got '2'"),
+        ('{"control_jitter": 1.0}', "control_jitter must be below 1"),
     ],
 )
 def test_bad_values_are_named(value: str, message: str) -> None:

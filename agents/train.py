@@ -150,6 +150,12 @@ def dataset_roots(dataset: str | list[str] | None) -> list[str]:
     return roots
 
 
+def _where(dataset: str | list[str]) -> list[str]:
+    """Dataset roots as places: a local folder by its resolved path (`data/x` and `./data/x` are one), a Hub id as
+    it is."""
+    return [str(Path(r).resolve()) if Path(r).exists() else r for r in dataset_roots(dataset)]
+
+
 # ----- distributed helpers ------------------------------------------------------------------------
 def dist_info() -> tuple[int, int]:
     """(rank, world_size) from torchrun's environment; (0, 1) for a plain run."""
@@ -163,14 +169,21 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return rank, world
 
 
+class DeviceError(ValueError):
+    """A --device this torch cannot run on (no CUDA device, or no such device type)."""
+
+
 def resolve_device(name: str) -> torch.device:
     """`auto` -> this process's CUDA device (LOCAL_RANK under torchrun) when there is one, else the CPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"--device {name}: not a torch device; give auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: torch {torch.__version__} sees no CUDA device")
+            raise DeviceError(f"--device {name}: torch {torch.__version__} sees no CUDA device (auto picks the CPU)")
         if device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
@@ -309,14 +322,19 @@ def policy_from_checkpoint(tc: TrainConfig, fresh: Any, stats: Mapping[str, Any]
         raise FileNotFoundError(f"--init-from {tc.init_from}: no policy checkpoint there ({src} holds no {CONFIG_NAME})")
     raw = json.loads((src / CONFIG_NAME).read_text())
     if raw.get("type") != tc.policy:
-        raise ValueError(f"--init-from {src} holds a {raw.get('type')!r} policy, not {tc.policy!r}")
+        raise PolicyConfigError(f"--init-from {src} holds a {raw.get('type')!r} policy, not {tc.policy!r}")
     cfg = get_config_class(tc.policy).from_dict({**raw, **tc.policy_overrides})
     for side in ("input_features", "output_features"):
         theirs, ours = getattr(cfg, side), getattr(fresh, side)
         differ = sorted(k for k in {*theirs, *ours} if theirs.get(k) != ours.get(k))
         if differ:
             said = "; ".join(f"{k}: checkpoint {theirs.get(k)}, dataset {ours.get(k)}" for k in differ)
-            raise ValueError(f"--init-from {src}: its {side.replace('_', ' ')} differ from the dataset's ({said})")
+            raise PolicyConfigError(f"--init-from {src}: its {side.replace('_', ' ')} differ from the dataset's ({said})")
+    if raw.get("arm") not in (None, fresh.arm):
+        from twinarm.agents.env_io import OtherArmWarning
+
+        warnings.warn(f"--init-from {src} was trained for the {raw['arm']} arm and is fine-tuned for {fresh.arm}: same "
+                      "joints and units, other kinematics and joint ranges", OtherArmWarning, stacklevel=2)  # fmt: skip
     cfg.arm = fresh.arm
     policy = get_policy_class(tc.policy)(cfg, stats)
     norms = tuple(f"{n}." for n in ("normalize_inputs", "normalize_targets", "unnormalize_outputs"))
@@ -326,13 +344,13 @@ def policy_from_checkpoint(tc: TrainConfig, fresh: Any, stats: Mapping[str, Any]
                 if k in own and own[k].shape != v.shape]
     if reshaped:
         changed = [f"{k}={v}" for k, v in tc.policy_overrides.items() if raw.get(k) != v]
-        raise ValueError(f"--init-from {src}: {len(reshaped)} tensors change shape ({', '.join(reshaped[:3])}, ...): "
+        raise PolicyConfigError(f"--init-from {src}: {len(reshaped)} tensors change shape ({', '.join(reshaped[:3])}, ...): "
                          f"an override that changes the architecture cannot start from these weights (overrides that "
                          f"differ from the checkpoint's config: {', '.join(changed) or 'none'})")
     missing, unexpected = policy.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not k.startswith(norms)]
     if missing or unexpected:
-        raise ValueError(f"--init-from {src}: weights missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise PolicyConfigError(f"--init-from {src}: weights missing {missing[:5]}, unexpected {unexpected[:5]}")
     print(f"initialized from {src} ({len(weights)} tensors); normalization: the dataset's stats")
     return policy
 
@@ -470,6 +488,10 @@ def reconcile_resume(tc: TrainConfig) -> tuple[TrainConfig, str | None]:
     if not saved_file.is_file():
         return tc, None
     saved = json.loads(saved_file.read_text())
+    if saved.get("dataset") and tc.dataset and _where(saved["dataset"]) != _where(tc.dataset):
+        raise ValueError(f"--resume: {out} trains on --dataset {' '.join(dataset_roots(saved['dataset']))}, not "
+                         f"{' '.join(dataset_roots(tc.dataset))}: resume it on its own data (its normalization "
+                         "comes from it), or name a new --output-dir (--init-from its checkpoint fine-tunes)")  # fmt: skip
     if saved.get("policy") != tc.policy:
         raise ValueError(f"--resume: {out} trains the {saved.get('policy')} policy, not {tc.policy}: resume it with "
                          f"--policy {saved.get('policy')}, or name a new --output-dir")  # fmt: skip
@@ -520,10 +542,9 @@ def train(tc: TrainConfig, on_start: Callable[[Path], None] | None = None) -> Pa
     try:
         if tc.policy == "tdmpc" and tc.dataset is None:
             if tc.init_from:
-                raise ValueError("--init-from starts offline training (from --dataset) at a checkpoint's weights; "
+                raise PolicyConfigError("--init-from starts offline training (from --dataset) at a checkpoint's weights; "
                                  "online TD-MPC starts from scratch")
-            start_run()
-            return _train_online(tc, out, device, budget)
+            return _train_online(tc, out, device, budget, start_run)
         return _train_offline(tc, out, rank, world, device, budget, start_run)
     finally:
         if world > 1 and torch.distributed.is_initialized():
@@ -541,6 +562,11 @@ def _train_offline(
         raise ValueError(f"policy {tc.policy!r} trains from a dataset: pass --dataset")
     roots = dataset_roots(tc.dataset)
     probe = ConcatReader([LeRobotDatasetReader(r) for r in roots]) if len(roots) > 1 else LeRobotDatasetReader(roots[0])
+    if tc.policy == "tdmpc" and "next.reward" not in probe.features:
+        from twinarm.datasets_io.layout import DatasetError
+
+        raise DatasetError(f"{', '.join(roots)}: no next.reward feature, which TD-MPC learns its value from: train it "
+                           "online in sim (--env ID without --dataset), or ACT or Diffusion on this dataset")
     policy = build_policy_offline(tc, probe)
     if tc.env is not None and tc.eval_freq > 0:
         from twinarm.agents.eval import check_policy_env
@@ -566,6 +592,7 @@ def _train_offline(
     ckpt = last_checkpoint(out) if tc.resume else None
     if ckpt is not None:
         start = _restore(ckpt, policy, opt, sched, ema)
+        _say_if_done(start, tc.steps, out)
     model: nn.Module = policy
     if world > 1:
         model = nn.parallel.DistributedDataParallel(policy, device_ids=[device.index] if device.type == "cuda" else None)
@@ -670,7 +697,31 @@ def _store_obs(obs: dict[str, Any], batch: dict[str, torch.Tensor]) -> dict[str,
     return out
 
 
-def _train_online(tc: TrainConfig, out: Path, device: torch.device, budget: ThreadBudget | None) -> Path:
+def _say_if_done(start: int, steps: int, out: Path) -> None:
+    """A resumed run already at --steps trains nothing: say so (it printed the last checkpoint as if it had)."""
+    if start >= steps and dist_info()[0] == 0:
+        print(f"--resume: {out} is at step {start} of --steps {steps}: nothing to train (a larger --steps continues)")
+
+
+def check_online_budget(tc: TrainConfig, horizon: int) -> None:
+    """PolicyConfigError unless the replay buffer and the seed steps hold one `horizon`-step sequence when the
+    first update samples one (it used to fail there, after every seed step ran: 'holds no full sequence yet');
+    warns when no update will run at all (--steps within --seed-steps: the checkpoint is the initial network)."""
+    need = horizon + 1
+    if min(tc.buffer_capacity, tc.steps) < need:
+        raise PolicyConfigError(f"--buffer-capacity {tc.buffer_capacity} / --steps {tc.steps}: the replay buffer must "
+                                f"hold a {need}-step sequence (TD-MPC's horizon {horizon} + 1)")  # fmt: skip
+    if tc.seed_steps < need and tc.steps > tc.seed_steps:
+        raise PolicyConfigError(f"--seed-steps {tc.seed_steps}: the first update samples a {need}-step sequence "
+                                f"(TD-MPC's horizon {horizon} + 1); seed at least {need} steps")  # fmt: skip
+    if tc.steps <= tc.seed_steps:
+        warnings.warn(f"--steps {tc.steps} <= --seed-steps {tc.seed_steps}: every step is a random seed step and no "
+                      "update runs; the checkpoint holds the initial network", stacklevel=2)  # fmt: skip
+
+
+def _train_online(
+    tc: TrainConfig, out: Path, device: torch.device, budget: ThreadBudget | None, start_run: Callable[[], None]
+) -> Path:
     import gymnasium as gym
 
     from twinarm.agents.env_io import EnvAdapter
@@ -684,6 +735,8 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device, budget: Thre
     kwargs.update(_sim_kwargs(tc))
     env = gym.make(tc.env, **kwargs)
     policy = build_policy_online(tc, env).to(device)
+    check_online_budget(tc, policy.config.horizon)
+    start_run()
     spec = get_arm(policy.config.arm)
     adapter = EnvAdapter(spec, policy.config.input_features, device)
     opt = make_optimizer(policy)
@@ -696,6 +749,7 @@ def _train_online(tc: TrainConfig, out: Path, device: torch.device, budget: Thre
     ckpt = last_checkpoint(out) if tc.resume else None
     if ckpt is not None:
         start = _restore(ckpt, policy, opt, sched)
+        _say_if_done(start, tc.steps, out)
         extra = torch.load(ckpt / "training_state.pt", weights_only=False)
         buffer = extra["buffer"]
         episode = int(extra["episode"])

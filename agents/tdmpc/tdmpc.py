@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from twinarm.agents.features import ACTION, ENV_STATE, STATE
 from twinarm.agents.int8 import MIN_WEIGHT
 from twinarm.agents.layers import conv2d_relu, weights_key
-from twinarm.agents.policy import Policy
+from twinarm.agents.policy import Policy, PolicyConfigError
 from twinarm.agents.tdmpc.config_tdmpc import TDMPCConfig
 from twinarm.agents.tdmpc.fused import PackedHeads, unit_layer_norm
 from twinarm.agents.tdmpc.sample_pool import SamplePool, pool_applies
@@ -52,8 +52,8 @@ class Encoder(nn.Module):
                 nn.Conv2d(hid, hid, 3, 2), nn.ReLU(),
             )  # fmt: skip
             if min(h, w) < 41:
-                raise ValueError(
-                    f"TD-MPC's image encoder needs images of at least 41x41 pixels, {key} is {h}x{w}"
+                raise PolicyConfigError(
+                    f"TD-MPC's image encoder needs images of at least 41x41 pixels, {key} is {h}x{w} (--image-size)"
                 )
             with torch.no_grad():
                 n_flat = conv(torch.zeros(1, c, h, w)).numel()

@@ -448,3 +448,61 @@ def test_a_dataset_at_another_rate_than_the_env_is_warned(scripted_dataset: Path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_other_rate(30, "twinarm/SO101-PickCube-v0", ["d"])
+
+
+def test_resume_takes_the_runs_own_options_and_refuses_other_data(scripted_dataset: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """`--resume` alone continues the run with its policy and data (it said '--policy must be one of ...'); other
+    data is refused (its normalization would change under the trained weights); a run already at --steps says
+    there is nothing to train instead of printing its checkpoint as if it had trained."""
+    out = tmp_path / "run"
+    base = ["train", "--output-dir", str(out), "--batch-size", "2", "--threads", "1", "--no-progress"]
+    assert main([*base, "--policy", "act", "--dataset", str(scripted_dataset), "--steps", "1", *TINY_ACT]) == 0
+    capsys.readouterr()
+    assert main([*base, "--resume", "--steps", "2"]) == 0
+    said = capsys.readouterr().out
+    assert f"--resume: with the run's own --policy act, --dataset {scripted_dataset}" in said
+    assert [int(r["step"]) for r in _rows(out / "train_log.csv")][-1] == 2
+    assert main([*base, "--resume", "--steps", "2"]) == 0
+    assert f"--resume: {out} is at step 2 of --steps 2: nothing to train" in capsys.readouterr().out
+    other = tmp_path / "other"
+    shutil.copytree(scripted_dataset, other)
+    with pytest.raises(SystemExit):
+        main([*base, "--resume", "--dataset", str(other), "--steps", "3"])
+    assert f"--resume: {out} trains on --dataset {scripted_dataset}, not {other}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base[:2], str(tmp_path / "none"), *base[3:], "--resume"])
+    assert "holds no run (no train_config.json)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    (["--buffer-capacity", "3"], "--buffer-capacity 3 / --steps 40: the replay buffer must hold a 4-step sequence"),
+    (["--seed-steps", "2"], "--seed-steps 2: the first update samples a 4-step sequence"),
+    (["--obs-type", "pixels", "--image-size", "32", "32"], "needs images of at least 41x41 pixels"),
+    (["--device", "cuda:0"], "--device cuda:0: torch"),
+])  # fmt: skip
+def test_online_tdmpc_settings_that_cannot_train_are_refused_before_the_run_starts(
+    extra: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each ran every seed step and then failed ('replay buffer holds no full sequence yet'), or was a traceback."""
+    if extra[0] == "--device" and torch.cuda.is_available():
+        pytest.skip("a CUDA device is there")
+    argv = ["train", "--policy", "tdmpc", "--env", "twinarm/SO101-Reach-v0", "--output-dir", str(tmp_path / "run"),
+            "--steps", "40", "--set", "horizon=3", "--no-progress", *extra]  # fmt: skip
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    assert code in (1, 2) and said in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_offline_tdmpc_needs_rewards_in_the_dataset(scripted_dataset: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A demonstration dataset has no rewards (twinarm's recordings keep none): a KeyError once training began."""
+    data = scripted_dataset
+    assert "next.reward" not in json.loads((data / "meta/info.json").read_text())["features"]
+    assert main(["train", "--policy", "tdmpc", "--dataset", str(data), "--output-dir", str(tmp_path / "run"),
+                 "--steps", "1", "--no-progress"]) == 1  # fmt: skip
+    assert f"{data}: no next.reward feature, which TD-MPC learns its value from" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -24,7 +24,7 @@ from twinarm.cli.config import (
     write_resolved_config,
 )
 from twinarm.cli.real_cmd import add_follower_args, parse_follower
-from twinarm.cli.train_cmd import PRECISIONS, check_precision_arg, policy_kv
+from twinarm.cli.train_cmd import PRECISIONS, check_precision_arg, device_arg, policy_kv
 
 EVAL_EPILOG = """\
 examples:
@@ -175,14 +175,13 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args)
     from twinarm.agents.allocator import keep_freed_memory
     from twinarm.agents.thread_budget import budget_for
-    from twinarm.agents.train import resolve_device
 
     keep_freed_memory()  # freed tensors are reused call to call instead of page-faulted in again
 
     policy = load_policy(args)
     if args.lerobot_range_units is not None:
         _range_units_to_degrees(args, policy, get_arm(entry_for(args.env).arm))
-    policy.to(resolve_device(args.device))
+    policy.to(device_arg(args))
     check_precision_arg(args, policy.device)
     if args.record is not None and (args.record / "meta" / "info.json").exists():
         args._parser.error(f"--record {args.record}: a dataset is already there; name a new folder")

@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from twinarm.agents.eval import evaluate, obs_type_for
     from twinarm.agents.policy import resolve_checkpoint
     from twinarm.agents.thread_budget import budget_for
-    from twinarm.agents.train import resolve_device
     from twinarm.cli.eval_cmd import load_policy, set_threads
+    from twinarm.cli.train_cmd import device_arg
     from twinarm.envs.perturbations import PERTURBATIONS, SWEEPS
 
     parser = args._parser
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         parser.error(f"--policy: {exc}")
     set_threads(args)
-    policy = load_policy(args).to(resolve_device(args.device))
+    policy = load_policy(args).to(device_arg(args))
     budget = budget_for(policy.device, args.yield_cores)
     dynamics = load_dynamics(args.dynamics, entry.arm)
     camera_poses = load_camera_poses_arg(args.camera_poses, entry.arm)

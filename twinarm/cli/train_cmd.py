@@ -151,6 +151,26 @@ def _for_sim_env(args: argparse.Namespace, flag: str, value: Any, does: str, loa
     return load(value, entry.arm)
 
 
+def _resume_defaults(args: argparse.Namespace) -> None:
+    """`--resume` without --policy, --dataset or --env takes them from the run's train_config.json (LeRobot resumes
+    from the run's own config too), saying so; given ones are checked against it later (`reconcile_resume`)."""
+    saved_file = Path(args.output_dir) / "train_config.json"
+    if not saved_file.is_file():
+        if args.policy is None:
+            args._parser.error(f"--resume: {args.output_dir} holds no run (no train_config.json); give --output-dir "
+                               "the folder of the run to continue, or --policy to start one there")  # fmt: skip
+        return
+    saved = json.loads(saved_file.read_text())
+    taken = []
+    for flag, key in (("--policy", "policy"), ("--dataset", "dataset"), ("--env", "env")):
+        if getattr(args, key) is None and saved.get(key) is not None:
+            value = saved[key]
+            setattr(args, key, ([value] if isinstance(value, str) else list(value)) if key == "dataset" else value)
+            taken.append(f"{flag} {' '.join(saved[key]) if isinstance(saved[key], list) else saved[key]}")
+    if taken:
+        print(f"--resume: with the run's own {', '.join(taken)} ({saved_file})")
+
+
 def _checkpoint_type(checkpoint: str) -> str | None:
     """The policy type in `checkpoint`'s config.json (`--init-from` without `--policy`)."""
     from twinarm.agents.policy import CONFIG_NAME, resolve_checkpoint
@@ -160,6 +180,16 @@ def _checkpoint_type(checkpoint: str) -> str | None:
         return json.loads((src / CONFIG_NAME).read_text()).get("type")
     except (OSError, ValueError) as exc:
         raise SystemExit(f"--init-from {checkpoint}: not a policy checkpoint ({exc})") from None
+
+
+def device_arg(args: argparse.Namespace) -> Any:
+    """`--device` resolved (auto: CUDA when there is one), or a parser error naming what this torch runs on."""
+    from twinarm.agents.train import DeviceError, resolve_device
+
+    try:
+        return resolve_device(args.device)
+    except DeviceError as exc:
+        args._parser.error(str(exc))
 
 
 def check_precision_arg(args: argparse.Namespace, device: Any) -> None:
@@ -177,10 +207,12 @@ def check_precision_arg(args: argparse.Namespace, device: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from twinarm.agents.policy import ConfigOverrideError, PolicyConfigError
     from twinarm.agents.registry import POLICIES, get_config_class
-    from twinarm.agents.train import dataset_roots, dist_info, reconcile_resume, resolve_device, train
+    from twinarm.agents.train import dataset_roots, dist_info, reconcile_resume, train
 
     if args.policy is None and args.init_from:
         args.policy = _checkpoint_type(args.init_from)
+    if args.resume:
+        _resume_defaults(args)
     if args.policy not in POLICIES:
         raise SystemExit(f"--policy must be one of {sorted(POLICIES)}, got {args.policy!r}")
     try:
@@ -202,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
         if args.eval_freq > 0:
             args._parser.error(f"--env {args.env} is the real arm, and periodic evaluation runs unattended: evaluate "
                                f"in sim ({entry.sim_id}), or pass --eval-freq 0")
-    check_precision_arg(args, resolve_device(args.device))
+    check_precision_arg(args, device_arg(args))
     repo = getattr(args, "push_to_hub", None)
     if repo is not None:
         from twinarm.agents.policy_hub import repo_id_error

@@ -161,7 +161,15 @@ def test_export_then_eval_through_the_cli(tmp_path: Path, capsys: pytest.Capture
     assert "wrote a LeRobot diffusion checkpoint" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["export-lerobot", "--policy", str(tmp_path / "tw"), "--out", str(tmp_path / "lr")])
-    assert "a checkpoint is already there" in capsys.readouterr().err
+    assert f"--out {tmp_path / 'lr'} is not empty (a checkpoint there)" in capsys.readouterr().err
+    # Nor among another folder's files (a dataset's, a run's), nor onto a file.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/info.txt").write_text("a dataset's own file")
+    for out, said in ((tmp_path / "data", "is not empty (1 entries there)"), (tmp_path / "data/info.txt", "is a file")):
+        with pytest.raises(SystemExit):
+            main(["export-lerobot", "--policy", str(tmp_path / "tw"), "--out", str(out), "--lerobot-ddim"])
+        assert said in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["info.txt"]
     assert main(["eval", "--policy", str(tmp_path / "lr"), "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1",
                  "--n-envs", "1", "--videos", "0", "--max-steps", "4", "--threads", "1", "--out", str(tmp_path / "e")]) == 0  # fmt: skip
     assert "a LeRobot diffusion checkpoint" in capsys.readouterr().out

@@ -148,3 +148,15 @@ def test_a_crf_outside_the_encoders_range_is_one_line_before_anything_is_written
         main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert said in str(info.value.code)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_refuses_a_real_id_and_a_file_as_out_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """demo on a -Real id was a ValueError traceback from the real env; --out FILE a FileExistsError."""
+    with pytest.raises(SystemExit):
+        main(["demo", "--env", "twinarm/SO101-Reach-Real-v0", "--out", str(tmp_path / "d")])
+    assert "is the real arm; demo rolls out the scripted expert in sim (twinarm/SO101-Reach-v0)" in capsys.readouterr().err
+    (tmp_path / "f").write_text("")
+    with pytest.raises(SystemExit):
+        main(["demo", "--out", str(tmp_path / "f")])
+    assert "--out " + str(tmp_path / "f") + " is a file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]

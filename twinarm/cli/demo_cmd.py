@@ -67,6 +67,14 @@ def run_demo(env_id: str, episodes: int, seed: int, out: Path, image_size: tuple
 
 
 def run(args: argparse.Namespace) -> int:
+    from twinarm.registration import entry_for
+
+    entry = entry_for(args.env)
+    if args.env != entry.sim_id:
+        args._parser.error(f"--env {args.env} is the real arm; demo rolls out the scripted expert in sim "
+                           f"({entry.sim_id})")  # fmt: skip
+    if args.out.exists() and not args.out.is_dir():
+        args._parser.error(f"--out {args.out} is a file; give a folder for the video")
     write_resolved_config(args, args.out)
     print(run_demo(args.env, args.episodes, args.seed, args.out, (args.height, args.width)))
     return 0

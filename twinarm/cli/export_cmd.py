@@ -35,8 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from twinarm.agents.lerobot_export import save_lerobot
     from twinarm.agents.policy import CONFIG_NAME, Policy, resolve_checkpoint
 
-    if (args.out / CONFIG_NAME).exists():
-        args._parser.error(f"--out {args.out}: a checkpoint is already there; name a new folder")
+    if args.out.exists() and not args.out.is_dir():
+        args._parser.error(f"--out {args.out} is a file; give a new folder for the checkpoint")
+    if args.out.is_dir() and any(args.out.iterdir()):  # its files would land among a dataset's or a run's
+        what = "a checkpoint" if (args.out / CONFIG_NAME).exists() else f"{len(list(args.out.iterdir()))} entries"
+        args._parser.error(f"--out {args.out} is not empty ({what} there); name a new or empty folder")
     try:
         if is_lerobot_checkpoint(resolve_checkpoint(args.policy)):
             args._parser.error(f"--policy {args.policy} is a LeRobot checkpoint already: LeRobot loads it as it is "

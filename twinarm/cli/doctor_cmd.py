@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
+from twinarm.cli.config import add_config_arg
+
 #: Packages of the design card: (import name, pip name).
 PACKAGES = (
     ("gymnasium", "gymnasium"), ("mujoco", "mujoco"), ("dm_control", "dm_control"), ("torch", "torch"),
@@ -48,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n", 1)[1].strip())  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.add_argument("--no-render", action="store_true", help="skip the rendering check (it starts two subprocesses)")
+    add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
 

@@ -8,10 +8,16 @@ import importlib
 import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
-from twinarm.cli.config import load_config_file
+from twinarm.cli.config_file import (
+    CONFIG_FLAG,
+    config_defaults,
+    config_path,
+    find_command,
+    given_dests,
+    load_config_file,
+)
 
 #: Subcommand modules (in twinarm/cli/); each defines `register(subparsers)` that adds its parser
 #: and sets `func=` (a callable taking the parsed args, returning an exit code) and `_parser=` (itself,
@@ -128,28 +134,26 @@ def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> None:
 
 
 def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """`--config FILE`: its values become the subcommand's defaults before argv is parsed, so the file can also
-    give options the command requires (--port, --calibration); flags on the command line still win."""
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    name = next((a for a in argv if not a.startswith("-")), None)
-    sub = commands.choices.get(name) if name is not None else None
-    if sub is None or not any(a == "--config" or a.startswith("--config=") for a in argv):
+    """`--config FILE`: its values become the subcommand's defaults before argv is parsed, so the file can also give
+    options the command requires (--port, --calibration); flags on the command line still win. Each value goes
+    through the option's own type, choices and nargs (config_file.config_defaults): the file gets the command
+    line's checks, not a string "false" taken as true or a float where a count goes."""
+    found = find_command(parser, argv)
+    if found is None:
         return
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", type=Path)
-    path = pre.parse_known_args(argv[argv.index(name) + 1:])[0].config
+    sub, command, words = found
+    if not any(CONFIG_FLAG in a.option_strings for a in sub._actions):
+        return  # argparse itself refuses --config
+    path = config_path(sub, words)
     if path is None:
         return
-    values = load_config_file(path)
-    known = {a.dest for a in sub._actions}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        parser.error(f"config file {path}: unknown option(s) {unknown}")
+    values = config_defaults(sub, load_config_file(path, sub.error), path, command, given_dests(sub, words))
     for action in sub._actions:
-        if isinstance(action, argparse._AppendAction) and isinstance(values.get(action.dest), str):
-            values[action.dest] = [values[action.dest]]  # a repeatable flag given once in the file: a list of one
         if action.dest in values:
             action.required = False  # the file gives it
+    for group in sub._mutually_exclusive_groups:
+        if any(a.dest in values for a in group._group_actions):
+            group.required = False
     sub.set_defaults(**values)
 
 

@@ -158,6 +158,11 @@ def test_eval_int8_through_the_cli(tiny_act_checkpoint, tmp_path: Path, capsys: 
     info = json.loads((tmp_path / "e2" / "eval_info.json").read_text())
     assert info["aggregated"]["n_episodes"] == 1
     assert json.loads((tmp_path / "e2" / "config.json").read_text())["int8"] is True
+    # A state policy has no backbone to calibrate: the flag is said to be unused (it was ignored silently).
+    state = tiny_act_checkpoint()
+    assert main([*common[:2], str(state), *common[3:], "--int8", "--int8-calibration", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "e3")]) == 0  # fmt: skip
+    assert f"--int8-calibration {tmp_path / 'nowhere'} is not used: {state} has no image backbone" in capsys.readouterr().out
     # Frames are resized to the policy's input and spread over the dataset.
     small = Policy.from_pretrained(ckpt)
     small.config.input_features["observation.images.front"] = Feature("VISUAL", (3, 24, 32))

@@ -298,6 +298,9 @@ def _to_int8(args: argparse.Namespace, policy: Any) -> None:
 
     calibration: list[Any] = []
     source = None
+    if args.int8_calibration and not needs_calibration(policy):  # it was ignored without a word
+        print(f"int8: --int8-calibration {args.int8_calibration} is not used: {args.policy} has no image backbone "
+              "(its matmul layers quantize from their weights alone)")  # fmt: skip
     if needs_calibration(policy):
         source = args.int8_calibration or training_dataset(args.policy)
         if source is None:

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Upload a policy checkpoint to a Hub model repo with a short model card. `twinarm eval --policy "
         "USER/NAME` and `Policy.from_pretrained('USER/NAME')` then load it on any machine (cached for offline use). "
         "With --lerobot the repo holds the checkpoint as LeRobot 0.6 saves one (see `twinarm export-lerobot`), "
-        "which LeRobot's own from_pretrained loads. Needs a Hub token (`huggingface-cli login` or HF_TOKEN).",
+        "which LeRobot's own from_pretrained loads. Needs a Hub token (`hf auth login` or HF_TOKEN).",
         epilog=PUSH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -7,7 +7,6 @@ Envs are reached only through `gymnasium.make`; an episode ends at success, term
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import time
@@ -15,6 +14,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -161,16 +161,19 @@ def make_vector_env(
         kwargs["image_size"] = tuple(image_size)
     if render:
         kwargs["render_mode"] = "rgb_array"
-    parent = os.getpid()
+    fns = [partial(_make_env, env_id, kwargs)] * n_envs
+    if use_async and n_envs > 1:
+        # forkserver, not fork: a worker forked from a process that has rendered inherits its GL (EGL) state and
+        # deadlocks in its first reset, the parent waiting for ever (and its workers orphaned when it is killed).
+        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED, context="forkserver")
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
-    def make() -> gym.Env:
-        if os.getpid() != parent:  # an AsyncVectorEnv worker, forked: see datasets_io.loader's worker setup
-            gc.freeze()
-        return gym.make(env_id, **kwargs)
 
-    fns = [make] * n_envs
-    cls = gym.vector.AsyncVectorEnv if use_async and n_envs > 1 else gym.vector.SyncVectorEnv
-    return cls(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+def _make_env(env_id: str, kwargs: Mapping[str, Any]) -> gym.Env:
+    """One env of `make_vector_env` (module level: a forkserver worker unpickles it and registers the ids)."""
+    import twinarm  # noqa: F401
+
+    return gym.make(env_id, **kwargs)
 
 
 class ResizedImagesWarning(UserWarning):

@@ -92,7 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="OLD=NEW", help="a policy's camera under the env's name (repeatable), e.g. "
                    "observation.images.laptop=observation.images.front for a policy trained on a LeRobot "
                    "recording, or LeRobot TD-MPC's observation.image=observation.images.front")
-    p.add_argument("--async-envs", action="store_true", help="run the envs in subprocesses")
+    p.add_argument("--async-envs", action="store_true", help="run the envs in subprocesses (started from a "
+                   "forkserver: in Python, evaluate(use_async=True) then needs the `if __name__ == \"__main__\":` "
+                   "guard, as multiprocessing does)")
     add_thread_args(p)
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, ...")
     p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder")

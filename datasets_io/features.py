@@ -28,8 +28,10 @@ def check_features(features: dict[str, dict[str, Any]]) -> None:
             raise DatasetError(f"feature {name!r}: needs 'dtype' and 'shape', got {ft!r}")
         if ft["dtype"] not in ALL_DTYPES:
             raise DatasetError(f"feature {name!r}: dtype {ft['dtype']!r} is not one of {ALL_DTYPES}")
+        if not isinstance(ft["shape"], (list, tuple)):
+            raise DatasetError(f"feature {name!r}: shape must be a list of sizes, e.g. [6], got {ft['shape']!r}")
         shape = tuple(ft["shape"])
-        if not shape or any(not isinstance(s, int) or s <= 0 for s in shape):
+        if not shape or any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in shape):
             raise DatasetError(f"feature {name!r}: shape must be positive ints, got {ft['shape']!r}")
         if ft["dtype"] in VISUAL_DTYPES:
             if len(shape) != 3 or shape[2] not in (1, 3):
@@ -129,6 +131,9 @@ def _image_to_hwc_uint8(name: str, value: Any, shape: tuple[int, ...]) -> np.nda
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():  # NaN compares false with everything: the range check below would pass it
+            raise DatasetError(f"feature {name!r}: the float image holds NaN or inf values (they would be stored "
+                               "as black pixels)")
         if arr.size and (float(arr.min()) < 0.0 or float(arr.max()) > 1.0):
             raise DatasetError(f"feature {name!r}: float images must lie in [0, 1], got range [{arr.min()}, {arr.max()}]")
         return np.ascontiguousarray(np.round(arr * 255.0).astype(np.uint8))
@@ -145,16 +150,27 @@ def _vector(name: str, value: Any, ft: dict[str, Any]) -> np.ndarray:
         raise DatasetError(f"feature {name!r}: expected dtype {target}, got {arr.dtype}")
     if (target.kind in "iub" and arr.dtype.kind == "f") or (target.kind == "f" and arr.dtype.kind != "f"):
         raise DatasetError(f"feature {name!r}: expected dtype {target}, got {arr.dtype}")
-    return arr.astype(target, copy=False).reshape(shape)
+    out = arr.astype(target, copy=False).reshape(shape)
+    if target.kind == "f" and not np.isfinite(out).all():  # checked after the cast: a float64 1e39 is float32 inf
+        bad = np.flatnonzero(~np.isfinite(out)).tolist()
+        raise DatasetError(f"feature {name!r}: non-finite value(s) {out.reshape(-1)[bad[:6]].tolist()} at "
+                           f"position(s) {bad[:6]}; NaN or inf would turn the dataset's stats, and every policy "
+                           "normalized with them, into NaN")
+    return out
 
 
 def validate_frame(frame: dict[str, Any], features: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Check one frame against the features; returns it normalized (numpy, HWC uint8 images).
 
-    Raises DatasetError naming the feature on a missing/extra key or a wrong shape/dtype.
+    Raises DatasetError naming the feature on a missing/extra key, a wrong shape/dtype or a non-finite float,
+    and on a key the writer sets itself (AUTO_KEYS: a frame's own timestamp would break the video lookup).
     """
+    auto = [k for k in frame if k in AUTO_KEYS]
+    if auto:
+        raise DatasetError(f"frame: {auto} are set by the writer (timestamp = frame_index / fps, and the indices "
+                           "from the episode's position); leave them out of the frame")
     expected = [k for k in features if k not in AUTO_KEYS]
-    given = set(frame) - {"task", "timestamp"}
+    given = set(frame) - {"task"}
     missing = [k for k in expected if k not in frame]
     extra = sorted(given - set(features))
     if missing or extra:

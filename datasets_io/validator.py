@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from twinarm.datasets_io import stats as st
 from twinarm.datasets_io.depth import depth_format
 from twinarm.datasets_io.features import (
     ALL_DTYPES,
@@ -434,4 +435,23 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
                     rep.add(root / STATS_PATH, f"{k}.{sk}: shape {np.asarray(s[sk]).shape}, expected {want}")
             if "count" in s and np.asarray(s["count"]).shape != (1,):
                 rep.add(root / STATS_PATH, f"{k}.count: shape must be (1,)")
+            _check_finite_stats(rep, root / STATS_PATH, k, s)
     return rep.problems
+
+
+def _check_finite_stats(rep: Report, path: Path, key: str, s: dict[str, Any]) -> None:
+    """Name the stats of `key` that are not all finite numbers: a policy normalized with a NaN mean or an
+    inf std trains on NaN (the data behind them holds NaN or inf values)."""
+    bad = []
+    for sk in st.STAT_KEYS:
+        if sk not in s:
+            continue
+        try:
+            ok = bool(np.isfinite(np.asarray(s[sk], dtype=np.float64)).all())
+        except (TypeError, ValueError):
+            ok = False  # not numbers at all (strings, ragged lists)
+        if not ok:
+            bad.append(sk)
+    if bad:
+        rep.add(path, f"{key}: {', '.join(bad)} hold NaN or inf (or no numbers): a policy normalized with them "
+                      "trains on NaN; the feature's data holds non-finite values")

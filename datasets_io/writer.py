@@ -78,6 +78,17 @@ def check_version(info: dict[str, Any], where: Path) -> None:
         raise DatasetError(f"{where}: unknown dataset version {version!r}; twinarm reads LeRobot v3.x{hint}")
 
 
+def check_fps(fps: Any) -> int:
+    """`fps` as the positive int LeRobot's info.json holds; refuses 29.97 rather than store 29 (the videos and
+    timestamps would then run at another rate than the recording)."""
+    if isinstance(fps, (bool, np.bool_)) or not isinstance(fps, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(fps) or fps != int(fps):
+        raise DatasetError(f"fps must be a whole number of frames per second (LeRobot stores an int), got {fps!r}")
+    if fps <= 0:
+        raise DatasetError(f"fps must be positive, got {fps!r}")
+    return int(fps)
+
+
 def check_folder(root: Path) -> None:
     """Raise DatasetError naming the path when `root`, or a folder above it, is a file: a dataset is a folder."""
     for p in (root, *root.parents):
@@ -209,7 +220,10 @@ class EpisodeBuffer:
         task = task if task is not None else frame.get("task")
         if not isinstance(task, str) or not task:
             raise DatasetError("frame: a non-empty task string is required (add_frame(frame, task=...))")
-        clean = validate_frame(frame, self.features)
+        try:
+            clean = validate_frame(frame, self.features)
+        except DatasetError as exc:
+            raise DatasetError(f"{exc} (frame {self.n} of the episode)") from None
         for k, v in clean.items():
             ft = self.features[k]
             if ft["dtype"] == "video":
@@ -231,8 +245,7 @@ class EpisodeBuffer:
             if k in self._stat_frames:
                 s = st.image_stride(v.shape[0], v.shape[1])
                 self._stat_frames[k].append(v[::s, ::s].copy())
-        ts = frame.get("timestamp")
-        self._timestamps.append(float(np.asarray(ts).reshape(-1)[0]) if ts is not None else self.n / self.fps)
+        self._timestamps.append(self.n / self.fps)
         self._frame_tasks.append(task)
         self.n += 1
 
@@ -327,8 +340,7 @@ class DatasetWriter:
         if root.exists() and any(root.iterdir()):
             raise DatasetError(f"{root}: the folder is not empty and holds no dataset (no {INFO_PATH}); name a new "
                                "or empty folder")
-        if int(fps) <= 0:
-            raise DatasetError(f"fps must be positive, got {fps}")
+        fps = check_fps(fps)
         check_features(features)
         feats = with_default_features(features)
         if not use_videos:
@@ -449,11 +461,16 @@ class DatasetWriter:
         """Frames added to the episode being recorded."""
         return self._buffer.n
 
+    def _check_open(self) -> None:
+        """Refuse recording after `finalize()`, which has also released the dataset's write lock."""
+        if self._finalized:
+            raise DatasetError(f"{self.root}: the writer is finalized (finalize() was called); reopen the dataset "
+                               "with DatasetWriter.resume() to add episodes")
+
     def add_frame(self, frame: dict[str, Any], task: str | None = None) -> None:
         """Buffer one frame (every feature except the index columns; images HWC uint8). Videos are
         encoded as frames arrive. `task` may also be given as `frame["task"]`."""
-        if self._finalized:
-            raise DatasetError(f"{self.root}: writer is finalized")
+        self._check_open()
         self._buffer.add_frame(frame, task)
 
     def clear_episode(self) -> None:
@@ -462,6 +479,7 @@ class DatasetWriter:
 
     def save_episode(self) -> int:
         """Commit the buffered frames as one episode (crash-safe); returns its episode index."""
+        self._check_open()
         return self.commit(self._buffer.finish())
 
     def commit(self, episode: EncodedEpisode) -> int:
@@ -469,8 +487,7 @@ class DatasetWriter:
 
         An error while the episode's files are prepared (before the journal) removes the temp files written
         so far and leaves the writer as it was: the dataset is unchanged and the next episode can be saved."""
-        if self._finalized:
-            raise DatasetError(f"{self.root}: writer is finalized")
+        self._check_open()
         if self._broken:
             raise DatasetError(f"{self.root}: {self._broken}; reopen it with DatasetWriter.resume() to finish it")
         saved = (self._data_cf, list(self._data_tables), self._data_bytes, self._meta_cf, list(self._meta_rows),

@@ -140,16 +140,21 @@ class ArmSpec:
     def reset_joints(self, options: Mapping[str, Any] | None) -> np.ndarray | None:
         """The reset option the sim and real envs of this arm share, `{"joints": q}`: q (spec units) checked and
         clipped to the limits, or None when not given (sim: the home pose; real: wherever the arm is)."""
+        if options is not None and not isinstance(options, Mapping):
+            raise ValueError(f"reset options must be a dict such as {{'joints': q}} or None, got {options!r}")
         unknown = set(options or {}) - {"joints"}
         if unknown:
             raise ValueError(f"unknown reset option(s) {sorted(unknown)}; the one option is 'joints'")
         joints = (options or {}).get("joints")
         if joints is None:
             return None
-        q = np.asarray(joints, dtype=np.float64)
-        if q.shape != (self.dof,) or not np.all(np.isfinite(q)):
-            raise ValueError(f"reset option 'joints' must be {self.dof} finite values (joints {self.joint_names}), "
-                             f"got {joints!r}")
+        try:  # a tensor may require grad or live on a GPU; a string or dict gives a non-numeric dtype below
+            q = np.asarray(joints.detach().cpu() if hasattr(joints, "detach") else joints)
+        except (TypeError, ValueError):  # a ragged list
+            q = None
+        if q is None or q.dtype.kind not in "iuf" or q.shape != (self.dof,) or not np.all(np.isfinite(q)):
+            raise ValueError(f"reset option 'joints' must be {self.dof} finite values, the joints {self.joint_names} "
+                             f"in spec units (rad; gripper opening 0..1), got {joints!r}")
         return self.clip_action(q)
 
     # ----- cameras ------------------------------------------------------------------------------

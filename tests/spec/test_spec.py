@@ -137,3 +137,20 @@ def test_a_step_limit_at_or_below_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="max_step must be above 0"):
         SO101.limit_target(present + 0.5, present, np.array([0.2, 0.2, 0.0, 0.2, 0.2, 0.2]))
     np.testing.assert_allclose(SO101.limit_target(present + 0.5, present, 0.2), present + 0.2)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["joints"], "joints", {"joints": {"shoulder_pan": 0.0}}, {"joints": "abc"}, {"joints": [True] * 6},
+     {"joints": [0.0, [1.0, 2.0]]}, {"joints": np.zeros(6, complex)}],
+)  # fmt: skip
+def test_malformed_reset_options_are_refused_by_name(options: object) -> None:
+    """A list, a per-joint dict or a string used to fail inside numpy (AttributeError, float() of a dict), unnamed."""
+    with pytest.raises(ValueError, match=r"reset options must be a dict|reset option 'joints' must be 6 finite values"):
+        SO101.reset_joints(options)
+
+
+def test_reset_joints_takes_a_tensor_that_requires_grad() -> None:
+    torch = pytest.importorskip("torch")
+    q = SO101.reset_joints({"joints": torch.full((6,), 0.1, requires_grad=True)})
+    np.testing.assert_allclose(q, np.full(6, 0.1), rtol=1e-6)

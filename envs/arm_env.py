@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 
 from twinarm.arms import get_arm
 from twinarm.envs.camera_poses import apply_camera_poses, load_camera_poses
@@ -25,6 +26,7 @@ from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.randomization import Randomization, Randomizer
 from twinarm.envs.render import CameraRenderer
 from twinarm.envs.task import Task
+from twinarm.registration import ENV_ENTRIES
 from twinarm.spec import OBS_TYPES
 
 
@@ -53,6 +55,12 @@ class ArmEnv(gym.Env):
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
             )
+        cameras = _camera_names(cameras, obs_type, render_mode)
+        if image_size is not None and (
+            isinstance(image_size, str) or not hasattr(image_size, "__len__") or len(image_size) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in image_size)
+        ):  # fmt: skip
+            raise ValueError(f"image_size must be two whole numbers (height, width), got {image_size!r}")
         poses = load_camera_poses(camera_poses)  # parsed once: kept as a dict for spec kwargs, applied below
         self._init_kwargs = dict(
             arm=arm, obs_type=obs_type, render_mode=render_mode, image_size=image_size,
@@ -105,7 +113,7 @@ class ArmEnv(gym.Env):
 
     def step(self, action: np.ndarray):
         if type(action) is not np.ndarray or action.dtype.kind != "f":
-            action = np.asarray(action, dtype=np.float64)
+            action = self._as_action(action)
         if action.shape != self._action_shape:
             raise ValueError(
                 f"action must have shape {self.action_space.shape} (joints {self.spec_arm.joint_names}), got {action.shape}"
@@ -120,8 +128,13 @@ class ArmEnv(gym.Env):
         return self._observation(), float(reward), False, False, terms
 
     def render(self) -> np.ndarray | None:
-        """The first camera's image (the one already rendered for this step if there is one)."""
+        """The first camera's image (the one already rendered for this step if there is one); without a
+        render_mode, None and a warning, as Gymnasium's own envs do."""
         if self.render_mode != "rgb_array":
+            gym.logger.warn(
+                "You are calling render method without specifying any render mode. You can specify the render_mode "
+                f'at initialization, e.g. gym.make("{self.spec.id if self.spec else "<env id>"}", render_mode="rgb_array")'
+            )
             return None
         frames = self._frames()
         return frames[self.cameras[0].name]
@@ -131,7 +144,40 @@ class ArmEnv(gym.Env):
             self._renderer.close()
             self._renderer = None
 
+    @property
+    def spec(self) -> EnvSpec | None:
+        return self.__dict__.get("_env_spec")
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        """Set by `gymnasium.make` after construction, the one place that sees both the id and an `arm=` that
+        overrides the arm the id registered: a twinarm id fixes its arm, so a contradicting one is refused."""
+        entry = next((e for e in ENV_ENTRIES if value is not None and value.id == e.sim_id), None)
+        if entry is not None and entry.arm != self.spec_arm.name:
+            self.close()
+            raise ValueError(
+                f"{entry.sim_id} is the {entry.arm} arm's env, got arm={self.spec_arm.name!r}; the id fixes the arm: "
+                f"use the {self.spec_arm.name} id of the task instead (`twinarm envs` lists them)"
+            )
+        self.__dict__["_env_spec"] = value
+
     # ----- internals ----------------------------------------------------------------------------
+    def _as_action(self, action: Any) -> np.ndarray:
+        """A non-float-array action as float64: a tensor detached first (a policy's output often requires grad);
+        anything but real numbers (strings, bools, complex) refused, naming the joints the action drives."""
+        if hasattr(action, "detach"):
+            action = action.detach().cpu()
+        try:
+            arr = np.asarray(action)
+        except (TypeError, ValueError):  # a ragged list
+            arr = None
+        if arr is None or arr.dtype.kind not in "iuf":
+            raise ValueError(
+                f"action must be {self.spec_arm.dof} numbers (the arm's joint targets: {self.spec_arm.joint_names}), "
+                f"got {action!r:.200}"
+            )
+        return arr.astype(np.float64, copy=False)
+
     def _frames(self) -> dict[str, np.ndarray]:
         if self._last_frames is None:
             if self._renderer is None:
@@ -178,3 +224,21 @@ class ArmEnv(gym.Env):
         if state["np_random"] is not None:
             self._np_random = np.random.Generator(np.random.PCG64())
             self._np_random.bit_generator.state = state["np_random"]
+
+
+def _camera_names(cameras: Any, obs_type: str, render_mode: str | None) -> tuple[str, ...] | None:
+    """`cameras=` as a tuple of names (a single string is one camera), refusing duplicates and an empty set where
+    the observations or render() need an image: Gymnasium refuses an empty Dict space, unnamed."""
+    if cameras is None:
+        return None
+    names = (cameras,) if isinstance(cameras, str) else cameras
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"cameras must be a camera name or a list of names, got {cameras!r}")
+    names = tuple(names)
+    if len(set(names)) != len(names):
+        raise ValueError(f"cameras must not repeat a camera, got {list(names)}")
+    if not names and obs_type != "state":
+        raise ValueError(f"obs_type {obs_type!r} needs at least one camera (or obs_type='state'), got cameras=[]")
+    if not names and render_mode is not None:
+        raise ValueError(f"render_mode={render_mode!r} renders the first camera; cameras=[] gives none")
+    return names

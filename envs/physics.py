@@ -27,6 +27,17 @@ def substeps_for(control_hz: int, target_timestep: float = TARGET_TIMESTEP) -> i
     return max(1, round(1.0 / (control_hz * target_timestep)))
 
 
+def whole_substeps(n_substeps: object) -> int:
+    """`n_substeps` if it is a whole number >= 1: zero would silently mean the default, a negative count a negative
+    timestep (an arm that never moves), a fraction a period the timestep does not divide."""
+    if isinstance(n_substeps, bool) or not isinstance(n_substeps, (int, np.integer)) or n_substeps < 1:
+        raise ValueError(
+            "n_substeps must be a whole number >= 1 (physics steps per control step; None for the default), "
+            f"got {n_substeps!r}"
+        )
+    return int(n_substeps)
+
+
 def load_scene(spec: ArmSpec, n_substeps: int, scene_hooks: tuple[SceneHook, ...] = ()) -> mujoco.MjModel:
     """Compile the arm's scene.xml after letting each hook add task objects to the MjSpec."""
     path = scene_path(spec.name)
@@ -47,7 +58,7 @@ class ArmPhysics:
         self.spec = spec
         self.model = model
         self.data = mujoco.MjData(model)
-        self.n_substeps = int(n_substeps)
+        self.n_substeps = whole_substeps(n_substeps)
         period = self.model.opt.timestep * self.n_substeps
         if abs(period - spec.control_period) > 1e-9:
             raise ValueError(
@@ -88,7 +99,7 @@ class ArmPhysics:
     ) -> ArmPhysics:
         """Load an arm's scene (with optional task objects added by `scene_hooks`)."""
         spec = get_arm(arm) if isinstance(arm, str) else arm
-        n = n_substeps or substeps_for(spec.control_hz)
+        n = substeps_for(spec.control_hz) if n_substeps is None else whole_substeps(n_substeps)
         return cls(spec, load_scene(spec, n, scene_hooks), n)
 
     # ----- unit mapping -------------------------------------------------------------------------

@@ -8,8 +8,9 @@ decoders opened lazily in each DataLoader worker.
 from __future__ import annotations
 
 import math
+import operator
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,56 @@ DEFAULT_TOLERANCE_S = 1e-4
 
 def check_delta_timestamps(delta_timestamps: dict[str, Sequence[float]], fps: int, tolerance_s: float) -> dict[str, np.ndarray]:
     """LeRobot's rule: every delta must be a multiple of 1/fps within `tolerance_s`; returns frame offsets."""
+    if not isinstance(delta_timestamps, Mapping):
+        raise DatasetError(f"delta_timestamps must be a dict of feature -> list of offsets in seconds, "
+                           f"e.g. {{'action': [0.0, 0.1]}}, got {type(delta_timestamps).__name__}")
     out = {}
     for key, deltas in delta_timestamps.items():
+        deltas = _finite_offsets(key, deltas)
         bad = [d for d in deltas if abs(d * fps - round(d * fps)) / fps > tolerance_s]
         if bad:
             raise DatasetError(f"delta_timestamps[{key!r}]: {bad} are not multiples of 1/{fps} s (tolerance {tolerance_s} s)")
         out[key] = np.asarray([round(d * fps) for d in deltas], dtype=np.int64)
     return out
+
+
+def _finite_offsets(key: str, deltas: Any) -> list[float]:
+    """`delta_timestamps[key]` as a non-empty list of finite floats, or a DatasetError naming it."""
+    what = f"delta_timestamps[{key!r}] must be a list of finite offsets in seconds, e.g. [0.0, 0.1]"
+    if isinstance(deltas, (str, bytes, Mapping)) or not isinstance(deltas, (Sequence, np.ndarray, torch.Tensor)):
+        raise DatasetError(f"{what}, got {deltas!r}")
+    try:
+        arr = np.asarray(deltas, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{what}, got {deltas!r}") from None
+    if arr.ndim != 1 or arr.size == 0 or np.asarray(deltas).dtype.kind not in "iuf" or not np.isfinite(arr).all():
+        raise DatasetError(f"{what}, got {deltas!r}")
+    return arr.tolist()
+
+
+def _episode_list(episodes: Any, n_eps: int, root: Path) -> list[int]:
+    """`episodes` as a list of existing episode indices, or a DatasetError naming it."""
+    what = "episodes must be a list of episode indices, e.g. [0, 3]"
+    if isinstance(episodes, (str, bytes, Mapping)) or not isinstance(episodes, Iterable):
+        raise DatasetError(f"{what}, got {episodes!r}")
+    arr = np.asarray(episodes if isinstance(episodes, (np.ndarray, torch.Tensor)) else list(episodes))
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise DatasetError(f"{what}, got {episodes!r}")
+    out = arr.astype(np.int64).tolist()
+    bad = [e for e in out if not 0 <= e < n_eps]
+    if bad:
+        raise DatasetError(f"{root}: episodes {bad} do not exist (dataset has {n_eps})")
+    return out
+
+
+def _row_index(i: Any) -> int:
+    """An item index as an int; a slice, str, float or bool is refused (it would index something else)."""
+    if not isinstance(i, (bool, np.bool_)):
+        try:
+            return operator.index(i)  # int, numpy or 0-d torch integer
+        except TypeError:
+            pass
+    raise TypeError(f"index must be an int, got {type(i).__name__} {i!r} (get_batch takes several)")
 
 
 class BatchSamples(list):
@@ -98,6 +142,8 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         if cameras is None:
             self.cameras = list(self.meta.camera_keys)
         else:
+            if isinstance(cameras, str):
+                cameras = [cameras]  # one camera, not its letters
             unknown = [k for k in cameras if k not in self.meta.camera_keys]
             if unknown:
                 raise DatasetError(f"{self.root}: cameras {unknown} are not camera features of this dataset "
@@ -106,10 +152,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         self._load_data()
         n_eps = self.meta.total_episodes
         if episodes is not None:
-            episodes = [int(e) for e in episodes]
-            bad = [e for e in episodes if not 0 <= e < n_eps]
-            if bad:
-                raise DatasetError(f"{self.root}: episodes {bad} do not exist (dataset has {n_eps})")
+            episodes = _episode_list(episodes, n_eps, self.root)
             keep = np.isin(self._cols["episode_index"], np.asarray(episodes, dtype=np.int64))
             self._rows = np.flatnonzero(keep)
         else:
@@ -193,6 +236,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         return len(self._rows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        i = _row_index(i)
         if not -len(self._rows) <= i < len(self._rows):
             raise IndexError(f"index {i} out of range for {len(self._rows)} frames")
         r = int(self._rows[i])
@@ -225,9 +269,15 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
 
     def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
         """The collated batch `default_collate([self[i] for i in indices])`, built a batch at a time:
-        one gather per column, one pass over the batch's video frames in file order."""
+        one gather per column, one pass over the batch's video frames in file order. An empty `indices` is
+        refused (ValueError): a batch without samples has no image shape to stack."""
         n = len(self._rows)
-        ii = np.asarray(indices, dtype=np.int64).reshape(-1)
+        ii = np.asarray(indices)
+        if ii.size == 0:
+            raise ValueError("get_batch: indices is empty; a batch needs at least one index")
+        if ii.dtype.kind not in "iu":
+            raise TypeError(f"get_batch: indices must be ints, got {ii.dtype} values {ii.reshape(-1)[:4].tolist()}")
+        ii = ii.astype(np.int64, copy=False).reshape(-1)
         bad = ii[(ii < -n) | (ii >= n)]
         if bad.size:
             raise IndexError(f"index {int(bad[0])} out of range for {n} frames")

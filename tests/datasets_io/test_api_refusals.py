@@ -30,6 +30,13 @@ def writer(tmp_path: Path) -> DatasetWriter:
     return DatasetWriter.create(tmp_path / "w", FPS, feats(video=False))
 
 
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("r") / "ds"
+    write_dataset(root, [5, 4], video=False)
+    return root
+
+
 # ----- writer ---------------------------------------------------------------------------------------
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("key, value", [
@@ -114,3 +121,57 @@ def test_check_reports_non_finite_stats(tmp_path):
     problems = check_dataset(root)
     assert any(p.startswith("meta/stats.json: action: mean hold NaN or inf") for p in problems), problems
     assert any(p.startswith("meta/stats.json: observation.state: max, q99 hold NaN") for p in problems), problems
+
+
+# ----- reader ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("index", [slice(1, 3), "5", 5.0, True, np.True_, None])
+def test_a_non_int_item_index_is_a_type_error(dataset, index):
+    ds = LeRobotDatasetReader(dataset)
+    with pytest.raises(TypeError, match=r"index must be an int.*\(get_batch takes several\)"):
+        ds[index]
+
+
+def test_numpy_ints_still_index(dataset):
+    ds = LeRobotDatasetReader(dataset)
+    assert int(ds[np.int64(2)]["index"]) == 2 and int(ds[-1]["index"]) == len(ds) - 1
+
+
+def test_get_batch_refuses_empty_and_non_integer_indices(dataset):
+    ds = LeRobotDatasetReader(dataset)
+    with pytest.raises(ValueError, match="get_batch: indices is empty"):
+        ds.get_batch([])
+    for bad in ([1.7], [0, 1.0], [True, False]):
+        with pytest.raises(TypeError, match="get_batch: indices must be ints"):
+            ds.get_batch(bad)
+    assert ds.get_batch(np.array([3, 1]))["index"].tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("deltas", [0.1, [float("nan")], [0.0, float("inf")], "0.1", [[0.0]], ["a"], [True], []])
+def test_bad_delta_timestamps_name_the_key(dataset, deltas):
+    with pytest.raises(DatasetError, match=r"delta_timestamps\['action'\] must be a list of finite offsets"):
+        LeRobotDatasetReader(dataset, delta_timestamps={"action": deltas})
+
+
+def test_delta_timestamps_must_be_a_dict(dataset):
+    with pytest.raises(DatasetError, match="delta_timestamps must be a dict"):
+        LeRobotDatasetReader(dataset, delta_timestamps=[("action", [0.0])])
+
+
+@pytest.mark.parametrize("episodes", [1, "1", [0.5], [[0]], {0: 1}])
+def test_bad_episodes_are_refused_by_name(dataset, episodes):
+    with pytest.raises(DatasetError, match=r"episodes must be a list of episode indices"):
+        LeRobotDatasetReader(dataset, episodes=episodes)
+
+
+def test_episodes_take_any_collection_of_ints(dataset):
+    for eps in ([1], (1,), {1}, range(1, 2), np.array([1])):
+        ds = LeRobotDatasetReader(dataset, episodes=eps)
+        assert ds.episodes == [1] and len(ds) == 4
+
+
+def test_a_single_camera_string_is_one_camera(dataset):
+    ds = LeRobotDatasetReader(dataset, cameras="observation.images.wrist")
+    assert ds.cameras == ["observation.images.wrist"]
+    assert tuple(ds[0]["observation.images.wrist"].shape) == (3, 16, 24)
+    with pytest.raises(DatasetError, match=r"cameras \['observation.images.nope'\] are not camera features"):
+        LeRobotDatasetReader(dataset, cameras="observation.images.nope")

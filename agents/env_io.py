@@ -86,23 +86,45 @@ class EnvAdapter:
         return agent_pos is not None and np.asarray(agent_pos).ndim == 2
 
     def obs_to_batch(self, obs: Mapping[str, Any]) -> dict[str, Tensor]:
-        """An env observation (batched or not) -> a policy batch with a leading batch axis."""
+        """An env observation (batched or not) -> a policy batch with a leading batch axis. An observation without
+        an input the policy reads, of another size, or with a non-finite joint value is refused by name
+        (PolicyEnvMismatch / ValueError), not left to fail as a torch shape error or to return NaN actions."""
+        if not isinstance(obs, Mapping):
+            raise TypeError(f"the observation must be the env's dict (agent_pos, pixels, ...), got {type(obs).__name__}")
         batched = self.is_batched(obs)
         out: dict[str, Tensor] = {}
         for key, feat in self.features.items():
             if key == STATE:
-                x = self.spec.to_lerobot(np.asarray(obs["agent_pos"], dtype=np.float32)).astype(np.float32)
-                out[key] = self._tensor(x, batched)
+                x = self._vector(obs, "agent_pos", key, feat, batched)
+                out[key] = self._tensor(self.spec.to_lerobot(x).astype(np.float32), batched)
             elif key == ENV_STATE:
-                out[key] = self._tensor(np.asarray(obs["environment_state"], dtype=np.float32), batched)
+                out[key] = self._tensor(self._vector(obs, "environment_state", key, feat, batched), batched)
             elif key.startswith(IMAGE_PREFIX):
                 cam = key[len(IMAGE_PREFIX) :]
+                if cam not in obs.get("pixels", {}):
+                    raise PolicyEnvMismatch(f"the policy sees camera {cam}; the observation has "
+                                            f"{', '.join(obs.get('pixels', {})) or 'no pixels'}")  # fmt: skip
                 img = self._image(np.asarray(obs["pixels"][cam]))
                 img = (img if batched else img[None]).permute(0, 3, 1, 2)
                 if tuple(img.shape[-2:]) != tuple(feat.shape[-2:]):
                     img = F.interpolate(img, size=tuple(feat.shape[-2:]), mode="bilinear", align_corners=False)
                 out[key] = img
         return out
+
+    @staticmethod
+    def _vector(obs: Mapping[str, Any], name: str, key: str, feat: Feature, batched: bool) -> np.ndarray:
+        """obs[name] as float32, checked against the policy's `key` (its size, finite values, the batch axis)."""
+        if name not in obs:
+            hint = " (an env made with obs_type='state' gives it)" if name == "environment_state" else ""
+            raise PolicyEnvMismatch(f"the policy reads {key} from {name!r}, which the observation lacks{hint}; it "
+                                    f"has {', '.join(obs)}")  # fmt: skip
+        x = np.asarray(obs[name], dtype=np.float32)
+        if x.ndim != 1 + batched or x.shape[-1] != feat.shape[0]:
+            raise PolicyEnvMismatch(f"{name} has shape {x.shape}; the policy's {key} is {feat.shape[0]}-D"
+                                    + (" with a leading env axis, as agent_pos has" if batched else ""))  # fmt: skip
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name} holds non-finite values ({x.tolist()}): the policy would return NaN actions")
+        return x
 
     def _image(self, pixels: np.ndarray) -> Tensor:
         """uint8 HWC pixels -> float in [0, 1] on the policy's device. On CPU numpy converts (bit-identical to

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from twinarm.agents.env_io import EnvAdapter, PolicyEnvMismatch, check_fits
+from twinarm.agents.features import ENV_STATE
 from twinarm.agents.policy import Policy
 from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.prefetch import ChunkPrefetcher
@@ -241,8 +242,14 @@ def evaluate(
     `control` carries an operator's requests (one env at a time): END cuts the episode short (it counts, as it
     ended), STOP does so and runs no more episodes; the result then holds the episodes run. `after_round(result)`
     sees the result after every round (what has finished survives a disconnect or Ctrl-C in the next)."""
+    if n_episodes < 1 or n_envs < 1:  # 0 episodes reported "0 % success"; n_envs 0 was raised to 1 silently
+        raise ValueError(f"n_episodes and n_envs must be at least 1, got {n_episodes} and {n_envs}")
     check_precision(precision, policy.device)
-    spec = get_arm(entry_for(env_id).arm)
+    entry = entry_for(env_id)
+    if env_id == entry.real_id and ENV_STATE in policy.config.input_features:
+        raise PolicyEnvMismatch(f"the policy reads observation.environment_state (object poses), which only the "
+                                f"simulator has; {env_id} is the real arm: evaluate it in sim ({entry.sim_id})")
+    spec = get_arm(entry.arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
     obs_type = obs_type_for(policy, real=env_id == entry_for(env_id).real_id)
     trained_at = _policy_image_size(policy)

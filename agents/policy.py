@@ -77,6 +77,8 @@ def resolve_checkpoint(directory: str | Path) -> Path:
         if (newest / WEIGHTS_NAME).is_file():
             return newest
         raise FileNotFoundError(f"{last} names {newest}, which holds no {WEIGHTS_NAME}")
+    if src.is_file() and (src.parent / WEIGHTS_NAME).is_file():  # the weights file (or config.json) itself
+        raise FileNotFoundError(f"{src} is a file of the checkpoint {src.parent}: pass that folder")
     what = "does not exist" if not src.exists() else f"holds no {WEIGHTS_NAME}"
     raise FileNotFoundError(
         f"{src} {what}: pass a policy checkpoint (a folder with {CONFIG_NAME} and {WEIGHTS_NAME}), a "
@@ -299,6 +301,15 @@ class Policy(nn.Module, abc.ABC):
                              + ("; that is an env observation: policy.act(obs) converts it and returns the env's "
                                 "action" if env_obs else ""))  # fmt: skip
 
+    def check_queued(self, batch: Mapping[str, Any], queued: int) -> None:
+        """On a call answered from the action queue: the inputs checked as on the call that filled it, and the
+        batch size the queue holds (a queue of one env's actions used to answer a batch of three, or `{}`)."""
+        self.check_inputs(batch)
+        first = next((batch[k] for k in self.config.input_features if hasattr(batch[k], "shape")), None)
+        if first is not None and first.shape[0] != queued:
+            raise ValueError(f"a batch of {first.shape[0]} where the queued actions are for {queued}: call "
+                             "policy.reset() when the number of envs changes")  # fmt: skip
+
     def get_optim_params(self) -> list[dict[str, Any]] | Any:
         return self.parameters()
 
@@ -375,8 +386,18 @@ class Policy(nn.Module, abc.ABC):
         klass.config_class.check_overrides(overrides or {})
         config = klass.config_class.from_dict(raw)
         policy = klass(config)
-        weights = load_file(str(src / WEIGHTS_NAME), device=map_location)
-        policy.load_state_dict(cr.renamed_weights(weights, rename) if rename else weights, strict=True)
+        if torch.device(map_location).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"map_location={map_location!r}: torch {torch.__version__} sees no CUDA device; "
+                             "load with map_location='cpu'")  # fmt: skip
+        weights = cr.renamed_weights(load_file(str(src / WEIGHTS_NAME), device=map_location), rename)
+        own = policy.state_dict()
+        reshaped = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
+        if reshaped:  # a raw load_state_dict dump of every mismatch before
+            changed = sorted(set(overrides or {}) & {f.name for f in dataclasses.fields(config)})
+            raise ConfigOverrideError(f"{src}: {len(reshaped)} weight(s) change shape (e.g. {reshaped[0]}: "
+                                      f"{tuple(weights[reshaped[0]].shape)} saved, {tuple(own[reshaped[0]].shape)} "
+                                      f"built){'; the override(s) ' + ', '.join(changed) + ' change the architecture: only inference settings can be overridden' if changed else ''}")  # fmt: skip
+        policy.load_state_dict(weights, strict=True)
         stats = cr.renamed_stats(load_file(str(src / STATS_NAME)), rename)
         for norm in (policy.normalize_inputs, policy.normalize_targets, policy.unnormalize_outputs):
             norm.load_flat_stats(stats)

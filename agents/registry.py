@@ -31,5 +31,7 @@ def make_policy(name: str, config: PolicyConfig | None = None, stats: dict | Non
     """Build policy `name` from `config` (or its config class with `overrides`) and normalization stats."""
     klass = get_policy_class(name)
     if config is None:
+        fields = {"input_features", "output_features"}
+        klass.config_class.check_overrides({k: v for k, v in overrides.items() if k not in fields})  # names a typo
         config = klass.config_class(**overrides)  # type: ignore[arg-type]
     return klass(config, stats)

@@ -216,6 +216,8 @@ class ACTPolicy(Policy):
         if not self._queue:
             chunk = self.predict_action_chunk(batch)[:, : self.config.n_action_steps]
             self._queue.extend(chunk.transpose(0, 1))
+        else:
+            self.check_queued(batch, self._queue[0].shape[0])
         return self._queue.popleft()
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:

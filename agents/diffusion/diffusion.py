@@ -351,7 +351,10 @@ class DiffusionPolicy(Policy):
 
     @torch.inference_mode()
     def select_action(self, batch: dict[str, Tensor]) -> Tensor:
-        self.check_inputs(batch)
+        if self._obs:  # the observation history, and the queue, are of this many envs
+            self.check_queued(batch, next(iter(self._obs[-1].values())).shape[0])
+        else:
+            self.check_inputs(batch)
         current = {k: batch[k] for k in self._obs_keys()}
         if not self._obs:
             for _ in range(self.config.n_obs_steps):

@@ -268,7 +268,10 @@ class TDMPCPolicy(Policy):
     # ----- acting -----------------------------------------------------------------------------------
     @torch.inference_mode()
     def select_action(self, batch: dict[str, Tensor]) -> Tensor:
-        self.check_inputs(batch)
+        if self._queue:
+            self.check_queued(batch, self._queue[0].shape[0])
+        else:
+            self.check_inputs(batch)
         if not self._queue:
             obs = self.normalize_inputs(self._obs(batch))
             z = self.model.encoder(obs)

@@ -160,3 +160,24 @@ def test_demo_refuses_a_real_id_and_a_file_as_out_before_writing(tmp_path: Path,
         main(["demo", "--out", str(tmp_path / "f")])
     assert "--out " + str(tmp_path / "f") + " is a file" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_dynamics_and_camera_pose_files_are_checked_against_the_arm_when_read(tmp_path: Path) -> None:
+    """A joint or camera the arm lacks was a ValueError traceback when the env was made (after config.json was
+    written), a directory an IsADirectoryError; the file was named twice in some messages."""
+    import json
+
+    (tmp_path / "dyn.json").write_text(json.dumps({"arm": "so101", "joints": {"elbow": {"kp": 10}}}))
+    pose = {"pos": [0, 0, 1], "quat": [1, 0, 0, 0], "fovy": 45}
+    (tmp_path / "cams.json").write_text(json.dumps({"arm": "so101", "cameras": {"top": pose}}))
+    for flags, said in [
+        (["--dynamics", str(tmp_path / "dyn.json")], "dyn.json names joints ['elbow'] that so101 lacks; its joints: "
+                                                     "shoulder_pan, shoulder_lift"),
+        (["--dynamics", str(tmp_path)], f"--dynamics {tmp_path} is a directory, not a `twinarm fit-dynamics` JSON"),
+        (["--camera-poses", str(tmp_path / "cams.json")], "cams.json: the so101 sim has no camera top; its cameras: "
+                                                          "front, wrist"),
+    ]:  # fmt: skip
+        with pytest.raises(SystemExit) as info:
+            main(["record", "--root", str(tmp_path / "rec"), "--episodes", "1", *flags])
+        assert said in str(info.value.code)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cams.json", "dyn.json"]

@@ -10,28 +10,18 @@ from typing import Any
 
 import yaml
 
+from twinarm.cli.config_file import load_config_file as load_config_file  # re-exported: the file's reader
+
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         type=Path,
         default=None,
-        help="YAML or JSON file of option values (keys as the long flags, with _ for -); flags given "
-        "on the command line override it.",
+        help="YAML or JSON file of option values, keys as the long flags with _ for - (no_progress: true) or "
+        "as in a run's saved config.json; each value is checked as the flag's would be; flags given on the "
+        "command line override it.",
     )
-
-
-def load_config_file(path: Path) -> dict[str, Any]:
-    """Read a YAML/JSON config; errors name the file."""
-    if not path.is_file():
-        raise SystemExit(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SystemExit(f"config file {path} is not valid YAML/JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise SystemExit(f"config file {path} must hold a mapping of option names to values")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
 def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -109,18 +99,32 @@ def add_dynamics_arg(parser: argparse.ArgumentParser, what: str = "the sim env")
 def load_dynamics(value: str | Path | dict[str, Any] | None, arm: str | None = None) -> dict[str, Any] | None:
     """A `--dynamics` file (or its mapping from a --config file) as a checked dict, None when not given; errors
     name the file and what is wrong in it, or the arm it was fitted on when that is not `arm`."""
+    from twinarm.arms import get_arm
     from twinarm.envs.dynamics import ArmDynamics
 
     if value is None:
         return None
     source = "--dynamics" if isinstance(value, dict) else f"--dynamics {value}"
+    if not isinstance(value, dict) and Path(value).is_dir():
+        raise SystemExit(f"{source} is a directory, not a `twinarm fit-dynamics` JSON file (its dynamics.json?)")
     try:
         dyn = ArmDynamics.coerce(value if isinstance(value, dict) else Path(value))
     except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"{source}: {exc}") from None
+        raise SystemExit(_said(source, value, exc)) from None
     if arm is not None and dyn.arm != arm:
         raise SystemExit(f"{source} was fitted on arm {dyn.arm!r}, not {arm!r}")
+    if arm is not None and (unknown := sorted(set(dyn.joints) - set(get_arm(arm).joint_names))):
+        raise SystemExit(f"{source} names joints {unknown} that {arm} lacks; its joints: "
+                         f"{', '.join(get_arm(arm).joint_names)}")  # fmt: skip
     return dyn.to_dict()
+
+
+def _said(source: str, value: Any, exc: Exception) -> str:
+    """`source: message`, without the file named twice when the message starts with it."""
+    text = str(exc)
+    for prefix in (f"{value}: ", f"{value} "):
+        text = text.removeprefix(prefix) if not isinstance(value, dict) else text
+    return f"{source}: {text}"
 
 
 def add_camera_poses_arg(parser: argparse.ArgumentParser, what: str = "the sim env") -> None:
@@ -134,6 +138,7 @@ def add_camera_poses_arg(parser: argparse.ArgumentParser, what: str = "the sim e
 def load_camera_poses_arg(value: str | Path | dict[str, Any] | None, arm: str | None = None) -> dict[str, Any] | None:
     """A `--camera-poses` file (or its mapping from a --config file) as a checked dict, None when not given;
     errors name the file and what is wrong in it, or the arm it was fitted on when that is not `arm`."""
+    from twinarm.arms import get_arm
     from twinarm.envs.camera_poses import load_camera_poses, read_camera_poses_file
 
     if value is None:
@@ -143,10 +148,13 @@ def load_camera_poses_arg(value: str | Path | dict[str, Any] | None, arm: str | 
         data = value if isinstance(value, dict) else read_camera_poses_file(value)  # read once: poses and arm
         poses = load_camera_poses(data, source=str(value) if not isinstance(value, dict) else "camera_poses")
         fitted_on = data.get("arm") if isinstance(data, dict) else None
-    except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"{source}: {exc}") from None
+    except (FileNotFoundError, IsADirectoryError, ValueError) as exc:
+        raise SystemExit(_said(source, value, exc)) from None
     if arm is not None and fitted_on is not None and fitted_on != arm:
         raise SystemExit(f"{source} places the cameras of arm {fitted_on!r}, not {arm!r}")
+    if arm is not None and (unknown := sorted(set(poses) - {c.name for c in get_arm(arm).cameras})):
+        raise SystemExit(f"{source}: the {arm} sim has no camera {', '.join(unknown)}; its cameras: "
+                         f"{', '.join(c.name for c in get_arm(arm).cameras)}")  # fmt: skip
     return {"cameras": {name: pose.to_dict() for name, pose in poses.items()}}
 
 

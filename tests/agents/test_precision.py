@@ -148,14 +148,14 @@ def test_train_refuses_bf16_without_bf16_hardware(
 
 
 def test_precision_from_a_config_file_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """argparse checks `choices` only on the command line: a --config file's value is checked by check_precision."""
+    """A --config file's value goes through the flag's own argparse action, choices included (twinarm.cli.config_file)."""
     cfg = tmp_path / "train.yaml"
     cfg.write_text("precision: fp16\n")
     with pytest.raises(SystemExit) as exc:
         main(["train", "--policy", "act", "--dataset", str(tmp_path), "--output-dir", str(tmp_path / "run"),
               "--device", "cpu", "--config", str(cfg)])  # fmt: skip
     assert exc.value.code == 2
-    assert "--precision fp16: precision must be one of ('float32', 'bf16')" in capsys.readouterr().err
+    assert "precision: invalid choice: 'fp16' (choose from 'float32', 'bf16')" in capsys.readouterr().err
 
 
 def test_cli_choices_are_the_modules() -> None:

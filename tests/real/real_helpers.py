@@ -4,6 +4,7 @@ transaction retried as a bus retries it, a hand that calibrates a virtual arm th
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -216,3 +218,20 @@ class CliRun:
         self.out.text += self.out.capsys.readouterr().out
         assert self.result["rc"] == 0, self.out.text
         return self.out.text
+
+
+def lens_file(path: Path, size: tuple[int, int] = (480, 640), k: Any = None, dist: Any = None) -> Path:
+    """A lens file (`fit-camera --calibrate-lens`'s format) for frames of `size`, centred pinhole by default."""
+    height, width = size
+    k = [[500.0, 0, (width - 1) / 2], [0, 500.0, (height - 1) / 2], [0, 0, 1]] if k is None else k
+    path.write_text(json.dumps({"image_size": list(size), "camera_matrix": k, "dist_coeffs": dist or [0.0] * 5,
+                                "target_fovy": 55}))  # fmt: skip
+    return path
+
+
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """The one error line of a usage error (exit code 2)."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2, info.value.code
+    return capsys.readouterr().err.strip().splitlines()[-1]

@@ -4,14 +4,13 @@ turn every frame black or zoom it (before a recording, not after it), a RealSens
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from real_helpers import bounded
+from real_helpers import bounded, lens_file, usage_error
 from real_media import make_video
 
 from twinarm.cli.main import main
@@ -20,22 +19,6 @@ from twinarm.real.cameras.base import CameraError
 from twinarm.real.cameras.lens import Lens
 
 SIM = "twinarm/SO101-PickCube-v0"
-
-
-def lens_file(path: Path, size=(480, 640), k=None, dist=None) -> Path:  # noqa: ANN001
-    h, w = size
-    k = [[500.0, 0, (w - 1) / 2], [0, 500.0, (h - 1) / 2], [0, 0, 1]] if k is None else k
-    path.write_text(json.dumps({"image_size": list(size), "camera_matrix": k, "dist_coeffs": dist or [0.0] * 5,
-                                "target_fovy": 55}))  # fmt: skip
-    return path
-
-
-def usage_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
-    """The one error line of a usage error (exit code 2)."""
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2, info.value.code
-    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 # ----- lens files -----------------------------------------------------------------------------------------------

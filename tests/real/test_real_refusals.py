@@ -4,12 +4,11 @@ losing it), and without a traceback or a misleading hint ("check power and wirin
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import pytest
-from real_helpers import bounded
+from real_helpers import bounded, lens_file, usage_error
 
 from twinarm.arms import get_arm
 from twinarm.cli.main import main
@@ -20,22 +19,6 @@ from twinarm.real.virtual import PtyServer, VirtualArm, VirtualBus
 
 SIM = "twinarm/SO101-PickCube-v0"
 
-
-
-def lens_file(path: Path, size=(480, 640), k=None, dist=None) -> Path:  # noqa: ANN001
-    h, w = size
-    k = [[500.0, 0, (w - 1) / 2], [0, 500.0, (h - 1) / 2], [0, 0, 1]] if k is None else k
-    path.write_text(json.dumps({"image_size": list(size), "camera_matrix": k, "dist_coeffs": dist or [0.0] * 5,
-                                "target_fovy": 55}))  # fmt: skip
-    return path
-
-
-def usage_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
-    """The one error line of a usage error (exit code 2)."""
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2, info.value.code
-    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 # ----- ports and buses ------------------------------------------------------------------------------------------

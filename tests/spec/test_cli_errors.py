@@ -181,3 +181,15 @@ def test_dynamics_and_camera_pose_files_are_checked_against_the_arm_when_read(tm
             main(["record", "--root", str(tmp_path / "rec"), "--episodes", "1", *flags])
         assert said in str(info.value.code)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cams.json", "dyn.json"]
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["dem"], "twinarm: error: unknown command 'dem'; did you mean demo?"),
+    (["dataset", "inof", "x"], "twinarm dataset: error: unknown command 'inof'; did you mean info?"),
+    (["xyzzy"], "unknown command 'xyzzy'; the commands: envs, demo,"),
+])  # fmt: skip
+def test_a_mistyped_command_gets_the_nearest(argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse listed all nineteen commands and no nearest one."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and said in capsys.readouterr().err

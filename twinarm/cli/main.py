@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = _format_warning
     parser = build_parser()
+    _unknown_command(parser, argv)
     _apply_config_file(parser, argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -122,6 +123,26 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"twinarm {args.command}: error: {exc}\n(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def _unknown_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """A mistyped command (`twinarm dem`) gets the nearest commands, as a mistyped flag gets the nearest flags
+    (argparse lists all nineteen); `dataset` actions too (`twinarm dataset inof`)."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    words = [a for a in argv if not a.startswith("-")]
+    if not words:
+        return
+    name, choices, where = words[0], commands.choices, parser
+    if name in choices and name == "dataset" and len(words) > 1:
+        sub = choices[name]
+        actions = next((a for a in sub._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if actions is None or argv.index(words[1]) != argv.index(name) + 1:
+            return
+        name, choices, where = words[1], actions.choices, sub
+    if argv and argv[0] == words[0] and name not in choices:
+        near = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+        where.error(f"unknown command {name!r}" + (f"; did you mean {' or '.join(near)}?" if near else
+                                                  f"; the commands: {', '.join(choices)}"))
 
 
 def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> None:

@@ -5,6 +5,7 @@ real id (`eval --env ...-Real-v0 --port ...`), where it must drive the follower 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sys
@@ -78,6 +79,27 @@ def real_demos(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--task", "Pick up the cube.", "--episodes", "2", "--episode-time", "0.5", "--reset-time", "0.2"]  # fmt: skip
     assert bounded(lambda: main(argv), timeout_s=120) == 0
     return root
+
+
+@contextlib.contextmanager
+def silenced_after(rig: Rig, motor_id: int, steps: int) -> Iterator[None]:
+    """Motor `motor_id` of the follower stops answering once the arm has taken `steps` more goal writes (from a
+    watcher thread); it answers again when the block ends."""
+    start, fault = rig.follower.steps, rig.follower_bus.faults(motor_id)
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while rig.follower.steps < start + steps and time.monotonic() < deadline:
+            time.sleep(0.002)
+        fault.silent = True
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        watcher.join(timeout=60)
+        fault.silent = False
 
 
 def test_teleop_records_real_demonstrations_with_the_sim_features(rig: Rig, real_demos: Path, tmp_path: Path) -> None:
@@ -227,25 +249,11 @@ def test_a_follower_servo_going_silent_mid_recording_keeps_the_finished_episodes
     rig.leader.move_to(POSE)
     rig.follower.move_to(POSE)
     victim = SO101.joints[3]
-    start = rig.follower.steps
-
-    def silence_after_first_episode() -> None:
-        deadline = time.monotonic() + 60
-        while rig.follower.steps < start + 20 and time.monotonic() < deadline:  # episode 1 is 15 goal writes
-            time.sleep(0.005)
-        rig.follower_bus.faults(victim.motor_id).silent = True
-
-    watcher = threading.Thread(target=silence_after_first_episode, daemon=True)
-    watcher.start()
     argv = ["teleop", "--arm", "so101", *rig.follower_flags(), "--leader-port", rig.leader_port,
             "--leader-calibration", str(rig.leader_cal), "--image-size", *IMAGE, "--record", str(root),
             "--task", "Pick up the cube.", "--episodes", "3", "--episode-time", "0.5", "--reset-time", "0.5"]  # fmt: skip
-    try:
-        with pytest.raises(SystemExit) as info:
-            bounded(lambda: main(argv), timeout_s=120)
-    finally:
-        watcher.join(timeout=60)
-        rig.follower_bus.faults(victim.motor_id).silent = False
+    with silenced_after(rig, victim.motor_id, 20), pytest.raises(SystemExit) as info:  # episode 1: 15 goal writes
+        bounded(lambda: main(argv), timeout_s=120)
     msg = str(info.value.code)
     assert "follower arm" in msg and victim.name in msg and rig.follower_port in msg
     assert all(not s.torque_on for s in rig.follower.servos if s.motor_id != victim.motor_id)
@@ -264,24 +272,12 @@ def test_a_servo_going_silent_mid_eval_keeps_the_finished_episodes_metrics(
     (it was written only at the end before, so a disconnect lost every finished episode's metrics). No person
     judged success (stdin is no terminal) and the real arm has no detector: success is not measured, not 0 %."""
     ckpt = tiny_act_checkpoint(cameras=("front", "wrist"), image=tuple(int(v) for v in IMAGE))
-    victim, start = SO101.joints[3], rig.follower.steps
-
-    def silence_in_episode_two() -> None:
-        deadline = time.monotonic() + 60
-        while rig.follower.steps < start + 14 and time.monotonic() < deadline:  # episode 1 is 10 goal writes
-            time.sleep(0.002)
-        rig.follower_bus.faults(victim.motor_id).silent = True
-
-    watcher = threading.Thread(target=silence_in_episode_two, daemon=True)
-    watcher.start()
+    victim = SO101.joints[3]
     out = tmp_path / "eval"
     argv = ["eval", "--policy", str(ckpt), "--env", REAL, *rig.follower_flags(), "--episodes", "3", "--max-steps", "10",
             "--start-pose", "here", "--reset-time", "0", "--videos", "0", "--threads", "1", "--out", str(out)]  # fmt: skip
-    try:
+    with silenced_after(rig, victim.motor_id, 14):  # episode 1 is 10 goal writes: silent in episode 2
         assert bounded(lambda: main(argv), timeout_s=120) == 1
-    finally:
-        watcher.join(timeout=60)
-        rig.follower_bus.faults(victim.motor_id).silent = False
     kept = json.loads((out / "eval_info.json").read_text())
     assert kept["aggregated"]["n_episodes"] == 1 and kept["aggregated"]["pc_success"] is None
     assert [e["success"] for e in kept["per_episode"]] == [None] and kept["per_episode"][0]["length"] == 10

@@ -246,12 +246,13 @@ def evaluate(
         raise ValueError(f"n_episodes and n_envs must be at least 1, got {n_episodes} and {n_envs}")
     check_precision(precision, policy.device)
     entry = entry_for(env_id)
-    if env_id == entry.real_id and ENV_STATE in policy.config.input_features:
+    real = env_id == entry.real_id
+    if real and ENV_STATE in policy.config.input_features:
         raise PolicyEnvMismatch(f"the policy reads observation.environment_state (object poses), which only the "
                                 f"simulator has; {env_id} is the real arm: evaluate it in sim ({entry.sim_id})")
     spec = get_arm(entry.arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
-    obs_type = obs_type_for(policy, real=env_id == entry_for(env_id).real_id)
+    obs_type = obs_type_for(policy, real=real)
     trained_at = _policy_image_size(policy)
     if image_size is not None and trained_at is not None and tuple(image_size) != trained_at:
         warnings.warn(f"the policy was trained on {trained_at[0]}x{trained_at[1]} images and the env gives "
@@ -269,7 +270,6 @@ def evaluate(
         venv.close()
         raise
     fps = int(venv.metadata.get("render_fps", spec.control_hz) or spec.control_hz)
-    real = env_id == entry_for(env_id).real_id
     result = EvalResult(precision=precision, judged=judge is not None or not real)
     was_training = policy.training
     policy.eval()

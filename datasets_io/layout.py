@@ -28,6 +28,8 @@ JOURNAL_PATH = "meta/.twinarm_journal.json"
 TMP_MARK = ".twinarm-tmp"
 #: held (flock) by the one process writing a dataset; repair never touches a dataset being written.
 LOCK_PATH = "meta/.twinarm_lock"
+#: The options `twinarm record` / `teleop --record` ran with (env or port, repo id, next seed), beside the dataset.
+RECORD_PATH = "meta/twinarm_record.json"
 
 #: Columns every LeRobot dataset carries, whatever the robot.
 DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
@@ -141,3 +143,14 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
 def sorted_parquet_files(directory: Path) -> list[Path]:
     """The `chunk-*/file-*.parquet` files under a directory, in the order LeRobot concatenates them."""
     return sorted(directory.glob("*/*.parquet"))
+
+
+def recording_options(root: str | Path) -> dict[str, Any]:
+    """The options twinarm recorded the dataset at `root` with (RECORD_PATH): its sim env (None on a real arm, whose
+    port is there instead), repo id, next seed. {} for a dataset twinarm did not record, or whose file is damaged
+    (a recording rewrites it when it ends, so a damaged one stops nothing)."""
+    try:
+        options = json.loads((Path(root) / RECORD_PATH).read_text())
+    except (OSError, ValueError):
+        return {}
+    return options if isinstance(options, dict) else {}

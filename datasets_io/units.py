@@ -26,6 +26,7 @@ from twinarm.datasets_io.layout import (
     EPISODES_DIR,
     INFO_PATH,
     LOCK_PATH,
+    RECORD_PATH,
     STATS_PATH,
     DatasetError,
     load_json,
@@ -39,8 +40,6 @@ JOINT_FEATURES = ("observation.state", "action")
 RANGE_LIMIT = 100.0
 #: What `convert-units` leaves in a copy it writes: the joint units the copy is in (LeRobot keeps no such record).
 UNITS_PATH = "meta/twinarm_units.json"
-#: Written by `twinarm record` and `teleop --record`, which write degrees (see twinarm.cli.record_cmd).
-RECORD_PATH = "meta/twinarm_record.json"
 
 
 def known_units(root: str | Path) -> tuple[str, str] | None:
@@ -49,7 +48,7 @@ def known_units(root: str | Path) -> tuple[str, str] | None:
     root = Path(root)
     if (root / UNITS_PATH).is_file():
         return str(load_json(root / UNITS_PATH).get("joints")), f"{UNITS_PATH} (written by convert-units)"
-    if (root / RECORD_PATH).is_file():
+    if (root / RECORD_PATH).is_file():  # `twinarm record` and `teleop --record` write degrees
         return "degrees", "twinarm recorded it, in degrees"
     return None
 

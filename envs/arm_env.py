@@ -26,7 +26,6 @@ from twinarm.envs.physics import ArmPhysics
 from twinarm.envs.randomization import Randomization, Randomizer
 from twinarm.envs.render import CameraRenderer
 from twinarm.envs.task import Task
-from twinarm.registration import ENV_ENTRIES
 from twinarm.spec import OBS_TYPES
 
 
@@ -151,12 +150,14 @@ class ArmEnv(gym.Env):
     @spec.setter
     def spec(self, value: EnvSpec | None) -> None:
         """Set by `gymnasium.make` after construction, the one place that sees both the id and an `arm=` that
-        overrides the arm the id registered: a twinarm id fixes its arm, so a contradicting one is refused."""
-        entry = next((e for e in ENV_ENTRIES if value is not None and value.id == e.sim_id), None)
-        if entry is not None and entry.arm != self.spec_arm.name:
+        overrides the arm the id registered (Gymnasium's registry keeps it): an id fixes its arm, so a
+        contradicting one is refused."""
+        registered = gym.registry.get(value.id) if value is not None else None
+        arm = registered.kwargs.get("arm") if registered is not None else None
+        if arm is not None and arm != self.spec_arm.name:
             self.close()
             raise ValueError(
-                f"{entry.sim_id} is the {entry.arm} arm's env, got arm={self.spec_arm.name!r}; the id fixes the arm: "
+                f"{value.id} is the {arm} arm's env, got arm={self.spec_arm.name!r}; the id fixes the arm: "
                 f"use the {self.spec_arm.name} id of the task instead (`twinarm envs` lists them)"
             )
         self.__dict__["_env_spec"] = value

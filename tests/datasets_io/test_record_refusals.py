@@ -117,12 +117,13 @@ def test_teleop_that_fails_before_its_first_episode_leaves_no_dataset(tmp_path: 
 def test_real_and_sim_demonstrations_are_not_appended_to_each_other(tmp_path: Path) -> None:
     """What meta/twinarm_record.json says recorded a dataset (a sim env, or a real arm's port) decides: another
     source appends into a dataset of its own (train co-trains on both), a sim env of another task is refused."""
-    from twinarm.cli.record_cmd import RECORD_CONFIG, check_same_env
+    from twinarm.cli.record_cmd import check_same_env
+    from twinarm.datasets_io.layout import RECORD_PATH
 
     sim, real = tmp_path / "sim", tmp_path / "real"
     for root, options in ((sim, {"env": "twinarm/SO101-PickCube-v0"}), (real, {"env": None, "port": "/dev/ttyACM0"})):
         (root / "meta").mkdir(parents=True)
-        (root / RECORD_CONFIG).write_text(json.dumps(options))
+        (root / RECORD_PATH).write_text(json.dumps(options))
     with pytest.raises(SystemExit, match=r"holds demonstrations recorded in sim \(twinarm/SO101-PickCube-v0, .*\); for "
                        r"the real arm's, record into a new --record and train on both"):  # fmt: skip
         check_same_env(sim, None, "--record")

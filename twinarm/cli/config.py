@@ -122,8 +122,8 @@ def load_dynamics(value: str | Path | dict[str, Any] | None, arm: str | None = N
 def _said(source: str, value: Any, exc: Exception) -> str:
     """`source: message`, without the file named twice when the message starts with it."""
     text = str(exc)
-    for prefix in (f"{value}: ", f"{value} "):
-        text = text.removeprefix(prefix) if not isinstance(value, dict) else text
+    if not isinstance(value, dict):
+        text = text.removeprefix(f"{value}: ").removeprefix(f"{value} ")
     return f"{source}: {text}"
 
 

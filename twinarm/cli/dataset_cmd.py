@@ -5,7 +5,6 @@ edit and look at LeRobot v3 datasets."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from twinarm.cli.config import add_config_arg
@@ -217,10 +216,9 @@ def run_push(args: argparse.Namespace) -> int:
 
 def _recorded_repo_id(root: Path) -> str | None:
     """The --repo-id that `twinarm record` / `teleop --record` stored beside the dataset, if any."""
-    from twinarm.cli.record_cmd import RECORD_CONFIG
+    from twinarm.datasets_io.layout import recording_options
 
-    path = root / RECORD_CONFIG
-    return json.loads(path.read_text()).get("repo_id") if path.is_file() else None
+    return recording_options(root).get("repo_id")
 
 
 def run_convert_units(args: argparse.Namespace) -> int:

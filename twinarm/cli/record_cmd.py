@@ -25,8 +25,8 @@ from twinarm.cli.config import (
     load_randomization,
     resolved_config,
 )
+from twinarm.datasets_io.layout import RECORD_PATH, recording_options
 
-RECORD_CONFIG = "meta/twinarm_record.json"
 #: Camera images of sim recordings unless told otherwise (`record --height/--width`, `teleop --env`).
 IMAGE_SIZE = (240, 320)
 
@@ -204,23 +204,17 @@ def check_same_env(root: Path, env_id: str | None, flag: str = "--root") -> None
     (None: the real arm): appending another task's episodes would mix tasks and lose the first env's seed count,
     and real and simulated demonstrations belong in datasets of their own (train takes both: --dataset A
     --dataset B)."""
-    path = root / RECORD_CONFIG
-    if not path.is_file():
-        return
-    try:
-        options = json.loads(path.read_text())
-        prior, prior_real = options.get("env"), options.get("env") is None and options.get("port") is not None
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return  # a damaged record of options does not stop a recording; it is rewritten at the end
+    options = recording_options(root)
+    prior, prior_real = options.get("env"), options.get("env") is None and options.get("port") is not None
     both = f"record into a new {flag} and train on both (--dataset {root} --dataset NEW)"
     if env_id is None and prior:
-        raise SystemExit(f"{root} holds demonstrations recorded in sim ({prior}, {RECORD_CONFIG}); for the real arm's, "
+        raise SystemExit(f"{root} holds demonstrations recorded in sim ({prior}, {RECORD_PATH}); for the real arm's, "
                          + both)  # fmt: skip
     if env_id is not None and prior_real:
-        raise SystemExit(f"{root} holds demonstrations recorded on the real arm ({RECORD_CONFIG}); for {env_id}'s, "
+        raise SystemExit(f"{root} holds demonstrations recorded on the real arm ({RECORD_PATH}); for {env_id}'s, "
                          + both)  # fmt: skip
     if prior and env_id is not None and prior != env_id:
-        raise SystemExit(f"{root} was recorded in {prior} ({RECORD_CONFIG}); record it with --env {prior} or name "
+        raise SystemExit(f"{root} was recorded in {prior} ({RECORD_PATH}); record it with --env {prior} or name "
                          f"a new {flag}")
 
 
@@ -249,15 +243,13 @@ def run(args: argparse.Namespace) -> int:
     fresh, created = not root.exists(), not (root / INFO_PATH).exists()
     writer = open_writer(root, features, spec.control_hz, robot_type=spec.robot_type, resume=args.resume,
                          codec=args.codec, crf=args.crf, source=source, env=args.env)
-    prior: dict[str, Any] = {}
-    if args.resume and (root / RECORD_CONFIG).exists():
-        prior = json.loads((root / RECORD_CONFIG).read_text())
+    prior = recording_options(root) if args.resume else {}
     seed = args.seed if args.seed is not None else int(prior.get("next_seed", 0))
     cfg = json.loads(json.dumps(resolved_config(args), default=str))
 
     def save_next_seed(next_seed: int) -> None:
         """Written before each episode is committed, so a killed run resumes past every seed it used."""
-        write_json_atomic(root / RECORD_CONFIG, {**cfg, "next_seed": next_seed})
+        write_json_atomic(root / RECORD_PATH, {**cfg, "next_seed": next_seed})
 
     task = entry.task_info.instruction
     before = writer.num_episodes
@@ -299,8 +291,7 @@ def run(args: argparse.Namespace) -> int:
 
 def next_seed(root: Path, default: int) -> int:
     """Where the next recording on the dataset at `root` takes its scenes' seeds from (`default` if none ran)."""
-    path = root / RECORD_CONFIG
-    return int(json.loads(path.read_text()).get("next_seed", default)) if path.exists() else default
+    return int(recording_options(root).get("next_seed", default))
 
 
 def remove_new_dataset(root: Path, fresh: bool) -> None:

@@ -77,14 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def sim_recording(dataset: str) -> str | None:
     """The sim env id a twinarm dataset was recorded in (`record`, `teleop --env`; from meta/twinarm_record.json),
     or None: recorded on a real arm, or by LeRobot."""
-    from twinarm.cli.record_cmd import RECORD_CONFIG
+    from twinarm.datasets_io.layout import recording_options
     from twinarm.registration import UnknownEnvId, entry_for
 
-    path = Path(str(dataset)) / RECORD_CONFIG
+    env = recording_options(str(dataset)).get("env")
     try:
-        env = json.loads(path.read_text()).get("env")
-        return env if env and entry_for(env).sim_id == env else None
-    except (OSError, ValueError, AttributeError, UnknownEnvId):
+        return env if isinstance(env, str) and entry_for(env).sim_id == env else None
+    except UnknownEnvId:
         return None
 
 

@@ -202,7 +202,8 @@ class TeleopRecording:
     def close(self) -> None:
         """Finish the dataset's metadata (finished episodes are already committed) and save the run's options;
         a dataset this run created and saved no episode into (a device failed to open, Ctrl-C) is removed."""
-        from twinarm.cli.record_cmd import RECORD_CONFIG, remove_new_dataset
+        from twinarm.cli.record_cmd import remove_new_dataset
+        from twinarm.datasets_io.layout import RECORD_PATH
 
         self.writer.finalize()
         root: Path = self.args.record
@@ -213,7 +214,7 @@ class TeleopRecording:
         config = resolved_config(self.args)
         if self.sim:  # where the next run on this dataset, teleoperated or scripted, takes its seeds from
             config["next_seed"] = self.summary.next_seed if self.summary is not None else self.first_seed
-        (root / RECORD_CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
+        (root / RECORD_PATH).write_text(json.dumps(config, indent=2, default=str) + "\n")
         done = ""
         if self.sim and self.summary is not None and self.summary.attempted:
             done = f" ({self.summary.successes} of the {self.summary.attempted} ended with the task done)"

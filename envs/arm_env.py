@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
-from twinarm.arms import get_arm
+from twinarm.arms import check_id_arm, get_arm
 from twinarm.envs.camera_poses import apply_camera_poses, load_camera_poses
 from twinarm.envs.dynamics import ArmDynamics, apply_dynamics
 from twinarm.envs.physics import ArmPhysics
@@ -152,14 +152,11 @@ class ArmEnv(gym.Env):
         """Set by `gymnasium.make` after construction, the one place that sees both the id and an `arm=` that
         overrides the arm the id registered (Gymnasium's registry keeps it): an id fixes its arm, so a
         contradicting one is refused."""
-        registered = gym.registry.get(value.id) if value is not None else None
-        arm = registered.kwargs.get("arm") if registered is not None else None
-        if arm is not None and arm != self.spec_arm.name:
+        try:
+            check_id_arm(value.id if value is not None else None, self.spec_arm)
+        except ValueError:
             self.close()
-            raise ValueError(
-                f"{value.id} is the {arm} arm's env, got arm={self.spec_arm.name!r}; the id fixes the arm: "
-                f"use the {self.spec_arm.name} id of the task instead (`twinarm envs` lists them)"
-            )
+            raise
         self.__dict__["_env_spec"] = value
 
     # ----- internals ----------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 import cv2
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 
-from twinarm.arms import get_arm
+from twinarm.arms import check_id_arm, get_arm
 from twinarm.real.buses import make_bus
 from twinarm.real.calibration import Calibration
 from twinarm.real.cameras import Camera, make_camera
@@ -320,6 +321,21 @@ class RealArmEnv(gym.Env):
         if callable(prev) and prev not in (signal.SIG_IGN, signal.SIG_DFL):
             prev(signum, frame)
         raise KeyboardInterrupt
+
+    @property
+    def spec(self) -> EnvSpec | None:
+        return self.__dict__.get("_env_spec")
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        """Set by `gymnasium.make` after construction: an `arm=` contradicting the id's arm is refused, the arm
+        left limp and its bus closed, as in sim (by then the constructor has only configured the motors)."""
+        try:
+            check_id_arm(value.id if value is not None else None, self.spec_arm)
+        except ValueError:
+            self.close()
+            raise
+        self.__dict__["_env_spec"] = value
 
     def close(self) -> None:
         for cam in self.cameras.values():

@@ -100,3 +100,17 @@ def get_arm(name: str) -> ArmSpec:
         return ARMS[name.lower()]
     except KeyError:
         raise KeyError(f"unknown arm {name!r}; known arms: {sorted(ARMS)}") from None
+
+
+def check_id_arm(env_id: str | None, arm: ArmSpec) -> None:
+    """Refuse an `arm=` that contradicts the arm an env id registered (Gymnasium lets `gym.make(id, arm=...)`
+    override it silently): an id fixes its arm, sim and real alike."""
+    import gymnasium as gym  # the registry is read at make time, after `import twinarm` filled it
+
+    registered = gym.registry.get(env_id) if env_id is not None else None
+    fixed = registered.kwargs.get("arm") if registered is not None else None
+    if fixed is not None and fixed != arm.name:
+        raise ValueError(
+            f"{env_id} is the {fixed} arm's env, got arm={arm.name!r}; the id fixes the arm: "
+            f"use the {arm.name} id of the task instead (`twinarm envs` lists them)"
+        )

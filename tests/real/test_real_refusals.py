@@ -39,6 +39,26 @@ def test_the_port_of_the_other_kind_of_arm_is_named_as_such(served: str, asked: 
         right.close()
 
 
+def test_the_real_id_fixes_its_arm_and_a_contradicting_one_leaves_it_limp() -> None:
+    """arm='so100' under the SO101 real id built an SO-100 env on the SO-101's bus (same servos, same protocol, so
+    nothing failed) that every record called SO101; the sim ids refused it already."""
+    import gymnasium as gym
+
+    import twinarm  # noqa: F401  (registers the ids)
+
+    arm = VirtualArm(get_arm("so100"))
+    with PtyServer(VirtualBus(arm)) as server:
+        with pytest.raises(ValueError, match=r"twinarm/SO101-PickCube-Real-v0 is the so101 arm's env, got "
+                                             r"arm='so100'; the id fixes the arm"):  # fmt: skip
+            gym.make("twinarm/SO101-PickCube-Real-v0", arm="so100", port=server.port,
+                     calibration=arm.ideal_calibration(), cameras={}, handle_sigint=False)  # fmt: skip
+        assert not any(s.torque_on for s in arm.servos)  # refused after configuration: limp again
+        env = gym.make("twinarm/SO100-PickCube-Real-v0", port=server.port, calibration=arm.ideal_calibration(),
+                       cameras={}, handle_sigint=False)  # fmt: skip
+        assert env.unwrapped.spec_arm.name == "so100"
+        env.close()
+
+
 def test_setup_motors_names_a_dynamixel_port(capsys: pytest.CaptureFixture) -> None:
     with PtyServer(VirtualBus(VirtualArm(get_arm("koch")))) as server:
         assert main(["setup-motors", "--arm", "so101", "--port", server.port, "--motor", "gripper"]) == 1

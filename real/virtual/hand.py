@@ -33,9 +33,12 @@ def wiggle_pose(spec: ArmSpec, start: np.ndarray, t: float, period_s: float) -> 
     return q
 
 
-def parse_pose(spec: ArmSpec, line: str, current: np.ndarray) -> np.ndarray:
+def parse_pose(
+    spec: ArmSpec, line: str, current: np.ndarray, on_clip: Callable[[str], None] | None = None
+) -> np.ndarray:
     """`current` with the joints named in `line` (`name=value ...`, radians, gripper 0..1) set, each clipped to
-    its limits (joints not named keep their value as it is); ValueError naming the bad item."""
+    its limits as a hand stops at a joint's end, which `on_clip` is told (joints not named keep their value as
+    it is); ValueError naming the bad item."""
     q = np.asarray(current, dtype=np.float64).copy()
     names = list(spec.joint_names)
     for item in line.replace(",", " ").split():
@@ -50,6 +53,9 @@ def parse_pose(spec: ArmSpec, line: str, current: np.ndarray) -> np.ndarray:
             raise ValueError(f"{item!r}: {value!r} is not a finite number")
         joint = spec.joints[names.index(name)]
         q[names.index(name)] = min(max(x, joint.lower), joint.upper)
+        if q[names.index(name)] != x and on_clip is not None:
+            on_clip(f"{item} is past the joint's range [{joint.lower:g}, {joint.upper:g}]: "
+                    f"moved to {q[names.index(name)]:g}")  # fmt: skip
     return q
 
 
@@ -84,9 +90,9 @@ class Hand:
             self.arm.move_to(q)
             return True
 
-    def pose(self, line: str) -> bool:
+    def pose(self, line: str, on_clip: Callable[[str], None] | None = None) -> bool:
         """Apply one typed pose line (see `parse_pose`); True if the arm moved."""
-        return self.move(parse_pose(self.arm.spec, line, self.arm.joint_positions()))
+        return self.move(parse_pose(self.arm.spec, line, self.arm.joint_positions(), on_clip))
 
     def start(self) -> None:
         """Start the sweep (when `wiggle_period_s` is set): its first pose now, then one every control period."""
@@ -96,7 +102,8 @@ class Hand:
             self._spawn(self._wiggle, "virtual-leader-wiggle")
 
     def read_lines(self, lines: Iterable[str], on_error: Callable[[str], None]) -> None:
-        """Apply pose lines from `lines` (e.g. sys.stdin) in a thread until they end; errors go to `on_error`."""
+        """Apply pose lines from `lines` (e.g. sys.stdin) in a thread until they end; errors and clipped values go
+        to `on_error`."""
 
         def run() -> None:
             for line in lines:
@@ -105,7 +112,7 @@ class Hand:
                 if not line.strip():
                     continue
                 try:
-                    if not self.pose(line):
+                    if not self.pose(line, on_error):
                         on_error("the arm is held (torque on): pose ignored")
                 except ValueError as exc:
                     on_error(str(exc))

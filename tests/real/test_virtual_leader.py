@@ -264,8 +264,10 @@ def test_hand_lets_go_while_a_client_holds_torque_on(sdk_ports: dict[str, dxl.Po
 
 def test_parse_pose_sets_and_clips_only_the_named_joints() -> None:
     current = np.array([0.1, 0.2, 0.3, 0.4, 0.5, -0.6])  # the gripper outside 0..1 (a sim start pose)
-    q = parse_pose(KOCH, "shoulder_pan=9 elbow_flex=-0.25", current)
+    said: list[str] = []
+    q = parse_pose(KOCH, "shoulder_pan=9 elbow_flex=-0.25", current, said.append)
     np.testing.assert_array_equal(q, [2.5, 0.2, -0.25, 0.4, 0.5, -0.6])  # shoulder_pan's upper limit: 2.5
+    assert said == ["shoulder_pan=9 is past the joint's range [-2.5, 2.5]: moved to 2.5"]  # was silent
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ _DESCRIPTION = "\n\n".join(
         "XM430-W350, XL430-W250 wrist rotate, XC430-W150 gripper), torque off. No hand can move a virtual "
         "leader, so the command does: type poses on stdin, one line each, as JOINT=VALUE items (radians, "
         "gripper 0..1, joint names as printed, e.g. `left_waist=0.4 left_gripper=0.9`; joints not named "
-        "stay), or give --wiggle to sweep every joint slowly about its start pose. While a client holds "
+        "stay; a value past a joint's range stops at it, as a hand does, and stderr says so), or give --wiggle to sweep every joint slowly about its start pose. While a client holds "
         "torque on in any of the leader's servos, the hand lets go (poses are ignored), as a held servo "
         "resists a hand.",
     )

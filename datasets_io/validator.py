@@ -227,6 +227,7 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
         stat_cols = [c for c in t.column_names if c.startswith("stats/")]
         if not stat_cols:
             rep.add(f, "no per-episode stats/<feature>/<stat> columns")
+        _check_finite_episode_stats(rep, f, t, stat_cols)
         eps_parts.append(t.select(need))
         file_of_ep += [f] * t.num_rows
         cf = t.select(["meta/episodes/chunk_index", "meta/episodes/file_index"]).to_pylist()
@@ -437,6 +438,26 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
                 rep.add(root / STATS_PATH, f"{k}.count: shape must be (1,)")
             _check_finite_stats(rep, root / STATS_PATH, k, s)
     return rep.problems
+
+
+def _check_finite_episode_stats(rep: Report, path: Path, t: pa.Table, stat_cols: list[str]) -> None:
+    """Name the per-episode stats columns holding NaN, inf or nulls, with the episodes: LeRobot aggregates them into
+    meta/stats.json when it merges or splits datasets, so one such episode spoils the normalization."""
+    episodes = t.column("episode_index").to_pylist() if "episode_index" in t.column_names else None
+    for c in stat_cols:
+        bad = []
+        for row, value in enumerate(t.column(c).to_pylist()):
+            try:
+                ok = bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
+            except (TypeError, ValueError):
+                ok = False  # not numbers at all (strings, ragged lists)
+            if not ok:
+                bad.append(episodes[row] if episodes is not None else f"row {row}")
+        if bad:
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            rep.add(path, f"{c}: episode(s) {', '.join(map(str, bad[:5]))}{more} hold NaN, inf or no numbers: "
+                          "merging or splitting the dataset aggregates them into meta/stats.json, which a policy "
+                          "normalizes with")
 
 
 def _check_finite_stats(rep: Report, path: Path, key: str, s: dict[str, Any]) -> None:

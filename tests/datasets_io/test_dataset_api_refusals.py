@@ -123,6 +123,25 @@ def test_check_reports_non_finite_stats(tmp_path):
     assert any(p.startswith("meta/stats.json: observation.state: max, q99 hold NaN") for p in problems), problems
 
 
+def test_check_reports_non_finite_per_episode_stats(tmp_path):
+    """meta/stats.json was checked, the per-episode stats columns it is aggregated from (on merge/split) were not."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "ds"
+    write_dataset(root, [4, 3, 5], video=False)
+    (f,) = sorted((root / "meta/episodes").rglob("*.parquet"))
+    t = pq.read_table(f)
+    col = "stats/action/mean"
+    rows = t.column(col).to_pylist()
+    rows[1][0], rows[2] = float("nan"), None
+    pq.write_table(t.set_column(t.column_names.index(col), col, pa.array(rows, t.schema.field(col).type)), f)
+    problems = check_dataset(root)
+    assert problems == [f"meta/episodes/{f.relative_to(root / 'meta/episodes')}: stats/action/mean: episode(s) "
+                        "1, 2 hold NaN, inf or no numbers: merging or splitting the dataset aggregates them into "
+                        "meta/stats.json, which a policy normalizes with"], problems  # fmt: skip
+
+
 # ----- reader ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("index", [slice(1, 3), "5", 5.0, True, np.True_, None])
 def test_a_non_int_item_index_is_a_type_error(dataset, index):

@@ -26,6 +26,33 @@ def ensure_gl_backend() -> None:
 
 _LIVE: weakref.WeakSet[CameraRenderer] = weakref.WeakSet()
 _ATEXIT_REGISTERED = [False]
+#: [this process made an EGL context, this process is a fork of one that had]: EGL's driver threads do not
+#: survive fork(), so a forked child's first context waits on them for ever.
+_EGL_STATE = [False, False]
+
+
+def _after_fork_in_child() -> None:
+    _EGL_STATE[1] = _EGL_STATE[1] or _EGL_STATE[0]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class ForkedAfterEGLError(RuntimeError):
+    """A renderer asked for in a process forked from one that had rendered with EGL (it would hang for ever)."""
+
+
+def _check_not_forked_after_egl() -> None:
+    if os.environ.get("MUJOCO_GL") != "egl":
+        return
+    if _EGL_STATE[1]:
+        raise ForkedAfterEGLError(
+            "this process was forked from one that had rendered with EGL, whose driver threads do not survive "
+            "fork(): rendering here would hang for ever. Start worker processes with 'forkserver' or 'spawn', "
+            "e.g. gym.make_vec(id, vectorization_mode='async', vector_kwargs={'context': 'forkserver'}) "
+            "(twinarm eval and evaluate() do), or create the vector env before rendering in the parent"
+        )
+    _EGL_STATE[0] = True
 
 
 def _close_live_renderers() -> None:
@@ -47,6 +74,7 @@ class CameraRenderer:
 
     def __init__(self, model: mujoco.MjModel, cameras: tuple[CameraSpec, ...], high_quality: bool = False):
         ensure_gl_backend()
+        _check_not_forked_after_egl()
         self.cameras = cameras
         for cam in cameras:
             if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, cam.name) < 0:

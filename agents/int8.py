@@ -199,7 +199,7 @@ def calibration_batches(
 def training_dataset(checkpoint: str | Path) -> str | None:
     """The dataset a checkpoint was trained on, from the run's train_config.json (a checkpoint sits in
     `<run>/checkpoints/<step>/pretrained_model`); the first one when it was co-trained; None if unknown."""
-    from twinarm.agents.train import dataset_roots
+    from twinarm.agents.train_config import dataset_roots
 
     here = Path(checkpoint).resolve()
     for folder in (here, *list(here.parents)[:3]):

@@ -116,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def train_config_from_args(args: argparse.Namespace) -> Any:
-    from twinarm.agents.train import TrainConfig
+    from twinarm.agents.train_config import TrainConfig
 
     overrides = args.policy_overrides
     if isinstance(overrides, list):
@@ -184,7 +184,7 @@ def _checkpoint_type(checkpoint: str) -> str | None:
 
 def device_arg(args: argparse.Namespace) -> Any:
     """`--device` resolved (auto: CUDA when there is one), or a parser error naming what this torch runs on."""
-    from twinarm.agents.train import DeviceError, resolve_device
+    from twinarm.agents.distributed import DeviceError, resolve_device
 
     try:
         return resolve_device(args.device)
@@ -205,9 +205,11 @@ def check_precision_arg(args: argparse.Namespace, device: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from twinarm.agents.distributed import dist_info
     from twinarm.agents.policy import ConfigOverrideError, PolicyConfigError
     from twinarm.agents.registry import POLICIES, get_config_class
-    from twinarm.agents.train import dataset_roots, dist_info, reconcile_resume, train
+    from twinarm.agents.train import train
+    from twinarm.agents.train_config import dataset_roots, reconcile_resume
 
     if args.policy is None and args.init_from:
         args.policy = _checkpoint_type(args.init_from)

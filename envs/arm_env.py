@@ -17,9 +17,8 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.envs.registration import EnvSpec
 
-from twinarm.arms import check_id_arm, get_arm
+from twinarm.arms import IdFixesArm, get_arm
 from twinarm.envs.camera_poses import apply_camera_poses, load_camera_poses
 from twinarm.envs.dynamics import ArmDynamics, apply_dynamics
 from twinarm.envs.physics import ArmPhysics
@@ -29,7 +28,7 @@ from twinarm.envs.task import Task
 from twinarm.spec import OBS_TYPES
 
 
-class ArmEnv(gym.Env):
+class ArmEnv(IdFixesArm, gym.Env):
     """A single-arm MuJoCo task env; subclasses only name their `task_cls`."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -142,22 +141,6 @@ class ArmEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-
-    @property
-    def spec(self) -> EnvSpec | None:
-        return self.__dict__.get("_env_spec")
-
-    @spec.setter
-    def spec(self, value: EnvSpec | None) -> None:
-        """Set by `gymnasium.make` after construction, the one place that sees both the id and an `arm=` that
-        overrides the arm the id registered (Gymnasium's registry keeps it): an id fixes its arm, so a
-        contradicting one is refused."""
-        try:
-            check_id_arm(value.id if value is not None else None, self.spec_arm)
-        except ValueError:
-            self.close()
-            raise
-        self.__dict__["_env_spec"] = value
 
     # ----- internals ----------------------------------------------------------------------------
     def _as_action(self, action: Any) -> np.ndarray:

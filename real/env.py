@@ -20,9 +20,8 @@ from typing import Any, ClassVar
 import cv2
 import gymnasium as gym
 import numpy as np
-from gymnasium.envs.registration import EnvSpec
 
-from twinarm.arms import check_id_arm, get_arm
+from twinarm.arms import IdFixesArm, get_arm
 from twinarm.real.buses import make_bus
 from twinarm.real.calibration import Calibration
 from twinarm.real.cameras import Camera, make_camera
@@ -66,7 +65,7 @@ def configure_motors(bus: MotorBus, spec: ArmSpec) -> None:
     bus.enable_torque()
 
 
-class RealArmEnv(gym.Env):
+class RealArmEnv(IdFixesArm, gym.Env):
     """A real arm on a serial port (or the virtual bus) with cameras, as a Gymnasium env.
 
     kwargs: `arm`/`task` (set by the registered id), `port` (or {group: port} for arms on several buses,
@@ -321,21 +320,6 @@ class RealArmEnv(gym.Env):
         if callable(prev) and prev not in (signal.SIG_IGN, signal.SIG_DFL):
             prev(signum, frame)
         raise KeyboardInterrupt
-
-    @property
-    def spec(self) -> EnvSpec | None:
-        return self.__dict__.get("_env_spec")
-
-    @spec.setter
-    def spec(self, value: EnvSpec | None) -> None:
-        """Set by `gymnasium.make` after construction: an `arm=` contradicting the id's arm is refused, the arm
-        left limp and its bus closed, as in sim (by then the constructor has only configured the motors)."""
-        try:
-            check_id_arm(value.id if value is not None else None, self.spec_arm)
-        except ValueError:
-            self.close()
-            raise
-        self.__dict__["_env_spec"] = value
 
     def close(self) -> None:
         for cam in self.cameras.values():

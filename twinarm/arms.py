@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from twinarm.spec import ArmSpec, CameraSpec, JointSpec
+
+if TYPE_CHECKING:
+    from gymnasium.envs.registration import EnvSpec
 
 SO101 = ArmSpec(
     name="so101",
@@ -100,6 +105,27 @@ def get_arm(name: str) -> ArmSpec:
         return ARMS[name.lower()]
     except KeyError:
         raise KeyError(f"unknown arm {name!r}; known arms: {sorted(ARMS)}") from None
+
+
+class IdFixesArm:
+    """Mixin for the sim and real arm envs (which hold `spec_arm` and `close()`): `gymnasium.make` sets `spec` after
+    construction, the one place that sees both the id and an `arm=` overriding the arm it registered (Gymnasium
+    keeps such a kwarg), so a contradicting arm is refused there, the env closed (a real arm left limp)."""
+
+    spec_arm: ArmSpec
+
+    @property
+    def spec(self) -> EnvSpec | None:
+        return self.__dict__.get("_env_spec")
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        try:
+            check_id_arm(value.id if value is not None else None, self.spec_arm)
+        except ValueError:
+            self.close()  # type: ignore[attr-defined]  # the env's own (gym.Env's at least)
+            raise
+        self.__dict__["_env_spec"] = value
 
 
 def check_id_arm(env_id: str | None, arm: ArmSpec) -> None:

@@ -94,6 +94,28 @@ class BatchSamples(list):
         self.batch = batch
 
 
+def _camera_keys(names: Sequence[str], camera_keys: Sequence[str], root: Path) -> set[str]:
+    """The camera features `names` stand for: a feature key as it is, else the one key ending in `.name`
+    (the envs' and the recorder's short camera name: `front` for `observation.images.front`).
+
+    Names that no feature answers to, or a short name that two features end in, are refused with the keys
+    and their short names listed, so a typo is not silently read as "no camera"."""
+    keys, unknown = set(), []
+    for name in names:
+        matches = [name] if name in camera_keys else [k for k in camera_keys if k.endswith("." + name)]
+        if len(matches) > 1:
+            raise DatasetError(f"{root}: camera {name!r} could be any of {matches}: give the full feature key")
+        if matches:
+            keys.add(matches[0])
+        else:
+            unknown.append(name)
+    if unknown:
+        forms = ", ".join(f"{k} ({k.rsplit('.', 1)[-1]})" for k in camera_keys) or "none"
+        raise DatasetError(f"{root}: cameras {unknown} are not camera features of this dataset "
+                           f"(it has {forms}; the key or the short name in brackets works)")
+    return keys
+
+
 class LeRobotDatasetReader(torch.utils.data.Dataset):
     """A LeRobot v3 dataset as a torch Dataset returning LeRobot's sample dicts.
 
@@ -108,7 +130,9 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         decode_to_memory: decode every video once on first use (small datasets; cache unbounded).
         uint8_images: return uint8 CHW images instead of float32 in [0, 1] (less DataLoader traffic).
         cameras: decode only these camera features (None: all); the others are left out of the samples, so a
-            state-only policy trained on a dataset with cameras never pays for their video decoding.
+            state-only policy trained on a dataset with cameras never pays for their video decoding. A name is
+            a feature key (`observation.images.front`) or, as the envs' `cameras=` take it, the camera's short
+            name (`front`) when exactly one camera feature ends in it.
 
     Depth cameras (LeRobot's `is_depth_map` features) come out as float32 (1, H, W) millimetres, as from
     LeRobot's loader; `image_transforms` and `uint8_images` leave them alone.
@@ -144,11 +168,8 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         else:
             if isinstance(cameras, str):
                 cameras = [cameras]  # one camera, not its letters
-            unknown = [k for k in cameras if k not in self.meta.camera_keys]
-            if unknown:
-                raise DatasetError(f"{self.root}: cameras {unknown} are not camera features of this dataset "
-                                   f"(it has {self.meta.camera_keys})")
-            self.cameras = [k for k in self.meta.camera_keys if k in cameras]
+            wanted = _camera_keys(cameras, self.meta.camera_keys, self.root)
+            self.cameras = [k for k in self.meta.camera_keys if k in wanted]
         self._load_data()
         n_eps = self.meta.total_episodes
         if episodes is not None:

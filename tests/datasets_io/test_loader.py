@@ -167,3 +167,22 @@ def test_reader_decodes_only_the_cameras_asked_for(small_dataset):
         LeRobotDatasetReader(root, cameras=["observation.images.nope"])
     with pytest.raises(DatasetError, match="left out by cameras"):
         LeRobotDatasetReader(root, cameras=[], delta_timestamps={full.cameras[0]: [0.0]})
+
+
+def test_reader_takes_the_envs_short_camera_names(small_dataset):
+    """`cameras=["front"]` (the name the envs' and recorder's `cameras=` take) means the one feature ending
+    in `.front`; full keys still work, and an unknown name is refused listing both forms of every camera."""
+    from twinarm.datasets_io.layout import DatasetError
+
+    root, _ = small_dataset
+    short = LeRobotDatasetReader(root, cameras=["front"])
+    assert short.cameras == ["observation.images.front"]
+    assert "observation.images.front" in short[0] and "observation.images.wrist" not in short[0]
+    assert LeRobotDatasetReader(root, cameras="wrist").cameras == ["observation.images.wrist"]
+    both = LeRobotDatasetReader(root, cameras=["wrist", "observation.images.front", "front"])
+    assert both.cameras == LeRobotDatasetReader(root).cameras
+    with pytest.raises(DatasetError, match=r"cameras \['top'\] are not camera features.*"
+                                           r"observation\.images\.wrist \(wrist\)"):
+        LeRobotDatasetReader(root, cameras=["top", "front"])
+    with pytest.raises(DatasetError, match="are not camera features"):
+        LeRobotDatasetReader(root, cameras=["images.front.x"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import warnings
 from collections import Counter
@@ -280,6 +281,7 @@ def evaluate(
     rollouts = None if record_to is None else RolloutRecorder(record_to, env_id, venv, image_size, n_envs)
     granted_before = Counter() if thread_budget is None else Counter(thread_budget.granted)
     t0 = time.perf_counter()
+    rendered = False  # whether render() was called yet (the first call tells whether the env renders at all)
     try:
         done_eps = 0
         while done_eps < n_episodes:
@@ -304,9 +306,13 @@ def evaluate(
             saved_as: dict[int, int] = {}  # env slot -> its episode's index in the recorded dataset
             while active.any():
                 if any(record[i] and active[i] for i in range(n_envs)):
-                    imgs = venv.call("render")
+                    imgs = _render_frames(venv, first=not rendered)
+                    rendered = True
+                    if all(img is None for img in imgs):  # a real arm without cameras: nothing to film, ever
+                        print(f"note: {env_id} renders no frames (no camera): no videos written", file=sys.stderr)
+                        render, record = False, [False] * n_envs
                     for i in range(n_envs):
-                        if record[i] and active[i]:
+                        if record[i] and active[i] and imgs[i] is not None:
                             frames[i].append(np.asarray(imgs[i]))
                 t_act = time.perf_counter()
                 with on_budget(budget), torch.inference_mode(), autocast(precision, policy.device):
@@ -401,6 +407,17 @@ class RolloutRecorder:
 
     def close(self) -> None:
         self.writer.finalize()
+
+
+def _render_frames(venv: gym.vector.VectorEnv, first: bool) -> tuple[Any, ...]:
+    """Every env's `render()`. An env with nothing to render returns None (a real arm without cameras, by the real
+    env's contract); on the `first` call Gymnasium's env checker warns about that, which `evaluate` replaces with
+    its own note and then stops rendering, so that warning is silenced here."""
+    if not first:
+        return tuple(venv.call("render"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*RGB-array rendering should return a numpy array, got <class 'NoneType'>")
+        return tuple(venv.call("render"))
 
 
 def _env_row(obs: Mapping[str, Any], i: int) -> dict[str, Any]:

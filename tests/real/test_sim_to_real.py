@@ -290,3 +290,24 @@ def test_a_servo_going_silent_mid_eval_keeps_the_finished_episodes_metrics(
     assert all(not s.torque_on for s in rig.follower.servos if s.motor_id != victim.motor_id)
     # The error path and close() both take torque off; the failure to reach the silent servo is said once.
     assert sum("could not disable torque" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_eval_of_a_joints_only_policy_on_the_real_arm_writes_no_videos(
+    rig: Rig, tmp_path: Path, tiny_act_checkpoint: Callable[..., Path], capsys: pytest.CaptureFixture,
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    """A policy that reads only observation.state runs on the real arm without cameras, which renders nothing: with
+    the default --videos, every episode runs and eval_info.json is written (the first video crashed write_mp4 on
+    render()'s None), one line says why there are no videos, and no empty videos folder is left."""
+    ckpt = tiny_act_checkpoint()
+    out = tmp_path / "joints"
+    argv = ["eval", "--policy", str(ckpt), "--env", REAL, "--port", rig.follower_port, "--calibration",
+            str(rig.follower_cal), "--episodes", "2", "--max-steps", "5", "--reset-time", "0", "--no-ask-success",
+            "--threads", "1", "--out", str(out)]  # fmt: skip
+    assert bounded(lambda: main(argv), timeout_s=120) == 0
+    result = json.loads((out / "eval_info.json").read_text())
+    assert [e["length"] for e in result["per_episode"]] == [5, 5] and result["video_paths"] == []
+    assert not (out / "videos").exists()
+    err = capsys.readouterr().err
+    assert err.count(f"note: {REAL} renders no frames (no camera): no videos written") == 1
+    assert not [w for w in recwarn if "rendering should return" in str(w.message)]

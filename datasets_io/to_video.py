@@ -30,7 +30,13 @@ from twinarm.datasets_io.layout import (
     read_parquet,
     sorted_parquet_files,
 )
-from twinarm.datasets_io.video import EpisodeEncoder, concatenate, encoder_options, video_info
+from twinarm.datasets_io.video import (
+    EpisodeEncoder,
+    check_frame_size,
+    concatenate,
+    encoder_options,
+    video_info,
+)
 from twinarm.datasets_io.writer import check_version
 
 MB = 1024 * 1024
@@ -55,6 +61,12 @@ def images_to_video(src: str | Path, dst: str | Path, keys: Iterable[str] | None
     if not chosen:
         raise DatasetError(f"{src} has no colour image features to encode")
     opts = encoder_options(codec, crf)  # a bad codec fails before anything is copied
+    for k in chosen:  # so does a size the codec refuses, naming the camera (the encoder only sees frames)
+        ft = info["features"][k]
+        shape, names = list(ft.get("shape") or []), list(ft.get("names") or ["height", "width", "channels"])
+        if len(shape) == 3 and {"height", "width"} <= set(names):
+            size = dict(zip(names, shape, strict=False))
+            check_frame_size(codec, int(size["width"]), int(size["height"]), what=f"{src}: feature {k!r}")
     edited_copy(src, dst, lambda root: _convert_in_copy(root, load_json(root / INFO_PATH), chosen, codec, opts))
     return dst, chosen
 

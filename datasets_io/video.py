@@ -67,14 +67,18 @@ def x264_deterministic(options: dict[str, str], flags: frozenset[str] | None = N
     return {**options, "x264-params": f"{params}:asm=AVX2" if params else "asm=AVX2"}
 
 
-def check_frame_size(codec: str, width: int, height: int, what: str = "video frames") -> None:
-    """Raise DatasetError for a frame size `codec` cannot encode safely (odd sides; small HEVC frames)."""
+def check_frame_size(codec: str, width: int, height: int, what: str = "the video") -> None:
+    """Raise DatasetError for a frame size `codec` cannot encode safely (odd sides; small HEVC frames).
+
+    `what` names the frames as the message's subject ("{root}: feature 'observation.images.front'"), so the
+    error says which camera is too small and what to do: another codec, or larger frames."""
     if width % 2 or height % 2:
         raise DatasetError(f"{what} must have even width and height for {PIX_FMT}, got {width}x{height}")
     if codec == "hevc" and (width < HEVC_MIN_WIDTH or height < HEVC_MIN_HEIGHT):
-        raise DatasetError(f"{what}: hevc needs frames at least {HEVC_MIN_WIDTH} wide and {HEVC_MIN_HEIGHT} high "
-                           f"(libx265 crashes on some smaller sizes and misreads memory 64 high), got {width}x{height}; "
-                           "use h264 or av1 for small images")
+        raise DatasetError(f"{what} is {width}x{height} (width x height), too small for hevc, which takes frames "
+                           f"from {HEVC_MIN_WIDTH} wide and {HEVC_MIN_HEIGHT} high (libx265 crashes on some smaller "
+                           f"sizes and misreads memory at 64 high): use h264 or av1 (--codec) for small images, or "
+                           f"frames at least {HEVC_MIN_WIDTH}x{HEVC_MIN_HEIGHT}")
 
 
 def rgb_to_i420(img: np.ndarray) -> np.ndarray:

@@ -351,8 +351,8 @@ class DatasetWriter:
         for k in video_keys(feats):
             h, w, c = feats[k]["shape"]
             if c != 3:
-                raise DatasetError(f"feature {k!r}: videos need 3 channels, got shape {(h, w, c)}")
-            check_frame_size(video_codec, w, h, what=f"feature {k!r}")
+                raise DatasetError(f"{root}: feature {k!r} has shape {(h, w, c)}; videos need 3 channels")
+            check_frame_size(video_codec, w, h, what=f"{root}: feature {k!r}")
             feats[k]["info"] = {
                 "video.height": h,
                 "video.width": w,

@@ -185,8 +185,9 @@ def test_hevc_refuses_frames_libx265_crashes_on_before_anything_is_written(tmp_p
     frames from 64 wide and 66 high, and the error names the feature and the codecs that work."""
     for h, w in ((32, 48), (64, 72)):
         small = {"observation.images.front": {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"]}}
-        with pytest.raises(DatasetError, match=rf"'observation.images.front'.*hevc needs frames at least 64 wide and "
-                                               rf"66 high.*{w}x{h}.*h264"):
+        with pytest.raises(DatasetError, match=rf"^{tmp_path / 'small'}: feature 'observation.images.front' is "
+                                               rf"{w}x{h} \(width x height\), too small for hevc, which takes frames "
+                                               rf"from 64 wide and 66 high .*: use h264 or av1 \(--codec\)"):
             DatasetWriter.create(tmp_path / "small", 30, small, video_codec="hevc")
         assert not (tmp_path / "small" / INFO_PATH).exists()
     big = {"observation.images.front": {"dtype": "video", "shape": [66, 64, 3], "names": ["height", "width", "channels"]}}
@@ -199,6 +200,19 @@ def test_hevc_refuses_frames_libx265_crashes_on_before_anything_is_written(tmp_p
     assert check_dataset(tmp_path / "big", deep=True) == []
     got = LeRobotDatasetReader(tmp_path / "big")[3]["observation.images.front"].numpy().transpose(1, 2, 0) * 255
     assert psnr(got, frames[3]) > 30
+
+
+def test_convert_to_video_refuses_small_hevc_frames_naming_the_camera(tmp_path: Path) -> None:
+    """`dataset convert-to-video --codec hevc` on small images is refused before anything is copied, naming the
+    dataset, the camera and its size (the encoder alone saw only "video frames")."""
+    from twinarm.datasets_io.to_video import images_to_video
+
+    src = tmp_path / "png"
+    write_dataset(src, [2], video=False)  # observation.images.wrist is a 24x16 image
+    with pytest.raises(DatasetError, match=rf"^{src}: feature 'observation.images.wrist' is 24x16 \(width x height\), "
+                                           r"too small for hevc.*use h264 or av1 \(--codec\)"):
+        images_to_video(src, tmp_path / "out", codec="hevc")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("flag", [{"info": {"is_depth_map": True}}, {"info": {"video.is_depth_map": True}}])

@@ -77,6 +77,33 @@ def test_replay_in_sim_reproduces_a_sim_recording_with_its_seed(sim_episode: Pat
     assert (tmp_path / "both" / "replay_ep1.png").exists()
 
 
+def test_replay_says_when_no_recorded_camera_pairs_and_maps_several_per_flag(
+    sim_episode: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LeRobot's camera names (laptop, phone) pair with no sim camera: the video shows the sim's view alone, and
+    stderr says so once, naming both sides and the --camera-map that pairs them. One --camera-map takes several
+    pairs (it took one, `phone=wrist` was an unrecognized argument), and the flag still repeats."""
+    import av
+
+    lerobot = tmp_path / "lerobot"
+    assert main(["dataset", "rename-feature", str(sim_episode), str(lerobot), "--rename",
+                 "observation.images.front=observation.images.laptop",
+                 "observation.images.wrist=observation.images.phone"]) == 0  # fmt: skip
+    capsys.readouterr()
+    base = ["--dataset", str(lerobot), "--env", SIM, "--seed", str(SEED)]
+    replay(base, tmp_path / "unpaired")
+    err = capsys.readouterr().err
+    assert err.count("note: none of the dataset's cameras ['laptop', 'phone'] is a sim camera") == 1, err
+    assert "pair them with --camera-map laptop=front phone=wrist" in err
+    for name, flags in [("one_flag", ["--camera-map", "laptop=front", "phone=wrist"]),
+                        ("two_flags", ["--camera-map", "laptop=front", "--camera-map", "phone=wrist"])]:  # fmt: skip
+        replay([*base, *flags], tmp_path / name)
+        assert "note: none of the dataset's cameras" not in capsys.readouterr().err
+        with av.open(str(tmp_path / name / "replay.mp4")) as c:
+            frame = next(c.decode(c.streams.video[0])).to_ndarray(format="rgb24")
+        assert frame.shape == (2 * 48, 2 * 64, 3)  # laptop beside front, phone beside wrist
+
+
 def test_replay_on_the_real_arm(sim_episode: Path, tmp_path: Path) -> None:
     """The sim episode on the (virtual) real arm: driven to the first pose, then its actions; the joints follow."""
     arm = VirtualArm(SO101, step_mode="lockstep")  # its joints advance one control period per goal write

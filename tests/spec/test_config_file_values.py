@@ -88,6 +88,10 @@ def test_lists_scalars_and_mappings_take_the_options_shape(tmp_path: Path) -> No
     cfg = write(tmp_path, "board_center: [0.1, 0.2]\nboard_yaw: 90\nimage: a.png\n")
     args = parse(["fit-camera", "--config", str(cfg)])
     assert args.board_center == [[0.1, 0.2]] and args.board_yaw == [90.0] and args.image == [Path("a.png")]
+    # --camera-map takes one or more pairs per use (extend): a file's pairs are one flat list, as on the command line.
+    for text in ("camera_map: {laptop: front, phone: wrist}\n", "camera_map: [laptop=front, phone=wrist]\n"):
+        args = parse(["replay", "--config", str(write(tmp_path, text)), "--dataset", "d", "--env", "twinarm/SO101-Reach-v0"])
+        assert args.camera_map == ["laptop=front", "phone=wrist"], text
 
 
 @pytest.mark.parametrize(
@@ -101,6 +105,8 @@ def test_lists_scalars_and_mappings_take_the_options_shape(tmp_path: Path) -> No
         ["robustness", "--policy", "p", "--env", "twinarm/SO101-Reach-v0", "--sweep", "latency", "--episodes", "3"],
         ["record", "--root", "r", "--only-success", "--obs-type", "state", "--codec", "av1", "--no-progress"],
         ["replay", "--dataset", "d", "--env", "twinarm/SO101-Reach-v0", "--episode", "3", "5-8", "--no-video"],
+        ["replay", "--dataset", "d", "--env", "twinarm/SO101-Reach-v0", "--camera-map", "laptop=front", "phone=wrist",
+         "--camera-map", "top=top"],
         ["fit-camera", "--board-center", "0.1", "0.2", "--board-center", "0.3", "0.4", "--image", "a.png", "b.png"],
         ["demo", "--episodes", "2", "--height", "48"],
     ],

@@ -120,8 +120,12 @@ def convert(parser: argparse.ArgumentParser, action: argparse.Action, value: Any
     if isinstance(action, argparse._AppendAction):
         occurrences = value if isinstance(value, list) and not _one_occurrence(action, value) else [value]
         if isinstance(value, dict) and _takes_pairs(action):
-            occurrences = [[k, v] for k, v in value.items()]
-        return [_store(parser, action, v) for v in occurrences]
+            several = action.nargs not in (None, argparse.OPTIONAL)  # each occurrence a list of pairs (--camera-map)
+            occurrences = [[[k, v]] if several else [k, v] for k, v in value.items()]
+        stored = [_store(parser, action, v) for v in occurrences]
+        if isinstance(action, argparse._ExtendAction):  # the occurrences' values join one list, as on the command line
+            return [x for v in stored for x in (v if isinstance(v, list) else [v])]
+        return stored
     if action.nargs == argparse.OPTIONAL and isinstance(value, bool):
         return _get_values(parser, action, []) if value else _UNSET  # true: the flag alone (its const)
     return _store(parser, action, value)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/replay/<dataset>_ep<N>)")
     p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True,
                    help="write replay.mp4 (sim only): each recorded camera beside the sim's view of the same camera")
-    p.add_argument("--camera-map", action="append", default=None, metavar="DATASET_CAMERA=SIM_CAMERA",
-                   help="pair a dataset camera with a sim camera of another name for the video (repeatable), e.g. "
-                   "LeRobot's laptop=front phone=wrist; by default cameras pair by name")
+    p.add_argument("--camera-map", nargs="+", action="extend", default=None, metavar="DATASET_CAMERA=SIM_CAMERA",
+                   help="pair dataset cameras with sim cameras of other names for the video, one or more pairs "
+                   "(the flag may repeat), e.g. LeRobot's --camera-map laptop=front phone=wrist; by default "
+                   "cameras pair by name")
     p.add_argument("--seed", type=int, default=0,
                    help="sim seed of episode 0: episode k replays with seed + k, where the task's objects start, as "
                    "`twinarm record --seed S` recorded it (unless --only-success skipped seeds)")
@@ -117,7 +119,9 @@ def load_episode(dataset: str, episode: int, spec: Any, other_arm: bool = True) 
 
 def shared_cameras(dataset: str, spec: Any, mapping: dict[str, str]) -> tuple[list[tuple[str, str]], tuple[int, int] | None]:
     """(dataset camera, sim camera) pairs, by name or as `mapping` pairs them (LeRobot's `laptop` as the sim's
-    `front`, say), colour cameras only, and the dataset's image size."""
+    `front`, say), colour cameras only, and the dataset's image size. When the dataset has cameras and none pairs,
+    a note on stderr names both sides and the --camera-map that pairs them (the video would otherwise show the
+    sim's view alone without saying why)."""
     from twinarm.datasets_io.features import depth_keys
     from twinarm.datasets_io.layout import DatasetError
     from twinarm.datasets_io.reader import LeRobotDatasetReader
@@ -131,6 +135,10 @@ def shared_cameras(dataset: str, spec: Any, mapping: dict[str, str]) -> tuple[li
             raise DatasetError(f"--camera-map {a}={b}: the dataset's colour cameras are {recorded}, the sim's "
                                f"{sorted(sim)}")
     pairs = [(c, mapping.get(c, c)) for c in recorded if mapping.get(c, c) in sim]
+    if recorded and not pairs:  # LeRobot's laptop/phone: the video would show the sim's view alone, silently
+        hint = " ".join(f"{a}={b}" for a, b in zip(recorded, [c.name for c in spec.cameras], strict=False))
+        print(f"note: none of the dataset's cameras {recorded} is a sim camera {sorted(sim)}, so the video shows the "
+              f"sim's view alone: pair them with --camera-map {hint}", file=sys.stderr)
     size_of = {c: tuple(meta.features[f"observation.images.{c}"]["shape"][:2]) for c, _ in pairs}
     if pairs:  # one image size per sim env: keep the cameras of the first's
         pairs = [p for p in pairs if size_of[p[0]] == size_of[pairs[0][0]]]
@@ -249,7 +257,8 @@ def replay_episode(env: Any, state: np.ndarray, action: np.ndarray, seed: int,
 
 
 def parse_camera_map(parser: argparse.ArgumentParser, items: list[str] | None) -> dict[str, str]:
-    """`--camera-map laptop=front ...` as {dataset camera: sim camera}."""
+    """`--camera-map laptop=front phone=wrist ...` (one or more pairs per flag, the flag repeatable) as
+    {dataset camera: sim camera}."""
     mapping = {}
     for item in items or []:
         a, _, b = item.partition("=")

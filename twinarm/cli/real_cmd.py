@@ -595,7 +595,7 @@ def run_teleop(args: argparse.Namespace) -> int:
         pass
     finally:
         print("\r" + stats.line() if stats.steps else "")
-        note = slow_loop_note(stats.overall_rate_hz, spec.control_hz, args.record) if recording is not None else None
+        note = slow_loop_note(stats, spec.control_hz, args.record) if recording is not None else None
         if note:
             print(note)
         try:

@@ -227,11 +227,13 @@ class TeleopRecording:
         return 0 if self.saved == self.args.episodes or stopped else 1
 
 
-def slow_loop_note(rate_hz: float, fps: float, root: Path) -> str | None:
+def slow_loop_note(stats: LoopStats, fps: float, root: Path) -> str | None:
     """A note when the recording loop ran clearly slower than the fps its dataset states (overruns): the
-    timestamps, replays and fits assume that fps."""
+    timestamps, replays and fits assume that fps. Judged on the loop's median period, so a few start-up
+    overruns do not make a loop that kept its rate look slow (`fit-dynamics --fit-rate` then finds the fps)."""
+    rate_hz = stats.median_rate_hz
     if not rate_hz or rate_hz >= SLOW_LOOP * fps:
         return None
-    return (f"note: the recording loop averaged {rate_hz:.1f} Hz against the dataset's {fps:g} fps (overruns: a slow "
-            f"camera or a busy CPU); replays and fits assume {fps:g}: `twinarm fit-dynamics --dataset {root} ... "
-            "--fit-rate` fits the rate it really ran at")
+    return (f"note: the recording loop ran at {rate_hz:.1f} Hz (median step) against the dataset's {fps:g} fps "
+            f"(overruns: a slow camera or a busy CPU); replays and fits assume {fps:g}: `twinarm fit-dynamics "
+            f"--dataset {root} ... --fit-rate` fits the rate it really ran at")

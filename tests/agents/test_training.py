@@ -472,7 +472,32 @@ def test_resume_takes_the_runs_own_options_and_refuses_other_data(scripted_datas
     assert f"--resume: {out} trains on --dataset {scripted_dataset}, not {other}" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*base[:2], str(tmp_path / "none"), *base[3:], "--resume"])
-    assert "holds no run (no train_config.json)" in capsys.readouterr().err
+    assert "holds no run (no config.json)" in capsys.readouterr().err
+
+
+def test_resume_alone_continues_the_run_with_all_its_options(scripted_dataset: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """`train --output-dir RUN --resume --steps N`, as the README shows, took only policy, data, env and --set from
+    the run: --batch-size, --lr-schedule, --log-freq and the rest went back to their defaults and config.json was
+    rewritten with them, so the resumed run silently trained another way. Now every option not given is the
+    run's, and the run continues as the straight one did, batch for batch."""
+    run = ["train", "--no-progress"]
+    options = ["--policy", "act", "--dataset", str(scripted_dataset), "--batch-size", "4", "--lr-schedule", "cosine",
+               "--log-freq", "1", "--save-freq", "2", "--eval-freq", "0", "--threads", "1", "--seed", "7", *TINY_ACT]  # fmt: skip
+    assert main([*run, "--output-dir", str(tmp_path / "a"), "--steps", "4", *options]) == 0
+    assert main([*run, "--output-dir", str(tmp_path / "b"), "--steps", "2", *options]) == 0
+    capsys.readouterr()
+    assert main([*run, "--output-dir", str(tmp_path / "b"), "--resume", "--steps", "4"]) == 0
+    said = capsys.readouterr().out
+    assert "--batch-size 4, --seed 7, --log-freq 1, --save-freq 2, --eval-freq 0, --lr-schedule cosine, --threads 1" in said
+    straight, resumed = _rows(tmp_path / "a" / "train_log.csv"), _rows(tmp_path / "b" / "train_log.csv")
+    assert [(r["step"], r["loss"], r["lr"]) for r in resumed] == [(r["step"], r["loss"], r["lr"]) for r in straight]
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert (saved["batch_size"], saved["lr_schedule"], saved["steps"], saved["resume"]) == (4, "cosine", 4, True)
+    capsys.readouterr()
+    assert main([*run, "--output-dir", str(tmp_path / "b"), "--resume", "--steps", "5", "--log-freq", "5"]) == 0
+    assert "--log-freq" not in capsys.readouterr().out  # a given option wins
+    assert [r["step"] for r in _rows(tmp_path / "b" / "train_log.csv")][-1] == "5"
 
 
 @pytest.mark.parametrize(("extra", "said"), [

@@ -136,3 +136,25 @@ def test_repo_id_is_kept_beside_the_dataset_not_in_info_json(tmp_path: Path) -> 
                  "--episodes", "1", "--repo-id", "me/so101_reach"]) == 0  # fmt: skip
     assert "repo_id" not in json.loads((root / "meta/info.json").read_text())  # LeRobot warns on unknown fields
     assert _recorded_repo_id(root) == "me/so101_reach"  # `dataset push` defaults to it
+
+
+@needs_gl
+def test_resume_alone_appends_as_the_dataset_was_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`record --root R --resume` took the defaults for what it did not repeat: a 24x32 recording refused its own
+    --resume ('its images are 24x32: pass --height 24 --width 32'), a state one asked for --obs-type state, and
+    another --env was compared instead of the recording's. Now the recording's options are taken, as it says."""
+    small, state = tmp_path / "small", tmp_path / "state"
+    assert main(["record", "--env", REACH, "--root", str(small), "--episodes", "1", "--height", "24", "--width", "32",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert main(["record", "--env", REACH, "--root", str(state), "--episodes", "1", "--obs-type", "state",
+                 "--no-progress"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["record", "--root", str(small), "--resume", "--episodes", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"--resume: with the recording's own --env {REACH}, --height 24, --width 32" in out
+    assert LeRobotDatasetReader(small).num_episodes == 2
+    assert main(["record", "--root", str(state), "--resume", "--episodes", "1", "--no-progress"]) == 0
+    assert f"--resume: with the recording's own --env {REACH}, --obs-type state" in capsys.readouterr().out
+    assert LeRobotDatasetReader(state).num_episodes == 2
+    saved = json.loads((small / "meta/twinarm_record.json").read_text())
+    assert (saved["height"], saved["width"], saved["resume"], saved["next_seed"]) == (24, 32, True, 2)

@@ -93,7 +93,7 @@ def test_record_cli_so101_scripted_and_resume(tmp_path):
 
 def test_record_cli_state_observations(tmp_path, capsys):
     """`record --obs-type state`: joint positions and the sim's object poses, no cameras (what state policies
-    train on); appending camera episodes to it is refused, naming what differs."""
+    train on); appending camera episodes to it (asked for by flag) is refused, naming what differs."""
     import gymnasium as gym
     import pyarrow.parquet as pq
 
@@ -116,4 +116,4 @@ def test_record_cli_state_observations(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"it holds state observations \(observation.environment_state, no "
                        r"cameras\): add --obs-type state"):
         main(["record", "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1", "--root", str(root), "--resume",
-              "--no-progress"])  # fmt: skip
+              "--obs-type", "pixels_agent_pos", "--no-progress"])  # fmt: skip (given: --resume alone takes state)

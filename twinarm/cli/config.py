@@ -28,7 +28,7 @@ def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
     """The run's options as plain JSON-able values (for saving next to outputs)."""
     out: dict[str, Any] = {}
     for k, v in vars(args).items():
-        if k in ("func", "config", "_parser"):
+        if k in ("func", "config") or k.startswith("_"):  # _parser, _given: the CLI's own bookkeeping
             continue
         out[k] = str(v) if isinstance(v, Path) else v
     return out

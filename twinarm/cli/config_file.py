@@ -288,3 +288,28 @@ def _option(parser: argparse.ArgumentParser, word: str) -> argparse.Action | Non
         if len(hits) == 1:
             return parser._option_string_actions[hits[0]]
     return None
+
+
+def take_saved_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, saved: dict[str, Any], path: Path,
+    skip: Collection[str] = (),
+) -> list[str]:
+    """`--resume`: each option the user did not give (`args._given`, the command line and --config) takes its value
+    from `saved` (the resolved options a run or recording wrote at `path`), converted through the option's own
+    action as a --config file's; options since removed and those in `skip` are left. Returns the options taken
+    that changed a value, as flags (`--batch-size 32`), for the user to be told."""
+    given = getattr(args, "_given", frozenset())
+    dests = {a.dest for a in parser._actions}
+    known = {k: v for k, v in saved.items() if k in dests and k not in skip and k not in given}
+    taken = []
+    for dest, value in config_defaults(parser, known, path, (), given).items():
+        if getattr(args, dest, None) == value:
+            continue
+        setattr(args, dest, value)
+        flags = [o for a in parser._actions if a.dest == dest for o in a.option_strings if o.startswith("--")]
+        flag = max([o for o in flags if not o.startswith("--no-")] or flags or [f"--{dest}"], key=len)
+        if isinstance(value, bool):
+            taken.append(flag if value else next((o for o in flags if o.startswith("--no-")), f"{flag} off"))
+        else:
+            taken.append(f"{flag} {' '.join(map(str, value)) if isinstance(value, list | tuple) else value}")
+    return taken

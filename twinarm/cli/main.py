@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _format_warning
     parser = build_parser()
     _unknown_command(parser, argv)
-    _apply_config_file(parser, argv)
+    given = _apply_config_file(parser, argv)
     args, extra = parser.parse_known_args(argv)
+    args._given = given
     if extra:
         _unrecognized(getattr(args, "_parser", parser), extra)
     if not getattr(args, "func", None):
@@ -154,21 +155,23 @@ def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> None:
     parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
 
 
-def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> frozenset[str]:
     """`--config FILE`: its values become the subcommand's defaults before argv is parsed, so the file can also give
     options the command requires (--port, --calibration); flags on the command line still win. Each value goes
     through the option's own type, choices and nargs (config_file.config_defaults): the file gets the command
-    line's checks, not a string "false" taken as true or a float where a count goes."""
+    line's checks, not a string "false" taken as true or a float where a count goes. Returns the dests the user
+    gave (on the command line or in the file): the others hold defaults, which `--resume` takes from the run."""
     found = find_command(parser, argv)
     if found is None:
-        return
+        return frozenset()
     sub, command, words = found
+    given = given_dests(sub, words)
     if not any(CONFIG_FLAG in a.option_strings for a in sub._actions):
-        return  # argparse itself refuses --config
+        return frozenset(given)  # argparse itself refuses --config
     path = config_path(sub, words)
     if path is None:
-        return
-    values = config_defaults(sub, load_config_file(path, sub.error), path, command, given_dests(sub, words))
+        return frozenset(given)
+    values = config_defaults(sub, load_config_file(path, sub.error), path, command, given)
     for action in sub._actions:
         if action.dest in values:
             action.required = False  # the file gives it
@@ -176,6 +179,7 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None
         if any(a.dest in values for a in group._group_actions):
             group.required = False
     sub.set_defaults(**values)
+    return frozenset(given | values.keys())
 
 
 #: Set to 1 to see the traceback of an error the CLI would otherwise report in one line.

@@ -224,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
     from twinarm.datasets_io.recorder import gym_frame, record
     from twinarm.registration import entry_for
 
+    if args.resume:
+        _resume_options(args)
     entry = entry_for(args.env)
     if args.env != entry.sim_id:
         raise SystemExit(f"{args.env} is a real-hardware id; `twinarm record` drives sim envs. On the real arm, "
@@ -287,6 +289,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"only {summary.saved}/{args.episodes} episodes were kept (raise --max-attempts?)")
         return 1
     return 0
+
+
+#: What `record --resume` does not take from the recording: this run's own count, seed and processes (the codec and
+#: crf the dataset's videos keep anyway).
+NOT_RESUMED = frozenset({"command", "root", "resume", "seed", "episodes", "num_workers", "max_attempts", "no_progress",
+                         "codec", "crf"})  # fmt: skip
+
+
+def _resume_options(args: argparse.Namespace) -> None:
+    """`--resume` appends as the dataset was recorded: every option not given (env, policy, obs type, image size,
+    images, randomization, dynamics, camera poses, only-success) takes its value from meta/twinarm_record.json,
+    saying which, instead of the defaults that made a 96x128 dataset refuse its own --resume."""
+    from twinarm.cli.config_file import take_saved_options
+
+    saved = {k: v for k, v in recording_options(args.root).items() if v is not None}  # a real arm's env is None
+    taken = take_saved_options(args._parser, args, saved, args.root / RECORD_PATH, NOT_RESUMED)
+    if taken:
+        print(f"--resume: with the recording's own {', '.join(taken)} ({args.root / RECORD_PATH})")
 
 
 def next_seed(root: Path, default: int) -> int:

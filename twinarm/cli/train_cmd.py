@@ -151,22 +151,33 @@ def _for_sim_env(args: argparse.Namespace, flag: str, value: Any, does: str, loa
     return load(value, entry.arm)
 
 
+#: Options `--resume` does not take from the run: where and how this process runs, not what the run is.
+NOT_RESUMED = frozenset({"command", "resume", "output_dir", "device", "progress", "push_to_hub", "init_from"})
+
+
 def _resume_defaults(args: argparse.Namespace) -> None:
-    """`--resume` without --policy, --dataset or --env takes them from the run's train_config.json (LeRobot resumes
-    from the run's own config too), saying so; given ones are checked against it later (`reconcile_resume`)."""
-    saved_file = Path(args.output_dir) / "train_config.json"
+    """`--resume` continues the run as it was: every option not given (on the command line or in --config) takes
+    the run's value from its config.json, as a `--config RUN/config.json` would (LeRobot resumes from the run's own
+    config too), saying which differ from the defaults; `--steps N` alone extends it. Given options win; policy,
+    data and `--set` values that contradict the run are refused later (`reconcile_resume`). A run the Python API
+    started (train_config.json only) gives --policy, --dataset and --env."""
+    from twinarm.cli.config_file import load_config_file, take_saved_options
+
+    out = Path(args.output_dir)
+    saved_file = out / "config.json"
+    if not saved_file.is_file():
+        saved_file = out / "train_config.json"
     if not saved_file.is_file():
         if args.policy is None:
-            args._parser.error(f"--resume: {args.output_dir} holds no run (no train_config.json); give --output-dir "
+            args._parser.error(f"--resume: {args.output_dir} holds no run (no config.json); give --output-dir "
                                "the folder of the run to continue, or --policy to start one there")  # fmt: skip
         return
-    saved = json.loads(saved_file.read_text())
-    taken = []
-    for flag, key in (("--policy", "policy"), ("--dataset", "dataset"), ("--env", "env")):
-        if getattr(args, key) is None and saved.get(key) is not None:
-            value = saved[key]
-            setattr(args, key, ([value] if isinstance(value, str) else list(value)) if key == "dataset" else value)
-            taken.append(f"{flag} {' '.join(saved[key]) if isinstance(saved[key], list) else saved[key]}")
+    saved = load_config_file(saved_file, args._parser.error)
+    if saved_file.name == "train_config.json":  # written by the Python API: its other fields are not flags
+        saved = {k: [v] if k == "dataset" and isinstance(v, str) else v for k, v in saved.items()
+                 if k in ("policy", "dataset", "env") and v is not None}  # fmt: skip
+    # the run's --set values are checked against the policy first (reconcile_resume), then taken
+    taken = take_saved_options(args._parser, args, saved, saved_file, NOT_RESUMED | {"policy_overrides"})
     if taken:
         print(f"--resume: with the run's own {', '.join(taken)} ({saved_file})")
 

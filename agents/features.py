@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from twinarm.spec import ArmSpec, CameraSpec
+from twinarm.spec import LEROBOT_STATE, ArmSpec, CameraSpec
 
 STATE = "observation.state"
 ENV_STATE = "observation.environment_state"
@@ -91,6 +91,26 @@ def split_features(info_features: Mapping[str, Mapping[str, Any]]) -> tuple[dict
                 shape = (shape[2], shape[0], shape[1])
         (outputs if kind == "ACTION" else inputs)[key] = Feature(kind, shape)
     return inputs, outputs
+
+
+def inputs_for_obs_type(inputs: Mapping[str, Feature], obs_type: str | None, where: str) -> dict[str, Feature]:
+    """The dataset's `inputs` a policy trained for `obs_type` takes, as the env of that obs type gives them: state
+    (joints and object poses; the cameras are never decoded), pixels_agent_pos (cameras and joints, what the real
+    arm gives), pixels (cameras alone); None takes every input. ValueError naming `where` when one is missing."""
+    if obs_type is None:
+        return dict(inputs)
+    cameras = [k for k, f in inputs.items() if f.kind == "VISUAL"]
+    keep = {"state": [k for k in inputs if k not in cameras], "pixels": cameras,
+            "pixels_agent_pos": [*[k for k in inputs if k == LEROBOT_STATE], *cameras]}.get(obs_type)  # fmt: skip
+    if keep is None:
+        raise ValueError(f"obs_type must be state, pixels or pixels_agent_pos, got {obs_type!r}")
+    needs = {"state": "observation.state or observation.environment_state", "pixels": "camera",
+             "pixels_agent_pos": "camera"}[obs_type]  # fmt: skip
+    if not keep or (obs_type == "pixels_agent_pos" and LEROBOT_STATE not in keep):
+        needs = LEROBOT_STATE if cameras and obs_type == "pixels_agent_pos" else needs
+        raise ValueError(f"--obs-type {obs_type}: {where} has no {needs} feature to train on (its inputs: "
+                         f"{', '.join(inputs) or 'none'})")
+    return {k: inputs[k] for k in inputs if k in keep}
 
 
 def stats_from_spec(spec: ArmSpec, env_state_dim: int | None = None) -> dict[str, dict[str, np.ndarray]]:

@@ -36,7 +36,7 @@ from twinarm.agents.checkpoints import (
 )
 from twinarm.agents.distributed import check_replicas, dist_info, init_distributed, resolve_device, to_device
 from twinarm.agents.ema import EMA
-from twinarm.agents.features import split_features
+from twinarm.agents.features import inputs_for_obs_type, split_features
 from twinarm.agents.normalize import floor_spread
 from twinarm.agents.optimizer import make_optimizer, make_scheduler
 from twinarm.agents.periodic_eval import curve_title, eval_row, report_eval
@@ -149,6 +149,10 @@ def _float_images(batch: dict[str, Any]) -> dict[str, Any]:
 # ----- policy construction ----------------------------------------------------------------------------
 def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
     inputs, outputs = split_features(dataset.features)
+    try:
+        inputs = inputs_for_obs_type(inputs, tc.obs_type, ", ".join(dataset_roots(tc.dataset)))
+    except ValueError as exc:
+        raise PolicyConfigError(str(exc)) from None
     cfg_cls = get_config_class(tc.policy)
     arm = arm_for(tc.env, dataset.meta.info.get("robot_type"))
     cfg = cfg_cls(input_features=inputs, output_features=outputs, arm=arm, **tc.policy_overrides)

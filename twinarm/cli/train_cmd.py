@@ -63,7 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="steps between in-sim evaluations in --env (0: never)")
     p.add_argument("--eval-episodes", type=at_least(1), default=10, help="episodes per periodic evaluation")
     p.add_argument("--eval-n-envs", type=at_least(1), default=5, help="parallel envs during evaluation")
-    p.add_argument("--obs-type", default=None, choices=("state", "pixels", "pixels_agent_pos"), help="env observation type (online)")
+    p.add_argument("--obs-type", default=None, choices=("state", "pixels", "pixels_agent_pos"),
+                   help="online: the env's observation type. Offline: which of the dataset's observations the "
+                   "policy takes, as that env type gives them: state (joints and object poses; its cameras are never "
+                   "decoded), pixels_agent_pos (cameras and joints, what the real arm gives), pixels (cameras "
+                   "alone); default: every observation the dataset holds")
     p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"), help="env image size")
     p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"), help="learning-rate schedule")
     p.add_argument("--threads", type=at_least(1), default=None,
@@ -104,7 +108,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--update-every", type=at_least(1), default=2, help="env steps per gradient update (online)")
     p.add_argument(
         "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
-        help="override a policy config field (JSON value), e.g. --set dim_model=256 --set chunk_size=50",
+        help="override a policy config field (JSON value), e.g. --set dim_model=256 --set chunk_size=50 "
+        "--set n_action_steps=50",
     )  # fmt: skip
     p.add_argument("--push-to-hub", default=None, metavar="USER/NAME",
                    help="when training ends, publish the last checkpoint as this Hub model repo (twinarm push-policy)")

@@ -4,6 +4,7 @@ last one, saving one, and restoring a run from one for `--resume`."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,21 @@ def save_checkpoint(
     tmp = d / "training_state.pt.tmp"
     torch.save(state, tmp)
     tmp.replace(d / "training_state.pt")
-    (out / CHECKPOINTS_DIR / LAST_NAME).write_text(d.name + "\n")
+    point_last(out / CHECKPOINTS_DIR, d.name)
     return d
+
+
+def point_last(checkpoints: Path, name: str) -> None:
+    """`checkpoints/last` -> the step folder `name`: a relative link, as LeRobot's (so `cd last`, and LeRobot's
+    `--policy.path=.../checkpoints/last/pretrained_model`, work), swapped in by one rename so a reader never finds
+    it missing; a file naming the step where the filesystem has no links (twinarm reads both)."""
+    tmp = checkpoints / f".{LAST_NAME}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        tmp.symlink_to(name, target_is_directory=True)
+    except OSError:
+        tmp.write_text(name + "\n")
+    os.replace(tmp, checkpoints / LAST_NAME)
 
 
 def restore_checkpoint(

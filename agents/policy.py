@@ -12,6 +12,7 @@ import abc
 import dataclasses
 import difflib
 import json
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -44,14 +45,21 @@ LAST_NAME = "last"
 PRETRAINED_DIR = "pretrained_model"
 
 
+def last_step(last: Path) -> str:
+    """The step folder's name `<run>/checkpoints/last` stands for: the link's target (as LeRobot's), or what the
+    file says (twinarm's runs from before it made links, and filesystems without links)."""
+    return os.readlink(last) if last.is_symlink() else last.read_text().strip()
+
+
 def _through_last(src: Path) -> Path:
-    """`<run>/checkpoints/last[/pretrained_model]` as LeRobot users write it (LeRobot's `last` is a link to the
-    step folder; twinarm's is a file naming it): the same path through the step `last` names."""
+    """`<run>/checkpoints/last[/pretrained_model]`, as LeRobot users write it, as the path through the step folder
+    `last` stands for (so the step is what gets printed): `last` is a link to it, as LeRobot's, or a file naming it
+    (runs before twinarm made links, and filesystems without them)."""
     parts = src.parts
     for i in range(1, len(parts)):
         last = Path(*parts[: i + 1])
-        if parts[i] == LAST_NAME and parts[i - 1] == CHECKPOINTS_DIR and last.is_file():
-            return Path(*parts[:i], last.read_text().strip(), *parts[i + 1 :])
+        if parts[i] == LAST_NAME and parts[i - 1] == CHECKPOINTS_DIR and (last.is_symlink() or last.is_file()):
+            return Path(*parts[:i], last_step(last), *parts[i + 1 :])
     return src
 
 
@@ -72,8 +80,8 @@ def resolve_checkpoint(directory: str | Path) -> Path:
     if (src / PRETRAINED_DIR / WEIGHTS_NAME).is_file():
         return src / PRETRAINED_DIR
     last = src / CHECKPOINTS_DIR / LAST_NAME
-    if last.is_file():
-        newest = src / CHECKPOINTS_DIR / last.read_text().strip() / PRETRAINED_DIR
+    if last.is_file() or last.is_symlink():
+        newest = src / CHECKPOINTS_DIR / last_step(last) / PRETRAINED_DIR
         if (newest / WEIGHTS_NAME).is_file():
             return newest
         raise FileNotFoundError(f"{last} names {newest}, which holds no {WEIGHTS_NAME}")

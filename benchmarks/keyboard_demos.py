@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from policy_results import COMMANDS, DATASET, EVAL_OVERRIDES, PICK, RESULTS, TWINARM, WORK  # noqa: E402
 
 import twinarm.cli.teleop_sim as teleop_sim  # noqa: E402
+from twinarm.agents.policy import resolve_checkpoint  # noqa: E402
 from twinarm.arms import SO101  # noqa: E402
 from twinarm.cli.main import main  # noqa: E402
 from twinarm.envs.experts import GRASP_OFFSET, grasp_yaw  # noqa: E402
@@ -164,7 +165,7 @@ def main_cli() -> None:
         train[train.index(flag) + 1] = str(max(1, args.steps // 4))
     if not (out / "checkpoints" / "last").exists():
         run(TWINARM + train)
-    last = (out / "checkpoints" / "last").read_text().strip()
+    last = resolve_checkpoint(out).parent.name  # the step `checkpoints/last` stands for
     results = {}
     for max_steps in (150, 300):  # the task's episode, and twice it: typed demonstrations take their time
         where = out / f"final_eval_{max_steps}steps"

@@ -50,6 +50,8 @@ from collections.abc import Sequence
 from functools import cache, partial
 from pathlib import Path
 
+from twinarm.agents.policy import last_step
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = Path(os.environ.get("TWINARM_RESULTS_WORK", ROOT / "outputs" / "policy_results"))
@@ -194,7 +196,7 @@ def train_and_eval(name: str, seed: int | None = None, steps: int | None = None,
         record()
     resume = ["--resume"] if (out / "checkpoints" / "last").exists() else []
     run(TWINARM + args + resume)
-    last = (out / "checkpoints" / "last").read_text().strip()
+    last = last_step(out / "checkpoints" / "last")
     run(TWINARM + ["eval", "--policy", str(out / "checkpoints" / last / "pretrained_model"), "--env", env_id,
                    "--episodes", "50", "--n-envs", "10", "--videos", "2", "--out", str(out / "final_eval"),
                    *EVAL_OVERRIDES.get(name, []), *in_precision])
@@ -230,9 +232,9 @@ def task_table(task: str, seed: int | None = None, min_std: float | None = None,
         for flag, value in (("--steps", steps), ("--save-freq", steps // 4), ("--eval-freq", steps // 4)):
             args[args.index(flag) + 1] = str(value)
     last = out / "checkpoints" / "last"
-    if not last.exists() or int(last.read_text()) < int(args[args.index("--steps") + 1]):
+    if not last.exists() or int(last_step(last)) < int(args[args.index("--steps") + 1]):
         run(TWINARM + args + (["--resume"] if last.exists() else []))
-    ckpt = out / "checkpoints" / last.read_text().strip() / "pretrained_model"
+    ckpt = out / "checkpoints" / last_step(last) / "pretrained_model"
     evaluate_once(ckpt, env_id, out / "final_eval", *EVAL_OVERRIDES.get(policy, []))
     robust = WORK / f"robustness_{name}"
     if seed is None and not (robust / "robustness.json").exists():
@@ -346,7 +348,7 @@ def sim2real(preset: str = "sim2real", seed: int | None = None) -> str:
     args = [str(data) if a == str(DATASET) else str(randomized) if a == str(WORK / "act") else a for a in args]
     args += [] if seed is None else ["--seed", str(seed)]
     last = randomized / "checkpoints" / "last"
-    if not last.exists() or int(last.read_text()) < int(args[args.index("--steps") + 1]):
+    if not last.exists() or int(last_step(last)) < int(args[args.index("--steps") + 1]):
         run(TWINARM + args + ["--randomization", preset] + (["--resume"] if last.exists() else []))
     if not (nominal / "checkpoints" / "last").exists():
         train_and_eval("act", seed)

@@ -100,7 +100,8 @@ def test_cli_train_then_eval_end_to_end(
     assert [int(r["step"]) for r in log] == [10, 20, 30]
     assert float(log[-1]["loss"]) < float(log[0]["loss"])
     assert json.loads((out / "config.json").read_text())["policy"] == "act"
-    assert (out / "checkpoints" / "last").read_text().strip() == "00000030"
+    assert os.readlink(out / "checkpoints" / "last") == "00000030"  # a relative link, as LeRobot's
+    assert (out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors").is_file()  # `cd last` works
     assert (out / "checkpoints" / "00000015" / "training_state.pt").is_file()
     evals = _rows(out / "eval_log.csv")
     assert len(evals) == 1 and 0.0 <= float(evals[0]["pc_success"]) <= 100.0

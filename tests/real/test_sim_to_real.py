@@ -137,7 +137,7 @@ def test_policy_trained_on_real_demos_runs_in_sim_and_on_the_real_arm(
                "--steps", "2", "--batch-size", "4", "--log-freq", "1", "--save-freq", "2", "--threads", "1",
                "--no-progress", *TINY_ACT])  # fmt: skip
     assert rc == 0
-    ckpt = run / "checkpoints" / (run / "checkpoints" / "last").read_text().strip() / "pretrained_model"
+    ckpt = run / "checkpoints" / "last" / "pretrained_model"
 
     rc = main(["eval", "--policy", str(ckpt), "--env", SIM, "--episodes", "1", "--max-steps", "5", "--videos", "0",
                "--threads", "1", "--out", str(tmp_path / "eval_sim")])  # fmt: skip

@@ -136,6 +136,25 @@ def test_an_unknown_flag_is_named_by_its_command_with_the_nearest_flags(capsys: 
                                  "you mean --steps?; --batch_size: did you mean --batch-size?")  # fmt: skip
 
 
+def test_lerobot_style_flags_get_twinarm_s_spelling(capsys: pytest.CaptureFixture[str]) -> None:
+    """A LeRobot user types `--policy.path=P --env.task=T --policy.n_action_steps=20 --eval.n_episodes 5`: each got
+    no hint (the dotted names are far from any flag); each now gets the twinarm flag, with its value."""
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--policy.path=/ckpt", "--env.task=SO101-PickCube-v0", "--policy.n_action_steps=20",
+              "--eval.n_episodes", "5", "--rename_map", "{}"])  # fmt: skip
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    for said in ("--policy.path: LeRobot's flag; twinarm's is --policy /ckpt",
+                 "--env.task: LeRobot's flag; twinarm's is --env twinarm/SO101-PickCube-v0",
+                 "--policy.n_action_steps: LeRobot's flag; twinarm's is --set n_action_steps=20",
+                 "--eval.n_episodes: LeRobot's flag; twinarm's is --episodes 5",
+                 "--rename_map: LeRobot's flag; twinarm's is --rename-feature POLICY_KEY=ENV_KEY"):  # fmt: skip
+        assert said in err, err
+    with pytest.raises(SystemExit):
+        main(["dataset", "info", "x", "--policy.path=/ckpt"])  # no --policy there: no twinarm flag to offer
+    assert "LeRobot's flag" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("argv", "said"), [
     (["record", "--root", "{tmp}/rec", "--episodes", "1", "--crf", "99"], "crf 99: libx264 takes 0..51"),
     (["record", "--root", "{tmp}/rec", "--episodes", "1", "--codec", "av1", "--crf", "-5"], "crf -5: libsvtav1 takes 0..63"),

@@ -148,11 +148,45 @@ def _unknown_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
 
 def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> None:
     """argparse's "unrecognized arguments" error, from the subcommand's own parser (its usage, its name) and with
-    the nearest flags it does have: `--perturbation` for `--perturbations`."""
+    the nearest flags it does have: `--perturbation` for `--perturbations`, and twinarm's spelling of a LeRobot
+    dotted flag (`--policy.path=P`: `--policy P`; `--policy.n_action_steps=20`: `--set n_action_steps=20`)."""
     flags = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
-    near = {e: difflib.get_close_matches(e.split("=", 1)[0], flags, n=2, cutoff=0.7) for e in extra if e.startswith("--")}
-    hint = "".join(f"; {e.split('=', 1)[0]}: did you mean {' or '.join(n)}?" for e, n in near.items() if n)
-    parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    hints = []
+    for i, e in enumerate(extra):
+        if not e.startswith("--"):
+            continue
+        name, _, value = e.partition("=")
+        if not value and i + 1 < len(extra) and not extra[i + 1].startswith("-"):
+            value = extra[i + 1]  # `--policy.path P`
+        ours = _lerobot_flag(name, value, flags)
+        if ours is not None and ("." in name or name in LEROBOT_FLAGS):
+            hints.append(f"; {name}: LeRobot's flag; twinarm's is {ours}")
+        elif near := difflib.get_close_matches(name, flags, n=2, cutoff=0.7):
+            hints.append(f"; {name}: did you mean {' or '.join(near)}?")
+    parser.error(f"unrecognized arguments: {' '.join(extra)}{''.join(hints)}")
+
+
+#: LeRobot's dotted flags -> twinarm's flag (`{}`: the value), where the command has that flag.
+LEROBOT_FLAGS = {"--policy.path": "--policy {}", "--policy.type": "--policy {}", "--dataset.repo_id": "--dataset {}",
+                 "--dataset.root": "--dataset {}", "--eval.n_episodes": "--episodes {}", "--eval.batch_size": "--n-envs {}",
+                 "--env.task": "--env twinarm/{}", "--env.type": "--env ID (`twinarm envs` lists them)",
+                 "--policy.device": "--device {}",
+                 "--rename_map": "--rename-feature POLICY_KEY=ENV_KEY (the other way round from LeRobot's map)"}  # fmt: skip
+
+
+def _lerobot_flag(name: str, value: str, flags: list[str]) -> str | None:
+    """The twinarm flag for a LeRobot-style one (`--policy.path`, `--policy.<field>`, `--env.task`, `--rename_map`),
+    with its value, when the command has it; None otherwise (`--batch_size` finds `--batch-size` as a near flag)."""
+    shown = value or "VALUE"
+    if name == "--env.task" and shown.startswith("twinarm/"):
+        shown = shown.removeprefix("twinarm/")
+    if name in LEROBOT_FLAGS:
+        ours = LEROBOT_FLAGS[name].format(shown)
+    elif name.startswith("--policy.") and "--set" in flags:
+        ours = f"--set {name.removeprefix('--policy.')}={shown}"
+    else:
+        return None
+    return ours if ours.split()[0] in flags else None
 
 
 def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> frozenset[str]:

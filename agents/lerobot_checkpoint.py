@@ -32,6 +32,8 @@ POSTPROCESSOR = "policy_postprocessor.json"
 TDMPC_IMAGE_KEY = "observation.image"
 #: Prefixes of twinarm's normalizer buffers, which LeRobot keeps in its processors instead.
 NORMALIZER_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
+#: The BatchNorm buffer that counts training steps (no effect on outputs), which LeRobot's frozen norms never keep.
+BATCH_COUNTER = ".num_batches_tracked"
 #: LeRobot fields about where and how it ran or was published: not part of the policy.
 _RUNTIME_FIELDS = {"type", "device", "use_amp", "use_peft", "push_to_hub", "repo_id", "private", "tags", "license",
                    "pretrained_path", "pretrained_revision"}  # fmt: skip
@@ -211,6 +213,11 @@ def _weights(
             continue
         out[twinarm_name(key, kind, image_key)] = value
     wanted = {k: v.shape for k, v in policy.state_dict().items() if not k.startswith(NORMALIZER_PREFIXES)}
+    # A BatchNorm's step counter, on either side alone, is ignored, as LeRobot's from_pretrained does (its
+    # FrozenBatchNorm2d drops it; twinarm's own exports of a batch_norm backbone wrote it before): it counts
+    # training steps and changes no output.
+    out = {k: v for k, v in out.items() if k in wanted or not k.endswith(BATCH_COUNTER)}
+    wanted = {k: v for k, v in wanted.items() if k in out or not k.endswith(BATCH_COUNTER)}
     missing = sorted(set(wanted) - set(out))
     extra = sorted(set(out) - set(wanted))
     if missing or extra:

@@ -10,6 +10,7 @@ stats. Each twinarm weight's LeRobot name is checked to read back to it (`lerobo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,10 @@ LEROBOT_PRESETS = {
     "diffusion": {"pretrained_backbone_weights": None, "resize_shape": None, "crop_ratio": 1.0},
     "tdmpc": {},
 }  # fmt: skip
+#: twinarm buffers LeRobot's network of that type does not have, left out so the export's tensors are exactly
+#: LeRobot's: ACT's backbone uses FrozenBatchNorm2d, which keeps no `num_batches_tracked` (twinarm's default
+#: `backbone_norm=batch_norm` does; it only counts training steps and changes no output).
+NOT_IN_LEROBOT = {"act": re.compile(r"(^|\.)num_batches_tracked$")}
 
 
 def save_lerobot(policy: Policy, directory: str | Path, lerobot_ddim: bool = False) -> Path:
@@ -98,7 +103,7 @@ def save_lerobot(policy: Policy, directory: str | Path, lerobot_ddim: bool = Fal
     state = {
         _lerobot_key(key, kind, image_key): value.detach().cpu().contiguous()
         for key, value in policy.state_dict().items()
-        if not key.startswith(NORMALIZER_PREFIXES)
+        if not key.startswith(NORMALIZER_PREFIXES) and not (kind in NOT_IN_LEROBOT and NOT_IN_LEROBOT[kind].search(key))
     }
     state.update(_fixed_buffers(policy))
     save_file(state, str(out / WEIGHTS_NAME))

@@ -190,3 +190,38 @@ def test_lerobot_per_camera_diffusion_encoders_read_as_the_shared_one(tmp_path: 
     batch = {"observation.state": torch.randn(1, 2, 6), "observation.images.front": torch.rand(1, 2, 3, 64, 80)}
     got, want = (p.predict_action_chunk(batch, generator=torch.Generator().manual_seed(3)) for p in (load_lerobot(lr), policy))
     torch.testing.assert_close(got, want)
+
+
+def test_default_batch_norm_act_exports_lerobots_tensors_and_reads_back(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """twinarm's default ACT backbone (`backbone_norm=batch_norm`) keeps `num_batches_tracked` counters, which
+    LeRobot's FrozenBatchNorm2d has not: the export leaves them out (its tensors are then exactly those of the
+    same policy with LeRobot's frozen norm, whose export lerobot 0.6.1 loads strict), and reading back gives the
+    same actions, through `twinarm eval` too. A LeRobot checkpoint holding such counters (twinarm's exports before)
+    still reads: they are ignored, as LeRobot's from_pretrained ignores them."""
+    from safetensors.torch import load_file, save_file
+
+    policy = tiny("act", CAMERA)
+    assert policy.config.backbone_norm == "batch_norm"
+    with torch.no_grad():  # trained running stats, so a read that dropped them would show
+        for name, buf in policy.named_buffers():
+            if name.endswith(("running_mean", "running_var")):
+                buf.copy_(torch.rand_like(buf) * 0.5 + (0.75 if name.endswith("var") else -0.25))
+            elif name.endswith("num_batches_tracked"):
+                buf.fill_(1234)
+    lr = save_lerobot(policy, tmp_path / "lr")
+    exported = load_file(str(lr / "model.safetensors"))
+    frozen = make_policy("act", input_features=CAMERA, output_features=OUT, stats=stats(CAMERA),
+                         backbone_norm="frozen_batch_norm", **TINY["act"])  # fmt: skip
+    assert set(exported) == set(load_file(str(save_lerobot(frozen, tmp_path / "frozen") / "model.safetensors")))
+    batch = {"observation.state": torch.randn(2, 6) * 20, "observation.images.front": torch.rand(2, 3, 64, 80)}
+    with torch.no_grad():
+        want = policy.predict_action_chunk(batch)
+        torch.testing.assert_close(load_lerobot(lr).predict_action_chunk(batch), want)
+        counters = {k.replace(".running_mean", ".num_batches_tracked"): torch.tensor(1234)
+                    for k in exported if k.endswith(".running_mean")}  # fmt: skip
+        save_file({**exported, **counters}, str(lr / "model.safetensors"))
+        torch.testing.assert_close(load_lerobot(lr).predict_action_chunk(batch), want)
+    assert main(["eval", "--policy", str(lr), "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1", "--n-envs", "1",
+                 "--videos", "0", "--max-steps", "2", "--threads", "1", "--out", str(tmp_path / "e")]) == 0  # fmt: skip
+    assert "a LeRobot act checkpoint" in capsys.readouterr().out

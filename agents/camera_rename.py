@@ -8,7 +8,7 @@ the renamed policy computes exactly what the trained one did from the same image
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from twinarm.agents.features import IMAGE_PREFIX
@@ -35,6 +35,28 @@ def check_camera_renames(features: Mapping[str, Mapping[str, Any]], rename: Mapp
     twice = sorted({k for k in after if after.count(k) > 1})
     if twice:
         raise CameraRenameError(f"{', '.join(twice)}: two inputs of {where} would have this name")
+
+
+def rename_map(pairs: Iterable[tuple[str, str]], inputs: Iterable[str] = ()) -> dict[str, str]:
+    """`--rename-feature OLD=NEW` pairs as one {OLD: NEW} map, checked before any checkpoint reader sees it.
+
+    Raise CameraRenameError when two features would end up under one key (two renames onto the same NEW, or a
+    rename onto a key another of the policy's `inputs` keeps, where given) or one OLD is renamed twice: a
+    policy would otherwise be fed one camera in two places and never see the other (as `twinarm dataset
+    rename-feature` refuses the same for a dataset)."""
+    out: dict[str, str] = {}
+    for old, new in pairs:
+        if out.get(old, new) != new:
+            raise CameraRenameError(f"{old}: renamed twice ({out[old]}, {new})")
+        out[old] = new
+    keys = list(inputs)
+    after = [(out.get(k, k), k) for k in keys] + [(new, old) for old, new in out.items() if old not in keys]
+    for key in dict.fromkeys(new for new, _ in after):
+        sources = [old for new, old in after if new == key]
+        if len(sources) > 1:
+            raise CameraRenameError(f"two features would be {key!r} ({' and '.join(sources)}): rename each "
+                                    "camera onto its own env camera")  # fmt: skip
+    return out
 
 
 def renamed_keys(mapping: Mapping[str, V], rename: Mapping[str, str]) -> dict[str, V]:

@@ -38,9 +38,8 @@ def check_fits(features: Mapping[str, Feature], policy_arm: str, spec: ArmSpec, 
     cams = list(space["pixels"].spaces) if "pixels" in space.spaces else []
     missing = [k[len(IMAGE_PREFIX):] for k in features if k.startswith(IMAGE_PREFIX) and k[len(IMAGE_PREFIX):] not in cams]
     if missing:
-        problems.append(f"it sees camera(s) {', '.join(missing)}, the env gives {', '.join(cams) or 'none'} (eval "
-                        f"--rename-feature {IMAGE_PREFIX}{missing[0]}={IMAGE_PREFIX}{(cams or ['<camera>'])[0]} maps "
-                        "a camera onto the env's; to train, a `twinarm dataset rename-feature` copy)")
+        problems.append(f"it sees camera(s) {', '.join(missing)}, the env gives {', '.join(cams) or 'none'} ("
+                        f"{_rename_hint(missing, cams, features)}; to train, a `twinarm dataset rename-feature` copy)")
     if ENV_STATE in features:
         has = space["environment_state"].shape[0] if "environment_state" in space.spaces else None
         if has != features[ENV_STATE].shape[0]:
@@ -51,6 +50,18 @@ def check_fits(features: Mapping[str, Feature], policy_arm: str, spec: ArmSpec, 
     if policy_arm != spec.name:
         warnings.warn(f"the policy was trained for the {policy_arm} arm and runs on {env_id} ({spec.name}): same "
                       "joints and units, other kinematics and joint ranges", OtherArmWarning, stacklevel=3)  # fmt: skip
+
+
+def _rename_hint(missing: list[str], cams: list[str], features: Mapping[str, Feature]) -> str:
+    """The `eval --rename-feature` pairs that put each of the policy's unmatched cameras, in order, onto a distinct
+    env camera no input of the policy already takes (one camera fed twice would leave another unseen)."""
+    free = [c for c in cams if IMAGE_PREFIX + c not in features]
+    pairs = [f"{IMAGE_PREFIX}{m}={IMAGE_PREFIX}{c}" for m, c in zip(missing, free, strict=False)]
+    left = missing[len(free):]
+    if not pairs:
+        return f"the env has no camera left for {', '.join(left)}: use an env with as many cameras as the policy"
+    hint = f"eval --rename-feature {' '.join(pairs)} maps {'them' if len(pairs) > 1 else 'it'} onto the env's"
+    return hint + (f"; the env has no camera left for {', '.join(left)}" if left else "")
 
 
 def _joint_problems(features: Mapping[str, Feature], spec: ArmSpec) -> list[str]:

@@ -5,6 +5,7 @@ under the old keys, for each policy type; wrong renames are refused by name."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from tests.agents.conftest import DOF, TINY
-from twinarm.agents.camera_rename import CameraRenameError
+from twinarm.agents.camera_rename import CameraRenameError, rename_map
 from twinarm.agents.features import Feature
 from twinarm.agents.policy import Policy
 from twinarm.agents.registry import make_policy
@@ -95,10 +96,42 @@ def test_eval_runs_a_policy_of_a_recordings_cameras_in_sim(tmp_path: Path, capsy
               "--videos", "0", "--max-steps", "2", "--threads", "1"]  # fmt: skip
     assert main([*common, "--out", str(tmp_path / "plain")]) == 1
     err = capsys.readouterr().err
-    assert "it sees camera(s) phone, laptop, the env gives front, wrist" in err and "--rename-feature" in err
+    assert "it sees camera(s) phone, laptop, the env gives front, wrist" in err
+    assert f"(eval --rename-feature {PHONE}={FRONT} {LAPTOP}={WRIST} maps them onto the env's;" in err  # every pair
+    # One rename given: the hint maps the camera still unmatched onto the env camera not yet taken, never `front`.
+    assert main([*common, "--rename-feature", f"{LAPTOP}={FRONT}", "--out", str(tmp_path / "one")]) == 1
+    err = capsys.readouterr().err
+    assert "it sees camera(s) phone, the env gives front, wrist" in err
+    assert f"(eval --rename-feature {PHONE}={WRIST} maps it onto the env's;" in err
     with pytest.raises(SystemExit):
         main([*common, "--rename-feature", f"{LAPTOP}={FRONT}", "--rename-feature", f"{PHONE}={FRONT}"])
-    assert "--rename-feature observation.images.front: two inputs of" in capsys.readouterr().err
+    assert f"--rename-feature: two features would be '{FRONT}' ({LAPTOP} and {PHONE})" in capsys.readouterr().err
     assert main([*common, "--rename-feature", f"{LAPTOP}={FRONT}", "--rename-feature", f"{PHONE}={WRIST}",
                  "--out", str(tmp_path / "e")]) == 0  # fmt: skip
     assert json.loads((tmp_path / "e" / "eval_info.json").read_text())["select_action_ms"]["calls"] == 2
+    # Several pairs after one flag, as LeRobot users write rename maps.
+    assert main([*common, "--rename-feature", f"{LAPTOP}={FRONT}", f"{PHONE}={WRIST}", "--out", str(tmp_path / "f")]) == 0
+
+
+def test_rename_map_refuses_two_features_onto_one_key() -> None:
+    assert rename_map([(LAPTOP, FRONT), (PHONE, WRIST)], [PHONE, LAPTOP]) == TO_SIM
+    with pytest.raises(CameraRenameError, match=f"two features would be '{FRONT}' \\({LAPTOP} and {PHONE}\\)"):
+        rename_map([(LAPTOP, FRONT), (PHONE, FRONT)])
+    with pytest.raises(CameraRenameError, match=f"two features would be '{FRONT}' \\({FRONT} and {LAPTOP}\\)"):
+        rename_map([(LAPTOP, FRONT)], [FRONT, LAPTOP])  # onto a camera the policy keeps
+    with pytest.raises(CameraRenameError, match=f"{LAPTOP}: renamed twice"):
+        rename_map([(LAPTOP, FRONT), (LAPTOP, WRIST)])
+
+
+def test_eval_refuses_a_lerobot_checkpoints_two_cameras_onto_one_key(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """LeRobot's checkpoints are read by another loader; its renames are checked against config.json's inputs."""
+    src = Path(__file__).resolve().parents[1] / "fixtures/lerobot_policies/tdmpc_camera/pretrained_model"
+    dst = tmp_path / "two_cams"
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config["input_features"][FRONT] = {"type": "VISUAL", "shape": list(CAM)}
+    (dst / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit):
+        main(["eval", "--policy", str(dst), "--rename-feature", f"observation.image={FRONT}", "--out", str(tmp_path / "e")])
+    assert f"--rename-feature: two features would be '{FRONT}' (observation.image and {FRONT})" in capsys.readouterr().err

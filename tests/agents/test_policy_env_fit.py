@@ -25,8 +25,8 @@ def test_a_so101_camera_policy_is_refused_on_aloha(tiny_act_checkpoint) -> None:
     assert str(info.value) == (
         "the policy does not fit twinarm/Aloha-TransferCube-v0: its actions are 6-D, the aloha arm has 14 joints; "
         "its observation.state is 6-D, the aloha arm has 14 joints; it sees camera(s) front, wrist, the env gives top "
-        "(eval --rename-feature observation.images.front=observation.images.top maps a camera onto the env's; to "
-        "train, a `twinarm dataset rename-feature` copy)")
+        "(eval --rename-feature observation.images.front=observation.images.top maps it onto the env's; the env has "
+        "no camera left for wrist; to train, a `twinarm dataset rename-feature` copy)")
 
 
 def test_another_tasks_object_poses_are_named(capsys: pytest.CaptureFixture[str]) -> None:

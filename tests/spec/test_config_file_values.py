@@ -92,6 +92,9 @@ def test_lists_scalars_and_mappings_take_the_options_shape(tmp_path: Path) -> No
     for text in ("camera_map: {laptop: front, phone: wrist}\n", "camera_map: [laptop=front, phone=wrist]\n"):
         args = parse(["replay", "--config", str(write(tmp_path, text)), "--dataset", "d", "--env", "twinarm/SO101-Reach-v0"])
         assert args.camera_map == ["laptop=front", "phone=wrist"], text
+    for text in ("rename_feature: {a: b, c: d}\n", "rename_feature: [a=b, [c, d]]\n"):  # --rename-feature too
+        args = parse(["eval", "--config", str(write(tmp_path, text))])
+        assert args.rename_features == [("a", "b"), ("c", "d")], text
 
 
 @pytest.mark.parametrize(
@@ -101,7 +104,8 @@ def test_lists_scalars_and_mappings_take_the_options_shape(tmp_path: Path) -> No
          "--steps", "7", "--image-size", "48", "64", "--set", "chunk_size=10", "--set", "name=x", "--no-progress",
          "--no-ema", "--randomization", "sim2real", "--output-dir", "out"],
         ["eval", "--policy", "ckpt", "--episodes", "2", "--set", "n_action_steps=5", "--rename-feature",
-         "observation.images.top=observation.images.front", "--no-yield-cores", "--camera", "front=0"],
+         "observation.images.top=observation.images.front", "observation.images.cam=observation.images.wrist",
+         "--rename-feature", "a=b", "--no-yield-cores", "--camera", "front=0"],
         ["robustness", "--policy", "p", "--env", "twinarm/SO101-Reach-v0", "--sweep", "latency", "--episodes", "3"],
         ["record", "--root", "r", "--only-success", "--obs-type", "state", "--codec", "av1", "--no-progress"],
         ["replay", "--dataset", "d", "--env", "twinarm/SO101-Reach-v0", "--episode", "3", "5-8", "--no-video"],

@@ -122,6 +122,8 @@ def convert(parser: argparse.ArgumentParser, action: argparse.Action, value: Any
         if isinstance(value, dict) and _takes_pairs(action):
             several = action.nargs not in (None, argparse.OPTIONAL)  # each occurrence a list of pairs (--camera-map)
             occurrences = [[[k, v]] if several else [k, v] for k, v in value.items()]
+        elif isinstance(value, list) and _takes_pairs(action) and isinstance(action, argparse._ExtendAction):
+            occurrences = [[v] for v in value]  # each item one pair: "a=b", [a, b] (a saved config's) or {a: b}
         stored = [_store(parser, action, v) for v in occurrences]
         if isinstance(action, argparse._ExtendAction):  # the occurrences' values join one list, as on the command line
             return [x for v in stored for x in (v if isinstance(v, list) else [v])]

@@ -88,10 +88,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
         help="override an inference setting of the policy config (JSON value), e.g. --set n_action_steps=20",
     )
-    p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, action="append", default=[],
-                   metavar="OLD=NEW", help="a policy's camera under the env's name (repeatable), e.g. "
-                   "observation.images.laptop=observation.images.front for a policy trained on a LeRobot "
-                   "recording, or LeRobot TD-MPC's observation.image=observation.images.front")
+    p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, nargs="+", action="extend",
+                   default=[], metavar="OLD=NEW", help="a policy's camera under the env's name, one or more pairs "
+                   "(the flag may repeat), e.g. observation.images.laptop=observation.images.front "
+                   "observation.images.phone=observation.images.wrist for a policy trained on a LeRobot "
+                   "recording, or LeRobot TD-MPC's observation.image=observation.images.front; two cameras "
+                   "onto one key are refused")
     p.add_argument("--async-envs", action="store_true", help="run the envs in subprocesses (started from a "
                    "forkserver: in Python, evaluate(use_async=True) then needs the `if __name__ == \"__main__\":` "
                    "guard, as multiprocessing does)")
@@ -264,21 +266,26 @@ def run(args: argparse.Namespace) -> int:
 def load_policy(args: argparse.Namespace) -> Any:
     """`--policy` (a resolved checkpoint folder: twinarm's, or LeRobot's read for `--env`'s arm, its features
     renamed by `--rename-feature`) with `--set` overrides; parser errors name what does not fit."""
-    from twinarm.agents.camera_rename import CameraRenameError
+    from twinarm.agents.camera_rename import CameraRenameError, rename_map
     from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint, load_lerobot
     from twinarm.agents.policy import ConfigOverrideError, Policy
 
     overrides = dict(args.policy_overrides or {})
-    if not is_lerobot_checkpoint(args.policy):
+    lerobot = is_lerobot_checkpoint(args.policy)
+    try:  # two features onto one key are refused before a reader could silently keep one of them
+        rename = rename_map(args.rename_features or [], _checkpoint_inputs(args.policy) if lerobot else ())
+    except CameraRenameError as exc:
+        args._parser.error(f"--rename-feature: {exc}")
+    if not lerobot:
         try:
-            return Policy.from_pretrained(args.policy, overrides=overrides, rename=dict(args.rename_features))
+            return Policy.from_pretrained(args.policy, overrides=overrides, rename=rename)
         except ConfigOverrideError as exc:
             args._parser.error(f"--set {exc}")
         except CameraRenameError as exc:
             args._parser.error(f"--rename-feature {exc}")
     arm = env_entry(args._parser, args.env).arm
     try:
-        policy = load_lerobot(args.policy, arm=arm, overrides=overrides, rename=dict(args.rename_features))
+        policy = load_lerobot(args.policy, arm=arm, overrides=overrides, rename=rename)
     except ConfigOverrideError as exc:
         args._parser.error(f"--set {exc}")
     except LeRobotCheckpointError as exc:
@@ -286,6 +293,17 @@ def load_policy(args: argparse.Namespace) -> Any:
     print(f"policy: a LeRobot {policy.name} checkpoint, read as twinarm's for the {arm} arm (its dataset's units "
           f"must be the arm spec's: degrees, gripper 0..100)")
     return policy
+
+
+def _checkpoint_inputs(directory: Path) -> list[str]:
+    """The input feature keys a LeRobot checkpoint's config.json names (none when it cannot be read: the
+    checkpoint reader then says why)."""
+    import json
+
+    try:
+        return list(json.loads((Path(directory) / "config.json").read_text()).get("input_features") or {})
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def _to_int8(args: argparse.Namespace, policy: Any) -> None:

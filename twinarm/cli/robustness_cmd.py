@@ -62,8 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode, the same for every row")
     p.add_argument("--set", dest="policy_overrides", type=policy_kv, action="append", default=[],
                    metavar="FIELD=VALUE", help="override an inference setting of the policy config")
-    p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, action="append", default=[],
-                   metavar="OLD=NEW", help="a policy's camera under the env's name (repeatable, as on eval)")
+    p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, nargs="+", action="extend",
+                   default=[], metavar="OLD=NEW", help="a policy's camera under the env's name, one or more pairs "
+                   "(the flag may repeat), as on eval")
     p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"), help="env image size")
     p.add_argument("--videos", type=at_least(0), default=0, help="episodes per perturbation saved as mp4 (default: 0)")
     p.add_argument("--max-steps", type=at_least(1), default=None, help="cut episodes at this many steps (default: the env's)")

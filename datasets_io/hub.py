@@ -87,4 +87,4 @@ def download(repo_id: str, *, revision: str | None = None, local_dir: str | Path
             return Path(path)
         except (RevisionNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError) as exc:
             last = exc
-    raise DatasetError(f"dataset {repo_id!r}: not a local directory and could not be fetched from the Hub ({last})")
+    raise DatasetError(f"dataset {repo_id!r}: not a local directory and could not be fetched from the Hub ({last})") from last

@@ -31,6 +31,18 @@ LOCK_PATH = "meta/.twinarm_lock"
 #: The options `twinarm record` / `teleop --record` ran with (env or port, repo id, next seed), beside the dataset.
 RECORD_PATH = "meta/twinarm_record.json"
 
+
+
+def lerobot_home() -> Path:
+    """LeRobot's local dataset folder (`HF_LEROBOT_HOME`, default `$HF_HOME/lerobot`, i.e.
+    `~/.cache/huggingface/lerobot`), read at each call: `LeRobotDataset("me/rec")` finds a dataset recorded
+    or downloaded there as `<home>/me/rec`, so twinarm's repo ids look there too before going online."""
+    if home := os.getenv("HF_LEROBOT_HOME"):
+        return Path(home).expanduser()
+    hf_home = os.getenv("HF_HOME") or os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(hf_home).expanduser() / "lerobot"
+
+
 #: Columns every LeRobot dataset carries, whatever the robot.
 DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
     "timestamp": {"dtype": "float32", "shape": [1], "names": None},

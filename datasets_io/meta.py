@@ -22,6 +22,7 @@ from twinarm.datasets_io.layout import (
     STATS_PATH,
     TASKS_PATH,
     DatasetError,
+    lerobot_home,
     load_json,
     read_parquet,
     sorted_parquet_files,
@@ -152,7 +153,9 @@ _HUB_REPO_ID = re.compile(r"[\w-][\w.-]*/[\w-][\w.-]*")
 
 
 def resolve_root(repo_id_or_root: str | Path, root: str | Path | None = None, revision: str | None = None) -> Path:
-    """A local dataset directory for a path or a Hub repo id (downloaded into the HF cache)."""
+    """A local dataset directory for a path or a Hub repo id: a path that exists wins; a repo id is looked up in
+    LeRobot's local dataset folder (`$HF_LEROBOT_HOME/OWNER/NAME`, where `LeRobotDataset(repo_id)` finds it),
+    else downloaded into the HF cache."""
     if root is not None:
         p = Path(root)
         if (p / INFO_PATH).exists():
@@ -170,6 +173,14 @@ def resolve_root(repo_id_or_root: str | Path, root: str | Path | None = None, re
     if not _HUB_REPO_ID.fullmatch(str(repo_id_or_root)):  # a path, or a bare name: not a Hub repo id
         raise DatasetError(f"{p}: no such dataset directory" + (
             "" if "/" in str(repo_id_or_root) else " (a Hub dataset is named OWNER/NAME)"))
+    home = lerobot_home() / str(repo_id_or_root)
+    if (home / INFO_PATH).is_file():  # where LeRobotDataset(repo_id) records and finds it (its default root)
+        return home
     from twinarm.datasets_io.hub import download
 
-    return download(str(repo_id_or_root), revision=revision)
+    try:
+        return download(str(repo_id_or_root), revision=revision)
+    except DatasetError as exc:
+        raise DatasetError(f"dataset {str(repo_id_or_root)!r}: not a local directory, not in LeRobot's local "
+                           f"dataset folder ({home}: HF_LEROBOT_HOME/OWNER/NAME) and could not be fetched from the "
+                           f"Hub ({exc.__cause__ or exc})") from exc

@@ -47,3 +47,27 @@ def test_a_push_that_cannot_reach_the_hub_is_one_line(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert err.startswith(f"twinarm dataset: error: pushing {root} to the Hub dataset repo me/ds failed: ")
     assert "Traceback" not in err
+
+
+def test_a_repo_id_is_found_in_lerobots_local_dataset_folder(tmp_path, monkeypatch, capsys):
+    """`LeRobotDataset("me/rec")` reads `$HF_LEROBOT_HOME/me/rec` (its default root); twinarm's repo ids look
+    there first too, offline, and a local path named as such still wins; the not-found message names the folder."""
+    import huggingface_hub.constants as c
+
+    from twinarm.cli.main import main
+
+    home = tmp_path / "lerobot_home"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hf/hub"))
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(home))
+    write_dataset(home / "me/rec", [4, 3])
+    ds = LeRobotDatasetReader("me/rec")
+    assert len(ds) == 7 and ds.root == home / "me/rec"
+    assert main(["dataset", "info", "me/rec"]) == 0
+    monkeypatch.chdir(tmp_path)  # ./me/rec, a path that exists, wins over the repo id
+    write_dataset(tmp_path / "me/rec", [2])
+    assert len(LeRobotDatasetReader("me/rec")) == 2
+    with pytest.raises(DatasetError, match=f"not in LeRobot's local dataset folder \\({home / 'me/gone'}: "
+                                           "HF_LEROBOT_HOME/OWNER/NAME\\) and could not be fetched from the Hub"):
+        LeRobotDatasetReader("me/gone")

@@ -27,6 +27,8 @@ from twinarm.agents.lerobot_checkpoint import (
 from twinarm.agents.lerobot_names import lerobot_name, twinarm_name
 from twinarm.agents.policy import CONFIG_NAME, WEIGHTS_NAME, Policy
 
+#: The Diffusion config field whose True value (DDIM only) LeRobot cannot sample with.
+CLIPPED_DDIM = "use_clipped_model_output"
 NORMALIZER_STATE = "policy_preprocessor_step_3_normalizer_processor.safetensors"
 UNNORMALIZER_STATE = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
 EPS = 1e-8  # LeRobot's normalizer epsilon, the same as twinarm's
@@ -66,10 +68,11 @@ NOT_IN_LEROBOT = {"act": re.compile(r"(^|\.)num_batches_tracked$")}
 def save_lerobot(policy: Policy, directory: str | Path, lerobot_ddim: bool = False) -> Path:
     """Write `policy` into `directory` as LeRobot 0.6 saves a `pretrained_model/`; returns the directory.
 
-    LeRobot samples Diffusion's DDIM with the noise estimate as the model gave it: a policy with
+    LeRobot samples Diffusion's DDIM with the noise estimate as the model gave it: a DDIM policy with
     `use_clipped_model_output=True` (twinarm's default) is refused unless set to False first, or switched to
     LeRobot's sampler by `lerobot_ddim` (which sets it on `policy`), since LeRobot would otherwise sample a
-    (slightly) different policy. LeRobot 0.6's TD-MPC plans only from a camera keyed
+    (slightly) different policy. DDPM (twinarm's default scheduler) steps from the clean-sample estimate alone, in
+    twinarm as in diffusers' DDPMScheduler (whose step has no such option), so it is exported whatever the flag. LeRobot 0.6's TD-MPC plans only from a camera keyed
     `observation.image` (under any other name its `select_action` fails), so TD-MPC's camera is written under
     that key, and the preprocessor's rename step maps the env's camera onto it (as LeRobot's own rename map)."""
     kind = policy.name
@@ -78,10 +81,11 @@ def save_lerobot(policy: Policy, directory: str | Path, lerobot_ddim: bool = Fal
     cfg = policy.config
     if kind == "diffusion" and lerobot_ddim:
         cfg.use_clipped_model_output = False
-    if kind == "diffusion" and cfg.use_clipped_model_output:
+    if kind == "diffusion" and cfg.noise_scheduler_type == "DDIM" and cfg.use_clipped_model_output:
         raise LeRobotCheckpointError(
-            "use_clipped_model_output=True: LeRobot's DDIM takes the noise estimate from the model's output; set "
-            "policy.config.use_clipped_model_output = False (and evaluate it so) before saving for LeRobot"
+            f"DDIM with {CLIPPED_DDIM}=True (twinarm's default): twinarm's DDIM takes its noise estimate from the "
+            "clipped clean sample, LeRobot's from the model's output as it is, so LeRobot would sample a (slightly) "
+            "different policy"
         )
     rename = {cfg.image_keys[0]: TDMPC_IMAGE_KEY} if kind == "tdmpc" and cfg.image_keys else {}
     out = Path(directory)

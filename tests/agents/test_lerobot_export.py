@@ -116,7 +116,7 @@ def test_files_are_laid_out_as_lerobot_writes_them(tmp_path: Path, kind: str) ->
 def test_what_lerobot_would_run_differently_is_refused(tmp_path: Path) -> None:
     policy = tiny("diffusion")
     policy.config.use_clipped_model_output = True
-    with pytest.raises(LeRobotCheckpointError, match="use_clipped_model_output=True: LeRobot's DDIM"):
+    with pytest.raises(LeRobotCheckpointError, match="DDIM with use_clipped_model_output=True .twinarm's default.: "):
         save_lerobot(policy, tmp_path / "a")
 
 
@@ -156,7 +156,9 @@ def test_export_then_eval_through_the_cli(tmp_path: Path, capsys: pytest.Capture
     policy.save_pretrained(tmp_path / "tw")
     with pytest.raises(SystemExit):
         main(["export-lerobot", "--policy", str(tmp_path / "tw"), "--out", str(tmp_path / "lr")])
-    assert "(--lerobot-ddim to export it sampling as LeRobot does)" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert ": pass --lerobot-ddim to export it sampling as LeRobot does" in said
+    assert "or train it with --set use_clipped_model_output=false" in said and "policy.config" not in said
     assert main(["export-lerobot", "--policy", str(tmp_path / "tw"), "--out", str(tmp_path / "lr"), "--lerobot-ddim"]) == 0
     assert "wrote a LeRobot diffusion checkpoint" in capsys.readouterr().out
     with pytest.raises(SystemExit):
@@ -225,3 +227,23 @@ def test_default_batch_norm_act_exports_lerobots_tensors_and_reads_back(tmp_path
     assert main(["eval", "--policy", str(lr), "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1", "--n-envs", "1",
                  "--videos", "0", "--max-steps", "2", "--threads", "1", "--out", str(tmp_path / "e")]) == 0  # fmt: skip
     assert "a LeRobot act checkpoint" in capsys.readouterr().out
+
+
+def test_default_ddpm_diffusion_exports_as_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """twinarm's default Diffusion (DDPM, use_clipped_model_output=True) is exported without --lerobot-ddim: a DDPM
+    step uses only the clipped clean-sample estimate (twinarm's scheduler, and diffusers' DDPMScheduler.step, which
+    LeRobot samples with, has no such option), so the export samples exactly as twinarm does. DDIM is still refused
+    (test_export_then_eval_through_the_cli)."""
+    torch.manual_seed(0)
+    ddpm = {**TINY["diffusion"], "noise_scheduler_type": "DDPM", "num_train_timesteps": 20, "num_inference_steps": None}
+    ddpm.pop("use_clipped_model_output")
+    policy = make_policy("diffusion", input_features=STATE, output_features=OUT, stats=stats(STATE), **ddpm).eval()
+    assert policy.config.use_clipped_model_output is True and policy.config.noise_scheduler_type == "DDPM"
+    policy.save_pretrained(tmp_path / "tw")
+    assert main(["export-lerobot", "--policy", str(tmp_path / "tw"), "--out", str(tmp_path / "lr")]) == 0
+    assert "wrote a LeRobot diffusion checkpoint" in capsys.readouterr().out
+    batch = {"observation.state": torch.randn(2, 2, 6) * 20, "observation.environment_state": torch.randn(2, 2, 7) * 0.1}
+    again = load_lerobot(tmp_path / "lr")
+    assert again.config.noise_scheduler_type == "DDPM"
+    got, want = (p.predict_action_chunk(batch, generator=torch.Generator().manual_seed(3)) for p in (again, policy))
+    torch.testing.assert_close(got, want)

@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder to write (created; must not hold a checkpoint)")
     p.add_argument("--lerobot-ddim", action="store_true",
                    help="Diffusion: sample DDIM as LeRobot does (noise estimate from the model's output) instead of "
-                   "refusing a policy set to take it from the clipped clean sample (twinarm's default); the exported "
-                   "policy then differs slightly from the one evaluated in twinarm")
+                   "refusing a DDIM policy set to take it from the clipped clean sample (twinarm's default); the exported "
+                   "policy then differs slightly from the one evaluated in twinarm. DDPM (the default scheduler) "
+                   "samples alike either way and is exported as it is")
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
@@ -57,5 +58,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def lerobot_ddim_hint(exc: Exception) -> str:
-    """What to add to an export refused for twinarm's DDIM variant (the flag that switches it), else nothing."""
-    return " (--lerobot-ddim to export it sampling as LeRobot does)" if "use_clipped_model_output" in str(exc) else ""
+    """What to add to an export refused for twinarm's DDIM variant (the CLI's two ways out), else nothing."""
+    from twinarm.agents.lerobot_export import CLIPPED_DDIM
+
+    if CLIPPED_DDIM not in str(exc):
+        return ""
+    return (f": pass --lerobot-ddim to export it sampling as LeRobot does (it then differs slightly from the policy "
+            f"evaluated in twinarm), or train it with --set {CLIPPED_DDIM}=false")

@@ -161,8 +161,21 @@ def _mismatch(key: str, b: tuple[Path, dict[str, Any]], a: tuple[Path, dict[str,
         return (f"feature {key!r}: {img} stores it as images, {vid} as video; encode {img}'s images with "
                 f"`twinarm dataset convert-to-video {img} OUT` and merge OUT instead")
     what = "video codec, pixel format or size" if a[1]["dtype"] == "video" else "dtype, shape or names"
-    return (f"feature {key!r}: {b[0]} and {a[0]} differ in {what} ({b[0]}: {_describe(b[1])}; {a[0]}: "
-            f"{_describe(a[1])}); videos are copied, not re-encoded, so they must match")
+    out = (f"feature {key!r}: {b[0]} and {a[0]} differ in {what} ({b[0]}: {_describe(b[1])}; {a[0]}: "
+           f"{_describe(a[1])})")
+    if a[1]["dtype"] != "video" or b[1]["dtype"] != "video":
+        return out
+    out += "; videos are copied, not re-encoded, so they must match"
+    ia, ib = a[1].get("info") or {}, b[1].get("info") or {}
+    size = ("video.height", "video.width")
+    if [ia.get(k) for k in size] == [ib.get(k) for k in size]:  # a codec or pixel format: both still train
+        out += f". Train on both without merging: `twinarm train --dataset {a[0]} --dataset {b[0]} ...`"
+        codec = ia.get("video.codec")
+        from twinarm.datasets_io.video import CODECS
+
+        if codec != ib.get("video.codec") and codec in CODECS:
+            out += f"; or record with `twinarm record --codec {codec}` so that a recording merges with {a[0]}"
+    return out
 
 
 def _describe(ft: dict[str, Any]) -> str:

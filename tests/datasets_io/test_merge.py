@@ -92,8 +92,12 @@ def test_merge_refuses_what_does_not_fit(tmp_path: Path) -> None:
         merge_datasets([a, b], tmp_path / "x")
     c = tmp_path / "c"
     write_dataset(c, [3], video_codec="av1")
-    with pytest.raises(DatasetError, match="'observation.images.front'.*video codec, pixel format or size"):
+    with pytest.raises(DatasetError, match="'observation.images.front'.*video codec, pixel format or size") as info:
         merge_datasets([a, c], tmp_path / "x")
+    # with the ways out: co-train on both unmerged, or record in the other's codec
+    assert str(info.value).endswith(f"so they must match. Train on both without merging: `twinarm train --dataset {a} "
+                                    f"--dataset {c} ...`; or record with `twinarm record --codec h264` so that a "
+                                    f"recording merges with {a}")  # fmt: skip
     with pytest.raises(DatasetError, match="two datasets or more"):
         merge_datasets([a], tmp_path / "x")
     with pytest.raises(DatasetError, match=r"/a is given more than once \(as .*/a and .*/b/\.\./a\): each dataset's episodes go in once"):

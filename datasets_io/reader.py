@@ -119,9 +119,16 @@ def _camera_keys(names: Sequence[str], camera_keys: Sequence[str], root: Path) -
 class LeRobotDatasetReader(torch.utils.data.Dataset):
     """A LeRobot v3 dataset as a torch Dataset returning LeRobot's sample dicts.
 
+    Called as twinarm's `LeRobotDatasetReader("data/rec")` or as LeRobot's `LeRobotDataset` is,
+    `LeRobotDatasetReader(repo_id="me/rec", root="data/rec")`, so that LeRobot code switches by its class name.
+
     Args:
-        repo_id_or_root: a local dataset directory or a Hub repo id (`user/name`).
-        root: local directory for a Hub download (default: the HF cache; `HF_HUB_OFFLINE=1` works).
+        repo_id_or_root: a local dataset directory or a Hub repo id (`user/name`, found in LeRobot's local
+            dataset folder `$HF_LEROBOT_HOME/user/name`, else downloaded).
+        repo_id: LeRobot's keyword for the same (give one of the two); with `root`, only the dataset's name.
+        root: the dataset's local directory, as LeRobot's `root`: read when it holds a dataset (it wins over
+            the repo id), else the repo id is downloaded into it (default: the HF cache; `HF_HUB_OFFLINE=1`
+            works).
         episodes: restrict to these episode indices.
         delta_timestamps: {feature: [seconds...]} gives stacked values plus `<feature>_is_pad`.
         tolerance_s: LeRobot's timestamp tolerance for deltas and video frames.
@@ -140,8 +147,9 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        repo_id_or_root: str | Path,
+        repo_id_or_root: str | Path | None = None,
         *,
+        repo_id: str | None = None,
         root: str | Path | None = None,
         episodes: Sequence[int] | None = None,
         delta_timestamps: dict[str, Sequence[float]] | None = None,
@@ -154,8 +162,13 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         cameras: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        self.root = resolve_root(repo_id_or_root, root, revision)
-        self.repo_id = str(repo_id_or_root)
+        if repo_id_or_root is not None and repo_id is not None:
+            raise TypeError("LeRobotDatasetReader: give the dataset once, as repo_id_or_root or as repo_id=")
+        name = repo_id_or_root if repo_id_or_root is not None else repo_id
+        if name is None and root is None:
+            raise TypeError("LeRobotDatasetReader: missing the dataset: a directory or repo id, repo_id= or root=")
+        self.root = resolve_root(name, root, revision) if name is not None else resolve_root(root)  # type: ignore[arg-type]
+        self.repo_id = str(name) if name is not None else self.root.name
         self.meta = DatasetMeta(self.root)
         self.fps = self.meta.fps
         self.features = self.meta.features
@@ -244,6 +257,12 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
     @property
     def num_frames(self) -> int:
         return len(self._rows)
+
+    @property
+    def camera_keys(self) -> list[str]:
+        """The dataset's camera feature keys (video and image), as LeRobot's `camera_keys`; `cameras` holds
+        those the samples carry (all of them unless `cameras=` chose some)."""
+        return list(self.meta.camera_keys)
 
     @property
     def num_episodes(self) -> int:

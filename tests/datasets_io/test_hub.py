@@ -71,3 +71,25 @@ def test_a_repo_id_is_found_in_lerobots_local_dataset_folder(tmp_path, monkeypat
     with pytest.raises(DatasetError, match=f"not in LeRobot's local dataset folder \\({home / 'me/gone'}: "
                                            "HF_LEROBOT_HOME/OWNER/NAME\\) and could not be fetched from the Hub"):
         LeRobotDatasetReader("me/gone")
+
+
+def test_the_reader_is_called_as_lerobots_dataset_is(tmp_path, monkeypatch):
+    """`LeRobotDatasetReader(repo_id=..., root=...)` as `LeRobotDataset(repo_id=..., root=...)`: root wins when it
+    holds the dataset, repo_id alone resolves as a repo id; `camera_keys` lists the camera features."""
+    import huggingface_hub.constants as c
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hf/hub"))
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "home"))
+    write_dataset(tmp_path / "x", [4, 3])
+    ds = LeRobotDatasetReader(repo_id="local/x", root=tmp_path / "x")
+    assert len(ds) == 7 and ds.root == tmp_path / "x" and ds.repo_id == "local/x"
+    assert ds.camera_keys == ["observation.images.wrist", "observation.images.front"]  # in features order
+    assert LeRobotDatasetReader(root=tmp_path / "x").root == tmp_path / "x"
+    shutil.copytree(tmp_path / "x", tmp_path / "home/local/y")
+    assert len(LeRobotDatasetReader(repo_id="local/y")) == 7
+    with pytest.raises(TypeError, match="give the dataset once"):
+        LeRobotDatasetReader(tmp_path / "x", repo_id="local/x")
+    with pytest.raises(TypeError, match="missing the dataset"):
+        LeRobotDatasetReader()

@@ -116,6 +116,14 @@ def encoder_options(codec: str, crf: int | None = None, gop: int | None = None, 
     return opts
 
 
+def quiet_svt_av1() -> None:
+    """Keep SVT-AV1's log to its errors: it prints ~25 `Svt[info]` lines of its configuration (and a thread
+    priority warning) to stderr straight from C at every encoder it opens, past FFmpeg's log level, so an AV1
+    recording's progress drowned in them. SVT reads `SVT_LOG` (1: errors; 2: warnings; 3: info, its default)
+    when an encoder starts; a value the user set is kept."""
+    os.environ.setdefault("SVT_LOG", "1")
+
+
 class EpisodeEncoder:
     """Encodes one episode of one camera into an in-memory mp4 as frames arrive (no PNG staging)."""
 
@@ -131,6 +139,8 @@ class EpisodeEncoder:
         opts = dict(options if options is not None else CODECS[codec][1])
         if codec == "h264":
             opts = x264_deterministic(opts)
+        if codec == "av1":
+            quiet_svt_av1()
         self._stream = self._out.add_stream(CODECS[codec][0], rate=fps)
         self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, PIX_FMT
         if "g" in opts:

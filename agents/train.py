@@ -182,7 +182,19 @@ def policy_from_checkpoint(tc: TrainConfig, fresh: Any, stats: Mapping[str, Any]
     raw = json.loads((src / CONFIG_NAME).read_text())
     if raw.get("type") != tc.policy:
         raise PolicyConfigError(f"--init-from {src} holds a {raw.get('type')!r} policy, not {tc.policy!r}")
-    cfg = get_config_class(tc.policy).from_dict({**raw, **tc.policy_overrides})
+    norms = tuple(f"{n}." for n in ("normalize_inputs", "normalize_targets", "unnormalize_outputs"))
+    from twinarm.agents.lerobot_checkpoint import is_lerobot_checkpoint
+
+    lerobot = is_lerobot_checkpoint(src)
+    if lerobot:  # read as `twinarm eval` reads it: LeRobot's config fields and tensor names made twinarm's
+        base, weights = _lerobot_start(src, fresh.arm)
+    else:
+        base = raw
+        weights = {k: v for k, v in load_file(str(src / WEIGHTS_NAME)).items() if not k.startswith(norms)}
+    try:
+        cfg = get_config_class(tc.policy).from_dict({**base, **tc.policy_overrides})
+    except ValueError as exc:
+        raise PolicyConfigError(f"--init-from {src / CONFIG_NAME}: {exc}") from None
     for side in ("input_features", "output_features"):
         theirs, ours = getattr(cfg, side), getattr(fresh, side)
         differ = sorted(k for k in {*theirs, *ours} if theirs.get(k) != ours.get(k))
@@ -196,8 +208,6 @@ def policy_from_checkpoint(tc: TrainConfig, fresh: Any, stats: Mapping[str, Any]
                       "joints and units, other kinematics and joint ranges", OtherArmWarning, stacklevel=2)  # fmt: skip
     cfg.arm = fresh.arm
     policy = get_policy_class(tc.policy)(cfg, stats)
-    norms = tuple(f"{n}." for n in ("normalize_inputs", "normalize_targets", "unnormalize_outputs"))
-    weights = {k: v for k, v in load_file(str(src / WEIGHTS_NAME)).items() if not k.startswith(norms)}
     own = policy.state_dict()
     reshaped = [f"{k} {tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in weights.items()
                 if k in own and own[k].shape != v.shape]
@@ -210,8 +220,23 @@ def policy_from_checkpoint(tc: TrainConfig, fresh: Any, stats: Mapping[str, Any]
     missing = [k for k in missing if not k.startswith(norms)]
     if missing or unexpected:
         raise PolicyConfigError(f"--init-from {src}: weights missing {missing[:5]}, unexpected {unexpected[:5]}")
-    print(f"initialized from {src} ({len(weights)} tensors); normalization: the dataset's stats")
+    what = "a LeRobot checkpoint, " if lerobot else ""
+    print(f"initialized from {src} ({what}{len(weights)} tensors); normalization: the dataset's stats")
     return policy
+
+
+def _lerobot_start(src: Path, arm: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The twinarm config (as a dict) and weights (twinarm's names, no normalizer buffers) of the LeRobot checkpoint
+    `src`, read by `lerobot_checkpoint` as `twinarm eval` reads it; what it cannot read is a PolicyConfigError
+    naming the file and field (one CLI error line)."""
+    from twinarm.agents.lerobot_checkpoint import NORMALIZER_PREFIXES, LeRobotCheckpointError, load_lerobot
+
+    try:
+        policy = load_lerobot(src, arm=arm)
+    except LeRobotCheckpointError as exc:
+        raise PolicyConfigError(f"--init-from {exc}") from None
+    weights = {k: v for k, v in policy.state_dict().items() if not k.startswith(NORMALIZER_PREFIXES)}
+    return policy.config.to_dict(), weights
 
 
 # ----- the loops ------------------------------------------------------------------------------------------

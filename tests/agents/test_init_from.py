@@ -107,3 +107,58 @@ def test_online_tdmpc_is_told_it_starts_from_scratch(act_run: Path, tmp_path: Pa
     with pytest.raises(ValueError, match="--init-from starts offline training .* online TD-MPC starts from scratch"):
         train(TrainConfig(policy="tdmpc", env="twinarm/SO101-Reach-v0", output_dir=str(tmp_path), steps=1,
                           init_from=str(act_run), threads=1, progress=False, device="cpu"))
+
+
+LEROBOT_FIXTURES = Path(__file__).parents[1] / "fixtures/lerobot_policies"
+
+
+def _cli_train(init_from: Path, dataset: Path, out: Path, *extra: str) -> int:
+    return main(["train", "--init-from", str(init_from), "--dataset", str(dataset), "--output-dir", str(out),
+                 "--steps", "1", "--batch-size", "4", "--eval-freq", "0", "--threads", "1", "--no-progress", *extra])
+
+
+@pytest.mark.parametrize("kind", ["act", "diffusion"])
+def test_fine_tunes_a_lerobot_written_checkpoint(scripted_dataset: Path, tmp_path: Path, kind: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint LeRobot 0.6.1 wrote (its config fields, tensor names, processor files) starts fine-tuning as
+    `twinarm eval` reads it: the same weights, the dataset's stats; through the CLI, the type from its config."""
+    from twinarm.agents.lerobot_checkpoint import NORMALIZER_PREFIXES, load_lerobot
+    from twinarm.agents.train import build_policy_offline
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+    ckpt = LEROBOT_FIXTURES / f"{kind}_state" / "pretrained_model"
+    tc = TrainConfig(policy=kind, dataset=str(scripted_dataset), output_dir=str(tmp_path), init_from=str(ckpt))
+    start = build_policy_offline(tc, LeRobotDatasetReader(scripted_dataset)).state_dict()
+    read = {k: v for k, v in load_lerobot(ckpt).state_dict().items() if not k.startswith(NORMALIZER_PREFIXES)}
+    assert set(read) <= set(start) and all(torch.equal(start[k], v) for k, v in read.items())
+    assert _cli_train(ckpt, scripted_dataset, tmp_path / "tuned") == 0
+    assert f"initialized from {ckpt} (a LeRobot checkpoint, {len(read)} tensors)" in capsys.readouterr().out
+    assert Policy.from_pretrained(tmp_path / "tuned").name == kind
+
+
+def test_fine_tunes_a_twinarm_export(scripted_dataset: Path, act_run: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`export-lerobot`'s folder starts from the weights of the run it was exported from."""
+    assert main(["export-lerobot", "--policy", str(act_run), "--out", str(tmp_path / "exp")]) == 0
+    assert _cli_train(tmp_path / "exp", scripted_dataset, tmp_path / "tuned") == 0
+    assert "(a LeRobot checkpoint, " in capsys.readouterr().out
+    from twinarm.agents.train import build_policy_offline
+    from twinarm.datasets_io.reader import LeRobotDatasetReader
+
+    tc = TrainConfig(policy="act", dataset=str(scripted_dataset), output_dir=str(tmp_path), init_from=str(tmp_path / "exp"))
+    start, base = build_policy_offline(tc, LeRobotDatasetReader(scripted_dataset)).state_dict(), _weights(act_run)
+    assert all(torch.equal(start[k], base[k]) for k in base if not k.startswith(NORMS))
+
+
+def test_a_lerobot_checkpoint_it_cannot_take_is_one_error_line(scripted_dataset: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    ckpt = tmp_path / "lr"
+    shutil.copytree(LEROBOT_FIXTURES / "act_state" / "pretrained_model", ckpt)
+    raw = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**raw, "replace_final_stride_with_dilation": True}))
+    assert _cli_train(ckpt, scripted_dataset, tmp_path / "a") == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"--init-from {ckpt / 'config.json'}: replace_final_stride_with_dilation=True" in err
+    assert not (tmp_path / "a").exists()

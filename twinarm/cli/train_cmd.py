@@ -98,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="fine-tune: start from this policy checkpoint's weights (a run folder, its pretrained_model/ or a "
-                   "Hub repo id), "
+                   "Hub repo id; twinarm's or LeRobot's, read as `twinarm eval --policy` reads it), "
                    "e.g. a sim-trained policy on real recordings. Its config is the run's (--set changes inference or "
                    "horizon fields; one that changes the architecture is refused), --policy defaults to its type, the "
                    "dataset's stats normalize, the optimizer and learning-rate schedule start fresh")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,9 @@ def test_interrupted_recording_resumes_without_repeating_a_seed(
     monkeypatch.setattr(DatasetWriter, "commit", commit)
     assert main([*args, "--episodes", "2", "--resume"]) == 0
     assert json.loads((root / "meta/twinarm_record.json").read_text())["next_seed"] == 5
+    # the summary gives the dataset's fps and, apart, how fast the frames were recorded (not a dataset fps)
+    assert re.search(r"saved 2 episode\(s\) \(\d+ frames at 30 fps, recorded at \d+ frames/s\) from 2 rollout",
+                     capsys.readouterr().out)  # fmt: skip
     actions = _episode_actions(root)
     assert len(actions) == 4  # seeds 0, 1, then 3, 4 (seed 2's episode was lost to the interrupt, not repeated)
     for a, b in itertools.combinations(actions, 2):

@@ -281,7 +281,8 @@ def run(args: argparse.Namespace) -> int:
     writer.finalize()
     save_next_seed(summary.next_seed)
     print(
-        f"{root}: saved {summary.saved} episode(s) ({summary.frames} frames, {summary.fps:.0f} frames/s) from "
+        f"{root}: saved {summary.saved} episode(s) ({summary.frames} frames at {spec.control_hz} fps, recorded "
+        f"at {summary.fps:.0f} frames/s) from "
         f"{summary.attempted} rollout(s), {summary.successes} successful; dataset now has "
         f"{before + summary.saved} episodes. Task: {task!r}"
     )

@@ -58,27 +58,46 @@ class DatasetError(Exception):
 
 
 class WriteLock:
-    """An exclusive, non-blocking flock on `meta/.twinarm_lock` (released by the OS if the holder dies)."""
+    """An exclusive, non-blocking flock on `meta/.twinarm_lock` (released by the OS if the holder dies).
+
+    The file exists only while held: `release` deletes it, so a finished dataset carries no twinarm file that
+    LeRobot's `push_to_hub` would upload. A holder killed before releasing leaves it unlocked; the next
+    `acquire` takes it over. Since a file may be deleted between another process opening and locking it,
+    `acquire` keeps a lock only on the file the path still names."""
 
     def __init__(self, root: Path) -> None:
         self.path = Path(root) / LOCK_PATH
         self._fd: int | None = None
+        self._pid = 0
 
     def acquire(self) -> bool:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
+        for _ in range(100):  # a retry only follows a release that deleted the file this one opened
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return False
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd, self._pid = fd, os.getpid()
+                return True
+            os.close(fd)  # locked a file its holder had just deleted: lock the one the path names now
+        return False
 
     def release(self) -> None:
         if self._fd is not None:
+            if self._pid == os.getpid():  # not a forked child's copy: the parent still holds the lock
+                try:
+                    self.path.unlink()  # while still locked, so no one else can hold this file meanwhile
+                except FileNotFoundError:
+                    pass
             os.close(self._fd)
             self._fd = None
 

@@ -16,7 +16,7 @@ import pytest
 from ds_helpers import write_dataset
 
 from twinarm.datasets_io import writer as writer_mod
-from twinarm.datasets_io.layout import JOURNAL_PATH, DatasetError
+from twinarm.datasets_io.layout import JOURNAL_PATH, LOCK_PATH, DatasetError, WriteLock
 from twinarm.datasets_io.reader import LeRobotDatasetReader
 from twinarm.datasets_io.validator import check_dataset
 from twinarm.datasets_io.writer import DatasetWriter, repair
@@ -77,6 +77,46 @@ def test_sigkill_mid_recording_then_resume(tmp_path):
                      "observation.images.wrist": np.full((32, 48, 3), t, np.uint8)}, task="After the crash.")
     assert w.save_episode() == n
     assert assert_consistent(root) == n + 1
+    w.finalize()
+    assert not (root / LOCK_PATH).exists()  # the killed writer's stale lock was taken over, then removed
+
+
+def test_the_write_lock_file_exists_only_while_held(tmp_path, monkeypatch):
+    """A finished dataset carries no `meta/.twinarm_lock` (LeRobot's push_to_hub would upload it); a held one
+    still keeps every other writer, reader and repair out, and a forked child's copy does not drop it."""
+    root = tmp_path / "ds"
+    write_dataset(root, [3])
+    assert not (root / LOCK_PATH).exists()
+    w = DatasetWriter.resume(root)
+    assert (root / LOCK_PATH).exists() and not WriteLock(root).acquire()
+    with pytest.raises(DatasetError, match="another process is writing"):
+        DatasetWriter.resume(root)
+    pid = os.fork()
+    if pid == 0:  # a forked child (a DataLoader worker, say) dropping its copy of the writer
+        w._lock.release()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert (root / LOCK_PATH).exists() and not WriteLock(root).acquire()
+    w.finalize()
+    assert not (root / LOCK_PATH).exists()
+    # a file its holder deletes between another's open and flock is not kept: the file the path names is locked
+    import fcntl
+
+    holder, real_flock, calls = WriteLock(root), fcntl.flock, []
+    assert holder.acquire()
+
+    def flock_after_the_holder_released(fd: int, op: int) -> None:
+        if not calls:
+            holder.release()  # unlinks the file this acquire has just opened
+        calls.append(fd)
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_the_holder_released)
+    other = WriteLock(root)
+    assert other.acquire() and len(calls) == 2 and (root / LOCK_PATH).exists()
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    assert not WriteLock(root).acquire()
+    other.release()
 
 
 @pytest.mark.parametrize("fail_at", range(7))  # journal + tasks, video, data, episodes, stats, info

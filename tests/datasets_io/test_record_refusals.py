@@ -84,7 +84,7 @@ def test_resume_on_a_folder_that_is_no_dataset_says_what_resume_does(tmp_path: P
 def test_resume_says_which_flag_matches_the_dataset(tmp_path: Path, stored: dict, flags: list[str], said: str) -> None:
     root = tmp_path / "ds"
     so101_dataset(root, **stored)
-    (root / LOCK_PATH).unlink()  # as in a dataset twinarm never wrote (LeRobot's)
+    assert not (root / LOCK_PATH).exists()  # a finished dataset keeps no lock file, as one LeRobot wrote
     with pytest.raises(SystemExit) as exc:
         main(record(root, "--resume", *flags))
     assert str(exc.value) == f"{root}: cannot append, it differs from {PICK} at {SIZE}: {said}"

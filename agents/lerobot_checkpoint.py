@@ -13,12 +13,14 @@ such a dataset to degrees).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 
@@ -82,14 +84,15 @@ def is_lerobot_checkpoint(directory: str | Path) -> bool:
 
 def load_lerobot(
     directory: str | Path, arm: str = "so101", overrides: dict[str, Any] | None = None,
-    rename: dict[str, str] | None = None,
+    rename: dict[str, str] | None = None, notes: bool = True,
 ) -> Policy:
     """The twinarm policy equal to the LeRobot checkpoint in `directory`, for `arm` (see the module's note on
     units); `overrides` set inference fields of twinarm's config, as `Policy.from_pretrained`'s do; `rename`
     maps LeRobot feature keys to twinarm's (a camera must be `observation.images.<camera>` of the env, e.g.
     LeRobot TD-MPC's `observation.image` -> `observation.images.front`), like LeRobot's own rename map; where
     the checkpoint's preprocessor renames an env camera onto such a camera feature (twinarm's TD-MPC exports do),
-    that is the default."""
+    that is the default. `notes`: print what is read otherwise than its files say (input features LeRobot
+    leaves unnormalized for want of stats)."""
     from twinarm.agents.registry import get_policy_class
 
     src = Path(directory)
@@ -103,7 +106,7 @@ def load_lerobot(
     cameras = [k for k, f in config["input_features"].items() if f.kind == "VISUAL"]
     renamed = _renamed(config, {**_processor_renames(src, config), **dict(rename or {})}, src / CONFIG_NAME)
     klass.config_class.check_overrides(overrides or {})  # a ConfigOverrideError names the field and the fix
-    stats = {renamed.get(k, k): v for k, v in _stats(src, config).items()}
+    stats = {renamed.get(k, k): v for k, v in _stats(src, config, notes).items()}
     config["input_features"] = {renamed.get(k, k): f for k, f in config["input_features"].items()}
     policy = klass(klass.config_class(**{**config, **dict(overrides or {})}), stats)
     state = load_file(str(src / WEIGHTS_NAME))
@@ -182,8 +185,11 @@ def _config(raw: dict[str, Any], path: Path, reader: _Reader, config_class: type
     return {**config, **reader.preset}
 
 
-def _stats(src: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per-feature stats from the checkpoint's normalizer and unnormalizer state files."""
+def _stats(src: Path, config: dict[str, Any], notes: bool = True) -> dict[str, dict[str, Any]]:
+    """Per-feature stats from the checkpoint's normalizer and unnormalizer state files. An input feature its
+    normalizer has no stats for (a checkpoint trained with LeRobot's `--rename_map` keeps the dataset's camera
+    keys' stats, not the policy's) gets identity stats, as LeRobot leaves it unnormalized, with a printed note
+    (`notes`); an action without stats, or no stats at all, is an error."""
     flat: dict[str, torch.Tensor] = {}
     for name in (PREPROCESSOR, POSTPROCESSOR):
         pipeline = _read_json(src / name) if (src / name).is_file() else {"steps": []}
@@ -197,9 +203,37 @@ def _stats(src: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     features = {**config["input_features"], **config["output_features"]}
     modes = config.get("normalization_mapping", {})
     missing = [k for k, f in features.items() if k not in stats and modes.get(f.kind) != "identity"]
+    skipped = [k for k in missing if k in config["input_features"]] if stats else []
+    missing = [k for k in missing if k not in skipped]
     if missing:
         raise LeRobotCheckpointError(f"{src / PREPROCESSOR}: no normalization stats for {missing}")
-    return {k: stats[k] for k in features if k in stats}
+    out = {k: stats[k] for k in features if k in stats}
+    if skipped:  # LeRobot's normalizer passes a feature it has no stats for through as it is, in training and eval
+        out.update({k: _identity_stats(features[k].shape) for k in skipped})
+        if notes:
+            print(_skipped_note(src, skipped, sorted(set(stats) - set(features))))
+    return out
+
+
+def _identity_stats(shape: tuple[int, ...]) -> dict[str, Any]:
+    """Stats under which twinarm's normalizer leaves a feature as it is (exactly, in float32: mean 0 and std 1, or
+    min -1 and max 1; an image's per channel), as twinarm's Normalizer starts before stats are loaded."""
+    size = (shape[0], 1, 1) if len(shape) == 3 else shape
+    return {"mean": np.zeros(size, np.float32), "std": np.ones(size, np.float32),
+            "min": -np.ones(size, np.float32), "max": np.ones(size, np.float32)}  # fmt: skip
+
+
+def _skipped_note(src: Path, skipped: list[str], others: list[str]) -> str:
+    """The note for input features read unnormalized: which, why, and the training's rename map where saved."""
+    train = src / "train_config.json"
+    rename = None
+    if train.is_file():
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            rename = json.loads(train.read_text()).get("rename_map")
+    why = f"its stats are under {others}" if others else "it has no stats for them"
+    said = f" (trained with rename_map {json.dumps(rename)}, {train.name})" if rename else ""
+    return (f"normalization: {src}: {skipped} left unnormalized, as LeRobot runs this checkpoint (its "
+            f"normalizer skips features without stats): {why}{said}")
 
 
 def _weights(

@@ -232,7 +232,7 @@ def _lerobot_start(src: Path, arm: str) -> tuple[dict[str, Any], dict[str, torch
     from twinarm.agents.lerobot_checkpoint import NORMALIZER_PREFIXES, LeRobotCheckpointError, load_lerobot
 
     try:
-        policy = load_lerobot(src, arm=arm)
+        policy = load_lerobot(src, arm=arm, notes=False)  # its stats are not used: the dataset's normalize
     except LeRobotCheckpointError as exc:
         raise PolicyConfigError(f"--init-from {exc}") from None
     weights = {k: v for k, v in policy.state_dict().items() if not k.startswith(NORMALIZER_PREFIXES)}

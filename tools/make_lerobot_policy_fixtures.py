@@ -187,11 +187,54 @@ def diffusion_cameras_case(out: Path, separate: bool = True) -> None:
     save_file({**raw, "action_chunk": chunk.contiguous()}, out / "io.safetensors")
 
 
+def act_rename_map_case(out: Path) -> None:
+    """An ACT with two 48x64 cameras (front, wrist) saved as `lerobot-train --policy.path=... --rename_map=...`
+    (0.6.1) saves a fine-tune on a dataset whose cameras are `laptop`/`phone`: the preprocessor renames them onto
+    the policy's cameras, but the normalizer's stats stay under the dataset's keys, so LeRobot never normalizes
+    the images (its normalizer skips features without stats); `train_config.json` holds the rename map. Its chunk
+    is LeRobot's for inputs under the policy's keys (as an env gives them). Not kept in git (a ResNet-18):
+    tests/agents/test_lerobot_rename_map.py writes it when lerobot is installed."""
+    import json
+
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.act.configuration_act import ACTConfig
+    from lerobot.policies.act.modeling_act import ACTPolicy
+    from lerobot.policies.factory import make_pre_post_processors
+    from safetensors.torch import save_file
+
+    rename = {"observation.images.laptop": "observation.images.front", "observation.images.phone": "observation.images.wrist"}
+    torch.manual_seed(0)
+    features = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE,))}
+    features.update({key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, 48, 64)) for key in rename.values()})
+    cfg = ACTConfig(
+        input_features=features, output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(STATE,))},
+        pretrained_backbone_weights=None, device="cpu", dim_model=32, n_heads=2, dim_feedforward=64, chunk_size=10,
+        n_action_steps=10, latent_dim=8, n_encoder_layers=2, n_vae_encoder_layers=2,
+    )  # fmt: skip
+    policy = ACTPolicy(cfg).eval()
+    stats = _stats({"observation.state": STATE, "action": STATE})
+    for i, key in enumerate(rename):  # the dataset's camera keys
+        stats[key] = {"mean": torch.full((3, 1, 1), 0.3 + 0.2 * i), "std": torch.full((3, 1, 1), 0.2 + 0.1 * i),
+                      "min": torch.zeros(3, 1, 1), "max": torch.ones(3, 1, 1)}  # fmt: skip
+    pre, post = make_pre_post_processors(cfg, dataset_stats=stats,
+                                         preprocessor_overrides={"rename_observations_processor": {"rename_map": rename}})  # fmt: skip
+    for part in (policy, pre, post):
+        part.save_pretrained(out / "pretrained_model")
+    (out / "pretrained_model" / "train_config.json").write_text(json.dumps({"rename_map": rename}, indent=4))
+    g = torch.Generator().manual_seed(1)
+    raw = {"observation.state": torch.randn(2, STATE, generator=g) * 20}
+    raw.update({key: torch.rand(2, 3, 48, 64, generator=g) for key in rename.values()})
+    with torch.no_grad():
+        chunk = post(policy.predict_action_chunk(pre(dict(raw))))
+    save_file({**raw, "action_chunk": chunk.contiguous()}, out / "io.safetensors")
+
+
 NOISE_SEED = 3  # the generator seed of the diffusion case's initial noise
 CASES = {"act_state": act_case, "diffusion_state": diffusion_case, "tdmpc_state": tdmpc_case,
          "tdmpc_camera": tdmpc_camera_case}  # fmt: skip
 EXTRA_CASES = {"diffusion_cameras": diffusion_cameras_case,  # too large for git; written on demand
-               "diffusion_cameras_shared": lambda out: diffusion_cameras_case(out, separate=False)}
+               "diffusion_cameras_shared": lambda out: diffusion_cameras_case(out, separate=False),
+               "act_rename_map": act_rename_map_case}
 
 
 def main() -> None:

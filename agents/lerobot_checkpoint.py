@@ -26,14 +26,12 @@ from safetensors.torch import load_file
 
 from twinarm.agents.features import IMAGE_PREFIX, Feature
 from twinarm.agents.lerobot_names import twinarm_name
-from twinarm.agents.policy import CONFIG_NAME, STATS_NAME, WEIGHTS_NAME, Policy
+from twinarm.agents.policy import CONFIG_NAME, NORMALIZER_PREFIXES, STATS_NAME, WEIGHTS_NAME, Policy
 
 PREPROCESSOR = "policy_preprocessor.json"
 POSTPROCESSOR = "policy_postprocessor.json"
 #: The one camera key LeRobot 0.6's TD-MPC plans from.
 TDMPC_IMAGE_KEY = "observation.image"
-#: Prefixes of twinarm's normalizer buffers, which LeRobot keeps in its processors instead.
-NORMALIZER_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
 #: The BatchNorm buffer that counts training steps (no effect on outputs), which LeRobot's frozen norms never keep.
 BATCH_COUNTER = ".num_batches_tracked"
 #: LeRobot fields about where and how it ran or was published: not part of the policy.

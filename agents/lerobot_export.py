@@ -18,14 +18,13 @@ import torch
 from safetensors.torch import save_file
 
 from twinarm.agents.lerobot_checkpoint import (
-    NORMALIZER_PREFIXES,
     POSTPROCESSOR,
     PREPROCESSOR,
     TDMPC_IMAGE_KEY,
     LeRobotCheckpointError,
 )
 from twinarm.agents.lerobot_names import lerobot_name, twinarm_name
-from twinarm.agents.policy import CONFIG_NAME, WEIGHTS_NAME, Policy
+from twinarm.agents.policy import CONFIG_NAME, NORMALIZER_PREFIXES, WEIGHTS_NAME, Policy
 
 #: The Diffusion config field whose True value (DDIM only) LeRobot cannot sample with.
 CLIPPED_DDIM = "use_clipped_model_output"

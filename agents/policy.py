@@ -43,6 +43,9 @@ STATS_NAME = "normalization.safetensors"
 CHECKPOINTS_DIR = "checkpoints"
 LAST_NAME = "last"
 PRETRAINED_DIR = "pretrained_model"
+#: Prefixes of a policy's normalizer buffers (the stats it carries beside its weights: LeRobot keeps them in its
+#: processors, and --init-from takes the new dataset's instead).
+NORMALIZER_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
 
 
 def last_step(last: Path) -> str:

@@ -40,7 +40,14 @@ from twinarm.agents.features import inputs_for_obs_type, split_features
 from twinarm.agents.normalize import floor_spread
 from twinarm.agents.optimizer import make_optimizer, make_scheduler
 from twinarm.agents.periodic_eval import curve_title, eval_row, report_eval
-from twinarm.agents.policy import CONFIG_NAME, WEIGHTS_NAME, Policy, PolicyConfigError, resolve_checkpoint
+from twinarm.agents.policy import (
+    CONFIG_NAME,
+    NORMALIZER_PREFIXES,
+    WEIGHTS_NAME,
+    Policy,
+    PolicyConfigError,
+    resolve_checkpoint,
+)
 from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.registry import get_config_class, get_policy_class
 from twinarm.agents.run_log import RunLog, plot_run
@@ -182,7 +189,7 @@ def policy_from_checkpoint(tc: TrainConfig, fresh: Any, stats: Mapping[str, Any]
     raw = json.loads((src / CONFIG_NAME).read_text())
     if raw.get("type") != tc.policy:
         raise PolicyConfigError(f"--init-from {src} holds a {raw.get('type')!r} policy, not {tc.policy!r}")
-    norms = tuple(f"{n}." for n in ("normalize_inputs", "normalize_targets", "unnormalize_outputs"))
+    norms = NORMALIZER_PREFIXES
     from twinarm.agents.lerobot_checkpoint import is_lerobot_checkpoint
 
     lerobot = is_lerobot_checkpoint(src)
@@ -229,7 +236,7 @@ def _lerobot_start(src: Path, arm: str) -> tuple[dict[str, Any], dict[str, torch
     """The twinarm config (as a dict) and weights (twinarm's names, no normalizer buffers) of the LeRobot checkpoint
     `src`, read by `lerobot_checkpoint` as `twinarm eval` reads it; what it cannot read is a PolicyConfigError
     naming the file and field (one CLI error line)."""
-    from twinarm.agents.lerobot_checkpoint import NORMALIZER_PREFIXES, LeRobotCheckpointError, load_lerobot
+    from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, load_lerobot
 
     try:
         policy = load_lerobot(src, arm=arm, notes=False)  # its stats are not used: the dataset's normalize

@@ -122,7 +122,8 @@ def test_fine_tunes_a_lerobot_written_checkpoint(scripted_dataset: Path, tmp_pat
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A checkpoint LeRobot 0.6.1 wrote (its config fields, tensor names, processor files) starts fine-tuning as
     `twinarm eval` reads it: the same weights, the dataset's stats; through the CLI, the type from its config."""
-    from twinarm.agents.lerobot_checkpoint import NORMALIZER_PREFIXES, load_lerobot
+    from twinarm.agents.lerobot_checkpoint import load_lerobot
+    from twinarm.agents.policy import NORMALIZER_PREFIXES
     from twinarm.agents.train import build_policy_offline
     from twinarm.datasets_io.reader import LeRobotDatasetReader
 

@@ -132,6 +132,8 @@ def test_an_unknown_flag_is_named_by_its_command_with_the_nearest_flags(capsys: 
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: twinarm train ")  # the subcommand's usage, not the top-level one
+    assert err.splitlines()[0] == "usage: twinarm train [options]   (every option: twinarm train --help)"
+    assert len(err.splitlines()) == 2  # its forty options' full usage (twenty lines) buried the error line
     assert err.rstrip().endswith("twinarm train: error: unrecognized arguments: --stepz 5 --batch_size 4; --stepz: did "
                                  "you mean --steps?; --batch_size: did you mean --batch-size?")  # fmt: skip
 

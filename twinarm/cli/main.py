@@ -8,7 +8,7 @@ import importlib
 import os
 import sys
 import warnings
-from typing import Any
+from typing import Any, NoReturn
 
 from twinarm.cli.config_file import (
     CONFIG_FLAG,
@@ -66,12 +66,30 @@ class _RawShowDefaults(_ShowDefaults, argparse.RawDescriptionHelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """Every subcommand's parser shows its defaults (keeping a hand-laid-out description as it is)."""
+    """Every subcommand's parser shows its defaults (keeping a hand-laid-out description as it is), and its errors
+    under a short usage: `train` and `eval` have some forty options, whose full usage (twenty lines) buried the
+    one error line."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raw = kwargs.get("formatter_class") is argparse.RawDescriptionHelpFormatter
         kwargs["formatter_class"] = _RawShowDefaults if raw else _ShowDefaults
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        usage = self.format_usage()
+        if usage.count("\n") > 3:
+            usage = f"usage: {self._short_usage()}   (every option: {self.prog} --help)\n"
+        self.exit(2, f"{usage}{self.prog}: error: {message}\n")
+
+    def _short_usage(self) -> str:
+        """The command, its required options and its positionals, then `[options]`."""
+        words = [self.prog]
+        for action in self._actions:
+            if action.option_strings and action.required:
+                words.append(f"{max(action.option_strings, key=len)} {action.metavar or action.dest.upper()}")
+            elif not action.option_strings and not isinstance(action, argparse._SubParsersAction):
+                words.append(str(action.metavar or action.dest))
+        return " ".join([*words, "[options]"])
 
 
 def build_parser() -> argparse.ArgumentParser:

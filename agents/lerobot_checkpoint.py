@@ -80,6 +80,26 @@ def is_lerobot_checkpoint(directory: str | Path) -> bool:
     return (d / CONFIG_NAME).is_file() and (d / PREPROCESSOR).is_file() and not (d / STATS_NAME).is_file()
 
 
+def recorded_arm(directory: str | Path) -> str | None:
+    """The twinarm arm whose recordings trained the LeRobot checkpoint in `directory`, when that dataset is on this
+    machine: its train_config.json's `dataset.root`, or `dataset.repo_id` in LeRobot's local dataset folder, and
+    that dataset's `robot_type`. None when any of it is missing (a Hub checkpoint, data kept elsewhere): the
+    checkpoint itself does not say which arm it drives."""
+    from twinarm.arms import ARMS
+    from twinarm.datasets_io.layout import INFO_PATH, lerobot_home
+
+    try:
+        dataset = json.loads((Path(directory) / "train_config.json").read_text()).get("dataset") or {}
+        places = [Path(dataset["root"])] if isinstance(dataset.get("root"), str) else []
+        if isinstance(dataset.get("repo_id"), str):
+            places.append(lerobot_home() / dataset["repo_id"])
+        info = next((p / INFO_PATH for p in places if (p / INFO_PATH).is_file()), None)
+        robot = json.loads(info.read_text()).get("robot_type") if info is not None else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return next((name for name, spec in ARMS.items() if robot in (spec.robot_type, spec.name)), None)
+
+
 def load_lerobot(
     directory: str | Path, arm: str = "so101", overrides: dict[str, Any] | None = None,
     rename: dict[str, str] | None = None, notes: bool = True,

@@ -57,6 +57,31 @@ def test_eval_runs_a_lerobot_checkpoint_in_sim(tmp_path: Path, capsys: pytest.Ca
     assert info["aggregated"]["n_episodes"] == 1 and info["select_action_ms"]["calls"] == 12
 
 
+def test_a_lerobot_checkpoint_of_another_arms_recordings_is_warned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A LeRobot checkpoint was read for the env's arm whatever it was trained on (a twinarm checkpoint on another
+    arm is warned); where its train_config.json names a dataset that is here (root, or repo id in LeRobot's local
+    folder), the dataset's robot_type gives its arm, and running it on another arm is warned as twinarm's are."""
+    from twinarm.agents.env_io import OtherArmWarning
+    from twinarm.agents.lerobot_checkpoint import recorded_arm
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(CKPT, ckpt)
+    assert recorded_arm(ckpt) is None  # no train_config.json: nothing says
+    home = tmp_path / "lerobot_home"
+    (home / "me/koch_pick/meta").mkdir(parents=True)
+    (home / "me/koch_pick/meta/info.json").write_text(json.dumps({"robot_type": "koch_follower"}))
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(home))
+    (ckpt / "train_config.json").write_text(json.dumps({"dataset": {"repo_id": "me/koch_pick", "root": None}}))
+    assert recorded_arm(ckpt) == "koch"
+    with pytest.warns(OtherArmWarning, match=r"trained for the koch arm and runs on twinarm/SO101-PickCube-v0"):
+        assert main(["eval", "--policy", str(ckpt), "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1",
+                     "--videos", "0", "--max-steps", "3", "--threads", "1", "--out", str(tmp_path / "e")]) == 0  # fmt: skip
+    assert "read as twinarm's for the koch arm (its training dataset's arm;" in capsys.readouterr().out
+    (ckpt / "train_config.json").write_text(json.dumps({"dataset": {"repo_id": "me/elsewhere"}}))
+    assert recorded_arm(ckpt) is None  # the data is not here: the env's arm, as before
+
+
 def copy_with(tmp_path: Path, **config: object) -> Path:
     dst = tmp_path / "pretrained_model"
     shutil.copytree(CKPT, dst)

@@ -267,7 +267,12 @@ def load_policy(args: argparse.Namespace) -> Any:
     """`--policy` (a resolved checkpoint folder: twinarm's, or LeRobot's read for `--env`'s arm, its features
     renamed by `--rename-feature`) with `--set` overrides; parser errors name what does not fit."""
     from twinarm.agents.camera_rename import CameraRenameError, rename_map
-    from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint, load_lerobot
+    from twinarm.agents.lerobot_checkpoint import (
+        LeRobotCheckpointError,
+        is_lerobot_checkpoint,
+        load_lerobot,
+        recorded_arm,
+    )
     from twinarm.agents.policy import ConfigOverrideError, Policy
 
     overrides = dict(args.policy_overrides or {})
@@ -283,15 +288,17 @@ def load_policy(args: argparse.Namespace) -> Any:
             args._parser.error(f"--set {exc}")
         except CameraRenameError as exc:
             args._parser.error(f"--rename-feature {exc}")
-    arm = env_entry(args._parser, args.env).arm
+    recorded = recorded_arm(args.policy)  # the arm its training data came from, when that data is here
+    arm = recorded or env_entry(args._parser, args.env).arm  # another arm's than the env's is warned at the env
     try:
         policy = load_lerobot(args.policy, arm=arm, overrides=overrides, rename=rename)
     except ConfigOverrideError as exc:
         args._parser.error(f"--set {exc}")
     except LeRobotCheckpointError as exc:
         args._parser.error(f"--policy: {exc}")
-    print(f"policy: a LeRobot {policy.name} checkpoint, read as twinarm's for the {arm} arm (its dataset's units "
-          f"must be the arm spec's: degrees, gripper 0..100)")
+    whose = "its training dataset's arm" if recorded else "the env's arm"
+    print(f"policy: a LeRobot {policy.name} checkpoint, read as twinarm's for the {arm} arm ({whose}; its dataset's "
+          f"units must be the arm spec's: degrees, gripper 0..100)")
     return policy
 
 

@@ -111,6 +111,10 @@ def test_eval_runs_a_policy_of_a_recordings_cameras_in_sim(tmp_path: Path, capsy
     assert json.loads((tmp_path / "e" / "eval_info.json").read_text())["select_action_ms"]["calls"] == 2
     # Several pairs after one flag, as LeRobot users write rename maps.
     assert main([*common, "--rename-feature", f"{LAPTOP}={FRONT}", f"{PHONE}={WRIST}", "--out", str(tmp_path / "f")]) == 0
+    # By short names, as the envs' cameras= and replay --camera-map take them (full keys were required).
+    assert main([*common, "--rename-feature", "laptop=front", "phone=wrist", "--out", str(tmp_path / "g")]) == 0
+    saved = json.loads((tmp_path / "g" / "config.json").read_text())["rename_features"]
+    assert saved == [[LAPTOP, FRONT], [PHONE, WRIST]]
 
 
 def test_rename_map_refuses_two_features_onto_one_key() -> None:

@@ -80,7 +80,8 @@ def test_lists_scalars_and_mappings_take_the_options_shape(tmp_path: Path) -> No
     cfg = write(tmp_path, "policy: p\nenv: twinarm/SO101-Reach-v0\nonly: latency-1\nrename_feature: {a: b}\n"
                           "image_size: [48, 64]\nno_yield_cores: true\n")  # fmt: skip
     args = parse(["robustness", "--config", str(cfg)])
-    assert args.only == ["latency-1"] and args.rename_features == [("a", "b")] and args.image_size == [48, 64]
+    assert args.only == ["latency-1"] and args.image_size == [48, 64]
+    assert args.rename_features == [("observation.images.a", "observation.images.b")]  # short names, as eval's
     assert args.yield_cores is False
     cfg = write(tmp_path, "randomization: {obs_noise_std: 0.01}\nseed: null\nepisodes: 2\n")
     args = parse(["record", "--config", str(cfg), "--root", str(tmp_path / "r")])
@@ -92,9 +93,9 @@ def test_lists_scalars_and_mappings_take_the_options_shape(tmp_path: Path) -> No
     for text in ("camera_map: {laptop: front, phone: wrist}\n", "camera_map: [laptop=front, phone=wrist]\n"):
         args = parse(["replay", "--config", str(write(tmp_path, text)), "--dataset", "d", "--env", "twinarm/SO101-Reach-v0"])
         assert args.camera_map == ["laptop=front", "phone=wrist"], text
-    for text in ("rename_feature: {a: b, c: d}\n", "rename_feature: [a=b, [c, d]]\n"):  # --rename-feature too
+    for text in ("rename_feature: {a.x: b.y, c: d}\n", "rename_feature: [a.x=b.y, [c, d]]\n"):  # --rename-feature too
         args = parse(["eval", "--config", str(write(tmp_path, text))])
-        assert args.rename_features == [("a", "b"), ("c", "d")], text
+        assert args.rename_features == [("a.x", "b.y"), ("observation.images.c", "observation.images.d")], text
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from twinarm.cli.config import (
 )
 from twinarm.cli.real_cmd import add_follower_args, parse_follower
 from twinarm.cli.train_cmd import PRECISIONS, check_precision_arg, device_arg, policy_kv
+from twinarm.spec import LEROBOT_IMAGES
 
 EVAL_EPILOG = """\
 examples:
@@ -34,10 +35,13 @@ examples:
 
 
 def feature_rename(text: str) -> tuple[str, str]:
+    """An `OLD=NEW` pair of feature keys; a side without a dot is a camera's short name, as the envs' `cameras=`
+    and `replay --camera-map` take them (`laptop=front`: observation.images.laptop=observation.images.front)."""
     old, sep, new = text.partition("=")
     if not sep or not old.strip() or not new.strip():
         raise argparse.ArgumentTypeError(f"expected OLD=NEW feature keys, got {text!r}")
-    return old.strip(), new.strip()
+    old, new = (k if "." in k else f"{LEROBOT_IMAGES}.{k}" for k in (old.strip(), new.strip()))
+    return old, new
 
 
 def add_thread_args(p: argparse.ArgumentParser) -> None:
@@ -91,8 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, nargs="+", action="extend",
                    default=[], metavar="OLD=NEW", help="a policy's camera under the env's name, one or more pairs "
                    "(the flag may repeat), e.g. observation.images.laptop=observation.images.front "
-                   "observation.images.phone=observation.images.wrist for a policy trained on a LeRobot "
-                   "recording, or LeRobot TD-MPC's observation.image=observation.images.front; two cameras "
+                   "observation.images.phone=observation.images.wrist (or by short names, laptop=front "
+                   "phone=wrist) for a policy trained on a LeRobot recording, or LeRobot TD-MPC's observation.image=observation.images.front; two cameras "
                    "onto one key are refused")
     p.add_argument("--async-envs", action="store_true", help="run the envs in subprocesses (started from a "
                    "forkserver: in Python, evaluate(use_async=True) then needs the `if __name__ == \"__main__\":` "

@@ -12,7 +12,6 @@ model's servo and joint parameters (and adds its command latency); `camera_poses
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -93,7 +92,6 @@ class ArmEnv(IdFixesArm, gym.Env):
         self._obs_noise = self.randomizer.cfg.obs_noise_std > 0
         # Which keys each observation has (pixels, agent_pos, environment_state), decided once.
         self._obs_keys = (obs_type != "state", obs_type != "pixels", obs_type == "state")
-        self._action_shape = self.action_space.shape
         self._renderer: CameraRenderer | None = None
         self._last_frames: dict[str, np.ndarray] | None = None
 
@@ -110,15 +108,7 @@ class ArmEnv(IdFixesArm, gym.Env):
         return self._observation(), terms
 
     def step(self, action: np.ndarray):
-        if type(action) is not np.ndarray or action.dtype.kind != "f":
-            action = self._as_action(action)
-        if action.shape != self._action_shape:
-            raise ValueError(
-                f"action must have shape {self.action_space.shape} (joints {self.spec_arm.joint_names}), got {action.shape}"
-            )
-        # On 6-14 values, Python's isfinite over tolist() is cheaper than np.isfinite(action).all().
-        if not all(map(math.isfinite, action.tolist())):
-            raise ValueError(f"action contains NaN or inf: {action}")
+        action = self.spec_arm.check_action(action)
         self.randomizer.act(self.physics, action, self.np_random)
         self._last_frames = None
         reward, terms, success = self.task.evaluate(self.physics)
@@ -143,22 +133,6 @@ class ArmEnv(IdFixesArm, gym.Env):
             self._renderer = None
 
     # ----- internals ----------------------------------------------------------------------------
-    def _as_action(self, action: Any) -> np.ndarray:
-        """A non-float-array action as float64: a tensor detached first (a policy's output often requires grad);
-        anything but real numbers (strings, bools, complex) refused, naming the joints the action drives."""
-        if hasattr(action, "detach"):
-            action = action.detach().cpu()
-        try:
-            arr = np.asarray(action)
-        except (TypeError, ValueError):  # a ragged list
-            arr = None
-        if arr is None or arr.dtype.kind not in "iuf":
-            raise ValueError(
-                f"action must be {self.spec_arm.dof} numbers (the arm's joint targets: {self.spec_arm.joint_names}), "
-                f"got {action!r:.200}"
-            )
-        return arr.astype(np.float64, copy=False)
-
     def _frames(self) -> dict[str, np.ndarray]:
         if self._last_frames is None:
             if self._renderer is None:

@@ -218,13 +218,7 @@ class RealArmEnv(IdFixesArm, gym.Env):
         return obs, self._info(obs)
 
     def step(self, action: np.ndarray):
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != self.action_space.shape:
-            raise ValueError(f"action must have shape {self.action_space.shape} (joints {self.spec_arm.joint_names}), "
-                             f"got {action.shape}")
-        if np.isnan(action).any():
-            bad = [n for n, v in zip(self.spec_arm.joint_names, action, strict=True) if np.isnan(v)]
-            raise ValueError(f"action is NaN for joints {bad}; the arm keeps its last target")
+        action = self.spec_arm.check_action(action)  # the sim's check: an inf target is refused, not clipped
         if self._limp:
             raise RuntimeError("torque is off after an earlier error or Ctrl-C: call reset() to hold the present "
                                "pose and power the arm again")

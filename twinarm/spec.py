@@ -7,6 +7,7 @@ Units are SI: revolute joints in radians, grippers as an opening fraction in [0,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -124,6 +125,32 @@ class ArmSpec:
     @property
     def control_period(self) -> float:
         return 1.0 / self.control_hz
+
+    def check_action(self, action: Any) -> np.ndarray:
+        """`action` as this arm's float64 joint targets, or a ValueError naming the joints: the one check of what
+        sim and real `step` are given (a tensor detached first, as a policy's output often requires grad; strings,
+        bools or complex numbers, another shape, NaN or inf refused: clipped, an inf would drive the joint to its
+        limit). A float array goes straight to the shape and finite checks (env.step's hot path)."""
+        if type(action) is not np.ndarray or action.dtype.kind != "f":
+            if hasattr(action, "detach"):
+                action = action.detach().cpu()
+            try:
+                arr = np.asarray(action)
+            except (TypeError, ValueError):  # a ragged list
+                arr = None
+            if arr is None or arr.dtype.kind not in "iuf":
+                raise ValueError(f"action must be {self.dof} numbers (the arm's joint targets: {self.joint_names}), "
+                                 f"got {action!r:.200}")  # fmt: skip
+            action = arr.astype(np.float64, copy=False)
+        if action.shape != (self.dof,):
+            raise ValueError(f"action must have shape ({self.dof},) (joints {self.joint_names}), got {action.shape}")
+        values = action.tolist()  # on 6-14 values, Python's isfinite is cheaper than np.isfinite(action).all()
+        if not all(map(math.isfinite, values)):
+            said = "; ".join(f"{kind} for joints {[n for n, v in zip(self.joint_names, values, strict=True) if bad(v)]}"
+                             for kind, bad in (("NaN", math.isnan), ("inf", math.isinf))
+                             if any(map(bad, values)))  # fmt: skip
+            raise ValueError(f"action is {said} (NaN or inf is no joint target); the arm keeps its last target")
+        return action
 
     def clip_action(self, action: np.ndarray) -> np.ndarray:
         """Clamp joint targets to the limits (the safety clamp shared by sim and real)."""

@@ -251,8 +251,17 @@ def test_after_torque_off_reset_holds_the_pose_and_powers_the_arm_again() -> Non
                 env.step(np.where(np.arange(6) == 2, np.nan, obs["agent_pos"]))
             obs, _ = env.reset()
             assert all(s.torque_on for s in arm.servos)
+            # The sim's action check: an inf target (clipped before, so it drove the joint to its limit) and a
+            # string are refused; a tensor that requires grad (a policy's output) is taken.
+            with pytest.raises(ValueError, match=r"action is inf for joints \['shoulder_pan'\] \(NaN or inf"):
+                env.step(np.where(np.arange(6) == 0, np.inf, obs["agent_pos"]))
+            with pytest.raises(ValueError, match="action must be 6 numbers"):
+                env.step(["a"] * 6)
+            import torch
+
             target = obs["agent_pos"].astype(np.float64)
             target[0] += 0.3
+            obs, *_ = env.step(torch.tensor(target, requires_grad=True))
             for _ in range(30):
                 obs, *_ = env.step(target)
             assert abs(float(obs["agent_pos"][0]) - target[0]) < 0.05

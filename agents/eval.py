@@ -171,6 +171,16 @@ def make_vector_env(
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
+def check_real_inputs(policy: Policy, env_id: str) -> None:
+    """PolicyEnvMismatch when `env_id` is a real arm and the policy reads what only the simulator has (object
+    poses), naming the ways on: `evaluate` and `twinarm eval` check it before any port is opened."""
+    entry = entry_for(env_id)
+    if env_id == entry.real_id and ENV_STATE in policy.config.input_features:
+        raise PolicyEnvMismatch(f"the policy reads observation.environment_state (object poses), which only the "
+                                f"simulator has; {env_id} is the real arm: evaluate it in sim ({entry.sim_id}), "
+                                "or, to deploy it, train on cameras and joint positions (obs_type pixels_agent_pos)")
+
+
 def _make_env(env_id: str, kwargs: Mapping[str, Any]) -> gym.Env:
     """One env of `make_vector_env` (module level: a forkserver worker unpickles it and registers the ids)."""
     import twinarm  # noqa: F401
@@ -248,9 +258,7 @@ def evaluate(
     check_precision(precision, policy.device)
     entry = entry_for(env_id)
     real = env_id == entry.real_id
-    if real and ENV_STATE in policy.config.input_features:
-        raise PolicyEnvMismatch(f"the policy reads observation.environment_state (object poses), which only the "
-                                f"simulator has; {env_id} is the real arm: evaluate it in sim ({entry.sim_id})")
+    check_real_inputs(policy, env_id)
     spec = get_arm(entry.arm)
     adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
     obs_type = obs_type_for(policy, real=real)

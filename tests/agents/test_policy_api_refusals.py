@@ -70,6 +70,18 @@ def test_evaluate_refuses_no_episodes_and_an_object_pose_policy_on_the_real_arm(
         evaluate(policy, "twinarm/SO101-Reach-Real-v0", n_episodes=1)
 
 
+def test_eval_cli_refuses_an_object_pose_policy_on_the_real_arm_before_the_port(tmp_path, capsys) -> None:  # noqa: ANN001
+    """The same rule and words as `evaluate`'s (the CLI had its own copy), before the port or calibration is read."""
+    from twinarm.cli.main import main
+
+    state_policy(3).save_pretrained(tmp_path / "p")
+    with pytest.raises(SystemExit):
+        main(["eval", "--policy", str(tmp_path / "p"), "--env", "twinarm/SO101-Reach-Real-v0", "--port",
+              str(tmp_path / "no-port"), "--calibration", str(tmp_path / "no.json")])  # fmt: skip
+    assert "only the simulator has; twinarm/SO101-Reach-Real-v0 is the real arm: evaluate it in sim" in \
+        capsys.readouterr().err
+
+
 def test_loading_names_what_does_not_fit(tmp_path) -> None:  # noqa: ANN001
     """A raw load_state_dict dump, safetensors' pin_memory error and a bare TypeError before, each now names its
     argument; the weights file given for its folder is pointed at the folder."""

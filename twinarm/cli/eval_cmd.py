@@ -361,6 +361,8 @@ def _to_int8(args: argparse.Namespace, policy: Any) -> None:
 def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Callable[[int], None] | None, int]:
     """(gym.make kwargs, hook before each episode, parallel envs) for the env id: a sim id as it is; a -Real id
     with the follower's checked flags, one episode at a time, and a pause to reset the scene before each."""
+    from twinarm.agents.env_io import PolicyEnvMismatch
+    from twinarm.agents.eval import check_real_inputs
     from twinarm.arms import get_arm
 
     parser = args._parser
@@ -389,9 +391,10 @@ def _target(args: argparse.Namespace, policy: Any) -> tuple[dict[str, Any], Call
                      "for each camera the policy sees)")
     if args.n_envs not in (None, 1) or args.async_envs:
         parser.error(f"{args.env} is one physical arm: episodes run one at a time (no --n-envs > 1, no --async-envs)")
-    if "observation.environment_state" in policy.config.input_features:
-        parser.error(f"{args.policy} reads observation.environment_state (object poses), which only the simulator "
-                     "has: to deploy on the real arm, train on cameras and joint positions (obs_type pixels_agent_pos)")
+    try:
+        check_real_inputs(policy, args.env)
+    except PolicyEnvMismatch as exc:
+        parser.error(f"--policy {args.policy}: {exc}")
     follower = parse_follower(parser, args, get_arm(entry.arm))
     wanted = [k.rsplit(".", 1)[-1] for k in policy.config.image_keys]
     missing = [c for c in wanted if c not in follower.cameras]

@@ -85,7 +85,7 @@ def recorded_arm(directory: str | Path) -> str | None:
     machine: its train_config.json's `dataset.root`, or `dataset.repo_id` in LeRobot's local dataset folder, and
     that dataset's `robot_type`. None when any of it is missing (a Hub checkpoint, data kept elsewhere): the
     checkpoint itself does not say which arm it drives."""
-    from twinarm.arms import ARMS
+    from twinarm.arms import arm_for_robot_type
     from twinarm.datasets_io.layout import INFO_PATH, lerobot_home
 
     try:
@@ -97,7 +97,8 @@ def recorded_arm(directory: str | Path) -> str | None:
         robot = json.loads(info.read_text()).get("robot_type") if info is not None else None
     except (OSError, ValueError, AttributeError):
         return None
-    return next((name for name, spec in ARMS.items() if robot in (spec.robot_type, spec.name)), None)
+    arm = arm_for_robot_type(robot)
+    return arm.name if arm is not None else None
 
 
 def load_lerobot(

@@ -54,7 +54,7 @@ from twinarm.agents.run_log import RunLog, plot_run
 from twinarm.agents.thread_budget import ThreadBudget, budget_for, on_budget
 from twinarm.agents.train_config import TrainConfig, dataset_roots, reconcile_resume, sim_kwargs
 from twinarm.agents.train_online import train_online
-from twinarm.arms import ARMS, get_arm
+from twinarm.arms import ARMS, arm_for_robot_type, get_arm
 from twinarm.registration import entry_for
 
 
@@ -72,7 +72,7 @@ def seed_everything(seed: int) -> None:
 def arm_for(env_id: str | None, robot_type: str | None) -> str:
     """The arm a policy is trained for: `env_id`'s, else the dataset's `robot_type`'s (warning when both are
     given and differ: another arm's recordings, same joints and units, other kinematics)."""
-    recorded = next((name for name, spec in ARMS.items() if robot_type in (spec.robot_type, spec.name)), None)
+    recorded = arm.name if (arm := arm_for_robot_type(robot_type)) is not None else None
     if env_id:
         arm = entry_for(env_id).arm
         if recorded is not None and recorded != arm:

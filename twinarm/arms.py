@@ -107,6 +107,12 @@ def get_arm(name: str) -> ArmSpec:
         raise KeyError(f"unknown arm {name!r}; known arms: {sorted(ARMS)}") from None
 
 
+def arm_for_robot_type(robot_type: str | None) -> ArmSpec | None:
+    """The arm a LeRobot dataset's `robot_type` names (`so101_follower`, or twinarm's short name `so101`), None
+    for another robot."""
+    return next((a for a in ARMS.values() if robot_type in (a.robot_type, a.name)), None)
+
+
 class IdFixesArm:
     """Mixin for the sim and real arm envs (which hold `spec_arm` and `close()`): `gymnasium.make` sets `spec` after
     construction, the one place that sees both the id and an `arm=` overriding the arm it registered (Gymnasium

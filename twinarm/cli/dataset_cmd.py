@@ -224,7 +224,7 @@ def _recorded_repo_id(root: Path) -> str | None:
 def run_convert_units(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from twinarm.arms import ARMS, get_arm
+    from twinarm.arms import arm_for_robot_type, get_arm
     from twinarm.datasets_io.layout import INFO_PATH, load_json
     from twinarm.datasets_io.units import check_direction, rescale_joints
     from twinarm.real.calibration import Calibration
@@ -232,15 +232,15 @@ def run_convert_units(args: argparse.Namespace) -> int:
     robot_type = load_json(args.root / INFO_PATH).get("robot_type")
     if args.arm:
         spec = get_arm(args.arm)
-        recorded = next((a for a in ARMS.values() if robot_type in (a.robot_type, a.name)), None)
+        recorded = arm_for_robot_type(robot_type)
         if recorded is not None and recorded.name != spec.name:
             args._parser.error(f"--arm {args.arm}: {args.root} was recorded on {recorded.name} ({robot_type!r}); "
                                "convert it with that arm's calibration")  # fmt: skip
     else:
-        matches = [a for a in ARMS.values() if a.robot_type == robot_type]
-        if not matches:
+        found = arm_for_robot_type(robot_type)
+        if found is None:
             args._parser.error(f"{args.root}: robot_type {robot_type!r} is none of twinarm's arms; name one with --arm")
-        spec = matches[0]
+        spec = found
     factors = Calibration.load(args.calibration).degrees_per_range_unit(spec)
     body = ~spec.gripper_mask
     check_direction(args.root, args.to, body)

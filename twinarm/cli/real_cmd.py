@@ -53,7 +53,7 @@ examples:
       --leader-calibration left=leader_left.json,right=leader_right.json
   twinarm teleop --arm koch --port /dev/ttyACM0 --calibration koch.json --keyboard
   twinarm teleop --env twinarm/SO101-PickCube-v0 --keyboard tool --view     # no hardware: pick by keyboard
-  twinarm teleop --env twinarm/SO101-PickCube-v0 --leader-port /dev/ttyACM1 --leader-calibration leader.json \
+  twinarm teleop --env twinarm/SO101-PickCube-v0 --leader-port /dev/ttyACM1 --leader-calibration leader.json \\
       --view --record data/so101_pick_teleop_sim --episodes 20                # human demos in sim
   twinarm teleop --arm so101 --port /dev/ttyACM0 --calibration follower.json \\
       --leader-port /dev/ttyACM1 --leader-calibration leader.json \\

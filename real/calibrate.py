@@ -9,10 +9,10 @@ at any id/baud and give it the spec's id and the bus baud.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 from twinarm.real.calibration import REVOLUTE_CENTER, Calibration, MotorCalibration
-from twinarm.real.control_tables import DEFAULT_BAUD, MotorModel, get_model
+from twinarm.real.control_tables import DEFAULT_BAUD, MODEL_BY_NUMBER, MotorModel, get_model
 from twinarm.real.errors import RealArmError, other_protocol_hint
 from twinarm.real.motor_bus import Motor, MotorBus, other_protocol_on
 from twinarm.spec import ArmSpec
@@ -122,10 +122,11 @@ def scan_bus(bus_cls: type[MotorBus], port: str, model: MotorModel) -> tuple[int
 
 
 def setup_motor(bus_cls: type[MotorBus], port: str, model_name: str, target_id: int,
-                target_baud: int = DEFAULT_BAUD) -> tuple[int, int]:
+                target_baud: int = DEFAULT_BAUD, hints: Mapping[int, str] | None = None) -> tuple[int, int]:
     """Give the single motor connected to `port` id `target_id` and baud `target_baud`.
 
-    Returns the (id, baud) it had before. Raises if zero or several motors answer, or the model differs.
+    Returns the (id, baud) it had before. Raises if zero or several motors answer, or the model differs; `hints`
+    {model number: advice} is added to that error for models the caller knows (a leader's servo: `--leader`).
     """
     model = get_model(model_name)
     # Checked before anything is written: a baud the motor takes but the SDK cannot open would strand it.
@@ -138,8 +139,11 @@ def setup_motor(bus_cls: type[MotorBus], port: str, model_name: str, target_id: 
         raise RealArmError(f"{len(found)} motors answer on {port} (ids {sorted(found)}); connect exactly one")
     (old_id, number), = found.items()
     if number != model.model_number:
-        raise RealArmError(f"the motor on {port} is model number {number}, expected {model.name} "
-                           f"({model.model_number})")
+        known = MODEL_BY_NUMBER.get(number)
+        found_as = f"model number {number}" + (f" ({known.name})" if known else "")
+        hint = (hints or {}).get(number)
+        raise RealArmError(f"the motor on {port} is {found_as}, expected {model.name} ({model.model_number})"
+                           + (f": {hint}" if hint else ""))
     bus = bus_cls(port, [Motor("motor", old_id, model)], baud=baud)
     bus.open()
     try:

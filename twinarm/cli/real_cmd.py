@@ -112,6 +112,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", required=True)
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
     p.add_argument("--motor", default=None, help="only this joint's motor (non-interactive)")
+    p.add_argument("--leader", action="store_true",
+                   help="set up the arm's leader (its servo models: Koch XL330-M077, ALOHA's WidowX), as "
+                   "`calibrate --leader`")
+    p.add_argument("--side", default=None,
+                   help="for set-ups of two arms on separate ports (aloha): which arm, left or right")
     add_config_arg(p)
     p.set_defaults(func=run_setup_motors, _parser=p)
 
@@ -172,21 +177,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from twinarm.real.calibrate import run_calibration
     from twinarm.real.calibration import check_writable, default_calibration_path
     from twinarm.real.errors import CalibrationError
-    from twinarm.real.multi_bus import bus_groups
-    from twinarm.real.teleop import arm_part, leader_inverted_joints, leader_spec
+    from twinarm.real.teleop import arm_part, leader_inverted_joints
 
     spec = _arm(args)
-    groups = list(bus_groups(spec))
-    if len(groups) > 1 and args.side not in groups:
-        args._parser.error(
-            f"--arm {spec.name} is {len(groups)} arms on separate ports: calibrate each one with "
-            + " / ".join(f"--side {g}" for g in groups)
-            + ("" if args.side is None else f" (got --side {args.side})")
-        )
-    if len(groups) == 1 and args.side is not None:
-        args._parser.error(f"--arm {spec.name} is one arm; --side is for two-arm set-ups such as aloha")
-    group = args.side or ""
-    part = leader_spec(spec, group) if args.leader else arm_part(spec, group)
+    group, part = _one_arm(args, spec, "calibrate")
     out = args.out or default_calibration_path(
         arm_part(spec, group).name + ("_leader" if args.leader else ""), args.id
     )
@@ -226,23 +220,58 @@ def run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_arm(args: argparse.Namespace, spec: ArmSpec, verb: str) -> tuple[str, ArmSpec]:
+    """(bus group, spec of the one arm on --port): `--side` picks one arm of a two-arm set-up (aloha), and
+    `--leader` the leader's servo models; a usage error when a side is missing or given for a one-arm spec."""
+    from twinarm.real.multi_bus import bus_groups
+    from twinarm.real.teleop import arm_part, leader_spec
+
+    groups = list(bus_groups(spec))
+    if len(groups) > 1 and args.side not in groups:
+        args._parser.error(
+            f"--arm {spec.name} is {len(groups)} arms on separate ports: {verb} each one with "
+            + " / ".join(f"--side {g}" for g in groups)
+            + ("" if args.side is None else f" (got --side {args.side})")
+        )
+    if len(groups) == 1 and args.side is not None:
+        args._parser.error(f"--arm {spec.name} is one arm; --side is for two-arm set-ups such as aloha")
+    group = args.side or ""
+    return group, leader_spec(spec, group) if args.leader else arm_part(spec, group)
+
+
+def _leader_hints(spec: ArmSpec, group: str, leader: bool) -> dict[int, str]:
+    """{model number: advice} for the servo models of the other role (the leader's when setting up a follower,
+    the follower's when setting up a leader): a model mismatch then says which flag was forgotten or extra."""
+    from twinarm.real.control_tables import get_model
+    from twinarm.real.teleop import arm_part, leader_spec
+
+    other = arm_part(spec, group) if leader else leader_spec(spec, group)
+    advice = ("that is the follower's servo: leave out --leader" if leader
+              else "that is the leader arm's servo: add --leader to set up the leader")
+    mine = {j.motor_model for j in (leader_spec(spec, group) if leader else arm_part(spec, group)).joints}
+    return {get_model(j.motor_model).model_number: advice for j in other.joints if j.motor_model not in mine}
+
+
 def run_setup_motors(args: argparse.Namespace) -> int:
     from twinarm.real.buses import BUSES
     from twinarm.real.calibrate import setup_motor
 
     spec = _arm(args)
-    joints = [j for j in spec.joints if args.motor in (None, j.name)]
+    group, part = _one_arm(args, spec, "set up")
+    joints = [j for j in part.joints if args.motor in (None, j.name, j.name.removeprefix(f"{group}_"))]
     if not joints:
-        args._parser.error(f"--motor {args.motor}: arm {spec.name} has no such joint; its joints: "
-                           + ", ".join(spec.joint_names))
+        args._parser.error(f"--motor {args.motor}: arm {spec.name}{f' ({group} arm)' if group else ''} has no such "
+                           "joint; its joints: " + ", ".join(part.joint_names))
     if not Path(args.port).exists():  # before asking to connect the first motor, not after
         from twinarm.real.errors import PortNotFoundError
 
         raise PortNotFoundError(args.port, "no such device")
+    hints = _leader_hints(spec, group, args.leader)
     for j in reversed(joints):
         if args.motor is None:
             _enter(f"Connect ONLY the '{j.name}' motor ({j.motor_model}) to the adapter and press Enter.")
-        old_id, old_baud = setup_motor(BUSES[spec.motor_bus], args.port, j.motor_model, j.motor_id, args.baud)
+        old_id, old_baud = setup_motor(BUSES[spec.motor_bus], args.port, j.motor_model, j.motor_id, args.baud,
+                                       hints=hints)
         print(f"{j.name}: id {old_id} @ {old_baud} -> id {j.motor_id} @ {args.baud}")
     return 0
 

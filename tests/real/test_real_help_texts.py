@@ -23,7 +23,7 @@ def examples(text: str) -> list[str]:
     return text.split("examples:\n", 1)[1].splitlines()
 
 
-@pytest.mark.parametrize("command", ["teleop", "eval", "replay"])
+@pytest.mark.parametrize("command", ["teleop", "eval", "replay", "find-port", "setup-motors", "calibrate"])
 def test_every_continued_example_line_ends_in_a_backslash(command: str, capsys: pytest.CaptureFixture) -> None:
     """teleop's second --env example had no backslash before its `--view` line: pasted, the shell ran the first
     line alone (and the help rendered it as one very long line)."""
@@ -33,3 +33,36 @@ def test_every_continued_example_line_ends_in_a_backslash(command: str, capsys: 
     for line, following in zip(lines, lines[1:], strict=False):
         if following.startswith("      "):  # a continuation of the command above
             assert line.split("#")[0].rstrip().endswith("\\"), f"{command} --help: no backslash ending {line!r}"
+
+
+@pytest.mark.parametrize(("command", "options"), [
+    ("setup-motors", ["--arm", "--port", "--baud", "--motor", "--leader", "--side"]),
+    ("calibrate", ["--arm", "--port", "--baud", "--out", "--id", "--leader", "--side"]),
+])  # fmt: skip
+def test_the_arm_set_up_options_say_what_they_take(command: str, options: list[str],
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """setup-motors' --arm, --port, --baud and --motor (and calibrate's --arm) had no help, nor their defaults."""
+    from twinarm.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices and command in a.choices)
+    parser = sub.choices[command]
+    for action in parser._actions:
+        if action.option_strings and action.option_strings[-1] in options:
+            assert action.help, f"{command} {action.option_strings[-1]} has no help text"
+    text = " ".join(help_text(command, capsys).split())
+    assert "--arm ARM so101, so100, koch or aloha" in text and "(default: so101)" in text
+    if command == "setup-motors":
+        assert "(default: 1000000)" in text and "default: every joint, one at a time" in text
+
+
+def test_find_port_says_a_virtual_arm_is_the_port_it_printed(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    """With a virtual arm, find-port showed `Ports now: ['/dev/ttyS0']` and left the user to wonder where it was."""
+    from serial.tools import list_ports
+
+    monkeypatch.setattr(list_ports, "comports", lambda: [])
+    monkeypatch.setattr("builtins.input", lambda text: "")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True, raising=False)
+    assert main(["find-port"]) == 1
+    out = capsys.readouterr().out
+    assert "a `twinarm virtual-arm` is not listed here: its port is the /dev/pts/N it printed" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,29 @@ examples:
       --record data/so101_pick_real --task "Pick up the cube." --episodes 50 --episode-time 20"""
 
 
+CALIBRATE_EPILOG = """\
+examples:
+  twinarm calibrate --arm so101 --port /dev/ttyACM0 --out follower.json
+  twinarm calibrate --arm so101 --leader --port /dev/ttyACM1 --out leader.json
+  twinarm calibrate --arm aloha --side left --leader --port /dev/ttyDXL_leader_left \\
+      --out leader_left.json                                        # one file per arm and role"""
+
+SETUP_MOTORS_EPILOG = """\
+examples:
+  twinarm setup-motors --arm so101 --port /dev/ttyACM0                  # each joint in turn, asked for
+  twinarm setup-motors --arm koch --leader --port /dev/ttyACM1 --motor gripper
+  twinarm setup-motors --arm aloha --side left --port /dev/ttyDXL_follower_left"""
+
+FIND_PORT_EPILOG = """\
+examples:
+  twinarm find-port      # then unplug the arm's USB cable and press Enter
+
+A `twinarm virtual-arm` needs no finding: its port is the /dev/pts/N it printed (`port: ...`)."""
+
+#: Printed before find-port lists the ports: a virtual arm's pty is not among them.
+VIRTUAL_PORT_NOTE = "(a `twinarm virtual-arm` is not listed here: its port is the /dev/pts/N it printed)"
+
+
 def _enter(text: str) -> None:
     try:
         input(text + " ")
@@ -79,11 +103,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
         help="calibrate an arm (homing + range of motion), save LeRobot-format JSON",
-        description="Interactive calibration: put the arm mid-range, then move every joint through "
-        "its range. Saves {motor: {id, drive_mode, homing_offset, range_min, range_max}}, the "
-        "format LeRobot uses, so existing LeRobot calibrations work too.",
+        description=textwrap.fill(
+            "Interactive calibration: put the arm mid-range, then move every joint through "
+            "its range. Saves {motor: {id, drive_mode, homing_offset, range_min, range_max}}, the "
+            "format LeRobot uses, so existing LeRobot calibrations work too.", 100),
+        epilog=CALIBRATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--arm", default="so101")
+    p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha (`twinarm envs --real`)")
     p.add_argument("--port", required=True, help="serial port (see `twinarm find-port`) or a virtual-arm pty")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="the motors' baud rate")
     p.add_argument(
@@ -92,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="output file (default ~/.cache/twinarm/calibration/<arm>/<id>.json)",
     )
-    p.add_argument("--id", default="default", help="robot id used in the default output path")
+    p.add_argument("--id", default="default", help="robot id: the file name in --out's usual path")
     p.add_argument("--leader", action="store_true", help="calibrate the arm's leader (its servo model)")
     p.add_argument(
         "--side",
@@ -105,13 +132,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "setup-motors",
         help="give each motor its id and baud, one motor at a time",
-        description="For each joint, connect only that motor to the bus adapter and press Enter; "
-        "it gets the spec's id and the bus baud rate.",
+        description=textwrap.fill(
+            "For each joint, connect only that motor to the bus adapter and press Enter; "
+            "it gets the spec's id and the bus baud rate, whatever id and baud it had (a new servo: id 1, at the "
+            "factory's baud). --leader sets up the leader arm's servos (Koch: XL330-M077; ALOHA: the WidowX's), "
+            "--side one arm of a two-arm set-up (aloha).", 100),
+        epilog=SETUP_MOTORS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--arm", default="so101")
-    p.add_argument("--port", required=True)
-    p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
-    p.add_argument("--motor", default=None, help="only this joint's motor (non-interactive)")
+    p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha (`twinarm envs --real`)")
+    p.add_argument("--port", required=True, help="the bus adapter's serial port (see `twinarm find-port`)")
+    p.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+                   help="the baud rate each motor is set to (the one teleop, eval and calibrate use)")
+    p.add_argument("--motor", default=None,
+                   help="only this joint's motor, without asking (default: every joint, one at a time)")
     p.add_argument("--leader", action="store_true",
                    help="set up the arm's leader (its servo models: Koch XL330-M077, ALOHA's WidowX), as "
                    "`calibrate --leader`")
@@ -124,6 +158,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "find-port",
         help="find the serial port of an arm by unplugging it",
         description="Lists serial ports, asks you to unplug the arm, and prints the port that vanished.",
+        epilog=FIND_PORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arg(p)
     p.set_defaults(func=run_find_port, _parser=p)
@@ -279,6 +315,7 @@ def run_setup_motors(args: argparse.Namespace) -> int:
 def run_find_port(args: argparse.Namespace) -> int:
     from twinarm.real.ports import find_port
 
+    print(VIRTUAL_PORT_NOTE, flush=True)
     try:
         print(f"the arm's port is {find_port(_enter)}")
     except RuntimeError as exc:  # no port, or several, disappeared

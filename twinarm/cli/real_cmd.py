@@ -436,6 +436,17 @@ class Follower:
         }
 
 
+def _check_camera_names(parser: argparse.ArgumentParser, items: list[str], spec: ArmSpec) -> None:
+    """A usage error for a `--camera NAME=SOURCE` whose NAME is not one of the arm's cameras (a KeyError traceback
+    in teleop; eval only said which cameras its policy wanted)."""
+    known = [c.name for c in spec.cameras + spec.optional_cameras]
+    for item in items:
+        name = item.partition("=")[0]
+        if name not in known:
+            parser.error(f"--camera {item}: arm {spec.name} has no camera {name!r}; its cameras: "
+                         f"{', '.join(known) or 'none'}")
+
+
 def parse_follower(parser: argparse.ArgumentParser, args: argparse.Namespace, spec: ArmSpec) -> Follower:
     """Check the follower flags (nothing is opened or read yet); errors name the flag at fault."""
     from twinarm.real.cameras.lens import Lens
@@ -446,6 +457,7 @@ def parse_follower(parser: argparse.ArgumentParser, args: argparse.Namespace, sp
         cameras = dict(cameras_from_args(args.camera))
     except ValueError as exc:
         parser.error(str(exc))
+    _check_camera_names(parser, args.camera or [], spec)
     for item in args.lens or []:
         name, _, path = item.partition("=")
         if not name or not path:

@@ -377,8 +377,15 @@ def cameras_from_args(items: list[str] | None) -> Mapping[str, dict[str, Any]]:
             raise ValueError(f"camera {item!r} must look like name=source")
         if src.startswith("realsense:"):
             ref = src.split(":", 1)[1]
+            if not Path(ref).is_file() and _names_a_file(ref):  # not a serial number mistyped: a missing file
+                raise ValueError(f"--camera {item}: RealSense recording file not found: {ref}")
             key = "playback_file" if Path(ref).is_file() else "serial_number"
             out[name] = {"type": "realsense", key: ref}
         else:
             out[name] = {"type": "opencv", "index_or_path": int(src) if src.isdigit() else src}
     return out
+
+
+def _names_a_file(ref: str) -> bool:
+    """Whether a `realsense:REF` is meant as a recording (a path, or a .bag/.db3 name) rather than a serial number."""
+    return "/" in ref or Path(ref).suffix.lower() in (".bag", ".db3")

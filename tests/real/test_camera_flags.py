@@ -23,3 +23,11 @@ def test_eval_says_top_is_not_a_camera_of_the_arm(capsys: pytest.CaptureFixture,
     line = usage_error(["eval", "--policy", str(policy), "--env", REAL, "--port", "/dev/null", "--calibration",
                         "c.json", "--camera", "top=front.mp4", "--device", "cpu"], capsys)  # fmt: skip
     assert line == f"twinarm eval: error: {UNKNOWN_TOP}"
+
+
+@pytest.mark.parametrize("ref", ["nofile.bag", "rec/wrist.db3", "./takes/wrist"])
+def test_a_missing_realsense_recording_is_said_to_be_missing(ref: str, capsys: pytest.CaptureFixture) -> None:
+    """It was reported as "no RealSense with serial nofile.bag (none is connected)"."""
+    line = usage_error(["teleop", "--port", "/dev/null", "--calibration", "c.json", "--leader-port", "/dev/zero",
+                        "--leader-calibration", "l.json", "--camera", f"wrist=realsense:{ref}"], capsys)  # fmt: skip
+    assert line == f"twinarm teleop: error: --camera wrist=realsense:{ref}: RealSense recording file not found: {ref}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -30,10 +31,16 @@ class OpenCVCamera(Camera):
     def _open(self) -> None:
         if isinstance(self.source, str) and not self.is_file and not self.source.startswith("/dev/"):
             raise CameraError(f"camera {self.name!r}: {self.source!r} is neither a device nor a video file")
+        device = _video_device(self.source)
+        if device is not None and not device.exists():
+            index = f" (device index {self.source})" if isinstance(self.source, int) else ""
+            raise CameraError(f"camera {self.name!r}: there is no {device}{index}; `twinarm find-cameras` lists the "
+                              "cameras that open")
         cap = cv2.VideoCapture(self.source)
         if not cap.isOpened():
             cap.release()
-            raise CameraError(f"camera {self.name!r}: cannot open {self.source!r}")
+            raise CameraError(f"camera {self.name!r}: cannot open {self.source!r}; `twinarm find-cameras` lists "
+                              "the cameras that open")
         if not self.is_file:
             if self.fourcc:
                 cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
@@ -73,6 +80,14 @@ class OpenCVCamera(Camera):
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def _video_device(source: int | str) -> Path | None:
+    """The /dev/videoN a Linux device index (or /dev path) opens, None elsewhere (other systems number cameras
+    their own way; a file is checked as a file)."""
+    if isinstance(source, str):
+        return Path(source) if source.startswith("/dev/") else None
+    return Path(f"/dev/video{source}") if sys.platform.startswith("linux") else None
 
 
 def find_opencv_cameras(max_index: int = 10) -> list[int]:

@@ -601,6 +601,10 @@ def run_teleop(args: argparse.Namespace) -> int:
                  if args.record else None)  # fmt: skip
 
     def hardware_error(exc: RealArmError, default: str) -> SystemExit:
+        from twinarm.real.cameras.base import CameraError
+
+        if isinstance(exc, CameraError):  # it names its camera; it is no fault of the follower arm
+            return SystemExit(f"twinarm teleop: {exc}")
         return SystemExit(f"twinarm teleop: {roles.get(getattr(exc, 'port', None), default)}: {exc}")
 
     stats = LoopStats()

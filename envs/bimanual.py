@@ -39,6 +39,10 @@ class BimanualTask(Task):
             frozenset(self.side_pads["right"]),
         )
         self.table_geom = _require(m, mujoco.mjtObj.mjOBJ_GEOM, "table")
+        floor = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "floor")
+        #: What an object rests on when nobody holds it: the table, and the floor below it (a dropped object is
+        #: not "lifted").
+        self.ground_geoms = frozenset({self.table_geom} | ({floor} if floor >= 0 else set()))
 
     #: gym-aloha's staged scoring: the reward is the stage reached (0..FINAL_STAGE); success is the last one.
     FINAL_STAGE = 4

@@ -119,7 +119,7 @@ class Insertion(BimanualTask):
         on_peg, on_socket = geoms_touching(pairs, self._peg_set), geoms_touching(pairs, self._socket_set)
         right = len(on_peg & self.right_pads)
         left = len(on_socket & self.left_pads)
-        lifted = self.table_geom not in on_peg and self.table_geom not in on_socket
+        lifted = on_peg.isdisjoint(self.ground_geoms) and on_socket.isdisjoint(self.ground_geoms)
         peg_socket = not on_peg.isdisjoint(self._socket_set)
         pin = self.pin_geom[0] in on_peg
         both_touch = right > 0 and left > 0

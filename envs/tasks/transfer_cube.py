@@ -61,7 +61,7 @@ class TransferCube(BimanualTask):
         right = not on_cube.isdisjoint(self.right_pads)
         left = left_pads > 0
         left_holds = left_pads >= 2
-        on_table = self.table_geom in on_cube
+        on_table = not on_cube.isdisjoint(self.ground_geoms)  # the table, or the floor once knocked off it
         stage = 0
         if right:
             stage = 1

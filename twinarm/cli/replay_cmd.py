@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episode", nargs="+", default=["0"], metavar="N|A-B",
                    help="episode index, or several (3 5-8): each is plotted, the table pools them (default: 0)")
     p.add_argument("--env", type=known_env_id, required=True, help="env id of the dataset's arm: a sim id, or its -Real twin")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/replay/<dataset>_ep<N>)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: outputs/replay/<dataset>_ep<N>, and <dataset>_ep<N>_real for a -Real "
+                   "id, so a sim and a real replay of one episode sit side by side); what an earlier replay wrote "
+                   "there is replaced")
     p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True,
                    help="write replay.mp4 (sim only): each recorded camera beside the sim's view of the same camera")
     p.add_argument("--camera-map", nargs="+", action="extend", default=None, metavar="DATASET_CAMERA=SIM_CAMERA",
@@ -325,6 +329,19 @@ def video_frame(env: Any, dataset: str, episode: int,
     return lambda obs, t: side_by_side(cams, {c: frames[t] for c, frames in seen.items()}, obs["pixels"])
 
 
+#: The files a replay writes into its folder (replay.json, and replay[_ep<N>].png/.mp4).
+REPLAY_FILE = re.compile(r"replay(_ep\d+)?\.(json|png|mp4)")
+
+
+def remove_old_replay(out: Path) -> list[Path]:
+    """Delete the files an earlier replay wrote into `out` (this run writes its own): a real replay's table beside
+    a sim replay's video read as one run's. Other files in the folder are left alone."""
+    old = sorted(p for p in out.iterdir() if p.is_file() and REPLAY_FILE.fullmatch(p.name))
+    for path in old:
+        path.unlink()
+    return old
+
+
 def run_replay(args: argparse.Namespace) -> int:
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.arms import get_arm
@@ -358,8 +375,10 @@ def run_replay(args: argparse.Namespace) -> int:
         parser.error(f"{args.dataset} is recorded at {fps} fps; {args.env} runs at {spec.control_hz} Hz, so its "
                      "actions would play at the wrong speed")
     which = "_".join(args.episode).replace(",", "_")
-    out = args.out or Path("outputs") / "replay" / f"{Path(str(args.dataset)).name}_ep{which}"
+    out = args.out or Path("outputs") / "replay" / f"{Path(str(args.dataset)).name}_ep{which}{'_real' if real else ''}"
     out.mkdir(parents=True, exist_ok=True)
+    if removed := remove_old_replay(out):
+        print(f"{out}: removed {', '.join(p.name for p in removed)} of an earlier replay")
     write_resolved_config(args, out)
     video = args.video and not real
     camera_map = parse_camera_map(parser, args.camera_map)

@@ -54,3 +54,18 @@ def test_replay_removes_what_an_earlier_replay_left_in_its_folder(episode: Path,
                                  "--no-video"]), 120) == 0  # fmt: skip
     assert {p.name for p in out.iterdir()} == {"notes.txt", "replay.json", "replay.png", "config.json"}
     assert f"{out}: removed replay.json, replay.mp4, replay.png of an earlier replay" in capsys.readouterr().out
+
+
+def test_eval_defaults_to_a_folder_per_env_and_drops_an_earlier_runs_videos(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_act_checkpoint) -> None:  # noqa: ANN001
+    """eval wrote to outputs/eval for every env, so a real run overwrote the sim run's results (and videos of an
+    earlier run with more --videos stayed beside the new eval_info.json)."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "outputs/eval/SO101-PickCube-v0"
+    (out / "videos").mkdir(parents=True)
+    (out / "videos" / "eval_episode_3.mp4").write_bytes(b"an earlier run's")
+    argv = ["eval", "--policy", str(tiny_act_checkpoint()), "--env", SIM, "--episodes", "1", "--max-steps", "3",
+            "--videos", "1", "--threads", "1", "--device", "cpu"]  # fmt: skip
+    assert bounded(lambda: main(argv), timeout_s=120) == 0
+    assert (out / "eval_info.json").exists() and not (tmp_path / "outputs/eval/eval_info.json").exists()
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["eval_episode_0.mp4"]

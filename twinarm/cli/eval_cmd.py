@@ -103,7 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "guard, as multiprocessing does)")
     add_thread_args(p)
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, ...")
-    p.add_argument("--out", type=Path, default=Path("outputs/eval"), help="output folder")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: outputs/eval/<env id without twinarm/>, e.g. "
+                   "outputs/eval/SO101-PickCube-Real-v0, so a sim and a real run do not overwrite each other); the "
+                   "videos an earlier run left there are removed when this run's first episode ends")
     p.add_argument("--record", type=Path, default=None, metavar="ROOT",
                    help="also save every episode as a new LeRobot v3 dataset here (e.g. policy rollouts on the real "
                    "arm, to inspect or to add to the demonstrations); eval_info.json's per_episode gives each "
@@ -172,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.policy is None:
         raise SystemExit("--policy DIR is required (a checkpoint directory with config.json)")
+    args.out = args.out or default_out(args.env)
     if args.int8 and args.precision != "float32":
         args._parser.error(f"--precision {args.precision}: not with --int8, which already runs the matmuls in int8")
     try:
@@ -225,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         port or camera that fails at the start leaves no run folder)."""
         if not kept:
             write_resolved_config(args, args.out)
+            remove_old_videos(args.out / "videos", result.videos)
         save_result(result, args.out)
         kept[:] = [result]
 
@@ -265,6 +270,23 @@ def run(args: argparse.Namespace) -> int:
               f"also help")
     print(f"wrote {path}" + (f"; episodes saved as a dataset in {args.record}" if args.record else ""))
     return 0
+
+
+def default_out(env_id: str) -> Path:
+    """eval's folder for `env_id` (`outputs/eval/SO101-PickCube-Real-v0`): a sim id and its -Real twin get their
+    own, so evaluating one does not overwrite the other's results."""
+    return Path("outputs/eval") / env_id.rsplit("/", 1)[-1]
+
+
+def remove_old_videos(videos: Path, written: list[str]) -> None:
+    """Delete the episode videos in `videos` that this run did not write (an earlier run's, with more --videos):
+    they would sit beside this run's eval_info.json as if they were its episodes."""
+    if not videos.is_dir():
+        return
+    ours = {Path(p).resolve() for p in written}
+    for path in videos.glob("eval_episode_*.mp4"):
+        if path.resolve() not in ours:
+            path.unlink()
 
 
 def load_policy(args: argparse.Namespace) -> Any:

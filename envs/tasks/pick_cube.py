@@ -2,6 +2,8 @@
 
 Observation `environment_state` (7): cube position and quaternion (w, x, y, z). Reward terms:
 reach (tool point to cube), grasp (both finger pads touch the cube) and lift (height, capped at 5 cm).
+Success: the cube is at least 5 cm up and held (both pads on it), so a cube flicked or knocked into the air
+is not a success.
 """
 
 from __future__ import annotations
@@ -124,14 +126,14 @@ class PickCube(CubeTask):
         return (
             total,
             {"reward_reach": reach, "reward_grasp": grasp, "reward_lift": lift},
-            height >= LIFT_HEIGHT,
+            grasped and height >= LIFT_HEIGHT,
         )
 
     def reward(self, physics: ArmPhysics) -> tuple[float, dict[str, float]]:
         return self.evaluate(physics)[:2]
 
     def is_success(self, physics: ArmPhysics) -> bool:
-        return self.cube_height(physics) >= LIFT_HEIGHT
+        return self.cube_height(physics) >= LIFT_HEIGHT and self.grasped(physics)
 
 
 class PickCubeEnv(ArmEnv):

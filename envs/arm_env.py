@@ -4,9 +4,11 @@ Observations: `agent_pos` (spec units), `pixels/<camera>` (uint8 HWC) and, for `
 `environment_state`. Actions are absolute joint targets in spec units. `info["is_success"]` always.
 Episodes never terminate on their own; truncation comes from `max_episode_steps` at registration.
 `reset(options={"joints": q})` starts the arm at `q` (spec units) instead of its home pose, e.g. to replay a
-recorded episode from where it began. `dynamics=` (a file of `twinarm fit-dynamics`, `envs.dynamics`) replaces the
-model's servo and joint parameters (and adds its command latency); `camera_poses=` (a file of `twinarm fit-camera`,
-`envs.camera_poses`) puts cameras where the real ones are; randomization then draws around those.
+recorded episode from where it began. `randomization=` is a `Randomization`, a dict of its fields or a preset name
+(`sim2real`, `servos`, `latency-1`, ...: `envs.perturbations.preset_names()`). `dynamics=` (a file of
+`twinarm fit-dynamics`, `envs.dynamics`) replaces the model's servo and joint parameters (and adds its command
+latency); `camera_poses=` (a file of `twinarm fit-camera`, `envs.camera_poses`) puts cameras where the real ones
+are; randomization then draws around those.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class ArmEnv(IdFixesArm, gym.Env):
         cameras: tuple[str, ...] | list[str] | None = None,
         n_substeps: int | None = None,
         high_quality_render: bool = False,
-        randomization: Randomization | dict[str, Any] | None = None,
+        randomization: Randomization | dict[str, Any] | str | None = None,
         dynamics: ArmDynamics | dict[str, Any] | str | None = None,
         camera_poses: dict[str, Any] | str | None = None,
     ):

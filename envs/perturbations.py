@@ -54,6 +54,23 @@ PERTURBATIONS: dict[str, Perturbation] = {
 }  # fmt: skip
 
 
+def preset_names() -> list[str]:
+    """Every name `randomization=` (and the CLI's `--randomization`) takes: `randomization.PRESETS`, then each
+    perturbation's (sim2real is both, listed once)."""
+    return list(dict.fromkeys([*sorted(PRESETS), *PERTURBATIONS]))
+
+
+def named_randomization(name: str) -> Randomization:
+    """The `Randomization` a preset name stands for (`sim2real`, `servos`, `latency-1`, ...); the one place names
+    are resolved, for the envs' `randomization=` kwarg and the CLI alike. ValueError listing the names otherwise."""
+    if name in PRESETS:
+        return PRESETS[name]
+    if name in PERTURBATIONS:
+        return PERTURBATIONS[name].randomization
+    raise ValueError(f"unknown randomization preset {name!r}; presets: {', '.join(preset_names())} (or pass a "
+                     "Randomization, or a dict of its fields)")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Sweep:
     """One knob at increasing strength (`twinarm robustness --sweep NAME`): how much of it a policy stands."""

@@ -106,14 +106,20 @@ class Randomization:
                     _check_amount(key, v)
 
     @classmethod
-    def coerce(cls, value: Randomization | dict[str, Any] | None) -> Randomization:
-        """Accept a Randomization, a (JSON) dict of its fields, or None (= off)."""
+    def coerce(cls, value: Randomization | dict[str, Any] | str | None) -> Randomization:
+        """Accept a Randomization, a (JSON) dict of its fields, a preset name (`sim2real`, or a perturbation's:
+        `servos`, `latency-1`, ...; `perturbations.named_randomization`), or None (= off)."""
         if value is None:
             return cls()
         if isinstance(value, cls):
             return value
+        if isinstance(value, str):
+            from twinarm.envs.perturbations import named_randomization  # it builds on this module
+
+            return named_randomization(value)
         if not isinstance(value, dict):
-            raise TypeError(f"randomization must be a Randomization or a dict, got {type(value).__name__}")
+            raise TypeError(f"randomization must be a Randomization, a dict of its fields or a preset name, "
+                            f"got {type(value).__name__}")  # fmt: skip
         known = {f.name for f in fields(cls)}
         unknown = set(value) - known
         if unknown:

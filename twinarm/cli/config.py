@@ -54,17 +54,15 @@ def add_randomization_arg(parser: argparse.ArgumentParser, what: str = "the sim 
 def load_randomization(value: str | dict[str, Any] | None) -> dict[str, Any] | None:
     """A `--randomization` value (preset name, file, inline JSON, or a mapping from a --config file) as a checked
     Randomization dict; None when off. Errors name the file, or the presets and keys that exist."""
-    from twinarm.envs.perturbations import PERTURBATIONS
-    from twinarm.envs.randomization import PRESETS, Randomization
+    from twinarm.envs.perturbations import named_randomization, preset_names
+    from twinarm.envs.randomization import Randomization
 
     if value is None:
         return None
     source = "--randomization"
     if isinstance(value, str):
-        if value in PRESETS:
-            return PRESETS[value].to_dict()
-        if value in PERTURBATIONS:
-            return PERTURBATIONS[value].randomization.to_dict()
+        if value in preset_names():
+            return named_randomization(value).to_dict()
         path = Path(value)
         if value.lstrip().startswith("{"):
             try:
@@ -80,8 +78,7 @@ def load_randomization(value: str | dict[str, Any] | None) -> dict[str, Any] | N
             except yaml.YAMLError as exc:
                 raise SystemExit(f"{source} is not valid YAML/JSON: {exc}") from None
         else:
-            names = ", ".join(dict.fromkeys([*sorted(PRESETS), *PERTURBATIONS]))  # sim2real is both
-            raise SystemExit(f"--randomization {value!r}: not a preset ({names}), a file or JSON")
+            raise SystemExit(f"--randomization {value!r}: not a preset ({', '.join(preset_names())}), a file or JSON")
     try:
         return Randomization.coerce(value).to_dict()
     except (TypeError, ValueError) as exc:

@@ -2,8 +2,9 @@
 
 Observations come from the motor bus (through the calibration) and the cameras; actions are absolute
 joint targets in SI units, clamped to the joint limits and to `max_relative_target` per step, sent as
-one sync write. Torque goes off on close(), on any exception inside step/reset and on SIGINT. A step
-waits out the control period and warns when the loop overran it.
+one sync write. Torque goes off on close(), on any exception inside step/reset, on SIGINT, SIGTERM and SIGHUP,
+and when the process ends (or the env is dropped) without close(). A step waits out the control period and warns
+when the loop overran it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,9 +26,10 @@ import numpy as np
 from twinarm.arms import IdFixesArm, get_arm
 from twinarm.real.buses import make_bus
 from twinarm.real.calibration import Calibration
+from twinarm.real.calibration_owner import check_calibration_owner
 from twinarm.real.cameras import Camera, make_camera
 from twinarm.real.control_tables import DEFAULT_BAUD
-from twinarm.real.errors import CalibrationError
+from twinarm.real.errors import CalibrationError, TerminationSignal
 from twinarm.real.motor_bus import MotorBus
 from twinarm.real.multi_bus import MultiBus
 from twinarm.real.pacing import LoopClock
@@ -46,6 +49,9 @@ class StartPoseWarning(RuntimeWarning):
 
 #: Per-step limit (rad, gripper fraction) when driving to a reset pose without `max_relative_target`.
 START_STEP = 0.05
+#: The signals that stop a real-arm program (Ctrl-C, `kill`/`timeout`/systemd, a closed terminal or dropped ssh):
+#: each takes torque off first. SIGHUP does not exist on Windows.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 #: How close every joint must come to a reset pose (rad; the gripper as a fraction).
 START_TOLERANCE_RAD, START_TOLERANCE_GRIPPER = np.radians(3.0), 0.03
 
@@ -71,7 +77,9 @@ class RealArmEnv(IdFixesArm, gym.Env):
     kwargs: `arm`/`task` (set by the registered id), `port` (or {group: port} for arms on several buses,
     e.g. ALOHA's `left`/`right`, see `multi_bus.bus_groups`), `calibration` (file path, dict in LeRobot
     format or Calibration), `cameras` ({name: {"type": "opencv"|"realsense", ...} or Camera}; `{}` for none),
-    `obs_type`, `image_size`, `max_relative_target` (rad / gripper fraction per step, scalar or per joint),
+    `obs_type`, `image_size`, `max_relative_target` (rad / gripper fraction per step, scalar or per joint; None,
+    the default as in LeRobot, leaves only the joint limits, so the arm follows a policy's targets as the sim does;
+    the CLI's commands pass 0.2, and a first run on new hardware should too),
     `write_calibration` (store the file's calibration in the motors when they differ), `success_fn`
     (obs -> bool; otherwise `is_success` is always False), `pace` (wait out the control period),
     `camera_timeout_s` (a camera whose newest frame is older than this raises CameraError, torque goes off),
@@ -147,7 +155,8 @@ class RealArmEnv(IdFixesArm, gym.Env):
         self.cameras: dict[str, Camera] = {}
         self._last_obs: dict[str, Any] | None = None
         self._clock = LoopClock(self.spec_arm.control_period, pace)
-        self._prev_sigint: Any = None
+        self._prev_handlers: dict[int, Any] = {}
+        self._limp_at_exit: weakref.finalize | None = None
         try:
             self.bus.connect()
             self._apply_calibration(write_calibration)
@@ -159,8 +168,14 @@ class RealArmEnv(IdFixesArm, gym.Env):
         except BaseException:
             self.close()
             raise
+        # An uncaught exception in the user's loop, a script that never calls close(), or an env nobody holds any
+        # more: torque goes off when the process ends or the env is collected (the callback holds the bus only).
+        self._limp_at_exit = weakref.finalize(self, _limp, self.bus)
         if handle_sigint and threading.current_thread() is threading.main_thread():
-            self._prev_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+            # an ignored SIGTERM/SIGHUP stays ignored (`nohup` keeps a recording going when the terminal closes);
+            # Ctrl-C is always the operator's stop, also in a job a script started in the background
+            self._prev_handlers = {s: signal.signal(s, self._on_stop_signal) for s in STOP_SIGNALS
+                                   if s == signal.SIGINT or signal.getsignal(s) is not signal.SIG_IGN}
 
     # ----- setup --------------------------------------------------------------------------------
     def _load_calibration(self, calibration: Any) -> Calibration:
@@ -172,6 +187,7 @@ class RealArmEnv(IdFixesArm, gym.Env):
         elif isinstance(calibration, Mapping):
             cal = Calibration.from_dict(calibration)
         else:
+            check_calibration_owner(calibration, self.spec_arm)
             cal = Calibration.load(calibration)
         cal.check_matches(self.spec_arm, source=f"calibration {calibration if isinstance(calibration, (str, Path)) else ''}".strip())
         return cal
@@ -308,12 +324,17 @@ class RealArmEnv(IdFixesArm, gym.Env):
                 log.warning(said)
                 self._torque_off_said = said
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        """Ctrl-C, SIGTERM or SIGHUP: torque off first, then whatever handled the signal before (another env's
+        handler, the user's), then KeyboardInterrupt (TerminationSignal for the others), so that code which
+        saves finished work on Ctrl-C runs for `kill` and a closed terminal too."""
         self.torque_off()
-        prev = self._prev_sigint
+        prev = self._prev_handlers.get(signum)
         if callable(prev) and prev not in (signal.SIG_IGN, signal.SIG_DFL):
             prev(signum, frame)
-        raise KeyboardInterrupt
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise TerminationSignal(signum)
 
     def close(self) -> None:
         for cam in self.cameras.values():
@@ -325,9 +346,19 @@ class RealArmEnv(IdFixesArm, gym.Env):
         if getattr(self, "bus", None) is not None:
             self.torque_off()
             self.bus.close()
-        if self._prev_sigint is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._prev_sigint)
-            self._prev_sigint = None
+        if getattr(self, "_limp_at_exit", None) is not None:
+            self._limp_at_exit.detach()
+        if self._prev_handlers and threading.current_thread() is threading.main_thread():
+            for signum, prev in self._prev_handlers.items():
+                signal.signal(signum, prev)
+            self._prev_handlers = {}
+
+
+def _limp(bus: MotorBus | MultiBus) -> None:
+    """Torque off and close the bus of an env that was not closed: the process is ending or nobody holds the env."""
+    if bus.is_connected:
+        log.warning("a real arm env on %s was not closed: taking torque off", bus.port)
+    bus.close(disable_torque=True)
 
 
 class _TorqueOffOnError:

@@ -18,6 +18,29 @@ class PortNotFoundError(RealArmError):
         )
 
 
+class PortBusyError(RealArmError):
+    """Another program has the arm's serial port: two programs on one bus would fight over the arm."""
+
+    def __init__(self, port: str, holders: list[int] | None = None) -> None:
+        self.port, self.holders = port, list(holders or [])
+        who = f" (pid {', '.join(map(str, self.holders))})" if self.holders else ""
+        super().__init__(
+            f"serial port {port} is in use by another program{who}; stop it first (a teleop, record, replay or "
+            "eval on the same arm, or a script that has the arm open), then try again"
+        )
+
+
+class TerminationSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (`kill`, `timeout`, a closed terminal or dropped ssh) while a real arm was in use; raised
+    after its torque went off, and a KeyboardInterrupt so the code that saves finished work on Ctrl-C runs."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}; the arm's torque is off")
+
+
 class PortDisconnectedError(RealArmError):
     """The serial port went away while in use (USB cable pulled, adapter reset, power loss of the adapter)."""
 

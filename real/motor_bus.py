@@ -33,6 +33,7 @@ from twinarm.real.errors import (
     PortNotFoundError,
     RealArmError,
 )
+from twinarm.real.port_lock import lock_port, unlock_port
 from twinarm.spec import ArmSpec
 
 try:  # a pty or tty whose device went away fails tcflush with termios.error, which is not an OSError
@@ -57,7 +58,7 @@ def other_protocol_on(port: str, protocol: str, ids: Iterable[int], bauds: Itera
             continue
         probe = cls(port, [], retries=0)
         try:
-            probe.open()
+            probe.open(lock=False)  # the caller holds the port (or has just let it go)
         except RealArmError:
             continue
         try:
@@ -113,6 +114,8 @@ class MotorBus(abc.ABC):
         self.lock = threading.RLock()
         self._port: Any = None
         self._ph: Any = None
+        self._lock_fd: int | None = None  # the exclusive lock on the device (port_lock), held while open
+        self._faulted: frozenset[int] = frozenset()  # ids whose fault already took torque off (logged once)
         self.stats = {"transactions": 0, "failed_tries": 0}
 
     @classmethod
@@ -173,8 +176,9 @@ class MotorBus(abc.ABC):
         candidates = set.intersection(*rates)
         return sorted(b for b in candidates if sdk_port.getCFlagBaud(b) != -1)
 
-    def open(self) -> None:
-        """Open the port at `baud` (no motor check)."""
+    def open(self, lock: bool = True) -> None:
+        """Open the port at `baud` (no motor check), holding it against other programs (PortBusyError when one
+        has it); `lock=False` only for a probe while this process holds the port or has just closed it."""
         with self.lock:
             models = {m.model.name: m.model for m in self.motors.values()}
             usable = self.usable_bauds(self.port, models.values())
@@ -185,14 +189,17 @@ class MotorBus(abc.ABC):
             if os.path.exists(self.port) and not stat.S_ISCHR(os.stat(self.port).st_mode):
                 kind = "a directory" if os.path.isdir(self.port) else "a regular file"
                 raise PortNotFoundError(self.port, f"not a serial device ({kind})")
+            lock_fd = lock_port(self.port) if lock else None  # before the SDK touches the line settings
             port = self.sdk.PortHandler(self.port)
             try:
                 ok = port.openPort() if self.baud == DEFAULT_BAUD else port.setBaudRate(self.baud)
             except Exception as exc:  # serial.SerialException, OSError
+                unlock_port(lock_fd)
                 raise PortNotFoundError(self.port, str(exc)) from None
             if not ok:
+                unlock_port(lock_fd)
                 raise PortNotFoundError(self.port, f"the {self.protocol} SDK could not open it at {self.baud} baud")
-            self._port = port
+            self._port, self._lock_fd = port, lock_fd
             self._ph = self._packet_handler()
 
     def connect(self, check_motors: bool = True) -> None:
@@ -261,6 +268,11 @@ class MotorBus(abc.ABC):
             except Exception:
                 pass
             self._port = None
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        unlock_port(self._lock_fd)
+        self._lock_fd = None
 
     # ----- transactions -------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -343,7 +355,10 @@ class MotorBus(abc.ABC):
                     self._try(lambda m=m: self._write_raw(m.id, m.model.register("Torque_Enable"), 0), tries=1)
                 except (_Failure, PortDisconnectedError):
                     log.warning("motor %r did not confirm torque off on %s", m.name, self.port)
-            log.warning("torque disabled on %s after a fault on id(s) %s", [m.name for m in others], bad_ids)
+            said = frozenset(bad_ids) <= self._faulted  # the same fault met again by a retry or a later caller
+            (log.debug if said else log.warning)("torque disabled on %s after a fault on id(s) %s",
+                                                 [m.name for m in others], bad_ids)
+            self._faulted |= frozenset(bad_ids)
 
     # raw SDK calls: raise _Failure on anything but success
     def _ping_raw(self, motor_id: int) -> int:
@@ -459,6 +474,7 @@ class MotorBus(abc.ABC):
 
     def enable_torque(self, motors: Iterable[str] | None = None) -> None:
         names = list(motors if motors is not None else self.motors)
+        self._faulted = frozenset()  # torque on again: a new fault is news
         for name in names:
             self.write("Torque_Enable", name, 1)
 
@@ -483,6 +499,7 @@ class MotorBus(abc.ABC):
                 except Exception:
                     pass
                 self._port = None
+                self._release_lock()
 
     def torque_enabled(self, motors: Iterable[str] | None = None) -> dict[str, bool]:
         return {n: bool(v) for n, v in self.sync_read("Torque_Enable", motors).items()}

@@ -1,0 +1,52 @@
+"""Whose calibration a file is, read from the folder it lies in: twinarm's `calibration/<arm>[_leader]/` and
+LeRobot's `calibration/robots/<robot_type>/` or `teleoperators/<arm>_leader/`.
+
+The file itself names no arm (LeRobot's format), and the two arms' files look alike (same joint names and ids),
+so a Koch given an SO-101's file, or a follower given its leader's, took it and wrote it into its motors: a wrong
+zero on every joint. A file in another arm's folder is refused; one anywhere else is taken as it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twinarm.arms import ARMS
+from twinarm.real.errors import CalibrationError
+from twinarm.real.multi_bus import bus_groups
+from twinarm.spec import ArmSpec
+
+
+def _names(arm: ArmSpec, group: str, leader: bool) -> set[str]:
+    """The folder names the files of `arm` (its `group` arm, for ALOHA) as follower or leader lie in."""
+    base = f"{arm.name}_{group}" if group else arm.name
+    names = {base, arm.robot_type} if not group else {base}
+    if leader:
+        names = {f"{n.removesuffix('_follower')}_leader" for n in names}
+    return names
+
+
+def _owners() -> dict[str, str]:
+    """Every known calibration folder name -> whose files it holds, in words ("the koch leader")."""
+    out: dict[str, str] = {}
+    for arm in ARMS.values():
+        for group in bus_groups(arm):
+            for leader in (False, True):
+                who = f"the {arm.name}{' ' + group if group else ''} {'leader' if leader else 'follower'}"
+                out.update(dict.fromkeys(_names(arm, group, leader), who))
+    return out
+
+
+def check_calibration_owner(path: str | Path, arm: ArmSpec, group: str = "", leader: bool = False) -> None:
+    """Refuse a calibration file that lies in another arm's (or the other role's) folder, naming both."""
+    folder = Path(path).expanduser().parent.name
+    own = _names(arm, group, leader) | ({arm.name, arm.robot_type} if not leader else set())
+    owner = _owners().get(folder)
+    if owner is None or folder in own:
+        return
+    me = f"the {arm.name}{' ' + group if group else ''} {'leader' if leader else 'follower'}"
+    raise CalibrationError(
+        f"calibration {path} lies in the folder of {owner}'s calibrations ({folder}/), but it is given for {me}: "
+        f"the two arms' files look alike and a wrong one sets a wrong zero on every joint; give {me}'s own file "
+        f"or calibrate it (`twinarm calibrate --arm {arm.name}{' --leader' if leader else ''}`), or move the "
+        "file out of that folder if it really is this arm's"
+    )

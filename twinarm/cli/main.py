@@ -134,14 +134,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return interrupted(exc)
     except Exception as exc:
         if not _explained(exc) or os.environ.get(TRACEBACK_ENV, "0") != "0":
             raise
         print(f"twinarm {args.command}: error: {exc}\n(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def interrupted(exc: KeyboardInterrupt) -> int:
+    """Say why a command stopped early and return its exit status: 130 for Ctrl-C, as a shell reports SIGINT, and
+    128 + N for SIGTERM/SIGHUP, which a real arm's env turns into a KeyboardInterrupt with `.signum` N (after its
+    torque went off) so that what is finished gets saved as on Ctrl-C. Every command exits so, teleop too."""
+    print(str(exc) if getattr(exc, "signum", None) else "interrupted", file=sys.stderr)
+    return interrupt_status(exc)
+
+
+def interrupt_status(exc: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C; 128 + N for a KeyboardInterrupt that carries the number N of the signal that caused it."""
+    signum = getattr(exc, "signum", None)
+    return 128 + int(signum) if signum else 130
 
 
 def _unknown_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:

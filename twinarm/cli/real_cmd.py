@@ -608,6 +608,7 @@ def run_teleop(args: argparse.Namespace) -> int:
         return SystemExit(f"twinarm teleop: {roles.get(getattr(exc, 'port', None), default)}: {exc}")
 
     stats = LoopStats()
+    stop: KeyboardInterrupt | None = None  # Ctrl-C (or SIGTERM/SIGHUP): what is done is saved, then exit 128+N
     leader: Teleoperator | None = None
     env: RealArmEnv | SimFollower | Viewed | None = None
     window: FollowerView | None = None
@@ -673,8 +674,8 @@ def run_teleop(args: argparse.Namespace) -> int:
                 )
         except RealArmError as exc:
             raise hardware_error(exc, "teleop loop") from None
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as exc:
+        stop = exc
     finally:
         print("\r" + stats.line() if stats.steps else "")
         note = slow_loop_note(stats, spec.control_hz, args.record) if recording is not None else None
@@ -694,4 +695,8 @@ def run_teleop(args: argparse.Namespace) -> int:
             finally:
                 if recording is not None:
                     recording.close()
+    if stop is not None:
+        from twinarm.cli.main import interrupted
+
+        return interrupted(stop)
     return 0 if recording is None else recording.exit_code()

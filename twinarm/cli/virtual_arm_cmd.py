@@ -151,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"leader: every joint sweeps with a {args.wiggle:g} s period", flush=True)
         else:
             print(f"leader: type poses as JOINT=VALUE lines, e.g. {arm.spec.joint_names[0]}=0.3", flush=True)
+    stop: KeyboardInterrupt | None = None
     try:
         if hand is not None:
             hand.start()  # the sweep's first pose is in before any request is answered
@@ -159,11 +160,14 @@ def run(args: argparse.Namespace) -> int:
         if hand is not None and args.wiggle is None:
             hand.read_lines(sys.stdin, lambda msg: print(f"pose: {msg}", file=sys.stderr, flush=True))
         threading.Event().wait()  # until Ctrl-C
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # its way to stop; exit 130 as every command does on Ctrl-C
         print("stopped", file=sys.stderr)
+        stop = exc
     finally:
         if hand is not None:
             hand.stop()
         for server in servers.values():
             server.stop()
-    return 0
+    from twinarm.cli.main import interrupt_status
+
+    return interrupt_status(stop) if stop is not None else 0

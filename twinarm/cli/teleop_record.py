@@ -172,10 +172,14 @@ class TeleopRecording:
             else:
                 done = f"episode {saved} saved"
             last["saved"] = saved
-            print(f"\n{done}; reset the scene: {a.reset_time:g} s of teleoperation, not recorded", flush=True)
-            phase.update(episode=k, reset=True)
-            teleoperate(leader, env, duration_s=a.reset_time, until=reset_over)
-            phase["reset"] = False
+            if a.reset_time > 0:
+                print(f"\n{done}; reset the scene: {a.reset_time:g} s of teleoperation, not recorded", flush=True)
+                phase.update(episode=k, reset=True)
+                teleoperate(leader, env, duration_s=a.reset_time, until=reset_over)
+                phase["reset"] = False
+            else:  # --reset-time 0: straight on to the next episode, no reset period to announce
+                print(f"\n{done}", flush=True)
+                phase["episode"] = k
             if not control.stopped:
                 print(f"recording episode {k}/{a.episodes} ({a.episode_time:g} s)", flush=True)
 

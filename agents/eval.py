@@ -65,6 +65,9 @@ class EvalResult:
     judged: bool = True
     #: Why the evaluation ended before its episodes were all run (None: it ran them all).
     stopped: str | None = None
+    #: Seconds spent in the operator's hooks (`before_round`: resetting the scene, waiting for Enter; `judge`: the
+    #: y/n answer), left out of `eval_s`; None when there were no such hooks (sim).
+    operator_wait_s: float | None = None
 
     @property
     def aggregated(self) -> dict[str, Any]:
@@ -76,6 +79,7 @@ class EvalResult:
             "n_episodes": len(self.successes),
             "eval_s": self.eval_s,
             "eval_ep_s": self.eval_s / n,
+            **({} if self.operator_wait_s is None else {"operator_wait_s": self.operator_wait_s}),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -114,6 +118,8 @@ def format_table(agg: dict[str, float], latency: dict[str, float] | None = None,
         ("n_episodes", f"{agg['n_episodes']}"),
         ("eval_s", f"{agg['eval_s']:.1f}"),
     ]
+    if agg.get("operator_wait_s") is not None:
+        rows.append(("operator_wait_s", f"{agg['operator_wait_s']:.1f} (not in eval_s)"))
     if latency:
         rows.append(("select_action", f"p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms, "
                                       f"max {latency['max']:.1f} ms ({latency['calls']} calls)"))
@@ -252,7 +258,9 @@ def evaluate(
     `reset_options` go to every env's reset (`{"joints": spec.home}`: a real arm starts each episode at home).
     `control` carries an operator's requests (one env at a time): END cuts the episode short (it counts, as it
     ended), STOP does so and runs no more episodes; the result then holds the episodes run. `after_round(result)`
-    sees the result after every round (what has finished survives a disconnect or Ctrl-C in the next)."""
+    sees the result after every round (what has finished survives a disconnect or Ctrl-C in the next). Time spent
+    in `before_round` and `judge` (a person resetting the scene, answering y/n) is left out of `eval_s` and reported
+    as `operator_wait_s`."""
     if n_episodes < 1 or n_envs < 1:  # 0 episodes reported "0 % success"; n_envs 0 was raised to 1 silently
         raise ValueError(f"n_episodes and n_envs must be at least 1, got {n_episodes} and {n_envs}")
     check_precision(precision, policy.device)
@@ -280,6 +288,7 @@ def evaluate(
         raise
     fps = int(venv.metadata.get("render_fps", spec.control_hz) or spec.control_hz)
     result = EvalResult(precision=precision, judged=judge is not None or not real)
+    waited = OperatorClock(result, before_round is not None or judge is not None)
     was_training = policy.training
     policy.eval()
     prefetching = prefetch_at > 0
@@ -296,7 +305,8 @@ def evaluate(
             k = min(n_envs, n_episodes - done_eps)
             seeds = [seed + done_eps + i for i in range(n_envs)]
             if before_round is not None:
-                before_round(done_eps)
+                with waited:
+                    before_round(done_eps)
             obs, _ = venv.reset(seed=seeds, options=dict(reset_options) if reset_options else None)
             if done_eps == 0:
                 warm_up(policy, adapter.obs_to_batch(obs), precision)
@@ -348,7 +358,10 @@ def evaluate(
                 result.sum_rewards.append(float(sums[i]))
                 result.max_rewards.append(float(maxs[i]))
                 ok = bool(success[i])
-                result.successes.append(judge(done_eps + i, ok) if judge is not None else ok)
+                if judge is not None:
+                    with waited:
+                        ok = judge(done_eps + i, ok)
+                result.successes.append(ok)
                 result.lengths.append(int(length[i]))
                 if rollouts is not None:  # every episode of the round ended, so each was saved
                     result.recorded.append(saved_as[i])
@@ -357,7 +370,7 @@ def evaluate(
                     write_mp4(frames[i], path, fps)
                     result.videos.append(str(path))
             done_eps += k
-            result.eval_s = time.perf_counter() - t0
+            result.eval_s = time.perf_counter() - t0 - (result.operator_wait_s or 0.0)
             if progress:
                 said = f": success {sum(result.successes)}/{done_eps}" if result.judged else ""
                 print(f"eval {done_eps}/{n_episodes}{said}", flush=True)
@@ -374,10 +387,26 @@ def evaluate(
             rollouts.close()
         venv.close()
         policy.train(was_training)
-    result.eval_s = time.perf_counter() - t0
+    result.eval_s = time.perf_counter() - t0 - (result.operator_wait_s or 0.0)
     if thread_budget is not None:  # this evaluation's calls (a budget may be shared with training steps)
         result.threads = dict(thread_budget.granted - granted_before)
     return result
+
+
+class OperatorClock:
+    """A context that adds the time spent inside it to `result.operator_wait_s` (the operator's hooks), so that
+    `eval_s` measures the episodes, not how long a person took to reset the scene or answer y/n."""
+
+    def __init__(self, result: EvalResult, used: bool) -> None:
+        self.result = result
+        if used:
+            result.operator_wait_s = 0.0
+
+    def __enter__(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.result.operator_wait_s = (self.result.operator_wait_s or 0.0) + time.perf_counter() - self._t0
 
 
 class RolloutRecorder:

@@ -82,6 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --leader: sweep every joint as a sine of this period (default 6 s) instead of "
         "reading poses from stdin",
     )
+    from twinarm.real.virtual.fault_plan import FAULT_HELP
+
+    p.add_argument("--fault", action="append", default=None, metavar="MOTOR:KIND[@SECONDS]", help=FAULT_HELP)
     add_config_arg(p)
     p.set_defaults(func=run, _parser=p)
 
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     import threading
 
     from twinarm.arms import get_arm
+    from twinarm.real.virtual.fault_plan import schedule
     from twinarm.real.virtual.hand import Hand
     from twinarm.real.virtual.serve import make_virtual_buses
 
@@ -114,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             args.write_calibration = check_writable(args.write_calibration, "--write-calibration")
         except CalibrationError as exc:
             parser.error(str(exc))
+    plans = _fault_plans(parser, args.fault or [], args.arm)
     try:
         servers = make_virtual_buses(
             args.arm,
@@ -130,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyError as exc:  # an unknown --arm or --task
         parser.error(str(exc.args[0]))
     arm = next(iter(servers.values())).bus.arm
+    for plan in plans:  # said on stdout, so that the rehearsal's log shows what is coming
+        print(f"fault planned: {plan.describe()} from {plan.at_s:g} s after serving starts", flush=True)
     hand = Hand(arm, wiggle_period_s=args.wiggle) if args.leader else None
     if args.write_calibration is not None:
         arm.ideal_calibration().save(args.write_calibration)
@@ -152,11 +159,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"leader: type poses as JOINT=VALUE lines, e.g. {arm.spec.joint_names[0]}=0.3", flush=True)
     stop: KeyboardInterrupt | None = None
+    timers: list = []
     try:
         if hand is not None:
             hand.start()  # the sweep's first pose is in before any request is answered
         for server in servers.values():
             server.start()
+        timers = schedule(plans, lambda m: arm.servos[arm.spec.joint_names.index(m)].faults,
+                          lambda msg: print(msg, file=sys.stderr, flush=True))
         if hand is not None and args.wiggle is None:
             hand.read_lines(sys.stdin, lambda msg: print(f"pose: {msg}", file=sys.stderr, flush=True))
         threading.Event().wait()  # until Ctrl-C
@@ -164,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         print("stopped", file=sys.stderr)
         stop = exc
     finally:
+        for timer in timers:
+            timer.cancel()
         if hand is not None:
             hand.stop()
         for server in servers.values():
@@ -171,3 +183,22 @@ def run(args: argparse.Namespace) -> int:
     from twinarm.cli.main import interrupt_status
 
     return interrupt_status(stop) if stop is not None else 0
+
+
+
+def _fault_plans(parser: argparse.ArgumentParser, items: list[str], arm_name: str) -> list:
+    """The --fault flags as FaultPlans, checked against the arm's joints before anything is built or served (a
+    usage error names the bad one)."""
+    from twinarm.arms import get_arm
+    from twinarm.real.virtual.fault_plan import FaultPlan
+
+    if not items:
+        return []
+    try:
+        joints = get_arm(arm_name).joint_names
+    except KeyError as exc:
+        parser.error(str(exc.args[0]))
+    try:
+        return [FaultPlan.parse(item, joints) for item in items]
+    except ValueError as exc:
+        parser.error(str(exc))

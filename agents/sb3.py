@@ -4,6 +4,8 @@ SB3 wants a flat observation (Box, or a Dict without nesting) and, for SAC/TD3, 
 `SB3Wrapper` maps the joint-target action box to [-1, 1] and flattens observations: `state` envs
 become one float32 vector (`agent_pos` then `environment_state`); pixel envs become a flat Dict
 (`agent_pos`, `pixels_<cam>` as HxWx3 uint8, which SB3's CNN extractor recognises as images).
+`normalize_action` maps joint targets back to [-1, 1], so `make_expert(make_sb3_env(...))` gives expert actions
+in the wrapper's space (demonstrations for a replay buffer or behaviour cloning).
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ class SB3Wrapper(gym.Wrapper):
         """[-1, 1] -> the env's joint-target box (clipped first, as SB3's PPO may step outside)."""
         a = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
         return (self._low + (a + 1.0) * 0.5 * (self._high - self._low)).astype(np.float32)
+
+    def normalize_action(self, joint_targets: np.ndarray) -> np.ndarray:
+        """The inverse of `action`: the env's joint targets (spec units, e.g. a scripted expert's or a recorded
+        dataset's) -> this wrapper's [-1, 1] actions, clipped into the box; to seed a replay buffer or clone."""
+        q = np.asarray(joint_targets, np.float64)
+        return np.clip(2.0 * (q - self._low) / (self._high - self._low) - 1.0, -1.0, 1.0).astype(np.float32)
+
+    #: The hook `twinarm.envs.experts.make_expert` looks for: an expert made on this wrapper answers in [-1, 1].
+    inverse_action = normalize_action
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)

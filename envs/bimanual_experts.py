@@ -16,6 +16,7 @@ import numpy as np
 
 from twinarm.envs.arm_env import ArmEnv
 from twinarm.envs.bimanual import SIDES
+from twinarm.envs.expert_base import Expert
 from twinarm.envs.ik import TcpIK, down_rotation
 from twinarm.envs.physics import ArmPhysics
 
@@ -87,18 +88,16 @@ def _slerp_rot(a: np.ndarray, b: np.ndarray, s: float) -> np.ndarray:
     return m.reshape(3, 3)
 
 
-class BimanualExpert:
-    """Tracks one pose list per arm; call `reset()` at each episode start."""
+class BimanualExpert(Expert):
+    """Tracks one pose list per arm, planned at each episode's first call (`Expert`)."""
 
     def __init__(self, env: gym.Env, planner: Callable[[ArmEnv], dict[str, list[Pose]]], rot_weight: float = 0.5):
-        self.env: ArmEnv = env.unwrapped  # type: ignore[assignment]
+        super().__init__(env)
+        self.env: ArmEnv
         self.planner = planner
         self.iks = {s: SideIK(self.env.physics, s, rot_weight=rot_weight) for s in SIDES}
         self.grip_index = {s: self.env.spec_arm.joint_names.index(f"{s}_gripper") for s in SIDES}
         self._plan: dict[str, list[Pose]] | None = None
-
-    def reset(self) -> None:
-        self._plan = None
 
     def _start(self) -> None:
         q = self.env.physics.joint_positions()
@@ -126,10 +125,8 @@ class BimanualExpert:
         s = s * s * (3 - 2 * s)
         return Pose(0, prev.pos + s * (wp.pos - prev.pos), _slerp_rot(prev.rot, wp.rot, s), prev.grip + s * (wp.grip - prev.grip))
 
-    def __call__(self, obs: object = None) -> np.ndarray:
-        """Next action (14 joint targets in spec units); `obs` is accepted for the policy-callable API."""
-        if self._plan is None:
-            self._start()
+    def _act(self) -> np.ndarray:
+        """Next 14 joint targets in spec units."""
         action = np.zeros(self.env.spec_arm.dof)
         for side, ik in self.iks.items():
             target = self._target(side)

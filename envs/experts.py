@@ -17,6 +17,7 @@ import numpy as np
 
 from twinarm.envs.arm_env import ArmEnv
 from twinarm.envs.bimanual_experts import BIMANUAL_PLANNERS, BimanualExpert
+from twinarm.envs.expert_base import Expert, action_map
 from twinarm.envs.ik import TcpIK, down_rotation
 from twinarm.envs.props import PLATE_HALF_HEIGHT, quat_yaw
 
@@ -45,17 +46,15 @@ class Waypoint:
     aim: Callable[[ArmEnv], np.ndarray] | None = None
 
 
-class ScriptedExpert:
-    """Tracks a task-specific list of waypoints; call `reset()` at each episode start."""
+class ScriptedExpert(Expert):
+    """Tracks a task-specific list of waypoints, planned at each episode's first call (`Expert`)."""
 
     def __init__(self, env: gym.Env, planner: Callable[[ArmEnv], list[Waypoint]], rot_weight: float = 0.3):
-        self.env: ArmEnv = env.unwrapped  # type: ignore[assignment]
+        super().__init__(env)
+        self.env: ArmEnv
         self.planner = planner
         self.ik = TcpIK(self.env.physics, rot_weight=rot_weight)
         self._plan: list[Waypoint] | None = None
-
-    def reset(self) -> None:
-        self._plan = None
 
     def _start(self) -> None:
         phys = self.env.physics
@@ -68,10 +67,8 @@ class ScriptedExpert:
         self._t = 0
         self._aim = np.zeros(3)
 
-    def __call__(self, obs: object = None) -> np.ndarray:
-        """Next action (joint targets in spec units); `obs` is accepted for the policy-callable API."""
-        if self._plan is None:
-            self._start()
+    def _act(self) -> np.ndarray:
+        """Next joint targets in spec units."""
         assert self._plan is not None
         t, prev = self._t, self._start_wp
         for wp in self._plan:
@@ -193,7 +190,13 @@ PLANNERS: dict[str, tuple[Callable[[ArmEnv], list[Waypoint]], float]] = {
 
 
 def make_expert(env: gym.Env) -> ScriptedExpert | BimanualExpert:
-    """The scripted expert for `env`'s task (any twinarm sim env, one arm or two, wrapped or not)."""
+    """The scripted expert for `env`'s task (any twinarm sim env, one arm or two, wrapped or not).
+
+    Its actions are in `env.action_space`: joint targets in spec units through wrappers that keep the arm's action
+    space; through one that changes it, mapped by the wrapper's `inverse_action` (`agents.sb3.SB3Wrapper`'s
+    [-1, 1], `envs.lerobot_view.LeRobotView`'s LeRobot units). Any other action-space-changing wrapper (e.g.
+    Gymnasium's RescaleAction) is refused. Call its `reset()` at each episode start.
+    """
     base = env.unwrapped
     name = getattr(getattr(base, "task", None), "name", None)
     if name in BIMANUAL_PLANNERS:
@@ -201,6 +204,7 @@ def make_expert(env: gym.Env) -> ScriptedExpert | BimanualExpert:
     if name not in PLANNERS:
         known = sorted(PLANNERS) + sorted(BIMANUAL_PLANNERS)
         raise ValueError(f"no scripted expert for task {name!r}; experts exist for {known}")
+    action_map(env)  # refuses an action wrapper it cannot answer through, before any IK is set up
     planner, rot_weight = PLANNERS[name]
     return ScriptedExpert(env, planner, rot_weight)
 

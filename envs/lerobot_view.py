@@ -49,6 +49,11 @@ class LeRobotView(gym.Wrapper):
         obs, info = self.env.reset(seed=seed, options=rest or None)
         return self._view(obs), info
 
+    def inverse_action(self, action: np.ndarray) -> np.ndarray:
+        """Joint targets in spec units (the env underneath's) -> this view's LeRobot units; what `make_expert`
+        maps its actions with, so an expert made on the view answers in the view's units."""
+        return self.arm.to_lerobot(np.asarray(action, dtype=np.float64)).astype(np.float32)
+
     def step(self, action: np.ndarray):
         si = self.arm.from_lerobot(np.asarray(action, dtype=np.float64))
         obs, reward, terminated, truncated, info = self.env.step(si.astype(np.float32))

@@ -1,0 +1,81 @@
+"""What every scripted expert shares: it plans at its first call after `reset()`, and it answers in the action
+space of the env it was made for, wrappers included.
+
+A wrapper that changes the action space can say how to map an action of the env it wraps into its own space by
+defining `inverse_action(action)` (`agents.sb3.SB3Wrapper`, `envs.lerobot_view.LeRobotView`); an expert made
+through it returns actions in the wrapper's space. Through any other action-space-changing wrapper it refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+#: The method a wrapper that changes the action space defines to map its inner env's actions into its own space.
+INVERSE_ACTION = "inverse_action"
+
+
+def action_map(env: gym.Env, what: str = "make_expert") -> Callable[[np.ndarray], np.ndarray] | None:
+    """How to turn joint targets of `env.unwrapped` into actions of `env`: None when every wrapper keeps the arm's
+    action space, else the wrappers' `inverse_action` maps from the innermost out. ValueError naming the wrapper
+    that changes the action space without saying how (its actions would be misread: joint targets as [-1, 1])."""
+    hooks: list[Callable[[np.ndarray], np.ndarray]] = []
+    outer = env
+    while isinstance(outer, gym.Wrapper):
+        inner = outer.env
+        if outer.action_space != inner.action_space:
+            hook = getattr(outer, INVERSE_ACTION, None)
+            if not callable(hook):
+                raise ValueError(
+                    f"{what}: the wrapper {type(outer).__name__} changes the action space ({inner.action_space} -> "
+                    f"{outer.action_space}) and has no {INVERSE_ACTION}(action) to map the expert's joint targets into "
+                    f"it. Make the expert on the env inside it and step that env with its actions (e.g. "
+                    f"make_expert(env.unwrapped)), map them yourself, or give {type(outer).__name__} an "
+                    f"{INVERSE_ACTION} method (twinarm.agents.sb3.SB3Wrapper has one)"
+                )
+            hooks.append(hook)
+        outer = inner
+    if not hooks:
+        return None
+    hooks.reverse()  # innermost first
+
+    def to_env(action: np.ndarray) -> np.ndarray:
+        for hook in hooks:
+            action = hook(action)
+        return action
+
+    return to_env
+
+
+class Expert:
+    """Base of the scripted experts: `_start()` plans from the sim state, `_act()` gives the next joint targets.
+
+    The plan is made at the first call after `reset()` (call it at each episode start). Actions come out in
+    `env`'s action space (see `action_map`).
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env: Any = env.unwrapped
+        self._to_env = action_map(env, type(self).__name__)
+        self._plan: Any = None
+
+    def reset(self) -> None:
+        """Plan afresh at the next call."""
+        self._plan = None
+
+    def __call__(self, obs: object = None) -> np.ndarray:
+        """Next action, in the action space of the env the expert was made for; `obs` is accepted for the
+        policy-callable API (the expert reads the sim state)."""
+        if self._plan is None:
+            self._start()
+        action = self._act()
+        return action if self._to_env is None else self._to_env(action)
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _act(self) -> np.ndarray:
+        raise NotImplementedError

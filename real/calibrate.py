@@ -60,14 +60,32 @@ def run_calibration(bus: MotorBus, spec: ArmSpec, prompt: Callable[[str], None],
         if recording_done(pos):
             break
         time.sleep(sample_period_s)
-    flat = [n for n in names if ranges[n][0] == ranges[n][1]]
-    if flat:
-        raise RealArmError(f"joints {flat} did not move during range recording; calibration aborted")
+    check_spans(bus, ranges)
     cal = Calibration({
         n: MotorCalibration(bus.motor(n).id, drive[n], offsets[n], ranges[n][0], ranges[n][1]) for n in names
     })
     bus.write_calibration(cal)
     return cal
+
+
+#: The least span a joint must sweep during range recording, in degrees: every joint of every arm spans far more
+#: (the smallest, the grippers, about 120 degrees; a leader's gripper trigger some 35), while one that was forgotten
+#: and only sagged under gravity or jittered moves a few degrees (21 ticks, 1.8 degrees, on a virtual SO-101).
+MIN_SPAN_DEG = 9.0
+
+
+def check_spans(bus: MotorBus, ranges: dict[str, tuple[int, int]]) -> None:
+    """Raise RealArmError naming every joint whose recorded range is under MIN_SPAN_DEG, with its span: a joint
+    that was not moved would be calibrated to a sliver of its range (and drive the follower through a sliver)."""
+    short = {}
+    for n, (lo, hi) in ranges.items():
+        resolution = bus.motor(n).model.resolution
+        if hi - lo < resolution * MIN_SPAN_DEG / 360:
+            short[n] = f"{n} {hi - lo} ticks ({(hi - lo) * 360 / resolution:.1f} deg)"
+    if short:
+        raise RealArmError(f"joints {list(short)} did not move through their range during range recording (spans: "
+                           f"{', '.join(short.values())}; each needs at least {MIN_SPAN_DEG:g} deg): move every joint "
+                           "from one end of its range to the other; calibration aborted")
 
 
 def feetech_broadcast_ping(bus: MotorBus, timeout_s: float = 0.05) -> dict[int, int]:

@@ -106,7 +106,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=textwrap.fill(
             "Interactive calibration: put the arm mid-range, then move every joint through "
             "its range. Saves {motor: {id, drive_mode, homing_offset, range_min, range_max}}, the "
-            "format LeRobot uses, so existing LeRobot calibrations work too.", 100),
+            "format LeRobot uses, so existing LeRobot calibrations work too. Every joint must sweep at least 9 "
+            "degrees (a joint that only sagged is named, with its span). A virtual follower (`twinarm virtual-arm`) "
+            "has no hand to move its joints: serve it with --calibrated, or use the file its --write-calibration "
+            "writes; a virtual leader (--leader) moves to the poses typed on its stdin.", 100),
         epilog=CALIBRATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -96,11 +96,14 @@ class ArmEnv(IdFixesArm, gym.Env):
         self._obs_keys = (obs_type != "state", obs_type != "pixels", obs_type == "state")
         self._renderer: CameraRenderer | None = None
         self._last_frames: dict[str, np.ndarray] | None = None
+        #: Resets so far: a scripted expert compares it with the one it planned in to notice a new episode.
+        self.episode_count = 0
 
     # ----- Gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.physics.reset(self.spec_arm.reset_joints(options))
+        self.episode_count += 1
         if self.randomizer.on_reset(self.physics, self.np_random):
             self.task.bind(self.physics)  # object sizes may have changed
         self.task.initialize_episode(self.physics, self.np_random)
@@ -171,6 +174,7 @@ class ArmEnv(IdFixesArm, gym.Env):
             "ctrl": self.physics.data.ctrl.copy(),
             "randomizer": self.randomizer.get_state(self.physics.model),
             "np_random": None if self._np_random is None else self._np_random.bit_generator.state,
+            "episode_count": self.episode_count,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -178,6 +182,7 @@ class ArmEnv(IdFixesArm, gym.Env):
         self.physics.set_state(state["physics_state"])
         self.physics.data.ctrl[:] = state["ctrl"]
         self.randomizer.set_state(self.physics.model, state.get("randomizer"))
+        self.episode_count = state.get("episode_count", 0)
         if state["np_random"] is not None:
             self._np_random = np.random.Generator(np.random.PCG64())
             self._np_random.bit_generator.state = state["np_random"]

@@ -1,5 +1,5 @@
-"""What every scripted expert shares: it plans at its first call after `reset()`, and it answers in the action
-space of the env it was made for, wrappers included.
+"""What every scripted expert shares: it plans at the first call of each episode (noticing the env's reset by itself),
+and it answers in the action space of the env it was made for, wrappers included.
 
 A wrapper that changes the action space can say how to map an action of the env it wraps into its own space by
 defining `inverse_action(action)` (`agents.sb3.SB3Wrapper`, `envs.lerobot_view.LeRobotView`); an expert made
@@ -53,23 +53,27 @@ def action_map(env: gym.Env, what: str = "make_expert") -> Callable[[np.ndarray]
 class Expert:
     """Base of the scripted experts: `_start()` plans from the sim state, `_act()` gives the next joint targets.
 
-    The plan is made at the first call after `reset()` (call it at each episode start). Actions come out in
-    `env`'s action space (see `action_map`).
+    The plan is made at the first call of each episode: the expert compares the env's `episode_count` (raised by
+    every reset) with the one it planned in, so an expert kept across episodes re-plans by itself; `reset()` still
+    forces a new plan. Actions come out in `env`'s action space (see `action_map`).
     """
 
     def __init__(self, env: gym.Env) -> None:
         self.env: Any = env.unwrapped
         self._to_env = action_map(env, type(self).__name__)
         self._plan: Any = None
+        self._episode: int | None = None
 
     def reset(self) -> None:
-        """Plan afresh at the next call."""
+        """Plan afresh at the next call (also done by itself when the env has been reset since the last plan)."""
         self._plan = None
 
     def __call__(self, obs: object = None) -> np.ndarray:
         """Next action, in the action space of the env the expert was made for; `obs` is accepted for the
         policy-callable API (the expert reads the sim state)."""
-        if self._plan is None:
+        episode = self.env.episode_count
+        if self._plan is None or episode != self._episode:
+            self._episode = episode
             self._start()
         action = self._act()
         return action if self._to_env is None else self._to_env(action)

@@ -195,7 +195,7 @@ def make_expert(env: gym.Env) -> ScriptedExpert | BimanualExpert:
     Its actions are in `env.action_space`: joint targets in spec units through wrappers that keep the arm's action
     space; through one that changes it, mapped by the wrapper's `inverse_action` (`agents.sb3.SB3Wrapper`'s
     [-1, 1], `envs.lerobot_view.LeRobotView`'s LeRobot units). Any other action-space-changing wrapper (e.g.
-    Gymnasium's RescaleAction) is refused. Call its `reset()` at each episode start.
+    Gymnasium's RescaleAction) is refused. It re-plans by itself after every `env.reset()`.
     """
     base = env.unwrapped
     name = getattr(getattr(base, "task", None), "name", None)

@@ -1,7 +1,9 @@
-"""A scripted expert answers in the action space of the env it was made for and refuses what it cannot answer
-through (an action wrapper that does not say how)."""
+"""A scripted expert answers in the action space of the env it was made for, refuses what it cannot answer
+through (an action wrapper that does not say how), and notices a new episode without being told."""
 
 from __future__ import annotations
+
+import pickle
 
 import gymnasium as gym
 import numpy as np
@@ -42,3 +44,27 @@ def test_expert_through_the_lerobot_view_answers_in_lerobot_units() -> None:
     ok, actions = _episode(view, expert, seed=0)
     assert ok and all(view.action_space.contains(a) for a in actions)
     assert max(a[-1] for a in actions) > 1.0  # the gripper in 0..100, not the raw 0..1
+
+
+def test_a_reused_expert_replans_after_each_reset_by_itself() -> None:
+    """Kept across episodes without expert.reset(), it used to follow episode 1's plan and fail episode 2."""
+    env = gym.make(PICK, obs_type="state")
+    reused = make_expert(env)
+    first = _episode(env, reused, seed=0)
+    second = _episode(env, reused, seed=1)
+    assert first[0] and second[0]
+    fresh_env = gym.make(PICK, obs_type="state")
+    fresh = _episode(fresh_env, make_expert(fresh_env), seed=1)
+    np.testing.assert_array_equal(np.array(second[1]), np.array(fresh[1]))  # the same plan a new expert makes
+    again = _episode(env, reused, seed=1, reset_expert=True)  # explicit reset() still works, and changes nothing
+    np.testing.assert_array_equal(np.array(again[1]), np.array(fresh[1]))
+    env.close()
+    fresh_env.close()
+
+
+def test_episode_count_counts_resets_and_survives_pickling() -> None:
+    env = gym.make(PICK, obs_type="state").unwrapped
+    assert env.episode_count == 0
+    env.reset(seed=0)
+    env.reset(seed=1)
+    assert env.episode_count == 2 and pickle.loads(pickle.dumps(env)).episode_count == 2

@@ -19,6 +19,7 @@ import numpy as np
 
 from twinarm.real.buses import BUSES
 from twinarm.real.calibration import Calibration
+from twinarm.real.calibration_owner import check_calibration_owner
 from twinarm.real.control_tables import DEFAULT_BAUD, get_model
 from twinarm.real.motor_bus import Motor, MotorBus
 from twinarm.real.multi_bus import bus_groups
@@ -100,15 +101,19 @@ def leader_spec(spec: ArmSpec, group: str = "") -> ArmSpec:
     )
 
 
-def part_calibration(source: str | Path | Calibration, spec: ArmSpec, group: str = "") -> Calibration:
+def part_calibration(source: str | Path | Calibration, spec: ArmSpec, group: str = "",
+                     leader: bool = False) -> Calibration:
     """The calibration of one arm of `spec` (bus group `group`, see `arm_part`), leader or follower (the
     two share motor names and ids), from a LeRobot-format file or a Calibration.
 
     For ALOHA the file may name its motors as the spec does (`left_waist`), as on one arm (`waist`, how
     LeRobot stores each arm of a bimanual robot), or hold both arms (`left_*` and `right_*`; this arm's are
-    kept). Raises CalibrationError naming the file when the motors do not match the arm.
+    kept). Raises CalibrationError naming the file when the motors do not match the arm, or when it lies in the
+    folder of another arm's or the other role's files (`calibration_owner`).
     """
     part = arm_part(spec, group)
+    if isinstance(source, (str, Path)):
+        check_calibration_owner(source, spec, group, leader=leader)
     cal = source if isinstance(source, Calibration) else Calibration.load(source)
     label = f"calibration {source}" if isinstance(source, (str, Path)) else "calibration"
     if group:
@@ -149,6 +154,8 @@ class LeaderArm:
         self.spec = spec
         joints = leader_spec(spec).joints if spec.name in LEADER_MOTOR_MODELS else spec.joints
         motors = [Motor(j.name, j.motor_id, get_model(motor_model or j.motor_model)) for j in joints]
+        if not isinstance(calibration, Calibration):
+            check_calibration_owner(calibration, spec, leader=True)
         self.calibration = (
             calibration if isinstance(calibration, Calibration) else Calibration.load(calibration)
         )
@@ -216,7 +223,7 @@ def make_leader(
         for g in groups:
             arms.append(
                 LeaderArm(
-                    leader_spec(spec, g), ports[g], part_calibration(calibrations[g], spec, g), baud=baud
+                    leader_spec(spec, g), ports[g], part_calibration(calibrations[g], spec, g, leader=True), baud=baud
                 )
             )
     except BaseException:

@@ -49,3 +49,18 @@ def test_the_folder_decides_only_when_it_names_an_arm(folder: str, arm, leader: 
             check_calibration_owner(path, arm, leader=leader)
     else:
         check_calibration_owner(path, arm, leader=leader)
+
+
+def test_the_cli_reads_leader_and_follower_files_through_the_same_check(tmp_path: Path) -> None:
+    """`part_calibration` is what teleop, record, replay and eval read `--calibration` / `--leader-calibration`
+    with: the follower's file given as the leader's (or the other way round) is refused there too."""
+    from twinarm.real.teleop import part_calibration
+
+    follower_file = _save(VirtualArm(SO101), tmp_path / "so101" / "default.json")
+    leader_file = _save(VirtualArm(SO101), tmp_path / "so101_leader" / "default.json")
+    assert part_calibration(follower_file, SO101).motors.keys() == part_calibration(leader_file, SO101,
+                                                                                    leader=True).motors.keys()
+    with pytest.raises(CalibrationError, match="the so101 follower's calibrations"):
+        part_calibration(follower_file, SO101, leader=True)
+    with pytest.raises(CalibrationError, match="the so101 leader's calibrations"):
+        part_calibration(leader_file, SO101)

@@ -584,7 +584,7 @@ def run_teleop(args: argparse.Namespace) -> int:
                 parser.error(f"port {port} is given for both the {roles[port]} and the {_role(g, 'leader')}")
             roles[port] = _role(g, "leader")
     try:
-        leader_cals = {g: part_calibration(f, spec, g) for g, f in leader_cal_files.items()}
+        leader_cals = {g: part_calibration(f, spec, g, leader=True) for g, f in leader_cal_files.items()}
     except RealArmError as exc:
         raise SystemExit(f"twinarm teleop: {exc}") from None
     if follower is None:

@@ -18,6 +18,16 @@ import numpy as np
 INVERSE_ACTION = "inverse_action"
 
 
+def check_single_env(env: Any, what: str = "make_expert") -> None:
+    """ValueError for a vector env: a scripted expert plans from one sim's state."""
+    if isinstance(env, gym.vector.VectorEnv):
+        raise ValueError(
+            f"{what}: {type(env).__name__} is a vector env; a scripted expert drives one env (it plans from that sim's "
+            "object poses). Make one expert per sub-env: [make_expert(e) for e in vec.envs] for a SyncVectorEnv, or "
+            "inside each worker (in the env factory you pass to AsyncVectorEnv) for an async one"
+        )
+
+
 def action_map(env: gym.Env, what: str = "make_expert") -> Callable[[np.ndarray], np.ndarray] | None:
     """How to turn joint targets of `env.unwrapped` into actions of `env`: None when every wrapper keeps the arm's
     action space, else the wrappers' `inverse_action` maps from the innermost out. ValueError naming the wrapper
@@ -59,6 +69,7 @@ class Expert:
     """
 
     def __init__(self, env: gym.Env) -> None:
+        check_single_env(env, type(self).__name__)
         self.env: Any = env.unwrapped
         self._to_env = action_map(env, type(self).__name__)
         self._plan: Any = None

@@ -17,7 +17,7 @@ import numpy as np
 
 from twinarm.envs.arm_env import ArmEnv
 from twinarm.envs.bimanual_experts import BIMANUAL_PLANNERS, BimanualExpert
-from twinarm.envs.expert_base import Expert, action_map
+from twinarm.envs.expert_base import Expert, action_map, check_single_env
 from twinarm.envs.ik import TcpIK, down_rotation
 from twinarm.envs.props import PLATE_HALF_HEIGHT, quat_yaw
 
@@ -195,8 +195,9 @@ def make_expert(env: gym.Env) -> ScriptedExpert | BimanualExpert:
     Its actions are in `env.action_space`: joint targets in spec units through wrappers that keep the arm's action
     space; through one that changes it, mapped by the wrapper's `inverse_action` (`agents.sb3.SB3Wrapper`'s
     [-1, 1], `envs.lerobot_view.LeRobotView`'s LeRobot units). Any other action-space-changing wrapper (e.g.
-    Gymnasium's RescaleAction) is refused. It re-plans by itself after every `env.reset()`.
+    Gymnasium's RescaleAction) is refused, as is a vector env. It re-plans by itself after every `env.reset()`.
     """
+    check_single_env(env)
     base = env.unwrapped
     name = getattr(getattr(base, "task", None), "name", None)
     if name in BIMANUAL_PLANNERS:

@@ -1,5 +1,5 @@
 """A scripted expert answers in the action space of the env it was made for, refuses what it cannot answer
-through (an action wrapper that does not say how), and notices a new episode without being told."""
+through (an unknown action wrapper, a vector env), and notices a new episode without being told."""
 
 from __future__ import annotations
 
@@ -44,6 +44,15 @@ def test_expert_through_the_lerobot_view_answers_in_lerobot_units() -> None:
     ok, actions = _episode(view, expert, seed=0)
     assert ok and all(view.action_space.contains(a) for a in actions)
     assert max(a[-1] for a in actions) > 1.0  # the gripper in 0..100, not the raw 0..1
+
+
+def test_vector_env_is_refused_with_the_way_out() -> None:
+    """It used to say 'no scripted expert for task None'."""
+    vec = gym.make_vec(PICK, 2, vectorization_mode="sync", obs_type="state")
+    with pytest.raises(ValueError, match=r"SyncVectorEnv is a vector env.*make_expert\(e\) for e in vec.envs.*worker"):
+        make_expert(vec)
+    assert [type(make_expert(e)).__name__ for e in vec.envs] == ["ScriptedExpert"] * 2
+    vec.close()
 
 
 def test_a_reused_expert_replans_after_each_reset_by_itself() -> None:

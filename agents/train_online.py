@@ -1,5 +1,5 @@
 """Online training (TD-MPC): the policy learns in a sim env from its own episodes, kept in a replay
-buffer that checkpoints carry for `--resume`."""
+buffer that checkpoints carry for `--resume`. `train_log.csv` gets a row every `--log-freq` env steps."""
 
 from __future__ import annotations
 
@@ -79,6 +79,17 @@ def check_online_budget(tc: TrainConfig, horizon: int) -> None:
                       "update runs; the checkpoint holds the initial network", stacklevel=2)  # fmt: skip
 
 
+def _log_row(step: int, episodes: int, finished: list[tuple[float, bool]], seconds: float,
+             info: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+    """One `train_log.csv` row (every --log-freq env steps): the episodes done so far, the mean return and success
+    rate of those that ended since the last row (empty when none did), and the latest update's losses."""
+    row: dict[str, Any] = {"step": step, "episodes": episodes}
+    if finished:
+        row["episode_return"] = sum(r for r, _ in finished) / len(finished)
+        row["episode_success"] = sum(ok for _, ok in finished) / len(finished)
+    return {**row, "time_s": round(seconds, 2), **info}
+
+
 def train_online(
     tc: TrainConfig, out: Path, device: torch.device, budget: ThreadBudget | None, start_run: Callable[[], None]
 ) -> Path:
@@ -119,6 +130,7 @@ def train_online(
     obs, _ = env.reset(seed=tc.seed + episode)
     policy.reset()
     ep_return, ep_success, t0, last = 0.0, False, time.perf_counter(), None
+    finished: list[tuple[float, bool]] = []  # (return, success) of the episodes ended since the last log row
     horizon = policy.config.horizon
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress, desc="train tdmpc (online)", dynamic_ncols=True)
     info: dict[str, float] = {}
@@ -144,8 +156,7 @@ def train_online(
             if "loss" in info:
                 postfix["loss"] = f"{info['loss']:.4f}"
             bar.set_postfix(postfix)
-            log.write({"step": step, "episode": episode, "episode_return": ep_return, "episode_success": int(ep_success),
-                       "time_s": round(time.perf_counter() - t0, 2), **info})
+            finished.append((ep_return, ep_success))
             episode += 1
             obs, _ = env.reset(seed=tc.seed + episode)
             policy.reset()
@@ -167,6 +178,9 @@ def train_online(
                 policy.update_target()
             info = {"loss": loss.item(), **info, **({"threads": threads} if threads is not None else {})}
         bar.update(1)
+        if step % tc.log_freq == 0:
+            log.write(_log_row(step, episode, finished, time.perf_counter() - t0, info))
+            finished = []
         if tc.eval_freq and step % tc.eval_freq == 0:
             policy.explore = False
             row = eval_row(tc, policy, step, out, budget)

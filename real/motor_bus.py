@@ -479,17 +479,32 @@ class MotorBus(abc.ABC):
             self.write("Torque_Enable", name, 1)
 
     def disable_torque(self, motors: Iterable[str] | None = None) -> None:
-        """Torque off; sync-written first (reaches every motor even if one is dead), then confirmed."""
+        """Torque off: sync-written first (reaches every motor even if one is dead), then written to each motor
+        and confirmed, every motor tried even when the sync write or an earlier one failed (a sync write that
+        did not go out used to skip every confirmation); the first failure is raised after all were tried."""
         names = list(motors if motors is not None else self.motors)
+        failures: list[RealArmError] = []
         try:
-            self.sync_write("Torque_Enable", {n: 0 for n in names})
+            self._attempt(lambda: self.sync_write("Torque_Enable", {n: 0 for n in names}), failures)
             for name in names:
-                self.write("Torque_Enable", name, 0)
+                self._attempt(lambda name=name: self.write("Torque_Enable", name, 0), failures)
         except PortDisconnectedError:
             # The port is gone: drop it, so a second attempt (an env's close after its error handler's) finds the
             # bus closed instead of reporting the same failure again.
             self._forget_port()
             raise
+        if failures:
+            raise failures[0]
+
+    @staticmethod
+    def _attempt(send: Callable[[], None], failures: list[RealArmError]) -> None:
+        """Run one transaction of a sequence that must go on past a failed one (a gone port still stops it)."""
+        try:
+            send()
+        except PortDisconnectedError:
+            raise
+        except RealArmError as exc:
+            failures.append(exc)
 
     def _forget_port(self) -> None:
         with self.lock:

@@ -142,3 +142,28 @@ def test_a_silent_servo_is_reported_once_however_many_callers_meet_it(caplog: py
         said = [r for r in caplog.records if "after a fault on id(s)" in r.getMessage()]
         assert len(said) == 1, [r.getMessage() for r in said]
         assert not any(s.torque_on for s, j in zip(arm.servos, SO101.joint_names, strict=True) if j != "wrist_flex")
+
+
+def test_torque_off_confirms_every_motor_when_the_sync_write_did_not_go_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync write that fails at send time (COMM_TX_FAIL: a short write on a USB-serial adapter) raised before the
+    per-motor writes ran, so no motor was switched off and the arm stayed powered after an error or Ctrl-C."""
+    from twinarm.real.errors import CommunicationError
+    from twinarm.real.motor_bus import _Failure
+
+    arm = VirtualArm(SO101)
+    with PtyServer(VirtualBus(arm)) as server:
+        bus = FeetechBus.from_spec(SO101, server.port)
+        bus.connect()
+        try:
+            bus.enable_torque()
+            assert all(s.torque_on for s in arm.servos)
+
+            def tx_fail(*args: object) -> None:
+                raise _Failure(-1001)  # the SDK's COMM_TX_FAIL
+
+            monkeypatch.setattr(bus, "_sync_write_raw", tx_fail)
+            with pytest.raises(CommunicationError, match="sync write Torque_Enable"):
+                bus.disable_torque()
+            assert not any(s.torque_on for s in arm.servos), "each motor must still be switched off"
+        finally:
+            bus.close()

@@ -146,10 +146,20 @@ def _vector(name: str, value: Any, ft: dict[str, Any]) -> np.ndarray:
     shape = tuple(ft["shape"])
     if arr.shape != shape and not (shape == (1,) and arr.shape == ()):
         raise DatasetError(f"feature {name!r}: expected shape {shape}, got {arr.shape}")
-    if arr.dtype.kind == "O" or (arr.dtype != target and not np.can_cast(arr.dtype, target, casting="same_kind")):
+    int_to_int = target.kind in "iu" and arr.dtype.kind in "iu"  # any width or sign: the range is checked below
+    if arr.dtype.kind == "O" or (arr.dtype != target and not int_to_int
+                                 and not np.can_cast(arr.dtype, target, casting="same_kind")):
         raise DatasetError(f"feature {name!r}: expected dtype {target}, got {arr.dtype}")
     if (target.kind in "iub" and arr.dtype.kind == "f") or (target.kind == "f" and arr.dtype.kind != "f"):
         raise DatasetError(f"feature {name!r}: expected dtype {target}, got {arr.dtype}")
+    if int_to_int and arr.size:
+        # astype wraps a value that does not fit (int8: 300 -> 44): check the range before the cast
+        lo, hi = np.iinfo(target).min, np.iinfo(target).max
+        flat = arr.reshape(-1)
+        bad = np.flatnonzero((flat < lo) | (flat > hi)).tolist()
+        if bad:
+            raise DatasetError(f"feature {name!r}: value(s) {flat[bad[:6]].tolist()} at position(s) {bad[:6]} do not "
+                               f"fit its dtype {target} (range {lo}..{hi}); they would be stored wrapped around")
     out = arr.astype(target, copy=False).reshape(shape)
     if target.kind == "f" and not np.isfinite(out).all():  # checked after the cast: a float64 1e39 is float32 inf
         bad = np.flatnonzero(~np.isfinite(out)).tolist()

@@ -160,7 +160,7 @@ def _vector(name: str, value: Any, ft: dict[str, Any]) -> np.ndarray:
         if bad:
             raise DatasetError(f"feature {name!r}: value(s) {flat[bad[:6]].tolist()} at position(s) {bad[:6]} do not "
                                f"fit its dtype {target} (range {lo}..{hi}); they would be stored wrapped around")
-    out = arr.astype(target, copy=False).reshape(shape)
+    out = arr.astype(target, copy=True).reshape(shape)  # a copy: a caller may reuse its array for the next frame
     if target.kind == "f" and not np.isfinite(out).all():  # checked after the cast: a float64 1e39 is float32 inf
         bad = np.flatnonzero(~np.isfinite(out)).tolist()
         raise DatasetError(f"feature {name!r}: non-finite value(s) {out.reshape(-1)[bad[:6]].tolist()} at "

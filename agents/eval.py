@@ -346,21 +346,26 @@ def evaluate(
                 maxs[active] = np.maximum(maxs[active], reward[active])
                 length[active] += 1
                 success |= is_success & active
-                over = np.asarray(terminated) | np.asarray(truncated) | is_success  # max_steps: the envs' TimeLimit
+                ended = np.asarray(terminated) | np.asarray(truncated)  # max_steps: the envs' TimeLimit
+                over = ended | is_success
                 if control is not None and control.take() in (END, STOP):
                     over[:] = True
                 if rollouts is not None:
                     for i in np.flatnonzero(active & over):
                         saved_as[int(i)] = rollouts.commit(int(i))
                 active &= ~over
+                if active.any() and ended.any():
+                    # Without autoreset Gymnasium refuses to step an env whose episode ended while the round's others
+                    # run on: restart it (its steps count for nothing now); the next round reseeds every env anyway.
+                    obs, _ = venv.reset(options={"reset_mask": ended.copy()})
             for i in range(k):
+                ok = bool(success[i])
+                if judge is not None:  # first: an operator's Ctrl-C at the y/n prompt leaves no half-added episode
+                    with waited:
+                        ok = judge(done_eps + i, ok)
                 result.seeds.append(seeds[i])
                 result.sum_rewards.append(float(sums[i]))
                 result.max_rewards.append(float(maxs[i]))
-                ok = bool(success[i])
-                if judge is not None:
-                    with waited:
-                        ok = judge(done_eps + i, ok)
                 result.successes.append(ok)
                 result.lengths.append(int(length[i]))
                 if rollouts is not None:  # every episode of the round ended, so each was saved
@@ -443,6 +448,10 @@ class RolloutRecorder:
         return self.writer.commit(self.buffers[i].finish())
 
     def close(self) -> None:
+        """Finalize the dataset and drop any episode left half-recorded (an evaluation that raised mid-episode):
+        a real arm's buffers encode in threads that would otherwise wait for frames for ever."""
+        for b in self.buffers:
+            b.clear()
         self.writer.finalize()
 
 

@@ -213,41 +213,67 @@ class EpisodeBuffer:
         self._timestamps: list[float] = []
         self._encoders: dict[str, EpisodeEncoder | ThreadedEncoder] = {}
         self._stat_frames: dict[str, list[np.ndarray]] = {k: [] for k in camera_keys(self.features)}
+        self._failed = ""  # why the buffered episode can no longer be saved (its videos lost a frame's sync)
 
     def add_frame(self, frame: dict[str, Any], task: str | None = None) -> None:
         """Add one frame (every feature but the index columns; images HWC uint8); `task` may also be
-        `frame["task"]`. Raises DatasetError naming the feature on bad input."""
+        `frame["task"]`. Raises DatasetError naming the feature on bad input.
+
+        A frame is added whole or not at all: validation, PNG encoding and the stats copies happen before
+        anything is buffered, and the video frames are handed to the encoders last. An encoder that fails
+        (or is interrupted) may hold the frame already, so the episode is then refused: its videos no longer
+        match its frames, and `clear()` is the way on."""
         task = task if task is not None else frame.get("task")
         if not isinstance(task, str) or not task:
             raise DatasetError("frame: a non-empty task string is required (add_frame(frame, task=...))")
+        self._check_usable()
         try:
             clean = validate_frame(frame, self.features)
         except DatasetError as exc:
             raise DatasetError(f"{exc} (frame {self.n} of the episode)") from None
+        cols: dict[str, Any] = {}
+        stat_frames: dict[str, np.ndarray] = {}
+        videos: list[tuple[str, np.ndarray]] = []
         for k, v in clean.items():
             ft = self.features[k]
             if ft["dtype"] == "video":
-                enc = self._encoders.get(k)
-                if enc is None:
-                    h, w, _ = ft["shape"]
-                    cls = ThreadedEncoder if self.background else EpisodeEncoder
-                    enc = cls(w, h, self.fps, self.video_codec, self.video_options, self.encoder_threads)
-                    self._encoders[k] = enc
-                enc.add(v)
+                videos.append((k, v))
             elif ft["dtype"] == "image":
                 ok, png = cv2.imencode(".png", cv2.cvtColor(v, cv2.COLOR_RGB2BGR) if v.shape[2] == 3 else v,
                                        [cv2.IMWRITE_PNG_COMPRESSION, self.png_compression])
                 if not ok:
-                    raise DatasetError(f"feature {k!r}: PNG encoding failed")
-                self._cols[k].append({"bytes": png.tobytes(), "path": f"frame-{self.n:06d}.png"})
+                    raise DatasetError(f"feature {k!r}: PNG encoding failed (frame {self.n} of the episode)")
+                cols[k] = {"bytes": png.tobytes(), "path": f"frame-{self.n:06d}.png"}
             else:
-                self._cols[k].append(v)
+                cols[k] = v
             if k in self._stat_frames:
                 s = st.image_stride(v.shape[0], v.shape[1])
-                self._stat_frames[k].append(v[::s, ::s].copy())
+                stat_frames[k] = v[::s, ::s].copy()
+        for k, _ in videos:  # open every camera's encoder before any of them takes the frame
+            if k not in self._encoders:
+                h, w, _ = self.features[k]["shape"]
+                cls = ThreadedEncoder if self.background else EpisodeEncoder
+                self._encoders[k] = cls(w, h, self.fps, self.video_codec, self.video_options, self.encoder_threads)
+        for k, v in videos:
+            try:
+                self._encoders[k].add(v)
+            except BaseException as exc:
+                self._failed = (f"the video encoder of feature {k!r} failed at frame {self.n} of the episode "
+                                f"({type(exc).__name__}: {exc})")
+                raise
+        # nothing below can fail: every column gets the frame, or none did
+        for k, v in cols.items():
+            self._cols[k].append(v)
+        for k, v in stat_frames.items():
+            self._stat_frames[k].append(v)
         self._timestamps.append(self.n / self.fps)
         self._frame_tasks.append(task)
         self.n += 1
+
+    def _check_usable(self) -> None:
+        if self._failed:
+            raise DatasetError(f"this episode cannot be saved: {self._failed}; drop it with clear_episode() "
+                               "(EpisodeBuffer.clear()) and record it again")
 
     def clear(self) -> None:
         """Drop the buffered frames."""
@@ -259,6 +285,7 @@ class EpisodeBuffer:
         """Flush the encoders and compute the episode's feature stats; the buffer is then empty."""
         if self.n == 0:
             raise DatasetError("save_episode: no frames were added")
+        self._check_usable()
         stats: dict[str, dict[str, np.ndarray]] = {}
         for k, ft in self.features.items():
             if k in self._stat_frames:

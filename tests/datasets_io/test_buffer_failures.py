@@ -1,0 +1,71 @@
+"""EpisodeBuffer / DatasetWriter on failures: a frame is added whole or not at all, encoders are released on
+error paths, and a commit that fails before its journal keeps the episode for a retry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import twinarm.datasets_io.writer as writer_mod
+from twinarm.datasets_io.features import with_default_features
+from twinarm.datasets_io.layout import DatasetError
+from twinarm.datasets_io.writer import EpisodeBuffer
+
+H, W = 16, 24
+VEC = {"dtype": "float32", "shape": [2], "names": None}
+CAM = {"dtype": "video", "shape": [H, W, 3], "names": ["height", "width", "channels"]}
+IMG = {"dtype": "image", "shape": [H, W, 3], "names": ["height", "width", "channels"]}
+
+
+def _frame(t: int, keys) -> dict:
+    out = {}
+    for k in keys:
+        out[k] = np.full(2, t, np.float32) if k in ("observation.state", "action") else np.full((H, W, 3), t * 10, np.uint8)
+    return out
+
+
+def _lengths(buf: EpisodeBuffer) -> set[int]:
+    return {len(v) for v in buf._cols.values()} | {len(v) for v in buf._stat_frames.values()} | {
+        len(buf._timestamps), len(buf._frame_tasks)}
+
+
+def test_png_failure_midway_leaves_columns_aligned(monkeypatch):
+    feats = with_default_features({"observation.state": VEC, "observation.images.wrist": IMG, "action": VEC})
+    buf = EpisodeBuffer(feats, 10)
+    keys = ["observation.state", "observation.images.wrist", "action"]
+    buf.add_frame(_frame(0, keys), task="t")
+    monkeypatch.setattr(writer_mod.cv2, "imencode", lambda *a, **k: (False, None))
+    with pytest.raises(DatasetError, match="observation.images.wrist.*PNG encoding failed"):
+        buf.add_frame(_frame(1, keys), task="t")
+    assert buf.n == 1 and _lengths(buf) == {1}
+    monkeypatch.undo()
+    buf.add_frame(_frame(2, keys), task="t")  # the caller caught the error and went on
+    ep = buf.finish()
+    assert ep.length == 2 and ep.columns["observation.state"][:, 0].tolist() == [0, 2]
+    assert len(ep.columns["observation.images.wrist"]) == 2
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_video_encoder_failure_on_second_camera_refuses_the_episode(background):
+    feats = with_default_features({"observation.state": VEC, "observation.images.a": CAM,
+                                   "observation.images.b": CAM})
+    keys = ["observation.state", "observation.images.a", "observation.images.b"]
+    buf = EpisodeBuffer(feats, 10, background=background)
+    buf.add_frame(_frame(0, keys), task="t")
+
+    def broken(rgb):
+        raise RuntimeError("encoder died")
+
+    buf._encoders["observation.images.b"].add = broken  # camera a takes frame 1, camera b fails on it
+    with pytest.raises(RuntimeError, match="encoder died"):
+        buf.add_frame(_frame(1, keys), task="t")
+    assert buf.n == 1 and _lengths(buf) == {1}
+    # camera a holds one frame more than the columns: saving it would shift every later episode's video
+    with pytest.raises(DatasetError, match=r"cannot be saved.*'observation.images.b'.*clear_episode"):
+        buf.add_frame(_frame(2, keys), task="t")
+    with pytest.raises(DatasetError, match="cannot be saved"):
+        buf.finish()
+    buf.clear()
+    for t in range(3):
+        buf.add_frame(_frame(t, keys), task="t")
+    assert buf.finish().length == 3

@@ -24,8 +24,8 @@ USER_SCRIPT = textwrap.dedent("""
     import gymnasium as gym
     import twinarm
     port, cal, mode = sys.argv[1:4]
-    if mode == "nohup":
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # as from a terminal, whatever the test runner inherited (a run started under nohup ignores SIGHUP)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN if mode == "nohup" else signal.SIG_DFL)
     env = gym.make("twinarm/SO101-PickCube-Real-v0", port=port, calibration=cal, cameras={}, pace=False)
     env.reset()
     print("ready", flush=True)

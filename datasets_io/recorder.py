@@ -125,21 +125,25 @@ def rollout(env: gym.Env, policy: Callable[[Any], Any], buffer: EpisodeBuffer, s
     """Run one episode with `policy` until termination/truncation (or the operator's END or STOP), feeding every
     (obs, action) frame into `buffer`; success is `info["is_success"]` at the last step. On RERECORD the frames
     are dropped and the result says so."""
-    obs, info = env.reset(seed=seed)
-    if hasattr(policy, "reset"):
-        policy.reset()
-    done, steps = False, 0
-    while not done:
-        action = policy(obs)
-        buffer.add_frame(to_frame(obs, action), task=task)
-        obs, _, terminated, truncated, info = env.step(action)
-        steps += 1
-        done = terminated or truncated or (max_steps is not None and steps >= max_steps)
-        request = control.take() if control is not None else None
-        if request == RERECORD:
-            buffer.clear()
-            return EpisodeResult(seed, False, steps, None, rerecord=True)
-        done = done or request is not None
+    try:
+        obs, info = env.reset(seed=seed)
+        if hasattr(policy, "reset"):
+            policy.reset()
+        done, steps = False, 0
+        while not done:
+            action = policy(obs)
+            buffer.add_frame(to_frame(obs, action), task=task)
+            obs, _, terminated, truncated, info = env.step(action)
+            steps += 1
+            done = terminated or truncated or (max_steps is not None and steps >= max_steps)
+            request = control.take() if control is not None else None
+            if request == RERECORD:
+                buffer.clear()
+                return EpisodeResult(seed, False, steps, None, rerecord=True)
+            done = done or request is not None
+    except BaseException:  # env, policy or encoder error, Ctrl-C: release the episode's encoders (threads, containers)
+        buffer.clear()
+        raise
     success = bool(info.get("is_success", False))
     if not success and not keep_failures:
         buffer.clear()

@@ -282,22 +282,32 @@ class EpisodeBuffer:
         self._reset()
 
     def finish(self) -> EncodedEpisode:
-        """Flush the encoders and compute the episode's feature stats; the buffer is then empty."""
+        """Flush the encoders and compute the episode's feature stats; the buffer is then empty. If that fails
+        (an encoder error), every encoder is released and the buffer is emptied too before the error is raised:
+        the episode is lost, and the buffer is ready for the next one."""
         if self.n == 0:
             raise DatasetError("save_episode: no frames were added")
         self._check_usable()
-        stats: dict[str, dict[str, np.ndarray]] = {}
-        for k, ft in self.features.items():
-            if k in self._stat_frames:
-                frames = self._stat_frames[k]
-                stats[k] = st.image_stats(np.stack([frames[i] for i in st.sample_positions(len(frames))]))
-            elif k in self._cols and ft["dtype"] != "string":
-                stats[k] = st.vector_stats(np.stack(self._cols[k]))
-        cols = {k: (np.stack(v) if self.features[k]["dtype"] not in ("image", "string") else v)
-                for k, v in self._cols.items()}
-        ep = EncodedEpisode(self.n, cols, self._timestamps, self._frame_tasks,
-                            {k: e.finish() for k, e in self._encoders.items()}, stats)
-        self._encoders = {}
+        videos: dict[str, bytes] = {}
+        try:
+            stats: dict[str, dict[str, np.ndarray]] = {}
+            for k, ft in self.features.items():
+                if k in self._stat_frames:
+                    frames = self._stat_frames[k]
+                    stats[k] = st.image_stats(np.stack([frames[i] for i in st.sample_positions(len(frames))]))
+                elif k in self._cols and ft["dtype"] != "string":
+                    stats[k] = st.vector_stats(np.stack(self._cols[k]))
+            cols = {k: (np.stack(v) if self.features[k]["dtype"] not in ("image", "string") else v)
+                    for k, v in self._cols.items()}
+            for k, e in self._encoders.items():
+                videos[k] = e.finish()
+        except BaseException:
+            for k, e in self._encoders.items():
+                if k not in videos:  # the finished ones are closed already
+                    e.abort()
+            self._reset()
+            raise
+        ep = EncodedEpisode(self.n, cols, self._timestamps, self._frame_tasks, videos, stats)
         self._reset()
         return ep
 

@@ -3,6 +3,8 @@ error paths, and a commit that fails before its journal keeps the episode for a 
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,58 @@ def test_video_encoder_failure_on_second_camera_refuses_the_episode(background):
     for t in range(3):
         buf.add_frame(_frame(t, keys), task="t")
     assert buf.finish().length == 3
+
+
+def _encoder_threads(buf: EpisodeBuffer) -> list[threading.Thread]:
+    return [e._thread for e in buf._encoders.values()]
+
+
+def test_finish_failure_releases_every_encoder():
+    feats = with_default_features({"observation.state": VEC, "observation.images.a": CAM,
+                                   "observation.images.b": CAM})
+    keys = ["observation.state", "observation.images.a", "observation.images.b"]
+    buf = EpisodeBuffer(feats, 10, background=True)
+    for t in range(3):
+        buf.add_frame(_frame(t, keys), task="t")
+    threads = _encoder_threads(buf)
+    assert all(th.is_alive() for th in threads)
+
+    def broken():
+        raise RuntimeError("encoder died")
+
+    buf._encoders["observation.images.a"].finish = broken  # the first camera fails: b is never finished
+    with pytest.raises(RuntimeError, match="encoder died"):
+        buf.finish()
+    threads[1].join(timeout=10)  # aborted: its thread ends (it blocked on its queue for ever before)
+    assert not threads[1].is_alive()
+    assert buf.n == 0 and buf._encoders == {}
+    for t in range(2):
+        buf.add_frame(_frame(t, keys), task="t")
+    assert buf.finish().length == 2
+
+
+class _StepFails:
+    """A policy-agnostic env whose step raises at step 2 (a simulator crash, an arm fault)."""
+
+    def _obs(self):
+        return {"agent_pos": np.zeros(2, np.float32), "pixels": {"a": np.zeros((H, W, 3), np.uint8)}}
+
+    def reset(self, seed=None):
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t >= 2:
+            raise RuntimeError("env crashed")
+        return self._obs(), 0.0, False, False, {}
+
+
+def test_rollout_error_releases_the_buffer_encoders():
+    from twinarm.datasets_io.recorder import gym_frame, rollout
+
+    feats = with_default_features({"observation.state": VEC, "action": VEC, "observation.images.a": CAM})
+    buf = EpisodeBuffer(feats, 10, background=True)
+    with pytest.raises(RuntimeError, match="env crashed"):
+        rollout(_StepFails(), lambda obs: np.zeros(2, np.float32), buf, 0, "t", gym_frame)
+    assert buf.n == 0 and buf._encoders == {}

@@ -341,6 +341,8 @@ class DatasetWriter:
         self._last_episode: dict[str, Any] | None = None
         self._finalized = False
         self._broken = ""  # set when a commit died after its journal was written: later commits are refused
+        self._unsaved: EncodedEpisode | None = None  # an episode whose save_episode() failed before its journal
+        self._unsaved_error = ""
         self._lock = WriteLock(self.root)
         if not self._lock.acquire():
             raise DatasetError(f"{self.root}: another process is writing this dataset")
@@ -495,8 +497,8 @@ class DatasetWriter:
 
     @property
     def episode_length(self) -> int:
-        """Frames added to the episode being recorded."""
-        return self._buffer.n
+        """Frames added to the episode being recorded (or of the episode whose save failed, kept for a retry)."""
+        return self._unsaved.length if self._unsaved is not None else self._buffer.n
 
     def _check_open(self) -> None:
         """Refuse recording after `finalize()`, which has also released the dataset's write lock."""
@@ -508,16 +510,36 @@ class DatasetWriter:
         """Buffer one frame (every feature except the index columns; images HWC uint8). Videos are
         encoded as frames arrive. `task` may also be given as `frame["task"]`."""
         self._check_open()
+        if self._unsaved is not None:
+            raise DatasetError(f"{self.root}: saving the last episode failed ({self._unsaved_error}); it is kept: "
+                               "call save_episode() again to retry it (after freeing disk space, say), or "
+                               "clear_episode() to drop it, before adding frames")
         self._buffer.add_frame(frame, task)
 
     def clear_episode(self) -> None:
-        """Drop the frames buffered for the current episode."""
+        """Drop the frames buffered for the current episode (and an episode kept after a failed save)."""
+        self._unsaved = None
         self._buffer.clear()
 
     def save_episode(self) -> int:
-        """Commit the buffered frames as one episode (crash-safe); returns its episode index."""
+        """Commit the buffered frames as one episode (crash-safe); returns its episode index.
+
+        If the commit fails before anything is swapped in (disk full, an I/O error, Ctrl-C while its files are
+        written), the dataset is unchanged and the encoded episode is kept: call `save_episode()` again to retry
+        it, or `clear_episode()` to drop it (`add_frame` refuses to start another one meanwhile). An error while
+        the encoders are flushed loses the episode (the buffer is emptied). A commit that dies after its journal
+        was written cannot be retried here: `DatasetWriter.resume()` completes it."""
         self._check_open()
-        return self.commit(self._buffer.finish())
+        episode = self._unsaved if self._unsaved is not None else self._buffer.finish()
+        try:
+            index = self.commit(episode)
+        except BaseException as exc:
+            # not broken: nothing was swapped in, keep the episode for a retry; broken: the journal holds it
+            self._unsaved = None if self._broken else episode
+            self._unsaved_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self._unsaved = None
+        return index
 
     def commit(self, episode: EncodedEpisode) -> int:
         """Write a finished episode to disk in one crash-safe step; returns its episode index.
@@ -701,8 +723,9 @@ class DatasetWriter:
         return pa.table({c: pa.array([r[c] for r in rows], type=types[c]) for c in cols})
 
     def finalize(self) -> None:
-        """Close the writer (every saved episode is already on disk); drops an unsaved episode. Idempotent."""
-        if self._buffer.n:
+        """Close the writer (every saved episode is already on disk); drops an unsaved episode (one whose
+        save failed too). Idempotent."""
+        if self._buffer.n or self._unsaved is not None:
             self.clear_episode()
         self._finalized = True
         self._lock.release()

@@ -3,6 +3,7 @@ error paths, and a commit that fails before its journal keeps the episode for a 
 
 from __future__ import annotations
 
+import errno
 import threading
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 import twinarm.datasets_io.writer as writer_mod
 from twinarm.datasets_io.features import with_default_features
 from twinarm.datasets_io.layout import DatasetError
-from twinarm.datasets_io.writer import EpisodeBuffer
+from twinarm.datasets_io.reader import LeRobotDatasetReader
+from twinarm.datasets_io.writer import DatasetWriter, EpisodeBuffer
 
 H, W = 16, 24
 VEC = {"dtype": "float32", "shape": [2], "names": None}
@@ -126,3 +128,55 @@ def test_rollout_error_releases_the_buffer_encoders():
     with pytest.raises(RuntimeError, match="env crashed"):
         rollout(_StepFails(), lambda obs: np.zeros(2, np.float32), buf, 0, "t", gym_frame)
     assert buf.n == 0 and buf._encoders == {}
+
+
+def _disk_full(*a, **k):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _writer_with_one_episode(tmp_path):
+    w = DatasetWriter.create(tmp_path / "ds", 10, {"observation.state": VEC, "action": VEC,
+                                                   "observation.images.a": CAM})
+    keys = ["observation.state", "action", "observation.images.a"]
+    for t in range(4):
+        w.add_frame(_frame(t, keys), task="first")
+    w.save_episode()
+    for t in range(5):
+        w.add_frame(_frame(10 + t, keys), task="second")
+    return w, keys
+
+
+def test_save_episode_after_disk_full_keeps_the_episode_for_a_retry(tmp_path, monkeypatch):
+    w, keys = _writer_with_one_episode(tmp_path)
+    monkeypatch.setattr(writer_mod, "write_parquet_tmp", _disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        w.save_episode()
+    monkeypatch.undo()  # space freed
+    assert w.num_episodes == 1 and w.episode_length == 5
+    with pytest.raises(DatasetError, match=r"saving the last episode failed.*No space left.*save_episode\(\) again"):
+        w.add_frame(_frame(0, keys), task="third")
+    assert w.save_episode() == 1
+    w.add_frame(_frame(20, keys), task="third")  # recording goes on
+    w.save_episode()
+    w.finalize()
+    ds = LeRobotDatasetReader(tmp_path / "ds")
+    assert ds.meta.total_episodes == 3 and len(ds) == 10
+    assert [float(ds[i]["observation.state"][0]) for i in range(4, 10)] == [10, 11, 12, 13, 14, 20]
+    assert ds[8]["task"] == "second"
+    assert abs(float(ds[8]["observation.images.a"].mean()) * 255 - 140) < 3  # the retried episode's video
+
+
+def test_clear_episode_drops_an_episode_whose_save_failed(tmp_path, monkeypatch):
+    w, keys = _writer_with_one_episode(tmp_path)
+    monkeypatch.setattr(writer_mod, "write_parquet_tmp", _disk_full)
+    with pytest.raises(OSError):
+        w.save_episode()
+    monkeypatch.undo()
+    w.clear_episode()
+    assert w.episode_length == 0
+    with pytest.raises(DatasetError, match="no frames were added"):
+        w.save_episode()
+    w.add_frame(_frame(7, keys), task="first")
+    assert w.save_episode() == 1
+    w.finalize()
+    assert len(LeRobotDatasetReader(tmp_path / "ds")) == 5

@@ -423,10 +423,12 @@ class VideoFile:
             except av.error.FFmpegError as exc:
                 raise DatasetError(f"{self.path}: seek failed ({exc})") from None
             self._next_pos = start
-        target_pts = int(idx.pts[pos])
         got = None
         try:
             for pkt in self._c.demux(self._s):
+                # every frame this packet releases is kept (the flush packet at the end of the stream releases all
+                # that a multi-threaded decoder still holds): one dropped here would be missing from the cache
+                # while the decoder has moved past it
                 for fr in pkt.decode():
                     if fr.pts is None:
                         continue
@@ -436,11 +438,10 @@ class VideoFile:
                         self._next_pos = p + 1
                         if p == pos:
                             got = fr
-                    if fr.pts >= target_pts:
-                        break
-                if got is not None or (self._next_pos > pos):
+                if pkt.size == 0:  # flush packet: the decoder is drained at end of stream, the next read must seek
+                    self._next_pos = -1
                     break
-                if pkt.size == 0:  # flush packet at end of stream
+                if got is not None or (self._next_pos > pos):
                     break
         except av.error.FFmpegError as exc:
             self._next_pos = -1

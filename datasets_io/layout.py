@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -100,6 +101,18 @@ class WriteLock:
                     pass
             os.close(self._fd)
             self._fd = None
+
+
+def frame_times(timestamps: np.ndarray, frame_index: np.ndarray, fps: float) -> np.ndarray:
+    """Frames' times within their episode (s) in float64, for looking up video frames and checking spacing.
+
+    LeRobot stores `timestamp = frame_index / fps` as float32, which past 2048 s is coarser (2.4e-4 s) than the
+    1e-4 s tolerance of the video lookup, so an episode longer than ~34 minutes could not be read to its end.
+    A stored value that is exactly `frame_index / fps` rounded to the column's dtype is taken as that exact
+    value; any other value (timestamps that really differ) is kept as stored, so a mismatch is still caught."""
+    ts = np.asarray(timestamps)
+    exact = np.asarray(frame_index, dtype=np.float64) / float(fps)
+    return np.where(exact.astype(ts.dtype) == ts, exact, ts.astype(np.float64))
 
 
 def next_chunk_file(chunk_index: int, file_index: int, chunks_size: int) -> tuple[int, int]:

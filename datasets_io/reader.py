@@ -21,6 +21,7 @@ import torch
 
 from twinarm.datasets_io.layout import (
     DatasetError,
+    frame_times,
     read_parquet,
     sorted_parquet_files,
 )
@@ -363,13 +364,18 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
             if self.decode_to_memory and self._preloaded != os.getpid():
                 self.preload_videos()
             vf = self._video(key, ep)
-            q = self.meta.episodes[f"videos/{key}/from_timestamp"][ep] + self._cols["timestamp"][rows].astype(np.float64)
+            q = self.meta.episodes[f"videos/{key}/from_timestamp"][ep] + self._times(rows)
             try:
                 pos = vf.positions_for_times(q, self.tolerance_s)
             except DatasetError as exc:
                 raise DatasetError(f"{exc} (feature {key!r}, episode {ep})") from None
             hwc = [vf.frame(int(p)) for p in pos]
         return torch.from_numpy(self._to_chw(key, hwc))
+
+    def _times(self, rows: np.ndarray) -> np.ndarray:
+        """The rows' times within their episode in float64 (`frame_times`: exact past 2048 s, where float32 is
+        coarser than the video tolerance)."""
+        return frame_times(self._cols["timestamp"][rows], self._cols["frame_index"][rows], self.fps)
 
     def _frames_batch(self, key: str, eps: np.ndarray, rows: np.ndarray) -> torch.Tensor:
         """Frames of camera `key` for rows (B, T) of episodes `eps` (B,), as (B, T, C, H, W). Video frames
@@ -382,7 +388,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         if self.decode_to_memory and self._preloaded != os.getpid():
             self.preload_videos()
         flat_eps = np.repeat(eps, t)
-        q = self.meta.episodes[f"videos/{key}/from_timestamp"][flat_eps] + self._cols["timestamp"][flat_rows].astype(np.float64)
+        q = self.meta.episodes[f"videos/{key}/from_timestamp"][flat_eps] + self._times(flat_rows)
         order: list[tuple[int, int, int]] = []  # (file id, position, slot)
         files = {}
         for ep in np.unique(flat_eps).tolist():
@@ -455,7 +461,7 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
             for ep in eps:
                 vf = self._video(key, ep)
                 a, b = self._ep_from[ep], self._ep_to[ep]
-                q = self.meta.episodes[f"videos/{key}/from_timestamp"][ep] + self._cols["timestamp"][a:b].astype(np.float64)
+                q = self.meta.episodes[f"videos/{key}/from_timestamp"][ep] + self._times(np.arange(a, b))
                 for p in vf.positions_for_times(q, self.tolerance_s):
                     vf.frame(int(p))
 

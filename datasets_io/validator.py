@@ -31,6 +31,7 @@ from twinarm.datasets_io.layout import (
     TASKS_PATH,
     TMP_MARK,
     DatasetError,
+    frame_times,
     load_json,
     sorted_parquet_files,
 )
@@ -334,7 +335,7 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
             rep.add(root / "data", f"episode {e}: rows {a}..{b - 1} do not all have episode_index {e}")
         if not np.array_equal(d["frame_index"][a:b], np.arange(b - a)):
             rep.add(root / "data", f"episode {e}: frame_index must run 0..{b - a - 1}")
-        ts = d["timestamp"][a:b].astype(np.float64)
+        ts = frame_times(d["timestamp"][a:b], np.arange(b - a), rate)
         if b - a > 1 and np.any(np.abs(np.diff(ts) - 1.0 / rate) > tol):
             rep.add(root / "data", f"episode {e}: timestamps are not spaced 1/fps = {1.0 / rate:.6f} s apart")
         files = {int(x) for x in np.unique(fof[a:b])}
@@ -399,7 +400,7 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
                 f0, f1 = float(col[f"videos/{k}/from_timestamp"][e]), float(col[f"videos/{k}/to_timestamp"][e])
                 if f1 - f0 < (b - a) / rate - tol:
                     rep.add(p, f"episode {e}: from/to_timestamp span {f1 - f0:.4f} s but it has {b - a} frames")
-                q = f0 + d["timestamp"][a:b].astype(np.float64)
+                q = f0 + frame_times(d["timestamp"][a:b], np.arange(b - a), rate)
                 j = np.clip(np.searchsorted(idx.times, q), 1, max(len(idx.times) - 1, 1))
                 near = np.minimum(np.abs(idx.times[j] - q), np.abs(idx.times[j - 1] - q)) if len(idx.times) > 1 \
                     else np.abs(idx.times[0] - q)

@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from twinarm.datasets_io.layout import frame_times
+from twinarm.datasets_io.reader import LeRobotDatasetReader
+from twinarm.datasets_io.validator import check_dataset
 from twinarm.datasets_io.video import EpisodeEncoder, FrameCache, VideoFile, concatenate, decode_all
+from twinarm.datasets_io.writer import DatasetWriter
 
 
 def _two_episode_file(tmp_path: Path, codec: str) -> Path:
@@ -41,3 +45,37 @@ def test_every_frame_reads_back_in_any_order_with_decoder_threads(tmp_path, code
     finally:
         vf.close()
     assert bad == []
+
+
+def test_frame_times_are_exact_where_float32_timestamps_drift_past_the_tolerance():
+    fps = 30
+    k = np.arange(200_000)  # 111 minutes
+    ts32 = (k / fps).astype(np.float32)  # what LeRobot and twinarm store
+    assert np.abs(ts32.astype(np.float64) - k / fps).max() >= 1e-4  # the drift: past 2048 s, over the tolerance
+    assert np.array_equal(frame_times(ts32, k, fps), k / fps)
+    # a timestamp that really differs from frame_index / fps is kept as stored, so a mismatch is still caught
+    off = ts32.copy()
+    off[5] += np.float32(0.01)
+    assert frame_times(off, k, fps)[5] == np.float64(off[5])
+
+
+def test_video_frames_read_past_2048_s_of_one_episode(tmp_path):
+    """At 3 fps, frame 12289 (t = 4096.33 s) is the first whose float32 timestamp is >= 1e-4 s off."""
+    fps, n = 3, 12_300
+    root = tmp_path / "long"
+    feats = {"observation.state": {"dtype": "float32", "shape": [1], "names": None},
+             "observation.images.cam": {"dtype": "video", "shape": [16, 16, 3], "names": ["height", "width", "channels"]}}
+    w = DatasetWriter.create(root, fps, feats)
+    for t in range(n):
+        w.add_frame({"observation.state": np.array([t], np.float32),
+                     "observation.images.cam": np.full((16, 16, 3), (t * 37) % 256, np.uint8)}, task="long")
+    w.save_episode()
+    w.finalize()
+    ds = LeRobotDatasetReader(root, uint8_images=True)
+    for i in (12_289, 12_290, n - 1):
+        item = ds[i]
+        assert int(item["observation.state"]) == i
+        assert abs(float(item["observation.images.cam"].float().mean()) - (i * 37) % 256) < 4
+    batch = ds.get_batch([12_289, n - 1])
+    assert batch["observation.images.cam"].shape[0] == 2
+    assert check_dataset(root, deep=True) == []

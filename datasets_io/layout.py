@@ -135,6 +135,21 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_dir(path: Path) -> None:
+    """Make the entries of directory `path` durable (created or renamed files: a rename reaches the disk only
+    with its directory); a file system that cannot fsync a directory is let be."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_bytes_tmp(path: Path, data: bytes) -> Path:
     """Write `data` to a temp sibling of `path` (flushed to disk); the caller renames it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)

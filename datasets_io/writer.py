@@ -45,6 +45,8 @@ from twinarm.datasets_io.layout import (
     VIDEO_PATH,
     DatasetError,
     WriteLock,
+    fsync_dir,
+    fsync_file,
     json_bytes,
     load_json,
     next_chunk_file,
@@ -142,6 +144,8 @@ def _repair_locked(root: Path) -> bool:
             for tmp, dst in plan["renames"]:
                 if (root / tmp).exists():
                     os.replace(root / tmp, root / dst)
+            for d in {(root / dst).parent for _, dst in plan["renames"]}:
+                fsync_dir(d)
         journal.unlink()
         changed = True
     for p in root.rglob(f"*{TMP_MARK}*"):
@@ -149,6 +153,18 @@ def _repair_locked(root: Path) -> bool:
             p.unlink()
             changed = True
     return changed
+
+
+def _dirs_up_to(root: Path, paths: list[Path]) -> list[Path]:
+    """The folders holding `paths` and every folder between them and `root` (root included), deepest first."""
+    out: dict[Path, None] = {}
+    for p in paths:
+        d = p.parent
+        while d != root and root in d.parents:
+            out[d] = None
+            d = d.parent
+    out[root] = None
+    return list(out)
 
 
 def tasks_table(tasks: list[str]) -> pa.Table:
@@ -559,7 +575,11 @@ class DatasetWriter:
             journal = {"episode_index": self.num_episodes,
                        "renames": [[str(a.relative_to(root)), str(b.relative_to(root))] for a, b in renames]}
             staged.append(tmp_path_for(root / JOURNAL_PATH))
+            dirs = _dirs_up_to(root, [dst for _, dst in renames])
+            for d in dirs:  # a new chunk folder's entry, and the staged temp files' (fsynced themselves)
+                fsync_dir(d)
             write_json_atomic(root / JOURNAL_PATH, journal)
+            fsync_dir(root / "meta")  # the journal is on disk before any rename: a power cut is rolled forward
         except BaseException:  # nothing was swapped in: the dataset is as it was
             (self._data_cf, self._data_tables, self._data_bytes, self._meta_cf, self._meta_rows, self._video_cf,
              self._video_eps, self.stats) = saved
@@ -570,6 +590,8 @@ class DatasetWriter:
         try:
             for tmp, dst in renames:
                 os.replace(tmp, dst)
+            for d in {dst.parent for _, dst in renames}:  # the renames are on disk before the journal goes
+                fsync_dir(d)
             (root / JOURNAL_PATH).unlink()
         except BaseException:
             # repair() rolls a written journal forward; what this writer holds in memory may be ahead of the files
@@ -669,6 +691,7 @@ class DatasetWriter:
             staged.append(tmp)
             vpath.parent.mkdir(parents=True, exist_ok=True)
             concatenate(eps, tmp, self.fps)
+            fsync_file(tmp)  # it re-muxes the file's earlier episodes too: on disk before it replaces them
             renames.append((tmp, vpath))
             new_video_paths.append((k, tmp))
             row[f"videos/{k}/chunk_index"] = self._video_cf[k][0]

@@ -1,9 +1,17 @@
 """`DatasetWriter`: records episodes into a LeRobot v3.0 dataset, one crash-safe commit per episode.
 
 Each `save_episode()` writes every changed file (video, data, episodes, tasks, stats, info) under a temp
-name, records the planned renames in a journal, renames them into place and removes the journal. A kill
-at any moment leaves the previous episode's state, or a journal that `repair()` rolls forward; the
-committed files only ever grow by appending, so LeRobot can load the finished episodes either way.
+name (fsynced), records the planned renames in a journal, renames them into place (tasks, data, videos,
+episodes, stats, info.json last) and removes the journal. A kill or power cut at any moment leaves either the
+previous episode's state or a journal that `repair()` rolls forward, so twinarm always reads the finished
+episodes: every twinarm reader and `DatasetWriter.resume()` runs `repair()` on open.
+
+LeRobot does not know the journal. Outside a commit, and after a kill before the journal was written, the
+dataset is a plain LeRobot v3 dataset. After a kill inside the rename window (journal present) it may not be:
+the data parquet can already hold the new episode's rows while meta/episodes and info.json do not list it,
+and LeRobot, which counts frames by the data files' rows, then fails on those rows. Such a dataset must be
+repaired by twinarm (`twinarm dataset check --repair`, or opening it with any twinarm reader or writer)
+before LeRobot reads it; no rename order makes both sides consistent without the journal.
 """
 
 from __future__ import annotations

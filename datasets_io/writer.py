@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,18 +127,51 @@ def resume_codec(info: dict[str, Any]) -> tuple[str, dict[str, str]]:
 def repair(root: Path) -> bool:
     """Finish an interrupted commit (roll the journal forward) and delete stray temp files.
 
-    Returns True if anything was changed. Safe to call on any dataset root.
+    Returns True if anything was changed. Safe to call on any dataset root. A dataset that cannot be written
+    (a read-only copy or mount) is left exactly as it is, so nothing is lost: with a journal whose renames have
+    not started (or all happened), it reads as the last complete commit and a warning says how to finish the
+    interrupted one; a commit stopped halfway through its renames leaves files that disagree, and that raises a
+    DatasetError saying to run `twinarm dataset check --repair` on a writable copy.
     """
     root = Path(root)
     if not (root / JOURNAL_PATH).exists() and not any(root.rglob(f"*{TMP_MARK}*")):
         return False  # nothing to do: never write into a dataset that is only being read
     lock = WriteLock(root)
-    if not (root / "meta").is_dir() or not lock.acquire():
-        return False  # not a dataset, or a live writer owns it: its temp files are in use
+    try:
+        if not (root / "meta").is_dir() or not lock.acquire():
+            return False  # not a dataset, or a live writer owns it: its temp files are in use
+    except OSError as exc:  # cannot create the lock file: read-only
+        _check_read_only(root, exc)
+        return False
     try:
         return _repair_locked(root)
     finally:
         lock.release()
+
+
+def _check_read_only(root: Path, exc: OSError) -> None:
+    """What a dataset that cannot be written (`exc`) with a leftover journal still allows: warn when it reads
+    consistently as it is, raise DatasetError when a commit stopped halfway through its renames."""
+    journal = root / JOURNAL_PATH
+    if not journal.is_file():
+        return  # stray temp files only: readers never look at them
+    how = (f"copy the dataset somewhere writable and run `twinarm dataset check --repair` on the copy "
+           f"(it cannot be repaired in place: {exc.strerror or exc})")
+    try:
+        plan = json.loads(journal.read_text())
+        pending = [(root / tmp).exists() for tmp, _ in plan["renames"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        warnings.warn(f"{root}: {JOURNAL_PATH} is unreadable and the dataset is read-only; reading it as it is. "
+                      f"To clean up, {how}", stacklevel=3)
+        return
+    if all(pending):
+        warnings.warn(f"{root}: an episode commit was interrupted before any of its files were swapped in; the "
+                      f"dataset is read-only, so it reads as it was before that episode. To add that episode, "
+                      f"{how}", stacklevel=3)
+    elif any(pending):
+        raise DatasetError(f"{root}: an episode commit was interrupted halfway (its journal {JOURNAL_PATH} lists "
+                           f"{sum(pending)} of {len(pending)} files not yet swapped in), so its files disagree, and "
+                           f"the dataset is read-only; nothing was changed. To read it, {how}")
 
 
 def _repair_locked(root: Path) -> bool:

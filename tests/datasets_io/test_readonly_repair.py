@@ -1,0 +1,87 @@
+"""A read-only copy of a dataset whose last commit was interrupted (journal left behind): twinarm cannot repair
+it in place, and must neither crash on the lock file nor lose the interrupted episode."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import numpy as np
+import pytest
+from ds_helpers import write_dataset
+
+import twinarm.datasets_io.writer as writer_mod
+from twinarm.datasets_io.layout import JOURNAL_PATH, DatasetError
+from twinarm.datasets_io.reader import LeRobotDatasetReader
+from twinarm.datasets_io.writer import DatasetWriter, WriteLock, repair
+
+
+def _interrupt_commit(root, monkeypatch, swaps: int) -> None:
+    """Record a third episode and crash after `swaps` file swaps of its commit (the journal is swap 0)."""
+    calls = {"n": 0}
+    real_replace = os.replace
+
+    def crashing_replace(src, dst):
+        if calls["n"] == swaps:
+            raise KeyboardInterrupt("simulated crash")
+        calls["n"] += 1
+        real_replace(src, dst)
+
+    w = DatasetWriter.resume(root)
+    for t in range(7):
+        w.add_frame({"observation.state": np.full(3, t, np.float32), "action": np.zeros(3, np.float32),
+                     "observation.images.wrist": np.zeros((16, 24, 3), np.uint8),
+                     "observation.images.front": np.zeros((32, 48, 3), np.uint8)}, task="Late task.")
+    with monkeypatch.context() as m:
+        m.setattr(writer_mod.os, "replace", crashing_replace)
+        m.setattr("twinarm.datasets_io.layout.os.replace", crashing_replace)
+        with pytest.raises(KeyboardInterrupt):
+            w.save_episode()
+    w.finalize()
+    assert (root / JOURNAL_PATH).exists()
+
+
+def _read_only(monkeypatch) -> None:
+    """As on a read-only mount (tests may run as root, where chmod does not stop writes): the lock file cannot
+    be created."""
+    def acquire(self):
+        raise OSError(errno.EROFS, "Read-only file system", str(self.path))
+
+    monkeypatch.setattr(WriteLock, "acquire", acquire)
+
+
+def _files(root):
+    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file())
+
+
+def test_read_only_copy_with_unstarted_commit_opens_as_before_and_warns(tmp_path, monkeypatch):
+    root = tmp_path / "ds"
+    write_dataset(root, [6, 5])
+    _interrupt_commit(root, monkeypatch, swaps=1)  # journal written, no file swapped in yet
+    files = _files(root)
+    with monkeypatch.context() as m:
+        _read_only(m)
+        with pytest.warns(UserWarning, match=r"read-only.*twinarm dataset check --repair"):
+            ds = LeRobotDatasetReader(root)
+        assert ds.meta.total_episodes == 2 and len(ds) == 11
+        assert ds[10]["observation.state"].shape == (3,)
+        assert _files(root) == files  # nothing written or deleted: the interrupted episode is kept
+    assert repair(root)  # on a writable copy the episode comes back
+    ds = LeRobotDatasetReader(root)
+    assert ds.meta.total_episodes == 3 and len(ds) == 18
+
+
+def test_read_only_copy_with_half_applied_commit_is_refused_naming_the_repair(tmp_path, monkeypatch):
+    root = tmp_path / "ds"
+    write_dataset(root, [6, 5])
+    _interrupt_commit(root, monkeypatch, swaps=3)  # journal and two files swapped in, the rest not
+    files = _files(root)
+    with monkeypatch.context() as m:
+        _read_only(m)
+        with pytest.raises(DatasetError, match=r"interrupted halfway.*read-only.*twinarm dataset check --repair"):
+            LeRobotDatasetReader(root)
+        assert _files(root) == files
+    assert repair(root)
+    assert json.loads((root / "meta/info.json").read_text())["total_episodes"] == 3
+    assert len(LeRobotDatasetReader(root)) == 18

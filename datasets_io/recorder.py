@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 import time
 import traceback
@@ -277,6 +278,7 @@ def _record_parallel(make_env: EnvFactory, make_policy: PolicyFactory, to_frame:
     for p in procs:
         p.start()
     issued = 0
+    dead_worker = False
     try:
         # keep every worker busy with one seed in hand and one queued; issue more only as needed
         while issued < min(max_attempts, episodes + num_workers):
@@ -285,11 +287,16 @@ def _record_parallel(make_env: EnvFactory, make_policy: PolicyFactory, to_frame:
         done = 0
         while summary.saved < episodes and done < issued:
             try:
-                res = results.get(timeout=5.0)
+                res = results.get(timeout=1.0)
             except queue.Empty:
-                dead = [p.pid for p in procs if not p.is_alive()]
-                if len(dead) == len(procs):
-                    raise RuntimeError("all recorder workers exited unexpectedly") from None
+                gone = [p for p in procs if p.exitcode is not None]
+                if gone:
+                    # killed without a word (OOM killer, a segfault in MuJoCo/EGL/the codec, kill -9): its seed never
+                    # comes back, and it may have died holding a queue's lock, so the others cannot go on safely
+                    dead_worker = True
+                    raise RuntimeError("recorder worker(s) died without reporting an error: " + "; ".join(
+                        f"pid {p.pid} exit code {p.exitcode}{_signal_name(p.exitcode)}" for p in gone)
+                        + f"; the {summary.saved} episode(s) committed so far are intact") from None
                 continue
             if isinstance(res, BaseException):
                 raise res
@@ -301,15 +308,30 @@ def _record_parallel(make_env: EnvFactory, make_policy: PolicyFactory, to_frame:
                 jobs.put(seed + issued)
                 issued += 1
     finally:
-        for _ in procs:
-            jobs.put(None)
-        deadline = time.monotonic() + 30
-        while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
-            try:  # drain late results so no worker blocks on a full queue
-                results.get(timeout=0.2)
-            except queue.Empty:
-                pass
+        if dead_worker:  # the shared queues may be wedged: no graceful drain
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+        else:
+            for _ in procs:
+                jobs.put(None)
+            deadline = time.monotonic() + 30
+            while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+                try:  # drain late results so no worker blocks on a full queue
+                    results.get(timeout=0.2)
+                except queue.Empty:
+                    pass
         for p in procs:
             if p.is_alive():
                 p.terminate()
             p.join(timeout=1)
+
+
+def _signal_name(exitcode: int | None) -> str:
+    """' (SIGKILL)' for a process that a signal ended (a negative exit code), else ''."""
+    if exitcode is None or exitcode >= 0:
+        return ""
+    try:
+        return f" ({signal.Signals(-exitcode).name})"
+    except ValueError:
+        return ""

@@ -1,0 +1,62 @@
+"""Parallel recording when something goes wrong: a worker killed without a Python exception (OOM killer, a
+segfault, kill -9) stops the run at once, naming it, with every committed episode intact; and an error in the
+parent stops the workers without them working through a long queue of seeds first."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import fake_env
+import numpy as np
+import pytest
+
+from twinarm.datasets_io.reader import LeRobotDatasetReader
+from twinarm.datasets_io.recorder import record
+from twinarm.datasets_io.writer import DatasetWriter
+
+
+class KilledAtSeedFour(fake_env.FakeArmEnv):
+    """Stands in for a segfault or an OOM kill: reset(seed=4) SIGKILLs its own process."""
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        if seed == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().reset(seed=seed, options=options)
+
+
+def make_killed_env() -> KilledAtSeedFour:
+    return KilledAtSeedFour(length=4)
+
+
+class _Hung(Exception):
+    pass
+
+
+@pytest.fixture
+def hang_guard():
+    """Turn a hang into a failure (the bug this file covers made record() wait for ever)."""
+    def alarm(*_):
+        raise _Hung("record() did not return")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(240)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def test_worker_killed_without_exception_stops_the_run_naming_it(tmp_path, hang_guard):
+    root = tmp_path / "ds"
+    w = DatasetWriter.create(root, 10, fake_env.features(), robot_type="fake")
+    with pytest.raises(RuntimeError, match=r"pid \d+ exit code -9 \(SIGKILL\).*committed so far are intact") as ei:
+        record(make_killed_env, fake_env.make_policy, w, episodes=12, task="Do it.", num_workers=2,
+               progress=False)
+    saved = int(str(ei.value).split("; the ")[1].split(" ")[0])
+    assert w.num_episodes == saved
+    w.finalize()
+    if saved:  # every finished episode reads back whole
+        ds = LeRobotDatasetReader(root)
+        assert ds.meta.total_episodes == saved and len(ds) == 4 * saved
+        for i in range(len(ds)):
+            assert np.isfinite(ds[i]["observation.state"].numpy()).all()

@@ -277,14 +277,20 @@ def _record_parallel(make_env: EnvFactory, make_policy: PolicyFactory, to_frame:
     ]
     for p in procs:
         p.start()
-    issued = 0
+    issued = done = 0
     dead_worker = False
-    try:
-        # keep every worker busy with one seed in hand and one queued; issue more only as needed
-        while issued < min(max_attempts, episodes + num_workers):
+
+    def top_up() -> None:
+        """Keep at most two seeds per worker issued and unfinished (one in hand, one queued), and no more than
+        the episodes still missing plus one spare per worker: what is queued is what a shutdown waits behind."""
+        nonlocal issued
+        want = min(2 * num_workers, episodes - summary.saved + num_workers)
+        while issued < max_attempts and issued - done < want:
             jobs.put(seed + issued)
             issued += 1
-        done = 0
+
+    try:
+        top_up()
         while summary.saved < episodes and done < issued:
             try:
                 res = results.get(timeout=1.0)
@@ -302,11 +308,7 @@ def _record_parallel(make_env: EnvFactory, make_policy: PolicyFactory, to_frame:
                 raise res
             done += 1
             take(res)
-            missing = episodes - summary.saved
-            in_flight = issued - done
-            if missing > in_flight and issued < max_attempts:
-                jobs.put(seed + issued)
-                issued += 1
+            top_up()
     finally:
         if dead_worker:  # the shared queues may be wedged: no graceful drain
             for p in procs:

@@ -4,8 +4,10 @@ parent stops the workers without them working through a long queue of seeds firs
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+from pathlib import Path
 
 import fake_env
 import numpy as np
@@ -27,6 +29,22 @@ class KilledAtSeedFour(fake_env.FakeArmEnv):
 
 def make_killed_env() -> KilledAtSeedFour:
     return KilledAtSeedFour(length=4)
+
+
+class SeedLogEnv(fake_env.FakeArmEnv):
+    """Writes a file per seed it is reset with, so the test sees every rollout the workers started."""
+
+    def __init__(self, logdir: str) -> None:
+        super().__init__(length=3)
+        self.logdir = logdir
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        Path(self.logdir, f"seed-{seed}").touch()
+        return super().reset(seed=seed, options=options)
+
+
+def make_seed_log_env(logdir: str) -> SeedLogEnv:
+    return SeedLogEnv(logdir)
 
 
 class _Hung(Exception):
@@ -60,3 +78,22 @@ def test_worker_killed_without_exception_stops_the_run_naming_it(tmp_path, hang_
         assert ds.meta.total_episodes == saved and len(ds) == 4 * saved
         for i in range(len(ds)):
             assert np.isfinite(ds[i]["observation.state"].numpy()).all()
+
+
+def test_parent_error_stops_workers_after_the_few_seeds_issued(tmp_path, hang_guard):
+    """A commit that fails in the parent: the workers must not roll out all `episodes + workers` seeds queued
+    before the shutdown; at most two seeds per worker are ever issued ahead."""
+    logdir = tmp_path / "seeds"
+    logdir.mkdir()
+    w = DatasetWriter.create(tmp_path / "ds", 10, fake_env.features(), robot_type="fake")
+
+    def failing_commit(episode):
+        raise OSError("disk failed")
+
+    w.commit = failing_commit  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="disk failed"):
+        record(functools.partial(make_seed_log_env, str(logdir)), fake_env.make_policy, w, episodes=60,
+               task="Do it.", num_workers=2, progress=False)
+    started = sorted(int(p.name.split("-")[1]) for p in logdir.iterdir())
+    assert started and max(started) < 4, started  # seeds 0..3 only: 2 workers x 2
+    w.finalize()

@@ -568,10 +568,11 @@ class DatasetWriter:
         """Buffer one frame (every feature except the index columns; images HWC uint8). Videos are
         encoded as frames arrive. `task` may also be given as `frame["task"]`."""
         self._check_open()
-        if self._unsaved is not None:
-            raise DatasetError(f"{self.root}: saving the last episode failed ({self._unsaved_error}); it is kept: "
-                               "call save_episode() again to retry it (after freeing disk space, say), or "
-                               "clear_episode() to drop it, before adding frames")
+        if self._unsaved is not None:  # the caller moved on to the next episode (commit()'s promise)
+            warnings.warn(f"{self.root}: dropped the {self._unsaved.length}-frame episode whose save failed "
+                          f"({self._unsaved_error}); to keep such an episode, call save_episode() again (after "
+                          "freeing disk space, say) before adding the next episode's frames", stacklevel=2)
+            self._unsaved = None
         self._buffer.add_frame(frame, task)
 
     def clear_episode(self) -> None:
@@ -584,9 +585,10 @@ class DatasetWriter:
 
         If the commit fails before anything is swapped in (disk full, an I/O error, Ctrl-C while its files are
         written), the dataset is unchanged and the encoded episode is kept: call `save_episode()` again to retry
-        it, or `clear_episode()` to drop it (`add_frame` refuses to start another one meanwhile). An error while
-        the encoders are flushed loses the episode (the buffer is emptied). A commit that dies after its journal
-        was written cannot be retried here: `DatasetWriter.resume()` completes it."""
+        it. `clear_episode()` drops it, and so does `add_frame` (with a warning): the next episode can be recorded
+        and saved as if the failed one had never been. An error while the encoders are flushed loses the episode
+        (the buffer is emptied). A commit that dies after its journal was written cannot be retried here:
+        `DatasetWriter.resume()` completes it."""
         self._check_open()
         episode = self._unsaved if self._unsaved is not None else self._buffer.finish()
         try:

@@ -153,8 +153,6 @@ def test_save_episode_after_disk_full_keeps_the_episode_for_a_retry(tmp_path, mo
         w.save_episode()
     monkeypatch.undo()  # space freed
     assert w.num_episodes == 1 and w.episode_length == 5
-    with pytest.raises(DatasetError, match=r"saving the last episode failed.*No space left.*save_episode\(\) again"):
-        w.add_frame(_frame(0, keys), task="third")
     assert w.save_episode() == 1
     w.add_frame(_frame(20, keys), task="third")  # recording goes on
     w.save_episode()
@@ -164,6 +162,20 @@ def test_save_episode_after_disk_full_keeps_the_episode_for_a_retry(tmp_path, mo
     assert [float(ds[i]["observation.state"][0]) for i in range(4, 10)] == [10, 11, 12, 13, 14, 20]
     assert ds[8]["task"] == "second"
     assert abs(float(ds[8]["observation.images.a"].mean()) * 255 - 140) < 3  # the retried episode's video
+
+
+def test_add_frame_after_a_failed_save_drops_that_episode_with_a_warning(tmp_path, monkeypatch):
+    w, keys = _writer_with_one_episode(tmp_path)
+    monkeypatch.setattr(writer_mod, "write_parquet_tmp", _disk_full)
+    with pytest.raises(OSError):
+        w.save_episode()
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match=r"dropped the 5-frame episode whose save failed.*No space left.*save_episode"):
+        w.add_frame(_frame(20, keys), task="third")
+    assert w.episode_length == 1 and w.save_episode() == 1
+    w.finalize()
+    ds = LeRobotDatasetReader(tmp_path / "ds")
+    assert len(ds) == 5 and float(ds[4]["observation.state"][0]) == 20
 
 
 def test_clear_episode_drops_an_episode_whose_save_failed(tmp_path, monkeypatch):

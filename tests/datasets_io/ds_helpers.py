@@ -66,3 +66,35 @@ def write_dataset(root: Path, lengths: list[int], video: bool = True, seed: int 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def crash_a_commit(root: Path, swaps: int, monkeypatch: object) -> DatasetWriter:
+    """Record a 7-frame episode into `root` and crash its commit after `swaps` file swaps (the journal is swap 0):
+    `os.replace` raises KeyboardInterrupt there, as a kill would stop it. The writer is returned still holding
+    the write lock (`finalize()` releases it, as the OS does when a process dies)."""
+    import os
+
+    import pytest
+
+    from twinarm.datasets_io import writer as writer_mod
+
+    calls = {"n": 0}
+    real_replace = os.replace
+
+    def crashing_replace(src: object, dst: object) -> None:
+        if calls["n"] == swaps:
+            raise KeyboardInterrupt("simulated crash")
+        calls["n"] += 1
+        real_replace(src, dst)
+
+    w = DatasetWriter.resume(root)
+    for t in range(7):
+        w.add_frame({"observation.state": np.full(3, t, np.float32), "action": np.zeros(3, np.float32),
+                     "observation.images.wrist": np.zeros((16, 24, 3), np.uint8),
+                     "observation.images.front": np.zeros((32, 48, 3), np.uint8)}, task="Late task.")
+    with monkeypatch.context() as m:  # type: ignore[attr-defined]
+        m.setattr(writer_mod.os, "replace", crashing_replace)
+        m.setattr("twinarm.datasets_io.layout.os.replace", crashing_replace)
+        with pytest.raises(KeyboardInterrupt):
+            w.save_episode()
+    return w

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ds_helpers import write_dataset
+from ds_helpers import crash_a_commit, write_dataset
 
-from twinarm.datasets_io import writer as writer_mod
 from twinarm.datasets_io.layout import JOURNAL_PATH, LOCK_PATH, DatasetError, WriteLock
 from twinarm.datasets_io.reader import LeRobotDatasetReader
 from twinarm.datasets_io.validator import check_dataset
@@ -125,25 +124,7 @@ def test_interrupted_commit_rolls_forward_or_back(tmp_path, monkeypatch, fail_at
     root = tmp_path / "ds"
     write_dataset(root, [6, 5])
     before = json.loads((root / "meta/info.json").read_text())
-    calls = {"n": 0}
-    real_replace = os.replace
-
-    def crashing_replace(src, dst):
-        if calls["n"] == fail_at:
-            raise KeyboardInterrupt("simulated crash")
-        calls["n"] += 1
-        real_replace(src, dst)
-
-    w = DatasetWriter.resume(root)
-    for t in range(7):
-        w.add_frame({"observation.state": np.full(3, t, np.float32), "action": np.zeros(3, np.float32),
-                     "observation.images.wrist": np.zeros((16, 24, 3), np.uint8),
-                     "observation.images.front": np.zeros((32, 48, 3), np.uint8)}, task="Late task.")
-    monkeypatch.setattr(writer_mod.os, "replace", crashing_replace)
-    monkeypatch.setattr("twinarm.datasets_io.layout.os.replace", crashing_replace)
-    with pytest.raises(KeyboardInterrupt):
-        w.save_episode()
-    monkeypatch.undo()
+    w = crash_a_commit(root, fail_at, monkeypatch)
     w.finalize()  # releases the write lock, as the OS does when a process dies
     journal_written = (root / JOURNAL_PATH).exists()
     repair(root)

@@ -5,40 +5,18 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 
-import numpy as np
 import pytest
-from ds_helpers import write_dataset
+from ds_helpers import crash_a_commit, write_dataset
 
-import twinarm.datasets_io.writer as writer_mod
 from twinarm.datasets_io.layout import JOURNAL_PATH, DatasetError
 from twinarm.datasets_io.reader import LeRobotDatasetReader
-from twinarm.datasets_io.writer import DatasetWriter, WriteLock, repair
+from twinarm.datasets_io.writer import WriteLock, repair
 
 
 def _interrupt_commit(root, monkeypatch, swaps: int) -> None:
-    """Record a third episode and crash after `swaps` file swaps of its commit (the journal is swap 0)."""
-    calls = {"n": 0}
-    real_replace = os.replace
-
-    def crashing_replace(src, dst):
-        if calls["n"] == swaps:
-            raise KeyboardInterrupt("simulated crash")
-        calls["n"] += 1
-        real_replace(src, dst)
-
-    w = DatasetWriter.resume(root)
-    for t in range(7):
-        w.add_frame({"observation.state": np.full(3, t, np.float32), "action": np.zeros(3, np.float32),
-                     "observation.images.wrist": np.zeros((16, 24, 3), np.uint8),
-                     "observation.images.front": np.zeros((32, 48, 3), np.uint8)}, task="Late task.")
-    with monkeypatch.context() as m:
-        m.setattr(writer_mod.os, "replace", crashing_replace)
-        m.setattr("twinarm.datasets_io.layout.os.replace", crashing_replace)
-        with pytest.raises(KeyboardInterrupt):
-            w.save_episode()
-    w.finalize()
+    """Record a third episode and crash after `swaps` file swaps of its commit; its journal stays behind."""
+    crash_a_commit(root, swaps, monkeypatch).finalize()
     assert (root / JOURNAL_PATH).exists()
 
 

@@ -8,6 +8,7 @@ through it returns actions in the wrapper's space. Through any other action-spac
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -60,7 +61,7 @@ def action_map(env: gym.Env, what: str = "make_expert") -> Callable[[np.ndarray]
     return to_env
 
 
-class Expert:
+class Expert(abc.ABC):
     """Base of the scripted experts: `_start()` plans from the sim state, `_act()` gives the next joint targets.
 
     The plan is made at the first call of each episode: the expert compares the env's `episode_count` (raised by
@@ -89,8 +90,10 @@ class Expert:
         action = self._act()
         return action if self._to_env is None else self._to_env(action)
 
+    @abc.abstractmethod
     def _start(self) -> None:
-        raise NotImplementedError
+        """Plan the episode from the sim state (each expert its own phases)."""
 
+    @abc.abstractmethod
     def _act(self) -> np.ndarray:
-        raise NotImplementedError
+        """The next joint targets of the plan, in the arm's units."""

@@ -92,7 +92,7 @@ class ArmSpec:
         if self.home and (len(self.home) != len(self.joints) or any(
                 not j.lower <= h <= j.upper for j, h in zip(self.joints, self.home, strict=True))):
             raise ValueError(f"arm {self.name!r}: home {self.home} must give each of {names} within its limits")
-        cams = [c.name for c in self.cameras + self.optional_cameras]
+        cams = list(self.camera_names)
         if len(set(cams)) != len(cams):
             raise ValueError(f"arm {self.name!r}: duplicate camera names {cams}")
 
@@ -185,12 +185,16 @@ class ArmSpec:
         return self.clip_action(q)
 
     # ----- cameras ------------------------------------------------------------------------------
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        """Every camera the arm can have, the optional ones (ALOHA's wrists) included."""
+        return tuple(c.name for c in self.cameras + self.optional_cameras)
+
     def camera(self, name: str) -> CameraSpec:
         for cam in self.cameras + self.optional_cameras:
             if cam.name == name:
                 return cam
-        known = [c.name for c in self.cameras + self.optional_cameras]
-        raise KeyError(f"arm {self.name!r} has no camera {name!r}; known cameras: {known}")
+        raise KeyError(f"arm {self.name!r} has no camera {name!r}; known cameras: {list(self.camera_names)}")
 
     def resolve_cameras(
         self,

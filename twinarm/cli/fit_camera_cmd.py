@@ -148,7 +148,7 @@ def run_fit_camera(args: argparse.Namespace) -> int:
         parser.error(f"--env {args.env} is the real arm; name its sim twin (the sim's camera is what is placed)")
     spec = get_arm(entry.arm)
     camera = camera or spec.cameras[0].name
-    names = [c.name for c in spec.cameras + spec.optional_cameras]  # ALOHA's wrist cameras are optional ones
+    names = list(spec.camera_names)  # ALOHA's wrist cameras are optional ones
     if camera not in names:
         parser.error(f"--camera {camera}: {spec.name}'s cameras are {', '.join(names)}")
     if args.fovy is not None and not 0 < args.fovy < 180:
@@ -234,7 +234,7 @@ def print_notes(spec: Any, camera: str, size: tuple[int, int], intrinsics: dict[
             print(f"note: this camera's principal point is ({off[0]:+.1f}, {off[1]:+.1f}) px from the image centre, "
                   "where MuJoCo's pinhole has it: the sim's picture sits that much shifted (a lens file, "
                   "--calibrate-lens, recentres it)")  # fmt: skip
-    sim_size = next(c for c in spec.cameras + spec.optional_cameras if c.name == camera)
+    sim_size = spec.camera(camera)
     if not math.isclose(size[1] / size[0], sim_size.width / sim_size.height, rel_tol=0.01):
         print(f"note: the picture is {size[1]}x{size[0]}, the sim's {camera} {sim_size.width}x{sim_size.height}: the "
               "field of view matches vertically, so the two see different widths; record at the sim's aspect ratio "

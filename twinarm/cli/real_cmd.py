@@ -442,12 +442,11 @@ class Follower:
 def _check_camera_names(parser: argparse.ArgumentParser, items: list[str], spec: ArmSpec) -> None:
     """A usage error for a `--camera NAME=SOURCE` whose NAME is not one of the arm's cameras (a KeyError traceback
     in teleop; eval only said which cameras its policy wanted)."""
-    known = [c.name for c in spec.cameras + spec.optional_cameras]
     for item in items:
         name = item.partition("=")[0]
-        if name not in known:
+        if name not in spec.camera_names:
             parser.error(f"--camera {item}: arm {spec.name} has no camera {name!r}; its cameras: "
-                         f"{', '.join(known) or 'none'}")
+                         f"{', '.join(spec.camera_names) or 'none'}")
 
 
 def parse_follower(parser: argparse.ArgumentParser, args: argparse.Namespace, spec: ArmSpec) -> Follower:

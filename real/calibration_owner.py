@@ -25,25 +25,28 @@ def _names(arm: ArmSpec, group: str, leader: bool) -> set[str]:
     return names
 
 
+def _who(arm: ArmSpec, group: str, leader: bool) -> str:
+    """An arm and role in words: "the koch leader", "the aloha left follower"."""
+    return f"the {arm.name}{' ' + group if group else ''} {'leader' if leader else 'follower'}"
+
+
 def _owners() -> dict[str, str]:
     """Every known calibration folder name -> whose files it holds, in words ("the koch leader")."""
     out: dict[str, str] = {}
     for arm in ARMS.values():
         for group in bus_groups(arm):
             for leader in (False, True):
-                who = f"the {arm.name}{' ' + group if group else ''} {'leader' if leader else 'follower'}"
-                out.update(dict.fromkeys(_names(arm, group, leader), who))
+                out.update(dict.fromkeys(_names(arm, group, leader), _who(arm, group, leader)))
     return out
 
 
 def check_calibration_owner(path: str | Path, arm: ArmSpec, group: str = "", leader: bool = False) -> None:
     """Refuse a calibration file that lies in another arm's (or the other role's) folder, naming both."""
     folder = Path(path).expanduser().parent.name
-    own = _names(arm, group, leader) | ({arm.name, arm.robot_type} if not leader else set())
     owner = _owners().get(folder)
-    if owner is None or folder in own:
+    if owner is None or folder in _names(arm, group, leader):
         return
-    me = f"the {arm.name}{' ' + group if group else ''} {'leader' if leader else 'follower'}"
+    me = _who(arm, group, leader)
     raise CalibrationError(
         f"calibration {path} lies in the folder of {owner}'s calibrations ({folder}/), but it is given for {me}: "
         f"the two arms' files look alike and a wrong one sets a wrong zero on every joint; give {me}'s own file "

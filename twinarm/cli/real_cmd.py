@@ -113,7 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=CALIBRATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha (`twinarm envs --real`)")
+    _add_one_arm_args(p, "calibrate the arm's leader (its servo model)")
     p.add_argument("--port", required=True, help="serial port (see `twinarm find-port`) or a virtual-arm pty")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="the motors' baud rate")
     p.add_argument(
@@ -123,12 +123,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="output file (default ~/.cache/twinarm/calibration/<arm>/<id>.json)",
     )
     p.add_argument("--id", default="default", help="robot id: the file name in --out's usual path")
-    p.add_argument("--leader", action="store_true", help="calibrate the arm's leader (its servo model)")
-    p.add_argument(
-        "--side",
-        default=None,
-        help="for set-ups of two arms on separate ports (aloha): which arm, left or right",
-    )
     add_config_arg(p)
     p.set_defaults(func=run_calibrate, _parser=p)
 
@@ -143,17 +137,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=SETUP_MOTORS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha (`twinarm envs --real`)")
+    _add_one_arm_args(p, "set up the arm's leader (its servo models: Koch XL330-M077, ALOHA's WidowX), as "
+                      "`calibrate --leader`")
     p.add_argument("--port", required=True, help="the bus adapter's serial port (see `twinarm find-port`)")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD,
                    help="the baud rate each motor is set to (the one teleop, eval and calibrate use)")
     p.add_argument("--motor", default=None,
                    help="only this joint's motor, without asking (default: every joint, one at a time)")
-    p.add_argument("--leader", action="store_true",
-                   help="set up the arm's leader (its servo models: Koch XL330-M077, ALOHA's WidowX), as "
-                   "`calibrate --leader`")
-    p.add_argument("--side", default=None,
-                   help="for set-ups of two arms on separate ports (aloha): which arm, left or right")
     add_config_arg(p)
     p.set_defaults(func=run_setup_motors, _parser=p)
 
@@ -209,6 +199,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_record_args(p)
     add_config_arg(p)
     p.set_defaults(func=run_teleop, _parser=p)
+
+
+def _add_one_arm_args(p: argparse.ArgumentParser, leader_help: str) -> None:
+    """--arm, --leader and --side: which one arm a set-up command works on (`_one_arm` reads them)."""
+    p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha (`twinarm envs --real`)")
+    p.add_argument("--leader", action="store_true", help=leader_help)
+    p.add_argument("--side", default=None,
+                   help="for set-ups of two arms on separate ports (aloha): which arm, left or right")
 
 
 def run_calibrate(args: argparse.Namespace) -> int:

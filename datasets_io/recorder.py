@@ -192,6 +192,7 @@ def record(
     background_encoding: bool = False,
     on_seed: Callable[[int], None] | None = None,
     control: RecordingControl | None = None,
+    on_commit_error: Callable[[Exception], bool] | None = None,
 ) -> RecordSummary:
     """Record `episodes` episodes into `writer` (each committed as soon as it is done).
 
@@ -205,6 +206,9 @@ def record(
     its episode is committed, so that a record of it survives a kill: resuming from it repeats no seed.
     `control` (in-process only) carries an operator's requests: end an episode early, discard and re-record it
     (same seed; not counted as an attempt), or stop after the current one.
+    A commit that fails before anything is swapped in (disk full, an I/O error) keeps its episode in `writer`:
+    `on_commit_error(exc)` returning True tries it again (an operator freed space, say); without it, or when it
+    returns False, the error is raised and `writer.save_episode()` can still save that episode.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
@@ -224,7 +228,7 @@ def record(
         summary.attempted += 1
         summary.successes += res.success
         if res.episode is not None and summary.saved < episodes:
-            summary.episode_indices.append(writer.commit(res.episode))
+            summary.episode_indices.append(_commit(writer, res.episode, on_commit_error))
             summary.saved += 1
             summary.frames += res.length
             bar.update(1)
@@ -263,6 +267,20 @@ def record(
         bar.close()
         summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _commit(writer: DatasetWriter, episode: EncodedEpisode, on_error: Callable[[Exception], bool] | None) -> int:
+    """Commit `episode`; while a failed commit kept it and `on_error(exc)` says so, commit it again."""
+    try:
+        return writer.save_encoded(episode)
+    except Exception as exc:
+        error = exc
+    while writer.has_unsaved and on_error is not None and on_error(error):
+        try:
+            return writer.save_episode()
+        except Exception as exc:
+            error = exc
+    raise error
 
 
 def _record_parallel(make_env: EnvFactory, make_policy: PolicyFactory, to_frame: FrameFn, writer: DatasetWriter,

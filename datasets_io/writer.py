@@ -590,7 +590,25 @@ class DatasetWriter:
         (the buffer is emptied). A commit that dies after its journal was written cannot be retried here:
         `DatasetWriter.resume()` completes it."""
         self._check_open()
-        episode = self._unsaved if self._unsaved is not None else self._buffer.finish()
+        return self._save(self._unsaved if self._unsaved is not None else self._buffer.finish())
+
+    def save_encoded(self, episode: EncodedEpisode) -> int:
+        """Commit an episode encoded outside this writer (a recorder's own buffer) as `save_episode()` commits
+        the buffered one: if the commit fails before anything is swapped in, the episode is kept and
+        `save_episode()` retries it (`has_unsaved` says so)."""
+        self._check_open()
+        if self._buffer.n or self._unsaved is not None:
+            raise DatasetError(f"{self.root}: save_encoded() while {self.episode_length} frames of another episode "
+                               "wait in the writer; save_episode() or clear_episode() them first")
+        return self._save(episode)
+
+    @property
+    def has_unsaved(self) -> bool:
+        """Whether an episode whose save failed is kept for `save_episode()` to retry."""
+        return self._unsaved is not None
+
+    def _save(self, episode: EncodedEpisode) -> int:
+        """`commit(episode)`, keeping the episode for a retry when the commit fails before its journal."""
         try:
             index = self.commit(episode)
         except BaseException as exc:

@@ -192,3 +192,44 @@ def test_clear_episode_drops_an_episode_whose_save_failed(tmp_path, monkeypatch)
     assert w.save_episode() == 1
     w.finalize()
     assert len(LeRobotDatasetReader(tmp_path / "ds")) == 5
+
+
+def _record_two(tmp_path, monkeypatch, on_commit_error):
+    """record() of 2 fake-env episodes whose first commit hits a full disk once."""
+    import fake_env
+
+    from twinarm.datasets_io.recorder import record
+
+    w = DatasetWriter.create(tmp_path / "rec", 10, fake_env.features(), robot_type="fake")
+    real_commit, failures = DatasetWriter.commit, []
+
+    def full_once(self, episode):
+        if not failures:
+            failures.append(episode.length)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_commit(self, episode)
+
+    monkeypatch.setattr(DatasetWriter, "commit", full_once)
+    return w, failures, lambda: record(fake_env.make_env, fake_env.make_policy, w, episodes=2, task="Do it.",
+                                       progress=False, on_commit_error=on_commit_error)
+
+
+def test_record_saves_an_episode_again_when_on_commit_error_says_so(tmp_path, monkeypatch):
+    asked: list[str] = []
+    w, failures, run = _record_two(tmp_path, monkeypatch, lambda exc: asked.append(str(exc)) or True)
+    summary = run()
+    w.finalize()
+    assert summary.saved == 2 and summary.episode_indices == [0, 1]
+    assert len(asked) == 1 and "No space left" in asked[0]
+    ds = LeRobotDatasetReader(tmp_path / "rec")
+    assert ds.num_episodes == 2 and len(ds.episode_rows(0)) == failures[0]  # the first rollout, not a new one
+
+
+def test_record_without_a_retry_leaves_the_failed_episode_in_the_writer(tmp_path, monkeypatch):
+    w, failures, run = _record_two(tmp_path, monkeypatch, lambda exc: False)
+    with pytest.raises(OSError, match="No space left"):
+        run()
+    assert w.has_unsaved and w.num_episodes == 0 and w.episode_length == failures[0]
+    assert w.save_episode() == 0  # the caller can still keep it
+    w.finalize()
+    assert len(LeRobotDatasetReader(tmp_path / "rec")) == failures[0]

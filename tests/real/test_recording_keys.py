@@ -127,3 +127,43 @@ def test_eval_on_the_real_arm_keys_end_an_episode_and_the_run(terminal, tmp_path
     lengths = [e["length"] for e in json.loads((out_dir / "eval_info.json").read_text())["per_episode"]]
     assert len(lengths) == 2 and all(0 < n < 900 for n in lengths), lengths
     assert not any(s.torque_on for s in arm.servos)
+
+
+def test_teleop_record_saves_a_demonstration_again_after_a_failed_save(terminal, tmp_path: Path, capsys,
+                                                                      monkeypatch) -> None:
+    """The disk is full when episode 1 is saved: the operator is asked, frees space, presses Enter, and the same
+    demonstration is saved (not lost); episode 2 follows as usual."""
+    import errno
+
+    from twinarm.datasets_io.writer import DatasetWriter
+
+    master, stream = terminal
+    monkeypatch.setattr("sys.stdin", stream)
+    real_commit, lengths = DatasetWriter.commit, []
+
+    def full_once(self: DatasetWriter, episode) -> int:
+        if not lengths:
+            lengths.append(episode.length)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_commit(self, episode)
+
+    monkeypatch.setattr(DatasetWriter, "commit", full_once)
+    follower, leader = VirtualArm(SO101, step_mode="lockstep"), VirtualArm(SO101)
+    root = tmp_path / "demos"
+    with PtyServer(VirtualBus(follower)) as f_server, PtyServer(VirtualBus(leader)) as l_server:
+        f_cal = follower.ideal_calibration().save(tmp_path / "f.json")
+        l_cal = leader.ideal_calibration().save(tmp_path / "l.json")
+        argv = ["teleop", "--arm", "so101", "--port", f_server.port, "--calibration", str(f_cal),
+                "--leader-port", l_server.port, "--leader-calibration", str(l_cal), "--record", str(root),
+                "--task", "Pick up the cube.", "--episodes", "2", "--episode-time", "1", "--reset-time", "0"]  # fmt: skip
+        run = CliRun(argv, capsys)
+        run.out.wait_for("press Enter to save it again")
+        assert follower.servos[0].torque_on  # the arm holds while the operator sees to the disk
+        os.write(master, b"\n")
+        text = run.finish("teleop --record")
+    assert re.search(r"saving episode 1 into \S+ failed: OSError: \[Errno 28\] No space left", text)
+    assert "episode 1 saved" in text and "saved 2 episode(s) this run" in text
+    assert check_dataset(root, deep=True) == []
+    table = pq.read_table(next((root / "data").rglob("*.parquet")))
+    assert np.bincount(table.column("episode_index").to_numpy())[0] == lengths[0]  # the demonstration kept
+    assert not any(s.torque_on for s in follower.servos)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -183,6 +184,18 @@ class TeleopRecording:
             if not control.stopped:
                 print(f"recording episode {k}/{a.episodes} ({a.episode_time:g} s)", flush=True)
 
+        def save_failed(exc: Exception) -> bool:
+            """A save that failed before anything was swapped in (disk full, say) kept its episode: from a terminal
+            the operator fixes the cause and has it saved again, rather than losing a demonstration."""
+            print(f"\nsaving episode {phase['episode']} into {a.record} failed: {type(exc).__name__}: {exc}",
+                  flush=True)
+            if keys is None or not sys.stdin.isatty():  # no operator at a terminal to answer
+                return False
+            with keys.suspended():
+                answer = input("the episode is kept: free space (or fix the cause), then press Enter to save it "
+                               "again, or type q and Enter to stop without it ")
+            return answer.strip().lower() not in ("q", "quit")
+
         print(f"recording episode 1/{a.episodes} ({a.episode_time:g} s) into {a.record}", flush=True)
         def label() -> str:  # the sim follower also says whether the task is done
             return f"episode {phase['episode']}/{a.episodes}" + (f", {env.status()}" if self.sim else "")
@@ -192,6 +205,7 @@ class TeleopRecording:
             episodes=a.episodes, task=a.task, to_frame=functools.partial(gym_frame, convert=self.spec.to_lerobot),
             seed=self.first_seed, max_steps=steps, between_episodes=reset_period, background_encoding=True,
             control=control, progress=False,  # the status line above says where the run is
+            on_commit_error=save_failed,
             only_success=self.sim and a.only_success,
             max_attempts=10**9 if a.only_success else None,  # the operator stops with Esc or Ctrl-C
         )  # fmt: skip

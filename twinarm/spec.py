@@ -8,6 +8,7 @@ Units are SI: revolute joints in radians, grippers as an opening fraction in [0,
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -182,7 +183,15 @@ class ArmSpec:
         if q is None or q.dtype.kind not in "iuf" or q.shape != (self.dof,) or not np.all(np.isfinite(q)):
             raise ValueError(f"reset option 'joints' must be {self.dof} finite values, the joints {self.joint_names} "
                              f"in spec units (rad; gripper opening 0..1), got {joints!r}")
-        return self.clip_action(q)
+        clipped = self.clip_action(q)
+        over = np.abs(clipped - q)
+        if over.max() > min(STATE_MARGIN_RAD, STATE_MARGIN_GRIPPER):  # past any state an arm reports: wrong units?
+            i = int(np.argmax(over))
+            j = self.joints[i]
+            warnings.warn(f"reset option 'joints': {j.name} = {float(q[i]):g} lies {over[i]:.3g} outside its limits "
+                          f"[{j.lower:g}, {j.upper:g}] (spec units: rad, gripper 0..1; LeRobot's degrees convert "
+                          "with ArmSpec.from_lerobot); the arm starts clipped to the limits", stacklevel=3)
+        return clipped
 
     # ----- cameras ------------------------------------------------------------------------------
     @property

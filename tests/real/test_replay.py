@@ -150,7 +150,8 @@ def test_sim_reset_can_start_the_arm_at_given_joints() -> None:
     q = np.array([0.2, -0.4, 0.5, 0.3, -0.2, 0.6])
     obs, _ = env.reset(seed=0, options={"joints": q})
     np.testing.assert_allclose(obs["agent_pos"], q, atol=1e-5)
-    obs, _ = env.reset(seed=0, options={"joints": q + 10})  # clipped to the limits
+    with pytest.warns(UserWarning, match="outside its limits"):
+        obs, _ = env.reset(seed=0, options={"joints": q + 10})  # clipped to the limits
     np.testing.assert_allclose(obs["agent_pos"], SO101.clip_action(q + 10), atol=1e-5)
     with pytest.raises(ValueError, match="must be 6 finite values"):
         env.reset(options={"joints": [0.0, 1.0]})

@@ -154,3 +154,18 @@ def test_reset_joints_takes_a_tensor_that_requires_grad() -> None:
     torch = pytest.importorskip("torch")
     q = SO101.reset_joints({"joints": torch.full((6,), 0.1, requires_grad=True)})
     np.testing.assert_allclose(q, np.full(6, 0.1), rtol=1e-6)
+
+
+def test_reset_joints_far_outside_the_limits_are_clipped_with_a_warning() -> None:
+    """A pose given in LeRobot's degrees (90 for a right angle) used to be clipped to the limits without a word;
+    a sliver past a limit (a real arm's calibration) is still clipped quietly."""
+    import warnings
+
+    deg = np.array([0.0, 90.0, -45.0, 0.0, 0.0, 50.0])
+    with pytest.warns(UserWarning, match=r"shoulder_lift = 90 lies .* outside its limits .*from_lerobot"):
+        q = SO101.reset_joints({"joints": deg})
+    np.testing.assert_array_equal(q, SO101.clip_action(deg))
+    near = SO101.upper + 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(SO101.reset_joints({"joints": near}), SO101.upper)

@@ -83,6 +83,7 @@ class ArmPhysics:
         self._offset = np.where(grip, ranges[:, 0], 0.0)
         self._scale = np.where(grip, ranges[:, 1] - ranges[:, 0], 1.0)
         self._home_key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
+        self._coupled = _coupled_joints(model, set(self.qpos_adr.tolist()))
         # The per-step paths work on a handful of Python floats: on 6-14 joints a numpy call costs more than
         # its arithmetic. They do the array formulas' IEEE operations in the same order, and a conditional
         # expression is np.maximum/np.minimum (NaN passes through), so the results are bitwise equal.
@@ -171,6 +172,9 @@ class ArmPhysics:
             q = self.spec_to_qpos(joints)
             self.data.qpos[self.qpos_adr] = q
             self.data.ctrl[self.actuator_ids] = q
+            for adr, y0, x_adr, x0, coef in self._coupled:  # a mirrored finger follows its driven one at once
+                dx = self.data.qpos[x_adr] - x0
+                self.data.qpos[adr] = y0 + sum(c * dx**k for k, c in enumerate(coef))
         mujoco.mj_forward(self.model, self.data)
 
     def home_joints(self) -> np.ndarray:
@@ -191,6 +195,20 @@ class ArmPhysics:
             self.model, self.data, np.asarray(state, dtype=np.float64), mujoco.mjtState.mjSTATE_INTEGRATION
         )
         mujoco.mj_forward(self.model, self.data)
+
+
+def _coupled_joints(model: mujoco.MjModel, driven: set[int]) -> tuple[tuple[int, float, int, float, list[float]], ...]:
+    """(qpos address, its qpos0, driver's address, driver's qpos0, polycoef) of each joint that a joint equality
+    ties to a spec joint (ALOHA's mirrored fingers): a reset to given joints must move them too, or the equality
+    drags the driven joint back over the first steps."""
+    out = []
+    for e in range(model.neq):
+        if model.eq_type[e] != mujoco.mjtEq.mjEQ_JOINT or model.eq_obj2id[e] < 0 or not model.eq_active0[e]:
+            continue
+        adr, x_adr = int(model.jnt_qposadr[model.eq_obj1id[e]]), int(model.jnt_qposadr[model.eq_obj2id[e]])
+        if x_adr in driven:
+            out.append((adr, float(model.qpos0[adr]), x_adr, float(model.qpos0[x_adr]), model.eq_data[e, :5].tolist()))
+    return tuple(out)
 
 
 def _span_view(field: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, itemgetter | None]:

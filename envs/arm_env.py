@@ -129,8 +129,8 @@ class ArmEnv(IdFixesArm, gym.Env):
                 f'at initialization, e.g. gym.make("{self.spec.id if self.spec else "<env id>"}", render_mode="rgb_array")'
             )
             return None
-        frames = self._frames()
-        return frames[self.cameras[0].name]
+        # a copy: drawing on the returned frame (a label in a video) must not change the observation holding it
+        return self._frames()[self.cameras[0].name].copy()
 
     def close(self) -> None:
         if self._renderer is not None:
@@ -174,18 +174,25 @@ class ArmEnv(IdFixesArm, gym.Env):
             "ctrl": self.physics.data.ctrl.copy(),
             "randomizer": self.randomizer.get_state(self.physics.model),
             "np_random": None if self._np_random is None else self._np_random.bit_generator.state,
+            "np_random_seed": self._np_random_seed,
             "episode_count": self.episode_count,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state["kwargs"])
+        # the episode's drawn model first (masses, sizes...), and the task bound to it (a drawn cube size), then
+        # the state on top of it
+        self.randomizer.set_state(self.physics.model, state.get("randomizer"))
+        self.task.bind(self.physics)
         self.physics.set_state(state["physics_state"])
         self.physics.data.ctrl[:] = state["ctrl"]
-        self.randomizer.set_state(self.physics.model, state.get("randomizer"))
         self.episode_count = state.get("episode_count", 0)
         if state["np_random"] is not None:
             self._np_random = np.random.Generator(np.random.PCG64())
             self._np_random.bit_generator.state = state["np_random"]
+            # Gymnasium re-seeds a generator whose seed is None when `np_random_seed` is read; -1 is its "unknown"
+            seed = state.get("np_random_seed")
+            self._np_random_seed = -1 if seed is None else seed
 
 
 def _camera_names(cameras: Any, obs_type: str, render_mode: str | None) -> tuple[str, ...] | None:

@@ -92,6 +92,9 @@ class Insertion(BimanualTask):
         self._peg_set, self._socket_set = frozenset(self.peg_geoms), frozenset(self.socket_geoms)
         self.peg_adr = free_joint_adr(m, "peg_joint")
         self.socket_adr = free_joint_adr(m, "socket_joint")
+        # resting heights of the body origins, scaled with the objects when object_size_scale drew their sizes
+        self.peg_z = PEG_Z * (float(m.geom("peg").size[2]) / PEG_HALF[2])  # (x / x is 1.0 exactly: nominal unchanged)
+        self.socket_z = SOCKET_Z * (float(m.geom("socket_bottom").size[2]) / WALL)
         q = physics.data.qpos
         self._poses = (
             q[self.peg_adr[0] : self.peg_adr[0] + 7],
@@ -101,8 +104,8 @@ class Insertion(BimanualTask):
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
         peg = rng.uniform([PEG_X[0], Y_RANGE[0]], [PEG_X[1], Y_RANGE[1]])
         sock = rng.uniform([SOCKET_X[0], Y_RANGE[0]], [SOCKET_X[1], Y_RANGE[1]])
-        place_free_body(physics, self.peg_adr, np.array([peg[0], peg[1], PEG_Z]))
-        place_free_body(physics, self.socket_adr, np.array([sock[0], sock[1], SOCKET_Z]))
+        place_free_body(physics, self.peg_adr, np.array([peg[0], peg[1], self.peg_z]))
+        place_free_body(physics, self.socket_adr, np.array([sock[0], sock[1], self.socket_z]))
         mujoco.mj_forward(physics.model, physics.data)
 
     def peg_pose(self, physics: ArmPhysics) -> np.ndarray:

@@ -42,10 +42,11 @@ class TransferCube(BimanualTask):
         self.cube_body = physics.model.body("cube").id
         self.cube_adr = free_joint_adr(physics.model, "cube_joint")
         self._cube_qpos = physics.data.qpos[self.cube_adr[0] : self.cube_adr[0] + 7]
+        self.cube_half = float(physics.model.geom("cube").size[2])  # drawn by object_size_scale, if randomized
 
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
         xy = rng.uniform([CUBE_X[0], CUBE_Y[0]], [CUBE_X[1], CUBE_Y[1]])
-        place_free_body(physics, self.cube_adr, np.array([xy[0], xy[1], CUBE_HALF]))
+        place_free_body(physics, self.cube_adr, np.array([xy[0], xy[1], self.cube_half]))  # resting on the table
         mujoco.mj_forward(physics.model, physics.data)
 
     def cube_pose(self, physics: ArmPhysics) -> np.ndarray:

@@ -44,8 +44,14 @@ class LeRobotView(gym.Wrapper):
         return {**obs, "agent_pos": self.arm.to_lerobot(np.asarray(obs["agent_pos"], dtype=np.float32))}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """LeRobot's new-rollout marker is its own bookkeeping: dropped; any other option goes to the env."""
+        """LeRobot's new-rollout marker is its own bookkeeping: dropped; any other option goes to the env, a start
+        pose `{"joints": q}` converted from this view's units (a LeRobot dataset's `observation.state`)."""
         rest = {k: v for k, v in (options or {}).items() if k != LEROBOT_RESET_MARKER}
+        if rest.get("joints") is not None:
+            q = rest["joints"]
+            q = np.asarray(q.detach().cpu() if hasattr(q, "detach") else q)
+            if q.dtype.kind in "iuf" and q.shape == (self.arm.dof,):  # else the env names what is wrong with it
+                rest["joints"] = self.arm.from_lerobot(q.astype(np.float64))
         obs, info = self.env.reset(seed=seed, options=rest or None)
         return self._view(obs), info
 

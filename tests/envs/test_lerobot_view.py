@@ -62,7 +62,7 @@ def test_reset_drops_lerobots_rollout_marker_and_keeps_the_rest() -> None:
     home, _ = view.reset(seed=0, options={LEROBOT_RESET_MARKER: True})
     np.testing.assert_allclose(home["agent_pos"], spec.to_lerobot(spec.home_pose), atol=0.05)
     q = spec.home_pose + 0.2 * spec.gripper_mask
-    start, _ = view.reset(seed=0, options={LEROBOT_RESET_MARKER: True, "joints": q})
+    start, _ = view.reset(seed=0, options={LEROBOT_RESET_MARKER: True, "joints": spec.to_lerobot(q)})
     np.testing.assert_allclose(start["agent_pos"], spec.to_lerobot(q), atol=0.05)
     with pytest.raises(ValueError, match="unknown reset option.*'colour'"):
         view.reset(options={LEROBOT_RESET_MARKER: True, "colour": 1})
@@ -109,3 +109,15 @@ def test_features_are_named_as_the_dataset_names_them(env_id: str, obs_type: str
         assert kind == {"action": "ACTION", "agent_pos": "STATE", "environment_state": "ENV"}.get(key, "VISUAL")
     assert entry_for(env_id).task_info.instruction  # the plugin's task_description
     env.close()
+
+
+def test_a_start_pose_is_given_in_the_views_units() -> None:
+    """A LeRobot dataset's observation.state (degrees, gripper 0..100) used as a start pose was read as radians
+    and clipped to the limits: [17, -29, 23, 69, 6, 50] started the arm at [110, -100, 97, 95, 163, 100]."""
+    view = make_lerobot_view("twinarm/SO101-PickCube-v0", obs_type="state")
+    start = np.array([17.19, -28.65, 22.92, 68.75, 5.73, 50.0], dtype=np.float32)
+    obs, _ = view.reset(seed=0, options={"joints": start, "lerobot_new_rollout": True})
+    np.testing.assert_allclose(obs["agent_pos"], start, atol=1e-3)
+    with pytest.raises(ValueError, match="must be 6 finite values"):
+        view.reset(options={"joints": [0.0, 1.0]})
+    view.close()

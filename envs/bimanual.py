@@ -38,11 +38,18 @@ class BimanualTask(Task):
             frozenset(self.side_pads["left"]),
             frozenset(self.side_pads["right"]),
         )
+        self._pad_set = frozenset(self.pad_geoms)  # `pads_touching` counts both arms' pads
         self.table_geom = _require(m, mujoco.mjtObj.mjOBJ_GEOM, "table")
         floor = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "floor")
         #: What an object rests on when nobody holds it: the table, and the floor below it (a dropped object is
         #: not "lifted").
         self.ground_geoms = frozenset({self.table_geom} | ({floor} if floor >= 0 else set()))
+
+    def tcp_pos(self, physics: ArmPhysics, side: str = "left") -> np.ndarray:
+        """One arm's tool point (world frame); the left one unless `side="right"`."""
+        if side not in self.tcp_sites:
+            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+        return physics.data.site_xpos[self.tcp_sites[side]].copy()
 
     #: gym-aloha's staged scoring: the reward is the stage reached (0..FINAL_STAGE); success is the last one.
     FINAL_STAGE = 4

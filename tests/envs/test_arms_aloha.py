@@ -93,3 +93,25 @@ def test_expert_keeps_the_forearms_off_the_wrist_flip_branch(task: str) -> None:
             obs, *_ = env.step(action)
     env.close()
     assert worst < 1.0, f"Aloha-{task}: a forearm rolled {worst:.2f} rad (the flipped branch sits at +-pi)"
+
+
+def test_the_task_helpers_read_both_arms() -> None:
+    """`pads_touching` raised AttributeError on the two-arm tasks and `tcp_pos` gave the left arm's tool point
+    with no way to ask for the right one."""
+    env = gym.make("twinarm/Aloha-TransferCube-v0", obs_type="state")
+    u = env.unwrapped
+    expert = make_expert(env)
+    obs, _ = env.reset(seed=0)
+    cube = u.physics.model.geom("cube").id
+    pinched = 0
+    for _ in range(200):
+        obs, *_ = env.step(expert(obs))
+        pinched = max(pinched, u.task.pads_touching(u.physics, cube))
+    assert pinched >= 2  # the handover holds the cube between pads
+    d = u.physics.data
+    for side in ("left", "right"):
+        np.testing.assert_array_equal(u.task.tcp_pos(u.physics, side), d.site_xpos[u.physics.model.site(f"{side}_tcp").id])
+    np.testing.assert_array_equal(u.task.tcp_pos(u.physics), u.task.tcp_pos(u.physics, "left"))
+    with pytest.raises(ValueError, match="side must be one of"):
+        u.task.tcp_pos(u.physics, "middle")
+    env.close()

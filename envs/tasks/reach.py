@@ -1,7 +1,7 @@
 """Reach: move the gripper's tool point to a random target in the workspace.
 
-Observation `environment_state` (3): target position. Reward: 1 - tanh(10 * distance), success
-within 2 cm.
+Observation `environment_state` (3): target position (never within the success distance at reset).
+Reward: 1 - tanh(10 * distance), success within 2 cm.
 """
 
 from __future__ import annotations
@@ -30,10 +30,16 @@ class Reach(Task):
         self._target_pos = physics.data.mocap_pos[self.target_mocap]
 
     def initialize_episode(self, physics: ArmPhysics, rng: np.random.Generator) -> None:
-        xy = self.sample_in_workspace(rng)
+        """A target anywhere in the workspace but where the tool point already is: one drawn within the success
+        distance of it (2-4 % of draws) is drawn again, so that no episode starts solved."""
         zc, zh = self.workspace_center[2], self.workspace_half[2]
-        z = rng.uniform(max(zc - zh, 0.03), zc + zh)
-        physics.data.mocap_pos[self.target_mocap] = [xy[0], xy[1], z]
+        tcp = physics.data.site_xpos[self.tcp_site].copy()
+        while True:
+            xy = self.sample_in_workspace(rng)
+            target = np.array([xy[0], xy[1], rng.uniform(max(zc - zh, 0.03), zc + zh)])
+            if np.linalg.norm(target - tcp) >= SUCCESS_DISTANCE:
+                break
+        physics.data.mocap_pos[self.target_mocap] = target
         mujoco.mj_forward(physics.model, physics.data)
 
     def target(self, physics: ArmPhysics) -> np.ndarray:

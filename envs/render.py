@@ -2,7 +2,9 @@
 context, so the model's meshes are uploaded once, not once per camera), costly passes off.
 
 Shadows, reflections and multisampling dominate software-GL cost (see the research notes), so they
-are off by default; `high_quality=True` turns them back on for pretty videos.
+are off by default (the scenes set `<quality shadowsize="0" offsamples="0"/>`); `high_quality=True` turns them back
+on for pretty videos: shadows and reflections as scene flags, and MuJoCo's default shadow map size and number of
+multisamples (`HQ_SHADOWSIZE`, `HQ_OFFSAMPLES`) for this renderer's GL contexts, which read them when made.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ def ensure_gl_backend() -> None:
         os.environ["MUJOCO_GL"] = "egl"
         os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
+
+#: What `high_quality=True` gives a GL context when the model asks for less: MuJoCo's own defaults (its scenes
+#: turn them off with `<quality shadowsize="0" offsamples="0"/>`, which leaves no shadow map and no multisampling).
+HQ_SHADOWSIZE = 4096
+HQ_OFFSAMPLES = 4
 
 _LIVE: weakref.WeakSet[CameraRenderer] = weakref.WeakSet()
 _ATEXIT_REGISTERED = [False]
@@ -82,19 +89,31 @@ class CameraRenderer:
         vis = model.vis
         vis.global_.offwidth = max(vis.global_.offwidth, *(c.width for c in cameras))
         vis.global_.offheight = max(vis.global_.offheight, *(c.height for c in cameras))
-        if not high_quality:
-            vis.quality.offsamples = 0
+        quality = vis.quality
+        model_quality = (quality.shadowsize, quality.offsamples)
+        if high_quality:
+            # Read by each MjrContext when it is made (the shadow map's size, the offscreen buffer's samples) and
+            # never again, so they are set for this renderer's contexts only and the model gets its own back below:
+            # another renderer of the same model (a default one) does not inherit them.
+            quality.shadowsize = max(quality.shadowsize, HQ_SHADOWSIZE)
+            quality.offsamples = max(quality.offsamples, HQ_OFFSAMPLES)
+        else:
+            quality.offsamples = 0
         # A context per size: creating one uploads every mesh and texture (0.25 s for an SO-101 on software GL).
         by_size: dict[tuple[int, int], mujoco.Renderer] = {}
         self._renderers: dict[str, mujoco.Renderer] = {}
-        for cam in cameras:
-            size = (cam.height, cam.width)
-            if size not in by_size:
-                r = mujoco.Renderer(model, cam.height, cam.width)
-                r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = high_quality
-                r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = high_quality
-                by_size[size] = r
-            self._renderers[cam.name] = by_size[size]
+        try:
+            for cam in cameras:
+                size = (cam.height, cam.width)
+                if size not in by_size:
+                    r = mujoco.Renderer(model, cam.height, cam.width)
+                    r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = high_quality
+                    r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = high_quality
+                    by_size[size] = r
+                self._renderers[cam.name] = by_size[size]
+        finally:
+            if high_quality:
+                quality.shadowsize, quality.offsamples = model_quality
         _LIVE.add(self)
         _register_atexit_once()
 

@@ -32,7 +32,7 @@ def _visual(**kw: float | tuple[float, float]) -> Randomization:
 
 PERTURBATIONS: dict[str, Perturbation] = {
     "nominal": Perturbation("the model as it is", Randomization()),
-    "lighting": Perturbation("lights moved ~30 cm, 0.5-1.5x as bright",
+    "lighting": Perturbation("lights moved ~30 cm (turned to keep aiming at the table), 0.5-1.5x as bright",
                              _visual(light_pos_std=0.3, light_intensity_scale=(0.5, 1.5)), visual=True),
     "colours": Perturbation("table and object colours +/-0.2 per channel",
                             _visual(table_rgb_jitter=0.2, object_rgb_jitter=0.2), visual=True),
@@ -49,7 +49,7 @@ PERTURBATIONS: dict[str, Perturbation] = {
     "encoder-noise": Perturbation("joint readings with 0.57 deg (0.01 rad) of noise", Randomization(obs_noise_std=0.01)),
     "latency-1": Perturbation("each action applied one control step late", Randomization(action_delay_steps=1)),
     "latency-2": Perturbation("each action applied two control steps late", Randomization(action_delay_steps=2)),
-    "jitter": Perturbation("control periods 0.8-1.2x as long", Randomization(control_jitter=0.2)),
+    "jitter": Perturbation("control periods 0.8-1.2x as long, in whole substeps", Randomization(control_jitter=0.2)),
     "sim2real": Perturbation("the sim2real preset: every kind at once, milder", PRESETS["sim2real"]),
 }  # fmt: skip
 
@@ -99,7 +99,7 @@ SWEEPS: dict[str, Sweep] = {
     "encoder-noise": Sweep("joint-reading noise, std in degrees",
                            _points("{:g} deg", (0, 0.25, 0.5, 1, 2, 4),
                                    lambda d: Randomization(obs_noise_std=math.radians(d)))),
-    "jitter": Sweep("control periods up to this fraction longer or shorter",
+    "jitter": Sweep("control periods up to this fraction longer or shorter (rounded to whole substeps)",
                     _points("{:g}", (0, 0.1, 0.2, 0.3, 0.5), lambda j: Randomization(control_jitter=j))),
     "object-mass": Sweep("objects' mass scaled by the same factor",
                          _points("{:g}x", (0.25, 0.5, 1.0, 2.0, 4.0),

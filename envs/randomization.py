@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -44,7 +45,12 @@ class VisualRandomization:
     """What the cameras see. Object colours are the geoms of free bodies (the task's cube, peg, socket)."""
 
     light_pos_std: float = 0.0
-    """Std dev (m) added to each light's position."""
+    """Std dev (m) of Gaussian noise added to each light's position (x, y, z). MuJoCo lights a directional light
+    (every scene's, e.g. `top`) by its direction alone, so a moved directional light is also turned to aim at the
+    point its nominal ray did: where that ray meets the table top (z = 0; a light of the world body aimed down),
+    else the point of the ray as far from the light as the light is from the origin. Its `light_dir` becomes the
+    unit vector from the moved position to that point (a light 1.2 m above the table moved 0.3 m sideways turns by
+    ~14 deg). Other lights (spot lights) are only moved."""
     light_intensity_scale: Scale = OFF
     """Multiplier range for each light's diffuse colour."""
     table_rgb_jitter: float = 0.0
@@ -84,7 +90,12 @@ class Randomization:
     action_delay_steps: int = 0
     """Actions take effect this many control steps after they are sent."""
     control_jitter: float = 0.0
-    """Each control period lasts (1 +/- up to this fraction) of nominal, in whole physics substeps."""
+    """Each control period lasts n + k physics substeps instead of the nominal n (`ArmPhysics.n_substeps`), k drawn
+    uniformly from the whole numbers -s..s, s = round(control_jitter * n) (Python's round: half to even), and at
+    least one substep: the fraction rounded to whole substeps, so a period varies by up to s / n of nominal, which
+    may be more or less than this fraction (0.1 at 17 substeps, SO/Koch at 30 Hz: s = 2, +/-11.8 %; at ALOHA's 10:
+    s = 1, +/-10 %). Under half a substep (0.05 at 10 substeps: s = 0) it varies nothing, and the env warns
+    (UserWarning) at its first reset or step."""
 
     def __post_init__(self) -> None:
         """Every knob checked by name and type here, where the env is made: a scale given as one number (or a
@@ -142,7 +153,8 @@ class Randomization:
 #: Ready-made settings, by name (`--randomization sim2real` on the CLI). `sim2real`: the spread a desk set-up
 #: differs by from the model and from day to day: lights, colours, a camera nudged by a centimetre and a degree
 #: or two, objects 30 % lighter or 50 % heavier and more or less slippery, servos +/-15 % stiff, joints
-#: +/-25 % damped, 0.3 degrees of encoder noise, a control period that wanders by 10 %.
+#: +/-25 % damped, 0.3 degrees of encoder noise, a control period that wanders by ~10 % (in whole physics
+#: substeps: +/-2 of 17 at 30 Hz, +/-1 of 10 at 50 Hz).
 PRESETS: dict[str, Randomization] = {
     "sim2real": Randomization(
         visual=VisualRandomization(
@@ -171,7 +183,7 @@ def _group(cls: type, value: Any) -> Any:
 
 # ----- model randomization ----------------------------------------------------------------------
 _FIELDS = (
-    "light_pos", "light_diffuse", "geom_rgba", "mat_rgba", "cam_pos", "cam_quat", "cam_fovy",
+    "light_pos", "light_dir", "light_diffuse", "geom_rgba", "mat_rgba", "cam_pos", "cam_quat", "cam_fovy",
     "body_mass", "body_inertia", "geom_size", "geom_pos", "geom_rbound", "geom_aabb", "geom_friction",
     "dof_damping", "dof_armature", "actuator_gainprm", "actuator_biasprm",
 )  # fmt: skip
@@ -216,9 +228,33 @@ def _scale(rng: np.random.Generator, rng_range: Scale, n: int) -> np.ndarray:
     return rng.uniform(lo, hi, size=n)
 
 
+def _light_aims(model: mujoco.MjModel, pos: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """The point each light's nominal ray aims at (see `VisualRandomization.light_pos_std`), in the light's frame."""
+    unit = dirs / np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-12)
+    down = (model.light_bodyid == 0) & (unit[:, 2] < -1e-9) & (pos[:, 2] > 0)
+    reach = np.where(down, -pos[:, 2] / np.where(down, unit[:, 2], -1.0), np.linalg.norm(pos, axis=1))
+    return pos + reach[:, None] * unit
+
+
+def _move_lights(model: mujoco.MjModel, rng: np.random.Generator, std: float, n: dict[str, np.ndarray]) -> None:
+    """Move every light by N(0, std) per coordinate (one draw of shape light_pos, as always) and turn each
+    directional one to aim where it did: moving alone changes nothing a directional light shows."""
+    model.light_pos[:] = n["light_pos"] + rng.normal(0.0, std, size=n["light_pos"].shape)
+    aims = _light_aims(model, n["light_pos"], n["light_dir"])
+    for i in np.flatnonzero(model.light_type == mujoco.mjtLightType.mjLIGHT_DIRECTIONAL):
+        to_aim = aims[i] - model.light_pos[i]
+        length = np.linalg.norm(to_aim)
+        if length > 1e-9:  # a light moved onto its aim point keeps its nominal direction
+            model.light_dir[i] = to_aim / length
+
+
 def _small_rotation(rng: np.random.Generator, std: float) -> np.ndarray:
+    """A unit quaternion turning by N(0, std) rad about a random axis. The axis must be a unit vector:
+    `mju_axisAngle2Quat` does not normalise it, and a non-unit camera quat scales the camera's frame."""
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
     q = np.zeros(4)
-    mujoco.mju_axisAngle2Quat(q, rng.normal(size=3) / np.sqrt(3), rng.normal(0.0, std))
+    mujoco.mju_axisAngle2Quat(q, axis, rng.normal(0.0, std))
     return q
 
 
@@ -228,7 +264,7 @@ def _randomize_one(
     nom.restore(model)
     v, p, n = cfg.visual, cfg.physical, nom.values
     if v.light_pos_std > 0:
-        model.light_pos[:] = n["light_pos"] + rng.normal(0.0, v.light_pos_std, size=n["light_pos"].shape)
+        _move_lights(model, rng, v.light_pos_std, n)
     if v.light_intensity_scale != OFF:
         model.light_diffuse[:] = np.clip(
             n["light_diffuse"] * _scale(rng, v.light_intensity_scale, model.nlight)[:, None], 0, 1
@@ -329,10 +365,29 @@ class Randomizer:
         self.cfg = Randomization.coerce(cfg)
         self.nominal = ModelNominal.capture(model) if self.cfg.model_enabled else None
         self._delay = DelayLine(self.cfg.action_delay_steps)
+        self._jitter: tuple[int, int] | None = None  # (nominal substeps, jitter span in substeps) once known
+
+    def jitter_span(self, physics: Any) -> int:
+        """How many whole substeps `control_jitter` lengthens or shortens a period by at most (0 when off). A
+        non-zero jitter that rounds to none warns once: it used to be accepted and to do nothing, silently."""
+        n = physics.n_substeps
+        if self._jitter is None or self._jitter[0] != n:
+            jitter = self.cfg.control_jitter
+            span = int(round(jitter * n))
+            if jitter and not span:
+                warnings.warn(
+                    f"control_jitter={jitter:g} rounds to no jitter at all: a control period is {n} physics substeps "
+                    f"of {physics.model.opt.timestep * 1e3:.4g} ms and only varies by whole ones, and {jitter:g} x {n} "
+                    f"= {jitter * n:.3g} substep rounds to 0; give more than half a substep (> {0.5 / n:.4g}) or 0",
+                    UserWarning, stacklevel=3,
+                )  # fmt: skip
+            self._jitter = (n, span)
+        return self._jitter[1]
 
     def on_reset(self, physics: Any, rng: np.random.Generator) -> bool:
         """New episode: re-draw the model knobs and forget queued actions; True if object sizes changed."""
         self._delay.queue.clear()
+        self.jitter_span(physics)  # warns here, at the first reset, if the jitter rounds to none
         if self.nominal is not None:
             domain_randomize(physics.model, rng, self.cfg, self.nominal)
         return self.cfg.physical.object_size_scale != OFF
@@ -348,7 +403,7 @@ class Randomizer:
             physics.set_targets(action)
         n = physics.n_substeps
         if cfg.control_jitter:
-            span = int(round(cfg.control_jitter * n))
+            span = self.jitter_span(physics)
             n = max(1, n + (int(rng.integers(-span, span + 1)) if span else 0))
         # One call for the whole period: neither latency nor jitter needs anything between substeps.
         mujoco.mj_step(physics.model, physics.data, n)
@@ -368,9 +423,15 @@ class Randomizer:
         return {"queue": [a.copy() for a in self._delay.queue], "model": drawn}
 
     def set_state(self, model: mujoco.MjModel, state: dict[str, Any] | None) -> None:
+        """Restore `get_state` into this env's freshly built model (the draw of the episode being resumed)."""
         if not state:
             return
         self._delay.queue = deque(np.asarray(a) for a in state["queue"])
         if state["model"] is not None:
             for name, v in state["model"].items():
                 getattr(model, name)[:] = v
+            if self.cfg.physical != PhysicalRandomization():
+                # As after a draw (`_randomize_one`): the restored masses, inertias, armatures and sizes feed the
+                # constants MuJoCo derives at compile time (dof/body invweight0, ...), which the fresh model has
+                # for the nominal values; without this a copied env stepped differently from the original.
+                mujoco.mj_setConst(model, mujoco.MjData(model))

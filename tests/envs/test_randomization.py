@@ -24,7 +24,7 @@ ENV_ID = "twinarm/SO101-PickCube-v0"
 
 #: knob -> (config, the model fields it must change).
 MODEL_KNOBS: dict[str, tuple[Randomization, set[str]]] = {
-    "light_pos": (Randomization(visual=VisualRandomization(light_pos_std=0.1)), {"light_pos"}),
+    "light_pos": (Randomization(visual=VisualRandomization(light_pos_std=0.1)), {"light_pos", "light_dir"}),
     "light_intensity": (Randomization(visual=VisualRandomization(light_intensity_scale=(0.5, 0.9))), {"light_diffuse"}),
     "table_rgb": (Randomization(visual=VisualRandomization(table_rgb_jitter=0.2)), {"mat_rgba"}),
     "object_rgb": (Randomization(visual=VisualRandomization(object_rgb_jitter=0.2)), {"geom_rgba"}),

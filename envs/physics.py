@@ -78,7 +78,12 @@ class ArmPhysics:
         self.dof_adr = np.array([model.jnt_dofadr[j] for j in joint_ids])
         self.actuator_ids = np.array([model.actuator(n).id for n in spec.joint_names])
         # Spec value x maps to qpos as offset + scale * x: identity for revolute joints, the jaw's range for grippers.
-        ranges = model.jnt_range[joint_ids]
+        ranges = model.jnt_range[joint_ids].copy()
+        limited = model.jnt_limited[joint_ids].astype(bool)
+        self._travel = np.where(limited[:, None], ranges, [-np.inf, np.inf])  # qpos a reset may put a joint at
+        for i, j in enumerate(spec.joints):  # a gripper whose 0..1 is not its joint's range (ALOHA: ACT's)
+            if j.gripper_span is not None:
+                ranges[i] = j.gripper_span
         grip = spec.gripper_mask
         self._offset = np.where(grip, ranges[:, 0], 0.0)
         self._scale = np.where(grip, ranges[:, 1] - ranges[:, 0], 1.0)
@@ -169,7 +174,8 @@ class ArmPhysics:
         else:
             mujoco.mj_resetData(self.model, self.data)
         if joints is not None:
-            q = self.spec_to_qpos(joints)
+            # within the joints' travel (ALOHA's gripper 0..1 spans a little more than its finger moves)
+            q = np.clip(self.spec_to_qpos(joints), self._travel[:, 0], self._travel[:, 1])
             self.data.qpos[self.qpos_adr] = q
             self.data.ctrl[self.actuator_ids] = q
             for adr, y0, x_adr, x0, coef in self._coupled:  # a mirrored finger follows its driven one at once

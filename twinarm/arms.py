@@ -68,6 +68,12 @@ KOCH = ArmSpec(
 )
 
 
+#: ALOHA's gripper 0..1 as ACT normalizes the finger position (its constants.py, copied by gym-aloha; LeRobot's
+#: `aloha_sim_*` datasets are in it): closed 0.01844 m, open 0.05800 m. The finger itself travels 0.021..0.057 m, so
+#: a state reads 0.065..0.975.
+ACT_GRIPPER_SPAN = (0.01844, 0.05800)
+
+
 def _vx300s_side(side: str, first_id: int) -> tuple[JointSpec, ...]:
     """One ViperX 300 6DOF follower of the ALOHA pair; limits from assets/aloha/aloha.xml, ids as Trossen ships them."""
     big, small = "xm540-w270", "xm430-w350"
@@ -78,7 +84,8 @@ def _vx300s_side(side: str, first_id: int) -> tuple[JointSpec, ...]:
         JointSpec(f"{side}_forearm_roll", -3.14158, 3.14158, motor_id=first_id + 5, motor_model=small),
         JointSpec(f"{side}_wrist_angle", -1.8675, 2.23402, motor_id=first_id + 6, motor_model=small),
         JointSpec(f"{side}_wrist_rotate", -3.14158, 3.14158, motor_id=first_id + 7, motor_model=small),
-        JointSpec(f"{side}_gripper", 0.0, 1.0, kind="gripper", motor_id=first_id + 8, motor_model=small),
+        JointSpec(f"{side}_gripper", 0.0, 1.0, kind="gripper", motor_id=first_id + 8, motor_model=small,
+                  gripper_span=ACT_GRIPPER_SPAN),
     )
 
 
@@ -93,7 +100,8 @@ ALOHA = ArmSpec(
     lerobot_units="radians",
     motor_bus="dynamixel",
     optional_cameras=(CameraSpec("left_wrist", fps=50), CameraSpec("right_wrist", fps=50)),
-    home=(0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.08333) * 2,
+    # the keyframe's fingers (0.024 m) in ACT's gripper units
+    home=(0.0, -0.96, 1.16, 0.0, -0.3, 0.0, (0.024 - ACT_GRIPPER_SPAN[0]) / (ACT_GRIPPER_SPAN[1] - ACT_GRIPPER_SPAN[0])) * 2,
 )
 
 ARMS: dict[str, ArmSpec] = {spec.name: spec for spec in (SO101, SO100, KOCH, ALOHA)}

@@ -43,12 +43,18 @@ class JointSpec:
     kind: Literal["revolute", "gripper"] = "revolute"
     motor_id: int = 0
     motor_model: str = ""
+    gripper_span: tuple[float, float] | None = None
+    """Grippers only: the model's finger positions that 0 and 1 stand for, where they are not the model joint's
+    range (ALOHA: ACT's normalization, which LeRobot's `aloha_sim_*` datasets are in)."""
 
     def __post_init__(self) -> None:
         if not self.lower < self.upper:
             raise ValueError(f"joint {self.name!r}: lower limit {self.lower} must be below upper {self.upper}")
         if self.kind == "gripper" and (self.lower != 0.0 or self.upper != 1.0):
             raise ValueError(f"gripper joint {self.name!r} must span [0, 1], got [{self.lower}, {self.upper}]")
+        if self.gripper_span is not None and (self.kind != "gripper" or not self.gripper_span[0] < self.gripper_span[1]):
+            raise ValueError(f"joint {self.name!r}: gripper_span is for grippers, (closed, open) with closed < open; "
+                             f"got {self.gripper_span} on a {self.kind} joint")
 
 
 @dataclass(frozen=True)

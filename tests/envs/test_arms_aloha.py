@@ -115,3 +115,20 @@ def test_the_task_helpers_read_both_arms() -> None:
     with pytest.raises(ValueError, match="side must be one of"):
         u.task.tcp_pos(u.physics, "middle")
     env.close()
+
+
+def test_gripper_units_are_acts_normalization() -> None:
+    """LeRobot's aloha_sim_* datasets hold the finger position as ACT normalizes it (closed 0.01844 m, open
+    0.058 m); twinarm's 0..1 spanned the finger's travel 0.021..0.057 m instead, 7-10 % of the range off."""
+    env = gym.make("twinarm/Aloha-TransferCube-v0", obs_type="state")
+    env.reset(seed=0)
+    physics = env.unwrapped.physics
+    m, d = physics.model, physics.data
+    g = ALOHA.joint_names.index("left_gripper")
+    finger = m.joint("left_gripper").qposadr[0]
+    d.qpos[finger] = 0.03
+    assert physics.joint_positions()[g] == pytest.approx((0.03 - 0.01844) / (0.058 - 0.01844))
+    physics.set_targets(np.where(np.arange(ALOHA.dof) == g, 0.5, ALOHA.home_pose))
+    assert d.ctrl[m.actuator("left_gripper").id] == pytest.approx(0.01844 + 0.5 * (0.058 - 0.01844))
+    assert d.qpos[m.joint("left_gripper").qposadr[0]] == 0.03  # (targets only)
+    env.close()

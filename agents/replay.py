@@ -13,7 +13,8 @@ from twinarm.agents.tdmpc.tdmpc import DONE, REWARD
 
 
 class ReplayBuffer:
-    """Fixed-capacity ring of steps; a sequence never crosses an episode boundary."""
+    """Fixed-capacity ring of steps; a sequence never crosses an episode boundary (a change of episode id), nor the
+    write head. Each episode id must name one unbroken run of env steps: a new env reset takes a new id."""
 
     def __init__(self, capacity: int, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, seed: int = 0) -> None:
         self.capacity = int(capacity)
@@ -38,6 +39,32 @@ class ReplayBuffer:
         self.episode[self.pos] = episode
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+
+    def newest_episode(self) -> int | None:
+        """The episode id of the newest step stored (None while empty)."""
+        return int(self.episode[(self.pos - 1) % self.capacity]) if self.size else None
+
+    def resized(self, capacity: int) -> ReplayBuffer:
+        """A buffer of `capacity` steps holding this one's newest `min(size, capacity)` steps, oldest first, and
+        its sampling RNG: what a run with that capacity from the start would hold (online `--resume` with a
+        larger `--steps`)."""
+        out = ReplayBuffer.__new__(ReplayBuffer)
+        out.capacity = int(capacity)
+        n = min(self.size, out.capacity)
+        order = (self.pos - n + np.arange(n)) % self.capacity  # the newest n steps, oldest first
+
+        def moved(a: np.ndarray, fill: float = 0) -> np.ndarray:
+            b = np.full((out.capacity, *a.shape[1:]), fill, a.dtype)
+            b[:n] = a[order]
+            return b
+
+        out.obs = {k: moved(v) for k, v in self.obs.items()}
+        out.next_obs = {k: moved(v) for k, v in self.next_obs.items()}
+        out.action, out.reward, out.done = moved(self.action), moved(self.reward), moved(self.done)
+        out.episode = moved(self.episode, -1)
+        out.size, out.pos = n, n % out.capacity
+        out.rng = self.rng
+        return out
 
     def _valid_starts(self, horizon: int) -> np.ndarray:
         idx = np.arange(self.size)

@@ -3,6 +3,7 @@ buffer that checkpoints carry for `--resume`. `train_log.csv` gets a row every `
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Callable
@@ -21,7 +22,8 @@ from twinarm.agents.checkpoints import (
     save_checkpoint,
     say_if_done,
 )
-from twinarm.agents.distributed import to_device
+from twinarm.agents.distributed import dist_info, to_device
+from twinarm.agents.ema import EMA
 from twinarm.agents.features import IMAGE_PREFIX, features_from_spec, stats_from_spec
 from twinarm.agents.optimizer import make_optimizer, make_scheduler
 from twinarm.agents.periodic_eval import curve_title, eval_row, report_eval
@@ -79,6 +81,17 @@ def check_online_budget(tc: TrainConfig, horizon: int) -> None:
                       "update runs; the checkpoint holds the initial network", stacklevel=2)  # fmt: skip
 
 
+def check_one_process() -> None:
+    """PolicyConfigError under torchrun (WORLD_SIZE > 1): online training runs in one process. Every rank would
+    otherwise run the same seeded episodes and updates, unsynchronised, and write the same run folder's logs and
+    checkpoints (no data parallelism, duplicated rows, racing checkpoint files)."""
+    rank, world = dist_info()
+    if world > 1:
+        raise PolicyConfigError(f"online TD-MPC training runs in one process, but this is rank {rank} of WORLD_SIZE="
+                                f"{world} (torchrun): run `twinarm train --policy tdmpc --env ...` without torchrun "
+                                "(torchrun's data-parallel training is for offline training, --dataset)")  # fmt: skip
+
+
 def _log_row(step: int, episodes: int, finished: list[tuple[float, bool]], seconds: float,
              info: dict[str, float]) -> dict[str, Any]:  # fmt: skip
     """One `train_log.csv` row (every --log-freq env steps): the episodes done so far, the mean return and success
@@ -98,6 +111,7 @@ def train_online(
     from twinarm.agents.env_io import EnvAdapter
     from twinarm.agents.replay import ReplayBuffer
 
+    check_one_process()  # before anything is built or written
     if tc.env is None:
         raise ValueError("online training needs --env")
     kwargs: dict[str, Any] = {"obs_type": tc.obs_type or "state"}
@@ -112,6 +126,9 @@ def train_online(
     adapter = EnvAdapter(spec, policy.config.input_features, device)
     opt = make_optimizer(policy)
     sched = make_scheduler(tc, opt)
+    # As offline: the averaged weights are the ones saved (pretrained_model/) and evaluated; the raw ones act and
+    # learn. Off unless --ema (its default is on for diffusion only).
+    ema = EMA(policy, max_decay=tc.ema_max_decay) if tc.ema else None
     shapes = {k: f.shape for k, f in policy.config.input_features.items()}
     buffer = ReplayBuffer(min(tc.buffer_capacity, tc.steps), shapes, policy.config.action_dim, tc.seed)
     log = RunLog(out / "train_log.csv", out / "tensorboard")
@@ -119,11 +136,18 @@ def train_online(
     start, episode = 0, 0
     ckpt = last_checkpoint(out) if tc.resume else None
     if ckpt is not None:
-        start = restore_checkpoint(ckpt, policy, opt, sched)
+        start = restore_checkpoint(ckpt, policy, opt, sched, ema)
         say_if_done(start, tc.steps, out)
         extra = torch.load(ckpt / "training_state.pt", weights_only=False)
         buffer = extra["buffer"]
         episode = int(extra["episode"])
+        if buffer.newest_episode() == episode:
+            # The checkpoint fell mid-episode: the env restarts from a reset, so the steps from here are another
+            # episode (its own id and reset seed); stored under the interrupted one's id they would continue it in
+            # the buffer, and sampled sequences would run through the reset.
+            episode += 1
+        if start < tc.steps and buffer.capacity != (want := min(tc.buffer_capacity, tc.steps)):
+            buffer = buffer.resized(want)  # --steps (or --buffer-capacity) changed: as a run begun with it
     policy.train()
     policy.explore = True
     env.action_space.seed(tc.seed)
@@ -176,6 +200,8 @@ def train_online(
                 opt.step()
                 sched.step()
                 policy.update_target()
+                if ema is not None:
+                    ema.update(policy)
             info = {"loss": loss.item(), **info, **({"threads": threads} if threads is not None else {})}
         bar.update(1)
         if step % tc.log_freq == 0:
@@ -183,14 +209,15 @@ def train_online(
             finished = []
         if tc.eval_freq and step % tc.eval_freq == 0:
             policy.explore = False
-            row = eval_row(tc, policy, step, out, budget)
+            with ema.applied(policy) if ema is not None else contextlib.nullcontext():
+                row = eval_row(tc, policy, step, out, budget)
             eval_log.write(row)
             report_eval(bar, postfix, row, out, curve_title(tc))
             policy.explore = True
             policy.train()
             policy.reset()
         if step % tc.save_freq == 0 or step == tc.steps:
-            last = save_checkpoint(out, step, policy, opt, sched, {"buffer": buffer, "episode": episode})
+            last = save_checkpoint(out, step, policy, opt, sched, {"buffer": buffer, "episode": episode}, ema)
     bar.close()
     env.close()
     plot_run(out, title=curve_title(tc))

@@ -132,8 +132,14 @@ class Normalizer(nn.Module):
     def rescale(self, key: str, factors: Tensor) -> None:
         """Stats of `key` for its values multiplied by `factors` (one per entry of the last dim, negative allowed):
         every stat scales alike, so a scaled value normalizes to what the unscaled one did (with a negative factor
-        min exceeds max and std is negative; both transforms stay exact). No-op for features not normalized."""
-        for stat in MODE_STATS[self.modes.get(key, NormMode.IDENTITY)]:
+        min exceeds max and std is negative; both transforms stay exact). No-op for a feature this normalizer does
+        not hold; refused (ValueError) for one it holds in mode identity, whose values reach the network as they are,
+        so that no stats could scale them."""
+        mode = self.modes.get(key)
+        if mode is NormMode.IDENTITY:
+            raise ValueError(f"{key}: normalization mode identity has no stats to rescale; its values reach the "
+                             "network unscaled")  # fmt: skip
+        for stat in MODE_STATS[mode] if mode is not None else ():
             buf: Tensor = getattr(self, self._buffer_name(key, stat))
             buf.mul_(torch.as_tensor(factors, dtype=buf.dtype, device=buf.device))
 

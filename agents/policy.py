@@ -34,7 +34,7 @@ from twinarm.agents.features import (
     features_from_json,
     features_to_json,
 )
-from twinarm.agents.normalize import Normalizer
+from twinarm.agents.normalize import MODE_STATS, Normalizer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -333,8 +333,20 @@ class Policy(nn.Module, abc.ABC):
         """Make the policy act in units `factors` times those it was trained in, per joint (`observation.state` and
         `action`): e.g. a checkpoint trained on LeRobot's -100..100 range-mode data, with
         `Calibration.degrees_per_range_unit`, then acts in degrees as twinarm's envs expect. Exact: only the
-        normalization stats change (`Normalizer.rescale`), so the network sees the same numbers."""
+        normalization stats change (`Normalizer.rescale`), so the network sees the same numbers.
+
+        A feature normalized with mode `identity` has no stats to carry the change (the network would be fed the new
+        units as they are): refused (PolicyConfigError naming the feature and its mode), nothing changed."""
         scale = torch.as_tensor(np.asarray(factors, dtype=np.float32))
+        kinds = {k: f.kind for k, f in {**self.config.input_features, **self.config.output_features}.items()}
+        for key in ("observation.state", "action"):
+            mode = next((n.modes[key] for n in (self.normalize_inputs, self.normalize_targets) if key in n.modes), None)
+            if mode is not None and not MODE_STATS[mode]:
+                raise PolicyConfigError(
+                    f"rescale_joint_units (twinarm eval --lerobot-range-units): {key} has normalization mode "
+                    f"{mode.value!r} (normalization_mapping {kinds[key]}), which has no stats to carry the unit change: "
+                    "the network would read the joints in the new units. Convert the data instead (`twinarm dataset "
+                    "convert-units`) and train on it")  # fmt: skip
         for norm in (self.normalize_inputs, self.normalize_targets, self.unnormalize_outputs):
             for key in ("observation.state", "action"):
                 norm.rescale(key, scale)
@@ -396,7 +408,7 @@ class Policy(nn.Module, abc.ABC):
             raise ValueError(f"{src} holds a {raw.get('type')!r} policy, not {cls.name!r}")
         klass.config_class.check_overrides(overrides or {})
         config = klass.config_class.from_dict(raw)
-        policy = klass(config)
+        policy = build_for_weights(klass, config)  # every weight comes from the checkpoint: no ImageNet file read
         if torch.device(map_location).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"map_location={map_location!r}: torch {torch.__version__} sees no CUDA device; "
                              "load with map_location='cpu'")  # fmt: skip
@@ -415,6 +427,26 @@ class Policy(nn.Module, abc.ABC):
         policy.to(map_location)
         policy.eval()
         return policy  # type: ignore[return-value]
+
+
+#: Config fields naming a file read only to initialize weights (the ImageNet ResNet-18 `pretrained_backbone_weights`
+#: that training starts from): a policy about to receive a checkpoint's weights is built without reading them.
+INIT_ONLY_FIELDS = ("pretrained_backbone_weights",)
+
+
+def build_for_weights(klass: type[P], config: PolicyConfig, stats: Mapping[str, Mapping[str, Any]] | None = None) -> P:
+    """`klass(config, stats)` for a policy whose weights are all loaded next (`Policy.from_pretrained`, `train
+    --init-from`): built without reading the files in `INIT_ONLY_FIELDS`, which the checkpoint's trained weights
+    replace and which need not exist where it is loaded (another machine, the Hub). The config keeps the recorded
+    value (where training started from); only its file is not read."""
+    names = {f.name for f in dataclasses.fields(config)}
+    held = {n: getattr(config, n) for n in INIT_ONLY_FIELDS if n in names and getattr(config, n) is not None}
+    if not held:
+        return klass(config, stats)
+    policy = klass(dataclasses.replace(config, **dict.fromkeys(held)), stats)
+    for name, value in held.items():  # the policy's modules hold this same config object
+        setattr(policy.config, name, value)
+    return policy
 
 
 def count_parameters(module: nn.Module) -> int:

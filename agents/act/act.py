@@ -212,6 +212,8 @@ class ACTPolicy(Policy):
     @torch.inference_mode()
     def select_action(self, batch: dict[str, Tensor]) -> Tensor:
         if self.ensembler is not None:
+            if self.ensembler.wsum is not None:  # its running sums hold earlier chunks of this many envs
+                self.check_queued(batch, self.ensembler.wsum.shape[0])
             return self.ensembler.update(self.predict_action_chunk(batch))
         if not self._queue:
             chunk = self.predict_action_chunk(batch)[:, : self.config.n_action_steps]

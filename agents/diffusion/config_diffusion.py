@@ -92,11 +92,26 @@ class DiffusionConfig(PolicyConfig):
         if self.noise_scheduler_type not in ("DDPM", "DDIM"):
             raise PolicyConfigError("noise_scheduler_type must be DDPM or DDIM")
         shapes = {k: tuple(self.input_features[k].shape) for k in self.image_keys}
+        if self.crop_shape is not None:
+            self._check_crop(shapes)
         if len(set(shapes.values())) > 1:  # as LeRobot's, which stacks every camera in one tensor
             said = ", ".join(f"{k.rsplit('.', 1)[-1]} {s[1]}x{s[2]}" for k, s in shapes.items())
             raise PolicyConfigError(f"Diffusion Policy needs every camera at one image size; the data has {said}: record at "
                              "one --image-size, drop a camera (`twinarm dataset remove-feature`), or train ACT, "
                              "which takes cameras of different sizes")  # fmt: skip
+
+    def _check_crop(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        """`crop_shape` is two positive sizes within every camera's image (LeRobot's `validate_features`): a larger
+        crop would fail at the first training step and slice off-centre at inference."""
+        crop = tuple(self.crop_shape or ())
+        if len(crop) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in crop):
+            raise PolicyConfigError(f"crop_shape={list(crop)}: expected two positive whole numbers [height, width] "
+                                    "(or null for no crop)")  # fmt: skip
+        over = {k: s for k, s in shapes.items() if crop[0] > s[1] or crop[1] > s[2]}
+        if over:
+            said = ", ".join(f"{k} is {s[1]}x{s[2]}" for k, s in over.items())
+            raise PolicyConfigError(f"crop_shape={list(crop)} (height, width) is larger than the images ({said}, "
+                                    "height x width): set a crop within them, or crop_shape=null")  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DiffusionConfig:

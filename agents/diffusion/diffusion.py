@@ -341,10 +341,29 @@ class DiffusionPolicy(Policy):
     def _obs_keys(self) -> list[str]:
         return list(self.config.input_features)
 
+    def with_obs_axis(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """`batch` with its observations as (B, n_obs_steps, ...), as the model reads them. With n_obs_steps == 1 an
+        observation may come without that axis, (B, ...): a training batch read without observation deltas (LeRobot's
+        `[0]` gives the axis, twinarm's loop asks for none at one step), or one env step's observation
+        (`predict_action_chunk` from the prefetcher or int8 calibration): the axis of length 1 is added. With more
+        steps a batch lacking it is refused, naming the input."""
+        out = dict(batch)
+        n = self.config.n_obs_steps
+        for key, feat in self.config.input_features.items():
+            x = batch.get(key)
+            if not isinstance(x, Tensor) or x.ndim != len(feat.shape) + 1:
+                continue
+            if n != 1:
+                raise ValueError(f"{key}: shape {tuple(x.shape)} has no observation-step axis; with n_obs_steps={n} "
+                                 f"Diffusion needs (B, {n}, {', '.join(map(str, feat.shape))})")  # fmt: skip
+            out[key] = x.unsqueeze(1)
+        return out
+
     @torch.inference_mode()
     def predict_action_chunk(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
-        """Executable actions (B, n_action_steps, A) in dataset units from stacked observations (B, n_obs, ...)."""
-        horizon = self.model.sample(self.normalize_inputs(batch), generator)
+        """Executable actions (B, n_action_steps, A) in dataset units from stacked observations (B, n_obs, ...)
+        (with n_obs_steps == 1, (B, ...) too: `with_obs_axis`)."""
+        horizon = self.model.sample(self.normalize_inputs(self.with_obs_axis(batch)), generator)
         start = self.config.n_obs_steps - 1
         actions = horizon[:, start : start + self.config.n_action_steps]
         return self.unnormalize_outputs({ACTION: actions})[ACTION]
@@ -367,6 +386,6 @@ class DiffusionPolicy(Policy):
         return self._actions.popleft()
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        batch = self.normalize_targets(self.normalize_inputs(batch))
+        batch = self.normalize_targets(self.normalize_inputs(self.with_obs_axis(batch)))
         loss = self.model.loss(batch)
         return loss, {"mse_loss": float(loss.detach())}

@@ -14,7 +14,9 @@ import torch
 
 from twinarm.agents.distributed import dist_info
 from twinarm.agents.ema import EMA
+from twinarm.agents.optimizer import schedule_change_note
 from twinarm.agents.policy import CHECKPOINTS_DIR, LAST_NAME, PRETRAINED_DIR, WEIGHTS_NAME, Policy
+from twinarm.agents.run_log import LOG_FILES, drop_rows_after
 
 
 def checkpoint_dir(out: Path, step: int) -> Path:
@@ -43,6 +45,7 @@ def save_checkpoint(
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": np.random.get_state(),
         "python_rng": random.getstate(),
+        **cuda_rng_state(policy),
         **extra,
     }
     tmp = d / "training_state.pt.tmp"
@@ -65,9 +68,42 @@ def point_last(checkpoints: Path, name: str) -> None:
     os.replace(tmp, checkpoints / LAST_NAME)
 
 
+def _cuda_device(policy: Policy) -> torch.device | None:
+    """The CUDA device `policy` trains on, None on the CPU."""
+    param = next(policy.parameters(), None)
+    return param.device if param is not None and param.device.type == "cuda" else None
+
+
+def cuda_rng_state(policy: Policy) -> dict[str, Any]:
+    """The CUDA generators' states when `policy` trains on CUDA (its dropout, VAE samples, diffusion noise and
+    TD-MPC's shifts draw from them): every device's, and which one is the policy's. Empty on the CPU."""
+    device = _cuda_device(policy)
+    if device is None:
+        return {}
+    return {"cuda_rng": torch.cuda.get_rng_state_all(), "cuda_device": device.index or 0}
+
+
+def restore_cuda_rng(state: dict[str, Any], policy: Policy) -> None:
+    """Set the CUDA generators as `cuda_rng_state` saved them, when `policy` trains on CUDA and the checkpoint was
+    trained there (a checkpoint written on the CPU, or before these states were kept, has none: nothing to set).
+    The policy's device takes the saved policy device's state, so a rank of a multi-GPU run, or a run resumed on
+    another device index, continues the same random stream."""
+    device, saved = _cuda_device(policy), state.get("cuda_rng")
+    if device is None or not saved:
+        return
+    if len(saved) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(saved)
+    own = int(state.get("cuda_device", 0))
+    if own < len(saved):
+        torch.cuda.set_rng_state(saved[own], device)
+
+
 def restore_checkpoint(
     ckpt: Path, policy: Policy, opt: torch.optim.Optimizer, sched: Any, ema: EMA | None = None
 ) -> int:
+    """Restore a run at `ckpt` (weights, EMA, optimizer, LR schedule, RNG states) and return its step. On rank 0
+    it also drops the run's log rows after that step (written by an attempt killed before its next checkpoint,
+    which the resumed run writes again) and says when the LR schedule is laid out anew (`schedule_change_note`)."""
     from safetensors.torch import load_file
 
     state = torch.load(ckpt / "training_state.pt", weights_only=False, map_location="cpu")
@@ -80,14 +116,27 @@ def restore_checkpoint(
             raise ValueError(f"{ckpt} was trained without EMA; resume with --no-ema or start a new run")
         ema.load_state_dict(state["ema"])
     opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
+    ours = getattr(sched, "schedule", None)
+    sched.load_state_dict(state["scheduler"])  # its state_dict carries the checkpoint's `schedule`: keep this run's
+    if ours is not None:
+        sched.schedule = ours
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
     random.setstate(state["python_rng"])
-    return int(state["step"])
+    restore_cuda_rng(state, policy)
+    step = int(state["step"])
+    if dist_info()[0] == 0:
+        run = ckpt.parent.parent
+        for name in LOG_FILES:
+            drop_rows_after(run / name, step)
+        note = schedule_change_note(state["scheduler"].get("schedule"), sched, step, opt.param_groups[0]["lr"])
+        if note:
+            print(note)
+    return step
 
 
 def say_if_done(start: int, steps: int, out: Path) -> None:
     """A resumed run already at --steps trains nothing: say so (it printed the last checkpoint as if it had)."""
     if start >= steps and dist_info()[0] == 0:
-        print(f"--resume: {out} is at step {start} of --steps {steps}: nothing to train (a larger --steps continues)")
+        print(f"--resume: {out} is at step {start} of --steps {steps}: nothing to train (a larger --steps continues; "
+              "a cosine LR schedule is then laid out over the new --steps, so its LR rises again)")

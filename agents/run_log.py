@@ -15,14 +15,22 @@ from typing import Any
 
 #: The curve's file name inside a run directory.
 CURVE_PNG = "learning_curve.png"
+#: A run directory's CSV logs, each with a `step` column.
+LOG_FILES = ("train_log.csv", "eval_log.csv")
 
 
 class RunLog:
-    """CSV rows (and TensorBoard scalars when available) for one run; resumes an existing file."""
+    """CSV rows (and TensorBoard scalars when available) for one run; resumes an existing file.
 
-    def __init__(self, path: Path, tb_dir: Path | None) -> None:
+    `start`: the step the run (re)starts at. Rows after it, and TensorBoard events after it, were written by an
+    attempt killed before its next checkpoint; the run writes those steps again, so they are dropped (else the log
+    and the learning curve would run backwards)."""
+
+    def __init__(self, path: Path, tb_dir: Path | None, start: int | None = None) -> None:
         self.path = path
         self.fields: list[str] = []
+        if start is not None:
+            drop_rows_after(path, start)
         if path.exists():
             with path.open(newline="") as f:
                 self.fields = next(csv.reader(f), [])
@@ -31,7 +39,7 @@ class RunLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(tb_dir))
+                self.tb = SummaryWriter(str(tb_dir), purge_step=None if start is None else start + 1)
             except ImportError:
                 self.tb = None
 
@@ -58,6 +66,33 @@ class RunLog:
             w.writerows(rows)
         os.replace(tmp, self.path)
         self.fields = fields
+
+
+def drop_rows_after(path: Path, step: int) -> int:
+    """Remove the rows of the CSV log `path` whose step is after `step` (a resumed run's: see `RunLog`), rewriting
+    it beside itself and renaming (a kill loses nothing); returns how many were dropped (0: the file is untouched)."""
+    if not path.exists():
+        return 0
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = list(reader.fieldnames or []), list(reader)
+    keep = [r for r in rows if not _after(r.get("step"), step)]
+    if len(keep) == len(rows):
+        return 0
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fields, restval="", extrasaction="ignore")
+        w.writeheader()
+        w.writerows(keep)
+    os.replace(tmp, path)
+    return len(rows) - len(keep)
+
+
+def _after(value: str | None, step: int) -> bool:
+    try:
+        return float(value) > step  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

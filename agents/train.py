@@ -43,6 +43,7 @@ from twinarm.agents.periodic_eval import curve_title, eval_row, report_eval
 from twinarm.agents.policy import (
     CONFIG_NAME,
     NORMALIZER_PREFIXES,
+    PRETRAINED_DIR,
     WEIGHTS_NAME,
     Policy,
     PolicyConfigError,
@@ -109,13 +110,35 @@ def warn_other_rate(fps: int, env_id: str, roots: list[str]) -> None:
                       f"actions will play {hz / fps:.2g}x as fast as recorded", OtherRateWarning, stacklevel=2)  # fmt: skip
 
 
-def delta_timestamps(cfg: Any, fps: int) -> dict[str, list[float]]:
+#: The dataset columns a policy that learns from rewards (TD-MPC) reads as sequences beside its actions.
+REWARD, DONE = "next.reward", "next.done"
+
+
+def reward_delta_indices(cfg: Any) -> list[int] | None:
+    """Frame offsets of the rewards one training sample of `cfg`'s policy needs (LeRobot's `reward_delta_indices`),
+    None for a policy that learns no value (ACT, Diffusion). TD-MPC's reward at step t follows its action at t."""
+    own = getattr(cfg, "reward_delta_indices", None)
+    if own is not None:
+        return list(own() if callable(own) else own)
+    return list(cfg.action_delta_indices()) if cfg.type == "tdmpc" else None
+
+
+def delta_timestamps(cfg: Any, fps: int, features: Mapping[str, Any] | None = None) -> dict[str, list[float]]:
+    """The sequences (offsets in seconds) one training sample needs, read off the policy's config as LeRobot's
+    `resolve_delta_timestamps` reads them: each input's when the policy takes more than the current frame
+    (Diffusion's `n_obs_steps`, TD-MPC's horizon + 1), the actions, and for a policy that learns from rewards
+    `next.reward` and (where the dataset's `features` hold it) `next.done`."""
     out: dict[str, list[float]] = {}
-    obs = cfg.observation_delta_indices() if cfg.n_obs_steps > 1 else None
-    if obs is not None:
+    obs = list(cfg.observation_delta_indices())
+    if obs != [0]:
         for k in cfg.input_features:
             out[k] = [i / fps for i in obs]
     out["action"] = [i / fps for i in cfg.action_delta_indices()]
+    rewards = reward_delta_indices(cfg)
+    if rewards is not None:
+        out[REWARD] = [i / fps for i in rewards]
+        if features is not None and DONE in features:
+            out[DONE] = [i / fps for i in rewards]
     return out
 
 
@@ -155,6 +178,8 @@ def _float_images(batch: dict[str, Any]) -> dict[str, Any]:
 
 # ----- policy construction ----------------------------------------------------------------------------
 def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
+    """The policy to train on `dataset`: a resumed run's own (from its last checkpoint's config), else
+    `tc.init_from`'s to fine-tune, else a new one (twinarm's defaults with `tc.policy_overrides`)."""
     inputs, outputs = split_features(dataset.features)
     try:
         inputs = inputs_for_obs_type(inputs, tc.obs_type, ", ".join(dataset_roots(tc.dataset)))
@@ -162,7 +187,12 @@ def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
         raise PolicyConfigError(str(exc)) from None
     cfg_cls = get_config_class(tc.policy)
     arm = arm_for(tc.env, dataset.meta.info.get("robot_type"))
-    cfg = cfg_cls(input_features=inputs, output_features=outputs, arm=arm, **tc.policy_overrides)
+    ckpt = last_checkpoint(Path(tc.output_dir)) if tc.resume else None
+    if ckpt is not None:  # the run's own config: an --init-from run's is its source's, not the defaults
+        cfg = config_of_run(tc, ckpt, inputs, outputs)
+        cfg.arm = arm
+    else:
+        cfg = cfg_cls(input_features=inputs, output_features=outputs, arm=arm, **tc.policy_overrides)
     stats = dataset.stats
     if stats is None:
         from twinarm.datasets_io.layout import DatasetError
@@ -172,9 +202,34 @@ def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
     stats, notes = floor_spread(stats, tc.min_std, inputs)
     for note in notes.values():
         print(f"normalization: {note} (--min-std)")
-    if tc.init_from:
+    if tc.init_from and ckpt is None:
         return policy_from_checkpoint(tc, cfg, stats)
     return get_policy_class(tc.policy)(cfg, stats)
+
+
+def config_of_run(tc: TrainConfig, ckpt: Path, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> Any:
+    """The config a resumed run trains on: its checkpoint `ckpt`'s (`pretrained_model/config.json`, with
+    `tc.policy_overrides`, which `reconcile_resume` checked are the run's own), its features checked against the
+    dataset's `inputs` and `outputs`. LeRobot resumes from the checkpoint's config too."""
+    path = ckpt / PRETRAINED_DIR / CONFIG_NAME
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PolicyConfigError(f"--resume: {path} cannot be read ({exc}); resume from an earlier checkpoint (remove "
+                                f"{ckpt}) or name a new --output-dir") from None  # fmt: skip
+    if raw.get("type") != tc.policy:
+        raise PolicyConfigError(f"--resume: {path} holds a {raw.get('type')!r} policy, not {tc.policy!r}")
+    try:
+        cfg = get_config_class(tc.policy).from_dict({**raw, **tc.policy_overrides})
+    except (TypeError, ValueError) as exc:
+        raise PolicyConfigError(f"--resume: {path}: {exc}") from None
+    for side, ours in (("input_features", inputs), ("output_features", outputs)):
+        theirs = getattr(cfg, side)
+        differ = sorted(k for k in {*theirs, *ours} if theirs.get(k) != ours.get(k))
+        if differ:
+            said = "; ".join(f"{k}: checkpoint {theirs.get(k)}, dataset {ours.get(k)}" for k in differ)
+            raise PolicyConfigError(f"--resume: {path}: its {side.replace('_', ' ')} differ from the dataset's ({said})")
+    return cfg
 
 
 def policy_from_checkpoint(tc: TrainConfig, fresh: Any, stats: Mapping[str, Any]) -> Policy:
@@ -314,7 +369,7 @@ def _train_offline(
     if tc.env is not None:
         warn_other_rate(probe.fps, tc.env, roots)
     start_run()
-    deltas = delta_timestamps(policy.config, probe.fps)
+    deltas = delta_timestamps(policy.config, probe.fps, probe.features)
     cameras = list(policy.config.image_keys)  # the policy's cameras only: others are never decoded
     dataset: Any = LeRobotDatasetReader(roots[0], delta_timestamps=deltas, cameras=cameras)
     if len(roots) > 1:
@@ -340,8 +395,10 @@ def _train_offline(
         # Its own generator: creating the iterator must not draw from the global RNG (exact resume).
         generator=torch.Generator().manual_seed(tc.seed + step_offset(start)),
     )
-    log = RunLog(out / "train_log.csv", out / "tensorboard") if rank == 0 else None
-    eval_log = RunLog(out / "eval_log.csv", None) if rank == 0 else None
+    # Rows after `start` were logged by an attempt killed before its next checkpoint: this run logs those steps again.
+    log = RunLog(out / "train_log.csv", out / "tensorboard", start=start) if rank == 0 else None
+    eval_log = RunLog(out / "eval_log.csv", None, start=start) if rank == 0 else None
+    update_target = getattr(policy, "update_target", None)
     policy.train()
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or rank != 0, desc=f"train {tc.policy}", dynamic_ncols=True)
     t0, step, last, postfix = time.perf_counter(), start, None, {}
@@ -354,6 +411,8 @@ def _train_offline(
             gnorm = nn.utils.clip_grad_norm_(policy.parameters(), policy.config.grad_clip_norm)
             opt.step()
             sched.step()
+            if update_target is not None:  # TD-MPC's target network follows the online one (LeRobot: policy.update())
+                update_target()
             if ema is not None:
                 ema.update(policy)
         if threads is not None:

@@ -47,6 +47,7 @@ from twinarm.agents.policy import (
     WEIGHTS_NAME,
     Policy,
     PolicyConfigError,
+    build_for_weights,
     resolve_checkpoint,
 )
 from twinarm.agents.precision import autocast, check_precision
@@ -204,6 +205,8 @@ def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
         print(f"normalization: {note} (--min-std)")
     if tc.init_from and ckpt is None:
         return policy_from_checkpoint(tc, cfg, stats)
+    if ckpt is not None:  # its weights come from the checkpoint next: no backbone file to read
+        return build_for_weights(get_policy_class(tc.policy), cfg, stats)
     return get_policy_class(tc.policy)(cfg, stats)
 
 
@@ -269,7 +272,7 @@ def policy_from_checkpoint(tc: TrainConfig, fresh: Any, stats: Mapping[str, Any]
         warnings.warn(f"--init-from {src} was trained for the {raw['arm']} arm and is fine-tuned for {fresh.arm}: same "
                       "joints and units, other kinematics and joint ranges", OtherArmWarning, stacklevel=2)  # fmt: skip
     cfg.arm = fresh.arm
-    policy = get_policy_class(tc.policy)(cfg, stats)
+    policy = build_for_weights(get_policy_class(tc.policy), cfg, stats)  # the source's backbone is in `weights`
     own = policy.state_dict()
     reshaped = [f"{k} {tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in weights.items()
                 if k in own and own[k].shape != v.shape]
@@ -319,6 +322,10 @@ def train(tc: TrainConfig, on_start: Callable[[Path], None] | None = None) -> Pa
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+    if tc.policy == "tdmpc" and tc.dataset is None:  # online: before torchrun's ranks meet, nothing written
+        from twinarm.agents.train_online import check_one_process
+
+        check_one_process()
     rank, world = init_distributed(device)
     out = Path(tc.output_dir)
 

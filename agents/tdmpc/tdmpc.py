@@ -421,6 +421,7 @@ class TDMPCPolicy(Policy):
         not_done = 1 - batch[DONE].transpose(0, 1).float() if DONE in batch else torch.ones_like(reward)
         # A step after a terminal one has no meaning; mask it out of every loss.
         valid = torch.cumprod(torch.cat((torch.ones_like(not_done[:1]), not_done[:-1])), dim=0)
+        valid = valid * ~self._padded(batch, h, actions.shape[1]).to(valid.device)  # past the episode's last frame (LeRobot's masks)
         obs_t = {**{k: v.transpose(0, 1) for k, v in obs.items()}, **images}  # (H+1, B, ...)
         z = self.model.encoder({k: v[0] for k, v in obs_t.items()})
         zs, rs = self.model.rollout(z, actions)  # (H+1, B, Z), (H, B)
@@ -459,6 +460,20 @@ class TDMPCPolicy(Policy):
             "pi_loss": float(pi_loss.detach()),
         }
         return loss, info
+
+    @staticmethod
+    def _padded(batch: dict[str, Tensor], h: int, b: int) -> Tensor:
+        """(H, B) True where step t of a dataset sample runs past its episode's end: the reader repeats the last
+        frame there and flags it `<key>_is_pad` (the action, the reward, or the observation after the action).
+        Without `next.done` in the dataset those repeats were learnt from as real steps. The replay buffer's
+        batches have no flags (it samples within episodes)."""
+        pad = None
+        for key, flags in batch.items():
+            if not key.endswith("_is_pad") or not isinstance(flags, Tensor) or flags.ndim != 2:
+                continue
+            f = flags[:, 1:] if flags.shape[1] == h + 1 else flags  # an observation's: the one after each action
+            pad = f if pad is None else pad | f
+        return (torch.zeros(b, h, dtype=torch.bool) if pad is None else pad.bool()).transpose(0, 1)
 
     @torch.no_grad()
     def update_target(self) -> None:

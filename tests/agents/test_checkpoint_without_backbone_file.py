@@ -50,6 +50,12 @@ def test_a_trained_act_checkpoint_loads_without_its_backbone_file(tmp_path: Path
     after = Policy.from_pretrained(run)
     torch.testing.assert_close(chunk(after), before, rtol=0, atol=0)
     assert after.config.pretrained_backbone_weights == str(weights)  # where its training started, as recorded
+    # ... and it fine-tunes (--init-from) and resumes without it too (both read FILE: FileNotFoundError)
+    tuned = tmp_path / "tuned"
+    common = ["--dataset", str(IMAGES), "--output-dir", str(tuned), "--batch-size", "2", "--eval-freq", "0",
+              "--threads", "1", "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert main(["train", "--policy", "act", "--init-from", str(run), "--steps", "1", *common]) == 0
+    assert main(["train", "--resume", "--steps", "2", *common]) == 0
 
 
 @pytest.mark.parametrize("name", ["act", "diffusion"])

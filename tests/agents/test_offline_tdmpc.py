@@ -71,3 +71,34 @@ def test_offline_tdmpc_trains_and_its_target_network_follows(reward_dataset: Pat
     first, third = targets(1), targets(3)
     assert first and first.keys() == third.keys()
     assert any(not torch.equal(first[k], third[k]) for k in first), "model_target never moved (no update_target)"
+
+
+def test_steps_past_an_episodes_end_teach_nothing() -> None:
+    """The reader repeats an episode's last frame past its end and flags it `_is_pad`; without `next.done` those
+    repeats were learnt from as real steps. Now whatever sits in a padded step leaves the loss as it is."""
+    from twinarm.agents.tdmpc.tdmpc import TDMPCPolicy
+
+    cfg = tiny_config("tdmpc")  # horizon 3
+    torch.manual_seed(0)
+    policy = TDMPCPolicy(cfg, None)
+    b, h = 4, cfg.horizon
+    gen = torch.Generator().manual_seed(1)
+    batch = {k: torch.rand(b, h + 1, *f.shape, generator=gen) for k, f in cfg.input_features.items()}
+    batch["action"] = torch.rand(b, h, cfg.output_features["action"].shape[0], generator=gen) * 2 - 1
+    batch["next.reward"] = torch.rand(b, h, generator=gen)
+    pad = torch.zeros(b, h, dtype=torch.bool)
+    pad[0, 2:] = True  # sample 0 ends after its second step
+    batch["action_is_pad"], batch["next.reward_is_pad"] = pad, pad
+    for k in cfg.input_features:
+        batch[f"{k}_is_pad"] = torch.cat((torch.zeros(b, 1, dtype=torch.bool), pad), dim=1)
+
+    def loss(b_: dict) -> float:
+        torch.manual_seed(2)
+        return float(policy(b_)[0].detach())
+
+    other = {k: v.clone() for k, v in batch.items()}
+    other["next.reward"][0, 2:] += 5.0  # whatever the padded step holds
+    other["action"][0, 2:] = -other["action"][0, 2:]
+    assert loss(other) == pytest.approx(loss(batch), rel=1e-6)
+    unflagged = {k: v for k, v in other.items() if not k.endswith("_is_pad")}
+    assert loss(unflagged) != pytest.approx(loss(batch), rel=1e-3)  # ... which did count before

@@ -108,6 +108,12 @@ def test_online_training_refuses_torchrun(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(PolicyConfigError, match=r"one process.*rank 1 of WORLD_SIZE=2 \(torchrun\)"):
         train_online_mod.train_online(tc, out, torch.device("cpu"), None, start_run)
     assert not out.exists()
+    # through train(): refused before torchrun's ranks would meet (no rendezvous is tried, none could answer here)
+    from twinarm.agents.train import train
+
+    with pytest.raises(PolicyConfigError, match="one process"):
+        train(tc)
+    assert not out.exists()
 
 
 def test_online_ema_is_saved_evaluated_and_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

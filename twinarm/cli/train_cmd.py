@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "periodic evaluation). Online: `--policy tdmpc --env ID` learns by interacting with the sim. "
         "Writes logs, checkpoints (each a loadable policy under pretrained_model/) and the resolved config "
         "to --output-dir; `--resume` continues the last checkpoint. Run under `torchrun --nproc-per-node N` "
-        "for data-parallel training.",
+        "for data-parallel offline training (online TD-MPC runs in one process).",
     )
     p.add_argument("--policy", required=False, default=None, help="policy name: act, diffusion or tdmpc")
     p.add_argument("--dataset", action="append", default=None,

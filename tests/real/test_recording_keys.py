@@ -3,11 +3,13 @@ terminal restored; and `teleop --record` steered by LeRobot's recording keys (en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import termios
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,20 +69,28 @@ def test_terminal_keys_refuse_a_non_terminal(tmp_path: Path) -> None:
         TerminalKeys(f)
 
 
-def test_teleop_record_keys_end_rerecord_and_stop(terminal, tmp_path: Path, capsys, monkeypatch) -> None:
-    """Three 60 s episodes with 60 s reset periods asked for; the keys end episode 1 after a moment, skip the
-    reset, discard episode 2 and record it again, then stop: two short episodes saved, exit code 0."""
-    master, stream = terminal
-    monkeypatch.setattr("sys.stdin", stream)
+@contextlib.contextmanager
+def teleop_recording(tmp_path: Path, root: Path, capsys, flags: list[str]) -> Iterator[tuple[VirtualArm, CliRun]]:
+    """`teleop --record root` of a virtual SO-101 follower driven by a virtual leader (each on its own pty), running
+    on a thread with `flags`: (the follower, the run) while both servers answer."""
     follower, leader = VirtualArm(SO101, step_mode="lockstep"), VirtualArm(SO101)
-    root = tmp_path / "demos"
     with PtyServer(VirtualBus(follower)) as f_server, PtyServer(VirtualBus(leader)) as l_server:
         f_cal = follower.ideal_calibration().save(tmp_path / "f.json")
         l_cal = leader.ideal_calibration().save(tmp_path / "l.json")
         argv = ["teleop", "--arm", "so101", "--port", f_server.port, "--calibration", str(f_cal),
                 "--leader-port", l_server.port, "--leader-calibration", str(l_cal), "--record", str(root),
-                "--task", "Pick up the cube.", "--episodes", "3", "--episode-time", "60", "--reset-time", "60"]  # fmt: skip
-        run = CliRun(argv, capsys)
+                "--task", "Pick up the cube.", *flags]  # fmt: skip
+        yield follower, CliRun(argv, capsys)
+
+
+def test_teleop_record_keys_end_rerecord_and_stop(terminal, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Three 60 s episodes with 60 s reset periods asked for; the keys end episode 1 after a moment, skip the
+    reset, discard episode 2 and record it again, then stop: two short episodes saved, exit code 0."""
+    master, stream = terminal
+    monkeypatch.setattr("sys.stdin", stream)
+    root = tmp_path / "demos"
+    flags = ["--episodes", "3", "--episode-time", "60", "--reset-time", "60"]
+    with teleop_recording(tmp_path, root, capsys, flags) as (follower, run):
         steps = [("recording episode 1/3", 1, RIGHT), ("episode 1 saved; reset the scene", 1, RIGHT),
                  ("recording episode 2/3", 1, LEFT), ("episode 2 discarded; reset the scene", 1, RIGHT),
                  ("recording episode 2/3", 2, ESC)]  # fmt: skip
@@ -148,15 +158,9 @@ def test_teleop_record_saves_a_demonstration_again_after_a_failed_save(terminal,
         return real_commit(self, episode)
 
     monkeypatch.setattr(DatasetWriter, "commit", full_once)
-    follower, leader = VirtualArm(SO101, step_mode="lockstep"), VirtualArm(SO101)
     root = tmp_path / "demos"
-    with PtyServer(VirtualBus(follower)) as f_server, PtyServer(VirtualBus(leader)) as l_server:
-        f_cal = follower.ideal_calibration().save(tmp_path / "f.json")
-        l_cal = leader.ideal_calibration().save(tmp_path / "l.json")
-        argv = ["teleop", "--arm", "so101", "--port", f_server.port, "--calibration", str(f_cal),
-                "--leader-port", l_server.port, "--leader-calibration", str(l_cal), "--record", str(root),
-                "--task", "Pick up the cube.", "--episodes", "2", "--episode-time", "1", "--reset-time", "0"]  # fmt: skip
-        run = CliRun(argv, capsys)
+    flags = ["--episodes", "2", "--episode-time", "1", "--reset-time", "0"]
+    with teleop_recording(tmp_path, root, capsys, flags) as (follower, run):
         run.out.wait_for("press Enter to save it again")
         assert follower.servos[0].torque_on  # the arm holds while the operator sees to the disk
         os.write(master, b"\n")

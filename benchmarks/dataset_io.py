@@ -5,8 +5,10 @@ DataLoader (batch 8, 2 workers) frames/s, and decoded-frame PSNR at each side's 
     python benchmarks/dataset_io.py [--lerobot-python /root/lerobot-venv/bin/python] [--out FILE]
 
 LeRobot runs in its own venv as a subprocess of this same file (`--side lerobot`), twice: "as installed"
-(PyAV decoding, as when torchcodec finds no system FFmpeg; default torch threads) and "best"
-(torchcodec with system FFmpeg, OMP_NUM_THREADS=1). Each side's DataLoader is the one its docs tell users
+(PyAV decoding, as when torchcodec finds no system FFmpeg; default torch threads; `LeRobotDataset.create`'s
+defaults: each frame staged as a PNG, the video encoded at `save_episode`) and "best" (torchcodec with system
+FFmpeg, OMP_NUM_THREADS=1; `streaming_encoding=True`, frames encoded as they arrive as twinarm's writer does,
+which its `lerobot-record` recommends, and its recorder's 4 image-writer threads). Each side's DataLoader is the one its docs tell users
 to use: `torch.utils.data.DataLoader` for LeRobot, `twinarm.datasets_io.loader.make_dataloader` for twinarm
 (same float32 [0, 1] CHW batches).
 """
@@ -144,11 +146,14 @@ def run_twinarm(work: Path) -> dict:
 
 
 # ----- lerobot (runs inside the lerobot venv) ------------------------------------------------------------
-def lerobot_write(root: Path, frames: list[list[np.ndarray]], repo_id: str = "bench/lerobot") -> None:
-    """(LeRobot venv) The benchmark's episodes written by LeRobot's own writer, with its defaults."""
+def lerobot_write(root: Path, frames: list[list[np.ndarray]], repo_id: str = "bench/lerobot",
+                  streaming: bool = False) -> None:
+    """(LeRobot venv) The benchmark's episodes written by LeRobot's own writer: with `LeRobotDataset.create`'s
+    defaults, or `streaming` (its streaming encoder and its recorder's image-writer threads)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    ds = LeRobotDataset.create(repo_id, FPS, FEATURES, root=root, robot_type="bench")
+    fast = {"streaming_encoding": True, "image_writer_threads": 4} if streaming else {}
+    ds = LeRobotDataset.create(repo_id, FPS, FEATURES, root=root, robot_type="bench", **fast)
     for e in range(EPISODES):
         state, action = vectors(e)
         for t in range(FRAMES):
@@ -157,7 +162,7 @@ def lerobot_write(root: Path, frames: list[list[np.ndarray]], repo_id: str = "be
     ds.finalize()
 
 
-def run_lerobot(work: Path, backend: str) -> dict:
+def run_lerobot(work: Path, backend: str, streaming: bool) -> dict:
     import lerobot
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -165,7 +170,7 @@ def run_lerobot(work: Path, backend: str) -> dict:
     root = work / f"lerobot_{backend}"
     shutil.rmtree(root, ignore_errors=True)
     t0 = time.perf_counter()
-    lerobot_write(root, frames)
+    lerobot_write(root, frames, streaming=streaming)
     res = {"write_fps": EPISODES * FRAMES / (time.perf_counter() - t0)}
     from lerobot.datasets import video_utils
 
@@ -179,13 +184,15 @@ def run_lerobot(work: Path, backend: str) -> dict:
     return res
 
 
-def lerobot_subprocess(python: str, work: Path, backend: str, omp1: bool) -> dict:
+def lerobot_subprocess(python: str, work: Path, backend: str, omp1: bool, streaming: bool) -> dict:
     env = dict(os.environ)
     if omp1:
         env["OMP_NUM_THREADS"] = "1"
     else:
         env.pop("OMP_NUM_THREADS", None)
     cmd = [python, __file__, "--side", "lerobot", "--backend", backend, "--work", str(work)]
+    if streaming:
+        cmd.append("--streaming")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not line:
@@ -222,19 +229,23 @@ def main() -> int:
     ap.add_argument("--side", choices=["all", "twinarm", "lerobot"], default="all")
     ap.add_argument("--backend", default="torchcodec", help="(lerobot side) video backend")
     ap.add_argument("--work", type=Path, default=None, help="scratch directory")
+    ap.add_argument("--streaming", action="store_true", help="(lerobot side) write with its streaming encoder")
     ap.add_argument("--lerobot-python", default="/root/lerobot-venv/bin/python")
     ap.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="twinarm_bench_"))
     if args.side == "lerobot":
-        print("RESULT " + json.dumps(run_lerobot(work, args.backend)))
+        print("RESULT " + json.dumps(run_lerobot(work, args.backend, args.streaming)))
         return 0
     load_before = os.getloadavg()
     rows = {"twinarm": run_twinarm(work)}
     print(table(rows), flush=True)
     if args.side == "all" and Path(args.lerobot_python).exists():
-        rows["lerobot as installed"] = lerobot_subprocess(args.lerobot_python, work, "pyav", omp1=False)
-        rows["lerobot best"] = lerobot_subprocess(args.lerobot_python, work, "torchcodec", omp1=True)
+        rows["lerobot as installed"] = lerobot_subprocess(args.lerobot_python, work, "pyav", omp1=False, streaming=False)
+        rows["lerobot best"] = lerobot_subprocess(args.lerobot_python, work, "torchcodec", omp1=True, streaming=True)
+    elif args.side == "all":
+        print(f"\nno LeRobot venv at {args.lerobot_python} (--lerobot-python): twinarm's side only, no ratios",
+              file=sys.stderr)
     text = (f"dataset_io benchmark: {EPISODES} episodes x {FRAMES} frames, one {H}x{W} camera, {DIM}-D state/action; "
             f"random ds[i] with a {CHUNK}-step action chunk ({RANDOM_SAMPLES} samples), DataLoader batch 8, "
             f"2 workers ({LOADER_SAMPLES} samples); {os.cpu_count()} CPU cores; load average (1/5/15 min) "

@@ -550,7 +550,8 @@ def floor_lines(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
         )
         if "infer" in lr:
             target = 0.5 * lr["infer"]["min_s"]
-            verdict = f"above it: no {kind} code reaches the target here" if least > target else "below it"
+            verdict = (f"above it: no {kind} code doing these FLOPs reaches the target here (fast-convolution "
+                       "algorithms do fewer: policy_speed.md, 'Measured and not kept')") if least > target else "below it"
             line += f"; the 0.5x target is {fmt_s(target)}, the floor is {verdict}"
         lines.append(line)
     return ["", *lines] if lines else []

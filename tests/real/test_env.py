@@ -226,7 +226,7 @@ def test_reset_drives_the_arm_to_given_joints_like_the_sim_reset_puts_it_there()
             assert arm.steps - writes >= 0.7 / 0.05  # no jump: the largest move, 0.7 rad, took 14+ steps
             with pytest.warns(StartPoseWarning, match=r"within 0 s; still off .*shoulder_pan 1\.\d+"):
                 env.start_timeout_s = 0.0
-                env.reset(options={"joints": -q})
+                env.reset(options={"joints": np.where(SO101.gripper_mask, 1 - q, -q)})  # the mirror pose, in range
             assert all(s.torque_on for s in arm.servos)  # a warning, not an error: the arm stays powered
             with pytest.raises(ValueError, match="the one option is 'joints'"):
                 env.reset(options={"qpos": q})

@@ -33,7 +33,7 @@ class Reach(Task):
         """A target anywhere in the workspace but where the tool point already is: one drawn within the success
         distance of it (2-4 % of draws) is drawn again, so that no episode starts solved."""
         zc, zh = self.workspace_center[2], self.workspace_half[2]
-        tcp = physics.data.site_xpos[self.tcp_site].copy()
+        tcp = self.tcp_pos(physics)
         while True:
             xy = self.sample_in_workspace(rng)
             target = np.array([xy[0], xy[1], rng.uniform(max(zc - zh, 0.03), zc + zh)])

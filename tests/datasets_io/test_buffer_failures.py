@@ -146,12 +146,18 @@ def _writer_with_one_episode(tmp_path):
     return w, keys
 
 
-def test_save_episode_after_disk_full_keeps_the_episode_for_a_retry(tmp_path, monkeypatch):
+def _after_a_failed_save(tmp_path, monkeypatch):
+    """A writer whose second episode's save hit a full disk, then space was freed: (writer, frame keys)."""
     w, keys = _writer_with_one_episode(tmp_path)
     monkeypatch.setattr(writer_mod, "write_parquet_tmp", _disk_full)
     with pytest.raises(OSError, match="No space left"):
         w.save_episode()
     monkeypatch.undo()  # space freed
+    return w, keys
+
+
+def test_save_episode_after_disk_full_keeps_the_episode_for_a_retry(tmp_path, monkeypatch):
+    w, keys = _after_a_failed_save(tmp_path, monkeypatch)
     assert w.num_episodes == 1 and w.episode_length == 5
     assert w.save_episode() == 1
     w.add_frame(_frame(20, keys), task="third")  # recording goes on
@@ -165,11 +171,7 @@ def test_save_episode_after_disk_full_keeps_the_episode_for_a_retry(tmp_path, mo
 
 
 def test_add_frame_after_a_failed_save_drops_that_episode_with_a_warning(tmp_path, monkeypatch):
-    w, keys = _writer_with_one_episode(tmp_path)
-    monkeypatch.setattr(writer_mod, "write_parquet_tmp", _disk_full)
-    with pytest.raises(OSError):
-        w.save_episode()
-    monkeypatch.undo()
+    w, keys = _after_a_failed_save(tmp_path, monkeypatch)
     with pytest.warns(UserWarning, match=r"dropped the 5-frame episode whose save failed.*No space left.*save_episode"):
         w.add_frame(_frame(20, keys), task="third")
     assert w.episode_length == 1 and w.save_episode() == 1
@@ -179,11 +181,7 @@ def test_add_frame_after_a_failed_save_drops_that_episode_with_a_warning(tmp_pat
 
 
 def test_clear_episode_drops_an_episode_whose_save_failed(tmp_path, monkeypatch):
-    w, keys = _writer_with_one_episode(tmp_path)
-    monkeypatch.setattr(writer_mod, "write_parquet_tmp", _disk_full)
-    with pytest.raises(OSError):
-        w.save_episode()
-    monkeypatch.undo()
+    w, keys = _after_a_failed_save(tmp_path, monkeypatch)
     w.clear_episode()
     assert w.episode_length == 0
     with pytest.raises(DatasetError, match="no frames were added"):

@@ -16,7 +16,6 @@ from twinarm.agents.distributed import dist_info
 from twinarm.agents.ema import EMA
 from twinarm.agents.optimizer import schedule_change_note
 from twinarm.agents.policy import CHECKPOINTS_DIR, LAST_NAME, PRETRAINED_DIR, WEIGHTS_NAME, Policy
-from twinarm.agents.run_log import LOG_FILES, drop_rows_after
 
 
 def checkpoint_dir(out: Path, step: int) -> Path:
@@ -102,8 +101,8 @@ def restore_checkpoint(
     ckpt: Path, policy: Policy, opt: torch.optim.Optimizer, sched: Any, ema: EMA | None = None
 ) -> int:
     """Restore a run at `ckpt` (weights, EMA, optimizer, LR schedule, RNG states) and return its step. On rank 0
-    it also drops the run's log rows after that step (written by an attempt killed before its next checkpoint,
-    which the resumed run writes again) and says when the LR schedule is laid out anew (`schedule_change_note`)."""
+    it says when the LR schedule is laid out anew (`schedule_change_note`). The log rows after that step are
+    dropped by the `RunLog` the loop opens with `start=` that step."""
     from safetensors.torch import load_file
 
     state = torch.load(ckpt / "training_state.pt", weights_only=False, map_location="cpu")
@@ -126,9 +125,6 @@ def restore_checkpoint(
     restore_cuda_rng(state, policy)
     step = int(state["step"])
     if dist_info()[0] == 0:
-        run = ckpt.parent.parent
-        for name in LOG_FILES:
-            drop_rows_after(run / name, step)
         note = schedule_change_note(state["scheduler"].get("schedule"), sched, step, opt.param_groups[0]["lr"])
         if note:
             print(note)

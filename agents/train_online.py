@@ -131,8 +131,6 @@ def train_online(
     ema = EMA(policy, max_decay=tc.ema_max_decay) if tc.ema else None
     shapes = {k: f.shape for k, f in policy.config.input_features.items()}
     buffer = ReplayBuffer(min(tc.buffer_capacity, tc.steps), shapes, policy.config.action_dim, tc.seed)
-    log = RunLog(out / "train_log.csv", out / "tensorboard")
-    eval_log = RunLog(out / "eval_log.csv", None)
     start, episode = 0, 0
     ckpt = last_checkpoint(out) if tc.resume else None
     if ckpt is not None:
@@ -148,6 +146,10 @@ def train_online(
             episode += 1
         if start < tc.steps and buffer.capacity != (want := min(tc.buffer_capacity, tc.steps)):
             buffer = buffer.resized(want)  # --steps (or --buffer-capacity) changed: as a run begun with it
+    # Rows after `start` were logged by an attempt killed before its next checkpoint (all of them when it was killed
+    # before its first): this run logs those steps again.
+    log = RunLog(out / "train_log.csv", out / "tensorboard", start=start)
+    eval_log = RunLog(out / "eval_log.csv", None, start=start)
     policy.train()
     policy.explore = True
     env.action_space.seed(tc.seed)

@@ -136,3 +136,23 @@ def test_online_ema_is_saved_evaluated_and_resumed(tmp_path: Path, monkeypatch: 
     assert not torch.equal(saved[k], st["model"][k])  # the raw weights differ and are kept to resume
     _train(out, "--resume", "--steps", "40")
     assert _state(out, 40)["ema"]["steps"] == 15 + 5
+
+
+def _log_steps(path: Path) -> list[int]:
+    return [int(line.split(",")[0]) for line in path.read_text().splitlines()[1:]]
+
+
+def test_online_logs_drop_the_rows_of_a_killed_attempt(tmp_path: Path) -> None:
+    """Rows logged after the last checkpoint (all of them, when the attempt died before its first) are written
+    again by the next run, so they are dropped first: the log and the learning curve never run backwards."""
+    out = tmp_path / "run"
+    _train(out, "--steps", "20", "--save-freq", "20")
+    with (out / "train_log.csv").open("a") as f:
+        f.write("30\n")  # killed at step 35, before its checkpoint at 40
+    _train(out, "--resume", "--steps", "30")
+    assert _log_steps(out / "train_log.csv") == [10, 20, 30]  # was 10, 20, 30, 30
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "train_log.csv").write_text("step,loss\n10,0.5\n20,0.4\n")  # killed before its first checkpoint
+    _train(fresh, "--steps", "10")
+    assert _log_steps(fresh / "train_log.csv") == [10]

@@ -154,21 +154,3 @@ def test_cuda_resume_restores_the_cuda_generator(scripted_dataset: Path, tmp_pat
     torch.manual_seed(0)  # anything else
     _act(scripted_dataset, out, 2, device="cuda", resume=True, policy_overrides={**ACT, "dropout": 0.1})  # nothing to train
     assert torch.equal(torch.cuda.get_rng_state(device), state["cuda_rng"][state["cuda_device"]])
-
-
-def test_restoring_a_checkpoint_drops_later_log_rows(scripted_dataset: Path, tmp_path: Path) -> None:
-    """`restore_checkpoint` itself trims the run's logs, so every loop that resumes (online TD-MPC's too) gets it."""
-    from twinarm.agents.optimizer import make_optimizer, make_scheduler
-    from twinarm.agents.policy import Policy
-
-    out = tmp_path / "run"
-    last = _act(scripted_dataset, out, 2)
-    header = (out / "train_log.csv").read_text().splitlines()[0].split(",")
-    with (out / "train_log.csv").open("a", newline="") as f:  # a row of a killed attempt's step 3
-        csv.DictWriter(f, header, restval="").writerow({"step": 3, "loss": 1.0})
-    (out / "eval_log.csv").write_text("step,pc_success\n2,10.0\n3,20.0\n")
-    policy = Policy.from_pretrained(last / "pretrained_model")
-    opt = make_optimizer(policy)
-    tc = TrainConfig(policy="act", output_dir=str(out), steps=2)
-    assert checkpoints.restore_checkpoint(last, policy, opt, make_scheduler(tc, opt)) == 2
-    assert _steps(out / "train_log.csv") == [1, 2] and _steps(out / "eval_log.csv") == [2]

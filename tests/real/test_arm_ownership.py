@@ -29,6 +29,7 @@ USER_SCRIPT = textwrap.dedent("""
     env = gym.make("twinarm/SO101-PickCube-Real-v0", port=port, calibration=cal, cameras={}, pace=False)
     env.reset()
     print("ready", flush=True)
+    sys.stdin.readline()  # the test has seen the torque on
     if mode == "raise":
         raise RuntimeError("a bug in the user's loop")
     if mode == "forget":
@@ -40,12 +41,14 @@ USER_SCRIPT = textwrap.dedent("""
 def _start(tmp_path: Path, server: PtyServer, arm: VirtualArm, mode: str) -> subprocess.Popen:
     cal = arm.ideal_calibration().save(tmp_path / f"{mode}.json")
     proc = subprocess.Popen([sys.executable, "-c", USER_SCRIPT, server.port, str(cal), mode],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # blocks until the script has the arm, or it died
     if line.strip() != "ready":
         proc.kill()
         pytest.fail(f"the user's script did not start: {line!r} {proc.stderr.read()[-2000:]}")
     assert all(s.torque_on for s in arm.servos)
+    proc.stdin.write("go\n")  # only now may it end (it used to raise or exit before this look, under load)
+    proc.stdin.flush()
     return proc
 
 

@@ -56,7 +56,7 @@ from twinarm.agents.run_log import RunLog, plot_run
 from twinarm.agents.thread_budget import ThreadBudget, budget_for, on_budget
 from twinarm.agents.train_config import TrainConfig, dataset_roots, reconcile_resume, sim_kwargs
 from twinarm.agents.train_online import train_online
-from twinarm.arms import ARMS, arm_for_robot_type, get_arm
+from twinarm.arms import ARMS, get_arm
 from twinarm.registration import entry_for
 
 
@@ -71,23 +71,30 @@ def seed_everything(seed: int) -> None:
 
 
 # ----- datasets ---------------------------------------------------------------------------------------
-def arm_for(env_id: str | None, robot_type: str | None) -> str:
-    """The arm a policy is trained for: `env_id`'s, else the dataset's `robot_type`'s (warning when both are
-    given and differ: another arm's recordings, same joints and units, other kinematics)."""
-    recorded = arm.name if (arm := arm_for_robot_type(robot_type)) is not None else None
+def arm_for(env_id: str | None, root: str | Path, robot_type: str | None) -> str:
+    """The arm a policy is trained for: `env_id`'s, else the one the dataset at `root` was recorded on (warning
+    when `env_id`'s is not it: another arm's recordings, same joints and units, other kinematics; and when a
+    LeRobot `so_follower` recording may be either SO arm: LeRobot writes one name for both)."""
+    from twinarm.dataset_arm import recorded_arms
+
+    recorded = recorded_arms(root, robot_type)
+    names = [a.name for a in recorded]
     if env_id:
         arm = entry_for(env_id).arm
-        if recorded is not None and recorded != arm:
+        if names and arm not in names:
             from twinarm.agents.env_io import OtherArmWarning
 
-            warnings.warn(f"the dataset was recorded on the {recorded} arm ({robot_type}) and the policy is trained "
+            warnings.warn(f"the dataset was recorded on the {names[0]} arm ({robot_type}) and the policy is trained "
                           f"for {env_id} ({arm})", OtherArmWarning, stacklevel=2)  # fmt: skip
         return arm
-    if recorded is None:
-        known = ", ".join(spec.robot_type for spec in ARMS.values())
+    if not names:
+        known = ", ".join(dict.fromkeys(spec.robot_type for spec in ARMS.values()))
         raise PolicyConfigError(f"the dataset's robot_type {robot_type!r} is none of twinarm's arms ({known}): pass "
                                 "--env to name the arm the policy is for")
-    return recorded
+    if len(names) > 1:
+        warnings.warn(f"{root}: robot_type {robot_type!r} may be any of {', '.join(names)} (LeRobot writes one name "
+                      f"for them): training for {names[0]}; pass --env to name the arm", stacklevel=2)  # fmt: skip
+    return names[0]
 
 
 def check_joints(policy: Policy, env_id: str) -> None:
@@ -187,7 +194,12 @@ def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
     except ValueError as exc:
         raise PolicyConfigError(str(exc)) from None
     cfg_cls = get_config_class(tc.policy)
-    arm = arm_for(tc.env, dataset.meta.info.get("robot_type"))
+    from twinarm.dataset_arm import check_range_units, recorded_arms
+
+    readers = dataset.readers if hasattr(dataset, "readers") else [dataset]  # a ConcatReader's robots are alike
+    arm = arm_for(tc.env, readers[0].root, dataset.meta.info.get("robot_type"))
+    for r in readers:  # twinarm reads joints as degrees: a LeRobot Koch recording may be in its range units
+        check_range_units(r.root, recorded_arms(r.root, r.meta.info.get("robot_type")))
     ckpt = last_checkpoint(Path(tc.output_dir)) if tc.resume else None
     if ckpt is not None:  # the run's own config: an --init-from run's is its source's, not the defaults
         cfg = config_of_run(tc, ckpt, inputs, outputs)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from twinarm.arms import same_robot
 from twinarm.datasets_io.layout import DatasetError
 from twinarm.datasets_io.reader import BatchSamples, LeRobotDatasetReader
 from twinarm.datasets_io.stats import aggregate
@@ -33,7 +34,7 @@ class ConcatReader(torch.utils.data.Dataset):
         for r in readers[1:]:
             if r.fps != first.fps:
                 raise DatasetError(f"{r.root} is recorded at {r.fps} fps, {first.root} at {first.fps}: cannot mix them")
-            if r.meta.info.get("robot_type") != robot:
+            if not same_robot(r.meta.info.get("robot_type"), robot):
                 raise DatasetError(f"{r.root} is robot {r.meta.info.get('robot_type')!r}, {first.root} is {robot!r}")
             a, b = _signature(first), _signature(r)
             if a != b:

@@ -90,6 +90,15 @@ def tabular_keys(features: dict[str, dict]) -> list[str]:
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
 
+def joint_names(names: Any) -> list[str] | None:
+    """A joint feature's `names` as plain joint names: LeRobot's record writes `["shoulder_pan.pos", ...]`, its
+    `aloha_sim_*` datasets `{"motors": ["left_waist", ...]}`; both read as `["left_waist", ...]`. None: no names."""
+    if not names:
+        return None
+    flat = [n for group in names.values() for n in group] if isinstance(names, dict) else list(names)
+    return [str(n).removesuffix(".pos") for n in flat]
+
+
 def arrow_type(ft: dict[str, Any]) -> pa.DataType:
     """The Arrow column type LeRobot (through HF `datasets`) uses for one feature."""
     dtype = ft["dtype"]

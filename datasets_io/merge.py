@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from twinarm.arms import same_robot
 from twinarm.datasets_io import stats as st
 from twinarm.datasets_io.edit import (
     aggregate_global_stats,
@@ -31,7 +33,7 @@ from twinarm.datasets_io.edit import (
     renumbered_stats,
     with_columns,
 )
-from twinarm.datasets_io.features import video_keys
+from twinarm.datasets_io.features import joint_names, video_keys
 from twinarm.datasets_io.layout import (
     DATA_DIR,
     DATA_PATH,
@@ -135,7 +137,8 @@ def _check_frames(src: Path, info: dict[str, Any]) -> None:
 
 def _signature(ft: dict[str, Any]) -> tuple:
     info = ft.get("info") or {}
-    return (ft["dtype"], tuple(ft["shape"]), tuple(ft.get("names") or ()),
+    names = joint_names(ft.get("names")) if ft["dtype"] not in ("video", "image") else ft.get("names")
+    return (ft["dtype"], tuple(ft["shape"]), tuple(names or ()),
             tuple(info.get(k) for k in VIDEO_KEYS) if ft["dtype"] == "video" else ())
 
 
@@ -143,7 +146,7 @@ def _check_compatible(srcs: list[Path], infos: list[dict[str, Any]]) -> None:
     first, a = srcs[0], infos[0]
     for src, b in zip(srcs[1:], infos[1:], strict=True):
         for key in ("fps", "robot_type"):
-            if a.get(key) != b.get(key):
+            if not (same_robot if key == "robot_type" else operator.eq)(a.get(key), b.get(key)):
                 raise DatasetError(f"{src} has {key} {b.get(key)!r}, {first} has {a.get(key)!r}: they cannot be merged")
         fa, fb = a["features"], b["features"]
         if fa.keys() != fb.keys():

@@ -47,7 +47,8 @@ def known_units(root: str | Path) -> tuple[str, str] | None:
     `convert-units` wrote, or a twinarm recording; None for a LeRobot recording (nothing in it says)."""
     root = Path(root)
     if (root / UNITS_PATH).is_file():
-        return str(load_json(root / UNITS_PATH).get("joints")), f"{UNITS_PATH} (written by convert-units)"
+        units = load_json(root / UNITS_PATH)
+        return str(units.get("joints")), f"{UNITS_PATH} (written by {units.get('set_by', 'convert-units')})"
     if (root / RECORD_PATH).is_file():  # `twinarm record` and `teleop --record` write degrees
         return "degrees", "twinarm recorded it, in degrees"
     return None
@@ -59,13 +60,24 @@ def check_direction(src: str | Path, to: str, body: np.ndarray) -> None:
     src = Path(src)
     if (known := known_units(src)) is not None and known[0] == to:
         raise DatasetError(f"{src}: its joints are in {to} already ({known[1]}); nothing to convert")
-    if to == "degrees" and (src / STATS_PATH).is_file():
-        state = load_json(src / STATS_PATH).get("observation.state", {})
-        if "min" in state and "max" in state:
-            reach = np.maximum(np.abs(np.asarray(state["min"], float)), np.abs(np.asarray(state["max"], float)))
-            if len(reach) == len(body) and np.any(reach[body] > RANGE_LIMIT + 1e-3):
-                raise DatasetError(f"{src}: observation.state reaches {reach[body].max():.1f} on a body joint, outside "
-                                   "range mode's -100..100: it is in degrees already")  # fmt: skip
+    if to == "degrees" and (reach := reach_past_range(src, body)) is not None:
+        raise DatasetError(f"{src}: observation.state reaches {reach:.1f} on a body joint, outside range mode's "
+                           "-100..100: it is in degrees already")  # fmt: skip
+
+
+def reach_past_range(src: str | Path, body: np.ndarray) -> float | None:
+    """How far past -100..100 (which range mode never leaves) the body joints (`body`, a mask) of the dataset at
+    `src` reach in its stats, so it is in degrees; None when they stay within (or it has no stats)."""
+    src = Path(src)
+    if not (src / STATS_PATH).is_file():
+        return None
+    state = load_json(src / STATS_PATH).get("observation.state", {})
+    if "min" not in state or "max" not in state:
+        return None
+    reach = np.maximum(np.abs(np.asarray(state["min"], float)), np.abs(np.asarray(state["max"], float)))
+    if len(reach) != len(body) or not np.any(reach[body] > RANGE_LIMIT + 1e-3):
+        return None
+    return float(reach[body].max())
 
 
 def rescale_joints(

@@ -72,8 +72,11 @@ def make(root: Path, codec: str | None, lengths: list[int], seed: int) -> None:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     kwargs = {"rgb_encoder": RGBEncoderConfig(vcodec=codec)} if codec and codec != "depth" else {}
+    from lerobot.robots.so_follower import SOFollower
+
+    # what lerobot-record writes for an SO-100/101 follower: the robot's `name` (one for both SO arms)
     ds = LeRobotDataset.create(f"twinarm/fixture_{root.name}", FPS, features(codec), root=root,
-                               robot_type="so101_follower", use_videos=codec is not None, **kwargs)
+                               robot_type=SOFollower.name, use_videos=codec is not None, **kwargs)
     rng = np.random.default_rng(seed)
     tasks = ["Pick up the cube.", "Move the gripper to the target.", "Pick up the cube."]
     for e, n in enumerate(lengths):

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 SO101 = ArmSpec(
     name="so101",
     display_name="SO-101",
-    robot_type="so101_follower",
+    robot_type="so_follower",
+    older_robot_types=("so101_follower",),
     joints=(
         JointSpec("shoulder_pan", -1.91986, 1.91986, motor_id=1, motor_model="sts3215"),
         JointSpec("shoulder_lift", -1.74533, 1.74533, motor_id=2, motor_model="sts3215"),
@@ -31,7 +32,8 @@ SO101 = ArmSpec(
 SO100 = ArmSpec(
     name="so100",
     display_name="SO-100",
-    robot_type="so100_follower",
+    robot_type="so_follower",
+    older_robot_types=("so100_follower",),
     joints=(
         JointSpec("shoulder_pan", -2.0, 2.0, motor_id=1, motor_model="sts3215"),
         JointSpec("shoulder_lift", -1.75, 1.75, motor_id=2, motor_model="sts3215"),
@@ -63,6 +65,7 @@ KOCH = ArmSpec(
     control_hz=30,
     cameras=(CameraSpec("front"), CameraSpec("wrist")),
     lerobot_units="degrees",
+    lerobot_default_mode="range",
     motor_bus="dynamixel",
     home=(0.0, 0.42, -0.38, 1.53, 0.0, 0.38889),
 )
@@ -115,10 +118,26 @@ def get_arm(name: str) -> ArmSpec:
         raise KeyError(f"unknown arm {name!r}; known arms: {sorted(ARMS)}") from None
 
 
+def arms_for_robot_type(robot_type: str | None) -> tuple[ArmSpec, ...]:
+    """The arms a LeRobot dataset's `robot_type` may be: an older name (`so100_follower`) or twinarm's short name
+    (`so101`) names one; LeRobot's `so_follower` both SO arms (SO-101 first). Empty for another robot."""
+    exact = tuple(a for a in ARMS.values() if robot_type == a.name or robot_type in a.older_robot_types)
+    return exact or tuple(a for a in ARMS.values() if robot_type == a.robot_type)
+
+
 def arm_for_robot_type(robot_type: str | None) -> ArmSpec | None:
-    """The arm a LeRobot dataset's `robot_type` names (`so101_follower`, or twinarm's short name `so101`), None
-    for another robot."""
-    return next((a for a in ARMS.values() if robot_type in (a.robot_type, a.name)), None)
+    """The arm a LeRobot dataset's `robot_type` names (`so_follower`: the SO-101, as LeRobot itself writes one name
+    for both SO arms; `so100_follower`, or twinarm's short name `so101`), None for another robot."""
+    return next(iter(arms_for_robot_type(robot_type)), None)
+
+
+def same_robot(a: str | None, b: str | None) -> bool:
+    """Whether two datasets' `robot_type`s name one robot: LeRobot's `so_follower` and the older `so101_follower`
+    and `so100_follower` are one (LeRobot merges and resumes them as one); unknown names only when equal."""
+    if a == b:
+        return True
+    ra, rb = arm_for_robot_type(a), arm_for_robot_type(b)
+    return ra is not None and rb is not None and ra.robot_type == rb.robot_type
 
 
 class IdFixesArm:

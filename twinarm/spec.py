@@ -75,8 +75,13 @@ class CameraSpec:
 class ArmSpec:
     """Everything about an arm that sim and real must agree on.
 
-    `lerobot_units` says how LeRobot reports this arm: `"degrees"` (SO-100/101, Koch: revolute joints
-    in degrees, gripper 0..100) or `"radians"` (ALOHA datasets: radians, gripper 0..1). `home` is the pose
+    `robot_type` is what LeRobot's record writes for it (`robot.name`: one `so_follower` for both SO arms since
+    LeRobot 0.4.3); `older_robot_types` are names earlier LeRobot versions (and twinarm) wrote, read but never
+    written. `lerobot_units` says which units twinarm converts to for LeRobot: `"degrees"` (SO-100/101, Koch:
+    revolute joints in degrees, gripper 0..100) or `"radians"` (ALOHA datasets: radians, gripper 0..1);
+    `lerobot_default_mode` is how LeRobot's own follower records the body joints unless told otherwise: degrees
+    (the SO arms, `use_degrees=True`) or its -100..100 range (the Koch, `use_degrees=False`, and always with
+    LeRobot's Koch leader), which `twinarm dataset convert-units` turns into degrees. `home` is the pose
     (spec units) a sim episode starts from, the model's `home` keyframe (a test holds them equal), and where
     `eval` starts each episode on the real arm, so a policy starts from the same pose on both.
     """
@@ -88,6 +93,8 @@ class ArmSpec:
     control_hz: int
     cameras: tuple[CameraSpec, ...]
     lerobot_units: Literal["degrees", "radians"] = "degrees"
+    lerobot_default_mode: Literal["degrees", "range"] = "degrees"
+    older_robot_types: tuple[str, ...] = field(default=())
     motor_bus: Literal["feetech", "dynamixel"] = "feetech"
     optional_cameras: tuple[CameraSpec, ...] = field(default=())
     home: tuple[float, ...] = field(default=())

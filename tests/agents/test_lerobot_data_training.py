@@ -51,5 +51,5 @@ def test_an_unknown_robot_type_asks_for_env(tmp_path: Path, capsys: pytest.Captu
     (data / "meta/info.json").write_text(json.dumps({**info, "robot_type": "bimanual_piper"}))
     assert main(["train", "--policy", "act", "--dataset", str(data), "--output-dir", str(tmp_path / "run"),
                  "--steps", "2", "--no-progress", *TINY]) == 1  # fmt: skip
-    assert ("the dataset's robot_type 'bimanual_piper' is none of twinarm's arms (so101_follower, so100_follower, "
+    assert ("the dataset's robot_type 'bimanual_piper' is none of twinarm's arms (so_follower, "
             "koch_follower, aloha): pass --env") in capsys.readouterr().err

@@ -56,7 +56,7 @@ def test_train_refuses_an_env_of_another_arm_before_its_first_step(scripted_data
                                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     """SO-101 recordings (6 joints) trained for ALOHA's env: the run stops at once, with the dataset's arm named."""
     out = tmp_path / "run"
-    with pytest.warns(OtherArmWarning, match=r"the dataset was recorded on the so101 arm \(so101_follower\)"):
+    with pytest.warns(OtherArmWarning, match=r"the dataset was recorded on the so101 arm \(so_follower\)"):
         rc = main(["train", "--policy", "act", "--dataset", str(scripted_dataset), "--env",
                    "twinarm/Aloha-TransferCube-v0", "--output-dir", str(out), "--steps", "5", "--no-progress",
                    "--set", "dim_model=16"])  # fmt: skip

@@ -108,7 +108,7 @@ def test_resume_refuses_another_robot_and_another_codec(tmp_path: Path) -> None:
     root = tmp_path / "so101"
     args = ["--root", str(root), "--height", "32", "--width", "48", "--no-progress", "--episodes", "1"]
     assert main(["record", "--env", REACH, *args]) == 0
-    with pytest.raises(SystemExit, match="robot_type 'so101_follower' != 'so100_follower'"):
+    with pytest.raises(SystemExit, match="arm so101 != so100"):
         main(["record", "--env", "twinarm/SO100-Reach-v0", *args, "--resume"])
     with pytest.raises(SystemExit, match="its videos are h264"):
         main(["record", "--env", REACH, *args, "--resume", "--codec", "hevc"])

@@ -83,7 +83,7 @@ def test_record_cli_so101_scripted_and_resume(tmp_path):
     assert main(args) == 0
     assert main([*args, "--resume"]) == 0
     info = json.loads((root / "meta/info.json").read_text())
-    assert info["total_episodes"] == 2 and info["robot_type"] == "so101_follower" and info["fps"] == 30
+    assert info["total_episodes"] == 2 and info["robot_type"] == "so_follower" and info["fps"] == 30
     assert json.loads((root / "meta/twinarm_record.json").read_text())["next_seed"] == 2
     ds = LeRobotDatasetReader(root)
     assert ds[0]["task"] == "Move the gripper to the target."

@@ -158,7 +158,7 @@ def test_spec_features_roundtrip(tmp_path):
     info = json.loads((tmp_path / "so/meta/info.json").read_text())
     for k, ft in features.items():
         assert {kk: info["features"][k][kk] for kk in ("dtype", "shape", "names")} == ft
-    assert info["robot_type"] == "so101_follower" and info["fps"] == 30
+    assert info["robot_type"] == "so_follower" and info["fps"] == 30
     ds = LeRobotDatasetReader(tmp_path / "so")
     assert np.allclose(SO101.from_lerobot(ds[0]["observation.state"].numpy()), SO101.from_lerobot(q))
 

@@ -166,7 +166,7 @@ def test_a_fit_needs_this_arms_recording_and_enough_motion(recorded: tuple[Path,
     root, _ = recorded
     koch = ["fit-dynamics", "--dataset", str(root), "--env", "twinarm/Koch-Reach-v0", "--out", str(tmp_path / "k")]
     assert main(koch) == 1
-    assert "was recorded on robot_type 'so101_follower', not koch" in capsys.readouterr().err
+    assert "was recorded on the so101 arm ('so_follower'), not koch" in capsys.readouterr().err
     monkeypatch.setattr(fit_dynamics_cmd, "MOVES_PER_PARAM", 10_000)
     with pytest.raises(SystemExit):
         main(["fit-dynamics", "--dataset", str(root), "--env", ENV, "--episode", "0", "--params", "kp", "damping",

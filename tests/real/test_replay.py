@@ -126,13 +126,13 @@ def test_replay_refuses_what_does_not_fit(sim_episode: Path, tmp_path: Path, cap
     assert main(["replay", "--dataset", str(sim_episode), "--env", "twinarm/Koch-PickCube-v0", "--no-video",
                  "--out", str(tmp_path / "k")]) == 0  # fmt: skip
     printed = capsys.readouterr().out
-    assert "recorded on robot_type 'so101_follower'; koch is 'koch_follower'" in printed
+    assert "recorded on the so101 arm ('so_follower'), not koch (same joints: replaying anyway)" in printed
     assert "twinarm fit-dynamics" not in printed  # a sim recording: nothing real to fit the sim to
     # On real hardware another arm's motion is refused before the port is opened (the port here is no arm at all).
     assert main(["replay", "--dataset", str(sim_episode), "--env", "twinarm/Koch-PickCube-Real-v0", "--port",
                  "/dev/null", "--calibration", "c.json", "--out", str(tmp_path / "kr")]) == 1  # fmt: skip
-    assert ("was recorded on robot_type 'so101_follower', not koch ('koch_follower'): the same joint names, other "
-            "kinematics and ranges; replay it in sim") in capsys.readouterr().err
+    assert ("was recorded on the so101 arm ('so_follower'), not koch: the same joint names, other kinematics and "
+            "ranges; replay it in sim") in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["replay", "--dataset", str(sim_episode), "--env", SIM, "--port", "/dev/null"])
     assert "only for a real arm" in capsys.readouterr().err

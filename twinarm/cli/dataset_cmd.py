@@ -1,4 +1,4 @@
-"""`twinarm dataset info|check|push|convert-units|delete-episodes|merge|view` (and the edits of
+"""`twinarm dataset info|check|push|convert-units|units|delete-episodes|merge|view` (and the edits of
 `dataset_edit_cmd`: split, remove-feature, rename-feature, modify-tasks, convert-to-video): inspect, validate, publish, convert,
 edit and look at LeRobot v3 datasets."""
 
@@ -73,6 +73,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="degrees (from range mode; the default) or range (from degrees)")
     add_config_arg(conv)
     conv.set_defaults(func=run_convert_units, _parser=conv)
+
+    units = ds.add_parser(
+        "units", help="say (or set) which units a dataset's joints are in: degrees or LeRobot's -100..100 range",
+        description="LeRobot's Koch follower records body joints in a -100..100 range unless use_degrees=true, "
+        "and nothing in its dataset says which; twinarm reads degrees and warns on such a recording. This prints "
+        "what twinarm knows of a dataset's units and how; --set records it (meta/twinarm_units.json, nothing else "
+        "changes), for a recording known to be in degrees. Range data is converted with convert-units instead.",
+    )
+    units.add_argument("root", type=Path, help="dataset directory")
+    units.add_argument("--set", choices=("degrees", "range"), default=None, dest="set_units",
+                       help="record the joints' units in the dataset")
+    add_config_arg(units)
+    units.set_defaults(func=run_units, _parser=units)
 
     dele = ds.add_parser(
         "delete-episodes", help="copy a dataset without some episodes (renumbered, stats recomputed)",
@@ -224,23 +237,23 @@ def _recorded_repo_id(root: Path) -> str | None:
 def run_convert_units(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from twinarm.arms import arm_for_robot_type, get_arm
+    from twinarm.arms import get_arm
+    from twinarm.dataset_arm import recorded_arms
     from twinarm.datasets_io.layout import INFO_PATH, load_json
     from twinarm.datasets_io.units import check_direction, rescale_joints
     from twinarm.real.calibration import Calibration
 
     robot_type = load_json(args.root / INFO_PATH).get("robot_type")
+    recorded = recorded_arms(args.root, robot_type)
     if args.arm:
         spec = get_arm(args.arm)
-        recorded = arm_for_robot_type(robot_type)
-        if recorded is not None and recorded.name != spec.name:
-            args._parser.error(f"--arm {args.arm}: {args.root} was recorded on {recorded.name} ({robot_type!r}); "
+        if recorded and spec not in recorded:
+            args._parser.error(f"--arm {args.arm}: {args.root} was recorded on {recorded[0].name} ({robot_type!r}); "
                                "convert it with that arm's calibration")  # fmt: skip
     else:
-        found = arm_for_robot_type(robot_type)
-        if found is None:
+        if not recorded:
             args._parser.error(f"{args.root}: robot_type {robot_type!r} is none of twinarm's arms; name one with --arm")
-        spec = found
+        spec = recorded[0]  # LeRobot's so_follower: the SO arms' joints and factors are alike
     factors = Calibration.load(args.calibration).degrees_per_range_unit(spec)
     body = ~spec.gripper_mask
     check_direction(args.root, args.to, body)
@@ -249,6 +262,20 @@ def run_convert_units(args: argparse.Namespace) -> int:
     out = rescale_joints(args.root, args.out, factors, range_mask=body if args.to == "range" else None,
                          names=spec.motor_feature_names, to=args.to)
     print(f"wrote {out}: {spec.name} joints to {args.to} ({joint_factors(spec, factors)})")
+    return 0
+
+
+def run_units(args: argparse.Namespace) -> int:
+    from twinarm.datasets_io.layout import INFO_PATH, write_json_atomic
+    from twinarm.datasets_io.units import UNITS_PATH, known_units
+
+    if not (args.root / INFO_PATH).is_file():
+        args._parser.error(f"{args.root}: not a dataset (no {INFO_PATH})")
+    if args.set_units is not None:
+        write_json_atomic(args.root / UNITS_PATH, {"joints": args.set_units, "set_by": "twinarm dataset units"})
+    known = known_units(args.root)
+    print(f"{args.root}: " + (f"joints in {known[0]} ({known[1]})" if known else "units unknown (a LeRobot recording "
+                             "says nothing of them; `--set degrees` or `convert-units` for range data)"))
     return 0
 
 

@@ -155,12 +155,14 @@ def _differences(have: dict[str, Any], want: dict[str, Any], hints: dict[str, st
 
 def open_writer(root: Path, features: dict[str, Any], fps: int, *, robot_type: str, resume: bool,
                 codec: str | None = None, crf: int | None = None, source: str = "", flag: str = "--root",
-                hints: dict[str, str] | None = None, env: str | None = None) -> Any:
+                hints: dict[str, str] | None = None, env: str | None = None, arm: str | None = None) -> Any:
     """A DatasetWriter on a new dataset at `root`, or with `resume` on the existing one after checking that its
-    robot, features (shape, dtype, names), fps, sim `env` (when recording one) and any codec/crf asked for are
-    those of `source` (what is being recorded); exits naming the folder, what differs and the flag that fixes it
-    (`hints`, as RECORD_HINTS; `flag` is the option that named `root`) otherwise. The dataset is locked only once
-    it is found compatible."""
+    robot (and twinarm `arm`), features (shape, dtype, names), fps, sim `env` (when recording one) and any
+    codec/crf asked for are those of `source` (what is being recorded); exits naming the folder, what differs
+    and the flag that fixes it (`hints`, as RECORD_HINTS; `flag` is the option that named `root`) otherwise. The
+    dataset is locked only once it is found compatible."""
+    from twinarm.arms import same_robot
+    from twinarm.dataset_arm import twinarm_arm
     from twinarm.datasets_io.layout import INFO_PATH, DatasetError, load_json
     from twinarm.datasets_io.writer import DatasetWriter, check_version, resume_codec
 
@@ -174,8 +176,10 @@ def open_writer(root: Path, features: dict[str, Any], fps: int, *, robot_type: s
         mismatch = _differences(info.get("features", {}), features, hints)
         if info.get("fps") != fps:
             mismatch.append(f"fps {info.get('fps')} != {fps}")
-        if info.get("robot_type") != robot_type:
+        if not same_robot(info.get("robot_type"), robot_type):
             mismatch.append(f"robot_type {info.get('robot_type')!r} != {robot_type!r}")
+        if arm is not None and (own := twinarm_arm(root)) is not None and own.name != arm:
+            mismatch.append(f"arm {own.name} != {arm}")  # LeRobot's so_follower is both SO arms
         if mismatch:
             raise SystemExit(f"{root}: cannot append, it differs from {source}: {'; '.join(mismatch)}")
         check_same_env(root, env, flag)
@@ -244,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     root: Path = args.root
     fresh, created = not root.exists(), not (root / INFO_PATH).exists()
     writer = open_writer(root, features, spec.control_hz, robot_type=spec.robot_type, resume=args.resume,
-                         codec=args.codec, crf=args.crf, source=source, env=args.env)
+                         codec=args.codec, crf=args.crf, source=source, env=args.env, arm=spec.name)
     prior = recording_options(root) if args.resume else {}
     seed = args.seed if args.seed is not None else int(prior.get("next_seed", 0))
     cfg = json.loads(json.dumps(resolved_config(args), default=str))

@@ -97,6 +97,8 @@ def load_episode(dataset: str, episode: int, spec: Any, other_arm: bool = True) 
     """(recorded states, actions) in the spec's SI units, and the dataset's fps; errors name what does not fit
     (a dataset of another robot type with the same joints is played with a note, SO-100 data on an SO-101 sim,
     or refused when not `other_arm`: on real hardware, or to fit this arm's servos)."""
+    from twinarm.dataset_arm import check_range_units, recorded_arms
+    from twinarm.datasets_io.features import joint_names
     from twinarm.datasets_io.layout import DatasetError
     from twinarm.datasets_io.reader import LeRobotDatasetReader
 
@@ -105,16 +107,19 @@ def load_episode(dataset: str, episode: int, spec: Any, other_arm: bool = True) 
         ft = ds.features.get(key)
         if ft is None:
             raise DatasetError(f"{ds.root}: no {key!r} feature to replay")
-        if list(ft["shape"]) != [spec.dof] or (ft.get("names") and list(ft["names"]) != spec.motor_feature_names):
+        names = joint_names(ft.get("names"))  # LeRobot's `.pos` names and aloha_sim's {"motors": [...]} alike
+        if list(ft["shape"]) != [spec.dof] or (names and names != list(spec.joint_names)):
             raise DatasetError(f"{ds.root}: {key!r} is {ft['shape']} {ft.get('names')}; arm {spec.name} has "
                                f"{spec.motor_feature_names}: replay it on its own arm's env")
     robot = ds.meta.info.get("robot_type")
-    if robot and robot != spec.robot_type and not other_arm:
-        raise DatasetError(f"{ds.root} was recorded on robot_type {robot!r}, not {spec.name} ({spec.robot_type!r}): "
-                           "the same joint names, other kinematics and ranges; replay it in sim, on its own arm's env")
-    if robot and robot != spec.robot_type:
-        print(f"note: {ds.root} was recorded on robot_type {robot!r}; {spec.name} is {spec.robot_type!r} (same joints: "
-              "replaying anyway)")
+    recorded = recorded_arms(ds.root, robot)
+    if robot and spec not in recorded:
+        which = f"the {recorded[0].name} arm ({robot!r})" if len(recorded) == 1 else f"robot_type {robot!r}"
+        if not other_arm:
+            raise DatasetError(f"{ds.root} was recorded on {which}, not {spec.name}: the same joint names, other "
+                               "kinematics and ranges; replay it in sim, on its own arm's env")
+        print(f"note: {ds.root} was recorded on {which}, not {spec.name} (same joints: replaying anyway)")
+    check_range_units(ds.root, recorded)
     batch = ds.get_batch(list(range(len(ds))))
     state = spec.from_lerobot(batch["observation.state"].numpy().astype(np.float64))
     action = spec.from_lerobot(batch["action"].numpy().astype(np.float64))

@@ -115,7 +115,8 @@ class TeleopRecording:
         self.fresh, self.created = not args.record.exists(), not (args.record / INFO_PATH).exists()
         self.writer = open_writer(args.record, features, spec.control_hz, robot_type=spec.robot_type,
                                   resume=args.resume, source=source, flag="--record",
-                                  hints=SIM_TELEOP_HINTS if sim else TELEOP_HINTS, env=args.env if sim else None)
+                                  hints=SIM_TELEOP_HINTS if sim else TELEOP_HINTS, env=args.env if sim else None,
+                                  arm=spec.name)
         self.before = self.writer.num_episodes
         self.summary: RecordSummary | None = None
         # Each episode resets the scene from its own seed; in sim, past those of earlier runs on this dataset

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from twinarm.arms import KOCH, SO101
+from twinarm.arms import KOCH, SO100, SO101
 from twinarm.real.calibration_owner import check_calibration_owner
 from twinarm.real.env import RealArmEnv
 from twinarm.real.errors import CalibrationError
@@ -41,6 +41,10 @@ def test_a_koch_refuses_an_so101_file_from_its_folder_and_the_motors_keep_theirs
     ("so101_leader", SO101, True, False),
     ("aloha_left_leader", SO101, True, True),
     ("my_arms", SO101, False, False),          # a folder that names no arm: taken as it is
+    ("so_follower", KOCH, False, True),        # LeRobot 0.6.1's folder of both SO followers
+    ("so_follower", SO100, False, False),
+    ("so_leader", SO101, False, True),         # ... and of both SO leaders (was taken by a follower)
+    ("so_leader", SO101, True, False),
 ])
 def test_the_folder_decides_only_when_it_names_an_arm(folder: str, arm, leader: bool, refused: bool) -> None:  # noqa: ANN001
     path = Path("/somewhere") / folder / "default.json"

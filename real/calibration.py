@@ -140,7 +140,9 @@ class Calibration:
     # ----- the unit conversion --------------------------------------------------------------------
     def to_si(self, spec: ArmSpec, ticks: Mapping[str, float], resolution: int = 4096,
               software_drive_mode: bool = True) -> np.ndarray:
-        """Present positions (ticks, by motor name) -> joint positions in spec order (rad, gripper 0..1)."""
+        """Present positions (ticks, by motor name) -> joint positions in spec order (rad, gripper 0..1), as
+        LeRobot's degrees mode reads them: a drive mode reverses the gripper where the bus applies it in software
+        (Feetech), never a revolute joint (LeRobot's degrees ignore it there, and twinarm's units are those)."""
         out = np.empty(spec.dof)
         for i, joint in enumerate(spec.joints):
             c = self.motors[joint.name]
@@ -150,13 +152,13 @@ class Calibration:
                 frac = (t - c.range_min) / (c.range_max - c.range_min)
                 out[i] = 1.0 - frac if inverted else frac
             else:
-                q = (t - c.mid) * 2 * math.pi / (resolution - 1)
-                out[i] = -q if inverted else q
+                out[i] = (t - c.mid) * 2 * math.pi / (resolution - 1)
         return out
 
     def from_si(self, spec: ArmSpec, q: np.ndarray, resolution: int = 4096,
                 software_drive_mode: bool = True) -> dict[str, int]:
-        """Joint targets in SI units (spec order) -> goal ticks by motor name, clamped to the range."""
+        """Joint targets in SI units (spec order) -> goal ticks by motor name, clamped to the range (the inverse
+        of `to_si`)."""
         q = np.asarray(q, dtype=np.float64)
         if q.shape != (spec.dof,):
             raise ValueError(f"arm {spec.name!r} has {spec.dof} joints, got targets of shape {q.shape}")
@@ -168,8 +170,7 @@ class Calibration:
                 frac = 1.0 - q[i] if inverted else q[i]
                 t = c.range_min + frac * (c.range_max - c.range_min)
             else:
-                qi = -q[i] if inverted else q[i]
-                t = c.mid + qi * (resolution - 1) / (2 * math.pi)
+                t = c.mid + q[i] * (resolution - 1) / (2 * math.pi)
             out[joint.name] = int(min(c.range_max, max(c.range_min, round(t))))
         return out
 

@@ -52,12 +52,17 @@ def test_ticks_si_roundtrip_within_half_a_tick() -> None:
         assert np.all(np.abs(back - q)[in_range] <= 0.5 * tick_size[in_range] + 1e-12)
 
 
-def test_drive_mode_inverts_in_software_only_when_asked() -> None:
+def test_drive_mode_inverts_the_gripper_in_software_and_no_revolute_joint_as_lerobots_degrees() -> None:
+    """LeRobot's degrees mode is (t - mid) * 360 / 4095 whatever the drive mode (its motors_bus `_normalize`); only
+    its 0..100 gripper range is reversed where the bus applies the drive mode in software. twinarm's units are
+    those degrees: an SO file with drive_mode 1 on the elbow read it reversed against LeRobot (audit P6)."""
     cal = Calibration({j.name: MotorCalibration(j.motor_id, 1, 0, 1000, 3000) for j in SO101.joints})
     ticks = {j.name: 2500 for j in SO101.joints}
     soft = cal.to_si(SO101, ticks, software_drive_mode=True)
     hard = cal.to_si(SO101, ticks, software_drive_mode=False)
-    np.testing.assert_allclose(soft[:5], -hard[:5])
+    lerobot_degrees = (2500 - 2000) * 360 / 4095
+    np.testing.assert_allclose(SO101.to_lerobot(soft)[:5], lerobot_degrees)
+    np.testing.assert_allclose(soft[:5], hard[:5])
     assert soft[5] == pytest.approx(1 - hard[5])
     np.testing.assert_allclose(cal.to_si(SO101, cal.from_si(SO101, soft)), soft, atol=2 * np.pi / 4095)
 

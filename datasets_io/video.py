@@ -255,10 +255,10 @@ def video_info(path: Path) -> dict[str, Any]:
                 "video.width": cc.width,
                 "video.codec": cc.name if cc.name != "libdav1d" else "av1",
                 "video.pix_fmt": cc.pix_fmt,
-                "video.is_depth_map": False,
                 "video.fps": int(round(float(s.average_rate or s.guessed_rate))),
                 "video.channels": 3,
                 "has_audio": len(c.streams.audio) > 0,
+                "is_depth_map": False,  # LeRobot 0.6.1's key (earlier ones wrote `video.is_depth_map`)
             }
     except av.error.FFmpegError as exc:
         raise DatasetError(f"{path}: unreadable video ({exc})") from None

@@ -460,7 +460,7 @@ class DatasetWriter:
                 "has_audio": False,
                 "video.g": int(opts["g"]),
                 "video.crf": int(opts["crf"]),
-                "video.preset": opts["preset"],
+                "video.preset": int(opts["preset"]) if str(opts["preset"]).isdigit() else opts["preset"],  # as LeRobot
                 "video.fast_decode": 0,
                 "video.video_backend": "pyav",
                 "video.extra_options": {k2: v for k2, v in opts.items() if k2 not in ("g", "crf", "preset")},

@@ -121,3 +121,19 @@ def test_a_lerobot_koch_recording_warns_of_range_units_until_told(tmp_path: Path
         warnings.simplefilter("error", LeRobotRangeUnitsWarning)
         for root in (past, ours, so):
             check_range_units(root, recorded_arms(root))
+
+
+def test_an_av1_video_is_described_as_lerobot_describes_it(tmp_path: Path) -> None:
+    """LeRobot's merge (`aggregate_datasets`) and resume check compare features whole: twinarm's AV1 video info
+    had `video.preset` "12" (LeRobot: 12) and an extra `video.is_depth_map`, so LeRobot refused to merge a twinarm
+    recording with its own even at the same codec and settings."""
+    fixture = Path(__file__).parents[1] / "fixtures/lerobot_v3/video_av1"  # written by lerobot 0.6.1
+    theirs = json.loads((fixture / INFO_PATH).read_text())["features"]["observation.images.front"]
+    ours = {"observation.images.front": {k: theirs[k] for k in ("dtype", "shape", "names")}}
+    writer = DatasetWriter.create(tmp_path / "ours", 10, ours, video_codec="av1")
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        writer.add_frame({"observation.images.front": rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)}, task="t")
+    writer.save_episode()
+    writer.finalize()
+    assert json.loads((tmp_path / "ours" / INFO_PATH).read_text())["features"]["observation.images.front"] == theirs

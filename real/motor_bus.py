@@ -95,6 +95,9 @@ class MotorBus(abc.ABC):
     retries: extra tries after a failed transaction (each one bounded by the SDK's packet timeout).
     drain_s: after a failure, wait this long and discard input, so a late reply is not taken as the
     answer to the next request.
+    settle_s: after a failed group transaction, a motor that fails its ping is asked again, and only then
+    blamed, once the line has been quiet this long (late answers of another servo are dropped meanwhile; one
+    answering later than that can still bury a healthy motor's answer).
     """
 
     sdk: ClassVar[ModuleType]
@@ -104,8 +107,9 @@ class MotorBus(abc.ABC):
     RX_TIMEOUT: ClassVar[int]
 
     def __init__(self, port: str, motors: Iterable[Motor], baud: int = DEFAULT_BAUD, retries: int = 2,
-                 drain_s: float = 0.04, torque_off_on_fault: bool = True) -> None:
+                 drain_s: float = 0.04, torque_off_on_fault: bool = True, settle_s: float = 0.6) -> None:
         self.port = port
+        self.settle_s = settle_s
         self.motors: dict[str, Motor] = {m.name: m for m in motors}
         self.baud = baud
         self.retries = retries
@@ -286,6 +290,20 @@ class MotorBus(abc.ABC):
         time.sleep(self.drain_s)
         self._prepare()
 
+    def _settle(self) -> None:
+        """Drop what arrives until the line has been quiet for `settle_s` (bounded: 5 x `settle_s`)."""
+        start = quiet_since = time.monotonic()
+        while (now := time.monotonic()) - start < 5 * self.settle_s and now - quiet_since < self.settle_s:
+            time.sleep(0.02)
+            try:
+                waiting = self._port.ser.in_waiting
+            except Exception:
+                return
+            if waiting:
+                self._prepare()
+                quiet_since = time.monotonic()
+        self._prepare()
+
     def _try(self, fn: Callable[[], Any], tries: int | None = None) -> Any:
         """Run fn (which raises _Failure) up to 1 + retries times; re-raise the last failure, or the last one in
         which the motor answered at all (a garbled reply says it is there: one late reply on a busy machine
@@ -328,8 +346,15 @@ class MotorBus(abc.ABC):
                 raise MotorNotRespondingError(name, motor_ids[0], self.port, tries, what)
             raise CommunicationError(what, self.port, tries, self._result_text(f.result), motor=name)
         # a group transaction failed: find out who by asking each motor, with the bus's usual retries (one late
-        # reply from a healthy motor must not get it blamed)
+        # reply from a healthy motor must not get it blamed). A motor that fails is asked once more after the line
+        # has settled: a servo answering far past the timeout sends its answers to the failed group reads while
+        # the others are asked, and they buried a healthy motor's answer, which got the blame.
         for mid in motor_ids:
+            try:
+                self._try(lambda mid=mid: self._ping_raw(mid))
+                continue
+            except _Failure:
+                self._settle()
             try:
                 self._try(lambda mid=mid: self._ping_raw(mid))
             except _Failure as pf:

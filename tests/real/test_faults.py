@@ -46,6 +46,25 @@ def test_servo_stops_answering(served: PtyServer) -> None:
         bus.close()
 
 
+@pytest.mark.parametrize("late_s", [0.3, 0.5])  # within the bus's settle_s (0.6 s)
+def test_a_servo_answering_late_is_the_one_named(served: PtyServer, late_s: float) -> None:
+    """Every reply of one servo far past the SDK's timeout: its late answers to the failed group read arrive while
+    the bus asks each motor in turn, and used to bury a healthy one's answer, which got the blame (audit B1)."""
+    arm = served.bus.arm
+    bus = _connected(served)
+    try:
+        bounded(bus.enable_torque)
+        victim = arm.spec.joints[3]
+        served.bus.faults(victim.motor_id).late_reply_s = late_s
+        served.bus.faults(victim.motor_id).late_replies = -1
+        with pytest.raises(MotorNotRespondingError) as info:
+            bounded(bus.positions, timeout_s=10)
+        assert info.value.motor == victim.name
+        assert all(not s.torque_on for s in arm.servos if s.motor_id != victim.motor_id)
+    finally:
+        bus.close()
+
+
 def test_port_vanishing_mid_use_is_a_named_error() -> None:
     """The USB adapter goes away (here: the pty's far end closes): a named error for the port, not a raw
     pyserial exception."""
@@ -72,8 +91,10 @@ def test_corrupted_replies_bounded_retries_then_error(served: PtyServer) -> None
         with pytest.raises(CommunicationError) as info:
             bounded(bus.positions, timeout_s=5)
         assert info.value.motor == victim.name and served.port in str(info.value)
-        # 1 + retries sync reads, then one ping per motor up to the culprit: bounded, not endless
-        assert served.bus.requests - before <= bus.retries + 1 + len(bus.motors)
+        # 1 + retries sync reads, then one ping per motor up to the culprit, whose pings are tried twice (the
+        # second time after the line settles): bounded, not endless
+        tries = bus.retries + 1
+        assert served.bus.requests - before <= tries + (len(bus.motors) - 1) + 2 * tries
     finally:
         bus.close()
 

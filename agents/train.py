@@ -37,6 +37,7 @@ from twinarm.agents.checkpoints import (
 from twinarm.agents.distributed import check_replicas, dist_info, init_distributed, resolve_device, to_device
 from twinarm.agents.ema import EMA
 from twinarm.agents.features import inputs_for_obs_type, split_features
+from twinarm.agents.graceful_stop import GracefulStop
 from twinarm.agents.normalize import floor_spread
 from twinarm.agents.optimizer import make_optimizer, make_scheduler
 from twinarm.agents.periodic_eval import curve_title, eval_row, report_eval
@@ -421,41 +422,47 @@ def _train_offline(
     policy.train()
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or rank != 0, desc=f"train {tc.policy}", dynamic_ncols=True)
     t0, step, last, postfix = time.perf_counter(), start, None, {}
-    for batch in loader:
-        with on_budget(budget) as threads:
-            with autocast(tc.precision, device):  # the forward only: backward, clipping and the step stay float32
-                loss, info = model(to_device(_float_images(batch), device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = nn.utils.clip_grad_norm_(policy.parameters(), policy.config.grad_clip_norm)
-            opt.step()
-            sched.step()
-            if update_target is not None:  # TD-MPC's target network follows the online one (LeRobot: policy.update())
-                update_target()
-            if ema is not None:
-                ema.update(policy)
-        if threads is not None:
-            info = {**info, "threads": threads}
-        step += 1
-        bar.update(1)
-        if log is not None and (step % tc.log_freq == 0 or step == tc.steps):
-            postfix["loss"] = f"{loss.item():.4f}"
-            bar.set_postfix(postfix)
-            log.write({"step": step, "loss": loss.item(), "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0],
-                       "time_s": round(time.perf_counter() - t0, 2), **info})
-        if tc.eval_freq and tc.env and step % tc.eval_freq == 0 and rank == 0 and eval_log is not None:
-            with ema.applied(policy) if ema is not None else contextlib.nullcontext():
-                row = eval_row(tc, policy, step, out, budget)
-            eval_log.write(row)
-            report_eval(bar, postfix, row, out, curve_title(tc))
-            policy.train()
-        if step % tc.save_freq == 0 or step == tc.steps:
-            if world > 1:
-                check_replicas(policy, out, step, rank, world)
-            if rank == 0:
-                last = save_checkpoint(out, step, policy, opt, sched, {}, ema)
-            if world > 1:
-                torch.distributed.barrier()
+    with GracefulStop(world == 1) as stopping:
+        for batch in loader:
+            with on_budget(budget) as threads:
+                with autocast(tc.precision, device):  # the forward only: backward, clipping and the step stay float32
+                    loss, info = model(to_device(_float_images(batch), device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gnorm = nn.utils.clip_grad_norm_(policy.parameters(), policy.config.grad_clip_norm)
+                opt.step()
+                sched.step()
+                if update_target is not None:  # TD-MPC's target network follows the online one (LeRobot: policy.update())
+                    update_target()
+                if ema is not None:
+                    ema.update(policy)
+            if threads is not None:
+                info = {**info, "threads": threads}
+            step += 1
+            bar.update(1)
+            if log is not None and (step % tc.log_freq == 0 or step == tc.steps):
+                postfix["loss"] = f"{loss.item():.4f}"
+                bar.set_postfix(postfix)
+                log.write({"step": step, "loss": loss.item(), "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0],
+                           "time_s": round(time.perf_counter() - t0, 2), **info})
+            if tc.eval_freq and tc.env and step % tc.eval_freq == 0 and rank == 0 and eval_log is not None:
+                with ema.applied(policy) if ema is not None else contextlib.nullcontext():
+                    row = eval_row(tc, policy, step, out, budget)
+                eval_log.write(row)
+                report_eval(bar, postfix, row, out, curve_title(tc))
+                policy.train()
+            if step % tc.save_freq == 0 or step == tc.steps:
+                if world > 1:
+                    check_replicas(policy, out, step, rank, world)
+                if rank == 0:
+                    last = save_checkpoint(out, step, policy, opt, sched, {}, ema)
+                if world > 1:
+                    torch.distributed.barrier()
+            if stopping.requested:  # Ctrl-C: this step is done; keep it
+                if not (step % tc.save_freq == 0 or step == tc.steps):
+                    last = save_checkpoint(out, step, policy, opt, sched, {}, ema)
+                bar.close()
+                stopping.stop(step, last)
     bar.close()
     if rank == 0:
         plot_run(out, title=curve_title(tc))

@@ -25,6 +25,7 @@ from twinarm.agents.checkpoints import (
 from twinarm.agents.distributed import dist_info, to_device
 from twinarm.agents.ema import EMA
 from twinarm.agents.features import IMAGE_PREFIX, features_from_spec, stats_from_spec
+from twinarm.agents.graceful_stop import GracefulStop
 from twinarm.agents.optimizer import make_optimizer, make_scheduler
 from twinarm.agents.periodic_eval import curve_title, eval_row, report_eval
 from twinarm.agents.policy import Policy, PolicyConfigError
@@ -161,65 +162,72 @@ def train_online(
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress, desc="train tdmpc (online)", dynamic_ncols=True)
     info: dict[str, float] = {}
     postfix: dict[str, str] = {}
-    for step in range(start + 1, tc.steps + 1):
-        batch = adapter.obs_to_batch(obs)
-        if step <= tc.seed_steps:
-            env_action = env.action_space.sample().astype(np.float32)
-            action = spec.to_lerobot(env_action).astype(np.float32)
-        else:
-            with on_budget(budget), torch.inference_mode(), autocast(tc.precision, device):
-                a = policy.select_action(batch)
-            env_action = adapter.action_to_env(a)
-            action = spec.to_lerobot(env_action).astype(np.float32)
-        next_obs, reward, terminated, truncated, step_info = env.step(env_action)
-        buffer.add(_store_obs(obs, batch), action, float(reward), _store_obs(next_obs, adapter.obs_to_batch(next_obs)),
-                   bool(terminated), episode)
-        ep_return += float(reward)
-        ep_success |= bool(step_info.get("is_success", False))
-        obs = next_obs
-        if terminated or truncated:
-            postfix["return"] = f"{ep_return:.1f}"
-            if "loss" in info:
-                postfix["loss"] = f"{info['loss']:.4f}"
-            bar.set_postfix(postfix)
-            finished.append((ep_return, ep_success))
-            episode += 1
-            obs, _ = env.reset(seed=tc.seed + episode)
-            policy.reset()
-            ep_return, ep_success = 0.0, False
-        n_updates = 0
-        if step == tc.seed_steps:
-            n_updates = tc.seed_steps // tc.update_every  # TD-MPC's pretraining on the seed data
-        elif step > tc.seed_steps and step % tc.update_every == 0:
-            n_updates = 1
-        for _ in range(n_updates):
-            with on_budget(budget) as threads:
-                with autocast(tc.precision, device):
-                    loss, info = policy(to_device(buffer.sample(tc.batch_size, horizon), device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(policy.model.parameters(), policy.config.grad_clip_norm)
-                opt.step()
-                sched.step()
-                policy.update_target()
-                if ema is not None:
-                    ema.update(policy)
-            info = {"loss": loss.item(), **info, **({"threads": threads} if threads is not None else {})}
-        bar.update(1)
-        if step % tc.log_freq == 0:
-            log.write(_log_row(step, episode, finished, time.perf_counter() - t0, info))
-            finished = []
-        if tc.eval_freq and step % tc.eval_freq == 0:
-            policy.explore = False
-            with ema.applied(policy) if ema is not None else contextlib.nullcontext():
-                row = eval_row(tc, policy, step, out, budget)
-            eval_log.write(row)
-            report_eval(bar, postfix, row, out, curve_title(tc))
-            policy.explore = True
-            policy.train()
-            policy.reset()
-        if step % tc.save_freq == 0 or step == tc.steps:
-            last = save_checkpoint(out, step, policy, opt, sched, {"buffer": buffer, "episode": episode}, ema)
+    with GracefulStop() as stopping:
+        for step in range(start + 1, tc.steps + 1):
+            batch = adapter.obs_to_batch(obs)
+            if step <= tc.seed_steps:
+                env_action = env.action_space.sample().astype(np.float32)
+                action = spec.to_lerobot(env_action).astype(np.float32)
+            else:
+                with on_budget(budget), torch.inference_mode(), autocast(tc.precision, device):
+                    a = policy.select_action(batch)
+                env_action = adapter.action_to_env(a)
+                action = spec.to_lerobot(env_action).astype(np.float32)
+            next_obs, reward, terminated, truncated, step_info = env.step(env_action)
+            buffer.add(_store_obs(obs, batch), action, float(reward), _store_obs(next_obs, adapter.obs_to_batch(next_obs)),
+                       bool(terminated), episode)
+            ep_return += float(reward)
+            ep_success |= bool(step_info.get("is_success", False))
+            obs = next_obs
+            if terminated or truncated:
+                postfix["return"] = f"{ep_return:.1f}"
+                if "loss" in info:
+                    postfix["loss"] = f"{info['loss']:.4f}"
+                bar.set_postfix(postfix)
+                finished.append((ep_return, ep_success))
+                episode += 1
+                obs, _ = env.reset(seed=tc.seed + episode)
+                policy.reset()
+                ep_return, ep_success = 0.0, False
+            n_updates = 0
+            if step == tc.seed_steps:
+                n_updates = tc.seed_steps // tc.update_every  # TD-MPC's pretraining on the seed data
+            elif step > tc.seed_steps and step % tc.update_every == 0:
+                n_updates = 1
+            for _ in range(n_updates):
+                with on_budget(budget) as threads:
+                    with autocast(tc.precision, device):
+                        loss, info = policy(to_device(buffer.sample(tc.batch_size, horizon), device))
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(policy.model.parameters(), policy.config.grad_clip_norm)
+                    opt.step()
+                    sched.step()
+                    policy.update_target()
+                    if ema is not None:
+                        ema.update(policy)
+                info = {"loss": loss.item(), **info, **({"threads": threads} if threads is not None else {})}
+            bar.update(1)
+            if step % tc.log_freq == 0:
+                log.write(_log_row(step, episode, finished, time.perf_counter() - t0, info))
+                finished = []
+            if tc.eval_freq and step % tc.eval_freq == 0:
+                policy.explore = False
+                with ema.applied(policy) if ema is not None else contextlib.nullcontext():
+                    row = eval_row(tc, policy, step, out, budget)
+                eval_log.write(row)
+                report_eval(bar, postfix, row, out, curve_title(tc))
+                policy.explore = True
+                policy.train()
+                policy.reset()
+            if step % tc.save_freq == 0 or step == tc.steps:
+                last = save_checkpoint(out, step, policy, opt, sched, {"buffer": buffer, "episode": episode}, ema)
+            if stopping.requested:  # Ctrl-C: this step is done; keep it, with the replay buffer
+                if not (step % tc.save_freq == 0 or step == tc.steps):
+                    last = save_checkpoint(out, step, policy, opt, sched, {"buffer": buffer, "episode": episode}, ema)
+                bar.close()
+                env.close()
+                stopping.stop(step, last)
     bar.close()
     env.close()
     plot_run(out, title=curve_title(tc))

@@ -9,6 +9,7 @@ deleted footage is gone; otherwise the file is copied whole and its deleted stre
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -102,7 +103,7 @@ def edited_copy(src: Path, dst: Path, edit: Callable[[Path], T]) -> T:
         result = edit(tmp)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        named = in_source_terms(exc, tmp, src)
+        named = in_source_terms(exc, tmp, src, dst)
         if named is exc:
             raise
         raise named from None
@@ -110,13 +111,22 @@ def edited_copy(src: Path, dst: Path, edit: Callable[[Path], T]) -> T:
     return result
 
 
-def in_source_terms(exc: BaseException, tmp: Path, src: Path) -> BaseException:
+#: Errors of writing a file, not of what is written: the output's place is at fault (read-only, full, not ours).
+WRITE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
+
+
+def in_source_terms(exc: BaseException, tmp: Path, src: Path, dst: Path | None = None) -> BaseException:
     """`exc` naming the source `src` where it named its temp copy `tmp` (a folder the user never sees, gone by
-    the time they read it), as a DatasetError; an error that does not name `tmp` is returned as it is."""
+    the time they read it), as a DatasetError; an error that does not name `tmp` is returned as it is. A write
+    that failed in `tmp` (read-only, full) names the output `dst` instead: the source is not at fault."""
     if not isinstance(exc, DatasetError | OSError):
         return exc
     text = str(exc)
     names = sorted({str(tmp), str(tmp.resolve())}, key=len, reverse=True)
+    why = _write_failure(exc, names)
+    if why is not None and dst is not None:
+        return DatasetError(f"{dst}: cannot write the result there ({why}); its folder {tmp.parent} must be "
+                            f"writable, with room for a copy of {src}")
     if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):  # copytree: (from, to, why)
         text = f"{src}: cannot copy it: " + "; ".join(str(why) for *_, why in exc.args[0])
     elif not any(n in text for n in names):
@@ -124,6 +134,18 @@ def in_source_terms(exc: BaseException, tmp: Path, src: Path) -> BaseException:
     for n in names:
         text = text.replace(n, str(src))
     return DatasetError(text)
+
+
+def _write_failure(exc: BaseException, tmp_names: list[str]) -> str | None:
+    """The reason (e.g. "Read-only file system") when `exc` is a failed write into the temp copy, else None."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):  # copytree: (from, to, why)
+        whys = [why for _, to, why in exc.args[0] if any(str(to).startswith(n) for n in tmp_names)]
+        hits = [w for w in whys if any(f"[Errno {e}]" in str(w) for e in WRITE_ERRNOS)]
+        return str(hits[0]).split("] ", 1)[-1].split(":", 1)[0] if hits else None
+    if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS and any(
+            str(exc.filename or "").startswith(n) for n in tmp_names):
+        return exc.strerror
+    return None
 
 
 def check_apart(out: str | Path, sources: Iterable[str | Path], tmp: Path | None = None) -> None:

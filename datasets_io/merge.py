@@ -90,7 +90,7 @@ def merge_datasets(sources: Sequence[str | Path], dst: str | Path) -> Path:
         aggregate_global_stats(tmp, load_json(tmp / INFO_PATH))
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        named = in_source_terms(exc, tmp, srcs[0])  # the merge starts as a copy of the first source
+        named = in_source_terms(exc, tmp, srcs[0], dst)  # the merge starts as a copy of the first source
         if named is exc:
             raise
         raise named from None

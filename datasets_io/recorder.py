@@ -8,10 +8,12 @@ happens, e.g. `functools.partial(gym_frame, convert=spec.to_lerobot)`).
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -154,13 +156,15 @@ def rollout(env: gym.Env, policy: Callable[[Any], Any], buffer: EpisodeBuffer, s
 
 def _worker(make_env: EnvFactory, make_policy: PolicyFactory, to_frame: FrameFn, buffer_kwargs: dict[str, Any],
             task: str, keep_failures: bool, max_steps: int | None, jobs: Any, results: Any, parent: int) -> None:
-    """Worker process: take seeds from `jobs` until None, send EpisodeResults (or an error) to `results`."""
+    """Worker process: take seeds from `jobs` until None, send EpisodeResults (or an error) to `results`.
+    It exits soon after the recorder dies (SIGKILL, say), whatever it is doing: nobody would stop it."""
+    _die_with_parent()
     try:
         env = make_env()
         policy = make_policy(env)
         buffer = EpisodeBuffer(**buffer_kwargs)
         while True:
-            if os.getppid() != parent:  # the recorder died (e.g. SIGKILL): stop too
+            if _parent_gone(parent, results):
                 return
             try:
                 seed = jobs.get(timeout=1.0)
@@ -168,10 +172,46 @@ def _worker(make_env: EnvFactory, make_policy: PolicyFactory, to_frame: FrameFn,
                 continue
             if seed is None:
                 break
-            results.put(rollout(env, policy, buffer, seed, task, to_frame, keep_failures, max_steps))
+            if not _put(results, rollout(env, policy, buffer, seed, task, to_frame, keep_failures, max_steps), parent):
+                return
         env.close()
     except BaseException:  # report any failure to the parent instead of dying silently
-        results.put(RuntimeError(f"recorder worker {os.getpid()} failed:\n{traceback.format_exc()}"))
+        _put(results, RuntimeError(f"recorder worker {os.getpid()} failed:\n{traceback.format_exc()}"), parent)
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent() -> None:
+    """Have Linux SIGTERM this process when the process that started it dies, even while it is blocked in an env
+    step, a codec or a queue. (Strictly, when the thread that started it ends: `_record_parallel` outlives its
+    workers. Elsewhere the worker's own checks of its parent are all there is.)"""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # an ignored SIGTERM is inherited through exec: undo that
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
+def _parent_gone(parent: int, results: Any) -> bool:
+    """True once the recorder has died. Then this process's exit must not wait for the queue's feeder thread
+    to flush results into a pipe that nobody reads any more: it would wait for ever."""
+    if os.getppid() == parent:
+        return False
+    results.cancel_join_thread()
+    return True
+
+
+def _put(results: Any, item: Any, parent: int) -> bool:
+    """Send `item` to the recorder, waiting while the bounded queue is full; False, at once, if it died."""
+    while True:
+        try:
+            results.put(item, timeout=0.5)
+            return True
+        except queue.Full:
+            if _parent_gone(parent, results):
+                return False
 
 
 def record(

@@ -27,6 +27,8 @@ from twinarm.datasets_io.writer import check_version
 
 #: Every LeRobot frame has these; they cannot be removed.
 REQUIRED = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+#: What every LeRobot policy learns to output: without it under this key, no policy trains on the dataset.
+ACTION = "action"
 
 
 def remove_features(src: str | Path, dst: str | Path, names: Iterable[str]) -> Path:
@@ -46,6 +48,9 @@ def remove_features(src: str | Path, dst: str | Path, names: Iterable[str]) -> P
     required = [n for n in drop if n in REQUIRED]
     if required:
         raise DatasetError(f"{required}: every LeRobot dataset has {list(REQUIRED)}; they cannot be removed")
+    if ACTION in drop:
+        raise DatasetError(f"{src}: cannot remove {ACTION!r}: it is what every LeRobot policy learns to output, "
+                           "so no policy could train on the copy")
     edited_copy(src, dst, lambda root: _remove_in_copy(root, load_json(root / INFO_PATH), drop))
     return dst
 

@@ -22,7 +22,7 @@ from twinarm.datasets_io.layout import (
     read_parquet,
     sorted_parquet_files,
 )
-from twinarm.datasets_io.remove_feature import REQUIRED
+from twinarm.datasets_io.remove_feature import ACTION, REQUIRED
 from twinarm.datasets_io.writer import check_version
 
 CAMERA_PREFIX = "observation.images."
@@ -46,6 +46,9 @@ def rename_features(src: str | Path, dst: str | Path, renames: Mapping[str, str]
     problems += [f"{old!r} needs a new key (OLD=NEW)" for old, new in renames.items() if not new.strip()]
     problems += [f"no feature {old!r}" for old in renames if old not in features]
     problems += [f"{old!r} is one every LeRobot dataset has" for old in renames if old in REQUIRED]
+    if ACTION in renames:
+        problems.append(f"{ACTION!r} is what every LeRobot policy learns to output: under another key no policy "
+                        "could train on the copy")
     cameras = set(video_keys(features)) | set(image_keys(features))
     problems += [f"{old!r} is a camera: its new key must start with {CAMERA_PREFIX!r}, got {new!r}"
                  for old, new in renames.items() if old in cameras and not new.startswith(CAMERA_PREFIX)]  # fmt: skip

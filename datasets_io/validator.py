@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,10 @@ EPISODE_COLUMNS = (
     "meta/episodes/chunk_index", "meta/episodes/file_index",
 )
 VIDEO_COLUMNS = ("chunk_index", "file_index", "from_timestamp", "to_timestamp")
+
+
+class NoActionWarning(UserWarning):
+    """A dataset without an `action` feature: valid (an observation-only recording), but no policy trains on it."""
 
 
 class Report:
@@ -182,6 +187,9 @@ def check_dataset(root: str | Path, deep: bool = False) -> list[str]:
         return rep.problems
     if not _check_info(rep, info):
         return rep.problems
+    if "action" not in info["features"]:
+        warnings.warn(NoActionWarning(f"{root}: has no 'action' feature, so no LeRobot policy can train on it "
+                                      "(fine for an observation-only dataset)"), stacklevel=2)
     if (why := no_episode_yet(root, info)) is not None:
         rep.problems.append(why)
         return rep.problems

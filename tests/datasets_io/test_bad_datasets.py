@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,7 +23,7 @@ from twinarm.cli.main import main
 from twinarm.datasets_io.layout import DatasetError
 from twinarm.datasets_io.meta import DatasetMeta
 from twinarm.datasets_io.reader import LeRobotDatasetReader
-from twinarm.datasets_io.validator import check_dataset
+from twinarm.datasets_io.validator import NoActionWarning, check_dataset
 from twinarm.datasets_io.writer import DatasetWriter, check_version
 
 EPISODES = "meta/episodes/chunk-000/file-000.parquet"
@@ -102,6 +106,26 @@ def test_a_truncated_stats_json_is_one_problem(clean: Path, tmp_path: Path) -> N
     (root / "meta/stats.json").write_text(text[: len(text) // 2])
     problems = check_dataset(root)
     assert len(problems) == 1 and problems[0].startswith("meta/stats.json: corrupt JSON"), problems
+
+
+def test_a_dataset_without_action_passes_with_a_warning_naming_it(tmp_path: Path, clean: Path) -> None:
+    """Observation-only datasets exist, so no `action` is no problem; but no policy trains on one (audit B12)."""
+    root = tmp_path / "watch"
+    w = DatasetWriter.create(root, FPS, {"observation.state": feats()["observation.state"]}, robot_type="test_arm")
+    for t in range(4):
+        w.add_frame({"observation.state": np.full(3, t, np.float32)}, task="Watch.")
+    w.save_episode()
+    w.finalize()
+    with pytest.warns(NoActionWarning, match=re.escape(f"{root}: has no 'action' feature, so no LeRobot policy can train")):
+        assert check_dataset(root) == []
+    run = subprocess.run([sys.executable, "-m", "twinarm.cli.main", "dataset", "check", str(root)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip() == f"{root}: OK (LeRobot v3.0 rules)", run
+    assert run.stderr.strip() == f"twinarm: warning: {root}: has no 'action' feature, so no LeRobot policy can " \
+        "train on it (fine for an observation-only dataset)", run.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoActionWarning)
+        assert check_dataset(clean) == []  # a dataset with `action` gets no warning
 
 
 def test_a_recording_killed_before_its_first_episode_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -89,21 +90,23 @@ def test_bad_splits_are_refused(splits: dict, message: str) -> None:
 
 
 def test_remove_a_camera_and_a_state_key(src: Path, tmp_path: Path) -> None:
-    out = remove_features(src, tmp_path / "out", ["observation.images.front", "action"])
+    out = remove_features(src, tmp_path / "out", ["observation.images.front", "observation.state"])
     assert check_dataset(out, deep=True) == []
     info = json.loads((out / "meta" / "info.json").read_text())
-    assert "observation.images.front" not in info["features"] and "action" not in info["features"]
+    assert "observation.images.front" not in info["features"] and "observation.state" not in info["features"]
     assert info["video_path"] is None and not (out / "videos").exists()
     episodes = pq.read_table(next((out / "meta" / "episodes").rglob("*.parquet"))).column_names
-    assert not [c for c in episodes if "images.front" in c or c.startswith("stats/action/")]
-    assert "action" not in json.loads((out / "meta" / "stats.json").read_text())
+    assert not [c for c in episodes if "images.front" in c or c.startswith("stats/observation.state/")]
+    assert "observation.state" not in json.loads((out / "meta" / "stats.json").read_text())
     old, new = LeRobotDatasetReader(src), LeRobotDatasetReader(out)
-    keys = ["observation.state", "observation.images.wrist", "timestamp", "index"]
+    keys = ["action", "observation.images.wrist", "timestamp", "index"]
     assert_same_frames([{k: new[i][k] for k in keys} for i in range(len(new))], [{k: old[i][k] for k in keys} for i in range(len(old))])
     with pytest.raises(DatasetError, match=r"no feature\(s\) \['observation.images.top'\]; its features"):
         remove_features(src, tmp_path / "x", ["observation.images.top"])
     with pytest.raises(DatasetError, match="cannot be removed"):
         remove_features(src, tmp_path / "x", ["task_index"])
+    with pytest.raises(DatasetError, match=f"^{re.escape(str(src))}: cannot remove 'action': .*no policy could train on the copy"):
+        remove_features(src, tmp_path / "x", ["observation.images.front", "action"])
     assert not (tmp_path / "x").exists()
 
 
@@ -134,6 +137,7 @@ def test_rename_a_lerobot_recordings_cameras_to_the_sims(tmp_path: Path, capsys)
                       ({"observation.images.front": "front"}, "its new key must start with 'observation.images.'"),
                       ({"observation.state": "observation.images.s"}, "is no camera"),
                       ({"index": "idx"}, "'index' is one every LeRobot dataset has"),
+                      ({"action": "act"}, "'action' is what every LeRobot policy learns to output"),
                       ({"observation.images.front": "observation.images.wrist"}, "two features would be")]:  # fmt: skip
         with pytest.raises(DatasetError, match=said):
             rename_features(src, tmp_path / "x", bad)

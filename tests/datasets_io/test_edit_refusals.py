@@ -62,8 +62,9 @@ def test_outputs_inside_a_source_are_refused(copy_of, tmp_path: Path) -> None:  
         (lambda: merge_datasets([other, src], src / "merged"), "is inside the source dataset"),
         (lambda: split_dataset(src, src, HALVES), "is inside the source dataset"),
         (lambda: split_dataset(src, src / "splits", HALVES), "is inside the source dataset"),
-        (lambda: rename_features(src, src / "x", {"action": "act"}), "is inside the source dataset"),
-        (lambda: remove_features(src, src / "x", ["action"]), "is inside the source dataset"),
+        (lambda: rename_features(src, src / "x", {"observation.state": "observation.joints"}),
+         "is inside the source dataset"),
+        (lambda: remove_features(src, src / "x", ["observation.state"]), "is inside the source dataset"),
         (lambda: render_episode(src, 0, video), "is inside the source dataset"),
     ]
     for call, said in refused:
@@ -89,6 +90,18 @@ def test_split_into_the_source_by_cli_names_both(copy_of, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert f"{src / 'splits' / 'train'} is inside the source dataset {src}" in err
     assert digest(src) == before
+
+
+@pytest.mark.parametrize("edit", [["remove-feature", "--feature", "action"], ["rename-feature", "--rename", "action=act"]])
+def test_removing_or_renaming_action_is_refused_naming_the_dataset(pick: Path, tmp_path: Path, edit: list[str],
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """Without `action` no policy trains on the copy (audit B12): one error line saying why, naming the source."""
+    before = digest(pick)
+    assert main(["dataset", edit[0], str(pick), str(tmp_path / "o"), *edit[1:]]) == 1
+    err = capsys.readouterr().err.splitlines()[0]
+    assert err.startswith(f"twinarm dataset: error: {pick}: ") and "'action'" in err, err
+    assert "no policy could train on the copy" in err, err
+    assert list(tmp_path.iterdir()) == [] and digest(pick) == before
 
 
 @pytest.mark.parametrize("name", ["../escaped", "a/b", "..", "."])

@@ -77,6 +77,11 @@ def test_every_env_flag_refuses_an_unknown_id_offering_the_nearest(argv: list[st
     (["replay", "--dataset", "{tmp}/ds", "--start-time", "0"], "argument --start-time: must be above 0, got 0"),
     (["teleop", "--duration", "-1"], "argument --duration: must be above 0, got -1"),
     (["dataset", "delete-episodes", "{tmp}/ds", "{tmp}/out", "--episodes", "0", "2-1"], "episode range '2-1' runs backwards"),
+    # gymnasium refused a negative seed deep in reset with a traceback (bad-input audit B9)
+    (["record", "--root", "{tmp}/ds", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+    (["train", "--policy", "act", "--dataset", "{tmp}/ds", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+    (["demo", "--out", "{tmp}/d", "--seed", "-3"], "argument --seed: must be at least 0, got -3"),
+    (["robustness", "--policy", "{tmp}/ckpt", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
 ], ids=lambda v: v[0] if isinstance(v, list) else "")  # fmt: skip
 def test_bad_numbers_and_config_fields_are_usage_errors(argv: list[str], said: str, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
@@ -167,8 +172,63 @@ def test_a_crf_outside_the_encoders_range_is_one_line_before_anything_is_written
     """It was the encoder's OverflowError traceback from avcodec_open2."""
     with pytest.raises(SystemExit) as info:  # record's errors end the process with their message
         main([a.replace("{tmp}", str(tmp_path)) for a in argv])
-    assert said in str(info.value.code)
+    assert str(info.value.code).startswith(f"--{said}")  # not "--root crf ..." (bad-input audit B11)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--policy", "act", "--dataset", "{ds}", "--steps", "1", "--output-dir", "{file}/run"],
+    ["eval", "--policy", "{ckpt}", "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1", "--out", "{file}"],
+], ids=["train", "eval"])  # fmt: skip
+def test_an_output_where_a_file_is_in_the_way_is_one_line(argv: list[str], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """`--out FILE`, `--output-dir FILE/run`: FileExistsError / NotADirectoryError tracebacks (audit B7, B8)."""
+    from twinarm.arms import SO101
+    from twinarm.datasets_io.writer import DatasetWriter
+
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    (tmp_path / "file").write_text("in the way")
+    ds = tmp_path / "ds"
+    writer = DatasetWriter.create(ds, SO101.control_hz, SO101.lerobot_features(cameras=()), robot_type=SO101.robot_type)
+    for _ in range(3):
+        q = SO101.to_lerobot(SO101.home_pose).astype("float32")
+        writer.add_frame({"observation.state": q, "action": q}, task="t")
+    writer.save_episode()
+    writer.finalize()
+    ckpt = Path(__file__).resolve().parents[1] / "fixtures/lerobot_policies/act_state/pretrained_model"
+    tiny = ["--set", "dim_model=16", "--set", "n_heads=2", "--set", "dim_feedforward=16", "--set", "chunk_size=2",
+            "--set", "n_action_steps=2", "--threads", "1", "--no-progress"] if argv[0] == "train" else []  # fmt: skip
+    said = {"{file}": str(tmp_path / "file"), "{ds}": str(ds), "{ckpt}": str(ckpt)}
+    code = main([_fill(a, said) for a in argv] + tiny)
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    assert f"error: {tmp_path / 'file'}" in err and "a file is in the way where a folder goes" in err
+
+
+def _fill(arg: str, values: dict[str, str]) -> str:
+    for k, v in values.items():
+        arg = arg.replace(k, v)
+    return arg
+
+
+def test_an_unwritable_output_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A read-only or full disk where the output goes (root writes anywhere here, so the mkdir is made to fail as
+    it does on a read-only mount): one line naming the path, not an OSError traceback (bad-input audit B7)."""
+    import errno
+    import os
+
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    target = tmp_path / "ro" / "demo"
+
+    def read_only(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main(["demo", "--out", str(target), "--episodes", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"twinarm demo: error: {target}: cannot write here (Read-only file system)\n"), err
 
 
 def test_demo_refuses_a_real_id_and_a_file_as_out_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

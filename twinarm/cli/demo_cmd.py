@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--env", type=known_env_id, default="twinarm/SO101-PickCube-v0", help="sim env id (see `twinarm envs`)")
     p.add_argument("--episodes", type=at_least(1), default=3, help="number of episodes to roll out")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (then seed+1, ...)")
+    p.add_argument("--seed", type=at_least(0), default=0, help="seed of the first episode (then seed+1, ...)")
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     p.add_argument("--height", type=at_least(1), default=240, help="rendered image height")
     p.add_argument("--width", type=at_least(1), default=320, help="rendered image width")

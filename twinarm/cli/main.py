@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import importlib
 import os
 import sys
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if not _explained(exc) or os.environ.get(TRACEBACK_ENV, "0") != "0":
             raise
-        print(f"twinarm {args.command}: error: {exc}\n(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+        print(f"twinarm {args.command}: error: {_said(exc)}\n(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
         return 1
 
 
@@ -262,7 +263,27 @@ def _explained(exc: BaseException) -> bool:
     from twinarm.real.errors import RealArmError
 
     return isinstance(exc, DatasetError | RealArmError | FileNotFoundError | PolicyEnvMismatch | HubError
-                      | PolicyConfigError)
+                      | PolicyConfigError) or _unwritable(exc)
+
+
+#: What keeps a file from being written where the user pointed: the place, not twinarm, is at fault.
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENOTDIR,
+              errno.EISDIR)
+
+
+def _unwritable(exc: BaseException) -> bool:
+    """An output that cannot be written (a read-only or full disk, a file where a folder goes), with its path."""
+    return isinstance(exc, OSError) and exc.errno in UNWRITABLE and bool(exc.filename)
+
+
+def _said(exc: BaseException) -> str:
+    """The one line for an explained error: an unwritable output as `PATH: cannot write here (reason)`."""
+    if not _unwritable(exc):
+        return str(exc)
+    assert isinstance(exc, OSError)
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"{exc.filename}: a file is in the way where a folder goes ({exc.strerror}); name another path"
+    return f"{exc.filename}: cannot write here ({exc.strerror})"
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=at_least(1), default=1, help="env worker processes (each encodes its own videos)")
     p.add_argument("--only-success", action="store_true", help="keep only episodes that end in success")
     p.add_argument("--resume", action="store_true", help="append to an existing dataset at --root")
-    p.add_argument("--seed", type=int, default=None, help="seed of the first rollout (default 0, or where the "
+    p.add_argument("--seed", type=at_least(0), default=None, help="seed of the first rollout (default 0, or where the "
                    "last run on this dataset stopped)")
     p.add_argument("--obs-type", default="pixels_agent_pos", choices=["pixels_agent_pos", "state"],
                    help="what is recorded besides the action: the cameras and joint positions (as on the real arm), "
@@ -199,8 +199,8 @@ def open_writer(root: Path, features: dict[str, Any], fps: int, *, robot_type: s
                          f"recorded before; to start a new one, drop --resume and name a new or empty folder")
     try:
         return DatasetWriter.create(root, fps, features, robot_type=robot_type, video_codec=codec or "h264", crf=crf)
-    except DatasetError as exc:
-        raise SystemExit(f"{flag} {exc}") from None
+    except DatasetError as exc:  # the folder's fault, or the asked --crf's (its message starts "crf N: ...")
+        raise SystemExit(f"--{exc}" if str(exc).startswith("crf ") else f"{flag} {exc}") from None
 
 
 def check_same_env(root: Path, env_id: str | None, flag: str = "--root") -> None:

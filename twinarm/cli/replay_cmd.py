@@ -28,6 +28,7 @@ from twinarm.cli.config import (
     add_camera_poses_arg,
     add_config_arg,
     add_dynamics_arg,
+    at_least,
     env_entry,
     known_env_id,
     load_camera_poses_arg,
@@ -63,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pair dataset cameras with sim cameras of other names for the video, one or more pairs "
                    "(the flag may repeat), e.g. LeRobot's --camera-map laptop=front phone=wrist; by default "
                    "cameras pair by name")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=at_least(0), default=0,
                    help="sim seed of episode 0: episode k replays with seed + k, where the task's objects start, as "
                    "`twinarm record --seed S` recorded it (unless --only-success skipped seeds)")
     add_dynamics_arg(p, "sim (to see how close a `twinarm fit-dynamics` file brings it)")

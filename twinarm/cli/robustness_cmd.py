@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            f"{n} ({', '.join(label for label, _ in v.points)})" for n, v in SWEEPS.items()))
     p.add_argument("--episodes", type=at_least(1), default=20, help="episodes per perturbation (default: 20)")
     p.add_argument("--n-envs", type=at_least(1), default=10, help="episodes run in parallel (default: 10)")
-    p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode, the same for every row")
+    p.add_argument("--seed", type=at_least(0), default=100_000, help="seed of the first episode, the same for every row")
     p.add_argument("--set", dest="policy_overrides", type=policy_kv, action="append", default=[],
                    metavar="FIELD=VALUE", help="override an inference setting of the policy config")
     p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, nargs="+", action="extend",

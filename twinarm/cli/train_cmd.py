@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=at_least(1), default=100_000, help="gradient steps (offline) or env steps (online)")
     p.add_argument("--batch-size", type=at_least(1), default=8, help="batch size per process")
     p.add_argument("--num-workers", type=at_least(0), default=0, help="DataLoader workers")
-    p.add_argument("--seed", type=int, default=1000, help="seed of weights, batch order and env resets")
+    p.add_argument("--seed", type=at_least(0), default=1000, help="seed of weights, batch order and env resets")
     p.add_argument("--log-freq", type=at_least(1), default=100,
                    help="steps between train_log.csv rows: gradient steps (offline), env steps (online, with the "
                    "mean return and success of the episodes that ended since the previous row)")

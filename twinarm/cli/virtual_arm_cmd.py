@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from twinarm.cli.config import add_config_arg, load_dynamics
+from twinarm.cli.config import add_config_arg, at_least, load_dynamics
 
 _DESCRIPTION = "\n\n".join(
     textwrap.fill(p, 100)
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--wire-time", action="store_true", help="simulate serial wire time at the client's baud")
     p.add_argument("--no-check-baud", action="store_true", help="answer whatever baud the client uses")
-    p.add_argument("--seed", type=int, default=None, help="task reset seed (with --task)")
+    p.add_argument("--seed", type=at_least(0), default=None, help="task reset seed (with --task)")
     p.add_argument("--dynamics", default=None, metavar="FILE",
                    help="serve an arm with these servo and joint parameters and command latency (a `twinarm "
                    "fit-dynamics` file): a virtual arm that differs from the model, to rehearse measuring and "

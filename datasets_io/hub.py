@@ -24,10 +24,14 @@ class HubError(RuntimeError):
 def hub_errors(what: str) -> Iterator[None]:
     """Network and Hub failures inside the block become a HubError saying what was being done and what to check
     (a programming error stays what it is)."""
+    from huggingface_hub.errors import HFValidationError
+
     try:
         yield
     except (TypeError, AttributeError, NameError, KeyError, AssertionError):
         raise
+    except HFValidationError as exc:  # a malformed repo id: the network and token are not at fault
+        raise HubError(f"{what}: {str(exc).splitlines()[0]}") from exc
     except Exception as exc:  # the HTTP client's transport errors and huggingface_hub's HTTP errors
         raise HubError(f"{what} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
                        "check the network, your token (`hf auth login` or HF_TOKEN) and that you may write the "

@@ -93,3 +93,23 @@ def test_the_reader_is_called_as_lerobots_dataset_is(tmp_path, monkeypatch):
         LeRobotDatasetReader(tmp_path / "x", repo_id="local/x")
     with pytest.raises(TypeError, match="missing the dataset"):
         LeRobotDatasetReader()
+
+
+def test_a_malformed_repo_id_is_refused_when_recording_and_named_when_pushing(tmp_path, capsys):
+    """`record --repo-id "not a repo id"` was kept, and `dataset push` failed long after, telling the user to
+    check the network and their token (bad-input audit B13)."""
+    import pytest
+
+    from twinarm.cli.main import main
+    from twinarm.datasets_io.hub import HubError, hub_errors
+
+    for bad in ("not a repo id", "no_owner", "a/b/c"):
+        with pytest.raises(SystemExit) as info:
+            main(["record", "--root", str(tmp_path / "ds"), "--repo-id", bad])
+        assert info.value.code == 2 and "argument --repo-id" in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+    from huggingface_hub.utils import validate_repo_id
+
+    with pytest.raises(HubError) as caught, hub_errors("pushing ds to the Hub dataset repo not a repo id"):
+        validate_repo_id("not a repo id")
+    assert "Repo id must" in str(caught.value) and "network" not in str(caught.value)

@@ -167,6 +167,21 @@ def positive(text: str) -> float:
     return value
 
 
+def hub_repo_id(text: str) -> str:
+    """argparse type of a Hub repo id, OWNER/NAME, checked when the command starts: a recording kept a bad one
+    and its `dataset push` failed long after, blaming the network (bad-input audit B13)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Hub repo id: {str(exc).splitlines()[0]}") from None
+    if text.count("/") != 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a Hub repo id is OWNER/NAME, e.g. me/so101_pickcube")
+    return text
+
+
 def at_least(low: int) -> Any:
     """argparse type of a count, size or period: an int of at least `low`, refused at parse time with its flag
     named (a batch size of 0 used to fail as a ZeroDivisionError deep in training)."""

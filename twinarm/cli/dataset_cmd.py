@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from twinarm.cli.config import add_config_arg
+from twinarm.cli.config import add_config_arg, hub_repo_id
 from twinarm.cli.dataset_edit_cmd import register_edits
 
 
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     push = ds.add_parser("push", help="upload a dataset to the Hugging Face Hub",
                          description="Validate, then upload a dataset folder as a Hub dataset repo tagged v3.0.")
     push.add_argument("root", type=Path, help="dataset directory")
-    push.add_argument("--repo-id", default=None, help="Hub repo id, e.g. user/so101_pickcube (default: the "
+    push.add_argument("--repo-id", type=hub_repo_id, default=None, help="Hub repo id, e.g. user/so101_pickcube (default: the "
                       "--repo-id it was recorded with)")
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--branch", default=None, help="upload to this branch")

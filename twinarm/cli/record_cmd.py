@@ -19,6 +19,7 @@ from twinarm.cli.config import (
     add_dynamics_arg,
     add_randomization_arg,
     at_least,
+    hub_repo_id,
     known_env_id,
     load_camera_poses_arg,
     load_dynamics,
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", default="scripted", choices=sorted(POLICIES), help="who acts")
     p.add_argument("--episodes", type=at_least(1), default=50, help="episodes to save")
     p.add_argument("--root", type=Path, required=True, help="dataset directory (created, or appended with --resume)")
-    p.add_argument("--repo-id", default=None, help="Hub repo id of the dataset, kept beside it for `twinarm dataset push`")
+    p.add_argument("--repo-id", type=hub_repo_id, default=None, help="Hub repo id of the dataset, kept beside it for `twinarm dataset push`")
     p.add_argument("--num-workers", type=at_least(1), default=1, help="env worker processes (each encodes its own videos)")
     p.add_argument("--only-success", action="store_true", help="keep only episodes that end in success")
     p.add_argument("--resume", action="store_true", help="append to an existing dataset at --root")

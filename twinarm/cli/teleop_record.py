@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from twinarm.cli.config import resolved_config
+from twinarm.cli.config import hub_repo_id, resolved_config
 
 if TYPE_CHECKING:
     from twinarm.cli.teleop_sim import SimFollower
@@ -59,7 +59,7 @@ def add_record_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reset-time", type=float, default=5.0,
                    help="seconds of unrecorded teleoperation between episodes, to reset the scene")
     g.add_argument("--resume", action="store_true", help="append to the dataset at --record")
-    g.add_argument("--repo-id", default=None, help="Hub repo id of the dataset, kept beside it for `twinarm dataset push`")
+    g.add_argument("--repo-id", type=hub_repo_id, default=None, help="Hub repo id of the dataset, kept beside it for `twinarm dataset push`")
     g.add_argument("--end-on-success", type=float, nargs="?", const=1.0, default=None, metavar="SECONDS",
                    help="with --env: end each episode this long (default 1 s) after the task is done, instead of "
                    "at --episode-time")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from pathlib import Path
@@ -234,7 +235,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         _resume_defaults(args)
     if args.policy not in POLICIES:
-        raise SystemExit(f"--policy must be one of {sorted(POLICIES)}, got {args.policy!r}")
+        near = difflib.get_close_matches(str(args.policy), list(POLICIES), n=1)
+        args._parser.error(f"--policy must be one of {sorted(POLICIES)}, got {args.policy!r}"
+                           + (f"; did you mean {near[0]}?" if near else ""))
     try:
         get_config_class(args.policy).check_overrides(dict(args.policy_overrides or {}))
     except ConfigOverrideError as exc:

@@ -4,7 +4,9 @@ last one, saving one, and restoring a run from one for `--resume`."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,21 @@ import torch
 from twinarm.agents.distributed import dist_info
 from twinarm.agents.ema import EMA
 from twinarm.agents.optimizer import schedule_change_note
-from twinarm.agents.policy import CHECKPOINTS_DIR, LAST_NAME, PRETRAINED_DIR, WEIGHTS_NAME, Policy
+from twinarm.agents.policy import (
+    CHECKPOINTS_DIR,
+    CONFIG_NAME,
+    LAST_NAME,
+    PRETRAINED_DIR,
+    STATS_NAME,
+    WEIGHTS_NAME,
+    Policy,
+    PolicyConfigError,
+)
+
+STATE_NAME = "training_state.pt"
+#: What torch.load raises on a training_state.pt cut short or overwritten: a zip archive without its central
+#: directory (RuntimeError), a pickle that ends early (EOFError) or is no pickle (UnpicklingError).
+TORCH_LOAD_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError)
 
 
 def checkpoint_dir(out: Path, step: int) -> Path:
@@ -24,8 +40,40 @@ def checkpoint_dir(out: Path, step: int) -> Path:
 
 def last_checkpoint(out: Path) -> Path | None:
     ckpts = sorted((out / CHECKPOINTS_DIR).glob("[0-9]*")) if (out / CHECKPOINTS_DIR).is_dir() else []
-    done = [c for c in ckpts if (c / "training_state.pt").is_file()]
+    done = [c for c in ckpts if (c / STATE_NAME).is_file()]
     return done[-1] if done else None
+
+
+def is_intact(ckpt: Path) -> bool:
+    """Whether every file `--resume` (and deploying) reads from checkpoint `ckpt` loads: the policy's config.json
+    and safetensors files and training_state.pt."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    model = ckpt / PRETRAINED_DIR
+    try:
+        json.loads((model / CONFIG_NAME).read_text())
+        load_file(str(model / WEIGHTS_NAME))
+        load_file(str(model / STATS_NAME))
+        torch.load(ckpt / STATE_NAME, weights_only=False, map_location="cpu")
+    except (OSError, ValueError, SafetensorError, *TORCH_LOAD_ERRORS):
+        return False
+    return True
+
+
+def damaged_checkpoint(ckpt: Path, path: Path, exc: BaseException) -> PolicyConfigError:
+    """The `--resume` error for a file of checkpoint `ckpt` that cannot be read: it names the file, and the newest
+    earlier checkpoint that is intact with how to resume from it (a full disk or a failed copy damages one, and
+    `last_checkpoint` would find the damaged one again)."""
+    earlier = next((c for c in reversed(sorted(ckpt.parent.glob("[0-9]*"))) if c.name < ckpt.name and is_intact(c)),
+                   None)  # fmt: skip
+    if earlier is not None:
+        fix = (f"checkpoint {earlier.name} is intact: move the folder {ckpt} out of {ckpt.parent} (or delete it) and "
+               "--resume again to continue from there")  # fmt: skip
+    else:
+        fix = "no earlier checkpoint of this run is intact: name a new --output-dir to start again"
+    reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__  # torch adds a paragraph
+    return PolicyConfigError(f"--resume: {path} cannot be read ({reason}); {fix}")
 
 
 def save_checkpoint(
@@ -47,9 +95,9 @@ def save_checkpoint(
         **cuda_rng_state(policy),
         **extra,
     }
-    tmp = d / "training_state.pt.tmp"
+    tmp = d / f"{STATE_NAME}.tmp"
     torch.save(state, tmp)
-    tmp.replace(d / "training_state.pt")
+    tmp.replace(d / STATE_NAME)
     point_last(out / CHECKPOINTS_DIR, d.name)
     return d
 
@@ -102,14 +150,24 @@ def restore_checkpoint(
 ) -> int:
     """Restore a run at `ckpt` (weights, EMA, optimizer, LR schedule, RNG states) and return its step. On rank 0
     it says when the LR schedule is laid out anew (`schedule_change_note`). The log rows after that step are
-    dropped by the `RunLog` the loop opens with `start=` that step."""
+    dropped by the `RunLog` the loop opens with `start=` that step. A file of `ckpt` that cannot be read (cut
+    short by a full disk, a failed copy) raises PolicyConfigError naming it and the earlier checkpoint intact."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    state = torch.load(ckpt / "training_state.pt", weights_only=False, map_location="cpu")
+    try:
+        state = torch.load(ckpt / STATE_NAME, weights_only=False, map_location="cpu")
+    except TORCH_LOAD_ERRORS as exc:
+        raise damaged_checkpoint(ckpt, ckpt / STATE_NAME, exc) from None
     if "model" in state:  # pretrained_model/ holds the EMA; the raw weights live here
         policy.load_state_dict(state["model"])
     else:
-        policy.load_state_dict(load_file(str(ckpt / PRETRAINED_DIR / WEIGHTS_NAME)))
+        weights = ckpt / PRETRAINED_DIR / WEIGHTS_NAME
+        try:
+            saved = load_file(str(weights))
+        except (SafetensorError, FileNotFoundError) as exc:
+            raise damaged_checkpoint(ckpt, weights, exc) from None
+        policy.load_state_dict(saved)
     if ema is not None:
         if "ema" not in state:
             raise ValueError(f"{ckpt} was trained without EMA; resume with --no-ema or start a new run")

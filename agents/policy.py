@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal, TypeVar, Union
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -243,19 +244,34 @@ class PolicyConfig(abc.ABC):
 
     @classmethod
     def from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
+        """The config a `to_dict` (a checkpoint's config.json) describes. PolicyConfigError names each field that is
+        no field of this config (with the nearest names) or whose value is not of the field's type: a bare
+        TypeError deep in `validate` or the network's constructor before."""
         known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(known) - {"type"})
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown config field(s) {unknown}")
+        hints = typing.get_type_hints(cls)
+        unknown = []
+        for name in sorted(set(d) - set(known) - {"type"}):
+            near = difflib.get_close_matches(name, sorted(known), n=3)
+            unknown.append(name + (f" (did you mean {', '.join(near)}?)" if near else ""))
+        bad = [f"no such {cls.type} field(s): {', '.join(unknown)}"] if unknown else []
         kwargs: dict[str, Any] = {}
         for name, value in d.items():
-            if name == "type":
+            if name == "type" or name not in known:
                 continue
             if name in ("input_features", "output_features"):
-                value = features_from_json(value)
+                try:
+                    value = features_from_json(value)
+                except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                    bad.append(f"{name}: expected {{KEY: {{\"kind\": ..., \"shape\": [...]}}}} ({exc!r})")
+                    continue
+            elif not _fits(value, hints[name]):
+                bad.append(f"{name}={json.dumps(value, default=str)}: expected {_type_name(hints[name])}")
+                continue
             elif isinstance(value, list) and isinstance(known[name].default, tuple):
                 value = tuple(value)
             kwargs[name] = value
+        if bad:
+            raise PolicyConfigError("; ".join(bad))
         return cls(**kwargs)
 
 
@@ -388,45 +404,127 @@ class Policy(nn.Module, abc.ABC):
         `n_action_steps`, `num_inference_steps` or `temporal_ensemble_coeff` (a field that changes the
         architecture makes the strict weight load fail). `rename` gives cameras other keys, e.g.
         `{"observation.images.laptop": "observation.images.front"}` (see `camera_rename`; CameraRenameError).
+        A damaged or inconsistent checkpoint (config.json cut short, a field unknown or of the wrong type, weights
+        cut short or of another config) raises PolicyConfigError naming the file and field.
         """
         from twinarm.agents import camera_rename as cr
 
         src = resolve_checkpoint(directory)
-        if not (src / CONFIG_NAME).is_file():
+        config_path = src / CONFIG_NAME
+        if not config_path.is_file():
             raise FileNotFoundError(f"{src} holds no {CONFIG_NAME}; is it a policy checkpoint directory?")
-        raw = {**json.loads((src / CONFIG_NAME).read_text()), **dict(overrides or {})}
+        stored = _read_config(config_path)
+        overrides = dict(overrides or {})
         rename = dict(rename or {})
         if rename:
-            cr.check_camera_renames(raw.get("input_features", {}), rename, str(src / CONFIG_NAME))
-            raw["input_features"] = cr.renamed_keys(raw["input_features"], rename)
+            cr.check_camera_renames(stored.get("input_features", {}), rename, str(config_path))
+            stored["input_features"] = cr.renamed_keys(stored["input_features"], rename)
+        raw = {**stored, **overrides}
         klass: type[Policy] = cls
         if not cls.name:
-            from twinarm.agents.registry import get_policy_class
+            from twinarm.agents.registry import POLICIES, get_policy_class
 
-            klass = get_policy_class(raw.get("type", ""))
+            if raw.get("type") not in POLICIES:
+                raise PolicyConfigError(f"{config_path}: \"type\" {raw.get('type')!r} is no twinarm policy "
+                                        f"({', '.join(POLICIES)})")  # fmt: skip
+            klass = get_policy_class(raw["type"])
         elif raw.get("type") not in (None, cls.name):
             raise ValueError(f"{src} holds a {raw.get('type')!r} policy, not {cls.name!r}")
-        klass.config_class.check_overrides(overrides or {})
-        config = klass.config_class.from_dict(raw)
-        policy = build_for_weights(klass, config)  # every weight comes from the checkpoint: no ImageNet file read
+        klass.config_class.check_overrides(overrides)
+        try:  # the overrides were checked just above: what does not fit is the file's
+            config = klass.config_class.from_dict(raw)
+        except PolicyConfigError as exc:
+            raise PolicyConfigError(f"{config_path}: {exc}{_other_type_hint(stored, klass.name)}") from None
+        try:  # every weight comes from the checkpoint: no ImageNet file read
+            policy = build_for_weights(klass, config)
+        except PolicyConfigError as exc:
+            said = ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+            raise PolicyConfigError(f"{config_path}{' with the override(s) ' + said if said else ''}: {exc}") from None
         if torch.device(map_location).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"map_location={map_location!r}: torch {torch.__version__} sees no CUDA device; "
                              "load with map_location='cpu'")  # fmt: skip
-        weights = cr.renamed_weights(load_file(str(src / WEIGHTS_NAME), device=map_location), rename)
-        own = policy.state_dict()
-        reshaped = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
-        if reshaped:  # a raw load_state_dict dump of every mismatch before
-            changed = sorted(set(overrides or {}) & {f.name for f in dataclasses.fields(config)})
-            raise ConfigOverrideError(f"{src}: {len(reshaped)} weight(s) change shape (e.g. {reshaped[0]}: "
-                                      f"{tuple(weights[reshaped[0]].shape)} saved, {tuple(own[reshaped[0]].shape)} "
-                                      f"built){'; the override(s) ' + ', '.join(changed) + ' change the architecture: only inference settings can be overridden' if changed else ''}")  # fmt: skip
+        weights = cr.renamed_weights(read_safetensors(src / WEIGHTS_NAME, device=map_location), rename)
+        mismatch = _weights_mismatch(policy, weights)
+        if mismatch:  # a raw load_state_dict dump of every mismatch before
+            if changed := _overrides_at_fault(klass, stored, config, overrides, weights):
+                raise ConfigOverrideError(f"{src}: {mismatch}; the override(s) {', '.join(changed)} change the "
+                                          "architecture: only inference settings can be overridden")  # fmt: skip
+            raise PolicyConfigError(f"{config_path} and {src / WEIGHTS_NAME} disagree: {mismatch} (was config.json "
+                                    "edited, or copied from another checkpoint?)")  # fmt: skip
         policy.load_state_dict(weights, strict=True)
-        stats = cr.renamed_stats(load_file(str(src / STATS_NAME)), rename)
+        stats = cr.renamed_stats(read_safetensors(src / STATS_NAME), rename)
         for norm in (policy.normalize_inputs, policy.normalize_targets, policy.unnormalize_outputs):
             norm.load_flat_stats(stats)
         policy.to(map_location)
         policy.eval()
         return policy  # type: ignore[return-value]
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A checkpoint's config.json as a dict; PolicyConfigError naming the file when it is no JSON object (cut short
+    by a full disk, a failed copy, a hand edit)."""
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as exc:  # json.JSONDecodeError, or bytes that are no UTF-8 text
+        raise PolicyConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise PolicyConfigError(f"{path}: expected a JSON object of config fields, got {type(raw).__name__}")
+    return raw
+
+
+def read_safetensors(path: Path, device: str = "cpu") -> dict[str, Tensor]:
+    """The tensors of a checkpoint's `.safetensors` file; PolicyConfigError naming it when it is damaged (safetensors
+    says only "header too small" or "incomplete metadata")."""
+    try:
+        return load_file(str(path), device=device)
+    except SafetensorError as exc:
+        raise PolicyConfigError(f"{path} is damaged ({exc}): the file is cut short or is no safetensors file "
+                                "(a full disk or a failed copy?)") from None  # fmt: skip
+
+
+def _other_type_hint(stored: Mapping[str, Any], kind: str) -> str:
+    """A hint when every field of a config.json whose `type` says `kind` is another policy's (a config copied from
+    another checkpoint, or `type` edited): "; its fields are act's, ..."; else ""."""
+    from twinarm.agents.registry import POLICIES, get_config_class
+
+    names = set(stored) - {"type"}
+    for other in POLICIES:
+        if other != kind and names <= {f.name for f in dataclasses.fields(get_config_class(other))}:
+            return f"; its fields are {other}'s, not {kind}'s: is its \"type\" wrong?"
+    return ""
+
+
+def _weights_mismatch(policy: nn.Module, weights: Mapping[str, Tensor]) -> str | None:
+    """How `weights` do not fit `policy` (shapes that differ, then names on one side only), or None: said in a line,
+    where a strict `load_state_dict` dumps every mismatch."""
+    own = policy.state_dict()
+    reshaped = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
+    if reshaped:
+        k = reshaped[0]
+        return (f"{len(reshaped)} weight(s) change shape (e.g. {k}: {tuple(weights[k].shape)} saved, "
+                f"{tuple(own[k].shape)} built)")  # fmt: skip
+    missing, unexpected = [k for k in own if k not in weights], [k for k in weights if k not in own]
+    said = [f"{len(missing)} weight(s) the config builds are not saved (e.g. {missing[0]})"] if missing else []
+    said += [f"{len(unexpected)} saved weight(s) have no place in it (e.g. {unexpected[0]})"] if unexpected else []
+    return "; ".join(said) or None
+
+
+def _overrides_at_fault(klass: type[Policy], stored: Mapping[str, Any], config: PolicyConfig,
+                        overrides: Mapping[str, Any], weights: Mapping[str, Tensor]) -> list[str]:  # fmt: skip
+    """The overrides that changed the config, when the weights fit the checkpoint's own config (`stored`) and so
+    the overrides made them not fit; [] when the file's config itself does not fit its weights."""
+    try:
+        own = klass.config_class.from_dict(stored)
+    except PolicyConfigError:  # an override replaced a field the file got wrong: the override decides
+        own = None
+    changed = [k for k in overrides if own is None or getattr(own, k) != getattr(config, k)]
+    if not changed or own is None:
+        return changed
+    try:
+        fits = _weights_mismatch(build_for_weights(klass, own), weights) is None
+    except PolicyConfigError:  # the file's config alone is invalid: the overrides made it buildable
+        fits = True
+    return changed if fits else []
 
 
 #: Config fields naming a file read only to initialize weights (the ImageNet ResNet-18 `pretrained_backbone_weights`

@@ -125,6 +125,22 @@ def sim_kwargs(tc: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in shaping if v is not None}
 
 
+def _read_saved(path: Path, ckpt: Path) -> dict[str, Any]:
+    """A run's train_config.json; PolicyConfigError naming it when it is no JSON object (cut short, overwritten),
+    and saying how to resume anyway: the policy's config is checkpoint `ckpt`'s own, this file only checks flags."""
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as exc:  # json.JSONDecodeError, or bytes that are no UTF-8 text
+        said = str(exc)
+    else:
+        if isinstance(saved, dict):
+            return saved
+        said = f"a JSON {type(saved).__name__}, not an object"
+    raise PolicyConfigError(f"--resume: {path} cannot be read ({said}); checkpoint {ckpt.name} keeps the policy's "
+                            f"config: move {path.name} out of {path.parent} (or delete it) and --resume again to "
+                            "continue with this command's settings, or name a new --output-dir")  # fmt: skip
+
+
 def reconcile_resume(tc: TrainConfig) -> tuple[TrainConfig, str | None]:
     """`resume` on a run folder, checked before anything in it is overwritten: its policy type must be `tc`'s and
     its `--set` values are the run's (taken when `tc` gives none, refused when it gives others); a folder without
@@ -135,12 +151,12 @@ def reconcile_resume(tc: TrainConfig) -> tuple[TrainConfig, str | None]:
             raise ValueError(f"{out} holds a run (checkpoint {ckpt.name}): --resume continues it; name a new "
                              "--output-dir to start another")  # fmt: skip
         return tc, None
-    if last_checkpoint(out) is None:
+    if (ckpt := last_checkpoint(out)) is None:
         return tc, f"--resume: no checkpoint under {out}; starting a new run there"
     saved_file = out / "train_config.json"
     if not saved_file.is_file():
         return tc, None
-    saved = json.loads(saved_file.read_text())
+    saved = _read_saved(saved_file, ckpt)
     if saved.get("dataset") and tc.dataset and _where(saved["dataset"]) != _where(tc.dataset):
         raise ValueError(f"--resume: {out} trains on --dataset {' '.join(dataset_roots(saved['dataset']))}, not "
                          f"{' '.join(dataset_roots(tc.dataset))}: resume it on its own data (its normalization "

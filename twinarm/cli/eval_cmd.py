@@ -311,7 +311,7 @@ def load_policy(args: argparse.Namespace) -> Any:
         try:
             return Policy.from_pretrained(args.policy, overrides=overrides, rename=rename)
         except ConfigOverrideError as exc:
-            args._parser.error(f"--set {exc}")
+            args._parser.error(f"{_blamed(overrides)} {exc}")
         except CameraRenameError as exc:
             args._parser.error(f"--rename-feature {exc}")
     recorded = recorded_arm(args.policy)  # the arm its training data came from, when that data is here
@@ -319,13 +319,19 @@ def load_policy(args: argparse.Namespace) -> Any:
     try:
         policy = load_lerobot(args.policy, arm=arm, overrides=overrides, rename=rename)
     except ConfigOverrideError as exc:
-        args._parser.error(f"--set {exc}")
+        args._parser.error(f"{_blamed(overrides)} {exc}")
     except LeRobotCheckpointError as exc:
         args._parser.error(f"--policy: {exc}")
     whose = "its training dataset's arm" if recorded else "the env's arm"
     print(f"policy: a LeRobot {policy.name} checkpoint, read as twinarm's for the {arm} arm ({whose}; its dataset's "
           f"units must be the arm spec's: degrees, gripper 0..100)")
     return policy
+
+
+def _blamed(overrides: dict[str, Any]) -> str:
+    """The flag a config error from loading `--policy` starts with: `--set` only when some were given (a checkpoint
+    whose config.json disagrees with its weights was reported as a `--set` error without one)."""
+    return "--set" if overrides else "--policy"
 
 
 def _checkpoint_inputs(directory: Path) -> list[str]:

@@ -213,6 +213,23 @@ class PolicyConfig(abc.ABC):
             raise PolicyConfigError("a policy needs an `action` output feature")
         if not self.input_features:
             raise PolicyConfigError("a policy needs at least one input feature")
+        if bad := self.size_problems({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}):
+            raise PolicyConfigError("; ".join(bad))
+
+    #: Whole-number fields that may be 0 (TD-MPC plans without policy samples); every other one is a size or count.
+    ZERO_OK: typing.ClassVar[frozenset[str]] = frozenset({"n_pi_samples"})
+
+    @classmethod
+    def size_problems(cls, values: Mapping[str, Any]) -> list[str]:
+        """`FIELD=V: must be at least 1` for each size or count field (a whole-number field whose default is
+        positive) given below 1: `dim_model=-4` failed as a torch error building an embedding (audit B9)."""
+        out = []
+        for f in dataclasses.fields(cls):
+            value, default = values.get(f.name), f.default
+            if (isinstance(default, int) and not isinstance(default, bool) and default > 0 and isinstance(value, int)
+                    and not isinstance(value, bool) and value < (0 if f.name in cls.ZERO_OK else 1)):
+                out.append(f"{f.name}={value}: must be at least {0 if f.name in cls.ZERO_OK else 1}")
+        return out
 
     # ----- (de)serialization ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -239,6 +256,7 @@ class PolicyConfig(abc.ABC):
                 bad.append(f"{name}: no such {cls.type} field" + (f" (did you mean {', '.join(near)}?)" if near else ""))
             elif not _fits(value, hints[name]):
                 bad.append(f"{name}={json.dumps(value)}: expected {_type_name(hints[name])}")
+        bad += cls.size_problems(overrides)
         if bad:
             raise ConfigOverrideError("; ".join(bad))
 

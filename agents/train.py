@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
@@ -49,6 +48,7 @@ from twinarm.agents.policy import (
     Policy,
     PolicyConfigError,
     build_for_weights,
+    read_safetensors,
     resolve_checkpoint,
 )
 from twinarm.agents.precision import autocast, check_precision
@@ -190,6 +190,9 @@ def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
     """The policy to train on `dataset`: a resumed run's own (from its last checkpoint's config), else
     `tc.init_from`'s to fine-tune, else a new one (twinarm's defaults with `tc.policy_overrides`)."""
     inputs, outputs = split_features(dataset.features)
+    if "action" not in outputs:  # a policy learns to output it (LeRobot's `action` feature)
+        raise PolicyConfigError(f"--dataset {', '.join(dataset_roots(tc.dataset))}: no 'action' feature, which every "
+                                "policy learns to output (an observation-only dataset)")
     try:
         inputs = inputs_for_obs_type(inputs, tc.obs_type, ", ".join(dataset_roots(tc.dataset)))
     except ValueError as exc:
@@ -268,7 +271,7 @@ def policy_from_checkpoint(tc: TrainConfig, fresh: Any, stats: Mapping[str, Any]
         base, weights = _lerobot_start(src, fresh.arm)
     else:
         base = raw
-        weights = {k: v for k, v in load_file(str(src / WEIGHTS_NAME)).items() if not k.startswith(norms)}
+        weights = {k: v for k, v in read_safetensors(src / WEIGHTS_NAME).items() if not k.startswith(norms)}
     try:
         cfg = get_config_class(tc.policy).from_dict({**base, **tc.policy_overrides})
     except ValueError as exc:

@@ -53,3 +53,15 @@ def test_an_unknown_robot_type_asks_for_env(tmp_path: Path, capsys: pytest.Captu
                  "--steps", "2", "--no-progress", *TINY]) == 1  # fmt: skip
     assert ("the dataset's robot_type 'bimanual_piper' is none of twinarm's arms (so_follower, "
             "koch_follower, aloha): pass --env") in capsys.readouterr().err
+
+
+def test_a_dataset_without_action_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An observation-only dataset (or one whose `action` was renamed): the error named no dataset (audit B12)."""
+    data = tmp_path / "data"
+    shutil.copytree(LEROBOT_DATA, data)
+    info = json.loads((data / "meta/info.json").read_text())
+    del info["features"]["action"]  # the data files' extra column is left unread
+    (data / "meta/info.json").write_text(json.dumps(info))
+    assert main(["train", "--policy", "act", "--dataset", str(data), "--output-dir", str(tmp_path / "run"),
+                 "--steps", "2", "--no-progress", *TINY]) == 1  # fmt: skip
+    assert f"twinarm train: error: --dataset {data}: no 'action' feature" in capsys.readouterr().err

@@ -81,6 +81,8 @@ def test_every_env_flag_refuses_an_unknown_id_offering_the_nearest(argv: list[st
     (["record", "--root", "{tmp}/ds", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
     (["train", "--policy", "act", "--dataset", "{tmp}/ds", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
     (["demo", "--out", "{tmp}/d", "--seed", "-3"], "argument --seed: must be at least 0, got -3"),
+    (["train", "--policy", "act", "--dataset", "{tmp}/ds", "--set", "dim_model=-4", "--set", "n_heads=0"],
+     "--set dim_model=-4: must be at least 1; n_heads=0: must be at least 1"),
     (["train", "--policy", "actt", "--dataset", "{tmp}/ds"], "train: error: --policy must be one of ['act', 'diffusion', 'tdmpc'], got 'actt'; did you mean act?"),
     (["robustness", "--policy", "{tmp}/ckpt", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
 ], ids=lambda v: v[0] if isinstance(v, list) else "")  # fmt: skip

@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env", type=known_env_id, default="twinarm/SO101-PickCube-v0", help="env id (sim, or its -Real twin)")
     p.add_argument("--episodes", type=at_least(1), default=50, help="number of episodes")
     p.add_argument("--n-envs", type=at_least(1), default=None, help="episodes run in parallel (default 10; 1 on a real arm)")
-    p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode (then +1, ...)")
+    p.add_argument("--seed", type=at_least(0), default=100_000, help="seed of the first episode (then +1, ...)")
     p.add_argument("--videos", type=at_least(0), default=4, help="episodes to save as mp4")
     p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"), help="env image size")
     p.add_argument("--max-steps", type=at_least(1), default=None, help="episode length in steps, shorter or longer than the env's own (default: the env's)")

@@ -168,8 +168,9 @@ def positive(text: str) -> float:
 
 
 def hub_repo_id(text: str) -> str:
-    """argparse type of a Hub repo id, OWNER/NAME, checked when the command starts: a recording kept a bad one
-    and its `dataset push` failed long after, blaming the network (bad-input audit B13)."""
+    """argparse type of a Hub dataset repo id, OWNER/NAME, checked when the command starts: a recording kept a
+    bad one and its `dataset push` failed long after, blaming the network (bad-input audit B13). huggingface_hub's
+    own rules, without importing torch to parse a flag (model repos: `agents.policy_hub.repo_id_error`)."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from twinarm.cli.config import add_config_arg, hub_repo_id
+from twinarm.cli.config import add_config_arg
 
 PUSH_EPILOG = """\
 examples:
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", type=Path, required=True,
                    help="policy checkpoint (a pretrained_model folder), a checkpoint step folder, or a training run "
                    "directory (its newest checkpoint)")  # fmt: skip
-    p.add_argument("--repo-id", type=hub_repo_id, required=True, help="Hub model repo, USER/NAME (created if missing)")
+    p.add_argument("--repo-id", required=True, help="Hub model repo, USER/NAME (created if missing)")
     p.add_argument("--lerobot", action="store_true", help="upload in LeRobot's checkpoint layout instead of twinarm's")
     p.add_argument("--lerobot-ddim", action="store_true",
                    help="with --lerobot, Diffusion: sample DDIM as LeRobot does (as export-lerobot --lerobot-ddim)")

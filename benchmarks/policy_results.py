@@ -254,7 +254,7 @@ def task_table(task: str, seed: int | None = None, min_std: float | None = None,
     rows = ["| policy | task | demonstrations | --min-std | changed from the recipe | training seed | trained for | "
             "final pc_success (50 eps) | avg_max_reward |", "|---|---|---|---|---|---|---|---|---|"]
     def steps_of(d: Path) -> int:
-        return int((d / "checkpoints" / "last").read_text())
+        return int(last_step(d / "checkpoints" / "last"))
 
     def policy_of(d: Path) -> str:
         return config(d)["policy"]

@@ -105,7 +105,10 @@ class PtyServer:
             t = t_rx + (len(data) * byte_s if self.wire_time else 0.0)
             for reply in replies:
                 t += reply.delay_s + (len(reply.data) * byte_s if self.wire_time else 0.0)
-                _sleep_until(t)
+                # a stop() while late replies wait ends the thread before it writes: past stop()'s join its fds
+                # are closed, and their numbers may already be another server's (stray bytes, stolen requests)
+                if _sleep_until(t, self._stop):
+                    return
                 try:
                     os.write(self.master, reply.data)
                 except OSError:
@@ -113,11 +116,14 @@ class PtyServer:
                 self.bytes_out += len(reply.data)
 
 
-def _sleep_until(deadline: float) -> None:
-    """Sleep to `deadline` (perf_counter); the last 0.3 ms is spun for sub-millisecond accuracy."""
+def _sleep_until(deadline: float, stop: threading.Event) -> bool:
+    """Sleep to `deadline` (perf_counter); the last 0.3 ms is spun for sub-millisecond accuracy. True, at once,
+    when `stop` is set meanwhile."""
     while True:
         left = deadline - time.perf_counter()
+        if stop.is_set():
+            return True
         if left <= 0:
-            return
+            return False
         if left > 3e-4:
-            time.sleep(left - 2e-4)
+            stop.wait(left - 2e-4)

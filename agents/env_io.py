@@ -30,9 +30,30 @@ class OtherArmWarning(UserWarning):
     """A policy runs on another arm than it was trained for, one with the same joints and units."""
 
 
+class ResizedImagesWarning(UserWarning):
+    """A camera policy runs on frames of another size than it was trained on (resized to fit, same shape)."""
+
+
+#: How far (relative) a frame's width/height ratio may differ from the training images' before resizing it would
+#: squash the scene: 2 % lets 480x640 -> 240x320 and rounding (e.g. 84x112 from 480x640) through.
+ASPECT_TOLERANCE = 0.02
+
+
+def image_size_problem(cam: str, got: tuple[int, int], want: tuple[int, int]) -> str | None:
+    """Why frames of size `got` (H, W) from camera `cam` cannot feed a policy trained on `want`: another aspect
+    ratio (resized, the scene would be squashed); None when they fit (equal, or the same shape at another size,
+    which is resized with a ResizedImagesWarning)."""
+    if got == want or abs((got[1] / got[0]) / (want[1] / want[0]) - 1) <= ASPECT_TOLERANCE:
+        return None
+    return (f"camera {cam} gives {got[0]}x{got[1]} frames, the policy was trained on {want[0]}x{want[1]}: another "
+            f"aspect ratio, which resizing would squash (make the env with image_size=({want[0]}, {want[1]}), or "
+            "give the camera that shape)")
+
+
 def check_fits(features: Mapping[str, Feature], policy_arm: str, spec: ArmSpec, space: Any, env_id: str) -> None:
-    """Raise PolicyEnvMismatch naming every input the env's observation `space` lacks or sizes differently and an
-    action size other than the arm's joints; warn when the policy was trained for another arm of the same joints
+    """Raise PolicyEnvMismatch naming every input the env's observation `space` lacks or sizes differently (a
+    camera of another aspect ratio; one of another size with the same shape is resized) and an action size other
+    than the arm's joints; warn when the policy was trained for another arm of the same joints
     (same units, other kinematics and ranges: a SO-100 policy on a SO-101 may be meant, a Koch one hardly)."""
     problems = _joint_problems(features, spec)
     cams = list(space["pixels"].spaces) if "pixels" in space.spaces else []
@@ -40,6 +61,12 @@ def check_fits(features: Mapping[str, Feature], policy_arm: str, spec: ArmSpec, 
     if missing:
         problems.append(f"it sees camera(s) {', '.join(missing)}, the env gives {', '.join(cams) or 'none'} ("
                         f"{_rename_hint(missing, cams, features)}; to train, a `twinarm dataset rename-feature` copy)")
+    for key, feat in features.items():
+        cam = key[len(IMAGE_PREFIX):]
+        if key.startswith(IMAGE_PREFIX) and cam in cams:
+            shape = space["pixels"][cam].shape  # (H, W, 3)
+            if problem := image_size_problem(cam, tuple(shape[:2]), tuple(feat.shape[-2:])):
+                problems.append(problem)
     if ENV_STATE in features:
         has = space["environment_state"].shape[0] if "environment_state" in space.spaces else None
         if has != features[ENV_STATE].shape[0]:
@@ -83,10 +110,13 @@ def check_joints(features: Mapping[str, Feature], spec: ArmSpec, env_id: str) ->
 class EnvAdapter:
     """Converts observations for a policy with `features` and its actions back for an env of `spec`."""
 
-    def __init__(self, spec: ArmSpec, features: Mapping[str, Feature], device: str | torch.device = "cpu") -> None:
+    def __init__(self, spec: ArmSpec, features: Mapping[str, Feature], device: str | torch.device = "cpu",
+                 warn_resize: bool = True) -> None:
         self.spec = spec
         self.features = dict(features)
         self.device = torch.device(device)
+        self.warn_resize = warn_resize  # False: the caller says it (`evaluate` does, before the envs start)
+        self._resize_said: set[tuple[str, tuple[int, int]]] = set()
 
     @staticmethod
     def is_batched(obs: Mapping[str, Any]) -> bool:
@@ -99,7 +129,8 @@ class EnvAdapter:
     def obs_to_batch(self, obs: Mapping[str, Any]) -> dict[str, Tensor]:
         """An env observation (batched or not) -> a policy batch with a leading batch axis. An observation without
         an input the policy reads, of another size, or with a non-finite joint value is refused by name
-        (PolicyEnvMismatch / ValueError), not left to fail as a torch shape error or to return NaN actions."""
+        (PolicyEnvMismatch / ValueError), not left to fail as a torch shape error or to return NaN actions; a camera
+        frame of another size is resized to the training size (warned once; another aspect ratio is refused)."""
         if not isinstance(obs, Mapping):
             raise TypeError(f"the observation must be the env's dict (agent_pos, pixels, ...), got {type(obs).__name__}")
         batched = self.is_batched(obs)
@@ -117,10 +148,24 @@ class EnvAdapter:
                                             f"{', '.join(obs.get('pixels', {})) or 'no pixels'}")  # fmt: skip
                 img = self._image(np.asarray(obs["pixels"][cam]))
                 img = (img if batched else img[None]).permute(0, 3, 1, 2)
-                if tuple(img.shape[-2:]) != tuple(feat.shape[-2:]):
-                    img = F.interpolate(img, size=tuple(feat.shape[-2:]), mode="bilinear", align_corners=False)
+                got, want = tuple(img.shape[-2:]), tuple(feat.shape[-2:])
+                if got != want:
+                    self._check_resize(cam, got, want)
+                    img = F.interpolate(img, size=want, mode="bilinear", align_corners=False)
                 out[key] = img
         return out
+
+    def _check_resize(self, cam: str, got: tuple[int, int], want: tuple[int, int]) -> None:
+        """PolicyEnvMismatch for frames of another aspect ratio; a ResizedImagesWarning, once per camera and size,
+        for frames of another size (resized to the training size: the policy sees other detail than in training)."""
+        if problem := image_size_problem(cam, got, want):
+            raise PolicyEnvMismatch(problem)
+        if not self.warn_resize or (cam, got) in self._resize_said:
+            return
+        self._resize_said.add((cam, got))
+        warnings.warn(f"camera {cam}: the policy was trained on {want[0]}x{want[1]} images and gets {got[0]}x{got[1]}: "
+                      "each frame is resized to the training size (bilinear), so it sees another level of detail than "
+                      "in training", ResizedImagesWarning, stacklevel=4)  # fmt: skip
 
     @staticmethod
     def _vector(obs: Mapping[str, Any], name: str, key: str, feat: Feature, batched: bool) -> np.ndarray:

@@ -23,8 +23,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from twinarm.agents.env_io import EnvAdapter, PolicyEnvMismatch, check_fits
-from twinarm.agents.features import ENV_STATE
+from twinarm.agents.env_io import (
+    EnvAdapter,
+    PolicyEnvMismatch,
+    ResizedImagesWarning,
+    check_fits,
+    image_size_problem,
+)
+from twinarm.agents.features import ENV_STATE, IMAGE_PREFIX
 from twinarm.agents.policy import Policy
 from twinarm.agents.precision import autocast, check_precision
 from twinarm.agents.prefetch import ChunkPrefetcher
@@ -194,10 +200,6 @@ def _make_env(env_id: str, kwargs: Mapping[str, Any]) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
-class ResizedImagesWarning(UserWarning):
-    """A camera policy evaluated on frames of another size than it was trained on (resized to fit)."""
-
-
 def _policy_image_size(policy: Policy) -> tuple[int, int] | None:
     """The image size a camera policy was trained at (the env renders at it), None for a state policy."""
     keys = policy.config.image_keys
@@ -268,13 +270,20 @@ def evaluate(
     real = env_id == entry.real_id
     check_real_inputs(policy, env_id)
     spec = get_arm(entry.arm)
-    adapter = EnvAdapter(spec, policy.config.input_features, policy.device)
+    # in sim the sizes are known before the envs start and said below; a real arm's cameras say theirs on the first frame
+    adapter = EnvAdapter(spec, policy.config.input_features, policy.device, warn_resize=real)
     obs_type = obs_type_for(policy, real=real)
     trained_at = _policy_image_size(policy)
-    if image_size is not None and trained_at is not None and tuple(image_size) != trained_at:
-        warnings.warn(f"the policy was trained on {trained_at[0]}x{trained_at[1]} images and the env gives "
-                      f"{image_size[0]}x{image_size[1]}: each frame is resized to the training size (bilinear), so "
-                      "it sees another level of detail than in training", ResizedImagesWarning, stacklevel=2)  # fmt: skip
+    rendered = tuple(image_size or trained_at or ())  # a sim env renders every camera at one size
+    for key in policy.config.image_keys if rendered and not real else ():
+        want = tuple(policy.config.input_features[key].shape[-2:])
+        if want != rendered:
+            cam = key[len(IMAGE_PREFIX):]
+            if problem := image_size_problem(cam, rendered, want):
+                raise PolicyEnvMismatch(f"the policy does not fit {env_id}: {problem}")
+            warnings.warn(f"camera {cam}: the policy was trained on {want[0]}x{want[1]} images and the env gives "
+                          f"{rendered[0]}x{rendered[1]}: each frame is resized to the training size (bilinear), so "
+                          "it sees another level of detail than in training", ResizedImagesWarning, stacklevel=2)  # fmt: skip
     image_size = image_size or trained_at
     n_envs = max(1, min(n_envs, n_episodes))
     if control is not None and n_envs != 1:

@@ -82,6 +82,10 @@ def test_a_lerobot_so_recording_trains_without_env_replays_on_either_so_arm_and_
     # co-training and merging with an older twinarm recording (was: "robot 'so_follower' ... is 'so101_follower'")
     assert main(["dataset", "merge", str(older), str(lerobot), "--out", str(tmp_path / "merged")]) == 0
     assert recorded_arms(tmp_path / "merged") == (SO101,)  # the first source's twinarm record came along
+    from twinarm.cli.dataset_cmd import info_rows
+
+    assert dict(info_rows(str(lerobot)))["arm"] == "so101 or so100 (LeRobot names both so_follower)"
+    assert dict(info_rows(str(older)))["arm"] == "so101 (recorded by twinarm)"
 
 
 def test_aloha_sims_names_layout_replays_and_merges(tmp_path: Path) -> None:

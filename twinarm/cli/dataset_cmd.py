@@ -126,6 +126,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     view.set_defaults(func=run_view, _parser=view)
 
 
+def _arm_said(root: Path, robot_type: str | None) -> str:
+    """Which twinarm arm recorded the dataset, in words (LeRobot's `so_follower` does not say which SO arm)."""
+    from twinarm.dataset_arm import recorded_arms, twinarm_arm
+
+    arms = recorded_arms(root, robot_type)
+    if not arms:
+        return "none of twinarm's (pass --env to train or replay)"
+    if twinarm_arm(root) is not None:
+        return f"{arms[0].name} (recorded by twinarm)"
+    return " or ".join(a.name for a in arms) + (" (LeRobot names both so_follower)" if len(arms) > 1 else "")
+
+
 def info_rows(root: str) -> list[tuple[str, str]]:
     """The summary shown by `twinarm dataset info`, as (field, value) rows."""
     from twinarm.datasets_io.meta import DatasetMeta, resolve_root
@@ -137,6 +149,7 @@ def info_rows(root: str) -> list[tuple[str, str]]:
         ("root", str(meta.root)),
         ("codebase_version", info["codebase_version"]),
         ("robot_type", str(info.get("robot_type"))),
+        ("arm", _arm_said(meta.root, info.get("robot_type"))),
         ("fps", str(meta.fps)),
         ("episodes", str(meta.total_episodes)),
         ("frames", f"{meta.total_frames} ({meta.total_frames / meta.fps:.1f} s)"),

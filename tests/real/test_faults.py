@@ -26,7 +26,7 @@ def _connected(served: PtyServer):  # noqa: ANN202
     return bus
 
 
-@pytest.mark.parametrize("fault", ["silent", "late=0.5"])  # late: within the bus's settle_s (0.6 s; 0.3 fails alike)
+@pytest.mark.parametrize("fault", ["silent", "late=0.5"])  # late: within the bus's settle_s (0.6 s; 0.3 s misled alike before the fix)
 def test_a_servo_that_stops_answering_is_the_one_named(served: PtyServer, fault: str) -> None:
     """A servo falls silent, or answers far past the SDK's timeout: then its late answers to the failed group read
     arrive while the bus asks each motor in turn, and used to bury a healthy one's answer, which got the blame

@@ -31,16 +31,19 @@ def _train(dataset: Path, out: Path, steps: int, *extra: str) -> list[str]:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
 def test_ctrl_c_saves_the_step_it_stopped_at_and_resume_continues(scripted_dataset: Path, tmp_path: Path) -> None:
+    """Sent as a terminal sends it, to the whole process group: the DataLoader's workers get it too (the loop
+    without workers is the same code, less the workers)."""
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(_train(scripted_dataset, out, 100000), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(_train(scripted_dataset, out, 100000, "--num-workers", "2"), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not ((out / "train_log.csv").exists() and len(_steps(out / "train_log.csv")) >= 3):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends it: to every process of the group
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -156,3 +156,32 @@ def test_online_logs_drop_the_rows_of_a_killed_attempt(tmp_path: Path) -> None:
     (fresh / "train_log.csv").write_text("step,loss\n10,0.5\n20,0.4\n")  # killed before its first checkpoint
     _train(fresh, "--steps", "10")
     assert _log_steps(fresh / "train_log.csv") == [10]
+
+
+def test_online_ctrl_c_saves_the_step_and_its_replay_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (here: the stop flag raised after step 15, as `GracefulStop`'s handler raises it) saves that step
+    with the replay buffer, so `--resume` continues with every transition (bad-input audit B2)."""
+    from twinarm.agents.graceful_stop import GracefulStop
+
+    class CtrlCAtStep15(GracefulStop):
+        checks = 0
+
+        @property
+        def requested(self) -> bool:  # read once after each step
+            CtrlCAtStep15.checks += 1
+            return CtrlCAtStep15.checks >= 15
+
+        @requested.setter
+        def requested(self, value: bool) -> None:
+            pass
+
+    monkeypatch.setattr(train_online_mod, "GracefulStop", CtrlCAtStep15)
+    out = tmp_path / "run"
+    argv = ["train", "--policy", "tdmpc", "--env", REACH, "--obs-type", "state", "--output-dir", str(out),
+            "--seed-steps", "20", "--batch-size", "4", "--eval-freq", "0", "--log-freq", "10", "--threads", "1",
+            "--no-progress", "--device", "cpu", "--steps", "40", *TINY_TDMPC]  # fmt: skip
+    assert main(argv) == 130
+    assert _state(out, 15)["buffer"].size == 15
+    monkeypatch.undo()
+    _train(out, "--resume", "--steps", "20")
+    assert _state(out, 20)["buffer"].size == 20

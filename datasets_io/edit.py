@@ -9,7 +9,6 @@ deleted footage is gone; otherwise the file is copied whole and its deleted stre
 
 from __future__ import annotations
 
-import errno
 import json
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from twinarm.datasets_io.layout import (
     STATS_PATH,
     TASKS_PATH,
     VIDEO_PATH,
+    WRITE_ERRNOS,
     DatasetError,
     WriteLock,
     load_json,
@@ -109,10 +109,6 @@ def edited_copy(src: Path, dst: Path, edit: Callable[[Path], T]) -> T:
         raise named from None
     tmp.rename(dst)
     return result
-
-
-#: Errors of writing a file, not of what is written: the output's place is at fault (read-only, full, not ours).
-WRITE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
 
 
 def in_source_terms(exc: BaseException, tmp: Path, src: Path, dst: Path | None = None) -> BaseException:

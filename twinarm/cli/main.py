@@ -266,14 +266,15 @@ def _explained(exc: BaseException) -> bool:
                       | PolicyConfigError) or _unwritable(exc)
 
 
-#: What keeps a file from being written where the user pointed: the place, not twinarm, is at fault.
-UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENOTDIR,
-              errno.EISDIR)
+#: A file where a folder goes (or the other way round): the path the user gave, not twinarm, is at fault.
+IN_THE_WAY = (errno.EEXIST, errno.ENOTDIR, errno.EISDIR)
 
 
 def _unwritable(exc: BaseException) -> bool:
     """An output that cannot be written (a read-only or full disk, a file where a folder goes), with its path."""
-    return isinstance(exc, OSError) and exc.errno in UNWRITABLE and bool(exc.filename)
+    from twinarm.datasets_io.layout import WRITE_ERRNOS
+
+    return isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS + IN_THE_WAY and bool(exc.filename)
 
 
 def _said(exc: BaseException) -> str:

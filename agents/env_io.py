@@ -107,6 +107,12 @@ def check_joints(features: Mapping[str, Feature], spec: ArmSpec, env_id: str) ->
         raise PolicyEnvMismatch(f"the policy does not fit {env_id}: " + "; ".join(problems))
 
 
+def resize_note(cam: str, got: tuple[int, int], want: tuple[int, int], gets: str = "gets") -> str:
+    """What a ResizedImagesWarning says of camera `cam`'s frames of size `got` fed to a policy trained on `want`."""
+    return (f"camera {cam}: the policy was trained on {want[0]}x{want[1]} images and {gets} {got[0]}x{got[1]}: each "
+            "frame is resized to the training size (bilinear), so it sees another level of detail than in training")
+
+
 class EnvAdapter:
     """Converts observations for a policy with `features` and its actions back for an env of `spec`."""
 
@@ -163,9 +169,7 @@ class EnvAdapter:
         if not self.warn_resize or (cam, got) in self._resize_said:
             return
         self._resize_said.add((cam, got))
-        warnings.warn(f"camera {cam}: the policy was trained on {want[0]}x{want[1]} images and gets {got[0]}x{got[1]}: "
-                      "each frame is resized to the training size (bilinear), so it sees another level of detail than "
-                      "in training", ResizedImagesWarning, stacklevel=4)  # fmt: skip
+        warnings.warn(resize_note(cam, got, want), ResizedImagesWarning, stacklevel=4)
 
     @staticmethod
     def _vector(obs: Mapping[str, Any], name: str, key: str, feat: Feature, batched: bool) -> np.ndarray:

@@ -29,6 +29,7 @@ from twinarm.agents.env_io import (
     ResizedImagesWarning,
     check_fits,
     image_size_problem,
+    resize_note,
 )
 from twinarm.agents.features import ENV_STATE, IMAGE_PREFIX
 from twinarm.agents.policy import Policy
@@ -281,9 +282,7 @@ def evaluate(
             cam = key[len(IMAGE_PREFIX):]
             if problem := image_size_problem(cam, rendered, want):
                 raise PolicyEnvMismatch(f"the policy does not fit {env_id}: {problem}")
-            warnings.warn(f"camera {cam}: the policy was trained on {want[0]}x{want[1]} images and the env gives "
-                          f"{rendered[0]}x{rendered[1]}: each frame is resized to the training size (bilinear), so "
-                          "it sees another level of detail than in training", ResizedImagesWarning, stacklevel=2)  # fmt: skip
+            warnings.warn(resize_note(cam, rendered, want, gets="the env gives"), ResizedImagesWarning, stacklevel=2)
     image_size = image_size or trained_at
     n_envs = max(1, min(n_envs, n_episodes))
     if control is not None and n_envs != 1:

@@ -122,7 +122,7 @@ class EnvAdapter:
         self.features = dict(features)
         self.device = torch.device(device)
         self.warn_resize = warn_resize  # False: the caller says it (`evaluate` does, before the envs start)
-        self._resize_said: set[tuple[str, tuple[int, int]]] = set()
+        self._resize_said: set[tuple[str, tuple[int, int]]] = set()  # (camera, frame size) checked
 
     @staticmethod
     def is_batched(obs: Mapping[str, Any]) -> bool:
@@ -164,12 +164,13 @@ class EnvAdapter:
     def _check_resize(self, cam: str, got: tuple[int, int], want: tuple[int, int]) -> None:
         """PolicyEnvMismatch for frames of another aspect ratio; a ResizedImagesWarning, once per camera and size,
         for frames of another size (resized to the training size: the policy sees other detail than in training)."""
+        if (cam, got) in self._resize_said:  # checked (and said) on its first frame: every step of an episode
+            return
         if problem := image_size_problem(cam, got, want):
             raise PolicyEnvMismatch(problem)
-        if not self.warn_resize or (cam, got) in self._resize_said:
-            return
         self._resize_said.add((cam, got))
-        warnings.warn(resize_note(cam, got, want), ResizedImagesWarning, stacklevel=4)
+        if self.warn_resize:
+            warnings.warn(resize_note(cam, got, want), ResizedImagesWarning, stacklevel=4)
 
     @staticmethod
     def _vector(obs: Mapping[str, Any], name: str, key: str, feat: Feature, batched: bool) -> np.ndarray:

@@ -59,6 +59,7 @@ from twinarm.agents.train_config import TrainConfig, dataset_roots, reconcile_re
 from twinarm.agents.train_online import train_online
 from twinarm.arms import ARMS, get_arm
 from twinarm.registration import entry_for
+from twinarm.spec import ArmSpec
 
 
 def use_ema(tc: TrainConfig) -> bool:
@@ -72,13 +73,11 @@ def seed_everything(seed: int) -> None:
 
 
 # ----- datasets ---------------------------------------------------------------------------------------
-def arm_for(env_id: str | None, root: str | Path, robot_type: str | None) -> str:
-    """The arm a policy is trained for: `env_id`'s, else the one the dataset at `root` was recorded on (warning
-    when `env_id`'s is not it: another arm's recordings, same joints and units, other kinematics; and when a
-    LeRobot `so_follower` recording may be either SO arm: LeRobot writes one name for both)."""
-    from twinarm.dataset_arm import recorded_arms
-
-    recorded = recorded_arms(root, robot_type)
+def arm_for(env_id: str | None, root: str | Path, robot_type: str | None, recorded: tuple[ArmSpec, ...]) -> str:
+    """The arm a policy is trained for: `env_id`'s, else the one the dataset at `root` was recorded on (`recorded`,
+    `dataset_arm.recorded_arms`; warning when `env_id`'s is not it: another arm's recordings, same joints and units,
+    other kinematics; and when a LeRobot `so_follower` recording may be either SO arm: LeRobot writes one name for
+    both)."""
     names = [a.name for a in recorded]
     if env_id:
         arm = entry_for(env_id).arm
@@ -201,9 +200,10 @@ def build_policy_offline(tc: TrainConfig, dataset: Any) -> Policy:
     from twinarm.dataset_arm import check_range_units, recorded_arms
 
     readers = dataset.readers if hasattr(dataset, "readers") else [dataset]  # a ConcatReader's robots are alike
-    arm = arm_for(tc.env, readers[0].root, dataset.meta.info.get("robot_type"))
-    for r in readers:  # twinarm reads joints as degrees: a LeRobot Koch recording may be in its range units
-        check_range_units(r.root, recorded_arms(r.root, r.meta.info.get("robot_type")))
+    recorded = [recorded_arms(r.root, r.meta.info.get("robot_type")) for r in readers]
+    arm = arm_for(tc.env, readers[0].root, dataset.meta.info.get("robot_type"), recorded[0])
+    for r, arms in zip(readers, recorded, strict=True):  # twinarm reads degrees: a LeRobot Koch may be in its range
+        check_range_units(r.root, arms)
     ckpt = last_checkpoint(Path(tc.output_dir)) if tc.resume else None
     if ckpt is not None:  # the run's own config: an --init-from run's is its source's, not the defaults
         cfg = config_of_run(tc, ckpt, inputs, outputs)

@@ -56,7 +56,22 @@ case "$MODE" in
     ;;
   test)
     "$VENV/bin/ruff" check .
-    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
+    # tests/real mostly waits on its servo emulators, so it runs beside the rest of the suite (3.5 of its 13
+    # minutes hidden on 2 cores). The rest yields the CPU to it (nice 19), so the emulators still answer within
+    # the vendor SDKs' ~35 ms reply timeouts. Its report follows the rest's; the exit status is the first failure's.
+    REAL_LOG=$(mktemp)
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/real >"$REAL_LOG" 2>&1 &
+    REAL=$!
+    trap 'kill "$REAL" 2>/dev/null; rm -f "$REAL_LOG"; exit 130' INT TERM
+    rc=0
+    nice -n 19 "$VENV/bin/python" -m pytest -q -p no:cacheprovider --ignore=tests/real tests || rc=$?
+    real_rc=0
+    wait "$REAL" || real_rc=$?
+    if [ "$rc" -eq 0 ]; then rc=$real_rc; fi
+    echo "[setup] tests/real, run beside the rest:"
+    cat "$REAL_LOG"
+    rm -f "$REAL_LOG"
+    exit "$rc"
     ;;
   install) echo "[setup] done: activate with 'source $VENV/bin/activate'" ;;
   *) echo "usage: bash tools/setup.sh [demo|test]" >&2; exit 2 ;;

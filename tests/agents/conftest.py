@@ -114,3 +114,17 @@ def scripted_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
            to_frame=partial(gym_frame, convert=spec.to_lerobot), progress=False)
     writer.finalize()
     return root
+
+
+@pytest.fixture
+def one_core_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every policy call sees exactly one core kept busy by others (the machine's busy time less the call's own =
+    the call's wall time), whatever this machine's real load, and the thread budget decides after every call.
+    Faked at the sample: the calls these tests time last a few ms, the size of the scheduling noise between
+    the readings of /proc a real sample takes."""
+    import time
+
+    from twinarm.agents import thread_budget
+
+    monkeypatch.setattr(thread_budget, "WINDOW_S", 0.0)
+    monkeypatch.setattr(thread_budget.ThreadBudget, "_sample", lambda self: (time.monotonic(),) * 2 + (0.0,))

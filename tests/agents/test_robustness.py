@@ -137,17 +137,12 @@ def test_a_sweep_turns_one_knob_up(checkpoint: Path, tmp_path: Path, capsys) -> 
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_policy_calls_yield_cores_as_eval_does(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("one_core_busy")
+def test_policy_calls_yield_cores_as_eval_does(checkpoint: Path, tmp_path: Path) -> None:
     """With another process seen keeping one of two cores busy, `--yield-cores` (the default) runs the calls on one
     thread, as `twinarm eval` does: OpenMP's threads otherwise wait for a descheduled partner at every op (a
     50-episode ACT row on ALOHA took 524 s beside one training process, 20 s alone); `--no-yield-cores` keeps
     `--threads`."""
-    import time
-
-    from twinarm.agents import thread_budget
-
-    monkeypatch.setattr(thread_budget, "WINDOW_S", 0.0)
-    monkeypatch.setattr(thread_budget.CpuMeter, "busy_s", lambda self: time.process_time() + time.monotonic())
     before = torch.get_num_threads()
     threads = {}
     try:

@@ -246,15 +246,13 @@ def test_evaluate_runs_policy_calls_on_the_granted_threads(prefetch_at: int) -> 
         assert all(name.startswith("chunk-prefetch") for name, _ in calls)
 
 
+@pytest.mark.usefixtures("one_core_busy")
 def test_eval_cli_says_when_calls_ran_on_fewer_threads(
-    tiny_act_checkpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # noqa: ANN001
+    tiny_act_checkpoint, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: ANN001
 ) -> None:
-    from twinarm.agents import thread_budget
     from twinarm.cli.main import main
 
     ckpt = tiny_act_checkpoint()
-    monkeypatch.setattr(thread_budget, "WINDOW_S", 0.0)
-    monkeypatch.setattr(thread_budget.CpuMeter, "busy_s", lambda self: time.process_time() + time.monotonic())
     common = ["eval", "--policy", str(ckpt), "--env", "twinarm/SO101-PickCube-v0", "--episodes", "1", "--n-envs", "1",
               "--videos", "0", "--max-steps", "8", "--threads", "2"]  # fmt: skip
     with torch_threads(2):

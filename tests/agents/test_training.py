@@ -153,17 +153,10 @@ def test_cli_train_then_eval_end_to_end(
     assert n_frames == info["per_episode"][0]["length"] == 25
 
 
-def test_train_yield_cores_runs_steps_and_evals_on_the_granted_threads(
-    scripted_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("one_core_busy")
+def test_train_yield_cores_runs_steps_and_evals_on_the_granted_threads(scripted_dataset: Path, tmp_path: Path) -> None:
     """With another process seen keeping one of two cores busy, every step after the first runs on one thread,
     logged in the threads column; the periodic eval on the same budget."""
-    import time
-
-    from twinarm.agents import thread_budget
-
-    monkeypatch.setattr(thread_budget, "WINDOW_S", 0.0)
-    monkeypatch.setattr(thread_budget.CpuMeter, "busy_s", lambda self: time.process_time() + time.monotonic())
     out = tmp_path / "run"
     before = torch.get_num_threads()
     try:

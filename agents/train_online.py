@@ -154,6 +154,8 @@ def train_online(
     policy.train()
     policy.explore = True
     env.action_space.seed(tc.seed)
+    for _ in range(min(start, tc.seed_steps)):  # a resumed run goes on with the seed steps' actions not yet taken
+        env.action_space.sample()
     obs, _ = env.reset(seed=tc.seed + episode)
     policy.reset()
     ep_return, ep_success, t0, last = 0.0, False, time.perf_counter(), None

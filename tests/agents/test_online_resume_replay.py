@@ -185,3 +185,16 @@ def test_online_ctrl_c_saves_the_step_and_its_replay_buffer(tmp_path: Path, monk
     monkeypatch.undo()
     _train(out, "--resume", "--steps", "20")
     assert _state(out, 20)["buffer"].size == 20
+
+
+def test_a_resume_inside_the_seed_steps_goes_on_with_their_random_actions(tmp_path: Path) -> None:
+    """Resumed at step 10 of 20 random seed steps, the run takes the actions an uninterrupted run takes at steps
+    11-20, not those of steps 1-10 again (determinism audit F2)."""
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    _train(straight, "--steps", "20", "--save-freq", "20")
+    _train(cut, "--steps", "10", "--save-freq", "10")
+    _train(cut, "--resume", "--steps", "20", "--save-freq", "20")
+    a, b = _state(straight, 20)["buffer"], _state(cut, 20)["buffer"]
+    assert np.array_equal(b.action[:20], a.action[:20])
+    assert not np.array_equal(b.action[10:20], a.action[:10])
+

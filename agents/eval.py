@@ -14,6 +14,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -246,8 +247,15 @@ def evaluate(
     reset_options: Mapping[str, Any] | None = None,
     control: RecordingControl | None = None,
     after_round: Callable[[EvalResult], None] | None = None,
+    noise_seed: int | None = None,
 ) -> EvalResult:
     """Roll out `n_episodes` (seeds seed, seed+1, ...) in rounds of `n_envs` parallel envs.
+
+    The policy's random numbers (Diffusion's sampling noise, TD-MPC's planning samples) come from torch's
+    generators seeded with `noise_seed` (default: `seed`), and the caller's generator states are given back
+    after: a call repeats exactly, and draws nothing from (nor depends on) a training run's random state. They
+    are drawn for the whole batch of envs, so an episode of those policies also depends on `n_envs` and on its
+    place in the round; ACT's only by float rounding.
 
     `env_kwargs` go to `gymnasium.make` (a -Real id's port, calibration and cameras); `before_round(k)` runs
     before the round starting with episode k (on a real arm: time to reset the scene). With `prefetch_at` > 0
@@ -307,6 +315,7 @@ def evaluate(
     granted_before = Counter() if thread_budget is None else Counter(thread_budget.granted)
     t0 = time.perf_counter()
     rendered = False  # whether render() was called yet (the first call tells whether the env renders at all)
+    own_noise = seeded_noise(policy.device, seed if noise_seed is None else noise_seed)
     try:
         done_eps = 0
         while done_eps < n_episodes:
@@ -400,6 +409,7 @@ def evaluate(
             rollouts.close()
         venv.close()
         policy.train(was_training)
+        own_noise.close()
     result.eval_s = time.perf_counter() - t0 - (result.operator_wait_s or 0.0)
     if thread_budget is not None:  # this evaluation's calls (a budget may be shared with training steps)
         result.threads = dict(thread_budget.granted - granted_before)
@@ -461,6 +471,18 @@ class RolloutRecorder:
         for b in self.buffers:
             b.clear()
         self.writer.finalize()
+
+
+def seeded_noise(device: torch.device, seed: int) -> ExitStack:
+    """Seed torch's generators that a policy on `device` draws from; closing the stack gives the caller's states
+    back (`torch.random.fork_rng`)."""
+    stack = ExitStack()
+    cuda = [] if device.type != "cuda" else [device.index if device.index is not None else torch.cuda.current_device()]
+    stack.enter_context(torch.random.fork_rng(devices=cuda))
+    torch.default_generator.manual_seed(seed)
+    for index in cuda:
+        torch.cuda.default_generators[index].manual_seed(seed)
+    return stack
 
 
 def _render_frames(venv: gym.vector.VectorEnv, first: bool) -> tuple[Any, ...]:

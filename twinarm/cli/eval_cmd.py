@@ -117,7 +117,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-seed", type=int, default=None, metavar="N",
                    help="seed torch's random numbers (Diffusion's sampling noise, TD-MPC's planning samples) with N "
                    "before the episodes (default: --seed's value, so that a run repeats exactly: torch starts each "
-                   "process from a different random state)")
+                   "process from a different random state). They are drawn for the whole batch of envs, so those "
+                   "policies' episodes repeat at the same --n-envs (and thread count); another --n-envs gives "
+                   "other draws (ACT differs only by float rounding)")
     p.add_argument("--int8", action="store_true",
                    help="run the policy's large matmuls (linear layers, 1-D convolutions, TD-MPC's planning heads) and "
                    "image backbone in int8 on the CPU (ACT and Diffusion chunks ~1.6x faster on x86, a TD-MPC plan ~2x; "
@@ -165,7 +167,6 @@ def _range_units_to_degrees(args: argparse.Namespace, policy: object, spec: obje
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.agents.eval import EvalResult, evaluate, format_table, save_result
@@ -216,7 +217,6 @@ def run(args: argparse.Namespace) -> int:
             ChunkPrefetcher.check(policy, args.prefetch_at)
         except ValueError as exc:
             args._parser.error(f"--prefetch-at {args.prefetch_at}: {exc}")
-    torch.manual_seed(args.seed if args.noise_seed is None else args.noise_seed)
     budget = budget_for(policy.device, args.yield_cores)
     judge = _ask_success if ask else None
     keys, control = _operator_keys() if real else (None, None)
@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
             max_steps=args.max_steps, env_kwargs=env_kwargs, before_round=before_round,
             progress=before_round is not None, reset_options=start_options, prefetch_at=args.prefetch_at,
             record_to=args.record, judge=judge, precision=args.precision, thread_budget=budget, control=control,
-            after_round=keep,
+            after_round=keep, noise_seed=args.noise_seed,
         )  # fmt: skip
     except (Exception, KeyboardInterrupt) as exc:
         if kept:  # a disconnect or Ctrl-C in episode k: the k-1 before it keep their metrics

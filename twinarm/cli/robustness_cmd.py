@@ -78,7 +78,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.agents.eval import evaluate, obs_type_for
@@ -120,9 +119,9 @@ def run(args: argparse.Namespace) -> int:
     rows: dict[str, dict[str, Any]] = {}
     for name, what, randomization in runs:
         began = time.perf_counter()
-        torch.manual_seed(args.seed)  # every row samples the same noise (Diffusion), as `twinarm eval` seeds it
         kwargs = {"randomization": randomization.to_dict(), **({"dynamics": dynamics} if dynamics else {}),
                   **({"camera_poses": camera_poses} if camera_poses else {})}
+        # every row samples the same noise (Diffusion, TD-MPC): `evaluate` seeds it with `seed`, as `twinarm eval`
         res = evaluate(policy, args.env, n_episodes=args.episodes, n_envs=args.n_envs, seed=args.seed,
                        videos_dir=args.out / "videos" / name if args.videos else None, max_videos=args.videos,
                        image_size=tuple(args.image_size) if args.image_size else None, env_kwargs=kwargs,

@@ -58,3 +58,21 @@ def test_the_file_can_give_options_the_command_requires(tmp_path: Path, capsys: 
     assert "the following arguments are required" not in err
     assert "no-such-port" in err or "c.json" in err or "terminal" in err, err
     assert info.value.code != 0
+
+
+def test_saved_paths_are_absolute_so_the_run_relaunches_from_any_folder(
+    tiny_policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative --policy and --out (path options) are saved absolute; the env id (text naming no file) as given
+    (determinism audit F8)."""
+    monkeypatch.chdir(tiny_policy.parent)
+    assert main(["eval", "--policy", tiny_policy.name, "--env", "twinarm/SO101-Reach-v0", "--episodes", "1",
+                 "--max-steps", "2", "--videos", "0", "--threads", "1", "--out", "ev"]) == 0  # fmt: skip
+    saved = tiny_policy.parent / "ev" / "config.json"
+    config = json.loads(saved.read_text())
+    assert config["policy"] == str(tiny_policy) and config["out"] == str(tiny_policy.parent / "ev")
+    assert config["env"] == "twinarm/SO101-Reach-v0"
+    monkeypatch.chdir(tmp_path.parent)
+    assert main(["eval", "--config", str(saved), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "eval_info.json").read_text())
+    assert again["per_episode"] == json.loads((tiny_policy.parent / "ev" / "eval_info.json").read_text())["per_episode"]

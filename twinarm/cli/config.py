@@ -25,13 +25,31 @@ def add_config_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The run's options as plain JSON-able values (for saving next to outputs)."""
+    """The run's options as plain JSON-able values (for saving next to outputs). Paths are saved absolute (a
+    path option's value, or a text option's that names a local file or folder, such as a dataset root), so the
+    run re-launches from its config in any folder."""
+    parser = getattr(args, "_parser", None)
+    chosen = {a.dest for a in parser._actions if a.choices is not None} if parser is not None else set()
     out: dict[str, Any] = {}
     for k, v in vars(args).items():
         if k in ("func", "config") or k.startswith("_"):  # _parser, _given: the CLI's own bookkeeping
             continue
-        out[k] = str(v) if isinstance(v, Path) else v
+        out[k] = v if k in chosen else _absolute(v)
     return out
+
+
+def _absolute(value: Any) -> Any:
+    """`value` with each path (a Path, or relative text naming an existing file or folder) made absolute."""
+    if isinstance(value, list | tuple):
+        return [_absolute(v) for v in value]
+    if isinstance(value, Path):
+        return str(value.absolute())
+    if isinstance(value, str) and value and not Path(value).is_absolute():
+        try:
+            return str(Path(value).absolute()) if Path(value).exists() else value
+        except (OSError, ValueError):  # a long text or one holding a NUL is no path
+            return value
+    return value
 
 
 def write_resolved_config(args: argparse.Namespace, out_dir: Path, name: str = "config.json") -> Path:

@@ -76,3 +76,18 @@ def test_saved_paths_are_absolute_so_the_run_relaunches_from_any_folder(
     assert main(["eval", "--config", str(saved), "--out", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "eval_info.json").read_text())
     assert again["per_episode"] == json.loads((tiny_policy.parent / "ev" / "eval_info.json").read_text())["per_episode"]
+
+
+def test_a_train_config_json_given_to_train_config_says_which_file_relaunches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """train_config.json (TrainConfig's fields, not the flags) is refused with the way to use it (audit F7)."""
+    from twinarm.agents.train_config import TrainConfig
+
+    tc = TrainConfig(policy="act", dataset=str(tmp_path / "data"), output_dir=str(tmp_path / "run"), image_size=(48, 64))
+    saved = tmp_path / "train_config.json"
+    saved.write_text(json.dumps(tc.to_json()))
+    assert TrainConfig(**json.loads(saved.read_text())).to_json() == tc.to_json()  # what the message offers
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(saved)])
+    assert "`train --config` takes the config.json a `twinarm train` run saves beside it" in capsys.readouterr().err

@@ -70,6 +70,9 @@ def config_defaults(
     if unknown:
         hint = "".join(f"; {k}: did you mean {' or '.join(n)}?" for k in unknown
                        if (n := difflib.get_close_matches(k, list(keys), n=2, cutoff=0.7)))  # fmt: skip
+        if Path(path).name == "train_config.json":  # the Python API's TrainConfig, saved beside every run
+            hint += ("; this is the run's TrainConfig (Python: train(TrainConfig(**json.load(file)))): `train "
+                     "--config` takes the config.json a `twinarm train` run saves beside it")
         parser.error(f"config file {path}: unknown option(s) {unknown}{hint}")
     out: dict[str, Any] = {}
     by_dest: dict[str, str] = {}

@@ -1,7 +1,8 @@
 """The recording loop: any Gymnasium env + any policy callable -> episodes committed by one writer.
 
 Episodes run in-process or in N worker processes (each with its own env, policy and video encoders);
-workers hand finished, already-encoded episodes to the parent, which alone writes the dataset. This module
+workers hand finished, already-encoded episodes to the parent, which alone writes the dataset, in seed order
+whichever worker finishes first (episode k is seed + k, as in-process). This module
 never imports twinarm's envs: the caller passes factories and a `to_frame` mapping (where unit conversion
 happens, e.g. `functools.partial(gym_frame, convert=spec.to_lerobot)`).
 """
@@ -107,7 +108,8 @@ class RecordSummary:
     saved: int = 0
     attempted: int = 0
     next_seed: int = 0
-    """One past the largest seed whose rollout has finished: where a later run continues without repeats."""
+    """One past the last seed decided (committed, or dropped as a failure with `only_success`), in seed order:
+    where a later run continues without repeats. Seeds past it whose rollouts finished early are not counted."""
     successes: int = 0
     discarded: int = 0
     """Rollouts the operator discarded to record them again."""
@@ -116,6 +118,8 @@ class RecordSummary:
     frames: int = 0
     seconds: float = 0.0
     episode_indices: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    """The seed of each committed episode (beside `episode_indices`), ascending."""
 
     @property
     def fps(self) -> float:
@@ -233,17 +237,23 @@ def record(
     on_seed: Callable[[int], None] | None = None,
     control: RecordingControl | None = None,
     on_commit_error: Callable[[Exception], bool] | None = None,
+    on_commit: Callable[[int, int], None] | None = None,
 ) -> RecordSummary:
-    """Record `episodes` episodes into `writer` (each committed as soon as it is done).
+    """Record `episodes` episodes into `writer` (each committed as soon as it and every earlier seed are done).
 
     Episode k uses `env.reset(seed=seed + k)`; with `only_success`, failed rollouts are dropped and
-    more seeds are tried, up to `max_attempts` (default 4x `episodes`). `make_env`/`make_policy`/`to_frame`
-    must be picklable (module-level functions or partials) when `num_workers > 1`.
+    more seeds are tried, up to `max_attempts` (default 4x `episodes`): the episodes are the first `episodes`
+    successes in seed order. Both hold with `num_workers > 1` too: a rollout that finishes before an earlier
+    seed's waits (encoded, in memory; at most two per worker) and is committed after it. `make_env`/`make_policy`/
+    `to_frame` must be picklable (module-level functions or partials) when `num_workers > 1`.
     `between_episodes(saved, rerecord)` runs in-process between rollouts (a real robot's reset period, say):
     `saved` episodes are committed, and `rerecord` says the last rollout was discarded, to be recorded again.
     `background_encoding` encodes videos in worker threads (in-process only), so that a real-time loop
-    stepping a robot does not wait for the codec. `on_seed(next_seed)` runs as each rollout finishes, before
-    its episode is committed, so that a record of it survives a kill: resuming from it repeats no seed.
+    stepping a robot does not wait for the codec. `on_seed(next_seed)` runs as each seed is decided, in seed
+    order, before its episode is committed, so that a record of it survives a kill: resuming from it repeats no
+    seed, and passes no undecided seed but the one whose commit the kill interrupted (a rollout that finished
+    early, waiting for an earlier seed, is past it: lost at a kill, recorded again on resuming). `on_commit(seed,
+    episode_index)` runs after each episode is committed.
     `control` (in-process only) carries an operator's requests: end an episode early, discard and re-record it
     (same seed; not counted as an attempt), or stop after the current one.
     A commit that fails before anything is swapped in (disk full, an I/O error) keeps its episode in `writer`:
@@ -262,16 +272,21 @@ def record(
     bar = tqdm(total=episodes, unit="ep", desc="record", disable=not progress, dynamic_ncols=True)
 
     def take(res: EpisodeResult) -> None:
-        summary.next_seed = max(summary.next_seed, res.seed + 1)  # workers may finish seeds out of order
+        """Decide the next seed in order: commit its episode, or drop it (a failure with `only_success`)."""
+        summary.next_seed = res.seed + 1  # seeds are decided in order, also from parallel workers
         if on_seed is not None:
             on_seed(summary.next_seed)
         summary.attempted += 1
         summary.successes += res.success
         if res.episode is not None and summary.saved < episodes:
-            summary.episode_indices.append(_commit(writer, res.episode, on_commit_error))
+            index = _commit(writer, res.episode, on_commit_error)
+            summary.episode_indices.append(index)
+            summary.seeds.append(res.seed)
             summary.saved += 1
             summary.frames += res.length
             bar.update(1)
+            if on_commit is not None:
+                on_commit(res.seed, index)
         elapsed = time.perf_counter() - t0
         bar.set_postfix(frames_s=f"{summary.frames / max(elapsed, 1e-9):.0f}",
                         success=f"{summary.successes}/{summary.attempted}")
@@ -335,21 +350,23 @@ def _record_parallel(make_env: EnvFactory, make_policy: PolicyFactory, to_frame:
     ]
     for p in procs:
         p.start()
-    issued = done = 0
+    issued = decided = 0
+    early: dict[int, EpisodeResult] = {}  # finished before an earlier seed: waits for it, to be committed in order
     dead_worker = False
 
     def top_up() -> None:
-        """Keep at most two seeds per worker issued and unfinished (one in hand, one queued), and no more than
-        the episodes still missing plus one spare per worker: what is queued is what a shutdown waits behind."""
+        """Keep at most two seeds per worker issued and undecided (one in hand, one queued, or one finished early
+        and held in `early`), and no more than the episodes still missing plus one spare per worker: what is
+        queued is what a shutdown waits behind, and what finished early is held in memory."""
         nonlocal issued
         want = min(2 * num_workers, episodes - summary.saved + num_workers)
-        while issued < max_attempts and issued - done < want:
+        while issued < max_attempts and issued - decided < want:
             jobs.put(seed + issued)
             issued += 1
 
     try:
         top_up()
-        while summary.saved < episodes and done < issued:
+        while summary.saved < episodes and decided < issued:
             try:
                 res = results.get(timeout=1.0)
             except queue.Empty:
@@ -364,8 +381,10 @@ def _record_parallel(make_env: EnvFactory, make_policy: PolicyFactory, to_frame:
                 continue
             if isinstance(res, BaseException):
                 raise res
-            done += 1
-            take(res)
+            early[res.seed] = res
+            while summary.saved < episodes and seed + decided in early:  # every earlier seed is decided
+                take(early.pop(seed + decided))
+                decided += 1
             top_up()
     finally:
         if dead_worker:  # the shared queues may be wedged: no graceful drain

@@ -7,45 +7,18 @@ import itertools
 import json
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
-import fake_env
 import numpy as np
 import pytest
 
 from twinarm.cli.main import main
 from twinarm.datasets_io.reader import LeRobotDatasetReader
-from twinarm.datasets_io.recorder import record
 from twinarm.datasets_io.writer import DatasetWriter
 
 REACH = "twinarm/SO101-Reach-v0"
 needs_gl = pytest.mark.skipif(os.environ.get("MUJOCO_GL") not in ("egl", "osmesa"), reason="needs MUJOCO_GL")
-
-
-class SlowSeedZeroEnv(fake_env.FakeArmEnv):
-    """The fake env, but seed 0's rollout takes long, so parallel workers finish seeds out of order."""
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
-        if seed == 0:
-            time.sleep(2.0)
-        return super().reset(seed=seed, options=options)
-
-
-def make_slow_env() -> SlowSeedZeroEnv:
-    return SlowSeedZeroEnv()
-
-
-def test_next_seed_is_past_every_finished_seed_when_workers_finish_out_of_order(tmp_path: Path) -> None:
-    w = DatasetWriter.create(tmp_path / "par", 10, fake_env.features(), robot_type="fake")
-    seen: list[int] = []
-    s = record(make_slow_env, fake_env.make_policy, w, episodes=2, task="Do it.", num_workers=2,
-               only_success=True, progress=False, on_seed=seen.append)  # fmt: skip
-    w.finalize()
-    # seed 0 is still running when seeds 1 and 2 (both successes) fill the two episodes
-    assert s.saved == 2 and s.attempted == 2
-    assert s.next_seed == 3 and seen == [2, 3]  # not seed + attempted == 2, which would record seed 2 again
 
 
 def _episode_actions(root: Path) -> list[np.ndarray]:
@@ -70,10 +43,12 @@ def test_interrupted_recording_resumes_without_repeating_a_seed(
     monkeypatch.setattr(DatasetWriter, "commit", commit_then_interrupt)
     assert main([*args, "--episodes", "5"]) == 130
     assert "2 episode(s) of this run were saved" in capsys.readouterr().err
-    assert json.loads((root / "meta/twinarm_record.json").read_text())["next_seed"] == 3
+    saved = json.loads((root / "meta/twinarm_record.json").read_text())
+    assert saved["next_seed"] == 3 and saved["sessions"] == [{"seed": 0, "episodes": 2, "first_episode_index": 0}]
     monkeypatch.setattr(DatasetWriter, "commit", commit)
     assert main([*args, "--episodes", "2", "--resume"]) == 0
-    assert json.loads((root / "meta/twinarm_record.json").read_text())["next_seed"] == 5
+    saved = json.loads((root / "meta/twinarm_record.json").read_text())
+    assert saved["next_seed"] == 5 and saved["sessions"][1] == {"seed": 3, "episodes": 2, "first_episode_index": 2}
     # the summary gives the dataset's fps and, apart, how fast the frames were recorded (not a dataset fps)
     assert re.search(r"saved 2 episode\(s\) \(\d+ frames at 30 fps, recorded at \d+ frames/s\) from 2 rollout",
                      capsys.readouterr().out)  # fmt: skip
@@ -161,4 +136,81 @@ def test_resume_alone_appends_as_the_dataset_was_recorded(tmp_path: Path, capsys
     assert f"--resume: with the recording's own --env {REACH}, --obs-type state" in capsys.readouterr().out
     assert LeRobotDatasetReader(state).num_episodes == 2
     saved = json.loads((small / "meta/twinarm_record.json").read_text())
-    assert (saved["height"], saved["width"], saved["resume"], saved["next_seed"]) == (24, 32, True, 2)
+    assert (saved["height"], saved["width"], saved["next_seed"]) == (24, 32, 2)
+    assert saved["sessions"] == [{"seed": 0, "episodes": 1, "first_episode_index": 0},
+                                 {"seed": 1, "episodes": 1, "first_episode_index": 1}]  # fmt: skip
+
+
+def _data(root: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pa.concat_tables(pq.read_table(f) for f in sorted((root / "data").rglob("*.parquet")))
+
+
+@needs_gl
+def test_the_saved_recording_relaunches_with_config(tmp_path: Path) -> None:
+    """meta/twinarm_record.json is a `record --config` file (audit F6): its bookkeeping (next_seed, sessions) is
+    skipped, and the options with the seed used record the same dataset again."""
+    first = tmp_path / "first"
+    assert main(["record", "--env", REACH, "--obs-type", "state", "--episodes", "2", "--seed", "3", "--root",
+                 str(first), "--no-progress"]) == 0  # fmt: skip
+    saved = json.loads((first / "meta/twinarm_record.json").read_text())
+    assert (saved["seed"], saved["episodes"], saved["next_seed"]) == (3, 2, 5)
+    assert saved["sessions"] == [{"seed": 3, "episodes": 2, "first_episode_index": 0}]
+    again = tmp_path / "again"
+    assert main(["record", "--config", str(first / "meta/twinarm_record.json"), "--root", str(again)]) == 0
+    assert _data(again).equals(_data(first))
+    assert json.loads((again / "meta/twinarm_record.json").read_text()) == {**saved, "root": str(again)}
+    with pytest.raises(SystemExit, match="a dataset is already there"):  # the file's own --root: not appended to
+        main(["record", "--config", str(first / "meta/twinarm_record.json")])
+
+
+@needs_gl
+def test_resume_keeps_each_runs_seed_and_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A `--resume` run no longer overwrites the first run's seed and count with its own (`"seed": null`): the
+    options stay the first run's, and `sessions` lists every run's seed, count and first episode, with the kept
+    seeds where --only-success could skip some and the options a run changed (which the next --resume takes)."""
+    root = tmp_path / "reach"
+    args = ["record", "--root", str(root), "--no-progress"]
+    assert main([*args, "--env", REACH, "--obs-type", "state", "--episodes", "2", "--seed", "3"]) == 0
+    assert main([*args, "--resume", "--episodes", "1", "--only-success"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--resume", "--episodes", "1"]) == 0
+    assert "--only-success" in capsys.readouterr().out  # taken from the last run, not the first
+    saved = json.loads((root / "meta/twinarm_record.json").read_text())
+    assert (saved["seed"], saved["episodes"], saved["resume"], saved["only_success"]) == (3, 2, False, False)
+    assert saved["sessions"] == [
+        {"seed": 3, "episodes": 2, "first_episode_index": 0},
+        {"seed": 5, "episodes": 1, "first_episode_index": 2, "seeds": [5], "options": {"only_success": True}},
+        {"seed": 6, "episodes": 1, "first_episode_index": 3, "seeds": [6], "options": {"only_success": True}},
+    ]
+    assert saved["next_seed"] == 7 and LeRobotDatasetReader(root).num_episodes == 4
+
+
+@needs_gl
+def test_an_episode_committed_as_the_run_was_killed_is_counted_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after an episode's files were swapped in but before the file counted it: the next --resume counts
+    it in the killed run's entry (its seed is the one written before the commit) and records from the seed after."""
+    root = tmp_path / "reach"
+    args = ["record", "--env", REACH, "--obs-type", "state", "--root", str(root), "--no-progress"]
+    commit = DatasetWriter.commit
+    calls = itertools.count(1)
+
+    def commit_then_interrupt(self: DatasetWriter, episode: Any) -> int:
+        index = commit(self, episode)
+        if next(calls) == 2:
+            raise KeyboardInterrupt
+        return index
+
+    monkeypatch.setattr(DatasetWriter, "commit", commit_then_interrupt)
+    assert main([*args, "--episodes", "3"]) == 130
+    saved = json.loads((root / "meta/twinarm_record.json").read_text())
+    assert saved["next_seed"] == 2 and saved["sessions"] == [{"seed": 0, "episodes": 1, "first_episode_index": 0}]
+    monkeypatch.undo()
+    assert main([*args, "--episodes", "1", "--resume"]) == 0
+    saved = json.loads((root / "meta/twinarm_record.json").read_text())
+    assert saved["next_seed"] == 3 and saved["sessions"] == [{"seed": 0, "episodes": 2, "first_episode_index": 0},
+                                                              {"seed": 2, "episodes": 1, "first_episode_index": 2}]

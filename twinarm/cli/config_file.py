@@ -16,6 +16,11 @@ import yaml
 #: The option that names the file: a file cannot name another.
 CONFIG_FLAG = "--config"
 
+#: The parser default (`set_defaults`) naming the keys that the command's own saved file holds beside its options
+#: (`record`'s next_seed and sessions in meta/twinarm_record.json): a --config file may have them; they are
+#: skipped, as a `command` key is.
+SAVED_STATE = "_saved_state"
+
 
 def load_config_file(path: Path, error: Callable[[str], NoReturn] | None = None) -> dict[str, Any]:
     """Read a YAML/JSON config as a mapping with `_` for `-` in its keys; errors name the file and go to `error`
@@ -66,6 +71,8 @@ def config_defaults(
 
     keys = _keys(parser)
     chosen = dict(command)
+    state = set(parser.get_default(SAVED_STATE) or ())
+    values = {k: v for k, v in values.items() if k in keys or k not in state}
     unknown = sorted(k for k in values if k not in keys and k not in chosen)
     if unknown:
         hint = "".join(f"; {k}: did you mean {' or '.join(n)}?" for k in unknown

@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=at_least(1), default=50, help="episodes to save")
     p.add_argument("--root", type=Path, required=True, help="dataset directory (created, or appended with --resume)")
     p.add_argument("--repo-id", type=hub_repo_id, default=None, help="Hub repo id of the dataset, kept beside it for `twinarm dataset push`")
-    p.add_argument("--num-workers", type=at_least(1), default=1, help="env worker processes (each encodes its own videos)")
+    p.add_argument("--num-workers", type=at_least(1), default=1,
+                   help="env worker processes (each encodes its own videos); the episodes are saved in seed order")
     p.add_argument("--only-success", action="store_true", help="keep only episodes that end in success")
     p.add_argument("--resume", action="store_true", help="append to an existing dataset at --root")
     p.add_argument("--seed", type=at_least(0), default=None, help="seed of the first rollout (default 0, or where the "
@@ -67,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dynamics_arg(p, "every recorded episode")
     add_camera_poses_arg(p, "every recorded episode")
     add_config_arg(p)
-    p.set_defaults(func=run, _parser=p)
+    # `record --config` of the file a recording leaves skips its bookkeeping (config_file.SAVED_STATE names this)
+    p.set_defaults(func=run, _parser=p, _saved_state=RECORD_STATE)
 
 
 def make_env(env_id: str, image_size: tuple[int, int], randomization: dict[str, Any] | None = None,
@@ -251,15 +253,22 @@ def run(args: argparse.Namespace) -> int:
     writer = open_writer(root, features, spec.control_hz, robot_type=spec.robot_type, resume=args.resume,
                          codec=args.codec, crf=args.crf, source=source, env=args.env, arm=spec.name)
     prior = recording_options(root) if args.resume else {}
+    before = writer.num_episodes
     seed = args.seed if args.seed is not None else int(prior.get("next_seed", 0))
-    cfg = json.loads(json.dumps(resolved_config(args), default=str))
+    cfg = json.loads(json.dumps({**resolved_config(args), "seed": seed}, default=str))  # the seed used, not null
+    log = RecordingLog(cfg, prior, seed=seed, first_episode_index=before, only_success=args.only_success)
 
     def save_next_seed(next_seed: int) -> None:
         """Written before each episode is committed, so a killed run resumes past every seed it used."""
-        write_json_atomic(root / RECORD_PATH, {**cfg, "next_seed": next_seed})
+        log.next_seed = next_seed
+        write_json_atomic(root / RECORD_PATH, log.state())
+
+    def save_commit(seed: int, index: int) -> None:
+        """Written after each episode is committed: the run's episode count (and kept seeds)."""
+        log.committed(seed)
+        write_json_atomic(root / RECORD_PATH, log.state())
 
     task = entry.task_info.instruction
-    before = writer.num_episodes
     try:
         summary = record(
             functools.partial(make_env, args.env, image_size, randomization, dynamics, args.obs_type, camera_poses),
@@ -274,6 +283,7 @@ def run(args: argparse.Namespace) -> int:
             max_attempts=args.max_attempts,
             progress=not args.no_progress,
             on_seed=save_next_seed,
+            on_commit=save_commit,
         )
     except BaseException:
         writer.finalize()
@@ -297,6 +307,65 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What `twinarm record` keeps in meta/twinarm_record.json beside the options: where the next run on the dataset
+#: takes its seeds from, and what each run recorded (`RecordingLog`). `record --config` of the file skips them.
+RECORD_STATE = ("next_seed", "sessions")
+
+#: Options of a run that its entry in `sessions` leaves out: the entry's own seed and count, and what says nothing
+#: about the episodes (where the dataset was, whether a progress bar showed).
+PER_SESSION = frozenset({"root", "resume", "seed", "episodes", "no_progress"})
+
+
+class RecordingLog:
+    """meta/twinarm_record.json as one run of `twinarm record` leaves it. Its options are those of the run that
+    started the dataset, with the seed it used, so that `twinarm record --config FILE --root NEW` records that run
+    again; a `--resume` run keeps them. Beside them, `next_seed` (where a `--resume` continues) and `sessions`:
+    each run's `seed`, `episodes` (committed), `first_episode_index`, with `--only-success` its kept `seeds`
+    (episode `first_episode_index + j` is seed `seeds[j]`, else `seed + j`), and `options` where it was run
+    with others than the first (they are what the next `--resume` takes)."""
+
+    def __init__(self, cfg: dict[str, Any], prior: dict[str, Any], *, seed: int, first_episode_index: int,
+                 only_success: bool) -> None:  # fmt: skip
+        """`cfg`: this run's resolved options; `prior`: the file as the dataset had it (None or {} when new)."""
+        prior = dict(prior or {})
+        self.next_seed = seed
+        sessions = prior.pop("sessions", None)
+        self.sessions = [dict(x) for x in sessions if isinstance(x, dict)] if isinstance(sessions, list) else []
+        if self.sessions:
+            _settle(self.sessions[-1], first_episode_index, prior.get("next_seed"))
+        prior.pop("next_seed", None)
+        self.options = prior or {k: v for k, v in cfg.items() if k not in RECORD_STATE}
+        self.session: dict[str, Any] = {"seed": seed, "episodes": 0, "first_episode_index": first_episode_index}
+        if only_success:
+            self.session["seeds"] = []
+        changed = {k: v for k, v in cfg.items() if k not in PER_SESSION and k not in RECORD_STATE
+                   and self.options.get(k) != v}  # fmt: skip
+        if changed:
+            self.session["options"] = changed
+        self.sessions.append(self.session)
+
+    def committed(self, seed: int) -> None:
+        self.session["episodes"] += 1
+        if "seeds" in self.session:
+            self.session["seeds"].append(seed)
+
+    def state(self) -> dict[str, Any]:
+        return {**self.options, "next_seed": self.next_seed, "sessions": self.sessions}
+
+
+def _settle(session: dict[str, Any], episodes_now: int, next_seed: Any) -> None:
+    """Count in the last run's entry the episode whose commit a kill interrupted after its files were swapped in
+    (resuming the dataset finished it): it is the one of seed `next_seed - 1`, written before the commit."""
+    try:
+        missing = episodes_now - int(session["first_episode_index"]) - int(session["episodes"])
+    except (KeyError, TypeError, ValueError):
+        return
+    if missing == 1 and isinstance(next_seed, int):
+        session["episodes"] += 1
+        if isinstance(session.get("seeds"), list):
+            session["seeds"].append(next_seed - 1)
+
+
 #: What `record --resume` does not take from the recording: this run's own count, seed and processes (the codec and
 #: crf the dataset's videos keep anyway).
 NOT_RESUMED = frozenset({"command", "root", "resume", "seed", "episodes", "num_workers", "max_attempts", "no_progress",
@@ -309,14 +378,21 @@ def _resume_options(args: argparse.Namespace) -> None:
     saying which, instead of the defaults that made a 96x128 dataset refuse its own --resume."""
     from twinarm.cli.config_file import take_saved_options
 
-    saved = {k: v for k, v in recording_options(args.root).items() if v is not None}  # a real arm's env is None
+    options = recording_options(args.root)
+    sessions = options.get("sessions")
+    last = sessions[-1] if isinstance(sessions, list) and sessions else None
+    if isinstance(last, dict) and isinstance(last.get("options"), dict):  # the last run's, where not the first's
+        options = {**options, **last["options"]}
+    saved = {k: v for k, v in options.items() if v is not None}  # a real arm's env is None
     taken = take_saved_options(args._parser, args, saved, args.root / RECORD_PATH, NOT_RESUMED)
     if taken:
         print(f"--resume: with the recording's own {', '.join(taken)} ({args.root / RECORD_PATH})")
 
 
 def next_seed(root: Path, default: int) -> int:
-    """Where the next recording on the dataset at `root` takes its scenes' seeds from (`default` if none ran)."""
+    """Where the next recording on the dataset at `root` takes its scenes' seeds from (`default` if none ran):
+    past every seed a run on it decided, and never past one whose episode is missing but the one whose commit a
+    kill interrupted (a rollout that had finished early, waiting for it, is recorded again)."""
     return int(recording_options(root).get("next_seed", default))
 
 

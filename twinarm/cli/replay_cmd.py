@@ -66,7 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "cameras pair by name")
     p.add_argument("--seed", type=at_least(0), default=0,
                    help="sim seed of episode 0: episode k replays with seed + k, where the task's objects start, as "
-                   "`twinarm record --seed S` recorded it (unless --only-success skipped seeds)")
+                   "`twinarm record --seed S` recorded it (with any number of workers), unless --only-success skipped "
+                   "seeds or a later run appended episodes: the `sessions` of the dataset's meta/twinarm_record.json "
+                   "give each run's seed and first episode, and with --only-success each episode's seed")
     add_dynamics_arg(p, "sim (to see how close a `twinarm fit-dynamics` file brings it)")
     add_camera_poses_arg(p, "sim (the video then shows each recorded camera beside the sim's, seen from the same place)")
     p.add_argument("--rate", type=float, default=None, metavar="HZ",

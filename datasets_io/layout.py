@@ -218,3 +218,20 @@ def recording_options(root: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return options if isinstance(options, dict) else {}
+
+
+def episode_seeds(root: str | Path) -> dict[int, int]:
+    """The sim seed each episode of a twinarm recording was reset with, by episode index, from the `sessions` of
+    RECORD_PATH (episode `first_episode_index + j` has `seeds[j]` where a run lists them, else `seed + j`); {}
+    for a dataset that does not say (another's recording, an older twinarm's, a real arm's)."""
+    sessions = recording_options(root).get("sessions")
+    seeds: dict[int, int] = {}
+    for session in sessions if isinstance(sessions, list) else ():
+        try:
+            first, n = int(session["first_episode_index"]), int(session["episodes"])
+            listed = session.get("seeds")
+            kept = [int(x) for x in listed] if isinstance(listed, list) else [int(session["seed"]) + j for j in range(n)]
+        except (KeyError, TypeError, ValueError):
+            continue
+        seeds.update({first + j: kept[j] for j in range(min(n, len(kept)))})
+    return seeds

@@ -158,3 +158,16 @@ def test_sim_reset_can_start_the_arm_at_given_joints() -> None:
     with pytest.raises(ValueError, match="unknown reset option"):
         env.reset(options={"qpos": q})
     env.close()
+
+
+def test_replay_takes_each_episodes_recorded_seed_also_after_a_deletion(sim_episode: Path, tmp_path: Path) -> None:
+    """Without --seed an episode replays with the seed meta/twinarm_record.json's sessions give it (here seed 8
+    for episode 1), and `dataset delete-episodes` keeps it under the episode's new index (determinism audit F1)."""
+    one = replay(["--dataset", str(sim_episode), "--env", SIM, "--episode", "1", "--no-video"], tmp_path / "one")
+    assert all(v["max"] < 1e-3 for v in one.values()), one
+    assert json.loads((tmp_path / "one" / "replay.json").read_text())["episodes"]["1"]["seed"] == SEED + 1
+    cut = tmp_path / "cut"
+    assert main(["dataset", "delete-episodes", str(sim_episode), str(cut), "--episodes", "0"]) == 0
+    moved = replay(["--dataset", str(cut), "--env", SIM, "--no-video"], tmp_path / "moved")
+    assert all(v["max"] < 1e-3 for v in moved.values()), moved  # episode 0 of the copy: seed 8's scene
+    assert json.loads((tmp_path / "moved" / "replay.json").read_text())["episodes"]["0"]["seed"] == SEED + 1

@@ -64,11 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pair dataset cameras with sim cameras of other names for the video, one or more pairs "
                    "(the flag may repeat), e.g. LeRobot's --camera-map laptop=front phone=wrist; by default "
                    "cameras pair by name")
-    p.add_argument("--seed", type=at_least(0), default=0,
-                   help="sim seed of episode 0: episode k replays with seed + k, where the task's objects start, as "
-                   "`twinarm record --seed S` recorded it (with any number of workers), unless --only-success skipped "
-                   "seeds or a later run appended episodes: the `sessions` of the dataset's meta/twinarm_record.json "
-                   "give each run's seed and first episode, and with --only-success each episode's seed")
+    p.add_argument("--seed", type=at_least(0), default=None,
+                   help="sim seed of episode 0: episode k replays with seed + k, where the task's objects start. "
+                   "Default: each episode's own seed where the dataset says it (the `sessions` of a twinarm "
+                   "recording's meta/twinarm_record.json: every run, resumed and --only-success ones too, and "
+                   "episodes kept by `dataset delete-episodes` or `split`), else 0")
     add_dynamics_arg(p, "sim (to see how close a `twinarm fit-dynamics` file brings it)")
     add_camera_poses_arg(p, "sim (the video then shows each recorded camera beside the sim's, seen from the same place)")
     p.add_argument("--rate", type=float, default=None, metavar="HZ",
@@ -94,6 +94,22 @@ def sim_recording(dataset: str) -> str | None:
         return env if isinstance(env, str) and entry_for(env).sim_id == env else None
     except UnknownEnvId:
         return None
+
+
+def episode_seeds_for(args: argparse.Namespace, episodes: list[int], real: bool) -> dict[int, int]:
+    """The sim seed each episode replays with: `--seed` + index when given, else the dataset's record of it
+    (`layout.episode_seeds`), else index (said once when the dataset knows some but not these)."""
+    from twinarm.datasets_io.layout import episode_seeds
+
+    if args.seed is not None or real:
+        return {e: (args.seed or 0) + e for e in episodes}
+    known = episode_seeds(str(args.dataset))
+    if all(e in known for e in episodes):
+        return {e: known[e] for e in episodes}
+    if known:
+        print(f"note: {args.dataset}'s meta/twinarm_record.json gives no seed for episode(s) "
+              f"{[e for e in episodes if e not in known]}: they replay with seed = episode index (--seed to choose)")
+    return {e: e for e in episodes}
 
 
 def load_episode(dataset: str, episode: int, spec: Any, other_arm: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
@@ -397,6 +413,7 @@ def run_replay(args: argparse.Namespace) -> int:
         if abs(rate - spec.control_hz) > 1e-9:
             hold_actions_for(env, spec.control_hz, rate)
             print(f"replaying at {rate:.2f} Hz ({source}), not the dataset's {fps:g} fps")
+    seeds = episode_seeds_for(args, episodes, real)
     single = len(episodes) == 1
     per_episode: dict[str, Any] = {}
     written: list[Path] = []
@@ -407,11 +424,11 @@ def run_replay(args: argparse.Namespace) -> int:
             if real:
                 print(f"episode {e}: driving the arm to its first pose (up to {args.start_time:g} s) ...", flush=True)
             frame = video_frame(env, args.dataset, e, cams) if video else None
-            replayed, frames = replay_episode(env, state, action, args.seed + e, frame)
+            replayed, frames = replay_episode(env, state, action, seeds[e], frame)
             states.append(state)
             replays.append(replayed)
             table = tracking_table(spec, state, replayed)
-            per_episode[str(e)] = {"frames": len(action), "seed": None if real else args.seed + e, "joints": table}
+            per_episode[str(e)] = {"frames": len(action), "seed": None if real else seeds[e], "joints": table}
             name = "replay" if single else f"replay_ep{e}"
             title = f"{args.dataset} episode {e} replayed on {args.env}"
             if (png := plot_tracking(spec, state, replayed, action, fps, out / f"{name}.png", title)) is not None:

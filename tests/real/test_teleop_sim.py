@@ -137,6 +137,10 @@ def test_cli_leader_drives_the_sim_and_records_what_twinarm_record_can_extend(
     assert main(["dataset", "check", str(root)]) == 0
     assert "dataset now has 3 episodes" in capsys.readouterr().out
     assert json.loads(saved_config.read_text())["next_seed"] == 3
+    # Each episode's seed, the teleoperated run's and the scripted one's (`replay` reads them).
+    from twinarm.datasets_io.layout import episode_seeds
+
+    assert episode_seeds(root) == {0: 0, 1: 1, 2: 2}
 
 
 @pytest.mark.parametrize(
@@ -313,6 +317,9 @@ def test_cli_only_success_drops_a_failed_demonstration_and_end_on_success_trims_
     # Each ends 15 steps (0.5 s) after the lift, long before its 300 steps (10 s) were up.
     assert len(lengths) == 2 and all(60 < n < 200 for n in lengths), lengths
     assert json.loads((root / "meta" / "twinarm_record.json").read_text())["next_seed"] == 3  # three scenes used
+    from twinarm.datasets_io.layout import episode_seeds
+
+    assert episode_seeds(root) == {0: 1, 1: 2}  # seed 0's demonstration failed and was dropped
 
 
 def test_cli_state_observations_are_recorded_as_record_writes_them(

@@ -231,8 +231,18 @@ class TeleopRecording:
             print(f"{root}: no episode was saved; the dataset folder this run started is removed again")
             return
         config = resolved_config(self.args)
-        if self.sim:  # where the next run on this dataset, teleoperated or scripted, takes its seeds from
-            config["next_seed"] = self.summary.next_seed if self.summary is not None else self.first_seed
+        if self.sim:  # where the next run on this dataset, teleoperated or scripted, takes its seeds from, and
+            # each episode's seed (`replay` reads them), kept with the earlier runs' as `twinarm record` keeps them
+            from twinarm.cli.record_cmd import RecordingLog
+            from twinarm.datasets_io.layout import recording_options
+
+            prior = recording_options(root) if self.args.resume else {}
+            log = RecordingLog(json.loads(json.dumps(config, default=str)), prior, seed=self.first_seed,
+                               first_episode_index=self.before, only_success=True)  # fmt: skip
+            for seed in self.summary.seeds if self.summary is not None else ():
+                log.committed(seed)
+            log.next_seed = self.summary.next_seed if self.summary is not None else self.first_seed
+            config = log.state()
         (root / RECORD_PATH).write_text(json.dumps(config, indent=2, default=str) + "\n")
         done = ""
         if self.sim and self.summary is not None and self.summary.attempted:

@@ -186,6 +186,9 @@ def test_resume_keeps_each_runs_seed_and_count(tmp_path: Path, capsys: pytest.Ca
         {"seed": 6, "episodes": 1, "first_episode_index": 3, "seeds": [6], "options": {"only_success": True}},
     ]
     assert saved["next_seed"] == 7 and LeRobotDatasetReader(root).num_episodes == 4
+    # An explicit --seed below the seeds used (say, from `--config` of this file) records their scenes again: said.
+    assert main([*args, "--resume", "--episodes", "1", "--seed", "4"]) == 0
+    assert "--seed 4 on a dataset whose runs used seeds up to 6" in capsys.readouterr().err
 
 
 @needs_gl

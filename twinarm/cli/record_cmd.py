@@ -255,6 +255,10 @@ def run(args: argparse.Namespace) -> int:
     prior = recording_options(root) if args.resume else {}
     before = writer.num_episodes
     seed = args.seed if args.seed is not None else int(prior.get("next_seed", 0))
+    if args.seed is not None and isinstance(done := prior.get("next_seed"), int) and args.seed < done:
+        print(f"twinarm: warning: --seed {args.seed} on a dataset whose runs used seeds up to {done - 1} "
+              f"({root / RECORD_PATH}): their scenes are recorded again (leave --seed out to go on from {done})",
+              file=sys.stderr)
     cfg = json.loads(json.dumps({**resolved_config(args), "seed": seed}, default=str))  # the seed used, not null
     log = RecordingLog(cfg, prior, seed=seed, first_episode_index=before, only_success=args.only_success)
 

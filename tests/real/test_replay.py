@@ -171,3 +171,26 @@ def test_replay_takes_each_episodes_recorded_seed_also_after_a_deletion(sim_epis
     moved = replay(["--dataset", str(cut), "--env", SIM, "--no-video"], tmp_path / "moved")
     assert all(v["max"] < 1e-3 for v in moved.values()), moved  # episode 0 of the copy: seed 8's scene
     assert json.loads((tmp_path / "moved" / "replay.json").read_text())["episodes"]["0"]["seed"] == SEED + 1
+
+
+def test_a_merge_says_each_episodes_seed_where_its_source_does(sim_episode: Path, tmp_path: Path) -> None:
+    """`dataset merge` carries each source's recorded seeds under the merged indices (replay then reproduces an
+    appended episode), and marks the episodes of a source that records none as of unknown seed."""
+    from twinarm.datasets_io.layout import episode_seeds
+
+    cut = tmp_path / "cut"  # episode 1 of sim_episode alone: seed 8
+    assert main(["dataset", "delete-episodes", str(sim_episode), str(cut), "--episodes", "0"]) == 0
+    merged = tmp_path / "merged"
+    assert main(["dataset", "merge", str(cut), str(sim_episode), "--out", str(merged)]) == 0
+    assert episode_seeds(merged) == {0: SEED + 1, 1: SEED, 2: SEED + 1}
+    again = replay(["--dataset", str(merged), "--env", SIM, "--episode", "1", "--no-video"], tmp_path / "again")
+    assert all(v["max"] < 1e-3 for v in again.values()), again
+    blind = tmp_path / "blind"  # a copy whose file records no seeds (an older twinarm's)
+    assert main(["dataset", "delete-episodes", str(sim_episode), str(blind), "--episodes", "1"]) == 0
+    record_file = blind / "meta" / "twinarm_record.json"
+    record_file.write_text(json.dumps({k: v for k, v in json.loads(record_file.read_text()).items() if k != "sessions"}))
+    mixed = tmp_path / "mixed"
+    assert main(["dataset", "merge", str(sim_episode), str(blind), "--out", str(mixed)]) == 0
+    assert episode_seeds(mixed) == {0: SEED, 1: SEED + 1}
+    assert json.loads((mixed / "meta" / "twinarm_record.json").read_text())["sessions"][-1] == {
+        "seed": None, "episodes": 1, "first_episode_index": 2}

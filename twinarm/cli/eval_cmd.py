@@ -167,7 +167,6 @@ def _range_units_to_degrees(args: argparse.Namespace, policy: object, spec: obje
 
 
 def run(args: argparse.Namespace) -> int:
-
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.agents.eval import EvalResult, evaluate, format_table, save_result
     from twinarm.agents.policy import resolve_checkpoint

@@ -78,7 +78,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     import twinarm  # noqa: F401  (registers the env ids)
     from twinarm.agents.eval import evaluate, obs_type_for
     from twinarm.agents.policy import resolve_checkpoint

@@ -27,7 +27,6 @@ from twinarm.datasets_io.layout import (
     EPISODES_DIR,
     INFO_PATH,
     LOCK_PATH,
-    RECORD_PATH,
     STATS_PATH,
     TASKS_PATH,
     VIDEO_PATH,
@@ -37,7 +36,7 @@ from twinarm.datasets_io.layout import (
     episode_seeds,
     load_json,
     read_parquet,
-    recording_options,
+    set_episode_seeds,
     sorted_parquet_files,
 )
 from twinarm.datasets_io.writer import check_version, repair, tasks_table
@@ -197,25 +196,9 @@ def _delete_in_copy(root: Path, info: dict[str, Any], mapping: dict[int, int]) -
     info = {**info, "total_episodes": len(mapping), "total_frames": sum(b - a for a, b in spans.values()),
             "total_tasks": len(new_tasks), "splits": {"train": f"0:{len(mapping)}"}}
     (root / INFO_PATH).write_text(json.dumps(info, indent=4))
-    _renumber_seeds(root, mapping)
+    seeds = episode_seeds(root)  # each kept episode's recorded sim seed, under its new index (`replay` reads them)
+    set_episode_seeds(root, [seeds.get(old) for old in sorted(mapping, key=mapping.__getitem__)])
     return notes
-
-
-def _renumber_seeds(root: Path, mapping: dict[int, int]) -> None:
-    """Keep each kept episode's recorded sim seed (RECORD_PATH's `sessions`, which `replay` reads) under its new
-    index, as one session listing them; drop the sessions when a kept episode's seed is not known, so that none
-    is read for another episode."""
-    options = recording_options(root)
-    if "sessions" not in options:
-        return
-    seeds = episode_seeds(root)
-    kept = sorted(mapping, key=mapping.__getitem__)  # old indices, in their new order
-    if all(old in seeds for old in kept):
-        listed = [seeds[old] for old in kept]
-        options["sessions"] = [{"seed": listed[0], "episodes": len(kept), "first_episode_index": 0, "seeds": listed}]
-    else:
-        del options["sessions"]
-    (root / RECORD_PATH).write_text(json.dumps(options, indent=2) + "\n")
 
 
 def _episode_rows(root: Path) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -235,3 +236,24 @@ def episode_seeds(root: str | Path) -> dict[int, int]:
             continue
         seeds.update({first + j: kept[j] for j in range(min(n, len(kept)))})
     return seeds
+
+
+def set_episode_seeds(root: str | Path, seeds: Sequence[int | None]) -> None:
+    """Rewrite RECORD_PATH's `sessions` to say that episode i was reset with sim seed `seeds[i]` (None: not known):
+    each run of known seeds one session listing them, each run of unknown ones one session of seed null (which
+    `episode_seeds` skips). For the edits that renumber a recording's episodes (delete, split, merge); nothing for
+    a dataset whose file has no sessions."""
+    options = recording_options(root)
+    if "sessions" not in options:
+        return
+    sessions: list[dict[str, Any]] = []
+    for i, seed in enumerate(seeds):
+        last = sessions[-1] if sessions else None
+        if last is not None and (seed is None) == (last["seed"] is None):
+            last["episodes"] += 1
+            if seed is not None:
+                last["seeds"].append(seed)
+        else:
+            sessions.append({"seed": seed, "episodes": 1, "first_episode_index": i}
+                            | ({"seeds": [seed]} if seed is not None else {}))
+    write_json_atomic(Path(root) / RECORD_PATH, {**options, "sessions": sessions})

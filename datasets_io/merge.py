@@ -42,7 +42,6 @@ from twinarm.datasets_io.layout import (
     INFO_PATH,
     JOURNAL_PATH,
     LOCK_PATH,
-    RECORD_PATH,
     TASKS_PATH,
     TMP_MARK,
     VIDEO_PATH,
@@ -52,7 +51,7 @@ from twinarm.datasets_io.layout import (
     load_json,
     next_chunk_file,
     read_parquet,
-    recording_options,
+    set_episode_seeds,
     sorted_parquet_files,
 )
 from twinarm.datasets_io.writer import check_version, repair, tasks_table
@@ -91,7 +90,10 @@ def merge_datasets(sources: Sequence[str | Path], dst: str | Path) -> Path:
             with _reading(src):
                 _append(tmp, src)
         aggregate_global_stats(tmp, load_json(tmp / INFO_PATH))
-        _merge_seeds(tmp, srcs, infos)
+        # each merged episode's recorded sim seed where its source says it (`replay` reads them)
+        known = [episode_seeds(src) for src in srcs]
+        set_episode_seeds(tmp, [seeds.get(e) for seeds, info in zip(known, infos, strict=True)
+                                for e in range(int(info["total_episodes"]))])  # fmt: skip
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         named = in_source_terms(exc, tmp, srcs[0], dst)  # the merge starts as a copy of the first source
@@ -198,32 +200,6 @@ def _describe(ft: dict[str, Any]) -> str:
 def _last_file(rows: list[dict[str, Any]], prefix: str) -> tuple[int, int] | None:
     pairs = [(r[f"{prefix}/chunk_index"], r[f"{prefix}/file_index"]) for r in rows]
     return max(pairs) if pairs else None
-
-
-def _merge_seeds(root: Path, srcs: list[Path], infos: list[dict[str, Any]]) -> None:
-    """Where the first source is a twinarm recording that says its episodes' sim seeds (RECORD_PATH's `sessions`,
-    which `replay` reads), say every merged episode's: the sources' own under their new indices, and a session
-    of unknown seed (`"seed": null`) for each run of episodes whose source does not say."""
-    options = recording_options(root)
-    if "sessions" not in options:
-        return
-    sessions: list[dict[str, Any]] = []
-    offset = 0
-    for src, info in zip(srcs, infos, strict=True):
-        known = episode_seeds(src)
-        for e in range(int(info["total_episodes"])):
-            seed = known.get(e)
-            last = sessions[-1] if sessions else None
-            if last is not None and (seed is None) == (last["seed"] is None):
-                last["episodes"] += 1
-                if seed is not None:
-                    last["seeds"].append(seed)
-            else:
-                sessions.append({"seed": seed, "episodes": 1, "first_episode_index": offset + e}
-                                | ({"seeds": [seed]} if seed is not None else {}))
-        offset += int(info["total_episodes"])
-    options["sessions"] = sessions
-    (root / RECORD_PATH).write_text(json.dumps(options, indent=2) + "\n")
 
 
 def _append(root: Path, src: Path) -> None:

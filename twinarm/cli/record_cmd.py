@@ -259,8 +259,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"twinarm: warning: --seed {args.seed} on a dataset whose runs used seeds up to {done - 1} "
               f"({root / RECORD_PATH}): their scenes are recorded again (leave --seed out to go on from {done})",
               file=sys.stderr)
-    cfg = json.loads(json.dumps({**resolved_config(args), "seed": seed}, default=str))  # the seed used, not null
-    log = RecordingLog(cfg, prior, seed=seed, first_episode_index=before, only_success=args.only_success)
+    cfg = {**resolved_config(args), "seed": seed}  # the seed used, not null
+    log = RecordingLog(cfg, prior, seed=seed, first_episode_index=before, list_seeds=args.only_success)
 
     def save_next_seed(next_seed: int) -> None:
         """Written before each episode is committed, so a killed run resumes past every seed it used."""
@@ -329,8 +329,10 @@ class RecordingLog:
     with others than the first (they are what the next `--resume` takes)."""
 
     def __init__(self, cfg: dict[str, Any], prior: dict[str, Any], *, seed: int, first_episode_index: int,
-                 only_success: bool) -> None:  # fmt: skip
-        """`cfg`: this run's resolved options; `prior`: the file as the dataset had it (None or {} when new)."""
+                 list_seeds: bool) -> None:  # fmt: skip
+        """`cfg`: this run's resolved options (made plain JSON here); `prior`: the file as the dataset had it (None
+        or {} when new); `list_seeds`: list each committed episode's seed (a run that may skip seeds)."""
+        cfg = json.loads(json.dumps(cfg, default=str))
         prior = dict(prior or {})
         self.next_seed = seed
         sessions = prior.pop("sessions", None)
@@ -340,7 +342,7 @@ class RecordingLog:
         prior.pop("next_seed", None)
         self.options = prior or {k: v for k, v in cfg.items() if k not in RECORD_STATE}
         self.session: dict[str, Any] = {"seed": seed, "episodes": 0, "first_episode_index": first_episode_index}
-        if only_success:
+        if list_seeds:
             self.session["seeds"] = []
         changed = {k: v for k, v in cfg.items() if k not in PER_SESSION and k not in RECORD_STATE
                    and self.options.get(k) != v}  # fmt: skip

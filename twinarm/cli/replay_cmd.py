@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sim seed of episode 0: episode k replays with seed + k, where the task's objects start. "
                    "Default: each episode's own seed where the dataset says it (the `sessions` of a twinarm "
                    "recording's meta/twinarm_record.json: every run, resumed and --only-success ones too, and "
-                   "episodes kept by `dataset delete-episodes` or `split`), else 0")
+                   "episodes kept by `dataset delete-episodes`, `split` or `merge`), else 0")
     add_dynamics_arg(p, "sim (to see how close a `twinarm fit-dynamics` file brings it)")
     add_camera_poses_arg(p, "sim (the video then shows each recorded camera beside the sim's, seen from the same place)")
     p.add_argument("--rate", type=float, default=None, metavar="HZ",

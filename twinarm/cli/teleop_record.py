@@ -237,8 +237,8 @@ class TeleopRecording:
             from twinarm.datasets_io.layout import recording_options
 
             prior = recording_options(root) if self.args.resume else {}
-            log = RecordingLog(json.loads(json.dumps(config, default=str)), prior, seed=self.first_seed,
-                               first_episode_index=self.before, only_success=True)  # fmt: skip
+            log = RecordingLog(config, prior, seed=self.first_seed, first_episode_index=self.before,
+                               list_seeds=True)  # an operator's discards and --only-success skip seeds
             for seed in self.summary.seeds if self.summary is not None else ():
                 log.committed(seed)
             log.next_seed = self.summary.next_seed if self.summary is not None else self.first_seed

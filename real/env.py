@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import cv2
 import gymnasium as gym
 import numpy as np
+from gymnasium.error import ClosedEnvironmentError
 
 from twinarm.arms import IdFixesArm, get_arm
 from twinarm.real.buses import make_bus
@@ -126,6 +127,8 @@ class RealArmEnv(IdFixesArm, gym.Env):
         self._limp = False  # torque was taken off after configuration: reset() turns it on again
         self.success_fn = success_fn
         self.metadata = {**self.metadata, "render_fps": self.spec_arm.control_hz}
+        if task in TASKS:
+            self.spec_arm.check_task_arms(task, TASKS[task].arms)
         uses_pixels = obs_type != "state" and obs_type in ("pixels", "pixels_agent_pos")
         camera_cfgs = dict(cameras or {})
         if uses_pixels and cameras is None:
@@ -139,7 +142,9 @@ class RealArmEnv(IdFixesArm, gym.Env):
             space = gym.spaces.Dict({k: v for k, v in space.spaces.items() if k != "pixels"})
         self.observation_space = space
         self.action_space = self.spec_arm.action_space()
-        self._state_space = self.spec_arm.state_space()
+        state_space = self.spec_arm.state_space()
+        self._state_low, self._state_high = state_space.low, state_space.high
+        self._out_of_range_said: set[str] = set()
         self.max_relative_target = None if max_relative_target is None else \
             np.broadcast_to(np.asarray(max_relative_target, dtype=np.float64), (self.spec_arm.dof,)).copy()
         if self.max_relative_target is not None and not np.all(self.max_relative_target > 0):
@@ -154,9 +159,11 @@ class RealArmEnv(IdFixesArm, gym.Env):
         self.calibration = self._load_calibration(calibration)
         self.cameras: dict[str, Camera] = {}
         self._last_obs: dict[str, Any] | None = None
+        self._last_q: np.ndarray | None = None
         self._clock = LoopClock(self.spec_arm.control_period, pace)
-        self._prev_handlers: dict[int, Any] = {}
+        self._stop_handlers: dict[int, _StopHandler] = {}
         self._limp_at_exit: weakref.finalize | None = None
+        self._closed = False
         try:
             self.bus.connect()
             self._apply_calibration(write_calibration)
@@ -168,14 +175,17 @@ class RealArmEnv(IdFixesArm, gym.Env):
         except BaseException:
             self.close()
             raise
-        # An uncaught exception in the user's loop, a script that never calls close(), or an env nobody holds any
-        # more: torque goes off when the process ends or the env is collected (the callback holds the bus only).
-        self._limp_at_exit = weakref.finalize(self, _limp, self.bus)
         if handle_sigint and threading.current_thread() is threading.main_thread():
             # an ignored SIGTERM/SIGHUP stays ignored (`nohup` keeps a recording going when the terminal closes);
             # Ctrl-C is always the operator's stop, also in a job a script started in the background
-            self._prev_handlers = {s: signal.signal(s, self._on_stop_signal) for s in STOP_SIGNALS
-                                   if s == signal.SIGINT or signal.getsignal(s) is not signal.SIG_IGN}
+            for s in STOP_SIGNALS:
+                if s == signal.SIGINT or signal.getsignal(s) is not signal.SIG_IGN:
+                    self._stop_handlers[s] = handler = _StopHandler(self, signal.getsignal(s))
+                    signal.signal(s, handler)
+        # An uncaught exception in the user's loop, a script that never calls close(), or an env nobody holds any
+        # more: torque goes off when the process ends or the env is collected (the callback holds the bus and the
+        # signal handlers, which hold the env weakly: the process keeps them, and must not keep the env).
+        self._limp_at_exit = weakref.finalize(self, _limp, self.bus, self._stop_handlers)
 
     # ----- setup --------------------------------------------------------------------------------
     def _load_calibration(self, calibration: Any) -> Calibration:
@@ -220,6 +230,7 @@ class RealArmEnv(IdFixesArm, gym.Env):
 
     # ----- Gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._check_open()
         super().reset(seed=seed)
         pose = self.spec_arm.reset_joints(options)
         with self._safety():
@@ -234,6 +245,7 @@ class RealArmEnv(IdFixesArm, gym.Env):
         return obs, self._info(obs)
 
     def step(self, action: np.ndarray):
+        self._check_open()
         action = self.spec_arm.check_action(action)  # the sim's check: an inf target is refused, not clipped
         if self._limp:
             raise RuntimeError("torque is off after an earlier error or Ctrl-C: call reset() to hold the present "
@@ -271,9 +283,8 @@ class RealArmEnv(IdFixesArm, gym.Env):
             q = self.joint_positions()
 
     def _last_agent_pos(self) -> np.ndarray:
-        if self._last_obs is not None and "agent_pos" in self._last_obs:
-            return self._last_obs["agent_pos"].astype(np.float64)
-        return self.joint_positions()
+        """The joint positions read with the last observation (unclamped: the base of `max_relative_target`)."""
+        return self._last_q if self._last_q is not None else self.joint_positions()
 
     def _wait_period(self) -> None:
         late = self._clock.tick()
@@ -283,9 +294,9 @@ class RealArmEnv(IdFixesArm, gym.Env):
 
     def _observation(self) -> dict[str, Any]:
         obs: dict[str, Any] = {}
-        q = self.joint_positions()
+        q = self._last_q = self.joint_positions()
         if self.obs_type != "pixels":
-            obs["agent_pos"] = q.astype(np.float32)
+            obs["agent_pos"] = self._agent_pos(q)
         if self.obs_type != "state" and self.camera_specs:
             pixels = {}
             for c in self.camera_specs:
@@ -296,17 +307,42 @@ class RealArmEnv(IdFixesArm, gym.Env):
                     frame = frame.copy()  # the camera keeps its own buffer; each observation owns its pixels
                 pixels[c.name] = frame
             obs["pixels"] = pixels
-        self._last_obs = obs if "agent_pos" in obs else {**obs, "agent_pos": q.astype(np.float32)}
+        self._last_obs = obs
         return obs
+
+    def _agent_pos(self, q: np.ndarray) -> np.ndarray:
+        """`q` as float32 clamped to the state space, as the sim observes (a policy never sees a reading its
+        observation space excludes); a joint read past its limits by more than the space's margin is said once:
+        a calibration that no longer fits the arm, or a joint turned by hand past its range."""
+        out = (q < self._state_low) | (q > self._state_high)
+        for name in np.asarray(self.spec_arm.joint_names)[out]:
+            if name not in self._out_of_range_said:
+                self._out_of_range_said.add(name)
+                i = self.spec_arm.joint_names.index(name)
+                log.warning("%s on %s reads %.3f, outside its observation range [%.3f, %.3f]: observed clamped "
+                            "(recalibrate if the arm is within its range)", name, self.bus.port, q[i],
+                            self._state_low[i], self._state_high[i])  # fmt: skip
+        return np.clip(q, self._state_low, self._state_high).astype(np.float32)
 
     def _info(self, obs: dict[str, Any]) -> dict[str, Any]:
         success = bool(self.success_fn(obs)) if self.success_fn is not None else False
         return {"is_success": success, "overruns": self.overruns}
 
     def render(self) -> np.ndarray | None:
-        if self.render_mode != "rgb_array" or not self.cameras:
+        """The first camera's frame of the last observation, at the env's image size (a copy: drawing on it, as
+        video wrappers do, leaves the observations alone), as the sim renders. None without cameras (`evaluate`
+        then writes no videos)."""
+        if self.render_mode is None:
+            gym.logger.warn(f"{self.spec.id if self.spec else type(self).__name__}.render() without a render_mode: "
+                            "make the env with render_mode='rgb_array'")  # fmt: skip
             return None
-        return next(iter(self.cameras.values())).read_latest()
+        self._check_open()
+        if not self.camera_specs:
+            return None
+        first = self.camera_specs[0].name
+        if self._last_obs is not None and "pixels" in self._last_obs:
+            return self._last_obs["pixels"][first].copy()
+        return self._observation()["pixels"][first].copy()
 
     # ----- safety -------------------------------------------------------------------------------
     def _safety(self) -> _TorqueOffOnError:
@@ -324,19 +360,17 @@ class RealArmEnv(IdFixesArm, gym.Env):
                 log.warning(said)
                 self._torque_off_said = said
 
-    def _on_stop_signal(self, signum: int, frame: Any) -> None:
-        """Ctrl-C, SIGTERM or SIGHUP: torque off first, then whatever handled the signal before (another env's
-        handler, the user's), then KeyboardInterrupt (TerminationSignal for the others), so that code which
-        saves finished work on Ctrl-C runs for `kill` and a closed terminal too."""
-        self.torque_off()
-        prev = self._prev_handlers.get(signum)
-        if callable(prev) and prev not in (signal.SIG_IGN, signal.SIG_DFL):
-            prev(signum, frame)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise TerminationSignal(signum)
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedEnvironmentError(f"the real arm env on {self.bus.port} was closed (its torque is off and "
+                                         "the port free): make a new env")  # fmt: skip
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"a real arm env (port {self.bus.port}) holds a serial port and cameras and cannot be "
+                        "pickled or copied: make it in the process that drives the arm")  # fmt: skip
 
     def close(self) -> None:
+        self._closed = True
         for cam in self.cameras.values():
             try:
                 cam.disconnect()
@@ -348,17 +382,52 @@ class RealArmEnv(IdFixesArm, gym.Env):
             self.bus.close()
         if getattr(self, "_limp_at_exit", None) is not None:
             self._limp_at_exit.detach()
-        if self._prev_handlers and threading.current_thread() is threading.main_thread():
-            for signum, prev in self._prev_handlers.items():
-                signal.signal(signum, prev)
-            self._prev_handlers = {}
+        _uninstall(self._stop_handlers)
+        self._stop_handlers = {}
 
 
-def _limp(bus: MotorBus | MultiBus) -> None:
-    """Torque off and close the bus of an env that was not closed: the process is ending or nobody holds the env."""
+def _no_env() -> None:
+    return None
+
+
+def _uninstall(handlers: dict[int, _StopHandler]) -> None:
+    """Give each signal its earlier handler back where this env's is still the installed one; one installed since
+    (another env's, the user's) keeps chaining to it, and it then only passes the signal on."""
+    for signum, handler in handlers.items():
+        handler.env = _no_env
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signum) is handler:
+            signal.signal(signum, handler.prev)
+
+
+class _StopHandler:
+    """One env's handler of Ctrl-C, SIGTERM or SIGHUP: torque off first, then whatever handled the signal before
+    (another env's handler, the user's), then KeyboardInterrupt (TerminationSignal for the others), so that code
+    which saves finished work on Ctrl-C runs for `kill` and a closed terminal too. It holds the env weakly."""
+
+    def __init__(self, env: RealArmEnv, prev: Any) -> None:
+        self.env: Callable[[], RealArmEnv | None] = weakref.ref(env)
+        while isinstance(prev, _StopHandler) and prev.env() is None:  # a gone env's, left below another's
+            prev = prev.prev
+        self.prev = prev
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        env = self.env()
+        if env is not None:
+            env.torque_off()
+        if callable(self.prev) and self.prev not in (signal.SIG_IGN, signal.SIG_DFL):
+            self.prev(signum, frame)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise TerminationSignal(signum)
+
+
+def _limp(bus: MotorBus | MultiBus, handlers: dict[int, _StopHandler]) -> None:
+    """Torque off and close the bus of an env that was not closed (the process is ending or nobody holds the env),
+    and give the stop signals their earlier handlers back."""
     if bus.is_connected:
         log.warning("a real arm env on %s was not closed: taking torque off", bus.port)
     bus.close(disable_torque=True)
+    _uninstall(handlers)
 
 
 class _TorqueOffOnError:

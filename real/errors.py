@@ -21,8 +21,14 @@ class PortNotFoundError(RealArmError):
 class PortBusyError(RealArmError):
     """Another program has the arm's serial port: two programs on one bus would fight over the arm."""
 
-    def __init__(self, port: str, holders: list[int] | None = None) -> None:
+    def __init__(self, port: str, holders: list[int] | None = None, this_process: bool = False) -> None:
         self.port, self.holders = port, list(holders or [])
+        if this_process:  # a second env or bus on one arm in one program (e.g. gym.make_vec of a real id)
+            super().__init__(
+                f"serial port {port} is already open in this program (another env or bus on the same arm): close() "
+                "that one first; one arm serves one env at a time"
+            )
+            return
         who = f" (pid {', '.join(map(str, self.holders))})" if self.holders else ""
         super().__init__(
             f"serial port {port} is in use by another program{who}; stop it first (a teleop, record, replay or "

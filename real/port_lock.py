@@ -21,23 +21,24 @@ def port_holders(port: str) -> list[int]:
         device = os.stat(port).st_rdev
     except OSError:
         return []
-    holders = []
-    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
-        if int(pid) == os.getpid():
-            continue
+    pids = filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else [])
+    return [int(pid) for pid in pids if int(pid) != os.getpid() and _has_open(pid, device)]
+
+
+def _has_open(pid: str, device: int) -> bool:
+    """Whether process `pid` has the character device `device` open (False where /proc does not say)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
         try:
-            fds = os.listdir(f"/proc/{pid}/fd")
+            st = os.stat(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
-        for fd in fds:
-            try:
-                st = os.stat(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == device:
-                holders.append(int(pid))
-                break
-    return holders
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == device:
+            return True
+    return False
 
 
 def lock_port(port: str) -> int | None:
@@ -55,7 +56,9 @@ def lock_port(port: str) -> int | None:
     except OSError as exc:
         os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise PortBusyError(port, port_holders(port)) from None
+            holders = port_holders(port)
+            here = not holders and _has_open("self", os.stat(port).st_rdev)
+            raise PortBusyError(port, holders, this_process=here) from None
         return None
     return fd
 

@@ -85,7 +85,7 @@ def test_two_buses_of_one_process_on_one_port_are_refused_too() -> None:
         first = FeetechBus.from_spec(SO101, server.port)
         first.connect()
         try:
-            with pytest.raises(PortBusyError, match="in use by another program"):
+            with pytest.raises(PortBusyError, match="already open in this program"):
                 FeetechBus.from_spec(SO101, server.port).connect()
         finally:
             first.close()

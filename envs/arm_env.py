@@ -176,6 +176,7 @@ class ArmEnv(IdFixesArm, gym.Env):
             "np_random": None if self._np_random is None else self._np_random.bit_generator.state,
             "np_random_seed": self._np_random_seed,
             "episode_count": self.episode_count,
+            "spec": self.spec,  # what gym.make set: the id, its kwargs, max_episode_steps
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -187,6 +188,7 @@ class ArmEnv(IdFixesArm, gym.Env):
         self.physics.set_state(state["physics_state"])
         self.physics.data.ctrl[:] = state["ctrl"]
         self.episode_count = state.get("episode_count", 0)
+        self.__dict__["_env_spec"] = state.get("spec")  # checked against the arm when gym.make set it
         if state["np_random"] is not None:
             self._np_random = np.random.Generator(np.random.PCG64())
             self._np_random.bit_generator.state = state["np_random"]

@@ -20,6 +20,8 @@ SIDES: tuple[str, str] = ("left", "right")
 class BimanualTask(Task):
     """A `Task` whose model has two tool points and two sets of finger pads."""
 
+    arms = 2
+
     def bind(self, physics: ArmPhysics) -> None:
         m = physics.model
         self.tcp_sites = {s: _require(m, mujoco.mjtObj.mjOBJ_SITE, f"{s}_tcp") for s in SIDES}

@@ -27,8 +27,11 @@ class Task(ABC):
 
     name: ClassVar[str] = ""
     env_state_dim: ClassVar[int] = 0
+    #: How many arms the task drives (the registry's TaskInfo says the same for the real env).
+    arms: ClassVar[int] = 1
 
     def __init__(self, spec: ArmSpec):
+        spec.check_task_arms(self.name or type(self).__name__, self.arms)
         self.spec = spec
 
     # ----- model --------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ class TaskInfo:
     entry_point: str
     max_episode_steps: int
     instruction: str
+    #: how many arms the task drives (its sim Task class says the same)
+    arms: int = 1
 
 
 TASKS: dict[str, TaskInfo] = {
@@ -41,12 +43,14 @@ TASKS: dict[str, TaskInfo] = {
             "twinarm.envs.tasks.transfer_cube:TransferCubeEnv",
             400,
             "Pick up the cube with the right arm and hand it over to the left arm.",
+            arms=2,
         ),
         TaskInfo(
             "Insertion",
             "twinarm.envs.tasks.insertion:InsertionEnv",
             400,
             "Pick up the socket and the peg, one in each gripper, and insert the peg into the socket in mid-air.",
+            arms=2,
         ),
     )
 }
@@ -134,5 +138,7 @@ def register_all() -> None:
                 id=e.real_id,
                 entry_point="twinarm.real.env:RealArmEnv",
                 max_episode_steps=info.max_episode_steps,
+                # a reset does not put a real arm (or its scene) back where a seed says
+                nondeterministic=True,
                 kwargs={"arm": e.arm, "task": e.task},
             )

@@ -119,6 +119,11 @@ class ArmSpec:
     def dof(self) -> int:
         return len(self.joints)
 
+    @property
+    def n_arms(self) -> int:
+        """How many arms the spec drives: one gripper each (ALOHA 2, the others 1)."""
+        return int(self.gripper_mask.sum())
+
     @cached_property
     def lower(self) -> np.ndarray:
         return _frozen(np.array([j.lower for j in self.joints], dtype=np.float64))
@@ -238,6 +243,16 @@ class ArmSpec:
     def action_space(self) -> spaces.Box:
         """Absolute joint targets in SI units, bounded by the joint limits."""
         return spaces.Box(self.lower.astype(np.float32), self.upper.astype(np.float32), dtype=np.float32)
+
+    def check_task_arms(self, task: str, arms: int) -> None:
+        """Refuse a task made for another number of arms (a two-arm task on a one-arm spec, or the reverse), before
+        a model is built or a port opened: the task would fail on a missing part of the other family."""
+        if arms != self.n_arms:
+            def word(n: int) -> str:
+                return {1: "one", 2: "two"}.get(n, str(n))
+
+            raise ValueError(f"{task} is a {word(arms)}-arm task and the {self.name} arm has {word(self.n_arms)}: use "
+                             f"an id made for the {self.name} arm (`twinarm envs` lists them)")
 
     def state_space(self) -> spaces.Box:
         margin = np.where(self.gripper_mask, STATE_MARGIN_GRIPPER, STATE_MARGIN_RAD)

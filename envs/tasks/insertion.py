@@ -9,9 +9,12 @@ Observation `environment_state` (14): peg pose then socket pose (position, quate
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import mujoco
 import numpy as np
 
+from twinarm.arms import ALOHA
 from twinarm.envs.arm_env import ArmEnv
 from twinarm.envs.bimanual import (
     BimanualTask,
@@ -149,3 +152,4 @@ class InsertionEnv(ArmEnv):
     """`twinarm/Aloha-Insertion-v0`."""
 
     task_cls = Insertion
+    metadata: ClassVar[dict[str, Any]] = {**ArmEnv.metadata, "render_fps": ALOHA.control_hz}  # the instance's too

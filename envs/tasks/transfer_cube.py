@@ -8,9 +8,12 @@ Observation `environment_state` (7): cube position and quaternion (w, x, y, z).
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import mujoco
 import numpy as np
 
+from twinarm.arms import ALOHA
 from twinarm.envs.arm_env import ArmEnv
 from twinarm.envs.bimanual import (
     BimanualTask,
@@ -80,3 +83,4 @@ class TransferCubeEnv(ArmEnv):
     """`twinarm/Aloha-TransferCube-v0`."""
 
     task_cls = TransferCube
+    metadata: ClassVar[dict[str, Any]] = {**ArmEnv.metadata, "render_fps": ALOHA.control_hz}  # the instance's too

@@ -90,6 +90,16 @@ def test_arm_must_agree_with_the_id() -> None:
     gym.make(ENV, arm="so101", obs_type="state").close()
 
 
+@pytest.mark.parametrize(("env_id", "arm", "says"), [
+    (ENV, "aloha", "PickCube is a one-arm task and the aloha arm has two"),
+    ("twinarm/Aloha-TransferCube-v0", "so101", "TransferCube is a two-arm task and the so101 arm has one"),
+])  # fmt: skip
+def test_an_arm_of_the_other_family_is_named_before_the_model_is_built(env_id: str, arm: str, says: str) -> None:
+    """It failed in the task's bind: "model b'aloha scene...' lacks the site 'tcp' tasks rely on"."""
+    with pytest.raises(ValueError, match=says):
+        gym.make(env_id, arm=arm, obs_type="state")
+
+
 def test_render_without_a_render_mode_warns(env) -> None:
     with pytest.warns(UserWarning, match=r'render_mode="rgb_array"'):
         assert env.render() is None

@@ -132,6 +132,7 @@ def test_substeps_divide_the_control_period_exactly(env_id: str) -> None:
     phys = env.physics
     assert phys.model.opt.timestep * phys.n_substeps == pytest.approx(phys.spec.control_period, abs=1e-12)
     assert env.metadata["render_fps"] == phys.spec.control_hz
+    assert type(env).metadata["render_fps"] == phys.spec.control_hz  # what tools read before making one
     env.reset(seed=0)
     env.step(env.action_space.sample())
     assert phys.data.time == pytest.approx(phys.spec.control_period, abs=1e-9)

@@ -1,8 +1,10 @@
 """A pickled (or deep-copied) env is the env it copied: the task bound to the episode's drawn object sizes, the
-random generator kept when its seed is read, and `render()` handing out a frame of its own."""
+random generator kept when its seed is read, the spec `gym.make` gave it, and `render()` handing out a frame of its
+own."""
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import gymnasium as gym
@@ -43,6 +45,17 @@ def test_reading_the_seed_of_a_copy_keeps_its_generator() -> None:
     cubes = [e.reset()[0]["environment_state"] for e in (env, a, b)]
     np.testing.assert_array_equal(cubes[0], cubes[1])
     np.testing.assert_array_equal(cubes[0], cubes[2])
+
+
+@pytest.mark.parametrize("clone_of", [lambda e: pickle.loads(pickle.dumps(e)), copy.deepcopy], ids=["pickle", "deepcopy"])
+def test_a_copy_keeps_the_spec_gym_make_gave_it(clone_of) -> None:  # noqa: ANN001
+    """It came back None: `gym.make(env.unwrapped.spec)`, check_env's render checks and the id in render's warning
+    had nothing to read."""
+    env = gym.make("twinarm/SO101-Reach-v0", obs_type="state")
+    env.reset(seed=0)
+    clone = clone_of(env)
+    assert clone.unwrapped.spec == env.unwrapped.spec and clone.unwrapped.spec.id == "twinarm/SO101-Reach-v0"
+    gym.make(clone.unwrapped.spec).close()
 
 
 def test_render_hands_out_a_frame_the_observation_does_not_share() -> None:

@@ -413,10 +413,12 @@ class Policy(nn.Module, abc.ABC):
     @classmethod
     def from_pretrained(
         cls: type[P], directory: str | Path, map_location: str = "cpu", overrides: Mapping[str, Any] | None = None,
-        rename: Mapping[str, str] | None = None,
+        rename: Mapping[str, str] | None = None, arm: str | None = None,
     ) -> P:
         """Load a checkpoint written by `save_pretrained` (or a run's newest, see `resolve_checkpoint`); on
-        `Policy` it picks the class from `type`.
+        `Policy` it picks the class from `type`. A checkpoint in LeRobot's layout (LeRobot's own, `export-lerobot`,
+        a `push-policy --lerobot` repo) is read by `lerobot_checkpoint.load_lerobot` for `arm` (its units are the
+        arm's), which defaults to the arm of its training dataset when that dataset is on this machine.
 
         `overrides` replace config fields before the policy is built: inference settings such as
         `n_action_steps`, `num_inference_steps` or `temporal_ensemble_coeff` (a field that changes the
@@ -431,6 +433,10 @@ class Policy(nn.Module, abc.ABC):
         config_path = src / CONFIG_NAME
         if not config_path.is_file():
             raise FileNotFoundError(f"{src} holds no {CONFIG_NAME}; is it a policy checkpoint directory?")
+        from twinarm.agents.lerobot_checkpoint import is_lerobot_checkpoint
+
+        if is_lerobot_checkpoint(src):
+            return cls._from_lerobot(src, map_location, overrides, rename, arm)
         stored = _read_config(config_path)
         overrides = dict(overrides or {})
         rename = dict(rename or {})
@@ -476,6 +482,23 @@ class Policy(nn.Module, abc.ABC):
         policy.to(map_location)
         policy.eval()
         return policy  # type: ignore[return-value]
+
+    @classmethod
+    def _from_lerobot(
+        cls: type[P], src: Path, map_location: str, overrides: Mapping[str, Any] | None,
+        rename: Mapping[str, str] | None, arm: str | None,
+    ) -> P:
+        """`from_pretrained` of a checkpoint in LeRobot's layout (see there)."""
+        from twinarm.agents.lerobot_checkpoint import load_lerobot, recorded_arm
+
+        arm = arm or recorded_arm(src)
+        if arm is None:
+            raise PolicyConfigError(f"{src} is a LeRobot checkpoint, which does not say which arm it drives (its units "
+                                    "are the arm's): pass arm=, e.g. Policy.from_pretrained(..., arm='so101')")  # fmt: skip
+        policy = load_lerobot(src, arm=arm, overrides=dict(overrides or {}), rename=dict(rename or {}))
+        if cls.name and policy.name != cls.name:
+            raise ValueError(f"{src} holds a {policy.name!r} policy, not {cls.name!r}")
+        return policy.to(map_location)  # type: ignore[return-value]
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -40,6 +40,19 @@ def repo_id_of(text: str | Path) -> tuple[str, str | None] | None:
     return match["repo"], match["rev"]
 
 
+def local_miss(name: str) -> str:
+    """Where a path-like `name` (`runs/act_x`) was also looked for here: ' (no runs/act_x here, though runs/
+    exists)' when its first folder exists locally, so a mistyped local path reads as one; else ''."""
+    first = Path(name).parts[0] if Path(name).parts else ""
+    return f" (no {name} here, though {first}/ exists)" if first and Path(first).is_dir() else ""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (the Hub client's network errors run to several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def fetch_policy(repo_id: str, revision: str | None = None) -> Path:
     """The local folder of the checkpoint in model repo `repo_id` (downloaded into the HF cache; with
     `HF_HUB_OFFLINE=1` the cached copy)."""
@@ -50,8 +63,8 @@ def fetch_policy(repo_id: str, revision: str | None = None) -> Path:
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=CHECKPOINT_FILES))
     except (LocalEntryNotFoundError, HfHubHTTPError, ValueError, OSError) as exc:
         at = f"@{revision}" if revision else ""
-        raise PolicyHubError(f"policy {repo_id}{at}: not a local folder and not fetched from the Hub "
-                             f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
+        raise PolicyHubError(f"policy {repo_id}{at}: not a local folder{local_miss(repo_id)} and not fetched from "
+                             f"the Hub ({type(exc).__name__}: {first_line(exc)})") from exc  # fmt: skip
     if not (folder / CONFIG_NAME).is_file() or not (folder / WEIGHTS_NAME).is_file():
         raise PolicyHubError(f"policy {repo_id}: the repo holds no {CONFIG_NAME} and {WEIGHTS_NAME} at its top")
     return folder

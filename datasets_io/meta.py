@@ -181,6 +181,9 @@ def resolve_root(repo_id_or_root: str | Path, root: str | Path | None = None, re
     try:
         return download(str(repo_id_or_root), revision=revision)
     except DatasetError as exc:
-        raise DatasetError(f"dataset {str(repo_id_or_root)!r}: not a local directory, not in LeRobot's local "
+        first = p.parts[0]
+        here = f" (no {p} here, though {first}/ exists)" if Path(first).is_dir() else ""
+        hub = str(exc.__cause__ or exc).strip().splitlines() or [type(exc).__name__]
+        raise DatasetError(f"dataset {str(repo_id_or_root)!r}: not a local directory{here}, not in LeRobot's local "
                            f"dataset folder ({home}: HF_LEROBOT_HOME/OWNER/NAME) and could not be fetched from the "
-                           f"Hub ({exc.__cause__ or exc})") from exc
+                           f"Hub ({hub[0]})") from exc

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 import twinarm  # noqa: F401  (registers the env ids)
 from twinarm.agents.lerobot_checkpoint import LeRobotCheckpointError, is_lerobot_checkpoint, load_lerobot
-from twinarm.agents.policy import ConfigOverrideError, Policy
+from twinarm.agents.policy import ConfigOverrideError, Policy, PolicyConfigError
 from twinarm.cli.main import main
 
 FIXTURE = Path(__file__).parents[1] / "fixtures/lerobot_policies/act_state"
@@ -45,6 +45,22 @@ def test_saved_as_a_twinarm_checkpoint_it_stays_the_same_policy(tmp_path: Path) 
     batch, expected = inputs()
     again = Policy.from_pretrained(tmp_path / "tw")
     assert torch.equal(again.predict_action_chunk(batch), policy.predict_action_chunk(batch))
+
+
+def test_from_pretrained_reads_a_lerobot_checkpoint_for_the_arm_given() -> None:
+    """README: `Policy.from_pretrained` takes either layout; it read LeRobot's config.json as twinarm's and
+    failed on "no such act field(s): device, ..."."""
+    from twinarm.agents.act.act import ACTPolicy
+    from twinarm.agents.diffusion.diffusion import DiffusionPolicy
+
+    batch, expected = inputs()
+    policy = Policy.from_pretrained(CKPT, arm="so101")
+    torch.testing.assert_close(policy.predict_action_chunk(batch), expected, atol=1e-4, rtol=1e-5)
+    assert isinstance(ACTPolicy.from_pretrained(CKPT, arm="so101"), ACTPolicy)
+    with pytest.raises(ValueError, match="holds a 'act' policy, not 'diffusion'"):
+        DiffusionPolicy.from_pretrained(CKPT, arm="so101")
+    with pytest.raises(PolicyConfigError, match=r"a LeRobot checkpoint, which does not say which arm it drives.*arm="):
+        Policy.from_pretrained(CKPT)  # no training dataset on this machine to take the arm from
 
 
 def test_eval_runs_a_lerobot_checkpoint_in_sim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

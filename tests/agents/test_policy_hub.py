@@ -91,6 +91,16 @@ def test_eval_runs_a_lerobot_checkpoint_named_by_repo_id(
     assert "--policy: policy someone/nothing: not a local folder and not fetched from the Hub" in capsys.readouterr().err
 
 
+def test_a_mistyped_local_path_is_said_to_be_one(tmp_path: Path, offline_cache: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--policy runs/act_sate` (a typo) was looked up on the Hub alone, and the user read a two-line network error."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(PolicyHubError, match=r"runs/act_sate: not a local folder \(no runs/act_sate here, though "
+                                             r"runs/ exists\) and not fetched from the Hub \([^\n]*\)$"):
+        Policy.from_pretrained("runs/act_sate")
+
+
 @pytest.mark.parametrize("lerobot", [False, True])
 def test_push_uploads_the_checkpoint_with_a_model_card(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], lerobot: bool

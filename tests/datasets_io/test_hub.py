@@ -71,6 +71,8 @@ def test_a_repo_id_is_found_in_lerobots_local_dataset_folder(tmp_path, monkeypat
     with pytest.raises(DatasetError, match=f"not in LeRobot's local dataset folder \\({home / 'me/gone'}: "
                                            "HF_LEROBOT_HOME/OWNER/NAME\\) and could not be fetched from the Hub"):
         LeRobotDatasetReader("me/gone")
+    with pytest.raises(DatasetError, match=r"not a local directory \(no me/gone here, though me/ exists\)"):
+        LeRobotDatasetReader("me/gone")  # ./me exists: a mistyped local path reads as one
 
 
 def test_the_reader_is_called_as_lerobots_dataset_is(tmp_path, monkeypatch):

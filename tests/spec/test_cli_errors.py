@@ -86,6 +86,9 @@ def test_every_env_flag_refuses_an_unknown_id_offering_the_nearest(argv: list[st
     (["train", "--policy", "actt", "--dataset", "{tmp}/ds"], "train: error: --policy must be one of ['act', 'diffusion', 'tdmpc'], got 'actt'; did you mean act?"),
     (["robustness", "--policy", "{tmp}/ckpt", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
     (["eval", "--policy", "{tmp}/ckpt", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+    (["eval", "--policy", "{tmp}/ckpt", "--prefetch-at", "-1"], "argument --prefetch-at: must be at least 0, got -1"),
+    # a bare line and exit code 1 (docs audit C11); a --config file may still give it (test_cli_config)
+    (["eval"], "twinarm eval: error: the following arguments are required: --policy"),
 ], ids=lambda v: v[0] if isinstance(v, list) else "")  # fmt: skip
 def test_bad_numbers_and_config_fields_are_usage_errors(argv: list[str], said: str, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip

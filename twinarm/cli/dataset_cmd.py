@@ -121,7 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "a moving cursor, to an mp4 (or a PNG contact sheet if FILE ends in .png).")
     view.add_argument("root", help="dataset directory or Hub repo id")
     view.add_argument("--episode", type=int, default=0, help="episode index")
-    view.add_argument("--out", type=Path, default=None, help="output file (.mp4 or .png)")
+    view.add_argument("--out", type=Path, default=None, help="output file (.mp4 or .png; default: "
+                      "episode_<6-digit index>.mp4 in the current folder, e.g. episode_000003.mp4)")
     add_config_arg(view)
     view.set_defaults(func=run_view, _parser=view)
 
@@ -247,6 +248,17 @@ def _recorded_repo_id(root: Path) -> str | None:
     return recording_options(root).get("repo_id")
 
 
+def need_sources(*roots: Path) -> None:
+    """Before an edit reads a source dataset: each is a folder, or the one line `dataset info` and `check` give
+    ("X: no such dataset directory"), not "X/meta/info.json: file not found", a file the user never named."""
+    from twinarm.datasets_io.layout import DatasetError
+    from twinarm.datasets_io.meta import not_a_folder
+
+    for root in roots:
+        if (why := not_a_folder(Path(root))) is not None:
+            raise DatasetError(why)
+
+
 def run_convert_units(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -256,6 +268,7 @@ def run_convert_units(args: argparse.Namespace) -> int:
     from twinarm.datasets_io.units import check_direction, rescale_joints
     from twinarm.real.calibration import Calibration
 
+    need_sources(args.root)
     robot_type = load_json(args.root / INFO_PATH).get("robot_type")
     recorded = recorded_arms(args.root, robot_type)
     if args.arm:
@@ -313,6 +326,7 @@ def run_delete_episodes(args: argparse.Namespace) -> int:
         drop = episode_list(args.episodes)
     except ValueError as exc:
         args._parser.error(str(exc))
+    need_sources(args.root)  # after the usage errors
     out, notes = delete_episodes(args.root, args.out, drop)
     for line in notes:
         print(f"note: {line}")
@@ -324,6 +338,7 @@ def run_merge(args: argparse.Namespace) -> int:
     from twinarm.datasets_io.layout import INFO_PATH, load_json
     from twinarm.datasets_io.merge import merge_datasets
 
+    need_sources(*args.sources)
     out = merge_datasets(args.sources, args.out)
     info = load_json(out / INFO_PATH)
     print(f"wrote {out}: {len(args.sources)} datasets, {info['total_episodes']} episodes, {info['total_frames']} "

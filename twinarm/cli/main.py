@@ -134,7 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # output still buffered meets a closed pipe here, not in a note at exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise
+        return reader_gone()
     except KeyboardInterrupt as exc:
         return interrupted(exc)
     except Exception as exc:
@@ -150,6 +156,28 @@ def interrupted(exc: KeyboardInterrupt) -> int:
     torque went off) so that what is finished gets saved as on Ctrl-C. Every command exits so, teleop too."""
     print(str(exc) if getattr(exc, "signum", None) else "interrupted", file=sys.stderr)
     return interrupt_status(exc)
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has gone (`twinarm envs --real | head -2` once `head` exits), not some
+    other pipe (a worker's) that broke."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is no file (captured)
+        return False
+
+
+def reader_gone() -> int:
+    """End quietly when stdout's reader stopped reading (`| head`), as Python's docs advise ("Note on SIGPIPE"):
+    stdout goes to os.devnull, so the flush at exit has nowhere to fail again, and the exit status is 1."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 1
 
 
 def interrupt_status(exc: KeyboardInterrupt) -> int:

@@ -257,6 +257,13 @@ def evaluate(
     are drawn for the whole batch of envs, so an episode of those policies also depends on `n_envs` and on its
     place in the round; ACT's only by float rounding.
 
+    The first `max_videos` episodes are saved as `videos_dir/eval_episode_<k>.mp4` (none without `videos_dir`).
+    `image_size` (height, width) is what the sim envs render at (default: the size the policy was trained on; for
+    a state policy, the env's own); `max_steps` replaces the env id's episode length, shorter or longer (default:
+    the id's own). `use_async` runs the envs (n_envs > 1) in subprocesses started from a forkserver (a script then
+    needs the `if __name__ == "__main__":` guard, as multiprocessing does); `progress` prints a line after each
+    round of `n_envs` episodes ("eval 20/50: success 18/20").
+
     `env_kwargs` go to `gymnasium.make` (a -Real id's port, calibration and cameras); `before_round(k)` runs
     before the round starting with episode k (on a real arm: time to reset the scene). With `prefetch_at` > 0
     the next action chunk is computed in the background once that many queued actions are left

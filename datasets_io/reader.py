@@ -134,6 +134,8 @@ class LeRobotDatasetReader(torch.utils.data.Dataset):
         delta_timestamps: {feature: [seconds...]} gives stacked values plus `<feature>_is_pad`.
         tolerance_s: LeRobot's timestamp tolerance for deltas and video frames.
         image_transforms: applied to every camera image (float CHW tensor).
+        revision: the Hub revision (branch, tag or commit) downloaded for a repo id, as LeRobot's `revision`
+            (default: the repo's main branch); unused when the dataset is read from a local folder.
         frame_cache_mb: bound of the decoded-frame cache, per process.
         decode_to_memory: decode every video once on first use (small datasets; cache unbounded).
         uint8_images: return uint8 CHW images instead of float32 in [0, 1] (less DataLoader traffic).

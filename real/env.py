@@ -78,7 +78,9 @@ class RealArmEnv(IdFixesArm, gym.Env):
     kwargs: `arm`/`task` (set by the registered id), `port` (or {group: port} for arms on several buses,
     e.g. ALOHA's `left`/`right`, see `multi_bus.bus_groups`), `calibration` (file path, dict in LeRobot
     format or Calibration), `cameras` ({name: {"type": "opencv"|"realsense", ...} or Camera}; `{}` for none),
-    `obs_type`, `image_size`, `max_relative_target` (rad / gripper fraction per step, scalar or per joint; None,
+    `obs_type`, `image_size`, `render_mode` ("rgb_array": `render()` is the first camera's observed frame),
+    `baud` (the motors' baud rate), `bus` (a MotorBus to use instead of opening `port`; the env connects it),
+    `handle_sigint` (take torque off on Ctrl-C/SIGTERM/SIGHUP, default True), `max_relative_target` (rad / gripper fraction per step, scalar or per joint; None,
     the default as in LeRobot, leaves only the joint limits, so the arm follows a policy's targets as the sim does;
     the CLI's commands pass 0.2, and a first run on new hardware should too),
     `write_calibration` (store the file's calibration in the motors when they differ), `success_fn`

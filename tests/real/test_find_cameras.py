@@ -22,7 +22,7 @@ def test_find_cameras_checks_files_and_recordings(tmp_path: Path, capsys: pytest
     captured = capsys.readouterr()
     text = captured.out
     assert f"--camera top={tmp_path / 'missing.mp4'} gave no frame" in captured.err
-    assert "front                    128x96 @ 30 fps " in text and "wrist                    128x96" in text
+    assert "front                    96x128 @ 30 fps " in text and "wrist                    96x128" in text  # HxW
     # The recording's device reports its focal length (500 px on 96 rows): its field of view is printed.
     assert "fovy 11.0 deg (reported)" in text and text.count("(reported)") == 1
     assert "top                      does not open" in text and "missing.mp4" in text

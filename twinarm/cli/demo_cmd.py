@@ -18,12 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="roll out the scripted expert and save a video",
         description="Roll out the scripted expert on a simulated arm (default: SO101-PickCube) and write "
-        "an mp4 with every camera side by side, plus a one-line summary (success rate, steps/s).",
+        "an mp4 with every camera side by side (<env id without twinarm/>.mp4 in --out, beside config.json, the "
+        "resolved options), plus a one-line summary (success rate, steps/s).",
     )
     p.add_argument("--env", type=known_env_id, default="twinarm/SO101-PickCube-v0", help="sim env id (see `twinarm envs`)")
     p.add_argument("--episodes", type=at_least(1), default=3, help="number of episodes to roll out")
     p.add_argument("--seed", type=at_least(0), default=0, help="seed of the first episode (then seed+1, ...)")
-    p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
+    p.add_argument("--out", type=Path, default=Path("outputs/demo"),
+                   help="output folder for the mp4 and config.json (the resolved options)")
     p.add_argument("--height", type=at_least(1), default=240, help="rendered image height")
     p.add_argument("--width", type=at_least(1), default=320, help="rendered image width")
     add_config_arg(p)
@@ -31,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_demo(env_id: str, episodes: int, seed: int, out: Path, image_size: tuple[int, int]) -> str:
-    """Roll out the expert, write `<out>/<task>.mp4`, return the summary line."""
+    """Roll out the expert, write `<out>/<env id without twinarm/>.mp4` (e.g. `SO101-PickCube-v0.mp4`), return the
+    summary line."""
     import twinarm  # noqa: F401  (registers the ids)
     from twinarm.datasets_io.video import EpisodeEncoder
     from twinarm.envs.experts import make_expert

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "envs",
         help="list the registered env ids",
-        description="List every twinarm env id (sim and its real twin) with arm, task, action dim, "
+        description="List every twinarm sim env id (with --real, each one's real-hardware twin too) with arm, task, action dim, "
         "cameras, control rate and episode length, all read from the arm specs. In LeRobot's own tools (with "
         "twinarm installed beside LeRobot) a sim is `--env.discover_packages_path=twinarm.lerobot_env "
         "--env.type=twinarm --env.task=<id without twinarm/>`.",

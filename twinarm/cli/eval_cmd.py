@@ -51,9 +51,10 @@ def add_thread_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yield-cores", action=argparse.BooleanOptionalAction, default=True,
                    help="run each policy call on the cores other processes left idle while the earlier calls ran "
                    "(from /proc/stat; Linux), at least one: OpenMP's threads otherwise wait for a descheduled "
-                   "partner at every op (a TD-MPC plan on 2 cores beside one busy process: 0.94 s instead of 1.7 s, "
+                   "partner at every op (a TD-MPC plan on 2 cores beside one busy process: 0.92 s instead of 1.73 s, "
                    "benchmarks/shared_cores.py). --no-yield-cores: always --threads, so that repeated runs give the "
-                   "same actions bit for bit whatever the load (the thread count changes float rounding)")
+                   "same actions bit for bit whatever the load (the thread count changes float rounding) "
+                   "(default: on)")
 
 
 def set_threads(args: argparse.Namespace) -> None:
@@ -70,10 +71,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate a policy checkpoint in simulation, or run it on the real arm",
         description="Roll out a policy checkpoint (a directory written by save_pretrained, e.g. "
         "checkpoints/<step>/pretrained_model) for --episodes episodes over parallel Gymnasium vector envs. "
-        "Prints a table, writes eval_info.json (LeRobot's metric names) and mp4s of the first episodes. "
+        "Prints a table, writes eval_info.json (LeRobot's metric names), config.json (the resolved options) and mp4s "
+        "of the first episodes into --out. "
         "Deploy on the real arm by switching --env to the -Real id and naming its port, calibration and "
         "cameras; episodes then run one at a time, with --reset-time between them to reset the scene "
-        "(pc_success counts only where the real env has a success detector).",
+        "(pc_success then comes from the operator's y/n answer after each episode, --ask-success, the default on "
+        "a terminal; without it, success is not measured).",
         epilog=EVAL_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -86,7 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-envs", type=at_least(1), default=None, help="episodes run in parallel (default 10; 1 on a real arm)")
     p.add_argument("--seed", type=at_least(0), default=100_000, help="seed of the first episode (then +1, ...)")
     p.add_argument("--videos", type=at_least(0), default=4, help="episodes to save as mp4")
-    p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"), help="env image size")
+    p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"),
+                   help="env image size (default: the size the policy was trained on)")
     p.add_argument("--max-steps", type=at_least(1), default=None, help="episode length in steps, shorter or longer than the env's own (default: the env's)")
     p.add_argument(
         "--set", dest="policy_overrides", type=policy_kv, action="append", default=[], metavar="FIELD=VALUE",
@@ -104,14 +108,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_thread_args(p)
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, ...")
     p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: outputs/eval/<env id without twinarm/>, e.g. "
+                   help="output folder for eval_info.json, config.json (the resolved options) and videos/ (default: "
+                   "outputs/eval/<env id without twinarm/>, e.g. "
                    "outputs/eval/SO101-PickCube-Real-v0, so a sim and a real run do not overwrite each other); the "
                    "videos an earlier run left there are removed when this run's first episode ends")
     p.add_argument("--record", type=Path, default=None, metavar="ROOT",
                    help="also save every episode as a new LeRobot v3 dataset here (e.g. policy rollouts on the real "
                    "arm, to inspect or to add to the demonstrations); eval_info.json's per_episode gives each "
                    "episode's recorded_episode_index (saved in the order they end)")
-    p.add_argument("--prefetch-at", type=int, default=0, metavar="K",
+    p.add_argument("--prefetch-at", type=at_least(0), default=0, metavar="K",
                    help="compute the next action chunk in the background once K queued actions are left, so "
                    "the control loop does not stop for inference (ACT, Diffusion; 0: wait for each chunk)")
     p.add_argument("--noise-seed", type=int, default=None, metavar="N",
@@ -122,8 +127,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "other draws (ACT differs only by float rounding)")
     p.add_argument("--int8", action="store_true",
                    help="run the policy's large matmuls (linear layers, 1-D convolutions, TD-MPC's planning heads) and "
-                   "image backbone in int8 on the CPU (ACT and Diffusion chunks ~1.6x faster on x86, a TD-MPC plan ~2x; "
-                   "actions move by ~0.1 degree on average, success within a few episodes of float32 in "
+                   "image backbone in int8 on the CPU (~2x faster on an AVX-512 VNNI CPU, README: an ACT chunk "
+                   "53-56 -> 23-27 ms, a Diffusion chunk 0.71-0.75 -> 0.35-0.43 s, a TD-MPC plan 0.49-0.65 -> "
+                   "0.27-0.29 s; actions move by ~0.1 degree on average, success within a few episodes of float32 in "
                    "benchmarks/results/policy_int8*.txt: check in sim first)")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="compute precision of the policy. bf16: autocast, bf16 matmuls and convolutions with float32 "
@@ -173,8 +179,9 @@ def run(args: argparse.Namespace) -> int:
     from twinarm.arms import get_arm
     from twinarm.registration import entry_for
 
-    if args.policy is None:
-        raise SystemExit("--policy DIR is required (a checkpoint directory with config.json)")
+    if args.policy is None:  # a usage error (exit 2), as argparse's own for a required option
+        args._parser.error("the following arguments are required: --policy (a checkpoint: its pretrained_model "
+                           "folder, a checkpoint step folder, a training run directory or a Hub model repo)")
     args.out = args.out or default_out(args.env)
     if args.int8 and args.precision != "float32":
         args._parser.error(f"--precision {args.precision}: not with --int8, which already runs the matmuls in int8")

@@ -48,7 +48,7 @@ def grab(name: str, config: dict[str, Any], out: Path) -> tuple[str, Path] | str
         cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         intrinsics = cam.intrinsics()  # a RealSense reports its factory calibration: fit-camera holds it
         fov = "" if intrinsics is None else f", fovy {camera_fovy(intrinsics, frame.shape[:2]):.1f} deg (reported)"
-        return f"{frame.shape[1]}x{frame.shape[0]} @ {cam.fps} fps{fov}", path
+        return f"{frame.shape[0]}x{frame.shape[1]} @ {cam.fps} fps{fov}", path  # HxW, as everywhere else
     except (RealArmError, OSError, RuntimeError) as exc:
         return f"opens, but gives no frame ({exc})"
     finally:

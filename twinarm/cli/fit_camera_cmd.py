@@ -8,9 +8,9 @@ the arm's base, x forward, y to the arm's left; the page's top edge facing the a
 saves one; or name the camera, `--camera front=SOURCE`, and the pictures are taken here, a RealSense's own
 calibration then giving the field of view). The fit finds the camera's pose and vertical field of view for the
 pinhole camera MuJoCo renders, says how tightly the pictures pin them down, and writes `camera_poses.json`,
-which `--camera-poses FILE` on record, eval, train and replay (or `gym.make(id, camera_poses=FILE)`) loads, and
-`fit_<camera>.png`: the picture blended with the sim's view from the fitted pose, with the board laid in the
-sim too, so the two boards should coincide. A camera that looks straight down at the table (ALOHA's top
+which `--camera-poses FILE` on record, eval, robustness, train, replay and teleop --env (or
+`gym.make(id, camera_poses=FILE)`) loads, and `fit_<camera>.png`: the picture blended with the sim's view from
+the fitted pose, with the board laid in the sim too, so the two boards should coincide. A camera that looks straight down at the table (ALOHA's top
 camera) cannot tell its field of view from its height by boards lying on the table: add a picture of the board
 raised on a box (--board-height), or give --fovy. A camera on the arm (a wrist camera) is placed on the body it
 rides on, from pictures with the arm's joint positions (--joints each, or --dataset: a recorded episode's frames
@@ -116,7 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--print-board", type=Path, default=None, metavar="FILE",
                    help=f"write the board as a PNG to print ({PRINT_DPI} dpi, at 100 %% scale) and stop")
     p.add_argument("--out", type=Path, default=Path("outputs/fit_camera"),
-                   help="folder for camera_poses.json (other cameras already in it are kept) and fit_<camera>.png")
+                   help="folder for camera_poses.json (other cameras already in it are kept), fit_<camera>.png and "
+                   "config.json (the resolved options)")
     add_config_arg(p)
     p.set_defaults(func=run_fit_camera, _parser=p)
 

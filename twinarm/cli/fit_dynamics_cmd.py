@@ -6,8 +6,8 @@ joint's position gain (kp), damping, armature and friction loss, and the command
 steps, are fitted so the replayed joints match the recorded ones (MuJoCo's own least squares over its
 rollouts, `twinarm.envs.sysid`). The grippers are left out by default: a real gripper that closed on an
 object stopped where the bare sim's closes on nothing (given with --joints, a gripper is compared only where it
-held nothing). The result is a dynamics file that any sim env of the
-arm loads: `--dynamics FILE` on record, eval, train and replay, or `gym.make(id, dynamics=FILE)`.
+held nothing). The result is a dynamics file that any sim env of the arm loads: `--dynamics FILE` on record,
+eval, robustness, train, replay, teleop --env and virtual-arm, or `gym.make(id, dynamics=FILE)`.
 Joints that gravity does not load (a base pan, a wrist roll) fix only the ratios of their parameters: the
 fit matches how they move, not each value. A LeRobot dataset recorded in its -100..100 range mode (Koch's
 default) is read in degrees: convert it first (`twinarm dataset convert-units ... --calibration FILE`).
@@ -67,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "overran its period recorded 30 fps while running slower, which would otherwise bend the servo "
                    "parameters; reported, and kept in the file's fit info (envs still step at the arm's rate)")
     p.add_argument("--out", type=Path, default=None,
-                   help="output folder for dynamics.json and fit.png (default: outputs/fit_dynamics/<dataset>)")
+                   help="output folder for dynamics.json, fit.png and config.json (the resolved options) (default: "
+                   "outputs/fit_dynamics/<dataset>)")
     add_config_arg(p)
     p.set_defaults(func=run_fit_dynamics, _parser=p)
 
@@ -238,5 +239,6 @@ def run_fit_dynamics(args: argparse.Namespace) -> int:
         print("at the fit's bounds (the recordings do not pin these down; their values only make the replay match, "
               "or leave them out with --params / --joints): " + ", ".join(f"{j}.{p} ({side})" for j, p, side in pinned))
     print(f"wrote {', '.join(str(p) for p in (path, png) if p is not None)} ({time.perf_counter() - began:.0f} s)")
-    print(f"use it: --dynamics {path} on record, eval, train and replay; gym.make({entry.sim_id!r}, dynamics={str(path)!r})")
+    print(f"use it: --dynamics {path} on record, eval, robustness, train, replay, teleop --env and virtual-arm; "
+          f"gym.make({entry.sim_id!r}, dynamics={str(path)!r})")
     return 0

@@ -120,7 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         default=None,
-        help="output file (default ~/.cache/twinarm/calibration/<arm>/<id>.json)",
+        help="output file (default ~/.cache/twinarm/calibration/<arm>[_leader]/<id>.json)",
     )
     p.add_argument("--id", default="default", help="robot id: the file name in --out's usual path")
     add_config_arg(p)
@@ -203,7 +203,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_one_arm_args(p: argparse.ArgumentParser, leader_help: str) -> None:
     """--arm, --leader and --side: which one arm a set-up command works on (`_one_arm` reads them)."""
-    p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha (`twinarm envs --real`)")
+    p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha")
     p.add_argument("--leader", action="store_true", help=leader_help)
     p.add_argument("--side", default=None,
                    help="for set-ups of two arms on separate ports (aloha): which arm, left or right")

@@ -48,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=at_least(1), default=1,
                    help="env worker processes (each encodes its own videos); the episodes are saved in seed order")
     p.add_argument("--only-success", action="store_true", help="keep only episodes that end in success")
-    p.add_argument("--resume", action="store_true", help="append to an existing dataset at --root")
+    p.add_argument("--resume", action="store_true",
+                   help="append to an existing dataset at --root; a missing or empty --root starts a new dataset, so "
+                   "a requeued job can always pass --resume")
     p.add_argument("--seed", type=at_least(0), default=None, help="seed of the first rollout (default 0, or where the "
                    "last run on this dataset stopped)")
     p.add_argument("--obs-type", default="pixels_agent_pos", choices=["pixels_agent_pos", "state"],
@@ -62,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crf", type=int, default=None, help="video quality (lower is better; default: the codec's; "
                    "--resume keeps the dataset's)")
     p.add_argument("--images", action="store_true", help="store PNG images in the parquet files instead of video")
-    p.add_argument("--max-attempts", type=at_least(1), default=None, help="give up after this many rollouts")
+    p.add_argument("--max-attempts", type=at_least(1), default=None, help="give up after this many rollouts (default: 4x --episodes with --only-success, else --episodes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_randomization_arg(p, "every recorded episode (drawn per episode from its seed)")
     add_dynamics_arg(p, "every recorded episode")

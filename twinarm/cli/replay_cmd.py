@@ -8,8 +8,9 @@ recorded pose (`reset(options={"joints": ...})`: the sim arm is put there, the r
 `--max-relative-target` per step). Frame t's recorded state is compared with the arm's state after the first t
 actions; the table and `replay.json` give each joint's RMS and largest difference in LeRobot's units
 (degrees and gripper 0..100; radians and 0..1 for ALOHA), pooled over the episodes replayed, `replay.png`
-plots recorded against replayed (`replay_ep<N>.png` each, for several), and in sim `replay.mp4` shows each
-camera the dataset recorded beside the sim's view of it (camera placement, lighting, the scene).
+plots recorded against replayed, and in sim `replay.mp4` shows each camera the dataset recorded beside the
+sim's view of it (camera placement, lighting, the scene); several episodes get `replay_ep<N>.png` and
+`replay_ep<N>.mp4` each.
 """
 
 from __future__ import annotations
@@ -55,11 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="episode index, or several (3 5-8): each is plotted, the table pools them (default: 0)")
     p.add_argument("--env", type=known_env_id, required=True, help="env id of the dataset's arm: a sim id, or its -Real twin")
     p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: outputs/replay/<dataset>_ep<N>, and <dataset>_ep<N>_real for a -Real "
+                   help="output folder for the replay files and config.json (the resolved options) (default: "
+                   "outputs/replay/<dataset>_ep<N>, and <dataset>_ep<N>_real for a -Real "
                    "id, so a sim and a real replay of one episode sit side by side); what an earlier replay wrote "
                    "there is replaced")
     p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True,
-                   help="write replay.mp4 (sim only): each recorded camera beside the sim's view of the same camera")
+                   help="write replay.mp4 (replay_ep<N>.mp4 each, for several episodes; sim only): each recorded camera "
+                   "beside the sim's view of the same camera")
     p.add_argument("--camera-map", nargs="+", action="extend", default=None, metavar="DATASET_CAMERA=SIM_CAMERA",
                    help="pair dataset cameras with sim cameras of other names for the video, one or more pairs "
                    "(the flag may repeat), e.g. LeRobot's --camera-map laptop=front phone=wrist; by default "

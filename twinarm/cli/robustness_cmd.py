@@ -65,12 +65,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rename-feature", dest="rename_features", type=feature_rename, nargs="+", action="extend",
                    default=[], metavar="OLD=NEW", help="a policy's camera under the env's name, one or more pairs "
                    "(the flag may repeat), as on eval")
-    p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"), help="env image size")
+    p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"),
+                   help="env image size (default: the size the policy was trained on)")
     p.add_argument("--videos", type=at_least(0), default=0, help="episodes per perturbation saved as mp4 (default: 0)")
     p.add_argument("--max-steps", type=at_least(1), default=None, help="cut episodes at this many steps (default: the env's)")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1, ...")
     add_thread_args(p)
-    p.add_argument("--out", type=Path, default=Path("outputs/robustness"), help="output folder")
+    p.add_argument("--out", type=Path, default=Path("outputs/robustness"),
+                   help="output folder for robustness.json, robustness.png, config.json (the resolved options) and "
+                   "videos/")
     add_dynamics_arg(p, "every run (perturbations then draw around it)")
     add_camera_poses_arg(p, "every run (camera perturbations then draw around them)")
     add_config_arg(p)

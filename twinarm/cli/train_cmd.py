@@ -71,8 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "policy takes, as that env type gives them: state (joints and object poses; its cameras are never "
                    "decoded), pixels_agent_pos (cameras and joints, what the real arm gives), pixels (cameras "
                    "alone); default: every observation the dataset holds")
-    p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"), help="env image size")
-    p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"), help="learning-rate schedule")
+    p.add_argument("--image-size", type=at_least(1), nargs=2, default=None, metavar=("H", "W"),
+                   help="--env's camera image size: of the observations online training learns from (default: the "
+                   "env's own, 480x640) and of the periodic evaluations (default: the size the policy was trained on)")
+    p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"),
+                   help="learning-rate schedule (default: cosine for diffusion, constant otherwise)")
     p.add_argument("--threads", type=at_least(1), default=None,
                    help="torch CPU threads per process (default: torch's own: OMP_NUM_THREADS, which torchrun sets to 1 "
                    "for each of several processes, else one per physical core)")

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--arm", default="so101", help="arm name (see `twinarm envs`)")
+    p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha")
     p.add_argument("--task", default=None, help="serve the arm inside this task's scene (e.g. PickCube)")
     p.add_argument(
         "--backend",

@@ -40,7 +40,7 @@ from twinarm.agents.thread_budget import ThreadBudget, on_budget
 from twinarm.arms import get_arm
 from twinarm.datasets_io.recorder import END, STOP, RecordingControl
 from twinarm.datasets_io.video import x264_deterministic
-from twinarm.registration import entry_for
+from twinarm.registration import entry_for, import_env_module
 
 # Video frames come from offscreen rendering; without a display, use headless EGL (as the envs do).
 if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
@@ -188,6 +188,7 @@ def make_vector_env(
 def check_real_inputs(policy: Policy, env_id: str) -> None:
     """PolicyEnvMismatch when `env_id` is a real arm and the policy reads what only the simulator has (object
     poses), naming the ways on: `evaluate` and `twinarm eval` check it before any port is opened."""
+    env_id = import_env_module(env_id)
     entry = entry_for(env_id)
     if env_id == entry.real_id and ENV_STATE in policy.config.input_features:
         raise PolicyEnvMismatch(f"the policy reads observation.environment_state (object poses), which only the "
@@ -196,10 +197,11 @@ def check_real_inputs(policy: Policy, env_id: str) -> None:
 
 
 def _make_env(env_id: str, kwargs: Mapping[str, Any]) -> gym.Env:
-    """One env of `make_vector_env` (module level: a forkserver worker unpickles it and registers the ids)."""
+    """One env of `make_vector_env` (module level: a forkserver worker unpickles it and registers the ids, a user
+    package's too)."""
     import twinarm  # noqa: F401
 
-    return gym.make(env_id, **kwargs)
+    return gym.make(import_env_module(env_id), **kwargs)
 
 
 def _policy_image_size(policy: Policy) -> tuple[int, int] | None:
@@ -217,6 +219,7 @@ def check_policy_env(policy: Policy, env_id: str, image_size: tuple[int, int] | 
                      env_kwargs: Mapping[str, Any] | None = None) -> None:  # fmt: skip
     """Raise PolicyEnvMismatch when `env_id` (one env built as `evaluate` builds them) gives other inputs or takes
     other actions than the policy's: `twinarm train` asks before its first step, not at its first evaluation."""
+    env_id = import_env_module(env_id)
     obs_type = obs_type_for(policy, real=env_id == entry_for(env_id).real_id)
     venv = make_vector_env(env_id, 1, obs_type, image_size or _policy_image_size(policy), False, False, env_kwargs)
     try:
@@ -282,6 +285,7 @@ def evaluate(
     if n_episodes < 1 or n_envs < 1:  # 0 episodes reported "0 % success"; n_envs 0 was raised to 1 silently
         raise ValueError(f"n_episodes and n_envs must be at least 1, got {n_episodes} and {n_envs}")
     check_precision(precision, policy.device)
+    env_id = import_env_module(env_id)  # `pkg:ns/Id`: the package imported, the id as registered
     entry = entry_for(env_id)
     real = env_id == entry.real_id
     check_real_inputs(policy, env_id)

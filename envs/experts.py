@@ -189,6 +189,17 @@ PLANNERS: dict[str, tuple[Callable[[ArmEnv], list[Waypoint]], float]] = {
 }
 
 
+def register_expert(task: str, planner: Callable[[ArmEnv], list[Waypoint]], rot_weight: float = 0.3) -> None:
+    """Give your own single-arm task a scripted expert: `planner(env)` returns the episode's `Waypoint`s (tool
+    poses and gripper openings; see `plan_pick_cube`), which `ScriptedExpert` follows with IK; `rot_weight` is how
+    much the tool's orientation counts (0: position only). `make_expert` and `twinarm record --policy scripted` then
+    find it by the task's name. A name that has another planner is refused."""
+    known = PLANNERS.get(task)
+    if known is not None and known != (planner, rot_weight):
+        raise ValueError(f"task {task!r} has a scripted expert already ({known[0].__qualname__})")
+    PLANNERS[task] = (planner, rot_weight)
+
+
 def make_expert(env: gym.Env) -> ScriptedExpert | BimanualExpert:
     """The scripted expert for `env`'s task (any twinarm sim env, one arm or two, wrapped or not).
 
@@ -204,7 +215,8 @@ def make_expert(env: gym.Env) -> ScriptedExpert | BimanualExpert:
         return BimanualExpert(env, BIMANUAL_PLANNERS[name])
     if name not in PLANNERS:
         known = sorted(PLANNERS) + sorted(BIMANUAL_PLANNERS)
-        raise ValueError(f"no scripted expert for task {name!r}; experts exist for {known}")
+        raise ValueError(f"no scripted expert for task {name!r}; experts exist for {known} (your own task's: "
+                         "twinarm.envs.experts.register_expert)")
     action_map(env)  # refuses an action wrapper it cannot answer through, before any IK is set up
     planner, rot_weight = PLANNERS[name]
     return ScriptedExpert(env, planner, rot_weight)

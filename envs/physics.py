@@ -6,8 +6,10 @@ grippers as an opening fraction of the jaw joint's range), so envs and the virtu
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from operator import itemgetter
+from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -38,9 +40,19 @@ def whole_substeps(n_substeps: object) -> int:
     return int(n_substeps)
 
 
+def spec_scene(spec: ArmSpec) -> Path:
+    """The scene.xml of `spec.model`: the path of one, or a twinarm asset folder's (the arm's own by default)."""
+    if spec.model.endswith(".xml"):
+        path = Path(spec.model).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"arm {spec.name!r}: its model {path} does not exist")
+        return path
+    return scene_path(spec.model or spec.name)
+
+
 def load_scene(spec: ArmSpec, n_substeps: int, scene_hooks: tuple[SceneHook, ...] = ()) -> mujoco.MjModel:
     """Compile the arm's scene.xml after letting each hook add task objects to the MjSpec."""
-    path = scene_path(spec.name)
+    path = spec_scene(spec)
     try:
         mjspec = mujoco.MjSpec.from_file(str(path))
     except Exception as exc:  # mujoco raises ValueError with the parser message
@@ -89,6 +101,10 @@ class ArmPhysics:
         self._scale = np.where(grip, ranges[:, 1] - ranges[:, 0], 1.0)
         self._home_key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
         self._coupled = _coupled_joints(model, set(self.qpos_adr.tolist()))
+        if spec.home and not np.allclose(self.home_joints(), spec.home, atol=1e-3):  # twinarm's own: a test
+            warnings.warn(f"arm {spec.name!r}: its home {tuple(spec.home)} is not the model's home keyframe "
+                          f"{tuple(np.round(self.home_joints(), 4))} (spec units), where sim episodes start; the real "
+                          "arm starts eval episodes at the spec's home: make them one", stacklevel=3)  # fmt: skip
         # The per-step paths work on a handful of Python floats: on 6-14 joints a numpy call costs more than
         # its arithmetic. They do the array formulas' IEEE operations in the same order, and a conditional
         # expression is np.maximum/np.minimum (NaN passes through), so the results are bitwise equal.
@@ -104,7 +120,7 @@ class ArmPhysics:
         cls, arm: str | ArmSpec, n_substeps: int | None = None, scene_hooks: tuple[SceneHook, ...] = ()
     ) -> ArmPhysics:
         """Load an arm's scene (with optional task objects added by `scene_hooks`)."""
-        spec = get_arm(arm) if isinstance(arm, str) else arm
+        spec = get_arm(arm)
         n = substeps_for(spec.control_hz) if n_substeps is None else whole_substeps(n_substeps)
         return cls(spec, load_scene(spec, n, scene_hooks), n)
 

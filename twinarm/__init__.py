@@ -16,12 +16,15 @@ if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
     os.environ["MUJOCO_GL"] = "egl"
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
-from twinarm.arms import ARMS, get_arm  # noqa: E402
-from twinarm.registration import ENV_ENTRIES, TASKS, register_all  # noqa: E402
+from twinarm.arms import ARMS, get_arm, register_arm  # noqa: E402
+from twinarm.registration import ENV_ENTRIES, TASKS, register_all, register_env  # noqa: E402
 from twinarm.spec import ArmSpec, CameraSpec, JointSpec  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["ARMS", "ENV_ENTRIES", "TASKS", "ArmSpec", "CameraSpec", "JointSpec", "get_arm", "register_all"]
+__all__ = [
+    "ARMS", "ENV_ENTRIES", "TASKS", "ArmSpec", "CameraSpec", "JointSpec", "get_arm", "register_all", "register_arm",
+    "register_env",
+]
 
 _SUBPACKAGES = ("envs", "real", "datasets_io", "agents", "assets", "cli")
 

@@ -110,12 +110,34 @@ ALOHA = ArmSpec(
 ARMS: dict[str, ArmSpec] = {spec.name: spec for spec in (SO101, SO100, KOCH, ALOHA)}
 
 
-def get_arm(name: str) -> ArmSpec:
-    """Look an arm up by its short name (`so101`, ...), with a helpful error."""
+def get_arm(name: str | ArmSpec) -> ArmSpec:
+    """Look an arm up by its short name (`so101`, ...), with a helpful error; an ArmSpec is itself."""
+    if isinstance(name, ArmSpec):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"arm must be an arm's name or an ArmSpec, got {type(name).__name__}")
+    if name.lower() not in ARMS:
+        from twinarm.plugins import load_plugins
+
+        load_plugins()  # once: installed packages' own arms (`twinarm.plugins` entry points)
     try:
         return ARMS[name.lower()]
     except KeyError:
-        raise KeyError(f"unknown arm {name!r}; known arms: {sorted(ARMS)}") from None
+        raise KeyError(f"unknown arm {name!r}; known arms: {sorted(ARMS)} (your own: twinarm.register_arm)") from None
+
+
+def register_arm(spec: ArmSpec) -> ArmSpec:
+    """Add your own arm (a variant of one, e.g. `dataclasses.replace(SO101, name="so101_wide", ...)`, or a new
+    one) so that it is known by name wherever an arm is: `register_env`, `arm=` of the envs, datasets, the CLI's
+    `--arm`. Its MuJoCo model is `spec.model` (an asset folder of twinarm's, e.g. "so101", or a path to your
+    scene.xml). Idempotent; a name taken by another spec is refused."""
+    if spec.name != spec.name.lower():
+        raise ValueError(f"arm name {spec.name!r}: use lower case (arms are looked up by lower-case name)")
+    known = ARMS.get(spec.name)
+    if known is not None and known != spec:
+        raise ValueError(f"arm name {spec.name!r} is taken (by {known.display_name}); give yours another name")
+    ARMS[spec.name] = spec
+    return spec
 
 
 def arms_for_robot_type(robot_type: str | None) -> tuple[ArmSpec, ...]:
@@ -168,6 +190,7 @@ def check_id_arm(env_id: str | None, arm: ArmSpec) -> None:
 
     registered = gym.registry.get(env_id) if env_id is not None else None
     fixed = registered.kwargs.get("arm") if registered is not None else None
+    fixed = getattr(fixed, "name", fixed)  # an id may be registered with the ArmSpec itself
     if fixed is not None and fixed != arm.name:
         raise ValueError(
             f"{env_id} is the {fixed} arm's env, got arm={arm.name!r}; the id fixes the arm: "

@@ -1,15 +1,19 @@
-"""Every env id twinarm provides, registered with Gymnasium from one table.
+"""Every env id twinarm provides, registered with Gymnasium from one table, and `register_env` for yours.
 
 Sim ids are `twinarm/<Arm>-<Task>-v<N>`; each has a real twin that differs only by the `-Real`
-marker (`twinarm/SO101-PickCube-Real-v0`) and is built from the same arm spec.
+marker (`twinarm/SO101-PickCube-Real-v0`) and is built from the same arm spec. A user's own task (or arm) is
+registered the same way under the user's namespace, e.g. `mytasks/SO101-PushCube-v0` (`register_env`).
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass
 
 import gymnasium as gym
+
+from twinarm.plugins import load_plugins
 
 NAMESPACE = "twinarm"
 REAL_MARKER = "Real"
@@ -58,27 +62,31 @@ TASKS: dict[str, TaskInfo] = {
 
 @dataclass(frozen=True)
 class EnvEntry:
-    """One registered (arm, task) pair; `arm_token` is the id spelling (`SO101`), `arm` the spec name."""
+    """One registered (arm, task) pair; `arm_token` is the id spelling (`SO101`), `arm` the spec name,
+    `namespace` the id's (twinarm's own, or a user's package that `register_env`s its tasks)."""
 
     arm_token: str
     arm: str
     task: str
     version: int = 0
+    namespace: str = NAMESPACE
 
     @property
     def sim_id(self) -> str:
-        return f"{NAMESPACE}/{self.arm_token}-{self.task}-v{self.version}"
+        return f"{self.namespace}/{self.arm_token}-{self.task}-v{self.version}"
 
     @property
     def real_id(self) -> str:
-        return f"{NAMESPACE}/{self.arm_token}-{self.task}-{REAL_MARKER}-v{self.version}"
+        return f"{self.namespace}/{self.arm_token}-{self.task}-{REAL_MARKER}-v{self.version}"
 
     @property
     def task_info(self) -> TaskInfo:
         return TASKS[self.task]
 
 
-ENV_ENTRIES: tuple[EnvEntry, ...] = (
+#: Every registered pair: twinarm's own, then those `register_env` adds (one list, extended in place, so that every
+#: module holding it sees them).
+ENV_ENTRIES: list[EnvEntry] = [
     EnvEntry("SO101", "so101", "Reach"),
     EnvEntry("SO101", "so101", "PickCube"),
     EnvEntry("SO101", "so101", "PickPlace"),
@@ -93,7 +101,7 @@ ENV_ENTRIES: tuple[EnvEntry, ...] = (
     EnvEntry("Koch", "koch", "StackCube"),
     EnvEntry("Aloha", "aloha", "TransferCube"),
     EnvEntry("Aloha", "aloha", "Insertion"),
-)
+]
 
 
 def sim_ids() -> list[str]:
@@ -112,14 +120,81 @@ class UnknownEnvId(KeyError):
 
 
 def entry_for(env_id: str) -> EnvEntry:
-    """The table row behind a sim or real id."""
-    for e in ENV_ENTRIES:
-        if env_id in (e.sim_id, e.real_id):
-            return e
-    full = env_id if "/" in env_id else f"{NAMESPACE}/{env_id}"
+    """The table row behind a sim or real id, also one a user's package registers (`register_env`): Gymnasium's
+    module form `pkg:ns/Id` imports `pkg` first, and an id of a namespace not registered yet imports the package
+    of that name (`mytasks/SO101-PushCube-v0` imports `mytasks`)."""
+    plain = import_env_module(env_id)
+    for _ in range(2):
+        for e in ENV_ENTRIES:
+            if plain in (e.sim_id, e.real_id):
+                return e
+        if load_plugins():  # once: installed packages' own tasks and arms (`twinarm.plugins` entry points)
+            continue
+        break
+    full = plain if "/" in plain else f"{NAMESPACE}/{plain}"
     near = difflib.get_close_matches(full, sim_ids() + real_ids(), n=3, cutoff=0.75)
     hint = f"; did you mean {' or '.join(near)}?" if near else ""
-    raise UnknownEnvId(f"{env_id!r} is not a twinarm env id{hint} (`twinarm envs` lists them)")
+    raise UnknownEnvId(f"{env_id!r} is not a twinarm env id{hint} (`twinarm envs` lists them; your own task's ids "
+                       "come from `twinarm.register_env` in your package)")
+
+
+def import_env_module(env_id: str) -> str:
+    """`env_id` without Gymnasium's `module:` part, after importing that module; for an id whose namespace nothing
+    has registered yet, after importing the package named as the namespace where there is one, else the installed
+    plugins (`twinarm.plugins`). So a worker process, or the CLI, finds a user's ids as `gym.make` finds twinarm's
+    after `import twinarm`."""
+    module, sep, plain = env_id.rpartition(":")
+    if sep:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UnknownEnvId(f"{env_id!r}: cannot import {module!r}, the package that registers it ({exc})") from exc
+        return plain
+    namespace = plain.split("/", 1)[0] if "/" in plain else None
+
+    def known() -> bool:
+        return any(e.namespace == namespace for e in ENV_ENTRIES)
+
+    if namespace and namespace != NAMESPACE and not known():
+        try:
+            importlib.import_module(namespace)
+        except ImportError as exc:
+            if exc.name != namespace:  # the package is there but fails to import: say why
+                raise
+        if not known():
+            load_plugins()
+    return plain
+
+
+def register_env(
+    arm: str, task: str, entry_point: str, *, namespace: str, max_episode_steps: int, instruction: str,
+    arm_token: str | None = None, version: int = 0,
+) -> EnvEntry:
+    """Register your own task on an arm (`twinarm.register_arm` adds your own arm) as a sim id
+    `<namespace>/<ArmToken>-<Task>-v<version>` and its real twin `...-Real-v<version>` (`RealArmEnv` on that arm,
+    the same spaces), so that `gym.make`, `make_vec` and every `twinarm --env` take them, as twinarm's own.
+    `entry_point` is your ArmEnv subclass (`"mytasks.push_cube:PushCubeEnv"`), whose `task_cls` is named `task`;
+    `instruction` is the dataset's task text. Call it when your package is imported: the CLI and worker processes
+    import the package named as the namespace (or the module of a `pkg:ns/Id` id) to find the ids. Idempotent;
+    a task name is global, so one that names another entry point is refused."""
+    from twinarm.arms import ARMS, get_arm
+
+    spec = get_arm(arm)
+    if ARMS.get(spec.name) != spec:
+        raise ValueError(f"arm {spec.name!r} is not registered: call twinarm.register_arm(spec) first")
+    if namespace == NAMESPACE:
+        raise ValueError(f"namespace {NAMESPACE!r} is twinarm's own: register yours under your package's name")
+    info = TaskInfo(task, entry_point, max_episode_steps, instruction, arms=spec.n_arms)
+    known = TASKS.get(task)
+    if known is not None and known != info:
+        raise ValueError(f"task {task!r} is registered already as {known}; give yours another name")
+    token = arm_token or next((e.arm_token for e in ENV_ENTRIES if e.arm == spec.name), spec.name.upper())
+    entry = EnvEntry(token, spec.name, task, version, namespace)
+    TASKS[task] = info
+    if entry not in ENV_ENTRIES:
+        ENV_ENTRIES.append(entry)
+    register_all()
+    return entry
 
 
 def register_all() -> None:

@@ -82,8 +82,9 @@ class ArmSpec:
     `lerobot_default_mode` is how LeRobot's own follower records the body joints unless told otherwise: degrees
     (the SO arms, `use_degrees=True`) or its -100..100 range (the Koch, `use_degrees=False`, and always with
     LeRobot's Koch leader), which `twinarm dataset convert-units` turns into degrees. `home` is the pose
-    (spec units) a sim episode starts from, the model's `home` keyframe (a test holds them equal), and where
-    `eval` starts each episode on the real arm, so a policy starts from the same pose on both.
+    (spec units) a sim episode starts from, the model's `home` keyframe (a test holds them equal for twinarm's
+    arms, and the sim warns where yours differ), and where `eval` starts each episode on the real arm, so a policy
+    starts from the same pose on both. `model` names the MuJoCo model (see the field).
     """
 
     name: str
@@ -98,6 +99,9 @@ class ArmSpec:
     motor_bus: Literal["feetech", "dynamixel"] = "feetech"
     optional_cameras: tuple[CameraSpec, ...] = field(default=())
     home: tuple[float, ...] = field(default=())
+    #: The MuJoCo model: a twinarm asset folder's name ("" = `name`), or the path of your own scene.xml (an arm of
+    #: your own, or a variant of one of twinarm's that keeps its model: `model="so101"`).
+    model: str = ""
 
     def __post_init__(self) -> None:
         names = [j.name for j in self.joints]

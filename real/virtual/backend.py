@@ -93,7 +93,7 @@ class PhysicsBackend:
         self._delay = _delay_line(self.delay_steps)
 
     @classmethod
-    def from_arm(cls, arm: str, dynamics: Any = None) -> PhysicsBackend:
+    def from_arm(cls, arm: str | ArmSpec, dynamics: Any = None) -> PhysicsBackend:
         """The bare arm, with a dynamics file's parameters and latency (`twinarm.envs.dynamics`) if given."""
         from twinarm.envs.dynamics import ArmDynamics, apply_dynamics  # the virtual bus alone may import envs
         from twinarm.envs.physics import ArmPhysics

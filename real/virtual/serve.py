@@ -27,13 +27,18 @@ def make_backend(
             raise ValueError("a task scene or dynamics need the mujoco backend; the memory backend has no physics")
         return InMemoryBackend(spec)
     if task is None:
-        return PhysicsBackend.from_arm(spec.name, dynamics)
+        return PhysicsBackend.from_arm(spec, dynamics)
     import gymnasium as gym
 
     import twinarm  # noqa: F401 - registers the ids
-    from twinarm.registration import ENV_ENTRIES
+    from twinarm.registration import ENV_ENTRIES, entry_for
 
-    entry = next((e for e in ENV_ENTRIES if e.arm == spec.name and e.task == task), None)
+    if "/" in task:  # a sim id, e.g. of a task a user's package registers (mytasks/SO101-PushCube-v0)
+        entry = entry_for(task)
+        if entry.arm != spec.name:
+            raise KeyError(f"{task} is the {entry.arm} arm's env, not {spec.name}'s")
+    else:
+        entry = next((e for e in ENV_ENTRIES if e.arm == spec.name and e.task == task), None)
     if entry is None:
         tasks = sorted({e.task for e in ENV_ENTRIES if e.arm == spec.name})
         raise KeyError(f"no sim env for arm {spec.name!r} and task {task!r}; its tasks: {', '.join(tasks) or 'none'}")

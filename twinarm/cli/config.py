@@ -218,15 +218,15 @@ def at_least(low: int) -> Any:
 
 
 def known_env_id(value: str) -> str:
-    """argparse type of every `--env`: a twinarm sim or -Real id, else a usage error offering the nearest ids
-    (before anything is loaded or written)."""
-    from twinarm.registration import UnknownEnvId, entry_for
+    """argparse type of every `--env`: a twinarm sim or -Real id (or one a user's package registers, see
+    `registration.entry_for`), else a usage error offering the nearest ids (before anything is loaded or written)."""
+    from twinarm.registration import UnknownEnvId, entry_for, import_env_module
 
     try:
         entry_for(value)
     except UnknownEnvId as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
+    return import_env_module(value)  # `pkg:ns/Id` as ns/Id: imported now, and workers import the namespace's package
 
 
 def env_entry(parser: argparse.ArgumentParser, env_id: str) -> Any:

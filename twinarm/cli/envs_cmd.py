@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "envs",
         help="list the registered env ids",
         description="List every twinarm sim env id (with --real, each one's real-hardware twin too) with arm, task, action dim, "
-        "cameras, control rate and episode length, all read from the arm specs. In LeRobot's own tools (with "
+        "cameras, control rate and episode length, all read from the arm specs (also the ids of installed "
+        "packages that register their own tasks: a `twinarm.plugins` entry point). In LeRobot's own tools (with "
         "twinarm installed beside LeRobot) a sim is `--env.discover_packages_path=twinarm.lerobot_env "
         "--env.type=twinarm --env.task=<id without twinarm/>`.",
     )
@@ -25,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def rows(include_real: bool = False) -> list[dict[str, str]]:
+    from twinarm.plugins import load_plugins
+
+    load_plugins()  # installed packages' own tasks and arms are listed too
     out = []
     for e in ENV_ENTRIES:
         spec = get_arm(e.arm)

@@ -79,8 +79,9 @@ def make_env(env_id: str, image_size: tuple[int, int], randomization: dict[str, 
              camera_poses: dict[str, Any] | None = None) -> gym.Env:  # fmt: skip
     """The env a recorder worker builds (module-level so worker processes can unpickle it)."""
     import twinarm  # noqa: F401  (registers the ids in the worker)
+    from twinarm.registration import import_env_module
 
-    return gym.make(env_id, obs_type=obs_type, image_size=image_size, randomization=randomization,
+    return gym.make(import_env_module(env_id), obs_type=obs_type, image_size=image_size, randomization=randomization,
                     dynamics=dynamics, camera_poses=camera_poses)  # fmt: skip
 
 

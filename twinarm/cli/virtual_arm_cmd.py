@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--arm", default="so101", help="so101, so100, koch or aloha")
-    p.add_argument("--task", default=None, help="serve the arm inside this task's scene (e.g. PickCube)")
+    p.add_argument("--task", default=None, help="serve the arm inside this task's scene (e.g. PickCube, or a sim id "
+                   "such as mytasks/SO101-PushCube-v0 for a task your package registers)")
     p.add_argument(
         "--backend",
         choices=("mujoco", "memory"),

@@ -375,9 +375,14 @@ def _record_parallel(make_env: EnvFactory, make_policy: PolicyFactory, to_frame:
                     # killed without a word (OOM killer, a segfault in MuJoCo/EGL/the codec, kill -9): its seed never
                     # comes back, and it may have died holding a queue's lock, so the others cannot go on safely
                     dead_worker = True
+                    # exit code 1 before any episode: the worker's import of the caller's script failed or ran the
+                    # script again (a script without a __main__ guard re-runs itself in each spawned worker)
+                    hint = ("; a worker that exits 1 before its first episode is often a script calling record() "
+                            "without an `if __name__ == \"__main__\":` guard (spawned workers import it again)"
+                            if summary.saved == 0 and any(p.exitcode == 1 for p in gone) else "")  # fmt: skip
                     raise RuntimeError("recorder worker(s) died without reporting an error: " + "; ".join(
                         f"pid {p.pid} exit code {p.exitcode}{_signal_name(p.exitcode)}" for p in gone)
-                        + f"; the {summary.saved} episode(s) committed so far are intact") from None
+                        + f"; the {summary.saved} episode(s) committed so far are intact{hint}") from None
                 continue
             if isinstance(res, BaseException):
                 raise res

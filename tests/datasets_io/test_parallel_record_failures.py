@@ -97,3 +97,20 @@ def test_parent_error_stops_workers_after_the_few_seeds_issued(tmp_path, hang_gu
     started = sorted(int(p.name.split("-")[1]) for p in logdir.iterdir())
     assert started and max(started) < 4, started  # seeds 0..3 only: 2 workers x 2
     w.finalize()
+
+
+def test_a_script_without_a_main_guard_is_named_when_its_workers_die(tmp_path: Path) -> None:
+    """Spawned workers import the caller's script again; without `if __name__ == "__main__":` each re-runs the
+    recording and exits 1, and the run said only "worker(s) died without reporting an error" (extensibility audit)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "rec.py"
+    script.write_text("from twinarm.cli.main import main\n"
+                      "main(['record', '--env', 'twinarm/SO101-Reach-v0', '--root', 'd', '--episodes', '2', "
+                      "'--num-workers', '2', '--height', '48', '--width', '64', '--no-progress'])\n")  # fmt: skip
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})  # fmt: skip
+    assert proc.returncode != 0
+    assert "died without reporting an error" in proc.stderr
+    assert 'without an `if __name__ == "__main__":` guard' in proc.stderr, proc.stderr[-2000:]

@@ -393,6 +393,7 @@ def _train_offline(
         warn_other_rate(probe.fps, tc.env, roots)
     start_run()
     deltas = delta_timestamps(policy.config, probe.fps, probe.features)
+    del probe  # its columns would stay in memory beside the training reader's for the whole run
     cameras = list(policy.config.image_keys)  # the policy's cameras only: others are never decoded
     dataset: Any = LeRobotDatasetReader(roots[0], delta_timestamps=deltas, cameras=cameras)
     if len(roots) > 1:

@@ -79,3 +79,30 @@ def test_video_frames_read_past_2048_s_of_one_episode(tmp_path):
     batch = ds.get_batch([12_289, n - 1])
     assert batch["observation.images.cam"].shape[0] == 2
     assert check_dataset(root, deep=True) == []
+
+
+def test_a_pool_keeps_a_bounded_number_of_files_open_and_no_conversion_threads_per_file(tmp_path, monkeypatch):
+    """A dataset of many video files held one decoder, one descriptor and one swscale thread per CPU for every
+    file ever read, in every process (a 600-file dataset: 1,200 threads per process on 2 CPUs): the pool now closes
+    the least recently read file past MAX_OPEN_VIDEOS (reopened on demand, same frames) and converts on one
+    thread."""
+    import os
+
+    from twinarm.datasets_io import video
+
+    monkeypatch.setattr(video, "MAX_OPEN_VIDEOS", 3)
+    paths = []
+    for i in range(8):
+        (tmp_path / str(i)).mkdir()
+        paths.append(_two_episode_file(tmp_path / str(i), "h264"))
+    refs = [decode_all(p)[0] for p in paths]
+    threads_before = len(os.listdir("/proc/self/task"))
+    pool = video.VideoPool(0)
+    try:
+        for _ in range(2):  # the second pass reopens every file the first closed
+            for p, ref in zip(paths, refs, strict=True):
+                assert np.array_equal(pool.get(p).frame(7), ref[7])
+                assert len(pool._files) <= 3
+        assert len(os.listdir("/proc/self/task")) - threads_before <= 2  # no swscale threads kept per file
+    finally:
+        pool.close()

@@ -395,11 +395,11 @@ def _train_offline(
     deltas = delta_timestamps(policy.config, probe.fps, probe.features)
     del probe  # its columns would stay in memory beside the training reader's for the whole run
     cameras = list(policy.config.image_keys)  # the policy's cameras only: others are never decoded
-    dataset: Any = LeRobotDatasetReader(roots[0], delta_timestamps=deltas, cameras=cameras)
-    if len(roots) > 1:
-        dataset = ConcatReader(
-            [dataset] + [LeRobotDatasetReader(r, delta_timestamps=deltas, cameras=cameras) for r in roots[1:]]
-        )
+
+    def reader(root: Any) -> LeRobotDatasetReader:
+        return LeRobotDatasetReader(root, delta_timestamps=deltas, cameras=cameras, frame_cache_mb=tc.frame_cache_mb)
+
+    dataset: Any = ConcatReader([reader(r) for r in roots]) if len(roots) > 1 else reader(roots[0])
     policy.to(device)
     opt = make_optimizer(policy)
     sched = make_scheduler(tc, opt)

@@ -33,6 +33,8 @@ class TrainConfig:
     """Batch size per process."""
     num_workers: int = 0
     """DataLoader worker processes."""
+    frame_cache_mb: int = 1024
+    """Bound of the decoded-frame cache of the dataset reader, per process (each DataLoader worker holds its own)."""
     seed: int = 1000
     """Seed of everything (weights, batch order, env resets)."""
     log_freq: int = 100

@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=at_least(1), default=100_000, help="gradient steps (offline) or env steps (online)")
     p.add_argument("--batch-size", type=at_least(1), default=8, help="batch size per process")
     p.add_argument("--num-workers", type=at_least(0), default=0, help="DataLoader workers")
+    p.add_argument("--frame-cache-mb", type=at_least(0), default=1024,
+                   help="decoded video frames kept per process (each DataLoader worker keeps its own), MB; 0 decodes "
+                   "every frame when read (default: 1024)")
     p.add_argument("--seed", type=at_least(0), default=1000, help="seed of weights, batch order and env resets")
     p.add_argument("--log-freq", type=at_least(1), default=100,
                    help="steps between train_log.csv rows: gradient steps (offline), env steps (online, with the "
@@ -136,7 +139,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         policy=args.policy, output_dir=str(args.output_dir), env=args.env,
         dataset=args.dataset[0] if isinstance(args.dataset, list) and len(args.dataset) == 1 else args.dataset,
         policy_overrides=dict(overrides or {}), steps=args.steps, batch_size=args.batch_size,
-        num_workers=args.num_workers, seed=args.seed, log_freq=args.log_freq, save_freq=args.save_freq,
+        num_workers=args.num_workers, frame_cache_mb=args.frame_cache_mb, seed=args.seed, log_freq=args.log_freq, save_freq=args.save_freq,
         eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, eval_n_envs=args.eval_n_envs,
         obs_type=args.obs_type, image_size=tuple(args.image_size) if args.image_size else None,
         lr_schedule=args.lr_schedule, threads=args.threads, yield_cores=args.yield_cores, device=args.device, precision=args.precision, ema=args.ema,

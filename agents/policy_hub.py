@@ -40,24 +40,13 @@ def repo_id_of(text: str | Path) -> tuple[str, str | None] | None:
     return match["repo"], match["rev"]
 
 
-def local_miss(name: str) -> str:
-    """Where a path-like `name` (`runs/act_x`) was also looked for here: ' (no runs/act_x here, though runs/
-    exists)' when its first folder exists locally, so a mistyped local path reads as one; else ''."""
-    first = Path(name).parts[0] if Path(name).parts else ""
-    return f" (no {name} here, though {first}/ exists)" if first and Path(first).is_dir() else ""
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's message cut to its first line (the Hub client's network errors run to several)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def fetch_policy(repo_id: str, revision: str | None = None) -> Path:
     """The local folder of the checkpoint in model repo `repo_id` (downloaded into the HF cache; with
     `HF_HUB_OFFLINE=1` the cached copy)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    from twinarm.datasets_io.meta import first_line, local_miss
 
     try:
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=CHECKPOINT_FILES))

@@ -152,6 +152,19 @@ class DatasetMeta:
 _HUB_REPO_ID = re.compile(r"[\w-][\w.-]*/[\w-][\w.-]*")
 
 
+def local_miss(name: str | Path) -> str:
+    """Where a path-like `name` (`runs/act_x`), not found, was also looked for here: ' (no runs/act_x here, though
+    runs/ exists)' when its first folder exists locally, so a mistyped local path reads as one; else ''."""
+    parts = Path(name).parts
+    return f" (no {name} here, though {parts[0]}/ exists)" if parts and Path(parts[0]).is_dir() else ""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (the Hub client's network errors run to several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def resolve_root(repo_id_or_root: str | Path, root: str | Path | None = None, revision: str | None = None) -> Path:
     """A local dataset directory for a path or a Hub repo id: a path that exists wins; a repo id is looked up in
     LeRobot's local dataset folder (`$HF_LEROBOT_HOME/OWNER/NAME`, where `LeRobotDataset(repo_id)` finds it),
@@ -181,9 +194,6 @@ def resolve_root(repo_id_or_root: str | Path, root: str | Path | None = None, re
     try:
         return download(str(repo_id_or_root), revision=revision)
     except DatasetError as exc:
-        first = p.parts[0]
-        here = f" (no {p} here, though {first}/ exists)" if Path(first).is_dir() else ""
-        hub = str(exc.__cause__ or exc).strip().splitlines() or [type(exc).__name__]
-        raise DatasetError(f"dataset {str(repo_id_or_root)!r}: not a local directory{here}, not in LeRobot's local "
-                           f"dataset folder ({home}: HF_LEROBOT_HOME/OWNER/NAME) and could not be fetched from the "
-                           f"Hub ({hub[0]})") from exc
+        raise DatasetError(f"dataset {str(repo_id_or_root)!r}: not a local directory{local_miss(p)}, not in "
+                           f"LeRobot's local dataset folder ({home}: HF_LEROBOT_HOME/OWNER/NAME) and could not be "
+                           f"fetched from the Hub ({first_line(exc.__cause__ or exc)})") from exc

@@ -317,10 +317,10 @@ class RealArmEnv(IdFixesArm, gym.Env):
         observation space excludes); a joint read past its limits by more than the space's margin is said once:
         a calibration that no longer fits the arm, or a joint turned by hand past its range."""
         out = (q < self._state_low) | (q > self._state_high)
-        for name in np.asarray(self.spec_arm.joint_names)[out]:
+        for i in np.flatnonzero(out) if out.any() else ():  # nothing to look up on the usual step
+            name = self.spec_arm.joint_names[i]
             if name not in self._out_of_range_said:
                 self._out_of_range_said.add(name)
-                i = self.spec_arm.joint_names.index(name)
                 log.warning("%s on %s reads %.3f, outside its observation range [%.3f, %.3f]: observed clamped "
                             "(recalibrate if the arm is within its range)", name, self.bus.port, q[i],
                             self._state_low[i], self._state_high[i])  # fmt: skip

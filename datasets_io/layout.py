@@ -186,8 +186,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def load_json(path: Path) -> Any:
-    """Read a JSON file; a missing or corrupt file raises DatasetError naming it."""
+    """Read a JSON file; a missing or corrupt file raises DatasetError naming it (a dataset's meta/info.json whose
+    dataset folder is not there names the folder, as the user gave it: every edit of a source reads this first)."""
     if not path.is_file():
+        root = path.parent.parent
+        if path.name == "info.json" and path.parent.name == "meta" and not root.is_dir():
+            raise DatasetError(f"{root}: no such dataset directory" if not root.exists() else
+                               f"{root} is a file, not a dataset folder")  # fmt: skip
         raise DatasetError(f"{path}: file not found")
     try:
         return json.loads(path.read_text())

@@ -27,7 +27,7 @@ class Task(ABC):
 
     name: ClassVar[str] = ""
     env_state_dim: ClassVar[int] = 0
-    #: How many arms the task drives (the registry's TaskInfo says the same for the real env).
+    #: How many arms the task drives (the real env reads it off the arms the task's ids are registered on).
     arms: ClassVar[int] = 1
 
     def __init__(self, spec: ArmSpec):

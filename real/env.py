@@ -34,7 +34,7 @@ from twinarm.real.errors import CalibrationError, TerminationSignal
 from twinarm.real.motor_bus import MotorBus
 from twinarm.real.multi_bus import MultiBus
 from twinarm.real.pacing import LoopClock
-from twinarm.registration import TASKS
+from twinarm.registration import TASKS, task_arms
 from twinarm.spec import OBS_TYPES, ArmSpec
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,8 @@ class RealArmEnv(IdFixesArm, gym.Env):
         self._limp = False  # torque was taken off after configuration: reset() turns it on again
         self.success_fn = success_fn
         self.metadata = {**self.metadata, "render_fps": self.spec_arm.control_hz}
-        if task in TASKS:
-            self.spec_arm.check_task_arms(task, TASKS[task].arms)
+        if task is not None and (arms := task_arms(task)) is not None:
+            self.spec_arm.check_task_arms(task, arms)
         uses_pixels = obs_type != "state" and obs_type in ("pixels", "pixels_agent_pos")
         camera_cfgs = dict(cameras or {})
         if uses_pixels and cameras is None:

@@ -27,8 +27,6 @@ class TaskInfo:
     entry_point: str
     max_episode_steps: int
     instruction: str
-    #: how many arms the task drives (its sim Task class says the same)
-    arms: int = 1
 
 
 TASKS: dict[str, TaskInfo] = {
@@ -47,14 +45,12 @@ TASKS: dict[str, TaskInfo] = {
             "twinarm.envs.tasks.transfer_cube:TransferCubeEnv",
             400,
             "Pick up the cube with the right arm and hand it over to the left arm.",
-            arms=2,
         ),
         TaskInfo(
             "Insertion",
             "twinarm.envs.tasks.insertion:InsertionEnv",
             400,
             "Pick up the socket and the peg, one in each gripper, and insert the peg into the socket in mid-air.",
-            arms=2,
         ),
     )
 }
@@ -124,18 +120,30 @@ def entry_for(env_id: str) -> EnvEntry:
     module form `pkg:ns/Id` imports `pkg` first, and an id of a namespace not registered yet imports the package
     of that name (`mytasks/SO101-PushCube-v0` imports `mytasks`)."""
     plain = import_env_module(env_id)
-    for _ in range(2):
-        for e in ENV_ENTRIES:
-            if plain in (e.sim_id, e.real_id):
-                return e
-        if load_plugins():  # once: installed packages' own tasks and arms (`twinarm.plugins` entry points)
-            continue
-        break
+
+    def found() -> EnvEntry | None:
+        return next((e for e in ENV_ENTRIES if plain in (e.sim_id, e.real_id)), None)
+
+    # not found: once, the installed packages' own tasks and arms (`twinarm.plugins` entry points), then again
+    entry = found()
+    if entry is None and load_plugins():
+        entry = found()
+    if entry is not None:
+        return entry
     full = plain if "/" in plain else f"{NAMESPACE}/{plain}"
     near = difflib.get_close_matches(full, sim_ids() + real_ids(), n=3, cutoff=0.75)
     hint = f"; did you mean {' or '.join(near)}?" if near else ""
     raise UnknownEnvId(f"{env_id!r} is not a twinarm env id{hint} (`twinarm envs` lists them; your own task's ids "
                        "come from `twinarm.register_env` in your package)")
+
+
+def task_arms(task: str) -> int | None:
+    """How many arms `task` drives: as many as the arms its ids are registered on have (None for a task no id
+    names). The real env checks an `arm=` against it, as the sim's Task checks its own."""
+    from twinarm.arms import get_arm
+
+    counts = {get_arm(e.arm).n_arms for e in ENV_ENTRIES if e.task == task}
+    return counts.pop() if len(counts) == 1 else None
 
 
 def import_env_module(env_id: str) -> str:
@@ -184,7 +192,7 @@ def register_env(
         raise ValueError(f"arm {spec.name!r} is not registered: call twinarm.register_arm(spec) first")
     if namespace == NAMESPACE:
         raise ValueError(f"namespace {NAMESPACE!r} is twinarm's own: register yours under your package's name")
-    info = TaskInfo(task, entry_point, max_episode_steps, instruction, arms=spec.n_arms)
+    info = TaskInfo(task, entry_point, max_episode_steps, instruction)
     known = TASKS.get(task)
     if known is not None and known != info:
         raise ValueError(f"task {task!r} is registered already as {known}; give yours another name")

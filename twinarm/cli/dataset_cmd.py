@@ -248,17 +248,6 @@ def _recorded_repo_id(root: Path) -> str | None:
     return recording_options(root).get("repo_id")
 
 
-def need_sources(*roots: Path) -> None:
-    """Before an edit reads a source dataset: each is a folder, or the one line `dataset info` and `check` give
-    ("X: no such dataset directory"), not "X/meta/info.json: file not found", a file the user never named."""
-    from twinarm.datasets_io.layout import DatasetError
-    from twinarm.datasets_io.meta import not_a_folder
-
-    for root in roots:
-        if (why := not_a_folder(Path(root))) is not None:
-            raise DatasetError(why)
-
-
 def run_convert_units(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -268,7 +257,6 @@ def run_convert_units(args: argparse.Namespace) -> int:
     from twinarm.datasets_io.units import check_direction, rescale_joints
     from twinarm.real.calibration import Calibration
 
-    need_sources(args.root)
     robot_type = load_json(args.root / INFO_PATH).get("robot_type")
     recorded = recorded_arms(args.root, robot_type)
     if args.arm:
@@ -326,7 +314,6 @@ def run_delete_episodes(args: argparse.Namespace) -> int:
         drop = episode_list(args.episodes)
     except ValueError as exc:
         args._parser.error(str(exc))
-    need_sources(args.root)  # after the usage errors
     out, notes = delete_episodes(args.root, args.out, drop)
     for line in notes:
         print(f"note: {line}")
@@ -338,7 +325,6 @@ def run_merge(args: argparse.Namespace) -> int:
     from twinarm.datasets_io.layout import INFO_PATH, load_json
     from twinarm.datasets_io.merge import merge_datasets
 
-    need_sources(*args.sources)
     out = merge_datasets(args.sources, args.out)
     info = load_json(out / INFO_PATH)
     print(f"wrote {out}: {len(args.sources)} datasets, {info['total_episodes']} episodes, {info['total_frames']} "

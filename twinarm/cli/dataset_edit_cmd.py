@@ -94,10 +94,8 @@ def register_to_video(ds: argparse._SubParsersAction) -> None:
 
 
 def run_to_video(args: argparse.Namespace) -> int:
-    from twinarm.cli.dataset_cmd import need_sources
     from twinarm.datasets_io.to_video import images_to_video
 
-    need_sources(args.root)
     before = sum(p.stat().st_size for p in args.root.rglob("*") if p.is_file())
     out, keys = images_to_video(args.root, args.out, args.feature, args.codec, args.crf)
     after = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -134,11 +132,9 @@ def pairs(parser: argparse.ArgumentParser, flag: str, items: list[str]) -> dict[
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from twinarm.cli.dataset_cmd import need_sources
     from twinarm.datasets_io.split import split_dataset
 
     splits = parse_splits(args._parser, args.splits)
-    need_sources(args.root)  # after the usage errors
     written = split_dataset(args.root, args.out, splits)
     for path, eps, notes in written.values():
         for line in notes:
@@ -149,28 +145,23 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_remove_feature(args: argparse.Namespace) -> int:
-    from twinarm.cli.dataset_cmd import need_sources
     from twinarm.datasets_io.remove_feature import remove_features
 
-    need_sources(args.root)
     out = remove_features(args.root, args.out, args.feature)
     print(f"wrote {out}: {args.root} without {', '.join(args.feature)}")
     return 0
 
 
 def run_rename_feature(args: argparse.Namespace) -> int:
-    from twinarm.cli.dataset_cmd import need_sources
     from twinarm.datasets_io.rename_feature import rename_features
 
     renames = pairs(args._parser, "--rename", args.rename)
-    need_sources(args.root)  # after the usage errors
     out = rename_features(args.root, args.out, renames)
     print(f"wrote {out}: {args.root} with " + ", ".join(f"{old} as {new}" for old, new in renames.items()))
     return 0
 
 
 def run_modify_tasks(args: argparse.Namespace) -> int:
-    from twinarm.cli.dataset_cmd import need_sources
     from twinarm.datasets_io.retask import modify_tasks
 
     episode_tasks = pairs(args._parser, "--episode-task", args.episode_task)
@@ -178,7 +169,6 @@ def run_modify_tasks(args: argparse.Namespace) -> int:
     if bad:
         args._parser.error(f"--episode-task {bad[0]}=...: give an episode index, e.g. 3=\"Push the cube.\"")
     replace = pairs(args._parser, "--replace", args.replace)
-    need_sources(args.root)  # after the usage errors
     out, tasks = modify_tasks(args.root, args.out, args.task, {int(k): v for k, v in episode_tasks.items()},
                               replace)  # fmt: skip
     print(f"wrote {out}: {len(tasks)} task(s): " + "; ".join(f"{i}: {t!r}" for i, t in enumerate(tasks)))
